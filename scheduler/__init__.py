@@ -1,0 +1,1 @@
+"""Pure scheduling code: model, simulator, workloads, heuristics, ILP, DQN policy."""

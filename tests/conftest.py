@@ -1,0 +1,26 @@
+"""Shared fixtures. Fixture modules that several test files use are imported here, one line each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+# -- fixture modules (one import line per module) ---------------------------------------------
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty lepton state directory, also exported as LEPTON_HOME."""
+    state = tmp_path / "lepton-home"
+    state.mkdir()
+    monkeypatch.setenv("LEPTON_HOME", str(state))
+    return state
+
+
+@pytest.fixture(autouse=True)
+def _no_user_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never let a test touch the real user's state directory."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.delenv("LEPTON_HOME", raising=False)
