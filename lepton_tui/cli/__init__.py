@@ -62,7 +62,9 @@ class LazyGroup(LeptonGroup):
     help="State directory (ledger, known_hosts). Default: $XDG_DATA_HOME/lepton-tui.",
 )
 @click.option("--demo", is_flag=True, help="Open the console on a simulated busy lab.")
-@click.option("--theme", default=None, help="Console theme (lepton, textual-dark, textual-light, ...).")
+@click.option(
+    "--theme", default=None, help="Console theme (lepton, textual-dark, textual-light, ...)."
+)
 @click.pass_context
 def cli(ctx: click.Context, home: str | None, demo: bool, theme: str | None) -> None:
     """lepton-tui: schedule your lab's jobs on its GPU servers, and see what they cost.

@@ -1,0 +1,374 @@
+"""Transports: run an argv on a host, locally (subprocess) or over one pooled SSH connection.
+
+Every call has a timeout; `round_trips` counts exec round trips so tests can check that a tick
+costs one per host. The argv is joined with `shlex.join`, so each word reaches the remote shell
+quoted: nothing is ever spliced into a shell string.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import select
+import shlex
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import paramiko
+
+from inventory.errors import (
+    AuthFailed,
+    CommandTimeout,
+    HostError,
+    HostKeyChanged,
+    HostKeyUnknown,
+    HostUnreachable,
+)
+from inventory.hostkeys import fingerprint, known_hosts_name
+from inventory.hostspec import HostSpec
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one command returned: exit status and raw output bytes."""
+
+    rc: int
+    stdout: bytes
+    stderr: bytes
+
+
+class Transport(Protocol):
+    """Runs commands on one host. `run` raises HostError subclasses, never paramiko errors."""
+
+    round_trips: int
+
+    def run(self, argv: list[str], stdin: bytes | None = None, timeout: float = 30) -> CommandResult:
+        """Run `argv` (no shell), feed `stdin`, wait at most `timeout` seconds."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection (if any); the transport reconnects on the next call."""
+        ...
+
+
+class LocalTransport:
+    """Runs commands on this machine with subprocess (for the login node as a host)."""
+
+    def __init__(self, name: str = "local") -> None:
+        self.name = name
+        self.round_trips = 0
+
+    def run(self, argv: list[str], stdin: bytes | None = None, timeout: float = 30) -> CommandResult:
+        """Run `argv` as a child process; a missing program reads as rc 127, like a shell."""
+        self.round_trips += 1
+        try:
+            proc = subprocess.run(
+                argv, input=stdin or b"", capture_output=True, timeout=timeout, check=False
+            )
+        except FileNotFoundError:
+            return CommandResult(127, b"", f"{argv[0]}: command not found\n".encode())
+        except subprocess.TimeoutExpired as exc:
+            raise CommandTimeout(self.name, f"command did not finish within {timeout:g}s") from exc
+        return CommandResult(proc.returncode, proc.stdout, proc.stderr)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class _LeptonRejectPolicy(paramiko.RejectPolicy):
+    """RejectPolicy that says which key was refused, so the user can check its fingerprint."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        raise HostKeyUnknown(self.host, fingerprint(key), key.get_name())
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Where an SSH host really is after ~/.ssh/config: the values the connection uses."""
+
+    hostname: str
+    port: int
+    user: str
+    key_files: tuple[str, ...]
+    proxy_command: str | None
+
+
+def resolve(spec: HostSpec, ssh_config: Path | None) -> Resolved:
+    """Apply ~/.ssh/config (HostName, User, Port, IdentityFile, ProxyCommand) to `spec`.
+
+    Values given explicitly in the spec win; a spec port of 22 counts as "not given".
+    """
+    assert spec.address is not None
+    cfg: dict = {}
+    if ssh_config is not None and Path(ssh_config).is_file():
+        cfg = dict(paramiko.SSHConfig.from_path(str(ssh_config)).lookup(spec.address))
+    hostname = cfg.get("hostname", spec.address)
+    port = spec.port if spec.port != 22 else int(cfg.get("port", 22))
+    user = spec.user or cfg.get("user") or getpass.getuser()
+    if spec.key_path:
+        keys: tuple[str, ...] = (os.path.expanduser(spec.key_path),)
+    else:
+        keys = tuple(os.path.expanduser(p) for p in cfg.get("identityfile", []))
+    proxy = cfg.get("proxycommand")
+    if proxy and proxy.strip().lower() == "none":
+        proxy = None
+    return Resolved(hostname, port, user, keys, proxy)
+
+
+def _default_ssh_config() -> Path | None:
+    path = Path.home() / ".ssh" / "config"
+    return path if path.is_file() else None
+
+
+class SSHTransport:
+    """One pooled paramiko connection to one host, opened lazily and reopened with backoff.
+
+    Host keys are checked with RejectPolicy against lepton's own `known_hosts` only. Auth is by
+    key file or the ssh agent, never a password. The socket has TCP_NODELAY (switchable for the
+    benchmark) and a keepalive. After a failed connect, calls fail fast with the last reason until
+    the backoff delay (doubling from `backoff_initial` to `backoff_max`) has passed.
+    """
+
+    def __init__(
+        self,
+        spec: HostSpec,
+        known_hosts: Path,
+        connect_timeout: float = 10,
+        *,
+        ssh_config: Path | None | str = "default",
+        keepalive_s: int = 15,
+        tcp_nodelay: bool = True,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+    ) -> None:
+        if spec.transport != "ssh":
+            raise ValueError(f"{spec.name}: SSHTransport needs an ssh host")
+        self.spec = spec
+        self.name = spec.name
+        self.known_hosts = Path(known_hosts)
+        self.connect_timeout = connect_timeout
+        self.ssh_config = _default_ssh_config() if ssh_config == "default" else ssh_config
+        self.keepalive_s = keepalive_s
+        self.tcp_nodelay = tcp_nodelay
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.round_trips = 0
+        self.connects = 0
+        self._client: paramiko.SSHClient | None = None
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._retry_at = 0.0
+        self._last_error: HostError | None = None
+
+    # -- connection ------------------------------------------------------------------------
+    def _connect(self, timeout: float) -> paramiko.SSHClient:
+        r = resolve(self.spec, self.ssh_config)  # type: ignore[arg-type]
+        client = paramiko.SSHClient()
+        if self.known_hosts.exists():
+            client.load_host_keys(str(self.known_hosts))
+        client.set_missing_host_key_policy(_LeptonRejectPolicy(self.name))
+        sock: socket.socket | paramiko.ProxyCommand
+        try:
+            if r.proxy_command:
+                sock = paramiko.ProxyCommand(r.proxy_command)
+            else:
+                sock = socket.create_connection((r.hostname, r.port), timeout=timeout)
+                if self.tcp_nodelay:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            raise HostUnreachable(
+                self.name,
+                f"cannot connect to {r.hostname}:{r.port}: {exc.strerror or exc}; "
+                "check that the host is up, sshd runs and the address and port are right",
+            ) from exc
+        for key_file in r.key_files:
+            if not os.access(key_file, os.R_OK):
+                sock.close()
+                raise AuthFailed(self.name, f"cannot read key file {key_file}; check the --key path")
+        try:
+            client.connect(
+                r.hostname,
+                port=r.port,
+                username=r.user,
+                password=None,
+                key_filename=list(r.key_files) or None,
+                allow_agent=True,
+                look_for_keys=not r.key_files,
+                timeout=timeout,
+                banner_timeout=timeout,
+                auth_timeout=timeout,
+                channel_timeout=timeout,
+                sock=sock,
+            )
+        except HostError:
+            client.close()
+            raise
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise HostKeyChanged(self.name, fingerprint(exc.expected_key), fingerprint(exc.key)) from exc
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            keys = ", ".join(r.key_files) or "the agent and default keys"
+            raise AuthFailed(
+                self.name,
+                f"login as {r.user} with {keys} was refused; check the user and that the "
+                "key's public half is in that user's ~/.ssh/authorized_keys",
+            ) from exc
+        except paramiko.PasswordRequiredException as exc:
+            client.close()
+            raise AuthFailed(
+                self.name, "the key is encrypted; load it into ssh-agent (ssh-add) instead"
+            ) from exc
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            client.close()
+            raise HostUnreachable(
+                self.name,
+                f"SSH handshake with {r.hostname}:{r.port} failed: {exc or type(exc).__name__}; "
+                "check that sshd runs there",
+            ) from exc
+        transport = client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(self.keepalive_s)
+        self.connects += 1
+        return client
+
+    def _ensure(self, timeout: float) -> paramiko.Transport:
+        with self._lock:
+            if self._client is not None:
+                t = self._client.get_transport()
+                if t is not None and t.is_active():
+                    return t
+                self._client.close()
+                self._client = None
+            now = time.monotonic()
+            if now < self._retry_at and self._last_error is not None:
+                err = self._last_error
+                raise type(err)(
+                    self.name, f"{err.reason} (retrying in {self._retry_at - now:.1f}s)"
+                ) if type(err) in (HostUnreachable, AuthFailed) else err
+            try:
+                self._client = self._connect(min(self.connect_timeout, max(timeout, 0.1)))
+            except HostError as exc:
+                delay = min(self.backoff_max, self.backoff_initial * (2**self._failures))
+                self._failures += 1
+                self._retry_at = time.monotonic() + delay
+                self._last_error = exc
+                raise
+            self._failures = 0
+            self._retry_at = 0.0
+            self._last_error = None
+            t = self._client.get_transport()
+            assert t is not None
+            return t
+
+    def _drop(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def connect(self) -> None:
+        """Open the connection now (raises HostError); calls open it lazily otherwise."""
+        self._ensure(self.connect_timeout)
+
+    @property
+    def connected(self) -> bool:
+        """True while the pooled connection is open."""
+        c = self._client
+        t = c.get_transport() if c is not None else None
+        return bool(t is not None and t.is_active())
+
+    def close(self) -> None:
+        """Close the pooled connection; the next call reconnects."""
+        self._drop()
+
+    # -- commands --------------------------------------------------------------------------
+    def run(self, argv: list[str], stdin: bytes | None = None, timeout: float = 30) -> CommandResult:
+        """Run `argv` (each word shell-quoted) over the pooled connection.
+
+        A stale pooled connection found while opening the channel is replaced once,
+        transparently; a connection lost after the command was sent raises HostUnreachable.
+        """
+        if not argv:
+            raise ValueError("empty argv")
+        command = shlex.join(argv)
+        deadline = time.monotonic() + timeout
+        chan: paramiko.Channel | None = None
+        for attempt in (0, 1):
+            transport = self._ensure(deadline - time.monotonic())
+            try:
+                chan = transport.open_session(timeout=max(deadline - time.monotonic(), 0.1))
+                break
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                self._drop()
+                if attempt == 1 or time.monotonic() >= deadline:
+                    raise HostUnreachable(
+                        self.name, f"connection lost: {exc or type(exc).__name__}"
+                    ) from exc
+        assert chan is not None
+        self.round_trips += 1
+        try:
+            return self._exec(chan, command, stdin, deadline, timeout)
+        finally:
+            chan.close()
+
+    def _exec(
+        self, chan: paramiko.Channel, command: str, stdin: bytes | None, deadline: float, timeout: float
+    ) -> CommandResult:
+        def left() -> float:
+            rest = deadline - time.monotonic()
+            if rest <= 0:
+                raise CommandTimeout(self.name, f"command did not finish within {timeout:g}s")
+            return rest
+
+        try:
+            chan.settimeout(left())
+            chan.exec_command(command)
+            if stdin:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            out: list[bytes] = []
+            err: list[bytes] = []
+            while True:
+                if chan.recv_ready():
+                    out.append(chan.recv(1 << 16))
+                elif chan.recv_stderr_ready():
+                    err.append(chan.recv_stderr(1 << 16))
+                elif chan.eof_received or chan.closed:
+                    break
+                else:
+                    select.select([chan], [], [], min(left(), 1.0))
+            while not chan.exit_status_ready():
+                if chan.closed and not chan.exit_status_ready():
+                    break
+                chan.status_event.wait(min(left(), 1.0))
+            # late stderr after stdout EOF
+            while chan.recv_stderr_ready():
+                err.append(chan.recv_stderr(1 << 16))
+            rc = chan.exit_status if chan.exit_status_ready() else -1
+        except socket.timeout as exc:
+            raise CommandTimeout(self.name, f"command did not finish within {timeout:g}s") from exc
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            self._drop()
+            raise HostUnreachable(self.name, f"connection lost during a command: {exc}") from exc
+        if rc == -1:
+            t = chan.get_transport()
+            if t is None or not t.is_active():
+                self._drop()
+                raise HostUnreachable(self.name, "connection lost during a command")
+        return CommandResult(rc, b"".join(out), b"".join(err))
+
+
+def make_transport(spec: HostSpec, known_hosts: Path, **kwargs: object) -> Transport:
+    """The transport a host's spec asks for: LocalTransport or SSHTransport."""
+    if spec.transport == "local":
+        return LocalTransport(spec.name)
+    return SSHTransport(spec, known_hosts, **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,431 @@
+"""The one API both faces use: validation, permissions, and every change to the ledger.
+
+The console and the CLI never write the ledger directly; they call a `Service`. The caller is the
+OS user; admins are root, the ledger's owner (whoever created it) and members of the Unix group
+named by the `admin_group` setting.
+"""
+
+from __future__ import annotations
+
+import getpass
+import grp
+import os
+import pwd
+import re
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lepton_tui import paths
+from lepton_tui.errors import (
+    IllegalTransition,
+    LeptonError,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
+from lepton_tui.ledger import (
+    ACTIVE_JOB_STATES,
+    JOB_STATES,
+    TERMINAL_JOB_STATES,
+    Ledger,
+    open_ledger,
+)
+from lepton_tui.validate import JobSpec, check_name, parse_number, validate_job
+
+DEFAULT_ADMIN_GROUP = "lepton-admin"
+_ADDRESS_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.\-:]{0,251}[A-Za-z0-9])?$")
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$", re.IGNORECASE)
+
+
+def current_user() -> str:
+    """The OS user running this process."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return getpass.getuser()
+
+
+def local_host_name() -> str:
+    """This machine's short host name, made safe as a lepton host name."""
+    raw = socket.gethostname().split(".")[0] or "login"
+    safe = re.sub(r"[^A-Za-z0-9._-]", "-", raw).strip("-._") or "login"
+    return safe[:63]
+
+
+@dataclass
+class CancelResult:
+    """What happened to one job of a cancel request."""
+
+    job_id: int
+    ok: bool
+    message: str
+
+
+class Service:
+    """Validated, permission-checked operations on one ledger."""
+
+    def __init__(self, ledger: Ledger, home: Path, user: str | None = None) -> None:
+        self.ledger = ledger
+        self.home = home
+        self.user = user or current_user()
+        if self.ledger.get_setting("owner") is None:
+            self.ledger.set_setting("owner", self.user, actor=self.user)
+
+    @classmethod
+    def open(
+        cls,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        user: str | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> Service:
+        """Open the service on a state directory (created if needed)."""
+        state = paths.state_dir(home)
+        ledger = (
+            open_ledger(state / paths.LEDGER_FILE, clock)
+            if clock
+            else open_ledger(state / paths.LEDGER_FILE)
+        )
+        return cls(ledger, state, user)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.home / paths.KNOWN_HOSTS_FILE
+
+    # -- permissions ---------------------------------------------------------------------------
+
+    def is_admin(self, user: str | None = None) -> bool:
+        """Root, the ledger's owner, or a member of the admin group."""
+        user = user or self.user
+        if user == "root" or user == self.ledger.get_setting("owner"):
+            return True
+        group = self.ledger.get_setting("admin_group", DEFAULT_ADMIN_GROUP)
+        try:
+            info = grp.getgrnam(group)
+        except KeyError:
+            return False
+        if user in info.gr_mem:
+            return True
+        try:
+            return pwd.getpwnam(user).pw_gid == info.gr_gid
+        except KeyError:
+            return False
+
+    def require_admin(self, what: str) -> None:
+        if not self.is_admin():
+            group = self.ledger.get_setting("admin_group", DEFAULT_ADMIN_GROUP)
+            raise PermissionDenied(
+                f"only admins may {what}", f"ask an admin, or join the Unix group {group!r}"
+            )
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def submit(self, spec: JobSpec | None = None, **raw: Any) -> int:
+        """Queue one job; `raw` fields are validated as the CLI would. Returns the job id."""
+        return self.submit_many([spec or validate_job(**raw)])[0]
+
+    def submit_many(self, specs: Sequence[JobSpec]) -> list[int]:
+        """Queue several validated jobs in one transaction (all or none)."""
+        with self.ledger.tx():
+            return [self.ledger.add_job(spec.to_dict(), self.user) for spec in specs]
+
+    def cancel(self, job_ids: Iterable[int]) -> list[CancelResult]:
+        """Cancel jobs: queued ones at once, running ones through `cancelling`. One result each."""
+        results = []
+        admin = self.is_admin()
+        for job_id in job_ids:
+            try:
+                job = self.ledger.get_job(int(job_id))
+            except NotFound as exc:
+                results.append(CancelResult(int(job_id), False, str(exc)))
+                continue
+            if job["user"] != self.user and not admin:
+                results.append(
+                    CancelResult(
+                        job["id"],
+                        False,
+                        f"job {job['id']} belongs to {job['user']}; only they or an admin may cancel it",
+                    )
+                )
+                continue
+            state = job["state"]
+            if state in TERMINAL_JOB_STATES:
+                results.append(
+                    CancelResult(job["id"], False, f"job {job['id']} already ended ({state})")
+                )
+                continue
+            if state == "cancelling":
+                results.append(
+                    CancelResult(job["id"], True, f"job {job['id']} is already being cancelled")
+                )
+                continue
+            target = "cancelled" if state == "queued" else "cancelling"
+            try:
+                self.ledger.transition_job(
+                    job["id"],
+                    target,
+                    reason=f"cancelled by {self.user}",
+                    actor=self.user,
+                    expect=state,
+                )
+            except IllegalTransition:
+                # It moved under us (the dispatcher started it); try once more from its new state.
+                return results + self.cancel([job["id"]])
+            verb = "cancelled" if target == "cancelled" else "cancelling (the host will stop it)"
+            results.append(CancelResult(job["id"], True, f"job {job['id']} {verb}"))
+        return results
+
+    def get_job(self, job_id: int) -> dict[str, Any]:
+        return self.ledger.get_job(int(job_id))
+
+    def show_job(self, job_id: int, events: int = 50) -> dict[str, Any]:
+        """A job with its attempts and latest events."""
+        job = self.get_job(job_id)
+        job["attempts"] = self.ledger.attempts_for(job["id"])
+        job["events"] = self.ledger.query(
+            "SELECT at, kind, actor, host, message FROM events WHERE job_id = ? ORDER BY id DESC LIMIT ?",
+            (job["id"], events),
+        )[::-1]
+        return job
+
+    def list_jobs(
+        self,
+        *,
+        all_states: bool = False,
+        user: str | None = None,
+        project: str | None = None,
+        states: Sequence[str] | None = None,
+        limit: int | None = 1000,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Jobs newest-last; by default only those not ended (queued, starting, running, cancelling)."""
+        where, params = [], []
+        if states:
+            bad = [s for s in states if s not in JOB_STATES]
+            if bad:
+                raise ValidationError(
+                    f"unknown job state {bad[0]!r}", f"use one of {', '.join(JOB_STATES)}"
+                )
+            where.append(f"state IN ({', '.join('?' for _ in states)})")
+            params.extend(states)
+        elif not all_states:
+            live = ("queued", *sorted(ACTIVE_JOB_STATES))
+            where.append(f"state IN ({', '.join('?' for _ in live)})")
+            params.extend(live)
+        if user:
+            where.append("user = ?")
+            params.append(user)
+        if project:
+            where.append("project = ?")
+            params.append(project)
+        sql = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "")
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params.extend([int(limit), int(offset)])
+        return self.ledger.query(sql, params)
+
+    def job_counts(self) -> dict[str, int]:
+        """How many jobs are in each state."""
+        rows = self.ledger.query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        return {r["state"]: r["n"] for r in rows}
+
+    # -- hosts ---------------------------------------------------------------------------------
+
+    def add_host(
+        self,
+        name: str,
+        *,
+        address: str | None = None,
+        port: int = 22,
+        user: str | None = None,
+        key_path: str | None = None,
+        local: bool = False,
+        price_per_hour: float | None = None,
+        root_dir: str | None = None,
+        gpus_override: int | None = None,
+        capacity: dict[str, Any] | None = None,
+        host_key: tuple[str, str] | None = None,
+        labels: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """Record a host (no connection is made here; onboarding does that first)."""
+        self.require_admin("add hosts")
+        values = self.check_host_fields(
+            name, address=address, port=port, user=user, key_path=key_path, local=local,
+            price_per_hour=price_per_hour, root_dir=root_dir, gpus_override=gpus_override,
+        )  # fmt: skip
+        if self.ledger.query_one("SELECT id FROM hosts WHERE name = ?", (name,)):
+            raise ValidationError(
+                f"host {name!r} already exists",
+                "pick another name or `hosts rm` it first",
+                field="name",
+            )
+        now = self.ledger.clock()
+        row: dict[str, Any] = {
+            **values,
+            "labels": __import__("json").dumps(list(labels)),
+            "state": "unknown",
+            "admin_state": "active",
+            "added_at": now,
+            "added_by": self.user,
+        }
+        if capacity:
+            row.update(
+                {
+                    k: capacity[k]
+                    for k in ("cpus", "mem_mb", "gpus", "gpu_mem_mb", "gpu_model")
+                    if k in capacity
+                }
+            )
+            row["capacity_json"] = __import__("json").dumps(capacity, sort_keys=True)
+        if host_key:
+            row["host_key_type"], row["host_key_fingerprint"] = host_key
+        with self.ledger.tx():
+            self.ledger.insert("hosts", row)
+            if price_per_hour is not None:
+                self.ledger.insert(
+                    "prices",
+                    {
+                        "host": name,
+                        "effective_from": now,
+                        "price_per_hour": price_per_hour,
+                        "set_by": self.user,
+                    },
+                )
+            where = (
+                "this machine (local)"
+                if local
+                else f"{values['user'] or ''}@{address}:{port}".lstrip("@")
+            )
+            self.ledger.event(
+                "host.added", f"host {name} added: {where}", host=name, actor=self.user
+            )
+        return self.ledger.get_host(name)
+
+    def check_host_fields(
+        self,
+        name: str,
+        *,
+        address: str | None,
+        port: Any = 22,
+        user: str | None = None,
+        key_path: str | None = None,
+        local: bool = False,
+        price_per_hour: Any = None,
+        root_dir: str | None = None,
+        gpus_override: Any = None,
+    ) -> dict[str, Any]:
+        """Validate a host's fields (shared by the CLI and the add-host form)."""
+        check_name(name, "host name")
+        if local:
+            if address:
+                raise ValidationError("a --local host takes no --address", field="address")
+        else:
+            if not address:
+                raise ValidationError(
+                    "an SSH host needs --address",
+                    "or use --local for this machine",
+                    field="address",
+                )
+            if not _ADDRESS_RE.match(address):
+                raise ValidationError(
+                    f"address {address!r} is not a host name or IP address", field="address"
+                )
+        port_n = int(parse_number(port, "port", minimum=1, maximum=65535, integer=True))
+        if user is not None and user != "" and not _USER_RE.match(user):
+            raise ValidationError(f"user {user!r} is not a valid login name", field="user")
+        if key_path:
+            if "\x00" in key_path or "\n" in key_path:
+                raise ValidationError("key path contains a control character", field="key")
+            key_file = Path(key_path).expanduser()
+            if not key_file.is_file():
+                raise ValidationError(
+                    f"key file {key_path} does not exist",
+                    "give the path of a private key",
+                    field="key",
+                )
+            key_path = str(key_file.resolve())
+        price = None
+        if price_per_hour not in (None, ""):
+            price = float(parse_number(price_per_hour, "price per hour", minimum=0, maximum=1e6))
+        gpus = None
+        if gpus_override not in (None, ""):
+            gpus = int(parse_number(gpus_override, "gpus", minimum=0, maximum=64, integer=True))
+        if root_dir and (not re.fullmatch(r"[~/][A-Za-z0-9._/~-]*", root_dir) or ".." in root_dir):
+            raise ValidationError(
+                f"root dir {root_dir!r} must be a plain absolute or ~ path", field="root_dir"
+            )
+        return {
+            "name": name,
+            "address": None if local else address,
+            "port": port_n,
+            "user": user or None,
+            "key_path": key_path or None,
+            "transport": "local" if local else "ssh",
+            "root_dir": root_dir or "~/.lepton",
+            "gpus_override": gpus,
+            "price_per_hour": price,
+        }
+
+    def list_hosts(self) -> list[dict[str, Any]]:
+        return self.ledger.hosts()
+
+    def get_host(self, name: str) -> dict[str, Any]:
+        return self.ledger.get_host(name)
+
+    def remove_host(self, name: str, force: bool = False) -> None:
+        """Remove a host; refused while jobs run there unless `force` (they are then lost)."""
+        self.require_admin("remove hosts")
+        self.ledger.get_host(name)
+        with self.ledger.tx():
+            busy = self.ledger.query_one(
+                "SELECT COUNT(*) AS n FROM attempts WHERE host = ? AND state IN ('starting', 'running')",
+                (name,),
+            )
+            if busy and busy["n"] and not force:
+                raise LeptonError(
+                    f"host {name} still runs {busy['n']} job(s)",
+                    "drain it and wait, or pass --force to remove it anyway",
+                )
+            self.ledger.execute("DELETE FROM hosts WHERE name = ?", (name,))
+            self.ledger.event("host.removed", f"host {name} removed", host=name, actor=self.user)
+
+    def set_draining(self, name: str, draining: bool) -> dict[str, Any]:
+        """Drain (finish running jobs, place nothing new) or resume a host."""
+        self.require_admin("drain or resume hosts")
+        host = self.ledger.get_host(name)
+        target = "draining" if draining else "active"
+        if host["admin_state"] == target:
+            return host
+        with self.ledger.tx():
+            self.ledger.update("hosts", host["id"], {"admin_state": target})
+            verb = "draining" if draining else "resumed"
+            self.ledger.event(
+                f"host.{'drain' if draining else 'resume'}",
+                f"host {name} {verb}",
+                host=name,
+                actor=self.user,
+            )
+        return self.ledger.get_host(name)
+
+    # -- settings ------------------------------------------------------------------------------
+
+    def settings(self) -> dict[str, Any]:
+        return self.ledger.settings()
+
+    def set_setting(self, key: str, value: Any) -> None:
+        self.require_admin("change settings")
+        self.ledger.set_setting(key, value, actor=self.user)
+
+    def events(self, limit: int = 100, job_id: int | None = None) -> list[dict[str, Any]]:
+        if job_id is not None:
+            return self.ledger.query(
+                "SELECT * FROM events WHERE job_id = ? ORDER BY id DESC LIMIT ?", (job_id, limit)
+            )
+        return self.ledger.query("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))

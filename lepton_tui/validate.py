@@ -1,0 +1,276 @@
+"""Parsing and validation of everything a user types: sizes, durations, names, job specs.
+
+The CLI and the console's forms share these rules, so a value the form accepts is a value the
+command accepts. Every failure is a `ValidationError` naming the field and saying how to fix it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lepton_tui.errors import ValidationError
+
+_SIZE_UNITS = {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+MAX_CPUS = 4096.0
+MAX_GPUS = 64
+MAX_MEM_MB = 64 * 1024 * 1024  # 64 TiB
+MAX_GPU_MEM_MB = 1024 * 1024  # 1 TiB per GPU
+MAX_TIME_S = 365 * 86400.0
+MAX_PRIORITY = 1000
+MAX_RETRIES = 100
+MAX_COMMAND_BYTES = 256 * 1024
+
+
+def _check_text(value: str, what: str) -> str:
+    if "\x00" in value:
+        raise ValidationError(f"{what} contains a NUL byte", "remove it", field=what)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(f"{what} is not valid UTF-8 text", "retype it", field=what) from exc
+    return value
+
+
+def parse_size_mb(text: str | int | float, what: str = "size") -> int:
+    """Parse `8G`, `512M`, `1.5T`, `2048` (MiB) into whole MiB; raise ValidationError otherwise."""
+    if isinstance(text, bool):
+        raise ValidationError(f"{what}: expected a size like 8G or 512M", field=what)
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        match = _SIZE_RE.match(_check_text(str(text), what))
+        if not match:
+            raise ValidationError(
+                f"{what} {text!r} is not a size", "write it like 512M, 8G or 1.5T", field=what
+            )
+        value = float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
+    if not math.isfinite(value) or value <= 0:
+        raise ValidationError(f"{what} must be more than zero, got {text!r}", field=what)
+    mb = int(math.ceil(value))
+    if mb > MAX_MEM_MB:
+        raise ValidationError(f"{what} {text!r} is larger than 64T", "ask for less", field=what)
+    return mb
+
+
+def parse_duration_s(text: str | int | float, what: str = "time") -> float:
+    """Parse `90s`, `45m`, `2h`, `1d12h`, `1h30m` or plain seconds; raise ValidationError otherwise."""
+    if isinstance(text, bool):
+        raise ValidationError(f"{what}: expected a duration like 2h", field=what)
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        raw = _check_text(str(text), what).strip()
+        if re.fullmatch(r"\d+(?:\.\d+)?", raw):
+            seconds = float(raw)
+        else:
+            parts = _DURATION_PART.findall(raw)
+            rebuilt = "".join(f"{n}{u}" for n, u in parts)
+            if not parts or rebuilt.lower() != re.sub(r"\s+", "", raw).lower():
+                raise ValidationError(
+                    f"{what} {text!r} is not a duration",
+                    "write it like 90s, 45m, 2h or 1d12h",
+                    field=what,
+                )
+            seconds = sum(float(n) * _DURATION_UNITS[u.lower()] for n, u in parts)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValidationError(f"{what} must be more than zero, got {text!r}", field=what)
+    if seconds > MAX_TIME_S:
+        raise ValidationError(f"{what} {text!r} is longer than a year", field=what)
+    return seconds
+
+
+def format_duration(seconds: float | None) -> str:
+    """Seconds as a short human duration: 45s, 12m, 3h05m, 2d4h."""
+    if seconds is None:
+        return "-"
+    s = int(max(0, round(seconds)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s" if s < 600 and s % 60 else f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600}h"
+
+
+def format_size_mb(mb: float | None) -> str:
+    """MiB as a short size: 512M, 8G, 1.5T."""
+    if mb is None:
+        return "-"
+    if mb >= 1024 * 1024:
+        return f"{mb / (1024 * 1024):.3g}T"
+    if mb >= 1024:
+        return f"{mb / 1024:.3g}G"
+    return f"{int(mb)}M"
+
+
+def parse_number(
+    text: Any, what: str, *, minimum: float, maximum: float, integer: bool = False
+) -> float:
+    """Parse a finite number within [minimum, maximum]."""
+    if isinstance(text, bool):
+        raise ValidationError(f"{what} must be a number", field=what)
+    try:
+        value = float(str(text).strip()) if not isinstance(text, (int, float)) else float(text)
+    except ValueError:
+        raise ValidationError(f"{what} {text!r} is not a number", field=what) from None
+    if not math.isfinite(value):
+        raise ValidationError(f"{what} must be a finite number, got {text!r}", field=what)
+    if integer and value != int(value):
+        raise ValidationError(f"{what} must be a whole number, got {text!r}", field=what)
+    if value < minimum or value > maximum:
+        raise ValidationError(
+            f"{what} must be between {minimum:g} and {maximum:g}, got {text!r}", field=what
+        )
+    return int(value) if integer else value
+
+
+def check_name(text: str, what: str = "name") -> str:
+    """A host, project or lab name: letters, digits, `.`, `_`, `-`; starts alphanumeric; <= 63."""
+    _check_text(text, what)
+    if not _NAME_RE.match(text):
+        raise ValidationError(
+            f"{what} {text!r} is not allowed",
+            "use letters, digits, '.', '_' or '-' (start with a letter or digit, at most 63)",
+            field=what,
+        )
+    return text
+
+
+def parse_env(items: list[str] | tuple[str, ...] | dict[str, str]) -> dict[str, str]:
+    """`K=V` pairs (or a dict) into a checked environment mapping."""
+    pairs = items.items() if isinstance(items, dict) else []
+    env: dict[str, str] = {}
+    if not isinstance(items, dict):
+        parsed = []
+        for item in items:
+            if "=" not in item:
+                raise ValidationError(
+                    f"env {item!r} is not K=V", "write it like FOO=bar", field="env"
+                )
+            key, value = item.split("=", 1)
+            parsed.append((key, value))
+        pairs = parsed  # type: ignore[assignment]
+    for key, value in pairs:
+        if not _ENV_KEY_RE.match(key):
+            raise ValidationError(f"env name {key!r} is not a valid variable name", field="env")
+        if key.startswith("LEPTON_") or key == "CUDA_VISIBLE_DEVICES":
+            raise ValidationError(f"env {key} is set by lepton-tui itself", field="env")
+        env[key] = _check_text(value, "env")
+    return env
+
+
+@dataclass
+class JobSpec:
+    """A validated job request, as the ledger stores it."""
+
+    command: str
+    name: str | None = None
+    cpus: float = 1.0
+    mem_mb: int = 1024
+    gpus: int = 0
+    gpu_mem_mb: int = 0
+    time_limit_s: float | None = None
+    priority: int = 0
+    project: str = "default"
+    after: list[int] = field(default_factory=list)
+    retries: int = 0
+    workdir: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def validate_job(
+    *,
+    command: str | list[str],
+    name: str | None = None,
+    cpus: Any = 1,
+    mem: Any = "1G",
+    gpus: Any = 0,
+    gpu_mem: Any = None,
+    time: Any = None,
+    priority: Any = 0,
+    project: str | None = None,
+    after: Any = (),
+    retries: Any = 0,
+    workdir: str | None = None,
+    env: Any = (),
+) -> JobSpec:
+    """Check every field of a job request; return a JobSpec or raise the first ValidationError."""
+    if isinstance(command, (list, tuple)):
+        import shlex
+
+        command = (
+            " ".join(shlex.quote(_check_text(a, "command")) for a in command)
+            if len(command) != 1
+            else command[0]
+        )
+    command = _check_text(command or "", "command")
+    if not command.strip():
+        raise ValidationError(
+            "the command is empty", "give it after --, e.g. -- python train.py", field="command"
+        )
+    if len(command.encode("utf-8")) > MAX_COMMAND_BYTES:
+        raise ValidationError(
+            "the command is longer than 256 KiB", "put it in a script", field="command"
+        )
+    if name is not None and name != "":
+        _check_text(name, "name")
+        if len(name) > 128 or any(ord(c) < 32 for c in name):
+            raise ValidationError("name must be printable and at most 128 characters", field="name")
+    else:
+        name = None
+    n_cpus = float(parse_number(cpus, "cpus", minimum=0.001, maximum=MAX_CPUS))
+    mem_mb = parse_size_mb(mem, "mem")
+    n_gpus = int(parse_number(gpus, "gpus", minimum=0, maximum=MAX_GPUS, integer=True))
+    gpu_mem_mb = 0
+    if gpu_mem not in (None, "", 0):
+        gpu_mem_mb = parse_size_mb(gpu_mem, "gpu-mem")
+        if gpu_mem_mb > MAX_GPU_MEM_MB:
+            raise ValidationError("gpu-mem is larger than any GPU (1T)", field="gpu-mem")
+    time_limit = None if time in (None, "") else parse_duration_s(time, "time")
+    prio = int(
+        parse_number(
+            priority, "priority", minimum=-MAX_PRIORITY, maximum=MAX_PRIORITY, integer=True
+        )
+    )
+    project = check_name(project, "project") if project else "default"
+    deps: list[int] = []
+    for item in after or ():
+        for part in str(item).replace(",", " ").split():
+            deps.append(int(parse_number(part, "after", minimum=1, maximum=2**62, integer=True)))
+    n_retries = int(parse_number(retries, "retries", minimum=0, maximum=MAX_RETRIES, integer=True))
+    if workdir:
+        _check_text(workdir, "workdir")
+        if "\n" in workdir or not (workdir.startswith("/") or workdir.startswith("~")):
+            raise ValidationError(
+                f"workdir {workdir!r} must be an absolute path or start with ~", field="workdir"
+            )
+    else:
+        workdir = None
+    return JobSpec(
+        command=command,
+        name=name,
+        cpus=n_cpus,
+        mem_mb=mem_mb,
+        gpus=n_gpus,
+        gpu_mem_mb=gpu_mem_mb,
+        time_limit_s=time_limit,
+        priority=prio,
+        project=project,
+        after=sorted(set(deps)),
+        retries=n_retries,
+        workdir=workdir,
+        env=parse_env(env or ()),
+    )
