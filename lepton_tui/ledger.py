@@ -413,6 +413,17 @@ class Ledger:
             )
             self.event("setting", f"set {key} = {json.dumps(value)}", actor=actor)
 
+    def setdefault_setting(self, key: str, value: Any, actor: str | None = None) -> Any:
+        """Set `key` only if it has no value yet (race-free); return the value in force."""
+        with self.tx():
+            cur = self.execute(
+                "INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)",
+                (key, json.dumps(value)),
+            )
+            if cur.rowcount:
+                self.event("setting", f"set {key} = {json.dumps(value)}", actor=actor)
+        return self.get_setting(key)
+
     # -- jobs ----------------------------------------------------------------------------------
 
     def add_job(self, spec: dict[str, Any], user: str, at: float | None = None) -> int:

@@ -72,7 +72,7 @@ class Service:
         self.home = home
         self.user = user or current_user()
         if self.ledger.get_setting("owner") is None:
-            self.ledger.set_setting("owner", self.user, actor=self.user)
+            self.ledger.setdefault_setting("owner", self.user, actor=self.user)
 
     @classmethod
     def open(
