@@ -1,0 +1,607 @@
+"""Classic scheduling heuristics: FIFO, SJF, Tetris and EASY backfilling.
+
+All of them respect GPU indices (a whole GPU is given once; GPU shares pack onto one GPU by memory),
+never overcommit a node, and are deterministic. Common options:
+
+* `cost_weight` (default 0): when > 0, among feasible nodes prefer cheaper ones and nodes already in
+  use (packing onto fewer nodes). 0 keeps the classic behaviour (best fit).
+* `aging_s` (default 1 h): a job's effective priority is `priority + floor(wait / aging_s)`, so old
+  jobs climb past newer ones of the same priority.
+* `starve_after_s` (default 24 h): once a job has waited that long and does not fit, SJF and Tetris
+  stop placing other jobs until it does (FIFO and backfilling already protect their queue head).
+* `max_scan`: at most this many queued jobs are looked at per round (default 512).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from scheduler.model import (
+    ClusterView,
+    JobId,
+    JobRequest,
+    NodeView,
+    Placement,
+    Resources,
+    allocation_price_per_hour,
+    fits_empty,
+)
+
+
+def fmt_duration(seconds: float) -> str:
+    """'45 s', '20 min', '3.5 h', '2.0 d'."""
+    if seconds < 90:
+        return f"{max(0.0, seconds):.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+class RoundState:
+    """Free resources of every up node during one round, updated as jobs are placed.
+
+    Vectorised over nodes for the fit test; exact per-GPU bookkeeping in lists.
+    """
+
+    def __init__(self, view: ClusterView) -> None:
+        nodes = [n for n in view.nodes if n.is_up]
+        self.nodes: list[NodeView] = nodes
+        self.ids = [n.id for n in nodes]
+        self.fc = np.array([n.free.cpus for n in nodes], dtype=float)
+        self.fm = np.array([n.free.mem_mb for n in nodes], dtype=float)
+        self.free_ids = [list(n.free_gpu_ids) for n in nodes]
+        self.gmem = [list(n.gpu_free_mem_mb) for n in nodes]
+        self.fg = np.array([len(x) for x in self.free_ids], dtype=float)
+        self.fpm = np.array([max(x, default=0) for x in self.gmem], dtype=float)
+        self.cap_c = np.array([max(n.capacity.cpus, 1e-9) for n in nodes], dtype=float)
+        self.cap_m = np.array([max(n.capacity.mem_mb, 1) for n in nodes], dtype=float)
+        self.cap_g = np.array([max(n.capacity.gpus, 1) for n in nodes], dtype=float)
+        self.per_gpu = np.array([max(n.gpu_mem_per_gpu_mb, 1) for n in nodes], dtype=float)
+        self.has_gpu = np.array([n.capacity.gpus > 0 for n in nodes])
+        # a node is idle when nothing runs on it; with cost_weight we prefer busy ones
+        self.idle = np.array([n.free == n.capacity for n in nodes])
+        prices = np.array([n.price_per_hour for n in nodes], dtype=float)
+        self.price = prices
+        self.max_price = float(prices.max()) if len(prices) and prices.max() > 0 else 1.0
+        self.placed: list[tuple[int, JobRequest, tuple[int, ...]]] = []
+        self._refresh_max()
+
+    def _refresh_max(self) -> None:
+        if len(self.nodes):
+            self.max_c = float(self.fc.max()) + 1e-9
+            self.max_m = float(self.fm.max())
+            self.max_g = float(self.fg.max())
+            self.max_pm = float(self.fpm.max())
+        else:
+            self.max_c = self.max_m = self.max_g = self.max_pm = -1.0
+
+    def might_fit(self, r: Resources) -> bool:
+        """Cheap necessary test against the largest free amounts of any node."""
+        if r.cpus > self.max_c or r.mem_mb > self.max_m:
+            return False
+        if r.gpus:
+            return r.gpus <= self.max_g
+        if r.gpu_mem_mb:
+            return r.gpu_mem_mb <= self.max_pm
+        return True
+
+    def feasible(self, r: Resources) -> np.ndarray:
+        """Boolean mask of the nodes where `r` fits now."""
+        ok = (self.fc + 1e-9 >= r.cpus) & (self.fm >= r.mem_mb)
+        if r.gpus:
+            ok &= self.fg >= r.gpus
+        elif r.gpu_mem_mb:
+            ok &= self.fpm >= r.gpu_mem_mb
+        return ok
+
+    def fit_matrix(self, reqs: np.ndarray) -> np.ndarray:
+        """(jobs x nodes) fit mask for request rows (cpus, mem, gpus, share memory)."""
+        return (
+            (self.fc[None, :] + 1e-9 >= reqs[:, 0:1]) & (self.fm[None, :] >= reqs[:, 1:2])
+            & (self.fg[None, :] >= reqs[:, 2:3]) & (self.fpm[None, :] >= reqs[:, 3:4])
+        )
+
+    def fit_column(self, reqs: np.ndarray, i: int) -> np.ndarray:
+        """Fit mask of every request row on node i."""
+        return (
+            (self.fc[i] + 1e-9 >= reqs[:, 0]) & (self.fm[i] >= reqs[:, 1])
+            & (self.fg[i] >= reqs[:, 2]) & (self.fpm[i] >= reqs[:, 3])
+        )
+
+    def gpu_fraction(self, r: Resources) -> np.ndarray:
+        """GPUs the request occupies on each node (a share as its fraction of one GPU)."""
+        if r.gpus:
+            return np.full(len(self.nodes), float(r.gpus))
+        if r.gpu_mem_mb:
+            return np.minimum(1.0, r.gpu_mem_mb / self.per_gpu)
+        return np.zeros(len(self.nodes))
+
+    def leftover(self, r: Resources) -> np.ndarray:
+        """Normalised free resources left on each node after placing `r` (best fit = smallest)."""
+        g = self.gpu_fraction(r)
+        left = (self.fc - r.cpus) / self.cap_c + (self.fm - r.mem_mb) / self.cap_m
+        return left + np.where(self.has_gpu, (self.fg - g) / self.cap_g, 0.0)
+
+    def cost_term(self, r: Resources, mask: np.ndarray) -> np.ndarray:
+        """Per node: hourly cost of `r` there (relative to the dearest node) plus 1 if the node
+        is idle (placing there wakes a node up)."""
+        out = np.zeros(len(self.nodes))
+        for i in np.flatnonzero(mask):
+            n = self.nodes[i]
+            prices = n.prices if n.prices is not None else n.price_per_hour
+            out[i] = allocation_price_per_hour(r, n.capacity, prices) / self.max_price
+        return out + self.idle.astype(float)
+
+    def pick_gpus(self, i: int, r: Resources, exclude: frozenset[int] = frozenset()) -> tuple[int, ...] | None:
+        """GPU ids for `r` on node i (lowest free ids; best-fit GPU for a share)."""
+        if r.gpus:
+            ids = [g for g in self.free_ids[i] if g not in exclude]
+            return tuple(ids[: r.gpus]) if len(ids) >= r.gpus else None
+        if r.gpu_mem_mb:
+            best, best_free = -1, math.inf
+            for g, m in enumerate(self.gmem[i]):
+                if g not in exclude and r.gpu_mem_mb <= m < best_free:
+                    best, best_free = g, m
+            return (best,) if best >= 0 else None
+        return ()
+
+    def place(self, i: int, job: JobRequest, gpu_ids: tuple[int, ...]) -> None:
+        """Record `job` on node i using `gpu_ids`."""
+        r = job.request
+        self.fc[i] -= r.cpus
+        self.fm[i] -= r.mem_mb
+        if r.gpus:
+            for g in gpu_ids:
+                self.free_ids[i].remove(g)
+                self.gmem[i][g] = 0
+        elif r.gpu_mem_mb:
+            g = gpu_ids[0]
+            self.gmem[i][g] -= r.gpu_mem_mb
+            if g in self.free_ids[i]:
+                self.free_ids[i].remove(g)
+        self.fg[i] = len(self.free_ids[i])
+        self.fpm[i] = max(self.gmem[i], default=0)
+        self.idle[i] = False
+        self.placed.append((i, job, gpu_ids))
+        self._refresh_max()
+
+
+def effective_priority(job: JobRequest, now: float, aging_s: float | None) -> float:
+    """Priority plus one level per `aging_s` waited."""
+    if not aging_s:
+        return job.priority
+    return job.priority + math.floor(max(0.0, now - job.submitted_at) / aging_s)
+
+
+def earliest_fit(
+    view: ClusterView, job: JobRequest, now: float
+) -> tuple[float, str, tuple[int, ...]] | None:
+    """When and where `job` could start at the earliest if running jobs end at their estimates.
+
+    Returns (time, node id, GPU ids it would take then), preferring GPUs that are busy now (so
+    free ones stay usable for backfilling); None when no up node can ever hold it.
+    """
+    r = job.request
+    by_node: dict[str, list[tuple[float, Resources, tuple[int, ...]]]] = {}
+    for run in view.running:
+        by_node.setdefault(run.node_id, []).append((max(run.est_end, now), run.request, run.gpu_ids))
+    best: tuple[float, str, tuple[int, ...]] | None = None
+    for n in view.nodes:
+        if not n.is_up or not fits_empty(r, n.capacity):
+            continue
+        per = n.gpu_mem_per_gpu_mb
+        cpus, mem = n.free.cpus, n.free.mem_mb
+        free_now = set(n.free_gpu_ids)
+        free_ids = set(n.free_gpu_ids)
+        gmem = list(n.gpu_free_mem_mb)
+        releases = sorted(by_node.get(n.id, []), key=lambda x: x[0])
+        k = 0
+        t = now
+        while True:
+            if cpus + 1e-9 >= r.cpus and mem >= r.mem_mb:
+                ids: tuple[int, ...] | None = None
+                if r.gpus:
+                    if len(free_ids) >= r.gpus:
+                        pref = sorted(free_ids, key=lambda g: (g in free_now, g))
+                        ids = tuple(sorted(pref[: r.gpus]))
+                elif r.gpu_mem_mb:
+                    cands = [g for g, m in enumerate(gmem) if m >= r.gpu_mem_mb]
+                    if cands:
+                        ids = (min(cands, key=lambda g: (g in free_now, gmem[g], g)),)
+                else:
+                    ids = ()
+                if ids is not None:
+                    if best is None or t < best[0]:
+                        best = (t, n.id, ids)
+                    break
+            if k >= len(releases) or (best is not None and releases[k][0] >= best[0]):
+                break
+            t, req, gids = releases[k]
+            k += 1
+            cpus += req.cpus
+            mem += req.mem_mb
+            if req.gpus:
+                for g in gids:
+                    gmem[g] = per
+                    free_ids.add(g)
+            elif req.gpu_mem_mb and gids:
+                g = gids[0]
+                gmem[g] += req.gpu_mem_mb
+                if per and gmem[g] >= per:
+                    free_ids.add(g)
+    return best
+
+
+class HeuristicPolicy:
+    """Shared machinery: ordering with aging, node choice (best fit, cost-aware), explanations."""
+
+    name = "heuristic"
+
+    def __init__(
+        self,
+        *,
+        cost_weight: float = 0.0,
+        aging_s: float | None = 3600.0,
+        starve_after_s: float | None = 86400.0,
+        max_scan: int = 512,
+    ) -> None:
+        if cost_weight < 0:
+            raise ValueError("cost_weight must be >= 0")
+        self.cost_weight = float(cost_weight)
+        self.aging_s = aging_s
+        self.starve_after_s = starve_after_s
+        self.max_scan = int(max_scan)
+        self._reasons: dict[JobId, str] = {}
+        self._last_view: ClusterView | None = None
+        self._last_pending: Sequence[JobRequest] = ()
+        self._blocker: tuple[JobId, str] | None = None
+
+    # -- hooks --------------------------------------------------------------------------------
+
+    def sort_columns(self, pending: Sequence[JobRequest], prio: np.ndarray,
+                     submitted: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Sort keys for np.lexsort (last = primary): higher effective priority, then FIFO."""
+        return (submitted, -prio)
+
+    def order(self, pending: Sequence[JobRequest], now: float) -> list[JobRequest]:
+        """The first `max_scan` jobs of the queue, in the order this policy considers them."""
+        n = len(pending)
+        if n == 0:
+            return []
+        prio = np.fromiter((j.priority for j in pending), float, n)
+        sub = np.fromiter((j.submitted_at for j in pending), float, n)
+        if self.aging_s:
+            prio = prio + np.floor(np.maximum(0.0, now - sub) / self.aging_s)
+        idx = np.lexsort(self.sort_columns(pending, prio, sub))[: self.max_scan]
+        return [pending[i] for i in idx.tolist()]
+
+    def request_rows(self, jobs: Sequence[JobRequest]) -> np.ndarray:
+        """(jobs x 4) array of (cpus, mem, whole GPUs, share memory) for fit matrices."""
+        if not jobs:
+            return np.zeros((0, 4))
+        return np.array([_req_row(j.request) for j in jobs], dtype=float)
+
+    # -- node choice --------------------------------------------------------------------------
+
+    def choose_node(self, state: RoundState, job: JobRequest, mask: np.ndarray | None = None) -> int | None:
+        """Index of the node to put `job` on (best fit, cost-aware), or None."""
+        r = job.request
+        if not state.might_fit(r):
+            return None
+        ok = state.feasible(r) if mask is None else mask
+        if not ok.any():
+            return None
+        score = state.leftover(r)
+        if self.cost_weight > 0:
+            score = score + self.cost_weight * state.cost_term(r, ok)
+        score = np.where(ok, score, np.inf)
+        return int(np.argmin(score))
+
+    def _start(self, view: ClusterView, pending: Sequence[JobRequest]) -> RoundState:
+        self._reasons = {}
+        self._blocker = None
+        self._last_view = view
+        self._last_pending = pending
+        return RoundState(view)
+
+    def _place(self, state: RoundState, i: int, job: JobRequest, why: str, out: list[Placement],
+               exclude: frozenset[int] = frozenset()) -> bool:
+        gpu_ids = state.pick_gpus(i, job.request, exclude)
+        if gpu_ids is None:
+            return False
+        state.place(i, job, gpu_ids)
+        out.append(Placement(job.id, state.ids[i], gpu_ids))
+        self._reasons[job.id] = why
+        return True
+
+    def _starving(self, job: JobRequest, now: float) -> bool:
+        return self.starve_after_s is not None and now - job.submitted_at >= self.starve_after_s
+
+    # -- explanations -------------------------------------------------------------------------
+
+    def explain(self, job_id: JobId) -> str:
+        """Why the job was placed where it was, or why it is still waiting (last round)."""
+        if job_id in self._reasons:
+            return self._reasons[job_id]
+        view = self._last_view
+        job = next((j for j in self._last_pending if j.id == job_id), None)
+        if view is None or job is None:
+            return "not seen in the last scheduling round"
+        need = job.request.describe()
+        hit = earliest_fit(view, job, view.now)
+        if hit is None:
+            return f"waiting for {need}; no node that is up can hold it"
+        t, node, _ = hit
+        prefix = ""
+        if self._blocker is not None and self._blocker[0] != job_id:
+            prefix = f"held back: {self._blocker[1]}; "
+        if t <= view.now:
+            return f"{prefix}waiting: {need} fits on {node} but other jobs went first"
+        return f"{prefix}waiting for {need}; best node {node} frees them in ~{fmt_duration(t - view.now)}"
+
+
+class FIFOPolicy(HeuristicPolicy):
+    """First in, first out: place jobs in queue order, stop at the first that does not fit."""
+
+    name = "fifo"
+
+    def decide(self, view: ClusterView, pending: Sequence[JobRequest], now: float) -> list[Placement]:
+        """Place the head of the queue while it fits."""
+        state = self._start(view, pending)
+        out: list[Placement] = []
+        for k, job in enumerate(self.order(pending, now)):
+            if k >= self.max_scan:
+                break
+            i = self.choose_node(state, job)
+            if i is None or not self._place(state, i, job, "", out):
+                self._blocker = (job.id, f"job {job.id} is first in the FIFO queue")
+                break
+            self._reasons[job.id] = f"placed on {state.ids[i]}{_gpus(out[-1])}: fits, first in queue"
+        return out
+
+
+class SJFPolicy(HeuristicPolicy):
+    """Shortest (estimated) job first: place every job that fits, shortest estimate first."""
+
+    name = "sjf"
+
+    def sort_columns(self, pending: Sequence[JobRequest], prio: np.ndarray,
+                     submitted: np.ndarray) -> tuple[np.ndarray, ...]:
+        est = np.fromiter((j.est_runtime_s for j in pending), float, len(pending))
+        return (submitted, est, -prio)
+
+    def decide(self, view: ClusterView, pending: Sequence[JobRequest], now: float) -> list[Placement]:
+        """Greedy by estimate; a starving job that does not fit blocks the rest."""
+        state = self._start(view, pending)
+        out: list[Placement] = []
+        order = self.order(pending, now)
+        starving = [j for j in order if self._starving(j, now)]
+        if starving:
+            # the longest-waiting starving jobs go first, in age order
+            starving.sort(key=lambda j: j.submitted_at)
+            ids = {j.id for j in starving}
+            order = starving + [j for j in order if j.id not in ids]
+        if not len(state.nodes):
+            return out
+        reqs = self.request_rows(order)
+        ok = state.fit_matrix(reqs)
+        any_ok = ok.any(axis=1)
+        for k, job in enumerate(order):
+            i = self.choose_node(state, job, ok[k]) if any_ok[k] else None
+            if i is not None and self._place(state, i, job, "", out):
+                ok[:, i] = state.fit_column(reqs, i)
+                any_ok = ok.any(axis=1)
+                self._reasons[job.id] = (
+                    f"placed on {state.ids[i]}{_gpus(out[-1])}: fits, shortest estimate "
+                    f"({fmt_duration(job.est_runtime_s)})"
+                )
+            elif self._starving(job, now):
+                self._blocker = (job.id, f"job {job.id} has waited too long and goes first")
+                break
+        return out
+
+
+class TetrisPolicy(HeuristicPolicy):
+    """Tetris: repeatedly place the (job, node) pair whose demand best aligns with the node's free
+    resources (dot product of normalised vectors), highest effective priority first."""
+
+    name = "tetris"
+
+    def decide(self, view: ClusterView, pending: Sequence[JobRequest], now: float) -> list[Placement]:
+        """Greedy packing by alignment score."""
+        state = self._start(view, pending)
+        out: list[Placement] = []
+        order = self.order(pending, now)
+        starving = sorted((j for j in order if self._starving(j, now)), key=lambda j: j.submitted_at)
+        if starving:
+            job = starving[0]
+            i = self.choose_node(state, job)
+            if i is None or not self._place(state, i, job, "", out):
+                self._blocker = (job.id, f"job {job.id} has waited too long and goes first")
+                return out
+            self._reasons[job.id] = f"placed on {state.ids[i]}{_gpus(out[-1])}: starving, goes first"
+            order = [j for j in order if j.id != job.id]
+        if not order or not len(state.nodes):
+            return out
+        req = np.array(
+            [
+                (j.request.cpus, j.request.mem_mb, j.request.gpus,
+                 j.request.gpu_mem_mb if j.request.gpus == 0 else 0)
+                for j in order
+            ],
+            dtype=float,
+        )
+        prio = np.array([effective_priority(j, now, self.aging_s) for j in order])
+        share = req[:, 3] > 0
+        alive = np.ones(len(order), dtype=bool)
+        nn = len(state.nodes)
+        cost = None
+        if self.cost_weight > 0:
+            cost = np.array([state.cost_term(j.request, np.ones(nn, dtype=bool)) for j in order])
+        while alive.any():
+            ok = (
+                (state.fc[None, :] + 1e-9 >= req[:, 0:1]) & (state.fm[None, :] >= req[:, 1:2])
+                & (state.fg[None, :] >= req[:, 2:3])
+                & (~share[:, None] | (state.fpm[None, :] >= req[:, 3:4]))
+                & alive[:, None]
+            )
+            if not ok.any():
+                break
+            gfrac = np.where(share[:, None], np.minimum(1.0, req[:, 3:4] / state.per_gpu[None, :]),
+                             req[:, 2:3])
+            align = (
+                (state.fc / state.cap_c)[None, :] * (req[:, 0:1] / state.cap_c[None, :])
+                + (state.fm / state.cap_m)[None, :] * (req[:, 1:2] / state.cap_m[None, :])
+                + np.where(state.has_gpu, (state.fg / state.cap_g), 0.0)[None, :]
+                * (gfrac / state.cap_g[None, :])
+            )
+            # priority levels dominate the alignment, which is at most 3
+            score = 10.0 * prio[:, None] + align
+            if cost is not None:
+                score = score - np.minimum(self.cost_weight * cost, 4.9)
+            score = np.where(ok, score, -np.inf)
+            flat = int(np.argmax(score))
+            jk, i = divmod(flat, nn)
+            job = order[jk]
+            alive[jk] = False
+            if self._place(state, i, job, "", out):
+                self._reasons[job.id] = (
+                    f"placed on {state.ids[i]}{_gpus(out[-1])}: best fit of demand to free resources"
+                )
+        return out
+
+
+class BackfillPolicy(HeuristicPolicy):
+    """EASY backfilling (Slurm's default idea): jobs start in queue order; the first that does not
+    fit gets a reservation at the earliest time its resources free up (running jobs end at their
+    estimates); later jobs start now only if they do not delay that reservation: they end before
+    it, or run on another node, or leave the reserved resources of its node untouched."""
+
+    name = "backfill"
+
+    def decide(self, view: ClusterView, pending: Sequence[JobRequest], now: float) -> list[Placement]:
+        """Place in order; reserve for the first blocked job; backfill the rest around it."""
+        state = self._start(view, pending)
+        out: list[Placement] = []
+        order = self.order(pending, now)
+        k = 0
+        while k < len(order) and k < self.max_scan:
+            job = order[k]
+            i = self.choose_node(state, job)
+            if i is None or not self._place(state, i, job, "", out):
+                break
+            self._reasons[job.id] = f"placed on {state.ids[i]}{_gpus(out[-1])}: fits, first in queue"
+            k += 1
+        if k >= len(order) or k >= self.max_scan:
+            return out
+        head = order[k]
+        shadow = earliest_fit(_with_placed(view, state), head, now)
+        if shadow is None:
+            # the head can never fit on the nodes that are up: nothing to protect
+            t_res, r_node, r_gpus = math.inf, "", ()
+            self._blocker = None
+        else:
+            t_res, r_node, r_gpus = shadow
+            self._blocker = (
+                head.id,
+                f"job {head.id} holds a reservation on {r_node} in ~{fmt_duration(t_res - now)}",
+            )
+        r_idx = state.ids.index(r_node) if r_node in state.ids else -1
+        extra = _extra_at(view, state, r_idx, head, t_res, now, r_gpus) if r_idx >= 0 else None
+        reserved = frozenset(r_gpus)
+        rest = order[k + 1 :]
+        reqs = self.request_rows(rest)
+        okm = state.fit_matrix(reqs) if len(rest) else np.zeros((0, len(state.nodes)), bool)
+        any_ok = okm.any(axis=1) if len(rest) else np.zeros(0, bool)
+        for kk, job in enumerate(rest):
+            if not any_ok[kk]:
+                continue
+            r = job.request
+            ok = okm[kk]
+            ends_before = now + job.est_runtime_s <= t_res
+            if r_idx >= 0 and ok[r_idx] and not ends_before:
+                if extra is None or not _fits_extra(r, extra, state, r_idx, reserved):
+                    ok = ok.copy()
+                    ok[r_idx] = False
+                    if not ok.any():
+                        continue
+            i = self.choose_node(state, job, ok)
+            if i is None:
+                continue
+            excl = reserved if (i == r_idx and not ends_before) else frozenset()
+            if self._place(state, i, job, "", out, excl):
+                okm[:, i] = state.fit_column(reqs, i)
+                any_ok = okm.any(axis=1)
+                if i == r_idx and not ends_before and extra is not None:
+                    extra[0] -= r.cpus
+                    extra[1] -= r.mem_mb
+                how = (
+                    "ends before the reservation" if ends_before
+                    else "does not touch the reserved resources"
+                )
+                self._reasons[job.id] = (
+                    f"placed on {state.ids[i]}{_gpus(out[-1])}: backfilled, {how} of job {head.id}"
+                )
+        return out
+
+
+def _with_placed(view: ClusterView, state: RoundState) -> ClusterView:
+    """The view with this round's placements applied (free resources and running jobs)."""
+    if not state.placed:
+        return view
+    from scheduler.model import RunningJob
+
+    nodes = {n.id: n for n in view.nodes}
+    running = list(view.running)
+    for i, job, gids in state.placed:
+        nid = state.ids[i]
+        nodes[nid] = nodes[nid].allocate(job.request, gids)
+        running.append(RunningJob(job.id, nid, job.request, gids, view.now, view.now + job.est_runtime_s))
+    return ClusterView(tuple(nodes[n.id] for n in view.nodes), view.now, tuple(running))
+
+
+def _extra_at(view: ClusterView, state: RoundState, r_idx: int, head: JobRequest, t_res: float,
+              now: float, r_gpus: tuple[int, ...]) -> list[float] | None:
+    """[cpus, mem] that node r_idx still has at the reservation time after the head is placed,
+    counting only jobs that will still run then (estimates)."""
+    node = state.nodes[r_idx]
+    cpus = node.capacity.cpus
+    mem = node.capacity.mem_mb
+    for run in view.running:
+        if run.node_id == node.id and max(run.est_end, now) > t_res:
+            cpus -= run.request.cpus
+            mem -= run.request.mem_mb
+    for i, job, _ in state.placed:
+        if i == r_idx and now + job.est_runtime_s > t_res:
+            cpus -= job.request.cpus
+            mem -= job.request.mem_mb
+    return [cpus - head.request.cpus, mem - head.request.mem_mb]
+
+
+def _fits_extra(r: Resources, extra: list[float], state: RoundState, i: int,
+                reserved: frozenset[int]) -> bool:
+    """True when a job outlasting the reservation fits in what the head leaves on its node."""
+    if r.cpus > extra[0] + 1e-9 or r.mem_mb > extra[1]:
+        return False
+    return state.pick_gpus(i, r, reserved) is not None
+
+
+def _req_row(r: Resources) -> tuple[float, int, int, int]:
+    return (r.cpus, r.mem_mb, r.gpus, r.gpu_mem_mb if r.gpus == 0 else 0)
+
+
+def _gpus(p: Placement) -> str:
+    return f" (GPU {','.join(map(str, p.gpu_ids))})" if p.gpu_ids else ""
+
+
+HEURISTICS: dict[str, type[HeuristicPolicy]] = {
+    "fifo": FIFOPolicy,
+    "sjf": SJFPolicy,
+    "tetris": TetrisPolicy,
+    "backfill": BackfillPolicy,
+}

@@ -1,0 +1,526 @@
+"""An event-driven cluster simulator that drives any `Policy`.
+
+Time jumps from event to event (arrivals, completions, node outages and returns); there is no
+fixed time step. At each event time, after every event of that time is applied (completions first,
+then outages and returns, then arrivals), the policy is asked to `decide`.
+
+Two ways to use it:
+
+* `Simulator(workload).run(policy) -> SimResult` replays a whole workload.
+* Step it yourself (an RL environment does this)::
+
+      sim = Simulator(workload)
+      while sim.advance():                # apply the next event time; False when all is over
+          if sim.worth_deciding():        # some pending job might fit some node
+              sim.apply(my_policy.decide(sim.view(), sim.pending(), sim.now))
+      result = sim.result()
+
+  `apply` may be called several times at one decision point (one placement at a time, say);
+  `view()` and `pending()` always reflect what has been applied.
+
+Policies see `JobRequest`s: the request and the *estimated* runtime, never the true one. The run is
+deterministic: the simulator has no randomness of its own (outages are given, or drawn by
+`random_outages` from a seed).
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scheduler.model import (
+    NODE_DOWN,
+    NODE_UP,
+    ClusterView,
+    Job,
+    JobId,
+    JobRequest,
+    Node,
+    NodeView,
+    Placement,
+    Policy,
+    Resources,
+    RunningJob,
+    Workload,
+    fits_empty,
+)
+
+# Event kinds, in the order they apply at one instant.
+_COMPLETE, _FAIL, _RETURN, _ARRIVE = 0, 1, 2, 3
+
+
+class InvalidPlacement(ValueError):
+    """A policy returned a placement that does not fit, or names an unknown job or node."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOutage:
+    """Node `node_id` fails at `start_s` and comes back `duration_s` later (jobs on it are lost
+    and requeued)."""
+
+    node_id: str
+    start_s: float
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One run of a job on a node: it either completed or was lost to an outage."""
+
+    job_id: JobId
+    node_id: str
+    gpu_ids: tuple[int, ...]
+    request: Resources
+    start_s: float
+    end_s: float
+    completed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job's life: submitted, started (last attempt), ended; runtime is the true runtime."""
+
+    id: JobId
+    request: Resources
+    submit_s: float
+    start_s: float
+    end_s: float
+    runtime_s: float
+    node_id: str
+    gpu_ids: tuple[int, ...]
+    attempts: int
+    priority: float = 0.0
+    kind: str = ""
+
+
+@dataclass(slots=True)
+class SimResult:
+    """Everything a run recorded; `scheduler.metrics.compute_metrics` turns it into numbers."""
+
+    workload: str
+    policy: str
+    nodes: list[Node]
+    finished: list[JobRecord]
+    attempts: list[Attempt]
+    outages: list[NodeOutage]
+    unschedulable: list[tuple[JobId, str]]
+    unfinished: list[JobId]
+    start_s: float
+    end_s: float
+    decision_s: list[float] = field(default_factory=list)
+    decision_times: list[float] = field(default_factory=list)
+    estimate_exact: bool = False
+    jobs: list[Job] = field(default_factory=list)
+
+
+def random_outages(
+    nodes: Sequence[Node], horizon_s: float, mtbf_s: float, mttr_s: float, seed: int = 0
+) -> list[NodeOutage]:
+    """Outages drawn per node with exponential times between failures and to repair."""
+    rng = np.random.default_rng(seed)
+    out: list[NodeOutage] = []
+    for node in nodes:
+        t = float(rng.exponential(mtbf_s))
+        while t < horizon_s:
+            d = float(rng.exponential(mttr_s))
+            out.append(NodeOutage(node.id, t, d))
+            t += d + float(rng.exponential(mtbf_s))
+    return out
+
+
+class _NodeState:
+    """Mutable allocation state of one node."""
+
+    __slots__ = (
+        "node", "free_cpus", "free_mem", "gpu_mem", "gpu_users", "gpu_whole", "state", "view",
+        "per_gpu", "price",
+    )
+
+    def __init__(self, node: Node) -> None:
+        cap = node.capacity
+        self.node = node
+        self.per_gpu = node.gpu_mem_per_gpu_mb
+        self.free_cpus = float(cap.cpus)
+        self.free_mem = int(cap.mem_mb)
+        self.gpu_mem = [self.per_gpu] * cap.gpus
+        self.gpu_users = [0] * cap.gpus
+        self.gpu_whole = [False] * cap.gpus
+        self.state = NODE_UP
+        self.price = node.price_per_hour
+        self.view: NodeView | None = None
+
+    def make_view(self) -> NodeView:
+        if self.view is None:
+            cap = self.node.capacity
+            free_ids = tuple(g for g, u in enumerate(self.gpu_users) if u == 0)
+            mems = tuple(self.gpu_mem)
+            self.view = NodeView(
+                self.node.id,
+                cap,
+                Resources(self.free_cpus, self.free_mem, len(free_ids), sum(mems)),
+                free_ids,
+                mems,
+                self.price,
+                self.state,
+                self.node.prices,
+            )
+        return self.view
+
+    def fits(self, req: Resources, gpu_ids: tuple[int, ...]) -> str | None:
+        """None when `req` fits on `gpu_ids` now, else the reason."""
+        if self.state != NODE_UP:
+            return f"node {self.node.id} is {self.state}"
+        if req.cpus > self.free_cpus + 1e-9:
+            return f"{req.cpus} CPUs > {self.free_cpus} free on {self.node.id}"
+        if req.mem_mb > self.free_mem:
+            return f"{req.mem_mb} MB > {self.free_mem} MB free on {self.node.id}"
+        n = len(self.gpu_users)
+        if req.gpus:
+            if len(gpu_ids) != req.gpus or len(set(gpu_ids)) != req.gpus:
+                return f"{req.gpus} GPUs need {req.gpus} distinct ids, got {gpu_ids}"
+            for g in gpu_ids:
+                if not 0 <= g < n or self.gpu_users[g]:
+                    return f"GPU {g} of {self.node.id} is not free"
+        elif req.gpu_mem_mb:
+            if len(gpu_ids) != 1:
+                return f"a GPU share needs one GPU id, got {gpu_ids}"
+            g = gpu_ids[0]
+            if not 0 <= g < n or self.gpu_whole[g] or self.gpu_mem[g] < req.gpu_mem_mb:
+                return f"GPU {g} of {self.node.id} lacks {req.gpu_mem_mb} MB"
+        elif gpu_ids:
+            return f"a CPU-only job got GPU ids {gpu_ids}"
+        return None
+
+    def take(self, req: Resources, gpu_ids: tuple[int, ...]) -> None:
+        self.free_cpus -= req.cpus
+        self.free_mem -= req.mem_mb
+        if req.gpus:
+            for g in gpu_ids:
+                self.gpu_users[g] = 1
+                self.gpu_whole[g] = True
+                self.gpu_mem[g] = 0
+        elif req.gpu_mem_mb:
+            g = gpu_ids[0]
+            self.gpu_users[g] += 1
+            self.gpu_mem[g] -= req.gpu_mem_mb
+        self.view = None
+
+    def give(self, req: Resources, gpu_ids: tuple[int, ...]) -> None:
+        self.free_cpus = min(self.free_cpus + req.cpus, float(self.node.capacity.cpus))
+        self.free_mem += req.mem_mb
+        if req.gpus:
+            for g in gpu_ids:
+                self.gpu_users[g] = 0
+                self.gpu_whole[g] = False
+                self.gpu_mem[g] = self.per_gpu
+        elif req.gpu_mem_mb:
+            g = gpu_ids[0]
+            self.gpu_users[g] -= 1
+            self.gpu_mem[g] += req.gpu_mem_mb
+        self.view = None
+
+
+class Simulator:
+    """Replays a workload's jobs on its nodes under a policy (see the module docstring).
+
+    Public state for stepping: `now`, `view()`, `pending()`, `pending_count`, `running_ids()`,
+    `advance()`, `worth_deciding()`, `apply()`, `done`, `result()`.
+    """
+
+    def __init__(
+        self,
+        workload: Workload,
+        outages: Sequence[NodeOutage] = (),
+        *,
+        skip_hopeless_rounds: bool = True,
+    ) -> None:
+        self.workload = workload
+        self.nodes = list(workload.nodes)
+        if len({n.id for n in self.nodes}) != len(self.nodes):
+            raise ValueError("node ids must be unique")
+        self.outages = sorted(outages, key=lambda o: (o.start_s, o.node_id))
+        self.skip_hopeless_rounds = skip_hopeless_rounds
+        self._index = {n.id: i for i, n in enumerate(self.nodes)}
+        for o in self.outages:
+            if o.node_id not in self._index:
+                raise ValueError(f"outage names unknown node {o.node_id!r}")
+        self.reset()
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Back to time zero with every job still to arrive."""
+        jobs = self.workload.jobs
+        self._jobs: dict[JobId, Job] = {}
+        self._requests: dict[JobId, JobRequest] = {}
+        self._state = [_NodeState(n) for n in self.nodes]
+        self._events: list[tuple[float, int, int, object]] = []
+        self._seq = 0
+        self.now = min((j.submit_s for j in jobs), default=0.0)
+        self._start_s = self.now
+        self._pending: dict[JobId, JobRequest] = {}
+        # job id -> (node index, gpu ids, start, attempt token)
+        self._running: dict[JobId, tuple[int, tuple[int, ...], float, int]] = {}
+        self._running_views: dict[JobId, RunningJob] = {}
+        self._finished: list[JobRecord] = []
+        self._attempts: list[Attempt] = []
+        self._attempt_count: dict[JobId, int] = {}
+        self._unschedulable: list[tuple[JobId, str]] = []
+        self.decision_s: list[float] = []
+        self.decision_times: list[float] = []
+        self._view: ClusterView | None = None
+        self._view_dirty = True
+        # per-job request columns for the quick "might anything fit?" test
+        self._row: dict[JobId, int] = {}
+        self._req_cols = np.zeros((len(jobs), 4))
+        self._pending_mask = np.zeros(len(jobs), dtype=bool)
+        for i, job in enumerate(jobs):
+            if job.id in self._jobs:
+                raise ValueError(f"duplicate job id {job.id!r}")
+            if job.runtime_s <= 0:
+                raise ValueError(f"job {job.id!r}: runtime must be positive")
+            self._jobs[job.id] = job
+            self._requests[job.id] = job.to_request()
+            self._row[job.id] = i
+            r = job.request
+            self._req_cols[i] = (
+                r.cpus, r.mem_mb, r.gpus, r.gpu_mem_mb if r.gpus == 0 else 0
+            )
+            self._push(job.submit_s, _ARRIVE, job.id)
+        for o in self.outages:
+            self._push(o.start_s, _FAIL, o)
+        self._last_event_time = self.now
+
+    def _push(self, t: float, kind: int, payload: object) -> None:
+        self._seq += 1
+        heapq.heappush(self._events, (t, kind, self._seq, payload))
+
+    # -- observation --------------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        """True when no event is left to happen."""
+        return not self._events
+
+    @property
+    def pending_count(self) -> int:
+        """Number of jobs waiting."""
+        return len(self._pending)
+
+    def pending(self) -> list[JobRequest]:
+        """Waiting jobs, in the order they (re)entered the queue."""
+        return list(self._pending.values())
+
+    def running_ids(self) -> list[JobId]:
+        """Ids of running jobs."""
+        return list(self._running)
+
+    def job(self, job_id: JobId) -> Job:
+        """The full job (with its true runtime): for the simulator's users, not for policies."""
+        return self._jobs[job_id]
+
+    def view(self) -> ClusterView:
+        """The cluster as policies see it now (nodes, running jobs with estimated ends)."""
+        if self._view_dirty or self._view is None or self._view.now != self.now:
+            self._view = ClusterView(
+                tuple(s.make_view() for s in self._state),
+                self.now,
+                tuple(self._running_views.values()),
+            )
+            self._view_dirty = False
+        return self._view
+
+    def worth_deciding(self) -> bool:
+        """False only when no pending job can possibly fit any up node now (so asking a policy is
+        pointless); always True when `skip_hopeless_rounds` is off and something is pending."""
+        if not self._pending:
+            return False
+        if not self.skip_hopeless_rounds:
+            return True
+        up = [s for s in self._state if s.state == NODE_UP]
+        if not up:
+            return False
+        max_c = max(s.free_cpus for s in up) + 1e-9
+        max_m = max(s.free_mem for s in up)
+        max_g = max(sum(1 for u in s.gpu_users if u == 0) for s in up)
+        max_pm = max((m for s in up for g, m in enumerate(s.gpu_mem) if not s.gpu_whole[g]), default=0)
+        cols = self._req_cols
+        if len(self._pending) <= 16:
+            rows = [self._row[j] for j in self._pending]
+            sub = cols[rows]
+            ok = (
+                (sub[:, 0] <= max_c) & (sub[:, 1] <= max_m) & (sub[:, 2] <= max_g)
+                & (sub[:, 3] <= max_pm)
+            )
+            return bool(ok.any())
+        ok = (
+            self._pending_mask & (cols[:, 0] <= max_c) & (cols[:, 1] <= max_m)
+            & (cols[:, 2] <= max_g) & (cols[:, 3] <= max_pm)
+        )
+        return bool(ok.any())
+
+    # -- time ---------------------------------------------------------------------------------
+
+    def advance(self) -> bool:
+        """Apply every event of the next event time; False when no event is left."""
+        if not self._events:
+            return False
+        t = self._events[0][0]
+        if t < self.now - 1e-9:  # pragma: no cover - guarded by the heap
+            raise RuntimeError("time went back")
+        self.now = max(self.now, t)
+        while self._events and self._events[0][0] <= t:
+            _, kind, _, payload = heapq.heappop(self._events)
+            if kind == _COMPLETE:
+                self._complete(payload)  # type: ignore[arg-type]
+            elif kind == _FAIL:
+                self._fail(payload)  # type: ignore[arg-type]
+            elif kind == _RETURN:
+                self._return(payload)  # type: ignore[arg-type]
+            else:
+                self._arrive(payload)  # type: ignore[arg-type]
+        self._last_event_time = t
+        self._view_dirty = True
+        return True
+
+    def _arrive(self, job_id: JobId) -> None:
+        job = self._jobs[job_id]
+        if not any(fits_empty(job.request, n.capacity) for n in self.nodes):
+            self._unschedulable.append(
+                (job_id, f"needs {job.request.describe()}, more than any node has")
+            )
+            return
+        self._enqueue(job_id)
+
+    def _enqueue(self, job_id: JobId) -> None:
+        self._pending[job_id] = self._requests[job_id]
+        self._pending_mask[self._row[job_id]] = True
+
+    def _complete(self, payload: tuple[JobId, int]) -> None:
+        job_id, token = payload
+        run = self._running.get(job_id)
+        if run is None or run[3] != token:
+            return  # the attempt was lost to an outage
+        node_i, gpu_ids, start, _ = run
+        job = self._jobs[job_id]
+        st = self._state[node_i]
+        st.give(job.request, gpu_ids)
+        del self._running[job_id]
+        del self._running_views[job_id]
+        self._attempts.append(
+            Attempt(job_id, st.node.id, gpu_ids, job.request, start, self.now, True)
+        )
+        self._finished.append(
+            JobRecord(
+                job_id, job.request, job.submit_s, start, self.now, job.runtime_s, st.node.id,
+                gpu_ids, self._attempt_count[job_id], job.priority, job.kind,
+            )
+        )
+
+    def _fail(self, outage: NodeOutage) -> None:
+        i = self._index[outage.node_id]
+        st = self._state[i]
+        if st.state == NODE_DOWN:
+            return
+        for job_id, (node_i, gpu_ids, start, _) in list(self._running.items()):
+            if node_i != i:
+                continue
+            job = self._jobs[job_id]
+            st.give(job.request, gpu_ids)
+            del self._running[job_id]
+            del self._running_views[job_id]
+            self._attempts.append(
+                Attempt(job_id, st.node.id, gpu_ids, job.request, start, self.now, False)
+            )
+            self._enqueue(job_id)
+        st.state = NODE_DOWN
+        st.view = None
+        self._push(self.now + outage.duration_s, _RETURN, i)
+
+    def _return(self, i: int) -> None:
+        st = self._state[i]
+        st.state = NODE_UP
+        st.view = None
+
+    # -- decisions ----------------------------------------------------------------------------
+
+    def apply(self, placements: Sequence[Placement]) -> None:
+        """Start the placed jobs now; raise InvalidPlacement (nothing of that placement applied)
+        when one names an unknown or non-pending job or node, or does not fit."""
+        for p in placements:
+            req = self._pending.get(p.job_id)
+            if req is None:
+                raise InvalidPlacement(f"job {p.job_id!r} is not pending")
+            i = self._index.get(p.node_id)
+            if i is None:
+                raise InvalidPlacement(f"unknown node {p.node_id!r}")
+            st = self._state[i]
+            gpu_ids = tuple(p.gpu_ids)
+            why = st.fits(req.request, gpu_ids)
+            if why is not None:
+                raise InvalidPlacement(f"job {p.job_id!r}: {why}")
+            st.take(req.request, gpu_ids)
+            del self._pending[p.job_id]
+            self._pending_mask[self._row[p.job_id]] = False
+            self._seq += 1
+            token = self._seq
+            self._running[p.job_id] = (i, gpu_ids, self.now, token)
+            self._running_views[p.job_id] = RunningJob(
+                p.job_id, st.node.id, req.request, gpu_ids, self.now, self.now + req.est_runtime_s
+            )
+            self._attempt_count[p.job_id] = self._attempt_count.get(p.job_id, 0) + 1
+            job = self._jobs[p.job_id]
+            self._push(self.now + job.runtime_s, _COMPLETE, (p.job_id, token))
+            self._view_dirty = True
+
+    def step(self, policy: Policy) -> list[Placement]:
+        """Ask `policy` once at the current time (if worth it) and apply its placements."""
+        if not self.worth_deciding():
+            return []
+        view = self.view()
+        pending = self.pending()
+        t0 = time.perf_counter()
+        placements = policy.decide(view, pending, self.now)
+        self.decision_s.append(time.perf_counter() - t0)
+        self.decision_times.append(self.now)
+        self.apply(placements)
+        return placements
+
+    def run(self, policy: Policy, until_s: float | None = None) -> SimResult:
+        """Replay the whole workload (or up to `until_s`) under `policy`."""
+        while self._events and (until_s is None or self._events[0][0] <= until_s):
+            self.advance()
+            self.step(policy)
+        return self.result(getattr(policy, "name", type(policy).__name__))
+
+    def result(self, policy_name: str = "") -> SimResult:
+        """What has been recorded so far."""
+        finished_ids = {r.id for r in self._finished}
+        unsched = {j for j, _ in self._unschedulable}
+        unfinished = [j for j in self._jobs if j not in finished_ids and j not in unsched]
+        end = max((r.end_s for r in self._finished), default=self._start_s)
+        return SimResult(
+            workload=self.workload.name,
+            policy=policy_name,
+            nodes=self.nodes,
+            finished=list(self._finished),
+            attempts=list(self._attempts),
+            outages=list(self.outages),
+            unschedulable=list(self._unschedulable),
+            unfinished=unfinished,
+            start_s=self._start_s,
+            end_s=end,
+            decision_s=list(self.decision_s),
+            decision_times=list(self.decision_times),
+            estimate_exact=self.workload.estimate_exact,
+            jobs=list(self.workload.jobs),
+        )
+
+
+def simulate(workload: Workload, policy: Policy, outages: Sequence[NodeOutage] = ()) -> SimResult:
+    """Run `policy` on `workload` from start to end."""
+    return Simulator(workload, outages).run(policy)
