@@ -1,0 +1,905 @@
+"""The dispatcher: ledger, policy and hosts joined into a control loop that never loses a job.
+
+Exactly one runs per ledger: it holds an `fcntl` lock on `dispatcher.lock` beside the ledger.
+`lepton-tui serve` runs it headless; the console runs it in a thread when it gets the lock.
+
+Each tick:
+1. control requests: `cancelling` jobs are cancelled on their host (drain and resume act through
+   the host rows the view is built from);
+2. every host is polled in parallel, one round trip each (attempt status and utilization);
+3. per host, in one transaction: samples, attempt transitions (running, done with exit code,
+   lost), host state; then stale copies of lost attempts on a host that came back are killed
+   (fencing) before anything new may run there;
+4. the cluster view is built from the ledger (capacity minus active attempts, GPUs by index);
+5. the policy places queued jobs whose dependencies (after-ok) are met and that no budget holds;
+6. each placement is written as a `starting` attempt and committed, then launched (in parallel
+   across hosts, one round trip per host), then marked `running`.
+
+Exactly once: an attempt's token names its directory on the host, created with `mkdir`, so a
+launch repeated after a crash is a no-op. On start, placement waits until every `starting` and
+`running` attempt has been reconciled with its host; a `starting` attempt the host has never
+seen is launched again with the same token.
+
+Settings (keys of the `settings` table):
+- `policy` (default "backfill"): the scheduler policy; one that fails to load falls back to
+  backfill with one logged line.
+- `tick_s` (2): seconds between ticks.
+- `host_grace_s` (120): a host that misses polls for this long is `down`; its attempts are lost
+  and their jobs requeued (while retries last) or failed.
+- `cancel_grace_s` (10): seconds between TERM and KILL on cancel and at the time limit.
+- `cost_weight` (0.0): passed to the policy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import resource
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inventory import supervisor
+from inventory.fanout import Failed, Ok, fan_out
+from inventory.supervisor import AttemptStatus, LaunchSpec
+from lepton_tui import paths
+from lepton_tui.dispatch_samples import compact_samples, record_samples
+from lepton_tui.dispatch_view import (
+    REASON_RECONCILING,
+    FirstFitPolicy,
+    build_view,
+    job_request,
+    job_resources,
+    sort_queued,
+    waiting_reason,
+)
+from lepton_tui.errors import IllegalTransition, LeptonError
+from lepton_tui.hostpool import HostPool, Poll, poll_host
+from lepton_tui.ledger import Ledger
+from lepton_tui.service import Service
+
+log = logging.getLogger("lepton_tui.dispatcher")
+
+DEFAULTS: dict[str, Any] = {
+    "policy": "backfill",
+    "tick_s": 2.0,
+    "host_grace_s": 120.0,
+    "cancel_grace_s": 10.0,
+    "cost_weight": 0.0,
+}
+COMPACT_EVERY_S = 60.0
+DECISIONS_KEEP = 5000
+MAX_LAUNCH_TRIES = 3
+DECISIONS_PER_ROUND = 200
+
+
+# -- the lock ----------------------------------------------------------------------------------
+
+
+class DispatcherLock:
+    """An exclusive, non-blocking `flock` on a file beside the ledger; the holder dispatches."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock if free; True when this object holds it."""
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return True
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def holder_pid(self) -> int | None:
+        """The pid written by the current holder (None if unknown)."""
+        try:
+            text = self.path.read_text().strip()
+        except OSError:
+            return None
+        return int(text) if text.isdigit() else None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+# -- counters ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Stats:
+    """What the dispatcher did, for the benchmark, tests and the console."""
+
+    ticks: int = 0
+    polls: int = 0
+    poll_failures: int = 0
+    launches: int = 0
+    relaunches: int = 0
+    cancels_sent: int = 0
+    fenced: int = 0
+    placements: int = 0
+    cpu_s: float = 0.0  # this process's CPU time spent inside tick()
+    last_tick_s: float = 0.0
+    last_round_trips: int = 0
+
+
+@dataclass
+class TickResult:
+    """One tick's outcome (for `serve --once` and tests)."""
+
+    polled: int = 0
+    failed: int = 0
+    placed: int = 0
+    launched: int = 0
+    finished: int = 0
+    reconciled: bool = True
+    round_trips: int = 0
+
+
+def _status_of(poll: Poll, token: str) -> AttemptStatus:
+    return poll.attempts.get(token) or AttemptStatus(token, "missing")
+
+
+class Dispatcher:
+    """The control loop over one ledger. Make one, take the lock, then `tick()` or `run()`."""
+
+    def __init__(
+        self,
+        home_or_service: Service | str | os.PathLike[str] | None = None,
+        *,
+        pool: HostPool | None = None,
+        clock: Callable[[], float] = time.time,
+        poll_timeout_s: float = 20.0,
+        before_launch: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> None:
+        if isinstance(home_or_service, Service):
+            self.service = home_or_service
+            self._own_service = False
+        else:
+            self.service = Service.open(home_or_service)
+            self._own_service = True
+        self.ledger: Ledger = self.service.ledger
+        self.home = Path(self.service.home)
+        self.clock = clock
+        self.pool = pool or HostPool(self.home / paths.KNOWN_HOSTS_FILE)
+        self.lock = DispatcherLock(self.home / paths.LOCK_FILE)
+        self.poll_timeout_s = poll_timeout_s
+        self.before_launch = before_launch  # test seam: called after the intent, before launch
+        self.stats = Stats()
+        self.started_at = clock()
+        self._unreconciled: set[str] | None = None  # hosts with attempts from before this start
+        self._cancel_sent: set[str] = set()
+        self._launch_tries: dict[str, int] = {}
+        self._policy: Any = None
+        self._policy_key: tuple[Any, ...] | None = None
+        self._last_reason: dict[int, str] = {}
+        self._last_compact = 0.0
+
+    # -- settings and policy -----------------------------------------------------------------
+
+    def setting(self, key: str) -> Any:
+        """A dispatcher setting from the ledger, or its default."""
+        value = self.ledger.get_setting(key, DEFAULTS[key])
+        try:
+            return type(DEFAULTS[key])(value)
+        except (TypeError, ValueError):
+            log.warning("setting %s = %r is not valid; using %r", key, value, DEFAULTS[key])
+            return DEFAULTS[key]
+
+    def policy(self) -> Any:
+        """The configured policy (cached until its settings change)."""
+        name, weight = self.setting("policy"), self.setting("cost_weight")
+        if self._policy is not None and self._policy_key == (name, weight):
+            return self._policy
+        self._policy_key = (name, weight)
+        self._policy = load_policy(name, weight)
+        return self._policy
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick until `stop` is set (the lock must be held)."""
+        if not self.lock.held:
+            raise LeptonError("the dispatcher lock is not held", "call acquire() first")
+        while not stop.is_set():
+            begun = time.monotonic()
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - one bad tick must not stop dispatching
+                log.exception("tick failed; retrying next tick")
+            tick_s = max(0.05, self.setting("tick_s"))
+            stop.wait(max(0.0, tick_s - (time.monotonic() - begun)))
+
+    def acquire(self) -> bool:
+        """Take the per-ledger lock; False when another process dispatches."""
+        return self.lock.acquire()
+
+    def start_in_thread(self) -> DispatcherHandle:
+        """Dispatch in a daemon thread if this process gets the lock (the handle says whether)."""
+        handle = DispatcherHandle(self)
+        if self.acquire():
+            handle.thread = threading.Thread(
+                target=self.run, args=(handle.stop_event,), name="lepton-dispatcher", daemon=True
+            )
+            handle.thread.start()
+        return handle
+
+    def close(self) -> None:
+        """Release the lock and connections."""
+        self.lock.release()
+        self.pool.close()
+        if self._own_service:
+            self.service.close()
+
+    def tick(self) -> TickResult:
+        """One round: control, poll, record, fence, place, launch."""
+        cpu0 = _cpu_s()
+        begun = time.monotonic()
+        trips0 = self.pool.round_trips
+        result = TickResult()
+        now = self.clock()
+        hosts = self.ledger.hosts()
+        self.pool.forget([h["name"] for h in hosts])
+        active = self._active_attempts()
+        if self._unreconciled is None:
+            self._unreconciled = {a["host"] for a in active}
+        self._send_cancels(hosts, active)
+        polls = self._poll(hosts, active, result)
+        ok_hosts: set[str] = set()
+        relaunch: list[dict[str, Any]] = []
+        by_name = {h["name"]: h for h in hosts}
+        for name, outcome in polls.items():
+            host = by_name[name]
+            if isinstance(outcome, Ok):
+                ok_hosts.add(name)
+                relaunch += self._record_poll(host, outcome.value, active, result)
+                self._unreconciled.discard(name)
+            else:
+                if self._record_failure(host, outcome, active, now):
+                    self._unreconciled.discard(name)
+        fenced_ok = self._fence(hosts, polls)
+        if relaunch:
+            self._launch(relaunch, by_name, relaunch=True)
+        placeable = {n for n in ok_hosts & fenced_ok if by_name[n].get("admin_state") != "draining"}
+        result.reconciled = not self._unreconciled
+        result.placed, result.launched = self._place(hosts, placeable, result.reconciled, now)
+        if now - self._last_compact >= COMPACT_EVERY_S:
+            self._last_compact = now
+            self._housekeeping(now)
+        self.stats.ticks += 1
+        self.stats.cpu_s += _cpu_s() - cpu0
+        self.stats.last_tick_s = time.monotonic() - begun
+        result.round_trips = self.pool.round_trips - trips0
+        self.stats.last_round_trips = result.round_trips
+        return result
+
+    # -- step 1: control ----------------------------------------------------------------------
+
+    def _active_attempts(self) -> list[dict[str, Any]]:
+        return self.ledger.query(
+            "SELECT a.*, j.state AS job_state, j.retries, j.attempts_used, j.time_limit_s, "
+            "j.command, j.workdir, j.env FROM attempts a JOIN jobs j ON j.id = a.job_id "
+            "WHERE a.state IN ('starting', 'running') ORDER BY a.id"
+        )
+
+    def _send_cancels(self, hosts: list[dict[str, Any]], active: list[dict[str, Any]]) -> None:
+        up = {h["name"]: h for h in hosts if h["state"] == "up"}
+        todo: dict[str, list[str]] = {}
+        for a in active:
+            if a["job_state"] == "cancelling" and a["token"] not in self._cancel_sent:
+                if a["host"] in up:
+                    todo.setdefault(a["host"], []).append(a["token"])
+        if not todo:
+            return
+        grace = self.setting("cancel_grace_s")
+
+        def call(host: dict[str, Any], tokens: list[str]) -> list[str]:
+            spec, transport = self.pool.get(host)
+            for token in tokens:
+                supervisor.cancel(transport, spec, token, grace_s=grace)
+            return tokens
+
+        results = fan_out(
+            {name: _bind(call, up[name], toks) for name, toks in todo.items()},
+            timeout=self.poll_timeout_s,
+        )
+        for name, outcome in results.items():
+            if isinstance(outcome, Ok):
+                self._cancel_sent.update(outcome.value)
+                self.stats.cancels_sent += len(outcome.value)
+            else:
+                log.warning("cancel on %s failed: %s", name, outcome.reason)
+
+    # -- step 2 and 3: poll and record --------------------------------------------------------
+
+    def _poll(
+        self, hosts: list[dict[str, Any]], active: list[dict[str, Any]], result: TickResult
+    ) -> dict[str, Ok[Poll] | Failed]:
+        tokens: dict[str, list[str]] = {h["name"]: [] for h in hosts}
+        for a in active:
+            tokens.setdefault(a["host"], []).append(a["token"])
+        for a in self._unfenced():
+            tokens.setdefault(a["host"], []).append(a["token"])
+        calls = {}
+        for host in hosts:
+            try:
+                spec, transport = self.pool.get(host)
+            except LeptonError as exc:
+                calls[host["name"]] = _raiser(exc)
+                continue
+            calls[host["name"]] = _bind(poll_host, transport, spec, tokens[host["name"]])
+        polls = fan_out(calls, timeout=self.poll_timeout_s)
+        result.polled = len(polls)
+        result.failed = sum(1 for p in polls.values() if not isinstance(p, Ok))
+        self.stats.polls += result.polled
+        self.stats.poll_failures += result.failed
+        return polls
+
+    def _unfenced(self) -> list[dict[str, Any]]:
+        return self.ledger.query(
+            "SELECT * FROM attempts WHERE state = 'lost' AND fenced_at IS NULL ORDER BY id"
+        )
+
+    def _record_poll(
+        self,
+        host: dict[str, Any],
+        poll: Poll,
+        active: list[dict[str, Any]],
+        result: TickResult,
+    ) -> list[dict[str, Any]]:
+        """Record one host's poll in one transaction; return `starting` attempts to (re)launch."""
+        name = host["name"]
+        now = self.clock()
+        relaunch = []
+        ended: list[str] = []
+        with self.ledger.tx():
+            values: dict[str, Any] = {"last_seen": now, "last_error": None, "state": "up"}
+            values.update(_discovered_capacity(host, poll))
+            self.ledger.update("hosts", host["id"], values)
+            if host["state"] != "up":
+                self.ledger.event("host.up", f"host {name} is up", host=name, actor="dispatcher")
+            record_samples(self.ledger, poll, now)
+            for a in active:
+                if a["host"] != name:
+                    continue
+                st = _status_of(poll, a["token"])
+                outcome = self._apply_status(a, st)
+                if outcome == "relaunch":
+                    relaunch.append(a)
+                elif outcome == "ended":
+                    ended.append(a["token"])
+        result.finished += len(ended)
+        for token in ended:
+            settle(self.ledger, token)
+        return relaunch
+
+    def _apply_status(self, a: dict[str, Any], st: AttemptStatus) -> str | None:
+        """Move one attempt (and its job) as its host reports; inside the host's transaction."""
+        token, job_state = a["token"], self._job_state(a["job_id"])
+        if st.state == "running" and a["state"] == "starting":
+            self._mark_running(a, st)
+            return None
+        if st.state == "done":
+            self._finish(a, st, job_state)
+            return "ended"
+        if st.state == "lost" or (st.state == "missing" and a["state"] == "running"):
+            why = st.reason or "the attempt directory is gone from the host"
+            self._lose(a, f"attempt lost on {a['host']}: {why}", job_state)
+            return "ended"
+        if st.state == "missing" and a["state"] == "starting":
+            if job_state == "cancelling":
+                self.ledger.transition_attempt(
+                    token, "cancelled", job_state="cancelled", reason="cancelled before it started"
+                )
+                return "ended"
+            return "relaunch"
+        return None
+
+    def _job_state(self, job_id: int) -> str:
+        row = self.ledger.query_one("SELECT state FROM jobs WHERE id = ?", (job_id,))
+        return row["state"] if row else "missing"
+
+    def _mark_running(self, a: Mapping[str, Any], st: AttemptStatus | None) -> None:
+        fields: dict[str, Any] = {"started_at": (st.started_at if st else None) or self.clock()}
+        if self._job_state(a["job_id"]) == "starting":
+            self.ledger.transition_attempt(
+                a["token"], "running", job_state="running",
+                job_fields={"started_at": fields["started_at"]}, **fields,
+            )  # fmt: skip
+        else:  # cancelling: the cancel goes out next tick
+            self.ledger.transition_attempt(a["token"], "running", **fields)
+
+    def _finish(self, a: Mapping[str, Any], st: AttemptStatus, job_state: str) -> None:
+        code = st.exit_code
+        if st.cancelled:
+            state, reason = "cancelled", st.reason or "cancelled"
+        elif st.timed_out:
+            state, reason = "timeout", st.reason or "time limit reached"
+        elif code == 0:
+            state, reason = "succeeded", None
+        else:
+            state, reason = "failed", st.reason or f"exit code {code}"
+        target = state
+        if job_state == "running" and state == "cancelled":
+            target = "failed"  # cancelled on the host without a request here (an admin by hand)
+        if job_state == "cancelling" and state == "failed" and a["token"] in self._cancel_sent:
+            target = "cancelled"
+        fields: dict[str, Any] = {"exit_code": code, "ended_at": st.ended_at or self.clock()}
+        if st.started_at and a["state"] == "starting":
+            fields["started_at"] = st.started_at
+        job_fields = {"exit_code": code, "ended_at": fields["ended_at"]}
+        if job_state in ("starting", "running", "cancelling"):
+            if job_state == "starting" and st.started_at:
+                job_fields["started_at"] = st.started_at
+            self.ledger.transition_attempt(
+                a["token"], state, job_state=target, reason=reason, job_fields=job_fields, **fields
+            )
+        else:
+            self.ledger.transition_attempt(a["token"], state, reason=reason, **fields)
+
+    def _lose(self, a: Mapping[str, Any], why: str, job_state: str) -> None:
+        """Mark an attempt lost; requeue its job while retries last, else fail it."""
+        job = self.ledger.query_one("SELECT retries, attempts_used FROM jobs WHERE id = ?",
+                                    (a["job_id"],))  # fmt: skip
+        if job_state == "cancelling":
+            target, reason = "cancelled", f"cancelled ({why})"
+        elif job_state in ("starting", "running"):
+            if job and int(job["attempts_used"]) <= int(job["retries"]):
+                left = int(job["retries"]) - int(job["attempts_used"]) + 1
+                target, reason = (
+                    "queued",
+                    f"requeued, {left} retr{'y' if left == 1 else 'ies'} left: {why}",
+                )
+            else:
+                target, reason = "failed", f"{why} (no retries left)"
+        else:
+            target, reason = None, why
+        self.ledger.transition_attempt(a["token"], "lost", job_state=target, reason=reason)
+        if target == "queued":
+            self.ledger.update("jobs", a["job_id"], {"host": None})
+
+    def _record_failure(
+        self, host: dict[str, Any], outcome: Failed, active: list[dict[str, Any]], now: float
+    ) -> bool:
+        """A missed poll: note the error; past the grace period mark the host down. True if down."""
+        name = host["name"]
+        grace = self.setting("host_grace_s")
+        seen = host["last_seen"] or max(float(host["added_at"] or 0), self.started_at)
+        # A dispatcher that was not running cannot blame the host for the polls it did not make.
+        seen = max(seen, self.started_at) if host["state"] != "down" else seen
+        with self.ledger.tx():
+            self.ledger.update("hosts", host["id"], {"last_error": outcome.reason[:500]})
+            if host["state"] == "down":
+                return True
+            if now - seen < grace:
+                return False
+            self.ledger.update("hosts", host["id"], {"state": "down"})
+            self.ledger.event(
+                "host.down",
+                f"host {name} is down: no answer for {now - seen:.0f}s ({outcome.reason})",
+                host=name, actor="dispatcher",
+            )  # fmt: skip
+            for a in active:
+                if a["host"] == name:
+                    self._lose(a, f"host {name} is down", self._job_state(a["job_id"]))
+        log.warning("host %s is down: %s", name, outcome.reason)
+        return True
+
+    # -- fencing ------------------------------------------------------------------------------
+
+    def _fence(self, hosts: list[dict[str, Any]], polls: Mapping[str, Any]) -> set[str]:
+        """Kill still-running copies of lost attempts; return hosts with nothing left to fence."""
+        by_name = {h["name"]: h for h in hosts}
+        todo: dict[str, list[dict[str, Any]]] = {}
+        clean: list[dict[str, Any]] = []
+        for a in self._unfenced():
+            outcome = polls.get(a["host"])
+            if not isinstance(outcome, Ok):
+                continue
+            st = _status_of(outcome.value, a["token"])
+            if st.state in ("running", "starting", "lost"):
+                todo.setdefault(a["host"], []).append(a)
+            else:
+                clean.append(a)
+        now = self.clock()
+        if clean:
+            with self.ledger.tx():
+                for a in clean:
+                    self.ledger.update("attempts", a["id"], {"fenced_at": now})
+        if todo:
+
+            def kill(host: dict[str, Any], atts: list[dict[str, Any]]) -> list[int]:
+                spec, transport = self.pool.get(host)
+                return [supervisor.kill_stale(transport, spec, a["token"]) for a in atts]
+
+            results = fan_out(
+                {n: _bind(kill, by_name[n], atts) for n, atts in todo.items()},
+                timeout=self.poll_timeout_s,
+            )
+            for name, outcome in results.items():
+                if not isinstance(outcome, Ok):
+                    log.warning("fencing on %s failed: %s", name, outcome.reason)
+                    continue
+                with self.ledger.tx():
+                    for a, killed in zip(todo[name], outcome.value, strict=True):
+                        self.ledger.update("attempts", a["id"], {"fenced_at": self.clock()})
+                        self.ledger.event(
+                            "attempt.fenced",
+                            f"job {a['job_id']} attempt {a['attempt_no']}: stale copy on {name} "
+                            f"killed before anything else runs there ({killed} signal(s))",
+                            job_id=a["job_id"], host=name, actor="dispatcher",
+                            data={"token": a["token"], "killed": killed},
+                        )  # fmt: skip
+                        self.stats.fenced += 1
+                log.warning("fenced %d stale attempt(s) on %s", len(todo[name]), name)
+        left = {a["host"] for a in self._unfenced()}
+        return {h["name"] for h in hosts} - left
+
+    # -- step 4 to 6: view, policy, launch ------------------------------------------------------
+
+    def _place(
+        self, hosts: list[dict[str, Any]], placeable: set[str], reconciled: bool, now: float
+    ) -> tuple[int, int]:
+        queued = self.ledger.query(
+            "SELECT * FROM jobs WHERE state = 'queued' ORDER BY priority DESC, id"
+        )
+        if not queued:
+            return 0, 0
+        deps = self.ledger.query(
+            "SELECT d.job_id, d.depends_on, j.state FROM job_deps d "
+            "JOIN jobs q ON q.id = d.job_id AND q.state = 'queued' "
+            "JOIN jobs j ON j.id = d.depends_on"
+        )
+        holds = budget_holds(self.ledger, queued)
+        sorting = sort_queued(queued, deps, holds, hosts)
+        for job_id, reason in sorting.dependency_failed.items():
+            try:
+                self.ledger.transition_job(
+                    job_id, "cancelled", reason=reason, actor="dispatcher", expect="queued"
+                )
+            except IllegalTransition:
+                pass
+        reasons = dict(sorting.reasons)
+        placed: list[tuple[dict[str, Any], Any]] = []
+        policy_name = None
+        if sorting.pending and not reconciled:
+            for job in sorting.pending:
+                reasons[job["id"]] = REASON_RECONCILING
+        elif sorting.pending:
+            attempts = self.ledger.query(
+                "SELECT a.*, j.time_limit_s FROM attempts a JOIN jobs j ON j.id = a.job_id "
+                "WHERE a.state IN ('starting', 'running')"
+            )
+            view = build_view(hosts, attempts, placeable, now)
+            policy = self.policy()
+            policy_name = getattr(policy, "name", type(policy).__name__)
+            requests = [job_request(j) for j in sorting.pending]
+            try:
+                decisions = list(policy.decide(view, requests, now))
+            except Exception:  # noqa: BLE001 - a broken policy must not stop the loop
+                log.exception("policy %s failed; placing nothing this tick", policy_name)
+                decisions = []
+            placed = self._check_placements(view, sorting.pending, decisions)
+            placed_ids = {j["id"] for j, _ in placed}
+            nodes = {n.id: n for n in view.nodes}
+            # the view after the accepted placements, for honest "waiting for GPUs" reasons
+            for job, p in placed:
+                nodes[p.node_id] = nodes[p.node_id].allocate(job_resources(job), tuple(p.gpu_ids))
+            after = type(view)(tuple(nodes.values()), now, view.running)
+            for job in sorting.pending:
+                if job["id"] not in placed_ids:
+                    text = _explain(policy, job["id"])
+                    reasons[job["id"]] = waiting_reason(job_resources(job), after, text)
+        with self.ledger.tx():
+            for job_id, reason in reasons.items():
+                self.ledger.set_job_reason(job_id, reason)
+            self._record_decisions(policy_name, placed, reasons, now)
+        if not placed:
+            return 0, 0
+        starts = []
+        for job, p in placed:
+            token = secrets.token_hex(6)
+            try:
+                self.ledger.start_attempt(
+                    job["id"], p.node_id, token, list(p.gpu_ids), policy=policy_name
+                )
+            except IllegalTransition:  # cancelled since we read it
+                continue
+            starts.append({**job, "job_id": job["id"], "token": token, "host": p.node_id,
+                           "gpu_ids": list(p.gpu_ids), "state": "starting"})  # fmt: skip
+        self.stats.placements += len(starts)
+        if self.before_launch is not None:
+            self.before_launch(starts)
+        launched = self._launch(starts, {h["name"]: h for h in hosts}, relaunch=False)
+        return len(starts), launched
+
+    def _check_placements(
+        self, view: Any, pending: Sequence[dict[str, Any]], decisions: Sequence[Any]
+    ) -> list[tuple[dict[str, Any], Any]]:
+        """Keep only placements that fit together (a policy bug never overcommits a host)."""
+        from scheduler.model import Placement
+
+        jobs = {j["id"]: j for j in pending}
+        nodes = {n.id: n for n in view.nodes}
+        out = []
+        for p in decisions:
+            job = jobs.pop(int(p.job_id), None) if str(p.job_id).isdigit() else None
+            node = nodes.get(p.node_id)
+            if job is None or node is None or not node.is_up:
+                log.warning("policy placement %s ignored: unknown job or host not up", p)
+                continue
+            req = job_resources(job)
+            gpu_ids = tuple(p.gpu_ids) or (node.pick_gpus(req) or ())
+            try:
+                nodes[p.node_id] = node.allocate(req, gpu_ids)
+            except ValueError as exc:
+                log.warning("policy placement of job %s ignored: %s", job["id"], exc)
+                jobs[job["id"]] = job
+                continue
+            out.append((job, Placement(job["id"], p.node_id, gpu_ids)))
+        return out
+
+    def _record_decisions(
+        self,
+        policy_name: str | None,
+        placed: list[tuple[dict[str, Any], Any]],
+        reasons: dict[int, str],
+        now: float,
+    ) -> None:
+        rows = 0
+        for job, p in placed:
+            self.ledger.insert("decisions", {
+                "at": now, "policy": policy_name, "job_id": job["id"], "host": p.node_id,
+                "placed": 1, "explanation": f"placed on {p.node_id}"
+                + (f" GPUs {','.join(map(str, p.gpu_ids))}" if p.gpu_ids else ""),
+            })  # fmt: skip
+            self._last_reason.pop(job["id"], None)
+        for job_id, reason in reasons.items():
+            if rows >= DECISIONS_PER_ROUND or self._last_reason.get(job_id) == reason:
+                continue
+            self._last_reason[job_id] = reason
+            self.ledger.insert("decisions", {
+                "at": now, "policy": policy_name, "job_id": job_id, "host": None, "placed": 0,
+                "explanation": reason,
+            })  # fmt: skip
+            rows += 1
+
+    def _launch(
+        self, starts: list[dict[str, Any]], hosts: Mapping[str, dict[str, Any]], relaunch: bool
+    ) -> int:
+        """Launch `starting` attempts, one round trip per host, in parallel; mark them running."""
+        if not starts:
+            return 0
+        grace = self.setting("cancel_grace_s")
+        targets: dict[str, tuple[Any, Any, list[LaunchSpec]]] = {}
+        by_token = {}
+        for a in starts:
+            host = hosts.get(a["host"])
+            if host is None:
+                continue
+            if self._job_state(a["job_id"]) == "cancelling":  # cancelled while `starting`
+                with contextlib.suppress(IllegalTransition):
+                    self.ledger.transition_attempt(
+                        a["token"], "cancelled", job_state="cancelled",
+                        reason="cancelled before it started",
+                    )  # fmt: skip
+                continue
+            try:
+                spec = LaunchSpec(
+                    job_id=int(a["job_id"]), token=a["token"], command=a["command"],
+                    workdir=a.get("workdir") or None, env=_env(a.get("env")),
+                    gpu_ids=_gpu_list(a.get("gpu_ids")), time_limit_s=a.get("time_limit_s"),
+                    kill_grace_s=grace,
+                )  # fmt: skip
+            except ValueError as exc:
+                self._give_up(a, f"cannot launch: {exc}")
+                continue
+            hspec, transport = self.pool.get(host)
+            targets.setdefault(a["host"], (transport, hspec, []))[2].append(spec)
+            by_token[a["token"]] = a
+        results = supervisor.launch_many(
+            {h: (t, s, launches) for h, (t, s, launches) in targets.items()},
+            timeout=self.poll_timeout_s,
+        )
+        launched = 0
+        for name, outcome in results.items():
+            specs = targets[name][2]
+            if not isinstance(outcome, Ok):
+                log.warning("launch on %s failed (will retry): %s", name, outcome.reason)
+                for s in specs:
+                    tries = self._launch_tries.get(s.token, 0) + 1
+                    self._launch_tries[s.token] = tries
+                    if tries >= MAX_LAUNCH_TRIES and _is_remote_error(outcome.error):
+                        self._give_up(by_token[s.token], f"launch failed: {outcome.reason}")
+                continue
+            with self.ledger.tx():
+                for s, res in zip(specs, outcome.value, strict=True):
+                    a = by_token[s.token]
+                    self._launch_tries.pop(s.token, None)
+                    row = self.ledger.query_one(
+                        "SELECT state FROM attempts WHERE token = ?", (s.token,)
+                    )
+                    if row is None or row["state"] != "starting":
+                        continue
+                    self.ledger.execute(
+                        "UPDATE attempts SET remote_dir = ? WHERE token = ?",
+                        (res.remote_dir, s.token),
+                    )
+                    self._mark_running(a, None)
+                    launched += 1
+        self.stats.launches += launched
+        if relaunch:
+            self.stats.relaunches += launched
+        return launched
+
+    def _give_up(self, a: Mapping[str, Any], why: str) -> None:
+        """An attempt that can never launch: fail it and its job."""
+        job_state = self._job_state(a["job_id"])
+        target = "cancelled" if job_state == "cancelling" else "failed"
+        with contextlib.suppress(IllegalTransition):
+            self.ledger.transition_attempt(
+                a["token"], "failed", job_state=target if job_state != target else None,
+                reason=why,
+            )  # fmt: skip
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def _housekeeping(self, now: float) -> None:
+        compact_samples(self.ledger, now)
+        with self.ledger.tx():
+            self.ledger.execute(
+                "DELETE FROM decisions WHERE id <= (SELECT MAX(id) FROM decisions) - ?",
+                (DECISIONS_KEEP,),
+            )
+        live = {r["id"] for r in self.ledger.query("SELECT id FROM jobs WHERE state = 'queued'")}
+        self._last_reason = {k: v for k, v in self._last_reason.items() if k in live}
+        self._cancel_sent = {
+            r["token"]
+            for r in self.ledger.query(
+                "SELECT token FROM attempts WHERE state IN ('starting', 'running')"
+            )
+        } & self._cancel_sent
+
+
+class DispatcherHandle:
+    """A dispatcher running in a background thread (or not, when another process holds the lock)."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    @property
+    def dispatching(self) -> bool:
+        """True when this process holds the lock and its thread runs."""
+        return self.thread is not None and self.thread.is_alive()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the loop after its current tick and release the lock."""
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(timeout)
+        self.dispatcher.lock.release()
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def load_policy(name: str, cost_weight: float = 0.0) -> Any:
+    """The named policy from scheduler.registry; backfill (one logged line) when it fails."""
+    try:
+        from scheduler.registry import make_policy
+    except ImportError:
+        log.warning("scheduler.registry is not available; using the built-in first-fit policy")
+        return FirstFitPolicy()
+    for candidate in dict.fromkeys([name, "backfill"]):
+        try:
+            try:
+                return make_policy(candidate, cost_weight=cost_weight)
+            except TypeError:
+                return make_policy(candidate)
+        except Exception as exc:  # noqa: BLE001 - fall back, say so once
+            log.warning("policy %r failed to load (%s); falling back to backfill", candidate, exc)
+    return FirstFitPolicy()
+
+
+def budget_holds(ledger: Ledger, jobs: list[dict[str, Any]]) -> dict[int, str]:
+    """Jobs a hard budget holds, when the economics module is there."""
+    try:
+        from lepton_tui.economics import budget_hold_reasons
+    except ImportError:
+        return {}
+    try:
+        return {int(k): str(v) for k, v in budget_hold_reasons(ledger, jobs).items()}
+    except Exception:  # noqa: BLE001 - a budget bug must not stop dispatching
+        log.exception("budget_hold_reasons failed; holding nothing")
+        return {}
+
+
+def settle(ledger: Ledger, token: str) -> None:
+    """Compute and store an ended attempt's cost, when the economics module is there."""
+    try:
+        from lepton_tui.economics import settle_attempt
+    except ImportError:
+        return
+    try:
+        settle_attempt(ledger, token)
+    except Exception:  # noqa: BLE001
+        log.exception("settle_attempt(%s) failed", token)
+
+
+def _explain(policy: Any, job_id: int) -> str:
+    try:
+        return str(policy.explain(job_id) or "")
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def _discovered_capacity(host: Mapping[str, Any], poll: Poll) -> dict[str, Any]:
+    """Probed capacity, except fields an admin fixed when adding the host (capacity_json)."""
+    fixed = json.loads(host.get("capacity_json") or "{}")
+    found: dict[str, Any] = {
+        "cpus": float(poll.cpus),
+        "mem_mb": int(poll.mem_total_mb),
+        "gpus": len(poll.gpus),
+        "gpu_mem_mb": int(sum(g.mem_total_mb or 0 for g in poll.gpus)),
+    }
+    if poll.gpus and poll.gpus[0].name:
+        found["gpu_model"] = poll.gpus[0].name
+    return {k: v for k, v in found.items() if k not in fixed}
+
+
+def _env(value: Any) -> dict[str, str]:
+    if isinstance(value, str):
+        value = json.loads(value or "{}")
+    return {str(k): str(v) for k, v in (value or {}).items()}
+
+
+def _gpu_list(value: Any) -> list[int]:
+    if isinstance(value, str):
+        value = json.loads(value or "[]")
+    return [int(g) for g in value or []]
+
+
+def _is_remote_error(exc: BaseException | None) -> bool:
+    from inventory.errors import RemoteError
+
+    return isinstance(exc, RemoteError)
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    return lambda: fn(*args)
+
+
+def _raiser(exc: BaseException) -> Callable[[], Any]:
+    def call() -> Any:
+        raise exc
+
+    return call

@@ -1,0 +1,166 @@
+"""Host specs and pooled transports built from ledger host rows.
+
+The dispatcher, `lepton-tui logs` and the console share one `HostPool` per process, so each host
+keeps one SSH connection. A row's connection fields changing (address, port, user, key, root dir)
+replaces that host's transport. `poll` is the dispatcher's one round trip per host per tick.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inventory.hostspec import HostSpec, InvalidSpec
+from inventory.transport import Transport, make_transport
+from lepton_tui.errors import LeptonError
+
+_SPEC_FIELDS = ("address", "port", "user", "key_path", "transport", "root_dir", "gpus_override")
+
+
+def spec_from_row(row: Mapping[str, Any]) -> HostSpec:
+    """The HostSpec of a ledger host row (raises LeptonError naming the bad field)."""
+    try:
+        return HostSpec(
+            name=row["name"],
+            address=row.get("address") or None,
+            port=int(row.get("port") or 22),
+            user=row.get("user") or None,
+            key_path=row.get("key_path") or None,
+            transport=row.get("transport") or "ssh",
+            root_dir=row.get("root_dir") or "~/.lepton",
+            gpus_override=row.get("gpus_override"),
+        )
+    except InvalidSpec as exc:
+        raise LeptonError(f"host {row.get('name')!r}: {exc}") from None
+
+
+@dataclass
+class GpuState:
+    """One GPU as a poll saw it."""
+
+    index: int
+    util_percent: float | None = None
+    mem_used_mb: float | None = None
+    mem_total_mb: float | None = None
+    temperature_c: float | None = None
+    power_w: float | None = None
+    name: str = ""
+
+
+@dataclass
+class Poll:
+    """One host's poll: utilization and the status of the attempts asked about."""
+
+    host: str
+    taken_at: float
+    cpus: int = 0
+    cpu_percent: float | None = None
+    load1: float | None = None
+    mem_total_mb: float = 0
+    mem_used_mb: float | None = None
+    gpus: list[GpuState] = field(default_factory=list)
+    attempts: dict[str, Any] = field(default_factory=dict)  # token -> AttemptStatus
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def poll_from_sample(sample: Any) -> Poll:
+    """Normalise a probe's HostSample (object or the agent's dict) into a Poll."""
+    from inventory.supervisor import AttemptStatus
+
+    gpus = [
+        GpuState(
+            index=int(_get(g, "index", i)),
+            util_percent=_get(g, "util_percent"),
+            mem_used_mb=_get(g, "mem_used_mb"),
+            mem_total_mb=_get(g, "mem_total_mb"),
+            temperature_c=_get(g, "temperature_c"),
+            power_w=_get(g, "power_w"),
+            name=str(_get(g, "name", "") or ""),
+        )
+        for i, g in enumerate(_get(sample, "gpus", None) or [])
+    ]
+    attempts = {}
+    for token, st in (_get(sample, "attempts", None) or {}).items():
+        attempts[token] = AttemptStatus.from_dict(st) if isinstance(st, Mapping) else st
+    return Poll(
+        host=str(_get(sample, "host", "")),
+        taken_at=float(_get(sample, "taken_at", 0.0) or 0.0),
+        cpus=int(_get(sample, "cpus", 0) or 0),
+        cpu_percent=_get(sample, "cpu_percent"),
+        load1=_get(sample, "load1"),
+        mem_total_mb=float(_get(sample, "mem_total_mb", 0) or 0),
+        mem_used_mb=_get(sample, "mem_used_mb"),
+        gpus=gpus,
+        attempts=attempts,
+    )
+
+
+def poll_host(transport: Transport, spec: HostSpec, tokens: Sequence[str]) -> Poll:
+    """Utilization and attempt status of one host in one round trip."""
+    try:
+        from inventory.probe import probe
+    except ImportError:  # the probe module not there yet: call its agent op directly
+        from inventory.remote_call import agent_call
+
+        sample = agent_call(
+            transport, spec, "probe", tokens=list(tokens), gpus_override=spec.gpus_override
+        )
+    else:
+        sample = probe(transport, spec, tokens=list(tokens))
+    poll = poll_from_sample(sample)
+    poll.host = spec.name
+    return poll
+
+
+class HostPool:
+    """One transport per host, keyed by name, rebuilt when the host's row changes. Thread-safe."""
+
+    def __init__(self, known_hosts: Path | str, **transport_options: Any) -> None:
+        self.known_hosts = Path(known_hosts)
+        self.transport_options = transport_options
+        self._entries: dict[str, tuple[tuple[Any, ...], HostSpec, Transport]] = {}
+        self._lock = threading.Lock()
+        self._closed_trips = 0
+
+    def get(self, row: Mapping[str, Any]) -> tuple[HostSpec, Transport]:
+        """The spec and (pooled) transport for a host row."""
+        key = tuple(row.get(f) for f in _SPEC_FIELDS)
+        name = row["name"]
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is not None and entry[0] == key:
+                return entry[1], entry[2]
+            spec = spec_from_row(row)
+            options = self.transport_options if spec.transport == "ssh" else {}
+            transport = make_transport(spec, self.known_hosts, **options)
+            if entry is not None:
+                self._closed_trips += entry[2].round_trips
+                entry[2].close()
+            self._entries[name] = (key, spec, transport)
+            return spec, transport
+
+    def forget(self, keep: Sequence[str]) -> None:
+        """Close the transports of hosts not in `keep` (removed from the ledger)."""
+        with self._lock:
+            for name in [n for n in self._entries if n not in set(keep)]:
+                _, _, transport = self._entries.pop(name)
+                self._closed_trips += transport.round_trips
+                transport.close()
+
+    @property
+    def round_trips(self) -> int:
+        """Exec round trips made by every transport this pool has held."""
+        with self._lock:
+            return self._closed_trips + sum(e[2].round_trips for e in self._entries.values())
+
+    def close(self) -> None:
+        """Close every connection."""
+        self.forget(())
