@@ -1,0 +1,158 @@
+"""The lab's settings: known keys, their defaults, and how a typed value is checked.
+
+Settings live in the ledger's `settings` table as JSON; admins change them with
+`lepton-tui settings set KEY VALUE` or from the console. Unknown keys are refused so a typo never
+silently does nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lepton_tui.errors import ValidationError
+from lepton_tui.validate import check_name, parse_duration_s, parse_number
+
+
+def _policy(value: str) -> str:
+    try:
+        from scheduler.registry import POLICY_NAMES
+    except ImportError:  # the scheduler registry is not there: accept the classic names
+        POLICY_NAMES = ("fifo", "sjf", "tetris", "backfill", "ilp", "dqn")  # noqa: N806
+    if value not in POLICY_NAMES:
+        raise ValidationError(f"unknown policy {value!r}", f"use one of {', '.join(POLICY_NAMES)}")
+    return value
+
+
+def _seconds(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        seconds = parse_duration_s(value, "value")
+        if not lo <= seconds <= hi:
+            raise ValidationError(f"must be between {lo:g}s and {hi:g}s, got {value!r}")
+        return seconds
+
+    return parse
+
+
+def _number(lo: float, hi: float, integer: bool = False) -> Callable[[str], float]:
+    return lambda value: parse_number(value, "value", minimum=lo, maximum=hi, integer=integer)
+
+
+def _currency(value: str) -> str:
+    code = value.strip().upper()
+    if code not in CURRENCIES:
+        raise ValidationError(
+            f"unknown currency {value!r}", f"use one of {', '.join(sorted(CURRENCIES))}"
+        )
+    return code
+
+
+CURRENCIES = frozenset(
+    {
+        "USD",
+        "EUR",
+        "GBP",
+        "CHF",
+        "JPY",
+        "CNY",
+        "CAD",
+        "AUD",
+        "SEK",
+        "NOK",
+        "DKK",
+        "INR",
+        "KRW",
+        "SGD",
+        "HKD",
+        "NZD",
+        "BRL",
+        "PLN",
+        "CZK",
+        "ILS",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One known setting."""
+
+    key: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+
+
+SETTINGS: dict[str, Setting] = {
+    s.key: s
+    for s in (
+        Setting(
+            "lab_name",
+            "lab",
+            lambda v: check_name(v, "lab name"),
+            "name shown in the console's header",
+        ),
+        Setting(
+            "policy",
+            "backfill",
+            _policy,
+            "scheduling policy: fifo, sjf, tetris, backfill, ilp, dqn",
+        ),
+        Setting(
+            "tick_s", 2.0, _seconds(0.05, 3600), "dispatcher tick (how often hosts are polled)"
+        ),
+        Setting(
+            "host_grace_s", 120.0, _seconds(1, 86400), "missed polls for this long mark a host down"
+        ),
+        Setting(
+            "cancel_grace_s",
+            10.0,
+            _seconds(0.1, 3600),
+            "TERM to KILL delay when a job is cancelled",
+        ),
+        Setting(
+            "cost_weight",
+            0.0,
+            _number(0, 100),
+            "trade wait for cost: 0 = fastest, higher = cheaper",
+        ),
+        Setting(
+            "admin_group",
+            "lepton-admin",
+            lambda v: check_name(v, "group"),
+            "Unix group whose members are admins",
+        ),
+        Setting("currency", "USD", _currency, "currency of every price and report"),
+        Setting(
+            "idle_gpu_threshold",
+            5.0,
+            _number(0, 100),
+            "GPU utilization (%) under which an allocated GPU is idle",
+        ),
+        Setting(
+            "idle_gpu_after_s",
+            600.0,
+            _seconds(10, 86400),
+            "how long a GPU must stay idle to be reported",
+        ),
+    )
+}
+
+
+def parse_setting(key: str, value: str) -> Any:
+    """Check `value` for `key`; raise ValidationError for an unknown key or a bad value."""
+    setting = SETTINGS.get(key)
+    if setting is None:
+        raise ValidationError(f"unknown setting {key!r}", f"known: {', '.join(sorted(SETTINGS))}")
+    try:
+        return setting.parse(value)
+    except ValidationError as exc:
+        raise ValidationError(f"setting {key}: {exc.message}", exc.hint) from None
+
+
+def effective(stored: dict[str, Any]) -> dict[str, Any]:
+    """Every known setting's value in force (stored, else its default), plus stored extras."""
+    values = {key: s.default for key, s in SETTINGS.items()}
+    values.update(stored)
+    return values
