@@ -1,0 +1,1040 @@
+"""Economics: prices, the cost of every attempt, roll-ups, idle cost, and the console's numbers.
+
+Prices. A host has either its own prices or the lab defaults (`prices` rows with host NULL). Each
+row of the `prices` table is a complete snapshot of one scope's prices from `effective_from` on,
+so a change applies from the moment it is made and history is never rewritten. At any instant a
+host's allocation prices (flat hourly price, CPU core-hour, GPU-hour, GB-hour of memory) come from
+its own latest row when that row sets any of them, else from the lab default; its electricity
+price (per kWh of measured GPU power) comes from its own row when set there, else from the lab.
+
+Cost of an attempt (the same rule as `scheduler.model.allocation_price_per_hour`): per-resource
+prices are charged per unit held (a GPU share as its memory fraction of one GPU), a flat host price
+by the attempt's dominant share of the host (max of its CPU, memory and GPU fractions, at most 1),
+integrated over [started_at, ended_at or now] with the prices in force at each moment; plus its
+measured energy: the mean power of the GPUs it held (from `samples`) x its duration x the share of
+each GPU it held, charged at the electricity price. When an attempt is split (by price period,
+day or report window) its energy is spread evenly over its time. A lost attempt is charged too.
+
+Idle cost of a host: its whole price (the flat price plus per-resource prices x capacity) x time
+since it was added, minus the allocation cost of the attempts it ran: capacity not allocated x
+price x time.
+
+Everything is aggregated in SQL over `attempts`, `jobs`, `hosts` and `prices`; the price periods
+and report buckets go in small TEMP tables of the reading connection.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
+
+from lepton_tui.errors import LeptonError, NotFound, ValidationError
+from lepton_tui.ledger import Ledger
+from lepton_tui.validate import check_name, parse_number
+
+# ISO 4217 codes a lab may keep its books in.
+CURRENCIES = frozenset(
+    "USD EUR GBP CHF JPY CNY CAD AUD NZD SEK NOK DKK PLN CZK HUF INR KRW SGD HKD TWD BRL MXN "
+    "ZAR ILS TRY AED SAR RUB THB MYR IDR PHP VND CLP COP ARS".split()
+)
+DEFAULT_CURRENCY = "USD"
+MAX_PRICE = 1e6
+RESOURCE_FIELDS = ("price_per_hour", "price_cpu_hour", "price_gpu_hour", "price_gb_hour")
+PRICE_FIELDS = (*RESOURCE_FIELDS, "power_price_kwh")
+GROUPINGS = ("user", "project", "host", "job", "day", "total")
+_FAR = 1e18  # "forever" for open price periods
+
+_indexed: set[str] = set()
+
+
+def ensure_indexes(ledger: Ledger) -> None:
+    """Create the indexes the cost queries need (idempotent; once per ledger file per process)."""
+    key = str(ledger.path.resolve())
+    if key in _indexed:
+        return
+    wanted = {
+        "idx_attempts_ended_at": "attempts(ended_at)",
+        "idx_attempts_host_started": "attempts(host, started_at)",
+    }
+    have = {r["name"] for r in ledger.query("SELECT name FROM sqlite_master WHERE type='index'")}
+    missing = {k: v for k, v in wanted.items() if k not in have}
+    if missing:
+        with ledger.tx():
+            for name, target in missing.items():
+                ledger.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
+    _indexed.add(key)
+
+
+# -- prices -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PriceSet:
+    """The prices in force for one host at one moment."""
+
+    per_hour: float = 0.0
+    cpu_hour: float = 0.0
+    gpu_hour: float = 0.0
+    gb_hour: float = 0.0
+    power_kwh: float = 0.0
+    source: str = "none"  # "host", "lab" or "none"
+
+    def host_rate(self, cpus: float, mem_mb: float, gpus: float) -> float:
+        """Hourly price of a whole host of this capacity."""
+        return (
+            self.per_hour
+            + self.cpu_hour * cpus
+            + self.gpu_hour * gpus
+            + self.gb_hour * mem_mb / 1024.0
+        )
+
+
+def allocation_rate(prices: PriceSet, alloc: dict[str, Any], capacity: dict[str, Any]) -> float:
+    """Hourly allocation price of holding `alloc` (cpus, mem_mb, gpus, gpu_mem_mb) on a host."""
+    cap_cpus = float(capacity.get("cpus") or 0)
+    cap_mem = float(capacity.get("mem_mb") or 0)
+    cap_gpus = float(capacity.get("gpus") or 0)
+    cap_gmem = float(capacity.get("gpu_mem_mb") or 0)
+    gpus = _gpu_equivalents(alloc, cap_gpus, cap_gmem)
+    rate = (
+        prices.cpu_hour * float(alloc.get("cpus") or 0)
+        + prices.gpu_hour * gpus
+        + prices.gb_hour * float(alloc.get("mem_mb") or 0) / 1024.0
+    )
+    if prices.per_hour:
+        if cap_cpus <= 0 and cap_mem <= 0 and cap_gpus <= 0:
+            share = 1.0  # capacity unknown: the whole host
+        else:
+            shares = [0.0]
+            if cap_cpus > 0:
+                shares.append(float(alloc.get("cpus") or 0) / cap_cpus)
+            if cap_mem > 0:
+                shares.append(float(alloc.get("mem_mb") or 0) / cap_mem)
+            if cap_gpus > 0:
+                shares.append(gpus / cap_gpus)
+            share = min(1.0, max(shares))
+        rate += prices.per_hour * share
+    return rate
+
+
+def _gpu_equivalents(alloc: dict[str, Any], cap_gpus: float, cap_gmem: float) -> float:
+    if alloc.get("gpus"):
+        return float(alloc["gpus"])
+    gmem = float(alloc.get("gpu_mem_mb") or 0)
+    if gmem > 0 and cap_gpus > 0 and cap_gmem > 0:
+        return min(1.0, gmem * cap_gpus / cap_gmem)
+    return 0.0
+
+
+def get_currency(ledger: Ledger) -> str:
+    """The lab's currency (setting `currency`, default USD)."""
+    return str(ledger.get_setting("currency", DEFAULT_CURRENCY))
+
+
+def check_currency(code: str) -> str:
+    """An upper-cased known ISO 4217 code, or ValidationError."""
+    text = str(code or "").strip().upper()
+    if text not in CURRENCIES:
+        raise ValidationError(
+            f"unknown currency {code!r}",
+            "use an ISO code such as USD, EUR, GBP, CHF, JPY",
+            field="currency",
+        )
+    return text
+
+
+def check_price(value: Any, what: str) -> float:
+    """A price: a finite number from 0 to 1,000,000, or ValidationError."""
+    return float(parse_number(value, what, minimum=0, maximum=MAX_PRICE))
+
+
+def set_prices(
+    ledger: Ledger,
+    host: str | None = None,
+    *,
+    per_hour: Any = None,
+    cpu_hour: Any = None,
+    gpu_hour: Any = None,
+    gb_hour: Any = None,
+    power_kwh: Any = None,
+    use_lab_default: bool = False,
+    actor: str | None = None,
+) -> dict[str, Any]:
+    """Record new prices for `host` (None: the lab default), in force from now on.
+
+    Fields not given keep their current value for that scope. `use_lab_default` drops the host's
+    own prices (it then pays the lab defaults). Everything is checked before anything is written.
+    Returns the new prices row.
+    """
+    given = {
+        "price_per_hour": per_hour,
+        "price_cpu_hour": cpu_hour,
+        "price_gpu_hour": gpu_hour,
+        "price_gb_hour": gb_hour,
+        "power_price_kwh": power_kwh,
+    }
+    labels = {
+        "price_per_hour": "price per hour",
+        "price_cpu_hour": "CPU core-hour price",
+        "price_gpu_hour": "GPU-hour price",
+        "price_gb_hour": "GB-hour price",
+        "power_price_kwh": "electricity price per kWh",
+    }
+    checked = {k: check_price(v, labels[k]) for k, v in given.items() if v not in (None, "")}
+    if host is not None:
+        check_name(host, "host")
+        if ledger.query_one("SELECT id FROM hosts WHERE name = ?", (host,)) is None:
+            raise NotFound(f"host {host!r} does not exist", "see `lepton-tui hosts ls`")
+    if not checked and not use_lab_default:
+        raise ValidationError(
+            "no price given",
+            "give --per-hour, --cpu-hour, --gpu-hour, --gb-hour or --power-kwh",
+        )
+    if use_lab_default and host is None:
+        raise ValidationError("--lab-default applies to a --host", field="host")
+    now = ledger.clock()
+    with ledger.tx():
+        current = _latest_row(ledger, host, now)
+        row: dict[str, Any] = {f: None for f in PRICE_FIELDS}
+        if current is not None and not use_lab_default:
+            row.update({f: current[f] for f in PRICE_FIELDS})
+        if use_lab_default:
+            row.update({f: None for f in RESOURCE_FIELDS})
+            if "power_price_kwh" not in checked:
+                row["power_price_kwh"] = None
+        row.update(checked)
+        row.update(
+            {
+                "host": host,
+                "effective_from": now,
+                "currency": get_currency(ledger),
+                "set_by": actor,
+            }
+        )
+        ledger.insert("prices", row)
+        if host is not None:
+            ledger.execute(
+                "UPDATE hosts SET price_per_hour = ?, price_cpu_hour = ?, price_gpu_hour = ?, "
+                "price_gb_hour = ?, power_price_kwh = ? WHERE name = ?",
+                [row[f] for f in PRICE_FIELDS] + [host],
+            )
+        shown = ", ".join(f"{labels[k]} {v:g}" for k, v in checked.items())
+        if use_lab_default:
+            shown = "lab default prices" + (f", {shown}" if shown else "")
+        ledger.event(
+            "price.set",
+            f"prices of {host or 'the lab (default)'}: {shown} {row['currency']}",
+            host=host,
+            actor=actor,
+            data={k: row[k] for k in PRICE_FIELDS},
+            at=now,
+        )
+    return row
+
+
+def set_currency(ledger: Ledger, code: str, actor: str | None = None) -> str:
+    """Set the lab currency (an ISO code; prices are not converted)."""
+    value = check_currency(code)
+    ledger.set_setting("currency", value, actor=actor)
+    return value
+
+
+def check_cost_weight(value: Any) -> float:
+    """The cost-aware scheduling weight: 0 (ignore cost) to 1 (cost first)."""
+    return float(parse_number(value, "cost weight", minimum=0, maximum=1))
+
+
+def set_cost_weight(ledger: Ledger, value: Any, actor: str | None = None) -> float:
+    """Set the lab's `cost_weight` setting (the dispatcher passes it to the policy)."""
+    weight = check_cost_weight(value)
+    ledger.set_setting("cost_weight", weight, actor=actor)
+    return weight
+
+
+def _latest_row(ledger: Ledger, host: str | None, at: float) -> dict[str, Any] | None:
+    where = "host IS NULL" if host is None else "host = ?"
+    params: list[Any] = [] if host is None else [host]
+    return ledger.query_one(
+        f"SELECT * FROM prices WHERE {where} AND effective_from <= ? "
+        "ORDER BY effective_from DESC, id DESC LIMIT 1",
+        [*params, at],
+    )
+
+
+def _resolve(own: dict[str, Any] | None, lab: dict[str, Any] | None) -> PriceSet:
+    own_sets = own is not None and any(own.get(f) is not None for f in RESOURCE_FIELDS)
+    source_row = own if own_sets else lab
+    vals = {f: float((source_row or {}).get(f) or 0.0) for f in RESOURCE_FIELDS}
+    power = None
+    if own is not None and own.get("power_price_kwh") is not None:
+        power = own["power_price_kwh"]
+    elif lab is not None:
+        power = lab.get("power_price_kwh")
+    source = "host" if own_sets else ("lab" if lab is not None else "none")
+    return PriceSet(
+        vals["price_per_hour"],
+        vals["price_cpu_hour"],
+        vals["price_gpu_hour"],
+        vals["price_gb_hour"],
+        float(power or 0.0),
+        source,
+    )
+
+
+def prices_at(ledger: Ledger, host: str, at: float | None = None) -> PriceSet:
+    """The prices in force for `host` at `at` (default now)."""
+    when = ledger.clock() if at is None else at
+    return _resolve(_latest_row(ledger, host, when), _latest_row(ledger, None, when))
+
+
+def price_history(ledger: Ledger, host: str | None = None) -> list[dict[str, Any]]:
+    """Every price change (oldest first), for one host, or all when `host` is None."""
+    if host is None:
+        return ledger.query("SELECT * FROM prices ORDER BY effective_from, id")
+    return ledger.query("SELECT * FROM prices WHERE host = ? ORDER BY effective_from, id", (host,))
+
+
+@dataclass(frozen=True)
+class PriceSegment:
+    """The prices of one host over [start, end)."""
+
+    host: str
+    start: float
+    end: float
+    prices: PriceSet
+
+
+def price_segments(ledger: Ledger, hosts: Sequence[str]) -> list[PriceSegment]:
+    """Each host's prices as back-to-back periods covering all time (zero before any price)."""
+    rows = ledger.query("SELECT * FROM prices ORDER BY effective_from, id")
+    lab_rows = [r for r in rows if r["host"] is None]
+    own_rows: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["host"] is not None:
+            own_rows.setdefault(r["host"], []).append(r)
+    out: list[PriceSegment] = []
+    for host in hosts:
+        mine = own_rows.get(host, [])
+        times = sorted(
+            {r["effective_from"] for r in lab_rows} | {r["effective_from"] for r in mine}
+        )
+        bounds = [-_FAR, *times, _FAR]
+        li = oi = 0
+        lab: dict[str, Any] | None = None
+        own: dict[str, Any] | None = None
+        for start, end in zip(bounds, bounds[1:], strict=False):
+            while li < len(lab_rows) and lab_rows[li]["effective_from"] <= start:
+                lab = lab_rows[li]
+                li += 1
+            while oi < len(mine) and mine[oi]["effective_from"] <= start:
+                own = mine[oi]
+                oi += 1
+            if end > start:
+                out.append(PriceSegment(host, start, end, _resolve(own, lab)))
+    return out
+
+
+# -- dates --------------------------------------------------------------------------------------
+
+
+def local_tz() -> tzinfo:
+    """The login node's time zone."""
+    tz = datetime.now().astimezone().tzinfo
+    assert tz is not None
+    return tz
+
+
+def parse_when(text: str, what: str, now: float, tz: tzinfo | None = None) -> float:
+    """A date or time: `2026-03-01`, `2026-03-01T14:00`, `today`, `yesterday`, or `7d` ago."""
+    tz = tz or local_tz()
+    raw = str(text or "").strip()
+    low = raw.lower()
+    today = datetime.fromtimestamp(now, tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    if low == "now":
+        return now
+    if low == "today":
+        return today.timestamp()
+    if low == "yesterday":
+        return _add_days(today, -1).timestamp()
+    if low.endswith(("d", "h", "w")) and low[:-1].replace(".", "", 1).isdigit():
+        unit = {"h": 3600, "d": 86400, "w": 7 * 86400}[low[-1]]
+        return now - float(low[:-1]) * unit
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValidationError(
+            f"{what} {text!r} is not a date",
+            "write it like 2026-03-01, 2026-03-01T14:00, today, yesterday or 7d",
+            field=what,
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=tz)
+    return parsed.timestamp()
+
+
+def _add_days(moment: datetime, days: int) -> datetime:
+    day = moment.date() + timedelta(days=days)
+    return datetime(day.year, day.month, day.day, tzinfo=moment.tzinfo)
+
+
+def check_range(since: float, until: float) -> None:
+    """Refuse a date range that ends before it starts."""
+    if until <= since:
+        raise ValidationError(
+            "the date range ends before it starts",
+            f"--until ({_fmt_ts(until)}) must be after --since ({_fmt_ts(since)})",
+            field="until",
+        )
+
+
+def _fmt_ts(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def day_buckets(
+    since: float, until: float, tz: tzinfo | None = None
+) -> list[tuple[str, float, float]]:
+    """Calendar days (label, start, end) of `tz` (default local) that cover [since, until)."""
+    tz = tz or local_tz()
+    start = datetime.fromtimestamp(since, tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = datetime(start.year, start.month, start.day, tzinfo=tz)
+    out = []
+    while start.timestamp() < until:
+        nxt = _add_days(start, 1)
+        out.append(
+            (start.date().isoformat(), max(since, start.timestamp()), min(until, nxt.timestamp()))
+        )
+        start = nxt
+    return out
+
+
+def month_start(now: float, tz: tzinfo | None = None) -> float:
+    """The start of the calendar month holding `now`."""
+    tz = tz or local_tz()
+    d = datetime.fromtimestamp(now, tz)
+    return datetime(d.year, d.month, 1, tzinfo=tz).timestamp()
+
+
+def week_start(now: float, tz: tzinfo | None = None) -> float:
+    """Monday 00:00 of the week holding `now`."""
+    tz = tz or local_tz()
+    d = datetime.fromtimestamp(now, tz)
+    monday: date = d.date() - timedelta(days=d.weekday())
+    return datetime(monday.year, monday.month, monday.day, tzinfo=tz).timestamp()
+
+
+def day_start(now: float, tz: tzinfo | None = None) -> float:
+    """Midnight of the day holding `now`."""
+    tz = tz or local_tz()
+    d = datetime.fromtimestamp(now, tz)
+    return datetime(d.year, d.month, d.day, tzinfo=tz).timestamp()
+
+
+# -- accounting ---------------------------------------------------------------------------------
+
+# Per (attempt, price period, bucket) overlap in seconds, with the attempt's hourly allocation rate.
+_RATE_SQL = """
+    p.per_hour * (CASE
+        WHEN COALESCE(p.cap_cpus, 0) <= 0 AND COALESCE(p.cap_mem, 0) <= 0
+             AND COALESCE(p.cap_gpus, 0) <= 0 THEN 1.0
+        ELSE MIN(1.0, MAX(0.0,
+            CASE WHEN p.cap_cpus > 0 THEN a.cpus / p.cap_cpus ELSE 0 END,
+            CASE WHEN p.cap_mem > 0 THEN a.mem_mb * 1.0 / p.cap_mem ELSE 0 END,
+            CASE WHEN p.cap_gpus > 0 THEN ({geq}) / p.cap_gpus ELSE 0 END))
+        END)
+    + p.cpu_hour * a.cpus + p.gpu_hour * ({geq}) + p.gb_hour * a.mem_mb / 1024.0
+"""
+_GEQ_SQL = (
+    "CASE WHEN a.gpus > 0 THEN a.gpus * 1.0 "
+    "WHEN a.gpu_mem_mb > 0 AND p.cap_gpus > 0 AND p.cap_gmem > 0 "
+    "THEN MIN(1.0, a.gpu_mem_mb * p.cap_gpus * 1.0 / p.cap_gmem) ELSE 0.0 END"
+)
+_RATE = _RATE_SQL.format(geq=_GEQ_SQL)
+
+_GROUP_KEYS = {
+    "user": "j.user",
+    "project": "j.project",
+    "host": "a.host",
+    "job": "a.job_id",
+    "day": "w.label",
+    "total": "'total'",
+}
+
+
+def _load_temp_tables(
+    ledger: Ledger, hosts: Sequence[str], buckets: Sequence[tuple[str, float, float]]
+) -> None:
+    """(Re)fill this connection's TEMP tables of price periods and report buckets."""
+    conn = ledger.conn
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS econ_period (host TEXT, t0 REAL, t1 REAL, "
+        "per_hour REAL, cpu_hour REAL, gpu_hour REAL, gb_hour REAL, power_kwh REAL, "
+        "cap_cpus REAL, cap_mem REAL, cap_gpus REAL, cap_gmem REAL, added_at REAL)"
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS temp.econ_period_host ON econ_period(host, t0)")
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS econ_bucket (label TEXT, t0 REAL, t1 REAL)")
+    conn.execute("CREATE INDEX IF NOT EXISTS temp.econ_bucket_t0 ON econ_bucket(t0)")
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS econ_energy (attempt_id INTEGER PRIMARY KEY, wh REAL)"
+    )
+    conn.execute("DELETE FROM econ_period")
+    conn.execute("DELETE FROM econ_bucket")
+    conn.execute("DELETE FROM econ_energy")
+    caps = {
+        r["name"]: r
+        for r in ledger.query("SELECT name, cpus, mem_mb, gpus, gpu_mem_mb, added_at FROM hosts")
+    }
+    rows = []
+    for seg in price_segments(ledger, hosts):
+        cap = caps.get(seg.host) or {}
+        p = seg.prices
+        rows.append(
+            (seg.host, seg.start, seg.end, p.per_hour, p.cpu_hour, p.gpu_hour, p.gb_hour,
+             p.power_kwh, cap.get("cpus"), cap.get("mem_mb"), cap.get("gpus"),
+             cap.get("gpu_mem_mb"), cap.get("added_at"))
+        )  # fmt: skip
+    conn.executemany(f"INSERT INTO econ_period VALUES ({', '.join('?' * 13)})", rows)
+    conn.executemany("INSERT INTO econ_bucket VALUES (?, ?, ?)", list(buckets))
+
+
+@contextmanager
+def _snapshot(ledger: Ledger) -> Iterator[None]:
+    """A deferred read transaction (no write lock on the ledger), unless one is already open."""
+    conn = ledger.conn
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
+
+
+def _hosts_in_play(ledger: Ledger) -> list[str]:
+    names = {r["name"] for r in ledger.query("SELECT name FROM hosts")}
+    names |= {
+        r["host"]
+        for r in ledger.query(
+            "SELECT DISTINCT host FROM attempts INDEXED BY idx_attempts_host_started"
+        )
+    }
+    return sorted(names)
+
+
+def _unsettled_energy(ledger: Ledger, since: float, until: float, now: float) -> None:
+    """Measure, for the report, the energy of GPU attempts that have no stored energy yet."""
+    rows = ledger.query(
+        "SELECT * FROM attempts WHERE energy_wh IS NULL AND (gpus > 0 OR gpu_mem_mb > 0) "
+        "AND COALESCE(started_at, created_at) < ? AND (ended_at IS NULL OR ended_at > ?)",
+        (until, since),
+    )
+    if not rows:
+        return
+    values = [(r["id"], measure_energy_wh(ledger, r, now)) for r in rows]
+    ledger.conn.executemany("INSERT INTO econ_energy VALUES (?, ?)", values)
+
+
+def _attempt_sql(key: str, extra_select: str = "") -> str:
+    """Per-attempt slices: allocation cost, energy, GPU-hours and CPU-hours in each bucket."""
+    return f"""
+    WITH sl AS (
+      SELECT a.id AS aid, a.host AS host, a.job_id AS job_id, j.user AS user, j.project AS project,
+             {key} AS k, w.label AS label,
+             COALESCE(a.started_at, a.created_at) AS s0,
+             MIN(COALESCE(a.ended_at, :now), :now) AS s1,
+             MAX(0.0, MIN(COALESCE(a.ended_at, :now), :now, p.t1, w.t1)
+                      - MAX(COALESCE(a.started_at, a.created_at), p.t0, w.t0)) AS ov,
+             ({_RATE}) AS rate,
+             p.power_kwh AS kwh,
+             ({_GEQ_SQL}) AS geq,
+             a.cpus AS cpus,
+             COALESCE(a.energy_wh, e.wh, 0.0) AS wh
+      FROM attempts a
+      JOIN jobs j ON j.id = a.job_id
+      JOIN econ_bucket w ON w.t0 < MIN(COALESCE(a.ended_at, :now), :now)
+                        AND w.t1 > COALESCE(a.started_at, a.created_at)
+                        AND w.t0 >= COALESCE(a.started_at, a.created_at) - :maxb
+      JOIN econ_period p ON p.host = a.host AND p.t0 < w.t1 AND p.t1 > w.t0
+                        AND p.t0 < MIN(COALESCE(a.ended_at, :now), :now)
+                        AND p.t1 > COALESCE(a.started_at, a.created_at)
+      LEFT JOIN econ_energy e ON e.attempt_id = a.id
+      WHERE COALESCE(a.started_at, a.created_at) < :until
+        AND (a.ended_at > :since OR a.ended_at IS NULL)
+        {extra_select}
+    )
+    SELECT k, label, host,
+           SUM(ov * rate) / 3600.0 AS alloc_cost,
+           SUM(CASE WHEN s1 > s0 THEN wh * ov / (s1 - s0) ELSE 0 END) / 1000.0 AS energy_kwh,
+           SUM(CASE WHEN s1 > s0 THEN wh * ov / (s1 - s0) * kwh ELSE 0 END) / 1000.0
+               AS energy_cost,
+           SUM(ov * geq) / 3600.0 AS gpu_hours,
+           SUM(ov * cpus) / 3600.0 AS cpu_hours,
+           COUNT(DISTINCT aid) AS attempts,
+           COUNT(DISTINCT job_id) AS jobs
+    FROM sl GROUP BY k, label, host
+    """
+
+
+_HOST_TOTAL_SQL = """
+    SELECT p.host AS host, w.label AS label,
+           SUM(MAX(0.0, MIN(p.t1, w.t1, :now) - MAX(p.t0, w.t0, COALESCE(p.added_at, w.t0)))
+               * (p.per_hour + p.cpu_hour * COALESCE(p.cap_cpus, 0)
+                  + p.gpu_hour * COALESCE(p.cap_gpus, 0)
+                  + p.gb_hour * COALESCE(p.cap_mem, 0) / 1024.0)) / 3600.0 AS total
+    FROM econ_period p JOIN econ_bucket w ON p.t0 < w.t1 AND p.t1 > w.t0
+    WHERE p.added_at IS NOT NULL
+    GROUP BY p.host, w.label
+"""
+
+
+@dataclass
+class CostRow:
+    """One line of a cost report."""
+
+    key: str
+    cost: float = 0.0
+    alloc_cost: float = 0.0
+    energy_cost: float = 0.0
+    energy_kwh: float = 0.0
+    gpu_hours: float = 0.0
+    cpu_hours: float = 0.0
+    attempts: int = 0
+    jobs: int = 0
+    idle_cost: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "cost": round(self.cost, 6),
+            "alloc_cost": round(self.alloc_cost, 6),
+            "energy_cost": round(self.energy_cost, 6),
+            "energy_kwh": round(self.energy_kwh, 6),
+            "gpu_hours": round(self.gpu_hours, 6),
+            "cpu_hours": round(self.cpu_hours, 6),
+            "attempts": self.attempts,
+            "jobs": self.jobs,
+            "idle_cost": round(self.idle_cost, 6),
+        }
+
+
+@dataclass
+class CostReport:
+    """A cost report over [since, until): rows by the chosen key, totals and idle cost."""
+
+    by: str
+    since: float
+    until: float
+    currency: str
+    rows: list[CostRow]
+    total: CostRow
+    idle_cost: float
+    idle_by_host: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "by": self.by,
+            "since": self.since,
+            "until": self.until,
+            "currency": self.currency,
+            "rows": [r.as_dict() for r in self.rows],
+            "total": self.total.as_dict(),
+            "idle_cost": round(self.idle_cost, 6),
+            "idle_by_host": {k: round(v, 6) for k, v in sorted(self.idle_by_host.items())},
+        }
+
+
+def cost_report(
+    ledger: Ledger,
+    since: float,
+    until: float,
+    by: str = "total",
+    *,
+    now: float | None = None,
+    tz: tzinfo | None = None,
+    buckets: Sequence[tuple[str, float, float]] | None = None,
+) -> CostReport:
+    """Cost of every attempt over [since, until), rolled up `by` user, project, host, job or day.
+
+    Running attempts count up to `now` (default the ledger clock). Idle cost (capacity not
+    allocated x price x time) is reported per host, per day with `by="day"`, and in total.
+    """
+    if by not in GROUPINGS:
+        raise ValidationError(f"cannot group costs by {by!r}", f"use one of {', '.join(GROUPINGS)}")
+    check_range(since, until)
+    now = ledger.clock() if now is None else now
+    until_eff = min(until, now)
+    ensure_indexes(ledger)
+    if buckets is None:
+        buckets = day_buckets(since, until_eff, tz) if by == "day" else [("all", since, until_eff)]
+    buckets = [b for b in buckets if b[2] > b[1]]
+    max_len = max((b[2] - b[1] for b in buckets), default=0.0)
+    params = {"since": since, "until": until_eff, "now": now, "maxb": max_len + 1.0}
+    rows: list[dict[str, Any]] = []
+    hosts_total: list[dict[str, Any]] = []
+    counts: dict[str, tuple[int, int]] = {}
+    total_counts = (0, 0)
+    if buckets:
+        with _snapshot(ledger):  # one consistent read; the temp tables are this connection's
+            _load_temp_tables(ledger, _hosts_in_play(ledger), buckets)
+            _unsettled_energy(ledger, since, until_eff, now)
+            rows = ledger.query(_attempt_sql(_GROUP_KEYS[by]), params)
+            hosts_total = ledger.query(_HOST_TOTAL_SQL, params)
+            counts = _counts(ledger, by, params) if rows else {}
+            total_counts = _total_counts(ledger, params) if rows else (0, 0)
+    out: dict[str, CostRow] = {}
+    total = CostRow("total")
+    alloc_by_host_label: dict[tuple[str, str], float] = {}
+    for r in rows:
+        key = str(r["k"])
+        row = out.setdefault(key, CostRow(key))
+        for target in (row, total):
+            target.alloc_cost += r["alloc_cost"] or 0.0
+            target.energy_cost += r["energy_cost"] or 0.0
+            target.energy_kwh += r["energy_kwh"] or 0.0
+            target.gpu_hours += r["gpu_hours"] or 0.0
+            target.cpu_hours += r["cpu_hours"] or 0.0
+        hl = (r["host"], r["label"])
+        alloc_by_host_label[hl] = alloc_by_host_label.get(hl, 0.0) + (r["alloc_cost"] or 0.0)
+    # attempts and jobs are counted apart, so an attempt split over buckets counts once
+    for key, row in out.items():
+        row.attempts, row.jobs = counts.get(key, (0, 0))
+    total.attempts, total.jobs = total_counts
+    idle_by_host: dict[str, float] = {}
+    idle_by_label: dict[str, float] = {}
+    for h in hosts_total:
+        idle = max(0.0, (h["total"] or 0.0) - alloc_by_host_label.get((h["host"], h["label"]), 0.0))
+        idle_by_host[h["host"]] = idle_by_host.get(h["host"], 0.0) + idle
+        idle_by_label[h["label"]] = idle_by_label.get(h["label"], 0.0) + idle
+    for row in [*out.values(), total]:
+        row.cost = row.alloc_cost + row.energy_cost
+    if by == "host":
+        for host, idle in idle_by_host.items():
+            out.setdefault(host, CostRow(host)).idle_cost = idle
+    elif by == "day":
+        for label, idle in idle_by_label.items():
+            out.setdefault(label, CostRow(label)).idle_cost = idle
+    idle_total = sum(idle_by_host.values())
+    total.idle_cost = idle_total
+    ordered = sorted(out.values(), key=lambda r: r.key if by == "day" else (-r.cost, r.key))
+    if by == "job":
+        ordered = sorted(out.values(), key=lambda r: int(r.key))
+    return CostReport(
+        by, since, until, get_currency(ledger), ordered, total, idle_total, idle_by_host
+    )
+
+
+def _counts(ledger: Ledger, by: str, params: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    if by == "day":
+        sql = """
+          SELECT w.label AS k, COUNT(DISTINCT a.id) AS n, COUNT(DISTINCT a.job_id) AS j
+          FROM attempts a JOIN econ_bucket w
+            ON w.t0 < MIN(COALESCE(a.ended_at, :now), :now)
+           AND w.t1 > COALESCE(a.started_at, a.created_at)
+           AND w.t0 >= COALESCE(a.started_at, a.created_at) - :maxb
+          WHERE COALESCE(a.started_at, a.created_at) < :until
+            AND (a.ended_at > :since OR a.ended_at IS NULL)
+          GROUP BY w.label"""
+    else:
+        sql = f"""
+          SELECT {_GROUP_KEYS[by]} AS k, COUNT(*) AS n, COUNT(DISTINCT a.job_id) AS j
+          FROM attempts a JOIN jobs j ON j.id = a.job_id
+          WHERE COALESCE(a.started_at, a.created_at) < :until
+            AND (a.ended_at > :since OR a.ended_at IS NULL)
+            AND MIN(COALESCE(a.ended_at, :now), :now) > COALESCE(a.started_at, a.created_at)
+          GROUP BY k"""
+    return {str(r["k"]): (r["n"], r["j"]) for r in ledger.query(sql, params)}
+
+
+def _total_counts(ledger: Ledger, params: dict[str, Any]) -> tuple[int, int]:
+    r = ledger.query_one(
+        """SELECT COUNT(*) AS n, COUNT(DISTINCT a.job_id) AS j FROM attempts a
+           WHERE COALESCE(a.started_at, a.created_at) < :until
+             AND (a.ended_at > :since OR a.ended_at IS NULL)
+             AND MIN(COALESCE(a.ended_at, :now), :now) > COALESCE(a.started_at, a.created_at)""",
+        params,
+    )
+    return (r["n"], r["j"]) if r else (0, 0)
+
+
+# -- energy and settling ------------------------------------------------------------------------
+
+
+def measure_energy_wh(ledger: Ledger, attempt: dict[str, Any], now: float | None = None) -> float:
+    """Measured GPU energy of an attempt: per GPU it held, mean sampled power x time x its share."""
+    gpu_ids = attempt.get("gpu_ids")
+    if isinstance(gpu_ids, str):
+        gpu_ids = json.loads(gpu_ids or "[]")
+    if not gpu_ids:
+        return 0.0
+    start = attempt.get("started_at") or attempt.get("created_at")
+    end = attempt.get("ended_at") or (ledger.clock() if now is None else now)
+    if start is None or end <= start:
+        return 0.0
+    share = 1.0
+    if not attempt.get("gpus"):
+        host = ledger.query_one(
+            "SELECT gpus, gpu_mem_mb FROM hosts WHERE name = ?", (attempt["host"],)
+        )
+        per = (host["gpu_mem_mb"] / host["gpus"]) if host and host["gpus"] else 0
+        share = min(1.0, (attempt.get("gpu_mem_mb") or 0) / per) if per else 1.0
+    hours = (end - start) / 3600.0
+    total = 0.0
+    for g in gpu_ids:
+        r = ledger.query_one(
+            "SELECT SUM(power_w * n) AS p, SUM(n) AS n FROM samples "
+            "WHERE host = ? AND gpu_index = ? AND resolution IN (0, 60, 3600) "
+            "AND at >= ? AND at <= ? AND power_w IS NOT NULL",
+            (attempt["host"], int(g), start, end),
+        )
+        if r and r["n"]:
+            total += (r["p"] / r["n"]) * hours * share
+    return total
+
+
+def attempt_cost(ledger: Ledger, token: str, now: float | None = None) -> tuple[float, float]:
+    """(cost, energy_wh) of one attempt so far (to `now` while it runs)."""
+    now = ledger.clock() if now is None else now
+    att = ledger.query_one("SELECT * FROM attempts WHERE token = ?", (token,))
+    if att is None:
+        raise NotFound(f"attempt {token} does not exist")
+    start = att["started_at"] or att["created_at"]
+    end = min(att["ended_at"] or now, now)
+    if end <= start:
+        return 0.0, 0.0
+    energy = (
+        att["energy_wh"] if att["energy_wh"] is not None else measure_energy_wh(ledger, att, now)
+    )
+    host = (
+        ledger.query_one(
+            "SELECT cpus, mem_mb, gpus, gpu_mem_mb FROM hosts WHERE name = ?", (att["host"],)
+        )
+        or {}
+    )
+    cost = 0.0
+    for seg in price_segments(ledger, [att["host"]]):
+        ov = min(end, seg.end) - max(start, seg.start)
+        if ov <= 0:
+            continue
+        cost += allocation_rate(seg.prices, att, host) * ov / 3600.0
+        cost += energy / 1000.0 * (ov / (end - start)) * seg.prices.power_kwh
+    return cost, energy
+
+
+def settle_attempt(ledger: Ledger, token: str) -> float:
+    """Compute an ended attempt's cost and measured energy and store them on it; return the cost.
+
+    For the dispatcher: call it after an attempt reaches an end state (succeeded, failed, timeout,
+    cancelled or lost: a lost attempt is charged for the time it held its resources). An attempt
+    still running is not stored; its cost so far is returned.
+    """
+    att = ledger.query_one("SELECT ended_at FROM attempts WHERE token = ?", (token,))
+    if att is None:
+        raise NotFound(f"attempt {token} does not exist")
+    cost, energy = attempt_cost(ledger, token)
+    if att["ended_at"] is not None:
+        with ledger.tx():
+            ledger.execute(
+                "UPDATE attempts SET cost = ?, energy_wh = ? WHERE token = ?",
+                (cost, energy, token),
+            )
+    return cost
+
+
+def running_rate(ledger: Ledger, now: float | None = None) -> float:
+    """What the running attempts cost per hour now (allocation plus their latest power draw)."""
+    now = ledger.clock() if now is None else now
+    rows = ledger.query("SELECT * FROM attempts WHERE state IN ('starting', 'running')")
+    if not rows:
+        return 0.0
+    caps = {
+        r["name"]: r for r in ledger.query("SELECT name, cpus, mem_mb, gpus, gpu_mem_mb FROM hosts")
+    }
+    rate = 0.0
+    for att in rows:
+        prices = prices_at(ledger, att["host"], now)
+        rate += allocation_rate(prices, att, caps.get(att["host"], {}))
+        if prices.power_kwh:
+            for g in json.loads(att["gpu_ids"] or "[]"):
+                r = ledger.query_one(
+                    "SELECT power_w FROM samples WHERE host = ? AND gpu_index = ? "
+                    "AND resolution = 0 AND power_w IS NOT NULL ORDER BY at DESC LIMIT 1",
+                    (att["host"], int(g)),
+                )
+                if r:
+                    rate += r["power_w"] / 1000.0 * prices.power_kwh
+    return rate
+
+
+# -- console numbers ----------------------------------------------------------------------------
+
+
+def cost_summary(
+    ledger: Ledger, now: float | None = None, tz: tzinfo | None = None
+) -> dict[str, Any]:
+    """The console's cost panel.
+
+    Keys: `currency`; `today`, `week` (since Monday), `month` (spend, allocation plus energy);
+    `rate_per_hour` (what runs now costs per hour); `by_user`, `by_project` (this month,
+    {name: spend}, largest first); `idle_today`, `idle_month` (idle cost); `idle_by_host` (this
+    month).
+    """
+    now = ledger.clock() if now is None else now
+    t_day, t_week, t_month = day_start(now, tz), week_start(now, tz), month_start(now, tz)
+    first = min(t_week, t_month)
+    buckets = [("day", t_day, now), ("week", t_week, now), ("month", t_month, now)]
+    if now <= first:
+        return {"currency": get_currency(ledger), "today": 0.0, "week": 0.0, "month": 0.0,
+                "rate_per_hour": 0.0, "by_user": {}, "by_project": {}, "idle_today": 0.0,
+                "idle_month": 0.0, "idle_by_host": {}}  # fmt: skip
+    # overlapping buckets: one report per bucket kind
+    spend = {}
+    idle = {}
+    for label, t0, t1 in buckets:
+        if t1 <= t0:
+            spend[label], idle[label] = 0.0, 0.0
+            continue
+        rep = cost_report(ledger, t0, t1, "total", now=now, buckets=[(label, t0, t1)])
+        spend[label], idle[label] = rep.total.cost, rep.idle_cost
+        if label == "month":
+            month_idle_by_host = rep.idle_by_host
+    by_user = cost_report(ledger, t_month, now, "user", now=now) if now > t_month else None
+    by_project = cost_report(ledger, t_month, now, "project", now=now) if now > t_month else None
+    return {
+        "currency": get_currency(ledger),
+        "today": spend["day"],
+        "week": spend["week"],
+        "month": spend["month"],
+        "rate_per_hour": running_rate(ledger, now),
+        "by_user": {r.key: r.cost for r in by_user.rows} if by_user else {},
+        "by_project": {r.key: r.cost for r in by_project.rows} if by_project else {},
+        "idle_today": idle["day"],
+        "idle_month": idle["month"],
+        "idle_by_host": month_idle_by_host if now > t_month else {},
+    }
+
+
+def cost_series(
+    ledger: Ledger, since: float, until: float, bucket_s: float, now: float | None = None
+) -> list[dict[str, float]]:
+    """Spend per time bucket for a chart: [{"t": start, "cost": .., "idle": ..}, ...], oldest first.
+
+    At most 5,000 buckets; the last one ends at `until` (or now).
+    """
+    check_range(since, until)
+    if not math.isfinite(bucket_s) or bucket_s <= 0:
+        raise ValidationError("bucket size must be more than zero")
+    n = math.ceil((until - since) / bucket_s)
+    if n > 5000:
+        raise ValidationError(f"{n} buckets is too many", "use a larger bucket (at most 5,000)")
+    buckets = [
+        (str(i), since + i * bucket_s, min(until, since + (i + 1) * bucket_s)) for i in range(n)
+    ]
+    rep = cost_report(ledger, since, until, "day", now=now, buckets=buckets)
+    got = {r.key: r for r in rep.rows}
+    return [
+        {
+            "t": b[1],
+            "cost": got[b[0]].cost if b[0] in got else 0.0,
+            "idle": got[b[0]].idle_cost if b[0] in got else 0.0,
+        }
+        for b in buckets
+    ]
+
+
+def gpu_utilization(
+    ledger: Ledger, since: float, until: float, now: float | None = None
+) -> list[dict[str, Any]]:
+    """Per GPU over [since, until): allocated % (time held by attempts) and measured % (mean util).
+
+    Rows: {"host", "gpu", "allocated_pct", "measured_pct" (None without samples)}.
+    """
+    check_range(since, until)
+    now = ledger.clock() if now is None else now
+    until = min(until, now)
+    if until <= since:
+        return []
+    span = until - since
+    held = ledger.query(
+        """SELECT a.host AS host, CAST(g.value AS INTEGER) AS gpu,
+                  SUM(MAX(0.0, MIN(COALESCE(a.ended_at, :now), :until)
+                      - MAX(COALESCE(a.started_at, a.created_at), :since))
+                      * CASE WHEN a.gpus > 0 THEN 1.0 ELSE
+                          MIN(1.0, a.gpu_mem_mb * 1.0 / MAX(1.0, h.gpu_mem_mb * 1.0 / MAX(h.gpus, 1)))
+                        END) AS held
+           FROM attempts a JOIN json_each(a.gpu_ids) g LEFT JOIN hosts h ON h.name = a.host
+           WHERE COALESCE(a.started_at, a.created_at) < :until
+             AND (a.ended_at > :since OR a.ended_at IS NULL)
+           GROUP BY a.host, gpu""",
+        {"since": since, "until": until, "now": now},
+    )
+    measured = ledger.query(
+        """SELECT host, gpu_index AS gpu, SUM(util_percent * n) * 1.0 / SUM(n) AS util
+           FROM samples WHERE gpu_index >= 0 AND at >= ? AND at < ? AND util_percent IS NOT NULL
+           GROUP BY host, gpu_index""",
+        (since, until),
+    )
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for h in ledger.query("SELECT name, gpus FROM hosts"):
+        for g in range(int(h["gpus"] or 0)):
+            out[(h["name"], g)] = {
+                "host": h["name"],
+                "gpu": g,
+                "allocated_pct": 0.0,
+                "measured_pct": None,
+            }
+    for r in held:
+        row = out.setdefault(
+            (r["host"], r["gpu"]),
+            {"host": r["host"], "gpu": r["gpu"], "allocated_pct": 0.0, "measured_pct": None},
+        )
+        row["allocated_pct"] = min(100.0, 100.0 * (r["held"] or 0.0) / span)
+    for r in measured:
+        row = out.setdefault(
+            (r["host"], r["gpu"]),
+            {"host": r["host"], "gpu": r["gpu"], "allocated_pct": 0.0, "measured_pct": None},
+        )
+        row["measured_pct"] = r["util"]
+    return [out[k] for k in sorted(out)]
+
+
+def format_money(amount: float, currency: str) -> str:
+    """`1,234.56 USD`."""
+    return f"{amount:,.2f} {currency}"
+
+
+__all__ = [
+    "CURRENCIES", "budget_hold_reasons", "budget_warnings", "CostReport", "CostRow", "LeptonError", "PriceSegment", "PriceSet",
+    "allocation_rate", "attempt_cost", "check_currency", "check_price", "check_range",
+    "cost_report", "cost_series", "cost_summary", "day_buckets", "ensure_indexes",
+    "format_money", "get_currency", "gpu_utilization", "measure_energy_wh", "month_start",
+    "parse_when", "price_history", "price_segments", "prices_at", "running_rate",
+    "set_cost_weight", "set_currency", "set_prices", "settle_attempt",
+]  # fmt: skip
+
+
+# -- budgets (kept in economics_budgets.py; re-exported here for the dispatcher and `queue`) ------
+
+
+def budget_warnings(
+    ledger: Ledger, now: float | None = None, tz: tzinfo | None = None
+) -> list[Any]:
+    """Budgets at or past 80 % / 100 % this month, each with a one-line `.message`."""
+    from lepton_tui.economics_budgets import budget_warnings as warnings
+
+    return warnings(ledger, now, tz)
+
+
+def budget_hold_reasons(
+    ledger: Ledger, jobs: Sequence[dict[str, Any]], now: float | None = None
+) -> dict[int, str]:
+    """{job id: "over budget: ..."} for queued jobs a hard budget holds (see economics_budgets)."""
+    from lepton_tui.economics_budgets import budget_hold_reasons as holds
+
+    return holds(ledger, jobs, now)

@@ -1,0 +1,295 @@
+"""Budgets: per project or user, per calendar month, in money or GPU-hours.
+
+A budget warns at 80 % and at 100 % of its amount (shown by `queue` and the console). A hard
+budget also holds the project's (or user's) *queued* jobs with a reason starting with "over
+budget"; running jobs are never touched. Raising the budget, removing it, or the month turning
+releases the held jobs: holds are recomputed from the ledger every time, never stored as state
+of their own (the job's `reason` only shows them).
+"""
+
+from __future__ import annotations
+
+import pwd
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import tzinfo
+from typing import Any
+
+from lepton_tui.economics import cost_report, format_money, get_currency, month_start
+from lepton_tui.errors import NotFound, ValidationError
+from lepton_tui.ledger import Ledger
+from lepton_tui.validate import check_name, parse_number
+
+SCOPES = ("project", "user")
+UNITS = ("money", "gpu_hours")
+WARN_AT = 0.8
+HOLD_PREFIX = "over budget"
+
+
+@dataclass(frozen=True)
+class BudgetWarning:
+    """A budget at or past 80 % of its amount this month. `.message` is one line for people."""
+
+    scope: str
+    name: str
+    unit: str
+    amount: float
+    spent: float
+    hard: bool
+    level: str  # "warning" (>= 80 %) or "over" (>= 100 %)
+    message: str
+
+    @property
+    def fraction(self) -> float:
+        return self.spent / self.amount if self.amount else 0.0
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """A budget with what its scope spent this month."""
+
+    id: int
+    scope: str
+    name: str
+    period: str
+    amount: float
+    unit: str
+    hard: bool
+    spent: float
+
+    @property
+    def fraction(self) -> float:
+        return self.spent / self.amount if self.amount else 0.0
+
+    @property
+    def level(self) -> str:
+        if self.fraction >= 1.0:
+            return "over"
+        if self.fraction >= WARN_AT:
+            return "warning"
+        return "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "scope": self.scope, "name": self.name, "period": self.period,
+            "amount": self.amount, "unit": self.unit, "hard": self.hard,
+            "spent": round(self.spent, 6), "fraction": round(self.fraction, 6),
+            "level": self.level,
+        }  # fmt: skip
+
+
+def _amount_text(amount: float, unit: str, currency: str) -> str:
+    return format_money(amount, currency) if unit == "money" else f"{amount:,.1f} GPU-hours"
+
+
+def known_projects(ledger: Ledger) -> list[str]:
+    """Projects that jobs were charged to, plus those declared in the `projects` setting."""
+    names = {r["project"] for r in ledger.query("SELECT DISTINCT project FROM jobs")}
+    names |= set(ledger.get_setting("projects", []) or [])
+    return sorted(names)
+
+
+def _known_user(ledger: Ledger, name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return (
+            ledger.query_one("SELECT 1 AS x FROM jobs WHERE user = ? LIMIT 1", (name,)) is not None
+        )
+
+
+def check_scope(scope: str) -> str:
+    if scope not in SCOPES:
+        raise ValidationError(f"budget scope {scope!r} is not project or user", field="scope")
+    return scope
+
+
+def check_unit(unit: str) -> str:
+    text = str(unit).replace("-", "_").lower()
+    if text not in UNITS:
+        raise ValidationError(f"budget unit {unit!r} is not money or gpu_hours", field="unit")
+    return text
+
+
+def set_budget(
+    ledger: Ledger,
+    scope: str,
+    name: str,
+    amount: Any,
+    unit: str = "money",
+    *,
+    hard: bool = False,
+    new_project: bool = False,
+    actor: str | None = None,
+) -> BudgetStatus:
+    """Create or replace the monthly budget of a project or user (one per scope, name and unit).
+
+    An unknown project is refused unless `new_project` declares it (it is then added to the
+    `projects` setting); an unknown user (no login and no job) is refused.
+    """
+    check_scope(scope)
+    unit = check_unit(unit)
+    check_name(name, scope)
+    value = float(parse_number(amount, "budget amount", minimum=0, maximum=1e12))
+    if value <= 0:
+        raise ValidationError("budget amount must be more than zero", field="amount")
+    if scope == "project" and name not in known_projects(ledger):
+        if not new_project:
+            known = ", ".join(known_projects(ledger)[:8]) or "none yet"
+            raise ValidationError(
+                f"unknown project {name!r} (known: {known})",
+                "pass --new to budget a project that has no jobs yet",
+                field="name",
+            )
+    if scope == "user" and not _known_user(ledger, name):
+        raise ValidationError(f"unknown user {name!r} (no such login and no jobs)", field="name")
+    now = ledger.clock()
+    with ledger.tx():
+        if scope == "project" and new_project and name not in known_projects(ledger):
+            projects = sorted({*(ledger.get_setting("projects", []) or []), name})
+            ledger.set_setting("projects", projects, actor=actor)
+        ledger.execute(
+            "INSERT INTO budgets (scope, name, period, amount, unit, hard, created_at, created_by) "
+            "VALUES (?, ?, 'month', ?, ?, ?, ?, ?) "
+            "ON CONFLICT(scope, name, unit) DO UPDATE SET amount = excluded.amount, "
+            "hard = excluded.hard, created_at = excluded.created_at, "
+            "created_by = excluded.created_by",
+            (scope, name, value, unit, int(hard), now, actor),
+        )
+        ledger.event(
+            "budget.set",
+            f"budget of {scope} {name}: "
+            f"{_amount_text(value, unit, get_currency(ledger))} a month"
+            + (" (hard: holds new jobs)" if hard else ""),
+            actor=actor,
+            data={"scope": scope, "name": name, "amount": value, "unit": unit, "hard": hard},
+            at=now,
+        )
+    return next(
+        s for s in budget_status(ledger) if s.scope == scope and s.name == name and s.unit == unit
+    )
+
+
+def remove_budget(
+    ledger: Ledger, scope: str, name: str, unit: str | None = None, actor: str | None = None
+) -> int:
+    """Remove a scope's budget (one unit, or all of them); returns how many were removed."""
+    check_scope(scope)
+    params: list[Any] = [scope, name]
+    sql = "DELETE FROM budgets WHERE scope = ? AND name = ?"
+    if unit is not None:
+        sql += " AND unit = ?"
+        params.append(check_unit(unit))
+    with ledger.tx():
+        n = ledger.execute(sql, params).rowcount
+        if n == 0:
+            raise NotFound(f"no budget for {scope} {name}", "see `lepton-tui budget ls`")
+        ledger.event("budget.removed", f"budget of {scope} {name} removed", actor=actor,
+                     data={"scope": scope, "name": name, "unit": unit})  # fmt: skip
+    return n
+
+
+def budget_status(
+    ledger: Ledger, now: float | None = None, tz: tzinfo | None = None
+) -> list[BudgetStatus]:
+    """Every budget with its spend since the start of this month (money or GPU-hours)."""
+    rows = ledger.query("SELECT * FROM budgets ORDER BY scope, name, unit")
+    if not rows:
+        return []
+    now = ledger.clock() if now is None else now
+    since = month_start(now, tz)
+    spent: dict[tuple[str, str, str], float] = {}
+    if now > since:
+        for scope in {r["scope"] for r in rows}:
+            report = cost_report(ledger, since, now, scope, now=now)
+            for line in report.rows:
+                spent[(scope, line.key, "money")] = line.cost
+                spent[(scope, line.key, "gpu_hours")] = line.gpu_hours
+    return [
+        BudgetStatus(
+            r["id"],
+            r["scope"],
+            r["name"],
+            r["period"] or "month",
+            float(r["amount"]),
+            r["unit"],
+            bool(r["hard"]),
+            spent.get((r["scope"], r["name"], r["unit"]), 0.0),
+        )  # fmt: skip
+        for r in rows
+    ]
+
+
+def _message(s: BudgetStatus, currency: str) -> str:
+    pct = 100.0 * s.fraction
+    head = f"{s.scope} {s.name} spent {_amount_text(s.spent, s.unit, currency)} of its "
+    head += f"{_amount_text(s.amount, s.unit, currency)} monthly budget ({pct:.0f} %)"
+    if s.level == "over":
+        return head + (" - new jobs are held" if s.hard else " - over budget")
+    return head
+
+
+def budget_warnings(
+    ledger: Ledger, now: float | None = None, tz: tzinfo | None = None
+) -> list[BudgetWarning]:
+    """Budgets at or past 80 % this month, worst first; each with a one-line `.message`."""
+    statuses = [s for s in budget_status(ledger, now, tz) if s.level != "ok"]
+    currency = get_currency(ledger)
+    out = [
+        BudgetWarning(
+            s.scope, s.name, s.unit, s.amount, s.spent, s.hard, s.level, _message(s, currency)
+        )
+        for s in statuses
+    ]
+    return sorted(out, key=lambda w: -w.fraction)
+
+
+def budget_hold_reasons(
+    ledger: Ledger,
+    jobs: Sequence[dict[str, Any]],
+    now: float | None = None,
+    tz: tzinfo | None = None,
+) -> dict[int, str]:
+    """For the dispatcher: {job id: reason} for the queued jobs a hard budget holds.
+
+    `jobs` are job rows (id, user, project, state). Only queued jobs are held; the reason starts
+    with "over budget". Jobs not in the result may be placed.
+    """
+    hard = [s for s in budget_status(ledger, now, tz) if s.hard and s.level == "over"]
+    if not hard:
+        return {}
+    currency = get_currency(ledger)
+    reasons: dict[int, str] = {}
+    for job in jobs:
+        if job.get("state", "queued") != "queued":
+            continue
+        for s in hard:
+            if job.get(s.scope) == s.name:
+                reasons[int(job["id"])] = (
+                    f"{HOLD_PREFIX}: {s.scope} {s.name} spent "
+                    f"{_amount_text(s.spent, s.unit, currency)} of "
+                    f"{_amount_text(s.amount, s.unit, currency)} this month"
+                )
+                break
+    return reasons
+
+
+def apply_budget_holds(
+    ledger: Ledger, now: float | None = None, tz: tzinfo | None = None
+) -> dict[int, str]:
+    """Write the hold reason on every queued job a hard budget holds, and clear it on released ones.
+
+    Returns the held jobs {id: reason}. Only `jobs.reason` changes (no state change, no event).
+    """
+    queued = ledger.query(
+        "SELECT id, user, project, state, reason FROM jobs WHERE state = 'queued'"
+    )
+    held = budget_hold_reasons(ledger, queued, now, tz)
+    with ledger.tx():
+        for job in queued:
+            if job["id"] in held:
+                ledger.set_job_reason(job["id"], held[job["id"]])
+            elif (job["reason"] or "").startswith(HOLD_PREFIX):
+                ledger.set_job_reason(job["id"], "waiting for the scheduler")
+    return held

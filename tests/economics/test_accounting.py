@@ -1,0 +1,249 @@
+"""Accounting against hand-computed cases: prices x allocation x time, plus measured energy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lepton_tui.economics import (
+    allocation_rate,
+    cost_report,
+    gpu_utilization,
+    prices_at,
+    set_prices,
+    settle_attempt,
+)
+from lepton_tui.errors import ValidationError
+from tests.economics.helpers import (
+    T0,
+    UTC,
+    Clock,
+    H,
+    add_host,
+    add_power_samples,
+    make_ledger,
+    run_attempt,
+    submit,
+)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, clock: Clock):
+    led = make_ledger(tmp_path, clock)
+    yield led
+    led.close()
+
+
+def report(ledger, since, until, by, now):
+    return cost_report(ledger, since, until, by, now=now, tz=UTC)
+
+
+def test_per_resource_lab_prices(ledger, clock) -> None:
+    add_host(ledger, "gpu1")
+    set_prices(ledger, None, cpu_hour=0.05, gpu_hour=2.0, gb_hour=0.01)
+    job = submit(ledger, clock, cpus=4, mem_mb=16 * 1024, gpus=1)
+    run_attempt(ledger, clock, job, "gpu1", T0 + H, T0 + 3 * H, gpu_ids=(0,))
+    rep = report(ledger, T0, T0 + 24 * H, "user", T0 + 24 * H)
+    # 2 h x (4 x 0.05 + 1 x 2.0 + 16 GB x 0.01) = 2 x 2.36
+    assert rep.rows[0].key == "alice"
+    assert rep.rows[0].cost == pytest.approx(4.72)
+    assert rep.rows[0].gpu_hours == pytest.approx(2.0)
+    assert rep.rows[0].cpu_hours == pytest.approx(8.0)
+    assert rep.total.attempts == 1
+
+
+def test_price_change_in_the_middle_of_a_job(ledger, clock) -> None:
+    add_host(ledger, "gpu1")  # 32 CPUs, 256 GB, 8 GPUs
+    set_prices(ledger, "gpu1", per_hour=8.0)
+    job = submit(ledger, clock, cpus=8, mem_mb=64 * 1024, gpus=2)  # a quarter of the host
+    token = run_attempt(ledger, clock, job, "gpu1", T0, None, gpu_ids=(0, 1))
+    clock.now = T0 + H
+    set_prices(ledger, "gpu1", per_hour=16.0)
+    clock.now = T0 + 3 * H
+    ledger.transition_attempt(token, "succeeded", job_state="succeeded", exit_code=0)
+    rep = report(ledger, T0, T0 + 24 * H, "job", T0 + 24 * H)
+    # 1 h x 8 x 0.25 + 2 h x 16 x 0.25 = 2 + 8; history is not rewritten
+    assert rep.rows[0].cost == pytest.approx(10.0)
+    assert settle_attempt(ledger, token) == pytest.approx(10.0)
+    stored = ledger.query_one("SELECT cost FROM attempts WHERE token = ?", (token,))
+    assert stored["cost"] == pytest.approx(10.0)
+    assert prices_at(ledger, "gpu1", T0 + 0.5 * H).per_hour == 8.0
+    assert prices_at(ledger, "gpu1").per_hour == 16.0
+
+
+def test_job_spanning_midnight_splits_by_day(ledger, clock) -> None:
+    add_host(ledger, "cpu1", cpus=10, mem_mb=10 * 1024, gpus=0, gpu_mem_mb=0)
+    set_prices(ledger, None, cpu_hour=0.5)
+    job = submit(ledger, clock, cpus=2, mem_mb=1024)
+    run_attempt(ledger, clock, job, "cpu1", T0 + 22 * H, T0 + 26 * H)
+    rep = report(ledger, T0, T0 + 48 * H, "day", T0 + 48 * H)
+    by_day = {r.key: r.cost for r in rep.rows}
+    # 2 CPUs x 0.5 = 1/h: 2 h before midnight, 2 h after
+    assert by_day["2026-03-10"] == pytest.approx(2.0)
+    assert by_day["2026-03-11"] == pytest.approx(2.0)
+    assert rep.total.cost == pytest.approx(4.0)
+    assert rep.total.attempts == 1
+    # a report window cuts the attempt too
+    part = report(ledger, T0 + 25 * H, T0 + 48 * H, "total", T0 + 48 * H)
+    assert part.total.cost == pytest.approx(1.0)
+
+
+def test_requeued_job_is_charged_for_its_lost_attempt(ledger, clock) -> None:
+    add_host(ledger, "a", cpus=8, mem_mb=8192, gpus=0, gpu_mem_mb=0)
+    add_host(ledger, "b", cpus=8, mem_mb=8192, gpus=0, gpu_mem_mb=0)
+    set_prices(ledger, "a", per_hour=4.0)
+    set_prices(ledger, "b", per_hour=2.0)
+    job = submit(ledger, clock, cpus=8, mem_mb=1024, retries=1)  # whole host (dominant CPU share)
+    lost = run_attempt(ledger, clock, job, "a", T0, T0 + H, final="lost")
+    assert ledger.get_job(job)["state"] == "queued"
+    run_attempt(ledger, clock, job, "b", T0 + 2 * H, T0 + 4 * H)
+    rep = report(ledger, T0, T0 + 24 * H, "job", T0 + 24 * H)
+    assert rep.rows[0].cost == pytest.approx(4.0 + 4.0)
+    assert rep.rows[0].attempts == 2
+    assert settle_attempt(ledger, lost) == pytest.approx(4.0)
+    by_host = {r.key: r for r in report(ledger, T0, T0 + 4 * H, "host", T0 + 4 * H).rows}
+    assert by_host["a"].cost == pytest.approx(4.0)
+    # idle: host a 4 h x 4 = 16, 4 used; host b 4 h x 2 = 8, 4 used
+    assert by_host["a"].idle_cost == pytest.approx(12.0)
+    assert by_host["b"].idle_cost == pytest.approx(4.0)
+
+
+def test_energy_at_the_electricity_price(ledger, clock) -> None:
+    add_host(ledger, "owned", gpus=4, gpu_mem_mb=4 * 80 * 1024)
+    set_prices(ledger, None, power_kwh=0.30)
+    add_power_samples(ledger, "owned", 0, T0, T0 + 2 * H, 300.0)
+    add_power_samples(ledger, "owned", 1, T0, T0 + 2 * H, 100.0)
+    add_power_samples(ledger, "owned", 2, T0, T0 + 2 * H, 250.0)
+    whole = submit(ledger, clock, gpus=2)
+    share = submit(ledger, clock, gpu_mem_mb=40 * 1024, user="bob")  # half of GPU 2
+    t1 = run_attempt(ledger, clock, whole, "owned", T0, T0 + 2 * H, gpu_ids=(0, 1))
+    t2 = run_attempt(ledger, clock, share, "owned", T0, T0 + 2 * H, gpu_ids=(2,))
+    # whole: (300 + 100) W x 2 h = 800 Wh = 0.24; share: 250 W x 2 h x 1/2 = 250 Wh = 0.075
+    assert settle_attempt(ledger, t1) == pytest.approx(0.24)
+    assert settle_attempt(ledger, t2) == pytest.approx(0.075)
+    rep = {r.key: r for r in report(ledger, T0, T0 + 24 * H, "user", T0 + 24 * H).rows}
+    assert rep["alice"].energy_kwh == pytest.approx(0.8)
+    assert rep["alice"].cost == pytest.approx(0.24)
+    assert rep["bob"].cost == pytest.approx(0.075)
+
+
+def test_energy_measured_for_a_running_attempt(ledger, clock) -> None:
+    add_host(ledger, "owned", gpus=1, gpu_mem_mb=80 * 1024)
+    set_prices(ledger, None, power_kwh=0.5)
+    add_power_samples(ledger, "owned", 0, T0, T0 + H, 200.0)
+    job = submit(ledger, clock, gpus=1)
+    run_attempt(ledger, clock, job, "owned", T0, None, gpu_ids=(0,))
+    rep = report(ledger, T0, T0 + H, "total", T0 + H)
+    assert rep.total.cost == pytest.approx(0.1)  # 200 W x 1 h x 0.5
+
+
+def test_user_and_project_rollups_match_the_hand_sum(ledger, clock) -> None:
+    add_host(ledger, "h1", cpus=16, mem_mb=64 * 1024, gpus=4, gpu_mem_mb=4 * 24 * 1024)
+    add_host(ledger, "h2", cpus=16, mem_mb=64 * 1024, gpus=0, gpu_mem_mb=0)
+    set_prices(ledger, "h1", gpu_hour=1.5, cpu_hour=0.1)
+    set_prices(ledger, "h2", per_hour=3.2)
+    cases = [  # user, project, cpus, mem GB, gpus, host, start h, end h
+        ("alice", "vision", 4, 8, 1, "h1", 0, 2),
+        ("alice", "nlp", 2, 4, 0, "h2", 1, 4),
+        ("bob", "vision", 8, 32, 2, "h1", 0.5, 1.5),
+        ("carol", "nlp", 16, 16, 0, "h2", 2, 5),
+    ]
+    expected_user: dict[str, float] = {}
+    expected_project: dict[str, float] = {}
+    for user, project, cpus, mem, gpus, host, s, e in cases:
+        job = submit(
+            ledger, clock, user=user, project=project, cpus=cpus, mem_mb=mem * 1024, gpus=gpus
+        )
+        run_attempt(ledger, clock, job, host, T0 + s * H, T0 + e * H, gpu_ids=tuple(range(gpus)))
+        if host == "h1":
+            rate = 1.5 * gpus + 0.1 * cpus
+        else:
+            rate = 3.2 * min(1.0, max(cpus / 16, mem / 64))
+        cost = rate * (e - s)
+        expected_user[user] = expected_user.get(user, 0.0) + cost
+        expected_project[project] = expected_project.get(project, 0.0) + cost
+    now = T0 + 6 * H
+    by_user = {r.key: r.cost for r in report(ledger, T0, now, "user", now).rows}
+    by_project = {r.key: r.cost for r in report(ledger, T0, now, "project", now).rows}
+    assert by_user == pytest.approx(expected_user)
+    assert by_project == pytest.approx(expected_project)
+
+
+def test_rate_agrees_with_the_scheduler_cost_model() -> None:
+    model = pytest.importorskip("scheduler.model")
+    cap = model.Resources(32, 256 * 1024, 8, 8 * 80 * 1024)
+    for req in [
+        model.Resources(8, 64 * 1024, 2, 0),
+        model.Resources(1, 200 * 1024, 0, 0),
+        model.Resources(2, 4096, 0, 40 * 1024),
+    ]:
+        for prices in [model.Prices(node_hour=10), model.Prices(cpu_hour=0.1, gpu_hour=2, gb_hour=0.01),
+                       model.Prices(node_hour=3, gpu_hour=1)]:  # fmt: skip
+            from lepton_tui.economics import PriceSet
+
+            ours = allocation_rate(
+                PriceSet(prices.node_hour, prices.cpu_hour, prices.gpu_hour, prices.gb_hour),
+                {"cpus": req.cpus, "mem_mb": req.mem_mb, "gpus": req.gpus,
+                 "gpu_mem_mb": req.gpu_mem_mb},
+                {"cpus": cap.cpus, "mem_mb": cap.mem_mb, "gpus": cap.gpus,
+                 "gpu_mem_mb": cap.gpu_mem_mb},
+            )  # fmt: skip
+            assert ours == pytest.approx(model.allocation_price_per_hour(req, cap, prices))
+
+
+def test_host_price_replaces_lab_default_but_power_falls_back(ledger, clock) -> None:
+    add_host(ledger, "rented")
+    add_host(ledger, "owned")
+    set_prices(ledger, None, gpu_hour=1.0, power_kwh=0.2)
+    set_prices(ledger, "rented", per_hour=5.0)
+    rented, owned = prices_at(ledger, "rented"), prices_at(ledger, "owned")
+    assert (rented.per_hour, rented.gpu_hour, rented.power_kwh) == (5.0, 0.0, 0.2)
+    assert (owned.per_hour, owned.gpu_hour, owned.power_kwh) == (0.0, 1.0, 0.2)
+    clock.now += 10
+    set_prices(ledger, "rented", use_lab_default=True)
+    assert prices_at(ledger, "rented").gpu_hour == 1.0
+    assert prices_at(ledger, "rented", T0 + 5).per_hour == 5.0
+
+
+def test_idle_cost_is_unallocated_capacity_times_price(ledger, clock) -> None:
+    add_host(ledger, "gpu1", added_at=T0)
+    set_prices(ledger, "gpu1", per_hour=8.0)
+    job = submit(ledger, clock, cpus=8, mem_mb=64 * 1024, gpus=2)
+    run_attempt(ledger, clock, job, "gpu1", T0 + H, T0 + 5 * H, gpu_ids=(0, 1))
+    rep = report(ledger, T0, T0 + 10 * H, "host", T0 + 10 * H)
+    # 10 h x 8 = 80 of which 4 h x 2 = 8 allocated
+    assert rep.idle_cost == pytest.approx(72.0)
+    assert rep.rows[0].idle_cost == pytest.approx(72.0)
+    util = {
+        (r["host"], r["gpu"]): r for r in gpu_utilization(ledger, T0, T0 + 10 * H, now=T0 + 10 * H)
+    }
+    assert util[("gpu1", 0)]["allocated_pct"] == pytest.approx(40.0)
+    assert util[("gpu1", 2)]["allocated_pct"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"per_hour": -1}, "between 0"),
+        ({"gpu_hour": "cheap"}, "not a number"),
+        ({"cpu_hour": "nan"}, "finite"),
+        ({}, "no price given"),
+    ],
+)
+def test_bad_prices_write_nothing(ledger, kwargs, message) -> None:
+    add_host(ledger, "gpu1")
+    before = ledger.query_one("SELECT COUNT(*) AS n FROM prices")["n"]
+    with pytest.raises(ValidationError, match=message):
+        set_prices(ledger, "gpu1", **kwargs)
+    assert ledger.query_one("SELECT COUNT(*) AS n FROM prices")["n"] == before
+
+
+def test_range_that_ends_before_it_starts(ledger) -> None:
+    with pytest.raises(ValidationError, match="ends before it starts"):
+        cost_report(ledger, T0 + H, T0, "user", now=T0 + 2 * H)
