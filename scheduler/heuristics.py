@@ -102,15 +102,19 @@ class RoundState:
     def fit_matrix(self, reqs: np.ndarray) -> np.ndarray:
         """(jobs x nodes) fit mask for request rows (cpus, mem, gpus, share memory)."""
         return (
-            (self.fc[None, :] + 1e-9 >= reqs[:, 0:1]) & (self.fm[None, :] >= reqs[:, 1:2])
-            & (self.fg[None, :] >= reqs[:, 2:3]) & (self.fpm[None, :] >= reqs[:, 3:4])
+            (self.fc[None, :] + 1e-9 >= reqs[:, 0:1])
+            & (self.fm[None, :] >= reqs[:, 1:2])
+            & (self.fg[None, :] >= reqs[:, 2:3])
+            & (self.fpm[None, :] >= reqs[:, 3:4])
         )
 
     def fit_column(self, reqs: np.ndarray, i: int) -> np.ndarray:
         """Fit mask of every request row on node i."""
         return (
-            (self.fc[i] + 1e-9 >= reqs[:, 0]) & (self.fm[i] >= reqs[:, 1])
-            & (self.fg[i] >= reqs[:, 2]) & (self.fpm[i] >= reqs[:, 3])
+            (self.fc[i] + 1e-9 >= reqs[:, 0])
+            & (self.fm[i] >= reqs[:, 1])
+            & (self.fg[i] >= reqs[:, 2])
+            & (self.fpm[i] >= reqs[:, 3])
         )
 
     def gpu_fraction(self, r: Resources) -> np.ndarray:
@@ -137,7 +141,9 @@ class RoundState:
             out[i] = allocation_price_per_hour(r, n.capacity, prices) / self.max_price
         return out + self.idle.astype(float)
 
-    def pick_gpus(self, i: int, r: Resources, exclude: frozenset[int] = frozenset()) -> tuple[int, ...] | None:
+    def pick_gpus(
+        self, i: int, r: Resources, exclude: frozenset[int] = frozenset()
+    ) -> tuple[int, ...] | None:
         """GPU ids for `r` on node i (lowest free ids; best-fit GPU for a share)."""
         if r.gpus:
             ids = [g for g in self.free_ids[i] if g not in exclude]
@@ -189,7 +195,9 @@ def earliest_fit(
     r = job.request
     by_node: dict[str, list[tuple[float, Resources, tuple[int, ...]]]] = {}
     for run in view.running:
-        by_node.setdefault(run.node_id, []).append((max(run.est_end, now), run.request, run.gpu_ids))
+        by_node.setdefault(run.node_id, []).append(
+            (max(run.est_end, now), run.request, run.gpu_ids)
+        )
     best: tuple[float, str, tuple[int, ...]] | None = None
     for n in view.nodes:
         if not n.is_up or not fits_empty(r, n.capacity):
@@ -263,8 +271,9 @@ class HeuristicPolicy:
 
     # -- hooks --------------------------------------------------------------------------------
 
-    def sort_columns(self, pending: Sequence[JobRequest], prio: np.ndarray,
-                     submitted: np.ndarray) -> tuple[np.ndarray, ...]:
+    def sort_columns(
+        self, pending: Sequence[JobRequest], prio: np.ndarray, submitted: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
         """Sort keys for np.lexsort (last = primary): higher effective priority, then FIFO."""
         return (submitted, -prio)
 
@@ -288,7 +297,9 @@ class HeuristicPolicy:
 
     # -- node choice --------------------------------------------------------------------------
 
-    def choose_node(self, state: RoundState, job: JobRequest, mask: np.ndarray | None = None) -> int | None:
+    def choose_node(
+        self, state: RoundState, job: JobRequest, mask: np.ndarray | None = None
+    ) -> int | None:
         """Index of the node to put `job` on (best fit, cost-aware), or None."""
         r = job.request
         if not state.might_fit(r):
@@ -309,8 +320,15 @@ class HeuristicPolicy:
         self._last_pending = pending
         return RoundState(view)
 
-    def _place(self, state: RoundState, i: int, job: JobRequest, why: str, out: list[Placement],
-               exclude: frozenset[int] = frozenset()) -> bool:
+    def _place(
+        self,
+        state: RoundState,
+        i: int,
+        job: JobRequest,
+        why: str,
+        out: list[Placement],
+        exclude: frozenset[int] = frozenset(),
+    ) -> bool:
         gpu_ids = state.pick_gpus(i, job.request, exclude)
         if gpu_ids is None:
             return False
@@ -350,7 +368,9 @@ class FIFOPolicy(HeuristicPolicy):
 
     name = "fifo"
 
-    def decide(self, view: ClusterView, pending: Sequence[JobRequest], now: float) -> list[Placement]:
+    def decide(
+        self, view: ClusterView, pending: Sequence[JobRequest], now: float
+    ) -> list[Placement]:
         """Place the head of the queue while it fits."""
         state = self._start(view, pending)
         out: list[Placement] = []
@@ -361,7 +381,9 @@ class FIFOPolicy(HeuristicPolicy):
             if i is None or not self._place(state, i, job, "", out):
                 self._blocker = (job.id, f"job {job.id} is first in the FIFO queue")
                 break
-            self._reasons[job.id] = f"placed on {state.ids[i]}{_gpus(out[-1])}: fits, first in queue"
+            self._reasons[job.id] = (
+                f"placed on {state.ids[i]}{_gpus(out[-1])}: fits, first in queue"
+            )
         return out
 
 
@@ -370,12 +392,15 @@ class SJFPolicy(HeuristicPolicy):
 
     name = "sjf"
 
-    def sort_columns(self, pending: Sequence[JobRequest], prio: np.ndarray,
-                     submitted: np.ndarray) -> tuple[np.ndarray, ...]:
+    def sort_columns(
+        self, pending: Sequence[JobRequest], prio: np.ndarray, submitted: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
         est = np.fromiter((j.est_runtime_s for j in pending), float, len(pending))
         return (submitted, est, -prio)
 
-    def decide(self, view: ClusterView, pending: Sequence[JobRequest], now: float) -> list[Placement]:
+    def decide(
+        self, view: ClusterView, pending: Sequence[JobRequest], now: float
+    ) -> list[Placement]:
         """Greedy by estimate; a starving job that does not fit blocks the rest."""
         state = self._start(view, pending)
         out: list[Placement] = []
@@ -412,26 +437,36 @@ class TetrisPolicy(HeuristicPolicy):
 
     name = "tetris"
 
-    def decide(self, view: ClusterView, pending: Sequence[JobRequest], now: float) -> list[Placement]:
+    def decide(
+        self, view: ClusterView, pending: Sequence[JobRequest], now: float
+    ) -> list[Placement]:
         """Greedy packing by alignment score."""
         state = self._start(view, pending)
         out: list[Placement] = []
         order = self.order(pending, now)
-        starving = sorted((j for j in order if self._starving(j, now)), key=lambda j: j.submitted_at)
+        starving = sorted(
+            (j for j in order if self._starving(j, now)), key=lambda j: j.submitted_at
+        )
         if starving:
             job = starving[0]
             i = self.choose_node(state, job)
             if i is None or not self._place(state, i, job, "", out):
                 self._blocker = (job.id, f"job {job.id} has waited too long and goes first")
                 return out
-            self._reasons[job.id] = f"placed on {state.ids[i]}{_gpus(out[-1])}: starving, goes first"
+            self._reasons[job.id] = (
+                f"placed on {state.ids[i]}{_gpus(out[-1])}: starving, goes first"
+            )
             order = [j for j in order if j.id != job.id]
         if not order or not len(state.nodes):
             return out
         req = np.array(
             [
-                (j.request.cpus, j.request.mem_mb, j.request.gpus,
-                 j.request.gpu_mem_mb if j.request.gpus == 0 else 0)
+                (
+                    j.request.cpus,
+                    j.request.mem_mb,
+                    j.request.gpus,
+                    j.request.gpu_mem_mb if j.request.gpus == 0 else 0,
+                )
                 for j in order
             ],
             dtype=float,
@@ -445,15 +480,17 @@ class TetrisPolicy(HeuristicPolicy):
             cost = np.array([state.cost_term(j.request, np.ones(nn, dtype=bool)) for j in order])
         while alive.any():
             ok = (
-                (state.fc[None, :] + 1e-9 >= req[:, 0:1]) & (state.fm[None, :] >= req[:, 1:2])
+                (state.fc[None, :] + 1e-9 >= req[:, 0:1])
+                & (state.fm[None, :] >= req[:, 1:2])
                 & (state.fg[None, :] >= req[:, 2:3])
                 & (~share[:, None] | (state.fpm[None, :] >= req[:, 3:4]))
                 & alive[:, None]
             )
             if not ok.any():
                 break
-            gfrac = np.where(share[:, None], np.minimum(1.0, req[:, 3:4] / state.per_gpu[None, :]),
-                             req[:, 2:3])
+            gfrac = np.where(
+                share[:, None], np.minimum(1.0, req[:, 3:4] / state.per_gpu[None, :]), req[:, 2:3]
+            )
             align = (
                 (state.fc / state.cap_c)[None, :] * (req[:, 0:1] / state.cap_c[None, :])
                 + (state.fm / state.cap_m)[None, :] * (req[:, 1:2] / state.cap_m[None, :])
@@ -484,7 +521,9 @@ class BackfillPolicy(HeuristicPolicy):
 
     name = "backfill"
 
-    def decide(self, view: ClusterView, pending: Sequence[JobRequest], now: float) -> list[Placement]:
+    def decide(
+        self, view: ClusterView, pending: Sequence[JobRequest], now: float
+    ) -> list[Placement]:
         """Place in order; reserve for the first blocked job; backfill the rest around it."""
         state = self._start(view, pending)
         out: list[Placement] = []
@@ -495,7 +534,9 @@ class BackfillPolicy(HeuristicPolicy):
             i = self.choose_node(state, job)
             if i is None or not self._place(state, i, job, "", out):
                 break
-            self._reasons[job.id] = f"placed on {state.ids[i]}{_gpus(out[-1])}: fits, first in queue"
+            self._reasons[job.id] = (
+                f"placed on {state.ids[i]}{_gpus(out[-1])}: fits, first in queue"
+            )
             k += 1
         if k >= len(order) or k >= self.max_scan:
             return out
@@ -541,7 +582,8 @@ class BackfillPolicy(HeuristicPolicy):
                     extra[0] -= r.cpus
                     extra[1] -= r.mem_mb
                 how = (
-                    "ends before the reservation" if ends_before
+                    "ends before the reservation"
+                    if ends_before
                     else "does not touch the reserved resources"
                 )
                 self._reasons[job.id] = (
@@ -561,12 +603,21 @@ def _with_placed(view: ClusterView, state: RoundState) -> ClusterView:
     for i, job, gids in state.placed:
         nid = state.ids[i]
         nodes[nid] = nodes[nid].allocate(job.request, gids)
-        running.append(RunningJob(job.id, nid, job.request, gids, view.now, view.now + job.est_runtime_s))
+        running.append(
+            RunningJob(job.id, nid, job.request, gids, view.now, view.now + job.est_runtime_s)
+        )
     return ClusterView(tuple(nodes[n.id] for n in view.nodes), view.now, tuple(running))
 
 
-def _extra_at(view: ClusterView, state: RoundState, r_idx: int, head: JobRequest, t_res: float,
-              now: float, r_gpus: tuple[int, ...]) -> list[float] | None:
+def _extra_at(
+    view: ClusterView,
+    state: RoundState,
+    r_idx: int,
+    head: JobRequest,
+    t_res: float,
+    now: float,
+    r_gpus: tuple[int, ...],
+) -> list[float] | None:
     """[cpus, mem] that node r_idx still has at the reservation time after the head is placed,
     counting only jobs that will still run then (estimates)."""
     node = state.nodes[r_idx]
@@ -583,8 +634,9 @@ def _extra_at(view: ClusterView, state: RoundState, r_idx: int, head: JobRequest
     return [cpus - head.request.cpus, mem - head.request.mem_mb]
 
 
-def _fits_extra(r: Resources, extra: list[float], state: RoundState, i: int,
-                reserved: frozenset[int]) -> bool:
+def _fits_extra(
+    r: Resources, extra: list[float], state: RoundState, i: int, reserved: frozenset[int]
+) -> bool:
     """True when a job outlasting the reservation fits in what the head leaves on its node."""
     if r.cpus > extra[0] + 1e-9 or r.mem_mb > extra[1]:
         return False

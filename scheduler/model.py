@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol, Union, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-JobId = Union[int, str]
+JobId = int | str
 
 NODE_UP = "up"
 NODE_DOWN = "down"
@@ -324,7 +324,9 @@ class NodeView:
         per = self.gpu_mem_per_gpu_mb
         if request.gpus:
             if len(gpu_ids) != request.gpus or len(set(gpu_ids)) != len(gpu_ids):
-                raise ValueError(f"{request.gpus} whole GPUs need as many distinct ids, got {gpu_ids}")
+                raise ValueError(
+                    f"{request.gpus} whole GPUs need as many distinct ids, got {gpu_ids}"
+                )
             for g in gpu_ids:
                 if g not in free_ids:
                     raise ValueError(f"GPU {g} of {self.id} is not free")

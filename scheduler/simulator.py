@@ -136,8 +136,16 @@ class _NodeState:
     """Mutable allocation state of one node."""
 
     __slots__ = (
-        "node", "free_cpus", "free_mem", "gpu_mem", "gpu_users", "gpu_whole", "state", "view",
-        "per_gpu", "price",
+        "node",
+        "free_cpus",
+        "free_mem",
+        "gpu_mem",
+        "gpu_users",
+        "gpu_whole",
+        "state",
+        "view",
+        "per_gpu",
+        "price",
     )
 
     def __init__(self, node: Node) -> None:
@@ -287,9 +295,7 @@ class Simulator:
             self._requests[job.id] = job.to_request()
             self._row[job.id] = i
             r = job.request
-            self._req_cols[i] = (
-                r.cpus, r.mem_mb, r.gpus, r.gpu_mem_mb if r.gpus == 0 else 0
-            )
+            self._req_cols[i] = (r.cpus, r.mem_mb, r.gpus, r.gpu_mem_mb if r.gpus == 0 else 0)
             self._push(job.submit_s, _ARRIVE, job.id)
         for o in self.outages:
             self._push(o.start_s, _FAIL, o)
@@ -347,19 +353,26 @@ class Simulator:
         max_c = max(s.free_cpus for s in up) + 1e-9
         max_m = max(s.free_mem for s in up)
         max_g = max(sum(1 for u in s.gpu_users if u == 0) for s in up)
-        max_pm = max((m for s in up for g, m in enumerate(s.gpu_mem) if not s.gpu_whole[g]), default=0)
+        max_pm = max(
+            (m for s in up for g, m in enumerate(s.gpu_mem) if not s.gpu_whole[g]), default=0
+        )
         cols = self._req_cols
         if len(self._pending) <= 16:
             rows = [self._row[j] for j in self._pending]
             sub = cols[rows]
             ok = (
-                (sub[:, 0] <= max_c) & (sub[:, 1] <= max_m) & (sub[:, 2] <= max_g)
+                (sub[:, 0] <= max_c)
+                & (sub[:, 1] <= max_m)
+                & (sub[:, 2] <= max_g)
                 & (sub[:, 3] <= max_pm)
             )
             return bool(ok.any())
         ok = (
-            self._pending_mask & (cols[:, 0] <= max_c) & (cols[:, 1] <= max_m)
-            & (cols[:, 2] <= max_g) & (cols[:, 3] <= max_pm)
+            self._pending_mask
+            & (cols[:, 0] <= max_c)
+            & (cols[:, 1] <= max_m)
+            & (cols[:, 2] <= max_g)
+            & (cols[:, 3] <= max_pm)
         )
         return bool(ok.any())
 
@@ -416,8 +429,17 @@ class Simulator:
         )
         self._finished.append(
             JobRecord(
-                job_id, job.request, job.submit_s, start, self.now, job.runtime_s, st.node.id,
-                gpu_ids, self._attempt_count[job_id], job.priority, job.kind,
+                job_id,
+                job.request,
+                job.submit_s,
+                start,
+                self.now,
+                job.runtime_s,
+                st.node.id,
+                gpu_ids,
+                self._attempt_count[job_id],
+                job.priority,
+                job.kind,
             )
         )
 

@@ -22,8 +22,16 @@ import numpy as np
 from scheduler.model import Job, Node, Prices, Resources, Workload, fits_empty, gpu_equivalents
 
 TRACE_COLUMNS = (
-    "name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli", "qos", "pod_phase",
-    "creation_time", "deletion_time", "scheduled_time",
+    "name",
+    "cpu_milli",
+    "memory_mib",
+    "num_gpu",
+    "gpu_milli",
+    "qos",
+    "pod_phase",
+    "creation_time",
+    "deletion_time",
+    "scheduled_time",
 )
 NODE_LIST_COLUMNS = ("sn", "cpu_milli", "memory_mib", "gpu")
 
@@ -103,25 +111,46 @@ def deeprm(
             small = int(rng.integers(1, max(2, units // 5) + 1))
             cpus, gpus = (big, small) if rng.random() < 0.5 else (small, big)
             jobs.append(
-                Job(len(jobs), Resources(float(cpus), 0, gpus), step * step_s, dur * step_s,
-                    dur * step_s, kind="long" if dur >= 10 else "short")
+                Job(
+                    len(jobs),
+                    Resources(float(cpus), 0, gpus),
+                    step * step_s,
+                    dur * step_s,
+                    dur * step_s,
+                    kind="long" if dur >= 10 else "short",
+                )
             )
         step += 1
     if estimate_sigma > 0:
         est = _estimates(rng, np.array([j.runtime_s for j in jobs]), estimate_sigma)
-        jobs = [_with_est(j, float(e)) for j, e in zip(jobs, est)]
-    nodes = [Node(f"node-{i}", Resources(float(units), 65536, units, 0), 0.0) for i in range(num_nodes)]
+        jobs = [_with_est(j, float(e)) for j, e in zip(jobs, est, strict=True)]
+    nodes = [
+        Node(f"node-{i}", Resources(float(units), 65536, units, 0), 0.0) for i in range(num_nodes)
+    ]
     offered = sum(j.runtime_s * (j.request.cpus + j.request.gpus) / 2 for j in jobs)
     span = (jobs[-1].submit_s + step_s) if jobs else 1.0
     return Workload(
-        "deeprm", jobs, nodes, [], estimate_sigma <= 0,
+        "deeprm",
+        jobs,
+        nodes,
+        [],
+        estimate_sigma <= 0,
         {"rate": rate, "offered_load": offered / (span * units * num_nodes)},
     )
 
 
 def _with_est(job: Job, est: float) -> Job:
-    return Job(job.id, job.request, job.submit_s, job.runtime_s, est, job.priority, job.user,
-               job.project, job.kind)
+    return Job(
+        job.id,
+        job.request,
+        job.submit_s,
+        job.runtime_s,
+        est,
+        job.priority,
+        job.user,
+        job.project,
+        job.kind,
+    )
 
 
 # -- lab mix -----------------------------------------------------------------------------------
@@ -153,7 +182,9 @@ def lab_mix(
         if u < 0.35 and node_shape.gpus:
             g = int(rng.choice([1, 2, 4, 8], p=[0.4, 0.3, 0.2, 0.1]))
             g = min(g, node_shape.gpus)
-            req = Resources(float(min(8 * g, node_shape.cpus)), min(32768 * g, node_shape.mem_mb), g)
+            req = Resources(
+                float(min(8 * g, node_shape.cpus)), min(32768 * g, node_shape.mem_mb), g
+            )
             dur = float(np.clip(rng.lognormal(math.log(7200), 1.2), 300, 3 * 86400))
             group = [(req, dur, "train", 0.0)]
         elif u < 0.50 and per_gpu:
@@ -184,17 +215,16 @@ def lab_mix(
     gaps = rng.exponential(span / max(1, len(groups)), size=len(groups))
     t = 0.0
     jobs: list[Job] = []
-    for gap, group in zip(gaps, groups):
+    for gap, group in zip(gaps, groups, strict=True):
         user = users[int(rng.integers(len(users)))]
         project = projects[int(rng.integers(len(projects)))]
         for k, (req, dur, kind, prio) in enumerate(group):
             jobs.append(Job(len(jobs), req, t + k, dur, dur, prio, user, project, kind))
         t += float(gap)
     est = _estimates(rng, np.array([j.runtime_s for j in jobs]), estimate_sigma)
-    jobs = [_with_est(j, float(e)) for j, e in zip(jobs, est)]
+    jobs = [_with_est(j, float(e)) for j, e in zip(jobs, est, strict=True)]
     node_list = [Node(f"gpu-{i}", node_shape, prices) for i in range(nodes)]
-    return Workload("lab", jobs, node_list, [], estimate_sigma <= 0,
-                    {"load": load, "span_s": span})
+    return Workload("lab", jobs, node_list, [], estimate_sigma <= 0, {"load": load, "span_s": span})
 
 
 # -- trace replay ------------------------------------------------------------------------------
@@ -244,9 +274,17 @@ def load_trace(path: str | Path) -> list[TraceTask]:
             if ngpu == 1 and gmilli > 1000:
                 raise TraceError(f"{where}: gpu_milli {gmilli} is more than one GPU (1000)")
             tasks.append(
-                TraceTask(row.get("name") or f"row-{line}", cpu, mem, ngpu, gmilli,
-                          (row.get("qos") or "").strip(), float(created), float(deleted - sched),
-                          line)
+                TraceTask(
+                    row.get("name") or f"row-{line}",
+                    cpu,
+                    mem,
+                    ngpu,
+                    gmilli,
+                    (row.get("qos") or "").strip(),
+                    float(created),
+                    float(deleted - sched),
+                    line,
+                )
             )
     if not tasks:
         raise TraceError(f"{path.name}: no usable rows (all Pending or empty)")
@@ -268,7 +306,9 @@ def load_node_list(path: str | Path, gpu_mem_per_gpu_mb: int = 32768) -> list[No
             cpu = _int_field(row, "cpu_milli", where)
             mem = _int_field(row, "memory_mib", where)
             gpus = _int_field(row, "gpu", where)
-            nodes.append(Node(row["sn"], Resources(cpu / 1000, mem, gpus, gpus * gpu_mem_per_gpu_mb)))
+            nodes.append(
+                Node(row["sn"], Resources(cpu / 1000, mem, gpus, gpus * gpu_mem_per_gpu_mb))
+            )
     if not nodes:
         raise TraceError(f"{path.name}: no nodes")
     return nodes
@@ -285,8 +325,9 @@ def task_request(task: TraceTask, gpu_mem_per_gpu_mb: int) -> Resources:
     )
 
 
-def offered_load(submit: np.ndarray, dur: np.ndarray, gpus: np.ndarray, capacity: float,
-                 scale: float) -> float:
+def offered_load(
+    submit: np.ndarray, dur: np.ndarray, gpus: np.ndarray, capacity: float, scale: float
+) -> float:
     """GPU load when arrivals are spread by `scale`: the GPU-seconds that fall inside the arrival
     window [0, scale * span] over the window times the GPU capacity."""
     rel = submit - submit.min()
@@ -296,8 +337,9 @@ def offered_load(submit: np.ndarray, dur: np.ndarray, gpus: np.ndarray, capacity
     return float((gpus * inside).sum() / (window * capacity))
 
 
-def rescale_to_load(submit: np.ndarray, dur: np.ndarray, gpus: np.ndarray, capacity: float,
-                    target: float) -> tuple[float, float]:
+def rescale_to_load(
+    submit: np.ndarray, dur: np.ndarray, gpus: np.ndarray, capacity: float, target: float
+) -> tuple[float, float]:
     """The factor on inter-arrival times that makes `offered_load` hit `target` (bisection: the
     load falls as arrivals spread out); returns (scale, load reached)."""
     lo, hi = 1e-9, 1e9
@@ -344,8 +386,11 @@ def trace_workload(
     window = tasks[start : start + jobs if jobs is not None else None]
     rng = np.random.default_rng(seed)
     if node_list is not None:
-        pool = (load_node_list(node_list, gpu_mem_per_gpu_mb)
-                if isinstance(node_list, (str, Path)) else list(node_list))
+        pool = (
+            load_node_list(node_list, gpu_mem_per_gpu_mb)
+            if isinstance(node_list, (str, Path))
+            else list(node_list)
+        )
         picks = rng.choice(len(pool), size=min(nodes, len(pool)), replace=False)
         cluster = [Node(pool[i].id, pool[i].capacity, prices) for i in sorted(picks)]
     else:
@@ -374,12 +419,28 @@ def trace_workload(
     est = _estimates(rng, dur, estimate_sigma)
     t0 = submit.min()
     out = [
-        Job(t.name, req, float((t.submit_s - t0) * scale), float(t.duration_s), float(e),
-            QOS_PRIORITY.get(t.qos, 0.0), kind=t.qos)
-        for (t, req), e in zip(kept, est)
+        Job(
+            t.name,
+            req,
+            float((t.submit_s - t0) * scale),
+            float(t.duration_s),
+            float(e),
+            QOS_PRIORITY.get(t.qos, 0.0),
+            kind=t.qos,
+        )
+        for (t, req), e in zip(kept, est, strict=True)
     ]
     return Workload(
-        "trace", out, cluster, dropped, estimate_sigma <= 0,
-        {"scale": scale, "offered_load": reached, "target_load": load or 0.0,
-         "dropped": len(dropped), "gpus": int(capacity)},
+        "trace",
+        out,
+        cluster,
+        dropped,
+        estimate_sigma <= 0,
+        {
+            "scale": scale,
+            "offered_load": reached,
+            "target_load": load or 0.0,
+            "dropped": len(dropped),
+            "gpus": int(capacity),
+        },
     )

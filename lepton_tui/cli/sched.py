@@ -1,0 +1,245 @@
+"""Scheduler commands: `plan` (one round as an integer program) and `bench` (policies x workloads)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lepton_tui.cli.common import CONTEXT_SETTINGS, echo_json
+from lepton_tui.errors import LeptonError, ValidationError
+
+
+def _number(text: str, name: str, *, integer: bool = False, minimum: float | None = None) -> Any:
+    try:
+        value: float = int(text) if integer else float(text)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        raise ValidationError(f"{name} must be {kind}, got {text!r}", field=name) from None
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        raise ValidationError(f"{name} must be >= {minimum:g}, got {text!r}", field=name)
+    return value
+
+
+def _money(x: float) -> str:
+    return f"${x:,.2f}"
+
+
+def _units(x: float) -> str:
+    return f"{x:g}" if x == int(x) else f"{x:.2f}"
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("snapshot", required=False, type=click.Path(dir_okay=False))
+@click.option("--example", is_flag=True, help="Plan the worked example of the economics model.")
+@click.option(
+    "--cost-weight",
+    default="0",
+    show_default=True,
+    help="Weight of hourly cost against allocated resources.",
+)
+@click.option("--time-limit", default="10", show_default=True, help="Solver time limit, seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(
+    snapshot: str | None, example: bool, cost_weight: str, time_limit: str, as_json: bool
+) -> None:
+    """Place a snapshot's pending jobs on its nodes with the integer-program planner.
+
+    SNAPSHOT is a JSON file with nodes, prices and jobs (see scheduler/snapshot.py). Prints the
+    assignment, utilization per resource and the hourly cost.
+    """
+    from scheduler.ilp import plan_round
+    from scheduler.snapshot import EXAMPLE_SNAPSHOT, SnapshotError, parse_snapshot
+
+    if example == (snapshot is not None):
+        raise ValidationError("give either a snapshot FILE or --example")
+    weight = _number(cost_weight, "--cost-weight", minimum=0)
+    limit = _number(time_limit, "--time-limit", minimum=0.001)
+    if example:
+        data: Any = EXAMPLE_SNAPSHOT
+    else:
+        path = Path(snapshot or "")
+        if not path.is_file():
+            raise ValidationError(f"snapshot file not found: {path}")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValidationError(
+                f"{path.name}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+            ) from None
+    try:
+        view, jobs = parse_snapshot(data)
+    except SnapshotError as exc:
+        raise ValidationError(str(exc)) from None
+    result = plan_round(
+        view, jobs, cost_weight=weight, time_limit_s=limit, max_jobs=max(200, len(jobs))
+    )
+    for job_id, why in result.unschedulable:
+        click.echo(f"lepton-tui: warning: job {job_id} is unschedulable: {why}", err=True)
+    if as_json:
+        echo_json(result.as_dict())
+        return
+    _print_plan(result, {j.id: j for j in jobs})
+
+
+def _print_plan(result: Any, jobs: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    table = Table(title="Assignment", title_justify="left")
+    for col in ("job", "node", "GPU ids", "CPU", "GPU", "memory"):
+        table.add_column(col, justify="left" if col in ("job", "node", "GPU ids") else "right")
+    for p in result.placements:
+        r = jobs[p.job_id].request
+        gpu = str(r.gpus) if r.gpus else (f"{r.gpu_mem_mb / 1024:g} GB" if r.gpu_mem_mb else "0")
+        table.add_row(
+            str(p.job_id),
+            p.node_id,
+            ",".join(map(str, p.gpu_ids)) or "-",
+            f"{r.cpus:g}",
+            gpu,
+            f"{r.mem_mb / 1024:g} GB",
+        )
+    console.print(table)
+    for job_id, why in result.unplaced:
+        console.print(f"waiting: {job_id}: {why}")
+    for job_id, why in result.unschedulable:
+        console.print(f"unschedulable: {job_id}: {why}")
+    u = result.utilization
+    console.print(
+        f"utilization: CPU {_units(u['cpu'][0])}/{_units(u['cpu'][1])}, "
+        f"GPU {_units(u['gpu'][0])}/{_units(u['gpu'][1])}, "
+        f"memory {_units(u['mem_gb'][0])}/{_units(u['mem_gb'][1])} GB"
+    )
+    console.print(
+        f"cost: {_money(result.cost_per_hour)}/h (idle {_money(result.idle_cost_per_hour)}/h)"
+    )
+    console.print(
+        f"solver: HiGHS, {result.status}, gap {result.gap:.2%}, {result.variables} variables, "
+        f"{result.solve_s * 1000:.0f} ms"
+    )
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--workload", default="deeprm", show_default=True, help="deeprm, lab or trace.")
+@click.option("--trace", "trace", default=None, help="Trace CSV (Alibaba 2023 pod list format).")
+@click.option("--node-list", default=None, help="Trace: sample --nodes nodes from this node CSV.")
+@click.option("--nodes", default=None, help="Number of nodes (default: deeprm 1, lab 8, trace 8).")
+@click.option(
+    "--load",
+    default="0.9",
+    show_default=True,
+    help="Offered load, or a comma list such as 0.7,0.9,1.1.",
+)
+@click.option("--jobs", default=None, help="Jobs per run (default: deeprm/lab 1000, trace 2000).")
+@click.option(
+    "--policies",
+    default="fifo,sjf,tetris,backfill",
+    show_default=True,
+    help="Comma list of policies: fifo, sjf, tetris, backfill, ilp, dqn.",
+)
+@click.option("--seeds", default="1", show_default=True, help="Seeds per policy (0..N-1).")
+@click.option(
+    "--estimate-sigma",
+    default=None,
+    help="Spread of the log-normal runtime estimate error (0 = exact).",
+)
+@click.option("--cost-weight", default="0", show_default=True, help="Cost weight for every policy.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON row per policy and seed.")
+def bench(
+    workload: str,
+    trace: str | None,
+    node_list: str | None,
+    nodes: str | None,
+    load: str,
+    jobs: str | None,
+    policies: str,
+    seeds: str,
+    estimate_sigma: str | None,
+    cost_weight: str,
+    as_json: bool,
+) -> None:
+    """Replay a workload under several policies and seeds; print one table of metrics."""
+    from scheduler.bench import WORKLOADS, run_bench, summarize
+    from scheduler.registry import POLICY_NAMES
+    from scheduler.workloads import TraceError
+
+    if workload not in WORKLOADS:
+        raise ValidationError(f"--workload must be one of {', '.join(WORKLOADS)}, got {workload!r}")
+    names = [p.strip().lower() for p in policies.split(",") if p.strip()]
+    if not names:
+        raise ValidationError("--policies is empty")
+    for p in names:
+        if p not in POLICY_NAMES:
+            raise ValidationError(f"unknown policy {p!r}; choose from {', '.join(POLICY_NAMES)}")
+    loads = [_number(x.strip(), "--load", minimum=0.001) for x in load.split(",") if x.strip()]
+    if not loads:
+        raise ValidationError("--load is empty")
+    n_seeds = _number(seeds, "--seeds", integer=True, minimum=1)
+    opts: dict[str, Any] = {}
+    if nodes is not None:
+        opts["nodes"] = _number(nodes, "--nodes", integer=True, minimum=1)
+    if jobs is not None:
+        opts["jobs"] = _number(jobs, "--jobs", integer=True, minimum=1)
+    if estimate_sigma is not None:
+        opts["estimate_sigma"] = _number(estimate_sigma, "--estimate-sigma", minimum=0)
+    if workload == "trace":
+        if trace is None:
+            raise ValidationError("--workload trace needs --trace CSV")
+        if not Path(trace).is_file():
+            raise ValidationError(f"trace file not found: {trace}")
+        opts["trace"] = trace
+        if node_list is not None:
+            if not Path(node_list).is_file():
+                raise ValidationError(f"node list not found: {node_list}")
+            opts["node_list"] = node_list
+    weight = _number(cost_weight, "--cost-weight", minimum=0)
+    popts = {p: {"cost_weight": weight} for p in names if weight and p != "dqn"}
+    rows: list[dict[str, Any]] = []
+    try:
+        for ld in loads:
+            rows += run_bench(workload, names, n_seeds, policy_options=popts, load=ld, **opts)
+    except TraceError as exc:
+        raise ValidationError(str(exc)) from None
+    except ValueError as exc:
+        raise LeptonError(str(exc)) from None
+    if as_json:
+        echo_json(rows)
+        return
+    _print_bench(summarize(rows), workload, n_seeds)
+
+
+def _print_bench(summary: list[dict[str, Any]], workload: str, seeds: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    cols = [
+        ("avg_bounded_slowdown", "avg bsld", "{:.2f}"),
+        ("p95_bounded_slowdown", "p95 bsld", "{:.1f}"),
+        ("avg_slowdown", "avg sld", "{:.2f}"),
+        ("avg_jct", "avg JCT s", "{:.0f}"),
+        ("makespan", "makespan s", "{:.0f}"),
+        ("gap_makespan", "vs bound", "{:+.0%}"),
+        ("gpu_util", "GPU util", "{:.0%}"),
+        ("cost", "cost $", "{:.2f}"),
+        ("decision_ms_p50", "ms p50", "{:.2f}"),
+        ("decision_ms_p99", "ms p99", "{:.2f}"),
+    ]
+    table = Table(title=f"{workload}, {seeds} seed(s): mean ± std", title_justify="left")
+    table.add_column("load", justify="right")
+    table.add_column("policy")
+    for _, head, _ in cols:
+        table.add_column(head, justify="right")
+    for s in summary:
+        cells = []
+        for key, _, fmt in cols:
+            cell = fmt.format(s[key])
+            if seeds > 1 and key not in ("decision_ms_p50", "decision_ms_p99"):
+                cell += " ± " + fmt.format(s[key + "_std"]).lstrip("+")
+            cells.append(cell)
+        table.add_row(f"{s['load']:g}", s["policy"], *cells)
+    Console(highlight=False).print(table)

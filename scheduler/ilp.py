@@ -1,0 +1,300 @@
+"""One round's placement as an integer program, solved by HiGHS through `scipy.optimize.milp`.
+
+Variables: x[j, n] in {0, 1} for every (job, node) pair where the job fits the node alone now.
+Constraints: for each node, the placed jobs' CPUs, memory, whole GPUs and GPU memory stay within
+what is free; each job is placed at most once. Objective (maximised):
+
+    sum x[j, n] * (w_j * v_j - cost_weight * c[j, n])
+
+where v_j is the job's request as a share of the cluster's capacity (CPUs + memory + GPUs, so
+bigger jobs count more), w_j = 2 ** effective priority (priority plus one per `aging_s` waited),
+and c[j, n] is the job's hourly cost on node n relative to the dearest node. GPU shares are
+constrained by total GPU memory per node; the exact GPU index is chosen afterwards (best fit), and
+a share that then finds no single GPU with room waits for the next round (reported in `unplaced`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scheduler.heuristics import RoundState, effective_priority
+from scheduler.model import (
+    ClusterView,
+    JobId,
+    JobRequest,
+    Placement,
+    allocation_price_per_hour,
+    fits_empty,
+    gpu_equivalents,
+)
+
+
+@dataclass(slots=True)
+class PlanResult:
+    """The outcome of one planning round."""
+
+    placements: list[Placement]
+    unplaced: list[tuple[JobId, str]] = field(default_factory=list)
+    unschedulable: list[tuple[JobId, str]] = field(default_factory=list)
+    status: str = "optimal"
+    objective: float = 0.0
+    gap: float = 0.0
+    solve_s: float = 0.0
+    variables: int = 0
+    cost_per_hour: float = 0.0
+    idle_cost_per_hour: float = 0.0
+    utilization: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        """JSON-friendly form."""
+        return {
+            "placements": [
+                {"job": p.job_id, "node": p.node_id, "gpu_ids": list(p.gpu_ids)}
+                for p in self.placements
+            ],
+            "unplaced": [{"job": j, "reason": r} for j, r in self.unplaced],
+            "unschedulable": [{"job": j, "reason": r} for j, r in self.unschedulable],
+            "status": self.status,
+            "objective": self.objective,
+            "gap": self.gap,
+            "solve_s": self.solve_s,
+            "variables": self.variables,
+            "cost_per_hour": self.cost_per_hour,
+            "idle_cost_per_hour": self.idle_cost_per_hour,
+            "utilization": {
+                k: {"used": u, "capacity": c} for k, (u, c) in self.utilization.items()
+            },
+        }
+
+
+def _node_prices(n):  # noqa: ANN001, ANN202 - NodeView
+    return n.prices if n.prices is not None else n.price_per_hour
+
+
+def plan_round(
+    view: ClusterView,
+    pending: Sequence[JobRequest],
+    now: float | None = None,
+    *,
+    cost_weight: float = 0.0,
+    time_limit_s: float = 1.0,
+    mip_rel_gap: float = 1e-4,
+    aging_s: float | None = 3600.0,
+    max_jobs: int = 200,
+) -> PlanResult:
+    """Solve one round: which pending jobs to start now, and where.
+
+    At most `max_jobs` jobs (highest effective priority, then oldest) are considered. Jobs that fit
+    no node even when it is empty are returned in `unschedulable`, never dropped silently.
+    """
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import coo_matrix
+
+    t0 = time.perf_counter()
+    now = view.now if now is None else now
+    up = [n for n in view.nodes if n.is_up]
+    result = PlanResult([])
+    jobs: list[JobRequest] = []
+    for j in pending:
+        if any(fits_empty(j.request, n.capacity) for n in view.nodes):
+            jobs.append(j)
+        else:
+            result.unschedulable.append(
+                (j.id, f"needs {j.request.describe()}, more than any node has")
+            )
+    prio = [effective_priority(j, now, aging_s) for j in jobs]
+    order = sorted(range(len(jobs)), key=lambda k: (-prio[k], jobs[k].submitted_at))
+    for k in order[max_jobs:]:
+        result.unplaced.append((jobs[k].id, f"not considered: only {max_jobs} jobs per round"))
+    order = order[:max_jobs]
+    jobs = [jobs[k] for k in order]
+    prio = [prio[k] for k in order]
+
+    cap_c = sum(n.capacity.cpus for n in up) or 1.0
+    cap_m = sum(n.capacity.mem_mb for n in up) or 1.0
+    cap_g = sum(n.capacity.gpus for n in up) or 1.0
+    max_price = max((n.price_per_hour for n in up), default=0.0) or 1.0
+    pairs: list[tuple[int, int]] = []
+    gain: list[float] = []
+    for jk, j in enumerate(jobs):
+        r = j.request
+        w = 2.0 ** max(-10.0, min(10.0, prio[jk]))
+        for i, n in enumerate(up):
+            if not n.can_fit(r):
+                continue
+            g = gpu_equivalents(r, n.gpu_mem_per_gpu_mb)
+            v = r.cpus / cap_c + r.mem_mb / cap_m + g / cap_g
+            c = 0.0
+            if cost_weight:
+                c = (
+                    cost_weight
+                    * allocation_price_per_hour(r, n.capacity, _node_prices(n))
+                    / max_price
+                )
+            pairs.append((jk, i))
+            gain.append(w * v - c + 1e-6)  # placing something beats placing nothing when equal
+    result.variables = len(pairs)
+    placed_pairs: list[tuple[int, int]] = []
+    if pairs:
+        nv = len(pairs)
+        rows: list[int] = []
+        cols: list[int] = []
+        vals: list[float] = []
+        ub: list[float] = []
+        node_row: dict[int, int] = {}
+        for i, n in enumerate(up):
+            node_row[i] = len(ub)
+            ub += [
+                n.free.cpus,
+                float(n.free.mem_mb),
+                float(len(n.free_gpu_ids)),
+                float(sum(n.gpu_free_mem_mb)),
+            ]
+        job_row0 = len(ub)
+        ub += [1.0] * len(jobs)
+        for v, (jk, i) in enumerate(pairs):
+            r = jobs[jk].request
+            base = node_row[i]
+            per = up[i].gpu_mem_per_gpu_mb
+            gmem = r.gpus * per if r.gpus else r.gpu_mem_mb
+            for off, val in ((0, r.cpus), (1, r.mem_mb), (2, r.gpus), (3, gmem)):
+                if val:
+                    rows.append(base + off)
+                    cols.append(v)
+                    vals.append(float(val))
+            rows.append(job_row0 + jk)
+            cols.append(v)
+            vals.append(1.0)
+        a = coo_matrix((vals, (rows, cols)), shape=(len(ub), nv)).tocsr()
+        res = milp(
+            c=-np.asarray(gain),
+            integrality=np.ones(nv),
+            bounds=Bounds(0, 1),
+            constraints=LinearConstraint(a, -np.inf, np.asarray(ub) + 1e-6),
+            options={
+                "time_limit": float(time_limit_s),
+                "mip_rel_gap": float(mip_rel_gap),
+                "disp": False,
+            },
+        )
+        result.status = {0: "optimal", 1: "time_limit", 2: "infeasible"}.get(res.status, "error")
+        gap = getattr(res, "mip_gap", None)
+        result.gap = float(gap) if gap is not None and math.isfinite(gap) else 0.0
+        if res.x is not None:
+            result.objective = float(-res.fun)
+            placed_pairs = [pairs[v] for v in np.flatnonzero(res.x > 0.5)]
+        else:
+            result.status = result.status if result.status != "optimal" else "error"
+            result.gap = math.inf
+    # exact GPU indices: whole-GPU jobs first, then shares by size (best fit)
+    state = RoundState(ClusterView(tuple(up), view.now, view.running))
+    placed_pairs.sort(
+        key=lambda p: (-jobs[p[0]].request.gpus, -jobs[p[0]].request.gpu_mem_mb, p[0])
+    )
+    placed_ids = set()
+    for jk, i in placed_pairs:
+        j = jobs[jk]
+        gids = state.pick_gpus(i, j.request)
+        if gids is None or not state.feasible(j.request)[i]:
+            result.unplaced.append((j.id, f"no single GPU on {up[i].id} has room for its share"))
+            continue
+        state.place(i, j, gids)
+        placed_ids.add(j.id)
+        result.placements.append(Placement(j.id, up[i].id, gids))
+    for j in jobs:
+        if j.id not in placed_ids and not any(u[0] == j.id for u in result.unplaced):
+            result.unplaced.append((j.id, "does not fit beside the jobs placed this round"))
+    _account(result, view, jobs)
+    result.solve_s = time.perf_counter() - t0
+    return result
+
+
+def _account(result: PlanResult, view: ClusterView, jobs: Sequence[JobRequest]) -> None:
+    """Utilization per resource after the round and the hourly cost of what runs and is placed."""
+    up = [n for n in view.nodes if n.is_up]
+    by_id = {j.id: j for j in jobs}
+    nodes = {n.id: n for n in up}
+    used_c = sum(n.capacity.cpus - n.free.cpus for n in up)
+    used_m = sum(n.capacity.mem_mb - n.free.mem_mb for n in up)
+    used_g = sum(n.capacity.gpus - len(n.free_gpu_ids) for n in up)
+    cost = 0.0
+    for run in view.running:
+        n = nodes.get(run.node_id)
+        if n is not None:
+            cost += allocation_price_per_hour(run.request, n.capacity, _node_prices(n))
+    for p in result.placements:
+        r = by_id[p.job_id].request
+        n = nodes[p.node_id]
+        used_c += r.cpus
+        used_m += r.mem_mb
+        used_g += r.gpus
+        cost += allocation_price_per_hour(r, n.capacity, _node_prices(n))
+    result.utilization = {
+        "cpu": (float(used_c), float(sum(n.capacity.cpus for n in up))),
+        "gpu": (float(used_g), float(sum(n.capacity.gpus for n in up))),
+        "mem_gb": (used_m / 1024.0, sum(n.capacity.mem_mb for n in up) / 1024.0),
+    }
+    total = sum(n.price_per_hour for n in up)
+    result.cost_per_hour = cost
+    result.idle_cost_per_hour = max(0.0, total - cost)
+
+
+class ILPPolicy:
+    """Solve the round's integer program at every decision point ("ilp")."""
+
+    name = "ilp"
+
+    def __init__(
+        self,
+        *,
+        cost_weight: float = 0.0,
+        time_limit_s: float = 1.0,
+        mip_rel_gap: float = 1e-4,
+        aging_s: float | None = 3600.0,
+        max_jobs: int = 200,
+    ) -> None:
+        if cost_weight < 0 or time_limit_s <= 0:
+            raise ValueError("cost_weight must be >= 0 and time_limit_s > 0")
+        self.cost_weight = cost_weight
+        self.time_limit_s = time_limit_s
+        self.mip_rel_gap = mip_rel_gap
+        self.aging_s = aging_s
+        self.max_jobs = max_jobs
+        self.last: PlanResult | None = None
+        self.gaps: list[float] = []
+        self._reasons: dict[JobId, str] = {}
+
+    def decide(
+        self, view: ClusterView, pending: Sequence[JobRequest], now: float
+    ) -> list[Placement]:
+        """Place what the round's integer program chooses."""
+        res = plan_round(
+            view,
+            pending,
+            now,
+            cost_weight=self.cost_weight,
+            time_limit_s=self.time_limit_s,
+            mip_rel_gap=self.mip_rel_gap,
+            aging_s=self.aging_s,
+            max_jobs=self.max_jobs,
+        )
+        self.last = res
+        self.gaps.append(res.gap)
+        self._reasons = {j: f"waiting: {why}" for j, why in res.unplaced}
+        self._reasons.update({j: f"unschedulable: {why}" for j, why in res.unschedulable})
+        for p in res.placements:
+            gpus = f" (GPU {','.join(map(str, p.gpu_ids))})" if p.gpu_ids else ""
+            self._reasons[p.job_id] = (
+                f"placed on {p.node_id}{gpus}: chosen by the round's integer program "
+                f"({res.status}, gap {res.gap:.2%})"
+            )
+        return res.placements
+
+    def explain(self, job_id: JobId) -> str:
+        """The last round's reason for this job."""
+        return self._reasons.get(job_id, "not seen in the last scheduling round")

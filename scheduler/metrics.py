@@ -1,0 +1,131 @@
+"""Metrics of a simulated run, with the lower bounds they are measured against.
+
+* slowdown = (end - submit) / runtime, >= 1; bounded slowdown = max(1, (end - submit) /
+  max(runtime, tau)) with tau = 10 s, so tiny jobs do not dominate;
+* JCT = end - submit; wait = start - submit; makespan = last end - first submit;
+* utilization per resource = allocated resource-seconds (every attempt, lost ones included) over
+  capacity x up-time in [first submit, last end];
+* cost = per-resource or flat node prices x allocation x time; idle cost = the price of the nodes'
+  up-time minus that;
+* bounds: slowdown >= 1, makespan >= max(latest release + its runtime, total work / capacity per
+  resource); gaps are reported as value / bound - 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from scheduler.model import allocation_price_per_hour, gpu_equivalents
+from scheduler.simulator import SimResult
+
+TAU_S = 10.0
+
+
+def makespan_lower_bound(result: SimResult) -> float:
+    """max(latest release + its runtime, total work / capacity per resource), from first submit."""
+    jobs = [j for j in result.jobs if j.id not in {u for u, _ in result.unschedulable}]
+    if not jobs:
+        return 0.0
+    t0 = result.start_s
+    release = max(j.submit_s + j.runtime_s for j in jobs) - t0
+    per_gpu = max((n.gpu_mem_per_gpu_mb for n in result.nodes), default=0)
+    cap_c = sum(n.capacity.cpus for n in result.nodes)
+    cap_m = sum(n.capacity.mem_mb for n in result.nodes)
+    cap_g = sum(n.capacity.gpus for n in result.nodes)
+    work_c = sum(j.request.cpus * j.runtime_s for j in jobs)
+    work_m = sum(j.request.mem_mb * j.runtime_s for j in jobs)
+    work_g = sum(gpu_equivalents(j.request, per_gpu) * j.runtime_s for j in jobs)
+    bound = release
+    for work, cap in ((work_c, cap_c), (work_m, cap_m), (work_g, cap_g)):
+        if cap > 0:
+            bound = max(bound, work / cap)
+    return float(bound)
+
+
+def _up_time(result: SimResult, node_id: str, t0: float, t1: float) -> float:
+    down = 0.0
+    for o in result.outages:
+        if o.node_id == node_id:
+            a, b = max(t0, o.start_s), min(t1, o.start_s + o.duration_s)
+            down += max(0.0, b - a)
+    return max(0.0, (t1 - t0) - down)
+
+
+def compute_metrics(result: SimResult, tau_s: float = TAU_S) -> dict[str, float]:
+    """All metrics of a run as a flat dict of numbers (JSON-friendly)."""
+    fin = result.finished
+    out: dict[str, float] = {
+        "jobs": float(len(result.jobs)),
+        "finished": float(len(fin)),
+        "unfinished": float(len(result.unfinished)),
+        "unschedulable": float(len(result.unschedulable)),
+        "lost_attempts": float(sum(1 for a in result.attempts if not a.completed)),
+    }
+    if fin:
+        submit = np.array([j.submit_s for j in fin])
+        start = np.array([j.start_s for j in fin])
+        end = np.array([j.end_s for j in fin])
+        run = np.array([j.runtime_s for j in fin])
+        jct = end - submit
+        sd = jct / run
+        bsd = np.maximum(1.0, jct / np.maximum(run, tau_s))
+        out.update(
+            avg_slowdown=float(sd.mean()),
+            p95_slowdown=float(np.percentile(sd, 95)),
+            avg_bounded_slowdown=float(bsd.mean()),
+            p95_bounded_slowdown=float(np.percentile(bsd, 95)),
+            avg_jct=float(jct.mean()),
+            p95_jct=float(np.percentile(jct, 95)),
+            avg_wait=float((start - submit).mean()),
+            p95_wait=float(np.percentile(start - submit, 95)),
+        )
+    else:
+        for k in (
+            "avg_slowdown",
+            "p95_slowdown",
+            "avg_bounded_slowdown",
+            "p95_bounded_slowdown",
+            "avg_jct",
+            "p95_jct",
+            "avg_wait",
+            "p95_wait",
+        ):
+            out[k] = math.nan
+    t0, t1 = result.start_s, result.end_s
+    makespan = t1 - t0
+    out["makespan"] = float(makespan)
+
+    nodes = {n.id: n for n in result.nodes}
+    up = {n.id: _up_time(result, n.id, t0, t1) for n in result.nodes}
+    alloc_c = alloc_m = alloc_g = 0.0
+    cost = 0.0
+    for a in result.attempts:
+        n = nodes[a.node_id]
+        d = max(0.0, min(a.end_s, t1) - max(a.start_s, t0))
+        alloc_c += a.request.cpus * d
+        alloc_m += a.request.mem_mb * d
+        alloc_g += gpu_equivalents(a.request, n.gpu_mem_per_gpu_mb) * d
+        cost += allocation_price_per_hour(a.request, n.capacity, n.prices) * d / 3600.0
+    cap_c = sum(n.capacity.cpus * up[n.id] for n in result.nodes)
+    cap_m = sum(n.capacity.mem_mb * up[n.id] for n in result.nodes)
+    cap_g = sum(n.capacity.gpus * up[n.id] for n in result.nodes)
+    out["cpu_util"] = alloc_c / cap_c if cap_c else 0.0
+    out["mem_util"] = alloc_m / cap_m if cap_m else 0.0
+    out["gpu_util"] = alloc_g / cap_g if cap_g else 0.0
+    total = sum(n.price_per_hour * up[n.id] for n in result.nodes) / 3600.0
+    out["cost"] = cost
+    out["idle_cost"] = max(0.0, total - cost)
+    out["total_cost"] = total
+
+    lb = makespan_lower_bound(result)
+    out["bound_slowdown"] = 1.0
+    out["bound_makespan"] = lb
+    out["gap_bounded_slowdown"] = out["avg_bounded_slowdown"] - 1.0
+    out["gap_makespan"] = makespan / lb - 1.0 if lb > 0 else 0.0
+    ds = np.array(result.decision_s) * 1e3
+    out["decision_ms_p50"] = float(np.percentile(ds, 50)) if len(ds) else 0.0
+    out["decision_ms_p99"] = float(np.percentile(ds, 99)) if len(ds) else 0.0
+    out["rounds"] = float(len(ds))
+    return out

@@ -1,0 +1,38 @@
+"""Policies by name: the bench and the dispatcher build them here.
+
+`make_policy("backfill", cost_weight=0.5)`; "dqn" is loaded lazily from `scheduler.policy:DQNPolicy`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from scheduler.heuristics import HEURISTICS
+from scheduler.model import Policy
+
+POLICY_NAMES: tuple[str, ...] = ("fifo", "sjf", "tetris", "backfill", "ilp", "dqn")
+
+
+def make_policy(name: str, **options: Any) -> Policy:
+    """A fresh policy called `name` with `options`; ValueError for an unknown name, bad options
+    or a policy that cannot be loaded."""
+    key = name.strip().lower()
+    if key not in POLICY_NAMES:
+        raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICY_NAMES)}")
+    try:
+        if key in HEURISTICS:
+            return HEURISTICS[key](**options)
+        if key == "ilp":
+            from scheduler.ilp import ILPPolicy
+
+            return ILPPolicy(**options)
+        try:
+            cls = importlib.import_module("scheduler.policy").DQNPolicy
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(
+                f"policy 'dqn' is not available: scheduler.policy.DQNPolicy cannot be loaded ({exc})"
+            ) from exc
+        return cls(**options)
+    except TypeError as exc:
+        raise ValueError(f"bad options for policy {key!r}: {exc}") from exc
