@@ -173,6 +173,7 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         poll_timeout_s: float = 20.0,
         before_launch: Callable[[list[dict[str, Any]]], None] | None = None,
+        tick_s: float | None = None,
     ) -> None:
         if isinstance(home_or_service, Service):
             self.service = home_or_service
@@ -187,6 +188,7 @@ class Dispatcher:
         self.lock = DispatcherLock(self.home / paths.LOCK_FILE)
         self.poll_timeout_s = poll_timeout_s
         self.before_launch = before_launch  # test seam: called after the intent, before launch
+        self.tick_override = tick_s  # `serve --tick`; else the tick_s setting
         self.stats = Stats()
         self.started_at = clock()
         self._unreconciled: set[str] | None = None  # hosts with attempts from before this start
@@ -229,7 +231,7 @@ class Dispatcher:
                 self.tick()
             except Exception:  # noqa: BLE001 - one bad tick must not stop dispatching
                 log.exception("tick failed; retrying next tick")
-            tick_s = max(0.05, self.setting("tick_s"))
+            tick_s = max(0.05, self.tick_override or self.setting("tick_s"))
             stop.wait(max(0.0, tick_s - (time.monotonic() - begun)))
 
     def acquire(self) -> bool:
@@ -811,9 +813,15 @@ def load_policy(name: str, cost_weight: float = 0.0) -> Any:
     """The named policy from scheduler.registry; backfill (one logged line) when it fails."""
     try:
         from scheduler.registry import make_policy
-    except ImportError:
-        log.warning("scheduler.registry is not available; using the built-in first-fit policy")
-        return FirstFitPolicy()
+    except ImportError:  # the registry not there yet: backfill straight from the heuristics
+        try:
+            from scheduler.heuristics import BackfillPolicy
+        except ImportError:
+            log.warning("scheduler has no policies yet; using the built-in first-fit policy")
+            return FirstFitPolicy()
+        if name != "backfill":
+            log.warning("scheduler.registry is not available; using backfill, not %r", name)
+        return BackfillPolicy(cost_weight=cost_weight)
     for candidate in dict.fromkeys([name, "backfill"]):
         try:
             try:
