@@ -1,0 +1,336 @@
+"""The Textual console, built by one factory: `make_app(...)`.
+
+The app owns a `Service` (every change goes through it) and, unless another process holds the
+ledger's lock, a dispatcher running in a background thread. Screens read the ledger in thread
+workers (`screens/live.py`); writes run in thread workers too, so the event loop never waits on
+SQLite or SSH. The console never imports torch.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from lepton_tui.errors import LeptonError
+from lepton_tui.service import Service, local_host_name
+from themes import CSS_PATHS, CYCLE, DEFAULT_THEME, THEMES
+
+SCREEN_KEYS = {
+    "overview": ("1", "Overview: fleet, queue and cost"),
+    "hosts": ("2", "Hosts: details, drain, remove, probe"),
+    "queue": ("3", "Queue: filter, sort, select"),
+    "cost": ("4", "Cost: spend by user and project, over time"),
+    "scheduler": ("5", "Scheduler: policy, decisions, why pending"),
+}
+
+
+def _screen_factory(name: str) -> Callable[[], Screen]:
+    def make() -> Screen:
+        if name == "overview":
+            from lepton_tui.screens.overview import OverviewScreen
+
+            return OverviewScreen()
+        if name == "hosts":
+            from lepton_tui.screens.hosts import HostsScreen
+
+            return HostsScreen()
+        if name == "queue":
+            from lepton_tui.screens.queue import QueueScreen
+
+            return QueueScreen()
+        if name == "cost":
+            from lepton_tui.screens.cost import CostScreen
+
+            return CostScreen()
+        from lepton_tui.screens.scheduler import SchedulerScreen
+
+        return SchedulerScreen()
+
+    return make
+
+
+class LeptonApp(App[None]):
+    """The lab console."""
+
+    TITLE = "lepton-tui"
+    CSS_PATH = CSS_PATHS
+    MODES = {name: _screen_factory(name) for name in SCREEN_KEYS}
+    DEFAULT_MODE = "overview"
+    BINDINGS = [
+        Binding("question_mark", "help", "help"),
+        Binding("colon", "command_palette", "commands", show=False),
+        Binding("ctrl+p", "command_palette", "commands", show=False, priority=True),
+        Binding("a", "add_host", "add host"),
+        Binding("s", "submit", "submit"),
+        Binding("t", "cycle_theme", "theme", show=False),
+        Binding("q", "quit", "quit"),
+        *(
+            Binding(key, f"switch_to('{name}')", name, show=False)
+            for name, (key, _) in SCREEN_KEYS.items()
+        ),
+    ]
+
+    def __init__(
+        self,
+        svc: Service,
+        *,
+        clock: Callable[[], float] = time.time,
+        theme: str | None = None,
+        refresh_s: float = 2.0,
+        demo: Any = None,
+        dispatch: bool = True,
+        cleanup: Iterable[Path] = (),
+    ) -> None:
+        super().__init__()
+        self.svc = svc
+        self.ledger = svc.ledger
+        self.clock = clock
+        self.refresh_s = refresh_s
+        self.demo_driver = demo
+        self.demo = demo is not None
+        self.dispatch = dispatch and demo is None
+        self.dispatcher_handle: Any = None
+        self.dispatch_note = "not started"
+        self.local_name = local_host_name()
+        self._cleanup = list(cleanup)
+        self._wanted_theme = theme or DEFAULT_THEME
+        for t in THEMES:
+            self.register_theme(t)
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        if self._wanted_theme not in self.available_themes:
+            self.notify(
+                f"unknown theme {self._wanted_theme!r}; using {DEFAULT_THEME}", severity="warning"
+            )
+            self._wanted_theme = DEFAULT_THEME
+        self.theme = self._wanted_theme
+        if self.demo_driver is not None:
+            self.demo_driver.start()
+        elif self.dispatch:
+            self._start_dispatcher()
+
+    @work(thread=True, exit_on_error=False, group="dispatcher")
+    def _start_dispatcher(self) -> None:
+        """Run the dispatcher here unless another process (`lepton-tui serve`) holds the lock."""
+        try:
+            from lepton_tui.dispatcher import Dispatcher
+        except ImportError:
+            self.dispatch_note = "no dispatcher in this build: jobs stay queued"
+            return
+        try:
+            handle = Dispatcher(self.svc, clock=self.clock).start_in_thread()
+        except Exception as exc:  # noqa: BLE001 - the console still shows without it
+            self.dispatch_note = f"dispatcher failed to start: {exc}"
+            self.call_from_thread(self.notify, self.dispatch_note, severity="error")
+            return
+        self.dispatcher_handle = handle
+        self.dispatch_note = (
+            "dispatching in this console"
+            if handle.dispatching
+            else "another process dispatches (lepton-tui serve); this console only shows"
+        )
+
+    def on_unmount(self) -> None:
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop the demo or dispatcher thread, close the ledger, remove temporary state."""
+        if self.demo_driver is not None:
+            self.demo_driver.stop()
+        if self.dispatcher_handle is not None:
+            try:
+                self.dispatcher_handle.stop(timeout=10)
+            except Exception:  # noqa: BLE001 - leaving anyway
+                pass
+            self.dispatcher_handle = None
+        self.svc.close()
+        for path in self._cleanup:
+            shutil.rmtree(path, ignore_errors=True)
+        self._cleanup = []
+
+    # -- navigation ---------------------------------------------------------------------------
+
+    def action_switch_to(self, name: str) -> None:
+        self.switch_to(name)
+
+    def switch_to(self, name: str) -> None:
+        """Show one of the main screens."""
+        if isinstance(self.screen, Screen) and self.screen.is_modal:
+            return
+        self.switch_mode(name)
+
+    def open_job(self, job_id: int | None, logs: bool = False) -> None:
+        """The job detail screen (with the log in front when `logs`)."""
+        if job_id is None:
+            self.notify("select a job first", severity="warning")
+            return
+        from lepton_tui.screens.job import JobScreen
+
+        self.push_screen(JobScreen(int(job_id), logs=logs))
+
+    def action_help(self) -> None:
+        from lepton_tui.screens.help import HelpScreen, binding_rows
+
+        rows = binding_rows(self)
+        rows += [(key, text) for key, text in SCREEN_KEYS.values()]
+        self.push_screen(HelpScreen(rows))
+
+    def action_cycle_theme(self) -> None:
+        current = self.theme if self.theme in CYCLE else CYCLE[-1]
+        self.theme = CYCLE[(CYCLE.index(current) + 1) % len(CYCLE)]
+        self.notify(f"theme {self.theme}", timeout=2)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for name, (_key, text) in SCREEN_KEYS.items():
+            yield SystemCommand(f"Go to {name}", text, lambda n=name: self.switch_to(n))
+        yield SystemCommand("Submit a job", "Open the submit form", self.action_submit)
+        yield SystemCommand("Add a host", "Open the add-host form", self.action_add_host)
+        yield SystemCommand(
+            "Add this machine", f"Add {self.local_name} as a host", self.add_local_host
+        )
+
+    # -- actions that change state (through the service, in threads) --------------------------
+
+    def action_submit(self) -> None:
+        from lepton_tui.screens.submit import SubmitJobModal
+
+        def done(job_id: int | None) -> None:
+            if job_id is not None:
+                self.notify(f"job {job_id} queued")
+                self.refresh_screen()
+
+        self.push_screen(SubmitJobModal(), done)
+
+    def action_add_host(self, local: bool = False) -> None:
+        from lepton_tui.screens.addhost import AddHostModal
+
+        def done(name: str | None) -> None:
+            if name:
+                self.notify(f"host {name} added")
+                self.refresh_screen()
+
+        self.push_screen(AddHostModal(self.local_name, local=local), done)
+
+    def add_local_host(self) -> None:
+        """The login node itself as the first host (the form, pre-filled, with its preflight)."""
+        self.action_add_host(local=True)
+
+    def confirm_cancel(self, job_id: int | None) -> None:
+        """Ask, then cancel one job."""
+        if job_id is None:
+            self.notify("select a job first", severity="warning")
+            return
+        from lepton_tui.screens.confirm import ConfirmModal
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.run_change(lambda: self.svc.cancel([job_id])[0], "cancel")
+
+        self.push_screen(ConfirmModal(f"Cancel job {job_id}?", yes="Cancel job"), answer)
+
+    def toggle_drain(self, host: str | None) -> None:
+        """Drain an active host, resume a draining one."""
+        if host is None:
+            self.notify("select a host first", severity="warning")
+            return
+
+        def change() -> str:
+            row = self.svc.get_host(host)
+            draining = row["admin_state"] != "draining"
+            self.svc.set_draining(host, draining)
+            return f"host {host} {'draining' if draining else 'resumed'}"
+
+        self.run_change(change, "drain")
+
+    def confirm_remove(self, host: str | None) -> None:
+        if host is None:
+            self.notify("select a host first", severity="warning")
+            return
+        from lepton_tui.screens.confirm import ConfirmModal
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+
+                def change() -> str:
+                    self.svc.remove_host(host)
+                    return f"host {host} removed"
+
+                self.run_change(change, "remove")
+
+        self.push_screen(
+            ConfirmModal(f"Remove host {host}? Its history stays in the ledger.", yes="Remove"),
+            answer,
+        )
+
+    def run_change(self, change: Callable[[], Any], what: str) -> None:
+        """Run a service call in a thread worker; report its result or its one-line error."""
+        self._run_change(change, what)
+
+    @work(thread=True, exit_on_error=False, group="change")
+    def _run_change(self, change: Callable[[], Any], what: str) -> None:
+        try:
+            result = change()
+        except LeptonError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        message = getattr(result, "message", result)
+        ok = getattr(result, "ok", True)
+        if message:
+            self.call_from_thread(
+                self.notify, str(message), severity="information" if ok else "warning"
+            )
+        self.call_from_thread(self.refresh_screen)
+
+    def refresh_screen(self) -> None:
+        """Read the current screen's data again now."""
+        from lepton_tui.screens.live import LiveScreen
+
+        for screen in (self.screen, *self.screen_stack):
+            if isinstance(screen, LiveScreen):
+                screen.reload()
+                return
+
+
+def make_app(
+    home: str | Path | None = None,
+    demo: bool = False,
+    theme: str | None = None,
+    clock: Callable[[], float] | None = None,
+    *,
+    refresh_s: float = 2.0,
+    dispatch: bool = True,
+    user: str | None = None,
+    demo_speed: float = 30.0,
+    demo_seed: int = 7,
+) -> LeptonApp:
+    """Build the console. `demo`: a simulated busy lab in a temporary ledger (removed on exit).
+
+    `clock` fixes time for tests and snapshots; `dispatch=False` never starts a dispatcher.
+    """
+    if demo:
+        from lepton_tui.demo import DemoDriver
+
+        tmp = Path(tempfile.mkdtemp(prefix="lepton-demo-"))
+        driver = DemoDriver(speed=demo_speed, seed=demo_seed)
+        svc = Service.open(tmp, user=user, clock=driver.clock)
+        driver.attach(svc)
+        return LeptonApp(
+            svc, clock=driver.clock, theme=theme, refresh_s=min(refresh_s, 1.0), demo=driver,
+            cleanup=[tmp],
+        )  # fmt: skip
+    svc = Service.open(home, user=user, clock=clock)
+    return LeptonApp(
+        svc, clock=clock or time.time, theme=theme, refresh_s=refresh_s, dispatch=dispatch
+    )

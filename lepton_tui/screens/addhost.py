@@ -1,0 +1,257 @@
+"""The add-host modal: fields, a connection test showing the host key, then the preflight."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, Static
+
+from lepton_tui.errors import LeptonError, ValidationError
+from lepton_tui.screens import onboard
+
+# (field id, label, placeholder, check_host_fields keyword, error field name)
+FIELDS = (
+    ("name", "Name", "e.g. gpu1", "name", "host name"),
+    ("address", "Address", "host name or IP", "address", "address"),
+    ("port", "Port", "22", "port", "port"),
+    ("user", "User", "login user (empty: yours)", "user", "user"),
+    ("key", "Key file", "~/.ssh/id_ed25519 (empty: agent/default)", "key_path", "key"),
+    ("price", "Price $/h", "e.g. 2.50 (empty: none)", "price_per_hour", "price per hour"),
+)
+
+
+class AddHostModal(ModalScreen[str | None]):
+    """Dismisses with the new host's name, or None."""
+
+    BINDINGS = [Binding("escape", "close", "close")]
+
+    def __init__(self, local_name: str = "", local: bool = False) -> None:
+        super().__init__(classes="modal")
+        self.local_name = local_name
+        self.start_local = local
+        self.key: onboard.KeyCheck | None = None
+        self.checked: dict[str, Any] | None = None
+        self.result: onboard.Preflight | None = None
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog form", id="addhost-form"):
+            yield Static("[b]Add a host[/b]  (escape closes)")
+            yield Checkbox("This machine (no SSH)", value=self.start_local, id="f-local")
+            for fid, label, placeholder, _kw, _err in FIELDS:
+                with Horizontal(classes="field", id=f"row-{fid}"):
+                    yield Label(label, classes="field-label")
+                    yield Input(placeholder=placeholder, id=f"f-{fid}")
+                yield Static("", id=f"err-{fid}", classes="field-error")
+            yield Static("", id="status", classes="status")
+            with Horizontal(classes="buttons"):
+                yield Button("Test connection", id="test", variant="primary")
+                yield Button("Accept key", id="accept", variant="warning")
+                yield Button("Add host", id="add", variant="success")
+                yield Button("Cancel", id="close")
+
+    def on_mount(self) -> None:
+        if self.start_local:
+            self.query_one("#f-name", Input).value = self.local_name
+        self.query_one("#f-port", Input).value = "22"
+        self._set_step("fields")
+        self._local_changed()
+        self.query_one("#f-name", Input).focus()
+
+    # -- fields -------------------------------------------------------------------------------
+
+    @property
+    def local(self) -> bool:
+        return self.query_one("#f-local", Checkbox).value
+
+    def raw(self) -> dict[str, Any]:
+        v = {fid: self.query_one(f"#f-{fid}", Input).value.strip() for fid, *_ in FIELDS}
+        return {
+            "name": v["name"],
+            "address": None if self.local else (v["address"] or None),
+            "port": v["port"] or "22",
+            "user": v["user"] or None,
+            "key_path": v["key"] or None,
+            "local": self.local,
+            "price_per_hour": v["price"] or None,
+        }
+
+    def field_errors(self) -> dict[str, str]:
+        """Every field checked on its own, with the service's rules (as `hosts add` does)."""
+        raw = self.raw()
+        safe = {
+            "name": "h",
+            "address": None if raw["local"] else "localhost",
+            "local": raw["local"],
+        }
+        errors: dict[str, str] = {}
+        for fid, _l, _p, kw, _e in FIELDS:
+            if kw == "address" and raw["local"]:
+                continue
+            args = {**safe, kw: raw[kw]}
+            if kw == "address" and not raw["address"] and not self._tried:
+                continue
+            if kw == "name" and not raw["name"]:
+                if self._tried:
+                    errors[fid] = "give the host a name"
+                continue
+            try:
+                self.app.svc.check_host_fields(**args)
+            except ValidationError as exc:
+                errors[fid] = str(exc)
+        return errors
+
+    _tried = False
+
+    def _show_errors(self) -> dict[str, str]:
+        errors = self.field_errors()
+        for fid, *_ in FIELDS:
+            label = self.query_one(f"#err-{fid}", Static)
+            label.update(errors.get(fid, ""))
+            label.display = fid in errors
+            self.query_one(f"#f-{fid}", Input).set_class(fid in errors, "-invalid")
+        return errors
+
+    @on(Input.Changed)
+    def _changed(self) -> None:
+        self._set_step("fields")
+        self._show_errors()
+
+    @on(Checkbox.Changed, "#f-local")
+    def _local_changed(self) -> None:
+        local = self.local
+        for fid in ("address", "port", "user", "key"):
+            self.query_one(f"#row-{fid}").display = not local
+            if local:
+                self.query_one(f"#err-{fid}").display = False
+        if local and not self.query_one("#f-name", Input).value:
+            self.query_one("#f-name", Input).value = self.local_name
+        self._set_step("fields")
+        self._show_errors()
+
+    def _set_step(self, step: str) -> None:
+        """fields -> key (ask to accept) -> checking -> ready (or failed)."""
+        self.step = step
+        self.query_one("#test", Button).display = step in ("fields", "failed")
+        self.query_one("#accept", Button).display = step == "key"
+        self.query_one("#add", Button).display = step == "ready"
+        busy = step == "checking"
+        for b in ("#test", "#accept", "#add"):
+            self.query_one(b, Button).disabled = busy
+        if step == "fields":
+            self.key = None
+            self.result = None
+            self.status("")
+
+    def status(self, text: str) -> None:
+        self.query_one("#status", Static).update(text)
+
+    # -- steps --------------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#test")
+    def action_test(self) -> None:
+        self._tried = True
+        if self._show_errors():
+            return
+        try:
+            self.checked = self.app.svc.check_host_fields(**self.raw())
+        except ValidationError as exc:
+            self.status(f"[red]{exc}[/red]")
+            return
+        if self.app.ledger.query_one(
+            "SELECT id FROM hosts WHERE name = ?", (self.checked["name"],)
+        ):
+            self.status(
+                f"[red]host {self.checked['name']!r} already exists; pick another name[/red]"
+            )
+            return
+        self._set_step("checking")
+        if self.checked["transport"] == "local":
+            self.status("checking this machine...")
+            self._preflight(self.checked, None)
+        else:
+            self.status(f"connecting to {self.checked['address']}:{self.checked['port']}...")
+            self._fetch_key(self.checked)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="onboard")
+    def _fetch_key(self, values: dict[str, Any]) -> None:
+        try:
+            key = onboard.check_key(self.app.svc.known_hosts, values["address"], values["port"])
+        except LeptonError as exc:
+            self.app.call_from_thread(self._failed, [f"✗ {exc}"])
+            return
+        self.app.call_from_thread(self._got_key, key)
+
+    def _got_key(self, key: onboard.KeyCheck) -> None:
+        self.key = key
+        if key.trusted:
+            self.status(f"host key {key.key_type} {key.fingerprint} already trusted\nlogging in...")
+            self._preflight(self.checked, key)
+            return
+        note = (
+            "it matches your ~/.ssh/known_hosts"
+            if key.vouched
+            else "compare it with `ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub` on the host"
+        )
+        self.status(
+            f"The host presents this key:\n  [b]{key.key_type} {key.fingerprint}[/b]\n"
+            f"{note}.\nAccept it and log in?"
+        )
+        self._set_step("key")
+        self.query_one("#accept", Button).focus()
+
+    @on(Button.Pressed, "#accept")
+    def action_accept(self) -> None:
+        if self.step != "key" or self.checked is None:
+            return
+        self._set_step("checking")
+        self.status(f"accepted {self.key.fingerprint}; logging in and probing...")
+        self._preflight(self.checked, self.key)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="onboard")
+    def _preflight(self, values: dict[str, Any], key: onboard.KeyCheck | None) -> None:
+        try:
+            result = onboard.preflight(values, self.app.svc.known_hosts, key)
+        except Exception as exc:  # noqa: BLE001 - shown in the modal, never a traceback
+            result = onboard.Preflight(False, [f"✗ {type(exc).__name__}: {exc}"])
+        self.app.call_from_thread(self._preflight_done, result)
+
+    def _preflight_done(self, result: onboard.Preflight) -> None:
+        self.result = result
+        if not result.ok:
+            self._failed(result.lines)
+            return
+        self.status("\n".join(result.lines) + "\n[b]Ready.[/b] Add it?")
+        self._set_step("ready")
+        self.query_one("#add", Button).focus()
+
+    def _failed(self, lines: list[str]) -> None:
+        self.status("[red]" + "\n".join(lines) + "[/red]\nNothing was stored.")
+        self._set_step("failed")
+
+    @on(Button.Pressed, "#add")
+    def action_add(self) -> None:
+        if self.step != "ready" or self.checked is None or self.result is None:
+            return
+        self._set_step("checking")
+        self._store(self.raw(), self.result.capacity, self.key)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="onboard")
+    def _store(self, raw: dict[str, Any], capacity: dict[str, Any], key) -> None:
+        try:
+            host = self.app.svc.add_host(
+                raw.pop("name"), capacity=capacity,
+                host_key=(key.key_type, key.fingerprint) if key else None, **raw,
+            )  # fmt: skip
+        except LeptonError as exc:
+            self.app.call_from_thread(self._failed, [f"✗ {exc}"])
+            return
+        self.app.call_from_thread(self.dismiss, host["name"])
+
+    @on(Button.Pressed, "#close")
+    def action_close(self) -> None:
+        self.dismiss(None)

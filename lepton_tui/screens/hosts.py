@@ -1,0 +1,144 @@
+"""Hosts: the fleet table with one host's details; drain/resume, remove, probe now."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Static
+
+from lepton_tui import views
+from lepton_tui.screens.live import LiveScreen
+from lepton_tui.validate import format_size_mb
+from lepton_tui.widgets.bars import money
+from lepton_tui.widgets.fleet import EmptyFleet, FleetPanel, FleetTable
+from lepton_tui.widgets.header import LabHeader
+
+
+def host_details(host: dict[str, Any] | None, row: views.FleetRow | None) -> Table | Text:
+    if host is None:
+        return Text("Select a host to see its details.", style="dim")
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="dim")
+    t.add_column()
+    where = (
+        "this machine"
+        if host["transport"] == "local"
+        else (f"{host['user'] + '@' if host['user'] else ''}{host['address']}:{host['port']}")
+    )
+    t.add_row("host", Text(host["name"], style="bold"))
+    t.add_row("reach", where)
+    t.add_row("state", f"{host['state']} ({host['admin_state']})")
+    t.add_row(
+        "capacity",
+        f"{host['cpus'] or 0:g} CPUs, {format_size_mb(host['mem_mb'] or 0)} memory, "
+        f"{host['gpus'] or 0} GPU(s) {host['gpu_model'] or ''}".strip(),
+    )
+    t.add_row("price", f"{money(host['price_per_hour'])}/h" if host["price_per_hour"] else "none")
+    if host["host_key_fingerprint"]:
+        t.add_row("host key", f"{host['host_key_type']} {host['host_key_fingerprint']}")
+    if row is not None and row.gpus:
+        for g in row.gpus:
+            mem = (
+                f"{format_size_mb(g.mem_used_mb)}/{format_size_mb(g.mem_total_mb)}"
+                if g.mem_total_mb
+                else "-"
+            )
+            util = f"{g.util:.0f}%" if g.util is not None else "-"
+            extra = f" {g.temperature_c:.0f}°C" if g.temperature_c is not None else ""
+            extra += f" {g.power_w:.0f}W" if g.power_w is not None else ""
+            t.add_row(f"GPU {g.index}", f"util {util}  mem {mem}{extra}")
+    if host["last_error"]:
+        t.add_row("last error", Text(host["last_error"], style="red"))
+    return t
+
+
+class HostsScreen(LiveScreen):
+    """All hosts, with the highlighted one's details."""
+
+    BINDINGS = [
+        Binding("d", "drain", "drain/resume"),
+        Binding("x,delete", "remove", "remove"),
+        Binding("p", "probe", "probe now"),
+        Binding("escape", "app.switch_to('overview')", "back", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="hosts")
+        self.rows: dict[str, views.FleetRow] = {}
+        self.hosts: dict[str, dict[str, Any]] = {}
+
+    def compose(self) -> ComposeResult:
+        yield LabHeader(id="lab-header")
+        yield FleetPanel(self.app.local_name, id="fleet")
+        yield Static(id="host-details", classes="panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#host-details").border_title = "Details"
+        super().on_mount()
+
+    def load(self) -> Any:
+        now = self.app.clock()
+        rows = views.fleet(self.app.ledger, now)
+        hosts = {h["name"]: h for h in self.app.ledger.hosts()}
+        queue = views.queue_window(self.app.ledger, now, limit=0)
+        cost = views.cost_panel(self.app.ledger, now)
+        return rows, hosts, views.header(self.app.ledger, rows, cost, queue, self.app.demo)
+
+    def show(self, data: Any) -> None:
+        rows, self.hosts, head = data
+        self.rows = {r.name: r for r in rows}
+        self.query_one(LabHeader).show(head)
+        self.query_one(FleetPanel).show(rows)
+        self._details()
+
+    @property
+    def selected_host(self) -> str | None:
+        return self.query_one(FleetTable).selected_host
+
+    @on(DataTable.RowHighlighted)
+    def _details(self) -> None:
+        name = self.selected_host
+        self.query_one("#host-details", Static).update(
+            host_details(self.hosts.get(name or ""), self.rows.get(name or ""))
+        )
+
+    def action_drain(self) -> None:
+        self.app.toggle_drain(self.selected_host)
+
+    def action_remove(self) -> None:
+        self.app.confirm_remove(self.selected_host)
+
+    def action_probe(self) -> None:
+        name = self.selected_host
+        if name is None or name not in self.hosts:
+            self.notify("select a host first", severity="warning")
+            return
+        self.notify(f"probing {name}...", timeout=2)
+        self._probe(dict(self.hosts[name]))
+
+    @work(thread=True, exit_on_error=False, group="probe")
+    def _probe(self, host: dict[str, Any]) -> None:
+        from lepton_tui.screens.onboard import preflight
+
+        values = {k: host[k] for k in ("name", "address", "port", "user", "key_path",
+                                        "transport", "root_dir", "gpus_override")}  # fmt: skip
+        values["root_dir"] = values["root_dir"] or "~/.lepton"
+        result = preflight(values, self.app.svc.known_hosts, None)
+        severity = "information" if result.ok else "error"
+        self.app.call_from_thread(
+            self.notify, f"{host['name']}: " + "; ".join(result.lines), severity=severity
+        )
+
+    @on(EmptyFleet.AddLocal)
+    def _add_local(self) -> None:
+        self.app.add_local_host()
+
+    @on(EmptyFleet.AddSSH)
+    def _add_ssh(self) -> None:
+        self.app.action_add_host()

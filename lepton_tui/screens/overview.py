@@ -1,0 +1,145 @@
+"""The overview: header, fleet, queue and cost on one screen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Input
+
+from lepton_tui import views
+from lepton_tui.screens.live import LiveScreen
+from lepton_tui.widgets.cost import CostSummary
+from lepton_tui.widgets.fleet import EmptyFleet, FleetPanel, FleetTable
+from lepton_tui.widgets.header import LabHeader
+from lepton_tui.widgets.queue import QueueTable, queue_title
+
+
+class QueueFilter(Input):
+    """The `/` filter line: words match user, project, state, host or command; escape clears."""
+
+    BINDINGS = [Binding("escape", "clear", "clear filter", show=False)]
+
+    def action_clear(self) -> None:
+        self.value = ""
+        self.display = False
+        self.screen.focus_next()
+
+
+class OverviewScreen(LiveScreen):
+    """Everything at a glance."""
+
+    AUTO_FOCUS = "QueueTable"
+    BINDINGS = [
+        Binding("slash", "filter", "filter"),
+        Binding("c", "cancel", "cancel"),
+        Binding("l", "logs", "logs"),
+        Binding("d", "drain", "drain"),
+        Binding("o", "sort", "sort", show=False),
+        Binding("enter", "open", "open", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="overview")
+        self.text = ""
+        self.sort = "default"
+
+    def compose(self) -> ComposeResult:
+        yield LabHeader(id="lab-header")
+        yield FleetPanel(self.app.local_name, id="fleet")
+        with Horizontal(id="bottom"):
+            with Vertical(id="queue-panel", classes="panel"):
+                yield QueueFilter(
+                    placeholder="filter: user, project, state, host, words of the command",
+                    id="queue-filter",
+                )
+                yield QueueTable(id="queue-table")
+            yield CostSummary(id="cost", classes="panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#queue-filter").display = False
+        self.query_one("#queue-panel").border_title = "Queue"
+        self.query_one("#cost").border_title = "Cost"
+        super().on_mount()
+
+    def load(self) -> Any:
+        return views.overview(
+            self.app.ledger, self.app.clock(), text=self.text, sort=self.sort, demo=self.app.demo
+        )
+
+    def show(self, data: views.Overview) -> None:
+        self.query_one(LabHeader).show(data.header)
+        self.query_one(FleetPanel).show(data.fleet)
+        self.query_one(QueueTable).show(data.queue)
+        panel = self.query_one("#queue-panel")
+        panel.border_title = queue_title(data.queue)
+        panel.border_subtitle = "/ filter  o sort  enter open" if data.queue.rows else None
+        if not data.queue.rows and not data.queue.text:
+            panel.border_subtitle = "empty: press s to submit a job"
+        self.query_one(CostSummary).show(data.cost)
+
+    # -- selection --------------------------------------------------------------------------
+
+    @property
+    def selected_job(self) -> int | None:
+        return self.query_one(QueueTable).selected_job
+
+    @property
+    def selected_host(self) -> str | None:
+        table = self.query_one(FleetTable)
+        return table.selected_host if table.display else None
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        box = self.query_one(QueueFilter)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#queue-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.text = event.value.strip()
+        self.reload()
+
+    @on(Input.Submitted, "#queue-filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        if not event.value.strip():
+            event.input.display = False
+        self.query_one(QueueTable).focus()
+
+    def action_sort(self) -> None:
+        names = views.SORT_NAMES
+        self.sort = names[(names.index(self.sort) + 1) % len(names)]
+        self.notify(f"queue sorted by {self.sort}", timeout=2)
+        self.reload()
+
+    def action_cancel(self) -> None:
+        self.app.confirm_cancel(self.selected_job)
+
+    def action_logs(self) -> None:
+        self.app.open_job(self.selected_job, logs=True)
+
+    def action_open(self) -> None:
+        if self.focused is self.query_one(FleetTable):
+            self.app.switch_to("hosts")
+        else:
+            self.app.open_job(self.selected_job)
+
+    def action_drain(self) -> None:
+        self.app.toggle_drain(self.selected_host)
+
+    @on(DataTable.RowSelected, "#queue-table")
+    def _job_selected(self, event: DataTable.RowSelected) -> None:
+        self.app.open_job(int(event.row_key.value))
+
+    @on(EmptyFleet.AddLocal)
+    def _add_local(self) -> None:
+        self.app.add_local_host()
+
+    @on(EmptyFleet.AddSSH)
+    def _add_ssh(self) -> None:
+        self.app.action_add_host()

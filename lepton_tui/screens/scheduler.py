@@ -1,0 +1,140 @@
+"""The scheduler: the policy in use (admins choose it), recent decisions, and why a job waits."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Footer, Input, Label, Select, Static
+
+from lepton_tui import views
+from lepton_tui.errors import ValidationError
+from lepton_tui.screens.live import LiveScreen
+from lepton_tui.widgets.header import LabHeader
+
+FALLBACK_POLICIES = ("fifo", "sjf", "tetris", "backfill", "ilp", "dqn")
+
+
+def policy_names() -> tuple[str, ...]:
+    try:
+        from scheduler.registry import POLICY_NAMES
+    except ImportError:
+        return FALLBACK_POLICIES
+    return tuple(POLICY_NAMES)
+
+
+class SchedulerScreen(LiveScreen):
+    """Decisions newest first; select one (or type a job id) to see why it waits."""
+
+    BINDINGS = [
+        Binding("w", "why", "why pending"),
+        Binding("escape", "app.switch_to('overview')", "back", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="scheduler")
+        self._policy_shown: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield LabHeader(id="lab-header")
+        with Horizontal(id="sched-top"):
+            yield Label("Policy", classes="field-label")
+            yield Select([(n, n) for n in policy_names()], allow_blank=False, id="policy")
+            yield Label("Why is job", classes="field-label")
+            yield Input(placeholder="id", id="why-job", restrict=r"\d*", max_length=12)
+            yield Label("pending?", classes="field-label")
+        yield Static(id="why", classes="panel")
+        yield DataTable(id="decisions", classes="panel", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#decisions", DataTable)
+        for key, label in (("at", "When"), ("policy", "Policy"), ("job", "Job"),
+                           ("host", "Host"), ("placed", "Placed"), ("why", "Explanation")):  # fmt: skip
+            table.add_column(label, key=key)
+        table.border_title = "Recent decisions"
+        self.query_one("#why").border_title = "Why pending"
+        self.query_one("#why", Static).update(
+            Text("Type a job id above, or select a decision, to see why it waits.", style="dim")
+        )
+        if not self.app.svc.is_admin():
+            self.query_one("#policy", Select).disabled = True
+        super().on_mount()
+
+    def load(self) -> Any:
+        now = self.app.clock()
+        rows = views.fleet(self.app.ledger, now)
+        queue = views.queue_window(self.app.ledger, now, limit=0)
+        cost = views.cost_panel(self.app.ledger, now)
+        head = views.header(self.app.ledger, rows, cost, queue, self.app.demo)
+        return head, views.decisions(self.app.ledger, 200)
+
+    def show(self, data: Any) -> None:
+        head, decisions = data
+        self.query_one(LabHeader).show(head)
+        select = self.query_one("#policy", Select)
+        if self._policy_shown != head.policy and head.policy in policy_names():
+            self._policy_shown = head.policy
+            with self.prevent(Select.Changed):
+                select.value = head.policy
+        table = self.query_one("#decisions", DataTable)
+        table.clear()
+        for d in decisions:
+            table.add_row(
+                time.strftime("%H:%M:%S", time.localtime(d["at"] or 0)),
+                d["policy"] or "-",
+                str(d["job_id"]),
+                d["host"] or "-",
+                Text("yes", style="green") if d["placed"] else Text("no", style="yellow"),
+                d["explanation"] or "",
+                key=str(d["id"]),
+            )
+
+    @on(Select.Changed, "#policy")
+    def _policy(self, event: Select.Changed) -> None:
+        name = str(event.value)
+        if name == self._policy_shown:
+            return
+
+        def change() -> str:
+            try:
+                from lepton_tui.settings import parse_setting
+
+                value = parse_setting("policy", name)
+            except ImportError:
+                value = name
+            except ValidationError:
+                raise
+            self.app.svc.set_setting("policy", value)
+            return f"policy set to {value}"
+
+        self._policy_shown = name
+        self.app.run_change(change, "policy")
+
+    @on(Input.Submitted, "#why-job")
+    def _why_typed(self, event: Input.Submitted) -> None:
+        if event.value.strip():
+            self._explain(int(event.value))
+
+    @on(DataTable.RowSelected, "#decisions")
+    def _why_selected(self, event: DataTable.RowSelected) -> None:
+        table = self.query_one("#decisions", DataTable)
+        job = table.get_row(event.row_key)[2]
+        self._explain(int(str(job)))
+
+    def action_why(self) -> None:
+        self.query_one("#why-job", Input).focus()
+
+    def _explain(self, job_id: int) -> None:
+        self.run_worker(
+            lambda: self.app.call_from_thread(
+                self.query_one("#why", Static).update,
+                f"job {job_id}: {views.why_pending(self.app.ledger, job_id)}",
+            ),
+            thread=True, exclusive=True, group="why", exit_on_error=False,
+        )  # fmt: skip

@@ -1,0 +1,509 @@
+"""Read models for the console: what each panel shows, computed from the ledger.
+
+Every function here is plain, blocking SQLite work: the console calls them from thread workers,
+never on the event loop. They take `now` from the caller (the app's clock) so a fixed clock gives
+fixed pictures. Queries are bounded: the fleet reads the latest sample per host and GPU and a
+bucketed sparkline, the queue reads a window of rows, never the whole jobs table.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from lepton_tui.ledger import Ledger
+from lepton_tui.validate import format_size_mb
+
+SPARK_WINDOW_S = 300.0
+SPARK_BUCKETS = 20
+SAMPLE_FRESH_S = 120.0
+QUEUE_WINDOW = 200
+LIVE_STATES = ("starting", "running", "cancelling")
+DEFAULT_POLICY = "backfill"
+
+# -- fleet ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class GpuCell:
+    """The latest sample of one GPU."""
+
+    index: int
+    util: float | None = None
+    mem_used_mb: float | None = None
+    mem_total_mb: float | None = None
+    temperature_c: float | None = None
+    power_w: float | None = None
+
+
+@dataclass
+class FleetRow:
+    """One host as the fleet panel shows it."""
+
+    name: str
+    state: str
+    admin_state: str
+    transport: str
+    address: str | None
+    cpus: float
+    gpus_total: int
+    price_per_hour: float
+    cpu_percent: float | None = None
+    mem_used_mb: float | None = None
+    mem_total_mb: float | None = None
+    load1: float | None = None
+    gpus: list[GpuCell] = field(default_factory=list)
+    spark: list[float] = field(default_factory=list)
+    running: int = 0
+    last_seen: float | None = None
+    last_error: str | None = None
+    gpu_model: str | None = None
+
+    @property
+    def shown_state(self) -> str:
+        """`up`, `down`, `unknown`, or `draining` when an admin drains an up host."""
+        return "draining" if self.admin_state == "draining" else self.state
+
+    @property
+    def mean_temperature(self) -> float | None:
+        temps = [g.temperature_c for g in self.gpus if g.temperature_c is not None]
+        return max(temps) if temps else None
+
+    @property
+    def total_power(self) -> float | None:
+        powers = [g.power_w for g in self.gpus if g.power_w is not None]
+        return sum(powers) if powers else None
+
+
+def fleet(ledger: Ledger, now: float) -> list[FleetRow]:
+    """Every host with its latest sample, its GPUs and a sparkline of the last minutes."""
+    rows: dict[str, FleetRow] = {}
+    for h in ledger.query(
+        "SELECT name, state, admin_state, transport, address, cpus, gpus, price_per_hour, "
+        "last_seen, last_error, gpu_model, gpus_override FROM hosts ORDER BY name"
+    ):
+        rows[h["name"]] = FleetRow(
+            name=h["name"],
+            state=h["state"] or "unknown",
+            admin_state=h["admin_state"] or "active",
+            transport=h["transport"] or "ssh",
+            address=h["address"],
+            cpus=float(h["cpus"] or 0),
+            gpus_total=int(h["gpus"] or h["gpus_override"] or 0),
+            price_per_hour=float(h["price_per_hour"] or 0.0),
+            last_seen=h["last_seen"],
+            last_error=h["last_error"],
+            gpu_model=h["gpu_model"],
+        )
+    if not rows:
+        return []
+    since = now - SAMPLE_FRESH_S
+    latest = ledger.query(
+        "SELECT s.* FROM samples s JOIN (SELECT host, gpu_index, MAX(at) AS at FROM samples "
+        "WHERE at >= ? AND at <= ? AND resolution = 0 GROUP BY host, gpu_index) m "
+        "ON s.host = m.host AND s.gpu_index = m.gpu_index AND s.at = m.at "
+        "WHERE s.resolution = 0 ORDER BY s.host, s.gpu_index",
+        (since, now),
+    )
+    for s in latest:
+        row = rows.get(s["host"])
+        if row is None:
+            continue
+        if s["gpu_index"] < 0:
+            row.cpu_percent = s["cpu_percent"]
+            row.mem_used_mb = s["mem_used_mb"]
+            row.mem_total_mb = s["mem_total_mb"]
+            row.load1 = s["load1"]
+        elif all(g.index != s["gpu_index"] for g in row.gpus):
+            row.gpus.append(
+                GpuCell(
+                    s["gpu_index"], s["util_percent"], s["gpu_mem_used_mb"],
+                    s["gpu_mem_total_mb"], s["temperature_c"], s["power_w"],
+                )
+            )  # fmt: skip
+    for row in rows.values():
+        if not row.gpus and row.gpus_total:
+            row.gpus = [GpuCell(i) for i in range(row.gpus_total)]
+    # Sparkline: GPU utilisation (CPU for GPU-less hosts), averaged per bucket.
+    start = now - SPARK_WINDOW_S
+    width = SPARK_WINDOW_S / SPARK_BUCKETS
+    spark: dict[str, dict[int, list[float | None]]] = defaultdict(dict)
+    for s in ledger.query(
+        "SELECT host, CAST((at - ?) / ? AS INTEGER) AS b, "
+        "AVG(CASE WHEN gpu_index >= 0 THEN util_percent END) AS g, "
+        "AVG(CASE WHEN gpu_index < 0 THEN cpu_percent END) AS c "
+        "FROM samples WHERE at >= ? AND at <= ? AND resolution = 0 GROUP BY host, b",
+        (start, width, start, now),
+    ):
+        spark[s["host"]][int(s["b"])] = [s["g"], s["c"]]
+    for name, buckets in spark.items():
+        row = rows.get(name)
+        if row is None:
+            continue
+        use_gpu = any(v[0] is not None for v in buckets.values())
+        series = []
+        for b in range(SPARK_BUCKETS):
+            value = buckets.get(b, [None, None])[0 if use_gpu else 1]
+            series.append(float(value) if value is not None else 0.0)
+        row.spark = series
+    for r in ledger.query(
+        "SELECT host, COUNT(*) AS n FROM attempts WHERE state IN ('starting', 'running') "
+        "GROUP BY host"
+    ):
+        if r["host"] in rows:
+            rows[r["host"]].running = int(r["n"])
+    return list(rows.values())
+
+
+# -- queue ---------------------------------------------------------------------------------------
+
+SORTS: dict[str, str] = {
+    "default": "CASE WHEN j.state = 'queued' THEN 1 ELSE 0 END, j.priority DESC, j.id",
+    "age": "j.submitted_at, j.id",
+    "priority": "j.priority DESC, j.id",
+    "user": "j.user, j.id",
+    "id": "j.id DESC",
+}
+SORT_NAMES = tuple(SORTS)
+
+
+@dataclass
+class QueueRow:
+    """One job of the queue window."""
+
+    id: int
+    state: str
+    user: str
+    project: str
+    name: str | None
+    command: str
+    request: str
+    host: str | None
+    gpu_ids: str
+    age_s: float
+    reason: str | None
+    priority: int
+
+
+@dataclass
+class QueueWindow:
+    """A window of the queue, and how many jobs there are in all."""
+
+    rows: list[QueueRow]
+    matched: int
+    running: int
+    queued: int
+    sort: str = "default"
+    text: str = ""
+
+
+def describe_request(cpus: float, mem_mb: int, gpus: int, gpu_mem_mb: int = 0) -> str:
+    """`4c 16G 2g` style summary of a request."""
+    text = f"{cpus:g}c {format_size_mb(mem_mb)}"
+    if gpus:
+        text += f" {gpus}g"
+    elif gpu_mem_mb:
+        text += f" {format_size_mb(gpu_mem_mb)}gm"
+    return text
+
+
+def queue_window(
+    ledger: Ledger,
+    now: float,
+    *,
+    text: str = "",
+    sort: str = "default",
+    limit: int = QUEUE_WINDOW,
+    all_states: bool = False,
+) -> QueueWindow:
+    """Running and queued jobs (or all with `all_states`), filtered by `text`, at most `limit`."""
+    where: list[str] = []
+    params: list[Any] = []
+    if not all_states:
+        where.append("j.state IN ('queued', 'starting', 'running', 'cancelling')")
+    for word in text.split():
+        if word.isdigit():
+            where.append("(j.id = ? OR j.command LIKE ?)")
+            params += [int(word), f"%{word}%"]
+        else:
+            like = f"%{word}%"
+            where.append(
+                "(j.user LIKE ? OR j.project LIKE ? OR j.state LIKE ? OR j.command LIKE ? "
+                "OR j.name LIKE ? OR j.host LIKE ?)"
+            )
+            params += [like] * 6
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    order = SORTS.get(sort, SORTS["default"])
+    rows = ledger.query(
+        "SELECT j.id, j.state, j.user, j.project, j.name, j.command, j.cpus, j.mem_mb, j.gpus, "
+        "j.gpu_mem_mb, j.host, j.submitted_at, j.reason, j.priority, "
+        "(SELECT a.gpu_ids FROM attempts a WHERE a.job_id = j.id ORDER BY a.id DESC LIMIT 1) "
+        f"AS gpu_ids FROM jobs j{clause} ORDER BY {order} LIMIT ?",
+        [*params, int(limit)],
+    )
+    matched = ledger.query_one(f"SELECT COUNT(*) AS n FROM jobs j{clause}", params) or {"n": 0}
+    counts = {
+        r["state"]: r["n"]
+        for r in ledger.query(
+            "SELECT state, COUNT(*) AS n FROM jobs WHERE state IN "
+            "('queued', 'starting', 'running', 'cancelling') GROUP BY state"
+        )
+    }
+    out = []
+    for r in rows:
+        ids = json.loads(r["gpu_ids"]) if r["gpu_ids"] and r["state"] in LIVE_STATES else []
+        out.append(
+            QueueRow(
+                id=r["id"], state=r["state"], user=r["user"], project=r["project"],
+                name=r["name"], command=r["command"],
+                request=describe_request(r["cpus"] or 0, r["mem_mb"] or 0, r["gpus"] or 0,
+                                         r["gpu_mem_mb"] or 0),
+                host=r["host"] if r["state"] in LIVE_STATES else None,
+                gpu_ids=",".join(map(str, ids)),
+                age_s=max(0.0, now - float(r["submitted_at"] or now)),
+                reason=r["reason"] if r["state"] == "queued" else None,
+                priority=int(r["priority"] or 0),
+            )
+        )  # fmt: skip
+    return QueueWindow(
+        rows=out,
+        matched=int(matched["n"]),
+        running=sum(counts.get(s, 0) for s in LIVE_STATES),
+        queued=counts.get("queued", 0),
+        sort=sort,
+        text=text,
+    )
+
+
+# -- cost ----------------------------------------------------------------------------------------
+
+
+def day_start(now: float) -> float:
+    """Local midnight before `now`."""
+    t = time.localtime(now)
+    return time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1))
+
+
+def week_start(now: float) -> float:
+    """Local midnight of the Monday of `now`'s week."""
+    return day_start(now) - time.localtime(now).tm_wday * 86400.0
+
+
+@dataclass
+class CostPanel:
+    """Money: spent today and this week, the rate now, by user and project, and idle cost."""
+
+    today: float = 0.0
+    week: float = 0.0
+    rate_now: float = 0.0
+    idle_rate: float = 0.0
+    idle_today: float = 0.0
+    by_user: list[tuple[str, float]] = field(default_factory=list)
+    by_project: list[tuple[str, float]] = field(default_factory=list)
+    priced_hosts: int = 0
+    hosts: int = 0
+
+
+def _share(att: dict[str, Any], host: dict[str, Any]) -> float:
+    """The fraction of a host an attempt holds (its largest share of CPUs, memory or GPUs)."""
+    shares = [0.0]
+    if host.get("gpus"):
+        shares.append((att["gpus"] or 0) / host["gpus"])
+    if host.get("cpus"):
+        shares.append((att["cpus"] or 0) / host["cpus"])
+    if host.get("mem_mb"):
+        shares.append((att["mem_mb"] or 0) / host["mem_mb"])
+    if len(shares) == 1:  # capacity unknown: a whole host per attempt
+        return 1.0
+    return min(1.0, max(shares))
+
+
+def _host_prices(ledger: Ledger) -> dict[str, dict[str, Any]]:
+    default = ledger.query_one(
+        "SELECT price_per_hour FROM prices WHERE host IS NULL ORDER BY effective_from DESC LIMIT 1"
+    )
+    lab_price = float(default["price_per_hour"] or 0) if default else 0.0
+    hosts = {}
+    for h in ledger.query(
+        "SELECT name, state, cpus, mem_mb, gpus, price_per_hour, added_at FROM hosts"
+    ):
+        h["price"] = float(h["price_per_hour"]) if h["price_per_hour"] is not None else lab_price
+        hosts[h["name"]] = h
+    return hosts
+
+
+def cost_panel(ledger: Ledger, now: float) -> CostPanel:
+    """The cost panel's numbers, from attempts and host prices (a whole host when capacity is unknown)."""
+    hosts = _host_prices(ledger)
+    panel = CostPanel(hosts=len(hosts), priced_hosts=sum(1 for h in hosts.values() if h["price"]))
+    t_day, t_week = day_start(now), week_start(now)
+    by_user: dict[str, float] = defaultdict(float)
+    by_project: dict[str, float] = defaultdict(float)
+    held_today: dict[str, float] = defaultdict(float)
+    held_now: dict[str, float] = defaultdict(float)
+    for a in ledger.query(
+        "SELECT a.host, a.cpus, a.mem_mb, a.gpus, a.state, a.created_at, a.started_at, a.ended_at, "
+        "j.user, j.project FROM attempts a JOIN jobs j ON j.id = a.job_id "
+        "WHERE a.ended_at IS NULL OR a.ended_at >= ?",
+        (t_week,),
+    ):
+        host = hosts.get(a["host"])
+        if host is None or not host["price"]:
+            continue
+        share = _share(a, host)
+        rate = host["price"] * share
+        start = float(a["started_at"] or a["created_at"])
+        end = float(a["ended_at"]) if a["ended_at"] is not None else now
+        end = min(end, now)
+        week_h = max(0.0, end - max(start, t_week)) / 3600
+        day_h = max(0.0, end - max(start, t_day)) / 3600
+        panel.week += rate * week_h
+        panel.today += rate * day_h
+        by_user[a["user"]] += rate * week_h
+        by_project[a["project"]] += rate * week_h
+        held_today[a["host"]] += share * day_h
+        if a["ended_at"] is None and a["state"] in ("starting", "running"):
+            panel.rate_now += rate
+            held_now[a["host"]] += share
+    for name, h in hosts.items():
+        if not h["price"] or h["state"] != "up":
+            continue
+        panel.idle_rate += h["price"] * max(0.0, 1.0 - min(1.0, held_now[name]))
+        up_h = max(0.0, now - max(t_day, float(h["added_at"] or t_day))) / 3600
+        panel.idle_today += h["price"] * max(0.0, up_h - held_today[name])
+    panel.by_user = sorted(by_user.items(), key=lambda kv: -kv[1])
+    panel.by_project = sorted(by_project.items(), key=lambda kv: -kv[1])
+    return panel
+
+
+def cost_series(
+    ledger: Ledger, now: float, *, span_s: float = 86400.0, buckets: int = 48
+) -> list[float]:
+    """Spend per bucket over the last `span_s` seconds (oldest first), for the cost chart."""
+    hosts = _host_prices(ledger)
+    start = now - span_s
+    width = span_s / buckets
+    out = [0.0] * buckets
+    for a in ledger.query(
+        "SELECT host, cpus, mem_mb, gpus, created_at, started_at, ended_at FROM attempts "
+        "WHERE ended_at IS NULL OR ended_at >= ?",
+        (start,),
+    ):
+        host = hosts.get(a["host"])
+        if host is None or not host["price"]:
+            continue
+        rate = host["price"] * _share(a, host) / 3600
+        a0 = max(start, float(a["started_at"] or a["created_at"]))
+        a1 = min(now, float(a["ended_at"]) if a["ended_at"] is not None else now)
+        if a1 <= a0:
+            continue
+        first, last = int((a0 - start) // width), min(buckets - 1, int((a1 - start) // width))
+        for b in range(max(0, first), last + 1):
+            b0, b1 = start + b * width, start + (b + 1) * width
+            out[b] += rate * max(0.0, min(a1, b1) - max(a0, b0))
+    return out
+
+
+# -- header and scheduler ------------------------------------------------------------------------
+
+
+@dataclass
+class Header:
+    """The line above everything: lab, policy, hosts up, spend rate."""
+
+    lab: str
+    policy: str
+    hosts_up: int
+    hosts_total: int
+    rate_now: float
+    running: int
+    queued: int
+    demo: bool = False
+
+
+def header(
+    ledger: Ledger, rows: list[FleetRow], cost: CostPanel, queue: QueueWindow, demo: bool = False
+) -> Header:
+    """The header from the pieces already read this tick (plus two settings)."""
+    settings = ledger.settings()
+    return Header(
+        lab=str(settings.get("lab_name") or "lab"),
+        policy=str(settings.get("policy") or DEFAULT_POLICY),
+        hosts_up=sum(1 for r in rows if r.state == "up"),
+        hosts_total=len(rows),
+        rate_now=cost.rate_now,
+        running=queue.running,
+        queued=queue.queued,
+        demo=demo,
+    )
+
+
+@dataclass
+class Overview:
+    """Everything the overview screen shows, read in one go."""
+
+    header: Header
+    fleet: list[FleetRow]
+    queue: QueueWindow
+    cost: CostPanel
+    now: float
+
+
+def overview(
+    ledger: Ledger, now: float, *, text: str = "", sort: str = "default", demo: bool = False
+) -> Overview:
+    """Read the whole overview (run it in a thread worker)."""
+    rows = fleet(ledger, now)
+    queue = queue_window(ledger, now, text=text, sort=sort, limit=60)
+    cost = cost_panel(ledger, now)
+    return Overview(header(ledger, rows, cost, queue, demo), rows, queue, cost, now)
+
+
+def decisions(ledger: Ledger, limit: int = 100) -> list[dict[str, Any]]:
+    """The policy's most recent decisions, newest first."""
+    return ledger.query(
+        "SELECT id, at, policy, job_id, host, placed, explanation FROM decisions "
+        "ORDER BY id DESC LIMIT ?",
+        (int(limit),),
+    )
+
+
+def why_pending(ledger: Ledger, job_id: int) -> str:
+    """The scheduler's last word on a job, or its recorded reason."""
+    job = ledger.query_one("SELECT state, reason FROM jobs WHERE id = ?", (int(job_id),))
+    if job is None:
+        return f"job {job_id} does not exist"
+    last = ledger.query_one(
+        "SELECT at, policy, host, placed, explanation FROM decisions WHERE job_id = ? "
+        "ORDER BY id DESC LIMIT 1",
+        (int(job_id),),
+    )
+    if job["state"] != "queued":
+        return f"job {job_id} is {job['state']}, not pending"
+    deps = ledger.query(
+        "SELECT d.depends_on, j.state FROM job_deps d JOIN jobs j ON j.id = d.depends_on "
+        "WHERE d.job_id = ? AND j.state != 'succeeded'",
+        (int(job_id),),
+    )
+    parts = []
+    if deps:
+        parts.append(
+            "waits for " + ", ".join(f"job {d['depends_on']} ({d['state']})" for d in deps)
+        )
+    if last and last["explanation"]:
+        parts.append(f"{last['policy']}: {last['explanation']}")
+    elif job["reason"]:
+        parts.append(job["reason"])
+    return "; ".join(parts) or "waiting for the scheduler's next tick"
+
+
+def job_log_tokens(ledger: Ledger, job_id: int) -> list[dict[str, Any]]:
+    """The attempts of a job (newest last) with host and token, for the log view."""
+    return ledger.query(
+        "SELECT attempt_no, host, token, state, remote_dir FROM attempts WHERE job_id = ? "
+        "ORDER BY id",
+        (int(job_id),),
+    )

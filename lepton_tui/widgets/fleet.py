@@ -1,0 +1,133 @@
+"""The fleet: one row per host with state, CPU and memory bars, a bar per GPU and a sparkline."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Button, DataTable, Static
+
+from lepton_tui.views import FleetRow
+from lepton_tui.widgets.bars import bar, gpu_strip, heat_text, money, sparkline, state_text
+
+COLUMNS = (
+    ("host", "Host"),
+    ("state", "State"),
+    ("cpu", "CPU"),
+    ("mem", "Mem"),
+    ("gpus", "GPUs util▮mem"),
+    ("heat", "Temp/Pwr"),
+    ("spark", "Last 5 min"),
+    ("jobs", "Jobs"),
+    ("price", "$/h"),
+)
+
+
+def mem_percent(row: FleetRow) -> float | None:
+    if row.mem_used_mb is None or not row.mem_total_mb:
+        return None
+    return 100.0 * row.mem_used_mb / row.mem_total_mb
+
+
+class FleetTable(DataTable):
+    """The hosts as a table; rows are keyed by host name so the cursor survives refreshes."""
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = False
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    def show(self, rows: list[FleetRow], compact: bool = False) -> None:
+        """Replace the rows, keeping the highlighted host."""
+        keep = self.selected_host
+        self.clear()
+        width = 4 if compact else 6
+        for r in rows:
+            self.add_row(
+                Text(r.name, style="bold"),
+                state_text(r),
+                bar(r.cpu_percent, width),
+                bar(mem_percent(r), width),
+                gpu_strip(r.gpus, 12 if compact else 24),
+                heat_text(r),
+                sparkline(r.spark, 10 if compact else 20),
+                Text(str(r.running) if r.running else "-", justify="right"),
+                Text(money(r.price_per_hour) if r.price_per_hour else "-", justify="right"),
+                key=r.name,
+            )
+        if keep is not None and keep in self.rows:
+            self.move_cursor(row=self.get_row_index(keep))
+
+    @property
+    def selected_host(self) -> str | None:
+        """The highlighted host's name, if any."""
+        if not self.row_count:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except Exception:  # noqa: BLE001 - an empty or shrinking table
+            return None
+        return str(key.value) if key.value is not None else None
+
+
+class EmptyFleet(Vertical):
+    """What the fleet shows before any host is added: the login node offered as the first one."""
+
+    class AddLocal(Message):
+        """Add this machine as a host."""
+
+    class AddSSH(Message):
+        """Open the add-host form."""
+
+    def __init__(self, local_name: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.local_name = local_name
+
+    def compose(self) -> ComposeResult:
+        yield Static(
+            "[b]No hosts yet.[/b] Add this machine to run jobs here, or add a GPU server "
+            "reachable over SSH.",
+            classes="empty-text",
+        )
+        with Horizontal(classes="empty-buttons"):
+            yield Button(f"Add this machine ({self.local_name})", id="add-local", variant="primary")
+            yield Button("Add SSH host (a)", id="add-ssh")
+
+    @on(Button.Pressed, "#add-local")
+    def _local(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.post_message(self.AddLocal())
+
+    @on(Button.Pressed, "#add-ssh")
+    def _ssh(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.post_message(self.AddSSH())
+
+
+class FleetPanel(Vertical):
+    """The fleet table, or the empty state when there are no hosts."""
+
+    def __init__(self, local_name: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.local_name = local_name
+        self.border_title = "Fleet"
+
+    def compose(self) -> ComposeResult:
+        yield EmptyFleet(self.local_name, id="fleet-empty")
+        yield FleetTable(id="fleet-table")
+
+    def on_mount(self) -> None:
+        self.query_one(FleetTable).display = False
+
+    def show(self, rows: list[FleetRow]) -> None:
+        table = self.query_one(FleetTable)
+        empty = self.query_one(EmptyFleet)
+        table.display = bool(rows)
+        empty.display = not rows
+        up = sum(1 for r in rows if r.state == "up")
+        self.border_title = f"Fleet {up}/{len(rows)} up" if rows else "Fleet"
+        if rows:
+            table.show(rows, compact=self.app.size.width < 110)

@@ -1,0 +1,34 @@
+"""The top line: lab name, policy in use, hosts up/total, spend rate now."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from lepton_tui.views import Header
+from lepton_tui.widgets.bars import money
+
+
+def header_text(h: Header) -> Text:
+    text = Text()
+    text.append(" lepton ", style="bold reverse")
+    text.append(f" {h.lab}", style="bold")
+    if h.demo:
+        text.append("  DEMO", style="bold magenta")
+    text.append("  policy ", style="dim")
+    text.append(h.policy, style="bold")
+    text.append("  hosts ", style="dim")
+    style = "green" if h.hosts_total and h.hosts_up == h.hosts_total else "yellow"
+    text.append(f"{h.hosts_up}/{h.hosts_total} up", style=style)
+    text.append("  jobs ", style="dim")
+    text.append(f"{h.running} running, {h.queued} queued")
+    text.append("  spend ", style="dim")
+    text.append(f"{money(h.rate_now)}/h", style="bold")
+    return text
+
+
+class LabHeader(Static):
+    """The header line above every screen's panels."""
+
+    def show(self, h: Header) -> None:
+        self.update(header_text(h))

@@ -1,0 +1,88 @@
+"""The queue as a windowed table: running and queued jobs, who asked, what for, where, and why it waits."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from lepton_tui.validate import format_duration
+from lepton_tui.views import QueueRow, QueueWindow
+
+JOB_STYLE = {
+    "queued": "yellow",
+    "starting": "cyan",
+    "running": "green",
+    "cancelling": "magenta",
+    "succeeded": "dim green",
+    "failed": "red",
+    "cancelled": "dim",
+    "timeout": "red",
+}
+COLUMNS = (
+    ("id", "ID"),
+    ("state", "State"),
+    ("user", "User"),
+    ("project", "Project"),
+    ("request", "Request"),
+    ("host", "Host"),
+    ("gpus", "GPUs"),
+    ("age", "Age"),
+    ("why", "Why waiting / command"),
+)
+
+
+def why_text(row: QueueRow, width: int = 60) -> Text:
+    if row.state == "queued":
+        return Text((row.reason or "waiting")[:width], style="italic")
+    return Text(row.command.replace("\n", " ")[:width], style="dim")
+
+
+class QueueTable(DataTable):
+    """Up to a window of jobs; rows keyed by job id so selection survives refreshes."""
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    def show(self, window: QueueWindow) -> None:
+        keep = self.selected_job
+        self.clear()
+        for r in window.rows:
+            self.add_row(
+                Text(str(r.id), justify="right"),
+                Text(r.state, style=JOB_STYLE.get(r.state, "")),
+                r.user,
+                r.project,
+                r.request,
+                r.host or "-",
+                r.gpu_ids or "-",
+                format_duration(r.age_s),
+                why_text(r),
+                key=str(r.id),
+            )
+        if keep is not None and str(keep) in self.rows:
+            self.move_cursor(row=self.get_row_index(str(keep)))
+
+    @property
+    def selected_job(self) -> int | None:
+        """The highlighted job's id, if any."""
+        if not self.row_count:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except Exception:  # noqa: BLE001 - an empty or shrinking table
+            return None
+        return int(key.value) if key.value is not None else None
+
+
+def queue_title(window: QueueWindow) -> str:
+    """`Queue 3 running, 12 queued (showing 15 of 15)`."""
+    title = f"Queue: {window.running} running, {window.queued} queued"
+    if window.text:
+        title += f" | filter '{window.text}'"
+    if window.matched > len(window.rows):
+        title += f" | showing {len(window.rows)} of {window.matched:,}"
+    if window.sort != "default":
+        title += f" | by {window.sort}"
+    return title
