@@ -24,7 +24,9 @@ def known_hosts_name(address: str, port: int) -> str:
     return address if port == 22 else f"[{address}]:{port}"
 
 
-def fetch_host_key(address: str, port: int = 22, timeout: float = 10) -> tuple[str, str, paramiko.PKey]:
+def fetch_host_key(
+    address: str, port: int = 22, timeout: float = 10
+) -> tuple[str, str, paramiko.PKey]:
     """Connect far enough to see the server's host key; return (key type, fingerprint, key).
 
     No authentication is attempted and nothing is trusted or stored.
@@ -42,7 +44,8 @@ def fetch_host_key(address: str, port: int = 22, timeout: float = 10) -> tuple[s
         key = transport.get_remote_server_key()
     except (paramiko.SSHException, EOFError, OSError) as exc:
         raise HostUnreachable(
-            f"{address}:{port}", f"no SSH handshake: {exc or type(exc).__name__}; is it an SSH server?"
+            f"{address}:{port}",
+            f"no SSH handshake: {exc or type(exc).__name__}; is it an SSH server?",
         ) from exc
     finally:
         transport.close()
@@ -57,7 +60,9 @@ def _load(path: Path) -> paramiko.HostKeys:
     return keys
 
 
-def known_key(known_hosts: Path, address: str, port: int, key_type: str | None = None) -> paramiko.PKey | None:
+def known_key(
+    known_hosts: Path, address: str, port: int, key_type: str | None = None
+) -> paramiko.PKey | None:
     """The key `known_hosts` holds for this address and port (of `key_type`, or any type)."""
     entry = _load(known_hosts).lookup(known_hosts_name(address, port))
     if not entry:

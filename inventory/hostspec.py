@@ -63,7 +63,11 @@ class HostSpec:
             raise InvalidSpec(f"host {self.name}: an ssh host needs an address")
         if self.address is not None and not ADDRESS_RE.fullmatch(self.address):
             raise InvalidSpec(f"invalid address {self.address!r}: a hostname or IP address")
-        if not isinstance(self.port, int) or isinstance(self.port, bool) or not 1 <= self.port <= 65535:
+        if (
+            not isinstance(self.port, int)
+            or isinstance(self.port, bool)
+            or not 1 <= self.port <= 65535
+        ):
             raise InvalidSpec(f"invalid port {self.port!r}: 1 to 65535")
         if self.user is not None and not USER_RE.fullmatch(self.user):
             raise InvalidSpec(f"invalid user {self.user!r}")

@@ -29,7 +29,7 @@ from inventory.errors import (
     HostKeyUnknown,
     HostUnreachable,
 )
-from inventory.hostkeys import fingerprint, known_hosts_name
+from inventory.hostkeys import fingerprint
 from inventory.hostspec import HostSpec
 
 
@@ -47,7 +47,9 @@ class Transport(Protocol):
 
     round_trips: int
 
-    def run(self, argv: list[str], stdin: bytes | None = None, timeout: float = 30) -> CommandResult:
+    def run(
+        self, argv: list[str], stdin: bytes | None = None, timeout: float = 30
+    ) -> CommandResult:
         """Run `argv` (no shell), feed `stdin`, wait at most `timeout` seconds."""
         ...
 
@@ -63,7 +65,9 @@ class LocalTransport:
         self.name = name
         self.round_trips = 0
 
-    def run(self, argv: list[str], stdin: bytes | None = None, timeout: float = 30) -> CommandResult:
+    def run(
+        self, argv: list[str], stdin: bytes | None = None, timeout: float = 30
+    ) -> CommandResult:
         """Run `argv` as a child process; a missing program reads as rc 127, like a shell."""
         self.round_trips += 1
         try:
@@ -86,7 +90,9 @@ class _LeptonRejectPolicy(paramiko.RejectPolicy):
     def __init__(self, host: str) -> None:
         self.host = host
 
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
         raise HostKeyUnknown(self.host, fingerprint(key), key.get_name())
 
 
@@ -109,7 +115,20 @@ def resolve(spec: HostSpec, ssh_config: Path | None) -> Resolved:
     assert spec.address is not None
     cfg: dict = {}
     if ssh_config is not None and Path(ssh_config).is_file():
-        cfg = dict(paramiko.SSHConfig.from_path(str(ssh_config)).lookup(spec.address))
+        # ssh takes the first value it finds, so a leading "Host *" block makes explicit spec
+        # values win, and %p / %r in ProxyCommand expand to them as they do for `ssh -p -l`.
+        first = "".join(
+            line
+            for line, given in (
+                (f"  Port {spec.port}\n", spec.port != 22),
+                (f"  User {spec.user}\n", spec.user is not None),
+            )
+            if given
+        )
+        text = Path(ssh_config).read_text()
+        if first:
+            text = f"Host *\n{first}\n{text}"
+        cfg = dict(paramiko.SSHConfig.from_text(text).lookup(spec.address))
     hostname = cfg.get("hostname", spec.address)
     port = spec.port if spec.port != 22 else int(cfg.get("port", 22))
     user = spec.user or cfg.get("user") or getpass.getuser()
@@ -192,7 +211,9 @@ class SSHTransport:
         for key_file in r.key_files:
             if not os.access(key_file, os.R_OK):
                 sock.close()
-                raise AuthFailed(self.name, f"cannot read key file {key_file}; check the --key path")
+                raise AuthFailed(
+                    self.name, f"cannot read key file {key_file}; check the --key path"
+                )
         try:
             client.connect(
                 r.hostname,
@@ -213,7 +234,9 @@ class SSHTransport:
             raise
         except paramiko.BadHostKeyException as exc:
             client.close()
-            raise HostKeyChanged(self.name, fingerprint(exc.expected_key), fingerprint(exc.key)) from exc
+            raise HostKeyChanged(
+                self.name, fingerprint(exc.expected_key), fingerprint(exc.key)
+            ) from exc
         except paramiko.AuthenticationException as exc:
             client.close()
             keys = ", ".join(r.key_files) or "the agent and default keys"
@@ -250,10 +273,7 @@ class SSHTransport:
                 self._client = None
             now = time.monotonic()
             if now < self._retry_at and self._last_error is not None:
-                err = self._last_error
-                raise type(err)(
-                    self.name, f"{err.reason} (retrying in {self._retry_at - now:.1f}s)"
-                ) if type(err) in (HostUnreachable, AuthFailed) else err
+                raise self._fail_fast(self._last_error, self._retry_at - now)
             try:
                 self._client = self._connect(min(self.connect_timeout, max(timeout, 0.1)))
             except HostError as exc:
@@ -268,6 +288,12 @@ class SSHTransport:
             t = self._client.get_transport()
             assert t is not None
             return t
+
+    def _fail_fast(self, err: HostError, wait: float) -> HostError:
+        """The last connect error again, saying when the next attempt will be made."""
+        if type(err) in (HostUnreachable, AuthFailed):
+            return type(err)(self.name, f"{err.reason} (retrying in {wait:.1f}s)")
+        return err  # host key errors keep their fingerprints
 
     def _drop(self) -> None:
         with self._lock:
@@ -286,12 +312,21 @@ class SSHTransport:
         t = c.get_transport() if c is not None else None
         return bool(t is not None and t.is_active())
 
+    @property
+    def server_version(self) -> str | None:
+        """The server's SSH version string (e.g. `SSH-2.0-OpenSSH_9.2p1`), once connected."""
+        c = self._client
+        t = c.get_transport() if c is not None else None
+        return t.remote_version if t is not None else None
+
     def close(self) -> None:
         """Close the pooled connection; the next call reconnects."""
         self._drop()
 
     # -- commands --------------------------------------------------------------------------
-    def run(self, argv: list[str], stdin: bytes | None = None, timeout: float = 30) -> CommandResult:
+    def run(
+        self, argv: list[str], stdin: bytes | None = None, timeout: float = 30
+    ) -> CommandResult:
         """Run `argv` (each word shell-quoted) over the pooled connection.
 
         A stale pooled connection found while opening the channel is replaced once,
@@ -321,7 +356,12 @@ class SSHTransport:
             chan.close()
 
     def _exec(
-        self, chan: paramiko.Channel, command: str, stdin: bytes | None, deadline: float, timeout: float
+        self,
+        chan: paramiko.Channel,
+        command: str,
+        stdin: bytes | None,
+        deadline: float,
+        timeout: float,
     ) -> CommandResult:
         def left() -> float:
             rest = deadline - time.monotonic()
@@ -354,7 +394,7 @@ class SSHTransport:
             while chan.recv_stderr_ready():
                 err.append(chan.recv_stderr(1 << 16))
             rc = chan.exit_status if chan.exit_status_ready() else -1
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise CommandTimeout(self.name, f"command did not finish within {timeout:g}s") from exc
         except (paramiko.SSHException, EOFError, OSError) as exc:
             self._drop()

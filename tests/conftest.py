@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 # -- fixture modules (one import line per module) ---------------------------------------------
+from tests.sshbed import *  # noqa: F401,F403
 
 
 @pytest.fixture

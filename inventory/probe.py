@@ -1,0 +1,181 @@
+"""Probe: one round trip per host returns CPU, memory, load, disk, GPUs and attempt states.
+
+SSH hosts run the stdlib-only agent over `python3 -`; the login node (`transport == "local"`)
+is probed in-process with psutil and NVML. No GPU, driver or nvidia-smi: an empty GPU list.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from inventory import nvml
+from inventory.fanout import Failed, Ok, fan_out
+from inventory.hostspec import HostSpec, check_token
+from inventory.remote import agent as local_agent
+from inventory.remote_call import agent_call
+from inventory.supervisor import AttemptStatus
+from inventory.transport import Transport
+
+
+@dataclass(frozen=True)
+class GpuSample:
+    """One GPU: identity, utilization and memory (None where the driver says N/A).
+
+    `processes` holds (pid, used MiB or None) of its compute processes; `fake` marks synthetic
+    GPUs from `HostSpec.gpus_override`.
+    """
+
+    index: int
+    uuid: str
+    name: str
+    util_percent: float | None = None
+    mem_used_mb: float | None = None
+    mem_total_mb: float | None = None
+    temperature_c: float | None = None
+    power_w: float | None = None
+    processes: list[tuple[int, float | None]] = field(default_factory=list)
+    fake: bool = False
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GpuSample:
+        """Build from the agent's dict."""
+        return cls(
+            index=int(d["index"]),
+            uuid=str(d["uuid"]),
+            name=str(d["name"]),
+            util_percent=d.get("util_percent"),
+            mem_used_mb=d.get("mem_used_mb"),
+            mem_total_mb=d.get("mem_total_mb"),
+            temperature_c=d.get("temperature_c"),
+            power_w=d.get("power_w"),
+            processes=[(int(p), m) for p, m in d.get("processes", [])],
+            fake=bool(d.get("fake", False)),
+        )
+
+
+@dataclass(frozen=True)
+class HostSample:
+    """One probe of one host. `gpu_error` says why GPUs could not be read (None if fine)."""
+
+    host: str
+    taken_at: float
+    cpus: int
+    cpu_percent: float
+    load1: float
+    mem_total_mb: int
+    mem_used_mb: int
+    disk_free_mb: int | None
+    gpus: list[GpuSample] = field(default_factory=list)
+    attempts: dict[str, AttemptStatus] = field(default_factory=dict)
+    gpu_error: str | None = None
+    boot_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the shape `hosts probe --json` prints)."""
+        return asdict(self)
+
+    def to_json(self) -> str:
+        """The sample as JSON text."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> HostSample:
+        """Build from `to_dict()` output or the agent's reply."""
+        return cls(
+            host=str(d["host"]),
+            taken_at=float(d["taken_at"]),
+            cpus=int(d["cpus"]),
+            cpu_percent=float(d["cpu_percent"]),
+            load1=float(d["load1"]),
+            mem_total_mb=int(d["mem_total_mb"]),
+            mem_used_mb=int(d["mem_used_mb"]),
+            disk_free_mb=None if d.get("disk_free_mb") is None else int(d["disk_free_mb"]),
+            gpus=[GpuSample.from_dict(g) for g in d.get("gpus", [])],
+            attempts={t: AttemptStatus.from_dict(s) for t, s in (d.get("attempts") or {}).items()},
+            gpu_error=d.get("gpu_error"),
+            boot_id=d.get("boot_id"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> HostSample:
+        """Inverse of to_json."""
+        return cls.from_dict(json.loads(text))
+
+
+def probe(
+    transport: Transport, spec: HostSpec, tokens: Sequence[str] | None = None, timeout: float = 30
+) -> HostSample:
+    """Sample one host in ONE round trip (none for a local host).
+
+    `tokens`: the attempts whose status to include; None includes every attempt directory.
+    """
+    token_list = None if tokens is None else [check_token(t) for t in tokens]
+    if spec.transport == "local":
+        return probe_local(spec, token_list)
+    reply = agent_call(
+        transport,
+        spec,
+        "probe",
+        timeout=timeout,
+        tokens=token_list,
+        gpus_override=spec.gpus_override,
+    )
+    return HostSample.from_dict(reply)
+
+
+_cpu_lock = threading.Lock()
+_cpu_primed = False
+
+
+def probe_local(spec: HostSpec, tokens: list[str] | None = None) -> HostSample:
+    """Sample this machine in-process with psutil and NVML, plus its attempt directories."""
+    import psutil
+
+    global _cpu_primed
+    with _cpu_lock:
+        if not _cpu_primed:
+            psutil.cpu_percent(interval=0.1)
+            _cpu_primed = True
+        cpu = float(psutil.cpu_percent(interval=None))
+    vm = psutil.virtual_memory()
+    if spec.gpus_override is not None:
+        gpus = [
+            GpuSample.from_dict(g) for g in local_agent.fake_gpus(spec.name, spec.gpus_override)
+        ]
+        gpu_error = None
+    else:
+        gpus, gpu_error = nvml.sample_gpus()
+    load1 = psutil.getloadavg()[0]
+    return HostSample(
+        host=spec.name,
+        taken_at=time.time(),
+        cpus=psutil.cpu_count() or 1,
+        cpu_percent=cpu,
+        load1=round(load1, 2),
+        mem_total_mb=vm.total // (1 << 20),
+        mem_used_mb=(vm.total - vm.available) // (1 << 20),
+        disk_free_mb=local_agent.disk_free_mb(spec.root_dir),
+        gpus=gpus,
+        attempts={
+            t: AttemptStatus.from_dict(s)
+            for t, s in local_agent.statuses(spec.root_dir, tokens).items()
+        },
+        gpu_error=gpu_error,
+        boot_id=local_agent.boot_id(),
+    )
+
+
+def probe_many(
+    targets: Mapping[str, tuple[Transport, HostSpec, Sequence[str] | None]], timeout: float = 10
+) -> dict[str, Ok[HostSample] | Failed]:
+    """Probe many hosts in parallel, each bounded by `timeout`; one result per host."""
+    calls = {
+        host: (lambda t=t, s=s, k=k: probe(t, s, k, timeout=timeout))
+        for host, (t, s, k) in targets.items()
+    }
+    return fan_out(calls, timeout=timeout + 1)

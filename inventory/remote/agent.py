@@ -1,0 +1,616 @@
+# ruff: noqa: UP031 - kept runnable by the old python3 a host may have
+# lepton host agent: stdlib only, sent to `python3 -` over stdin; never installed on the host.
+#
+# The sender appends one line, `_lepton_main("<base64 JSON request>")`, so the request travels
+# as data inside the program text, never through a shell. The reply is one line on stdout:
+# MARKER followed by JSON, so whatever a login script prints before it is ignored.
+# Kept compatible with old python3 syntax so that preflight can say "too old" instead of failing.
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+MARKER = "@@LEPTON-REPLY@@"
+STARTING_TIMEOUT_S = 120.0  # a dir without a wrapper record for this long is lost
+
+GPU_FIELDS = "index,uuid,name,utilization.gpu,memory.used,memory.total,temperature.gpu,power.draw"
+APP_FIELDS = "gpu_uuid,pid,used_memory"
+
+
+# -- small helpers ---------------------------------------------------------------------------
+def read_text(path, default=None):
+    try:
+        with open(path) as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError):
+        return default
+
+
+def read_json(path):
+    text = read_text(path)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def write_atomic(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.rename(tmp, path)
+
+
+def boot_id():
+    return (read_text("/proc/sys/kernel/random/boot_id") or "").strip()
+
+
+def proc_stat(pid):
+    """(state, session id, start time) of a process, or None."""
+    try:
+        with open("/proc/%d/stat" % int(pid), "rb") as f:
+            data = f.read()
+    except (OSError, ValueError):
+        return None
+    fields = data[data.rindex(b")") + 2 :].split()
+    return fields[0].decode(), int(fields[3]), int(fields[19])
+
+
+def alive(pid, start_time, boot):
+    """True if `pid` is the same live (non-zombie) process it was when recorded."""
+    if not pid or boot != boot_id():
+        return False
+    st = proc_stat(pid)
+    return st is not None and st[0] not in ("Z", "X") and st[2] == start_time
+
+
+def jobs_dir(root):
+    return os.path.join(os.path.expanduser(root), "jobs")
+
+
+def find_attempt(root, token):
+    """The attempt directory `<job>-<token>` for `token`, or None."""
+    jd = jobs_dir(root)
+    try:
+        names = os.listdir(jd)
+    except OSError:
+        return None
+    suffix = "-" + token
+    for name in names:
+        if name.endswith(suffix) and name[: -len(suffix)].isdigit():
+            return os.path.join(jd, name)
+    return None
+
+
+def parse_number(text):
+    """A number from nvidia-smi CSV, or None for [N/A], [Not Supported], N/A, empty."""
+    text = text.strip()
+    if not text or text.startswith("[") or text.upper() in ("N/A", "NA"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() else value
+
+
+def parse_gpu_csv(text):
+    """Rows of `nvidia-smi --query-gpu=GPU_FIELDS --format=csv,noheader,nounits` as dicts."""
+    gpus = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.lower().startswith("index"):
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) < 8 or not parts[0].isdigit():
+            continue  # an error line ("No devices were found") or a stray message
+        tail = parts[-5:]
+        gpus.append(
+            {
+                "index": int(parts[0]),
+                "uuid": parts[1],
+                "name": ", ".join(parts[2:-5]),
+                "util_percent": parse_number(tail[0]),
+                "mem_used_mb": parse_number(tail[1]),
+                "mem_total_mb": parse_number(tail[2]),
+                "temperature_c": parse_number(tail[3]),
+                "power_w": parse_number(tail[4]),
+                "processes": [],
+                "fake": False,
+            }
+        )
+    return gpus
+
+
+def parse_apps_csv(text):
+    """Rows of `--query-compute-apps=gpu_uuid,pid,used_memory`: (gpu uuid, pid, MiB or None)."""
+    apps = []
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 3 or not parts[1].isdigit():
+            continue
+        apps.append((parts[0], int(parts[1]), parse_number(parts[2])))
+    return apps
+
+
+def attach_apps(gpus, apps):
+    """Put each compute process on its GPU (a MIG instance's process goes to its parent GPU)."""
+    by_uuid = dict((g["uuid"], g) for g in gpus)
+    for uuid, pid, mem in apps:
+        gpu = by_uuid.get(uuid)
+        if gpu is None and len(gpus) == 1:
+            gpu = gpus[0]
+        if gpu is not None:
+            gpu["processes"].append([pid, mem])
+    return gpus
+
+
+def run_quiet(argv, timeout):
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except OSError as exc:
+        return 127, "", str(exc)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return 124, "", f"timed out after {timeout}s"
+    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def query_gpus(timeout=10.0):
+    """(gpus, error): no nvidia-smi or no driver gives ([], reason), never an exception."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return [], None
+    rc, out, err = run_quiet(
+        [smi, "--query-gpu=" + GPU_FIELDS, "--format=csv,noheader,nounits"], timeout
+    )
+    if rc != 0:
+        return [], (out.strip() or err.strip() or "nvidia-smi exit %d" % rc).splitlines()[0]
+    gpus = parse_gpu_csv(out)
+    rc, out, err = run_quiet(
+        [smi, "--query-compute-apps=" + APP_FIELDS, "--format=csv,noheader,nounits"], timeout
+    )
+    if rc == 0:
+        attach_apps(gpus, parse_apps_csv(out))
+    return gpus, None
+
+
+def fake_gpus(host, n):
+    return [
+        {
+            "index": i,
+            "uuid": "fake-%s-%d" % (host, i),
+            "name": "fake GPU",
+            "util_percent": None,
+            "mem_used_mb": None,
+            "mem_total_mb": None,
+            "temperature_c": None,
+            "power_w": None,
+            "processes": [],
+            "fake": True,
+        }
+        for i in range(n)
+    ]
+
+
+def cpu_times():
+    line = (read_text("/proc/stat") or "cpu 0 0 0 0").splitlines()[0].split()
+    values = [int(v) for v in line[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return sum(values[:8]), idle
+
+
+def cpu_percent(root):
+    """Busy percent since the last probe of this root (state kept there); first time, over 0.1 s."""
+    state_path = os.path.join(os.path.expanduser(root), "probe_state.json")
+    total, idle = cpu_times()
+    prev = read_json(state_path)
+    boot = boot_id()
+    if not prev or prev.get("boot_id") != boot or total - prev.get("total", 0) <= 0:
+        time.sleep(0.1)
+        prev = {"total": total, "idle": idle}
+        total, idle = cpu_times()
+    try:
+        os.makedirs(os.path.dirname(state_path), exist_ok=True)
+        write_atomic(
+            state_path, json.dumps({"total": total, "idle": idle, "boot_id": boot}).encode()
+        )
+    except OSError:
+        pass
+    dt = total - prev["total"]
+    if dt <= 0:
+        return 0.0
+    return round(100.0 * (1.0 - (idle - prev["idle"]) / float(dt)), 1)
+
+
+def meminfo():
+    info = {}
+    for line in (read_text("/proc/meminfo") or "").splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            info[parts[0].rstrip(":")] = int(parts[1])
+    total = info.get("MemTotal", 0) // 1024
+    avail = info.get("MemAvailable", info.get("MemFree", 0)) // 1024
+    return total, total - avail
+
+
+def disk_free_mb(path):
+    path = os.path.expanduser(path)
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    try:
+        st = os.statvfs(path or "/")
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize // (1024 * 1024)
+
+
+# -- attempts --------------------------------------------------------------------------------
+def status_of(d, token):
+    """The state of one attempt directory (see inventory.supervisor.AttemptStatus)."""
+    st = {
+        "token": token,
+        "state": "missing",
+        "exit_code": None,
+        "started_at": None,
+        "ended_at": None,
+        "pid": None,
+        "reason": None,
+        "timed_out": False,
+        "cancelled": False,
+    }
+    if d is None or not os.path.isdir(d):
+        return st
+    info = read_json(os.path.join(d, "wrapper.json"))
+    running = bool(info) and alive(info.get("pid"), info.get("start_time"), info.get("boot_id"))
+    # exit_code is read after the liveness check: a wrapper that ends in between has written it
+    code_text = read_text(os.path.join(d, "exit_code"))
+    if info:
+        st["pid"] = info.get("job_pid")
+        st["started_at"] = info.get("started_at")
+    if code_text is not None and code_text.strip().lstrip("-").isdigit():
+        end = read_json(os.path.join(d, "end.json")) or {}
+        st.update(
+            state="done",
+            exit_code=int(code_text.strip()),
+            ended_at=end.get("ended_at"),
+            reason=end.get("reason"),
+            timed_out=bool(end.get("timed_out")),
+            cancelled=bool(end.get("cancelled")),
+        )
+        if st["started_at"] is None:
+            st["started_at"] = end.get("started_at")
+        return st
+    if running:
+        st["state"] = "running"
+        return st
+    if info:
+        st["state"] = "lost"
+        if info.get("boot_id") != boot_id():
+            st["reason"] = "host rebooted"
+        else:
+            st["reason"] = "wrapper gone without an exit code (killed, OOM killer, or crashed)"
+        return st
+    launch = read_json(os.path.join(d, "launch.json")) or {}
+    created = launch.get("created_at") or 0
+    if launch.get("boot_id") and launch.get("boot_id") != boot_id():
+        st.update(state="lost", reason="host rebooted before the job started")
+    elif time.time() - created > STARTING_TIMEOUT_S:
+        st.update(state="lost", reason="wrapper never started")
+    else:
+        st["state"] = "starting"
+    return st
+
+
+def statuses(root, tokens):
+    """Status of each token, or of every attempt directory under root when tokens is None."""
+    if tokens is None:
+        out = {}
+        try:
+            names = sorted(os.listdir(jobs_dir(root)))
+        except OSError:
+            names = []
+        for name in names:
+            job, _, token = name.partition("-")
+            if job.isdigit() and token:
+                out[token] = status_of(os.path.join(jobs_dir(root), name), token)
+        return out
+    return dict((t, status_of(find_attempt(root, t), t)) for t in tokens)
+
+
+def launch_one(root, item, wrapper_source):
+    jd = jobs_dir(root)
+    d = os.path.join(jd, "%d-%s" % (int(item["job_id"]), item["token"]))
+    if not os.path.isdir(jd):
+        os.makedirs(jd, mode=0o700)
+    try:
+        os.mkdir(d, 0o700)  # not makedirs: a second launch of the same attempt stops here
+    except FileExistsError:
+        return {"token": item["token"], "remote_dir": d, "already_launched": True}
+    spec = dict(item)
+    spec.pop("command", None)
+    spec["created_at"] = time.time()
+    spec["boot_id"] = boot_id()
+    with open(os.path.join(d, "command"), "wb") as f:
+        f.write(item["command"].encode("utf-8", "surrogateescape"))
+    with open(os.path.join(d, "wrapper.py"), "w") as f:
+        f.write(wrapper_source)
+    write_atomic(os.path.join(d, "launch.json"), json.dumps(spec).encode())
+    devnull = os.open(os.devnull, os.O_RDWR)
+    log = os.open(os.path.join(d, "wrapper.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        subprocess.Popen(
+            [sys.executable or "python3", os.path.join(d, "wrapper.py"), d],
+            stdin=devnull,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+            cwd="/",
+        )
+    except OSError as exc:
+        end = {"exit_code": 127, "ended_at": time.time(), "reason": f"launch failed: {exc}"}
+        write_atomic(os.path.join(d, "end.json"), json.dumps(end).encode())
+        write_atomic(os.path.join(d, "exit_code"), b"127\n")
+    finally:
+        os.close(devnull)
+        os.close(log)
+    return {"token": item["token"], "remote_dir": d, "already_launched": False}
+
+
+def wait_started(dirs, timeout):
+    """Give fresh wrappers a moment to record themselves, so status reads running at once."""
+    deadline = time.time() + timeout
+    pending = [d for d in dirs]
+    while pending and time.time() < deadline:
+        pending = [
+            d
+            for d in pending
+            if not (
+                os.path.exists(os.path.join(d, "wrapper.json"))
+                or os.path.exists(os.path.join(d, "exit_code"))
+            )
+        ]
+        if pending:
+            time.sleep(0.01)
+
+
+def signal_job(info, sig):
+    """Send `sig` to the job's process group and every process in its session."""
+    job_pid = info.get("job_pid")
+    if not job_pid or info.get("boot_id") != boot_id():
+        return 0
+    st = proc_stat(job_pid)
+    if st is not None and st[2] != info.get("job_start"):
+        return 0
+    hit = 0
+    try:
+        os.killpg(job_pid, sig)
+        hit += 1
+    except OSError:
+        pass
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            ps = proc_stat(int(name))
+            if ps is not None and ps[1] == job_pid and ps[0] not in ("Z", "X"):
+                try:
+                    os.kill(int(name), sig)
+                    hit += 1
+                except OSError:
+                    pass
+    return hit
+
+
+def op_cancel(req):
+    d = find_attempt(req["root"], req["token"])
+    if d is None:
+        return {"found": False}
+    if os.path.exists(os.path.join(d, "exit_code")):
+        return {"found": True, "already_done": True}
+    write_atomic(os.path.join(d, "cancel_requested"), (f"{time.time():f}\n").encode())
+    info = read_json(os.path.join(d, "wrapper.json")) or {}
+    signal_job(info, signal.SIGTERM)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        subprocess.Popen(
+            [
+                sys.executable or "python3",
+                os.path.join(d, "wrapper.py"),
+                "--kill-after",
+                d,
+                str(float(req.get("grace_s", 10))),
+            ],
+            stdin=devnull,
+            stdout=devnull,
+            stderr=devnull,
+            start_new_session=True,
+            close_fds=True,
+            cwd="/",
+        )
+    finally:
+        os.close(devnull)
+    return {"found": True, "already_done": False}
+
+
+def op_kill_stale(req):
+    d = find_attempt(req["root"], req["token"])
+    if d is None:
+        return {"found": False, "killed": 0}
+    info = read_json(os.path.join(d, "wrapper.json")) or {}
+    killed = 0
+    if alive(info.get("pid"), info.get("start_time"), info.get("boot_id")):
+        try:
+            os.kill(info["pid"], signal.SIGKILL)
+            killed += 1
+        except OSError:
+            pass
+    killed += signal_job(info, signal.SIGKILL)
+    write_atomic(os.path.join(d, "fenced"), (f"{time.time():f}\n").encode())
+    return {"found": True, "killed": killed}
+
+
+def op_read_log(req):
+    d = find_attempt(req["root"], req["token"])
+    offset = int(req["offset"])
+    if d is None:
+        return {"data": "", "offset": offset, "found": False}
+    try:
+        with open(os.path.join(d, req["stream"]), "rb") as f:
+            f.seek(offset)
+            data = f.read(int(req["max_bytes"]))
+    except OSError:
+        data = b""
+    return {"data": base64.b64encode(data).decode(), "offset": offset + len(data), "found": True}
+
+
+def op_probe(req):
+    root = req["root"]
+    total, used = meminfo()
+    override = req.get("gpus_override")
+    if override is not None:
+        gpus, gpu_error = fake_gpus(req["host"], int(override)), None
+    else:
+        gpus, gpu_error = query_gpus()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return {
+        "host": req["host"],
+        "taken_at": time.time(),
+        "cpus": os.cpu_count() or 1,
+        "cpu_percent": cpu_percent(root),
+        "load1": round(load, 2),
+        "mem_total_mb": total,
+        "mem_used_mb": used,
+        "disk_free_mb": disk_free_mb(root),
+        "gpus": gpus,
+        "gpu_error": gpu_error,
+        "boot_id": boot_id(),
+        "attempts": statuses(root, req.get("tokens")),
+    }
+
+
+def kill_user_processes(user):
+    """(value or None, where it came from, linger enabled).
+
+    The running logind is asked first (busctl); else logind's configuration files are read.
+    None means not set anywhere (the build default applies: "no" on Debian and Ubuntu).
+    """
+    linger = os.path.exists("/var/lib/systemd/linger/" + user)
+    if os.path.isdir("/run/systemd/system") and shutil.which("busctl"):
+        rc, out, _ = run_quiet(
+            [
+                "busctl",
+                "get-property",
+                "org.freedesktop.login1",
+                "/org/freedesktop/login1",
+                "org.freedesktop.login1.Manager",
+                "KillUserProcesses",
+            ],
+            3.0,
+        )
+        words = out.split()
+        if rc == 0 and len(words) == 2 and words[0] == "b":
+            return words[1] == "true", "running systemd-logind", linger
+    value, source = None, None
+    paths = ["/usr/lib/systemd/logind.conf", "/etc/systemd/logind.conf"]
+    for base in (
+        "/usr/lib/systemd/logind.conf.d",
+        "/run/systemd/logind.conf.d",
+        "/etc/systemd/logind.conf.d",
+    ):
+        try:
+            paths.extend(
+                os.path.join(base, n) for n in sorted(os.listdir(base)) if n.endswith(".conf")
+            )
+        except OSError:
+            pass
+    for path in paths:
+        for line in (read_text(path) or "").splitlines():
+            line = line.strip()
+            if line.startswith("KillUserProcesses="):
+                value = line.split("=", 1)[1].strip().lower() in ("yes", "true", "1", "on")
+                source = path
+    if source is None:
+        source = "logind not running" if not os.path.isdir("/run/systemd/system") else "not set"
+    return value, source, linger
+
+
+def op_preflight(req):
+    root = req["root"]
+    jd = jobs_dir(root)
+    writable, error = True, None
+    try:
+        if not os.path.isdir(jd):
+            os.makedirs(jd, mode=0o700)
+        probe_file = os.path.join(jd, ".lepton-write-test")
+        with open(probe_file, "w") as f:
+            f.write("ok")
+        os.remove(probe_file)
+    except OSError as exc:
+        writable, error = False, str(exc)
+    total, used = meminfo()
+    gpus, gpu_error = query_gpus()
+    import pwd
+
+    user = pwd.getpwuid(os.getuid()).pw_name
+    kup, kup_source, linger = kill_user_processes(user)
+    return {
+        "python": list(sys.version_info[:3]),
+        "python_path": sys.executable,
+        "nvidia_smi": shutil.which("nvidia-smi"),
+        "gpus": gpus,
+        "gpu_error": gpu_error,
+        "cpus": os.cpu_count() or 1,
+        "mem_total_mb": total,
+        "mem_used_mb": used,
+        "jobs_dir": jd,
+        "jobs_dir_writable": writable,
+        "jobs_dir_error": error,
+        "disk_free_mb": disk_free_mb(jd),
+        "user": user,
+        "kill_user_processes": kup,
+        "kill_user_processes_source": kup_source,
+        "linger": linger,
+        "systemd": os.path.isdir("/run/systemd/system"),
+        "boot_id": boot_id(),
+    }
+
+
+def op_launch(req):
+    results = [launch_one(req["root"], item, req["wrapper"]) for item in req["launches"]]
+    wait_started(
+        [r["remote_dir"] for r in results if not r["already_launched"]],
+        float(req.get("wait_s", 2.0)),
+    )
+    return {"launches": results}
+
+
+OPS = {
+    "probe": op_probe,
+    "status": lambda req: {"attempts": statuses(req["root"], req.get("tokens"))},
+    "launch": op_launch,
+    "cancel": op_cancel,
+    "kill_stale": op_kill_stale,
+    "read_log": op_read_log,
+    "preflight": op_preflight,
+}
+
+
+def _lepton_main(encoded):
+    req = json.loads(base64.b64decode(encoded).decode("utf-8"))
+    try:
+        reply = {"ok": True, "result": OPS[req["op"]](req)}
+    except Exception as exc:  # reported to the caller as a RemoteError
+        reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    sys.stdout.write("\n" + MARKER + json.dumps(reply) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,195 @@
+# ruff: noqa: UP031 - kept runnable by the old python3 a host may have
+# lepton attempt wrapper: stdlib only, runs on the host, detached (setsid) from the SSH session.
+#
+#   python3 wrapper.py ATTEMPT_DIR            run the job described in ATTEMPT_DIR
+#   python3 wrapper.py --kill-after DIR SECS  after SECS, SIGKILL what is left of DIR's job
+#
+# It records `wrapper.json` (its pid, start time and boot id, and the job's pid) atomically, runs
+# the job with `bash -c <command file content>` in its own session with stdin from /dev/null and
+# stdout/stderr to files, enforces the time limit (TERM, then KILL after the grace), and writes
+# `end.json` then `exit_code` atomically (tmp + rename) when the job ends.
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+ARG_MAX_SAFE = 100000  # one argv string may not exceed 128 KiB on Linux
+
+
+def read_boot_id():
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def proc_stat(pid):
+    """(state, session id, start time) of a process from /proc, or None."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rindex(b")") + 2 :].split()
+    return fields[0].decode(), int(fields[3]), int(fields[19])
+
+
+def write_atomic(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+
+
+def session_pids(sid):
+    """Every live process whose session id is `sid` (the job and all it started)."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        st = proc_stat(int(name))
+        if st is not None and st[1] == sid and st[0] not in ("Z", "X"):
+            pids.append(int(name))
+    return pids
+
+
+def signal_job(job_pid, job_start, sig):
+    """Send `sig` to the job's process group and every process of its session."""
+    st = proc_stat(job_pid)
+    if st is not None and st[2] != job_start:
+        return  # the pid was reused: not our job any more
+    try:
+        os.killpg(job_pid, sig)
+    except OSError:
+        pass
+    for pid in session_pids(job_pid):
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+
+
+def kill_after(d, grace):
+    time.sleep(grace)
+    try:
+        with open(os.path.join(d, "wrapper.json")) as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        return 0
+    if info.get("boot_id") != read_boot_id():
+        return 0
+    signal_job(info["job_pid"], info["job_start"], signal.SIGKILL)
+    return 0
+
+
+def main(d):
+    with open(os.path.join(d, "launch.json")) as f:
+        spec = json.load(f)
+    grace = float(spec.get("kill_grace_s") or 10)
+    env = dict(os.environ)
+    env.update(spec.get("env") or {})
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in spec.get("gpu_ids") or [])
+    env["LEPTON_JOB_ID"] = str(spec["job_id"])
+    env["LEPTON_ATTEMPT"] = spec["token"]
+    env["LEPTON_ATTEMPT_DIR"] = d
+    cmd_path = os.path.join(d, "command")
+    with open(cmd_path, "rb") as f:
+        command = f.read()
+    argv = ["bash", "-c", command] if len(command) < ARG_MAX_SAFE else ["bash", cmd_path]
+    workdir = os.path.expanduser(spec.get("workdir") or "~")
+    out = open(os.path.join(d, "stdout"), "ab")
+    err = open(os.path.join(d, "stderr"), "ab")
+    started_at = time.time()
+
+    def finish(code, reason, timed_out=False, sig=None):
+        cancelled = os.path.exists(os.path.join(d, "cancel_requested"))
+        if cancelled and not timed_out:
+            reason = "cancelled"
+        end = {
+            "exit_code": code,
+            "ended_at": time.time(),
+            "timed_out": timed_out,
+            "cancelled": cancelled,
+            "signal": sig,
+            "reason": reason,
+            "started_at": started_at,
+        }
+        write_atomic(os.path.join(d, "end.json"), json.dumps(end).encode())
+        write_atomic(os.path.join(d, "exit_code"), ("%d\n" % code).encode())
+
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as exc:
+        err.write((f"lepton: cannot start the job: {exc}\n").encode())
+        err.flush()
+        finish(127, "cannot start: %s" % (exc.strerror or exc))
+        return 0
+    st = proc_stat(proc.pid)
+    job_start = st[2] if st else 0
+    me = proc_stat(os.getpid())
+    info = {
+        "pid": os.getpid(),
+        "start_time": me[2] if me else 0,
+        "boot_id": read_boot_id(),
+        "job_pid": proc.pid,
+        "job_start": job_start,
+        "started_at": started_at,
+    }
+    write_atomic(os.path.join(d, "wrapper.json"), json.dumps(info).encode())
+
+    def forward(signum, frame):
+        signal_job(proc.pid, job_start, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    limit = spec.get("time_limit_s")
+    timed_out = False
+    rc = None
+    if limit:
+        deadline = started_at + float(limit)
+        while rc is None:
+            try:
+                rc = proc.wait(timeout=max(deadline - time.time(), 0.0))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                signal_job(proc.pid, job_start, signal.SIGTERM)
+                try:
+                    rc = proc.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    signal_job(proc.pid, job_start, signal.SIGKILL)
+                    rc = proc.wait()
+    else:
+        rc = proc.wait()
+    # the job's leader is gone; make sure nothing of its session outlives it after a cancel/timeout
+    if timed_out or os.path.exists(os.path.join(d, "cancel_requested")):
+        signal_job(proc.pid, job_start, signal.SIGKILL)
+    sig = -rc if rc < 0 else None
+    if timed_out:
+        finish(124, "time limit", timed_out=True, sig=sig)
+    elif sig is not None:
+        finish(128 + sig, "killed by signal %d" % sig, sig=sig)
+    else:
+        finish(rc, None)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--kill-after":
+        sys.exit(kill_after(sys.argv[2], float(sys.argv[3])))
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,51 @@
+"""One round trip to a host's agent: the stdlib-only `remote/agent.py` over `python3 -`."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+from typing import Any
+
+from inventory.errors import RemoteError
+from inventory.hostspec import HostSpec
+from inventory.remote import AGENT_PATH, WRAPPER_PATH
+from inventory.transport import Transport
+
+MARKER = b"@@LEPTON-REPLY@@"
+
+
+@functools.cache
+def agent_source() -> str:
+    """The agent program's text (sent on every call; hosts keep nothing installed)."""
+    return AGENT_PATH.read_text()
+
+
+@functools.cache
+def wrapper_source() -> str:
+    """The attempt wrapper's text, written into each attempt directory at launch."""
+    return WRAPPER_PATH.read_text()
+
+
+def agent_call(
+    transport: Transport, spec: HostSpec, op: str, timeout: float = 30, **args: Any
+) -> Any:
+    """Run agent operation `op` on the host in ONE exec; the request travels as data in stdin."""
+    request = {"op": op, "root": spec.root_dir, "host": spec.name, **args}
+    encoded = base64.b64encode(json.dumps(request).encode()).decode("ascii")
+    program = f"{agent_source()}\n_lepton_main({encoded!r})\n".encode()
+    result = transport.run(["python3", "-"], stdin=program, timeout=timeout)
+    _, found, reply = result.stdout.rpartition(MARKER)
+    if not found:
+        err = result.stderr.decode("utf-8", "replace").strip()
+        if result.rc == 127 or "python3: command not found" in err or "No such file" in err:
+            raise RemoteError(spec.name, "python3 is not installed on the host (or not on PATH)")
+        last = err.splitlines()[-1] if err else f"exit status {result.rc}"
+        raise RemoteError(spec.name, f"the host agent failed: {last}")
+    try:
+        decoded = json.loads(reply.decode("utf-8"))
+    except ValueError as exc:
+        raise RemoteError(spec.name, f"unreadable reply from the host agent: {exc}") from exc
+    if not decoded.get("ok"):
+        raise RemoteError(spec.name, f"{op} failed on the host: {decoded.get('error')}")
+    return decoded["result"]

@@ -1,0 +1,187 @@
+"""Remote supervision of attempts: launch detached, status, cancel, logs, fencing.
+
+Each attempt lives in `<root_dir>/jobs/<job>-<token>/` on its host. The command reaches the
+host as data (inside the agent's request, written to a file there) and runs as `bash -c
+<file content>` under a detached wrapper; nothing is spliced into a shell string. Every
+function here is one round trip (one exec) to the host.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from inventory.fanout import Failed, Ok, fan_out
+from inventory.hostspec import HostSpec, check_token
+from inventory.remote_call import agent_call, wrapper_source
+from inventory.transport import Transport
+
+AttemptState = Literal["starting", "running", "done", "lost", "missing"]
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """One attempt to start: the job's command, env, workdir, GPUs and time limit.
+
+    `kill_grace_s` is how long the wrapper waits between TERM and KILL at the time limit.
+    """
+
+    job_id: int
+    token: str
+    command: str
+    workdir: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    gpu_ids: list[int] = field(default_factory=list)
+    time_limit_s: float | None = None
+    kill_grace_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        check_token(self.token)
+        if not isinstance(self.job_id, int) or self.job_id < 0:
+            raise ValueError(f"invalid job id {self.job_id!r}")
+        for key in self.env:
+            if (
+                not key
+                or not (key[0].isalpha() or key[0] == "_")
+                or not all(c.isalnum() or c == "_" for c in key)
+                or not key.isascii()
+            ):
+                raise ValueError(f"invalid environment variable name {key!r}")
+        if any(not isinstance(g, int) or g < 0 for g in self.gpu_ids):
+            raise ValueError(f"invalid GPU ids {self.gpu_ids!r}")
+
+    def request(self) -> dict[str, Any]:
+        """The launch as the agent's JSON request item."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    """Where the attempt lives, and whether this token had been launched before (a no-op)."""
+
+    remote_dir: str
+    already_launched: bool
+
+
+@dataclass(frozen=True)
+class AttemptStatus:
+    """What the host says about one attempt.
+
+    state: "starting" (dir made, wrapper not recorded yet), "running", "done" (exit_code set;
+    includes time limit: exit 124, timed_out, reason "time limit"; and cancelled runs:
+    cancelled, reason "cancelled"), "lost" (wrapper gone without an exit code, or reboot),
+    "missing" (no such attempt directory). `pid` is the job's pid (its process group).
+    """
+
+    token: str
+    state: AttemptState
+    exit_code: int | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    pid: int | None = None
+    reason: str | None = None
+    timed_out: bool = False
+    cancelled: bool = False
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AttemptStatus:
+        """Build from the agent's (or to_json's) dict, ignoring unknown keys."""
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def launch_batch(
+    transport: Transport, spec: HostSpec, launches: Sequence[LaunchSpec], timeout: float = 30
+) -> list[LaunchResult]:
+    """Launch several attempts on one host in ONE round trip; results in the same order."""
+    if not launches:
+        return []
+    reply = agent_call(
+        transport,
+        spec,
+        "launch",
+        timeout=timeout,
+        launches=[launch.request() for launch in launches],
+        wrapper=wrapper_source(),
+    )
+    return [LaunchResult(r["remote_dir"], bool(r["already_launched"])) for r in reply["launches"]]
+
+
+def launch(
+    transport: Transport, spec: HostSpec, launch: LaunchSpec, timeout: float = 30
+) -> LaunchResult:
+    """Start one attempt detached; a repeated call with the same token does nothing (exactly once)."""
+    return launch_batch(transport, spec, [launch], timeout)[0]
+
+
+def status(
+    transport: Transport, spec: HostSpec, tokens: Sequence[str] | None, timeout: float = 30
+) -> dict[str, AttemptStatus]:
+    """Status of each token (None: of every attempt directory on the host), one round trip."""
+    if tokens is not None:
+        tokens = [check_token(t) for t in tokens]
+    reply = agent_call(transport, spec, "status", timeout=timeout, tokens=tokens)
+    return {t: AttemptStatus.from_dict(s) for t, s in reply["attempts"].items()}
+
+
+def cancel(
+    transport: Transport, spec: HostSpec, token: str, grace_s: float = 10, timeout: float = 30
+) -> bool:
+    """TERM the attempt's process group and session now, KILL what is left after `grace_s`.
+
+    The KILL is left to a detached process on the host, so this returns at once. False if the
+    host has no such attempt.
+    """
+    reply = agent_call(
+        transport, spec, "cancel", timeout=timeout, token=check_token(token), grace_s=float(grace_s)
+    )
+    return bool(reply["found"])
+
+
+def kill_stale(transport: Transport, spec: HostSpec, token: str, timeout: float = 30) -> int:
+    """Fencing: SIGKILL an attempt's wrapper and job if they still run; returns how many signals hit."""
+    reply = agent_call(transport, spec, "kill_stale", timeout=timeout, token=check_token(token))
+    return int(reply["killed"])
+
+
+def read_log(
+    transport: Transport,
+    spec: HostSpec,
+    token: str,
+    stream: Literal["stdout", "stderr"],
+    offset: int,
+    max_bytes: int = 1 << 20,
+    timeout: float = 30,
+) -> tuple[bytes, int]:
+    """Up to `max_bytes` of a log from byte `offset`; returns (data, offset to read from next)."""
+    if stream not in ("stdout", "stderr"):
+        raise ValueError(f"unknown stream {stream!r}")
+    if offset < 0 or max_bytes <= 0:
+        raise ValueError("offset must be >= 0 and max_bytes > 0")
+    reply = agent_call(
+        transport,
+        spec,
+        "read_log",
+        timeout=timeout,
+        token=check_token(token),
+        stream=stream,
+        offset=int(offset),
+        max_bytes=int(max_bytes),
+    )
+    return base64.b64decode(reply["data"]), int(reply["offset"])
+
+
+def launch_many(
+    targets: Mapping[str, tuple[Transport, HostSpec, Sequence[LaunchSpec]]], timeout: float = 30
+) -> dict[str, Ok[list[LaunchResult]] | Failed]:
+    """Launch on many hosts in parallel, one round trip per host; one result per host."""
+    calls: dict[str, Callable[[], list[LaunchResult]]] = {}
+    for host, (transport, spec, launches) in targets.items():
+        calls[host] = _bind(launch_batch, transport, spec, list(launches), timeout)
+    return fan_out(calls, timeout=timeout + 1)
+
+
+def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    return lambda: fn(*args)
