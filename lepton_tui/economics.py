@@ -34,15 +34,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
+from lepton_tui import settings as _settings
 from lepton_tui.errors import LeptonError, NotFound, ValidationError
 from lepton_tui.ledger import Ledger
 from lepton_tui.validate import check_name, parse_number
 
-# ISO 4217 codes a lab may keep its books in.
-CURRENCIES = frozenset(
-    "USD EUR GBP CHF JPY CNY CAD AUD NZD SEK NOK DKK PLN CZK HUF INR KRW SGD HKD TWD BRL MXN "
-    "ZAR ILS TRY AED SAR RUB THB MYR IDR PHP VND CLP COP ARS".split()
-)
+# ISO 4217 codes a lab may keep its books in (the `currency` setting checks the same list).
+CURRENCIES = _settings.CURRENCIES
 DEFAULT_CURRENCY = "USD"
 MAX_PRICE = 1e6
 RESOURCE_FIELDS = ("price_per_hour", "price_cpu_hour", "price_gpu_hour", "price_gb_hour")
@@ -139,14 +137,10 @@ def get_currency(ledger: Ledger) -> str:
 
 def check_currency(code: str) -> str:
     """An upper-cased known ISO 4217 code, or ValidationError."""
-    text = str(code or "").strip().upper()
-    if text not in CURRENCIES:
-        raise ValidationError(
-            f"unknown currency {code!r}",
-            "use an ISO code such as USD, EUR, GBP, CHF, JPY",
-            field="currency",
-        )
-    return text
+    try:
+        return str(_settings.SETTINGS["currency"].parse(str(code or "")))
+    except ValidationError as exc:
+        raise ValidationError(exc.message, exc.hint, field="currency") from None
 
 
 def check_price(value: Any, what: str) -> float:
@@ -246,8 +240,13 @@ def set_currency(ledger: Ledger, code: str, actor: str | None = None) -> str:
 
 
 def check_cost_weight(value: Any) -> float:
-    """The cost-aware scheduling weight: 0 (ignore cost) to 1 (cost first)."""
-    return float(parse_number(value, "cost weight", minimum=0, maximum=1))
+    """The cost-aware scheduling weight (setting `cost_weight`): 0 = fastest, higher = cheaper."""
+    try:
+        return float(_settings.SETTINGS["cost_weight"].parse(str(value)))
+    except ValidationError as exc:
+        raise ValidationError(
+            f"cost weight: {exc.message}", exc.hint, field="cost_weight"
+        ) from None
 
 
 def set_cost_weight(ledger: Ledger, value: Any, actor: str | None = None) -> float:
@@ -291,6 +290,12 @@ def prices_at(ledger: Ledger, host: str, at: float | None = None) -> PriceSet:
     """The prices in force for `host` at `at` (default now)."""
     when = ledger.clock() if at is None else at
     return _resolve(_latest_row(ledger, host, when), _latest_row(ledger, None, when))
+
+
+def lab_prices_at(ledger: Ledger, at: float | None = None) -> PriceSet:
+    """The lab default prices in force at `at` (default now)."""
+    when = ledger.clock() if at is None else at
+    return _resolve(None, _latest_row(ledger, None, when))
 
 
 def price_history(ledger: Ledger, host: str | None = None) -> list[dict[str, Any]]:

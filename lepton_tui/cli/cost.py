@@ -1,0 +1,399 @@
+"""Economics commands: cost, budget (set/ls/rm), price (set/ls), replay."""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from lepton_tui.cli.common import CONTEXT_SETTINGS, LeptonGroup, echo_json, service_for
+from lepton_tui.errors import ValidationError
+
+BY_CHOICES = ("user", "project", "host", "job", "day", "gpu")
+
+
+def _money(amount: float, currency: str) -> str:
+    return f"{amount:,.2f} {currency}"
+
+
+def _window(since: str | None, until: str | None, now: float) -> tuple[float, float]:
+    from lepton_tui.economics import check_range, month_start, parse_when
+
+    t0 = parse_when(since, "since", now) if since else month_start(now)
+    t1 = parse_when(until, "until", now) if until else now
+    check_range(t0, t1)
+    return t0, t1
+
+
+def _stamp(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--since",
+    default=None,
+    help="Start: 2026-03-01, 2026-03-01T14:00, today, 7d. Default: this month.",
+)
+@click.option("--until", default=None, help="End (default: now).")
+@click.option(
+    "--by", "by", default="user", show_default=True, help="user, project, host, job, day or gpu."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the report as CSV (for spreadsheets).")
+@click.pass_context
+def cost(ctx: click.Context, since: str | None, until: str | None, by: str, as_json: bool,
+         as_csv: bool) -> None:  # fmt: skip
+    """What the lab's work cost: by user, project, host, job or day, with idle cost.
+
+    Cost = allocation x price in force x time, plus measured GPU energy x electricity price.
+    """
+    from lepton_tui.economics import cost_report, gpu_utilization
+
+    if by not in BY_CHOICES:
+        raise ValidationError(f"--by {by!r} is not one of {', '.join(BY_CHOICES)}", field="by")
+    if as_json and as_csv:
+        raise ValidationError("choose one of --json and --csv")
+    with service_for(ctx) as svc:
+        now = svc.ledger.clock()
+        t0, t1 = _window(since, until, now)
+        if by == "gpu":
+            rows = gpu_utilization(svc.ledger, t0, t1, now=now)
+            _print_gpus(rows, t0, t1, as_json, as_csv)
+            return
+        report = cost_report(svc.ledger, t0, t1, by, now=now)
+    if as_json:
+        echo_json(report.as_dict())
+        return
+    keys = ("key", "cost", "alloc_cost", "energy_cost", "energy_kwh", "gpu_hours", "cpu_hours",
+            "attempts", "jobs", "idle_cost")  # fmt: skip
+    if as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow([by if k == "key" else k for k in keys])
+        for row in [*report.rows, report.total]:
+            d = row.as_dict()
+            writer.writerow([d[k] for k in keys])
+        return
+    cur = report.currency
+    console = Console()
+    console.print(f"[bold]Cost by {by}[/]  {_stamp(t0)} .. {_stamp(min(t1, now))}  ({cur})")
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    show_idle = by in ("host", "day")
+    cols = [by.upper(), "COST", "ENERGY", "GPU-H", "CPU-H", "ATTEMPTS"] + (
+        ["IDLE"] if show_idle else []
+    )
+    for col in cols:
+        table.add_column(col, justify="left" if col == by.upper() else "right")
+    for row in [*report.rows, None, report.total]:
+        if row is None:
+            table.add_section()
+            continue
+        cells = [row.key, _money(row.cost, cur), _money(row.energy_cost, cur),
+                 f"{row.gpu_hours:,.1f}", f"{row.cpu_hours:,.1f}", str(row.attempts)]  # fmt: skip
+        if show_idle:
+            cells.append(_money(row.idle_cost, cur))
+        table.add_row(*cells)
+    console.print(table)
+    console.print(
+        f"Idle cost (capacity not allocated x price x time): [bold]{_money(report.idle_cost, cur)}[/]"
+    )
+
+
+def _print_gpus(
+    rows: list[dict[str, Any]], t0: float, t1: float, as_json: bool, as_csv: bool
+) -> None:
+    if as_json:
+        echo_json({"since": t0, "until": t1, "gpus": rows})
+        return
+    if as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["host", "gpu", "allocated_pct", "measured_pct"])
+        for r in rows:
+            writer.writerow([r["host"], r["gpu"], r["allocated_pct"], r["measured_pct"]])
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("HOST", "GPU", "ALLOCATED", "MEASURED"):
+        table.add_column(col)
+    for r in rows:
+        measured = "-" if r["measured_pct"] is None else f"{r['measured_pct']:.0f}%"
+        table.add_row(r["host"], str(r["gpu"]), f"{r['allocated_pct']:.0f}%", measured)
+    Console().print(table)
+
+
+# -- budgets ------------------------------------------------------------------------------------
+
+
+def _scope(project: str | None, user: str | None) -> tuple[str, str]:
+    if bool(project) == bool(user):
+        raise ValidationError("give exactly one of --project and --user")
+    return ("project", project) if project else ("user", user)  # type: ignore[return-value]
+
+
+@click.group(cls=LeptonGroup, context_settings=CONTEXT_SETTINGS)
+def budget() -> None:
+    """Monthly budgets per project or user, in money or GPU-hours (warn at 80 %, 100 %)."""
+
+
+@budget.command("set", context_settings=CONTEXT_SETTINGS)
+@click.option("--project", default=None, help="The project the budget is for.")
+@click.option("--user", default=None, help="The user the budget is for.")
+@click.option("--amount", default=None, help="Money a month (in the lab currency).")
+@click.option("--gpu-hours", default=None, help="GPU-hours a month (instead of money).")
+@click.option(
+    "--hard", is_flag=True, help="Hold new jobs once spent (running jobs are never killed)."
+)
+@click.option("--new", "new_project", is_flag=True, help="Declare a project that has no jobs yet.")
+@click.pass_context
+def budget_set(ctx: click.Context, project: str | None, user: str | None, amount: str | None,
+               gpu_hours: str | None, hard: bool, new_project: bool) -> None:  # fmt: skip
+    """Set the monthly budget of a project or user."""
+    from lepton_tui.economics import get_currency
+    from lepton_tui.economics_budgets import set_budget
+
+    scope, name = _scope(project, user)
+    if (amount is None) == (gpu_hours is None):
+        raise ValidationError("give exactly one of --amount and --gpu-hours")
+    unit, value = ("money", amount) if amount is not None else ("gpu_hours", gpu_hours)
+    with service_for(ctx) as svc:
+        svc.require_admin("set budgets")
+        status = set_budget(svc.ledger, scope, name, value, unit, hard=hard,
+                            new_project=new_project, actor=svc.user)  # fmt: skip
+        cur = get_currency(svc.ledger)
+    what = _money(status.amount, cur) if unit == "money" else f"{status.amount:g} GPU-hours"
+    click.echo(
+        f"budget of {scope} {name}: {what} a month{' (hard)' if hard else ''}; "
+        f"spent {status.fraction * 100:.0f} % so far this month"
+    )
+
+
+@budget.command("ls", context_settings=CONTEXT_SETTINGS)
+@click.option("--json", "as_json", is_flag=True, help="Print budgets as JSON.")
+@click.pass_context
+def budget_ls(ctx: click.Context, as_json: bool) -> None:
+    """List budgets with this month's spend."""
+    from lepton_tui.economics import get_currency
+    from lepton_tui.economics_budgets import budget_status
+
+    with service_for(ctx) as svc:
+        statuses = budget_status(svc.ledger)
+        cur = get_currency(svc.ledger)
+    if as_json:
+        echo_json([s.as_dict() for s in statuses])
+        return
+    if not statuses:
+        click.echo("No budgets. Set one with `lepton-tui budget set --project P --amount 1000`.")
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("SCOPE", "NAME", "BUDGET", "SPENT", "USED", "HARD", "STATE"):
+        table.add_column(col)
+    for s in statuses:
+        fmt = (lambda v: _money(v, cur)) if s.unit == "money" else (lambda v: f"{v:,.1f} GPU-h")
+        style = {"over": "red", "warning": "yellow"}.get(s.level, "")
+        table.add_row(s.scope, s.name, fmt(s.amount), fmt(s.spent), f"{s.fraction * 100:.0f}%",
+                      "yes" if s.hard else "no", f"[{style}]{s.level}[/]" if style else s.level)  # fmt: skip
+    Console().print(table)
+
+
+@budget.command("rm", context_settings=CONTEXT_SETTINGS)
+@click.option("--project", default=None)
+@click.option("--user", default=None)
+@click.option("--unit", default=None, help="money or gpu_hours (default: both).")
+@click.pass_context
+def budget_rm(ctx: click.Context, project: str | None, user: str | None, unit: str | None) -> None:
+    """Remove the budget of a project or user (held jobs are released)."""
+    from lepton_tui.economics_budgets import remove_budget
+
+    scope, name = _scope(project, user)
+    with service_for(ctx) as svc:
+        svc.require_admin("remove budgets")
+        n = remove_budget(svc.ledger, scope, name, unit, actor=svc.user)
+    click.echo(f"removed {n} budget(s) of {scope} {name}")
+
+
+# -- prices -------------------------------------------------------------------------------------
+
+
+@click.group(cls=LeptonGroup, context_settings=CONTEXT_SETTINGS)
+def price() -> None:
+    """Prices per host or lab default; currency; the cost-aware scheduling weight."""
+
+
+@price.command("set", context_settings=CONTEXT_SETTINGS)
+@click.option("--host", default=None, help="The host (default: the lab-wide default prices).")
+@click.option("--per-hour", default=None, help="Flat price of the whole host per hour.")
+@click.option("--cpu-hour", default=None, help="Price of a CPU core-hour.")
+@click.option("--gpu-hour", default=None, help="Price of a GPU-hour.")
+@click.option("--gb-hour", default=None, help="Price of a GB-hour of memory.")
+@click.option("--power-kwh", default=None, help="Electricity price per kWh of measured GPU power.")
+@click.option("--lab-default", is_flag=True, help="Drop the host's own prices: it pays the lab's.")
+@click.option("--currency", default=None, help="The lab currency (ISO code: USD, EUR, ...).")
+@click.option(
+    "--cost-weight",
+    default=None,
+    help="Trade a little wait for lower cost: 0 = fastest (default), higher = cheaper.",
+)
+@click.pass_context
+def price_set(ctx: click.Context, host: str | None, per_hour: str | None, cpu_hour: str | None,
+              gpu_hour: str | None, gb_hour: str | None, power_kwh: str | None,
+              lab_default: bool, currency: str | None, cost_weight: str | None) -> None:  # fmt: skip
+    """Set prices from now on (history is kept; past costs do not change)."""
+    from lepton_tui import economics as econ
+
+    prices = {"per_hour": per_hour, "cpu_hour": cpu_hour, "gpu_hour": gpu_hour,
+              "gb_hour": gb_hour, "power_kwh": power_kwh}  # fmt: skip
+    any_price = any(v is not None for v in prices.values()) or lab_default
+    if not any_price and currency is None and cost_weight is None:
+        raise ValidationError(
+            "nothing to set",
+            "give a price (--per-hour, --gpu-hour, ...), --currency or --cost-weight",
+        )
+    # check everything before writing anything
+    code = econ.check_currency(currency) if currency is not None else None
+    weight = econ.check_cost_weight(cost_weight) if cost_weight is not None else None
+    labels = {"per_hour": "price per hour", "cpu_hour": "CPU core-hour price",
+              "gpu_hour": "GPU-hour price", "gb_hour": "GB-hour price",
+              "power_kwh": "electricity price per kWh"}  # fmt: skip
+    for key, value in prices.items():
+        if value is not None:
+            econ.check_price(value, labels[key])
+    with service_for(ctx) as svc:
+        svc.require_admin("set prices")
+        if host is not None:
+            svc.ledger.get_host(host)
+        if lab_default and host is None:
+            raise ValidationError("--lab-default applies to a --host", field="host")
+        if code is not None:
+            econ.set_currency(svc.ledger, code, actor=svc.user)
+            click.echo(f"currency: {code}")
+        if any_price:
+            econ.set_prices(svc.ledger, host, **prices, use_lab_default=lab_default,
+                            actor=svc.user)  # fmt: skip
+            p = econ.prices_at(svc.ledger, host) if host else None
+            click.echo(
+                f"prices of {host or 'the lab (default)'} set"
+                + (f" (in force now: {_describe(p, econ.get_currency(svc.ledger))})" if p else "")
+            )
+        if weight is not None:
+            econ.set_cost_weight(svc.ledger, weight, actor=svc.user)
+            click.echo(f"cost weight: {weight:g}")
+
+
+def _describe(p: Any, cur: str) -> str:
+    parts = []
+    if p.per_hour:
+        parts.append(f"{p.per_hour:g}/h")
+    if p.cpu_hour:
+        parts.append(f"{p.cpu_hour:g}/core-h")
+    if p.gpu_hour:
+        parts.append(f"{p.gpu_hour:g}/GPU-h")
+    if p.gb_hour:
+        parts.append(f"{p.gb_hour:g}/GB-h")
+    if p.power_kwh:
+        parts.append(f"{p.power_kwh:g}/kWh")
+    return (" + ".join(parts) or "free") + f" {cur}, from the {p.source}"
+
+
+@price.command("ls", context_settings=CONTEXT_SETTINGS)
+@click.option("--history", is_flag=True, help="Every price change, oldest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def price_ls(ctx: click.Context, history: bool, as_json: bool) -> None:
+    """The prices in force now per host (and the lab default), or the change history."""
+    from lepton_tui import economics as econ
+
+    with service_for(ctx) as svc:
+        led = svc.ledger
+        cur = econ.get_currency(led)
+        weight = led.get_setting("cost_weight", 0.0)
+        if history:
+            rows = econ.price_history(led)
+        else:
+            lab = econ.lab_prices_at(led)
+            rows = [{"host": None, **_price_dict(lab)}]
+            rows += [{"host": h["name"], **_price_dict(econ.prices_at(led, h["name"]))}
+                     for h in led.hosts()]  # fmt: skip
+    if as_json:
+        echo_json({"currency": cur, "cost_weight": weight, "prices": rows})
+        return
+    console = Console()
+    console.print(f"currency {cur}, cost weight {weight:g}")
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    if history:
+        cols = ("FROM", "HOST", "PER HOUR", "CORE-H", "GPU-H", "GB-H", "KWH", "BY")
+        for c in cols:
+            table.add_column(c)
+        for r in rows:
+            table.add_row(_stamp(r["effective_from"]), r["host"] or "(lab)",
+                          *[_num(r[f]) for f in econ.PRICE_FIELDS], r["set_by"] or "-")  # fmt: skip
+    else:
+        for c in ("HOST", "PER HOUR", "CORE-H", "GPU-H", "GB-H", "KWH", "FROM"):
+            table.add_column(c)
+        for r in rows:
+            table.add_row(r["host"] or "(lab default)", _num(r["per_hour"]), _num(r["cpu_hour"]),
+                          _num(r["gpu_hour"]), _num(r["gb_hour"]), _num(r["power_kwh"]),
+                          r["source"])  # fmt: skip
+    console.print(table)
+
+
+def _price_dict(p: Any) -> dict[str, Any]:
+    return {"per_hour": p.per_hour, "cpu_hour": p.cpu_hour, "gpu_hour": p.gpu_hour,
+            "gb_hour": p.gb_hour, "power_kwh": p.power_kwh, "source": p.source}  # fmt: skip
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None or v == 0 else f"{v:g}"
+
+
+# -- replay -------------------------------------------------------------------------------------
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--since", default=None, help="Replay jobs submitted from this date (default: 30d).")
+@click.option("--until", default=None, help="... up to this date (default: now).")
+@click.option("--policies", default="fifo,sjf,backfill", show_default=True,
+              help="Comma-separated policy names to compare.")  # fmt: skip
+@click.option("--cost-weight", default=None, help="Cost weight for every policy (default: lab's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.pass_context
+def replay(ctx: click.Context, since: str | None, until: str | None, policies: str,
+           cost_weight: str | None, as_json: bool) -> None:  # fmt: skip
+    """Replay the lab's own history under other policies: wait, slowdown, utilization, cost."""
+    from lepton_tui import economics as econ
+    from lepton_tui.economics_replay import replay_ledger
+
+    names = [p.strip() for p in policies.split(",") if p.strip()]
+    if not names:
+        raise ValidationError("--policies is empty", "e.g. --policies fifo,backfill")
+    weight = econ.check_cost_weight(cost_weight) if cost_weight is not None else None
+    with service_for(ctx) as svc:
+        now = svc.ledger.clock()
+        t0 = econ.parse_when(since, "since", now) if since else now - 30 * 86400
+        t1 = econ.parse_when(until, "until", now) if until else now
+        econ.check_range(t0, t1)
+        result = replay_ledger(svc.ledger, t0, t1, names, cost_weight=weight)
+    if as_json:
+        echo_json(result.as_dict())
+        return
+    console = Console()
+    console.print(
+        f"[bold]Replay[/] of {result.jobs} jobs on {result.hosts} hosts, "
+        f"{_stamp(t0)} .. {_stamp(t1)}"
+        + (f"  ({result.skipped} skipped)" if result.skipped else "")
+    )
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("POLICY", "MEAN WAIT", "P95 WAIT", "MEAN SLOWDOWN", "GPU UTIL", "COST", "MAKESPAN"):
+        table.add_column(col, justify="left" if col == "POLICY" else "right")
+    from lepton_tui.validate import format_duration
+
+    for row in result.rows:
+        table.add_row(row.policy, format_duration(row.mean_wait_s), format_duration(row.p95_wait_s),
+                      f"{row.mean_slowdown:.2f}", f"{row.gpu_util * 100:.0f}%",
+                      _money(row.cost, result.currency), format_duration(row.makespan_s))  # fmt: skip
+    console.print(table)
+    for note in result.notes:
+        console.print(f"[dim]{note}[/]")
