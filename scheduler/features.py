@@ -1,0 +1,325 @@
+"""Candidate featurisation for the DQN policy, shared by torch training and numpy inference.
+
+One scheduling round is a `Round`: the up nodes' free resources (a `RoundState` from the
+heuristics), a window of pending jobs, and the head job's reservation. `Round.candidates()` lists
+every feasible (job, node) pair of the window, each with the GPU ids it would take, plus one "wait"
+candidate, and returns their feature rows (`NUM_FEATURES` columns). The Q network scores each row on
+its own, so one set of weights serves any cluster size and queue length.
+
+Window: the first `k` jobs in priority-and-age order, merged with the first `k` in
+priority-and-estimate order (at most `2 k` jobs), so a short job deep in a long queue can still be
+chosen. Guard rails live here too, as masks on the candidates, so training and run time obey the
+same rules:
+
+* only feasible pairs exist (never an over-commit);
+* priorities: only jobs of the highest effective priority (priority plus one level per `aging_s`
+  waited) among those that fit now may be placed, so aging also bounds every wait;
+* starvation: once the queue head has waited `starve_after_s`, it is placed first if it fits, and
+  otherwise nothing may start on its reserved node that would delay it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from scheduler.heuristics import RoundState, earliest_fit
+from scheduler.model import ClusterView, JobId, JobRequest, Placement
+
+TAU_S = 10.0
+"""Bounded-slowdown threshold: runtimes below this count as this long."""
+
+FEATURE_NAMES = (
+    "cpu_req_share",  # request / node capacity
+    "mem_req_share",
+    "gpu_req_share",
+    "cpu_free_after",  # free share of the node after placing
+    "mem_free_after",
+    "gpu_free_after",
+    "leftover",  # mean of the three above (best fit = small)
+    "is_best_fit",  # this node leaves the least for this job
+    "node_idle",  # nothing runs on the node yet
+    "price",  # node price / dearest node
+    "breaks_gpu",  # a GPU share that takes a whole free GPU although a shared one would do
+    "log_est",  # log(max(est, tau) / tau) / 8
+    "log_wait",  # log1p(wait / tau) / 8
+    "slowdown_now",  # log of the bounded slowdown if started now / 4
+    "priority",  # effective priority / 4, clipped
+    "est_rank",  # 0 = shortest estimate of the window, 1 = longest
+    "age_rank",  # 0 = oldest of the window, 1 = newest
+    "job_size",  # dominant share of the node
+    "ends_before_res",  # ends (by estimate) before the head's reservation
+    "delays_head",  # on the reserved node and outlasts the reservation
+    "queue_len",  # log1p(pending) / 6
+    "gpu_busy",  # share of the cluster's GPUs in use
+    "cpu_busy",  # share of the cluster's CPUs in use
+    "num_candidates",  # log1p(feasible pairs) / 8
+    "is_wait",  # the wait action
+)
+NUM_FEATURES = len(FEATURE_NAMES)
+FEATURE_VERSION = 1
+WAIT = -1
+
+
+def effective_priorities(
+    prio: np.ndarray, submitted: np.ndarray, now: float, aging_s: float | None
+) -> np.ndarray:
+    """Priority plus one level per `aging_s` waited (no aging when `aging_s` is falsy)."""
+    if not aging_s:
+        return prio.copy()
+    return prio + np.floor(np.maximum(0.0, now - submitted) / aging_s)
+
+
+@dataclass(frozen=True, slots=True)
+class RoundConfig:
+    """Knobs of a round; the defaults are what the shipped weights were trained with."""
+
+    k: int = 32
+    aging_s: float | None = 3600.0
+    starve_after_s: float | None = 86400.0
+
+
+DEFAULT_CONFIG = RoundConfig()
+
+
+@dataclass(slots=True)
+class Candidates:
+    """Feasible actions of one step: `jobs[i]`/`nodes[i]` index the window and the up nodes (-1
+    for the wait row, always the last), `gpu_ids[i]` the GPUs taken, `x` the feature rows."""
+
+    jobs: np.ndarray
+    nodes: np.ndarray
+    gpu_ids: list[tuple[int, ...]]
+    x: np.ndarray
+    wait_allowed: bool = True
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Legal rows: every pair, and the wait row when waiting is allowed."""
+        m = np.ones(len(self.jobs), dtype=bool)
+        m[-1] = self.wait_allowed
+        return m
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+
+class Round:
+    """One decision time: pick candidates one at a time with `place(i)` until "wait" is chosen."""
+
+    def __init__(
+        self,
+        view: ClusterView,
+        pending: Sequence[JobRequest],
+        now: float,
+        config: RoundConfig = DEFAULT_CONFIG,
+    ) -> None:
+        self.view = view
+        self.now = float(now)
+        self.config = config
+        self.state = RoundState(view)
+        self.pending_total = len(pending)
+        n = len(pending)
+        prio = np.fromiter((j.priority for j in pending), float, n)
+        sub = np.fromiter((j.submitted_at for j in pending), float, n)
+        est = np.fromiter((j.est_runtime_s for j in pending), float, n)
+        eff = effective_priorities(prio, sub, self.now, config.aging_s)
+        by_age = np.lexsort((sub, -eff))
+        self.queue_order = [pending[i] for i in by_age[: max(config.k, 1)].tolist()]
+        by_est = np.lexsort((sub, est, -eff))
+        if n and len(self.state.nodes):
+            rows = np.array([_req_row(j) for j in pending], dtype=float)
+            fits = self.state.fit_matrix(rows).any(axis=1)
+            by_est = by_est[fits[by_est]]
+        idx = list(dict.fromkeys(by_age[: config.k].tolist() + by_est[: config.k].tolist()))
+        idx.sort(key=lambda i: (-eff[i], sub[i]))
+        self.window: list[JobRequest] = [pending[i] for i in idx]
+        self.alive = np.ones(len(idx), dtype=bool)
+        w_est = est[idx]
+        w_sub = sub[idx]
+        self.eff = eff[idx]
+        self.req = np.array([_req_row(j) for j in self.window], dtype=float).reshape(-1, 4)
+        self.share = self.req[:, 3] > 0
+        self.est = w_est
+        self.wait = np.maximum(0.0, self.now - w_sub)
+        self.placed: list[Placement] = []
+        self._reservation()
+        self.cap_c_total = float(self.state.cap_c.sum()) if len(self.state.nodes) else 1.0
+        self.cap_g_total = float(sum(n.capacity.gpus for n in self.state.nodes))
+
+    # -- reservation and starvation --------------------------------------------------------------
+
+    def _reservation(self) -> None:
+        """The head (first job in priority-and-age order that fits no node now) and when and where
+        it could start at the earliest; and whether the first job of the queue is starving."""
+        self.t_res = math.inf
+        self.res_node = -1
+        self.head_id: JobId | None = None
+        self.first_id: JobId | None = self.queue_order[0].id if self.queue_order else None
+        self.first_starving = bool(self.queue_order) and self._starving(self.queue_order[0])
+        st = self.state
+        if not len(st.nodes):
+            return
+        for job in self.queue_order:
+            if st.might_fit(job.request) and st.feasible(job.request).any():
+                continue
+            self.head_id = job.id
+            hit = earliest_fit(self.view, job, self.now)
+            if hit is not None:
+                self.t_res = hit[0]
+                self.res_node = st.ids.index(hit[1]) if hit[1] in st.ids else -1
+            return
+
+    def _starving(self, job: JobRequest) -> bool:
+        s = self.config.starve_after_s
+        return s is not None and self.now - job.submitted_at >= s
+
+    # -- candidates ---------------------------------------------------------------------------------
+
+    def candidates(self) -> Candidates:
+        """Every feasible (job, node) pair of the window allowed by the guard rails, plus wait."""
+        st = self.state
+        nn = len(st.nodes)
+        alive = self.alive
+        if nn and alive.any():
+            ok = st.fit_matrix(self.req) & alive[:, None]
+        else:
+            ok = np.zeros((len(self.window), nn), dtype=bool)
+        jobs_ok = ok.any(axis=1)
+        if jobs_ok.any():
+            top = self.eff[jobs_ok].max()
+            ok &= (self.eff >= top)[:, None]
+            if self.first_starving:
+                hk = next(
+                    (k for k, j in enumerate(self.window) if j.id == self.first_id and alive[k]),
+                    None,
+                )
+                if hk is not None and ok[hk].any():
+                    keep = np.zeros_like(ok)
+                    keep[hk] = ok[hk]
+                    ok = keep
+                elif self.head_id == self.first_id and self.res_node >= 0:
+                    ends_before = self.now + self.est <= self.t_res
+                    ok[~ends_before, self.res_node] = False
+        jk, nk = np.nonzero(ok)
+        gpu_ids: list[tuple[int, ...]] = []
+        keep_rows = []
+        for r, (j, i) in enumerate(zip(jk.tolist(), nk.tolist(), strict=True)):
+            g = st.pick_gpus(i, self.window[j].request)
+            if g is not None:
+                gpu_ids.append(g)
+                keep_rows.append(r)
+        if len(keep_rows) != len(jk):
+            jk, nk = jk[keep_rows], nk[keep_rows]
+        x = self._features(jk, nk, ok)
+        gpu_ids.append(())
+        # waiting needs something to wait for: an idle cluster never waits with work that fits
+        wait_ok = not len(jk) or bool(self.view.running) or bool(self.placed)
+        return Candidates(np.append(jk, WAIT), np.append(nk, WAIT), gpu_ids, x, wait_ok)
+
+    def _features(self, jk: np.ndarray, nk: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        st = self.state
+        m = len(jk)
+        x = np.zeros((m + 1, NUM_FEATURES), dtype=np.float32)
+        # cluster features, on every row (the wait row included)
+        used_g = (1.0 - float(st.fg.sum()) / self.cap_g_total) if self.cap_g_total else 0.0
+        used_c = 1.0 - float(st.fc.sum()) / max(self.cap_c_total, 1e-9)
+        x[:, 20] = math.log1p(self.pending_total - len(self.placed)) / 6.0
+        x[:, 21] = used_g
+        x[:, 22] = used_c
+        x[:, 23] = math.log1p(m) / 8.0
+        x[m, 24] = 1.0
+        if m == 0:
+            return x
+        req = self.req[jk]
+        cap_c, cap_m, cap_g = st.cap_c[nk], st.cap_m[nk], st.cap_g[nk]
+        has_gpu = st.has_gpu[nk]
+        per_gpu = st.per_gpu[nk]
+        gfrac = np.where(self.share[jk], np.minimum(1.0, req[:, 3] / per_gpu), req[:, 2])
+        gshare = np.where(has_gpu, gfrac / cap_g, 0.0)
+        x[:m, 0] = req[:, 0] / cap_c
+        x[:m, 1] = req[:, 1] / cap_m
+        x[:m, 2] = gshare
+        fc_after = (st.fc[nk] - req[:, 0]) / cap_c
+        fm_after = (st.fm[nk] - req[:, 1]) / cap_m
+        fg_after = np.where(
+            has_gpu, (st.fg[nk] - np.where(self.share[jk], 0.0, req[:, 2])) / cap_g, 0.0
+        )
+        x[:m, 3] = fc_after
+        x[:m, 4] = fm_after
+        x[:m, 5] = fg_after
+        left = (fc_after + fm_after + fg_after) / 3.0
+        x[:m, 6] = left
+        # best fit per job: smallest leftover among that job's candidates
+        best = np.full(len(self.window), np.inf)
+        np.minimum.at(best, jk, left)
+        x[:m, 7] = left <= best[jk] + 1e-9
+        x[:m, 8] = st.idle[nk]
+        x[:m, 9] = st.price[nk] / st.max_price
+        # a share breaks a whole GPU when no already-shared GPU of the node could hold it
+        partial = np.array(
+            [
+                max((mm for g, mm in enumerate(st.gmem[i]) if g not in st.free_ids[i]), default=0)
+                for i in range(len(st.nodes))
+            ],
+            dtype=float,
+        )
+        x[:m, 10] = self.share[jk] & (partial[nk] < req[:, 3])
+        est = self.est[jk]
+        wait = self.wait[jk]
+        bounded = np.maximum(est, TAU_S)
+        x[:m, 11] = np.log(bounded / TAU_S) / 8.0
+        x[:m, 12] = np.log1p(wait / TAU_S) / 8.0
+        x[:m, 13] = np.log((wait + bounded) / bounded) / 4.0
+        x[:m, 14] = np.clip(self.eff[jk], -2.0, 6.0) / 4.0
+        x[:m, 15] = _rank01(self.est, self.alive)[jk]
+        x[:m, 16] = _rank01(-self.wait, self.alive)[jk]
+        x[:m, 17] = np.maximum(np.maximum(x[:m, 0], x[:m, 1]), x[:m, 2])
+        ends_before = self.now + est <= self.t_res
+        x[:m, 18] = ends_before
+        x[:m, 19] = (nk == self.res_node) & ~ends_before
+        return x
+
+    # -- acting -------------------------------------------------------------------------------------
+
+    def place(self, cands: Candidates, i: int) -> Placement | None:
+        """Apply candidate `i` to the round state; None for the wait row."""
+        j = int(cands.jobs[i])
+        if j == WAIT:
+            return None
+        node = int(cands.nodes[i])
+        job = self.window[j]
+        gids = cands.gpu_ids[i]
+        self.state.place(node, job, gids)
+        self.alive[j] = False
+        p = Placement(job.id, self.state.ids[node], gids)
+        self.placed.append(p)
+        return p
+
+    def find(self, cands: Candidates, placement: Placement) -> int | None:
+        """Index of the candidate that makes `placement` (same job and node), if any."""
+        for i in range(len(cands) - 1):
+            j, n = int(cands.jobs[i]), int(cands.nodes[i])
+            if self.window[j].id == placement.job_id and self.state.ids[n] == placement.node_id:
+                return i
+        return None
+
+
+def _req_row(job: JobRequest) -> tuple[float, int, int, int]:
+    r = job.request
+    return (r.cpus, r.mem_mb, r.gpus, r.gpu_mem_mb if r.gpus == 0 else 0)
+
+
+def _rank01(values: np.ndarray, alive: np.ndarray) -> np.ndarray:
+    """Rank of each value among the alive ones, scaled to [0, 1] (0 = smallest)."""
+    out = np.zeros(len(values))
+    idx = np.flatnonzero(alive)
+    if len(idx) > 1:
+        order = np.argsort(values[idx], kind="stable")
+        ranks = np.empty(len(idx))
+        ranks[order] = np.arange(len(idx)) / (len(idx) - 1)
+        out[idx] = ranks
+    return out

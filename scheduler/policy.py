@@ -1,0 +1,235 @@
+"""The trained DQN scheduling policy at run time, in numpy (no torch on the login node).
+
+`DQNPolicy` scores every feasible (job, node) candidate of a round plus "wait" with the Q network
+(see `scheduler.features`), places the best, and repeats until "wait" scores best or nothing fits.
+Weights come from `scheduler/weights/dqn.npz` unless a path is given. Missing or unreadable weights:
+one log line, and the policy falls back to EASY backfilling.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from scheduler.features import (
+    DEFAULT_CONFIG,
+    FEATURE_VERSION,
+    NUM_FEATURES,
+    WAIT,
+    Candidates,
+    Round,
+    RoundConfig,
+)
+from scheduler.heuristics import BackfillPolicy, fmt_duration
+from scheduler.model import ClusterView, JobId, JobRequest, Placement
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "dqn.npz"
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be used."""
+
+
+class QNetwork:
+    """A small MLP (ReLU hidden layers, one output) over candidate feature rows, in numpy."""
+
+    def __init__(self, layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        if not layers:
+            raise WeightsError("no layers")
+        self.layers = [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in layers]
+        if self.layers[0][0].shape[0] != NUM_FEATURES or self.layers[-1][0].shape[1] != 1:
+            raise WeightsError(
+                f"network shape {self.layers[0][0].shape[0]}->{self.layers[-1][0].shape[1]} "
+                f"does not match {NUM_FEATURES} features -> 1 score"
+            )
+        for (w, b), (w2, _) in zip(self.layers, self.layers[1:], strict=False):
+            if w.shape[1] != b.shape[0] or w.shape[1] != w2.shape[0]:
+                raise WeightsError("layer shapes do not chain")
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """Q value of each row of `x` (n x NUM_FEATURES) -> (n,)."""
+        h = np.asarray(x, np.float32)
+        last = len(self.layers) - 1
+        for k, (w, b) in enumerate(self.layers):
+            h = h @ w + b
+            if k < last:
+                np.maximum(h, 0.0, out=h)
+        return h[:, 0]
+
+
+def save_weights(
+    path: str | Path,
+    layers: Sequence[tuple[np.ndarray, np.ndarray]],
+    config: RoundConfig,
+    meta: dict | None = None,
+) -> None:
+    """Write layers (W as in x @ W + b) and the round config to an .npz file."""
+    arrays: dict[str, np.ndarray] = {}
+    for k, (w, b) in enumerate(layers):
+        arrays[f"w{k}"] = np.asarray(w, np.float32)
+        arrays[f"b{k}"] = np.asarray(b, np.float32)
+    info = {
+        "feature_version": FEATURE_VERSION,
+        "num_features": NUM_FEATURES,
+        "k": config.k,
+        "aging_s": config.aging_s,
+        "starve_after_s": config.starve_after_s,
+        **(meta or {}),
+    }
+    arrays["meta"] = np.frombuffer(json.dumps(info).encode(), dtype=np.uint8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_weights(path: str | Path) -> tuple[QNetwork, RoundConfig, dict]:
+    """Read an .npz written by `save_weights`; raise WeightsError saying what is wrong."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(bytes(data["meta"]).decode()) if "meta" in data else {}
+            n = sum(1 for k in data.files if k.startswith("w"))
+            layers = [(data[f"w{k}"], data[f"b{k}"]) for k in range(n)]
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no such file") from None
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        raise WeightsError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+    if meta.get("feature_version") != FEATURE_VERSION:
+        raise WeightsError(
+            f"{path}: feature version {meta.get('feature_version')} != {FEATURE_VERSION}"
+        )
+    config = RoundConfig(
+        k=int(meta.get("k", 32)),
+        aging_s=meta.get("aging_s", 3600.0),
+        starve_after_s=meta.get("starve_after_s", 86400.0),
+    )
+    return QNetwork(layers), config, meta
+
+
+class DQNPolicy:
+    """The learned policy: greedy on Q over feasible candidates, with the guard rails of
+    `scheduler.features` (priorities, aging, starvation protection, no over-commit)."""
+
+    name = "dqn"
+
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        *,
+        k: int | None = None,
+        aging_s: float | None = None,
+        starve_after_s: float | None = None,
+    ) -> None:
+        path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+        self.weights_path = path
+        self.net: QNetwork | None = None
+        self.fallback: BackfillPolicy | None = None
+        self.meta: dict = {}
+        try:
+            self.net, config, self.meta = load_weights(path)
+        except WeightsError as e:
+            log.warning("dqn policy: %s; falling back to EASY backfilling", e)
+            self.fallback = BackfillPolicy()
+            config = DEFAULT_CONFIG
+        self.config = RoundConfig(
+            k=config.k if k is None else int(k),
+            aging_s=config.aging_s if aging_s is None else aging_s,
+            starve_after_s=config.starve_after_s if starve_after_s is None else starve_after_s,
+        )
+        self._reasons: dict[JobId, str] = {}
+        self._waiting: dict[JobId, str] = {}
+
+    @classmethod
+    def from_network(cls, net: QNetwork, config: RoundConfig = DEFAULT_CONFIG) -> DQNPolicy:
+        """A policy around an in-memory network (training and evaluation)."""
+        self = cls.__new__(cls)
+        self.weights_path = None
+        self.net, self.fallback, self.meta, self.config = net, None, {}, config
+        self._reasons, self._waiting = {}, {}
+        return self
+
+    @property
+    def is_fallback(self) -> bool:
+        """True when the weights could not be loaded and backfilling decides."""
+        return self.fallback is not None
+
+    def decide(
+        self, view: ClusterView, pending: Sequence[JobRequest], now: float
+    ) -> list[Placement]:
+        """Place the best-scoring candidate until waiting scores best or nothing fits."""
+        if self.fallback is not None:
+            return self.fallback.decide(view, pending, now)
+        self._reasons = {}
+        self._waiting = {}
+        rnd = Round(view, pending, now, self.config)
+        out: list[Placement] = []
+        assert self.net is not None
+        while True:
+            cands = rnd.candidates()
+            if len(cands) <= 1:
+                self._note_waiting(rnd, cands, None, None)
+                break
+            q = self.net.scores(cands.x)
+            if not cands.wait_allowed:
+                q[-1] = -np.inf
+            best = int(np.argmax(q))
+            if int(cands.jobs[best]) == WAIT:
+                self._note_waiting(rnd, cands, q, best)
+                break
+            p = rnd.place(cands, best)
+            assert p is not None
+            out.append(p)
+            gpus = f" (GPU {','.join(map(str, p.gpu_ids))})" if p.gpu_ids else ""
+            self._reasons[p.job_id] = (
+                f"placed on {p.node_id}{gpus}: best score {q[best]:.2f} of {len(cands)} "
+                f"candidates (wait {q[-1]:.2f})"
+            )
+        return out
+
+    def _note_waiting(
+        self, rnd: Round, cands: Candidates, q: np.ndarray | None, chosen: int | None
+    ) -> None:
+        """Remember why each window job still waits: its best score against the chosen one."""
+        best_for: dict[int, tuple[float, int]] = {}
+        if q is not None:
+            for i in range(len(cands) - 1):
+                j = int(cands.jobs[i])
+                if j not in best_for or q[i] > best_for[j][0]:
+                    best_for[j] = (float(q[i]), int(cands.nodes[i]))
+        for j, job in enumerate(rnd.window):
+            if not rnd.alive[j]:
+                continue
+            need = job.request.describe()
+            if j in best_for and q is not None and chosen is not None:
+                s, n = best_for[j]
+                self._waiting[job.id] = (
+                    f"waiting: fits on {rnd.state.ids[n]} but scores {s:.2f} against "
+                    f"{q[chosen]:.2f} for waiting"
+                )
+            elif rnd.t_res < float("inf") and job.id == rnd.head_id:
+                node = rnd.state.ids[rnd.res_node] if rnd.res_node >= 0 else "a node"
+                self._waiting[job.id] = (
+                    f"waiting for {need}; first in line, {node} frees them in "
+                    f"~{fmt_duration(rnd.t_res - rnd.now)}"
+                )
+            else:
+                self._waiting[job.id] = f"waiting for {need}; no node has it free now"
+
+    def explain(self, job_id: JobId) -> str:
+        """Why the job was placed where it was, or why it is still waiting (last round)."""
+        if self.fallback is not None:
+            return "dqn weights unavailable, EASY backfilling: " + self.fallback.explain(job_id)
+        if job_id in self._reasons:
+            return self._reasons[job_id]
+        if job_id in self._waiting:
+            return self._waiting[job_id]
+        return "waiting: not among the jobs considered in the last round (queue position too far)"
