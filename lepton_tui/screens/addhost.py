@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -36,7 +37,8 @@ class AddHostModal(ModalScreen[str | None]):
         self.start_local = local
         self.key: onboard.KeyCheck | None = None
         self.checked: dict[str, Any] | None = None
-        self.result: onboard.Preflight | None = None
+        self.added: str | None = None
+        self.step = "fields"
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog form", id="addhost-form"):
@@ -51,7 +53,7 @@ class AddHostModal(ModalScreen[str | None]):
             with Horizontal(classes="buttons"):
                 yield Button("Test connection", id="test", variant="primary")
                 yield Button("Accept key", id="accept", variant="warning")
-                yield Button("Add host", id="add", variant="success")
+                yield Button("Done", id="add", variant="success")
                 yield Button("Cancel", id="close")
 
     def on_mount(self) -> None:
@@ -134,17 +136,15 @@ class AddHostModal(ModalScreen[str | None]):
         self._show_errors()
 
     def _set_step(self, step: str) -> None:
-        """fields -> key (ask to accept) -> checking -> ready (or failed)."""
+        """fields -> key (asks to accept) -> checking -> done (or failed)."""
         self.step = step
-        self.query_one("#test", Button).display = step in ("fields", "failed")
+        self.query_one("#test", Button).display = step in ("fields", "failed", "checking")
         self.query_one("#accept", Button).display = step == "key"
-        self.query_one("#add", Button).display = step == "ready"
-        busy = step == "checking"
-        for b in ("#test", "#accept", "#add"):
-            self.query_one(b, Button).disabled = busy
+        self.query_one("#add", Button).display = step == "done"
+        self.query_one("#test", Button).disabled = step == "checking"
+        self.query_one("#close", Button).display = step != "done"
         if step == "fields":
             self.key = None
-            self.result = None
             self.status("")
 
     def status(self, text: str) -> None:
@@ -154,33 +154,32 @@ class AddHostModal(ModalScreen[str | None]):
 
     @on(Button.Pressed, "#test")
     def action_test(self) -> None:
+        if self.step == "checking":
+            return
         self._tried = True
         if self._show_errors():
             return
         try:
             self.checked = self.app.svc.check_host_fields(**self.raw())
         except ValidationError as exc:
-            self.status(f"[red]{exc}[/red]")
+            self.status(f"[red]{escape(str(exc))}[/red]")
             return
-        if self.app.ledger.query_one(
-            "SELECT id FROM hosts WHERE name = ?", (self.checked["name"],)
-        ):
-            self.status(
-                f"[red]host {self.checked['name']!r} already exists; pick another name[/red]"
-            )
+        name = self.checked["name"]
+        if self.app.ledger.query_one("SELECT id FROM hosts WHERE name = ?", (name,)):
+            self.status(f"[red]host {name!r} already exists; pick another name[/red]")
             return
         self._set_step("checking")
         if self.checked["transport"] == "local":
             self.status("checking this machine...")
-            self._preflight(self.checked, None)
+            self._onboard(self.raw(), None)
         else:
             self.status(f"connecting to {self.checked['address']}:{self.checked['port']}...")
-            self._fetch_key(self.checked)
+            self._fetch_key(self.checked["address"], self.checked["port"])
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="onboard")
-    def _fetch_key(self, values: dict[str, Any]) -> None:
+    def _fetch_key(self, address: str, port: int) -> None:
         try:
-            key = onboard.check_key(self.app.svc.known_hosts, values["address"], values["port"])
+            key = onboard.check_key(self.app.svc.known_hosts, address, port)
         except LeptonError as exc:
             self.app.call_from_thread(self._failed, [f"✗ {exc}"])
             return
@@ -189,69 +188,58 @@ class AddHostModal(ModalScreen[str | None]):
     def _got_key(self, key: onboard.KeyCheck) -> None:
         self.key = key
         if key.trusted:
-            self.status(f"host key {key.key_type} {key.fingerprint} already trusted\nlogging in...")
-            self._preflight(self.checked, key)
+            self.status(
+                f"host key {key.key_type} {key.fingerprint}: already trusted\nlogging in..."
+            )
+            self._onboard(self.raw(), key.fingerprint)
             return
         note = (
-            "it matches your ~/.ssh/known_hosts"
+            "It matches your ~/.ssh/known_hosts."
             if key.vouched
-            else "compare it with `ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub` on the host"
+            else "Compare it with `ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub` on the host."
         )
         self.status(
             f"The host presents this key:\n  [b]{key.key_type} {key.fingerprint}[/b]\n"
-            f"{note}.\nAccept it and log in?"
+            f"{escape(note)}\nAccept it, log in and run the preflight?"
         )
         self._set_step("key")
         self.query_one("#accept", Button).focus()
 
     @on(Button.Pressed, "#accept")
     def action_accept(self) -> None:
-        if self.step != "key" or self.checked is None:
+        if self.step != "key" or self.key is None:
             return
         self._set_step("checking")
-        self.status(f"accepted {self.key.fingerprint}; logging in and probing...")
-        self._preflight(self.checked, self.key)
+        self.status(f"accepted {self.key.fingerprint}; logging in and running the preflight...")
+        self._onboard(self.raw(), self.key.fingerprint)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="onboard")
-    def _preflight(self, values: dict[str, Any], key: onboard.KeyCheck | None) -> None:
-        try:
-            result = onboard.preflight(values, self.app.svc.known_hosts, key)
-        except Exception as exc:  # noqa: BLE001 - shown in the modal, never a traceback
-            result = onboard.Preflight(False, [f"✗ {type(exc).__name__}: {exc}"])
-        self.app.call_from_thread(self._preflight_done, result)
+    def _onboard(self, raw: dict[str, Any], fingerprint: str | None) -> None:
+        outcome = onboard.add_host(self.app.svc, raw, fingerprint)
+        self.app.call_from_thread(self._onboarded, outcome)
 
-    def _preflight_done(self, result: onboard.Preflight) -> None:
-        self.result = result
-        if not result.ok:
-            self._failed(result.lines)
+    def _onboarded(self, outcome: onboard.Outcome) -> None:
+        if not outcome.ok:
+            self._failed(outcome.lines)
             return
-        self.status("\n".join(result.lines) + "\n[b]Ready.[/b] Add it?")
-        self._set_step("ready")
+        self.added = outcome.name
+        self.status(
+            escape("\n".join(outcome.lines)) + f"\n[b green]Host {outcome.name} added.[/b green]"
+        )
+        self._set_step("done")
         self.query_one("#add", Button).focus()
 
     def _failed(self, lines: list[str]) -> None:
-        self.status("[red]" + "\n".join(lines) + "[/red]\nNothing was stored.")
+        self.status("[red]" + escape("\n".join(lines)) + "[/red]\nNothing was stored.")
         self._set_step("failed")
 
     @on(Button.Pressed, "#add")
-    def action_add(self) -> None:
-        if self.step != "ready" or self.checked is None or self.result is None:
-            return
-        self._set_step("checking")
-        self._store(self.raw(), self.result.capacity, self.key)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="onboard")
-    def _store(self, raw: dict[str, Any], capacity: dict[str, Any], key) -> None:
-        try:
-            host = self.app.svc.add_host(
-                raw.pop("name"), capacity=capacity,
-                host_key=(key.key_type, key.fingerprint) if key else None, **raw,
-            )  # fmt: skip
-        except LeptonError as exc:
-            self.app.call_from_thread(self._failed, [f"✗ {exc}"])
-            return
-        self.app.call_from_thread(self.dismiss, host["name"])
+    def action_done(self) -> None:
+        self.dismiss(self.added)
 
     @on(Button.Pressed, "#close")
     def action_close(self) -> None:
-        self.dismiss(None)
+        if self.step == "done":
+            self.dismiss(self.added)
+        else:
+            self.dismiss(None)

@@ -124,15 +124,15 @@ class HostsScreen(LiveScreen):
 
     @work(thread=True, exit_on_error=False, group="probe")
     def _probe(self, host: dict[str, Any]) -> None:
-        from lepton_tui.screens.onboard import preflight
+        from lepton_tui.screens.onboard import probe_now
 
-        values = {k: host[k] for k in ("name", "address", "port", "user", "key_path",
-                                        "transport", "root_dir", "gpus_override")}  # fmt: skip
-        values["root_dir"] = values["root_dir"] or "~/.lepton"
-        result = preflight(values, self.app.svc.known_hosts, None)
+        result = probe_now(self.app.svc, host)
         severity = "information" if result.ok else "error"
         self.app.call_from_thread(
-            self.notify, f"{host['name']}: " + "; ".join(result.lines), severity=severity
+            self.notify,
+            f"{host['name']}:\n" + "\n".join(result.lines),
+            severity=severity,
+            timeout=10,
         )
 
     @on(EmptyFleet.AddLocal)

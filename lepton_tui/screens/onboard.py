@@ -1,13 +1,15 @@
-"""The blocking half of the add-host modal: fetch the host key, trust it, run the preflight.
+"""The blocking half of the add-host modal, on top of `lepton_tui.onboarding` (thread workers only).
 
-Runs in thread workers only. Nothing is written to the ledger here; the modal stores the host
-through `Service.add_host` once the preflight passed. A key accepted for a host that then fails
-its preflight is forgotten again, so a failed attempt leaves nothing behind.
+Step one shows the server's host key without trusting anything; step two runs the real
+onboarding (`onboarding.onboard`) with the fingerprint the user accepted, so a key that changed
+in between is refused, the preflight lines come back for the modal, and a failed attempt stores
+nothing (onboarding forgets a key it accepted for a host that then fails).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lepton_tui.errors import LeptonError
@@ -19,109 +21,72 @@ class KeyCheck:
 
     key_type: str
     fingerprint: str
-    key: Any
     trusted: bool = False
     vouched: bool = False
 
 
 @dataclass
-class Preflight:
-    """The lines shown to the user, whether the host is usable, and what it has."""
+class Outcome:
+    """The lines to show, and the host's name when it was stored."""
 
     ok: bool
     lines: list[str] = field(default_factory=list)
-    capacity: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
 
 
-def host_spec(values: dict[str, Any]):
-    """An inventory HostSpec from checked host fields."""
-    from inventory.hostspec import HostSpec
-
-    return HostSpec(
-        name=values["name"],
-        address=values["address"],
-        port=int(values["port"]),
-        user=values["user"],
-        key_path=values["key_path"],
-        transport=values["transport"],
-        root_dir=values["root_dir"],
-        gpus_override=values["gpus_override"],
-    )
-
-
-def check_key(known_hosts, address: str, port: int, timeout: float = 10) -> KeyCheck:
-    """Connect far enough to see the host key (no login); say if it is already trusted."""
+def check_key(known_hosts: Path, address: str, port: int, timeout: float = 10) -> KeyCheck:
+    """Connect far enough to see the host key (no login, nothing trusted or stored)."""
     from inventory import hostkeys
     from inventory.errors import HostError
 
     try:
-        key_type, fp, key = hostkeys.fetch_host_key(address, port, timeout=timeout)
+        key_type, fp, key = hostkeys.fetch_host_key(address, port, timeout)
     except HostError as exc:
         raise LeptonError(f"cannot reach {address}:{port}: {exc.reason}") from None
     held = hostkeys.known_key(known_hosts, address, port, key_type)
     if held is not None and held.asbytes() != key.asbytes():
         raise LeptonError(
-            f"the host key of {address}:{port} CHANGED since it was accepted ({fp}); "
-            "refusing (if the server was reinstalled, remove the host and add it again)"
+            f"HOST KEY CHANGED for {address}:{port}: lepton trusts {hostkeys.fingerprint(held)}, "
+            f"the host now shows {fp}; if it was reinstalled, check the new key on its console"
         )
     return KeyCheck(
-        key_type, fp, key, trusted=held is not None,
+        key_type, fp, trusted=held is not None,
         vouched=hostkeys.user_known_hosts_vouches(address, port, key),
     )  # fmt: skip
 
 
-def preflight(values: dict[str, Any], known_hosts, key: KeyCheck | None) -> Preflight:
-    """Trust the key (if given), log in, probe once; forget the key again if anything fails."""
-    from inventory import hostkeys
-    from inventory.errors import HostError
-    from inventory.probe import probe
-    from inventory.transport import make_transport
+def add_host(svc: Any, raw: dict[str, Any], fingerprint: str | None) -> Outcome:
+    """Onboard the host (trust `fingerprint`, preflight, store); never raises."""
+    from lepton_tui.onboarding import onboard
 
-    spec = host_spec(values)
     lines: list[str] = []
-    accepted_now = False
-    if key is not None and not key.trusted:
-        hostkeys.accept_host_key(known_hosts, spec.address, spec.port, key.key)
-        accepted_now = True
-        lines.append(f"✓ host key {key.key_type} {key.fingerprint} accepted")
-    transport = None
+    raw = dict(raw)
+    name = raw.pop("name")
     try:
-        transport = make_transport(spec, known_hosts)
-        if spec.transport == "ssh":
-            res = transport.run(["uname", "-sr"], timeout=15)
-            if res.rc != 0:
-                raise LeptonError(f"`uname` failed on the host: {res.stderr.strip()[:200]}")
-            lines.append(f"✓ logged in as {spec.user or 'you'}: {res.stdout.strip()[:60]}")
-            res = transport.run(["python3", "-c", "import sys; print(sys.version.split()[0])"])
-            if res.rc != 0:
-                raise LeptonError("python3 is missing on the host (lepton needs it to probe)")
-            lines.append(f"✓ python3 {res.stdout.strip()}")
-        sample = probe(transport, spec, tokens=[], timeout=30)
-        lines.append(
-            f"✓ {sample.cpus} CPUs, {sample.mem_total_mb / 1024:.1f} GiB memory, "
-            f"{sample.disk_free_mb or 0:,} MiB free disk"
-        )
-        if sample.gpus:
-            names = sorted({g.name for g in sample.gpus})
-            lines.append(f"✓ {len(sample.gpus)} GPU(s): {', '.join(names)}")
-        else:
-            reason = f" ({sample.gpu_error})" if sample.gpu_error else ""
-            lines.append(f"· no GPU{reason}: CPU jobs only")
-        capacity = {
-            "cpus": float(sample.cpus),
-            "mem_mb": int(sample.mem_total_mb),
-            "gpus": len(sample.gpus),
-            "gpu_mem_mb": int(sum(g.mem_total_mb or 0 for g in sample.gpus)),
-            "gpu_model": sample.gpus[0].name if sample.gpus else None,
-        }
-        return Preflight(True, lines, capacity)
-    except (HostError, LeptonError, OSError) as exc:
-        reason = exc.reason if isinstance(exc, HostError) else str(exc)
-        lines.append(f"✗ {reason}")
-        if accepted_now:
-            hostkeys.forget_host_key(known_hosts, spec.address, spec.port)
-            lines.append("· the host key was not kept")
-        return Preflight(False, lines)
-    finally:
-        if transport is not None:
+        done = onboard(svc, name, fingerprint=fingerprint, echo=lines.append, **raw)
+    except LeptonError as exc:
+        return Outcome(False, [*lines, f"✗ {exc}"])
+    except Exception as exc:  # noqa: BLE001 - shown in the modal, never a traceback
+        return Outcome(False, [*lines, f"✗ {type(exc).__name__}: {exc}"])
+    return Outcome(True, lines, done.host["name"])
+
+
+def probe_now(svc: Any, host: dict[str, Any]) -> Outcome:
+    """Run the preflight against a stored host now (its lines; nothing is written)."""
+    from inventory.errors import HostError
+    from inventory.preflight import preflight
+    from inventory.transport import make_transport
+    from lepton_tui.hostpool import spec_from_row
+
+    try:
+        spec = spec_from_row(host)
+        transport = make_transport(spec, svc.known_hosts)
+        try:
+            pf = preflight(transport, spec)
+        finally:
             transport.close()
+    except HostError as exc:
+        return Outcome(False, [f"✗ {exc.reason}"])
+    except LeptonError as exc:
+        return Outcome(False, [f"✗ {exc}"])
+    return Outcome(pf.ok, pf.lines(), host["name"])
