@@ -11,7 +11,8 @@ actions are ever scored.
 Reward per event interval `dt`: minus the sum over jobs in the system (pending or running) of
 `dt / max(runtime, tau)`, so an episode's return is minus the jobs' total (bounded) slowdown
 (DeepRM's reward, in continuous time). The environment knows true runtimes: this is a training
-signal, never shown to the policy. Optional cost term: minus `cost_weight` times the price of idle
+signal, never shown to the policy. Rewards are divided by `reward_scale` (default: the number of
+jobs, so a return is minus the average slowdown). Optional cost term: minus `cost_weight` times the price of idle
 GPU capacity (CPU capacity on GPU-less nodes) over the interval, in currency units.
 """
 
@@ -39,7 +40,7 @@ class SchedulingEnv:
         *,
         config: RoundConfig = DEFAULT_CONFIG,
         cost_weight: float = 0.0,
-        reward_scale: float = 1.0,
+        reward_scale: float | None = None,
         max_steps: int | None = None,
     ) -> None:
         if cost_weight < 0:
@@ -47,7 +48,7 @@ class SchedulingEnv:
         self.source = workload
         self.config = config
         self.cost_weight = float(cost_weight)
-        self.reward_scale = float(reward_scale)
+        self.reward_scale = reward_scale
         self.max_steps = max_steps
         self.sim: Simulator | None = None
         self.round: Round | None = None
@@ -66,6 +67,7 @@ class SchedulingEnv:
         self.steps = 0
         self._inv_runtime = {j.id: 1.0 / max(j.runtime_s, TAU_S) for j in wl.jobs}
         self._idle_price = np.array([n.price_per_hour for n in wl.nodes], dtype=float)
+        self._scale = self.reward_scale or float(max(1, len(wl.jobs)))
         self.episode_return = 0.0
         reward, done = self._to_decision()
         self.episode_return += reward
@@ -167,14 +169,14 @@ class SchedulingEnv:
             rate = self._rate()
             if not sim.advance():
                 self.round, self.obs = None, None
-                return reward / self.reward_scale, True
+                return reward / self._scale, True
             reward += rate * (sim.now - t0)
             if sim.worth_deciding():
                 rnd = Round(sim.view(), sim.pending(), sim.now, self.config)
                 cands = rnd.candidates()
                 if len(cands) > 1:
                     self.round, self.obs = rnd, cands
-                    return reward / self.reward_scale, False
+                    return reward / self._scale, False
 
 
 # -- evaluation ---------------------------------------------------------------------------------

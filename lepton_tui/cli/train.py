@@ -1,0 +1,304 @@
+"""`lepton-tui train`: train the DQN scheduling policy in the simulator (needs torch)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lepton_tui.cli.common import CONTEXT_SETTINGS, echo_json, home_from
+from lepton_tui.errors import LeptonError, ValidationError
+
+WORKLOADS = ("deeprm", "lab", "trace")
+TRAIN_SHARE = 0.6
+"""The trace's first 60 % of tasks (by submission time) train; the rest is held out."""
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--workload",
+    "workloads",
+    multiple=True,
+    type=click.Choice(WORKLOADS),
+    help="Workload kinds to train on (repeatable; default: all three, trace only with --trace).",
+)
+@click.option(
+    "--trace",
+    "trace_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Pod list CSV in the Alibaba 2023 format; its first 60 % trains.",
+)
+@click.option(
+    "--from-ledger",
+    is_flag=True,
+    help="Train on this lab's own job history (arrivals, requests, real runtimes).",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(min=100),
+    default=50_000,
+    show_default=True,
+    help="Environment steps in all (teacher demonstrations included).",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of everything.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=10),
+    default=200,
+    show_default=True,
+    help="Jobs per training episode.",
+)
+@click.option(
+    "--eval-every",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Steps between evaluations against the heuristics (default: steps / 5).",
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Torch threads."
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default="dqn.npz",
+    show_default=True,
+    help="Weights file to write (a .json sidecar goes beside it).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
+@click.pass_context
+def train(
+    ctx: click.Context,
+    workloads: tuple[str, ...],
+    trace_path: str | None,
+    from_ledger: bool,
+    steps: int,
+    seed: int,
+    jobs: int,
+    eval_every: int | None,
+    threads: int,
+    out: str,
+    as_json: bool,
+) -> None:
+    """Train the DQN policy: imitate SJF, then Double DQN; keep the best checkpoint."""
+    try:
+        import torch
+    except ImportError:
+        raise LeptonError("training needs torch: pip install 'lepton-tui[train]'") from None
+    from scheduler import workloads as w
+    from scheduler.agent import TrainConfig, WorkloadMix, ledger_mix
+    from scheduler.agent import train as run_training
+
+    out_path = Path(out)
+    if out_path.suffix != ".npz":
+        raise ValidationError("--out must end in .npz", field="out")
+    kinds = tuple(dict.fromkeys(workloads)) or (
+        ("deeprm", "lab", "trace") if trace_path else ("deeprm", "lab")
+    )
+    if "trace" in kinds and not trace_path:
+        raise ValidationError("--workload trace needs --trace FILE", field="trace")
+    tasks: list = []
+    if trace_path:
+        try:
+            tasks = w.load_trace(trace_path)
+        except w.TraceError as e:
+            raise ValidationError(str(e), field="trace") from None
+        except OSError as e:
+            raise ValidationError(
+                f"cannot read {trace_path}: {e.strerror}", field="trace"
+            ) from None
+    split = int(len(tasks) * TRAIN_SHARE)
+    train_tasks, held_out = tasks[:split], tasks[split:]
+    data: dict[str, Any] = {"kinds": list(kinds), "jobs_per_episode": jobs}
+    if from_ledger:
+        history = ledger_workload(home_from(ctx))
+        source = ledger_mix([history])
+        eval_set = [history]
+        data = {"ledger": True, "jobs": len(history.jobs), "nodes": len(history.nodes)}
+    else:
+        source = WorkloadMix(
+            kinds=kinds, jobs=jobs, trace_tasks=train_tasks if "trace" in kinds else []
+        )
+        eval_set = validation_set(kinds, train_tasks, small=steps < 10_000)
+        if trace_path:
+            data.update(
+                trace=str(trace_path),
+                trace_tasks=len(tasks),
+                trace_train_tasks=f"[0, {split})",
+                trace_held_out=f"[{split}, {len(tasks)})",
+            )
+    torch.set_num_threads(threads)
+    config = TrainConfig(
+        seed=seed,
+        total_steps=steps,
+        eval_every=eval_every if eval_every is not None else max(1, steps // 5),
+    )
+    command = (
+        "lepton-tui train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        if (len(sys.argv) > 1 and sys.argv[1] == "train")
+        else "lepton-tui train"
+    )
+    meta = {"command": command, "seed": seed}
+    started = time.perf_counter()
+    result = _run_with_progress(run_training, config, source, eval_set, out_path, meta)
+    summary = {
+        "command": command,
+        "seed": seed,
+        "steps": steps,
+        "data": data,
+        "held_out": {
+            "seeds": "workload seeds 0-999 (training draws from 10,000 up)",
+            "trace_tasks": len(held_out),
+        },
+        "validation": [f"{wl.name}:{len(wl.jobs)} jobs" for wl in eval_set],
+        "best": result["best"],
+        "history": result["history"],
+        "episodes": result["episodes"],
+        "elapsed_s": round(time.perf_counter() - started, 1),
+        "config": result["config"],
+        "weights": str(out_path),
+        "weights_bytes": out_path.stat().st_size,
+    }
+    sidecar = out_path.with_suffix(".json")
+    previous = {}
+    if sidecar.exists():
+        try:
+            previous = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            previous = {}
+    if "evaluation" in previous and previous.get("command") == command:
+        summary["evaluation"] = previous["evaluation"]
+    sidecar.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+    if as_json:
+        echo_json(summary)
+    else:
+        b = result["best"]
+        click.echo(
+            f"wrote {out_path} ({summary['weights_bytes']} bytes) and {sidecar.name}: best "
+            f"checkpoint at step {b.get('step')} ({b.get('phase')}), validation slowdown "
+            f"{b.get('ratio_to_best', float('nan')):.3f} x the best heuristic, "
+            f"{summary['elapsed_s']:.0f} s"
+        )
+
+
+def _run_with_progress(run_training, config, source, eval_set, out_path, meta) -> dict:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[note]}"),
+        console=console,
+        disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("training", total=config.total_steps, note="")
+
+        def progress(step: int, info: dict) -> None:
+            note = ""
+            if "eval" in info:
+                ev = info["eval"]
+                note = f"eval@{ev['step']}: {ev['ratio_to_best']:.3f} x best heuristic"
+                if not console.is_terminal:
+                    click.echo(f"step {step}: {note} ({ev['phase']})", err=True)
+            bar.update(
+                task,
+                completed=step,
+                description=info.get("phase", "training"),
+                **({"note": note} if note else {}),
+            )
+
+        return run_training(config, source, eval_set, out_path, progress, meta)
+
+
+def validation_set(kinds: tuple[str, ...], train_tasks: list, small: bool = False) -> list:
+    """Workloads the periodic evaluation uses: validation seeds (900+), apart from training's and
+    from the evaluation table's (0-4)."""
+    from scheduler import workloads as w
+
+    n = 60 if small else 300
+    out = []
+    if "deeprm" in kinds:
+        out.append(w.deeprm(n, load=1.0, seed=900, num_nodes=2))
+    if "lab" in kinds:
+        out.append(w.lab_mix(n, 1.2, 901, nodes=4))
+    if "trace" in kinds and train_tasks:
+        start = max(0, len(train_tasks) - n - 1)
+        out.append(w.trace_workload(train_tasks, jobs=n, start=start, load=1.1, seed=902, nodes=4))
+    return out
+
+
+def ledger_workload(home: str | None):
+    """The lab's own history as a workload: each job that ran to the end, arriving when it was
+    submitted, with its request and its real runtime (last finished attempt); hosts as nodes."""
+    from lepton_tui.service import Service
+    from scheduler.model import Job, Node, Resources, Workload
+
+    svc = Service.open(home)
+    try:
+        ledger = svc.ledger
+        rows = ledger.query(
+            "SELECT j.id, j.cpus, j.mem_mb, j.gpus, j.gpu_mem_mb, j.priority, j.user, j.project,"
+            " j.submitted_at, j.time_limit_s, a.started_at, a.ended_at FROM jobs j"
+            " JOIN attempts a ON a.job_id = j.id"
+            " WHERE a.started_at IS NOT NULL AND a.ended_at > a.started_at"
+            " AND a.exit_code IS NOT NULL ORDER BY j.submitted_at, a.id"
+        )
+        hosts = ledger.query(
+            "SELECT name, cpus, mem_mb, gpus, gpu_mem_mb FROM hosts WHERE cpus > 0"
+        )
+    finally:
+        svc.close()
+    if not hosts:
+        raise LeptonError("--from-ledger: no host with a known capacity in the ledger")
+    by_job: dict[int, dict] = {}
+    for r in rows:
+        by_job[r["id"]] = r  # the last finished attempt wins
+    if len(by_job) < 10:
+        raise LeptonError(
+            f"--from-ledger: only {len(by_job)} finished jobs in the ledger; need at least 10"
+        )
+    nodes = [
+        Node(
+            h["name"],
+            Resources(
+                float(h["cpus"]),
+                int(h["mem_mb"] or 0),
+                int(h["gpus"] or 0),
+                int(h["gpu_mem_mb"] or 0),
+            ),
+        )
+        for h in hosts
+    ]
+    jobs = []
+    for r in by_job.values():
+        runtime = float(r["ended_at"] - r["started_at"])
+        gpus = int(r["gpus"] or 0)
+        req = Resources(
+            float(r["cpus"] or 0),
+            int(r["mem_mb"] or 0),
+            gpus,
+            0 if gpus else int(r["gpu_mem_mb"] or 0),
+        )
+        est = float(r["time_limit_s"] or runtime)
+        jobs.append(
+            Job(
+                r["id"],
+                req,
+                float(r["submitted_at"]),
+                runtime,
+                est,
+                float(r["priority"] or 0),
+                r["user"] or "",
+                r["project"] or "",
+            )
+        )
+    return Workload("ledger", jobs, nodes, [], False, {})

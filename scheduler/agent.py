@@ -1,0 +1,476 @@
+"""Training the DQN scheduling policy (torch), in the readable style of cleanrl's `dqn.py`.
+
+Double DQN over candidate actions (`scheduler.features`): the Q network scores one candidate row
+at a time, so a state's actions are its rows. A target network follows the online one with `tau`;
+Huber loss; gradient clipping; a linear epsilon schedule; one explicit seeding block.
+
+Warm start (DQfD-style, Hester et al. 2018): the best heuristic for bounded slowdown (SJF by
+default) drives the environment first; its transitions, labelled with its actions, fill a
+permanent demonstration buffer; the network is pre-trained on them with the TD loss plus a
+large-margin loss that ranks the teacher's action above every other by `margin`. Q-learning then
+continues from the policy's own experience, still sampling a share of demonstrations with the
+margin loss (the conservative blend). Periodic evaluation against the heuristics on held-out
+workloads keeps the best checkpoint, the pre-trained one included, so fine-tuning can never ship a
+policy worse on validation than the imitation it started from.
+
+Torch is imported here only: the run-time policy (`scheduler.policy`) is numpy.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from scheduler.environment import SchedulingEnv, run_policy, summarize
+from scheduler.features import NUM_FEATURES, RoundConfig
+from scheduler.heuristics import HEURISTICS
+from scheduler.model import Workload
+from scheduler.policy import DQNPolicy, QNetwork, save_weights
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (recorded in the weights' sidecar)."""
+
+    seed: int = 1
+    """seeds python, numpy and torch, and the workloads drawn"""
+    total_steps: int = 50_000
+    """environment steps in all (teacher demonstrations included)"""
+    demo_fraction: float = 0.3
+    """share of `total_steps` driven by the teacher heuristic"""
+    teacher: str = "sjf"
+    """heuristic imitated during the warm start"""
+    pretrain_updates: int = 3_000
+    """gradient steps on the demonstrations before the agent acts (scaled down for short runs)"""
+    hidden: int = 64
+    """width of the two hidden layers"""
+    learning_rate: float = 5e-4
+    """Adam learning rate"""
+    buffer_size: int = 40_000
+    """agent replay buffer (states)"""
+    gamma: float = 0.99
+    """discount per decision step"""
+    tau: float = 0.005
+    """target network soft-update rate"""
+    batch_size: int = 64
+    """transitions per gradient step"""
+    demo_ratio: float = 0.25
+    """share of each batch drawn from the demonstrations during Q-learning"""
+    margin: float = 0.5
+    """large-margin gap between the teacher's action and the others"""
+    margin_weight: float = 1.0
+    """weight of the margin loss"""
+    start_e: float = 0.2
+    """initial exploration rate of the agent phase"""
+    end_e: float = 0.01
+    """final exploration rate"""
+    exploration_fraction: float = 0.5
+    """share of the agent phase over which epsilon decays"""
+    train_frequency: int = 2
+    """environment steps per gradient step"""
+    max_grad_norm: float = 10.0
+    """gradient clipping"""
+    eval_every: int = 10_000
+    """environment steps between evaluations against the heuristics"""
+    k: int = 32
+    """window of jobs considered per round"""
+    max_episode_steps: int = 4_000
+    """truncate an episode after this many steps"""
+
+
+class Batch(NamedTuple):
+    """A padded minibatch: states and next states as (B, L, F) with legal-action masks."""
+
+    x: torch.Tensor
+    mask: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    dones: torch.Tensor
+    next_x: torch.Tensor
+    next_mask: torch.Tensor
+    demo_actions: torch.Tensor
+
+
+def make_network(hidden: int = 64) -> nn.Sequential:
+    """The Q network: features -> hidden -> hidden -> one score per candidate row."""
+    return nn.Sequential(
+        nn.Linear(NUM_FEATURES, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, 1),
+    )
+
+
+def to_numpy_layers(net: nn.Sequential) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Linear layers as (W, b) with W laid out for `x @ W + b` (the numpy policy's form)."""
+    return [
+        (m.weight.detach().cpu().numpy().T.copy(), m.bias.detach().cpu().numpy().copy())
+        for m in net
+        if isinstance(m, nn.Linear)
+    ]
+
+
+def numpy_network(net: nn.Sequential) -> QNetwork:
+    """The same network for numpy inference."""
+    return QNetwork(to_numpy_layers(net))
+
+
+def linear_schedule(start_e: float, end_e: float, duration: int, t: int) -> float:
+    """Epsilon at step t: linear from start_e to end_e over `duration` steps, then flat."""
+    slope = (end_e - start_e) / max(duration, 1)
+    return max(slope * t + start_e, end_e)
+
+
+class ReplayBuffer:
+    """States in order of play; transition i goes from state i to state i + 1 unless i ended its
+    episode. Variable numbers of candidates per state are padded at sampling time."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.x: list[np.ndarray | None] = [None] * capacity
+        self.mask: list[np.ndarray | None] = [None] * capacity
+        self.action = np.zeros(capacity, dtype=np.int64)
+        self.reward = np.zeros(capacity, dtype=np.float32)
+        self.done = np.zeros(capacity, dtype=bool)
+        self.valid = np.zeros(capacity, dtype=bool)
+        self.demo = np.full(capacity, -1, dtype=np.int64)
+        self.pos = 0
+        self.full = False
+        self._open = False
+
+    def __len__(self) -> int:
+        return self.capacity if self.full else self.pos
+
+    def add(
+        self,
+        x: np.ndarray,
+        mask: np.ndarray,
+        action: int,
+        reward: float,
+        done: bool,
+        demo_action: int = -1,
+    ) -> None:
+        """Record a state, the action taken there and its outcome."""
+        i = self.pos
+        prev = (i - 1) % self.capacity
+        if self._open and not self.done[prev]:
+            self.valid[prev] = True  # state i is the next state of transition prev
+        self.x[i], self.mask[i] = x, mask
+        self.action[i], self.reward[i], self.done[i] = action, reward, done
+        self.demo[i] = demo_action
+        self.valid[i] = done  # a non-terminal transition waits for its next state
+        self._open = not done
+        self.pos = (i + 1) % self.capacity
+        self.full = self.full or self.pos == 0
+
+    def start(self) -> None:
+        """The next state added opens a new episode (the previous one was cut short)."""
+        self._open = False
+
+    def sample(self, n: int, rng: np.random.Generator) -> list[int]:
+        """Indices of `n` usable transitions."""
+        ok = np.flatnonzero(self.valid[: len(self)])
+        return rng.choice(ok, size=n).tolist() if len(ok) else []
+
+    def batch(self, idx: list[int], device: torch.device) -> Batch:
+        """Pad the states of `idx` and their next states into tensors."""
+        nxt = [(i + 1) % self.capacity for i in idx]
+        x, m = _pad([self.x[i] for i in idx], [self.mask[i] for i in idx])
+        nx, nm = _pad(
+            [self.x[j] if not self.done[i] else self.x[i] for i, j in zip(idx, nxt, strict=True)],
+            [
+                self.mask[j] if not self.done[i] else self.mask[i]
+                for i, j in zip(idx, nxt, strict=True)
+            ],
+        )
+        t = torch.as_tensor
+        return Batch(
+            t(x, device=device),
+            t(m, device=device),
+            t(self.action[idx], device=device),
+            t(self.reward[idx], device=device),
+            t(self.done[idx].astype(np.float32), device=device),
+            t(nx, device=device),
+            t(nm, device=device),
+            t(self.demo[idx], device=device),
+        )
+
+
+def _pad(xs: list, masks: list) -> tuple[np.ndarray, np.ndarray]:
+    n = max(len(x) for x in xs)
+    out = np.zeros((len(xs), n, NUM_FEATURES), dtype=np.float32)
+    mk = np.zeros((len(xs), n), dtype=bool)
+    for b, (x, m) in enumerate(zip(xs, masks, strict=True)):
+        out[b, : len(x)] = x
+        mk[b, : len(m)] = m
+    return out, mk
+
+
+# -- workloads --------------------------------------------------------------------------------
+
+
+@dataclass
+class WorkloadMix:
+    """Draws training episodes: DeepRM, the lab mix and windows of the trace's training part, at
+    loads between `load_low` and `load_high`, on a few nodes, with seeds disjoint from evaluation's
+    (evaluation uses seeds below 1000; training draws from 10,000 up)."""
+
+    kinds: tuple[str, ...] = ("deeprm", "lab", "trace")
+    jobs: int = 200
+    load_low: float = 0.6
+    load_high: float = 1.3
+    trace_tasks: list = field(default_factory=list)
+    """the trace's training part (first `train_share` of its tasks by submission time)"""
+
+    def __call__(self, seed: int) -> Workload:
+        from scheduler import workloads as w
+
+        rng = np.random.default_rng(seed)
+        kinds = [k for k in self.kinds if k != "trace" or self.trace_tasks]
+        kind = kinds[int(rng.integers(len(kinds)))]
+        load = float(rng.uniform(self.load_low, self.load_high))
+        wseed = 10_000 + int(rng.integers(1_000_000))
+        if kind == "deeprm":
+            return w.deeprm(self.jobs, load=load, seed=wseed, num_nodes=int(rng.integers(1, 5)))
+        if kind == "lab":
+            return w.lab_mix(self.jobs, load, wseed, nodes=int(rng.integers(2, 9)))
+        n = min(self.jobs, len(self.trace_tasks))
+        start = int(rng.integers(0, max(1, len(self.trace_tasks) - n)))
+        return w.trace_workload(
+            self.trace_tasks,
+            jobs=n,
+            start=start,
+            load=load,
+            seed=wseed,
+            nodes=int(rng.integers(2, 9)),
+        )
+
+
+def ledger_mix(
+    workloads: list[Workload], load_low: float = 0.6, load_high: float = 1.3
+) -> Callable[[int], Workload]:
+    """Episodes drawn from fixed workloads (e.g. the lab's own history): a random one each time."""
+
+    def draw(seed: int) -> Workload:
+        rng = np.random.default_rng(seed)
+        return workloads[int(rng.integers(len(workloads)))]
+
+    return draw
+
+
+# -- evaluation -------------------------------------------------------------------------------
+
+
+def evaluate(
+    net: QNetwork,
+    workloads: list[Workload],
+    config: RoundConfig,
+    baselines: dict[str, list[float]] | None = None,
+) -> dict:
+    """Average bounded slowdown of the policy and the heuristics on `workloads`, and the policy's
+    mean ratio to the best heuristic per workload (lower is better)."""
+    if baselines is None:
+        baselines = {
+            name: [summarize(run_policy(cls(), wl)).avg_bsld for wl in workloads]
+            for name, cls in HEURISTICS.items()
+        }
+    pol = DQNPolicy.from_network(net, config)
+    dqn = [summarize(run_policy(pol, wl)).avg_bsld for wl in workloads]
+    best = [min(v[i] for v in baselines.values()) for i in range(len(workloads))]
+    ratio = float(np.mean([d / b for d, b in zip(dqn, best, strict=True)]))
+    return {"dqn": dqn, "baselines": baselines, "ratio_to_best": ratio}
+
+
+# -- training ---------------------------------------------------------------------------------
+
+
+def train(
+    config: TrainConfig,
+    source: Callable[[int], Workload],
+    eval_workloads: list[Workload],
+    out: str | Path,
+    progress: Callable[[int, dict], None] | None = None,
+    meta: dict | None = None,
+) -> dict:
+    """Train, evaluate every `eval_every` steps, and save the best checkpoint to `out`."""
+    # seeding
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    device = torch.device("cpu")
+    started = time.perf_counter()
+
+    round_cfg = RoundConfig(k=config.k)
+    q_net = make_network(config.hidden).to(device)
+    target = make_network(config.hidden).to(device)
+    target.load_state_dict(q_net.state_dict())
+    optimizer = torch.optim.Adam(q_net.parameters(), lr=config.learning_rate)
+    teacher = HEURISTICS[config.teacher]()
+    demos = ReplayBuffer(max(1, int(config.total_steps * config.demo_fraction) + 1))
+    replay = ReplayBuffer(config.buffer_size)
+    env = SchedulingEnv(
+        source, config=round_cfg, reward_scale=1.0, max_steps=config.max_episode_steps
+    )
+
+    baselines = None
+    history: list[dict] = []
+    best: dict = {"ratio_to_best": math.inf}
+
+    def checkpoint(step: int, phase: str) -> None:
+        nonlocal baselines, best
+        if not eval_workloads:
+            return
+        res = evaluate(numpy_network(q_net), eval_workloads, round_cfg, baselines)
+        baselines = res["baselines"]
+        row = {
+            "step": step,
+            "phase": phase,
+            "ratio_to_best": res["ratio_to_best"],
+            "dqn": res["dqn"],
+            "elapsed_s": time.perf_counter() - started,
+        }
+        history.append(row)
+        if res["ratio_to_best"] < best["ratio_to_best"]:
+            best = row
+            save_weights(out, to_numpy_layers(q_net), round_cfg, meta)
+        if progress:
+            progress(step, {"eval": row})
+
+    def learn(batch: Batch, use_td: bool = True) -> float:
+        q = _masked(q_net(batch.x).squeeze(-1), batch.mask)
+        loss = torch.zeros((), device=device)
+        if use_td:
+            with torch.no_grad():
+                q_next_online = _masked(q_net(batch.next_x).squeeze(-1), batch.next_mask)
+                a_next = q_next_online.argmax(dim=1, keepdim=True)
+                q_next = target(batch.next_x).squeeze(-1).gather(1, a_next).squeeze(1)
+                td_target = batch.rewards + config.gamma * q_next * (1.0 - batch.dones)
+            q_taken = q.gather(1, batch.actions[:, None]).squeeze(1)
+            loss = nn.functional.smooth_l1_loss(q_taken, td_target)
+        is_demo = batch.demo_actions >= 0
+        if is_demo.any():
+            a_e = batch.demo_actions.clamp(min=0)[:, None]
+            gap = torch.full_like(q, config.margin).scatter(1, a_e, 0.0)
+            q_e = q.gather(1, a_e).squeeze(1)
+            margin_loss = ((q + gap).max(dim=1).values - q_e)[is_demo].mean()
+            loss = loss + config.margin_weight * margin_loss
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(q_net.parameters(), config.max_grad_norm)
+        optimizer.step()
+        with torch.no_grad():
+            for p_t, p in zip(target.parameters(), q_net.parameters(), strict=True):
+                p_t.mul_(1.0 - config.tau).add_(p, alpha=config.tau)
+        return float(loss.detach())
+
+    def new_episode() -> tuple:
+        nonlocal episode
+        episode += 1
+        obs, _ = env.reset(seed=int(rng.integers(1 << 31)))
+        return obs, env.sim is not None and env.obs is None
+
+    episode = 0
+    demo_steps = int(config.total_steps * config.demo_fraction)
+    step = 0
+    obs, over = new_episode()
+    losses: list[float] = []
+    # 1. demonstrations from the teacher
+    while step < demo_steps:
+        if over:
+            demos.start()
+            obs, over = new_episode()
+            continue
+        label = env.teacher_action(teacher)
+        # the teacher's job may lie outside the window: then play the first pair, unlabelled
+        a = label if label is not None else 0
+        obs_next, r, done, trunc, _ = env.step(a)
+        demos.add(obs.x, obs.mask, a, r, done, demo_action=-1 if label is None else a)
+        if trunc:
+            demos.start()
+        obs, over = obs_next, done or trunc
+        step += 1
+        if progress and step % 200 == 0:
+            progress(step, {"phase": "demo"})
+    # 2. pre-training on the demonstrations
+    updates = int(config.pretrain_updates * min(1.0, config.total_steps / 50_000))
+    for u in range(updates):
+        idx = demos.sample(config.batch_size, rng)
+        if not idx:
+            break
+        losses.append(learn(demos.batch(idx, device)))
+        if progress and u % 200 == 0:
+            progress(step, {"phase": "pretrain", "loss": float(np.mean(losses[-200:]))})
+    checkpoint(step, "imitation")
+    # 3. Q-learning from the agent's own play, with a share of demonstrations
+    agent_steps = config.total_steps - demo_steps
+    demos.start()
+    obs, over = new_episode()
+    for t in range(agent_steps):
+        if over:
+            replay.start()
+            obs, over = new_episode()
+        eps = linear_schedule(
+            config.start_e, config.end_e, int(config.exploration_fraction * agent_steps), t
+        )
+        legal = np.flatnonzero(obs.mask)
+        if rng.random() < eps:
+            a = int(rng.choice(legal))
+        else:
+            with torch.no_grad():
+                q = q_net(torch.as_tensor(obs.x)).squeeze(-1).numpy()
+            q[~obs.mask] = -np.inf
+            a = int(np.argmax(q))
+        obs_next, r, done, trunc, _ = env.step(a)
+        replay.add(obs.x, obs.mask, a, r, done)
+        if trunc:
+            replay.start()
+        obs, over = obs_next, done or trunc
+        step += 1
+        if t % config.train_frequency == 0 and len(replay) > config.batch_size:
+            n_demo = int(config.batch_size * config.demo_ratio) if len(demos) else 0
+            idx = replay.sample(config.batch_size - n_demo, rng)
+            if idx:
+                losses.append(learn(replay.batch(idx, device)))
+            if n_demo:
+                didx = demos.sample(n_demo, rng)
+                if didx:
+                    losses.append(learn(demos.batch(didx, device)))
+        if progress and step % 200 == 0:
+            progress(
+                step,
+                {
+                    "phase": "q-learning",
+                    "epsilon": eps,
+                    "loss": float(np.mean(losses[-200:])) if losses else 0.0,
+                },
+            )
+        if config.eval_every and (t + 1) % config.eval_every == 0:
+            checkpoint(step, "q-learning")
+    if not eval_workloads or (history and history[-1]["step"] != step):
+        checkpoint(step, "final")
+    if not eval_workloads:
+        save_weights(out, to_numpy_layers(q_net), round_cfg, meta)
+        best = {"step": step, "phase": "final"}
+    return {
+        "config": asdict(config),
+        "history": history,
+        "best": best,
+        "episodes": episode,
+        "elapsed_s": time.perf_counter() - started,
+        "network": q_net,
+    }
+
+
+def _masked(q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return q.masked_fill(~mask, -1e9)
