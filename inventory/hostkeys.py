@@ -25,14 +25,19 @@ def known_hosts_name(address: str, port: int) -> str:
 
 
 def fetch_host_key(
-    address: str, port: int = 22, timeout: float = 10
+    address: str, port: int = 22, timeout: float = 10, proxy_command: str | None = None
 ) -> tuple[str, str, paramiko.PKey]:
     """Connect far enough to see the server's host key; return (key type, fingerprint, key).
 
-    No authentication is attempted and nothing is trusted or stored.
+    No authentication is attempted and nothing is trusted or stored. `proxy_command` (from
+    ~/.ssh/config) is used instead of a direct TCP connection when given.
     """
+    sock: socket.socket | paramiko.ProxyCommand
     try:
-        sock = socket.create_connection((address, port), timeout=timeout)
+        if proxy_command:
+            sock = paramiko.ProxyCommand(proxy_command)
+        else:
+            sock = socket.create_connection((address, port), timeout=timeout)
     except OSError as exc:
         raise HostUnreachable(
             f"{address}:{port}", f"cannot connect: {exc.strerror or exc}; is sshd running there?"

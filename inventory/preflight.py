@@ -54,14 +54,14 @@ class Preflight:
         return [c.line() for c in self.checks]
 
     def capacity(self) -> dict[str, Any]:
-        """Discovered capacity: cpus, mem_mb, gpus, gpu_mem_mb (per GPU, smallest), gpu_names."""
-        mems = [g.mem_total_mb for g in self.gpus if g.mem_total_mb]
+        """Discovered capacity as the ledger stores it: cpus, mem_mb, gpus, gpu_mem_mb (all GPUs
+        together, as `scheduler.model.Resources` counts it), gpu_model, disk_free_mb."""
         return {
             "cpus": self.cpus,
             "mem_mb": self.mem_total_mb,
             "gpus": len(self.gpus),
-            "gpu_mem_mb": int(min(mems)) if mems else 0,
-            "gpu_names": [g.name for g in self.gpus],
+            "gpu_mem_mb": int(sum(g.mem_total_mb or 0 for g in self.gpus)),
+            "gpu_model": self.gpus[0].name if self.gpus else None,
             "disk_free_mb": self.disk_free_mb,
         }
 

@@ -142,7 +142,8 @@ def resolve(spec: HostSpec, ssh_config: Path | None) -> Resolved:
     return Resolved(hostname, port, user, keys, proxy)
 
 
-def _default_ssh_config() -> Path | None:
+def default_ssh_config() -> Path | None:
+    """~/.ssh/config if it exists."""
     path = Path.home() / ".ssh" / "config"
     return path if path.is_file() else None
 
@@ -174,7 +175,7 @@ class SSHTransport:
         self.name = spec.name
         self.known_hosts = Path(known_hosts)
         self.connect_timeout = connect_timeout
-        self.ssh_config = _default_ssh_config() if ssh_config == "default" else ssh_config
+        self.ssh_config = default_ssh_config() if ssh_config == "default" else ssh_config
         self.keepalive_s = keepalive_s
         self.tcp_nodelay = tcp_nodelay
         self.backoff_initial = backoff_initial

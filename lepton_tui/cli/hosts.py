@@ -1,4 +1,4 @@
-"""Host commands: add, ls, rm, drain, resume (records; SSH onboarding lives in onboarding.py)."""
+"""Host commands: add (onboarding over SSH), probe, ls, rm, drain, resume."""
 
 from __future__ import annotations
 
@@ -36,12 +36,142 @@ def hosts() -> None:
 @click.option("--key", "key_path", default=None, help="Private key file (else the ssh agent).")
 @click.option("--local", is_flag=True, help="This machine itself (no SSH).")
 @click.option("--price-per-hour", default=None, help="What an hour of this host costs, in $.")
+@click.option(
+    "--accept-new-host-key", is_flag=True, help="Trust the host key shown (never a changed one)."
+)
+@click.option(
+    "--fingerprint",
+    default=None,
+    metavar="SHA256:...",
+    help="Trust the host key only if it has this fingerprint.",
+)
+@click.option(
+    "--root-dir", default=None, help="Where attempt directories live on the host [~/.lepton]."
+)
+@click.option(
+    "--gpus", "gpus_override", default=None, hidden=True, help="Report N fake GPUs (tests)."
+)
+@click.option(
+    "--no-connect", is_flag=True, help="Only record the host: no key check, no preflight."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the stored host and preflight as JSON."
+)
 @click.pass_context
-def add(ctx: click.Context, name: str, **opts: Any) -> None:
-    """Record a host."""
+def add(
+    ctx: click.Context,
+    name: str,
+    no_connect: bool,
+    as_json: bool,
+    accept_new_host_key: bool,
+    fingerprint: str | None,
+    **opts: Any,
+) -> None:
+    """Connect to a host, check it (preflight), and store it with its capacity.
+
+    The host key is shown as a SHA256 fingerprint and trusted only with --accept-new-host-key,
+    a matching --fingerprint, or when your own ~/.ssh/known_hosts already holds it.
+    """
+    if no_connect:
+        if accept_new_host_key or fingerprint:
+            raise click.UsageError("--no-connect checks no host key; drop the key options")
+        with service_for(ctx) as svc:
+            host = svc.add_host(name, **opts)
+        if as_json:
+            echo_json({"host": host_json(host), "preflight": None})
+        else:
+            click.echo(f"added host {host['name']} ({host['transport']}, not checked)")
+        return
+    from lepton_tui.onboarding import onboard
+
+    def say(line: str) -> None:
+        if not as_json:
+            click.echo(line)
+
     with service_for(ctx) as svc:
-        host = svc.add_host(name, **opts)
-    click.echo(f"added host {host['name']} ({host['transport']})")
+        done = onboard(
+            svc, name, accept_new_host_key=accept_new_host_key, fingerprint=fingerprint,
+            echo=say, **opts,
+        )  # fmt: skip
+    h = done.host
+    if as_json:
+        echo_json({"host": host_json(h), "preflight": done.preflight.to_dict()})
+        return
+    gpus = f"{h['gpus']} x {h['gpu_model']}" if h["gpus"] else "no GPU"
+    click.echo(
+        f"added host {h['name']}: {h['cpus'] or 0:g} CPUs, {format_size_mb(h['mem_mb'] or 0)}, {gpus}"
+    )
+
+
+@hosts.command("probe", context_settings=CONTEXT_SETTINGS)
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the sample as JSON.")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the host.")
+@click.pass_context
+def probe_cmd(ctx: click.Context, name: str, as_json: bool, timeout: float) -> None:
+    """Sample a host now: CPU, memory, disk, GPUs and its running attempts."""
+    from inventory.errors import HostError
+    from inventory.probe import probe
+    from inventory.transport import make_transport
+    from lepton_tui.errors import LeptonError
+    from lepton_tui.hostpool import spec_from_row
+
+    with service_for(ctx) as svc:
+        row = svc.get_host(name)
+        spec = spec_from_row(row)
+        tokens = [
+            r["token"]
+            for r in svc.ledger.query(
+                "SELECT token FROM attempts WHERE host = ? AND state IN ('starting', 'running')",
+                (name,),
+            )
+        ]
+        options = {"connect_timeout": min(timeout, 10.0)} if spec.transport == "ssh" else {}
+        transport = make_transport(spec, svc.known_hosts, **options)
+    try:
+        sample = probe(transport, spec, tokens=tokens, timeout=timeout)
+    except HostError as exc:
+        raise LeptonError(f"cannot probe {name}: {exc.reason}") from None
+    finally:
+        transport.close()
+    if as_json:
+        echo_json(sample.to_dict())
+        return
+    for line in sample_lines(sample):
+        click.echo(line)
+
+
+def _num(value: float | None, unit: str = "", fmt: str = "g") -> str:
+    return "-" if value is None else f"{value:{fmt}}{unit}"
+
+
+def sample_lines(sample: Any) -> list[str]:
+    """A probe sample as short human lines."""
+    lines = [
+        f"{'host':<9} {sample.host}",
+        f"{'cpu':<9} {sample.cpus} CPUs, {sample.cpu_percent:.1f}% busy, load {sample.load1:g}",
+        f"{'memory':<9} {format_size_mb(sample.mem_used_mb)} used of "
+        f"{format_size_mb(sample.mem_total_mb)}",
+        f"{'disk':<9} "
+        + ("-" if sample.disk_free_mb is None else f"{format_size_mb(sample.disk_free_mb)} free"),
+    ]
+    if not sample.gpus:
+        why = f" ({sample.gpu_error})" if sample.gpu_error else ""
+        lines.append(f"{'gpus':<9} none{why}")
+    for g in sample.gpus:
+        procs = ", ".join(
+            f"{pid}" + ("" if mem is None else f" ({mem:g} MiB)") for pid, mem in g.processes
+        )
+        lines.append(
+            f"{'gpu ' + str(g.index):<9} {g.name}{' (fake)' if g.fake else ''}: "
+            f"util {_num(g.util_percent, '%')}, mem {_num(g.mem_used_mb)}/{_num(g.mem_total_mb)} MiB, "
+            f"{_num(g.temperature_c, ' C')}, {_num(g.power_w, ' W')}"
+            + (f", processes {procs}" if procs else "")
+        )
+    for token, st in sorted(sample.attempts.items()):
+        code = "" if st.exit_code is None else f" exit {st.exit_code}"
+        lines.append(f"{'attempt':<9} {token} {st.state}{code}")
+    return lines
 
 
 @hosts.command("ls", context_settings=CONTEXT_SETTINGS)
