@@ -20,18 +20,22 @@ def add_bed_hosts(
     svc: Service,
     bed_hosts: Sequence[Any],
     *,
+    root: Path,
     gpus: dict[str, int] | None = None,
     cpus: float = 4,
     mem_mb: int = 8192,
-) -> None:
-    """Record test bed sshd hosts (with a fixed, small capacity) and trust their keys."""
+) -> dict[str, Path]:
+    """Record test bed sshd hosts (small fixed capacity, a root dir per test), trust their keys."""
     shutil.copy(bed_hosts[0].known_hosts_path, svc.home / paths.KNOWN_HOSTS_FILE)
+    roots = {}
     for h in bed_hosts:
+        roots[h.name] = root / h.name
         svc.add_host(
             h.name, address=h.address, port=h.port, user=h.user, key_path=h.key_path,
-            root_dir=h.root_dir, gpus_override=(gpus or {}).get(h.name),
+            root_dir=str(roots[h.name]), gpus_override=(gpus or {}).get(h.name),
             capacity={"cpus": cpus, "mem_mb": mem_mb},
         )  # fmt: skip
+    return roots
 
 
 def add_local_hosts(
