@@ -264,7 +264,7 @@ class Dispatcher:
         now = self.clock()
         hosts = self.ledger.hosts()
         self.pool.forget([h["name"] for h in hosts])
-        active = self._active_attempts()
+        active = self._orphans(hosts, self._active_attempts())
         if self._unreconciled is None:
             self._unreconciled = {a["host"] for a in active}
         self._send_cancels(hosts, active)
@@ -305,6 +305,22 @@ class Dispatcher:
             "j.command, j.workdir, j.env FROM attempts a JOIN jobs j ON j.id = a.job_id "
             "WHERE a.state IN ('starting', 'running') ORDER BY a.id"
         )
+
+    def _orphans(
+        self, hosts: list[dict[str, Any]], active: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Lose attempts on hosts removed from the ledger (`hosts rm --force`); return the rest."""
+        names = {h["name"] for h in hosts}
+        orphans = [a for a in active if a["host"] not in names]
+        if not orphans:
+            return active
+        with self.ledger.tx():
+            for a in orphans:
+                self._lose(a, f"host {a['host']} was removed", self._job_state(a["job_id"]))
+                self.ledger.update("attempts", a["id"], {"fenced_at": self.clock()})
+        for a in orphans:
+            settle(self.ledger, a["token"])
+        return [a for a in active if a["host"] in names]
 
     def _send_cancels(self, hosts: list[dict[str, Any]], active: list[dict[str, Any]]) -> None:
         up = {h["name"]: h for h in hosts if h["state"] == "up"}
@@ -506,6 +522,9 @@ class Dispatcher:
             for a in active:
                 if a["host"] == name:
                     self._lose(a, f"host {name} is down", self._job_state(a["job_id"]))
+        for a in active:
+            if a["host"] == name:
+                settle(self.ledger, a["token"])
         log.warning("host %s is down: %s", name, outcome.reason)
         return True
 

@@ -1,0 +1,178 @@
+"""The dispatcher's parts: the lock, `serve`, samples compaction, decisions, policy fallback."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lepton_tui import dispatcher as dispatcher_mod
+from lepton_tui.dispatch_samples import compact_samples, record_samples
+from lepton_tui.dispatcher import Dispatcher, DispatcherLock
+from lepton_tui.hostpool import GpuState, Poll
+from lepton_tui.service import Service
+from tests.dispatch.helpers import add_local_hosts, all_ended, tick_until
+
+
+@pytest.fixture
+def svc(home: Path):
+    service = Service.open(home)
+    yield service
+    service.close()
+
+
+def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lepton_tui", "--home", str(home), *args],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_one_lock_holder_per_ledger(tmp_path):
+    a, b = DispatcherLock(tmp_path / "l"), DispatcherLock(tmp_path / "l")
+    assert a.acquire() and a.held
+    assert not b.acquire() and not b.held
+    assert b.holder_pid() == __import__("os").getpid()
+    a.release()
+    assert b.acquire()
+    b.release()
+
+
+def test_console_thread_only_shows_when_another_process_dispatches(svc, home):
+    holder = DispatcherLock(home / "dispatcher.lock")
+    assert holder.acquire()
+    d = Dispatcher(svc)
+    handle = d.start_in_thread()
+    assert not handle.dispatching
+    handle.stop()
+    holder.release()
+    handle = d.start_in_thread()
+    try:
+        assert handle.dispatching
+    finally:
+        handle.stop()
+    assert not handle.dispatching and not d.lock.held
+
+
+def test_serve_once_and_refusals(svc, home, tmp_path):
+    add_local_hosts(svc, tmp_path, 1)
+    job_id = svc.submit(command="true")
+    out = _cli(home, "serve", "--once")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("polled 1 host(s) (0 failed), placed 1, launched 1")
+    assert svc.get_job(job_id)["state"] in ("running", "succeeded")
+    bad = _cli(home, "serve", "--tick", "0")
+    assert bad.returncode == 2 and bad.stderr.startswith("lepton-tui: error: --tick 0 is out")
+    holder = DispatcherLock(home / "dispatcher.lock")
+    assert holder.acquire()
+    try:
+        busy = _cli(home, "serve", "--once")
+    finally:
+        holder.release()
+    assert busy.returncode == 1
+    assert busy.stderr.startswith("lepton-tui: error: another dispatcher")
+    assert "Traceback" not in busy.stderr and len(busy.stderr.splitlines()) == 1
+
+
+def test_queue_shows_the_reason(svc, home, tmp_path):
+    add_local_hosts(svc, tmp_path, 1, cpus=2)
+    job_id = svc.submit(command="true", gpus=1)
+    assert _cli(home, "serve", "--once").returncode == 0
+    reason = svc.get_job(job_id)["reason"]
+    assert reason.startswith("unschedulable: fits no host (needs 1 GPUs")
+    out = _cli(home, "queue")
+    assert "unschedulable" in out.stdout
+
+
+def test_samples_are_thinned_with_age(svc):
+    ledger = svc.ledger
+    now = 10 * 86400.0
+    poll = Poll("h", now, cpus=4, cpu_percent=0.0, mem_total_mb=100, mem_used_mb=10,
+                gpus=[GpuState(0, util_percent=0.0)])  # fmt: skip
+    with ledger.tx():
+        for k in range(240):  # two hours of raw samples every 30 s, cpu = k
+            poll.cpu_percent = float(k)
+            poll.gpus[0].util_percent = float(2 * k)
+            record_samples(ledger, poll, now - 7200 + 30 * k)
+        for k in range(4):  # four per-minute rows from 8 days ago
+            ledger.insert("samples", {"host": "h", "gpu_index": -1, "at": now - 8 * 86400 + 60 * k,
+                                      "resolution": 60, "cpu_percent": float(k), "n": 2})  # fmt: skip
+    compact_samples(ledger, now)
+    raw = ledger.query("SELECT * FROM samples WHERE resolution = 0 AND gpu_index = -1")
+    assert len(raw) == 120 and min(r["at"] for r in raw) >= now - 3600
+    minutes = ledger.query(
+        "SELECT * FROM samples WHERE resolution = 60 AND gpu_index = -1 AND at > ? ORDER BY at",
+        (now - 86400,),
+    )
+    assert len(minutes) == 60
+    assert minutes[0]["at"] == now - 7200 and minutes[0]["n"] == 2
+    assert minutes[0]["cpu_percent"] == 0.5 and minutes[-1]["cpu_percent"] == 118.5
+    gpu = ledger.query("SELECT * FROM samples WHERE resolution = 60 AND gpu_index = 0 ORDER BY at")
+    assert gpu[0]["util_percent"] == 1.0
+    (hour,) = ledger.query("SELECT * FROM samples WHERE resolution = 3600")
+    assert hour["n"] == 8 and hour["cpu_percent"] == 1.5
+    compact_samples(ledger, now)  # idempotent
+    assert (
+        ledger.query_one("SELECT COUNT(*) AS n FROM samples")["n"] == 240 + 120 + 1
+    )  # raw host+GPU, per-minute host+GPU, one hour
+
+
+def test_decisions_are_recorded_and_bounded(svc, tmp_path, monkeypatch):
+    monkeypatch.setattr(dispatcher_mod, "DECISIONS_KEEP", 5)
+    add_local_hosts(svc, tmp_path, 1, cpus=1)
+    ids = [svc.submit(command="sleep 0.3") for _ in range(4)]
+    d = Dispatcher(svc)
+    assert d.acquire()
+    try:
+        d.tick()
+        rows = svc.ledger.query("SELECT * FROM decisions ORDER BY id")
+        placed = [r for r in rows if r["placed"]]
+        assert [r["job_id"] for r in placed] == ids[:1]
+        waiting = {r["job_id"]: r["explanation"] for r in rows if not r["placed"]}
+        assert set(waiting) == set(ids[1:])
+        assert all(w == "waiting for CPUs or memory" for w in waiting.values())
+        d._last_compact = -1e18  # force the housekeeping on the next tick
+        tick_until(d, lambda: all_ended(svc), timeout=30, pause=0.2)
+        d._housekeeping(svc.ledger.clock())
+    finally:
+        d.close()
+    assert svc.ledger.query_one("SELECT COUNT(*) AS n FROM decisions")["n"] <= 6
+
+
+def test_unknown_policy_falls_back_to_backfill(svc, tmp_path, caplog):
+    add_local_hosts(svc, tmp_path, 1)
+    svc.set_setting("policy", "no-such-policy")
+    job_id = svc.submit(command="true")
+    d = Dispatcher(svc)
+    assert d.acquire()
+    try:
+        with caplog.at_level(logging.WARNING, logger="lepton_tui.dispatcher"):
+            tick_until(d, lambda: all_ended(svc), timeout=30)
+    finally:
+        d.close()
+    assert svc.get_job(job_id)["state"] == "succeeded"
+    assert sum("no-such-policy" in r.getMessage() for r in caplog.records) == 1
+    assert svc.ledger.attempts_for(job_id)[0]["policy"] == "backfill"
+
+
+def test_attempts_on_a_removed_host_are_lost(svc, tmp_path):
+    add_local_hosts(svc, tmp_path, 2)
+    job_id = svc.submit(command="sleep 30", retries=1)
+    d = Dispatcher(svc)
+    assert d.acquire()
+    try:
+        tick_until(d, lambda: svc.get_job(job_id)["state"] == "running", timeout=20)
+        host = svc.get_job(job_id)["host"]
+        svc.remove_host(host, force=True)
+        tick_until(d, lambda: len(svc.ledger.attempts_for(job_id)) == 2, timeout=20)
+        first, second = svc.ledger.attempts_for(job_id)
+        assert first["state"] == "lost" and "removed" in first["reason"]
+        assert second["host"] != host
+        assert svc.cancel([job_id])[0].ok
+        tick_until(d, lambda: all_ended(svc), timeout=30, pause=0.2)
+    finally:
+        d.close()
+    assert svc.get_job(job_id)["state"] == "cancelled"
