@@ -8,7 +8,7 @@ replaces that host's transport. `poll` is the dispatcher's one round trip per ho
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,8 +123,15 @@ def poll_host(transport: Transport, spec: HostSpec, tokens: Sequence[str]) -> Po
 class HostPool:
     """One transport per host, keyed by name, rebuilt when the host's row changes. Thread-safe."""
 
-    def __init__(self, known_hosts: Path | str, **transport_options: Any) -> None:
+    def __init__(
+        self,
+        known_hosts: Path | str,
+        *,
+        factory: Callable[[HostSpec], Transport] | None = None,
+        **transport_options: Any,
+    ) -> None:
         self.known_hosts = Path(known_hosts)
+        self.factory = factory  # for benchmarks: simulated hosts
         self.transport_options = transport_options
         self._entries: dict[str, tuple[tuple[Any, ...], HostSpec, Transport]] = {}
         self._lock = threading.Lock()
@@ -139,8 +146,11 @@ class HostPool:
             if entry is not None and entry[0] == key:
                 return entry[1], entry[2]
             spec = spec_from_row(row)
-            options = self.transport_options if spec.transport == "ssh" else {}
-            transport = make_transport(spec, self.known_hosts, **options)
+            if self.factory is not None:
+                transport = self.factory(spec)
+            else:
+                options = self.transport_options if spec.transport == "ssh" else {}
+                transport = make_transport(spec, self.known_hosts, **options)
             if entry is not None:
                 self._closed_trips += entry[2].round_trips
                 entry[2].close()
