@@ -43,18 +43,20 @@ class AddHostModal(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog form", id="addhost-form"):
             yield Static("[b]Add a host[/b]  (escape closes)")
-            yield Checkbox("This machine (no SSH)", value=self.start_local, id="f-local")
+            yield Checkbox(
+                "This machine (no SSH)", value=self.start_local, id="f-local", compact=True
+            )
             for fid, label, placeholder, _kw, _err in FIELDS:
                 with Horizontal(classes="field", id=f"row-{fid}"):
                     yield Label(label, classes="field-label")
-                    yield Input(placeholder=placeholder, id=f"f-{fid}")
+                    yield Input(placeholder=placeholder, id=f"f-{fid}", compact=True)
                 yield Static("", id=f"err-{fid}", classes="field-error")
             yield Static("", id="status", classes="status")
             with Horizontal(classes="buttons"):
-                yield Button("Test connection", id="test", variant="primary")
-                yield Button("Accept key", id="accept", variant="warning")
-                yield Button("Done", id="add", variant="success")
-                yield Button("Cancel", id="close")
+                yield Button("Test connection", id="test", variant="primary", compact=True)
+                yield Button("Accept key", id="accept", variant="warning", compact=True)
+                yield Button("Done", id="add", variant="success", compact=True)
+                yield Button("Cancel", id="close", compact=True)
 
     def on_mount(self) -> None:
         if self.start_local:

@@ -31,7 +31,7 @@ class ConfirmModal(ModalScreen[bool]):
                 yield Button(
                     f"{self.yes} (y)", id="yes", variant="error" if self.danger else "primary"
                 )
-                yield Button("No (n)", id="no")
+                yield Button("No (n)", id="no", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

@@ -77,12 +77,12 @@ class SubmitJobModal(ModalScreen[int | None]):
                 value = self.initial_command if fid == "command" else default
                 with Horizontal(classes="field"):
                     yield Label(label, classes="field-label")
-                    yield Input(value=value, placeholder=placeholder, id=f"f-{fid}")
+                    yield Input(value=value, placeholder=placeholder, id=f"f-{fid}", compact=True)
                 yield Static("", id=f"err-{fid}", classes="field-error")
             yield Static("", id="form-error", classes="field-error")
             with Horizontal(classes="buttons"):
-                yield Button("Submit", id="submit", variant="primary")
-                yield Button("Cancel", id="close")
+                yield Button("Submit", id="submit", variant="primary", compact=True)
+                yield Button("Cancel", id="close", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#f-command", Input).focus()
