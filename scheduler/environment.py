@@ -90,6 +90,10 @@ class SchedulingEnv:
         else:
             self.sim.apply([p])
             self.obs = self.round.candidates()
+            if len(self.obs) <= 1 and self.round.exhausted and self.sim.worth_deciding():
+                # the whole window went: the next jobs of the queue, at the same time
+                self.round = Round(self.sim.view(), self.sim.pending(), self.sim.now, self.config)
+                self.obs = self.round.candidates()
             if len(self.obs) <= 1:
                 self.round = None
         done = False

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scheduler.heuristics import RoundState, earliest_fit
-from scheduler.model import ClusterView, JobId, JobRequest, Placement
+from scheduler.model import ClusterView, JobId, JobRequest, Placement, RunningJob
 
 TAU_S = 10.0
 """Bounded-slowdown threshold: runtimes below this count as this long."""
@@ -282,6 +282,33 @@ class Round:
         x[:m, 18] = ends_before
         x[:m, 19] = (nk == self.res_node) & ~ends_before
         return x
+
+    @property
+    def exhausted(self) -> bool:
+        """True when every job of the window has been placed (a new window may follow)."""
+        return not self.alive.any()
+
+    def view_after(self) -> ClusterView:
+        """The view with this round's placements applied (for the next window)."""
+        if not self.placed:
+            return self.view
+        nodes = {n.id: n for n in self.view.nodes}
+        running = list(self.view.running)
+        jobs = {j.id: j for j in self.window}
+        for p in self.placed:
+            job = jobs[p.job_id]
+            nodes[p.node_id] = nodes[p.node_id].allocate(job.request, p.gpu_ids)
+            running.append(
+                RunningJob(
+                    p.job_id,
+                    p.node_id,
+                    job.request,
+                    p.gpu_ids,
+                    self.now,
+                    self.now + job.est_runtime_s,
+                )
+            )
+        return ClusterView(tuple(nodes[n.id] for n in self.view.nodes), self.now, tuple(running))
 
     # -- acting -------------------------------------------------------------------------------------
 

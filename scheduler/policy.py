@@ -175,6 +175,12 @@ class DQNPolicy:
         assert self.net is not None
         while True:
             cands = rnd.candidates()
+            if len(cands) <= 1 and rnd.exhausted and len(out) < len(pending):
+                # the whole window went: look at the next jobs of the queue
+                placed = {p.job_id for p in out}
+                rest = [j for j in pending if j.id not in placed]
+                rnd = Round(rnd.view_after(), rest, now, self.config)
+                continue
             if len(cands) <= 1:
                 self._note_waiting(rnd, cands, None, None)
                 break

@@ -1,0 +1,1 @@
+"""Tests of the DQN policy: features, environment, numpy runtime, training."""

@@ -1,0 +1,135 @@
+"""The numpy run-time policy: feasible, torch-free, same scores as torch, fallback, explanations."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from scheduler.features import NUM_FEATURES, Round
+from scheduler.model import ClusterView, JobRequest, NodeView, Resources, RunningJob
+from scheduler.policy import DEFAULT_WEIGHTS, DQNPolicy, QNetwork, load_weights, save_weights
+from scheduler.simulator import Simulator
+from scheduler.workloads import deeprm, lab_mix
+from tests.dqn.test_features_env import random_view
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def small_net(seed: int = 0) -> QNetwork:
+    rng = np.random.default_rng(seed)
+    return QNetwork(
+        [
+            (rng.normal(size=(NUM_FEATURES, 16)), rng.normal(size=16)),
+            (rng.normal(size=(16, 16)), rng.normal(size=16)),
+            (rng.normal(size=(16, 1)), rng.normal(size=1)),
+        ]
+    )
+
+
+def test_policy_module_imports_no_torch():
+    code = "import sys, scheduler.policy, scheduler.registry; print('torch' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
+def test_numpy_and_torch_give_the_same_scores():
+    torch = pytest.importorskip("torch")
+    from scheduler.agent import make_network, numpy_network
+
+    torch.manual_seed(3)
+    net = make_network(32)
+    view, pending = random_view(np.random.default_rng(11))
+    x = Round(view, pending, view.now).candidates().x
+    with torch.no_grad():
+        expect = net(torch.as_tensor(x)).squeeze(-1).numpy()
+    assert np.allclose(numpy_network(net).scores(x), expect, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_weights_never_overcommit_and_finish_every_job(seed):
+    # the simulator raises InvalidPlacement on any over-commit; random weights stress the masks
+    policy = DQNPolicy.from_network(small_net(seed))
+    wl = (
+        lab_mix(120, 1.2, seed, nodes=3)
+        if seed % 2
+        else deeprm(120, load=1.2, seed=seed, num_nodes=3)
+    )
+    res = Simulator(wl).run(policy)
+    assert len(res.finished) == len(wl.jobs) and not res.unfinished
+
+
+def test_cpu_only_nodes_and_any_cluster_size():
+    policy = DQNPolicy.from_network(small_net())
+    for n_nodes in (1, 7, 64):
+        nodes = tuple(NodeView.empty(f"c{i}", Resources(16.0, 65536, 0)) for i in range(n_nodes))
+        pending = [JobRequest(i, Resources(4.0, 4096, 0), 60.0, 0.0, 0.0) for i in range(200)]
+        out = policy.decide(ClusterView(nodes, 0.0), pending, 0.0)
+        assert len(out) == min(200, 4 * n_nodes)  # an idle cluster fills up: waiting is not allowed
+        assert all(p.gpu_ids == () for p in out)
+
+
+def test_missing_or_broken_weights_fall_back_to_backfill(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="scheduler.policy"):
+        pol = DQNPolicy(tmp_path / "nope.npz")
+    assert pol.is_fallback and len(caplog.records) == 1
+    assert "falling back to EASY backfilling" in caplog.records[0].getMessage()
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    assert DQNPolicy(bad).is_fallback
+    wl = deeprm(40, load=1.0, seed=1, num_nodes=1)
+    res = Simulator(wl).run(pol)
+    assert len(res.finished) == 40
+    assert pol.explain(0).startswith("dqn weights unavailable, EASY backfilling")
+
+
+def test_weights_round_trip(tmp_path):
+    net = small_net(5)
+    path = tmp_path / "w.npz"
+    from scheduler.features import RoundConfig
+
+    save_weights(path, net.layers, RoundConfig(k=12), {"seed": 5})
+    loaded, cfg, meta = load_weights(path)
+    x = np.random.default_rng(0).normal(size=(9, NUM_FEATURES)).astype(np.float32)
+    assert np.array_equal(loaded.scores(x), net.scores(x))
+    assert cfg.k == 12 and meta["seed"] == 5
+
+
+def test_explain_placed_and_waiting_jobs():
+    cap = Resources(8.0, 65536, 2, 2 * 40960)
+    busy = NodeView.empty("a", cap).allocate(Resources(4.0, 8192, 1), (0,))
+    view = ClusterView(
+        (busy,), 10.0, (RunningJob("r", "a", Resources(4.0, 8192, 1), (0,), 0.0, 4000.0),)
+    )
+    pending = [
+        JobRequest("big", Resources(4.0, 8192, 2), 600.0, 0.0, 0.0),
+        JobRequest("small", Resources(1.0, 1024, 1), 60.0, 0.0, 5.0),
+    ]
+    pol = DQNPolicy.from_network(small_net(1))
+    out = pol.decide(view, pending, 10.0)
+    assert "big" not in {p.job_id for p in out}
+    assert pol.explain("big").startswith("waiting for 4 CPU, 8 GB, 2 GPU; first in line, a frees")
+    why = pol.explain("small")
+    if out:
+        assert why.startswith("placed on a (GPU 1): best score")
+    else:
+        assert why.startswith("waiting: fits on a but scores")
+    assert "not among the jobs considered" in pol.explain("unknown")
+
+
+def test_shipped_weights_load_and_are_small():
+    assert DEFAULT_WEIGHTS.exists(), "scheduler/weights/dqn.npz must ship with the package"
+    assert DEFAULT_WEIGHTS.stat().st_size < 1_000_000
+    pol = DQNPolicy()
+    assert not pol.is_fallback
+    side = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
+    assert side["command"].startswith("lepton-tui train") and "seed" in side
+    from scheduler.registry import make_policy
+
+    assert isinstance(make_policy("dqn"), DQNPolicy)

@@ -1,0 +1,95 @@
+"""`lepton-tui train --steps 2000` as a smoke test, and same-seed determinism of the agent."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+torch = pytest.importorskip("torch")
+
+from lepton_tui.cli import cli  # noqa: E402
+from scheduler.agent import TrainConfig, WorkloadMix, make_network, train  # noqa: E402
+from scheduler.features import Round  # noqa: E402
+from scheduler.policy import DQNPolicy, load_weights  # noqa: E402
+from scheduler.simulator import Simulator  # noqa: E402
+from scheduler.workloads import deeprm  # noqa: E402
+from tests.dqn.test_features_env import random_view  # noqa: E402
+
+
+def test_train_command_smoke(tmp_path):
+    out = tmp_path / "w.npz"
+    res = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--workload",
+            "deeprm",
+            "--steps",
+            "2000",
+            "--jobs",
+            "30",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert out.exists() and out.stat().st_size < 1_000_000
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["seed"] == 3 and side["steps"] == 2000 and side["history"]
+    assert side["history"][0]["phase"] == "imitation"
+    # the numpy policy loads it and schedules a workload to the end
+    pol = DQNPolicy(out)
+    assert not pol.is_fallback
+    wl = deeprm(50, load=1.0, seed=4, num_nodes=2)
+    assert len(Simulator(wl).run(pol).finished) == 50
+    # numpy and torch give the same scores with these weights
+    net, _, _ = load_weights(out)
+    tnet = make_network(net.layers[0][0].shape[1])
+    linears = [m for m in tnet if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        for m, (w, b) in zip(linears, net.layers, strict=True):
+            m.weight.copy_(torch.as_tensor(w.T))
+            m.bias.copy_(torch.as_tensor(b))
+    view, pending = random_view(np.random.default_rng(2))
+    x = Round(view, pending, view.now).candidates().x
+    with torch.no_grad():
+        expect = tnet(torch.as_tensor(x)).squeeze(-1).numpy()
+    assert np.abs(net.scores(x) - expect).max() < 1e-5
+
+
+def test_train_rejects_bad_input(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(cli, ["train", "--workload", "trace", "--out", str(tmp_path / "w.npz")])
+    assert res.exit_code == 2 and "needs --trace" in res.output
+    assert "Traceback" not in res.output
+    res = runner.invoke(cli, ["train", "--out", str(tmp_path / "w.bin")])
+    assert res.exit_code == 2 and "--out must end in .npz" in res.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,cpu_milli\nx,1\n")
+    res = runner.invoke(cli, ["train", "--trace", str(bad), "--out", str(tmp_path / "w.npz")])
+    assert res.exit_code == 2 and "missing column" in res.output
+    assert not (tmp_path / "w.npz").exists()
+
+
+def test_same_seed_same_weights(tmp_path):
+    cfg = TrainConfig(seed=5, total_steps=500, eval_every=0, batch_size=16)
+    mix = WorkloadMix(kinds=("deeprm",), jobs=20)
+    a = train(cfg, mix, [], tmp_path / "a.npz")["network"]
+    b = train(cfg, mix, [], tmp_path / "b.npz")["network"]
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    c = train(
+        TrainConfig(seed=6, total_steps=500, eval_every=0, batch_size=16),
+        mix,
+        [],
+        tmp_path / "c.npz",
+    )["network"]
+    assert any(
+        not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters(), strict=True)
+    )
