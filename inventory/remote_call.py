@@ -34,7 +34,9 @@ def agent_call(
     request = {"op": op, "root": spec.root_dir, "host": spec.name, **args}
     encoded = base64.b64encode(json.dumps(request).encode()).decode("ascii")
     program = f"{agent_source()}\n_lepton_main({encoded!r})\n".encode()
-    result = transport.run(["python3", "-"], stdin=program, timeout=timeout)
+    # -I -S: no site packages, no PYTHON* variables: faster start, and a user's environment
+    # cannot change what the agent imports.
+    result = transport.run(["python3", "-I", "-S", "-"], stdin=program, timeout=timeout)
     _, found, reply = result.stdout.rpartition(MARKER)
     if not found:
         err = result.stderr.decode("utf-8", "replace").strip()

@@ -351,7 +351,7 @@ def launch_one(root, item, wrapper_source):
     log = os.open(os.path.join(d, "wrapper.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         subprocess.Popen(
-            [sys.executable or "python3", os.path.join(d, "wrapper.py"), d],
+            [sys.executable or "python3", "-I", "-S", os.path.join(d, "wrapper.py"), d],
             stdin=devnull,
             stdout=log,
             stderr=log,
@@ -426,6 +426,8 @@ def op_cancel(req):
         subprocess.Popen(
             [
                 sys.executable or "python3",
+                "-I",
+                "-S",
                 os.path.join(d, "wrapper.py"),
                 "--kill-after",
                 d,

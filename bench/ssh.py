@@ -1,0 +1,143 @@
+"""SSH benchmark against the loopback sshd test bed (127.0.0.2, .3, .4).
+
+    python bench/ssh.py [--repeat N] [--json]
+
+Measures: exec round trips per tick per host (must be 1), probe latency for 1 host and for 3
+hosts in parallel, launches per second (one per round trip, and batched), and the cost of one
+`exec_command` with and without TCP_NODELAY. Starts and stops its own sshd instances.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from inventory import supervisor as sv  # noqa: E402
+from inventory.fanout import Ok  # noqa: E402
+from inventory.probe import probe, probe_many  # noqa: E402
+from inventory.transport import SSHTransport  # noqa: E402
+from tests.sshbed import SSHBed, SSHHost  # noqa: E402
+
+
+def connect(host: SSHHost, **kwargs: object) -> SSHTransport:
+    return SSHTransport(host.spec(), Path(host.known_hosts_path), ssh_config=None, **kwargs)  # type: ignore[arg-type]
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    fn()  # warm: connection open, caches filled
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def ms(values: list[float]) -> dict[str, float]:
+    values = sorted(values)
+    return {
+        "median_ms": round(statistics.median(values) * 1000, 1),
+        "p90_ms": round(values[int(0.9 * (len(values) - 1))] * 1000, 1),
+    }
+
+
+def bench(bed: SSHBed, repeat: int) -> dict[str, object]:
+    hosts = bed(3)
+    transports = {h.name: connect(h) for h in hosts}
+    results: dict[str, object] = {}
+
+    # round trips per tick per host
+    ticks = 5
+    before = {n: t.round_trips for n, t in transports.items()}
+    for _ in range(ticks):
+        polled = probe_many({h.name: (transports[h.name], h.spec(), []) for h in hosts}, timeout=30)
+        assert all(isinstance(r, Ok) for r in polled.values()), polled
+    results["round_trips_per_tick_per_host"] = {
+        n: (t.round_trips - before[n]) / ticks for n, t in transports.items()
+    }
+
+    # probe latency: 1 host, then 3 in parallel
+    h2 = hosts[0]
+    one = timed(lambda: probe(transports[h2.name], h2.spec(), tokens=[]), repeat)
+    three = timed(
+        lambda: probe_many({h.name: (transports[h.name], h.spec(), []) for h in hosts}, timeout=30),
+        repeat,
+    )
+    results["probe_1_host"] = ms(one)
+    results["probe_3_hosts_parallel"] = ms(three)
+    results["probe_ratio_3_to_1"] = round(statistics.median(three) / statistics.median(one), 2)
+
+    # launches per second
+    t2 = transports[h2.name]
+    n_single = max(5, repeat // 2)
+    t0 = time.perf_counter()
+    for i in range(n_single):
+        sv.launch(t2, h2.spec(), sv.LaunchSpec(900_000 + i, uuid.uuid4().hex[:16], "true"))
+    results["launches_per_s_one_per_round_trip"] = round(n_single / (time.perf_counter() - t0), 1)
+    n_batch = 50
+    batch = [sv.LaunchSpec(910_000 + i, uuid.uuid4().hex[:16], "true") for i in range(n_batch)]
+    t0 = time.perf_counter()
+    sv.launch_batch(t2, h2.spec(), batch, timeout=60)
+    results["launches_per_s_batched_50"] = round(n_batch / (time.perf_counter() - t0), 1)
+    many = {
+        h.name: (
+            transports[h.name],
+            h.spec(),
+            [sv.LaunchSpec(920_000 + i, uuid.uuid4().hex[:16], "true") for i in range(20)],
+        )
+        for h in hosts
+    }
+    t0 = time.perf_counter()
+    out = sv.launch_many(many, timeout=60)
+    assert all(isinstance(r, Ok) for r in out.values()), out
+    results["launches_per_s_3_hosts_x_20"] = round(60 / (time.perf_counter() - t0), 1)
+
+    # exec_command cost, TCP_NODELAY on and off
+    for label, nodelay in (("on", True), ("off", False)):
+        t = connect(h2, tcp_nodelay=nodelay)
+        results[f"exec_true_nodelay_{label}"] = ms(timed(lambda t=t: t.run(["true"]), repeat))
+        results[f"probe_nodelay_{label}"] = ms(
+            timed(lambda t=t: probe(t, h2.spec(), tokens=[]), repeat)
+        )
+        t.close()
+
+    # what the login shell costs on this machine (sshd runs `bash -c`, which reads ~/.bashrc)
+    shell = timed(
+        lambda: subprocess.run(["bash", "-ic", "true"], capture_output=True, check=False), 5
+    )
+    results["local_bash_ic_true"] = ms(shell)
+    for t in transports.values():
+        t.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lepton-bench-ssh-") as tmp:
+        bed = SSHBed(Path(tmp))
+        try:
+            results = bench(bed, args.repeat)
+        finally:
+            bed.close()
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    for key, value in results.items():
+        print(f"{key:<38} {value}")
+
+
+if __name__ == "__main__":
+    main()
