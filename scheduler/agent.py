@@ -411,6 +411,9 @@ def train(
         losses.append(learn(demos.batch(idx, device)))
         if progress and u % 200 == 0:
             progress(step, {"phase": "pretrain", "loss": float(np.mean(losses[-200:]))})
+    imitation_accuracy = _accuracy(q_net, demos, rng, device)
+    if progress:
+        progress(step, {"phase": "pretrain", "imitation_accuracy": imitation_accuracy})
     checkpoint(step, "imitation")
     # 3. Q-learning from the agent's own play, with a share of demonstrations
     agent_steps = config.total_steps - demo_steps
@@ -467,9 +470,25 @@ def train(
         "history": history,
         "best": best,
         "episodes": episode,
+        "imitation_accuracy": imitation_accuracy,
         "elapsed_s": time.perf_counter() - started,
         "network": q_net,
     }
+
+
+def _accuracy(net: nn.Sequential, demos: ReplayBuffer, rng: np.random.Generator,
+              device: torch.device, n: int = 2000) -> float:
+    """Share of labelled demonstrations where the network's greedy action is the teacher's."""
+    idx = [i for i in demos.sample(n, rng) if demos.demo[i] >= 0]
+    if not idx:
+        return math.nan
+    hits = 0
+    with torch.no_grad():
+        for k in range(0, len(idx), 256):
+            b = demos.batch(idx[k : k + 256], device)
+            q = _masked(net(b.x).squeeze(-1), b.mask)
+            hits += int((q.argmax(dim=1) == b.demo_actions).sum())
+    return hits / len(idx)
 
 
 def _masked(q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

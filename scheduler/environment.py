@@ -132,7 +132,7 @@ class SchedulingEnv:
 
             x = np.zeros((1, NUM_FEATURES), dtype=np.float32)
             x[0, -1] = 1.0
-            return Candidates(np.array([WAIT]), np.array([WAIT]), [()], x)
+            return Candidates(np.array([WAIT]), np.array([WAIT]), x)
         return self.obs
 
     def _info(self, done: bool, reward_before: float = 0.0) -> dict:

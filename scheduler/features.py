@@ -57,10 +57,11 @@ FEATURE_NAMES = (
     "gpu_busy",  # share of the cluster's GPUs in use
     "cpu_busy",  # share of the cluster's CPUs in use
     "num_candidates",  # log1p(feasible pairs) / 8
-    "is_wait",  # the wait action
+    "sjf_choice",  # the pair SJF (the best heuristic for slowdown) would place now
+    "is_wait",  # the wait action (always the last feature)
 )
 NUM_FEATURES = len(FEATURE_NAMES)
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 WAIT = -1
 
 
@@ -78,6 +79,7 @@ class RoundConfig:
     """Knobs of a round; the defaults are what the shipped weights were trained with."""
 
     k: int = 32
+    nodes_per_job: int = 4
     aging_s: float | None = 3600.0
     starve_after_s: float | None = 86400.0
 
@@ -88,11 +90,10 @@ DEFAULT_CONFIG = RoundConfig()
 @dataclass(slots=True)
 class Candidates:
     """Feasible actions of one step: `jobs[i]`/`nodes[i]` index the window and the up nodes (-1
-    for the wait row, always the last), `gpu_ids[i]` the GPUs taken, `x` the feature rows."""
+    for the wait row, always the last), `x` the feature rows."""
 
     jobs: np.ndarray
     nodes: np.ndarray
-    gpu_ids: list[tuple[int, ...]]
     x: np.ndarray
     wait_allowed: bool = True
 
@@ -128,13 +129,16 @@ class Round:
         est = np.fromiter((j.est_runtime_s for j in pending), float, n)
         eff = effective_priorities(prio, sub, self.now, config.aging_s)
         by_age = np.lexsort((sub, -eff))
-        self.queue_order = [pending[i] for i in by_age[: max(config.k, 1)].tolist()]
+        self.queue_order = [pending[i] for i in by_age[: max(config.k // 2, 1)].tolist()]
         by_est = np.lexsort((sub, est, -eff))
         if n and len(self.state.nodes):
             rows = np.array([_req_row(j) for j in pending], dtype=float)
             fits = self.state.fit_matrix(rows).any(axis=1)
             by_est = by_est[fits[by_est]]
-        idx = list(dict.fromkeys(by_age[: config.k].tolist() + by_est[: config.k].tolist()))
+        half = max(1, config.k // 2)
+        idx = list(
+            dict.fromkeys(by_age[:half].tolist() + by_est[: max(1, config.k - half)].tolist())
+        )
         idx.sort(key=lambda i: (-eff[i], sub[i]))
         self.window: list[JobRequest] = [pending[i] for i in idx]
         self.alive = np.ones(len(idx), dtype=bool)
@@ -149,6 +153,16 @@ class Round:
         self._reservation()
         self.cap_c_total = float(self.state.cap_c.sum()) if len(self.state.nodes) else 1.0
         self.cap_g_total = float(sum(n.capacity.gpus for n in self.state.nodes))
+        self.partial = np.array(
+            [self._partial(i) for i in range(len(self.state.nodes))], dtype=float
+        )
+
+    def _partial(self, i: int) -> float:
+        """Most free memory on one already-shared GPU of node i (0 when none is shared)."""
+        st = self.state
+        return float(
+            max((m for g, m in enumerate(st.gmem[i]) if g not in st.free_ids[i]), default=0)
+        )
 
     # -- reservation and starvation --------------------------------------------------------------
 
@@ -204,23 +218,33 @@ class Round:
                 elif self.head_id == self.first_id and self.res_node >= 0:
                     ends_before = self.now + self.est <= self.t_res
                     ok[~ends_before, self.res_node] = False
+        # each job's best few nodes by SJF's best fit (leftover), lowest index first on ties
+        if nn and ok.any():
+            g = np.where(
+                self.share[:, None],
+                np.minimum(1.0, self.req[:, 3:4] / st.per_gpu[None, :]),
+                self.req[:, 2:3],
+            )
+            left = (
+                (st.fc[None, :] - self.req[:, 0:1]) / st.cap_c[None, :]
+                + (st.fm[None, :] - self.req[:, 1:2]) / st.cap_m[None, :]
+                + np.where(st.has_gpu[None, :], (st.fg[None, :] - g) / st.cap_g[None, :], 0.0)
+                + 1e-9 * np.arange(nn)[None, :]
+            )
+            left = np.where(ok, left, np.inf)
+            m = self.config.nodes_per_job
+            if nn > m:
+                top_n = np.argpartition(left, m - 1, axis=1)[:, :m]
+                keep = np.zeros_like(ok)
+                np.put_along_axis(keep, top_n, True, axis=1)
+                ok &= keep
         jk, nk = np.nonzero(ok)
-        gpu_ids: list[tuple[int, ...]] = []
-        keep_rows = []
-        for r, (j, i) in enumerate(zip(jk.tolist(), nk.tolist(), strict=True)):
-            g = st.pick_gpus(i, self.window[j].request)
-            if g is not None:
-                gpu_ids.append(g)
-                keep_rows.append(r)
-        if len(keep_rows) != len(jk):
-            jk, nk = jk[keep_rows], nk[keep_rows]
-        x = self._features(jk, nk, ok)
-        gpu_ids.append(())
+        x = self._features(jk, nk)
         # waiting needs something to wait for: an idle cluster never waits with work that fits
         wait_ok = not len(jk) or bool(self.view.running) or bool(self.placed)
-        return Candidates(np.append(jk, WAIT), np.append(nk, WAIT), gpu_ids, x, wait_ok)
+        return Candidates(np.append(jk, WAIT), np.append(nk, WAIT), x, wait_ok)
 
-    def _features(self, jk: np.ndarray, nk: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    def _features(self, jk: np.ndarray, nk: np.ndarray) -> np.ndarray:
         st = self.state
         m = len(jk)
         x = np.zeros((m + 1, NUM_FEATURES), dtype=np.float32)
@@ -231,7 +255,7 @@ class Round:
         x[:, 21] = used_g
         x[:, 22] = used_c
         x[:, 23] = math.log1p(m) / 8.0
-        x[m, 24] = 1.0
+        x[m, NUM_FEATURES - 1] = 1.0
         if m == 0:
             return x
         req = self.req[jk]
@@ -260,14 +284,7 @@ class Round:
         x[:m, 8] = st.idle[nk]
         x[:m, 9] = st.price[nk] / st.max_price
         # a share breaks a whole GPU when no already-shared GPU of the node could hold it
-        partial = np.array(
-            [
-                max((mm for g, mm in enumerate(st.gmem[i]) if g not in st.free_ids[i]), default=0)
-                for i in range(len(st.nodes))
-            ],
-            dtype=float,
-        )
-        x[:m, 10] = self.share[jk] & (partial[nk] < req[:, 3])
+        x[:m, 10] = self.share[jk] & (self.partial[nk] < req[:, 3])
         est = self.est[jk]
         wait = self.wait[jk]
         bounded = np.maximum(est, TAU_S)
@@ -281,6 +298,14 @@ class Round:
         ends_before = self.now + est <= self.t_res
         x[:m, 18] = ends_before
         x[:m, 19] = (nk == self.res_node) & ~ends_before
+        # SJF's pick: shortest estimate (then queue order), on its best-fit node (then lowest index)
+        sjf_left = (
+            (st.fc[nk] - req[:, 0]) / cap_c
+            + (st.fm[nk] - req[:, 1]) / cap_m
+            + np.where(has_gpu, (st.fg[nk] - gfrac) / cap_g, 0.0)
+        )
+        x[:m, 24] = 0.0
+        x[np.lexsort((nk, sjf_left, jk, est))[0], 24] = 1.0
         return x
 
     @property
@@ -319,8 +344,11 @@ class Round:
             return None
         node = int(cands.nodes[i])
         job = self.window[j]
-        gids = cands.gpu_ids[i]
+        gids = self.state.pick_gpus(node, job.request)
+        if gids is None:  # pragma: no cover - the fit matrix is exact
+            raise RuntimeError(f"candidate {i} does not fit")
         self.state.place(node, job, gids)
+        self.partial[node] = self._partial(node)
         self.alive[j] = False
         p = Placement(job.id, self.state.ids[node], gids)
         self.placed.append(p)
