@@ -69,7 +69,7 @@ class LeptonApp(App[None]):
         Binding("question_mark", "help", "help"),
         Binding("colon", "command_palette", "commands", show=False),
         Binding("ctrl+p", "command_palette", "commands", show=False, priority=True),
-        Binding("a", "add_host", "add host"),
+        Binding("a", "add_host", "add host", key_display="a"),
         Binding("s", "submit", "submit"),
         Binding("t", "cycle_theme", "theme", show=False),
         Binding("q", "quit", "quit"),

@@ -21,8 +21,8 @@ SPANS = ((86400.0, "last 24 h"), (7 * 86400.0, "last 7 days"), (3600.0, "last ho
 
 
 def breakdown(title: str, items: list[tuple[str, float]], total: float) -> Table:
-    t = Table(title=title, box=None, expand=True, header_style="bold", title_justify="left")
-    t.add_column(title.split()[0])
+    t = Table(box=None, expand=True, header_style="bold")
+    t.add_column(title, no_wrap=True, overflow="ellipsis")
     t.add_column("spent", justify="right")
     t.add_column("share", justify="right")
     for name, amount in items[:20]:
@@ -53,7 +53,7 @@ class CostScreen(LiveScreen):
             yield Static(id="cost-projects", classes="panel")
         yield Sparkline([], id="cost-chart", classes="panel")
         yield Static(id="cost-axis")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one("#cost-summary").border_title = "Spend"

@@ -76,7 +76,7 @@ class HostsScreen(LiveScreen):
         yield LabHeader(id="lab-header")
         yield FleetPanel(self.app.local_name, id="fleet")
         yield Static(id="host-details", classes="panel")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one("#host-details").border_title = "Details"

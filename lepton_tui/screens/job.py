@@ -101,7 +101,7 @@ class JobScreen(LiveScreen):
                 yield Static(id="job-attempts", classes="panel")
                 yield Static(id="job-events", classes="panel")
         yield Log(id="job-log", classes="panel", max_lines=20000)
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one("#job-spec").border_title = f"Job {self.job_id}"

@@ -58,7 +58,7 @@ class OverviewScreen(LiveScreen):
                 )
                 yield QueueTable(id="queue-table")
             yield CostSummary(id="cost", classes="panel")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one("#queue-filter").display = False

@@ -40,7 +40,7 @@ class QueueScreen(LiveScreen):
             placeholder="filter: user, project, state, host, command words", id="queue-filter"
         )
         yield QueueTable(id="queue-table", classes="panel")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one(QueueFilter).display = False

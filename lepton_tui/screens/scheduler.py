@@ -50,7 +50,7 @@ class SchedulerScreen(LiveScreen):
             yield Label("pending?", classes="field-label")
         yield Static(id="why", classes="panel")
         yield DataTable(id="decisions", classes="panel", cursor_type="row")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         table = self.query_one("#decisions", DataTable)
@@ -98,7 +98,9 @@ class SchedulerScreen(LiveScreen):
     @on(Select.Changed, "#policy")
     def _policy(self, event: Select.Changed) -> None:
         name = str(event.value)
-        if name == self._policy_shown:
+        # Ignore the Select's own start-up value and our programmatic updates: only a user's
+        # choice, after the current policy is shown, changes the setting.
+        if self._policy_shown is None or name == self._policy_shown:
             return
 
         def change() -> str:

@@ -19,8 +19,8 @@ def cost_renderable(panel: CostPanel, top: int = 3) -> Table | Text:
             "No host has a price yet: set one when adding a host (price per hour).", style="dim"
         )
     t = Table.grid(padding=(0, 1), expand=True)
-    t.add_column(ratio=1)
-    t.add_column(justify="right")
+    t.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+    t.add_column(justify="right", no_wrap=True)
     t.add_row("Rate now", Text(f"{money(panel.rate_now)}/h", style="bold"))
     t.add_row("Today", money(panel.today))
     t.add_row("This week", money(panel.week))
@@ -28,7 +28,7 @@ def cost_renderable(panel: CostPanel, top: int = 3) -> Table | Text:
     t.add_row(Text("Idle today", style="yellow"), Text(money(panel.idle_today), style="yellow"))
     for title, items in (("user", panel.by_user), ("project", panel.by_project)):
         for name, amount in items[:top]:
-            t.add_row(Text(f"{title} {name}", style="dim"), money(amount))
+            t.add_row(Text(f"{title[0]}:{name}", style="dim"), money(amount))
     return t
 
 

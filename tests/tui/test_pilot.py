@@ -304,3 +304,36 @@ async def test_job_detail_shows_spec_attempts_and_why(make_tui, lab: Path) -> No
         assert "python big.py" in spec and "4 GPUs fit no host now" in spec
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, JobScreen))
+
+
+async def test_scheduler_screen_policy_choice_for_admins(make_tui, lab: Path) -> None:
+    from textual.widgets import Select
+
+    app = make_tui()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        await pilot.press("5")
+        await wait_for(pilot, lambda: app.screen.id == "scheduler")
+        await loaded(pilot)
+        await pilot.pause()
+        select = app.screen.query_one("#policy", Select)
+        assert select.value == "backfill"
+        assert app.ledger.get_setting("policy") is None  # showing the screen changed nothing
+        select.value = "sjf"
+        await wait_for(pilot, lambda: app.ledger.get_setting("policy") == "sjf")
+        why = app.screen.query_one("#why-job", Input)
+        why.focus()
+        await pilot.press("5", "enter")
+        await wait_for(pilot, lambda: "4 GPUs fit no host" in text_of(app.screen.query_one("#why")))
+
+
+async def test_scheduler_policy_is_read_only_for_users(make_tui, lab: Path) -> None:
+    from textual.widgets import Select
+
+    app = make_tui(user="mallory")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        await pilot.press("5")
+        await wait_for(pilot, lambda: app.screen.id == "scheduler")
+        await loaded(pilot)
+        assert app.screen.query_one("#policy", Select).disabled
