@@ -106,6 +106,12 @@ def bench(bed: SSHBed, repeat: int) -> dict[str, object]:
     for label, nodelay in (("on", True), ("off", False)):
         t = connect(h2, tcp_nodelay=nodelay)
         results[f"exec_true_nodelay_{label}"] = ms(timed(lambda t=t: t.run(["true"]), repeat))
+        t.connect()
+        raw = t._client.get_transport()  # type: ignore[union-attr]
+        # the SSH protocol alone: open and close a channel, no shell started on the host
+        results[f"channel_open_nodelay_{label}"] = ms(
+            timed(lambda raw=raw: raw.open_session(timeout=10).close(), repeat * 5)
+        )
         results[f"probe_nodelay_{label}"] = ms(
             timed(lambda t=t: probe(t, h2.spec(), tokens=[]), repeat)
         )

@@ -350,7 +350,8 @@ class SSHTransport:
                         self.name, f"connection lost: {exc or type(exc).__name__}"
                     ) from exc
         assert chan is not None
-        self.round_trips += 1
+        with self._lock:
+            self.round_trips += 1
         try:
             return self._exec(chan, command, stdin, deadline, timeout)
         finally:

@@ -267,3 +267,27 @@ def test_bad_launch_specs_are_refused() -> None:
         sv.LaunchSpec(1, "tok", "true", env={"A=B": "x"})
     with pytest.raises(ValueError):
         sv.LaunchSpec(1, "tok", "true", gpu_ids=[-1])
+
+
+def test_liveness_is_zombie_and_reuse_safe() -> None:
+    import subprocess
+
+    from inventory.remote import agent
+
+    boot = agent.boot_id()
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        st = agent.proc_stat(child.pid)
+        assert st is not None
+        assert agent.alive(child.pid, st[2], boot)
+        assert not agent.alive(child.pid, st[2] + 1, boot)  # same pid, another process
+        assert not agent.alive(child.pid, st[2], "another-boot")
+        child.kill()
+        deadline = time.monotonic() + 5
+        while agent.proc_stat(child.pid)[0] != "Z" and time.monotonic() < deadline:  # type: ignore[index]
+            time.sleep(0.01)
+        assert agent.proc_stat(child.pid)[0] == "Z"  # type: ignore[index]  # not reaped yet
+        assert not agent.alive(child.pid, st[2], boot)
+    finally:
+        child.kill()
+        child.wait()
