@@ -153,6 +153,18 @@ class Round:
         self._reservation()
         self.cap_c_total = float(self.state.cap_c.sum()) if len(self.state.nodes) else 1.0
         self.cap_g_total = float(sum(n.capacity.gpus for n in self.state.nodes))
+        # per-job features that stay fixed during the round
+        bounded = np.maximum(self.est, TAU_S)
+        self.job_block = np.stack(
+            [
+                np.log(bounded / TAU_S) / 8.0,
+                np.log1p(self.wait / TAU_S) / 8.0,
+                np.log((self.wait + bounded) / bounded) / 4.0,
+                np.clip(self.eff, -2.0, 6.0) / 4.0,
+            ],
+            axis=1,
+        ).reshape(-1, 4)
+        self.ends_before = self.now + self.est <= self.t_res
         self.partial = np.array(
             [self._partial(i) for i in range(len(self.state.nodes))], dtype=float
         )
@@ -286,16 +298,11 @@ class Round:
         # a share breaks a whole GPU when no already-shared GPU of the node could hold it
         x[:m, 10] = self.share[jk] & (self.partial[nk] < req[:, 3])
         est = self.est[jk]
-        wait = self.wait[jk]
-        bounded = np.maximum(est, TAU_S)
-        x[:m, 11] = np.log(bounded / TAU_S) / 8.0
-        x[:m, 12] = np.log1p(wait / TAU_S) / 8.0
-        x[:m, 13] = np.log((wait + bounded) / bounded) / 4.0
-        x[:m, 14] = np.clip(self.eff[jk], -2.0, 6.0) / 4.0
+        x[:m, 11:15] = self.job_block[jk]
         x[:m, 15] = _rank01(self.est, self.alive)[jk]
         x[:m, 16] = _rank01(-self.wait, self.alive)[jk]
         x[:m, 17] = np.maximum(np.maximum(x[:m, 0], x[:m, 1]), x[:m, 2])
-        ends_before = self.now + est <= self.t_res
+        ends_before = self.ends_before[jk]
         x[:m, 18] = ends_before
         x[:m, 19] = (nk == self.res_node) & ~ends_before
         # SJF's pick: shortest estimate (then queue order), on its best-fit node (then lowest index)
