@@ -59,6 +59,9 @@ def ensure_indexes(ledger: Ledger) -> None:
     wanted = {
         "idx_attempts_ended_at": "attempts(ended_at)",
         "idx_attempts_host_started": "attempts(host, started_at)",
+        "idx_attempts_unmeasured": "attempts(id) WHERE energy_wh IS NULL",
+        "idx_attempts_unsettled": "attempts(id) WHERE cost IS NULL",
+        "idx_attempts_ended_started": "attempts(ended_at, started_at, created_at)",
     }
     have = {r["name"] for r in ledger.query("SELECT name FROM sqlite_master WHERE type='index'")}
     missing = {k: v for k, v in wanted.items() if k not in have}
@@ -469,6 +472,7 @@ _GROUP_KEYS = {
     "job": "a.job_id",
     "day": "w.label",
     "total": "'total'",
+    "attempt": "a.id",
 }
 
 
@@ -512,6 +516,10 @@ def _load_temp_tables(
 def _snapshot(ledger: Ledger) -> Iterator[None]:
     """A deferred read transaction (no write lock on the ledger), unless one is already open."""
     conn = ledger.conn
+    # reports read much of the attempts table: map it rather than read it page by page
+    conn.execute("PRAGMA mmap_size = 268435456")
+    conn.execute("PRAGMA cache_size = -32768")
+    conn.execute("PRAGMA temp_store = MEMORY")
     if conn.in_transaction:
         yield
         return
@@ -527,7 +535,10 @@ def _hosts_in_play(ledger: Ledger) -> list[str]:
     names |= {
         r["host"]
         for r in ledger.query(
-            "SELECT DISTINCT host FROM attempts INDEXED BY idx_attempts_host_started"
+            # a loose index scan: one index seek per host, not one row per attempt
+            "WITH RECURSIVE h(x) AS (SELECT MIN(host) FROM attempts UNION ALL "
+            "SELECT (SELECT MIN(host) FROM attempts WHERE host > h.x) FROM h WHERE h.x IS NOT NULL) "
+            "SELECT x AS host FROM h WHERE x IS NOT NULL"
         )
     }
     return sorted(names)
@@ -536,7 +547,8 @@ def _hosts_in_play(ledger: Ledger) -> list[str]:
 def _unsettled_energy(ledger: Ledger, since: float, until: float, now: float) -> None:
     """Measure, for the report, the energy of GPU attempts that have no stored energy yet."""
     rows = ledger.query(
-        "SELECT * FROM attempts WHERE energy_wh IS NULL AND (gpus > 0 OR gpu_mem_mb > 0) "
+        "SELECT * FROM attempts INDEXED BY idx_attempts_unmeasured "
+        "WHERE energy_wh IS NULL AND (gpus > 0 OR gpu_mem_mb > 0) "
         "AND COALESCE(started_at, created_at) < ? AND (ended_at IS NULL OR ended_at > ?)",
         (until, since),
     )
@@ -546,45 +558,112 @@ def _unsettled_energy(ledger: Ledger, since: float, until: float, now: float) ->
     ledger.conn.executemany("INSERT INTO econ_energy VALUES (?, ?)", values)
 
 
-def _attempt_sql(key: str, extra_select: str = "") -> str:
-    """Per-attempt slices: allocation cost, energy, GPU-hours and CPU-hours in each bucket."""
+# Attempts that need slicing: unsettled ones (still running, or never settled), and settled ones
+# that cross the report's start or end. Each part is read through an index, so a long settled
+# history is never sliced row by row.
+_SLICE_IDS = """
+    SELECT id FROM attempts INDEXED BY idx_attempts_unsettled WHERE cost IS NULL
+    UNION
+    SELECT id FROM attempts INDEXED BY idx_attempts_ended_started
+      WHERE ended_at > :since AND COALESCE(started_at, created_at) < :since
+    UNION
+    SELECT id FROM attempts INDEXED BY idx_attempts_ended_started
+      WHERE ended_at > :until AND COALESCE(started_at, created_at) < :until
+"""
+
+
+def _attempt_sql(key: str, all_attempts: bool) -> str:
+    """Per (attempt, price period, bucket) slices summed by key, bucket and host.
+
+    `ov` is the slice's overlap in seconds; `first` marks the one slice of each (attempt, bucket)
+    that holds the attempt's start in that bucket, so attempts are counted once per bucket, and
+    `lead` the one slice of the whole report that holds its start, so the total counts it once.
+    With `all_attempts` every attempt of the window is sliced (the `day` report); otherwise only
+    those of `_SLICE_IDS` (the others are summed from their stored cost by `_settled_sql`).
+    """
+    if all_attempts:
+        source = "attempts a NOT INDEXED"
+    else:
+        source = f"({_SLICE_IDS}) ids CROSS JOIN attempts a ON a.id = ids.id"
     return f"""
-    WITH sl AS (
-      SELECT a.id AS aid, a.host AS host, a.job_id AS job_id, j.user AS user, j.project AS project,
-             {key} AS k, w.label AS label,
+    WITH b AS (
+      SELECT a.id AS id, a.host AS host, a.cpus AS cpus, a.mem_mb AS mem_mb, a.gpus AS gpus,
+             a.gpu_mem_mb AS gpu_mem_mb, a.job_id AS job_id, j.user AS user, j.project AS project,
              COALESCE(a.started_at, a.created_at) AS s0,
              MIN(COALESCE(a.ended_at, :now), :now) AS s1,
-             MAX(0.0, MIN(COALESCE(a.ended_at, :now), :now, p.t1, w.t1)
-                      - MAX(COALESCE(a.started_at, a.created_at), p.t0, w.t0)) AS ov,
-             ({_RATE}) AS rate,
-             p.power_kwh AS kwh,
-             ({_GEQ_SQL}) AS geq,
-             a.cpus AS cpus,
              COALESCE(a.energy_wh, e.wh, 0.0) AS wh
-      FROM attempts a
-      JOIN jobs j ON j.id = a.job_id
-      JOIN econ_bucket w ON w.t0 < MIN(COALESCE(a.ended_at, :now), :now)
-                        AND w.t1 > COALESCE(a.started_at, a.created_at)
-                        AND w.t0 >= COALESCE(a.started_at, a.created_at) - :maxb
-      JOIN econ_period p ON p.host = a.host AND p.t0 < w.t1 AND p.t1 > w.t0
-                        AND p.t0 < MIN(COALESCE(a.ended_at, :now), :now)
-                        AND p.t1 > COALESCE(a.started_at, a.created_at)
+      FROM {source}
+      CROSS JOIN jobs j ON j.id = a.job_id
       LEFT JOIN econ_energy e ON e.attempt_id = a.id
-      WHERE COALESCE(a.started_at, a.created_at) < :until
-        AND (a.ended_at > :since OR a.ended_at IS NULL)
-        {extra_select}
+      WHERE (a.ended_at > :since OR a.ended_at IS NULL)
+        AND COALESCE(a.started_at, a.created_at) < :until
+        AND MIN(COALESCE(a.ended_at, :now), :now) > COALESCE(a.started_at, a.created_at)
+    ),
+    sl AS (
+      SELECT {key.replace("j.", "a.")} AS k, w.label AS label,
+             a.host AS host, a.s0 AS s0, a.s1 AS s1, a.wh AS wh, a.cpus AS cpus,
+             MAX(0.0, MIN(a.s1, p.t1, w.t1) - MAX(a.s0, p.t0, w.t0)) AS ov,
+             ({_RATE}) AS rate,
+             ({_GEQ_SQL}) AS geq,
+             p.power_kwh AS kwh,
+             (p.t0 <= MAX(a.s0, w.t0) AND MAX(a.s0, w.t0) < p.t1) AS first,
+             (p.t0 <= MAX(a.s0, :since) AND MAX(a.s0, :since) < p.t1
+              AND w.t0 <= MAX(a.s0, :since) AND MAX(a.s0, :since) < w.t1) AS lead
+      FROM b a
+      CROSS JOIN econ_bucket w ON w.t0 < a.s1 AND w.t1 > a.s0 AND w.t0 >= a.s0 - :maxb
+      CROSS JOIN econ_period p ON p.host = a.host AND p.t0 < MIN(a.s1, w.t1)
+                              AND p.t1 > MAX(a.s0, w.t0)
     )
     SELECT k, label, host,
            SUM(ov * rate) / 3600.0 AS alloc_cost,
-           SUM(CASE WHEN s1 > s0 THEN wh * ov / (s1 - s0) ELSE 0 END) / 1000.0 AS energy_kwh,
-           SUM(CASE WHEN s1 > s0 THEN wh * ov / (s1 - s0) * kwh ELSE 0 END) / 1000.0
-               AS energy_cost,
+           SUM(wh * ov / (s1 - s0)) / 1000.0 AS energy_kwh,
+           SUM(wh * ov / (s1 - s0) * kwh) / 1000.0 AS energy_cost,
            SUM(ov * geq) / 3600.0 AS gpu_hours,
            SUM(ov * cpus) / 3600.0 AS cpu_hours,
-           COUNT(DISTINCT aid) AS attempts,
-           COUNT(DISTINCT job_id) AS jobs
+           SUM(first) AS attempts,
+           SUM(lead) AS lead
     FROM sl GROUP BY k, label, host
     """
+
+
+def _settled_sql(key: str, kwh: float) -> str:
+    """Settled attempts wholly inside the report window, summed from their stored cost.
+
+    Their energy cost (split from the allocation cost for idle cost) is their energy x `kwh`, the
+    one electricity price in force everywhere over the window.
+    """
+    price = f"{float(kwh)!r}"
+    geq = (
+        "CASE WHEN a.gpus > 0 THEN a.gpus * 1.0 WHEN a.gpu_mem_mb > 0 "
+        "THEN COALESCE((SELECT MIN(1.0, a.gpu_mem_mb * h.gpus * 1.0 / h.gpu_mem_mb) FROM hosts h "
+        "WHERE h.name = a.host AND h.gpus > 0 AND h.gpu_mem_mb > 0), 0.0) ELSE 0.0 END"
+    )
+    return f"""
+    SELECT {key} AS k, 'all' AS label, a.host AS host,
+           SUM(a.cost - COALESCE(a.energy_wh, 0.0) * {price} / 1000.0) AS alloc_cost,
+           SUM(COALESCE(a.energy_wh, 0.0)) / 1000.0 AS energy_kwh,
+           SUM(COALESCE(a.energy_wh, 0.0) * {price}) / 1000.0 AS energy_cost,
+           SUM(({geq}) * (a.ended_at - COALESCE(a.started_at, a.created_at))) / 3600.0
+               AS gpu_hours,
+           SUM(a.cpus * (a.ended_at - COALESCE(a.started_at, a.created_at))) / 3600.0
+               AS cpu_hours,
+           COUNT(*) AS attempts,
+           COUNT(*) AS lead
+    FROM attempts a NOT INDEXED
+    CROSS JOIN jobs j ON j.id = a.job_id
+    WHERE a.cost IS NOT NULL AND a.ended_at <= :until
+      AND COALESCE(a.started_at, a.created_at) >= :since
+      AND a.ended_at > COALESCE(a.started_at, a.created_at)
+    GROUP BY k, a.host
+    """
+
+
+def _uniform_kwh(ledger: Ledger, since: float, until: float) -> float | None:
+    """The electricity price when one price holds for every host over [since, until), else None."""
+    rows = ledger.query(
+        "SELECT DISTINCT power_kwh FROM econ_period WHERE t0 < ? AND t1 > ?", (until, since)
+    )
+    return float(rows[0]["power_kwh"] or 0.0) if len(rows) == 1 else None
 
 
 _HOST_TOTAL_SQL = """
@@ -611,7 +690,6 @@ class CostRow:
     gpu_hours: float = 0.0
     cpu_hours: float = 0.0
     attempts: int = 0
-    jobs: int = 0
     idle_cost: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -624,7 +702,6 @@ class CostRow:
             "gpu_hours": round(self.gpu_hours, 6),
             "cpu_hours": round(self.cpu_hours, 6),
             "attempts": self.attempts,
-            "jobs": self.jobs,
             "idle_cost": round(self.idle_cost, 6),
         }
 
@@ -670,7 +747,7 @@ def cost_report(
     Running attempts count up to `now` (default the ledger clock). Idle cost (capacity not
     allocated x price x time) is reported per host, per day with `by="day"`, and in total.
     """
-    if by not in GROUPINGS:
+    if by not in GROUPINGS and by != "attempt":
         raise ValidationError(f"cannot group costs by {by!r}", f"use one of {', '.join(GROUPINGS)}")
     check_range(since, until)
     now = ledger.clock() if now is None else now
@@ -683,16 +760,25 @@ def cost_report(
     params = {"since": since, "until": until_eff, "now": now, "maxb": max_len + 1.0}
     rows: list[dict[str, Any]] = []
     hosts_total: list[dict[str, Any]] = []
-    counts: dict[str, tuple[int, int]] = {}
-    total_counts = (0, 0)
     if buckets:
         with _snapshot(ledger):  # one consistent read; the temp tables are this connection's
             _load_temp_tables(ledger, _hosts_in_play(ledger), buckets)
             _unsettled_energy(ledger, since, until_eff, now)
-            rows = ledger.query(_attempt_sql(_GROUP_KEYS[by]), params)
+            key = _GROUP_KEYS[by]
+            # Settled attempts inside the window are summed from their stored cost, unless the
+            # report is split into buckets or the electricity price changed in the window (their
+            # energy cost, needed apart for idle cost, would then depend on the slicing).
+            kwh = _uniform_kwh(ledger, since, until_eff) if len(buckets) == 1 else None
+            if kwh is not None:
+                rows = ledger.query(_attempt_sql(key, all_attempts=False), params)
+                labelled = {**params, "label": buckets[0][0]}
+                for r in ledger.query(
+                    _settled_sql(key.replace("w.label", ":label"), kwh), labelled
+                ):
+                    rows.append({**r, "label": buckets[0][0]})
+            else:
+                rows = ledger.query(_attempt_sql(key, all_attempts=True), params)
             hosts_total = ledger.query(_HOST_TOTAL_SQL, params)
-            counts = _counts(ledger, by, params) if rows else {}
-            total_counts = _total_counts(ledger, params) if rows else (0, 0)
     out: dict[str, CostRow] = {}
     total = CostRow("total")
     alloc_by_host_label: dict[tuple[str, str], float] = {}
@@ -705,12 +791,10 @@ def cost_report(
             target.energy_kwh += r["energy_kwh"] or 0.0
             target.gpu_hours += r["gpu_hours"] or 0.0
             target.cpu_hours += r["cpu_hours"] or 0.0
+        row.attempts += int(r["attempts"] or 0)
+        total.attempts += int(r["lead"] or 0)
         hl = (r["host"], r["label"])
         alloc_by_host_label[hl] = alloc_by_host_label.get(hl, 0.0) + (r["alloc_cost"] or 0.0)
-    # attempts and jobs are counted apart, so an attempt split over buckets counts once
-    for key, row in out.items():
-        row.attempts, row.jobs = counts.get(key, (0, 0))
-    total.attempts, total.jobs = total_counts
     idle_by_host: dict[str, float] = {}
     idle_by_label: dict[str, float] = {}
     for h in hosts_total:
@@ -733,39 +817,6 @@ def cost_report(
     return CostReport(
         by, since, until, get_currency(ledger), ordered, total, idle_total, idle_by_host
     )
-
-
-def _counts(ledger: Ledger, by: str, params: dict[str, Any]) -> dict[str, tuple[int, int]]:
-    if by == "day":
-        sql = """
-          SELECT w.label AS k, COUNT(DISTINCT a.id) AS n, COUNT(DISTINCT a.job_id) AS j
-          FROM attempts a JOIN econ_bucket w
-            ON w.t0 < MIN(COALESCE(a.ended_at, :now), :now)
-           AND w.t1 > COALESCE(a.started_at, a.created_at)
-           AND w.t0 >= COALESCE(a.started_at, a.created_at) - :maxb
-          WHERE COALESCE(a.started_at, a.created_at) < :until
-            AND (a.ended_at > :since OR a.ended_at IS NULL)
-          GROUP BY w.label"""
-    else:
-        sql = f"""
-          SELECT {_GROUP_KEYS[by]} AS k, COUNT(*) AS n, COUNT(DISTINCT a.job_id) AS j
-          FROM attempts a JOIN jobs j ON j.id = a.job_id
-          WHERE COALESCE(a.started_at, a.created_at) < :until
-            AND (a.ended_at > :since OR a.ended_at IS NULL)
-            AND MIN(COALESCE(a.ended_at, :now), :now) > COALESCE(a.started_at, a.created_at)
-          GROUP BY k"""
-    return {str(r["k"]): (r["n"], r["j"]) for r in ledger.query(sql, params)}
-
-
-def _total_counts(ledger: Ledger, params: dict[str, Any]) -> tuple[int, int]:
-    r = ledger.query_one(
-        """SELECT COUNT(*) AS n, COUNT(DISTINCT a.job_id) AS j FROM attempts a
-           WHERE COALESCE(a.started_at, a.created_at) < :until
-             AND (a.ended_at > :since OR a.ended_at IS NULL)
-             AND MIN(COALESCE(a.ended_at, :now), :now) > COALESCE(a.started_at, a.created_at)""",
-        params,
-    )
-    return (r["n"], r["j"]) if r else (0, 0)
 
 
 # -- energy and settling ------------------------------------------------------------------------
@@ -850,6 +901,41 @@ def settle_attempt(ledger: Ledger, token: str) -> float:
                 (cost, energy, token),
             )
     return cost
+
+
+def settle_ended(ledger: Ledger, now: float | None = None) -> int:
+    """Store cost and energy on every ended attempt that has none yet, in bulk; return how many.
+
+    For ledgers whose attempts ended before anything settled them (an old ledger, a dispatcher
+    that was not running); `settle_attempt` does the same for one attempt.
+    """
+    now = ledger.clock() if now is None else now
+    first = ledger.query_one(
+        "SELECT MIN(COALESCE(started_at, created_at)) AS t FROM attempts "
+        "WHERE cost IS NULL AND ended_at IS NOT NULL"
+    )
+    if first is None or first["t"] is None or first["t"] >= now:
+        return 0
+    report = cost_report(ledger, first["t"], now, "attempt", now=now)
+    ended = {
+        r["id"]
+        for r in ledger.query(
+            "SELECT id FROM attempts WHERE cost IS NULL AND ended_at IS NOT NULL AND ended_at <= ?",
+            (now,),
+        )
+    }
+    values = [
+        (row.cost, row.energy_kwh * 1000.0, int(row.key))
+        for row in report.rows
+        if int(row.key) in ended
+    ]
+    with ledger.tx():
+        ledger.conn.executemany(
+            "UPDATE attempts SET cost = ?, energy_wh = COALESCE(energy_wh, ?) "
+            "WHERE id = ? AND cost IS NULL",
+            values,
+        )
+    return len(values)
 
 
 def running_rate(ledger: Ledger, now: float | None = None) -> float:

@@ -71,7 +71,7 @@ def cost(ctx: click.Context, since: str | None, until: str | None, by: str, as_j
         echo_json(report.as_dict())
         return
     keys = ("key", "cost", "alloc_cost", "energy_cost", "energy_kwh", "gpu_hours", "cpu_hours",
-            "attempts", "jobs", "idle_cost")  # fmt: skip
+            "attempts", "idle_cost")  # fmt: skip
     if as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow([by if k == "key" else k for k in keys])

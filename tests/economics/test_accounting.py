@@ -247,3 +247,55 @@ def test_bad_prices_write_nothing(ledger, kwargs, message) -> None:
 def test_range_that_ends_before_it_starts(ledger) -> None:
     with pytest.raises(ValidationError, match="ends before it starts"):
         cost_report(ledger, T0 + H, T0, "user", now=T0 + 2 * H)
+
+
+def test_settled_and_live_reports_agree(ledger, clock, monkeypatch) -> None:
+    """Reports read settled attempts from their stored cost: the numbers must not move."""
+    from lepton_tui.economics import settle_ended
+
+    add_host(ledger, "rent", gpus=4, gpu_mem_mb=4 * 80 * 1024)
+    add_host(ledger, "own", gpus=4, gpu_mem_mb=4 * 80 * 1024)
+    set_prices(ledger, None, gpu_hour=1.0, cpu_hour=0.05, power_kwh=0.2)
+    set_prices(ledger, "rent", per_hour=9.0)
+    add_power_samples(ledger, "own", 0, T0, T0 + 40 * H, 250.0, step=600)
+    add_power_samples(ledger, "rent", 1, T0, T0 + 40 * H, 120.0, step=600)
+    plan = [  # user, project, host, gpus, start h, end h, final
+        ("alice", "vision", "own", 1, 1, 3, "succeeded"),
+        ("bob", "nlp", "rent", 2, 2, 30, "succeeded"),  # spans midnight and a price change
+        ("alice", "nlp", "own", 0, 5, 6, "lost"),
+        ("carol", "vision", "rent", 1, 20, 21, "failed"),
+        ("carol", "vision", "own", 1, 22, None, None),  # still running
+    ]
+    for user, project, host, gpus, s, e, final in plan:
+        job = submit(ledger, clock, user=user, project=project, cpus=4, gpus=gpus, retries=1)
+        clock.now = T0 + s * H
+        run_attempt(ledger, clock, job, host, T0 + s * H, None if e is None else T0 + e * H,
+                    gpu_ids=tuple(range(gpus)) if host == "own" else tuple(range(1, 1 + gpus)),
+                    final=final or "succeeded")  # fmt: skip
+        if s == 2:
+            clock.now = T0 + 10 * H
+            set_prices(ledger, "rent", per_hour=12.0)
+            set_prices(ledger, None, power_kwh=0.3)
+    now = T0 + 40 * H
+    # the electricity price changes at 10 h: windows after it read settled attempts' stored cost
+    windows = [(T0, now), (T0 + 2.5 * H, T0 + 22.5 * H), (T0 + 11 * H, now),
+               (T0 + 10 * H, T0 + 23 * H)]  # fmt: skip
+    before = {
+        (by, w): cost_report(ledger, *w, by, now=now, tz=UTC).as_dict()
+        for by in ("user", "project", "host", "day")
+        for w in windows
+    }
+    assert settle_ended(ledger, now) == 4
+    from lepton_tui import economics
+
+    calls = []
+    real = economics._settled_sql
+    monkeypatch.setattr(economics, "_settled_sql", lambda *a: calls.append(a) or real(*a))
+    for key, expected in before.items():
+        got = cost_report(ledger, *key[1], key[0], now=now, tz=UTC).as_dict()
+        assert [r["key"] for r in got["rows"]] == [r["key"] for r in expected["rows"]], key
+        for g, e in zip(got["rows"], expected["rows"], strict=True):
+            assert g == pytest.approx(e), (key, g, e)
+        assert got["total"] == pytest.approx(expected["total"]), key
+        assert got["idle_cost"] == pytest.approx(expected["idle_cost"]), key
+    assert calls  # the stored-cost path was taken
