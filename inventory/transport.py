@@ -238,6 +238,11 @@ class SSHTransport:
             raise HostKeyChanged(
                 self.name, fingerprint(exc.expected_key), fingerprint(exc.key)
             ) from exc
+        except paramiko.PasswordRequiredException as exc:
+            client.close()
+            raise AuthFailed(
+                self.name, "the key is encrypted; load it into ssh-agent (ssh-add) instead"
+            ) from exc
         except paramiko.AuthenticationException as exc:
             client.close()
             keys = ", ".join(r.key_files) or "the agent and default keys"
@@ -245,11 +250,6 @@ class SSHTransport:
                 self.name,
                 f"login as {r.user} with {keys} was refused; check the user and that the "
                 "key's public half is in that user's ~/.ssh/authorized_keys",
-            ) from exc
-        except paramiko.PasswordRequiredException as exc:
-            client.close()
-            raise AuthFailed(
-                self.name, "the key is encrypted; load it into ssh-agent (ssh-add) instead"
             ) from exc
         except (paramiko.SSHException, EOFError, OSError) as exc:
             client.close()

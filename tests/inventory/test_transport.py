@@ -141,6 +141,22 @@ def test_wrong_key_clear_message(h2: SSHHost, tmp_path: Path) -> None:
         missing.run(["true"])
 
 
+def test_encrypted_key_says_use_the_agent(
+    h2: SSHHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+
+    key = tmp_path / "enc"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-f", str(key)], check=True
+    )
+    t = SSHTransport(h2.spec(key_path=str(key)), Path(h2.known_hosts_path), ssh_config=None)
+    with pytest.raises(AuthFailed, match="encrypted; load it into ssh-agent"):
+        t.run(["true"])
+
+
 def test_nothing_listening_fails_fast(h2: SSHHost) -> None:
     t = SSHTransport(h2.spec(port=1), Path(h2.known_hosts_path), ssh_config=None, connect_timeout=5)
     with pytest.raises(HostUnreachable, match="refused"):
