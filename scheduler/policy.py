@@ -117,7 +117,11 @@ def load_weights(path: str | Path) -> tuple[QNetwork, RoundConfig, dict]:
 
 class DQNPolicy:
     """The learned policy: greedy on Q over feasible candidates, with the guard rails of
-    `scheduler.features` (priorities, aging, starvation protection, no over-commit)."""
+    `scheduler.features` (priorities, aging, starvation protection, no over-commit).
+
+    `cost_weight` > 0 subtracts, from each pair's score, that weight times the node's price share
+    plus 1 for waking an idle node (the heuristics' cost term); 0 keeps the trained behaviour.
+    """
 
     name = "dqn"
 
@@ -128,7 +132,11 @@ class DQNPolicy:
         k: int | None = None,
         aging_s: float | None = None,
         starve_after_s: float | None = None,
+        cost_weight: float = 0.0,
     ) -> None:
+        if not cost_weight >= 0:
+            raise ValueError("cost_weight must be >= 0")
+        self.cost_weight = float(cost_weight)
         path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
         self.weights_path = path
         self.net: QNetwork | None = None
@@ -138,7 +146,7 @@ class DQNPolicy:
             self.net, config, self.meta = load_weights(path)
         except WeightsError as e:
             log.warning("dqn policy: %s; falling back to EASY backfilling", e)
-            self.fallback = BackfillPolicy()
+            self.fallback = BackfillPolicy(cost_weight=self.cost_weight)
             config = DEFAULT_CONFIG
         self.config = RoundConfig(
             k=config.k if k is None else int(k),
@@ -154,6 +162,7 @@ class DQNPolicy:
         self = cls.__new__(cls)
         self.weights_path = None
         self.net, self.fallback, self.meta, self.config = net, None, {}, config
+        self.cost_weight = 0.0
         self._reasons, self._waiting = {}, {}
         return self
 
@@ -185,6 +194,10 @@ class DQNPolicy:
                 self._note_waiting(rnd, cands, None, None)
                 break
             q = self.net.scores(cands.x)
+            if self.cost_weight:
+                # like the heuristics: the node's price relative to the dearest, plus 1 to wake an
+                # idle node (the network was trained without a cost term)
+                q[:-1] -= self.cost_weight * (cands.x[:-1, 9] + cands.x[:-1, 8])
             if not cands.wait_allowed:
                 q[-1] = -np.inf
             best = int(np.argmax(q))

@@ -138,3 +138,16 @@ def test_shipped_weights_load_and_are_small():
     from scheduler.registry import make_policy
 
     assert isinstance(make_policy("dqn"), DQNPolicy)
+
+
+def test_cost_weight_prefers_the_cheaper_node():
+    cheap = NodeView.empty("cheap", Resources(16.0, 65536, 2, 2 * 40960), 1.0)
+    dear = NodeView.empty("dear", Resources(16.0, 65536, 2, 2 * 40960), 10.0)
+    job = JobRequest(1, Resources(2.0, 1024, 1), 60.0, 0.0, 0.0)
+    for order in ((cheap, dear), (dear, cheap)):
+        pol = DQNPolicy.from_network(small_net(2))
+        pol.cost_weight = 1000.0
+        (p,) = pol.decide(ClusterView(order, 0.0), [job], 0.0)
+        assert p.node_id == "cheap"
+    with pytest.raises(ValueError):
+        DQNPolicy(cost_weight=-1.0)
