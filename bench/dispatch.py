@@ -161,6 +161,9 @@ def _drive(d: Dispatcher, svc: Service, tick_s: float, timeout: float) -> dict[s
         "cpu_ms_per_tick_median": round(1000 * statistics.median(t["cpu_s"] for t in ticks), 1),
         "wall_ms_per_tick_median": round(1000 * statistics.median(t["wall_s"] for t in ticks), 1),
         "outcomes": svc.job_counts(),
+        # wall time per phase per tick; "place" includes "launch"
+        "phase_ms_per_tick": {k: round(1000 * v / len(ticks), 1)
+                              for k, v in sorted(d.stats.phase_s.items())},
     }  # fmt: skip
 
 

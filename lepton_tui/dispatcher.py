@@ -41,8 +41,8 @@ import resource
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,7 @@ class Stats:
     cpu_s: float = 0.0  # this process's CPU time spent inside tick()
     last_tick_s: float = 0.0
     last_round_trips: int = 0
+    phase_s: dict[str, float] = field(default_factory=dict)  # wall time per phase, summed
 
 
 @dataclass
@@ -267,35 +268,50 @@ class Dispatcher:
         active = self._orphans(hosts, self._active_attempts())
         if self._unreconciled is None:
             self._unreconciled = {a["host"] for a in active}
-        self._send_cancels(hosts, active)
-        polls = self._poll(hosts, active, result)
+        with self._phase("control"):
+            self._send_cancels(hosts, active)
+        with self._phase("poll"):
+            polls = self._poll(hosts, active, result)
         ok_hosts: set[str] = set()
         relaunch: list[dict[str, Any]] = []
         by_name = {h["name"]: h for h in hosts}
-        for name, outcome in polls.items():
-            host = by_name[name]
-            if isinstance(outcome, Ok):
-                ok_hosts.add(name)
-                relaunch += self._record_poll(host, outcome.value, active, result)
-                self._unreconciled.discard(name)
-            else:
-                if self._record_failure(host, outcome, active, now):
+        with self._phase("record"):
+            for name, outcome in polls.items():
+                host = by_name[name]
+                if isinstance(outcome, Ok):
+                    ok_hosts.add(name)
+                    relaunch += self._record_poll(host, outcome.value, active, result)
                     self._unreconciled.discard(name)
-        fenced_ok = self._fence(hosts, polls)
+                elif self._record_failure(host, outcome, active, now):
+                    self._unreconciled.discard(name)
+        with self._phase("fence"):
+            fenced_ok = self._fence(hosts, polls)
         if relaunch:
-            self._launch(relaunch, by_name, relaunch=True)
+            with self._phase("launch"):
+                self._launch(relaunch, by_name, relaunch=True)
         placeable = {n for n in ok_hosts & fenced_ok if by_name[n].get("admin_state") != "draining"}
         result.reconciled = not self._unreconciled
-        result.placed, result.launched = self._place(hosts, placeable, result.reconciled, now)
+        with self._phase("place"):  # includes "launch"
+            result.placed, result.launched = self._place(hosts, placeable, result.reconciled, now)
         if now - self._last_compact >= COMPACT_EVERY_S:
             self._last_compact = now
-            self._housekeeping(now)
+            with self._phase("housekeeping"):
+                self._housekeeping(now)
         self.stats.ticks += 1
         self.stats.cpu_s += _cpu_s() - cpu0
         self.stats.last_tick_s = time.monotonic() - begun
         result.round_trips = self.pool.round_trips - trips0
         self.stats.last_round_trips = result.round_trips
         return result
+
+    @contextlib.contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        """Add the wall time of a tick's phase to `stats.phase_s` (for the benchmark)."""
+        begun = time.monotonic()
+        try:
+            yield
+        finally:
+            self.stats.phase_s[name] = self.stats.phase_s.get(name, 0.0) + time.monotonic() - begun
 
     # -- step 1: control ----------------------------------------------------------------------
 
@@ -633,9 +649,11 @@ class Dispatcher:
                 if job["id"] not in placed_ids:
                     text = _explain(policy, job["id"])
                     reasons[job["id"]] = waiting_reason(job_resources(job), after, text)
+        current = {j["id"]: j["reason"] for j in queued}
         with self.ledger.tx():
             for job_id, reason in reasons.items():
-                self.ledger.set_job_reason(job_id, reason)
+                if current.get(job_id) != reason:
+                    self.ledger.set_job_reason(job_id, reason)
             self._record_decisions(policy_name, placed, reasons, now)
         if not placed:
             return 0, 0
@@ -653,7 +671,8 @@ class Dispatcher:
         self.stats.placements += len(starts)
         if self.before_launch is not None:
             self.before_launch(starts)
-        launched = self._launch(starts, {h["name"]: h for h in hosts}, relaunch=False)
+        with self._phase("launch"):
+            launched = self._launch(starts, {h["name"]: h for h in hosts}, relaunch=False)
         return len(starts), launched
 
     def _check_placements(

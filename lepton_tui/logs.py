@@ -109,6 +109,8 @@ def _read_attempt(
             if follow and not ended:
                 sleep(poll_s)  # the host may come back; the dispatcher decides when it is down
                 continue
+            if follow and ended:
+                return  # a lost attempt on a dead host: the caller moves on to the retry
             raise LeptonError(f"cannot read the log from {attempt['host']}: {exc.reason}") from None
         if data:
             text = decoder.decode(data)

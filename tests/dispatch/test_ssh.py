@@ -155,7 +155,17 @@ def test_host_lost_jobs_requeue_and_stale_copies_are_fenced(svc, sshbed, tmp_pat
     hosts = sshbed(3)
     roots = add_bed_hosts(svc, hosts, root=tmp_path, cpus=4)
     svc.set_setting("host_grace_s", 1.5)
-    ids = [svc.submit(command=f"echo run-{i}; sleep 5", cpus=2, retries=1) for i in range(4)]
+    # A first run waits for the test's release file; a retry ends at once. Stale copies are
+    # therefore still running when their host comes back, whatever the machine's load.
+    release = tmp_path / "release"
+    ids = []
+    for i in range(4):
+        mark = tmp_path / f"ran-{i}"
+        cmd = (
+            f"if [ -e {mark} ]; then echo retry; else touch {mark}; "
+            f"until [ -e {release} ]; do sleep 0.05; done; echo first; fi"
+        )
+        ids.append(svc.submit(command=cmd, cpus=2, retries=1))
     d = _dispatcher(svc)
     try:
         tick_until(d, lambda: svc.job_counts() == {"running": 4}, timeout=30)
@@ -185,14 +195,18 @@ def test_host_lost_jobs_requeue_and_stale_copies_are_fenced(svc, sshbed, tmp_pat
         assert sorted(e["job_id"] for e in fenced) == sorted(a["job_id"] for a in stale)
         assert all(e["host"] == victim.name for e in fenced)
         wait_until(lambda: not any(alive(p) for p in pids), timeout=5)
+        release.touch()
         tick_until(d, lambda: all_ended(svc), timeout=60, pause=0.2)
     finally:
         d.close()
         sshbed(3)
+    moved = {a["job_id"] for a in stale}
     for job_id in ids:
         attempts = svc.ledger.attempts_for(job_id)
         assert svc.get_job(job_id)["state"] == "succeeded"
         assert [a["state"] for a in attempts].count("succeeded") == 1
+        out = (Path(attempts[-1]["remote_dir"]) / "stdout").read_text()
+        assert out == ("retry\n" if job_id in moved else "first\n")
     for a in stale:
         d_ = Path(a["remote_dir"])
         assert (d_ / "fenced").exists() and not (d_ / "exit_code").exists()
