@@ -239,15 +239,30 @@ class Dispatcher:
         """Take the per-ledger lock; False when another process dispatches."""
         return self.lock.acquire()
 
-    def start_in_thread(self) -> DispatcherHandle:
-        """Dispatch in a daemon thread if this process gets the lock (the handle says whether)."""
+    def start_in_thread(self, retry_s: float | None = None) -> DispatcherHandle:
+        """Dispatch in a daemon thread if this process gets the lock (the handle says whether).
+
+        With `retry_s`, a process that does not get the lock keeps trying every `retry_s` seconds
+        and takes over when the other dispatcher stops (the console uses this).
+        """
         handle = DispatcherHandle(self)
-        if self.acquire():
+        if self.acquire() or retry_s is not None:
             handle.thread = threading.Thread(
-                target=self.run, args=(handle.stop_event,), name="lepton-dispatcher", daemon=True
+                target=self._serve_when_locked,
+                args=(handle.stop_event, retry_s),
+                name="lepton-dispatcher",
+                daemon=True,
             )
             handle.thread.start()
         return handle
+
+    def _serve_when_locked(self, stop: threading.Event, retry_s: float | None) -> None:
+        while not self.lock.held:
+            if retry_s is None or stop.wait(retry_s):
+                return
+            if self.acquire():
+                log.warning("took over dispatching (the other dispatcher stopped)")
+        self.run(stop)
 
     def close(self) -> None:
         """Release the lock and connections."""
@@ -834,7 +849,8 @@ class DispatcherHandle:
     @property
     def dispatching(self) -> bool:
         """True when this process holds the lock and its thread runs."""
-        return self.thread is not None and self.thread.is_alive()
+        alive = self.thread is not None and self.thread.is_alive()
+        return alive and self.dispatcher.lock.held
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the loop after its current tick and release the lock."""

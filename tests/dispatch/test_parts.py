@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from lepton_tui.dispatch_samples import compact_samples, record_samples
 from lepton_tui.dispatcher import Dispatcher, DispatcherLock
 from lepton_tui.hostpool import GpuState, Poll
 from lepton_tui.service import Service
-from tests.dispatch.helpers import add_local_hosts, all_ended, tick_until
+from tests.dispatch.helpers import add_local_hosts, all_ended, tick_until, wait_until
 
 
 @pytest.fixture
@@ -55,6 +56,22 @@ def test_console_thread_only_shows_when_another_process_dispatches(svc, home):
     finally:
         handle.stop()
     assert not handle.dispatching and not d.lock.held
+
+
+def test_console_thread_takes_over_when_the_other_dispatcher_stops(svc, home):
+    holder = DispatcherLock(home / "dispatcher.lock")
+    assert holder.acquire()
+    d = Dispatcher(svc)
+    handle = d.start_in_thread(retry_s=0.05)
+    try:
+        time.sleep(0.2)
+        assert not handle.dispatching
+        holder.release()
+        wait_until(lambda: handle.dispatching, timeout=10)
+        assert not holder.acquire()
+    finally:
+        handle.stop()
+    assert not handle.dispatching
 
 
 def test_serve_once_and_refusals(svc, home, tmp_path):
