@@ -1,0 +1,222 @@
+"""What-if replay: the lab's own recorded history, re-run in the simulator under other policies.
+
+The ledger's jobs submitted in [since, until) that ran (their real runtime is the duration of their
+last attempt) become the simulator's workload: arrival = `submitted_at`, request = the job's
+request, true runtime = what it really took, estimate = its time limit when it has one (what a
+policy sees at run time), else the true runtime. The cluster is the ledger's hosts with their
+capacity and the prices in force now. Each policy's run and what really happened (the recorded
+attempts, lost ones included) go through the same `scheduler.metrics.compute_metrics`, so wait,
+slowdown, utilization and cost are side by side on one footing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from lepton_tui.economics import get_currency, prices_at
+from lepton_tui.errors import LeptonError, ValidationError
+from lepton_tui.ledger import Ledger
+
+ACTUAL = "actual"
+
+
+@dataclass
+class ReplayRow:
+    """One policy's numbers (or those of what really happened, policy "actual")."""
+
+    policy: str
+    finished: int
+    mean_wait_s: float
+    p95_wait_s: float
+    mean_slowdown: float
+    mean_bounded_slowdown: float
+    gpu_util: float
+    cpu_util: float
+    cost: float
+    idle_cost: float
+    makespan_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in self.__dict__.items()}  # fmt: skip
+
+
+@dataclass
+class ReplayResult:
+    """The side-by-side comparison."""
+
+    since: float
+    until: float
+    jobs: int
+    hosts: int
+    skipped: int
+    currency: str
+    rows: list[ReplayRow]
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "since": self.since, "until": self.until, "jobs": self.jobs, "hosts": self.hosts,
+            "skipped": self.skipped, "currency": self.currency,
+            "rows": [r.as_dict() for r in self.rows], "notes": self.notes,
+        }  # fmt: skip
+
+
+def _scheduler() -> Any:
+    try:
+        from scheduler import metrics, model, registry, simulator
+    except ImportError as exc:  # pragma: no cover - the scheduler ships with lepton-tui
+        raise LeptonError(f"the scheduler is not available: {exc}") from None
+    return model, simulator, metrics, registry
+
+
+def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, Any, int]:
+    """(Workload, recorded SimResult, skipped jobs) from the ledger's history in [since, until)."""
+    model, simulator, _metrics, _registry = _scheduler()
+    nodes = []
+    for h in ledger.hosts():
+        if not (h["cpus"] or 0) > 0:
+            continue
+        p = prices_at(ledger, h["name"])
+        nodes.append(
+            model.Node(
+                h["name"],
+                model.Resources(
+                    float(h["cpus"]),
+                    int(h["mem_mb"] or 0),
+                    int(h["gpus"] or 0),
+                    int(h["gpu_mem_mb"] or 0),
+                ),
+                model.Prices(p.per_hour, p.cpu_hour, p.gpu_hour, p.gb_hour),
+            )  # fmt: skip
+        )
+    by_node = {n.id: n for n in nodes}
+    jobs = ledger.query(
+        "SELECT * FROM jobs WHERE submitted_at >= ? AND submitted_at < ? ORDER BY submitted_at, id",
+        (since, until),
+    )
+    attempts: dict[int, list[dict[str, Any]]] = {}
+    if jobs:
+        for a in ledger.query(
+            "SELECT a.* FROM attempts a JOIN jobs j ON j.id = a.job_id "
+            "WHERE j.submitted_at >= ? AND j.submitted_at < ? ORDER BY a.id",
+            (since, until),
+        ):
+            attempts.setdefault(a["job_id"], []).append(a)
+    import json
+
+    sim_jobs, records, sim_attempts = [], [], []
+    skipped = 0
+    for j in jobs:
+        atts = [a for a in attempts.get(j["id"], []) if a["ended_at"] is not None]
+        last = atts[-1] if atts else None
+        if last is None or j["state"] not in ("succeeded", "failed", "timeout", "cancelled"):
+            skipped += 1
+            continue
+        start = last["started_at"] or last["created_at"]
+        runtime = float(last["ended_at"] - start)
+        if runtime <= 0 or any(a["host"] not in by_node for a in atts):
+            skipped += 1
+            continue
+        request = model.Resources(float(j["cpus"]), int(j["mem_mb"]), int(j["gpus"]),
+                                  int(j["gpu_mem_mb"] or 0))  # fmt: skip
+        est = float(j["time_limit_s"]) if j["time_limit_s"] else runtime
+        sim_jobs.append(
+            model.Job(
+                j["id"],
+                request,
+                float(j["submitted_at"]),
+                runtime,
+                est,
+                float(j["priority"] or 0),
+                j["user"],
+                j["project"],
+            )  # fmt: skip
+        )
+        for a in atts:
+            s0 = a["started_at"] or a["created_at"]
+            sim_attempts.append(
+                simulator.Attempt(
+                    j["id"],
+                    a["host"],
+                    tuple(json.loads(a["gpu_ids"] or "[]")),
+                    request,
+                    float(s0),
+                    float(a["ended_at"]),
+                    a is last,
+                )  # fmt: skip
+            )
+        records.append(
+            simulator.JobRecord(
+                j["id"],
+                request,
+                float(j["submitted_at"]),
+                float(start),
+                float(last["ended_at"]),
+                runtime,
+                last["host"],
+                tuple(json.loads(last["gpu_ids"] or "[]")),
+                len(atts),
+                float(j["priority"] or 0),
+            )  # fmt: skip
+        )
+    fits = [j for j in sim_jobs if any(model.fits_empty(j.request, n.capacity) for n in nodes)]
+    dropped = [(j.id, "fits no host now") for j in sim_jobs if j not in fits]
+    workload = model.Workload("ledger", fits, nodes, dropped, False)
+    t0 = min((j.submit_s for j in fits), default=since)
+    t1 = max((r.end_s for r in records), default=t0)
+    recorded = simulator.SimResult(
+        workload="ledger", policy=ACTUAL, nodes=nodes,
+        finished=[r for r in records if r.id in {j.id for j in fits}],
+        attempts=[a for a in sim_attempts if a.job_id in {j.id for j in fits}],
+        outages=[], unschedulable=[], unfinished=[], start_s=t0, end_s=t1, jobs=fits,
+    )  # fmt: skip
+    return workload, recorded, skipped + len(dropped)
+
+
+def _row(policy: str, m: dict[str, float]) -> ReplayRow:
+    return ReplayRow(
+        policy, int(m["finished"]), m["avg_wait"], m["p95_wait"], m["avg_slowdown"],
+        m["avg_bounded_slowdown"], m["gpu_util"], m["cpu_util"], m["cost"], m["idle_cost"],
+        m["makespan"],
+    )  # fmt: skip
+
+
+def replay_ledger(
+    ledger: Ledger,
+    since: float,
+    until: float,
+    policies: list[str],
+    *,
+    cost_weight: float | None = None,
+) -> ReplayResult:
+    """Replay [since, until) under each policy; the first row is what really happened."""
+    _model, simulator, metrics, registry = _scheduler()
+    bad = [p for p in policies if p.strip().lower() not in registry.POLICY_NAMES]
+    if bad:
+        raise ValidationError(
+            f"unknown policy {bad[0]!r}", f"choose from {', '.join(registry.POLICY_NAMES)}"
+        )
+    weight = float(ledger.get_setting("cost_weight", 0.0) if cost_weight is None else cost_weight)
+    workload, recorded, skipped = ledger_workload(ledger, since, until)
+    result = ReplayResult(since, until, len(workload.jobs), len(workload.nodes), skipped,
+                          get_currency(ledger), [])  # fmt: skip
+    if not workload.jobs:
+        result.notes.append("no finished jobs in this window: nothing to replay")
+        return result
+    result.rows.append(_row(ACTUAL, metrics.compute_metrics(recorded)))
+    for name in policies:
+        try:
+            policy = registry.make_policy(name, **({"cost_weight": weight} if weight else {}))
+        except ValueError as exc:
+            result.notes.append(f"{name}: {exc}")
+            continue
+        run = simulator.Simulator(workload).run(policy)
+        result.rows.append(_row(name, metrics.compute_metrics(run)))
+    result.notes.append(
+        "cost = allocation x today's prices x time for every row (energy not simulated); "
+        "estimates are the jobs' time limits where set"
+    )
+    return result

@@ -1,0 +1,90 @@
+"""Replay: a ledger recorded under a policy, replayed under the same policy, gives the same waits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lepton_tui.economics_replay import ACTUAL, replay_ledger
+from lepton_tui.errors import ValidationError
+from tests.economics.helpers import T0, Clock, make_ledger, run_attempt
+
+pytest.importorskip("scheduler.simulator")
+from scheduler.registry import make_policy  # noqa: E402
+from scheduler.simulator import Simulator  # noqa: E402
+from scheduler.workloads import lab_mix  # noqa: E402
+
+# Stated tolerance: the replayed mean wait is within 1 % (plus 1 s) of the recorded one.
+REL_TOL, ABS_TOL_S = 0.01, 1.0
+
+
+def record(ledger, clock: Clock, policy: str, jobs: int = 80, seed: int = 3) -> None:
+    """Run the lab mix under `policy` in the simulator and write what happened into the ledger,
+    as the dispatcher would have: hosts, jobs (time limit = the estimate), attempts."""
+    wl = lab_mix(jobs, 0.9, seed, nodes=3)
+    result = Simulator(wl).run(make_policy(policy))
+    with ledger.tx():
+        for n in wl.nodes:
+            c = n.capacity
+            ledger.insert("hosts", {"name": n.id, "transport": "ssh", "address": "10.0.0.1",
+                                    "state": "up", "admin_state": "active", "cpus": c.cpus,
+                                    "mem_mb": c.mem_mb, "gpus": c.gpus,
+                                    "gpu_mem_mb": c.gpu_mem_mb, "added_at": T0})  # fmt: skip
+    ids = {}
+    for job in sorted(wl.jobs, key=lambda j: (j.submit_s, str(j.id))):
+        r = job.request
+        spec = {"command": "true", "project": job.project or "default", "cpus": r.cpus,
+                "mem_mb": r.mem_mb, "gpus": r.gpus, "gpu_mem_mb": r.gpu_mem_mb,
+                "time_limit_s": job.est_runtime_s, "priority": int(job.priority)}  # fmt: skip
+        with ledger.tx():
+            ids[job.id] = ledger.add_job(spec, job.user or "alice", at=T0 + job.submit_s)
+    for att in sorted(result.attempts, key=lambda a: a.start_s):
+        run_attempt(ledger, clock, ids[att.job_id], att.node_id, T0 + att.start_s,
+                    T0 + att.end_s, gpu_ids=att.gpu_ids)  # fmt: skip
+    return result
+
+
+@pytest.mark.parametrize("policy", ["fifo", "backfill"])
+def test_replay_reproduces_the_recorded_policy(tmp_path: Path, policy: str) -> None:
+    clock = Clock()
+    ledger = make_ledger(tmp_path, clock)
+    record(ledger, clock, policy)
+    out = replay_ledger(ledger, T0 - 1, T0 + 365 * 86400, [policy, "sjf"])
+    rows = {r.policy: r for r in out.rows}
+    assert out.jobs == 80 and out.skipped == 0
+    actual, again = rows[ACTUAL], rows[policy]
+    assert actual.finished == again.finished == 80
+    assert again.mean_wait_s == pytest.approx(actual.mean_wait_s, rel=REL_TOL, abs=ABS_TOL_S)
+    assert again.mean_slowdown == pytest.approx(actual.mean_slowdown, rel=REL_TOL)
+    assert again.gpu_util == pytest.approx(actual.gpu_util, rel=REL_TOL)
+    assert "sjf" in rows
+    ledger.close()
+
+
+def test_replay_command_prints_the_side_by_side_table(home: Path) -> None:
+    from lepton_tui.cli import cli
+    from lepton_tui.ledger import Ledger
+
+    clock = Clock()
+    ledger = Ledger(home / "ledger.db", clock=clock)
+    record(ledger, clock, "fifo", jobs=30)
+    ledger.close()
+    runner = CliRunner()
+    args = ["replay", "--since", "2026-03-01", "--until", "2027-03-01", "--policies", "fifo,tetris"]
+    out = runner.invoke(cli, args)
+    assert out.exit_code == 0, out.output
+    for word in ("POLICY", "MEAN WAIT", "actual", "fifo", "tetris", "COST"):
+        assert word in out.output
+    data = json.loads(runner.invoke(cli, [*args, "--json"]).output)
+    assert [r["policy"] for r in data["rows"]] == ["actual", "fifo", "tetris"]
+    bad = runner.invoke(cli, ["replay", "--policies", "astrology"])
+    assert bad.exit_code == 2 and "unknown policy" in bad.output
+
+
+def test_unknown_policy_is_refused(tmp_path: Path) -> None:
+    ledger = make_ledger(tmp_path, Clock())
+    with pytest.raises(ValidationError, match="unknown policy"):
+        replay_ledger(ledger, T0, T0 + 1, ["nope"])
