@@ -142,6 +142,7 @@ def test_kill_9_mid_burst_then_restart_runs_every_job_once(svc, sshbed, tmp_path
         _, err = proc.communicate(timeout=30)
     db.close()
     assert proc.returncode == 0, err.decode()
+    assert dict(killed_at[0]).get("starting"), killed_at  # killed between intent and launch
     lines = marks.read_text().split()
     assert sorted(lines) == sorted(f"m{i}" for i in range(30)), killed_at
     launched = [d.name for root in roots.values() for d in launched_dirs(root)]
