@@ -46,9 +46,12 @@ def _stamp(ts: float) -> str:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print the report as CSV (for spreadsheets).")
+@click.option(
+    "--waste", is_flag=True, help="Show idle allocated GPUs and GPUs busy outside lepton."
+)
 @click.pass_context
 def cost(ctx: click.Context, since: str | None, until: str | None, by: str, as_json: bool,
-         as_csv: bool) -> None:  # fmt: skip
+         as_csv: bool, waste: bool) -> None:  # fmt: skip
     """What the lab's work cost: by user, project, host, job or day, with idle cost.
 
     Cost = allocation x price in force x time, plus measured GPU energy x electricity price.
@@ -59,6 +62,9 @@ def cost(ctx: click.Context, since: str | None, until: str | None, by: str, as_j
         raise ValidationError(f"--by {by!r} is not one of {', '.join(BY_CHOICES)}", field="by")
     if as_json and as_csv:
         raise ValidationError("choose one of --json and --csv")
+    if waste:
+        _print_waste(ctx, as_json)
+        return
     with service_for(ctx) as svc:
         now = svc.ledger.clock()
         t0, t1 = _window(since, until, now)
@@ -102,6 +108,21 @@ def cost(ctx: click.Context, since: str | None, until: str | None, by: str, as_j
     console.print(
         f"Idle cost (capacity not allocated x price x time): [bold]{_money(report.idle_cost, cur)}[/]"
     )
+
+
+def _print_waste(ctx: click.Context, as_json: bool) -> None:
+    from lepton_tui.economics_waste import find_waste
+
+    with service_for(ctx) as svc:
+        found = find_waste(svc.ledger)
+    if as_json:
+        echo_json([f.as_dict() for f in found])
+        return
+    if not found:
+        click.echo("No idle allocated GPUs and no GPUs busy outside lepton.")
+        return
+    for f in found:
+        click.echo(f.message)
 
 
 def _print_gpus(
