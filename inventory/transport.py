@@ -203,6 +203,7 @@ class SSHTransport:
                 sock = socket.create_connection((r.hostname, r.port), timeout=timeout)
                 if self.tcp_nodelay:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         except OSError as exc:
             raise HostUnreachable(
                 self.name,

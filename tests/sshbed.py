@@ -11,6 +11,7 @@ Without sshd the fixture fails, unless LEPTON_ALLOW_NO_SSHD=1 (then it skips).
 
 from __future__ import annotations
 
+import atexit
 import getpass
 import os
 import shutil
@@ -241,6 +242,7 @@ class SSHBed:
                 )
             )
         self.known_hosts.write_text("".join(h.known_hosts_line() for h in self.hosts))
+        atexit.register(self.close)  # even if the session's finalizer never runs
 
     def __call__(self, n: int = 3) -> list[SSHHost]:
         """The first `n` hosts, each started (again) if it is not running."""
