@@ -50,6 +50,26 @@ _FAR = 1e18  # "forever" for open price periods
 
 _indexed: set[str] = set()
 
+# The daily roll-up: per whole past day whose attempts are all settled, spend per user, project and
+# host (and idle cost per host), so a year's report reads ~100 rows a day instead of every attempt.
+# A cache of what the attempts say: it can be dropped at any time and is rebuilt on use.
+ROLLUP_TABLES = {
+    "econ_rollup": (
+        "CREATE TABLE IF NOT EXISTS econ_rollup (dim TEXT NOT NULL, day REAL NOT NULL, "
+        "label TEXT NOT NULL, key TEXT NOT NULL, host TEXT NOT NULL, alloc_cost REAL, "
+        "energy_kwh REAL, energy_cost REAL, gpu_hours REAL, cpu_hours REAL, overlaps INTEGER, "
+        "starts INTEGER, PRIMARY KEY (dim, day, key, host))"
+    ),
+    "econ_rollup_idle": (
+        "CREATE TABLE IF NOT EXISTS econ_rollup_idle (day REAL NOT NULL, label TEXT NOT NULL, "
+        "host TEXT NOT NULL, idle_cost REAL, PRIMARY KEY (day, host))"
+    ),
+    "econ_rollup_days": (
+        "CREATE TABLE IF NOT EXISTS econ_rollup_days (day REAL PRIMARY KEY, day_end REAL, "
+        "label TEXT, built_at REAL)"
+    ),
+}
+
 
 def ensure_indexes(ledger: Ledger) -> None:
     """Create the indexes the cost queries need (idempotent; once per ledger file per process)."""
@@ -63,10 +83,13 @@ def ensure_indexes(ledger: Ledger) -> None:
         "idx_attempts_unsettled": "attempts(id) WHERE cost IS NULL",
         "idx_attempts_ended_started": "attempts(ended_at, started_at, created_at)",
     }
-    have = {r["name"] for r in ledger.query("SELECT name FROM sqlite_master WHERE type='index'")}
+    have = {r["name"] for r in ledger.query("SELECT name FROM sqlite_master")}
     missing = {k: v for k, v in wanted.items() if k not in have}
-    if missing:
+    tables = {k: v for k, v in ROLLUP_TABLES.items() if k not in have}
+    if missing or tables:
         with ledger.tx():
+            for sql in tables.values():
+                ledger.execute(sql)
             for name, target in missing.items():
                 ledger.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
     _indexed.add(key)
@@ -607,8 +630,10 @@ def _attempt_sql(key: str, all_attempts: bool) -> str:
              ({_GEQ_SQL}) AS geq,
              p.power_kwh AS kwh,
              (p.t0 <= MAX(a.s0, w.t0) AND MAX(a.s0, w.t0) < p.t1) AS first,
+             (p.t0 <= MAX(a.s0, w.t0) AND MAX(a.s0, w.t0) < p.t1 AND a.s0 >= w.t0) AS starts,
              (p.t0 <= MAX(a.s0, :since) AND MAX(a.s0, :since) < p.t1
-              AND w.t0 <= MAX(a.s0, :since) AND MAX(a.s0, :since) < w.t1) AS lead
+              AND w.t0 <= MAX(a.s0, :since) AND MAX(a.s0, :since) < w.t1
+              AND a.s0 >= :count_from) AS lead
       FROM b a
       CROSS JOIN econ_bucket w ON w.t0 < a.s1 AND w.t1 > a.s0 AND w.t0 >= a.s0 - :maxb
       CROSS JOIN econ_period p ON p.host = a.host AND p.t0 < MIN(a.s1, w.t1)
@@ -621,6 +646,7 @@ def _attempt_sql(key: str, all_attempts: bool) -> str:
            SUM(ov * geq) / 3600.0 AS gpu_hours,
            SUM(ov * cpus) / 3600.0 AS cpu_hours,
            SUM(first) AS attempts,
+           SUM(starts) AS starts,
            SUM(lead) AS lead
     FROM sl GROUP BY k, label, host
     """
@@ -648,6 +674,7 @@ def _settled_sql(key: str, kwh: float) -> str:
            SUM(a.cpus * (a.ended_at - COALESCE(a.started_at, a.created_at))) / 3600.0
                AS cpu_hours,
            COUNT(*) AS attempts,
+           COUNT(*) AS starts,
            COUNT(*) AS lead
     FROM attempts a NOT INDEXED
     CROSS JOIN jobs j ON j.id = a.job_id
@@ -732,6 +759,41 @@ class CostReport:
         }
 
 
+def _live_rows(
+    ledger: Ledger,
+    by: str,
+    since: float,
+    until: float,
+    now: float,
+    buckets: Sequence[tuple[str, float, float]],
+    count_from: float,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Slices summed by (key, bucket label, host), and each host's whole price per bucket."""
+    buckets = [b for b in buckets if b[2] > b[1]]
+    if not buckets or until <= since:
+        return [], []
+    max_len = max(b[2] - b[1] for b in buckets)
+    params = {"since": since, "until": until, "now": now, "maxb": max_len + 1.0,
+              "count_from": count_from}  # fmt: skip
+    with _snapshot(ledger):  # one consistent read; the temp tables are this connection's
+        _load_temp_tables(ledger, _hosts_in_play(ledger), buckets)
+        _unsettled_energy(ledger, since, until, now)
+        key = _GROUP_KEYS[by]
+        # Settled attempts inside the window are summed from their stored cost, unless the
+        # report is split into buckets or the electricity price changed in the window (their
+        # energy cost, needed apart for idle cost, would then depend on the slicing).
+        kwh = _uniform_kwh(ledger, since, until) if len(buckets) == 1 else None
+        if kwh is not None:
+            rows = ledger.query(_attempt_sql(key, all_attempts=False), params)
+            labelled = {**params, "label": buckets[0][0]}
+            for r in ledger.query(_settled_sql(key.replace("w.label", ":label"), kwh), labelled):
+                rows.append({**r, "label": buckets[0][0]})
+        else:
+            rows = ledger.query(_attempt_sql(key, all_attempts=True), params)
+        hosts_total = ledger.query(_HOST_TOTAL_SQL, params)
+    return rows, hosts_total
+
+
 def cost_report(
     ledger: Ledger,
     since: float,
@@ -741,11 +803,14 @@ def cost_report(
     now: float | None = None,
     tz: tzinfo | None = None,
     buckets: Sequence[tuple[str, float, float]] | None = None,
+    rollup: bool = True,
 ) -> CostReport:
     """Cost of every attempt over [since, until), rolled up `by` user, project, host, job or day.
 
     Running attempts count up to `now` (default the ledger clock). Idle cost (capacity not
     allocated x price x time) is reported per host, per day with `by="day"`, and in total.
+    Whole past days whose attempts are all settled are read from the daily roll-up
+    (`econ_rollup`, built on first use; `rollup=False` computes everything from the attempts).
     """
     if by not in GROUPINGS and by != "attempt":
         raise ValidationError(f"cannot group costs by {by!r}", f"use one of {', '.join(GROUPINGS)}")
@@ -753,70 +818,187 @@ def cost_report(
     now = ledger.clock() if now is None else now
     until_eff = min(until, now)
     ensure_indexes(ledger)
-    if buckets is None:
-        buckets = day_buckets(since, until_eff, tz) if by == "day" else [("all", since, until_eff)]
-    buckets = [b for b in buckets if b[2] > b[1]]
-    max_len = max((b[2] - b[1] for b in buckets), default=0.0)
-    params = {"since": since, "until": until_eff, "now": now, "maxb": max_len + 1.0}
-    rows: list[dict[str, Any]] = []
-    hosts_total: list[dict[str, Any]] = []
-    if buckets:
-        with _snapshot(ledger):  # one consistent read; the temp tables are this connection's
-            _load_temp_tables(ledger, _hosts_in_play(ledger), buckets)
-            _unsettled_energy(ledger, since, until_eff, now)
-            key = _GROUP_KEYS[by]
-            # Settled attempts inside the window are summed from their stored cost, unless the
-            # report is split into buckets or the electricity price changed in the window (their
-            # energy cost, needed apart for idle cost, would then depend on the slicing).
-            kwh = _uniform_kwh(ledger, since, until_eff) if len(buckets) == 1 else None
-            if kwh is not None:
-                rows = ledger.query(_attempt_sql(key, all_attempts=False), params)
-                labelled = {**params, "label": buckets[0][0]}
-                for r in ledger.query(
-                    _settled_sql(key.replace("w.label", ":label"), kwh), labelled
-                ):
-                    rows.append({**r, "label": buckets[0][0]})
-            else:
-                rows = ledger.query(_attempt_sql(key, all_attempts=True), params)
-            hosts_total = ledger.query(_HOST_TOTAL_SQL, params)
-    out: dict[str, CostRow] = {}
-    total = CostRow("total")
-    alloc_by_host_label: dict[tuple[str, str], float] = {}
-    for r in rows:
-        key = str(r["k"])
-        row = out.setdefault(key, CostRow(key))
-        for target in (row, total):
+    acc = _Acc(by)
+    if buckets is not None or by in ("job", "attempt") or not rollup:
+        if buckets is None:
+            buckets = (
+                day_buckets(since, until_eff, tz) if by == "day" else [("all", since, until_eff)]
+            )
+        rows, totals = _live_rows(ledger, by, since, until_eff, now, buckets, -_FAR)
+        acc.add_live(rows, totals)
+    else:
+        days = _final_days(ledger, since, until_eff, now, tz)
+        pieces: list[tuple[float, float]] = []
+        if days:
+            _ensure_rollup(ledger, days, now)
+            acc.add_rollup(ledger, days)
+            pieces = [(since, days[0][1]), (days[-1][2], until_eff)]
+        else:
+            pieces = [(since, until_eff)]
+        for i, (t0, t1) in enumerate(pieces):
+            if t1 <= t0:
+                continue
+            bks = day_buckets(t0, t1, tz) if by == "day" else [("all", t0, t1)]
+            rows, totals = _live_rows(ledger, by, t0, t1, now, bks, -_FAR if i == 0 else t0)
+            acc.add_live(rows, totals)
+    return acc.report(since, until, get_currency(ledger))
+
+
+class _Acc:
+    """Adds report parts (live slices, roll-up days) into rows, totals and idle cost."""
+
+    def __init__(self, by: str) -> None:
+        self.by = by
+        self.out: dict[str, CostRow] = {}
+        self.total = CostRow("total")
+        self.idle_by_host: dict[str, float] = {}
+        self.idle_by_label: dict[str, float] = {}
+
+    def _add(self, key: str, r: dict[str, Any], attempts: int, lead: int) -> None:
+        row = self.out.setdefault(key, CostRow(key))
+        for target in (row, self.total):
             target.alloc_cost += r["alloc_cost"] or 0.0
             target.energy_cost += r["energy_cost"] or 0.0
             target.energy_kwh += r["energy_kwh"] or 0.0
             target.gpu_hours += r["gpu_hours"] or 0.0
             target.cpu_hours += r["cpu_hours"] or 0.0
-        row.attempts += int(r["attempts"] or 0)
-        total.attempts += int(r["lead"] or 0)
-        hl = (r["host"], r["label"])
-        alloc_by_host_label[hl] = alloc_by_host_label.get(hl, 0.0) + (r["alloc_cost"] or 0.0)
-    idle_by_host: dict[str, float] = {}
-    idle_by_label: dict[str, float] = {}
-    for h in hosts_total:
-        idle = max(0.0, (h["total"] or 0.0) - alloc_by_host_label.get((h["host"], h["label"]), 0.0))
-        idle_by_host[h["host"]] = idle_by_host.get(h["host"], 0.0) + idle
-        idle_by_label[h["label"]] = idle_by_label.get(h["label"], 0.0) + idle
-    for row in [*out.values(), total]:
-        row.cost = row.alloc_cost + row.energy_cost
-    if by == "host":
-        for host, idle in idle_by_host.items():
-            out.setdefault(host, CostRow(host)).idle_cost = idle
-    elif by == "day":
-        for label, idle in idle_by_label.items():
-            out.setdefault(label, CostRow(label)).idle_cost = idle
-    idle_total = sum(idle_by_host.values())
-    total.idle_cost = idle_total
-    ordered = sorted(out.values(), key=lambda r: r.key if by == "day" else (-r.cost, r.key))
-    if by == "job":
-        ordered = sorted(out.values(), key=lambda r: int(r.key))
-    return CostReport(
-        by, since, until, get_currency(ledger), ordered, total, idle_total, idle_by_host
+        row.attempts += attempts
+        self.total.attempts += lead
+
+    def _idle(self, host: str, label: str, idle: float) -> None:
+        self.idle_by_host[host] = self.idle_by_host.get(host, 0.0) + idle
+        self.idle_by_label[label] = self.idle_by_label.get(label, 0.0) + idle
+
+    def add_live(self, rows: list[dict[str, Any]], totals: list[dict[str, Any]]) -> None:
+        alloc: dict[tuple[str, str], float] = {}
+        for r in rows:
+            per_row = r["attempts"] if self.by == "day" else r["lead"]
+            self._add(str(r["k"]), r, int(per_row or 0), int(r["lead"] or 0))
+            hl = (r["host"], r["label"])
+            alloc[hl] = alloc.get(hl, 0.0) + (r["alloc_cost"] or 0.0)
+        for h in totals:
+            idle = max(0.0, (h["total"] or 0.0) - alloc.get((h["host"], h["label"]), 0.0))
+            self._idle(h["host"], h["label"], idle)
+
+    def add_rollup(self, ledger: Ledger, days: list[tuple[str, float, float]]) -> None:
+        dim = "host" if self.by in ("host", "day", "total") else self.by
+        lo, hi = days[0][1], days[-1][1]
+        group = "label" if self.by == "day" else "key"
+        for r in ledger.query(
+            f"SELECT {group} AS k, SUM(alloc_cost) AS alloc_cost, SUM(energy_kwh) AS energy_kwh, "
+            "SUM(energy_cost) AS energy_cost, SUM(gpu_hours) AS gpu_hours, "
+            "SUM(cpu_hours) AS cpu_hours, SUM(overlaps) AS overlaps, SUM(starts) AS starts "
+            f"FROM econ_rollup WHERE dim = ? AND day >= ? AND day <= ? GROUP BY {group}",
+            (dim, lo, hi),
+        ):
+            key = "total" if self.by == "total" else str(r["k"])
+            per_row = r["overlaps"] if self.by == "day" else r["starts"]
+            self._add(key, r, int(per_row or 0), int(r["starts"] or 0))
+        for r in ledger.query(
+            "SELECT host, label, idle_cost FROM econ_rollup_idle WHERE day >= ? AND day <= ?",
+            (lo, hi),
+        ):
+            self._idle(r["host"], r["label"], r["idle_cost"] or 0.0)
+
+    def report(self, since: float, until: float, currency: str) -> CostReport:
+        by, out, total = self.by, self.out, self.total
+        for row in [*out.values(), total]:
+            row.cost = row.alloc_cost + row.energy_cost
+        if by == "host":
+            for host, idle in self.idle_by_host.items():
+                out.setdefault(host, CostRow(host)).idle_cost = idle
+        elif by == "day":
+            for label, idle in self.idle_by_label.items():
+                out.setdefault(label, CostRow(label)).idle_cost = idle
+        total.idle_cost = sum(self.idle_by_host.values())
+        if by == "job" or by == "attempt":
+            ordered = sorted(out.values(), key=lambda r: int(r.key))
+        elif by == "day":
+            ordered = sorted(out.values(), key=lambda r: r.key)
+        else:
+            ordered = sorted(out.values(), key=lambda r: (-r.cost, r.key))
+        return CostReport(by, since, until, currency, ordered, total, total.idle_cost,
+                          dict(self.idle_by_host))  # fmt: skip
+
+
+# -- the daily roll-up --------------------------------------------------------------------------
+
+
+def _final_days(
+    ledger: Ledger, since: float, until: float, now: float, tz: tzinfo | None
+) -> list[tuple[str, float, float]]:
+    """Whole days inside [since, until) that can no longer change: every attempt that overlaps
+    them is settled (ended, with its cost stored). Contiguous, oldest first."""
+    row = ledger.query_one(
+        "SELECT MIN(COALESCE(started_at, created_at)) AS t FROM attempts "
+        "INDEXED BY idx_attempts_unsettled WHERE cost IS NULL"
     )
+    horizon = min(now, until)
+    if row and row["t"] is not None:
+        horizon = min(horizon, float(row["t"]))
+    if horizon <= since:
+        return []
+    days = day_buckets(since, horizon, tz)
+    return [d for d in days if _is_whole(d, tz) and d[2] <= horizon]
+
+
+def _is_whole(day: tuple[str, float, float], tz: tzinfo | None) -> bool:
+    start = datetime.fromtimestamp(day[1], tz or local_tz())
+    return (start.hour, start.minute, start.second, start.microsecond) == (0, 0, 0, 0) and (
+        _add_days(start, 1).timestamp() == day[2]
+    )
+
+
+def _ensure_rollup(ledger: Ledger, days: list[tuple[str, float, float]], now: float) -> None:
+    """Build the roll-up rows of the days that have none yet (user, project and host, per day)."""
+    have = {
+        r["day"]
+        for r in ledger.query(
+            "SELECT day FROM econ_rollup_days WHERE day >= ? AND day <= ?",
+            (days[0][1], days[-1][1]),
+        )
+    }
+    missing = [d for d in days if d[1] not in have]
+    if not missing:
+        return
+    t0, t1 = missing[0][1], missing[-1][2]
+    parts = {dim: _live_rows(ledger, dim, t0, t1, now, missing, -_FAR)
+             for dim in ("user", "project", "host")}  # fmt: skip
+    day_of = {d[0]: d[1] for d in missing}
+    fields = ("alloc_cost", "energy_kwh", "energy_cost", "gpu_hours", "cpu_hours")
+    with ledger.tx():
+        for dim, (rows, totals) in parts.items():
+            merged: dict[tuple[str, str, str], list[float]] = {}
+            for r in rows:
+                host = r["host"] if dim == "host" else ""
+                acc = merged.setdefault((r["label"], str(r["k"]), host), [0.0] * 7)
+                for i, f in enumerate(fields):
+                    acc[i] += r[f] or 0.0
+                acc[5] += r["attempts"] or 0
+                acc[6] += r["starts"] or 0
+            ledger.conn.executemany(
+                "INSERT OR REPLACE INTO econ_rollup (dim, day, label, key, host, alloc_cost, "
+                "energy_kwh, energy_cost, gpu_hours, cpu_hours, overlaps, starts) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(dim, day_of[label], label, key, host, *vals)
+                 for (label, key, host), vals in merged.items()],
+            )  # fmt: skip
+            if dim == "host":
+                alloc = {(r["host"], r["label"]): 0.0 for r in rows}
+                for r in rows:
+                    alloc[(r["host"], r["label"])] += r["alloc_cost"] or 0.0
+                ledger.conn.executemany(
+                    "INSERT OR REPLACE INTO econ_rollup_idle (day, label, host, idle_cost) "
+                    "VALUES (?, ?, ?, ?)",
+                    [(day_of[h["label"]], h["label"], h["host"],
+                      max(0.0, (h["total"] or 0.0) - alloc.get((h["host"], h["label"]), 0.0)))
+                     for h in totals],
+                )  # fmt: skip
+        ledger.conn.executemany(
+            "INSERT OR REPLACE INTO econ_rollup_days (day, day_end, label, built_at) "
+            "VALUES (?, ?, ?, ?)",
+            [(d[1], d[2], d[0], now) for d in missing],
+        )
 
 
 # -- energy and settling ------------------------------------------------------------------------

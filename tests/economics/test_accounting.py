@@ -299,3 +299,44 @@ def test_settled_and_live_reports_agree(ledger, clock, monkeypatch) -> None:
         assert got["total"] == pytest.approx(expected["total"]), key
         assert got["idle_cost"] == pytest.approx(expected["idle_cost"]), key
     assert calls  # the stored-cost path was taken
+
+
+def test_daily_rollup_gives_the_same_report(ledger, clock) -> None:
+    """Whole settled days come from the roll-up; the numbers equal a report from the attempts."""
+    from lepton_tui.economics import settle_ended
+
+    add_host(ledger, "rent", gpus=4, gpu_mem_mb=4 * 80 * 1024)
+    add_host(ledger, "own", cpus=16, mem_mb=65536, gpus=2, gpu_mem_mb=2 * 24 * 1024)
+    set_prices(ledger, None, gpu_hour=1.0, cpu_hour=0.05, power_kwh=0.2)
+    set_prices(ledger, "rent", per_hour=9.0)
+    add_power_samples(ledger, "own", 0, T0, T0 + 120 * H, 250.0, step=1800)
+    plan = [  # user, project, host, gpus, start h, end h, final
+        ("alice", "vision", "own", 1, 1, 3, "succeeded"),
+        ("bob", "nlp", "rent", 2, 20, 50, "succeeded"),  # two midnights, a price change
+        ("alice", "nlp", "own", 0, 30, 31, "lost"),
+        ("carol", "vision", "rent", 1, 47, 49, "failed"),
+        ("dave", "vision", "own", 1, 70, 75, "succeeded"),
+        ("carol", "nlp", "own", 1, 100, None, None),  # still running: later days stay live
+    ]
+    for user, project, host, gpus, s, e, final in plan:
+        job = submit(ledger, clock, user=user, project=project, cpus=2, gpus=gpus, retries=1)
+        run_attempt(ledger, clock, job, host, T0 + s * H, None if e is None else T0 + e * H,
+                    gpu_ids=tuple(range(gpus)), final=final or "succeeded")  # fmt: skip
+        if s == 20:
+            clock.now = T0 + 30 * H
+            set_prices(ledger, "rent", per_hour=12.0)
+    now = T0 + 110 * H
+    settle_ended(ledger, now)
+    windows = [(T0, now), (T0 + 5 * H, T0 + 90 * H), (T0 - 48 * H, T0 + 200 * H)]
+    for by in ("user", "project", "host", "day", "total"):
+        for w in windows:
+            live = cost_report(ledger, *w, by, now=now, tz=UTC, rollup=False).as_dict()
+            rolled = cost_report(ledger, *w, by, now=now, tz=UTC).as_dict()
+            assert [r["key"] for r in rolled["rows"]] == [r["key"] for r in live["rows"]], (by, w)
+            for a, b in zip(rolled["rows"], live["rows"], strict=True):
+                assert a == pytest.approx(b), (by, w, a, b)
+            assert rolled["total"] == pytest.approx(live["total"]), (by, w)
+            assert rolled["idle_by_host"] == pytest.approx(live["idle_by_host"]), (by, w)
+    days = ledger.query("SELECT label FROM econ_rollup_days ORDER BY day")
+    # whole days up to the start of the running attempt (2026-03-14 04:00) are rolled up
+    assert [d["label"] for d in days] == [f"2026-03-{d:02d}" for d in range(8, 14)]
