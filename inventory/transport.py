@@ -346,7 +346,13 @@ class SSHTransport:
                 break
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 self._drop()
-                if attempt == 1 or time.monotonic() >= deadline:
+                if time.monotonic() >= deadline:  # the host did not answer at all
+                    raise CommandTimeout(
+                        self.name,
+                        f"command did not finish within {timeout:g}s (no answer to a channel "
+                        "open; the host may be hung or overloaded)",
+                    ) from exc
+                if attempt == 1:
                     raise HostUnreachable(
                         self.name, f"connection lost: {exc or type(exc).__name__}"
                     ) from exc

@@ -180,6 +180,30 @@ class SSHHost:
                 pass
         return killed
 
+    def _signal_all(self, sig: signal.Signals) -> None:
+        import psutil
+
+        if self.pid is None:
+            return
+        try:
+            procs = [psutil.Process(self.pid), *psutil.Process(self.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        for proc in procs:
+            try:
+                if proc.name().startswith("sshd"):
+                    proc.send_signal(sig)
+            except psutil.NoSuchProcess:
+                pass
+
+    def freeze(self) -> None:
+        """SIGSTOP sshd and its sessions: the host hangs (connections open, nothing answers)."""
+        self._signal_all(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT what `freeze` stopped."""
+        self._signal_all(signal.SIGCONT)
+
     def stop(self, kill_sessions: bool = True) -> None:
         """Stop sshd by pid (and, by default, drop its open connections)."""
         if kill_sessions:

@@ -108,3 +108,23 @@ def test_probe_many_reports_a_down_host(sshbed: SSHBed) -> None:
     assert isinstance(failed, Failed) and "h3" not in failed.reason and "refused" in failed.reason
     for t in transports.values():
         t.close()
+
+
+def test_a_hung_host_is_bounded_by_the_timeout(sshbed: SSHBed) -> None:
+    hosts = sshbed(3)
+    hung = hosts[2]
+    transports = {h.name: connect(h) for h in hosts}
+    for h in hosts:
+        transports[h.name].connect()
+    hung.freeze()
+    try:
+        results = probe_many({h.name: (transports[h.name], h.spec(), []) for h in hosts}, timeout=3)
+    finally:
+        hung.thaw()
+    assert isinstance(results["h2"], Ok) and isinstance(results["h3"], Ok)
+    failed = results["h4"]
+    assert isinstance(failed, Failed) and "within 3s" in failed.reason
+    # once the host answers again, the same transport works
+    assert probe(transports["h4"], hung.spec(), tokens=[]).host == "h4"
+    for t in transports.values():
+        t.close()
