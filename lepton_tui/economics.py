@@ -652,13 +652,16 @@ def _attempt_sql(key: str, all_attempts: bool) -> str:
     """
 
 
-def _settled_sql(key: str, kwh: float) -> str:
+def _settled_sql(key: str, kwh: float, narrow: bool = False) -> str:
     """Settled attempts wholly inside the report window, summed from their stored cost.
 
     Their energy cost (split from the allocation cost for idle cost) is their energy x `kwh`, the
     one electricity price in force everywhere over the window.
     """
     price = f"{float(kwh)!r}"
+    source = (
+        "attempts a INDEXED BY idx_attempts_ended_started" if narrow else "attempts a NOT INDEXED"
+    )
     geq = (
         "CASE WHEN a.gpus > 0 THEN a.gpus * 1.0 WHEN a.gpu_mem_mb > 0 "
         "THEN COALESCE((SELECT MIN(1.0, a.gpu_mem_mb * h.gpus * 1.0 / h.gpu_mem_mb) FROM hosts h "
@@ -676,13 +679,21 @@ def _settled_sql(key: str, kwh: float) -> str:
            COUNT(*) AS attempts,
            COUNT(*) AS starts,
            COUNT(*) AS lead
-    FROM attempts a NOT INDEXED
+    FROM {source}
     CROSS JOIN jobs j ON j.id = a.job_id
-    WHERE a.cost IS NOT NULL AND a.ended_at <= :until
+    WHERE a.cost IS NOT NULL AND a.ended_at <= :until AND a.ended_at > :since
       AND COALESCE(a.started_at, a.created_at) >= :since
       AND a.ended_at > COALESCE(a.started_at, a.created_at)
     GROUP BY k, a.host
     """
+
+
+def _is_narrow(ledger: Ledger, since: float, until: float) -> bool:
+    """True when [since, until) is a small part of the ledger's history: read it by index."""
+    first = ledger.query_one("SELECT created_at FROM attempts ORDER BY id LIMIT 1")
+    if first is None or first["created_at"] is None:
+        return True
+    return (until - since) * 8 < max(1.0, until - float(first["created_at"]))
 
 
 def _uniform_kwh(ledger: Ledger, since: float, until: float) -> float | None:
@@ -786,7 +797,9 @@ def _live_rows(
         if kwh is not None:
             rows = ledger.query(_attempt_sql(key, all_attempts=False), params)
             labelled = {**params, "label": buckets[0][0]}
-            for r in ledger.query(_settled_sql(key.replace("w.label", ":label"), kwh), labelled):
+            narrow = _is_narrow(ledger, since, until)
+            settled = _settled_sql(key.replace("w.label", ":label"), kwh, narrow)
+            for r in ledger.query(settled, labelled):
                 rows.append({**r, "label": buckets[0][0]})
         else:
             rows = ledger.query(_attempt_sql(key, all_attempts=True), params)
@@ -894,11 +907,20 @@ class _Acc:
             key = "total" if self.by == "total" else str(r["k"])
             per_row = r["overlaps"] if self.by == "day" else r["starts"]
             self._add(key, r, int(per_row or 0), int(r["starts"] or 0))
+        # idle cost summed in SQL: per host, and per day for the day report
         for r in ledger.query(
-            "SELECT host, label, idle_cost FROM econ_rollup_idle WHERE day >= ? AND day <= ?",
+            "SELECT host, SUM(idle_cost) AS idle FROM econ_rollup_idle "
+            "WHERE day >= ? AND day <= ? GROUP BY host",
             (lo, hi),
         ):
-            self._idle(r["host"], r["label"], r["idle_cost"] or 0.0)
+            self.idle_by_host[r["host"]] = self.idle_by_host.get(r["host"], 0.0) + (r["idle"] or 0)
+        if self.by == "day":
+            for r in ledger.query(
+                "SELECT label, SUM(idle_cost) AS idle FROM econ_rollup_idle "
+                "WHERE day >= ? AND day <= ? GROUP BY label",
+                (lo, hi),
+            ):
+                self.idle_by_label[r["label"]] = r["idle"] or 0.0
 
     def report(self, since: float, until: float, currency: str) -> CostReport:
         by, out, total = self.by, self.out, self.total
