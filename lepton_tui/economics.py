@@ -71,18 +71,21 @@ ROLLUP_TABLES = {
 }
 
 
+# Indexes of the cost queries (the first migration has attempts(started_at), (job_id), ...).
+_INDEXES = {
+    "idx_attempts_host_started": "attempts(host, started_at)",
+    "idx_attempts_unmeasured": "attempts(id) WHERE energy_wh IS NULL",
+    "idx_attempts_unsettled": "attempts(id) WHERE cost IS NULL",
+    "idx_attempts_ended_started": "attempts(ended_at, started_at, created_at)",
+}
+
+
 def ensure_indexes(ledger: Ledger) -> None:
     """Create the indexes the cost queries need (idempotent; once per ledger file per process)."""
     key = str(ledger.path.resolve())
     if key in _indexed:
         return
-    wanted = {
-        "idx_attempts_ended_at": "attempts(ended_at)",
-        "idx_attempts_host_started": "attempts(host, started_at)",
-        "idx_attempts_unmeasured": "attempts(id) WHERE energy_wh IS NULL",
-        "idx_attempts_unsettled": "attempts(id) WHERE cost IS NULL",
-        "idx_attempts_ended_started": "attempts(ended_at, started_at, created_at)",
-    }
+    wanted = _INDEXES
     have = {r["name"] for r in ledger.query("SELECT name FROM sqlite_master")}
     missing = {k: v for k, v in wanted.items() if k not in have}
     tables = {k: v for k, v in ROLLUP_TABLES.items() if k not in have}
@@ -93,6 +96,15 @@ def ensure_indexes(ledger: Ledger) -> None:
             for name, target in missing.items():
                 ledger.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
     _indexed.add(key)
+
+
+def _migrate_2(db: Any) -> None:
+    """Economics schema as a ledger migration (for `ledger.MIGRATIONS`): the roll-up tables and
+    the cost-query indexes that `ensure_indexes` otherwise creates on first use."""
+    for sql in ROLLUP_TABLES.values():
+        db.execute(sql)
+    for name, target in _INDEXES.items():
+        db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
 
 
 # -- prices -------------------------------------------------------------------------------------
