@@ -16,8 +16,11 @@ a share that then finds no single GPU with room waits for the next round (report
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +30,9 @@ from scheduler.model import (
     ClusterView,
     JobId,
     JobRequest,
+    NodeView,
     Placement,
+    Prices,
     allocation_price_per_hour,
     fits_empty,
     gpu_equivalents,
@@ -72,8 +77,65 @@ class PlanResult:
         }
 
 
-def _node_prices(n):  # noqa: ANN001, ANN202 - NodeView
+def _node_prices(n: NodeView) -> Prices | float:
     return n.prices if n.prices is not None else n.price_per_hour
+
+
+def round_gains(
+    up: Sequence[NodeView], jobs: Sequence[JobRequest], prio: Sequence[float], cost_weight: float
+) -> tuple[list[tuple[int, int]], list[float]]:
+    """The program's variables, (job index, node index) pairs where the job fits alone, and the
+    objective coefficient of each."""
+    cap_c = sum(n.capacity.cpus for n in up) or 1.0
+    cap_m = sum(n.capacity.mem_mb for n in up) or 1.0
+    cap_g = sum(n.capacity.gpus for n in up) or 1.0
+    max_price = max((n.price_per_hour for n in up), default=0.0) or 1.0
+    pairs: list[tuple[int, int]] = []
+    gain: list[float] = []
+    for jk, j in enumerate(jobs):
+        r = j.request
+        w = 2.0 ** max(-10.0, min(10.0, prio[jk]))
+        for i, n in enumerate(up):
+            if not n.can_fit(r):
+                continue
+            g = gpu_equivalents(r, n.gpu_mem_per_gpu_mb)
+            v = r.cpus / cap_c + r.mem_mb / cap_m + g / cap_g
+            c = 0.0
+            if cost_weight:
+                price = allocation_price_per_hour(r, n.capacity, _node_prices(n))
+                c = cost_weight * price / max_price
+            pairs.append((jk, i))
+            gain.append(w * v - c + 1e-6)  # placing something beats placing nothing when equal
+    return pairs, gain
+
+
+_SOLVER_STDOUT_TO_STDERR = False
+
+
+def send_solver_output_to_stderr(enabled: bool = True) -> None:
+    """Route what HiGHS prints on file descriptor 1 to stderr during solves.
+
+    HiGHS 1.12 sometimes prints a stray debug line on stdout (ERGO-Code/HiGHS#2783); a
+    single-threaded command whose stdout is JSON turns this on. Not for threaded programs: the
+    redirection is process-wide while a solve runs.
+    """
+    global _SOLVER_STDOUT_TO_STDERR
+    _SOLVER_STDOUT_TO_STDERR = enabled
+
+
+@contextmanager
+def _solver_stdout() -> Iterator[None]:
+    if not _SOLVER_STDOUT_TO_STDERR:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def plan_round(
@@ -115,29 +177,7 @@ def plan_round(
     jobs = [jobs[k] for k in order]
     prio = [prio[k] for k in order]
 
-    cap_c = sum(n.capacity.cpus for n in up) or 1.0
-    cap_m = sum(n.capacity.mem_mb for n in up) or 1.0
-    cap_g = sum(n.capacity.gpus for n in up) or 1.0
-    max_price = max((n.price_per_hour for n in up), default=0.0) or 1.0
-    pairs: list[tuple[int, int]] = []
-    gain: list[float] = []
-    for jk, j in enumerate(jobs):
-        r = j.request
-        w = 2.0 ** max(-10.0, min(10.0, prio[jk]))
-        for i, n in enumerate(up):
-            if not n.can_fit(r):
-                continue
-            g = gpu_equivalents(r, n.gpu_mem_per_gpu_mb)
-            v = r.cpus / cap_c + r.mem_mb / cap_m + g / cap_g
-            c = 0.0
-            if cost_weight:
-                c = (
-                    cost_weight
-                    * allocation_price_per_hour(r, n.capacity, _node_prices(n))
-                    / max_price
-                )
-            pairs.append((jk, i))
-            gain.append(w * v - c + 1e-6)  # placing something beats placing nothing when equal
+    pairs, gain = round_gains(up, jobs, prio, cost_weight)
     result.variables = len(pairs)
     placed_pairs: list[tuple[int, int]] = []
     if pairs:
@@ -151,19 +191,22 @@ def plan_round(
             node_row[i] = len(ub)
             ub += [
                 n.free.cpus,
-                float(n.free.mem_mb),
+                n.free.mem_mb / 1024.0,
                 float(len(n.free_gpu_ids)),
-                float(sum(n.gpu_free_mem_mb)),
+                sum(n.gpu_free_mem_mb) / 1024.0,
             ]
         job_row0 = len(ub)
         ub += [1.0] * len(jobs)
+        share_nodes = {i for jk, i in pairs if jobs[jk].request.is_gpu_share}
         for v, (jk, i) in enumerate(pairs):
             r = jobs[jk].request
             base = node_row[i]
             per = up[i].gpu_mem_per_gpu_mb
             gmem = r.gpus * per if r.gpus else r.gpu_mem_mb
-            for off, val in ((0, r.cpus), (1, r.mem_mb), (2, r.gpus), (3, gmem)):
-                if val:
+            for off, val in ((0, r.cpus), (1, r.mem_mb / 1024.0), (2, r.gpus), (3, gmem / 1024.0)):
+                # the GPU-memory row only matters where shares compete; without them it is a
+                # multiple of the GPU row, which confuses HiGHS's presolve
+                if val and (off != 3 or i in share_nodes):
                     rows.append(base + off)
                     cols.append(v)
                     vals.append(float(val))
@@ -171,17 +214,18 @@ def plan_round(
             cols.append(v)
             vals.append(1.0)
         a = coo_matrix((vals, (rows, cols)), shape=(len(ub), nv)).tocsr()
-        res = milp(
-            c=-np.asarray(gain),
-            integrality=np.ones(nv),
-            bounds=Bounds(0, 1),
-            constraints=LinearConstraint(a, -np.inf, np.asarray(ub) + 1e-6),
-            options={
-                "time_limit": float(time_limit_s),
-                "mip_rel_gap": float(mip_rel_gap),
-                "disp": False,
-            },
-        )
+        with _solver_stdout():
+            res = milp(
+                c=-np.asarray(gain),
+                integrality=np.ones(nv),
+                bounds=Bounds(0, 1),
+                constraints=LinearConstraint(a, -np.inf, np.asarray(ub)),
+                options={
+                    "time_limit": float(time_limit_s),
+                    "mip_rel_gap": float(mip_rel_gap),
+                    "disp": False,
+                },
+            )
         result.status = {0: "optimal", 1: "time_limit", 2: "infeasible"}.get(res.status, "error")
         gap = getattr(res, "mip_gap", None)
         result.gap = float(gap) if gap is not None and math.isfinite(gap) else 0.0

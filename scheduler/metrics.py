@@ -45,11 +45,18 @@ def makespan_lower_bound(result: SimResult) -> float:
 
 
 def _up_time(result: SimResult, node_id: str, t0: float, t1: float) -> float:
-    down = 0.0
-    for o in result.outages:
-        if o.node_id == node_id:
-            a, b = max(t0, o.start_s), min(t1, o.start_s + o.duration_s)
-            down += max(0.0, b - a)
+    """Time in [t0, t1] the node was up (overlapping outages merged)."""
+    spans = sorted(
+        (max(t0, o.start_s), min(t1, o.start_s + o.duration_s))
+        for o in result.outages
+        if o.node_id == node_id
+    )
+    down, reach = 0.0, t0
+    for a, b in spans:
+        a = max(a, reach)
+        if b > a:
+            down += b - a
+            reach = b
     return max(0.0, (t1 - t0) - down)
 
 

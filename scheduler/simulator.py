@@ -266,6 +266,7 @@ class Simulator:
         self._jobs: dict[JobId, Job] = {}
         self._requests: dict[JobId, JobRequest] = {}
         self._state = [_NodeState(n) for n in self.nodes]
+        self._down_depth = [0] * len(self.nodes)
         self._events: list[tuple[float, int, int, object]] = []
         self._seq = 0
         self.now = min((j.submit_s for j in jobs), default=0.0)
@@ -299,6 +300,8 @@ class Simulator:
             self._push(job.submit_s, _ARRIVE, job.id)
         for o in self.outages:
             self._push(o.start_s, _FAIL, o)
+        # time starts at the first event (an outage may come before the first arrival)
+        self.now = min(self.now, self._events[0][0]) if self._events else self.now
         self._last_event_time = self.now
 
     def _push(self, t: float, kind: int, payload: object) -> None:
@@ -446,6 +449,9 @@ class Simulator:
     def _fail(self, outage: NodeOutage) -> None:
         i = self._index[outage.node_id]
         st = self._state[i]
+        # overlapping outages merge: the node is back when the last one ends
+        self._push(self.now + outage.duration_s, _RETURN, i)
+        self._down_depth[i] += 1
         if st.state == NODE_DOWN:
             return
         for job_id, (node_i, gpu_ids, start, _) in list(self._running.items()):
@@ -461,9 +467,11 @@ class Simulator:
             self._enqueue(job_id)
         st.state = NODE_DOWN
         st.view = None
-        self._push(self.now + outage.duration_s, _RETURN, i)
 
     def _return(self, i: int) -> None:
+        self._down_depth[i] -= 1
+        if self._down_depth[i] > 0:
+            return
         st = self._state[i]
         st.state = NODE_UP
         st.view = None

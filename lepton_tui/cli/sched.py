@@ -51,9 +51,10 @@ def plan(
     SNAPSHOT is a JSON file with nodes, prices and jobs (see scheduler/snapshot.py). Prints the
     assignment, utilization per resource and the hourly cost.
     """
-    from scheduler.ilp import plan_round
+    from scheduler.ilp import plan_round, send_solver_output_to_stderr
     from scheduler.snapshot import EXAMPLE_SNAPSHOT, SnapshotError, parse_snapshot
 
+    send_solver_output_to_stderr()  # keep stdout clean (JSON) of HiGHS's stray lines
     if example == (snapshot is not None):
         raise ValidationError("give either a snapshot FILE or --example")
     weight = _number(cost_weight, "--cost-weight", minimum=0)
@@ -198,6 +199,10 @@ def bench(
                 raise ValidationError(f"node list not found: {node_list}")
             opts["node_list"] = node_list
     weight = _number(cost_weight, "--cost-weight", minimum=0)
+    if "ilp" in names:
+        from scheduler.ilp import send_solver_output_to_stderr
+
+        send_solver_output_to_stderr()
     popts = {p: {"cost_weight": weight} for p in names if weight and p != "dqn"}
     rows: list[dict[str, Any]] = []
     try:

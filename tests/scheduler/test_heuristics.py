@@ -1,0 +1,209 @@
+"""Each heuristic on hand-made cases whose answers are known."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scheduler.heuristics import (
+    BackfillPolicy,
+    FIFOPolicy,
+    SJFPolicy,
+    TetrisPolicy,
+    earliest_fit,
+)
+from scheduler.model import Placement, RunningJob
+from scheduler.registry import make_policy
+from tests.scheduler.helpers import check_fits, job, node, res, view
+
+ALL = ["fifo", "sjf", "tetris", "backfill", "ilp"]
+
+
+def placed(placements: list[Placement]) -> dict:
+    return {p.job_id: (p.node_id, p.gpu_ids) for p in placements}
+
+
+def test_fifo_places_in_order_and_stops_at_the_first_misfit() -> None:
+    v = view(node("g1", gpus=4))
+    pending = [job("a", gpus=2), job("b", gpus=4, at=1), job("c", gpus=1, at=2)]
+    got = placed(FIFOPolicy().decide(v, pending, 10))
+    assert got == {"a": ("g1", (0, 1))}
+
+
+def test_sjf_runs_the_short_jobs_that_fit() -> None:
+    v = view(node("g1", gpus=4))
+    pending = [
+        job("a", gpus=4, est=1000),
+        job("b", gpus=2, est=10, at=1),
+        job("c", gpus=2, est=50, at=2),
+    ]
+    got = placed(SJFPolicy().decide(v, pending, 10))
+    assert set(got) == {"b", "c"}
+    assert got["b"][1] == (0, 1) and got["c"][1] == (2, 3)
+    assert set(placed(FIFOPolicy().decide(v, pending, 10))) == {"a"}
+
+
+def test_higher_priority_goes_first() -> None:
+    v = view(node("g1", gpus=2))
+    pending = [job("old", gpus=2, at=0), job("urgent", gpus=2, priority=5, at=5)]
+    for name in ALL:
+        assert set(placed(make_policy(name).decide(v, pending, 10))) == {"urgent"}, name
+
+
+def test_aging_lifts_an_old_low_priority_job() -> None:
+    v = view(node("g1", gpus=2))
+    pending = [job("old", gpus=2, priority=-1, at=0), job("new", gpus=2, at=7000)]
+    assert set(placed(FIFOPolicy(aging_s=3600).decide(v, pending, 7200))) == {"old"}
+    assert set(placed(FIFOPolicy(aging_s=None).decide(v, pending, 7200))) == {"new"}
+
+
+def test_sjf_stops_passing_a_starving_job() -> None:
+    busy = node("g1", gpus=4, running=((res(gpus=2), (0, 1)),))
+    pending = [job("big", gpus=4, est=5000, at=0), job("small", gpus=1, est=10, at=99_000)]
+    now = 100_000
+    assert placed(SJFPolicy(starve_after_s=86_400).decide(view(busy), pending, now)) == {}
+    got = SJFPolicy(starve_after_s=None, aging_s=None).decide(view(busy), pending, now)
+    assert set(placed(got)) == {"small"}
+
+
+def test_tetris_matches_demand_to_free_resources() -> None:
+    # n1 has CPUs free, n2 has GPUs free; best fit alone would put the CPU job on n2.
+    n1 = node("n1", cpus=32, gpus=8, running=((res(cpus=0, gpus=6), (0, 1, 2, 3, 4, 5)),))
+    n2 = node("n2", cpus=32, gpus=8, running=((res(cpus=28), ()),))
+    pending = [job("cpu", cpus=4), job("gpu", cpus=1, gpus=2, at=1)]
+    got = placed(TetrisPolicy().decide(view(n1, n2), pending, 1))
+    assert got["cpu"][0] == "n1" and got["gpu"][0] == "n2"
+    assert placed(FIFOPolicy().decide(view(n1, n2), pending, 1))["cpu"][0] == "n2"
+
+
+def _backfill_case(head_gpus: int):
+    running = RunningJob("r1", "g1", res(gpus=6), (0, 1, 2, 3, 4, 5), 0.0, 100.0)
+    g1 = node("g1", gpus=8, running=((res(gpus=6), (0, 1, 2, 3, 4, 5)),))
+    pending = [
+        job("head", gpus=head_gpus, at=0),
+        job("short", gpus=1, est=50, at=1),
+        job("long", gpus=1, est=500, at=2),
+    ]
+    return view(g1, running=(running,)), pending
+
+
+def test_backfill_lets_only_jobs_that_end_before_the_reservation_through() -> None:
+    v, pending = _backfill_case(8)
+    pol = BackfillPolicy()
+    got = placed(pol.decide(v, pending, 0))
+    assert set(got) == {"short"}
+    assert "reservation" in pol.explain("long") and "head" in pol.explain("long")
+    assert "g1" in pol.explain("head") and "min" in pol.explain("head")
+    assert placed(FIFOPolicy().decide(v, pending, 0)) == {}
+
+
+def test_backfill_uses_resources_the_reservation_leaves_free() -> None:
+    v, pending = _backfill_case(4)
+    got = placed(BackfillPolicy().decide(v, pending, 0))
+    assert set(got) == {"short", "long"}
+    # the head is reserved on the GPUs that are busy now, so the free ones stay usable
+    assert set(got["short"][1] + got["long"][1]) == {6, 7}
+
+
+def test_backfill_runs_long_jobs_on_another_node() -> None:
+    v, pending = _backfill_case(8)
+    v = view(*v.nodes, node("g2", gpus=2), running=v.running)
+    got = placed(BackfillPolicy().decide(v, pending, 0))
+    assert set(got) == {"short", "long"}
+    assert got["long"][0] == "g2"
+
+
+def test_earliest_fit_finds_when_and_where() -> None:
+    v, pending = _backfill_case(8)
+    t, where, gpus = earliest_fit(v, pending[0], 0)
+    assert (t, where, gpus) == (100.0, "g1", tuple(range(8)))
+
+
+def test_gpu_shares_pack_onto_one_gpu() -> None:
+    v = view(node("g1", gpus=2, gpu_mem_gb=80))
+    pending = [job("nb1", gpu_mem_gb=30), job("nb2", gpu_mem_gb=30, at=1), job("one", gpus=1, at=3)]
+    for name in ALL:
+        out = make_policy(name).decide(v, pending, 10)
+        check_fits(v, pending, out)
+        got = placed(out)
+        assert set(got) == {"nb1", "nb2", "one"}, name
+        assert got["nb1"][1] == got["nb2"][1] != got["one"][1], name
+    # with both shares on GPU 0, a two-GPU job no longer fits
+    out = FIFOPolicy().decide(v, pending[:2] + [job("pair", gpus=2, at=4)], 10)
+    assert set(placed(out)) == {"nb1", "nb2"}
+
+
+def test_cost_weight_prefers_the_cheaper_node() -> None:
+    v = view(node("dear", price=10.0), node("cheap", price=1.0))
+    pending = [job("a", gpus=1)]
+    for name in ["fifo", "sjf", "tetris", "backfill", "ilp"]:
+        assert placed(make_policy(name).decide(v, pending, 0))["a"][0] == "dear", name
+        got = placed(make_policy(name, cost_weight=1.0).decide(v, pending, 0))
+        assert got["a"][0] == "cheap", name
+
+
+def test_cost_weight_packs_onto_busy_nodes() -> None:
+    busy = node("busy", running=((res(gpus=1), (0,)),))
+    v = view(node("idle"), busy)
+    got = placed(FIFOPolicy(cost_weight=1.0).decide(v, [job("a", gpus=1)], 0))
+    assert got["a"][0] == "busy"
+
+
+def test_down_nodes_get_nothing_and_explain_says_why() -> None:
+    down = node("g1", gpus=8)
+    down = type(down)(**{**{f: getattr(down, f) for f in down.__slots__}, "state": "down"})
+    pol = FIFOPolicy()
+    assert pol.decide(view(down), [job("a", gpus=1)], 0) == []
+    assert "no node that is up" in pol.explain("a")
+
+
+def test_explain_names_the_node_for_placed_jobs() -> None:
+    pol = SJFPolicy()
+    pol.decide(view(node("h2")), [job(7, gpus=1)], 0)
+    assert pol.explain(7).startswith("placed on h2")
+    assert "not seen" in pol.explain(8)
+
+
+@st.composite
+def cases(draw):  # noqa: ANN001, ANN201
+    nodes = []
+    for k in range(draw(st.integers(1, 3))):
+        gpus = draw(st.sampled_from([0, 1, 2, 4]))
+        running = []
+        free = list(range(gpus))
+        for _ in range(draw(st.integers(0, 2))):
+            if free and draw(st.booleans()):
+                running.append((res(cpus=1, mem_gb=1, gpus=1), (free.pop(0),)))
+        nodes.append(
+            node(f"n{k}", cpus=8, mem_gb=32, gpus=gpus, gpu_mem_gb=16, running=tuple(running))
+        )
+    pending = [
+        job(
+            i,
+            cpus=draw(st.integers(0, 6)),
+            mem_gb=draw(st.integers(0, 20)),
+            gpus=(g := draw(st.integers(0, 3))),
+            gpu_mem_gb=0 if g else draw(st.sampled_from([0, 4, 10])),
+            est=draw(st.integers(1, 500)),
+            priority=draw(st.integers(-1, 1)),
+            at=float(i),
+        )
+        for i in range(draw(st.integers(0, 8)))
+    ]
+    return view(*nodes, now=10.0), pending
+
+
+@settings(max_examples=40, deadline=None)
+@given(cases())
+def test_no_policy_ever_overcommits_or_repeats(case) -> None:  # noqa: ANN001
+    v, pending = case
+    for name in ALL:
+        out = make_policy(name).decide(v, pending, v.now)
+        check_fits(v, pending, out)
+        assert out == make_policy(name).decide(v, pending, v.now), f"{name} is not deterministic"
+
+
+def test_bad_options_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        FIFOPolicy(cost_weight=-1)
