@@ -53,7 +53,7 @@ class TrainConfig:
     """gradient steps on the demonstrations before the agent acts (scaled down for short runs)"""
     hidden: int = 64
     """width of the two hidden layers"""
-    learning_rate: float = 5e-4
+    learning_rate: float = 2e-4
     """Adam learning rate"""
     buffer_size: int = 40_000
     """agent replay buffer (states)"""
@@ -63,15 +63,15 @@ class TrainConfig:
     """target network soft-update rate"""
     batch_size: int = 64
     """transitions per gradient step"""
-    demo_ratio: float = 0.25
+    demo_ratio: float = 0.5
     """share of each batch drawn from the demonstrations during Q-learning"""
     margin: float = 0.5
     """large-margin gap between the teacher's action and the others"""
     margin_weight: float = 1.0
     """weight of the margin loss"""
-    start_e: float = 0.2
+    start_e: float = 0.05
     """initial exploration rate of the agent phase"""
-    end_e: float = 0.01
+    end_e: float = 0.0
     """final exploration rate"""
     exploration_fraction: float = 0.5
     """share of the agent phase over which epsilon decays"""

@@ -1,8 +1,9 @@
 """The simulator as a gymnasium-style environment for training the DQN policy.
 
 One step is one action at a decision time: place one feasible candidate (job, node, GPUs) or
-"wait". Placing keeps the clock still; waiting (or having nothing left that fits) advances the
-simulator to the next event time at which some pending job might fit.
+"wait" (hold the queue head's reserved node: from then on only pairs that do not delay the head
+remain). The clock stands still while candidates remain; when none is left the simulator advances
+to the next event time at which some pending job might fit.
 
 Observation: the `Candidates` of the step (feature rows, the wait row last); every row is a legal
 action, so the action mask (`info["action_mask"]`) is all ones over `len(obs)` rows: only feasible
@@ -85,17 +86,15 @@ class SchedulingEnv:
         self.steps += 1
         reward = 0.0
         p = self.round.place(self.obs, action)
-        if p is None:
-            self.round = None
-        else:
+        if p is not None:
             self.sim.apply([p])
+        self.obs = self.round.candidates()
+        if len(self.obs) <= 1 and self.round.exhausted and self.sim.worth_deciding():
+            # the whole window went: the next jobs of the queue, at the same time
+            self.round = Round(self.sim.view(), self.sim.pending(), self.sim.now, self.config)
             self.obs = self.round.candidates()
-            if len(self.obs) <= 1 and self.round.exhausted and self.sim.worth_deciding():
-                # the whole window went: the next jobs of the queue, at the same time
-                self.round = Round(self.sim.view(), self.sim.pending(), self.sim.now, self.config)
-                self.obs = self.round.candidates()
-            if len(self.obs) <= 1:
-                self.round = None
+        if len(self.obs) <= 1:
+            self.round = None
         done = False
         if self.round is None:
             reward, done = self._to_decision()
@@ -118,7 +117,7 @@ class SchedulingEnv:
         sim = self.sim
         placements = policy.decide(sim.view(), sim.pending(), sim.now)
         if not placements:
-            return self.wait_action
+            return self.wait_action if self.obs.wait_allowed else None
         return self.round.find(self.obs, placements[0])
 
     def result(self, policy_name: str = "dqn") -> SimResult:

@@ -61,7 +61,7 @@ FEATURE_NAMES = (
     "is_wait",  # the wait action (always the last feature)
 )
 NUM_FEATURES = len(FEATURE_NAMES)
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 WAIT = -1
 
 
@@ -150,6 +150,7 @@ class Round:
         self.est = w_est
         self.wait = np.maximum(0.0, self.now - w_sub)
         self.placed: list[Placement] = []
+        self.holding = False
         self._reservation()
         self.cap_c_total = float(self.state.cap_c.sum()) if len(self.state.nodes) else 1.0
         self.cap_g_total = float(sum(n.capacity.gpus for n in self.state.nodes))
@@ -230,6 +231,9 @@ class Round:
                 elif self.head_id == self.first_id and self.res_node >= 0:
                     ends_before = self.now + self.est <= self.t_res
                     ok[~ends_before, self.res_node] = False
+        if self.holding and self.res_node >= 0:
+            # "wait" was chosen: nothing more may start that would delay the head's reservation
+            ok[~self.ends_before, self.res_node] = False
         # each job's best few nodes by SJF's best fit (leftover), lowest index first on ties
         if nn and ok.any():
             g = np.where(
@@ -252,8 +256,12 @@ class Round:
                 ok &= keep
         jk, nk = np.nonzero(ok)
         x = self._features(jk, nk)
-        # waiting needs something to wait for: an idle cluster never waits with work that fits
-        wait_ok = not len(jk) or bool(self.view.running) or bool(self.placed)
+        # waiting means holding the head's reserved node: only offered when it changes something
+        wait_ok = not len(jk) or (
+            not self.holding
+            and self.res_node >= 0
+            and bool(((nk == self.res_node) & ~self.ends_before[jk]).any())
+        )
         return Candidates(np.append(jk, WAIT), np.append(nk, WAIT), x, wait_ok)
 
     def _features(self, jk: np.ndarray, nk: np.ndarray) -> np.ndarray:
@@ -345,9 +353,11 @@ class Round:
     # -- acting -------------------------------------------------------------------------------------
 
     def place(self, cands: Candidates, i: int) -> Placement | None:
-        """Apply candidate `i` to the round state; None for the wait row."""
+        """Apply candidate `i`: a pair starts its job (returned); the wait row starts holding the
+        head's reserved node (None), after which only pairs that do not delay the head remain."""
         j = int(cands.jobs[i])
         if j == WAIT:
+            self.holding = True
             return None
         node = int(cands.nodes[i])
         job = self.window[j]

@@ -19,8 +19,6 @@ from scheduler.features import (
     DEFAULT_CONFIG,
     FEATURE_VERSION,
     NUM_FEATURES,
-    WAIT,
-    Candidates,
     Round,
     RoundConfig,
 )
@@ -182,6 +180,8 @@ class DQNPolicy:
         rnd = Round(view, pending, now, self.config)
         out: list[Placement] = []
         assert self.net is not None
+        seen: dict[JobId, tuple[float, str]] = {}  # best score of each job when last scored
+        held: float | None = None  # the wait score when holding began
         while True:
             cands = rnd.candidates()
             if len(cands) <= 1 and rnd.exhausted and len(out) < len(pending):
@@ -191,7 +191,6 @@ class DQNPolicy:
                 rnd = Round(rnd.view_after(), rest, now, self.config)
                 continue
             if len(cands) <= 1:
-                self._note_waiting(rnd, cands, None, None)
                 break
             q = self.net.scores(cands.x)
             if self.cost_weight:
@@ -200,45 +199,49 @@ class DQNPolicy:
                 q[:-1] -= self.cost_weight * (cands.x[:-1, 9] + cands.x[:-1, 8])
             if not cands.wait_allowed:
                 q[-1] = -np.inf
+            for i in range(len(cands) - 1):
+                job = rnd.window[int(cands.jobs[i])]
+                if job.id not in seen or q[i] > seen[job.id][0]:
+                    seen[job.id] = (float(q[i]), rnd.state.ids[int(cands.nodes[i])])
             best = int(np.argmax(q))
-            if int(cands.jobs[best]) == WAIT:
-                self._note_waiting(rnd, cands, q, best)
-                break
             p = rnd.place(cands, best)
-            assert p is not None
+            if p is None:
+                held = float(q[best])
+                continue
             out.append(p)
             gpus = f" (GPU {','.join(map(str, p.gpu_ids))})" if p.gpu_ids else ""
             self._reasons[p.job_id] = (
-                f"placed on {p.node_id}{gpus}: best score {q[best]:.2f} of {len(cands)} "
-                f"candidates (wait {q[-1]:.2f})"
+                f"placed on {p.node_id}{gpus}: best score {q[best]:.2f} of {len(cands)} candidates"
             )
+        self._note_waiting(rnd, seen, held)
         return out
 
     def _note_waiting(
-        self, rnd: Round, cands: Candidates, q: np.ndarray | None, chosen: int | None
+        self, rnd: Round, seen: dict[JobId, tuple[float, str]], held: float | None
     ) -> None:
-        """Remember why each window job still waits: its best score against the chosen one."""
-        best_for: dict[int, tuple[float, int]] = {}
-        if q is not None:
-            for i in range(len(cands) - 1):
-                j = int(cands.jobs[i])
-                if j not in best_for or q[i] > best_for[j][0]:
-                    best_for[j] = (float(q[i]), int(cands.nodes[i]))
+        """Why each job of the last window still waits."""
+        head = rnd.head_id
+        res = rnd.state.ids[rnd.res_node] if rnd.res_node >= 0 else None
         for j, job in enumerate(rnd.window):
             if not rnd.alive[j]:
                 continue
             need = job.request.describe()
-            if j in best_for and q is not None and chosen is not None:
-                s, n = best_for[j]
+            fits = rnd.state.feasible(job.request)
+            if job.id == head and res is not None:
                 self._waiting[job.id] = (
-                    f"waiting: fits on {rnd.state.ids[n]} but scores {s:.2f} against "
-                    f"{q[chosen]:.2f} for waiting"
-                )
-            elif rnd.t_res < float("inf") and job.id == rnd.head_id:
-                node = rnd.state.ids[rnd.res_node] if rnd.res_node >= 0 else "a node"
-                self._waiting[job.id] = (
-                    f"waiting for {need}; first in line, {node} frees them in "
+                    f"waiting for {need}; first in line, {res} frees them in "
                     f"~{fmt_duration(rnd.t_res - rnd.now)}"
+                )
+            elif fits.any() and held is not None and job.id in seen:
+                s, node = seen[job.id]
+                self._waiting[job.id] = (
+                    f"waiting: fits on {node} but would delay job {head} (its best score "
+                    f"{s:.2f} < {held:.2f} for holding)"
+                )
+            elif fits.any():
+                node = rnd.state.ids[int(np.argmax(fits))]
+                self._waiting[job.id] = (
+                    f"waiting: fits on {node}, but jobs of higher (or aged) priority go first"
                 )
             else:
                 self._waiting[job.id] = f"waiting for {need}; no node has it free now"
