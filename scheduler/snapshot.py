@@ -40,10 +40,11 @@ def _num(
     return float(v)
 
 
-def _mem(obj: dict, base: str, where: str) -> int:
+def _mem(obj: dict, base: str, where: str, *, required: bool = False) -> int:
     if f"{base}_mb" in obj:
         return int(_num(obj, f"{base}_mb", where))
-    return int(round(_num(obj, f"{base}_gb", where, 0.0) * 1024))
+    default = None if required else 0.0
+    return int(round(_num(obj, f"{base}_gb", where, default) * 1024))
 
 
 def _prices(obj: Any, where: str) -> Prices:
@@ -77,7 +78,7 @@ def parse_snapshot(data: Any) -> tuple[ClusterView, list[JobRequest]]:
         seen.add(nid)
         cap = Resources(
             _num(n, "cpus", where),
-            _mem(n, "mem", where),
+            _mem(n, "mem", where, required=True),
             int(_num(n, "gpus", where, 0.0, integer=True)),
             _mem(n, "gpu_mem", where),
         )

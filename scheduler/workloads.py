@@ -416,6 +416,11 @@ def trace_workload(
         if load <= 0:
             raise ValueError("load must be > 0")
         scale, reached = rescale_to_load(submit, dur, gpus, capacity, load)
+        if reached < load * (1 - 1e-6):
+            raise TraceError(
+                f"load {load:g} is out of reach for this window of {len(kept)} tasks on "
+                f"{int(capacity)} GPUs (at most {reached:.2f}); use fewer nodes or more jobs"
+            )
     est = _estimates(rng, dur, estimate_sigma)
     t0 = submit.min()
     out = [
