@@ -476,8 +476,13 @@ def train(
     }
 
 
-def _accuracy(net: nn.Sequential, demos: ReplayBuffer, rng: np.random.Generator,
-              device: torch.device, n: int = 2000) -> float:
+def _accuracy(
+    net: nn.Sequential,
+    demos: ReplayBuffer,
+    rng: np.random.Generator,
+    device: torch.device,
+    n: int = 2000,
+) -> float:
     """Share of labelled demonstrations where the network's greedy action is the teacher's."""
     idx = [i for i in demos.sample(n, rng) if demos.demo[i] >= 0]
     if not idx:

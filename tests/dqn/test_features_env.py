@@ -155,3 +155,24 @@ def test_teacher_replay_in_env_matches_the_heuristic_run():
     ours = summarize(env.result()).avg_bsld
     theirs = summarize(Simulator(wl).run(SJFPolicy())).avg_bsld
     assert ours == pytest.approx(theirs, rel=0.05)
+
+
+def test_wait_holds_the_reserved_node_for_the_head():
+    cap = Resources(8.0, 65536, 2, 2 * 40960)
+    busy = NodeView.empty("a", cap).allocate(Resources(4.0, 8192, 1), (0,))
+    running = (RunningJob("r", "a", Resources(4.0, 8192, 1), (0,), 0.0, 4000.0),)
+    view = ClusterView((busy,), 10.0, running)
+    head = job("big", cpus=4.0, gpus=2, at=0.0)
+    short = job("short", cpus=1.0, gpus=1, at=5.0, est=100.0)
+    long_ = job("long", cpus=1.0, gpus=1, at=6.0, est=9000.0)
+    rnd = Round(view, [head, short, long_], view.now)
+    c = rnd.candidates()
+    assert rnd.head_id == "big" and c.wait_allowed
+    assert {rnd.window[int(j)].id for j in c.jobs[:-1]} == {"short", "long"}
+    assert rnd.place(c, len(c) - 1) is None  # wait: hold node a for "big"
+    c = rnd.candidates()
+    assert {rnd.window[int(j)].id for j in c.jobs[:-1]} == {"short"}
+    assert not c.wait_allowed
+    # with nothing that could delay the head, waiting is not offered at all
+    rnd = Round(view, [head, short], view.now)
+    assert not rnd.candidates().wait_allowed
