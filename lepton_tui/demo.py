@@ -144,6 +144,8 @@ class DemoDriver:
                         "host_key_fingerprint": "SHA256:demo-" + node.id,
                     },
                 )  # fmt: skip
+                ledger.insert("prices", {"host": node.id, "effective_from": self.epoch,
+                                         "price_per_hour": node.price_per_hour, "set_by": "demo"})  # fmt: skip
                 ledger.event("host.added", f"host {node.id} added (demo)", host=node.id,
                              actor="demo", at=self.epoch)  # fmt: skip
 

@@ -21,6 +21,7 @@ SPARK_WINDOW_S = 300.0
 SPARK_BUCKETS = 20
 SAMPLE_FRESH_S = 120.0
 QUEUE_WINDOW = 200
+RECENT_S = 600.0  # the overview keeps jobs that ended this recently
 LIVE_STATES = ("starting", "running", "cancelling")
 DEFAULT_POLICY = "backfill"
 
@@ -161,7 +162,8 @@ def fleet(ledger: Ledger, now: float) -> list[FleetRow]:
 # -- queue ---------------------------------------------------------------------------------------
 
 SORTS: dict[str, str] = {
-    "default": "CASE WHEN j.state = 'queued' THEN 1 ELSE 0 END, j.priority DESC, j.id",
+    "default": "CASE WHEN j.state = 'queued' THEN 1 WHEN j.state IN ('starting', 'running', "
+    "'cancelling') THEN 0 ELSE 2 END, j.priority DESC, j.id",
     "age": "j.submitted_at, j.id",
     "priority": "j.priority DESC, j.id",
     "user": "j.user, j.id",
@@ -218,11 +220,20 @@ def queue_window(
     sort: str = "default",
     limit: int = QUEUE_WINDOW,
     all_states: bool = False,
+    recent_s: float = 0.0,
 ) -> QueueWindow:
-    """Running and queued jobs (or all with `all_states`), filtered by `text`, at most `limit`."""
+    """Running and queued jobs (or all with `all_states`), filtered by `text`, at most `limit`.
+
+    `recent_s` also keeps jobs that ended in the last `recent_s` seconds (after the live ones),
+    so a job just submitted does not vanish from the overview the moment it finishes."""
     where: list[str] = []
     params: list[Any] = []
-    if not all_states:
+    if not all_states and recent_s > 0:
+        where.append(
+            "(j.state IN ('queued', 'starting', 'running', 'cancelling') OR j.ended_at >= ?)"
+        )
+        params.append(now - recent_s)
+    elif not all_states:
         where.append("j.state IN ('queued', 'starting', 'running', 'cancelling')")
     for word in text.split():
         if word.isdigit():
@@ -305,6 +316,10 @@ class CostPanel:
     by_project: list[tuple[str, float]] = field(default_factory=list)
     priced_hosts: int = 0
     hosts: int = 0
+    month: float | None = None
+    currency: str = "USD"
+    breakdown_period: str = "this week"
+    source: str = "views"
 
 
 def _share(att: dict[str, Any], host: dict[str, Any]) -> float:
@@ -336,7 +351,34 @@ def _host_prices(ledger: Ledger) -> dict[str, dict[str, Any]]:
 
 
 def cost_panel(ledger: Ledger, now: float) -> CostPanel:
-    """The cost panel's numbers, from attempts and host prices (a whole host when capacity is unknown)."""
+    """The cost panel: `economics.cost_summary` (the numbers `lepton-tui cost` prints) when it is
+    there, with the idle rate now from `simple_cost_panel`; else `simple_cost_panel` alone."""
+    simple = simple_cost_panel(ledger, now)
+    try:
+        from lepton_tui.economics import cost_summary
+    except ImportError:
+        return simple
+    summary = cost_summary(ledger, now)
+    return CostPanel(
+        today=summary["today"],
+        week=summary["week"],
+        month=summary["month"],
+        rate_now=summary["rate_per_hour"],
+        idle_rate=simple.idle_rate,
+        idle_today=summary["idle_today"],
+        by_user=sorted(summary["by_user"].items(), key=lambda kv: -kv[1]),
+        by_project=sorted(summary["by_project"].items(), key=lambda kv: -kv[1]),
+        priced_hosts=simple.priced_hosts,
+        hosts=simple.hosts,
+        currency=summary.get("currency", "USD"),
+        breakdown_period="this month",
+        source="economics",
+    )
+
+
+def simple_cost_panel(ledger: Ledger, now: float) -> CostPanel:
+    """Cost from attempts and host prices alone: each attempt pays its host's hourly price times
+    its largest share of the host's CPUs, memory or GPUs (a whole host when capacity is unknown)."""
     hosts = _host_prices(ledger)
     panel = CostPanel(hosts=len(hosts), priced_hosts=sum(1 for h in hosts.values() if h["price"]))
     t_day, t_week = day_start(now), week_start(now)
@@ -457,7 +499,7 @@ def overview(
 ) -> Overview:
     """Read the whole overview (run it in a thread worker)."""
     rows = fleet(ledger, now)
-    queue = queue_window(ledger, now, text=text, sort=sort, limit=60)
+    queue = queue_window(ledger, now, text=text, sort=sort, limit=60, recent_s=RECENT_S)
     cost = cost_panel(ledger, now)
     return Overview(header(ledger, rows, cost, queue, demo), rows, queue, cost, now)
 

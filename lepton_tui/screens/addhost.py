@@ -125,6 +125,13 @@ class AddHostModal(ModalScreen[str | None]):
         self._set_step("fields")
         self._show_errors()
 
+    @on(Input.Submitted)
+    def _enter(self) -> None:
+        if self.step in ("fields", "failed"):
+            self.action_test()
+        elif self.step == "key":
+            self.action_accept()
+
     @on(Checkbox.Changed, "#f-local")
     def _local_changed(self) -> None:
         local = self.local
@@ -134,6 +141,7 @@ class AddHostModal(ModalScreen[str | None]):
                 self.query_one(f"#err-{fid}").display = False
         if local and not self.query_one("#f-name", Input).value:
             self.query_one("#f-name", Input).value = self.local_name
+        self.query_one("#test", Button).label = "Check and add" if local else "Test connection"
         self._set_step("fields")
         self._show_errors()
 

@@ -57,8 +57,8 @@ class CostScreen(LiveScreen):
 
     def on_mount(self) -> None:
         self.query_one("#cost-summary").border_title = "Spend"
-        self.query_one("#cost-users").border_title = "By user (this week)"
-        self.query_one("#cost-projects").border_title = "By project (this week)"
+        self.query_one("#cost-users").border_title = "By user"
+        self.query_one("#cost-projects").border_title = "By project"
         super().on_mount()
 
     def load(self) -> Any:
@@ -74,10 +74,13 @@ class CostScreen(LiveScreen):
         panel, series, head = data
         self.query_one(LabHeader).show(head)
         self.query_one("#cost-summary", Static).update(cost_renderable(panel, top=0))
-        self.query_one("#cost-users", Static).update(breakdown("user", panel.by_user, panel.week))
+        total = panel.month if panel.breakdown_period == "this month" else panel.week
+        self.query_one("#cost-users", Static).update(breakdown("user", panel.by_user, total or 0))
         self.query_one("#cost-projects", Static).update(
-            breakdown("project", panel.by_project, panel.week)
+            breakdown("project", panel.by_project, total or 0)
         )
+        self.query_one("#cost-users").border_title = f"By user ({panel.breakdown_period})"
+        self.query_one("#cost-projects").border_title = f"By project ({panel.breakdown_period})"
         chart = self.query_one("#cost-chart", Sparkline)
         chart.data = series
         _span, label = SPANS[self.span]

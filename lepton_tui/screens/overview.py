@@ -13,9 +13,15 @@ from textual.widgets import DataTable, Footer, Input
 from lepton_tui import views
 from lepton_tui.screens.live import LiveScreen
 from lepton_tui.widgets.cost import CostSummary
-from lepton_tui.widgets.fleet import EmptyFleet, FleetPanel, FleetTable
+from lepton_tui.widgets.fleet import (
+    EmptyFleet,
+    FleetPanel,
+    FleetTable,
+    compact_width,
+    fleet_cells,
+)
 from lepton_tui.widgets.header import LabHeader
-from lepton_tui.widgets.queue import QueueTable, queue_title
+from lepton_tui.widgets.queue import QueueTable, queue_cells, queue_title
 
 
 class QueueFilter(Input):
@@ -67,14 +73,21 @@ class OverviewScreen(LiveScreen):
         super().on_mount()
 
     def load(self) -> Any:
-        return views.overview(
+        data = views.overview(
             self.app.ledger, self.app.clock(), text=self.text, sort=self.sort, demo=self.app.demo
         )
+        # Cells are built here, in the worker: the event loop only patches what changed.
+        return data, fleet_cells(data.fleet, compact_width(self.app)), queue_cells(data.queue)
 
-    def show(self, data: views.Overview) -> None:
+    def show(self, loaded: Any) -> None:
+        data, fleet, queue = loaded
         self.query_one(LabHeader).show(data.header)
-        self.query_one(FleetPanel).show(data.fleet)
-        self.query_one(QueueTable).show(data.queue)
+        first = self.loads == 1
+        self.query_one(FleetPanel).show(data.fleet, fleet)
+        if first and not data.fleet:
+            # A new lab: the first thing to do is add a host, so enter does that.
+            self.query_one("#add-local").focus()
+        self.query_one(QueueTable).show(data.queue, queue)
         panel = self.query_one("#queue-panel")
         panel.border_title = queue_title(data.queue)
         panel.border_subtitle = "/ filter  o sort  enter open" if data.queue.rows else None

@@ -24,6 +24,8 @@ def cost_renderable(panel: CostPanel, top: int = 3) -> Table | Text:
     t.add_row("Rate now", Text(f"{money(panel.rate_now)}/h", style="bold"))
     t.add_row("Today", money(panel.today))
     t.add_row("This week", money(panel.week))
+    if panel.month is not None:
+        t.add_row("This month", money(panel.month))
     t.add_row(Text("Idle now", style="yellow"), Text(f"{money(panel.idle_rate)}/h", style="yellow"))
     t.add_row(Text("Idle today", style="yellow"), Text(money(panel.idle_today), style="yellow"))
     for title, items in (("user", panel.by_user), ("project", panel.by_project)):

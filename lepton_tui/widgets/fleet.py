@@ -11,6 +11,7 @@ from textual.widgets import Button, DataTable, Static
 
 from lepton_tui.views import FleetRow
 from lepton_tui.widgets.bars import bar, gpu_strip, heat_text, money, sparkline, state_text
+from lepton_tui.widgets.sync import sync_rows
 
 COLUMNS = (
     ("host", "Host"),
@@ -31,6 +32,28 @@ def mem_percent(row: FleetRow) -> float | None:
     return 100.0 * row.mem_used_mb / row.mem_total_mb
 
 
+def fleet_cells(rows: list[FleetRow], compact: bool = False) -> list[tuple[str, tuple]]:
+    """The table's cells for `rows` (pure: build them in the thread worker, not on the loop)."""
+    width = 4 if compact else 6
+    return [
+        (
+            r.name,
+            (
+                Text(r.name, style="bold"),
+                state_text(r),
+                bar(r.cpu_percent, width),
+                bar(mem_percent(r), width),
+                gpu_strip(r.gpus, 12 if compact else 24),
+                heat_text(r),
+                sparkline(r.spark, 10 if compact else 20),
+                Text(str(r.running) if r.running else "-", justify="right"),
+                Text(money(r.price_per_hour) if r.price_per_hour else "-", justify="right"),
+            ),
+        )
+        for r in rows
+    ]
+
+
 class FleetTable(DataTable):
     """The hosts as a table; rows are keyed by host name so the cursor survives refreshes."""
 
@@ -41,25 +64,14 @@ class FleetTable(DataTable):
             self.add_column(label, key=key)
 
     def show(self, rows: list[FleetRow], compact: bool = False) -> None:
-        """Replace the rows, keeping the highlighted host."""
+        """Show the hosts (cells built here; see `show_cells` for cells built in a worker)."""
+        self.show_cells(fleet_cells(rows, compact))
+
+    def show_cells(self, cells: list[tuple[str, tuple]]) -> None:
+        """Patch changed cells in place; the highlighted host stays put."""
         keep = self.selected_host
-        self.clear()
-        width = 4 if compact else 6
-        for r in rows:
-            self.add_row(
-                Text(r.name, style="bold"),
-                state_text(r),
-                bar(r.cpu_percent, width),
-                bar(mem_percent(r), width),
-                gpu_strip(r.gpus, 12 if compact else 24),
-                heat_text(r),
-                sparkline(r.spark, 10 if compact else 20),
-                Text(str(r.running) if r.running else "-", justify="right"),
-                Text(money(r.price_per_hour) if r.price_per_hour else "-", justify="right"),
-                key=r.name,
-            )
-        if keep is not None and keep in self.rows:
-            self.move_cursor(row=self.get_row_index(keep))
+        if sync_rows(self, cells) and keep is not None and keep in self.rows:
+            self.move_cursor(row=self.get_row_index(keep), animate=False)
 
     @property
     def selected_host(self) -> str | None:
@@ -71,6 +83,11 @@ class FleetTable(DataTable):
         except Exception:  # noqa: BLE001 - an empty or shrinking table
             return None
         return str(key.value) if key.value is not None else None
+
+
+def compact_width(app) -> bool:
+    """Narrow bars below 110 columns (an 80-column terminal still shows every column)."""
+    return app.size.width < 110
 
 
 class EmptyFleet(Vertical):
@@ -122,7 +139,8 @@ class FleetPanel(Vertical):
     def on_mount(self) -> None:
         self.query_one(FleetTable).display = False
 
-    def show(self, rows: list[FleetRow]) -> None:
+    def show(self, rows: list[FleetRow], cells: list[tuple[str, tuple]] | None = None) -> None:
+        """Show `rows` (with their cells when a worker already built them)."""
         table = self.query_one(FleetTable)
         empty = self.query_one(EmptyFleet)
         table.display = bool(rows)
@@ -130,4 +148,6 @@ class FleetPanel(Vertical):
         up = sum(1 for r in rows if r.state == "up")
         self.border_title = f"Fleet {up}/{len(rows)} up" if rows else "Fleet"
         if rows:
-            table.show(rows, compact=self.app.size.width < 110)
+            table.show_cells(
+                cells if cells is not None else fleet_cells(rows, compact_width(self.app))
+            )

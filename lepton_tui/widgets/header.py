@@ -9,20 +9,22 @@ from lepton_tui.views import Header
 from lepton_tui.widgets.bars import money
 
 
-def header_text(h: Header) -> Text:
-    text = Text()
+def header_text(h: Header, compact: bool = False) -> Text:
+    """The header line; `compact` drops the labels so it fits 80 columns."""
+    gap = " " if compact else "  "
+    text = Text(no_wrap=True, overflow="ellipsis")
     text.append(" lepton ", style="bold reverse")
     text.append(f" {h.lab}", style="bold")
     if h.demo:
-        text.append("  DEMO", style="bold magenta")
-    text.append("  policy ", style="dim")
+        text.append(f"{gap}DEMO", style="bold magenta")
+    text.append(f"{gap}policy ", style="dim")
     text.append(h.policy, style="bold")
-    text.append("  hosts ", style="dim")
+    text.append(gap if compact else "  hosts ", style="dim")
     style = "green" if h.hosts_total and h.hosts_up == h.hosts_total else "yellow"
-    text.append(f"{h.hosts_up}/{h.hosts_total} up", style=style)
-    text.append("  jobs ", style="dim")
+    text.append(f"{h.hosts_up}/{h.hosts_total} {'hosts ' if compact else ''}up", style=style)
+    text.append(gap if compact else "  jobs ", style="dim")
     text.append(f"{h.running} running, {h.queued} queued")
-    text.append("  spend ", style="dim")
+    text.append(f"{gap}spend " if not compact else gap, style="dim")
     text.append(f"{money(h.rate_now)}/h", style="bold")
     return text
 
@@ -31,4 +33,4 @@ class LabHeader(Static):
     """The header line above every screen's panels."""
 
     def show(self, h: Header) -> None:
-        self.update(header_text(h))
+        self.update(header_text(h, compact=self.app.size.width < 100))

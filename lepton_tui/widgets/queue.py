@@ -7,6 +7,7 @@ from textual.widgets import DataTable
 
 from lepton_tui.validate import format_duration
 from lepton_tui.views import QueueRow, QueueWindow
+from lepton_tui.widgets.sync import sync_rows
 
 JOB_STYLE = {
     "queued": "yellow",
@@ -37,19 +38,12 @@ def why_text(row: QueueRow, width: int = 60) -> Text:
     return Text(row.command.replace("\n", " ")[:width], style="dim")
 
 
-class QueueTable(DataTable):
-    """Up to a window of jobs; rows keyed by job id so selection survives refreshes."""
-
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
-
-    def show(self, window: QueueWindow) -> None:
-        keep = self.selected_job
-        self.clear()
-        for r in window.rows:
-            self.add_row(
+def queue_cells(window: QueueWindow) -> list[tuple[str, tuple]]:
+    """The table's cells (pure: build them in the thread worker)."""
+    return [
+        (
+            str(r.id),
+            (
                 Text(str(r.id), justify="right"),
                 Text(r.state, style=JOB_STYLE.get(r.state, "")),
                 r.user,
@@ -59,10 +53,26 @@ class QueueTable(DataTable):
                 r.gpu_ids or "-",
                 format_duration(r.age_s),
                 why_text(r),
-                key=str(r.id),
-            )
-        if keep is not None and str(keep) in self.rows:
-            self.move_cursor(row=self.get_row_index(str(keep)))
+            ),
+        )
+        for r in window.rows
+    ]
+
+
+class QueueTable(DataTable):
+    """Up to a window of jobs; rows keyed by job id so selection survives refreshes."""
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    def show(self, window: QueueWindow, cells: list[tuple[str, tuple]] | None = None) -> None:
+        """Patch changed cells in place (cells built by a worker if given); selection stays."""
+        keep = self.selected_job
+        rebuilt = sync_rows(self, cells if cells is not None else queue_cells(window))
+        if rebuilt and keep is not None and str(keep) in self.rows:
+            self.move_cursor(row=self.get_row_index(str(keep)), animate=False)
 
     @property
     def selected_job(self) -> int | None:

@@ -55,6 +55,9 @@ def add_host_row(ledger: Ledger, name: str, *, gpus: int, cpus: float, price: fl
         "last_seen": now - 5, "labels": "[]", "host_key_type": "ssh-ed25519",
         "host_key_fingerprint": f"SHA256:fixed-{name}",
     })  # fmt: skip
+    if price is not None:  # as Service.add_host records it: the price history economics reads
+        ledger.insert("prices", {"host": name, "effective_from": now - 2 * 86400,
+                                 "price_per_hour": price, "set_by": USER})  # fmt: skip
 
 
 def fill(home: Path, now: float = FIXED_NOW) -> Service:
@@ -119,7 +122,8 @@ def fill(home: Path, now: float = FIXED_NOW) -> Service:
         else:
             led.transition_attempt(token, "running", job_state="running", started_at=start)
             led.transition_attempt(token, "succeeded", job_state="succeeded", exit_code=0,
-                                   ended_at=start + 3600, job_fields={"exit_code": 0})  # fmt: skip
+                                   ended_at=start + 3600,
+                                   job_fields={"exit_code": 0, "ended_at": start + 3600})  # fmt: skip
         with led.tx():
             led.insert("decisions", {"at": start, "policy": "backfill", "job_id": job_id,
                                      "host": host, "placed": 1,

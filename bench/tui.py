@@ -1,0 +1,218 @@
+"""Console benchmark: time to first frame, RSS after a minute of the demo, refresh cost per tick.
+
+    python bench/tui.py                 # all three (the demo runs 60 s)
+    python bench/tui.py --demo-s 10     # a shorter demo
+    python bench/tui.py --only tick     # one of: frame, rss, tick
+
+Each measurement runs the real app headless in a fresh interpreter so imports count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# -- children (run in a fresh interpreter) -----------------------------------------------------
+
+
+def child_frame(home: str) -> None:
+    """Start the console; report when the first frame is painted and when data first shows."""
+    import asyncio
+
+    from lepton_tui.app import make_app
+
+    app = make_app(home=home, dispatch=False)
+    marks: dict[str, float] = {}
+
+    async def pilot_fn(pilot) -> None:
+        import resource
+
+        marks["ready"] = time.time()  # the app is running and has painted its first frame
+        use = resource.getrusage(resource.RUSAGE_SELF)
+        marks["cpu_s"] = use.ru_utime + use.ru_stime  # CPU time to the first frame (load-proof)
+        while getattr(pilot.app.screen, "loads", 0) < 1:
+            await asyncio.sleep(0.005)
+        await pilot.pause()
+        marks["data"] = time.time()
+        pilot.app.exit()
+
+    app.run(headless=True, size=(120, 40), auto_pilot=pilot_fn)
+    print(json.dumps(marks))
+
+
+def child_rss(seconds: float) -> None:
+    """Run the demo headless for `seconds`, visiting each screen; report RSS."""
+    import asyncio
+
+    import psutil
+
+    from lepton_tui.app import make_app
+
+    app = make_app(demo=True)
+    out: dict[str, float] = {}
+
+    async def pilot_fn(pilot) -> None:
+        start = time.monotonic()
+        keys = ["1", "2", "3", "4", "5"]
+        i = 0
+        while time.monotonic() - start < seconds:
+            await asyncio.sleep(min(5.0, seconds / 10))
+            await pilot.press(keys[i % len(keys)])
+            i += 1
+        await pilot.press("1")
+        await pilot.pause(1.0)
+        out["rss_mb"] = psutil.Process().memory_info().rss / 2**20
+        out["demo_steps"] = app.demo_driver.steps
+        out["jobs"] = app.ledger.query_one("SELECT COUNT(*) AS n FROM jobs")["n"]
+        out["torch_loaded"] = "torch" in sys.modules
+        pilot.app.exit()
+
+    app.run(headless=True, size=(120, 40), auto_pilot=pilot_fn)
+    print(json.dumps(out))
+
+
+def child_tick(home: str, rounds: int) -> None:
+    """Per tick with 64 hosts x 8 GPUs and 10,000 jobs: the worker's read and the redraw."""
+    import asyncio
+
+    from lepton_tui.app import make_app
+    from tests.tui.data import fixed_clock
+
+    app = make_app(home=home, clock=fixed_clock, dispatch=False, refresh_s=3600)
+    out: dict[str, float] = {}
+
+    async def pilot_fn(pilot) -> None:
+        while getattr(pilot.app.screen, "loads", 0) < 1:
+            await asyncio.sleep(0.01)
+        screen = pilot.app.screen
+        reads, draws = [], []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            loaded = screen.load()  # what the thread worker does: read and build cells
+            t1 = time.perf_counter()
+            screen.show(loaded)  # what the event loop does: patch changed cells
+            await pilot.pause()  # let the redraw happen
+            t2 = time.perf_counter()
+            reads.append(t1 - t0)
+            draws.append(t2 - t1)
+        out["read_ms_median"] = 1000 * statistics.median(reads)
+        out["read_ms_max"] = 1000 * max(reads)
+        out["draw_ms_median"] = 1000 * statistics.median(draws)
+        out["draw_ms_max"] = 1000 * max(draws)
+        data = loaded[0]
+        out["queue_rows_shown"] = len(data.queue.rows)
+        out["hosts"] = len(data.fleet)
+        out["jobs"] = data.queue.matched
+        # Responsiveness: a key press (cursor down, answered and redrawn) with no refresh running,
+        # then with a refresh started in a worker just before each press.
+        idle = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            await pilot.press("down")
+            idle.append(time.perf_counter() - t0)
+        out["keypress_ms_median_idle"] = 1000 * statistics.median(idle)
+        lat = []
+        for _ in range(20):
+            screen.reload()
+            t0 = time.perf_counter()
+            await pilot.press("down")
+            lat.append(time.perf_counter() - t0)
+        out["keypress_ms_median_during_refresh"] = 1000 * statistics.median(lat)
+        pilot.app.exit()
+
+    app.run(headless=True, size=(120, 40), auto_pilot=pilot_fn)
+    print(json.dumps(out))
+
+
+# -- parent ------------------------------------------------------------------------------------
+
+
+def _child(*args: str, timeout: float = 600) -> tuple[dict, float]:
+    t0 = time.time()
+    proc = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise SystemExit(f"child {args} failed:\n{proc.stderr[-3000:]}")
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]
+    return json.loads(line), t0
+
+
+def bench_frame(runs: int) -> dict:
+    from tests.tui.data import fill
+
+    firsts, datas, cpus = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        fill(Path(tmp)).close()
+        for _ in range(runs):
+            marks, t0 = _child("--child", "frame", tmp)
+            firsts.append(marks["ready"] - t0)
+            datas.append(marks["data"] - t0)
+            cpus.append(marks["cpu_s"])
+    return {
+        "first_frame_s_median": statistics.median(firsts),
+        "first_frame_s_max": max(firsts),
+        "first_data_s_median": statistics.median(datas),
+        "first_frame_cpu_s_median": statistics.median(cpus),
+        "load_avg_1min": __import__("os").getloadavg()[0],
+        "runs": runs,
+    }
+
+
+def bench_rss(seconds: float) -> dict:
+    out, _ = _child("--child", "rss", str(seconds), timeout=seconds + 120)
+    out["demo_seconds"] = seconds
+    return out
+
+
+def bench_tick(rounds: int) -> dict:
+    from lepton_tui.service import Service
+    from tests.tui.data import FIXED_NOW, big_fleet, many_jobs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        svc = Service.open(tmp, user="alice", clock=lambda: FIXED_NOW)
+        big_fleet(svc.ledger, 64, 8)
+        many_jobs(svc.ledger, 10_000)
+        svc.close()
+        out, _ = _child("--child", "tick", tmp, str(rounds))
+    return out
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        kind = sys.argv[2]
+        if kind == "frame":
+            child_frame(sys.argv[3])
+        elif kind == "rss":
+            child_rss(float(sys.argv[3]))
+        else:
+            child_tick(sys.argv[3], int(sys.argv[4]))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=["frame", "rss", "tick"])
+    ap.add_argument("--demo-s", type=float, default=60.0)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=20)
+    args = ap.parse_args()
+    results = {}
+    if args.only in (None, "frame"):
+        results["frame"] = bench_frame(args.runs)
+    if args.only in (None, "tick"):
+        results["tick"] = bench_tick(args.rounds)
+    if args.only in (None, "rss"):
+        results["rss"] = bench_rss(args.demo_s)
+    print(json.dumps(results, indent=2, default=lambda v: round(v, 4)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Refresh a DataTable in place: only changed cells are touched, rows are rebuilt only when the
+set or order of rows changed. A clear-and-refill of 64 rows every tick would re-measure and
+re-render the whole table; updating a few cells costs almost nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+
+def _signature(cell: Any) -> Any:
+    if isinstance(cell, Text):
+        return (cell.plain, str(cell.style), tuple(cell.spans))
+    return cell
+
+
+def sync_rows(table: DataTable, rows: Sequence[tuple[str, Sequence[Any]]]) -> bool:
+    """Show `rows` (key, cells) in `table`; True when it had to rebuild, False when patched."""
+    old: dict[str, tuple[Any, ...]] = getattr(table, "_lepton_cells", {})
+    keys = [key for key, _ in rows]
+    current = [str(k.value) for k in table.rows]
+    columns = list(table.columns)
+    if keys != current or len(old) != len(rows):
+        table.clear()
+        for key, cells in rows:
+            table.add_row(*cells, key=key)
+        table._lepton_cells = {key: tuple(map(_signature, cells)) for key, cells in rows}
+        return True
+    fresh = {}
+    for key, cells in rows:
+        sig = tuple(map(_signature, cells))
+        before = old.get(key, ())
+        for i, (cell, s) in enumerate(zip(cells, sig, strict=False)):
+            if i >= len(before) or before[i] != s:
+                width = len(cell.plain) if isinstance(cell, Text) else len(str(cell))
+                grow = width > table.columns[columns[i]].content_width
+                table.update_cell(key, columns[i], cell, update_width=grow)
+        fresh[key] = sig
+    table._lepton_cells = fresh
+    return False
