@@ -245,14 +245,21 @@ class WorkloadMix:
         if kind == "lab":
             return w.lab_mix(self.jobs, load, wseed, nodes=int(rng.integers(2, 9)))
         n = min(self.jobs, len(self.trace_tasks))
-        start = int(rng.integers(0, max(1, len(self.trace_tasks) - n)))
+        for _ in range(8):  # some windows cannot reach a high load on many nodes: draw again
+            start = int(rng.integers(0, max(1, len(self.trace_tasks) - n)))
+            try:
+                return w.trace_workload(
+                    self.trace_tasks,
+                    jobs=n,
+                    start=start,
+                    load=load,
+                    seed=wseed,
+                    nodes=int(rng.integers(2, 9)),
+                )
+            except w.TraceError:
+                load = float(rng.uniform(self.load_low, load))
         return w.trace_workload(
-            self.trace_tasks,
-            jobs=n,
-            start=start,
-            load=load,
-            seed=wseed,
-            nodes=int(rng.integers(2, 9)),
+            self.trace_tasks, jobs=n, start=start, load=None, seed=wseed, nodes=4
         )
 
 
