@@ -202,6 +202,18 @@ class QueueWindow:
     text: str = ""
 
 
+def gpu_ranges(ids: list[int]) -> str:
+    """GPU ids with runs of three or more shortened: [0, 1, 2, 3, 6, 7] -> `0-3,6,7`."""
+    runs: list[list[int]] = []
+    for i in sorted(set(ids)):
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    parts = [f"{r[0]}-{r[-1]}" if len(r) >= 3 else ",".join(map(str, r)) for r in runs]
+    return ",".join(parts)
+
+
 def describe_request(cpus: float, mem_mb: int, gpus: int, gpu_mem_mb: int = 0) -> str:
     """`4c 16G 2g` style summary of a request."""
     text = f"{cpus:g}c {format_size_mb(mem_mb)}"
@@ -273,7 +285,7 @@ def queue_window(
                 request=describe_request(r["cpus"] or 0, r["mem_mb"] or 0, r["gpus"] or 0,
                                          r["gpu_mem_mb"] or 0),
                 host=r["host"] if r["state"] in LIVE_STATES else None,
-                gpu_ids=",".join(map(str, ids)),
+                gpu_ids=gpu_ranges(ids),
                 age_s=max(0.0, now - float(r["submitted_at"] or now)),
                 reason=r["reason"] if r["state"] == "queued" else None,
                 priority=int(r["priority"] or 0),

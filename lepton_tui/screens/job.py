@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -18,6 +19,7 @@ from lepton_tui.errors import LeptonError
 from lepton_tui.screens.live import LiveScreen
 from lepton_tui.validate import format_duration
 from lepton_tui.views import describe_request, why_pending
+from lepton_tui.widgets.bars import money
 from lepton_tui.widgets.queue import JOB_STYLE
 
 
@@ -55,7 +57,7 @@ def attempts_table(attempts: list[dict[str, Any]], now: float) -> Table | Text:
     if not attempts:
         return Text("no attempt yet", style="dim")
     t = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
-    for col in ("#", "host", "GPUs", "state", "ran", "exit", "reason"):
+    for col in ("#", "host", "GPUs", "state", "ran", "exit", "cost"):
         t.add_column(col)
     for a in attempts:
         start = a["started_at"] or a["created_at"]
@@ -63,9 +65,27 @@ def attempts_table(attempts: list[dict[str, Any]], now: float) -> Table | Text:
         t.add_row(
             str(a["attempt_no"]), a["host"], ",".join(map(str, a["gpu_ids"])) or "-",
             a["state"], format_duration(ran),
-            "-" if a["exit_code"] is None else str(a["exit_code"]), a["reason"] or "",
+            "-" if a["exit_code"] is None else str(a["exit_code"]),
+            money(a["cost_now"]) if a.get("cost_now") is not None else "-",
         )  # fmt: skip
+    reasons = [f"#{a['attempt_no']}: {a['reason']}" for a in attempts if a["reason"]]
+    if reasons:
+        return Group(t, Text("\n".join(reasons[-3:]), style="dim"))
     return t
+
+
+def with_costs(ledger, attempts: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """Each attempt's cost so far (what `lepton-tui cost --by job` counts), when economics is here."""
+    try:
+        from lepton_tui.economics import attempt_cost
+    except ImportError:
+        return attempts
+    for a in attempts:
+        try:
+            a["cost_now"] = attempt_cost(ledger, a["token"], now)[0]
+        except LeptonError:
+            a["cost_now"] = None
+    return attempts
 
 
 def events_text(events: list[dict[str, Any]]) -> Text:
@@ -118,9 +138,11 @@ class JobScreen(LiveScreen):
         log.border_subtitle = "e: stdout/stderr"
 
     def load(self) -> Any:
+        now = self.app.clock()
         job = self.app.svc.show_job(self.job_id, events=30)
+        job["attempts"] = with_costs(self.app.ledger, job["attempts"], now)
         why = why_pending(self.app.ledger, self.job_id) if job["state"] == "queued" else None
-        return job, why, self.app.clock()
+        return job, why, now
 
     def show(self, data: Any) -> None:
         job, why, now = data

@@ -365,3 +365,37 @@ async def test_a_big_lab_shows_windows(make_tui, home: Path) -> None:
         )
         rows = app.screen.query_one(QueueTable)
         await wait_for(pilot, lambda: 0 < rows.row_count < 200)
+
+
+async def test_job_detail_shows_what_an_attempt_cost(make_tui, lab: Path) -> None:
+    app = make_tui()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        app.open_job(7)  # ran one hour on half of gpu-a ($4/h)
+        await wait_for(pilot, lambda: isinstance(app.screen, JobScreen))
+        await loaded(pilot)
+        attempts = text_of(app.screen.query_one("#job-attempts", Static))
+        assert "succeeded" in attempts and "$2.00" in attempts
+
+
+async def test_remove_a_host_asks_first(make_tui, lab: Path) -> None:
+    app = make_tui()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: app.screen.id == "hosts")
+        await loaded(pilot)
+        fleet = app.screen.query_one(FleetTable)
+        fleet.focus()
+        fleet.move_cursor(row=fleet.get_row_index("cpu-c"))
+        await pilot.press("x", "n")
+        await pilot.pause()
+        assert any(h["name"] == "cpu-c" for h in app.svc.list_hosts())
+        await pilot.press("x", "y")
+        await wait_for(pilot, lambda: all(h["name"] != "cpu-c" for h in app.svc.list_hosts()))
+        await wait_for(pilot, lambda: "cpu-c" not in fleet.rows)
+        # a host with running jobs is refused, with the reason, and stays
+        fleet.move_cursor(row=fleet.get_row_index("gpu-a"))
+        await pilot.press("x", "y")
+        await wait_for(pilot, lambda: any("still runs" in n.message for n in app._notifications))
+        assert any(h["name"] == "gpu-a" for h in app.svc.list_hosts())

@@ -108,3 +108,9 @@ def test_a_big_lab_reads_a_window_not_everything(home: Path) -> None:
     assert len(o.fleet) == 64 and all(len(r.gpus) == 8 for r in o.fleet)
     assert len(o.queue.rows) == 60 and o.queue.matched == 10_000 and o.queue.queued == 10_000
     s.close()
+
+
+def test_gpu_ranges() -> None:
+    assert views.gpu_ranges([7, 0, 1, 2, 3, 4, 5, 6]) == "0-7"
+    assert views.gpu_ranges([0, 1, 3, 5, 6, 7]) == "0,1,3,5-7"
+    assert views.gpu_ranges([]) == ""
