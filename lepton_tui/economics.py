@@ -852,6 +852,11 @@ def cost_report(
         rows, totals = _live_rows(ledger, by, since, until_eff, now, buckets, -_FAR)
         acc.add_live(rows, totals)
     else:
+        if ledger.query_one(
+            "SELECT 1 AS x FROM attempts INDEXED BY idx_attempts_unsettled "
+            "WHERE cost IS NULL AND ended_at IS NOT NULL LIMIT 1"
+        ):
+            settle_ended(ledger, now)  # ended attempts nobody settled would hold the roll-up back
         days = _final_days(ledger, since, until_eff, now, tz)
         pieces: list[tuple[float, float]] = []
         if days:
@@ -1122,29 +1127,27 @@ def settle_attempt(ledger: Ledger, token: str) -> float:
 def settle_ended(ledger: Ledger, now: float | None = None) -> int:
     """Store cost and energy on every ended attempt that has none yet, in bulk; return how many.
 
-    For ledgers whose attempts ended before anything settled them (an old ledger, a dispatcher
-    that was not running); `settle_attempt` does the same for one attempt.
+    For ledgers whose attempts ended before anything settled them (an old ledger, an end the
+    dispatcher did not settle); `settle_attempt` does the same for one attempt. An attempt of no
+    duration costs 0.
     """
     now = ledger.clock() if now is None else now
-    first = ledger.query_one(
-        "SELECT MIN(COALESCE(started_at, created_at)) AS t FROM attempts "
-        "WHERE cost IS NULL AND ended_at IS NOT NULL"
+    ensure_indexes(ledger)
+    ended = ledger.query(
+        "SELECT id, COALESCE(started_at, created_at) AS s0 FROM attempts "
+        "INDEXED BY idx_attempts_unsettled WHERE cost IS NULL AND ended_at IS NOT NULL"
     )
-    if first is None or first["t"] is None or first["t"] >= now:
+    if not ended:
         return 0
-    report = cost_report(ledger, first["t"], now, "attempt", now=now)
-    ended = {
-        r["id"]
-        for r in ledger.query(
-            "SELECT id FROM attempts WHERE cost IS NULL AND ended_at IS NOT NULL AND ended_at <= ?",
-            (now,),
-        )
-    }
-    values = [
-        (row.cost, row.energy_kwh * 1000.0, int(row.key))
-        for row in report.rows
-        if int(row.key) in ended
-    ]
+    first = min(float(r["s0"]) for r in ended)
+    found: dict[int, CostRow] = {}
+    if first < now:
+        report = cost_report(ledger, first, now, "attempt", now=now)
+        found = {int(row.key): row for row in report.rows}
+    values = []
+    for r in ended:
+        row = found.get(r["id"])
+        values.append((row.cost, row.energy_kwh * 1000.0, r["id"]) if row else (0.0, 0.0, r["id"]))
     with ledger.tx():
         ledger.conn.executemany(
             "UPDATE attempts SET cost = ?, energy_wh = COALESCE(energy_wh, ?) "

@@ -281,7 +281,7 @@ def test_settled_and_live_reports_agree(ledger, clock, monkeypatch) -> None:
     windows = [(T0, now), (T0 + 2.5 * H, T0 + 22.5 * H), (T0 + 11 * H, now),
                (T0 + 10 * H, T0 + 23 * H)]  # fmt: skip
     before = {
-        (by, w): cost_report(ledger, *w, by, now=now, tz=UTC).as_dict()
+        (by, w): cost_report(ledger, *w, by, now=now, tz=UTC, rollup=False).as_dict()
         for by in ("user", "project", "host", "day")
         for w in windows
     }
@@ -292,7 +292,7 @@ def test_settled_and_live_reports_agree(ledger, clock, monkeypatch) -> None:
     real = economics._settled_sql
     monkeypatch.setattr(economics, "_settled_sql", lambda *a: calls.append(a) or real(*a))
     for key, expected in before.items():
-        got = cost_report(ledger, *key[1], key[0], now=now, tz=UTC).as_dict()
+        got = cost_report(ledger, *key[1], key[0], now=now, tz=UTC, rollup=False).as_dict()
         assert [r["key"] for r in got["rows"]] == [r["key"] for r in expected["rows"]], key
         for g, e in zip(got["rows"], expected["rows"], strict=True):
             assert g == pytest.approx(e), (key, g, e)
