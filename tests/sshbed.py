@@ -123,6 +123,10 @@ class SSHHost:
                     "MaxSessions 100",
                     "ClientAliveInterval 0",
                     "Subsystem sftp internal-sftp",
+                    # This machine's root ~/.bashrc runs `pyenv init`, whose rehash waits up to
+                    # 60 s for a lock that a killed rehash elsewhere can leave behind; every exec
+                    # then stalls. Bound the wait so the test bed measures lepton, not pyenv.
+                    "SetEnv PYENV_REHASH_TIMEOUT=2",
                     "",
                 ]
             )

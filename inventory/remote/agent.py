@@ -23,6 +23,7 @@ APP_FIELDS = "gpu_uuid,pid,used_memory"
 
 # -- small helpers ---------------------------------------------------------------------------
 def read_text(path, default=None):
+    """A file's text, or `default` when it cannot be read."""
     try:
         with open(path) as f:
             return f.read()
@@ -31,6 +32,7 @@ def read_text(path, default=None):
 
 
 def read_json(path):
+    """A JSON file's value, or None when missing or unreadable."""
     text = read_text(path)
     if text is None:
         return None
@@ -41,6 +43,7 @@ def read_json(path):
 
 
 def write_atomic(path, data):
+    """Write `data` to a temporary file and rename it over `path`."""
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(data)
@@ -48,6 +51,7 @@ def write_atomic(path, data):
 
 
 def boot_id():
+    """This boot's id ("" where the kernel has none)."""
     return (read_text("/proc/sys/kernel/random/boot_id") or "").strip()
 
 
@@ -71,6 +75,7 @@ def alive(pid, start_time, boot):
 
 
 def jobs_dir(root):
+    """The directory holding the attempt directories under `root`."""
     return os.path.join(os.path.expanduser(root), "jobs")
 
 
@@ -152,6 +157,7 @@ def attach_apps(gpus, apps):
 
 
 def run_quiet(argv, timeout):
+    """(rc, stdout, stderr) of `argv`, killed after `timeout` seconds (rc 124)."""
     try:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -187,6 +193,7 @@ def query_gpus(timeout=10.0):
 
 
 def fake_gpus(host, n):
+    """`n` synthetic GPUs, flagged fake, for hosts with a gpus_override."""
     return [
         {
             "index": i,
@@ -205,6 +212,7 @@ def fake_gpus(host, n):
 
 
 def cpu_times():
+    """(total, idle) jiffies from the first line of /proc/stat."""
     line = (read_text("/proc/stat") or "cpu 0 0 0 0").splitlines()[0].split()
     values = [int(v) for v in line[1:]]
     idle = values[3] + (values[4] if len(values) > 4 else 0)
@@ -235,6 +243,7 @@ def cpu_percent(root):
 
 
 def meminfo():
+    """(total, used) memory in MiB; used is total minus MemAvailable."""
     info = {}
     for line in (read_text("/proc/meminfo") or "").splitlines():
         parts = line.split()
@@ -246,6 +255,7 @@ def meminfo():
 
 
 def disk_free_mb(path):
+    """Free MiB for an unprivileged user on the filesystem holding `path`."""
     path = os.path.expanduser(path)
     while path and not os.path.exists(path):
         path = os.path.dirname(path)
@@ -330,6 +340,7 @@ def statuses(root, tokens):
 
 
 def launch_one(root, item, wrapper_source):
+    """Create the attempt directory (exactly once), write its files, start its wrapper."""
     jd = jobs_dir(root)
     d = os.path.join(jd, "%d-%s" % (int(item["job_id"]), item["token"]))
     if not os.path.isdir(jd):
@@ -413,6 +424,7 @@ def signal_job(info, sig):
 
 
 def op_cancel(req):
+    """TERM the job now; a detached helper KILLs what is left after the grace."""
     d = find_attempt(req["root"], req["token"])
     if d is None:
         return {"found": False}
@@ -446,6 +458,7 @@ def op_cancel(req):
 
 
 def op_kill_stale(req):
+    """Fencing: SIGKILL the wrapper and the job if they still run."""
     d = find_attempt(req["root"], req["token"])
     if d is None:
         return {"found": False, "killed": 0}
@@ -463,6 +476,7 @@ def op_kill_stale(req):
 
 
 def op_read_log(req):
+    """Up to max_bytes of stdout or stderr from offset, base64-encoded."""
     d = find_attempt(req["root"], req["token"])
     offset = int(req["offset"])
     if d is None:
@@ -477,6 +491,7 @@ def op_read_log(req):
 
 
 def op_probe(req):
+    """CPU, memory, load, disk, GPUs and attempt states of this host."""
     root = req["root"]
     total, used = meminfo()
     override = req.get("gpus_override")
@@ -548,6 +563,7 @@ def kill_user_processes(user):
 
 
 def op_preflight(req):
+    """What onboarding checks: python, GPUs, CPUs, memory, job dir, logout policy."""
     root = req["root"]
     jd = jobs_dir(root)
     writable, error = True, None
@@ -589,6 +605,7 @@ def op_preflight(req):
 
 
 def op_launch(req):
+    """Launch every requested attempt, then wait briefly for their wrappers to record."""
     results = [launch_one(req["root"], item, req["wrapper"]) for item in req["launches"]]
     wait_started(
         [r["remote_dir"] for r in results if not r["already_launched"]],

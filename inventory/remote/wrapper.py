@@ -19,6 +19,7 @@ ARG_MAX_SAFE = 100000  # one argv string may not exceed 128 KiB on Linux
 
 
 def read_boot_id():
+    """This boot's id ("" where the kernel has none)."""
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             return f.read().strip()
@@ -38,6 +39,7 @@ def proc_stat(pid):
 
 
 def write_atomic(path, data):
+    """Write `data` to a temporary file, fsync it and rename it over `path`."""
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(data)
@@ -75,6 +77,7 @@ def signal_job(job_pid, job_start, sig):
 
 
 def kill_after(d, grace):
+    """After `grace` seconds, SIGKILL whatever is left of the attempt in `d`."""
     time.sleep(grace)
     try:
         with open(os.path.join(d, "wrapper.json")) as f:
@@ -88,6 +91,7 @@ def kill_after(d, grace):
 
 
 def main(d):
+    """Run the attempt in directory `d` to its end and record how it ended."""
     with open(os.path.join(d, "launch.json")) as f:
         spec = json.load(f)
     grace = float(spec.get("kill_grace_s") or 10)
@@ -107,6 +111,7 @@ def main(d):
     started_at = time.time()
 
     def finish(code, reason, timed_out=False, sig=None):
+        """Record the end: `end.json` first, then `exit_code` (its presence means done)."""
         cancelled = os.path.exists(os.path.join(d, "cancel_requested"))
         if cancelled and not timed_out:
             reason = "cancelled"
@@ -152,6 +157,7 @@ def main(d):
     write_atomic(os.path.join(d, "wrapper.json"), json.dumps(info).encode())
 
     def forward(signum, frame):
+        """Pass a TERM/INT sent to the wrapper on to the whole job."""
         signal_job(proc.pid, job_start, signum)
 
     signal.signal(signal.SIGTERM, forward)
