@@ -1214,8 +1214,10 @@ def cost_summary(
         spend[label], idle[label] = rep.total.cost, rep.idle_cost
         if label == "month":
             month_idle_by_host = rep.idle_by_host
-    by_user = cost_report(ledger, t_month, now, "user", now=now) if now > t_month else None
-    by_project = cost_report(ledger, t_month, now, "project", now=now) if now > t_month else None
+    by_user = cost_report(ledger, t_month, now, "user", now=now, tz=tz) if now > t_month else None
+    by_project = (
+        cost_report(ledger, t_month, now, "project", now=now, tz=tz) if now > t_month else None
+    )
     return {
         "currency": get_currency(ledger),
         "today": spend["day"],

@@ -95,10 +95,11 @@ def cost(ctx: click.Context, since: str | None, until: str | None, by: str, as_j
     )
     for col in cols:
         table.add_column(col, justify="left" if col == by.upper() else "right")
-    for row in [*report.rows, None, report.total]:
-        if row is None:
+    for line in [*report.rows, None, report.total]:
+        if line is None:
             table.add_section()
             continue
+        row = line
         cells = [row.key, _money(row.cost, cur), _money(row.energy_cost, cur),
                  f"{row.gpu_hours:,.1f}", f"{row.cpu_hours:,.1f}", str(row.attempts)]  # fmt: skip
         if show_idle:

@@ -340,3 +340,28 @@ def test_daily_rollup_gives_the_same_report(ledger, clock) -> None:
     days = ledger.query("SELECT label FROM econ_rollup_days ORDER BY day")
     # whole days up to the start of the running attempt (2026-03-14 04:00) are rolled up
     assert [d["label"] for d in days] == [f"2026-03-{d:02d}" for d in range(8, 14)]
+
+
+def test_console_summary_and_series(ledger, clock) -> None:
+    from lepton_tui.economics import cost_series, cost_summary
+
+    add_host(ledger, "h", cpus=10, mem_mb=10240, gpus=0, gpu_mem_mb=0, added_at=T0)
+    set_prices(ledger, "h", cpu_hour=1.0)
+    done = submit(ledger, clock, user="alice", project="vision", cpus=2)
+    run_attempt(ledger, clock, done, "h", T0 + 1 * H, T0 + 3 * H)  # 4
+    live = submit(ledger, clock, user="bob", project="nlp", cpus=3)
+    run_attempt(ledger, clock, live, "h", T0 + 4 * H, None)  # 3/h, running
+    now = T0 + 6 * H  # Tuesday 06:00 UTC
+    clock.now = now
+    s = cost_summary(ledger, now, tz=UTC)
+    assert s["today"] == pytest.approx(4 + 6)
+    assert s["week"] == pytest.approx(10) and s["month"] == pytest.approx(10)
+    assert s["rate_per_hour"] == pytest.approx(3.0)
+    assert s["by_user"] == pytest.approx({"alice": 4.0, "bob": 6.0})
+    assert s["by_project"] == pytest.approx({"vision": 4.0, "nlp": 6.0})
+    assert s["idle_today"] == pytest.approx(6 * 10 - 10)  # 10 CPUs x 1/h for 6 h, 10 used
+    series = cost_series(ledger, T0, now, 2 * H, now=now)
+    assert [p["cost"] for p in series] == pytest.approx([2.0, 2.0, 6.0])
+    assert sum(p["idle"] for p in series) == pytest.approx(50.0)
+    with pytest.raises(ValidationError):
+        cost_series(ledger, T0, now, 0.0)
