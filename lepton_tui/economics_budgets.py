@@ -202,7 +202,7 @@ def budget_status(
     spent: dict[tuple[str, str, str], float] = {}
     if now > since:
         for scope in {r["scope"] for r in rows}:
-            report = cost_report(ledger, since, now, scope, now=now)
+            report = cost_report(ledger, since, now, scope, now=now, tz=tz)
             for line in report.rows:
                 spent[(scope, line.key, "money")] = line.cost
                 spent[(scope, line.key, "gpu_hours")] = line.gpu_hours
