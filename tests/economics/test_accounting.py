@@ -286,7 +286,7 @@ def test_settled_and_live_reports_agree(ledger, clock, monkeypatch) -> None:
         for w in windows
     }
     assert settle_ended(ledger, now) == 4
-    from lepton_tui import economics
+    from lepton_tui import economics_report as economics
 
     calls = []
     real = economics._settled_sql

@@ -1,0 +1,408 @@
+"""Prices and dates for the economics: price history per host and lab default, calendar days.
+
+A host has either its own prices or the lab defaults (`prices` rows with host NULL). Each row of
+the `prices` table is a complete snapshot of one scope's prices from `effective_from` on, so a
+change applies from the moment it is made and history is never rewritten. At any instant a host's
+allocation prices (flat hourly price, CPU core-hour, GPU-hour, GB-hour of memory) come from its own
+latest row when that row sets any of them, else from the lab default; its electricity price (per
+kWh of measured GPU power) comes from its own row when set there, else from the lab.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
+
+from lepton_tui import settings as _settings
+from lepton_tui.errors import NotFound, ValidationError
+from lepton_tui.ledger import Ledger
+from lepton_tui.validate import check_name, parse_number
+
+# ISO 4217 codes a lab may keep its books in (the `currency` setting checks the same list).
+CURRENCIES = _settings.CURRENCIES
+DEFAULT_CURRENCY = "USD"
+MAX_PRICE = 1e6
+RESOURCE_FIELDS = ("price_per_hour", "price_cpu_hour", "price_gpu_hour", "price_gb_hour")
+PRICE_FIELDS = (*RESOURCE_FIELDS, "power_price_kwh")
+GROUPINGS = ("user", "project", "host", "job", "day", "total")
+_FAR = 1e18  # "forever" for open price periods
+
+
+# -- prices -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PriceSet:
+    """The prices in force for one host at one moment."""
+
+    per_hour: float = 0.0
+    cpu_hour: float = 0.0
+    gpu_hour: float = 0.0
+    gb_hour: float = 0.0
+    power_kwh: float = 0.0
+    source: str = "none"  # "host", "lab" or "none"
+
+    def host_rate(self, cpus: float, mem_mb: float, gpus: float) -> float:
+        """Hourly price of a whole host of this capacity."""
+        return (
+            self.per_hour
+            + self.cpu_hour * cpus
+            + self.gpu_hour * gpus
+            + self.gb_hour * mem_mb / 1024.0
+        )
+
+
+def allocation_rate(prices: PriceSet, alloc: dict[str, Any], capacity: dict[str, Any]) -> float:
+    """Hourly allocation price of holding `alloc` (cpus, mem_mb, gpus, gpu_mem_mb) on a host."""
+    cap_cpus = float(capacity.get("cpus") or 0)
+    cap_mem = float(capacity.get("mem_mb") or 0)
+    cap_gpus = float(capacity.get("gpus") or 0)
+    cap_gmem = float(capacity.get("gpu_mem_mb") or 0)
+    gpus = _gpu_equivalents(alloc, cap_gpus, cap_gmem)
+    rate = (
+        prices.cpu_hour * float(alloc.get("cpus") or 0)
+        + prices.gpu_hour * gpus
+        + prices.gb_hour * float(alloc.get("mem_mb") or 0) / 1024.0
+    )
+    if prices.per_hour:
+        if cap_cpus <= 0 and cap_mem <= 0 and cap_gpus <= 0:
+            share = 1.0  # capacity unknown: the whole host
+        else:
+            shares = [0.0]
+            if cap_cpus > 0:
+                shares.append(float(alloc.get("cpus") or 0) / cap_cpus)
+            if cap_mem > 0:
+                shares.append(float(alloc.get("mem_mb") or 0) / cap_mem)
+            if cap_gpus > 0:
+                shares.append(gpus / cap_gpus)
+            share = min(1.0, max(shares))
+        rate += prices.per_hour * share
+    return rate
+
+
+def _gpu_equivalents(alloc: dict[str, Any], cap_gpus: float, cap_gmem: float) -> float:
+    if alloc.get("gpus"):
+        return float(alloc["gpus"])
+    gmem = float(alloc.get("gpu_mem_mb") or 0)
+    if gmem > 0 and cap_gpus > 0 and cap_gmem > 0:
+        return min(1.0, gmem * cap_gpus / cap_gmem)
+    return 0.0
+
+
+def get_currency(ledger: Ledger) -> str:
+    """The lab's currency (setting `currency`, default USD)."""
+    return str(ledger.get_setting("currency", DEFAULT_CURRENCY))
+
+
+def check_currency(code: str) -> str:
+    """An upper-cased known ISO 4217 code, or ValidationError."""
+    try:
+        return str(_settings.SETTINGS["currency"].parse(str(code or "")))
+    except ValidationError as exc:
+        raise ValidationError(exc.message, exc.hint, field="currency") from None
+
+
+def check_price(value: Any, what: str) -> float:
+    """A price: a finite number from 0 to 1,000,000, or ValidationError."""
+    return float(parse_number(value, what, minimum=0, maximum=MAX_PRICE))
+
+
+def set_prices(
+    ledger: Ledger,
+    host: str | None = None,
+    *,
+    per_hour: Any = None,
+    cpu_hour: Any = None,
+    gpu_hour: Any = None,
+    gb_hour: Any = None,
+    power_kwh: Any = None,
+    use_lab_default: bool = False,
+    actor: str | None = None,
+) -> dict[str, Any]:
+    """Record new prices for `host` (None: the lab default), in force from now on.
+
+    Fields not given keep their current value for that scope. `use_lab_default` drops the host's
+    own prices (it then pays the lab defaults). Everything is checked before anything is written.
+    Returns the new prices row.
+    """
+    given = {
+        "price_per_hour": per_hour,
+        "price_cpu_hour": cpu_hour,
+        "price_gpu_hour": gpu_hour,
+        "price_gb_hour": gb_hour,
+        "power_price_kwh": power_kwh,
+    }
+    labels = {
+        "price_per_hour": "price per hour",
+        "price_cpu_hour": "CPU core-hour price",
+        "price_gpu_hour": "GPU-hour price",
+        "price_gb_hour": "GB-hour price",
+        "power_price_kwh": "electricity price per kWh",
+    }
+    checked = {k: check_price(v, labels[k]) for k, v in given.items() if v not in (None, "")}
+    if host is not None:
+        check_name(host, "host")
+        if ledger.query_one("SELECT id FROM hosts WHERE name = ?", (host,)) is None:
+            raise NotFound(f"host {host!r} does not exist", "see `lepton-tui hosts ls`")
+    if not checked and not use_lab_default:
+        raise ValidationError(
+            "no price given",
+            "give --per-hour, --cpu-hour, --gpu-hour, --gb-hour or --power-kwh",
+        )
+    if use_lab_default and host is None:
+        raise ValidationError("--lab-default applies to a --host", field="host")
+    now = ledger.clock()
+    with ledger.tx():
+        current = _latest_row(ledger, host, now)
+        row: dict[str, Any] = {f: None for f in PRICE_FIELDS}
+        if current is not None and not use_lab_default:
+            row.update({f: current[f] for f in PRICE_FIELDS})
+        if use_lab_default:
+            row.update({f: None for f in RESOURCE_FIELDS})
+            if "power_price_kwh" not in checked:
+                row["power_price_kwh"] = None
+        row.update(checked)
+        row.update(
+            {
+                "host": host,
+                "effective_from": now,
+                "currency": get_currency(ledger),
+                "set_by": actor,
+            }
+        )
+        ledger.insert("prices", row)
+        if host is not None:
+            ledger.execute(
+                "UPDATE hosts SET price_per_hour = ?, price_cpu_hour = ?, price_gpu_hour = ?, "
+                "price_gb_hour = ?, power_price_kwh = ? WHERE name = ?",
+                [row[f] for f in PRICE_FIELDS] + [host],
+            )
+        shown = ", ".join(f"{labels[k]} {v:g}" for k, v in checked.items())
+        if use_lab_default:
+            shown = "lab default prices" + (f", {shown}" if shown else "")
+        ledger.event(
+            "price.set",
+            f"prices of {host or 'the lab (default)'}: {shown} {row['currency']}",
+            host=host,
+            actor=actor,
+            data={k: row[k] for k in PRICE_FIELDS},
+            at=now,
+        )
+    return row
+
+
+def set_currency(ledger: Ledger, code: str, actor: str | None = None) -> str:
+    """Set the lab currency (an ISO code; prices are not converted)."""
+    value = check_currency(code)
+    ledger.set_setting("currency", value, actor=actor)
+    return value
+
+
+def check_cost_weight(value: Any) -> float:
+    """The cost-aware scheduling weight (setting `cost_weight`): 0 = fastest, higher = cheaper."""
+    try:
+        return float(_settings.SETTINGS["cost_weight"].parse(str(value)))
+    except ValidationError as exc:
+        raise ValidationError(
+            f"cost weight: {exc.message}", exc.hint, field="cost_weight"
+        ) from None
+
+
+def set_cost_weight(ledger: Ledger, value: Any, actor: str | None = None) -> float:
+    """Set the lab's `cost_weight` setting (the dispatcher passes it to the policy)."""
+    weight = check_cost_weight(value)
+    ledger.set_setting("cost_weight", weight, actor=actor)
+    return weight
+
+
+def _latest_row(ledger: Ledger, host: str | None, at: float) -> dict[str, Any] | None:
+    where = "host IS NULL" if host is None else "host = ?"
+    params: list[Any] = [] if host is None else [host]
+    return ledger.query_one(
+        f"SELECT * FROM prices WHERE {where} AND effective_from <= ? "
+        "ORDER BY effective_from DESC, id DESC LIMIT 1",
+        [*params, at],
+    )
+
+
+def _resolve(own: dict[str, Any] | None, lab: dict[str, Any] | None) -> PriceSet:
+    own_sets = own is not None and any(own.get(f) is not None for f in RESOURCE_FIELDS)
+    source_row = own if own_sets else lab
+    vals = {f: float((source_row or {}).get(f) or 0.0) for f in RESOURCE_FIELDS}
+    power = None
+    if own is not None and own.get("power_price_kwh") is not None:
+        power = own["power_price_kwh"]
+    elif lab is not None:
+        power = lab.get("power_price_kwh")
+    source = "host" if own_sets else ("lab" if lab is not None else "none")
+    return PriceSet(
+        vals["price_per_hour"],
+        vals["price_cpu_hour"],
+        vals["price_gpu_hour"],
+        vals["price_gb_hour"],
+        float(power or 0.0),
+        source,
+    )
+
+
+def prices_at(ledger: Ledger, host: str, at: float | None = None) -> PriceSet:
+    """The prices in force for `host` at `at` (default now)."""
+    when = ledger.clock() if at is None else at
+    return _resolve(_latest_row(ledger, host, when), _latest_row(ledger, None, when))
+
+
+def lab_prices_at(ledger: Ledger, at: float | None = None) -> PriceSet:
+    """The lab default prices in force at `at` (default now)."""
+    when = ledger.clock() if at is None else at
+    return _resolve(None, _latest_row(ledger, None, when))
+
+
+def price_history(ledger: Ledger, host: str | None = None) -> list[dict[str, Any]]:
+    """Every price change (oldest first), for one host, or all when `host` is None."""
+    if host is None:
+        return ledger.query("SELECT * FROM prices ORDER BY effective_from, id")
+    return ledger.query("SELECT * FROM prices WHERE host = ? ORDER BY effective_from, id", (host,))
+
+
+@dataclass(frozen=True)
+class PriceSegment:
+    """The prices of one host over [start, end)."""
+
+    host: str
+    start: float
+    end: float
+    prices: PriceSet
+
+
+def price_segments(ledger: Ledger, hosts: Sequence[str]) -> list[PriceSegment]:
+    """Each host's prices as back-to-back periods covering all time (zero before any price)."""
+    rows = ledger.query("SELECT * FROM prices ORDER BY effective_from, id")
+    lab_rows = [r for r in rows if r["host"] is None]
+    own_rows: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["host"] is not None:
+            own_rows.setdefault(r["host"], []).append(r)
+    out: list[PriceSegment] = []
+    for host in hosts:
+        mine = own_rows.get(host, [])
+        times = sorted(
+            {r["effective_from"] for r in lab_rows} | {r["effective_from"] for r in mine}
+        )
+        bounds = [-_FAR, *times, _FAR]
+        li = oi = 0
+        lab: dict[str, Any] | None = None
+        own: dict[str, Any] | None = None
+        for start, end in zip(bounds, bounds[1:], strict=False):
+            while li < len(lab_rows) and lab_rows[li]["effective_from"] <= start:
+                lab = lab_rows[li]
+                li += 1
+            while oi < len(mine) and mine[oi]["effective_from"] <= start:
+                own = mine[oi]
+                oi += 1
+            if end > start:
+                out.append(PriceSegment(host, start, end, _resolve(own, lab)))
+    return out
+
+
+# -- dates --------------------------------------------------------------------------------------
+
+
+def local_tz() -> tzinfo:
+    """The login node's time zone."""
+    tz = datetime.now().astimezone().tzinfo
+    assert tz is not None
+    return tz
+
+
+def parse_when(text: str, what: str, now: float, tz: tzinfo | None = None) -> float:
+    """A date or time: `2026-03-01`, `2026-03-01T14:00`, `today`, `yesterday`, or `7d` ago."""
+    tz = tz or local_tz()
+    raw = str(text or "").strip()
+    low = raw.lower()
+    today = datetime.fromtimestamp(now, tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    if low == "now":
+        return now
+    if low == "today":
+        return today.timestamp()
+    if low == "yesterday":
+        return _add_days(today, -1).timestamp()
+    if low.endswith(("d", "h", "w")) and low[:-1].replace(".", "", 1).isdigit():
+        unit = {"h": 3600, "d": 86400, "w": 7 * 86400}[low[-1]]
+        return now - float(low[:-1]) * unit
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValidationError(
+            f"{what} {text!r} is not a date",
+            "write it like 2026-03-01, 2026-03-01T14:00, today, yesterday or 7d",
+            field=what,
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=tz)
+    return parsed.timestamp()
+
+
+def _add_days(moment: datetime, days: int) -> datetime:
+    day = moment.date() + timedelta(days=days)
+    return datetime(day.year, day.month, day.day, tzinfo=moment.tzinfo)
+
+
+def check_range(since: float, until: float) -> None:
+    """Refuse a date range that ends before it starts."""
+    if until <= since:
+        raise ValidationError(
+            "the date range ends before it starts",
+            f"--until ({_fmt_ts(until)}) must be after --since ({_fmt_ts(since)})",
+            field="until",
+        )
+
+
+def _fmt_ts(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def day_buckets(
+    since: float, until: float, tz: tzinfo | None = None
+) -> list[tuple[str, float, float]]:
+    """Calendar days (label, start, end) of `tz` (default local) that cover [since, until)."""
+    tz = tz or local_tz()
+    start = datetime.fromtimestamp(since, tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = datetime(start.year, start.month, start.day, tzinfo=tz)
+    out = []
+    while start.timestamp() < until:
+        nxt = _add_days(start, 1)
+        out.append(
+            (start.date().isoformat(), max(since, start.timestamp()), min(until, nxt.timestamp()))
+        )
+        start = nxt
+    return out
+
+
+def month_start(now: float, tz: tzinfo | None = None) -> float:
+    """The start of the calendar month holding `now`."""
+    tz = tz or local_tz()
+    d = datetime.fromtimestamp(now, tz)
+    return datetime(d.year, d.month, 1, tzinfo=tz).timestamp()
+
+
+def week_start(now: float, tz: tzinfo | None = None) -> float:
+    """Monday 00:00 of the week holding `now`."""
+    tz = tz or local_tz()
+    d = datetime.fromtimestamp(now, tz)
+    monday: date = d.date() - timedelta(days=d.weekday())
+    return datetime(monday.year, monday.month, monday.day, tzinfo=tz).timestamp()
+
+
+def day_start(now: float, tz: tzinfo | None = None) -> float:
+    """Midnight of the day holding `now`."""
+    tz = tz or local_tz()
+    d = datetime.fromtimestamp(now, tz)
+    return datetime(d.year, d.month, d.day, tzinfo=tz).timestamp()
+
+
+def format_money(amount: float, currency: str) -> str:
+    """`1,234.56 USD`."""
+    return f"{amount:,.2f} {currency}"

@@ -1,0 +1,712 @@
+"""The cost engine: attempts x price periods x report buckets, summed in SQL, and the daily roll-up.
+
+See `lepton_tui.economics` for the cost rules. Price periods and report buckets go in TEMP tables
+of the reading connection; settled attempts wholly inside a window are summed from their stored
+cost, the others are sliced; whole settled past days are read from `econ_rollup`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import Any
+
+from lepton_tui.economics_prices import (
+    _FAR,
+    GROUPINGS,
+    _add_days,
+    check_range,
+    day_buckets,
+    get_currency,
+    local_tz,
+    price_segments,
+)
+from lepton_tui.errors import ValidationError
+from lepton_tui.ledger import Ledger
+
+_indexed: set[str] = set()
+
+# The daily roll-up: per whole past day whose attempts are all settled, spend per user, project and
+# host (and idle cost per host), so a year's report reads ~100 rows a day instead of every attempt.
+# A cache of what the attempts say: it can be dropped at any time and is rebuilt on use.
+ROLLUP_TABLES = {
+    "econ_rollup": (
+        "CREATE TABLE IF NOT EXISTS econ_rollup (dim TEXT NOT NULL, day REAL NOT NULL, "
+        "label TEXT NOT NULL, key TEXT NOT NULL, host TEXT NOT NULL, alloc_cost REAL, "
+        "energy_kwh REAL, energy_cost REAL, gpu_hours REAL, cpu_hours REAL, overlaps INTEGER, "
+        "starts INTEGER, PRIMARY KEY (dim, day, key, host))"
+    ),
+    "econ_rollup_idle": (
+        "CREATE TABLE IF NOT EXISTS econ_rollup_idle (day REAL NOT NULL, label TEXT NOT NULL, "
+        "host TEXT NOT NULL, idle_cost REAL, PRIMARY KEY (day, host))"
+    ),
+    "econ_rollup_days": (
+        "CREATE TABLE IF NOT EXISTS econ_rollup_days (day REAL PRIMARY KEY, day_end REAL, "
+        "label TEXT, built_at REAL)"
+    ),
+}
+
+
+# Indexes of the cost queries (the first migration has attempts(started_at), (job_id), ...).
+_INDEXES = {
+    "idx_attempts_host_started": "attempts(host, started_at)",
+    "idx_attempts_unmeasured": "attempts(id) WHERE energy_wh IS NULL",
+    "idx_attempts_unsettled": "attempts(id) WHERE cost IS NULL",
+    "idx_attempts_ended_started": "attempts(ended_at, started_at, created_at)",
+}
+
+
+def ensure_indexes(ledger: Ledger) -> None:
+    """Create the indexes the cost queries need (idempotent; once per ledger file per process)."""
+    key = str(ledger.path.resolve())
+    if key in _indexed:
+        return
+    wanted = _INDEXES
+    have = {r["name"] for r in ledger.query("SELECT name FROM sqlite_master")}
+    missing = {k: v for k, v in wanted.items() if k not in have}
+    tables = {k: v for k, v in ROLLUP_TABLES.items() if k not in have}
+    if missing or tables:
+        with ledger.tx():
+            for sql in tables.values():
+                ledger.execute(sql)
+            for name, target in missing.items():
+                ledger.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
+    _indexed.add(key)
+
+
+def _migrate_2(db: Any) -> None:
+    """Economics schema as a ledger migration (for `ledger.MIGRATIONS`): the roll-up tables and
+    the cost-query indexes that `ensure_indexes` otherwise creates on first use."""
+    for sql in ROLLUP_TABLES.values():
+        db.execute(sql)
+    for name, target in _INDEXES.items():
+        db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
+
+
+# -- accounting ---------------------------------------------------------------------------------
+
+# Per (attempt, price period, bucket) overlap in seconds, with the attempt's hourly allocation rate.
+_RATE_SQL = """
+    p.per_hour * (CASE
+        WHEN COALESCE(p.cap_cpus, 0) <= 0 AND COALESCE(p.cap_mem, 0) <= 0
+             AND COALESCE(p.cap_gpus, 0) <= 0 THEN 1.0
+        ELSE MIN(1.0, MAX(0.0,
+            CASE WHEN p.cap_cpus > 0 THEN a.cpus / p.cap_cpus ELSE 0 END,
+            CASE WHEN p.cap_mem > 0 THEN a.mem_mb * 1.0 / p.cap_mem ELSE 0 END,
+            CASE WHEN p.cap_gpus > 0 THEN ({geq}) / p.cap_gpus ELSE 0 END))
+        END)
+    + p.cpu_hour * a.cpus + p.gpu_hour * ({geq}) + p.gb_hour * a.mem_mb / 1024.0
+"""
+_GEQ_SQL = (
+    "CASE WHEN a.gpus > 0 THEN a.gpus * 1.0 "
+    "WHEN a.gpu_mem_mb > 0 AND p.cap_gpus > 0 AND p.cap_gmem > 0 "
+    "THEN MIN(1.0, a.gpu_mem_mb * p.cap_gpus * 1.0 / p.cap_gmem) ELSE 0.0 END"
+)
+_RATE = _RATE_SQL.format(geq=_GEQ_SQL)
+
+_GROUP_KEYS = {
+    "user": "j.user",
+    "project": "j.project",
+    "host": "a.host",
+    "job": "a.job_id",
+    "day": "w.label",
+    "total": "'total'",
+    "attempt": "a.id",
+}
+
+
+def _load_temp_tables(
+    ledger: Ledger, hosts: Sequence[str], buckets: Sequence[tuple[str, float, float]]
+) -> None:
+    """(Re)fill this connection's TEMP tables of price periods and report buckets."""
+    conn = ledger.conn
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS econ_period (host TEXT, t0 REAL, t1 REAL, "
+        "per_hour REAL, cpu_hour REAL, gpu_hour REAL, gb_hour REAL, power_kwh REAL, "
+        "cap_cpus REAL, cap_mem REAL, cap_gpus REAL, cap_gmem REAL, added_at REAL)"
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS temp.econ_period_host ON econ_period(host, t0)")
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS econ_bucket (label TEXT, t0 REAL, t1 REAL)")
+    conn.execute("CREATE INDEX IF NOT EXISTS temp.econ_bucket_t0 ON econ_bucket(t0)")
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS econ_energy (attempt_id INTEGER PRIMARY KEY, wh REAL)"
+    )
+    conn.execute("DELETE FROM econ_period")
+    conn.execute("DELETE FROM econ_bucket")
+    conn.execute("DELETE FROM econ_energy")
+    caps = {
+        r["name"]: r
+        for r in ledger.query("SELECT name, cpus, mem_mb, gpus, gpu_mem_mb, added_at FROM hosts")
+    }
+    rows = []
+    for seg in price_segments(ledger, hosts):
+        cap = caps.get(seg.host) or {}
+        p = seg.prices
+        rows.append(
+            (seg.host, seg.start, seg.end, p.per_hour, p.cpu_hour, p.gpu_hour, p.gb_hour,
+             p.power_kwh, cap.get("cpus"), cap.get("mem_mb"), cap.get("gpus"),
+             cap.get("gpu_mem_mb"), cap.get("added_at"))
+        )  # fmt: skip
+    conn.executemany(f"INSERT INTO econ_period VALUES ({', '.join('?' * 13)})", rows)
+    conn.executemany("INSERT INTO econ_bucket VALUES (?, ?, ?)", list(buckets))
+
+
+@contextmanager
+def _snapshot(ledger: Ledger) -> Iterator[None]:
+    """A deferred read transaction (no write lock on the ledger), unless one is already open."""
+    conn = ledger.conn
+    # reports read much of the attempts table: map it rather than read it page by page
+    conn.execute("PRAGMA mmap_size = 268435456")
+    conn.execute("PRAGMA cache_size = -32768")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
+
+
+def _hosts_in_play(ledger: Ledger) -> list[str]:
+    names = {r["name"] for r in ledger.query("SELECT name FROM hosts")}
+    names |= {
+        r["host"]
+        for r in ledger.query(
+            # a loose index scan: one index seek per host, not one row per attempt
+            "WITH RECURSIVE h(x) AS (SELECT MIN(host) FROM attempts UNION ALL "
+            "SELECT (SELECT MIN(host) FROM attempts WHERE host > h.x) FROM h WHERE h.x IS NOT NULL) "
+            "SELECT x AS host FROM h WHERE x IS NOT NULL"
+        )
+    }
+    return sorted(names)
+
+
+def _unsettled_energy(ledger: Ledger, since: float, until: float, now: float) -> None:
+    """Measure, for the report, the energy of GPU attempts that have no stored energy yet."""
+    rows = ledger.query(
+        "SELECT * FROM attempts INDEXED BY idx_attempts_unmeasured "
+        "WHERE energy_wh IS NULL AND (gpus > 0 OR gpu_mem_mb > 0) "
+        "AND COALESCE(started_at, created_at) < ? AND (ended_at IS NULL OR ended_at > ?)",
+        (until, since),
+    )
+    if not rows:
+        return
+    values = [(r["id"], measure_energy_wh(ledger, r, now)) for r in rows]
+    ledger.conn.executemany("INSERT INTO econ_energy VALUES (?, ?)", values)
+
+
+# Attempts that need slicing: unsettled ones (still running, or never settled), and settled ones
+# that cross the report's start or end. Each part is read through an index, so a long settled
+# history is never sliced row by row.
+_SLICE_IDS = """
+    SELECT id FROM attempts INDEXED BY idx_attempts_unsettled WHERE cost IS NULL
+    UNION
+    SELECT id FROM attempts INDEXED BY idx_attempts_ended_started
+      WHERE ended_at > :since AND COALESCE(started_at, created_at) < :since
+    UNION
+    SELECT id FROM attempts INDEXED BY idx_attempts_ended_started
+      WHERE ended_at > :until AND COALESCE(started_at, created_at) < :until
+"""
+
+
+def _attempt_sql(key: str, all_attempts: bool) -> str:
+    """Per (attempt, price period, bucket) slices summed by key, bucket and host.
+
+    `ov` is the slice's overlap in seconds; `first` marks the one slice of each (attempt, bucket)
+    that holds the attempt's start in that bucket, so attempts are counted once per bucket, and
+    `lead` the one slice of the whole report that holds its start, so the total counts it once.
+    With `all_attempts` every attempt of the window is sliced (the `day` report); otherwise only
+    those of `_SLICE_IDS` (the others are summed from their stored cost by `_settled_sql`).
+    """
+    if all_attempts:
+        source = "attempts a NOT INDEXED"
+    else:
+        source = f"({_SLICE_IDS}) ids CROSS JOIN attempts a ON a.id = ids.id"
+    return f"""
+    WITH b AS (
+      SELECT a.id AS id, a.host AS host, a.cpus AS cpus, a.mem_mb AS mem_mb, a.gpus AS gpus,
+             a.gpu_mem_mb AS gpu_mem_mb, a.job_id AS job_id, j.user AS user, j.project AS project,
+             COALESCE(a.started_at, a.created_at) AS s0,
+             MIN(COALESCE(a.ended_at, :now), :now) AS s1,
+             COALESCE(a.energy_wh, e.wh, 0.0) AS wh
+      FROM {source}
+      CROSS JOIN jobs j ON j.id = a.job_id
+      LEFT JOIN econ_energy e ON e.attempt_id = a.id
+      WHERE (a.ended_at > :since OR a.ended_at IS NULL)
+        AND COALESCE(a.started_at, a.created_at) < :until
+        AND MIN(COALESCE(a.ended_at, :now), :now) > COALESCE(a.started_at, a.created_at)
+    ),
+    sl AS (
+      SELECT {key.replace("j.", "a.")} AS k, w.label AS label,
+             a.host AS host, a.s0 AS s0, a.s1 AS s1, a.wh AS wh, a.cpus AS cpus,
+             MAX(0.0, MIN(a.s1, p.t1, w.t1) - MAX(a.s0, p.t0, w.t0)) AS ov,
+             ({_RATE}) AS rate,
+             ({_GEQ_SQL}) AS geq,
+             p.power_kwh AS kwh,
+             (p.t0 <= MAX(a.s0, w.t0) AND MAX(a.s0, w.t0) < p.t1) AS first,
+             (p.t0 <= MAX(a.s0, w.t0) AND MAX(a.s0, w.t0) < p.t1 AND a.s0 >= w.t0) AS starts,
+             (p.t0 <= MAX(a.s0, :since) AND MAX(a.s0, :since) < p.t1
+              AND w.t0 <= MAX(a.s0, :since) AND MAX(a.s0, :since) < w.t1
+              AND a.s0 >= :count_from) AS lead
+      FROM b a
+      CROSS JOIN econ_bucket w ON w.t0 < a.s1 AND w.t1 > a.s0 AND w.t0 >= a.s0 - :maxb
+      CROSS JOIN econ_period p ON p.host = a.host AND p.t0 < MIN(a.s1, w.t1)
+                              AND p.t1 > MAX(a.s0, w.t0)
+    )
+    SELECT k, label, host,
+           SUM(ov * rate) / 3600.0 AS alloc_cost,
+           SUM(wh * ov / (s1 - s0)) / 1000.0 AS energy_kwh,
+           SUM(wh * ov / (s1 - s0) * kwh) / 1000.0 AS energy_cost,
+           SUM(ov * geq) / 3600.0 AS gpu_hours,
+           SUM(ov * cpus) / 3600.0 AS cpu_hours,
+           SUM(first) AS attempts,
+           SUM(starts) AS starts,
+           SUM(lead) AS lead
+    FROM sl GROUP BY k, label, host
+    """
+
+
+def _settled_sql(key: str, kwh: float, narrow: bool = False) -> str:
+    """Settled attempts wholly inside the report window, summed from their stored cost.
+
+    Their energy cost (split from the allocation cost for idle cost) is their energy x `kwh`, the
+    one electricity price in force everywhere over the window.
+    """
+    price = f"{float(kwh)!r}"
+    source = (
+        "attempts a INDEXED BY idx_attempts_ended_started" if narrow else "attempts a NOT INDEXED"
+    )
+    geq = (
+        "CASE WHEN a.gpus > 0 THEN a.gpus * 1.0 WHEN a.gpu_mem_mb > 0 "
+        "THEN COALESCE((SELECT MIN(1.0, a.gpu_mem_mb * h.gpus * 1.0 / h.gpu_mem_mb) FROM hosts h "
+        "WHERE h.name = a.host AND h.gpus > 0 AND h.gpu_mem_mb > 0), 0.0) ELSE 0.0 END"
+    )
+    return f"""
+    SELECT {key} AS k, 'all' AS label, a.host AS host,
+           SUM(a.cost - COALESCE(a.energy_wh, 0.0) * {price} / 1000.0) AS alloc_cost,
+           SUM(COALESCE(a.energy_wh, 0.0)) / 1000.0 AS energy_kwh,
+           SUM(COALESCE(a.energy_wh, 0.0) * {price}) / 1000.0 AS energy_cost,
+           SUM(({geq}) * (a.ended_at - COALESCE(a.started_at, a.created_at))) / 3600.0
+               AS gpu_hours,
+           SUM(a.cpus * (a.ended_at - COALESCE(a.started_at, a.created_at))) / 3600.0
+               AS cpu_hours,
+           COUNT(*) AS attempts,
+           COUNT(*) AS starts,
+           COUNT(*) AS lead
+    FROM {source}
+    CROSS JOIN jobs j ON j.id = a.job_id
+    WHERE a.cost IS NOT NULL AND a.ended_at <= :until AND a.ended_at > :since
+      AND COALESCE(a.started_at, a.created_at) >= :since
+      AND a.ended_at > COALESCE(a.started_at, a.created_at)
+    GROUP BY k, a.host
+    """
+
+
+def _is_narrow(ledger: Ledger, since: float, until: float) -> bool:
+    """True when [since, until) is a small part of the ledger's history: read it by index."""
+    first = ledger.query_one("SELECT created_at FROM attempts ORDER BY id LIMIT 1")
+    if first is None or first["created_at"] is None:
+        return True
+    return (until - since) * 8 < max(1.0, until - float(first["created_at"]))
+
+
+def _uniform_kwh(ledger: Ledger, since: float, until: float) -> float | None:
+    """The electricity price when one price holds for every host over [since, until), else None."""
+    rows = ledger.query(
+        "SELECT DISTINCT power_kwh FROM econ_period WHERE t0 < ? AND t1 > ?", (until, since)
+    )
+    return float(rows[0]["power_kwh"] or 0.0) if len(rows) == 1 else None
+
+
+_HOST_TOTAL_SQL = """
+    SELECT p.host AS host, w.label AS label,
+           SUM(MAX(0.0, MIN(p.t1, w.t1, :now) - MAX(p.t0, w.t0, COALESCE(p.added_at, w.t0)))
+               * (p.per_hour + p.cpu_hour * COALESCE(p.cap_cpus, 0)
+                  + p.gpu_hour * COALESCE(p.cap_gpus, 0)
+                  + p.gb_hour * COALESCE(p.cap_mem, 0) / 1024.0)) / 3600.0 AS total
+    FROM econ_period p JOIN econ_bucket w ON p.t0 < w.t1 AND p.t1 > w.t0
+    WHERE p.added_at IS NOT NULL
+    GROUP BY p.host, w.label
+"""
+
+
+@dataclass
+class CostRow:
+    """One line of a cost report."""
+
+    key: str
+    cost: float = 0.0
+    alloc_cost: float = 0.0
+    energy_cost: float = 0.0
+    energy_kwh: float = 0.0
+    gpu_hours: float = 0.0
+    cpu_hours: float = 0.0
+    attempts: int = 0
+    idle_cost: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "cost": round(self.cost, 6),
+            "alloc_cost": round(self.alloc_cost, 6),
+            "energy_cost": round(self.energy_cost, 6),
+            "energy_kwh": round(self.energy_kwh, 6),
+            "gpu_hours": round(self.gpu_hours, 6),
+            "cpu_hours": round(self.cpu_hours, 6),
+            "attempts": self.attempts,
+            "idle_cost": round(self.idle_cost, 6),
+        }
+
+
+@dataclass
+class CostReport:
+    """A cost report over [since, until): rows by the chosen key, totals and idle cost."""
+
+    by: str
+    since: float
+    until: float
+    currency: str
+    rows: list[CostRow]
+    total: CostRow
+    idle_cost: float
+    idle_by_host: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "by": self.by,
+            "since": self.since,
+            "until": self.until,
+            "currency": self.currency,
+            "rows": [r.as_dict() for r in self.rows],
+            "total": self.total.as_dict(),
+            "idle_cost": round(self.idle_cost, 6),
+            "idle_by_host": {k: round(v, 6) for k, v in sorted(self.idle_by_host.items())},
+        }
+
+
+def _live_rows(
+    ledger: Ledger,
+    by: str,
+    since: float,
+    until: float,
+    now: float,
+    buckets: Sequence[tuple[str, float, float]],
+    count_from: float,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Slices summed by (key, bucket label, host), and each host's whole price per bucket."""
+    buckets = [b for b in buckets if b[2] > b[1]]
+    if not buckets or until <= since:
+        return [], []
+    max_len = max(b[2] - b[1] for b in buckets)
+    params = {"since": since, "until": until, "now": now, "maxb": max_len + 1.0,
+              "count_from": count_from}  # fmt: skip
+    with _snapshot(ledger):  # one consistent read; the temp tables are this connection's
+        _load_temp_tables(ledger, _hosts_in_play(ledger), buckets)
+        _unsettled_energy(ledger, since, until, now)
+        key = _GROUP_KEYS[by]
+        # Settled attempts inside the window are summed from their stored cost, unless the
+        # report is split into buckets or the electricity price changed in the window (their
+        # energy cost, needed apart for idle cost, would then depend on the slicing).
+        kwh = _uniform_kwh(ledger, since, until) if len(buckets) == 1 else None
+        if kwh is not None:
+            rows = ledger.query(_attempt_sql(key, all_attempts=False), params)
+            labelled = {**params, "label": buckets[0][0]}
+            narrow = _is_narrow(ledger, since, until)
+            settled = _settled_sql(key.replace("w.label", ":label"), kwh, narrow)
+            for r in ledger.query(settled, labelled):
+                rows.append({**r, "label": buckets[0][0]})
+        else:
+            rows = ledger.query(_attempt_sql(key, all_attempts=True), params)
+        hosts_total = ledger.query(_HOST_TOTAL_SQL, params)
+    return rows, hosts_total
+
+
+def cost_report(
+    ledger: Ledger,
+    since: float,
+    until: float,
+    by: str = "total",
+    *,
+    now: float | None = None,
+    tz: tzinfo | None = None,
+    buckets: Sequence[tuple[str, float, float]] | None = None,
+    rollup: bool = True,
+) -> CostReport:
+    """Cost of every attempt over [since, until), rolled up `by` user, project, host, job or day.
+
+    Running attempts count up to `now` (default the ledger clock). Idle cost (capacity not
+    allocated x price x time) is reported per host, per day with `by="day"`, and in total.
+    Whole past days whose attempts are all settled are read from the daily roll-up
+    (`econ_rollup`, built on first use; `rollup=False` computes everything from the attempts).
+    """
+    if by not in GROUPINGS and by != "attempt":
+        raise ValidationError(f"cannot group costs by {by!r}", f"use one of {', '.join(GROUPINGS)}")
+    check_range(since, until)
+    now = ledger.clock() if now is None else now
+    until_eff = min(until, now)
+    ensure_indexes(ledger)
+    acc = _Acc(by)
+    if buckets is not None or by in ("job", "attempt") or not rollup:
+        if buckets is None:
+            buckets = (
+                day_buckets(since, until_eff, tz) if by == "day" else [("all", since, until_eff)]
+            )
+        rows, totals = _live_rows(ledger, by, since, until_eff, now, buckets, -_FAR)
+        acc.add_live(rows, totals)
+    else:
+        if ledger.query_one(
+            "SELECT 1 AS x FROM attempts INDEXED BY idx_attempts_unsettled "
+            "WHERE cost IS NULL AND ended_at IS NOT NULL LIMIT 1"
+        ):
+            settle_ended(ledger, now)  # ended attempts nobody settled would hold the roll-up back
+        days = _final_days(ledger, since, until_eff, now, tz)
+        pieces: list[tuple[float, float]] = []
+        if days:
+            _ensure_rollup(ledger, days, now)
+            acc.add_rollup(ledger, days)
+            pieces = [(since, days[0][1]), (days[-1][2], until_eff)]
+        else:
+            pieces = [(since, until_eff)]
+        for i, (t0, t1) in enumerate(pieces):
+            if t1 <= t0:
+                continue
+            bks = day_buckets(t0, t1, tz) if by == "day" else [("all", t0, t1)]
+            rows, totals = _live_rows(ledger, by, t0, t1, now, bks, -_FAR if i == 0 else t0)
+            acc.add_live(rows, totals)
+    return acc.report(since, until, get_currency(ledger))
+
+
+class _Acc:
+    """Adds report parts (live slices, roll-up days) into rows, totals and idle cost."""
+
+    def __init__(self, by: str) -> None:
+        self.by = by
+        self.out: dict[str, CostRow] = {}
+        self.total = CostRow("total")
+        self.idle_by_host: dict[str, float] = {}
+        self.idle_by_label: dict[str, float] = {}
+
+    def _add(self, key: str, r: dict[str, Any], attempts: int, lead: int) -> None:
+        row = self.out.setdefault(key, CostRow(key))
+        for target in (row, self.total):
+            target.alloc_cost += r["alloc_cost"] or 0.0
+            target.energy_cost += r["energy_cost"] or 0.0
+            target.energy_kwh += r["energy_kwh"] or 0.0
+            target.gpu_hours += r["gpu_hours"] or 0.0
+            target.cpu_hours += r["cpu_hours"] or 0.0
+        row.attempts += attempts
+        self.total.attempts += lead
+
+    def _idle(self, host: str, label: str, idle: float) -> None:
+        self.idle_by_host[host] = self.idle_by_host.get(host, 0.0) + idle
+        self.idle_by_label[label] = self.idle_by_label.get(label, 0.0) + idle
+
+    def add_live(self, rows: list[dict[str, Any]], totals: list[dict[str, Any]]) -> None:
+        alloc: dict[tuple[str, str], float] = {}
+        for r in rows:
+            per_row = r["attempts"] if self.by == "day" else r["lead"]
+            self._add(str(r["k"]), r, int(per_row or 0), int(r["lead"] or 0))
+            hl = (r["host"], r["label"])
+            alloc[hl] = alloc.get(hl, 0.0) + (r["alloc_cost"] or 0.0)
+        for h in totals:
+            idle = max(0.0, (h["total"] or 0.0) - alloc.get((h["host"], h["label"]), 0.0))
+            self._idle(h["host"], h["label"], idle)
+
+    def add_rollup(self, ledger: Ledger, days: list[tuple[str, float, float]]) -> None:
+        dim = "host" if self.by in ("host", "day", "total") else self.by
+        lo, hi = days[0][1], days[-1][1]
+        group = "label" if self.by == "day" else "key"
+        for r in ledger.query(
+            f"SELECT {group} AS k, SUM(alloc_cost) AS alloc_cost, SUM(energy_kwh) AS energy_kwh, "
+            "SUM(energy_cost) AS energy_cost, SUM(gpu_hours) AS gpu_hours, "
+            "SUM(cpu_hours) AS cpu_hours, SUM(overlaps) AS overlaps, SUM(starts) AS starts "
+            f"FROM econ_rollup WHERE dim = ? AND day >= ? AND day <= ? GROUP BY {group}",
+            (dim, lo, hi),
+        ):
+            key = "total" if self.by == "total" else str(r["k"])
+            per_row = r["overlaps"] if self.by == "day" else r["starts"]
+            self._add(key, r, int(per_row or 0), int(r["starts"] or 0))
+        # idle cost summed in SQL: per host, and per day for the day report
+        for r in ledger.query(
+            "SELECT host, SUM(idle_cost) AS idle FROM econ_rollup_idle "
+            "WHERE day >= ? AND day <= ? GROUP BY host",
+            (lo, hi),
+        ):
+            self.idle_by_host[r["host"]] = self.idle_by_host.get(r["host"], 0.0) + (r["idle"] or 0)
+        if self.by == "day":
+            for r in ledger.query(
+                "SELECT label, SUM(idle_cost) AS idle FROM econ_rollup_idle "
+                "WHERE day >= ? AND day <= ? GROUP BY label",
+                (lo, hi),
+            ):
+                self.idle_by_label[r["label"]] = r["idle"] or 0.0
+
+    def report(self, since: float, until: float, currency: str) -> CostReport:
+        by, out, total = self.by, self.out, self.total
+        for row in [*out.values(), total]:
+            row.cost = row.alloc_cost + row.energy_cost
+        if by == "host":
+            for host, idle in self.idle_by_host.items():
+                out.setdefault(host, CostRow(host)).idle_cost = idle
+        elif by == "day":
+            for label, idle in self.idle_by_label.items():
+                out.setdefault(label, CostRow(label)).idle_cost = idle
+        total.idle_cost = sum(self.idle_by_host.values())
+        if by == "job" or by == "attempt":
+            ordered = sorted(out.values(), key=lambda r: int(r.key))
+        elif by == "day":
+            ordered = sorted(out.values(), key=lambda r: r.key)
+        else:
+            ordered = sorted(out.values(), key=lambda r: (-r.cost, r.key))
+        return CostReport(by, since, until, currency, ordered, total, total.idle_cost,
+                          dict(self.idle_by_host))  # fmt: skip
+
+
+# -- the daily roll-up --------------------------------------------------------------------------
+
+
+def _final_days(
+    ledger: Ledger, since: float, until: float, now: float, tz: tzinfo | None
+) -> list[tuple[str, float, float]]:
+    """Whole days inside [since, until) that can no longer change: every attempt that overlaps
+    them is settled (ended, with its cost stored). Contiguous, oldest first."""
+    row = ledger.query_one(
+        "SELECT MIN(COALESCE(started_at, created_at)) AS t FROM attempts "
+        "INDEXED BY idx_attempts_unsettled WHERE cost IS NULL"
+    )
+    horizon = min(now, until)
+    if row and row["t"] is not None:
+        horizon = min(horizon, float(row["t"]))
+    if horizon <= since:
+        return []
+    days = day_buckets(since, horizon, tz)
+    return [d for d in days if _is_whole(d, tz) and d[2] <= horizon]
+
+
+def _is_whole(day: tuple[str, float, float], tz: tzinfo | None) -> bool:
+    start = datetime.fromtimestamp(day[1], tz or local_tz())
+    return (start.hour, start.minute, start.second, start.microsecond) == (0, 0, 0, 0) and (
+        _add_days(start, 1).timestamp() == day[2]
+    )
+
+
+def _ensure_rollup(ledger: Ledger, days: list[tuple[str, float, float]], now: float) -> None:
+    """Build the roll-up rows of the days that have none yet (user, project and host, per day)."""
+    have = {
+        r["day"]
+        for r in ledger.query(
+            "SELECT day FROM econ_rollup_days WHERE day >= ? AND day <= ?",
+            (days[0][1], days[-1][1]),
+        )
+    }
+    missing = [d for d in days if d[1] not in have]
+    if not missing:
+        return
+    t0, t1 = missing[0][1], missing[-1][2]
+    parts = {dim: _live_rows(ledger, dim, t0, t1, now, missing, -_FAR)
+             for dim in ("user", "project", "host")}  # fmt: skip
+    day_of = {d[0]: d[1] for d in missing}
+    fields = ("alloc_cost", "energy_kwh", "energy_cost", "gpu_hours", "cpu_hours")
+    with ledger.tx():
+        for dim, (rows, totals) in parts.items():
+            merged: dict[tuple[str, str, str], list[float]] = {}
+            for r in rows:
+                host = r["host"] if dim == "host" else ""
+                acc = merged.setdefault((r["label"], str(r["k"]), host), [0.0] * 7)
+                for i, f in enumerate(fields):
+                    acc[i] += r[f] or 0.0
+                acc[5] += r["attempts"] or 0
+                acc[6] += r["starts"] or 0
+            ledger.conn.executemany(
+                "INSERT OR REPLACE INTO econ_rollup (dim, day, label, key, host, alloc_cost, "
+                "energy_kwh, energy_cost, gpu_hours, cpu_hours, overlaps, starts) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(dim, day_of[label], label, key, host, *vals)
+                 for (label, key, host), vals in merged.items()],
+            )  # fmt: skip
+            if dim == "host":
+                alloc = {(r["host"], r["label"]): 0.0 for r in rows}
+                for r in rows:
+                    alloc[(r["host"], r["label"])] += r["alloc_cost"] or 0.0
+                ledger.conn.executemany(
+                    "INSERT OR REPLACE INTO econ_rollup_idle (day, label, host, idle_cost) "
+                    "VALUES (?, ?, ?, ?)",
+                    [(day_of[h["label"]], h["label"], h["host"],
+                      max(0.0, (h["total"] or 0.0) - alloc.get((h["host"], h["label"]), 0.0)))
+                     for h in totals],
+                )  # fmt: skip
+        ledger.conn.executemany(
+            "INSERT OR REPLACE INTO econ_rollup_days (day, day_end, label, built_at) "
+            "VALUES (?, ?, ?, ?)",
+            [(d[1], d[2], d[0], now) for d in missing],
+        )
+
+
+def measure_energy_wh(ledger: Ledger, attempt: dict[str, Any], now: float | None = None) -> float:
+    """Measured GPU energy of an attempt: per GPU it held, mean sampled power x time x its share."""
+    gpu_ids = attempt.get("gpu_ids")
+    if isinstance(gpu_ids, str):
+        gpu_ids = json.loads(gpu_ids or "[]")
+    if not gpu_ids:
+        return 0.0
+    start = attempt.get("started_at") or attempt.get("created_at")
+    end = attempt.get("ended_at") or (ledger.clock() if now is None else now)
+    if start is None or end <= start:
+        return 0.0
+    share = 1.0
+    if not attempt.get("gpus"):
+        host = ledger.query_one(
+            "SELECT gpus, gpu_mem_mb FROM hosts WHERE name = ?", (attempt["host"],)
+        )
+        per = (host["gpu_mem_mb"] / host["gpus"]) if host and host["gpus"] else 0
+        share = min(1.0, (attempt.get("gpu_mem_mb") or 0) / per) if per else 1.0
+    hours = (end - start) / 3600.0
+    total = 0.0
+    for g in gpu_ids:
+        r = ledger.query_one(
+            "SELECT SUM(power_w * n) AS p, SUM(n) AS n FROM samples "
+            "WHERE host = ? AND gpu_index = ? AND resolution IN (0, 60, 3600) "
+            "AND at >= ? AND at <= ? AND power_w IS NOT NULL",
+            (attempt["host"], int(g), start, end),
+        )
+        if r and r["n"]:
+            total += (r["p"] / r["n"]) * hours * share
+    return total
+
+
+def settle_ended(ledger: Ledger, now: float | None = None) -> int:
+    """Store cost and energy on every ended attempt that has none yet, in bulk; return how many.
+
+    For ledgers whose attempts ended before anything settled them (an old ledger, an end the
+    dispatcher did not settle); `settle_attempt` does the same for one attempt. An attempt of no
+    duration costs 0.
+    """
+    now = ledger.clock() if now is None else now
+    ensure_indexes(ledger)
+    ended = ledger.query(
+        "SELECT id, COALESCE(started_at, created_at) AS s0 FROM attempts "
+        "INDEXED BY idx_attempts_unsettled WHERE cost IS NULL AND ended_at IS NOT NULL"
+    )
+    if not ended:
+        return 0
+    first = min(float(r["s0"]) for r in ended)
+    found: dict[int, CostRow] = {}
+    if first < now:
+        report = cost_report(ledger, first, now, "attempt", now=now)
+        found = {int(row.key): row for row in report.rows}
+    values = []
+    for r in ended:
+        row = found.get(r["id"])
+        values.append((row.cost, row.energy_kwh * 1000.0, r["id"]) if row else (0.0, 0.0, r["id"]))
+    with ledger.tx():
+        ledger.conn.executemany(
+            "UPDATE attempts SET cost = ?, energy_wh = COALESCE(energy_wh, ?) "
+            "WHERE id = ? AND cost IS NULL",
+            values,
+        )
+    return len(values)
