@@ -72,7 +72,7 @@ def child_rss(seconds: float) -> None:
         await pilot.pause(1.0)
         out["rss_mb"] = psutil.Process().memory_info().rss / 2**20
         out["demo_steps"] = app.demo_driver.steps
-        out["jobs"] = app.ledger.query_one("SELECT COUNT(*) AS n FROM jobs")["n"]
+        out["jobs"] = (app.ledger.query_one("SELECT COUNT(*) AS n FROM jobs") or {"n": 0})["n"]
         out["torch_loaded"] = "torch" in sys.modules
         pilot.app.exit()
 

@@ -6,12 +6,12 @@ order (variables and layout first, then panels, then modals).
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from textual.theme import Theme
 
 HERE = Path(__file__).parent
-CSS_PATHS = [HERE / "app.tcss", HERE / "panels.tcss", HERE / "modals.tcss"]
+CSS_PATHS: list[str | PurePath] = [HERE / "app.tcss", HERE / "panels.tcss", HERE / "modals.tcss"]
 
 LEPTON = Theme(
     name="lepton",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from textual import on, work
@@ -14,6 +14,9 @@ from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from lepton_tui.errors import LeptonError, ValidationError
 from lepton_tui.screens import onboard
+
+if TYPE_CHECKING:
+    from lepton_tui.app import LeptonApp
 
 # (field id, label, placeholder, check_host_fields keyword, error field name)
 FIELDS = (
@@ -28,6 +31,9 @@ FIELDS = (
 
 class AddHostModal(ModalScreen[str | None]):
     """Dismisses with the new host's name, or None."""
+
+    if TYPE_CHECKING:
+        app: LeptonApp  # type: ignore[assignment]  # this screen only runs in the console
 
     BINDINGS = [Binding("escape", "close", "close")]
 

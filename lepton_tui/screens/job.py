@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -53,7 +53,7 @@ def spec_table(job: dict[str, Any], now: float, why: str | None) -> Table:
     return t
 
 
-def attempts_table(attempts: list[dict[str, Any]], now: float) -> Table | Text:
+def attempts_table(attempts: list[dict[str, Any]], now: float) -> RenderableType:
     if not attempts:
         return Text("no attempt yet", style="dim")
     t = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")

@@ -7,7 +7,7 @@ screen or a modal is on top the tick only re-arms, so a hidden screen costs noth
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.message import Message
@@ -17,9 +17,15 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from lepton_tui.errors import LeptonError
 
+if TYPE_CHECKING:
+    from lepton_tui.app import LeptonApp
+
 
 class LiveScreen(Screen):
     """Base of every screen that shows ledger data."""
+
+    if TYPE_CHECKING:
+        app: LeptonApp  # type: ignore[assignment]  # this screen only runs in the console
 
     class Loaded(Message):
         """Fresh data for the screen; a newer one replaces a queued stale one."""

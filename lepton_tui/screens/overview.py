@@ -147,7 +147,7 @@ class OverviewScreen(LiveScreen):
 
     @on(DataTable.RowSelected, "#queue-table")
     def _job_selected(self, event: DataTable.RowSelected) -> None:
-        self.app.open_job(int(event.row_key.value))
+        self.app.open_job(int(str(event.row_key.value)))
 
     @on(EmptyFleet.AddLocal)
     def _add_local(self) -> None:

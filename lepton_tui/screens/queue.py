@@ -94,4 +94,4 @@ class QueueScreen(LiveScreen):
 
     @on(DataTable.RowSelected)
     def _selected(self, event: DataTable.RowSelected) -> None:
-        self.app.open_job(int(event.row_key.value))
+        self.app.open_job(int(str(event.row_key.value)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -13,6 +13,9 @@ from textual.widgets import Button, Input, Label, Static
 
 from lepton_tui.errors import LeptonError, ValidationError
 from lepton_tui.validate import JobSpec, validate_job
+
+if TYPE_CHECKING:
+    from lepton_tui.app import LeptonApp
 
 # (field id, label, placeholder, default, validate_job keyword)
 FIELDS: tuple[tuple[str, str, str, str, str], ...] = (
@@ -60,6 +63,9 @@ def spec_from(values: dict[str, str]) -> JobSpec:
 
 class SubmitJobModal(ModalScreen[int | None]):
     """Command, CPUs, memory, GPUs, time, priority, project, dependencies; dismisses with the job id."""
+
+    if TYPE_CHECKING:
+        app: LeptonApp  # type: ignore[assignment]  # this screen only runs in the console
 
     BINDINGS = [
         Binding("escape", "dismiss_none", "close"),

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from rich.text import Text
 from textual.widgets import DataTable
+
+# What each table shows now, by row key: a signature per cell.
+_SHOWN: WeakKeyDictionary[DataTable, dict[str, tuple[Any, ...]]] = WeakKeyDictionary()
 
 
 def _signature(cell: Any) -> Any:
@@ -19,7 +23,7 @@ def _signature(cell: Any) -> Any:
 
 def sync_rows(table: DataTable, rows: Sequence[tuple[str, Sequence[Any]]]) -> bool:
     """Show `rows` (key, cells) in `table`; True when it had to rebuild, False when patched."""
-    old: dict[str, tuple[Any, ...]] = getattr(table, "_lepton_cells", {})
+    old = _SHOWN.get(table, {})
     keys = [key for key, _ in rows]
     current = [str(k.value) for k in table.rows]
     columns = list(table.columns)
@@ -27,7 +31,7 @@ def sync_rows(table: DataTable, rows: Sequence[tuple[str, Sequence[Any]]]) -> bo
         table.clear()
         for key, cells in rows:
             table.add_row(*cells, key=key)
-        table._lepton_cells = {key: tuple(map(_signature, cells)) for key, cells in rows}
+        _SHOWN[table] = {key: tuple(map(_signature, cells)) for key, cells in rows}
         return True
     fresh = {}
     for key, cells in rows:
@@ -39,5 +43,5 @@ def sync_rows(table: DataTable, rows: Sequence[tuple[str, Sequence[Any]]]) -> bo
                 grow = width > table.columns[columns[i]].content_width
                 table.update_cell(key, columns[i], cell, update_width=grow)
         fresh[key] = sig
-    table._lepton_cells = fresh
+    _SHOWN[table] = fresh
     return False
