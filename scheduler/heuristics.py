@@ -177,6 +177,46 @@ class RoundState:
         self._refresh_max()
 
 
+class JobTable:
+    """A policy's cache of the numbers of the jobs it has seen, so a round reads them from an
+    array instead of rebuilding them from objects (columns: cpus, mem, whole GPUs, share memory,
+    priority, submitted, estimate). A job whose JobRequest object changes is re-read."""
+
+    COLS = 7
+    LIMIT = 500_000
+
+    def __init__(self) -> None:
+        self.rows: dict[JobId, tuple[JobRequest, int]] = {}
+        self.tab = np.zeros((1024, self.COLS))
+        self.n = 0
+
+    def index(self, jobs: Sequence[JobRequest]) -> np.ndarray:
+        """Row numbers of `jobs` in `tab`, adding the new ones."""
+        if self.n > self.LIMIT:
+            self.rows.clear()
+            self.n = 0
+        rows = self.rows
+        out = []
+        for j in jobs:
+            hit = rows.get(j.id)
+            if hit is None or hit[0] is not j:
+                hit = (j, self._add(j))
+                rows[j.id] = hit
+            out.append(hit[1])
+        return np.array(out, dtype=np.intp)
+
+    def _add(self, j: JobRequest) -> int:
+        if self.n == len(self.tab):
+            self.tab = np.concatenate([self.tab, np.zeros_like(self.tab)])
+        r = j.request
+        self.tab[self.n] = (
+            r.cpus, r.mem_mb, r.gpus, r.gpu_mem_mb if r.gpus == 0 else 0,
+            j.priority, j.submitted_at, j.est_runtime_s,
+        )  # fmt: skip
+        self.n += 1
+        return self.n - 1
+
+
 def effective_priority(job: JobRequest, now: float, aging_s: float | None) -> float:
     """Priority plus one level per `aging_s` waited."""
     if not aging_s:
@@ -268,32 +308,46 @@ class HeuristicPolicy:
         self._last_view: ClusterView | None = None
         self._last_pending: Sequence[JobRequest] = ()
         self._blocker: tuple[JobId, str] | None = None
+        self._table = JobTable()
 
     # -- hooks --------------------------------------------------------------------------------
 
-    def sort_columns(
-        self, pending: Sequence[JobRequest], prio: np.ndarray, submitted: np.ndarray
-    ) -> tuple[np.ndarray, ...]:
-        """Sort keys for np.lexsort (last = primary): higher effective priority, then FIFO."""
-        return (submitted, -prio)
+    def sort_columns(self, tab: np.ndarray, prio: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Sort keys for np.lexsort (last = primary) from the jobs' table rows and effective
+        priorities: higher effective priority, then FIFO."""
+        return (tab[:, 5], -prio)
+
+    def ordered(
+        self, pending: Sequence[JobRequest], now: float
+    ) -> tuple[list[JobRequest], np.ndarray]:
+        """The first `max_scan` jobs in this policy's order, and their request rows
+        (cpus, mem, whole GPUs, share memory) for fit matrices."""
+        if not pending:
+            return [], np.zeros((0, 4))
+        tab = self._rows_of(pending)
+        prio = tab[:, 4]
+        if self.aging_s:
+            prio = prio + np.floor(np.maximum(0.0, now - tab[:, 5]) / self.aging_s)
+        idx = np.lexsort(self.sort_columns(tab, prio))[: self.max_scan]
+        return [pending[i] for i in idx.tolist()], tab[idx, :4]
 
     def order(self, pending: Sequence[JobRequest], now: float) -> list[JobRequest]:
         """The first `max_scan` jobs of the queue, in the order this policy considers them."""
-        n = len(pending)
-        if n == 0:
-            return []
-        prio = np.fromiter((j.priority for j in pending), float, n)
-        sub = np.fromiter((j.submitted_at for j in pending), float, n)
-        if self.aging_s:
-            prio = prio + np.floor(np.maximum(0.0, now - sub) / self.aging_s)
-        idx = np.lexsort(self.sort_columns(pending, prio, sub))[: self.max_scan]
-        return [pending[i] for i in idx.tolist()]
+        return self.ordered(pending, now)[0]
 
     def request_rows(self, jobs: Sequence[JobRequest]) -> np.ndarray:
         """(jobs x 4) array of (cpus, mem, whole GPUs, share memory) for fit matrices."""
         if not jobs:
             return np.zeros((0, 4))
-        return np.array([_req_row(j.request) for j in jobs], dtype=float)
+        return self._rows_of(jobs)[:, :4]
+
+    def _rows_of(self, jobs: Sequence[JobRequest]) -> np.ndarray:
+        """The jobs' table rows: from the arrays the simulator attaches, else from our cache."""
+        table = getattr(jobs, "table", None)
+        if table is not None:
+            return table[jobs.rows]  # type: ignore[attr-defined]
+        rows = self._table.index(jobs)  # may grow the table: index first
+        return self._table.tab[rows]
 
     # -- node choice --------------------------------------------------------------------------
 
@@ -392,11 +446,8 @@ class SJFPolicy(HeuristicPolicy):
 
     name = "sjf"
 
-    def sort_columns(
-        self, pending: Sequence[JobRequest], prio: np.ndarray, submitted: np.ndarray
-    ) -> tuple[np.ndarray, ...]:
-        est = np.fromiter((j.est_runtime_s for j in pending), float, len(pending))
-        return (submitted, est, -prio)
+    def sort_columns(self, tab: np.ndarray, prio: np.ndarray) -> tuple[np.ndarray, ...]:
+        return (tab[:, 5], tab[:, 6], -prio)
 
     def decide(
         self, view: ClusterView, pending: Sequence[JobRequest], now: float
@@ -527,9 +578,9 @@ class BackfillPolicy(HeuristicPolicy):
         """Place in order; reserve for the first blocked job; backfill the rest around it."""
         state = self._start(view, pending)
         out: list[Placement] = []
-        order = self.order(pending, now)
+        order, reqs_all = self.ordered(pending, now)
         k = 0
-        while k < len(order) and k < self.max_scan:
+        while k < len(order):
             job = order[k]
             i = self.choose_node(state, job)
             if i is None or not self._place(state, i, job, "", out):
@@ -538,7 +589,7 @@ class BackfillPolicy(HeuristicPolicy):
                 f"placed on {state.ids[i]}{_gpus(out[-1])}: fits, first in queue"
             )
             k += 1
-        if k >= len(order) or k >= self.max_scan:
+        if k >= len(order):
             return out
         head = order[k]
         shadow = earliest_fit(_with_placed(view, state), head, now)
@@ -552,44 +603,69 @@ class BackfillPolicy(HeuristicPolicy):
                 head.id,
                 f"job {head.id} holds a reservation on {r_node} in ~{fmt_duration(t_res - now)}",
             )
+        rest = order[k + 1 :]
+        if not rest:
+            return out
+        reqs = reqs_all[k + 1 :]
         r_idx = state.ids.index(r_node) if r_node in state.ids else -1
         extra = _extra_at(view, state, r_idx, head, t_res, now, r_gpus) if r_idx >= 0 else None
         reserved = frozenset(r_gpus)
-        rest = order[k + 1 :]
-        reqs = self.request_rows(rest)
-        okm = state.fit_matrix(reqs) if len(rest) else np.zeros((0, len(state.nodes)), bool)
-        any_ok = okm.any(axis=1) if len(rest) else np.zeros(0, bool)
-        for kk, job in enumerate(rest):
+        est = np.fromiter((j.est_runtime_s for j in rest), float, len(rest))
+        ends_before = now + est <= t_res
+        okm = state.fit_matrix(reqs)
+        if r_idx >= 0:
+            okm[:, r_idx] &= ends_before | self._fits_extra_col(state, reqs, r_idx, extra, reserved)
+        any_ok = okm.any(axis=1)
+        for kk in np.flatnonzero(any_ok).tolist():
             if not any_ok[kk]:
                 continue
+            job = rest[kk]
             r = job.request
-            ok = okm[kk]
-            ends_before = now + job.est_runtime_s <= t_res
-            if r_idx >= 0 and ok[r_idx] and not ends_before:
-                if extra is None or not _fits_extra(r, extra, state, r_idx, reserved):
-                    ok = ok.copy()
-                    ok[r_idx] = False
-                    if not ok.any():
-                        continue
-            i = self.choose_node(state, job, ok)
+            i = self.choose_node(state, job, okm[kk])
             if i is None:
                 continue
-            excl = reserved if (i == r_idx and not ends_before) else frozenset()
-            if self._place(state, i, job, "", out, excl):
-                okm[:, i] = state.fit_column(reqs, i)
-                any_ok = okm.any(axis=1)
-                if i == r_idx and not ends_before and extra is not None:
+            protect = i == r_idx and not ends_before[kk]
+            if self._place(state, i, job, "", out, reserved if protect else frozenset()):
+                if protect and extra is not None:
                     extra[0] -= r.cpus
                     extra[1] -= r.mem_mb
+                okm[:, i] = state.fit_column(reqs, i)
+                if i == r_idx:
+                    okm[:, i] &= ends_before | self._fits_extra_col(
+                        state, reqs, r_idx, extra, reserved
+                    )
+                any_ok = okm.any(axis=1)
                 how = (
-                    "ends before the reservation"
-                    if ends_before
-                    else "does not touch the reserved resources"
+                    "does not touch the reserved resources"
+                    if protect
+                    else "ends before the reservation"
+                    if ends_before[kk]
+                    else "runs on another node than the reservation"
                 )
                 self._reasons[job.id] = (
                     f"placed on {state.ids[i]}{_gpus(out[-1])}: backfilled, {how} of job {head.id}"
                 )
         return out
+
+    @staticmethod
+    def _fits_extra_col(
+        state: RoundState,
+        reqs: np.ndarray,
+        i: int,
+        extra: list[float] | None,
+        reserved: frozenset[int],
+    ) -> np.ndarray:
+        """Which requests, outlasting the reservation, fit in what the head leaves on node i."""
+        if extra is None:
+            return np.zeros(len(reqs), dtype=bool)
+        free_ids = [g for g in state.free_ids[i] if g not in reserved]
+        share_room = max((m for g, m in enumerate(state.gmem[i]) if g not in reserved), default=0)
+        return (
+            (reqs[:, 0] <= extra[0] + 1e-9)
+            & (reqs[:, 1] <= extra[1])
+            & (reqs[:, 2] <= len(free_ids))
+            & (reqs[:, 3] <= share_room)
+        )
 
 
 def _with_placed(view: ClusterView, state: RoundState) -> ClusterView:
@@ -632,15 +708,6 @@ def _extra_at(
             cpus -= job.request.cpus
             mem -= job.request.mem_mb
     return [cpus - head.request.cpus, mem - head.request.mem_mb]
-
-
-def _fits_extra(
-    r: Resources, extra: list[float], state: RoundState, i: int, reserved: frozenset[int]
-) -> bool:
-    """True when a job outlasting the reservation fits in what the head leaves on its node."""
-    if r.cpus > extra[0] + 1e-9 or r.mem_mb > extra[1]:
-        return False
-    return state.pick_gpus(i, r, reserved) is not None
 
 
 def _req_row(r: Resources) -> tuple[float, int, int, int]:

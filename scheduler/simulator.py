@@ -53,6 +53,17 @@ from scheduler.model import (
 _COMPLETE, _FAIL, _RETURN, _ARRIVE = 0, 1, 2, 3
 
 
+class PendingJobs(list):
+    """The pending jobs (a plain list of JobRequest) plus `rows` into `table`, an array whose
+    columns are cpus, mem, whole GPUs, share memory, priority, submitted, estimate. Policies may
+    use the arrays when present; any plain list of JobRequest works as well."""
+
+    def __init__(self, jobs: list[JobRequest], rows: np.ndarray, table: np.ndarray) -> None:
+        super().__init__(jobs)
+        self.rows = rows
+        self.table = table
+
+
 class InvalidPlacement(ValueError):
     """A policy returned a placement that does not fit, or names an unknown job or node."""
 
@@ -146,6 +157,8 @@ class _NodeState:
         "view",
         "per_gpu",
         "price",
+        "n_free_gpus",
+        "max_share",
     )
 
     def __init__(self, node: Node) -> None:
@@ -160,6 +173,14 @@ class _NodeState:
         self.state = NODE_UP
         self.price = node.price_per_hour
         self.view: NodeView | None = None
+        self.n_free_gpus = cap.gpus
+        self.max_share = self.per_gpu if cap.gpus else 0
+
+    def _summarise(self) -> None:
+        self.n_free_gpus = sum(1 for u in self.gpu_users if u == 0)
+        self.max_share = max(
+            (m for g, m in enumerate(self.gpu_mem) if not self.gpu_whole[g]), default=0
+        )
 
     def make_view(self) -> NodeView:
         if self.view is None:
@@ -216,6 +237,8 @@ class _NodeState:
             self.gpu_users[g] += 1
             self.gpu_mem[g] -= req.gpu_mem_mb
         self.view = None
+        if req.gpus or req.gpu_mem_mb:
+            self._summarise()
 
     def give(self, req: Resources, gpu_ids: tuple[int, ...]) -> None:
         self.free_cpus = min(self.free_cpus + req.cpus, float(self.node.capacity.cpus))
@@ -230,6 +253,8 @@ class _NodeState:
             self.gpu_users[g] -= 1
             self.gpu_mem[g] += req.gpu_mem_mb
         self.view = None
+        if req.gpus or req.gpu_mem_mb:
+            self._summarise()
 
 
 class Simulator:
@@ -285,8 +310,11 @@ class Simulator:
         self._view_dirty = True
         # per-job request columns for the quick "might anything fit?" test
         self._row: dict[JobId, int] = {}
-        self._req_cols = np.zeros((len(jobs), 4))
+        # columns: cpus, mem, whole GPUs, share memory, priority, submitted, estimate
+        self._req_cols = np.zeros((len(jobs), 7))
         self._pending_mask = np.zeros(len(jobs), dtype=bool)
+        self._objs = np.empty(len(jobs), dtype=object)
+        self._queue_rows = np.zeros(0, dtype=np.intp)  # rows in queue order, maybe stale
         for i, job in enumerate(jobs):
             if job.id in self._jobs:
                 raise ValueError(f"duplicate job id {job.id!r}")
@@ -296,7 +324,11 @@ class Simulator:
             self._requests[job.id] = job.to_request()
             self._row[job.id] = i
             r = job.request
-            self._req_cols[i] = (r.cpus, r.mem_mb, r.gpus, r.gpu_mem_mb if r.gpus == 0 else 0)
+            self._req_cols[i] = (
+                r.cpus, r.mem_mb, r.gpus, r.gpu_mem_mb if r.gpus == 0 else 0,
+                job.priority, job.submit_s, job.est_runtime_s,
+            )  # fmt: skip
+            self._objs[i] = self._requests[job.id]
             self._push(job.submit_s, _ARRIVE, job.id)
         for o in self.outages:
             self._push(o.start_s, _FAIL, o)
@@ -320,9 +352,18 @@ class Simulator:
         """Number of jobs waiting."""
         return len(self._pending)
 
-    def pending(self) -> list[JobRequest]:
-        """Waiting jobs, in the order they (re)entered the queue."""
-        return list(self._pending.values())
+    def pending(self) -> PendingJobs:
+        """Waiting jobs, in the order they (re)entered the queue (a list that also carries their
+        numbers as arrays, which the heuristics use to skip rebuilding them)."""
+        rows = self._live_rows()
+        return PendingJobs(self._objs[rows].tolist(), rows, self._req_cols)
+
+    def _live_rows(self) -> np.ndarray:
+        q = self._queue_rows
+        rows = q[self._pending_mask[q]]
+        if len(q) > 2 * len(rows) + 64:
+            self._queue_rows = rows
+        return rows
 
     def running_ids(self) -> list[JobId]:
         """Ids of running jobs."""
@@ -355,10 +396,8 @@ class Simulator:
             return False
         max_c = max(s.free_cpus for s in up) + 1e-9
         max_m = max(s.free_mem for s in up)
-        max_g = max(sum(1 for u in s.gpu_users if u == 0) for s in up)
-        max_pm = max(
-            (m for s in up for g, m in enumerate(s.gpu_mem) if not s.gpu_whole[g]), default=0
-        )
+        max_g = max(s.n_free_gpus for s in up)
+        max_pm = max(s.max_share for s in up)
         cols = self._req_cols
         if len(self._pending) <= 16:
             rows = [self._row[j] for j in self._pending]
@@ -414,7 +453,12 @@ class Simulator:
 
     def _enqueue(self, job_id: JobId) -> None:
         self._pending[job_id] = self._requests[job_id]
-        self._pending_mask[self._row[job_id]] = True
+        row = self._row[job_id]
+        if self._pending_mask[row]:  # pragma: no cover - a job is queued once
+            return
+        # drop stale entries first so a requeued job's old entry cannot come back to life
+        self._queue_rows = np.append(self._live_rows(), row).astype(np.intp)
+        self._pending_mask[row] = True
 
     def _complete(self, payload: tuple[JobId, int]) -> None:
         job_id, token = payload
