@@ -256,6 +256,8 @@ def budget_hold_reasons(
     `jobs` are job rows (id, user, project, state). Only queued jobs are held; the reason starts
     with "over budget". Jobs not in the result may be placed.
     """
+    if ledger.query_one("SELECT 1 AS x FROM budgets WHERE hard = 1 LIMIT 1") is None:
+        return {}  # the dispatcher asks every tick: no hard budget, no spend to add up
     hard = [s for s in budget_status(ledger, now, tz) if s.hard and s.level == "over"]
     if not hard:
         return {}
