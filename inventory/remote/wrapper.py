@@ -106,6 +106,8 @@ def main(d):
         command = f.read()
     argv = ["bash", "-c", command] if len(command) < ARG_MAX_SAFE else ["bash", cmd_path]
     workdir = os.path.expanduser(spec.get("workdir") or "~")
+    if not os.path.isabs(workdir):  # relative to the home directory, as in an ssh session
+        workdir = os.path.join(os.path.expanduser("~"), workdir)
     out = open(os.path.join(d, "stdout"), "ab")
     err = open(os.path.join(d, "stderr"), "ab")
     started_at = time.time()

@@ -34,3 +34,13 @@ def test_remote_programs_are_stdlib_only() -> None:
                 names = [node.module or ""]
             for name in names:
                 assert name.split(".")[0] in stdlib, (path.name, name)
+
+
+def test_remote_programs_parse_as_old_python() -> None:
+    """Hosts may have an old python3: the agent must at least run far enough to say so."""
+    import ast
+
+    from inventory.remote import AGENT_PATH, WRAPPER_PATH
+
+    for path in (AGENT_PATH, WRAPPER_PATH):
+        ast.parse(path.read_text(), feature_version=(3, 6))
