@@ -159,6 +159,7 @@ def train(
         "best": result["best"],
         "history": result["history"],
         "episodes": result["episodes"],
+        "imitation_accuracy": result.get("imitation_accuracy"),
         "elapsed_s": round(time.perf_counter() - started, 1),
         "config": result["config"],
         "weights": str(out_path),
