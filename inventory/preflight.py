@@ -90,7 +90,7 @@ def preflight(transport: Transport, spec: HostSpec, timeout: float = 30) -> Pref
     """Connect and check the host; a connection failure raises HostError (nothing to report)."""
     if isinstance(transport, SSHTransport):
         transport.connect()
-        where = f"{spec.target} ({transport.server_version or 'ssh'})"
+        where = f"{transport.destination} ({transport.server_version or 'ssh'})"
     else:
         where = "this machine (local)"
     checks = [Check("connected", True, where)]

@@ -187,10 +187,12 @@ class SSHTransport:
         self._failures = 0
         self._retry_at = 0.0
         self._last_error: HostError | None = None
+        self.resolved: Resolved | None = None  # where the last connect went, after ~/.ssh/config
 
     # -- connection ------------------------------------------------------------------------
     def _connect(self, timeout: float) -> paramiko.SSHClient:
         r = resolve(self.spec, self.ssh_config)  # type: ignore[arg-type]
+        self.resolved = r
         client = paramiko.SSHClient()
         if self.known_hosts.exists():
             client.load_host_keys(str(self.known_hosts))
@@ -313,6 +315,15 @@ class SSHTransport:
         c = self._client
         t = c.get_transport() if c is not None else None
         return bool(t is not None and t.is_active())
+
+    @property
+    def destination(self) -> str:
+        """`user@host:port` as really connected (after ~/.ssh/config), else from the spec."""
+        r = self.resolved
+        if r is None:
+            return self.spec.target
+        via = f" via {r.proxy_command.split()[0]}" if r.proxy_command else ""
+        return f"{r.user}@{r.hostname}:{r.port}{via}"
 
     @property
     def server_version(self) -> str | None:

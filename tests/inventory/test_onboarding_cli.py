@@ -147,3 +147,33 @@ def test_unreachable_host(home: Path, user_home: Path) -> None:
     out = cli(home, user_home, "hosts", "add", "gone", "--address", "127.0.0.2", "--port", "1")
     assert out.returncode == 1 and "cannot reach 127.0.0.2:1" in out.stderr
     assert hosts_json(home, user_home) == []
+
+
+def test_ssh_config_alias_end_to_end(sshbed: SSHBed, home: Path, user_home: Path) -> None:
+    host = sshbed(1)[0]
+    (user_home / ".ssh").mkdir()
+    (user_home / ".ssh" / "config").write_text(
+        f"Host lab-gpu\n  HostName {host.address}\n  Port {host.port}\n  User {host.user}\n"
+        f"  IdentityFile {host.key_path}\n"
+    )
+    args = ["hosts", "add", "lab", "--address", "lab-gpu", "--root-dir", host.root_dir]
+    out = cli(home, user_home, *args, "--accept-new-host-key")
+    assert out.returncode == 0, out.stderr
+    assert f"{host.address}:{host.port}" in out.stdout
+    assert known_key(home / "known_hosts", host.address, host.port) is not None
+    probed = cli(home, user_home, "hosts", "probe", "lab", "--json")
+    assert probed.returncode == 0, probed.stderr
+    assert json.loads(probed.stdout)["host"] == "lab"
+
+
+def test_probe_of_a_down_host_is_one_line(sshbed: SSHBed, home: Path, user_home: Path) -> None:
+    host = sshbed(3)[2]
+    assert cli(home, user_home, *add_args(host, "h4", "--accept-new-host-key")).returncode == 0
+    host.stop()
+    try:
+        out = cli(home, user_home, "hosts", "probe", "h4")
+    finally:
+        host.start()
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1 and "cannot probe h4" in out.stderr
+    assert "refused" in out.stderr
