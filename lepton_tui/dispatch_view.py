@@ -154,6 +154,7 @@ def sort_queued(
             waiting.setdefault(job_id, []).append(dep)
     usable = [h for h in hosts if h.get("admin_state") != "draining"]
     unprobed = [h for h in usable if not h.get("cpus")]
+    fits: dict[Resources, bool] = {}  # many jobs ask for the same resources
     for job in queued:
         job_id = int(job["id"])
         if job_id in out.dependency_failed:
@@ -166,7 +167,9 @@ def sort_queued(
             out.reasons[job_id] = holds[job_id]
             continue
         req = job_resources(job)
-        if not unprobed and not any(fits_empty(req, host_capacity(h)) for h in usable):
+        if req not in fits:
+            fits[req] = bool(unprobed) or any(fits_empty(req, host_capacity(h)) for h in usable)
+        if not fits[req]:
             out.reasons[job_id] = unschedulable_reason(req, hosts)
             continue
         out.pending.append(job)

@@ -52,6 +52,7 @@ from inventory.supervisor import AttemptStatus, LaunchSpec
 from lepton_tui import paths
 from lepton_tui.dispatch_samples import compact_samples, record_samples
 from lepton_tui.dispatch_view import (
+    REASON_POLICY,
     REASON_RECONCILING,
     FirstFitPolicy,
     build_view,
@@ -78,6 +79,7 @@ COMPACT_EVERY_S = 60.0
 DECISIONS_KEEP = 5000
 MAX_LAUNCH_TRIES = 3
 DECISIONS_PER_ROUND = 200
+EXPLAIN_PER_ROUND = 50
 
 
 # -- the lock ----------------------------------------------------------------------------------
@@ -439,9 +441,9 @@ class Dispatcher:
                     relaunch.append(a)
                 elif outcome == "ended":
                     ended.append(a["token"])
+            for token in ended:  # cost settled in the same transaction as the end
+                settle(self.ledger, token)
         result.finished += len(ended)
-        for token in ended:
-            settle(self.ledger, token)
         return relaunch
 
     def _apply_status(self, a: dict[str, Any], st: AttemptStatus) -> str | None:
@@ -660,10 +662,22 @@ class Dispatcher:
             for job, p in placed:
                 nodes[p.node_id] = nodes[p.node_id].allocate(job_resources(job), tuple(p.gpu_ids))
             after = type(view)(tuple(nodes.values()), now, view.running)
+            memo: dict[Any, str] = {}  # many queued jobs ask for the same resources
+            explained = 0
             for job in sorting.pending:
-                if job["id"] not in placed_ids:
+                if job["id"] in placed_ids:
+                    continue
+                req = job_resources(job)
+                if req not in memo:
+                    memo[req] = waiting_reason(req, after, None)
+                reason = memo[req]
+                # The policy's own words where they matter (it passed over a job that fits),
+                # for the first jobs of the queue: explaining costs as much as deciding.
+                if reason == REASON_POLICY and explained < EXPLAIN_PER_ROUND:
+                    explained += 1
                     text = _explain(policy, job["id"])
-                    reasons[job["id"]] = waiting_reason(job_resources(job), after, text)
+                    reason = f"{reason}: {text}" if text else reason
+                reasons[job["id"]] = reason
         current = {j["id"]: j["reason"] for j in queued}
         with self.ledger.tx():
             for job_id, reason in reasons.items():
@@ -673,16 +687,17 @@ class Dispatcher:
         if not placed:
             return 0, 0
         starts = []
-        for job, p in placed:
-            token = secrets.token_hex(6)
-            try:
-                self.ledger.start_attempt(
-                    job["id"], p.node_id, token, list(p.gpu_ids), policy=policy_name
-                )
-            except IllegalTransition:  # cancelled since we read it
-                continue
-            starts.append({**job, "job_id": job["id"], "token": token, "host": p.node_id,
-                           "gpu_ids": list(p.gpu_ids), "state": "starting"})  # fmt: skip
+        with self.ledger.tx():  # every intent of the round, committed before any launch
+            for job, p in placed:
+                token = secrets.token_hex(6)
+                try:
+                    self.ledger.start_attempt(
+                        job["id"], p.node_id, token, list(p.gpu_ids), policy=policy_name
+                    )
+                except IllegalTransition:  # cancelled since we read it
+                    continue
+                starts.append({**job, "job_id": job["id"], "token": token, "host": p.node_id,
+                               "gpu_ids": list(p.gpu_ids), "state": "starting"})  # fmt: skip
         self.stats.placements += len(starts)
         if self.before_launch is not None:
             self.before_launch(starts)
