@@ -1,7 +1,8 @@
 """Policies x workloads x seeds: one row of metrics per run, and a summary (mean and spread).
 
-For trace workloads each seed replays a different window of the trace (`seed * jobs`, wrapping
-around) with its own estimate errors, so seeds measure spread over real stretches of work.
+For trace workloads each seed replays a different window of the trace (seed 0 the last `jobs`
+tasks, seed s the window `s * jobs` tasks earlier, wrapping around) with its own estimate errors,
+so seeds measure spread over real stretches of work.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ ROW_METRICS: tuple[str, ...] = (
     "avg_wait",
     "makespan",
     "gpu_util",
+    "gpu_util_arrivals",
     "cpu_util",
     "cost",
     "idle_cost",
@@ -108,8 +110,10 @@ def make_workload(
         raise ValueError("the trace workload needs a trace CSV (--trace)")
     tasks = _tasks(trace)
     if start is None:
-        span = max(1, len(tasks) - n_jobs)
-        start = (seed * n_jobs) % span if len(tasks) > n_jobs else 0
+        # windows count back from the trace's end: its first rows are pods that were already
+        # running when the trace began, spread over months, not a stretch of arrivals
+        room = max(0, len(tasks) - n_jobs)
+        start = room - (seed * n_jobs) % (room + 1)
     return trace_workload(
         tasks,
         jobs=n_jobs,

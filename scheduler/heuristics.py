@@ -510,57 +510,51 @@ class TetrisPolicy(HeuristicPolicy):
             order = [j for j in order if j.id != job.id]
         if not order or not len(state.nodes):
             return out
-        req = np.array(
-            [
-                (
-                    j.request.cpus,
-                    j.request.mem_mb,
-                    j.request.gpus,
-                    j.request.gpu_mem_mb if j.request.gpus == 0 else 0,
-                )
-                for j in order
-            ],
-            dtype=float,
-        )
+        req = self.request_rows(order)
         prio = np.array([effective_priority(j, now, self.aging_s) for j in order])
-        share = req[:, 3] > 0
-        alive = np.ones(len(order), dtype=bool)
         nn = len(state.nodes)
         cost = None
         if self.cost_weight > 0:
-            cost = np.array([state.cost_term(j.request, np.ones(nn, dtype=bool)) for j in order])
-        while alive.any():
-            ok = (
-                (state.fc[None, :] + 1e-9 >= req[:, 0:1])
-                & (state.fm[None, :] >= req[:, 1:2])
-                & (state.fg[None, :] >= req[:, 2:3])
-                & (~share[:, None] | (state.fpm[None, :] >= req[:, 3:4]))
-                & alive[:, None]
-            )
-            if not ok.any():
-                break
-            gfrac = np.where(
-                share[:, None], np.minimum(1.0, req[:, 3:4] / state.per_gpu[None, :]), req[:, 2:3]
-            )
-            align = (
-                (state.fc / state.cap_c)[None, :] * (req[:, 0:1] / state.cap_c[None, :])
-                + (state.fm / state.cap_m)[None, :] * (req[:, 1:2] / state.cap_m[None, :])
-                + np.where(state.has_gpu, (state.fg / state.cap_g), 0.0)[None, :]
-                * (gfrac / state.cap_g[None, :])
-            )
+            everywhere = np.ones(nn, dtype=bool)
+            cost = np.array([state.cost_term(j.request, everywhere) for j in order])
+            cost = np.minimum(self.cost_weight * cost, 4.9)
+        # per-job normalised demand on each node (a share counts as its fraction of one GPU)
+        share = req[:, 3] > 0
+        gfrac = np.where(
+            share[:, None], np.minimum(1.0, req[:, 3:4] / state.per_gpu[None, :]), req[:, 2:3]
+        )
+        dc = req[:, 0:1] / state.cap_c[None, :]
+        dm = req[:, 1:2] / state.cap_m[None, :]
+        dg = np.where(state.has_gpu[None, :], gfrac / state.cap_g[None, :], 0.0)
+
+        def column(i: int) -> np.ndarray:
             # priority levels dominate the alignment, which is at most 3
-            score = 10.0 * prio[:, None] + align
+            align = (
+                state.fc[i] / state.cap_c[i] * dc[:, i]
+                + state.fm[i] / state.cap_m[i] * dm[:, i]
+                + state.fg[i] / state.cap_g[i] * dg[:, i]
+            )
+            col = 10.0 * prio + align
             if cost is not None:
-                score = score - np.minimum(self.cost_weight * cost, 4.9)
-            score = np.where(ok, score, -np.inf)
+                col = col - cost[:, i]
+            return np.where(state.fit_column(req, i), col, -np.inf)
+
+        score = np.stack([column(i) for i in range(nn)], axis=1)
+        alive = np.ones(len(order), dtype=bool)
+        while True:
             flat = int(np.argmax(score))
             jk, i = divmod(flat, nn)
+            if score[jk, i] == -np.inf:
+                break
             job = order[jk]
             alive[jk] = False
+            score[jk, :] = -np.inf
             if self._place(state, i, job, "", out):
                 self._reasons[job.id] = (
                     f"placed on {state.ids[i]}{_gpus(out[-1])}: best fit of demand to free resources"
                 )
+                # only node i changed: rescore its column
+                score[:, i] = np.where(alive, column(i), -np.inf)
         return out
 
 

@@ -152,11 +152,11 @@ def plan_round(
     """Solve one round: which pending jobs to start now, and where.
 
     At most `max_jobs` jobs (highest effective priority, then oldest) are considered. Jobs that fit
-    no node even when it is empty are returned in `unschedulable`, never dropped silently.
+    no node even when it is empty are returned in `unschedulable`, never dropped silently. A greedy
+    plan is built first; when it places every job that fits it is optimal (without a cost
+    weight) and no solver runs, else HiGHS gets what is left of `time_limit_s` and the better
+    plan wins. `gap` is the relative distance to HiGHS's dual bound.
     """
-    from scipy.optimize import Bounds, LinearConstraint, milp
-    from scipy.sparse import coo_matrix
-
     t0 = time.perf_counter()
     now = view.now if now is None else now
     up = [n for n in view.nodes if n.is_up]
@@ -179,83 +179,156 @@ def plan_round(
 
     pairs, gain = round_gains(up, jobs, prio, cost_weight)
     result.variables = len(pairs)
-    placed_pairs: list[tuple[int, int]] = []
-    if pairs:
-        nv = len(pairs)
-        rows: list[int] = []
-        cols: list[int] = []
-        vals: list[float] = []
-        ub: list[float] = []
-        node_row: dict[int, int] = {}
-        for i, n in enumerate(up):
-            node_row[i] = len(ub)
-            ub += [
-                n.free.cpus,
-                n.free.mem_mb / 1024.0,
-                float(len(n.free_gpu_ids)),
-                sum(n.gpu_free_mem_mb) / 1024.0,
-            ]
-        job_row0 = len(ub)
-        ub += [1.0] * len(jobs)
-        share_nodes = {i for jk, i in pairs if jobs[jk].request.is_gpu_share}
-        for v, (jk, i) in enumerate(pairs):
-            r = jobs[jk].request
-            base = node_row[i]
-            per = up[i].gpu_mem_per_gpu_mb
-            gmem = r.gpus * per if r.gpus else r.gpu_mem_mb
-            for off, val in ((0, r.cpus), (1, r.mem_mb / 1024.0), (2, r.gpus), (3, gmem / 1024.0)):
-                # the GPU-memory row only matters where shares compete; without them it is a
-                # multiple of the GPU row, which confuses HiGHS's presolve
-                if val and (off != 3 or i in share_nodes):
-                    rows.append(base + off)
-                    cols.append(v)
-                    vals.append(float(val))
-            rows.append(job_row0 + jk)
-            cols.append(v)
-            vals.append(1.0)
-        a = coo_matrix((vals, (rows, cols)), shape=(len(ub), nv)).tocsr()
-        with _solver_stdout():
-            res = milp(
-                c=-np.asarray(gain),
-                integrality=np.ones(nv),
-                bounds=Bounds(0, 1),
-                constraints=LinearConstraint(a, -np.inf, np.asarray(ub)),
-                options={
-                    "time_limit": float(time_limit_s),
-                    "mip_rel_gap": float(mip_rel_gap),
-                    "disp": False,
-                },
-            )
+    base = ClusterView(tuple(up), view.now, view.running)
+    greedy, greedy_value = _greedy(base, jobs, pairs, gain)
+    chosen = greedy
+    placeable = {jk for jk, _ in pairs}
+    if pairs and (cost_weight > 0 or len(greedy) < len(placeable)):
+        # the greedy plan is not provably optimal: solve the program, keep the better plan
+        # the limit covers the whole round, not only the solver
+        left = max(0.05, 0.9 * time_limit_s - (time.perf_counter() - t0))
+        res = _solve(up, jobs, pairs, gain, left, mip_rel_gap)
         result.status = {0: "optimal", 1: "time_limit", 2: "infeasible"}.get(res.status, "error")
-        gap = getattr(res, "mip_gap", None)
-        result.gap = float(gap) if gap is not None and math.isfinite(gap) else 0.0
+        bound = getattr(res, "mip_dual_bound", None)
         if res.x is not None:
-            result.objective = float(-res.fun)
-            placed_pairs = [pairs[v] for v in np.flatnonzero(res.x > 0.5)]
-        else:
-            result.status = result.status if result.status != "optimal" else "error"
+            plan = _exact(base, jobs, [pairs[v] for v in np.flatnonzero(res.x > 0.5)])
+            gain_of = dict(zip(pairs, gain, strict=True))
+            value = sum(gain_of[(jk, i)] for jk, i, _ in plan)
+            if value >= greedy_value - 1e-12:
+                chosen, greedy_value = plan, value
+        elif result.status == "optimal":
+            result.status = "error"
+        result.objective = greedy_value
+        if bound is not None and math.isfinite(bound) and abs(bound) > 1e-12:
+            result.gap = max(0.0, (-bound - greedy_value) / abs(bound))
+        elif result.status != "optimal":
             result.gap = math.inf
-    # exact GPU indices: whole-GPU jobs first, then shares by size (best fit)
-    state = RoundState(ClusterView(tuple(up), view.now, view.running))
-    placed_pairs.sort(
-        key=lambda p: (-jobs[p[0]].request.gpus, -jobs[p[0]].request.gpu_mem_mb, p[0])
-    )
+        if result.status == "optimal":
+            result.gap = min(result.gap, float(mip_rel_gap))
+    else:
+        # every job that fits somewhere was placed: nothing can beat that when cost is not weighed
+        result.objective = greedy_value
     placed_ids = set()
-    for jk, i in placed_pairs:
+    for jk, i, gids in chosen:
         j = jobs[jk]
-        gids = state.pick_gpus(i, j.request)
-        if gids is None or not state.feasible(j.request)[i]:
-            result.unplaced.append((j.id, f"no single GPU on {up[i].id} has room for its share"))
-            continue
-        state.place(i, j, gids)
         placed_ids.add(j.id)
         result.placements.append(Placement(j.id, up[i].id, gids))
-    for j in jobs:
-        if j.id not in placed_ids and not any(u[0] == j.id for u in result.unplaced):
+    dropped = {j for j, _ in result.unplaced}
+    for jk, j in enumerate(jobs):
+        if j.id in placed_ids or j.id in dropped:
+            continue
+        if jk not in placeable:
+            result.unplaced.append((j.id, "does not fit any node's free resources now"))
+        else:
             result.unplaced.append((j.id, "does not fit beside the jobs placed this round"))
     _account(result, view, jobs)
     result.solve_s = time.perf_counter() - t0
     return result
+
+
+def _solve(up, jobs, pairs, gain, time_limit_s, mip_rel_gap):  # noqa: ANN001, ANN202
+    """The integer program through scipy.optimize.milp (HiGHS)."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import coo_matrix
+
+    nv = len(pairs)
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+    ub: list[float] = []
+    node_row: dict[int, int] = {}
+    for i, n in enumerate(up):
+        node_row[i] = len(ub)
+        ub += [
+            n.free.cpus,
+            n.free.mem_mb / 1024.0,
+            float(len(n.free_gpu_ids)),
+            sum(n.gpu_free_mem_mb) / 1024.0,
+        ]
+    job_row0 = len(ub)
+    ub += [1.0] * len(jobs)
+    share_nodes = {i for jk, i in pairs if jobs[jk].request.is_gpu_share}
+    for v, (jk, i) in enumerate(pairs):
+        r = jobs[jk].request
+        base = node_row[i]
+        per = up[i].gpu_mem_per_gpu_mb
+        gmem = r.gpus * per if r.gpus else r.gpu_mem_mb
+        for off, val in ((0, r.cpus), (1, r.mem_mb / 1024.0), (2, r.gpus), (3, gmem / 1024.0)):
+            # the GPU-memory row only matters where shares compete; without them it is a
+            # multiple of the GPU row, which confuses HiGHS's presolve
+            if val and (off != 3 or i in share_nodes):
+                rows.append(base + off)
+                cols.append(v)
+                vals.append(float(val))
+        rows.append(job_row0 + jk)
+        cols.append(v)
+        vals.append(1.0)
+    a = coo_matrix((vals, (rows, cols)), shape=(len(ub), nv)).tocsr()
+    with _solver_stdout():
+        return milp(
+            c=-np.asarray(gain),
+            integrality=np.ones(nv),
+            bounds=Bounds(0, 1),
+            constraints=LinearConstraint(a, -np.inf, np.asarray(ub)),
+            options={
+                "time_limit": float(time_limit_s),
+                "mip_rel_gap": float(mip_rel_gap),
+                "disp": False,
+            },
+        )
+
+
+def _exact(
+    base: ClusterView, jobs: Sequence[JobRequest], chosen: Sequence[tuple[int, int]]
+) -> list[tuple[int, int, tuple[int, ...]]]:
+    """GPU indices for the solver's choice: whole-GPU jobs first, then shares by size (best
+    fit); a share that finds no single GPU with room is left out."""
+    state = RoundState(base)
+    out = []
+    for jk, i in sorted(
+        chosen, key=lambda p: (-jobs[p[0]].request.gpus, -jobs[p[0]].request.gpu_mem_mb, p[0])
+    ):
+        r = jobs[jk].request
+        if not state.feasible(r)[i]:
+            continue
+        gids = state.pick_gpus(i, r)
+        if gids is None:
+            continue
+        state.place(i, jobs[jk], gids)
+        out.append((jk, i, gids))
+    return out
+
+
+def _greedy(
+    base: ClusterView,
+    jobs: Sequence[JobRequest],
+    pairs: Sequence[tuple[int, int]],
+    gain: Sequence[float],
+) -> tuple[list[tuple[int, int, tuple[int, ...]]], float]:
+    """A fast feasible plan: jobs by best gain (largest first), each on its best-gain node that
+    still fits (ties: best fit). Also the incumbent the solver must beat."""
+    by_job: dict[int, list[tuple[float, int]]] = {}
+    for (jk, i), g in zip(pairs, gain, strict=True):
+        if g > 0:
+            by_job.setdefault(jk, []).append((g, i))
+    state = RoundState(base)
+    out = []
+    value = 0.0
+    for jk in sorted(by_job, key=lambda k: (-max(g for g, _ in by_job[k]), k)):
+        r = jobs[jk].request
+        if not state.might_fit(r):
+            continue
+        ok = state.feasible(r)
+        left = state.leftover(r)
+        cands = [(-g, left[i], i) for g, i in by_job[jk] if ok[i]]
+        for neg_g, _, i in sorted(cands):
+            gids = state.pick_gpus(i, r)
+            if gids is not None:
+                state.place(i, jobs[jk], gids)
+                out.append((jk, i, gids))
+                value -= neg_g
+                break
+    return out, value
 
 
 def _account(result: PlanResult, view: ClusterView, jobs: Sequence[JobRequest]) -> None:

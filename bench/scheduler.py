@@ -1,0 +1,169 @@
+"""Scheduler core benchmark: prints the Markdown tables of docs/benchmarks.md ("Scheduler core").
+
+    python bench/scheduler.py [--section compare|latency|replay|all] [--seeds 5] [--trace CSV]
+
+* compare: FIFO, SJF, Tetris and EASY backfilling on deeprm, lab and the Alibaba trace at loads
+  0.7, 0.9 and 1.1, mean and standard deviation over seeds;
+* latency: one decision round on 64 nodes with 200 pending jobs (states taken from an overloaded
+  lab replay), per policy, cold (a fresh policy each round, as when the dispatcher restarts);
+  the ILP with its time limit and optimality gap;
+* replay: a 10,000-job lab replay on 16 nodes per heuristic, CPU seconds.
+
+Times are CPU seconds of this process (`time.process_time`), which a busy machine disturbs less
+than wall-clock time; the decision times of `compare` are wall-clock (from the simulator).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scheduler.bench import run_bench, summarize  # noqa: E402
+from scheduler.ilp import plan_round  # noqa: E402
+from scheduler.registry import make_policy  # noqa: E402
+from scheduler.simulator import Simulator  # noqa: E402
+from scheduler.workloads import lab_mix  # noqa: E402
+
+HEURISTICS = ["fifo", "sjf", "tetris", "backfill"]
+TRACE = ROOT.parent / "shared" / "traces" / "alibaba2023_openb_pod_list_default.csv"
+
+
+def fmt(mean: float, std: float, spec: str) -> str:
+    return f"{mean:{spec}} ± {std:{spec}}"
+
+
+def compare(seeds: int, trace: Path) -> None:
+    print(f"### Policies on three workloads ({seeds} seeds, mean ± std)\n")
+    print(
+        "| workload | load | policy | avg bounded slowdown | p95 bounded slowdown | avg JCT (h) "
+        "| makespan / bound | GPU util (arrivals) | decision ms p50 / p99 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for kind in ("deeprm", "lab", "trace"):
+        opts = {"trace": trace} if kind == "trace" else {}
+        for load in (0.7, 0.9, 1.1):
+            t0 = time.process_time()
+            rows = run_bench(kind, HEURISTICS, seeds, load=load, **opts)
+            for s in summarize(rows):
+                ratio = [1 + r["gap_makespan"] for r in rows if r["policy"] == s["policy"]]
+                print(
+                    f"| {kind} | {load} | {s['policy']} "
+                    f"| {fmt(s['avg_bounded_slowdown'], s['avg_bounded_slowdown_std'], '.2f')} "
+                    f"| {fmt(s['p95_bounded_slowdown'], s['p95_bounded_slowdown_std'], '.1f')} "
+                    f"| {fmt(s['avg_jct'] / 3600, s['avg_jct_std'] / 3600, '.2f')} "
+                    f"| {fmt(float(np.mean(ratio)), float(np.std(ratio)), '.2f')} "
+                    f"| {fmt(s['gpu_util_arrivals'], s['gpu_util_arrivals_std'], '.2f')} "
+                    f"| {s['decision_ms_p50']:.2f} / {s['decision_ms_p99']:.2f} |"
+                )
+            print(
+                f"<!-- {kind} {load}: {len(rows)} runs in {time.process_time() - t0:.1f} CPU s -->"
+            )
+    print()
+
+
+def latency_states(driver: str, load: float, n_states: int = 30, pending: int = 200) -> list:
+    """States of 64 lab nodes with at least 200 jobs waiting, taken before the driver policy
+    decides. Driven by backfilling at load 2.0 the cluster is full ("busy": a typical round);
+    driven by FIFO at load 1.3 its blocked head leaves room for many jobs ("room": a hard round)."""
+    wl = lab_mix(6000, load=load, seed=11, nodes=64)
+    sim = Simulator(wl)
+    pol = make_policy(driver)
+    states = []
+    k = 0
+    while sim.advance() and len(states) < n_states:
+        if sim.pending_count >= pending:
+            k += 1
+            if k % 40 == 0:
+                jobs = list(sim.pending())[:pending]
+                states.append((sim.view(), jobs, sim.now))
+        if sim.worth_deciding():
+            sim.apply(pol.decide(sim.view(), sim.pending(), sim.now))
+    return states
+
+
+def latency() -> None:
+    sets = {"busy": latency_states("backfill", 2.0), "room": latency_states("fifo", 1.3)}
+    print("### One decision round: 64 nodes, 200 pending jobs\n")
+    for label, states in sets.items():
+        free = np.mean(
+            [sum(len(n.free_gpu_ids) for n in v.nodes) / sum(n.capacity.gpus for n in v.nodes)
+             for v, _, _ in states]
+        )  # fmt: skip
+        print(f"- {label}: {len(states)} states, {free:.0%} of GPUs free on average")
+    print()
+    print("| states | policy | ms p50 | ms p99 | ms max | jobs placed per round (mean) |")
+    print("|---|---|---|---|---|---|")
+    for label, states in sets.items():
+        for name in HEURISTICS:
+            times, placed = [], []
+            for v, jobs, now in states:
+                pol = make_policy(name)  # cold: no cached rows from earlier rounds
+                t0 = time.process_time()
+                out = pol.decide(v, jobs, now)
+                times.append((time.process_time() - t0) * 1e3)
+                placed.append(len(out))
+            print(
+                f"| {label} | {name} | {np.percentile(times, 50):.2f} "
+                f"| {np.percentile(times, 99):.2f} | {max(times):.2f} | {np.mean(placed):.1f} |"
+            )
+    print()
+    print(
+        "| states | ILP round (1 s budget) | s p50 | s p99 | s max | variables (mean) "
+        "| optimal | gap p50 / max | jobs placed (mean) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, states in sets.items():
+        times, gaps, nvars, placed, optimal = [], [], [], [], 0
+        for v, jobs, now in states:
+            t0 = time.process_time()
+            res = plan_round(v, jobs, now, time_limit_s=1.0)
+            times.append(time.process_time() - t0)
+            gaps.append(res.gap)
+            nvars.append(res.variables)
+            placed.append(len(res.placements))
+            optimal += res.status == "optimal"
+        print(
+            f"| {label} | ilp | {np.percentile(times, 50):.3f} | {np.percentile(times, 99):.3f} "
+            f"| {max(times):.3f} | {np.mean(nvars):.0f} | {optimal}/{len(states)} "
+            f"| {np.median(gaps):.1%} / {max(gaps):.1%} | {np.mean(placed):.1f} |"
+        )
+    print()
+
+
+def replay() -> None:
+    print("### 10,000-job lab replay on 16 nodes (CPU seconds, one core)\n")
+    print("| load | policy | CPU s | rounds | finished |")
+    print("|---|---|---|---|---|")
+    for load in (0.9, 1.1):
+        wl = lab_mix(10000, load=load, seed=0, nodes=16)
+        for name in HEURISTICS:
+            t0 = time.process_time()
+            res = Simulator(wl).run(make_policy(name))
+            cpu = time.process_time() - t0
+            print(f"| {load} | {name} | {cpu:.2f} | {len(res.decision_s)} | {len(res.finished)} |")
+    print()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--section", default="all", choices=["all", "compare", "latency", "replay"])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--trace", type=Path, default=TRACE)
+    args = ap.parse_args()
+    if args.section in ("all", "latency"):
+        latency()
+    if args.section in ("all", "replay"):
+        replay()
+    if args.section in ("all", "compare"):
+        compare(args.seeds, args.trace)
+
+
+if __name__ == "__main__":
+    main()
