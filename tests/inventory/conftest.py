@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from inventory.remote import agent
 from inventory.transport import SSHTransport
 from tests.sshbed import SSHBed, SSHHost
 
@@ -30,3 +31,19 @@ def t2(h2: SSHHost) -> Iterator[SSHTransport]:
     t = connect(h2)
     yield t
     t.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_jobs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test, kill any attempt still running on the test bed (a failed test's job).
+
+    The test bed hosts are this machine, so the agent's own functions do it in-process.
+    """
+    yield
+    if "sshbed" not in request.fixturenames:
+        return
+    bed: SSHBed = request.getfixturevalue("sshbed")
+    for host in bed.hosts:
+        for token, st in agent.statuses(host.root_dir, None).items():
+            if st["state"] in ("running", "starting"):
+                agent.op_kill_stale({"root": host.root_dir, "token": token})
