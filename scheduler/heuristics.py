@@ -63,6 +63,9 @@ class RoundState:
         self.cap_g = np.array([max(n.capacity.gpus, 1) for n in nodes], dtype=float)
         self.per_gpu = np.array([max(n.gpu_mem_per_gpu_mb, 1) for n in nodes], dtype=float)
         self.has_gpu = np.array([n.capacity.gpus > 0 for n in nodes])
+        self.inv_c = 1.0 / self.cap_c
+        self.inv_m = 1.0 / self.cap_m
+        self.inv_g = np.where(self.has_gpu, 1.0 / self.cap_g, 0.0)
         # a node is idle when nothing runs on it; with cost_weight we prefer busy ones
         self.idle = np.array([n.free == n.capacity for n in nodes])
         prices = np.array([n.price_per_hour for n in nodes], dtype=float)
@@ -127,9 +130,10 @@ class RoundState:
 
     def leftover(self, r: Resources) -> np.ndarray:
         """Normalised free resources left on each node after placing `r` (best fit = smallest)."""
-        g = self.gpu_fraction(r)
-        left = (self.fc - r.cpus) / self.cap_c + (self.fm - r.mem_mb) / self.cap_m
-        return left + np.where(self.has_gpu, (self.fg - g) / self.cap_g, 0.0)
+        left = (self.fc - r.cpus) * self.inv_c + (self.fm - r.mem_mb) * self.inv_m
+        if not r.gpus and not r.gpu_mem_mb:
+            return left + self.fg * self.inv_g
+        return left + (self.fg - self.gpu_fraction(r)) * self.inv_g
 
     def cost_term(self, r: Resources, mask: np.ndarray) -> np.ndarray:
         """Per node: hourly cost of `r` there (relative to the dearest node) plus 1 if the node
@@ -159,6 +163,13 @@ class RoundState:
     def place(self, i: int, job: JobRequest, gpu_ids: tuple[int, ...]) -> None:
         """Record `job` on node i using `gpu_ids`."""
         r = job.request
+        # the largest free amounts only fall, and only if node i held them
+        stale = (
+            self.fc[i] + 1e-9 >= self.max_c
+            or self.fm[i] >= self.max_m
+            or self.fg[i] >= self.max_g
+            or self.fpm[i] >= self.max_pm
+        )
         self.fc[i] -= r.cpus
         self.fm[i] -= r.mem_mb
         if r.gpus:
@@ -174,7 +185,8 @@ class RoundState:
         self.fpm[i] = max(self.gmem[i], default=0)
         self.idle[i] = False
         self.placed.append((i, job, gpu_ids))
-        self._refresh_max()
+        if stale:
+            self._refresh_max()
 
 
 class JobTable:
@@ -470,8 +482,7 @@ class SJFPolicy(HeuristicPolicy):
         for k, job in enumerate(order):
             i = self.choose_node(state, job, ok[k]) if any_ok[k] else None
             if i is not None and self._place(state, i, job, "", out):
-                ok[:, i] = state.fit_column(reqs, i)
-                any_ok = ok.any(axis=1)
+                _update_column(ok, any_ok, state.fit_column(reqs, i), i)
                 self._reasons[job.id] = (
                     f"placed on {state.ids[i]}{_gpus(out[-1])}: fits, shortest estimate "
                     f"({fmt_duration(job.est_runtime_s)})"
@@ -623,12 +634,10 @@ class BackfillPolicy(HeuristicPolicy):
                 if protect and extra is not None:
                     extra[0] -= r.cpus
                     extra[1] -= r.mem_mb
-                okm[:, i] = state.fit_column(reqs, i)
+                col = state.fit_column(reqs, i)
                 if i == r_idx:
-                    okm[:, i] &= ends_before | self._fits_extra_col(
-                        state, reqs, r_idx, extra, reserved
-                    )
-                any_ok = okm.any(axis=1)
+                    col &= ends_before | self._fits_extra_col(state, reqs, r_idx, extra, reserved)
+                _update_column(okm, any_ok, col, i)
                 how = (
                     "does not touch the reserved resources"
                     if protect
@@ -702,6 +711,14 @@ def _extra_at(
             cpus -= job.request.cpus
             mem -= job.request.mem_mb
     return [cpus - head.request.cpus, mem - head.request.mem_mb]
+
+
+def _update_column(ok: np.ndarray, any_ok: np.ndarray, col: np.ndarray, i: int) -> None:
+    """Set column i of a fit matrix (it only loses entries) and the rows' any-fit flags."""
+    lost = ok[:, i] & ~col
+    ok[:, i] = col
+    if lost.any():
+        any_ok[lost] = ok[lost].any(axis=1)
 
 
 def _req_row(r: Resources) -> tuple[float, int, int, int]:
