@@ -19,6 +19,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def compare(seeds: int, trace: Path) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for kind in ("deeprm", "lab", "trace"):
-        opts = {"trace": trace} if kind == "trace" else {}
+        opts: dict[str, Any] = {"trace": trace} if kind == "trace" else {}
         for load in (0.7, 0.9, 1.1):
             t0 = time.process_time()
             rows = run_bench(kind, HEURISTICS, seeds, load=load, **opts)
@@ -75,7 +76,7 @@ def latency_states(driver: str, load: float, n_states: int = 30, pending: int = 
     wl = lab_mix(6000, load=load, seed=11, nodes=64)
     sim = Simulator(wl)
     pol = make_policy(driver)
-    states = []
+    states: list[tuple[Any, Any, float]] = []
     k = 0
     while sim.advance() and len(states) < n_states:
         if sim.pending_count >= pending:

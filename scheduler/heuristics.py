@@ -322,6 +322,12 @@ class HeuristicPolicy:
         self._blocker: tuple[JobId, str] | None = None
         self._table = JobTable()
 
+    def decide(
+        self, view: ClusterView, pending: Sequence[JobRequest], now: float
+    ) -> list[Placement]:
+        """Placements for this round (each heuristic defines it)."""
+        raise NotImplementedError
+
     # -- hooks --------------------------------------------------------------------------------
 
     def sort_columns(self, tab: np.ndarray, prio: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -478,7 +484,7 @@ class SJFPolicy(HeuristicPolicy):
             return out
         reqs = self.request_rows(order)
         ok = state.fit_matrix(reqs)
-        any_ok = ok.any(axis=1)
+        any_ok = np.asarray(ok.any(axis=1))
         for k, job in enumerate(order):
             i = self.choose_node(state, job, ok[k]) if any_ok[k] else None
             if i is not None and self._place(state, i, job, "", out):
@@ -598,6 +604,7 @@ class BackfillPolicy(HeuristicPolicy):
             return out
         head = order[k]
         shadow = earliest_fit(_with_placed(view, state), head, now)
+        r_gpus: tuple[int, ...]
         if shadow is None:
             # the head can never fit on the nodes that are up: nothing to protect
             t_res, r_node, r_gpus = math.inf, "", ()
@@ -614,13 +621,13 @@ class BackfillPolicy(HeuristicPolicy):
         reqs = reqs_all[k + 1 :]
         r_idx = state.ids.index(r_node) if r_node in state.ids else -1
         extra = _extra_at(view, state, r_idx, head, t_res, now, r_gpus) if r_idx >= 0 else None
-        reserved = frozenset(r_gpus)
+        reserved: frozenset[int] = frozenset(r_gpus)
         est = np.fromiter((j.est_runtime_s for j in rest), float, len(rest))
         ends_before = now + est <= t_res
         okm = state.fit_matrix(reqs)
         if r_idx >= 0:
             okm[:, r_idx] &= ends_before | self._fits_extra_col(state, reqs, r_idx, extra, reserved)
-        any_ok = okm.any(axis=1)
+        any_ok = np.asarray(okm.any(axis=1))
         for kk in np.flatnonzero(any_ok).tolist():
             if not any_ok[kk]:
                 continue

@@ -19,7 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from scheduler.model import Job, Node, Prices, Resources, Workload, fits_empty, gpu_equivalents
+from scheduler.model import (
+    Job,
+    JobId,
+    Node,
+    Prices,
+    Resources,
+    Workload,
+    fits_empty,
+    gpu_equivalents,
+)
 
 TRACE_COLUMNS = (
     "name",
@@ -397,7 +406,7 @@ def trace_workload(
         shape = node_shape
         cluster = [Node(f"node-{i:02d}", shape, prices) for i in range(nodes)]
     kept: list[tuple[TraceTask, Resources]] = []
-    dropped: list[tuple[str, str]] = []
+    dropped: list[tuple[JobId, str]] = []
     for t in window:
         req = task_request(t, gpu_mem_per_gpu_mb)
         if any(fits_empty(req, n.capacity) for n in cluster):
