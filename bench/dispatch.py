@@ -70,7 +70,10 @@ class SimTransport:
         """Decode the agent request and reply like the agent would."""
         t0 = time.thread_time()
         self.round_trips += 1
-        req = json.loads(base64.b64decode(_REQUEST_RE.search(stdin or b"").group(1)))
+        match = _REQUEST_RE.search(stdin or b"")
+        if match is None:
+            return CommandResult(2, b"", b"not an agent request")
+        req = json.loads(base64.b64decode(match.group(1)))
         result = getattr(self, "op_" + req["op"])(req)
         out = b"\n" + MARKER + json.dumps({"ok": True, "result": result}).encode() + b"\n"
         with SimTransport._lock:
@@ -81,7 +84,7 @@ class SimTransport:
         """Nothing to close."""
 
     def _status(self, token: str) -> dict[str, Any]:
-        st = {"token": token, "state": "missing"}
+        st: dict[str, Any] = {"token": token, "state": "missing"}
         if token in self.attempts:
             started, duration = self.attempts[token]
             now = time.time()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal, cast
 
 from inventory import supervisor
 from inventory.errors import HostError
@@ -63,7 +63,9 @@ def follow_log(
             sleep(poll_s)
             attempt = _attempt(svc, job["id"], attempt_no)
         while True:
-            yield from _read_attempt(svc, pool, attempt, stream, follow, poll_s, sleep)
+            yield from _read_attempt(
+                svc, pool, attempt, cast(Literal["stdout", "stderr"], stream), follow, poll_s, sleep
+            )
             if not follow or attempt_no is not None:
                 return
             # The attempt ended; a requeued job gets a new one: follow it too.
@@ -84,7 +86,7 @@ def _read_attempt(
     svc: Any,
     pool: HostPool,
     attempt: dict[str, Any],
-    stream: str,
+    stream: Literal["stdout", "stderr"],
     follow: bool,
     poll_s: float,
     sleep: Callable[[float], None],
@@ -103,7 +105,12 @@ def _read_attempt(
         ended = _attempt_state(svc, attempt["token"]) in ENDED_ATTEMPT_STATES
         try:
             data, offset = supervisor.read_log(
-                transport, spec, attempt["token"], stream, offset, CHUNK_BYTES
+                transport,
+                spec,
+                attempt["token"],
+                stream,
+                offset,
+                CHUNK_BYTES,
             )
         except HostError as exc:
             if follow and not ended:
