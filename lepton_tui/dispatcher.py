@@ -25,7 +25,8 @@ Settings (keys of the `settings` table):
   backfill with one logged line.
 - `tick_s` (2): seconds between ticks.
 - `host_grace_s` (120): a host that misses polls for this long is `down`; its attempts are lost
-  and their jobs requeued (while retries last) or failed.
+  and their jobs requeued (while retries last) or failed. Retries (`--retries`) are spent only on
+  lost attempts (host down, wrapper killed, host removed); a job that exits non-zero has failed.
 - `cancel_grace_s` (10): seconds between TERM and KILL on cancel and at the time limit.
 - `cost_weight` (0.0): passed to the policy.
 """
@@ -319,6 +320,12 @@ class Dispatcher:
         self.stats.last_tick_s = time.monotonic() - begun
         result.round_trips = self.pool.round_trips - trips0
         self.stats.last_round_trips = result.round_trips
+        if result.placed or result.finished or result.failed:
+            log.info(
+                "tick %d: polled %d (%d failed), placed %d, launched %d, finished %d, %d round trips",
+                self.stats.ticks, result.polled, result.failed, result.placed, result.launched,
+                result.finished, result.round_trips,
+            )  # fmt: skip
         return result
 
     @contextlib.contextmanager
