@@ -193,3 +193,22 @@ def test_attempts_on_a_removed_host_are_lost(svc, tmp_path):
     finally:
         d.close()
     assert svc.get_job(job_id)["state"] == "cancelled"
+
+
+def test_dqn_policy_dispatches_without_torch(svc, home, tmp_path):
+    add_local_hosts(svc, tmp_path, 1)
+    svc.set_setting("policy", "dqn")
+    job_id = svc.submit(command="true")
+    code = (
+        "import sys\n"
+        "from lepton_tui.dispatcher import Dispatcher\n"
+        f"d = Dispatcher({str(home)!r})\n"
+        "assert d.acquire()\n"
+        "r = d.tick()\n"
+        "d.close()\n"
+        "print(r.placed, getattr(d.policy(), 'name', None), 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "dqn", "False"]
+    assert svc.ledger.attempts_for(job_id)[0]["policy"] == "dqn"
