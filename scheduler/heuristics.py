@@ -556,7 +556,16 @@ class TetrisPolicy(HeuristicPolicy):
                 col = col - cost[:, i]
             return np.where(state.fit_column(req, i), col, -np.inf)
 
-        score = np.stack([column(i) for i in range(nn)], axis=1)
+        # the whole matrix at once; after a placement only its node's column is rescored
+        align = (
+            (state.fc * state.inv_c)[None, :] * dc
+            + (state.fm * state.inv_m)[None, :] * dm
+            + (state.fg / state.cap_g)[None, :] * dg
+        )
+        score = 10.0 * prio[:, None] + align
+        if cost is not None:
+            score = score - cost
+        score = np.where(state.fit_matrix(req), score, -np.inf)
         alive = np.ones(len(order), dtype=bool)
         while True:
             flat = int(np.argmax(score))
