@@ -53,20 +53,23 @@ def _one(args: tuple) -> list[dict]:
     return rows
 
 
-def decision_latency(nodes: int = 64, pending: int = 200, rounds: int = 200) -> dict:
-    """Median and p99 wall time of one DQN round on a half-busy cluster of `nodes` nodes."""
+def decision_latency(nodes: int = 64, pending: int = 200, rounds: int = 200, fill: int = 6) -> dict:
+    """Median and p99 wall time of one DQN round on `nodes` nodes, each already running up to
+    `fill` random jobs (6: about half busy, so a round places ~100 jobs; 30: nearly full)."""
     from scheduler.model import ClusterView, JobRequest, NodeView, Resources
     from scheduler.policy import DQNPolicy
 
     rng = np.random.default_rng(0)
     cap = Resources(64.0, 524288, 8, 8 * 81920)
     pol = DQNPolicy()
-    times = []
+    times: list[float] = []
+    cpu: list[float] = []
+    placed = 0
     for _ in range(rounds):
         views = []
         for i in range(nodes):
             v = NodeView.empty(f"gpu-{i:02d}", cap, 20.0)
-            for _ in range(int(rng.integers(0, 6))):
+            for _ in range(int(rng.integers(0, fill + 1))):
                 r = Resources(
                     float(rng.integers(2, 16)),
                     int(rng.integers(8, 64)) * 1024,
@@ -91,32 +94,44 @@ def decision_latency(nodes: int = 64, pending: int = 200, rounds: int = 200) -> 
             for k in range(pending)
         ]
         view = ClusterView(tuple(views), 3600.0)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         out = pol.decide(view, jobs, 3600.0)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
+        placed += len(out)
         assert isinstance(out, list)
     ms = np.array(times) * 1e3
     return {
+        "fill": fill,
+        "placed_per_round": placed / rounds,
         "nodes": nodes,
         "pending": pending,
         "rounds": rounds,
         "median_ms": float(np.median(ms)),
         "p99_ms": float(np.percentile(ms, 99)),
+        "median_cpu_ms": float(np.median(cpu) * 1e3),
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trace", required=True)
+    ap.add_argument("--trace")
+    ap.add_argument("--latency-only", action="store_true", help="only time a round")
     ap.add_argument("--workloads", default="deeprm,lab,trace")
     ap.add_argument("--loads", default="0.7,0.9,1.1")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--jobs", default="deeprm=500,lab=500,trace=1000")
     ap.add_argument("--policies", default=",".join(POLICIES))
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--out", default="bench/dqn_results.json")
+    ap.add_argument("--out", default=None, help="write every row as JSON here")
     ap.add_argument("--no-sidecar", action="store_true")
     a = ap.parse_args()
+    if a.latency_only:
+        print(json.dumps(decision_latency()))
+        print(json.dumps(decision_latency(fill=30)))
+        return
+    if not a.trace:
+        ap.error("--trace is required")
     tasks = load_trace(a.trace)
     held_start = int(len(tasks) * TRAIN_SHARE)
     held_len = len(tasks) - held_start
@@ -136,6 +151,7 @@ def main() -> None:
     elapsed = time.perf_counter() - t0
     summary = summarize(rows)
     latency = decision_latency()
+    latency_busy = decision_latency(fill=30)
     table = render(summary, rows)
     verdict = compare(summary)
     print(table)
@@ -143,12 +159,21 @@ def main() -> None:
     print("\n".join(verdict))
     print(
         f"\nround latency, 64 nodes x 200 pending: median {latency['median_ms']:.2f} ms, "
-        f"p99 {latency['p99_ms']:.2f} ms; evaluation took {elapsed:.0f} s"
+        f"p99 {latency['p99_ms']:.2f} ms, CPU {latency['median_cpu_ms']:.2f} ms, "
+        f"{latency['placed_per_round']:.0f} placed per round; nearly full cluster: median "
+        f"{latency_busy['median_ms']:.2f} ms, CPU {latency_busy['median_cpu_ms']:.2f} ms, "
+        f"{latency_busy['placed_per_round']:.0f} placed per round; evaluation took {elapsed:.0f} s"
     )
     command = "python bench/dqn.py " + " ".join(sys.argv[1:])
     Path(a.out).write_text(
         json.dumps(
-            {"command": command, "rows": rows, "summary": summary, "latency": latency},
+            {
+                "command": command,
+                "rows": rows,
+                "summary": summary,
+                "latency": latency,
+                "latency_busy": latency_busy,
+            },
             indent=1,
             default=str,
         )
@@ -161,6 +186,7 @@ def main() -> None:
             "table": table,
             "verdict": verdict,
             "latency": latency,
+            "latency_busy": latency_busy,
         }
         side.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 

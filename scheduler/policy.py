@@ -19,6 +19,7 @@ from scheduler.features import (
     DEFAULT_CONFIG,
     FEATURE_VERSION,
     NUM_FEATURES,
+    Candidates,
     Round,
     RoundConfig,
 )
@@ -180,7 +181,7 @@ class DQNPolicy:
         rnd = Round(view, pending, now, self.config)
         out: list[Placement] = []
         assert self.net is not None
-        seen: dict[JobId, tuple[float, str]] = {}  # best score of each job when last scored
+        last: tuple[Round, Candidates, np.ndarray] | None = None  # the last scored step
         held: float | None = None  # the wait score when holding began
         while True:
             cands = rnd.candidates()
@@ -199,10 +200,7 @@ class DQNPolicy:
                 q[:-1] -= self.cost_weight * (cands.x[:-1, 9] + cands.x[:-1, 8])
             if not cands.wait_allowed:
                 q[-1] = -np.inf
-            for i in range(len(cands) - 1):
-                job = rnd.window[int(cands.jobs[i])]
-                if job.id not in seen or q[i] > seen[job.id][0]:
-                    seen[job.id] = (float(q[i]), rnd.state.ids[int(cands.nodes[i])])
+            last = (rnd, cands, q)
             best = int(np.argmax(q))
             p = rnd.place(cands, best)
             if p is None:
@@ -213,7 +211,7 @@ class DQNPolicy:
             self._reasons[p.job_id] = (
                 f"placed on {p.node_id}{gpus}: best score {q[best]:.2f} of {len(cands)} candidates"
             )
-        self._note_waiting(rnd, seen, held)
+        self._note_waiting(rnd, _best_scores(last, rnd), held)
         return out
 
     def _note_waiting(
@@ -255,3 +253,18 @@ class DQNPolicy:
         if job_id in self._waiting:
             return self._waiting[job_id]
         return "waiting: not among the jobs considered in the last round (queue position too far)"
+
+
+def _best_scores(
+    last: tuple[Round, Candidates, np.ndarray] | None, rnd: Round
+) -> dict[JobId, tuple[float, str]]:
+    """Best score and node of each job in the last scored step of round `rnd`."""
+    if last is None or last[0] is not rnd:
+        return {}
+    _, cands, q = last
+    out: dict[JobId, tuple[float, str]] = {}
+    for i in np.argsort(-q[:-1], kind="stable").tolist():
+        job = rnd.window[int(cands.jobs[i])]
+        if job.id not in out:
+            out[job.id] = (float(q[i]), rnd.state.ids[int(cands.nodes[i])])
+    return out

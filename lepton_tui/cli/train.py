@@ -221,19 +221,23 @@ def _run_with_progress(run_training, config, source, eval_set, out_path, meta) -
 
 
 def validation_set(kinds: tuple[str, ...], train_tasks: list, small: bool = False) -> list:
-    """Workloads the periodic evaluation uses: validation seeds (900+), apart from training's and
-    from the evaluation table's (0-4)."""
+    """Workloads the periodic evaluation uses (two loads per kind, one for short runs): validation
+    seeds (900+), apart from training's (10,000+) and the evaluation table's (0-4); trace windows
+    from the training part only."""
     from scheduler import workloads as w
 
     n = 60 if small else 300
+    loads = (1.0,) if small else (0.9, 1.1)
     out = []
-    if "deeprm" in kinds:
-        out.append(w.deeprm(n, load=1.0, seed=900, num_nodes=2))
-    if "lab" in kinds:
-        out.append(w.lab_mix(n, 1.2, 901, nodes=4))
-    if "trace" in kinds and train_tasks:
-        start = max(0, len(train_tasks) - n - 1)
-        out.append(w.trace_workload(train_tasks, jobs=n, start=start, load=1.1, seed=902, nodes=4))
+    for v, load in enumerate(loads):
+        if "deeprm" in kinds:
+            out.append(w.deeprm(n, load=load, seed=900 + v, num_nodes=2))
+        if "lab" in kinds:
+            out.append(w.lab_mix(n, load + 0.1, 910 + v, nodes=4))
+        if "trace" in kinds and train_tasks:
+            start = max(0, len(train_tasks) - (v + 1) * (n + 1))
+            out.append(w.trace_workload(train_tasks, jobs=n, start=start, load=load,
+                                        seed=920 + v, nodes=4))
     return out
 
 
