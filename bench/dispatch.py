@@ -170,7 +170,7 @@ def _drive(d: Dispatcher, svc: Service, tick_s: float, timeout: float) -> dict[s
     }  # fmt: skip
 
 
-def bench_sshd(jobs: int, tick_s: float, cpus: int) -> dict[str, Any]:
+def bench_sshd(jobs: int, tick_s: float, cpus: int, policy: str) -> dict[str, Any]:
     """`jobs` x `sleep 0.1` through three loopback sshd hosts."""
     from tests.sshbed import SSHBed
 
@@ -179,6 +179,7 @@ def bench_sshd(jobs: int, tick_s: float, cpus: int) -> dict[str, Any]:
     try:
         hosts = bed(3)
         svc = Service.open(base / "home")
+        svc.set_setting("policy", policy)
         shutil.copy(bed.known_hosts, svc.home / paths.KNOWN_HOSTS_FILE)
         for h in hosts:
             svc.add_host(h.name, address=h.address, port=h.port, user=h.user,
@@ -192,7 +193,7 @@ def bench_sshd(jobs: int, tick_s: float, cpus: int) -> dict[str, Any]:
         finally:
             d.close()
         out["jobs_per_min"] = round(jobs / out["wall_s"] * 60, 1)
-        out.update(hosts=3, jobs=jobs, slots_per_host=cpus, tick_s=tick_s)
+        out.update(hosts=3, jobs=jobs, slots_per_host=cpus, tick_s=tick_s, policy=policy)
         svc.close()
         return out
     finally:
@@ -200,11 +201,12 @@ def bench_sshd(jobs: int, tick_s: float, cpus: int) -> dict[str, Any]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def bench_sim(n_hosts: int, jobs: int, tick_s: float) -> dict[str, Any]:
+def bench_sim(n_hosts: int, jobs: int, tick_s: float, policy: str) -> dict[str, Any]:
     """`jobs` jobs over `n_hosts` simulated hosts (8 CPUs, 4 GPUs each)."""
     base = Path(tempfile.mkdtemp(prefix="lepton-bench-sim-"))
     try:
         svc = Service.open(base / "home")
+        svc.set_setting("policy", policy)
         for i in range(n_hosts):
             svc.add_host(f"sim{i:03d}", address=f"10.0.{i // 250}.{i % 250 + 1}",
                          gpus_override=4, capacity={"cpus": 8, "mem_mb": 65536})  # fmt: skip
@@ -220,7 +222,7 @@ def bench_sim(n_hosts: int, jobs: int, tick_s: float) -> dict[str, Any]:
         finally:
             d.close()
         out["jobs_per_min"] = round(jobs / out["wall_s"] * 60, 1)
-        out.update(hosts=n_hosts, jobs=jobs, tick_s=tick_s)
+        out.update(hosts=n_hosts, jobs=jobs, tick_s=tick_s, policy=policy)
         svc.close()
         return out
     finally:
@@ -234,13 +236,14 @@ def main() -> None:
     ap.add_argument("--tick", type=float, default=0.2, help="tick period, seconds")
     ap.add_argument("--sim-hosts", type=int, default=64, help="simulated hosts (0: skip)")
     ap.add_argument("--sim-jobs", type=int, default=2000, help="jobs over the simulated hosts")
+    ap.add_argument("--policy", default="dqn", help="scheduler policy (the `policy` setting)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     results: dict[str, Any] = {"cpus": os.cpu_count(), "load1_before": os.getloadavg()[0]}
     if args.jobs:
-        results["sshd"] = bench_sshd(args.jobs, args.tick, args.slots)
+        results["sshd"] = bench_sshd(args.jobs, args.tick, args.slots, args.policy)
     if args.sim_hosts:
-        results["sim"] = bench_sim(args.sim_hosts, args.sim_jobs, args.tick)
+        results["sim"] = bench_sim(args.sim_hosts, args.sim_jobs, args.tick, args.policy)
     if args.json:
         print(json.dumps(results, indent=2, sort_keys=True))
         return

@@ -21,8 +21,8 @@ launch repeated after a crash is a no-op. On start, placement waits until every 
 seen is launched again with the same token.
 
 Settings (keys of the `settings` table):
-- `policy` (default "backfill"): the scheduler policy; one that fails to load falls back to
-  backfill with one logged line.
+- `policy` (default "dqn", the trained policy run in numpy): the scheduler policy; one that
+  fails to load falls back to backfill with one logged line.
 - `tick_s` (2): seconds between ticks.
 - `host_grace_s` (120): a host that misses polls for this long is `down`; its attempts are lost
   and their jobs requeued (while retries last) or failed. Retries (`--retries`) are spent only on
@@ -70,7 +70,7 @@ from lepton_tui.service import Service
 log = logging.getLogger("lepton_tui.dispatcher")
 
 DEFAULTS: dict[str, Any] = {
-    "policy": "backfill",
+    "policy": "dqn",
     "tick_s": 2.0,
     "host_grace_s": 120.0,
     "cancel_grace_s": 10.0,
