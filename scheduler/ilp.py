@@ -51,6 +51,7 @@ class PlanResult:
     gap: float = 0.0
     solve_s: float = 0.0
     variables: int = 0
+    method: str = "greedy"
     cost_per_hour: float = 0.0
     idle_cost_per_hour: float = 0.0
     utilization: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -69,6 +70,7 @@ class PlanResult:
             "gap": self.gap,
             "solve_s": self.solve_s,
             "variables": self.variables,
+            "method": self.method,
             "cost_per_hour": self.cost_per_hour,
             "idle_cost_per_hour": self.idle_cost_per_hour,
             "utilization": {
@@ -148,14 +150,17 @@ def plan_round(
     mip_rel_gap: float = 1e-4,
     aging_s: float | None = 3600.0,
     max_jobs: int = 200,
+    always_solve: bool = False,
 ) -> PlanResult:
     """Solve one round: which pending jobs to start now, and where.
 
     At most `max_jobs` jobs (highest effective priority, then oldest) are considered. Jobs that fit
-    no node even when it is empty are returned in `unschedulable`, never dropped silently. A greedy
-    plan is built first; when it places every job that fits it is optimal (without a cost
-    weight) and no solver runs, else HiGHS gets what is left of `time_limit_s` and the better
-    plan wins. `gap` is the relative distance to HiGHS's dual bound.
+    no node even when it is empty are returned in `unschedulable`, never dropped silently.
+
+    A greedy plan is built first. When it places every job that fits somewhere and cost is not
+    weighed, nothing can beat it: no solver runs (`method` "greedy") unless `always_solve`.
+    Otherwise HiGHS gets what is left of `time_limit_s` (the limit covers the whole round), the
+    better plan wins, and `gap` is its relative distance to HiGHS's dual bound.
     """
     t0 = time.perf_counter()
     now = view.now if now is None else now
@@ -183,7 +188,8 @@ def plan_round(
     greedy, greedy_value = _greedy(base, jobs, pairs, gain)
     chosen = greedy
     placeable = {jk for jk, _ in pairs}
-    if pairs and (cost_weight > 0 or len(greedy) < len(placeable)):
+    if pairs and (always_solve or cost_weight > 0 or len(greedy) < len(placeable)):
+        result.method = "highs"
         # the greedy plan is not provably optimal: solve the program, keep the better plan
         # the limit covers the whole round, not only the solver
         left = max(0.05, 0.9 * time_limit_s - (time.perf_counter() - t0))

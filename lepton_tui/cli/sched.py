@@ -76,7 +76,12 @@ def plan(
     except SnapshotError as exc:
         raise ValidationError(str(exc)) from None
     result = plan_round(
-        view, jobs, cost_weight=weight, time_limit_s=limit, max_jobs=max(200, len(jobs))
+        view,
+        jobs,
+        cost_weight=weight,
+        time_limit_s=limit,
+        max_jobs=max(200, len(jobs)),
+        always_solve=True,
     )
     for job_id, why in result.unschedulable:
         click.echo(f"lepton-tui: warning: job {job_id} is unschedulable: {why}", err=True)
@@ -120,7 +125,8 @@ def _print_plan(result: Any, jobs: dict) -> None:
         f"cost: {_money(result.cost_per_hour)}/h (idle {_money(result.idle_cost_per_hour)}/h)"
     )
     console.print(
-        f"solver: HiGHS, {result.status}, gap {result.gap:.2%}, {result.variables} variables, "
+        f"solver: {'HiGHS' if result.method == 'highs' else 'greedy'}, {result.status}, "
+        f"gap {result.gap:.2%}, {result.variables} variables, "
         f"{result.solve_s * 1000:.0f} ms"
     )
 

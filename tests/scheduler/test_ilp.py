@@ -87,6 +87,9 @@ def test_worked_example_costs_38_dollars_an_hour() -> None:
     gpus = [g for p in result.placements for g in p.gpu_ids]
     assert len(gpus) == len(set(gpus)) == 4
     assert result.gap == 0.0 and result.status == "optimal"
+    assert result.method == "greedy"  # every task placed: provably optimal without the solver
+    solved = plan_round(v, jobs, always_solve=True)
+    assert solved.method == "highs" and solved.cost_per_hour == pytest.approx(38.0)
 
 
 def test_a_job_that_fits_nowhere_is_reported_not_dropped() -> None:
