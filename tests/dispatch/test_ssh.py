@@ -240,3 +240,40 @@ def test_logs_follow_a_live_job_from_another_process(svc, sshbed, tmp_path, home
     assert out.returncode == 0, out.stderr
     assert out.stdout == "".join(f"line{i}\n" for i in range(1, 6))
     assert svc.get_job(job_id)["state"] == "succeeded"
+
+
+def test_cancel_during_starting_and_failed_dependency_over_ssh(svc, sshbed, tmp_path):
+    hosts = sshbed(3)
+    roots = add_bed_hosts(svc, hosts, root=tmp_path)
+    doomed = svc.submit(command="echo should-not-run")
+    bad = svc.submit(command="exit 7")
+    after_bad = svc.submit(command="echo nope", after=[bad])
+    running = svc.submit(command="echo started; sleep 30")
+
+    def cancel_in_starting(starts: list[dict]) -> None:
+        if any(s["job_id"] == doomed for s in starts):
+            assert svc.get_job(doomed)["state"] == "starting"
+            assert svc.cancel([doomed])[0].ok
+
+    d = Dispatcher(svc, pool=HostPool(svc.known_hosts), before_launch=cancel_in_starting)
+    assert d.acquire()
+    try:
+        tick_until(d, lambda: svc.get_job(running)["state"] == "running", timeout=30)
+        assert svc.cancel([running])[0].ok
+        tick_until(d, lambda: all_ended(svc), timeout=60, pause=0.2)
+    finally:
+        d.close()
+    job = svc.get_job(doomed)
+    assert job["state"] == "cancelled" and job["reason"] == "cancelled before it started"
+    (attempt,) = svc.ledger.attempts_for(doomed)
+    assert attempt["state"] == "cancelled"
+    assert not any(
+        p.name.endswith(attempt["token"]) for r in roots.values() for p in launched_dirs(r)
+    )
+    assert svc.get_job(bad)["exit_code"] == 7
+    job = svc.get_job(after_bad)
+    assert job["state"] == "cancelled" and job["reason"] == f"dependency {bad} failed"
+    assert svc.ledger.attempts_for(after_bad) == []
+    assert svc.get_job(running)["state"] == "cancelled"
+    (attempt,) = svc.ledger.attempts_for(running)
+    assert not alive(read_json(Path(attempt["remote_dir"]) / "wrapper.json")["job_pid"])
