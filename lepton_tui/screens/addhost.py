@@ -180,17 +180,26 @@ class AddHostModal(ModalScreen[str | None]):
         except ValidationError as exc:
             self.status(f"[red]{escape(str(exc))}[/red]")
             return
-        name = self.checked["name"]
-        if self.app.ledger.query_one("SELECT id FROM hosts WHERE name = ?", (name,)):
-            self.status(f"[red]host {name!r} already exists; pick another name[/red]")
-            return
         self._set_step("checking")
-        if self.checked["transport"] == "local":
-            self.status("checking this machine...")
-            self._onboard(self.raw(), None)
-        else:
-            self.status(f"connecting to {self.checked['address']}:{self.checked['port']}...")
-            self._fetch_key(self.checked["address"], self.checked["port"])
+        self.status("checking...")
+        self._start(self.checked, self.raw())
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="onboard")
+    def _start(self, checked: dict[str, Any], raw: dict[str, Any]) -> None:
+        """In a worker (the ledger and the network are never touched on the event loop)."""
+        name = checked["name"]
+        if self.app.ledger.query_one("SELECT id FROM hosts WHERE name = ?", (name,)):
+            self.app.call_from_thread(
+                self._failed, [f"host {name!r} already exists; pick another name"]
+            )
+            return
+        if checked["transport"] == "local":
+            self.app.call_from_thread(self.status, "checking this machine...")
+            self.app.call_from_thread(self._onboard, raw, None)
+            return
+        where = f"{checked['address']}:{checked['port']}"
+        self.app.call_from_thread(self.status, f"connecting to {where}...")
+        self.app.call_from_thread(self._fetch_key, checked["address"], checked["port"])
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="onboard")
     def _fetch_key(self, address: str, port: int) -> None:

@@ -59,7 +59,6 @@ class CostScreen(LiveScreen):
         self.query_one("#cost-summary").border_title = "Spend"
         self.query_one("#cost-users").border_title = "By user"
         self.query_one("#cost-projects").border_title = "By project"
-        super().on_mount()
 
     def load(self) -> Any:
         now = self.app.clock()

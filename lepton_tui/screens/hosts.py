@@ -60,6 +60,7 @@ def host_details(host: dict[str, Any] | None, row: views.FleetRow | None) -> Tab
 class HostsScreen(LiveScreen):
     """All hosts, with the highlighted one's details."""
 
+    AUTO_FOCUS = "FleetTable"
     BINDINGS = [
         Binding("d", "drain", "drain/resume"),
         Binding("x,delete", "remove", "remove"),
@@ -80,7 +81,6 @@ class HostsScreen(LiveScreen):
 
     def on_mount(self) -> None:
         self.query_one("#host-details").border_title = "Details"
-        super().on_mount()
 
     def load(self) -> Any:
         now = self.app.clock()
@@ -95,6 +95,9 @@ class HostsScreen(LiveScreen):
         self.rows = {r.name: r for r in rows}
         self.query_one(LabHeader).show(head)
         self.query_one(FleetPanel).show(rows)
+        table = self.query_one(FleetTable)
+        if rows and (self.focused is None or not self.focused.visible or self.loads == 1):
+            table.focus()
         self._details()
 
     @property

@@ -130,7 +130,6 @@ class JobScreen(LiveScreen):
         self._log_title()
         if self.want_logs:
             self.query_one("#job-log").focus()
-        super().on_mount()
 
     def _log_title(self, note: str = "") -> None:
         log = self.query_one("#job-log", Log)

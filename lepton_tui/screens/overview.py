@@ -21,7 +21,7 @@ from lepton_tui.widgets.fleet import (
     fleet_cells,
 )
 from lepton_tui.widgets.header import LabHeader
-from lepton_tui.widgets.queue import QueueTable, queue_cells, queue_title
+from lepton_tui.widgets.queue import HEADER_SORTS, QueueTable, queue_cells, queue_title
 
 
 class QueueFilter(Input):
@@ -70,7 +70,6 @@ class OverviewScreen(LiveScreen):
         self.query_one("#queue-filter").display = False
         self.query_one("#queue-panel").border_title = "Queue"
         self.query_one("#cost").border_title = "Cost"
-        super().on_mount()
 
     def load(self) -> Any:
         data = views.overview(
@@ -123,6 +122,13 @@ class OverviewScreen(LiveScreen):
         if not event.value.strip():
             event.input.display = False
         self.query_one(QueueTable).focus()
+
+    @on(DataTable.HeaderSelected, "#queue-table")
+    def _header(self, event: DataTable.HeaderSelected) -> None:
+        sort = HEADER_SORTS.get(str(event.column_key.value))
+        if sort is not None:
+            self.sort = sort
+            self.reload()
 
     def action_sort(self) -> None:
         names = views.SORT_NAMES

@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Footer
 from lepton_tui import views
 from lepton_tui.screens.live import LiveScreen
 from lepton_tui.screens.overview import QueueFilter
-from lepton_tui.widgets.queue import QueueTable, queue_title
+from lepton_tui.widgets.queue import HEADER_SORTS, QueueTable, queue_title
 
 
 class QueueScreen(LiveScreen):
@@ -44,7 +44,6 @@ class QueueScreen(LiveScreen):
 
     def on_mount(self) -> None:
         self.query_one(QueueFilter).display = False
-        super().on_mount()
 
     def load(self) -> Any:
         return views.queue_window(
@@ -73,6 +72,13 @@ class QueueScreen(LiveScreen):
         if not event.value.strip():
             event.input.display = False
         self.query_one(QueueTable).focus()
+
+    @on(DataTable.HeaderSelected, "QueueTable")
+    def _header(self, event: DataTable.HeaderSelected) -> None:
+        sort = HEADER_SORTS.get(str(event.column_key.value))
+        if sort is not None:
+            self.sort = sort
+            self.reload()
 
     def action_sort(self) -> None:
         names = views.SORT_NAMES

@@ -31,6 +31,7 @@ def policy_names() -> tuple[str, ...]:
 class SchedulerScreen(LiveScreen):
     """Decisions newest first; select one (or type a job id) to see why it waits."""
 
+    AUTO_FOCUS = "#decisions"  # not the job-id box: digits there would not switch screens
     BINDINGS = [
         Binding("w", "why", "why pending"),
         Binding("escape", "app.switch_to('overview')", "back", show=False),
@@ -49,22 +50,21 @@ class SchedulerScreen(LiveScreen):
             yield Input(placeholder="id", id="why-job", restrict=r"\d*", max_length=12)
             yield Label("pending?", classes="field-label")
         yield Static(id="why", classes="panel")
-        yield DataTable(id="decisions", classes="panel", cursor_type="row")
+        table: DataTable = DataTable(id="decisions", classes="panel", cursor_type="row")
+        for key, label in (("at", "When"), ("policy", "Policy"), ("job", "Job"),
+                           ("host", "Host"), ("placed", "Placed"), ("why", "Explanation")):  # fmt: skip
+            table.add_column(label, key=key)
+        yield table
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         table = self.query_one("#decisions", DataTable)
-        for key, label in (("at", "When"), ("policy", "Policy"), ("job", "Job"),
-                           ("host", "Host"), ("placed", "Placed"), ("why", "Explanation")):  # fmt: skip
-            table.add_column(label, key=key)
         table.border_title = "Recent decisions"
         self.query_one("#why").border_title = "Why pending"
         self.query_one("#why", Static).update(
             Text("Type a job id above, or select a decision, to see why it waits.", style="dim")
         )
-        if not self.app.svc.is_admin():
-            self.query_one("#policy", Select).disabled = True
-        super().on_mount()
+        self.query_one("#policy", Select).disabled = True  # until load() says this user is an admin
 
     def load(self) -> Any:
         now = self.app.clock()
@@ -72,12 +72,13 @@ class SchedulerScreen(LiveScreen):
         queue = views.queue_window(self.app.ledger, now, limit=0)
         cost = views.cost_panel(self.app.ledger, now)
         head = views.header(self.app.ledger, rows, cost, queue, self.app.demo)
-        return head, views.decisions(self.app.ledger, 200)
+        return head, views.decisions(self.app.ledger, 200), self.app.svc.is_admin()
 
     def show(self, data: Any) -> None:
-        head, decisions = data
+        head, decisions, admin = data
         self.query_one(LabHeader).show(head)
         select = self.query_one("#policy", Select)
+        select.disabled = not admin
         if self._policy_shown != head.policy and head.policy in policy_names():
             self._policy_shown = head.policy
             with self.prevent(Select.Changed):

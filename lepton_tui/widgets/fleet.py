@@ -57,9 +57,9 @@ def fleet_cells(rows: list[FleetRow], compact: bool = False) -> list[tuple[str, 
 class FleetTable(DataTable):
     """The hosts as a table; rows are keyed by host name so the cursor survives refreshes."""
 
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
-        self.zebra_stripes = False
+    def __init__(self, **kwargs) -> None:
+        # Columns exist from construction: a worker's first rows may arrive before on_mount.
+        super().__init__(cursor_type="row", **kwargs)
         for key, label in COLUMNS:
             self.add_column(label, key=key)
 

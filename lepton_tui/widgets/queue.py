@@ -19,6 +19,8 @@ JOB_STYLE = {
     "cancelled": "dim",
     "timeout": "red",
 }
+# Clicking a column header sorts by it (where the ledger can sort that way).
+HEADER_SORTS = {"id": "id", "state": "default", "user": "user", "age": "age"}
 COLUMNS = (
     ("id", "ID"),
     ("state", "State"),
@@ -62,8 +64,9 @@ def queue_cells(window: QueueWindow) -> list[tuple[str, tuple]]:
 class QueueTable(DataTable):
     """Up to a window of jobs; rows keyed by job id so selection survives refreshes."""
 
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
+    def __init__(self, **kwargs) -> None:
+        # Columns exist from construction: a worker's first rows may arrive before on_mount.
+        super().__init__(cursor_type="row", **kwargs)
         for key, label in COLUMNS:
             self.add_column(label, key=key)
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 from weakref import WeakKeyDictionary
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
 
@@ -21,6 +22,10 @@ def _signature(cell: Any) -> Any:
     return cell
 
 
+def _width(cell: Any) -> int:
+    return cell_len(cell.plain if isinstance(cell, Text) else str(cell))
+
+
 def sync_rows(table: DataTable, rows: Sequence[tuple[str, Sequence[Any]]]) -> bool:
     """Show `rows` (key, cells) in `table`; True when it had to rebuild, False when patched."""
     old = _SHOWN.get(table, {})
@@ -31,6 +36,13 @@ def sync_rows(table: DataTable, rows: Sequence[tuple[str, Sequence[Any]]]) -> bo
         table.clear()
         for key, cells in rows:
             table.add_row(*cells, key=key)
+        # Measure now rather than when the table is next idle: a frame drawn in between would
+        # show every column at its header's width.
+        for i, column_key in enumerate(columns):
+            column = table.columns[column_key]
+            widest = max((_width(cells[i]) for _, cells in rows if i < len(cells)), default=0)
+            column.content_width = max(column.content_width, widest)
+        table.refresh()
         _SHOWN[table] = {key: tuple(map(_signature, cells)) for key, cells in rows}
         return True
     fresh = {}
@@ -39,8 +51,7 @@ def sync_rows(table: DataTable, rows: Sequence[tuple[str, Sequence[Any]]]) -> bo
         before = old.get(key, ())
         for i, (cell, s) in enumerate(zip(cells, sig, strict=False)):
             if i >= len(before) or before[i] != s:
-                width = len(cell.plain) if isinstance(cell, Text) else len(str(cell))
-                grow = width > table.columns[columns[i]].content_width
+                grow = _width(cell) > table.columns[columns[i]].content_width
                 table.update_cell(key, columns[i], cell, update_width=grow)
         fresh[key] = sig
     _SHOWN[table] = fresh

@@ -63,3 +63,19 @@ def text_of(static) -> str:
     with console.capture() as capture:
         console.print(static.content)
     return capture.get()
+
+
+async def settled(pilot) -> None:
+    """Wait until every table on every visible screen has measured its rows (DataTable does that
+    when idle; a screenshot taken before would show columns at their header widths)."""
+    from textual.widgets import DataTable
+
+    def done() -> bool:
+        return all(
+            not t._require_update_dimensions and not t._updated_cells
+            for screen in pilot.app.screen_stack
+            for t in screen.query(DataTable)
+        )
+
+    await wait_for(pilot, done)
+    await pilot.pause()

@@ -399,3 +399,35 @@ async def test_remove_a_host_asks_first(make_tui, lab: Path) -> None:
         await pilot.press("x", "y")
         await wait_for(pilot, lambda: any("still runs" in n.message for n in app._notifications))
         assert any(h["name"] == "gpu-a" for h in app.svc.list_hosts())
+
+
+async def test_click_a_header_to_sort_the_queue(make_tui, lab: Path) -> None:
+    app = make_tui()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        await pilot.press("3")
+        await wait_for(pilot, lambda: app.screen.id == "queue")
+        await loaded(pilot)
+        table = app.screen.query_one(QueueTable)
+        assert list(table.rows)[0].value == "1"
+        columns = list(table.columns.values())
+        x = sum(c.get_render_width(table) for c in columns[:2]) + 2  # inside "User"
+        await pilot.click(QueueTable, offset=(x + 1, 1))  # row 0 of the table is its header
+        await wait_for(pilot, lambda: app.screen.sort == "user")
+        await wait_for(pilot, lambda: [k.value for k in table.rows][:3] == ["1", "4", "2"])
+
+
+async def test_add_host_refuses_a_name_in_use(make_tui, lab: Path) -> None:
+    app = make_tui()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, AddHostModal))
+        modal = app.screen
+        modal.query_one("#f-name", Input).value = "gpu-a"
+        modal.query_one("#f-address", Input).value = "127.0.0.1"
+        await pilot.pause()
+        await pilot.press("enter")  # enter in a field runs the test
+        await wait_for(pilot, lambda: modal.step == "failed")
+        assert "already exists" in str(modal.query_one("#status", Static).render())
+        assert len(app.svc.list_hosts()) == 3

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input
 
-from tests.tui.conftest import loaded, wait_for
+from tests.tui.conftest import loaded, settled, wait_for
 
 SIZES = [(120, 40), (80, 24)]
 
@@ -23,7 +23,7 @@ def _still(app) -> None:
 def test_overview(snap_compare, make_tui, lab, size) -> None:
     async def run_before(pilot) -> None:
         await loaded(pilot)
-        await pilot.pause()
+        await settled(pilot)
 
     assert snap_compare(make_tui(), terminal_size=size, run_before=run_before)
 
@@ -34,7 +34,7 @@ def test_empty_overview(snap_compare, make_tui, monkeypatch, size) -> None:
 
     async def run_before(pilot) -> None:
         await loaded(pilot)
-        await pilot.pause()
+        await settled(pilot)
 
     assert snap_compare(make_tui(), terminal_size=size, run_before=run_before)
 
@@ -45,6 +45,7 @@ def test_add_host_modal(snap_compare, make_tui, lab, size) -> None:
 
     async def run_before(pilot) -> None:
         await loaded(pilot)
+        await settled(pilot)  # the overview under the modal is drawn measured, then covered
         await pilot.press("a")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, AddHostModal))
         modal = pilot.app.screen
@@ -55,7 +56,7 @@ def test_add_host_modal(snap_compare, make_tui, lab, size) -> None:
         modal.query_one("#f-name", Input).focus()
         await pilot.pause()
         _still(pilot.app)
-        await pilot.pause()
+        await settled(pilot)
 
     assert snap_compare(make_tui(), terminal_size=size, run_before=run_before)
 
@@ -66,9 +67,10 @@ def test_job_detail(snap_compare, make_tui, lab, size) -> None:
 
     async def run_before(pilot) -> None:
         await loaded(pilot)
+        await settled(pilot)
         pilot.app.open_job(5)  # queued: why it waits, no log yet (nothing reaches a host)
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, JobScreen))
         await loaded(pilot)
-        await pilot.pause()
+        await settled(pilot)
 
     assert snap_compare(make_tui(), terminal_size=size, run_before=run_before)
