@@ -133,7 +133,7 @@ class Round:
         by_est = np.lexsort((sub, est, -eff))
         if n and len(self.state.nodes):
             rows = np.array([_req_row(j) for j in pending], dtype=float)
-            fits = self.state.fit_matrix(rows).any(axis=1)
+            fits: np.ndarray = np.asarray(self.state.fit_matrix(rows).any(axis=1))
             by_est = by_est[fits[by_est]]
         half = max(1, config.k // 2)
         idx = list(

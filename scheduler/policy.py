@@ -86,7 +86,7 @@ def save_weights(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
+    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
     tmp.replace(path)
 
 
@@ -137,7 +137,7 @@ class DQNPolicy:
             raise ValueError("cost_weight must be >= 0")
         self.cost_weight = float(cost_weight)
         path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-        self.weights_path = path
+        self.weights_path: Path | None = path
         self.net: QNetwork | None = None
         self.fallback: BackfillPolicy | None = None
         self.meta: dict = {}
