@@ -16,7 +16,8 @@ Two ways to use it:
       result = sim.result()
 
   `apply` may be called several times at one decision point (one placement at a time, say);
-  `view()` and `pending()` always reflect what has been applied.
+  `view()` and `pending()` always reflect what has been applied. `next_decision()` advances
+  straight to the next moment worth deciding.
 
 Policies see `JobRequest`s: the request and the *estimated* runtime, never the true one. The run is
 deterministic: the simulator has no randomness of its own (outages are given, or drawn by
@@ -441,6 +442,14 @@ class Simulator:
         self._last_event_time = t
         self._view_dirty = True
         return True
+
+    def next_decision(self) -> bool:
+        """Advance to the next moment a policy could place something (some pending job might fit
+        some up node); False when the run is over."""
+        while self.advance():
+            if self.worth_deciding():
+                return True
+        return False
 
     def _arrive(self, job_id: JobId) -> None:
         job = self._jobs[job_id]

@@ -144,6 +144,16 @@ def test_stepping_by_hand_matches_run() -> None:
     assert sim.result().finished == Simulator(wl).run(make_policy("backfill")).finished
 
 
+def test_next_decision_skips_moments_with_nothing_to_decide() -> None:
+    wl = _small()
+    sim = Simulator(wl)
+    pol = make_policy("sjf")
+    while sim.next_decision():
+        assert sim.pending_count and sim.worth_deciding()
+        sim.apply(pol.decide(sim.view(), sim.pending(), sim.now))
+    assert sim.result().finished == Simulator(wl).run(make_policy("sjf")).finished
+
+
 def test_one_placement_at_a_time() -> None:
     sim = Simulator(_small())
     sim.advance()
