@@ -85,6 +85,8 @@ class TrainConfig:
     """window of jobs considered per round"""
     max_episode_steps: int = 4_000
     """truncate an episode after this many steps"""
+    blend_bonuses: tuple[float, ...] = (0.02, 0.1, 0.5, 1000.0)
+    """bonuses on SJF's pick tried on the validation workloads after training (0 = none)"""
 
 
 class Batch(NamedTuple):
@@ -283,6 +285,7 @@ def evaluate(
     workloads: list[Workload],
     config: RoundConfig,
     baselines: dict[str, list[float]] | None = None,
+    teacher_bonus: float = 0.0,
 ) -> dict:
     """Average bounded slowdown of the policy and the heuristics on `workloads`, and the policy's
     mean ratio to the best heuristic per workload (lower is better)."""
@@ -291,7 +294,7 @@ def evaluate(
             name: [summarize(run_policy(cls(), wl)).avg_bsld for wl in workloads]
             for name, cls in HEURISTICS.items()
         }
-    pol = DQNPolicy.from_network(net, config)
+    pol = DQNPolicy.from_network(net, config, teacher_bonus)
     dqn = [summarize(run_policy(pol, wl)).avg_bsld for wl in workloads]
     best = [min(v[i] for v in baselines.values()) for i in range(len(workloads))]
     ratio = float(np.mean([d / b for d, b in zip(dqn, best, strict=True)]))
@@ -472,6 +475,28 @@ def train(
     if not eval_workloads:
         save_weights(out, to_numpy_layers(q_net), round_cfg, meta)
         best = {"step": step, "phase": "final"}
+    elif config.blend_bonuses and baselines is not None:
+        # 4. the conservative blend: how far the best checkpoint may stray from SJF's pick
+        from scheduler.policy import load_weights
+
+        net, _, _ = load_weights(out)
+        chosen = (best["ratio_to_best"], 0.0)
+        for bonus in config.blend_bonuses:
+            res = evaluate(net, eval_workloads, round_cfg, baselines, bonus)
+            row = {
+                "step": step,
+                "phase": "blend",
+                "teacher_bonus": bonus,
+                "ratio_to_best": res["ratio_to_best"],
+                "dqn": res["dqn"],
+            }
+            history.append(row)
+            if progress:
+                progress(step, {"eval": row})
+            if res["ratio_to_best"] < chosen[0]:
+                chosen = (res["ratio_to_best"], bonus)
+        best = {**best, "ratio_to_best": chosen[0], "teacher_bonus": chosen[1]}
+        save_weights(out, net.layers, round_cfg, {**(meta or {}), "teacher_bonus": chosen[1]})
     return {
         "config": asdict(config),
         "history": history,

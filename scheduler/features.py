@@ -61,6 +61,7 @@ FEATURE_NAMES = (
     "is_wait",  # the wait action (always the last feature)
 )
 NUM_FEATURES = len(FEATURE_NAMES)
+SJF_CHOICE = FEATURE_NAMES.index("sjf_choice")
 FEATURE_VERSION = 3
 WAIT = -1
 
@@ -319,8 +320,7 @@ class Round:
             + (st.fm[nk] - req[:, 1]) / cap_m
             + np.where(has_gpu, (st.fg[nk] - gfrac) / cap_g, 0.0)
         )
-        x[:m, 24] = 0.0
-        x[np.lexsort((nk, sjf_left, jk, est))[0], 24] = 1.0
+        x[np.lexsort((nk, sjf_left, jk, est))[0], SJF_CHOICE] = 1.0
         return x
 
     @property

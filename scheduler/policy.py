@@ -19,6 +19,7 @@ from scheduler.features import (
     DEFAULT_CONFIG,
     FEATURE_VERSION,
     NUM_FEATURES,
+    SJF_CHOICE,
     Candidates,
     Round,
     RoundConfig,
@@ -118,7 +119,9 @@ class DQNPolicy:
     """The learned policy: greedy on Q over feasible candidates, with the guard rails of
     `scheduler.features` (priorities, aging, starvation protection, no over-commit).
 
-    `cost_weight` > 0 subtracts, from each pair's score, that weight times the node's price share
+    `teacher_bonus` (from the weights' metadata, chosen on validation workloads at the end of
+    training) is added to the score of SJF's pick: the policy leaves SJF only where the network
+    scores another candidate higher by more than that. `cost_weight` > 0 subtracts, from each pair's score, that weight times the node's price share
     plus 1 for waking an idle node (the heuristics' cost term); 0 keeps the trained behaviour.
     """
 
@@ -141,8 +144,10 @@ class DQNPolicy:
         self.net: QNetwork | None = None
         self.fallback: BackfillPolicy | None = None
         self.meta: dict = {}
+        self.teacher_bonus = 0.0
         try:
             self.net, config, self.meta = load_weights(path)
+            self.teacher_bonus = float(self.meta.get("teacher_bonus", 0.0))
         except WeightsError as e:
             log.warning("dqn policy: %s; falling back to EASY backfilling", e)
             self.fallback = BackfillPolicy(cost_weight=self.cost_weight)
@@ -156,9 +161,12 @@ class DQNPolicy:
         self._waiting: dict[JobId, str] = {}
 
     @classmethod
-    def from_network(cls, net: QNetwork, config: RoundConfig = DEFAULT_CONFIG) -> DQNPolicy:
+    def from_network(
+        cls, net: QNetwork, config: RoundConfig = DEFAULT_CONFIG, teacher_bonus: float = 0.0
+    ) -> DQNPolicy:
         """A policy around an in-memory network (training and evaluation)."""
         self = cls.__new__(cls)
+        self.teacher_bonus = float(teacher_bonus)
         self.weights_path = None
         self.net, self.fallback, self.meta, self.config = net, None, {}, config
         self.cost_weight = 0.0
@@ -194,6 +202,9 @@ class DQNPolicy:
             if len(cands) <= 1:
                 break
             q = self.net.scores(cands.x)
+            if self.teacher_bonus:
+                # the conservative blend: leave SJF's pick only for a clearly better score
+                q[:-1] += self.teacher_bonus * cands.x[:-1, SJF_CHOICE]
             if self.cost_weight:
                 # like the heuristics: the node's price relative to the dearest, plus 1 to wake an
                 # idle node (the network was trained without a cost term)
