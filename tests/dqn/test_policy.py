@@ -151,3 +151,21 @@ def test_cost_weight_prefers_the_cheaper_node():
         assert p.node_id == "cheap"
     with pytest.raises(ValueError):
         DQNPolicy(cost_weight=-1.0)
+
+
+def test_a_large_teacher_bonus_makes_the_policy_follow_sjf():
+    from scheduler.heuristics import SJFPolicy
+
+    rng = np.random.default_rng(21)
+    agree = 0
+    for _ in range(40):
+        view, pending = random_view(rng)
+        ours = DQNPolicy.from_network(small_net(3), teacher_bonus=1e6).decide(
+            view, pending, view.now
+        )
+        sjf = SJFPolicy().decide(view, pending, view.now)
+        assert bool(ours) == bool(sjf)
+        if sjf:
+            assert (ours[0].job_id, ours[0].node_id) == (sjf[0].job_id, sjf[0].node_id)
+            agree += 1
+    assert agree > 20
