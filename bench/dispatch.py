@@ -236,7 +236,7 @@ def main() -> None:
     ap.add_argument("--tick", type=float, default=0.2, help="tick period, seconds")
     ap.add_argument("--sim-hosts", type=int, default=64, help="simulated hosts (0: skip)")
     ap.add_argument("--sim-jobs", type=int, default=2000, help="jobs over the simulated hosts")
-    ap.add_argument("--policy", default="dqn", help="scheduler policy (the `policy` setting)")
+    ap.add_argument("--policy", default="backfill", help="scheduler policy (the `policy` setting)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     results: dict[str, Any] = {"cpus": os.cpu_count(), "load1_before": os.getloadavg()[0]}

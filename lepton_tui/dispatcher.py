@@ -21,8 +21,11 @@ launch repeated after a crash is a no-op. On start, placement waits until every 
 seen is launched again with the same token.
 
 Settings (keys of the `settings` table):
-- `policy` (default "dqn", the trained policy run in numpy): the scheduler policy; one that
-  fails to load falls back to backfill with one logged line.
+- `policy` (default "backfill"; "dqn" runs the trained policy in numpy): the scheduler policy;
+  one that fails to load falls back to backfill with one logged line.
+
+Defaults come from `lepton_tui.settings.SETTINGS` when it knows the key (one source of truth for
+the console, `lepton-tui settings` and this loop), else from `DEFAULTS` below.
 - `tick_s` (2): seconds between ticks.
 - `host_grace_s` (120): a host that misses polls for this long is `down`; its attempts are lost
   and their jobs requeued (while retries last) or failed. Retries (`--retries`) are spent only on
@@ -70,7 +73,7 @@ from lepton_tui.service import Service
 log = logging.getLogger("lepton_tui.dispatcher")
 
 DEFAULTS: dict[str, Any] = {
-    "policy": "dqn",
+    "policy": "backfill",
     "tick_s": 2.0,
     "host_grace_s": 120.0,
     "cancel_grace_s": 10.0,
@@ -207,12 +210,13 @@ class Dispatcher:
 
     def setting(self, key: str) -> Any:
         """A dispatcher setting from the ledger, or its default."""
-        value = self.ledger.get_setting(key, DEFAULTS[key])
+        default = setting_default(key)
+        value = self.ledger.get_setting(key, default)
         try:
             return type(DEFAULTS[key])(value)
         except (TypeError, ValueError):
-            log.warning("setting %s = %r is not valid; using %r", key, value, DEFAULTS[key])
-            return DEFAULTS[key]
+            log.warning("setting %s = %r is not valid; using %r", key, value, default)
+            return default
 
     def policy(self) -> Any:
         """The configured policy (cached until its settings change)."""
@@ -883,6 +887,16 @@ class DispatcherHandle:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def setting_default(key: str) -> Any:
+    """The default of a dispatcher setting: the lab settings registry's, else DEFAULTS."""
+    try:
+        from lepton_tui.settings import SETTINGS
+    except ImportError:
+        return DEFAULTS[key]
+    known = SETTINGS.get(key)
+    return DEFAULTS[key] if known is None else type(DEFAULTS[key])(known.default)
 
 
 def load_policy(name: str, cost_weight: float = 0.0) -> Any:
