@@ -7,7 +7,8 @@
 * latency: one decision round on 64 nodes with 200 pending jobs (states taken from an overloaded
   lab replay), per policy, cold (a fresh policy each round, as when the dispatcher restarts);
   the ILP with its time limit and optimality gap;
-* replay: a 10,000-job lab replay on 16 nodes per heuristic, CPU seconds.
+* replay: a 10,000-job lab replay on 16 nodes per heuristic, CPU seconds;
+* ilp: the ILP as a policy beside backfilling on lab and trace at load 0.9.
 
 Times are CPU seconds of this process (`time.process_time`), which a busy machine disturbs less
 than wall-clock time; the decision times of `compare` are wall-clock (from the simulator).
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scheduler.bench import run_bench, summarize  # noqa: E402
-from scheduler.ilp import plan_round  # noqa: E402
+from scheduler.ilp import plan_round, send_solver_output_to_stderr  # noqa: E402
 from scheduler.registry import make_policy  # noqa: E402
 from scheduler.simulator import Simulator  # noqa: E402
 from scheduler.workloads import lab_mix  # noqa: E402
@@ -152,9 +153,37 @@ def replay() -> None:
     print()
 
 
+def ilp_policy(seeds: int, trace: Path) -> None:
+    print(f"### The ILP as a policy (load 0.9, {seeds} seeds, mean ± std)\n")
+    print(
+        "| workload | policy | avg bounded slowdown | avg JCT (h) | GPU util (arrivals) "
+        "| decision ms p50 / p99 | largest gap | CPU s per run |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for kind in ("lab", "trace"):
+        opts: dict[str, Any] = {"trace": trace} if kind == "trace" else {}
+        for name in ("backfill", "ilp"):
+            t0 = time.process_time()
+            rows = run_bench(kind, [name], seeds, load=0.9, **opts)
+            cpu = (time.process_time() - t0) / len(rows)
+            s = summarize(rows)[0]
+            gap = max((r.get("ilp_gap_max", 0.0) for r in rows), default=0.0)
+            print(
+                f"| {kind} | {name} "
+                f"| {fmt(s['avg_bounded_slowdown'], s['avg_bounded_slowdown_std'], '.2f')} "
+                f"| {fmt(s['avg_jct'] / 3600, s['avg_jct_std'] / 3600, '.2f')} "
+                f"| {fmt(s['gpu_util_arrivals'], s['gpu_util_arrivals_std'], '.2f')} "
+                f"| {s['decision_ms_p50']:.2f} / {s['decision_ms_p99']:.2f} "
+                f"| {gap:.2%} | {cpu:.1f} |"
+            )
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--section", default="all", choices=["all", "compare", "latency", "replay"])
+    ap.add_argument(
+        "--section", default="all", choices=["all", "compare", "latency", "replay", "ilp"]
+    )
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--trace", type=Path, default=TRACE)
     args = ap.parse_args()
@@ -164,6 +193,9 @@ def main() -> None:
         replay()
     if args.section in ("all", "compare"):
         compare(args.seeds, args.trace)
+    if args.section in ("all", "ilp"):
+        send_solver_output_to_stderr()
+        ilp_policy(args.seeds, args.trace)
 
 
 if __name__ == "__main__":
