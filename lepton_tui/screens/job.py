@@ -56,7 +56,7 @@ def spec_table(job: dict[str, Any], now: float, why: str | None) -> Table:
 def attempts_table(attempts: list[dict[str, Any]], now: float) -> RenderableType:
     if not attempts:
         return Text("no attempt yet", style="dim")
-    t = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
+    t = Table(box=None, padding=(0, 1, 0, 0), show_edge=False, header_style="bold")
     for col in ("#", "host", "GPUs", "state", "ran", "exit", "cost"):
         t.add_column(col)
     for a in attempts:
@@ -90,7 +90,7 @@ def with_costs(ledger, attempts: list[dict[str, Any]], now: float) -> list[dict[
 
 def events_text(events: list[dict[str, Any]]) -> Text:
     text = Text()
-    for e in events[-12:]:
+    for e in reversed(events[-12:]):  # newest first: the panel is short
         stamp = time.strftime("%H:%M:%S", time.localtime(e["at"]))
         text.append(f"{stamp} ", style="dim")
         text.append(f"{e['message']}\n")
