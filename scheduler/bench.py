@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from scheduler.metrics import compute_metrics
-from scheduler.model import Resources, Workload
+from scheduler.model import Node, Prices, Resources, Workload
 from scheduler.registry import make_policy
 from scheduler.simulator import Simulator
 from scheduler.workloads import (
@@ -54,6 +54,9 @@ ROW_METRICS: tuple[str, ...] = (
     "lost_attempts",
     "rounds",
 )
+# Prices for the bench's nodes, near a cloud's: $2.50 per GPU-hour, 3 cents per core-hour,
+# 0.4 cents per GB-hour (so cost and idle cost mean something in the tables).
+BENCH_PRICES = Prices(cpu_hour=0.03, gpu_hour=2.5, gb_hour=0.004)
 DEFAULT_JOBS = {"deeprm": 1000, "lab": 1000, "trace": 2000}
 DEFAULT_NODES = {"deeprm": 1, "lab": 8, "trace": 8}
 
@@ -90,15 +93,15 @@ def make_workload(
     if not (load > 0 and math.isfinite(load)):
         raise ValueError("load must be a positive number")
     if kind == "deeprm":
-        return deeprm(
+        wl = deeprm(
             n_jobs,
             load,
             seed,
             num_nodes=n_nodes,
             estimate_sigma=0.0 if estimate_sigma is None else estimate_sigma,
         )
-    if kind == "lab":
-        return lab_mix(
+    elif kind == "lab":
+        wl = lab_mix(
             n_jobs,
             load,
             seed,
@@ -106,6 +109,15 @@ def make_workload(
             node_shape=node_shape or LAB_NODE,
             estimate_sigma=0.5 if estimate_sigma is None else estimate_sigma,
         )
+    else:
+        wl = _trace(
+            seed, n_jobs, n_nodes, load, trace, node_list, node_shape, estimate_sigma, start
+        )
+    wl.nodes = [Node(n.id, n.capacity, n.prices or BENCH_PRICES) for n in wl.nodes]
+    return wl
+
+
+def _trace(seed, n_jobs, n_nodes, load, trace, node_list, node_shape, estimate_sigma, start):  # noqa: ANN001, ANN202
     if trace is None:
         raise ValueError("the trace workload needs a trace CSV (--trace)")
     tasks = _tasks(trace)

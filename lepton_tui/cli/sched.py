@@ -235,12 +235,17 @@ def _print_bench(summary: list[dict[str, Any]], workload: str, seeds: int) -> No
         ("avg_jct", "avg JCT s", "{:.0f}"),
         ("makespan", "makespan s", "{:.0f}"),
         ("gap_makespan", "vs bound", "{:+.0%}"),
-        ("gpu_util", "GPU util", "{:.0%}"),
-        ("cost", "cost $", "{:.2f}"),
+        ("gpu_util_arrivals", "GPU util", "{:.0%}"),
+        ("cost", "cost $", "{:.0f}"),
+        ("idle_cost", "idle $", "{:.0f}"),
         ("decision_ms_p50", "ms p50", "{:.2f}"),
         ("decision_ms_p99", "ms p99", "{:.2f}"),
     ]
-    table = Table(title=f"{workload}, {seeds} seed(s): mean ± std", title_justify="left")
+    table = Table(
+        title=f"{workload}, {seeds} seed(s): mean ± std "
+        "(GPU util while jobs arrive; cost in $ at the bench's prices)",
+        title_justify="left",
+    )
     table.add_column("load", justify="right")
     table.add_column("policy")
     for _, head, _ in cols:
