@@ -141,6 +141,7 @@ class SSHHost:
         """Start sshd (same port, same keys) and wait for "Server listening" in its log."""
         if self.running:
             return
+        clear_stale_pyenv_lock()
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True) if os.geteuid() == 0 else None
         config = self._write_config()
         self.log_path.write_text("")
@@ -207,6 +208,7 @@ class SSHHost:
     def thaw(self) -> None:
         """SIGCONT what `freeze` stopped."""
         self._signal_all(signal.SIGCONT)
+        clear_stale_pyenv_lock()
 
     def stop(self, kill_sessions: bool = True) -> None:
         """Stop sshd by pid (and, by default, drop its open connections)."""
@@ -235,6 +237,21 @@ class SSHHost:
         else:
             path.write_text(self.known_hosts_line() if trusted else "")
         return path
+
+
+def clear_stale_pyenv_lock(max_age_s: float = 10.0) -> None:
+    """Remove a pyenv rehash lock left by a killed shell (test machines only).
+
+    Root's ~/.bashrc here runs `pyenv init`, whose rehash takes `shims/.pyenv-shim` as a lock;
+    a login shell killed mid-rehash (as the failure tests do to sshd sessions) leaves it behind,
+    and every later SSH exec then waits PYENV_REHASH_TIMEOUT for it.
+    """
+    lock = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "shims" / ".pyenv-shim"
+    try:
+        if time.time() - lock.stat().st_mtime > max_age_s:
+            lock.unlink()
+    except OSError:
+        pass
 
 
 class SSHBed:
