@@ -231,7 +231,6 @@ def _print_bench(summary: list[dict[str, Any]], workload: str, seeds: int) -> No
     cols = [
         ("avg_bounded_slowdown", "avg bsld", "{:.2f}"),
         ("p95_bounded_slowdown", "p95 bsld", "{:.1f}"),
-        ("avg_slowdown", "avg sld", "{:.2f}"),
         ("avg_jct", "avg JCT s", "{:.0f}"),
         ("makespan", "makespan s", "{:.0f}"),
         ("gap_makespan", "vs bound", "{:+.0%}"),
@@ -246,8 +245,8 @@ def _print_bench(summary: list[dict[str, Any]], workload: str, seeds: int) -> No
         "(GPU util while jobs arrive; cost in $ at the bench's prices)",
         title_justify="left",
     )
-    table.add_column("load", justify="right")
-    table.add_column("policy")
+    table.add_column("load", justify="right", no_wrap=True)
+    table.add_column("policy", no_wrap=True, min_width=8)
     for _, head, _ in cols:
         table.add_column(head, justify="right")
     for s in summary:
@@ -258,4 +257,7 @@ def _print_bench(summary: list[dict[str, Any]], workload: str, seeds: int) -> No
                 cell += " ± " + fmt.format(s[key + "_std"]).lstrip("+")
             cells.append(cell)
         table.add_row(f"{s['load']:g}", s["policy"], *cells)
-    Console(highlight=False).print(table)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=200)  # a pipe or file: never squeeze the table
+    console.print(table)
