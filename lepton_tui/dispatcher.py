@@ -849,6 +849,7 @@ class Dispatcher:
 
     def _housekeeping(self, now: float) -> None:
         compact_samples(self.ledger, now)
+        report_waste(self.ledger, now)
         with self.ledger.tx():
             self.ledger.execute(
                 "DELETE FROM decisions WHERE id <= (SELECT MAX(id) FROM decisions) - ?",
@@ -934,6 +935,18 @@ def budget_holds(ledger: Ledger, jobs: list[dict[str, Any]]) -> dict[int, str]:
     except Exception:  # noqa: BLE001 - a budget bug must not stop dispatching
         log.exception("budget_hold_reasons failed; holding nothing")
         return {}
+
+
+def report_waste(ledger: Ledger, now: float) -> None:
+    """Tell owners about idle allocated GPUs and record foreign GPU use (never kills)."""
+    try:
+        from lepton_tui.economics_waste import find_waste, notify_waste
+    except ImportError:
+        return
+    try:
+        notify_waste(ledger, find_waste(ledger, now))
+    except Exception:  # noqa: BLE001 - waste reports must not stop dispatching
+        log.exception("waste detection failed")
 
 
 def settle(ledger: Ledger, token: str) -> None:

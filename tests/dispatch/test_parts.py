@@ -212,3 +212,40 @@ def test_dqn_policy_dispatches_without_torch(svc, home, tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["1", "dqn", "False"]
     assert svc.ledger.attempts_for(job_id)[0]["policy"] == "dqn"
+
+
+def test_housekeeping_reports_idle_gpus_to_their_owner(tmp_path) -> None:
+    """An allocated GPU idle past the threshold gets one notice on its job, and nothing is killed."""
+    from lepton_tui.dispatcher import report_waste
+    from lepton_tui.service import Service
+
+    now = [1_000_000.0]
+    svc = Service.open(tmp_path, user="alice", clock=lambda: now[0])
+    svc.add_host("g1", local=True)
+    svc.ledger.execute(
+        "UPDATE hosts SET gpus = 1, gpu_mem_mb = 80000, price_per_hour = 4 WHERE name = 'g1'"
+    )
+    job = svc.submit(command="sleep 1000", gpus=1)
+    svc.ledger.start_attempt(job, "g1", "tok", [0])
+    svc.ledger.transition_attempt("tok", "running", job_state="running", started_at=now[0])
+    with svc.ledger.tx():
+        for i in range(40):
+            svc.ledger.insert(
+                "samples",
+                {
+                    "host": "g1",
+                    "gpu_index": 0,
+                    "at": now[0] + i * 30,
+                    "resolution": 0,
+                    "util_percent": 0.0,
+                    "power_w": 60.0,
+                },
+            )
+    now[0] += 1200
+    report_waste(svc.ledger, now[0])
+    report_waste(svc.ledger, now[0])  # once per attempt and GPU, not every minute
+    notices = svc.ledger.query(
+        "SELECT message FROM events WHERE kind = 'waste.idle_gpu' AND job_id = ?", (job,)
+    )
+    assert len(notices) == 1
+    assert svc.get_job(job)["state"] == "running"
