@@ -242,6 +242,18 @@ class NodeView:
     state: str = NODE_UP
     prices: Prices | float | None = None
 
+    def __post_init__(self) -> None:
+        # a view built from plain values may leave out per-GPU memory: a free GPU has all of
+        # its memory, a busy one none
+        if len(self.gpu_free_mem_mb) != self.capacity.gpus:
+            per = self.gpu_mem_per_gpu_mb
+            free = set(self.free_gpu_ids)
+            object.__setattr__(
+                self,
+                "gpu_free_mem_mb",
+                tuple(per if g in free else 0 for g in range(self.capacity.gpus)),
+            )
+
     @property
     def gpu_mem_per_gpu_mb(self) -> int:
         """Memory of each GPU of this node."""

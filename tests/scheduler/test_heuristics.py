@@ -13,7 +13,7 @@ from scheduler.heuristics import (
     TetrisPolicy,
     earliest_fit,
 )
-from scheduler.model import Placement, RunningJob
+from scheduler.model import NodeView, Placement, RunningJob
 from scheduler.registry import make_policy
 from tests.scheduler.helpers import check_fits, job, node, res, view
 
@@ -156,6 +156,17 @@ def test_down_nodes_get_nothing_and_explain_says_why() -> None:
     pol = FIFOPolicy()
     assert pol.decide(view(down), [job("a", gpus=1)], 0) == []
     assert "no node that is up" in pol.explain("a")
+
+
+def test_a_view_from_plain_values_without_gpu_memory_works() -> None:
+    cap = res(cpus=8, mem_gb=32, gpus=4, gpu_mem_gb=4 * 16)
+    n = NodeView("h1", cap, res(cpus=8, mem_gb=32, gpus=2, gpu_mem_gb=32), (1, 3))
+    assert n.gpu_free_mem_mb == (0, 16 * 1024, 0, 16 * 1024)
+    pending = [job("a", gpus=1), job("b", gpu_mem_gb=8, at=1)]
+    for name in ALL:
+        out = make_policy(name).decide(view(n), pending, 0)
+        check_fits(view(n), pending, out)
+        assert {p.job_id for p in out} == {"a", "b"}, name
 
 
 def test_explain_names_the_node_for_placed_jobs() -> None:
