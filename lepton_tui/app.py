@@ -88,6 +88,7 @@ class LeptonApp(App[None]):
         refresh_s: float = 2.0,
         demo: Any = None,
         dispatch: bool = True,
+        dispatch_retry_s: float = 5.0,
         cleanup: Iterable[Path] = (),
     ) -> None:
         super().__init__()
@@ -98,8 +99,9 @@ class LeptonApp(App[None]):
         self.demo_driver = demo
         self.demo = demo is not None
         self.dispatch = dispatch and demo is None
+        self.dispatch_retry_s = dispatch_retry_s
         self.dispatcher_handle: Any = None
-        self.dispatch_note = "not started"
+        self._dispatch_error: str | None = None
         self.local_name = local_host_name()
         self._cleanup = list(cleanup)
         self._wanted_theme = theme or DEFAULT_THEME
@@ -122,24 +124,33 @@ class LeptonApp(App[None]):
 
     @work(thread=True, exit_on_error=False, group="dispatcher")
     def _start_dispatcher(self) -> None:
-        """Run the dispatcher here unless another process (`lepton-tui serve`) holds the lock."""
+        """Dispatch here unless another process (`lepton-tui serve`) holds the ledger's lock; then
+        only show, and take over (checking every `dispatch_retry_s`) when that process stops."""
         try:
             from lepton_tui.dispatcher import Dispatcher
         except ImportError:
-            self.dispatch_note = "no dispatcher in this build: jobs stay queued"
+            self._dispatch_error = "no dispatcher in this build: jobs stay queued"
             return
         try:
-            handle = Dispatcher(self.svc, clock=self.clock).start_in_thread()
+            dispatcher = Dispatcher(self.svc, clock=self.clock)
+            self.dispatcher_handle = dispatcher.start_in_thread(retry_s=self.dispatch_retry_s)
         except Exception as exc:  # noqa: BLE001 - the console still shows without it
-            self.dispatch_note = f"dispatcher failed to start: {exc}"
-            self.call_from_thread(self.notify, self.dispatch_note, severity="error")
-            return
-        self.dispatcher_handle = handle
-        self.dispatch_note = (
-            "dispatching in this console"
-            if handle.dispatching
-            else "another process dispatches (lepton-tui serve); this console only shows"
-        )
+            self._dispatch_error = f"dispatcher failed to start: {exc}"
+            self.call_from_thread(self.notify, self._dispatch_error, severity="error")
+
+    @property
+    def dispatch_note(self) -> str:
+        """Who dispatches for this ledger, in words."""
+        if self.demo:
+            return "the demo's simulator places jobs"
+        if self._dispatch_error:
+            return self._dispatch_error
+        handle = self.dispatcher_handle
+        if handle is None:
+            return "not dispatching"
+        if handle.dispatching:
+            return "dispatching in this console"
+        return "another process dispatches (lepton-tui serve); this console only shows"
 
     def on_unmount(self) -> None:
         self.shutdown()
@@ -311,6 +322,7 @@ def make_app(
     *,
     refresh_s: float = 2.0,
     dispatch: bool = True,
+    dispatch_retry_s: float = 5.0,
     user: str | None = None,
     demo_speed: float = 30.0,
     demo_seed: int = 7,
@@ -332,5 +344,6 @@ def make_app(
         )  # fmt: skip
     svc = Service.open(home, user=user, clock=clock)
     return LeptonApp(
-        svc, clock=clock or time.time, theme=theme, refresh_s=refresh_s, dispatch=dispatch
-    )
+        svc, clock=clock or time.time, theme=theme, refresh_s=refresh_s, dispatch=dispatch,
+        dispatch_retry_s=dispatch_retry_s,
+    )  # fmt: skip

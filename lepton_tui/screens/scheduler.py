@@ -84,6 +84,7 @@ class SchedulerScreen(LiveScreen):
             with self.prevent(Select.Changed):
                 select.value = head.policy
         table = self.query_one("#decisions", DataTable)
+        table.border_subtitle = self.app.dispatch_note
         table.clear()
         for d in decisions:
             table.add_row(

@@ -44,12 +44,16 @@ async def test_console_only_shows_while_another_process_dispatches(make_tui, lab
     serve = DispatcherLock(lab / paths.LOCK_FILE)
     assert serve.acquire()  # as `lepton-tui serve` would
     try:
-        app = make_tui(dispatch=True)
+        app = make_tui(dispatch=True, dispatch_retry_s=0.1)
         async with app.run_test(size=(80, 24)) as pilot:
             await loaded(pilot)
             await wait_for(pilot, lambda: app.dispatcher_handle is not None)
+            await pilot.pause(0.3)  # a few retries: the lock stays taken
             assert not app.dispatcher_handle.dispatching
             assert "only shows" in app.dispatch_note
+            serve.release()  # serve stops: this console takes over
+            await wait_for(pilot, lambda: app.dispatcher_handle.dispatching)
+            assert app.dispatch_note == "dispatching in this console"
     finally:
         serve.release()
 
