@@ -89,9 +89,12 @@ class SchedulingEnv:
         if p is not None:
             self.sim.apply([p])
         self.obs = self.round.candidates()
-        if len(self.obs) <= 1 and self.round.exhausted and self.sim.worth_deciding():
-            # the whole window went: the next jobs of the queue, at the same time
-            self.round = Round(self.sim.view(), self.sim.pending(), self.sim.now, self.config)
+        sim = self.sim
+        if len(self.obs) <= 1 and self.round.wants_next_window(sim.pending_count):
+            # nothing left in this window: the next jobs of the queue, at the same time
+            self.round = Round(
+                sim.view(), sim.pending(), sim.now, self.config, holding=self.round.holding
+            )
             self.obs = self.round.candidates()
         if len(self.obs) <= 1:
             self.round = None

@@ -118,6 +118,8 @@ class Round:
         pending: Sequence[JobRequest],
         now: float,
         config: RoundConfig = DEFAULT_CONFIG,
+        *,
+        holding: bool = False,
     ) -> None:
         self.view = view
         self.now = float(now)
@@ -151,7 +153,7 @@ class Round:
         self.est = w_est
         self.wait = np.maximum(0.0, self.now - w_sub)
         self.placed: list[Placement] = []
-        self.holding = False
+        self.holding = holding
         self._reservation()
         self.cap_c_total = float(self.state.cap_c.sum()) if len(self.state.nodes) else 1.0
         self.cap_g_total = float(sum(n.capacity.gpus for n in self.state.nodes))
@@ -323,10 +325,10 @@ class Round:
         x[np.lexsort((nk, sjf_left, jk, est))[0], SJF_CHOICE] = 1.0
         return x
 
-    @property
-    def exhausted(self) -> bool:
-        """True when every job of the window has been placed (a new window may follow)."""
-        return not self.alive.any()
+    def wants_next_window(self, pending_left: int) -> bool:
+        """True when this window placed something and jobs outside it remain: a fresh window (the
+        next shortest jobs that fit) may hold more candidates at the same time."""
+        return bool(self.placed) and pending_left > int(self.alive.sum())
 
     def view_after(self) -> ClusterView:
         """The view with this round's placements applied (for the next window)."""

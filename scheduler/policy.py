@@ -193,11 +193,11 @@ class DQNPolicy:
         held: float | None = None  # the wait score when holding began
         while True:
             cands = rnd.candidates()
-            if len(cands) <= 1 and rnd.exhausted and len(out) < len(pending):
-                # the whole window went: look at the next jobs of the queue
+            if len(cands) <= 1 and rnd.wants_next_window(len(pending) - len(out)):
+                # nothing left in this window: look at the next jobs of the queue
                 placed = {p.job_id for p in out}
                 rest = [j for j in pending if j.id not in placed]
-                rnd = Round(rnd.view_after(), rest, now, self.config)
+                rnd = Round(rnd.view_after(), rest, now, self.config, holding=rnd.holding)
                 continue
             if len(cands) <= 1:
                 break
