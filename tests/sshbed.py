@@ -78,6 +78,11 @@ class SSHHost:
         return self.dir / "sshd.log"
 
     @property
+    def home(self) -> Path:
+        """The login's home directory on this host (sshd sets HOME to it)."""
+        return self.dir / "home"
+
+    @property
     def host_public_key_line(self) -> str:
         """`ssh-ed25519 AAAA...` of this host."""
         parts = (self.dir / "ssh_host_ed25519_key.pub").read_text().split()
@@ -123,10 +128,11 @@ class SSHHost:
                     "MaxSessions 100",
                     "ClientAliveInterval 0",
                     "Subsystem sftp internal-sftp",
-                    # This machine's root ~/.bashrc runs `pyenv init`, whose rehash waits up to
-                    # 60 s for a lock that a killed rehash elsewhere can leave behind; every exec
-                    # then stalls. Bound the wait so the test bed measures lepton, not pyenv.
-                    "SetEnv PYENV_REHASH_TIMEOUT=2",
+                    # Each loopback host gets a home of its own, as separate machines would.
+                    # It also keeps root's ~/.bashrc out: there it runs `pyenv init`, whose
+                    # rehash lock makes concurrent logins wait and print to stderr. Should a
+                    # shell still reach pyenv, bound its wait.
+                    f"SetEnv HOME={self.home} PYENV_REHASH_TIMEOUT=2",
                     "",
                 ]
             )
@@ -142,6 +148,7 @@ class SSHHost:
         if self.running:
             return
         clear_stale_pyenv_lock()
+        self.home.mkdir(mode=0o700, exist_ok=True)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True) if os.geteuid() == 0 else None
         config = self._write_config()
         self.log_path.write_text("")
