@@ -165,19 +165,20 @@ def main() -> None:
         f"{latency_busy['placed_per_round']:.0f} placed per round; evaluation took {elapsed:.0f} s"
     )
     command = "python bench/dqn.py " + " ".join(sys.argv[1:])
-    Path(a.out).write_text(
-        json.dumps(
-            {
-                "command": command,
-                "rows": rows,
-                "summary": summary,
-                "latency": latency,
-                "latency_busy": latency_busy,
-            },
-            indent=1,
-            default=str,
+    if a.out:
+        Path(a.out).write_text(
+            json.dumps(
+                {
+                    "command": command,
+                    "rows": rows,
+                    "summary": summary,
+                    "latency": latency,
+                    "latency_busy": latency_busy,
+                },
+                indent=1,
+                default=str,
+            )
         )
-    )
     if not a.no_sidecar:
         side = ROOT / "scheduler" / "weights" / "dqn.json"
         data = json.loads(side.read_text()) if side.exists() else {}
