@@ -384,13 +384,14 @@ def train(
                 p_t.mul_(1.0 - config.tau).add_(p, alpha=config.tau)
         return float(loss.detach())
 
+    episode = 0
+
     def new_episode() -> tuple:
         nonlocal episode
         episode += 1
         obs, _ = env.reset(seed=int(rng.integers(1 << 31)))
         return obs, env.sim is not None and env.obs is None
 
-    episode = 0
     demo_steps = int(config.total_steps * config.demo_fraction)
     step = 0
     obs, over = new_episode()

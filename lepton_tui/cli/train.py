@@ -210,12 +210,9 @@ def _run_with_progress(run_training, config, source, eval_set, out_path, meta) -
                 note = f"eval@{ev['step']}: {ev['ratio_to_best']:.3f} x best heuristic"
                 if not console.is_terminal:
                     click.echo(f"step {step}: {note} ({ev['phase']})", err=True)
-            bar.update(
-                task,
-                completed=step,
-                description=info.get("phase", "training"),
-                **({"note": note} if note else {}),
-            )
+            bar.update(task, completed=step, description=info.get("phase", "training"))
+            if note:
+                bar.update(task, note=note)
 
         return run_training(config, source, eval_set, out_path, progress, meta)
 
@@ -236,8 +233,9 @@ def validation_set(kinds: tuple[str, ...], train_tasks: list, small: bool = Fals
             out.append(w.lab_mix(n, load + 0.1, 910 + v, nodes=4))
         if "trace" in kinds and train_tasks:
             start = max(0, len(train_tasks) - (v + 1) * (n + 1))
-            out.append(w.trace_workload(train_tasks, jobs=n, start=start, load=load,
-                                        seed=920 + v, nodes=4))
+            out.append(
+                w.trace_workload(train_tasks, jobs=n, start=start, load=load, seed=920 + v, nodes=4)
+            )
     return out
 
 
