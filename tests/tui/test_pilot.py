@@ -48,6 +48,8 @@ async def test_add_this_machine_from_the_empty_state(make_tui, home: Path) -> No
         modal.query_one("#add").press()
         await wait_for(pilot, lambda: not isinstance(app.screen, AddHostModal))
         await wait_for(pilot, lambda: app.screen.query_one(FleetTable).row_count == 1)
+        # The empty state's buttons are gone: focus is on the queue, so enter opens jobs.
+        await wait_for(pilot, lambda: isinstance(app.focused, QueueTable))
     svc = open_service(home)
     host = svc.get_host(local_host_name())
     assert host["transport"] == "local" and host["cpus"] > 0
