@@ -21,7 +21,7 @@ launch repeated after a crash is a no-op. On start, placement waits until every 
 seen is launched again with the same token.
 
 Settings (keys of the `settings` table):
-- `policy` (default "backfill"; "dqn" runs the trained policy in numpy): the scheduler policy;
+- `policy` (default "dqn", the trained policy run in numpy; see lepton_tui.settings): the policy;
   one that fails to load falls back to backfill with one logged line.
 
 Defaults come from `lepton_tui.settings.SETTINGS` when it knows the key (one source of truth for
@@ -73,7 +73,7 @@ from lepton_tui.service import Service
 log = logging.getLogger("lepton_tui.dispatcher")
 
 DEFAULTS: dict[str, Any] = {
-    "policy": "backfill",
+    "policy": "dqn",
     "tick_s": 2.0,
     "host_grace_s": 120.0,
     "cancel_grace_s": 10.0,

@@ -95,9 +95,9 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting(
             "policy",
-            "backfill",
+            "dqn",
             _policy,
-            "scheduling policy: fifo, sjf, tetris, backfill, ilp, dqn",
+            "scheduling policy: dqn (default), fifo, sjf, tetris, backfill, ilp",
         ),
         Setting(
             "tick_s", 2.0, _seconds(0.05, 3600), "dispatcher tick (how often hosts are polled)"
