@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lepton_tui.errors import LeptonError, ValidationError
+from lepton_tui.errors import LeptonError
 
 CONNECT_TIMEOUT_S = 10.0
 
@@ -133,17 +133,10 @@ def onboard(
     from inventory.transport import default_ssh_config, make_transport, resolve
     from lepton_tui.hostpool import spec_from_row
 
-    svc.require_admin("add hosts")
-    values = svc.check_host_fields(
+    values = svc.check_new_host(
         name, address=address, port=port, user=user, key_path=key_path, local=local,
         price_per_hour=price_per_hour, root_dir=root_dir, gpus_override=gpus_override,
     )  # fmt: skip
-    if svc.ledger.query_one("SELECT id FROM hosts WHERE name = ?", (name,)):
-        raise ValidationError(
-            f"host {name!r} already exists",
-            "pick another name or `hosts rm` it first",
-            field="name",
-        )
     spec = spec_from_row(values)
     known_hosts = svc.known_hosts
     decision: KeyDecision | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import grp
+import json
 import os
 import pwd
 import re
@@ -255,21 +256,14 @@ class Service:
         labels: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Record a host (no connection is made here; onboarding does that first)."""
-        self.require_admin("add hosts")
-        values = self.check_host_fields(
+        values = self.check_new_host(
             name, address=address, port=port, user=user, key_path=key_path, local=local,
             price_per_hour=price_per_hour, root_dir=root_dir, gpus_override=gpus_override,
         )  # fmt: skip
-        if self.ledger.query_one("SELECT id FROM hosts WHERE name = ?", (name,)):
-            raise ValidationError(
-                f"host {name!r} already exists",
-                "pick another name or `hosts rm` it first",
-                field="name",
-            )
         now = self.ledger.clock()
         row: dict[str, Any] = {
             **values,
-            "labels": __import__("json").dumps(list(labels)),
+            "labels": json.dumps(list(labels)),
             "state": "unknown",
             "admin_state": "active",
             "added_at": now,
@@ -283,7 +277,7 @@ class Service:
                     if k in capacity
                 }
             )
-            row["capacity_json"] = __import__("json").dumps(capacity, sort_keys=True)
+            row["capacity_json"] = json.dumps(capacity, sort_keys=True)
         if host_key:
             row["host_key_type"], row["host_key_fingerprint"] = host_key
         with self.ledger.tx():
@@ -307,6 +301,18 @@ class Service:
                 "host.added", f"host {name} added: {where}", host=name, actor=self.user
             )
         return self.ledger.get_host(name)
+
+    def check_new_host(self, name: str, **fields: Any) -> dict[str, Any]:
+        """An admin adding a host whose fields are valid and whose name is free: its values."""
+        self.require_admin("add hosts")
+        values = self.check_host_fields(name, **fields)
+        if self.ledger.query_one("SELECT id FROM hosts WHERE name = ?", (name,)):
+            raise ValidationError(
+                f"host {name!r} already exists",
+                "pick another name or `hosts rm` it first",
+                field="name",
+            )
+        return values
 
     def check_host_fields(
         self,
