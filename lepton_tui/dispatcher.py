@@ -509,8 +509,13 @@ class Dispatcher:
         if job_state == "cancelling" and state == "failed" and a["token"] in self._cancel_sent:
             target = "cancelled"
         fields: dict[str, Any] = {"exit_code": code, "ended_at": st.ended_at or self.clock()}
-        if st.started_at and a["state"] == "starting":
+        if st.started_at:
+            # The host's own clock for both ends: a start this loop stamped with its clock
+            # (launch seen before the wrapper wrote its pid) could land after a quick job's end.
             fields["started_at"] = st.started_at
+        started = fields.get("started_at") or a.get("started_at")
+        if started is not None and fields["ended_at"] < started:
+            fields["ended_at"] = started
         job_fields = {"exit_code": code, "ended_at": fields["ended_at"]}
         if job_state in ("starting", "running", "cancelling"):
             if job_state == "starting" and st.started_at:

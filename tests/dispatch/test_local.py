@@ -66,6 +66,8 @@ def test_jobs_run_to_their_exit_codes_with_logs(svc, dispatcher, tmp_path):
         assert "".join(follow_log(svc, job_id, stream="stderr")) == f"err-{i}\n"
         (attempt,) = svc.ledger.attempts_for(job_id)
         assert attempt["state"] == job["state"] and attempt["remote_dir"]
+        # Both ends come from the host's clock, so even a job this quick never ends before it starts.
+        assert attempt["started_at"] is not None and attempt["ended_at"] >= attempt["started_at"]
     assert dispatcher.stats.launches == 6
 
 
