@@ -177,7 +177,8 @@ class Service:
                 )
             except IllegalTransition:
                 # It moved under us (the dispatcher started it); try once more from its new state.
-                return results + self.cancel([job["id"]])
+                results.extend(self.cancel([job["id"]]))
+                continue
             verb = "cancelled" if target == "cancelled" else "cancelling (the host will stop it)"
             results.append(CancelResult(job["id"], True, f"job {job['id']} {verb}"))
         return results

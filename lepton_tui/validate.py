@@ -239,6 +239,12 @@ def validate_job(
         gpu_mem_mb = parse_size_mb(gpu_mem, "gpu-mem")
         if gpu_mem_mb > MAX_GPU_MEM_MB:
             raise ValidationError("gpu-mem is larger than any GPU (1T)", field="gpu-mem")
+    if gpu_mem_mb and n_gpus:
+        raise ValidationError(
+            "give --gpus (whole GPUs) or --gpu-mem (a share of one GPU), not both",
+            "whole GPUs come with all their memory",
+            field="gpu-mem",
+        )
     time_limit = None if time in (None, "") else parse_duration_s(time, "time")
     prio = int(
         parse_number(

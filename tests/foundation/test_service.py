@@ -131,3 +131,23 @@ def test_remove_busy_host_needs_force(owner: Service) -> None:
     with pytest.raises(LeptonError, match="still runs"):
         owner.remove_host("h1")
     owner.remove_host("h1", force=True)
+
+
+def test_cancel_many_when_one_starts_under_us(
+    owner: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dispatcher starting one job mid-request must not drop the rest of the request."""
+    ids = [owner.submit(command=f"sleep {i}") for i in range(3)]
+    real = owner.ledger.transition_job
+    raced = []
+
+    def racing(job_id: int, new_state: str, **kw):  # the dispatcher wins the race for the first job
+        if not raced:
+            raced.append(job_id)
+            owner.ledger.start_attempt(job_id, "h1", "race", [])
+        return real(job_id, new_state, **kw)
+
+    monkeypatch.setattr(owner.ledger, "transition_job", racing)
+    results = owner.cancel(ids)
+    assert [r.job_id for r in results] == ids and all(r.ok for r in results)
+    assert [owner.get_job(i)["state"] for i in ids] == ["cancelling", "cancelled", "cancelled"]

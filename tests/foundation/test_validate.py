@@ -107,11 +107,12 @@ def test_good_names() -> None:
 def test_job_spec_defaults_and_fields() -> None:
     spec = validate_job(
         command=["python", "train.py", "--lr", "0.1"], gpus="2", mem="16G", time="2h",
-        after=["3,4", "4"], env=["A=1"], project="vision", gpu_mem="10G",
+        after=["3,4", "4"], env=["A=1"], project="vision",
     )  # fmt: skip
     assert spec.command == "python train.py --lr 0.1"
     assert (spec.gpus, spec.mem_mb, spec.time_limit_s, spec.after) == (2, 16384, 7200, [3, 4])
-    assert spec.env == {"A": "1"} and spec.project == "vision" and spec.gpu_mem_mb == 10240
+    assert spec.env == {"A": "1"} and spec.project == "vision"
+    assert validate_job(command="x", gpu_mem="10G").gpu_mem_mb == 10240
 
 
 @pytest.mark.parametrize(
@@ -124,6 +125,7 @@ def test_job_spec_defaults_and_fields() -> None:
         ({"command": "x", "gpus": "1e9"}, "gpus"),
         ({"command": "x", "gpus": "1.5"}, "gpus"),
         ({"command": "x", "gpu_mem": "0"}, "gpu-mem"),
+        ({"command": "x", "gpus": "2", "gpu_mem": "10G"}, "gpu-mem"),
         ({"command": "x", "priority": "5000"}, "priority"),
         ({"command": "x", "workdir": "relative/dir"}, "workdir"),
         ({"command": "x", "project": "my project"}, "project"),
