@@ -9,3 +9,10 @@
 - `fanout`: fan_out(calls, timeout) -> {host: Ok(value) | Failed(reason)}.
 - `remote/agent.py`, `remote/wrapper.py`: the stdlib-only programs that run on the hosts.
 """
+
+import logging as _logging
+
+# paramiko logs a handshake failure with a traceback from its transport thread; with no handler
+# configured Python would print that on stderr (over the console's screen, after the CLI's one
+# line). Every such failure already reaches the caller as a HostError with a clear reason.
+_logging.getLogger("paramiko").addHandler(_logging.NullHandler())

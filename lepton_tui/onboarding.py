@@ -7,12 +7,13 @@ is written to the ledger unless every required check passed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lepton_tui.errors import LeptonError
+from lepton_tui.errors import LeptonError, ValidationError
 
 CONNECT_TIMEOUT_S = 10.0
 
@@ -41,7 +42,14 @@ def normalize_fingerprint(text: str) -> str:
     text = text.strip()
     if text.lower().startswith("sha256:"):
         text = text[7:]
-    return "SHA256:" + text.rstrip("=")
+    text = text.rstrip("=")
+    if not re.fullmatch(r"[A-Za-z0-9+/]{43}", text):
+        raise ValidationError(
+            f"fingerprint {text!r} is not a SHA256 fingerprint",
+            "copy it as `ssh-keygen -lf` prints it: SHA256: and 43 characters",
+            field="fingerprint",
+        )
+    return "SHA256:" + text
 
 
 def decide_host_key(
@@ -64,12 +72,12 @@ def decide_host_key(
     from inventory import hostkeys
     from inventory.errors import HostError
 
+    wanted = normalize_fingerprint(fingerprint) if fingerprint else None  # bad input: before connecting
     try:
         key_type, fp, key = hostkeys.fetch_host_key(address, port, timeout, proxy_command)
     except HostError as exc:
         raise LeptonError(f"cannot reach {address}:{port}: {exc.reason}") from None
     echo(f"{'host key':<11} {key_type} {fp}")
-    wanted = normalize_fingerprint(fingerprint) if fingerprint else None
     if wanted is not None and wanted != fp:
         raise LeptonError(
             f"host key mismatch: you expected {wanted}, {address}:{port} shows {fp}",

@@ -49,7 +49,7 @@ def test_submit_then_queue_json(home: Path) -> None:
 
 def test_submit_all_options(home: Path) -> None:
     res = run(
-        home, "submit", "--name", "train", "--cpus", "4", "--mem", "16G", "--gpus", "2", "--gpu-mem", "10G",
+        home, "submit", "--name", "train", "--cpus", "4", "--mem", "16G", "--gpus", "2",
         "--time", "1d12h", "--priority", "5", "--project", "vision", "--retries", "2",
         "--workdir", "/tmp", "--env", "A=1", "--env", "B=x y", "--json", "--", "python", "-c", "print('$(id)')",
     )  # fmt: skip
@@ -74,6 +74,7 @@ def test_submit_all_options(home: Path) -> None:
         ["submit", "--gpus", "1e9", "--", "a"],
         ["submit", "--gpus", "nan", "--", "a"],
         ["submit", "--gpu-mem", "0", "--", "a"],
+        ["submit", "--gpus", "1", "--gpu-mem", "10G", "--", "a"],
         ["submit", "--time", "2x", "--", "a"],
         ["submit", "--time", "-5m", "--", "a"],
         ["submit", "--"],
@@ -151,3 +152,48 @@ def test_read_only_state_directory(tmp_path: Path) -> None:
 def test_version_and_help(home: Path) -> None:
     assert run(home, "--version").stdout.strip() == "lepton-tui, version 0.1.0"
     assert "submit" in run(home, "--help").stdout
+
+
+def test_bad_fingerprint_is_refused_before_connecting(home: Path) -> None:
+    res = run(home, "hosts", "add", "h3", "--address", "192.0.2.1", "--fingerprint", "nothex")
+    assert_one_line_error(res, 2)
+    assert "not a SHA256 fingerprint" in res.stderr
+
+
+def test_a_port_that_is_not_ssh_gives_one_line(home: Path) -> None:
+    """paramiko's own traceback from its transport thread must not reach the user."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def hang_up() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+            conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        port = str(server.getsockname()[1])
+        res = run(
+            home,
+            "hosts",
+            "add",
+            "web",
+            "--address",
+            "127.0.0.1",
+            "--port",
+            port,
+            "--accept-new-host-key",
+        )
+    finally:
+        server.close()
+    assert_one_line_error(res, 1)
+    assert "cannot reach" in res.stderr
+    assert json.loads(run(home, "hosts", "ls", "--json").stdout) == []
