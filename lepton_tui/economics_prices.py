@@ -154,6 +154,13 @@ def set_prices(
         )
     if use_lab_default and host is None:
         raise ValidationError("--lab-default applies to a --host", field="host")
+    per_resource = [k for k in ("price_cpu_hour", "price_gpu_hour", "price_gb_hour") if k in checked]
+    if "price_per_hour" in checked and per_resource:
+        raise ValidationError(
+            "give a flat --per-hour price or per-resource prices (--cpu-hour, --gpu-hour, "
+            "--gb-hour), not both",
+            "a host is charged one way or the other",
+        )
     now = ledger.clock()
     with ledger.tx():
         current = _latest_row(ledger, host, now)
@@ -164,6 +171,12 @@ def set_prices(
             row.update({f: None for f in RESOURCE_FIELDS})
             if "power_price_kwh" not in checked:
                 row["power_price_kwh"] = None
+        # Switching between a flat price and per-resource prices drops the other kind, so a
+        # host is never charged both ways.
+        if "price_per_hour" in checked:
+            row.update({k: None for k in ("price_cpu_hour", "price_gpu_hour", "price_gb_hour")})
+        elif per_resource:
+            row["price_per_hour"] = None
         row.update(checked)
         row.update(
             {
@@ -331,7 +344,10 @@ def parse_when(text: str, what: str, now: float, tz: tzinfo | None = None) -> fl
         return _add_days(today, -1).timestamp()
     if low.endswith(("d", "h", "w")) and low[:-1].replace(".", "", 1).isdigit():
         unit = {"h": 3600, "d": 86400, "w": 7 * 86400}[low[-1]]
-        return now - float(low[:-1]) * unit
+        ago = float(low[:-1]) * unit
+        if ago > 100 * 365 * 86400:
+            raise ValidationError(f"{what} {text!r} is more than 100 years ago", field=what)
+        return now - ago
     try:
         parsed = datetime.fromisoformat(raw)
     except ValueError:

@@ -63,6 +63,11 @@ def cost(ctx: click.Context, since: str | None, until: str | None, by: str, as_j
     if as_json and as_csv:
         raise ValidationError("choose one of --json and --csv")
     if waste:
+        # Waste is what burns now: a window, a grouping or CSV would be silently ignored.
+        extra = [flag for flag, given in (("--since", since), ("--until", until), ("--csv", as_csv),
+                                          ("--by", by != "user")) if given]  # fmt: skip
+        if extra:
+            raise ValidationError(f"--waste shows what burns now; drop {', '.join(extra)}")
         _print_waste(ctx, as_json)
         return
     with service_for(ctx) as svc:

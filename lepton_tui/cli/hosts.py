@@ -106,7 +106,13 @@ def add(
 @hosts.command("probe", context_settings=CONTEXT_SETTINGS)
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the sample as JSON.")
-@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the host.")
+@click.option(
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1, max=3600),
+    help="Seconds to wait for the host.",
+)
 @click.pass_context
 def probe_cmd(ctx: click.Context, name: str, as_json: bool, timeout: float) -> None:
     """Sample a host now: CPU, memory, disk, GPUs and its running attempts."""

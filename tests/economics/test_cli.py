@@ -134,6 +134,10 @@ def test_price_ls_and_history(lab) -> None:
         (["cost", "--since", "2026-03-05", "--until", "2026-03-01"], "ends before it starts"),
         (["cost", "--since", "last tuesday"], "is not a date"),
         (["cost", "--by", "moon"], "is not one of"),
+        (["cost", "--since", "999999d"], "more than 100 years"),
+        (["cost", "--waste", "--csv"], "drop --csv"),
+        (["cost", "--waste", "--since", "garbage"], "drop --since"),
+        (["price", "set", "--host", "h2", "--per-hour", "1", "--cpu-hour", "2"], "not both"),
     ],
 )
 def test_bad_input_one_line_nothing_written(lab, home: Path, args, message) -> None:
@@ -155,3 +159,18 @@ def test_bad_input_one_line_nothing_written(lab, home: Path, args, message) -> N
     )["n"]
     svc.close()
     assert after == before
+
+
+def test_switching_price_kind_drops_the_other(lab) -> None:
+    """A host moved from a flat price to per-resource prices is never charged both ways."""
+    assert invoke("price", "set", "--host", "h2", "--gpu-hour", "2").exit_code == 0
+    by_host = {p["host"]: p for p in json.loads(invoke("price", "ls", "--json").output)["prices"]}
+    assert by_host["h2"]["gpu_hour"] == 2.0 and not by_host["h2"]["per_hour"]
+    assert invoke("price", "set", "--host", "h2", "--per-hour", "4").exit_code == 0
+    by_host = {p["host"]: p for p in json.loads(invoke("price", "ls", "--json").output)["prices"]}
+    assert by_host["h2"]["per_hour"] == 4.0 and not by_host["h2"]["gpu_hour"]
+
+
+def test_probe_timeout_must_be_positive(lab) -> None:
+    out = CliRunner().invoke(cli, ["hosts", "probe", "h1", "--timeout", "-1"])
+    assert out.exit_code == 2 and "--timeout" in out.output and "Traceback" not in out.output
