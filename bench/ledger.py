@@ -37,7 +37,9 @@ def submit_rate(processes: int, per_process: int) -> float:
             _submit(home, 0, per_process)
         else:
             ctx = mp.get_context("fork")
-            procs = [ctx.Process(target=_submit, args=(home, n, per_process)) for n in range(processes)]
+            procs = [
+                ctx.Process(target=_submit, args=(home, n, per_process)) for n in range(processes)
+            ]
             for p in procs:
                 p.start()
             for p in procs:
@@ -72,7 +74,12 @@ def time_ms(fn, repeat: int = 20) -> float:
 
 def main() -> None:
     rows = []
-    rows.append(("submit, 1 process (jobs/s, each its own transaction, synchronous=FULL)", f"{submit_rate(1, 2000):,.0f}"))
+    rows.append(
+        (
+            "submit, 1 process (jobs/s, each its own transaction, synchronous=FULL)",
+            f"{submit_rate(1, 2000):,.0f}",
+        )
+    )
     rows.append(("submit, 8 processes at once (jobs/s, total)", f"{submit_rate(8, 500):,.0f}"))
     with tempfile.TemporaryDirectory() as home:
         svc = fill_jobs(Path(home), 100_000)
@@ -80,7 +87,9 @@ def main() -> None:
                      f"{time_ms(lambda: svc.list_jobs()):.1f}"))  # fmt: skip
         rows.append(("queue listing for one user with 100,000 jobs (ms, median)",
                      f"{time_ms(lambda: svc.list_jobs(user='user3')):.1f}"))  # fmt: skip
-        plan = svc.ledger.query("EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE state IN ('queued','running') ORDER BY id")
+        plan = svc.ledger.query(
+            "EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE state IN ('queued','running') ORDER BY id"
+        )
         rows.append(("queue listing query plan", "; ".join(p["detail"] for p in plan)))
         ledger = svc.ledger
         rng = random.Random(2)

@@ -154,7 +154,9 @@ def set_prices(
         )
     if use_lab_default and host is None:
         raise ValidationError("--lab-default applies to a --host", field="host")
-    per_resource = [k for k in ("price_cpu_hour", "price_gpu_hour", "price_gb_hour") if k in checked]
+    per_resource = [
+        k for k in ("price_cpu_hour", "price_gpu_hour", "price_gb_hour") if k in checked
+    ]
     if "price_per_hour" in checked and per_resource:
         raise ValidationError(
             "give a flat --per-hour price or per-resource prices (--cpu-hour, --gpu-hour, "

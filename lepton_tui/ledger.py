@@ -77,7 +77,7 @@ def check_attempt_transition(old: str, new: str) -> None:
 
 def _migrate_1(db: sqlite_utils.Database) -> None:
     """The first schema: hosts, prices, jobs, dependencies, attempts, events, samples, settings."""
-    db["hosts"].create(
+    db.table("hosts").create(
         {
             "id": int, "name": str, "address": str, "port": int, "user": str, "key_path": str,
             "transport": str, "root_dir": str, "labels": str,
@@ -96,9 +96,9 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
                   "state": "unknown", "admin_state": "active", "cpus": 0, "mem_mb": 0,
                   "gpus": 0, "gpu_mem_mb": 0},
     )  # fmt: skip
-    db["hosts"].create_index(["name"], unique=True)
+    db.table("hosts").create_index(["name"], unique=True)
     # Price history: a row per change, effective from its time; host NULL is the lab default.
-    db["prices"].create(
+    db.table("prices").create(
         {
             "id": int, "host": str, "effective_from": float, "price_per_hour": float,
             "price_cpu_hour": float, "price_gpu_hour": float, "price_gb_hour": float,
@@ -107,8 +107,8 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"effective_from"},
     )  # fmt: skip
-    db["prices"].create_index(["host", "effective_from"])
-    db["jobs"].create(
+    db.table("prices").create_index(["host", "effective_from"])
+    db.table("jobs").create(
         {
             "id": int, "name": str, "user": str, "project": str, "command": str,
             "workdir": str, "env": str,
@@ -121,16 +121,16 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
         not_null={"user", "project", "command", "state", "submitted_at"},
         defaults={"attempts_used": 0, "retries": 0, "priority": 0, "env": "{}"},
     )  # fmt: skip
-    db["jobs"].create_index(["state", "priority", "id"])
-    db["jobs"].create_index(["user", "id"])
-    db["jobs"].create_index(["project", "id"])
-    db["job_deps"].create(
+    db.table("jobs").create_index(["state", "priority", "id"])
+    db.table("jobs").create_index(["user", "id"])
+    db.table("jobs").create_index(["project", "id"])
+    db.table("job_deps").create(
         {"job_id": int, "depends_on": int},
         pk=("job_id", "depends_on"),
         foreign_keys=[("job_id", "jobs", "id"), ("depends_on", "jobs", "id")],
     )
-    db["job_deps"].create_index(["depends_on"])
-    db["attempts"].create(
+    db.table("job_deps").create_index(["depends_on"])
+    db.table("attempts").create(
         {
             "id": int, "job_id": int, "attempt_no": int, "host": str, "token": str,
             "gpu_ids": str, "cpus": float, "mem_mb": int, "gpus": int, "gpu_mem_mb": int,
@@ -142,11 +142,11 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
         not_null={"job_id", "host", "token", "state", "created_at"},
         foreign_keys=[("job_id", "jobs", "id")],
     )  # fmt: skip
-    db["attempts"].create_index(["token"], unique=True)
-    db["attempts"].create_index(["job_id"])
-    db["attempts"].create_index(["state", "host"])
-    db["attempts"].create_index(["started_at"])
-    db["events"].create(
+    db.table("attempts").create_index(["token"], unique=True)
+    db.table("attempts").create_index(["job_id"])
+    db.table("attempts").create_index(["state", "host"])
+    db.table("attempts").create_index(["started_at"])
+    db.table("events").create(
         {
             "id": int, "at": float, "kind": str, "job_id": int, "host": str, "actor": str,
             "message": str, "data": str,
@@ -154,8 +154,8 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"at", "kind", "message"},
     )  # fmt: skip
-    db["events"].create_index(["job_id", "id"])
-    db["events"].create_index(["at"])
+    db.table("events").create_index(["job_id", "id"])
+    db.table("events").create_index(["at"])
     db.execute(
         "CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events "
         "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END"
@@ -165,7 +165,7 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
         "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END"
     )
     # One row per host (gpu_index -1) or per GPU and time; `resolution` 0 = raw, 60, 3600.
-    db["samples"].create(
+    db.table("samples").create(
         {
             "id": int, "host": str, "gpu_index": int, "at": float, "resolution": int,
             "cpu_percent": float, "mem_used_mb": float, "mem_total_mb": float, "load1": float,
@@ -176,10 +176,10 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
         not_null={"host", "gpu_index", "at", "resolution"},
         defaults={"resolution": 0, "n": 1},
     )  # fmt: skip
-    db["samples"].create_index(["host", "gpu_index", "resolution", "at"])
-    db["samples"].create_index(["at"])
-    db["settings"].create({"key": str, "value": str}, pk="key")
-    db["budgets"].create(
+    db.table("samples").create_index(["host", "gpu_index", "resolution", "at"])
+    db.table("samples").create_index(["at"])
+    db.table("settings").create({"key": str, "value": str}, pk="key")
+    db.table("budgets").create(
         {
             "id": int, "scope": str, "name": str, "period": str, "amount": float,
             "unit": str, "hard": int, "created_at": float, "created_by": str,
@@ -187,14 +187,14 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"scope", "name", "amount", "unit"},
     )  # fmt: skip
-    db["budgets"].create_index(["scope", "name", "unit"], unique=True)
-    db["decisions"].create(
+    db.table("budgets").create_index(["scope", "name", "unit"], unique=True)
+    db.table("decisions").create(
         {"id": int, "at": float, "policy": str, "job_id": int, "host": str, "placed": int,
          "explanation": str},
         pk="id",
     )  # fmt: skip
-    db["decisions"].create_index(["job_id", "id"])
-    db["decisions"].create_index(["at"])
+    db.table("decisions").create_index(["job_id", "id"])
+    db.table("decisions").create_index(["at"])
 
 
 # Append forward migrations here; never edit a released one.

@@ -72,7 +72,9 @@ def decide_host_key(
     from inventory import hostkeys
     from inventory.errors import HostError
 
-    wanted = normalize_fingerprint(fingerprint) if fingerprint else None  # bad input: before connecting
+    wanted = (
+        normalize_fingerprint(fingerprint) if fingerprint else None
+    )  # bad input: before connecting
     try:
         key_type, fp, key = hostkeys.fetch_host_key(address, port, timeout, proxy_command)
     except HostError as exc:

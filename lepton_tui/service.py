@@ -207,7 +207,8 @@ class Service:
         offset: int = 0,
     ) -> list[dict[str, Any]]:
         """Jobs newest-last; by default only those not ended (queued, starting, running, cancelling)."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if states:
             bad = [s for s in states if s not in JOB_STATES]
             if bad:

@@ -21,9 +21,18 @@ def loaded_after(module: str) -> set[str]:
 @pytest.mark.parametrize(
     ("module", "banned"),
     [
-        ("scheduler.model", {"textual", "paramiko", "sqlite3", "sqlite_utils", "torch", "lepton_tui", "inventory"}),
-        ("scheduler.simulator", {"textual", "paramiko", "sqlite3", "sqlite_utils", "torch", "lepton_tui", "inventory"}),
-        ("scheduler.heuristics", {"textual", "paramiko", "sqlite3", "torch", "lepton_tui", "inventory"}),
+        (
+            "scheduler.model",
+            {"textual", "paramiko", "sqlite3", "sqlite_utils", "torch", "lepton_tui", "inventory"},
+        ),
+        (
+            "scheduler.simulator",
+            {"textual", "paramiko", "sqlite3", "sqlite_utils", "torch", "lepton_tui", "inventory"},
+        ),
+        (
+            "scheduler.heuristics",
+            {"textual", "paramiko", "sqlite3", "torch", "lepton_tui", "inventory"},
+        ),
         ("inventory", {"textual", "scheduler", "lepton_tui", "torch"}),
         ("lepton_tui.cli", {"textual", "torch", "scipy", "paramiko"}),
         ("lepton_tui.service", {"textual", "torch"}),

@@ -7,7 +7,7 @@ invoked, so `lepton-tui queue` never pays for Textual or scipy, and the console 
 from __future__ import annotations
 
 import importlib
-import sys
+import importlib.util
 
 import click
 
@@ -85,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

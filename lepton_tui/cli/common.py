@@ -36,7 +36,7 @@ class LeptonGroup(click.Group):
         except BrokenPipeError:
             sys.exit(0)
         except UnicodeError as exc:
-            fail(f"input is not valid UTF-8 text: {exc.reason}", 2)
+            fail(f"input is not valid UTF-8 text: {getattr(exc, 'reason', exc)}", 2)
         except OSError as exc:
             fail(f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc), 1)
         except Exception as exc:  # noqa: BLE001 - the last guard: one line, not a traceback

@@ -86,7 +86,9 @@ class OverviewScreen(LiveScreen):
         if first and not data.fleet:
             # A new lab: the first thing to do is add a host, so enter does that.
             self.query_one("#add-local").focus()
-        elif data.fleet and self.focused is not None and self.focused.id in ("add-local", "add-ssh"):
+        elif (
+            data.fleet and self.focused is not None and self.focused.id in ("add-local", "add-ssh")
+        ):
             # The empty state's buttons are gone once a host exists: enter opens jobs again.
             self.query_one(QueueTable).focus()
         self.query_one(QueueTable).show(data.queue, queue)

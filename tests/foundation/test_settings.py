@@ -44,7 +44,12 @@ def test_settings_cli(home: Path) -> None:
     env = {**os.environ, "LEPTON_HOME": str(home)}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "lepton_tui", "settings", *args], capture_output=True, text=True, env=env)
+        return subprocess.run(
+            [sys.executable, "-m", "lepton_tui", "settings", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
 
     assert cli("set", "policy", "tetris").returncode == 0
     bad = cli("set", "tick_s", "soon")
