@@ -9,11 +9,11 @@ bucketed sparkline, the queue reads a window of rows, never the whole jobs table
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from lepton_tui.economics_prices import day_start, week_start
 from lepton_tui.ledger import Ledger
 from lepton_tui.validate import format_size_mb
 
@@ -302,17 +302,6 @@ def queue_window(
 
 
 # -- cost ----------------------------------------------------------------------------------------
-
-
-def day_start(now: float) -> float:
-    """Local midnight before `now`."""
-    t = time.localtime(now)
-    return time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1))
-
-
-def week_start(now: float) -> float:
-    """Local midnight of the Monday of `now`'s week."""
-    return day_start(now) - time.localtime(now).tm_wday * 86400.0
 
 
 @dataclass
