@@ -11,7 +11,7 @@ from textual.widgets import Button, DataTable, Static
 
 from lepton_tui.views import FleetRow
 from lepton_tui.widgets.bars import bar, gpu_strip, heat_text, money, sparkline, state_text
-from lepton_tui.widgets.sync import sync_rows
+from lepton_tui.widgets.sync import highlighted_key, sync_rows
 
 COLUMNS = (
     ("host", "Host"),
@@ -76,13 +76,7 @@ class FleetTable(DataTable):
     @property
     def selected_host(self) -> str | None:
         """The highlighted host's name, if any."""
-        if not self.row_count:
-            return None
-        try:
-            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        except Exception:  # noqa: BLE001 - an empty or shrinking table
-            return None
-        return str(key.value) if key.value is not None else None
+        return highlighted_key(self)
 
 
 def compact_width(app) -> bool:

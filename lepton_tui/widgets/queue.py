@@ -7,7 +7,7 @@ from textual.widgets import DataTable
 
 from lepton_tui.validate import format_duration
 from lepton_tui.views import QueueRow, QueueWindow
-from lepton_tui.widgets.sync import sync_rows
+from lepton_tui.widgets.sync import highlighted_key, sync_rows
 
 JOB_STYLE = {
     "queued": "yellow",
@@ -80,13 +80,8 @@ class QueueTable(DataTable):
     @property
     def selected_job(self) -> int | None:
         """The highlighted job's id, if any."""
-        if not self.row_count:
-            return None
-        try:
-            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        except Exception:  # noqa: BLE001 - an empty or shrinking table
-            return None
-        return int(key.value) if key.value is not None else None
+        key = highlighted_key(self)
+        return int(key) if key is not None else None
 
 
 def queue_title(window: QueueWindow) -> str:

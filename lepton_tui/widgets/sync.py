@@ -56,3 +56,14 @@ def sync_rows(table: DataTable, rows: Sequence[tuple[str, Sequence[Any]]]) -> bo
         fresh[key] = sig
     _SHOWN[table] = fresh
     return False
+
+
+def highlighted_key(table: DataTable) -> str | None:
+    """The key of the highlighted row, or None for an empty (or shrinking) table."""
+    if not table.row_count:
+        return None
+    try:
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+    except Exception:  # noqa: BLE001 - the cursor can point past rows that just went away
+        return None
+    return str(key.value) if key.value is not None else None
