@@ -113,6 +113,55 @@ def decision_latency(nodes: int = 64, pending: int = 200, rounds: int = 200, fil
     }
 
 
+def replay_latency(
+    trace: str | None, nodes: int = 64, jobs: int = 4000, load: float = 1.2, min_pending: int = 200
+) -> dict:
+    """Wall time of the DQN's rounds in a replay on `nodes` nodes kept overloaded (the trace if
+    given, else the lab mix): median and p99 over the rounds with at least `min_pending` jobs
+    queued, and how many jobs such a round started."""
+    from scheduler.policy import DQNPolicy
+    from scheduler.simulator import Simulator
+
+    if trace:
+        wl = make_workload("trace", 0, trace=trace, jobs=jobs, nodes=nodes, load=load)
+    else:
+        wl = make_workload("lab", 0, jobs=jobs, nodes=nodes, load=load)
+    pol = DQNPolicy()
+    decide = pol.decide
+    times: list[float] = []
+    queued: list[int] = []
+    started: list[int] = []
+
+    def timed(view, pending, now):  # noqa: ANN001, ANN202
+        t0 = time.perf_counter()
+        out = decide(view, pending, now)
+        times.append(time.perf_counter() - t0)
+        queued.append(len(pending))
+        started.append(len(out))
+        return out
+
+    pol.decide = timed  # type: ignore[method-assign]
+    Simulator(wl).run(pol)
+    ms = np.array(times) * 1e3
+    busy = np.array(queued) >= min_pending
+    placed = np.array(started)[busy]
+    return {
+        "workload": wl.name,
+        "nodes": nodes,
+        "rounds": len(ms),
+        "rounds_with_min_pending": int(busy.sum()),
+        "min_pending": min_pending,
+        "max_pending": int(max(queued, default=0)),
+        "median_ms": float(np.median(ms[busy])) if busy.any() else math.nan,
+        "p99_ms": float(np.percentile(ms[busy], 99)) if busy.any() else math.nan,
+        "started_mean": float(placed.mean()) if busy.any() else math.nan,
+        "started_max": int(placed.max()) if busy.any() else 0,
+        "median_ms_rounds_that_start_a_job": float(np.median(ms[busy][placed > 0]))
+        if (placed > 0).any()
+        else math.nan,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trace")
@@ -127,6 +176,7 @@ def main() -> None:
     ap.add_argument("--no-sidecar", action="store_true")
     a = ap.parse_args()
     if a.latency_only:
+        print(json.dumps(replay_latency(a.trace)))
         print(json.dumps(decision_latency()))
         print(json.dumps(decision_latency(fill=30)))
         return
@@ -152,6 +202,7 @@ def main() -> None:
     summary = summarize(rows)
     latency = decision_latency()
     latency_busy = decision_latency(fill=30)
+    latency_replay = replay_latency(a.trace)
     table = render(summary, rows)
     verdict = compare(summary)
     print(table)
@@ -164,6 +215,10 @@ def main() -> None:
         f"{latency_busy['median_ms']:.2f} ms, CPU {latency_busy['median_cpu_ms']:.2f} ms, "
         f"{latency_busy['placed_per_round']:.0f} placed per round; evaluation took {elapsed:.0f} s"
     )
+    print(
+        f"rounds of a replay on 64 nodes with >= 200 queued: median {latency_replay['median_ms']:.2f}"
+        f" ms, p99 {latency_replay['p99_ms']:.2f} ms"
+    )
     command = "python bench/dqn.py " + " ".join(sys.argv[1:])
     if a.out:
         Path(a.out).write_text(
@@ -174,6 +229,7 @@ def main() -> None:
                     "summary": summary,
                     "latency": latency,
                     "latency_busy": latency_busy,
+                    "latency_replay": latency_replay,
                 },
                 indent=1,
                 default=str,
@@ -188,6 +244,7 @@ def main() -> None:
             "verdict": verdict,
             "latency": latency,
             "latency_busy": latency_busy,
+            "latency_replay": latency_replay,
         }
         side.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 

@@ -114,41 +114,55 @@ class Round:
 
     def __init__(
         self,
-        view: ClusterView,
+        view: ClusterView | None,
         pending: Sequence[JobRequest],
         now: float,
         config: RoundConfig = DEFAULT_CONFIG,
         *,
         holding: bool = False,
+        rows: np.ndarray | None = None,
+        after: Round | None = None,
     ) -> None:
-        self.view = view
+        """`rows`: the pending jobs' (priority, submitted, estimate, cpus, mem, GPUs, share memory)
+        if already known; `after`: the previous window of the same decision time, whose node state
+        (with its placements) this window continues from (`view` is then None)."""
         self.now = float(now)
         self.config = config
-        self.state = RoundState(view)
+        self._view = view
+        self._before = after
+        if after is None:
+            if view is None:
+                raise ValueError("a first window needs the cluster view")
+            self.state = RoundState(view)
+        else:
+            self.state = after.state
+        self.pending = pending
         self.pending_total = len(pending)
         n = len(pending)
-        prio = np.fromiter((j.priority for j in pending), float, n)
-        sub = np.fromiter((j.submitted_at for j in pending), float, n)
-        est = np.fromiter((j.est_runtime_s for j in pending), float, n)
+        if rows is None:
+            rows = pending_rows(pending)
+        self.rows = rows
+        prio, sub, est = rows[:, 0], rows[:, 1], rows[:, 2]
         eff = effective_priorities(prio, sub, self.now, config.aging_s)
         by_age = np.lexsort((sub, -eff))
         self.queue_order = [pending[i] for i in by_age[: max(config.k // 2, 1)].tolist()]
         by_est = np.lexsort((sub, est, -eff))
         if n and len(self.state.nodes):
-            rows = np.array([_req_row(j) for j in pending], dtype=float)
-            fits: np.ndarray = np.asarray(self.state.fit_matrix(rows).any(axis=1))
+            fits: np.ndarray = np.asarray(self.state.fit_matrix(rows[:, 3:]).any(axis=1))
             by_est = by_est[fits[by_est]]
         half = max(1, config.k // 2)
         idx = list(
             dict.fromkeys(by_age[:half].tolist() + by_est[: max(1, config.k - half)].tolist())
         )
         idx.sort(key=lambda i: (-eff[i], sub[i]))
+        self.index = np.array(idx, dtype=np.intp)
+        """position in `pending` of each window job"""
         self.window: list[JobRequest] = [pending[i] for i in idx]
         self.alive = np.ones(len(idx), dtype=bool)
         w_est = est[idx]
         w_sub = sub[idx]
         self.eff = eff[idx]
-        self.req = np.array([_req_row(j) for j in self.window], dtype=float).reshape(-1, 4)
+        self.req = rows[idx, 3:].reshape(-1, 4)
         self.share = self.req[:, 3] > 0
         self.est = w_est
         self.wait = np.maximum(0.0, self.now - w_sub)
@@ -169,8 +183,51 @@ class Round:
             axis=1,
         ).reshape(-1, 4)
         self.ends_before = self.now + self.est <= self.t_res
-        self.partial = np.array(
-            [self._partial(i) for i in range(len(self.state.nodes))], dtype=float
+        if after is not None:
+            self.partial = after.partial
+        else:
+            self.partial = np.array(
+                [self._partial(i) for i in range(len(self.state.nodes))], dtype=float
+            )
+        # fit and best-fit leftover of every (window job, node), kept current column by column
+        st = self.state
+        nn = len(st.nodes)
+        self._fit = st.fit_matrix(self.req) if nn else np.zeros((len(idx), 0), dtype=bool)
+        self._gfrac = np.where(
+            self.share[:, None],
+            np.minimum(1.0, self.req[:, 3:4] / st.per_gpu[None, :]),
+            self.req[:, 2:3],
+        )
+        self._left = (
+            (st.fc[None, :] - self.req[:, 0:1]) / st.cap_c[None, :]
+            + (st.fm[None, :] - self.req[:, 1:2]) / st.cap_m[None, :]
+            + np.where(st.has_gpu[None, :], (st.fg[None, :] - self._gfrac) / st.cap_g[None, :], 0.0)
+            + 1e-9 * np.arange(nn)[None, :]
+        )
+
+    @property
+    def view(self) -> ClusterView:
+        """The cluster as this window sees it (built on demand for a later window)."""
+        if self._view is None:
+            assert self._before is not None
+            self._view = self._before.view_after()
+            self._before = None
+        return self._view
+
+    def next_window(self) -> Round:
+        """The next window of the same decision time: the queue without this window's
+        placements, continuing from its node state."""
+        keep = np.ones(len(self.pending), dtype=bool)
+        keep[self.index[~self.alive]] = False
+        rest = [self.pending[i] for i in np.flatnonzero(keep).tolist()]
+        return Round(
+            None,
+            rest,
+            self.now,
+            self.config,
+            holding=self.holding,
+            rows=self.rows[keep],
+            after=self,
         )
 
     def _partial(self, i: int) -> float:
@@ -215,7 +272,7 @@ class Round:
         nn = len(st.nodes)
         alive = self.alive
         if nn and alive.any():
-            ok = st.fit_matrix(self.req) & alive[:, None]
+            ok = self._fit & alive[:, None]
         else:
             ok = np.zeros((len(self.window), nn), dtype=bool)
         jobs_ok = ok.any(axis=1)
@@ -239,18 +296,7 @@ class Round:
             ok[~self.ends_before, self.res_node] = False
         # each job's best few nodes by SJF's best fit (leftover), lowest index first on ties
         if nn and ok.any():
-            g = np.where(
-                self.share[:, None],
-                np.minimum(1.0, self.req[:, 3:4] / st.per_gpu[None, :]),
-                self.req[:, 2:3],
-            )
-            left = (
-                (st.fc[None, :] - self.req[:, 0:1]) / st.cap_c[None, :]
-                + (st.fm[None, :] - self.req[:, 1:2]) / st.cap_m[None, :]
-                + np.where(st.has_gpu[None, :], (st.fg[None, :] - g) / st.cap_g[None, :], 0.0)
-                + 1e-9 * np.arange(nn)[None, :]
-            )
-            left = np.where(ok, left, np.inf)
+            left = np.where(ok, self._left, np.inf)
             m = self.config.nodes_per_job
             if nn > m:
                 top_n = np.argpartition(left, m - 1, axis=1)[:, :m]
@@ -366,8 +412,16 @@ class Round:
         gids = self.state.pick_gpus(node, job.request)
         if gids is None:  # pragma: no cover - the fit matrix is exact
             raise RuntimeError(f"candidate {i} does not fit")
-        self.state.place(node, job, gids)
+        st = self.state
+        st.place(node, job, gids)
         self.partial[node] = self._partial(node)
+        self._fit[:, node] = st.fit_column(self.req, node)
+        self._left[:, node] = (
+            (st.fc[node] - self.req[:, 0]) / st.cap_c[node]
+            + (st.fm[node] - self.req[:, 1]) / st.cap_m[node]
+            + np.where(st.has_gpu[node], (st.fg[node] - self._gfrac[:, node]) / st.cap_g[node], 0.0)
+            + 1e-9 * node
+        )
         self.alive[j] = False
         p = Placement(job.id, self.state.ids[node], gids)
         self.placed.append(p)
@@ -380,6 +434,23 @@ class Round:
             if self.window[j].id == placement.job_id and self.state.ids[n] == placement.node_id:
                 return i
         return None
+
+
+def pending_rows(pending: Sequence[JobRequest]) -> np.ndarray:
+    """(jobs x 7) rows of priority, submitted, estimate, cpus, mem, whole GPUs, share memory."""
+    out = np.empty((len(pending), 7), dtype=float)
+    for i, j in enumerate(pending):
+        r = j.request
+        out[i] = (
+            j.priority,
+            j.submitted_at,
+            j.est_runtime_s,
+            r.cpus,
+            r.mem_mb,
+            r.gpus,
+            r.gpu_mem_mb if r.gpus == 0 else 0,
+        )
+    return out
 
 
 def _req_row(job: JobRequest) -> tuple[float, int, int, int]:

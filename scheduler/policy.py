@@ -195,9 +195,7 @@ class DQNPolicy:
             cands = rnd.candidates()
             if len(cands) <= 1 and rnd.wants_next_window(len(pending) - len(out)):
                 # nothing left in this window: look at the next jobs of the queue
-                placed = {p.job_id for p in out}
-                rest = [j for j in pending if j.id not in placed]
-                rnd = Round(rnd.view_after(), rest, now, self.config, holding=rnd.holding)
+                rnd = rnd.next_window()
                 continue
             if len(cands) <= 1:
                 break

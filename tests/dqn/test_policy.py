@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from scheduler.features import NUM_FEATURES, Round
+from scheduler.features import NUM_FEATURES, SJF_CHOICE, Round
 from scheduler.model import ClusterView, JobRequest, NodeView, Resources, RunningJob
 from scheduler.policy import DEFAULT_WEIGHTS, DQNPolicy, QNetwork, load_weights, save_weights
 from scheduler.simulator import Simulator
@@ -169,3 +169,67 @@ def test_a_large_teacher_bonus_makes_the_policy_follow_sjf():
             assert (ours[0].job_id, ours[0].node_id) == (sjf[0].job_id, sjf[0].node_id)
             agree += 1
     assert agree > 20
+
+
+def _reference_decide(policy: DQNPolicy, view, pending, now):
+    """The round as it was first written: every window rebuilt from a fresh view of the cluster
+    with the earlier windows' placements applied (no state carried between windows)."""
+    rnd = Round(view, pending, now, policy.config)
+    out = []
+    while True:
+        cands = rnd.candidates()
+        if len(cands) <= 1 and rnd.wants_next_window(len(pending) - len(out)):
+            placed = {p.job_id for p in out}
+            rest = [j for j in pending if j.id not in placed]
+            rnd = Round(rnd.view_after(), rest, now, policy.config, holding=rnd.holding)
+            continue
+        if len(cands) <= 1:
+            return out
+        q = policy.net.scores(cands.x)
+        if policy.teacher_bonus:
+            q[:-1] += policy.teacher_bonus * cands.x[:-1, SJF_CHOICE]
+        if not cands.wait_allowed:
+            q[-1] = -np.inf
+        p = rnd.place(cands, int(np.argmax(q)))
+        if p is not None:
+            out.append(p)
+
+
+@pytest.mark.parametrize("shipped", [False, True])
+def test_windows_carried_over_decide_exactly_as_rebuilt_ones(shipped):
+    # the round keeps its fit and leftover matrices current column by column and carries the
+    # node state into the next window; decisions must match rebuilding everything from the view
+    rng = np.random.default_rng(5)
+    for seed in range(40):
+        view, pending = random_view(rng)
+        policy = DQNPolicy(k=8) if shipped else DQNPolicy.from_network(small_net(seed))
+        policy.config = type(policy.config)(k=8)
+        got = policy.decide(view, pending, view.now)
+        want = _reference_decide(policy, view, pending, view.now)
+        assert got == want, seed
+
+
+def test_round_matrices_stay_equal_to_a_fresh_computation():
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        view, pending = random_view(rng)
+        rnd = Round(view, pending, view.now)
+        st = rnd.state
+        while True:
+            cands = rnd.candidates()
+            if len(cands) <= 1:
+                break
+            rnd.place(cands, 0)
+            assert np.array_equal(rnd._fit, st.fit_matrix(rnd.req))
+            fresh = Round(rnd.view_after(), pending, view.now)  # same nodes, fresh arrays
+            assert np.array_equal(fresh.state.fc, st.fc) and np.array_equal(fresh.state.fg, st.fg)
+            nn = len(st.nodes)
+            left = (
+                (st.fc[None, :] - rnd.req[:, 0:1]) / st.cap_c[None, :]
+                + (st.fm[None, :] - rnd.req[:, 1:2]) / st.cap_m[None, :]
+                + np.where(
+                    st.has_gpu[None, :], (st.fg[None, :] - rnd._gfrac) / st.cap_g[None, :], 0.0
+                )
+                + 1e-9 * np.arange(nn)[None, :]
+            )
+            assert np.array_equal(rnd._left, left)
