@@ -277,14 +277,17 @@ def queue_window(
     }
     out = []
     for r in rows:
-        ids = json.loads(r["gpu_ids"]) if r["gpu_ids"] and r["state"] in LIVE_STATES else []
+        # where it runs, or for an ended job where it ran last (a queued job has no host yet,
+        # even one requeued after a lost attempt)
+        ran = r["state"] != "queued"
+        ids = json.loads(r["gpu_ids"]) if r["gpu_ids"] and ran else []
         out.append(
             QueueRow(
                 id=r["id"], state=r["state"], user=r["user"], project=r["project"],
                 name=r["name"], command=r["command"],
                 request=describe_request(r["cpus"] or 0, r["mem_mb"] or 0, r["gpus"] or 0,
                                          r["gpu_mem_mb"] or 0),
-                host=r["host"] if r["state"] in LIVE_STATES else None,
+                host=r["host"] if ran else None,
                 gpu_ids=gpu_ranges(ids),
                 age_s=max(0.0, now - float(r["submitted_at"] or now)),
                 reason=r["reason"] if r["state"] == "queued" else None,

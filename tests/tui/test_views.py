@@ -87,6 +87,10 @@ def test_queue_window_filters_and_sorts(svc) -> None:
     assert [r.id for r in views.queue_window(svc.ledger, FIXED_NOW, sort="id").rows][:2] == [6, 5]
     everything = views.queue_window(svc.ledger, FIXED_NOW, all_states=True)
     assert everything.matched == 7
+    ended = next(r for r in everything.rows if r.id == 7)
+    # an ended job still says where it ran; a queued one names no host
+    assert (ended.state, ended.host, ended.gpu_ids) == ("succeeded", "gpu-a", "0")
+    assert all(r.host is None for r in everything.rows if r.state == "queued")
 
 
 def test_why_pending(svc) -> None:
