@@ -66,6 +66,7 @@ from lepton_tui.economics_report import (
     _migrate_2,  # noqa: F401 - for the ledger's MIGRATIONS
     cost_report,
     ensure_indexes,
+    host_capacity,
     measure_energy_wh,
     settle_ended,
 )
@@ -88,12 +89,7 @@ def attempt_cost(ledger: Ledger, token: str, now: float | None = None) -> tuple[
     energy = (
         att["energy_wh"] if att["energy_wh"] is not None else measure_energy_wh(ledger, att, now)
     )
-    host = (
-        ledger.query_one(
-            "SELECT cpus, mem_mb, gpus, gpu_mem_mb FROM hosts WHERE name = ?", (att["host"],)
-        )
-        or {}
-    )
+    host = host_capacity(ledger, att["host"])
     cost = 0.0
     for seg in price_segments(ledger, [att["host"]]):
         ov = min(end, seg.end) - max(start, seg.start)

@@ -118,6 +118,22 @@ _GROUP_KEYS = {
 }
 
 
+def host_capacity(ledger: Ledger, name: str) -> dict[str, Any]:
+    """A host's capacity (cpus, mem_mb, gpus, gpu_mem_mb): from its row, or for a removed host
+    from the event that recorded its removal; {} when neither is known."""
+    row = ledger.query_one(
+        "SELECT cpus, mem_mb, gpus, gpu_mem_mb FROM hosts WHERE name = ?", (name,)
+    )
+    if row is not None:
+        return row
+    ev = ledger.query_one(
+        "SELECT data FROM events WHERE kind = 'host.removed' AND host = ? AND data IS NOT NULL "
+        "ORDER BY id DESC LIMIT 1",
+        (name,),
+    )
+    return json.loads(ev["data"]) if ev else {}
+
+
 def _load_temp_tables(
     ledger: Ledger, hosts: Sequence[str], buckets: Sequence[tuple[str, float, float]]
 ) -> None:
@@ -143,7 +159,9 @@ def _load_temp_tables(
     }
     rows = []
     for seg in price_segments(ledger, hosts):
-        cap = caps.get(seg.host) or {}
+        cap = caps.get(seg.host)
+        if cap is None:  # a removed host: its recorded capacity (and no idle time)
+            cap = caps[seg.host] = host_capacity(ledger, seg.host)
         p = seg.prices
         rows.append(
             (seg.host, seg.start, seg.end, p.per_hour, p.cpu_hour, p.gpu_hour, p.gb_hour,

@@ -390,7 +390,7 @@ class Service:
     def remove_host(self, name: str, force: bool = False) -> None:
         """Remove a host; refused while jobs run there unless `force` (they are then lost)."""
         self.require_admin("remove hosts")
-        self.ledger.get_host(name)
+        host = self.ledger.get_host(name)
         with self.ledger.tx():
             busy = self.ledger.query_one(
                 "SELECT COUNT(*) AS n FROM attempts WHERE host = ? AND state IN ('starting', 'running')",
@@ -402,7 +402,11 @@ class Service:
                     "drain it and wait, or pass --force to remove it anyway",
                 )
             self.ledger.execute("DELETE FROM hosts WHERE name = ?", (name,))
-            self.ledger.event("host.removed", f"host {name} removed", host=name, actor=self.user)
+            # the capacity stays on record: attempts still to be settled there are priced by it
+            capacity = {k: host.get(k) for k in ("cpus", "mem_mb", "gpus", "gpu_mem_mb")}
+            self.ledger.event(
+                "host.removed", f"host {name} removed", host=name, actor=self.user, data=capacity
+            )
 
     def set_draining(self, name: str, draining: bool) -> dict[str, Any]:
         """Drain (finish running jobs, place nothing new) or resume a host."""

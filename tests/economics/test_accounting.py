@@ -365,3 +365,24 @@ def test_console_summary_and_series(ledger, clock) -> None:
     assert sum(p["idle"] for p in series) == pytest.approx(50.0)
     with pytest.raises(ValidationError):
         cost_series(ledger, T0, now, 0.0)
+
+
+def test_attempt_on_a_removed_host_is_priced_by_its_recorded_capacity(tmp_path, clock) -> None:
+    # `hosts rm --force` while a job runs: the dispatcher loses and settles the attempt after the
+    # host row is gone; the removal event keeps the capacity, so the job pays its share, not the
+    # whole host
+    from lepton_tui.service import Service
+
+    svc = Service.open(tmp_path, user="root", clock=clock)
+    led = svc.ledger
+    add_host(led, "gpu1")  # 32 CPUs, 256 GB, 8 GPUs
+    set_prices(led, "gpu1", per_hour=8.0)
+    job = submit(led, clock, cpus=8, mem_mb=64 * 1024, gpus=2)  # a quarter of the host
+    token = run_attempt(led, clock, job, "gpu1", T0, None, gpu_ids=(0, 1))
+    clock.now = T0 + 2 * H
+    svc.remove_host("gpu1", force=True)
+    led.transition_attempt(token, "lost", job_state="failed", reason="host gpu1 was removed")
+    assert settle_attempt(led, token) == pytest.approx(2 * 8.0 * 0.25)
+    rep = report(led, T0, T0 + 24 * H, "host", T0 + 24 * H)
+    assert rep.rows[0].key == "gpu1" and rep.rows[0].cost == pytest.approx(4.0)
+    svc.close()
