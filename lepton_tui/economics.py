@@ -17,7 +17,8 @@ day or report window) its energy is spread evenly over its time. A lost attempt 
 
 Idle cost of a host: its whole price (the flat price plus per-resource prices x capacity) x time
 since it was added, minus the allocation cost of the attempts it ran: capacity not allocated x
-price x time.
+price x time; plus, where electricity is priced, the energy its GPUs drew (mean sampled power per
+GPU x time) beyond the energy charged to attempts: the power of idle GPUs.
 
 Everything is aggregated in SQL over `attempts`, `jobs`, `hosts` and `prices`; the price periods
 and report buckets go in small TEMP tables of the reading connection.
