@@ -15,6 +15,8 @@ from typing import Any
 
 from lepton_tui.economics_prices import day_start, week_start
 from lepton_tui.ledger import Ledger
+from lepton_tui.settings import SETTINGS
+from lepton_tui.settings import effective as effective_settings
 from lepton_tui.validate import format_size_mb
 
 SPARK_WINDOW_S = 300.0
@@ -23,7 +25,7 @@ SAMPLE_FRESH_S = 120.0
 QUEUE_WINDOW = 200
 RECENT_S = 600.0  # the overview keeps jobs that ended this recently
 LIVE_STATES = ("starting", "running", "cancelling")
-DEFAULT_POLICY = "backfill"
+DEFAULT_POLICY = SETTINGS["policy"].default
 
 # -- fleet ---------------------------------------------------------------------------------------
 
@@ -474,7 +476,7 @@ def header(
     ledger: Ledger, rows: list[FleetRow], cost: CostPanel, queue: QueueWindow, demo: bool = False
 ) -> Header:
     """The header from the pieces already read this tick (plus two settings)."""
-    settings = ledger.settings()
+    settings = effective_settings(ledger.settings())
     return Header(
         lab=str(settings.get("lab_name") or "lab"),
         policy=str(settings.get("policy") or DEFAULT_POLICY),
