@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -112,13 +113,15 @@ def round_gains(
 
 
 _SOLVER_STDOUT_TO_STDERR = False
+_STRAY_LINE = b"HighsMipSolverData::transformNewIntegerFeasibleSolution"
 
 
 def send_solver_output_to_stderr(enabled: bool = True) -> None:
-    """Route what HiGHS prints on file descriptor 1 to stderr during solves.
+    """Catch what HiGHS prints on file descriptor 1 during solves: its stray debug line is
+    dropped, anything else goes to stderr.
 
     HiGHS 1.12 sometimes prints a stray debug line on stdout (ERGO-Code/HiGHS#2783); a
-    single-threaded command whose stdout is JSON turns this on. Not for threaded programs: the
+    single-threaded command whose stdout is JSON or a table turns this on. Not for threaded programs: the
     redirection is process-wide while a solve runs.
     """
     global _SOLVER_STDOUT_TO_STDERR
@@ -132,12 +135,22 @@ def _solver_stdout() -> Iterator[None]:
         return
     sys.stdout.flush()
     saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+    with tempfile.TemporaryFile() as caught:
+        try:
+            os.dup2(caught.fileno(), 1)
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            caught.seek(0)
+            # pass on whatever else the solver said, without its known stray debug line
+            rest = [
+                line
+                for line in caught.read().splitlines(keepends=True)
+                if not line.startswith(_STRAY_LINE)
+            ]
+            if rest:
+                os.write(2, b"".join(rest))
 
 
 def plan_round(

@@ -179,3 +179,21 @@ def test_snapshot_prices_per_node() -> None:
     )
     assert [n.price_per_hour for n in v.nodes] == [4.0, 3.5]
     assert v.nodes[1].capacity == res(4, 1, 0)
+
+
+def test_solver_stray_line_is_dropped_and_other_output_goes_to_stderr(capfd) -> None:
+    import os
+
+    from scheduler import ilp
+
+    ilp.send_solver_output_to_stderr(True)
+    try:
+        with ilp._solver_stdout():
+            os.write(
+                1, b"HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();\n"
+            )
+            os.write(1, b"something else\n")
+    finally:
+        ilp.send_solver_output_to_stderr(False)
+    out, err = capfd.readouterr()
+    assert out == "" and err == "something else\n"
