@@ -83,6 +83,9 @@ class TrainConfig:
     """environment steps between evaluations against the heuristics"""
     k: int = 32
     """window of jobs considered per round"""
+    aging_s: float | None = 12 * 3600.0
+    """one priority level per this many seconds waited, for the round's guard rails and the
+    teacher (None: no aging); the validation baselines keep their own defaults"""
     max_episode_steps: int = 4_000
     """truncate an episode after this many steps"""
     blend_bonuses: tuple[float, ...] = (0.02, 0.1, 0.5, 1000.0)
@@ -321,12 +324,12 @@ def train(
     device = torch.device("cpu")
     started = time.perf_counter()
 
-    round_cfg = RoundConfig(k=config.k)
+    round_cfg = RoundConfig(k=config.k, aging_s=config.aging_s)
     q_net = make_network(config.hidden).to(device)
     target = make_network(config.hidden).to(device)
     target.load_state_dict(q_net.state_dict())
     optimizer = torch.optim.Adam(q_net.parameters(), lr=config.learning_rate)
-    teacher = HEURISTICS[config.teacher]()
+    teacher = HEURISTICS[config.teacher](aging_s=config.aging_s)
     demos = ReplayBuffer(max(1, int(config.total_steps * config.demo_fraction) + 1))
     replay = ReplayBuffer(config.buffer_size)
     env = SchedulingEnv(

@@ -81,7 +81,7 @@ class RoundConfig:
 
     k: int = 32
     nodes_per_job: int = 4
-    aging_s: float | None = 3600.0
+    aging_s: float | None = 12 * 3600.0
     starve_after_s: float | None = 86400.0
 
 

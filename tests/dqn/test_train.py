@@ -33,6 +33,8 @@ def test_train_command_smoke(tmp_path):
             "30",
             "--seed",
             "3",
+            "--aging",
+            "6",
             "--out",
             str(out),
             "--json",
@@ -46,6 +48,7 @@ def test_train_command_smoke(tmp_path):
     # the numpy policy loads it and schedules a workload to the end
     pol = DQNPolicy(out)
     assert not pol.is_fallback
+    assert pol.config.aging_s == 6 * 3600.0  # the aging it was trained with travels with it
     wl = deeprm(50, load=1.0, seed=4, num_nodes=2)
     assert len(Simulator(wl).run(pol).finished) == 50
     # numpy and torch give the same scores with these weights
