@@ -39,6 +39,9 @@ COLUMNS = (
 
 
 def _one(args: tuple) -> list[dict]:
+    from scheduler.ilp import send_solver_output_to_stderr
+
+    send_solver_output_to_stderr()  # one process per worker: HiGHS's stray line stays out
     kind, load, seed, jobs, trace, held_start, held_len, policies = args
     opts: dict = {"jobs": jobs, "load": load}
     if kind == "trace":

@@ -96,3 +96,17 @@ def test_same_seed_same_weights(tmp_path):
     assert any(
         not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters(), strict=True)
     )
+
+
+def test_a_small_validation_gain_does_not_leave_the_teacher():
+    from scheduler.agent import choose_blend
+
+    tried = [(0.02, 0.976), (0.1, 0.98), (1000.0, 0.999)]
+    # the network alone validated 2.5 % better than following SJF: not enough, follow SJF
+    assert choose_blend(0.975, tried, 0.05) == (0.999, 1000.0)
+    # 10 % better: ship the network
+    assert choose_blend(0.899, tried, 0.05) == (0.899, 0.0)
+    # a blend clearly better than both
+    assert choose_blend(0.99, [(0.1, 0.85), (1000.0, 1.0)], 0.05) == (0.85, 0.1)
+    # no threshold: the lowest ratio wins as before
+    assert choose_blend(0.975, tried, 0.0) == (0.975, 0.0)
