@@ -183,6 +183,7 @@ class Round:
             axis=1,
         ).reshape(-1, 4)
         self.ends_before = self.now + self.est <= self.t_res
+        self.partial: np.ndarray
         if after is not None:
             self.partial = after.partial
         else:
