@@ -146,6 +146,42 @@ def running_rate(ledger: Ledger, now: float | None = None) -> float:
     return rate
 
 
+def idle_rate(ledger: Ledger, now: float | None = None) -> float:
+    """What idle capacity costs per hour now: each up host's whole price less what its running
+    attempts are charged for holding it, plus, where electricity is priced, the latest power of
+    the GPUs no running attempt holds (samples of the last 10 minutes)."""
+    now = ledger.clock() if now is None else now
+    hosts = ledger.query(
+        "SELECT name, cpus, mem_mb, gpus, gpu_mem_mb FROM hosts WHERE state = 'up' ORDER BY name"
+    )
+    running: dict[str, list[dict[str, Any]]] = {}
+    for a in ledger.query(
+        "SELECT host, cpus, mem_mb, gpus, gpu_mem_mb, gpu_ids FROM attempts "
+        "WHERE state IN ('starting', 'running')"
+    ):
+        running.setdefault(a["host"], []).append(a)
+    rate = 0.0
+    for h in hosts:
+        prices = prices_at(ledger, h["name"], now)
+        held = running.get(h["name"], [])
+        whole = prices.host_rate(
+            float(h["cpus"] or 0), float(h["mem_mb"] or 0), float(h["gpus"] or 0)
+        )
+        rate += max(0.0, whole - sum(allocation_rate(prices, a, h) for a in held))
+        if prices.power_kwh and h["gpus"]:
+            busy = {int(g) for a in held for g in json.loads(a["gpu_ids"] or "[]")}
+            latest: dict[int, float] = {}
+            for r in ledger.query(
+                "SELECT gpu_index, power_w FROM samples WHERE host = ? AND gpu_index >= 0 "
+                "AND resolution = 0 AND at >= ? AND power_w IS NOT NULL ORDER BY at DESC",
+                (h["name"], now - 600.0),
+            ):
+                latest.setdefault(int(r["gpu_index"]), float(r["power_w"]))
+            idle_w = sum(w for g, w in latest.items() if g not in busy)
+            rate += idle_w / 1000.0 * prices.power_kwh
+    return rate
+
+
 # -- console numbers ----------------------------------------------------------------------------
 
 

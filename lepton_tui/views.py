@@ -357,11 +357,11 @@ def _host_prices(ledger: Ledger) -> dict[str, dict[str, Any]]:
 
 
 def cost_panel(ledger: Ledger, now: float) -> CostPanel:
-    """The cost panel: `economics.cost_summary` (the numbers `lepton-tui cost` prints) when it is
-    there, with the idle rate now from `simple_cost_panel`; else `simple_cost_panel` alone."""
+    """The cost panel: `economics.cost_summary` (the numbers `lepton-tui cost` prints) and
+    `economics.idle_rate` when they are there; else `simple_cost_panel` alone."""
     simple = simple_cost_panel(ledger, now)
     try:
-        from lepton_tui.economics import cost_summary
+        from lepton_tui.economics import cost_summary, idle_rate
     except ImportError:
         return simple
     summary = cost_summary(ledger, now)
@@ -370,7 +370,7 @@ def cost_panel(ledger: Ledger, now: float) -> CostPanel:
         week=summary["week"],
         month=summary["month"],
         rate_now=summary["rate_per_hour"],
-        idle_rate=simple.idle_rate,
+        idle_rate=idle_rate(ledger, now),
         idle_today=summary["idle_today"],
         by_user=sorted(summary["by_user"].items(), key=lambda kv: -kv[1]),
         by_project=sorted(summary["by_project"].items(), key=lambda kv: -kv[1]),

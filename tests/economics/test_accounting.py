@@ -408,3 +408,22 @@ def test_attempt_on_a_removed_host_is_priced_by_its_recorded_capacity(tmp_path, 
     rep = report(led, T0, T0 + 24 * H, "host", T0 + 24 * H)
     assert rep.rows[0].key == "gpu1" and rep.rows[0].cost == pytest.approx(4.0)
     svc.close()
+
+
+def test_idle_rate_now_by_hand(ledger, clock) -> None:
+    from lepton_tui.economics import idle_rate
+
+    add_host(ledger, "gpu1")  # 32 CPUs, 256 GB, 8 GPUs
+    set_prices(ledger, None, cpu_hour=0.05, gpu_hour=2.0, gb_hour=0.01, power_kwh=0.5)
+    job = submit(ledger, clock, cpus=4, mem_mb=16 * 1024, gpus=1)
+    run_attempt(ledger, clock, job, "gpu1", T0, None, gpu_ids=(0,))
+    clock.now = T0 + H
+    add_power_samples(ledger, "gpu1", 0, T0 + H - 300, T0 + H, 300.0)  # held by the job
+    add_power_samples(ledger, "gpu1", 1, T0 + H - 300, T0 + H, 100.0)  # idle, drawing 100 W
+    add_power_samples(ledger, "gpu1", 2, T0, T0 + 600, 90.0)  # too old to count
+    # whole host 32 x 0.05 + 8 x 2.0 + 256 x 0.01 = 20.16; the job holds 4 x 0.05 + 2.0 + 16 x
+    # 0.01 = 2.36; GPU 1's 100 W at 0.5 per kWh = 0.05
+    assert idle_rate(ledger) == pytest.approx(20.16 - 2.36 + 0.05)
+    with ledger.tx():
+        ledger.execute("UPDATE hosts SET state = 'down' WHERE name = 'gpu1'")
+    assert idle_rate(ledger) == 0.0  # a host that is down is not counted
