@@ -17,8 +17,9 @@ day or report window) its energy is spread evenly over its time. A lost attempt 
 
 Idle cost of a host: its whole price (the flat price plus per-resource prices x capacity) x time
 since it was added, minus the allocation cost of the attempts it ran: capacity not allocated x
-price x time; plus, where electricity is priced, the energy its GPUs drew (mean sampled power per
-GPU x time) beyond the energy charged to attempts: the power of idle GPUs.
+price x time. Reports leave out the electricity idle GPUs draw (splitting a GPU's measured power
+between the hours jobs held it and the rest needs the samples of those hours, not a day's mean);
+the console's idle rate now (`idle_rate`) does add the latest power of GPUs no job holds.
 
 Everything is aggregated in SQL over `attempts`, `jobs`, `hosts` and `prices`; the price periods
 and report buckets go in small TEMP tables of the reading connection.

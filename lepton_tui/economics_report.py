@@ -353,52 +353,6 @@ _HOST_TOTAL_SQL = """
 """
 
 
-# What a host's GPUs drew per bucket, priced: per GPU its mean sampled power x the time the host
-# was in the ledger x the electricity price of each price period (only where one is set).
-_GPU_ENERGY_SQL = """
-    WITH RECURSIVE gi(i) AS (
-        SELECT 0 UNION ALL SELECT i + 1 FROM gi
-        WHERE i + 1 < (SELECT MAX(COALESCE(cap_gpus, 0)) FROM econ_period)
-    ), seg AS (
-        SELECT p.host AS host, w.label AS label, p.power_kwh AS kwh, p.cap_gpus AS gpus,
-               MAX(p.t0, w.t0, p.added_at) AS a, MIN(p.t1, w.t1, :now) AS b
-        FROM econ_period p JOIN econ_bucket w ON p.t0 < w.t1 AND p.t1 > w.t0
-        WHERE p.added_at IS NOT NULL AND p.power_kwh > 0 AND p.cap_gpus > 0
-    ), per_gpu AS (
-        SELECT seg.host AS host, seg.label AS label, seg.kwh AS kwh, seg.b - seg.a AS span,
-               (SELECT SUM(s.power_w * s.n) * 1.0 / SUM(s.n) FROM samples s
-                WHERE s.host = seg.host AND s.gpu_index = gi.i AND s.resolution IN (0, 60, 3600)
-                  AND s.at >= seg.a AND s.at < seg.b AND s.power_w IS NOT NULL AND s.n > 0
-               ) AS mean_w
-        FROM seg CROSS JOIN gi
-        WHERE seg.b > seg.a AND gi.i < seg.gpus
-    )
-    SELECT host, label, SUM(mean_w * span * kwh) / 3600.0 / 1000.0 AS cost
-    FROM per_gpu WHERE mean_w IS NOT NULL GROUP BY host, label
-"""
-
-
-def _used_by_host(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], tuple[float, float]]:
-    """(allocation cost, energy cost) the attempts were charged, per (host, bucket label)."""
-    used: dict[tuple[str, str], tuple[float, float]] = {}
-    for r in rows:
-        a, e = used.get((r["host"], r["label"]), (0.0, 0.0))
-        used[(r["host"], r["label"])] = (
-            a + (r["alloc_cost"] or 0.0),
-            e + (r["energy_cost"] or 0.0),
-        )
-    return used
-
-
-def _idle(total: dict[str, Any], used: tuple[float, float]) -> float:
-    """Idle cost of a host in a bucket: its whole price less what attempts were charged for
-    holding it, plus the electricity its GPUs drew beyond what attempts were charged for."""
-    alloc, energy = used
-    return max(0.0, (total["total"] or 0.0) - alloc) + max(
-        0.0, (total.get("gpu_energy_cost") or 0.0) - energy
-    )
-
-
 @dataclass
 class CostRow:
     """One line of a cost report."""
@@ -487,12 +441,6 @@ def _live_rows(
         else:
             rows = ledger.query(_attempt_sql(key, all_attempts=True), params)
         hosts_total = ledger.query(_HOST_TOTAL_SQL, params)
-        if ledger.query_one("SELECT 1 AS x FROM econ_period WHERE power_kwh > 0 LIMIT 1"):
-            drawn = {
-                (r["host"], r["label"]): r["cost"] for r in ledger.query(_GPU_ENERGY_SQL, params)
-            }
-            for h in hosts_total:
-                h["gpu_energy_cost"] = drawn.get((h["host"], h["label"]), 0.0)
     return rows, hosts_total
 
 
@@ -577,12 +525,15 @@ class _Acc:
         self.idle_by_label[label] = self.idle_by_label.get(label, 0.0) + idle
 
     def add_live(self, rows: list[dict[str, Any]], totals: list[dict[str, Any]]) -> None:
+        alloc: dict[tuple[str, str], float] = {}
         for r in rows:
             per_row = r["attempts"] if self.by == "day" else r["lead"]
             self._add(str(r["k"]), r, int(per_row or 0), int(r["lead"] or 0))
-        used = _used_by_host(rows)
+            hl = (r["host"], r["label"])
+            alloc[hl] = alloc.get(hl, 0.0) + (r["alloc_cost"] or 0.0)
         for h in totals:
-            self._idle(h["host"], h["label"], _idle(h, used.get((h["host"], h["label"]), (0, 0))))
+            idle = max(0.0, (h["total"] or 0.0) - alloc.get((h["host"], h["label"]), 0.0))
+            self._idle(h["host"], h["label"], idle)
 
     def add_rollup(self, ledger: Ledger, days: list[tuple[str, float, float]]) -> None:
         dim = "host" if self.by in ("host", "day", "total") else self.by
@@ -697,12 +648,14 @@ def _ensure_rollup(ledger: Ledger, days: list[tuple[str, float, float]], now: fl
                  for (label, key, host), vals in merged.items()],
             )  # fmt: skip
             if dim == "host":
-                used = _used_by_host(rows)
+                alloc = {(r["host"], r["label"]): 0.0 for r in rows}
+                for r in rows:
+                    alloc[(r["host"], r["label"])] += r["alloc_cost"] or 0.0
                 ledger.conn.executemany(
                     "INSERT OR REPLACE INTO econ_rollup_idle (day, label, host, idle_cost) "
                     "VALUES (?, ?, ?, ?)",
                     [(day_of[h["label"]], h["label"], h["host"],
-                      _idle(h, used.get((h["host"], h["label"]), (0.0, 0.0))))
+                      max(0.0, (h["total"] or 0.0) - alloc.get((h["host"], h["label"]), 0.0)))
                      for h in totals],
                 )  # fmt: skip
         ledger.conn.executemany(

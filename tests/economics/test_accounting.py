@@ -133,28 +133,6 @@ def test_energy_at_the_electricity_price(ledger, clock) -> None:
     assert rep["bob"].cost == pytest.approx(0.075)
 
 
-@pytest.mark.parametrize("rollup", [False, True])
-def test_power_of_unallocated_gpus_is_idle_cost(ledger, clock, rollup) -> None:
-    # an owned server priced by electricity only: GPU 0 draws 300 W, GPU 1 idles at 100 W for the
-    # whole day; a job holds GPU 0 from 01:00 to 03:00. Idle cost is what the GPUs drew that no
-    # job paid for: (300 + 100) W x 24 h - 300 W x 2 h = 9.0 kWh, at 0.5 per kWh = 4.5
-    add_host(ledger, "owned", gpus=2, gpu_mem_mb=2 * 80 * 1024)
-    set_prices(ledger, None, power_kwh=0.5)
-    add_power_samples(ledger, "owned", 0, T0, T0 + 24 * H - 60, 300.0)
-    add_power_samples(ledger, "owned", 1, T0, T0 + 24 * H - 60, 100.0)
-    job = submit(ledger, clock, gpus=1)
-    token = run_attempt(ledger, clock, job, "owned", T0 + H, T0 + 3 * H, gpu_ids=(0,))
-    assert settle_attempt(ledger, token) == pytest.approx(0.3)  # 300 W x 2 h x 0.5
-    now = T0 + 48 * H
-    rep = cost_report(ledger, T0, T0 + 24 * H, "host", now=now, tz=UTC, rollup=rollup)
-    assert rep.total.cost == pytest.approx(0.3)
-    assert rep.idle_cost == pytest.approx(4.5)
-    assert rep.rows[0].idle_cost == pytest.approx(4.5)
-    # the next day has no samples: nothing drawn, nothing idle
-    later = cost_report(ledger, T0 + 24 * H, T0 + 48 * H, "host", now=now, tz=UTC, rollup=rollup)
-    assert later.idle_cost == pytest.approx(0.0)
-
-
 def test_energy_measured_for_a_running_attempt(ledger, clock) -> None:
     add_host(ledger, "owned", gpus=1, gpu_mem_mb=80 * 1024)
     set_prices(ledger, None, power_kwh=0.5)
