@@ -678,10 +678,8 @@ def measure_energy_wh(ledger: Ledger, attempt: dict[str, Any], now: float | None
         return 0.0
     share = 1.0
     if not attempt.get("gpus"):
-        host = ledger.query_one(
-            "SELECT gpus, gpu_mem_mb FROM hosts WHERE name = ?", (attempt["host"],)
-        )
-        per = (host["gpu_mem_mb"] / host["gpus"]) if host and host["gpus"] else 0
+        host = host_capacity(ledger, attempt["host"])  # a removed host's recorded capacity too
+        per = (host["gpu_mem_mb"] / host["gpus"]) if host.get("gpus") else 0
         share = min(1.0, (attempt.get("gpu_mem_mb") or 0) / per) if per else 1.0
     hours = (end - start) / 3600.0
     total = 0.0

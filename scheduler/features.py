@@ -218,8 +218,8 @@ class Round:
     def next_window(self) -> Round:
         """The next window of the same decision time: the queue without this window's
         placements, continuing from its node state."""
-        keep = np.ones(len(self.pending), dtype=bool)
-        keep[self.index[~self.alive]] = False
+        placed = {p.job_id for p in self.placed}
+        keep = np.fromiter((j.id not in placed for j in self.pending), bool, len(self.pending))
         rest = [self.pending[i] for i in np.flatnonzero(keep).tolist()]
         return Round(
             None,

@@ -184,7 +184,8 @@ class RoundState:
                 self.free_ids[i].remove(g)
         self.fg[i] = len(self.free_ids[i])
         self.fpm[i] = max(self.gmem[i], default=0)
-        self.idle[i] = False
+        if r.cpus or r.mem_mb or r.gpus or r.gpu_mem_mb:  # idle: free == capacity, as above
+            self.idle[i] = False
         self.placed.append((i, job, gpu_ids))
         if stale:
             self._refresh_max()

@@ -134,8 +134,8 @@ def _solver_stdout() -> Iterator[None]:
         yield
         return
     sys.stdout.flush()
-    saved = os.dup(1)
     with tempfile.TemporaryFile() as caught:
+        saved = os.dup(1)
         try:
             os.dup2(caught.fileno(), 1)
             yield

@@ -233,3 +233,20 @@ def test_round_matrices_stay_equal_to_a_fresh_computation():
                 + 1e-9 * np.arange(nn)[None, :]
             )
             assert np.array_equal(rnd._left, left)
+
+
+def test_window_edges_decide_as_rebuilt_ones():
+    from scheduler.features import RoundConfig
+
+    node = NodeView.empty("n0", Resources(8.0, 65536, 0), None)
+    view = ClusterView((node,), 100.0)
+    policy = DQNPolicy.from_network(small_net(0), RoundConfig(k=2), teacher_bonus=1e6)
+    # one id queued twice (a replayed trace can do that): placed once, like the rebuilt round
+    twice = [JobRequest(1, Resources(1.0, 1024, 0), 60.0, 0.0, t) for t in (10.0, 20.0)]
+    got = policy.decide(view, twice, 100.0)
+    assert got == _reference_decide(policy, view, twice, 100.0) and len(got) == 1
+    # a job that asks for nothing leaves its node idle in the carried state, as in a fresh one
+    jobs = [JobRequest(k, Resources(0.0, 0, 0), 60.0, 0.0, float(k)) for k in range(3)]
+    jobs += [JobRequest(10 + k, Resources(2.0, 2048, 0), 60.0, 0.0, 5.0 + k) for k in range(4)]
+    two = ClusterView((node, NodeView.empty("n1", Resources(8.0, 65536, 0), 3.0)), 100.0)
+    assert policy.decide(two, jobs, 100.0) == _reference_decide(policy, two, jobs, 100.0)

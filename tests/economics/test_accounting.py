@@ -388,6 +388,24 @@ def test_attempt_on_a_removed_host_is_priced_by_its_recorded_capacity(tmp_path, 
     svc.close()
 
 
+def test_gpu_share_on_a_removed_host_pays_its_share_of_the_energy(tmp_path, clock) -> None:
+    from lepton_tui.service import Service
+
+    svc = Service.open(tmp_path, user="root", clock=clock)
+    led = svc.ledger
+    add_host(led, "owned", gpus=1, gpu_mem_mb=80 * 1024)
+    set_prices(led, None, power_kwh=0.5)
+    add_power_samples(led, "owned", 0, T0, T0 + 2 * H, 300.0)
+    job = submit(led, clock, gpu_mem_mb=40 * 1024)  # half of the GPU
+    token = run_attempt(led, clock, job, "owned", T0, None, gpu_ids=(0,))
+    clock.now = T0 + 2 * H
+    svc.remove_host("owned", force=True)
+    led.transition_attempt(token, "lost", job_state="failed", reason="host owned was removed")
+    # 300 W x 2 h x 1/2 = 300 Wh at 0.5 per kWh
+    assert settle_attempt(led, token) == pytest.approx(0.15)
+    svc.close()
+
+
 def test_idle_rate_now_by_hand(ledger, clock) -> None:
     from lepton_tui.economics import idle_rate
 
