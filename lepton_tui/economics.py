@@ -147,6 +147,18 @@ def running_rate(ledger: Ledger, now: float | None = None) -> float:
     return rate
 
 
+def priced_hosts(ledger: Ledger, now: float | None = None) -> int:
+    """How many hosts have a price in force now (their own or the lab's: flat, per resource or
+    electricity)."""
+    now = ledger.clock() if now is None else now
+    n = 0
+    for h in ledger.query("SELECT name, cpus, mem_mb, gpus FROM hosts"):
+        p = prices_at(ledger, h["name"], now)
+        whole = p.host_rate(float(h["cpus"] or 0), float(h["mem_mb"] or 0), float(h["gpus"] or 0))
+        n += bool(whole > 0 or p.power_kwh > 0)
+    return n
+
+
 def idle_rate(ledger: Ledger, now: float | None = None) -> float:
     """What idle capacity costs per hour now: each up host's whole price less what its running
     attempts are charged for holding it, plus, where electricity is priced, the latest power of

@@ -361,7 +361,7 @@ def cost_panel(ledger: Ledger, now: float) -> CostPanel:
     `economics.idle_rate` when they are there; else `simple_cost_panel` alone."""
     simple = simple_cost_panel(ledger, now)
     try:
-        from lepton_tui.economics import cost_summary, idle_rate
+        from lepton_tui.economics import cost_summary, idle_rate, priced_hosts
     except ImportError:
         return simple
     summary = cost_summary(ledger, now)
@@ -374,7 +374,7 @@ def cost_panel(ledger: Ledger, now: float) -> CostPanel:
         idle_today=summary["idle_today"],
         by_user=sorted(summary["by_user"].items(), key=lambda kv: -kv[1]),
         by_project=sorted(summary["by_project"].items(), key=lambda kv: -kv[1]),
-        priced_hosts=simple.priced_hosts,
+        priced_hosts=priced_hosts(ledger, now),
         hosts=simple.hosts,
         currency=summary.get("currency", "USD"),
         breakdown_period="this month",

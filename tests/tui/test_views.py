@@ -118,3 +118,13 @@ def test_gpu_ranges() -> None:
     assert views.gpu_ranges([7, 0, 1, 2, 3, 4, 5, 6]) == "0-7"
     assert views.gpu_ranges([0, 1, 3, 5, 6, 7]) == "0,1,3,5-7"
     assert views.gpu_ranges([]) == ""
+
+
+def test_cost_panel_counts_hosts_priced_per_resource(svc) -> None:
+    # cpu-c has no flat price; a lab-wide price per core-hour prices it too, so the panel shows
+    # costs instead of "no host has a price yet"
+    from lepton_tui.economics import set_prices
+
+    assert views.cost_panel(svc.ledger, FIXED_NOW).priced_hosts == 2
+    set_prices(svc.ledger, None, cpu_hour=0.05)
+    assert views.cost_panel(svc.ledger, FIXED_NOW).priced_hosts == 3
