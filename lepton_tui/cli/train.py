@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import sys
 import time
@@ -103,6 +104,12 @@ def train(
     from scheduler.agent import TrainConfig, WorkloadMix, ledger_mix
     from scheduler.agent import train as run_training
 
+    if not math.isfinite(aging_h):
+        raise ValidationError(
+            f"--aging must be a number of hours, got {aging_h}",
+            "e.g. --aging 12; 0 turns aging off",
+            field="aging",
+        )
     out_path = Path(out)
     if out_path.suffix != ".npz":
         raise ValidationError("--out must end in .npz", field="out")

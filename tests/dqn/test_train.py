@@ -77,6 +77,10 @@ def test_train_rejects_bad_input(tmp_path):
     bad.write_text("name,cpu_milli\nx,1\n")
     res = runner.invoke(cli, ["train", "--trace", str(bad), "--out", str(tmp_path / "w.npz")])
     assert res.exit_code == 2 and "missing column" in res.output
+    for aging in ("nan", "inf", "-1"):
+        res = runner.invoke(cli, ["train", "--aging", aging, "--out", str(tmp_path / "w.npz")])
+        assert res.exit_code == 2 and "--aging" in res.output, aging
+        assert "Traceback" not in res.output
     assert not (tmp_path / "w.npz").exists()
 
 
