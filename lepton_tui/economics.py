@@ -122,76 +122,117 @@ def settle_attempt(ledger: Ledger, token: str) -> float:
     return cost
 
 
-def running_rate(ledger: Ledger, now: float | None = None) -> float:
-    """What the running attempts cost per hour now (allocation plus their latest power draw)."""
+POWER_FRESH_S = 600.0
+"""A GPU power sample older than this does not count as the GPU's power now."""
+
+
+def prices_now(ledger: Ledger, now: float | None = None) -> dict[str, PriceSet]:
+    """The prices in force now for every host in the ledger (its own or the lab's)."""
     now = ledger.clock() if now is None else now
-    rows = ledger.query("SELECT * FROM attempts WHERE state IN ('starting', 'running')")
-    if not rows:
-        return 0.0
-    caps = {
-        r["name"]: r for r in ledger.query("SELECT name, cpus, mem_mb, gpus, gpu_mem_mb FROM hosts")
+    return {
+        h["name"]: prices_at(ledger, h["name"], now) for h in ledger.query("SELECT name FROM hosts")
     }
+
+
+def latest_gpu_power(ledger: Ledger, now: float | None = None) -> dict[tuple[str, int], float]:
+    """Each GPU's latest sampled power (W) of the last `POWER_FRESH_S` seconds, by (host, index):
+    one query for the whole fleet."""
+    now = ledger.clock() if now is None else now
+    out: dict[tuple[str, int], float] = {}
+    for r in ledger.query(
+        "SELECT host, gpu_index, power_w FROM samples WHERE at >= ? AND resolution = 0 "
+        "AND gpu_index >= 0 AND power_w IS NOT NULL ORDER BY at DESC",
+        (now - POWER_FRESH_S,),
+    ):
+        out.setdefault((r["host"], int(r["gpu_index"])), float(r["power_w"]))
+    return out
+
+
+def _gpu_shares(att: dict[str, Any], cap: dict[str, Any]) -> dict[int, float]:
+    """The share of each GPU an attempt holds: 1 for whole GPUs, its memory share otherwise."""
+    ids = [int(g) for g in json.loads(att.get("gpu_ids") or "[]")]
+    if att.get("gpus") or not ids:
+        return dict.fromkeys(ids, 1.0)
+    gpus, gmem = float(cap.get("gpus") or 0), float(cap.get("gpu_mem_mb") or 0)
+    per = gmem / gpus if gpus and gmem else 0.0
+    share = min(1.0, float(att.get("gpu_mem_mb") or 0) / per) if per else 1.0
+    return dict.fromkeys(ids, share)
+
+
+def _live(
+    ledger: Ledger, now: float, prices: dict[str, PriceSet] | None
+) -> tuple[dict[str, PriceSet], list[dict[str, Any]], dict[str, dict[str, Any]], dict]:
+    prices = prices_now(ledger, now) if prices is None else prices
+    running = ledger.query("SELECT * FROM attempts WHERE state IN ('starting', 'running')")
+    caps = {
+        r["name"]: r
+        for r in ledger.query(
+            "SELECT name, cpus, mem_mb, gpus, gpu_mem_mb FROM hosts ORDER BY name"
+        )
+    }
+    power = latest_gpu_power(ledger, now) if any(p.power_kwh for p in prices.values()) else {}
+    return prices, running, caps, power
+
+
+def running_rate(
+    ledger: Ledger, now: float | None = None, prices: dict[str, PriceSet] | None = None
+) -> float:
+    """What the running attempts cost per hour now: allocation, plus their share of the latest
+    power of the GPUs they hold (a GPU shared by two half-GPU jobs is paid once)."""
+    now = ledger.clock() if now is None else now
+    prices, running, caps, power = _live(ledger, now, prices)
     rate = 0.0
-    for att in rows:
-        prices = prices_at(ledger, att["host"], now)
-        rate += allocation_rate(prices, att, caps.get(att["host"], {}))
-        if prices.power_kwh:
-            for g in json.loads(att["gpu_ids"] or "[]"):
-                r = ledger.query_one(
-                    "SELECT power_w FROM samples WHERE host = ? AND gpu_index = ? "
-                    "AND resolution = 0 AND power_w IS NOT NULL ORDER BY at DESC LIMIT 1",
-                    (att["host"], int(g)),
-                )
-                if r:
-                    rate += r["power_w"] / 1000.0 * prices.power_kwh
+    for att in running:
+        cap = caps.get(att["host"]) or host_capacity(ledger, att["host"])
+        p = prices.get(att["host"]) or prices_at(ledger, att["host"], now)
+        rate += allocation_rate(p, att, cap)
+        if p.power_kwh:
+            for g, share in _gpu_shares(att, cap).items():
+                rate += power.get((att["host"], g), 0.0) * share / 1000.0 * p.power_kwh
     return rate
 
 
-def priced_hosts(ledger: Ledger, now: float | None = None) -> int:
+def priced_hosts(
+    ledger: Ledger, now: float | None = None, prices: dict[str, PriceSet] | None = None
+) -> int:
     """How many hosts have a price in force now (their own or the lab's: flat, per resource or
-    electricity)."""
-    now = ledger.clock() if now is None else now
-    n = 0
-    for h in ledger.query("SELECT name, cpus, mem_mb, gpus FROM hosts"):
-        p = prices_at(ledger, h["name"], now)
-        whole = p.host_rate(float(h["cpus"] or 0), float(h["mem_mb"] or 0), float(h["gpus"] or 0))
-        n += bool(whole > 0 or p.power_kwh > 0)
-    return n
-
-
-def idle_rate(ledger: Ledger, now: float | None = None) -> float:
-    """What idle capacity costs per hour now: each up host's whole price less what its running
-    attempts are charged for holding it, plus, where electricity is priced, the latest power of
-    the GPUs no running attempt holds (samples of the last 10 minutes)."""
-    now = ledger.clock() if now is None else now
-    hosts = ledger.query(
-        "SELECT name, cpus, mem_mb, gpus, gpu_mem_mb FROM hosts WHERE state = 'up' ORDER BY name"
+    electricity), whatever their capacity is known to be yet."""
+    prices = prices_now(ledger, now) if prices is None else prices
+    return sum(
+        1
+        for p in prices.values()
+        if p.per_hour or p.cpu_hour or p.gpu_hour or p.gb_hour or p.power_kwh
     )
-    running: dict[str, list[dict[str, Any]]] = {}
-    for a in ledger.query(
-        "SELECT host, cpus, mem_mb, gpus, gpu_mem_mb, gpu_ids FROM attempts "
-        "WHERE state IN ('starting', 'running')"
-    ):
-        running.setdefault(a["host"], []).append(a)
+
+
+def idle_rate(
+    ledger: Ledger, now: float | None = None, prices: dict[str, PriceSet] | None = None
+) -> float:
+    """What idle capacity costs per hour now: each host's whole price less what its running
+    attempts are charged for holding it (a host that is down still costs its price, as in cost
+    reports), plus, where electricity is priced, the latest power of what no attempt holds of
+    each GPU."""
+    now = ledger.clock() if now is None else now
+    prices, running, caps, power = _live(ledger, now, prices)
+    held: dict[str, list[dict[str, Any]]] = {}
+    for a in running:
+        held.setdefault(a["host"], []).append(a)
     rate = 0.0
-    for h in hosts:
-        prices = prices_at(ledger, h["name"], now)
-        held = running.get(h["name"], [])
-        whole = prices.host_rate(
-            float(h["cpus"] or 0), float(h["mem_mb"] or 0), float(h["gpus"] or 0)
+    for name, cap in caps.items():
+        p = prices[name] if name in prices else prices_at(ledger, name, now)
+        atts = held.get(name, [])
+        whole = p.host_rate(
+            float(cap["cpus"] or 0), float(cap["mem_mb"] or 0), float(cap["gpus"] or 0)
         )
-        rate += max(0.0, whole - sum(allocation_rate(prices, a, h) for a in held))
-        if prices.power_kwh and h["gpus"]:
-            busy = {int(g) for a in held for g in json.loads(a["gpu_ids"] or "[]")}
-            latest: dict[int, float] = {}
-            for r in ledger.query(
-                "SELECT gpu_index, power_w FROM samples WHERE host = ? AND gpu_index >= 0 "
-                "AND resolution = 0 AND at >= ? AND power_w IS NOT NULL ORDER BY at DESC",
-                (h["name"], now - 600.0),
-            ):
-                latest.setdefault(int(r["gpu_index"]), float(r["power_w"]))
-            idle_w = sum(w for g, w in latest.items() if g not in busy)
-            rate += idle_w / 1000.0 * prices.power_kwh
+        rate += max(0.0, whole - sum(allocation_rate(p, a, cap) for a in atts))
+        if p.power_kwh:
+            used: dict[int, float] = {}
+            for a in atts:
+                for g, share in _gpu_shares(a, cap).items():
+                    used[g] = used.get(g, 0.0) + share
+            for (host, g), watts in power.items():
+                if host == name:
+                    rate += watts * max(0.0, 1.0 - used.get(g, 0.0)) / 1000.0 * p.power_kwh
     return rate
 
 
@@ -199,9 +240,12 @@ def idle_rate(ledger: Ledger, now: float | None = None) -> float:
 
 
 def cost_summary(
-    ledger: Ledger, now: float | None = None, tz: tzinfo | None = None
+    ledger: Ledger,
+    now: float | None = None,
+    tz: tzinfo | None = None,
+    prices: dict[str, PriceSet] | None = None,
 ) -> dict[str, Any]:
-    """The console's cost panel.
+    """The console's cost panel (`prices`: `prices_now`, when the caller has them already).
 
     Keys: `currency`; `today`, `week` (since Monday), `month` (spend, allocation plus energy);
     `rate_per_hour` (what runs now costs per hour); `by_user`, `by_project` (this month,
@@ -236,7 +280,7 @@ def cost_summary(
         "today": spend["day"],
         "week": spend["week"],
         "month": spend["month"],
-        "rate_per_hour": running_rate(ledger, now),
+        "rate_per_hour": running_rate(ledger, now, prices),
         "by_user": {r.key: r.cost for r in by_user.rows} if by_user else {},
         "by_project": {r.key: r.cost for r in by_project.rows} if by_project else {},
         "idle_today": idle["day"],
@@ -335,8 +379,9 @@ __all__ = [
     "budget_hold_reasons", "budget_warnings", "check_cost_weight", "check_currency",
     "check_price", "check_range", "cost_report", "cost_series", "cost_summary", "day_buckets",
     "day_start", "ensure_indexes", "format_money", "get_currency", "gpu_utilization",
-    "lab_prices_at", "local_tz", "measure_energy_wh", "month_start", "parse_when",
-    "price_history", "price_segments", "prices_at", "running_rate", "set_cost_weight",
+    "host_capacity", "idle_rate", "lab_prices_at", "latest_gpu_power", "local_tz",
+    "measure_energy_wh", "month_start", "parse_when", "price_history", "price_segments",
+    "priced_hosts", "prices_at", "prices_now", "running_rate", "set_cost_weight",
     "set_currency", "set_prices", "settle_attempt", "settle_ended", "week_start",
 ]  # fmt: skip
 

@@ -361,20 +361,21 @@ def cost_panel(ledger: Ledger, now: float) -> CostPanel:
     `economics.idle_rate` when they are there; else `simple_cost_panel` alone."""
     simple = simple_cost_panel(ledger, now)
     try:
-        from lepton_tui.economics import cost_summary, idle_rate, priced_hosts
+        from lepton_tui.economics import cost_summary, idle_rate, priced_hosts, prices_now
     except ImportError:
         return simple
-    summary = cost_summary(ledger, now)
+    prices = prices_now(ledger, now)
+    summary = cost_summary(ledger, now, prices=prices)
     return CostPanel(
         today=summary["today"],
         week=summary["week"],
         month=summary["month"],
         rate_now=summary["rate_per_hour"],
-        idle_rate=idle_rate(ledger, now),
+        idle_rate=idle_rate(ledger, now, prices),
         idle_today=summary["idle_today"],
         by_user=sorted(summary["by_user"].items(), key=lambda kv: -kv[1]),
         by_project=sorted(summary["by_project"].items(), key=lambda kv: -kv[1]),
-        priced_hosts=priced_hosts(ledger, now),
+        priced_hosts=priced_hosts(ledger, now, prices),
         hosts=simple.hosts,
         currency=summary.get("currency", "USD"),
         breakdown_period="this month",

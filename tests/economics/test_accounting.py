@@ -407,19 +407,27 @@ def test_gpu_share_on_a_removed_host_pays_its_share_of_the_energy(tmp_path, cloc
 
 
 def test_idle_rate_now_by_hand(ledger, clock) -> None:
-    from lepton_tui.economics import idle_rate
+    from lepton_tui.economics import idle_rate, priced_hosts, running_rate
 
-    add_host(ledger, "gpu1")  # 32 CPUs, 256 GB, 8 GPUs
+    add_host(ledger, "gpu1", gpus=4, gpu_mem_mb=4 * 80 * 1024)  # 32 CPUs, 256 GB, 4 GPUs
     set_prices(ledger, None, cpu_hour=0.05, gpu_hour=2.0, gb_hour=0.01, power_kwh=0.5)
     job = submit(ledger, clock, cpus=4, mem_mb=16 * 1024, gpus=1)
     run_attempt(ledger, clock, job, "gpu1", T0, None, gpu_ids=(0,))
+    halves = [submit(ledger, clock, cpus=0, mem_mb=0, gpu_mem_mb=40 * 1024) for _ in range(2)]
+    for h in halves:  # two half-GPU jobs on GPU 2
+        run_attempt(ledger, clock, h, "gpu1", T0, None, gpu_ids=(2,))
     clock.now = T0 + H
     add_power_samples(ledger, "gpu1", 0, T0 + H - 300, T0 + H, 300.0)  # held by the job
     add_power_samples(ledger, "gpu1", 1, T0 + H - 300, T0 + H, 100.0)  # idle, drawing 100 W
-    add_power_samples(ledger, "gpu1", 2, T0, T0 + 600, 90.0)  # too old to count
-    # whole host 32 x 0.05 + 8 x 2.0 + 256 x 0.01 = 20.16; the job holds 4 x 0.05 + 2.0 + 16 x
-    # 0.01 = 2.36; GPU 1's 100 W at 0.5 per kWh = 0.05
-    assert idle_rate(ledger) == pytest.approx(20.16 - 2.36 + 0.05)
+    add_power_samples(ledger, "gpu1", 2, T0 + H - 300, T0 + H, 200.0)  # shared by two halves
+    add_power_samples(ledger, "gpu1", 3, T0, T0 + 600, 90.0)  # too old to count
+    # whole host 32 x 0.05 + 4 x 2.0 + 256 x 0.01 = 12.16; held: the job 4 x 0.05 + 2.0 + 16 x
+    # 0.01 = 2.36 and the halves 0.5 x 2.0 each; GPU 1's 100 W at 0.5 per kWh = 0.05
+    assert idle_rate(ledger) == pytest.approx(12.16 - 2.36 - 2.0 + 0.05)
+    # running: allocation 2.36 + 2 x 1.0, power 300 W + 200 W (the shared GPU paid once) at 0.5
+    assert running_rate(ledger) == pytest.approx(4.36 + 0.15 + 0.10)
+    assert priced_hosts(ledger) == 1
     with ledger.tx():
         ledger.execute("UPDATE hosts SET state = 'down' WHERE name = 'gpu1'")
-    assert idle_rate(ledger) == 0.0  # a host that is down is not counted
+    # a host that is down still costs its price, as cost reports charge it
+    assert idle_rate(ledger) == pytest.approx(12.16 - 2.36 - 2.0 + 0.05)
