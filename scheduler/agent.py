@@ -503,6 +503,14 @@ def train(
                 progress(step, {"eval": row})
             tried.append((bonus, res["ratio_to_best"]))
         chosen = choose_blend(best["ratio_to_best"], tried, config.min_gain)
+        if chosen[1]:  # the blend's own scores, beside the checkpoint it was built on
+            blend = next(h for h in history[::-1] if h.get("teacher_bonus") == chosen[1])
+            best = {
+                **best,
+                "network_phase": best.get("phase"),
+                "phase": "blend",
+                "dqn": blend["dqn"],
+            }
         best = {**best, "ratio_to_best": chosen[0], "teacher_bonus": chosen[1]}
         save_weights(out, net.layers, round_cfg, {**(meta or {}), "teacher_bonus": chosen[1]})
     return {

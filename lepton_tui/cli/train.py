@@ -283,6 +283,7 @@ def validation_set(kinds: tuple[str, ...], train_tasks: list, small: bool = Fals
 def ledger_workload(home: str | None):
     """The lab's own history as a workload: each job that ran to the end, arriving when it was
     submitted, with its request and its real runtime (last finished attempt); hosts as nodes."""
+    from lepton_tui.dispatch_view import DEFAULT_EST_RUNTIME_S
     from lepton_tui.service import Service
     from scheduler.model import Job, Node, Resources, Workload
 
@@ -332,7 +333,8 @@ def ledger_workload(home: str | None):
             gpus,
             0 if gpus else int(r["gpu_mem_mb"] or 0),
         )
-        est = float(r["time_limit_s"] or runtime)
+        # what the dispatcher knew: the time limit, else its default estimate (not the runtime)
+        est = float(r["time_limit_s"] or DEFAULT_EST_RUNTIME_S)
         jobs.append(
             Job(
                 r["id"],

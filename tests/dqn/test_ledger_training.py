@@ -45,6 +45,27 @@ def test_ledger_history_becomes_a_workload(home):
     assert all(j.est_runtime_s == 3600.0 for j in wl.jobs)  # the time limit is the estimate
 
 
+def test_a_job_without_time_limit_is_estimated_as_the_dispatcher_did(home):
+    from lepton_tui.dispatch_view import DEFAULT_EST_RUNTIME_S
+
+    _history(home, 12)
+    svc = Service.open(home)
+    try:
+        job_id = svc.submit(command="true", cpus=1, mem="1G")  # no --time
+        led = svc.ledger
+        led.start_attempt(job_id, "gpu-a", "free", [])
+        led.transition_attempt("free", "running", job_state="running", started_at=500.0)
+        led.transition_attempt(
+            "free", "succeeded", job_state="succeeded", exit_code=0, ended_at=545.0
+        )
+    finally:
+        svc.close()
+    job = next(j for j in ledger_workload(str(home)).jobs if j.id == job_id)
+    # the real runtime is what happened; the estimate is what the scheduler could know
+    assert job.runtime_s == pytest.approx(45.0)
+    assert job.est_runtime_s == DEFAULT_EST_RUNTIME_S
+
+
 def test_from_ledger_needs_enough_history(home, tmp_path):
     _history(home, 3)
     res = CliRunner().invoke(
