@@ -214,8 +214,51 @@ def _unsettled_energy(ledger: Ledger, since: float, until: float, now: float) ->
     )
     if not rows:
         return
-    values = [(r["id"], measure_energy_wh(ledger, r, now)) for r in rows]
-    ledger.conn.executemany("INSERT INTO econ_energy VALUES (?, ?)", values)
+    values = measure_energy_many(ledger, rows, now)
+    ledger.conn.executemany("INSERT INTO econ_energy VALUES (?, ?)", list(values.items()))
+
+
+# Mean sampled power of each GPU an attempt held, over the attempt's time: one correlated lookup
+# per (attempt, GPU) through the samples index, in one statement for all the attempts.
+_MEAN_POWER_SQL = """
+    SELECT a.id AS id, CAST(g.value AS INTEGER) AS gpu,
+           (SELECT SUM(s.power_w * s.n) * 1.0 / SUM(s.n) FROM samples s
+            WHERE s.host = a.host AND s.gpu_index = CAST(g.value AS INTEGER)
+              AND s.resolution IN (0, 60, 3600) AND s.at >= a.t0 AND s.at <= a.t1
+              AND s.power_w IS NOT NULL) AS mean_w
+    FROM (SELECT id, host, gpu_ids, COALESCE(started_at, created_at) AS t0,
+                 COALESCE(ended_at, :now) AS t1
+          FROM attempts WHERE id IN (SELECT value FROM json_each(:ids))) a,
+         json_each(a.gpu_ids) g
+"""
+
+
+def measure_energy_many(
+    ledger: Ledger, attempts: list[dict[str, Any]], now: float
+) -> dict[int, float]:
+    """`measure_energy_wh` of many attempts at once (a fixed number of statements): {id: Wh}."""
+    out = {int(a["id"]): 0.0 for a in attempts}
+    if not attempts:
+        return out
+    caps = {r["name"]: r for r in ledger.query("SELECT name, gpus, gpu_mem_mb FROM hosts")}
+    means: dict[int, list[float]] = {}
+    for r in ledger.query(
+        _MEAN_POWER_SQL, {"now": now, "ids": json.dumps([int(a["id"]) for a in attempts])}
+    ):
+        if r["mean_w"] is not None:
+            means.setdefault(int(r["id"]), []).append(float(r["mean_w"]))
+    for a in attempts:
+        start = a.get("started_at") or a.get("created_at")
+        end = a.get("ended_at") or now
+        if start is None or end <= start or int(a["id"]) not in means:
+            continue
+        share = 1.0
+        if not a.get("gpus"):
+            host = caps.get(a["host"]) or host_capacity(ledger, a["host"])
+            per = (host["gpu_mem_mb"] / host["gpus"]) if host.get("gpus") else 0
+            share = min(1.0, (a.get("gpu_mem_mb") or 0) / per) if per else 1.0
+        out[int(a["id"])] = sum(w * (end - start) / 3600.0 * share for w in means[int(a["id"])])
+    return out
 
 
 # Attempts that need slicing: unsettled ones (still running, or never settled), and settled ones

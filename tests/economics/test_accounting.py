@@ -431,3 +431,32 @@ def test_idle_rate_now_by_hand(ledger, clock) -> None:
         ledger.execute("UPDATE hosts SET state = 'down' WHERE name = 'gpu1'")
     # a host that is down still costs its price, as cost reports charge it
     assert idle_rate(ledger) == pytest.approx(12.16 - 2.36 - 2.0 + 0.05)
+
+
+def test_energy_of_many_running_attempts_in_a_fixed_number_of_statements(ledger, clock) -> None:
+    from lepton_tui.economics_report import measure_energy_many, measure_energy_wh
+
+    for name in ("a", "b"):
+        add_host(ledger, name, gpus=4, gpu_mem_mb=4 * 80 * 1024)
+        for g in range(4):
+            add_power_samples(ledger, name, g, T0, T0 + 2 * H, 100.0 + 50 * g, step=300.0)
+    with ledger.tx():  # a compacted hour on top, as the dispatcher's downsampling leaves it
+        ledger.execute(
+            "INSERT INTO samples (host, gpu_index, at, resolution, power_w, n) "
+            "VALUES ('a', 1, ?, 3600, 400.0, 30)",
+            (T0 + 1800,),
+        )
+    attempts = []
+    for k in range(12):
+        host = "ab"[k % 2]
+        whole = k % 3 != 0
+        job = submit(ledger, clock, gpus=1 if whole else 0, gpu_mem_mb=0 if whole else 20 * 1024)
+        token = run_attempt(ledger, clock, job, host, T0 + 60 * k, None, gpu_ids=(k % 4,))
+        attempts.append(ledger.query_one("SELECT * FROM attempts WHERE token = ?", (token,)))
+    now = T0 + 2 * H
+    before = ledger.queries
+    many = measure_energy_many(ledger, attempts, now)
+    assert ledger.queries - before <= 3  # not one per attempt and GPU
+    for a in attempts:
+        assert many[a["id"]] == pytest.approx(measure_energy_wh(ledger, a, now))
+    assert sum(many.values()) > 0
