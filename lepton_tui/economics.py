@@ -138,14 +138,16 @@ def latest_gpu_power(ledger: Ledger, now: float | None = None) -> dict[tuple[str
     """Each GPU's latest sampled power (W) of the last `POWER_FRESH_S` seconds, by (host, index):
     one query for the whole fleet."""
     now = ledger.clock() if now is None else now
-    out: dict[tuple[str, int], float] = {}
-    for r in ledger.query(
-        "SELECT host, gpu_index, power_w FROM samples WHERE at >= ? AND resolution = 0 "
-        "AND gpu_index >= 0 AND power_w IS NOT NULL ORDER BY at DESC",
-        (now - POWER_FRESH_S,),
-    ):
-        out.setdefault((r["host"], int(r["gpu_index"])), float(r["power_w"]))
-    return out
+    # SQLite takes the bare column (power_w) from the row that holds MAX(at)
+    return {
+        (r["host"], int(r["gpu_index"])): float(r["power_w"])
+        for r in ledger.query(
+            "SELECT host, gpu_index, power_w, MAX(at) AS at FROM samples WHERE at >= ? "
+            "AND resolution = 0 AND gpu_index >= 0 AND power_w IS NOT NULL "
+            "GROUP BY host, gpu_index",
+            (now - POWER_FRESH_S,),
+        )
+    }
 
 
 def _gpu_shares(att: dict[str, Any], cap: dict[str, Any]) -> dict[int, float]:
