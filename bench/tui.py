@@ -3,6 +3,7 @@
     python bench/tui.py                 # all three (the demo runs 60 s)
     python bench/tui.py --demo-s 10     # a shorter demo
     python bench/tui.py --only tick     # one of: frame, rss, tick
+    python bench/tui.py --only tick --busy   # ... with every GPU running a priced job
 
 Each measurement runs the real app headless in a fresh interpreter so imports count.
 """
@@ -175,16 +176,20 @@ def bench_rss(seconds: float) -> dict:
     return out
 
 
-def bench_tick(rounds: int) -> dict:
+def bench_tick(rounds: int, busy: bool = False) -> dict:
+    """`busy`: every GPU also runs a job (512 running attempts) under per-GPU-hour and electricity
+    prices, so the cost panel measures live energy and idle power."""
     from lepton_tui.service import Service
-    from tests.tui.data import FIXED_NOW, big_fleet, many_jobs
+    from tests.tui.data import FIXED_NOW, big_fleet, busy_gpus, many_jobs
 
     with tempfile.TemporaryDirectory() as tmp:
         svc = Service.open(tmp, user="alice", clock=lambda: FIXED_NOW)
         big_fleet(svc.ledger, 64, 8)
         many_jobs(svc.ledger, 10_000)
+        running = busy_gpus(svc.ledger) if busy else 0
         svc.close()
         out, _ = _child("--child", "tick", tmp, str(rounds))
+    out["running_attempts"] = running
     return out
 
 
@@ -203,12 +208,13 @@ def main() -> None:
     ap.add_argument("--demo-s", type=float, default=60.0)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--busy", action="store_true", help="tick: every GPU runs a job, priced")
     args = ap.parse_args()
     results = {}
     if args.only in (None, "frame"):
         results["frame"] = bench_frame(args.runs)
     if args.only in (None, "tick"):
-        results["tick"] = bench_tick(args.rounds)
+        results["tick"] = bench_tick(args.rounds, args.busy)
     if args.only in (None, "rss"):
         results["rss"] = bench_rss(args.demo_s)
     print(json.dumps(results, indent=2, default=lambda v: round(v, 4)))

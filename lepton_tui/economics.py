@@ -67,6 +67,7 @@ from lepton_tui.economics_report import (
     CostRow,
     _migrate_2,  # noqa: F401 - for the ledger's MIGRATIONS
     cost_report,
+    energy_memo,
     ensure_indexes,
     host_capacity,
     measure_energy_wh,
@@ -262,21 +263,21 @@ def cost_summary(
         return {"currency": get_currency(ledger), "today": 0.0, "week": 0.0, "month": 0.0,
                 "rate_per_hour": 0.0, "by_user": {}, "by_project": {}, "idle_today": 0.0,
                 "idle_month": 0.0, "idle_by_host": {}}  # fmt: skip
-    # overlapping buckets: one report per bucket kind
+    # overlapping buckets: one report per bucket kind, measuring running attempts once
     spend = {}
     idle = {}
-    for label, t0, t1 in buckets:
-        if t1 <= t0:
-            spend[label], idle[label] = 0.0, 0.0
-            continue
-        rep = cost_report(ledger, t0, t1, "total", now=now, buckets=[(label, t0, t1)])
-        spend[label], idle[label] = rep.total.cost, rep.idle_cost
-        if label == "month":
-            month_idle_by_host = rep.idle_by_host
-    by_user = cost_report(ledger, t_month, now, "user", now=now, tz=tz) if now > t_month else None
-    by_project = (
-        cost_report(ledger, t_month, now, "project", now=now, tz=tz) if now > t_month else None
-    )
+    with energy_memo(ledger, now):
+        for label, t0, t1 in buckets:
+            if t1 <= t0:
+                spend[label], idle[label] = 0.0, 0.0
+                continue
+            rep = cost_report(ledger, t0, t1, "total", now=now, buckets=[(label, t0, t1)])
+            spend[label], idle[label] = rep.total.cost, rep.idle_cost
+            if label == "month":
+                month_idle_by_host = rep.idle_by_host
+        month = now > t_month
+        by_user = cost_report(ledger, t_month, now, "user", now=now, tz=tz) if month else None
+        by_project = cost_report(ledger, t_month, now, "project", now=now, tz=tz) if month else None
     return {
         "currency": get_currency(ledger),
         "today": spend["day"],

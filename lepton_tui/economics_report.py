@@ -214,8 +214,27 @@ def _unsettled_energy(ledger: Ledger, since: float, until: float, now: float) ->
     )
     if not rows:
         return
-    values = measure_energy_many(ledger, rows, now)
-    ledger.conn.executemany("INSERT INTO econ_energy VALUES (?, ?)", list(values.items()))
+    # inside `energy_memo` (several reports at one `now`) each attempt is measured once
+    memo: dict[int, float] = {}
+    held = getattr(ledger, "_energy_memo", None)
+    if held is not None and held[0] == now:
+        memo = held[1]
+    todo = [r for r in rows if r["id"] not in memo]
+    memo.update(measure_energy_many(ledger, todo, now))
+    ledger.conn.executemany(
+        "INSERT INTO econ_energy VALUES (?, ?)", [(r["id"], memo[r["id"]]) for r in rows]
+    )
+
+
+@contextmanager
+def energy_memo(ledger: Ledger, now: float) -> Iterator[None]:
+    """While open, reports at `now` share the energy they measure for running attempts (the
+    console's cost panel asks for several at one instant)."""
+    ledger._energy_memo = (now, {})  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        ledger._energy_memo = None  # type: ignore[attr-defined]
 
 
 # Mean sampled power of each GPU an attempt held, over the attempt's time: one correlated lookup

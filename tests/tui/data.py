@@ -158,6 +158,26 @@ def big_fleet(ledger: Ledger, hosts: int = 64, gpus: int = 8, now: float = FIXED
             insert_samples(ledger, sample_rows(f"node{h:02d}", gpus, now, minutes=5, step=10.0))
 
 
+def busy_gpus(ledger: Ledger, now: float = FIXED_NOW) -> int:
+    """One running 1-GPU job on every GPU of every host, an hour old, and lab prices per GPU-hour
+    and per kWh (a busy lab for the cost panel); returns how many attempts run."""
+    from lepton_tui.economics import set_prices
+
+    set_prices(ledger, None, gpu_hour=2.0, power_kwh=0.2)
+    k = 0
+    for h in ledger.query("SELECT name, gpus FROM hosts ORDER BY name"):
+        for g in range(int(h["gpus"] or 0)):
+            with ledger.tx():
+                job = ledger.add_job({"command": "python train.py", "project": "vision", "cpus": 1,
+                                      "mem_mb": 1024, "gpus": 1, "priority": 0}, f"user{k % 20}",
+                                     at=now - 7200)  # fmt: skip
+            ledger.start_attempt(job, h["name"], f"busy{k}", [g], policy="dqn")
+            ledger.transition_attempt(f"busy{k}", "running", job_state="running",
+                                      started_at=now - 3600)  # fmt: skip
+            k += 1
+    return k
+
+
 if (
     __name__ == "__main__"
 ):  # pragma: no cover - build a lab to look at: python -m tests.tui.data DIR
