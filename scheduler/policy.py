@@ -199,7 +199,8 @@ class DQNPolicy:
                 continue
             if len(cands) <= 1:
                 break
-            q = self.net.scores(cands.x)
+            raw = self.net.scores(cands.x)
+            q = raw.copy()
             if self.teacher_bonus:
                 # the conservative blend: leave SJF's pick only for a clearly better score
                 q[:-1] += self.teacher_bonus * cands.x[:-1, SJF_CHOICE]
@@ -217,9 +218,17 @@ class DQNPolicy:
                 continue
             out.append(p)
             gpus = f" (GPU {','.join(map(str, p.gpu_ids))})" if p.gpu_ids else ""
-            self._reasons[p.job_id] = (
-                f"placed on {p.node_id}{gpus}: best score {q[best]:.2f} of {len(cands)} candidates"
-            )
+            if self.teacher_bonus and cands.x[best, SJF_CHOICE]:
+                self._reasons[p.job_id] = (
+                    f"placed on {p.node_id}{gpus}: SJF's pick (shortest estimate that fits, "
+                    f"best-fit node); network score {raw[best]:.2f}, its best "
+                    f"{raw[:-1].max():.2f} of {len(cands) - 1} placements"
+                )
+            else:
+                self._reasons[p.job_id] = (
+                    f"placed on {p.node_id}{gpus}: best score {q[best]:.2f} of {len(cands)} "
+                    "candidates"
+                )
         self._note_waiting(rnd, _best_scores(last, rnd), held)
         return out
 

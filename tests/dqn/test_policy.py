@@ -126,6 +126,12 @@ def test_explain_placed_and_waiting_jobs():
     else:
         assert why.startswith("waiting: fits on a but scores")
     assert "not among the jobs considered" in pol.explain("unknown")
+    # following the teacher: the reason says so and gives the network's own scores, not the bonus
+    pol = DQNPolicy.from_network(small_net(1), teacher_bonus=1000.0)
+    out = pol.decide(view, pending, 10.0)
+    assert out and pol.explain(out[0].job_id).startswith(f"placed on {out[0].node_id}")
+    assert "SJF's pick" in pol.explain(out[0].job_id)
+    assert "1000" not in pol.explain(out[0].job_id)
 
 
 def test_shipped_weights_load_and_are_small():
