@@ -177,8 +177,8 @@ def bench_rss(seconds: float) -> dict:
 
 
 def bench_tick(rounds: int, busy: bool = False) -> dict:
-    """`busy`: every GPU also runs a job (512 running attempts) under per-GPU-hour and electricity
-    prices, so the cost panel measures live energy and idle power."""
+    """`busy`: every GPU also runs a job (512 running attempts) and a lab electricity price is in
+    force, so the cost panel measures live energy and idle power."""
     from lepton_tui.service import Service
     from tests.tui.data import FIXED_NOW, big_fleet, busy_gpus, many_jobs
 

@@ -145,7 +145,7 @@ def latest_gpu_power(ledger: Ledger, now: float | None = None) -> dict[tuple[str
         for r in ledger.query(
             "SELECT host, gpu_index, power_w, MAX(at) AS at FROM samples WHERE at >= ? "
             "AND resolution = 0 AND gpu_index >= 0 AND power_w IS NOT NULL "
-            "GROUP BY host, gpu_index",
+            "GROUP BY +host, +gpu_index",  # "+": seek samples by time, do not scan by host
             (now - POWER_FRESH_S,),
         )
     }

@@ -106,7 +106,7 @@ def fleet(ledger: Ledger, now: float) -> list[FleetRow]:
     since = now - SAMPLE_FRESH_S
     latest = ledger.query(
         "SELECT s.* FROM samples s JOIN (SELECT host, gpu_index, MAX(at) AS at FROM samples "
-        "WHERE at >= ? AND at <= ? AND resolution = 0 GROUP BY host, gpu_index) m "
+        "WHERE at >= ? AND at <= ? AND resolution = 0 GROUP BY +host, +gpu_index) m "
         "ON s.host = m.host AND s.gpu_index = m.gpu_index AND s.at = m.at "
         "WHERE s.resolution = 0 ORDER BY s.host, s.gpu_index",
         (since, now),

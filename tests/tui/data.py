@@ -159,11 +159,13 @@ def big_fleet(ledger: Ledger, hosts: int = 64, gpus: int = 8, now: float = FIXED
 
 
 def busy_gpus(ledger: Ledger, now: float = FIXED_NOW) -> int:
-    """One running 1-GPU job on every GPU of every host, an hour old, and lab prices per GPU-hour
-    and per kWh (a busy lab for the cost panel); returns how many attempts run."""
-    from lepton_tui.economics import set_prices
-
-    set_prices(ledger, None, gpu_hour=2.0, power_kwh=0.2)
+    """One running 1-GPU job on every GPU of every host, an hour old, and a lab electricity price
+    (0.2 per kWh, in force since the day before) beside the hosts' hourly prices: a busy lab for
+    the cost panel. Returns how many attempts run."""
+    with ledger.tx():
+        ledger.insert(
+            "prices", {"host": None, "effective_from": now - 86400, "power_price_kwh": 0.2}
+        )
     k = 0
     for h in ledger.query("SELECT name, gpus FROM hosts ORDER BY name"):
         for g in range(int(h["gpus"] or 0)):

@@ -8,7 +8,7 @@ import pytest
 
 from lepton_tui import views
 from lepton_tui.service import Service
-from tests.tui.data import FIXED_NOW, USER, big_fleet, many_jobs
+from tests.tui.data import FIXED_NOW, USER, big_fleet, busy_gpus, many_jobs
 
 
 @pytest.fixture
@@ -128,3 +128,16 @@ def test_cost_panel_counts_hosts_priced_per_resource(svc) -> None:
     assert views.cost_panel(svc.ledger, FIXED_NOW).priced_hosts == 2
     set_prices(svc.ledger, None, cpu_hour=0.05)
     assert views.cost_panel(svc.ledger, FIXED_NOW).priced_hosts == 3
+
+
+def test_cost_panel_of_a_busy_lab(home: Path) -> None:
+    # every GPU runs a job: hosts at $4/h (2 GPUs each), jobs hold half a host each, and the
+    # electricity their GPUs draw is charged on top; nothing is idle
+    s = Service.open(home, user=USER, clock=lambda: FIXED_NOW)
+    big_fleet(s.ledger, 4, 2)
+    assert busy_gpus(s.ledger) == 8
+    panel = views.cost_panel(s.ledger, FIXED_NOW)
+    assert panel.rate_now > 8 * 2.0  # allocation plus energy
+    assert panel.idle_rate == pytest.approx(0.0)
+    assert panel.priced_hosts == 4
+    s.close()
