@@ -1,6 +1,6 @@
 """Scheduler core benchmark: prints the Markdown tables of docs/benchmarks.md ("Scheduler core").
 
-    python bench/scheduler.py [--section compare|latency|replay|all] [--seeds 5] [--trace CSV]
+    python bench/scheduler.py [--section compare|latency|replay|ilp|aging|all] [--seeds 5] [--trace CSV]
 
 * compare: FIFO, SJF, Tetris and EASY backfilling on deeprm, lab and the Alibaba trace at loads
   0.7, 0.9 and 1.1, mean and standard deviation over seeds;
@@ -8,7 +8,8 @@
   lab replay), per policy, cold (a fresh policy each round, as when the dispatcher restarts);
   the ILP with its time limit and optimality gap;
 * replay: a 10,000-job lab replay on 16 nodes per heuristic, CPU seconds;
-* ilp: the ILP as a policy beside backfilling on lab and trace at load 0.9.
+* ilp: the ILP as a policy beside backfilling on lab and trace at load 0.9;
+* aging: SJF by hours per priority level on validation workloads (how its 12 h was chosen).
 
 Times are CPU seconds of this process (`time.process_time`), which a busy machine disturbs less
 than wall-clock time; the decision times of `compare` are wall-clock (from the simulator).
@@ -179,10 +180,42 @@ def ilp_policy(seeds: int, trace: Path) -> None:
     print()
 
 
+def aging(trace: Path) -> None:
+    """SJF's average / p95 bounded slowdown by aging (hours per priority level) on validation
+    workloads (seeds 900-905; trace windows from the trace's first 60 %): how SJF_AGING_S was
+    chosen."""
+    from scheduler.bench import make_workload
+    from scheduler.heuristics import SJFPolicy
+    from scheduler.metrics import compute_metrics
+    from scheduler.workloads import load_trace
+
+    train_tasks = int(len(load_trace(trace)) * 0.6)
+    ages = {"1 h": 3600.0, "3 h": 3 * 3600.0, "6 h": 6 * 3600.0, "12 h": 12 * 3600.0, "none": None}
+    print("### SJF by aging (validation seeds 900-905, avg / p95 bounded slowdown)\n")
+    print("| workload | load | " + " | ".join(ages) + " |")
+    print("|---|---|" + "---|" * len(ages))
+    for kind in ("deeprm", "lab", "trace"):
+        for load in (0.7, 0.9, 1.1):
+            res: dict[str, list[tuple[float, float]]] = {k: [] for k in ages}
+            for seed in range(900, 906):
+                opts: dict[str, Any] = {"jobs": 1000 if kind == "trace" else 500, "load": load}
+                if kind == "trace":
+                    opts.update(trace=trace, start=(seed * 389) % max(1, train_tasks - 1000))
+                wl = make_workload(kind, seed, **opts)
+                for k, a in ages.items():
+                    m = compute_metrics(Simulator(wl).run(SJFPolicy(aging_s=a)))
+                    res[k].append((m["avg_bounded_slowdown"], m["p95_bounded_slowdown"]))
+            cells = [
+                f"{np.mean([x[0] for x in v]):.2f} / {np.mean([x[1] for x in v]):.1f}"
+                for v in res.values()
+            ]
+            print(f"| {kind} | {load} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--section", default="all", choices=["all", "compare", "latency", "replay", "ilp"]
+        "--section", default="all", choices=["all", "compare", "latency", "replay", "ilp", "aging"]
     )
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--trace", type=Path, default=TRACE)
@@ -193,6 +226,8 @@ def main() -> None:
         replay()
     if args.section in ("all", "compare"):
         compare(args.seeds, args.trace)
+    if args.section in ("all", "aging"):
+        aging(args.trace)
     if args.section in ("all", "ilp"):
         send_solver_output_to_stderr()
         ilp_policy(args.seeds, args.trace)

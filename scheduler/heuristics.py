@@ -464,7 +464,8 @@ class FIFOPolicy(HeuristicPolicy):
 SJF_AGING_S = 12 * 3600.0
 """SJF's aging: one level per 12 h waited. With one level per hour, every job that has waited an
 hour outranks every fresh one, so under load SJF degrades towards FIFO: on validation workloads
-(seeds 900-905) its average bounded slowdown was up to 5.7x higher at 1 h than at 12 h (deeprm 1.1:
+(seeds 900-905, `python bench/scheduler.py --section aging`) its average bounded slowdown was up
+to 5.7x higher at 1 h than at 12 h (deeprm 1.1:
 86.7 vs 15.2; deeprm 0.9: 47.1 vs 10.1; trace 1.1: 13.3 vs 10.8; lab 1.1: 1.26 vs 1.16), and p95
 too. Starvation stays bounded by `starve_after_s`."""
 
