@@ -69,6 +69,7 @@ from lepton_tui.economics_report import (
     cost_report,
     energy_memo,
     ensure_indexes,
+    gpu_share,
     host_capacity,
     measure_energy_wh,
     settle_ended,
@@ -152,14 +153,9 @@ def latest_gpu_power(ledger: Ledger, now: float | None = None) -> dict[tuple[str
 
 
 def _gpu_shares(att: dict[str, Any], cap: dict[str, Any]) -> dict[int, float]:
-    """The share of each GPU an attempt holds: 1 for whole GPUs, its memory share otherwise."""
+    """The share of each GPU id an attempt holds (`gpu_share`)."""
     ids = [int(g) for g in json.loads(att.get("gpu_ids") or "[]")]
-    if att.get("gpus") or not ids:
-        return dict.fromkeys(ids, 1.0)
-    gpus, gmem = float(cap.get("gpus") or 0), float(cap.get("gpu_mem_mb") or 0)
-    per = gmem / gpus if gpus and gmem else 0.0
-    share = min(1.0, float(att.get("gpu_mem_mb") or 0) / per) if per else 1.0
-    return dict.fromkeys(ids, share)
+    return dict.fromkeys(ids, gpu_share(att, cap)) if ids else {}
 
 
 def _live(

@@ -252,6 +252,16 @@ _MEAN_POWER_SQL = """
 """
 
 
+def gpu_share(attempt: dict[str, Any], cap: dict[str, Any]) -> float:
+    """The share of each GPU an attempt holds: 1 for whole GPUs, else its GPU memory over one
+    GPU's memory on a host of capacity `cap` (1 when that is unknown)."""
+    if attempt.get("gpus"):
+        return 1.0
+    gpus, gmem = float(cap.get("gpus") or 0), float(cap.get("gpu_mem_mb") or 0)
+    per = gmem / gpus if gpus and gmem else 0.0
+    return min(1.0, float(attempt.get("gpu_mem_mb") or 0) / per) if per else 1.0
+
+
 def measure_energy_many(
     ledger: Ledger, attempts: list[dict[str, Any]], now: float
 ) -> dict[int, float]:
@@ -271,11 +281,7 @@ def measure_energy_many(
         end = a.get("ended_at") or now
         if start is None or end <= start or int(a["id"]) not in means:
             continue
-        share = 1.0
-        if not a.get("gpus"):
-            host = caps.get(a["host"]) or host_capacity(ledger, a["host"])
-            per = (host["gpu_mem_mb"] / host["gpus"]) if host.get("gpus") else 0
-            share = min(1.0, (a.get("gpu_mem_mb") or 0) / per) if per else 1.0
+        share = gpu_share(a, caps.get(a["host"]) or host_capacity(ledger, a["host"]))
         out[int(a["id"])] = sum(w * (end - start) / 3600.0 * share for w in means[int(a["id"])])
     return out
 
@@ -728,33 +734,10 @@ def _ensure_rollup(ledger: Ledger, days: list[tuple[str, float, float]], now: fl
 
 
 def measure_energy_wh(ledger: Ledger, attempt: dict[str, Any], now: float | None = None) -> float:
-    """Measured GPU energy of an attempt: per GPU it held, mean sampled power x time x its share."""
-    gpu_ids = attempt.get("gpu_ids")
-    if isinstance(gpu_ids, str):
-        gpu_ids = json.loads(gpu_ids or "[]")
-    if not gpu_ids:
-        return 0.0
-    start = attempt.get("started_at") or attempt.get("created_at")
-    end = attempt.get("ended_at") or (ledger.clock() if now is None else now)
-    if start is None or end <= start:
-        return 0.0
-    share = 1.0
-    if not attempt.get("gpus"):
-        host = host_capacity(ledger, attempt["host"])  # a removed host's recorded capacity too
-        per = (host["gpu_mem_mb"] / host["gpus"]) if host.get("gpus") else 0
-        share = min(1.0, (attempt.get("gpu_mem_mb") or 0) / per) if per else 1.0
-    hours = (end - start) / 3600.0
-    total = 0.0
-    for g in gpu_ids:
-        r = ledger.query_one(
-            "SELECT SUM(power_w * n) AS p, SUM(n) AS n FROM samples "
-            "WHERE host = ? AND gpu_index = ? AND resolution IN (0, 60, 3600) "
-            "AND at >= ? AND at <= ? AND power_w IS NOT NULL",
-            (attempt["host"], int(g), start, end),
-        )
-        if r and r["n"]:
-            total += (r["p"] / r["n"]) * hours * share
-    return total
+    """Measured GPU energy of an attempt (a row of `attempts`): per GPU it held, mean sampled
+    power x time x its share."""
+    now = ledger.clock() if now is None else now
+    return measure_energy_many(ledger, [attempt], now)[int(attempt["id"])]
 
 
 def settle_ended(ledger: Ledger, now: float | None = None) -> int:

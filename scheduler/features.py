@@ -454,11 +454,6 @@ def pending_rows(pending: Sequence[JobRequest]) -> np.ndarray:
     return out
 
 
-def _req_row(job: JobRequest) -> tuple[float, int, int, int]:
-    r = job.request
-    return (r.cpus, r.mem_mb, r.gpus, r.gpu_mem_mb if r.gpus == 0 else 0)
-
-
 def _rank01(values: np.ndarray, alive: np.ndarray) -> np.ndarray:
     """Rank of each value among the alive ones, scaled to [0, 1] (0 = smallest)."""
     out = np.zeros(len(values))
