@@ -26,7 +26,10 @@ sys.path.insert(0, str(ROOT))
 from scheduler.bench import bench_run, make_workload, summarize  # noqa: E402
 from scheduler.workloads import load_trace  # noqa: E402
 
-POLICIES = ("fifo", "sjf", "tetris", "backfill", "ilp", "dqn")
+POLICIES = ("fifo", "sjf", "tetris", "backfill", "ilp", "sjf-limit", "dqn")
+LIMIT_SHARE = 0.4
+"""sjf-limit: SJF with the DQN teacher's long-job limit (`SJFPolicy(long_share=0.4)`), shown
+beside the issue's heuristics so the DQN is also compared with the rule it imitated"""
 TRAIN_SHARE = 0.6
 COLUMNS = (
     ("avg_bounded_slowdown", "avg bsld", "{:.2f}"),
@@ -50,7 +53,11 @@ def _one(args: tuple) -> list[dict]:
     wl = make_workload(kind, seed, **opts)
     rows = []
     for p in policies:
-        row = bench_run(wl, p, seed)
+        if p == "sjf-limit":
+            row = bench_run(wl, "sjf", seed, {"long_share": LIMIT_SHARE})
+            row["policy"] = p
+        else:
+            row = bench_run(wl, p, seed)
         row["load"] = load
         rows.append(row)
     return rows
@@ -276,14 +283,23 @@ def compare(summary: list[dict]) -> list[str]:
     for (wl, load), by in groups.items():
         if "dqn" not in by:
             continue
-        others = {p: v for p, v in by.items() if p != "dqn"}
+        others = {p: v for p, v in by.items() if p not in ("dqn", "sjf-limit")}
+        if not others:
+            continue
         best = min(others, key=others.get)
         delta = (by["dqn"] / others[best] - 1.0) * 100
         word = "better" if delta < 0 else "worse"
-        out.append(
+        line = (
             f"- {wl} at load {load}: dqn {by['dqn']:.2f} vs best heuristic {best} "
             f"{others[best]:.2f}: {abs(delta):.1f} % {word}"
         )
+        if "sjf-limit" in by:
+            d2 = (by["dqn"] / by["sjf-limit"] - 1.0) * 100
+            line += (
+                f"; vs sjf-limit (its teacher) {by['sjf-limit']:.2f}: "
+                f"{abs(d2):.1f} % {'better' if d2 < 0 else 'worse'}"
+            )
+        out.append(line)
     return out
 
 

@@ -48,7 +48,14 @@ class TrainConfig:
     demo_fraction: float = 0.3
     """share of `total_steps` driven by the teacher heuristic"""
     teacher: str = "sjf"
-    """heuristic imitated during the warm start"""
+    """heuristic imitated during the warm start ("sjf": SJF under the long-job limit below, the
+    round's own `teacher_choice` row)"""
+    long_share: float | None = 0.4
+    """the teacher's long-job limit: jobs estimated over `long_after_s` hold at most this share
+    of the CPUs and of the GPUs (None: plain SJF). 0.4 was chosen on validation workloads
+    (`docs/benchmarks.md`, DQN policy)"""
+    long_after_s: float = 3600.0
+    """a job is long above this estimate (a running one: estimated time left)"""
     pretrain_updates: int = 3_000
     """gradient steps on the demonstrations before the agent acts (scaled down for short runs)"""
     hidden: int = 64
@@ -89,7 +96,7 @@ class TrainConfig:
     max_episode_steps: int = 4_000
     """truncate an episode after this many steps"""
     blend_bonuses: tuple[float, ...] = (0.02, 0.1, 0.5, 1000.0)
-    """bonuses on SJF's pick tried on the validation workloads after training (0 = none)"""
+    """bonuses on the teacher's pick tried on the validation workloads after training"""
     min_gain: float = 0.05
     """leave the teacher (ship a checkpoint or blend that strays from its pick) only when that
     beats following it, the largest bonus, by this share on validation: gains of 2.5-6 % there
@@ -328,12 +335,21 @@ def train(
     device = torch.device("cpu")
     started = time.perf_counter()
 
-    round_cfg = RoundConfig(k=config.k, aging_s=config.aging_s)
+    round_cfg = RoundConfig(
+        k=config.k,
+        aging_s=config.aging_s,
+        long_after_s=config.long_after_s,
+        long_share=config.long_share,
+    )
     q_net = make_network(config.hidden).to(device)
     target = make_network(config.hidden).to(device)
     target.load_state_dict(q_net.state_dict())
     optimizer = torch.optim.Adam(q_net.parameters(), lr=config.learning_rate)
-    teacher = HEURISTICS[config.teacher](aging_s=config.aging_s)
+    # SJF is the round's own teacher row (its pick under the long-job limit, inside the window
+    # and guard rails); another heuristic is asked for its first placement
+    teacher = (
+        None if config.teacher == "sjf" else HEURISTICS[config.teacher](aging_s=config.aging_s)
+    )
     demos = ReplayBuffer(max(1, int(config.total_steps * config.demo_fraction) + 1))
     replay = ReplayBuffer(config.buffer_size)
     env = SchedulingEnv(
@@ -484,7 +500,7 @@ def train(
         save_weights(out, to_numpy_layers(q_net), round_cfg, meta)
         best = {"step": step, "phase": "final"}
     elif config.blend_bonuses and baselines is not None:
-        # 4. the conservative blend: how far the best checkpoint may stray from SJF's pick
+        # 4. the conservative blend: how far the best checkpoint may stray from the teacher's pick
         from scheduler.policy import load_weights
 
         net, _, _ = load_weights(out)

@@ -25,7 +25,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scheduler.features import DEFAULT_CONFIG, TAU_S, WAIT, Candidates, Round, RoundConfig
+from scheduler.features import (
+    DEFAULT_CONFIG,
+    TAU_S,
+    TEACHER,
+    WAIT,
+    Candidates,
+    Round,
+    RoundConfig,
+)
 from scheduler.model import Policy, Workload
 from scheduler.simulator import SimResult, Simulator
 
@@ -113,10 +121,15 @@ class SchedulingEnv:
         assert self.obs is not None
         return len(self.obs) - 1
 
-    def teacher_action(self, policy: Policy) -> int | None:
-        """The candidate a heuristic would take now: its first placement (the wait row when it
-        places nothing); None when its choice is not among the candidates (outside the window)."""
+    def teacher_action(self, policy: Policy | None = None) -> int | None:
+        """The candidate a teacher would take now. Without `policy`: the round's own teacher row
+        (`teacher_choice`: SJF's pick under the long-job limit, or wait). With a heuristic: its
+        first placement (the wait row when it places nothing); None when its choice is not among
+        the candidates (outside the window)."""
         assert self.sim is not None and self.obs is not None and self.round is not None
+        if policy is None:
+            rows = np.flatnonzero(self.obs.x[:, TEACHER] > 0)
+            return int(rows[0]) if len(rows) else None
         sim = self.sim
         placements = policy.decide(sim.view(), sim.pending(), sim.now)
         if not placements:

@@ -6,14 +6,26 @@ every feasible (job, node) pair of the window, each with the GPU ids it would ta
 candidate, and returns their feature rows (`NUM_FEATURES` columns). The Q network scores each row on
 its own, so one set of weights serves any cluster size and queue length.
 
-Window: the first `k` jobs in priority-and-age order, merged with the first `k` in
-priority-and-estimate order (at most `2 k` jobs), so a short job deep in a long queue can still be
-chosen. Guard rails live here too, as masks on the candidates, so training and run time obey the
-same rules:
+"Wait" holds the head's reserved node where that would change something (only jobs that end
+before its reservation may then use it), and otherwise ends the round: nothing more starts until
+the next finish or arrival. So the policy may leave capacity free, e.g. for the short jobs that
+keep arriving, rather than fill it with long ones. Ending is refused while nothing runs (no event
+would come to start the work) and while the starving queue head could start.
+
+The teacher row (`teacher_choice`) is SJF's pick within the long-job limit of the round config
+(`long_share`, as `SJFPolicy(long_share=...)`): a job estimated over `long_after_s` is passed over
+while long jobs, with it, would hold more than that share of the cluster's CPUs or GPUs; when
+nothing else may start, the teacher waits.
+
+Window: the first `k / 2` jobs in priority-and-age order, merged with the first `k / 2` in
+priority-and-estimate order among those that fit and the long-job limit lets start, so a short job
+deep in a long queue can still be chosen. Guard rails live here too, as masks on the candidates,
+so training and run time obey the same rules:
 
 * only feasible pairs exist (never an over-commit);
 * priorities: only jobs of the highest effective priority (priority plus one level per `aging_s`
-  waited) among those that fit now may be placed, so aging also bounds every wait;
+  waited) among those that fit now (and are not held back by the long-job limit) may be placed,
+  so aging also bounds every wait;
 * starvation: once the queue head has waited `starve_after_s`, it is placed first if it fits, and
   otherwise nothing may start on its reserved node that would delay it.
 """
@@ -26,8 +38,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scheduler.heuristics import RoundState, earliest_fit
-from scheduler.model import ClusterView, JobId, JobRequest, Placement, RunningJob
+from scheduler.heuristics import LONG_AFTER_S, RoundState, earliest_fit
+from scheduler.model import (
+    ClusterView,
+    JobId,
+    JobRequest,
+    Placement,
+    RunningJob,
+    gpu_equivalents,
+)
 
 TAU_S = 10.0
 """Bounded-slowdown threshold: runtimes below this count as this long."""
@@ -57,12 +76,17 @@ FEATURE_NAMES = (
     "gpu_busy",  # share of the cluster's GPUs in use
     "cpu_busy",  # share of the cluster's CPUs in use
     "num_candidates",  # log1p(feasible pairs) / 8
-    "sjf_choice",  # the pair SJF (the best heuristic for slowdown) would place now
+    "teacher_choice",  # the row the teacher (SJF, with its long-job limit) would take now
+    "is_long",  # estimate over `long_after_s`
+    "long_cpu_after",  # share of the cluster's CPUs long jobs hold with this one started
+    "long_gpu_after",  # the same for GPUs
+    "short_queued",  # share of the window's jobs that are short (estimate <= `long_after_s`)
+    "wait_ends",  # on the wait row: waiting ends the round (1) or holds the head's node (0)
     "is_wait",  # the wait action (always the last feature)
 )
 NUM_FEATURES = len(FEATURE_NAMES)
-SJF_CHOICE = FEATURE_NAMES.index("sjf_choice")
-FEATURE_VERSION = 3
+TEACHER = FEATURE_NAMES.index("teacher_choice")
+FEATURE_VERSION = 4
 WAIT = -1
 
 
@@ -83,6 +107,11 @@ class RoundConfig:
     nodes_per_job: int = 4
     aging_s: float | None = 12 * 3600.0
     starve_after_s: float | None = 86400.0
+    long_after_s: float = LONG_AFTER_S
+    """a job is long when its estimate (a running one: its estimated time left) is over this"""
+    long_share: float | None = 0.4
+    """the teacher's limit: long jobs hold at most this share of the CPUs and of the GPUs
+    (`SJFPolicy(long_share=...)`); None: plain SJF"""
 
 
 DEFAULT_CONFIG = RoundConfig()
@@ -130,12 +159,28 @@ class Round:
         self.config = config
         self._view = view
         self._before = after
+        self.ended = False
+        """"wait" was chosen where it ends the round: nothing more starts now"""
+        self.long_c: float = 0.0
+        """CPUs held by long jobs (running ones by estimated time left, and this round's)"""
+        self.long_g: float = 0.0
+        """GPU equivalents held by long jobs"""
+        self.busy: bool = False
+        """something runs (its finish brings another round)"""
         if after is None:
             if view is None:
                 raise ValueError("a first window needs the cluster view")
-            self.state = RoundState(view)
+            self.state = st = RoundState(view)
+            self.cap_c_total = float(st.cap_c.sum()) if len(st.nodes) else 1.0
+            self.cap_g_total = float(sum(n.capacity.gpus for n in st.nodes))
+            self.per_gpu_max = float(st.per_gpu.max()) if len(st.nodes) else 0.0
+            self._long_held(view)
         else:
             self.state = after.state
+            self.cap_c_total, self.cap_g_total = after.cap_c_total, after.cap_g_total
+            self.per_gpu_max = after.per_gpu_max
+            self.long_c, self.long_g = after.long_c, after.long_g
+            self.busy = after.busy or bool(after.placed)
         self.pending = pending
         self.pending_total = len(pending)
         n = len(pending)
@@ -148,7 +193,9 @@ class Round:
         self.queue_order = [pending[i] for i in by_age[: max(config.k // 2, 1)].tolist()]
         by_est = np.lexsort((sub, est, -eff))
         if n and len(self.state.nodes):
+            # the shortest jobs that fit and that the long-job limit lets start
             fits: np.ndarray = np.asarray(self.state.fit_matrix(rows[:, 3:]).any(axis=1))
+            fits &= ~self._capped_rows(rows[:, 3:], est, sub)
             by_est = by_est[fits[by_est]]
         half = max(1, config.k // 2)
         idx = list(
@@ -169,8 +216,15 @@ class Round:
         self.placed: list[Placement] = []
         self.holding = holding
         self._reservation()
-        self.cap_c_total = float(self.state.cap_c.sum()) if len(self.state.nodes) else 1.0
-        self.cap_g_total = float(sum(n.capacity.gpus for n in self.state.nodes))
+        per_gpu = self.per_gpu_max
+        self.is_long = self.est > config.long_after_s
+        # GPU equivalents of each window job (a share: its memory share of one GPU)
+        self.req_geq = np.where(
+            self.req[:, 2] > 0,
+            self.req[:, 2],
+            np.minimum(1.0, self.req[:, 3] / per_gpu) if per_gpu > 0 else 0.0,
+        )
+        self.wait_holds = False
         # per-job features that stay fixed during the round
         bounded = np.maximum(self.est, TAU_S)
         self.job_block = np.stack(
@@ -231,6 +285,19 @@ class Round:
             after=self,
         )
 
+    def _long_held(self, view: ClusterView) -> None:
+        """CPUs and GPU equivalents held by running jobs with more than `long_after_s` left (by
+        estimate); whether anything runs (a later finish brings a new round)."""
+        after = self.config.long_after_s
+        per_gpu = int(self.per_gpu_max)
+        self.long_c = 0.0
+        self.long_g = 0.0
+        for r in view.running:
+            if r.est_end - self.now > after:
+                self.long_c += r.request.cpus
+                self.long_g += gpu_equivalents(r.request, per_gpu)
+        self.busy = bool(view.running) or not bool(self.state.idle.all())
+
     def _partial(self, i: int) -> float:
         """Most free memory on one already-shared GPU of node i (0 when none is shared)."""
         st = self.state
@@ -276,7 +343,14 @@ class Round:
             ok = self._fit & alive[:, None]
         else:
             ok = np.zeros((len(self.window), nn), dtype=bool)
-        jobs_ok = ok.any(axis=1)
+        if self.ended:
+            ok[:] = False
+        jobs_ok: np.ndarray = np.asarray(ok.any(axis=1))
+        capped = self._capped()
+        if (jobs_ok & ~capped).any():
+            # a long job held back by the teacher's limit does not hold back shorter work of a
+            # lower priority (as in SJF, which skips it)
+            jobs_ok &= ~capped
         if jobs_ok.any():
             top = self.eff[jobs_ok].max()
             ok &= (self.eff >= top)[:, None]
@@ -305,16 +379,51 @@ class Round:
                 np.put_along_axis(keep, top_n, True, axis=1)
                 ok &= keep
         jk, nk = np.nonzero(ok)
-        x = self._features(jk, nk)
-        # waiting means holding the head's reserved node: only offered when it changes something
-        wait_ok = not len(jk) or (
+        # waiting holds the head's reserved node where that changes something; otherwise it
+        # ends the round (nothing more starts now; the next finish or arrival brings a new
+        # round), allowed while something runs and no starving job could start
+        self.wait_holds = (
             not self.holding
             and self.res_node >= 0
             and bool(((nk == self.res_node) & ~self.ends_before[jk]).any())
         )
+        starving_fits = self.first_starving and any(
+            self.window[j].id == self.first_id for j in jk.tolist()
+        )
+        can_end = self.busy and not starving_fits
+        wait_ok = not len(jk) or self.wait_holds or can_end
+        x = self._features(jk, nk, capped, wait_ok)
         return Candidates(np.append(jk, WAIT), np.append(nk, WAIT), x, wait_ok)
 
-    def _features(self, jk: np.ndarray, nk: np.ndarray) -> np.ndarray:
+    def _capped(self) -> np.ndarray:
+        """Window jobs the teacher's long-job limit holds back now."""
+        return self._capped_rows(self.req, self.est, self.now - self.wait)
+
+    def _capped_rows(self, req: np.ndarray, est: np.ndarray, submitted: np.ndarray) -> np.ndarray:
+        """Jobs (request rows, estimates, submit times) the long-job limit holds back now: long
+        ones that would take long jobs past `long_share` of the CPUs or GPUs. Never a starving
+        job, nor any while no long job runs (the first may always start)."""
+        share = self.config.long_share
+        if share is None or (self.long_c <= 0 and self.long_g <= 0) or not len(req):
+            return np.zeros(len(req), dtype=bool)
+        per_gpu = self.per_gpu_max
+        geq = np.where(
+            req[:, 2] > 0, req[:, 2], np.minimum(1.0, req[:, 3] / per_gpu) if per_gpu else 0.0
+        )
+        cap_c = self.cap_c_total if len(self.state.nodes) else 0.0
+        cap_g = self.cap_g_total
+        over = (self.long_c + req[:, 0]) > share * cap_c + 1e-9
+        if cap_g:
+            over |= (self.long_g + geq) > share * cap_g + 1e-9
+        capped = (est > self.config.long_after_s) & over
+        starve = self.config.starve_after_s
+        if starve is not None:
+            capped &= self.now - submitted < starve
+        return capped
+
+    def _features(
+        self, jk: np.ndarray, nk: np.ndarray, capped: np.ndarray, wait_ok: bool
+    ) -> np.ndarray:
         st = self.state
         m = len(jk)
         x = np.zeros((m + 1, NUM_FEATURES), dtype=np.float32)
@@ -325,6 +434,12 @@ class Round:
         x[:, 21] = used_g
         x[:, 22] = used_c
         x[:, 23] = math.log1p(m) / 8.0
+        cap_g = self.cap_g_total
+        x[m, 26] = self.long_c / max(self.cap_c_total, 1e-9)
+        x[m, 27] = self.long_g / cap_g if cap_g else 0.0
+        alive = self.alive
+        x[:, 28] = float((~self.is_long & alive).sum()) / max(1, int(alive.sum()))
+        x[m, 29] = 0.0 if self.wait_holds else 1.0
         x[m, NUM_FEATURES - 1] = 1.0
         if m == 0:
             return x
@@ -363,19 +478,33 @@ class Round:
         ends_before = self.ends_before[jk]
         x[:m, 18] = ends_before
         x[:m, 19] = (nk == self.res_node) & ~ends_before
-        # SJF's pick: shortest estimate (then queue order), on its best-fit node (then lowest index)
-        sjf_left = (
-            (st.fc[nk] - req[:, 0]) / cap_c
-            + (st.fm[nk] - req[:, 1]) / cap_m
-            + np.where(has_gpu, (st.fg[nk] - gfrac) / cap_g, 0.0)
+        long = self.is_long[jk]
+        x[:m, 25] = long
+        x[:m, 26] = (self.long_c + np.where(long, req[:, 0], 0.0)) / max(self.cap_c_total, 1e-9)
+        x[:m, 27] = (
+            (self.long_g + np.where(long, self.req_geq[jk], 0.0)) / self.cap_g_total
+            if self.cap_g_total
+            else 0.0
         )
-        x[np.lexsort((nk, sjf_left, jk, est))[0], SJF_CHOICE] = 1.0
+        # the teacher's pick: SJF's (shortest estimate, then queue order, on its best-fit node,
+        # then lowest index) among the jobs its long-job limit lets start; none: wait
+        free = ~capped[jk]
+        if free.any():
+            sjf_left = (
+                (st.fc[nk] - req[:, 0]) / cap_c
+                + (st.fm[nk] - req[:, 1]) / cap_m
+                + np.where(has_gpu, (st.fg[nk] - gfrac) / cap_g, 0.0)
+            )
+            order = np.lexsort((nk, sjf_left, jk, est, ~free))
+            x[order[0], TEACHER] = 1.0
+        elif wait_ok:
+            x[m, TEACHER] = 1.0
         return x
 
     def wants_next_window(self, pending_left: int) -> bool:
         """True when this window placed something and jobs outside it remain: a fresh window (the
         next shortest jobs that fit) may hold more candidates at the same time."""
-        return bool(self.placed) and pending_left > int(self.alive.sum())
+        return not self.ended and bool(self.placed) and pending_left > int(self.alive.sum())
 
     def view_after(self) -> ClusterView:
         """The view with this round's placements applied (for the next window)."""
@@ -406,7 +535,10 @@ class Round:
         head's reserved node (None), after which only pairs that do not delay the head remain."""
         j = int(cands.jobs[i])
         if j == WAIT:
-            self.holding = True
+            if self.wait_holds:
+                self.holding = True
+            else:
+                self.ended = True
             return None
         node = int(cands.nodes[i])
         job = self.window[j]
@@ -424,6 +556,9 @@ class Round:
             + 1e-9 * node
         )
         self.alive[j] = False
+        if self.is_long[j]:
+            self.long_c += float(self.req[j, 0])
+            self.long_g += float(self.req_geq[j])
         p = Placement(job.id, self.state.ids[node], gids)
         self.placed.append(p)
         return p

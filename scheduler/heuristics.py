@@ -29,6 +29,7 @@ from scheduler.model import (
     Resources,
     allocation_price_per_hour,
     fits_empty,
+    gpu_equivalents,
 )
 
 
@@ -461,6 +462,9 @@ class FIFOPolicy(HeuristicPolicy):
         return out
 
 
+LONG_AFTER_S = 3600.0
+"""A job is long when its estimate (a running job: its estimated time left) is over this."""
+
 SJF_AGING_S = 12 * 3600.0
 """SJF's aging: one level per 12 h waited. With one level per hour, every job that has waited an
 hour outranks every fresh one, so under load SJF degrades towards FIFO: on validation workloads
@@ -471,12 +475,32 @@ too. Starvation stays bounded by `starve_after_s`."""
 
 
 class SJFPolicy(HeuristicPolicy):
-    """Shortest (estimated) job first: place every job that fits, shortest estimate first."""
+    """Shortest (estimated) job first: place every job that fits, shortest estimate first.
+
+    `long_share` (default None: off) keeps room for short jobs: a long job (estimate over
+    `long_after_s`, 1 h) starts only while long jobs (running ones by their estimated time left)
+    would hold at most that share of the cluster's CPUs and of its GPUs, like a Slurm "long" QOS
+    with a group limit. A starving job is exempt, and so is a long job while no other long job
+    runs (one larger than the share would otherwise never start)."""
 
     name = "sjf"
 
-    def __init__(self, *, aging_s: float | None = SJF_AGING_S, **options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        aging_s: float | None = SJF_AGING_S,
+        long_share: float | None = None,
+        long_after_s: float = LONG_AFTER_S,
+        **options: Any,
+    ) -> None:
         super().__init__(aging_s=aging_s, **options)
+        if long_share is not None and not 0.0 < long_share <= 1.0:
+            raise ValueError("long_share must be in (0, 1], e.g. 0.4 (or None for no limit)")
+        if not long_after_s > 0 or not math.isfinite(long_after_s):
+            raise ValueError("long_after_s must be a positive number of seconds")
+        self.long_share = long_share
+        self.long_after_s = float(long_after_s)
+        self._held: dict[JobId, str] = {}
 
     def sort_columns(self, tab: np.ndarray, prio: np.ndarray) -> tuple[np.ndarray, ...]:
         return (tab[:, 5], tab[:, 6], -prio)
@@ -486,6 +510,7 @@ class SJFPolicy(HeuristicPolicy):
     ) -> list[Placement]:
         """Greedy by estimate; a starving job that does not fit blocks the rest."""
         state = self._start(view, pending)
+        self._held = {}
         out: list[Placement] = []
         order = self.order(pending, now)
         starving = [j for j in order if self._starving(j, now)]
@@ -496,13 +521,18 @@ class SJFPolicy(HeuristicPolicy):
             order = starving + [j for j in order if j.id not in ids]
         if not len(state.nodes):
             return out
+        cap = LongCap(view, now, self.long_after_s, self.long_share)
         reqs = self.request_rows(order)
         ok = state.fit_matrix(reqs)
         any_ok = np.asarray(ok.any(axis=1))
         for k, job in enumerate(order):
+            if any_ok[k] and not self._starving(job, now) and cap.blocks(job):
+                self._held[job.id] = cap.reason()
+                continue
             i = self.choose_node(state, job, ok[k]) if any_ok[k] else None
             if i is not None and self._place(state, i, job, "", out):
                 _update_column(ok, any_ok, state.fit_column(reqs, i), i)
+                cap.add(job)
                 self._reasons[job.id] = (
                     f"placed on {state.ids[i]}{_gpus(out[-1])}: fits, shortest estimate "
                     f"({fmt_duration(job.est_runtime_s)})"
@@ -511,6 +541,65 @@ class SJFPolicy(HeuristicPolicy):
                 self._blocker = (job.id, f"job {job.id} has waited too long and goes first")
                 break
         return out
+
+    def explain(self, job_id: JobId) -> str:
+        """Why the job was placed or waits (a long job held back by `long_share` says so)."""
+        if job_id in self._held and job_id not in self._reasons:
+            return self._held[job_id]
+        return super().explain(job_id)
+
+
+class LongCap:
+    """How much of the cluster long jobs hold (running ones by their estimated time left, plus
+    those placed this round), and whether one more long job would pass `share` of the CPUs or
+    GPUs. `share` None: never blocks."""
+
+    def __init__(
+        self, view: ClusterView, now: float, long_after_s: float, share: float | None
+    ) -> None:
+        up = [n for n in view.nodes if n.is_up]
+        self.after_s = long_after_s
+        self.share = share
+        self.per_gpu = max((n.gpu_mem_per_gpu_mb for n in up), default=0)
+        self.cap_c = float(sum(n.capacity.cpus for n in up))
+        self.cap_g = float(sum(n.capacity.gpus for n in up))
+        self.cpus = 0.0
+        self.gpus = 0.0
+        for r in view.running:
+            if r.est_end - now > long_after_s:
+                self.cpus += r.request.cpus
+                self.gpus += gpu_equivalents(r.request, self.per_gpu)
+
+    def is_long(self, job: JobRequest) -> bool:
+        return job.est_runtime_s > self.after_s
+
+    def shares_with(self, job: JobRequest) -> tuple[float, float]:
+        """Shares of CPUs and GPUs long jobs would hold with `job` started (if it is long)."""
+        c, g = self.cpus, self.gpus
+        if self.is_long(job):
+            c += job.request.cpus
+            g += gpu_equivalents(job.request, self.per_gpu)
+        return c / self.cap_c if self.cap_c else 0.0, g / self.cap_g if self.cap_g else 0.0
+
+    def blocks(self, job: JobRequest) -> bool:
+        if self.share is None or not self.is_long(job) or (self.cpus <= 0 and self.gpus <= 0):
+            return False  # no limit, a short job, or the first long one (which always may start)
+        c, g = self.shares_with(job)
+        return c > self.share + 1e-9 or g > self.share + 1e-9
+
+    def add(self, job: JobRequest) -> None:
+        if self.is_long(job):
+            self.cpus += job.request.cpus
+            self.gpus += gpu_equivalents(job.request, self.per_gpu)
+
+    def reason(self) -> str:
+        c = self.cpus / self.cap_c if self.cap_c else 0.0
+        g = self.gpus / self.cap_g if self.cap_g else 0.0
+        return (
+            f"held back: long jobs (estimate over {fmt_duration(self.after_s)}) already hold "
+            f"{c:.0%} of the CPUs and {g:.0%} of the GPUs; at most {self.share:.0%} each, the "
+            "rest is kept for short jobs"
+        )
 
 
 class TetrisPolicy(HeuristicPolicy):

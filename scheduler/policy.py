@@ -19,7 +19,7 @@ from scheduler.features import (
     DEFAULT_CONFIG,
     FEATURE_VERSION,
     NUM_FEATURES,
-    SJF_CHOICE,
+    TEACHER,
     Candidates,
     Round,
     RoundConfig,
@@ -81,6 +81,8 @@ def save_weights(
         "k": config.k,
         "aging_s": config.aging_s,
         "starve_after_s": config.starve_after_s,
+        "long_after_s": config.long_after_s,
+        "long_share": config.long_share,
         **(meta or {}),
     }
     arrays["meta"] = np.frombuffer(json.dumps(info).encode(), dtype=np.uint8)
@@ -111,6 +113,8 @@ def load_weights(path: str | Path) -> tuple[QNetwork, RoundConfig, dict]:
         k=int(meta.get("k", 32)),
         aging_s=meta.get("aging_s", 3600.0),
         starve_after_s=meta.get("starve_after_s", 86400.0),
+        long_after_s=float(meta.get("long_after_s", DEFAULT_CONFIG.long_after_s)),
+        long_share=meta.get("long_share"),
     )
     return QNetwork(layers), config, meta
 
@@ -120,9 +124,11 @@ class DQNPolicy:
     `scheduler.features` (priorities, aging, starvation protection, no over-commit).
 
     `teacher_bonus` (from the weights' metadata, chosen on validation workloads at the end of
-    training) is added to the score of SJF's pick: the policy leaves SJF only where the network
-    scores another candidate higher by more than that. `cost_weight` > 0 subtracts, from each pair's score, that weight times the node's price share
-    plus 1 for waking an idle node (the heuristics' cost term); 0 keeps the trained behaviour.
+    training) is added to the score of the teacher's pick (SJF's within the long-job limit, or
+    waiting): the policy leaves it only where the network scores another candidate higher by more
+    than that. `cost_weight` > 0 subtracts, from each pair's score, that weight times the node's
+    price share plus 1 for waking an idle node (the heuristics' cost term); 0 keeps the trained
+    behaviour.
     """
 
     name = "dqn"
@@ -156,6 +162,8 @@ class DQNPolicy:
             k=config.k if k is None else int(k),
             aging_s=config.aging_s if aging_s is None else aging_s,
             starve_after_s=config.starve_after_s if starve_after_s is None else starve_after_s,
+            long_after_s=config.long_after_s,
+            long_share=config.long_share,
         )
         self._reasons: dict[JobId, str] = {}
         self._waiting: dict[JobId, str] = {}
@@ -202,8 +210,8 @@ class DQNPolicy:
             raw = self.net.scores(cands.x)
             q = raw.copy()
             if self.teacher_bonus:
-                # the conservative blend: leave SJF's pick only for a clearly better score
-                q[:-1] += self.teacher_bonus * cands.x[:-1, SJF_CHOICE]
+                # the conservative blend: leave the teacher's pick only for a clearly better score
+                q += self.teacher_bonus * cands.x[:, TEACHER]
             if self.cost_weight:
                 # like the heuristics: the node's price relative to the dearest, plus 1 to wake an
                 # idle node (the network was trained without a cost term)
@@ -215,13 +223,14 @@ class DQNPolicy:
             p = rnd.place(cands, best)
             if p is None:
                 held = float(q[best])
-                continue
+                continue  # holding the head's node goes on; an ended round offers nothing more
             out.append(p)
             gpus = f" (GPU {','.join(map(str, p.gpu_ids))})" if p.gpu_ids else ""
-            if self.teacher_bonus and cands.x[best, SJF_CHOICE]:
+            if self.teacher_bonus and cands.x[best, TEACHER]:
                 self._reasons[p.job_id] = (
                     f"placed on {p.node_id}{gpus}: SJF's pick (shortest estimate that fits, "
-                    f"best-fit node); network score {raw[best]:.2f}, its best "
+                    f"best-fit node, within the long-job limit); network score {raw[best]:.2f}, "
+                    f"its best "
                     f"{raw[:-1].max():.2f} of {len(cands) - 1} placements"
                 )
             else:
@@ -247,6 +256,19 @@ class DQNPolicy:
                 self._waiting[job.id] = (
                     f"waiting for {need}; first in line, {res} frees them in "
                     f"~{fmt_duration(rnd.t_res - rnd.now)}"
+                )
+            elif fits.any() and held is not None and job.id in seen and rnd.ended:
+                s, node = seen[job.id]
+                kind = (
+                    f"long (estimate over {fmt_duration(rnd.config.long_after_s)})"
+                    if rnd.is_long[j]
+                    else "short"
+                )
+                self._waiting[job.id] = (
+                    f"waiting: fits on {node}, but nothing more starts this round (its best "
+                    f"score {s:.2f} < {held:.2f} for waiting); this job is {kind}, long jobs "
+                    f"hold {rnd.long_c / max(rnd.cap_c_total, 1e-9):.0%} of the CPUs and "
+                    f"{rnd.long_g / rnd.cap_g_total if rnd.cap_g_total else 0.0:.0%} of the GPUs"
                 )
             elif fits.any() and held is not None and job.id in seen:
                 s, node = seen[job.id]

@@ -70,6 +70,14 @@ TRAIN_SHARE = 0.6
     help="Hours waited per priority level (the policy's guard rails and the teacher); 0: none.",
 )
 @click.option(
+    "--long-share",
+    type=click.FloatRange(min=0, max=1),
+    default=0.4,
+    show_default=True,
+    help="The teacher's limit: jobs estimated over an hour may hold at most this share of the "
+    "CPUs and of the GPUs; 0: plain SJF.",
+)
+@click.option(
     "--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Torch threads."
 )
 @click.option(
@@ -91,11 +99,13 @@ def train(
     jobs: int,
     eval_every: int | None,
     aging_h: float,
+    long_share: float,
     threads: int,
     out: str,
     as_json: bool,
 ) -> None:
-    """Train the DQN policy: imitate SJF, then Double DQN; keep the best checkpoint."""
+    """Train the DQN policy: imitate SJF (with its long-job limit), then Double DQN; keep the
+    best checkpoint."""
     try:
         import torch
     except ImportError:
@@ -109,6 +119,12 @@ def train(
             f"--aging must be a number of hours, got {aging_h}",
             "e.g. --aging 12; 0 turns aging off",
             field="aging",
+        )
+    if not math.isfinite(long_share):
+        raise ValidationError(
+            f"--long-share must be a share between 0 and 1, got {long_share}",
+            "e.g. --long-share 0.4; 0 turns the limit off",
+            field="long-share",
         )
     out_path = Path(out)
     if out_path.suffix != ".npz":
@@ -153,6 +169,7 @@ def train(
         seed=seed,
         total_steps=steps,
         aging_s=aging_h * 3600.0 if aging_h else None,
+        long_share=long_share or None,
         eval_every=eval_every if eval_every is not None else max(1, steps // 5),
     )
     command = (

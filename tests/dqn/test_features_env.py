@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scheduler.environment import SchedulingEnv, summarize
-from scheduler.features import NUM_FEATURES, TAU_S, WAIT, Round, RoundConfig
+from scheduler.features import FEATURE_NAMES, NUM_FEATURES, TAU_S, WAIT, Round, RoundConfig
 from scheduler.model import ClusterView, JobRequest, NodeView, Resources, RunningJob
 from scheduler.simulator import Simulator
 from scheduler.workloads import deeprm, lab_mix
@@ -172,7 +172,58 @@ def test_wait_holds_the_reserved_node_for_the_head():
     assert rnd.place(c, len(c) - 1) is None  # wait: hold node a for "big"
     c = rnd.candidates()
     assert {rnd.window[int(j)].id for j in c.jobs[:-1]} == {"short"}
-    assert not c.wait_allowed
-    # with nothing that could delay the head, waiting is not offered at all
+    # holding already: waiting now ends the round (something runs, so a finish brings another)
+    assert c.wait_allowed and c.x[-1, FEATURE_NAMES.index("wait_ends")] == 1.0
+    assert rnd.place(c, len(c) - 1) is None and rnd.ended
+    assert len(rnd.candidates()) == 1 and not rnd.wants_next_window(10)
+    # with nothing that could delay the head, waiting ends the round at once
     rnd = Round(view, [head, short], view.now)
-    assert not rnd.candidates().wait_allowed
+    c = rnd.candidates()
+    assert c.wait_allowed and c.x[-1, FEATURE_NAMES.index("wait_ends")] == 1.0
+
+
+def test_waiting_is_refused_on_an_idle_cluster_and_for_a_starving_job():
+    cap = Resources(8.0, 65536, 2, 2 * 40960)
+    idle = ClusterView((NodeView.empty("a", cap),), 10.0, ())
+    rnd = Round(idle, [job("x", cpus=1.0)], idle.now)
+    assert not rnd.candidates().wait_allowed  # nothing runs: no later event would wake it
+    busy = NodeView.empty("a", cap).allocate(Resources(1.0, 1024, 0), ())
+    running = (RunningJob("r", "a", Resources(1.0, 1024, 0), (), 0.0, 500.0),)
+    now = 200_000.0
+    view = ClusterView((busy,), now, running)
+    old = job("old", cpus=1.0, at=0.0)  # waited more than a day
+    rnd = Round(view, [old], now)
+    c = rnd.candidates()
+    assert not c.wait_allowed and {rnd.window[int(j)].id for j in c.jobs[:-1]} == {"old"}
+
+
+def test_the_teacher_keeps_room_for_short_jobs():
+    cap = Resources(10.0, 65536, 0)
+    node = NodeView.empty("a", cap).allocate(Resources(4.0, 1024, 0), ())
+    # a long job runs on 4 of 10 CPUs: 40 %, the limit
+    running = (RunningJob("r", "a", Resources(4.0, 1024, 0), (), 0.0, 50_000.0),)
+    view = ClusterView((node,), 10.0, running)
+    long_ = job("long", cpus=1.0, at=0.0, est=7200.0)
+    short = job("short", cpus=1.0, at=5.0, est=600.0)
+    teacher = FEATURE_NAMES.index("teacher_choice")
+    rnd = Round(view, [long_, short], view.now)
+    c = rnd.candidates()
+    picked = [rnd.window[int(c.jobs[i])].id for i in np.flatnonzero(c.x[:-1, teacher])]
+    assert picked == ["short"]
+    row = {rnd.window[int(j)].id: c.x[i] for i, j in enumerate(c.jobs[:-1])}
+    lc = FEATURE_NAMES.index("long_cpu_after")
+    assert row["long"][lc] == pytest.approx(0.5) and row["short"][lc] == pytest.approx(0.4)
+    assert c.x[-1, lc] == pytest.approx(0.4)
+    # only the long job left: the teacher waits (the network may still place it)
+    rnd = Round(view, [long_], view.now)
+    c = rnd.candidates()
+    assert c.x[-1, teacher] == 1.0 and len(c) == 2
+    # no limit: SJF's pick
+    rnd = Round(view, [long_], view.now, RoundConfig(long_share=None))
+    c = rnd.candidates()
+    assert c.x[0, teacher] == 1.0 and c.x[-1, teacher] == 0.0
+    # the first long job may always start, however large
+    empty = ClusterView((NodeView.empty("a", cap),), 10.0, ())
+    big = job("big", cpus=9.0, at=0.0, est=7200.0)
+    c = Round(empty, [big], empty.now).candidates()
+    assert c.x[0, teacher] == 1.0

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from scheduler.features import NUM_FEATURES, SJF_CHOICE, Round
+from scheduler.features import NUM_FEATURES, TEACHER, Round
 from scheduler.model import ClusterView, JobRequest, NodeView, Resources, RunningJob
 from scheduler.policy import DEFAULT_WEIGHTS, DQNPolicy, QNetwork, load_weights, save_weights
 from scheduler.simulator import Simulator
@@ -124,7 +124,7 @@ def test_explain_placed_and_waiting_jobs():
     if out:
         assert why.startswith("placed on a (GPU 1): best score")
     else:
-        assert why.startswith("waiting: fits on a but scores")
+        assert why.startswith("waiting: fits on a, but nothing more starts this round")
     assert "not among the jobs considered" in pol.explain("unknown")
     # following the teacher: the reason says so and gives the network's own scores, not the bonus
     pol = DQNPolicy.from_network(small_net(1), teacher_bonus=1000.0)
@@ -193,7 +193,7 @@ def _reference_decide(policy: DQNPolicy, view, pending, now):
             return out
         q = policy.net.scores(cands.x)
         if policy.teacher_bonus:
-            q[:-1] += policy.teacher_bonus * cands.x[:-1, SJF_CHOICE]
+            q += policy.teacher_bonus * cands.x[:, TEACHER]
         if not cands.wait_allowed:
             q[-1] = -np.inf
         p = rnd.place(cands, int(np.argmax(q)))

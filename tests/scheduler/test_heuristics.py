@@ -67,6 +67,43 @@ def test_sjf_stops_passing_a_starving_job() -> None:
     assert set(placed(got)) == {"small"}
 
 
+def test_sjf_long_share_keeps_room_for_short_jobs() -> None:
+    # a long job (10 h left by estimate) holds 4 of 8 GPUs: 50 %
+    busy = node("g1", gpus=8, running=((res(gpus=4), (0, 1, 2, 3)),))
+    running = (RunningJob("r", "g1", res(gpus=4), (0, 1, 2, 3), 0.0, 36_000.0),)
+    v = view(busy, now=10, running=running)
+    pending = [job("long", gpus=1, est=7200, at=0), job("short", gpus=1, est=600, at=1)]
+    assert set(placed(SJFPolicy().decide(v, pending, 10))) == {"long", "short"}
+    pol = SJFPolicy(long_share=0.5)
+    assert set(placed(pol.decide(v, pending, 10))) == {"short"}
+    assert "long jobs (estimate over 60 min) already hold" in pol.explain("long")
+    assert "at most 50%" in pol.explain("long")
+    # within the share it starts; a job that is not long (by estimate) always may
+    assert set(placed(SJFPolicy(long_share=0.7).decide(v, pending, 10))) == {"long", "short"}
+    # once the running one is near its end it no longer counts as long
+    ending = (RunningJob("r", "g1", res(gpus=4), (0, 1, 2, 3), 0.0, 3000.0),)
+    assert "long" in placed(pol.decide(view(busy, now=10, running=ending), pending, 10))
+    # a starving long job is exempt
+    old = [job("long", gpus=1, est=7200, at=-90_000)]
+    assert set(placed(pol.decide(v, old, 10))) == {"long"}
+
+
+def test_sjf_long_share_lets_the_first_long_job_start_and_counts_its_own() -> None:
+    v = view(node("g1", gpus=8))
+    pol = SJFPolicy(long_share=0.25)
+    # larger than the share, but no long job runs: it may start (it would never start otherwise)
+    assert set(placed(pol.decide(v, [job("big", gpus=6, est=7200)], 0))) == {"big"}
+    # two long jobs of 2 GPUs each: the first takes the share, the second waits
+    pending = [job("a", gpus=2, est=7200), job("b", gpus=2, est=7300, at=1)]
+    assert set(placed(pol.decide(v, pending, 0))) == {"a"}
+
+
+@pytest.mark.parametrize("share", [0.0, -0.1, 1.5, float("nan")])
+def test_sjf_long_share_refuses_nonsense(share: float) -> None:
+    with pytest.raises(ValueError, match="long_share"):
+        SJFPolicy(long_share=share)
+
+
 def test_tetris_matches_demand_to_free_resources() -> None:
     # n1 has CPUs free, n2 has GPUs free; best fit alone would put the CPU job on n2.
     n1 = node("n1", cpus=32, gpus=8, running=((res(cpus=0, gpus=6), (0, 1, 2, 3, 4, 5)),))
