@@ -1,6 +1,6 @@
 """Scheduler core benchmark: prints the Markdown tables of docs/benchmarks.md ("Scheduler core").
 
-    python bench/scheduler.py [--section compare|latency|replay|ilp|aging|all] [--seeds 5] [--trace CSV]
+    python bench/scheduler.py [--section compare|latency|replay|ilp|aging|long|all] [--seeds 5] [--trace CSV]
 
 * compare: FIFO, SJF, Tetris and EASY backfilling on deeprm, lab and the Alibaba trace at loads
   0.7, 0.9 and 1.1, mean and standard deviation over seeds;
@@ -10,6 +10,8 @@
 * replay: a 10,000-job lab replay on 16 nodes per heuristic, CPU seconds;
 * ilp: the ILP as a policy beside backfilling on lab and trace at load 0.9;
 * aging: SJF by hours per priority level on validation workloads (how its 12 h was chosen).
+* long: SJF with a long-job limit (`long_share`, `long_after_s`) on the same validation
+  workloads (how the DQN teacher's 40 % of the CPUs and GPUs for jobs over 1 h was chosen).
 
 Times are CPU seconds of this process (`time.process_time`), which a busy machine disturbs less
 than wall-clock time; the decision times of `compare` are wall-clock (from the simulator).
@@ -212,10 +214,45 @@ def aging(trace: Path) -> None:
             print(f"| {kind} | {load} | " + " | ".join(cells) + " |", flush=True)
 
 
+def long_limit(trace: Path) -> None:
+    """SJF's average bounded slowdown with a long-job limit, relative to plain SJF, on the aging
+    section's validation workloads: how the DQN teacher's limit was chosen."""
+    from scheduler.bench import make_workload
+    from scheduler.heuristics import SJFPolicy
+    from scheduler.metrics import compute_metrics
+    from scheduler.workloads import load_trace
+
+    train_tasks = int(len(load_trace(trace)) * 0.6)
+    limits = [(after, share) for after in (3600.0, 7200.0) for share in (0.3, 0.4, 0.5)]
+    names = [f"{a / 3600:.0f} h, {sh:.0%}" for a, sh in limits]
+    print("### SJF with a long-job limit (validation seeds 900-905; avg bounded slowdown of plain")
+    print("SJF, then the change with jobs over 1 or 2 h holding at most 30 / 40 / 50 %)\n")
+    print("| workload | load | sjf | " + " | ".join(names) + " |")
+    print("|---|---|---|" + "---|" * len(limits))
+    for kind in ("deeprm", "lab", "trace"):
+        for load in (0.7, 0.9, 1.1):
+            base: list[float] = []
+            res: list[list[float]] = [[] for _ in limits]
+            for seed in range(900, 906):
+                opts: dict[str, Any] = {"jobs": 1000 if kind == "trace" else 500, "load": load}
+                if kind == "trace":
+                    opts.update(trace=trace, start=(seed * 389) % max(1, train_tasks - 1000))
+                wl = make_workload(kind, seed, **opts)
+                base.append(compute_metrics(Simulator(wl).run(SJFPolicy()))["avg_bounded_slowdown"])
+                for k, (after, share) in enumerate(limits):
+                    pol = SJFPolicy(long_share=share, long_after_s=after)
+                    res[k].append(compute_metrics(Simulator(wl).run(pol))["avg_bounded_slowdown"])
+            b = float(np.mean(base))
+            cells = [f"{(float(np.mean(v)) / b - 1) * 100:+.1f} %" for v in res]
+            print(f"| {kind} | {load} | {b:.2f} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--section", default="all", choices=["all", "compare", "latency", "replay", "ilp", "aging"]
+        "--section",
+        default="all",
+        choices=["all", "compare", "latency", "replay", "ilp", "aging", "long"],
     )
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--trace", type=Path, default=TRACE)
@@ -228,6 +265,8 @@ def main() -> None:
         compare(args.seeds, args.trace)
     if args.section in ("all", "aging"):
         aging(args.trace)
+    if args.section in ("all", "long"):
+        long_limit(args.trace)
     if args.section in ("all", "ilp"):
         send_solver_output_to_stderr()
         ilp_policy(args.seeds, args.trace)
