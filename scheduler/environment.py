@@ -97,12 +97,9 @@ class SchedulingEnv:
         if p is not None:
             self.sim.apply([p])
         self.obs = self.round.candidates()
-        sim = self.sim
-        if len(self.obs) <= 1 and self.round.wants_next_window(sim.pending_count):
+        while len(self.obs) <= 1 and self.round.wants_next_window():
             # nothing left in this window: the next jobs of the queue, at the same time
-            self.round = Round(
-                sim.view(), sim.pending(), sim.now, self.config, holding=self.round.holding
-            )
+            self.round = self.round.next_window()
             self.obs = self.round.candidates()
         if len(self.obs) <= 1:
             self.round = None

@@ -160,7 +160,8 @@ class Round:
         self._view = view
         self._before = after
         self.ended = False
-        """"wait" was chosen where it ends the round: nothing more starts now"""
+        """"wait" was chosen where it holds nothing: none of this window's jobs starts now (the
+        round goes on with the next window when jobs remain outside this one, else ends)"""
         self.long_c: float = 0.0
         """CPUs held by long jobs (running ones by estimated time left, and this round's)"""
         self.long_g: float = 0.0
@@ -271,8 +272,11 @@ class Round:
 
     def next_window(self) -> Round:
         """The next window of the same decision time: the queue without this window's
-        placements, continuing from its node state."""
+        placements (and, once "wait" passed over this window, without its other jobs too),
+        continuing from its node state."""
         placed = {p.job_id for p in self.placed}
+        if self.ended:
+            placed |= {j.id for k, j in enumerate(self.window) if self.alive[k]}
         keep = np.fromiter((j.id not in placed for j in self.pending), bool, len(self.pending))
         rest = [self.pending[i] for i in np.flatnonzero(keep).tolist()]
         return Round(
@@ -296,7 +300,9 @@ class Round:
             if r.est_end - self.now > after:
                 self.long_c += r.request.cpus
                 self.long_g += gpu_equivalents(r.request, per_gpu)
-        self.busy = bool(view.running) or not bool(self.state.idle.all())
+        # only a running job brings a later event (its finish); free == capacity is not exact
+        # enough to tell an empty node (float CPUs, GPU memory not divisible by the GPU count)
+        self.busy = bool(view.running)
 
     def _partial(self, i: int) -> float:
         """Most free memory on one already-shared GPU of node i (0 when none is shared)."""
@@ -501,10 +507,12 @@ class Round:
             x[m, TEACHER] = 1.0
         return x
 
-    def wants_next_window(self, pending_left: int) -> bool:
-        """True when this window placed something and jobs outside it remain: a fresh window (the
-        next shortest jobs that fit) may hold more candidates at the same time."""
-        return not self.ended and bool(self.placed) and pending_left > int(self.alive.sum())
+    def wants_next_window(self) -> bool:
+        """True when this window placed something or was passed over, and jobs outside it
+        remain: a fresh window (the next shortest jobs that fit) may hold more candidates at the
+        same time."""
+        outside = len(self.pending) - len(self.placed) - int(self.alive.sum())
+        return (bool(self.placed) or self.ended) and outside > 0
 
     def view_after(self) -> ClusterView:
         """The view with this round's placements applied (for the next window)."""
@@ -556,6 +564,7 @@ class Round:
             + 1e-9 * node
         )
         self.alive[j] = False
+        self.busy = True
         if self.is_long[j]:
             self.long_c += float(self.req[j, 0])
             self.long_g += float(self.req_geq[j])

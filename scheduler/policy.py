@@ -201,8 +201,11 @@ class DQNPolicy:
         held: float | None = None  # the wait score when holding began
         while True:
             cands = rnd.candidates()
-            if len(cands) <= 1 and rnd.wants_next_window(len(pending) - len(out)):
+            if len(cands) <= 1 and rnd.wants_next_window():
                 # nothing left in this window: look at the next jobs of the queue
+                if rnd.ended:  # passed over: say why its jobs wait before moving on
+                    self._note_waiting(rnd, _best_scores(last, rnd), held)
+                    held = None
                 rnd = rnd.next_window()
                 continue
             if len(cands) <= 1:
@@ -265,8 +268,9 @@ class DQNPolicy:
                     else "short"
                 )
                 self._waiting[job.id] = (
-                    f"waiting: fits on {node}, but nothing more starts this round (its best "
-                    f"score {s:.2f} < {held:.2f} for waiting); this job is {kind}, long jobs "
+                    f"waiting: fits on {node}, but the policy chose to wait rather than start it "
+                    f"now (its best score {s:.2f} < {held:.2f} for waiting); this job is {kind}, "
+                    "long jobs "
                     f"hold {rnd.long_c / max(rnd.cap_c_total, 1e-9):.0%} of the CPUs and "
                     f"{rnd.long_g / rnd.cap_g_total if rnd.cap_g_total else 0.0:.0%} of the GPUs"
                 )

@@ -175,7 +175,7 @@ def test_wait_holds_the_reserved_node_for_the_head():
     # holding already: waiting now ends the round (something runs, so a finish brings another)
     assert c.wait_allowed and c.x[-1, FEATURE_NAMES.index("wait_ends")] == 1.0
     assert rnd.place(c, len(c) - 1) is None and rnd.ended
-    assert len(rnd.candidates()) == 1 and not rnd.wants_next_window(10)
+    assert len(rnd.candidates()) == 1 and not rnd.wants_next_window()
     # with nothing that could delay the head, waiting ends the round at once
     rnd = Round(view, [head, short], view.now)
     c = rnd.candidates()

@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from scheduler.features import NUM_FEATURES, TEACHER, Round
+from scheduler.features import NUM_FEATURES, TEACHER, Round, RoundConfig
+from scheduler.heuristics import SJFPolicy
 from scheduler.model import ClusterView, JobRequest, NodeView, Resources, RunningJob
 from scheduler.policy import DEFAULT_WEIGHTS, DQNPolicy, QNetwork, load_weights, save_weights
 from scheduler.simulator import Simulator
@@ -124,7 +125,7 @@ def test_explain_placed_and_waiting_jobs():
     if out:
         assert why.startswith("placed on a (GPU 1): best score")
     else:
-        assert why.startswith("waiting: fits on a, but nothing more starts this round")
+        assert why.startswith("waiting: fits on a, but the policy chose to wait")
     assert "not among the jobs considered" in pol.explain("unknown")
     # following the teacher: the reason says so and gives the network's own scores, not the bonus
     pol = DQNPolicy.from_network(small_net(1), teacher_bonus=1000.0)
@@ -182,11 +183,14 @@ def _reference_decide(policy: DQNPolicy, view, pending, now):
     with the earlier windows' placements applied (no state carried between windows)."""
     rnd = Round(view, pending, now, policy.config)
     out = []
+    passed: set = set()
     while True:
         cands = rnd.candidates()
-        if len(cands) <= 1 and rnd.wants_next_window(len(pending) - len(out)):
+        if len(cands) <= 1 and rnd.wants_next_window():
             placed = {p.job_id for p in out}
-            rest = [j for j in pending if j.id not in placed]
+            if rnd.ended:  # passed over: its jobs are not looked at again this round
+                passed |= {j.id for k, j in enumerate(rnd.window) if rnd.alive[k]}
+            rest = [j for j in pending if j.id not in placed and j.id not in passed]
             rnd = Round(rnd.view_after(), rest, now, policy.config, holding=rnd.holding)
             continue
         if len(cands) <= 1:
@@ -256,3 +260,53 @@ def test_window_edges_decide_as_rebuilt_ones():
     jobs += [JobRequest(10 + k, Resources(2.0, 2048, 0), 60.0, 0.0, 5.0 + k) for k in range(4)]
     two = ClusterView((node, NodeView.empty("n1", Resources(8.0, 65536, 0), 3.0)), 100.0)
     assert policy.decide(two, jobs, 100.0) == _reference_decide(policy, two, jobs, 100.0)
+
+
+def _follow_teacher(config: RoundConfig | None = None) -> DQNPolicy:
+    """A policy that always takes the teacher's row (a zero network, an overwhelming bonus)."""
+    zero = QNetwork([(np.zeros((NUM_FEATURES, 1)), np.zeros(1))])
+    return DQNPolicy.from_network(zero, config or RoundConfig(), teacher_bonus=1e6)
+
+
+def test_following_the_teacher_places_what_sjf_with_the_limit_places():
+    cap = Resources(64.0, 524288, 8, 8 * 81920)
+    idle = ClusterView((NodeView.empty("a", cap), NodeView.empty("b", cap)), 0.0, ())
+    # eight long jobs on an idle cluster: the first starts, then the limit holds (40 % of 16 GPUs)
+    longs = [JobRequest(i, Resources(8.0, 65536, 2), 8 * 3600.0, 0.0, float(i)) for i in range(8)]
+    want = SJFPolicy(long_share=0.4).decide(idle, longs, 0.0)
+    got = _follow_teacher().decide(idle, longs, 0.0)
+    assert [p.job_id for p in got] == [p.job_id for p in want] == [0, 1, 2]
+    # a window of two: passing over the long job goes on to the next window's short job
+    node = NodeView.empty("n", Resources(16.0, 65536, 0)).allocate(Resources(6.0, 1024, 0), ())
+    running = (RunningJob("r", "n", Resources(6.0, 1024, 0), (), 0.0, 90_000.0),)
+    view = ClusterView((node,), 100.0, running)
+    queue = [
+        JobRequest("L", Resources(4.0, 1024, 0), 7200.0, 0.0, 0.0),
+        JobRequest("S1", Resources(1.0, 1024, 0), 60.0, 0.0, 1.0),
+        JobRequest("S2", Resources(1.0, 1024, 0), 90.0, 0.0, 2.0),
+    ]
+    want = SJFPolicy(long_share=0.4).decide(view, queue, 100.0)
+    pol = _follow_teacher(RoundConfig(k=2))
+    got = pol.decide(view, queue, 100.0)
+    assert {p.job_id for p in got} == {p.job_id for p in want} == {"S1", "S2"}
+    assert pol.explain("L").startswith("waiting: fits on n, but the policy chose to wait")
+    assert _reference_decide(pol, view, queue, 100.0) == got
+
+
+def test_a_policy_that_always_waits_still_finishes_every_job():
+    # waiting that ends a round is refused while nothing runs, even where a node's free amounts
+    # are not exactly its capacity (GPU memory not divisible by the GPU count, float CPUs)
+    wait_w = np.zeros((NUM_FEATURES, 1))
+    wait_w[-1, 0] = 1.0  # the is_wait feature: the wait row always scores best
+    waiter = DQNPolicy.from_network(QNetwork([(wait_w, np.zeros(1))]))
+    from scheduler.model import Job, Node, Workload
+
+    odd = Node("g", Resources(8.0, 65536, 3, 100_000))
+    jobs = [
+        Job(0, Resources(0.1, 1024, 0), 0.0, 50.0, 50.0),
+        Job(1, Resources(0.2, 1024, 1), 0.0, 80.0, 80.0),
+        Job(2, Resources(0.5, 1024, 0, 20_000), 200.0, 30.0, 30.0),
+        Job(3, Resources(7.9, 1024, 3), 400.0, 30.0, 7200.0),
+    ]
+    result = Simulator(Workload("odd", jobs, [odd])).run(waiter)
+    assert sorted(j.id for j in result.finished) == [0, 1, 2, 3] and not result.unfinished
