@@ -197,14 +197,15 @@ class DQNPolicy:
         rnd = Round(view, pending, now, self.config)
         out: list[Placement] = []
         assert self.net is not None
-        last: tuple[Round, Candidates, np.ndarray] | None = None  # the last scored step
-        held: float | None = None  # the wait score when holding began
+        last: tuple[Round, Candidates, np.ndarray] | None = None  # the last scored step (raw)
+        held: float | None = None  # the network's wait score when waiting was chosen
+        by_teacher = False  # and whether that wait was the teacher's pick
         while True:
             cands = rnd.candidates()
             if len(cands) <= 1 and rnd.wants_next_window():
                 # nothing left in this window: look at the next jobs of the queue
                 if rnd.ended:  # passed over: say why its jobs wait before moving on
-                    self._note_waiting(rnd, _best_scores(last, rnd), held)
+                    self._note_waiting(rnd, _best_scores(last, rnd), held, by_teacher)
                     held = None
                 rnd = rnd.next_window()
                 continue
@@ -221,11 +222,12 @@ class DQNPolicy:
                 q[:-1] -= self.cost_weight * (cands.x[:-1, 9] + cands.x[:-1, 8])
             if not cands.wait_allowed:
                 q[-1] = -np.inf
-            last = (rnd, cands, q)
+            last = (rnd, cands, raw)
             best = int(np.argmax(q))
             p = rnd.place(cands, best)
             if p is None:
-                held = float(q[best])
+                held = float(raw[best])
+                by_teacher = bool(self.teacher_bonus and cands.x[best, TEACHER])
                 continue  # holding the head's node goes on; an ended round offers nothing more
             out.append(p)
             gpus = f" (GPU {','.join(map(str, p.gpu_ids))})" if p.gpu_ids else ""
@@ -241,13 +243,18 @@ class DQNPolicy:
                     f"placed on {p.node_id}{gpus}: best score {q[best]:.2f} of {len(cands)} "
                     "candidates"
                 )
-        self._note_waiting(rnd, _best_scores(last, rnd), held)
+        self._note_waiting(rnd, _best_scores(last, rnd), held, by_teacher)
         return out
 
     def _note_waiting(
-        self, rnd: Round, seen: dict[JobId, tuple[float, str]], held: float | None
+        self,
+        rnd: Round,
+        seen: dict[JobId, tuple[float, str]],
+        held: float | None,
+        by_teacher: bool = False,
     ) -> None:
-        """Why each job of the last window still waits."""
+        """Why each job of window `rnd` still waits (`held`: the network's score for waiting,
+        when waiting was chosen; `by_teacher`: it was the teacher's pick)."""
         head = rnd.head_id
         res = rnd.state.ids[rnd.res_node] if rnd.res_node >= 0 else None
         for j, job in enumerate(rnd.window):
@@ -262,23 +269,29 @@ class DQNPolicy:
                 )
             elif fits.any() and held is not None and job.id in seen and rnd.ended:
                 s, node = seen[job.id]
-                kind = (
-                    f"long (estimate over {fmt_duration(rnd.config.long_after_s)})"
-                    if rnd.is_long[j]
-                    else "short"
-                )
-                self._waiting[job.id] = (
-                    f"waiting: fits on {node}, but the policy chose to wait rather than start it "
-                    f"now (its best score {s:.2f} < {held:.2f} for waiting); this job is {kind}, "
-                    "long jobs "
-                    f"hold {rnd.long_c / max(rnd.cap_c_total, 1e-9):.0%} of the CPUs and "
+                shares = (
+                    f"long jobs (estimate over {fmt_duration(rnd.config.long_after_s)}) hold "
+                    f"{rnd.long_c / max(rnd.cap_c_total, 1e-9):.0%} of the CPUs and "
                     f"{rnd.long_g / rnd.cap_g_total if rnd.cap_g_total else 0.0:.0%} of the GPUs"
                 )
+                scores = f"network scores: its best {s:.2f}, waiting {held:.2f}"
+                limit = rnd.config.long_share
+                if by_teacher and rnd.is_long[j] and limit is not None:
+                    self._waiting[job.id] = (
+                        f"waiting: fits on {node}, but {shares}, at most {limit:.0%} each: the "
+                        f"rest is kept for short jobs (SJF within the long-job limit; {scores})"
+                    )
+                else:
+                    kind = "long" if rnd.is_long[j] else "short"
+                    self._waiting[job.id] = (
+                        f"waiting: fits on {node}, but the policy chose to wait rather than "
+                        f"start it now ({scores}); this job is {kind}, {shares}"
+                    )
             elif fits.any() and held is not None and job.id in seen:
                 s, node = seen[job.id]
                 self._waiting[job.id] = (
-                    f"waiting: fits on {node} but would delay job {head} (its best score "
-                    f"{s:.2f} < {held:.2f} for holding)"
+                    f"waiting: fits on {node} but would delay job {head} (network scores: its "
+                    f"best {s:.2f}, holding {held:.2f})"
                 )
             elif fits.any():
                 node = rnd.state.ids[int(np.argmax(fits))]

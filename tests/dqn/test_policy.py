@@ -289,7 +289,9 @@ def test_following_the_teacher_places_what_sjf_with_the_limit_places():
     pol = _follow_teacher(RoundConfig(k=2))
     got = pol.decide(view, queue, 100.0)
     assert {p.job_id for p in got} == {p.job_id for p in want} == {"S1", "S2"}
-    assert pol.explain("L").startswith("waiting: fits on n, but the policy chose to wait")
+    why = pol.explain("L")
+    assert why.startswith("waiting: fits on n, but long jobs (estimate over 60 min) hold 38% of")
+    assert "at most 40% each: the rest is kept for short jobs" in why and "1000" not in why
     assert _reference_decide(pol, view, queue, 100.0) == got
 
 
