@@ -32,6 +32,8 @@ the console, `lepton-tui settings` and this loop), else from `DEFAULTS` below.
   lost attempts (host down, wrapper killed, host removed); a job that exits non-zero has failed.
 - `cancel_grace_s` (10): seconds between TERM and KILL on cancel and at the time limit.
 - `cost_weight` (0.0): passed to the policy.
+- `long_share` (0.0): under `sjf`, long jobs (time limit over 1 h) hold at most this share of the
+  CPUs and of the GPUs (`SJFPolicy(long_share=...)`); 0: no limit. The DQN has its own.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ DEFAULTS: dict[str, Any] = {
     "host_grace_s": 120.0,
     "cancel_grace_s": 10.0,
     "cost_weight": 0.0,
+    "long_share": 0.0,
 }
 COMPACT_EVERY_S = 60.0
 DECISIONS_KEEP = 5000
@@ -221,10 +224,11 @@ class Dispatcher:
     def policy(self) -> Any:
         """The configured policy (cached until its settings change)."""
         name, weight = self.setting("policy"), self.setting("cost_weight")
-        if self._policy is not None and self._policy_key == (name, weight):
+        share = self.setting("long_share")
+        if self._policy is not None and self._policy_key == (name, weight, share):
             return self._policy
-        self._policy_key = (name, weight)
-        self._policy = load_policy(name, weight)
+        self._policy_key = (name, weight, share)
+        self._policy = load_policy(name, weight, share)
         return self._policy
 
     # -- the loop ----------------------------------------------------------------------------
@@ -905,8 +909,9 @@ def setting_default(key: str) -> Any:
     return DEFAULTS[key] if known is None else type(DEFAULTS[key])(known.default)
 
 
-def load_policy(name: str, cost_weight: float = 0.0) -> Any:
-    """The named policy from scheduler.registry; backfill (one logged line) when it fails."""
+def load_policy(name: str, cost_weight: float = 0.0, long_share: float = 0.0) -> Any:
+    """The named policy from scheduler.registry; backfill (one logged line) when it fails.
+    `long_share` > 0 gives `sjf` its long-job limit (other policies ignore it)."""
     try:
         from scheduler.registry import make_policy
     except ImportError:  # the registry not there yet: backfill straight from the heuristics
@@ -919,9 +924,12 @@ def load_policy(name: str, cost_weight: float = 0.0) -> Any:
             log.warning("scheduler.registry is not available; using backfill, not %r", name)
         return BackfillPolicy(cost_weight=cost_weight)
     for candidate in dict.fromkeys([name, "backfill"]):
+        options: dict[str, Any] = {"cost_weight": cost_weight}
+        if candidate == "sjf" and long_share > 0:
+            options["long_share"] = long_share
         try:
             try:
-                return make_policy(candidate, cost_weight=cost_weight)
+                return make_policy(candidate, **options)
             except TypeError:
                 return make_policy(candidate)
         except Exception as exc:  # noqa: BLE001 - fall back, say so once

@@ -118,6 +118,13 @@ SETTINGS: dict[str, Setting] = {
             "trade wait for cost: 0 = fastest, higher = cheaper",
         ),
         Setting(
+            "long_share",
+            0.0,
+            _number(0, 1),
+            "sjf only: jobs with a time limit over 1 h may hold at most this share of the CPUs "
+            "and of the GPUs (e.g. 0.4), keeping the rest for short jobs; 0 = no limit",
+        ),
+        Setting(
             "admin_group",
             "lepton-admin",
             lambda v: check_name(v, "group"),

@@ -249,3 +249,34 @@ def test_housekeeping_reports_idle_gpus_to_their_owner(tmp_path) -> None:
     )
     assert len(notices) == 1
     assert svc.get_job(job)["state"] == "running"
+
+
+def test_long_share_setting_limits_long_jobs_under_sjf(svc, tmp_path):
+    from lepton_tui.errors import ValidationError
+    from lepton_tui.settings import parse_setting
+
+    for bad in ("1.5", "-0.1", "nan", "half"):
+        with pytest.raises(ValidationError, match="long_share"):
+            parse_setting("long_share", bad)
+    assert parse_setting("long_share", "0.4") == 0.4
+    add_local_hosts(svc, tmp_path, 1, cpus=4)
+    svc.set_setting("policy", "sjf")
+    svc.set_setting("long_share", 0.5)
+    # two 2-hour jobs of 2 CPUs on 4 CPUs: the first takes half, the second waits for it
+    ids = [svc.submit(command="sleep 30", cpus=2, time="2h") for _ in range(2)]
+    d = Dispatcher(svc)
+    pol = d.policy()
+    assert pol.name == "sjf" and pol.long_share == 0.5
+    assert d.acquire()
+    try:
+        d.tick()
+        states = [svc.get_job(i)["state"] for i in ids]
+        assert sorted(states) == ["queued", "starting"] or sorted(states) == ["queued", "running"]
+        waiting = next(i for i, s in zip(ids, states, strict=True) if s == "queued")
+        assert "kept for short jobs" in svc.get_job(waiting)["reason"]
+        assert svc.cancel(ids)[0].ok
+        tick_until(d, lambda: all_ended(svc), timeout=30, pause=0.2)
+    finally:
+        d.close()
+    svc.set_setting("policy", "backfill")  # other policies ignore it
+    assert Dispatcher(svc).policy().name == "backfill"
