@@ -33,7 +33,7 @@ ACTIVE_ATTEMPT_STATES = ("starting", "running")
 
 REASON_GPUS = "waiting for GPUs"
 REASON_RESOURCES = "waiting for CPUs or memory"
-REASON_POLICY = "policy chose another job"
+REASON_POLICY = "fits, but the policy did not start it"
 REASON_RECONCILING = "dispatcher is reconciling attempts with hosts"
 REASON_NO_HOST = "no host is up"
 

@@ -206,6 +206,7 @@ class Dispatcher:
         self._launch_tries: dict[str, int] = {}
         self._policy: Any = None
         self._policy_key: tuple[Any, ...] | None = None
+        self._bad_settings: dict[str, str] = {}
         self._last_reason: dict[int, str] = {}
         self._last_compact = 0.0
 
@@ -216,9 +217,15 @@ class Dispatcher:
         default = setting_default(key)
         value = self.ledger.get_setting(key, default)
         try:
-            return type(DEFAULTS[key])(value)
-        except (TypeError, ValueError):
-            log.warning("setting %s = %r is not valid; using %r", key, value, default)
+            typed = type(DEFAULTS[key])(value)
+            if value != default:
+                check_stored_setting(key, typed)  # the same rules as `settings set`
+            return typed
+        except (TypeError, ValueError, LeptonError):
+            # one warning per value (every tick reads settings)
+            if self._bad_settings.get(key) != repr(value):
+                self._bad_settings[key] = repr(value)
+                log.warning("setting %s = %r is not valid; using %r", key, value, default)
             return default
 
     def policy(self) -> Any:
@@ -897,6 +904,18 @@ class DispatcherHandle:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def check_stored_setting(key: str, value: Any) -> None:
+    """Raise ValidationError when a stored value breaks the rules `settings set` applies (a
+    ledger edited by hand, or an older version's value)."""
+    try:
+        from lepton_tui.settings import SETTINGS
+    except ImportError:  # pragma: no cover - settings ship with the package
+        return
+    known = SETTINGS.get(key)
+    if known is not None and key != "policy":  # an unknown policy falls back on its own
+        known.parse(str(value))
 
 
 def setting_default(key: str) -> Any:

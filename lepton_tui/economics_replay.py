@@ -207,9 +207,13 @@ def replay_ledger(
         result.notes.append("no finished jobs in this window: nothing to replay")
         return result
     result.rows.append(_row(ACTUAL, metrics.compute_metrics(recorded)))
+    share = float(ledger.get_setting("long_share", 0.0) or 0.0)
     for name in policies:
+        options: dict[str, Any] = {"cost_weight": weight} if weight else {}
+        if name == "sjf" and 0 < share <= 1:  # as the dispatcher runs it
+            options["long_share"] = share
         try:
-            policy = registry.make_policy(name, **({"cost_weight": weight} if weight else {}))
+            policy = registry.make_policy(name, **options)
         except ValueError as exc:
             result.notes.append(f"{name}: {exc}")
             continue

@@ -7,10 +7,11 @@ candidate, and returns their feature rows (`NUM_FEATURES` columns). The Q networ
 its own, so one set of weights serves any cluster size and queue length.
 
 "Wait" holds the head's reserved node where that would change something (only jobs that end
-before its reservation may then use it), and otherwise ends the round: nothing more starts until
-the next finish or arrival. So the policy may leave capacity free, e.g. for the short jobs that
-keep arriving, rather than fill it with long ones. Ending is refused while nothing runs (no event
-would come to start the work) and while the starving queue head could start.
+before its reservation may then use it), and otherwise passes over the window: none of its jobs
+starts now, and the round goes on with the next window of the queue (it ends after the last). So
+the policy may leave capacity free, e.g. for the short jobs that keep arriving, rather than fill
+it with long ones. Passing is refused while nothing runs (no event would come to start the work)
+and while the starving queue head could start.
 
 The teacher row (`teacher_choice`) is SJF's pick within the long-job limit of the round config
 (`long_share`, as `SJFPolicy(long_share=...)`): a job estimated over `long_after_s` is passed over
@@ -81,7 +82,7 @@ FEATURE_NAMES = (
     "long_cpu_after",  # share of the cluster's CPUs long jobs hold with this one started
     "long_gpu_after",  # the same for GPUs
     "short_queued",  # share of the window's jobs that are short (estimate <= `long_after_s`)
-    "wait_ends",  # on the wait row: waiting ends the round (1) or holds the head's node (0)
+    "wait_ends",  # on the wait row: waiting passes over the window (1) or holds the head's node (0)
     "is_wait",  # the wait action (always the last feature)
 )
 NUM_FEATURES = len(FEATURE_NAMES)
@@ -296,8 +297,9 @@ class Round:
         per_gpu = int(self.per_gpu_max)
         self.long_c = 0.0
         self.long_g = 0.0
+        ids = set(self.state.ids)  # up nodes: the shares are of their capacity
         for r in view.running:
-            if r.est_end - self.now > after:
+            if r.node_id in ids and r.est_end - self.now > after:
                 self.long_c += r.request.cpus
                 self.long_g += gpu_equivalents(r.request, per_gpu)
         # only a running job brings a later event (its finish); free == capacity is not exact

@@ -527,7 +527,7 @@ class SJFPolicy(HeuristicPolicy):
         any_ok = np.asarray(ok.any(axis=1))
         for k, job in enumerate(order):
             if any_ok[k] and not self._starving(job, now) and cap.blocks(job):
-                self._held[job.id] = cap.reason()
+                self._held[job.id] = cap.reason(job)
                 continue
             i = self.choose_node(state, job, ok[k]) if any_ok[k] else None
             if i is not None and self._place(state, i, job, "", out):
@@ -565,8 +565,9 @@ class LongCap:
         self.cap_g = float(sum(n.capacity.gpus for n in up))
         self.cpus = 0.0
         self.gpus = 0.0
+        ids = {n.id for n in up}  # the share is of the up nodes, so count what runs on them
         for r in view.running:
-            if r.est_end - now > long_after_s:
+            if r.node_id in ids and r.est_end - now > long_after_s:
                 self.cpus += r.request.cpus
                 self.gpus += gpu_equivalents(r.request, self.per_gpu)
 
@@ -592,14 +593,27 @@ class LongCap:
             self.cpus += job.request.cpus
             self.gpus += gpu_equivalents(job.request, self.per_gpu)
 
-    def reason(self) -> str:
-        c = self.cpus / self.cap_c if self.cap_c else 0.0
-        g = self.gpus / self.cap_g if self.cap_g else 0.0
+    def reason(self, job: JobRequest) -> str:
+        """Why `job` is held back: what long jobs would hold with it started."""
+        c, g = self.shares_with(job)
         return (
-            f"held back: long jobs (estimate over {fmt_duration(self.after_s)}) already hold "
-            f"{c:.0%} of the CPUs and {g:.0%} of the GPUs; at most {self.share:.0%} each, the "
-            "rest is kept for short jobs"
+            f"held back: with it, long jobs (estimate over {fmt_hours(self.after_s)}) would "
+            f"hold {held_shares(c, g, self.cap_g > 0)}, over the limit of {self.share:.0%} "
+            "each; the rest is kept for short jobs"
         )
+
+
+def fmt_hours(seconds: float) -> str:
+    """'1 h', '2 h', '90 min': how the long-job threshold is written everywhere."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:.0f} h"
+    return fmt_duration(seconds)
+
+
+def held_shares(cpus: float, gpus: float, has_gpus: bool) -> str:
+    """'40% of the CPUs and 36% of the GPUs' (the GPUs left out on a cluster without any)."""
+    text = f"{cpus:.0%} of the CPUs"
+    return text + (f" and {gpus:.0%} of the GPUs" if has_gpus else "")
 
 
 class TetrisPolicy(HeuristicPolicy):

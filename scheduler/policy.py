@@ -24,7 +24,7 @@ from scheduler.features import (
     Round,
     RoundConfig,
 )
-from scheduler.heuristics import BackfillPolicy, fmt_duration
+from scheduler.heuristics import BackfillPolicy, fmt_duration, fmt_hours, held_shares
 from scheduler.model import ClusterView, JobId, JobRequest, Placement
 
 log = logging.getLogger(__name__)
@@ -232,10 +232,10 @@ class DQNPolicy:
             out.append(p)
             gpus = f" (GPU {','.join(map(str, p.gpu_ids))})" if p.gpu_ids else ""
             if self.teacher_bonus and cands.x[best, TEACHER]:
+                within = ", within the long-job limit" if self.config.long_share else ""
                 self._reasons[p.job_id] = (
                     f"placed on {p.node_id}{gpus}: SJF's pick (shortest estimate that fits, "
-                    f"best-fit node, within the long-job limit); network score {raw[best]:.2f}, "
-                    f"its best "
+                    f"best-fit node{within}); network score {raw[best]:.2f}, its best "
                     f"{raw[:-1].max():.2f} of {len(cands) - 1} placements"
                 )
             else:
@@ -269,23 +269,28 @@ class DQNPolicy:
                 )
             elif fits.any() and held is not None and job.id in seen and rnd.ended:
                 s, node = seen[job.id]
-                shares = (
-                    f"long jobs (estimate over {fmt_duration(rnd.config.long_after_s)}) hold "
-                    f"{rnd.long_c / max(rnd.cap_c_total, 1e-9):.0%} of the CPUs and "
-                    f"{rnd.long_g / rnd.cap_g_total if rnd.cap_g_total else 0.0:.0%} of the GPUs"
-                )
                 scores = f"network scores: its best {s:.2f}, waiting {held:.2f}"
                 limit = rnd.config.long_share
+                after = fmt_hours(rnd.config.long_after_s)
+                has_gpus = rnd.cap_g_total > 0
+                c, g = rnd.long_c / max(rnd.cap_c_total, 1e-9), 0.0
+                if has_gpus:
+                    g = rnd.long_g / rnd.cap_g_total
                 if by_teacher and rnd.is_long[j] and limit is not None:
+                    c += float(rnd.req[j, 0]) / max(rnd.cap_c_total, 1e-9)
+                    if has_gpus:
+                        g += float(rnd.req_geq[j]) / rnd.cap_g_total
                     self._waiting[job.id] = (
-                        f"waiting: fits on {node}, but {shares}, at most {limit:.0%} each: the "
-                        f"rest is kept for short jobs (SJF within the long-job limit; {scores})"
+                        f"held back: fits on {node}, but with it long jobs (estimate over "
+                        f"{after}) would hold {held_shares(c, g, has_gpus)}, over the limit of "
+                        f"{limit:.0%} each; the rest is kept for short jobs ({scores})"
                     )
                 else:
-                    kind = "long" if rnd.is_long[j] else "short"
+                    kind = f"long (estimate over {after})" if rnd.is_long[j] else "short"
                     self._waiting[job.id] = (
                         f"waiting: fits on {node}, but the policy chose to wait rather than "
-                        f"start it now ({scores}); this job is {kind}, {shares}"
+                        f"start it now ({scores}); this job is {kind}; long jobs hold "
+                        f"{held_shares(c, g, has_gpus)}"
                     )
             elif fits.any() and held is not None and job.id in seen:
                 s, node = seen[job.id]

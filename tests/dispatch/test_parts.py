@@ -280,3 +280,14 @@ def test_long_share_setting_limits_long_jobs_under_sjf(svc, tmp_path):
         d.close()
     svc.set_setting("policy", "backfill")  # other policies ignore it
     assert Dispatcher(svc).policy().name == "backfill"
+
+
+def test_a_bad_stored_setting_falls_back_to_its_default_not_another_policy(svc, caplog):
+    svc.set_setting("policy", "sjf")
+    svc.ledger.set_setting("long_share", 1.5)  # written around `settings set`'s checks
+    d = Dispatcher(svc)
+    with caplog.at_level(logging.WARNING, logger="lepton_tui.dispatcher"):
+        pol = d.policy()
+        d.policy()
+    assert pol.name == "sjf" and pol.long_share is None
+    assert sum("long_share" in r.getMessage() for r in caplog.records) == 1

@@ -290,8 +290,11 @@ def test_following_the_teacher_places_what_sjf_with_the_limit_places():
     got = pol.decide(view, queue, 100.0)
     assert {p.job_id for p in got} == {p.job_id for p in want} == {"S1", "S2"}
     why = pol.explain("L")
-    assert why.startswith("waiting: fits on n, but long jobs (estimate over 60 min) hold 38% of")
-    assert "at most 40% each: the rest is kept for short jobs" in why and "1000" not in why
+    assert why.startswith(
+        "held back: fits on n, but with it long jobs (estimate over 1 h) would hold 62% of the "
+        "CPUs, over the limit of 40% each; the rest is kept for short jobs"
+    )
+    assert "GPUs" not in why and "1000" not in why  # no GPUs here; the bonus is never shown
     assert _reference_decide(pol, view, queue, 100.0) == got
 
 

@@ -21,11 +21,11 @@ from scheduler.workloads import lab_mix  # noqa: E402
 REL_TOL, ABS_TOL_S = 0.01, 1.0
 
 
-def record(ledger, clock: Clock, policy: str, jobs: int = 80, seed: int = 3) -> None:
+def record(ledger, clock: Clock, policy: str, jobs: int = 80, seed: int = 3, **options) -> None:
     """Run the lab mix under `policy` in the simulator and write what happened into the ledger,
     as the dispatcher would have: hosts, jobs (time limit = the estimate), attempts."""
     wl = lab_mix(jobs, 0.9, seed, nodes=3)
-    result = Simulator(wl).run(make_policy(policy))
+    result = Simulator(wl).run(make_policy(policy, **options))
     with ledger.tx():
         for n in wl.nodes:
             c = n.capacity
@@ -61,6 +61,22 @@ def test_replay_reproduces_the_recorded_policy(tmp_path: Path, policy: str) -> N
     assert again.mean_slowdown == pytest.approx(actual.mean_slowdown, rel=REL_TOL)
     assert again.gpu_util == pytest.approx(actual.gpu_util, rel=REL_TOL)
     assert "sjf" in rows
+    ledger.close()
+
+
+def test_replay_runs_sjf_with_the_labs_long_share(tmp_path: Path) -> None:
+    clock = Clock()
+    ledger = make_ledger(tmp_path, clock)
+    record(ledger, clock, "sjf", jobs=120, seed=5, long_share=0.4)
+    window = (T0 - 1, T0 + 365 * 86400)
+    plain = {r.policy: r for r in replay_ledger(ledger, *window, ["sjf"]).rows}
+    ledger.set_setting("long_share", 0.4)
+    limited = {r.policy: r for r in replay_ledger(ledger, *window, ["sjf"]).rows}
+    actual = limited[ACTUAL]
+    assert limited["sjf"].mean_wait_s == pytest.approx(
+        actual.mean_wait_s, rel=REL_TOL, abs=ABS_TOL_S
+    )
+    assert plain["sjf"].mean_wait_s != pytest.approx(actual.mean_wait_s, rel=REL_TOL, abs=ABS_TOL_S)
     ledger.close()
 
 

@@ -76,8 +76,10 @@ def test_sjf_long_share_keeps_room_for_short_jobs() -> None:
     assert set(placed(SJFPolicy().decide(v, pending, 10))) == {"long", "short"}
     pol = SJFPolicy(long_share=0.5)
     assert set(placed(pol.decide(v, pending, 10))) == {"short"}
-    assert "long jobs (estimate over 60 min) already hold" in pol.explain("long")
-    assert "at most 50%" in pol.explain("long")
+    assert pol.explain("long") == (
+        "held back: with it, long jobs (estimate over 1 h) would hold 6% of the CPUs and 62% of "
+        "the GPUs, over the limit of 50% each; the rest is kept for short jobs"
+    )
     # within the share it starts; a job that is not long (by estimate) always may
     assert set(placed(SJFPolicy(long_share=0.7).decide(v, pending, 10))) == {"long", "short"}
     # once the running one is near its end it no longer counts as long
@@ -255,3 +257,19 @@ def test_no_policy_ever_overcommits_or_repeats(case) -> None:  # noqa: ANN001
 def test_bad_options_are_rejected() -> None:
     with pytest.raises(ValueError):
         FIFOPolicy(cost_weight=-1)
+
+
+def test_sjf_long_share_counts_long_jobs_on_up_nodes_only() -> None:
+    import dataclasses
+
+    from scheduler.model import NODE_DRAINING
+
+    # node a drains with a long job on 8 of its 10 CPUs; node b is up and idle
+    a = dataclasses.replace(
+        node("a", cpus=10, gpus=0, running=((res(cpus=8), ()),)), state=NODE_DRAINING
+    )
+    b = node("b", cpus=10, gpus=0)
+    running = (RunningJob("r", "a", res(cpus=8), (), 0.0, 90_000.0),)
+    v = view(a, b, now=10, running=running)
+    got = SJFPolicy(long_share=0.5).decide(v, [job("long", cpus=1, est=7200)], 10)
+    assert placed(got) == {"long": ("b", ())}
