@@ -1,6 +1,6 @@
 """Scheduler core benchmark: prints the Markdown tables of docs/benchmarks.md ("Scheduler core").
 
-    python bench/scheduler.py [--section compare|latency|replay|ilp|aging|long|all] [--seeds 5] [--trace CSV]
+    python bench/scheduler.py [--section compare|latency|replay|ilp|aging|long|excess|all] [--seeds 5] [--trace CSV]
 
 * compare: FIFO, SJF, Tetris and EASY backfilling on deeprm, lab and the Alibaba trace at loads
   0.7, 0.9 and 1.1, mean and standard deviation over seeds;
@@ -12,6 +12,8 @@
 * aging: SJF by hours per priority level on validation workloads (how its 12 h was chosen).
 * long: SJF with a long-job limit (`long_share`, `long_after_s`) on the same validation
   workloads (how the DQN teacher's 40 % of the CPUs and GPUs for jobs over 1 h was chosen).
+* excess: where SJF's excess bounded slowdown (bsld - 1) comes from on the trace, by job kind,
+  with and without that limit (why the limit was tried).
 
 Times are CPU seconds of this process (`time.process_time`), which a busy machine disturbs less
 than wall-clock time; the decision times of `compare` are wall-clock (from the simulator).
@@ -247,12 +249,46 @@ def long_limit(trace: Path) -> None:
             print(f"| {kind} | {load} | {b:.2f} | " + " | ".join(cells) + " |", flush=True)
 
 
+def excess(trace: Path) -> None:
+    """SJF's excess bounded slowdown per job on the aging section's trace windows, split by job
+    kind (GPUs asked, true runtime), with and without the long-job limit."""
+    from scheduler.bench import make_workload
+    from scheduler.heuristics import SJFPolicy
+    from scheduler.metrics import TAU_S
+    from scheduler.workloads import load_trace
+
+    train_tasks = int(len(load_trace(trace)) * 0.6)
+    kinds = ["CPU-only < 10 min", "CPU-only >= 10 min", "GPU < 10 min", "GPU >= 10 min"]
+    print("### Where SJF's excess bounded slowdown comes from (trace, validation seeds 900-905)\n")
+    print("| load | policy | excess per job | " + " | ".join(kinds) + " |")
+    print("|---|---|---|" + "---|" * len(kinds))
+    for load in (0.9, 1.1):
+        for name, share in (("sjf", None), ("sjf-limit", 0.4)):
+            split = dict.fromkeys(kinds, 0.0)
+            total, n = 0.0, 0
+            for seed in range(900, 906):
+                start = (seed * 389) % max(1, train_tasks - 1000)
+                wl = make_workload("trace", seed, jobs=1000, load=load, trace=trace, start=start)
+                res = Simulator(wl).run(SJFPolicy(long_share=share))
+                for j in res.finished:
+                    ex = max(1.0, (j.end_s - j.submit_s) / max(j.runtime_s, TAU_S)) - 1.0
+                    gpu = j.request.gpus > 0 or j.request.gpu_mem_mb > 0
+                    key = ("GPU" if gpu else "CPU-only") + (
+                        " < 10 min" if j.runtime_s < 600 else " >= 10 min"
+                    )
+                    split[key] += ex
+                    total += ex
+                    n += 1
+            cells = [f"{v / n:.2f}" for v in split.values()]
+            print(f"| {load} | {name} | {total / n:.2f} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--section",
         default="all",
-        choices=["all", "compare", "latency", "replay", "ilp", "aging", "long"],
+        choices=["all", "compare", "latency", "replay", "ilp", "aging", "long", "excess"],
     )
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--trace", type=Path, default=TRACE)
@@ -267,6 +303,8 @@ def main() -> None:
         aging(args.trace)
     if args.section in ("all", "long"):
         long_limit(args.trace)
+    if args.section in ("all", "excess"):
+        excess(args.trace)
     if args.section in ("all", "ilp"):
         send_solver_output_to_stderr()
         ilp_policy(args.seeds, args.trace)
