@@ -388,8 +388,8 @@ class Round:
                 ok &= keep
         jk, nk = np.nonzero(ok)
         # waiting holds the head's reserved node where that changes something; otherwise it
-        # ends the round (nothing more starts now; the next finish or arrival brings a new
-        # round), allowed while something runs and no starving job could start
+        # passes over this window (none of its jobs starts now; the round goes on with the next
+        # window), allowed while something runs and no starving job could start
         self.wait_holds = (
             not self.holding
             and self.res_node >= 0

@@ -1,7 +1,8 @@
 """The trained DQN scheduling policy at run time, in numpy (no torch on the login node).
 
 `DQNPolicy` scores every feasible (job, node) candidate of a round plus "wait" with the Q network
-(see `scheduler.features`), places the best, and repeats until "wait" scores best or nothing fits.
+(see `scheduler.features`) and takes the best: a placement, or waiting (hold the queue head's
+node, or pass over the window of jobs and go on with the next), until no window has anything left.
 Weights come from `scheduler/weights/dqn.npz` unless a path is given. Missing or unreadable weights:
 one log line, and the policy falls back to EASY backfilling.
 """
@@ -189,7 +190,7 @@ class DQNPolicy:
     def decide(
         self, view: ClusterView, pending: Sequence[JobRequest], now: float
     ) -> list[Placement]:
-        """Place the best-scoring candidate until waiting scores best or nothing fits."""
+        """Take the best-scoring candidate of each window until no window has anything left."""
         if self.fallback is not None:
             return self.fallback.decide(view, pending, now)
         self._reasons = {}
@@ -228,7 +229,7 @@ class DQNPolicy:
             if p is None:
                 held = float(raw[best])
                 by_teacher = bool(self.teacher_bonus and cands.x[best, TEACHER])
-                continue  # holding the head's node goes on; an ended round offers nothing more
+                continue  # holding the head's node goes on; a passed window offers nothing more
             out.append(p)
             gpus = f" (GPU {','.join(map(str, p.gpu_ids))})" if p.gpu_ids else ""
             if self.teacher_bonus and cands.x[best, TEACHER]:
