@@ -39,14 +39,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scheduler.heuristics import LONG_AFTER_S, RoundState, earliest_fit
+from scheduler.heuristics import LONG_AFTER_S, LongCap, RoundState, earliest_fit
 from scheduler.model import (
     ClusterView,
     JobId,
     JobRequest,
     Placement,
     RunningJob,
-    gpu_equivalents,
 )
 
 TAU_S = 10.0
@@ -293,15 +292,8 @@ class Round:
     def _long_held(self, view: ClusterView) -> None:
         """CPUs and GPU equivalents held by running jobs with more than `long_after_s` left (by
         estimate); whether anything runs (a later finish brings a new round)."""
-        after = self.config.long_after_s
-        per_gpu = int(self.per_gpu_max)
-        self.long_c = 0.0
-        self.long_g = 0.0
-        ids = set(self.state.ids)  # up nodes: the shares are of their capacity
-        for r in view.running:
-            if r.node_id in ids and r.est_end - self.now > after:
-                self.long_c += r.request.cpus
-                self.long_g += gpu_equivalents(r.request, per_gpu)
+        held = LongCap(view, self.now, self.config.long_after_s, self.config.long_share)
+        self.long_c, self.long_g = held.cpus, held.gpus
         # only a running job brings a later event (its finish); free == capacity is not exact
         # enough to tell an empty node (float CPUs, GPU memory not divisible by the GPU count)
         self.busy = bool(view.running)
