@@ -1,6 +1,6 @@
 """Scheduler core benchmark: prints the Markdown tables of docs/benchmarks.md ("Scheduler core").
 
-    python bench/scheduler.py [--section compare|latency|replay|ilp|aging|long|excess|all] [--seeds 5] [--trace CSV]
+    python bench/scheduler.py [--section compare|latency|replay|ilp|aging|long|excess|lab|all] [--seeds 5] [--trace CSV]
 
 * compare: FIFO, SJF, Tetris and EASY backfilling on deeprm, lab and the Alibaba trace at loads
   0.7, 0.9 and 1.1, mean and standard deviation over seeds;
@@ -14,6 +14,8 @@
   workloads (how the DQN teacher's 40 % of the CPUs and GPUs for jobs over 1 h was chosen).
 * excess: where SJF's excess bounded slowdown (bsld - 1) comes from on the trace, by job kind,
   with and without that limit (why the limit was tried).
+* lab: on the lab mix at loads 0.9 and 1.1, SJF against the DQN aim (10 % below it), and the
+  best long-job limit over a grid, with the workload's estimates and with true runtimes.
 
 Times are CPU seconds of this process (`time.process_time`), which a busy machine disturbs less
 than wall-clock time; the decision times of `compare` are wall-clock (from the simulator).
@@ -283,12 +285,50 @@ def excess(trace: Path) -> None:
             print(f"| {load} | {name} | {total / n:.2f} | " + " | ".join(cells) + " |", flush=True)
 
 
+def lab_headroom() -> None:
+    """How far SJF-based rules get on the lab mix against the DQN aim (10 % below SJF's average
+    bounded slowdown at loads 0.9 and 1.1): the long-job limit over a grid, with the workload's
+    noisy estimates and with the true runtimes (a clairvoyant user), on validation seeds 900-905."""
+    from scheduler.bench import make_workload
+    from scheduler.heuristics import SJFPolicy
+    from scheduler.metrics import compute_metrics
+
+    limits = [(a, sh) for a in (1800.0, 3600.0, 7200.0) for sh in (0.2, 0.3, 0.4, 0.5, 0.6)]
+    print(
+        "### Lab mix: what SJF-based rules reach (validation seeds 900-905, avg bounded slowdown)\n"
+    )
+    print(
+        "| load | estimates | sjf | aim (sjf - 10 %) | best limit | its slowdown | sjf-limit (1 h, 40 %) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for load in (0.9, 1.1):
+        for label, sigma in (("noisy (sigma 0.5)", None), ("true runtimes", 0.0)):
+            wls = [
+                make_workload("lab", s, jobs=500, load=load, estimate_sigma=sigma)
+                for s in range(900, 906)
+            ]
+
+            def avg(**kw: Any) -> float:
+                runs = [Simulator(wl).run(SJFPolicy(**kw)) for wl in wls]  # noqa: B023
+                return float(np.mean([compute_metrics(r)["avg_bounded_slowdown"] for r in runs]))
+
+            base = avg()
+            scores = {lim: avg(long_share=lim[1], long_after_s=lim[0]) for lim in limits}
+            best = min(scores, key=lambda k: scores[k])
+            name = f"{best[0] / 3600:g} h, {best[1]:.0%}"
+            print(
+                f"| {load} | {label} | {base:.3f} | {0.9 * base:.3f} | {name} | "
+                f"{scores[best]:.3f} | {scores[(3600.0, 0.4)]:.3f} |",
+                flush=True,
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--section",
         default="all",
-        choices=["all", "compare", "latency", "replay", "ilp", "aging", "long", "excess"],
+        choices=["all", "compare", "latency", "replay", "ilp", "aging", "long", "excess", "lab"],
     )
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--trace", type=Path, default=TRACE)
@@ -305,6 +345,8 @@ def main() -> None:
         long_limit(args.trace)
     if args.section in ("all", "excess"):
         excess(args.trace)
+    if args.section in ("all", "lab"):
+        lab_headroom()
     if args.section in ("all", "ilp"):
         send_solver_output_to_stderr()
         ilp_policy(args.seeds, args.trace)
