@@ -5,6 +5,8 @@ WAL, `synchronous=FULL`, a busy timeout and foreign keys; the schema version liv
 records it are written in one `BEGIN IMMEDIATE` transaction, so a crash leaves each change whole
 or absent. sqlite-utils builds the schema and runs reads; writes go through `Ledger.tx()` because
 sqlite-utils' own writes commit on their own and would split a change from its event.
+The file holds job commands and `--env` values: lepton creates it 0600 (0660 in a lab-wide,
+group-writable state directory), never readable by other users; see `lepton_tui.paths`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import sqlite_utils
 
 from lepton_tui.errors import IllegalTransition, LedgerError, NotFound
+from lepton_tui.paths import create_private_file, make_state_dir
 
 # -- job and attempt state machines ----------------------------------------------------------
 
@@ -197,8 +200,47 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
     db.table("decisions").create_index(["at"])
 
 
+# The economics schema (migration 2): the daily cost roll-up and the indexes of the cost queries.
+# The roll-up is a cache of what the attempts say: its rows may be deleted at any time and are
+# rebuilt on use (see `lepton_tui.economics_report`). Released: change them only by a new migration.
+ECON_ROLLUP_TABLES = {
+    "econ_rollup": (
+        "CREATE TABLE IF NOT EXISTS econ_rollup (dim TEXT NOT NULL, day REAL NOT NULL, "
+        "label TEXT NOT NULL, key TEXT NOT NULL, host TEXT NOT NULL, alloc_cost REAL, "
+        "energy_kwh REAL, energy_cost REAL, gpu_hours REAL, cpu_hours REAL, overlaps INTEGER, "
+        "starts INTEGER, PRIMARY KEY (dim, day, key, host))"
+    ),
+    "econ_rollup_idle": (
+        "CREATE TABLE IF NOT EXISTS econ_rollup_idle (day REAL NOT NULL, label TEXT NOT NULL, "
+        "host TEXT NOT NULL, idle_cost REAL, PRIMARY KEY (day, host))"
+    ),
+    "econ_rollup_days": (
+        "CREATE TABLE IF NOT EXISTS econ_rollup_days (day REAL PRIMARY KEY, day_end REAL, "
+        "label TEXT, built_at REAL)"
+    ),
+}
+ECON_INDEXES = {
+    "idx_attempts_host_started": "attempts(host, started_at)",
+    "idx_attempts_unmeasured": "attempts(id) WHERE energy_wh IS NULL",
+    "idx_attempts_unsettled": "attempts(id) WHERE cost IS NULL",
+    "idx_attempts_ended_started": "attempts(ended_at, started_at, created_at)",
+}
+
+
+def _migrate_2(db: sqlite_utils.Database) -> None:
+    """The economics schema: the roll-up tables and the cost-query indexes.
+
+    `IF NOT EXISTS` throughout: ledgers of schema 1 may already hold them, created on first use
+    by the cost engine before this was a migration.
+    """
+    for sql in ECON_ROLLUP_TABLES.values():
+        db.execute(sql)
+    for name, target in ECON_INDEXES.items():
+        db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
+
+
 # Append forward migrations here; never edit a released one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -280,6 +322,12 @@ class Ledger:
         self._local = threading.local()
 
     def _open_and_migrate(self) -> None:
+        try:
+            # Before SQLite makes it with the umask's mode (0644): 0600, or 0660 in a lab-wide
+            # directory; SQLite gives the -wal and -shm files the mode of this one.
+            create_private_file(self.path)
+        except OSError:
+            pass  # a missing or read-only directory: connecting says why
         if self.path.exists() and self.path.is_file():
             with open(self.path, "rb") as fh:
                 head = fh.read(16)
@@ -636,7 +684,7 @@ def open_ledger(path: Path | str, clock: Callable[[], float] = _now) -> Ledger:
     path = Path(path)
     if not path.parent.exists():
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_state_dir(path.parent)
         except OSError as exc:
             raise LedgerError(
                 f"cannot create the state directory {path.parent}: {exc.strerror}",
