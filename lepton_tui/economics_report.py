@@ -25,65 +25,21 @@ from lepton_tui.economics_prices import (
     price_segments,
 )
 from lepton_tui.errors import ValidationError
-from lepton_tui.ledger import Ledger
-
-_indexed: set[str] = set()
+from lepton_tui.ledger import ECON_ROLLUP_TABLES, Ledger
+from lepton_tui.ledger import _migrate_2 as _migrate_2  # re-exported (lepton_tui.economics)
 
 # The daily roll-up: per whole past day whose attempts are all settled, spend per user, project and
 # host (and idle cost per host), so a year's report reads ~100 rows a day instead of every attempt.
-# A cache of what the attempts say: it can be dropped at any time and is rebuilt on use.
-ROLLUP_TABLES = {
-    "econ_rollup": (
-        "CREATE TABLE IF NOT EXISTS econ_rollup (dim TEXT NOT NULL, day REAL NOT NULL, "
-        "label TEXT NOT NULL, key TEXT NOT NULL, host TEXT NOT NULL, alloc_cost REAL, "
-        "energy_kwh REAL, energy_cost REAL, gpu_hours REAL, cpu_hours REAL, overlaps INTEGER, "
-        "starts INTEGER, PRIMARY KEY (dim, day, key, host))"
-    ),
-    "econ_rollup_idle": (
-        "CREATE TABLE IF NOT EXISTS econ_rollup_idle (day REAL NOT NULL, label TEXT NOT NULL, "
-        "host TEXT NOT NULL, idle_cost REAL, PRIMARY KEY (day, host))"
-    ),
-    "econ_rollup_days": (
-        "CREATE TABLE IF NOT EXISTS econ_rollup_days (day REAL PRIMARY KEY, day_end REAL, "
-        "label TEXT, built_at REAL)"
-    ),
-}
-
-
-# Indexes of the cost queries (the first migration has attempts(started_at), (job_id), ...).
-_INDEXES = {
-    "idx_attempts_host_started": "attempts(host, started_at)",
-    "idx_attempts_unmeasured": "attempts(id) WHERE energy_wh IS NULL",
-    "idx_attempts_unsettled": "attempts(id) WHERE cost IS NULL",
-    "idx_attempts_ended_started": "attempts(ended_at, started_at, created_at)",
-}
+# A cache of what the attempts say: its rows can be deleted at any time and are rebuilt on use.
+# Its tables and the cost-query indexes are ledger schema 2 (`lepton_tui.ledger._migrate_2`), so
+# every opened ledger has them; nothing here creates schema.
+ROLLUP_TABLES = ECON_ROLLUP_TABLES
 
 
 def ensure_indexes(ledger: Ledger) -> None:
-    """Create the indexes the cost queries need (idempotent; once per ledger file per process)."""
-    key = str(ledger.path.resolve())
-    if key in _indexed:
-        return
-    wanted = _INDEXES
-    have = {r["name"] for r in ledger.query("SELECT name FROM sqlite_master")}
-    missing = {k: v for k, v in wanted.items() if k not in have}
-    tables = {k: v for k, v in ROLLUP_TABLES.items() if k not in have}
-    if missing or tables:
-        with ledger.tx():
-            for sql in tables.values():
-                ledger.execute(sql)
-            for name, target in missing.items():
-                ledger.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
-    _indexed.add(key)
-
-
-def _migrate_2(db: Any) -> None:
-    """Economics schema as a ledger migration (for `ledger.MIGRATIONS`): the roll-up tables and
-    the cost-query indexes that `ensure_indexes` otherwise creates on first use."""
-    for sql in ROLLUP_TABLES.values():
-        db.execute(sql)
-    for name, target in _INDEXES.items():
-        db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
+    """Kept for callers of the lazy schema: the indexes and roll-up tables now come with the
+    ledger's versioned migrations (schema 2), so opening a ledger has made them; nothing to do."""
+    del ledger
 
 
 # -- accounting ---------------------------------------------------------------------------------
@@ -535,7 +491,6 @@ def cost_report(
     check_range(since, until)
     now = ledger.clock() if now is None else now
     until_eff = min(until, now)
-    ensure_indexes(ledger)
     acc = _Acc(by)
     if buckets is not None or by in ("job", "attempt") or not rollup:
         if buckets is None:
@@ -748,7 +703,6 @@ def settle_ended(ledger: Ledger, now: float | None = None) -> int:
     duration costs 0.
     """
     now = ledger.clock() if now is None else now
-    ensure_indexes(ledger)
     ended = ledger.query(
         "SELECT id, COALESCE(started_at, created_at) AS s0 FROM attempts "
         "INDEXED BY idx_attempts_unsettled WHERE cost IS NULL AND ended_at IS NOT NULL"
