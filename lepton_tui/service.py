@@ -7,7 +7,6 @@ named by the `admin_group` setting.
 
 from __future__ import annotations
 
-import getpass
 import grp
 import json
 import os
@@ -42,11 +41,26 @@ _USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$", re.IGNORECASE)
 
 
 def current_user() -> str:
-    """The OS user running this process."""
+    """The OS user running this process, from its real uid.
+
+    Never from the environment: USER and LOGNAME are whatever the caller set (`USER=root` must
+    not make anyone root). A uid with no passwd entry is `uid-N`, which no check takes for root,
+    the admin group or another user; if a real account bears that name, this refuses.
+    """
+    uid = os.getuid()
     try:
-        return pwd.getpwuid(os.getuid()).pw_name
+        return pwd.getpwuid(uid).pw_name
     except KeyError:
-        return getpass.getuser()
+        pass
+    name = f"uid-{uid}"
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return name
+    raise PermissionDenied(
+        f"uid {uid} has no passwd entry, and its stand-in name {name!r} is another account's",
+        f"give uid {uid} a passwd entry",
+    )
 
 
 def local_host_name() -> str:
