@@ -4,7 +4,8 @@
 - `transport`: Transport protocol, LocalTransport, SSHTransport (pooled paramiko), make_transport.
 - `hostkeys`: fetch a host key, its SHA256 fingerprint, explicit trust in lepton's known_hosts.
 - `probe`: HostSample/GpuSample in one round trip per host (in-process for the local host).
-- `supervisor`: LaunchSpec, launch/launch_batch/launch_many, status, cancel, read_log, kill_stale.
+- `supervisor`: LaunchSpec, launch/launch_batch/launch_many, status, cancel/cancel_batch, read_log,
+  kill_stale/kill_stale_batch.
 - `preflight`: the onboarding checks, one line each, and the discovered capacity.
 - `fanout`: fan_out(calls, timeout) -> {host: Ok(value) | Failed(reason)}.
 - `remote/agent.py`, `remote/wrapper.py`: the stdlib-only programs that run on the hosts.

@@ -126,24 +126,53 @@ def status(
     return {t: AttemptStatus.from_dict(s) for t, s in reply["attempts"].items()}
 
 
+def cancel_batch(
+    transport: Transport,
+    spec: HostSpec,
+    tokens: Sequence[str],
+    grace_s: float = 10,
+    timeout: float = 30,
+) -> dict[str, bool]:
+    """Cancel several attempts on one host in ONE round trip: TERM each job's process group and
+    session now, KILL what is left after `grace_s` (left to a detached process on the host, so
+    this returns at once). Per token: False if the host has no such attempt."""
+    if not tokens:
+        return {}
+    reply = agent_call(
+        transport,
+        spec,
+        "cancel",
+        timeout=timeout,
+        tokens=[check_token(t) for t in tokens],
+        grace_s=float(grace_s),
+    )
+    return {t: bool(r["found"]) for t, r in reply["results"].items()}
+
+
 def cancel(
     transport: Transport, spec: HostSpec, token: str, grace_s: float = 10, timeout: float = 30
 ) -> bool:
-    """TERM the attempt's process group and session now, KILL what is left after `grace_s`.
+    """Cancel one attempt (see `cancel_batch`); False if the host has no such attempt."""
+    return cancel_batch(transport, spec, [token], grace_s, timeout)[token]
 
-    The KILL is left to a detached process on the host, so this returns at once. False if the
-    host has no such attempt.
-    """
+
+def kill_stale_batch(
+    transport: Transport, spec: HostSpec, tokens: Sequence[str], timeout: float = 30
+) -> dict[str, int]:
+    """Fencing in ONE round trip: SIGKILL each attempt's wrapper and job if they still run (an
+    attempt whose directory is gone is looked for among the user's processes); per token, how
+    many signals hit. A wrapper that has not started yet will not run its job."""
+    if not tokens:
+        return {}
     reply = agent_call(
-        transport, spec, "cancel", timeout=timeout, token=check_token(token), grace_s=float(grace_s)
+        transport, spec, "kill_stale", timeout=timeout, tokens=[check_token(t) for t in tokens]
     )
-    return bool(reply["found"])
+    return {t: int(r["killed"]) for t, r in reply["results"].items()}
 
 
 def kill_stale(transport: Transport, spec: HostSpec, token: str, timeout: float = 30) -> int:
-    """Fencing: SIGKILL an attempt's wrapper and job if they still run; returns how many signals hit."""
-    reply = agent_call(transport, spec, "kill_stale", timeout=timeout, token=check_token(token))
-    return int(reply["killed"])
+    """Fence one attempt (see `kill_stale_batch`); returns how many signals hit."""
+    return kill_stale_batch(transport, spec, [token], timeout)[token]
 
 
 def read_log(

@@ -204,6 +204,8 @@ class Dispatcher:
         self._unreconciled: set[str] | None = None  # hosts with attempts from before this start
         self._cancel_sent: set[str] = set()
         self._launch_tries: dict[str, int] = {}
+        self._missing_since: dict[str, float] = {}  # running attempts their host no longer shows
+        self._drained: set[str] = set()
         self._policy: Any = None
         self._policy_key: tuple[Any, ...] | None = None
         self._bad_settings: dict[str, str] = {}
@@ -297,6 +299,7 @@ class Dispatcher:
         result = TickResult()
         now = self.clock()
         hosts = self.ledger.hosts()
+        self._drained = set()  # hosts this tick drains (their launches fail)
         self.pool.forget([h["name"] for h in hosts])
         active = self._orphans(hosts, self._active_attempts())
         if self._unreconciled is None:
@@ -322,7 +325,11 @@ class Dispatcher:
         if relaunch:
             with self._phase("launch"):
                 self._launch(relaunch, by_name, relaunch=True)
-        placeable = {n for n in ok_hosts & fenced_ok if by_name[n].get("admin_state") != "draining"}
+        placeable = {
+            n
+            for n in ok_hosts & fenced_ok
+            if by_name[n].get("admin_state") != "draining" and n not in self._drained
+        }
         result.reconciled = not self._unreconciled
         with self._phase("place"):  # includes "launch"
             result.placed, result.launched = self._place(hosts, placeable, result.reconciled, now)
@@ -390,8 +397,7 @@ class Dispatcher:
 
         def call(host: dict[str, Any], tokens: list[str]) -> list[str]:
             spec, transport = self.pool.get(host)
-            for token in tokens:
-                supervisor.cancel(transport, spec, token, grace_s=grace)
+            supervisor.cancel_batch(transport, spec, tokens, grace_s=grace)  # one round trip
             return tokens
 
         results = fan_out(
@@ -477,8 +483,19 @@ class Dispatcher:
         if st.state == "done":
             self._finish(a, st, job_state)
             return "ended"
-        if st.state == "lost" or (st.state == "missing" and a["state"] == "running"):
-            why = st.reason or "the attempt directory is gone from the host"
+        if st.state == "missing" and a["state"] == "running":
+            # Not proof that the job died: a network filesystem can hide the directory for a
+            # while. Lose it only once it has stayed out of sight for the host grace period.
+            first = self._missing_since.setdefault(token, self.clock())
+            if self.clock() - first < self.setting("host_grace_s"):
+                return None
+            why = f"its directory has been gone from the host for {self.clock() - first:.0f}s"
+            self._lose(a, f"attempt lost on {a['host']}: {why}", job_state)
+            self._missing_since.pop(token, None)
+            return "ended"
+        self._missing_since.pop(token, None)
+        if st.state == "lost":
+            why = st.reason or "its wrapper is gone"
             self._lose(a, f"attempt lost on {a['host']}: {why}", job_state)
             return "ended"
         if st.state == "missing" and a["state"] == "starting":
@@ -600,10 +617,10 @@ class Dispatcher:
             if not isinstance(outcome, Ok):
                 continue
             st = _status_of(outcome.value, a["token"])
-            if st.state in ("running", "starting", "lost"):
-                todo.setdefault(a["host"], []).append(a)
-            else:
+            if st.state == "done":  # its wrapper ended: nothing of it runs
                 clean.append(a)
+            else:  # running, starting, lost, or missing (its processes are looked for by token)
+                todo.setdefault(a["host"], []).append(a)
         now = self.clock()
         if clean:
             with self.ledger.tx():
@@ -612,8 +629,9 @@ class Dispatcher:
         if todo:
 
             def kill(host: dict[str, Any], atts: list[dict[str, Any]]) -> list[int]:
-                spec, transport = self.pool.get(host)
-                return [supervisor.kill_stale(transport, spec, a["token"]) for a in atts]
+                spec, transport = self.pool.get(host)  # one round trip per host
+                hit = supervisor.kill_stale_batch(transport, spec, [a["token"] for a in atts])
+                return [hit[a["token"]] for a in atts]
 
             results = fan_out(
                 {n: _bind(kill, by_name[n], atts) for n, atts in todo.items()},
@@ -825,11 +843,14 @@ class Dispatcher:
             specs = targets[name][2]
             if not isinstance(outcome, Ok):
                 log.warning("launch on %s failed (will retry): %s", name, outcome.reason)
+                broken = []
                 for s in specs:
                     tries = self._launch_tries.get(s.token, 0) + 1
                     self._launch_tries[s.token] = tries
                     if tries >= MAX_LAUNCH_TRIES and _is_remote_error(outcome.error):
-                        self._give_up(by_token[s.token], f"launch failed: {outcome.reason}")
+                        broken.append(by_token[s.token])
+                if broken:  # the host answers but cannot start jobs (full disk, quota, ...)
+                    self._launch_broken(hosts[name], broken, outcome.reason)
                 continue
             with self.ledger.tx():
                 for s, res in zip(specs, outcome.value, strict=True):
@@ -850,6 +871,38 @@ class Dispatcher:
         if relaunch:
             self.stats.relaunches += launched
         return launched
+
+    def _launch_broken(self, host: Mapping[str, Any], atts: list[dict[str, Any]], why: str) -> None:
+        """A host whose agent answers but fails every launch: not the jobs' fault. Requeue them
+        (without spending their retries) and drain the host with the reason, as Slurm drains a
+        node whose job launch fails, until an admin fixes it and resumes it. The attempts stay
+        unfenced, so anything that did start there is killed before it may run anything else."""
+        name = host["name"]
+        self._drained.add(name)
+        with self.ledger.tx():
+            for a in atts:
+                self._launch_tries.pop(a["token"], None)
+                job_state = self._job_state(a["job_id"])
+                if job_state == "cancelling":
+                    target, reason = "cancelled", "cancelled before it started"
+                else:
+                    target, reason = "queued", f"requeued: launch failed on {name}: {why}"
+                with contextlib.suppress(IllegalTransition):
+                    self.ledger.transition_attempt(
+                        a["token"], "lost", job_state=target, reason=reason
+                    )
+                    if target == "queued":
+                        self.ledger.update("jobs", a["job_id"], {"host": None})
+            self.ledger.update("hosts", host["id"], {"last_error": f"launch failed: {why}"[:500]})
+            if host.get("admin_state") != "draining":
+                self.ledger.update("hosts", host["id"], {"admin_state": "draining"})
+                self.ledger.event(
+                    "host.drain",
+                    f"host {name} drained: launches fail there ({why}); fix it, then "
+                    f"`lepton-tui hosts resume {name}`",
+                    host=name, actor="dispatcher", data={"reason": why[:500]},
+                )  # fmt: skip
+        log.warning("host %s drained: %d launch(es) failed: %s", name, len(atts), why)
 
     def _give_up(self, a: Mapping[str, Any], why: str) -> None:
         """An attempt that can never launch: fail it and its job."""
@@ -873,12 +926,15 @@ class Dispatcher:
             )
         live = {r["id"] for r in self.ledger.query("SELECT id FROM jobs WHERE state = 'queued'")}
         self._last_reason = {k: v for k, v in self._last_reason.items() if k in live}
-        self._cancel_sent = {
+        active = {
             r["token"]
             for r in self.ledger.query(
                 "SELECT token FROM attempts WHERE state IN ('starting', 'running')"
             )
-        } & self._cancel_sent
+        }
+        self._cancel_sent &= active
+        self._missing_since = {k: v for k, v in self._missing_since.items() if k in active}
+        self._launch_tries = {k: v for k, v in self._launch_tries.items() if k in active}
 
 
 class DispatcherHandle:

@@ -80,11 +80,15 @@ def jobs_dir(root):
 
 
 def find_attempt(root, token):
-    """The attempt directory `<job>-<token>` for `token`, or None."""
+    """The attempt directory `<job>-<token>` for `token`, or None.
+
+    Only a jobs directory that does not exist means "no such attempt"; any other error reading
+    it (a hung or failing network filesystem, permissions) raises, so the caller's poll fails
+    instead of reporting running jobs as gone."""
     jd = jobs_dir(root)
     try:
         names = os.listdir(jd)
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     suffix = "-" + token
     for name in names:
@@ -329,7 +333,7 @@ def statuses(root, tokens):
         out = {}
         try:
             names = sorted(os.listdir(jobs_dir(root)))
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
             names = []
         for name in names:
             job, _, token = name.partition("-")
@@ -423,13 +427,15 @@ def signal_job(info, sig):
     return hit
 
 
-def op_cancel(req):
-    """TERM the job now; a detached helper KILLs what is left after the grace."""
-    d = find_attempt(req["root"], req["token"])
+def cancel_one(root, token, grace_s):
+    """TERM one attempt's job now; a detached helper KILLs what is left after the grace."""
+    d = find_attempt(root, token)
     if d is None:
-        return {"found": False}
+        return {"found": False, "already_done": False}
     if os.path.exists(os.path.join(d, "exit_code")):
         return {"found": True, "already_done": True}
+    # the wrapper checks this file after recording itself: a cancel that comes before then
+    # (no wrapper.json to signal yet) is still seen
     write_atomic(os.path.join(d, "cancel_requested"), (f"{time.time():f}\n").encode())
     info = read_json(os.path.join(d, "wrapper.json")) or {}
     signal_job(info, signal.SIGTERM)
@@ -443,7 +449,7 @@ def op_cancel(req):
                 os.path.join(d, "wrapper.py"),
                 "--kill-after",
                 d,
-                str(float(req.get("grace_s", 10))),
+                str(float(grace_s)),
             ],
             stdin=devnull,
             stdout=devnull,
@@ -457,13 +463,66 @@ def op_cancel(req):
     return {"found": True, "already_done": False}
 
 
-def op_kill_stale(req):
-    """Fencing: SIGKILL the wrapper and the job if they still run."""
-    d = find_attempt(req["root"], req["token"])
-    if d is None:
-        return {"found": False, "killed": 0}
-    info = read_json(os.path.join(d, "wrapper.json")) or {}
+def op_cancel(req):
+    """Cancel each of `tokens` (one round trip for all of a host's cancels)."""
+    grace = float(req.get("grace_s", 10))
+    return {"results": dict((t, cancel_one(req["root"], t, grace)) for t in req["tokens"])}
+
+
+def token_pids(token):
+    """This user's processes of attempt `token`, found without its directory: the wrapper by
+    its command line, the job and everything in its session by LEPTON_ATTEMPT in their
+    environment."""
+    env_entry = ("LEPTON_ATTEMPT=" + token).encode()
+    dir_part = ("-" + token).encode()
+    me, uid = os.getpid(), os.getuid()
+    pids, sessions = set(), set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        pid = int(name)
+        try:
+            if os.stat("/proc/%d" % pid).st_uid != uid:
+                continue
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+            with open("/proc/%d/environ" % pid, "rb") as f:
+                environ = f.read().split(b"\0")
+        except OSError:
+            continue
+        if env_entry in environ:
+            pids.add(pid)
+            st = proc_stat(pid)
+            if st is not None:
+                sessions.add(st[1])
+        elif any(a.endswith(b"wrapper.py") and dir_part + b"/" in a for a in argv):
+            pids.add(pid)
+    if sessions:
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                st = proc_stat(int(name))
+                if st is not None and st[1] in sessions and st[0] not in ("Z", "X"):
+                    pids.add(int(name))
+    pids.discard(me)
+    return sorted(pids)
+
+
+def kill_stale_one(root, token):
+    """Fencing: SIGKILL an attempt's wrapper and job if they still run. Without the attempt's
+    directory (deleted, or a filesystem that lost it) its processes are found in /proc."""
+    d = find_attempt(root, token)
     killed = 0
+    if d is None:
+        for pid in token_pids(token):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+        return {"found": False, "killed": killed}
+    # written first: a wrapper that has not recorded itself yet sees it and does not run the job
+    write_atomic(os.path.join(d, "fenced"), (f"{time.time():f}\n").encode())
+    info = read_json(os.path.join(d, "wrapper.json")) or {}
     if alive(info.get("pid"), info.get("start_time"), info.get("boot_id")):
         try:
             os.kill(info["pid"], signal.SIGKILL)
@@ -471,8 +530,12 @@ def op_kill_stale(req):
         except OSError:
             pass
     killed += signal_job(info, signal.SIGKILL)
-    write_atomic(os.path.join(d, "fenced"), (f"{time.time():f}\n").encode())
     return {"found": True, "killed": killed}
+
+
+def op_kill_stale(req):
+    """Fence each of `tokens` (one round trip for all of a host's stale attempts)."""
+    return {"results": dict((t, kill_stale_one(req["root"], t)) for t in req["tokens"])}
 
 
 def op_read_log(req):

@@ -115,7 +115,7 @@ def main(d):
     def finish(code, reason, timed_out=False, sig=None):
         """Record the end: `end.json` first, then `exit_code` (its presence means done)."""
         cancelled = os.path.exists(os.path.join(d, "cancel_requested"))
-        if cancelled and not timed_out:
+        if cancelled and not timed_out and not (reason or "").startswith("cancelled"):
             reason = "cancelled"
         end = {
             "exit_code": code,
@@ -129,6 +129,19 @@ def main(d):
         write_atomic(os.path.join(d, "end.json"), json.dumps(end).encode())
         write_atomic(os.path.join(d, "exit_code"), ("%d\n" % code).encode())
 
+    def stop_request():
+        """'fenced' or 'cancel' when either was asked of this attempt, else None."""
+        if os.path.exists(os.path.join(d, "fenced")):
+            return "fenced"
+        if os.path.exists(os.path.join(d, "cancel_requested")):
+            return "cancel"
+        return None
+
+    early = stop_request()
+    if early is not None:  # asked before there was a job to signal: do not start it
+        why = "fenced before it started" if early == "fenced" else "cancelled before it started"
+        finish(137 if early == "fenced" else 143, why)
+        return 0
     try:
         proc = subprocess.Popen(
             argv,
@@ -166,24 +179,32 @@ def main(d):
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
+    # A cancel or fence that came after the check above but before wrapper.json was written
+    # found nothing to signal; the one who asked wrote its file first, so it is seen here.
+    kill_at = None
+    late = stop_request()
+    if late == "fenced":
+        signal_job(proc.pid, job_start, signal.SIGKILL)
+    elif late == "cancel":
+        signal_job(proc.pid, job_start, signal.SIGTERM)
+        kill_at = time.time() + grace
+
     limit = spec.get("time_limit_s")
+    deadline = started_at + float(limit) if limit else None
     timed_out = False
     rc = None
-    if limit:
-        deadline = started_at + float(limit)
-        while rc is None:
-            try:
-                rc = proc.wait(timeout=max(deadline - time.time(), 0.0))
-            except subprocess.TimeoutExpired:
-                timed_out = True
+    while rc is None:
+        waits = [t for t in (None if timed_out else deadline, kill_at) if t is not None]
+        try:
+            rc = proc.wait(timeout=max(min(waits) - time.time(), 0.0) if waits else None)
+        except subprocess.TimeoutExpired:
+            if kill_at is not None and time.time() >= kill_at:
+                signal_job(proc.pid, job_start, signal.SIGKILL)
+                kill_at = None
+            elif deadline is not None and not timed_out and time.time() >= deadline:
+                timed_out = True  # TERM now, KILL after the grace
                 signal_job(proc.pid, job_start, signal.SIGTERM)
-                try:
-                    rc = proc.wait(timeout=grace)
-                except subprocess.TimeoutExpired:
-                    signal_job(proc.pid, job_start, signal.SIGKILL)
-                    rc = proc.wait()
-    else:
-        rc = proc.wait()
+                kill_at = time.time() + grace
     # the job's leader is gone; make sure nothing of its session outlives it after a cancel/timeout
     if timed_out or os.path.exists(os.path.join(d, "cancel_requested")):
         signal_job(proc.pid, job_start, signal.SIGKILL)
