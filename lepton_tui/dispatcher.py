@@ -282,7 +282,11 @@ class Dispatcher:
                 return
             if self.acquire():
                 log.warning("took over dispatching (the other dispatcher stopped)")
-        self.run(stop)
+        try:
+            self.run(stop)
+        finally:  # a tick that outlived `DispatcherHandle.stop`'s wait still held the lock
+            if stop.is_set():
+                self.lock.release()
 
     def close(self) -> None:
         """Release the lock and connections."""
@@ -376,10 +380,9 @@ class Dispatcher:
         orphans = [a for a in active if a["host"] not in names]
         if not orphans:
             return active
-        with self.ledger.tx():
+        with self.ledger.tx():  # left unfenced: `_fence_removed` stops what still runs there
             for a in orphans:
                 self._lose(a, f"host {a['host']} was removed", self._job_state(a["job_id"]))
-                self.ledger.update("attempts", a["id"], {"fenced_at": self.clock()})
         for a in orphans:
             settle(self.ledger, a["token"])
         return [a for a in active if a["host"] in names]
@@ -627,14 +630,8 @@ class Dispatcher:
                 for a in clean:
                     self.ledger.update("attempts", a["id"], {"fenced_at": now})
         if todo:
-
-            def kill(host: dict[str, Any], atts: list[dict[str, Any]]) -> list[int]:
-                spec, transport = self.pool.get(host)  # one round trip per host
-                hit = supervisor.kill_stale_batch(transport, spec, [a["token"] for a in atts])
-                return [hit[a["token"]] for a in atts]
-
             results = fan_out(
-                {n: _bind(kill, by_name[n], atts) for n, atts in todo.items()},
+                {n: _bind(self._kill_stale, by_name[n], atts) for n, atts in todo.items()},
                 timeout=self.poll_timeout_s,
             )
             for name, outcome in results.items():
@@ -653,8 +650,72 @@ class Dispatcher:
                         )  # fmt: skip
                         self.stats.fenced += 1
                 log.warning("fenced %d stale attempt(s) on %s", len(todo[name]), name)
+        self._fence_removed(hosts)
         left = {a["host"] for a in self._unfenced()}
         return {h["name"] for h in hosts} - left
+
+    def _kill_stale(self, host: Mapping[str, Any], atts: list[dict[str, Any]]) -> list[int]:
+        """Fence `atts` on `host` in one round trip; signals that hit, per attempt."""
+        spec, transport = self.pool.get(host)
+        hit = supervisor.kill_stale_batch(transport, spec, [a["token"] for a in atts])
+        return [hit[a["token"]] for a in atts]
+
+    def _fence_removed(self, hosts: list[dict[str, Any]]) -> None:
+        """Stop what still runs of attempts on hosts removed with `hosts rm --force`, reaching
+        them with the connection their `host.removed` event kept. One that cannot be reached
+        for the host grace period is given up, with an event saying the job may still run."""
+        names = {h["name"] for h in hosts}
+        by_host: dict[str, list[dict[str, Any]]] = {}
+        for a in self._unfenced():
+            if a["host"] not in names:
+                by_host.setdefault(a["host"], []).append(a)
+        if not by_host:
+            return
+        removed: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        for name in by_host:
+            ev = self.ledger.query_one(
+                "SELECT at, data FROM events WHERE kind = 'host.removed' AND host = ? "
+                "ORDER BY id DESC LIMIT 1",
+                (name,),
+            )
+            data = json.loads(ev["data"]) if ev and ev["data"] else {}
+            conn = data.get("connection") if isinstance(data, dict) else None
+            removed[name] = (float(ev["at"]) if ev else 0.0, conn)
+        calls = {
+            name: _bind(self._kill_stale, {**conn, "name": name}, by_host[name])
+            for name, (_, conn) in removed.items()
+            if conn
+        }
+        results = fan_out(calls, timeout=self.poll_timeout_s) if calls else {}
+        now, grace = self.clock(), self.setting("host_grace_s")
+        with self.ledger.tx():
+            for name, atts in by_host.items():
+                outcome = results.get(name)
+                at, conn = removed[name]
+                if isinstance(outcome, Ok):
+                    for a, killed in zip(atts, outcome.value, strict=True):
+                        self.ledger.update("attempts", a["id"], {"fenced_at": now})
+                        self.ledger.event(
+                            "attempt.fenced",
+                            f"job {a['job_id']} attempt {a['attempt_no']}: stopped on removed "
+                            f"host {name} ({killed} signal(s))",
+                            job_id=a["job_id"], host=name, actor="dispatcher",
+                            data={"token": a["token"], "killed": killed},
+                        )  # fmt: skip
+                        self.stats.fenced += 1
+                elif conn is None or now - at >= grace:
+                    why = outcome.reason if isinstance(outcome, Failed) else "no connection kept"
+                    for a in atts:
+                        self.ledger.update("attempts", a["id"], {"fenced_at": now})
+                        self.ledger.event(
+                            "attempt.unfenced",
+                            f"job {a['job_id']} attempt {a['attempt_no']}: could not reach "
+                            f"removed host {name} to stop it ({why}); it may still run there "
+                            f"(its directory ends in -{a['token']})",
+                            job_id=a["job_id"], host=name, actor="dispatcher",
+                            data={"token": a["token"]},
+                        )  # fmt: skip
+                    log.warning("gave up stopping %d attempt(s) on removed %s", len(atts), name)
 
     # -- step 4 to 6: view, policy, launch ------------------------------------------------------
 
@@ -733,7 +794,10 @@ class Dispatcher:
             return 0, 0
         starts = []
         with self.ledger.tx():  # every intent of the round, committed before any launch
+            present = {r["name"] for r in self.ledger.query("SELECT name FROM hosts")}
             for job, p in placed:
+                if p.node_id not in present:  # removed (`hosts rm`) since this tick read it
+                    continue
                 token = secrets.token_hex(6)
                 try:
                     self.ledger.start_attempt(
@@ -956,6 +1020,9 @@ class DispatcherHandle:
         self.stop_event.set()
         if self.thread is not None:
             self.thread.join(timeout)
+            if self.thread.is_alive():  # mid-tick (a slow host): the thread releases it on exit
+                log.warning("dispatcher still finishing a tick; it releases the lock when done")
+                return
         self.dispatcher.lock.release()
 
 

@@ -17,7 +17,7 @@ from inventory.hostspec import HostSpec, InvalidSpec
 from inventory.transport import Transport, make_transport
 from lepton_tui.errors import LeptonError
 
-_SPEC_FIELDS = ("address", "port", "user", "key_path", "transport", "root_dir", "gpus_override")
+SPEC_FIELDS = ("address", "port", "user", "key_path", "transport", "root_dir", "gpus_override")
 
 
 def spec_from_row(row: Mapping[str, Any]) -> HostSpec:
@@ -139,7 +139,7 @@ class HostPool:
 
     def get(self, row: Mapping[str, Any]) -> tuple[HostSpec, Transport]:
         """The spec and (pooled) transport for a host row."""
-        key = tuple(row.get(f) for f in _SPEC_FIELDS)
+        key = tuple(row.get(f) for f in SPEC_FIELDS)
         name = row["name"]
         with self._lock:
             entry = self._entries.get(name)

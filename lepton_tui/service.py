@@ -417,7 +417,13 @@ class Service:
                 )
             self.ledger.execute("DELETE FROM hosts WHERE name = ?", (name,))
             # the capacity stays on record: attempts still to be settled there are priced by it
-            capacity = {k: host.get(k) for k in ("cpus", "mem_mb", "gpus", "gpu_mem_mb")}
+            capacity: dict[str, Any] = {
+                k: host.get(k) for k in ("cpus", "mem_mb", "gpus", "gpu_mem_mb")
+            }
+            # and how to reach it: the dispatcher stops what a forced removal left running there
+            from lepton_tui.hostpool import SPEC_FIELDS
+
+            capacity["connection"] = {k: host.get(k) for k in SPEC_FIELDS}
             self.ledger.event(
                 "host.removed", f"host {name} removed", host=name, actor=self.user, data=capacity
             )

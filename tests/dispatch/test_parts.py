@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from lepton_tui.dispatch_samples import compact_samples, record_samples
 from lepton_tui.dispatcher import Dispatcher, DispatcherLock
 from lepton_tui.hostpool import GpuState, Poll
 from lepton_tui.service import Service
-from tests.dispatch.helpers import add_local_hosts, all_ended, tick_until, wait_until
+from tests.dispatch.helpers import add_local_hosts, alive, all_ended, tick_until, wait_until
 
 
 @pytest.fixture
@@ -183,16 +185,64 @@ def test_attempts_on_a_removed_host_are_lost(svc, tmp_path):
     try:
         tick_until(d, lambda: svc.get_job(job_id)["state"] == "running", timeout=20)
         host = svc.get_job(job_id)["host"]
+        (attempt,) = svc.ledger.attempts_for(job_id)
+        info = json.loads((Path(attempt["remote_dir"]) / "wrapper.json").read_text())
         svc.remove_host(host, force=True)
         tick_until(d, lambda: len(svc.ledger.attempts_for(job_id)) == 2, timeout=20)
         first, second = svc.ledger.attempts_for(job_id)
         assert first["state"] == "lost" and "removed" in first["reason"]
-        assert second["host"] != host
+        assert first["fenced_at"] is not None and second["host"] != host
+        # the copy on the removed host was stopped (it used to run on, untracked)
+        wait_until(lambda: not alive(info["job_pid"]) and not alive(info["pid"]), timeout=10)
+        fenced = svc.ledger.query("SELECT * FROM events WHERE kind = 'attempt.fenced'")
+        assert [e["job_id"] for e in fenced] == [job_id] and "removed host" in fenced[0]["message"]
         assert svc.cancel([job_id])[0].ok
         tick_until(d, lambda: all_ended(svc), timeout=30, pause=0.2)
     finally:
         d.close()
     assert svc.get_job(job_id)["state"] == "cancelled"
+
+
+def test_stop_keeps_the_lock_until_a_slow_tick_ends(svc, home, monkeypatch):
+    """A tick that outlives `stop`'s wait still writes to the ledger: the lock is not handed to
+    a second dispatcher until it ends (it was released at once)."""
+    d = Dispatcher(svc)
+    in_tick, release = threading.Event(), threading.Event()
+
+    def slow_tick():  # noqa: ANN202
+        in_tick.set()
+        release.wait(10)
+
+    monkeypatch.setattr(d, "tick", slow_tick)
+    handle = d.start_in_thread()
+    assert in_tick.wait(10)
+    handle.stop(timeout=0.05)
+    other = DispatcherLock(home / "dispatcher.lock")
+    assert not other.acquire()  # the slow tick still holds it
+    release.set()
+    handle.thread.join(10)
+    assert other.acquire()
+    other.release()
+    d.close()
+
+
+def test_a_removed_host_out_of_reach_is_given_up_with_an_event(svc, tmp_path):
+    """`hosts rm --force` of a host that cannot be reached: after the grace period the attempt
+    is no longer waited on, and an event says the job may still run there."""
+    svc.set_setting("host_grace_s", 1.0)
+    svc.add_host("gone", address="127.0.0.1", port=1, capacity={"cpus": 4, "mem_mb": 8192})
+    job_id = svc.submit(command="sleep 30")
+    svc.ledger.start_attempt(job_id, "gone", "abcdef012345", [])
+    svc.remove_host("gone", force=True)
+    d = Dispatcher(svc)
+    assert d.acquire()
+    try:
+        tick_until(d, lambda: bool(svc.ledger.attempts_for(job_id)[0]["fenced_at"]), timeout=20)
+    finally:
+        d.close()
+    (event,) = svc.ledger.query("SELECT * FROM events WHERE kind = 'attempt.unfenced'")
+    assert "may still run there" in event["message"] and "abcdef012345" in event["message"]
+    assert svc.get_job(job_id)["state"] == "failed"  # no retries left: lost with its host
 
 
 def test_dqn_policy_dispatches_without_torch(svc, home, tmp_path):
