@@ -95,7 +95,13 @@ def main(d):
     with open(os.path.join(d, "launch.json")) as f:
         spec = json.load(f)
     grace = float(spec.get("kill_grace_s") or 10)
-    env = dict(os.environ)
+    # The environment the host gives this account, less lepton's own (a `--local` host inherits
+    # the dispatcher's: its LEPTON_HOME and its ssh agent are not the job's business).
+    env = dict(
+        (k, v)
+        for k, v in os.environ.items()
+        if not k.startswith("LEPTON_") and k != "SSH_AUTH_SOCK"
+    )
     env.update(spec.get("env") or {})
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in spec.get("gpu_ids") or [])
     env["LEPTON_JOB_ID"] = str(spec["job_id"])

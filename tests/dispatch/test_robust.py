@@ -162,3 +162,20 @@ def test_cancels_and_fencing_cost_one_round_trip_per_host(svc, dispatcher, tmp_p
 
 if sys.platform != "linux":  # /proc is how the agent finds processes
     pytestmark = pytest.mark.skip("Linux only")
+
+
+def test_a_job_does_not_inherit_lepton_s_environment(svc, dispatcher, tmp_path, monkeypatch):
+    """On a `--local` host the wrapper starts from the dispatcher's environment: its ledger
+    (LEPTON_HOME) and ssh agent are not handed to the job; the job's own variables are."""
+    monkeypatch.setenv("LEPTON_HOME", str(tmp_path / "ledger-home"))
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "agent.sock"))
+    monkeypatch.setenv("KEEP_ME", "yes")
+    add_local_hosts(svc, tmp_path, 1)
+    out = tmp_path / "env.txt"
+    job_id = svc.submit(command=f"env > {out}", env={"MINE": "1"})
+    tick_until(dispatcher, lambda: all_ended(svc), timeout=20, pause=0.2)
+    assert svc.get_job(job_id)["state"] == "succeeded"
+    seen = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
+    assert "LEPTON_HOME" not in seen and "SSH_AUTH_SOCK" not in seen
+    assert seen["KEEP_ME"] == "yes" and seen["MINE"] == "1"
+    assert seen["LEPTON_JOB_ID"] == str(job_id)
