@@ -191,7 +191,7 @@ def onboard(
             row = svc.add_host(
                 name, address=address, port=values["port"], user=user, key_path=key_path,
                 local=local, price_per_hour=price_per_hour, root_dir=root_dir,
-                gpus_override=gpus_override,
+                gpus_override=gpus_override, same_machine_ok=False,
                 host_key=(decision.key_type, decision.fingerprint) if decision else None,
             )  # fmt: skip
             store_capacity(svc, row, capacity)

@@ -270,11 +270,16 @@ class Service:
         capacity: dict[str, Any] | None = None,
         host_key: tuple[str, str] | None = None,
         labels: Sequence[str] = (),
+        same_machine_ok: bool = True,
     ) -> dict[str, Any]:
-        """Record a host (no connection is made here; onboarding does that first)."""
+        """Record a host (no connection is made here; onboarding does that first).
+
+        `same_machine_ok=False` (the CLI and the console) refuses a second host that reaches the
+        same machine; tests and benchmarks set up one machine under several names on purpose."""
         values = self.check_new_host(
             name, address=address, port=port, user=user, key_path=key_path, local=local,
             price_per_hour=price_per_hour, root_dir=root_dir, gpus_override=gpus_override,
+            same_machine_ok=same_machine_ok,
         )  # fmt: skip
         now = self.ledger.clock()
         row: dict[str, Any] = {
@@ -318,8 +323,11 @@ class Service:
             )
         return self.ledger.get_host(name)
 
-    def check_new_host(self, name: str, **fields: Any) -> dict[str, Any]:
-        """An admin adding a host whose fields are valid and whose name is free: its values."""
+    def check_new_host(
+        self, name: str, *, same_machine_ok: bool = False, **fields: Any
+    ) -> dict[str, Any]:
+        """An admin adding a host whose fields are valid, whose name is free and (unless
+        `same_machine_ok`) that no other host already reaches: its values."""
         self.require_admin("add hosts")
         values = self.check_host_fields(name, **fields)
         if self.ledger.query_one("SELECT id FROM hosts WHERE name = ?", (name,)):
@@ -328,6 +336,23 @@ class Service:
                 "pick another name or `hosts rm` it first",
                 field="name",
             )
+        if not same_machine_ok:
+            if values["transport"] == "local":
+                twin = self.ledger.query_one("SELECT name FROM hosts WHERE transport = 'local'")
+                where = "this machine"
+            else:
+                twin = self.ledger.query_one(
+                    "SELECT name FROM hosts WHERE lower(address) = lower(?) AND port = ?",
+                    (values["address"], values["port"]),
+                )
+                where = f"{values['address']}:{values['port']}"
+            if twin:
+                raise ValidationError(
+                    f"host {twin['name']!r} already reaches {where}; adding it again would count "
+                    "its CPUs, memory and GPUs twice",
+                    f"use {twin['name']!r}, or `hosts rm {twin['name']}` first",
+                    field="address",
+                )
         return values
 
     def check_host_fields(

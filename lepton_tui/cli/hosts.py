@@ -76,7 +76,7 @@ def add(
         if accept_new_host_key or fingerprint:
             raise click.UsageError("--no-connect checks no host key; drop the key options")
         with service_for(ctx) as svc:
-            host = svc.add_host(name, **opts)
+            host = svc.add_host(name, same_machine_ok=False, **opts)
         if as_json:
             echo_json({"host": host_json(host), "preflight": None})
         else:

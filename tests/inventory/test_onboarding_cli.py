@@ -100,7 +100,11 @@ def test_changed_key_refused_later(sshbed: SSHBed, home: Path, user_home: Path) 
     probe = cli(home, user_home, "hosts", "probe", "h2")
     assert probe.returncode == 1
     assert "HOST KEY CHANGED" in probe.stderr and "reinstalled" in probe.stderr
-    again = cli(home, user_home, *add_args(host, "h2b", "--accept-new-host-key"))
+    # the same machine under another name is refused outright (its capacity would count twice)
+    twin = cli(home, user_home, *add_args(host, "h2b", "--accept-new-host-key"))
+    assert twin.returncode == 2 and "'h2' already reaches" in twin.stderr
+    assert cli(home, user_home, "hosts", "rm", "h2").returncode == 0
+    again = cli(home, user_home, *add_args(host, "h2", "--accept-new-host-key"))
     assert (
         again.returncode == 1
         and "HOST KEY CHANGED" in again.stderr
