@@ -8,6 +8,7 @@ SQLite or SSH. The console never imports torch.
 
 from __future__ import annotations
 
+import errno
 import shutil
 import tempfile
 import time
@@ -18,6 +19,7 @@ from typing import Any
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from lepton_tui.errors import LeptonError
@@ -105,6 +107,9 @@ class LeptonApp(App[None]):
         self.local_name = local_host_name()
         self._cleanup = list(cleanup)
         self._wanted_theme = theme or DEFAULT_THEME
+        # The lab currency (setting `currency`) for labels outside loaded data (the add-host
+        # form); the main screens refresh it with every read.
+        self.currency = _ledger_currency(svc)
         for t in THEMES:
             self.register_theme(t)
 
@@ -131,12 +136,36 @@ class LeptonApp(App[None]):
         except ImportError:
             self._dispatch_error = "no dispatcher in this build: jobs stay queued"
             return
+        dispatcher = None
         try:
             dispatcher = Dispatcher(self.svc, clock=self.clock)
             self.dispatcher_handle = dispatcher.start_in_thread(retry_s=self.dispatch_retry_s)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                self._dispatch_failed(f"dispatcher failed to start: {exc}", dispatcher)
+                return
+            # Another user's console (no write access to the state directory): only show.
+            where = f" ({exc.filename})" if exc.filename else ""
+            self._dispatch_failed(
+                f"this console only shows: it cannot take the dispatcher lock{where}; jobs start "
+                "while `lepton-tui serve` runs as the ledger's owner (ask an admin)",
+                dispatcher,
+                severity="warning",
+            )
         except Exception as exc:  # noqa: BLE001 - the console still shows without it
-            self._dispatch_error = f"dispatcher failed to start: {exc}"
-            self.call_from_thread(self.notify, self._dispatch_error, severity="error")
+            self._dispatch_failed(f"dispatcher failed to start: {exc}", dispatcher)
+
+    def _dispatch_failed(
+        self, message: str, dispatcher: Any, severity: SeverityLevel = "error"
+    ) -> None:
+        """Say why this console does not dispatch (one line), and let go of what was opened."""
+        self._dispatch_error = message
+        if dispatcher is not None:
+            try:
+                dispatcher.close()
+            except Exception:  # noqa: BLE001 - nothing more to release
+                pass
+        self.call_from_thread(self.notify, message, severity=severity, timeout=10)
 
     @property
     def dispatch_note(self) -> str:
@@ -312,6 +341,15 @@ class LeptonApp(App[None]):
             if isinstance(screen, LiveScreen):
                 screen.reload()
                 return
+
+
+def _ledger_currency(svc: Service) -> str:
+    from lepton_tui.economics_prices import get_currency
+
+    try:
+        return get_currency(svc.ledger)
+    except Exception:  # noqa: BLE001 - a label only; the panels read it again and say why
+        return "USD"
 
 
 def make_app(

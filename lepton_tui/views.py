@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from lepton_tui.economics_prices import day_start, week_start
+from lepton_tui.economics_prices import day_start, get_currency, week_start
 from lepton_tui.ledger import Ledger
 from lepton_tui.settings import SETTINGS
 from lepton_tui.settings import effective as effective_settings
@@ -377,7 +377,7 @@ def cost_panel(ledger: Ledger, now: float) -> CostPanel:
         by_project=sorted(summary["by_project"].items(), key=lambda kv: -kv[1]),
         priced_hosts=priced_hosts(ledger, now, prices),
         hosts=simple.hosts,
-        currency=summary.get("currency", "USD"),
+        currency=summary.get("currency") or simple.currency,
         breakdown_period="this month",
         source="economics",
     )
@@ -387,7 +387,11 @@ def simple_cost_panel(ledger: Ledger, now: float) -> CostPanel:
     """Cost from attempts and host prices alone: each attempt pays its host's hourly price times
     its largest share of the host's CPUs, memory or GPUs (a whole host when capacity is unknown)."""
     hosts = _host_prices(ledger)
-    panel = CostPanel(hosts=len(hosts), priced_hosts=sum(1 for h in hosts.values() if h["price"]))
+    panel = CostPanel(
+        hosts=len(hosts),
+        priced_hosts=sum(1 for h in hosts.values() if h["price"]),
+        currency=get_currency(ledger),
+    )
     t_day, t_week = day_start(now), week_start(now)
     by_user: dict[str, float] = defaultdict(float)
     by_project: dict[str, float] = defaultdict(float)
@@ -471,6 +475,7 @@ class Header:
     running: int
     queued: int
     demo: bool = False
+    currency: str = "USD"
 
 
 def header(
@@ -487,6 +492,7 @@ def header(
         running=queue.running,
         queued=queue.queued,
         demo=demo,
+        currency=cost.currency,
     )
 
 
@@ -522,16 +528,28 @@ def decisions(ledger: Ledger, limit: int = 100) -> list[dict[str, Any]]:
 
 def why_pending(ledger: Ledger, job_id: int) -> str:
     """The scheduler's last word on a job, or its recorded reason."""
+    return _why(ledger, job_id)[1]
+
+
+def why_line(ledger: Ledger, job_id: int) -> str:
+    """One line on a job for the scheduler screen, the id said once: `job 5: backfill: 4 GPUs
+    fit no host now`, `job 3 is running, not pending`, `job 999 does not exist`."""
+    whole, text = _why(ledger, job_id)
+    return text if whole else f"job {job_id}: {text}"
+
+
+def _why(ledger: Ledger, job_id: int) -> tuple[bool, str]:
+    """(True, a sentence naming the job) when it is not pending; else (False, why it waits)."""
     job = ledger.query_one("SELECT state, reason FROM jobs WHERE id = ?", (int(job_id),))
     if job is None:
-        return f"job {job_id} does not exist"
+        return True, f"job {job_id} does not exist"
+    if job["state"] != "queued":
+        return True, f"job {job_id} is {job['state']}, not pending"
     last = ledger.query_one(
         "SELECT at, policy, host, placed, explanation FROM decisions WHERE job_id = ? "
         "ORDER BY id DESC LIMIT 1",
         (int(job_id),),
     )
-    if job["state"] != "queued":
-        return f"job {job_id} is {job['state']}, not pending"
     deps = ledger.query(
         "SELECT d.depends_on, j.state FROM job_deps d JOIN jobs j ON j.id = d.depends_on "
         "WHERE d.job_id = ? AND j.state != 'succeeded'",
@@ -543,10 +561,12 @@ def why_pending(ledger: Ledger, job_id: int) -> str:
             "waits for " + ", ".join(f"job {d['depends_on']} ({d['state']})" for d in deps)
         )
     if last and last["explanation"]:
-        parts.append(f"{last['policy']}: {last['explanation']}")
+        # a decision recorded without a policy name (no policy loaded) gets no `None:` prefix
+        policy = last["policy"]
+        parts.append(f"{policy}: {last['explanation']}" if policy else last["explanation"])
     elif job["reason"]:
         parts.append(job["reason"])
-    return "; ".join(parts) or "waiting for the scheduler's next tick"
+    return False, "; ".join(parts) or "waiting for the scheduler's next tick"
 
 
 def job_log_tokens(ledger: Ledger, job_id: int) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from lepton_tui.errors import LeptonError, ValidationError
 from lepton_tui.screens import onboard
+from lepton_tui.widgets.bars import per_hour_label
 
 if TYPE_CHECKING:
     from lepton_tui.app import LeptonApp
@@ -25,7 +26,8 @@ FIELDS = (
     ("port", "Port", "22", "port", "port"),
     ("user", "User", "login user (empty: yours)", "user", "user"),
     ("key", "Key file", "~/.ssh/id_ed25519 (empty: agent/default)", "key_path", "key"),
-    ("price", "Price $/h", "e.g. 2.50 (empty: none)", "price_per_hour", "price per hour"),
+    # "Price" is followed by the lab currency: `Price $/h`, `Price €/h`, `Price CHF/h`
+    ("price", "Price", "e.g. 2.50 (empty: none)", "price_per_hour", "price per hour"),
 )
 
 
@@ -53,6 +55,8 @@ class AddHostModal(ModalScreen[str | None]):
                 "This machine (no SSH)", value=self.start_local, id="f-local", compact=True
             )
             for fid, label, placeholder, _kw, _err in FIELDS:
+                if fid == "price":
+                    label = f"{label} {per_hour_label(getattr(self.app, 'currency', 'USD'))}"
                 with Horizontal(classes="field", id=f"row-{fid}"):
                     yield Label(label, classes="field-label")
                     yield Input(placeholder=placeholder, id=f"f-{fid}", compact=True)

@@ -20,14 +20,14 @@ from lepton_tui.widgets.header import LabHeader
 SPANS = ((86400.0, "last 24 h"), (7 * 86400.0, "last 7 days"), (3600.0, "last hour"))
 
 
-def breakdown(title: str, items: list[tuple[str, float]], total: float) -> Table:
+def breakdown(title: str, items: list[tuple[str, float]], total: float, currency: str) -> Table:
     t = Table(box=None, expand=True, header_style="bold")
     t.add_column(title, no_wrap=True, overflow="ellipsis")
     t.add_column("spent", justify="right")
     t.add_column("share", justify="right")
     for name, amount in items[:20]:
         share = f"{100 * amount / total:.0f}%" if total else "-"
-        t.add_row(name, money(amount), share)
+        t.add_row(name, money(amount, currency), share)
     if not items:
         t.add_row(Text("nothing spent yet", style="dim"), "", "")
     return t
@@ -74,9 +74,12 @@ class CostScreen(LiveScreen):
         self.query_one(LabHeader).show(head)
         self.query_one("#cost-summary", Static).update(cost_renderable(panel, top=0))
         total = panel.month if panel.breakdown_period == "this month" else panel.week
-        self.query_one("#cost-users", Static).update(breakdown("user", panel.by_user, total or 0))
+        cur = self.app.currency = panel.currency
+        self.query_one("#cost-users", Static).update(
+            breakdown("user", panel.by_user, total or 0, cur)
+        )
         self.query_one("#cost-projects", Static).update(
-            breakdown("project", panel.by_project, total or 0)
+            breakdown("project", panel.by_project, total or 0, cur)
         )
         self.query_one("#cost-users").border_title = f"By user ({panel.breakdown_period})"
         self.query_one("#cost-projects").border_title = f"By project ({panel.breakdown_period})"
@@ -85,7 +88,7 @@ class CostScreen(LiveScreen):
         _span, label = SPANS[self.span]
         peak = max(series) if series else 0.0
         chart.border_title = (
-            f"Spend over the {label}: {money(sum(series))}, peak {money(peak)} per bucket"
+            f"Spend over the {label}: {money(sum(series), cur)}, peak {money(peak, cur)} per bucket"
         )
         chart.border_subtitle = "w: change span"
 

@@ -19,7 +19,9 @@ from lepton_tui.widgets.fleet import EmptyFleet, FleetPanel, FleetTable
 from lepton_tui.widgets.header import LabHeader
 
 
-def host_details(host: dict[str, Any] | None, row: views.FleetRow | None) -> Table | Text:
+def host_details(
+    host: dict[str, Any] | None, row: views.FleetRow | None, currency: str
+) -> Table | Text:
     if host is None:
         return Text("Select a host to see its details.", style="dim")
     t = Table.grid(padding=(0, 2))
@@ -38,7 +40,8 @@ def host_details(host: dict[str, Any] | None, row: views.FleetRow | None) -> Tab
         f"{host['cpus'] or 0:g} CPUs, {format_size_mb(host['mem_mb'] or 0)} memory, "
         f"{host['gpus'] or 0} GPU(s) {host['gpu_model'] or ''}".strip(),
     )
-    t.add_row("price", f"{money(host['price_per_hour'])}/h" if host["price_per_hour"] else "none")
+    price = host["price_per_hour"]
+    t.add_row("price", f"{money(price, currency)}/h" if price else "none")
     if host["host_key_fingerprint"]:
         t.add_row("host key", f"{host['host_key_type']} {host['host_key_fingerprint']}")
     if row is not None and row.gpus:
@@ -72,6 +75,7 @@ class HostsScreen(LiveScreen):
         super().__init__(id="hosts")
         self.rows: dict[str, views.FleetRow] = {}
         self.hosts: dict[str, dict[str, Any]] = {}
+        self.currency = "USD"  # the lab's, from the first read on
 
     def compose(self) -> ComposeResult:
         yield LabHeader(id="lab-header")
@@ -93,8 +97,9 @@ class HostsScreen(LiveScreen):
     def show(self, data: Any) -> None:
         rows, self.hosts, head = data
         self.rows = {r.name: r for r in rows}
+        self.currency = self.app.currency = head.currency
         self.query_one(LabHeader).show(head)
-        self.query_one(FleetPanel).show(rows)
+        self.query_one(FleetPanel).show(rows, currency=head.currency)
         table = self.query_one(FleetTable)
         if rows and (self.focused is None or not self.focused.visible or self.loads == 1):
             table.focus()
@@ -108,7 +113,7 @@ class HostsScreen(LiveScreen):
     def _details(self) -> None:
         name = self.selected_host
         self.query_one("#host-details", Static).update(
-            host_details(self.hosts.get(name or ""), self.rows.get(name or ""))
+            host_details(self.hosts.get(name or ""), self.rows.get(name or ""), self.currency)
         )
 
     def action_drain(self) -> None:

@@ -15,6 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Log, Static
 from textual.worker import get_current_worker
 
+from lepton_tui.economics_prices import get_currency
 from lepton_tui.errors import LeptonError
 from lepton_tui.screens.live import LiveScreen
 from lepton_tui.validate import format_duration
@@ -53,11 +54,11 @@ def spec_table(job: dict[str, Any], now: float, why: str | None) -> Table:
     return t
 
 
-def attempts_table(attempts: list[dict[str, Any]], now: float) -> RenderableType:
+def attempts_table(attempts: list[dict[str, Any]], now: float, currency: str) -> RenderableType:
     if not attempts:
         return Text("no attempt yet", style="dim")
     t = Table(box=None, padding=(0, 1, 0, 0), show_edge=False, header_style="bold")
-    for col in ("#", "host", "GPUs", "state", "ran", "exit", "cost"):
+    for col in ("#", "host", "GPU ids", "state", "ran", "exit", "cost"):
         t.add_column(col)
     for a in attempts:
         start = a["started_at"] or a["created_at"]
@@ -66,7 +67,7 @@ def attempts_table(attempts: list[dict[str, Any]], now: float) -> RenderableType
             str(a["attempt_no"]), a["host"], ",".join(map(str, a["gpu_ids"])) or "-",
             a["state"], format_duration(ran),
             "-" if a["exit_code"] is None else str(a["exit_code"]),
-            money(a["cost_now"]) if a.get("cost_now") is not None else "-",
+            money(a["cost_now"], currency) if a.get("cost_now") is not None else "-",
         )  # fmt: skip
     reasons = [f"#{a['attempt_no']}: {a['reason']}" for a in attempts if a["reason"]]
     if reasons:
@@ -141,12 +142,14 @@ class JobScreen(LiveScreen):
         job = self.app.svc.show_job(self.job_id, events=30)
         job["attempts"] = with_costs(self.app.ledger, job["attempts"], now)
         why = why_pending(self.app.ledger, self.job_id) if job["state"] == "queued" else None
-        return job, why, now
+        return job, why, now, get_currency(self.app.ledger)
 
     def show(self, data: Any) -> None:
-        job, why, now = data
+        job, why, now, currency = data
         self.query_one("#job-spec", Static).update(spec_table(job, now, why))
-        self.query_one("#job-attempts", Static).update(attempts_table(job["attempts"], now))
+        self.query_one("#job-attempts", Static).update(
+            attempts_table(job["attempts"], now, currency)
+        )
         self.query_one("#job-events", Static).update(events_text(job["events"]))
         # Start following once there is an attempt; restart when a new attempt appears.
         state = f"{len(job['attempts'])}"

@@ -25,14 +25,22 @@ from lepton_tui.widgets.queue import HEADER_SORTS, QueueTable, queue_cells, queu
 
 
 class QueueFilter(Input):
-    """The `/` filter line: words match user, project, state, host or command; escape clears."""
+    """The `/` filter line: words match user, project, state, host or command; escape clears.
+
+    Like k9s: enter keeps the filter and goes back to the queue; escape, in the line or later in
+    the queue, clears it (and a second escape in the queue screen goes back)."""
 
     BINDINGS = [Binding("escape", "clear", "clear filter", show=False)]
+
+    @property
+    def active(self) -> bool:
+        return bool(self.value.strip())
 
     def action_clear(self) -> None:
         self.value = ""
         self.display = False
-        self.screen.focus_next()
+        # Back to the queue, whatever focus_next() would pick (it wraps to the fleet table).
+        self.screen.query_one(QueueTable).focus()
 
 
 class OverviewScreen(LiveScreen):
@@ -46,6 +54,7 @@ class OverviewScreen(LiveScreen):
         Binding("d", "drain", "drain"),
         Binding("o", "sort", "sort", show=False),
         Binding("enter", "open", "open", show=False),
+        Binding("escape", "clear_filter", "clear filter", show=False),
     ]
 
     def __init__(self) -> None:
@@ -76,13 +85,15 @@ class OverviewScreen(LiveScreen):
             self.app.ledger, self.app.clock(), text=self.text, sort=self.sort, demo=self.app.demo
         )
         # Cells are built here, in the worker: the event loop only patches what changed.
-        return data, fleet_cells(data.fleet, compact_width(self.app)), queue_cells(data.queue)
+        fleet = fleet_cells(data.fleet, compact_width(self.app), currency=data.cost.currency)
+        return data, fleet, queue_cells(data.queue)
 
     def show(self, loaded: Any) -> None:
         data, fleet, queue = loaded
         self.query_one(LabHeader).show(data.header)
+        self.app.currency = data.cost.currency
         first = self.loads == 1
-        self.query_one(FleetPanel).show(data.fleet, fleet)
+        self.query_one(FleetPanel).show(data.fleet, fleet, currency=data.cost.currency)
         if first and not data.fleet:
             # A new lab: the first thing to do is add a host, so enter does that.
             self.query_one("#add-local").focus()
@@ -116,6 +127,12 @@ class OverviewScreen(LiveScreen):
         box = self.query_one(QueueFilter)
         box.display = True
         box.focus()
+
+    def action_clear_filter(self) -> None:
+        """Escape with a filter kept (after enter): clear it and show every job again."""
+        box = self.query_one(QueueFilter)
+        if box.active or box.display:
+            box.action_clear()
 
     @on(Input.Changed, "#queue-filter")
     def _filter_changed(self, event: Input.Changed) -> None:

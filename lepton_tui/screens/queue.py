@@ -26,7 +26,7 @@ class QueueScreen(LiveScreen):
         Binding("c", "cancel", "cancel"),
         Binding("l", "logs", "logs"),
         Binding("enter", "open", "open", show=False),
-        Binding("escape", "app.switch_to('overview')", "back", show=False),
+        Binding("escape", "back", "clear filter / back", show=False),
     ]
 
     def __init__(self) -> None:
@@ -56,6 +56,14 @@ class QueueScreen(LiveScreen):
         table.show(data)
         title = queue_title(data)
         table.border_title = title + (" | all states" if self.all_states else "")
+
+    def action_back(self) -> None:
+        """Escape: clear a kept filter first (as k9s does), then back to the overview."""
+        box = self.query_one(QueueFilter)
+        if box.active or box.display:
+            box.action_clear()
+        else:
+            self.app.switch_to("overview")
 
     def action_filter(self) -> None:
         box = self.query_one(QueueFilter)

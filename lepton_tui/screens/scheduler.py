@@ -77,6 +77,7 @@ class SchedulerScreen(LiveScreen):
     def show(self, data: Any) -> None:
         head, decisions, admin = data
         self.query_one(LabHeader).show(head)
+        self.app.currency = head.currency
         select = self.query_one("#policy", Select)
         select.disabled = not admin
         if self._policy_shown != head.policy and head.policy in policy_names():
@@ -138,7 +139,7 @@ class SchedulerScreen(LiveScreen):
         self.run_worker(
             lambda: self.app.call_from_thread(
                 self.query_one("#why", Static).update,
-                f"job {job_id}: {views.why_pending(self.app.ledger, job_id)}",
+                Text(views.why_line(self.app.ledger, job_id)),  # plain: no markup
             ),
             thread=True, exclusive=True, group="why", exit_on_error=False,
         )  # fmt: skip

@@ -17,7 +17,8 @@ from lepton_tui.validate import JobSpec, validate_job
 if TYPE_CHECKING:
     from lepton_tui.app import LeptonApp
 
-# (field id, label, placeholder, default, validate_job keyword)
+# (field id, label, placeholder, default, validate_job keyword). A field left empty means its
+# default, as the placeholder says: it is not passed, so `validate_job` applies its own.
 FIELDS: tuple[tuple[str, str, str, str, str], ...] = (
     ("command", "Command", "e.g. python train.py --epochs 3", "", "command"),
     ("cpus", "CPUs", "1", "1", "cpus"),
@@ -30,18 +31,44 @@ FIELDS: tuple[tuple[str, str, str, str, str], ...] = (
 )
 
 
+EMPTY_COMMAND = "the command is empty: type the command to run above, e.g. python train.py"
+
+
+def job_args(values: dict[str, str], only: str | None = None) -> dict[str, Any]:
+    """`validate_job` keywords from the form: blank fields left out (their defaults apply);
+    with `only`, that one field and a stand-in command."""
+    args: dict[str, Any] = {"command": "true"} if only and only != "command" else {}
+    for fid, _label, _ph, _default, kw in FIELDS:
+        if only is not None and fid != only:
+            continue
+        value = values.get(fid, "")
+        if kw == "command":
+            args["command"] = value
+        elif not value.strip():
+            continue
+        elif kw == "after":
+            args["after"] = [value]
+        else:
+            args[kw] = value.strip()
+    return args
+
+
+def _check(args: dict[str, Any]) -> JobSpec:
+    try:
+        return validate_job(**args)
+    except ValidationError as exc:
+        if exc.field == "command" and not str(args.get("command", "")).strip():
+            # the rule's hint is the CLI's (`give it after --`): say what to do in the form
+            raise ValidationError(EMPTY_COMMAND, field="command") from None
+        raise
+
+
 def field_errors(values: dict[str, str]) -> dict[str, str]:
     """Each field checked on its own (the others at safe values), so every bad field is named."""
     errors: dict[str, str] = {}
-    for fid, _label, _ph, _default, kw in FIELDS:
-        value = values.get(fid, "")
-        raw: dict[str, Any] = {"command": "true"}
-        if kw == "after":
-            raw["after"] = [value] if value.strip() else []
-        else:
-            raw[kw] = value
+    for fid, *_ in FIELDS:
         try:
-            validate_job(**raw)
+            _check(job_args(values, only=fid))
         except ValidationError as exc:
             errors[fid] = str(exc)
     return errors
@@ -49,16 +76,7 @@ def field_errors(values: dict[str, str]) -> dict[str, str]:
 
 def spec_from(values: dict[str, str]) -> JobSpec:
     """The whole form as a JobSpec (raises the first ValidationError)."""
-    return validate_job(
-        command=values.get("command", ""),
-        cpus=values.get("cpus", "1"),
-        mem=values.get("mem", "1G"),
-        gpus=values.get("gpus", "0"),
-        time=values.get("time") or None,
-        priority=values.get("priority", "0"),
-        project=values.get("project") or None,
-        after=[values["after"]] if values.get("after", "").strip() else [],
-    )
+    return _check(job_args(values))
 
 
 class SubmitJobModal(ModalScreen[int | None]):

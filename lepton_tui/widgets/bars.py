@@ -143,8 +143,25 @@ def heat_text(row: FleetRow) -> Text:
     return parts
 
 
-def money(amount: float) -> str:
-    """Dollars with cents below $100 and whole dollars above."""
-    if abs(amount) >= 100:
-        return f"${amount:,.0f}"
-    return f"${amount:,.2f}"
+# Currencies shown by their symbol; any other ISO code is written out (`CHF 2.00`).
+SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "KRW": "₩"}
+
+
+def currency_symbol(currency: str) -> str:
+    """`$` for USD, `€` for EUR, `£` for GBP (a few more); else the code and a space: `CHF `."""
+    code = (currency or "USD").upper()
+    return SYMBOLS.get(code, f"{code} ")
+
+
+def money(amount: float, currency: str) -> str:
+    """An amount in the lab's currency (the `currency` setting, as `lepton-tui cost` prints it):
+    cents below 100 and whole units above; `$2.00`, `€1,234`, `CHF 2.00`, `-£3.50`."""
+    sign = "-" if amount < 0 else ""
+    value = abs(amount)
+    digits = f"{value:,.0f}" if value >= 100 else f"{value:,.2f}"
+    return f"{sign}{currency_symbol(currency)}{digits}"
+
+
+def per_hour_label(currency: str) -> str:
+    """A column or field label for an hourly price: `$/h`, `€/h`, `CHF/h`."""
+    return f"{currency_symbol(currency).strip()}/h"

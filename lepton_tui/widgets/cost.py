@@ -21,16 +21,21 @@ def cost_renderable(panel: CostPanel, top: int = 3) -> Table | Text:
     t = Table.grid(padding=(0, 1), expand=True)
     t.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
     t.add_column(justify="right", no_wrap=True)
-    t.add_row("Rate now", Text(f"{money(panel.rate_now)}/h", style="bold"))
-    t.add_row("Today", money(panel.today))
-    t.add_row("This week", money(panel.week))
+    cur = panel.currency
+    t.add_row("Rate now", Text(f"{money(panel.rate_now, cur)}/h", style="bold"))
+    t.add_row("Today", money(panel.today, cur))
+    t.add_row("This week", money(panel.week, cur))
     if panel.month is not None:
-        t.add_row("This month", money(panel.month))
-    t.add_row(Text("Idle now", style="yellow"), Text(f"{money(panel.idle_rate)}/h", style="yellow"))
-    t.add_row(Text("Idle today", style="yellow"), Text(money(panel.idle_today), style="yellow"))
+        t.add_row("This month", money(panel.month, cur))
+    t.add_row(
+        Text("Idle now", style="yellow"), Text(f"{money(panel.idle_rate, cur)}/h", style="yellow")
+    )
+    t.add_row(
+        Text("Idle today", style="yellow"), Text(money(panel.idle_today, cur), style="yellow")
+    )
     for title, items in (("user", panel.by_user), ("project", panel.by_project)):
         for name, amount in items[:top]:
-            t.add_row(Text(f"{title[0]}:{name}", style="dim"), money(amount))
+            t.add_row(Text(f"{title[0]}:{name}", style="dim"), money(amount, cur))
     return t
 
 

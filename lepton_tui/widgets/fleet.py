@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, DataTable, Static
+from textual.widgets.data_table import ColumnKey
 
 from lepton_tui.views import FleetRow
-from lepton_tui.widgets.bars import bar, gpu_strip, heat_text, money, sparkline, state_text
+from lepton_tui.widgets.bars import (
+    bar,
+    gpu_strip,
+    heat_text,
+    money,
+    per_hour_label,
+    sparkline,
+    state_text,
+)
 from lepton_tui.widgets.sync import highlighted_key, sync_rows
 
 COLUMNS = (
@@ -22,7 +32,7 @@ COLUMNS = (
     ("heat", "Temp/Pwr"),
     ("spark", "Last 5 min"),
     ("jobs", "Jobs"),
-    ("price", "$/h"),
+    ("price", "$/h"),  # the lab currency's symbol, set by `FleetTable.show_cells`
 )
 
 
@@ -32,8 +42,11 @@ def mem_percent(row: FleetRow) -> float | None:
     return 100.0 * row.mem_used_mb / row.mem_total_mb
 
 
-def fleet_cells(rows: list[FleetRow], compact: bool = False) -> list[tuple[str, tuple]]:
-    """The table's cells for `rows` (pure: build them in the thread worker, not on the loop)."""
+def fleet_cells(
+    rows: list[FleetRow], compact: bool = False, *, currency: str
+) -> list[tuple[str, tuple]]:
+    """The table's cells for `rows` (pure: build them in the thread worker, not on the loop);
+    prices in the lab's `currency`."""
     width = 4 if compact else 6
     return [
         (
@@ -47,7 +60,10 @@ def fleet_cells(rows: list[FleetRow], compact: bool = False) -> list[tuple[str, 
                 heat_text(r),
                 sparkline(r.spark, 10 if compact else 20),
                 Text(str(r.running) if r.running else "-", justify="right"),
-                Text(money(r.price_per_hour) if r.price_per_hour else "-", justify="right"),
+                Text(
+                    money(r.price_per_hour, currency) if r.price_per_hour else "-",
+                    justify="right",
+                ),
             ),
         )
         for r in rows
@@ -63,15 +79,28 @@ class FleetTable(DataTable):
         for key, label in COLUMNS:
             self.add_column(label, key=key)
 
-    def show(self, rows: list[FleetRow], compact: bool = False) -> None:
+    def show(self, rows: list[FleetRow], compact: bool = False, *, currency: str) -> None:
         """Show the hosts (cells built here; see `show_cells` for cells built in a worker)."""
-        self.show_cells(fleet_cells(rows, compact))
+        self.show_cells(fleet_cells(rows, compact, currency=currency), currency=currency)
 
-    def show_cells(self, cells: list[tuple[str, tuple]]) -> None:
+    def show_cells(self, cells: list[tuple[str, tuple]], *, currency: str) -> None:
         """Patch changed cells in place; the highlighted host stays put."""
+        self.set_currency(currency)
         keep = self.selected_host
         if sync_rows(self, cells) and keep is not None and keep in self.rows:
             self.move_cursor(row=self.get_row_index(keep), animate=False)
+
+    def set_currency(self, currency: str) -> None:
+        """Label the price column with the lab currency (`$/h`, `€/h`, `CHF/h`)."""
+        column = self.columns.get(ColumnKey("price"))
+        label = per_hour_label(currency)
+        if column is not None and column.label.plain != label:
+            column.label = Text(label)
+            column.content_width = max(column.content_width, cell_len(label))
+            # DataTable has no public rename: drop its rendered cells and measure again.
+            self._clear_caches()
+            self._require_update_dimensions = True
+            self.refresh()
 
     @property
     def selected_host(self) -> str | None:
@@ -133,8 +162,15 @@ class FleetPanel(Vertical):
     def on_mount(self) -> None:
         self.query_one(FleetTable).display = False
 
-    def show(self, rows: list[FleetRow], cells: list[tuple[str, tuple]] | None = None) -> None:
-        """Show `rows` (with their cells when a worker already built them)."""
+    def show(
+        self,
+        rows: list[FleetRow],
+        cells: list[tuple[str, tuple]] | None = None,
+        *,
+        currency: str,
+    ) -> None:
+        """Show `rows` (with their cells when a worker already built them), prices in
+        `currency`."""
         table = self.query_one(FleetTable)
         empty = self.query_one(EmptyFleet)
         table.display = bool(rows)
@@ -143,5 +179,8 @@ class FleetPanel(Vertical):
         self.border_title = f"Fleet {up}/{len(rows)} up" if rows else "Fleet"
         if rows:
             table.show_cells(
-                cells if cells is not None else fleet_cells(rows, compact_width(self.app))
+                cells
+                if cells is not None
+                else fleet_cells(rows, compact_width(self.app), currency=currency),
+                currency=currency,
             )

@@ -25,7 +25,7 @@ def header_text(h: Header, compact: bool = False) -> Text:
     text.append(gap if compact else "  jobs ", style="dim")
     text.append(f"{h.running} running, {h.queued} queued")
     text.append(f"{gap}spend " if not compact else gap, style="dim")
-    text.append(f"{money(h.rate_now)}/h", style="bold")
+    text.append(f"{money(h.rate_now, h.currency)}/h", style="bold")
     return text
 
 

@@ -28,7 +28,7 @@ COLUMNS = (
     ("project", "Project"),
     ("request", "Request"),
     ("host", "Host"),
-    ("gpus", "GPUs"),
+    ("gpus", "GPU ids"),  # which GPUs of the host (the count is in Request: `2g`)
     ("age", "Age"),
     ("why", "Why waiting / command"),
 )
