@@ -28,6 +28,9 @@ MAX_TIME_S = 365 * 86400.0
 MAX_PRIORITY = 1000
 MAX_RETRIES = 100
 MAX_COMMAND_BYTES = 256 * 1024
+MIN_TIME_S = 1.0
+MAX_ID = 2**63 - 1  # SQLite's INTEGER: the largest id a job or attempt can have
+_ID_RE = re.compile(r"^\+?[0-9]+$")
 
 
 def _check_text(value: str, what: str) -> str:
@@ -134,6 +137,22 @@ def parse_number(
     return int(value) if integer else value
 
 
+def parse_id(text: Any, what: str = "job id") -> int:
+    """A job (or attempt) id: a whole number from 1 to 2**63-1, the most SQLite can hold."""
+    if isinstance(text, bool):
+        raise ValidationError(f"{what} must be a whole number", field=what)
+    if isinstance(text, int):
+        value: int | None = text
+    else:
+        raw = _check_text(str(text), what).strip()
+        value = int(raw) if _ID_RE.match(raw) and len(raw) <= 40 else None
+    if value is None or not 1 <= value <= MAX_ID:
+        raise ValidationError(
+            f"{what} must be a whole number from 1 to {MAX_ID}, got {text!r}", field=what
+        )
+    return value
+
+
 def check_name(text: str, what: str = "name") -> str:
     """A host, project or lab name: letters, digits, `.`, `_`, `-`; starts alphanumeric; <= 63."""
     _check_text(text, what)
@@ -227,7 +246,7 @@ def validate_job(
         )
     if name is not None and name != "":
         _check_text(name, "name")
-        if len(name) > 128 or any(ord(c) < 32 for c in name):
+        if len(name) > 128 or not name.isprintable():  # no control or bidi characters
             raise ValidationError("name must be printable and at most 128 characters", field="name")
     else:
         name = None
@@ -246,6 +265,10 @@ def validate_job(
             field="gpu-mem",
         )
     time_limit = None if time in (None, "") else parse_duration_s(time, "time")
+    if time_limit is not None and time_limit < MIN_TIME_S:
+        raise ValidationError(
+            f"time limit {time!r} is shorter than one second", "give at least 1s", field="time"
+        )
     prio = int(
         parse_number(
             priority, "priority", minimum=-MAX_PRIORITY, maximum=MAX_PRIORITY, integer=True
@@ -255,7 +278,7 @@ def validate_job(
     deps: list[int] = []
     for item in after or ():
         for part in str(item).replace(",", " ").split():
-            deps.append(int(parse_number(part, "after", minimum=1, maximum=2**62, integer=True)))
+            deps.append(parse_id(part, "after"))
     n_retries = int(parse_number(retries, "retries", minimum=0, maximum=MAX_RETRIES, integer=True))
     if workdir:
         _check_text(workdir, "workdir")

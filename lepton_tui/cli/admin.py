@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from lepton_tui.cli.common import CONTEXT_SETTINGS, LeptonGroup, echo_json, service_for
+from lepton_tui.cli.common import (
+    CONTEXT_SETTINGS,
+    LeptonGroup,
+    echo_json,
+    make_console,
+    printable,
+    service_for,
+    user_text,
+)
 from lepton_tui.settings import SETTINGS, effective, parse_setting
 
 
@@ -31,8 +39,9 @@ def ls(ctx: click.Context, as_json: bool) -> None:
         table.add_column(col)
     for key in sorted(values):
         meaning = SETTINGS[key].help if key in SETTINGS else ""
-        table.add_row(key, str(values[key]), "" if key in stored else "(default)", meaning)
-    Console().print(table)
+        table.add_row(user_text(key), user_text(values[key]),
+                      Text("" if key in stored else "(default)"), Text(meaning))  # fmt: skip
+    make_console().print(table)
 
 
 @settings.command("get", context_settings=CONTEXT_SETTINGS)
@@ -44,7 +53,7 @@ def get(ctx: click.Context, key: str) -> None:
         values = effective(svc.settings())
     if key not in values:
         parse_setting(key, "")  # raises the "unknown setting" error with the list of keys
-    click.echo(values[key])
+    click.echo(printable(values[key]))
 
 
 @settings.command("set", context_settings=CONTEXT_SETTINGS)
@@ -56,4 +65,4 @@ def set_(ctx: click.Context, key: str, value: str) -> None:
     parsed = parse_setting(key, value)
     with service_for(ctx) as svc:
         svc.set_setting(key, parsed)
-    click.echo(f"{key} = {parsed}")
+    click.echo(printable(f"{key} = {parsed}"))

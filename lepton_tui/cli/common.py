@@ -3,21 +3,122 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO, Any
+from functools import lru_cache
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from lepton_tui.errors import LeptonError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+# -- printing what users typed -------------------------------------------------------------------
+#
+# Job commands, names, events, host names and the like are typed by users (or reported by hosts)
+# and end up on other people's terminals. They are never read as Rich markup, and characters a
+# terminal would act on are shown as visible escapes: C0 controls, DEL, C1 controls (a CSI or OSC
+# sequence can retitle a window, move the cursor, write the clipboard), bidirectional overrides
+# and line/paragraph separators (they reorder or break what is shown).
+
+_UNSAFE_CHARS = "\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+@lru_cache(maxsize=8)
+def _unsafe_re(keep: str) -> re.Pattern[str]:
+    allowed = "".join(f"\\x{ord(c):02x}" for c in keep)
+    return re.compile(f"(?![{allowed}])[{_UNSAFE_CHARS}]" if allowed else f"[{_UNSAFE_CHARS}]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(value: Any, keep: str = "") -> str:
+    r"""`value` as text safe to show on a terminal: control characters become visible escapes.
+
+    `keep` names the harmless layout characters to leave alone ("\t\n" for a multi-line value);
+    everything else that a terminal would act on is written as `\x1b`, `\n`, `\u202e`, ...
+    """
+    text = "" if value is None else str(value)
+    return _unsafe_re(keep).sub(_escape_char, text)
+
+
+def user_text(value: Any, style: str = "", *, multiline: bool = False) -> Text:
+    """A Rich `Text` of user-controlled `value`: never markup, never raw control characters."""
+    from rich.text import Text
+
+    return Text(printable(value, "\t\n" if multiline else ""), style=style)
+
+
+def make_console(**kwargs: Any) -> Console:
+    """The Console every command prints with: no emoji codes (`:x:`), no guessing highlights.
+
+    Markup stays on for the commands' own literal strings; user-controlled values go in as
+    `user_text(...)`, which Rich never parses.
+    """
+    from rich.console import Console
+
+    return Console(highlight=False, emoji=False, **kwargs)
+
+
+_SGR_RE = re.compile(r"\x1b\[[0-9;:]{0,64}m")
+_SGR_PREFIX_RE = re.compile(r"\x1b(?:\[[0-9;:]{0,64})?\Z")
+
+
+class TerminalLogFilter:
+    """Make a job's own output safe to stream to a terminal, chunk by chunk.
+
+    Colours (SGR sequences, `ESC [ ... m`) and newlines, tabs and carriage returns pass as they
+    are: they are what the job meant to show. Every other control character or escape sequence
+    (window titles, cursor moves, clipboard writes, device queries) is shown as a visible escape.
+    A sequence cut in two by the chunking is held until the next chunk decides it.
+    """
+
+    def __init__(self) -> None:
+        self._held = ""
+        self.coloured = False
+
+    def feed(self, chunk: str) -> str:
+        text = self._held + chunk
+        self._held = ""
+        cut = _SGR_PREFIX_RE.search(text)
+        if cut:
+            self._held = text[cut.start() :]
+            text = text[: cut.start()]
+        return self._clean(text)
+
+    def flush(self) -> str:
+        """What is still held, cleaned; and a colour reset if the job left colours on."""
+        held, self._held = self._held, ""
+        text = self._clean(held)
+        return text + ("\x1b[0m" if self.coloured else "")
+
+    def _clean(self, text: str) -> str:
+        parts: list[str] = []
+        pos = 0
+        for match in _SGR_RE.finditer(text):
+            parts.append(printable(text[pos : match.start()], "\t\n\r"))
+            parts.append(match.group())
+            self.coloured = True
+            pos = match.end()
+        parts.append(printable(text[pos:], "\t\n\r"))
+        return "".join(parts)
 
 
 def fail(message: str, code: int = 1) -> None:
     """Print one line on stderr and exit with `code` (2 for usage, 1 for runtime)."""
-    click.echo(f"lepton-tui: error: {message}", err=True)
+    click.echo(f"lepton-tui: error: {printable(message)}", err=True)
     sys.exit(code)
 
 
@@ -29,6 +130,10 @@ class LeptonGroup(click.Group):
             return super().invoke(ctx)
         except LeptonError as exc:
             fail(str(exc), exc.exit_code)
+        except click.UsageError as exc:
+            # Bad options or arguments of a subcommand: one line too, like every other error.
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+            fail(f"{exc.format_message()}{where}", 2)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt:

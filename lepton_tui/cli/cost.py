@@ -8,10 +8,18 @@ import time
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from lepton_tui.cli.common import CONTEXT_SETTINGS, LeptonGroup, echo_json, service_for
+from lepton_tui.cli.common import (
+    CONTEXT_SETTINGS,
+    LeptonGroup,
+    echo_json,
+    make_console,
+    printable,
+    service_for,
+    user_text,
+)
 from lepton_tui.errors import ValidationError
 
 BY_CHOICES = ("user", "project", "host", "job", "day", "gpu")
@@ -91,8 +99,14 @@ def cost(ctx: click.Context, since: str | None, until: str | None, by: str, as_j
             writer.writerow([d[k] for k in keys])
         return
     cur = report.currency
-    console = Console()
-    console.print(f"[bold]Cost by {by}[/]  {_stamp(t0)} .. {_stamp(min(t1, now))}  ({cur})")
+    console = make_console()
+    console.print(
+        Text.assemble(
+            (f"Cost by {by}", "bold"),
+            f"  {_stamp(t0)} .. {_stamp(min(t1, now))}  ",
+            user_text(f"({cur})"),
+        )
+    )
     table = Table(box=None, header_style="bold", pad_edge=False)
     show_idle = by in ("host", "day")
     cols = [by.upper(), "COST", "ENERGY", "GPU-H", "CPU-H", "ATTEMPTS"] + (
@@ -105,14 +119,18 @@ def cost(ctx: click.Context, since: str | None, until: str | None, by: str, as_j
             table.add_section()
             continue
         row = line
-        cells = [row.key, _money(row.cost, cur), _money(row.energy_cost, cur),
-                 f"{row.gpu_hours:,.1f}", f"{row.cpu_hours:,.1f}", str(row.attempts)]  # fmt: skip
+        cells = [user_text(row.key), user_text(_money(row.cost, cur)),
+                 user_text(_money(row.energy_cost, cur)), Text(f"{row.gpu_hours:,.1f}"),
+                 Text(f"{row.cpu_hours:,.1f}"), Text(str(row.attempts))]  # fmt: skip
         if show_idle:
-            cells.append(_money(row.idle_cost, cur))
+            cells.append(user_text(_money(row.idle_cost, cur)))
         table.add_row(*cells)
     console.print(table)
     console.print(
-        f"Idle cost (capacity not allocated x price x time): [bold]{_money(report.idle_cost, cur)}[/]"
+        Text.assemble(
+            "Idle cost (capacity not allocated x price x time): ",
+            user_text(_money(report.idle_cost, cur), "bold"),
+        )
     )
 
 
@@ -128,7 +146,7 @@ def _print_waste(ctx: click.Context, as_json: bool) -> None:
         click.echo("No idle allocated GPUs and no GPUs busy outside lepton.")
         return
     for f in found:
-        click.echo(f.message)
+        click.echo(printable(f.message))  # names processes and users from the hosts
 
 
 def _print_gpus(
@@ -148,8 +166,9 @@ def _print_gpus(
         table.add_column(col)
     for r in rows:
         measured = "-" if r["measured_pct"] is None else f"{r['measured_pct']:.0f}%"
-        table.add_row(r["host"], str(r["gpu"]), f"{r['allocated_pct']:.0f}%", measured)
-    Console().print(table)
+        table.add_row(user_text(r["host"]), user_text(r["gpu"]),
+                      Text(f"{r['allocated_pct']:.0f}%"), Text(measured))  # fmt: skip
+    make_console().print(table)
 
 
 # -- budgets ------------------------------------------------------------------------------------
@@ -193,8 +212,10 @@ def budget_set(ctx: click.Context, project: str | None, user: str | None, amount
         cur = get_currency(svc.ledger)
     what = _money(status.amount, cur) if unit == "money" else f"{status.amount:g} GPU-hours"
     click.echo(
-        f"budget of {scope} {name}: {what} a month{' (hard)' if hard else ''}; "
-        f"spent {status.fraction * 100:.0f} % so far this month"
+        printable(
+            f"budget of {scope} {name}: {what} a month{' (hard)' if hard else ''}; "
+            f"spent {status.fraction * 100:.0f} % so far this month"
+        )
     )
 
 
@@ -221,9 +242,10 @@ def budget_ls(ctx: click.Context, as_json: bool) -> None:
     for s in statuses:
         fmt = (lambda v: _money(v, cur)) if s.unit == "money" else (lambda v: f"{v:,.1f} GPU-h")
         style = {"over": "red", "warning": "yellow"}.get(s.level, "")
-        table.add_row(s.scope, s.name, fmt(s.amount), fmt(s.spent), f"{s.fraction * 100:.0f}%",
-                      "yes" if s.hard else "no", f"[{style}]{s.level}[/]" if style else s.level)  # fmt: skip
-    Console().print(table)
+        table.add_row(user_text(s.scope), user_text(s.name), user_text(fmt(s.amount)),
+                      user_text(fmt(s.spent)), Text(f"{s.fraction * 100:.0f}%"),
+                      Text("yes" if s.hard else "no"), user_text(s.level, style))  # fmt: skip
+    make_console().print(table)
 
 
 @budget.command("rm", context_settings=CONTEXT_SETTINGS)
@@ -239,7 +261,7 @@ def budget_rm(ctx: click.Context, project: str | None, user: str | None, unit: s
     with service_for(ctx) as svc:
         svc.require_admin("remove budgets")
         n = remove_budget(svc.ledger, scope, name, unit, actor=svc.user)
-    click.echo(f"removed {n} budget(s) of {scope} {name}")
+    click.echo(printable(f"removed {n} budget(s) of {scope} {name}"))
 
 
 # -- prices -------------------------------------------------------------------------------------
@@ -302,8 +324,14 @@ def price_set(ctx: click.Context, host: str | None, per_hour: str | None, cpu_ho
                             actor=svc.user)  # fmt: skip
             p = econ.prices_at(svc.ledger, host) if host else None
             click.echo(
-                f"prices of {host or 'the lab (default)'} set"
-                + (f" (in force now: {_describe(p, econ.get_currency(svc.ledger))})" if p else "")
+                printable(
+                    f"prices of {host or 'the lab (default)'} set"
+                    + (
+                        f" (in force now: {_describe(p, econ.get_currency(svc.ledger))})"
+                        if p
+                        else ""
+                    )
+                )
             )
         if weight is not None:
             econ.set_cost_weight(svc.ledger, weight, actor=svc.user)
@@ -347,23 +375,25 @@ def price_ls(ctx: click.Context, history: bool, as_json: bool) -> None:
     if as_json:
         echo_json({"currency": cur, "cost_weight": weight, "prices": rows})
         return
-    console = Console()
-    console.print(f"currency {cur}, cost weight {weight:g}")
+    console = make_console()
+    console.print(user_text(f"currency {cur}, cost weight {weight:g}"))
     table = Table(box=None, header_style="bold", pad_edge=False)
     if history:
         cols = ("FROM", "HOST", "PER HOUR", "CORE-H", "GPU-H", "GB-H", "KWH", "BY")
         for c in cols:
             table.add_column(c)
         for r in rows:
-            table.add_row(_stamp(r["effective_from"]), r["host"] or "(lab)",
-                          *[_num(r[f]) for f in econ.PRICE_FIELDS], r["set_by"] or "-")  # fmt: skip
+            table.add_row(Text(_stamp(r["effective_from"])), user_text(r["host"] or "(lab)"),
+                          *[Text(_num(r[f])) for f in econ.PRICE_FIELDS],
+                          user_text(r["set_by"] or "-"))  # fmt: skip
     else:
         for c in ("HOST", "PER HOUR", "CORE-H", "GPU-H", "GB-H", "KWH", "FROM"):
             table.add_column(c)
         for r in rows:
-            table.add_row(r["host"] or "(lab default)", _num(r["per_hour"]), _num(r["cpu_hour"]),
-                          _num(r["gpu_hour"]), _num(r["gb_hour"]), _num(r["power_kwh"]),
-                          r["source"])  # fmt: skip
+            table.add_row(user_text(r["host"] or "(lab default)"), Text(_num(r["per_hour"])),
+                          Text(_num(r["cpu_hour"])), Text(_num(r["gpu_hour"])),
+                          Text(_num(r["gb_hour"])), Text(_num(r["power_kwh"])),
+                          user_text(r["source"]))  # fmt: skip
     console.print(table)
 
 
@@ -406,7 +436,7 @@ def replay(ctx: click.Context, since: str | None, until: str | None, policies: s
     if as_json:
         echo_json(result.as_dict())
         return
-    console = Console()
+    console = make_console()
     console.print(
         f"[bold]Replay[/] of {result.jobs} jobs on {result.hosts} hosts, "
         f"{_stamp(t0)} .. {_stamp(t1)}"
@@ -418,9 +448,10 @@ def replay(ctx: click.Context, since: str | None, until: str | None, policies: s
     from lepton_tui.validate import format_duration
 
     for row in result.rows:
-        table.add_row(row.policy, format_duration(row.mean_wait_s), format_duration(row.p95_wait_s),
-                      f"{row.mean_slowdown:.2f}", f"{row.gpu_util * 100:.0f}%",
-                      _money(row.cost, result.currency), format_duration(row.makespan_s))  # fmt: skip
+        table.add_row(user_text(row.policy), Text(format_duration(row.mean_wait_s)),
+                      Text(format_duration(row.p95_wait_s)), Text(f"{row.mean_slowdown:.2f}"),
+                      Text(f"{row.gpu_util * 100:.0f}%"), user_text(_money(row.cost, result.currency)),
+                      Text(format_duration(row.makespan_s)))  # fmt: skip
     console.print(table)
     for note in result.notes:
-        console.print(f"[dim]{note}[/]")
+        console.print(user_text(note, "dim"))

@@ -7,11 +7,21 @@ import time
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from lepton_tui.cli.common import CONTEXT_SETTINGS, echo_json, fail, service_for
-from lepton_tui.validate import format_duration, format_size_mb, validate_job
+from lepton_tui.cli.common import (
+    CONTEXT_SETTINGS,
+    TerminalLogFilter,
+    echo_json,
+    fail,
+    make_console,
+    printable,
+    service_for,
+    user_text,
+)
+from lepton_tui.errors import NotFound, ValidationError
+from lepton_tui.validate import format_duration, format_size_mb, parse_id, validate_job
 
 # The stable JSON shape of a job (documented in README.md, "JSON output").
 JOB_JSON_FIELDS = (
@@ -36,7 +46,31 @@ def request_text(job: dict[str, Any]) -> str:
     return text
 
 
-@click.command(context_settings={**CONTEXT_SETTINGS, "ignore_unknown_options": True})
+class SubmitCommand(click.Command):
+    """`submit`: options first, then the job's command, verbatim.
+
+    Everything after `--` (or from the first word that is not an option) is the command, even
+    words that start with `-`. An unknown option before it is refused, never folded into the
+    command: `submit --cpu 4 -- python x` must not queue `--cpu 4 python x` on one CPU.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            close = sorted(exc.possibilities or ())
+            names = ", ".join(close[:-1]) + " or " + close[-1] if len(close) > 1 else "".join(close)
+            guess = f" (did you mean {names}?)" if close else ""
+            raise ValidationError(
+                f"no such option: {exc.option_name}{guess}",
+                "options go before --, the command after it: `lepton-tui submit [OPTIONS] -- COMMAND`",
+                field="command",
+            ) from None
+
+
+@click.command(
+    cls=SubmitCommand, context_settings={**CONTEXT_SETTINGS, "allow_interspersed_args": False}
+)
 @click.option("--name", help="A short name for the job.")
 @click.option("--cpus", default="1", show_default=True, help="CPU cores.")
 @click.option("--mem", default="1G", show_default=True, help="Memory: 512M, 8G, 1.5T.")
@@ -57,16 +91,25 @@ def submit(
 ) -> None:
     """Queue COMMAND (after --) with the resources it needs; print the new job id.
 
+    Options come first; everything after -- is the command, as typed.
+
     \b
     Example:
       lepton-tui submit --gpus 1 --mem 16G --time 2h --project vision -- python train.py
     """
-    if command and command[0] == "--":
-        command = command[1:]
     if not command:
         fail("no command given; put it after --, e.g. `lepton-tui submit -- python train.py`", 2)
     spec = validate_job(command=list(command), time=time_, **opts)
     with service_for(ctx) as svc:
+        for dep in spec.after:  # an unknown --after is bad input (exit 2), like any other
+            try:
+                svc.get_job(dep)
+            except NotFound:
+                raise ValidationError(
+                    f"job {dep} (named in --after) does not exist",
+                    "see `lepton-tui queue --all`",
+                    field="after",
+                ) from None
         job_id = svc.submit(spec)
         if as_json:
             echo_json(job_json(svc.get_job(job_id)))
@@ -93,9 +136,9 @@ def queue(ctx: click.Context, all_states: bool, user: str | None, project: str |
     if as_json:
         echo_json([job_json(j) for j in jobs])
         return
-    console = Console()
+    console = make_console()
     for line in warnings:
-        console.print(f"[yellow]budget:[/] {line}")
+        console.print(Text.assemble(("budget:", "yellow"), " ", user_text(line)))
     if not jobs:
         console.print("No jobs. Queue one with `lepton-tui submit -- COMMAND`.")
         return
@@ -107,8 +150,9 @@ def queue(ctx: click.Context, all_states: bool, user: str | None, project: str |
     for job in sorted(jobs, key=lambda j: (order.get(j["state"], 4), -j["priority"], j["id"])):
         detail = job["reason"] if job["state"] == "queued" and job["reason"] else job["command"]
         table.add_row(
-            str(job["id"]), job["user"], job["project"], job["state"], request_text(job),
-            job["host"] or "-", format_duration(now - job["submitted_at"]), detail or "",
+            Text(str(job["id"])), user_text(job["user"]), user_text(job["project"]),
+            Text(job["state"]), Text(request_text(job)), user_text(job["host"] or "-"),
+            Text(format_duration(now - job["submitted_at"])), user_text(detail or ""),
         )  # fmt: skip
     console.print(table)
 
@@ -123,13 +167,14 @@ def _budget_warnings(svc: Any) -> list[str]:
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("job_id", type=int)
+@click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the job, attempts and events as JSON.")
 @click.pass_context
-def show(ctx: click.Context, job_id: int, as_json: bool) -> None:
+def show(ctx: click.Context, job_id: str, as_json: bool) -> None:
     """Show a job: its spec, attempts and events."""
+    job_no = parse_id(job_id)
     with service_for(ctx) as svc:
-        job = svc.show_job(job_id)
+        job = svc.show_job(job_no)
     if as_json:
         out = job_json(job)
         out["env"] = job["env"]
@@ -138,54 +183,68 @@ def show(ctx: click.Context, job_id: int, as_json: bool) -> None:
         out["events"] = job["events"]
         echo_json(out)
         return
-    console = Console()
-    console.print(f"[bold]job {job['id']}[/] {job['name'] or ''}  [b]{job['state']}[/]")
+    console = make_console()
+    header = Text.assemble((f"job {job['id']}", "bold"), " ", user_text(job["name"] or ""))
+    console.print(header.append("  ").append(job["state"], "bold"))
+    indent = " " * 14
     rows = [
-        ("user", job["user"]), ("project", job["project"]), ("command", job["command"]),
+        ("user", job["user"]), ("project", job["project"]),
+        # a multi-line shell script stays multi-line, its lines under each other
+        ("command", printable(job["command"], "\t\n").replace("\n", "\n" + indent)),
         ("request", request_text(job)), ("time limit", format_duration(job["time_limit_s"])),
-        ("priority", job["priority"]), ("retries", f"{job['attempts_used']} used of {job['retries'] + 1}"),
+        ("priority", job["priority"]), ("attempts", attempts_text(job)),
         ("after", ", ".join(map(str, job["after"])) or "-"), ("workdir", job["workdir"] or "~"),
         ("env", json.dumps(job["env"]) if job["env"] else "-"), ("host", job["host"] or "-"),
         ("exit code", "-" if job["exit_code"] is None else job["exit_code"]),
         ("reason", job["reason"] or "-"),
     ]  # fmt: skip
     for key, value in rows:
-        console.print(f"  {key:<11} {value}", highlight=False, markup=False)
+        console.print(
+            Text(f"  {key:<11} ").append_text(user_text(value, multiline=key == "command"))
+        )
     if job["attempts"]:
         console.print("[bold]attempts[/]")
         for a in job["attempts"]:
             gpus = ",".join(map(str, a["gpu_ids"])) or "-"
-            console.print(
+            line = (
                 f"  #{a['attempt_no']} {a['host']} gpus={gpus} {a['state']} exit={a['exit_code']} "
-                f"{a['reason'] or ''}",
-                markup=False,
+                f"{a['reason'] or ''}"
             )
+            console.print(user_text(line))
     console.print("[bold]events[/]")
     for e in job["events"]:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"]))
-        console.print(f"  {stamp}  {e['message']}", markup=False, highlight=False)
+        console.print(Text(f"  {stamp}  ").append_text(user_text(e["message"])))
+
+
+def attempts_text(job: dict[str, Any]) -> str:
+    """`2 (1 retry allowed)`: attempts made so far, and how many requeues the job may have."""
+    retries = int(job["retries"] or 0)
+    allowed = "no retries" if retries == 0 else f"{retries} retr{'y' if retries == 1 else 'ies'}"
+    return f"{job['attempts_used'] or 0} ({allowed} allowed)"
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("job_ids", nargs=-1, type=int, required=True)
+@click.argument("job_ids", nargs=-1, required=True)
 @click.pass_context
-def cancel(ctx: click.Context, job_ids: tuple[int, ...]) -> None:
+def cancel(ctx: click.Context, job_ids: tuple[str, ...]) -> None:
     """Cancel jobs (queued ones at once; running ones are stopped on their host)."""
+    ids = [parse_id(j) for j in job_ids]  # every id checked before anything is cancelled
     with service_for(ctx) as svc:
-        results = svc.cancel(job_ids)
+        results = svc.cancel(ids)
     failed = False
     for r in results:
         if r.ok:
-            click.echo(r.message)
+            click.echo(printable(r.message))
         else:
             failed = True
-            click.echo(f"lepton-tui: error: {r.message}", err=True)
+            click.echo(f"lepton-tui: error: {printable(r.message)}", err=True)
     if failed:
         ctx.exit(1)
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("job_id", type=int)
+@click.argument("job_id")
 @click.option("--stderr", "stream", flag_value="stderr", help="Show standard error.")
 @click.option(
     "--stdout", "stream", flag_value="stdout", default=True, help="Show standard output (default)."
@@ -193,12 +252,34 @@ def cancel(ctx: click.Context, job_ids: tuple[int, ...]) -> None:
 @click.option(
     "-f", "--follow", is_flag=True, help="Keep printing as the job writes, until it ends."
 )
-@click.option("--attempt", type=int, default=None, help="Attempt number (default: the latest).")
+@click.option("--attempt", default=None, help="Attempt number (default: the latest).")
 @click.pass_context
-def logs(ctx: click.Context, job_id: int, stream: str, follow: bool, attempt: int | None) -> None:
-    """Print a job's log from its host, read by byte offset (follow with -f)."""
+def logs(ctx: click.Context, job_id: str, stream: str, follow: bool, attempt: str | None) -> None:
+    """Print a job's log from its host, read by byte offset (follow with -f).
+
+    Into a pipe or a file the log is written exactly as the job wrote it. On a terminal, colours,
+    newlines, tabs and carriage returns pass, and any other control character or escape
+    sequence is shown as a visible escape such as \\x1b (pipe through `cat` for the raw text).
+    """
     from lepton_tui.logs import follow_log
 
-    with service_for(ctx) as svc:
-        for chunk in follow_log(svc, job_id, stream=stream, follow=follow, attempt_no=attempt):
-            click.echo(chunk, nl=False)
+    job_no = parse_id(job_id)
+    attempt_no = None if attempt is None else parse_id(attempt, "attempt")
+    out = click.get_text_stream("stdout")
+    term = TerminalLogFilter() if _is_terminal(out) else None
+    try:
+        with service_for(ctx) as svc:
+            chunks = follow_log(svc, job_no, stream=stream, follow=follow, attempt_no=attempt_no)
+            for chunk in chunks:
+                # color=True: never let click strip the job's escape sequences from a pipe
+                click.echo(term.feed(chunk) if term else chunk, nl=False, color=True)
+    finally:
+        if term:
+            click.echo(term.flush(), nl=False, color=True)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False

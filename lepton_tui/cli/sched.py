@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from lepton_tui.cli.common import CONTEXT_SETTINGS, echo_json
+from lepton_tui.cli.common import CONTEXT_SETTINGS, echo_json, make_console, printable, user_text
 from lepton_tui.errors import LeptonError, ValidationError
 
 
@@ -22,6 +22,55 @@ def _number(text: str, name: str, *, integer: bool = False, minimum: float | Non
     if not math.isfinite(value) or (minimum is not None and value < minimum):
         raise ValidationError(f"{name} must be >= {minimum:g}, got {text!r}", field=name)
     return value
+
+
+# The largest value a snapshot's numbers may hold: far beyond any real lab, small enough that the
+# planner's per-GPU tables and cost sums stay finite (`"gpus": 1e10` once ran out of memory).
+_NODE_LIMITS = {"cpus": 1_000_000, "mem_gb": 1_000_000, "mem_mb": 1_000_000_000, "gpus": 4096,
+                "gpu_mem_gb": 1_000_000, "gpu_mem_mb": 1_000_000_000,
+                "price_per_hour": 1_000_000_000}  # fmt: skip
+_JOB_LIMITS = {**_NODE_LIMITS, "est_runtime_s": 1_000_000_000, "submitted_at": 100_000_000_000,
+               "priority": 1_000_000_000}  # fmt: skip
+_PRICE_LIMIT = 1_000_000_000
+_TIME_LIMIT = 100_000_000_000  # Unix seconds, year 5138
+
+
+def _shown(value: float) -> str:
+    if isinstance(value, int) and abs(value) >= 10**15:
+        return f"a {len(str(abs(value)))}-digit number"
+    return f"{value:g}"
+
+
+def _check_bounds(obj: Any, where: str, limits: dict[str, int]) -> None:
+    """Refuse a number in `obj` whose magnitude is over its limit, naming the field."""
+    if not isinstance(obj, dict):
+        return  # parse_snapshot says what is wrong with it
+    for key, limit in limits.items():
+        value = obj.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if math.isfinite(value) and abs(value) > limit:
+            raise ValidationError(
+                f"{where}.{key}: {_shown(value)} is out of range (at most {limit:,})",
+                field=f"{where}.{key}",
+            )
+
+
+def check_snapshot_numbers(data: Any) -> None:
+    """Bounds on a snapshot's numbers; the rest (types, signs, names) is parse_snapshot's."""
+    if not isinstance(data, dict):
+        return
+    _check_bounds(data, "snapshot", {"now": _TIME_LIMIT})
+    price_keys = dict.fromkeys(("node_hour", "cpu_hour", "gpu_hour", "gb_hour"), _PRICE_LIMIT)
+    _check_bounds(data.get("prices"), "prices", price_keys)
+    for group, limits in (("nodes", _NODE_LIMITS), ("jobs", _JOB_LIMITS)):
+        items = data.get(group)
+        if not isinstance(items, list):
+            continue
+        for k, item in enumerate(items):
+            _check_bounds(item, f"{group}[{k}]", limits)
+            if group == "nodes" and isinstance(item, dict):
+                _check_bounds(item.get("prices"), f"{group}[{k}].prices", price_keys)
 
 
 def _money(x: float) -> str:
@@ -71,6 +120,13 @@ def plan(
             raise ValidationError(
                 f"{path.name}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
             ) from None
+        except UnicodeDecodeError:
+            raise ValidationError(f"{path.name}: not UTF-8 text") from None
+        except ValueError:  # an integer with thousands of digits
+            raise ValidationError(f"{path.name}: a number in it is too long to read") from None
+        except RecursionError:
+            raise ValidationError(f"{path.name}: JSON nested too deeply") from None
+    check_snapshot_numbers(data)
     try:
         view, jobs = parse_snapshot(data)
     except SnapshotError as exc:
@@ -84,7 +140,9 @@ def plan(
         always_solve=True,
     )
     for job_id, why in result.unschedulable:
-        click.echo(f"lepton-tui: warning: job {job_id} is unschedulable: {why}", err=True)
+        click.echo(
+            printable(f"lepton-tui: warning: job {job_id} is unschedulable: {why}"), err=True
+        )
     if as_json:
         echo_json(result.as_dict())
         return
@@ -92,10 +150,10 @@ def plan(
 
 
 def _print_plan(result: Any, jobs: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    console = Console(highlight=False)
+    console = make_console()
     table = Table(title="Assignment", title_justify="left")
     for col in ("job", "node", "GPU ids", "CPU", "GPU", "memory"):
         table.add_column(col, justify="left" if col in ("job", "node", "GPU ids") else "right")
@@ -103,18 +161,18 @@ def _print_plan(result: Any, jobs: dict) -> None:
         r = jobs[p.job_id].request
         gpu = str(r.gpus) if r.gpus else (f"{r.gpu_mem_mb / 1024:g} GB" if r.gpu_mem_mb else "0")
         table.add_row(
-            str(p.job_id),
-            p.node_id,
-            ",".join(map(str, p.gpu_ids)) or "-",
+            user_text(p.job_id),  # ids and names come from the snapshot file
+            user_text(p.node_id),
+            Text(",".join(map(str, p.gpu_ids)) or "-"),
             f"{r.cpus:g}",
             gpu,
             f"{r.mem_mb / 1024:g} GB",
         )
     console.print(table)
     for job_id, why in result.unplaced:
-        console.print(f"waiting: {job_id}: {why}")
+        console.print(user_text(f"waiting: {job_id}: {why}"))
     for job_id, why in result.unschedulable:
-        console.print(f"unschedulable: {job_id}: {why}")
+        console.print(user_text(f"unschedulable: {job_id}: {why}"))
     u = result.utilization
     console.print(
         f"utilization: CPU {_units(u['cpu'][0])}/{_units(u['cpu'][1])}, "

@@ -81,6 +81,7 @@ def test_submit_all_options(home: Path) -> None:
         ["submit"],
         ["submit", "--", ""],
         ["submit", "--env", "NOEQUALS", "--", "a"],
+        ["submit", "--after", "99", "--", "true"],
         ["hosts", "add", "gpu 1", "--address", "h"],
         ["hosts", "add", "a'b", "--address", "h"],
         ["hosts", "add", "h", "--address", "$(id)"],
@@ -99,7 +100,6 @@ def test_runtime_errors(home: Path) -> None:
     assert_one_line_error(run(home, "show", "42"), 1)
     assert_one_line_error(run(home, "cancel", "42"), 1)
     assert_one_line_error(run(home, "hosts", "rm", "nope"), 1)
-    assert_one_line_error(run(home, "submit", "--after", "99", "--", "true"), 1)
 
 
 def test_non_utf8_argument(home: Path) -> None:
