@@ -96,7 +96,7 @@ def cost(ctx: click.Context, since: str | None, until: str | None, by: str, as_j
         writer.writerow([by if k == "key" else k for k in keys])
         for row in [*report.rows, report.total]:
             d = row.as_dict()
-            writer.writerow([d[k] for k in keys])
+            writer.writerow([csv_cell(d[k]) for k in keys])
         return
     cur = report.currency
     console = make_console()
@@ -159,7 +159,9 @@ def _print_gpus(
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(["host", "gpu", "allocated_pct", "measured_pct"])
         for r in rows:
-            writer.writerow([r["host"], r["gpu"], r["allocated_pct"], r["measured_pct"]])
+            writer.writerow(
+                [csv_cell(r[k]) for k in ("host", "gpu", "allocated_pct", "measured_pct")]
+            )
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
     for col in ("HOST", "GPU", "ALLOCATED", "MEASURED"):
@@ -455,3 +457,11 @@ def replay(ctx: click.Context, since: str | None, until: str | None, policies: s
     console.print(table)
     for note in result.notes:
         console.print(user_text(note, "dim"))
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: text starting with = + - @ (a job name, say) gets
+    a leading apostrophe, as OWASP advises against formula injection; numbers stay numbers."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from lepton_tui.cli.common import CONTEXT_SETTINGS, LeptonGroup, echo_json, service_for
+from lepton_tui.cli.common import (
+    CONTEXT_SETTINGS,
+    LeptonGroup,
+    echo_json,
+    make_console,
+    printable,
+    service_for,
+    user_text,
+)
 from lepton_tui.validate import format_size_mb
 
 HOST_JSON_FIELDS = (
@@ -35,7 +43,9 @@ def hosts() -> None:
 @click.option("--user", default=None, help="SSH login (default: from ~/.ssh/config or yours).")
 @click.option("--key", "key_path", default=None, help="Private key file (else the ssh agent).")
 @click.option("--local", is_flag=True, help="This machine itself (no SSH).")
-@click.option("--price-per-hour", default=None, help="What an hour of this host costs, in $.")
+@click.option(
+    "--price-per-hour", default=None, help="What an hour of this host costs, in the lab's currency."
+)
 @click.option(
     "--accept-new-host-key", is_flag=True, help="Trust the host key shown (never a changed one)."
 )
@@ -84,9 +94,9 @@ def add(
         return
     from lepton_tui.onboarding import onboard
 
-    def say(line: str) -> None:
+    def say(line: str) -> None:  # preflight lines carry what the host reported
         if not as_json:
-            click.echo(line)
+            click.echo(printable(line))
 
     with service_for(ctx) as svc:
         done = onboard(
@@ -99,7 +109,10 @@ def add(
         return
     gpus = f"{h['gpus']} x {h['gpu_model']}" if h["gpus"] else "no GPU"
     click.echo(
-        f"added host {h['name']}: {h['cpus'] or 0:g} CPUs, {format_size_mb(h['mem_mb'] or 0)}, {gpus}"
+        printable(
+            f"added host {h['name']}: {h['cpus'] or 0:g} CPUs, "
+            f"{format_size_mb(h['mem_mb'] or 0)}, {gpus}"
+        )
     )
 
 
@@ -144,7 +157,28 @@ def probe_cmd(ctx: click.Context, name: str, as_json: bool, timeout: float) -> N
         echo_json(sample.to_dict())
         return
     for line in sample_lines(sample):
-        click.echo(line)
+        click.echo(printable(line))
+
+
+def _why_not_placeable(svc: Any, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Per host that takes no new jobs: why (the last error of a down host, or the reason the
+    dispatcher drained it, e.g. launches failing there)."""
+    out: dict[str, str] = {}
+    for h in rows:
+        if h["state"] == "down" and h.get("last_error"):
+            out[h["name"]] = str(h["last_error"])[:120]
+        elif h["admin_state"] == "draining":
+            ev = svc.ledger.query_one(
+                "SELECT actor, data FROM events WHERE kind = 'host.drain' AND host = ? "
+                "ORDER BY id DESC LIMIT 1",
+                (h["name"],),
+            )
+            if ev and ev["actor"] == "dispatcher" and ev["data"]:
+                reason = json.loads(ev["data"]).get("reason") or ""
+                out[h["name"]] = f"launches fail: {reason}"[:120]
+            elif ev:
+                out[h["name"]] = f"drained by {ev['actor']}"
+    return out
 
 
 def _num(value: float | None, unit: str = "", fmt: str = "g") -> str:
@@ -187,15 +221,18 @@ def ls(ctx: click.Context, as_json: bool) -> None:
     """List hosts with their state and capacity."""
     with service_for(ctx) as svc:
         rows = svc.list_hosts()
+        currency = str(svc.settings().get("currency") or "USD")
+        why = _why_not_placeable(svc, rows)
     if as_json:
         echo_json([host_json(h) for h in rows])
         return
-    console = Console()
+    console = make_console()
     if not rows:
         console.print("No hosts yet. Add this machine with `lepton-tui hosts add NAME --local`.")
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("NAME", "ADDRESS", "STATE", "CPUS", "MEM", "GPUS", "$/H"):
+    columns = ["NAME", "ADDRESS", "STATE", "CPUS", "MEM", "GPUS", f"{currency}/H"]
+    for col in columns + (["WHY"] if why else []):
         table.add_column(col)
     for h in rows:
         state = "draining" if h["admin_state"] == "draining" else h["state"]
@@ -206,15 +243,11 @@ def ls(ctx: click.Context, as_json: bool) -> None:
             if h["gpus"] and h["gpu_model"]
             else str(h["gpus"] or 0)
         )
-        table.add_row(
-            h["name"],
-            where,
-            state,
-            f"{h['cpus'] or 0:g}",
-            format_size_mb(h["mem_mb"] or 0),
-            gpus,
-            price,
-        )
+        cells = [h["name"], where, state, f"{h['cpus'] or 0:g}", format_size_mb(h["mem_mb"] or 0)]
+        row = [user_text(c) for c in cells] + [user_text(gpus), user_text(price)]
+        if why:
+            row.append(user_text(why.get(h["name"], "")))
+        table.add_row(*row)
     console.print(table)
 
 

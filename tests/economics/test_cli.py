@@ -174,3 +174,11 @@ def test_switching_price_kind_drops_the_other(lab) -> None:
 def test_probe_timeout_must_be_positive(lab) -> None:
     out = CliRunner().invoke(cli, ["hosts", "probe", "h1", "--timeout", "-1"])
     assert out.exit_code == 2 and "--timeout" in out.output and "Traceback" not in out.output
+
+
+def test_csv_cells_never_start_a_formula() -> None:
+    from lepton_tui.cli.cost import csv_cell
+
+    assert [csv_cell(v) for v in ("=HYPERLINK(1)", "+1", "-x", "@a", "alice", -1.5, 3)] == [
+        "'=HYPERLINK(1)", "'+1", "'-x", "'@a", "alice", -1.5, 3,
+    ]  # fmt: skip

@@ -1,0 +1,41 @@
+"""`hosts ls`: what a host reported is shown as text (never markup, never raw escapes), prices in
+the lab's currency, and why a host takes no new jobs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from lepton_tui.dispatcher import Dispatcher
+from lepton_tui.service import Service
+
+
+def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lepton_tui", "--home", str(home), *args],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+
+
+def test_hosts_ls_shows_reported_text_safely_and_why_a_host_is_drained(home: Path) -> None:
+    svc = Service.open(home)
+    try:
+        model = "[/bold]\x1b]0;PWNED\x07A100"
+        svc.add_host("s1", address="10.0.0.5", price_per_hour=2,
+                     capacity={"cpus": 8, "mem_mb": 8192, "gpus": 2, "gpu_model": model})  # fmt: skip
+        svc.add_host("s2", address="10.0.0.6")
+        svc.set_setting("currency", "EUR")
+        d = Dispatcher(svc)
+        d._drained = set()
+        d._launch_broken(svc.get_host("s1"), [], "OSError: [Errno 28] No space left on device")
+        svc.set_draining("s2", True)
+    finally:
+        svc.close()
+    out = _cli(home, "hosts", "ls")
+    assert out.returncode == 0, out.stderr
+    assert "\x1b" not in out.stdout and "\\x1b]0;PWNED" in out.stdout and "[/bold]" in out.stdout
+    assert "EUR/H" in out.stdout and "2.00" in out.stdout
+    assert "launches fail: OSError: [Errno 28] No space left on device" in out.stdout
+    assert "drained by" in out.stdout
