@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
@@ -265,7 +266,7 @@ def logs(ctx: click.Context, job_id: str, stream: str, follow: bool, attempt: st
 
     job_no = parse_id(job_id)
     attempt_no = None if attempt is None else parse_id(attempt, "attempt")
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     term = TerminalLogFilter() if _is_terminal(out) else None
     try:
         with service_for(ctx) as svc:
