@@ -19,6 +19,16 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return state
 
 
+@pytest.fixture
+def svc(home: Path):
+    """A Service on `home` (the caller is this process's user, the ledger's owner: an admin)."""
+    from lepton_tui.service import Service
+
+    service = Service.open(home)
+    yield service
+    service.close()
+
+
 @pytest.fixture(autouse=True)
 def _no_user_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never let a test touch the real user's state directory."""

@@ -7,8 +7,6 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
-
 from inventory import supervisor
 from inventory.hostspec import HostSpec
 from inventory.supervisor import LaunchSpec
@@ -26,21 +24,6 @@ from tests.dispatch.helpers import (
     read_json,
     tick_until,
 )
-
-
-@pytest.fixture
-def svc(home: Path):
-    service = Service.open(home)
-    yield service
-    service.close()
-
-
-@pytest.fixture
-def dispatcher(svc: Service):
-    d = Dispatcher(svc)
-    assert d.acquire()
-    yield d
-    d.close()
 
 
 def _events(svc: Service, kind: str) -> list[dict]:

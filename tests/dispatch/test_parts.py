@@ -17,21 +17,8 @@ from lepton_tui.dispatch_samples import compact_samples, record_samples
 from lepton_tui.dispatcher import Dispatcher, DispatcherLock
 from lepton_tui.hostpool import GpuState, Poll
 from lepton_tui.service import Service
+from tests.clirun import lepton
 from tests.dispatch.helpers import add_local_hosts, alive, all_ended, tick_until, wait_until
-
-
-@pytest.fixture
-def svc(home: Path):
-    service = Service.open(home)
-    yield service
-    service.close()
-
-
-def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lepton_tui", "--home", str(home), *args],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
 
 
 def test_one_lock_holder_per_ledger(tmp_path):
@@ -79,16 +66,16 @@ def test_console_thread_takes_over_when_the_other_dispatcher_stops(svc, home):
 def test_serve_once_and_refusals(svc, home, tmp_path):
     add_local_hosts(svc, tmp_path, 1)
     job_id = svc.submit(command="true")
-    out = _cli(home, "serve", "--once")
+    out = lepton(home, "serve", "--once")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("polled 1 host(s) (0 failed), placed 1, launched 1")
     assert svc.get_job(job_id)["state"] in ("running", "succeeded")
-    bad = _cli(home, "serve", "--tick", "0")
+    bad = lepton(home, "serve", "--tick", "0")
     assert bad.returncode == 2 and bad.stderr.startswith("lepton-tui: error: --tick 0 is out")
     holder = DispatcherLock(home / "dispatcher.lock")
     assert holder.acquire()
     try:
-        busy = _cli(home, "serve", "--once")
+        busy = lepton(home, "serve", "--once")
     finally:
         holder.release()
     assert busy.returncode == 1
@@ -99,10 +86,10 @@ def test_serve_once_and_refusals(svc, home, tmp_path):
 def test_queue_shows_the_reason(svc, home, tmp_path):
     add_local_hosts(svc, tmp_path, 1, cpus=2)
     job_id = svc.submit(command="true", gpus=1)
-    assert _cli(home, "serve", "--once").returncode == 0
+    assert lepton(home, "serve", "--once").returncode == 0
     reason = svc.get_job(job_id)["reason"]
     assert reason.startswith("unschedulable: fits no host (needs 1 GPUs")
-    out = _cli(home, "queue")
+    out = lepton(home, "queue")
     assert "unschedulable" in out.stdout
 
 
@@ -267,7 +254,6 @@ def test_dqn_policy_dispatches_without_torch(svc, home, tmp_path):
 def test_housekeeping_reports_idle_gpus_to_their_owner(tmp_path) -> None:
     """An allocated GPU idle past the threshold gets one notice on its job, and nothing is killed."""
     from lepton_tui.dispatcher import report_waste
-    from lepton_tui.service import Service
 
     now = [1_000_000.0]
     svc = Service.open(tmp_path, user="alice", clock=lambda: now[0])

@@ -13,24 +13,8 @@ from pathlib import Path
 import pytest
 
 from inventory.remote import wrapper
-from lepton_tui.dispatcher import Dispatcher
 from lepton_tui.service import Service
 from tests.dispatch.helpers import add_local_hosts, alive, all_ended, read_json, tick_until
-
-
-@pytest.fixture
-def svc(home: Path):
-    service = Service.open(home)
-    yield service
-    service.close()
-
-
-@pytest.fixture
-def dispatcher(svc: Service):
-    d = Dispatcher(svc)
-    assert d.acquire()
-    yield d
-    d.close()
 
 
 def _running(svc: Service, job_id: int) -> bool:

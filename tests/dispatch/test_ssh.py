@@ -29,13 +29,6 @@ from tests.dispatch.helpers import (
 pytestmark = [pytest.mark.ssh, pytest.mark.slow]
 
 
-@pytest.fixture
-def svc(home: Path):
-    service = Service.open(home)
-    yield service
-    service.close()
-
-
 def _dispatcher(svc: Service) -> Dispatcher:
     # A short reconnect backoff, so a host whose sshd returns is seen again within a second.
     d = Dispatcher(svc, pool=HostPool(svc.known_hosts, backoff_max=1.0), poll_timeout_s=10)

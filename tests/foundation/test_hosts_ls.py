@@ -3,20 +3,11 @@ the lab's currency, and why a host takes no new jobs."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from lepton_tui.dispatcher import Dispatcher
 from lepton_tui.service import Service
-
-
-def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lepton_tui", "--home", str(home), *args],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"},
-    )  # fmt: skip
+from tests.clirun import lepton
 
 
 def test_hosts_ls_shows_reported_text_safely_and_why_a_host_is_drained(home: Path) -> None:
@@ -33,7 +24,7 @@ def test_hosts_ls_shows_reported_text_safely_and_why_a_host_is_drained(home: Pat
         svc.set_draining("s2", True)
     finally:
         svc.close()
-    out = _cli(home, "hosts", "ls")
+    out = lepton(home, "hosts", "ls", columns=200)
     assert out.returncode == 0, out.stderr
     assert "\x1b" not in out.stdout and "\\x1b]0;PWNED" in out.stdout and "[/bold]" in out.stdout
     assert "EUR/H" in out.stdout and "2.00" in out.stdout

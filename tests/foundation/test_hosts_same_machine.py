@@ -3,33 +3,18 @@ capacity would be counted twice); the Service API allows it for test beds on pur
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from lepton_tui.errors import ValidationError
 from lepton_tui.service import Service
-
-
-@pytest.fixture
-def svc(home: Path):
-    service = Service.open(home)
-    yield service
-    service.close()
-
-
-def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lepton_tui", "--home", str(home), *args],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+from tests.clirun import lepton
 
 
 def test_a_second_local_host_is_refused(home: Path) -> None:
-    assert _cli(home, "hosts", "add", "login", "--local", "--no-connect").returncode == 0
-    out = _cli(home, "hosts", "add", "vm2", "--local", "--no-connect")
+    assert lepton(home, "hosts", "add", "login", "--local", "--no-connect").returncode == 0
+    out = lepton(home, "hosts", "add", "vm2", "--local", "--no-connect")
     assert out.returncode == 2 and out.stdout == ""
     assert "'login' already reaches this machine" in out.stderr
     assert "twice" in out.stderr and len(out.stderr.strip().splitlines()) <= 2
