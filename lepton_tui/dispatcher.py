@@ -640,19 +640,23 @@ class Dispatcher:
                     continue
                 with self.ledger.tx():
                     for a, killed in zip(todo[name], outcome.value, strict=True):
-                        self.ledger.update("attempts", a["id"], {"fenced_at": self.clock()})
-                        self.ledger.event(
-                            "attempt.fenced",
-                            f"job {a['job_id']} attempt {a['attempt_no']}: stale copy on {name} "
-                            f"killed before anything else runs there ({killed} signal(s))",
-                            job_id=a["job_id"], host=name, actor="dispatcher",
-                            data={"token": a["token"], "killed": killed},
-                        )  # fmt: skip
-                        self.stats.fenced += 1
+                        self._fenced(a, killed, f"stale copy on {name} killed before anything "
+                                                "else runs there")  # fmt: skip
                 log.warning("fenced %d stale attempt(s) on %s", len(todo[name]), name)
         self._fence_removed(hosts)
         left = {a["host"] for a in self._unfenced()}
         return {h["name"] for h in hosts} - left
+
+    def _fenced(self, a: Mapping[str, Any], killed: int, what: str) -> None:
+        """Record that nothing of attempt `a` runs any more (inside the caller's transaction)."""
+        self.ledger.update("attempts", a["id"], {"fenced_at": self.clock()})
+        self.ledger.event(
+            "attempt.fenced",
+            f"job {a['job_id']} attempt {a['attempt_no']}: {what} ({killed} signal(s))",
+            job_id=a["job_id"], host=a["host"], actor="dispatcher",
+            data={"token": a["token"], "killed": killed},
+        )  # fmt: skip
+        self.stats.fenced += 1
 
     def _kill_stale(self, host: Mapping[str, Any], atts: list[dict[str, Any]]) -> list[int]:
         """Fence `atts` on `host` in one round trip; signals that hit, per attempt."""
@@ -694,15 +698,7 @@ class Dispatcher:
                 at, conn = removed[name]
                 if isinstance(outcome, Ok):
                     for a, killed in zip(atts, outcome.value, strict=True):
-                        self.ledger.update("attempts", a["id"], {"fenced_at": now})
-                        self.ledger.event(
-                            "attempt.fenced",
-                            f"job {a['job_id']} attempt {a['attempt_no']}: stopped on removed "
-                            f"host {name} ({killed} signal(s))",
-                            job_id=a["job_id"], host=name, actor="dispatcher",
-                            data={"token": a["token"], "killed": killed},
-                        )  # fmt: skip
-                        self.stats.fenced += 1
+                        self._fenced(a, killed, f"stopped on removed host {name}")
                 elif conn is None or now - at >= grace:
                     why = outcome.reason if isinstance(outcome, Failed) else "no connection kept"
                     for a in atts:
