@@ -13,12 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from inventory.errors import RemoteError
 from inventory.fanout import Failed, Ok, fan_out
 from inventory.hostspec import HostSpec, check_token
 from inventory.remote_call import agent_call, wrapper_source
 from inventory.transport import Transport
 
-AttemptState = Literal["starting", "running", "done", "lost", "missing"]
+AttemptState = Literal["starting", "running", "done", "lost", "missing", "unreadable"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,9 @@ class AttemptStatus:
     state: "starting" (dir made, wrapper not recorded yet), "running", "done" (exit_code set;
     includes time limit: exit 124, timed_out, reason "time limit"; and cancelled runs:
     cancelled, reason "cancelled"), "lost" (wrapper gone without an exit code, or reboot),
-    "missing" (no such attempt directory). `pid` is the job's pid (its process group).
+    "missing" (no such attempt directory), "unreadable" (its files could not be read: permissions,
+    a failing network filesystem; `reason` says why, and nothing is concluded from it). `pid` is
+    the job's pid (its process group).
     """
 
     token: str
@@ -126,6 +129,18 @@ def status(
     return {t: AttemptStatus.from_dict(s) for t, s in reply["attempts"].items()}
 
 
+def _per_token(reply: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """The agent's per-token results, less the tokens it could not handle (an `error` each:
+    a full or read-only filesystem, say); the caller sends those again."""
+    return {t: r[key] for t, r in reply["results"].items() if "error" not in r}
+
+
+def _one(spec: HostSpec, results: Mapping[str, Any], reply: Mapping[str, Any], token: str) -> Any:
+    if token not in results:
+        raise RemoteError(spec.name, f"attempt {token}: {reply['results'][token]['error']}")
+    return results[token]
+
+
 def cancel_batch(
     transport: Transport,
     spec: HostSpec,
@@ -135,10 +150,17 @@ def cancel_batch(
 ) -> dict[str, bool]:
     """Cancel several attempts on one host in ONE round trip: TERM each job's process group and
     session now, KILL what is left after `grace_s` (left to a detached process on the host, so
-    this returns at once). Per token: False if the host has no such attempt."""
+    this returns at once). Per token: True if the host has the attempt, False if not; a token
+    the host could not handle is left out."""
+    return _per_token(_cancel_reply(transport, spec, tokens, grace_s, timeout), "found")
+
+
+def _cancel_reply(
+    transport: Transport, spec: HostSpec, tokens: Sequence[str], grace_s: float, timeout: float
+) -> dict[str, Any]:
     if not tokens:
-        return {}
-    reply = agent_call(
+        return {"results": {}}
+    return agent_call(
         transport,
         spec,
         "cancel",
@@ -146,33 +168,40 @@ def cancel_batch(
         tokens=[check_token(t) for t in tokens],
         grace_s=float(grace_s),
     )
-    return {t: bool(r["found"]) for t, r in reply["results"].items()}
 
 
 def cancel(
     transport: Transport, spec: HostSpec, token: str, grace_s: float = 10, timeout: float = 30
 ) -> bool:
     """Cancel one attempt (see `cancel_batch`); False if the host has no such attempt."""
-    return cancel_batch(transport, spec, [token], grace_s, timeout)[token]
+    reply = _cancel_reply(transport, spec, [token], grace_s, timeout)
+    return bool(_one(spec, _per_token(reply, "found"), reply, token))
+
+
+def _kill_reply(
+    transport: Transport, spec: HostSpec, tokens: Sequence[str], timeout: float
+) -> dict[str, Any]:
+    if not tokens:
+        return {"results": {}}
+    return agent_call(
+        transport, spec, "kill_stale", timeout=timeout, tokens=[check_token(t) for t in tokens]
+    )
 
 
 def kill_stale_batch(
     transport: Transport, spec: HostSpec, tokens: Sequence[str], timeout: float = 30
 ) -> dict[str, int]:
-    """Fencing in ONE round trip: SIGKILL each attempt's wrapper and job if they still run (an
-    attempt whose directory is gone is looked for among the user's processes); per token, how
-    many signals hit. A wrapper that has not started yet will not run its job."""
-    if not tokens:
-        return {}
-    reply = agent_call(
-        transport, spec, "kill_stale", timeout=timeout, tokens=[check_token(t) for t in tokens]
-    )
-    return {t: int(r["killed"]) for t, r in reply["results"].items()}
+    """Fencing in ONE round trip: SIGKILL each attempt's wrapper and job if they still run (its
+    processes are also looked for by token among the user's, for an attempt whose files are gone
+    or unreadable); per token, how many signals hit. A wrapper that has not started yet will not
+    run its job. A token the host could not handle is left out."""
+    return _per_token(_kill_reply(transport, spec, tokens, timeout), "killed")
 
 
 def kill_stale(transport: Transport, spec: HostSpec, token: str, timeout: float = 30) -> int:
     """Fence one attempt (see `kill_stale_batch`); returns how many signals hit."""
-    return kill_stale_batch(transport, spec, [token], timeout)[token]
+    reply = _kill_reply(transport, spec, [token], timeout)
+    return int(_one(spec, _per_token(reply, "killed"), reply, token))
 
 
 def read_log(

@@ -203,8 +203,6 @@ class Dispatcher:
         self.started_at = clock()
         self._unreconciled: set[str] | None = None  # hosts with attempts from before this start
         self._cancel_sent: set[str] = set()
-        self._launch_tries: dict[str, int] = {}
-        self._missing_since: dict[str, float] = {}  # running attempts their host no longer shows
         self._drained: set[str] = set()
         self._policy: Any = None
         self._policy_key: tuple[Any, ...] | None = None
@@ -400,8 +398,10 @@ class Dispatcher:
 
         def call(host: dict[str, Any], tokens: list[str]) -> list[str]:
             spec, transport = self.pool.get(host)
-            supervisor.cancel_batch(transport, spec, tokens, grace_s=grace)  # one round trip
-            return tokens
+            found = supervisor.cancel_batch(transport, spec, tokens, grace_s=grace)  # 1 trip
+            # a token the host did not find (a directory hidden for a while) or could not handle
+            # is sent again next tick, until its attempt ends one way or the other
+            return [t for t in tokens if found.get(t)]
 
         results = fan_out(
             {name: _bind(call, up[name], toks) for name, toks in todo.items()},
@@ -489,14 +489,22 @@ class Dispatcher:
         if st.state == "missing" and a["state"] == "running":
             # Not proof that the job died: a network filesystem can hide the directory for a
             # while. Lose it only once it has stayed out of sight for the host grace period.
-            first = self._missing_since.setdefault(token, self.clock())
+            # (kept in the ledger: a restarted dispatcher, or `serve --once`, goes on counting)
+            first = a.get("missing_since")
+            if first is None:
+                first = self.clock()
+                self.ledger.execute(
+                    "UPDATE attempts SET missing_since = ? WHERE token = ?", (first, token)
+                )
             if self.clock() - first < self.setting("host_grace_s"):
                 return None
             why = f"its directory has been gone from the host for {self.clock() - first:.0f}s"
             self._lose(a, f"attempt lost on {a['host']}: {why}", job_state)
-            self._missing_since.pop(token, None)
             return "ended"
-        self._missing_since.pop(token, None)
+        if a.get("missing_since") is not None and st.state != "unreadable":
+            self.ledger.execute(
+                "UPDATE attempts SET missing_since = NULL WHERE token = ?", (token,)
+            )
         if st.state == "lost":
             why = st.reason or "its wrapper is gone"
             self._lose(a, f"attempt lost on {a['host']}: {why}", job_state)
@@ -558,14 +566,21 @@ class Dispatcher:
             self.ledger.transition_attempt(a["token"], state, reason=reason, **fields)
 
     def _lose(self, a: Mapping[str, Any], why: str, job_state: str) -> None:
-        """Mark an attempt lost; requeue its job while retries last, else fail it."""
-        job = self.ledger.query_one("SELECT retries, attempts_used FROM jobs WHERE id = ?",
-                                    (a["job_id"],))  # fmt: skip
+        """Mark an attempt lost; requeue its job while retries last, else fail it.
+
+        A retry is spent only by an attempt that started running: one lost before its job ever
+        ran (a failed launch, a host that went down while starting it) is not the job's fault.
+        """
+        job = self.ledger.query_one(
+            "SELECT retries, (SELECT COUNT(*) FROM attempts WHERE job_id = jobs.id "
+            "AND started_at IS NOT NULL) AS ran FROM jobs WHERE id = ?",
+            (a["job_id"],),
+        )
         if job_state == "cancelling":
             target, reason = "cancelled", f"cancelled ({why})"
         elif job_state in ("starting", "running"):
-            if job and int(job["attempts_used"]) <= int(job["retries"]):
-                left = int(job["retries"]) - int(job["attempts_used"]) + 1
+            if job and int(job["ran"]) <= int(job["retries"]):
+                left = int(job["retries"]) - int(job["ran"]) + 1
                 target, reason = (
                     "queued",
                     f"requeued, {left} retr{'y' if left == 1 else 'ies'} left: {why}",
@@ -639,9 +654,10 @@ class Dispatcher:
                     log.warning("fencing on %s failed: %s", name, outcome.reason)
                     continue
                 with self.ledger.tx():
-                    for a, killed in zip(todo[name], outcome.value, strict=True):
-                        self._fenced(a, killed, f"stale copy on {name} killed before anything "
-                                                "else runs there")  # fmt: skip
+                    for a in todo[name]:
+                        if a["token"] in outcome.value:  # else the host could not: next tick
+                            self._fenced(a, outcome.value[a["token"]], f"stale copy on {name} "
+                                         "killed before anything else runs there")  # fmt: skip
                 log.warning("fenced %d stale attempt(s) on %s", len(todo[name]), name)
         self._fence_removed(hosts)
         left = {a["host"] for a in self._unfenced()}
@@ -658,11 +674,10 @@ class Dispatcher:
         )  # fmt: skip
         self.stats.fenced += 1
 
-    def _kill_stale(self, host: Mapping[str, Any], atts: list[dict[str, Any]]) -> list[int]:
-        """Fence `atts` on `host` in one round trip; signals that hit, per attempt."""
+    def _kill_stale(self, host: Mapping[str, Any], atts: list[dict[str, Any]]) -> dict[str, int]:
+        """Fence `atts` on `host` in one round trip; signals that hit, per token it handled."""
         spec, transport = self.pool.get(host)
-        hit = supervisor.kill_stale_batch(transport, spec, [a["token"] for a in atts])
-        return [hit[a["token"]] for a in atts]
+        return supervisor.kill_stale_batch(transport, spec, [a["token"] for a in atts])
 
     def _fence_removed(self, hosts: list[dict[str, Any]]) -> None:
         """Stop what still runs of attempts on hosts removed with `hosts rm --force`, reaching
@@ -697,8 +712,11 @@ class Dispatcher:
                 outcome = results.get(name)
                 at, conn = removed[name]
                 if isinstance(outcome, Ok):
-                    for a, killed in zip(atts, outcome.value, strict=True):
-                        self._fenced(a, killed, f"stopped on removed host {name}")
+                    for a in atts:
+                        if a["token"] in outcome.value:
+                            self._fenced(
+                                a, outcome.value[a["token"]], f"stopped on removed host {name}"
+                            )
                 elif conn is None or now - at >= grace:
                     why = outcome.reason if isinstance(outcome, Failed) else "no connection kept"
                     for a in atts:
@@ -723,6 +741,19 @@ class Dispatcher:
         )
         if not queued:
             return 0, 0
+        # A job whose lost attempt may still run on a host that answers (or on a host just
+        # removed) waits until that copy is stopped, so it never runs twice; one on a host that
+        # is down is requeued at once (the README says what that costs).
+        fencing = {
+            r["job_id"]: r["host"]
+            for r in self.ledger.query(
+                "SELECT a.job_id, a.host FROM attempts a LEFT JOIN hosts h ON h.name = a.host "
+                "WHERE a.state = 'lost' AND a.fenced_at IS NULL "
+                "AND (h.name IS NULL OR h.state != 'down')"
+            )
+        }
+        held = {j["id"] for j in queued if j["id"] in fencing}
+        queued = [j for j in queued if j["id"] not in held]
         deps = self.ledger.query(
             "SELECT d.job_id, d.depends_on, j.state FROM job_deps d "
             "JOIN jobs q ON q.id = d.job_id AND q.state = 'queued' "
@@ -738,6 +769,8 @@ class Dispatcher:
             except IllegalTransition:
                 pass
         reasons = dict(sorting.reasons)
+        for job_id in held:
+            reasons[job_id] = f"waiting until its last attempt on {fencing[job_id]} is stopped"
         placed: list[tuple[dict[str, Any], Any]] = []
         policy_name = None
         if sorting.pending and not reconciled:
@@ -904,18 +937,25 @@ class Dispatcher:
             if not isinstance(outcome, Ok):
                 log.warning("launch on %s failed (will retry): %s", name, outcome.reason)
                 broken = []
-                for s in specs:
-                    tries = self._launch_tries.get(s.token, 0) + 1
-                    self._launch_tries[s.token] = tries
-                    if tries >= MAX_LAUNCH_TRIES and _is_remote_error(outcome.error):
-                        broken.append(by_token[s.token])
+                with self.ledger.tx():  # counted in the ledger, across restarts
+                    for s in specs:
+                        self.ledger.execute(
+                            "UPDATE attempts SET launch_failures = launch_failures + 1 "
+                            "WHERE token = ?",
+                            (s.token,),
+                        )
+                        row = self.ledger.query_one(
+                            "SELECT launch_failures FROM attempts WHERE token = ?", (s.token,)
+                        )
+                        tries = int(row["launch_failures"]) if row else 0
+                        if tries >= MAX_LAUNCH_TRIES and _is_remote_error(outcome.error):
+                            broken.append(by_token[s.token])
                 if broken:  # the host answers but cannot start jobs (full disk, quota, ...)
                     self._launch_broken(hosts[name], broken, outcome.reason)
                 continue
             with self.ledger.tx():
                 for s, res in zip(specs, outcome.value, strict=True):
                     a = by_token[s.token]
-                    self._launch_tries.pop(s.token, None)
                     row = self.ledger.query_one(
                         "SELECT state FROM attempts WHERE token = ?", (s.token,)
                     )
@@ -934,25 +974,17 @@ class Dispatcher:
 
     def _launch_broken(self, host: Mapping[str, Any], atts: list[dict[str, Any]], why: str) -> None:
         """A host whose agent answers but fails every launch: not the jobs' fault. Requeue them
-        (without spending their retries) and drain the host with the reason, as Slurm drains a
-        node whose job launch fails, until an admin fixes it and resumes it. The attempts stay
-        unfenced, so anything that did start there is killed before it may run anything else."""
+        (a launch that never ran spends no retry, see `_lose`) and drain the host with the
+        reason, as Slurm drains a node whose job launch fails, until an admin fixes it and
+        resumes it. The attempts stay unfenced: anything that did start there is killed before
+        the job is placed again (`_place`) or the host runs anything else."""
         name = host["name"]
         self._drained.add(name)
         with self.ledger.tx():
             for a in atts:
-                self._launch_tries.pop(a["token"], None)
                 job_state = self._job_state(a["job_id"])
-                if job_state == "cancelling":
-                    target, reason = "cancelled", "cancelled before it started"
-                else:
-                    target, reason = "queued", f"requeued: launch failed on {name}: {why}"
                 with contextlib.suppress(IllegalTransition):
-                    self.ledger.transition_attempt(
-                        a["token"], "lost", job_state=target, reason=reason
-                    )
-                    if target == "queued":
-                        self.ledger.update("jobs", a["job_id"], {"host": None})
+                    self._lose(a, f"launch failed on {name}: {why}", job_state)
             self.ledger.update("hosts", host["id"], {"last_error": f"launch failed: {why}"[:500]})
             if host.get("admin_state") != "draining":
                 self.ledger.update("hosts", host["id"], {"admin_state": "draining"})
@@ -993,8 +1025,6 @@ class Dispatcher:
             )
         }
         self._cancel_sent &= active
-        self._missing_since = {k: v for k, v in self._missing_since.items() if k in active}
-        self._launch_tries = {k: v for k, v in self._launch_tries.items() if k in active}
 
 
 class DispatcherHandle:

@@ -239,8 +239,16 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
         db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
 
 
+def _migrate_3(db: sqlite_utils.Database) -> None:
+    """What the dispatcher notices about an attempt across ticks, kept so that a restarted
+    dispatcher (or `serve --once` from a timer) goes on counting: since when its host has not
+    shown its directory, and how many launches of it failed."""
+    db.execute("ALTER TABLE attempts ADD COLUMN missing_since REAL")
+    db.execute("ALTER TABLE attempts ADD COLUMN launch_failures INTEGER NOT NULL DEFAULT 0")
+
+
 # Append forward migrations here; never edit a released one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

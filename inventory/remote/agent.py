@@ -23,11 +23,13 @@ APP_FIELDS = "gpu_uuid,pid,used_memory"
 
 # -- small helpers ---------------------------------------------------------------------------
 def read_text(path, default=None):
-    """A file's text, or `default` when it cannot be read."""
+    """A file's text, or `default` when it does not exist (or is not text). Any other error
+    (permissions, a failing or stale network filesystem) raises: "cannot read" is not "absent",
+    and an attempt must not be reported gone because its files could not be read."""
     try:
         with open(path) as f:
             return f.read()
-    except (OSError, UnicodeDecodeError):
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
         return default
 
 
@@ -52,7 +54,10 @@ def write_atomic(path, data):
 
 def boot_id():
     """This boot's id ("" where the kernel has none)."""
-    return (read_text("/proc/sys/kernel/random/boot_id") or "").strip()
+    try:
+        return (read_text("/proc/sys/kernel/random/boot_id") or "").strip()
+    except OSError:
+        return ""
 
 
 def proc_stat(pid):
@@ -79,17 +84,19 @@ def jobs_dir(root):
     return os.path.join(os.path.expanduser(root), "jobs")
 
 
-def find_attempt(root, token):
-    """The attempt directory `<job>-<token>` for `token`, or None.
+def find_attempt(root, token, names=None):
+    """The attempt directory `<job>-<token>` for `token`, or None (`names`: the jobs directory's
+    listing, when the caller has it already).
 
     Only a jobs directory that does not exist means "no such attempt"; any other error reading
     it (a hung or failing network filesystem, permissions) raises, so the caller's poll fails
     instead of reporting running jobs as gone."""
     jd = jobs_dir(root)
-    try:
-        names = os.listdir(jd)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
+    if names is None:
+        try:
+            names = os.listdir(jd)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
     suffix = "-" + token
     for name in names:
         if name.endswith(suffix) and name[: -len(suffix)].isdigit():
@@ -327,8 +334,18 @@ def status_of(d, token):
     return st
 
 
+def safe_status(find, token):
+    """status_of(find(), token), or "unreadable" with the error: one attempt whose files cannot
+    be read must not fail the whole poll (and with it every job on the host)."""
+    try:
+        return status_of(find(), token)
+    except OSError as exc:
+        return {"token": token, "state": "unreadable", "reason": f"{type(exc).__name__}: {exc}"}
+
+
 def statuses(root, tokens):
-    """Status of each token, or of every attempt directory under root when tokens is None."""
+    """Status of each token, or of every attempt directory under root when tokens is None.
+    A jobs directory that cannot be listed raises (the poll fails: nothing is concluded)."""
     if tokens is None:
         out = {}
         try:
@@ -338,9 +355,11 @@ def statuses(root, tokens):
         for name in names:
             job, _, token = name.partition("-")
             if job.isdigit() and token:
-                out[token] = status_of(os.path.join(jobs_dir(root), name), token)
+                d = os.path.join(jobs_dir(root), name)
+                out[token] = safe_status(lambda d=d: d, token)
         return out
-    return dict((t, status_of(find_attempt(root, t), t)) for t in tokens)
+    jd_names = os.listdir(jobs_dir(root)) if tokens and os.path.isdir(jobs_dir(root)) else None
+    return dict((t, safe_status(lambda t=t: find_attempt(root, t, jd_names), t)) for t in tokens)
 
 
 def launch_one(root, item, wrapper_source):
@@ -367,6 +386,9 @@ def launch_one(root, item, wrapper_source):
     try:
         subprocess.Popen(
             [sys.executable or "python3", "-I", "-S", os.path.join(d, "wrapper.py"), d],
+            # not the caller's own LEPTON_* (a dispatcher run inside a lepton job would hand its
+            # LEPTON_ATTEMPT on, and fencing that job would kill this one too)
+            env=dict((k, v) for k, v in os.environ.items() if not k.startswith("LEPTON_")),
             stdin=devnull,
             stdout=log,
             stderr=log,
@@ -464,19 +486,29 @@ def cancel_one(root, token, grace_s):
 
 
 def op_cancel(req):
-    """Cancel each of `tokens` (one round trip for all of a host's cancels)."""
+    """Cancel each of `tokens` (one round trip for all of a host's cancels); a token whose
+    attempt cannot be reached (a read-only or full filesystem) gets an error, not the others."""
     grace = float(req.get("grace_s", 10))
-    return {"results": dict((t, cancel_one(req["root"], t, grace)) for t in req["tokens"])}
+    results = {}
+    for t in req["tokens"]:
+        try:
+            results[t] = cancel_one(req["root"], t, grace)
+        except Exception as exc:  # reported per token; the caller sends it again
+            results[t] = {"error": f"{type(exc).__name__}: {exc}"}
+    return {"results": results}
 
 
-def token_pids(token):
-    """This user's processes of attempt `token`, found without its directory: the wrapper by
-    its command line, the job and everything in its session by LEPTON_ATTEMPT in their
-    environment."""
-    env_entry = ("LEPTON_ATTEMPT=" + token).encode()
-    dir_part = ("-" + token).encode()
+def token_pids(tokens):
+    """Per token, this user's processes of that attempt, found without its files: the wrapper
+    by its command line (`.../jobs/<job>-<token>/wrapper.py`), the job and everything in its
+    session by LEPTON_ATTEMPT=<token> in their environment. One pass over /proc for all."""
+    tokens = list(tokens)
+    env_of = dict((("LEPTON_ATTEMPT=" + t).encode(), t) for t in tokens)
+    wrapper_of = dict((("-" + t + "/wrapper.py").encode(), t) for t in tokens)
     me, uid = os.getpid(), os.getuid()
-    pids, sessions = set(), set()
+    found = dict((t, set()) for t in tokens)
+    sessions = {}
+    stats = {}
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == me:
             continue
@@ -490,52 +522,78 @@ def token_pids(token):
                 environ = f.read().split(b"\0")
         except OSError:
             continue
-        if env_entry in environ:
-            pids.add(pid)
-            st = proc_stat(pid)
-            if st is not None:
-                sessions.add(st[1])
-        elif any(a.endswith(b"wrapper.py") and dir_part + b"/" in a for a in argv):
-            pids.add(pid)
-    if sessions:
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                st = proc_stat(int(name))
-                if st is not None and st[1] in sessions and st[0] not in ("Z", "X"):
-                    pids.add(int(name))
-    pids.discard(me)
-    return sorted(pids)
+        st = proc_stat(pid)
+        if st is None:
+            continue
+        stats[pid] = st
+        for entry in environ:
+            t = env_of.get(entry)
+            if t is not None:
+                found[t].add(pid)
+                sessions[st[1]] = t
+        for arg in argv:
+            for suffix, t in wrapper_of.items():
+                head = arg[: -len(suffix)]
+                if arg.endswith(suffix) and head.rsplit(b"/", 1)[-1].isdigit():
+                    found[t].add(pid)
+    for pid, st in stats.items():
+        t = sessions.get(st[1])
+        if t is not None and st[0] not in ("Z", "X"):
+            found[t].add(pid)
+    return dict((t, sorted(pids)) for t, pids in found.items())
 
 
-def kill_stale_one(root, token):
-    """Fencing: SIGKILL an attempt's wrapper and job if they still run. Without the attempt's
-    directory (deleted, or a filesystem that lost it) its processes are found in /proc."""
+def kill_stale_one(root, token, pids_of):
+    """Fencing: SIGKILL an attempt's wrapper and job if they still run. Where its record is
+    missing or unreadable (deleted, a wrapper that died before writing it, a failing network
+    filesystem) its processes come from `pids_of(token)`, a scan of /proc."""
     d = find_attempt(root, token)
     killed = 0
-    if d is None:
-        for pid in token_pids(token):
+    info = None
+    if d is not None:
+        # first, so a wrapper that has not recorded itself yet does not run the job; best effort:
+        # a full or read-only filesystem must not stop the kill
+        try:
+            write_atomic(os.path.join(d, "fenced"), (f"{time.time():f}\n").encode())
+        except OSError:
+            pass
+        try:
+            info = read_json(os.path.join(d, "wrapper.json"))
+        except OSError:
+            info = None
+    if info:
+        if alive(info.get("pid"), info.get("start_time"), info.get("boot_id")):
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(info["pid"], signal.SIGKILL)
                 killed += 1
             except OSError:
                 pass
-        return {"found": False, "killed": killed}
-    # written first: a wrapper that has not recorded itself yet sees it and does not run the job
-    write_atomic(os.path.join(d, "fenced"), (f"{time.time():f}\n").encode())
-    info = read_json(os.path.join(d, "wrapper.json")) or {}
-    if alive(info.get("pid"), info.get("start_time"), info.get("boot_id")):
+        killed += signal_job(info, signal.SIGKILL)
+    for pid in pids_of(token):
         try:
-            os.kill(info["pid"], signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
             killed += 1
         except OSError:
             pass
-    killed += signal_job(info, signal.SIGKILL)
-    return {"found": True, "killed": killed}
+    return {"found": d is not None, "killed": killed}
 
 
 def op_kill_stale(req):
     """Fence each of `tokens` (one round trip for all of a host's stale attempts)."""
-    return {"results": dict((t, kill_stale_one(req["root"], t)) for t in req["tokens"])}
+    scan = {}
+
+    def pids_of(token):
+        if not scan:
+            scan.update(token_pids(req["tokens"]))
+        return scan.get(token, [])
+
+    results = {}
+    for t in req["tokens"]:
+        try:
+            results[t] = kill_stale_one(req["root"], t, pids_of)
+        except Exception as exc:  # reported per token; the caller fences it again
+            results[t] = {"error": f"{type(exc).__name__}: {exc}"}
+    return {"results": results}
 
 
 def op_read_log(req):

@@ -208,9 +208,9 @@ def main(d):
                 signal_job(proc.pid, job_start, signal.SIGKILL)
                 kill_at = None
             elif deadline is not None and not timed_out and time.time() >= deadline:
-                timed_out = True  # TERM now, KILL after the grace
+                timed_out = True  # TERM now, KILL after the grace (or sooner, for a cancel)
                 signal_job(proc.pid, job_start, signal.SIGTERM)
-                kill_at = time.time() + grace
+                kill_at = min(kill_at or float("inf"), time.time() + grace)
     # the job's leader is gone; make sure nothing of its session outlives it after a cancel/timeout
     if timed_out or os.path.exists(os.path.join(d, "cancel_requested")):
         signal_job(proc.pid, job_start, signal.SIGKILL)

@@ -229,7 +229,10 @@ def test_a_removed_host_out_of_reach_is_given_up_with_an_event(svc, tmp_path):
         d.close()
     (event,) = svc.ledger.query("SELECT * FROM events WHERE kind = 'attempt.unfenced'")
     assert "may still run there" in event["message"] and "abcdef012345" in event["message"]
-    assert svc.get_job(job_id)["state"] == "failed"  # no retries left: lost with its host
+    # it never ran, so no retry is spent: queued again, placeable once the copy is given up
+    job = svc.get_job(job_id)
+    assert job["state"] == "queued" and "waiting until its last attempt" not in job["reason"]
+    assert "removed" in svc.ledger.attempts_for(job_id)[0]["reason"]
 
 
 def test_dqn_policy_dispatches_without_torch(svc, home, tmp_path):

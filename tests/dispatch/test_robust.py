@@ -5,6 +5,7 @@ round trips that cancels and fencing cost (local transport: the hosts are this m
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from inventory.remote import wrapper
+from lepton_tui.dispatcher import Dispatcher
 from lepton_tui.service import Service
 from tests.dispatch.helpers import add_local_hosts, alive, all_ended, read_json, tick_until
 
@@ -119,21 +121,135 @@ def test_launches_failing_on_a_host_drain_it_and_requeue_the_job(svc, dispatcher
     (tmp_path / "file").write_text("not a directory\n")
     svc.add_host("broken", local=True, root_dir=str(tmp_path / "file" / "root"),
                  capacity={"cpus": 4, "mem_mb": 8192})  # fmt: skip
-    job_id = svc.submit(command="echo hi")
+    job_id = svc.submit(command="sleep 30", retries=1)
     tick_until(dispatcher, lambda: svc.get_host("broken")["admin_state"] == "draining", timeout=30)
     assert svc.get_job(job_id)["state"] == "queued"
     (attempt,) = svc.ledger.attempts_for(job_id)
     assert attempt["state"] == "lost" and "launch failed on broken" in (attempt["reason"] or "")
+    assert attempt["launch_failures"] == 3  # counted in the ledger, across restarts
     drained = svc.ledger.query("SELECT * FROM events WHERE kind = 'host.drain'")
     assert drained[-1]["actor"] == "dispatcher" and "hosts resume broken" in drained[-1]["message"]
     add_local_hosts(svc, tmp_path, 1)
-    tick_until(dispatcher, lambda: all_ended(svc), timeout=30, pause=0.2)
-    assert svc.get_job(job_id)["state"] == "succeeded"
+    tick_until(dispatcher, lambda: _running(svc, job_id), timeout=30)
     assert [a["host"] for a in svc.ledger.attempts_for(job_id)][-1] == "local0"
+    # the failed launch spent no retry: its one retry is still there for a real loss
+    info = read_json(Path(svc.ledger.attempts_for(job_id)[-1]["remote_dir"]) / "wrapper.json")
+    os.kill(info["pid"], signal.SIGKILL)
+    tick_until(dispatcher, lambda: len(svc.ledger.attempts_for(job_id)) == 3, timeout=30)
+    assert "1 retry left" in svc.ledger.attempts_for(job_id)[1]["reason"]
+    svc.cancel([job_id])
+    tick_until(dispatcher, lambda: all_ended(svc), timeout=30, pause=0.2)
+
+
+def test_a_job_is_not_placed_again_while_its_old_copy_may_run(
+    svc, dispatcher, tmp_path, monkeypatch
+):
+    """Its lost attempt on a host that answers is not fenced yet (the host could not, this
+    tick): the job waits, with the reason, instead of running a second copy elsewhere."""
+    add_local_hosts(svc, tmp_path, 2)
+    job_id = svc.submit(command="sleep 60", retries=1)
+    tick_until(dispatcher, lambda: _running(svc, job_id), timeout=20)
+    (first,) = svc.ledger.attempts_for(job_id)
+    info = read_json(Path(first["remote_dir"]) / "wrapper.json")
+    real_kill = dispatcher._kill_stale
+    monkeypatch.setattr(dispatcher, "_kill_stale", lambda host, atts: {})  # handled nothing
+    os.kill(info["pid"], signal.SIGKILL)  # the wrapper dies; the job itself runs on
+    tick_until(dispatcher, lambda: svc.get_job(job_id)["state"] == "queued", timeout=20)
+    for _ in range(3):
+        dispatcher.tick()
+    job = svc.get_job(job_id)
+    assert job["state"] == "queued" and len(svc.ledger.attempts_for(job_id)) == 1
+    assert f"waiting until its last attempt on {first['host']} is stopped" in job["reason"]
+    assert alive(info["job_pid"])
+    monkeypatch.setattr(dispatcher, "_kill_stale", real_kill)
+    tick_until(dispatcher, lambda: _running(svc, job_id), timeout=20)
+    assert not alive(info["job_pid"]) and svc.ledger.attempts_for(job_id)[0]["fenced_at"]
+    svc.cancel([job_id])
+    tick_until(dispatcher, lambda: all_ended(svc), timeout=30, pause=0.2)
+
+
+def test_a_dispatcher_that_restarts_every_tick_still_counts_the_grace(svc, tmp_path):
+    """`serve --once` from a timer: a fresh dispatcher each tick. The time a directory has been
+    out of sight is in the ledger, so the attempt is still lost after the grace."""
+    svc.set_setting("host_grace_s", 1.0)
+    add_local_hosts(svc, tmp_path, 1)
+    job_id = svc.submit(command="sleep 60")
+
+    def once() -> None:
+        d = Dispatcher(svc)
+        assert d.acquire()
+        try:
+            d.tick()
+        finally:
+            d.close()
+
+    deadline = time.monotonic() + 20
+    while not _running(svc, job_id) and time.monotonic() < deadline:
+        once()
+    (tmp_path / "local0" / "jobs").rename(tmp_path / "gone")
+    while svc.get_job(job_id)["state"] == "running" and time.monotonic() < deadline + 20:
+        once()
+        time.sleep(0.2)
+    assert svc.ledger.attempts_for(job_id)[0]["state"] == "lost"
+
+
+def test_a_cancel_while_the_directory_hides_is_sent_again(svc, dispatcher, tmp_path):
+    """The host did not find the attempt when the cancel went out (its directory hidden): the
+    cancel is sent again once it is back, and the job is cancelled, not run to its end."""
+    add_local_hosts(svc, tmp_path, 1)
+    job_id = svc.submit(command="sleep 60")
+    tick_until(dispatcher, lambda: _running(svc, job_id), timeout=20)
+    jobs = tmp_path / "local0" / "jobs"
+    jobs.rename(tmp_path / "hidden")
+    try:
+        svc.cancel([job_id])
+        dispatcher.tick()
+        dispatcher.tick()
+    finally:
+        (tmp_path / "hidden").rename(jobs)
+    tick_until(dispatcher, lambda: all_ended(svc), timeout=30, pause=0.2)
+    assert svc.get_job(job_id)["state"] == "cancelled"
+
+
+def test_an_unreadable_attempt_is_not_concluded_lost(tmp_path):
+    """Files that cannot be read (here wrapper.json is a directory: EISDIR, as EACCES or ESTALE
+    would be) make that attempt "unreadable", not "lost", and the others still report."""
+    from inventory.remote import agent
+
+    root = tmp_path / "root"
+    bad, good = root / "jobs" / "1-aaaaaaaaaaaa", root / "jobs" / "2-bbbbbbbbbbbb"
+    (bad / "wrapper.json").mkdir(parents=True)
+    good.mkdir(parents=True)
+    (good / "exit_code").write_text("0\n")
+    st = agent.statuses(str(root), ["aaaaaaaaaaaa", "bbbbbbbbbbbb"])
+    assert (
+        st["aaaaaaaaaaaa"]["state"] == "unreadable"
+        and "IsADirectory" in st["aaaaaaaaaaaa"]["reason"]
+    )
+    assert st["bbbbbbbbbbbb"]["state"] == "done"
+
+
+def test_one_attempt_the_host_cannot_write_does_not_stop_the_others(tmp_path):
+    """Batched cancels and fences: an attempt whose files cannot be written gets an error of its
+    own, the others are handled; fencing kills even where it cannot leave its mark."""
+    from inventory.remote import agent
+
+    root = tmp_path / "root"
+    bad = root / "jobs" / "1-aaaaaaaaaaaa"
+    (bad / "cancel_requested").mkdir(parents=True)  # writing it fails
+    (bad / "fenced").mkdir()
+    ok = root / "jobs" / "2-bbbbbbbbbbbb"
+    ok.mkdir()
+    (ok / "wrapper.py").write_text("")
+    res = agent.op_cancel({"root": str(root), "tokens": ["aaaaaaaaaaaa", "bbbbbbbbbbbb"],
+                           "grace_s": 1})["results"]  # fmt: skip
+    assert "error" in res["aaaaaaaaaaaa"] and res["bbbbbbbbbbbb"]["found"] is True
+    fenced = agent.op_kill_stale({"root": str(root), "tokens": ["aaaaaaaaaaaa"]})["results"]
+    assert fenced["aaaaaaaaaaaa"] == {"found": True, "killed": 0}
 
 
 def test_cancels_and_fencing_cost_one_round_trip_per_host(svc, dispatcher, tmp_path):
-    """Five cancels on one host go out in one exec, not five."""
+    """Five cancels on one host go out in one exec, not five; so do five fences."""
     add_local_hosts(svc, tmp_path, 1)
     ids = [svc.submit(command="sleep 60", cpus=0.5) for _ in range(5)]
     tick_until(dispatcher, lambda: all(_running(svc, i) for i in ids), timeout=30)
@@ -142,6 +258,19 @@ def test_cancels_and_fencing_cost_one_round_trip_per_host(svc, dispatcher, tmp_p
     assert dispatcher.tick().round_trips == quiet + 1  # the poll and one cancel call
     tick_until(dispatcher, lambda: all_ended(svc), timeout=30, pause=0.2)
     assert {svc.get_job(i)["state"] for i in ids} == {"cancelled"}
+    # five attempts lost at once (their wrappers killed): one fencing call for all of them
+    ids = [svc.submit(command="sleep 60", cpus=0.5, retries=1) for _ in range(5)]
+    tick_until(dispatcher, lambda: all(_running(svc, i) for i in ids), timeout=30)
+    for i in ids:
+        info = read_json(Path(svc.ledger.attempts_for(i)[0]["remote_dir"]) / "wrapper.json")
+        os.kill(info["pid"], signal.SIGKILL)
+    time.sleep(0.2)
+    fenced_before = dispatcher.stats.fenced
+    trips = dispatcher.tick().round_trips
+    assert dispatcher.stats.fenced == fenced_before + 5
+    assert trips == quiet + 2  # the poll, one fencing call, one launch of the five again
+    svc.cancel(ids)
+    tick_until(dispatcher, lambda: all_ended(svc), timeout=30, pause=0.2)
 
 
 if sys.platform != "linux":  # /proc is how the agent finds processes

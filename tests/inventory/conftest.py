@@ -46,4 +46,4 @@ def _no_stray_jobs(request: pytest.FixtureRequest) -> Iterator[None]:
     for host in bed.hosts:
         for token, st in agent.statuses(host.root_dir, None).items():
             if st["state"] in ("running", "starting"):
-                agent.kill_stale_one(host.root_dir, token)
+                agent.op_kill_stale({"root": host.root_dir, "tokens": [token]})
