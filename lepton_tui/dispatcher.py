@@ -42,6 +42,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import math
 import os
 import resource
 import secrets
@@ -85,6 +86,7 @@ DEFAULTS: dict[str, Any] = {
 COMPACT_EVERY_S = 60.0
 DECISIONS_KEEP = 5000
 MAX_LAUNCH_TRIES = 3
+REMOVED_RETRY_S = 30.0  # how often fencing tries a removed host again
 DECISIONS_PER_ROUND = 200
 EXPLAIN_PER_ROUND = 50
 
@@ -204,6 +206,7 @@ class Dispatcher:
         self._unreconciled: set[str] | None = None  # hosts with attempts from before this start
         self._cancel_sent: set[str] = set()
         self._drained: set[str] = set()
+        self._removed_tried: dict[str, float] = {}  # removed host -> when fencing last tried it
         self._policy: Any = None
         self._policy_key: tuple[Any, ...] | None = None
         self._bad_settings: dict[str, str] = {}
@@ -700,13 +703,16 @@ class Dispatcher:
             data = json.loads(ev["data"]) if ev and ev["data"] else {}
             conn = data.get("connection") if isinstance(data, dict) else None
             removed[name] = (float(ev["at"]) if ev else 0.0, conn)
+        now, grace = self.clock(), self.setting("host_grace_s")
+        # at most one try per host every REMOVED_RETRY_S: an unreachable host (the usual reason
+        # for --force) must not add a connection timeout to every tick
         calls = {
             name: _bind(self._kill_stale, {**conn, "name": name}, by_host[name])
             for name, (_, conn) in removed.items()
-            if conn
+            if conn and now - self._removed_tried.get(name, -math.inf) >= REMOVED_RETRY_S
         }
+        self._removed_tried.update(dict.fromkeys(calls, now))
         results = fan_out(calls, timeout=self.poll_timeout_s) if calls else {}
-        now, grace = self.clock(), self.setting("host_grace_s")
         with self.ledger.tx():
             for name, atts in by_host.items():
                 outcome = results.get(name)
