@@ -488,7 +488,7 @@ class Ledger:
         after = list(spec.get("after") or [])
         for dep in after:
             if self.query_one("SELECT id FROM jobs WHERE id = ?", (dep,)) is None:
-                raise NotFound(f"job {dep} (named in --after) does not exist")
+                raise NotFound(f"job {dep} (to run after) does not exist")
         row = {
             "name": spec.get("name"),
             "user": user,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 
 import click
 
@@ -80,8 +81,19 @@ def cli(ctx: click.Context, home: str | None, demo: bool, theme: str | None) -> 
 
 
 def main() -> None:
-    """Entry point of the `lepton-tui` script."""
-    cli.main(prog_name="lepton-tui", standalone_mode=True)
+    """Entry point of the `lepton-tui` script: errors of the top-level options are one line
+    too (the subcommands' are turned into one line by `LeptonGroup`)."""
+    from lepton_tui.cli.common import fail, usage_error
+
+    try:
+        code = cli.main(prog_name="lepton-tui", standalone_mode=False)
+    except click.UsageError as exc:
+        usage_error(exc)
+    except click.ClickException as exc:
+        fail(exc.format_message(), exc.exit_code)
+    except click.exceptions.Abort:
+        fail("interrupted", 130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -122,6 +122,16 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def usage_error(exc: click.UsageError, ctx: click.Context | None = None) -> None:
+    """Bad options or arguments: one line, like every other error, saying where help is."""
+    at = exc.ctx or ctx
+    path = at.command_path if at is not None else "lepton-tui"
+    sub = at.invoked_subcommand if at is not None and exc.ctx is None else None
+    if sub:  # the subcommand's own parser failed before it had a context
+        path = f"{path} {sub}"
+    fail(f"{exc.format_message()} (see `{path} --help`)", 2)
+
+
 class LeptonGroup(click.Group):
     """A group that turns every failure into one line on stderr, never a traceback."""
 
@@ -131,15 +141,17 @@ class LeptonGroup(click.Group):
         except LeptonError as exc:
             fail(str(exc), exc.exit_code)
         except click.UsageError as exc:
-            # Bad options or arguments of a subcommand: one line too, like every other error.
-            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
-            fail(f"{exc.format_message()}{where}", 2)
+            usage_error(exc, ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt:
             fail("interrupted", 130)
         except BrokenPipeError:
             sys.exit(0)
+        except UnicodeEncodeError as exc:
+            encoding = getattr(sys.stdout, "encoding", None) or exc.encoding
+            fail(f"cannot print {exc.object[exc.start : exc.end]!r} in this terminal's encoding "
+                 f"({encoding}); use a UTF-8 locale, e.g. LANG=C.UTF-8", 1)  # fmt: skip
         except UnicodeError as exc:
             fail(f"input is not valid UTF-8 text: {getattr(exc, 'reason', exc)}", 2)
         except OSError as exc:

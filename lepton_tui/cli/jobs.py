@@ -107,7 +107,7 @@ def submit(
                 svc.get_job(dep)
             except NotFound:
                 raise ValidationError(
-                    f"job {dep} (named in --after) does not exist",
+                    f"job {dep} (to run after) does not exist",
                     "see `lepton-tui queue --all`",
                     field="after",
                 ) from None

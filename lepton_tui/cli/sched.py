@@ -10,10 +10,18 @@ from typing import Any
 import click
 
 from lepton_tui.cli.common import CONTEXT_SETTINGS, echo_json, make_console, printable, user_text
+from lepton_tui.economics_prices import check_cost_weight
 from lepton_tui.errors import LeptonError, ValidationError
 
 
-def _number(text: str, name: str, *, integer: bool = False, minimum: float | None = None) -> Any:
+def _number(
+    text: str,
+    name: str,
+    *,
+    integer: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> Any:
     try:
         value: float = int(text) if integer else float(text)
     except ValueError:
@@ -21,6 +29,8 @@ def _number(text: str, name: str, *, integer: bool = False, minimum: float | Non
         raise ValidationError(f"{name} must be {kind}, got {text!r}", field=name) from None
     if not math.isfinite(value) or (minimum is not None and value < minimum):
         raise ValidationError(f"{name} must be >= {minimum:g}, got {text!r}", field=name)
+    if maximum is not None and value > maximum:
+        raise ValidationError(f"{name} must be <= {maximum:,g}, got {text!r}", field=name)
     return value
 
 
@@ -106,8 +116,8 @@ def plan(
     send_solver_output_to_stderr()  # keep stdout clean (JSON) of HiGHS's stray lines
     if example == (snapshot is not None):
         raise ValidationError("give either a snapshot FILE or --example")
-    weight = _number(cost_weight, "--cost-weight", minimum=0)
-    limit = _number(time_limit, "--time-limit", minimum=0.001)
+    weight = check_cost_weight(cost_weight)
+    limit = _number(time_limit, "--time-limit", minimum=0.001, maximum=3600)
     if example:
         data: Any = EXAMPLE_SNAPSHOT
     else:
@@ -241,17 +251,21 @@ def bench(
     for p in names:
         if p not in POLICY_NAMES:
             raise ValidationError(f"unknown policy {p!r}; choose from {', '.join(POLICY_NAMES)}")
-    loads = [_number(x.strip(), "--load", minimum=0.001) for x in load.split(",") if x.strip()]
+    loads = [
+        _number(x.strip(), "--load", minimum=0.001, maximum=100)
+        for x in load.split(",")
+        if x.strip()
+    ]
     if not loads:
         raise ValidationError("--load is empty")
-    n_seeds = _number(seeds, "--seeds", integer=True, minimum=1)
+    n_seeds = _number(seeds, "--seeds", integer=True, minimum=1, maximum=1000)
     opts: dict[str, Any] = {}
     if nodes is not None:
-        opts["nodes"] = _number(nodes, "--nodes", integer=True, minimum=1)
+        opts["nodes"] = _number(nodes, "--nodes", integer=True, minimum=1, maximum=10_000)
     if jobs is not None:
-        opts["jobs"] = _number(jobs, "--jobs", integer=True, minimum=1)
+        opts["jobs"] = _number(jobs, "--jobs", integer=True, minimum=1, maximum=1_000_000)
     if estimate_sigma is not None:
-        opts["estimate_sigma"] = _number(estimate_sigma, "--estimate-sigma", minimum=0)
+        opts["estimate_sigma"] = _number(estimate_sigma, "--estimate-sigma", minimum=0, maximum=10)
     if workload == "trace":
         if trace is None:
             raise ValidationError("--workload trace needs --trace CSV")
@@ -262,7 +276,7 @@ def bench(
             if not Path(node_list).is_file():
                 raise ValidationError(f"node list not found: {node_list}")
             opts["node_list"] = node_list
-    weight = _number(cost_weight, "--cost-weight", minimum=0)
+    weight = check_cost_weight(cost_weight)
     if "ilp" in names:
         from scheduler.ilp import send_solver_output_to_stderr
 

@@ -60,7 +60,7 @@ class AddHostModal(ModalScreen[str | None]):
                 with Horizontal(classes="field", id=f"row-{fid}"):
                     yield Label(label, classes="field-label")
                     yield Input(placeholder=placeholder, id=f"f-{fid}", compact=True)
-                yield Static("", id=f"err-{fid}", classes="field-error")
+                yield Static("", id=f"err-{fid}", classes="field-error", markup=False)
             yield Static("", id="status", classes="status")
             with Horizontal(classes="buttons"):
                 yield Button("Test connection", id="test", variant="primary", compact=True)

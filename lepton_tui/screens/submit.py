@@ -102,8 +102,8 @@ class SubmitJobModal(ModalScreen[int | None]):
                 with Horizontal(classes="field"):
                     yield Label(label, classes="field-label")
                     yield Input(value=value, placeholder=placeholder, id=f"f-{fid}", compact=True)
-                yield Static("", id=f"err-{fid}", classes="field-error")
-            yield Static("", id="form-error", classes="field-error")
+                yield Static("", id=f"err-{fid}", classes="field-error", markup=False)
+            yield Static("", id="form-error", classes="field-error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Submit", id="submit", variant="primary", compact=True)
                 yield Button("Cancel", id="close", compact=True)

@@ -154,8 +154,10 @@ def currency_symbol(currency: str) -> str:
 
 
 def money(amount: float, currency: str) -> str:
-    """An amount in the lab's currency (the `currency` setting, as `lepton-tui cost` prints it):
-    cents below 100 and whole units above; `$2.00`, `€1,234`, `CHF 2.00`, `-£3.50`."""
+    """An amount in the lab's currency (the `currency` setting) for a narrow panel: its symbol
+    where it has a common one, cents below 100 and whole units above; `$2.00`, `€1,234`,
+    `CHF 2.00`, `-£3.50`. The same amounts as `lepton-tui cost`, which prints full reports with
+    cents and the code (`1,234.56 EUR`)."""
     sign = "-" if amount < 0 else ""
     value = abs(amount)
     digits = f"{value:,.0f}" if value >= 100 else f"{value:,.2f}"

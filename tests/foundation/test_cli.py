@@ -197,3 +197,29 @@ def test_a_port_that_is_not_ssh_gives_one_line(home: Path) -> None:
     assert_one_line_error(res, 1)
     assert "cannot reach" in res.stderr
     assert json.loads(run(home, "hosts", "ls", "--json").stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "where"),
+    [
+        (["--bogus"], "lepton-tui --help"),
+        (["--home"], "lepton-tui --help"),
+        (["nosuch"], "lepton-tui --help"),
+        (["submit", "--gpus"], "lepton-tui submit --help"),
+        (["hosts", "add"], "lepton-tui hosts add --help"),
+    ],
+)
+def test_usage_errors_at_every_level_are_one_line(tmp_path: Path, args, where) -> None:
+    """Top-level options used to print click's three-line usage block instead."""
+    res = run(tmp_path / "home", *args)
+    assert_one_line_error(res, 2)
+    assert res.stderr.startswith("lepton-tui: error: ") and f"(see `{where}`)" in res.stderr
+
+
+def test_an_unprintable_character_names_the_terminal_encoding(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert run(home, "submit", "--name", "café", "--", "true").returncode == 0
+    env = {**os.environ, "LEPTON_HOME": str(home), "PYTHONIOENCODING": "ascii"}
+    res = subprocess.run([sys.executable, "-m", "lepton_tui", "show", "1"],
+                         capture_output=True, text=True, env=env)  # fmt: skip
+    assert res.returncode == 1 and "UTF-8 locale" in res.stderr and "not valid UTF-8" not in res.stderr

@@ -151,3 +151,20 @@ def test_bench_bad_trace_names_the_row(tmp_path: Path) -> None:
     assert_one_line_error(
         run("bench", "--workload", "trace", "--trace", str(bad)), 2, "row 6: cpu_milli 'x'"
     )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["plan", "--example", "--cost-weight", "1e308"],
+        ["bench", "--workload", "deeprm", "--policies", "fifo", "--nodes", "100000000"],
+        ["bench", "--workload", "deeprm", "--policies", "fifo", "--load", "1e300"],
+        ["bench", "--workload", "deeprm", "--policies", "fifo", "--seeds", "99999999"],
+    ],
+)
+def test_numbers_out_of_range_are_one_line_errors(args: list[str]) -> None:
+    """They used to reach the solver or the simulator: an internal error, or hours of work."""
+    out = run(*args)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith("lepton-tui: error: ") and len(out.stderr.splitlines()) == 1
+    assert "internal error" not in out.stderr

@@ -216,6 +216,28 @@ async def test_submit_form_empty_fields_mean_their_defaults(make_tui, home: Path
             for j in jobs] == [(1.0, 1024, 0, 0, None, "default")]  # fmt: skip
 
 
+async def test_form_errors_show_brackets_as_typed(make_tui, home: Path) -> None:
+    """An error quoting what was typed (`[/]` in CPUs, `[b]x` as project) is text, not markup:
+    it used to crash the console with a MarkupError, or apply the markup."""
+    app = make_tui()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SubmitJobModal))
+        modal = app.screen
+        modal.query_one("#f-cpus", Input).value = "[/]"
+        modal.query_one("#f-project", Input).value = "[b]x"
+        await pilot.pause()
+        assert "[/]" in str(modal.query_one("#err-cpus", Static).render())
+        assert "[b]x" in str(modal.query_one("#err-project", Static).render())
+        await pilot.press("escape")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, AddHostModal))
+        app.screen.query_one("#f-name", Input).value = "[/x]"
+        await pilot.pause()
+        assert "[/x]" in str(app.screen.query_one("#err-name", Static).render())
+
+
 # -- 5. a console that cannot take the dispatcher lock -----------------------------------------
 
 
