@@ -222,4 +222,6 @@ def test_an_unprintable_character_names_the_terminal_encoding(tmp_path: Path) ->
     env = {**os.environ, "LEPTON_HOME": str(home), "PYTHONIOENCODING": "ascii"}
     res = subprocess.run([sys.executable, "-m", "lepton_tui", "show", "1"],
                          capture_output=True, text=True, env=env)  # fmt: skip
-    assert res.returncode == 1 and "UTF-8 locale" in res.stderr and "not valid UTF-8" not in res.stderr
+    assert (
+        res.returncode == 1 and "UTF-8 locale" in res.stderr and "not valid UTF-8" not in res.stderr
+    )
