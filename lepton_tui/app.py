@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -103,6 +104,9 @@ class LeptonApp(App[None]):
         self.dispatch = dispatch and demo is None
         self.dispatch_retry_s = dispatch_retry_s
         self.dispatcher_handle: Any = None
+        # the dispatcher starts in a worker: `shutdown` may come first (a console closed at once)
+        self._dispatch_guard = threading.Lock()
+        self._closing = False
         self._dispatch_error: str | None = None
         self.local_name = local_host_name()
         self._cleanup = list(cleanup)
@@ -138,8 +142,11 @@ class LeptonApp(App[None]):
             return
         dispatcher = None
         try:
-            dispatcher = Dispatcher(self.svc, clock=self.clock)
-            self.dispatcher_handle = dispatcher.start_in_thread(retry_s=self.dispatch_retry_s)
+            with self._dispatch_guard:
+                if self._closing:  # closed before this worker ran: start nothing
+                    return
+                dispatcher = Dispatcher(self.svc, clock=self.clock)
+                self.dispatcher_handle = dispatcher.start_in_thread(retry_s=self.dispatch_retry_s)
         except OSError as exc:
             if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 self._dispatch_failed(f"dispatcher failed to start: {exc}", dispatcher)
@@ -188,12 +195,14 @@ class LeptonApp(App[None]):
         """Stop the demo or dispatcher thread, close the ledger, remove temporary state."""
         if self.demo_driver is not None:
             self.demo_driver.stop()
-        if self.dispatcher_handle is not None:
+        with self._dispatch_guard:
+            self._closing = True
+            handle, self.dispatcher_handle = self.dispatcher_handle, None
+        if handle is not None:
             try:
-                self.dispatcher_handle.stop(timeout=10)
+                handle.stop(timeout=10)
             except Exception:  # noqa: BLE001 - leaving anyway
                 pass
-            self.dispatcher_handle = None
         self.svc.close()
         for path in self._cleanup:
             shutil.rmtree(path, ignore_errors=True)

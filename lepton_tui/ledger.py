@@ -11,6 +11,7 @@ group-writable state directory), never readable by other users; see `lepton_tui.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -263,8 +264,11 @@ class Ledger:
         self.path = Path(path)
         self.clock = clock
         self._local = threading.local()
-        self._all_conns: list[sqlite3.Connection] = []
+        # every connection with the thread that uses it: a connection is closed only by its own
+        # thread (closing one while another thread runs a statement on it crashes the process)
+        self._all_conns: list[tuple[sqlite3.Connection, threading.Thread]] = []
         self._lock = threading.Lock()
+        self._closed = False
         self.queries = 0  # statements run, for complexity tests
         self._open_and_migrate()
 
@@ -285,7 +289,7 @@ class Ledger:
         except sqlite3.DatabaseError as exc:
             raise self._explain(exc) from None
         with self._lock:
-            self._all_conns.append(conn)
+            self._all_conns.append((conn, threading.current_thread()))
         return conn
 
     def _explain(self, exc: sqlite3.Error) -> LedgerError:
@@ -305,6 +309,12 @@ class Ledger:
     @property
     def conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
+        if self._closed:
+            if conn is not None:  # a thread that was busy when the ledger closed
+                self._local.conn = None
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            raise LedgerError(f"the ledger {self.path} is closed")
         if conn is None:
             conn = self._connect()
             self._local.conn = conn
@@ -313,21 +323,26 @@ class Ledger:
     @property
     def db(self) -> sqlite_utils.Database:
         """A sqlite-utils view of this thread's connection (for reads and schema work)."""
+        conn = self.conn
         db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite_utils.Database(self.conn)
+        if db is None or db.conn is not conn:
+            db = sqlite_utils.Database(conn)
             self._local.db = db
         return db
 
     def close(self) -> None:
+        """Close this thread's connection and those of threads that have ended; one still used
+        by another thread (a console's refresh worker) is closed by that thread on its next use,
+        which then fails with LedgerError: never a connection closed under a running statement."""
+        me = threading.current_thread()
         with self._lock:
-            conns, self._all_conns = self._all_conns, []
-        for conn in conns:
-            try:
+            self._closed = True
+            mine = [c for c, t in self._all_conns if t is me or not t.is_alive()]
+            self._all_conns = [(c, t) for c, t in self._all_conns if c not in mine]
+        for conn in mine:
+            with contextlib.suppress(sqlite3.Error):
                 conn.close()
-            except sqlite3.Error:
-                pass
-        self._local = threading.local()
+        self._local.conn = None
 
     def _open_and_migrate(self) -> None:
         try:

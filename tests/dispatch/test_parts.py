@@ -245,8 +245,9 @@ def test_dqn_policy_dispatches_without_torch(svc, home, tmp_path):
         f"d = Dispatcher({str(home)!r})\n"
         "assert d.acquire()\n"
         "r = d.tick()\n"
+        "name = getattr(d.policy(), 'name', None)\n"
         "d.close()\n"
-        "print(r.placed, getattr(d.policy(), 'name', None), 'torch' in sys.modules)\n"
+        "print(r.placed, name, 'torch' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -157,3 +157,33 @@ def test_reopen_keeps_data(tmp_path: Path) -> None:
         job_id = first.add_job({"command": "echo hi"}, "bob")
     first.close()
     assert open_ledger(path).get_job(job_id)["command"] == "echo hi"
+
+
+def test_close_never_pulls_a_connection_from_under_another_thread(tmp_path: Path) -> None:
+    """A console's refresh worker may be mid-query when the console closes the ledger; closing
+    that thread's connection from here crashed the process (a segfault in sqlite3). Now it is
+    left to that thread, whose next statement fails with LedgerError instead."""
+    import threading
+
+    led = Ledger(tmp_path / "l.db")
+    outcome: list[BaseException | None] = []
+    started = threading.Event()
+
+    def worker() -> None:
+        try:
+            for _ in range(1_000_000):
+                led.query("SELECT COUNT(*) AS n FROM jobs")
+                started.set()
+        except BaseException as exc:  # noqa: BLE001 - what the worker met is the result
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    assert started.wait(10)
+    led.close()
+    t.join(30)
+    assert isinstance(outcome[0], LedgerError) and "closed" in str(outcome[0])
+    with pytest.raises(LedgerError, match="closed"):
+        led.query("SELECT 1")
