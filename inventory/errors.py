@@ -41,7 +41,9 @@ class HostKeyChanged(HostError):
         super().__init__(
             host,
             f"HOST KEY CHANGED: expected {expected}, got {got}; refusing to connect. Check whether "
-            "the host was reinstalled or its address now points elsewhere, then remove and re-add it",
+            "the host was reinstalled or its address now points elsewhere; if the new key is right "
+            "(ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub on its console), `lepton-tui hosts rm` it "
+            f"and add it again with --fingerprint {got}",
         )
         self.expected = expected
         self.got = got
