@@ -86,6 +86,7 @@ DEFAULTS: dict[str, Any] = {
 COMPACT_EVERY_S = 60.0
 DECISIONS_KEEP = 5000
 MAX_LAUNCH_TRIES = 3
+FREE_LOSSES = 3  # attempts per job lost before they ran that spend no retry
 REMOVED_RETRY_S = 30.0  # how often fencing tries a removed host again
 DECISIONS_PER_ROUND = 200
 EXPLAIN_PER_ROUND = 50
@@ -207,6 +208,7 @@ class Dispatcher:
         self._cancel_sent: set[str] = set()
         self._drained: set[str] = set()
         self._removed_tried: dict[str, float] = {}  # removed host -> when fencing last tried it
+        self._unreadable_said: set[str] = set()  # tokens whose unreadable files were reported
         self._policy: Any = None
         self._policy_key: tuple[Any, ...] | None = None
         self._bad_settings: dict[str, str] = {}
@@ -510,8 +512,23 @@ class Dispatcher:
             )
         if st.state == "lost":
             why = st.reason or "its wrapper is gone"
+            if st.started_at and not a.get("started_at"):  # it did run: that spends a retry
+                self.ledger.execute(
+                    "UPDATE attempts SET started_at = ? WHERE token = ?", (st.started_at, token)
+                )
             self._lose(a, f"attempt lost on {a['host']}: {why}", job_state)
             return "ended"
+        if st.state == "unreadable":  # nothing concluded; said once, so someone can look
+            if token not in self._unreadable_said:
+                self._unreadable_said.add(token)
+                self.ledger.event(
+                    "attempt.unreadable",
+                    f"job {a['job_id']} attempt {a['attempt_no']}: its files on {a['host']} "
+                    f"cannot be read ({st.reason}); left as it is until they can",
+                    job_id=a["job_id"], host=a["host"], actor="dispatcher",
+                    data={"token": token},
+                )  # fmt: skip
+            return None
         if st.state == "missing" and a["state"] == "starting":
             if job_state == "cancelling":
                 self.ledger.transition_attempt(
@@ -571,19 +588,26 @@ class Dispatcher:
     def _lose(self, a: Mapping[str, Any], why: str, job_state: str) -> None:
         """Mark an attempt lost; requeue its job while retries last, else fail it.
 
-        A retry is spent only by an attempt that started running: one lost before its job ever
-        ran (a failed launch, a host that went down while starting it) is not the job's fault.
+        A retry is spent by an attempt that started running; one lost before its job ever ran (a
+        failed launch, a host that went down while starting it) is not the job's fault, up to
+        FREE_LOSSES of them per job (so a launch that does run the job but never answers cannot
+        start it again and again).
         """
         job = self.ledger.query_one(
             "SELECT retries, (SELECT COUNT(*) FROM attempts WHERE job_id = jobs.id "
-            "AND started_at IS NOT NULL) AS ran FROM jobs WHERE id = ?",
+            "AND started_at IS NOT NULL) AS ran, (SELECT COUNT(*) FROM attempts "
+            "WHERE job_id = jobs.id) AS made FROM jobs WHERE id = ?",
             (a["job_id"],),
         )
+        spent = 0
+        if job:
+            ran = int(job["ran"])
+            spent = ran + max(0, int(job["made"]) - ran - FREE_LOSSES)
         if job_state == "cancelling":
             target, reason = "cancelled", f"cancelled ({why})"
         elif job_state in ("starting", "running"):
-            if job and int(job["ran"]) <= int(job["retries"]):
-                left = int(job["retries"]) - int(job["ran"]) + 1
+            if job and spent <= int(job["retries"]):
+                left = int(job["retries"]) - spent + 1
                 target, reason = (
                     "queued",
                     f"requeued, {left} retr{'y' if left == 1 else 'ies'} left: {why}",
@@ -704,12 +728,13 @@ class Dispatcher:
             conn = data.get("connection") if isinstance(data, dict) else None
             removed[name] = (float(ev["at"]) if ev else 0.0, conn)
         now, grace = self.clock(), self.setting("host_grace_s")
-        # at most one try per host every REMOVED_RETRY_S: an unreachable host (the usual reason
-        # for --force) must not add a connection timeout to every tick
+        # at most one try per host every REMOVED_RETRY_S (or grace): an unreachable host (the
+        # usual reason for --force) must not add a connection timeout to every tick
+        every = min(REMOVED_RETRY_S, grace)
         calls = {
             name: _bind(self._kill_stale, {**conn, "name": name}, by_host[name])
             for name, (_, conn) in removed.items()
-            if conn and now - self._removed_tried.get(name, -math.inf) >= REMOVED_RETRY_S
+            if conn and now - self._removed_tried.get(name, -math.inf) >= every
         }
         self._removed_tried.update(dict.fromkeys(calls, now))
         results = fan_out(calls, timeout=self.poll_timeout_s) if calls else {}
@@ -723,8 +748,18 @@ class Dispatcher:
                             self._fenced(
                                 a, outcome.value[a["token"]], f"stopped on removed host {name}"
                             )
-                elif conn is None or now - at >= grace:
-                    why = outcome.reason if isinstance(outcome, Failed) else "no connection kept"
+                if isinstance(outcome, Ok):
+                    atts = [a for a in atts if a["token"] not in outcome.value]
+                    if not atts:
+                        continue
+                tried = name in calls
+                if conn is None or (tried and now - at >= grace):
+                    if conn is None:
+                        why = "no connection kept"
+                    elif isinstance(outcome, Failed):
+                        why = outcome.reason
+                    else:
+                        why = "the host could not stop it"
                     for a in atts:
                         self.ledger.update("attempts", a["id"], {"fenced_at": now})
                         self.ledger.event(

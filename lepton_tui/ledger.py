@@ -400,7 +400,9 @@ class Ledger:
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            # a ledger closed meanwhile (from another thread) has already dropped the transaction
+            with contextlib.suppress(sqlite3.ProgrammingError):
+                conn.execute("ROLLBACK")
             raise
         else:
             try:

@@ -22,20 +22,25 @@ APP_FIELDS = "gpu_uuid,pid,used_memory"
 
 
 # -- small helpers ---------------------------------------------------------------------------
-def read_text(path, default=None):
-    """A file's text, or `default` when it does not exist (or is not text). Any other error
-    (permissions, a failing or stale network filesystem) raises: "cannot read" is not "absent",
-    and an attempt must not be reported gone because its files could not be read."""
+def read_text(path, default=None, strict=False):
+    """A file's text, or `default` when it cannot be read. `strict` (an attempt's own files):
+    only a file that does not exist (or is not text) gives `default`; any other error
+    (permissions, a failing or stale network filesystem) raises, since "cannot read" is not
+    "absent" and a job must not be reported gone because its files could not be read."""
     try:
         with open(path) as f:
             return f.read()
     except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
         return default
+    except OSError:
+        if strict:
+            raise
+        return default
 
 
-def read_json(path):
-    """A JSON file's value, or None when missing or unreadable."""
-    text = read_text(path)
+def read_json(path, strict=False):
+    """A JSON file's value, or None when missing or not JSON (see `read_text` for `strict`)."""
+    text = read_text(path, strict=strict)
     if text is None:
         return None
     try:
@@ -54,10 +59,7 @@ def write_atomic(path, data):
 
 def boot_id():
     """This boot's id ("" where the kernel has none)."""
-    try:
-        return (read_text("/proc/sys/kernel/random/boot_id") or "").strip()
-    except OSError:
-        return ""
+    return (read_text("/proc/sys/kernel/random/boot_id") or "").strip()
 
 
 def proc_stat(pid):
@@ -293,15 +295,15 @@ def status_of(d, token):
     }
     if d is None or not os.path.isdir(d):
         return st
-    info = read_json(os.path.join(d, "wrapper.json"))
+    info = read_json(os.path.join(d, "wrapper.json"), strict=True)
     running = bool(info) and alive(info.get("pid"), info.get("start_time"), info.get("boot_id"))
     # exit_code is read after the liveness check: a wrapper that ends in between has written it
-    code_text = read_text(os.path.join(d, "exit_code"))
+    code_text = read_text(os.path.join(d, "exit_code"), strict=True)
     if info:
         st["pid"] = info.get("job_pid")
         st["started_at"] = info.get("started_at")
     if code_text is not None and code_text.strip().lstrip("-").isdigit():
-        end = read_json(os.path.join(d, "end.json")) or {}
+        end = read_json(os.path.join(d, "end.json"), strict=True) or {}
         st.update(
             state="done",
             exit_code=int(code_text.strip()),
@@ -323,7 +325,7 @@ def status_of(d, token):
         else:
             st["reason"] = "wrapper gone without an exit code (killed, OOM killer, or crashed)"
         return st
-    launch = read_json(os.path.join(d, "launch.json")) or {}
+    launch = read_json(os.path.join(d, "launch.json"), strict=True) or {}
     created = launch.get("created_at") or 0
     if launch.get("boot_id") and launch.get("boot_id") != boot_id():
         st.update(state="lost", reason="host rebooted before the job started")
@@ -459,7 +461,7 @@ def cancel_one(root, token, grace_s):
     # the wrapper checks this file after recording itself: a cancel that comes before then
     # (no wrapper.json to signal yet) is still seen
     write_atomic(os.path.join(d, "cancel_requested"), (f"{time.time():f}\n").encode())
-    info = read_json(os.path.join(d, "wrapper.json")) or {}
+    info = read_json(os.path.join(d, "wrapper.json"), strict=True) or {}
     signal_job(info, signal.SIGTERM)
     devnull = os.open(os.devnull, os.O_RDWR)
     try:
@@ -508,6 +510,7 @@ def token_pids(tokens):
     me, uid = os.getpid(), os.getuid()
     found = dict((t, set()) for t in tokens)
     sessions = {}
+    candidates = []
     stats = {}
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == me:
@@ -516,26 +519,39 @@ def token_pids(tokens):
         try:
             if os.stat("/proc/%d" % pid).st_uid != uid:
                 continue
-            with open("/proc/%d/cmdline" % pid, "rb") as f:
-                argv = f.read().split(b"\0")
-            with open("/proc/%d/environ" % pid, "rb") as f:
-                environ = f.read().split(b"\0")
         except OSError:
             continue
         st = proc_stat(pid)
         if st is None:
             continue
-        stats[pid] = st
+        stats[pid] = st  # for the session pass, even if its files below cannot be read
+        if st[0] == "D":  # reading the memory of a process stuck in the kernel can hang
+            continue
+        argv, environ = [], []
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+            with open("/proc/%d/environ" % pid, "rb") as f:  # not readable: no match
+                environ = f.read().split(b"\0")
+        except OSError:
+            pass
         for entry in environ:
             t = env_of.get(entry)
             if t is not None:
                 found[t].add(pid)
-                sessions[st[1]] = t
+                candidates.append((st[1], pid, t))
         for arg in argv:
             for suffix, t in wrapper_of.items():
                 head = arg[: -len(suffix)]
                 if arg.endswith(suffix) and head.rsplit(b"/", 1)[-1].isdigit():
                     found[t].add(pid)
+    # The job leads its own session (the wrapper starts it with setsid), and what it starts
+    # stays in that session even with another environment. A session is the attempt's when its
+    # leader carries the token, or its leader is gone; never one led by something else (a
+    # user's shell that happens to hold a process with the token).
+    for sid, pid, t in candidates:
+        if sid == pid or sid not in stats:
+            sessions[sid] = t
     for pid, st in stats.items():
         t = sessions.get(st[1])
         if t is not None and st[0] not in ("Z", "X"):
@@ -547,7 +563,10 @@ def kill_stale_one(root, token, pids_of):
     """Fencing: SIGKILL an attempt's wrapper and job if they still run. Where its record is
     missing or unreadable (deleted, a wrapper that died before writing it, a failing network
     filesystem) its processes come from `pids_of(token)`, a scan of /proc."""
-    d = find_attempt(root, token)
+    try:
+        d = find_attempt(root, token)
+    except OSError:  # the jobs directory cannot be listed: the scan below still finds them
+        d = None
     killed = 0
     info = None
     if d is not None:
@@ -558,7 +577,7 @@ def kill_stale_one(root, token, pids_of):
         except OSError:
             pass
         try:
-            info = read_json(os.path.join(d, "wrapper.json"))
+            info = read_json(os.path.join(d, "wrapper.json"), strict=True)
         except OSError:
             info = None
     if info:

@@ -123,7 +123,11 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def usage_error(exc: click.UsageError, ctx: click.Context | None = None) -> None:
-    """Bad options or arguments: one line, like every other error, saying where help is."""
+    """Bad options or arguments: one line, like every other error, saying where help is. A
+    group given no subcommand (`lepton-tui hosts`) shows its help instead."""
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        click.echo(exc.format_message(), err=True)
+        sys.exit(exc.exit_code)
     at = exc.ctx or ctx
     path = at.command_path if at is not None else "lepton-tui"
     sub = at.invoked_subcommand if at is not None and exc.ctx is None else None

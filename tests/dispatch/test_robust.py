@@ -292,3 +292,105 @@ def test_a_job_does_not_inherit_lepton_s_environment(svc, dispatcher, tmp_path, 
     assert "LEPTON_HOME" not in seen and "SSH_AUTH_SOCK" not in seen
     assert seen["KEEP_ME"] == "yes" and seen["MINE"] == "1"
     assert seen["LEPTON_JOB_ID"] == str(job_id)
+
+
+def test_losses_before_a_job_ran_are_free_only_up_to_a_limit(svc, dispatcher, tmp_path):
+    """Attempts lost before the ledger saw them run (launches whose answer never came, hosts
+    down while starting) spend no retry, but only FREE_LOSSES of them: a job with no retries
+    is not started again and again (it was, on every host in turn)."""
+    from inventory.supervisor import AttemptStatus
+    from lepton_tui import dispatcher as dispatcher_mod
+
+    add_local_hosts(svc, tmp_path, 1)
+    job_id = svc.submit(command="true")
+    states = []
+    for k in range(dispatcher_mod.FREE_LOSSES + 1):
+        token = f"{k:012x}"
+        svc.ledger.start_attempt(job_id, "local0", token, [])
+        a = svc.ledger.get_attempt(token)
+        with svc.ledger.tx():
+            dispatcher._apply_status(a, AttemptStatus(token, "lost", reason="host went away"))
+        states.append(svc.get_job(job_id)["state"])
+    assert states == ["queued"] * dispatcher_mod.FREE_LOSSES + ["failed"]
+    # an attempt the host says did start spends a retry at once, whatever the ledger saw
+    other = svc.submit(command="true")
+    svc.ledger.start_attempt(other, "local0", "feedfeedfeed", [])
+    a = svc.ledger.get_attempt("feedfeedfeed")
+    started = AttemptStatus("feedfeedfeed", "lost", started_at=time.time(), reason="killed")
+    with svc.ledger.tx():
+        dispatcher._apply_status(a, started)
+    assert svc.get_job(other)["state"] == "failed"
+    assert svc.ledger.get_attempt("feedfeedfeed")["started_at"] == started.started_at
+
+
+def test_fencing_scans_when_the_jobs_directory_cannot_be_listed(tmp_path, monkeypatch):
+    """A jobs directory that cannot be listed (EIO, ESTALE) must not stop fencing: the job's
+    processes are found by token and killed (the call used to fail, and the job was held)."""
+    import errno
+    import subprocess
+
+    from inventory.remote import agent
+
+    token = "cccccccccccc"
+    # its own session, as the wrapper starts a job (the scan kills the job's whole session)
+    proc = subprocess.Popen(
+        ["sleep", "60"], env={"LEPTON_ATTEMPT": token, "PATH": "/usr/bin:/bin"},
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        root = tmp_path / "root"
+        (root / "jobs").mkdir(parents=True)
+        real = agent.os.listdir
+
+        def failing(path):  # noqa: ANN001, ANN202
+            if str(path).endswith("jobs"):
+                raise OSError(errno.EIO, "Input/output error", str(path))
+            return real(path)
+
+        monkeypatch.setattr(agent.os, "listdir", failing)
+        res = agent.op_kill_stale({"root": str(root), "tokens": [token]})["results"][token]
+        assert res == {"found": False, "killed": 1}
+        assert proc.wait(10) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_config_files_may_be_unreadable_attempt_files_may_not(tmp_path):
+    """The agent reads a host's configuration leniently (an unreadable logind drop-in is not a
+    failed preflight) and an attempt's own files strictly (unreadable is not absent)."""
+    from inventory.remote import agent
+
+    (tmp_path / "conf").mkdir()  # reading a directory fails with EISDIR, like EACCES would
+    assert agent.read_text(str(tmp_path / "conf")) is None
+    with pytest.raises(OSError):
+        agent.read_text(str(tmp_path / "conf"), strict=True)
+    assert agent.read_text(str(tmp_path / "absent"), strict=True) is None
+
+
+def test_the_scan_kills_the_job_s_session_but_no_one_else_s(tmp_path):
+    """A process that carries the token inside a session led by something else (a shell that
+    does not) is killed alone; the session's other processes are not the attempt's."""
+    import subprocess
+
+    from inventory.remote import agent
+
+    token = "dddddddddddd"
+    shell = subprocess.Popen(
+        ["bash", "-c", f"LEPTON_ATTEMPT={token} sleep 60 & sleep 60 & wait"],
+        env={"PATH": "/usr/bin:/bin"}, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        pids: list[int] = []
+        while len(pids) < 1 and time.monotonic() < deadline:
+            pids = agent.token_pids([token])[token]
+            time.sleep(0.05)
+        (child,) = pids  # only the marked sleep: not the shell, not the other sleep
+        res = agent.op_kill_stale({"root": str(tmp_path), "tokens": [token]})["results"][token]
+        assert res == {"found": False, "killed": 1}
+        assert shell.poll() is None  # the shell (and its other child) live on
+    finally:
+        os.killpg(shell.pid, signal.SIGKILL)
+        shell.wait()
