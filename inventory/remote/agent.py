@@ -491,13 +491,19 @@ def op_cancel(req):
     """Cancel each of `tokens` (one round trip for all of a host's cancels); a token whose
     attempt cannot be reached (a read-only or full filesystem) gets an error, not the others."""
     grace = float(req.get("grace_s", 10))
+    return {"results": per_token(req["tokens"], lambda t: cancel_one(req["root"], t, grace))}
+
+
+def per_token(tokens, do):
+    """`do(token)` for each token; one that fails gets its error (the caller asks again) and
+    does not stop the others."""
     results = {}
-    for t in req["tokens"]:
+    for t in tokens:
         try:
-            results[t] = cancel_one(req["root"], t, grace)
-        except Exception as exc:  # reported per token; the caller sends it again
+            results[t] = do(t)
+        except Exception as exc:  # reported per token
             results[t] = {"error": f"{type(exc).__name__}: {exc}"}
-    return {"results": results}
+    return results
 
 
 def token_pids(tokens):
@@ -606,13 +612,7 @@ def op_kill_stale(req):
             scan.update(token_pids(req["tokens"]))
         return scan.get(token, [])
 
-    results = {}
-    for t in req["tokens"]:
-        try:
-            results[t] = kill_stale_one(req["root"], t, pids_of)
-        except Exception as exc:  # reported per token; the caller fences it again
-            results[t] = {"error": f"{type(exc).__name__}: {exc}"}
-    return {"results": results}
+    return {"results": per_token(req["tokens"], lambda t: kill_stale_one(req["root"], t, pids_of))}
 
 
 def op_read_log(req):

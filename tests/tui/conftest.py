@@ -55,6 +55,13 @@ async def loaded(pilot, count: int = 1) -> None:
     await pilot.pause()
 
 
+async def open_modal(pilot, key: str, modal: type):
+    """Press `key` and wait until a `modal` screen is on top; return it."""
+    await pilot.press(key)
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, modal))
+    return pilot.app.screen
+
+
 def text_of(static) -> str:
     """The plain text a Static shows (Rich tables and Text included)."""
     from rich.console import Console

@@ -9,7 +9,7 @@ from textual.command import CommandPalette
 from lepton_tui.screens.submit import SubmitJobModal
 from lepton_tui.widgets.fleet import FleetTable
 from lepton_tui.widgets.queue import QueueTable
-from tests.tui.conftest import loaded, wait_for
+from tests.tui.conftest import loaded, open_modal, wait_for
 
 
 async def test_demo_shows_a_busy_lab_and_leaves_nothing_behind(tmp_path, monkeypatch) -> None:
@@ -72,8 +72,7 @@ async def test_refresh_pauses_under_a_modal(make_tui, lab: Path) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         overview = app.screen
         await loaded(pilot, 3)  # the re-armed timer keeps reading
-        await pilot.press("s")
-        await wait_for(pilot, lambda: isinstance(app.screen, SubmitJobModal))
+        await open_modal(pilot, "s", SubmitJobModal)
         await pilot.pause(0.2)
         frozen = overview.loads
         await pilot.pause(0.5)

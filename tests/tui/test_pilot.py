@@ -13,7 +13,7 @@ from lepton_tui.screens.submit import SubmitJobModal
 from lepton_tui.service import Service, local_host_name
 from lepton_tui.widgets.fleet import EmptyFleet, FleetTable
 from lepton_tui.widgets.queue import QueueTable
-from tests.tui.conftest import loaded, text_of, wait_for
+from tests.tui.conftest import loaded, open_modal, text_of, wait_for
 from tests.tui.data import USER
 
 
@@ -66,9 +66,7 @@ async def test_add_ssh_host_accepting_its_fingerprint(make_tui, home: Path, sshb
     app = make_tui()
     async with app.run_test(size=(120, 40)) as pilot:
         await loaded(pilot)
-        await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, AddHostModal))
-        modal = app.screen
+        modal = await open_modal(pilot, "a", AddHostModal)
         for fid, value in (("name", "bed1"), ("address", ssh.address), ("port", str(ssh.port)),
                            ("user", ssh.user), ("key", ssh.key_path), ("price", "3.5")):  # fmt: skip
             modal.query_one(f"#f-{fid}", Input).value = value
@@ -104,9 +102,7 @@ async def test_unreachable_host_says_why_and_stores_nothing(make_tui, home: Path
     app = make_tui()
     async with app.run_test(size=(120, 40)) as pilot:
         await loaded(pilot)
-        await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, AddHostModal))
-        modal = app.screen
+        modal = await open_modal(pilot, "a", AddHostModal)
         modal.query_one("#f-name", Input).value = "ghost"
         modal.query_one("#f-address", Input).value = "127.0.0.1"
         modal.query_one("#f-port", Input).value = str(port)
@@ -124,9 +120,7 @@ async def test_add_host_fields_are_checked_inline(make_tui, home: Path) -> None:
     app = make_tui()
     async with app.run_test(size=(80, 24)) as pilot:
         await loaded(pilot)
-        await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, AddHostModal))
-        modal = app.screen
+        modal = await open_modal(pilot, "a", AddHostModal)
         modal.query_one("#f-name", Input).value = "bad name!"
         modal.query_one("#f-port", Input).value = "70000"
         await pilot.pause()
@@ -144,9 +138,7 @@ async def test_submit_form_validates_as_you_type(make_tui, home: Path) -> None:
     app = make_tui()
     async with app.run_test(size=(80, 24)) as pilot:
         await loaded(pilot)
-        await pilot.press("s")
-        await wait_for(pilot, lambda: isinstance(app.screen, SubmitJobModal))
-        modal = app.screen
+        modal = await open_modal(pilot, "s", SubmitJobModal)
         await pilot.press(*"python train.py")
         modal.query_one("#f-cpus", Input).value = "lots"
         modal.query_one("#f-mem", Input).value = "8X"
@@ -184,8 +176,7 @@ async def test_submitted_job_runs_and_its_log_appears(make_tui, home: Path) -> N
         await loaded(pilot)
         await wait_for(pilot, lambda: app.dispatcher_handle is not None)
         assert app.dispatcher_handle.dispatching
-        await pilot.press("s")
-        await wait_for(pilot, lambda: isinstance(app.screen, SubmitJobModal))
+        await open_modal(pilot, "s", SubmitJobModal)
         app.screen.query_one(
             "#f-command", Input
         ).value = "nvidia-smi || echo no gpu; echo hello-from-lepton"
@@ -423,9 +414,7 @@ async def test_add_host_refuses_a_name_in_use(make_tui, lab: Path) -> None:
     app = make_tui()
     async with app.run_test(size=(80, 24)) as pilot:
         await loaded(pilot)
-        await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, AddHostModal))
-        modal = app.screen
+        modal = await open_modal(pilot, "a", AddHostModal)
         modal.query_one("#f-name", Input).value = "gpu-a"
         modal.query_one("#f-address", Input).value = "127.0.0.1"
         await pilot.pause()

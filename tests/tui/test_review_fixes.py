@@ -20,7 +20,7 @@ from lepton_tui.widgets.bars import money
 from lepton_tui.widgets.fleet import FleetTable
 from lepton_tui.widgets.header import LabHeader
 from lepton_tui.widgets.queue import QueueTable
-from tests.tui.conftest import loaded, text_of, wait_for
+from tests.tui.conftest import loaded, open_modal, text_of, wait_for
 from tests.tui.data import FIXED_NOW, USER
 
 
@@ -75,8 +75,7 @@ async def test_console_shows_the_lab_currency(make_tui, lab: Path) -> None:
         chart = app.screen.query_one("#cost-chart")
         assert "€" in chart.border_title and "$" not in chart.border_title
         # the add-host form's price label
-        await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, AddHostModal))
+        await open_modal(pilot, "a", AddHostModal)
         assert "Price €/h" in str(app.screen.query_one("#row-price Label").render())
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, AddHostModal))
@@ -193,9 +192,7 @@ async def test_submit_form_empty_fields_mean_their_defaults(make_tui, home: Path
     app = make_tui()
     async with app.run_test(size=(80, 24)) as pilot:
         await loaded(pilot)
-        await pilot.press("s")
-        await wait_for(pilot, lambda: isinstance(app.screen, SubmitJobModal))
-        modal = app.screen
+        modal = await open_modal(pilot, "s", SubmitJobModal)
         await pilot.press("ctrl+s")  # nothing typed: say what to do here, not on a command line
         await pilot.pause()
         error = str(modal.query_one("#err-command", Static).render())
@@ -222,17 +219,14 @@ async def test_form_errors_show_brackets_as_typed(make_tui, home: Path) -> None:
     app = make_tui()
     async with app.run_test(size=(100, 30)) as pilot:
         await loaded(pilot)
-        await pilot.press("s")
-        await wait_for(pilot, lambda: isinstance(app.screen, SubmitJobModal))
-        modal = app.screen
+        modal = await open_modal(pilot, "s", SubmitJobModal)
         modal.query_one("#f-cpus", Input).value = "[/]"
         modal.query_one("#f-project", Input).value = "[b]x"
         await pilot.pause()
         assert "[/]" in str(modal.query_one("#err-cpus", Static).render())
         assert "[b]x" in str(modal.query_one("#err-project", Static).render())
         await pilot.press("escape")
-        await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, AddHostModal))
+        await open_modal(pilot, "a", AddHostModal)
         app.screen.query_one("#f-name", Input).value = "[/x]"
         await pilot.pause()
         assert "[/x]" in str(app.screen.query_one("#err-name", Static).render())
