@@ -209,6 +209,7 @@ class Dispatcher:
         self._drained: set[str] = set()
         self._removed_tried: dict[str, float] = {}  # removed host -> when fencing last tried it
         self._unreadable_said: set[str] = set()  # tokens whose unreadable files were reported
+        self._fence_failing: set[str] = set()  # hosts whose fencing failed (event written)
         self._policy: Any = None
         self._policy_key: tuple[Any, ...] | None = None
         self._bad_settings: dict[str, str] = {}
@@ -311,6 +312,8 @@ class Dispatcher:
         active = self._orphans(hosts, self._active_attempts())
         if self._unreconciled is None:
             self._unreconciled = {a["host"] for a in active}
+        # a host removed since (`hosts rm --force`) is never polled again: nothing to wait for
+        self._unreconciled &= {h["name"] for h in hosts}
         with self._phase("control"):
             self._send_cancels(hosts, active)
         with self._phase("poll"):
@@ -607,11 +610,14 @@ class Dispatcher:
             target, reason = "cancelled", f"cancelled ({why})"
         elif job_state in ("starting", "running"):
             if job and spent <= int(job["retries"]):
-                left = int(job["retries"]) - spent + 1
-                target, reason = (
-                    "queued",
-                    f"requeued, {left} retr{'y' if left == 1 else 'ies'} left: {why}",
+                row = self.ledger.query_one(
+                    "SELECT started_at FROM attempts WHERE token = ?", (a["token"],)
                 )
+                if row and row["started_at"] is not None or spent > int(job["ran"]):
+                    how = f"retry {spent} of {job['retries']}"
+                else:
+                    how = "it had not started: no retry spent"
+                target, reason = "queued", f"requeued ({how}): {why}"
             else:
                 target, reason = "failed", f"{why} (no retries left)"
         else:
@@ -679,7 +685,17 @@ class Dispatcher:
             for name, outcome in results.items():
                 if not isinstance(outcome, Ok):
                     log.warning("fencing on %s failed: %s", name, outcome.reason)
+                    if name not in self._fence_failing:  # said once per streak
+                        self._fence_failing.add(name)
+                        self.ledger.event(
+                            "host.fence_failed",
+                            f"host {name} takes no new jobs until {len(todo[name])} old "
+                            f"attempt(s) there are stopped; stopping them failed: "
+                            f"{outcome.reason}",
+                            host=name, actor="dispatcher",
+                        )  # fmt: skip
                     continue
+                self._fence_failing.discard(name)
                 with self.ledger.tx():
                     for a in todo[name]:
                         if a["token"] in outcome.value:  # else the host could not: next tick

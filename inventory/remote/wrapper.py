@@ -16,6 +16,7 @@ import sys
 import time
 
 ARG_MAX_SAFE = 100000  # one argv string may not exceed 128 KiB on Linux
+END_WRITE_PATIENCE_S = 3600.0  # how long to keep trying to record how the job ended
 
 
 def read_boot_id():
@@ -132,8 +133,20 @@ def main(d):
             "reason": reason,
             "started_at": started_at,
         }
-        write_atomic(os.path.join(d, "end.json"), json.dumps(end).encode())
-        write_atomic(os.path.join(d, "exit_code"), ("%d\n" % code).encode())
+        # The directory may be out of reach for a while (a network filesystem hiccup): keep
+        # trying, backing off, for as long as the dispatcher waits for a hidden directory and
+        # more; a job that ended must not read as lost and be run again.
+        delay, deadline = 0.5, time.time() + END_WRITE_PATIENCE_S
+        while True:
+            try:
+                write_atomic(os.path.join(d, "end.json"), json.dumps(end).encode())
+                write_atomic(os.path.join(d, "exit_code"), ("%d\n" % code).encode())
+                return
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     def stop_request():
         """'fenced' or 'cancel' when either was asked of this attempt, else None."""

@@ -136,7 +136,8 @@ def test_launches_failing_on_a_host_drain_it_and_requeue_the_job(svc, dispatcher
     info = read_json(Path(svc.ledger.attempts_for(job_id)[-1]["remote_dir"]) / "wrapper.json")
     os.kill(info["pid"], signal.SIGKILL)
     tick_until(dispatcher, lambda: len(svc.ledger.attempts_for(job_id)) == 3, timeout=30)
-    assert "1 retry left" in svc.ledger.attempts_for(job_id)[1]["reason"]
+    assert "no retry spent" in svc.ledger.attempts_for(job_id)[0]["reason"]
+    assert "retry 1 of 1" in svc.ledger.attempts_for(job_id)[1]["reason"]
     svc.cancel([job_id])
     tick_until(dispatcher, lambda: all_ended(svc), timeout=30, pause=0.2)
 
@@ -394,3 +395,69 @@ def test_the_scan_kills_the_job_s_session_but_no_one_else_s(tmp_path):
     finally:
         os.killpg(shell.pid, signal.SIGKILL)
         shell.wait()
+
+
+def test_a_host_removed_while_unreconciled_does_not_stop_placement(svc, tmp_path):
+    """A restart finds attempts on a host it cannot reach; an admin removes that host with
+    --force. It is never polled again, so placement must stop waiting for it (it waited until
+    the next restart, with every job 'reconciling')."""
+    svc.add_host("gone", address="127.0.0.1", port=1, capacity={"cpus": 4, "mem_mb": 8192})
+    old = svc.submit(command="sleep 30")
+    svc.ledger.start_attempt(old, "gone", "abcabcabcabc", [])
+    add_local_hosts(svc, tmp_path, 1)
+    job_id = svc.submit(command="true")
+    d = Dispatcher(svc)
+    assert d.acquire()
+    try:
+        d.tick()
+        assert svc.get_job(job_id)["state"] == "queued"  # waits for 'gone' to be reconciled
+        svc.remove_host("gone", force=True)
+        tick_until(d, lambda: svc.get_job(job_id)["state"] == "succeeded", timeout=30, pause=0.2)
+    finally:
+        d.close()
+
+
+def test_a_wrapper_keeps_trying_to_record_the_end(tmp_path, monkeypatch):
+    """The job ends while its directory is out of reach: the wrapper retries its end records
+    instead of dying without them (the attempt then read as lost, and the job ran again)."""
+    d = _attempt_dir(tmp_path, "true")
+    real_write = wrapper.write_atomic
+    failures = []
+
+    def flaky(path: str, data: bytes) -> None:
+        if path.endswith("end.json") and len(failures) < 2:
+            failures.append(path)
+            raise FileNotFoundError(2, "No such file or directory", path)
+        real_write(path, data)
+
+    monkeypatch.setattr(wrapper, "write_atomic", flaky)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        assert wrapper.main(str(d)) == 0
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    assert len(failures) == 2 and (d / "exit_code").read_text() == "0\n"
+
+
+def test_failing_fences_say_so_once(svc, dispatcher, tmp_path, monkeypatch):
+    """A host whose old attempts cannot be stopped takes no new jobs: an event says why, once."""
+    add_local_hosts(svc, tmp_path, 1)
+    job_id = svc.submit(command="sleep 60", retries=1)
+    tick_until(dispatcher, lambda: _running(svc, job_id), timeout=20)
+    info = read_json(Path(svc.ledger.attempts_for(job_id)[0]["remote_dir"]) / "wrapper.json")
+
+    def broken(host, atts):  # noqa: ANN001, ANN202
+        raise RuntimeError("agent crashed")
+
+    monkeypatch.setattr(dispatcher, "_kill_stale", broken)
+    os.kill(info["pid"], signal.SIGKILL)
+    for _ in range(4):
+        dispatcher.tick()
+        time.sleep(0.1)
+    events = svc.ledger.query("SELECT * FROM events WHERE kind = 'host.fence_failed'")
+    assert len(events) == 1 and "agent crashed" in events[0]["message"]
+    os.kill(info["job_pid"], signal.SIGKILL)
+    monkeypatch.undo()
+    svc.cancel([job_id])
+    tick_until(dispatcher, lambda: all_ended(svc), timeout=30, pause=0.2)
