@@ -205,10 +205,8 @@ class Dispatcher:
         self.stats = Stats()
         self.started_at = clock()
         self._unreconciled: set[str] | None = None  # hosts with attempts from before this start
-        self._cancel_sent: set[str] = set()
         self._drained: set[str] = set()
         self._removed_tried: dict[str, float] = {}  # removed host -> when fencing last tried it
-        self._unreadable_said: set[str] = set()  # tokens whose unreadable files were reported
         self._fence_failing: set[str] = set()  # hosts whose fencing failed (event written)
         self._policy: Any = None
         self._policy_key: tuple[Any, ...] | None = None
@@ -397,7 +395,7 @@ class Dispatcher:
         up = {h["name"]: h for h in hosts if h["state"] == "up"}
         todo: dict[str, list[str]] = {}
         for a in active:
-            if a["job_state"] == "cancelling" and a["token"] not in self._cancel_sent:
+            if a["job_state"] == "cancelling" and a.get("cancel_sent_at") is None:
                 if a["host"] in up:
                     todo.setdefault(a["host"], []).append(a["token"])
         if not todo:
@@ -415,12 +413,17 @@ class Dispatcher:
             {name: _bind(call, up[name], toks) for name, toks in todo.items()},
             timeout=self.poll_timeout_s,
         )
-        for name, outcome in results.items():
-            if isinstance(outcome, Ok):
-                self._cancel_sent.update(outcome.value)
-                self.stats.cancels_sent += len(outcome.value)
-            else:
-                log.warning("cancel on %s failed: %s", name, outcome.reason)
+        now = self.clock()
+        with self.ledger.tx():  # kept in the ledger: `serve --once` does not TERM again each run
+            for name, outcome in results.items():
+                if isinstance(outcome, Ok):
+                    for token in outcome.value:
+                        self.ledger.execute(
+                            "UPDATE attempts SET cancel_sent_at = ? WHERE token = ?", (now, token)
+                        )
+                    self.stats.cancels_sent += len(outcome.value)
+                else:
+                    log.warning("cancel on %s failed: %s", name, outcome.reason)
 
     # -- step 2 and 3: poll and record --------------------------------------------------------
 
@@ -522,8 +525,12 @@ class Dispatcher:
             self._lose(a, f"attempt lost on {a['host']}: {why}", job_state)
             return "ended"
         if st.state == "unreadable":  # nothing concluded; said once, so someone can look
-            if token not in self._unreadable_said:
-                self._unreadable_said.add(token)
+            said = self.ledger.query_one(
+                "SELECT 1 AS x FROM events WHERE kind = 'attempt.unreadable' AND job_id = ? "
+                "AND json_extract(data, '$.token') = ?",
+                (a["job_id"], token),
+            )
+            if not said:
                 self.ledger.event(
                     "attempt.unreadable",
                     f"job {a['job_id']} attempt {a['attempt_no']}: its files on {a['host']} "
@@ -534,12 +541,16 @@ class Dispatcher:
             return None
         if st.state == "missing" and a["state"] == "starting":
             if job_state == "cancelling":
-                self.ledger.transition_attempt(
-                    token, "cancelled", job_state="cancelled", reason="cancelled before it started"
-                )
+                # lost, not cancelled: a launch still in flight may yet start it, and a lost
+                # attempt is fenced (looked for by token and killed) before anything else runs
+                self._lose(a, "cancelled before it started", job_state)
                 return "ended"
             return "relaunch"
         return None
+
+    def _cancel_was_sent(self, token: str) -> bool:
+        row = self.ledger.query_one("SELECT cancel_sent_at FROM attempts WHERE token = ?", (token,))
+        return bool(row and row["cancel_sent_at"] is not None)
 
     def _job_state(self, job_id: int) -> str:
         row = self.ledger.query_one("SELECT state FROM jobs WHERE id = ?", (job_id,))
@@ -568,7 +579,7 @@ class Dispatcher:
         target = state
         if job_state == "running" and state == "cancelled":
             target = "failed"  # cancelled on the host without a request here (an admin by hand)
-        if job_state == "cancelling" and state == "failed" and a["token"] in self._cancel_sent:
+        if job_state == "cancelling" and state == "failed" and self._cancel_was_sent(a["token"]):
             target = "cancelled"
         fields: dict[str, Any] = {"exit_code": code, "ended_at": st.ended_at or self.clock()}
         if st.started_at:
@@ -1075,13 +1086,6 @@ class Dispatcher:
             )
         live = {r["id"] for r in self.ledger.query("SELECT id FROM jobs WHERE state = 'queued'")}
         self._last_reason = {k: v for k, v in self._last_reason.items() if k in live}
-        active = {
-            r["token"]
-            for r in self.ledger.query(
-                "SELECT token FROM attempts WHERE state IN ('starting', 'running')"
-            )
-        }
-        self._cancel_sent &= active
 
 
 class DispatcherHandle:

@@ -243,9 +243,10 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
 def _migrate_3(db: sqlite_utils.Database) -> None:
     """What the dispatcher notices about an attempt across ticks, kept so that a restarted
     dispatcher (or `serve --once` from a timer) goes on counting: since when its host has not
-    shown its directory, and how many launches of it failed."""
+    shown its directory, how many launches of it failed, and when its cancel went out."""
     db.execute("ALTER TABLE attempts ADD COLUMN missing_since REAL")
     db.execute("ALTER TABLE attempts ADD COLUMN launch_failures INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE attempts ADD COLUMN cancel_sent_at REAL")
 
 
 # Append forward migrations here; never edit a released one.

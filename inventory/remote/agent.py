@@ -360,7 +360,13 @@ def statuses(root, tokens):
                 d = os.path.join(jobs_dir(root), name)
                 out[token] = safe_status(lambda d=d: d, token)
         return out
-    jd_names = os.listdir(jobs_dir(root)) if tokens and os.path.isdir(jobs_dir(root)) else None
+    try:
+        jd_names = os.listdir(jobs_dir(root)) if tokens else None
+    except (FileNotFoundError, NotADirectoryError):
+        jd_names = []
+    except OSError as exc:  # cannot be listed (EIO, ESTALE): nothing concluded about any of them
+        why = f"{type(exc).__name__}: {exc}"
+        return dict((t, {"token": t, "state": "unreadable", "reason": why}) for t in tokens)
     return dict((t, safe_status(lambda t=t: find_attempt(root, t, jd_names), t)) for t in tokens)
 
 
@@ -378,11 +384,18 @@ def launch_one(root, item, wrapper_source):
     spec.pop("command", None)
     spec["created_at"] = time.time()
     spec["boot_id"] = boot_id()
-    with open(os.path.join(d, "command"), "wb") as f:
-        f.write(item["command"].encode("utf-8", "surrogateescape"))
-    with open(os.path.join(d, "wrapper.py"), "w") as f:
-        f.write(wrapper_source)
-    write_atomic(os.path.join(d, "launch.json"), json.dumps(spec).encode())
+    try:
+        with open(os.path.join(d, "command"), "wb") as f:
+            f.write(item["command"].encode("utf-8", "surrogateescape"))
+        with open(os.path.join(d, "wrapper.py"), "w") as f:
+            f.write(wrapper_source)
+        write_atomic(os.path.join(d, "launch.json"), json.dumps(spec).encode())
+    except BaseException:
+        # a full disk or a quota partway: nothing was started, so leave nothing behind (a
+        # half-written directory read as "wrapper never started", and the launch failure went
+        # uncounted); the launch fails and is counted, and retried
+        shutil.rmtree(d, ignore_errors=True)
+        raise
     devnull = os.open(os.devnull, os.O_RDWR)
     log = os.open(os.path.join(d, "wrapper.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:

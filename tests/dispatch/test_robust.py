@@ -461,3 +461,83 @@ def test_failing_fences_say_so_once(svc, dispatcher, tmp_path, monkeypatch):
     monkeypatch.undo()
     svc.cancel([job_id])
     tick_until(dispatcher, lambda: all_ended(svc), timeout=30, pause=0.2)
+
+
+def test_an_unlistable_jobs_directory_is_no_conclusion(tmp_path, monkeypatch):
+    """Listing the jobs directory fails (EIO, ESTALE): every asked attempt reads "unreadable"
+    and the poll succeeds (it failed, the host went down after the grace, and its jobs ran
+    again elsewhere while the first copies still ran)."""
+    import errno
+
+    from inventory.remote import agent
+
+    (tmp_path / "jobs").mkdir()
+
+    def failing(path):  # noqa: ANN001, ANN202
+        raise OSError(errno.EIO, "Input/output error", str(path))
+
+    monkeypatch.setattr(agent.os, "listdir", failing)
+    st = agent.statuses(str(tmp_path), ["aaaaaaaaaaaa", "bbbbbbbbbbbb"])
+    assert {v["state"] for v in st.values()} == {"unreadable"}
+
+
+def test_a_launch_that_fails_partway_leaves_nothing(tmp_path, monkeypatch):
+    """A full disk partway through writing an attempt: the half-made directory is removed and
+    the launch fails (counted, retried), instead of reading "wrapper never started"."""
+    import builtins
+    import errno
+
+    from inventory.remote import agent
+
+    real_open = builtins.open
+
+    def full(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if str(path).endswith("wrapper.py"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", full)
+    item = {"job_id": 3, "token": "eeeeeeeeeeee", "command": "true"}
+    with pytest.raises(OSError, match="No space"):
+        agent.launch_one(str(tmp_path), item, "")
+    assert list((tmp_path / "jobs").iterdir()) == []
+
+
+def test_a_cancel_goes_out_once_even_from_serve_once(svc, tmp_path, monkeypatch):
+    """`serve --once` from a timer: a fresh dispatcher each run. The cancel's sending is kept in
+    the ledger, so a job that takes its time to stop is not sent TERM again every run."""
+    from inventory import supervisor
+
+    svc.set_setting("cancel_grace_s", 30.0)
+    add_local_hosts(svc, tmp_path, 1)
+    job_id = svc.submit(command="trap '' TERM; sleep 60")
+
+    def once() -> None:
+        d = Dispatcher(svc)
+        assert d.acquire()
+        try:
+            d.tick()
+        finally:
+            d.close()
+
+    deadline = time.monotonic() + 20
+    while not _running(svc, job_id) and time.monotonic() < deadline:
+        once()
+    sent = []
+    real = supervisor.cancel_batch
+
+    def counting(transport, spec, tokens, grace_s=10, timeout=30):  # noqa: ANN001, ANN202
+        sent.append(list(tokens))
+        return real(transport, spec, tokens, grace_s, timeout)
+
+    monkeypatch.setattr(supervisor, "cancel_batch", counting)
+    svc.cancel([job_id])
+    for _ in range(3):
+        once()
+    assert len(sent) == 1 and svc.get_job(job_id)["state"] == "cancelling"
+    info = read_json(Path(svc.ledger.attempts_for(job_id)[0]["remote_dir"]) / "wrapper.json")
+    os.killpg(info["job_pid"], signal.SIGKILL)
+    while svc.get_job(job_id)["state"] != "cancelled" and time.monotonic() < deadline + 20:
+        once()
+        time.sleep(0.1)
+    assert svc.get_job(job_id)["state"] == "cancelled"
