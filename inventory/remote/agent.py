@@ -73,6 +73,16 @@ def proc_stat(pid):
     return fields[0].decode(), int(fields[3]), int(fields[19])
 
 
+def parent_pid(pid):
+    """The parent's pid of a process (0 when unknown)."""
+    try:
+        with open("/proc/%d/stat" % int(pid), "rb") as f:
+            data = f.read()
+        return int(data[data.rindex(b")") + 2 :].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def alive(pid, start_time, boot):
     """True if `pid` is the same live (non-zombie) process it was when recorded."""
     if not pid or boot != boot_id():
@@ -531,6 +541,7 @@ def token_pids(tokens):
     sessions = {}
     candidates = []
     stats = {}
+    stuck, wrappers = [], {}
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == me:
             continue
@@ -544,7 +555,8 @@ def token_pids(tokens):
         if st is None:
             continue
         stats[pid] = st  # for the session pass, even if its files below cannot be read
-        if st[0] == "D":  # reading the memory of a process stuck in the kernel can hang
+        if st[0] == "D":  # reading the memory of a process stuck in the kernel can hang:
+            stuck.append(pid)  # known by its parent instead (below)
             continue
         argv, environ = [], []
         try:
@@ -564,6 +576,13 @@ def token_pids(tokens):
                 head = arg[: -len(suffix)]
                 if arg.endswith(suffix) and head.rsplit(b"/", 1)[-1].isdigit():
                     found[t].add(pid)
+                    wrappers[pid] = t
+    # a stuck job leader is the child of its wrapper, and leads its own session
+    for pid in stuck:
+        t = wrappers.get(parent_pid(pid))
+        if t is not None:
+            found[t].add(pid)
+            candidates.append((stats[pid][1], pid, t))
     # The job leads its own session (the wrapper starts it with setsid), and what it starts
     # stays in that session even with another environment. A session is the attempt's when its
     # leader carries the token, or its leader is gone; never one led by something else (a

@@ -4,6 +4,7 @@ round trips that cancels and fencing cost (local transport: the hosts are this m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -541,3 +542,35 @@ def test_a_cancel_goes_out_once_even_from_serve_once(svc, tmp_path, monkeypatch)
         once()
         time.sleep(0.1)
     assert svc.get_job(job_id)["state"] == "cancelled"
+
+
+def test_a_stuck_job_leader_is_found_through_its_wrapper(tmp_path, monkeypatch):
+    """A job in uninterruptible sleep (state D, typical of a hung network filesystem) is not
+    read (that can hang); it is found as the child of its wrapper, found by command line."""
+    import subprocess
+
+    from inventory.remote import agent
+
+    token = "ffffffffffff"
+    d = tmp_path / "jobs" / f"5-{token}"
+    d.mkdir(parents=True)
+    (d / "wrapper.py").write_text(
+        "import subprocess, sys, time\n"
+        "p = subprocess.Popen(['sleep', '60'], start_new_session=True)\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    fake = subprocess.Popen([sys.executable, str(d / "wrapper.py")], stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+    job = int(fake.stdout.readline())
+    try:
+        real = agent.proc_stat
+        monkeypatch.setattr(
+            agent, "proc_stat", lambda pid: ("D",) + real(pid)[1:] if pid == job else real(pid)
+        )
+        assert sorted(agent.token_pids([token])[token]) == sorted([fake.pid, job])
+    finally:
+        for pid in (job, fake.pid):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        fake.wait()
