@@ -20,6 +20,20 @@ from lepton_tui.service import Service
 from tests.dispatch.helpers import add_local_hosts, alive, all_ended, read_json, tick_until
 
 
+def _serve_once(svc: Service):  # noqa: ANN202
+    """One tick of a fresh dispatcher, as `lepton-tui serve --once` from a timer runs it."""
+
+    def once() -> None:
+        d = Dispatcher(svc)
+        assert d.acquire()
+        try:
+            d.tick()
+        finally:
+            d.close()
+
+    return once
+
+
 def _running(svc: Service, job_id: int) -> bool:
     return svc.get_job(job_id)["state"] == "running"
 
@@ -177,14 +191,7 @@ def test_a_dispatcher_that_restarts_every_tick_still_counts_the_grace(svc, tmp_p
     add_local_hosts(svc, tmp_path, 1)
     job_id = svc.submit(command="sleep 60")
 
-    def once() -> None:
-        d = Dispatcher(svc)
-        assert d.acquire()
-        try:
-            d.tick()
-        finally:
-            d.close()
-
+    once = _serve_once(svc)
     deadline = time.monotonic() + 20
     while not _running(svc, job_id) and time.monotonic() < deadline:
         once()
@@ -513,14 +520,7 @@ def test_a_cancel_goes_out_once_even_from_serve_once(svc, tmp_path, monkeypatch)
     add_local_hosts(svc, tmp_path, 1)
     job_id = svc.submit(command="trap '' TERM; sleep 60")
 
-    def once() -> None:
-        d = Dispatcher(svc)
-        assert d.acquire()
-        try:
-            d.tick()
-        finally:
-            d.close()
-
+    once = _serve_once(svc)
     deadline = time.monotonic() + 20
     while not _running(svc, job_id) and time.monotonic() < deadline:
         once()
