@@ -207,7 +207,6 @@ class Dispatcher:
         self._unreconciled: set[str] | None = None  # hosts with attempts from before this start
         self._drained: set[str] = set()
         self._removed_tried: dict[str, float] = {}  # removed host -> when fencing last tried it
-        self._fence_failing: set[str] = set()  # hosts whose fencing failed (event written)
         self._policy: Any = None
         self._policy_key: tuple[Any, ...] | None = None
         self._bad_settings: dict[str, str] = {}
@@ -543,7 +542,7 @@ class Dispatcher:
             if job_state == "cancelling":
                 # lost, not cancelled: a launch still in flight may yet start it, and a lost
                 # attempt is fenced (looked for by token and killed) before anything else runs
-                self._lose(a, "cancelled before it started", job_state)
+                self._lose(a, "before it started", job_state)
                 return "ended"
             return "relaunch"
         return None
@@ -696,8 +695,12 @@ class Dispatcher:
             for name, outcome in results.items():
                 if not isinstance(outcome, Ok):
                     log.warning("fencing on %s failed: %s", name, outcome.reason)
-                    if name not in self._fence_failing:  # said once per streak
-                        self._fence_failing.add(name)
+                    last = self.ledger.query_one(
+                        "SELECT kind FROM events WHERE host = ? AND kind IN "
+                        "('host.fence_failed', 'attempt.fenced') ORDER BY id DESC LIMIT 1",
+                        (name,),
+                    )
+                    if not last or last["kind"] != "host.fence_failed":  # once per streak
                         self.ledger.event(
                             "host.fence_failed",
                             f"host {name} takes no new jobs until {len(todo[name])} old "
@@ -706,7 +709,6 @@ class Dispatcher:
                             host=name, actor="dispatcher",
                         )  # fmt: skip
                     continue
-                self._fence_failing.discard(name)
                 with self.ledger.tx():
                     for a in todo[name]:
                         if a["token"] in outcome.value:  # else the host could not: next tick

@@ -243,14 +243,25 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
 def _migrate_3(db: sqlite_utils.Database) -> None:
     """What the dispatcher notices about an attempt across ticks, kept so that a restarted
     dispatcher (or `serve --once` from a timer) goes on counting: since when its host has not
-    shown its directory, how many launches of it failed, and when its cancel went out."""
+    shown its directory, and how many launches of it failed."""
     db.execute("ALTER TABLE attempts ADD COLUMN missing_since REAL")
     db.execute("ALTER TABLE attempts ADD COLUMN launch_failures INTEGER NOT NULL DEFAULT 0")
-    db.execute("ALTER TABLE attempts ADD COLUMN cancel_sent_at REAL")
+
+
+def _migrate_4(db: sqlite_utils.Database) -> None:
+    """When an attempt's cancel went out (`serve --once` must not send TERM again every run).
+    Only if missing: a development ledger may have it from an early version of migration 3."""
+    if "cancel_sent_at" not in db.table("attempts").columns_dict:
+        db.execute("ALTER TABLE attempts ADD COLUMN cancel_sent_at REAL")
 
 
 # Append forward migrations here; never edit a released one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migrate_1,
+    _migrate_2,
+    _migrate_3,
+    _migrate_4,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -357,7 +357,8 @@ def safe_status(find, token):
 
 def statuses(root, tokens):
     """Status of each token, or of every attempt directory under root when tokens is None.
-    A jobs directory that cannot be listed raises (the poll fails: nothing is concluded)."""
+    A jobs directory that cannot be listed makes every token "unreadable" (nothing concluded);
+    without tokens, it raises."""
     if tokens is None:
         out = {}
         try:

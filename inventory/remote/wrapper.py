@@ -8,6 +8,7 @@
 # the job with `bash -c <command file content>` in its own session with stdin from /dev/null and
 # stdout/stderr to files, enforces the time limit (TERM, then KILL after the grace), and writes
 # `end.json` then `exit_code` atomically (tmp + rename) when the job ends.
+import errno
 import json
 import os
 import signal
@@ -16,7 +17,13 @@ import sys
 import time
 
 ARG_MAX_SAFE = 100000  # one argv string may not exceed 128 KiB on Linux
-END_WRITE_PATIENCE_S = 3600.0  # how long to keep trying to record how the job ended
+END_WRITE_PATIENCE_S = 180.0  # how long to keep trying to record how the job ended
+# errors of a directory out of reach for a while, worth waiting out
+OUT_OF_REACH = set(
+    getattr(errno, n)
+    for n in ("ENOENT", "ESTALE", "EIO", "ENOTCONN", "ETIMEDOUT", "EHOSTDOWN", "EHOSTUNREACH")
+    if hasattr(errno, n)
+)
 
 
 def read_boot_id():
@@ -134,16 +141,18 @@ def main(d):
             "started_at": started_at,
         }
         # The directory may be out of reach for a while (a network filesystem hiccup): keep
-        # trying, backing off, for as long as the dispatcher waits for a hidden directory and
-        # more; a job that ended must not read as lost and be run again.
+        # trying, backing off, about as long as the dispatcher waits for a hidden directory; a
+        # job that ended must not read as lost and be run again. A full disk, a quota or a
+        # read-only filesystem will not pass by waiting: give up at once (the attempt reads as
+        # lost, as before, rather than as running for minutes).
         delay, deadline = 0.5, time.time() + END_WRITE_PATIENCE_S
         while True:
             try:
                 write_atomic(os.path.join(d, "end.json"), json.dumps(end).encode())
                 write_atomic(os.path.join(d, "exit_code"), ("%d\n" % code).encode())
                 return
-            except OSError:
-                if time.time() > deadline:
+            except OSError as exc:
+                if exc.errno not in OUT_OF_REACH or time.time() > deadline:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)

