@@ -146,9 +146,9 @@ def test_cancel_kills_the_whole_tree_within_grace(t2: SSHTransport, h2: SSHHost)
     while len(_session_alive(st.pid)) < 4 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(_session_alive(st.pid)) >= 4
-    started = time.monotonic()
-    assert sv.cancel(t2, spec, tok, grace_s=1.0)
-    assert time.monotonic() - started < 5  # returns without waiting out the grace (loose bound)
+    assert sv.cancel(t2, spec, tok, grace_s=3.0)
+    # it returned without waiting out the grace: what ignores TERM is still there, until the KILL
+    assert _session_alive(st.pid)
     done = wait_for(t2, spec, tok, {"done"})
     assert done.cancelled and done.reason == "cancelled"
     assert _session_alive(st.pid) == []
