@@ -26,7 +26,9 @@ AttemptState = Literal["starting", "running", "done", "lost", "missing", "unread
 class LaunchSpec:
     """One attempt to start: the job's command, env, workdir, GPUs and time limit.
 
-    `kill_grace_s` is how long the wrapper waits between TERM and KILL at the time limit.
+    `kill_grace_s` is how long the wrapper waits between TERM and KILL at the time limit;
+    `end_patience_s` how long it keeps trying to record the job's end in a directory that is
+    out of reach (longer than the dispatcher waits for a hidden directory).
     """
 
     job_id: int
@@ -37,6 +39,7 @@ class LaunchSpec:
     gpu_ids: list[int] = field(default_factory=list)
     time_limit_s: float | None = None
     kill_grace_s: float = 10.0
+    end_patience_s: float = 180.0
 
     def __post_init__(self) -> None:
         check_token(self.token)

@@ -695,12 +695,14 @@ class Dispatcher:
             for name, outcome in results.items():
                 if not isinstance(outcome, Ok):
                     log.warning("fencing on %s failed: %s", name, outcome.reason)
-                    last = self.ledger.query_one(
-                        "SELECT kind FROM events WHERE host = ? AND kind IN "
-                        "('host.fence_failed', 'attempt.fenced') ORDER BY id DESC LIMIT 1",
-                        (name,),
+                    # once per streak: a streak begins with the oldest attempt still to fence
+                    since = min(float(a.get("ended_at") or 0.0) for a in todo[name])
+                    said = self.ledger.query_one(
+                        "SELECT 1 AS x FROM events WHERE host = ? AND kind = 'host.fence_failed' "
+                        "AND at >= ? LIMIT 1",
+                        (name, since),
                     )
-                    if not last or last["kind"] != "host.fence_failed":  # once per streak
+                    if not said:
                         self.ledger.event(
                             "host.fence_failed",
                             f"host {name} takes no new jobs until {len(todo[name])} old "
@@ -990,6 +992,7 @@ class Dispatcher:
                     workdir=a.get("workdir") or None, env=_env(a.get("env")),
                     gpu_ids=_gpu_list(a.get("gpu_ids")), time_limit_s=a.get("time_limit_s"),
                     kill_grace_s=grace,
+                    end_patience_s=max(180.0, 1.5 * self.setting("host_grace_s")),
                 )  # fmt: skip
             except ValueError as exc:
                 self._give_up(a, f"cannot launch: {exc}")

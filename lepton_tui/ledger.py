@@ -255,12 +255,19 @@ def _migrate_4(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE attempts ADD COLUMN cancel_sent_at REAL")
 
 
+def _migrate_5(db: sqlite_utils.Database) -> None:
+    """The dispatcher's look-ups of a host's events by kind (the connection kept when it was
+    removed, whether a failing fence was said) without a scan of every event."""
+    db.execute("CREATE INDEX IF NOT EXISTS idx_events_host_kind ON events(host, kind, at)")
+
+
 # Append forward migrations here; never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
     _migrate_2,
     _migrate_3,
     _migrate_4,
+    _migrate_5,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

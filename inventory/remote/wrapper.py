@@ -17,7 +17,7 @@ import sys
 import time
 
 ARG_MAX_SAFE = 100000  # one argv string may not exceed 128 KiB on Linux
-END_WRITE_PATIENCE_S = 180.0  # how long to keep trying to record how the job ended
+END_WRITE_PATIENCE_S = 180.0  # how long to keep trying to record how the job ended (default)
 # errors of a directory out of reach for a while, worth waiting out
 OUT_OF_REACH = set(
     getattr(errno, n)
@@ -145,7 +145,8 @@ def main(d):
         # job that ended must not read as lost and be run again. A full disk, a quota or a
         # read-only filesystem will not pass by waiting: give up at once (the attempt reads as
         # lost, as before, rather than as running for minutes).
-        delay, deadline = 0.5, time.time() + END_WRITE_PATIENCE_S
+        patience = float(spec.get("end_patience_s") or END_WRITE_PATIENCE_S)
+        delay, deadline = 0.5, time.time() + patience
         while True:
             try:
                 write_atomic(os.path.join(d, "end.json"), json.dumps(end).encode())

@@ -445,27 +445,42 @@ def test_a_wrapper_keeps_trying_to_record_the_end(tmp_path, monkeypatch):
     assert len(failures) == 2 and (d / "exit_code").read_text() == "0\n"
 
 
-def test_failing_fences_say_so_once(svc, dispatcher, tmp_path, monkeypatch):
-    """A host whose old attempts cannot be stopped takes no new jobs: an event says why, once."""
+def test_failing_fences_say_so_once_per_streak(svc, tmp_path, monkeypatch):
+    """A host whose old attempts cannot be stopped takes no new jobs: an event says why, once
+    per streak, whether one dispatcher runs or `serve --once` starts a fresh one each time; a
+    later streak is reported again."""
+    once = _serve_once(svc)
     add_local_hosts(svc, tmp_path, 1)
-    job_id = svc.submit(command="sleep 60", retries=1)
-    tick_until(dispatcher, lambda: _running(svc, job_id), timeout=20)
-    info = read_json(Path(svc.ledger.attempts_for(job_id)[0]["remote_dir"]) / "wrapper.json")
+    job_id = svc.submit(command="sleep 60", retries=2)
 
-    def broken(host, atts):  # noqa: ANN001, ANN202
+    def broken(self, host, atts):  # noqa: ANN001, ANN202
         raise RuntimeError("agent crashed")
 
-    monkeypatch.setattr(dispatcher, "_kill_stale", broken)
-    os.kill(info["pid"], signal.SIGKILL)
-    for _ in range(4):
-        dispatcher.tick()
-        time.sleep(0.1)
+    def failing_streak(attempt_no: int) -> None:
+        deadline = time.monotonic() + 20
+        while len(svc.ledger.attempts_for(job_id)) < attempt_no or not _running(svc, job_id):
+            assert time.monotonic() < deadline
+            once()
+        info = read_json(Path(svc.ledger.attempts_for(job_id)[-1]["remote_dir"]) / "wrapper.json")
+        with monkeypatch.context() as m:
+            m.setattr(Dispatcher, "_kill_stale", broken)
+            os.kill(info["pid"], signal.SIGKILL)
+            for _ in range(4):
+                once()
+                time.sleep(0.1)
+        os.kill(info["job_pid"], signal.SIGKILL)
+
+    failing_streak(1)
     events = svc.ledger.query("SELECT * FROM events WHERE kind = 'host.fence_failed'")
     assert len(events) == 1 and "agent crashed" in events[0]["message"]
-    os.kill(info["job_pid"], signal.SIGKILL)
-    monkeypatch.undo()
+    failing_streak(2)  # fenced in between (the job ran again), then a new streak
+    assert len(svc.ledger.query("SELECT * FROM events WHERE kind = 'host.fence_failed'")) == 2
     svc.cancel([job_id])
-    tick_until(dispatcher, lambda: all_ended(svc), timeout=30, pause=0.2)
+    deadline = time.monotonic() + 30
+    while not all_ended(svc) and time.monotonic() < deadline:
+        once()
+        time.sleep(0.2)
+    assert all_ended(svc)
 
 
 def test_an_unlistable_jobs_directory_is_no_conclusion(tmp_path, monkeypatch):
@@ -587,8 +602,11 @@ def test_a_full_disk_at_the_end_is_not_waited_out(tmp_path, monkeypatch):
         real_write(path, data)
 
     monkeypatch.setattr(wrapper, "write_atomic", full)
-    waits: list[float] = []
-    monkeypatch.setattr(wrapper.time, "sleep", waits.append)  # counts the back-offs
+
+    def no_back_off(seconds: float) -> None:
+        raise AssertionError(f"backed off {seconds} s for a full disk")
+
+    monkeypatch.setattr(wrapper.time, "sleep", no_back_off)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         with pytest.raises(OSError, match="No space"):
@@ -596,4 +614,3 @@ def test_a_full_disk_at_the_end_is_not_waited_out(tmp_path, monkeypatch):
     finally:
         for s, h in handlers.items():
             signal.signal(s, h)
-    assert waits == []  # given up at once, no back-off
