@@ -81,6 +81,17 @@ def test_a_directory_gone_for_good_is_lost_and_its_processes_fenced(svc, dispatc
     tick_until(dispatcher, lambda: all_ended(svc), timeout=30, pause=0.2)
 
 
+def _run_wrapper(d: Path) -> int:
+    """The wrapper's main on attempt directory `d`, in this process; the signal handlers it
+    installs are put back after."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        return wrapper.main(str(d))
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+
+
 def _attempt_dir(tmp_path: Path, command: str) -> Path:
     d = tmp_path / "jobs" / "7-abcdef012345"
     d.mkdir(parents=True)
@@ -116,12 +127,7 @@ def test_a_cancel_between_start_and_record_still_stops_the_job(tmp_path, monkeyp
         real_write(path, data)
 
     monkeypatch.setattr(wrapper, "write_atomic", write)
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    try:
-        assert wrapper.main(str(d)) == 0
-    finally:
-        for s, h in handlers.items():
-            signal.signal(s, h)
+    assert _run_wrapper(d) == 0
     end = json.loads((d / "end.json").read_text())
     assert end["cancelled"] is True and end["signal"] == signal.SIGTERM
 
@@ -436,12 +442,7 @@ def test_a_wrapper_keeps_trying_to_record_the_end(tmp_path, monkeypatch):
         real_write(path, data)
 
     monkeypatch.setattr(wrapper, "write_atomic", flaky)
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    try:
-        assert wrapper.main(str(d)) == 0
-    finally:
-        for s, h in handlers.items():
-            signal.signal(s, h)
+    assert _run_wrapper(d) == 0
     assert len(failures) == 2 and (d / "exit_code").read_text() == "0\n"
 
 
@@ -607,10 +608,5 @@ def test_a_full_disk_at_the_end_is_not_waited_out(tmp_path, monkeypatch):
         raise AssertionError(f"backed off {seconds} s for a full disk")
 
     monkeypatch.setattr(wrapper.time, "sleep", no_back_off)
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    try:
-        with pytest.raises(OSError, match="No space"):
-            wrapper.main(str(d))
-    finally:
-        for s, h in handlers.items():
-            signal.signal(s, h)
+    with pytest.raises(OSError, match="No space"):
+        _run_wrapper(d)
