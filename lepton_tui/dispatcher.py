@@ -609,8 +609,9 @@ class Dispatcher:
         job = self.ledger.query_one(
             "SELECT retries, (SELECT COUNT(*) FROM attempts WHERE job_id = jobs.id "
             "AND started_at IS NOT NULL) AS ran, (SELECT COUNT(*) FROM attempts "
-            "WHERE job_id = jobs.id) AS made FROM jobs WHERE id = ?",
-            (a["job_id"],),
+            "WHERE job_id = jobs.id) AS made, (SELECT started_at IS NOT NULL FROM attempts "
+            "WHERE token = ?) AS this_ran FROM jobs WHERE id = ?",
+            (a["token"], a["job_id"]),
         )
         spent = 0
         if job:
@@ -620,10 +621,7 @@ class Dispatcher:
             target, reason = "cancelled", f"cancelled ({why})"
         elif job_state in ("starting", "running"):
             if job and spent <= int(job["retries"]):
-                row = self.ledger.query_one(
-                    "SELECT started_at FROM attempts WHERE token = ?", (a["token"],)
-                )
-                if row and row["started_at"] is not None or spent > int(job["ran"]):
+                if job["this_ran"] or spent > int(job["ran"]):
                     how = f"retry {spent} of {job['retries']}"
                 else:
                     how = "it had not started: no retry spent"
@@ -779,7 +777,6 @@ class Dispatcher:
                             self._fenced(
                                 a, outcome.value[a["token"]], f"stopped on removed host {name}"
                             )
-                if isinstance(outcome, Ok):
                     atts = [a for a in atts if a["token"] not in outcome.value]
                     if not atts:
                         continue
@@ -1012,15 +1009,11 @@ class Dispatcher:
                 broken = []
                 with self.ledger.tx():  # counted in the ledger, across restarts
                     for s in specs:
+                        tries = int(by_token[s.token].get("launch_failures") or 0) + 1
                         self.ledger.execute(
-                            "UPDATE attempts SET launch_failures = launch_failures + 1 "
-                            "WHERE token = ?",
-                            (s.token,),
+                            "UPDATE attempts SET launch_failures = ? WHERE token = ?",
+                            (tries, s.token),
                         )
-                        row = self.ledger.query_one(
-                            "SELECT launch_failures FROM attempts WHERE token = ?", (s.token,)
-                        )
-                        tries = int(row["launch_failures"]) if row else 0
                         if tries >= MAX_LAUNCH_TRIES and _is_remote_error(outcome.error):
                             broken.append(by_token[s.token])
                 if broken:  # the host answers but cannot start jobs (full disk, quota, ...)

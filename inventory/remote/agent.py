@@ -63,24 +63,14 @@ def boot_id():
 
 
 def proc_stat(pid):
-    """(state, session id, start time) of a process, or None."""
+    """(state, session id, start time, parent pid) of a process, or None."""
     try:
         with open("/proc/%d/stat" % int(pid), "rb") as f:
             data = f.read()
     except (OSError, ValueError):
         return None
     fields = data[data.rindex(b")") + 2 :].split()
-    return fields[0].decode(), int(fields[3]), int(fields[19])
-
-
-def parent_pid(pid):
-    """The parent's pid of a process (0 when unknown)."""
-    try:
-        with open("/proc/%d/stat" % int(pid), "rb") as f:
-            data = f.read()
-        return int(data[data.rindex(b")") + 2 :].split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
+    return fields[0].decode(), int(fields[3]), int(fields[19]), int(fields[1])
 
 
 def alive(pid, start_time, boot):
@@ -101,8 +91,8 @@ def find_attempt(root, token, names=None):
     listing, when the caller has it already).
 
     Only a jobs directory that does not exist means "no such attempt"; any other error reading
-    it (a hung or failing network filesystem, permissions) raises, so the caller's poll fails
-    instead of reporting running jobs as gone."""
+    it (a hung or failing network filesystem, permissions) raises: the caller must not take
+    running jobs for gone (`statuses` reports them "unreadable", fencing scans /proc)."""
     jd = jobs_dir(root)
     if names is None:
         try:
@@ -580,7 +570,7 @@ def token_pids(tokens):
                     wrappers[pid] = t
     # a stuck job leader is the child of its wrapper, and leads its own session
     for pid in stuck:
-        t = wrappers.get(parent_pid(pid))
+        t = wrappers.get(stats[pid][3])
         if t is not None:
             found[t].add(pid)
             candidates.append((stats[pid][1], pid, t))
@@ -598,10 +588,10 @@ def token_pids(tokens):
     return dict((t, sorted(pids)) for t, pids in found.items())
 
 
-def kill_stale_one(root, token, pids_of):
-    """Fencing: SIGKILL an attempt's wrapper and job if they still run. Where its record is
-    missing or unreadable (deleted, a wrapper that died before writing it, a failing network
-    filesystem) its processes come from `pids_of(token)`, a scan of /proc."""
+def kill_stale_one(root, token, pids):
+    """Fencing: SIGKILL an attempt's wrapper and job if they still run, by its record and by
+    `pids` (from `token_pids`), which finds them where the record is missing or unreadable
+    (deleted, a wrapper that died before writing it, a failing network filesystem)."""
     try:
         d = find_attempt(root, token)
     except OSError:  # the jobs directory cannot be listed: the scan below still finds them
@@ -627,7 +617,7 @@ def kill_stale_one(root, token, pids_of):
             except OSError:
                 pass
         killed += signal_job(info, signal.SIGKILL)
-    for pid in pids_of(token):
+    for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
             killed += 1
@@ -638,14 +628,8 @@ def kill_stale_one(root, token, pids_of):
 
 def op_kill_stale(req):
     """Fence each of `tokens` (one round trip for all of a host's stale attempts)."""
-    scan = {}
-
-    def pids_of(token):
-        if not scan:
-            scan.update(token_pids(req["tokens"]))
-        return scan.get(token, [])
-
-    return {"results": per_token(req["tokens"], lambda t: kill_stale_one(req["root"], t, pids_of))}
+    pids = token_pids(req["tokens"])  # one pass over /proc for all of them
+    return {"results": per_token(req["tokens"], lambda t: kill_stale_one(req["root"], t, pids[t]))}
 
 
 def op_read_log(req):
