@@ -1,0 +1,113 @@
+"""The console fits its terminal: the queue's columns adapt to the width (80x24 to 200x50)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lepton_tui.service import Service
+from lepton_tui.widgets.queue import (
+    COLUMNS,
+    DROP_ORDER,
+    WHY_MIN,
+    QueueTable,
+    clip,
+    fit_columns,
+)
+from tests.tui.conftest import loaded, settled, wait_for
+from tests.tui.data import FIXED_NOW, USER
+
+# 86 characters: longer than the old 60-character cut, short enough for a 200-column screen.
+LONG_REASON = (
+    "unschedulable: fits no host (needs 4 GPUs, the most on an active host is 2; gpu-b drains)"
+)
+
+
+def set_reason(home: Path, job_id: int, reason: str) -> None:
+    svc = Service.open(home, user=USER, clock=lambda: FIXED_NOW)
+    svc.ledger.set_job_reason(job_id, reason)
+    svc.close()
+
+
+def why_cell(table: QueueTable, job_id: int) -> str:
+    column = list(table.layout_widths).index("why")
+    return table.get_row(str(job_id))[column].plain
+
+
+def fills_without_scrolling(table: QueueTable) -> bool:
+    """The columns use the table's whole width and not one cell more."""
+    used = sum(c.get_render_width(table) for c in table.columns.values())
+    return used == table.room() and table.max_scroll_x == 0
+
+
+def test_fit_keeps_why_waiting_and_drops_the_least_useful_first() -> None:
+    natural = {key: len(label) + 4 for key, label in COLUMNS}
+    wide = fit_columns(natural, 300)
+    assert list(wide) == [key for key, _ in COLUMNS]
+    assert wide["why"] == 300 - sum(w + 2 for k, w in wide.items() if k != "why") - 2
+    narrow = fit_columns(natural, 51)
+    assert "id" in narrow and narrow["why"] >= WHY_MIN
+    dropped = [key for key in DROP_ORDER if key not in narrow]
+    assert dropped == list(DROP_ORDER[: len(dropped)])  # in order, the least useful first
+    assert sum(w + 2 for w in narrow.values()) <= 51
+    tiny = fit_columns(natural, 10)
+    assert list(tiny) == ["id", "why"]
+
+
+def test_a_cut_cell_ends_with_an_ellipsis() -> None:
+    assert clip("python train.py", 8).plain == "python …"
+    assert clip("short", 8) == "short"
+
+
+async def test_queue_at_80x24_shows_age_and_why_waiting(make_tui, lab: Path) -> None:
+    app = make_tui()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        await settled(pilot)
+        table = app.screen.query_one(QueueTable)
+        assert {"id", "age", "why"} <= set(table.layout_widths)
+        assert fills_without_scrolling(table)
+        assert why_cell(table, 5).startswith("waiting: 4 GPUs")
+
+
+async def test_queue_at_200x50_shows_whole_reasons(make_tui, lab: Path) -> None:
+    set_reason(lab, 5, LONG_REASON)
+    app = make_tui()
+    async with app.run_test(size=(200, 50)) as pilot:
+        await loaded(pilot)
+        await settled(pilot)
+        table = app.screen.query_one(QueueTable)
+        assert list(table.layout_widths) == [key for key, _ in COLUMNS]  # every column
+        assert why_cell(table, 5) == LONG_REASON
+        assert fills_without_scrolling(table)
+
+
+async def test_queue_columns_follow_a_resize(make_tui, lab: Path) -> None:
+    app = make_tui()
+    async with app.run_test(size=(200, 50)) as pilot:
+        await loaded(pilot)
+        await settled(pilot)
+        table = app.screen.query_one(QueueTable)
+        table.move_cursor(row=table.get_row_index("5"))
+        await pilot.resize_terminal(80, 24)
+        await wait_for(pilot, lambda: "project" not in table.layout_widths)
+        await settled(pilot)
+        assert fills_without_scrolling(table)
+        assert table.selected_job == 5  # the highlighted job stays highlighted
+        await pilot.resize_terminal(200, 50)
+        await wait_for(pilot, lambda: "project" in table.layout_widths)
+        await settled(pilot)
+        assert fills_without_scrolling(table)
+        assert table.selected_job == 5
+
+
+async def test_queue_screen_fits_80_columns(make_tui, lab: Path) -> None:
+    app = make_tui()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        await pilot.press("3")
+        await wait_for(pilot, lambda: app.screen.id == "queue")
+        await loaded(pilot)
+        await settled(pilot)
+        table = app.screen.query_one(QueueTable)
+        assert {"id", "state", "age", "why"} <= set(table.layout_widths)
+        assert fills_without_scrolling(table)
