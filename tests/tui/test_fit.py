@@ -111,3 +111,73 @@ async def test_queue_screen_fits_80_columns(make_tui, lab: Path) -> None:
         table = app.screen.query_one(QueueTable)
         assert {"id", "state", "age", "why"} <= set(table.layout_widths)
         assert fills_without_scrolling(table)
+
+
+# -- numbers are never cut ------------------------------------------------------------------------
+
+
+def drawn(widget) -> str:
+    """What `widget` shows on screen now (border included), as plain lines."""
+    from textual.geometry import Region
+
+    size = widget.region.size
+    lines = widget.render_lines(Region(0, 0, size.width, size.height))
+    return "\n".join(strip.text for strip in lines)
+
+
+def test_fit_table_drops_the_share_before_cutting_an_amount() -> None:
+    from rich.console import Console
+
+    from lepton_tui.widgets.fit import FitTable
+
+    table = FitTable(
+        [("alice", "$1,234", "50%"), ("a-rather-long-project", "$15.93", "4%")],
+        headers=("project", "spent", "share"),
+        optional=(2,),
+        gap=2,
+    )
+    for width in (40, 20, 16, 12):
+        console = Console(width=width, color_system=None)
+        with console.capture() as capture:
+            console.print(table)
+        text = capture.get()
+        assert "$1,234" in text and "$15.93" in text, (width, text)
+        assert max(len(line) for line in text.splitlines()) <= width
+        assert ("share" in text) == (width >= 20)
+
+
+async def test_cost_screen_at_60x20_shows_whole_amounts(make_tui, lab: Path) -> None:
+    app = make_tui()
+    async with app.run_test(size=(60, 20)) as pilot:
+        await loaded(pilot)
+        await pilot.press("4")
+        await wait_for(pilot, lambda: app.screen.id == "cost-screen")
+        await loaded(pilot)
+        await pilot.pause()
+        summary = drawn(app.screen.query_one("#cost-summary"))
+        for amount in ("$13.00/h", "$28.39", "$30.39", "$0.00/h", "$140"):
+            assert amount in summary, summary
+        assert "This month" in summary  # the labels fit too
+        for panel, names in (("#cost-users", ("bob", "alice")), ("#cost-projects", ("nlp",))):
+            text = drawn(app.screen.query_one(panel))
+            assert "$15.93" in text and "$13.97" in text and "$0.49" in text, text
+            assert all(name in text for name in names)
+        assert "…" not in "".join(
+            word for word in summary.split() if word.startswith("$")
+        )  # no amount ends in an ellipsis
+        header = drawn(app.screen.query_one("#lab-header"))
+        assert "3 running, 3 queued" in header and "$13.00/h" in header, header
+
+
+async def test_header_leaves_out_whole_parts_when_narrow(make_tui, lab: Path) -> None:
+    app = make_tui()
+    async with app.run_test(size=(200, 20)) as pilot:
+        await loaded(pilot)
+        header = app.screen.query_one("#lab-header")
+        assert "policy dqn" in drawn(header) and "vision-lab" in drawn(header)
+        await pilot.resize_terminal(52, 20)
+        await wait_for(pilot, lambda: header.size.width == 52)
+        await pilot.pause()
+        text = drawn(header)
+        assert "3 running, 3 queued" in text and "$13.00/h" in text, text
+        assert "…" not in text
