@@ -34,7 +34,7 @@ class SchedulerScreen(LiveScreen):
     AUTO_FOCUS = "#decisions"  # not the job-id box: digits there would not switch screens
     BINDINGS = [
         Binding("w", "why", "why pending"),
-        Binding("escape", "app.switch_to('overview')", "back", show=False),
+        Binding("escape", "back", "back", show=False),
     ]
 
     def __init__(self) -> None:
@@ -134,6 +134,15 @@ class SchedulerScreen(LiveScreen):
 
     def action_why(self) -> None:
         self.query_one("#why-job", Input).focus()
+
+    def action_back(self) -> None:
+        """Escape: out of the job-id box to the decisions first (so the box does not hold the
+        focus when this screen comes back, eating the digits that switch screens), then back to
+        the overview."""
+        if self.focused is self.query_one("#why-job", Input):
+            self.query_one("#decisions", DataTable).focus()
+        else:
+            self.app.switch_to("overview")
 
     def _explain(self, job_id: int) -> None:
         self.run_worker(

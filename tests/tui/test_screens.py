@@ -1,0 +1,34 @@
+"""Screens and dialogs as a newcomer meets them: focus on the scheduler screen, what the command
+palette offers, the confirm dialog's buttons, the add-host form's words."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import DataTable, Input
+
+from tests.tui.conftest import loaded, wait_for
+
+
+async def test_escape_leaves_the_job_id_box_for_good(make_tui, lab: Path) -> None:
+    app = make_tui()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot)
+        await pilot.press("5")
+        await wait_for(pilot, lambda: app.screen.id == "scheduler")
+        await loaded(pilot)
+        box = app.screen.query_one("#why-job", Input)
+        await pilot.press("w")
+        assert app.focused is box
+        await pilot.press("escape")  # out of the box, still on the scheduler screen
+        assert app.screen.id == "scheduler"
+        assert isinstance(app.focused, DataTable) and app.focused.id == "decisions"
+        await pilot.press("escape")  # then back to the overview
+        await wait_for(pilot, lambda: app.screen.id == "overview")
+        await pilot.press("5")
+        await wait_for(pilot, lambda: app.screen.id == "scheduler")
+        await pilot.pause()
+        assert app.focused is not box  # the box does not take the focus back
+        await pilot.press("1")  # so a digit switches screens again
+        await wait_for(pilot, lambda: app.screen.id == "overview")
+        assert box.value == ""
