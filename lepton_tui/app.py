@@ -114,6 +114,9 @@ class LeptonApp(App[None]):
         # The lab currency (setting `currency`) for labels outside loaded data (the add-host
         # form); the main screens refresh it with every read.
         self.currency = _ledger_currency(svc)
+        # Whether this machine is a host already, as the last header read said (the command
+        # palette offers "Add this machine" only while it is not).
+        self.local_host_added = False
         for t in THEMES:
             self.register_theme(t)
 
@@ -246,9 +249,10 @@ class LeptonApp(App[None]):
             yield SystemCommand(f"Go to {name}", text, lambda n=name: self.switch_to(n))
         yield SystemCommand("Submit a job", "Open the submit form", self.action_submit)
         yield SystemCommand("Add a host", "Open the add-host form", self.action_add_host)
-        yield SystemCommand(
-            "Add this machine", f"Add {self.local_name} as a host", self.add_local_host
-        )
+        if not self.local_host_added:
+            yield SystemCommand(
+                "Add this machine", f"Add {self.local_name} as a host", self.add_local_host
+            )
 
     # -- actions that change state (through the service, in threads) --------------------------
 
@@ -341,6 +345,12 @@ class LeptonApp(App[None]):
                 self.notify, str(message), severity="information" if ok else "warning"
             )
         self.call_from_thread(self.refresh_screen)
+
+    def note_header(self, head: Any) -> None:
+        """What every screen's header read tells the app: the lab currency (for labels outside
+        loaded data, like the add-host form) and whether this machine is a host already."""
+        self.currency = head.currency
+        self.local_host_added = head.local_host
 
     def refresh_screen(self) -> None:
         """Read the current screen's data again now."""

@@ -476,6 +476,7 @@ class Header:
     queued: int
     demo: bool = False
     currency: str = "USD"
+    local_host: bool = False  # this machine is a host already (`hosts add --local`)
 
 
 def header(
@@ -493,6 +494,7 @@ def header(
         queued=queue.queued,
         demo=demo,
         currency=cost.currency,
+        local_host=any(r.transport == "local" for r in rows),
     )
 
 

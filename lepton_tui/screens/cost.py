@@ -71,6 +71,7 @@ class CostScreen(LiveScreen):
     def show(self, data: Any) -> None:
         panel, series, head = data
         self.query_one(LabHeader).show(head)
+        self.app.note_header(head)
         self.query_one("#cost-summary", Static).update(cost_renderable(panel, top=0))
         total = panel.month if panel.breakdown_period == "this month" else panel.week
         cur = self.app.currency = panel.currency

@@ -97,7 +97,8 @@ class HostsScreen(LiveScreen):
     def show(self, data: Any) -> None:
         rows, self.hosts, head = data
         self.rows = {r.name: r for r in rows}
-        self.currency = self.app.currency = head.currency
+        self.app.note_header(head)
+        self.currency = head.currency
         self.query_one(LabHeader).show(head)
         self.query_one(FleetPanel).show(rows, currency=head.currency)
         table = self.query_one(FleetTable)

@@ -77,7 +77,7 @@ class SchedulerScreen(LiveScreen):
     def show(self, data: Any) -> None:
         head, decisions, admin = data
         self.query_one(LabHeader).show(head)
-        self.app.currency = head.currency
+        self.app.note_header(head)
         select = self.query_one("#policy", Select)
         select.disabled = not admin
         if self._policy_shown != head.policy and head.policy in policy_names():

@@ -32,3 +32,36 @@ async def test_escape_leaves_the_job_id_box_for_good(make_tui, lab: Path) -> Non
         await pilot.press("1")  # so a digit switches screens again
         await wait_for(pilot, lambda: app.screen.id == "overview")
         assert box.value == ""
+
+
+def palette_titles(app) -> list[str]:
+    return [command.title for command in app.get_system_commands(app.screen)]
+
+
+async def test_palette_offers_this_machine_only_until_it_is_added(make_tui, lab: Path) -> None:
+    from lepton_tui.service import Service
+    from tests.tui.data import USER
+
+    app = make_tui()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot)
+        assert "Add this machine" in palette_titles(app)
+        svc = Service.open(lab, user=USER)
+        svc.add_host("login1", local=True)  # what the form stores once the preflight passed
+        svc.close()
+        loads = app.screen.loads
+        app.refresh_screen()
+        await loaded(pilot, loads + 1)
+        assert "Add this machine" not in palette_titles(app)
+        assert "Add a host" in palette_titles(app)
+        await pilot.press("5")  # every screen's header read says so
+        await wait_for(pilot, lambda: app.screen.id == "scheduler")
+        await loaded(pilot)
+        assert "Add this machine" not in palette_titles(app)
+        svc = Service.open(lab, user=USER)
+        svc.remove_host("login1")
+        svc.close()
+        loads = app.screen.loads
+        app.refresh_screen()
+        await loaded(pilot, loads + 1)
+        assert "Add this machine" in palette_titles(app)  # offered again once removed
