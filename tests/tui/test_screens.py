@@ -65,3 +65,22 @@ async def test_palette_offers_this_machine_only_until_it_is_added(make_tui, lab:
         app.refresh_screen()
         await loaded(pilot, loads + 1)
         assert "Add this machine" in palette_titles(app)  # offered again once removed
+
+
+async def test_confirm_buttons_sit_on_one_row(make_tui, lab: Path) -> None:
+    from textual.widgets import Button
+
+    from lepton_tui.screens.confirm import ConfirmModal
+    from tests.tui.conftest import open_modal
+
+    app = make_tui()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        await pilot.press("down", "down", "down")  # job 4, queued
+        modal = await open_modal(pilot, "c", ConfirmModal)
+        await pilot.pause()
+        yes, no = modal.query_one("#yes", Button), modal.query_one("#no", Button)
+        assert yes.region.y == no.region.y
+        assert yes.region.height == no.region.height == 1
+        assert yes.region.right < no.region.x  # side by side, yes first
+        assert app.focused is no  # the safe answer has the focus

@@ -76,3 +76,16 @@ def test_job_detail(snap_compare, make_tui, lab, size) -> None:
         await settled(pilot)
 
     assert snap_compare(make_tui(), terminal_size=size, run_before=run_before)
+
+
+def test_confirm_dialog(snap_compare, make_tui, lab) -> None:
+    from lepton_tui.screens.confirm import ConfirmModal
+
+    async def run_before(pilot) -> None:
+        await loaded(pilot)
+        await settled(pilot)
+        await pilot.press("down", "down", "down", "c")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmModal))
+        await pilot.pause()
+
+    assert snap_compare(make_tui(), terminal_size=(80, 24), run_before=run_before)
