@@ -22,7 +22,9 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
+from textual.theme import Theme
 
+from lepton_tui.console_prefs import save_pref, saved_theme
 from lepton_tui.errors import LeptonError
 from lepton_tui.service import Service, local_host_name
 from themes import CSS_PATHS, CYCLE, DEFAULT_THEME, THEMES
@@ -110,7 +112,8 @@ class LeptonApp(App[None]):
         self._dispatch_error: str | None = None
         self.local_name = local_host_name()
         self._cleanup = list(cleanup)
-        self._wanted_theme = theme or DEFAULT_THEME
+        # `--theme` wins for this run; else the theme this user chose last (console_prefs).
+        self._wanted_theme = theme or saved_theme() or DEFAULT_THEME
         # The lab currency (setting `currency`) for labels outside loaded data (the add-host
         # form); the main screens refresh it with every read.
         self.currency = _ledger_currency(svc)
@@ -129,6 +132,8 @@ class LeptonApp(App[None]):
             )
             self._wanted_theme = DEFAULT_THEME
         self.theme = self._wanted_theme
+        # From now on a theme chosen here (`t`, or the palette's theme picker) is kept.
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
         if self.demo_driver is not None:
             self.demo_driver.start()
         elif self.dispatch:
@@ -242,6 +247,21 @@ class LeptonApp(App[None]):
         current = self.theme if self.theme in CYCLE else CYCLE[-1]
         self.theme = CYCLE[(CYCLE.index(current) + 1) % len(CYCLE)]
         self.notify(f"theme {self.theme}", timeout=2)
+
+    def _theme_changed(self, theme: Theme) -> None:
+        if theme.name != self._wanted_theme:
+            self._wanted_theme = theme.name
+            self._keep_theme(theme.name)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="prefs")
+    def _keep_theme(self, name: str) -> None:
+        """Save the chosen theme for this user's next console (a file write: in a thread)."""
+        try:
+            save_pref("theme", name)
+        except OSError as exc:
+            self.call_from_thread(
+                self.notify, f"theme {name} not kept for next time: {exc}", severity="warning"
+            )
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
