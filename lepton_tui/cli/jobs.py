@@ -22,7 +22,8 @@ from lepton_tui.cli.common import (
     user_text,
 )
 from lepton_tui.errors import NotFound, ValidationError
-from lepton_tui.validate import format_duration, format_size_mb, parse_id, validate_job
+from lepton_tui.request_text import short_request
+from lepton_tui.validate import format_duration, parse_id, validate_job
 
 # The stable JSON shape of a job (documented in README.md, "JSON output").
 JOB_JSON_FIELDS = (
@@ -38,13 +39,8 @@ def job_json(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def request_text(job: dict[str, Any]) -> str:
-    """`4c 16G 2g` style summary of what a job asks for."""
-    text = f"{job['cpus']:g}c {format_size_mb(job['mem_mb'])}"
-    if job["gpus"]:
-        text += f" {job['gpus']}g"
-    if job.get("gpu_mem_mb"):
-        text += f" {format_size_mb(job['gpu_mem_mb'])}gm"
-    return text
+    """`4c 16G 2gpu` style summary of what a job asks for (as the console writes it)."""
+    return short_request(job["cpus"], job["mem_mb"], job["gpus"], job.get("gpu_mem_mb") or 0)
 
 
 class SubmitCommand(click.Command):

@@ -271,4 +271,4 @@ async def test_queue_gpu_column_is_named_for_ids(make_tui, lab: Path) -> None:
         assert labels["gpus"] == "GPU ids"
         cells = dict(zip(labels, table.get_row("1"), strict=True))
         assert cells["gpus"] == "0,1"  # job 1 holds GPUs 0 and 1 of gpu-a
-        assert cells["request"] == "8c 32G 2g"  # the count is in the request
+        assert cells["request"] == "8c 32G 2gpu"  # the count is in the request
