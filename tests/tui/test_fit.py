@@ -5,14 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from lepton_tui.service import Service
-from lepton_tui.widgets.queue import (
-    COLUMNS,
-    DROP_ORDER,
-    WHY_MIN,
-    QueueTable,
-    clip,
-    fit_columns,
-)
+from lepton_tui.widgets.fit import clip
+from lepton_tui.widgets.queue import COLUMNS, DROP_ORDER, WHY_MIN, QueueTable, fit_queue_columns
 from tests.tui.conftest import loaded, settled, wait_for
 from tests.tui.data import FIXED_NOW, USER
 
@@ -39,15 +33,15 @@ def fills_without_scrolling(table: QueueTable) -> bool:
 
 def test_fit_keeps_why_waiting_and_drops_the_least_useful_first() -> None:
     natural = {key: len(label) + 4 for key, label in COLUMNS}
-    wide = fit_columns(natural, 300)
+    wide = fit_queue_columns(natural, 300)
     assert list(wide) == [key for key, _ in COLUMNS]
     assert wide["why"] == 300 - sum(w + 2 for k, w in wide.items() if k != "why") - 2
-    narrow = fit_columns(natural, 51)
+    narrow = fit_queue_columns(natural, 51)
     assert "id" in narrow and narrow["why"] >= WHY_MIN
     dropped = [key for key in DROP_ORDER if key not in narrow]
     assert dropped == list(DROP_ORDER[: len(dropped)])  # in order, the least useful first
     assert sum(w + 2 for w in narrow.values()) <= 51
-    tiny = fit_columns(natural, 10)
+    tiny = fit_queue_columns(natural, 10)
     assert list(tiny) == ["id", "why"]
 
 
@@ -97,6 +91,26 @@ async def test_queue_columns_follow_a_resize(make_tui, lab: Path) -> None:
         await settled(pilot)
         assert fills_without_scrolling(table)
         assert table.selected_job == 5
+
+
+async def test_fleet_fits_80_columns_and_shows_everything_at_200(make_tui, lab: Path) -> None:
+    from lepton_tui.widgets.fleet import COLUMNS as FLEET_COLUMNS
+    from lepton_tui.widgets.fleet import FleetTable
+
+    app = make_tui()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        await settled(pilot)
+        fleet = app.screen.query_one(FleetTable)
+        assert {"host", "state", "cpu", "mem", "gpus"} <= set(fleet.layout_widths)
+        assert "spark" not in fleet.layout_widths  # the first to go
+        used = sum(c.get_render_width(fleet) for c in fleet.columns.values())
+        assert used <= fleet.room() and fleet.max_scroll_x == 0
+        await pilot.resize_terminal(200, 50)
+        await wait_for(pilot, lambda: "spark" in fleet.layout_widths)
+        await settled(pilot)
+        assert list(fleet.layout_widths) == [key for key, _ in FLEET_COLUMNS]
+        assert fleet.max_scroll_x == 0
 
 
 async def test_queue_screen_fits_80_columns(make_tui, lab: Path) -> None:
