@@ -114,6 +114,7 @@ class LeptonApp(App[None]):
         self._cleanup = list(cleanup)
         # `--theme` wins for this run; else the theme this user chose last (console_prefs).
         self._wanted_theme = theme or saved_theme() or DEFAULT_THEME
+        self._prefs_warned = False
         # The lab currency (setting `currency`) for labels outside loaded data (the add-host
         # form); the main screens refresh it with every read.
         self.currency = _ledger_currency(svc)
@@ -259,9 +260,11 @@ class LeptonApp(App[None]):
         try:
             save_pref("theme", name)
         except OSError as exc:
-            self.call_from_thread(
-                self.notify, f"theme {name} not kept for next time: {exc}", severity="warning"
-            )
+            if not self._prefs_warned:  # once: pressing `t` again would only repeat it
+                self._prefs_warned = True
+                self.call_from_thread(
+                    self.notify, f"theme {name} not kept for next time: {exc}", severity="warning"
+                )
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -72,7 +72,7 @@ async def test_a_saved_theme_that_no_longer_exists_falls_back(make_tui, lab: Pat
         assert app.theme == "lepton"
 
 
-async def test_an_unwritable_config_says_why_and_the_theme_still_changes(
+async def test_an_unwritable_config_says_why_once_and_the_theme_still_changes(
     make_tui, lab: Path, tmp_path: Path, monkeypatch
 ) -> None:
     blocker = tmp_path / "not-a-dir"
@@ -86,4 +86,9 @@ async def test_an_unwritable_config_says_why_and_the_theme_still_changes(
         await pilot.press("t")
         assert app.theme == "lepton-dark"
         await wait_for(pilot, lambda: any("not kept" in n for n in notes))
+        await pilot.press("t")
+        assert app.theme == "lepton-light"
+        await app.workers.wait_for_complete()
+        await pilot.pause()
     assert os.path.isfile(blocker)
+    assert len([n for n in notes if "not kept" in n]) == 1
