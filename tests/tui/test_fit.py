@@ -194,3 +194,38 @@ async def test_header_leaves_out_whole_parts_when_narrow(make_tui, lab: Path) ->
         text = drawn(header)
         assert "3 running, 3 queued" in text and "$13.00/h" in text, text
         assert "…" not in text
+
+
+async def test_scheduler_decisions_fit_and_a_row_still_explains_its_job(
+    make_tui, lab: Path
+) -> None:
+    from textual.widgets import Static
+
+    from lepton_tui.screens.scheduler import DecisionsTable
+    from tests.tui.conftest import text_of
+
+    explanation = "not placed: " + "the fleet is busy and this job waits its turn, " * 3
+    svc = Service.open(lab, user=USER, clock=lambda: FIXED_NOW)
+    with svc.ledger.tx():
+        svc.ledger.insert("decisions", {"at": FIXED_NOW, "policy": "backfill", "job_id": 4,
+                                        "host": None, "placed": 0, "explanation": explanation})  # fmt: skip
+    svc.close()
+    app = make_tui()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        await pilot.press("5")
+        await wait_for(pilot, lambda: app.screen.id == "scheduler")
+        await loaded(pilot)
+        await settled(pilot)
+        table = app.screen.query_one(DecisionsTable)
+        assert set(table.layout_widths) >= {"job", "why"}
+        assert table.max_scroll_x == 0
+        newest = table.get_row_at(0)
+        assert newest[-1].plain.endswith("…")  # cut to the width, and said so
+        await pilot.resize_terminal(200, 50)
+        await wait_for(pilot, lambda: table.get_row_at(0)[-1] == explanation)  # whole
+        table.focus()
+        table.move_cursor(row=0)
+        await pilot.press("enter")
+        why = app.screen.query_one("#why", Static)
+        await wait_for(pilot, lambda: "job 4" in text_of(why))
