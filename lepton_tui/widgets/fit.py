@@ -20,8 +20,9 @@ Cell = str | Text
 MIN_LABEL = 4  # below this, optional number columns are left out to make room for the label
 
 
-def _width(cell: Cell) -> int:
-    return cell.cell_len if isinstance(cell, Text) else cell_len(cell)
+def cell_width(cell: Any) -> int:
+    """The cells a table cell takes (plain text or Rich Text)."""
+    return cell_len(cell.plain if isinstance(cell, Text) else str(cell))
 
 
 class FitTable:
@@ -64,7 +65,7 @@ class FitTable:
         cells = [r[i] for r in self.rows if i < len(r)]
         if self.headers is not None and i < len(self.headers):
             cells.append(self.headers[i])
-        return max((_width(c) for c in cells), default=0)
+        return max((cell_width(c) for c in cells), default=0)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         shown, label_width = self.columns_for(options.max_width)
@@ -87,10 +88,6 @@ class FitTable:
 
 
 # -- DataTables whose columns fit the width ------------------------------------------------------
-
-
-def cell_width(cell: Any) -> int:
-    return cell_len(cell.plain if isinstance(cell, Text) else str(cell))
 
 
 def fit_columns(
