@@ -113,6 +113,19 @@ async def test_fleet_fits_80_columns_and_shows_everything_at_200(make_tui, lab: 
         assert fleet.max_scroll_x == 0
 
 
+async def test_fleet_narrows_its_bars_before_leaving_columns_out(make_tui, lab: Path) -> None:
+    from lepton_tui.widgets.fleet import COLUMNS as FLEET_COLUMNS
+    from lepton_tui.widgets.fleet import FleetTable
+
+    app = make_tui()
+    async with app.run_test(size=(110, 30)) as pilot:
+        await loaded(pilot)
+        await settled(pilot)
+        fleet = app.screen.query_one(FleetTable)
+        assert list(fleet.layout_widths) == [key for key, _ in FLEET_COLUMNS]
+        assert fleet.max_scroll_x == 0
+
+
 async def test_queue_screen_fits_80_columns(make_tui, lab: Path) -> None:
     app = make_tui()
     async with app.run_test(size=(80, 24)) as pilot:
