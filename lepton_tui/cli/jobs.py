@@ -277,6 +277,20 @@ def logs(ctx: click.Context, job_id: str, stream: str, follow: bool, attempt: st
     finally:
         if term:
             click.echo(term.flush(), nl=False, color=True)
+    if stream == "stdout":
+        _hint_stderr(ctx, job_no, attempt_no)
+
+
+def _hint_stderr(ctx: click.Context, job_no: int, attempt_no: int | None) -> None:
+    """One line on stderr when the job's stderr has something: where errors usually are."""
+    from lepton_tui.logs import stderr_bytes
+
+    with service_for(ctx) as svc:
+        size = stderr_bytes(svc, job_no, attempt_no)
+    if size:
+        attempt = "" if attempt_no is None else f" --attempt {attempt_no}"
+        unit = "byte" if size == 1 else "bytes"
+        click.echo(f"stderr has {size} {unit}: logs {job_no} --stderr{attempt}", err=True)
 
 
 def _is_terminal(stream: Any) -> bool:
