@@ -336,6 +336,12 @@ def parse_when(text: str, what: str, now: float, tz: tzinfo | None = None) -> fl
     """A date or time: `2026-03-01`, `2026-03-01T14:00`, `today`, `yesterday`, or `7d` ago."""
     tz = tz or local_tz()
     raw = str(text or "").strip()
+    if not raw or not raw.isascii():
+        raise ValidationError(
+            f"{what} {text!r} is not a date",
+            "write it like 2026-03-01, 2026-03-01T14:00, today, yesterday or 7d",
+            field=what,
+        )
     low = raw.lower()
     today = datetime.fromtimestamp(now, tz).replace(hour=0, minute=0, second=0, microsecond=0)
     if low == "now":

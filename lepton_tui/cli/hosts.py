@@ -10,6 +10,7 @@ from rich.table import Table
 
 from lepton_tui.cli.common import (
     CONTEXT_SETTINGS,
+    AsciiNumber,
     LeptonGroup,
     echo_json,
     make_console,
@@ -123,7 +124,7 @@ def add(
     "--timeout",
     default=30.0,
     show_default=True,
-    type=click.FloatRange(min=0.1, max=3600),
+    type=AsciiNumber(click.FloatRange(min=0.1, max=3600)),
     help="Seconds to wait for the host.",
 )
 @click.pass_context

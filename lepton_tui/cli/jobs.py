@@ -13,6 +13,7 @@ from rich.text import Text
 
 from lepton_tui.cli.common import (
     CONTEXT_SETTINGS,
+    AsciiNumber,
     TerminalLogFilter,
     echo_json,
     fail,
@@ -123,7 +124,9 @@ def submit(
 @click.option("--user", default=None, help="Only this user's jobs.")
 @click.option("--project", default=None, help="Only this project's jobs.")
 @click.option("--state", "states", multiple=True, help="Only jobs in this state (repeatable).")
-@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option(
+    "--limit", default=1000, show_default=True, type=AsciiNumber(click.IntRange(1, 1_000_000))
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of jobs.")
 @click.pass_context
 def queue(ctx: click.Context, all_states: bool, user: str | None, project: str | None,
