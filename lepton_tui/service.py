@@ -70,6 +70,18 @@ def local_host_name() -> str:
     return safe[:63]
 
 
+def check_state_exists(state: Path) -> None:
+    """A read-only command's state directory: it and its ledger exist (a mistyped --home or
+    LEPTON_HOME must not quietly become a new, empty lab)."""
+    how = "check --home / LEPTON_HOME; the console, `serve` or `submit` creates it"
+    if not state.is_dir():
+        raise ValidationError(f"the state directory {state} does not exist", how, field="home")
+    if not (state / paths.LEDGER_FILE).is_file():
+        raise ValidationError(
+            f"the state directory {state} has no ledger ({paths.LEDGER_FILE})", how, field="home"
+        )
+
+
 @dataclass
 class CancelResult:
     """What happened to one job of a cancel request."""
@@ -96,9 +108,13 @@ class Service:
         *,
         user: str | None = None,
         clock: Callable[[], float] | None = None,
+        create: bool = True,
     ) -> Service:
-        """Open the service on a state directory (created if needed)."""
+        """Open the service on a state directory: created if needed, unless `create` is false (a
+        read-only command), which refuses a missing directory or ledger rather than make one."""
         state = paths.state_dir(home)
+        if not create:
+            check_state_exists(state)
         ledger = (
             open_ledger(state / paths.LEDGER_FILE, clock)
             if clock

@@ -117,7 +117,8 @@ class TerminalLogFilter:
         return "".join(parts)
 
 
-MAX_WORD_SHOWN = 60  # an error shows at most this much of any one word a user typed
+MAX_WORD = 200  # a longer word in an error (a huge argument echoed back) is cut ...
+MAX_WORD_SHOWN = 100  # ... to this much of its start
 MAX_ERROR_CHARS = 400
 
 
@@ -129,7 +130,7 @@ def _shorten_word(match: re.Match[str]) -> str:
 def short_line(message: str) -> str:
     """`message` as one short line: a huge value in it (a 100 kB argument echoed back) is cut to
     its start and its length, and the whole line to MAX_ERROR_CHARS, keeping its end (the hint)."""
-    text = re.sub(rf"\S{{{MAX_WORD_SHOWN + 20},}}", _shorten_word, printable(message))
+    text = re.sub(rf"\S{{{MAX_WORD + 1},}}", _shorten_word, printable(message))
     if len(text) > MAX_ERROR_CHARS:
         keep = MAX_ERROR_CHARS // 3
         text = f"{text[: MAX_ERROR_CHARS - keep - 5]} ... {text[-keep:]}"
@@ -245,11 +246,12 @@ def home_from(ctx: click.Context) -> str | None:
 
 
 @contextmanager
-def service_for(ctx: click.Context, **kwargs: Any) -> Iterator[Any]:
-    """Open the service on the chosen state directory and close it afterwards."""
+def service_for(ctx: click.Context, *, read_only: bool = False, **kwargs: Any) -> Iterator[Any]:
+    """Open the service on the chosen state directory and close it afterwards. A `read_only`
+    command never creates the directory or its ledger: a missing one is an error."""
     from lepton_tui.service import Service
 
-    svc = Service.open(home_from(ctx), **kwargs)
+    svc = Service.open(home_from(ctx), create=not read_only, **kwargs)
     try:
         yield svc
     finally:

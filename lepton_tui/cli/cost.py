@@ -78,7 +78,7 @@ def cost(ctx: click.Context, since: str | None, until: str | None, by: str, as_j
             raise ValidationError(f"--waste shows what burns now; drop {', '.join(extra)}")
         _print_waste(ctx, as_json)
         return
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:
         now = svc.ledger.clock()
         t0, t1 = _window(since, until, now)
         if by == "gpu":
@@ -137,7 +137,7 @@ def cost(ctx: click.Context, since: str | None, until: str | None, by: str, as_j
 def _print_waste(ctx: click.Context, as_json: bool) -> None:
     from lepton_tui.economics_waste import find_waste
 
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:
         found = find_waste(svc.ledger)
     if as_json:
         echo_json([f.as_dict() for f in found])
@@ -229,7 +229,7 @@ def budget_ls(ctx: click.Context, as_json: bool) -> None:
     from lepton_tui.economics import get_currency
     from lepton_tui.economics_budgets import budget_status
 
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:
         statuses = budget_status(svc.ledger)
         cur = get_currency(svc.ledger)
     if as_json:
@@ -363,7 +363,7 @@ def price_ls(ctx: click.Context, history: bool, as_json: bool) -> None:
     """The prices in force now per host (and the lab default), or the change history."""
     from lepton_tui import economics as econ
 
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:
         led = svc.ledger
         cur = econ.get_currency(led)
         weight = led.get_setting("cost_weight", 0.0)
@@ -429,7 +429,7 @@ def replay(ctx: click.Context, since: str | None, until: str | None, policies: s
     if not names:
         raise ValidationError("--policies is empty", "e.g. --policies fifo,backfill")
     weight = econ.check_cost_weight(cost_weight) if cost_weight is not None else None
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:
         now = svc.ledger.clock()
         t0 = econ.parse_when(since, "since", now) if since else now - 30 * 86400
         t1 = econ.parse_when(until, "until", now) if until else now

@@ -136,7 +136,7 @@ def probe_cmd(ctx: click.Context, name: str, as_json: bool, timeout: float) -> N
     from lepton_tui.errors import LeptonError
     from lepton_tui.hostpool import spec_from_row
 
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:
         row = svc.get_host(name)
         spec = spec_from_row(row)
         tokens = [
@@ -220,7 +220,7 @@ def sample_lines(sample: Any) -> list[str]:
 @click.pass_context
 def ls(ctx: click.Context, as_json: bool) -> None:
     """List hosts with their state and capacity."""
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:
         rows = svc.list_hosts()
         currency = str(svc.settings().get("currency") or "USD")
         why = _why_not_placeable(svc, rows)

@@ -132,7 +132,7 @@ def submit(
 def queue(ctx: click.Context, all_states: bool, user: str | None, project: str | None,
           states: tuple[str, ...], limit: int, as_json: bool) -> None:  # fmt: skip
     """List jobs not yet ended (running first, then queued), with why each queued one waits."""
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:
         jobs = svc.list_jobs(
             all_states=all_states, user=user, project=project, states=states or None, limit=limit
         )
@@ -177,7 +177,7 @@ def _budget_warnings(svc: Any) -> list[str]:
 def show(ctx: click.Context, job_id: str, as_json: bool) -> None:
     """Show a job: its spec, attempts and events."""
     job_no = parse_id(job_id)
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:
         job = svc.show_job(job_no)
     if as_json:
         out = job_json(job)
@@ -272,7 +272,7 @@ def logs(ctx: click.Context, job_id: str, stream: str, follow: bool, attempt: st
     out = sys.stdout
     term = TerminalLogFilter() if _is_terminal(out) else None
     try:
-        with service_for(ctx) as svc:
+        with service_for(ctx, read_only=True) as svc:
             chunks = follow_log(svc, job_no, stream=stream, follow=follow, attempt_no=attempt_no)
             for chunk in chunks:
                 # color=True: never let click strip the job's escape sequences from a pipe
@@ -288,7 +288,7 @@ def _hint_stderr(ctx: click.Context, job_no: int, attempt_no: int | None) -> Non
     """One line on stderr when the job's stderr has something: where errors usually are."""
     from lepton_tui.logs import stderr_bytes
 
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:
         size = stderr_bytes(svc, job_no, attempt_no)
     if size:
         attempt = "" if attempt_no is None else f" --attempt {attempt_no}"
