@@ -27,7 +27,6 @@ from lepton_tui.errors import (
     ValidationError,
 )
 from lepton_tui.ledger import (
-    ACTIVE_JOB_STATES,
     JOB_STATES,
     TERMINAL_JOB_STATES,
     Ledger,
@@ -36,6 +35,8 @@ from lepton_tui.ledger import (
 from lepton_tui.validate import JobSpec, check_name, parse_number, validate_job
 
 DEFAULT_ADMIN_GROUP = "lepton-admin"
+# Jobs not yet ended, in the order lists show them: what runs, then what waits.
+LIVE_ORDER = ("running", "cancelling", "starting", "queued")
 _ADDRESS_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.\-:]{0,251}[A-Za-z0-9])?$")
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$", re.IGNORECASE)
 
@@ -236,7 +237,43 @@ class Service:
         limit: int | None = 1000,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """Jobs newest-last; by default only those not ended (queued, starting, running, cancelling)."""
+        """Jobs, by default only those not ended (queued, starting, running, cancelling).
+
+        Live jobs come first (running, cancelling, starting, then queued; higher priority, then
+        older, first), then ended ones, the most recently ended first: a `limit` keeps what is
+        happening now and drops the oldest history."""
+        where, params = self._job_filter(all_states, user, project, states)
+        rank = (
+            "CASE state "
+            + " ".join(f"WHEN '{state}' THEN {i}" for i, state in enumerate(LIVE_ORDER))
+            + f" ELSE {len(LIVE_ORDER)} END"
+        )
+        live = f"({rank}) < {len(LIVE_ORDER)}"
+        sql = f"SELECT * FROM jobs{where} ORDER BY {rank}, "
+        sql += f"CASE WHEN {live} THEN -priority END, CASE WHEN {live} THEN id END, "
+        sql += "COALESCE(ended_at, submitted_at) DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params.extend([int(limit), int(offset)])
+        return self.ledger.query(sql, params)
+
+    def count_jobs(
+        self,
+        *,
+        all_states: bool = False,
+        user: str | None = None,
+        project: str | None = None,
+        states: Sequence[str] | None = None,
+    ) -> int:
+        """How many jobs `list_jobs` with the same filters would list without a limit."""
+        where, params = self._job_filter(all_states, user, project, states)
+        row = self.ledger.query_one(f"SELECT COUNT(*) AS n FROM jobs{where}", params)
+        return int(row["n"]) if row else 0
+
+    @staticmethod
+    def _job_filter(
+        all_states: bool, user: str | None, project: str | None, states: Sequence[str] | None
+    ) -> tuple[str, list[Any]]:
         where: list[str] = []
         params: list[Any] = []
         if states:
@@ -248,21 +285,15 @@ class Service:
             where.append(f"state IN ({', '.join('?' for _ in states)})")
             params.extend(states)
         elif not all_states:
-            live = ("queued", *sorted(ACTIVE_JOB_STATES))
-            where.append(f"state IN ({', '.join('?' for _ in live)})")
-            params.extend(live)
+            where.append(f"state IN ({', '.join('?' for _ in LIVE_ORDER)})")
+            params.extend(LIVE_ORDER)
         if user:
             where.append("user = ?")
             params.append(user)
         if project:
             where.append("project = ?")
             params.append(project)
-        sql = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "")
-        sql += " ORDER BY id"
-        if limit is not None:
-            sql += " LIMIT ? OFFSET ?"
-            params.extend([int(limit), int(offset)])
-        return self.ledger.query(sql, params)
+        return (f" WHERE {' AND '.join(where)}" if where else ""), params
 
     def job_counts(self) -> dict[str, int]:
         """How many jobs are in each state."""

@@ -131,11 +131,15 @@ def submit(
 @click.pass_context
 def queue(ctx: click.Context, all_states: bool, user: str | None, project: str | None,
           states: tuple[str, ...], limit: int, as_json: bool) -> None:  # fmt: skip
-    """List jobs not yet ended (running first, then queued), with why each queued one waits."""
+    """List jobs not yet ended (running first, then queued), with why each queued one waits.
+
+    With --all, ended jobs follow, the most recently ended first; --limit keeps the first N."""
+    filters: dict[str, Any] = {
+        "all_states": all_states, "user": user, "project": project, "states": states or None,
+    }  # fmt: skip
     with service_for(ctx, read_only=True) as svc:
-        jobs = svc.list_jobs(
-            all_states=all_states, user=user, project=project, states=states or None, limit=limit
-        )
+        jobs = svc.list_jobs(**filters, limit=limit)
+        total = svc.count_jobs(**filters) if len(jobs) == limit else len(jobs)
         warnings = _budget_warnings(svc)
     if as_json:
         echo_json([job_json(j) for j in jobs])
@@ -150,8 +154,7 @@ def queue(ctx: click.Context, all_states: bool, user: str | None, project: str |
     for col in ("ID", "USER", "PROJECT", "STATE", "REQUEST", "HOST", "AGE", "REASON / COMMAND"):
         table.add_column(col, no_wrap=col != "REASON / COMMAND", overflow="ellipsis")
     now = time.time()
-    order = {"running": 0, "cancelling": 1, "starting": 2, "queued": 3}
-    for job in sorted(jobs, key=lambda j: (order.get(j["state"], 4), -j["priority"], j["id"])):
+    for job in jobs:  # live first (running, then queued), then the most recently ended
         detail = job["reason"] if job["state"] == "queued" and job["reason"] else job["command"]
         table.add_row(
             Text(str(job["id"])), user_text(job["user"]), user_text(job["project"]),
@@ -159,6 +162,9 @@ def queue(ctx: click.Context, all_states: bool, user: str | None, project: str |
             Text(format_duration(now - job["submitted_at"])), user_text(detail or ""),
         )  # fmt: skip
     console.print(table)
+    if total > len(jobs):
+        what = "jobs" if all_states or states else "jobs not yet ended"
+        console.print(f"showing {len(jobs):,} of {total:,} {what} (--limit N to see more)")
 
 
 def _budget_warnings(svc: Any) -> list[str]:
