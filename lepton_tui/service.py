@@ -163,9 +163,33 @@ class Service:
         return self.submit_many([spec or validate_job(**raw)])[0]
 
     def submit_many(self, specs: Sequence[JobSpec]) -> list[int]:
-        """Queue several validated jobs in one transaction (all or none)."""
+        """Queue several validated jobs in one transaction (all or none). A job that fits no
+        host is queued all the same (a host may be added), with a reason that says what no
+        host has."""
         with self.ledger.tx():
-            return [self.ledger.add_job(spec.to_dict(), self.user) for spec in specs]
+            ids = []
+            for spec in specs:
+                job_id = self.ledger.add_job(spec.to_dict(), self.user)
+                reason = self.unfit_reason(spec)
+                if reason:
+                    self.ledger.set_job_reason(job_id, reason)
+                ids.append(job_id)
+            return ids
+
+    def unfit_reason(self, spec: JobSpec) -> str | None:
+        """`unschedulable: fits no host (needs 1 GPUs, ...)` when no host, even empty, could run
+        `spec`; None when one could, and when that is not known yet (no hosts, or one whose
+        capacity was never probed)."""
+        from lepton_tui.dispatch_view import host_capacity, job_resources, unschedulable_reason
+        from scheduler.model import fits_empty
+
+        hosts = self.ledger.hosts()
+        if not hosts or any(not h.get("cpus") for h in hosts):
+            return None
+        req = job_resources(spec.to_dict())
+        if any(fits_empty(req, host_capacity(h)) for h in hosts):
+            return None
+        return unschedulable_reason(req, hosts)
 
     def cancel(self, job_ids: Iterable[int]) -> list[CancelResult]:
         """Cancel jobs: queued ones at once, running ones through `cancelling`. One result each."""

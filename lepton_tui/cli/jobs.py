@@ -113,10 +113,17 @@ def submit(
                     field="after",
                 ) from None
         job_id = svc.submit(spec)
-        if as_json:
-            echo_json(job_json(svc.get_job(job_id)))
-        else:
-            click.echo(job_id)
+        job = svc.get_job(job_id)
+    if as_json:
+        echo_json(job_json(job))
+    else:
+        click.echo(job_id)
+    if (job["reason"] or "").startswith("unschedulable"):  # queued, but no host has what it needs
+        click.echo(
+            f"lepton-tui: warning: job {job_id} is {printable(job['reason'])}; it stays queued "
+            "until such a host is added",
+            err=True,
+        )
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
