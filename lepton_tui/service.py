@@ -339,7 +339,7 @@ class Service:
         root_dir: str | None = None,
         gpus_override: int | None = None,
         capacity: dict[str, Any] | None = None,
-        host_key: tuple[str, str] | None = None,
+        host_key: tuple[str | None, str] | None = None,
         labels: Sequence[str] = (),
         same_machine_ok: bool = True,
     ) -> dict[str, Any]:
