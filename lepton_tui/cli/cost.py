@@ -414,7 +414,7 @@ def _num(v: Any) -> str:
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--since", default=None, help="Replay jobs submitted from this date (default: 30d).")
 @click.option("--until", default=None, help="... up to this date (default: now).")
-@click.option("--policies", default="fifo,sjf,backfill", show_default=True,
+@click.option("--policies", default="fifo,sjf,backfill,dqn", show_default=True,
               help="Comma-separated policy names to compare.")  # fmt: skip
 @click.option("--cost-weight", default=None, help="Cost weight for every policy (default: lab's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
