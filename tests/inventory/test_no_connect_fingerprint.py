@@ -9,12 +9,19 @@ from pathlib import Path
 import pytest
 
 from inventory.hostkeys import fetch_host_key
-from tests.inventory.test_onboarding_cli import add_args, cli, hosts_json, user_home  # noqa: F401
+from tests.inventory.test_onboarding_cli import add_args, cli, hosts_json
 from tests.sshbed import SSHBed
 
 pytestmark = pytest.mark.ssh
 
 WRONG = "SHA256:" + "A" * 43
+
+
+@pytest.fixture
+def user_home(tmp_path: Path) -> Path:
+    d = tmp_path / "user-home"
+    d.mkdir()
+    return d
 
 
 def test_a_pinned_host_comes_up_and_a_wrong_pin_does_not(
