@@ -91,19 +91,27 @@ def cost(ctx: click.Context, since: str | None, until: str | None, by: str, as_j
         return
     keys = ("key", "cost", "alloc_cost", "energy_cost", "energy_kwh", "gpu_hours", "cpu_hours",
             "attempts", "idle_cost")  # fmt: skip
+    reports = [*report.other_currencies, report]  # money stays in the currency it was charged in
     if as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow([by if k == "key" else k for k in keys])
-        for row in [*report.rows, report.total]:
-            d = row.as_dict()
-            writer.writerow([csv_cell(d[k]) for k in keys])
+        writer.writerow([*(by if k == "key" else k for k in keys), "currency"])
+        for rep in reports:
+            for row in [*rep.rows, rep.total]:
+                d = row.as_dict()
+                writer.writerow([*(csv_cell(d[k]) for k in keys), rep.currency])
         return
-    cur = report.currency
     console = make_console()
+    for rep in reports:
+        _print_report(console, rep, by, max(rep.since, t0), min(t1, now))
+
+
+def _print_report(console: Any, report: Any, by: str, t0: float, t1: float) -> None:
+    """One currency's cost table, with its idle cost."""
+    cur = report.currency
     console.print(
         Text.assemble(
             (f"Cost by {by}", "bold"),
-            f"  {_stamp(t0)} .. {_stamp(min(t1, now))}  ",
+            f"  {_stamp(t0)} .. {_stamp(t1)}  ",
             user_text(f"({cur})"),
         )
     )
@@ -282,7 +290,11 @@ def price() -> None:
 @click.option("--gb-hour", default=None, help="Price of a GB-hour of memory.")
 @click.option("--power-kwh", default=None, help="Electricity price per kWh of measured GPU power.")
 @click.option("--lab-default", is_flag=True, help="Drop the host's own prices: it pays the lab's.")
-@click.option("--currency", default=None, help="The lab currency (ISO code: USD, EUR, ...).")
+@click.option(
+    "--currency",
+    default=None,
+    help="The lab currency from now on (ISO code: USD, EUR, ...); past costs keep theirs.",
+)
 @click.option(
     "--cost-weight",
     default=None,
