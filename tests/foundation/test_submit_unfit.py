@@ -19,7 +19,7 @@ def _small_fleet(svc: Service, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("option", "missing"),
-    [(["--gpus", "1"], "needs 1 GPUs"), (["--cpus", "64"], "needs 64 CPUs")],
+    [(["--gpus", "1"], "needs 1 GPU,"), (["--cpus", "64"], "needs 64 CPUs")],
 )
 def test_a_request_no_host_fits_is_queued_with_a_warning(
     svc: Service, home: Path, tmp_path: Path, option: list[str], missing: str
