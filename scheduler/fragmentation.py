@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -129,8 +130,15 @@ class FragCache:
     its GPUs have room for k; `total[i]`: all its unallocated GPU; `frag[i]`: the expectation.
     """
 
-    def __init__(self, mix: Mix, models: np.ndarray) -> None:
+    def __init__(self, mix: Mix, models: np.ndarray, need: np.ndarray | None = None) -> None:
+        """`need[i, k]`: milli of node i's GPU that shape k needs on each of its GPUs (default: the
+        shapes' own milli on every node; nodes whose GPUs differ in memory pass their own)."""
         self.mix = mix
+        self.need = (
+            np.broadcast_to(mix.milli[None, :].astype(float), (len(models), len(mix)))
+            if need is None
+            else need
+        )
         self.gpu_shape = mix.gpus > 0
         self.acc = model_access(models, mix.models) & self.gpu_shape[None, :]
         n = len(models)
@@ -142,9 +150,8 @@ class FragCache:
 
     def rows(self, idx: np.ndarray, cpu: np.ndarray, mem: np.ndarray, left: np.ndarray) -> None:
         """Recompute nodes `idx` from their free CPU, memory and per-GPU room."""
-        m = self.mix
         g = left[idx]
-        fits = g[:, :, None] >= m.milli[None, None, :]
+        fits = g[:, :, None] >= self.need[idx][:, None, :]
         self.small[idx] = (g[:, :, None] * ~fits).sum(axis=1)
         self.big[idx] = fits.sum(axis=1)
         self.total[idx] = g.sum(axis=1)
@@ -177,14 +184,14 @@ class FragCache:
         cpu_after: np.ndarray,
         mem_after: np.ndarray,
         room: np.ndarray | None,
-        take: int,
+        take: float | np.ndarray,
         gpus: int,
     ) -> np.ndarray:
         """How much the fragmentation of nodes `idx` grows when a request is placed there.
 
-        A share of one GPU (`take` milli, `gpus` 1): `room` holds the room of the GPU it goes
-        to on each candidate. Whole GPUs (`take` 1000, `gpus` n): fully free ones. CPU-only:
-        `gpus` 0. `cpu_after`/`mem_after`: what each node has left afterwards.
+        A share of one GPU (`take` milli, per candidate or one for all, `gpus` 1): `room` holds
+        the room of the GPU it goes to on each candidate. Whole GPUs (`gpus` n, `room` None):
+        fully free ones. CPU-only: `gpus` 0. `cpu_after`/`mem_after`: what each node has left afterwards.
         """
         m = self.mix
         if not len(m):
@@ -192,10 +199,11 @@ class FragCache:
         small = self.small[idx]
         big = self.big[idx]
         total = self.total[idx]
-        if gpus and take < MILLI and room is not None:
-            before = room[:, None] >= m.milli[None, :]
+        if gpus and room is not None:
+            need = self.need[idx]
+            before = room[:, None] >= need
             after_room = room - take
-            after = after_room[:, None] >= m.milli[None, :]
+            after = after_room[:, None] >= need
             small = (
                 small
                 - np.where(before, 0.0, room[:, None])
@@ -254,3 +262,105 @@ def node_fragmentation(
         np.arange(len(rows)), np.asarray(cpu, dtype=float), np.asarray(mem, dtype=float), rows
     )
     return cache.frag
+
+
+class ModelBits:
+    """Stable bit numbers for GPU model names (a policy keeps one, so shapes learned in one round
+    mean the same in the next); at most 62 models, later ones share no bit with any node."""
+
+    def __init__(self) -> None:
+        self.bits: dict[str, int] = {}
+
+    def index(self, name: str) -> int:
+        """The bit of a node's model (-1: none, or past the 62nd)."""
+        if not name:
+            return -1
+        bit = self.bits.get(name)
+        if bit is None:
+            if len(self.bits) >= 62:
+                return -1
+            bit = self.bits[name] = len(self.bits)
+        return bit
+
+    def mask(self, accepted: str) -> int:
+        """The mask of the models a job accepts ("A100|H100"; 0: any)."""
+        out = 0
+        for name in accepted.split("|"):
+            name = name.strip()
+            if name:
+                bit = self.index(name)
+                out |= 1 << bit if bit >= 0 else 1 << 62
+        return out
+
+
+class RoundView(Protocol):
+    """What `RoundFragmentation` reads of a scheduling round (heuristics.RoundState)."""
+
+    fc: np.ndarray
+    fm: np.ndarray
+    gmem: list[list[int]]
+    per_gpu: np.ndarray
+    models: list[str]
+
+
+def request_shape(
+    cpus: float, mem_mb: int, gpus: int, gpu_mem_mb: int, models: int = 0
+) -> ShapeKey:
+    """A scheduler request's shape: whole GPUs as (n, 0), a share of one GPU as (1, its MB)."""
+    cpu = int(round(cpus * 1000))
+    if gpus:
+        return (cpu, int(mem_mb), int(gpus), 0, models)
+    if gpu_mem_mb:
+        return (cpu, int(mem_mb), 1, int(gpu_mem_mb), models)
+    return (cpu, int(mem_mb), 0, 0, models)
+
+
+class RoundFragmentation:
+    """The fragmentation of a round's nodes for a mix of request shapes (`request_shape`), kept
+    current as jobs are placed (`refresh`), in milli of each node's own GPU: a share of `m` MB
+    needs `1000 m / per-GPU memory` of a GPU there, a whole GPU 1000."""
+
+    def __init__(self, state: RoundView, mix: Mix, bits: ModelBits) -> None:
+        self.state = state
+        n = len(state.fc)
+        width = max((len(g) for g in state.gmem), default=0) or 1
+        self.per = np.asarray(state.per_gpu, dtype=float)
+        self.left = np.zeros((n, width))
+        models = np.array([bits.index(m) for m in state.models], dtype=np.int64)
+        share = (mix.gpus > 0) & (mix.milli > 0)
+        need = np.where(share[None, :], mix.milli[None, :] * MILLI / self.per[:, None], MILLI)
+        need = np.where(need > MILLI + 1e-9, np.inf, need)  # a share bigger than the GPU
+        need = np.where((mix.gpus > 0)[None, :], need, 0.0)
+        self.cache = FragCache(mix, models, need)
+        for i in range(n):
+            self._load(i)
+        self.cache.rows(np.arange(n), self._cpu(), np.asarray(state.fm, float), self.left)
+
+    def _cpu(self) -> np.ndarray:
+        return np.asarray(self.state.fc, dtype=float) * 1000 + 1e-6
+
+    def _load(self, i: int) -> None:
+        row = self.state.gmem[i]
+        self.left[i, : len(row)] = np.asarray(row, dtype=float) * MILLI / self.per[i]
+
+    def refresh(self, i: int) -> None:
+        """Node i changed (a job was placed there)."""
+        self._load(i)
+        self.cache.rows(np.array([i]), self._cpu(), np.asarray(self.state.fm, float), self.left)
+
+    def growth(
+        self, idx: np.ndarray, cpus: float, mem_mb: int, gpus: int, gpu_mem_mb: int
+    ) -> np.ndarray:
+        """Growth of the fragmentation of nodes `idx` if the request went there (a share to the
+        GPU with the least room that holds it)."""
+        st = self.state
+        cpu_after = (np.asarray(st.fc, float)[idx] - cpus) * 1000 + 1e-6
+        mem_after = np.asarray(st.fm, float)[idx] - mem_mb
+        if gpus:
+            return self.cache.growth(idx, cpu_after, mem_after, None, MILLI, gpus)
+        if gpu_mem_mb:
+            take = gpu_mem_mb * MILLI / self.per[idx]
+            rows = self.left[idx]
+            room = np.where(rows >= take[:, None] - 1e-9, rows, np.inf).min(axis=1)
+            return self.cache.growth(idx, cpu_after, mem_after, room, take, 1)
+        return self.cache.growth(idx, cpu_after, mem_after, None, 0, 0)
