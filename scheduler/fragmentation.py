@@ -83,7 +83,11 @@ class OnlineMix:
     `window` arrivals; `mix()` is rebuilt at most every `refresh` arrivals (`version` changes)."""
 
     def __init__(
-        self, window: int = 2000, refresh: int = 100, coverage: float = 0.95, limit: int = 48
+        self,
+        window: int = 2000,
+        refresh: int = 100,
+        coverage: float = 0.95,
+        limit: int = 48,
     ) -> None:
         self.window = window
         self.refresh = refresh
@@ -226,10 +230,10 @@ def first_of_equal(left: np.ndarray) -> np.ndarray:
     return ~(eq & lower[None, :, :]).any(axis=2)
 
 
-def least_growth(grow: np.ndarray, *tiebreak: np.ndarray) -> int:
-    """Index of the candidate whose growth is least in steps of `STEP`; among equal steps, the
+def least_growth(grow: np.ndarray, *tiebreak: np.ndarray, step: float = STEP) -> int:
+    """Index of the candidate whose growth is least in steps of `step`; among equal steps, the
     least `tiebreak` keys in order (the first candidate when all are equal)."""
-    steps = np.floor(np.asarray(grow) / STEP + 1e-9)
+    steps = np.floor(np.asarray(grow) / step + 1e-9)
     return int(np.lexsort((*reversed(tiebreak), steps))[0])
 
 
