@@ -10,7 +10,8 @@ never overcommit a node, and are deterministic. Common options:
 * `starve_after_s` (default 24 h): once a job has waited that long and does not fit, SJF and Tetris
   stop placing other jobs until it does (FIFO and backfilling already protect their queue head).
 * `max_scan`: at most this many queued jobs are looked at per round (default 512).
-* `placement` (default "fragmentation"): how a job's node is chosen among those that fit. With
+* `placement` (default "fragmentation", "bestfit" for FIFO): how a job's node is chosen among
+  those that fit. With
   "fragmentation", the node where the expected GPU capacity that the lab's typical requests
   (learned from the jobs seen, by share of arrivals) could no longer use grows least, in steps of
   0.1 GPU (scheduler/fragmentation.py, after FGD, Weng et al., ATC'23); best fit (and the cost
@@ -344,6 +345,7 @@ class HeuristicPolicy:
     """Shared machinery: ordering with aging, node choice (best fit, cost-aware), explanations."""
 
     name = "heuristic"
+    default_placement = "fragmentation"
 
     def __init__(
         self,
@@ -352,10 +354,11 @@ class HeuristicPolicy:
         aging_s: float | None = 3600.0,
         starve_after_s: float | None = 86400.0,
         max_scan: int = 512,
-        placement: str = "fragmentation",
+        placement: str | None = None,
     ) -> None:
         if cost_weight < 0:
             raise ValueError("cost_weight must be >= 0")
+        placement = placement or self.default_placement
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}")
         self.placement = placement
@@ -518,9 +521,14 @@ class HeuristicPolicy:
 
 
 class FIFOPolicy(HeuristicPolicy):
-    """First in, first out: place jobs in queue order, stop at the first that does not fit."""
+    """First in, first out: place jobs in queue order, stop at the first that does not fit.
+
+    Best fit by default: placed by fragmentation, FIFO's avg bounded slowdown rose on the lab mix
+    at load 0.7 (10 seeds: 1.92 to 2.24) and on the trace at 0.9 (202.7 to 223.2), while SJF's
+    and backfilling's did not (docs/benchmarks.md, "Fragmentation")."""
 
     name = "fifo"
+    default_placement = "bestfit"
 
     def decide(
         self, view: ClusterView, pending: Sequence[JobRequest], now: float

@@ -289,7 +289,7 @@ def test_fifo_keeps_a_node_with_free_gpus_usable_for_gpu_jobs() -> None:
     assert (
         placed(FIFOPolicy(placement="bestfit").decide(view(n1, n2), pending, 1))["cpu"][0] == "n2"
     )
-    for policy in (FIFOPolicy(), SJFPolicy(), BackfillPolicy()):
+    for policy in (FIFOPolicy(placement="fragmentation"), SJFPolicy(), BackfillPolicy()):
         got = placed(policy.decide(view(n1, n2), pending, 1))
         assert got["cpu"][0] == "n1", policy.name
 
@@ -299,7 +299,7 @@ def test_a_share_goes_where_it_fills_a_shared_gpu() -> None:
     n1 = node("n1", gpus=2, running=((res(gpu_mem_gb=60), (0,)),))
     n2 = node("n2", gpus=2)
     pending = [job("s", gpu_mem_gb=20)]
-    assert placed(FIFOPolicy().decide(view(n1, n2), pending, 0)) == {"s": ("n1", (0,))}
+    assert placed(SJFPolicy().decide(view(n1, n2), pending, 0)) == {"s": ("n1", (0,))}
 
 
 def gpu_node(name: str, model: str) -> NodeView:
@@ -322,6 +322,8 @@ def test_a_job_naming_gpu_models_runs_only_on_those(policy) -> None:  # noqa: AN
         assert "any" in got
 
 
-def test_placement_must_be_known() -> None:
+def test_placement_must_be_known_and_defaults_per_policy() -> None:
     with pytest.raises(ValueError, match="placement"):
         FIFOPolicy(placement="worst")
+    assert FIFOPolicy().placement == "bestfit"
+    assert {p().placement for p in (SJFPolicy, TetrisPolicy, BackfillPolicy)} == {"fragmentation"}
