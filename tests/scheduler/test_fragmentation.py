@@ -327,3 +327,19 @@ def test_placement_must_be_known_and_defaults_per_policy() -> None:
         FIFOPolicy(placement="worst")
     assert FIFOPolicy().placement == "bestfit"
     assert {p().placement for p in (SJFPolicy, TetrisPolicy, BackfillPolicy)} == {"fragmentation"}
+
+
+def test_stranded_gpus_per_host_by_hand() -> None:
+    from scheduler.model import Prices
+    from scheduler.stranded import stranded_gpus
+
+    # n1: 2 GPUs of 80 GB, GPU 0 holds a 60 GB share (20 GB left), GPU 1 free; n2 idle.
+    # Recent requests: half 40 GB shares, half whole GPUs. On n1 the 20 GB left of GPU 0 fits
+    # neither (a quarter GPU stranded for both shapes): 0.25 GPUs. n2: nothing stranded.
+    n1 = replace(
+        node("n1", gpus=2, running=((res(gpu_mem_gb=60), (0,)),)), prices=Prices(gpu_hour=2.0)
+    )
+    n2 = replace(node("n2", gpus=2), prices=Prices(gpu_hour=2.0))
+    recent = [job("s", gpu_mem_gb=40), job("w", gpus=1)]
+    got = {s.host: (s.gpus, s.per_hour) for s in stranded_gpus(view(n1, n2), recent)}
+    assert got == {"n1": (0.25, 0.5), "n2": (0.0, 0.0)}
