@@ -249,11 +249,13 @@ def bench(
     inflate: str,
 ) -> None:
     """Replay a workload under several policies and seeds; print one table of metrics."""
+    ctx = click.get_current_context()
     if experiment == "fragmentation":
-        ctx = click.get_current_context()
         given = ctx.get_parameter_source("policies") != click.core.ParameterSource.DEFAULT
         _bench_fragmentation(trace, node_list, inflate, seeds, policies if given else None, as_json)
         return
+    if ctx.get_parameter_source("inflate") != click.core.ParameterSource.DEFAULT:
+        raise ValidationError("--inflate applies to --experiment fragmentation only")
     from scheduler.bench import WORKLOADS, run_bench, summarize
     from scheduler.registry import POLICY_NAMES
     from scheduler.workloads import TraceError

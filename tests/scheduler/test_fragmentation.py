@@ -262,7 +262,12 @@ def test_bench_experiment_prints_json_rows() -> None:
 def test_bench_experiment_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "pods.csv"
     bad.write_text("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,1000,1024,1,-5\n")
-    for extra in (["--trace", str(bad)], ["--trace", str(PODS), "--policies", "fgd,nope"]):
+    for extra in (
+        ["--trace", str(bad)],
+        ["--trace", str(PODS), "--policies", "fgd,nope"],
+        ["--trace", str(PODS), "--inflate", "0"],
+        ["--trace", str(tmp_path / "missing.csv")],
+    ):
         res_ = subprocess.run(
             [sys.executable, "-m", "lepton_tui", "bench", "--experiment", "fragmentation",
              "--node-list", str(NODES), *extra],
@@ -343,3 +348,11 @@ def test_stranded_gpus_per_host_by_hand() -> None:
     recent = [job("s", gpu_mem_gb=40), job("w", gpus=1)]
     got = {s.host: (s.gpus, s.per_hour) for s in stranded_gpus(view(n1, n2), recent)}
     assert got == {"n1": (0.25, 0.5), "n2": (0.0, 0.0)}
+
+
+def test_inflate_without_the_experiment_is_refused() -> None:
+    res_ = subprocess.run(
+        [sys.executable, "-m", "lepton_tui", "bench", "--inflate", "2"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res_.returncode == 2 and "--inflate applies to --experiment" in res_.stderr
