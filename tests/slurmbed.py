@@ -1,0 +1,300 @@
+"""The Slurm test bed: a real one-node Slurm cluster (munged, slurmctld, slurmd) on localhost.
+
+`SlurmBed(path)` generates a munge key and a `slurm.conf` in `path` (the node with this machine's
+real CPUs and memory from `slurmd -C`, two GRES GPUs on /dev/null and /dev/zero, one partition `debug`,
+`proctrack/linuxproc`, `task/none`, `select/cons_tres`, no accounting daemon, free ports, state
+and spool directories under `path`, SlurmUser root), starts the three daemons in the foreground
+as children of this process, and waits until `sinfo` shows the node idle. Clients find it
+through `SLURM_CONF` (`bed.env`). `close()` cancels what still runs and stops every daemon by pid.
+
+The session fixture `slurmbed` (tests/slurm/conftest.py) wraps it; `bench/slurm.py` uses it
+without pytest. Without Debian's `slurm-wlm` and `munge` the fixture fails, unless
+LEPTON_ALLOW_NO_SLURM=1 (then it skips).
+"""
+
+from __future__ import annotations
+
+import atexit
+import getpass
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+PARTITION = "debug"
+NODE = "lepton-node"
+GPUS = 2
+START_TIMEOUT_S = 30.0
+DAEMONS = ("munged", "slurmctld", "slurmd")
+
+
+def find_slurm() -> str | None:
+    """None when every program the bed needs is installed, else what is missing (one line)."""
+    missing = [
+        p
+        for p in (*DAEMONS, "sinfo", "sbatch", "squeue", "scontrol", "scancel")
+        if _which(p) is None
+    ]
+    if not missing:
+        return None
+    return f"{', '.join(missing)} not found (install Debian's slurm-wlm and munge)"
+
+
+def _which(program: str) -> str | None:
+    for candidate in (shutil.which(program), f"/usr/sbin/{program}", f"/usr/bin/{program}"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def node_hardware() -> dict[str, int]:
+    """This machine as slurmd sees it (`slurmd -C`): CPUs, sockets, cores, threads, memory."""
+    out = subprocess.run(
+        [_which("slurmd") or "slurmd", "-C"], capture_output=True, text=True, check=True
+    ).stdout
+    found = dict(re.findall(r"(\w+)=(\S+)", out.splitlines()[0]))
+    keys = ("CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket", "ThreadsPerCore", "RealMemory")
+    return {k: int(found[k]) for k in keys}
+
+
+class SlurmBed:
+    """One real Slurm cluster on localhost: `env` reaches it, `close()` stops it."""
+
+    def __init__(self, base: Path, *, min_job_age_s: int = 600) -> None:
+        missing = find_slurm()
+        if missing:
+            raise FileNotFoundError(missing)
+        self.base = Path(base)
+        self.base.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.base, 0o700)
+        self.min_job_age_s = min_job_age_s
+        self.conf = self.base / "slurm.conf"
+        self.munge_socket = self.base / "munge" / "munge.socket"
+        self.hardware = node_hardware()
+        self.user = getpass.getuser()
+        self._procs: dict[str, subprocess.Popen] = {}
+        self.started_in_s: float | None = None
+        self._write_config()
+        atexit.register(self.close)  # even if the session's finalizer never runs
+
+    # -- configuration -----------------------------------------------------------------------
+    @property
+    def env(self) -> dict[str, str]:
+        """What a Slurm client needs to reach this cluster (merge into os.environ)."""
+        return {"SLURM_CONF": str(self.conf)}
+
+    @property
+    def cpus(self) -> int:
+        return self.hardware["CPUs"]
+
+    @property
+    def mem_mb(self) -> int:
+        return self.hardware["RealMemory"]
+
+    def _write_config(self) -> None:
+        b = self.base
+        for d in ("munge", "state", "spool", "log", "jobs"):
+            (b / d).mkdir(mode=0o700, exist_ok=True)
+        key = b / "munge" / "munge.key"
+        if not key.exists():
+            key.write_bytes(os.urandom(1024))
+        os.chmod(key, 0o400)
+        hw = self.hardware
+        host = socket.gethostname().split(".")[0]
+        ctld_port, slurmd_port = _free_port(), _free_port()
+        lines = [
+            "ClusterName=leptonbed",
+            f"SlurmctldHost={host}(127.0.0.1)",
+            f"SlurmctldPort={ctld_port}",
+            f"SlurmdPort={slurmd_port}",
+            f"SlurmUser={self.user}",
+            f"SlurmdUser={self.user}",
+            "AuthType=auth/munge",
+            "CredType=cred/munge",
+            f"AuthInfo=socket={self.munge_socket}",
+            f"StateSaveLocation={b / 'state'}",
+            f"SlurmdSpoolDir={b / 'spool'}",
+            f"SlurmctldPidFile={b / 'slurmctld.pid'}",
+            f"SlurmdPidFile={b / 'slurmd.pid'}",
+            f"SlurmctldLogFile={b / 'log' / 'slurmctld.log'}",
+            f"SlurmdLogFile={b / 'log' / 'slurmd.log'}",
+            "SlurmctldDebug=info",
+            "SlurmdDebug=info",
+            "ProctrackType=proctrack/linuxproc",
+            "TaskPlugin=task/none",
+            "SelectType=select/cons_tres",
+            "SelectTypeParameters=CR_Core_Memory",
+            "JobAcctGatherType=jobacct_gather/none",
+            "AccountingStorageType=accounting_storage/none",
+            "JobCompType=jobcomp/none",
+            "MpiDefault=none",
+            "SwitchType=switch/none",
+            "ReturnToService=2",
+            "SchedulerType=sched/backfill",
+            "SchedulerParameters=sched_interval=2",
+            # ended jobs stay visible to squeue/scontrol this long (no accounting here)
+            f"MinJobAge={self.min_job_age_s}",
+            "MaxJobCount=20000",
+            "DefMemPerCPU=256",  # a job without --mem must not hold the whole node
+            "KillWait=5",
+            "InactiveLimit=0",
+            "SlurmctldTimeout=30",
+            "SlurmdTimeout=60",
+            "GresTypes=gpu",
+            (
+                f"NodeName={NODE} NodeHostname={host} NodeAddr=127.0.0.1 CPUs={hw['CPUs']} "
+                f"Boards={hw['Boards']} SocketsPerBoard={hw['SocketsPerBoard']} "
+                f"CoresPerSocket={hw['CoresPerSocket']} ThreadsPerCore={hw['ThreadsPerCore']} "
+                f"RealMemory={hw['RealMemory']} Gres=gpu:{GPUS} State=UNKNOWN"
+            ),
+            f"PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP",
+            "",
+        ]
+        self.conf.write_text("\n".join(lines))
+        # two "GPUs" on harmless character devices: Slurm counts and allocates them, and with
+        # task/none binds nothing (a gpu GRES without File= is reported as 0 by slurmd)
+        (b / "gres.conf").write_text(f"NodeName={NODE} Name=gpu File=/dev/null,/dev/zero\n")
+
+    # -- daemons -----------------------------------------------------------------------------
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = open(self.base / "log" / f"{name}.out", "ab")  # noqa: SIM115 - kept by Popen
+        env = {**os.environ, **self.env}
+        self._procs[name] = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+            start_new_session=True,
+        )  # fmt: skip
+        log.close()
+
+    def start(self) -> None:
+        """Start munged, slurmctld and slurmd (each not already running); wait until idle."""
+        begun = time.monotonic()
+        b = self.base
+        if not self.running("munged"):
+            self._spawn("munged", [
+                _which("munged") or "munged", "-F", "-f", f"--key-file={b / 'munge' / 'munge.key'}",
+                f"--socket={self.munge_socket}", f"--pid-file={b / 'munge' / 'munged.pid'}",
+                f"--log-file={b / 'log' / 'munged.log'}", f"--seed-file={b / 'munge' / 'seed'}",
+            ])  # fmt: skip
+            self._wait(lambda: self.munge_socket.exists(), "munged", "its socket")
+        if not self.running("slurmctld"):
+            self.start_slurmctld()
+        if not self.running("slurmd"):
+            self._spawn("slurmd", [_which("slurmd") or "slurmd", "-D", "-f", str(self.conf),
+                                   "-N", NODE])  # fmt: skip
+        self._wait(self.node_idle, "slurmd", f"node {NODE} idle in sinfo")
+        self.started_in_s = time.monotonic() - begun
+
+    def start_slurmctld(self, wait: bool = True) -> None:
+        """Start slurmctld; it recovers jobs from its state directory."""
+        self._spawn("slurmctld", [_which("slurmctld") or "slurmctld", "-D", "-f", str(self.conf)])
+        if wait:
+            self._wait(self.controller_up, "slurmctld", "an answer to `scontrol ping`")
+
+    def stop_slurmctld(self) -> None:
+        """Stop slurmctld only (jobs keep running under slurmd)."""
+        self._stop("slurmctld")
+
+    def running(self, name: str) -> bool:
+        proc = self._procs.get(name)
+        return proc is not None and proc.poll() is None
+
+    def client(self, *argv: str, timeout: float = 15) -> subprocess.CompletedProcess[str]:
+        """Run a Slurm client command against this cluster."""
+        return subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=timeout,
+            env={**os.environ, **self.env}, check=False,
+        )  # fmt: skip
+
+    def controller_up(self) -> bool:
+        try:
+            out = self.client("scontrol", "ping", timeout=5).stdout
+        except subprocess.TimeoutExpired:
+            return False
+        return " is UP" in out
+
+    def node_idle(self) -> bool:
+        try:
+            out = self.client("sinfo", "-h", "-N", "-o", "%N %t", timeout=5).stdout.split()
+        except subprocess.TimeoutExpired:
+            return False
+        return out[:2] == [NODE, "idle"]
+
+    def _wait(self, ready, name: str, what: str) -> None:  # noqa: ANN001
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            proc = self._procs.get(name)
+            if proc is not None and proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        logs = []
+        for f in (f"{name}.log", f"{name}.out"):
+            path = self.base / "log" / f
+            if path.exists():
+                logs.append(path.read_text(errors="replace").strip()[-1500:])
+        self.close()
+        raise RuntimeError(f"{name} did not come up (waited for {what}): {' | '.join(logs)}")
+
+    def cancel_all(self) -> None:
+        """scancel every job of this cluster (best effort)."""
+        if self.running("slurmctld"):
+            try:
+                self.client("scancel", "--user", self.user, timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def _stop(self, name: str) -> None:
+        proc = self._procs.pop(name, None)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def _stepds(self) -> list[int]:
+        """slurmstepd processes of this bed's jobs (they outlive slurmd)."""
+        import psutil
+
+        pids = []
+        spool = str(self.base / "spool")
+        for proc in psutil.process_iter(["name", "environ", "cwd"]):
+            try:
+                if not (proc.info["name"] or "").startswith("slurmstepd"):
+                    continue
+                env = proc.info["environ"] or {}
+                if env.get("SLURM_CONF") == str(self.conf) or (proc.info["cwd"] or "") == spool:
+                    pids.append(proc.pid)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return pids
+
+    def close(self) -> None:
+        """Cancel every job, stop every daemon by pid, kill this bed's leftover slurmstepds."""
+        if not self._procs:
+            return
+        self.cancel_all()
+        for name in ("slurmd", "slurmctld", "munged"):
+            self._stop(name)
+        for pid in self._stepds():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+__all__ = ["GPUS", "NODE", "PARTITION", "SlurmBed", "find_slurm", "node_hardware"]
