@@ -28,6 +28,7 @@ from pathlib import Path
 PARTITION = "debug"
 NODE = "lepton-node"
 GPUS = 2
+MAX_TIME = "1-00:00:00"  # the partition's time limit: a job asking more is refused
 START_TIMEOUT_S = 30.0
 DAEMONS = ("munged", "slurmctld", "slurmd")
 
@@ -145,6 +146,7 @@ class SlurmBed:
             # ended jobs stay visible to squeue/scontrol this long (no accounting here)
             f"MinJobAge={self.min_job_age_s}",
             "MaxJobCount=20000",
+            "EnforcePartLimits=ALL",  # sbatch refuses a job over the partition's limits
             "DefMemPerCPU=256",  # a job without --mem must not hold the whole node
             "KillWait=5",
             "InactiveLimit=0",
@@ -157,7 +159,7 @@ class SlurmBed:
                 f"CoresPerSocket={hw['CoresPerSocket']} ThreadsPerCore={hw['ThreadsPerCore']} "
                 f"RealMemory={hw['RealMemory']} Gres=gpu:{GPUS} State=UNKNOWN"
             ),
-            f"PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP",
+            f"PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime={MAX_TIME} State=UP",
             "",
         ]
         self.conf.write_text("\n".join(lines))
@@ -297,4 +299,4 @@ class SlurmBed:
                 pass
 
 
-__all__ = ["GPUS", "NODE", "PARTITION", "SlurmBed", "find_slurm", "node_hardware"]
+__all__ = ["GPUS", "MAX_TIME", "NODE", "PARTITION", "SlurmBed", "find_slurm", "node_hardware"]
