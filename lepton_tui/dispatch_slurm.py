@@ -1,0 +1,376 @@
+"""A Slurm cluster as a kind of host: the dispatcher's verbs (poll, launch, cancel, fence, logs)
+for a host row whose `slurm_json` names a partition.
+
+Lepton decides which queued jobs go to the partition (the policy sees it as one pool: its usable
+nodes' CPUs and memory less what other users hold there, its GPUs); Slurm places them. The
+dispatcher calls these functions where it would call `inventory.supervisor` for an SSH host:
+
+- `SlurmHosts.poll(host, tokens)` -> a `Poll` (ONE round trip, ONE squeue, however many jobs):
+  pending in Slurm reads `starting`, running `running`, ended `done` with exit code and times;
+- `SlurmHosts.launch(ledger, hosts, attempts, relaunch)`: sbatch every intent (the `starting`
+  attempt is committed first); a relaunch (an intent the cluster never showed, e.g. after a
+  crash between intent and sbatch) first looks for the job by name and submits only if Slurm
+  does not have it; a job Slurm refuses fails with Slurm's reason; the attempt stays `starting`
+  until squeue shows it running;
+- `SlurmHosts.cancel(host, tokens)` / `kill_stale(host, tokens)`: one scancel for all;
+- `read_log(...)`: the attempt's output files, by offset;
+- `onboard_slurm(...)`: `hosts add NAME --slurm`, preflight one line per check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from inventory.fanout import Ok, fan_out
+from inventory.slurm import SlurmTarget, SubmitSpec
+from inventory.slurm_host import Refused, Retry, SlurmHost, Submitted
+from inventory.supervisor import AttemptStatus
+from lepton_tui.errors import IllegalTransition, LeptonError, ValidationError
+from lepton_tui.hostpool import GpuState, HostPool, Poll
+from lepton_tui.ledger import Ledger
+
+log = logging.getLogger("lepton_tui.dispatcher")
+
+
+def is_slurm(host: Mapping[str, Any] | None) -> bool:
+    """True for a host row that is a Slurm partition."""
+    return bool(host and host.get("slurm_json"))
+
+
+def target_of(host: Mapping[str, Any]) -> SlurmTarget:
+    """The partition, account, QOS and SLURM_CONF of a Slurm host row."""
+    try:
+        return SlurmTarget.from_json(host.get("slurm_json"))
+    except (ValueError, TypeError) as exc:
+        raise LeptonError(f"host {host.get('name')!r}: bad Slurm settings: {exc}") from None
+
+
+class SlurmHosts:
+    """One `SlurmHost` per Slurm host row, on the pool's transport (one connection per host)."""
+
+    def __init__(self, pool: HostPool, ledger: Ledger) -> None:
+        self.pool = pool
+        self.ledger = ledger
+        self._hosts: dict[str, tuple[Any, SlurmHost]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, host: Mapping[str, Any]) -> SlurmHost:
+        """The adapter for a host row (rebuilt when its transport or settings change)."""
+        spec, transport = self.pool.get(host)
+        key = (id(transport), host.get("slurm_json"), spec.root_dir)
+        with self._lock:
+            entry = self._hosts.get(host["name"])
+            if entry is None or entry[0] != key:
+                entry = (key, SlurmHost(host["name"], transport, target_of(host), spec.root_dir))
+                self._hosts[host["name"]] = entry
+            return entry[1]
+
+    def _attempts(self, tokens: Sequence[str]) -> dict[str, tuple[int, str | None]]:
+        """token -> (job id, Slurm job id) from the ledger. These verbs run in the dispatcher's
+        fan-out threads, so they read through a short-lived read-only connection of their own
+        (the ledger keeps one connection per thread, for the life of the ledger)."""
+        out: dict[str, tuple[int, str | None]] = {}
+        if not tokens:
+            return out
+        uri = f"file:{self.ledger.path}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as conn:
+            for i in range(0, len(tokens), 500):
+                chunk = list(tokens[i : i + 500])
+                marks = ",".join("?" * len(chunk))
+                for token, job_id, sid in conn.execute(
+                    f"SELECT token, job_id, slurm_job_id FROM attempts WHERE token IN ({marks})",
+                    chunk,
+                ):
+                    out[token] = (int(job_id), sid)
+        return out
+
+    # -- the tick ------------------------------------------------------------------------------
+    def poll(self, host: Mapping[str, Any], tokens: Sequence[str], timeout: float = 60) -> Poll:
+        """The partition as one pool and the status of each asked attempt, in one round trip."""
+        sh = self.get(host)
+        ids = {t: job for t, (job, _) in self._attempts(tokens).items()}
+        sp = sh.poll(ids, timeout=timeout)
+        part = sp.partition
+        # what lepton's own running jobs hold there; the rest of the allocation is other users'
+        mine_cpus = sum(j.cpus for j in sp.jobs.values() if j.state == "RUNNING")
+        mine_mem = sum(j.mem_mb for j in sp.jobs.values() if j.state == "RUNNING")
+        others_cpus = max(0, part.cpus_alloc - mine_cpus)
+        others_mem = max(0, part.mem_alloc_mb - mine_mem)
+        gpus = [
+            GpuState(index=i, util_percent=100.0 if i < part.gpus_alloc else 0.0)
+            for i in range(part.gpus)
+        ]
+        attempts = {
+            token: AttemptStatus.from_dict({"token": token, **st})
+            for token, st in sp.statuses.items()
+            if token in ids
+        }
+        for token in tokens:  # an attempt the ledger no longer has: nothing to say
+            attempts.setdefault(token, AttemptStatus(token, "missing"))
+        return Poll(
+            host=host["name"],
+            taken_at=self.ledger.clock(),
+            cpus=max(0, part.cpus - others_cpus),
+            cpu_percent=100.0 * part.cpus_alloc / part.cpus if part.cpus else None,
+            mem_total_mb=max(0, part.mem_mb - others_mem),
+            mem_used_mb=float(part.mem_alloc_mb),
+            gpus=gpus,
+            attempts=attempts,
+        )
+
+    def launch(
+        self,
+        hosts: Mapping[str, Mapping[str, Any]],
+        starts: Sequence[Mapping[str, Any]],
+        relaunch: bool,
+        timeout: float = 120,
+    ) -> int:
+        """sbatch `starting` attempts (their intents are committed), one round trip per Slurm
+        host, in parallel; record each job's Slurm id, fail the ones Slurm refuses. Returns how
+        many Slurm took. Attempts stay `starting` until squeue shows them running."""
+        by_host: dict[str, list[tuple[Mapping[str, Any], SubmitSpec]]] = {}
+        for a in starts:
+            host = hosts.get(a["host"])
+            if host is None:
+                continue
+            if _job_state(self.ledger, a["job_id"]) == "cancelling":  # cancelled while starting
+                with contextlib.suppress(IllegalTransition):
+                    self.ledger.transition_attempt(
+                        a["token"], "cancelled", job_state="cancelled",
+                        reason="cancelled before it reached Slurm",
+                    )  # fmt: skip
+                continue
+            try:
+                sh = self.get(host)
+                spec = SubmitSpec(
+                    job_id=int(a["job_id"]), token=a["token"], command=a["command"],
+                    job_dir=sh.job_dir(int(a["job_id"]), a["token"]),
+                    cpus=float(a.get("cpus") or 1), mem_mb=int(a.get("mem_mb") or 1024),
+                    gpus=int(a.get("gpus") or 0), gpu_mem_mb=int(a.get("gpu_mem_mb") or 0),
+                    time_limit_s=a.get("time_limit_s"), workdir=a.get("workdir") or None,
+                    env=_env(a.get("env")),
+                )  # fmt: skip
+            except ValueError as exc:
+                _give_up(self.ledger, a, f"cannot submit to Slurm: {exc}")
+                continue
+            except Exception as exc:  # noqa: BLE001 - the host is unreachable: next tick
+                log.warning("Slurm host %s: %s", a["host"], exc)
+                continue
+            by_host.setdefault(a["host"], []).append((a, spec))
+        if not by_host:
+            return 0
+        calls: dict[str, Callable[[], dict[str, Submitted | Refused | Retry]]] = {
+            name: _bind(self.get(hosts[name]).submit, [s for _, s in items], relaunch, timeout)
+            for name, items in by_host.items()
+        }
+        results = fan_out(calls, timeout=timeout + 5)
+        taken = 0
+        for name, outcome in results.items():
+            if not isinstance(outcome, Ok):
+                log.warning("sbatch on %s failed (will retry): %s", name, outcome.reason)
+                continue
+            with self.ledger.tx():
+                for a, spec in by_host[name]:
+                    res = outcome.value.get(spec.token)
+                    if isinstance(res, Submitted):
+                        self.ledger.execute(
+                            "UPDATE attempts SET remote_dir = ?, slurm_job_id = ? "
+                            "WHERE token = ? AND state = 'starting'",
+                            (res.job_dir, res.slurm_id, spec.token),
+                        )
+                        self.ledger.event(
+                            "attempt.submitted",
+                            f"job {a['job_id']} submitted to Slurm on {name} as job "
+                            f"{res.slurm_id}" + (" (found there after a restart)"
+                                                 if res.existing else ""),
+                            job_id=a["job_id"], host=name, actor="dispatcher",
+                            data={"token": spec.token, "slurm_job_id": res.slurm_id},
+                        )  # fmt: skip
+                        taken += 1
+                    elif isinstance(res, Refused):
+                        _give_up(self.ledger, a, res.reason)
+                    elif res is not None:
+                        log.warning("sbatch of job %s on %s: %s", a["job_id"], name, res.reason)
+        return taken
+
+    def cancel(self, host: Mapping[str, Any], tokens: Sequence[str]) -> list[str]:
+        """scancel the attempts' Slurm jobs (one scancel); the tokens handled."""
+        self._scancel(host, tokens)
+        return list(tokens)
+
+    def kill_stale(self, host: Mapping[str, Any], tokens: Sequence[str]) -> dict[str, int]:
+        """Fencing: scancel what Slurm may still run of lost attempts; per token, 1."""
+        self._scancel(host, tokens)
+        return dict.fromkeys(tokens, 1)
+
+    def _scancel(self, host: Mapping[str, Any], tokens: Sequence[str]) -> None:
+        if not tokens:
+            return
+        sh = self.get(host)
+        rows = self._attempts(tokens)
+        known = {t: sid for t, (_, sid) in rows.items() if sid}
+        unknown = {t: job for t, (job, sid) in rows.items() if not sid}
+        slurm_ids = list(known.values())
+        if unknown:  # submitted but never recorded (a crash after sbatch): find them by name
+            found = sh.poll(unknown).jobs
+            slurm_ids += [found[t].slurm_id for t in unknown if t in found]
+        sh.cancel(slurm_ids)
+
+
+def read_log(
+    host: Mapping[str, Any],
+    transport: Any,
+    root_dir: str,
+    attempt: Mapping[str, Any],
+    stream: str,
+    offset: int,
+    max_bytes: int,
+) -> tuple[bytes, int]:
+    """Up to `max_bytes` of a Slurm attempt's output file from `offset`."""
+    sh = SlurmHost(host["name"], transport, target_of(host), root_dir)
+    return sh.read_log(int(attempt["job_id"]), attempt["token"], stream, offset, max_bytes)
+
+
+# -- adding a Slurm host ---------------------------------------------------------------------------
+
+
+@dataclass
+class SlurmOnboarded:
+    """A stored Slurm host and its preflight lines."""
+
+    host: dict[str, Any]
+    lines: list[tuple[bool, str]]
+
+    @property
+    def ok(self) -> bool:
+        return all(ok for ok, _ in self.lines)
+
+
+def onboard_slurm(
+    svc: Any,
+    name: str,
+    *,
+    partition: str | None,
+    account: str | None = None,
+    qos: str | None = None,
+    slurm_conf: str | None = None,
+    address: str | None = None,
+    port: Any = 22,
+    user: str | None = None,
+    key_path: str | None = None,
+    root_dir: str | None = None,
+    price_per_hour: Any = None,
+    accept_new_host_key: bool = False,
+    fingerprint: str | None = None,
+    echo: Callable[[str], None] = lambda line: None,
+    timeout: float = 15.0,
+) -> SlurmOnboarded:
+    """Check a Slurm partition (on this node, or on a submit node over SSH) and store it as a
+    host. Raises ValidationError for bad settings, LeptonError when a check fails."""
+    from inventory.transport import default_ssh_config, make_transport, resolve
+    from lepton_tui.hostpool import spec_from_row
+    from lepton_tui.onboarding import decide_host_key
+
+    local = address is None
+    values = svc.check_new_host(
+        name, address=address, port=port, user=user, key_path=key_path, local=local,
+        price_per_hour=price_per_hour, root_dir=root_dir, same_machine_ok=True,
+    )  # fmt: skip
+    try:  # the settings are checked before anything connects ("_" stands for the default)
+        target = SlurmTarget(partition or "_", account, qos, slurm_conf)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+    spec = spec_from_row(values)
+    decision = None
+    if spec.transport == "ssh":
+        resolved = resolve(spec, default_ssh_config())
+        decision = decide_host_key(
+            svc.known_hosts, resolved.hostname, resolved.port,
+            proxy_command=resolved.proxy_command, accept_new=accept_new_host_key,
+            fingerprint=fingerprint, echo=echo, timeout=timeout,
+        )  # fmt: skip
+    options = {"connect_timeout": timeout} if spec.transport == "ssh" else {}
+    transport = make_transport(spec, svc.known_hosts, **options)
+    try:
+        sh = SlurmHost(name, transport, target, spec.root_dir)
+        if partition is None:  # the cluster's default partition (sinfo marks it with "*")
+            target = SlurmTarget(_default_partition(sh), account, qos, slurm_conf)
+            sh = SlurmHost(name, transport, target, spec.root_dir)
+            echo(f"ok   partition: {target.partition} (the cluster's default)")
+        lines = sh.preflight()
+        view = sh.last_partition
+    finally:
+        transport.close()
+    for ok, line in lines:
+        echo(("ok   " if ok else "FAIL ") + line)
+    if not all(ok for ok, _ in lines):
+        failed = "; ".join(line for ok, line in lines if not ok)
+        raise LeptonError(f"host {name} not added: {failed}", "fix it and add the host again")
+    with svc.ledger.tx():
+        row = svc.add_host(
+            name, address=address, port=values["port"], user=user, key_path=key_path,
+            local=local, price_per_hour=price_per_hour, root_dir=root_dir,
+            same_machine_ok=True,
+            host_key=(decision.key_type, decision.fingerprint) if decision else None,
+        )  # fmt: skip
+        capacity = {
+            "cpus": float(view.cpus) if view else 0.0,
+            "mem_mb": int(view.mem_mb) if view else 0,
+            "gpus": int(view.gpus) if view else 0,
+        }
+        svc.ledger.update("hosts", row["id"], {**capacity, "slurm_json": target.to_json()})
+        svc.ledger.event(
+            "host.slurm",
+            f"host {name} is Slurm partition {target.partition}"
+            + (f" (account {target.account})" if target.account else "")
+            + (f": {view.summary}" if view else ""),
+            host=name, actor=svc.user, data=json.loads(target.to_json()),
+        )  # fmt: skip
+    return SlurmOnboarded(svc.get_host(name), lines)
+
+
+def _default_partition(sh: SlurmHost) -> str:
+    from inventory.errors import HostError
+
+    try:
+        r = sh.run(["sinfo", "--noheader", "--format=%P"])[0]
+    except HostError as exc:
+        raise LeptonError(f"host {sh.name} not added: {exc.reason}") from None
+    for word in r["out"].split():
+        if word.endswith("*"):
+            return word.rstrip("*")
+    raise ValidationError(
+        "this cluster has no default partition", "name one with --partition (`sinfo -s`)"
+    )
+
+
+def _give_up(ledger: Ledger, a: Mapping[str, Any], why: str) -> None:
+    """An attempt Slurm will never run: fail it and its job (cancelled if a cancel was asked)."""
+    job_state = _job_state(ledger, a["job_id"])
+    target = "cancelled" if job_state == "cancelling" else "failed"
+    with contextlib.suppress(IllegalTransition):
+        ledger.transition_attempt(
+            a["token"], "failed", job_state=target if job_state != target else None, reason=why
+        )
+
+
+def _job_state(ledger: Ledger, job_id: int) -> str:
+    row = ledger.query_one("SELECT state FROM jobs WHERE id = ?", (job_id,))
+    return row["state"] if row else "missing"
+
+
+def _env(value: Any) -> dict[str, str]:
+    if isinstance(value, str):
+        value = json.loads(value or "{}")
+    return {str(k): str(v) for k, v in (value or {}).items()}
+
+
+def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    return lambda: fn(*args)
