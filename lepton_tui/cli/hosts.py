@@ -27,8 +27,12 @@ HOST_JSON_FIELDS = (
 
 
 def host_json(host: dict[str, Any]) -> dict[str, Any]:
-    """A host as the stable JSON object `hosts ls --json` prints."""
-    return {k: host.get(k) for k in HOST_JSON_FIELDS}
+    """A host as the stable JSON object `hosts ls --json` prints (`slurm`: its partition,
+    account, QOS, for a Slurm host)."""
+    out = {k: host.get(k) for k in HOST_JSON_FIELDS}
+    if host.get("slurm_json"):
+        out["slurm"] = json.loads(host["slurm_json"])
+    return out
 
 
 @click.group(cls=LeptonGroup, context_settings=CONTEXT_SETTINGS)
@@ -67,6 +71,13 @@ def hosts() -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the stored host and preflight as JSON."
 )
+@click.option(
+    "--slurm", is_flag=True, help="A Slurm partition (on this node, or --address a submit node)."
+)
+@click.option("--partition", default=None, help="Slurm partition [the cluster's default].")
+@click.option("--account", default=None, help="Slurm account to charge (--slurm).")
+@click.option("--qos", default=None, help="Slurm QOS (--slurm).")
+@click.option("--slurm-conf", default=None, help="SLURM_CONF for this cluster (--slurm).")
 @click.pass_context
 def add(
     ctx: click.Context,
@@ -81,7 +92,14 @@ def add(
 
     The host key is shown as a SHA256 fingerprint and trusted only with --accept-new-host-key,
     a matching --fingerprint, or when your own ~/.ssh/known_hosts already holds it.
+    With --slurm the host is a Slurm partition: lepton picks the jobs, Slurm places them.
     """
+    slurm_opts = {k: opts.pop(k) for k in ("slurm", "partition", "account", "qos", "slurm_conf")}
+    if slurm_opts.pop("slurm"):
+        _add_slurm(ctx, name, as_json, accept_new_host_key, fingerprint, slurm_opts, opts)
+        return
+    if any(v is not None for v in slurm_opts.values()):
+        raise click.UsageError("--partition, --account, --qos and --slurm-conf need --slurm")
     if no_connect:
         if accept_new_host_key or fingerprint:
             raise click.UsageError("--no-connect checks no host key; drop the key options")
@@ -112,6 +130,44 @@ def add(
         printable(
             f"added host {h['name']}: {h['cpus'] or 0:g} CPUs, "
             f"{format_size_mb(h['mem_mb'] or 0)}, {gpus}"
+        )
+    )
+
+
+def _add_slurm(
+    ctx: click.Context,
+    name: str,
+    as_json: bool,
+    accept_new_host_key: bool,
+    fingerprint: str | None,
+    slurm_opts: dict[str, Any],
+    opts: dict[str, Any],
+) -> None:
+    """`hosts add NAME --slurm ...`: check the partition and store it as a host."""
+    from lepton_tui.dispatch_slurm import onboard_slurm
+
+    if opts.pop("gpus_override") is not None:
+        raise click.UsageError("--gpus does not apply to a Slurm host")
+    opts.pop("local")  # without --address, Slurm's commands run on this node anyway
+
+    def say(line: str) -> None:
+        if not as_json:
+            click.echo(printable(line))
+
+    with service_for(ctx) as svc:
+        done = onboard_slurm(
+            svc, name, accept_new_host_key=accept_new_host_key, fingerprint=fingerprint,
+            echo=say, **slurm_opts, **opts,
+        )  # fmt: skip
+    h = done.host
+    if as_json:
+        lines = [{"ok": ok, "line": line} for ok, line in done.lines]
+        echo_json({"host": host_json(h), "preflight": lines})
+        return
+    click.echo(
+        printable(
+            f"added Slurm host {h['name']}: {h['cpus'] or 0:g} CPUs, "
+            f"{format_size_mb(h['mem_mb'] or 0)}, {h['gpus'] or 0} GPUs"
         )
     )
 
