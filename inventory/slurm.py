@@ -633,8 +633,8 @@ def slurm_status(job: SlurmJob | None, files: EndFiles | None) -> dict[str, Any]
                 out["exit_code"] = 1
         else:
             out["reason"] = None
-        if job.start is None:  # ended before it ever ran (cancelled while pending)
-            out["started_at"] = None
+        if job.start is None:  # ended before it ever ran (cancelled while pending): held
+            out["started_at"] = job.end  # nothing, costs nothing
         return out
     if files is not None and files.exit_code is not None:
         return {"state": "done", "exit_code": files.exit_code, "started_at": files.started_at,

@@ -38,6 +38,8 @@ from lepton_tui.ledger import Ledger
 
 log = logging.getLogger("lepton_tui.dispatcher")
 
+SBATCH_S = 0.2  # time allowed per sbatch in a submission batch, on top of the poll timeout
+
 
 def is_slurm(host: Mapping[str, Any] | None) -> bool:
     """True for a host row that is a Slurm partition."""
@@ -166,6 +168,8 @@ class SlurmHosts:
             by_host.setdefault(a["host"], []).append((a, spec))
         if not by_host:
             return 0
+        # each sbatch is an RPC to slurmctld: give a large batch the time it needs
+        timeout += SBATCH_S * max(len(items) for items in by_host.values())
         calls: dict[str, Callable[[], dict[str, Submitted | Refused | Retry]]] = {
             name: _bind(self.get(hosts[name]).submit, [s for _, s in items], relaunch, timeout)
             for name, items in by_host.items()

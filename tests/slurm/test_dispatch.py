@@ -224,3 +224,23 @@ def test_one_squeue_round_trip_per_tick_however_many_jobs(
     # one squeue in one round trip per tick, with 1 job or 13 in Slurm
     assert per_tick == [(1, 1, 1)] * 4
     assert len(sh.poll({}).jobs) >= 13
+
+
+def test_a_slurm_job_is_charged_from_slurms_times_and_the_partition_is_a_fleet_row(
+    slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
+) -> None:
+    from lepton_tui.economics_prices import set_prices
+    from lepton_tui.views import fleet
+    from tests.slurmbed import GPUS
+
+    add_cluster(svc, slurm, tmp_path / "lepton")
+    set_prices(svc.ledger, "cluster", cpu_hour=3600, actor="test")  # a CPU-second costs 1
+    job = submit(svc, "sleep 2", cpus=1)
+    tick_until(d, lambda: state(svc, job) in TERMINAL)
+    (att,) = svc.ledger.attempts_for(job)
+    held_s = att["ended_at"] - att["started_at"]  # Slurm's StartTime and EndTime
+    assert held_s >= 2
+    assert att["cost"] == pytest.approx(held_s)
+    rows = {r.name: r for r in fleet(svc.ledger, time.time())}
+    assert rows["cluster"].state == "up"
+    assert (rows["cluster"].gpus_total, rows["cluster"].cpus) == (GPUS, slurm.cpus)

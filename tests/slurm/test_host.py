@@ -117,7 +117,7 @@ def test_one_squeue_per_poll_however_many_jobs(host: SlurmHost) -> None:
     results = host.submit(specs)
     assert all(isinstance(r, Submitted) for r in results.values())
     assert host.transport.round_trips - before_trips == 1  # twenty sbatch, one exec
-    host.poll({})  # the first asks the Slurm version once (sinfo --json or formatted)
+    host.poll({})  # warm: the root directory resolved once
     before = dict(host.commands)
     trips = host.transport.round_trips
     poll = host.poll({s.token: s.job_id for s in specs})
