@@ -661,6 +661,8 @@ class Dispatcher:
                 f"host {name} is down: no answer for {now - seen:.0f}s ({outcome.reason})",
                 host=name, actor="dispatcher",
             )  # fmt: skip
+            if dispatch_slurm.is_slurm(host):  # its jobs run in Slurm, not on the node lepton
+                active = []  # reaches: none is lost; they are reconciled when it answers again
             for a in active:
                 if a["host"] == name:
                     self._lose(a, f"host {name} is down", self._job_state(a["job_id"]))

@@ -244,3 +244,25 @@ def test_a_slurm_job_is_charged_from_slurms_times_and_the_partition_is_a_fleet_r
     rows = {r.name: r for r in fleet(svc.ledger, time.time())}
     assert rows["cluster"].state == "up"
     assert (rows["cluster"].gpus_total, rows["cluster"].cpus) == (GPUS, slurm.cpus)
+
+
+def test_a_controller_away_longer_than_the_host_grace_loses_no_job(
+    slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
+) -> None:
+    """The host goes down (nothing new is placed there) but its jobs run on in Slurm: they are
+    neither lost nor started again, and end normally once the controller answers."""
+    add_cluster(svc, slurm, tmp_path / "lepton")
+    svc.ledger.set_setting("host_grace_s", 1.0)
+    job = submit(svc, "sleep 5; echo still-here", retries=1)
+    tick_until(d, lambda: state(svc, job) == "running")
+    slurm.stop_slurmctld()
+    try:
+        tick_until(d, lambda: svc.ledger.get_host("cluster")["state"] == "down", timeout=30)
+        assert state(svc, job) == "running"
+    finally:
+        slurm.start_slurmctld()
+    tick_until(d, lambda: state(svc, job) in TERMINAL)
+    assert state(svc, job) == "succeeded"
+    assert len(svc.ledger.attempts_for(job)) == 1
+    assert len(slurm_jobs_named(slurm, svc, job)) == 1
+    assert svc.ledger.get_host("cluster")["state"] == "up"
