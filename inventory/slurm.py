@@ -58,6 +58,20 @@ UNUSABLE_NODE_STATES = frozenset(
 )  # fmt: skip
 
 
+# Pending reasons that will not pass by waiting: the job asks more than the partition, the
+# account or the QOS ever allows (a cluster without EnforcePartLimits queues such jobs).
+NEVER_REASONS = frozenset(
+    {"PartitionTimeLimit", "PartitionNodeLimit", "BadConstraints", "InvalidAccount",
+     "InvalidQOS", "DependencyNeverSatisfied"}
+)  # fmt: skip
+NEVER_REASON_RE = re.compile(r"(QOS|Assoc)Max\w*PerJob(Limit)?")
+
+
+def never_runs(reason: str) -> bool:
+    """True for a pending reason that means Slurm will never run the job as it was asked."""
+    return reason in NEVER_REASONS or bool(NEVER_REASON_RE.fullmatch(reason or ""))
+
+
 class SlurmParseError(ValueError):
     """Slurm's output was not what this version of lepton understands."""
 
@@ -598,11 +612,15 @@ class EndFiles:
     ended_at: float | None = None  # the end file's mtime
 
 
-def slurm_status(job: SlurmJob | None, files: EndFiles | None) -> dict[str, Any]:
+def slurm_status(
+    job: SlurmJob | None, files: EndFiles | None, now: float | None = None
+) -> dict[str, Any]:
     """The attempt status (the dispatcher's AttemptStatus fields) from squeue's row, else from
     the files in the attempt directory.
 
-    Pending in Slurm -> "starting" (submitted, waiting for Slurm to place it); running ->
+    Pending in Slurm -> "starting" (submitted, waiting for Slurm to place it), unless the
+    reason says it never will (`never_runs`): then "done", failed, `refused` (to be cancelled
+    there), holding nothing from `now`; running ->
     "running"; ended -> "done" with the exit code (the end file's, else Slurm's); a node
     failure or preemption -> "lost" (lepton's retries apply); not in squeue but the directory
     says sbatch took it -> "done" from the end file, else "lost" (Slurm forgot a job that was
@@ -610,6 +628,10 @@ def slurm_status(job: SlurmJob | None, files: EndFiles | None) -> dict[str, Any]
     """
     if job is not None:
         out: dict[str, Any] = {"slurm_id": job.slurm_id, "reason": job.reason}
+        if job.state in PENDING_STATES and never_runs(job.reason):
+            return {**out, "state": "done", "exit_code": None, "refused": True,
+                    "started_at": now, "ended_at": now,
+                    "reason": f"Slurm will never run it as asked: {job.reason}"}  # fmt: skip
         if job.state in PENDING_STATES:
             return {**out, "state": "starting", "reason": f"pending in Slurm ({job.reason})"}
         if job.state in RUNNING_STATES:

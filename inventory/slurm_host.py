@@ -15,6 +15,7 @@ import functools
 import json
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -186,10 +187,14 @@ class SlurmHost:
         self.last_partition = view
         jobs = slurm.parse_squeue(reply["squeue"])
         statuses = {}
+        now = time.time()
         for token in attempts:
             files = reply["files"].get(token)
             end = slurm.EndFiles(**files) if files is not None else None
-            statuses[token] = slurm.slurm_status(jobs.get(token), end)
+            statuses[token] = slurm.slurm_status(jobs.get(token), end, now)
+        refused = [str(st["slurm_id"]) for st in statuses.values() if st.get("refused")]
+        if refused:  # pending for ever as asked: take it out of Slurm's queue before saying so
+            self.cancel(refused)
         return SlurmPoll(view, statuses, jobs)
 
     # -- verbs -------------------------------------------------------------------------------------

@@ -266,3 +266,30 @@ def test_a_controller_away_longer_than_the_host_grace_loses_no_job(
     assert len(svc.ledger.attempts_for(job)) == 1
     assert len(slurm_jobs_named(slurm, svc, job)) == 1
     assert svc.ledger.get_host("cluster")["state"] == "up"
+
+
+def test_a_job_slurm_would_queue_for_ever_is_cancelled_there_and_fails(
+    slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
+) -> None:
+    """A cluster without EnforcePartLimits queues a job over a limit (here: the partition's
+    MaxTime lowered while the job waits) with a reason that never passes."""
+    from tests.slurmbed import GPUS, MAX_TIME
+
+    add_cluster(svc, slurm, tmp_path / "lepton")
+    hog = slurm.client("sbatch", "--parsable", f"--gres=gpu:{GPUS}", "--mem=32M",
+                       "--output=/dev/null", "--wrap", "sleep 120")  # fmt: skip
+    assert hog.returncode == 0, hog.stderr
+    job = submit(svc, "true", gpus=1, time_limit_s=7200)
+    tick_until(d, lambda: bool(slurm_jobs_named(slurm, svc, job)))
+    try:
+        slurm.client("scontrol", "update", f"PartitionName={PARTITION}", "MaxTime=30")
+        tick_until(d, lambda: state(svc, job) in TERMINAL)
+    finally:
+        slurm.client("scontrol", "update", f"PartitionName={PARTITION}", f"MaxTime={MAX_TIME}")
+    row = svc.ledger.get_job(job)
+    assert (row["state"], row["reason"]) == (
+        "failed", "Slurm will never run it as asked: PartitionTimeLimit",
+    )  # fmt: skip
+    (sid,) = slurm_jobs_named(slurm, svc, job)
+    assert "JobState=CANCELLED" in slurm.client("scontrol", "show", "job", sid).stdout
+    assert svc.ledger.attempts_for(job)[0]["cost"] == 0

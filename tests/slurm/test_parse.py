@@ -143,3 +143,16 @@ def test_durations_versions_and_refusals() -> None:
         "sbatch: error: Batch job submission failed: Unable to contact slurm controller"
     )
     assert slurm.gres_gpus("gpu:a100:4(S:0-1),gpu:v100:1,shard:8") == 5
+
+
+def test_a_job_pending_for_a_reason_that_never_passes_is_refused() -> None:
+    # captured after `scontrol update PartitionName=debug MaxTime=30` with the job pending
+    jobs = slurm.parse_squeue(read("squeue_never_22.05.txt"))
+    status = slurm.slurm_status(jobs["neverrun1234"], None, now=100.0)
+    assert status == {
+        "slurm_id": "2", "state": "done", "exit_code": None, "refused": True,
+        "started_at": 100.0, "ended_at": 100.0,
+        "reason": "Slurm will never run it as asked: PartitionTimeLimit",
+    }  # fmt: skip
+    assert slurm.never_runs("QOSMaxWallDurationPerJobLimit")
+    assert not slurm.never_runs("Resources") and not slurm.never_runs("QOSMaxCpuPerUserLimit")
