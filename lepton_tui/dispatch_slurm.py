@@ -242,6 +242,51 @@ def read_log(
     return sh.read_log(int(attempt["job_id"]), attempt["token"], stream, offset, max_bytes)
 
 
+def probe(host: Mapping[str, Any], known_hosts: Any, timeout: float = 30) -> dict[str, Any]:
+    """`hosts probe` of a Slurm host: the partition's nodes now (one round trip)."""
+    from inventory.errors import HostError
+    from inventory.transport import make_transport
+    from lepton_tui.hostpool import spec_from_row
+
+    spec = spec_from_row(host)
+    options = {"connect_timeout": min(timeout, 10.0)} if spec.transport == "ssh" else {}
+    transport = make_transport(spec, known_hosts, **options)
+    try:
+        view = SlurmHost(host["name"], transport, target_of(host), spec.root_dir).inventory()
+    except (HostError, ValueError) as exc:
+        raise LeptonError(f"cannot probe {host['name']}: {exc}") from None
+    finally:
+        transport.close()
+    return {
+        "host": host["name"], "partition": view.name, "cpus": view.cpus,
+        "cpus_alloc": view.cpus_alloc, "mem_mb": view.mem_mb, "mem_alloc_mb": view.mem_alloc_mb,
+        "gpus": view.gpus, "gpus_alloc": view.gpus_alloc,
+        "nodes": [
+            {"name": n.name, "state": n.state, "cpus": n.cpus, "cpus_alloc": n.cpus_alloc,
+             "mem_mb": n.mem_mb, "mem_alloc_mb": n.mem_alloc_mb, "gpus": n.gpus,
+             "gpus_alloc": n.gpus_alloc, "reason": n.reason}
+            for n in view.nodes
+        ],
+    }  # fmt: skip
+
+
+def probe_lines(sample: Mapping[str, Any]) -> list[str]:
+    """A Slurm probe as short human lines: the pool, then one line per node."""
+    lines = [
+        f"{'host':<9} {sample['host']} (Slurm partition {sample['partition']})",
+        f"{'cpu':<9} {sample['cpus_alloc']} of {sample['cpus']} CPUs allocated",
+        f"{'memory':<9} {sample['mem_alloc_mb']} of {sample['mem_mb']} MiB allocated",
+        f"{'gpus':<9} {sample['gpus_alloc']} of {sample['gpus']} allocated",
+    ]
+    for n in sample["nodes"]:
+        why = f" ({n['reason']})" if n["reason"] and n["reason"] != "none" else ""
+        lines.append(
+            f"{'node':<9} {n['name']} {n['state']}{why}: {n['cpus_alloc']}/{n['cpus']} CPUs, "
+            f"{n['mem_alloc_mb']}/{n['mem_mb']} MiB, {n['gpus_alloc']}/{n['gpus']} GPUs"
+        )
+    return lines
+
+
 # -- adding a Slurm host ---------------------------------------------------------------------------
 
 
