@@ -193,6 +193,15 @@ def probe_cmd(ctx: click.Context, name: str, as_json: bool, timeout: float) -> N
 
     with service_for(ctx) as svc:
         row = svc.get_host(name)
+        if row.get("slurm_json"):  # a Slurm partition: its nodes, from sinfo
+            from lepton_tui import dispatch_slurm
+
+            slurm_sample = dispatch_slurm.probe(row, svc.known_hosts, timeout)
+            if as_json:
+                echo_json(slurm_sample)
+            for line in [] if as_json else dispatch_slurm.probe_lines(slurm_sample):
+                click.echo(printable(line))
+            return
         spec = spec_from_row(row)
         tokens = [
             r["token"]
