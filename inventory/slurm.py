@@ -601,6 +601,56 @@ def parse_squeue(text: str) -> dict[str, SlurmJob]:
     return jobs
 
 
+SACCT_FIELDS = (
+    "JobIDRaw", "State", "Reason", "Start", "End", "ExitCode", "AllocTRES", "NodeList",
+    "JobName",
+)  # fmt: skip
+
+
+def sacct_argv(since_s: float) -> list[str]:
+    """ONE sacct for every job of the user that was in any state in the last `since_s`
+    seconds (the oldest attempt asked about, and a margin): where accounting runs."""
+    return ["sacct", "--noheader", "--parsable2", "--allocations",
+            f"--starttime=now-{max(60, math.ceil(since_s))}",
+            "--format=" + ",".join(SACCT_FIELDS)]  # fmt: skip
+
+
+def parse_sacct(text: str) -> dict[str, SlurmJob]:
+    """lepton's jobs in `sacct_argv`'s output, by attempt token (as `parse_squeue`)."""
+    jobs: dict[str, SlurmJob] = {}
+    n = len(SACCT_FIELDS)
+    for line in text.splitlines():
+        parts = line.split("|", n - 1)
+        if len(parts) < n or not parts[0].strip().isdigit():
+            continue
+        m = NAME_RE.fullmatch(parts[-1].strip())
+        if not m:
+            continue
+        code, _, sig = parts[5].strip().partition(":")
+        status = None
+        if code.isdigit():
+            status = (int(code) << 8) | (int(sig) & 0x7F if sig.isdigit() else 0)
+        cpus, mem, gpus = tres_resources(parts[6])
+        job = SlurmJob(
+            slurm_id=parts[0].strip(),
+            job_id=int(m.group(1)),
+            token=m.group(2),
+            state=(parts[1].split() or ["UNKNOWN"])[0].rstrip("+"),  # "CANCELLED by 0"
+            reason=parts[2].strip(),
+            start=_epoch(parts[3]),
+            end=_epoch(parts[4]),
+            exit_status=status,
+            cpus=cpus,
+            mem_mb=mem,
+            gpus=gpus,
+            nodes=parts[7].strip() if parts[7].strip() != "None assigned" else "",
+        )
+        old = jobs.get(job.token)
+        if old is None or int(job.slurm_id) > int(old.slurm_id):
+            jobs[job.token] = job
+    return jobs
+
+
 @dataclass(frozen=True)
 class EndFiles:
     """What an attempt directory holds for a job squeue no longer shows."""

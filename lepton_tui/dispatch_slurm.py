@@ -74,11 +74,11 @@ class SlurmHosts:
                 self._hosts[host["name"]] = entry
             return entry[1]
 
-    def _attempts(self, tokens: Sequence[str]) -> dict[str, tuple[int, str | None]]:
-        """token -> (job id, Slurm job id) from the ledger. These verbs run in the dispatcher's
+    def _attempts(self, tokens: Sequence[str]) -> dict[str, tuple[int, str | None, float]]:
+        """token -> (job id, Slurm job id, created at) from the ledger. These verbs run in the dispatcher's
         fan-out threads, so they read through a short-lived read-only connection of their own
         (the ledger keeps one connection per thread, for the life of the ledger)."""
-        out: dict[str, tuple[int, str | None]] = {}
+        out: dict[str, tuple[int, str | None, float]] = {}
         if not tokens:
             return out
         uri = f"file:{self.ledger.path}?mode=ro"
@@ -86,19 +86,22 @@ class SlurmHosts:
             for i in range(0, len(tokens), 500):
                 chunk = list(tokens[i : i + 500])
                 marks = ",".join("?" * len(chunk))
-                for token, job_id, sid in conn.execute(
-                    f"SELECT token, job_id, slurm_job_id FROM attempts WHERE token IN ({marks})",
+                for token, job_id, sid, created in conn.execute(
+                    "SELECT token, job_id, slurm_job_id, created_at FROM attempts "
+                    f"WHERE token IN ({marks})",
                     chunk,
                 ):
-                    out[token] = (int(job_id), sid)
+                    out[token] = (int(job_id), sid, float(created or 0))
         return out
 
     # -- the tick ------------------------------------------------------------------------------
     def poll(self, host: Mapping[str, Any], tokens: Sequence[str], timeout: float = 60) -> Poll:
         """The partition as one pool and the status of each asked attempt, in one round trip."""
         sh = self.get(host)
-        ids = {t: job for t, (job, _) in self._attempts(tokens).items()}
-        sp = sh.poll(ids, timeout=timeout)
+        rows = self._attempts(tokens)
+        ids = {t: job for t, (job, _, _) in rows.items()}
+        since = min((created for _, _, created in rows.values()), default=None)
+        sp = sh.poll(ids, timeout=timeout, since=since)
         part = sp.partition
         # what lepton's own running jobs hold there; the rest of the allocation is other users'
         mine_cpus = sum(j.cpus for j in sp.jobs.values() if j.state == "RUNNING")
@@ -219,8 +222,8 @@ class SlurmHosts:
             return
         sh = self.get(host)
         rows = self._attempts(tokens)
-        known = {t: sid for t, (_, sid) in rows.items() if sid}
-        unknown = {t: job for t, (job, sid) in rows.items() if not sid}
+        known = {t: sid for t, (_, sid, _) in rows.items() if sid}
+        unknown = {t: job for t, (job, sid, _) in rows.items() if not sid}
         slurm_ids = list(known.values())
         if unknown:  # submitted but never recorded (a crash after sbatch): find them by name
             found = sh.poll(unknown).jobs

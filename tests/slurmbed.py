@@ -7,9 +7,14 @@ and spool directories under `path`, SlurmUser root), starts the three daemons in
 as children of this process, and waits until `sinfo` shows the node idle. Clients find it
 through `SLURM_CONF` (`bed.env`). `close()` cancels what still runs and stops every daemon by pid.
 
-The session fixture `slurmbed` (tests/slurm/conftest.py) wraps it; `bench/slurm.py` uses it
-without pytest. Without Debian's `slurm-wlm` and `munge` the fixture fails, unless
-LEPTON_ALLOW_NO_SLURM=1 (then it skips).
+With `accounting=True` it also starts MariaDB (a private data directory, a free loopback port,
+no grant tables) and slurmdbd, and gives this user the account `lab`: `sacct` and
+associations work as on most real clusters.
+
+The session fixtures `slurmbed` and `slurmbed_accounting` (tests/slurm/conftest.py) wrap it;
+`bench/slurm.py` uses it without pytest. Without Debian's `slurm-wlm` and `munge` (and for
+accounting `slurmdbd` and `mariadb-server`) the fixtures fail, unless LEPTON_ALLOW_NO_SLURM=1
+(then they skip).
 """
 
 from __future__ import annotations
@@ -33,16 +38,19 @@ START_TIMEOUT_S = 30.0
 DAEMONS = ("munged", "slurmctld", "slurmd")
 
 
-def find_slurm() -> str | None:
+ACCOUNT = "lab"  # the account the accounting bed gives its user
+
+
+def find_slurm(accounting: bool = False) -> str | None:
     """None when every program the bed needs is installed, else what is missing (one line)."""
-    missing = [
-        p
-        for p in (*DAEMONS, "sinfo", "sbatch", "squeue", "scontrol", "scancel")
-        if _which(p) is None
-    ]
+    programs = [*DAEMONS, "sinfo", "sbatch", "squeue", "scontrol", "scancel"]
+    if accounting:
+        programs += ["slurmdbd", "sacct", "sacctmgr", "mariadbd", "mariadb-install-db"]
+    missing = [p for p in programs if _which(p) is None]
     if not missing:
         return None
-    return f"{', '.join(missing)} not found (install Debian's slurm-wlm and munge)"
+    need = "slurm-wlm and munge" + (", slurmdbd and mariadb-server" if accounting else "")
+    return f"{', '.join(missing)} not found (install Debian's {need})"
 
 
 def _which(program: str) -> str | None:
@@ -71,14 +79,15 @@ def node_hardware() -> dict[str, int]:
 class SlurmBed:
     """One real Slurm cluster on localhost: `env` reaches it, `close()` stops it."""
 
-    def __init__(self, base: Path, *, min_job_age_s: int = 600) -> None:
-        missing = find_slurm()
+    def __init__(self, base: Path, *, min_job_age_s: int = 600, accounting: bool = False) -> None:
+        missing = find_slurm(accounting)
         if missing:
             raise FileNotFoundError(missing)
         self.base = Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
         os.chmod(self.base, 0o700)
         self.min_job_age_s = min_job_age_s
+        self.accounting = accounting  # slurmdbd on a private MariaDB, account `lab`
         self.conf = self.base / "slurm.conf"
         self.munge_socket = self.base / "munge" / "munge.socket"
         self.hardware = node_hardware()
@@ -104,7 +113,7 @@ class SlurmBed:
 
     def _write_config(self) -> None:
         b = self.base
-        for d in ("munge", "state", "spool", "log", "jobs"):
+        for d in ("munge", "state", "spool", "log", "jobs", "db"):
             (b / d).mkdir(mode=0o700, exist_ok=True)
         key = b / "munge" / "munge.key"
         if not key.exists():
@@ -113,6 +122,7 @@ class SlurmBed:
         hw = self.hardware
         host = socket.gethostname().split(".")[0]
         ctld_port, slurmd_port = _free_port(), _free_port()
+        self.db_port, self.dbd_port = _free_port(), _free_port()
         lines = [
             "ClusterName=leptonbed",
             f"SlurmctldHost={host}(127.0.0.1)",
@@ -136,7 +146,19 @@ class SlurmBed:
             "SelectType=select/cons_tres",
             "SelectTypeParameters=CR_Core_Memory",
             "JobAcctGatherType=jobacct_gather/none",
-            "AccountingStorageType=accounting_storage/none",
+            *(
+                [
+                    "AccountingStorageType=accounting_storage/slurmdbd",
+                    "AccountingStorageHost=127.0.0.1",
+                    f"AccountingStoragePort={self.dbd_port}",
+                    # for slurmdbd connections this names the munge socket (not AuthInfo)
+                    f"AccountingStoragePass={self.munge_socket}",
+                    "AccountingStorageEnforce=associations",
+                    "AccountingStorageTRES=gres/gpu",
+                ]
+                if self.accounting
+                else ["AccountingStorageType=accounting_storage/none"]
+            ),
             "JobCompType=jobcomp/none",
             "MpiDefault=none",
             "SwitchType=switch/none",
@@ -163,6 +185,17 @@ class SlurmBed:
             "",
         ]
         self.conf.write_text("\n".join(lines))
+        if self.accounting:  # slurmdbd reads slurmdbd.conf beside slurm.conf, mode 0600
+            dbd = b / "slurmdbd.conf"
+            dbd.write_text("\n".join([
+                "AuthType=auth/munge", f"AuthInfo=socket={self.munge_socket}",
+                f"DbdHost={host}", "DbdAddr=127.0.0.1", f"DbdPort={self.dbd_port}",
+                f"SlurmUser={self.user}", "StorageType=accounting_storage/mysql",
+                "StorageHost=127.0.0.1", f"StoragePort={self.db_port}", "StorageUser=root",
+                "StorageLoc=slurm_acct_db", f"PidFile={b / 'slurmdbd.pid'}",
+                f"LogFile={b / 'log' / 'slurmdbd.log'}", "",
+            ]))  # fmt: skip
+            os.chmod(dbd, 0o600)
         # two "GPUs" on harmless character devices: Slurm counts and allocates them, and with
         # task/none binds nothing (a gpu GRES without File= is reported as 0 by slurmd)
         (b / "gres.conf").write_text(f"NodeName={NODE} Name=gpu File=/dev/null,/dev/zero\n")
@@ -171,9 +204,10 @@ class SlurmBed:
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.base / "log" / f"{name}.out", "ab")  # noqa: SIM115 - kept by Popen
         env = {**os.environ, **self.env}
+        # cwd: the spool directory, which the job step daemons inherit (how `close` finds them)
         self._procs[name] = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-            start_new_session=True,
+            start_new_session=True, cwd=self.base / "spool",
         )  # fmt: skip
         log.close()
 
@@ -188,6 +222,8 @@ class SlurmBed:
                 f"--log-file={b / 'log' / 'munged.log'}", f"--seed-file={b / 'munge' / 'seed'}",
             ])  # fmt: skip
             self._wait(lambda: self.munge_socket.exists(), "munged", "its socket")
+        if self.accounting:
+            self._start_accounting()
         if not self.running("slurmctld"):
             self.start_slurmctld()
         if not self.running("slurmd"):
@@ -195,6 +231,51 @@ class SlurmBed:
                                    "-N", NODE])  # fmt: skip
         self._wait(self.node_idle, "slurmd", f"node {NODE} idle in sinfo")
         self.started_in_s = time.monotonic() - begun
+
+    def _start_accounting(self) -> None:
+        """MariaDB on a free port (no grant tables: loopback only, this bed's own data) and
+        slurmdbd; the cluster, account `lab` and this user's association on first start."""
+        b = self.base
+        first = not (b / "db" / "mysql").exists()
+        if first:
+            r = subprocess.run(
+                [_which("mariadb-install-db") or "mariadb-install-db", "--no-defaults",
+                 f"--user={self.user}", f"--datadir={b / 'db'}", "--skip-test-db",
+                 "--auth-root-authentication-method=normal"],
+                capture_output=True, text=True, check=False, cwd=b,
+            )  # fmt: skip
+            if r.returncode != 0:
+                raise RuntimeError(f"mariadb-install-db failed: {r.stderr.strip()[-500:]}")
+        if not self.running("mariadbd"):
+            sock = b / "mysql.sock"
+            self._spawn("mariadbd", [
+                _which("mariadbd") or "mariadbd", "--no-defaults", f"--user={self.user}",
+                f"--datadir={b / 'db'}", f"--socket={sock}", f"--port={self.db_port}",
+                "--bind-address=127.0.0.1", f"--pid-file={b / 'mysql.pid'}",
+                "--skip-grant-tables", "--innodb-buffer-pool-size=16M",
+                f"--log-error={b / 'log' / 'mariadbd.log'}",
+            ])  # fmt: skip
+            self._wait(sock.exists, "mariadbd", "its socket")
+        if not self.running("slurmdbd"):
+            self._spawn("slurmdbd", [_which("slurmdbd") or "slurmdbd", "-D"])
+            self._wait(self._dbd_up, "slurmdbd", "an answer to `sacctmgr show cluster`")
+        if first:
+            for args in (
+                ["add", "cluster", "leptonbed"],
+                ["add", "account", ACCOUNT, "Cluster=leptonbed"],
+                ["add", "user", self.user, f"Account={ACCOUNT}", f"DefaultAccount={ACCOUNT}"],
+            ):
+                r = self.client("sacctmgr", "--immediate", *args, timeout=30)
+                if r.returncode != 0:
+                    raise RuntimeError(f"sacctmgr {' '.join(args)}: {r.stderr.strip()}")
+
+    def _dbd_up(self) -> bool:
+        try:
+            return (
+                self.client("sacctmgr", "--noheader", "show", "cluster", timeout=5).returncode == 0
+            )
+        except subprocess.TimeoutExpired:
+            return False
 
     def start_slurmctld(self, wait: bool = True) -> None:
         """Start slurmctld; it recovers jobs from its state directory."""
@@ -248,13 +329,20 @@ class SlurmBed:
         self.close()
         raise RuntimeError(f"{name} did not come up (waited for {what}): {' | '.join(logs)}")
 
-    def cancel_all(self) -> None:
-        """scancel every job of this cluster (best effort)."""
-        if self.running("slurmctld"):
-            try:
-                self.client("scancel", "--user", self.user, timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+    def cancel_all(self, wait_s: float = 0.0) -> None:
+        """scancel every job of this cluster (best effort); wait up to `wait_s` for them to end."""
+        if not self.running("slurmctld"):
+            return
+        try:
+            self.client("scancel", "--user", self.user, timeout=10)
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                out = self.client("squeue", "--noheader", "--format=%i", timeout=10).stdout
+                if not out.strip():
+                    break
+                time.sleep(0.2)
+        except subprocess.TimeoutExpired:
+            pass
 
     def _stop(self, name: str) -> None:
         proc = self._procs.pop(name, None)
@@ -269,18 +357,16 @@ class SlurmBed:
                 proc.wait()
 
     def _stepds(self) -> list[int]:
-        """slurmstepd processes of this bed's jobs (they outlive slurmd)."""
+        """Pids of this bed's slurmstepd processes (they outlive slurmd) and their jobs: the
+        step daemons run in the spool directory slurmd was started in."""
         import psutil
 
         pids = []
         spool = str(self.base / "spool")
-        for proc in psutil.process_iter(["name", "environ", "cwd"]):
+        for proc in psutil.process_iter(["name", "cwd"]):
             try:
-                if not (proc.info["name"] or "").startswith("slurmstepd"):
-                    continue
-                env = proc.info["environ"] or {}
-                if env.get("SLURM_CONF") == str(self.conf) or (proc.info["cwd"] or "") == spool:
-                    pids.append(proc.pid)
+                if (proc.info["name"] or "").startswith("slurmstepd") and proc.info["cwd"] == spool:
+                    pids += [c.pid for c in proc.children(recursive=True)] + [proc.pid]
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
         return pids
@@ -289,8 +375,8 @@ class SlurmBed:
         """Cancel every job, stop every daemon by pid, kill this bed's leftover slurmstepds."""
         if not self._procs:
             return
-        self.cancel_all()
-        for name in ("slurmd", "slurmctld", "munged"):
+        self.cancel_all(wait_s=10.0)
+        for name in ("slurmd", "slurmctld", "slurmdbd", "mariadbd", "munged"):
             self._stop(name)
         for pid in self._stepds():
             try:
@@ -299,4 +385,13 @@ class SlurmBed:
                 pass
 
 
-__all__ = ["GPUS", "MAX_TIME", "NODE", "PARTITION", "SlurmBed", "find_slurm", "node_hardware"]
+__all__ = [
+    "ACCOUNT",
+    "GPUS",
+    "MAX_TIME",
+    "NODE",
+    "PARTITION",
+    "SlurmBed",
+    "find_slurm",
+    "node_hardware",
+]

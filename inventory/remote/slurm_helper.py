@@ -136,21 +136,34 @@ def op_submit(req, ran):
 
 
 def op_poll(req, ran):
-    """The tick: ONE squeue for all of the user's jobs, the files of the asked attempts squeue
-    did not show, and the partition's nodes (sinfo) for its free capacity."""
+    """The tick: ONE status command for all of the user's jobs (squeue, or sacct where
+    accounting runs), then, only if an asked attempt is missing from it and a `fallback` is
+    given, ONE squeue (a job sbatch took a moment ago may not have reached the accounting
+    database yet); the files of asked attempts neither showed; the partition's nodes (sinfo)."""
     env = _env(req.get("env"))
-    r = _run(req["squeue"], env, ran)
+    r = _run(req["status"], env, ran)
     if r["rc"] != 0:
-        raise RuntimeError("squeue failed: " + (r["err"].strip() or "exit %d" % r["rc"]))
-    shown = set()
-    for line in r["out"].splitlines():
-        shown.add(line.rstrip().rstrip("|").rsplit("|", 1)[-1].strip())
+        raise RuntimeError("%s failed: %s" % (req["status"][0], r["err"].strip() or r["rc"]))
+    shown = _names(r["out"])
+    missing = [t for t, item in req["attempts"].items() if item["name"] not in shown]
+    fallback = None
+    if missing and req.get("fallback"):
+        f = _run(req["fallback"], env, ran)
+        if f["rc"] != 0:
+            raise RuntimeError("squeue failed: " + (f["err"].strip() or "exit %d" % f["rc"]))
+        fallback = f["out"]
+        shown |= _names(fallback)
     files = {}
     for token, item in req["attempts"].items():
         if item["name"] not in shown:
             files[token] = _files(item["dir"])
     nodes = _run(req["nodes"], env, ran) if req.get("nodes") else None
-    return {"squeue": r["out"], "files": files, "nodes": nodes}
+    return {"status": r["out"], "fallback": fallback, "files": files, "nodes": nodes}
+
+
+def _names(out):
+    """The job names in `|`-separated output whose last field is the name."""
+    return {line.rstrip().rstrip("|").rsplit("|", 1)[-1].strip() for line in out.splitlines()}
 
 
 def op_read(req, ran):

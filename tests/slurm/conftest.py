@@ -9,6 +9,8 @@ import pytest
 
 from tests.slurmbed import SlurmBed, find_slurm
 
+ACCOUNTING_MIN_JOB_AGE_S = 10  # the accounting bed forgets ended jobs fast: sacct must not
+
 
 @pytest.fixture(scope="session")
 def slurmbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmBed]:
@@ -33,3 +35,33 @@ def slurm(slurmbed: SlurmBed) -> Iterator[SlurmBed]:
     slurmbed.start()  # a test may have stopped slurmctld
     yield slurmbed
     slurmbed.cancel_all()
+
+
+@pytest.fixture(scope="session")
+def slurmbed_accounting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmBed]:
+    """A second cluster with accounting: slurmdbd on a private MariaDB, account `lab`, and
+    MinJobAge 10 s (slurmctld forgets ended jobs quickly; sacct remembers)."""
+    missing = find_slurm(accounting=True)
+    if missing:
+        message = f"Slurm accounting is missing: {missing}; scripts/test installs them"
+        if os.environ.get("LEPTON_ALLOW_NO_SLURM") == "1":
+            pytest.skip(message)
+        pytest.fail(message + ", or set LEPTON_ALLOW_NO_SLURM=1 to skip the Slurm tests")
+    bed = SlurmBed(
+        tmp_path_factory.mktemp("slurmbed-acct"),
+        accounting=True,
+        min_job_age_s=ACCOUNTING_MIN_JOB_AGE_S,
+    )
+    try:
+        bed.start()
+        yield bed
+    finally:
+        bed.close()
+
+
+@pytest.fixture
+def slurm_accounting(slurmbed_accounting: SlurmBed) -> Iterator[SlurmBed]:
+    """The accounting bed, every daemon running, no job of an earlier test left in it."""
+    slurmbed_accounting.start()
+    yield slurmbed_accounting
+    slurmbed_accounting.cancel_all()

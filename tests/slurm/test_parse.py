@@ -156,3 +156,18 @@ def test_a_job_pending_for_a_reason_that_never_passes_is_refused() -> None:
     }  # fmt: skip
     assert slurm.never_runs("QOSMaxWallDurationPerJobLimit")
     assert not slurm.never_runs("Resources") and not slurm.never_runs("QOSMaxCpuPerUserLimit")
+
+
+def test_sacct_rows_read_like_squeue_rows() -> None:
+    jobs = slurm.parse_sacct(read("sacct_22.05.txt"))
+    assert set(jobs) == {"aaaa00000001", "aaaa00000002", "aaaa00000003", "aaaa00000004"}
+    failed, running = jobs["aaaa00000001"], jobs["aaaa00000002"]
+    assert (failed.state, failed.exit_code, failed.start, failed.end) == (
+        "FAILED", 3, 1796459144.0, 1796459145.0,
+    )  # fmt: skip
+    assert (running.state, running.end, running.gpus, running.cpus) == ("RUNNING", None, 1, 1)
+    assert jobs["aaaa00000003"].state == "CANCELLED"  # "CANCELLED by 0"
+    pending = jobs["aaaa00000004"]
+    assert (pending.state, pending.start, pending.nodes) == ("PENDING", None, "")
+    assert slurm.slurm_status(jobs["aaaa00000003"], None)["cancelled"] is True
+    assert slurm.sacct_argv(10)[4] == "--starttime=now-60"
