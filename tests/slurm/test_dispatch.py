@@ -293,3 +293,17 @@ def test_a_job_slurm_would_queue_for_ever_is_cancelled_there_and_fails(
     (sid,) = slurm_jobs_named(slurm, svc, job)
     assert "JobState=CANCELLED" in slurm.client("scontrol", "show", "job", sid).stdout
     assert svc.ledger.attempts_for(job)[0]["cost"] == 0
+
+
+def test_a_slurm_host_removed_with_force_has_its_jobs_cancelled_in_slurm(
+    slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
+) -> None:
+    add_cluster(svc, slurm, tmp_path / "lepton")
+    job = submit(svc, "sleep 300")
+    tick_until(d, lambda: state(svc, job) == "running")
+    (sid,) = slurm_jobs_named(slurm, svc, job)
+    svc.remove_host("cluster", force=True)
+    tick_until(d, lambda: svc.ledger.attempts_for(job)[0]["fenced_at"] is not None)
+    assert state(svc, job) == "failed"  # no retries, and its host is gone
+    out = slurm.client("scontrol", "show", "job", sid).stdout
+    assert "JobState=CANCELLED" in out or "JobState=COMPLETING" in out
