@@ -1,13 +1,14 @@
 """Slurm benchmark: the dispatcher's tick with 1,000 of lepton's jobs in a real Slurm cluster.
 
-    python bench/slurm.py [--jobs 1000] [--ticks 10] [--json]
+    python bench/slurm.py [--jobs 1000] [--ticks 10] [--accounting] [--json]
 
 Starts the one-node test bed (tests/slurmbed.py: munged, slurmctld, slurmd on localhost), adds
 it as a Slurm host of a fresh ledger, queues `--jobs` jobs (a thousandth of a CPU each for
 lepton's pool, so all of them go to Slurm; Slurm gives each a whole CPU, so most wait in its
 queue) and ticks until every one is submitted. Then it measures `--ticks` ticks with all of them
 in Slurm: wall time, the poll phase, Slurm commands and round trips per tick, and the one
-squeue on its own. Stops the bed at the end.
+squeue (with `--accounting`: slurmdbd on MariaDB, and the tick's one sacct) on its own. Stops
+the bed at the end.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ def median_ms(values: list[float]) -> float:
     return round(statistics.median(values) * 1000, 1)
 
 
-def bench(base: Path, jobs: int, ticks: int) -> dict[str, object]:
-    bed = SlurmBed(base / "bed")
+def bench(base: Path, jobs: int, ticks: int, accounting: bool = False) -> dict[str, object]:
+    bed = SlurmBed(base / "bed", accounting=accounting)
     t0 = time.perf_counter()
     bed.start()
     out: dict[str, object] = {"bed_start_s": round(time.perf_counter() - t0, 2)}
@@ -65,27 +66,31 @@ def bench(base: Path, jobs: int, ticks: int) -> dict[str, object]:
         out["submit_all_s"] = round(time.perf_counter() - t0, 1)
         out["submit_ticks"] = submit_ticks
         sh = d.slurm.get(host)
-        walls, polls, squeues, trips = [], [], [], []
+        walls, polls, squeues, saccts, trips = [], [], [], [], []
         for _ in range(ticks):
             before_poll = d.stats.phase_s.get("poll", 0.0)
-            sq, rt = sh.commands["squeue"], d.pool.round_trips
+            sq, sa, rt = sh.commands["squeue"], sh.commands["sacct"], d.pool.round_trips
             t0 = time.perf_counter()
             d.tick()
             walls.append(time.perf_counter() - t0)
             polls.append(d.stats.phase_s["poll"] - before_poll)
             squeues.append(sh.commands["squeue"] - sq)
+            saccts.append(sh.commands["sacct"] - sa)
             trips.append(d.pool.round_trips - rt)
         in_slurm = sh.poll({}).jobs
         states: dict[str, int] = {}
         for j in in_slurm.values():
             states[j.state] = states.get(j.state, 0) + 1
-        alone, sinfo, noop, adapter = [], [], [], []
+        alone, sinfo, noop, adapter, sacct = [], [], [], [], []
         asked = {
             r["token"]: int(r["job_id"])
             for r in svc.ledger.query("SELECT token, job_id FROM attempts")
         }
         for _ in range(ticks):
-            for argv, into in ((slurm.squeue_argv(), alone), (slurm.sinfo_nodes_argv(), sinfo)):
+            commands = [(slurm.squeue_argv(), alone), (slurm.sinfo_nodes_argv(), sinfo)]
+            if accounting:
+                commands.append((slurm.sacct_argv(3600), sacct))
+            for argv, into in commands:
                 t0 = time.perf_counter()
                 bed.client(*argv, timeout=60)
                 into.append(time.perf_counter() - t0)
@@ -105,7 +110,9 @@ def bench(base: Path, jobs: int, ticks: int) -> dict[str, object]:
             helper_exec_ms=median_ms(noop),
             squeue_alone_ms=median_ms(alone),
             sinfo_alone_ms=median_ms(sinfo),
+            sacct_alone_ms=median_ms(sacct) if sacct else None,
             squeue_per_tick=sorted(set(squeues)),
+            sacct_per_tick=sorted(set(saccts)),
             round_trips_per_tick=sorted(set(trips)),
             dispatcher_cpu_s_per_tick=round(d.stats.cpu_s / d.stats.ticks, 3),
         )
@@ -120,10 +127,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--ticks", type=int, default=10)
+    parser.add_argument("--accounting", action="store_true", help="with slurmdbd: sacct")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lepton-bench-slurm-") as tmp:
-        result = bench(Path(tmp), args.jobs, args.ticks)
+        result = bench(Path(tmp), args.jobs, args.ticks, args.accounting)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
