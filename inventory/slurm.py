@@ -691,7 +691,9 @@ def slurm_status(
                     "reason": f"Slurm ended it: {job.state.lower()}"}  # fmt: skip
         code = files.exit_code if files and files.exit_code is not None else job.exit_code
         out.update(state="done", started_at=job.start, ended_at=job.end, exit_code=code)
-        if job.state == "CANCELLED":
+        if job.state == "CANCELLED" and job.reason == "DependencyNeverSatisfied":
+            out.update(cancelled=True, reason="a job it runs after did not succeed")
+        elif job.state == "CANCELLED":
             out.update(cancelled=True, reason="cancelled in Slurm")
         elif job.state in ("TIMEOUT", "DEADLINE"):
             out.update(timed_out=True, reason="time limit reached (Slurm)")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -160,7 +161,7 @@ class SlurmHosts:
                     cpus=float(a.get("cpus") or 1), mem_mb=int(a.get("mem_mb") or 1024),
                     gpus=int(a.get("gpus") or 0), gpu_mem_mb=int(a.get("gpu_mem_mb") or 0),
                     time_limit_s=a.get("time_limit_s"), workdir=a.get("workdir") or None,
-                    env=_env(a.get("env")),
+                    env=_env(a.get("env")), after=self._after(int(a["job_id"]), a["host"]),
                 )  # fmt: skip
             except ValueError as exc:
                 _give_up(self.ledger, a, f"cannot submit to Slurm: {exc}")
@@ -206,6 +207,68 @@ class SlurmHosts:
                     elif res is not None:
                         log.warning("sbatch of job %s on %s: %s", a["job_id"], name, res.reason)
         return taken
+
+    def _after(self, job_id: int, host: str) -> list[str]:
+        """Slurm ids of the job's dependencies still in Slurm on the same host (for
+        `--dependency=afterok:`); read at every (re)submission, so a relaunch keeps them."""
+        rows = self.ledger.query(
+            "SELECT a.slurm_job_id FROM job_deps d JOIN jobs p ON p.id = d.depends_on "
+            "JOIN attempts a ON a.job_id = p.id AND a.host = ? "
+            "AND a.state IN ('starting', 'running') AND a.slurm_job_id IS NOT NULL "
+            "WHERE d.job_id = ? AND p.state != 'succeeded' ORDER BY a.id",
+            (host, job_id),
+        )
+        return [str(r["slurm_job_id"]) for r in rows]
+
+    def chain(
+        self,
+        hosts: Sequence[Mapping[str, Any]],
+        placeable: set[str],
+        reasons: Mapping[int, str],
+        holds: Mapping[int, str],
+    ) -> set[int]:
+        """Submit queued jobs whose unmet dependencies all run (or wait) in Slurm on one host to
+        that host now, with `--dependency=afterok:` on them: Slurm starts each when its
+        dependencies succeed (and, `--kill-on-invalid-dep`, cancels it if one fails). Returns
+        the ids of the jobs submitted (no longer waiting here)."""
+        waiting = [j for j, why in reasons.items() if why.startswith("waiting for dependency")]
+        if not waiting:
+            return set()
+        slurm_hosts = {
+            h["name"]: h for h in hosts
+            if is_slurm(h) and h["name"] in placeable and h.get("admin_state") != "draining"
+        }  # fmt: skip
+        if not slurm_hosts:
+            return set()
+        marks = ",".join("?" * len(waiting))
+        rows = self.ledger.query(
+            "SELECT d.job_id, d.depends_on, p.state, a.host, a.slurm_job_id FROM job_deps d "
+            "JOIN jobs p ON p.id = d.depends_on LEFT JOIN attempts a ON a.job_id = p.id "
+            f"AND a.state IN ('starting', 'running') WHERE d.job_id IN ({marks})",
+            waiting,
+        )
+        where: dict[int, set[str | None]] = {}
+        for r in rows:
+            if r["state"] == "succeeded":
+                continue
+            ok = r["host"] in slurm_hosts and r["slurm_job_id"]
+            where.setdefault(int(r["job_id"]), set()).add(r["host"] if ok else None)
+        starts: list[dict[str, Any]] = []
+        for job_id, places in where.items():
+            if None in places or len(places) != 1 or job_id in holds:
+                continue
+            (host,) = places
+            token = secrets.token_hex(6)
+            try:
+                self.ledger.start_attempt(job_id, str(host), token, [], policy="slurm-afterok")
+            except IllegalTransition:  # cancelled since
+                continue
+            starts.append(
+                {**self.ledger.get_job(job_id), "job_id": job_id, "token": token, "host": host}
+            )
+        if starts:
+            self.launch(slurm_hosts, starts, relaunch=False)
+        return {int(a["job_id"]) for a in starts}
 
     def cancel(self, host: Mapping[str, Any], tokens: Sequence[str]) -> list[str]:
         """scancel the attempts' Slurm jobs (one scancel); the tokens handled."""

@@ -307,3 +307,26 @@ def test_a_slurm_host_removed_with_force_has_its_jobs_cancelled_in_slurm(
     assert state(svc, job) == "failed"  # no retries, and its host is gone
     out = slurm.client("scontrol", "show", "job", sid).stdout
     assert "JobState=CANCELLED" in out or "JobState=COMPLETING" in out
+
+
+def test_a_job_after_one_in_slurm_is_submitted_with_afterok_and_runs_after_it(
+    slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
+) -> None:
+    add_cluster(svc, slurm, tmp_path / "lepton")
+    first = submit(svc, "sleep 3; echo first > order", workdir=str(tmp_path))
+    second = submit(svc, "cat order; echo second", after=[first], workdir=str(tmp_path))
+    doomed_parent = submit(svc, "sleep 1; exit 1")
+    doomed = submit(svc, "echo never", after=[doomed_parent])
+    tick_until(d, lambda: state(svc, second) == "starting")
+    assert state(svc, first) in ("starting", "running")  # not waiting for it to end here
+    (sid,) = slurm_jobs_named(slurm, svc, second)
+    (first_sid,) = slurm_jobs_named(slurm, svc, first)
+    shown = slurm.client("scontrol", "show", "job", sid).stdout
+    assert f"Dependency=afterok:{first_sid}" in shown
+    tick_until(d, lambda: all(state(svc, j) in TERMINAL for j in (second, doomed)))
+    assert (state(svc, first), state(svc, second)) == ("succeeded", "succeeded")
+    assert "".join(follow_log(svc, second, "stdout", pool=d.pool)) == "first\nsecond\n"
+    assert state(svc, doomed_parent) == "failed"
+    job = svc.ledger.get_job(doomed)
+    assert (job["state"], job["reason"]) == ("cancelled", "a job it runs after did not succeed")
+    assert "".join(follow_log(svc, doomed, "stdout", pool=d.pool)) == ""
