@@ -848,6 +848,9 @@ class Dispatcher:
             except IllegalTransition:
                 pass
         reasons = dict(sorting.reasons)
+        if reconciled:  # jobs whose unmet dependencies all run in Slurm on one host: chained
+            for job_id in self.slurm.chain(hosts, placeable, sorting.reasons, holds):
+                reasons.pop(job_id, None)
         for job_id in held:
             reasons[job_id] = f"waiting until its last attempt on {fencing[job_id]} is stopped"
         placed: list[tuple[dict[str, Any], Any]] = []
