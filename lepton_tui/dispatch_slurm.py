@@ -240,13 +240,16 @@ class SlurmHosts:
         }  # fmt: skip
         if not slurm_hosts:
             return set()
-        marks = ",".join("?" * len(waiting))
-        rows = self.ledger.query(
-            "SELECT d.job_id, d.depends_on, p.state, a.host, a.slurm_job_id FROM job_deps d "
-            "JOIN jobs p ON p.id = d.depends_on LEFT JOIN attempts a ON a.job_id = p.id "
-            f"AND a.state IN ('starting', 'running') WHERE d.job_id IN ({marks})",
-            waiting,
-        )
+        rows: list[dict[str, Any]] = []
+        for i in range(0, len(waiting), 500):  # SQLite's limit on bound parameters
+            chunk = waiting[i : i + 500]
+            rows += self.ledger.query(
+                "SELECT d.job_id, d.depends_on, p.state, a.host, a.slurm_job_id FROM job_deps d "
+                "JOIN jobs p ON p.id = d.depends_on LEFT JOIN attempts a ON a.job_id = p.id "
+                f"AND a.state IN ('starting', 'running') WHERE d.job_id IN "
+                f"({','.join('?' * len(chunk))})",
+                chunk,
+            )
         where: dict[int, set[str | None]] = {}
         for r in rows:
             if r["state"] == "succeeded":
