@@ -330,3 +330,26 @@ def test_a_job_after_one_in_slurm_is_submitted_with_afterok_and_runs_after_it(
     job = svc.ledger.get_job(doomed)
     assert (job["state"], job["reason"]) == ("cancelled", "a job it runs after did not succeed")
     assert "".join(follow_log(svc, doomed, "stdout", pool=d.pool)) == ""
+
+
+def test_logs_follow_a_slurm_job_while_it_runs(
+    slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
+) -> None:
+    from lepton_tui.hostpool import HostPool
+
+    add_cluster(svc, slurm, tmp_path / "lepton")
+    job = submit(svc, "echo a; sleep 3; echo b")
+    handle = d.start_in_thread()
+    assert handle.dispatching
+    seen: list[str] = []
+    try:
+        pool = HostPool(svc.known_hosts)
+        for text in follow_log(svc, job, "stdout", follow=True, pool=pool, poll_s=0.2):
+            seen.append(text)
+            if text == "a\n":  # the first line arrives while the job still runs
+                assert state(svc, job) == "running"
+        pool.close()
+    finally:
+        handle.stop()
+    assert seen == ["a\n", "b\n"]  # read by offset as the job wrote them, never twice
+    assert state(svc, job) == "succeeded"
