@@ -302,6 +302,8 @@ def ls(ctx: click.Context, as_json: bool) -> None:
     for h in rows:
         state = "draining" if h["admin_state"] == "draining" else h["state"]
         where = "local" if h["transport"] == "local" else f"{h['address']}:{h['port']}"
+        if h.get("slurm_json"):  # a Slurm partition, and where its commands run
+            where = f"slurm:{json.loads(h['slurm_json']).get('partition')}@{where}"
         price = "-" if h["price_per_hour"] is None else f"{h['price_per_hour']:.2f}"
         gpus = (
             f"{h['gpus']}x {h['gpu_model']}"

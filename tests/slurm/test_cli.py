@@ -28,6 +28,8 @@ def test_hosts_add_slurm_prints_the_preflight_and_stores_the_partition(
         "ok   sinfo", "ok   sbatch", f"ok   partition {PARTITION}", "ok   accounting",
     ]  # fmt: skip
     assert lines[-1].startswith(f"added Slurm host cluster: {slurm.cpus} CPUs")
+    listed = lepton(home, "hosts", "ls").stdout.splitlines()
+    assert listed[1].split()[:3] == ["cluster", f"slurm:{PARTITION}@local", "unknown"]
     (host,) = json.loads(lepton(home, "hosts", "ls", "--json").stdout)
     assert host["slurm"] == {"partition": PARTITION, "slurm_conf": str(slurm.conf)}
     assert (host["transport"], host["gpus"]) == ("local", GPUS)
