@@ -238,7 +238,9 @@ class SlurmHost:
             return {s.token: Retry(exc.reason) for s in specs}
         out: dict[str, Submitted | Refused | Retry] = {}
         for s, r in zip(specs, results, strict=True):
-            if "slurm_id" in r:
+            if "error" in r:  # the attempt's directory could not be written
+                out[s.token] = Retry(str(r["error"]))
+            elif "slurm_id" in r:
                 out[s.token] = Submitted(str(r["slurm_id"]), s.job_dir, existing=True)
             elif r["rc"] == 0:
                 try:
@@ -272,7 +274,7 @@ class SlurmHost:
     # -- preflight ---------------------------------------------------------------------------------
     def preflight(self) -> list[tuple[bool, str]]:
         """The checks `hosts add --slurm` prints, one line each: sinfo, sbatch --version, the
-        partition, accounting and (where it runs) the user's association. One round trip."""
+        partition, the job directory, accounting and (where it runs) the user's association."""
         t = self.target
         cmds: list[list[str]] = [
             ["sinfo", "--version"], ["sbatch", "--version"],
@@ -314,6 +316,16 @@ class SlurmHost:
                 (state == "UP",
                  f"partition {t.partition}: {state}, MaxTime {info.get('MaxTime', '?')}, {size}")
             )  # fmt: skip
+        try:
+            d = self.call("check_dir", path=f"{self.root_dir.rstrip('/')}/slurm")
+            lines.append(
+                (False, f"job directory {d['path']}: {d['error']}; pick another --root-dir")
+                if "error" in d
+                else (True, f"job directory {d['path']}: writable, {d['free_mb']} MiB free "
+                      "(compute nodes must share it)")
+            )  # fmt: skip
+        except (RemoteError, HostUnreachable) as exc:
+            lines.append((False, f"job directory: {exc.reason}"))
         cfg = slurm.parse_config(config["out"]) if config["rc"] == 0 else {}
         if not slurm.accounting_runs(cfg):
             lines.append(

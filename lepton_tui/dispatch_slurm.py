@@ -3,17 +3,20 @@ for a host row whose `slurm_json` names a partition.
 
 Lepton decides which queued jobs go to the partition (the policy sees it as one pool: its usable
 nodes' CPUs and memory less what other users hold there, its GPUs); Slurm places them. The
-dispatcher calls these functions where it would call `inventory.supervisor` for an SSH host:
+dispatcher calls these where it would call `inventory.supervisor` for an SSH host:
 
-- `SlurmHosts.poll(host, tokens)` -> a `Poll` (ONE round trip, ONE squeue, however many jobs):
-  pending in Slurm reads `starting`, running `running`, ended `done` with exit code and times;
-- `SlurmHosts.launch(ledger, hosts, attempts, relaunch)`: sbatch every intent (the `starting`
-  attempt is committed first); a relaunch (an intent the cluster never showed, e.g. after a
-  crash between intent and sbatch) first looks for the job by name and submits only if Slurm
-  does not have it; a job Slurm refuses fails with Slurm's reason; the attempt stays `starting`
-  until squeue shows it running;
+- `SlurmHosts.poll(host, tokens)` -> a `Poll` (ONE round trip, ONE squeue or sacct, however
+  many jobs): pending in Slurm reads `starting`, running `running`, ended `done` with exit code
+  and Slurm's start and end;
+- `SlurmHosts.launch(hosts, starts, relaunch)`: sbatch every intent (the `starting` attempt is
+  committed first); a relaunch (an intent the cluster never showed, e.g. after a crash between
+  intent and sbatch) first looks for the job by name and submits only if Slurm does not have
+  it; a job Slurm refuses fails with Slurm's reason; the attempt stays `starting` until Slurm
+  runs it;
+- `SlurmHosts.chain(...)`: queued jobs whose dependencies all run in Slurm on one host are
+  submitted there with `--dependency=afterok:`;
 - `SlurmHosts.cancel(host, tokens)` / `kill_stale(host, tokens)`: one scancel for all;
-- `read_log(...)`: the attempt's output files, by offset;
+- `read_log(...)`: the attempt's output files, by offset; `probe(...)`: the partition's nodes;
 - `onboard_slurm(...)`: `hosts add NAME --slurm`, preflight one line per check.
 """
 
@@ -40,6 +43,7 @@ from lepton_tui.ledger import Ledger
 log = logging.getLogger("lepton_tui.dispatcher")
 
 SBATCH_S = 0.2  # time allowed per sbatch in a submission batch, on top of the poll timeout
+MAX_SUBMIT_TRIES = 5  # sbatch failures in a row (not refusals) before a job fails
 
 
 def is_slurm(host: Mapping[str, Any] | None) -> bool:
@@ -76,9 +80,9 @@ class SlurmHosts:
             return entry[1]
 
     def _attempts(self, tokens: Sequence[str]) -> dict[str, tuple[int, str | None, float]]:
-        """token -> (job id, Slurm job id, created at) from the ledger. These verbs run in the dispatcher's
-        fan-out threads, so they read through a short-lived read-only connection of their own
-        (the ledger keeps one connection per thread, for the life of the ledger)."""
+        """token -> (job id, Slurm job id, created at) from the ledger. These verbs run in the
+        dispatcher's fan-out threads, so they read through a short-lived read-only connection
+        of their own (the ledger keeps one connection per thread, for the life of the ledger)."""
         out: dict[str, tuple[int, str | None, float]] = {}
         if not tokens:
             return out
@@ -184,6 +188,9 @@ class SlurmHosts:
             if not isinstance(outcome, Ok):
                 log.warning("sbatch on %s failed (will retry): %s", name, outcome.reason)
                 continue
+            retry = [(a, r.reason) for a, s in by_host[name]
+                     if isinstance(r := outcome.value.get(s.token), Retry)]  # fmt: skip
+            self._count_failures(retry)
             with self.ledger.tx():
                 for a, spec in by_host[name]:
                     res = outcome.value.get(spec.token)
@@ -204,9 +211,24 @@ class SlurmHosts:
                         taken += 1
                     elif isinstance(res, Refused):
                         _give_up(self.ledger, a, res.reason)
-                    elif res is not None:
-                        log.warning("sbatch of job %s on %s: %s", a["job_id"], name, res.reason)
         return taken
+
+    def _count_failures(self, failed: Sequence[tuple[Mapping[str, Any], str]]) -> None:
+        """A submission sbatch failed without refusing the job (it may pass): counted in the
+        ledger (across restarts); the attempt is submitted again next tick, and after
+        MAX_SUBMIT_TRIES failures in a row its job fails with the last reason."""
+        with self.ledger.tx():
+            for a, why in failed:
+                row = self.ledger.query_one(
+                    "SELECT launch_failures FROM attempts WHERE token = ?", (a["token"],)
+                )
+                tries = int((row or {}).get("launch_failures") or 0) + 1
+                self.ledger.execute(
+                    "UPDATE attempts SET launch_failures = ? WHERE token = ?", (tries, a["token"])
+                )
+                log.warning("submitting job %s failed (%d): %s", a["job_id"], tries, why)
+                if tries >= MAX_SUBMIT_TRIES:
+                    _give_up(self.ledger, a, f"submission failed {tries} times: {why}")
 
     def _after(self, job_id: int, host: str) -> list[str]:
         """Slurm ids of the job's dependencies still in Slurm on the same host (for

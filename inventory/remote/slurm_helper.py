@@ -87,6 +87,20 @@ def op_resolve(req, ran):
     return {"path": os.path.expanduser(req["path"])}
 
 
+def op_check_dir(req, ran):
+    """Whether attempt directories can be made under `path` (made if missing)."""
+    path = os.path.expanduser(req["path"])
+    try:
+        os.makedirs(path, 0o700, exist_ok=True)
+        probe = os.path.join(path, ".lepton-write-check")
+        _write_atomic(probe, "ok\n")
+        os.unlink(probe)
+    except OSError as exc:
+        return {"path": path, "error": str(exc)}
+    st = os.statvfs(path)
+    return {"path": path, "free_mb": st.f_bavail * st.f_frsize // (1 << 20)}
+
+
 def op_run(req, ran):
     env = _env(req.get("env"))
     return [_run(c["argv"], env, ran, c.get("stdin"), req.get("timeout", 60))
@@ -122,7 +136,7 @@ def op_submit(req, ran):
             os.makedirs(d, 0o700, exist_ok=True)
             _write_atomic(os.path.join(d, "job.sh"), item["script"])
         except OSError as exc:
-            results.append({"rc": 1, "out": "", "err": "cannot write %s: %s" % (d, exc)})
+            results.append({"error": "cannot write %s: %s" % (d, exc)})
             continue
         r = _run(item["argv"], env, ran)
         sid = r["out"].strip().split(";")[0].strip() if r["rc"] == 0 else ""
@@ -178,7 +192,7 @@ def op_read(req, ran):
 
 
 OPS = {"resolve": op_resolve, "run": op_run, "submit": op_submit, "poll": op_poll,
-       "read": op_read}  # fmt: skip
+       "read": op_read, "check_dir": op_check_dir}  # fmt: skip
 
 
 def _lepton_slurm_main(encoded):

@@ -24,8 +24,9 @@ def test_hosts_add_slurm_prints_the_preflight_and_stores_the_partition(
     assert add.returncode == 0, add.stderr
     lines = add.stdout.splitlines()
     assert lines[0] == f"ok   partition: {PARTITION} (the cluster's default)"
-    assert [line.split(":")[0] for line in lines[1:5]] == [
-        "ok   sinfo", "ok   sbatch", f"ok   partition {PARTITION}", "ok   accounting",
+    assert [line.split(":")[0] for line in lines[1:6]] == [
+        "ok   sinfo", "ok   sbatch", f"ok   partition {PARTITION}",
+        f"ok   job directory {tmp_path / 'jobs' / 'slurm'}", "ok   accounting",
     ]  # fmt: skip
     assert lines[-1].startswith(f"added Slurm host cluster: {slurm.cpus} CPUs")
     listed = lepton(home, "hosts", "ls").stdout.splitlines()
@@ -43,6 +44,8 @@ def test_bad_slurm_options_are_one_line_errors_and_write_nothing(
 ) -> None:
     home = tmp_path / "home"
     conf = ("--slurm-conf", str(slurm.conf))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
     cases = [
         (("--partition", "debug"), 2, "--partition, --account, --qos and --slurm-conf need --slurm"),
         (("--slurm", "--partition", "a;b", *conf), 2, "invalid partition 'a;b'"),
@@ -50,6 +53,8 @@ def test_bad_slurm_options_are_one_line_errors_and_write_nothing(
          "partition nosuch: Partition nosuch not found; `sinfo -s` lists them"),
         (("--slurm", "--account", "lab", *conf), 1,
          "account lab: no accounting to check it against; drop --account"),
+        (("--slurm", "--root-dir", str(blocker / "below"), *conf), 1,
+         f"job directory {blocker / 'below' / 'slurm'}: [Errno 20] Not a directory"),
     ]  # fmt: skip
     for args, rc, message in cases:
         r = lepton(home, "hosts", "add", "cluster", *args)

@@ -353,3 +353,21 @@ def test_logs_follow_a_slurm_job_while_it_runs(
         handle.stop()
     assert seen == ["a\n", "b\n"]  # read by offset as the job wrote them, never twice
     assert state(svc, job) == "succeeded"
+
+
+def test_a_submission_that_keeps_failing_fails_the_job_after_five_tries(
+    slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
+) -> None:
+    from lepton_tui.dispatch_slurm import MAX_SUBMIT_TRIES
+
+    root = tmp_path / "lepton"
+    add_cluster(svc, slurm, root)
+    shutil.rmtree(root)
+    root.write_text("")  # the job directory can no longer be made
+    job = submit(svc, "true")
+    ticks = tick_until(d, lambda: state(svc, job) in TERMINAL)
+    assert ticks >= MAX_SUBMIT_TRIES
+    row = svc.ledger.get_job(job)
+    assert row["state"] == "failed"
+    assert row["reason"].startswith(f"submission failed {MAX_SUBMIT_TRIES} times: cannot write ")
+    assert len(svc.ledger.attempts_for(job)) == 1
