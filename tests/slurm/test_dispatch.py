@@ -371,3 +371,29 @@ def test_a_submission_that_keeps_failing_fails_the_job_after_five_tries(
     assert row["state"] == "failed"
     assert row["reason"].startswith(f"submission failed {MAX_SUBMIT_TRIES} times: cannot write ")
     assert len(svc.ledger.attempts_for(job)) == 1
+
+
+def test_cancel_of_a_job_waiting_in_slurms_queue_costs_nothing(
+    slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
+) -> None:
+    from lepton_tui.economics_prices import set_prices
+    from tests.slurmbed import GPUS
+
+    add_cluster(svc, slurm, tmp_path / "lepton")
+    set_prices(svc.ledger, "cluster", cpu_hour=3600, actor="test")
+    hog = slurm.client("sbatch", "--parsable", f"--gres=gpu:{GPUS}", "--mem=32M",
+                       "--output=/dev/null", "--wrap", "sleep 120")  # fmt: skip
+    assert hog.returncode == 0, hog.stderr
+    job = submit(svc, "echo never", gpus=1)
+    tick_until(d, lambda: bool(slurm_jobs_named(slurm, svc, job)))
+    for _ in range(2):
+        d.tick()
+    assert state(svc, job) == "starting"  # waiting in Slurm's queue for a GPU
+    assert svc.ledger.get_job(job)["reason"] is None
+    svc.cancel([job])
+    tick_until(d, lambda: state(svc, job) in TERMINAL)
+    assert state(svc, job) == "cancelled"
+    (att,) = svc.ledger.attempts_for(job)
+    assert (att["state"], att["cost"]) == ("cancelled", 0)
+    (sid,) = slurm_jobs_named(slurm, svc, job)
+    assert "JobState=CANCELLED" in slurm.client("scontrol", "show", "job", sid).stdout
