@@ -29,7 +29,6 @@ PARTITION_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 ACCOUNT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 END_FILE = "exit_code"  # written by the batch script when the command ends
-ID_FILE = "slurm_job_id"  # written by the submitter right after sbatch answered
 SCRIPT_FILE = "job.sh"
 
 # squeue -O fields, `|` after each; the name (the one field another user's job could fill with
@@ -113,7 +112,20 @@ class PartitionView:
     cpus_alloc: int
     mem_alloc_mb: int
     gpus_alloc: int
-    largest: tuple[int, int, int]  # (cpus, mem_mb, gpus) of the largest usable node, per field
+    largest: tuple[
+        int, int, int
+    ]  # (cpus, mem_mb, gpus) of its largest node in any state, per field
+
+    def too_large(self, cpus: float, mem_mb: int, gpus: int) -> str | None:
+        """Why a one-node job this size can never run here (None if some node could hold it)."""
+        want = (math.ceil(cpus), int(mem_mb), int(gpus))
+        if not self.nodes or all(w <= have for w, have in zip(want, self.largest, strict=True)):
+            return None
+        return (
+            f"larger than any node of partition {self.name} (it asks {want[0]} CPUs, "
+            f"{want[1]} MiB, {want[2]} GPUs; the largest node has {self.largest[0]} CPUs, "
+            f"{self.largest[1]} MiB, {self.largest[2]} GPUs)"
+        )
 
     @property
     def summary(self) -> str:
@@ -142,9 +154,9 @@ def partition_view(nodes: Iterable[SlurmNode], partition: str) -> PartitionView:
         mem_alloc_mb=sum(n.mem_alloc_mb for n in usable),
         gpus_alloc=sum(n.gpus_alloc for n in usable),
         largest=(
-            max((n.cpus for n in usable), default=0),
-            max((n.mem_mb for n in usable), default=0),
-            max((n.gpus for n in usable), default=0),
+            max((n.cpus for n in members), default=0),
+            max((n.mem_mb for n in members), default=0),
+            max((n.gpus for n in members), default=0),
         ),
     )
 
@@ -326,25 +338,6 @@ def parse_partition(text: str) -> dict[str, str]:
         if line.startswith("PartitionName="):
             return _kv_line(line)
     return {}
-
-
-def duration_s(text: str) -> float | None:
-    """A Slurm duration (`UNLIMITED`, `30`, `1:00:00`, `2-00:00:00`) in seconds; None: no limit."""
-    text = (text or "").strip()
-    if not text or text.upper() in ("UNLIMITED", "INFINITE", "NONE", "N/A"):
-        return None
-    days = 0
-    if "-" in text:
-        d, text = text.split("-", 1)
-        days = int(d)
-    parts = [int(p) for p in text.split(":")]
-    if len(parts) == 1:  # minutes (or days-hours)
-        seconds = parts[0] * (3600 if days else 60)
-    elif len(parts) == 2:  # minutes:seconds (days-hours:minutes)
-        seconds = parts[0] * 3600 + parts[1] * 60 if days else parts[0] * 60 + parts[1]
-    else:
-        seconds = parts[0] * 3600 + parts[1] * 60 + parts[2]
-    return float(days * 86400 + seconds)
 
 
 def slurm_time(seconds: float) -> str:

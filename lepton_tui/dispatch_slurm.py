@@ -173,6 +173,11 @@ class SlurmHosts:
             except Exception as exc:  # noqa: BLE001 - the host is unreachable: next tick
                 log.warning("Slurm host %s: %s", a["host"], exc)
                 continue
+            part = sh.last_partition  # from this tick's poll
+            too_large = part.too_large(spec.cpus, spec.mem_mb, spec.gpus_wanted) if part else None
+            if too_large:  # a pool of small nodes can hold it in sum, no node alone
+                _give_up(self.ledger, a, f"Slurm cannot run it: {too_large}")
+                continue
             by_host.setdefault(a["host"], []).append((a, spec))
         if not by_host:
             return 0

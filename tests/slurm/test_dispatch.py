@@ -397,3 +397,25 @@ def test_cancel_of_a_job_waiting_in_slurms_queue_costs_nothing(
     assert (att["state"], att["cost"]) == ("cancelled", 0)
     (sid,) = slurm_jobs_named(slurm, svc, job)
     assert "JobState=CANCELLED" in slurm.client("scontrol", "show", "job", sid).stdout
+
+
+def test_a_job_no_node_of_the_partition_can_hold_fails_before_sbatch(
+    slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
+) -> None:
+    """A partition of many small nodes holds a big job in sum, no node alone: lepton says so
+    instead of sending it (here the policy's choice is made by hand: the bed has one node)."""
+    host = add_cluster(svc, slurm, tmp_path / "lepton")
+    d.tick()  # one poll: the partition's nodes are known
+    job = submit(svc, "true", cpus=slurm.cpus + 1)
+    token = "bigjob000001"
+    svc.ledger.start_attempt(job, "cluster", token, [])
+    start = {**svc.ledger.get_job(job), "job_id": job, "token": token, "host": "cluster"}
+    sbatches = d.slurm.get(host).commands["sbatch"]
+    assert d.slurm.launch({"cluster": host}, [start], relaunch=False) == 0
+    row = svc.ledger.get_job(job)
+    assert (row["state"], row["reason"]) == ("failed", (
+        f"Slurm cannot run it: larger than any node of partition {PARTITION} (it asks "
+        f"{slurm.cpus + 1} CPUs, 64 MiB, 0 GPUs; the largest node has {slurm.cpus} CPUs, "
+        f"{slurm.mem_mb} MiB, 2 GPUs)"
+    ))  # fmt: skip
+    assert d.slurm.get(host).commands["sbatch"] == sbatches  # never sent

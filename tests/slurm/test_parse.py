@@ -47,6 +47,12 @@ def test_partition_view_counts_only_usable_nodes() -> None:
         slurm.parse_nodes_json(read("sinfo_draining_22.05.json")), "debug"
     )
     assert (drained.cpus, drained.gpus, len(drained.nodes)) == (0, 0, 1)
+    assert drained.largest == (2, 24105, 2)  # a drained node still bounds what can ever run
+    assert up.too_large(2, 24105, 2) is None
+    assert up.too_large(1, 64, 3) == (
+        "larger than any node of partition debug (it asks 1 CPUs, 64 MiB, 3 GPUs; the largest "
+        "node has 2 CPUs, 24105 MiB, 2 GPUs)"
+    )
     assert slurm.partition_view(slurm.parse_nodes_json(read("sinfo_22.05.json")), "gpu").cpus == 0
 
 
@@ -127,9 +133,6 @@ def test_sbatch_command_and_script_quote_everything() -> None:
 
 
 def test_durations_versions_and_refusals() -> None:
-    assert slurm.duration_s("UNLIMITED") is None
-    assert slurm.duration_s("1-00:00:00") == 86400
-    assert slurm.duration_s("30") == 1800
     assert slurm.slurm_time(90) == "0-00:02:00"
     assert slurm.slurm_version("slurm-wlm 22.05.8") == (22, 5)
     assert slurm.has_json((22, 5)) and not slurm.has_json((20, 11))
