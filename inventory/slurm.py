@@ -354,12 +354,14 @@ def slurm_time(seconds: float) -> str:
 @dataclass(frozen=True)
 class SlurmTarget:
     """Where lepton submits: partition, account and QOS, and SLURM_CONF where it is not the
-    default (a second cluster reachable from the same login node, or the test bed)."""
+    default (a second cluster reachable from the same login node, or the test bed);
+    `accounting`: whether the cluster ran slurmdbd when it was added (None: ask it)."""
 
     partition: str
     account: str | None = None
     qos: str | None = None
     slurm_conf: str | None = None
+    accounting: bool | None = None
 
     def __post_init__(self) -> None:
         if not PARTITION_RE.fullmatch(self.partition or ""):
@@ -377,7 +379,8 @@ class SlurmTarget:
     @classmethod
     def from_json(cls, text: str | None) -> SlurmTarget:
         data = json.loads(text or "{}")
-        return cls(**{k: data.get(k) for k in ("partition", "account", "qos", "slurm_conf")})
+        keys = ("partition", "account", "qos", "slurm_conf", "accounting")
+        return cls(**{k: data.get(k) for k in keys})
 
     def env(self) -> dict[str, str]:
         """Environment for every Slurm command (times as Unix seconds, the cluster's config)."""

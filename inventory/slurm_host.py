@@ -89,7 +89,7 @@ class SlurmHost:
         self._version: tuple[int, int] | None = None
         self.last_partition: PartitionView | None = None
         self.prefer_json = True
-        self.use_sacct: bool | None = None  # None: ask the cluster once
+        self.use_sacct = target.accounting  # None: ask the cluster once
 
     # -- one round trip ------------------------------------------------------------------------
     def call(self, op: str, timeout: float = 60, **args: Any) -> Any:
@@ -327,6 +327,8 @@ class SlurmHost:
         except (RemoteError, HostUnreachable) as exc:
             lines.append((False, f"job directory: {exc.reason}"))
         cfg = slurm.parse_config(config["out"]) if config["rc"] == 0 else {}
+        if cfg:
+            self.use_sacct = slurm.accounting_runs(cfg)
         if not slurm.accounting_runs(cfg):
             lines.append(
                 (True, f"accounting: none (ended jobs are read from squeue while MinJobAge "

@@ -23,6 +23,7 @@ dispatcher calls these where it would call `inventory.supervisor` for an SSH hos
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import secrets
@@ -451,6 +452,8 @@ def onboard_slurm(
             echo(f"ok   partition: {target.partition} (the cluster's default)")
         lines = sh.preflight()
         view = sh.last_partition
+        # kept, so a dispatcher (or `serve --once`) need not ask which status command to use
+        target = dataclasses.replace(target, accounting=sh.use_sacct)
     finally:
         transport.close()
     for ok, line in lines:

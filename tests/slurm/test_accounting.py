@@ -60,6 +60,7 @@ def test_the_tick_asks_sacct_once_and_exit_codes_come_back(
         # once sacct has the job: one sacct, no squeue, one round trip per tick
         assert (sh.commands["sacct"] - sacct, sh.commands["squeue"] - squeue) == (3, 0)
         assert d.pool.round_trips - trips == 3
+        assert sh.commands["scontrol"] == 0  # `hosts add` recorded that accounting runs
     finally:
         d.pool.close()
 

@@ -32,7 +32,9 @@ def test_hosts_add_slurm_prints_the_preflight_and_stores_the_partition(
     listed = lepton(home, "hosts", "ls").stdout.splitlines()
     assert listed[1].split()[:3] == ["cluster", f"slurm:{PARTITION}@local", "unknown"]
     (host,) = json.loads(lepton(home, "hosts", "ls", "--json").stdout)
-    assert host["slurm"] == {"partition": PARTITION, "slurm_conf": str(slurm.conf)}
+    assert host["slurm"] == {
+        "partition": PARTITION, "slurm_conf": str(slurm.conf), "accounting": False,
+    }  # fmt: skip
     assert (host["transport"], host["gpus"]) == ("local", GPUS)
     probe = json.loads(lepton(home, "hosts", "probe", "cluster", "--json").stdout)
     assert [n["name"] for n in probe["nodes"]] == [NODE]
