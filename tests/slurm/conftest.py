@@ -34,7 +34,7 @@ def slurm(slurmbed: SlurmBed) -> Iterator[SlurmBed]:
     """The bed with every daemon running and no job of an earlier test left in it."""
     slurmbed.start()  # a test may have stopped slurmctld
     yield slurmbed
-    slurmbed.cancel_all()
+    slurmbed.cancel_all(wait_s=15)  # the next test starts on an empty cluster
 
 
 @pytest.fixture(scope="session")
@@ -64,4 +64,4 @@ def slurm_accounting(slurmbed_accounting: SlurmBed) -> Iterator[SlurmBed]:
     """The accounting bed, every daemon running, no job of an earlier test left in it."""
     slurmbed_accounting.start()
     yield slurmbed_accounting
-    slurmbed_accounting.cancel_all()
+    slurmbed_accounting.cancel_all(wait_s=15)
