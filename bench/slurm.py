@@ -32,10 +32,12 @@ from tests.slurmbed import PARTITION, SlurmBed  # noqa: E402
 
 
 def median_ms(values: list[float]) -> float:
+    """The median in milliseconds, one decimal."""
     return round(statistics.median(values) * 1000, 1)
 
 
 def bench(base: Path, jobs: int, ticks: int, accounting: bool = False) -> dict[str, object]:
+    """Start a bed under `base`, put `jobs` jobs in Slurm, time `ticks` ticks; the figures."""
     bed = SlurmBed(base / "bed", accounting=accounting)
     t0 = time.perf_counter()
     bed.start()
@@ -124,6 +126,7 @@ def bench(base: Path, jobs: int, ticks: int, accounting: bool = False) -> dict[s
 
 
 def main() -> int:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--ticks", type=int, default=10)

@@ -374,10 +374,12 @@ class SlurmTarget:
             raise ValueError(f"invalid slurm.conf path {self.slurm_conf!r}: an absolute path")
 
     def to_json(self) -> str:
+        """The settings as the `slurm_json` column keeps them (unset ones left out)."""
         return json.dumps({k: v for k, v in self.__dict__.items() if v is not None})
 
     @classmethod
     def from_json(cls, text: str | None) -> SlurmTarget:
+        """The settings from a `slurm_json` column (checked again)."""
         data = json.loads(text or "{}")
         keys = ("partition", "account", "qos", "slurm_conf", "accounting")
         return cls(**{k: data.get(k) for k in keys})
@@ -421,6 +423,7 @@ class SubmitSpec:
 
     @property
     def name(self) -> str:
+        """The Slurm job name (`lepton-<job>-<token>`)."""
         return job_name(self.job_id, self.token)
 
     @property
@@ -435,6 +438,7 @@ def job_name(job_id: int, token: str) -> str:
 
 
 def job_comment(job_id: int, token: str) -> str:
+    """The Slurm comment of an attempt (lepton's ids, for people reading squeue)."""
     return f"lepton:{job_id}:{token}"
 
 

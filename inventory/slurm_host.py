@@ -134,9 +134,11 @@ class SlurmHost:
         return self._root
 
     def job_dir(self, job_id: int, token: str) -> str:
+        """The attempt's directory on the cluster's shared filesystem (absolute)."""
         return f"{self.root()}/slurm/{int(job_id)}-{slurm.check_token(token)}"
 
     def version(self) -> tuple[int, int]:
+        """(major, minor) of the cluster's Slurm, from `sbatch --version` (asked once)."""
         if self._version is None:
             r = self.run(["sbatch", "--version"])[0]
             if r["rc"] != 0:
@@ -152,6 +154,7 @@ class SlurmHost:
         return slurm.sinfo_nodes_argv()
 
     def parse_nodes(self, argv: Sequence[str], out: str) -> list[SlurmNode]:
+        """Nodes from the output of `nodes_argv()` (JSON or formatted)."""
         if "--json" in argv:
             return slurm.parse_nodes_json(out)
         return slurm.parse_nodes_text(out)

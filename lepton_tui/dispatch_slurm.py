@@ -396,6 +396,7 @@ class SlurmOnboarded:
 
     @property
     def ok(self) -> bool:
+        """True when every preflight check passed."""
         return all(ok for ok, _ in self.lines)
 
 

@@ -105,10 +105,12 @@ class SlurmBed:
 
     @property
     def cpus(self) -> int:
+        """The node's CPUs (this machine's)."""
         return self.hardware["CPUs"]
 
     @property
     def mem_mb(self) -> int:
+        """The node's memory in MiB (this machine's, as slurmd counts it)."""
         return self.hardware["RealMemory"]
 
     def _write_config(self) -> None:
@@ -288,6 +290,7 @@ class SlurmBed:
         self._stop("slurmctld")
 
     def running(self, name: str) -> bool:
+        """Whether the bed's daemon `name` runs."""
         proc = self._procs.get(name)
         return proc is not None and proc.poll() is None
 
@@ -299,6 +302,7 @@ class SlurmBed:
         )  # fmt: skip
 
     def controller_up(self) -> bool:
+        """Whether slurmctld answers `scontrol ping`."""
         try:
             out = self.client("scontrol", "ping", timeout=5).stdout
         except subprocess.TimeoutExpired:
@@ -306,6 +310,7 @@ class SlurmBed:
         return " is UP" in out
 
     def node_idle(self) -> bool:
+        """Whether sinfo shows the node idle."""
         try:
             out = self.client("sinfo", "-h", "-N", "-o", "%N %t", timeout=5).stdout.split()
         except subprocess.TimeoutExpired:

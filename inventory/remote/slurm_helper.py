@@ -84,6 +84,7 @@ def _files(d):
 
 
 def op_resolve(req, ran):
+    """`path` with `~` expanded here."""
     return {"path": os.path.expanduser(req["path"])}
 
 
@@ -102,6 +103,7 @@ def op_check_dir(req, ran):
 
 
 def op_run(req, ran):
+    """Run each command (an argv, no shell); rc, out and err of each."""
     env = _env(req.get("env"))
     return [_run(c["argv"], env, ran, c.get("stdin"), req.get("timeout", 60))
             for c in req["commands"]]  # fmt: skip
