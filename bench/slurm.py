@@ -1,20 +1,22 @@
 """Slurm benchmark: the dispatcher's tick with 1,000 of lepton's jobs in a real Slurm cluster.
 
-    python bench/slurm.py [--jobs 1000] [--ticks 10] [--accounting] [--json]
+    python bench/slurm.py [--jobs 1000] [--ticks 10] [--accounting] [--ssh] [--json]
 
 Starts the one-node test bed (tests/slurmbed.py: munged, slurmctld, slurmd on localhost), adds
 it as a Slurm host of a fresh ledger, queues `--jobs` jobs (a thousandth of a CPU each for
 lepton's pool, so all of them go to Slurm; Slurm gives each a whole CPU, so most wait in its
 queue) and ticks until every one is submitted. Then it measures `--ticks` ticks with all of them
 in Slurm: wall time, the poll phase, Slurm commands and round trips per tick, and the one
-squeue (with `--accounting`: slurmdbd on MariaDB, and the tick's one sacct) on its own. Stops
-the bed at the end.
+squeue (with `--accounting`: slurmdbd on MariaDB, and the tick's one sacct) on its own. With
+`--ssh` the Slurm commands run on a "submit node" reached over a real sshd (tests/sshbed.py,
+127.0.0.2) instead of on the login node. Stops the beds at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -36,7 +38,9 @@ def median_ms(values: list[float]) -> float:
     return round(statistics.median(values) * 1000, 1)
 
 
-def bench(base: Path, jobs: int, ticks: int, accounting: bool = False) -> dict[str, object]:
+def bench(
+    base: Path, jobs: int, ticks: int, accounting: bool = False, ssh: bool = False
+) -> dict[str, object]:
     """Start a bed under `base`, put `jobs` jobs in Slurm, time `ticks` ticks; the figures."""
     bed = SlurmBed(base / "bed", accounting=accounting)
     t0 = time.perf_counter()
@@ -48,9 +52,20 @@ def bench(base: Path, jobs: int, ticks: int, accounting: bool = False) -> dict[s
         home.mkdir()
         svc = Service.open(home)
         svc.ledger.set_setting("policy", "fifo")
+        conn: dict[str, object] = {}
+        if ssh:
+            from lepton_tui import paths
+            from tests.sshbed import SSHBed
+
+            sshbed = SSHBed(base / "ssh")
+            (submit_node,) = sshbed(1)
+            shutil.copy(submit_node.known_hosts_path, home / paths.KNOWN_HOSTS_FILE)
+            conn = {"address": submit_node.address, "port": submit_node.port,
+                    "user": submit_node.user, "key_path": submit_node.key_path}  # fmt: skip
+        out["via"] = "ssh" if ssh else "login node"
         host = onboard_slurm(
             svc, "cluster", partition=PARTITION, slurm_conf=str(bed.conf),
-            root_dir=str(base / "lepton"),
+            root_dir=str(base / "lepton"), **conn,  # type: ignore[arg-type]
         ).host  # fmt: skip
         svc.submit_many([JobSpec(command="sleep 3600", cpus=0.001, mem_mb=8) for _ in range(jobs)])
         d = Dispatcher(svc)
@@ -122,6 +137,8 @@ def bench(base: Path, jobs: int, ticks: int, accounting: bool = False) -> dict[s
         svc.close()
     finally:
         bed.close()
+        if ssh:
+            sshbed.close()
     return out
 
 
@@ -131,10 +148,11 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--ticks", type=int, default=10)
     parser.add_argument("--accounting", action="store_true", help="with slurmdbd: sacct")
+    parser.add_argument("--ssh", action="store_true", help="submit node over a real sshd")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lepton-bench-slurm-") as tmp:
-        result = bench(Path(tmp), args.jobs, args.ticks, args.accounting)
+        result = bench(Path(tmp), args.jobs, args.ticks, args.accounting, args.ssh)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
