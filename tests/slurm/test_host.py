@@ -50,20 +50,16 @@ def test_preflight_names_a_missing_partition(slurm: SlurmBed, tmp_path: Path) ->
     assert bad == ["partition nosuch: Partition nosuch not found; `sinfo -s` lists them"]
 
 
-def test_inventory_json_and_formatted_agree_on_the_real_cluster(host: SlurmHost) -> None:
+def test_inventory_json_and_formatted_agree_on_the_real_cluster(
+    host: SlurmHost, slurm: SlurmBed
+) -> None:
     from_json = host.inventory()
     host.prefer_json = False
     from_text = host.inventory()
     assert host.commands["sinfo"] == 2
     for view in (from_json, from_text):
         assert [n.name for n in view.nodes] == [NODE]
-        assert (view.gpus, view.cpus) == (GPUS, host_cpus(host))
-
-
-def host_cpus(host: SlurmHost) -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
+        assert (view.gpus, view.cpus, view.mem_mb) == (GPUS, slurm.cpus, slurm.mem_mb)
 
 
 def test_job_runs_and_its_exit_code_and_output_come_back(host: SlurmHost) -> None:
