@@ -56,7 +56,7 @@ from typing import Any
 from inventory import supervisor
 from inventory.fanout import Failed, Ok, fan_out
 from inventory.supervisor import AttemptStatus, LaunchSpec
-from lepton_tui import paths
+from lepton_tui import dispatch_slurm, paths
 from lepton_tui.dispatch_samples import compact_samples, record_samples
 from lepton_tui.dispatch_view import (
     REASON_POLICY,
@@ -199,6 +199,7 @@ class Dispatcher:
         self.clock = clock
         self.pool = pool or HostPool(self.home / paths.KNOWN_HOSTS_FILE)
         self.lock = DispatcherLock(self.home / paths.LOCK_FILE)
+        self.slurm = dispatch_slurm.SlurmHosts(self.pool, self.ledger)  # Slurm hosts' verbs
         self.poll_timeout_s = poll_timeout_s
         self.before_launch = before_launch  # test seam: called after the intent, before launch
         self.tick_override = tick_s  # `serve --tick`; else the tick_s setting
@@ -402,6 +403,8 @@ class Dispatcher:
         grace = self.setting("cancel_grace_s")
 
         def call(host: dict[str, Any], tokens: list[str]) -> list[str]:
+            if dispatch_slurm.is_slurm(host):
+                return self.slurm.cancel(host, tokens)  # one scancel
             spec, transport = self.pool.get(host)
             found = supervisor.cancel_batch(transport, spec, tokens, grace_s=grace)  # 1 trip
             # a token the host did not find (a directory hidden for a while) or could not handle
@@ -440,6 +443,9 @@ class Dispatcher:
                 spec, transport = self.pool.get(host)
             except LeptonError as exc:
                 calls[host["name"]] = _raiser(exc)
+                continue
+            if dispatch_slurm.is_slurm(host):  # one squeue however many jobs
+                calls[host["name"]] = _bind(self.slurm.poll, host, tokens[host["name"]])
                 continue
             calls[host["name"]] = _bind(poll_host, transport, spec, tokens[host["name"]])
         polls = fan_out(calls, timeout=self.poll_timeout_s)
@@ -655,6 +661,8 @@ class Dispatcher:
                 f"host {name} is down: no answer for {now - seen:.0f}s ({outcome.reason})",
                 host=name, actor="dispatcher",
             )  # fmt: skip
+            if dispatch_slurm.is_slurm(host):  # its jobs run in Slurm, not on the node lepton
+                active = []  # reaches: none is lost; they are reconciled when it answers again
             for a in active:
                 if a["host"] == name:
                     self._lose(a, f"host {name} is down", self._job_state(a["job_id"]))
@@ -732,6 +740,8 @@ class Dispatcher:
 
     def _kill_stale(self, host: Mapping[str, Any], atts: list[dict[str, Any]]) -> dict[str, int]:
         """Fence `atts` on `host` in one round trip; signals that hit, per token it handled."""
+        if dispatch_slurm.is_slurm(host):
+            return self.slurm.kill_stale(host, [a["token"] for a in atts])
         spec, transport = self.pool.get(host)
         return supervisor.kill_stale_batch(transport, spec, [a["token"] for a in atts])
 
@@ -838,6 +848,9 @@ class Dispatcher:
             except IllegalTransition:
                 pass
         reasons = dict(sorting.reasons)
+        if reconciled:  # jobs whose unmet dependencies all run in Slurm on one host: chained
+            for job_id in self.slurm.chain(hosts, placeable, sorting.reasons, holds):
+                reasons.pop(job_id, None)
         for job_id in held:
             reasons[job_id] = f"waiting until its last attempt on {fencing[job_id]} is stopped"
         placed: list[tuple[dict[str, Any], Any]] = []
@@ -969,6 +982,11 @@ class Dispatcher:
         """Launch `starting` attempts, one round trip per host, in parallel; mark them running."""
         if not starts:
             return 0
+        slurm_starts = [a for a in starts if dispatch_slurm.is_slurm(hosts.get(a["host"]))]
+        submitted = 0
+        if slurm_starts:  # sbatch; the attempts stay `starting` until Slurm runs them
+            submitted = self.slurm.launch(hosts, slurm_starts, relaunch, self.poll_timeout_s)
+            starts = [a for a in starts if not dispatch_slurm.is_slurm(hosts.get(a["host"]))]
         grace = self.setting("cancel_grace_s")
         targets: dict[str, tuple[Any, Any, list[LaunchSpec]]] = {}
         by_token = {}
@@ -1001,7 +1019,7 @@ class Dispatcher:
             {h: (t, s, launches) for h, (t, s, launches) in targets.items()},
             timeout=self.poll_timeout_s,
         )
-        launched = 0
+        launched = submitted
         for name, outcome in results.items():
             specs = targets[name][2]
             if not isinstance(outcome, Ok):

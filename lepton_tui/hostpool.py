@@ -17,7 +17,9 @@ from inventory.hostspec import HostSpec, InvalidSpec
 from inventory.transport import Transport, make_transport
 from lepton_tui.errors import LeptonError
 
-SPEC_FIELDS = ("address", "port", "user", "key_path", "transport", "root_dir", "gpus_override")
+SPEC_FIELDS = (
+    "address", "port", "user", "key_path", "transport", "root_dir", "gpus_override", "slurm_json",
+)  # fmt: skip
 
 
 def spec_from_row(row: Mapping[str, Any]) -> HostSpec:

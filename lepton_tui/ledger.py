@@ -261,6 +261,15 @@ def _migrate_5(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_events_host_kind ON events(host, kind, at)")
 
 
+def _migrate_6(db: sqlite_utils.Database) -> None:
+    """Slurm as a kind of host: a host's partition, account, QOS and SLURM_CONF (JSON; NULL for
+    an SSH or local host), and the Slurm job id of an attempt submitted there."""
+    if "slurm_json" not in db.table("hosts").columns_dict:
+        db.execute("ALTER TABLE hosts ADD COLUMN slurm_json TEXT")
+    if "slurm_job_id" not in db.table("attempts").columns_dict:
+        db.execute("ALTER TABLE attempts ADD COLUMN slurm_job_id TEXT")
+
+
 # Append forward migrations here; never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
@@ -268,6 +277,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_3,
     _migrate_4,
     _migrate_5,
+    _migrate_6,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

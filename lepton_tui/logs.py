@@ -14,6 +14,7 @@ from typing import Any, Literal, cast
 
 from inventory import supervisor
 from inventory.errors import HostError
+from lepton_tui import dispatch_slurm
 from lepton_tui.errors import LeptonError, NotFound
 from lepton_tui.hostpool import HostPool
 
@@ -104,14 +105,19 @@ def _read_attempt(
         # Read the state before the log: an attempt seen ended has written all it will write.
         ended = _attempt_state(svc, attempt["token"]) in ENDED_ATTEMPT_STATES
         try:
-            data, offset = supervisor.read_log(
-                transport,
-                spec,
-                attempt["token"],
-                stream,
-                offset,
-                CHUNK_BYTES,
-            )
+            if dispatch_slurm.is_slurm(host):  # the output files the batch job writes
+                data, offset = dispatch_slurm.read_log(
+                    host, transport, spec.root_dir, attempt, stream, offset, CHUNK_BYTES
+                )
+            else:
+                data, offset = supervisor.read_log(
+                    transport,
+                    spec,
+                    attempt["token"],
+                    stream,
+                    offset,
+                    CHUNK_BYTES,
+                )
         except HostError as exc:
             if follow and not ended:
                 sleep(poll_s)  # the host may come back; the dispatcher decides when it is down

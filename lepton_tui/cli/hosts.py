@@ -29,8 +29,12 @@ HOST_JSON_FIELDS = (
 
 
 def host_json(host: dict[str, Any]) -> dict[str, Any]:
-    """A host as the stable JSON object `hosts ls --json` prints."""
-    return {k: host.get(k) for k in HOST_JSON_FIELDS}
+    """A host as the stable JSON object `hosts ls --json` prints (`slurm`: its partition,
+    account, QOS, for a Slurm host)."""
+    out = {k: host.get(k) for k in HOST_JSON_FIELDS}
+    if host.get("slurm_json"):
+        out["slurm"] = json.loads(host["slurm_json"])
+    return out
 
 
 @click.group(cls=LeptonGroup, context_settings=CONTEXT_SETTINGS)
@@ -69,6 +73,13 @@ def hosts() -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the stored host and preflight as JSON."
 )
+@click.option(
+    "--slurm", is_flag=True, help="A Slurm partition (on this node, or --address a submit node)."
+)
+@click.option("--partition", default=None, help="Slurm partition [the cluster's default].")
+@click.option("--account", default=None, help="Slurm account to charge (--slurm).")
+@click.option("--qos", default=None, help="Slurm QOS (--slurm).")
+@click.option("--slurm-conf", default=None, help="SLURM_CONF for this cluster (--slurm).")
 @click.pass_context
 def add(
     ctx: click.Context,
@@ -83,7 +94,14 @@ def add(
 
     The host key is shown as a SHA256 fingerprint and trusted only with --accept-new-host-key,
     a matching --fingerprint, or when your own ~/.ssh/known_hosts already holds it.
+    With --slurm the host is a Slurm partition: lepton picks the jobs, Slurm places them.
     """
+    slurm_opts = {k: opts.pop(k) for k in ("slurm", "partition", "account", "qos", "slurm_conf")}
+    if slurm_opts.pop("slurm"):
+        _add_slurm(ctx, name, as_json, accept_new_host_key, fingerprint, slurm_opts, opts)
+        return
+    if any(v is not None for v in slurm_opts.values()):
+        raise click.UsageError("--partition, --account, --qos and --slurm-conf need --slurm")
     if no_connect:
         _add_unchecked(ctx, name, as_json, accept_new_host_key, fingerprint, opts)
         return
@@ -152,6 +170,44 @@ def _add_unchecked(
         )
 
 
+def _add_slurm(
+    ctx: click.Context,
+    name: str,
+    as_json: bool,
+    accept_new_host_key: bool,
+    fingerprint: str | None,
+    slurm_opts: dict[str, Any],
+    opts: dict[str, Any],
+) -> None:
+    """`hosts add NAME --slurm ...`: check the partition and store it as a host."""
+    from lepton_tui.dispatch_slurm import onboard_slurm
+
+    if opts.pop("gpus_override") is not None:
+        raise click.UsageError("--gpus does not apply to a Slurm host")
+    opts.pop("local")  # without --address, Slurm's commands run on this node anyway
+
+    def say(line: str) -> None:
+        if not as_json:
+            click.echo(printable(line))
+
+    with service_for(ctx) as svc:
+        done = onboard_slurm(
+            svc, name, accept_new_host_key=accept_new_host_key, fingerprint=fingerprint,
+            echo=say, **slurm_opts, **opts,
+        )  # fmt: skip
+    h = done.host
+    if as_json:
+        lines = [{"ok": ok, "line": line} for ok, line in done.lines]
+        echo_json({"host": host_json(h), "preflight": lines})
+        return
+    click.echo(
+        printable(
+            f"added Slurm host {h['name']}: {h['cpus'] or 0:g} CPUs, "
+            f"{format_size_mb(h['mem_mb'] or 0)}, {h['gpus'] or 0} GPUs"
+        )
+    )
+
+
 @hosts.command("probe", context_settings=CONTEXT_SETTINGS)
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the sample as JSON.")
@@ -173,6 +229,15 @@ def probe_cmd(ctx: click.Context, name: str, as_json: bool, timeout: float) -> N
 
     with service_for(ctx, read_only=True) as svc:
         row = svc.get_host(name)
+        if row.get("slurm_json"):  # a Slurm partition: its nodes, from sinfo
+            from lepton_tui import dispatch_slurm
+
+            slurm_sample = dispatch_slurm.probe(row, svc.known_hosts, timeout)
+            if as_json:
+                echo_json(slurm_sample)
+            for line in [] if as_json else dispatch_slurm.probe_lines(slurm_sample):
+                click.echo(printable(line))
+            return
         spec = spec_from_row(row)
         tokens = [
             r["token"]
@@ -277,6 +342,8 @@ def ls(ctx: click.Context, as_json: bool) -> None:
     for h in rows:
         state = "draining" if h["admin_state"] == "draining" else h["state"]
         where = "local" if h["transport"] == "local" else f"{h['address']}:{h['port']}"
+        if h.get("slurm_json"):  # a Slurm partition, and where its commands run
+            where = f"slurm:{json.loads(h['slurm_json']).get('partition')}@{where}"
         price = "-" if h["price_per_hour"] is None else f"{h['price_per_hour']:.2f}"
         gpus = (
             f"{h['gpus']}x {h['gpu_model']}"

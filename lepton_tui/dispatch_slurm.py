@@ -1,0 +1,525 @@
+"""A Slurm cluster as a kind of host: the dispatcher's verbs (poll, launch, cancel, fence, logs)
+for a host row whose `slurm_json` names a partition.
+
+Lepton decides which queued jobs go to the partition (the policy sees it as one pool: its usable
+nodes' CPUs and memory less what other users hold there, its GPUs); Slurm places them. The
+dispatcher calls these where it would call `inventory.supervisor` for an SSH host:
+
+- `SlurmHosts.poll(host, tokens)` -> a `Poll` (ONE round trip, ONE squeue or sacct, however
+  many jobs): pending in Slurm reads `starting`, running `running`, ended `done` with exit code
+  and Slurm's start and end;
+- `SlurmHosts.launch(hosts, starts, relaunch)`: sbatch every intent (the `starting` attempt is
+  committed first); a relaunch (an intent the cluster never showed, e.g. after a crash between
+  intent and sbatch) first looks for the job by name and submits only if Slurm does not have
+  it; a job Slurm refuses fails with Slurm's reason; the attempt stays `starting` until Slurm
+  runs it;
+- `SlurmHosts.chain(...)`: queued jobs whose dependencies all run in Slurm on one host are
+  submitted there with `--dependency=afterok:`;
+- `SlurmHosts.cancel(host, tokens)` / `kill_stale(host, tokens)`: one scancel for all;
+- `read_log(...)`: the attempt's output files, by offset; `probe(...)`: the partition's nodes;
+- `onboard_slurm(...)`: `hosts add NAME --slurm`, preflight one line per check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from inventory.fanout import Ok, fan_out
+from inventory.slurm import SlurmTarget, SubmitSpec
+from inventory.slurm_host import Refused, Retry, SlurmHost, Submitted
+from inventory.supervisor import AttemptStatus
+from lepton_tui.errors import IllegalTransition, LeptonError, ValidationError
+from lepton_tui.hostpool import GpuState, HostPool, Poll
+from lepton_tui.ledger import Ledger
+
+log = logging.getLogger("lepton_tui.dispatcher")
+
+SBATCH_S = 0.2  # time allowed per sbatch in a submission batch, on top of the poll timeout
+MAX_SUBMIT_TRIES = 5  # sbatch failures in a row (not refusals) before a job fails
+
+
+def is_slurm(host: Mapping[str, Any] | None) -> bool:
+    """True for a host row that is a Slurm partition."""
+    return bool(host and host.get("slurm_json"))
+
+
+def target_of(host: Mapping[str, Any]) -> SlurmTarget:
+    """The partition, account, QOS and SLURM_CONF of a Slurm host row."""
+    try:
+        return SlurmTarget.from_json(host.get("slurm_json"))
+    except (ValueError, TypeError) as exc:
+        raise LeptonError(f"host {host.get('name')!r}: bad Slurm settings: {exc}") from None
+
+
+class SlurmHosts:
+    """One `SlurmHost` per Slurm host row, on the pool's transport (one connection per host)."""
+
+    def __init__(self, pool: HostPool, ledger: Ledger) -> None:
+        self.pool = pool
+        self.ledger = ledger
+        self._hosts: dict[str, tuple[Any, SlurmHost]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, host: Mapping[str, Any]) -> SlurmHost:
+        """The adapter for a host row (rebuilt when its transport or settings change)."""
+        spec, transport = self.pool.get(host)
+        key = (id(transport), host.get("slurm_json"), spec.root_dir)
+        with self._lock:
+            entry = self._hosts.get(host["name"])
+            if entry is None or entry[0] != key:
+                entry = (key, SlurmHost(host["name"], transport, target_of(host), spec.root_dir))
+                self._hosts[host["name"]] = entry
+            return entry[1]
+
+    def _attempts(self, tokens: Sequence[str]) -> dict[str, tuple[int, str | None, float]]:
+        """token -> (job id, Slurm job id, created at) from the ledger. These verbs run in the
+        dispatcher's fan-out threads, so they read through a short-lived read-only connection
+        of their own (the ledger keeps one connection per thread, for the life of the ledger)."""
+        out: dict[str, tuple[int, str | None, float]] = {}
+        if not tokens:
+            return out
+        uri = f"file:{self.ledger.path}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as conn:
+            for i in range(0, len(tokens), 500):
+                chunk = list(tokens[i : i + 500])
+                marks = ",".join("?" * len(chunk))
+                for token, job_id, sid, created in conn.execute(
+                    "SELECT token, job_id, slurm_job_id, created_at FROM attempts "
+                    f"WHERE token IN ({marks})",
+                    chunk,
+                ):
+                    out[token] = (int(job_id), sid, float(created or 0))
+        return out
+
+    # -- the tick ------------------------------------------------------------------------------
+    def poll(self, host: Mapping[str, Any], tokens: Sequence[str], timeout: float = 60) -> Poll:
+        """The partition as one pool and the status of each asked attempt, in one round trip."""
+        sh = self.get(host)
+        rows = self._attempts(tokens)
+        ids = {t: job for t, (job, _, _) in rows.items()}
+        since = min((created for _, _, created in rows.values()), default=None)
+        sp = sh.poll(ids, timeout=timeout, since=since)
+        part = sp.partition
+        # what lepton's own running jobs hold there; the rest of the allocation is other users'
+        mine_cpus = sum(j.cpus for j in sp.jobs.values() if j.state == "RUNNING")
+        mine_mem = sum(j.mem_mb for j in sp.jobs.values() if j.state == "RUNNING")
+        others_cpus = max(0, part.cpus_alloc - mine_cpus)
+        others_mem = max(0, part.mem_alloc_mb - mine_mem)
+        gpus = [
+            GpuState(index=i, util_percent=100.0 if i < part.gpus_alloc else 0.0)
+            for i in range(part.gpus)
+        ]
+        attempts = {
+            token: AttemptStatus.from_dict({"token": token, **st})
+            for token, st in sp.statuses.items()
+            if token in ids
+        }
+        for token in tokens:  # an attempt the ledger no longer has: nothing to say
+            attempts.setdefault(token, AttemptStatus(token, "missing"))
+        return Poll(
+            host=host["name"],
+            taken_at=self.ledger.clock(),
+            cpus=max(0, part.cpus - others_cpus),
+            cpu_percent=100.0 * part.cpus_alloc / part.cpus if part.cpus else None,
+            mem_total_mb=max(0, part.mem_mb - others_mem),
+            mem_used_mb=float(part.mem_alloc_mb),
+            gpus=gpus,
+            attempts=attempts,
+        )
+
+    def launch(
+        self,
+        hosts: Mapping[str, Mapping[str, Any]],
+        starts: Sequence[Mapping[str, Any]],
+        relaunch: bool,
+        timeout: float = 120,
+    ) -> int:
+        """sbatch `starting` attempts (their intents are committed), one round trip per Slurm
+        host, in parallel; record each job's Slurm id, fail the ones Slurm refuses. Returns how
+        many Slurm took. Attempts stay `starting` until squeue shows them running."""
+        by_host: dict[str, list[tuple[Mapping[str, Any], SubmitSpec]]] = {}
+        for a in starts:
+            host = hosts.get(a["host"])
+            if host is None:
+                continue
+            if _job_state(self.ledger, a["job_id"]) == "cancelling":  # cancelled while starting
+                with contextlib.suppress(IllegalTransition):
+                    self.ledger.transition_attempt(
+                        a["token"], "cancelled", job_state="cancelled",
+                        reason="cancelled before it reached Slurm",
+                    )  # fmt: skip
+                continue
+            try:
+                sh = self.get(host)
+                spec = SubmitSpec(
+                    job_id=int(a["job_id"]), token=a["token"], command=a["command"],
+                    job_dir=sh.job_dir(int(a["job_id"]), a["token"]),
+                    cpus=float(a.get("cpus") or 1), mem_mb=int(a.get("mem_mb") or 1024),
+                    gpus=int(a.get("gpus") or 0), gpu_mem_mb=int(a.get("gpu_mem_mb") or 0),
+                    time_limit_s=a.get("time_limit_s"), workdir=a.get("workdir") or None,
+                    env=_env(a.get("env")), after=self._after(int(a["job_id"]), a["host"]),
+                )  # fmt: skip
+            except ValueError as exc:
+                _give_up(self.ledger, a, f"cannot submit to Slurm: {exc}")
+                continue
+            except Exception as exc:  # noqa: BLE001 - the host is unreachable: next tick
+                log.warning("Slurm host %s: %s", a["host"], exc)
+                continue
+            part = sh.last_partition  # from this tick's poll
+            too_large = part.too_large(spec.cpus, spec.mem_mb, spec.gpus_wanted) if part else None
+            if too_large:  # a pool of small nodes can hold it in sum, no node alone
+                _give_up(self.ledger, a, f"Slurm cannot run it: {too_large}")
+                continue
+            by_host.setdefault(a["host"], []).append((a, spec))
+        if not by_host:
+            return 0
+        # each sbatch is an RPC to slurmctld: give a large batch the time it needs
+        timeout += SBATCH_S * max(len(items) for items in by_host.values())
+        calls: dict[str, Callable[[], dict[str, Submitted | Refused | Retry]]] = {
+            name: _bind(self.get(hosts[name]).submit, [s for _, s in items], relaunch, timeout)
+            for name, items in by_host.items()
+        }
+        results = fan_out(calls, timeout=timeout + 5)
+        taken = 0
+        for name, outcome in results.items():
+            if not isinstance(outcome, Ok):
+                log.warning("sbatch on %s failed (will retry): %s", name, outcome.reason)
+                continue
+            retry = [(a, r.reason) for a, s in by_host[name]
+                     if isinstance(r := outcome.value.get(s.token), Retry)]  # fmt: skip
+            self._count_failures(retry)
+            with self.ledger.tx():
+                for a, spec in by_host[name]:
+                    res = outcome.value.get(spec.token)
+                    if isinstance(res, Submitted):
+                        self.ledger.execute(
+                            "UPDATE attempts SET remote_dir = ?, slurm_job_id = ? "
+                            "WHERE token = ? AND state = 'starting'",
+                            (res.job_dir, res.slurm_id, spec.token),
+                        )
+                        self.ledger.event(
+                            "attempt.submitted",
+                            f"job {a['job_id']} submitted to Slurm on {name} as job "
+                            f"{res.slurm_id}" + (" (found there after a restart)"
+                                                 if res.existing else ""),
+                            job_id=a["job_id"], host=name, actor="dispatcher",
+                            data={"token": spec.token, "slurm_job_id": res.slurm_id},
+                        )  # fmt: skip
+                        taken += 1
+                    elif isinstance(res, Refused):
+                        _give_up(self.ledger, a, res.reason)
+        return taken
+
+    def _count_failures(self, failed: Sequence[tuple[Mapping[str, Any], str]]) -> None:
+        """A submission sbatch failed without refusing the job (it may pass): counted in the
+        ledger (across restarts); the attempt is submitted again next tick, and after
+        MAX_SUBMIT_TRIES failures in a row its job fails with the last reason."""
+        with self.ledger.tx():
+            for a, why in failed:
+                row = self.ledger.query_one(
+                    "SELECT launch_failures FROM attempts WHERE token = ?", (a["token"],)
+                )
+                tries = int((row or {}).get("launch_failures") or 0) + 1
+                self.ledger.execute(
+                    "UPDATE attempts SET launch_failures = ? WHERE token = ?", (tries, a["token"])
+                )
+                log.warning("submitting job %s failed (%d): %s", a["job_id"], tries, why)
+                if tries >= MAX_SUBMIT_TRIES:
+                    _give_up(self.ledger, a, f"submission failed {tries} times: {why}")
+
+    def _after(self, job_id: int, host: str) -> list[str]:
+        """Slurm ids of the job's dependencies still in Slurm on the same host (for
+        `--dependency=afterok:`); read at every (re)submission, so a relaunch keeps them."""
+        rows = self.ledger.query(
+            "SELECT a.slurm_job_id FROM job_deps d JOIN jobs p ON p.id = d.depends_on "
+            "JOIN attempts a ON a.job_id = p.id AND a.host = ? "
+            "AND a.state IN ('starting', 'running') AND a.slurm_job_id IS NOT NULL "
+            "WHERE d.job_id = ? AND p.state != 'succeeded' ORDER BY a.id",
+            (host, job_id),
+        )
+        return [str(r["slurm_job_id"]) for r in rows]
+
+    def chain(
+        self,
+        hosts: Sequence[Mapping[str, Any]],
+        placeable: set[str],
+        reasons: Mapping[int, str],
+        holds: Mapping[int, str],
+    ) -> set[int]:
+        """Submit queued jobs whose unmet dependencies all run (or wait) in Slurm on one host to
+        that host now, with `--dependency=afterok:` on them: Slurm starts each when its
+        dependencies succeed (and, `--kill-on-invalid-dep`, cancels it if one fails). Returns
+        the ids of the jobs submitted (no longer waiting here)."""
+        waiting = [j for j, why in reasons.items() if why.startswith("waiting for dependency")]
+        if not waiting:
+            return set()
+        slurm_hosts = {
+            h["name"]: h for h in hosts
+            if is_slurm(h) and h["name"] in placeable and h.get("admin_state") != "draining"
+        }  # fmt: skip
+        if not slurm_hosts:
+            return set()
+        rows: list[dict[str, Any]] = []
+        for i in range(0, len(waiting), 500):  # SQLite's limit on bound parameters
+            chunk = waiting[i : i + 500]
+            rows += self.ledger.query(
+                "SELECT d.job_id, d.depends_on, p.state, a.host, a.slurm_job_id FROM job_deps d "
+                "JOIN jobs p ON p.id = d.depends_on LEFT JOIN attempts a ON a.job_id = p.id "
+                f"AND a.state IN ('starting', 'running') WHERE d.job_id IN "
+                f"({','.join('?' * len(chunk))})",
+                chunk,
+            )
+        where: dict[int, set[str | None]] = {}
+        for r in rows:
+            if r["state"] == "succeeded":
+                continue
+            ok = r["host"] in slurm_hosts and r["slurm_job_id"]
+            where.setdefault(int(r["job_id"]), set()).add(r["host"] if ok else None)
+        starts: list[dict[str, Any]] = []
+        for job_id, places in where.items():
+            if None in places or len(places) != 1 or job_id in holds:
+                continue
+            (host,) = places
+            token = secrets.token_hex(6)
+            try:
+                self.ledger.start_attempt(job_id, str(host), token, [], policy="slurm-afterok")
+            except IllegalTransition:  # cancelled since
+                continue
+            starts.append(
+                {**self.ledger.get_job(job_id), "job_id": job_id, "token": token, "host": host}
+            )
+        if starts:
+            self.launch(slurm_hosts, starts, relaunch=False)
+        return {int(a["job_id"]) for a in starts}
+
+    def cancel(self, host: Mapping[str, Any], tokens: Sequence[str]) -> list[str]:
+        """scancel the attempts' Slurm jobs (one scancel); the tokens handled."""
+        self._scancel(host, tokens)
+        return list(tokens)
+
+    def kill_stale(self, host: Mapping[str, Any], tokens: Sequence[str]) -> dict[str, int]:
+        """Fencing: scancel what Slurm may still run of lost attempts; per token, 1."""
+        self._scancel(host, tokens)
+        return dict.fromkeys(tokens, 1)
+
+    def _scancel(self, host: Mapping[str, Any], tokens: Sequence[str]) -> None:
+        if not tokens:
+            return
+        sh = self.get(host)
+        rows = self._attempts(tokens)
+        known = {t: sid for t, (_, sid, _) in rows.items() if sid}
+        unknown = {t: job for t, (job, sid, _) in rows.items() if not sid}
+        slurm_ids = list(known.values())
+        if unknown:  # submitted but never recorded (a crash after sbatch): find them by name
+            found = sh.poll(unknown).jobs
+            slurm_ids += [found[t].slurm_id for t in unknown if t in found]
+        sh.cancel(slurm_ids)
+
+
+def read_log(
+    host: Mapping[str, Any],
+    transport: Any,
+    root_dir: str,
+    attempt: Mapping[str, Any],
+    stream: str,
+    offset: int,
+    max_bytes: int,
+) -> tuple[bytes, int]:
+    """Up to `max_bytes` of a Slurm attempt's output file from `offset`."""
+    sh = SlurmHost(host["name"], transport, target_of(host), root_dir)
+    return sh.read_log(int(attempt["job_id"]), attempt["token"], stream, offset, max_bytes)
+
+
+def probe(host: Mapping[str, Any], known_hosts: Any, timeout: float = 30) -> dict[str, Any]:
+    """`hosts probe` of a Slurm host: the partition's nodes now (one round trip)."""
+    from inventory.errors import HostError
+    from inventory.transport import make_transport
+    from lepton_tui.hostpool import spec_from_row
+
+    spec = spec_from_row(host)
+    options = {"connect_timeout": min(timeout, 10.0)} if spec.transport == "ssh" else {}
+    transport = make_transport(spec, known_hosts, **options)
+    try:
+        view = SlurmHost(host["name"], transport, target_of(host), spec.root_dir).inventory()
+    except (HostError, ValueError) as exc:
+        raise LeptonError(f"cannot probe {host['name']}: {exc}") from None
+    finally:
+        transport.close()
+    return {
+        "host": host["name"], "partition": view.name, "cpus": view.cpus,
+        "cpus_alloc": view.cpus_alloc, "mem_mb": view.mem_mb, "mem_alloc_mb": view.mem_alloc_mb,
+        "gpus": view.gpus, "gpus_alloc": view.gpus_alloc,
+        "nodes": [
+            {"name": n.name, "state": n.state, "cpus": n.cpus, "cpus_alloc": n.cpus_alloc,
+             "mem_mb": n.mem_mb, "mem_alloc_mb": n.mem_alloc_mb, "gpus": n.gpus,
+             "gpus_alloc": n.gpus_alloc, "reason": n.reason}
+            for n in view.nodes
+        ],
+    }  # fmt: skip
+
+
+def probe_lines(sample: Mapping[str, Any]) -> list[str]:
+    """A Slurm probe as short human lines: the pool, then one line per node."""
+    lines = [
+        f"{'host':<9} {sample['host']} (Slurm partition {sample['partition']})",
+        f"{'cpu':<9} {sample['cpus_alloc']} of {sample['cpus']} CPUs allocated",
+        f"{'memory':<9} {sample['mem_alloc_mb']} of {sample['mem_mb']} MiB allocated",
+        f"{'gpus':<9} {sample['gpus_alloc']} of {sample['gpus']} allocated",
+    ]
+    for n in sample["nodes"]:
+        why = f" ({n['reason']})" if n["reason"] and n["reason"] != "none" else ""
+        lines.append(
+            f"{'node':<9} {n['name']} {n['state']}{why}: {n['cpus_alloc']}/{n['cpus']} CPUs, "
+            f"{n['mem_alloc_mb']}/{n['mem_mb']} MiB, {n['gpus_alloc']}/{n['gpus']} GPUs"
+        )
+    return lines
+
+
+# -- adding a Slurm host ---------------------------------------------------------------------------
+
+
+@dataclass
+class SlurmOnboarded:
+    """A stored Slurm host and its preflight lines."""
+
+    host: dict[str, Any]
+    lines: list[tuple[bool, str]]
+
+    @property
+    def ok(self) -> bool:
+        """True when every preflight check passed."""
+        return all(ok for ok, _ in self.lines)
+
+
+def onboard_slurm(
+    svc: Any,
+    name: str,
+    *,
+    partition: str | None,
+    account: str | None = None,
+    qos: str | None = None,
+    slurm_conf: str | None = None,
+    address: str | None = None,
+    port: Any = 22,
+    user: str | None = None,
+    key_path: str | None = None,
+    root_dir: str | None = None,
+    price_per_hour: Any = None,
+    accept_new_host_key: bool = False,
+    fingerprint: str | None = None,
+    echo: Callable[[str], None] = lambda line: None,
+    timeout: float = 15.0,
+) -> SlurmOnboarded:
+    """Check a Slurm partition (on this node, or on a submit node over SSH) and store it as a
+    host. Raises ValidationError for bad settings, LeptonError when a check fails."""
+    from inventory.transport import default_ssh_config, make_transport, resolve
+    from lepton_tui.hostpool import spec_from_row
+    from lepton_tui.onboarding import decide_host_key
+
+    local = address is None
+    values = svc.check_new_host(
+        name, address=address, port=port, user=user, key_path=key_path, local=local,
+        price_per_hour=price_per_hour, root_dir=root_dir, same_machine_ok=True,
+    )  # fmt: skip
+    try:  # the settings are checked before anything connects ("_" stands for the default)
+        target = SlurmTarget(partition or "_", account, qos, slurm_conf)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+    spec = spec_from_row(values)
+    decision = None
+    if spec.transport == "ssh":
+        resolved = resolve(spec, default_ssh_config())
+        decision = decide_host_key(
+            svc.known_hosts, resolved.hostname, resolved.port,
+            proxy_command=resolved.proxy_command, accept_new=accept_new_host_key,
+            fingerprint=fingerprint, echo=echo, timeout=timeout,
+        )  # fmt: skip
+    options = {"connect_timeout": timeout} if spec.transport == "ssh" else {}
+    transport = make_transport(spec, svc.known_hosts, **options)
+    try:
+        sh = SlurmHost(name, transport, target, spec.root_dir)
+        if partition is None:  # the cluster's default partition (sinfo marks it with "*")
+            target = SlurmTarget(_default_partition(sh), account, qos, slurm_conf)
+            sh = SlurmHost(name, transport, target, spec.root_dir)
+            echo(f"ok   partition: {target.partition} (the cluster's default)")
+        lines = sh.preflight()
+        view = sh.last_partition
+        # kept, so a dispatcher (or `serve --once`) need not ask which status command to use
+        target = dataclasses.replace(target, accounting=sh.use_sacct)
+    finally:
+        transport.close()
+    for ok, line in lines:
+        echo(("ok   " if ok else "FAIL ") + line)
+    if not all(ok for ok, _ in lines):
+        failed = "; ".join(line for ok, line in lines if not ok)
+        raise LeptonError(f"host {name} not added: {failed}", "fix it and add the host again")
+    with svc.ledger.tx():
+        row = svc.add_host(
+            name, address=address, port=values["port"], user=user, key_path=key_path,
+            local=local, price_per_hour=price_per_hour, root_dir=root_dir,
+            same_machine_ok=True,
+            host_key=(decision.key_type, decision.fingerprint) if decision else None,
+        )  # fmt: skip
+        capacity = {
+            "cpus": float(view.cpus) if view else 0.0,
+            "mem_mb": int(view.mem_mb) if view else 0,
+            "gpus": int(view.gpus) if view else 0,
+        }
+        svc.ledger.update("hosts", row["id"], {**capacity, "slurm_json": target.to_json()})
+        svc.ledger.event(
+            "host.slurm",
+            f"host {name} is Slurm partition {target.partition}"
+            + (f" (account {target.account})" if target.account else "")
+            + (f": {view.summary}" if view else ""),
+            host=name, actor=svc.user, data=json.loads(target.to_json()),
+        )  # fmt: skip
+    return SlurmOnboarded(svc.get_host(name), lines)
+
+
+def _default_partition(sh: SlurmHost) -> str:
+    from inventory.errors import HostError
+
+    try:
+        r = sh.run(["sinfo", "--noheader", "--format=%P"])[0]
+    except HostError as exc:
+        raise LeptonError(f"host {sh.name} not added: {exc.reason}") from None
+    for word in r["out"].split():
+        if word.endswith("*"):
+            return word.rstrip("*")
+    raise ValidationError(
+        "this cluster has no default partition", "name one with --partition (`sinfo -s`)"
+    )
+
+
+def _give_up(ledger: Ledger, a: Mapping[str, Any], why: str) -> None:
+    """An attempt Slurm will never run: fail it and its job (cancelled if a cancel was asked)."""
+    job_state = _job_state(ledger, a["job_id"])
+    target = "cancelled" if job_state == "cancelling" else "failed"
+    with contextlib.suppress(IllegalTransition):
+        ledger.transition_attempt(
+            a["token"], "failed", job_state=target if job_state != target else None, reason=why
+        )
+
+
+def _job_state(ledger: Ledger, job_id: int) -> str:
+    row = ledger.query_one("SELECT state FROM jobs WHERE id = ?", (job_id,))
+    return row["state"] if row else "missing"
+
+
+def _env(value: Any) -> dict[str, str]:
+    if isinstance(value, str):
+        value = json.loads(value or "{}")
+    return {str(k): str(v) for k, v in (value or {}).items()}
+
+
+def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    return lambda: fn(*args)
