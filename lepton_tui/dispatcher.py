@@ -27,7 +27,8 @@ Settings (keys of the `settings` table):
 Defaults come from `lepton_tui.settings.SETTINGS` when it knows the key (one source of truth for
 the console, `lepton-tui settings` and this loop), else from `DEFAULTS` below.
 - `tick_s` (2): seconds between ticks.
-- `host_grace_s` (120): a host that misses polls for this long is `down`; its attempts are lost
+- `host_grace_s` (120): a host whose failed polls in a row (two at least) span this long is
+  `down`; its attempts are lost
   and their jobs requeued (while retries last) or failed. Retries (`--retries`) are spent only on
   lost attempts (host down, wrapper killed, host removed); a job that exits non-zero has failed.
 - `cancel_grace_s` (10): seconds between TERM and KILL on cancel and at the time limit.
@@ -86,6 +87,7 @@ DEFAULTS: dict[str, Any] = {
 COMPACT_EVERY_S = 60.0
 DECISIONS_KEEP = 5000
 MAX_LAUNCH_TRIES = 3
+MIN_FAILED_POLLS = 2  # a host is down after this many failed polls in a row spanning the grace
 FREE_LOSSES = 3  # attempts per job lost before they ran that spend no retry
 REMOVED_RETRY_S = 30.0  # how often fencing tries a removed host again
 DECISIONS_PER_ROUND = 200
@@ -467,7 +469,10 @@ class Dispatcher:
         relaunch = []
         ended: list[str] = []
         with self.ledger.tx():
-            values: dict[str, Any] = {"last_seen": now, "last_error": None, "state": "up"}
+            values: dict[str, Any] = {
+                "last_seen": now, "last_error": None, "state": "up",
+                "failed_polls": 0, "failing_since": None,
+            }  # fmt: skip
             values.update(_discovered_capacity(host, poll))
             self.ledger.update("hosts", host["id"], values)
             if host["state"] != "up":
@@ -637,22 +642,33 @@ class Dispatcher:
     def _record_failure(
         self, host: dict[str, Any], outcome: Failed, active: list[dict[str, Any]], now: float
     ) -> bool:
-        """A missed poll: note the error; past the grace period mark the host down. True if down."""
+        """A missed poll: count it in the host's streak; mark the host down once consecutive
+        failed polls (at least MIN_FAILED_POLLS) span the grace period. True if down.
+
+        The time since the host last answered is no measure: one tick slower than the grace (a
+        loaded login node) would mark a healthy host down on its first missed poll, and its
+        jobs, running fine, would be lost with it.
+        """
         name = host["name"]
         grace = self.setting("host_grace_s")
-        seen = host["last_seen"] or max(float(host["added_at"] or 0), self.started_at)
-        # A dispatcher that was not running cannot blame the host for the polls it did not make.
-        seen = max(seen, self.started_at) if host["state"] != "down" else seen
+        streak = int(host.get("failed_polls") or 0) + 1
+        since = host.get("failing_since")
+        since = now if since is None else float(since)
         with self.ledger.tx():
-            self.ledger.update("hosts", host["id"], {"last_error": outcome.reason[:500]})
+            self.ledger.update(
+                "hosts", host["id"],
+                {"last_error": outcome.reason[:500], "failed_polls": streak,
+                 "failing_since": since},
+            )  # fmt: skip
             if host["state"] == "down":
                 return True
-            if now - seen < grace:
+            if streak < MIN_FAILED_POLLS or now - since < grace:
                 return False
             self.ledger.update("hosts", host["id"], {"state": "down"})
             self.ledger.event(
                 "host.down",
-                f"host {name} is down: no answer for {now - seen:.0f}s ({outcome.reason})",
+                f"host {name} is down: {streak} polls in a row failed over {now - since:.0f}s "
+                f"({outcome.reason})",
                 host=name, actor="dispatcher",
             )  # fmt: skip
             for a in active:

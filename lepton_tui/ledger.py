@@ -261,6 +261,14 @@ def _migrate_5(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_events_host_kind ON events(host, kind, at)")
 
 
+def _migrate_6(db: sqlite_utils.Database) -> None:
+    """A host's streak of failed polls (how many in a row, since when): a host is down after
+    consecutive failures that span the grace, not after one poll that came late because the
+    dispatcher itself was slow. Kept in the ledger so `serve --once` counts it too."""
+    db.execute("ALTER TABLE hosts ADD COLUMN failed_polls INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE hosts ADD COLUMN failing_since REAL")
+
+
 # Append forward migrations here; never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
@@ -268,6 +276,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_3,
     _migrate_4,
     _migrate_5,
+    _migrate_6,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
