@@ -58,6 +58,21 @@ class Transport(Protocol):
         ...
 
 
+_NOT_SENT = "_lepton_not_sent"
+
+
+def mark_not_sent(exc: BaseException) -> BaseException:
+    """Note on `exc` that its command never reached the host (no connection, no channel)."""
+    setattr(exc, _NOT_SENT, True)
+    return exc
+
+
+def never_sent(exc: BaseException | None) -> bool:
+    """True when `exc` proves its command never reached the host; any other failure (a dropped
+    connection, a timeout) may have run it there."""
+    return bool(exc is not None and getattr(exc, _NOT_SENT, False))
+
+
 class LocalTransport:
     """Runs commands on this machine with subprocess (for the login node as a host)."""
 
@@ -351,21 +366,27 @@ class SSHTransport:
         deadline = time.monotonic() + timeout
         chan: paramiko.Channel | None = None
         for attempt in (0, 1):
-            transport = self._ensure(deadline - time.monotonic())
+            try:  # no connection: the command never left this machine
+                transport = self._ensure(deadline - time.monotonic())
+            except HostError as exc:
+                mark_not_sent(exc)
+                raise
             try:
                 chan = transport.open_session(timeout=max(deadline - time.monotonic(), 0.1))
                 break
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 self._drop()
                 if time.monotonic() >= deadline:  # the host did not answer at all
-                    raise CommandTimeout(
-                        self.name,
-                        f"command did not finish within {timeout:g}s (no answer to a channel "
-                        "open; the host may be hung or overloaded)",
+                    raise mark_not_sent(
+                        CommandTimeout(
+                            self.name,
+                            f"command did not finish within {timeout:g}s (no answer to a "
+                            "channel open; the host may be hung or overloaded)",
+                        )
                     ) from exc
                 if attempt == 1:
-                    raise HostUnreachable(
-                        self.name, f"connection lost: {exc or type(exc).__name__}"
+                    raise mark_not_sent(
+                        HostUnreachable(self.name, f"connection lost: {exc or type(exc).__name__}")
                     ) from exc
         assert chan is not None
         with self._lock:

@@ -57,6 +57,7 @@ from typing import Any
 from inventory import supervisor
 from inventory.fanout import Failed, Ok, fan_out
 from inventory.supervisor import AttemptStatus, LaunchSpec
+from inventory.transport import never_sent
 from lepton_tui import paths
 from lepton_tui.dispatch_samples import compact_samples, record_samples
 from lepton_tui.dispatch_view import (
@@ -90,6 +91,8 @@ MAX_LAUNCH_TRIES = 3
 MIN_FAILED_POLLS = 2  # a host is down after this many failed polls in a row spanning the grace
 FREE_LOSSES = 3  # attempts per job lost before they ran that spend no retry
 REMOVED_RETRY_S = 30.0  # how often fencing tries a removed host again
+# an attempt that may have started: seen running, or lost unseen after its launch went out
+_MAY_HAVE_RUN = "(started_at IS NOT NULL OR (presumed = 1 AND launch_sent_at IS NOT NULL))"
 DECISIONS_PER_ROUND = 200
 EXPLAIN_PER_ROUND = 50
 
@@ -387,7 +390,10 @@ class Dispatcher:
             return active
         with self.ledger.tx():  # left unfenced: `_fence_removed` stops what still runs there
             for a in orphans:
-                self._lose(a, f"host {a['host']} was removed", self._job_state(a["job_id"]))
+                self._lose(
+                    a, f"host {a['host']} was removed", self._job_state(a["job_id"]),
+                    presumed=True,
+                )  # fmt: skip
         for a in orphans:
             settle(self.ledger, a["token"])
         return [a for a in active if a["host"] in names]
@@ -603,25 +609,37 @@ class Dispatcher:
         else:
             self.ledger.transition_attempt(a["token"], state, reason=reason, **fields)
 
-    def _lose(self, a: Mapping[str, Any], why: str, job_state: str) -> None:
+    def _lose(
+        self, a: Mapping[str, Any], why: str, job_state: str, *, presumed: bool = False
+    ) -> None:
         """Mark an attempt lost; requeue its job while retries last, else fail it.
 
         A retry is spent by an attempt that started running; one lost before its job ever ran (a
         failed launch, a host that went down while starting it) is not the job's fault, up to
         FREE_LOSSES of them per job (so a launch that does run the job but never answers cannot
         start it again and again).
+
+        `presumed`: the host did not answer (down, removed), so what became of the attempt is
+        not known. One whose launch may have gone out (`launch_sent_at`) then counts as started:
+        it is *unknown*, never "not started", until its host says (`_amend`), so a job with no
+        retries left is not placed again while that copy may run.
         """
+        if presumed:
+            self.ledger.execute("UPDATE attempts SET presumed = 1 WHERE token = ?", (a["token"],))
         job = self.ledger.query_one(
-            "SELECT retries, (SELECT COUNT(*) FROM attempts WHERE job_id = jobs.id "
-            "AND started_at IS NOT NULL) AS ran, (SELECT COUNT(*) FROM attempts "
-            "WHERE job_id = jobs.id) AS made, (SELECT started_at IS NOT NULL FROM attempts "
-            "WHERE token = ?) AS this_ran FROM jobs WHERE id = ?",
-            (a["token"], a["job_id"]),
+            f"SELECT retries, (SELECT COUNT(*) FROM attempts WHERE job_id = jobs.id "
+            f"AND {_MAY_HAVE_RUN}) AS ran, (SELECT COUNT(*) FROM attempts "
+            f"WHERE job_id = jobs.id) AS made, (SELECT {_MAY_HAVE_RUN} FROM attempts "
+            "WHERE token = ?) AS this_ran, (SELECT started_at IS NULL FROM attempts "
+            "WHERE token = ?) AS unseen FROM jobs WHERE id = ?",
+            (a["token"], a["token"], a["job_id"]),
         )
         spent = 0
         if job:
             ran = int(job["ran"])
             spent = ran + max(0, int(job["made"]) - ran - FREE_LOSSES)
+        if presumed and job and job["this_ran"] and job["unseen"]:
+            why = f"{why}; its launch may have run there"
         if job_state == "cancelling":
             target, reason = "cancelled", f"cancelled ({why})"
         elif job_state in ("starting", "running"):
@@ -673,7 +691,9 @@ class Dispatcher:
             )  # fmt: skip
             for a in active:
                 if a["host"] == name:
-                    self._lose(a, f"host {name} is down", self._job_state(a["job_id"]))
+                    self._lose(
+                        a, f"host {name} is down", self._job_state(a["job_id"]), presumed=True
+                    )
         for a in active:
             if a["host"] == name:
                 settle(self.ledger, a["token"])
@@ -1013,6 +1033,17 @@ class Dispatcher:
             hspec, transport = self.pool.get(host)
             targets.setdefault(a["host"], (transport, hspec, []))[2].append(spec)
             by_token[a["token"]] = a
+        # The intent to send, committed before anything goes out: an answer lost on the way
+        # back (a dropped connection, this process killed) leaves the attempt unknown, not
+        # "never started", and a restarted dispatcher asks the host before placing it again.
+        sent_before = {t: by_token[t].get("launch_sent_at") for t in by_token}
+        now = self.clock()
+        with self.ledger.tx():
+            for token, before in sent_before.items():
+                if before is None:
+                    self.ledger.execute(
+                        "UPDATE attempts SET launch_sent_at = ? WHERE token = ?", (now, token)
+                    )
         results = supervisor.launch_many(
             {h: (t, s, launches) for h, (t, s, launches) in targets.items()},
             timeout=self.poll_timeout_s,
@@ -1024,6 +1055,12 @@ class Dispatcher:
                 log.warning("launch on %s failed (will retry): %s", name, outcome.reason)
                 broken = []
                 with self.ledger.tx():  # counted in the ledger, across restarts
+                    if never_sent(outcome.error):  # no connection: nothing reached the host
+                        for s in specs:
+                            self.ledger.execute(
+                                "UPDATE attempts SET launch_sent_at = ? WHERE token = ?",
+                                (sent_before[s.token], s.token),
+                            )
                     for s in specs:
                         tries = int(by_token[s.token].get("launch_failures") or 0) + 1
                         self.ledger.execute(

@@ -269,6 +269,15 @@ def _migrate_6(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE hosts ADD COLUMN failing_since REAL")
 
 
+def _migrate_7(db: sqlite_utils.Database) -> None:
+    """Whether an attempt's launch may have run: `launch_sent_at` is written (and committed)
+    before the launch goes out, so an answer lost on the way back (a dropped connection, the
+    dispatcher killed) leaves the attempt *unknown*, not "never started"; `presumed` marks one
+    lost while its host did not answer (its fate unknown until the host says)."""
+    db.execute("ALTER TABLE attempts ADD COLUMN launch_sent_at REAL")
+    db.execute("ALTER TABLE attempts ADD COLUMN presumed INTEGER NOT NULL DEFAULT 0")
+
+
 # Append forward migrations here; never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
@@ -277,6 +286,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_4,
     _migrate_5,
     _migrate_6,
+    _migrate_7,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

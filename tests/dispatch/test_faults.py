@@ -96,3 +96,162 @@ def test_failed_polls_in_a_row_spanning_the_grace_mark_a_host_down(svc, tmp_path
         assert "4 polls in a row failed" in event["message"]
     finally:
         d.close()
+
+
+def _lose_launch_answers(monkeypatch: pytest.MonkeyPatch, fault: Callable[[], Any]) -> list[str]:
+    """Launches really run on their host, then `fault()` says what became of the answer:
+    return a value (the answer lost: a dropped connection) or raise (this process killed
+    between the launch and its record). Returns the hosts whose launch ran."""
+    from inventory import supervisor
+    from inventory.fanout import Failed
+
+    real = supervisor.launch_many
+    hosts: list[str] = []
+
+    def launch_many(targets: Any, timeout: float = 30) -> Any:
+        results = real(targets, timeout)
+        hosts.extend(results)
+        fault()
+        return {
+            h: Failed("connection lost during a command", HostUnreachable(h, "connection lost"))
+            for h in results
+        }
+
+    monkeypatch.setattr(supervisor, "launch_many", launch_many)
+    return hosts
+
+
+def _lines(path: Any) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def _wait_for_lines(path: Any, n: int) -> None:
+    deadline = time.monotonic() + 20
+    while _lines(path) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_a_lost_launch_answer_is_not_never_started(svc, tmp_path, monkeypatch):
+    """The launch ran but its answer was lost, then the host stayed unreachable past the grace:
+    a job with no retries is failed, not requeued as 'not started' and run a second time
+    elsewhere at once (both copies ran together)."""
+    svc.set_setting("host_grace_s", 5.0)
+    add_local_hosts(svc, tmp_path, 2)
+    marker = tmp_path / "runs.log"
+    job_id = svc.submit(command=f"echo run >> {marker}; sleep 3")
+    clock = Clock()
+    d = _dispatcher(svc, clock)
+    try:
+        with monkeypatch.context() as m:
+            _lose_launch_answers(m, lambda: None)
+            d.tick()
+        (attempt,) = svc.ledger.attempts_for(job_id)
+        assert attempt["state"] == "starting" and attempt["launch_sent_at"] is not None
+        _unreachable(monkeypatch, {attempt["host"]})
+        for _ in range(3):
+            d.tick()
+            clock.now += 3.0
+        assert _host_state(svc, attempt["host"]) == "down"
+        for _ in range(3):
+            d.tick()
+        job = svc.get_job(job_id)
+        assert job["state"] == "failed" and "may have run" in job["reason"]
+        assert len(svc.ledger.attempts_for(job_id)) == 1
+        _wait_for_lines(marker, 1)
+        assert _lines(marker) == 1
+    finally:
+        d.close()
+
+
+class Killed(BaseException):
+    """This process dying between a launch and its record (kill -9)."""
+
+
+def test_a_dispatcher_killed_between_launch_and_record_recovers_the_intent(
+    svc, tmp_path, monkeypatch
+):
+    """The dispatcher dies after the launch went out, before it recorded the answer; the next
+    one cannot reach the host for the grace: the intent in the ledger says the launch may have
+    run, so a job with no retries is not placed again elsewhere."""
+    svc.set_setting("host_grace_s", 5.0)
+    add_local_hosts(svc, tmp_path, 2)
+    marker = tmp_path / "runs.log"
+    job_id = svc.submit(command=f"echo run >> {marker}; sleep 3")
+    clock = Clock()
+    d = _dispatcher(svc, clock)
+
+    def die() -> None:
+        raise Killed
+
+    with monkeypatch.context() as m:
+        _lose_launch_answers(m, die)
+        with pytest.raises(Killed):
+            d.tick()
+    d.close()
+    (attempt,) = svc.ledger.attempts_for(job_id)
+    assert attempt["state"] == "starting" and attempt["launch_sent_at"] is not None
+    _unreachable(monkeypatch, {attempt["host"]})
+    d = _dispatcher(svc, clock)  # the restart
+    try:
+        for _ in range(3):
+            assert d.tick().placed == 0
+            clock.now += 3.0
+        for _ in range(3):
+            d.tick()
+        assert svc.get_job(job_id)["state"] == "failed"
+        assert len(svc.ledger.attempts_for(job_id)) == 1
+        _wait_for_lines(marker, 1)
+        assert _lines(marker) == 1
+    finally:
+        d.close()
+
+
+def test_a_launch_that_never_left_costs_no_retry(svc, tmp_path, monkeypatch):
+    """A launch refused before it reached the host (no connection) proves nothing ran: when its
+    host goes down, the job is requeued without spending a retry and runs elsewhere."""
+    from inventory import supervisor
+    from inventory.fanout import Failed
+    from inventory.transport import mark_not_sent
+
+    svc.set_setting("host_grace_s", 5.0)
+    add_local_hosts(svc, tmp_path, 1)
+    job_id = svc.submit(command="true")
+    clock = Clock()
+    d = _dispatcher(svc, clock)
+    try:
+        with monkeypatch.context() as m:
+            refused = mark_not_sent(HostUnreachable("local0", "connection refused"))
+            m.setattr(
+                supervisor, "launch_many",
+                lambda targets, timeout=30: {h: Failed("refused", refused) for h in targets},
+            )  # fmt: skip
+            d.tick()
+        assert svc.ledger.attempts_for(job_id)[0]["launch_sent_at"] is None
+        cut = {"local0"}
+        _unreachable(monkeypatch, cut)
+        for _ in range(4):
+            d.tick()
+            clock.now += 3.0
+        assert svc.get_job(job_id)["state"] == "queued"
+        assert "no retry spent" in svc.ledger.attempts_for(job_id)[0]["reason"]
+        cut.clear()
+        tick_until(d, lambda: all_ended(svc), timeout=20, pause=0.2)
+        assert svc.get_job(job_id)["state"] == "succeeded"
+    finally:
+        d.close()
+
+
+def test_a_refused_connection_proves_the_command_never_left(tmp_path):
+    """No connection (nothing listens): the error says the command never reached the host, so
+    a launch refused this way is known not to have run; a fail-fast retry says so too."""
+    from inventory.errors import HostError
+    from inventory.hostspec import HostSpec
+    from inventory.transport import SSHTransport, never_sent
+
+    spec = HostSpec("gone", "127.0.0.1", port=1, user="nobody")
+    transport = SSHTransport(spec, tmp_path / "known_hosts", ssh_config=None)
+    for _ in range(2):  # the connect, then the fail-fast answer during the backoff
+        with pytest.raises(HostError) as info:
+            transport.run(["true"], timeout=5)
+        assert never_sent(info.value)
+    assert not never_sent(HostUnreachable("h", "connection lost during a command"))
