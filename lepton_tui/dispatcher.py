@@ -58,6 +58,7 @@ from inventory import supervisor
 from inventory.fanout import Failed, Ok, fan_out
 from inventory.supervisor import AttemptStatus, LaunchSpec
 from inventory.transport import never_sent
+from lepton_tui import dispatch_truth as truth
 from lepton_tui import paths
 from lepton_tui.dispatch_samples import compact_samples, record_samples
 from lepton_tui.dispatch_view import (
@@ -578,14 +579,7 @@ class Dispatcher:
 
     def _finish(self, a: Mapping[str, Any], st: AttemptStatus, job_state: str) -> None:
         code = st.exit_code
-        if st.cancelled:
-            state, reason = "cancelled", st.reason or "cancelled"
-        elif st.timed_out:
-            state, reason = "timeout", st.reason or "time limit reached"
-        elif code == 0:
-            state, reason = "succeeded", None
-        else:
-            state, reason = "failed", st.reason or f"exit code {code}"
+        state, reason = truth.ended_state(st)
         target = state
         if job_state == "running" and state == "cancelled":
             target = "failed"  # cancelled on the host without a request here (an admin by hand)
@@ -706,21 +700,25 @@ class Dispatcher:
         """Kill still-running copies of lost attempts; return hosts with nothing left to fence."""
         by_name = {h["name"]: h for h in hosts}
         todo: dict[str, list[dict[str, Any]]] = {}
-        clean: list[dict[str, Any]] = []
+        statuses: dict[str, AttemptStatus] = {}
+        now = self.clock()
         for a in self._unfenced():
             outcome = polls.get(a["host"])
             if not isinstance(outcome, Ok):
                 continue
-            st = _status_of(outcome.value, a["token"])
+            st = statuses[a["token"]] = _status_of(outcome.value, a["token"])
+            # the host's truth first: an ended attempt's real exit code, a copy taken back
+            job, latest = self._amend_context(a)
+            amendment = truth.before_fence(a, job, st, latest, now)
+            if amendment is not None:
+                self._amend(a, amendment)
+                if not amendment.fence or st.state == "done":
+                    continue
             if st.state == "done":  # its wrapper ended: nothing of it runs
-                clean.append(a)
+                with self.ledger.tx():
+                    self.ledger.update("attempts", a["id"], {"fenced_at": now})
             else:  # running, starting, lost, or missing (its processes are looked for by token)
                 todo.setdefault(a["host"], []).append(a)
-        now = self.clock()
-        if clean:
-            with self.ledger.tx():
-                for a in clean:
-                    self.ledger.update("attempts", a["id"], {"fenced_at": now})
         if todo:
             results = fan_out(
                 {n: _bind(self._kill_stale, by_name[n], atts) for n, atts in todo.items()},
@@ -748,12 +746,42 @@ class Dispatcher:
                 with self.ledger.tx():
                     for a in todo[name]:
                         if a["token"] in outcome.value:  # else the host could not: next tick
-                            self._fenced(a, outcome.value[a["token"]], f"stale copy on {name} "
+                            killed = outcome.value[a["token"]]
+                            self._fenced(a, killed, f"stale copy on {name} "
                                          "killed before anything else runs there")  # fmt: skip
+                            job, latest = self._amend_context(a)
+                            st = statuses[a["token"]]
+                            amendment = truth.after_fence(a, job, st, killed, latest)
+                            if amendment is not None:
+                                self._amend(a, amendment)
                 log.warning("fenced %d stale attempt(s) on %s", len(todo[name]), name)
         self._fence_removed(hosts)
         left = {a["host"] for a in self._unfenced()}
         return {h["name"] for h in hosts} - left
+
+    def _amend_context(self, a: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """An attempt's job row, and whether the attempt is the job's latest."""
+        job = self.ledger.query_one(
+            "SELECT state, (SELECT MAX(id) FROM attempts WHERE job_id = jobs.id) AS latest "
+            "FROM jobs WHERE id = ?",
+            (a["job_id"],),
+        ) or {"state": "missing", "latest": None}
+        return job, job["latest"] == a["id"]
+
+    def _amend(self, a: Mapping[str, Any], amendment: truth.Amendment) -> None:
+        """Record what the host said of an attempt presumed lost (and correct its job)."""
+        with self.ledger.tx():
+            self.ledger.amend_attempt(
+                a["token"], amendment.note, state=amendment.attempt_state,
+                **amendment.attempt_fields,
+            )  # fmt: skip
+            if amendment.job_state is not None:
+                self.ledger.amend_job(
+                    a["job_id"], amendment.job_state, amendment.note, **amendment.job_fields
+                )
+        log.warning("job %s: %s", a["job_id"], amendment.note)
+        if amendment.attempt_fields.get("ended_at"):
+            settle(self.ledger, a["token"])
 
     def _fenced(self, a: Mapping[str, Any], killed: int, what: str) -> None:
         """Record that nothing of attempt `a` runs any more (inside the caller's transaction)."""

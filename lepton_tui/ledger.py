@@ -726,6 +726,56 @@ class Ledger:
                     att["job_id"], job_state, reason=reason, actor=actor, **(job_fields or {})
                 )
 
+    def amend_attempt(
+        self,
+        token: str,
+        note: str,
+        *,
+        state: str | None = None,
+        actor: str = "dispatcher",
+        **fields: Any,
+    ) -> None:
+        """Correct an attempt from what its host says after it was presumed lost (outside the
+        state machine on purpose: `lost` was a presumption, not an outcome), with an event."""
+        with self.tx():
+            att = self.query_one("SELECT * FROM attempts WHERE token = ?", (token,))
+            if att is None:
+                raise NotFound(f"attempt {token} does not exist")
+            values: dict[str, Any] = dict(fields)
+            if state is not None:
+                values["state"] = state
+                values["reason"] = note
+            if values:
+                self.update("attempts", att["id"], values)
+            to = state or att["state"]
+            self.event(
+                "attempt.amended",
+                f"job {att['job_id']} attempt {att['attempt_no']} on {att['host']}: "
+                f"{att['state']} -> {to} ({note})",
+                job_id=att["job_id"], host=att["host"], actor=actor,
+                data={"token": token, "from": att["state"], "to": to,
+                      **{k: v for k, v in fields.items() if k == "exit_code"}},
+            )  # fmt: skip
+
+    def amend_job(
+        self, job_id: int, state: str, note: str, *, actor: str = "dispatcher", **fields: Any
+    ) -> None:
+        """Correct a job's state that a presumed loss decided (a host that answers again with
+        the truth), outside the state machine on purpose, with a `job.amended` event."""
+        if state not in JOB_STATES:
+            raise IllegalTransition(f"unknown job state {state}")
+        with self.tx():
+            row = self.query_one("SELECT id, state FROM jobs WHERE id = ?", (job_id,))
+            if row is None:
+                raise NotFound(f"job {job_id} does not exist")
+            now = self.clock()
+            values = {"state": state, "updated_at": now, "reason": note, **fields}
+            self.update("jobs", job_id, values)
+            self.event(
+                "job.amended", f"job {job_id}: {row['state']} -> {state} ({note})",
+                job_id=job_id, actor=actor, data={"from": row["state"], "to": state}, at=now,
+            )  # fmt: skip
+
     # -- hosts ---------------------------------------------------------------------------------
 
     def get_host(self, name: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -255,3 +256,114 @@ def test_a_refused_connection_proves_the_command_never_left(tmp_path):
             transport.run(["true"], timeout=5)
         assert never_sent(info.value)
     assert not never_sent(HostUnreachable("h", "connection lost during a command"))
+
+
+def _presumed_lost(svc: Service, d: Dispatcher, clock: Clock, cut: set[str], host: str) -> None:
+    """Cut `host` off until the dispatcher declares it down (its attempts lost)."""
+    cut.add(host)
+    for _ in range(3):
+        d.tick()
+        clock.now += 3.0
+    assert _host_state(svc, host) == "down"
+
+
+def test_a_host_that_returns_amends_a_job_failed_on_a_presumed_loss(svc, tmp_path, monkeypatch):
+    """The host was cut off past the grace while the job (no retries) ran to exit 0: the job was
+    failed, 'host is down'; when the host answers again the ledger records the truth (it kept
+    'failed'): succeeded, exit code 0, with an event saying so."""
+    svc.set_setting("host_grace_s", 5.0)
+    add_local_hosts(svc, tmp_path, 1)
+    release = tmp_path / "release"
+    job_id = svc.submit(command=f"until [ -e {release} ]; do sleep 0.05; done; echo done")
+    clock = Clock()
+    d = _dispatcher(svc, clock)
+    try:
+        tick_until(d, lambda: _state(svc, job_id) == "running", timeout=20)
+        cut: set[str] = set()
+        _unreachable(monkeypatch, cut)
+        _presumed_lost(svc, d, clock, cut, "local0")
+        job = svc.get_job(job_id)
+        assert job["state"] == "failed" and "no retries left" in job["reason"]
+        release.touch()
+        (attempt,) = svc.ledger.attempts_for(job_id)
+        wait_for = Path(attempt["remote_dir"]) / "exit_code"
+        deadline = time.monotonic() + 20
+        while not wait_for.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cut.clear()
+        d.tick()
+        job = svc.get_job(job_id)
+        assert job["state"] == "succeeded" and job["exit_code"] == 0
+        (attempt,) = svc.ledger.attempts_for(job_id)
+        assert attempt["state"] == "succeeded" and attempt["exit_code"] == 0
+        (event,) = svc.ledger.query("SELECT * FROM events WHERE kind = 'job.amended'")
+        assert "failed -> succeeded" in event["message"] and "exit code 0" in event["message"]
+    finally:
+        d.close()
+
+
+def test_a_copy_still_running_when_its_host_returns_is_taken_back(svc, tmp_path, monkeypatch):
+    """Still running when its host answers again, the job failed on a presumed loss is running
+    again (taken back, not killed), and ends with its real exit code; it ran once."""
+    svc.set_setting("host_grace_s", 5.0)
+    add_local_hosts(svc, tmp_path, 1)
+    release, marker = tmp_path / "release", tmp_path / "runs.log"
+    job_id = svc.submit(
+        command=f"echo run >> {marker}; until [ -e {release} ]; do sleep 0.05; done; exit 3"
+    )
+    clock = Clock()
+    d = _dispatcher(svc, clock)
+    try:
+        tick_until(d, lambda: _state(svc, job_id) == "running", timeout=20)
+        cut: set[str] = set()
+        _unreachable(monkeypatch, cut)
+        _presumed_lost(svc, d, clock, cut, "local0")
+        assert _state(svc, job_id) == "failed"
+        cut.clear()
+        d.tick()
+        assert _state(svc, job_id) == "running"
+        assert svc.ledger.attempts_for(job_id)[0]["fenced_at"] is None
+        release.touch()
+        tick_until(d, lambda: all_ended(svc), timeout=20, pause=0.2)
+        job = svc.get_job(job_id)
+        assert job["state"] == "failed" and job["exit_code"] == 3
+        assert len(svc.ledger.attempts_for(job_id)) == 1 and _lines(marker) == 1
+    finally:
+        d.close()
+
+
+def test_a_launch_that_never_ran_is_requeued_when_its_host_says_so(svc, tmp_path, monkeypatch):
+    """The launch's answer was lost but the launch never ran: presumed started while the host
+    was cut off (the job failed), it is requeued once the host says the attempt is not there,
+    and then runs."""
+    from inventory import supervisor
+    from inventory.fanout import Failed
+
+    svc.set_setting("host_grace_s", 5.0)
+    add_local_hosts(svc, tmp_path, 1)
+    job_id = svc.submit(command="true")
+    clock = Clock()
+    d = _dispatcher(svc, clock)
+    try:
+        with monkeypatch.context() as m:
+            lost = HostUnreachable("local0", "connection lost during a command")
+            m.setattr(
+                supervisor, "launch_many",
+                lambda targets, timeout=30: {h: Failed("lost", lost) for h in targets},
+            )  # fmt: skip
+            d.tick()
+        cut: set[str] = set()
+        _unreachable(monkeypatch, cut)
+        _presumed_lost(svc, d, clock, cut, "local0")
+        assert _state(svc, job_id) == "failed"
+        cut.clear()
+        d.tick()
+        assert _state(svc, job_id) in ("queued", "starting", "running", "succeeded")
+        tick_until(d, lambda: all_ended(svc), timeout=20, pause=0.2)
+        assert _state(svc, job_id) == "succeeded"
+        first, second = svc.ledger.attempts_for(job_id)
+        assert first["state"] == "lost" and first["launch_sent_at"] is None
+        amended = svc.ledger.query("SELECT message FROM events WHERE kind = 'job.amended'")
+        assert "never started" in amended[0]["message"]
+    finally:
+        d.close()
