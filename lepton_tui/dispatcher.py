@@ -89,6 +89,7 @@ DEFAULTS: dict[str, Any] = {
 COMPACT_EVERY_S = 60.0
 DECISIONS_KEEP = 5000
 MAX_LAUNCH_TRIES = 3
+MIN_START_TIMEOUT_S = 10.0  # see start_timeout_s
 MIN_FAILED_POLLS = 2  # a host is down after this many failed polls in a row spanning the grace
 FREE_LOSSES = 3  # attempts per job lost before they ran that spend no retry
 REMOVED_RETRY_S = 30.0  # how often fencing tries a removed host again
@@ -1054,6 +1055,7 @@ class Dispatcher:
                     gpu_ids=_gpu_list(a.get("gpu_ids")), time_limit_s=a.get("time_limit_s"),
                     kill_grace_s=grace,
                     end_patience_s=max(180.0, 1.5 * self.setting("host_grace_s")),
+                    start_timeout_s=start_timeout_s(self.setting("host_grace_s")),
                 )  # fmt: skip
             except ValueError as exc:
                 self._give_up(a, f"cannot launch: {exc}")
@@ -1193,6 +1195,13 @@ class DispatcherHandle:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def start_timeout_s(host_grace_s: float) -> float:
+    """How long an attempt may go without its wrapper's record before it reads as lost: the
+    host grace (a wrapper killed before it recorded itself held its job 120 s whatever the
+    grace), but at least MIN_START_TIMEOUT_S for a python3 slow to start on a loaded host."""
+    return max(MIN_START_TIMEOUT_S, float(host_grace_s))
 
 
 def check_stored_setting(key: str, value: Any) -> None:

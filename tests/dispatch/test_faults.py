@@ -4,6 +4,7 @@ whose jobs in fact ended (local transport; the faults are injected at the dispat
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -367,3 +368,44 @@ def test_a_launch_that_never_ran_is_requeued_when_its_host_says_so(svc, tmp_path
         assert "never started" in amended[0]["message"]
     finally:
         d.close()
+
+
+def _unrecorded_attempt(root: Path, created_ago: float, start_timeout_s: float | None) -> str:
+    """An attempt directory whose wrapper never recorded itself (killed before it could)."""
+    from inventory.remote import agent
+
+    token = "abcabcabcabc"
+    d = root / "jobs" / f"1-{token}"
+    d.mkdir(parents=True)
+    spec: dict[str, Any] = {"created_at": time.time() - created_ago, "boot_id": agent.boot_id()}
+    if start_timeout_s is not None:
+        spec["start_timeout_s"] = start_timeout_s
+    (d / "launch.json").write_text(json.dumps(spec))
+    return token
+
+
+@pytest.mark.parametrize(("ago", "timeout", "state"), [(40, 30, "lost"), (20, 30, "starting"),
+                                                      (130, None, "lost")])  # fmt: skip
+def test_the_wrapper_start_timeout_is_the_launch_s(tmp_path, ago, timeout, state):
+    """A wrapper that never recorded itself reads lost after the timeout its launch carries
+    (it was 120 s whatever the grace); a launch without one keeps the old 120 s."""
+    from inventory.remote import agent
+
+    token = _unrecorded_attempt(tmp_path, ago, timeout)
+    assert agent.statuses(str(tmp_path), [token])[token]["state"] == state
+
+
+def test_the_dispatcher_launches_with_the_grace_as_start_timeout(svc, tmp_path):
+    """The launch carries the host grace as its wrapper-start timeout (10 s at least)."""
+    svc.set_setting("host_grace_s", 30.0)
+    add_local_hosts(svc, tmp_path, 1)
+    job_id = svc.submit(command="true")
+    d = _dispatcher(svc)
+    try:
+        tick_until(d, lambda: all_ended(svc), timeout=20, pause=0.2)
+    finally:
+        d.close()
+    (attempt,) = svc.ledger.attempts_for(job_id)
+    launch = json.loads((Path(attempt["remote_dir"]) / "launch.json").read_text())
+    assert launch["start_timeout_s"] == 30.0
+    assert dispatcher_mod.start_timeout_s(1.0) == dispatcher_mod.MIN_START_TIMEOUT_S
