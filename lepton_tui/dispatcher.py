@@ -28,9 +28,11 @@ Defaults come from `lepton_tui.settings.SETTINGS` when it knows the key (one sou
 the console, `lepton-tui settings` and this loop), else from `DEFAULTS` below.
 - `tick_s` (2): seconds between ticks.
 - `host_grace_s` (120): a host whose failed polls in a row (two at least) span this long is
-  `down`; its attempts are lost
-  and their jobs requeued (while retries last) or failed. Retries (`--retries`) are spent only on
-  lost attempts (host down, wrapper killed, host removed); a job that exits non-zero has failed.
+  `down`; its attempts are lost and their jobs requeued (while retries last) or failed. Retries
+  (`--retries`) are spent only on lost attempts that ran or may have (host down, wrapper killed,
+  host removed); a job that exits non-zero has failed. When the host answers again, what it says
+  amends the ledger (`lepton_tui.dispatch_truth`). A wrapper that never records itself is lost
+  after the grace too (`start_timeout_s`).
 - `cancel_grace_s` (10): seconds between TERM and KILL on cancel and at the time limit.
 - `cost_weight` (0.0): passed to the policy.
 - `long_share` (0.0): under `sjf`, long jobs (time limit over 1 h) hold at most this share of the
