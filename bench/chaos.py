@@ -42,6 +42,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -198,6 +199,46 @@ class Child:
                 self.proc.wait()
 
 
+class Restorer:
+    """Undoes faults on time from a thread of its own: the driver may itself wait on the
+    ledger while the dispatcher it stopped holds the write lock (it is the one to continue it)."""
+
+    def __init__(self, begun: float) -> None:
+        self.begun = begun
+        self.items: list[tuple[float, str, Callable[[], None]]] = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="chaos-restorer", daemon=True)
+        self.thread.start()
+
+    def add(self, at: float, kind: str, undo: Callable[[], None]) -> None:
+        """Run `undo` at `at` seconds into the run."""
+        with self.lock:
+            self.items.append((at, kind, undo))
+
+    def pending(self, kind: str) -> bool:
+        with self.lock:
+            return any(k == kind for _, k, _ in self.items)
+
+    def _take(self, until: float) -> list[Callable[[], None]]:
+        with self.lock:
+            due = sorted((i for i in self.items if i[0] <= until), key=lambda i: i[0])
+            self.items = [i for i in self.items if i[0] > until]
+        return [undo for _, _, undo in due]
+
+    def _loop(self) -> None:
+        while not self.stop.wait(0.05):
+            for undo in self._take(time.monotonic() - self.begun):
+                undo()
+
+    def finish(self) -> None:
+        """Stop the thread and undo everything left now."""
+        self.stop.set()
+        self.thread.join()
+        for undo in self._take(float("inf")):
+            undo()
+
+
 # -- jobs -------------------------------------------------------------------------------------
 
 
@@ -280,6 +321,7 @@ def run(cfg: ChaosConfig, workdir: Path, say: Callable[[str], None] = print) -> 
     report = Report(config=asdict(cfg))
     faults: Counter[str] = Counter()
     begun = time.monotonic()
+    restores = Restorer(begun)
     try:
         (home / paths.KNOWN_HOSTS_FILE).write_bytes(Path(bed.known_hosts).read_bytes())
         for h in hosts:
@@ -298,23 +340,18 @@ def run(cfg: ChaosConfig, workdir: Path, say: Callable[[str], None] = print) -> 
         ]  # fmt: skip
         arrive = sorted(rng.uniform(0, 0.7 * cfg.duration_s) for _ in plans)
         child.start()
-        restores: list[tuple[float, str, Callable[[], None]]] = []
         out_hosts: set[str] = set()
         kinds: list[str] = []
         next_fault = rng.uniform(*cfg.fault_every_s)
-        submitted = 0
-        seen = 0
+        submitted = retries = seen = 0
         while (now := time.monotonic() - begun) < cfg.duration_s:
             while submitted < len(plans) and arrive[submitted] <= now:
                 p = plans[submitted]
                 p.job_id = svc.submit(command=_command(runs, p), retries=p.retries, cpus=1)
                 submitted += 1
-            if not child.alive and not any(r[1] == "restart" for r in restores):
+            if not child.alive and not restores.pending("restart"):
                 # it killed itself between a launch and its record: start it again
-                restores.append((now + rng.uniform(0.2, 1.0), "restart", child.start))
-            for item in [r for r in restores if r[0] <= now]:
-                restores.remove(item)
-                item[2]()
+                restores.add(now + rng.uniform(0.2, 1.0), "restart", child.start)
             seen, lost_on = _lost_answers(log, seen)
             for name in lost_on:  # a lost answer, then its host cut off past the grace
                 host = next((h for h in hosts if h.name == name), None)
@@ -334,14 +371,20 @@ def run(cfg: ChaosConfig, workdir: Path, say: Callable[[str], None] = print) -> 
                 if done:
                     faults[kind] += 1
                     say(f"{now:6.1f}s fault {kind}: {done}")
+                    retries = 0
+                elif retries < 20:  # nothing to strike now (no running job, ...): soon again
+                    retries += 1
+                    kinds.append(kind)
+                    next_fault = now + 0.25
+                else:
+                    retries = 0
             time.sleep(0.05)
         while submitted < len(plans):  # a short duration: the rest arrive now
             p = plans[submitted]
             p.job_id = svc.submit(command=_command(runs, p), retries=p.retries, cpus=1)
             submitted += 1
         say(f"faults stop after {time.monotonic() - begun:.0f}s; undoing them and draining")
-        for _, _, undo in sorted(restores, key=lambda r: r[0]):
-            undo()
+        restores.finish()
         bed(cfg.hosts)
         if not child.alive:
             child.start()
@@ -352,6 +395,7 @@ def run(cfg: ChaosConfig, workdir: Path, say: Callable[[str], None] = print) -> 
         time.sleep(3.0)  # the cancel helpers' KILL after cancel_grace_s
         _check(svc, plans, runs, workdir, log, report)
     finally:
+        restores.finish()
         child.stop()
         svc.close()
         bed.close()
@@ -370,7 +414,7 @@ def _strike(
     child: Child,
     hosts: list[Any],
     out_hosts: set[str],
-    restores: list[tuple[float, str, Callable[[], None]]],
+    restores: Restorer,
     now: float,
 ) -> str | None:
     """Strike one fault; what was done (None when it did not apply now)."""
@@ -378,12 +422,12 @@ def _strike(
         child.signal(signal.SIGKILL)
         assert child.proc is not None
         child.proc.wait()
-        restores.append((now + rng.uniform(0.2, 2.0), "restart", child.start))
+        restores.add(now + rng.uniform(0.2, 2.0), "restart", child.start)
         return "dispatcher killed"
     if kind == "sigstop" and child.alive and not child.stopped:
         pause = rng.uniform(0.5, 1.8) * cfg.grace_s
         child.signal(signal.SIGSTOP)
-        restores.append((now + pause, "cont", lambda: child.signal(signal.SIGCONT)))
+        restores.add(now + pause, "cont", lambda: child.signal(signal.SIGCONT))
         return f"dispatcher stopped for {pause:.1f}s"
     if kind in ("sshd_short", "sshd_long", "cut_sessions"):
         free = [h for h in hosts if h.name not in out_hosts]
@@ -427,7 +471,7 @@ def _sshd_out(
     host: Any,
     out_s: float,
     out_hosts: set[str],
-    restores: list[tuple[float, str, Callable[[], None]]],
+    restores: Restorer,
     now: float,
 ) -> str:
     """Stop a host's sshd (its sessions dropped) for `out_s` seconds."""
@@ -438,7 +482,7 @@ def _sshd_out(
         host.start()
         out_hosts.discard(host.name)
 
-    restores.append((now + out_s, "sshd", back))
+    restores.add(now + out_s, "sshd", back)
     return f"{host.name} sshd down for {out_s:.1f}s"
 
 
@@ -476,6 +520,11 @@ def _drain(svc: Any, child: Child, cfg: ChaosConfig, say: Callable[[str], None])
             return
         time.sleep(0.5)
     say(f"drain timed out after {cfg.drain_s:.0f}s")
+
+
+def _attempt_dir(workdir: Path, a: dict[str, Any]) -> Path:
+    """An attempt's directory on its host (known even when its launch answer was lost)."""
+    return workdir / "roots" / a["host"] / "jobs" / f"{a['job_id']}-{a['token']}"
 
 
 def _check(
@@ -521,11 +570,14 @@ def _check(
         if job["state"] in ("failed", "timeout") and job["exit_code"] is not None:
             if job["exit_code"] == 0:
                 bad.append(f"job {job['id']} is {job['state']} with exit code 0")
-        # an attempt that ran to exit 0 while the ledger keeps its job failed: the truth lost
+        # the host recorded the last attempt's exit 0 (its wrapper saw it) while the ledger
+        # keeps the job failed: the truth lost (a job whose wrapper was killed cannot be known
+        # to have exited 0: nothing on the host says so)
         latest = (by_job.get(job["id"]) or [None])[-1]
-        if latest and job["state"] == "failed" and ends.get(latest["token"]) == 0:
-            if latest["state"] != "cancelled":
-                bad.append(f"job {job['id']} is failed, but its last attempt exited 0")
+        if latest and job["state"] == "failed":
+            recorded = _attempt_dir(workdir, latest) / "exit_code"
+            if recorded.exists() and recorded.read_text().strip() == "0":
+                bad.append(f"job {job['id']} is failed, but its host recorded exit code 0")
     for pid, cmd in _leftovers(workdir, tokens):
         bad.append(f"still running after the end: pid {pid}: {cmd}")
     text = log.read_text(errors="replace") if log.exists() else ""
