@@ -136,7 +136,7 @@ def serve_child(home: str, seed: int, lose_p: float, die_p: float, tick_s: float
         if rng.random() < die_p:
             print("CHAOS die_after_launch", file=sys.stderr, flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
-        out = {}
+        out: dict[str, Any] = {}
         for host, result in results.items():
             if result.ok and rng.random() < lose_p:
                 print(f"CHAOS lost_answer {host}", file=sys.stderr, flush=True)
@@ -357,10 +357,10 @@ def run(cfg: ChaosConfig, workdir: Path, say: Callable[[str], None] = print) -> 
                 host = next((h for h in hosts if h.name == name), None)
                 if host is None or name in out_hosts or rng.random() >= cfg.partition_p:
                     continue
-                done = _sshd_out(host, rng.uniform(1.6, 2.6) * cfg.grace_s, out_hosts,
+                what = _sshd_out(host, rng.uniform(1.6, 2.6) * cfg.grace_s, out_hosts,
                                  restores, now)  # fmt: skip
                 faults["partition_after_lost_answer"] += 1
-                say(f"{now:6.1f}s fault partition_after_lost_answer: {done}")
+                say(f"{now:6.1f}s fault partition_after_lost_answer: {what}")
             if now >= next_fault:
                 next_fault = now + rng.uniform(*cfg.fault_every_s)
                 if not kinds:
@@ -573,7 +573,8 @@ def _check(
         # the host recorded the last attempt's exit 0 (its wrapper saw it) while the ledger
         # keeps the job failed: the truth lost (a job whose wrapper was killed cannot be known
         # to have exited 0: nothing on the host says so)
-        latest = (by_job.get(job["id"]) or [None])[-1]
+        mine = by_job.get(job["id"], [])
+        latest = mine[-1] if mine else None
         if latest and job["state"] == "failed":
             recorded = _attempt_dir(workdir, latest) / "exit_code"
             if recorded.exists() and recorded.read_text().strip() == "0":
