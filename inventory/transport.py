@@ -8,6 +8,7 @@ quoted: nothing is ever spliced into a shell string.
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import select
 import shlex
@@ -57,6 +58,12 @@ class Transport(Protocol):
         """Release the connection (if any); the transport reconnects on the next call."""
         ...
 
+
+# paramiko logs a failed handshake (sshd going away mid-connect) from its own thread as ERROR
+# lines with a traceback, which read as a crash in `serve`'s log; the same failure reaches the
+# caller as one HostError line. Its log goes to a channel of its own, quiet unless turned on.
+PARAMIKO_LOG = "inventory.transport.paramiko"
+logging.getLogger(PARAMIKO_LOG).setLevel(logging.CRITICAL)
 
 _NOT_SENT = "_lepton_not_sent"
 
@@ -209,6 +216,7 @@ class SSHTransport:
         r = resolve(self.spec, self.ssh_config)  # type: ignore[arg-type]
         self.resolved = r
         client = paramiko.SSHClient()
+        client.set_log_channel(PARAMIKO_LOG)
         if self.known_hosts.exists():
             client.load_host_keys(str(self.known_hosts))
         client.set_missing_host_key_policy(_LeptonRejectPolicy(self.name))

@@ -409,3 +409,38 @@ def test_the_dispatcher_launches_with_the_grace_as_start_timeout(svc, tmp_path):
     launch = json.loads((Path(attempt["remote_dir"]) / "launch.json").read_text())
     assert launch["start_timeout_s"] == 30.0
     assert dispatcher_mod.start_timeout_s(1.0) == dispatcher_mod.MIN_START_TIMEOUT_S
+
+
+def test_a_connection_reset_in_the_handshake_logs_no_traceback(tmp_path, caplog):
+    """sshd going away while a connection opens (reset before its banner): the caller gets one
+    HostError line, and paramiko's thread logs no traceback into `serve`'s log (it did)."""
+    import logging
+    import socket
+    import struct
+    import threading
+
+    from inventory.errors import HostError
+    from inventory.hostspec import HostSpec
+    from inventory.transport import SSHTransport
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def reset() -> None:
+        conn, _ = server.accept()
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        time.sleep(0.2)
+        conn.close()  # RST, not FIN
+
+    thread = threading.Thread(target=reset, daemon=True)
+    thread.start()
+    spec = HostSpec("resets", "127.0.0.1", port=server.getsockname()[1], user="nobody")
+    transport = SSHTransport(spec, tmp_path / "known_hosts", ssh_config=None)
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(HostError):
+        transport.run(["true"], timeout=5)
+    thread.join(5)
+    server.close()
+    time.sleep(0.2)  # paramiko's thread logs after the caller has its error
+    assert not [r for r in caplog.records if "Traceback" in r.getMessage()]
