@@ -28,7 +28,9 @@ class LaunchSpec:
 
     `kill_grace_s` is how long the wrapper waits between TERM and KILL at the time limit;
     `end_patience_s` how long it keeps trying to record the job's end in a directory that is
-    out of reach (longer than the dispatcher waits for a hidden directory).
+    out of reach (longer than the dispatcher waits for a hidden directory); `start_timeout_s`
+    how long the attempt may stay without a wrapper record before it reads as lost ("wrapper
+    never started": killed or failed before it recorded itself).
     """
 
     job_id: int
@@ -40,6 +42,7 @@ class LaunchSpec:
     time_limit_s: float | None = None
     kill_grace_s: float = 10.0
     end_patience_s: float = 180.0
+    start_timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
         check_token(self.token)

@@ -8,6 +8,7 @@ quoted: nothing is ever spliced into a shell string.
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import select
 import shlex
@@ -56,6 +57,27 @@ class Transport(Protocol):
     def close(self) -> None:
         """Release the connection (if any); the transport reconnects on the next call."""
         ...
+
+
+# paramiko logs a failed handshake (sshd going away mid-connect) from its own thread as ERROR
+# lines with a traceback, which read as a crash in `serve`'s log; the same failure reaches the
+# caller as one HostError line. Its log goes to a channel of its own, quiet unless turned on.
+PARAMIKO_LOG = "inventory.transport.paramiko"
+logging.getLogger(PARAMIKO_LOG).setLevel(logging.CRITICAL)
+
+_NOT_SENT = "_lepton_not_sent"
+
+
+def mark_not_sent(exc: BaseException) -> BaseException:
+    """Note on `exc` that its command never reached the host (no connection, no channel)."""
+    setattr(exc, _NOT_SENT, True)
+    return exc
+
+
+def never_sent(exc: BaseException | None) -> bool:
+    """True when `exc` proves its command never reached the host; any other failure (a dropped
+    connection, a timeout) may have run it there."""
+    return bool(exc is not None and getattr(exc, _NOT_SENT, False))
 
 
 class LocalTransport:
@@ -200,6 +222,7 @@ class SSHTransport:
         r = resolve(self.spec, self.ssh_config)  # type: ignore[arg-type]
         self.resolved = r
         client = paramiko.SSHClient()
+        client.set_log_channel(PARAMIKO_LOG)
         if self.known_hosts.exists():
             client.load_host_keys(str(self.known_hosts))
         client.set_missing_host_key_policy(_LeptonRejectPolicy(self.name, self.pinned_fingerprint))
@@ -357,21 +380,27 @@ class SSHTransport:
         deadline = time.monotonic() + timeout
         chan: paramiko.Channel | None = None
         for attempt in (0, 1):
-            transport = self._ensure(deadline - time.monotonic())
+            try:  # no connection: the command never left this machine
+                transport = self._ensure(deadline - time.monotonic())
+            except HostError as exc:
+                mark_not_sent(exc)
+                raise
             try:
                 chan = transport.open_session(timeout=max(deadline - time.monotonic(), 0.1))
                 break
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 self._drop()
                 if time.monotonic() >= deadline:  # the host did not answer at all
-                    raise CommandTimeout(
-                        self.name,
-                        f"command did not finish within {timeout:g}s (no answer to a channel "
-                        "open; the host may be hung or overloaded)",
+                    raise mark_not_sent(
+                        CommandTimeout(
+                            self.name,
+                            f"command did not finish within {timeout:g}s (no answer to a "
+                            "channel open; the host may be hung or overloaded)",
+                        )
                     ) from exc
                 if attempt == 1:
-                    raise HostUnreachable(
-                        self.name, f"connection lost: {exc or type(exc).__name__}"
+                    raise mark_not_sent(
+                        HostUnreachable(self.name, f"connection lost: {exc or type(exc).__name__}")
                     ) from exc
         assert chan is not None
         with self._lock:

@@ -27,9 +27,12 @@ Settings (keys of the `settings` table):
 Defaults come from `lepton_tui.settings.SETTINGS` when it knows the key (one source of truth for
 the console, `lepton-tui settings` and this loop), else from `DEFAULTS` below.
 - `tick_s` (2): seconds between ticks.
-- `host_grace_s` (120): a host that misses polls for this long is `down`; its attempts are lost
-  and their jobs requeued (while retries last) or failed. Retries (`--retries`) are spent only on
-  lost attempts (host down, wrapper killed, host removed); a job that exits non-zero has failed.
+- `host_grace_s` (120): a host whose failed polls in a row (two at least) span this long is
+  `down`; its attempts are lost and their jobs requeued (while retries last) or failed. Retries
+  (`--retries`) are spent only on lost attempts that ran or may have (host down, wrapper killed,
+  host removed); a job that exits non-zero has failed. When the host answers again, what it says
+  amends the ledger (`lepton_tui.dispatch_truth`). A wrapper that never records itself is lost
+  after the grace too (`start_timeout_s`).
 - `cancel_grace_s` (10): seconds between TERM and KILL on cancel and at the time limit.
 - `cost_weight` (0.0): passed to the policy.
 - `long_share` (0.0): under `sjf`, long jobs (time limit over 1 h) hold at most this share of the
@@ -56,7 +59,9 @@ from typing import Any
 from inventory import supervisor
 from inventory.fanout import Failed, Ok, fan_out
 from inventory.supervisor import AttemptStatus, LaunchSpec
+from inventory.transport import never_sent
 from lepton_tui import dispatch_slurm, paths
+from lepton_tui import dispatch_truth as truth
 from lepton_tui.dispatch_samples import compact_samples, record_samples
 from lepton_tui.dispatch_view import (
     REASON_POLICY,
@@ -86,8 +91,12 @@ DEFAULTS: dict[str, Any] = {
 COMPACT_EVERY_S = 60.0
 DECISIONS_KEEP = 5000
 MAX_LAUNCH_TRIES = 3
+MIN_START_TIMEOUT_S = 10.0  # see start_timeout_s
+MIN_FAILED_POLLS = 2  # a host is down after this many failed polls in a row spanning the grace
 FREE_LOSSES = 3  # attempts per job lost before they ran that spend no retry
 REMOVED_RETRY_S = 30.0  # how often fencing tries a removed host again
+# an attempt that may have started: seen running, or lost unseen after its launch went out
+_MAY_HAVE_RUN = "(started_at IS NOT NULL OR (presumed = 1 AND launch_sent_at IS NOT NULL))"
 DECISIONS_PER_ROUND = 200
 EXPLAIN_PER_ROUND = 50
 
@@ -386,7 +395,10 @@ class Dispatcher:
             return active
         with self.ledger.tx():  # left unfenced: `_fence_removed` stops what still runs there
             for a in orphans:
-                self._lose(a, f"host {a['host']} was removed", self._job_state(a["job_id"]))
+                self._lose(
+                    a, f"host {a['host']} was removed", self._job_state(a["job_id"]),
+                    presumed=True,
+                )  # fmt: skip
         for a in orphans:
             settle(self.ledger, a["token"])
         return [a for a in active if a["host"] in names]
@@ -473,7 +485,10 @@ class Dispatcher:
         relaunch = []
         ended: list[str] = []
         with self.ledger.tx():
-            values: dict[str, Any] = {"last_seen": now, "last_error": None, "state": "up"}
+            values: dict[str, Any] = {
+                "last_seen": now, "last_error": None, "state": "up",
+                "failed_polls": 0, "failing_since": None,
+            }  # fmt: skip
             values.update(_discovered_capacity(host, poll))
             self.ledger.update("hosts", host["id"], values)
             if host["state"] != "up":
@@ -573,14 +588,7 @@ class Dispatcher:
 
     def _finish(self, a: Mapping[str, Any], st: AttemptStatus, job_state: str) -> None:
         code = st.exit_code
-        if st.cancelled:
-            state, reason = "cancelled", st.reason or "cancelled"
-        elif st.timed_out:
-            state, reason = "timeout", st.reason or "time limit reached"
-        elif code == 0:
-            state, reason = "succeeded", None
-        else:
-            state, reason = "failed", st.reason or f"exit code {code}"
+        state, reason = truth.ended_state(st)
         target = state
         if job_state == "running" and state == "cancelled":
             target = "failed"  # cancelled on the host without a request here (an admin by hand)
@@ -604,25 +612,37 @@ class Dispatcher:
         else:
             self.ledger.transition_attempt(a["token"], state, reason=reason, **fields)
 
-    def _lose(self, a: Mapping[str, Any], why: str, job_state: str) -> None:
+    def _lose(
+        self, a: Mapping[str, Any], why: str, job_state: str, *, presumed: bool = False
+    ) -> None:
         """Mark an attempt lost; requeue its job while retries last, else fail it.
 
         A retry is spent by an attempt that started running; one lost before its job ever ran (a
         failed launch, a host that went down while starting it) is not the job's fault, up to
         FREE_LOSSES of them per job (so a launch that does run the job but never answers cannot
         start it again and again).
+
+        `presumed`: the host did not answer (down, removed), so what became of the attempt is
+        not known. One whose launch may have gone out (`launch_sent_at`) then counts as started:
+        it is *unknown*, never "not started", until its host says (`_amend`), so a job with no
+        retries left is not placed again while that copy may run.
         """
+        if presumed:
+            self.ledger.execute("UPDATE attempts SET presumed = 1 WHERE token = ?", (a["token"],))
         job = self.ledger.query_one(
-            "SELECT retries, (SELECT COUNT(*) FROM attempts WHERE job_id = jobs.id "
-            "AND started_at IS NOT NULL) AS ran, (SELECT COUNT(*) FROM attempts "
-            "WHERE job_id = jobs.id) AS made, (SELECT started_at IS NOT NULL FROM attempts "
-            "WHERE token = ?) AS this_ran FROM jobs WHERE id = ?",
-            (a["token"], a["job_id"]),
+            f"SELECT retries, (SELECT COUNT(*) FROM attempts WHERE job_id = jobs.id "
+            f"AND {_MAY_HAVE_RUN}) AS ran, (SELECT COUNT(*) FROM attempts "
+            f"WHERE job_id = jobs.id) AS made, (SELECT {_MAY_HAVE_RUN} FROM attempts "
+            "WHERE token = ?) AS this_ran, (SELECT started_at IS NULL FROM attempts "
+            "WHERE token = ?) AS unseen FROM jobs WHERE id = ?",
+            (a["token"], a["token"], a["job_id"]),
         )
         spent = 0
         if job:
             ran = int(job["ran"])
             spent = ran + max(0, int(job["made"]) - ran - FREE_LOSSES)
+        if presumed and job and job["this_ran"] and job["unseen"]:
+            why = f"{why}; its launch may have run there"
         if job_state == "cancelling":
             target, reason = "cancelled", f"cancelled ({why})"
         elif job_state in ("starting", "running"):
@@ -643,29 +663,42 @@ class Dispatcher:
     def _record_failure(
         self, host: dict[str, Any], outcome: Failed, active: list[dict[str, Any]], now: float
     ) -> bool:
-        """A missed poll: note the error; past the grace period mark the host down. True if down."""
+        """A missed poll: count it in the host's streak; mark the host down once consecutive
+        failed polls (at least MIN_FAILED_POLLS) span the grace period. True if down.
+
+        The time since the host last answered is no measure: one tick slower than the grace (a
+        loaded login node) would mark a healthy host down on its first missed poll, and its
+        jobs, running fine, would be lost with it.
+        """
         name = host["name"]
         grace = self.setting("host_grace_s")
-        seen = host["last_seen"] or max(float(host["added_at"] or 0), self.started_at)
-        # A dispatcher that was not running cannot blame the host for the polls it did not make.
-        seen = max(seen, self.started_at) if host["state"] != "down" else seen
+        streak = int(host.get("failed_polls") or 0) + 1
+        since = host.get("failing_since")
+        since = now if since is None else float(since)
         with self.ledger.tx():
-            self.ledger.update("hosts", host["id"], {"last_error": outcome.reason[:500]})
+            self.ledger.update(
+                "hosts", host["id"],
+                {"last_error": outcome.reason[:500], "failed_polls": streak,
+                 "failing_since": since},
+            )  # fmt: skip
             if host["state"] == "down":
                 return True
-            if now - seen < grace:
+            if streak < MIN_FAILED_POLLS or now - since < grace:
                 return False
             self.ledger.update("hosts", host["id"], {"state": "down"})
             self.ledger.event(
                 "host.down",
-                f"host {name} is down: no answer for {now - seen:.0f}s ({outcome.reason})",
+                f"host {name} is down: {streak} polls in a row failed over {now - since:.0f}s "
+                f"({outcome.reason})",
                 host=name, actor="dispatcher",
             )  # fmt: skip
             if dispatch_slurm.is_slurm(host):  # its jobs run in Slurm, not on the node lepton
                 active = []  # reaches: none is lost; they are reconciled when it answers again
             for a in active:
                 if a["host"] == name:
-                    self._lose(a, f"host {name} is down", self._job_state(a["job_id"]))
+                    self._lose(
+                        a, f"host {name} is down", self._job_state(a["job_id"]), presumed=True
+                    )
         for a in active:
             if a["host"] == name:
                 settle(self.ledger, a["token"])
@@ -678,21 +711,25 @@ class Dispatcher:
         """Kill still-running copies of lost attempts; return hosts with nothing left to fence."""
         by_name = {h["name"]: h for h in hosts}
         todo: dict[str, list[dict[str, Any]]] = {}
-        clean: list[dict[str, Any]] = []
+        statuses: dict[str, AttemptStatus] = {}
+        now = self.clock()
         for a in self._unfenced():
             outcome = polls.get(a["host"])
             if not isinstance(outcome, Ok):
                 continue
-            st = _status_of(outcome.value, a["token"])
+            st = statuses[a["token"]] = _status_of(outcome.value, a["token"])
+            # the host's truth first: an ended attempt's real exit code, a copy taken back
+            job, latest = self._amend_context(a)
+            amendment = truth.before_fence(a, job, st, latest, now)
+            if amendment is not None:
+                self._amend(a, amendment)
+                if not amendment.fence or st.state == "done":
+                    continue
             if st.state == "done":  # its wrapper ended: nothing of it runs
-                clean.append(a)
+                with self.ledger.tx():
+                    self.ledger.update("attempts", a["id"], {"fenced_at": now})
             else:  # running, starting, lost, or missing (its processes are looked for by token)
                 todo.setdefault(a["host"], []).append(a)
-        now = self.clock()
-        if clean:
-            with self.ledger.tx():
-                for a in clean:
-                    self.ledger.update("attempts", a["id"], {"fenced_at": now})
         if todo:
             results = fan_out(
                 {n: _bind(self._kill_stale, by_name[n], atts) for n, atts in todo.items()},
@@ -720,12 +757,42 @@ class Dispatcher:
                 with self.ledger.tx():
                     for a in todo[name]:
                         if a["token"] in outcome.value:  # else the host could not: next tick
-                            self._fenced(a, outcome.value[a["token"]], f"stale copy on {name} "
+                            killed = outcome.value[a["token"]]
+                            self._fenced(a, killed, f"stale copy on {name} "
                                          "killed before anything else runs there")  # fmt: skip
+                            job, latest = self._amend_context(a)
+                            st = statuses[a["token"]]
+                            amendment = truth.after_fence(a, job, st, killed, latest)
+                            if amendment is not None:
+                                self._amend(a, amendment)
                 log.warning("fenced %d stale attempt(s) on %s", len(todo[name]), name)
         self._fence_removed(hosts)
         left = {a["host"] for a in self._unfenced()}
         return {h["name"] for h in hosts} - left
+
+    def _amend_context(self, a: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """An attempt's job row, and whether the attempt is the job's latest."""
+        job = self.ledger.query_one(
+            "SELECT state, (SELECT MAX(id) FROM attempts WHERE job_id = jobs.id) AS latest "
+            "FROM jobs WHERE id = ?",
+            (a["job_id"],),
+        ) or {"state": "missing", "latest": None}
+        return job, job["latest"] == a["id"]
+
+    def _amend(self, a: Mapping[str, Any], amendment: truth.Amendment) -> None:
+        """Record what the host said of an attempt presumed lost (and correct its job)."""
+        with self.ledger.tx():
+            self.ledger.amend_attempt(
+                a["token"], amendment.note, state=amendment.attempt_state,
+                **amendment.attempt_fields,
+            )  # fmt: skip
+            if amendment.job_state is not None:
+                self.ledger.amend_job(
+                    a["job_id"], amendment.job_state, amendment.note, **amendment.job_fields
+                )
+        log.warning("job %s: %s", a["job_id"], amendment.note)
+        if amendment.attempt_fields.get("ended_at"):
+            settle(self.ledger, a["token"])
 
     def _fenced(self, a: Mapping[str, Any], killed: int, what: str) -> None:
         """Record that nothing of attempt `a` runs any more (inside the caller's transaction)."""
@@ -1008,6 +1075,7 @@ class Dispatcher:
                     gpu_ids=_gpu_list(a.get("gpu_ids")), time_limit_s=a.get("time_limit_s"),
                     kill_grace_s=grace,
                     end_patience_s=max(180.0, 1.5 * self.setting("host_grace_s")),
+                    start_timeout_s=start_timeout_s(self.setting("host_grace_s")),
                 )  # fmt: skip
             except ValueError as exc:
                 self._give_up(a, f"cannot launch: {exc}")
@@ -1015,6 +1083,17 @@ class Dispatcher:
             hspec, transport = self.pool.get(host)
             targets.setdefault(a["host"], (transport, hspec, []))[2].append(spec)
             by_token[a["token"]] = a
+        # The intent to send, committed before anything goes out: an answer lost on the way
+        # back (a dropped connection, this process killed) leaves the attempt unknown, not
+        # "never started", and a restarted dispatcher asks the host before placing it again.
+        sent_before = {t: by_token[t].get("launch_sent_at") for t in by_token}
+        now = self.clock()
+        with self.ledger.tx():
+            for token, before in sent_before.items():
+                if before is None:
+                    self.ledger.execute(
+                        "UPDATE attempts SET launch_sent_at = ? WHERE token = ?", (now, token)
+                    )
         results = supervisor.launch_many(
             {h: (t, s, launches) for h, (t, s, launches) in targets.items()},
             timeout=self.poll_timeout_s,
@@ -1026,6 +1105,12 @@ class Dispatcher:
                 log.warning("launch on %s failed (will retry): %s", name, outcome.reason)
                 broken = []
                 with self.ledger.tx():  # counted in the ledger, across restarts
+                    if never_sent(outcome.error):  # no connection: nothing reached the host
+                        for s in specs:
+                            self.ledger.execute(
+                                "UPDATE attempts SET launch_sent_at = ? WHERE token = ?",
+                                (sent_before[s.token], s.token),
+                            )
                     for s in specs:
                         tries = int(by_token[s.token].get("launch_failures") or 0) + 1
                         self.ledger.execute(
@@ -1130,6 +1215,13 @@ class DispatcherHandle:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def start_timeout_s(host_grace_s: float) -> float:
+    """How long an attempt may go without its wrapper's record before it reads as lost: the
+    host grace (a wrapper killed before it recorded itself held its job 120 s whatever the
+    grace), but at least MIN_START_TIMEOUT_S for a python3 slow to start on a loaded host."""
+    return max(MIN_START_TIMEOUT_S, float(host_grace_s))
 
 
 def check_stored_setting(key: str, value: Any) -> None:

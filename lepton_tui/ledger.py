@@ -262,6 +262,23 @@ def _migrate_5(db: sqlite_utils.Database) -> None:
 
 
 def _migrate_6(db: sqlite_utils.Database) -> None:
+    """A host's streak of failed polls (how many in a row, since when): a host is down after
+    consecutive failures that span the grace, not after one poll that came late because the
+    dispatcher itself was slow. Kept in the ledger so `serve --once` counts it too."""
+    db.execute("ALTER TABLE hosts ADD COLUMN failed_polls INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE hosts ADD COLUMN failing_since REAL")
+
+
+def _migrate_7(db: sqlite_utils.Database) -> None:
+    """Whether an attempt's launch may have run: `launch_sent_at` is written (and committed)
+    before the launch goes out, so an answer lost on the way back (a dropped connection, the
+    dispatcher killed) leaves the attempt *unknown*, not "never started"; `presumed` marks one
+    lost while its host did not answer (its fate unknown until the host says)."""
+    db.execute("ALTER TABLE attempts ADD COLUMN launch_sent_at REAL")
+    db.execute("ALTER TABLE attempts ADD COLUMN presumed INTEGER NOT NULL DEFAULT 0")
+
+
+def _migrate_8(db: sqlite_utils.Database) -> None:
     """Slurm as a kind of host: a host's partition, account, QOS and SLURM_CONF (JSON; NULL for
     an SSH or local host), and the Slurm job id of an attempt submitted there."""
     if "slurm_json" not in db.table("hosts").columns_dict:
@@ -278,6 +295,8 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_4,
     _migrate_5,
     _migrate_6,
+    _migrate_7,
+    _migrate_8,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -716,6 +735,56 @@ class Ledger:
                 self.transition_job(
                     att["job_id"], job_state, reason=reason, actor=actor, **(job_fields or {})
                 )
+
+    def amend_attempt(
+        self,
+        token: str,
+        note: str,
+        *,
+        state: str | None = None,
+        actor: str = "dispatcher",
+        **fields: Any,
+    ) -> None:
+        """Correct an attempt from what its host says after it was presumed lost (outside the
+        state machine on purpose: `lost` was a presumption, not an outcome), with an event."""
+        with self.tx():
+            att = self.query_one("SELECT * FROM attempts WHERE token = ?", (token,))
+            if att is None:
+                raise NotFound(f"attempt {token} does not exist")
+            values: dict[str, Any] = dict(fields)
+            if state is not None:
+                values["state"] = state
+                values["reason"] = note
+            if values:
+                self.update("attempts", att["id"], values)
+            to = state or att["state"]
+            self.event(
+                "attempt.amended",
+                f"job {att['job_id']} attempt {att['attempt_no']} on {att['host']}: "
+                f"{att['state']} -> {to} ({note})",
+                job_id=att["job_id"], host=att["host"], actor=actor,
+                data={"token": token, "from": att["state"], "to": to,
+                      **{k: v for k, v in fields.items() if k == "exit_code"}},
+            )  # fmt: skip
+
+    def amend_job(
+        self, job_id: int, state: str, note: str, *, actor: str = "dispatcher", **fields: Any
+    ) -> None:
+        """Correct a job's state that a presumed loss decided (a host that answers again with
+        the truth), outside the state machine on purpose, with a `job.amended` event."""
+        if state not in JOB_STATES:
+            raise IllegalTransition(f"unknown job state {state}")
+        with self.tx():
+            row = self.query_one("SELECT id, state FROM jobs WHERE id = ?", (job_id,))
+            if row is None:
+                raise NotFound(f"job {job_id} does not exist")
+            now = self.clock()
+            values = {"state": state, "updated_at": now, "reason": note, **fields}
+            self.update("jobs", job_id, values)
+            self.event(
+                "job.amended", f"job {job_id}: {row['state']} -> {state} ({note})",
+                job_id=job_id, actor=actor, data={"from": row["state"], "to": state}, at=now,
+            )  # fmt: skip
 
     # -- hosts ---------------------------------------------------------------------------------
 

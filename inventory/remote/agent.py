@@ -15,7 +15,9 @@ import sys
 import time
 
 MARKER = "@@LEPTON-REPLY@@"
-STARTING_TIMEOUT_S = 120.0  # a dir without a wrapper record for this long is lost
+# a dir without a wrapper record for this long is lost (the launch says how long: the
+# dispatcher's host grace; this is for a launch that does not)
+STARTING_TIMEOUT_S = 120.0
 
 GPU_FIELDS = "index,uuid,name,utilization.gpu,memory.used,memory.total,temperature.gpu,power.draw"
 APP_FIELDS = "gpu_uuid,pid,used_memory"
@@ -329,7 +331,7 @@ def status_of(d, token):
     created = launch.get("created_at") or 0
     if launch.get("boot_id") and launch.get("boot_id") != boot_id():
         st.update(state="lost", reason="host rebooted before the job started")
-    elif time.time() - created > STARTING_TIMEOUT_S:
+    elif time.time() - created > float(launch.get("start_timeout_s") or STARTING_TIMEOUT_S):
         st.update(state="lost", reason="wrapper never started")
     else:
         st["state"] = "starting"
