@@ -1027,7 +1027,10 @@ class Profile:
             )  # fmt: skip
             times = [now] + [e[0] for e in events]
             rows = np.zeros((len(times), 3))
-            rows[0] = (n.free.cpus, n.free.mem_mb, sum(n.gpu_free_mem_mb) / self.per_gpu[i])
+            whole = set(n.free_gpu_ids)
+            shared = sum(m for g, m in enumerate(n.gpu_free_mem_mb) if g not in whole)
+            units = len(whole) + (shared / n.gpu_mem_per_gpu_mb if n.gpu_mem_per_gpu_mb else 0)
+            rows[0] = (n.free.cpus, n.free.mem_mb, units)
             for k, (_, c, m, g) in enumerate(events, start=1):
                 rows[k] = rows[k - 1] + (c, m, g)
             cap = np.array([n.capacity.cpus, n.capacity.mem_mb, n.capacity.gpus], dtype=float)
