@@ -434,8 +434,8 @@ def _csv_rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[int, dict[st
                         f"{path.name} line {line}: more fields than the header's {len(header)}"
                     )
                 yield line, row
-    except UnicodeDecodeError as exc:
-        raise TraceError(f"{path.name}: not UTF-8 text (byte {exc.start} of a block)") from None
+    except UnicodeDecodeError:
+        raise TraceError(f"{path.name}: not UTF-8 text") from None
     except csv.Error as exc:
         text = str(exc)
         if "field larger than field limit" in text:
@@ -542,8 +542,8 @@ def load_swf(path: str | Path) -> list[TraceTask]:
                 task = _swf_task(text, path.name, line_no, line.endswith("\n"))
                 if task is not None:
                     tasks.append(task)
-    except UnicodeDecodeError as exc:
-        raise TraceError(f"{path.name}: not UTF-8 text (byte {exc.start} of a block)") from None
+    except UnicodeDecodeError:
+        raise TraceError(f"{path.name}: not UTF-8 text") from None
     if not tasks:
         raise TraceError(f"{path.name}: no usable jobs (no line with a run time and processors)")
     tasks.sort(key=lambda t: (t.submit_s, t.row))

@@ -199,40 +199,110 @@ def _print_plan(result: Any, jobs: dict) -> None:
     )
 
 
+def parse_node_shape(text: str) -> Any:
+    """'256c,256G,0g' (CPUs, memory in GB, GPUs; an optional fourth item 'NGpg' gives each GPU's
+    memory, default 80 GB) as Resources; ValidationError saying the format otherwise."""
+    from scheduler.model import Resources
+
+    units = {"c": "cpus", "G": "mem", "g": "gpus", "Gpg": "gpu_mem"}
+    got: dict[str, float] = {}
+    fmt = "write it as CPUs, memory and GPUs, e.g. 256c,256G,0g (or 64c,512G,8g,80Gpg)"
+    for item in text.split(","):
+        item = item.strip()
+        unit = next((u for u in ("Gpg", "c", "G", "g") if item.endswith(u)), None)
+        number = item[: -len(unit)] if unit else ""
+        if unit is None or units[unit] in got or not number.isascii():
+            raise ValidationError(f"--node-shape {printable(text[:40])!r}: {fmt}")
+        got[units[unit]] = _number(number, "--node-shape", minimum=0, maximum=1_000_000)
+    if not {"cpus", "mem", "gpus"} <= got.keys():
+        raise ValidationError(f"--node-shape {printable(text[:40])!r}: {fmt}")
+    if got["gpus"] != int(got["gpus"]) or got["gpus"] > 4096:
+        raise ValidationError("--node-shape: the GPU count must be a whole number up to 4096")
+    if got["cpus"] <= 0:
+        raise ValidationError("--node-shape: a node needs at least one CPU")
+    gpus = int(got["gpus"])
+    per_gpu_mb = int(got.get("gpu_mem", 80) * 1024)
+    return Resources(float(got["cpus"]), int(got["mem"] * 1024), gpus, gpus * per_gpu_mb)
+
+
+def _loads(text: str) -> list[float | None]:
+    """--load: numbers and 'native' (None: the trace's own arrival times)."""
+    out: list[float | None] = []
+    for x in text.split(","):
+        x = x.strip()
+        if not x:
+            continue
+        out.append(
+            None if x.lower() == "native" else _number(x, "--load", minimum=0.001, maximum=100)
+        )
+    if not out:
+        raise ValidationError("--load is empty")
+    return out
+
+
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.option("--workload", default="deeprm", show_default=True, help="deeprm, lab or trace.")
-@click.option("--trace", "trace", default=None, help="Trace CSV (Alibaba 2023 pod list format).")
+@click.option(
+    "--workload",
+    default=None,
+    help="deeprm, lab, lab-long, hpc or trace (default: trace with --trace, else deeprm).",
+)
+@click.option(
+    "--trace",
+    "trace",
+    default=None,
+    help="Trace file: a .swf file (Standard Workload Format) or a CSV in the Alibaba 2023 pod "
+    "list format. Selects the trace workload.",
+)
 @click.option("--node-list", default=None, help="Trace: sample --nodes nodes from this node CSV.")
-@click.option("--nodes", default=None, help="Number of nodes (default: deeprm 1, lab 8, trace 8).")
+@click.option(
+    "--nodes",
+    default=None,
+    help="Number of nodes (default: deeprm, hpc and .swf traces 1; lab 1 per 125 jobs, trace 1 "
+    "per 250, at most 8).",
+)
+@click.option(
+    "--node-shape",
+    default=None,
+    help="Each node's CPUs, memory and GPUs, e.g. 256c,256G,0g (CPU-only) or 64c,512G,8g.",
+)
 @click.option(
     "--load",
     default="0.9",
     show_default=True,
-    help="Offered load, or a comma list such as 0.7,0.9,1.1.",
+    help="Offered load, a comma list such as 0.7,0.9,1.1, or 'native' (a trace's own arrival "
+    "times).",
 )
-@click.option("--jobs", default=None, help="Jobs per run (default: deeprm/lab 1000, trace 2000).")
+@click.option("--jobs", default=None, help="Jobs per run (default: 1000; trace 2000).")
+@click.option(
+    "--start",
+    default=None,
+    help="Trace: the first job of the window (an index). With --load native, --seeds N replays N "
+    "successive windows of --jobs jobs from there.",
+)
 @click.option(
     "--policies",
-    default="fifo,sjf,tetris,backfill",
-    show_default=True,
-    help="Comma list of policies: fifo, sjf, tetris, backfill, ilp, dqn.",
+    default=None,
+    help="Comma list of policies (default: every policy; `--policies x` lists the names).",
 )
 @click.option("--seeds", default="1", show_default=True, help="Seeds per policy (0..N-1).")
 @click.option(
     "--estimate-sigma",
     default=None,
-    help="Spread of the log-normal runtime estimate error (0 = exact).",
+    help="Spread of the log-normal runtime estimate error (0 = exact; an .swf trace uses its "
+    "requested times unless this is given).",
 )
 @click.option("--cost-weight", default="0", show_default=True, help="Cost weight for every policy.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON row per policy and seed.")
 def bench(
-    workload: str,
+    workload: str | None,
     trace: str | None,
     node_list: str | None,
     nodes: str | None,
+    node_shape: str | None,
     load: str,
     jobs: str | None,
-    policies: str,
+    start: str | None,
+    policies: str | None,
     seeds: str,
     estimate_sigma: str | None,
     cost_weight: str,
@@ -240,24 +310,27 @@ def bench(
 ) -> None:
     """Replay a workload under several policies and seeds; print one table of metrics."""
     from scheduler.bench import WORKLOADS, run_bench, summarize
-    from scheduler.registry import POLICY_NAMES
+    from scheduler.registry import BENCH_DEFAULT_POLICIES, POLICY_NAMES
     from scheduler.workloads import TraceError
 
+    if workload is None:
+        workload = "trace" if trace is not None else "deeprm"
     if workload not in WORKLOADS:
-        raise ValidationError(f"--workload must be one of {', '.join(WORKLOADS)}, got {workload!r}")
-    names = [p.strip().lower() for p in policies.split(",") if p.strip()]
+        raise ValidationError(
+            f"--workload must be one of {', '.join(WORKLOADS)}, got {printable(workload[:40])!r}"
+        )
+    names = [p.strip().lower() for p in (policies or ",".join(BENCH_DEFAULT_POLICIES)).split(",")]
+    names = [p for p in names if p]
     if not names:
         raise ValidationError("--policies is empty")
     for p in names:
         if p not in POLICY_NAMES:
-            raise ValidationError(f"unknown policy {p!r}; choose from {', '.join(POLICY_NAMES)}")
-    loads = [
-        _number(x.strip(), "--load", minimum=0.001, maximum=100)
-        for x in load.split(",")
-        if x.strip()
-    ]
-    if not loads:
-        raise ValidationError("--load is empty")
+            raise ValidationError(
+                f"unknown policy {printable(p[:40])!r}; choose from {', '.join(POLICY_NAMES)}"
+            )
+    loads = _loads(load)
+    if None in loads and workload != "trace":
+        raise ValidationError("--load native needs a trace (--trace FILE)")
     n_seeds = _number(seeds, "--seeds", integer=True, minimum=1, maximum=1000)
     opts: dict[str, Any] = {}
     if nodes is not None:
@@ -266,16 +339,28 @@ def bench(
         opts["jobs"] = _number(jobs, "--jobs", integer=True, minimum=1, maximum=1_000_000)
     if estimate_sigma is not None:
         opts["estimate_sigma"] = _number(estimate_sigma, "--estimate-sigma", minimum=0, maximum=10)
+    if node_shape is not None:
+        if workload == "deeprm":
+            raise ValidationError("--node-shape does not apply to deeprm (its nodes are fixed)")
+        opts["node_shape"] = parse_node_shape(node_shape)
+    if start is not None:
+        if workload != "trace":
+            raise ValidationError("--start picks a window of a trace (--trace FILE)")
+        opts["start"] = _number(start, "--start", integer=True, minimum=0, maximum=100_000_000)
     if workload == "trace":
         if trace is None:
-            raise ValidationError("--workload trace needs --trace CSV")
+            raise ValidationError("--workload trace needs --trace FILE (.swf or .csv)")
         if not Path(trace).is_file():
-            raise ValidationError(f"trace file not found: {trace}")
+            raise ValidationError(f"trace file not found: {printable(trace[:200])}")
         opts["trace"] = trace
         if node_list is not None:
             if not Path(node_list).is_file():
-                raise ValidationError(f"node list not found: {node_list}")
+                raise ValidationError(f"node list not found: {printable(node_list[:200])}")
+            if node_shape is not None:
+                raise ValidationError("give either --node-list or --node-shape, not both")
             opts["node_list"] = node_list
+    elif trace is not None or node_list is not None:
+        raise ValidationError(f"--trace and --node-list go with the trace workload, not {workload}")
     weight = check_cost_weight(cost_weight)
     if "ilp" in names:
         from scheduler.ilp import send_solver_output_to_stderr
@@ -328,7 +413,8 @@ def _print_bench(summary: list[dict[str, Any]], workload: str, seeds: int) -> No
             if seeds > 1 and key not in ("decision_ms_p50", "decision_ms_p99"):
                 cell += " ± " + fmt.format(s[key + "_std"]).lstrip("+")
             cells.append(cell)
-        table.add_row(f"{s['load']:g}", s["policy"], *cells)
+        ld = s["load"]
+        table.add_row(ld if isinstance(ld, str) else f"{ld:g}", s["policy"], *cells)
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=200)  # a pipe or file: never squeeze the table
