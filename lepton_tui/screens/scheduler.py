@@ -17,14 +17,11 @@ from lepton_tui.errors import ValidationError
 from lepton_tui.screens.live import LiveScreen
 from lepton_tui.widgets.header import LabHeader
 
-FALLBACK_POLICIES = ("fifo", "sjf", "tetris", "backfill", "ilp", "dqn")
-
 
 def policy_names() -> tuple[str, ...]:
-    try:
-        from scheduler.registry import POLICY_NAMES
-    except ImportError:
-        return FALLBACK_POLICIES
+    """Every policy by name, from the scheduler's registry (the one list)."""
+    from scheduler.registry import POLICY_NAMES
+
     return tuple(POLICY_NAMES)
 
 
