@@ -5,7 +5,7 @@ EASY backfilling (`BackfillPolicy`, Slurm's default idea) takes jobs in some ord
 does not fit gets a reservation and the rest start only where they do not delay it. The order
 is the policy: `backfill` FIFO, `sjf-bf` shortest estimate, `priority` a Slurm-like multifactor
 priority (age and job size), and the score functions of the RL-scheduling papers, `wfp3`,
-`unicep` and `f1` (see `ScoreBackfill`). `conservative` gives every job (up to a depth) a
+`unicep` and `f1` (see `ScoreBackfillPolicy`). `conservative` gives every job (up to a depth) a
 reservation. `sjf` places every job that fits, shortest first, without reservations.
 
 All of them respect GPU indices (a whole GPU is given once; GPU shares pack onto one GPU by memory),
