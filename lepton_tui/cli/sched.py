@@ -22,15 +22,16 @@ def _number(
     minimum: float | None = None,
     maximum: float | None = None,
 ) -> Any:
+    shown = repr(text) if len(text) <= 40 else repr(text[:40]) + f"... ({len(text):,} characters)"
     try:
         value: float = int(text) if integer else float(text)
     except ValueError:
         kind = "a whole number" if integer else "a number"
-        raise ValidationError(f"{name} must be {kind}, got {text!r}", field=name) from None
+        raise ValidationError(f"{name} must be {kind}, got {shown}", field=name) from None
     if not math.isfinite(value) or (minimum is not None and value < minimum):
-        raise ValidationError(f"{name} must be >= {minimum:g}, got {text!r}", field=name)
+        raise ValidationError(f"{name} must be >= {minimum:g}, got {shown}", field=name)
     if maximum is not None and value > maximum:
-        raise ValidationError(f"{name} must be <= {maximum:,g}, got {text!r}", field=name)
+        raise ValidationError(f"{name} must be <= {maximum:,g}, got {shown}", field=name)
     return value
 
 
@@ -385,13 +386,17 @@ def _print_bench(summary: list[dict[str, Any]], workload: str, seeds: int) -> No
     from rich.console import Console
     from rich.table import Table
 
+    # a cluster without GPUs (an HPC trace): show the CPUs' utilization instead
+    cpu_only = all(not s["gpu_util_arrivals"] for s in summary)
+    util = ("cpu_util", "CPU util", "{:.0%}") if cpu_only else (
+        "gpu_util_arrivals", "GPU util", "{:.0%}")  # fmt: skip
     cols = [
         ("avg_bounded_slowdown", "avg bsld", "{:.2f}"),
         ("p95_bounded_slowdown", "p95 bsld", "{:.1f}"),
         ("avg_jct", "avg JCT s", "{:.0f}"),
         ("makespan", "makespan s", "{:.0f}"),
         ("gap_makespan", "vs bound", "{:+.0%}"),
-        ("gpu_util_arrivals", "GPU util", "{:.0%}"),
+        util,
         ("cost", "cost $", "{:.0f}"),
         ("idle_cost", "idle $", "{:.0f}"),
         ("decision_ms_p50", "ms p50", "{:.2f}"),
@@ -399,7 +404,8 @@ def _print_bench(summary: list[dict[str, Any]], workload: str, seeds: int) -> No
     ]
     table = Table(
         title=f"{workload}, {seeds} seed(s): mean ± std "
-        "(GPU util while jobs arrive; cost in $ at the bench's prices)",
+        f"({'CPU util' if cpu_only else 'GPU util while jobs arrive'}; cost in $ at the bench's "
+        "prices)",
         title_justify="left",
     )
     table.add_column("load", justify="right", no_wrap=True)

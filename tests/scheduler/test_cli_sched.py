@@ -299,3 +299,17 @@ def test_bench_new_options_refuse_bad_input(args: list[str], text: str) -> None:
     res = run("bench", *args)
     assert_one_line_error(res, 2, text)
     assert len(res.stderr) < 300
+
+
+def test_bench_error_quotes_a_long_number_short() -> None:
+    res = run("bench", "--load", "9" * 50 + "x" * 100_000)
+    assert_one_line_error(res, 2, "--load must be a number, got '9999")
+    assert "(100,050 characters)" in res.stderr and len(res.stderr) < 200
+
+
+def test_bench_table_on_a_cluster_without_gpus_shows_cpu_utilization() -> None:
+    res = run("bench", "--trace", str(SWF), "--load", "native", "--jobs", "60",
+              "--policies", "backfill")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "CPU util" in res.stdout and "GPU util" not in res.stdout
+    assert "native" in res.stdout
