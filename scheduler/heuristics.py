@@ -1006,23 +1006,24 @@ class F1Policy(ScoreBackfillPolicy):
 
 class Profile:
     """Free CPUs, memory and GPUs of each up node over time, from now on, if running jobs end at
-    their estimates and reserved jobs run then: per node, breakpoints `t` and rows `free[k]` that
-    hold from `t[k]` to `t[k + 1]` (the last row for ever). GPUs count in GPU units, a share as
-    its fraction of one GPU, so a reservation in the future ignores which GPU ids will be free
-    (placement now is checked exactly)."""
+    their estimates and reserved jobs run then: per node i, breakpoints `t[i, :n[i]]` and rows
+    `free[i, k]` that hold from `t[i, k]` to `t[i, k + 1]` (the last row for ever; the arrays
+    are padded with that row and infinite times, so every node is searched at once). GPUs count
+    in GPU units, a share as its fraction of one GPU, so a reservation in the future ignores
+    which GPU ids will be free (placement now is checked exactly)."""
 
     def __init__(self, view: ClusterView, state: RoundState, now: float) -> None:
         self.now = now
-        self.t: list[np.ndarray] = []
-        self.free: list[np.ndarray] = []
-        self.per_gpu = [max(n.gpu_mem_per_gpu_mb, 1) for n in state.nodes]
+        self.per_gpu = np.array([max(n.gpu_mem_per_gpu_mb, 1) for n in state.nodes], dtype=float)
         by_node: dict[str, list[RunningJob]] = {}
         for run in view.running:
             by_node.setdefault(run.node_id, []).append(run)
+        rows_of: list[tuple[list[float], np.ndarray]] = []
         for i, n in enumerate(state.nodes):
+            per = int(self.per_gpu[i])
             events = sorted(
                 (max(run.est_end, now), run.request.cpus, float(run.request.mem_mb),
-                 gpu_equivalents(run.request, self.per_gpu[i]))
+                 gpu_equivalents(run.request, per))
                 for run in by_node.get(n.id, [])
             )  # fmt: skip
             times = [now] + [e[0] for e in events]
@@ -1034,46 +1035,77 @@ class Profile:
             for k, (_, c, m, g) in enumerate(events, start=1):
                 rows[k] = rows[k - 1] + (c, m, g)
             cap = np.array([n.capacity.cpus, n.capacity.mem_mb, n.capacity.gpus], dtype=float)
-            self.t.append(np.array(times))
-            self.free.append(np.minimum(rows, cap))
+            rows_of.append((times, np.minimum(rows, cap)))
+        nn = len(rows_of)
+        width = max((len(t) for t, _ in rows_of), default=1) + 16
+        self.n = np.array([len(t) for t, _ in rows_of], dtype=np.intp)
+        self.t = np.full((nn, width), np.inf)
+        self.free = np.zeros((nn, width, 3))
+        for i, (times, rows) in enumerate(rows_of):
+            self._write(i, np.array(times), rows)
 
-    def need(self, i: int, r: Resources) -> np.ndarray:
-        """The profile's view of a request on node i: CPUs, memory, GPU units."""
-        return np.array([r.cpus, r.mem_mb, gpu_equivalents(r, self.per_gpu[i])])
+    def _write(self, i: int, times: np.ndarray, rows: np.ndarray) -> None:
+        """Store node i's breakpoints and rows, padded; widen the arrays when they are full."""
+        k = len(times)
+        if k > self.t.shape[1]:
+            grow = max(k, 2 * self.t.shape[1]) - self.t.shape[1]
+            self.t = np.concatenate([self.t, np.full((len(self.t), grow), np.inf)], axis=1)
+            pad = np.repeat(self.free[:, -1:, :], grow, axis=1)
+            self.free = np.concatenate([self.free, pad], axis=1)
+        self.n[i] = k
+        self.t[i, :k] = times
+        self.t[i, k:] = np.inf
+        self.free[i, :k] = rows
+        self.free[i, k:] = rows[-1]
 
-    def earliest(self, i: int, r: Resources, duration: float, after: float) -> float:
-        """The earliest start >= `after` on node i at which `r` is free for `duration`."""
-        t, free = self.t[i], self.free[i]
-        ok = np.all(free + 1e-9 >= self.need(i, r), axis=1)
-        # a start must be `after` or a breakpoint later than it; the row in force at `after`
-        k0 = int(np.searchsorted(t, after, side="right")) - 1
-        ok = ok[k0:]
-        tt = t[k0:].copy()
-        tt[0] = after
-        if not ok.any():
-            return math.inf
-        starts = np.flatnonzero(ok & ~np.concatenate(([False], ok[:-1])))
-        bad = np.flatnonzero(~ok)
-        if not len(bad):
-            return float(tt[0])
-        pos = np.searchsorted(bad, starts)
-        ends = np.where(pos < len(bad), tt[bad[np.minimum(pos, len(bad) - 1)]], math.inf)
-        good = np.flatnonzero(ends - tt[starts] >= duration - 1e-9)
-        return float(tt[starts[good[0]]]) if len(good) else math.inf
+    def needs(self, r: Resources) -> np.ndarray:
+        """The profile's view of a request on every node: CPUs, memory, GPU units (N x 3)."""
+        if r.gpus:
+            g = np.full(len(self.per_gpu), float(r.gpus))
+        elif r.gpu_mem_mb:
+            g = np.minimum(1.0, r.gpu_mem_mb / self.per_gpu)
+        else:
+            g = np.zeros(len(self.per_gpu))
+        return np.column_stack([np.full_like(g, r.cpus), np.full_like(g, r.mem_mb), g])
+
+    def earliest(self, r: Resources, duration: float, after: float) -> np.ndarray:
+        """Per node, the earliest start >= `after` at which `r` is free for `duration` (inf:
+        never, on a node too small)."""
+        ok = np.all(self.free + 1e-9 >= self.needs(r)[:, None, :], axis=2)
+        width = ok.shape[1]
+        cols = np.arange(width)
+        # the row in force at `after` is the first candidate; earlier rows are past
+        k0 = np.maximum((self.t <= after).sum(axis=1) - 1, 0)
+        ok &= cols[None, :] >= k0[:, None]
+        # for each row, the first row at or after it where `r` does not fit
+        bad = np.where(ok, width, cols[None, :])
+        next_bad = np.minimum.accumulate(bad[:, ::-1], axis=1)[:, ::-1]
+        end = np.where(
+            next_bad < width,
+            np.take_along_axis(self.t, np.minimum(next_bad, width - 1), axis=1),
+            np.inf,
+        )
+        start = np.maximum(self.t, after)
+        with np.errstate(invalid="ignore"):  # inf - inf on padded rows, which `ok` rules out
+            good = ok & (end - start >= duration - 1e-9)
+        first = np.argmax(good, axis=1)
+        found = good[np.arange(len(good)), first]
+        return np.where(found, start[np.arange(len(good)), first], np.inf)
 
     def reserve(self, i: int, start: float, duration: float, r: Resources) -> None:
         """Take `r` on node i from `start` for `duration`."""
+        k = int(self.n[i])
+        t, rows = self.t[i, :k].copy(), self.free[i, :k].copy()
         end = start + duration
         for x in (start, end):
-            t = self.t[i]
-            k = int(np.searchsorted(t, x))
-            if k < len(t) and t[k] == x:
+            j = int(np.searchsorted(t, x))
+            if j < len(t) and t[j] == x:
                 continue
-            self.t[i] = np.insert(t, k, x)
-            self.free[i] = np.insert(self.free[i], k, self.free[i][k - 1], axis=0)
-        t = self.t[i]
+            t = np.insert(t, j, x)
+            rows = np.insert(rows, j, rows[j - 1], axis=0)
         lo, hi = int(np.searchsorted(t, start)), int(np.searchsorted(t, end))
-        self.free[i][lo:hi] -= self.need(i, r)
+        rows[lo:hi] -= self.needs(r)[i]
+        self._write(i, t, rows)
 
 
 class ConservativePolicy(HeuristicPolicy):
@@ -1104,7 +1136,6 @@ class ConservativePolicy(HeuristicPolicy):
             return out
         prof = Profile(view, state, now)
         fits_now = state.fit_matrix(reqs)
-        nn = len(state.nodes)
         first_wait: JobRequest | None = None
         for k, job in enumerate(order):
             deep = k >= self.depth
@@ -1112,7 +1143,7 @@ class ConservativePolicy(HeuristicPolicy):
                 continue
             r = job.request
             d = max(job.est_runtime_s, 1.0)
-            starts = np.array([prof.earliest(i, r, d, now) for i in range(nn)])
+            starts = prof.earliest(r, d, now)
             mask = (starts <= now) & fits_now[k]
             i = self.choose_node(state, job, mask) if mask.any() else None
             if i is not None and self._place(state, i, job, "", out):
@@ -1125,9 +1156,10 @@ class ConservativePolicy(HeuristicPolicy):
                 continue
             if deep:
                 continue
-            for i in np.flatnonzero(starts <= now).tolist():
+            if (starts <= now).any():
                 # the profile has room now but the GPU ids do not fit: reserve just after now
-                starts[i] = prof.earliest(i, r, d, now + 1e-3)
+                later = prof.earliest(r, d, now + 1e-3)
+                starts = np.where(starts <= now, later, starts)
             if not np.isfinite(starts).any():
                 continue
             j = int(np.argmin(starts))
