@@ -416,7 +416,7 @@ def _csv_rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[int, dict[st
     naming the file and line) for text that is not UTF-8, a field over the csv module's limit, a
     missing column, or a row with fewer or more fields than the header (a truncated last row)."""
     try:
-        with path.open(newline="", encoding="utf-8") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             header = reader.fieldnames or []
             missing = [c for c in columns if c not in header]
@@ -534,7 +534,7 @@ def load_swf(path: str | Path) -> list[TraceTask]:
     path = Path(path)
     tasks: list[TraceTask] = []
     try:
-        with path.open(encoding="utf-8", newline="") as f:
+        with path.open(encoding="utf-8-sig", newline="") as f:
             for line_no, line in enumerate(f, start=1):
                 text = line.strip()
                 if not text or text.startswith(";"):

@@ -268,3 +268,13 @@ def test_lab_long_mixes_multi_day_trainings_with_short_debugging() -> None:
     debug = [j.runtime_s for j in wl.jobs if j.kind == "debug"]
     assert min(long_runs) >= 43200 and np.median(long_runs) > 86400
     assert max(debug) <= 1800 and len(debug) > len(long_runs)
+
+
+def test_trace_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """Spreadsheets write UTF-8 with a BOM; the first column's name must still be found."""
+    csv_path = tmp_path / "bom.csv"
+    csv_path.write_bytes(b"\xef\xbb\xbf" + PODS.read_bytes())
+    assert len(load_trace(csv_path)) == len(load_trace(PODS))
+    swf_path = tmp_path / "bom.swf"
+    swf_path.write_bytes(b"\xef\xbb\xbf" + TINY_SWF.read_bytes())
+    assert load_trace(swf_path) == load_swf(TINY_SWF)
