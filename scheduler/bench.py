@@ -68,15 +68,18 @@ ROW_METRICS: tuple[str, ...] = (
 # 0.4 cents per GB-hour (so cost and idle cost mean something in the tables).
 BENCH_PRICES = Prices(cpu_hour=0.03, gpu_hour=2.5, gb_hour=0.004)
 DEFAULT_JOBS = {"deeprm": 1000, "lab": 1000, "lab-long": 1000, "hpc": 1000, "trace": 2000}
+DEFAULT_NODES = {"deeprm": 1, "lab": 8, "lab-long": 8, "hpc": 1, "trace": 8}
+"""Nodes when none are given (an SWF trace: one)."""
 JOBS_PER_NODE = {"deeprm": 0, "lab": 125, "lab-long": 125, "hpc": 0, "trace": 250}
-"""Default cluster size: one node per this many jobs, 1 to 8 (0: always one node), so a short run
-(`--jobs 200`) still queues work instead of giving every policy a slowdown of 1."""
+"""The `bench` command's cluster size when --nodes is not given: one node per this many jobs, 1
+to `DEFAULT_NODES` (0: always one node), so a short run (`--jobs 200`) still queues work
+instead of giving every policy a slowdown of 1. The default job counts get `DEFAULT_NODES`."""
 
 
 def default_nodes(kind: str, jobs: int, swf: bool = False) -> int:
-    """Nodes of the bench's default cluster for `jobs` jobs of `kind` (an SWF trace: one)."""
+    """The `bench` command's nodes for `jobs` jobs of `kind` (an SWF trace: one)."""
     per = 0 if swf else JOBS_PER_NODE[kind]
-    return 1 if per == 0 else max(1, min(8, jobs // per))
+    return 1 if per == 0 else max(1, min(DEFAULT_NODES[kind], jobs // per))
 
 
 def is_swf(path: str | Path | None) -> bool:
@@ -113,7 +116,7 @@ def make_workload(
         raise ValueError(f"unknown workload {kind!r}; choose from {', '.join(WORKLOADS)}")
     swf = kind == "trace" and is_swf(trace)
     n_jobs = DEFAULT_JOBS[kind] if jobs is None else jobs
-    n_nodes = default_nodes(kind, n_jobs, swf) if nodes is None else nodes
+    n_nodes = (1 if swf else DEFAULT_NODES[kind]) if nodes is None else nodes
     if n_jobs < 1 or n_nodes < 1:
         raise ValueError("jobs and nodes must be >= 1")
     if load is None:

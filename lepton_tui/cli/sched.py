@@ -310,7 +310,14 @@ def bench(
     as_json: bool,
 ) -> None:
     """Replay a workload under several policies and seeds; print one table of metrics."""
-    from scheduler.bench import WORKLOADS, run_bench, summarize
+    from scheduler.bench import (
+        DEFAULT_JOBS,
+        WORKLOADS,
+        default_nodes,
+        is_swf,
+        run_bench,
+        summarize,
+    )
     from scheduler.registry import BENCH_DEFAULT_POLICIES, POLICY_NAMES
     from scheduler.workloads import TraceError
 
@@ -334,10 +341,13 @@ def bench(
         raise ValidationError("--load native needs a trace (--trace FILE)")
     n_seeds = _number(seeds, "--seeds", integer=True, minimum=1, maximum=1000)
     opts: dict[str, Any] = {}
-    if nodes is not None:
-        opts["nodes"] = _number(nodes, "--nodes", integer=True, minimum=1, maximum=10_000)
     if jobs is not None:
         opts["jobs"] = _number(jobs, "--jobs", integer=True, minimum=1, maximum=1_000_000)
+    if nodes is not None:
+        opts["nodes"] = _number(nodes, "--nodes", integer=True, minimum=1, maximum=10_000)
+    elif node_list is None:  # a short run gets a small cluster, so that it queues work
+        n_jobs = opts.get("jobs", DEFAULT_JOBS[workload])
+        opts["nodes"] = default_nodes(workload, n_jobs, workload == "trace" and is_swf(trace))
     if estimate_sigma is not None:
         opts["estimate_sigma"] = _number(estimate_sigma, "--estimate-sigma", minimum=0, maximum=10)
     if node_shape is not None:

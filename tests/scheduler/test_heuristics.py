@@ -352,7 +352,7 @@ def test_guard_firing_leaves_no_policy_worse_than_backfill() -> None:
     from scheduler.metrics import compute_metrics
     from scheduler.simulator import Simulator
 
-    wl = make_workload("lab-long", 1, jobs=600, load=1.1)
+    wl = make_workload("lab-long", 1, jobs=600, load=1.1, nodes=4)
     bsld = {}
     fired = {}
     for name in ("backfill", "sjf", "sjf-bf", "priority", "wfp3", "unicep", "f1", "tetris"):
