@@ -313,3 +313,16 @@ def test_bench_table_on_a_cluster_without_gpus_shows_cpu_utilization() -> None:
     assert res.returncode == 0, res.stderr
     assert "CPU util" in res.stdout and "GPU util" not in res.stdout
     assert "native" in res.stdout
+
+
+def test_node_shape_reads_cpus_memory_gpus_and_gpu_memory() -> None:
+    from lepton_tui.cli.sched import parse_node_shape
+    from scheduler.model import Resources
+
+    assert parse_node_shape("256c,256G,0g") == Resources(256.0, 256 * 1024, 0, 0)
+    assert parse_node_shape("32c, 256G, 4g, 40Gpg") == Resources(32.0, 262144, 4, 4 * 40960)
+    assert parse_node_shape("8g,64c,0.5G") == Resources(64.0, 512, 8, 8 * 81920)
+    res = run("bench", "--workload", "lab", "--node-shape", "32c,256G,4g", "--jobs", "40",
+              "--policies", "sjf-bf", "--json")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)[0]["nodes"] == 1
