@@ -129,19 +129,35 @@ def probe(
 
 
 _cpu_lock = threading.Lock()
-_cpu_primed = False
+_cpu_read_at: float | None = None  # when psutil last measured this process's CPU window
+_cpu_last = 0.0
+CPU_MIN_WINDOW_S = 0.05  # psutil's CPU times tick every 10 ms: a shorter window reads 0 %
+
+
+def _local_cpu_percent() -> float:
+    """This machine's busy percent since the last sample; the first one measures 0.1 s (psutil's
+    first non-blocking call has nothing to compare with), and one taken too soon after the last
+    repeats it rather than read a window too short to mean anything."""
+    import psutil
+
+    global _cpu_read_at, _cpu_last
+    with _cpu_lock:
+        now = time.monotonic()
+        if _cpu_read_at is None:
+            _cpu_last = float(psutil.cpu_percent(interval=0.1))
+        elif now - _cpu_read_at >= CPU_MIN_WINDOW_S:
+            _cpu_last = float(psutil.cpu_percent(interval=None))
+        else:
+            return _cpu_last
+        _cpu_read_at = time.monotonic()
+        return _cpu_last
 
 
 def probe_local(spec: HostSpec, tokens: list[str] | None = None) -> HostSample:
     """Sample this machine in-process with psutil and NVML, plus its attempt directories."""
     import psutil
 
-    global _cpu_primed
-    with _cpu_lock:
-        if not _cpu_primed:
-            psutil.cpu_percent(interval=0.1)
-            _cpu_primed = True
-        cpu = float(psutil.cpu_percent(interval=None))
+    cpu = _local_cpu_percent()
     vm = psutil.virtual_memory()
     if spec.gpus_override is not None:
         gpus = [

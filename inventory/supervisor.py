@@ -234,6 +234,23 @@ def read_log(
     return base64.b64decode(reply["data"]), int(reply["offset"])
 
 
+def log_size(
+    transport: Transport,
+    spec: HostSpec,
+    token: str,
+    stream: Literal["stdout", "stderr"],
+    timeout: float = 30,
+) -> int:
+    """How many bytes an attempt's stdout or stderr holds now (0 when it has none)."""
+    if stream not in ("stdout", "stderr"):
+        raise ValueError(f"unknown stream {stream!r}")
+    reply = agent_call(
+        transport, spec, "read_log", timeout=timeout, token=check_token(token), stream=stream,
+        offset=0, max_bytes=0,
+    )  # fmt: skip
+    return int(reply.get("size", 0))
+
+
 def launch_many(
     targets: Mapping[str, tuple[Transport, HostSpec, Sequence[LaunchSpec]]], timeout: float = 30
 ) -> dict[str, Ok[list[LaunchResult]] | Failed]:

@@ -87,12 +87,15 @@ class LocalTransport:
 class _LeptonRejectPolicy(paramiko.RejectPolicy):
     """RejectPolicy that says which key was refused, so the user can check its fingerprint."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, pinned_fingerprint: str | None = None) -> None:
         self.host = host
+        self.pinned_fingerprint = pinned_fingerprint
 
     def missing_host_key(
         self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
     ) -> None:
+        if self.pinned_fingerprint and fingerprint(key) == self.pinned_fingerprint:
+            return  # the very key an admin vetted by its fingerprint (hosts add --fingerprint)
         raise HostKeyUnknown(self.host, fingerprint(key), key.get_name())
 
 
@@ -168,6 +171,7 @@ class SSHTransport:
         tcp_nodelay: bool = True,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        pinned_fingerprint: str | None = None,
     ) -> None:
         if spec.transport != "ssh":
             raise ValueError(f"{spec.name}: SSHTransport needs an ssh host")
@@ -180,6 +184,8 @@ class SSHTransport:
         self.tcp_nodelay = tcp_nodelay
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        # a key missing from known_hosts is still taken when it has this fingerprint
+        self.pinned_fingerprint = pinned_fingerprint
         self.round_trips = 0
         self.connects = 0
         self._client: paramiko.SSHClient | None = None
@@ -196,7 +202,7 @@ class SSHTransport:
         client = paramiko.SSHClient()
         if self.known_hosts.exists():
             client.load_host_keys(str(self.known_hosts))
-        client.set_missing_host_key_policy(_LeptonRejectPolicy(self.name))
+        client.set_missing_host_key_policy(_LeptonRejectPolicy(self.name, self.pinned_fingerprint))
         sock: socket.socket | paramiko.ProxyCommand
         try:
             if r.proxy_command:

@@ -22,7 +22,9 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
+from textual.theme import Theme
 
+from lepton_tui.console_prefs import save_pref, saved_theme
 from lepton_tui.errors import LeptonError
 from lepton_tui.service import Service, local_host_name
 from themes import CSS_PATHS, CYCLE, DEFAULT_THEME, THEMES
@@ -110,10 +112,15 @@ class LeptonApp(App[None]):
         self._dispatch_error: str | None = None
         self.local_name = local_host_name()
         self._cleanup = list(cleanup)
-        self._wanted_theme = theme or DEFAULT_THEME
+        # `--theme` wins for this run; else the theme this user chose last (console_prefs).
+        self._wanted_theme = theme or saved_theme() or DEFAULT_THEME
+        self._prefs_warned = False
         # The lab currency (setting `currency`) for labels outside loaded data (the add-host
         # form); the main screens refresh it with every read.
         self.currency = _ledger_currency(svc)
+        # Whether this machine is a host already, as the last header read said (the command
+        # palette offers "Add this machine" only while it is not).
+        self.local_host_added = False
         for t in THEMES:
             self.register_theme(t)
 
@@ -126,6 +133,8 @@ class LeptonApp(App[None]):
             )
             self._wanted_theme = DEFAULT_THEME
         self.theme = self._wanted_theme
+        # From now on a theme chosen here (`t`, or the palette's theme picker) is kept.
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
         if self.demo_driver is not None:
             self.demo_driver.start()
         elif self.dispatch:
@@ -240,15 +249,33 @@ class LeptonApp(App[None]):
         self.theme = CYCLE[(CYCLE.index(current) + 1) % len(CYCLE)]
         self.notify(f"theme {self.theme}", timeout=2)
 
+    def _theme_changed(self, theme: Theme) -> None:
+        if theme.name != self._wanted_theme:
+            self._wanted_theme = theme.name
+            self._keep_theme(theme.name)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="prefs")
+    def _keep_theme(self, name: str) -> None:
+        """Save the chosen theme for this user's next console (a file write: in a thread)."""
+        try:
+            save_pref("theme", name)
+        except OSError as exc:
+            if not self._prefs_warned:  # once: pressing `t` again would only repeat it
+                self._prefs_warned = True
+                self.call_from_thread(
+                    self.notify, f"theme {name} not kept for next time: {exc}", severity="warning"
+                )
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for name, (_key, text) in SCREEN_KEYS.items():
             yield SystemCommand(f"Go to {name}", text, lambda n=name: self.switch_to(n))
         yield SystemCommand("Submit a job", "Open the submit form", self.action_submit)
         yield SystemCommand("Add a host", "Open the add-host form", self.action_add_host)
-        yield SystemCommand(
-            "Add this machine", f"Add {self.local_name} as a host", self.add_local_host
-        )
+        if not self.local_host_added:
+            yield SystemCommand(
+                "Add this machine", f"Add {self.local_name} as a host", self.add_local_host
+            )
 
     # -- actions that change state (through the service, in threads) --------------------------
 
@@ -341,6 +368,12 @@ class LeptonApp(App[None]):
                 self.notify, str(message), severity="information" if ok else "warning"
             )
         self.call_from_thread(self.refresh_screen)
+
+    def note_header(self, head: Any) -> None:
+        """What every screen's header read tells the app: the lab currency (for labels outside
+        loaded data, like the add-host form) and whether this machine is a host already."""
+        self.currency = head.currency
+        self.local_host_added = head.local_host
 
     def refresh_screen(self) -> None:
         """Read the current screen's data again now."""

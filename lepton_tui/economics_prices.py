@@ -10,6 +10,7 @@ kWh of measured GPU power) comes from its own row when set there, else from the 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,6 +96,38 @@ def _gpu_equivalents(alloc: dict[str, Any], cap_gpus: float, cap_gmem: float) ->
 def get_currency(ledger: Ledger) -> str:
     """The lab's currency (setting `currency`, default USD)."""
     return str(ledger.get_setting("currency", DEFAULT_CURRENCY))
+
+
+def currency_spans(ledger: Ledger, since: float, until: float) -> list[tuple[float, float, str]]:
+    """[since, until) cut where the lab currency changed: (start, end, currency) pieces, in order.
+
+    Money is charged in the currency in force when it was spent, so a report shows each piece in
+    its own currency. The changes come from the append-only events of the `currency` setting;
+    before the first one the currency was the default."""
+    changes = ledger.query(
+        "SELECT at, message FROM events WHERE kind = 'setting' AND message LIKE 'set currency = %' "
+        "ORDER BY at, id"
+    )
+    current, history = DEFAULT_CURRENCY, []
+    for row in changes:
+        try:
+            code = str(json.loads(row["message"].split(" = ", 1)[1]))
+        except (ValueError, IndexError):
+            continue
+        history.append((float(row["at"]), code))
+    spans: list[tuple[float, float, str]] = []
+    start = since
+    for at, code in history:
+        if at <= since:
+            current = code
+            continue
+        if at >= until:
+            break
+        if code != current:
+            spans.append((start, at, current))
+            start, current = at, code
+    spans.append((start, until, current))
+    return spans
 
 
 def check_currency(code: str) -> str:
@@ -210,7 +243,8 @@ def set_prices(
 
 
 def set_currency(ledger: Ledger, code: str, actor: str | None = None) -> str:
-    """Set the lab currency (an ISO code; prices are not converted)."""
+    """Set the lab currency from now on (an ISO code; prices are not converted, and what was
+    already spent keeps the currency it was charged in: see `currency_spans`)."""
     value = check_currency(code)
     ledger.set_setting("currency", value, actor=actor)
     return value
@@ -336,6 +370,12 @@ def parse_when(text: str, what: str, now: float, tz: tzinfo | None = None) -> fl
     """A date or time: `2026-03-01`, `2026-03-01T14:00`, `today`, `yesterday`, or `7d` ago."""
     tz = tz or local_tz()
     raw = str(text or "").strip()
+    if not raw or not raw.isascii():
+        raise ValidationError(
+            f"{what} {text!r} is not a date",
+            "write it like 2026-03-01, 2026-03-01T14:00, today, yesterday or 7d",
+            field=what,
+        )
     low = raw.lower()
     today = datetime.fromtimestamp(now, tz).replace(hour=0, minute=0, second=0, microsecond=0)
     if low == "now":

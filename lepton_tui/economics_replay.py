@@ -7,6 +7,13 @@ policy sees at run time), else the true runtime. The cluster is the ledger's hos
 capacity and the prices in force now. Each policy's run and what really happened (the recorded
 attempts, lost ones included) go through the same `scheduler.metrics.compute_metrics`, so wait,
 slowdown, utilization and cost are side by side on one footing.
+
+Like is compared with like. The simulator knows no dependencies, so a job that ran `--after`
+others arrives, in every row (the recorded one too), when its last dependency really ended: its
+wait is the time it waited for the cluster, not for the job before it. And time when no dispatcher
+ran (no `serve`, no console: seen as a gap in the dispatcher's samples) is left out of the
+timeline for every row alike: a job submitted then arrives when a dispatcher returned, and nobody
+is counted as waiting while nothing could have started it.
 """
 
 from __future__ import annotations
@@ -20,6 +27,44 @@ from lepton_tui.errors import LeptonError, ValidationError
 from lepton_tui.ledger import Ledger
 
 ACTUAL = "actual"
+# A dispatcher sample (one per host per tick; per minute or hour once compacted) shows a dispatcher
+# ran for its resolution, and at least this long after it: a longer silence is time without one.
+DISPATCHER_SILENCE_S = 120.0
+
+
+class Timeline:
+    """Time with no dispatcher running, cut out: `at(t)` maps a moment onto a clock that stops
+    while no dispatcher ran (no gaps known: the identity)."""
+
+    def __init__(self, gaps: list[tuple[float, float]]) -> None:
+        self.gaps = gaps
+        self.removed_s = sum(b - a for a, b in gaps)
+
+    def at(self, t: float) -> float:
+        return t - sum(min(b, t) - a for a, b in self.gaps if a < t)
+
+
+def dispatcher_gaps(
+    ledger: Ledger, since: float, until: float, tick_s: float
+) -> list[tuple[float, float]]:
+    """The stretches of [first sample, last sample] around [since, until] with no dispatcher
+    running: its host samples (any resolution) are further apart than their resolution plus a
+    silence of a few ticks. No samples at all: nothing is known, no gap."""
+    silence = max(DISPATCHER_SILENCE_S, 10.0 * tick_s)
+    rows = ledger.query(
+        "SELECT DISTINCT at, resolution FROM samples WHERE gpu_index < 0 AND at >= ? AND at <= ? "
+        "ORDER BY at",
+        (since - 2 * 3600, until + 2 * 3600),
+    )
+    gaps: list[tuple[float, float]] = []
+    covered_to: float | None = None
+    for r in rows:
+        at, res = float(r["at"]), float(r["resolution"] or 0)
+        if covered_to is not None and at > covered_to:
+            gaps.append((covered_to, at))
+        end = at + max(res, silence)
+        covered_to = end if covered_to is None else max(covered_to, end)
+    return gaps
 
 
 @dataclass
@@ -97,6 +142,10 @@ def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, An
         "SELECT * FROM jobs WHERE submitted_at >= ? AND submitted_at < ? ORDER BY submitted_at, id",
         (since, until),
     )
+    timeline = Timeline(
+        dispatcher_gaps(ledger, since, until, float(ledger.get_setting("tick_s", 2.0) or 2.0))
+    )
+    ready = _dependencies_ended(ledger, since, until)
     attempts: dict[int, list[dict[str, Any]]] = {}
     if jobs:
         for a in ledger.query(
@@ -123,11 +172,14 @@ def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, An
         request = model.Resources(float(j["cpus"]), int(j["mem_mb"]), int(j["gpus"]),
                                   int(j["gpu_mem_mb"] or 0))  # fmt: skip
         est = float(j["time_limit_s"]) if j["time_limit_s"] else runtime
+        # on the clock without dispatcher-less time, from when its dependencies had ended
+        start_at = timeline.at(float(start))
+        arrival = min(timeline.at(max(float(j["submitted_at"]), ready.get(j["id"], 0.0))), start_at)
         sim_jobs.append(
             model.Job(
                 j["id"],
                 request,
-                float(j["submitted_at"]),
+                arrival,
                 runtime,
                 est,
                 float(j["priority"] or 0),
@@ -136,15 +188,15 @@ def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, An
             )  # fmt: skip
         )
         for a in atts:
-            s0 = a["started_at"] or a["created_at"]
+            s0 = float(a["started_at"] or a["created_at"])
             sim_attempts.append(
                 simulator.Attempt(
                     j["id"],
                     a["host"],
                     tuple(json.loads(a["gpu_ids"] or "[]")),
                     request,
-                    float(s0),
-                    float(a["ended_at"]),
+                    timeline.at(s0),
+                    timeline.at(s0) + float(a["ended_at"]) - s0,  # it ran its whole time
                     a is last,
                 )  # fmt: skip
             )
@@ -152,9 +204,9 @@ def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, An
             simulator.JobRecord(
                 j["id"],
                 request,
-                float(j["submitted_at"]),
-                float(start),
-                float(last["ended_at"]),
+                arrival,
+                start_at,
+                start_at + runtime,
                 runtime,
                 last["host"],
                 tuple(json.loads(last["gpu_ids"] or "[]")),
@@ -163,6 +215,7 @@ def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, An
             )  # fmt: skip
         )
     fits = [j for j in sim_jobs if any(model.fits_empty(j.request, n.capacity) for n in nodes)]
+    since, until = timeline.at(since), timeline.at(until)
     dropped = [(j.id, "fits no host now") for j in sim_jobs if j not in fits]
     workload = model.Workload("ledger", fits, nodes, dropped, False)
     t0 = min((j.submit_s for j in fits), default=since)
@@ -174,6 +227,18 @@ def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, An
         outages=[], unschedulable=[], unfinished=[], start_s=t0, end_s=t1, jobs=fits,
     )  # fmt: skip
     return workload, recorded, skipped + len(dropped)
+
+
+def _dependencies_ended(ledger: Ledger, since: float, until: float) -> dict[int, float]:
+    """{job id: when its last dependency really ended} for the window's jobs run --after others."""
+    rows = ledger.query(
+        "SELECT d.job_id, MAX(a.ended_at) AS ended FROM job_deps d "
+        "JOIN jobs j ON j.id = d.job_id JOIN attempts a ON a.job_id = d.depends_on "
+        "WHERE j.submitted_at >= ? AND j.submitted_at < ? AND a.ended_at IS NOT NULL "
+        "GROUP BY d.job_id",
+        (since, until),
+    )
+    return {int(r["job_id"]): float(r["ended"]) for r in rows if r["ended"] is not None}
 
 
 def _row(policy: str, m: dict[str, float]) -> ReplayRow:
@@ -221,6 +286,7 @@ def replay_ledger(
         result.rows.append(_row(name, metrics.compute_metrics(run)))
     result.notes.append(
         "cost = allocation x today's prices x time for every row (energy not simulated); "
-        "estimates are the jobs' time limits where set"
+        "estimates are the jobs' time limits where set; in every row a job run --after others "
+        "arrives when they ended, and time with no dispatcher running is left out"
     )
     return result

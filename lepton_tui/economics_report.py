@@ -19,8 +19,8 @@ from lepton_tui.economics_prices import (
     GROUPINGS,
     _add_days,
     check_range,
+    currency_spans,
     day_buckets,
-    get_currency,
     local_tz,
     price_segments,
 )
@@ -417,8 +417,15 @@ class CostReport:
     total: CostRow
     idle_cost: float
     idle_by_host: dict[str, float] = field(default_factory=dict)
+    # what was charged in other currencies in this window (the lab changed its currency)
+    other_currencies: list[CostReport] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        out = self._own_dict()
+        out["other_currencies"] = [r._own_dict() for r in self.other_currencies]
+        return out
+
+    def _own_dict(self) -> dict[str, Any]:
         return {
             "by": self.by,
             "since": self.since,
@@ -485,11 +492,68 @@ def cost_report(
     allocated x price x time) is reported per host, per day with `by="day"`, and in total.
     Whole past days whose attempts are all settled are read from the daily roll-up
     (`econ_rollup`, built on first use; `rollup=False` computes everything from the attempts).
+
+    Money stays in the currency it was charged in: when the lab currency changed within the
+    window, the report is that of the latest currency's time, and `other_currencies` holds one
+    report per earlier currency (never summed with it).
     """
     if by not in GROUPINGS and by != "attempt":
         raise ValidationError(f"cannot group costs by {by!r}", f"use one of {', '.join(GROUPINGS)}")
     check_range(since, until)
     now = ledger.clock() if now is None else now
+    spans = currency_spans(ledger, since, min(until, now)) if since < now else []
+    if len(spans) <= 1:
+        currency = spans[0][2] if spans else currency_spans(ledger, now, now + 1)[0][2]
+        return _one_currency_report(ledger, since, until, by, now, tz, buckets, rollup, currency)
+    per_currency: dict[str, list[CostReport]] = {}
+    for i, (t0, t1, currency) in enumerate(spans):
+        t1 = until if i == len(spans) - 1 else t1
+        part_buckets = None
+        if buckets is not None:
+            part_buckets = [(lb, max(a, t0), min(b, t1)) for lb, a, b in buckets]
+            part_buckets = [b for b in part_buckets if b[2] > b[1]] or [("all", t0, t0)]
+        part = _one_currency_report(ledger, t0, t1, by, now, tz, part_buckets, rollup, currency)
+        per_currency.setdefault(currency, []).append(part)
+    latest = spans[-1][2]
+    main = _merge_reports(per_currency.pop(latest), since, until)
+    main.other_currencies = [_merge_reports(p, since, until) for p in per_currency.values()]
+    return main
+
+
+def _merge_reports(parts: list[CostReport], since: float, until: float) -> CostReport:
+    """Reports of one currency over pieces of a window, as one (rows and totals summed)."""
+    if len(parts) == 1:
+        part = parts[0]
+        part.since, part.until = since, until
+        return part
+    rows: dict[str, CostRow] = {}
+    total = CostRow("total")
+    idle_by_host: dict[str, float] = {}
+    for part in parts:
+        for r in [*part.rows, part.total]:
+            into = total if r is part.total else rows.setdefault(r.key, CostRow(r.key))
+            for f in ("cost", "alloc_cost", "energy_cost", "energy_kwh", "gpu_hours",
+                      "cpu_hours", "attempts", "idle_cost"):  # fmt: skip
+                setattr(into, f, getattr(into, f) + getattr(r, f))
+        for host, idle in part.idle_by_host.items():
+            idle_by_host[host] = idle_by_host.get(host, 0.0) + idle
+    ordered = sorted(rows.values(), key=lambda r: (-r.cost, r.key))
+    first = parts[0]
+    return CostReport(first.by, since, until, first.currency, ordered, total, total.idle_cost,
+                      idle_by_host)  # fmt: skip
+
+
+def _one_currency_report(
+    ledger: Ledger,
+    since: float,
+    until: float,
+    by: str,
+    now: float,
+    tz: tzinfo | None,
+    buckets: Sequence[tuple[str, float, float]] | None,
+    rollup: bool,
+    currency: str,
+) -> CostReport:
     until_eff = min(until, now)
     acc = _Acc(by)
     if buckets is not None or by in ("job", "attempt") or not rollup:
@@ -519,7 +583,7 @@ def cost_report(
             bks = day_buckets(t0, t1, tz) if by == "day" else [("all", t0, t1)]
             rows, totals = _live_rows(ledger, by, t0, t1, now, bks, -_FAR if i == 0 else t0)
             acc.add_live(rows, totals)
-    return acc.report(since, until, get_currency(ledger))
+    return acc.report(since, until, currency)
 
 
 class _Acc:
@@ -712,7 +776,8 @@ def settle_ended(ledger: Ledger, now: float | None = None) -> int:
     first = min(float(r["s0"]) for r in ended)
     found: dict[int, CostRow] = {}
     if first < now:
-        report = cost_report(ledger, first, now, "attempt", now=now)
+        # every attempt, whatever the currency of its time (an attempt's cost has no label)
+        report = _one_currency_report(ledger, first, now, "attempt", now, None, None, True, "")
         found = {int(row.key): row for row in report.rows}
     values = []
     for r in ended:

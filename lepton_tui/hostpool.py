@@ -120,6 +120,12 @@ def poll_host(transport: Transport, spec: HostSpec, tokens: Sequence[str]) -> Po
     return poll
 
 
+def ssh_options(row: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """Transport options for an SSH host's row: its vetted key fingerprint pins its host key (a
+    host added with --no-connect --fingerprint is trusted on its first connection)."""
+    return {**options, "pinned_fingerprint": row.get("host_key_fingerprint")}
+
+
 class HostPool:
     """One transport per host, keyed by name, rebuilt when the host's row changes. Thread-safe."""
 
@@ -149,7 +155,9 @@ class HostPool:
             if self.factory is not None:
                 transport = self.factory(spec)
             else:
-                options = self.transport_options if spec.transport == "ssh" else {}
+                options = (
+                    ssh_options(row, self.transport_options) if spec.transport == "ssh" else {}
+                )
                 transport = make_transport(spec, self.known_hosts, **options)
             if entry is not None:
                 self._closed_trips += entry[2].round_trips

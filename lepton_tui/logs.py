@@ -136,3 +136,22 @@ def _read_attempt(
 def _attempt_state(svc: Any, token: str) -> str:
     row = svc.ledger.query_one("SELECT state FROM attempts WHERE token = ?", (token,))
     return row["state"] if row else "lost"
+
+
+def stderr_bytes(svc: Any, job_id: int, attempt_no: int | None = None) -> int:
+    """How many bytes the job's attempt (the latest by default) wrote to stderr; 0 when it has
+    not started, or its host cannot say."""
+    try:
+        attempt = _attempt(svc, job_id, attempt_no)
+    except LeptonError:
+        return 0
+    if attempt is None:
+        return 0
+    pool = HostPool(svc.known_hosts)
+    try:
+        spec, transport = pool.get(svc.ledger.get_host(attempt["host"]))
+        return supervisor.log_size(transport, spec, attempt["token"], "stderr")
+    except (HostError, LeptonError):
+        return 0
+    finally:
+        pool.close()

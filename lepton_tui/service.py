@@ -27,7 +27,6 @@ from lepton_tui.errors import (
     ValidationError,
 )
 from lepton_tui.ledger import (
-    ACTIVE_JOB_STATES,
     JOB_STATES,
     TERMINAL_JOB_STATES,
     Ledger,
@@ -36,6 +35,8 @@ from lepton_tui.ledger import (
 from lepton_tui.validate import JobSpec, check_name, parse_number, validate_job
 
 DEFAULT_ADMIN_GROUP = "lepton-admin"
+# Jobs not yet ended, in the order lists show them: what runs, then what waits.
+LIVE_ORDER = ("running", "cancelling", "starting", "queued")
 _ADDRESS_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.\-:]{0,251}[A-Za-z0-9])?$")
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$", re.IGNORECASE)
 
@@ -70,6 +71,18 @@ def local_host_name() -> str:
     return safe[:63]
 
 
+def check_state_exists(state: Path) -> None:
+    """A read-only command's state directory: it and its ledger exist (a mistyped --home or
+    LEPTON_HOME must not quietly become a new, empty lab)."""
+    how = "check --home / LEPTON_HOME; the console, `serve` or `submit` creates it"
+    if not state.is_dir():
+        raise ValidationError(f"the state directory {state} does not exist", how, field="home")
+    if not (state / paths.LEDGER_FILE).is_file():
+        raise ValidationError(
+            f"the state directory {state} has no ledger ({paths.LEDGER_FILE})", how, field="home"
+        )
+
+
 @dataclass
 class CancelResult:
     """What happened to one job of a cancel request."""
@@ -96,9 +109,13 @@ class Service:
         *,
         user: str | None = None,
         clock: Callable[[], float] | None = None,
+        create: bool = True,
     ) -> Service:
-        """Open the service on a state directory (created if needed)."""
+        """Open the service on a state directory: created if needed, unless `create` is false (a
+        read-only command), which refuses a missing directory or ledger rather than make one."""
         state = paths.state_dir(home)
+        if not create:
+            check_state_exists(state)
         ledger = (
             open_ledger(state / paths.LEDGER_FILE, clock)
             if clock
@@ -146,9 +163,33 @@ class Service:
         return self.submit_many([spec or validate_job(**raw)])[0]
 
     def submit_many(self, specs: Sequence[JobSpec]) -> list[int]:
-        """Queue several validated jobs in one transaction (all or none)."""
+        """Queue several validated jobs in one transaction (all or none). A job that fits no
+        host is queued all the same (a host may be added), with a reason that says what no
+        host has."""
         with self.ledger.tx():
-            return [self.ledger.add_job(spec.to_dict(), self.user) for spec in specs]
+            ids = []
+            for spec in specs:
+                job_id = self.ledger.add_job(spec.to_dict(), self.user)
+                reason = self.unfit_reason(spec)
+                if reason:
+                    self.ledger.set_job_reason(job_id, reason)
+                ids.append(job_id)
+            return ids
+
+    def unfit_reason(self, spec: JobSpec) -> str | None:
+        """`unschedulable: fits no host (needs 1 GPUs, ...)` when no host, even empty, could run
+        `spec`; None when one could, and when that is not known yet (no hosts, or one whose
+        capacity was never probed)."""
+        from lepton_tui.dispatch_view import host_capacity, job_resources, unschedulable_reason
+        from scheduler.model import fits_empty
+
+        hosts = self.ledger.hosts()
+        if not hosts or any(not h.get("cpus") for h in hosts):
+            return None
+        req = job_resources(spec.to_dict())
+        if any(fits_empty(req, host_capacity(h)) for h in hosts):
+            return None
+        return unschedulable_reason(req, hosts)
 
     def cancel(self, job_ids: Iterable[int]) -> list[CancelResult]:
         """Cancel jobs: queued ones at once, running ones through `cancelling`. One result each."""
@@ -220,7 +261,43 @@ class Service:
         limit: int | None = 1000,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """Jobs newest-last; by default only those not ended (queued, starting, running, cancelling)."""
+        """Jobs, by default only those not ended (queued, starting, running, cancelling).
+
+        Live jobs come first (running, cancelling, starting, then queued; higher priority, then
+        older, first), then ended ones, the most recently ended first: a `limit` keeps what is
+        happening now and drops the oldest history."""
+        where, params = self._job_filter(all_states, user, project, states)
+        rank = (
+            "CASE state "
+            + " ".join(f"WHEN '{state}' THEN {i}" for i, state in enumerate(LIVE_ORDER))
+            + f" ELSE {len(LIVE_ORDER)} END"
+        )
+        live = f"({rank}) < {len(LIVE_ORDER)}"
+        sql = f"SELECT * FROM jobs{where} ORDER BY {rank}, "
+        sql += f"CASE WHEN {live} THEN -priority END, CASE WHEN {live} THEN id END, "
+        sql += "COALESCE(ended_at, submitted_at) DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params.extend([int(limit), int(offset)])
+        return self.ledger.query(sql, params)
+
+    def count_jobs(
+        self,
+        *,
+        all_states: bool = False,
+        user: str | None = None,
+        project: str | None = None,
+        states: Sequence[str] | None = None,
+    ) -> int:
+        """How many jobs `list_jobs` with the same filters would list without a limit."""
+        where, params = self._job_filter(all_states, user, project, states)
+        row = self.ledger.query_one(f"SELECT COUNT(*) AS n FROM jobs{where}", params)
+        return int(row["n"]) if row else 0
+
+    @staticmethod
+    def _job_filter(
+        all_states: bool, user: str | None, project: str | None, states: Sequence[str] | None
+    ) -> tuple[str, list[Any]]:
         where: list[str] = []
         params: list[Any] = []
         if states:
@@ -232,21 +309,15 @@ class Service:
             where.append(f"state IN ({', '.join('?' for _ in states)})")
             params.extend(states)
         elif not all_states:
-            live = ("queued", *sorted(ACTIVE_JOB_STATES))
-            where.append(f"state IN ({', '.join('?' for _ in live)})")
-            params.extend(live)
+            where.append(f"state IN ({', '.join('?' for _ in LIVE_ORDER)})")
+            params.extend(LIVE_ORDER)
         if user:
             where.append("user = ?")
             params.append(user)
         if project:
             where.append("project = ?")
             params.append(project)
-        sql = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "")
-        sql += " ORDER BY id"
-        if limit is not None:
-            sql += " LIMIT ? OFFSET ?"
-            params.extend([int(limit), int(offset)])
-        return self.ledger.query(sql, params)
+        return (f" WHERE {' AND '.join(where)}" if where else ""), params
 
     def job_counts(self) -> dict[str, int]:
         """How many jobs are in each state."""
@@ -268,7 +339,7 @@ class Service:
         root_dir: str | None = None,
         gpus_override: int | None = None,
         capacity: dict[str, Any] | None = None,
-        host_key: tuple[str, str] | None = None,
+        host_key: tuple[str | None, str] | None = None,
         labels: Sequence[str] = (),
         same_machine_ok: bool = True,
     ) -> dict[str, Any]:

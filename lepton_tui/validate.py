@@ -14,9 +14,11 @@ from typing import Any
 from lepton_tui.errors import ValidationError
 
 _SIZE_UNITS = {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+_SIZE_RE = re.compile(
+    r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE | re.ASCII
+)
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE | re.ASCII)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
@@ -72,7 +74,7 @@ def parse_duration_s(text: str | int | float, what: str = "time") -> float:
         seconds = float(text)
     else:
         raw = _check_text(str(text), what).strip()
-        if re.fullmatch(r"\d+(?:\.\d+)?", raw):
+        if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", raw):
             seconds = float(raw)
         else:
             parts = _DURATION_PART.findall(raw)
@@ -122,6 +124,11 @@ def parse_number(
     """Parse a finite number within [minimum, maximum]."""
     if isinstance(text, bool):
         raise ValidationError(f"{what} must be a number", field=what)
+    if not isinstance(text, (int, float)) and not str(text).isascii():
+        # float() reads any script's digits ('١٢' is 12): only 0-9 are taken, as everywhere else
+        raise ValidationError(
+            f"{what} {text!r} is not a number", "write it with the digits 0-9", field=what
+        )
     try:
         value = float(str(text).strip()) if not isinstance(text, (int, float)) else float(text)
     except ValueError:

@@ -15,9 +15,9 @@ from typing import Any
 
 from lepton_tui.economics_prices import day_start, get_currency, week_start
 from lepton_tui.ledger import Ledger
+from lepton_tui.request_text import short_request
 from lepton_tui.settings import SETTINGS
 from lepton_tui.settings import effective as effective_settings
-from lepton_tui.validate import format_size_mb
 
 SPARK_WINDOW_S = 300.0
 SPARK_BUCKETS = 20
@@ -217,13 +217,8 @@ def gpu_ranges(ids: list[int]) -> str:
 
 
 def describe_request(cpus: float, mem_mb: int, gpus: int, gpu_mem_mb: int = 0) -> str:
-    """`4c 16G 2g` style summary of a request."""
-    text = f"{cpus:g}c {format_size_mb(mem_mb)}"
-    if gpus:
-        text += f" {gpus}g"
-    elif gpu_mem_mb:
-        text += f" {format_size_mb(gpu_mem_mb)}gm"
-    return text
+    """`4c 16G 2gpu` style summary of a request (the CLI's `queue` writes it the same)."""
+    return short_request(cpus, mem_mb, gpus, gpu_mem_mb)
 
 
 def queue_window(
@@ -476,6 +471,7 @@ class Header:
     queued: int
     demo: bool = False
     currency: str = "USD"
+    local_host: bool = False  # this machine is a host already (`hosts add --local`)
 
 
 def header(
@@ -493,6 +489,7 @@ def header(
         queued=queue.queued,
         demo=demo,
         currency=cost.currency,
+        local_host=any(r.transport == "local" for r in rows),
     )
 
 

@@ -9,6 +9,10 @@ GPU model. A node has `capacity.gpus` GPUs indexed 0..n-1, each with
 (`gpus == 0` and `gpu_mem_mb > 0`): it is placed on one GPU index with that much memory free, which
 other shares may use too but no whole-GPU job may take until every share on it has ended. A GPU is in
 `NodeView.free_gpu_ids` only when nothing at all runs on it.
+
+GPU models. A node may say which GPU model it has (`gpu_model`, e.g. "A100"); a job may name the
+models it accepts (`gpu_model`, `|`-separated, e.g. "A100|H100"; empty: any). A job that names
+models runs only on nodes of one of them (`gpu_model_allows`).
 """
 
 from __future__ import annotations
@@ -175,6 +179,7 @@ class JobRequest:
     submitted_at: float = 0.0
     user: str = ""
     project: str = ""
+    gpu_model: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +195,7 @@ class Job:
     user: str = ""
     project: str = ""
     kind: str = ""
+    gpu_model: str = ""
 
     def to_request(self) -> JobRequest:
         """The policy-visible part of this job."""
@@ -201,6 +207,7 @@ class Job:
             self.submit_s,
             self.user,
             self.project,
+            self.gpu_model,
         )
 
 
@@ -211,6 +218,7 @@ class Node:
     id: str
     capacity: Resources
     prices: Prices | float | None = None
+    gpu_model: str = ""
 
     @property
     def price_per_hour(self) -> float:
@@ -241,6 +249,7 @@ class NodeView:
     price_per_hour: float = 0.0
     state: str = NODE_UP
     prices: Prices | float | None = None
+    gpu_model: str = ""
 
     def __post_init__(self) -> None:
         # a view built from plain values may leave out per-GPU memory: a free GPU has all of
@@ -271,6 +280,7 @@ class NodeView:
         capacity: Resources,
         prices: Prices | float | None = None,
         state: str = NODE_UP,
+        gpu_model: str = "",
     ) -> NodeView:
         """A node with nothing running."""
         per = capacity.gpu_mem_mb // capacity.gpus if capacity.gpus else 0
@@ -283,6 +293,7 @@ class NodeView:
             node_price_per_hour(capacity, prices),
             state,
             prices,
+            gpu_model,
         )
 
     @classmethod
@@ -293,9 +304,10 @@ class NodeView:
         allocations: Iterable[tuple[Resources, Sequence[int]]],
         prices: Prices | float | None = None,
         state: str = NODE_UP,
+        gpu_model: str = "",
     ) -> NodeView:
         """A node with the given (request, gpu_ids) pairs running on it (e.g. from the ledger)."""
-        view = cls.empty(id, capacity, prices, state)
+        view = cls.empty(id, capacity, prices, state, gpu_model)
         for request, gpu_ids in allocations:
             view = view.allocate(request, tuple(gpu_ids))
         return view
@@ -430,6 +442,13 @@ def validate_request(request: Resources, where: str = "request") -> None:
         v = getattr(request, name)
         if not math.isfinite(v) or v < 0:
             raise ValueError(f"{where}.{name} must be a non-negative number, got {v!r}")
+
+
+def gpu_model_allows(accepted: str, model: str) -> bool:
+    """True when a job accepting `accepted` ("A100|H100"; empty: any) may run on a node whose GPUs
+    are `model` (a node that names no model serves only jobs that name none)."""
+    names = [m.strip() for m in accepted.split("|") if m.strip()]
+    return not names or model in names
 
 
 def fits_empty(request: Resources, capacity: Resources) -> bool:

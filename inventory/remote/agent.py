@@ -640,11 +640,17 @@ def op_read_log(req):
         return {"data": "", "offset": offset, "found": False}
     try:
         with open(os.path.join(d, req["stream"]), "rb") as f:
+            size = os.fstat(f.fileno()).st_size
             f.seek(offset)
             data = f.read(int(req["max_bytes"]))
     except OSError:
-        data = b""
-    return {"data": base64.b64encode(data).decode(), "offset": offset + len(data), "found": True}
+        data, size = b"", 0
+    return {
+        "data": base64.b64encode(data).decode(),
+        "offset": offset + len(data),
+        "size": size,
+        "found": True,
+    }
 
 
 def op_probe(req):

@@ -13,7 +13,7 @@ import sys
 import click
 
 from lepton_tui import __version__
-from lepton_tui.cli.common import CONTEXT_SETTINGS, LeptonGroup
+from lepton_tui.cli.common import CONTEXT_SETTINGS, LeptonGroup, guard_command, refuse_empty
 
 # name -> "module:attribute"; each module owns its commands.
 COMMANDS: dict[str, str] = {
@@ -51,7 +51,7 @@ class LazyGroup(LeptonGroup):
         if target is None or not self._module_exists(cmd_name):
             return None
         module_name, attr = target.split(":")
-        return getattr(importlib.import_module(module_name), attr)
+        return guard_command(getattr(importlib.import_module(module_name), attr))
 
 
 @click.group(cls=LazyGroup, invoke_without_command=True, context_settings=CONTEXT_SETTINGS)
@@ -72,6 +72,7 @@ def cli(ctx: click.Context, home: str | None, demo: bool, theme: str | None) -> 
 
     Without a command it opens the console.
     """
+    refuse_empty(ctx)
     ctx.ensure_object(dict)
     ctx.obj["home"] = home
     if ctx.invoked_subcommand is None:

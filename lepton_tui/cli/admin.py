@@ -28,7 +28,7 @@ def settings() -> None:
 @click.pass_context
 def ls(ctx: click.Context, as_json: bool) -> None:
     """Every setting with its value in force."""
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:
         stored = svc.settings()
     values = effective(stored)
     if as_json:
@@ -49,7 +49,7 @@ def ls(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def get(ctx: click.Context, key: str) -> None:
     """Print one setting's value."""
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:
         values = effective(svc.settings())
     if key not in values:
         parse_setting(key, "")  # raises the "unknown setting" error with the list of keys

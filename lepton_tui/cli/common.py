@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -12,7 +13,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from lepton_tui.errors import LeptonError
+from lepton_tui.errors import LeptonError, ValidationError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -116,10 +117,80 @@ class TerminalLogFilter:
         return "".join(parts)
 
 
+MAX_WORD = 200  # a longer word in an error (a huge argument echoed back) is cut ...
+MAX_WORD_SHOWN = 100  # ... to this much of its start
+MAX_ERROR_CHARS = 400
+
+
+def _shorten_word(match: re.Match[str]) -> str:
+    word = match.group()
+    return f"{word[:MAX_WORD_SHOWN]}... ({len(word):,} characters)"
+
+
+def short_line(message: str) -> str:
+    """`message` as one short line: a huge value in it (a 100 kB argument echoed back) is cut to
+    its start and its length, and the whole line to MAX_ERROR_CHARS, keeping its end (the hint)."""
+    text = re.sub(rf"\S{{{MAX_WORD + 1},}}", _shorten_word, printable(message))
+    if len(text) > MAX_ERROR_CHARS:
+        keep = MAX_ERROR_CHARS // 3
+        text = f"{text[: MAX_ERROR_CHARS - keep - 5]} ... {text[-keep:]}"
+    return text
+
+
 def fail(message: str, code: int = 1) -> None:
-    """Print one line on stderr and exit with `code` (2 for usage, 1 for runtime)."""
-    click.echo(f"lepton-tui: error: {printable(message)}", err=True)
+    """Print one short line on stderr and exit with `code` (2 for usage, 1 for runtime)."""
+    click.echo(f"lepton-tui: error: {short_line(message)}", err=True)
     sys.exit(code)
+
+
+class AsciiNumber(click.ParamType):
+    """A click number type (`click.IntRange(1, 10)`, `float`) that takes only the digits 0-9:
+    Python's int() and float() also read other scripts' digits ('١٢' is 12)."""
+
+    def __init__(self, base: click.ParamType) -> None:
+        self.base = base
+        self.name = base.name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.isascii():
+            self.fail(f"{value!r} is not a number written with the digits 0-9", param, ctx)
+        return self.base.convert(value, param, ctx)
+
+
+def refuse_empty(ctx: click.Context) -> None:
+    """Bad input: an option or argument given as an empty string (`--time ''`) is refused, not
+    taken as "not given" (a script's unset variable must not silently drop a limit)."""
+    from click.core import ParameterSource
+
+    for param in ctx.command.params:
+        if param.name is None or param.nargs == -1 or getattr(param, "is_flag", False):
+            continue
+        if ctx.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params.get(param.name)
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            if isinstance(param, click.Option):
+                shown, hint = max(param.opts, key=len), "give a value, or leave the option out"
+            else:
+                shown, hint = param.human_readable_name, "give a value"
+            raise ValidationError(f"{shown} is empty", hint, field=shown)
+
+
+def guard_command(cmd: click.Command | None) -> click.Command | None:
+    """Make `cmd` (and, for a group, each subcommand it resolves) refuse empty values first."""
+    if cmd is None or getattr(cmd, "_lepton_guarded", False) or cmd.callback is None:
+        return cmd
+    callback = cmd.callback
+
+    @functools.wraps(callback)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        refuse_empty(click.get_current_context())
+        return callback(*args, **kwargs)
+
+    cmd.callback = checked
+    cmd._lepton_guarded = True  # type: ignore[attr-defined]
+    return cmd
 
 
 def usage_error(exc: click.UsageError, ctx: click.Context | None = None) -> None:
@@ -137,7 +208,11 @@ def usage_error(exc: click.UsageError, ctx: click.Context | None = None) -> None
 
 
 class LeptonGroup(click.Group):
-    """A group that turns every failure into one line on stderr, never a traceback."""
+    """A group that turns every failure into one line on stderr, never a traceback, and whose
+    commands refuse empty values."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return guard_command(super().get_command(ctx, cmd_name))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -171,11 +246,12 @@ def home_from(ctx: click.Context) -> str | None:
 
 
 @contextmanager
-def service_for(ctx: click.Context, **kwargs: Any) -> Iterator[Any]:
-    """Open the service on the chosen state directory and close it afterwards."""
+def service_for(ctx: click.Context, *, read_only: bool = False, **kwargs: Any) -> Iterator[Any]:
+    """Open the service on the chosen state directory and close it afterwards. A `read_only`
+    command never creates the directory or its ledger: a missing one is an error."""
     from lepton_tui.service import Service
 
-    svc = Service.open(home_from(ctx), **kwargs)
+    svc = Service.open(home_from(ctx), create=not read_only, **kwargs)
     try:
         yield svc
     finally:

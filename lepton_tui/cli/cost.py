@@ -78,7 +78,7 @@ def cost(ctx: click.Context, since: str | None, until: str | None, by: str, as_j
             raise ValidationError(f"--waste shows what burns now; drop {', '.join(extra)}")
         _print_waste(ctx, as_json)
         return
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:
         now = svc.ledger.clock()
         t0, t1 = _window(since, until, now)
         if by == "gpu":
@@ -91,19 +91,27 @@ def cost(ctx: click.Context, since: str | None, until: str | None, by: str, as_j
         return
     keys = ("key", "cost", "alloc_cost", "energy_cost", "energy_kwh", "gpu_hours", "cpu_hours",
             "attempts", "idle_cost")  # fmt: skip
+    reports = [*report.other_currencies, report]  # money stays in the currency it was charged in
     if as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow([by if k == "key" else k for k in keys])
-        for row in [*report.rows, report.total]:
-            d = row.as_dict()
-            writer.writerow([csv_cell(d[k]) for k in keys])
+        writer.writerow([*(by if k == "key" else k for k in keys), "currency"])
+        for rep in reports:
+            for row in [*rep.rows, rep.total]:
+                d = row.as_dict()
+                writer.writerow([*(csv_cell(d[k]) for k in keys), rep.currency])
         return
-    cur = report.currency
     console = make_console()
+    for rep in reports:
+        _print_report(console, rep, by, max(rep.since, t0), min(t1, now))
+
+
+def _print_report(console: Any, report: Any, by: str, t0: float, t1: float) -> None:
+    """One currency's cost table, with its idle cost."""
+    cur = report.currency
     console.print(
         Text.assemble(
             (f"Cost by {by}", "bold"),
-            f"  {_stamp(t0)} .. {_stamp(min(t1, now))}  ",
+            f"  {_stamp(t0)} .. {_stamp(t1)}  ",
             user_text(f"({cur})"),
         )
     )
@@ -137,7 +145,7 @@ def cost(ctx: click.Context, since: str | None, until: str | None, by: str, as_j
 def _print_waste(ctx: click.Context, as_json: bool) -> None:
     from lepton_tui.economics_waste import find_waste
 
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:
         found = find_waste(svc.ledger)
     if as_json:
         echo_json([f.as_dict() for f in found])
@@ -229,7 +237,7 @@ def budget_ls(ctx: click.Context, as_json: bool) -> None:
     from lepton_tui.economics import get_currency
     from lepton_tui.economics_budgets import budget_status
 
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:
         statuses = budget_status(svc.ledger)
         cur = get_currency(svc.ledger)
     if as_json:
@@ -282,7 +290,11 @@ def price() -> None:
 @click.option("--gb-hour", default=None, help="Price of a GB-hour of memory.")
 @click.option("--power-kwh", default=None, help="Electricity price per kWh of measured GPU power.")
 @click.option("--lab-default", is_flag=True, help="Drop the host's own prices: it pays the lab's.")
-@click.option("--currency", default=None, help="The lab currency (ISO code: USD, EUR, ...).")
+@click.option(
+    "--currency",
+    default=None,
+    help="The lab currency from now on (ISO code: USD, EUR, ...); past costs keep theirs.",
+)
 @click.option(
     "--cost-weight",
     default=None,
@@ -363,7 +375,7 @@ def price_ls(ctx: click.Context, history: bool, as_json: bool) -> None:
     """The prices in force now per host (and the lab default), or the change history."""
     from lepton_tui import economics as econ
 
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:
         led = svc.ledger
         cur = econ.get_currency(led)
         weight = led.get_setting("cost_weight", 0.0)
@@ -414,7 +426,7 @@ def _num(v: Any) -> str:
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--since", default=None, help="Replay jobs submitted from this date (default: 30d).")
 @click.option("--until", default=None, help="... up to this date (default: now).")
-@click.option("--policies", default="fifo,sjf,backfill", show_default=True,
+@click.option("--policies", default="fifo,sjf,backfill,dqn", show_default=True,
               help="Comma-separated policy names to compare.")  # fmt: skip
 @click.option("--cost-weight", default=None, help="Cost weight for every policy (default: lab's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
@@ -429,7 +441,7 @@ def replay(ctx: click.Context, since: str | None, until: str | None, policies: s
     if not names:
         raise ValidationError("--policies is empty", "e.g. --policies fifo,backfill")
     weight = econ.check_cost_weight(cost_weight) if cost_weight is not None else None
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:
         now = svc.ledger.clock()
         t0 = econ.parse_when(since, "since", now) if since else now - 30 * 86400
         t1 = econ.parse_when(until, "until", now) if until else now

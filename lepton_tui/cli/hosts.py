@@ -10,6 +10,7 @@ from rich.table import Table
 
 from lepton_tui.cli.common import (
     CONTEXT_SETTINGS,
+    AsciiNumber,
     LeptonGroup,
     echo_json,
     make_console,
@@ -17,6 +18,7 @@ from lepton_tui.cli.common import (
     service_for,
     user_text,
 )
+from lepton_tui.errors import ValidationError
 from lepton_tui.validate import format_size_mb
 
 HOST_JSON_FIELDS = (
@@ -83,14 +85,7 @@ def add(
     a matching --fingerprint, or when your own ~/.ssh/known_hosts already holds it.
     """
     if no_connect:
-        if accept_new_host_key or fingerprint:
-            raise click.UsageError("--no-connect checks no host key; drop the key options")
-        with service_for(ctx) as svc:
-            host = svc.add_host(name, same_machine_ok=False, **opts)
-        if as_json:
-            echo_json({"host": host_json(host), "preflight": None})
-        else:
-            click.echo(f"added host {host['name']} ({host['transport']}, not checked)")
+        _add_unchecked(ctx, name, as_json, accept_new_host_key, fingerprint, opts)
         return
     from lepton_tui.onboarding import onboard
 
@@ -116,6 +111,47 @@ def add(
     )
 
 
+def _add_unchecked(
+    ctx: click.Context,
+    name: str,
+    as_json: bool,
+    accept_new_host_key: bool,
+    fingerprint: str | None,
+    opts: dict[str, Any],
+) -> None:
+    """`hosts add --no-connect`: record the host without connecting. Its host key is pinned by
+    --fingerprint (checked on the first connection), else it is not trusted until it is."""
+    from lepton_tui.onboarding import normalize_fingerprint
+
+    if accept_new_host_key:
+        raise ValidationError(
+            "--no-connect sees no host key to accept",
+            "pin it with --fingerprint SHA256:... (from `ssh-keygen -lf` of the host's key)",
+            field="fingerprint",
+        )
+    pinned = normalize_fingerprint(fingerprint) if fingerprint else None
+    if pinned and opts.get("local"):
+        raise ValidationError("a --local host has no host key; drop --fingerprint")
+    with service_for(ctx) as svc:
+        host = svc.add_host(
+            name, same_machine_ok=False, host_key=(None, pinned) if pinned else None, **opts
+        )
+    if as_json:
+        echo_json({"host": host_json(host), "preflight": None})
+        return
+    click.echo(f"added host {host['name']} ({host['transport']}, not checked)")
+    if host["transport"] != "ssh":
+        return
+    if pinned:
+        click.echo(f"its host key will be trusted if it has the fingerprint {pinned}")
+    else:
+        click.echo(
+            "its host key is not trusted yet, so it stays down: `hosts rm` it and add it again "
+            "with --fingerprint SHA256:... (pins the key without connecting), or without "
+            "--no-connect"
+        )
+
+
 @hosts.command("probe", context_settings=CONTEXT_SETTINGS)
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the sample as JSON.")
@@ -123,7 +159,7 @@ def add(
     "--timeout",
     default=30.0,
     show_default=True,
-    type=click.FloatRange(min=0.1, max=3600),
+    type=AsciiNumber(click.FloatRange(min=0.1, max=3600)),
     help="Seconds to wait for the host.",
 )
 @click.pass_context
@@ -133,9 +169,9 @@ def probe_cmd(ctx: click.Context, name: str, as_json: bool, timeout: float) -> N
     from inventory.probe import probe
     from inventory.transport import make_transport
     from lepton_tui.errors import LeptonError
-    from lepton_tui.hostpool import spec_from_row
+    from lepton_tui.hostpool import spec_from_row, ssh_options
 
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:
         row = svc.get_host(name)
         spec = spec_from_row(row)
         tokens = [
@@ -145,7 +181,11 @@ def probe_cmd(ctx: click.Context, name: str, as_json: bool, timeout: float) -> N
                 (name,),
             )
         ]
-        options = {"connect_timeout": min(timeout, 10.0)} if spec.transport == "ssh" else {}
+        options = (
+            ssh_options(row, {"connect_timeout": min(timeout, 10.0)})
+            if spec.transport == "ssh"
+            else {}
+        )
         transport = make_transport(spec, svc.known_hosts, **options)
     try:
         sample = probe(transport, spec, tokens=tokens, timeout=timeout)
@@ -219,7 +259,7 @@ def sample_lines(sample: Any) -> list[str]:
 @click.pass_context
 def ls(ctx: click.Context, as_json: bool) -> None:
     """List hosts with their state and capacity."""
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:
         rows = svc.list_hosts()
         currency = str(svc.settings().get("currency") or "USD")
         why = _why_not_placeable(svc, rows)

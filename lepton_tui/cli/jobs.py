@@ -13,6 +13,7 @@ from rich.text import Text
 
 from lepton_tui.cli.common import (
     CONTEXT_SETTINGS,
+    AsciiNumber,
     TerminalLogFilter,
     echo_json,
     fail,
@@ -22,7 +23,8 @@ from lepton_tui.cli.common import (
     user_text,
 )
 from lepton_tui.errors import NotFound, ValidationError
-from lepton_tui.validate import format_duration, format_size_mb, parse_id, validate_job
+from lepton_tui.request_text import short_request
+from lepton_tui.validate import format_duration, parse_id, validate_job
 
 # The stable JSON shape of a job (documented in README.md, "JSON output").
 JOB_JSON_FIELDS = (
@@ -38,13 +40,8 @@ def job_json(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def request_text(job: dict[str, Any]) -> str:
-    """`4c 16G 2g` style summary of what a job asks for."""
-    text = f"{job['cpus']:g}c {format_size_mb(job['mem_mb'])}"
-    if job["gpus"]:
-        text += f" {job['gpus']}g"
-    if job.get("gpu_mem_mb"):
-        text += f" {format_size_mb(job['gpu_mem_mb'])}gm"
-    return text
+    """`4c 16G 2gpu` style summary of what a job asks for (as the console writes it)."""
+    return short_request(job["cpus"], job["mem_mb"], job["gpus"], job.get("gpu_mem_mb") or 0)
 
 
 class SubmitCommand(click.Command):
@@ -112,10 +109,17 @@ def submit(
                     field="after",
                 ) from None
         job_id = svc.submit(spec)
-        if as_json:
-            echo_json(job_json(svc.get_job(job_id)))
-        else:
-            click.echo(job_id)
+        job = svc.get_job(job_id)
+    if as_json:
+        echo_json(job_json(job))
+    else:
+        click.echo(job_id)
+    if (job["reason"] or "").startswith("unschedulable"):  # queued, but no host has what it needs
+        click.echo(
+            f"lepton-tui: warning: job {job_id} is {printable(job['reason'])}; it stays queued "
+            "until such a host is added",
+            err=True,
+        )
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -123,16 +127,22 @@ def submit(
 @click.option("--user", default=None, help="Only this user's jobs.")
 @click.option("--project", default=None, help="Only this project's jobs.")
 @click.option("--state", "states", multiple=True, help="Only jobs in this state (repeatable).")
-@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option(
+    "--limit", default=1000, show_default=True, type=AsciiNumber(click.IntRange(1, 1_000_000))
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of jobs.")
 @click.pass_context
 def queue(ctx: click.Context, all_states: bool, user: str | None, project: str | None,
           states: tuple[str, ...], limit: int, as_json: bool) -> None:  # fmt: skip
-    """List jobs not yet ended (running first, then queued), with why each queued one waits."""
-    with service_for(ctx) as svc:
-        jobs = svc.list_jobs(
-            all_states=all_states, user=user, project=project, states=states or None, limit=limit
-        )
+    """List jobs not yet ended (running first, then queued), with why each queued one waits.
+
+    With --all, ended jobs follow, the most recently ended first; --limit keeps the first N."""
+    filters: dict[str, Any] = {
+        "all_states": all_states, "user": user, "project": project, "states": states or None,
+    }  # fmt: skip
+    with service_for(ctx, read_only=True) as svc:
+        jobs = svc.list_jobs(**filters, limit=limit)
+        total = svc.count_jobs(**filters) if len(jobs) == limit else len(jobs)
         warnings = _budget_warnings(svc)
     if as_json:
         echo_json([job_json(j) for j in jobs])
@@ -147,8 +157,7 @@ def queue(ctx: click.Context, all_states: bool, user: str | None, project: str |
     for col in ("ID", "USER", "PROJECT", "STATE", "REQUEST", "HOST", "AGE", "REASON / COMMAND"):
         table.add_column(col, no_wrap=col != "REASON / COMMAND", overflow="ellipsis")
     now = time.time()
-    order = {"running": 0, "cancelling": 1, "starting": 2, "queued": 3}
-    for job in sorted(jobs, key=lambda j: (order.get(j["state"], 4), -j["priority"], j["id"])):
+    for job in jobs:  # live first (running, then queued), then the most recently ended
         detail = job["reason"] if job["state"] == "queued" and job["reason"] else job["command"]
         table.add_row(
             Text(str(job["id"])), user_text(job["user"]), user_text(job["project"]),
@@ -156,6 +165,9 @@ def queue(ctx: click.Context, all_states: bool, user: str | None, project: str |
             Text(format_duration(now - job["submitted_at"])), user_text(detail or ""),
         )  # fmt: skip
     console.print(table)
+    if total > len(jobs):
+        what = "jobs" if all_states or states else "jobs not yet ended"
+        console.print(f"showing {len(jobs):,} of {total:,} {what} (--limit N to see more)")
 
 
 def _budget_warnings(svc: Any) -> list[str]:
@@ -174,7 +186,7 @@ def _budget_warnings(svc: Any) -> list[str]:
 def show(ctx: click.Context, job_id: str, as_json: bool) -> None:
     """Show a job: its spec, attempts and events."""
     job_no = parse_id(job_id)
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:
         job = svc.show_job(job_no)
     if as_json:
         out = job_json(job)
@@ -269,7 +281,7 @@ def logs(ctx: click.Context, job_id: str, stream: str, follow: bool, attempt: st
     out = sys.stdout
     term = TerminalLogFilter() if _is_terminal(out) else None
     try:
-        with service_for(ctx) as svc:
+        with service_for(ctx, read_only=True) as svc:
             chunks = follow_log(svc, job_no, stream=stream, follow=follow, attempt_no=attempt_no)
             for chunk in chunks:
                 # color=True: never let click strip the job's escape sequences from a pipe
@@ -277,6 +289,20 @@ def logs(ctx: click.Context, job_id: str, stream: str, follow: bool, attempt: st
     finally:
         if term:
             click.echo(term.flush(), nl=False, color=True)
+    if stream == "stdout":
+        _hint_stderr(ctx, job_no, attempt_no)
+
+
+def _hint_stderr(ctx: click.Context, job_no: int, attempt_no: int | None) -> None:
+    """One line on stderr when the job's stderr has something: where errors usually are."""
+    from lepton_tui.logs import stderr_bytes
+
+    with service_for(ctx, read_only=True) as svc:
+        size = stderr_bytes(svc, job_no, attempt_no)
+    if size:
+        attempt = "" if attempt_no is None else f" --attempt {attempt_no}"
+        unit = "byte" if size == 1 else "bytes"
+        click.echo(f"stderr has {size} {unit}: logs {job_no} --stderr{attempt}", err=True)
 
 
 def _is_terminal(stream: Any) -> bool:

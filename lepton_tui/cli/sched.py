@@ -294,6 +294,14 @@ def _loads(text: str) -> list[float | None]:
 )
 @click.option("--cost-weight", default="0", show_default=True, help="Cost weight for every policy.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON row per policy and seed.")
+@click.option(
+    "--experiment",
+    type=click.Choice(["fragmentation"]),
+    default=None,
+    help="Run a placement experiment instead: fragmentation (FGD, ATC'23) packs --trace (a pod "
+    "list) onto --node-list, policies random, dotprod, packing, clustering, bestfit, fgd, lepton.",
+)
+@click.option("--inflate", default="1.3", show_default=True, help="Experiment: arrivals x GPUs.")
 def bench(
     workload: str | None,
     trace: str | None,
@@ -308,8 +316,17 @@ def bench(
     estimate_sigma: str | None,
     cost_weight: str,
     as_json: bool,
+    experiment: str | None,
+    inflate: str,
 ) -> None:
     """Replay a workload under several policies and seeds; print one table of metrics."""
+    ctx = click.get_current_context()
+    if experiment == "fragmentation":
+        given = ctx.get_parameter_source("policies") != click.core.ParameterSource.DEFAULT
+        _bench_fragmentation(trace, node_list, inflate, seeds, policies if given else None, as_json)
+        return
+    if ctx.get_parameter_source("inflate") != click.core.ParameterSource.DEFAULT:
+        raise ValidationError("--inflate applies to --experiment fragmentation only")
     from scheduler.bench import (
         DEFAULT_JOBS,
         WORKLOADS,
@@ -435,3 +452,54 @@ def _print_bench(summary: list[dict[str, Any]], workload: str, seeds: int) -> No
     if not console.is_terminal:
         console = Console(highlight=False, width=200)  # a pipe or file: never squeeze the table
     console.print(table)
+
+
+def _bench_fragmentation(
+    trace: str | None,
+    node_list: str | None,
+    inflate: str,
+    seeds: str,
+    policies: str | None,
+    as_json: bool,
+) -> None:
+    """The FGD experiment (scheduler/packing.py): unallocated GPU share per policy and seed."""
+    from scheduler.packing import PAPER, POLICIES, PackingError, run_experiment, summarize
+
+    if trace is None or node_list is None:
+        raise ValidationError(
+            "--experiment fragmentation needs --trace POD_CSV and --node-list CSV"
+        )
+    for path, what in ((trace, "trace"), (node_list, "node list")):
+        if not Path(path).is_file():
+            raise ValidationError(f"{what} file not found: {path}")
+    ratio = _number(inflate, "--inflate", minimum=0.01, maximum=100)
+    n_seeds = _number(seeds, "--seeds", integer=True, minimum=1, maximum=1000)
+    names = list(POLICIES)
+    if policies is not None:
+        names = [p.strip().lower() for p in policies.split(",") if p.strip()]
+        bad = [p for p in names if p not in POLICIES]
+        if not names or bad:
+            raise ValidationError(
+                f"unknown policy {(bad or [''])[0]!r}; choose from {', '.join(POLICIES)}"
+            )
+    try:
+        rows = run_experiment(node_list, trace, names, n_seeds, ratio)
+    except PackingError as exc:
+        raise ValidationError(str(exc)) from None
+    if as_json:
+        echo_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(
+        title=f"Unallocated GPU share at {ratio:.0%} arrivals, seeds 42-{41 + n_seeds}",
+        title_justify="left",
+    )
+    for col in ("policy", "mean %", "std", "paper % (default list)"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for s in summarize(rows):
+        paper = PAPER.get(s["policy"])
+        table.add_row(
+            s["policy"], f"{s['mean']:.2f}", f"{s['std']:.2f}", f"{paper:.2f}" if paper else "-"
+        )
+    make_console().print(table)

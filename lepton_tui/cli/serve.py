@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from lepton_tui.cli.common import CONTEXT_SETTINGS, service_for
+from lepton_tui.cli.common import CONTEXT_SETTINGS, AsciiNumber, service_for
 from lepton_tui.errors import LeptonError, ValidationError
 
 
@@ -18,7 +18,7 @@ from lepton_tui.errors import LeptonError, ValidationError
 @click.option(
     "--tick",
     "tick_s",
-    type=float,
+    type=AsciiNumber(click.FLOAT),
     default=None,
     help="Seconds between ticks (default: the tick_s setting, 2).",
 )

@@ -27,10 +27,12 @@ class ConfirmModal(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog confirm"):
             yield Static(self.question, classes="question")
+            # Both buttons compact, so they sit on one row (a tall and a compact one did not).
             with Horizontal(classes="buttons"):
                 yield Button(
-                    f"{self.yes} (y)", id="yes", variant="error" if self.danger else "primary"
-                )
+                    f"{self.yes} (y)", id="yes", compact=True,
+                    variant="error" if self.danger else "primary",
+                )  # fmt: skip
                 yield Button("No (n)", id="no", compact=True)
 
     def on_mount(self) -> None:

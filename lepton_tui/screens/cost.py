@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,22 +14,22 @@ from lepton_tui import views
 from lepton_tui.screens.live import LiveScreen
 from lepton_tui.widgets.bars import money
 from lepton_tui.widgets.cost import cost_renderable
+from lepton_tui.widgets.fit import FitTable
 from lepton_tui.widgets.header import LabHeader
 
 SPANS = ((86400.0, "last 24 h"), (7 * 86400.0, "last 7 days"), (3600.0, "last hour"))
 
 
-def breakdown(title: str, items: list[tuple[str, float]], total: float, currency: str) -> Table:
-    t = Table(box=None, expand=True, header_style="bold")
-    t.add_column(title, no_wrap=True, overflow="ellipsis")
-    t.add_column("spent", justify="right")
-    t.add_column("share", justify="right")
-    for name, amount in items[:20]:
-        share = f"{100 * amount / total:.0f}%" if total else "-"
-        t.add_row(name, money(amount, currency), share)
+def breakdown(title: str, items: list[tuple[str, float]], total: float, currency: str) -> FitTable:
+    """Spend by `title` (user or project) with each one's share; a narrow panel drops the share
+    column before it would cut an amount."""
+    rows: list[tuple[Text | str, ...]] = [
+        (name, money(amount, currency), f"{100 * amount / total:.0f}%" if total else "-")
+        for name, amount in items[:20]
+    ]
     if not items:
-        t.add_row(Text("nothing spent yet", style="dim"), "", "")
-    return t
+        rows.append((Text("nothing spent yet", style="dim"), "", ""))
+    return FitTable(rows, headers=(title, "spent", "share"), optional=(2,), gap=2)
 
 
 class CostScreen(LiveScreen):
@@ -72,6 +71,7 @@ class CostScreen(LiveScreen):
     def show(self, data: Any) -> None:
         panel, series, head = data
         self.query_one(LabHeader).show(head)
+        self.app.note_header(head)
         self.query_one("#cost-summary", Static).update(cost_renderable(panel, top=0))
         total = panel.month if panel.breakdown_period == "this month" else panel.week
         cur = self.app.currency = panel.currency
@@ -81,15 +81,14 @@ class CostScreen(LiveScreen):
         self.query_one("#cost-projects", Static).update(
             breakdown("project", panel.by_project, total or 0, cur)
         )
-        self.query_one("#cost-users").border_title = f"By user ({panel.breakdown_period})"
-        self.query_one("#cost-projects").border_title = f"By project ({panel.breakdown_period})"
+        # The period goes below: a narrow panel cuts a title, and it would cut the period.
+        self.query_one("#cost-users").border_subtitle = panel.breakdown_period
+        self.query_one("#cost-projects").border_subtitle = panel.breakdown_period
         chart = self.query_one("#cost-chart", Sparkline)
         chart.data = series
         _span, label = SPANS[self.span]
         peak = max(series) if series else 0.0
-        chart.border_title = (
-            f"Spend over the {label}: {money(sum(series), cur)}, peak {money(peak, cur)} per bucket"
-        )
+        chart.border_title = f"Spend, {label}: {money(sum(series), cur)}, peak {money(peak, cur)}"
         chart.border_subtitle = "w: change span"
 
     def action_span(self) -> None:

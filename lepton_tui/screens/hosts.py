@@ -12,6 +12,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
 from lepton_tui import views
+from lepton_tui.request_text import plural, size_words
 from lepton_tui.screens.live import LiveScreen
 from lepton_tui.validate import format_size_mb
 from lepton_tui.widgets.bars import money
@@ -37,8 +38,8 @@ def host_details(
     t.add_row("state", f"{host['state']} ({host['admin_state']})")
     t.add_row(
         "capacity",
-        f"{host['cpus'] or 0:g} CPUs, {format_size_mb(host['mem_mb'] or 0)} memory, "
-        f"{host['gpus'] or 0} GPU(s) {host['gpu_model'] or ''}".strip(),
+        f"{plural(host['cpus'] or 0, 'CPU')}, {size_words(host['mem_mb'] or 0)} memory, "
+        f"{plural(host['gpus'] or 0, 'GPU')} {host['gpu_model'] or ''}".strip(),
     )
     price = host["price_per_hour"]
     t.add_row("price", f"{money(price, currency)}/h" if price else "none")
@@ -97,7 +98,8 @@ class HostsScreen(LiveScreen):
     def show(self, data: Any) -> None:
         rows, self.hosts, head = data
         self.rows = {r.name: r for r in rows}
-        self.currency = self.app.currency = head.currency
+        self.app.note_header(head)
+        self.currency = head.currency
         self.query_one(LabHeader).show(head)
         self.query_one(FleetPanel).show(rows, currency=head.currency)
         table = self.query_one(FleetTable)

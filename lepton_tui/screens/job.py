@@ -17,9 +17,10 @@ from textual.worker import get_current_worker
 
 from lepton_tui.economics_prices import get_currency
 from lepton_tui.errors import LeptonError
+from lepton_tui.request_text import long_request
 from lepton_tui.screens.live import LiveScreen
 from lepton_tui.validate import format_duration
-from lepton_tui.views import describe_request, why_pending
+from lepton_tui.views import why_pending
 from lepton_tui.widgets.bars import money
 from lepton_tui.widgets.queue import JOB_STYLE
 
@@ -40,7 +41,7 @@ def spec_table(job: dict[str, Any], now: float, why: str | None) -> Table:
     t.add_row("who", f"{job['user']} / {job['project']}")
     t.add_row(
         "request",
-        describe_request(job["cpus"], job["mem_mb"], job["gpus"], job["gpu_mem_mb"] or 0)
+        long_request(job["cpus"], job["mem_mb"], job["gpus"], job["gpu_mem_mb"] or 0)
         + (f", limit {format_duration(job['time_limit_s'])}" if job["time_limit_s"] else ""),
     )
     t.add_row("priority", str(job["priority"]))

@@ -8,6 +8,7 @@ nothing (onboarding forgets a key it accepted for a host that then fails).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,23 @@ def check_key(known_hosts: Path, address: str, port: int, timeout: float = 10) -
     )  # fmt: skip
 
 
+# Onboarding says why a key is trusted in the CLI's words (`accepted (--fingerprint)`); the form
+# says what its user did instead.
+KEY_WORDS = {
+    "--fingerprint": "accepted in this form",
+    "--accept-new-host-key": "accepted as new",
+    "~/.ssh/known_hosts": "accepted: it matches your ~/.ssh/known_hosts",
+}
+
+
+def form_line(line: str) -> str:
+    """One onboarding line as the form shows it (the CLI's option names replaced)."""
+    match = re.fullmatch(r"(\s*)accepted \((.+)\)", line)
+    if match and match.group(2) in KEY_WORDS:
+        return match.group(1) + KEY_WORDS[match.group(2)]
+    return line
+
+
 def add_host(svc: Any, raw: dict[str, Any], fingerprint: str | None) -> Outcome:
     """Onboard the host (trust `fingerprint`, preflight, store); never raises."""
     from lepton_tui.onboarding import onboard
@@ -63,7 +81,10 @@ def add_host(svc: Any, raw: dict[str, Any], fingerprint: str | None) -> Outcome:
     raw = dict(raw)
     name = raw.pop("name")
     try:
-        done = onboard(svc, name, fingerprint=fingerprint, echo=lines.append, **raw)
+        done = onboard(
+            svc, name, fingerprint=fingerprint, echo=lambda line: lines.append(form_line(line)),
+            **raw,
+        )  # fmt: skip
     except LeptonError as exc:
         return Outcome(False, [*lines, f"✗ {exc}"])
     except Exception as exc:  # noqa: BLE001 - shown in the modal, never a traceback

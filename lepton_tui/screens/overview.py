@@ -91,7 +91,7 @@ class OverviewScreen(LiveScreen):
     def show(self, loaded: Any) -> None:
         data, fleet, queue = loaded
         self.query_one(LabHeader).show(data.header)
-        self.app.currency = data.cost.currency
+        self.app.note_header(data.header)
         first = self.loads == 1
         self.query_one(FleetPanel).show(data.fleet, fleet, currency=data.cost.currency)
         if first and not data.fleet:

@@ -15,7 +15,39 @@ from textual.widgets import DataTable, Footer, Input, Label, Select, Static
 from lepton_tui import views
 from lepton_tui.errors import ValidationError
 from lepton_tui.screens.live import LiveScreen
+from lepton_tui.widgets.fit import FittedTable
 from lepton_tui.widgets.header import LabHeader
+
+EXPLANATION_MAX = 400  # a cell never carries more: no screen is that wide
+
+
+class DecisionsTable(FittedTable):
+    """The policy's decisions, newest first; the explanation takes the width that is left."""
+
+    COLUMNS = (("at", "When"), ("policy", "Policy"), ("job", "Job"), ("host", "Host"),
+               ("placed", "Placed"), ("why", "Explanation"))  # fmt: skip
+    DROP_ORDER = ("policy", "host", "placed", "at")
+    CAPS = {"policy": 12, "host": 16}
+    FILL = "why"
+    FILL_MIN = 20
+
+
+def decision_cells(decisions: list[dict[str, Any]]) -> list[tuple[str, tuple]]:
+    """The decisions table's cells, keyed by decision id."""
+    return [
+        (
+            str(d["id"]),
+            (
+                time.strftime("%H:%M:%S", time.localtime(d["at"] or 0)),
+                d["policy"] or "-",
+                str(d["job_id"]),
+                d["host"] or "-",
+                Text("yes", style="green") if d["placed"] else Text("no", style="yellow"),
+                (d["explanation"] or "").replace("\n", " ")[:EXPLANATION_MAX],
+            ),
+        )
+        for d in decisions
+    ]
 
 
 def policy_names() -> tuple[str, ...]:
@@ -31,12 +63,13 @@ class SchedulerScreen(LiveScreen):
     AUTO_FOCUS = "#decisions"  # not the job-id box: digits there would not switch screens
     BINDINGS = [
         Binding("w", "why", "why pending"),
-        Binding("escape", "app.switch_to('overview')", "back", show=False),
+        Binding("escape", "back", "back", show=False),
     ]
 
     def __init__(self) -> None:
         super().__init__(id="scheduler")
         self._policy_shown: str | None = None
+        self._jobs: dict[str, int] = {}  # decision id -> job id, for a selected row
 
     def compose(self) -> ComposeResult:
         yield LabHeader(id="lab-header")
@@ -47,15 +80,11 @@ class SchedulerScreen(LiveScreen):
             yield Input(placeholder="id", id="why-job", restrict=r"\d*", max_length=12)
             yield Label("pending?", classes="field-label")
         yield Static(id="why", classes="panel")
-        table: DataTable = DataTable(id="decisions", classes="panel", cursor_type="row")
-        for key, label in (("at", "When"), ("policy", "Policy"), ("job", "Job"),
-                           ("host", "Host"), ("placed", "Placed"), ("why", "Explanation")):  # fmt: skip
-            table.add_column(label, key=key)
-        yield table
+        yield DecisionsTable(id="decisions", classes="panel")
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        table = self.query_one("#decisions", DataTable)
+        table = self.query_one(DecisionsTable)
         table.border_title = "Recent decisions"
         self.query_one("#why").border_title = "Why pending"
         self.query_one("#why", Static).update(
@@ -74,26 +103,17 @@ class SchedulerScreen(LiveScreen):
     def show(self, data: Any) -> None:
         head, decisions, admin = data
         self.query_one(LabHeader).show(head)
-        self.app.currency = head.currency
+        self.app.note_header(head)
         select = self.query_one("#policy", Select)
         select.disabled = not admin
         if self._policy_shown != head.policy and head.policy in policy_names():
             self._policy_shown = head.policy
             with self.prevent(Select.Changed):
                 select.value = head.policy
-        table = self.query_one("#decisions", DataTable)
+        table = self.query_one(DecisionsTable)
         table.border_subtitle = self.app.dispatch_note
-        table.clear()
-        for d in decisions:
-            table.add_row(
-                time.strftime("%H:%M:%S", time.localtime(d["at"] or 0)),
-                d["policy"] or "-",
-                str(d["job_id"]),
-                d["host"] or "-",
-                Text("yes", style="green") if d["placed"] else Text("no", style="yellow"),
-                d["explanation"] or "",
-                key=str(d["id"]),
-            )
+        self._jobs = {str(d["id"]): int(d["job_id"]) for d in decisions}
+        table.show_fitted(decision_cells(decisions))
 
     @on(Select.Changed, "#policy")
     def _policy(self, event: Select.Changed) -> None:
@@ -125,12 +145,21 @@ class SchedulerScreen(LiveScreen):
 
     @on(DataTable.RowSelected, "#decisions")
     def _why_selected(self, event: DataTable.RowSelected) -> None:
-        table = self.query_one("#decisions", DataTable)
-        job = table.get_row(event.row_key)[2]
-        self._explain(int(str(job)))
+        job = self._jobs.get(str(event.row_key.value))
+        if job is not None:
+            self._explain(job)
 
     def action_why(self) -> None:
         self.query_one("#why-job", Input).focus()
+
+    def action_back(self) -> None:
+        """Escape: out of the job-id box to the decisions first (so the box does not hold the
+        focus when this screen comes back, eating the digits that switch screens), then back to
+        the overview."""
+        if self.focused is self.query_one("#why-job", Input):
+            self.query_one("#decisions", DataTable).focus()
+        else:
+            self.app.switch_to("overview")
 
     def _explain(self, job_id: int) -> None:
         self.run_worker(

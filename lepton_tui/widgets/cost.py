@@ -2,41 +2,40 @@
 
 from __future__ import annotations
 
-from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
 from lepton_tui.views import CostPanel
 from lepton_tui.widgets.bars import money
+from lepton_tui.widgets.fit import FitTable
 
 
-def cost_renderable(panel: CostPanel, top: int = 3) -> Table | Text:
-    """A compact two-column summary of `panel`."""
+def cost_renderable(panel: CostPanel, top: int = 3) -> FitTable | Text:
+    """A compact two-column summary of `panel` (amounts never cut, whatever the width)."""
     if not panel.hosts:
         return Text("Costs appear once hosts with a price are added.", style="dim")
     if not panel.priced_hosts:
         return Text(
             "No host has a price yet: set one when adding a host (price per hour).", style="dim"
         )
-    t = Table.grid(padding=(0, 1), expand=True)
-    t.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
-    t.add_column(justify="right", no_wrap=True)
     cur = panel.currency
-    t.add_row("Rate now", Text(f"{money(panel.rate_now, cur)}/h", style="bold"))
-    t.add_row("Today", money(panel.today, cur))
-    t.add_row("This week", money(panel.week, cur))
+    rows: list[tuple[Text | str, Text | str]] = [
+        ("Rate now", Text(f"{money(panel.rate_now, cur)}/h", style="bold")),
+        ("Today", money(panel.today, cur)),
+        ("This week", money(panel.week, cur)),
+    ]
     if panel.month is not None:
-        t.add_row("This month", money(panel.month, cur))
-    t.add_row(
-        Text("Idle now", style="yellow"), Text(f"{money(panel.idle_rate, cur)}/h", style="yellow")
+        rows.append(("This month", money(panel.month, cur)))
+    rows.append(
+        (Text("Idle now", style="yellow"), Text(f"{money(panel.idle_rate, cur)}/h", style="yellow"))
     )
-    t.add_row(
-        Text("Idle today", style="yellow"), Text(money(panel.idle_today, cur), style="yellow")
+    rows.append(
+        (Text("Idle today", style="yellow"), Text(money(panel.idle_today, cur), style="yellow"))
     )
     for title, items in (("user", panel.by_user), ("project", panel.by_project)):
         for name, amount in items[:top]:
-            t.add_row(Text(f"{title[0]}:{name}", style="dim"), money(amount, cur))
-    return t
+            rows.append((Text(f"{title[0]}:{name}", style="dim"), money(amount, cur)))
+    return FitTable(rows)
 
 
 class CostSummary(Static):

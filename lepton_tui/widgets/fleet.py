@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from rich.cells import cell_len
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Button, DataTable, Static
-from textual.widgets.data_table import ColumnKey
+from textual.widgets import Button, Static
 
 from lepton_tui.views import FleetRow
 from lepton_tui.widgets.bars import (
@@ -21,7 +19,8 @@ from lepton_tui.widgets.bars import (
     sparkline,
     state_text,
 )
-from lepton_tui.widgets.sync import highlighted_key, sync_rows
+from lepton_tui.widgets.fit import FittedTable
+from lepton_tui.widgets.sync import highlighted_key
 
 COLUMNS = (
     ("host", "Host"),
@@ -34,6 +33,8 @@ COLUMNS = (
     ("jobs", "Jobs"),
     ("price", "$/h"),  # the lab currency's symbol, set by `FleetTable.show_cells`
 )
+# Left out, in this order, when the hosts do not fit the width; the host and its GPUs always stay.
+DROP_ORDER = ("spark", "heat", "jobs", "price", "mem", "cpu", "state")
 
 
 def mem_percent(row: FleetRow) -> float | None:
@@ -70,14 +71,12 @@ def fleet_cells(
     ]
 
 
-class FleetTable(DataTable):
-    """The hosts as a table; rows are keyed by host name so the cursor survives refreshes."""
+class FleetTable(FittedTable):
+    """The hosts as a table; rows are keyed by host name so the cursor survives refreshes. The
+    columns fit the table's width (at 80 columns: no sparkline and no temperature)."""
 
-    def __init__(self, **kwargs) -> None:
-        # Columns exist from construction: a worker's first rows may arrive before on_mount.
-        super().__init__(cursor_type="row", **kwargs)
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
+    COLUMNS = COLUMNS
+    DROP_ORDER = DROP_ORDER
 
     def show(self, rows: list[FleetRow], compact: bool = False, *, currency: str) -> None:
         """Show the hosts (cells built here; see `show_cells` for cells built in a worker)."""
@@ -86,21 +85,11 @@ class FleetTable(DataTable):
     def show_cells(self, cells: list[tuple[str, tuple]], *, currency: str) -> None:
         """Patch changed cells in place; the highlighted host stays put."""
         self.set_currency(currency)
-        keep = self.selected_host
-        if sync_rows(self, cells) and keep is not None and keep in self.rows:
-            self.move_cursor(row=self.get_row_index(keep), animate=False)
+        self.show_fitted(cells)
 
     def set_currency(self, currency: str) -> None:
         """Label the price column with the lab currency (`$/h`, `€/h`, `CHF/h`)."""
-        column = self.columns.get(ColumnKey("price"))
-        label = per_hour_label(currency)
-        if column is not None and column.label.plain != label:
-            column.label = Text(label)
-            column.content_width = max(column.content_width, cell_len(label))
-            # DataTable has no public rename: drop its rendered cells and measure again.
-            self._clear_caches()
-            self._require_update_dimensions = True
-            self.refresh()
+        self.relabel("price", per_hour_label(currency))
 
     @property
     def selected_host(self) -> str | None:
@@ -109,8 +98,9 @@ class FleetTable(DataTable):
 
 
 def compact_width(app) -> bool:
-    """Narrow bars below 110 columns (an 80-column terminal still shows every column)."""
-    return app.size.width < 110
+    """Narrow bars and sparkline below 120 columns, so 110 columns still show every column of 8
+    GPUs a host (narrower, the fleet leaves out its least useful columns: `FleetTable`)."""
+    return app.size.width < 120
 
 
 class EmptyFleet(Vertical):

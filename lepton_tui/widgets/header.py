@@ -1,36 +1,79 @@
-"""The top line: lab name, policy in use, hosts up/total, spend rate now."""
+"""The top line: lab name, policy in use, hosts up/total, jobs, spend rate now."""
 
 from __future__ import annotations
 
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 from textual.widgets import Static
 
 from lepton_tui.views import Header
 from lepton_tui.widgets.bars import money
 
+# Parts left out, in this order, when even the compact line is too wide: a part goes whole, so a
+# number is never cut ("3 running, 3" for "3 running, 3 queued").
+DROP_ORDER = ("policy", "lab", "hosts", "demo", "jobs")
 
-def header_text(h: Header, compact: bool = False) -> Text:
-    """The header line; `compact` drops the labels so it fits 80 columns."""
-    gap = " " if compact else "  "
-    text = Text(no_wrap=True, overflow="ellipsis")
-    text.append(" lepton ", style="bold reverse")
-    text.append(f" {h.lab}", style="bold")
+
+def header_parts(h: Header, compact: bool = False) -> list[tuple[str, Text]]:
+    """The header's parts, by name; `compact` drops the labels."""
+    parts: list[tuple[str, Text]] = [("badge", Text(" lepton ", style="bold reverse"))]
+    parts.append(("lab", Text(h.lab, style="bold")))
     if h.demo:
-        text.append(f"{gap}DEMO", style="bold magenta")
-    text.append(f"{gap}policy ", style="dim")
-    text.append(h.policy, style="bold")
-    text.append(gap if compact else "  hosts ", style="dim")
+        parts.append(("demo", Text("DEMO", style="bold magenta")))
+    policy = Text("policy ", style="dim")
+    policy.append(h.policy, style="bold")
+    parts.append(("policy", policy))
     style = "green" if h.hosts_total and h.hosts_up == h.hosts_total else "yellow"
-    text.append(f"{h.hosts_up}/{h.hosts_total} {'hosts ' if compact else ''}up", style=style)
-    text.append(gap if compact else "  jobs ", style="dim")
-    text.append(f"{h.running} running, {h.queued} queued")
-    text.append(f"{gap}spend " if not compact else gap, style="dim")
-    text.append(f"{money(h.rate_now, h.currency)}/h", style="bold")
+    hosts = Text("" if compact else "hosts ", style="dim")
+    hosts.append(f"{h.hosts_up}/{h.hosts_total} {'hosts ' if compact else ''}up", style=style)
+    parts.append(("hosts", hosts))
+    jobs = Text("" if compact else "jobs ", style="dim")
+    jobs.append(f"{h.running} running, {h.queued} queued")
+    parts.append(("jobs", jobs))
+    spend = Text("" if compact else "spend ", style="dim")
+    spend.append(f"{money(h.rate_now, h.currency)}/h", style="bold")
+    parts.append(("spend", spend))
+    return parts
+
+
+def _join(parts: list[tuple[str, Text]], gap: str) -> Text:
+    text = Text(no_wrap=True, overflow="ellipsis")
+    for i, (_name, part) in enumerate(parts):
+        if i == 1:
+            text.append(" ")
+        elif i > 1:
+            text.append(gap)
+        text.append_text(part)
     return text
+
+
+def header_text(h: Header, width: int = 200) -> Text:
+    """The header line for `width` cells: with labels where they fit, else without, else with
+    whole parts left out (DROP_ORDER)."""
+    full = _join(header_parts(h), "  ")
+    if full.cell_len <= width:
+        return full
+    parts = header_parts(h, compact=True)
+    for name in DROP_ORDER:
+        text = _join(parts, " ")
+        if text.cell_len <= width:
+            return text
+        parts = [p for p in parts if p[0] != name]
+    return _join(parts, " ")
+
+
+class HeaderLine:
+    """The header, laid out for the width it is drawn in (so it follows a resize)."""
+
+    def __init__(self, header: Header) -> None:
+        self.header = header
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield header_text(self.header, options.max_width)
 
 
 class LabHeader(Static):
     """The header line above every screen's panels."""
 
     def show(self, h: Header) -> None:
-        self.update(header_text(h, compact=self.app.size.width < 100))
+        self.update(HeaderLine(h))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from rich.text import Text
-from textual.widgets import DataTable
 
 from lepton_tui.validate import format_duration
 from lepton_tui.views import QueueRow, QueueWindow
-from lepton_tui.widgets.sync import highlighted_key, sync_rows
+from lepton_tui.widgets.fit import FittedTable, fit_columns
+from lepton_tui.widgets.sync import highlighted_key
 
 JOB_STYLE = {
     "queued": "yellow",
@@ -28,16 +30,32 @@ COLUMNS = (
     ("project", "Project"),
     ("request", "Request"),
     ("host", "Host"),
-    ("gpus", "GPU ids"),  # which GPUs of the host (the count is in Request: `2g`)
+    ("gpus", "GPU ids"),  # which GPUs of the host (the count is in Request: `2gpu`)
     ("age", "Age"),
     ("why", "Why waiting / command"),
 )
+KEYS = tuple(key for key, _ in COLUMNS)
+# The table is never wider than its panel. On a narrow screen these columns are left out, in
+# this order, until Why waiting has at least WHY_MIN cells; ID and Why waiting always stay.
+DROP_ORDER = ("gpus", "project", "host", "request", "user", "age", "state")
+# The widest a column gets (longer cells end with an ellipsis); Why waiting takes what is left.
+CAPS = {"user": 12, "project": 12, "request": 20, "host": 16, "gpus": 12}
+WHY_MIN = 21  # its header, "Why waiting / command", whole
+WHY_TEXT_MAX = 400  # a cell never carries more: no screen is that wide
 
 
-def why_text(row: QueueRow, width: int = 60) -> Text:
+def why_text(row: QueueRow) -> Text:
     if row.state == "queued":
-        return Text((row.reason or "waiting")[:width], style="italic")
-    return Text(row.command.replace("\n", " ")[:width], style="dim")
+        return Text((row.reason or "waiting")[:WHY_TEXT_MAX], style="italic")
+    return Text(row.command.replace("\n", " ")[:WHY_TEXT_MAX], style="dim")
+
+
+def fit_queue_columns(natural: Mapping[str, int], room: int, padding: int = 1) -> dict[str, int]:
+    """The queue's columns in `room` cells, each with its width (pure; see `fit_columns`)."""
+    return fit_columns(
+        KEYS, natural, room, drop_order=DROP_ORDER, caps=CAPS, fill="why", fill_min=WHY_MIN,
+        padding=padding,
+    )  # fmt: skip
 
 
 def queue_cells(window: QueueWindow) -> list[tuple[str, tuple]]:
@@ -61,21 +79,19 @@ def queue_cells(window: QueueWindow) -> list[tuple[str, tuple]]:
     ]
 
 
-class QueueTable(DataTable):
-    """Up to a window of jobs; rows keyed by job id so selection survives refreshes."""
+class QueueTable(FittedTable):
+    """Up to a window of jobs; rows keyed by job id so selection survives refreshes. The columns
+    fit the table's width: no sideways scrolling to find out why a job waits."""
 
-    def __init__(self, **kwargs) -> None:
-        # Columns exist from construction: a worker's first rows may arrive before on_mount.
-        super().__init__(cursor_type="row", **kwargs)
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
+    COLUMNS = COLUMNS
+    DROP_ORDER = DROP_ORDER
+    CAPS = CAPS
+    FILL = "why"
+    FILL_MIN = WHY_MIN
 
     def show(self, window: QueueWindow, cells: list[tuple[str, tuple]] | None = None) -> None:
         """Patch changed cells in place (cells built by a worker if given); selection stays."""
-        keep = self.selected_job
-        rebuilt = sync_rows(self, cells if cells is not None else queue_cells(window))
-        if rebuilt and keep is not None and str(keep) in self.rows:
-            self.move_cursor(row=self.get_row_index(str(keep)), animate=False)
+        self.show_fitted(cells if cells is not None else queue_cells(window))
 
     @property
     def selected_job(self) -> int | None:

@@ -58,6 +58,11 @@ def sync_rows(table: DataTable, rows: Sequence[tuple[str, Sequence[Any]]]) -> bo
     return False
 
 
+def forget_rows(table: DataTable) -> None:
+    """Forget what `table` showed (after its columns changed): the next sync rebuilds it."""
+    _SHOWN.pop(table, None)
+
+
 def highlighted_key(table: DataTable) -> str | None:
     """The key of the highlighted row, or None for an empty (or shrinking) table."""
     if not table.row_count:

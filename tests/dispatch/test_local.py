@@ -135,7 +135,7 @@ def test_reasons_unschedulable_and_draining_the_last_gpu_host(svc, dispatcher, t
     svc.set_draining("gpu0", True)
     dispatcher.tick()
     reason = svc.get_job(gpu_next)["reason"]
-    assert reason.startswith("unschedulable: fits no host (needs 1 GPUs"), reason
+    assert reason.startswith("unschedulable: fits no host (needs 1 GPU,"), reason
     assert "draining" in reason
     # drain lets the running job finish and places nothing new there
     tick_until(dispatcher, lambda: svc.get_job(gpu_long)["state"] == "succeeded", timeout=20)

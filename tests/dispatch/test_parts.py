@@ -88,7 +88,7 @@ def test_queue_shows_the_reason(svc, home, tmp_path):
     job_id = svc.submit(command="true", gpus=1)
     assert lepton(home, "serve", "--once").returncode == 0
     reason = svc.get_job(job_id)["reason"]
-    assert reason.startswith("unschedulable: fits no host (needs 1 GPUs")
+    assert reason.startswith("unschedulable: fits no host (needs 1 GPU,")
     out = lepton(home, "queue")
     assert "unschedulable" in out.stdout
 

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from lepton_tui.cli import cli
 from lepton_tui.cli.common import TerminalLogFilter, printable
+from lepton_tui.service import Service
 from tests.foundation.test_cli import assert_one_line_error, run
 
 CONTROL = [chr(c) for c in (*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0))]
@@ -51,6 +52,8 @@ def add_event(home: Path, job_id: int, message: str) -> None:
 
 
 def jobs(home: Path) -> list[dict[str, Any]]:
+    if not (home / "ledger.db").exists():
+        return []  # nothing was ever written (queue refuses a state directory with no ledger)
     res = run(home, "queue", "--all", "--json")
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
@@ -155,7 +158,9 @@ def _fake_log(monkeypatch: pytest.MonkeyPatch, chunks: list[str]) -> list[Any]:
     return calls
 
 
-def test_logs_are_raw_into_a_pipe(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_logs_are_raw_into_a_pipe(
+    svc: Service, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     chunks = ["\x1b[32mgreen\x1b[0m\n", "\x1b]0;t\x07done\n"]
     calls = _fake_log(monkeypatch, chunks)
     res = CliRunner().invoke(cli, ["logs", "7", "--attempt", "2"])
@@ -164,7 +169,9 @@ def test_logs_are_raw_into_a_pipe(home: Path, monkeypatch: pytest.MonkeyPatch) -
     assert calls == [(7, {"stream": "stdout", "follow": False, "attempt_no": 2})]
 
 
-def test_logs_on_a_terminal_show_escapes(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_logs_on_a_terminal_show_escapes(
+    svc: Service, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import lepton_tui.cli.jobs
 
     _fake_log(monkeypatch, ["\x1b[32mgreen\x1b[0m\n", "\x1b]0;t\x07done\n"])
@@ -236,7 +243,7 @@ def test_bad_job_ids_are_bad_input(home: Path, args: list[str]) -> None:
     assert jobs(home) == []
 
 
-def test_the_largest_id_is_merely_unknown(home: Path) -> None:
+def test_the_largest_id_is_merely_unknown(svc: Service, home: Path) -> None:
     assert_one_line_error(run(home, "show", str(2**63 - 1)), 1)
     assert_one_line_error(run(home, "show", str(2**63)), 2)
     job_id = submit(home, "--", "true")

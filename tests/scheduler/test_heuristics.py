@@ -127,7 +127,9 @@ def test_tetris_matches_demand_to_free_resources() -> None:
     pending = [job("cpu", cpus=4), job("gpu", cpus=1, gpus=2, at=1)]
     got = placed(TetrisPolicy().decide(view(n1, n2), pending, 1))
     assert got["cpu"][0] == "n1" and got["gpu"][0] == "n2"
-    assert placed(FIFOPolicy().decide(view(n1, n2), pending, 1))["cpu"][0] == "n2"
+    assert (
+        placed(FIFOPolicy(placement="bestfit").decide(view(n1, n2), pending, 1))["cpu"][0] == "n2"
+    )
 
 
 def _backfill_case(head_gpus: int):

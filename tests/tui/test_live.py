@@ -9,7 +9,7 @@ from textual.command import CommandPalette
 from lepton_tui.screens.submit import SubmitJobModal
 from lepton_tui.widgets.fleet import FleetTable
 from lepton_tui.widgets.queue import QueueTable
-from tests.tui.conftest import loaded, open_modal, wait_for
+from tests.tui.conftest import loaded, open_modal, text_of, wait_for
 
 
 async def test_demo_shows_a_busy_lab_and_leaves_nothing_behind(tmp_path, monkeypatch) -> None:
@@ -32,7 +32,7 @@ async def test_demo_shows_a_busy_lab_and_leaves_nothing_behind(tmp_path, monkeyp
         assert running["n"] > 5
         placed = app.ledger.query_one("SELECT COUNT(*) AS n FROM decisions WHERE placed = 1")
         assert placed["n"] >= running["n"]
-        assert "DEMO" in str(app.screen.query_one("#lab-header").render())
+        assert "DEMO" in text_of(app.screen.query_one("#lab-header"))
     assert not demo_dir.exists()  # the temporary ledger is removed on exit
     assert not (tmp_path / "must-not-exist").exists()
 

@@ -84,6 +84,8 @@ async def test_add_ssh_host_accepting_its_fingerprint(make_tui, home: Path, sshb
         await wait_for(pilot, lambda: modal.step in ("done", "failed"), timeout=60)
         status = str(modal.query_one("#status", Static).render())
         assert modal.step == "done", status
+        # The form's words, not the CLI's: "accepted (--fingerprint)" meant nothing here.
+        assert "accepted in this form" in status and "--" not in status, status
         await pilot.press("enter")
         await wait_for(pilot, lambda: not isinstance(app.screen, AddHostModal))
     svc = open_service(home)

@@ -264,10 +264,11 @@ async def test_no_write_access_says_the_console_only_shows(
 
 async def test_queue_gpu_column_is_named_for_ids(make_tui, lab: Path) -> None:
     app = make_tui()
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(200, 50)) as pilot:
         await loaded(pilot)
         table = app.screen.query_one(QueueTable)
         labels = {str(k.value): c.label.plain for k, c in table.columns.items()}
         assert labels["gpus"] == "GPU ids"
-        assert table.get_row("1")[6] == "0,1"  # job 1 holds GPUs 0 and 1 of gpu-a
-        assert table.get_row("1")[4] == "8c 32G 2g"  # the count is in the request
+        cells = dict(zip(labels, table.get_row("1"), strict=True))
+        assert cells["gpus"] == "0,1"  # job 1 holds GPUs 0 and 1 of gpu-a
+        assert cells["request"] == "8c 32G 2gpu"  # the count is in the request

@@ -1,4 +1,5 @@
-"""Snapshots of the overview, the add-host modal and the job detail at 120x40 and 80x24.
+"""Snapshots of the overview, the add-host modal and the job detail at 120x40 and 80x24 (and the
+overview at 200x50).
 
 Deterministic: a fixed clock, the fixed lab of tests/tui/data.py, no dispatcher, no refresh timer
 firing during the run, cursor blink off. Regenerate with `pytest tests/tui --snapshot-update`.
@@ -12,6 +13,7 @@ from textual.widgets import Input
 from tests.tui.conftest import loaded, settled, wait_for
 
 SIZES = [(120, 40), (80, 24)]
+WIDE = [*SIZES, (200, 50)]  # the queue's columns use the width of a big terminal
 
 
 def _still(app) -> None:
@@ -19,7 +21,7 @@ def _still(app) -> None:
         widget.cursor_blink = False
 
 
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("size", WIDE, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_overview(snap_compare, make_tui, lab, size) -> None:
     async def run_before(pilot) -> None:
         await loaded(pilot)
@@ -74,3 +76,16 @@ def test_job_detail(snap_compare, make_tui, lab, size) -> None:
         await settled(pilot)
 
     assert snap_compare(make_tui(), terminal_size=size, run_before=run_before)
+
+
+def test_confirm_dialog(snap_compare, make_tui, lab) -> None:
+    from lepton_tui.screens.confirm import ConfirmModal
+
+    async def run_before(pilot) -> None:
+        await loaded(pilot)
+        await settled(pilot)
+        await pilot.press("down", "down", "down", "c")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmModal))
+        await pilot.pause()
+
+    assert snap_compare(make_tui(), terminal_size=(80, 24), run_before=run_before)

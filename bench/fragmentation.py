@@ -1,0 +1,146 @@
+"""FGD experiment benchmark: prints the Markdown tables of docs/benchmarks.md ("Fragmentation").
+
+    python bench/fragmentation.py [--section table|variants|latency|all] [--seeds 10]
+
+* table: every policy (the paper's six baselines and ours) on the default pod list at 130 %
+  arrivals, seeds 42.., mean ± std and the per-seed difference of ours against FGD;
+* variants: FGD against ours on pod lists and settings the placement was not tuned on: seeds
+  52-61, other inflation levels, a random half of the pod list, a third of the GPU pods bound to
+  one GPU model (`gpu_spec`), and twice the share of multi-GPU pods;
+* latency: one placement decision at 1,213 nodes (CPU time of the whole step: fit mask, growth of
+  every candidate, choice, bookkeeping), median over a full run.
+
+Times are wall-clock seconds of this process on this machine (2 shared cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scheduler.packing import (  # noqa: E402
+    PAPER,
+    POLICIES,
+    NodeList,
+    PodList,
+    load_nodes,
+    load_pods,
+    run_one,
+)
+
+TRACES = ROOT.parent / "shared" / "traces"
+NODES = TRACES / "alibaba2023_openb_node_list_gpu_node.csv"
+PODS = TRACES / "alibaba2023_openb_pod_list_default.csv"
+
+
+def _runs(nodes: NodeList, pods: PodList, policy: str, seeds: range, ratio: float) -> list[float]:
+    return [run_one(nodes, pods, policy, s, ratio)["unallocated_gpu_share"] for s in seeds]
+
+
+def table(nodes: NodeList, pods: PodList, seeds: int) -> None:
+    t0 = time.perf_counter()
+    res = {p: _runs(nodes, pods, p, range(42, 42 + seeds), 1.3) for p in POLICIES}
+    print(f"### Unallocated GPU share at 130 % arrivals ({seeds} seeds, 42-{41 + seeds})\n")
+    print("| policy | unallocated GPU share (mean ± std) | paper | per seed |")
+    print("|---|---|---|---|")
+    for p, v in res.items():
+        paper = f"{PAPER[p]:.2f} %" if p in PAPER else "-"
+        per = " ".join(f"{x:.2f}" for x in v)
+        print(f"| {p} | {np.mean(v):.2f} ± {np.std(v):.2f} % | {paper} | {per} |")
+    diff = np.array(res["lepton"]) - np.array(res["fgd"])
+    wins = int((diff < 0).sum())
+    print(
+        f"\nours - FGD per seed: mean {diff.mean():+.3f} points "
+        f"({100 * diff.mean() / np.mean(res['fgd']):+.1f} %), ours lower on {wins} of {seeds} seeds"
+    )
+    print(f"<!-- {len(POLICIES) * seeds} runs in {time.perf_counter() - t0:.0f} s -->\n")
+
+
+def _subsample(pods: PodList, frac: float, seed: int) -> PodList:
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(len(pods), size=int(frac * len(pods)), replace=False))
+    return PodList(*(a[keep] for a in (pods.cpu, pods.mem, pods.gpus, pods.milli, pods.models)))
+
+
+def _gpuspec(nodes: NodeList, pods: PodList, frac: float, seed: int) -> PodList:
+    """Bind `frac` of the GPU pods to one GPU model each, drawn by the models' GPU capacity."""
+    rng = np.random.default_rng(seed)
+    cap = np.array([nodes.gpus[nodes.model == m].sum() for m in range(len(nodes.model_names))])
+    gpu_pods = np.flatnonzero(pods.gpus > 0)
+    chosen = rng.choice(gpu_pods, size=int(frac * len(gpu_pods)), replace=False)
+    models = pods.models.copy()
+    models[chosen] = 1 << rng.choice(len(cap), size=len(chosen), p=cap / cap.sum())
+    return replace(pods, models=models)
+
+
+def _multigpu(pods: PodList, factor: float, seed: int) -> PodList:
+    """Repeat the multi-GPU pods so their share of the list grows by `factor`."""
+    rng = np.random.default_rng(seed)
+    multi = np.flatnonzero(pods.gpus > 1)
+    extra = rng.choice(multi, size=int((factor - 1) * len(multi)), replace=True)
+    idx = np.concatenate([np.arange(len(pods)), extra])
+    return PodList(*(a[idx] for a in (pods.cpu, pods.mem, pods.gpus, pods.milli, pods.models)))
+
+
+def variants(nodes: NodeList, pods: PodList, seeds: int) -> None:
+    t0 = time.perf_counter()
+    cases = [
+        ("default list, seeds 52..", pods, 1.3, range(52, 52 + seeds)),
+        ("default list, 110 % arrivals", pods, 1.1, range(42, 42 + seeds)),
+        ("default list, 150 % arrivals", pods, 1.5, range(42, 42 + seeds)),
+        ("random half of the list", _subsample(pods, 0.5, 7), 1.3, range(42, 42 + seeds)),
+        ("a third of GPU pods bound to a model", _gpuspec(nodes, pods, 1 / 3, 7), 1.3,
+         range(42, 42 + seeds)),
+        ("twice the multi-GPU pods", _multigpu(pods, 2.0, 7), 1.3, range(42, 42 + seeds)),
+    ]  # fmt: skip
+    print(f"### FGD and ours on variants ({seeds} seeds each)\n")
+    print("| variant | FGD | ours | ours - FGD | ours lower on |")
+    print("|---|---|---|---|---|")
+    for name, plist, ratio, rng in cases:
+        fgd = np.array(_runs(nodes, plist, "fgd", rng, ratio))
+        ours = np.array(_runs(nodes, plist, "lepton", rng, ratio))
+        d = ours - fgd
+        print(
+            f"| {name} | {fgd.mean():.2f} ± {fgd.std():.2f} % | {ours.mean():.2f} ± "
+            f"{ours.std():.2f} % | {d.mean():+.2f} ({100 * d.mean() / fgd.mean():+.1f} %) "
+            f"| {int((d < 0).sum())} of {len(d)} |"
+        )
+    print(f"<!-- variants in {time.perf_counter() - t0:.0f} s -->\n")
+
+
+def latency(nodes: NodeList, pods: PodList) -> None:
+    print("### One placement decision at 1,213 nodes (seed 42, 10,782 pods)\n")
+    print("| policy | median ms | run s |")
+    print("|---|---|---|")
+    for p in POLICIES:
+        row = run_one(nodes, pods, p, 42, 1.3)
+        print(f"| {p} | {row['decision_ms_p50']:.3f} | {row['seconds']:.1f} |")
+    print()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--section", default="all", choices=["table", "variants", "latency", "all"])
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--variant-seeds", type=int, default=5)
+    args = ap.parse_args()
+    nodes = load_nodes(NODES)
+    pods = load_pods(PODS, nodes)
+    if args.section in ("table", "all"):
+        table(nodes, pods, args.seeds)
+    if args.section in ("variants", "all"):
+        variants(nodes, pods, args.variant_seeds)
+    if args.section in ("latency", "all"):
+        latency(nodes, pods)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Bad input on the command line: empty strings, other scripts' digits, huge values echoed back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lepton_tui.service import Service
+from tests.foundation.test_cli import assert_one_line_error, run
+from tests.foundation.test_cli_output import jobs
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["submit", "--time", "", "--", "true"],
+        ["submit", "--project", "", "--", "true"],
+        ["submit", "--name", "", "--", "true"],
+        ["submit", "--gpu-mem", "", "--", "true"],
+        ["submit", "--workdir", " ", "--", "true"],
+        ["submit", "--env", "", "--", "true"],
+        ["submit", "--after", "", "--", "true"],
+        ["cost", "--since", ""],
+        ["cost", "--until", ""],
+        ["replay", "--since", ""],
+        ["queue", "--user", ""],
+        ["--home", "", "queue"],
+        ["settings", "set", "lab_name", ""],
+    ],
+)  # fmt: skip
+def test_empty_values_are_refused_not_taken_as_not_given(home: Path, args: list[str]) -> None:
+    res = run(home, *args)
+    assert_one_line_error(res, 2)
+    assert "is empty" in res.stderr
+    assert jobs(home) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["submit", "--cpus", "١٢", "--", "true"],  # Arabic-Indic 12
+        ["submit", "--gpus", "१", "--", "true"],  # Devanagari 1
+        ["submit", "--mem", "٨G", "--", "true"],
+        ["submit", "--time", "٢h", "--", "true"],
+        ["submit", "--priority", "٥", "--", "true"],
+        ["submit", "--retries", "٣", "--", "true"],
+        ["queue", "--limit", "١٢"],
+        ["cost", "--since", "٧d"],
+    ],
+)  # fmt: skip
+def test_only_ascii_digits_are_numbers(home: Path, args: list[str]) -> None:
+    res = run(home, *args)
+    assert_one_line_error(res, 2)
+    assert jobs(home) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["submit", "--cpus", "9" * 100_000, "--", "true"],
+        ["submit", "--mem", "x" * 100_000, "--", "true"],
+        ["submit", "--project", "p" * 100_000, "--", "true"],
+        ["show", "1" * 100_000],
+        ["queue", "--state", "s" * 100_000],
+        ["queue", "--limit", "z" * 100_000],
+        ["submit", "--time", "1h " * 30_000, "--", "true"],
+    ],
+    ids=["cpus", "mem", "project", "show", "state", "limit", "spaced"],
+)
+def test_errors_never_echo_a_huge_argument(svc: Service, home: Path, args: list[str]) -> None:
+    res = run(home, *args)  # on a ledger (svc made it): the error is about the argument
+    assert_one_line_error(res, 2)
+    assert len(res.stderr) < 500, res.stderr[:600]
+    assert "characters)" in res.stderr or " ... " in res.stderr
