@@ -1,6 +1,6 @@
 """Scheduler core benchmark: prints the Markdown tables of docs/benchmarks.md ("Scheduler core").
 
-    python bench/scheduler.py [--section compare|latency|replay|ilp|aging|long|excess|lab|all] [--seeds 5] [--trace CSV]
+    python bench/scheduler.py [--section compare|latency|replay|ilp|aging|long|excess|lab|families|all] [--seeds 5] [--trace CSV]
 
 * compare: FIFO, SJF, Tetris and EASY backfilling on deeprm, lab and the Alibaba trace at loads
   0.7, 0.9 and 1.1, mean and standard deviation over seeds;
@@ -16,6 +16,9 @@
   with and without that limit (why the limit was tried).
 * lab: on the lab mix at loads 0.9 and 1.1, SJF against the DQN aim (10 % below it), and the
   best long-job limit over a grid, with the workload's estimates and with true runtimes.
+* families: every heuristic and the DQN on every workload family (deeprm, lab, lab-long, hpc,
+  the Alibaba trace) at loads 0.7, 0.9 and 1.1, and on an SWF trace with native arrivals in
+  successive windows (`--swf`, default tests/data/lublin_256.swf, 10 windows of 1,024 jobs).
 
 Times are CPU seconds of this process (`time.process_time`), which a busy machine disturbs less
 than wall-clock time; the decision times of `compare` are wall-clock (from the simulator).
@@ -36,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 
 from scheduler.bench import run_bench, summarize  # noqa: E402
 from scheduler.ilp import plan_round, send_solver_output_to_stderr  # noqa: E402
-from scheduler.registry import make_policy  # noqa: E402
+from scheduler.registry import POLICY_NAMES, make_policy  # noqa: E402
 from scheduler.simulator import Simulator  # noqa: E402
-from scheduler.workloads import lab_mix  # noqa: E402
+from scheduler.workloads import HPC_NODE, lab_mix  # noqa: E402
 
 HEURISTICS = ["fifo", "sjf", "tetris", "backfill"]
 TRACE = ROOT.parent / "shared" / "traces" / "alibaba2023_openb_pod_list_default.csv"
@@ -110,7 +113,7 @@ def latency() -> None:
     print("| states | policy | ms p50 | ms p99 | ms max | jobs placed per round (mean) |")
     print("|---|---|---|---|---|---|")
     for label, states in sets.items():
-        for name in HEURISTICS:
+        for name in [p for p in POLICY_NAMES if p not in ("ilp", "dqn")]:
             times, placed = [], []
             for v, jobs, now in states:
                 pol = make_policy(name)  # cold: no cached rows from earlier rounds
@@ -323,15 +326,82 @@ def lab_headroom() -> None:
             )
 
 
+FAMILY_POLICIES = [p for p in POLICY_NAMES if p != "ilp"]
+SWF = ROOT / "tests" / "data" / "lublin_256.swf"
+
+
+def _family_table(title: str, rows: list[dict[str, Any]], loads: list[Any], unit: str) -> None:
+    """One Markdown table: a row per policy, per load the average bounded slowdown (mean ± std
+    over seeds), its p95 and the utilization; the best heuristic in bold, dqn's ratio to it."""
+    summary = {(s["load"], s["policy"]): s for s in summarize(rows)}
+    util = "gpu_util_arrivals" if unit == "GPU" else "cpu_util"
+    print(f"#### {title}\n")
+    head = " | ".join(f"{ld} avg / p95 / {unit} util" for ld in loads)
+    print(f"| policy | {head} |")
+    print("|---|" + "---|" * len(loads))
+    best = {
+        ld: min(
+            (p for p in FAMILY_POLICIES if p != "dqn" and (ld, p) in summary),
+            key=lambda p: summary[(ld, p)]["avg_bounded_slowdown"],  # noqa: B023
+        )
+        for ld in loads
+    }
+    for p in FAMILY_POLICIES:
+        cells = []
+        for ld in loads:
+            s = summary[(ld, p)]
+            avg = fmt(s["avg_bounded_slowdown"], s["avg_bounded_slowdown_std"], ".2f")
+            if p == best[ld]:
+                avg = f"**{avg}**"
+            cells.append(f"{avg} / {s['p95_bounded_slowdown']:.1f} / {s[util]:.0%}")
+        print(f"| {p} | " + " | ".join(cells) + " |")
+    ratios = []
+    for ld in loads:
+        b = summary[(ld, best[ld])]["avg_bounded_slowdown"]
+        ratios.append(f"{summary[(ld, 'dqn')]['avg_bounded_slowdown'] / b:.2f} ({best[ld]})")
+    print("| dqn / best heuristic | " + " | ".join(ratios) + " |\n", flush=True)
+
+
+def families(seeds: int, trace: Path, swf: Path) -> None:
+    """Every heuristic and the DQN on every family (see the module docstring)."""
+    print(f"### Every policy on every workload family ({seeds} seeds, mean ± std)\n")
+    loads = [0.7, 0.9, 1.1]
+    for kind in ("deeprm", "lab", "lab-long", "hpc", "trace"):
+        opts: dict[str, Any] = {"trace": trace} if kind == "trace" else {}
+        t0 = time.process_time()
+        rows = []
+        for load in loads:
+            rows += run_bench(kind, FAMILY_POLICIES, seeds, load=load, **opts)
+        _family_table(kind, rows, loads, "CPU" if kind == "hpc" else "GPU")
+        print(f"<!-- {kind}: {len(rows)} runs in {time.process_time() - t0:.0f} CPU s -->\n")
+    t0 = time.process_time()
+    rows = run_bench(
+        "trace", FAMILY_POLICIES, 10, load=None, jobs=1024, trace=swf, nodes=1,
+        node_shape=HPC_NODE,
+    )  # fmt: skip
+    _family_table(
+        f"{swf.name}: native arrivals, 10 successive windows of 1,024 jobs, one 256-CPU node, "
+        "requested times as estimates",
+        rows,
+        ["native"],
+        "CPU",
+    )
+    print(f"<!-- {swf.name}: {len(rows)} runs in {time.process_time() - t0:.0f} CPU s -->\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--section",
         default="all",
-        choices=["all", "compare", "latency", "replay", "ilp", "aging", "long", "excess", "lab"],
-    )
+        choices=[
+            "all", "compare", "latency", "replay", "ilp", "aging", "long", "excess", "lab",
+            "families",
+        ],
+    )  # fmt: skip
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--trace", type=Path, default=TRACE)
+    ap.add_argument("--swf", type=Path, default=SWF)
     args = ap.parse_args()
     if args.section in ("all", "latency"):
         latency()
@@ -350,6 +420,8 @@ def main() -> None:
     if args.section in ("all", "ilp"):
         send_solver_output_to_stderr()
         ilp_policy(args.seeds, args.trace)
+    if args.section in ("all", "families"):
+        families(args.seeds, args.trace, args.swf)
 
 
 if __name__ == "__main__":

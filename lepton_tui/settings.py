@@ -16,10 +16,8 @@ from lepton_tui.validate import check_name, parse_duration_s, parse_number
 
 
 def _policy(value: str) -> str:
-    try:
-        from scheduler.registry import POLICY_NAMES
-    except ImportError:  # the scheduler registry is not there: accept the classic names
-        POLICY_NAMES = ("fifo", "sjf", "tetris", "backfill", "ilp", "dqn")  # noqa: N806
+    from scheduler.registry import POLICY_NAMES  # the one list of names (imports numpy: lazily)
+
     if value not in POLICY_NAMES:
         raise ValidationError(f"unknown policy {value!r}", f"use one of {', '.join(POLICY_NAMES)}")
     return value
@@ -97,7 +95,8 @@ SETTINGS: dict[str, Setting] = {
             "policy",
             "dqn",
             _policy,
-            "scheduling policy: dqn (default), fifo, sjf, tetris, backfill, ilp",
+            "scheduling policy: dqn (default), a heuristic such as backfill or sjf-bf, or ilp "
+            "(an unknown name lists them all)",
         ),
         Setting(
             "tick_s", 2.0, _seconds(0.05, 3600), "dispatcher tick (how often hosts are polled)"

@@ -1,8 +1,14 @@
 """Policies x workloads x seeds: one row of metrics per run, and a summary (mean and spread).
 
-For trace workloads each seed replays a different window of the trace (seed 0 the last `jobs`
-tasks, seed s the window `s * jobs` tasks earlier, wrapping around) with its own estimate errors,
-so seeds measure spread over real stretches of work.
+Families: deeprm, lab, lab-long, hpc (synthetic) and trace (a replay of a CSV in the Alibaba 2023
+format or of a Standard Workload Format `.swf` file).
+
+For trace workloads each seed replays a different window of the trace, so seeds measure spread
+over real stretches of work: with native arrival times (`load=None`) or an SWF file, seed s is the
+window of `jobs` tasks that starts `s * jobs` tasks after `start` (default 0; successive windows,
+as the RL-scheduling papers evaluate); otherwise (a CSV rescaled to a load) seed 0 is the last
+`jobs` tasks and seed s the window `s * jobs` tasks earlier, wrapping around, unless `start` fixes
+one window for every seed.
 """
 
 from __future__ import annotations
@@ -20,16 +26,20 @@ from scheduler.model import Node, Prices, Resources, Workload
 from scheduler.registry import make_policy
 from scheduler.simulator import Simulator
 from scheduler.workloads import (
+    HPC_NODE,
     LAB_NODE,
     TRACE_NODE,
+    TraceError,
     TraceTask,
     deeprm,
+    hpc,
     lab_mix,
     load_trace,
     trace_workload,
 )
 
-WORKLOADS: tuple[str, ...] = ("deeprm", "lab", "trace")
+WORKLOADS: tuple[str, ...] = ("deeprm", "lab", "lab-long", "hpc", "trace")
+"""The workload families."""
 ROW_METRICS: tuple[str, ...] = (
     "avg_slowdown",
     "avg_bounded_slowdown",
@@ -57,8 +67,25 @@ ROW_METRICS: tuple[str, ...] = (
 # Prices for the bench's nodes, near a cloud's: $2.50 per GPU-hour, 3 cents per core-hour,
 # 0.4 cents per GB-hour (so cost and idle cost mean something in the tables).
 BENCH_PRICES = Prices(cpu_hour=0.03, gpu_hour=2.5, gb_hour=0.004)
-DEFAULT_JOBS = {"deeprm": 1000, "lab": 1000, "trace": 2000}
-DEFAULT_NODES = {"deeprm": 1, "lab": 8, "trace": 8}
+DEFAULT_JOBS = {"deeprm": 1000, "lab": 1000, "lab-long": 1000, "hpc": 1000, "trace": 2000}
+DEFAULT_NODES = {"deeprm": 1, "lab": 8, "lab-long": 8, "hpc": 1, "trace": 8}
+"""Nodes when none are given (an SWF trace: one)."""
+JOBS_PER_NODE = {"deeprm": 0, "lab": 125, "lab-long": 125, "hpc": 0, "trace": 250}
+"""The `bench` command's cluster size when --nodes is not given: one node per this many jobs, 1
+to `DEFAULT_NODES` (0: always one node), so a short run (`--jobs 200`) still queues work
+instead of giving every policy a slowdown of 1. The default job counts get `DEFAULT_NODES`."""
+
+
+def default_nodes(kind: str, jobs: int, swf: bool = False) -> int:
+    """The `bench` command's nodes for `jobs` jobs of `kind` (an SWF trace: one)."""
+    per = 0 if swf else JOBS_PER_NODE[kind]
+    return 1 if per == 0 else max(1, min(DEFAULT_NODES[kind], jobs // per))
+
+
+def is_swf(path: str | Path | None) -> bool:
+    """True for a Standard Workload Format file (by its `.swf` suffix)."""
+    return path is not None and Path(path).suffix.lower() == ".swf"
+
 
 _TRACE_CACHE: dict[str, list[TraceTask]] = {}
 
@@ -75,7 +102,7 @@ def make_workload(
     seed: int = 0,
     *,
     jobs: int | None = None,
-    load: float = 0.9,
+    load: float | None = 0.9,
     nodes: int | None = None,
     trace: str | Path | None = None,
     node_list: str | Path | None = None,
@@ -83,14 +110,19 @@ def make_workload(
     estimate_sigma: float | None = None,
     start: int | None = None,
 ) -> Workload:
-    """Build workload `kind` (deeprm, lab, trace) for `seed` with the bench's defaults."""
+    """Build workload `kind` (see WORKLOADS) for `seed` with the bench's defaults; `load` None
+    keeps a trace's native arrival times."""
     if kind not in WORKLOADS:
         raise ValueError(f"unknown workload {kind!r}; choose from {', '.join(WORKLOADS)}")
+    swf = kind == "trace" and is_swf(trace)
     n_jobs = DEFAULT_JOBS[kind] if jobs is None else jobs
-    n_nodes = DEFAULT_NODES[kind] if nodes is None else nodes
+    n_nodes = (1 if swf else DEFAULT_NODES[kind]) if nodes is None else nodes
     if n_jobs < 1 or n_nodes < 1:
         raise ValueError("jobs and nodes must be >= 1")
-    if not (load > 0 and math.isfinite(load)):
+    if load is None:
+        if kind != "trace":
+            raise ValueError("native arrival times (load 'native') need a trace (--trace FILE)")
+    elif not (load > 0 and math.isfinite(load)):
         raise ValueError("load must be a positive number")
     if kind == "deeprm":
         wl = deeprm(
@@ -100,13 +132,23 @@ def make_workload(
             num_nodes=n_nodes,
             estimate_sigma=0.0 if estimate_sigma is None else estimate_sigma,
         )
-    elif kind == "lab":
+    elif kind in ("lab", "lab-long"):
         wl = lab_mix(
             n_jobs,
-            load,
+            float(load or 0.9),
             seed,
             nodes=n_nodes,
             node_shape=node_shape or LAB_NODE,
+            estimate_sigma=0.5 if estimate_sigma is None else estimate_sigma,
+            long_jobs=kind == "lab-long",
+        )
+    elif kind == "hpc":
+        wl = hpc(
+            n_jobs,
+            float(load or 0.9),
+            seed,
+            nodes=n_nodes,
+            node_shape=node_shape or HPC_NODE,
             estimate_sigma=0.5 if estimate_sigma is None else estimate_sigma,
         )
     else:
@@ -117,25 +159,49 @@ def make_workload(
     return wl
 
 
+def trace_window(
+    n_tasks: int, jobs: int, seed: int, start: int | None, *, forward: bool, name: str = "trace"
+) -> int:
+    """First task of seed `seed`'s window (see the module docstring); ValueError when it falls
+    past the trace's end."""
+    if not forward:
+        if start is not None:
+            return start
+        # windows count back from the trace's end: an Alibaba trace's first rows are pods that
+        # were already running when it began, spread over months, not a stretch of arrivals
+        room = max(0, n_tasks - jobs)
+        return room - (seed * jobs) % (room + 1)
+    first = (start or 0) + seed * jobs
+    if first >= n_tasks:
+        raise TraceError(
+            f"{name} has {n_tasks} usable jobs: window {seed + 1} of {jobs} jobs would start at "
+            f"job {first}; use fewer --seeds, fewer --jobs or an earlier --start"
+        )
+    return first
+
+
 def _trace(seed, n_jobs, n_nodes, load, trace, node_list, node_shape, estimate_sigma, start):  # noqa: ANN001, ANN202
     if trace is None:
-        raise ValueError("the trace workload needs a trace CSV (--trace)")
+        raise ValueError("the trace workload needs a trace file (--trace)")
     tasks = _tasks(trace)
-    if start is None:
-        # windows count back from the trace's end: its first rows are pods that were already
-        # running when the trace began, spread over months, not a stretch of arrivals
-        room = max(0, len(tasks) - n_jobs)
-        start = room - (seed * n_jobs) % (room + 1)
+    swf = is_swf(trace)
+    if start is not None and not 0 <= start < len(tasks):
+        raise TraceError(
+            f"--start {start} is outside {Path(trace).name}'s {len(tasks)} usable jobs"
+        )
+    first = trace_window(
+        len(tasks), n_jobs, seed, start, forward=swf or load is None, name=Path(trace).name
+    )
     return trace_workload(
         tasks,
         jobs=n_jobs,
-        start=start,
+        start=first,
         nodes=n_nodes,
-        node_shape=node_shape or TRACE_NODE,
+        node_shape=node_shape or (HPC_NODE if swf else TRACE_NODE),
         node_list=node_list,
         load=load,
         seed=seed,
-        estimate_sigma=0.5 if estimate_sigma is None else estimate_sigma,
+        estimate_sigma=estimate_sigma if estimate_sigma is not None or swf else 0.5,
     )
 
 
@@ -185,7 +251,8 @@ def run_bench(
         wl = make_workload(kind, seed, **workload_options)
         for p in policies:
             row = bench_run(wl, p, seed, (policy_options or {}).get(p))
-            row["load"] = workload_options.get("load", 0.9)
+            ld = workload_options.get("load", 0.9)
+            row["load"] = "native" if ld is None else ld
             rows.append(row)
     return rows
 

@@ -1,4 +1,12 @@
-"""Classic scheduling heuristics: FIFO, SJF, Tetris and EASY backfilling.
+"""Classic scheduling heuristics: FIFO, SJF, Tetris, EASY backfilling in several orders, and
+conservative backfilling.
+
+EASY backfilling (`BackfillPolicy`, Slurm's default idea) takes jobs in some order; the first that
+does not fit gets a reservation and the rest start only where they do not delay it. The order
+is the policy: `backfill` FIFO, `sjf-bf` shortest estimate, `priority` a Slurm-like multifactor
+priority (age and job size), and the score functions of the RL-scheduling papers, `wfp3`,
+`unicep` and `f1` (see `ScoreBackfillPolicy`). `conservative` gives every job (up to a depth) a
+reservation. `sjf` places every job that fits, shortest first, without reservations.
 
 All of them respect GPU indices (a whole GPU is given once; GPU shares pack onto one GPU by memory),
 never overcommit a node, and are deterministic. Common options:
@@ -7,8 +15,10 @@ never overcommit a node, and are deterministic. Common options:
   use (packing onto fewer nodes). 0 keeps the classic behaviour (best fit).
 * `aging_s` (default 1 h; 12 h for SJF, see `SJF_AGING_S`): a job's effective priority is
   `priority + floor(wait / aging_s)`, so old jobs climb past newer ones of the same priority.
-* `starve_after_s` (default 24 h): once a job has waited that long and does not fit, SJF and Tetris
-  stop placing other jobs until it does (FIFO and backfilling already protect their queue head).
+* `starve_after_s` (default 24 h): a job that has waited that long goes first; if it does not fit,
+  it gets a reservation (the earliest time and node it could start if running jobs end at their
+  estimates) and the rest of the round backfills around it, as Slurm does: other jobs start only
+  if they end before it, run on another node, or leave its resources untouched. Nothing blocks.
 * `max_scan`: at most this many queued jobs are looked at per round (default 512).
 * `placement` (default "fragmentation", "bestfit" for FIFO): how a job's node is chosen among
   those that fit. With
@@ -41,6 +51,7 @@ from scheduler.model import (
     NodeView,
     Placement,
     Resources,
+    RunningJob,
     allocation_price_per_hour,
     fits_empty,
     gpu_equivalents,
@@ -376,7 +387,11 @@ class HeuristicPolicy:
         self._last_view: ClusterView | None = None
         self._last_pending: Sequence[JobRequest] = ()
         self._blocker: tuple[JobId, str] | None = None
+        self._held: dict[JobId, str] = {}
         self._table = JobTable()
+        self.reservations = 0
+        """rounds in which a job got a reservation because it had waited `starve_after_s` (the
+        guard fired), for tests and benchmarks"""
 
     def decide(
         self, view: ClusterView, pending: Sequence[JobRequest], now: float
@@ -386,9 +401,10 @@ class HeuristicPolicy:
 
     # -- hooks --------------------------------------------------------------------------------
 
-    def sort_columns(self, tab: np.ndarray, prio: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Sort keys for np.lexsort (last = primary) from the jobs' table rows and effective
-        priorities: higher effective priority, then FIFO."""
+    def sort_columns(self, tab: np.ndarray, prio: np.ndarray, now: float) -> tuple[np.ndarray, ...]:
+        """Sort keys for np.lexsort (last = primary) from the jobs' table rows (cpus, mem, whole
+        GPUs, share memory, priority, submitted, estimate) and effective priorities: higher
+        effective priority, then FIFO."""
         return (tab[:, 5], -prio)
 
     def ordered(
@@ -402,7 +418,13 @@ class HeuristicPolicy:
         prio = tab[:, 4]
         if self.aging_s:
             prio = prio + np.floor(np.maximum(0.0, now - tab[:, 5]) / self.aging_s)
-        idx = np.lexsort(self.sort_columns(tab, prio))[: self.max_scan]
+        keys = self.sort_columns(tab, prio, now)
+        if self.starve_after_s is not None:
+            # the guard: starving jobs first, the longest-waiting first
+            starving = (now - tab[:, 5]) >= self.starve_after_s
+            if starving.any():
+                keys = (*keys, np.where(starving, tab[:, 5], np.inf))
+        idx = np.lexsort(keys)[: self.max_scan]
         return [pending[i] for i in idx.tolist()], tab[idx, :4]
 
     def order(self, pending: Sequence[JobRequest], now: float) -> list[JobRequest]:
@@ -422,6 +444,123 @@ class HeuristicPolicy:
             return table[jobs.rows]  # type: ignore[attr-defined]
         rows = self._table.index(jobs)  # may grow the table: index first
         return self._table.tab[rows]
+
+    # -- the EASY pass: place in order, reserve for the first protected job that does not fit ---
+
+    def protects(self, job: JobRequest, now: float) -> bool:
+        """Whether `job`, first in order among those that do not fit, gets a reservation that
+        later jobs must not delay (EASY: every job; otherwise: a starving one)."""
+        return self._starving(job, now)
+
+    def holds(self, job: JobRequest, now: float) -> str | None:
+        """Why `job` is held back although it fits (None: it may start)."""
+        return None
+
+    def note_placed(self, job: JobRequest) -> None:
+        """Called after each placement of the EASY pass."""
+
+    def why_placed(self, job: JobRequest) -> str:
+        """The end of a placed job's reason: why it went now."""
+        return "first in queue"
+
+    def _easy(
+        self, view: ClusterView, pending: Sequence[JobRequest], now: float
+    ) -> list[Placement]:
+        """Jobs in `ordered` order start while they fit; the first one that does not and that
+        `protects` gets a reservation (`earliest_fit`); the rest start only if they do not delay
+        it (they end before it by estimate, run on another node, or leave its node's reserved
+        resources and GPUs untouched)."""
+        state = self._start(view, pending)
+        out: list[Placement] = []
+        order, reqs_all = self.ordered(pending, now)
+        if not order or not len(state.nodes):
+            return out
+        ok = state.fit_matrix(reqs_all)
+        any_ok = np.asarray(ok.any(axis=1))
+        head_k = -1
+        for k, job in enumerate(order):
+            if any_ok[k]:
+                held = self.holds(job, now)
+                if held is not None:
+                    self._held[job.id] = held
+                    continue
+                i = self.choose_node(state, job, ok[k])
+                if i is not None and self._place(state, i, job, "", out):
+                    _update_column(ok, any_ok, state.fit_column(reqs_all, i), i)
+                    self.note_placed(job)
+                    self._reasons[job.id] = (
+                        f"placed on {state.ids[i]}{_gpus(out[-1])}: fits, {self.why_placed(job)}"
+                    )
+                    continue
+            if self.protects(job, now):
+                head_k = k
+                break
+        if head_k < 0:
+            return out
+        head = order[head_k]
+        starving = self._starving(head, now)
+        shadow = earliest_fit(_with_placed(view, state), head, now)
+        r_gpus: tuple[int, ...]
+        if shadow is None:
+            # the head can never fit on the nodes that are up: nothing to protect
+            t_res, r_node, r_gpus = math.inf, "", ()
+            self._blocker = None
+        else:
+            t_res, r_node, r_gpus = shadow
+            if starving:
+                self.reservations += 1
+            why = "has waited too long and " if starving else ""
+            self._blocker = (
+                head.id,
+                f"job {head.id} {why}holds a reservation on {r_node} in "
+                f"~{fmt_duration(t_res - now)}",
+            )
+        rest = order[head_k + 1 :]
+        if not rest:
+            return out
+        reqs = reqs_all[head_k + 1 :]
+        r_idx = state.ids.index(r_node) if r_node in state.ids else -1
+        extra = _extra_at(view, state, r_idx, head, t_res, now, r_gpus) if r_idx >= 0 else None
+        reserved: frozenset[int] = frozenset(r_gpus)
+        est = np.fromiter((j.est_runtime_s for j in rest), float, len(rest))
+        ends_before = now + est <= t_res
+        okm = ok[head_k + 1 :].copy()
+        if r_idx >= 0:
+            okm[:, r_idx] &= ends_before | _fits_extra_col(state, reqs, r_idx, extra, reserved)
+        any_ok = np.asarray(okm.any(axis=1))
+        for kk in np.flatnonzero(any_ok).tolist():
+            if not any_ok[kk]:
+                continue
+            job = rest[kk]
+            held = self.holds(job, now)
+            if held is not None:
+                self._held[job.id] = held
+                continue
+            r = job.request
+            i = self.choose_node(state, job, okm[kk])
+            if i is None:
+                continue
+            protect = i == r_idx and not ends_before[kk]
+            if self._place(state, i, job, "", out, reserved if protect else frozenset()):
+                self.note_placed(job)
+                if protect and extra is not None:
+                    extra[0] -= r.cpus
+                    extra[1] -= r.mem_mb
+                col = state.fit_column(reqs, i)
+                if i == r_idx:
+                    col &= ends_before | _fits_extra_col(state, reqs, r_idx, extra, reserved)
+                _update_column(okm, any_ok, col, i)
+                how = (
+                    "does not touch the reserved resources"
+                    if protect
+                    else "ends before the reservation"
+                    if ends_before[kk]
+                    else "runs on another node than the reservation"
+                )
+                self._reasons[job.id] = (
+                    f"placed on {state.ids[i]}{_gpus(out[-1])}: backfilled, {how} of job {head.id}"
+                )
+        return out
 
     # -- node choice --------------------------------------------------------------------------
 
@@ -470,6 +609,7 @@ class HeuristicPolicy:
 
     def _start(self, view: ClusterView, pending: Sequence[JobRequest]) -> RoundState:
         self._reasons = {}
+        self._held = {}
         self._blocker = None
         self._last_view = view
         self._last_pending = pending
@@ -503,6 +643,8 @@ class HeuristicPolicy:
         """Why the job was placed where it was, or why it is still waiting (last round)."""
         if job_id in self._reasons:
             return self._reasons[job_id]
+        if job_id in self._held:
+            return self._held[job_id]
         view = self._last_view
         job = next((j for j in self._last_pending if j.id == job_id), None)
         if view is None or job is None:
@@ -587,53 +729,35 @@ class SJFPolicy(HeuristicPolicy):
             raise ValueError("long_after_s must be a positive number of seconds")
         self.long_share = long_share
         self.long_after_s = float(long_after_s)
-        self._held: dict[JobId, str] = {}
+        self._cap: LongCap | None = None
 
-    def sort_columns(self, tab: np.ndarray, prio: np.ndarray) -> tuple[np.ndarray, ...]:
+    def sort_columns(self, tab: np.ndarray, prio: np.ndarray, now: float) -> tuple[np.ndarray, ...]:
         return (tab[:, 5], tab[:, 6], -prio)
 
     def decide(
         self, view: ClusterView, pending: Sequence[JobRequest], now: float
     ) -> list[Placement]:
-        """Greedy by estimate; a starving job that does not fit blocks the rest."""
-        state = self._start(view, pending)
-        self._held = {}
-        out: list[Placement] = []
-        order = self.order(pending, now)
-        starving = [j for j in order if self._starving(j, now)]
-        if starving:
-            # the longest-waiting starving jobs go first, in age order
-            starving.sort(key=lambda j: j.submitted_at)
-            ids = {j.id for j in starving}
-            order = starving + [j for j in order if j.id not in ids]
-        if not len(state.nodes):
-            return out
-        cap = LongCap(view, now, self.long_after_s, self.long_share)
-        reqs = self.request_rows(order)
-        ok = state.fit_matrix(reqs)
-        any_ok = np.asarray(ok.any(axis=1))
-        for k, job in enumerate(order):
-            if any_ok[k] and not self._starving(job, now) and cap.blocks(job):
-                self._held[job.id] = cap.reason(job)
-                continue
-            i = self.choose_node(state, job, ok[k]) if any_ok[k] else None
-            if i is not None and self._place(state, i, job, "", out):
-                _update_column(ok, any_ok, state.fit_column(reqs, i), i)
-                cap.add(job)
-                self._reasons[job.id] = (
-                    f"placed on {state.ids[i]}{_gpus(out[-1])}: fits, shortest estimate "
-                    f"({fmt_duration(job.est_runtime_s)})"
-                )
-            elif self._starving(job, now):
-                self._blocker = (job.id, f"job {job.id} has waited too long and goes first")
-                break
-        return out
+        """Greedy by estimate; a starving job that does not fit gets a reservation."""
+        self._cap = None
+        if self.long_share is not None:
+            self._cap = LongCap(view, now, self.long_after_s, self.long_share)
+        return self._easy(view, pending, now)
 
-    def explain(self, job_id: JobId) -> str:
-        """Why the job was placed or waits (a long job held back by `long_share` says so)."""
-        if job_id in self._held and job_id not in self._reasons:
-            return self._held[job_id]
-        return super().explain(job_id)
+    def protects(self, job: JobRequest, now: float) -> bool:
+        return self._starving(job, now)
+
+    def holds(self, job: JobRequest, now: float) -> str | None:
+        cap = self._cap
+        if cap is not None and not self._starving(job, now) and cap.blocks(job):
+            return cap.reason(job)
+        return None
+
+    def note_placed(self, job: JobRequest) -> None:
+        if self._cap is not None:
+            self._cap.add(job)
+
+    def why_placed(self, job: JobRequest) -> str:
+        return f"shortest estimate ({fmt_duration(job.est_runtime_s)})"
 
 
 class LongCap:
@@ -716,19 +840,32 @@ class TetrisPolicy(HeuristicPolicy):
         state = self._start(view, pending)
         out: list[Placement] = []
         order = self.order(pending, now)
-        starving = sorted(
-            (j for j in order if self._starving(j, now)), key=lambda j: j.submitted_at
-        )
-        if starving:
-            job = starving[0]
+        r_idx, t_res = -1, math.inf
+        extra: list[float] | None = None
+        reserved: frozenset[int] = frozenset()
+        if order and self._starving(order[0], now) and len(state.nodes):
+            # the guard: the longest-waiting starving job (first in order) goes first; if it
+            # does not fit it gets a reservation, and its node only takes jobs that end before
+            job = order[0]
+            order = order[1:]
             i = self.choose_node(state, job)
-            if i is None or not self._place(state, i, job, "", out):
-                self._blocker = (job.id, f"job {job.id} has waited too long and goes first")
-                return out
-            self._reasons[job.id] = (
-                f"placed on {state.ids[i]}{_gpus(out[-1])}: starving, goes first"
-            )
-            order = [j for j in order if j.id != job.id]
+            if i is not None and self._place(state, i, job, "", out):
+                self._reasons[job.id] = (
+                    f"placed on {state.ids[i]}{_gpus(out[-1])}: starving, goes first"
+                )
+            else:
+                shadow = earliest_fit(view, job, now)
+                if shadow is not None:
+                    t_res, r_node, r_gpus = shadow
+                    r_idx = state.ids.index(r_node)
+                    extra = _extra_at(view, state, r_idx, job, t_res, now, r_gpus)
+                    reserved = frozenset(r_gpus)
+                    self.reservations += 1
+                    self._blocker = (
+                        job.id,
+                        f"job {job.id} has waited too long and holds a reservation on {r_node} "
+                        f"in ~{fmt_duration(t_res - now)}",
+                    )
         if not order or not len(state.nodes):
             return out
         req = self.request_rows(order)
@@ -758,10 +895,12 @@ class TetrisPolicy(HeuristicPolicy):
             col = 10.0 * prio + align
             if cost is not None:
                 col = col - cost[:, i]
-            fit = state.fit_column(req, i)
+            ok = state.fit_column(req, i)
             if models is not None:
-                fit &= models[:, i]
-            return np.where(fit, col, -np.inf)
+                ok &= models[:, i]
+            if i == r_idx and ends_before is not None:
+                ok &= ends_before | _fits_extra_col(state, req, i, extra, reserved)
+            return np.where(ok, col, -np.inf)
 
         # the whole matrix at once; after a placement only its node's column is rescored
         align = (
@@ -772,11 +911,15 @@ class TetrisPolicy(HeuristicPolicy):
         score = 10.0 * prio[:, None] + align
         if cost is not None:
             score = score - cost
-        fits = state.fit_matrix(req)
+        fit = state.fit_matrix(req)
         models = state.model_matrix(order)
         if models is not None:
-            fits &= models
-        score = np.where(fits, score, -np.inf)
+            fit &= models
+        ends_before = None
+        if r_idx >= 0:
+            ends_before = now + np.array([j.est_runtime_s for j in order]) <= t_res
+            fit[:, r_idx] &= ends_before | _fits_extra_col(state, req, r_idx, extra, reserved)
+        score = np.where(fit, score, -np.inf)
         alive = np.ones(len(order), dtype=bool)
         while True:
             flat = int(np.argmax(score))
@@ -786,7 +929,11 @@ class TetrisPolicy(HeuristicPolicy):
             job = order[jk]
             alive[jk] = False
             score[jk, :] = -np.inf
-            if self._place(state, i, job, "", out):
+            protect = i == r_idx and ends_before is not None and not ends_before[jk]
+            if self._place(state, i, job, "", out, reserved if protect else frozenset()):
+                if protect and extra is not None:
+                    extra[0] -= job.request.cpus
+                    extra[1] -= job.request.mem_mb
                 self._reasons[job.id] = (
                     f"placed on {state.ids[i]}{_gpus(out[-1])}: best fit of demand to free resources"
                 )
@@ -799,7 +946,10 @@ class BackfillPolicy(HeuristicPolicy):
     """EASY backfilling (Slurm's default idea): jobs start in queue order; the first that does not
     fit gets a reservation at the earliest time its resources free up (running jobs end at their
     estimates); later jobs start now only if they do not delay that reservation: they end before
-    it, or run on another node, or leave the reserved resources of its node untouched."""
+    it, or run on another node, or leave the reserved resources of its node untouched.
+
+    The queue order is `sort_columns` (FIFO here, with priorities and aging); subclasses change
+    it. The same pass serves SJF's starvation guard (`HeuristicPolicy._easy`)."""
 
     name = "backfill"
 
@@ -807,103 +957,339 @@ class BackfillPolicy(HeuristicPolicy):
         self, view: ClusterView, pending: Sequence[JobRequest], now: float
     ) -> list[Placement]:
         """Place in order; reserve for the first blocked job; backfill the rest around it."""
+        return self._easy(view, pending, now)
+
+    def protects(self, job: JobRequest, now: float) -> bool:
+        return True
+
+
+class SJFBackfillPolicy(BackfillPolicy):
+    """EASY backfilling in shortest-estimate order (SJF with a reservation for the first job that
+    does not fit, so a large job is not passed over forever). Aging as SJF's (`SJF_AGING_S`)."""
+
+    name = "sjf-bf"
+
+    def __init__(self, *, aging_s: float | None = SJF_AGING_S, **options: Any) -> None:
+        super().__init__(aging_s=aging_s, **options)
+
+    def sort_columns(self, tab: np.ndarray, prio: np.ndarray, now: float) -> tuple[np.ndarray, ...]:
+        return (tab[:, 5], tab[:, 6], -prio)
+
+    def why_placed(self, job: JobRequest) -> str:
+        return f"shortest estimate ({fmt_duration(job.est_runtime_s)})"
+
+
+class PriorityPolicy(BackfillPolicy):
+    """EASY backfilling in the order of a Slurm-like multifactor priority (Slurm's
+    `priority/multifactor`): `qos_weight * priority + age_weight * min(wait / max_age_s, 1) +
+    size_weight * size`, highest first, where size is the job's dominant share of the cluster's
+    CPUs and GPUs (`favor_small`: one minus it, Slurm's PriorityFavorSmall). The defaults follow
+    Slurm's: 7 days to full age, the job's own priority level (lepton's QOS) outranking both.
+    The fair-share factor is not here yet."""
+
+    name = "priority"
+
+    def __init__(
+        self,
+        *,
+        age_weight: float = 1000.0,
+        size_weight: float = 1000.0,
+        qos_weight: float = 10000.0,
+        max_age_s: float = 7 * 86400.0,
+        favor_small: bool = False,
+        aging_s: float | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(aging_s=aging_s, **options)
+        for name, v in (("age_weight", age_weight), ("size_weight", size_weight),
+                        ("qos_weight", qos_weight)):  # fmt: skip
+            if not (v >= 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a number >= 0")
+        if not (max_age_s > 0 and math.isfinite(max_age_s)):
+            raise ValueError("max_age_s must be a positive number of seconds")
+        self.age_weight, self.size_weight, self.qos_weight = age_weight, size_weight, qos_weight
+        self.max_age_s = float(max_age_s)
+        self.favor_small = bool(favor_small)
+        self._cap_c = self._cap_g = 0.0
+
+    def decide(
+        self, view: ClusterView, pending: Sequence[JobRequest], now: float
+    ) -> list[Placement]:
+        """EASY in multifactor order."""
+        up = [n for n in view.nodes if n.is_up]
+        self._cap_c = float(sum(n.capacity.cpus for n in up))
+        self._cap_g = float(sum(n.capacity.gpus for n in up))
+        return self._easy(view, pending, now)
+
+    def scores(self, tab: np.ndarray, now: float) -> np.ndarray:
+        """The multifactor priority of each table row."""
+        age = np.minimum(np.maximum(0.0, now - tab[:, 5]) / self.max_age_s, 1.0)
+        size = tab[:, 0] / self._cap_c if self._cap_c else np.zeros(len(tab))
+        if self._cap_g:
+            size = np.maximum(size, tab[:, 2] / self._cap_g)
+        size = np.clip(size, 0.0, 1.0)
+        if self.favor_small:
+            size = 1.0 - size
+        return self.qos_weight * tab[:, 4] + self.age_weight * age + self.size_weight * size
+
+    def sort_columns(self, tab: np.ndarray, prio: np.ndarray, now: float) -> tuple[np.ndarray, ...]:
+        return (tab[:, 5], -self.scores(tab, now))
+
+    def why_placed(self, job: JobRequest) -> str:
+        return "highest multifactor priority (age and size)"
+
+
+class ScoreBackfillPolicy(BackfillPolicy):
+    """EASY backfilling in the order of a score function of the RL-scheduling literature, lowest
+    score first (ties: FIFO), after the job's priority level. With w the wait, r the estimate,
+    n the requested processors (CPUs here) and s the submit time (seconds since the start of the
+    workload; at least 1):
+
+    * `wfp3`: -(w / r)^3 * n (Tang et al. 2009: waiting jobs climb with the cube of their
+      expansion factor, larger ones faster);
+    * `unicep`: -w / (log2(n) * r) (Tang et al. 2009; a serial job's log2(1) = 0 is taken as 1);
+    * `f1`: log10(r) * n + 870 * log10(s) (Carastan-Santos and de Camargo, "Obtaining dynamic
+      scheduling policies with simulation and machine learning", SC 2017: the best of their
+      functions learned from simulations).
+
+    Estimates and waits under 1 s count as 1 s. No aging by default (wfp3 and unicep age by
+    themselves); the starvation guard still applies."""
+
+    score = "wfp3"
+
+    def __init__(self, *, aging_s: float | None = None, **options: Any) -> None:
+        super().__init__(aging_s=aging_s, **options)
+
+    def scores(self, tab: np.ndarray, now: float) -> np.ndarray:
+        """The score of each table row (lower goes first)."""
+        r = np.maximum(tab[:, 6], 1.0)
+        n = np.maximum(tab[:, 0], 1.0)
+        w = np.maximum(now - tab[:, 5], 0.0)
+        if self.score == "wfp3":
+            return -((w / r) ** 3) * n
+        if self.score == "unicep":
+            return -w / (np.maximum(np.log2(n), 1.0) * r)
+        return np.log10(r) * n + 870.0 * np.log10(np.maximum(tab[:, 5], 1.0))
+
+    def sort_columns(self, tab: np.ndarray, prio: np.ndarray, now: float) -> tuple[np.ndarray, ...]:
+        return (tab[:, 5], self.scores(tab, now), -prio)
+
+    def why_placed(self, job: JobRequest) -> str:
+        return f"best {self.score} score"
+
+
+class WFP3Policy(ScoreBackfillPolicy):
+    """EASY backfilling in WFP3 order (see ScoreBackfillPolicy)."""
+
+    name = score = "wfp3"
+
+
+class UNICEPPolicy(ScoreBackfillPolicy):
+    """EASY backfilling in UNICEP order (see ScoreBackfillPolicy)."""
+
+    name = score = "unicep"
+
+
+class F1Policy(ScoreBackfillPolicy):
+    """EASY backfilling in F1 order (see ScoreBackfillPolicy)."""
+
+    name = score = "f1"
+
+
+class Profile:
+    """Free CPUs, memory and GPUs of each up node over time, from now on, if running jobs end at
+    their estimates and reserved jobs run then: per node i, breakpoints `t[i, :n[i]]` and rows
+    `free[i, k]` that hold from `t[i, k]` to `t[i, k + 1]` (the last row for ever; the arrays
+    are padded with that row and infinite times, so every node is searched at once). GPUs count
+    in GPU units, a share as its fraction of one GPU, so a reservation in the future ignores
+    which GPU ids will be free (placement now is checked exactly)."""
+
+    def __init__(self, view: ClusterView, state: RoundState, now: float) -> None:
+        self.now = now
+        self.per_gpu = np.array([max(n.gpu_mem_per_gpu_mb, 1) for n in state.nodes], dtype=float)
+        by_node: dict[str, list[RunningJob]] = {}
+        for run in view.running:
+            by_node.setdefault(run.node_id, []).append(run)
+        rows_of: list[tuple[list[float], np.ndarray]] = []
+        for i, n in enumerate(state.nodes):
+            per = int(self.per_gpu[i])
+            events = sorted(
+                (max(run.est_end, now), run.request.cpus, float(run.request.mem_mb),
+                 gpu_equivalents(run.request, per))
+                for run in by_node.get(n.id, [])
+            )  # fmt: skip
+            times = [now] + [e[0] for e in events]
+            rows = np.zeros((len(times), 3))
+            whole = set(n.free_gpu_ids)
+            shared = sum(m for g, m in enumerate(n.gpu_free_mem_mb) if g not in whole)
+            units = len(whole) + (shared / n.gpu_mem_per_gpu_mb if n.gpu_mem_per_gpu_mb else 0)
+            rows[0] = (n.free.cpus, n.free.mem_mb, units)
+            for k, (_, c, m, g) in enumerate(events, start=1):
+                rows[k] = rows[k - 1] + (c, m, g)
+            cap = np.array([n.capacity.cpus, n.capacity.mem_mb, n.capacity.gpus], dtype=float)
+            rows_of.append((times, np.minimum(rows, cap)))
+        nn = len(rows_of)
+        width = max((len(t) for t, _ in rows_of), default=1) + 16
+        self.n = np.array([len(t) for t, _ in rows_of], dtype=np.intp)
+        self.t = np.full((nn, width), np.inf)
+        self.free = np.zeros((nn, width, 3))
+        for i, (times, rows) in enumerate(rows_of):
+            self._write(i, np.array(times), rows)
+
+    def _write(self, i: int, times: np.ndarray, rows: np.ndarray) -> None:
+        """Store node i's breakpoints and rows, padded; widen the arrays when they are full."""
+        k = len(times)
+        if k > self.t.shape[1]:
+            grow = max(k, 2 * self.t.shape[1]) - self.t.shape[1]
+            self.t = np.concatenate([self.t, np.full((len(self.t), grow), np.inf)], axis=1)
+            pad = np.repeat(self.free[:, -1:, :], grow, axis=1)
+            self.free = np.concatenate([self.free, pad], axis=1)
+        self.n[i] = k
+        self.t[i, :k] = times
+        self.t[i, k:] = np.inf
+        self.free[i, :k] = rows
+        self.free[i, k:] = rows[-1]
+
+    def needs(self, r: Resources) -> np.ndarray:
+        """The profile's view of a request on every node: CPUs, memory, GPU units (N x 3)."""
+        if r.gpus:
+            g = np.full(len(self.per_gpu), float(r.gpus))
+        elif r.gpu_mem_mb:
+            g = np.minimum(1.0, r.gpu_mem_mb / self.per_gpu)
+        else:
+            g = np.zeros(len(self.per_gpu))
+        return np.column_stack([np.full_like(g, r.cpus), np.full_like(g, r.mem_mb), g])
+
+    def earliest(self, r: Resources, duration: float, after: float) -> np.ndarray:
+        """Per node, the earliest start >= `after` at which `r` is free for `duration` (inf:
+        never, on a node too small)."""
+        ok = np.all(self.free + 1e-9 >= self.needs(r)[:, None, :], axis=2)
+        width = ok.shape[1]
+        cols = np.arange(width)
+        # the row in force at `after` is the first candidate; earlier rows are past
+        k0 = np.maximum((self.t <= after).sum(axis=1) - 1, 0)
+        ok &= cols[None, :] >= k0[:, None]
+        # for each row, the first row at or after it where `r` does not fit
+        bad = np.where(ok, width, cols[None, :])
+        next_bad = np.minimum.accumulate(bad[:, ::-1], axis=1)[:, ::-1]
+        end = np.where(
+            next_bad < width,
+            np.take_along_axis(self.t, np.minimum(next_bad, width - 1), axis=1),
+            np.inf,
+        )
+        start = np.maximum(self.t, after)
+        with np.errstate(invalid="ignore"):  # inf - inf on padded rows, which `ok` rules out
+            good = ok & (end - start >= duration - 1e-9)
+        first = np.argmax(good, axis=1)
+        found = good[np.arange(len(good)), first]
+        return np.where(found, start[np.arange(len(good)), first], np.inf)
+
+    def reserve(self, i: int, start: float, duration: float, r: Resources) -> None:
+        """Take `r` on node i from `start` for `duration`."""
+        k = int(self.n[i])
+        t, rows = self.t[i, :k].copy(), self.free[i, :k].copy()
+        end = start + duration
+        for x in (start, end):
+            j = int(np.searchsorted(t, x))
+            if j < len(t) and t[j] == x:
+                continue
+            t = np.insert(t, j, x)
+            rows = np.insert(rows, j, rows[j - 1], axis=0)
+        lo, hi = int(np.searchsorted(t, start)), int(np.searchsorted(t, end))
+        rows[lo:hi] -= self.needs(r)[i]
+        self._write(i, t, rows)
+
+
+class ConservativePolicy(HeuristicPolicy):
+    """Conservative backfilling (Mu'alem and Feitelson 2001): in queue order (FIFO, with
+    priorities and aging), every job gets a reservation at the earliest time and node where it
+    fits for its whole estimate, given the running jobs and every earlier reservation; it starts
+    now when that time is now. So a job never delays any job ahead of it, not only the first.
+
+    Only the first `depth` jobs (default 64, like Slurm's limit on the jobs its backfill pass
+    tests) get reservations; later ones start now only where they delay no reservation."""
+
+    name = "conservative"
+
+    def __init__(self, *, depth: int = 64, **options: Any) -> None:
+        super().__init__(**options)
+        if depth < 1:
+            raise ValueError("depth must be >= 1")
+        self.depth = int(depth)
+
+    def decide(
+        self, view: ClusterView, pending: Sequence[JobRequest], now: float
+    ) -> list[Placement]:
+        """Reserve in order; start the jobs whose reservation is now."""
         state = self._start(view, pending)
         out: list[Placement] = []
-        order, reqs_all = self.ordered(pending, now)
-        k = 0
-        while k < len(order):
-            job = order[k]
-            i = self.choose_node(state, job)
-            if i is None or not self._place(state, i, job, "", out):
-                break
-            self._reasons[job.id] = (
-                f"placed on {state.ids[i]}{_gpus(out[-1])}: fits, first in queue"
-            )
-            k += 1
-        if k >= len(order):
+        order, reqs = self.ordered(pending, now)
+        if not order or not len(state.nodes):
             return out
-        head = order[k]
-        shadow = earliest_fit(_with_placed(view, state), head, now)
-        r_gpus: tuple[int, ...]
-        if shadow is None:
-            # the head can never fit on the nodes that are up: nothing to protect
-            t_res, r_node, r_gpus = math.inf, "", ()
-            self._blocker = None
-        else:
-            t_res, r_node, r_gpus = shadow
-            self._blocker = (
-                head.id,
-                f"job {head.id} holds a reservation on {r_node} in ~{fmt_duration(t_res - now)}",
-            )
-        rest = order[k + 1 :]
-        if not rest:
-            return out
-        reqs = reqs_all[k + 1 :]
-        r_idx = state.ids.index(r_node) if r_node in state.ids else -1
-        extra = _extra_at(view, state, r_idx, head, t_res, now, r_gpus) if r_idx >= 0 else None
-        reserved: frozenset[int] = frozenset(r_gpus)
-        est = np.fromiter((j.est_runtime_s for j in rest), float, len(rest))
-        ends_before = now + est <= t_res
-        okm = state.fit_matrix(reqs)
-        if r_idx >= 0:
-            okm[:, r_idx] &= ends_before | self._fits_extra_col(state, reqs, r_idx, extra, reserved)
-        any_ok = np.asarray(okm.any(axis=1))
-        for kk in np.flatnonzero(any_ok).tolist():
-            if not any_ok[kk]:
+        prof = Profile(view, state, now)
+        fits_now = state.fit_matrix(reqs)
+        first_wait: JobRequest | None = None
+        for k, job in enumerate(order):
+            deep = k >= self.depth
+            if deep and not fits_now[k].any():
                 continue
-            job = rest[kk]
             r = job.request
-            i = self.choose_node(state, job, okm[kk])
-            if i is None:
-                continue
-            protect = i == r_idx and not ends_before[kk]
-            if self._place(state, i, job, "", out, reserved if protect else frozenset()):
-                if protect and extra is not None:
-                    extra[0] -= r.cpus
-                    extra[1] -= r.mem_mb
-                col = state.fit_column(reqs, i)
-                if i == r_idx:
-                    col &= ends_before | self._fits_extra_col(state, reqs, r_idx, extra, reserved)
-                _update_column(okm, any_ok, col, i)
-                how = (
-                    "does not touch the reserved resources"
-                    if protect
-                    else "ends before the reservation"
-                    if ends_before[kk]
-                    else "runs on another node than the reservation"
-                )
+            d = max(job.est_runtime_s, 1.0)
+            starts = prof.earliest(r, d, now)
+            mask = (starts <= now) & fits_now[k]
+            i = self.choose_node(state, job, mask) if mask.any() else None
+            if i is not None and self._place(state, i, job, "", out):
+                prof.reserve(i, now, d, r)
+                fits_now[:, i] = state.fit_column(reqs, i)
                 self._reasons[job.id] = (
-                    f"placed on {state.ids[i]}{_gpus(out[-1])}: backfilled, {how} of job {head.id}"
+                    f"placed on {state.ids[i]}{_gpus(out[-1])}: fits without delaying any "
+                    "reservation"
+                )
+                continue
+            if deep:
+                continue
+            if (starts <= now).any():
+                # the profile has room now but the GPU ids do not fit: reserve just after now
+                later = prof.earliest(r, d, now + 1e-3)
+                starts = np.where(starts <= now, later, starts)
+            if not np.isfinite(starts).any():
+                continue
+            j = int(np.argmin(starts))
+            prof.reserve(j, float(starts[j]), d, r)
+            if first_wait is None:
+                first_wait = job
+                self._blocker = (
+                    job.id,
+                    f"job {job.id} holds a reservation on {state.ids[j]} in "
+                    f"~{fmt_duration(float(starts[j]) - now)}; every job ahead keeps its own",
                 )
         return out
 
-    @staticmethod
-    def _fits_extra_col(
-        state: RoundState,
-        reqs: np.ndarray,
-        i: int,
-        extra: list[float] | None,
-        reserved: frozenset[int],
-    ) -> np.ndarray:
-        """Which requests, outlasting the reservation, fit in what the head leaves on node i."""
-        if extra is None:
-            return np.zeros(len(reqs), dtype=bool)
-        free_ids = [g for g in state.free_ids[i] if g not in reserved]
-        share_room = max((m for g, m in enumerate(state.gmem[i]) if g not in reserved), default=0)
-        return (
-            (reqs[:, 0] <= extra[0] + 1e-9)
-            & (reqs[:, 1] <= extra[1])
-            & (reqs[:, 2] <= len(free_ids))
-            & (reqs[:, 3] <= share_room)
-        )
+
+def _fits_extra_col(
+    state: RoundState,
+    reqs: np.ndarray,
+    i: int,
+    extra: list[float] | None,
+    reserved: frozenset[int],
+) -> np.ndarray:
+    """Which requests, outlasting the reservation, fit in what the head leaves on node i."""
+    if extra is None:
+        return np.zeros(len(reqs), dtype=bool)
+    free_ids = [g for g in state.free_ids[i] if g not in reserved]
+    share_room = max((m for g, m in enumerate(state.gmem[i]) if g not in reserved), default=0)
+    return (
+        (reqs[:, 0] <= extra[0] + 1e-9)
+        & (reqs[:, 1] <= extra[1])
+        & (reqs[:, 2] <= len(free_ids))
+        & (reqs[:, 3] <= share_room)
+    )
 
 
 def _with_placed(view: ClusterView, state: RoundState) -> ClusterView:
     """The view with this round's placements applied (free resources and running jobs)."""
     if not state.placed:
         return view
-    from scheduler.model import RunningJob
-
     nodes = {n.id: n for n in view.nodes}
     running = list(view.running)
     for i, job, gids in state.placed:
@@ -961,4 +1347,11 @@ HEURISTICS: dict[str, type[HeuristicPolicy]] = {
     "sjf": SJFPolicy,
     "tetris": TetrisPolicy,
     "backfill": BackfillPolicy,
+    "sjf-bf": SJFBackfillPolicy,
+    "priority": PriorityPolicy,
+    "wfp3": WFP3Policy,
+    "unicep": UNICEPPolicy,
+    "f1": F1Policy,
+    "conservative": ConservativePolicy,
 }
+"""Every heuristic by name (the registry adds the ILP and the DQN)."""

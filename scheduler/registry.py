@@ -11,7 +11,11 @@ from typing import Any
 from scheduler.heuristics import HEURISTICS
 from scheduler.model import Policy
 
-POLICY_NAMES: tuple[str, ...] = ("fifo", "sjf", "tetris", "backfill", "ilp", "dqn")
+POLICY_NAMES: tuple[str, ...] = (*HEURISTICS, "ilp", "dqn")
+"""Every policy by name: the one list the CLI, settings and the console offer."""
+
+BENCH_DEFAULT_POLICIES: tuple[str, ...] = POLICY_NAMES
+"""What `bench` compares when no --policies are given: all of them, the DQN and the ILP too."""
 
 
 def make_policy(name: str, **options: Any) -> Policy:

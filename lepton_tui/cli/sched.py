@@ -22,15 +22,16 @@ def _number(
     minimum: float | None = None,
     maximum: float | None = None,
 ) -> Any:
+    shown = repr(text) if len(text) <= 40 else repr(text[:40]) + f"... ({len(text):,} characters)"
     try:
         value: float = int(text) if integer else float(text)
     except ValueError:
         kind = "a whole number" if integer else "a number"
-        raise ValidationError(f"{name} must be {kind}, got {text!r}", field=name) from None
+        raise ValidationError(f"{name} must be {kind}, got {shown}", field=name) from None
     if not math.isfinite(value) or (minimum is not None and value < minimum):
-        raise ValidationError(f"{name} must be >= {minimum:g}, got {text!r}", field=name)
+        raise ValidationError(f"{name} must be >= {minimum:g}, got {shown}", field=name)
     if maximum is not None and value > maximum:
-        raise ValidationError(f"{name} must be <= {maximum:,g}, got {text!r}", field=name)
+        raise ValidationError(f"{name} must be <= {maximum:,g}, got {shown}", field=name)
     return value
 
 
@@ -199,29 +200,97 @@ def _print_plan(result: Any, jobs: dict) -> None:
     )
 
 
+def parse_node_shape(text: str) -> Any:
+    """'256c,256G,0g' (CPUs, memory in GB, GPUs; an optional fourth item 'NGpg' gives each GPU's
+    memory, default 80 GB) as Resources; ValidationError saying the format otherwise."""
+    from scheduler.model import Resources
+
+    units = {"c": "cpus", "G": "mem", "g": "gpus", "Gpg": "gpu_mem"}
+    got: dict[str, float] = {}
+    fmt = "write it as CPUs, memory and GPUs, e.g. 256c,256G,0g (or 64c,512G,8g,80Gpg)"
+    for item in text.split(","):
+        item = item.strip()
+        unit = next((u for u in ("Gpg", "c", "G", "g") if item.endswith(u)), None)
+        number = item[: -len(unit)] if unit else ""
+        if unit is None or units[unit] in got or not number.isascii():
+            raise ValidationError(f"--node-shape {printable(text[:40])!r}: {fmt}")
+        got[units[unit]] = _number(number, "--node-shape", minimum=0, maximum=1_000_000)
+    if not {"cpus", "mem", "gpus"} <= got.keys():
+        raise ValidationError(f"--node-shape {printable(text[:40])!r}: {fmt}")
+    if got["gpus"] != int(got["gpus"]) or got["gpus"] > 4096:
+        raise ValidationError("--node-shape: the GPU count must be a whole number up to 4096")
+    if got["cpus"] <= 0:
+        raise ValidationError("--node-shape: a node needs at least one CPU")
+    gpus = int(got["gpus"])
+    per_gpu_mb = int(got.get("gpu_mem", 80) * 1024)
+    return Resources(float(got["cpus"]), int(got["mem"] * 1024), gpus, gpus * per_gpu_mb)
+
+
+def _loads(text: str) -> list[float | None]:
+    """--load: numbers and 'native' (None: the trace's own arrival times)."""
+    out: list[float | None] = []
+    for x in text.split(","):
+        x = x.strip()
+        if not x:
+            continue
+        out.append(
+            None if x.lower() == "native" else _number(x, "--load", minimum=0.001, maximum=100)
+        )
+    if not out:
+        raise ValidationError("--load is empty")
+    return out
+
+
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.option("--workload", default="deeprm", show_default=True, help="deeprm, lab or trace.")
-@click.option("--trace", "trace", default=None, help="Trace CSV (Alibaba 2023 pod list format).")
+@click.option(
+    "--workload",
+    default=None,
+    help="deeprm, lab, lab-long, hpc or trace (default: trace with --trace, else deeprm).",
+)
+@click.option(
+    "--trace",
+    "trace",
+    default=None,
+    help="Trace file: a .swf file (Standard Workload Format) or a CSV in the Alibaba 2023 pod "
+    "list format. Selects the trace workload.",
+)
 @click.option("--node-list", default=None, help="Trace: sample --nodes nodes from this node CSV.")
-@click.option("--nodes", default=None, help="Number of nodes (default: deeprm 1, lab 8, trace 8).")
+@click.option(
+    "--nodes",
+    default=None,
+    help="Number of nodes (default: deeprm, hpc and .swf traces 1; lab 1 per 125 jobs, trace 1 "
+    "per 250, at most 8).",
+)
+@click.option(
+    "--node-shape",
+    default=None,
+    help="Each node's CPUs, memory and GPUs, e.g. 256c,256G,0g (CPU-only) or 64c,512G,8g.",
+)
 @click.option(
     "--load",
     default="0.9",
     show_default=True,
-    help="Offered load, or a comma list such as 0.7,0.9,1.1.",
+    help="Offered load, a comma list such as 0.7,0.9,1.1, or 'native' (a trace's own arrival "
+    "times).",
 )
-@click.option("--jobs", default=None, help="Jobs per run (default: deeprm/lab 1000, trace 2000).")
+@click.option("--jobs", default=None, help="Jobs per run (default: 1000; trace 2000).")
+@click.option(
+    "--start",
+    default=None,
+    help="Trace: the first job of the window (an index). With --load native, --seeds N replays N "
+    "successive windows of --jobs jobs from there.",
+)
 @click.option(
     "--policies",
-    default="fifo,sjf,tetris,backfill",
-    show_default=True,
-    help="Comma list of policies: fifo, sjf, tetris, backfill, ilp, dqn.",
+    default=None,
+    help="Comma list of policies (default: every policy; `--policies x` lists the names).",
 )
 @click.option("--seeds", default="1", show_default=True, help="Seeds per policy (0..N-1).")
 @click.option(
     "--estimate-sigma",
     default=None,
-    help="Spread of the log-normal runtime estimate error (0 = exact).",
+    help="Spread of the log-normal runtime estimate error (0 = exact; an .swf trace uses its "
+    "requested times unless this is given).",
 )
 @click.option("--cost-weight", default="0", show_default=True, help="Cost weight for every policy.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON row per policy and seed.")
@@ -234,13 +303,15 @@ def _print_plan(result: Any, jobs: dict) -> None:
 )
 @click.option("--inflate", default="1.3", show_default=True, help="Experiment: arrivals x GPUs.")
 def bench(
-    workload: str,
+    workload: str | None,
     trace: str | None,
     node_list: str | None,
     nodes: str | None,
+    node_shape: str | None,
     load: str,
     jobs: str | None,
-    policies: str,
+    start: str | None,
+    policies: str | None,
     seeds: str,
     estimate_sigma: str | None,
     cost_weight: str,
@@ -256,43 +327,68 @@ def bench(
         return
     if ctx.get_parameter_source("inflate") != click.core.ParameterSource.DEFAULT:
         raise ValidationError("--inflate applies to --experiment fragmentation only")
-    from scheduler.bench import WORKLOADS, run_bench, summarize
-    from scheduler.registry import POLICY_NAMES
+    from scheduler.bench import (
+        DEFAULT_JOBS,
+        WORKLOADS,
+        default_nodes,
+        is_swf,
+        run_bench,
+        summarize,
+    )
+    from scheduler.registry import BENCH_DEFAULT_POLICIES, POLICY_NAMES
     from scheduler.workloads import TraceError
 
+    if workload is None:
+        workload = "trace" if trace is not None else "deeprm"
     if workload not in WORKLOADS:
-        raise ValidationError(f"--workload must be one of {', '.join(WORKLOADS)}, got {workload!r}")
-    names = [p.strip().lower() for p in policies.split(",") if p.strip()]
+        raise ValidationError(
+            f"--workload must be one of {', '.join(WORKLOADS)}, got {printable(workload[:40])!r}"
+        )
+    names = [p.strip().lower() for p in (policies or ",".join(BENCH_DEFAULT_POLICIES)).split(",")]
+    names = [p for p in names if p]
     if not names:
         raise ValidationError("--policies is empty")
     for p in names:
         if p not in POLICY_NAMES:
-            raise ValidationError(f"unknown policy {p!r}; choose from {', '.join(POLICY_NAMES)}")
-    loads = [
-        _number(x.strip(), "--load", minimum=0.001, maximum=100)
-        for x in load.split(",")
-        if x.strip()
-    ]
-    if not loads:
-        raise ValidationError("--load is empty")
+            raise ValidationError(
+                f"unknown policy {printable(p[:40])!r}; choose from {', '.join(POLICY_NAMES)}"
+            )
+    loads = _loads(load)
+    if None in loads and workload != "trace":
+        raise ValidationError("--load native needs a trace (--trace FILE)")
     n_seeds = _number(seeds, "--seeds", integer=True, minimum=1, maximum=1000)
     opts: dict[str, Any] = {}
-    if nodes is not None:
-        opts["nodes"] = _number(nodes, "--nodes", integer=True, minimum=1, maximum=10_000)
     if jobs is not None:
         opts["jobs"] = _number(jobs, "--jobs", integer=True, minimum=1, maximum=1_000_000)
+    if nodes is not None:
+        opts["nodes"] = _number(nodes, "--nodes", integer=True, minimum=1, maximum=10_000)
+    elif node_list is None:  # a short run gets a small cluster, so that it queues work
+        n_jobs = opts.get("jobs", DEFAULT_JOBS[workload])
+        opts["nodes"] = default_nodes(workload, n_jobs, workload == "trace" and is_swf(trace))
     if estimate_sigma is not None:
         opts["estimate_sigma"] = _number(estimate_sigma, "--estimate-sigma", minimum=0, maximum=10)
+    if node_shape is not None:
+        if workload == "deeprm":
+            raise ValidationError("--node-shape does not apply to deeprm (its nodes are fixed)")
+        opts["node_shape"] = parse_node_shape(node_shape)
+    if start is not None:
+        if workload != "trace":
+            raise ValidationError("--start picks a window of a trace (--trace FILE)")
+        opts["start"] = _number(start, "--start", integer=True, minimum=0, maximum=100_000_000)
     if workload == "trace":
         if trace is None:
-            raise ValidationError("--workload trace needs --trace CSV")
+            raise ValidationError("--workload trace needs --trace FILE (.swf or .csv)")
         if not Path(trace).is_file():
-            raise ValidationError(f"trace file not found: {trace}")
+            raise ValidationError(f"trace file not found: {printable(trace[:200])}")
         opts["trace"] = trace
         if node_list is not None:
             if not Path(node_list).is_file():
-                raise ValidationError(f"node list not found: {node_list}")
+                raise ValidationError(f"node list not found: {printable(node_list[:200])}")
+            if node_shape is not None:
+                raise ValidationError("give either --node-list or --node-shape, not both")
             opts["node_list"] = node_list
+    elif trace is not None or node_list is not None:
+        raise ValidationError(f"--trace and --node-list go with the trace workload, not {workload}")
     weight = check_cost_weight(cost_weight)
     if "ilp" in names:
         from scheduler.ilp import send_solver_output_to_stderr
@@ -317,13 +413,17 @@ def _print_bench(summary: list[dict[str, Any]], workload: str, seeds: int) -> No
     from rich.console import Console
     from rich.table import Table
 
+    # a cluster without GPUs (an HPC trace): show the CPUs' utilization instead
+    cpu_only = all(not s["gpu_util_arrivals"] for s in summary)
+    util = ("cpu_util", "CPU util", "{:.0%}") if cpu_only else (
+        "gpu_util_arrivals", "GPU util", "{:.0%}")  # fmt: skip
     cols = [
         ("avg_bounded_slowdown", "avg bsld", "{:.2f}"),
         ("p95_bounded_slowdown", "p95 bsld", "{:.1f}"),
         ("avg_jct", "avg JCT s", "{:.0f}"),
         ("makespan", "makespan s", "{:.0f}"),
         ("gap_makespan", "vs bound", "{:+.0%}"),
-        ("gpu_util_arrivals", "GPU util", "{:.0%}"),
+        util,
         ("cost", "cost $", "{:.0f}"),
         ("idle_cost", "idle $", "{:.0f}"),
         ("decision_ms_p50", "ms p50", "{:.2f}"),
@@ -331,7 +431,8 @@ def _print_bench(summary: list[dict[str, Any]], workload: str, seeds: int) -> No
     ]
     table = Table(
         title=f"{workload}, {seeds} seed(s): mean ± std "
-        "(GPU util while jobs arrive; cost in $ at the bench's prices)",
+        f"({'CPU util' if cpu_only else 'GPU util while jobs arrive'}; cost in $ at the bench's "
+        "prices)",
         title_justify="left",
     )
     table.add_column("load", justify="right", no_wrap=True)
@@ -345,7 +446,8 @@ def _print_bench(summary: list[dict[str, Any]], workload: str, seeds: int) -> No
             if seeds > 1 and key not in ("decision_ms_p50", "decision_ms_p99"):
                 cell += " ± " + fmt.format(s[key + "_std"]).lstrip("+")
             cells.append(cell)
-        table.add_row(f"{s['load']:g}", s["policy"], *cells)
+        ld = s["load"]
+        table.add_row(ld if isinstance(ld, str) else f"{ld:g}", s["policy"], *cells)
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=200)  # a pipe or file: never squeeze the table

@@ -18,7 +18,6 @@ from lepton_tui.screens.live import LiveScreen
 from lepton_tui.widgets.fit import FittedTable
 from lepton_tui.widgets.header import LabHeader
 
-FALLBACK_POLICIES = ("fifo", "sjf", "tetris", "backfill", "ilp", "dqn")
 EXPLANATION_MAX = 400  # a cell never carries more: no screen is that wide
 
 
@@ -52,10 +51,9 @@ def decision_cells(decisions: list[dict[str, Any]]) -> list[tuple[str, tuple]]:
 
 
 def policy_names() -> tuple[str, ...]:
-    try:
-        from scheduler.registry import POLICY_NAMES
-    except ImportError:
-        return FALLBACK_POLICIES
+    """Every policy by name, from the scheduler's registry (the one list)."""
+    from scheduler.registry import POLICY_NAMES
+
     return tuple(POLICY_NAMES)
 
 

@@ -168,3 +168,161 @@ def test_numbers_out_of_range_are_one_line_errors(args: list[str]) -> None:
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.startswith("lepton-tui: error: ") and len(out.stderr.splitlines()) == 1
     assert "internal error" not in out.stderr
+
+
+SWF = Path(__file__).resolve().parent.parent / "data" / "lublin_256.swf"
+
+
+def test_bench_swf_native_windows_as_the_papers_run_them() -> None:
+    """The issue's command with fewer jobs: an SWF trace alone selects the trace workload, one
+    256-CPU node without GPUs, native arrivals, successive windows per seed, the DQN included."""
+    res = run(
+        "bench", "--trace", str(SWF), "--node-shape", "256c,256G,0g", "--nodes", "1",
+        "--load", "native", "--jobs", "96", "--seeds", "3",
+        "--policies", "fifo,backfill,sjf,f1,dqn", "--json",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)
+    assert isinstance(rows, list) and len(rows) == 15
+    assert {r["policy"] for r in rows} == {"fifo", "backfill", "sjf", "f1", "dqn"}
+    assert all(r["avg_bounded_slowdown"] >= 1 and r["load"] == "native" for r in rows)
+    assert all(r["jobs"] == 96 and r["nodes"] == 1 and r["unschedulable"] == 0 for r in rows)
+    # three different windows: the same policy scores differently on each
+    fifo = [r["avg_bounded_slowdown"] for r in rows if r["policy"] == "fifo"]
+    assert len(set(fifo)) == 3
+
+
+def test_bench_start_picks_the_window(tmp_path: Path) -> None:
+    def bsld(*extra: str) -> list[float]:
+        res = run(
+            "bench", "--trace", str(SWF), "--load", "native", "--jobs", "50",
+            "--policies", "backfill", "--json", *extra,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        return [r["avg_bounded_slowdown"] for r in json.loads(res.stdout)]
+
+    two = bsld("--seeds", "2")
+    assert bsld("--start", "50") == two[1:]  # window 2 is the one that starts at job 50
+    assert_one_line_error(
+        run(
+            "bench",
+            "--trace",
+            str(SWF),
+            "--load",
+            "native",
+            "--start",
+            "10239",
+            "--jobs",
+            "10",
+            "--seeds",
+            "2",
+            "--policies",
+            "fifo",
+        ),  # fmt: skip
+        2,
+        "window 2 of 10 jobs would start at job 10249",
+    )
+
+
+def test_bench_cpu_only_trace_is_not_refused() -> None:
+    res = run(
+        "bench", "--trace", str(SWF), "--node-shape", "256c,256G,0g", "--load", "0.9",
+        "--jobs", "200", "--policies", "backfill,sjf-bf", "--json",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "out of reach" not in res.stderr
+    rows = json.loads(res.stdout)
+    assert all(abs(r["offered_load"] - 0.9) < 1e-3 for r in rows)
+
+
+def test_bench_defaults_show_every_policy_and_a_difference() -> None:
+    res = run("bench", "--workload", "lab", "--jobs", "200", "--json")
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)
+    from scheduler.registry import POLICY_NAMES
+
+    assert [r["policy"] for r in rows] == list(POLICY_NAMES)  # dqn and ilp included
+    assert len({round(r["avg_bounded_slowdown"], 2) for r in rows}) > 3
+    assert max(r["avg_bounded_slowdown"] for r in rows) > 1.5
+
+
+def _pods_lines() -> list[str]:
+    return PODS.read_text().splitlines()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "text"),
+    [
+        ("latin1.csv", "\n".join(_pods_lines()[:20]).encode() + b"\ncaf\xe9\n", "not UTF-8 text"),
+        (
+            "huge.csv",
+            ("\n".join(_pods_lines()[:20]) + "\n" + "x" * 131_073 + ",1\n").encode(),
+            "a field is longer than 131,072 characters",
+        ),
+        (
+            "cut.csv",
+            ("\n".join(_pods_lines()[:20]) + "\n" + _pods_lines()[20][:30]).encode(),
+            "cut.csv line 21: ",
+        ),
+        ("latin1.swf", b"; caf\xe9\n", "latin1.swf: not UTF-8 text"),
+        ("cut.swf", SWF.read_bytes()[:2000], "(a truncated line?)"),
+    ],
+    ids=["latin1.csv", "huge.csv", "cut.csv", "latin1.swf", "cut.swf"],
+)
+def test_bench_trace_errors_are_one_line_like_plan(
+    tmp_path: Path, name: str, content: bytes, text: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    res = run("bench", "--trace", str(path), "--jobs", "10", "--policies", "fifo")
+    assert_one_line_error(res, 2, text)
+    assert "internal error" not in res.stderr and len(res.stderr) < 300
+    if name == "latin1.csv":  # the same words as plan's for a snapshot that is not UTF-8
+        snap = tmp_path / "snap.json"
+        snap.write_bytes(b'{"x": "caf\xe9"}')
+        assert_one_line_error(run("plan", str(snap)), 2, "snap.json: not UTF-8 text")
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--workload", "lab", "--node-shape", "256 cores"], "write it as CPUs, memory and GPUs"),
+        (["--workload", "hpc", "--node-shape", "0c,1G,0g"], "at least one CPU"),
+        (["--node-shape", "8c,1G,0g"], "does not apply to deeprm"),
+        (["--load", "native"], "--load native needs a trace"),
+        (["--start", "3"], "--start picks a window of a trace"),
+        (["--workload", "lab", "--trace", "x.swf"], "go with the trace workload"),
+        (["--policies", "x" * 100_000], "unknown policy 'xxxxxxxx"),
+    ],
+)
+def test_bench_new_options_refuse_bad_input(args: list[str], text: str) -> None:
+    res = run("bench", *args)
+    assert_one_line_error(res, 2, text)
+    assert len(res.stderr) < 300
+
+
+def test_bench_error_quotes_a_long_number_short() -> None:
+    res = run("bench", "--load", "9" * 50 + "x" * 100_000)
+    assert_one_line_error(res, 2, "--load must be a number, got '9999")
+    assert "(100,050 characters)" in res.stderr and len(res.stderr) < 200
+
+
+def test_bench_table_on_a_cluster_without_gpus_shows_cpu_utilization() -> None:
+    res = run("bench", "--trace", str(SWF), "--load", "native", "--jobs", "60",
+              "--policies", "backfill")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "CPU util" in res.stdout and "GPU util" not in res.stdout
+    assert "native" in res.stdout
+
+
+def test_node_shape_reads_cpus_memory_gpus_and_gpu_memory() -> None:
+    from lepton_tui.cli.sched import parse_node_shape
+    from scheduler.model import Resources
+
+    assert parse_node_shape("256c,256G,0g") == Resources(256.0, 256 * 1024, 0, 0)
+    assert parse_node_shape("32c, 256G, 4g, 40Gpg") == Resources(32.0, 262144, 4, 4 * 40960)
+    assert parse_node_shape("8g,64c,0.5G") == Resources(64.0, 512, 8, 8 * 81920)
+    res = run("bench", "--workload", "lab", "--node-shape", "32c,256G,4g", "--jobs", "40",
+              "--policies", "sjf-bf", "--json")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)[0]["nodes"] == 1

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scheduler.model import Job, Node, Placement, Resources, Workload
-from scheduler.registry import make_policy
+from scheduler.registry import POLICY_NAMES, make_policy
 from scheduler.simulator import InvalidPlacement, NodeOutage, SimResult, Simulator, random_outages
 
-POLICIES = ["fifo", "sjf", "tetris", "backfill", "ilp"]
+POLICIES = [p for p in POLICY_NAMES if p != "dqn"]
 
 
 def check_invariants(wl: Workload, result: SimResult) -> None:
@@ -61,7 +61,8 @@ def workloads(draw):  # noqa: ANN001, ANN201
     nodes = []
     for k in range(draw(st.integers(1, 3))):
         gpus = draw(st.sampled_from([0, 2, 4]))
-        nodes.append(Node(f"n{k}", Resources(8.0, 32768, gpus, gpus * 16384), float(k + 1)))
+        per_gpu = draw(st.sampled_from([16384, 16384, 0]))  # 0: GPUs without memory (DeepRM's)
+        nodes.append(Node(f"n{k}", Resources(8.0, 32768, gpus, gpus * per_gpu), float(k + 1)))
     jobs = []
     for i in range(draw(st.integers(1, 25))):
         gpus = draw(st.integers(0, 5))
@@ -89,7 +90,7 @@ def workloads(draw):  # noqa: ANN001, ANN201
     return Workload("random", jobs, nodes), outages
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(workloads(), st.sampled_from(POLICIES))
 def test_invariants_hold_for_every_policy(case, policy) -> None:  # noqa: ANN001
     wl, outages = case
@@ -219,3 +220,13 @@ def test_duplicate_ids_and_bad_runtimes_are_rejected() -> None:
         Simulator(Workload("d", wl.jobs + [wl.jobs[0]], wl.nodes))
     with pytest.raises(ValueError, match="runtime"):
         Simulator(Workload("d", [Job(1, Resources(1.0, 1, 0), 0.0, 0.0, 1.0)], wl.nodes))
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_every_policy_finishes_deeprm_jobs_on_gpus_without_memory(policy: str) -> None:
+    from scheduler.workloads import deeprm
+
+    wl = deeprm(60, 0.9, seed=0)  # whole GPUs, no GPU memory given
+    result = Simulator(wl).run(make_policy(policy))
+    check_invariants(wl, result)
+    assert len(result.finished) == 60

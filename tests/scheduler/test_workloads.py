@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +10,13 @@ import pytest
 
 from scheduler.model import Resources
 from scheduler.workloads import (
+    HPC_NODE,
     TraceError,
     deeprm,
+    hpc,
     lab_mix,
     load_node_list,
+    load_swf,
     load_trace,
     offered_load,
     rescale_to_load,
@@ -151,3 +155,126 @@ def test_lab_mix_has_every_kind_and_hits_the_gpu_load() -> None:
     span = wl.info["span_s"]
     assert gpu_s / (span * 64) == pytest.approx(0.9, rel=1e-6)
     assert lab_mix(100, seed=1).jobs == lab_mix(100, seed=1).jobs
+
+
+TINY_SWF = DATA / "tiny.swf"
+LUBLIN_SWF = DATA / "lublin_256.swf"
+
+
+def test_swf_reader_reads_fields_and_fallbacks() -> None:
+    tasks = load_swf(TINY_SWF)
+    by_name = {t.name: t for t in tasks}
+    assert set(by_name) == {"1", "2", "4", "5", "6"}  # job 3 has no run time (-1): skipped
+    one = by_name["1"]
+    assert (one.cpu_milli, one.submit_s, one.duration_s, one.estimate_s) == (64000, 0, 3600, 7200)
+    assert one.user == "user-1" and one.memory_mib == 0
+    assert by_name["2"].estimate_s == 0  # requested time unknown
+    assert by_name["2"].cpu_milli == 8000  # requested processors, allocated unknown
+    four = by_name["4"]
+    assert four.cpu_milli == 32000  # requested -1: the allocated processors
+    assert four.memory_mib == 64  # 2048 KB per processor x 32
+    # load_trace picks the reader by suffix
+    assert load_trace(TINY_SWF) == tasks
+
+
+def test_swf_trace_on_a_cpu_only_node_uses_cpu_load_and_requested_times() -> None:
+    wl = trace_workload(TINY_SWF, jobs=None, nodes=1, node_shape=HPC_NODE, load=None,
+                        estimate_sigma=None)  # fmt: skip
+    by_id = {j.id: j for j in wl.jobs}
+    assert by_id["1"].est_runtime_s == 7200 and by_id["1"].request == Resources(64.0, 0, 0)
+    assert [j.submit_s for j in wl.jobs] == [0, 60, 180, 240, 300]  # native arrival times
+    assert wl.info["load_of"] == "CPUs" and wl.info["scale"] == 1.0
+    # a CPU load is reachable on a CPU-only node (it used to say "out of reach on 0 GPUs")
+    scaled = trace_workload(LUBLIN_SWF, jobs=300, nodes=1, node_shape=HPC_NODE, load=0.9)
+    assert scaled.info["offered_load"] == pytest.approx(0.9, rel=1e-3)
+    # exact estimates on request
+    exact = trace_workload(TINY_SWF, jobs=None, nodes=1, node_shape=HPC_NODE, load=None,
+                           estimate_sigma=0.0)  # fmt: skip
+    assert exact.estimate_exact
+
+
+@pytest.mark.parametrize(
+    ("content", "text"),
+    [
+        (b"1 0 -1 10 1 -1 -1 1 60 -1 1 1 -1 -1 1 -1 -1 -1\n2 5 -1 10", "4 fields"),
+        (b"1 0 -1 10 1 -1 -1 1 60 -1 1 1 -1 -1 1 -1 -1 -1 7\n", "19 fields"),
+        (b"1 0 -1 ten 1 -1 -1 1 60 -1 1 1 -1 -1 1 -1 -1 -1\n", "run time 'ten' is not a number"),
+        (b"; caf\xe9\n1 0 -1 10 1 -1 -1 1 60 -1 1 1 -1 -1 1 -1 -1 -1\n", "not UTF-8 text"),
+        (b"; only comments\n", "no usable jobs"),
+    ],
+)
+def test_swf_errors_name_the_line(tmp_path: Path, content: bytes, text: str) -> None:
+    path = tmp_path / "bad.swf"
+    path.write_bytes(content)
+    with pytest.raises(TraceError, match=text) as info:
+        load_trace(path)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 200
+
+
+def test_swf_truncated_last_line_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "cut.swf"
+    path.write_bytes(b"1 0 -1 10 1 -1 -1 1 60 -1 1 1 -1 -1 1 -1 -1 -1\n2 5 -1 10 1 -1")
+    with pytest.raises(TraceError, match=r"cut.swf line 2: 6 fields.*truncated"):
+        load_trace(path)
+
+
+def test_csv_trace_errors_are_one_short_line(tmp_path: Path) -> None:
+    header = PODS.read_text().splitlines()[0]
+    good = PODS.read_text().splitlines()[1]
+    cases = {
+        "latin1.csv": (header + "\n" + good + "\n").encode() + b"caf\xe9,1\n",
+        "huge.csv": (header + "\n" + good + "\n" + "x" * 131_073 + ",1\n").encode(),
+        "cut.csv": (header + "\n" + good + "\n" + ",".join(good.split(",")[:4])).encode(),
+        "long.csv": (header + "\n" + good.replace("12000", "1" + "2" * 5000, 1) + "\n").encode(),
+    }
+    expect = {
+        "latin1.csv": "not UTF-8 text",
+        "huge.csv": "a field is longer than 131,072 characters",
+        "cut.csv": "line 3: 4 of 11 fields (a truncated row?)",
+        "long.csv": "cpu_milli '1222",
+    }
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(TraceError, match=re.escape(expect[name])) as info:
+            load_trace(path)
+        assert len(str(info.value)) < 200, name
+
+
+def test_hpc_follows_the_lublin_feitelson_model() -> None:
+    wl = hpc(4000, 0.9, seed=1)
+    sizes = np.array([j.request.cpus for j in wl.jobs])
+    runtimes = np.array([j.runtime_s for j in wl.jobs])
+    assert wl.name == "hpc" and all(n.capacity.gpus == 0 for n in wl.nodes)
+    assert 0.20 < np.mean(sizes == 1) < 0.28  # serial jobs: 24 %
+    par = sizes[sizes > 1]
+    assert np.mean(np.log2(par) % 1 == 0) > 0.7  # powers of two preferred
+    assert sizes.max() <= 256
+    # the hyper-gamma: a short mode near e^4 s and a long one near e^9.4 s
+    logs = np.log(runtimes)
+    assert np.mean(logs < 6.5) > 0.3 and np.mean(logs > 8) > 0.3
+    # larger jobs run longer
+    assert np.median(runtimes[sizes >= 64]) > 5 * np.median(runtimes[sizes == 1])
+    assert wl.info["offered_load"] == pytest.approx(0.9, rel=0.15)
+    again = hpc(4000, 0.9, seed=1)
+    assert [j.submit_s for j in again.jobs] == [j.submit_s for j in wl.jobs]
+
+
+def test_lab_long_mixes_multi_day_trainings_with_short_debugging() -> None:
+    wl = lab_mix(1000, 0.9, seed=2, long_jobs=True)
+    kinds = {j.kind for j in wl.jobs}
+    assert wl.name == "lab-long" and {"train-long", "debug"} <= kinds
+    long_runs = [j.runtime_s for j in wl.jobs if j.kind == "train-long"]
+    debug = [j.runtime_s for j in wl.jobs if j.kind == "debug"]
+    assert min(long_runs) >= 43200 and np.median(long_runs) > 86400
+    assert max(debug) <= 1800 and len(debug) > len(long_runs)
+
+
+def test_trace_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """Spreadsheets write UTF-8 with a BOM; the first column's name must still be found."""
+    csv_path = tmp_path / "bom.csv"
+    csv_path.write_bytes(b"\xef\xbb\xbf" + PODS.read_bytes())
+    assert len(load_trace(csv_path)) == len(load_trace(PODS))
+    swf_path = tmp_path / "bom.swf"
+    swf_path.write_bytes(b"\xef\xbb\xbf" + TINY_SWF.read_bytes())
+    assert load_trace(swf_path) == load_swf(TINY_SWF)
