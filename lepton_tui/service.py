@@ -3,6 +3,11 @@
 The console and the CLI never write the ledger directly; they call a `Service`. The caller is the
 OS user; admins are root, the ledger's owner (whoever created it) and members of the Unix group
 named by the `admin_group` setting.
+
+In lab mode (`lepton-tui serve --socket`) the daemon builds one `Service` per request with the
+caller's `Identity` as the kernel gave it (`SO_PEERCRED`); admins are then root, the service
+account (the daemon's own uid) and members of `admin_group`. Other users' jobs are visible, their
+environment and logs only to their owner and admins.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import os
 import pwd
 import re
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,7 @@ from lepton_tui.errors import (
     PermissionDenied,
     ValidationError,
 )
+from lepton_tui.identity import Identity
 from lepton_tui.ledger import (
     ACTIVE_JOB_STATES,
     JOB_STATES,
@@ -82,10 +88,19 @@ class CancelResult:
 class Service:
     """Validated, permission-checked operations on one ledger."""
 
-    def __init__(self, ledger: Ledger, home: Path, user: str | None = None) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        home: Path,
+        user: str | None = None,
+        *,
+        identity: Identity | None = None,
+    ) -> None:
         self.ledger = ledger
         self.home = home
-        self.user = user or current_user()
+        # a caller the kernel named (lab mode) is that user, whatever `user` says
+        self.identity = identity
+        self.user = identity.user if identity is not None else (user or current_user())
         if self.ledger.get_setting("owner") is None:
             self.ledger.setdefault_setting("owner", self.user, actor=self.user)
 
@@ -117,10 +132,14 @@ class Service:
 
     def is_admin(self, user: str | None = None) -> bool:
         """Root, the ledger's owner, or a member of the admin group."""
+        group = self.ledger.get_setting("admin_group", DEFAULT_ADMIN_GROUP)
+        if user is None and self.identity is not None:
+            # lab mode: root, the service account (this process's uid), the admin group
+            ident = self.identity
+            return ident.uid == 0 or ident.uid == os.getuid() or ident.in_group(group)
         user = user or self.user
         if user == "root" or user == self.ledger.get_setting("owner"):
             return True
-        group = self.ledger.get_setting("admin_group", DEFAULT_ADMIN_GROUP)
         try:
             info = grp.getgrnam(group)
         except KeyError:
@@ -145,10 +164,28 @@ class Service:
         """Queue one job; `raw` fields are validated as the CLI would. Returns the job id."""
         return self.submit_many([spec or validate_job(**raw)])[0]
 
-    def submit_many(self, specs: Sequence[JobSpec]) -> list[int]:
-        """Queue several validated jobs in one transaction (all or none)."""
+    def submit_many(self, specs: Sequence[JobSpec], key: str | None = None) -> list[int]:
+        """Queue several validated jobs in one transaction (all or none).
+
+        `key`, a client's unique name for this request, makes a retried submit (the connection
+        dropped before the answer came) return the jobs of the first instead of queueing twice."""
         with self.ledger.tx():
-            return [self.ledger.add_job(spec.to_dict(), self.user) for spec in specs]
+            if key is not None:
+                row = self.ledger.query_one(
+                    "SELECT user, job_ids FROM submit_keys WHERE key = ?", (key,)
+                )
+                if row is not None:
+                    if row["user"] != self.user:
+                        raise ValidationError("that submit key belongs to another user")
+                    return [int(i) for i in json.loads(row["job_ids"])]
+            ids = [self.ledger.add_job(spec.to_dict(), self.user) for spec in specs]
+            if key is not None:
+                self.ledger.insert(
+                    "submit_keys",
+                    {"key": key, "user": self.user, "job_ids": json.dumps(ids),
+                     "at": self.ledger.clock()},
+                )  # fmt: skip
+            return ids
 
     def cancel(self, job_ids: Iterable[int]) -> list[CancelResult]:
         """Cancel jobs: queued ones at once, running ones through `cancelling`. One result each."""
@@ -197,8 +234,36 @@ class Service:
             results.append(CancelResult(job["id"], True, f"job {job['id']} {verb}"))
         return results
 
+    def may_see_private(self, job: dict[str, Any]) -> bool:
+        """Whether the caller may read a job's environment and logs: its owner or an admin."""
+        return job["user"] == self.user or self.is_admin()
+
     def get_job(self, job_id: int) -> dict[str, Any]:
-        return self.ledger.get_job(int(job_id))
+        """A job; another user's environment is hidden (`env` None, `env_hidden` True)."""
+        job = self.ledger.get_job(int(job_id))
+        if not self.may_see_private(job):
+            job["env"] = None
+            job["env_hidden"] = True
+        return job
+
+    def read_log(
+        self,
+        job_id: int,
+        stream: str = "stdout",
+        follow: bool = False,
+        attempt_no: int | None = None,
+        **options: Any,
+    ) -> Iterator[str]:
+        """A job's log as it is read from its host (owner and admins only)."""
+        from lepton_tui.logs import follow_log
+
+        job = self.ledger.query_one("SELECT id, user FROM jobs WHERE id = ?", (int(job_id),))
+        if job is not None and not self.may_see_private(job):  # no such job: follow_log says so
+            raise PermissionDenied(
+                f"job {job['id']} belongs to {job['user']}; only they or an admin may read its logs"
+            )
+        return follow_log(self, int(job_id), stream=stream, follow=follow, attempt_no=attempt_no,
+                          **options)  # fmt: skip
 
     def show_job(self, job_id: int, events: int = 50) -> dict[str, Any]:
         """A job with its attempts and latest events."""
@@ -480,9 +545,38 @@ class Service:
         self.require_admin("change settings")
         self.ledger.set_setting(key, value, actor=self.user)
 
-    def events(self, limit: int = 100, job_id: int | None = None) -> list[dict[str, Any]]:
-        if job_id is not None:
-            return self.ledger.query(
-                "SELECT * FROM events WHERE job_id = ? ORDER BY id DESC LIMIT ?", (job_id, limit)
-            )
-        return self.ledger.query("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
+    def events(
+        self,
+        limit: int = 100,
+        job_id: int | None = None,
+        *,
+        user: str | None = None,
+        since: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """The audit trail, newest first: by job, by acting user, since a time."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("job_id", job_id), ("actor", user)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("at >= ?")
+            params.append(float(since))
+        sql = "SELECT * FROM events" + (f" WHERE {' AND '.join(where)}" if where else "")
+        return self.ledger.query(sql + " ORDER BY id DESC LIMIT ?", [*params, int(limit)])
+
+    def budget_warnings(self) -> list[str]:
+        """The budget warnings in force (80 % and 100 %), as lines."""
+        from lepton_tui.economics import budget_warnings
+
+        return [
+            w.message if hasattr(w, "message") else str(w) for w in budget_warnings(self.ledger)
+        ]
+
+    def last_host_event(self, name: str, kind: str) -> dict[str, Any] | None:
+        """The latest event of `kind` about host `name` (who drained it, and why)."""
+        return self.ledger.query_one(
+            "SELECT actor, data FROM events WHERE kind = ? AND host = ? ORDER BY id DESC LIMIT 1",
+            (kind, name),
+        )
