@@ -261,6 +261,15 @@ def _migrate_5(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_events_host_kind ON events(host, kind, at)")
 
 
+def _migrate_6(db: sqlite_utils.Database) -> None:
+    """Lab mode: a client's key for each submit, so that a submit retried after the daemon's
+    answer was lost (the daemon restarted) returns the jobs it queued instead of queueing twice."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS submit_keys (key TEXT PRIMARY KEY, user TEXT NOT NULL, "
+        "job_ids TEXT NOT NULL, at REAL)"
+    )
+
+
 # Append forward migrations here; never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
@@ -268,6 +277,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_3,
     _migrate_4,
     _migrate_5,
+    _migrate_6,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
