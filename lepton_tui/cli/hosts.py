@@ -168,11 +168,7 @@ def _why_not_placeable(svc: Any, rows: list[dict[str, Any]]) -> dict[str, str]:
         if h["state"] == "down" and h.get("last_error"):
             out[h["name"]] = str(h["last_error"])[:120]
         elif h["admin_state"] == "draining":
-            ev = svc.ledger.query_one(
-                "SELECT actor, data FROM events WHERE kind = 'host.drain' AND host = ? "
-                "ORDER BY id DESC LIMIT 1",
-                (h["name"],),
-            )
+            ev = svc.last_host_event(h["name"], "host.drain")
             if ev and ev["actor"] == "dispatcher" and ev["data"]:
                 reason = json.loads(ev["data"]).get("reason") or ""
                 out[h["name"]] = f"launches fail: {reason}"[:120]

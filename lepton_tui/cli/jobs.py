@@ -155,12 +155,8 @@ def queue(ctx: click.Context, all_states: bool, user: str | None, project: str |
 
 
 def _budget_warnings(svc: Any) -> list[str]:
-    """Budget warnings (80 % and 100 %), when the economics module is there."""
-    try:
-        from lepton_tui.economics import budget_warnings
-    except ImportError:
-        return []
-    return [w.message if hasattr(w, "message") else str(w) for w in budget_warnings(svc.ledger)]
+    """Budget warnings (80 % and 100 %), from the service (local or the lab's)."""
+    return list(svc.budget_warnings())
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -258,15 +254,13 @@ def logs(ctx: click.Context, job_id: str, stream: str, follow: bool, attempt: st
     newlines, tabs and carriage returns pass, and any other control character or escape
     sequence is shown as a visible escape such as \\x1b (pipe through `cat` for the raw text).
     """
-    from lepton_tui.logs import follow_log
-
     job_no = parse_id(job_id)
     attempt_no = None if attempt is None else parse_id(attempt, "attempt")
     out = sys.stdout
     term = TerminalLogFilter() if _is_terminal(out) else None
     try:
         with service_for(ctx) as svc:
-            chunks = follow_log(svc, job_no, stream=stream, follow=follow, attempt_no=attempt_no)
+            chunks = svc.read_log(job_no, stream=stream, follow=follow, attempt_no=attempt_no)
             for chunk in chunks:
                 # color=True: never let click strip the job's escape sequences from a pipe
                 click.echo(term.feed(chunk) if term else chunk, nl=False, color=True)
