@@ -28,7 +28,7 @@ CLIENT_CONFIG = Path("/etc/lepton-tui/client.toml")
 SOCKET_ENV = "LEPTON_SOCKET"
 CALL_TIMEOUT_S = 60.0
 RETRY_DELAY_S = 1.0
-_DROPPED = (ConnectionError, FileNotFoundError, http.client.RemoteDisconnected,
+_DROPPED = (ConnectionError, FileNotFoundError, BlockingIOError, http.client.RemoteDisconnected,
             http.client.BadStatusLine, http.client.IncompleteRead)  # fmt: skip
 
 

@@ -344,6 +344,8 @@ class LabServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     daemon_threads = True
     block_on_close = False
+    # socketserver's default backlog of 5 makes a burst of clients fail to connect (EAGAIN)
+    request_queue_size = 256
 
     def __init__(self, socket_path: str | os.PathLike[str], home: Path) -> None:
         self.socket_path = Path(socket_path)
