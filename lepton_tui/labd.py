@@ -1,9 +1,14 @@
 """The lab service: the service API over a Unix domain socket (`lepton-tui serve --socket`).
 
 HTTP/1.1 with JSON bodies, served by the standard library's `http.server` on a
-`socketserver.UnixStreamServer` (the framing Docker's API uses); never pickle. Every connection
-gets its own thread, its own ledger connection and a socket timeout, so a slow, half-open or
-malformed client holds only its own thread. The caller is who the kernel says (`SO_PEERCRED`);
+`socketserver.UnixStreamServer` (the framing Docker's API uses); never pickle. Connections are
+served by a fixed pool of threads, each with a socket timeout, so a slow, half-open or malformed
+client holds one worker for at most the timeout, never the others.
+
+One `Ledger` serves the whole process (the dispatcher's): each worker thread keeps its own SQLite
+connection in it. Never open a second `Ledger` on the file per request: opening reads the file's
+header with a plain `open()`, and closing that descriptor drops every POSIX lock SQLite holds on
+the file in this process (the dispatcher's too), which corrupts the database. The caller is who the kernel says (`SO_PEERCRED`);
 each request runs on a `Service` built with that identity, and `service.py` decides what it may do.
 
 Routes (every request carries the `Lepton-Protocol` header):
@@ -27,6 +32,7 @@ import socket
 import socketserver
 import stat
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -42,6 +48,7 @@ PROTOCOL = 1
 PROTOCOL_HEADER = "Lepton-Protocol"
 MAX_BODY_BYTES = 1 << 20
 REQUEST_TIMEOUT_S = 10.0
+WORKERS = 64
 ERROR_TYPES = ("LeptonError", "ValidationError", "NotFound", "PermissionDenied", "LedgerError",
                "IllegalTransition", "ProtocolMismatch")  # fmt: skip
 
@@ -187,7 +194,6 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.peer: Identity | None = None
-        self.ledger: Ledger | None = None
         try:
             self.peer = peer_identity(self.connection)
         except (OSError, LeptonError) as exc:
@@ -196,8 +202,6 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
     def finish(self) -> None:
         with contextlib.suppress(OSError):
             super().finish()
-        if self.ledger is not None:
-            self.ledger.close()  # this thread's connection: threads come and go with clients
 
     def address_string(self) -> str:
         return f"uid {self.peer.uid}" if self.peer else "unknown peer"
@@ -251,9 +255,7 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
     def _service(self) -> Service:
         if self.peer is None:
             raise PermissionDenied("the lab service cannot tell who you are (no SO_PEERCRED)")
-        if self.ledger is None:
-            self.ledger = Ledger(self.server.ledger_path)
-        return Service(self.ledger, self.server.home, identity=self.peer)
+        return Service(self.server.ledger, self.server.home, identity=self.peer)
 
     def _check_protocol(self) -> None:
         said = self.headers.get(PROTOCOL_HEADER)
@@ -339,25 +341,40 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-class LabServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """The socket, its thread per connection, and where the ledger is."""
+class LabServer(socketserver.UnixStreamServer):
+    """The socket, the pool of threads that serve its connections, and the ledger."""
 
-    daemon_threads = True
-    block_on_close = False
     # socketserver's default backlog of 5 makes a burst of clients fail to connect (EAGAIN)
     request_queue_size = 256
 
-    def __init__(self, socket_path: str | os.PathLike[str], home: Path) -> None:
+    def __init__(
+        self, socket_path: str | os.PathLike[str], ledger: Ledger, home: Path,
+        workers: int = WORKERS,
+    ) -> None:  # fmt: skip
         self.socket_path = Path(socket_path)
+        self.ledger = ledger
         self.home = home
-        self.ledger_path = home / paths.LEDGER_FILE
         _clear_stale_socket(self.socket_path)
         super().__init__(str(self.socket_path), LabHandler)
         # who may connect is decided by the socket's directory; what they may do, by service.py
         os.chmod(self.socket_path, 0o666)
+        # a fixed pool: each worker keeps one ledger connection for the life of the service
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lab-client")
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._pool.submit(self._serve_connection, request, client_address)
+
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001 - one connection's failure, logged
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
 
     def server_close(self) -> None:
         super().server_close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
 

@@ -84,7 +84,7 @@ def serve(
             signal.signal(signal.SIGTERM, on_signal)
             signal.signal(signal.SIGINT, on_signal)
             hosts = len(svc.list_hosts())
-            server = _start_lab_service(socket_path, svc.home) if socket_path else None
+            server = _start_lab_service(socket_path, svc) if socket_path else None
             where = f", lab service on {socket_path}" if socket_path else ""
             click.echo(
                 f"lepton-tui dispatcher serving {svc.home} ({hosts} host(s)){where}; "
@@ -101,10 +101,10 @@ def serve(
             dispatcher.close()
 
 
-def _start_lab_service(socket_path: str, home: Any) -> Any:
-    """Listen on the lab socket in a thread of its own (each client gets a thread too)."""
+def _start_lab_service(socket_path: str, svc: Any) -> Any:
+    """Listen on the lab socket in a thread of its own, on the dispatcher's ledger."""
     from lepton_tui.labd import LabServer
 
-    server = LabServer(socket_path, home)
+    server = LabServer(socket_path, svc.ledger, svc.home)
     threading.Thread(target=server.serve_forever, name="lab-service", daemon=True).start()
     return server
