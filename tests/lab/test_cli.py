@@ -1,0 +1,108 @@
+"""The command line as a client of the lab service: same commands, no ledger of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from lepton_tui.cli import cli
+from lepton_tui.client import LabClient, configured_socket
+from tests.lab.conftest import REPO, Lab, as_user
+
+
+def _lepton(sock: str, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LEPTON_SOCKET": sock, "LEPTON_HOME": str(home), "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "lepton_tui", *args], capture_output=True,
+                          text=True, timeout=60, env=env)  # fmt: skip
+
+
+def test_the_cli_is_a_client_and_never_opens_a_ledger(lab: Lab, tmp_path: Path) -> None:
+    home = tmp_path / "would-be-personal"
+    res = _lepton(lab.socket, "submit", "--env", "K=v", "--", "echo", "hi", home=home)
+    assert res.returncode == 0, res.stderr
+    job = int(res.stdout)
+    res = _lepton(lab.socket, "queue", "--json", home=home)
+    assert [j["id"] for j in json.loads(res.stdout)] == [job]
+    res = _lepton(lab.socket, "show", str(job), "--json", home=home)
+    assert json.loads(res.stdout)["env"] == {"K": "v"}
+    res = _lepton(lab.socket, "cancel", str(job), home=home)
+    assert res.returncode == 0 and "cancelled" in res.stdout
+    res = _lepton(lab.socket, "hosts", "ls", "--json", home=home)
+    assert res.returncode == 0 and json.loads(res.stdout) == []
+    res = _lepton(lab.socket, "events", "--user", "root", "--json", home=home)
+    kinds = {e["kind"] for e in json.loads(res.stdout)}
+    assert {"job.submitted", "job.cancelled"} <= kinds or "job.submitted" in kinds
+    assert not home.exists()  # no personal ledger was made
+
+
+def test_the_cli_says_when_the_service_is_down(lab: Lab, tmp_path: Path) -> None:
+    lab.stop()
+    res = _lepton(lab.socket, "queue", home=tmp_path / "h")
+    assert res.returncode == 1
+    assert res.stderr.strip() == (
+        f"lepton-tui: error: cannot reach the lab service at {lab.socket}: No such file or "
+        "directory; is `lepton-tui serve --socket` running?"
+    )
+
+
+def _cli_as(sock: str, *args: str) -> Any:
+    """Run the CLI in-process (in a child acting as a user) with the socket configured."""
+
+    def run() -> Any:
+        os.environ["LEPTON_SOCKET"] = sock
+        res = CliRunner().invoke(cli, list(args))
+        return {"code": res.exit_code, "out": res.output}
+
+    return run
+
+
+def test_users_queue_and_cancel_through_the_cli(lab: Lab) -> None:
+    out = as_user("alice", _cli_as(lab.socket, "submit", "--", "sleep", "600"))
+    assert out["code"] == 0, out
+    job = int(out["out"])
+    out = as_user("bob", _cli_as(lab.socket, "queue", "--json"))
+    assert [(j["id"], j["user"]) for j in json.loads(out["out"])] == [(job, "alice")]
+    out = as_user("bob", _cli_as(lab.socket, "cancel", str(job)))
+    assert out["code"] == 1 and "belongs to alice" in out["out"]
+    out = as_user("alice", _cli_as(lab.socket, "cancel", str(job)))
+    assert out["code"] == 0 and f"job {job} cancelled" in out["out"]
+    out = as_user("alice", _cli_as(lab.socket, "events", "--user", "alice", "--json"))
+    assert {e["kind"] for e in json.loads(out["out"])} >= {"job.submitted"}
+    out = as_user("alice", _cli_as(lab.socket, "settings", "set", "tick_s", "1"))
+    assert out["code"] == 1 and "only admins" in out["out"]
+
+
+def test_logs_follow_streams_through_the_socket(lab: Lab) -> None:
+    # the service account (root here) adds this machine as a host on the service's own state
+    # directory (until `hosts add` goes over the socket); the lab service keeps dispatching
+    env = {**os.environ, "LEPTON_SOCKET": "", "PYTHONPATH": str(REPO)}
+    res = subprocess.run(
+        [sys.executable, "-m", "lepton_tui", "--home", str(lab.state), "hosts", "add", "here",
+         "--local"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    client = LabClient(lab.socket)
+    job = client.submit(command="echo first; sleep 1; echo second")
+    # followed from before it starts: the stream waits, then carries both lines as they come
+    assert "".join(client.read_log(job, follow=True)) == "first\nsecond\n"
+    assert client.get_job(job)["state"] == "succeeded"
+    assert "".join(client.read_log(job)) == "first\nsecond\n"
+
+
+def test_socket_configuration(tmp_path: Path, monkeypatch: Any) -> None:
+    config = tmp_path / "client.toml"
+    monkeypatch.delenv("LEPTON_SOCKET", raising=False)
+    assert configured_socket(config) is None
+    config.write_text('socket = "/run/lepton-tui/lab.sock"\n')
+    assert configured_socket(config) == "/run/lepton-tui/lab.sock"
+    monkeypatch.setenv("LEPTON_SOCKET", "")  # personal mode, whatever the system says
+    assert configured_socket(config) is None
+    monkeypatch.setenv("LEPTON_SOCKET", "/tmp/x.sock")
+    assert configured_socket(config) == "/tmp/x.sock"
