@@ -311,7 +311,15 @@ class Service:
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             params.extend([int(limit), int(offset)])
-        return self.ledger.query(sql, params)
+        jobs = self.ledger.query(sql, params)
+        admin: bool | None = None
+        for job in jobs:
+            if job["user"] != self.user:
+                admin = self.is_admin() if admin is None else admin
+                if not admin:
+                    job["env"] = None  # another user's environment: owner and admins only
+                    job["env_hidden"] = True
+        return jobs
 
     def job_counts(self) -> dict[str, int]:
         """How many jobs are in each state."""

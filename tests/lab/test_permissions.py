@@ -39,6 +39,8 @@ def test_bob_cannot_cancel_alices_job_nor_read_its_env_or_logs(lab: Lab) -> None
     assert seen_by_bob["env"] is None and seen_by_bob["env_hidden"] is True
     shown = as_user("bob", client_call(lab.socket, "show_job", job))
     assert "s3cret" not in json.dumps(shown)
+    listed = as_user("bob", client_call(lab.socket, "list_jobs", all_states=True))
+    assert [j["id"] for j in listed] == [job] and "s3cret" not in json.dumps(listed)
     [refused] = as_user("bob", _cancel(lab.socket, job))
     assert not refused["ok"] and "belongs to alice" in refused["message"]
 
