@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "train": "lepton_tui.cli.train:train",
     "settings": "lepton_tui.cli.admin:settings",
     "events": "lepton_tui.cli.events:events",
+    "service": "lepton_tui.cli.service_cmd:service",
 }
 
 
