@@ -184,6 +184,10 @@ class LabClient:
         assert self._me is not None
         return str(self._me.get("user"))
 
+    def dispatcher_running(self) -> bool:
+        """The lab service is the dispatcher: reachable means running."""
+        return True
+
     def is_admin(self) -> bool:
         return bool(self.call("whoami")["admin"])
 

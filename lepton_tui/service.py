@@ -128,6 +128,24 @@ class Service:
     def known_hosts(self) -> Path:
         return self.home / paths.KNOWN_HOSTS_FILE
 
+    def dispatcher_running(self) -> bool:
+        """Whether a dispatcher (a console or `serve`) holds this ledger's lock right now."""
+        import fcntl
+
+        try:
+            fd = os.open(self.home / paths.LOCK_FILE, os.O_RDONLY)
+        except OSError:
+            return False  # never created: no dispatcher ever ran here
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)  # drops the probe's shared lock, if it got one
+        return False
+
     # -- permissions ---------------------------------------------------------------------------
 
     def is_admin(self, user: str | None = None) -> bool:

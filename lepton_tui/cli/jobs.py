@@ -33,6 +33,9 @@ JOB_JSON_FIELDS = (
 )  # fmt: skip
 
 
+NO_DISPATCHER = "no dispatcher is running: open the console or `lepton-tui serve`"
+
+
 def job_json(job: dict[str, Any]) -> dict[str, Any]:
     """A job as the stable JSON object that `queue --json` and `show --json` print."""
     return {k: job.get(k) for k in JOB_JSON_FIELDS}
@@ -112,6 +115,8 @@ def submit(
             echo_json(job_json(svc.get_job(job_id)))
         else:
             click.echo(job_id)
+            if not svc.dispatcher_running():
+                click.echo(f"lepton-tui: note: {NO_DISPATCHER}", err=True)
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -130,6 +135,7 @@ def queue(ctx: click.Context, all_states: bool, user: str | None, project: str |
             all_states=all_states, user=user, project=project, states=states or None, limit=limit
         )
         warnings = _budget_warnings(svc)
+        dispatching = as_json or svc.dispatcher_running()
     if as_json:
         echo_json([job_json(j) for j in jobs])
         return
@@ -152,6 +158,8 @@ def queue(ctx: click.Context, all_states: bool, user: str | None, project: str |
             Text(format_duration(now - job["submitted_at"])), user_text(detail or ""),
         )  # fmt: skip
     console.print(table)
+    if not dispatching and any(j["state"] == "queued" for j in jobs):
+        console.print(Text(NO_DISPATCHER, style="yellow"))
 
 
 def _budget_warnings(svc: Any) -> list[str]:
