@@ -292,5 +292,8 @@ class LabClient:
                since: float | None = None) -> list[dict[str, Any]]:  # fmt: skip
         return list(self.call("events", limit=limit, job_id=job_id, user=user, since=since))
 
+    def lab_key(self) -> str:
+        return str(self.call("lab_key"))
+
     def budget_warnings(self) -> list[str]:
         return [str(w) for w in self.call("budget_warnings")]

@@ -150,6 +150,7 @@ CALLS: dict[str, Callable[..., Any]] = {
     "set_setting": _set_setting,
     "events": lambda svc, **kw: svc.events(**kw),
     "budget_warnings": lambda svc: svc.budget_warnings(),
+    "lab_key": lambda svc: svc.lab_key(),
     "last_host_event": lambda svc, name, kind: svc.last_host_event(str(name), str(kind)),
 }
 _LIST_JOBS_ARGS = {"all_states", "user", "project", "states", "limit", "offset"}

@@ -128,6 +128,12 @@ class Service:
     def known_hosts(self) -> Path:
         return self.home / paths.KNOWN_HOSTS_FILE
 
+    def lab_key(self) -> str:
+        """The lab key's `authorized_keys` line (public: anyone may read it)."""
+        from lepton_tui.labkey import authorized_keys_line
+
+        return authorized_keys_line(self.home)
+
     def dispatcher_running(self) -> bool:
         """Whether a dispatcher (a console or `serve`) holds this ledger's lock right now."""
         import fcntl

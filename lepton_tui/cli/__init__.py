@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "settings": "lepton_tui.cli.admin:settings",
     "events": "lepton_tui.cli.events:events",
     "service": "lepton_tui.cli.service_cmd:service",
+    "keys": "lepton_tui.cli.keys:keys",
 }
 
 

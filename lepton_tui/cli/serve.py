@@ -55,8 +55,12 @@ def serve(
         raise ValidationError("--once runs no service", "drop --socket or --once")
     if socket_path is not None:
         from lepton_tui.labd import check_private_state
+        from lepton_tui.labkey import ensure_lab_key
 
         check_private_state(state_dir(home_from(ctx)))
+        key, made = ensure_lab_key(state_dir(home_from(ctx)))
+        if made:
+            click.echo(f"created the lab key {key}; users add `lepton-tui keys show`", err=True)
     with service_for(ctx, local=True) as svc:
         dispatcher = Dispatcher(svc)
         if tick_s is not None:

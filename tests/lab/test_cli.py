@@ -106,3 +106,19 @@ def test_socket_configuration(tmp_path: Path, monkeypatch: Any) -> None:
     assert configured_socket(config) is None
     monkeypatch.setenv("LEPTON_SOCKET", "/tmp/x.sock")
     assert configured_socket(config) == "/tmp/x.sock"
+
+
+def test_the_lab_key_is_made_on_first_start_and_shown_to_users(lab: Lab, tmp_path: Path) -> None:
+    key = lab.state / "lab_key"
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    out = as_user("alice", _cli_as(lab.socket, "keys", "show"))
+    assert out["code"] == 0, out
+    line = out["out"].strip()
+    public = (lab.state / "lab_key.pub").read_text().strip()
+    assert line == f"restrict {public}" and line.split()[1] == "ssh-ed25519"
+    # a restart keeps the key users already added
+    lab.stop()
+    lab.start()
+    assert (lab.state / "lab_key.pub").read_text().strip() == public
+    res = _lepton("", "keys", "show", home=tmp_path / "personal")
+    assert res.returncode == 1 and "no lab key" in res.stderr
