@@ -28,9 +28,12 @@ import http.server
 import json
 import logging
 import os
+import select
 import socket
 import socketserver
 import stat
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, fields
@@ -49,6 +52,8 @@ PROTOCOL_HEADER = "Lepton-Protocol"
 MAX_BODY_BYTES = 1 << 20
 REQUEST_TIMEOUT_S = 10.0
 WORKERS = 64
+# `logs -f` holds a worker while it follows: at most half of them, so calls always get through
+MAX_STREAMS = WORKERS // 2
 ERROR_TYPES = ("LeptonError", "ValidationError", "NotFound", "PermissionDenied", "LedgerError",
                "IllegalTransition", "ProtocolMismatch")  # fmt: skip
 
@@ -305,6 +310,33 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
             self._fail(_status(exc), exc)
 
     def _stream_logs(self, args: dict[str, Any]) -> None:
+        if not self.server.streams.acquire(blocking=False):
+            raise LeptonError(
+                f"the lab service is already streaming {MAX_STREAMS} logs", "try again shortly"
+            )
+        try:
+            self._stream_logs_held(args)
+        finally:
+            self.server.streams.release()
+
+    def _client_gone(self) -> bool:
+        """Whether the client closed its end (a follower that pressed Ctrl-C)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError):
+            return True
+
+    def _sleep_unless_gone(self, seconds: float) -> None:
+        time.sleep(seconds)
+        if self._client_gone():
+            raise ConnectionAbortedError("the client stopped following")
+
+    def _stream_logs_held(self, args: dict[str, Any]) -> None:
         svc = self._service()
         unknown = set(args) - {"job_id", "stream", "follow", "attempt_no"}
         if unknown or "job_id" not in args:
@@ -315,6 +347,7 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
             stream=str(args.get("stream", "stdout")),
             follow=bool(args.get("follow", False)),
             attempt_no=None if attempt is None else int(attempt),
+            sleep=self._sleep_unless_gone,  # a follower who left frees the worker
         )
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")
@@ -361,6 +394,7 @@ class LabServer(socketserver.UnixStreamServer):
         os.chmod(self.socket_path, 0o666)
         # a fixed pool: each worker keeps one ledger connection for the life of the service
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lab-client")
+        self.streams = threading.BoundedSemaphore(min(MAX_STREAMS, max(1, workers // 2)))
 
     def process_request(self, request: Any, client_address: Any) -> None:
         self._pool.submit(self._serve_connection, request, client_address)

@@ -209,3 +209,49 @@ def _wait(cond: Any, timeout: float = 60) -> None:
     while not cond():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.02)
+
+
+def _open_follow(sock_path: str, job: int) -> tuple[socket.socket, bytes]:
+    """Start `logs -f` on a raw connection; return it and the status line."""
+    body = f'{{"args": {{"job_id": {job}, "follow": true}}}}'.encode()
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(20)
+    conn.connect(sock_path)
+    conn.sendall(_post("/v1/logs", body))
+    head = b""
+    while b"\r\n" not in head:
+        head += conn.recv(1)
+    return conn, head
+
+
+def test_followers_are_bounded_and_freed_when_they_leave(lab: Lab) -> None:
+    from lepton_tui.labd import MAX_STREAMS
+
+    client = LabClient(lab.socket, timeout=5)
+    job = client.submit(command="true")  # no hosts: it stays queued, its followers wait
+    followers = [_open_follow(lab.socket, job) for _ in range(MAX_STREAMS)]
+    assert all(b" 200 " in head for _, head in followers)
+    extra, head = _open_follow(lab.socket, job)
+    assert b" 409 " in head
+    rest = b""
+    while not rest.endswith(b"}}"):  # the headers, then the JSON error
+        rest += extra.recv(4096)
+    assert b"already streaming" in rest
+    extra.close()
+    assert client.list_jobs()  # calls still get a worker
+    for conn, _ in followers:
+        conn.close()  # Ctrl-C on every `logs -f`
+    # the service notices at its next look and frees them: new followers get in again
+    again: list[socket.socket] = []
+    deadline = time.monotonic() + 30
+    while len(again) < MAX_STREAMS:
+        assert time.monotonic() < deadline, f"only {len(again)} followers got back in"
+        conn, head = _open_follow(lab.socket, job)
+        if b" 200 " in head:
+            again.append(conn)
+        else:
+            conn.close()
+            time.sleep(0.1)
+    for conn in again:
+        conn.close()
+    assert lab.alive()
