@@ -120,6 +120,9 @@ class LabClient:
         if body is not None:
             headers["Content-Type"] = "application/json"
         for attempt in (1, 2):
+            # a kept-alive connection the service closed while idle is the common drop: its
+            # retry goes at once; a service that is restarting gets a moment
+            reused = self._conn is not None and self._conn.sock is not None
             if self._conn is None:
                 self._conn = _UnixConnection(self.socket_path, timeout)
             self._conn.timeout = timeout
@@ -132,7 +135,8 @@ class LabClient:
                 self._drop()
                 if attempt == 2:
                     raise self._unreachable(exc) from None
-                time.sleep(self.retry_delay_s)
+                if not reused:
+                    time.sleep(self.retry_delay_s)
             except OSError as exc:
                 self._drop()
                 raise self._unreachable(exc) from None

@@ -51,6 +51,7 @@ PROTOCOL = 1
 PROTOCOL_HEADER = "Lepton-Protocol"
 MAX_BODY_BYTES = 1 << 20
 REQUEST_TIMEOUT_S = 10.0
+KEEPALIVE_S = 2.0  # an idle kept-alive connection gives its worker back after this
 WORKERS = 64
 # `logs -f` holds a worker while it follows: at most half of them, so calls always get through
 MAX_STREAMS = WORKERS // 2
@@ -200,10 +201,25 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.peer: Identity | None = None
+        self._served = 0
         try:
             self.peer = peer_identity(self.connection)
         except (OSError, LeptonError) as exc:
             log.warning("refusing a connection whose peer is unknown: %s", exc)
+
+    def handle_one_request(self) -> None:
+        # between requests a kept-alive client may idle only briefly: a worker is not its to keep
+        # (http.client never pipelines, so nothing waits in the read buffer here)
+        if self._served:
+            try:
+                ready, _, _ = select.select([self.connection], [], [], KEEPALIVE_S)
+            except (OSError, ValueError):
+                ready = []
+            if not ready:
+                self.close_connection = True
+                return
+        self._served += 1
+        super().handle_one_request()
 
     def finish(self) -> None:
         with contextlib.suppress(OSError):

@@ -255,3 +255,18 @@ def test_followers_are_bounded_and_freed_when_they_leave(lab: Lab) -> None:
     for conn in again:
         conn.close()
     assert lab.alive()
+
+
+def test_idle_kept_alive_clients_give_their_workers_back(lab: Lab) -> None:
+    from lepton_tui.labd import WORKERS
+
+    # more clients than workers, each keeping its connection open after a call (a console
+    # between refreshes): a client past the pool gets a worker once one of them idles out,
+    # well within its 6 s timeout (the service's request timeout, 10 s, would be too late)
+    idle = [LabClient(lab.socket, timeout=6, retry_delay_s=0) for _ in range(WORKERS + 4)]
+    for client in idle:
+        assert client.call("whoami")["user"] == "root"
+    # and each idle one's next call goes through on a new connection
+    assert all(client.call("whoami")["uid"] == 0 for client in idle[:4])
+    for client in idle:
+        client.close()
