@@ -91,6 +91,24 @@ def _raise_error(body: dict[str, Any]) -> NoReturn:
     raise cls(message, hint)
 
 
+class _Report:
+    """A preflight report as the service sent it (what the CLI prints with --json)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._data
+
+
+class _Onboarded:
+    """What the service's `hosts add` stored, shaped as `onboarding.Onboarded` for the CLI."""
+
+    def __init__(self, host: dict[str, Any], preflight: _Report) -> None:
+        self.host = host
+        self.preflight = preflight
+
+
 class LabClient:
     """The service API of a lab service, called over its socket (same methods as `Service`)."""
 
@@ -274,8 +292,16 @@ class LabClient:
     def get_host(self, name: str) -> dict[str, Any]:
         return dict(self.call("get_host", name=name))
 
-    def add_host(self, name: str, **fields: Any) -> dict[str, Any]:
-        return dict(self.call("add_host", name=name))
+    def add_host(self, name: str, same_machine_ok: bool = False, **fields: Any) -> dict[str, Any]:
+        return dict(self.call("add_host", name=name, **fields))
+
+    def onboard(self, name: str, *, echo: Any = None, **options: Any) -> Any:
+        """The service connects to the host, checks and stores it; its lines are echoed."""
+        out = self.call("onboard", name=name, **options)
+        for line in out.get("lines") or ():
+            if echo is not None:
+                echo(str(line))
+        return _Onboarded(out["host"], _Report(out.get("preflight") or {}))
 
     def remove_host(self, name: str, force: bool = False) -> None:
         self.call("remove_host", name=name, force=force)

@@ -132,11 +132,29 @@ def _whoami(svc: Service) -> dict[str, Any]:
             "groups": sorted(ident.groups), "admin": svc.is_admin()}  # fmt: skip
 
 
-def _add_host(svc: Service, **_: Any) -> None:
-    raise LeptonError(
-        "adding hosts through the lab service is not built yet",
-        "as the service account: `lepton-tui --home STATE_DIR hosts add ...`",
-    )
+_HOST_ARGS = {"address", "port", "user", "key_path", "local", "price_per_hour", "root_dir",
+              "gpus_override"}  # fmt: skip
+
+
+def _host_args(options: dict[str, Any], extra: frozenset[str] = frozenset()) -> dict[str, Any]:
+    unknown = set(options) - _HOST_ARGS - extra
+    if unknown:
+        raise ValidationError(f"unknown host field {sorted(unknown)[0]!r}")
+    return options
+
+
+def _add_host(svc: Service, name: str, **options: Any) -> dict[str, Any]:
+    """`hosts add --no-connect`: record the host only."""
+    return svc.add_host(str(name), same_machine_ok=False, **_host_args(options))
+
+
+def _onboard(svc: Service, name: str, **options: Any) -> dict[str, Any]:
+    """`hosts add`: the service connects (its own keys and known_hosts), checks and stores."""
+    svc.require_admin("add hosts")  # before the service connects anywhere for anyone
+    lines: list[str] = []
+    args = _host_args(options, frozenset({"accept_new_host_key", "fingerprint"}))
+    done = svc.onboard(str(name), echo=lines.append, **args)
+    return {"host": done.host, "preflight": done.preflight.to_dict(), "lines": lines}
 
 
 CALLS: dict[str, Callable[..., Any]] = {
@@ -150,6 +168,7 @@ CALLS: dict[str, Callable[..., Any]] = {
     "list_hosts": lambda svc: svc.list_hosts(),
     "get_host": lambda svc, name: svc.get_host(str(name)),
     "add_host": _add_host,
+    "onboard": _onboard,
     "remove_host": lambda svc, name, force=False: svc.remove_host(str(name), bool(force)),
     "set_draining": lambda svc, name, draining: svc.set_draining(str(name), bool(draining)),
     "settings": lambda svc: svc.settings(),

@@ -420,12 +420,25 @@ class Service:
             )
         return self.ledger.get_host(name)
 
+    def onboard(self, name: str, *, echo: Callable[[str], None] = lambda line: None,
+                **options: Any) -> Any:  # fmt: skip
+        """Connect to a new host, check it and store it (admins; see `onboarding.onboard`)."""
+        from lepton_tui.onboarding import onboard
+
+        return onboard(self, name, echo=echo, **options)
+
     def check_new_host(
         self, name: str, *, same_machine_ok: bool = False, **fields: Any
     ) -> dict[str, Any]:
         """An admin adding a host whose fields are valid, whose name is free and (unless
         `same_machine_ok`) that no other host already reaches: its values."""
         self.require_admin("add hosts")
+        if self.identity is not None and fields.get("local"):
+            raise ValidationError(
+                "a --local host in lab mode would run every job as the service account",
+                "add the login node over SSH: hosts add NAME --address localhost",
+                field="local",
+            )
         values = self.check_host_fields(name, **fields)
         if self.ledger.query_one("SELECT id FROM hosts WHERE name = ?", (name,)):
             raise ValidationError(

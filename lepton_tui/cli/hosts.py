@@ -92,15 +92,14 @@ def add(
         else:
             click.echo(f"added host {host['name']} ({host['transport']}, not checked)")
         return
-    from lepton_tui.onboarding import onboard
 
     def say(line: str) -> None:  # preflight lines carry what the host reported
         if not as_json:
             click.echo(printable(line))
 
     with service_for(ctx) as svc:
-        done = onboard(
-            svc, name, accept_new_host_key=accept_new_host_key, fingerprint=fingerprint,
+        done = svc.onboard(
+            name, accept_new_host_key=accept_new_host_key, fingerprint=fingerprint,
             echo=say, **opts,
         )  # fmt: skip
     h = done.host

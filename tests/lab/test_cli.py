@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from lepton_tui.cli import cli
 from lepton_tui.client import LabClient, configured_socket
-from tests.lab.conftest import REPO, Lab, as_user
+from tests.lab.conftest import REPO, Lab, UserError, as_user, client_call
 
 
 def _lepton(sock: str, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
@@ -133,3 +134,26 @@ def test_the_console_refuses_lab_mode_rather_than_open_a_personal_ledger(
     assert res.exit_code == 1
     assert "the console does not work through the lab service" in res.output
     assert not (tmp_path / "data").exists()
+
+
+def test_an_admin_adds_a_host_through_the_socket(lab: Lab, ssh_hosts: Any, tmp_path: Path) -> None:
+    h = ssh_hosts[0]
+    fields = {"address": h.address, "port": h.port, "user": h.user, "key_path": h.key_path,
+              "root_dir": h.root_dir}  # fmt: skip
+    with pytest.raises(UserError) as err:  # the service connects nowhere for a non-admin
+        as_user("alice", client_call(lab.socket, "onboard", "gpu-a", accept_new_host_key=True,
+                                     **fields))  # fmt: skip
+    assert err.value.kind == "PermissionDenied"
+    res = _lepton(lab.socket, "hosts", "add", "gpu-a", "--address", h.address, "--port",
+                  str(h.port), "--user", h.user, "--key", h.key_path, "--root-dir", h.root_dir,
+                  "--accept-new-host-key", home=tmp_path / "personal")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "added host gpu-a" in res.stdout
+    assert [x["name"] for x in lab.client().list_hosts()] == ["gpu-a"]
+    assert lab.client().events(limit=5)[0]["actor"] == "root"
+    res = _lepton(lab.socket, "hosts", "add", "login", "--local", home=tmp_path / "personal")
+    assert res.returncode == 2 and "service account" in res.stderr
+    res = _lepton(lab.socket, "hosts", "drain", "gpu-a", home=tmp_path / "personal")
+    assert res.returncode == 0, res.stderr
+    assert lab.client().get_host("gpu-a")["admin_state"] == "draining"
+    assert not (tmp_path / "personal").exists()
