@@ -287,6 +287,15 @@ def _migrate_8(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE attempts ADD COLUMN slurm_job_id TEXT")
 
 
+def _migrate_9(db: sqlite_utils.Database) -> None:
+    """Lab mode: a client's key for each submit, so that a submit retried after the daemon's
+    answer was lost (the daemon restarted) returns the jobs it queued instead of queueing twice."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS submit_keys (key TEXT PRIMARY KEY, user TEXT NOT NULL, "
+        "job_ids TEXT NOT NULL, at REAL)"
+    )
+
+
 # Append forward migrations here; never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
@@ -297,6 +306,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_6,
     _migrate_7,
     _migrate_8,
+    _migrate_9,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

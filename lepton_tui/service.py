@@ -3,6 +3,11 @@
 The console and the CLI never write the ledger directly; they call a `Service`. The caller is the
 OS user; admins are root, the ledger's owner (whoever created it) and members of the Unix group
 named by the `admin_group` setting.
+
+In lab mode (`lepton-tui serve --socket`) the daemon builds one `Service` per request with the
+caller's `Identity` as the kernel gave it (`SO_PEERCRED`); admins are then root, the service
+account (the daemon's own uid) and members of `admin_group`. Other users' jobs are visible, their
+environment and logs only to their owner and admins.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import os
 import pwd
 import re
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,7 @@ from lepton_tui.errors import (
     PermissionDenied,
     ValidationError,
 )
+from lepton_tui.identity import Identity
 from lepton_tui.ledger import (
     JOB_STATES,
     TERMINAL_JOB_STATES,
@@ -95,10 +101,19 @@ class CancelResult:
 class Service:
     """Validated, permission-checked operations on one ledger."""
 
-    def __init__(self, ledger: Ledger, home: Path, user: str | None = None) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        home: Path,
+        user: str | None = None,
+        *,
+        identity: Identity | None = None,
+    ) -> None:
         self.ledger = ledger
         self.home = home
-        self.user = user or current_user()
+        # a caller the kernel named (lab mode) is that user, whatever `user` says
+        self.identity = identity
+        self.user = identity.user if identity is not None else (user or current_user())
         if self.ledger.get_setting("owner") is None:
             self.ledger.setdefault_setting("owner", self.user, actor=self.user)
 
@@ -130,14 +145,42 @@ class Service:
     def known_hosts(self) -> Path:
         return self.home / paths.KNOWN_HOSTS_FILE
 
+    def lab_key(self) -> str:
+        """The lab key's `authorized_keys` line (public: anyone may read it)."""
+        from lepton_tui.labkey import authorized_keys_line
+
+        return authorized_keys_line(self.home)
+
+    def dispatcher_running(self) -> bool:
+        """Whether a dispatcher (a console or `serve`) holds this ledger's lock right now."""
+        import fcntl
+
+        try:
+            fd = os.open(self.home / paths.LOCK_FILE, os.O_RDONLY)
+        except OSError:
+            return False  # never created: no dispatcher ever ran here
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)  # drops the probe's shared lock, if it got one
+        return False
+
     # -- permissions ---------------------------------------------------------------------------
 
     def is_admin(self, user: str | None = None) -> bool:
         """Root, the ledger's owner, or a member of the admin group."""
+        group = self.ledger.get_setting("admin_group", DEFAULT_ADMIN_GROUP)
+        if user is None and self.identity is not None:
+            # lab mode: root, the service account (this process's uid), the admin group
+            ident = self.identity
+            return ident.uid == 0 or ident.uid == os.getuid() or ident.in_group(group)
         user = user or self.user
         if user == "root" or user == self.ledger.get_setting("owner"):
             return True
-        group = self.ledger.get_setting("admin_group", DEFAULT_ADMIN_GROUP)
         try:
             info = grp.getgrnam(group)
         except KeyError:
@@ -162,11 +205,22 @@ class Service:
         """Queue one job; `raw` fields are validated as the CLI would. Returns the job id."""
         return self.submit_many([spec or validate_job(**raw)])[0]
 
-    def submit_many(self, specs: Sequence[JobSpec]) -> list[int]:
+    def submit_many(self, specs: Sequence[JobSpec], key: str | None = None) -> list[int]:
         """Queue several validated jobs in one transaction (all or none). A job that fits no
         host is queued all the same (a host may be added), with a reason that says what no
-        host has."""
+        host has.
+
+        `key`, a client's unique name for this request, makes a retried submit (the connection
+        dropped before the answer came) return the jobs of the first instead of queueing twice."""
         with self.ledger.tx():
+            if key is not None:
+                row = self.ledger.query_one(
+                    "SELECT user, job_ids FROM submit_keys WHERE key = ?", (key,)
+                )
+                if row is not None:
+                    if row["user"] != self.user:
+                        raise ValidationError("that submit key belongs to another user")
+                    return [int(i) for i in json.loads(row["job_ids"])]
             ids = []
             for spec in specs:
                 job_id = self.ledger.add_job(spec.to_dict(), self.user)
@@ -174,6 +228,12 @@ class Service:
                 if reason:
                     self.ledger.set_job_reason(job_id, reason)
                 ids.append(job_id)
+            if key is not None:
+                self.ledger.insert(
+                    "submit_keys",
+                    {"key": key, "user": self.user, "job_ids": json.dumps(ids),
+                     "at": self.ledger.clock()},
+                )  # fmt: skip
             return ids
 
     def unfit_reason(self, spec: JobSpec) -> str | None:
@@ -238,8 +298,46 @@ class Service:
             results.append(CancelResult(job["id"], True, f"job {job['id']} {verb}"))
         return results
 
+    def may_see_private(self, job: dict[str, Any]) -> bool:
+        """Whether the caller may read a job's environment and logs: its owner or an admin."""
+        return job["user"] == self.user or self.is_admin()
+
     def get_job(self, job_id: int) -> dict[str, Any]:
-        return self.ledger.get_job(int(job_id))
+        """A job; another user's environment is hidden (`env` None, `env_hidden` True)."""
+        job = self.ledger.get_job(int(job_id))
+        if not self.may_see_private(job):
+            job["env"] = None
+            job["env_hidden"] = True
+        return job
+
+    def read_log(
+        self,
+        job_id: int,
+        stream: str = "stdout",
+        follow: bool = False,
+        attempt_no: int | None = None,
+        **options: Any,
+    ) -> Iterator[str]:
+        """A job's log as it is read from its host (owner and admins only)."""
+        from lepton_tui.logs import follow_log
+
+        job = self.ledger.query_one("SELECT id, user FROM jobs WHERE id = ?", (int(job_id),))
+        if job is not None and not self.may_see_private(job):  # no such job: follow_log says so
+            raise PermissionDenied(
+                f"job {job['id']} belongs to {job['user']}; only they or an admin may read its logs"
+            )
+        return follow_log(self, int(job_id), stream=stream, follow=follow, attempt_no=attempt_no,
+                          **options)  # fmt: skip
+
+    def stderr_bytes(self, job_id: int, attempt_no: int | None = None) -> int:
+        """How many bytes a job's attempt wrote to stderr (owner and admins only; 0 for others,
+        and when the host cannot say)."""
+        from lepton_tui.logs import stderr_bytes
+
+        job = self.ledger.query_one("SELECT id, user FROM jobs WHERE id = ?", (int(job_id),))
+        if job is None or not self.may_see_private(job):
+            return 0
+        return stderr_bytes(self, int(job_id), attempt_no)
 
     def show_job(self, job_id: int, events: int = 50) -> dict[str, Any]:
         """A job with its attempts and latest events."""
@@ -279,7 +377,15 @@ class Service:
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             params.extend([int(limit), int(offset)])
-        return self.ledger.query(sql, params)
+        jobs = self.ledger.query(sql, params)
+        admin: bool | None = None
+        for job in jobs:
+            if job["user"] != self.user:
+                admin = self.is_admin() if admin is None else admin
+                if not admin:
+                    job["env"] = None  # another user's environment: owner and admins only
+                    job["env_hidden"] = True
+        return jobs
 
     def count_jobs(
         self,
@@ -394,12 +500,25 @@ class Service:
             )
         return self.ledger.get_host(name)
 
+    def onboard(self, name: str, *, echo: Callable[[str], None] = lambda line: None,
+                **options: Any) -> Any:  # fmt: skip
+        """Connect to a new host, check it and store it (admins; see `onboarding.onboard`)."""
+        from lepton_tui.onboarding import onboard
+
+        return onboard(self, name, echo=echo, **options)
+
     def check_new_host(
         self, name: str, *, same_machine_ok: bool = False, **fields: Any
     ) -> dict[str, Any]:
         """An admin adding a host whose fields are valid, whose name is free and (unless
         `same_machine_ok`) that no other host already reaches: its values."""
         self.require_admin("add hosts")
+        if self.identity is not None and fields.get("local"):
+            raise ValidationError(
+                "a --local host in lab mode would run every job as the service account",
+                "add the login node over SSH: hosts add NAME --address localhost",
+                field="local",
+            )
         values = self.check_host_fields(name, **fields)
         if self.ledger.query_one("SELECT id FROM hosts WHERE name = ?", (name,)):
             raise ValidationError(
@@ -551,9 +670,38 @@ class Service:
         self.require_admin("change settings")
         self.ledger.set_setting(key, value, actor=self.user)
 
-    def events(self, limit: int = 100, job_id: int | None = None) -> list[dict[str, Any]]:
-        if job_id is not None:
-            return self.ledger.query(
-                "SELECT * FROM events WHERE job_id = ? ORDER BY id DESC LIMIT ?", (job_id, limit)
-            )
-        return self.ledger.query("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
+    def events(
+        self,
+        limit: int = 100,
+        job_id: int | None = None,
+        *,
+        user: str | None = None,
+        since: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """The audit trail, newest first: by job, by acting user, since a time."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("job_id", job_id), ("actor", user)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("at >= ?")
+            params.append(float(since))
+        sql = "SELECT * FROM events" + (f" WHERE {' AND '.join(where)}" if where else "")
+        return self.ledger.query(sql + " ORDER BY id DESC LIMIT ?", [*params, int(limit)])
+
+    def budget_warnings(self) -> list[str]:
+        """The budget warnings in force (80 % and 100 %), as lines."""
+        from lepton_tui.economics import budget_warnings
+
+        return [
+            w.message if hasattr(w, "message") else str(w) for w in budget_warnings(self.ledger)
+        ]
+
+    def last_host_event(self, name: str, kind: str) -> dict[str, Any] | None:
+        """The latest event of `kind` about host `name` (who drained it, and why)."""
+        return self.ledger.query_one(
+            "SELECT actor, data FROM events WHERE kind = ? AND host = ? ORDER BY id DESC LIMIT 1",
+            (kind, name),
+        )

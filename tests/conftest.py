@@ -35,3 +35,5 @@ def _no_user_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.delenv("LEPTON_HOME", raising=False)
+    # personal mode, whatever the machine says (a lab's LEPTON_SOCKET or client.toml)
+    monkeypatch.setenv("LEPTON_SOCKET", "")

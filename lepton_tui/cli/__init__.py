@@ -32,6 +32,9 @@ COMMANDS: dict[str, str] = {
     "bench": "lepton_tui.cli.sched:bench",
     "train": "lepton_tui.cli.train:train",
     "settings": "lepton_tui.cli.admin:settings",
+    "events": "lepton_tui.cli.events:events",
+    "service": "lepton_tui.cli.service_cmd:service",
+    "keys": "lepton_tui.cli.keys:keys",
 }
 
 

@@ -246,9 +246,24 @@ def home_from(ctx: click.Context) -> str | None:
 
 
 @contextmanager
-def service_for(ctx: click.Context, *, read_only: bool = False, **kwargs: Any) -> Iterator[Any]:
-    """Open the service on the chosen state directory and close it afterwards. A `read_only`
-    command never creates the directory or its ledger: a missing one is an error."""
+def service_for(
+    ctx: click.Context, *, read_only: bool = False, local: bool = False, **kwargs: Any
+) -> Iterator[Any]:
+    """The service for this command, closed afterwards: a client of the lab service when a
+    socket is configured (lab mode: no ledger is opened here), else the service on the chosen
+    state directory. `local` (the daemon itself) always opens the ledger. A `read_only` command
+    never creates the directory or its ledger: a missing one is an error."""
+    from lepton_tui.client import LabClient, configured_socket
+
+    socket_path = None if local else configured_socket()
+    if socket_path is not None:
+        client = LabClient(socket_path)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+
     from lepton_tui.service import Service
 
     svc = Service.open(home_from(ctx), create=not read_only, **kwargs)

@@ -105,15 +105,14 @@ def add(
     if no_connect:
         _add_unchecked(ctx, name, as_json, accept_new_host_key, fingerprint, opts)
         return
-    from lepton_tui.onboarding import onboard
 
     def say(line: str) -> None:  # preflight lines carry what the host reported
         if not as_json:
             click.echo(printable(line))
 
     with service_for(ctx) as svc:
-        done = onboard(
-            svc, name, accept_new_host_key=accept_new_host_key, fingerprint=fingerprint,
+        done = svc.onboard(
+            name, accept_new_host_key=accept_new_host_key, fingerprint=fingerprint,
             echo=say, **opts,
         )  # fmt: skip
     h = done.host
@@ -273,11 +272,7 @@ def _why_not_placeable(svc: Any, rows: list[dict[str, Any]]) -> dict[str, str]:
         if h["state"] == "down" and h.get("last_error"):
             out[h["name"]] = str(h["last_error"])[:120]
         elif h["admin_state"] == "draining":
-            ev = svc.ledger.query_one(
-                "SELECT actor, data FROM events WHERE kind = 'host.drain' AND host = ? "
-                "ORDER BY id DESC LIMIT 1",
-                (h["name"],),
-            )
+            ev = svc.last_host_event(h["name"], "host.drain")
             if ev and ev["actor"] == "dispatcher" and ev["data"]:
                 reason = json.loads(ev["data"]).get("reason") or ""
                 out[h["name"]] = f"launches fail: {reason}"[:120]

@@ -34,6 +34,9 @@ JOB_JSON_FIELDS = (
 )  # fmt: skip
 
 
+NO_DISPATCHER = "no dispatcher is running: open the console or `lepton-tui serve`"
+
+
 def job_json(job: dict[str, Any]) -> dict[str, Any]:
     """A job as the stable JSON object that `queue --json` and `show --json` print."""
     return {k: job.get(k) for k in JOB_JSON_FIELDS}
@@ -110,6 +113,7 @@ def submit(
                 ) from None
         job_id = svc.submit(spec)
         job = svc.get_job(job_id)
+        dispatching = as_json or svc.dispatcher_running()
     if as_json:
         echo_json(job_json(job))
     else:
@@ -120,6 +124,8 @@ def submit(
             "until such a host is added",
             err=True,
         )
+    if not dispatching:
+        click.echo(f"lepton-tui: note: {NO_DISPATCHER}", err=True)
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -144,6 +150,7 @@ def queue(ctx: click.Context, all_states: bool, user: str | None, project: str |
         jobs = svc.list_jobs(**filters, limit=limit)
         total = svc.count_jobs(**filters) if len(jobs) == limit else len(jobs)
         warnings = _budget_warnings(svc)
+        dispatching = as_json or svc.dispatcher_running()
     if as_json:
         echo_json([job_json(j) for j in jobs])
         return
@@ -168,15 +175,13 @@ def queue(ctx: click.Context, all_states: bool, user: str | None, project: str |
     if total > len(jobs):
         what = "jobs" if all_states or states else "jobs not yet ended"
         console.print(f"showing {len(jobs):,} of {total:,} {what} (--limit N to see more)")
+    if not dispatching and any(j["state"] == "queued" for j in jobs):
+        console.print(Text(NO_DISPATCHER, style="yellow"))
 
 
 def _budget_warnings(svc: Any) -> list[str]:
-    """Budget warnings (80 % and 100 %), when the economics module is there."""
-    try:
-        from lepton_tui.economics import budget_warnings
-    except ImportError:
-        return []
-    return [w.message if hasattr(w, "message") else str(w) for w in budget_warnings(svc.ledger)]
+    """Budget warnings (80 % and 100 %), from the service (local or the lab's)."""
+    return list(svc.budget_warnings())
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -274,15 +279,13 @@ def logs(ctx: click.Context, job_id: str, stream: str, follow: bool, attempt: st
     newlines, tabs and carriage returns pass, and any other control character or escape
     sequence is shown as a visible escape such as \\x1b (pipe through `cat` for the raw text).
     """
-    from lepton_tui.logs import follow_log
-
     job_no = parse_id(job_id)
     attempt_no = None if attempt is None else parse_id(attempt, "attempt")
     out = sys.stdout
     term = TerminalLogFilter() if _is_terminal(out) else None
     try:
         with service_for(ctx, read_only=True) as svc:
-            chunks = follow_log(svc, job_no, stream=stream, follow=follow, attempt_no=attempt_no)
+            chunks = svc.read_log(job_no, stream=stream, follow=follow, attempt_no=attempt_no)
             for chunk in chunks:
                 # color=True: never let click strip the job's escape sequences from a pipe
                 click.echo(term.feed(chunk) if term else chunk, nl=False, color=True)
@@ -295,10 +298,8 @@ def logs(ctx: click.Context, job_id: str, stream: str, follow: bool, attempt: st
 
 def _hint_stderr(ctx: click.Context, job_no: int, attempt_no: int | None) -> None:
     """One line on stderr when the job's stderr has something: where errors usually are."""
-    from lepton_tui.logs import stderr_bytes
-
     with service_for(ctx, read_only=True) as svc:
-        size = stderr_bytes(svc, job_no, attempt_no)
+        size = svc.stderr_bytes(job_no, attempt_no)
     if size:
         attempt = "" if attempt_no is None else f" --attempt {attempt_no}"
         unit = "byte" if size == 1 else "bytes"

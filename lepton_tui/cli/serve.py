@@ -10,8 +10,9 @@ from typing import Any
 
 import click
 
-from lepton_tui.cli.common import CONTEXT_SETTINGS, AsciiNumber, service_for
+from lepton_tui.cli.common import CONTEXT_SETTINGS, AsciiNumber, home_from, service_for
 from lepton_tui.errors import LeptonError, ValidationError
+from lepton_tui.paths import state_dir
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -23,12 +24,23 @@ from lepton_tui.errors import LeptonError, ValidationError
     help="Seconds between ticks (default: the tick_s setting, 2).",
 )
 @click.option("--once", is_flag=True, help="Run one tick and exit.")
+@click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Lab mode: also serve the service API to the lab's users on this Unix socket.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every tick's work.")
 @click.pass_context
-def serve(ctx: click.Context, tick_s: float | None, once: bool, verbose: bool) -> None:
+def serve(
+    ctx: click.Context, tick_s: float | None, once: bool, socket_path: str | None, verbose: bool
+) -> None:
     """Run the dispatcher: poll hosts, place queued jobs, launch and watch them.
 
-    Only one dispatcher runs per ledger; the console dispatches itself when none runs.
+    Only one dispatcher runs per ledger; the console dispatches itself when none runs. With
+    --socket it is the lab service: the lab's users reach it through that socket (their identity
+    is their uid, as the kernel tells it), and only it opens the ledger.
     """
     from lepton_tui.dispatcher import Dispatcher
 
@@ -39,7 +51,17 @@ def serve(ctx: click.Context, tick_s: float | None, once: bool, verbose: bool) -
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(message)s",
     )
-    with service_for(ctx) as svc:
+    if socket_path is not None and once:
+        raise ValidationError("--once runs no service", "drop --socket or --once")
+    if socket_path is not None:
+        from lepton_tui.labd import check_private_state
+        from lepton_tui.labkey import ensure_lab_key
+
+        check_private_state(state_dir(home_from(ctx)))
+        key, made = ensure_lab_key(state_dir(home_from(ctx)))
+        if made:
+            click.echo(f"created the lab key {key}; users add `lepton-tui keys show`", err=True)
+    with service_for(ctx, local=True) as svc:
         dispatcher = Dispatcher(svc)
         if tick_s is not None:
             dispatcher.tick_override = tick_s
@@ -66,10 +88,27 @@ def serve(ctx: click.Context, tick_s: float | None, once: bool, verbose: bool) -
             signal.signal(signal.SIGTERM, on_signal)
             signal.signal(signal.SIGINT, on_signal)
             hosts = len(svc.list_hosts())
+            server = _start_lab_service(socket_path, svc) if socket_path else None
+            where = f", lab service on {socket_path}" if socket_path else ""
             click.echo(
-                f"lepton-tui dispatcher serving {svc.home} ({hosts} host(s)); Ctrl-C stops it",
+                f"lepton-tui dispatcher serving {svc.home} ({hosts} host(s)){where}; "
+                "Ctrl-C stops it",
                 err=True,
             )
-            dispatcher.run(stop)
+            try:
+                dispatcher.run(stop)
+            finally:
+                if server is not None:
+                    server.shutdown()
+                    server.server_close()
         finally:
             dispatcher.close()
+
+
+def _start_lab_service(socket_path: str, svc: Any) -> Any:
+    """Listen on the lab socket in a thread of its own, on the dispatcher's ledger."""
+    from lepton_tui.labd import LabServer
+
+    server = LabServer(socket_path, svc.ledger, svc.home)
+    threading.Thread(target=server.serve_forever, name="lab-service", daemon=True).start()
+    return server
