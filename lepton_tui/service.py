@@ -13,7 +13,7 @@ import os
 import pwd
 import re
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -251,7 +251,11 @@ class Service:
         )[::-1]
         return job
 
-    def list_jobs(
+    def list_jobs(self, **filters: Any) -> list[dict[str, Any]]:
+        """The jobs `iter_jobs` reads, as a list."""
+        return list(self.iter_jobs(**filters))
+
+    def iter_jobs(
         self,
         *,
         all_states: bool = False,
@@ -260,8 +264,9 @@ class Service:
         states: Sequence[str] | None = None,
         limit: int | None = 1000,
         offset: int = 0,
-    ) -> list[dict[str, Any]]:
-        """Jobs, by default only those not ended (queued, starting, running, cancelling).
+    ) -> Iterator[dict[str, Any]]:
+        """Jobs, by default only those not ended (queued, starting, running, cancelling), read
+        row by row (a long listing is written as it is read, never held whole).
 
         Live jobs come first (running, cancelling, starting, then queued; higher priority, then
         older, first), then ended ones, the most recently ended first: a `limit` keeps what is
@@ -279,7 +284,8 @@ class Service:
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             params.extend([int(limit), int(offset)])
-        return self.ledger.query(sql, params)
+        for row in self.ledger.execute(sql, params):
+            yield dict(row)
 
     def count_jobs(
         self,
