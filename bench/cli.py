@@ -38,12 +38,14 @@ def fill(home: Path, count: int) -> None:
     fill_jobs(home, count).close()
 
 
-def run_times(argv: list[str], runs: int, env: dict[str, str]) -> list[float]:
-    """Wall times (ms) of `runs` runs of `argv`, after two unmeasured warm-ups."""
+def run_times(argv: list[str], runs: int, env: dict[str, str], cwd: Path) -> list[float]:
+    """Wall times (ms) of `runs` runs of `argv` in `cwd`, after two unmeasured warm-ups."""
     times = []
     for i in range(runs + 2):
         start = time.perf_counter()
-        res = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        res = subprocess.run(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd
+        )
         took = (time.perf_counter() - start) * 1000
         if res.returncode != 0:
             raise SystemExit(f"{argv} failed: {res.stderr.decode()[-500:]}")
@@ -52,7 +54,7 @@ def run_times(argv: list[str], runs: int, env: dict[str, str]) -> list[float]:
     return times
 
 
-def imported(args: list[str], env: dict[str, str]) -> list[str]:
+def imported(args: list[str], env: dict[str, str], cwd: Path) -> list[str]:
     """The heavy packages a command imports (run in-process under `runpy`, then sys.modules)."""
     code = (
         "import sys, json, runpy, atexit\n"
@@ -62,8 +64,9 @@ def imported(args: list[str], env: dict[str, str]) -> list[str]:
         "runpy.run_module('lepton_tui', run_name='__main__')\n"
     )
     res = subprocess.run(
-        [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
-    )
+        [sys.executable, "-c", code],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd,
+    )  # fmt: skip
     last = res.stderr.decode().strip().splitlines()[-1:]
     return json.loads(last[0]) if last and last[0].startswith("[") else ["?"]
 
@@ -101,8 +104,9 @@ def main() -> None:
         for name, argv in cmds:
             if args.only and args.only not in name:
                 continue
-            times = run_times(argv, args.runs, env)
-            heavy = "-" if argv[1] == "-c" else ", ".join(imported(argv[3:], env)) or "none"
+            code = args.code.resolve()  # `-m` reads the current directory first
+            times = run_times(argv, args.runs, env, code)
+            heavy = "-" if argv[1] == "-c" else ", ".join(imported(argv[3:], env, code)) or "none"
             print(f"| {name} | {statistics.median(times):,.0f} | {min(times):,.0f} | {heavy} |")
 
 

@@ -57,7 +57,7 @@ def svc_spec(i: int):
 @pytest.mark.parametrize(
     ("args", "banned"),
     [
-        (["--version"], HEAVY | {"rich"}),
+        (["--version"], HEAVY | {"rich", "click"}),  # answered before click loads
         (["queue"], HEAVY | {"rich"}),
         (["queue", "--json"], HEAVY | {"rich"}),
         (["submit", "--", "true"], HEAVY | {"rich"}),
@@ -69,7 +69,7 @@ def test_commands_that_do_not_schedule_import_no_numpy_scipy_or_textual(
 ) -> None:
     fill(svc, 3)
     loaded = modules_loaded(home, *args)
-    assert "lepton_tui" in loaded and "click" in loaded  # the command did run
+    assert "lepton_tui" in loaded
     assert not loaded & banned
 
 
