@@ -128,14 +128,18 @@ def _load_temp_tables(
     conn.executemany("INSERT INTO econ_bucket VALUES (?, ?, ?)", list(buckets))
 
 
+def _snapshot_pragmas(conn: Any) -> None:
+    """Reports read much of the attempts table: map it rather than read it page by page."""
+    conn.execute("PRAGMA mmap_size = 268435456")
+    conn.execute("PRAGMA cache_size = -32768")
+    conn.execute("PRAGMA temp_store = MEMORY")
+
+
 @contextmanager
 def _snapshot(ledger: Ledger) -> Iterator[None]:
     """A deferred read transaction (no write lock on the ledger), unless one is already open."""
     conn = ledger.conn
-    # reports read much of the attempts table: map it rather than read it page by page
-    conn.execute("PRAGMA mmap_size = 268435456")
-    conn.execute("PRAGMA cache_size = -32768")
-    conn.execute("PRAGMA temp_store = MEMORY")
+    _snapshot_pragmas(conn)
     if conn.in_transaction:
         yield
         return
@@ -256,19 +260,20 @@ _SLICE_IDS = """
 """
 
 
-def _attempt_sql(key: str, all_attempts: bool) -> str:
+def _attempt_sql(key: str, all_attempts: bool, ids_sql: str | None = None) -> str:
     """Per (attempt, price period, bucket) slices summed by key, bucket and host.
 
     `ov` is the slice's overlap in seconds; `first` marks the one slice of each (attempt, bucket)
     that holds the attempt's start in that bucket, so attempts are counted once per bucket, and
     `lead` the one slice of the whole report that holds its start, so the total counts it once.
     With `all_attempts` every attempt of the window is sliced (the `day` report); otherwise only
-    those of `_SLICE_IDS` (the others are summed from their stored cost by `_settled_sql`).
+    those of `ids_sql` (default `_SLICE_IDS`; the others are summed from their stored cost by
+    `_settled_sql`).
     """
     if all_attempts:
         source = "attempts a NOT INDEXED"
     else:
-        source = f"({_SLICE_IDS}) ids CROSS JOIN attempts a ON a.id = ids.id"
+        source = f"({ids_sql or _SLICE_IDS}) ids CROSS JOIN attempts a ON a.id = ids.id"
     return f"""
     WITH b AS (
       SELECT a.id AS id, a.host AS host, a.cpus AS cpus, a.mem_mb AS mem_mb, a.gpus AS gpus,
@@ -319,33 +324,73 @@ def _settled_sql(key: str, kwh: float, narrow: bool = False) -> str:
     Their energy cost (split from the allocation cost for idle cost) is their energy x `kwh`, the
     one electricity price in force everywhere over the window.
     """
-    price = f"{float(kwh)!r}"
     source = (
         "attempts a INDEXED BY idx_attempts_ended_started" if narrow else "attempts a NOT INDEXED"
     )
-    geq = (
-        "CASE WHEN a.gpus > 0 THEN a.gpus * 1.0 WHEN a.gpu_mem_mb > 0 "
-        "THEN COALESCE((SELECT MIN(1.0, a.gpu_mem_mb * h.gpus * 1.0 / h.gpu_mem_mb) FROM hosts h "
-        "WHERE h.name = a.host AND h.gpus > 0 AND h.gpu_mem_mb > 0), 0.0) ELSE 0.0 END"
-    )
     return f"""
-    SELECT {key} AS k, 'all' AS label, a.host AS host,
-           SUM(a.cost - COALESCE(a.energy_wh, 0.0) * {price} / 1000.0) AS alloc_cost,
-           SUM(COALESCE(a.energy_wh, 0.0)) / 1000.0 AS energy_kwh,
-           SUM(COALESCE(a.energy_wh, 0.0) * {price}) / 1000.0 AS energy_cost,
-           SUM(({geq}) * (a.ended_at - COALESCE(a.started_at, a.created_at))) / 3600.0
-               AS gpu_hours,
-           SUM(a.cpus * (a.ended_at - COALESCE(a.started_at, a.created_at))) / 3600.0
-               AS cpu_hours,
-           COUNT(*) AS attempts,
-           COUNT(*) AS starts,
-           COUNT(*) AS lead
+    SELECT {key} AS k, 'all' AS label, a.host AS host, {_settled_sums(kwh)}
     FROM {source}
     CROSS JOIN jobs j ON j.id = a.job_id
     WHERE a.cost IS NOT NULL AND a.ended_at <= :until AND a.ended_at > :since
       AND COALESCE(a.started_at, a.created_at) >= :since
       AND a.ended_at > COALESCE(a.started_at, a.created_at)
     GROUP BY k, a.host
+    """
+
+
+def _settled_sums(kwh: float, *, per_attempt: bool = False) -> str:
+    """The sums of a report row over settled attempts, from their stored cost and energy (with
+    `per_attempt`, each attempt's own values: a row per attempt, no GROUP BY)."""
+    price = f"{float(kwh)!r}"
+    geq = (
+        "CASE WHEN a.gpus > 0 THEN a.gpus * 1.0 WHEN a.gpu_mem_mb > 0 "
+        "THEN COALESCE((SELECT MIN(1.0, a.gpu_mem_mb * h.gpus * 1.0 / h.gpu_mem_mb) FROM hosts h "
+        "WHERE h.name = a.host AND h.gpus > 0 AND h.gpu_mem_mb > 0), 0.0) ELSE 0.0 END"
+    )
+    dur = "(a.ended_at - COALESCE(a.started_at, a.created_at))"
+    total, count = ("", "1") if per_attempt else ("SUM", "COUNT(*)")
+    return f"""
+           {total}(a.cost - COALESCE(a.energy_wh, 0.0) * {price} / 1000.0) AS alloc_cost,
+           {total}(COALESCE(a.energy_wh, 0.0)) / 1000.0 AS energy_kwh,
+           {total}(COALESCE(a.energy_wh, 0.0) * {price}) / 1000.0 AS energy_cost,
+           {total}(({geq}) * {dur}) / 3600.0 AS gpu_hours,
+           {total}(a.cpus * {dur}) / 3600.0 AS cpu_hours,
+           {count} AS attempts,
+           {count} AS starts,
+           {count} AS lead
+    """
+
+
+# The roll-up of a chunk of days: settled attempts that start and end inside one day are summed
+# from their stored cost (most of a lab's attempts: the price-period slicing is the costly part);
+# only those that cross a day's edge (or have no stored cost) are sliced.
+_ROLLUP_CROSSING_IDS = """
+    SELECT id FROM attempts INDEXED BY idx_attempts_unsettled WHERE cost IS NULL
+    UNION
+    SELECT a.id FROM attempts a INDEXED BY idx_attempts_ended_started
+    WHERE a.ended_at > :since AND COALESCE(a.started_at, a.created_at) < :until
+      AND (a.cost IS NULL OR NOT EXISTS (
+        SELECT 1 FROM econ_bucket w
+        WHERE w.t0 <= COALESCE(a.started_at, a.created_at)
+          AND w.t0 > COALESCE(a.started_at, a.created_at) - :maxb
+          AND a.ended_at <= w.t1))
+"""
+
+
+def _rollup_settled_sql(kwh: float) -> str:
+    """Settled attempts that start and end inside one bucket, a row each (the roll-up's GROUP BY
+    sums them per dimension: grouping here first would only sort them once more)."""
+    return f"""
+    SELECT w.t0 AS day, w.label AS label, j.user AS user, j.project AS project, a.host AS host,
+           {_settled_sums(kwh, per_attempt=True)}
+    FROM attempts a INDEXED BY idx_attempts_ended_started
+    CROSS JOIN econ_bucket w ON w.t0 <= COALESCE(a.started_at, a.created_at)
+                            AND w.t0 > COALESCE(a.started_at, a.created_at) - :maxb
+                            AND a.ended_at <= w.t1
+    CROSS JOIN jobs j ON j.id = a.job_id
+    WHERE a.cost IS NOT NULL AND a.ended_at > :since AND a.ended_at <= :until
+      AND COALESCE(a.started_at, a.created_at) >= :since
+      AND a.ended_at > COALESCE(a.started_at, a.created_at)
     """
 
 
@@ -700,8 +745,22 @@ def _is_whole(day: tuple[str, float, float], tz: tzinfo | None) -> bool:
     )
 
 
+ROLLUP_CHUNK_DAYS = 32
+"""Days the roll-up builds per statement: memory stays bounded (a month of slices at a time)."""
+
+# The finest grain a roll-up chunk needs, one row per (bucket, user, project, host) slice: every
+# dimension of the roll-up is a GROUP BY of it. Its rows live in a TEMP table of this connection.
+_SLICE_KEY = "j.user || char(31) || j.project"
+_SLICE_COLUMNS = "alloc_cost, energy_kwh, energy_cost, gpu_hours, cpu_hours, attempts, starts"
+_ROLLUP_DIMS = {"user": ("user", "''"), "project": ("project", "''"), "host": ("host", "host")}
+
+
 def _ensure_rollup(ledger: Ledger, days: list[tuple[str, float, float]], now: float) -> None:
-    """Build the roll-up rows of the days that have none yet (user, project and host, per day)."""
+    """Build the roll-up rows of the days that have none yet (user, project and host, per day).
+
+    A chunk of days at a time, each sliced once into a TEMP table at the finest grain (day, user,
+    project, host) and summed from there into every dimension by SQL: no slice ever reaches
+    Python, and memory is bounded by a chunk whatever the history's length."""
     have = {
         r["day"]
         for r in ledger.query(
@@ -710,46 +769,66 @@ def _ensure_rollup(ledger: Ledger, days: list[tuple[str, float, float]], now: fl
         )
     }
     missing = [d for d in days if d[1] not in have]
-    if not missing:
-        return
-    t0, t1 = missing[0][1], missing[-1][2]
-    parts = {dim: _live_rows(ledger, dim, t0, t1, now, missing, -_FAR)
-             for dim in ("user", "project", "host")}  # fmt: skip
-    day_of = {d[0]: d[1] for d in missing}
-    fields = ("alloc_cost", "energy_kwh", "energy_cost", "gpu_hours", "cpu_hours")
-    with ledger.tx():
-        for dim, (rows, totals) in parts.items():
-            merged: dict[tuple[str, str, str], list[float]] = {}
-            for r in rows:
-                host = r["host"] if dim == "host" else ""
-                acc = merged.setdefault((r["label"], str(r["k"]), host), [0.0] * 7)
-                for i, f in enumerate(fields):
-                    acc[i] += r[f] or 0.0
-                acc[5] += r["attempts"] or 0
-                acc[6] += r["starts"] or 0
-            ledger.conn.executemany(
+    for i in range(0, len(missing), ROLLUP_CHUNK_DAYS):
+        _rollup_chunk(ledger, missing[i : i + ROLLUP_CHUNK_DAYS], now)
+
+
+def _rollup_chunk(ledger: Ledger, days: list[tuple[str, float, float]], now: float) -> None:
+    """The roll-up rows of `days` (contiguous or not), written in one transaction."""
+    t0, t1 = days[0][1], days[-1][2]
+    params = {"since": t0, "until": t1, "now": now, "count_from": -_FAR,
+              "maxb": max(d[2] - d[1] for d in days) + 1.0}  # fmt: skip
+    conn = ledger.conn
+    with ledger.tx():  # a write transaction is also the one consistent read the slices need
+        _snapshot_pragmas(conn)
+        _load_temp_tables(ledger, _hosts_in_play(ledger), days)
+        _unsettled_energy(ledger, t0, t1, now)
+        conn.execute("DROP TABLE IF EXISTS temp.econ_slice")
+        conn.execute(
+            "CREATE TEMP TABLE econ_slice (day REAL, label TEXT, user TEXT, project TEXT, "
+            f"host TEXT, {_SLICE_COLUMNS})"
+        )
+        kwh = _uniform_kwh(ledger, t0, t1)
+        if kwh is None:  # the electricity price changed: every attempt is sliced
+            sliced = _attempt_sql(_SLICE_KEY, all_attempts=True)
+        else:
+            sliced = _attempt_sql(_SLICE_KEY, False, _ROLLUP_CROSSING_IDS)
+        conn.execute(
+            f"INSERT INTO econ_slice SELECT w.t0, s.label, "
+            "substr(s.k, 1, instr(s.k, char(31)) - 1), substr(s.k, instr(s.k, char(31)) + 1), "
+            f"s.host, {_SLICE_COLUMNS} FROM ({sliced}) s JOIN econ_bucket w ON w.label = s.label",
+            params,
+        )
+        if kwh is not None:
+            conn.execute(
+                f"INSERT INTO econ_slice SELECT day, label, user, project, host, {_SLICE_COLUMNS} "
+                f"FROM ({_rollup_settled_sql(kwh)})",
+                params,
+            )
+        for dim, (key, host) in _ROLLUP_DIMS.items():
+            conn.execute(
                 "INSERT OR REPLACE INTO econ_rollup (dim, day, label, key, host, alloc_cost, "
                 "energy_kwh, energy_cost, gpu_hours, cpu_hours, overlaps, starts) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(dim, day_of[label], label, key, host, *vals)
-                 for (label, key, host), vals in merged.items()],
-            )  # fmt: skip
-            if dim == "host":
-                alloc = {(r["host"], r["label"]): 0.0 for r in rows}
-                for r in rows:
-                    alloc[(r["host"], r["label"])] += r["alloc_cost"] or 0.0
-                ledger.conn.executemany(
-                    "INSERT OR REPLACE INTO econ_rollup_idle (day, label, host, idle_cost) "
-                    "VALUES (?, ?, ?, ?)",
-                    [(day_of[h["label"]], h["label"], h["host"],
-                      max(0.0, (h["total"] or 0.0) - alloc.get((h["host"], h["label"]), 0.0)))
-                     for h in totals],
-                )  # fmt: skip
-        ledger.conn.executemany(
+                f"SELECT ?, day, label, {key}, {host}, SUM(alloc_cost), SUM(energy_kwh), "
+                "SUM(energy_cost), SUM(gpu_hours), SUM(cpu_hours), SUM(attempts), SUM(starts) "
+                f"FROM econ_slice GROUP BY day, {key}",
+                (dim,),
+            )
+        # idle cost per host and day: its whole price less what attempts were charged
+        conn.execute(
+            "INSERT OR REPLACE INTO econ_rollup_idle (day, label, host, idle_cost) "
+            "SELECT w.t0, t.label, t.host, MAX(0.0, COALESCE(t.total, 0.0) - COALESCE(u.alloc, 0.0)) "
+            f"FROM ({_HOST_TOTAL_SQL}) t JOIN econ_bucket w ON w.label = t.label "
+            "LEFT JOIN (SELECT label, host, SUM(alloc_cost) AS alloc FROM econ_slice "
+            "GROUP BY label, host) u ON u.label = t.label AND u.host = t.host",
+            params,
+        )
+        conn.executemany(
             "INSERT OR REPLACE INTO econ_rollup_days (day, day_end, label, built_at) "
             "VALUES (?, ?, ?, ?)",
-            [(d[1], d[2], d[0], now) for d in missing],
+            [(d[1], d[2], d[0], now) for d in days],
         )
+        conn.execute("DROP TABLE temp.econ_slice")
 
 
 def measure_energy_wh(ledger: Ledger, attempt: dict[str, Any], now: float | None = None) -> float:
