@@ -90,11 +90,27 @@ def host_capacity(ledger: Ledger, name: str) -> dict[str, Any]:
     return json.loads(ev["data"]) if ev else {}
 
 
+def _memo(ledger: Ledger, now: float) -> dict[str, Any] | None:
+    """What reports at `now` inside `energy_memo` share (None outside one)."""
+    held = getattr(ledger, "_energy_memo", None)
+    if held is not None and held[0] == now and held[2] is ledger.conn:
+        return held[1]
+    return None
+
+
 def _load_temp_tables(
-    ledger: Ledger, hosts: Sequence[str], buckets: Sequence[tuple[str, float, float]]
+    ledger: Ledger,
+    hosts: Sequence[str],
+    buckets: Sequence[tuple[str, float, float]],
+    memo: dict[str, Any] | None = None,
 ) -> None:
-    """(Re)fill this connection's TEMP tables of price periods and report buckets."""
+    """(Re)fill this connection's TEMP tables of price periods and report buckets. Inside
+    `energy_memo` the price periods (and measured energy) are loaded once for all its reports."""
     conn = ledger.conn
+    if memo is not None and memo.get("periods"):
+        conn.execute("DELETE FROM econ_bucket")
+        conn.executemany("INSERT INTO econ_bucket VALUES (?, ?, ?)", list(buckets))
+        return
     conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS econ_period (host TEXT, t0 REAL, t1 REAL, "
         "per_hour REAL, cpu_hour REAL, gpu_hour REAL, gb_hour REAL, power_kwh REAL, "
@@ -124,8 +140,15 @@ def _load_temp_tables(
              p.power_kwh, cap.get("cpus"), cap.get("mem_mb"), cap.get("gpus"),
              cap.get("gpu_mem_mb"), cap.get("added_at"))
         )  # fmt: skip
-    conn.executemany(f"INSERT INTO econ_period VALUES ({', '.join('?' * 13)})", rows)
+    # one statement for all the periods (not one per row: a fleet has hundreds)
+    conn.execute(
+        "INSERT INTO econ_period SELECT " + ", ".join(f"value ->> {i}" for i in range(13))
+        + " FROM json_each(?)",
+        (json.dumps(rows),),
+    )  # fmt: skip
     conn.executemany("INSERT INTO econ_bucket VALUES (?, ?, ?)", list(buckets))
+    if memo is not None:  # loaded for every report of the memo; the energy table was emptied
+        memo["periods"], memo["energy_loaded"] = True, False
 
 
 def _snapshot_pragmas(conn: Any) -> None:
@@ -150,7 +173,10 @@ def _snapshot(ledger: Ledger) -> Iterator[None]:
         conn.execute("COMMIT")
 
 
-def _hosts_in_play(ledger: Ledger) -> list[str]:
+def _hosts_in_play(ledger: Ledger, memo: dict[str, Any] | None = None) -> list[str]:
+    """Every host, and every host name attempts ran on (removed ones too)."""
+    if memo is not None and "hosts" in memo:
+        return list(memo["hosts"])
     names = {r["name"] for r in ledger.query("SELECT name FROM hosts")}
     names |= {
         r["host"]
@@ -161,36 +187,52 @@ def _hosts_in_play(ledger: Ledger) -> list[str]:
             "SELECT x AS host FROM h WHERE x IS NOT NULL"
         )
     }
+    if memo is not None:
+        memo["hosts"] = sorted(names)
     return sorted(names)
 
 
-def _unsettled_energy(ledger: Ledger, since: float, until: float, now: float) -> None:
-    """Measure, for the report, the energy of GPU attempts that have no stored energy yet."""
-    rows = ledger.query(
-        "SELECT * FROM attempts INDEXED BY idx_attempts_unmeasured "
-        "WHERE energy_wh IS NULL AND (gpus > 0 OR gpu_mem_mb > 0) "
-        "AND COALESCE(started_at, created_at) < ? AND (ended_at IS NULL OR ended_at > ?)",
-        (until, since),
-    )
-    if not rows:
+_UNMEASURED_SQL = (
+    "SELECT * FROM attempts INDEXED BY idx_attempts_unmeasured "
+    "WHERE energy_wh IS NULL AND (gpus > 0 OR gpu_mem_mb > 0)"
+)
+
+
+def _unsettled_energy(
+    ledger: Ledger, since: float, until: float, now: float, memo: dict[str, Any] | None = None
+) -> None:
+    """Measure, for the report, the energy of GPU attempts that have no stored energy yet.
+
+    Inside `energy_memo` (several reports at one `now`) they are read and measured once, for
+    every window: the TEMP table then holds them all, and each report's SQL keeps its own."""
+    if memo is not None and memo.get("energy_loaded"):
         return
-    # inside `energy_memo` (several reports at one `now`) each attempt is measured once
-    memo: dict[int, float] = {}
-    held = getattr(ledger, "_energy_memo", None)
-    if held is not None and held[0] == now:
-        memo = held[1]
-    todo = [r for r in rows if r["id"] not in memo]
-    memo.update(measure_energy_many(ledger, todo, now))
-    ledger.conn.executemany(
-        "INSERT INTO econ_energy VALUES (?, ?)", [(r["id"], memo[r["id"]]) for r in rows]
-    )
+    if memo is not None and "energy" in memo:
+        energy = memo["energy"]
+    else:
+        if memo is not None:
+            rows = ledger.query(_UNMEASURED_SQL)
+        else:
+            rows = ledger.query(
+                _UNMEASURED_SQL + " AND COALESCE(started_at, created_at) < ? "
+                "AND (ended_at IS NULL OR ended_at > ?)",
+                (until, since),
+            )
+        energy = measure_energy_many(ledger, rows, now) if rows else {}
+    if memo is not None:
+        memo["energy"], memo["energy_loaded"] = energy, True
+    if energy:
+        ledger.conn.execute(
+            "INSERT INTO econ_energy SELECT value ->> 0, value ->> 1 FROM json_each(?)",
+            (json.dumps(list(energy.items())),),
+        )
 
 
 @contextmanager
 def energy_memo(ledger: Ledger, now: float) -> Iterator[None]:
     """While open, reports at `now` share the energy they measure for running attempts (the
     console's cost panel asks for several at one instant)."""
-    ledger._energy_memo = (now, {})  # type: ignore[attr-defined]
+    ledger._energy_memo = (now, {}, ledger.conn)  # type: ignore[attr-defined]
     try:
         yield
     finally:
@@ -499,9 +541,10 @@ def _live_rows(
     max_len = max(b[2] - b[1] for b in buckets)
     params = {"since": since, "until": until, "now": now, "maxb": max_len + 1.0,
               "count_from": count_from}  # fmt: skip
+    memo = _memo(ledger, now)
     with _snapshot(ledger):  # one consistent read; the temp tables are this connection's
-        _load_temp_tables(ledger, _hosts_in_play(ledger), buckets)
-        _unsettled_energy(ledger, since, until, now)
+        _load_temp_tables(ledger, _hosts_in_play(ledger, memo), buckets, memo)
+        _unsettled_energy(ledger, since, until, now, memo)
         key = _GROUP_KEYS[by]
         # Settled attempts inside the window are summed from their stored cost, unless the
         # report is split into buckets or the electricity price changed in the window (their
@@ -829,6 +872,9 @@ def _rollup_chunk(ledger: Ledger, days: list[tuple[str, float, float]], now: flo
             [(d[1], d[2], d[0], now) for d in days],
         )
         conn.execute("DROP TABLE temp.econ_slice")
+    held = getattr(ledger, "_energy_memo", None)
+    if held is not None:  # the TEMP tables now hold this chunk's: the next report reloads them
+        held[1]["periods"] = False
 
 
 def measure_energy_wh(ledger: Ledger, attempt: dict[str, Any], now: float | None = None) -> float:
