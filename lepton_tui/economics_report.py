@@ -534,10 +534,47 @@ def _live_rows(
     buckets: Sequence[tuple[str, float, float]],
     count_from: float,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Slices summed by (key, bucket label, host), and each host's whole price per bucket."""
+    """Slices summed by (key, bucket label, host), and each host's whole price per bucket.
+
+    Inside `energy_memo`, a one-bucket window is sliced once by (user and project, host) and
+    each report of the memo (by user, project, host, day or in total) regroups those rows."""
     buckets = [b for b in buckets if b[2] > b[1]]
     if not buckets or until <= since:
         return [], []
+    memo = _memo(ledger, now)
+    if memo is None or len(buckets) != 1 or by not in _REGROUP:
+        return _live_rows_sql(ledger, _GROUP_KEYS[by], since, until, now, buckets, count_from)
+    (label, b0, b1), = buckets  # fmt: skip
+    cache = memo.setdefault("slices", {})
+    found = cache.get((since, until, b0, b1, count_from))
+    if found is None:
+        found = _live_rows_sql(ledger, _SLICE_KEY, since, until, now, [("", b0, b1)], count_from)
+        cache[(since, until, b0, b1, count_from)] = found
+    regroup = _REGROUP[by]
+    rows = [{**r, "k": regroup(r, label), "label": label} for r in found[0]]
+    return rows, [{**t, "label": label} for t in found[1]]
+
+
+# How a report regroups rows sliced by `_SLICE_KEY` (user and project) and host.
+_REGROUP: dict[str, Any] = {
+    "user": lambda r, label: r["k"].split("\x1f", 1)[0],
+    "project": lambda r, label: r["k"].split("\x1f", 1)[1],
+    "host": lambda r, label: r["host"],
+    "day": lambda r, label: label,
+    "total": lambda r, label: "total",
+}
+
+
+def _live_rows_sql(
+    ledger: Ledger,
+    key: str,
+    since: float,
+    until: float,
+    now: float,
+    buckets: Sequence[tuple[str, float, float]],
+    count_from: float,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """`_live_rows` grouped by the SQL expression `key`."""
     max_len = max(b[2] - b[1] for b in buckets)
     params = {"since": since, "until": until, "now": now, "maxb": max_len + 1.0,
               "count_from": count_from}  # fmt: skip
@@ -545,7 +582,6 @@ def _live_rows(
     with _snapshot(ledger):  # one consistent read; the temp tables are this connection's
         _load_temp_tables(ledger, _hosts_in_play(ledger, memo), buckets, memo)
         _unsettled_energy(ledger, since, until, now, memo)
-        key = _GROUP_KEYS[by]
         # Settled attempts inside the window are summed from their stored cost, unless the
         # report is split into buckets or the electricity price changed in the window (their
         # energy cost, needed apart for idle cost, would then depend on the slicing).
