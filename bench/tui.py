@@ -95,10 +95,12 @@ def child_tick(home: str, rounds: int) -> None:
         while getattr(pilot.app.screen, "loads", 0) < 1:
             await asyncio.sleep(0.01)
         screen = pilot.app.screen
-        reads, draws = [], []
+        reads, draws, cpus = [], [], []
         for _ in range(rounds):
             t0 = time.perf_counter()
+            c0 = time.thread_time()
             loaded = screen.load()  # what the thread worker does: read and build cells
+            cpus.append(time.thread_time() - c0)  # its CPU: what a loaded machine cannot inflate
             t1 = time.perf_counter()
             screen.show(loaded)  # what the event loop does: patch changed cells
             await pilot.pause()  # let the redraw happen
@@ -107,6 +109,13 @@ def child_tick(home: str, rounds: int) -> None:
             draws.append(t2 - t1)
         out["read_ms_median"] = 1000 * statistics.median(reads)
         out["read_ms_max"] = 1000 * max(reads)
+        out["read_cpu_ms_median"] = 1000 * statistics.median(cpus)
+        ledger = pilot.app.ledger
+        seen: list[str] = []
+        ledger.conn.set_trace_callback(seen.append)
+        screen.load()
+        ledger.conn.set_trace_callback(None)
+        out["sql_statements_per_read"] = len(seen)
         out["draw_ms_median"] = 1000 * statistics.median(draws)
         out["draw_ms_max"] = 1000 * max(draws)
         data = loaded[0]
@@ -190,6 +199,7 @@ def bench_tick(rounds: int, busy: bool = False) -> dict:
         svc.close()
         out, _ = _child("--child", "tick", tmp, str(rounds))
     out["running_attempts"] = running
+    out["load_avg_1min"] = __import__("os").getloadavg()[0]
     return out
 
 

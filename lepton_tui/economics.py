@@ -172,7 +172,8 @@ def latest_gpu_power(ledger: Ledger, now: float | None = None) -> dict[tuple[str
 
 def _gpu_shares(att: dict[str, Any], cap: dict[str, Any]) -> dict[int, float]:
     """The share of each GPU id an attempt holds (`gpu_share`)."""
-    ids = [int(g) for g in json.loads(att.get("gpu_ids") or "[]")]
+    raw = att.get("gpu_ids") or "[]"
+    ids = [int(g) for g in (raw if isinstance(raw, list) else json.loads(raw))]
     return dict.fromkeys(ids, gpu_share(att, cap)) if ids else {}
 
 
@@ -187,6 +188,8 @@ def live_state(
     now = ledger.clock() if now is None else now
     prices = prices_now(ledger, now) if prices is None else prices
     running = ledger.query("SELECT * FROM attempts WHERE state IN ('starting', 'running')")
+    for att in running:  # parsed once for both rates
+        att["gpu_ids"] = json.loads(att["gpu_ids"] or "[]")
     caps = {
         r["name"]: r
         for r in ledger.query(

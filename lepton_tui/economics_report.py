@@ -813,6 +813,7 @@ def _final_days(
         horizon = min(horizon, float(row["t"]))
     if horizon <= since:
         return []
+    tz = tz or local_tz()  # once, not once per day
     days = day_buckets(since, horizon, tz)
     return [d for d in days if _is_whole(d, tz) and d[2] <= horizon]
 
