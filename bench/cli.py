@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,20 +39,27 @@ def fill(home: Path, count: int) -> None:
     fill_jobs(home, count).close()
 
 
-def run_times(argv: list[str], runs: int, env: dict[str, str], cwd: Path) -> list[float]:
-    """Wall times (ms) of `runs` runs of `argv` in `cwd`, after two unmeasured warm-ups."""
-    times = []
+def run_times(
+    argv: list[str], runs: int, env: dict[str, str], cwd: Path
+) -> tuple[list[float], list[float]]:
+    """Wall times and CPU times (user + system, ms) of `runs` runs of `argv` in `cwd`, after two
+    unmeasured warm-ups. The CPU time is what a loaded machine does not inflate."""
+    times, cpus = [], []
     for i in range(runs + 2):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         res = subprocess.run(
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd
         )
         took = (time.perf_counter() - start) * 1000
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if res.returncode != 0:
             raise SystemExit(f"{argv} failed: {res.stderr.decode()[-500:]}")
         if i >= 2:
             times.append(took)
-    return times
+            used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+            cpus.append(used * 1000)
+    return times, cpus
 
 
 def imported(args: list[str], env: dict[str, str], cwd: Path) -> list[str]:
@@ -100,14 +108,16 @@ def main() -> None:
         print(f"code: {args.code.resolve()}; {args.jobs:,} jobs in the ledger; {args.runs} runs "
               f"each; load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")  # fmt: skip
-        print("| command | median ms | min ms | heavy imports |\n|---|---|---|---|")
+        print("| command | wall ms, median | wall ms, min | CPU ms, median | heavy imports |")
+        print("|---|---|---|---|---|")
         for name, argv in cmds:
             if args.only and args.only not in name:
                 continue
             code = args.code.resolve()  # `-m` reads the current directory first
-            times = run_times(argv, args.runs, env, code)
+            times, cpus = run_times(argv, args.runs, env, code)
             heavy = "-" if argv[1] == "-c" else ", ".join(imported(argv[3:], env, code)) or "none"
-            print(f"| {name} | {statistics.median(times):,.0f} | {min(times):,.0f} | {heavy} |")
+            print(f"| {name} | {statistics.median(times):,.0f} | {min(times):,.0f} | "
+                  f"{statistics.median(cpus):,.0f} | {heavy} |")  # fmt: skip
 
 
 if __name__ == "__main__":
