@@ -411,12 +411,12 @@ _ROLLUP_CROSSING_IDS = """
     UNION
     SELECT a.id FROM attempts a INDEXED BY idx_attempts_ended_started
     WHERE a.ended_at > :since AND COALESCE(a.started_at, a.created_at) < :until
-      AND (a.cost IS NULL OR NOT EXISTS (
+      AND NOT EXISTS (
         SELECT 1 FROM econ_bucket w
         WHERE w.t0 <= COALESCE(a.started_at, a.created_at)
           AND w.t0 > COALESCE(a.started_at, a.created_at) - :maxb
-          AND a.ended_at <= w.t1))
-"""
+          AND a.ended_at <= w.t1)
+"""  # index-only: the unsettled ones come from the first part, by their own index
 
 
 def _rollup_settled_sql(kwh: float) -> str:
