@@ -15,26 +15,32 @@ from tests.tui.data import FIXED_NOW, big_fleet, busy_gpus
 MAX_STATEMENTS = 80  # per refresh of the cost panel, whatever the size of the lab
 
 
-def statements_per_refresh(tmp_path: Path, hosts: int, gpus: int) -> tuple[int, int]:
-    """(statements, SELECTs) of one cost panel refresh on a busy lab of `hosts` x `gpus`."""
+def statements_per_refresh(tmp_path: Path, hosts: int, gpus: int) -> dict[str, int]:
+    """Statements of one refresh of the cost panel, and of the whole overview, on a busy lab of
+    `hosts` x `gpus`."""
     ledger = Ledger(tmp_path / f"ledger-{hosts}.db", clock=lambda: FIXED_NOW)
     big_fleet(ledger, hosts, gpus)
     busy_gpus(ledger)  # a running job on every GPU, hosts priced, a lab electricity price
     views.cost_panel(ledger, FIXED_NOW)  # the first refresh also builds the daily roll-up
-    seen: list[str] = []
-    ledger.conn.set_trace_callback(seen.append)
-    panel = views.cost_panel(ledger, FIXED_NOW)
-    ledger.conn.set_trace_callback(None)
-    assert panel.rate_now > 0 and panel.hosts == hosts  # the panel did read the lab
+    counts = {}
+    for name, read in (("cost", views.cost_panel), ("overview", views.overview)):
+        seen: list[str] = []
+        ledger.conn.set_trace_callback(seen.append)
+        data = read(ledger, FIXED_NOW)
+        ledger.conn.set_trace_callback(None)
+        panel = data if isinstance(data, views.CostPanel) else data.cost
+        assert panel.rate_now > 0 and panel.hosts == hosts  # the panel did read the lab
+        counts[name] = len(seen)
     ledger.close()
-    return len(seen), sum(1 for s in seen if s.lstrip().upper().startswith(("SELECT", "WITH")))
+    return counts
 
 
 def test_cost_panel_statements_do_not_grow_with_the_lab(tmp_path: Path) -> None:
     small = statements_per_refresh(tmp_path, hosts=4, gpus=2)
     large = statements_per_refresh(tmp_path, hosts=16, gpus=4)
     assert small == large
-    assert large[0] <= MAX_STATEMENTS
+    assert large["cost"] <= MAX_STATEMENTS
+    assert large["overview"] <= MAX_STATEMENTS + 10  # the fleet, the queue and the header
 
 
 def test_cost_panel_matches_the_cost_summary(tmp_path: Path) -> None:
