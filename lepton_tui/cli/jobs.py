@@ -26,6 +26,7 @@ from lepton_tui.cli.listing import (
     YELLOW,
     is_terminal,
     table_lines,
+    use_color,
     write_json_array,
     write_lines,
 )
@@ -159,21 +160,24 @@ def queue(ctx: click.Context, all_states: bool, user: str | None, project: str |
         jobs = svc.list_jobs(**filters, limit=limit)
         total = svc.count_jobs(**filters) if len(jobs) == limit else len(jobs)
         warnings = _budget_warnings(svc)
-    color = is_terminal(sys.stdout)
+    color = use_color(sys.stdout)
     lines = [(f"{YELLOW}budget:{RESET} " if color else "budget: ") + printable(w) for w in warnings]
     if not jobs:
         lines.append("No jobs. Queue one with `lepton-tui submit -- COMMAND`.")
     else:
-        lines.extend(queue_lines(jobs, time.time(), color=color))
+        width = shutil.get_terminal_size().columns if is_terminal(sys.stdout) else None
+        lines.extend(queue_lines(jobs, time.time(), color=color, width=width))
     if total > len(jobs):
         what = "jobs" if all_states or states else "jobs not yet ended"
         lines.append(f"showing {len(jobs):,} of {total:,} {what} (--limit N to see more)")
     write_lines(lines, page=not no_pager)
 
 
-def queue_lines(jobs: list[dict[str, Any]], now: float, *, color: bool = False) -> list[str]:
+def queue_lines(
+    jobs: list[dict[str, Any]], now: float, *, color: bool = False, width: int | None = None
+) -> list[str]:
     """The queue table as lines: live jobs first (running, then queued), then the most recently
-    ended; on a terminal the last column is cut to the screen's width."""
+    ended; with a `width` (a terminal's) the last column is cut to fit it."""
     rows = []
     for job in jobs:
         detail = job["reason"] if job["state"] == "queued" and job["reason"] else job["command"]
@@ -182,7 +186,6 @@ def queue_lines(jobs: list[dict[str, Any]], now: float, *, color: bool = False) 
             request_text(job), printable(job["host"] or "-"),
             format_duration(now - job["submitted_at"]), printable(detail or ""),
         ))  # fmt: skip
-    width = shutil.get_terminal_size().columns if color else None
     return list(table_lines(QUEUE_HEADERS, rows, width=width, color=color))
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -92,14 +91,19 @@ def is_terminal(stream: Any) -> bool:
         return False
 
 
-def pager_command() -> list[str] | None:
-    """The pager to use: $LEPTON_PAGER, else $PAGER, else `less`; None for `cat` or empty."""
+def use_color(stream: Any) -> bool:
+    """Colours on a terminal, unless NO_COLOR is set (https://no-color.org)."""
+    return is_terminal(stream) and not os.environ.get("NO_COLOR")
+
+
+def pager_command() -> str | None:
+    """The pager to use: $LEPTON_PAGER, else $PAGER, else `less`; None for `cat` or empty.
+    A shell command line, run by the shell as git runs its pager (`PAGER='less -S'` works)."""
     for var in ("LEPTON_PAGER", "PAGER"):
         value = os.environ.get(var)
         if value is not None:
-            words = shlex.split(value)
-            return None if not words or words == ["cat"] else words
-    return ["less"] if shutil.which("less") else None
+            return None if value.strip() in ("", "cat") else value
+    return "less" if shutil.which("less") else None
 
 
 def write_lines(lines: Iterable[str], *, out: IO[str] | None = None, page: bool = True) -> None:
@@ -115,12 +119,12 @@ def write_lines(lines: Iterable[str], *, out: IO[str] | None = None, page: bool 
     out.flush()
 
 
-def _page(pager: list[str], lines: list[str]) -> bool:
+def _page(pager: str, lines: list[str]) -> bool:
     """Feed `lines` to `pager` and wait for it; False if it cannot be started."""
     env = dict(os.environ)
     env.setdefault("LESS", "FRX")  # quit if it fits, keep colours, leave the screen as it was
-    try:
-        proc = subprocess.Popen(pager, stdin=subprocess.PIPE, env=env, text=True)
+    try:  # the user's own $PAGER, through the shell (never a value from the ledger)
+        proc = subprocess.Popen(pager, shell=True, stdin=subprocess.PIPE, env=env, text=True)
     except OSError:
         return False
     assert proc.stdin is not None

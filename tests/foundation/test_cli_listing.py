@@ -123,7 +123,7 @@ def _run_on_terminal(cmd: list[str], env: dict[str, str]) -> tuple[int, str]:
 def test_a_pager_only_on_a_terminal(svc: Service, home: Path, tmp_path: Path) -> None:
     fill(svc, 40)
     pager, marker = _pager_script(tmp_path)
-    env = {**os.environ, "LEPTON_HOME": str(home), "PAGER": pager, "LINES": "20"}
+    env = {**os.environ, "LEPTON_HOME": str(home), "PAGER": f"{pager} --a-flag", "LINES": "20"}
     env.pop("LEPTON_PAGER", None)
     cmd = [sys.executable, "-m", "lepton_tui", "queue"]
     piped = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
@@ -152,3 +152,9 @@ def test_queue_on_a_terminal_cuts_only_the_last_column(svc: Service, home: Path)
     piped = subprocess.run([sys.executable, "-m", "lepton_tui", "queue"], capture_output=True,
                            text=True, env=env, timeout=60)  # fmt: skip
     assert "x" * 300 in piped.stdout  # a script reads the whole command
+    assert "\x1b" not in piped.stdout
+    code, plain = _run_on_terminal(
+        [sys.executable, "-m", "lepton_tui", "queue"], {**env, "NO_COLOR": "1"}
+    )
+    assert code == 0 and "\x1b" not in plain
+    assert max(len(x.rstrip("\r")) for x in plain.splitlines()) == 100  # cut all the same
