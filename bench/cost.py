@@ -3,6 +3,7 @@
     python bench/cost.py                 # both parts
     python bench/cost.py --part report   # only the report timings
     python bench/cost.py --part weight   # only cost-aware scheduling (needs scheduler/)
+    python bench/cost.py --part first --ledger /tmp/year.db   # the first report, time and RSS
 
 Part 1 builds a ledger with one year of a 32-host lab (8 GPUs each): 200,000 attempts (about 5 %
 lost and retried), quarterly price changes per host plus lab defaults with an electricity price,
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -185,6 +187,51 @@ def part_report(path: Path | None) -> None:
         tmp.cleanup()
 
 
+def child_first(path: Path) -> None:
+    """In a fresh process: the year's first report by user on a ledger whose roll-up is empty
+    (built by it), its wall time and the process's peak RSS (and the RSS before it)."""
+    import resource
+
+    led = Ledger(path, clock=lambda: T_START + YEAR)
+    with led.tx():  # the roll-up is a cache: emptied, the next report builds it again
+        for table in ("econ_rollup", "econ_rollup_idle", "econ_rollup_days"):
+            led.execute(f"DELETE FROM {table}")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0, c0 = time.perf_counter(), time.process_time()
+    rep = cost_report(led, T_START, T_START + YEAR, "user", now=T_START + YEAR)
+    took, cpu = time.perf_counter() - t0, time.process_time() - c0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"s": took, "cpu_s": cpu, "peak_mb": peak, "before_mb": before,
+                      "total": rep.total.cost, "rows": len(rep.rows)}))  # fmt: skip
+
+
+def part_first(path: Path | None, runs: int = 3) -> None:
+    """The first year-long report (it builds the daily roll-up), each run in a fresh process."""
+    import subprocess
+
+    tmp = None
+    if path is None:
+        tmp = tempfile.TemporaryDirectory()
+        path = Path(tmp.name) / "ledger.db"
+    if not path.exists():
+        build(path).close()
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        "| run | first report, builds the roll-up: wall s | CPU s | peak RSS (MB) | RSS before it (MB) |"
+    )
+    print("|---|---|---|---|---|")
+    for i in range(runs):
+        out = subprocess.run(
+            [sys.executable, __file__, "--child-first", str(path)],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        r = json.loads(out.strip().splitlines()[-1])
+        print(f"| {i + 1} | {r['s']:.2f} | {r['cpu_s']:.2f} | {r['peak_mb']:.0f} | {r['before_mb']:.0f} |"
+              f" total {r['total']:,.2f} over {r['rows']} users")  # fmt: skip
+    if tmp is not None:
+        tmp.cleanup()
+
+
 def part_weight(jobs: int, seeds: int, load: float = 0.9) -> None:
     from dataclasses import replace
 
@@ -224,7 +271,10 @@ def part_weight(jobs: int, seeds: int, load: float = 0.9) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--part", choices=("report", "weight", "all"), default="all")
+    if len(sys.argv) == 3 and sys.argv[1] == "--child-first":
+        child_first(Path(sys.argv[2]))
+        return
+    ap.add_argument("--part", choices=("report", "first", "weight", "all"), default="all")
     ap.add_argument("--ledger", type=Path, default=None, help="Reuse (or build) this ledger file.")
     ap.add_argument("--jobs", type=int, default=300, help="Jobs per run for --part weight.")
     ap.add_argument("--seeds", type=int, default=2)
@@ -232,6 +282,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.part in ("report", "all"):
         part_report(args.ledger)
+    if args.part == "first":
+        part_first(args.ledger)
     if args.part in ("weight", "all"):
         part_weight(args.jobs, args.seeds, args.load)
 

@@ -4,6 +4,7 @@
     python bench/tui.py --demo-s 10     # a shorter demo
     python bench/tui.py --only tick     # one of: frame, rss, tick
     python bench/tui.py --only tick --busy   # ... with every GPU running a priced job
+    python bench/tui.py --only views --rounds 9   # that busy lab's read models alone: CPU, SQL
 
 Each measurement runs the real app headless in a fresh interpreter so imports count.
 """
@@ -95,10 +96,12 @@ def child_tick(home: str, rounds: int) -> None:
         while getattr(pilot.app.screen, "loads", 0) < 1:
             await asyncio.sleep(0.01)
         screen = pilot.app.screen
-        reads, draws = [], []
+        reads, draws, cpus = [], [], []
         for _ in range(rounds):
             t0 = time.perf_counter()
+            c0 = time.thread_time()
             loaded = screen.load()  # what the thread worker does: read and build cells
+            cpus.append(time.thread_time() - c0)  # its CPU: what a loaded machine cannot inflate
             t1 = time.perf_counter()
             screen.show(loaded)  # what the event loop does: patch changed cells
             await pilot.pause()  # let the redraw happen
@@ -107,6 +110,13 @@ def child_tick(home: str, rounds: int) -> None:
             draws.append(t2 - t1)
         out["read_ms_median"] = 1000 * statistics.median(reads)
         out["read_ms_max"] = 1000 * max(reads)
+        out["read_cpu_ms_median"] = 1000 * statistics.median(cpus)
+        ledger = pilot.app.ledger
+        seen: list[str] = []
+        ledger.conn.set_trace_callback(seen.append)
+        screen.load()
+        ledger.conn.set_trace_callback(None)
+        out["sql_statements_per_read"] = len(seen)
         out["draw_ms_median"] = 1000 * statistics.median(draws)
         out["draw_ms_max"] = 1000 * max(draws)
         data = loaded[0]
@@ -190,6 +200,46 @@ def bench_tick(rounds: int, busy: bool = False) -> dict:
         svc.close()
         out, _ = _child("--child", "tick", tmp, str(rounds))
     out["running_attempts"] = running
+    out["load_avg_1min"] = __import__("os").getloadavg()[0]
+    return out
+
+
+def bench_views(rounds: int) -> dict:
+    """The busy lab's read models without the app: each piece's thread CPU time (median) and
+    SQL statements (SQLite's trace callback, every row of an executemany included)."""
+    from lepton_tui import views
+    from lepton_tui.service import Service
+    from tests.tui.data import FIXED_NOW, big_fleet, busy_gpus, many_jobs
+
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        svc = Service.open(tmp, user="alice", clock=lambda: FIXED_NOW)
+        ledger = svc.ledger
+        big_fleet(ledger, 64, 8)
+        many_jobs(ledger, 10_000)
+        busy_gpus(ledger)
+        pieces = {
+            "overview": lambda: views.overview(ledger, FIXED_NOW),
+            "cost_panel": lambda: views.cost_panel(ledger, FIXED_NOW),
+            "fleet": lambda: views.fleet(ledger, FIXED_NOW),
+            "queue_window": lambda: views.queue_window(
+                ledger, FIXED_NOW, limit=60, recent_s=views.RECENT_S
+            ),
+        }
+        for name, fn in pieces.items():
+            fn()  # warm (the first cost panel also builds the daily roll-up)
+            cpus = []
+            for _ in range(rounds):
+                c0 = time.thread_time()
+                fn()
+                cpus.append(time.thread_time() - c0)
+            seen: list[str] = []
+            ledger.conn.set_trace_callback(seen.append)
+            fn()
+            ledger.conn.set_trace_callback(None)
+            out[f"{name}_cpu_ms_median"] = 1000 * statistics.median(cpus)
+            out[f"{name}_sql_statements"] = len(seen)
+        svc.close()
     return out
 
 
@@ -204,7 +254,7 @@ def main() -> None:
             child_tick(sys.argv[3], int(sys.argv[4]))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=["frame", "rss", "tick"])
+    ap.add_argument("--only", choices=["frame", "rss", "tick", "views"])
     ap.add_argument("--demo-s", type=float, default=60.0)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=20)
@@ -217,6 +267,8 @@ def main() -> None:
         results["tick"] = bench_tick(args.rounds, args.busy)
     if args.only in (None, "rss"):
         results["rss"] = bench_rss(args.demo_s)
+    if args.only == "views":  # the busy lab's read models alone (no app)
+        results["views"] = bench_views(args.rounds)
     print(json.dumps(results, indent=2, default=lambda v: round(v, 4)))
 
 

@@ -252,6 +252,9 @@ class LabClient:
             kwargs["states"] = list(kwargs["states"])
         return list(self.call("list_jobs", **kwargs))
 
+    def iter_jobs(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return iter(self.list_jobs(**kwargs))
+
     def job_counts(self) -> dict[str, int]:
         return dict(self.call("job_counts"))
 

@@ -40,6 +40,7 @@ from lepton_tui.economics_prices import (
     RESOURCE_FIELDS,
     PriceSegment,
     PriceSet,
+    _resolve,
     allocation_rate,
     check_cost_weight,
     check_currency,
@@ -131,38 +132,64 @@ POWER_FRESH_S = 600.0
 def prices_now(ledger: Ledger, now: float | None = None) -> dict[str, PriceSet]:
     """The prices in force now for every host in the ledger (its own or the lab's)."""
     now = ledger.clock() if now is None else now
+    latest: dict[str | None, dict[str, Any]] = {}  # host (None: the lab) -> its row in force
+    for row in ledger.query(
+        "SELECT * FROM prices WHERE effective_from <= ? ORDER BY effective_from, id", (now,)
+    ):
+        latest[row["host"]] = row
+    lab = latest.get(None)
     return {
-        h["name"]: prices_at(ledger, h["name"], now) for h in ledger.query("SELECT name FROM hosts")
+        h["name"]: _resolve(latest.get(h["name"]), lab)
+        for h in ledger.query("SELECT name FROM hosts")
     }
+
+
+# The latest power sample of each GPU the hosts have: one index seek per GPU (samples by host,
+# GPU, resolution and time, walked backwards), whatever the length of the sample history.
+_LATEST_POWER_SQL = """
+    WITH RECURSIVE g(i) AS (
+      SELECT 0 UNION ALL SELECT i + 1 FROM g
+      WHERE i + 1 < (SELECT MAX(MAX(COALESCE(gpus, 0), COALESCE(gpus_override, 0))) FROM hosts))
+    SELECT h.name AS host, g.i AS gpu_index,
+           (SELECT s.power_w FROM samples s
+            WHERE s.host = h.name AND s.gpu_index = g.i AND s.resolution = 0 AND s.at >= ?
+              AND s.power_w IS NOT NULL
+            ORDER BY s.at DESC LIMIT 1) AS power_w
+    FROM hosts h JOIN g ON g.i < MAX(COALESCE(h.gpus, 0), COALESCE(h.gpus_override, 0))
+"""
 
 
 def latest_gpu_power(ledger: Ledger, now: float | None = None) -> dict[tuple[str, int], float]:
     """Each GPU's latest sampled power (W) of the last `POWER_FRESH_S` seconds, by (host, index):
     one query for the whole fleet."""
     now = ledger.clock() if now is None else now
-    # SQLite takes the bare column (power_w) from the row that holds MAX(at)
     return {
         (r["host"], int(r["gpu_index"])): float(r["power_w"])
-        for r in ledger.query(
-            "SELECT host, gpu_index, power_w, MAX(at) AS at FROM samples WHERE at >= ? "
-            "AND resolution = 0 AND gpu_index >= 0 AND power_w IS NOT NULL "
-            "GROUP BY +host, +gpu_index",  # "+": seek samples by time, do not scan by host
-            (now - POWER_FRESH_S,),
-        )
+        for r in ledger.query(_LATEST_POWER_SQL, (now - POWER_FRESH_S,))
+        if r["power_w"] is not None
     }
 
 
 def _gpu_shares(att: dict[str, Any], cap: dict[str, Any]) -> dict[int, float]:
     """The share of each GPU id an attempt holds (`gpu_share`)."""
-    ids = [int(g) for g in json.loads(att.get("gpu_ids") or "[]")]
+    raw = att.get("gpu_ids") or "[]"
+    ids = [int(g) for g in (raw if isinstance(raw, list) else json.loads(raw))]
     return dict.fromkeys(ids, gpu_share(att, cap)) if ids else {}
 
 
-def _live(
-    ledger: Ledger, now: float, prices: dict[str, PriceSet] | None
-) -> tuple[dict[str, PriceSet], list[dict[str, Any]], dict[str, dict[str, Any]], dict]:
+LiveState = tuple[dict[str, PriceSet], list[dict[str, Any]], dict[str, dict[str, Any]], dict]
+"""What runs now: prices in force, running attempts, host capacities, latest GPU power."""
+
+
+def live_state(
+    ledger: Ledger, now: float | None = None, prices: dict[str, PriceSet] | None = None
+) -> LiveState:
+    """Read what runs now once, for `running_rate` and `idle_rate` of the same instant."""
+    now = ledger.clock() if now is None else now
     prices = prices_now(ledger, now) if prices is None else prices
     running = ledger.query("SELECT * FROM attempts WHERE state IN ('starting', 'running')")
+    for att in running:  # parsed once for both rates
+        att["gpu_ids"] = json.loads(att["gpu_ids"] or "[]")
     caps = {
         r["name"]: r
         for r in ledger.query(
@@ -174,12 +201,15 @@ def _live(
 
 
 def running_rate(
-    ledger: Ledger, now: float | None = None, prices: dict[str, PriceSet] | None = None
+    ledger: Ledger,
+    now: float | None = None,
+    prices: dict[str, PriceSet] | None = None,
+    live: LiveState | None = None,
 ) -> float:
     """What the running attempts cost per hour now: allocation, plus their share of the latest
     power of the GPUs they hold (a GPU shared by two half-GPU jobs is paid once)."""
     now = ledger.clock() if now is None else now
-    prices, running, caps, power = _live(ledger, now, prices)
+    prices, running, caps, power = live or live_state(ledger, now, prices)
     rate = 0.0
     for att in running:
         cap = caps.get(att["host"]) or host_capacity(ledger, att["host"])
@@ -205,17 +235,23 @@ def priced_hosts(
 
 
 def idle_rate(
-    ledger: Ledger, now: float | None = None, prices: dict[str, PriceSet] | None = None
+    ledger: Ledger,
+    now: float | None = None,
+    prices: dict[str, PriceSet] | None = None,
+    live: LiveState | None = None,
 ) -> float:
     """What idle capacity costs per hour now: each host's whole price less what its running
     attempts are charged for holding it (a host that is down still costs its price, as in cost
     reports), plus, where electricity is priced, the latest power of what no attempt holds of
     each GPU."""
     now = ledger.clock() if now is None else now
-    prices, running, caps, power = _live(ledger, now, prices)
+    prices, running, caps, power = live or live_state(ledger, now, prices)
     held: dict[str, list[dict[str, Any]]] = {}
     for a in running:
         held.setdefault(a["host"], []).append(a)
+    power_of: dict[str, list[tuple[int, float]]] = {}  # host -> [(GPU, watts)]
+    for (host, g), watts in power.items():
+        power_of.setdefault(host, []).append((g, watts))
     rate = 0.0
     for name, cap in caps.items():
         p = prices[name] if name in prices else prices_at(ledger, name, now)
@@ -229,9 +265,8 @@ def idle_rate(
             for a in atts:
                 for g, share in _gpu_shares(a, cap).items():
                     used[g] = used.get(g, 0.0) + share
-            for (host, g), watts in power.items():
-                if host == name:
-                    rate += watts * max(0.0, 1.0 - used.get(g, 0.0)) / 1000.0 * p.power_kwh
+            for g, watts in power_of.get(name, ()):
+                rate += watts * max(0.0, 1.0 - used.get(g, 0.0)) / 1000.0 * p.power_kwh
     return rate
 
 
@@ -243,8 +278,10 @@ def cost_summary(
     now: float | None = None,
     tz: tzinfo | None = None,
     prices: dict[str, PriceSet] | None = None,
+    live: LiveState | None = None,
 ) -> dict[str, Any]:
-    """The console's cost panel (`prices`: `prices_now`, when the caller has them already).
+    """The console's cost panel (`prices`: `prices_now`, `live`: `live_state`, when the caller
+    has them already).
 
     Keys: `currency`; `today`, `week` (since Monday), `month` (spend, allocation plus energy);
     `rate_per_hour` (what runs now costs per hour); `by_user`, `by_project` (this month,
@@ -253,38 +290,33 @@ def cost_summary(
     """
     now = ledger.clock() if now is None else now
     t_day, t_week, t_month = day_start(now, tz), week_start(now, tz), month_start(now, tz)
-    first = min(t_week, t_month)
-    buckets = [("day", t_day, now), ("week", t_week, now), ("month", t_month, now)]
-    if now <= first:
+    if now <= min(t_week, t_month):
         return {"currency": get_currency(ledger), "today": 0.0, "week": 0.0, "month": 0.0,
                 "rate_per_hour": 0.0, "by_user": {}, "by_project": {}, "idle_today": 0.0,
                 "idle_month": 0.0, "idle_by_host": {}}  # fmt: skip
-    # overlapping buckets: one report per bucket kind, measuring running attempts once
-    spend = {}
-    idle = {}
+    # Three reports, sharing the price periods and the energy of what runs: the week by day
+    # (today is its last day), the month by user (its total and idle cost are the month's) and
+    # by project. Whole past days come from the roll-up; only today is sliced.
     with energy_memo(ledger, now):
-        for label, t0, t1 in buckets:
-            if t1 <= t0:
-                spend[label], idle[label] = 0.0, 0.0
-                continue
-            rep = cost_report(ledger, t0, t1, "total", now=now, buckets=[(label, t0, t1)])
-            spend[label], idle[label] = rep.total.cost, rep.idle_cost
-            if label == "month":
-                month_idle_by_host = rep.idle_by_host
+        week = cost_report(ledger, t_week, now, "day", now=now, tz=tz) if now > t_week else None
         month = now > t_month
         by_user = cost_report(ledger, t_month, now, "user", now=now, tz=tz) if month else None
         by_project = cost_report(ledger, t_month, now, "project", now=now, tz=tz) if month else None
+    today = None
+    if week is not None and now > t_day:
+        label = day_buckets(t_day, now, tz)[0][0]
+        today = next((r for r in week.rows if r.key == label), None)
     return {
         "currency": get_currency(ledger),
-        "today": spend["day"],
-        "week": spend["week"],
-        "month": spend["month"],
-        "rate_per_hour": running_rate(ledger, now, prices),
+        "today": today.cost if today else 0.0,
+        "week": week.total.cost if week else 0.0,
+        "month": by_user.total.cost if by_user else 0.0,
+        "rate_per_hour": running_rate(ledger, now, prices, live),
         "by_user": {r.key: r.cost for r in by_user.rows} if by_user else {},
         "by_project": {r.key: r.cost for r in by_project.rows} if by_project else {},
-        "idle_today": idle["day"],
-        "idle_month": idle["month"],
-        "idle_by_host": month_idle_by_host if now > t_month else {},
+        "idle_today": today.idle_cost if today else 0.0,
+        "idle_month": by_user.idle_cost if by_user else 0.0,
+        "idle_by_host": by_user.idle_by_host if by_user else {},
     }
 
 
@@ -380,7 +412,7 @@ __all__ = [
     "day_start", "ensure_indexes", "format_money", "get_currency", "gpu_utilization",
     "host_capacity", "idle_rate", "lab_prices_at", "latest_gpu_power", "local_tz",
     "measure_energy_wh", "month_start", "parse_when", "price_history", "price_segments",
-    "priced_hosts", "prices_at", "prices_now", "running_rate", "set_cost_weight",
+    "live_state", "priced_hosts", "prices_at", "prices_now", "running_rate", "set_cost_weight",
     "set_currency", "set_prices", "settle_attempt", "settle_ended", "week_start",
 ]  # fmt: skip
 

@@ -104,9 +104,9 @@ def currency_spans(ledger: Ledger, since: float, until: float) -> list[tuple[flo
     Money is charged in the currency in force when it was spent, so a report shows each piece in
     its own currency. The changes come from the append-only events of the `currency` setting;
     before the first one the currency was the default."""
-    changes = ledger.query(
-        "SELECT at, message FROM events WHERE kind = 'setting' AND message LIKE 'set currency = %' "
-        "ORDER BY at, id"
+    changes = ledger.query(  # host IS NULL: setting events have no host, and the index needs it
+        "SELECT at, message FROM events WHERE host IS NULL AND kind = 'setting' "
+        "AND message LIKE 'set currency = %' ORDER BY at, id"
     )
     current, history = DEFAULT_CURRENCY, []
     for row in changes:

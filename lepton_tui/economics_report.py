@@ -90,11 +90,27 @@ def host_capacity(ledger: Ledger, name: str) -> dict[str, Any]:
     return json.loads(ev["data"]) if ev else {}
 
 
+def _memo(ledger: Ledger, now: float) -> dict[str, Any] | None:
+    """What reports at `now` inside `energy_memo` share (None outside one)."""
+    held = getattr(ledger, "_energy_memo", None)
+    if held is not None and held[0] == now and held[2] is ledger.conn:
+        return held[1]
+    return None
+
+
 def _load_temp_tables(
-    ledger: Ledger, hosts: Sequence[str], buckets: Sequence[tuple[str, float, float]]
+    ledger: Ledger,
+    hosts: Sequence[str],
+    buckets: Sequence[tuple[str, float, float]],
+    memo: dict[str, Any] | None = None,
 ) -> None:
-    """(Re)fill this connection's TEMP tables of price periods and report buckets."""
+    """(Re)fill this connection's TEMP tables of price periods and report buckets. Inside
+    `energy_memo` the price periods (and measured energy) are loaded once for all its reports."""
     conn = ledger.conn
+    if memo is not None and memo.get("periods"):
+        conn.execute("DELETE FROM econ_bucket")
+        conn.executemany("INSERT INTO econ_bucket VALUES (?, ?, ?)", list(buckets))
+        return
     conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS econ_period (host TEXT, t0 REAL, t1 REAL, "
         "per_hour REAL, cpu_hour REAL, gpu_hour REAL, gb_hour REAL, power_kwh REAL, "
@@ -124,18 +140,29 @@ def _load_temp_tables(
              p.power_kwh, cap.get("cpus"), cap.get("mem_mb"), cap.get("gpus"),
              cap.get("gpu_mem_mb"), cap.get("added_at"))
         )  # fmt: skip
-    conn.executemany(f"INSERT INTO econ_period VALUES ({', '.join('?' * 13)})", rows)
+    # one statement for all the periods (not one per row: a fleet has hundreds)
+    conn.execute(
+        "INSERT INTO econ_period SELECT " + ", ".join(f"value ->> {i}" for i in range(13))
+        + " FROM json_each(?)",
+        (json.dumps(rows),),
+    )  # fmt: skip
     conn.executemany("INSERT INTO econ_bucket VALUES (?, ?, ?)", list(buckets))
+    if memo is not None:  # loaded for every report of the memo; the energy table was emptied
+        memo["periods"], memo["energy_loaded"] = True, False
+
+
+def _snapshot_pragmas(conn: Any) -> None:
+    """Reports read much of the attempts table: map it rather than read it page by page."""
+    conn.execute("PRAGMA mmap_size = 268435456")
+    conn.execute("PRAGMA cache_size = -32768")
+    conn.execute("PRAGMA temp_store = MEMORY")
 
 
 @contextmanager
 def _snapshot(ledger: Ledger) -> Iterator[None]:
     """A deferred read transaction (no write lock on the ledger), unless one is already open."""
     conn = ledger.conn
-    # reports read much of the attempts table: map it rather than read it page by page
-    conn.execute("PRAGMA mmap_size = 268435456")
-    conn.execute("PRAGMA cache_size = -32768")
-    conn.execute("PRAGMA temp_store = MEMORY")
+    _snapshot_pragmas(conn)
     if conn.in_transaction:
         yield
         return
@@ -146,7 +173,10 @@ def _snapshot(ledger: Ledger) -> Iterator[None]:
         conn.execute("COMMIT")
 
 
-def _hosts_in_play(ledger: Ledger) -> list[str]:
+def _hosts_in_play(ledger: Ledger, memo: dict[str, Any] | None = None) -> list[str]:
+    """Every host, and every host name attempts ran on (removed ones too)."""
+    if memo is not None and "hosts" in memo:
+        return list(memo["hosts"])
     names = {r["name"] for r in ledger.query("SELECT name FROM hosts")}
     names |= {
         r["host"]
@@ -157,36 +187,52 @@ def _hosts_in_play(ledger: Ledger) -> list[str]:
             "SELECT x AS host FROM h WHERE x IS NOT NULL"
         )
     }
+    if memo is not None:
+        memo["hosts"] = sorted(names)
     return sorted(names)
 
 
-def _unsettled_energy(ledger: Ledger, since: float, until: float, now: float) -> None:
-    """Measure, for the report, the energy of GPU attempts that have no stored energy yet."""
-    rows = ledger.query(
-        "SELECT * FROM attempts INDEXED BY idx_attempts_unmeasured "
-        "WHERE energy_wh IS NULL AND (gpus > 0 OR gpu_mem_mb > 0) "
-        "AND COALESCE(started_at, created_at) < ? AND (ended_at IS NULL OR ended_at > ?)",
-        (until, since),
-    )
-    if not rows:
+_UNMEASURED_SQL = (
+    "SELECT * FROM attempts INDEXED BY idx_attempts_unmeasured "
+    "WHERE energy_wh IS NULL AND (gpus > 0 OR gpu_mem_mb > 0)"
+)
+
+
+def _unsettled_energy(
+    ledger: Ledger, since: float, until: float, now: float, memo: dict[str, Any] | None = None
+) -> None:
+    """Measure, for the report, the energy of GPU attempts that have no stored energy yet.
+
+    Inside `energy_memo` (several reports at one `now`) they are read and measured once, for
+    every window: the TEMP table then holds them all, and each report's SQL keeps its own."""
+    if memo is not None and memo.get("energy_loaded"):
         return
-    # inside `energy_memo` (several reports at one `now`) each attempt is measured once
-    memo: dict[int, float] = {}
-    held = getattr(ledger, "_energy_memo", None)
-    if held is not None and held[0] == now:
-        memo = held[1]
-    todo = [r for r in rows if r["id"] not in memo]
-    memo.update(measure_energy_many(ledger, todo, now))
-    ledger.conn.executemany(
-        "INSERT INTO econ_energy VALUES (?, ?)", [(r["id"], memo[r["id"]]) for r in rows]
-    )
+    if memo is not None and "energy" in memo:
+        energy = memo["energy"]
+    else:
+        if memo is not None:
+            rows = ledger.query(_UNMEASURED_SQL)
+        else:
+            rows = ledger.query(
+                _UNMEASURED_SQL + " AND COALESCE(started_at, created_at) < ? "
+                "AND (ended_at IS NULL OR ended_at > ?)",
+                (until, since),
+            )
+        energy = measure_energy_many(ledger, rows, now) if rows else {}
+    if memo is not None:
+        memo["energy"], memo["energy_loaded"] = energy, True
+    if energy:
+        ledger.conn.execute(
+            "INSERT INTO econ_energy SELECT value ->> 0, value ->> 1 FROM json_each(?)",
+            (json.dumps(list(energy.items())),),
+        )
 
 
 @contextmanager
 def energy_memo(ledger: Ledger, now: float) -> Iterator[None]:
     """While open, reports at `now` share the energy they measure for running attempts (the
     console's cost panel asks for several at one instant)."""
-    ledger._energy_memo = (now, {})  # type: ignore[attr-defined]
+    ledger._energy_memo = (now, {}, ledger.conn)  # type: ignore[attr-defined]
     try:
         yield
     finally:
@@ -256,19 +302,20 @@ _SLICE_IDS = """
 """
 
 
-def _attempt_sql(key: str, all_attempts: bool) -> str:
+def _attempt_sql(key: str, all_attempts: bool, ids_sql: str | None = None) -> str:
     """Per (attempt, price period, bucket) slices summed by key, bucket and host.
 
     `ov` is the slice's overlap in seconds; `first` marks the one slice of each (attempt, bucket)
     that holds the attempt's start in that bucket, so attempts are counted once per bucket, and
     `lead` the one slice of the whole report that holds its start, so the total counts it once.
     With `all_attempts` every attempt of the window is sliced (the `day` report); otherwise only
-    those of `_SLICE_IDS` (the others are summed from their stored cost by `_settled_sql`).
+    those of `ids_sql` (default `_SLICE_IDS`; the others are summed from their stored cost by
+    `_settled_sql`).
     """
     if all_attempts:
         source = "attempts a NOT INDEXED"
     else:
-        source = f"({_SLICE_IDS}) ids CROSS JOIN attempts a ON a.id = ids.id"
+        source = f"({ids_sql or _SLICE_IDS}) ids CROSS JOIN attempts a ON a.id = ids.id"
     return f"""
     WITH b AS (
       SELECT a.id AS id, a.host AS host, a.cpus AS cpus, a.mem_mb AS mem_mb, a.gpus AS gpus,
@@ -319,33 +366,73 @@ def _settled_sql(key: str, kwh: float, narrow: bool = False) -> str:
     Their energy cost (split from the allocation cost for idle cost) is their energy x `kwh`, the
     one electricity price in force everywhere over the window.
     """
-    price = f"{float(kwh)!r}"
     source = (
         "attempts a INDEXED BY idx_attempts_ended_started" if narrow else "attempts a NOT INDEXED"
     )
-    geq = (
-        "CASE WHEN a.gpus > 0 THEN a.gpus * 1.0 WHEN a.gpu_mem_mb > 0 "
-        "THEN COALESCE((SELECT MIN(1.0, a.gpu_mem_mb * h.gpus * 1.0 / h.gpu_mem_mb) FROM hosts h "
-        "WHERE h.name = a.host AND h.gpus > 0 AND h.gpu_mem_mb > 0), 0.0) ELSE 0.0 END"
-    )
     return f"""
-    SELECT {key} AS k, 'all' AS label, a.host AS host,
-           SUM(a.cost - COALESCE(a.energy_wh, 0.0) * {price} / 1000.0) AS alloc_cost,
-           SUM(COALESCE(a.energy_wh, 0.0)) / 1000.0 AS energy_kwh,
-           SUM(COALESCE(a.energy_wh, 0.0) * {price}) / 1000.0 AS energy_cost,
-           SUM(({geq}) * (a.ended_at - COALESCE(a.started_at, a.created_at))) / 3600.0
-               AS gpu_hours,
-           SUM(a.cpus * (a.ended_at - COALESCE(a.started_at, a.created_at))) / 3600.0
-               AS cpu_hours,
-           COUNT(*) AS attempts,
-           COUNT(*) AS starts,
-           COUNT(*) AS lead
+    SELECT {key} AS k, 'all' AS label, a.host AS host, {_settled_sums(kwh)}
     FROM {source}
     CROSS JOIN jobs j ON j.id = a.job_id
     WHERE a.cost IS NOT NULL AND a.ended_at <= :until AND a.ended_at > :since
       AND COALESCE(a.started_at, a.created_at) >= :since
       AND a.ended_at > COALESCE(a.started_at, a.created_at)
     GROUP BY k, a.host
+    """
+
+
+def _settled_sums(kwh: float, *, per_attempt: bool = False) -> str:
+    """The sums of a report row over settled attempts, from their stored cost and energy (with
+    `per_attempt`, each attempt's own values: a row per attempt, no GROUP BY)."""
+    price = f"{float(kwh)!r}"
+    geq = (
+        "CASE WHEN a.gpus > 0 THEN a.gpus * 1.0 WHEN a.gpu_mem_mb > 0 "
+        "THEN COALESCE((SELECT MIN(1.0, a.gpu_mem_mb * h.gpus * 1.0 / h.gpu_mem_mb) FROM hosts h "
+        "WHERE h.name = a.host AND h.gpus > 0 AND h.gpu_mem_mb > 0), 0.0) ELSE 0.0 END"
+    )
+    dur = "(a.ended_at - COALESCE(a.started_at, a.created_at))"
+    total, count = ("", "1") if per_attempt else ("SUM", "COUNT(*)")
+    return f"""
+           {total}(a.cost - COALESCE(a.energy_wh, 0.0) * {price} / 1000.0) AS alloc_cost,
+           {total}(COALESCE(a.energy_wh, 0.0)) / 1000.0 AS energy_kwh,
+           {total}(COALESCE(a.energy_wh, 0.0) * {price}) / 1000.0 AS energy_cost,
+           {total}(({geq}) * {dur}) / 3600.0 AS gpu_hours,
+           {total}(a.cpus * {dur}) / 3600.0 AS cpu_hours,
+           {count} AS attempts,
+           {count} AS starts,
+           {count} AS lead
+    """
+
+
+# The roll-up of a chunk of days: settled attempts that start and end inside one day are summed
+# from their stored cost (most of a lab's attempts: the price-period slicing is the costly part);
+# only those that cross a day's edge (or have no stored cost) are sliced.
+_ROLLUP_CROSSING_IDS = """
+    SELECT id FROM attempts INDEXED BY idx_attempts_unsettled WHERE cost IS NULL
+    UNION
+    SELECT a.id FROM attempts a INDEXED BY idx_attempts_ended_started
+    WHERE a.ended_at > :since AND COALESCE(a.started_at, a.created_at) < :until
+      AND NOT EXISTS (
+        SELECT 1 FROM econ_bucket w
+        WHERE w.t0 <= COALESCE(a.started_at, a.created_at)
+          AND w.t0 > COALESCE(a.started_at, a.created_at) - :maxb
+          AND a.ended_at <= w.t1)
+"""  # index-only: the unsettled ones come from the first part, by their own index
+
+
+def _rollup_settled_sql(kwh: float) -> str:
+    """Settled attempts that start and end inside one bucket, a row each (the roll-up's GROUP BY
+    sums them per dimension: grouping here first would only sort them once more)."""
+    return f"""
+    SELECT w.t0 AS day, w.label AS label, j.user AS user, j.project AS project, a.host AS host,
+           {_settled_sums(kwh, per_attempt=True)}
+    FROM attempts a INDEXED BY idx_attempts_ended_started
+    CROSS JOIN econ_bucket w ON w.t0 <= COALESCE(a.started_at, a.created_at)
+                            AND w.t0 > COALESCE(a.started_at, a.created_at) - :maxb
+                            AND a.ended_at <= w.t1
+    CROSS JOIN jobs j ON j.id = a.job_id
+    WHERE a.cost IS NOT NULL AND a.ended_at > :since AND a.ended_at <= :until
+      AND COALESCE(a.started_at, a.created_at) >= :since
+      AND a.ended_at > COALESCE(a.started_at, a.created_at)
     """
 
 
@@ -447,17 +534,54 @@ def _live_rows(
     buckets: Sequence[tuple[str, float, float]],
     count_from: float,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Slices summed by (key, bucket label, host), and each host's whole price per bucket."""
+    """Slices summed by (key, bucket label, host), and each host's whole price per bucket.
+
+    Inside `energy_memo`, a one-bucket window is sliced once by (user and project, host) and
+    each report of the memo (by user, project, host, day or in total) regroups those rows."""
     buckets = [b for b in buckets if b[2] > b[1]]
     if not buckets or until <= since:
         return [], []
+    memo = _memo(ledger, now)
+    if memo is None or len(buckets) != 1 or by not in _REGROUP:
+        return _live_rows_sql(ledger, _GROUP_KEYS[by], since, until, now, buckets, count_from)
+    (label, b0, b1), = buckets  # fmt: skip
+    cache = memo.setdefault("slices", {})
+    found = cache.get((since, until, b0, b1, count_from))
+    if found is None:
+        found = _live_rows_sql(ledger, _SLICE_KEY, since, until, now, [("", b0, b1)], count_from)
+        cache[(since, until, b0, b1, count_from)] = found
+    regroup = _REGROUP[by]
+    rows = [{**r, "k": regroup(r, label), "label": label} for r in found[0]]
+    return rows, [{**t, "label": label} for t in found[1]]
+
+
+# How a report regroups rows sliced by `_SLICE_KEY` (user and project) and host.
+_REGROUP: dict[str, Any] = {
+    "user": lambda r, label: r["k"].split("\x1f", 1)[0],
+    "project": lambda r, label: r["k"].split("\x1f", 1)[1],
+    "host": lambda r, label: r["host"],
+    "day": lambda r, label: label,
+    "total": lambda r, label: "total",
+}
+
+
+def _live_rows_sql(
+    ledger: Ledger,
+    key: str,
+    since: float,
+    until: float,
+    now: float,
+    buckets: Sequence[tuple[str, float, float]],
+    count_from: float,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """`_live_rows` grouped by the SQL expression `key`."""
     max_len = max(b[2] - b[1] for b in buckets)
     params = {"since": since, "until": until, "now": now, "maxb": max_len + 1.0,
               "count_from": count_from}  # fmt: skip
+    memo = _memo(ledger, now)
     with _snapshot(ledger):  # one consistent read; the temp tables are this connection's
-        _load_temp_tables(ledger, _hosts_in_play(ledger), buckets)
-        _unsettled_energy(ledger, since, until, now)
-        key = _GROUP_KEYS[by]
+        _load_temp_tables(ledger, _hosts_in_play(ledger, memo), buckets, memo)
+        _unsettled_energy(ledger, since, until, now, memo)
         # Settled attempts inside the window are summed from their stored cost, unless the
         # report is split into buckets or the electricity price changed in the window (their
         # energy cost, needed apart for idle cost, would then depend on the slicing).
@@ -689,6 +813,7 @@ def _final_days(
         horizon = min(horizon, float(row["t"]))
     if horizon <= since:
         return []
+    tz = tz or local_tz()  # once, not once per day
     days = day_buckets(since, horizon, tz)
     return [d for d in days if _is_whole(d, tz) and d[2] <= horizon]
 
@@ -700,8 +825,22 @@ def _is_whole(day: tuple[str, float, float], tz: tzinfo | None) -> bool:
     )
 
 
+ROLLUP_CHUNK_DAYS = 32
+"""Days the roll-up builds per statement: memory stays bounded (a month of slices at a time)."""
+
+# The finest grain a roll-up chunk needs, one row per (bucket, user, project, host) slice: every
+# dimension of the roll-up is a GROUP BY of it. Its rows live in a TEMP table of this connection.
+_SLICE_KEY = "j.user || char(31) || j.project"
+_SLICE_COLUMNS = "alloc_cost, energy_kwh, energy_cost, gpu_hours, cpu_hours, attempts, starts"
+_ROLLUP_DIMS = {"user": ("user", "''"), "project": ("project", "''"), "host": ("host", "host")}
+
+
 def _ensure_rollup(ledger: Ledger, days: list[tuple[str, float, float]], now: float) -> None:
-    """Build the roll-up rows of the days that have none yet (user, project and host, per day)."""
+    """Build the roll-up rows of the days that have none yet (user, project and host, per day).
+
+    A chunk of days at a time, each sliced once into a TEMP table at the finest grain (day, user,
+    project, host) and summed from there into every dimension by SQL: no slice ever reaches
+    Python, and memory is bounded by a chunk whatever the history's length."""
     have = {
         r["day"]
         for r in ledger.query(
@@ -710,46 +849,69 @@ def _ensure_rollup(ledger: Ledger, days: list[tuple[str, float, float]], now: fl
         )
     }
     missing = [d for d in days if d[1] not in have]
-    if not missing:
-        return
-    t0, t1 = missing[0][1], missing[-1][2]
-    parts = {dim: _live_rows(ledger, dim, t0, t1, now, missing, -_FAR)
-             for dim in ("user", "project", "host")}  # fmt: skip
-    day_of = {d[0]: d[1] for d in missing}
-    fields = ("alloc_cost", "energy_kwh", "energy_cost", "gpu_hours", "cpu_hours")
-    with ledger.tx():
-        for dim, (rows, totals) in parts.items():
-            merged: dict[tuple[str, str, str], list[float]] = {}
-            for r in rows:
-                host = r["host"] if dim == "host" else ""
-                acc = merged.setdefault((r["label"], str(r["k"]), host), [0.0] * 7)
-                for i, f in enumerate(fields):
-                    acc[i] += r[f] or 0.0
-                acc[5] += r["attempts"] or 0
-                acc[6] += r["starts"] or 0
-            ledger.conn.executemany(
+    for i in range(0, len(missing), ROLLUP_CHUNK_DAYS):
+        _rollup_chunk(ledger, missing[i : i + ROLLUP_CHUNK_DAYS], now)
+
+
+def _rollup_chunk(ledger: Ledger, days: list[tuple[str, float, float]], now: float) -> None:
+    """The roll-up rows of `days` (contiguous or not), written in one transaction."""
+    t0, t1 = days[0][1], days[-1][2]
+    params = {"since": t0, "until": t1, "now": now, "count_from": -_FAR,
+              "maxb": max(d[2] - d[1] for d in days) + 1.0}  # fmt: skip
+    conn = ledger.conn
+    with ledger.tx():  # a write transaction is also the one consistent read the slices need
+        _snapshot_pragmas(conn)
+        _load_temp_tables(ledger, _hosts_in_play(ledger), days)
+        _unsettled_energy(ledger, t0, t1, now)
+        conn.execute("DROP TABLE IF EXISTS temp.econ_slice")
+        conn.execute(
+            "CREATE TEMP TABLE econ_slice (day REAL, label TEXT, user TEXT, project TEXT, "
+            f"host TEXT, {_SLICE_COLUMNS})"
+        )
+        kwh = _uniform_kwh(ledger, t0, t1)
+        if kwh is None:  # the electricity price changed: every attempt is sliced
+            sliced = _attempt_sql(_SLICE_KEY, all_attempts=True)
+        else:
+            sliced = _attempt_sql(_SLICE_KEY, False, _ROLLUP_CROSSING_IDS)
+        conn.execute(
+            f"INSERT INTO econ_slice SELECT w.t0, s.label, "
+            "substr(s.k, 1, instr(s.k, char(31)) - 1), substr(s.k, instr(s.k, char(31)) + 1), "
+            f"s.host, {_SLICE_COLUMNS} FROM ({sliced}) s JOIN econ_bucket w ON w.label = s.label",
+            params,
+        )
+        if kwh is not None:
+            conn.execute(
+                f"INSERT INTO econ_slice SELECT day, label, user, project, host, {_SLICE_COLUMNS} "
+                f"FROM ({_rollup_settled_sql(kwh)})",
+                params,
+            )
+        for dim, (key, host) in _ROLLUP_DIMS.items():
+            conn.execute(
                 "INSERT OR REPLACE INTO econ_rollup (dim, day, label, key, host, alloc_cost, "
                 "energy_kwh, energy_cost, gpu_hours, cpu_hours, overlaps, starts) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(dim, day_of[label], label, key, host, *vals)
-                 for (label, key, host), vals in merged.items()],
-            )  # fmt: skip
-            if dim == "host":
-                alloc = {(r["host"], r["label"]): 0.0 for r in rows}
-                for r in rows:
-                    alloc[(r["host"], r["label"])] += r["alloc_cost"] or 0.0
-                ledger.conn.executemany(
-                    "INSERT OR REPLACE INTO econ_rollup_idle (day, label, host, idle_cost) "
-                    "VALUES (?, ?, ?, ?)",
-                    [(day_of[h["label"]], h["label"], h["host"],
-                      max(0.0, (h["total"] or 0.0) - alloc.get((h["host"], h["label"]), 0.0)))
-                     for h in totals],
-                )  # fmt: skip
-        ledger.conn.executemany(
+                f"SELECT ?, day, label, {key}, {host}, SUM(alloc_cost), SUM(energy_kwh), "
+                "SUM(energy_cost), SUM(gpu_hours), SUM(cpu_hours), SUM(attempts), SUM(starts) "
+                f"FROM econ_slice GROUP BY day, {key}",
+                (dim,),
+            )
+        # idle cost per host and day: its whole price less what attempts were charged
+        conn.execute(
+            "INSERT OR REPLACE INTO econ_rollup_idle (day, label, host, idle_cost) "
+            "SELECT w.t0, t.label, t.host, MAX(0.0, COALESCE(t.total, 0.0) - COALESCE(u.alloc, 0.0)) "
+            f"FROM ({_HOST_TOTAL_SQL}) t JOIN econ_bucket w ON w.label = t.label "
+            "LEFT JOIN (SELECT label, host, SUM(alloc_cost) AS alloc FROM econ_slice "
+            "GROUP BY label, host) u ON u.label = t.label AND u.host = t.host",
+            params,
+        )
+        conn.executemany(
             "INSERT OR REPLACE INTO econ_rollup_days (day, day_end, label, built_at) "
             "VALUES (?, ?, ?, ?)",
-            [(d[1], d[2], d[0], now) for d in missing],
+            [(d[1], d[2], d[0], now) for d in days],
         )
+        conn.execute("DROP TABLE temp.econ_slice")
+    held = getattr(ledger, "_energy_memo", None)
+    if held is not None:  # the TEMP tables now hold this chunk's: the next report reloads them
+        held[1]["periods"] = False
 
 
 def measure_energy_wh(ledger: Ledger, attempt: dict[str, Any], now: float | None = None) -> float:

@@ -20,12 +20,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from lepton_tui.errors import IllegalTransition, LedgerError, NotFound
 from lepton_tui.paths import create_private_file, make_state_dir
+
+if TYPE_CHECKING:  # imported where used: sqlite_utils imports numpy (0.2 s on every command)
+    import sqlite_utils
 
 # -- job and attempt state machines ----------------------------------------------------------
 
@@ -384,6 +385,8 @@ class Ledger:
         conn = self.conn
         db = getattr(self._local, "db", None)
         if db is None or db.conn is not conn:
+            import sqlite_utils
+
             db = sqlite_utils.Database(conn)
             self._local.db = db
         return db

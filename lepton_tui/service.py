@@ -349,7 +349,11 @@ class Service:
         )[::-1]
         return job
 
-    def list_jobs(
+    def list_jobs(self, **filters: Any) -> list[dict[str, Any]]:
+        """The jobs `iter_jobs` reads, as a list."""
+        return list(self.iter_jobs(**filters))
+
+    def iter_jobs(
         self,
         *,
         all_states: bool = False,
@@ -358,8 +362,9 @@ class Service:
         states: Sequence[str] | None = None,
         limit: int | None = 1000,
         offset: int = 0,
-    ) -> list[dict[str, Any]]:
-        """Jobs, by default only those not ended (queued, starting, running, cancelling).
+    ) -> Iterator[dict[str, Any]]:
+        """Jobs, by default only those not ended (queued, starting, running, cancelling), read
+        row by row (a long listing is written as it is read, never held whole).
 
         Live jobs come first (running, cancelling, starting, then queued; higher priority, then
         older, first), then ended ones, the most recently ended first: a `limit` keeps what is
@@ -377,15 +382,15 @@ class Service:
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             params.extend([int(limit), int(offset)])
-        jobs = self.ledger.query(sql, params)
         admin: bool | None = None
-        for job in jobs:
+        for row in self.ledger.execute(sql, params):
+            job = dict(row)
             if job["user"] != self.user:
                 admin = self.is_admin() if admin is None else admin
                 if not admin:
                     job["env"] = None  # another user's environment: owner and admins only
                     job["env_hidden"] = True
-        return jobs
+            yield job
 
     def count_jobs(
         self,
@@ -692,7 +697,10 @@ class Service:
         return self.ledger.query(sql + " ORDER BY id DESC LIMIT ?", [*params, int(limit)])
 
     def budget_warnings(self) -> list[str]:
-        """The budget warnings in force (80 % and 100 %), as lines."""
+        """The budget warnings in force (80 % and 100 %), as lines; the cost engine is loaded
+        only when budgets exist."""
+        if self.ledger.query_one("SELECT 1 AS n FROM budgets LIMIT 1") is None:
+            return []
         from lepton_tui.economics import budget_warnings
 
         return [

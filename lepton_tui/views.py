@@ -353,26 +353,24 @@ def _host_prices(ledger: Ledger) -> dict[str, dict[str, Any]]:
 
 def cost_panel(ledger: Ledger, now: float) -> CostPanel:
     """The cost panel: `economics.cost_summary` (the numbers `lepton-tui cost` prints) and
-    `economics.idle_rate` when they are there; else `simple_cost_panel` alone."""
-    simple = simple_cost_panel(ledger, now)
-    try:
-        from lepton_tui.economics import cost_summary, idle_rate, priced_hosts, prices_now
-    except ImportError:
-        return simple
+    `economics.idle_rate`, with the prices and what runs now read once for all of them."""
+    from lepton_tui.economics import cost_summary, idle_rate, live_state, priced_hosts, prices_now
+
     prices = prices_now(ledger, now)
-    summary = cost_summary(ledger, now, prices=prices)
+    live = live_state(ledger, now, prices)
+    summary = cost_summary(ledger, now, prices=prices, live=live)
     return CostPanel(
         today=summary["today"],
         week=summary["week"],
         month=summary["month"],
         rate_now=summary["rate_per_hour"],
-        idle_rate=idle_rate(ledger, now, prices),
+        idle_rate=idle_rate(ledger, now, prices, live),
         idle_today=summary["idle_today"],
         by_user=sorted(summary["by_user"].items(), key=lambda kv: -kv[1]),
         by_project=sorted(summary["by_project"].items(), key=lambda kv: -kv[1]),
         priced_hosts=priced_hosts(ledger, now, prices),
-        hosts=simple.hosts,
-        currency=summary.get("currency") or simple.currency,
+        hosts=len(prices),
+        currency=summary["currency"],
         breakdown_period="this month",
         source="economics",
     )

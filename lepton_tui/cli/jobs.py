@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from typing import Any
 
 import click
-from rich.table import Table
-from rich.text import Text
 
 from lepton_tui.cli.common import (
     CONTEXT_SETTINGS,
@@ -21,6 +20,15 @@ from lepton_tui.cli.common import (
     printable,
     service_for,
     user_text,
+)
+from lepton_tui.cli.listing import (
+    RESET,
+    YELLOW,
+    is_terminal,
+    table_lines,
+    use_color,
+    write_json_array,
+    write_lines,
 )
 from lepton_tui.errors import NotFound, ValidationError
 from lepton_tui.request_text import short_request
@@ -128,6 +136,9 @@ def submit(
         click.echo(f"lepton-tui: note: {NO_DISPATCHER}", err=True)
 
 
+QUEUE_HEADERS = ("ID", "USER", "PROJECT", "STATE", "REQUEST", "HOST", "AGE", "REASON / COMMAND")
+
+
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--all", "all_states", is_flag=True, help="Include ended jobs.")
 @click.option("--user", default=None, help="Only this user's jobs.")
@@ -137,46 +148,54 @@ def submit(
     "--limit", default=1000, show_default=True, type=AsciiNumber(click.IntRange(1, 1_000_000))
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of jobs.")
+@click.option("--no-pager", is_flag=True, help="Never page a long list on a terminal.")
 @click.pass_context
 def queue(ctx: click.Context, all_states: bool, user: str | None, project: str | None,
-          states: tuple[str, ...], limit: int, as_json: bool) -> None:  # fmt: skip
+          states: tuple[str, ...], limit: int, as_json: bool, no_pager: bool) -> None:  # fmt: skip
     """List jobs not yet ended (running first, then queued), with why each queued one waits.
 
-    With --all, ended jobs follow, the most recently ended first; --limit keeps the first N."""
+    With --all, ended jobs follow, the most recently ended first; --limit keeps the first N.
+    On a terminal a list longer than the screen goes through $PAGER (less)."""
     filters: dict[str, Any] = {
         "all_states": all_states, "user": user, "project": project, "states": states or None,
     }  # fmt: skip
     with service_for(ctx, read_only=True) as svc:
+        if as_json:  # written as it is read: 100,000 jobs are never all held
+            write_json_array(job_json(j) for j in svc.iter_jobs(**filters, limit=limit))
+            return
         jobs = svc.list_jobs(**filters, limit=limit)
         total = svc.count_jobs(**filters) if len(jobs) == limit else len(jobs)
         warnings = _budget_warnings(svc)
-        dispatching = as_json or svc.dispatcher_running()
-    if as_json:
-        echo_json([job_json(j) for j in jobs])
-        return
-    console = make_console()
-    for line in warnings:
-        console.print(Text.assemble(("budget:", "yellow"), " ", user_text(line)))
+        dispatching = svc.dispatcher_running()
+    color = use_color(sys.stdout)
+    lines = [(f"{YELLOW}budget:{RESET} " if color else "budget: ") + printable(w) for w in warnings]
     if not jobs:
-        console.print("No jobs. Queue one with `lepton-tui submit -- COMMAND`.")
-        return
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("ID", "USER", "PROJECT", "STATE", "REQUEST", "HOST", "AGE", "REASON / COMMAND"):
-        table.add_column(col, no_wrap=col != "REASON / COMMAND", overflow="ellipsis")
-    now = time.time()
-    for job in jobs:  # live first (running, then queued), then the most recently ended
-        detail = job["reason"] if job["state"] == "queued" and job["reason"] else job["command"]
-        table.add_row(
-            Text(str(job["id"])), user_text(job["user"]), user_text(job["project"]),
-            Text(job["state"]), Text(request_text(job)), user_text(job["host"] or "-"),
-            Text(format_duration(now - job["submitted_at"])), user_text(detail or ""),
-        )  # fmt: skip
-    console.print(table)
+        lines.append("No jobs. Queue one with `lepton-tui submit -- COMMAND`.")
+    else:
+        width = shutil.get_terminal_size().columns if is_terminal(sys.stdout) else None
+        lines.extend(queue_lines(jobs, time.time(), color=color, width=width))
     if total > len(jobs):
         what = "jobs" if all_states or states else "jobs not yet ended"
-        console.print(f"showing {len(jobs):,} of {total:,} {what} (--limit N to see more)")
-    if not dispatching and any(j["state"] == "queued" for j in jobs):
-        console.print(Text(NO_DISPATCHER, style="yellow"))
+        lines.append(f"showing {len(jobs):,} of {total:,} {what} (--limit N to see more)")
+    write_lines(lines, page=not no_pager)
+    if not dispatching and any(j["state"] == "queued" for j in jobs):  # a note, not a row
+        click.echo(f"lepton-tui: note: {NO_DISPATCHER}", err=True)
+
+
+def queue_lines(
+    jobs: list[dict[str, Any]], now: float, *, color: bool = False, width: int | None = None
+) -> list[str]:
+    """The queue table as lines: live jobs first (running, then queued), then the most recently
+    ended; with a `width` (a terminal's) the last column is cut to fit it."""
+    rows = []
+    for job in jobs:
+        detail = job["reason"] if job["state"] == "queued" and job["reason"] else job["command"]
+        rows.append((
+            str(job["id"]), printable(job["user"]), printable(job["project"]), job["state"],
+            request_text(job), printable(job["host"] or "-"),
+            format_duration(now - job["submitted_at"]), printable(detail or ""),
+        ))  # fmt: skip
+    return list(table_lines(QUEUE_HEADERS, rows, width=width, color=color))
 
 
 def _budget_warnings(svc: Any) -> list[str]:
@@ -201,6 +220,8 @@ def show(ctx: click.Context, job_id: str, as_json: bool) -> None:
         out["events"] = job["events"]
         echo_json(out)
         return
+    from rich.text import Text
+
     console = make_console()
     header = Text.assemble((f"job {job['id']}", "bold"), " ", user_text(job["name"] or ""))
     console.print(header.append("  ").append(job["state"], "bold"))

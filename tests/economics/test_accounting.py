@@ -301,9 +301,19 @@ def test_settled_and_live_reports_agree(ledger, clock, monkeypatch) -> None:
     assert calls  # the stored-cost path was taken
 
 
-def test_daily_rollup_gives_the_same_report(ledger, clock) -> None:
-    """Whole settled days come from the roll-up; the numbers equal a report from the attempts."""
+@pytest.mark.parametrize(
+    ("chunk_days", "power_change"), [(32, False), (2, False), (1, True), (32, True)]
+)
+def test_daily_rollup_gives_the_same_report(
+    ledger, clock, monkeypatch, chunk_days: int, power_change: bool
+) -> None:
+    """Whole settled days come from the roll-up; the numbers equal a report from the attempts,
+    however many days the roll-up builds at a time, and when the electricity price changes (the
+    days around it are sliced whole, not summed from stored costs)."""
+    import lepton_tui.economics_report as report
     from lepton_tui.economics import settle_ended
+
+    monkeypatch.setattr(report, "ROLLUP_CHUNK_DAYS", chunk_days)
 
     add_host(ledger, "rent", gpus=4, gpu_mem_mb=4 * 80 * 1024)
     add_host(ledger, "own", cpus=16, mem_mb=65536, gpus=2, gpu_mem_mb=2 * 24 * 1024)
@@ -325,6 +335,9 @@ def test_daily_rollup_gives_the_same_report(ledger, clock) -> None:
         if s == 20:
             clock.now = T0 + 30 * H
             set_prices(ledger, "rent", per_hour=12.0)
+        if s == 47 and power_change:
+            clock.now = T0 + 60 * H
+            set_prices(ledger, "own", power_kwh=0.3)
     now = T0 + 110 * H
     settle_ended(ledger, now)
     windows = [(T0, now), (T0 + 5 * H, T0 + 90 * H), (T0 - 48 * H, T0 + 200 * H)]

@@ -17,8 +17,8 @@ def test_queue_and_submit_say_when_no_dispatcher_runs(tmp_path: Path) -> None:
     res = lepton(home, "submit", "--", "true")
     assert res.returncode == 0 and res.stdout.strip() == "1"
     assert NO_DISPATCHER in res.stderr
-    assert NO_DISPATCHER in lepton(home, "queue", columns=200).stdout
-    assert NO_DISPATCHER not in lepton(home, "queue", "--json").stdout
+    assert NO_DISPATCHER in lepton(home, "queue", columns=200).stderr
+    assert NO_DISPATCHER not in lepton(home, "queue", "--json").stderr
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     serve = subprocess.Popen(
@@ -30,8 +30,8 @@ def test_queue_and_submit_say_when_no_dispatcher_runs(tmp_path: Path) -> None:
         assert "dispatcher serving" in serve.stderr.readline()  # it holds the lock now
         res = lepton(home, "submit", "--", "true")
         assert res.returncode == 0 and NO_DISPATCHER not in res.stderr
-        assert NO_DISPATCHER not in lepton(home, "queue", columns=200).stdout
+        assert NO_DISPATCHER not in lepton(home, "queue", columns=200).stderr
     finally:
         serve.terminate()
         serve.wait(15)
-    assert NO_DISPATCHER in lepton(home, "queue", columns=200).stdout
+    assert NO_DISPATCHER in lepton(home, "queue", columns=200).stderr
