@@ -29,6 +29,8 @@ from lepton_tui.errors import LeptonError
 from lepton_tui.service import Service, local_host_name
 from themes import CSS_PATHS, CYCLE, DEFAULT_THEME, THEMES
 
+MAX_THEME_SHOWN = 40  # an unknown theme's name is cut to this in its warning
+
 SCREEN_KEYS = {
     "overview": ("1", "Overview: fleet, queue and cost"),
     "hosts": ("2", "Hosts: details, drain, remove, probe"),
@@ -128,8 +130,13 @@ class LeptonApp(App[None]):
 
     def on_mount(self) -> None:
         if self._wanted_theme not in self.available_themes:
+            name = self._wanted_theme
+            if len(name) > MAX_THEME_SHOWN:  # a huge --theme is not echoed whole (issue 14)
+                name = f"{name[:MAX_THEME_SHOWN]}... ({len(name):,} characters)"
+            known = ", ".join(t.name for t in THEMES)
             self.notify(
-                f"unknown theme {self._wanted_theme!r}; using {DEFAULT_THEME}", severity="warning"
+                f"unknown theme {name!r}; using {DEFAULT_THEME} (themes: {known})",
+                severity="warning",
             )
             self._wanted_theme = DEFAULT_THEME
         self.theme = self._wanted_theme

@@ -74,7 +74,8 @@ def before_fence(
         if st.started_at:
             fields["started_at"] = st.started_at
         why = f"{where}: attempt {a['attempt_no']} ended with exit code {st.exit_code}"
-        why += f" ({reason})" if reason else ""
+        if reason and reason != f"exit code {st.exit_code}":  # a time limit, a cancel, a signal
+            why += f" ({reason})"
         if not _consistent(job, latest):
             return Amendment(f"{why}; job left {job['state']}", state, fields)
         target = "failed" if state == "cancelled" else state  # no cancel was asked here

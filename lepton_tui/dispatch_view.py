@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lepton_tui.request_text import long_request, plural
+from lepton_tui.request_text import long_request, plural, size_words
 from scheduler.model import (
     NODE_DOWN,
     NODE_DRAINING,
@@ -197,11 +197,12 @@ def unschedulable_reason(req: Resources, hosts: Sequence[Mapping[str, Any]]) -> 
         if any(host_capacity(h).gpus >= req.gpus for h in hosts):
             why += "; the hosts with enough are draining"
     elif req.gpu_mem_mb and not req.gpus:
-        why = f"needs {req.gpu_mem_mb} MB on one GPU, no active host has such a GPU"
+        why = f"needs {size_words(req.gpu_mem_mb)} on one GPU, no active host has such a GPU"
     elif max(c.cpus for c in caps) < req.cpus:
         why = f"needs {plural(req.cpus, 'CPU')}, the most on an active host is {max(c.cpus for c in caps):g}"
     elif max(c.mem_mb for c in caps) < req.mem_mb:
-        why = f"needs {req.mem_mb} MB memory, the most on an active host is {max(c.mem_mb for c in caps)}"
+        most_mb = max(c.mem_mb for c in caps)
+        why = f"needs {size_words(req.mem_mb)} of memory, the most on an active host is {size_words(most_mb)}"
     else:
         what = long_request(req.cpus, req.mem_mb, req.gpus, req.gpu_mem_mb)
         why = f"needs {what}, no active host has all of it at once"

@@ -17,7 +17,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -205,6 +205,9 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
 # The economics schema (migration 2): the daily cost roll-up and the indexes of the cost queries.
 # The roll-up is a cache of what the attempts say: its rows may be deleted at any time and are
 # rebuilt on use (see `lepton_tui.economics_report`). Released: change them only by a new migration.
+# Attempt fields a cost roll-up day is summed from: amending one drops the days it touches.
+SPAN_FIELDS = frozenset({"started_at", "ended_at", "cost", "energy_wh"})
+MAX_DAY_S = 25 * 3600.0
 ECON_ROLLUP_TABLES = {
     "econ_rollup": (
         "CREATE TABLE IF NOT EXISTS econ_rollup (dim TEXT NOT NULL, day REAL NOT NULL, "
@@ -770,6 +773,8 @@ class Ledger:
                 values["reason"] = note
             if values:
                 self.update("attempts", att["id"], values)
+            if SPAN_FIELDS & fields.keys():
+                self._drop_rollup_days(att, fields)
             to = state or att["state"]
             self.event(
                 "attempt.amended",
@@ -779,6 +784,22 @@ class Ledger:
                 data={"token": token, "from": att["state"], "to": to,
                       **{k: v for k, v in fields.items() if k == "exit_code"}},
             )  # fmt: skip
+
+    def _drop_rollup_days(self, att: Mapping[str, Any], fields: Mapping[str, Any]) -> None:
+        """Forget the cost roll-up of every day the attempt's old or new span touches: those
+        days were summed from what the attempt said before (rebuilt on the next report)."""
+        now = self.clock()
+        starts = [t for t in (att["started_at"], att["created_at"], fields.get("started_at"))
+                  if t is not None]  # fmt: skip
+        ends = [att["ended_at"] or now, fields.get("ended_at") or now, now]
+        t0, t1 = min(starts, default=now), max(ends)
+        # a roll-up day is at most 25 hours long (a daylight-saving change), in any time zone
+        self.execute(
+            "DELETE FROM econ_rollup_days WHERE day < ? AND COALESCE(day_end, day + ?) > ?",
+            (t1, MAX_DAY_S, t0),
+        )
+        for table in ("econ_rollup", "econ_rollup_idle"):
+            self.execute(f"DELETE FROM {table} WHERE day < ? AND day > ?", (t1, t0 - MAX_DAY_S))
 
     def amend_job(
         self, job_id: int, state: str, note: str, *, actor: str = "dispatcher", **fields: Any

@@ -78,3 +78,12 @@ def test_after_fence(attempt, job_state, killed, st, job_target, refund):
         return
     assert am is not None and am.attempt_fields == {"launch_sent_at": None}
     assert am.job_state == job_target
+
+
+def test_the_note_says_the_exit_code_once():
+    """Seen in bench/chaos.py: 'ended with exit code 3 (exit code 3)'."""
+    am = before_fence(_attempt(), {"state": "failed"}, DONE2, True, NOW)
+    assert am is not None and am.note == "h answered again: attempt 1 ended with exit code 2"
+    limit = AttemptStatus("t", "done", exit_code=124, timed_out=True, reason="time limit")
+    am = before_fence(_attempt(), {"state": "failed"}, limit, True, NOW)
+    assert am is not None and am.note.endswith("exit code 124 (time limit)")

@@ -67,7 +67,9 @@ def test_sort_queued_dependencies_holds_and_unschedulable():
 def test_unschedulable_reasons_name_what_is_missing():
     hosts = [_host("a", cpus=4, mem=1000)]
     assert "needs 8 CPUs" in unschedulable_reason(Resources(8, 10, 0), hosts)
-    assert "needs 5000 MB memory" in unschedulable_reason(Resources(1, 5000, 0), hosts)
+    assert "needs 4.88 GiB of memory, the most on an active host is 1000 MiB" in (
+        unschedulable_reason(Resources(1, 5000, 0), hosts)
+    )  # units on both sides (issue 14 review: "needs 10485760 MB memory, ... is 24105")
     assert "no hosts" in unschedulable_reason(Resources(1, 1, 0), [])
 
 

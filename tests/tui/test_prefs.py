@@ -92,3 +92,16 @@ async def test_an_unwritable_config_says_why_once_and_the_theme_still_changes(
         await pilot.pause()
     assert os.path.isfile(blocker)
     assert len([n for n in notes if "not kept" in n]) == 1
+
+
+async def test_a_huge_unknown_theme_is_not_echoed_whole(make_tui, lab: Path) -> None:
+    """Issue 14: `--theme` with a 100 kB value filled the screen with its warning."""
+    notes: list[str] = []
+    app = make_tui(theme="x" * 100_000)
+    app.notify = lambda message, **kw: notes.append(str(message))  # type: ignore[method-assign]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        assert app.theme == "lepton"
+    (note,) = [n for n in notes if "unknown theme" in n]
+    assert len(note) < 300 and "(100,000 characters)" in note and "lepton-dark" in note
+    assert saved() == {}  # nothing kept
