@@ -24,6 +24,8 @@ def _number(
 ) -> Any:
     shown = repr(text) if len(text) <= 40 else repr(text[:40]) + f"... ({len(text):,} characters)"
     try:
+        if not text.isascii():  # int() and float() also read other scripts' digits ('١٢' is 12)
+            raise ValueError(text)
         value: float = int(text) if integer else float(text)
     except ValueError:
         kind = "a whole number" if integer else "a number"

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from lepton_tui.cli.common import CONTEXT_SETTINGS, echo_json, home_from
+from lepton_tui.cli.common import CONTEXT_SETTINGS, AsciiNumber, echo_json, home_from
 from lepton_tui.errors import LeptonError, ValidationError
 
 WORKLOADS = ("deeprm", "lab", "trace")
@@ -42,43 +42,49 @@ TRAIN_SHARE = 0.6
 )
 @click.option(
     "--steps",
-    type=click.IntRange(min=100),
+    type=AsciiNumber(click.IntRange(min=100)),
     default=50_000,
     show_default=True,
     help="Environment steps in all (teacher demonstrations included).",
 )
-@click.option("--seed", type=int, default=1, show_default=True, help="Seed of everything.")
+@click.option(
+    "--seed", type=AsciiNumber(click.INT), default=1, show_default=True, help="Seed of everything."
+)
 @click.option(
     "--jobs",
-    type=click.IntRange(min=10),
+    type=AsciiNumber(click.IntRange(min=10)),
     default=200,
     show_default=True,
     help="Jobs per training episode.",
 )
 @click.option(
     "--eval-every",
-    type=click.IntRange(min=0),
+    type=AsciiNumber(click.IntRange(min=0)),
     default=None,
     help="Steps between evaluations against the heuristics (default: steps / 5).",
 )
 @click.option(
     "--aging",
     "aging_h",
-    type=click.FloatRange(min=0),
+    type=AsciiNumber(click.FloatRange(min=0)),
     default=12.0,
     show_default=True,
     help="Hours waited per priority level (the policy's guard rails and the teacher); 0: none.",
 )
 @click.option(
     "--long-share",
-    type=click.FloatRange(min=0, max=1),
+    type=AsciiNumber(click.FloatRange(min=0, max=1)),
     default=0.4,
     show_default=True,
     help="The teacher's limit: jobs estimated over an hour may hold at most this share of the "
     "CPUs and of the GPUs; 0: plain SJF.",
 )
 @click.option(
-    "--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Torch threads."
+    "--threads",
+    type=AsciiNumber(click.IntRange(min=1)),
+    default=1,
+    show_default=True,
+    help="Torch threads.",
 )
 @click.option(
     "--out",

@@ -47,6 +47,13 @@ def test_empty_values_are_refused_not_taken_as_not_given(home: Path, args: list[
         ["submit", "--retries", "٣", "--", "true"],
         ["queue", "--limit", "١٢"],
         ["cost", "--since", "٧d"],
+        ["bench", "--jobs", "١٠"],
+        ["bench", "--seeds", "١"],
+        ["bench", "--load", "٠.٩"],
+        ["bench", "--nodes", "١"],
+        ["plan", "--example", "--time-limit", "١"],
+        ["train", "--seed", "١"],
+        ["train", "--threads", "١"],
     ],
 )  # fmt: skip
 def test_only_ascii_digits_are_numbers(home: Path, args: list[str]) -> None:
