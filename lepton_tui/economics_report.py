@@ -748,30 +748,32 @@ class _Acc:
 
     def add_rollup(self, ledger: Ledger, days: list[tuple[str, float, float]]) -> None:
         dim = "host" if self.by in ("host", "day", "total") else self.by
-        lo, hi = days[0][1], days[-1][1]
+        # the exact day starts of this time zone: another zone's days (its own roll-up rows,
+        # starting at other hours) lie inside any range of starts and must not be summed in
+        starts = [d[1] for d in days]
+        among = f"day IN ({', '.join('?' for _ in starts)})"
         group = "label" if self.by == "day" else "key"
         for r in ledger.query(
             f"SELECT {group} AS k, SUM(alloc_cost) AS alloc_cost, SUM(energy_kwh) AS energy_kwh, "
             "SUM(energy_cost) AS energy_cost, SUM(gpu_hours) AS gpu_hours, "
             "SUM(cpu_hours) AS cpu_hours, SUM(overlaps) AS overlaps, SUM(starts) AS starts "
-            f"FROM econ_rollup WHERE dim = ? AND day >= ? AND day <= ? GROUP BY {group}",
-            (dim, lo, hi),
+            f"FROM econ_rollup WHERE dim = ? AND {among} GROUP BY {group}",
+            (dim, *starts),
         ):
             key = "total" if self.by == "total" else str(r["k"])
             per_row = r["overlaps"] if self.by == "day" else r["starts"]
             self._add(key, r, int(per_row or 0), int(r["starts"] or 0))
         # idle cost summed in SQL: per host, and per day for the day report
         for r in ledger.query(
-            "SELECT host, SUM(idle_cost) AS idle FROM econ_rollup_idle "
-            "WHERE day >= ? AND day <= ? GROUP BY host",
-            (lo, hi),
+            f"SELECT host, SUM(idle_cost) AS idle FROM econ_rollup_idle WHERE {among} GROUP BY host",
+            starts,
         ):
             self.idle_by_host[r["host"]] = self.idle_by_host.get(r["host"], 0.0) + (r["idle"] or 0)
         if self.by == "day":
             for r in ledger.query(
-                "SELECT label, SUM(idle_cost) AS idle FROM econ_rollup_idle "
-                "WHERE day >= ? AND day <= ? GROUP BY label",
-                (lo, hi),
+                f"SELECT label, SUM(idle_cost) AS idle FROM econ_rollup_idle WHERE {among} "
+                "GROUP BY label",
+                starts,
             ):
                 self.idle_by_label[r["label"]] = r["idle"] or 0.0
 

@@ -16,11 +16,6 @@ UTC = ZoneInfo("UTC")
 KOLKATA = ZoneInfo("Asia/Kolkata")  # days start at 18:30 UTC
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="economics_report._Acc.add_rollup sums econ_rollup rows by a range of day starts "
-    "(owned by the economics engineer; see the issue 14 review report)",
-)
 def test_a_report_in_one_time_zone_does_not_change_another_s(tmp_path: Path) -> None:
     clock = Clock()
     ledger = make_ledger(tmp_path, clock)
