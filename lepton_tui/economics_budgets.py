@@ -16,6 +16,7 @@ from datetime import tzinfo
 from typing import Any
 
 from lepton_tui.economics import cost_report, format_money, get_currency, month_start
+from lepton_tui.economics_prices import currency_spans
 from lepton_tui.errors import NotFound, ValidationError
 from lepton_tui.ledger import Ledger
 from lepton_tui.validate import check_name, parse_number
@@ -56,6 +57,7 @@ class BudgetStatus:
     unit: str
     hard: bool
     spent: float
+    currency: str = ""  # a money budget's: the lab currency when it was set
 
     @property
     def fraction(self) -> float:
@@ -74,7 +76,7 @@ class BudgetStatus:
             "id": self.id, "scope": self.scope, "name": self.name, "period": self.period,
             "amount": self.amount, "unit": self.unit, "hard": self.hard,
             "spent": round(self.spent, 6), "fraction": round(self.fraction, 6),
-            "level": self.level,
+            "level": self.level, "currency": self.currency or None,
         }  # fmt: skip
 
 
@@ -199,29 +201,44 @@ def budget_status(
         return []
     now = ledger.clock() if now is None else now
     since = month_start(now, tz)
-    spent: dict[tuple[str, str, str], float] = {}
+    # money is spent in the currency in force at the time: a budget counts only the money of its
+    # own currency (the lab's when the budget was set), never relabelled after a change
+    spent: dict[tuple[str, str, str, str], float] = {}
     if now > since:
         for scope in {r["scope"] for r in rows}:
             report = cost_report(ledger, since, now, scope, now=now, tz=tz)
-            for line in report.rows:
-                spent[(scope, line.key, "money")] = line.cost
-                spent[(scope, line.key, "gpu_hours")] = line.gpu_hours
-    return [
-        BudgetStatus(
-            r["id"],
-            r["scope"],
-            r["name"],
-            r["period"] or "month",
-            float(r["amount"]),
-            r["unit"],
-            bool(r["hard"]),
-            spent.get((r["scope"], r["name"], r["unit"]), 0.0),
-        )  # fmt: skip
-        for r in rows
-    ]
+            for part in (report, *report.other_currencies):
+                for line in part.rows:
+                    key = (scope, line.key, "money", part.currency)
+                    spent[key] = spent.get(key, 0.0) + line.cost
+                    gkey = (scope, line.key, "gpu_hours", "")
+                    spent[gkey] = spent.get(gkey, 0.0) + line.gpu_hours
+    out = []
+    for r in rows:
+        currency = _currency_at(ledger, float(r["created_at"])) if r["unit"] == "money" else ""
+        out.append(
+            BudgetStatus(
+                r["id"],
+                r["scope"],
+                r["name"],
+                r["period"] or "month",
+                float(r["amount"]),
+                r["unit"],
+                bool(r["hard"]),
+                spent.get((r["scope"], r["name"], r["unit"], currency), 0.0),
+                currency,
+            )  # fmt: skip
+        )
+    return out
+
+
+def _currency_at(ledger: Ledger, at: float) -> str:
+    """The lab currency in force at `at`."""
+    return currency_spans(ledger, at, at + 1.0)[0][2]
 
 
 def _message(s: BudgetStatus, currency: str) -> str:
+    currency = s.currency or currency
     pct = 100.0 * s.fraction
     head = f"{s.scope} {s.name} spent {_amount_text(s.spent, s.unit, currency)} of its "
     head += f"{_amount_text(s.amount, s.unit, currency)} monthly budget ({pct:.0f} %)"
@@ -268,10 +285,11 @@ def budget_hold_reasons(
             continue
         for s in hard:
             if job.get(s.scope) == s.name:
+                money = s.currency or currency
                 reasons[int(job["id"])] = (
                     f"{HOLD_PREFIX}: {s.scope} {s.name} spent "
-                    f"{_amount_text(s.spent, s.unit, currency)} of "
-                    f"{_amount_text(s.amount, s.unit, currency)} this month"
+                    f"{_amount_text(s.spent, s.unit, money)} of "
+                    f"{_amount_text(s.amount, s.unit, money)} this month"
                 )
                 break
     return reasons

@@ -220,7 +220,11 @@ def budget_set(ctx: click.Context, project: str | None, user: str | None, amount
         status = set_budget(svc.ledger, scope, name, value, unit, hard=hard,
                             new_project=new_project, actor=svc.user)  # fmt: skip
         cur = get_currency(svc.ledger)
-    what = _money(status.amount, cur) if unit == "money" else f"{status.amount:g} GPU-hours"
+    what = (
+        _money(status.amount, status.currency or cur)
+        if unit == "money"
+        else f"{status.amount:g} GPU-hours"
+    )
     click.echo(
         printable(
             f"budget of {scope} {name}: {what} a month{' (hard)' if hard else ''}; "
@@ -250,7 +254,11 @@ def budget_ls(ctx: click.Context, as_json: bool) -> None:
     for col in ("SCOPE", "NAME", "BUDGET", "SPENT", "USED", "HARD", "STATE"):
         table.add_column(col)
     for s in statuses:
-        fmt = (lambda v: _money(v, cur)) if s.unit == "money" else (lambda v: f"{v:,.1f} GPU-h")
+        money = s.currency or cur  # a budget keeps the currency it was set in
+
+        def fmt(v: float, unit: str = s.unit, money: str = money) -> str:
+            return _money(v, money) if unit == "money" else f"{v:,.1f} GPU-h"
+
         style = {"over": "red", "warning": "yellow"}.get(s.level, "")
         table.add_row(user_text(s.scope), user_text(s.name), user_text(fmt(s.amount)),
                       user_text(fmt(s.spent)), Text(f"{s.fraction * 100:.0f}%"),

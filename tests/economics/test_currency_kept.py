@@ -55,6 +55,32 @@ def test_budgets_count_the_money_of_their_currency(tmp_path: Path) -> None:
     ledger.close()
 
 
+def test_a_budget_keeps_the_currency_it_was_set_in(tmp_path: Path) -> None:
+    # a USD budget, then the lab switches to EUR: the budget still reads USD and counts the
+    # dollars spent (not relabelled "EUR", not reset to 0 % by the switch)
+    clock = Clock()
+    ledger = Ledger(tmp_path / "ledger.db", clock=clock)
+    add_host(ledger, "h1", added_at=T0)
+    clock.now = T0
+    set_prices(ledger, gpu_hour=2.0)
+    set_budget(ledger, "project", "vision", 10, "money", new_project=True)
+    job = submit(ledger, clock, gpus=1, at=T0)
+    run_attempt(ledger, clock, job, "h1", T0 + 1 * H, T0 + 2 * H, gpu_ids=(0,))
+    clock.now = T0 + 12 * H
+    set_currency(ledger, "EUR")
+    set_prices(ledger, gpu_hour=3.0)
+    job = submit(ledger, clock, gpus=1, at=T0 + 13 * H)
+    run_attempt(ledger, clock, job, "h1", T0 + 13 * H, T0 + 14 * H, gpu_ids=(0,))
+    clock.now = T0 + 20 * H
+    (status,) = budget_status(ledger)
+    assert (status.currency, status.spent) == ("USD", pytest.approx(2.0))
+    assert status.as_dict()["currency"] == "USD"
+    set_budget(ledger, "project", "vision", 10, "money")  # set again: now in EUR
+    (status,) = budget_status(ledger)
+    assert (status.currency, status.spent) == ("EUR", pytest.approx(3.0))
+    ledger.close()
+
+
 def test_the_cost_command_shows_each_currency(home: Path) -> None:
     clock = Clock()
     ledger = Ledger(home / "ledger.db", clock=clock)
