@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "bench": "lepton_tui.cli.sched:bench",
     "train": "lepton_tui.cli.train:train",
     "settings": "lepton_tui.cli.admin:settings",
+    "autopilot": "lepton_tui.cli.autopilot:autopilot",
 }
 
 
