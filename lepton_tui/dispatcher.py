@@ -235,6 +235,10 @@ class Dispatcher:
         """The configured policy (cached until its settings change)."""
         name, weight = self.setting("policy"), self.setting("cost_weight")
         share = self.setting("long_share")
+        if name == "auto":  # the autopilot's latest choice (lepton_tui.autopilot)
+            from lepton_tui.autopilot import policy_in_force
+
+            name = policy_in_force(self.ledger)[0]
         if self._policy is not None and self._policy_key == (name, weight, share):
             return self._policy
         self._policy_key = (name, weight, share)
@@ -247,6 +251,9 @@ class Dispatcher:
         """Tick until `stop` is set (the lock must be held)."""
         if not self.lock.held:
             raise LeptonError("the dispatcher lock is not held", "call acquire() first")
+        from lepton_tui.autopilot import AutopilotWorker
+
+        autopilot = AutopilotWorker(self.home, self.ledger.path, stop).start()  # beside the loop
         while not stop.is_set():
             begun = time.monotonic()
             try:
@@ -255,6 +262,7 @@ class Dispatcher:
                 log.exception("tick failed; retrying next tick")
             tick_s = max(0.05, self.tick_override or self.setting("tick_s"))
             stop.wait(max(0.0, tick_s - (time.monotonic() - begun)))
+        autopilot.join()
 
     def acquire(self) -> bool:
         """Take the per-ledger lock; False when another process dispatches."""
