@@ -215,6 +215,24 @@ def policy_in_force(ledger: Ledger) -> tuple[str, str]:
     return decision.policy, decision.reason
 
 
+def summary(ledger: Ledger) -> dict[str, Any]:
+    """What `lepton-tui autopilot` and the scheduler screen show: the setting, the policy in
+    force and why, the period, window and minimum, and the last round (None before the first)."""
+    name = str(setting(ledger, "policy"))
+    policy, why = policy_in_force(ledger)
+    decision = latest(ledger)
+    return {
+        "setting": name,
+        "pinned": name != AUTO,
+        "policy": policy,
+        "why": why,
+        "period_s": float(setting(ledger, "autopilot_period_s")),
+        "window_s": float(setting(ledger, "autopilot_window_s")),
+        "min_jobs": int(setting(ledger, "autopilot_min_jobs")),
+        "last_round": decision.as_dict() if decision else None,
+    }
+
+
 def due(ledger: Ledger, now: float) -> bool:
     """Whether a round should run now: the policy is `auto` and the last round is a period old
     (a round that started and died is retried after RETRY_S, or the period if shorter)."""

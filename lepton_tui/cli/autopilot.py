@@ -21,24 +21,6 @@ from lepton_tui.cli.common import (
 )
 
 
-def _state(ledger: Any) -> dict[str, Any]:
-    from lepton_tui import autopilot as ap
-
-    setting = str(ap.setting(ledger, "policy"))
-    policy, why = ap.policy_in_force(ledger)
-    decision = ap.latest(ledger)
-    return {
-        "setting": setting,
-        "pinned": setting != ap.AUTO,
-        "policy": policy,
-        "why": why,
-        "period_s": float(ap.setting(ledger, "autopilot_period_s")),
-        "window_s": float(ap.setting(ledger, "autopilot_window_s")),
-        "min_jobs": int(ap.setting(ledger, "autopilot_min_jobs")),
-        "last_round": decision.as_dict() if decision else None,
-    }
-
-
 def _print(state: dict[str, Any]) -> None:
     from lepton_tui import autopilot as ap
 
@@ -86,9 +68,11 @@ def autopilot(ctx: click.Context, as_json: bool) -> None:
     recent history under every policy but the ILP every `autopilot_period_s` and runs the best;
     `settings set policy NAME` pins NAME.
     """
+    from lepton_tui import autopilot as ap
+
     if ctx.invoked_subcommand is None:
         with service_for(ctx, read_only=True) as svc:
-            state = _state(svc.ledger)
+            state = ap.summary(svc.ledger)
         echo_json(state) if as_json else _print(state)
 
 
@@ -102,5 +86,5 @@ def run(ctx: click.Context, as_json: bool) -> None:
     with service_for(ctx) as svc:
         svc.require_admin("run an autopilot round")
         ap.run_round(svc.ledger, actor=svc.user)
-        state = _state(svc.ledger)
+        state = ap.summary(svc.ledger)
     echo_json(state) if as_json else _print(state)
