@@ -150,14 +150,14 @@ def explain(
 ) -> str:
     """One line: why `best` won."""
     what = "avg bounded slowdown" + (f" + {weight:g} x cost" if weight else "")
-    text = (f"{best.policy}: lowest objective {best.objective:.3g} ({what}) replaying "
+    text = (f"{best.policy}: lowest objective {best.objective:.4g} ({what}) replaying "
             f"{jobs} job(s) of the last {span(window_s)}")  # fmt: skip
     others = sorted((s for s in table if s is not best and math.isfinite(s.objective)),
                     key=lambda s: s.objective)  # fmt: skip
     if others:
         nxt = others[0]
         gap = (nxt.objective / best.objective - 1) * 100 if best.objective > 0 else 0.0
-        text += f"; next {nxt.policy} {nxt.objective:.3g} (+{gap:.1f} %)"
+        text += f"; next {nxt.policy} {nxt.objective:.4g} (+{gap:.1f} %)"
     return text
 
 
@@ -317,6 +317,7 @@ class AutopilotWorker:
         self.ledger_path = Path(ledger_path)
         self.stop = stop
         self.rounds = 0  # child processes started
+        self.limit_s = 3600.0  # a round's longest run (the period)
         self.thread = threading.Thread(target=self._loop, name="lepton-autopilot", daemon=True)
 
     def start(self) -> AutopilotWorker:
@@ -350,6 +351,7 @@ class AutopilotWorker:
         if ended_jobs(ledger, now - window, now) < int(setting(ledger, "autopilot_min_jobs")):
             run_round(ledger, now, actor="autopilot")  # the fallback: no replay, no child needed
         else:
+            self.limit_s = float(setting(ledger, "autopilot_period_s"))
             self._round()
 
     def _round(self) -> None:
@@ -363,8 +365,13 @@ class AutopilotWorker:
             )  # fmt: skip
         finally:
             os.close(fd)
+        # a round may take at most one period: a slower one (a policy gone quadratic) is
+        # stopped, its choice not recorded, and tried again after RETRY_S
+        deadline = time.monotonic() + self.limit_s
         while child.poll() is None:
-            if self.stop.wait(0.1):
+            if self.stop.wait(0.1) or time.monotonic() > deadline:
+                if not self.stop.is_set():
+                    log.warning("autopilot round ran past %.0f s; stopped it", self.limit_s)
                 child.terminate()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     child.wait(5)

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def test_a_pinned_policy_is_not_switched(tmp_path: Path) -> None:
     assert first.policy != "tetris"
     ledger.set_setting("policy", "tetris")
     assert not ap.due(ledger, NOW + 30 * 86400)  # the worker never runs a round when pinned
-    worker = ap.AutopilotWorker(tmp_path, ledger.path, __import__("threading").Event())
+    worker = ap.AutopilotWorker(tmp_path, ledger.path, threading.Event())
     worker._check(ledger)
     assert worker.rounds == 0
     assert ap.latest(ledger).at == first.at
@@ -149,4 +150,25 @@ def test_a_round_killed_mid_replay_keeps_the_previous_choice(tmp_path: Path) -> 
     done = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()
     assert not ap.latest(ledger).fallback
+    ledger.close()
+
+
+def test_a_round_that_outlives_its_limit_is_stopped(tmp_path: Path, monkeypatch) -> None:
+    start = time.time() - 86400
+    ledger, _ = _history(tmp_path, start=start)
+    hold = tmp_path / "hold"
+    hold.touch()
+    monkeypatch.setenv(ap.HOLD_ENV, str(hold))
+    worker = ap.AutopilotWorker(tmp_path, ledger.path, threading.Event())
+    worker.limit_s = 0.0  # past its limit as soon as it has started
+    worker._round()  # held mid-replay by the seam, so it cannot finish in time
+    assert worker.rounds == 1
+    assert ap.latest(ledger) is None  # stopped before it recorded anything
+    assert ap.policy_in_force(ledger)[0] == ap.FALLBACK
+    # the worker, unhindered, records a round in its child process
+    hold.unlink()
+    worker._check(ledger)  # the limit is the period again
+    assert worker.rounds == 2
+    decision = ap.latest(ledger)
+    assert decision is not None and not decision.fallback
     ledger.close()
