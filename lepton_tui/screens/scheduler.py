@@ -79,7 +79,7 @@ def league_renderable(state: dict[str, Any]) -> Group:
     rows: list[list[str | Text]] = [
         [Text(s["policy"] + (" *" if s["policy"] == last["policy"] else ""),
               style="bold" if s["policy"] == last["policy"] else ""),
-         _num(s["objective"]), _num(s["avg_bounded_slowdown"]), _num(s["cost"], "{:.2f}"),
+         _num(s["objective"], "{:.4g}"), _num(s["avg_bounded_slowdown"], "{:.4g}"), _num(s["cost"], "{:.2f}"),
          _num(s["mean_wait_s"], "{:.0f}s")]
         for s in last["table"]
     ]  # fmt: skip
@@ -104,7 +104,7 @@ class LeagueTable(Static):
     DEFAULT_CSS = """
     LeagueTable {
         height: auto;
-        max-height: 16;
+        max-height: 45%;
         padding: 0 1;
     }
     """

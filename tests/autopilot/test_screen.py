@@ -35,7 +35,7 @@ async def test_the_scheduler_screen_shows_the_league_table(make_tui, home: Path)
             assert name in shown
         assert f"{decision.policy} *" in shown  # the winner is marked
         best = decision.table[0]
-        assert f"{best.objective:.3g}" in shown
+        assert f"{best.objective:.4g}" in shown
         select = app.screen.query_one("#policy", Select)
         assert select.value == ap.AUTO
         select.value = "tetris"  # an admin pins a policy
