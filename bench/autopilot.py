@@ -101,17 +101,17 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=16)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    rows = [measure(n, args.hosts) for n in (args.jobs or [1000, 3000, 10000])]
+    sizes = args.jobs or [1000, 3000, 10000]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([measure(n, args.hosts) for n in sizes], indent=2))
         return
     print(f"{'jobs':>6} {'hosts':>5} {'days':>5} {'wall s':>7} {'CPU s':>6}  chose     "
-          "per policy (CPU s)")  # fmt: skip
-    for r in rows:
+          "per policy (CPU s)", flush=True)  # fmt: skip
+    for n in sizes:  # each row as soon as it is measured
+        r = measure(n, args.hosts)
         each = ", ".join(f"{k} {v}" for k, v in r["replay_s"].items())  # type: ignore[union-attr]
         print(f"{r['jobs']:>6} {r['hosts']:>5} {r['history_days']:>5} {r['round_s']:>7} "
-              f"{r['round_cpu_s']:>6}  "
-              f"{r['chose']:<9} {each}")  # fmt: skip
+              f"{r['round_cpu_s']:>6}  {r['chose']:<9} {each}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
