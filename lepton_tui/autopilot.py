@@ -128,7 +128,9 @@ def objective(avg_bounded_slowdown: float, cost: float, cost_weight: float) -> f
 def choose(table: list[Standing], current: str | None) -> Standing | None:
     """The best standing; on a tie (within 1e-9) the current policy keeps its turn, else the
     first in the table's (the registry's) order. None when no policy finished anything."""
-    scored = [s for s in table if math.isfinite(s.objective)]
+    most = max((s.finished for s in table), default=0)
+    # a policy that left jobs unfinished would be scored on the easy ones only
+    scored = [s for s in table if math.isfinite(s.objective) and s.finished == most]
     if not scored:
         return None
     best = min(s.objective for s in scored)
@@ -290,10 +292,13 @@ def run_round(ledger: Ledger, now: float | None = None, actor: str | None = None
                 time.sleep(0.05)
     table.sort(key=lambda s: s.objective)
     best = choose(table, previous.policy if previous else None)
-    if jobs < need or best is None:
+    if jobs < need:
         policy, fallback = FALLBACK, True
         reason = (f"{FALLBACK} (fallback): only {jobs} ended job(s) in the last {span(window)}, "
                   f"the autopilot needs {need} (autopilot_min_jobs) to choose")  # fmt: skip
+    elif best is None:
+        policy, fallback = FALLBACK, True
+        reason = f"{FALLBACK} (fallback): no policy's replay finished ({'; '.join(notes)})"
     else:
         policy, fallback = best.policy, False
         reason = explain(best, table, jobs, window, weight)

@@ -4,6 +4,7 @@ previous choice."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -172,3 +173,16 @@ def test_a_round_that_outlives_its_limit_is_stopped(tmp_path: Path, monkeypatch)
     decision = ap.latest(ledger)
     assert decision is not None and not decision.fallback
     ledger.close()
+
+
+def test_choose_is_the_lowest_objective_among_complete_replays() -> None:
+    def row(name: str, objective: float, finished: int = 10) -> ap.Standing:
+        return ap.Standing(name, objective, objective, 0.0, 0.0, finished)
+
+    table = [row("fifo", 2.0), row("sjf", 1.5), row("dqn", 1.2, finished=7), row("x", math.inf)]
+    assert ap.choose(table, None).policy == "sjf"  # dqn left jobs unfinished
+    tied = [row("fifo", 1.5), row("sjf", 1.5)]
+    assert ap.choose(tied, None).policy == "fifo"  # the registry's order
+    assert ap.choose(tied, "sjf").policy == "sjf"  # a tie keeps the current policy
+    assert ap.choose([row("x", math.inf)], None) is None
+    assert ap.objective(2.0, 10.0, 0.5) == 7.0 and ap.objective(math.nan, 1.0, 0.0) == math.inf
