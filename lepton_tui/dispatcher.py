@@ -21,8 +21,9 @@ launch repeated after a crash is a no-op. On start, placement waits until every 
 seen is launched again with the same token.
 
 Settings (keys of the `settings` table):
-- `policy` (default "dqn", the trained policy run in numpy; see lepton_tui.settings): the policy;
-  one that fails to load falls back to backfill with one logged line.
+- `policy` (default "auto": the autopilot's choice, see lepton_tui.autopilot; or a pinned name,
+  e.g. "dqn", the trained policy run in numpy): one that fails to load falls back to backfill
+  with one logged line.
 
 Defaults come from `lepton_tui.settings.SETTINGS` when it knows the key (one source of truth for
 the console, `lepton-tui settings` and this loop), else from `DEFAULTS` below.
@@ -81,7 +82,7 @@ from lepton_tui.service import Service
 log = logging.getLogger("lepton_tui.dispatcher")
 
 DEFAULTS: dict[str, Any] = {
-    "policy": "dqn",
+    "policy": "auto",
     "tick_s": 2.0,
     "host_grace_s": 120.0,
     "cancel_grace_s": 10.0,
@@ -245,6 +246,10 @@ class Dispatcher:
         """The configured policy (cached until its settings change)."""
         name, weight = self.setting("policy"), self.setting("cost_weight")
         share = self.setting("long_share")
+        if name == "auto":  # the autopilot's latest choice (lepton_tui.autopilot)
+            from lepton_tui.autopilot import policy_in_force
+
+            name = policy_in_force(self.ledger)[0]
         if self._policy is not None and self._policy_key == (name, weight, share):
             return self._policy
         self._policy_key = (name, weight, share)
@@ -257,6 +262,9 @@ class Dispatcher:
         """Tick until `stop` is set (the lock must be held)."""
         if not self.lock.held:
             raise LeptonError("the dispatcher lock is not held", "call acquire() first")
+        from lepton_tui.autopilot import AutopilotWorker
+
+        autopilot = AutopilotWorker(self.home, self.ledger.path, stop).start()  # beside the loop
         while not stop.is_set():
             begun = time.monotonic()
             try:
@@ -265,6 +273,7 @@ class Dispatcher:
                 log.exception("tick failed; retrying next tick")
             tick_s = max(0.05, self.tick_override or self.setting("tick_s"))
             stop.wait(max(0.0, tick_s - (time.monotonic() - begun)))
+        autopilot.join()
 
     def acquire(self) -> bool:
         """Take the per-ledger lock; False when another process dispatches."""

@@ -216,14 +216,15 @@ def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, An
         )
     fits = [j for j in sim_jobs if any(model.fits_empty(j.request, n.capacity) for n in nodes)]
     since, until = timeline.at(since), timeline.at(until)
-    dropped = [(j.id, "fits no host now") for j in sim_jobs if j not in fits]
+    fit_ids = {j.id for j in fits}  # a set: comparing job to job was quadratic in the history
+    dropped = [(j.id, "fits no host now") for j in sim_jobs if j.id not in fit_ids]
     workload = model.Workload("ledger", fits, nodes, dropped, False)
     t0 = min((j.submit_s for j in fits), default=since)
     t1 = max((r.end_s for r in records), default=t0)
     recorded = simulator.SimResult(
         workload="ledger", policy=ACTUAL, nodes=nodes,
-        finished=[r for r in records if r.id in {j.id for j in fits}],
-        attempts=[a for a in sim_attempts if a.job_id in {j.id for j in fits}],
+        finished=[r for r in records if r.id in fit_ids],
+        attempts=[a for a in sim_attempts if a.job_id in fit_ids],
         outages=[], unschedulable=[], unfinished=[], start_s=t0, end_s=t1, jobs=fits,
     )  # fmt: skip
     return workload, recorded, skipped + len(dropped)

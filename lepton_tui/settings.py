@@ -16,10 +16,14 @@ from lepton_tui.validate import check_name, parse_duration_s, parse_number
 
 
 def _policy(value: str) -> str:
+    """`auto` (the autopilot chooses) or a registered policy's name (pinned)."""
     from scheduler.registry import POLICY_NAMES  # the one list of names (imports numpy: lazily)
 
-    if value not in POLICY_NAMES:
-        raise ValidationError(f"unknown policy {value!r}", f"use one of {', '.join(POLICY_NAMES)}")
+    value = value.strip().lower()
+    if value != "auto" and value not in POLICY_NAMES:
+        raise ValidationError(
+            f"unknown policy {value!r}", f"use auto or one of {', '.join(POLICY_NAMES)}"
+        )
     return value
 
 
@@ -93,10 +97,28 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting(
             "policy",
-            "dqn",
+            "auto",
             _policy,
-            "scheduling policy: dqn (default), a heuristic such as backfill or sjf-bf, or ilp "
-            "(an unknown name lists them all)",
+            "scheduling policy: auto (default: the autopilot runs the policy that did best on "
+            "the lab's recent history) or a policy's name to pin it (see `lepton-tui autopilot`)",
+        ),
+        Setting(
+            "autopilot_period_s",
+            3600.0,
+            _seconds(10, 7 * 86400),
+            "policy auto: how often the autopilot replays the history and chooses again",
+        ),
+        Setting(
+            "autopilot_window_s",
+            7 * 86400.0,
+            _seconds(3600, 90 * 86400),
+            "policy auto: how much recent history each round replays",
+        ),
+        Setting(
+            "autopilot_min_jobs",
+            20,
+            lambda v: int(_number(1, 1_000_000, integer=True)(v)),
+            "policy auto: fewer ended jobs in the window and it runs backfill (the fallback)",
         ),
         Setting(
             "tick_s", 2.0, _seconds(0.05, 3600), "dispatcher tick (how often hosts are polled)"

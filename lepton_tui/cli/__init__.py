@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "events": "lepton_tui.cli.events:events",
     "service": "lepton_tui.cli.service_cmd:service",
     "keys": "lepton_tui.cli.keys:keys",
+    "autopilot": "lepton_tui.cli.autopilot:autopilot",
 }
 
 

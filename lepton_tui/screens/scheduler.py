@@ -1,10 +1,13 @@
-"""The scheduler: the policy in use (admins choose it), recent decisions, and why a job waits."""
+"""The scheduler: the policy in use (admins choose it or leave it to the autopilot), the
+autopilot's league table and why it chose, recent decisions, and why a job waits."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
+from rich.console import Group
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -12,10 +15,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Input, Label, Select, Static
 
-from lepton_tui import views
-from lepton_tui.errors import ValidationError
+from lepton_tui import autopilot, views
 from lepton_tui.screens.live import LiveScreen
-from lepton_tui.widgets.fit import FittedTable
+from lepton_tui.widgets.fit import FitTable, FittedTable
 from lepton_tui.widgets.header import LabHeader
 
 EXPLANATION_MAX = 400  # a cell never carries more: no screen is that wide
@@ -51,10 +53,57 @@ def decision_cells(decisions: list[dict[str, Any]]) -> list[tuple[str, tuple]]:
 
 
 def policy_names() -> tuple[str, ...]:
-    """Every policy by name, from the scheduler's registry (the one list)."""
+    """What an admin may choose: auto (the autopilot) or a registered policy (pinned)."""
     from scheduler.registry import POLICY_NAMES
 
-    return tuple(POLICY_NAMES)
+    return (autopilot.AUTO, *POLICY_NAMES)
+
+
+def _num(value: Any, fmt: str = "{:.3g}") -> str:
+    return "-" if value is None or not math.isfinite(value) else fmt.format(value)
+
+
+def league_renderable(state: dict[str, Any]) -> Group:
+    """The policy in force and why, then the last round's league table (best first)."""
+    how = "pinned by an admin" if state["pinned"] else "chosen by the autopilot"
+    head = Text.assemble(("Running ", "bold"), (state["policy"], "bold green"), f" ({how})")
+    parts: list[Any] = [head, Text(state["why"])]
+    last = state["last_round"]
+    if last is None:
+        parts.append(Text("No round yet: one runs when the dispatcher starts.", style="dim"))
+        return Group(*parts)
+    rows: list[list[str | Text]] = [
+        [Text(s["policy"] + (" *" if s["policy"] == last["policy"] else ""),
+              style="bold" if s["policy"] == last["policy"] else ""),
+         _num(s["objective"], "{:.4g}"), _num(s["avg_bounded_slowdown"], "{:.4g}"), _num(s["cost"], "{:.2f}"),
+         _num(s["mean_wait_s"], "{:.0f}s")]
+        for s in last["table"]
+    ]  # fmt: skip
+    if rows:
+        parts.append(FitTable(rows, headers=["Policy", "Objective", "Avg bsld", "Cost", "Wait"],
+                              optional=[4, 3]))  # fmt: skip
+    when = time.strftime("%H:%M", time.localtime(last["at"]))
+    parts.append(
+        Text(
+            f"Last round {when}: {last['jobs']} job(s) of the last "
+            f"{autopilot.span(state['window_s'])} replayed in {last['took_s']:.2f}s; "
+            f"one every {autopilot.span(state['period_s'])}",
+            style="dim",
+        )  # fmt: skip
+    )
+    return Group(*parts)
+
+
+class LeagueTable(Static):
+    """The autopilot's panel: its choice, why, and every policy's score on the lab's history."""
+
+    DEFAULT_CSS = """
+    LeagueTable {
+        height: auto;
+        max-height: 45%;
+        padding: 0 1;
+    }
+    """
 
 
 class SchedulerScreen(LiveScreen):
@@ -79,6 +128,7 @@ class SchedulerScreen(LiveScreen):
             yield Label("Why is job", classes="field-label")
             yield Input(placeholder="id", id="why-job", restrict=r"\d*", max_length=12)
             yield Label("pending?", classes="field-label")
+        yield LeagueTable(id="league", classes="panel")
         yield Static(id="why", classes="panel")
         yield DecisionsTable(id="decisions", classes="panel")
         yield Footer(compact=True, show_command_palette=False)
@@ -87,6 +137,7 @@ class SchedulerScreen(LiveScreen):
         table = self.query_one(DecisionsTable)
         table.border_title = "Recent decisions"
         self.query_one("#why").border_title = "Why pending"
+        self.query_one(LeagueTable).border_title = "Autopilot"
         self.query_one("#why", Static).update(
             Text("Type a job id above, or select a decision, to see why it waits.", style="dim")
         )
@@ -98,10 +149,12 @@ class SchedulerScreen(LiveScreen):
         queue = views.queue_window(self.app.ledger, now, limit=0)
         cost = views.cost_panel(self.app.ledger, now)
         head = views.header(self.app.ledger, rows, cost, queue, self.app.demo)
-        return head, views.decisions(self.app.ledger, 200), self.app.svc.is_admin()
+        league = autopilot.summary(self.app.ledger)
+        return head, views.decisions(self.app.ledger, 200), self.app.svc.is_admin(), league
 
     def show(self, data: Any) -> None:
-        head, decisions, admin = data
+        head, decisions, admin, league = data
+        self.query_one(LeagueTable).update(league_renderable(league))
         self.query_one(LabHeader).show(head)
         self.app.note_header(head)
         select = self.query_one("#policy", Select)
@@ -124,14 +177,9 @@ class SchedulerScreen(LiveScreen):
             return
 
         def change() -> str:
-            try:
-                from lepton_tui.settings import parse_setting
+            from lepton_tui.settings import parse_setting
 
-                value = parse_setting("policy", name)
-            except ImportError:
-                value = name
-            except ValidationError:
-                raise
+            value = parse_setting("policy", name)
             self.app.svc.set_setting("policy", value)
             return f"policy set to {value}"
 

@@ -89,6 +89,7 @@ def test_a_bad_policy_never_overcommits(home: Path, tmp_path):
     svc = Service.open(home)
     add_local_hosts(svc, tmp_path, 1, gpus=2, cpus=8)
     ids = [svc.submit(command="sleep 5", gpus=1) for _ in range(3)]
+    svc.set_setting("policy", "fifo")  # pinned: `auto` would load the autopilot's choice
     d = Dispatcher(svc)
     d._policy = _GreedyBadPolicy()
     d._policy_key = (d.setting("policy"), d.setting("cost_weight"), d.setting("long_share"))

@@ -200,7 +200,7 @@ async def test_header_leaves_out_whole_parts_when_narrow(make_tui, lab: Path) ->
     async with app.run_test(size=(200, 20)) as pilot:
         await loaded(pilot)
         header = app.screen.query_one("#lab-header")
-        assert "policy dqn" in drawn(header) and "vision-lab" in drawn(header)
+        assert "policy auto" in drawn(header) and "vision-lab" in drawn(header)
         await pilot.resize_terminal(52, 20)
         await wait_for(pilot, lambda: header.size.width == 52)
         await pilot.pause()

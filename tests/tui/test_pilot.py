@@ -313,7 +313,7 @@ async def test_scheduler_screen_policy_choice_for_admins(make_tui, lab: Path) ->
         await loaded(pilot)
         await pilot.pause()
         select = app.screen.query_one("#policy", Select)
-        assert select.value == "dqn"  # the default in force, though no setting is stored
+        assert select.value == "auto"  # the default in force, though no setting is stored
         assert app.ledger.get_setting("policy") is None  # showing the screen changed nothing
         select.value = "sjf"
         await wait_for(pilot, lambda: app.ledger.get_setting("policy") == "sjf")
