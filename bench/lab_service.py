@@ -1,7 +1,7 @@
 """Lab service benchmark: requests per second through the Unix socket.
 
-    python bench/socket.py                      # 1, 8 and 32 clients, 2,000 requests each kind
-    python bench/socket.py --clients 8 --requests 5000
+    python bench/lab_service.py                      # 1, 8 and 32 clients, 2,000 requests each kind
+    python bench/lab_service.py --clients 8 --requests 5000
 
 Starts a real `lepton-tui serve --socket` on a fresh state directory (no hosts, so the dispatcher
 only ticks), fills the queue with 200 jobs, then runs N client threads, each with its own
