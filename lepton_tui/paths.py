@@ -35,10 +35,6 @@ def ledger_path(home: str | os.PathLike[str] | None = None) -> Path:
     return state_dir(home) / LEDGER_FILE
 
 
-def lock_path(home: str | os.PathLike[str] | None = None) -> Path:
-    return state_dir(home) / LOCK_FILE
-
-
 def known_hosts_path(home: str | os.PathLike[str] | None = None) -> Path:
     return state_dir(home) / KNOWN_HOSTS_FILE
 

@@ -562,12 +562,3 @@ def _why(ledger: Ledger, job_id: int) -> tuple[bool, str]:
     elif job["reason"]:
         parts.append(job["reason"])
     return False, "; ".join(parts) or "waiting for the scheduler's next tick"
-
-
-def job_log_tokens(ledger: Ledger, job_id: int) -> list[dict[str, Any]]:
-    """The attempts of a job (newest last) with host and token, for the log view."""
-    return ledger.query(
-        "SELECT attempt_no, host, token, state, remote_dir FROM attempts WHERE job_id = ? "
-        "ORDER BY id",
-        (int(job_id),),
-    )

@@ -1334,10 +1334,6 @@ def _update_column(ok: np.ndarray, any_ok: np.ndarray, col: np.ndarray, i: int) 
         any_ok[lost] = ok[lost].any(axis=1)
 
 
-def _req_row(r: Resources) -> tuple[float, int, int, int]:
-    return (r.cpus, r.mem_mb, r.gpus, r.gpu_mem_mb if r.gpus == 0 else 0)
-
-
 def _gpus(p: Placement) -> str:
     return f" (GPU {','.join(map(str, p.gpu_ids))})" if p.gpu_ids else ""
 

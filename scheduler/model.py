@@ -69,18 +69,10 @@ class Resources:
             and self.gpu_mem_mb <= other.gpu_mem_mb
         )
 
-    def is_nonnegative(self) -> bool:
-        """True when no dimension is negative."""
-        return self.cpus >= 0 and self.mem_mb >= 0 and self.gpus >= 0 and self.gpu_mem_mb >= 0
-
     @property
     def is_gpu_share(self) -> bool:
         """A request for part of one GPU (by memory), not whole GPUs."""
         return self.gpus == 0 and self.gpu_mem_mb > 0
-
-    def as_tuple(self) -> tuple[float, int, int, int]:
-        """(cpus, mem_mb, gpus, gpu_mem_mb)."""
-        return (self.cpus, self.mem_mb, self.gpus, self.gpu_mem_mb)
 
     def describe(self) -> str:
         """Short text such as '8 CPU, 32 GB, 2 GPU'."""
@@ -434,14 +426,6 @@ class Policy(Protocol):
     ) -> list[Placement]: ...
 
     def explain(self, job_id: JobId) -> str: ...
-
-
-def validate_request(request: Resources, where: str = "request") -> None:
-    """Raise ValueError naming the field when a request is negative or not finite."""
-    for name in ("cpus", "mem_mb", "gpus", "gpu_mem_mb"):
-        v = getattr(request, name)
-        if not math.isfinite(v) or v < 0:
-            raise ValueError(f"{where}.{name} must be a non-negative number, got {v!r}")
 
 
 def gpu_model_allows(accepted: str, model: str) -> bool:
