@@ -151,11 +151,8 @@ class LeptonApp(App[None]):
     def _start_dispatcher(self) -> None:
         """Dispatch here unless another process (`lepton-tui serve`) holds the ledger's lock; then
         only show, and take over (checking every `dispatch_retry_s`) when that process stops."""
-        try:
-            from lepton_tui.dispatcher import Dispatcher
-        except ImportError:
-            self._dispatch_error = "no dispatcher in this build: jobs stay queued"
-            return
+        from lepton_tui.dispatcher import Dispatcher
+
         dispatcher = None
         try:
             with self._dispatch_guard:

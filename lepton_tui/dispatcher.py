@@ -1236,10 +1236,8 @@ def start_timeout_s(host_grace_s: float) -> float:
 def check_stored_setting(key: str, value: Any) -> None:
     """Raise ValidationError when a stored value breaks the rules `settings set` applies (a
     ledger edited by hand, or an older version's value)."""
-    try:
-        from lepton_tui.settings import SETTINGS
-    except ImportError:  # pragma: no cover - settings ship with the package
-        return
+    from lepton_tui.settings import SETTINGS
+
     known = SETTINGS.get(key)
     if known is not None and key != "policy":  # an unknown policy falls back on its own
         known.parse(str(value))
@@ -1247,10 +1245,8 @@ def check_stored_setting(key: str, value: Any) -> None:
 
 def setting_default(key: str) -> Any:
     """The default of a dispatcher setting: the lab settings registry's, else DEFAULTS."""
-    try:
-        from lepton_tui.settings import SETTINGS
-    except ImportError:
-        return DEFAULTS[key]
+    from lepton_tui.settings import SETTINGS
+
     known = SETTINGS.get(key)
     return DEFAULTS[key] if known is None else type(DEFAULTS[key])(known.default)
 
@@ -1258,17 +1254,8 @@ def setting_default(key: str) -> Any:
 def load_policy(name: str, cost_weight: float = 0.0, long_share: float = 0.0) -> Any:
     """The named policy from scheduler.registry; backfill (one logged line) when it fails.
     `long_share` > 0 gives `sjf` its long-job limit (other policies ignore it)."""
-    try:
-        from scheduler.registry import make_policy
-    except ImportError:  # the registry not there yet: backfill straight from the heuristics
-        try:
-            from scheduler.heuristics import BackfillPolicy
-        except ImportError:
-            log.warning("scheduler has no policies yet; using the built-in first-fit policy")
-            return FirstFitPolicy()
-        if name != "backfill":
-            log.warning("scheduler.registry is not available; using backfill, not %r", name)
-        return BackfillPolicy(cost_weight=cost_weight)
+    from scheduler.registry import make_policy
+
     for candidate in dict.fromkeys([name, "backfill"]):
         options: dict[str, Any] = {"cost_weight": cost_weight}
         if candidate == "sjf" and long_share > 0:
@@ -1284,11 +1271,9 @@ def load_policy(name: str, cost_weight: float = 0.0, long_share: float = 0.0) ->
 
 
 def budget_holds(ledger: Ledger, jobs: list[dict[str, Any]]) -> dict[int, str]:
-    """Jobs a hard budget holds, when the economics module is there."""
-    try:
-        from lepton_tui.economics import budget_hold_reasons
-    except ImportError:
-        return {}
+    """Jobs a hard budget holds."""
+    from lepton_tui.economics import budget_hold_reasons
+
     try:
         return {int(k): str(v) for k, v in budget_hold_reasons(ledger, jobs).items()}
     except Exception:  # noqa: BLE001 - a budget bug must not stop dispatching
@@ -1298,10 +1283,8 @@ def budget_holds(ledger: Ledger, jobs: list[dict[str, Any]]) -> dict[int, str]:
 
 def report_waste(ledger: Ledger, now: float) -> None:
     """Tell owners about idle allocated GPUs and record foreign GPU use (never kills)."""
-    try:
-        from lepton_tui.economics_waste import find_waste, notify_waste
-    except ImportError:
-        return
+    from lepton_tui.economics_waste import find_waste, notify_waste
+
     try:
         notify_waste(ledger, find_waste(ledger, now))
     except Exception:  # noqa: BLE001 - waste reports must not stop dispatching
@@ -1309,11 +1292,9 @@ def report_waste(ledger: Ledger, now: float) -> None:
 
 
 def settle(ledger: Ledger, token: str) -> None:
-    """Compute and store an ended attempt's cost, when the economics module is there."""
-    try:
-        from lepton_tui.economics import settle_attempt
-    except ImportError:
-        return
+    """Compute and store an ended attempt's cost."""
+    from lepton_tui.economics import settle_attempt
+
     try:
         settle_attempt(ledger, token)
     except Exception:  # noqa: BLE001

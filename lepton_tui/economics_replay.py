@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lepton_tui.economics import get_currency, prices_at
-from lepton_tui.errors import LeptonError, ValidationError
+from lepton_tui.errors import ValidationError
 from lepton_tui.ledger import Ledger
 
 ACTUAL = "actual"
@@ -110,10 +110,8 @@ class ReplayResult:
 
 
 def _scheduler() -> Any:
-    try:
-        from scheduler import metrics, model, registry, simulator
-    except ImportError as exc:  # pragma: no cover - the scheduler ships with lepton-tui
-        raise LeptonError(f"the scheduler is not available: {exc}") from None
+    from scheduler import metrics, model, registry, simulator
+
     return model, simulator, metrics, registry
 
 

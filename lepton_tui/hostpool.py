@@ -107,16 +107,9 @@ def poll_from_sample(sample: Any) -> Poll:
 
 def poll_host(transport: Transport, spec: HostSpec, tokens: Sequence[str]) -> Poll:
     """Utilization and attempt status of one host in one round trip."""
-    try:
-        from inventory.probe import probe
-    except ImportError:  # the probe module not there yet: call its agent op directly
-        from inventory.remote_call import agent_call
+    from inventory.probe import probe
 
-        sample = agent_call(
-            transport, spec, "probe", tokens=list(tokens), gpus_override=spec.gpus_override
-        )
-    else:
-        sample = probe(transport, spec, tokens=list(tokens))
+    sample = probe(transport, spec, tokens=list(tokens))
     poll = poll_from_sample(sample)
     poll.host = spec.name
     return poll

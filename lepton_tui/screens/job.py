@@ -77,11 +77,9 @@ def attempts_table(attempts: list[dict[str, Any]], now: float, currency: str) ->
 
 
 def with_costs(ledger, attempts: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
-    """Each attempt's cost so far (what `lepton-tui cost --by job` counts), when economics is here."""
-    try:
-        from lepton_tui.economics import attempt_cost
-    except ImportError:
-        return attempts
+    """Each attempt's cost so far (what `lepton-tui cost --by job` counts)."""
+    from lepton_tui.economics import attempt_cost
+
     for a in attempts:
         try:
             a["cost_now"] = attempt_cost(ledger, a["token"], now)[0]
@@ -187,11 +185,8 @@ class JobScreen(LiveScreen):
         if self.app.demo:
             self.app.call_from_thread(self._write, "(demo: simulated jobs write no log)\n")
             return
-        try:
-            from lepton_tui.logs import follow_log
-        except ImportError:
-            self.app.call_from_thread(self._write, "(log following is not in this build)\n")
-            return
+        from lepton_tui.logs import follow_log
+
         try:
             for chunk in follow_log(self.app.svc, self.job_id, stream, follow=True, sleep=sleep):
                 if worker.is_cancelled:
