@@ -388,12 +388,30 @@ class Round:
             ok = np.zeros((len(self.window), nn), dtype=bool)
         if self.ended:
             ok[:] = False
-        jobs_ok: np.ndarray = np.asarray(ok.any(axis=1))
-        capped = self._capped()
         # jobs that may use the reserved node under the reservation: they end before it, or
         # outlast it within what the node has left beside the head then
         spares = self.ends_before | self._fits_extra()
         guard = False
+        if self.first_starving:
+            hk = next(
+                (k for k, j in enumerate(self.window) if j.id == self.first_id and alive[k]),
+                None,
+            )
+            if hk is not None and ok[hk].any():
+                keep = np.zeros_like(ok)
+                keep[hk] = ok[hk]
+                ok = keep
+            elif self.head_id == self.first_id and self.res_node >= 0:
+                ok[~spares, self.res_node] = False
+                guard = True
+        if self.holding and self.res_node >= 0:
+            # "wait" was chosen: nothing more may start that would delay the head's reservation
+            ok[~spares, self.res_node] = False
+            guard = True
+        # priorities among what the reservation lets start: a job it holds back does not hold
+        # back lower levels that fit beside it (else the reserved node idles, as EASY would not)
+        jobs_ok: np.ndarray = np.asarray(ok.any(axis=1))
+        capped = self._capped()
         if (jobs_ok & ~capped).any():
             # a long job held back by the teacher's limit does not hold back shorter work of a
             # lower priority (as in SJF, which skips it)
@@ -401,22 +419,6 @@ class Round:
         if jobs_ok.any():
             top = self.eff[jobs_ok].max()
             ok &= (self.eff >= top)[:, None]
-            if self.first_starving:
-                hk = next(
-                    (k for k, j in enumerate(self.window) if j.id == self.first_id and alive[k]),
-                    None,
-                )
-                if hk is not None and ok[hk].any():
-                    keep = np.zeros_like(ok)
-                    keep[hk] = ok[hk]
-                    ok = keep
-                elif self.head_id == self.first_id and self.res_node >= 0:
-                    ok[~spares, self.res_node] = False
-                    guard = True
-        if self.holding and self.res_node >= 0:
-            # "wait" was chosen: nothing more may start that would delay the head's reservation
-            ok[~spares, self.res_node] = False
-            guard = True
         self._guard = guard
         # each job's best few nodes by SJF's best fit (leftover), lowest index first on ties
         if nn and ok.any():

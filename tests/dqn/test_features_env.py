@@ -280,3 +280,23 @@ def test_a_job_beside_the_reservation_keeps_off_the_heads_gpus():
     assert _ids(rnd, c) == {"long"}
     p = rnd.place(c, 0)
     assert p is not None and p.gpu_ids == (3,)  # not GPU 2, the lowest free one
+
+
+def test_an_older_job_the_reservation_holds_back_does_not_block_younger_ones():
+    # aging puts "older" a level above "beside" (12 h levels); "older" would delay the starving
+    # head, so the reservation holds it back, and "beside", which fits beside the head, may start
+    cap = Resources(256.0, 262144, 0, 0)
+    node = NodeView.empty("n", cap).allocate(Resources(150.0, 1024, 0), ())
+    node = node.allocate(Resources(50.0, 1024, 0), ())
+    now = 100_000.0
+    running = (
+        RunningJob("r1", "n", Resources(150.0, 1024, 0), (), 0.0, now + 1000.0),
+        RunningJob("r2", "n", Resources(50.0, 1024, 0), (), 0.0, now + 100_000.0),
+    )
+    view = ClusterView((node,), now, running)
+    head = job("old", cpus=180.0, mem=1024, at=0.0, est=600.0)  # waited 27 h: starving
+    older = job("older", cpus=40.0, mem=1024, at=50_000.0, est=5000.0)  # waited 13.9 h
+    beside = job("beside", cpus=20.0, mem=1024, at=99_000.0, est=5000.0)
+    rnd = Round(view, [head, older, beside], now)
+    assert rnd.eff[[j.id for j in rnd.window].index("older")] == 1.0
+    assert _ids(rnd, rnd.candidates()) == {"beside"}
