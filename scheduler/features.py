@@ -26,8 +26,8 @@ so training and run time obey the same rules:
 
 * only feasible pairs exist (never an over-commit);
 * priorities: only jobs of the highest effective priority (priority plus one level per `aging_s`
-  waited) among those that fit now (and are not held back by the long-job limit) may be placed,
-  so aging also bounds every wait;
+  waited) among those that fit now (and are not held back by the long-job limit or the
+  reservation below) may be placed, so aging also bounds every wait;
 * starvation: once the queue head has waited `starve_after_s`, it is placed first if it fits, and
   otherwise it holds a reservation as in EASY backfilling: a job may start on its reserved node
   only if it ends before the reservation (by estimate) or fits in what the node has left at the
