@@ -7,7 +7,8 @@ candidate, and returns their feature rows (`NUM_FEATURES` columns). The Q networ
 its own, so one set of weights serves any cluster size and queue length.
 
 "Wait" holds the head's reserved node where that would change something (only jobs that end
-before its reservation may then use it), and otherwise passes over the window: none of its jobs
+before its reservation, or that fit beside it in what the node has left then, may then use it),
+and otherwise passes over the window: none of its jobs
 starts now, and the round goes on with the next window of the queue (it ends after the last). So
 the policy may leave capacity free, e.g. for the short jobs that keep arriving, rather than fill
 it with long ones. Passing is refused while nothing runs (no event would come to start the work)
@@ -25,10 +26,13 @@ so training and run time obey the same rules:
 
 * only feasible pairs exist (never an over-commit);
 * priorities: only jobs of the highest effective priority (priority plus one level per `aging_s`
-  waited) among those that fit now (and are not held back by the long-job limit) may be placed,
-  so aging also bounds every wait;
+  waited) among those that fit now (and are not held back by the long-job limit or the
+  reservation below) may be placed, so aging also bounds every wait;
 * starvation: once the queue head has waited `starve_after_s`, it is placed first if it fits, and
-  otherwise nothing may start on its reserved node that would delay it.
+  otherwise it holds a reservation as in EASY backfilling: a job may start on its reserved node
+  only if it ends before the reservation (by estimate) or fits in what the node has left at the
+  reservation time beside the head (its CPUs and memory, its GPUs but the head's), so nothing
+  starts that would delay it, and nothing idles the node that need not.
 """
 
 from __future__ import annotations
@@ -71,7 +75,7 @@ FEATURE_NAMES = (
     "age_rank",  # 0 = oldest of the window, 1 = newest
     "job_size",  # dominant share of the node
     "ends_before_res",  # ends (by estimate) before the head's reservation
-    "delays_head",  # on the reserved node and outlasts the reservation
+    "delays_head",  # on the reserved node, outlasts the reservation and does not fit beside it
     "queue_len",  # log1p(pending) / 6
     "gpu_busy",  # share of the cluster's GPUs in use
     "cpu_busy",  # share of the cluster's CPUs in use
@@ -312,6 +316,13 @@ class Round:
         it could start at the earliest; and whether the first job of the queue is starving."""
         self.t_res = math.inf
         self.res_node = -1
+        self.res_gpus: frozenset[int] = frozenset()
+        """the GPU ids the head takes at its reservation"""
+        self.extra = [0.0, 0.0]
+        """CPUs and memory the reserved node has left at the reservation time beside the head
+        (jobs that outlast the reservation may start there within these)"""
+        self._guard = False
+        """the last candidates obey the reservation (pairs on its node must not delay the head)"""
         self.head_id: JobId | None = None
         self.first_id: JobId | None = self.queue_order[0].id if self.queue_order else None
         self.first_starving = bool(self.queue_order) and self._starving(self.queue_order[0])
@@ -326,7 +337,39 @@ class Round:
             if hit is not None:
                 self.t_res = hit[0]
                 self.res_node = st.ids.index(hit[1]) if hit[1] in st.ids else -1
+                self.res_gpus = frozenset(hit[2])
+                if self.res_node >= 0:
+                    self.extra = self._extra_at(hit[1], job)
             return
+
+    def _extra_at(self, node_id: str, head: JobRequest) -> list[float]:
+        """[CPUs, memory] node `node_id` has left at the reservation time once the head starts
+        there, counting the jobs that still run then by estimate (this decision time's earlier
+        windows included: they run in the view)."""
+        view = self.view
+        node = next(n for n in view.nodes if n.id == node_id)
+        cpus, mem = float(node.capacity.cpus), float(node.capacity.mem_mb)
+        for run in view.running:
+            if run.node_id == node_id and max(run.est_end, self.now) > self.t_res:
+                cpus -= run.request.cpus
+                mem -= run.request.mem_mb
+        return [cpus - head.request.cpus, mem - head.request.mem_mb]
+
+    def _fits_extra(self) -> np.ndarray:
+        """Which window jobs fit beside the head on its reserved node at the reservation time:
+        within the CPUs and memory left then, on GPUs other than the head's."""
+        if self.res_node < 0:
+            return np.zeros(len(self.window), dtype=bool)
+        st, i, res = self.state, self.res_node, self.res_gpus
+        free_ids = [g for g in st.free_ids[i] if g not in res]
+        share_room = max((m for g, m in enumerate(st.gmem[i]) if g not in res), default=0)
+        req = self.req
+        return (
+            (req[:, 0] <= self.extra[0] + 1e-9)
+            & (req[:, 1] <= self.extra[1])
+            & (req[:, 2] <= len(free_ids))
+            & (req[:, 3] <= share_room)
+        )
 
     def _starving(self, job: JobRequest) -> bool:
         s = self.config.starve_after_s
@@ -345,6 +388,28 @@ class Round:
             ok = np.zeros((len(self.window), nn), dtype=bool)
         if self.ended:
             ok[:] = False
+        # jobs that may use the reserved node under the reservation: they end before it, or
+        # outlast it within what the node has left beside the head then
+        spares = self.ends_before | self._fits_extra()
+        guard = False
+        if self.first_starving:
+            hk = next(
+                (k for k, j in enumerate(self.window) if j.id == self.first_id and alive[k]),
+                None,
+            )
+            if hk is not None and ok[hk].any():
+                keep = np.zeros_like(ok)
+                keep[hk] = ok[hk]
+                ok = keep
+            elif self.head_id == self.first_id and self.res_node >= 0:
+                ok[~spares, self.res_node] = False
+                guard = True
+        if self.holding and self.res_node >= 0:
+            # "wait" was chosen: nothing more may start that would delay the head's reservation
+            ok[~spares, self.res_node] = False
+            guard = True
+        # priorities among what the reservation lets start: a job it holds back does not hold
+        # back lower levels that fit beside it (else the reserved node idles, as EASY would not)
         jobs_ok: np.ndarray = np.asarray(ok.any(axis=1))
         capped = self._capped()
         if (jobs_ok & ~capped).any():
@@ -354,21 +419,7 @@ class Round:
         if jobs_ok.any():
             top = self.eff[jobs_ok].max()
             ok &= (self.eff >= top)[:, None]
-            if self.first_starving:
-                hk = next(
-                    (k for k, j in enumerate(self.window) if j.id == self.first_id and alive[k]),
-                    None,
-                )
-                if hk is not None and ok[hk].any():
-                    keep = np.zeros_like(ok)
-                    keep[hk] = ok[hk]
-                    ok = keep
-                elif self.head_id == self.first_id and self.res_node >= 0:
-                    ends_before = self.now + self.est <= self.t_res
-                    ok[~ends_before, self.res_node] = False
-        if self.holding and self.res_node >= 0:
-            # "wait" was chosen: nothing more may start that would delay the head's reservation
-            ok[~self.ends_before, self.res_node] = False
+        self._guard = guard
         # each job's best few nodes by SJF's best fit (leftover), lowest index first on ties
         if nn and ok.any():
             left = np.where(ok, self._left, np.inf)
@@ -385,14 +436,14 @@ class Round:
         self.wait_holds = (
             not self.holding
             and self.res_node >= 0
-            and bool(((nk == self.res_node) & ~self.ends_before[jk]).any())
+            and bool(((nk == self.res_node) & ~spares[jk]).any())
         )
         starving_fits = self.first_starving and any(
             self.window[j].id == self.first_id for j in jk.tolist()
         )
         can_end = self.busy and not starving_fits
         wait_ok = not len(jk) or self.wait_holds or can_end
-        x = self._features(jk, nk, capped, wait_ok)
+        x = self._features(jk, nk, capped, wait_ok, spares)
         return Candidates(np.append(jk, WAIT), np.append(nk, WAIT), x, wait_ok)
 
     def _capped(self) -> np.ndarray:
@@ -422,7 +473,12 @@ class Round:
         return capped
 
     def _features(
-        self, jk: np.ndarray, nk: np.ndarray, capped: np.ndarray, wait_ok: bool
+        self,
+        jk: np.ndarray,
+        nk: np.ndarray,
+        capped: np.ndarray,
+        wait_ok: bool,
+        spares: np.ndarray,
     ) -> np.ndarray:
         st = self.state
         m = len(jk)
@@ -477,7 +533,7 @@ class Round:
         x[:m, 17] = np.maximum(np.maximum(x[:m, 0], x[:m, 1]), x[:m, 2])
         ends_before = self.ends_before[jk]
         x[:m, 18] = ends_before
-        x[:m, 19] = (nk == self.res_node) & ~ends_before
+        x[:m, 19] = (nk == self.res_node) & ~spares[jk]
         long = self.is_long[jk]
         x[:m, 25] = long
         x[:m, 26] = (self.long_c + np.where(long, req[:, 0], 0.0)) / max(self.cap_c_total, 1e-9)
@@ -544,7 +600,9 @@ class Round:
             return None
         node = int(cands.nodes[i])
         job = self.window[j]
-        gids = self.state.pick_gpus(node, job.request)
+        # a job that outlasts the reservation on its node stays off the head's GPUs
+        beside = self._guard and node == self.res_node and not self.ends_before[j]
+        gids = self.state.pick_gpus(node, job.request, self.res_gpus if beside else frozenset())
         if gids is None:  # pragma: no cover - the fit matrix is exact
             raise RuntimeError(f"candidate {i} does not fit")
         st = self.state
@@ -557,6 +615,10 @@ class Round:
             + np.where(st.has_gpu[node], (st.fg[node] - self._gfrac[:, node]) / st.cap_g[node], 0.0)
             + 1e-9 * node
         )
+        if node == self.res_node and not self.ends_before[j]:
+            # it still runs at the reservation time: less is left beside the head then
+            self.extra[0] -= float(self.req[j, 0])
+            self.extra[1] -= float(self.req[j, 1])
         self.alive[j] = False
         self.busy = True
         if self.is_long[j]:

@@ -227,3 +227,76 @@ def test_the_teacher_keeps_room_for_short_jobs():
     big = job("big", cpus=9.0, at=0.0, est=7200.0)
     c = Round(empty, [big], empty.now).candidates()
     assert c.x[0, teacher] == 1.0
+
+
+def _ids(rnd, c):
+    return {rnd.window[int(j)].id for j in c.jobs[:-1]}
+
+
+def test_starving_head_reserves_as_easy_on_one_node():
+    # one 256-CPU node (the SWF benchmark's cluster): a starving head reserves it, and a job that
+    # outlasts the reservation may still start where it leaves the head's resources untouched
+    cap = Resources(256.0, 262144, 0, 0)
+    node = NodeView.empty("n", cap).allocate(Resources(150.0, 1024, 0), ())
+    node = node.allocate(Resources(50.0, 1024, 0), ())
+    now = 100_000.0
+    running = (
+        RunningJob("r1", "n", Resources(150.0, 1024, 0), (), 0.0, now + 1000.0),
+        RunningJob("r2", "n", Resources(50.0, 1024, 0), (), 0.0, now + 100_000.0),
+    )
+    view = ClusterView((node,), now, running)
+    head = job("old", cpus=180.0, mem=1024, at=0.0, est=600.0)  # waited 27 h: starving
+    beside = job("beside", cpus=20.0, mem=1024, at=99_000.0, est=5000.0)  # 20 <= 256-50-180
+    wide = job("wide", cpus=40.0, mem=1024, at=99_001.0, est=5000.0)  # would delay the head
+    short = job("short", cpus=30.0, mem=1024, at=99_002.0, est=100.0)  # ends before
+    rnd = Round(view, [head, beside, wide, short], now)
+    c = rnd.candidates()
+    assert rnd.head_id == "old" and rnd.t_res == pytest.approx(now + 1000.0)
+    assert rnd.extra[0] == pytest.approx(26.0)
+    assert _ids(rnd, c) == {"beside", "short"}
+    x = c.x[:-1, FEATURE_NAMES.index("delays_head")]
+    assert not x.any()  # neither of them delays the head
+    # once "beside" runs, only 6 CPUs are left beside the head: a second such job must wait
+    more = job("more", cpus=10.0, mem=1024, at=99_003.0, est=5000.0)
+    rnd = Round(view, [head, beside, wide, short, more], now)
+    c = rnd.candidates()
+    assert _ids(rnd, c) == {"beside", "short", "more"}
+    i = next(i for i in range(len(c) - 1) if rnd.window[int(c.jobs[i])].id == "beside")
+    rnd.place(c, i)
+    assert rnd.extra[0] == pytest.approx(6.0)
+    assert _ids(rnd, rnd.candidates()) == {"short"}
+
+
+def test_a_job_beside_the_reservation_keeps_off_the_heads_gpus():
+    cap = Resources(8.0, 65536, 4, 4 * 40960)
+    busy = NodeView.empty("a", cap).allocate(Resources(4.0, 8192, 2), (0, 1))
+    running = (RunningJob("r", "a", Resources(4.0, 8192, 2), (0, 1), 0.0, 100_500.0),)
+    view = ClusterView((busy,), 100_000.0, running)
+    head = job("old", cpus=2.0, gpus=3, at=0.0, est=600.0)  # starving; reserves GPUs 0, 1, 2
+    long_ = job("long", cpus=1.0, gpus=1, at=99_000.0, est=5000.0)
+    rnd = Round(view, [head, long_], view.now)
+    c = rnd.candidates()
+    assert rnd.res_gpus == frozenset({0, 1, 2})
+    assert _ids(rnd, c) == {"long"}
+    p = rnd.place(c, 0)
+    assert p is not None and p.gpu_ids == (3,)  # not GPU 2, the lowest free one
+
+
+def test_an_older_job_the_reservation_holds_back_does_not_block_younger_ones():
+    # aging puts "older" a level above "beside" (12 h levels); "older" would delay the starving
+    # head, so the reservation holds it back, and "beside", which fits beside the head, may start
+    cap = Resources(256.0, 262144, 0, 0)
+    node = NodeView.empty("n", cap).allocate(Resources(150.0, 1024, 0), ())
+    node = node.allocate(Resources(50.0, 1024, 0), ())
+    now = 100_000.0
+    running = (
+        RunningJob("r1", "n", Resources(150.0, 1024, 0), (), 0.0, now + 1000.0),
+        RunningJob("r2", "n", Resources(50.0, 1024, 0), (), 0.0, now + 100_000.0),
+    )
+    view = ClusterView((node,), now, running)
+    head = job("old", cpus=180.0, mem=1024, at=0.0, est=600.0)  # waited 27 h: starving
+    older = job("older", cpus=40.0, mem=1024, at=50_000.0, est=5000.0)  # waited 13.9 h
+    beside = job("beside", cpus=20.0, mem=1024, at=99_000.0, est=5000.0)
+    rnd = Round(view, [head, older, beside], now)
+    assert rnd.eff[[j.id for j in rnd.window].index("older")] == 1.0
+    assert _ids(rnd, rnd.candidates()) == {"beside"}
