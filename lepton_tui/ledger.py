@@ -415,14 +415,10 @@ class Ledger:
             create_private_file(self.path)
         except OSError:
             pass  # a missing or read-only directory: connecting says why
-        if self.path.exists() and self.path.is_file():
-            with open(self.path, "rb") as fh:
-                head = fh.read(16)
-            if head and not head.startswith(b"SQLite format 3\x00"):
-                raise LedgerError(
-                    f"{self.path} is not a lepton-tui ledger (not an SQLite database)",
-                    "move it aside or pick another --home",
-                )
+        # Never open() the file to look at its header: closing any descriptor of it drops every
+        # POSIX lock this process holds on it, those of its other SQLite connections included
+        # (a dispatcher's, when the lab service or the autopilot opens a second Ledger), and a
+        # writer elsewhere then corrupts it. SQLite says "not a database" itself (_explain).
         try:
             conn = self.conn
             version = conn.execute("PRAGMA user_version").fetchone()[0]

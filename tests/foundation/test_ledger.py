@@ -187,3 +187,32 @@ def test_close_never_pulls_a_connection_from_under_another_thread(tmp_path: Path
     assert isinstance(outcome[0], LedgerError) and "closed" in str(outcome[0])
     with pytest.raises(LedgerError, match="closed"):
         led.query("SELECT 1")
+
+
+def test_opening_a_ledger_never_opens_its_file_outside_sqlite(tmp_path, monkeypatch) -> None:
+    # closing any descriptor of the database file drops every POSIX lock the process holds on
+    # it, those of its live SQLite connections included: a second Ledger in the lab service's
+    # process (the autopilot's, a request's) once corrupted the dispatcher's ledger that way
+    import builtins
+    import io
+
+    from lepton_tui.ledger import Ledger
+
+    path = tmp_path / "ledger.db"
+    first = Ledger(path)
+    seen: list[str] = []
+    real_open, real_io_open = builtins.open, io.open
+
+    def spy(file, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", spy)
+    monkeypatch.setattr(io, "open", spy)
+    second = Ledger(path)
+    second.query("SELECT COUNT(*) AS n FROM jobs")
+    monkeypatch.setattr(builtins, "open", real_open)
+    monkeypatch.setattr(io, "open", real_io_open)
+    second.close()
+    first.close()
+    assert str(path) not in seen

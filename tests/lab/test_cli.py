@@ -175,9 +175,9 @@ def test_queue_cut_short_and_the_stderr_hint_work_through_the_socket(lab: Lab) -
     job = client.submit(command="echo out; echo oops >&2")
     assert "".join(client.read_log(job, follow=True)) == "out\n"
     assert client.stderr_bytes(job) == len("oops\n")
-    client.submit(command="sleep 600")
-    client.submit(command="sleep 600")
+    sleepers = [client.submit(command="sleep 600") for _ in range(2)]
     out = as_user("alice", _cli_as(lab.socket, "queue", "--all", "--limit", "1"))
+    client.cancel(sleepers)  # nothing left running after the test
     assert out["code"] == 0 and "showing 1 of 3 jobs" in out["out"], out
     res = _lepton(lab.socket, "logs", str(job), home=lab.state / "unused")
     assert res.returncode == 0 and res.stdout == "out\n"
