@@ -31,7 +31,7 @@ from lepton_tui.errors import (
     PermissionDenied,
     ValidationError,
 )
-from lepton_tui.identity import Identity
+from lepton_tui.identity import Identity, user_name
 from lepton_tui.ledger import (
     JOB_STATES,
     TERMINAL_JOB_STATES,
@@ -54,20 +54,7 @@ def current_user() -> str:
     not make anyone root). A uid with no passwd entry is `uid-N`, which no check takes for root,
     the admin group or another user; if a real account bears that name, this refuses.
     """
-    uid = os.getuid()
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        pass
-    name = f"uid-{uid}"
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return name
-    raise PermissionDenied(
-        f"uid {uid} has no passwd entry, and its stand-in name {name!r} is another account's",
-        f"give uid {uid} a passwd entry",
-    )
+    return user_name(os.getuid())
 
 
 def local_host_name() -> str:

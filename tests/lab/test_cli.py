@@ -81,9 +81,9 @@ def test_users_queue_and_cancel_through_the_cli(lab: Lab) -> None:
     assert out["code"] == 1 and "only admins" in out["out"]
 
 
-def test_logs_follow_streams_through_the_socket(lab: Lab) -> None:
-    # the service account (root here) adds this machine as a host on the service's own state
-    # directory (until `hosts add` goes over the socket); the lab service keeps dispatching
+def _add_this_machine(lab: Lab) -> None:
+    """The service account (root here) adds this machine as a host on the service's own state
+    directory (until `hosts add --local` goes over the socket); the service keeps dispatching."""
     env = {**os.environ, "LEPTON_SOCKET": "", "PYTHONPATH": str(REPO)}
     res = subprocess.run(
         [sys.executable, "-m", "lepton_tui", "--home", str(lab.state), "hosts", "add", "here",
@@ -91,6 +91,10 @@ def test_logs_follow_streams_through_the_socket(lab: Lab) -> None:
         capture_output=True, text=True, timeout=120, env=env,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
+
+
+def test_logs_follow_streams_through_the_socket(lab: Lab) -> None:
+    _add_this_machine(lab)
     client = LabClient(lab.socket)
     job = client.submit(command="echo first; sleep 1; echo second")
     # followed from before it starts: the stream waits, then carries both lines as they come
@@ -164,13 +168,7 @@ def test_an_admin_adds_a_host_through_the_socket(lab: Lab, ssh_hosts: Any, tmp_p
 def test_queue_cut_short_and_the_stderr_hint_work_through_the_socket(lab: Lab) -> None:
     # `queue` counts what it left out, and `logs` hints at stderr, through calls the lab
     # service answers (count_jobs, stderr_bytes), not through a ledger the client cannot open
-    env = {**os.environ, "LEPTON_SOCKET": "", "PYTHONPATH": str(REPO)}
-    res = subprocess.run(
-        [sys.executable, "-m", "lepton_tui", "--home", str(lab.state), "hosts", "add", "here",
-         "--local"],
-        capture_output=True, text=True, timeout=120, env=env,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr
+    _add_this_machine(lab)
     client = LabClient(lab.socket)
     job = client.submit(command="echo out; echo oops >&2")
     assert "".join(client.read_log(job, follow=True)) == "out\n"
