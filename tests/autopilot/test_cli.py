@@ -12,9 +12,9 @@ import pytest
 from lepton_tui import autopilot as ap
 from lepton_tui.ledger import Ledger
 from lepton_tui.service import Service
-from tests.autopilot.history import record
 from tests.clirun import lepton
 from tests.economics.helpers import Clock
+from tests.economics.helpers import record_history as record
 
 pytest.importorskip("scheduler.simulator")
 

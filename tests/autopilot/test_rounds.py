@@ -19,9 +19,9 @@ from lepton_tui import autopilot as ap
 from lepton_tui.dispatcher import Dispatcher
 from lepton_tui.economics_replay import replay_ledger
 from lepton_tui.service import Service
-from tests.autopilot.history import record
 from tests.dispatch.helpers import wait_until
 from tests.economics.helpers import T0, Clock, make_ledger
+from tests.economics.helpers import record_history as record
 
 pytest.importorskip("scheduler.simulator")
 

@@ -9,8 +9,8 @@ from textual.widgets import Select
 
 from lepton_tui import autopilot as ap
 from lepton_tui.ledger import Ledger
-from tests.autopilot.history import record
 from tests.economics.helpers import T0, Clock
+from tests.economics.helpers import record_history as record
 from tests.tui.conftest import loaded, text_of, wait_for
 
 pytest.importorskip("scheduler.simulator")

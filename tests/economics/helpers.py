@@ -119,3 +119,35 @@ def set_lab_prices(ledger: Ledger, at: float, **prices: float) -> None:
 def gpu_ids_of(ledger: Ledger, token: str) -> list[int]:
     row = ledger.query_one("SELECT gpu_ids FROM attempts WHERE token = ?", (token,))
     return json.loads(row["gpu_ids"])
+
+
+def record_history(ledger: Ledger, clock: Clock, policy: str, jobs: int = 80, seed: int = 3,
+                   load: float = 0.95, start: float = T0, **options: Any) -> Any:  # fmt: skip
+    """Run the lab mix under `policy` (made with `options`) in the simulator from `start` and write
+    what happened into the ledger as the dispatcher would have: hosts, jobs (time limit = the
+    estimate), attempts with their start and end. Returns the simulator's result."""
+    from scheduler.registry import make_policy
+    from scheduler.simulator import Simulator
+    from scheduler.workloads import lab_mix
+
+    wl = lab_mix(jobs, load, seed, nodes=3)
+    result = Simulator(wl).run(make_policy(policy, **options))
+    with ledger.tx():
+        for n in wl.nodes:
+            c = n.capacity
+            ledger.insert("hosts", {"name": n.id, "transport": "ssh", "address": "10.0.0.1",
+                                    "state": "up", "admin_state": "active", "cpus": c.cpus,
+                                    "mem_mb": c.mem_mb, "gpus": c.gpus,
+                                    "gpu_mem_mb": c.gpu_mem_mb, "added_at": start})  # fmt: skip
+    ids = {}
+    for job in sorted(wl.jobs, key=lambda j: (j.submit_s, str(j.id))):
+        r = job.request
+        spec = {"command": "true", "project": job.project or "default", "cpus": r.cpus,
+                "mem_mb": r.mem_mb, "gpus": r.gpus, "gpu_mem_mb": r.gpu_mem_mb,
+                "time_limit_s": job.est_runtime_s, "priority": int(job.priority)}  # fmt: skip
+        with ledger.tx():
+            ids[job.id] = ledger.add_job(spec, job.user or "alice", at=start + job.submit_s)
+    for att in sorted(result.attempts, key=lambda a: a.start_s):
+        run_attempt(ledger, clock, ids[att.job_id], att.node_id, start + att.start_s,
+                    start + att.end_s, gpu_ids=att.gpu_ids)  # fmt: skip
+    return result

@@ -10,41 +10,15 @@ from click.testing import CliRunner
 
 from lepton_tui.economics_replay import ACTUAL, replay_ledger
 from lepton_tui.errors import ValidationError
-from tests.economics.helpers import T0, Clock, make_ledger, run_attempt
-
-pytest.importorskip("scheduler.simulator")
-from scheduler.registry import make_policy  # noqa: E402
-from scheduler.simulator import Simulator  # noqa: E402
-from scheduler.workloads import lab_mix  # noqa: E402
+from tests.economics.helpers import T0, Clock, make_ledger, record_history
 
 # Stated tolerance: the replayed mean wait is within 1 % (plus 1 s) of the recorded one.
 REL_TOL, ABS_TOL_S = 0.01, 1.0
 
 
-def record(ledger, clock: Clock, policy: str, jobs: int = 80, seed: int = 3, **options) -> None:
-    """Run the lab mix under `policy` in the simulator and write what happened into the ledger,
-    as the dispatcher would have: hosts, jobs (time limit = the estimate), attempts."""
-    wl = lab_mix(jobs, 0.9, seed, nodes=3)
-    result = Simulator(wl).run(make_policy(policy, **options))
-    with ledger.tx():
-        for n in wl.nodes:
-            c = n.capacity
-            ledger.insert("hosts", {"name": n.id, "transport": "ssh", "address": "10.0.0.1",
-                                    "state": "up", "admin_state": "active", "cpus": c.cpus,
-                                    "mem_mb": c.mem_mb, "gpus": c.gpus,
-                                    "gpu_mem_mb": c.gpu_mem_mb, "added_at": T0})  # fmt: skip
-    ids = {}
-    for job in sorted(wl.jobs, key=lambda j: (j.submit_s, str(j.id))):
-        r = job.request
-        spec = {"command": "true", "project": job.project or "default", "cpus": r.cpus,
-                "mem_mb": r.mem_mb, "gpus": r.gpus, "gpu_mem_mb": r.gpu_mem_mb,
-                "time_limit_s": job.est_runtime_s, "priority": int(job.priority)}  # fmt: skip
-        with ledger.tx():
-            ids[job.id] = ledger.add_job(spec, job.user or "alice", at=T0 + job.submit_s)
-    for att in sorted(result.attempts, key=lambda a: a.start_s):
-        run_attempt(ledger, clock, ids[att.job_id], att.node_id, T0 + att.start_s,
-                    T0 + att.end_s, gpu_ids=att.gpu_ids)  # fmt: skip
-    return result
+def record(ledger, clock: Clock, policy: str, jobs: int = 80, seed: int = 3, **options):
+    """The lab mix at load 0.9 recorded under `policy` (see `record_history`)."""
+    return record_history(ledger, clock, policy, jobs, seed, load=0.9, **options)
 
 
 @pytest.mark.parametrize("policy", ["fifo", "backfill"])
