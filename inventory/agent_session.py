@@ -237,6 +237,8 @@ _sessions_lock = threading.Lock()
 def session_for(transport: Any) -> AgentSession | None:
     """The persistent agent session of `transport` (one per connection object), or None for a
     transport that cannot hold one open (a local or simulated one)."""
+    if not getattr(transport, "persistent_agent", True):
+        return None
     if not isinstance(transport, StreamingTransport):
         return None
     with _sessions_lock:

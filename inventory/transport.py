@@ -281,6 +281,8 @@ class SSHTransport:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         pinned_fingerprint: str | None = None,
+        persistent_agent: bool = True,
+        idle_wake_s: float | None = None,
     ) -> None:
         if spec.transport != "ssh":
             raise ValueError(f"{spec.name}: SSHTransport needs an ssh host")
@@ -292,12 +294,16 @@ class SSHTransport:
         self.keepalive_s = keepalive_s
         # how often paramiko's reader thread wakes on an idle connection (its default is 10 times
         # a second); the keepalive is sent from those wakeups, so no longer than its interval
-        self.idle_wake_s = float(keepalive_s) if keepalive_s else IDLE_WAKE_S
+        if idle_wake_s is None:
+            idle_wake_s = float(keepalive_s) if keepalive_s else IDLE_WAKE_S
+        self.idle_wake_s = idle_wake_s
         self.tcp_nodelay = tcp_nodelay
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         # a key missing from known_hosts is still taken when it has this fingerprint
         self.pinned_fingerprint = pinned_fingerprint
+        # keep one host agent running on the connection (False: a fresh python3 per call)
+        self.persistent_agent = persistent_agent
         self.round_trips = 0
         self.connects = 0
         self.execs = 0  # exec channels opened (one-shot commands and persistent agents)

@@ -193,3 +193,13 @@ def test_threads_alive_between_polls_stay_constant(sshbed: SSHBed) -> None:
         pool.close()
         for t in transports.values():
             t.close()
+
+
+def test_persistent_agent_can_be_turned_off(h2: SSHHost) -> None:
+    t = connect(h2, persistent_agent=False)
+    try:
+        for _ in range(3):
+            probe(t, h2.spec(), tokens=[])
+        assert t.execs == 3 and _stats(t)["starts"] == 0  # a fresh python3 per call, as before
+    finally:
+        t.close()
