@@ -210,7 +210,7 @@ def _run_dispatcher(
     sim_cpu: Callable[[], float],
 ) -> dict[str, Any]:
     """Warm up until every host runs its job, then tick every `tick_s` for `duration_s`."""
-    from lepton_tui.dispatcher import Dispatcher
+    from lepton_tui.dispatch.loop import Dispatcher
 
     d = Dispatcher(svc, pool=pool)
     assert d.acquire()
@@ -268,7 +268,7 @@ def bench_dispatcher(
 ) -> dict[str, Any]:
     """The dispatcher over `n_hosts` SSH connections to the three loopback sshd hosts."""
     from lepton_tui import paths
-    from lepton_tui.hostpool import HostPool
+    from lepton_tui.dispatch.hostpool import HostPool
     from lepton_tui.service import Service
     from lepton_tui.validate import validate_job
 
@@ -415,7 +415,7 @@ class SimStream:
 
 def bench_sim(n_hosts: int, tick_s: float, duration_s: float, persistent: bool) -> dict[str, Any]:
     """The dispatcher over `n_hosts` simulated hosts, one long job running on each."""
-    from lepton_tui.hostpool import HostPool
+    from lepton_tui.dispatch.hostpool import HostPool
     from lepton_tui.service import Service
     from lepton_tui.validate import validate_job
 
