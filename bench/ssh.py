@@ -234,6 +234,7 @@ def _run_dispatcher(
         wall = time.monotonic() - wall0
         cpu = (_cpu_s() - cpu0) - (sim_cpu() - sim0)
         starts = sum(agent_session.session_stats(t)["starts"] for _, _, t in pool._entries.values())
+        pools_made, pool_size = pool.threads.pools_made, pool.threads.size
     finally:
         d.close()
     return {
@@ -248,6 +249,8 @@ def _run_dispatcher(
         "threads_after_warmup": threads0,
         "threads_between_ticks": sorted(threads),
         "agent_starts": starts,
+        "fanout_pools_made": pools_made,
+        "fanout_pool_size": pool_size,
     }
 
 
