@@ -178,11 +178,18 @@ def bench_host_cpu(bed: SSHBed, polls: int) -> dict[str, object]:
     for label, persistent in (("one_shot", False), ("persistent", True)):
         t = connect(h, persistent_agent=persistent)
         probe(t, h.spec(), tokens=[])  # connected, agent started (persistent)
+        agent_pid = agent_session.session_stats(t)["pid"]
+        agent = psutil.Process(agent_pid) if agent_pid else None
+        agent0 = sum(agent.cpu_times()[:2]) if agent else 0.0
         cpu0, wall0 = sshd_cpu_s([h]), time.perf_counter()
         for _ in range(polls):
             probe(t, h.spec(), tokens=[])
             time.sleep(0.011)  # a jiffy apart, so the agent's CPU window never has to wait
         host_ms = (sshd_cpu_s([h]) - cpu0) * 1000 / polls
+        if agent is not None:  # the agent's own share (the rest is sshd relaying)
+            out[f"{label}_agent_process_cpu_ms_per_poll"] = round(
+                (sum(agent.cpu_times()[:2]) - agent0) * 1000 / polls, 2
+            )
         out[f"{label}_host_cpu_ms_per_poll"] = round(host_ms, 2)
         out[f"{label}_wall_ms_per_poll"] = round(
             ((time.perf_counter() - wall0) / polls - 0.011) * 1000, 2
@@ -391,6 +398,7 @@ class SimStream:
         self.host = host
         self.lines: deque[bytes] = deque()
         self.alive = True
+        self.connection_alive = True
         self.loaded = False
         self.stderr_tail = b""
 

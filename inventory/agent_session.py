@@ -49,6 +49,11 @@ class AgentStream(Protocol):
         """False once the agent has gone."""
         ...
 
+    @property
+    def connection_alive(self) -> bool:
+        """False once the connection under the channel has gone."""
+        ...
+
     def send(self, data: bytes, deadline: float) -> None:
         """Write to the agent's stdin."""
         ...
@@ -201,9 +206,10 @@ class AgentSession:
             ) from exc
         except (EOFError, OSError, ValueError, KeyError, TypeError):
             stream.close()
-            self.failed_starts += 1
-            self._retry_at = time.monotonic() + RETRY_AFTER_S
-            return False
+            if stream.connection_alive:  # the agent cannot run here: one-shot for a while
+                self.failed_starts += 1
+                self._retry_at = time.monotonic() + RETRY_AFTER_S
+            return False  # else the connection dropped meanwhile: one-shot reconnects
         if hello.get("version") != version:
             stream.close()
             self.failed_starts += 1

@@ -252,7 +252,12 @@ class ChannelStream:
         chan = self.chan
         if chan.closed or chan.eof_received or chan.exit_status_ready():
             return False
-        t = chan.get_transport()
+        return self.connection_alive
+
+    @property
+    def connection_alive(self) -> bool:
+        """False once the SSH connection under this channel has gone."""
+        t = self.chan.get_transport()
         return t is not None and t.is_active()
 
     def close(self) -> None:

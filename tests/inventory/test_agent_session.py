@@ -203,3 +203,18 @@ def test_persistent_agent_can_be_turned_off(h2: SSHHost) -> None:
         assert t.execs == 3 and _stats(t)["starts"] == 0  # a fresh python3 per call, as before
     finally:
         t.close()
+
+
+def test_dropped_connection_brings_a_new_agent(sshbed: SSHBed) -> None:
+    host = sshbed(3)[1]
+    t = connect(host)
+    try:
+        probe(t, host.spec(), tokens=[])
+        first = _stats(t)["pid"]
+        assert host.kill_sessions() >= 1  # every connection to the host cut, its agent with it
+        assert _gone(first)
+        assert probe(t, host.spec(), tokens=[]).host == host.name
+        stats = _stats(t)
+        assert stats["starts"] == 2 and stats["fallbacks"] == 0 and t.connects == 2
+    finally:
+        t.close()
