@@ -238,6 +238,7 @@ class AgentSession:
 
 _sessions: weakref.WeakKeyDictionary[Any, AgentSession] = weakref.WeakKeyDictionary()
 _sessions_lock = threading.Lock()
+_streaming: dict[type, bool] = {}  # per transport class: can it hold a stream open?
 
 
 def session_for(transport: Any) -> AgentSession | None:
@@ -245,7 +246,11 @@ def session_for(transport: Any) -> AgentSession | None:
     transport that cannot hold one open (a local or simulated one)."""
     if not getattr(transport, "persistent_agent", True):
         return None
-    if not isinstance(transport, StreamingTransport):
+    kind = type(transport)
+    streams = _streaming.get(kind)
+    if streams is None:  # a protocol check per call costs more than the rest of it
+        streams = _streaming[kind] = isinstance(transport, StreamingTransport)
+    if not streams:
         return None
     with _sessions_lock:
         session = _sessions.get(transport)
