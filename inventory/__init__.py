@@ -7,7 +7,10 @@
 - `supervisor`: LaunchSpec, launch/launch_batch/launch_many, status, cancel/cancel_batch, read_log,
   kill_stale/kill_stale_batch.
 - `preflight`: the onboarding checks, one line each, and the discovered capacity.
-- `fanout`: fan_out(calls, timeout) -> {host: Ok(value) | Failed(reason)}.
+- `fanout`: fan_out(calls, timeout) -> {host: Ok(value) | Failed(reason)}; FanOut, one pool kept
+  for a caller's lifetime (the dispatcher's), sized to the fleet.
+- `agent_session`: the persistent host agent, one python3 per connection fed requests over its
+  exec channel (`remote_call.agent_call` uses it, one-shot where it cannot run).
 - `remote/agent.py`, `remote/wrapper.py`: the stdlib-only programs that run on the hosts.
 """
 

@@ -7,6 +7,7 @@ import functools
 import json
 from typing import Any
 
+from inventory.agent_session import session_for
 from inventory.errors import RemoteError
 from inventory.hostspec import HostSpec
 from inventory.remote import AGENT_PATH, WRAPPER_PATH
@@ -30,8 +31,15 @@ def wrapper_source() -> str:
 def agent_call(
     transport: Transport, spec: HostSpec, op: str, timeout: float = 30, **args: Any
 ) -> Any:
-    """Run agent operation `op` on the host in ONE exec; the request travels as data in stdin."""
+    """Run agent operation `op` on the host in ONE round trip: a request line to the
+    connection's persistent agent (inventory.agent_session), or, where that cannot run, one
+    exec of a fresh agent with the request as data in its stdin."""
     request = {"op": op, "root": spec.root_dir, "host": spec.name, **args}
+    session = session_for(transport)
+    if session is not None:
+        answer = session.call(request, timeout)
+        if answer is not None:
+            return _result(spec, op, answer)
     encoded = base64.b64encode(json.dumps(request).encode()).decode("ascii")
     program = f"{agent_source()}\n_lepton_main({encoded!r})\n".encode()
     # -I -S: no site packages, no PYTHON* variables: faster start, and a user's environment
@@ -48,6 +56,10 @@ def agent_call(
         decoded = json.loads(reply.decode("utf-8"))
     except ValueError as exc:
         raise RemoteError(spec.name, f"unreadable reply from the host agent: {exc}") from exc
+    return _result(spec, op, decoded)
+
+
+def _result(spec: HostSpec, op: str, decoded: dict[str, Any]) -> Any:
     if not decoded.get("ok"):
         raise RemoteError(spec.name, f"{op} failed on the host: {decoded.get('error')}")
     return decoded["result"]

@@ -173,6 +173,98 @@ def default_ssh_config() -> Path | None:
     return path if path.is_file() else None
 
 
+IDLE_WAKE_S = 30.0
+
+
+def quiet_transport_thread(transport: paramiko.Transport, wake_s: float) -> None:
+    """Let paramiko's reader thread sleep on an idle connection.
+
+    paramiko sets its socket's timeout to `Transport._active_check_timeout` (0.1 s) so that its
+    thread wakes to see whether it should stop and whether a keepalive is due: ten wakeups a
+    second per idle connection. Once connected (the handshake's own timer has been cancelled),
+    a longer timeout loses nothing: data wakes the thread at once, the keepalive is checked at
+    each wakeup, and `close_client` wakes it by shutting the socket down.
+    """
+    sock = transport.sock
+    if hasattr(sock, "settimeout"):
+        sock.settimeout(wake_s)
+
+
+def close_client(client: paramiko.SSHClient) -> None:
+    """Close a client and wake its reader thread now (see `quiet_transport_thread`): a plain
+    close leaves the thread asleep in recv() until its socket timeout."""
+    transport = client.get_transport()
+    sock = getattr(transport, "sock", None)
+    if isinstance(sock, socket.socket):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    client.close()
+
+
+class ChannelStream:
+    """Both ends of a long-lived exec channel: bytes in, lines out (see SSHTransport.open_stream).
+
+    Reads block on paramiko's buffer (a condition variable), never polling. What the remote
+    process writes to stderr is drained as replies are read, so it cannot fill the channel's
+    window; its last few KiB are kept for error messages.
+    """
+
+    def __init__(self, chan: paramiko.Channel, name: str) -> None:
+        self.chan = chan
+        self.name = name
+        self._buf = b""
+        self.stderr_tail = b""
+
+    def send(self, data: bytes, deadline: float) -> None:
+        """Write `data` to the process's stdin (raises TimeoutError, EOFError or OSError)."""
+        self.chan.settimeout(max(deadline - time.monotonic(), 0.01))
+        try:
+            self.chan.sendall(data)
+        except paramiko.SSHException as exc:
+            raise EOFError(str(exc)) from exc
+
+    def read_line(self, deadline: float) -> bytes:
+        """The next line of stdout, without its newline; EOFError when the process has gone,
+        TimeoutError at `deadline`."""
+        while b"\n" not in self._buf:
+            self._drain_stderr()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no reply in time")
+            self.chan.settimeout(left)
+            data = self.chan.recv(1 << 16)
+            if not data:
+                self._drain_stderr()
+                raise EOFError("the remote process closed its output")
+            self._buf += data
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line
+
+    def _drain_stderr(self) -> None:
+        while self.chan.recv_stderr_ready():
+            self.stderr_tail = (self.stderr_tail + self.chan.recv_stderr(1 << 16))[-4096:]
+
+    @property
+    def alive(self) -> bool:
+        """False once the process has ended or closed its output, or the connection is gone."""
+        chan = self.chan
+        if chan.closed or chan.eof_received or chan.exit_status_ready():
+            return False
+        return self.connection_alive
+
+    @property
+    def connection_alive(self) -> bool:
+        """False once the SSH connection under this channel has gone."""
+        t = self.chan.get_transport()
+        return t is not None and t.is_active()
+
+    def close(self) -> None:
+        """Close the channel: the remote process reads end of input and exits."""
+        self.chan.close()
+
+
 class SSHTransport:
     """One pooled paramiko connection to one host, opened lazily and reopened with backoff.
 
@@ -194,6 +286,8 @@ class SSHTransport:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         pinned_fingerprint: str | None = None,
+        persistent_agent: bool = True,
+        idle_wake_s: float | None = None,
     ) -> None:
         if spec.transport != "ssh":
             raise ValueError(f"{spec.name}: SSHTransport needs an ssh host")
@@ -203,13 +297,21 @@ class SSHTransport:
         self.connect_timeout = connect_timeout
         self.ssh_config = default_ssh_config() if ssh_config == "default" else ssh_config
         self.keepalive_s = keepalive_s
+        # how often paramiko's reader thread wakes on an idle connection (its default is 10 times
+        # a second); the keepalive is sent from those wakeups, so no longer than its interval
+        if idle_wake_s is None:
+            idle_wake_s = float(keepalive_s) if keepalive_s else IDLE_WAKE_S
+        self.idle_wake_s = idle_wake_s
         self.tcp_nodelay = tcp_nodelay
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         # a key missing from known_hosts is still taken when it has this fingerprint
         self.pinned_fingerprint = pinned_fingerprint
+        # keep one host agent running on the connection (False: a fresh python3 per call)
+        self.persistent_agent = persistent_agent
         self.round_trips = 0
         self.connects = 0
+        self.execs = 0  # exec channels opened (one-shot commands and persistent agents)
         self._client: paramiko.SSHClient | None = None
         self._lock = threading.Lock()
         self._failures = 0
@@ -293,6 +395,7 @@ class SSHTransport:
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(self.keepalive_s)
+        quiet_transport_thread(transport, self.idle_wake_s)
         self.connects += 1
         return client
 
@@ -302,7 +405,7 @@ class SSHTransport:
                 t = self._client.get_transport()
                 if t is not None and t.is_active():
                     return t
-                self._client.close()
+                close_client(self._client)
                 self._client = None
             now = time.monotonic()
             if now < self._retry_at and self._last_error is not None:
@@ -331,7 +434,7 @@ class SSHTransport:
     def _drop(self) -> None:
         with self._lock:
             if self._client is not None:
-                self._client.close()
+                close_client(self._client)
                 self._client = None
 
     def connect(self) -> None:
@@ -366,19 +469,16 @@ class SSHTransport:
         self._drop()
 
     # -- commands --------------------------------------------------------------------------
-    def run(
-        self, argv: list[str], stdin: bytes | None = None, timeout: float = 30
-    ) -> CommandResult:
-        """Run `argv` (each word shell-quoted) over the pooled connection.
+    def note_round_trip(self) -> None:
+        """Count one request answered over a channel that stays open (the persistent agent)."""
+        with self._lock:
+            self.round_trips += 1
 
-        A stale pooled connection found while opening the channel is replaced once,
-        transparently; a connection lost after the command was sent raises HostUnreachable.
+    def _open_channel(self, deadline: float, timeout: float) -> paramiko.Channel:
+        """A fresh session channel; a stale pooled connection found here is replaced once.
+
+        Every error raised here is marked "never sent": nothing reached the host.
         """
-        if not argv:
-            raise ValueError("empty argv")
-        command = shlex.join(argv)
-        deadline = time.monotonic() + timeout
-        chan: paramiko.Channel | None = None
         for attempt in (0, 1):
             try:  # no connection: the command never left this machine
                 transport = self._ensure(deadline - time.monotonic())
@@ -387,7 +487,6 @@ class SSHTransport:
                 raise
             try:
                 chan = transport.open_session(timeout=max(deadline - time.monotonic(), 0.1))
-                break
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 self._drop()
                 if time.monotonic() >= deadline:  # the host did not answer at all
@@ -402,13 +501,48 @@ class SSHTransport:
                     raise mark_not_sent(
                         HostUnreachable(self.name, f"connection lost: {exc or type(exc).__name__}")
                     ) from exc
-        assert chan is not None
+                continue
+            with self._lock:
+                self.execs += 1
+            return chan
+        raise AssertionError("unreachable")
+
+    def run(
+        self, argv: list[str], stdin: bytes | None = None, timeout: float = 30
+    ) -> CommandResult:
+        """Run `argv` (each word shell-quoted) over the pooled connection.
+
+        A stale pooled connection found while opening the channel is replaced once,
+        transparently; a connection lost after the command was sent raises HostUnreachable.
+        """
+        if not argv:
+            raise ValueError("empty argv")
+        command = shlex.join(argv)
+        deadline = time.monotonic() + timeout
+        chan = self._open_channel(deadline, timeout)
         with self._lock:
             self.round_trips += 1
         try:
             return self._exec(chan, command, stdin, deadline, timeout)
         finally:
             chan.close()
+
+    def open_stream(self, argv: list[str], timeout: float = 30) -> ChannelStream:
+        """Start `argv` (each word shell-quoted) on an exec channel left open: its stdin and
+        stdout become a stream of requests and replies (the persistent host agent). The process
+        lives as long as the channel: closing it (or the connection) closes its stdin."""
+        if not argv:
+            raise ValueError("empty argv")
+        deadline = time.monotonic() + timeout
+        chan = self._open_channel(deadline, timeout)
+        try:
+            chan.settimeout(max(deadline - time.monotonic(), 0.1))
+            chan.exec_command(shlex.join(argv))
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            chan.close()  # the exec was refused or never answered: nothing started there
+            why = f"cannot start a command: {exc or type(exc).__name__}"
+            raise mark_not_sent(HostUnreachable(self.name, why)) from exc
+        return ChannelStream(chan, self.name)
 
     def _exec(
         self,

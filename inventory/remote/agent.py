@@ -1,9 +1,12 @@
 # ruff: noqa: UP031 - kept runnable by the old python3 a host may have
 # lepton host agent: stdlib only, sent to `python3 -` over stdin; never installed on the host.
 #
-# The sender appends one line, `_lepton_main("<base64 JSON request>")`, so the request travels
-# as data inside the program text, never through a shell. The reply is one line on stdout:
-# MARKER followed by JSON, so whatever a login script prints before it is ignored.
+# One-shot: the sender appends one line, `_lepton_main("<base64 JSON request>")`, so the request
+# travels as data inside the program text, never through a shell. The reply is one line on
+# stdout: MARKER followed by JSON, so whatever a login script prints before it is ignored.
+# Persistent: the sender appends `_lepton_serve("<version>")` instead and starts the program with
+# a small loader (inventory/agent_session.py); it then answers one JSON request per stdin line
+# with one MARKER line each, until its stdin closes (the SSH channel or connection went away).
 # Kept compatible with old python3 syntax so that preflight can say "too old" instead of failing.
 import base64
 import json
@@ -798,3 +801,48 @@ def _lepton_main(encoded):
         reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     sys.stdout.write("\n" + MARKER + json.dumps(reply) + "\n")
     sys.stdout.flush()
+
+
+def reap_children():
+    """Collect wrappers and kill helpers that have ended (a persistent agent is their parent
+    until it exits; one-shot agents leave them to init)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _lepton_serve(version):
+    """Persistent mode: a hello line, then one reply line per request line, until stdin ends."""
+    pid = os.getpid()
+    served = 0
+
+    def send(obj):
+        sys.stdout.write("\n" + MARKER + json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    send({"hello": {"pid": pid, "version": version}})
+    while True:
+        line = sys.stdin.buffer.readline()
+        if not line:
+            return  # the channel closed: nothing is left running for this connection
+        if not line.strip():
+            continue
+        served += 1
+        rid = None
+        try:
+            req = json.loads(line.decode("utf-8"))
+            rid = req.get("id")
+            reply = {"ok": True, "result": OPS[req["op"]](req)}
+        except Exception as exc:  # reported to the caller as a RemoteError
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        reply["id"] = rid
+        reply["agent"] = {"pid": pid, "served": served, "version": version}
+        try:
+            send(reply)
+        except OSError:
+            return
+        reap_children()

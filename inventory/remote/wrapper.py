@@ -98,13 +98,10 @@ def kill_after(d, grace):
     return 0
 
 
-def main(d):
-    """Run the attempt in directory `d` to its end and record how it ended."""
-    with open(os.path.join(d, "launch.json")) as f:
-        spec = json.load(f)
-    grace = float(spec.get("kill_grace_s") or 10)
-    # The environment the host gives this account, less lepton's own (a `--local` host inherits
-    # the dispatcher's: its LEPTON_HOME and its ssh agent are not the job's business).
+def job_env(d, spec):
+    """The job's environment: the host's for this account, less lepton's own (a `--local` host
+    inherits the dispatcher's: its LEPTON_HOME and its ssh agent are not the job's business),
+    plus the job's env, its GPUs and its attempt."""
     env = dict(
         (k, v)
         for k, v in os.environ.items()
@@ -115,58 +112,106 @@ def main(d):
     env["LEPTON_JOB_ID"] = str(spec["job_id"])
     env["LEPTON_ATTEMPT"] = spec["token"]
     env["LEPTON_ATTEMPT_DIR"] = d
+    return env
+
+
+def job_workdir(spec):
+    """The job's working directory; a relative one is under the home directory, as in ssh."""
+    workdir = os.path.expanduser(spec.get("workdir") or "~")
+    if not os.path.isabs(workdir):
+        workdir = os.path.join(os.path.expanduser("~"), workdir)
+    return workdir
+
+
+def record_end(d, spec, started_at, code, reason, timed_out=False, sig=None):
+    """Record the end: `end.json` first, then `exit_code` (its presence means done)."""
+    cancelled = os.path.exists(os.path.join(d, "cancel_requested"))
+    if cancelled and not timed_out and not (reason or "").startswith("cancelled"):
+        reason = "cancelled"
+    end = {
+        "exit_code": code,
+        "ended_at": time.time(),
+        "timed_out": timed_out,
+        "cancelled": cancelled,
+        "signal": sig,
+        "reason": reason,
+        "started_at": started_at,
+    }
+    # The directory may be out of reach for a while (a network filesystem hiccup): keep
+    # trying, backing off, about as long as the dispatcher waits for a hidden directory; a
+    # job that ended must not read as lost and be run again. A full disk, a quota or a
+    # read-only filesystem will not pass by waiting: give up at once (the attempt reads as
+    # lost, as before, rather than as running for minutes).
+    patience = float(spec.get("end_patience_s") or END_WRITE_PATIENCE_S)
+    delay, deadline = 0.5, time.time() + patience
+    while True:
+        try:
+            write_atomic(os.path.join(d, "end.json"), json.dumps(end).encode())
+            write_atomic(os.path.join(d, "exit_code"), ("%d\n" % code).encode())
+            return
+        except OSError as exc:
+            if exc.errno not in OUT_OF_REACH or time.time() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+def stop_request(d):
+    """'fenced' or 'cancel' when either was asked of this attempt, else None."""
+    if os.path.exists(os.path.join(d, "fenced")):
+        return "fenced"
+    if os.path.exists(os.path.join(d, "cancel_requested")):
+        return "cancel"
+    return None
+
+
+def supervise(d, proc, job_start, spec, grace, started_at):
+    """Wait for the job, enforcing the time limit and a late cancel or fence; (rc, timed_out)."""
+    # A cancel or fence that came after main's first check but before wrapper.json was written
+    # found nothing to signal; the one who asked wrote its file first, so it is seen here.
+    kill_at = None
+    late = stop_request(d)
+    if late == "fenced":
+        signal_job(proc.pid, job_start, signal.SIGKILL)
+    elif late == "cancel":
+        signal_job(proc.pid, job_start, signal.SIGTERM)
+        kill_at = time.time() + grace
+    limit = spec.get("time_limit_s")
+    deadline = started_at + float(limit) if limit else None
+    timed_out = False
+    rc = None
+    while rc is None:
+        waits = [t for t in (None if timed_out else deadline, kill_at) if t is not None]
+        try:
+            rc = proc.wait(timeout=max(min(waits) - time.time(), 0.0) if waits else None)
+        except subprocess.TimeoutExpired:
+            if kill_at is not None and time.time() >= kill_at:
+                signal_job(proc.pid, job_start, signal.SIGKILL)
+                kill_at = None
+            elif deadline is not None and not timed_out and time.time() >= deadline:
+                timed_out = True  # TERM now, KILL after the grace (or sooner, for a cancel)
+                signal_job(proc.pid, job_start, signal.SIGTERM)
+                kill_at = min(kill_at or float("inf"), time.time() + grace)
+    return rc, timed_out
+
+
+def main(d):
+    """Run the attempt in directory `d` to its end and record how it ended."""
+    with open(os.path.join(d, "launch.json")) as f:
+        spec = json.load(f)
+    grace = float(spec.get("kill_grace_s") or 10)
     cmd_path = os.path.join(d, "command")
     with open(cmd_path, "rb") as f:
         command = f.read()
     argv = ["bash", "-c", command] if len(command) < ARG_MAX_SAFE else ["bash", cmd_path]
-    workdir = os.path.expanduser(spec.get("workdir") or "~")
-    if not os.path.isabs(workdir):  # relative to the home directory, as in an ssh session
-        workdir = os.path.join(os.path.expanduser("~"), workdir)
     out = open(os.path.join(d, "stdout"), "ab")
     err = open(os.path.join(d, "stderr"), "ab")
     started_at = time.time()
 
     def finish(code, reason, timed_out=False, sig=None):
-        """Record the end: `end.json` first, then `exit_code` (its presence means done)."""
-        cancelled = os.path.exists(os.path.join(d, "cancel_requested"))
-        if cancelled and not timed_out and not (reason or "").startswith("cancelled"):
-            reason = "cancelled"
-        end = {
-            "exit_code": code,
-            "ended_at": time.time(),
-            "timed_out": timed_out,
-            "cancelled": cancelled,
-            "signal": sig,
-            "reason": reason,
-            "started_at": started_at,
-        }
-        # The directory may be out of reach for a while (a network filesystem hiccup): keep
-        # trying, backing off, about as long as the dispatcher waits for a hidden directory; a
-        # job that ended must not read as lost and be run again. A full disk, a quota or a
-        # read-only filesystem will not pass by waiting: give up at once (the attempt reads as
-        # lost, as before, rather than as running for minutes).
-        patience = float(spec.get("end_patience_s") or END_WRITE_PATIENCE_S)
-        delay, deadline = 0.5, time.time() + patience
-        while True:
-            try:
-                write_atomic(os.path.join(d, "end.json"), json.dumps(end).encode())
-                write_atomic(os.path.join(d, "exit_code"), ("%d\n" % code).encode())
-                return
-            except OSError as exc:
-                if exc.errno not in OUT_OF_REACH or time.time() > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        record_end(d, spec, started_at, code, reason, timed_out, sig)
 
-    def stop_request():
-        """'fenced' or 'cancel' when either was asked of this attempt, else None."""
-        if os.path.exists(os.path.join(d, "fenced")):
-            return "fenced"
-        if os.path.exists(os.path.join(d, "cancel_requested")):
-            return "cancel"
-        return None
-
-    early = stop_request()
+    early = stop_request(d)
     if early is not None:  # asked before there was a job to signal: do not start it
         why = "fenced before it started" if early == "fenced" else "cancelled before it started"
         finish(137 if early == "fenced" else 143, why)
@@ -174,8 +219,8 @@ def main(d):
     try:
         proc = subprocess.Popen(
             argv,
-            cwd=workdir,
-            env=env,
+            cwd=job_workdir(spec),
+            env=job_env(d, spec),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
@@ -208,32 +253,7 @@ def main(d):
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-    # A cancel or fence that came after the check above but before wrapper.json was written
-    # found nothing to signal; the one who asked wrote its file first, so it is seen here.
-    kill_at = None
-    late = stop_request()
-    if late == "fenced":
-        signal_job(proc.pid, job_start, signal.SIGKILL)
-    elif late == "cancel":
-        signal_job(proc.pid, job_start, signal.SIGTERM)
-        kill_at = time.time() + grace
-
-    limit = spec.get("time_limit_s")
-    deadline = started_at + float(limit) if limit else None
-    timed_out = False
-    rc = None
-    while rc is None:
-        waits = [t for t in (None if timed_out else deadline, kill_at) if t is not None]
-        try:
-            rc = proc.wait(timeout=max(min(waits) - time.time(), 0.0) if waits else None)
-        except subprocess.TimeoutExpired:
-            if kill_at is not None and time.time() >= kill_at:
-                signal_job(proc.pid, job_start, signal.SIGKILL)
-                kill_at = None
-            elif deadline is not None and not timed_out and time.time() >= deadline:
-                timed_out = True  # TERM now, KILL after the grace (or sooner, for a cancel)
-                signal_job(proc.pid, job_start, signal.SIGTERM)
-                kill_at = min(kill_at or float("inf"), time.time() + grace)
+    rc, timed_out = supervise(d, proc, job_start, spec, grace, started_at)
     # the job's leader is gone; make sure nothing of its session outlives it after a cancel/timeout
     if timed_out or os.path.exists(os.path.join(d, "cancel_requested")):
         signal_job(proc.pid, job_start, signal.SIGKILL)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inventory.fanout import FanOut
 from inventory.hostspec import HostSpec, InvalidSpec
 from inventory.transport import Transport, make_transport
 from lepton_tui.errors import LeptonError
@@ -137,6 +138,9 @@ class HostPool:
         self._entries: dict[str, tuple[tuple[Any, ...], HostSpec, Transport]] = {}
         self._lock = threading.Lock()
         self._closed_trips = 0
+        # the fan-out threads of whoever holds this pool (the dispatcher): one pool for its
+        # lifetime, sized to the fleet, instead of one per call
+        self.threads = FanOut("hosts")
 
     def get(self, row: Mapping[str, Any]) -> tuple[HostSpec, Transport]:
         """The spec and (pooled) transport for a host row."""
@@ -175,5 +179,6 @@ class HostPool:
             return self._closed_trips + sum(e[2].round_trips for e in self._entries.values())
 
     def close(self) -> None:
-        """Close every connection."""
+        """Close every connection and let the fan-out threads go."""
         self.forget(())
+        self.threads.close()

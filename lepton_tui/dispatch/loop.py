@@ -229,6 +229,10 @@ class Dispatcher:
 
     def tick(self) -> TickResult:
         """One round: control, poll, record, fence, place, launch (the design's steps)."""
+        with self.pool.threads.current():  # every step's fan-out on one pool, kept across ticks
+            return self._tick()
+
+    def _tick(self) -> TickResult:
         cpu0 = _cpu_s()
         begun = time.monotonic()
         trips0 = self.pool.round_trips
