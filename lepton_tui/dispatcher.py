@@ -1272,7 +1272,7 @@ def load_policy(name: str, cost_weight: float = 0.0, long_share: float = 0.0) ->
 
 def budget_holds(ledger: Ledger, jobs: list[dict[str, Any]]) -> dict[int, str]:
     """Jobs a hard budget holds."""
-    from lepton_tui.economics import budget_hold_reasons
+    from lepton_tui.economics.budgets import budget_hold_reasons
 
     try:
         return {int(k): str(v) for k, v in budget_hold_reasons(ledger, jobs).items()}
@@ -1283,7 +1283,7 @@ def budget_holds(ledger: Ledger, jobs: list[dict[str, Any]]) -> dict[int, str]:
 
 def report_waste(ledger: Ledger, now: float) -> None:
     """Tell owners about idle allocated GPUs and record foreign GPU use (never kills)."""
-    from lepton_tui.economics_waste import find_waste, notify_waste
+    from lepton_tui.economics.waste import find_waste, notify_waste
 
     try:
         notify_waste(ledger, find_waste(ledger, now))
@@ -1293,7 +1293,7 @@ def report_waste(ledger: Ledger, now: float) -> None:
 
 def settle(ledger: Ledger, token: str) -> None:
     """Compute and store an ended attempt's cost."""
-    from lepton_tui.economics import settle_attempt
+    from lepton_tui.economics.costs import settle_attempt
 
     try:
         settle_attempt(ledger, token)

@@ -30,7 +30,7 @@ def _money(amount: float, currency: str) -> str:
 
 
 def _window(since: str | None, until: str | None, now: float) -> tuple[float, float]:
-    from lepton_tui.economics import check_range, month_start, parse_when
+    from lepton_tui.economics.prices import check_range, month_start, parse_when
 
     t0 = parse_when(since, "since", now) if since else month_start(now)
     t1 = parse_when(until, "until", now) if until else now
@@ -64,7 +64,8 @@ def cost(ctx: click.Context, since: str | None, until: str | None, by: str, as_j
 
     Cost = allocation x price in force x time, plus measured GPU energy x electricity price.
     """
-    from lepton_tui.economics import cost_report, gpu_utilization
+    from lepton_tui.economics.costs import gpu_utilization
+    from lepton_tui.economics.report import cost_report
 
     if by not in BY_CHOICES:
         raise ValidationError(f"--by {by!r} is not one of {', '.join(BY_CHOICES)}", field="by")
@@ -143,7 +144,7 @@ def _print_report(console: Any, report: Any, by: str, t0: float, t1: float) -> N
 
 
 def _print_waste(ctx: click.Context, as_json: bool) -> None:
-    from lepton_tui.economics_waste import find_waste
+    from lepton_tui.economics.waste import find_waste
 
     with service_for(ctx, read_only=True) as svc:
         found = find_waste(svc.ledger)
@@ -208,8 +209,8 @@ def budget() -> None:
 def budget_set(ctx: click.Context, project: str | None, user: str | None, amount: str | None,
                gpu_hours: str | None, hard: bool, new_project: bool) -> None:  # fmt: skip
     """Set the monthly budget of a project or user."""
-    from lepton_tui.economics import get_currency
-    from lepton_tui.economics_budgets import set_budget
+    from lepton_tui.economics.budgets import set_budget
+    from lepton_tui.economics.prices import get_currency
 
     scope, name = _scope(project, user)
     if (amount is None) == (gpu_hours is None):
@@ -238,8 +239,8 @@ def budget_set(ctx: click.Context, project: str | None, user: str | None, amount
 @click.pass_context
 def budget_ls(ctx: click.Context, as_json: bool) -> None:
     """List budgets with this month's spend."""
-    from lepton_tui.economics import get_currency
-    from lepton_tui.economics_budgets import budget_status
+    from lepton_tui.economics.budgets import budget_status
+    from lepton_tui.economics.prices import get_currency
 
     with service_for(ctx, read_only=True) as svc:
         statuses = budget_status(svc.ledger)
@@ -273,7 +274,7 @@ def budget_ls(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def budget_rm(ctx: click.Context, project: str | None, user: str | None, unit: str | None) -> None:
     """Remove the budget of a project or user (held jobs are released)."""
-    from lepton_tui.economics_budgets import remove_budget
+    from lepton_tui.economics.budgets import remove_budget
 
     scope, name = _scope(project, user)
     with service_for(ctx) as svc:
@@ -313,7 +314,7 @@ def price_set(ctx: click.Context, host: str | None, per_hour: str | None, cpu_ho
               gpu_hour: str | None, gb_hour: str | None, power_kwh: str | None,
               lab_default: bool, currency: str | None, cost_weight: str | None) -> None:  # fmt: skip
     """Set prices from now on (history is kept; past costs do not change)."""
-    from lepton_tui import economics as econ
+    from lepton_tui.economics import prices as econ
 
     prices = {"per_hour": per_hour, "cpu_hour": cpu_hour, "gpu_hour": gpu_hour,
               "gb_hour": gb_hour, "power_kwh": power_kwh}  # fmt: skip
@@ -381,7 +382,7 @@ def _describe(p: Any, cur: str) -> str:
 @click.pass_context
 def price_ls(ctx: click.Context, history: bool, as_json: bool) -> None:
     """The prices in force now per host (and the lab default), or the change history."""
-    from lepton_tui import economics as econ
+    from lepton_tui.economics import prices as econ
 
     with service_for(ctx, read_only=True) as svc:
         led = svc.ledger
@@ -442,8 +443,8 @@ def _num(v: Any) -> str:
 def replay(ctx: click.Context, since: str | None, until: str | None, policies: str,
            cost_weight: str | None, as_json: bool) -> None:  # fmt: skip
     """Replay the lab's own history under other policies: wait, slowdown, utilization, cost."""
-    from lepton_tui import economics as econ
-    from lepton_tui.economics_replay import replay_ledger
+    from lepton_tui.economics import prices as econ
+    from lepton_tui.economics.replay import replay_ledger
 
     names = [p.strip() for p in policies.split(",") if p.strip()]
     if not names:

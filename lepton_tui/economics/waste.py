@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lepton_tui.economics import allocation_rate, format_money, get_currency, prices_at
+from lepton_tui.economics.prices import allocation_rate, format_money, get_currency, prices_at
 from lepton_tui.ledger import Ledger
 
 FOREIGN_MEM_MB = 256.0

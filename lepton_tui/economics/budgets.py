@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
-from lepton_tui.economics import cost_report, format_money, get_currency, month_start
-from lepton_tui.economics_prices import currency_spans
+from lepton_tui.economics.prices import currency_spans, format_money, get_currency, month_start
+from lepton_tui.economics.report import cost_report
 from lepton_tui.errors import NotFound, ValidationError
 from lepton_tui.ledger import Ledger
 from lepton_tui.validate import check_name, parse_number

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from lepton_tui.economics import get_currency, prices_at
+from lepton_tui.economics.prices import get_currency, prices_at
 from lepton_tui.errors import ValidationError
 from lepton_tui.ledger import Ledger
 

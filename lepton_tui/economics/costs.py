@@ -1,81 +1,31 @@
-"""Economics: prices, the cost of every attempt, roll-ups, idle cost, and the console's numbers.
+"""An attempt's cost, what runs now costs per hour, and the console's cost numbers.
 
-Prices. A host has either its own prices or the lab defaults (`prices` rows with host NULL). Each
-row of the `prices` table is a complete snapshot of one scope's prices from `effective_from` on,
-so a change applies from the moment it is made and history is never rewritten. At any instant a
-host's allocation prices (flat hourly price, CPU core-hour, GPU-hour, GB-hour of memory) come from
-its own latest row when that row sets any of them, else from the lab default; its electricity
-price (per kWh of measured GPU power) comes from its own row when set there, else from the lab.
-
-Cost of an attempt (the same rule as `scheduler.model.allocation_price_per_hour`): per-resource
-prices are charged per unit held (a GPU share as its memory fraction of one GPU), a flat host price
-by the attempt's dominant share of the host (max of its CPU, memory and GPU fractions, at most 1),
-integrated over [started_at, ended_at or now] with the prices in force at each moment; plus its
-measured energy: the mean power of the GPUs it held (from `samples`) x its duration x the share of
-each GPU it held, charged at the electricity price. When an attempt is split (by price period,
-day or report window) its energy is spread evenly over its time. A lost attempt is charged too.
-
-Idle cost of a host: its whole price (the flat price plus per-resource prices x capacity) x time
-since it was added, minus the allocation cost of the attempts it ran: capacity not allocated x
-price x time. Reports leave out the electricity idle GPUs draw (splitting a GPU's measured power
-between the hours jobs held it and the rest needs the samples of those hours, not a day's mean);
-the console's idle rate now (`idle_rate`) does add the latest power of GPUs no job holds.
-
-Everything is aggregated in SQL over `attempts`, `jobs`, `hosts` and `prices`; the price periods
-and report buckets go in small TEMP tables of the reading connection.
+See `lepton_tui.economics` for the cost rules.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from datetime import tzinfo
 from typing import Any
 
-from lepton_tui.economics_prices import (
-    CURRENCIES,
-    GROUPINGS,
-    PRICE_FIELDS,
-    RESOURCE_FIELDS,
-    PriceSegment,
+from lepton_tui.economics.energy import energy_memo, gpu_share, host_capacity, measure_energy_wh
+from lepton_tui.economics.prices import (
     PriceSet,
     _resolve,
     allocation_rate,
-    check_cost_weight,
-    check_currency,
-    check_price,
     check_range,
     day_buckets,
     day_start,
-    format_money,
     get_currency,
-    lab_prices_at,
-    local_tz,
     month_start,
-    parse_when,
-    price_history,
     price_segments,
     prices_at,
-    set_cost_weight,
-    set_currency,
-    set_prices,
     week_start,
 )
-from lepton_tui.economics_report import (
-    ROLLUP_TABLES,
-    CostReport,
-    CostRow,
-    _migrate_2,  # noqa: F401 - for the ledger's MIGRATIONS
-    cost_report,
-    energy_memo,
-    ensure_indexes,
-    gpu_share,
-    host_capacity,
-    measure_energy_wh,
-    settle_ended,
-)
-from lepton_tui.errors import LeptonError, NotFound, ValidationError
+from lepton_tui.economics.report import cost_report
+from lepton_tui.errors import NotFound, ValidationError
 from lepton_tui.ledger import Ledger
 
 # -- energy and settling ------------------------------------------------------------------------
@@ -402,37 +352,3 @@ def gpu_utilization(
         )
         row["measured_pct"] = r["util"]
     return [out[k] for k in sorted(out)]
-
-
-__all__ = [
-    "CURRENCIES", "GROUPINGS", "PRICE_FIELDS", "RESOURCE_FIELDS", "ROLLUP_TABLES", "CostReport",
-    "CostRow", "LeptonError", "PriceSegment", "PriceSet", "allocation_rate", "attempt_cost",
-    "budget_hold_reasons", "budget_warnings", "check_cost_weight", "check_currency",
-    "check_price", "check_range", "cost_report", "cost_series", "cost_summary", "day_buckets",
-    "day_start", "ensure_indexes", "format_money", "get_currency", "gpu_utilization",
-    "host_capacity", "idle_rate", "lab_prices_at", "latest_gpu_power", "local_tz",
-    "measure_energy_wh", "month_start", "parse_when", "price_history", "price_segments",
-    "live_state", "priced_hosts", "prices_at", "prices_now", "running_rate", "set_cost_weight",
-    "set_currency", "set_prices", "settle_attempt", "settle_ended", "week_start",
-]  # fmt: skip
-
-
-# -- budgets (kept in economics_budgets.py; re-exported here for the dispatcher and `queue`) ------
-
-
-def budget_warnings(
-    ledger: Ledger, now: float | None = None, tz: tzinfo | None = None
-) -> list[Any]:
-    """Budgets at or past 80 % / 100 % this month, each with a one-line `.message`."""
-    from lepton_tui.economics_budgets import budget_warnings as warnings
-
-    return warnings(ledger, now, tz)
-
-
-def budget_hold_reasons(
-    ledger: Ledger, jobs: Sequence[dict[str, Any]], now: float | None = None
-) -> dict[int, str]:
-    """{job id: "over budget: ..."} for queued jobs a hard budget holds (see economics_budgets)."""
-    from lepton_tui.economics_budgets import budget_hold_reasons as holds
-
-    return holds(ledger, jobs, now)
