@@ -376,3 +376,12 @@ class LabClient:
                cost_weight: Any = None) -> dict[str, Any]:  # fmt: skip
         return dict(self.call("replay", since=since, until=until, policies=list(policies),
                               cost_weight=cost_weight))  # fmt: skip
+
+    def probe_host(self, name: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The service samples the host (with its own keys); the wait covers the probe's."""
+        before = self.timeout
+        self.timeout = max(before, float(timeout) + 15.0)
+        try:
+            return dict(self.call("probe_host", name=name, timeout=timeout))
+        finally:
+            self.timeout = before

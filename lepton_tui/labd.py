@@ -231,6 +231,7 @@ CALLS.update(
             str(scope), str(name), _text(unit)
         ),
         "replay": _replay,
+        "probe_host": lambda svc, name, timeout=30.0: svc.probe_host(str(name), timeout),
     }
 )
 

@@ -767,3 +767,43 @@ class Service:
         from lepton_tui.economics.api import replay_data
 
         return replay_data(self.ledger, since, until, list(policies), cost_weight)
+
+    # -- hosts probe (a read: any user; the service connects with its own keys) -----------------
+
+    def probe_host(self, name: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Sample a host now: {"kind": "ssh", "sample": HostSample.to_dict()} or, for a Slurm
+        partition, {"kind": "slurm", "sample": ..., "lines": its nodes as lines}."""
+        from inventory.errors import HostError
+        from inventory.probe import probe
+        from inventory.transport import make_transport
+        from lepton_tui.hostpool import spec_from_row, ssh_options
+
+        timeout = float(parse_number(timeout, "timeout", minimum=0.1, maximum=3600))
+        row = self.ledger.get_host(str(name))
+        if row.get("slurm_json"):  # a Slurm partition: its nodes, from sinfo
+            from lepton_tui import dispatch_slurm
+
+            sample = dispatch_slurm.probe(row, self.known_hosts, timeout)
+            return {"kind": "slurm", "sample": sample,
+                    "lines": dispatch_slurm.probe_lines(sample)}  # fmt: skip
+        spec = spec_from_row(row)
+        tokens = [
+            r["token"]
+            for r in self.ledger.query(
+                "SELECT token FROM attempts WHERE host = ? AND state IN ('starting', 'running')",
+                (row["name"],),
+            )
+        ]
+        options = (
+            ssh_options(row, {"connect_timeout": min(timeout, 10.0)})
+            if spec.transport == "ssh"
+            else {}
+        )
+        transport = make_transport(spec, self.known_hosts, **options)
+        try:
+            got = probe(transport, spec, tokens=tokens, timeout=timeout)
+        except HostError as exc:
+            raise LeptonError(f"cannot probe {row['name']}: {exc.reason}") from None
+        finally:
+            transport.close()
+        return {"kind": "ssh", "sample": got.to_dict()}

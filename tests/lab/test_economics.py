@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import inventory.probe  # noqa: F401 - imported before forking (root's modules)
 from lepton_tui.client import LabClient
 from tests.lab.conftest import Lab, UserError, as_user, client_call
 from tests.lab.test_cli import _add_this_machine, _cli_as, _lepton
@@ -75,3 +76,15 @@ def test_cost_waste_and_replay_work_through_the_socket(lab: Lab) -> None:
     assert replay["jobs"] == 1 and [r["policy"] for r in replay["rows"]] == ["actual", "fifo"]
     bad = as_user("bob", _cli_as(lab.socket, "cost", "--since", "last tuesday"))
     assert bad["code"] == 2 and "is not a date" in bad["out"], bad
+
+
+def test_hosts_probe_works_through_the_socket(lab: Lab) -> None:
+    _add_this_machine(lab)
+    out = as_user("alice", _cli_as(lab.socket, "hosts", "probe", "here", "--json"))
+    assert out["code"] == 0, out
+    sample = json.loads(out["out"])
+    assert sample["host"] == "here" and sample["cpus"] >= 1
+    out = as_user("alice", _cli_as(lab.socket, "hosts", "probe", "here"))
+    assert out["code"] == 0 and "memory" in out["out"], out
+    out = as_user("alice", _cli_as(lab.socket, "hosts", "probe", "nowhere"))
+    assert out["code"] == 1 and "host 'nowhere' does not exist" in out["out"], out
