@@ -227,7 +227,7 @@ class Service:
         """`unschedulable: fits no host (needs 1 GPUs, ...)` when no host, even empty, could run
         `spec`; None when one could, and when that is not known yet (no hosts, or one whose
         capacity was never probed)."""
-        from lepton_tui.dispatch_view import host_capacity, job_resources, unschedulable_reason
+        from lepton_tui.dispatch.view import host_capacity, job_resources, unschedulable_reason
         from scheduler.model import fits_empty
 
         hosts = self.ledger.hosts()
@@ -628,7 +628,7 @@ class Service:
                 k: host.get(k) for k in ("cpus", "mem_mb", "gpus", "gpu_mem_mb")
             }
             # and how to reach it: the dispatcher stops what a forced removal left running there
-            from lepton_tui.hostpool import SPEC_FIELDS
+            from lepton_tui.dispatch.hostpool import SPEC_FIELDS
 
             capacity["connection"] = {k: host.get(k) for k in SPEC_FIELDS}
             self.ledger.event(
@@ -776,12 +776,12 @@ class Service:
         from inventory.errors import HostError
         from inventory.probe import probe
         from inventory.transport import make_transport
-        from lepton_tui.hostpool import spec_from_row, ssh_options
+        from lepton_tui.dispatch.hostpool import spec_from_row, ssh_options
 
         timeout = float(parse_number(timeout, "timeout", minimum=0.1, maximum=3600))
         row = self.ledger.get_host(str(name))
         if row.get("slurm_json"):  # a Slurm partition: its nodes, from sinfo
-            from lepton_tui import dispatch_slurm
+            from lepton_tui.dispatch import slurm as dispatch_slurm
 
             sample = dispatch_slurm.probe(row, self.known_hosts, timeout)
             return {"kind": "slurm", "sample": sample,
