@@ -771,39 +771,8 @@ class Service:
     # -- hosts probe (a read: any user; the service connects with its own keys) -----------------
 
     def probe_host(self, name: str, timeout: float = 30.0) -> dict[str, Any]:
-        """Sample a host now: {"kind": "ssh", "sample": HostSample.to_dict()} or, for a Slurm
-        partition, {"kind": "slurm", "sample": ..., "lines": its nodes as lines}."""
-        from inventory.errors import HostError
-        from inventory.probe import probe
-        from inventory.transport import make_transport
-        from lepton_tui.dispatch.hostpool import spec_from_row, ssh_options
+        """Sample a host now (`host_probe.probe_host`)."""
+        from lepton_tui.host_probe import probe_host
 
         timeout = float(parse_number(timeout, "timeout", minimum=0.1, maximum=3600))
-        row = self.ledger.get_host(str(name))
-        if row.get("slurm_json"):  # a Slurm partition: its nodes, from sinfo
-            from lepton_tui.dispatch import slurm as dispatch_slurm
-
-            sample = dispatch_slurm.probe(row, self.known_hosts, timeout)
-            return {"kind": "slurm", "sample": sample,
-                    "lines": dispatch_slurm.probe_lines(sample)}  # fmt: skip
-        spec = spec_from_row(row)
-        tokens = [
-            r["token"]
-            for r in self.ledger.query(
-                "SELECT token FROM attempts WHERE host = ? AND state IN ('starting', 'running')",
-                (row["name"],),
-            )
-        ]
-        options = (
-            ssh_options(row, {"connect_timeout": min(timeout, 10.0)})
-            if spec.transport == "ssh"
-            else {}
-        )
-        transport = make_transport(spec, self.known_hosts, **options)
-        try:
-            got = probe(transport, spec, tokens=tokens, timeout=timeout)
-        except HostError as exc:
-            raise LeptonError(f"cannot probe {row['name']}: {exc.reason}") from None
-        finally:
-            transport.close()
-        return {"kind": "ssh", "sample": got.to_dict()}
+        return probe_host(self.ledger, self.known_hosts, str(name), timeout)
