@@ -25,6 +25,7 @@ Everything is aggregated in SQL over `attempts`, `jobs`, `hosts` and `prices`; t
 and report buckets go in small TEMP tables of the reading connection.
 
 Modules, each importing only those above it (no cycle; nothing is re-exported here):
+- `store`: the economics' reads and writes of the ledger, by name;
 - `prices`: price history, currency, cost weight, calendar days;
 - `energy`: measured GPU energy of attempts;
 - `slices`: the cost engine's SQL (attempts x price periods x buckets);
@@ -32,5 +33,8 @@ Modules, each importing only those above it (no cycle; nothing is re-exported he
 - `report`: cost reports by user, project, host, job or day;
 - `costs`: an attempt's cost, what runs now costs per hour, the console's numbers;
 - `budgets`, `waste`, `stranded`, `replay`: budgets and holds, idle and foreign GPUs, capacity
-  stranded by fragmentation, what-if replay of the lab's history.
+  stranded now, what-if replay of the lab's history;
+- `api`: what `service.py` offers of all this, as plain data.
+
+Raw SQL lives only in `store`, `energy`, `slices` and `rollup`.
 """

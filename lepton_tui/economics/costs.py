@@ -10,6 +10,7 @@ import math
 from datetime import tzinfo
 from typing import Any
 
+from lepton_tui.economics import store
 from lepton_tui.economics.energy import energy_memo, gpu_share, host_capacity, measure_energy_wh
 from lepton_tui.economics.prices import (
     PriceSet,
@@ -34,7 +35,7 @@ from lepton_tui.ledger import Ledger
 def attempt_cost(ledger: Ledger, token: str, now: float | None = None) -> tuple[float, float]:
     """(cost, energy_wh) of one attempt so far (to `now` while it runs)."""
     now = ledger.clock() if now is None else now
-    att = ledger.query_one("SELECT * FROM attempts WHERE token = ?", (token,))
+    att = store.attempt_by_token(ledger, token)
     if att is None:
         raise NotFound(f"attempt {token} does not exist")
     start = att["started_at"] or att["created_at"]
@@ -62,16 +63,12 @@ def settle_attempt(ledger: Ledger, token: str) -> float:
     cancelled or lost: a lost attempt is charged for the time it held its resources). An attempt
     still running is not stored; its cost so far is returned.
     """
-    att = ledger.query_one("SELECT ended_at FROM attempts WHERE token = ?", (token,))
+    att = store.attempt_by_token(ledger, token)
     if att is None:
         raise NotFound(f"attempt {token} does not exist")
     cost, energy = attempt_cost(ledger, token)
     if att["ended_at"] is not None:
-        with ledger.tx():
-            ledger.execute(
-                "UPDATE attempts SET cost = ?, energy_wh = ? WHERE token = ?",
-                (cost, energy, token),
-            )
+        store.store_attempt_cost(ledger, token, cost, energy)
     return cost
 
 
@@ -83,30 +80,10 @@ def prices_now(ledger: Ledger, now: float | None = None) -> dict[str, PriceSet]:
     """The prices in force now for every host in the ledger (its own or the lab's)."""
     now = ledger.clock() if now is None else now
     latest: dict[str | None, dict[str, Any]] = {}  # host (None: the lab) -> its row in force
-    for row in ledger.query(
-        "SELECT * FROM prices WHERE effective_from <= ? ORDER BY effective_from, id", (now,)
-    ):
+    for row in store.price_rows(ledger, until=now):
         latest[row["host"]] = row
     lab = latest.get(None)
-    return {
-        h["name"]: _resolve(latest.get(h["name"]), lab)
-        for h in ledger.query("SELECT name FROM hosts")
-    }
-
-
-# The latest power sample of each GPU the hosts have: one index seek per GPU (samples by host,
-# GPU, resolution and time, walked backwards), whatever the length of the sample history.
-_LATEST_POWER_SQL = """
-    WITH RECURSIVE g(i) AS (
-      SELECT 0 UNION ALL SELECT i + 1 FROM g
-      WHERE i + 1 < (SELECT MAX(MAX(COALESCE(gpus, 0), COALESCE(gpus_override, 0))) FROM hosts))
-    SELECT h.name AS host, g.i AS gpu_index,
-           (SELECT s.power_w FROM samples s
-            WHERE s.host = h.name AND s.gpu_index = g.i AND s.resolution = 0 AND s.at >= ?
-              AND s.power_w IS NOT NULL
-            ORDER BY s.at DESC LIMIT 1) AS power_w
-    FROM hosts h JOIN g ON g.i < MAX(COALESCE(h.gpus, 0), COALESCE(h.gpus_override, 0))
-"""
+    return {name: _resolve(latest.get(name), lab) for name in store.host_names(ledger)}
 
 
 def latest_gpu_power(ledger: Ledger, now: float | None = None) -> dict[tuple[str, int], float]:
@@ -115,7 +92,7 @@ def latest_gpu_power(ledger: Ledger, now: float | None = None) -> dict[tuple[str
     now = ledger.clock() if now is None else now
     return {
         (r["host"], int(r["gpu_index"])): float(r["power_w"])
-        for r in ledger.query(_LATEST_POWER_SQL, (now - POWER_FRESH_S,))
+        for r in store.latest_power_rows(ledger, now - POWER_FRESH_S)
         if r["power_w"] is not None
     }
 
@@ -137,15 +114,10 @@ def live_state(
     """Read what runs now once, for `running_rate` and `idle_rate` of the same instant."""
     now = ledger.clock() if now is None else now
     prices = prices_now(ledger, now) if prices is None else prices
-    running = ledger.query("SELECT * FROM attempts WHERE state IN ('starting', 'running')")
+    running = store.running_attempts(ledger)
     for att in running:  # parsed once for both rates
         att["gpu_ids"] = json.loads(att["gpu_ids"] or "[]")
-    caps = {
-        r["name"]: r
-        for r in ledger.query(
-            "SELECT name, cpus, mem_mb, gpus, gpu_mem_mb FROM hosts ORDER BY name"
-        )
-    }
+    caps = store.host_capacities(ledger)
     power = latest_gpu_power(ledger, now) if any(p.power_kwh for p in prices.values()) else {}
     return prices, running, caps, power
 
@@ -311,27 +283,10 @@ def gpu_utilization(
     if until <= since:
         return []
     span = until - since
-    held = ledger.query(
-        """SELECT a.host AS host, CAST(g.value AS INTEGER) AS gpu,
-                  SUM(MAX(0.0, MIN(COALESCE(a.ended_at, :now), :until)
-                      - MAX(COALESCE(a.started_at, a.created_at), :since))
-                      * CASE WHEN a.gpus > 0 THEN 1.0 ELSE
-                          MIN(1.0, a.gpu_mem_mb * 1.0 / MAX(1.0, h.gpu_mem_mb * 1.0 / MAX(h.gpus, 1)))
-                        END) AS held
-           FROM attempts a JOIN json_each(a.gpu_ids) g LEFT JOIN hosts h ON h.name = a.host
-           WHERE COALESCE(a.started_at, a.created_at) < :until
-             AND (a.ended_at > :since OR a.ended_at IS NULL)
-           GROUP BY a.host, gpu""",
-        {"since": since, "until": until, "now": now},
-    )
-    measured = ledger.query(
-        """SELECT host, gpu_index AS gpu, SUM(util_percent * n) * 1.0 / SUM(n) AS util
-           FROM samples WHERE gpu_index >= 0 AND at >= ? AND at < ? AND util_percent IS NOT NULL
-           GROUP BY host, gpu_index""",
-        (since, until),
-    )
+    held = store.gpu_held_seconds(ledger, since, until, now)
+    measured = store.gpu_mean_util(ledger, since, until)
     out: dict[tuple[str, int], dict[str, Any]] = {}
-    for h in ledger.query("SELECT name, gpus FROM hosts"):
+    for h in store.host_capacities(ledger).values():
         for g in range(int(h["gpus"] or 0)):
             out[(h["name"], g)] = {
                 "host": h["name"],

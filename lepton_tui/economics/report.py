@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 
+from lepton_tui.economics import store
 from lepton_tui.economics.prices import (
     _FAR,
     GROUPINGS,
@@ -19,7 +20,7 @@ from lepton_tui.economics.prices import (
     currency_spans,
     day_buckets,
 )
-from lepton_tui.economics.rollup import _ensure_rollup, _final_days
+from lepton_tui.economics.rollup import _ensure_rollup, _final_days, rollup_idle, rollup_sums
 from lepton_tui.economics.slices import _live_rows
 from lepton_tui.errors import ValidationError
 from lepton_tui.ledger import Ledger
@@ -175,10 +176,7 @@ def _one_currency_report(
         rows, totals = _live_rows(ledger, by, since, until_eff, now, buckets, -_FAR)
         acc.add_live(rows, totals)
     else:
-        if ledger.query_one(
-            "SELECT 1 AS x FROM attempts INDEXED BY idx_attempts_unsettled "
-            "WHERE cost IS NULL AND ended_at IS NOT NULL LIMIT 1"
-        ):
+        if store.ended_unsettled(ledger, limit=1):
             settle_ended(ledger, now)  # ended attempts nobody settled would hold the roll-up back
         days = _final_days(ledger, since, until_eff, now, tz)
         pieces: list[tuple[float, float]] = []
@@ -238,31 +236,16 @@ class _Acc:
         # the exact day starts of this time zone: another zone's days (its own roll-up rows,
         # starting at other hours) lie inside any range of starts and must not be summed in
         starts = [d[1] for d in days]
-        among = f"day IN ({', '.join('?' for _ in starts)})"
-        group = "label" if self.by == "day" else "key"
-        for r in ledger.query(
-            f"SELECT {group} AS k, SUM(alloc_cost) AS alloc_cost, SUM(energy_kwh) AS energy_kwh, "
-            "SUM(energy_cost) AS energy_cost, SUM(gpu_hours) AS gpu_hours, "
-            "SUM(cpu_hours) AS cpu_hours, SUM(overlaps) AS overlaps, SUM(starts) AS starts "
-            f"FROM econ_rollup WHERE dim = ? AND {among} GROUP BY {group}",
-            (dim, *starts),
-        ):
+        for r in rollup_sums(ledger, dim, starts, by_label=self.by == "day"):
             key = "total" if self.by == "total" else str(r["k"])
             per_row = r["overlaps"] if self.by == "day" else r["starts"]
             self._add(key, r, int(per_row or 0), int(r["starts"] or 0))
         # idle cost summed in SQL: per host, and per day for the day report
-        for r in ledger.query(
-            f"SELECT host, SUM(idle_cost) AS idle FROM econ_rollup_idle WHERE {among} GROUP BY host",
-            starts,
-        ):
-            self.idle_by_host[r["host"]] = self.idle_by_host.get(r["host"], 0.0) + (r["idle"] or 0)
+        for r in rollup_idle(ledger, starts, "host"):
+            self.idle_by_host[r["k"]] = self.idle_by_host.get(r["k"], 0.0) + (r["idle"] or 0)
         if self.by == "day":
-            for r in ledger.query(
-                f"SELECT label, SUM(idle_cost) AS idle FROM econ_rollup_idle WHERE {among} "
-                "GROUP BY label",
-                starts,
-            ):
-                self.idle_by_label[r["label"]] = r["idle"] or 0.0
+            for r in rollup_idle(ledger, starts, "label"):
+                self.idle_by_label[r["k"]] = r["idle"] or 0.0
 
     def report(self, since: float, until: float, currency: str) -> CostReport:
         by, out, total = self.by, self.out, self.total
@@ -293,10 +276,7 @@ def settle_ended(ledger: Ledger, now: float | None = None) -> int:
     duration costs 0.
     """
     now = ledger.clock() if now is None else now
-    ended = ledger.query(
-        "SELECT id, COALESCE(started_at, created_at) AS s0 FROM attempts "
-        "INDEXED BY idx_attempts_unsettled WHERE cost IS NULL AND ended_at IS NOT NULL"
-    )
+    ended = store.ended_unsettled(ledger)
     if not ended:
         return 0
     first = min(float(r["s0"]) for r in ended)
@@ -309,10 +289,5 @@ def settle_ended(ledger: Ledger, now: float | None = None) -> int:
     for r in ended:
         row = found.get(r["id"])
         values.append((row.cost, row.energy_kwh * 1000.0, r["id"]) if row else (0.0, 0.0, r["id"]))
-    with ledger.tx():
-        ledger.conn.executemany(
-            "UPDATE attempts SET cost = ?, energy_wh = COALESCE(energy_wh, ?) "
-            "WHERE id = ? AND cost IS NULL",
-            values,
-        )
+    store.store_settled(ledger, values)
     return len(values)

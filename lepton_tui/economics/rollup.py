@@ -137,3 +137,29 @@ def _rollup_chunk(ledger: Ledger, days: list[tuple[str, float, float]], now: flo
     held = getattr(ledger, "_energy_memo", None)
     if held is not None:  # the TEMP tables now hold this chunk's: the next report reloads them
         held[1]["periods"] = False
+
+
+def rollup_sums(ledger: Ledger, dim: str, starts: list[float], *, by_label: bool) -> list[dict]:
+    """The roll-up's sums of dimension `dim` over the days starting at `starts`, by key (or by
+    day label). Exact day starts: another time zone's days (its own rows, starting at other
+    hours) lie inside any range of starts and must not be summed in."""
+    among = f"day IN ({', '.join('?' for _ in starts)})"
+    group = "label" if by_label else "key"
+    return ledger.query(
+        f"SELECT {group} AS k, SUM(alloc_cost) AS alloc_cost, SUM(energy_kwh) AS energy_kwh, "
+        "SUM(energy_cost) AS energy_cost, SUM(gpu_hours) AS gpu_hours, "
+        "SUM(cpu_hours) AS cpu_hours, SUM(overlaps) AS overlaps, SUM(starts) AS starts "
+        f"FROM econ_rollup WHERE dim = ? AND {among} GROUP BY {group}",
+        (dim, *starts),
+    )
+
+
+def rollup_idle(ledger: Ledger, starts: list[float], by: str) -> list[dict]:
+    """Idle cost of the days starting at `starts`, summed by `by` ("host" or "label") as `k`."""
+    group = {"host": "host", "label": "label"}[by]
+    among = f"day IN ({', '.join('?' for _ in starts)})"
+    return ledger.query(
+        f"SELECT {group} AS k, SUM(idle_cost) AS idle FROM econ_rollup_idle WHERE {among} "
+        f"GROUP BY {group}",
+        starts,
+    )

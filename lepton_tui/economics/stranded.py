@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lepton_tui.dispatch.view import build_view, job_request
+from lepton_tui.economics import store
 from lepton_tui.economics.prices import get_currency, prices_at
 from lepton_tui.ledger import Ledger
 from scheduler.model import Prices
@@ -52,14 +53,8 @@ def stranded_now(ledger: Ledger, now: float | None = None) -> dict[str, Any]:
     of wall time), `cpus`, `mem_mb`, `per_hour` (money per hour)."""
     now = ledger.clock() if now is None else now
     hosts = ledger.hosts()
-    queued = ledger.query(
-        "SELECT * FROM jobs WHERE state = 'queued' AND reason NOT LIKE 'over budget%' "
-        "ORDER BY id LIMIT 5000"
-    )
-    attempts = ledger.query(
-        "SELECT a.*, j.time_limit_s FROM attempts a JOIN jobs j ON j.id = a.job_id "
-        "WHERE a.state IN ('starting', 'running')"
-    )
+    queued = store.queued_jobs(ledger, held_too=False)
+    attempts = store.running_attempts(ledger, with_job=True)
     up = {h["name"] for h in hosts if h["state"] == "up" and h["admin_state"] == "active"}
     view = build_view(hosts, attempts, up, now)
     prices = {n.id: prices_at(ledger, n.id, now) for n in view.nodes}
