@@ -472,16 +472,10 @@ class Service:
             row["host_key_type"], row["host_key_fingerprint"] = host_key
         with self.ledger.tx():
             self.ledger.insert("hosts", row)
-            if price_per_hour is not None:
-                self.ledger.insert(
-                    "prices",
-                    {
-                        "host": name,
-                        "effective_from": now,
-                        "price_per_hour": price_per_hour,
-                        "set_by": self.user,
-                    },
-                )
+            if values["price_per_hour"] is not None:  # as `price set --host` records it
+                from lepton_tui.economics.prices import set_prices
+
+                set_prices(self.ledger, name, per_hour=values["price_per_hour"], actor=self.user)
             where = (
                 "this machine (local)"
                 if local

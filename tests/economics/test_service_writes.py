@@ -63,3 +63,14 @@ def test_a_bad_value_writes_none_of_the_others(owner_and_bob) -> None:
         owner.set_prices(gpu_hour=2, currency="XYZ")
     assert owner.ledger.query("SELECT * FROM prices") == []
     assert owner.prices()["currency"] == "USD"
+
+
+def test_a_host_added_with_a_price_records_it_as_price_set_does(owner_and_bob) -> None:
+    owner, _ = owner_and_bob
+    owner.set_prices(currency="EUR")
+    owner.add_host("h2", address="127.0.0.3", price_per_hour=3.5)
+    [row] = owner.ledger.query("SELECT * FROM prices WHERE host = 'h2'")
+    assert (row["price_per_hour"], row["currency"], row["set_by"]) == (3.5, "EUR", "labowner")
+    event = owner.ledger.query_one("SELECT * FROM events WHERE kind = 'price.set' AND host = 'h2'")
+    assert event is not None and event["actor"] == "labowner"
+    assert owner.prices()["prices"][-1]["per_hour"] == 3.5
