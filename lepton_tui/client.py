@@ -27,6 +27,7 @@ from lepton_tui.validate import JobSpec, validate_job
 CLIENT_CONFIG = Path("/etc/lepton-tui/client.toml")
 SOCKET_ENV = "LEPTON_SOCKET"
 CALL_TIMEOUT_S = 60.0
+REPLAY_TIMEOUT_S = 900.0
 RETRY_DELAY_S = 1.0
 _DROPPED = (ConnectionError, FileNotFoundError, BlockingIOError, http.client.RemoteDisconnected,
             http.client.BadStatusLine, http.client.IncompleteRead)  # fmt: skip
@@ -374,8 +375,13 @@ class LabClient:
     def replay(self, since: str | None = None, until: str | None = None,
                policies: Sequence[str] = ("fifo", "sjf", "backfill", "dqn"),
                cost_weight: Any = None) -> dict[str, Any]:  # fmt: skip
-        return dict(self.call("replay", since=since, until=until, policies=list(policies),
-                              cost_weight=cost_weight))  # fmt: skip
+        before = self.timeout  # a long history under several policies takes a while
+        self.timeout = max(before, REPLAY_TIMEOUT_S)
+        try:
+            return dict(self.call("replay", since=since, until=until, policies=list(policies),
+                                  cost_weight=cost_weight))  # fmt: skip
+        finally:
+            self.timeout = before
 
     def probe_host(self, name: str, timeout: float = 30.0) -> dict[str, Any]:
         """The service samples the host (with its own keys); the wait covers the probe's."""

@@ -127,8 +127,9 @@ def _clashes(conn: sqlite3.Connection) -> list[str]:
     return found
 
 
-def import_ledger(lab: Ledger, source: str | Path) -> ImportSummary:
-    """Take the personal ledger at `source` (file or state directory) into `lab`, all or none."""
+def import_ledger(lab: Ledger, source: str | Path, actor: str) -> ImportSummary:
+    """Take the personal ledger at `source` (file or state directory) into `lab`, all or none;
+    the import's event names `actor`."""
     path = personal_ledger_file(source)
     if path.resolve() == lab.path.resolve():
         raise ValidationError("the ledger to import is the lab's own", field="import")
@@ -138,12 +139,12 @@ def import_ledger(lab: Ledger, source: str | Path) -> ImportSummary:
         conn = lab.conn
         conn.execute("ATTACH DATABASE ? AS personal", (str(Path(tmp) / paths.LEDGER_FILE),))
         try:
-            return _take(lab, conn, path)
+            return _take(lab, conn, path, actor)
         finally:
             conn.execute("DETACH DATABASE personal")
 
 
-def _take(lab: Ledger, conn: sqlite3.Connection, path: Path) -> ImportSummary:
+def _take(lab: Ledger, conn: sqlite3.Connection, path: Path, actor: str) -> ImportSummary:
     summary = ImportSummary(path)
     mine, theirs = _tables(conn, "main"), _tables(conn, "personal")
     missing = sorted(set(theirs) - set(mine))
@@ -171,7 +172,7 @@ def _take(lab: Ledger, conn: sqlite3.Connection, path: Path) -> ImportSummary:
         lab.event(
             "ledger.imported",
             f"imported {sum(summary.rows.values())} rows from {path}",
-            actor="lepton",
+            actor=actor,
             data={"source": str(path), "rows": summary.rows},
         )
     return summary

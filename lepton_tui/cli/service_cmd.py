@@ -198,6 +198,7 @@ def _import_ledger(source: str, root: Path) -> None:
     from lepton_tui import paths
     from lepton_tui.ledger import open_ledger
     from lepton_tui.ledger_import import import_ledger, personal_ledger_file
+    from lepton_tui.service import current_user
 
     personal_ledger_file(source)  # a wrong path is said before anything is made
     state = root / STATE_DIR.lstrip("/")
@@ -206,7 +207,7 @@ def _import_ledger(source: str, root: Path) -> None:
     new_ledger = not lab_file.exists()
     lab = open_ledger(lab_file)
     try:
-        summary = import_ledger(lab, source)
+        summary = import_ledger(lab, source, current_user())
     except BaseException:
         lab.close()
         if new_ledger:

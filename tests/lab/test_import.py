@@ -82,6 +82,7 @@ def test_import_keeps_ids_history_and_costs(personal: Path, tmp_path: Path) -> N
         )
     kinds = [r["kind"] for r in theirs.query("SELECT kind FROM events ORDER BY id")]
     assert kinds[0] == "setting" and kinds[-1] == "ledger.imported"  # the lab's first, kept
+    assert theirs.query("SELECT actor FROM events ORDER BY id DESC LIMIT 1")[0]["actor"] == "root"
     assert theirs.query("SELECT COUNT(*) AS n FROM events WHERE job_id = 1")[0]["n"] == len(
         mine.query("SELECT id FROM events WHERE job_id = 1")
     )
