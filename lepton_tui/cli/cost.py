@@ -20,10 +20,12 @@ from lepton_tui.cli.common import (
     service_for,
     user_text,
 )
-from lepton_tui.economics.prices import PRICE_FIELDS
 from lepton_tui.errors import ValidationError
 
 BY_CHOICES = ("user", "project", "host", "job", "day", "gpu")
+# the columns of a price change (`price ls --history`), in the order they are shown
+HISTORY_FIELDS = ("price_per_hour", "price_cpu_hour", "price_gpu_hour", "price_gb_hour",
+                  "power_price_kwh")  # fmt: skip
 
 
 def _money(amount: float, currency: str) -> str:
@@ -353,7 +355,7 @@ def price_ls(ctx: click.Context, history: bool, as_json: bool) -> None:
             table.add_column(c)
         for r in rows:
             table.add_row(Text(_stamp(r["effective_from"])), user_text(r["host"] or "(lab)"),
-                          *[Text(_num(r[f])) for f in PRICE_FIELDS],
+                          *[Text(_num(r[f])) for f in HISTORY_FIELDS],
                           user_text(r["set_by"] or "-"))  # fmt: skip
     else:
         for c in ("HOST", "PER HOUR", "CORE-H", "GPU-H", "GB-H", "KWH", "FROM"):

@@ -34,6 +34,8 @@ def test_a_non_admin_is_refused_a_price_change_over_the_socket(lab: Lab, tmp_pat
     lab_default = next(p for p in data["prices"] if p["host"] is None)
     assert (lab_default["cpu_hour"], lab_default["gpu_hour"]) == (36.0, 0.0)
     assert (data["currency"], data["cost_weight"]) == ("USD", 0.0)
+    out = as_user("alice", _cli_as(lab.socket, "price", "ls", "--history"))
+    assert out["code"] == 0 and "(lab)" in out["out"] and "root" in out["out"], out
     assert not (tmp_path / "personal").exists()  # the CLI opened no ledger of its own
 
 
