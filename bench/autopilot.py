@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lepton_tui import autopilot  # noqa: E402
-from lepton_tui.economics_replay import replay_ledger  # noqa: E402
+from lepton_tui.economics.replay import replay_ledger  # noqa: E402
 from lepton_tui.ledger import Ledger  # noqa: E402
 
 T_START = 1767225600.0  # 2026-01-01 00:00 UTC

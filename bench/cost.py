@@ -27,12 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lepton_tui.economics import (  # noqa: E402
-    cost_report,
-    cost_summary,
-    ensure_indexes,
-    settle_ended,
-)
+from lepton_tui.economics.costs import cost_summary  # noqa: E402
+from lepton_tui.economics.report import cost_report, settle_ended  # noqa: E402
 from lepton_tui.ledger import Ledger  # noqa: E402
 
 YEAR = 365 * 86400.0
@@ -154,7 +150,6 @@ def part_report(path: Path | None) -> None:
         path = Path(tmp.name) / "ledger.db"
     t0 = time.perf_counter()
     led = build(path) if not path.exists() else Ledger(path, clock=lambda: T_START + YEAR)
-    ensure_indexes(led)
     built = time.perf_counter() - t0
     counts = led.query_one(
         "SELECT (SELECT COUNT(*) FROM attempts) AS a, (SELECT COUNT(*) FROM samples) AS s, "

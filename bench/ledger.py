@@ -105,7 +105,7 @@ def main() -> None:
         rows.append(("aggregation over 1,000,000 sample rows, by host (ms, median)",
                      f"{time_ms(lambda: ledger.query(sql, (0, 2e9)), repeat=5):.1f}"))  # fmt: skip
         # the console's "latest sample of each GPU": seek by time, group after (with statistics)
-        from lepton_tui.economics import latest_gpu_power
+        from lepton_tui.economics.costs import latest_gpu_power
 
         ledger.conn.execute("ANALYZE")
         end = 1.7e9 + 1_000_000 * 30

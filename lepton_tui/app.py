@@ -390,7 +390,7 @@ class LeptonApp(App[None]):
 
 
 def _ledger_currency(svc: Service) -> str:
-    from lepton_tui.economics_prices import get_currency
+    from lepton_tui.economics.prices import get_currency
 
     try:
         return get_currency(svc.ledger)

@@ -254,7 +254,7 @@ def due(ledger: Ledger, now: float) -> bool:
 
 def run_round(ledger: Ledger, now: float | None = None, actor: str | None = None) -> Decision:
     """Replay the window under every candidate, record the winner and the table, return it."""
-    from lepton_tui.economics_replay import replay_ledger
+    from lepton_tui.economics.replay import replay_ledger
 
     begun = time.monotonic()
     now = ledger.clock() if now is None else now

@@ -27,6 +27,7 @@ from lepton_tui.validate import JobSpec, validate_job
 CLIENT_CONFIG = Path("/etc/lepton-tui/client.toml")
 SOCKET_ENV = "LEPTON_SOCKET"
 CALL_TIMEOUT_S = 60.0
+REPLAY_TIMEOUT_S = 900.0
 RETRY_DELAY_S = 1.0
 _DROPPED = (ConnectionError, FileNotFoundError, BlockingIOError, http.client.RemoteDisconnected,
             http.client.BadStatusLine, http.client.IncompleteRead)  # fmt: skip
@@ -338,3 +339,55 @@ class LabClient:
 
     def budget_warnings(self) -> list[str]:
         return [str(w) for w in self.call("budget_warnings")]
+
+    # -- economics -------------------------------------------------------------------------------
+
+    def cost(self, since: str | None = None, until: str | None = None,
+             by: str = "user") -> dict[str, Any]:  # fmt: skip
+        return dict(self.call("cost", since=since, until=until, by=by))
+
+    def waste(self) -> dict[str, Any]:
+        return dict(self.call("waste"))
+
+    def prices(self, history: bool = False) -> dict[str, Any]:
+        return dict(self.call("prices", history=bool(history)))
+
+    def set_prices(self, host: str | None = None, **options: Any) -> dict[str, Any]:
+        return dict(self.call("set_prices", host=host, **options))
+
+    def set_currency(self, code: str) -> str:
+        return str(self.call("set_currency", code=code))
+
+    def set_cost_weight(self, weight: Any) -> float:
+        return float(self.call("set_cost_weight", weight=weight))
+
+    def budgets(self) -> dict[str, Any]:
+        return dict(self.call("budgets"))
+
+    def set_budget(self, scope: str, name: str, amount: Any, unit: str = "money", *,
+                   hard: bool = False, new_project: bool = False) -> dict[str, Any]:  # fmt: skip
+        return dict(self.call("set_budget", scope=scope, name=name, amount=amount, unit=unit,
+                              hard=hard, new_project=new_project))  # fmt: skip
+
+    def remove_budget(self, scope: str, name: str, unit: str | None = None) -> int:
+        return int(self.call("remove_budget", scope=scope, name=name, unit=unit))
+
+    def replay(self, since: str | None = None, until: str | None = None,
+               policies: Sequence[str] = ("fifo", "sjf", "backfill", "dqn"),
+               cost_weight: Any = None) -> dict[str, Any]:  # fmt: skip
+        before = self.timeout  # a long history under several policies takes a while
+        self.timeout = max(before, REPLAY_TIMEOUT_S)
+        try:
+            return dict(self.call("replay", since=since, until=until, policies=list(policies),
+                                  cost_weight=cost_weight))  # fmt: skip
+        finally:
+            self.timeout = before
+
+    def probe_host(self, name: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The service samples the host (with its own keys); the wait covers the probe's."""
+        before = self.timeout
+        self.timeout = max(before, float(timeout) + 15.0)
+        try:
+            return dict(self.call("probe_host", name=name, timeout=timeout))
+        finally:
+            self.timeout = before

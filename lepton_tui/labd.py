@@ -182,6 +182,59 @@ CALLS: dict[str, Callable[..., Any]] = {
     "lab_key": lambda svc: svc.lab_key(),
     "last_host_event": lambda svc, name, kind: svc.last_host_event(str(name), str(kind)),
 }
+
+# -- economics: reports for everyone; prices, currency, cost weight and budgets (service.py says
+# who may write them) -------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str | None:
+    """A date or name a client sent: text or nothing."""
+    if value is None or isinstance(value, str):
+        return value
+    raise ValidationError(f"expected text, not {type(value).__name__}")
+
+
+def _set_prices(svc: Service, host: Any = None, **options: Any) -> dict[str, Any]:
+    return svc.set_prices(_text(host), **options)
+
+
+def _replay(svc: Service, since: Any = None, until: Any = None, policies: Any = None,
+            cost_weight: Any = None) -> dict[str, Any]:  # fmt: skip
+    names = ["fifo", "sjf", "backfill", "dqn"] if policies is None else policies
+    if not isinstance(names, list) or not all(isinstance(p, str) for p in names):
+        raise ValidationError("policies must be a list of names")
+    return svc.replay(_text(since), _text(until), names, cost_weight)
+
+
+CALLS.update(
+    {
+        "cost": lambda svc, since=None, until=None, by="user": svc.cost(
+            _text(since), _text(until), str(by)
+        ),
+        "waste": lambda svc: svc.waste(),
+        "prices": lambda svc, history=False: svc.prices(bool(history)),
+        "set_prices": _set_prices,
+        "set_currency": lambda svc, code: svc.set_currency(str(code)),
+        "set_cost_weight": lambda svc, weight: svc.set_cost_weight(weight),
+        "budgets": lambda svc: svc.budgets(),
+        "set_budget": lambda svc, scope, name, amount, unit="money", hard=False, new_project=False: (
+            svc.set_budget(
+                str(scope),
+                str(name),
+                amount,
+                str(unit),
+                hard=bool(hard),
+                new_project=bool(new_project),
+            )  # fmt: skip
+        ),
+        "remove_budget": lambda svc, scope, name, unit=None: svc.remove_budget(
+            str(scope), str(name), _text(unit)
+        ),
+        "replay": _replay,
+        "probe_host": lambda svc, name, timeout=30.0: svc.probe_host(str(name), timeout),
+    }
+)
+
 _LIST_JOBS_ARGS = {"all_states", "user", "project", "states", "limit", "offset"}
 _COUNT_JOBS_ARGS = {"all_states", "user", "project", "states"}
 _EVENTS_ARGS = {"limit", "job_id", "user", "since"}

@@ -191,7 +191,7 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
 
 # The economics schema (migration 2): the daily cost roll-up and the indexes of the cost queries.
 # The roll-up is a cache of what the attempts say: its rows may be deleted at any time and are
-# rebuilt on use (see `lepton_tui.economics_report`). Released: change them only by a new migration.
+# rebuilt on use (see `lepton_tui.economics.rollup`). Released: change them only by a new migration.
 # Attempt fields a cost roll-up day is summed from: amending one drops the days it touches.
 SPAN_FIELDS = frozenset({"started_at", "ended_at", "cost", "energy_wh"})
 MAX_DAY_S = 25 * 3600.0

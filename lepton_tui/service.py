@@ -472,16 +472,10 @@ class Service:
             row["host_key_type"], row["host_key_fingerprint"] = host_key
         with self.ledger.tx():
             self.ledger.insert("hosts", row)
-            if price_per_hour is not None:
-                self.ledger.insert(
-                    "prices",
-                    {
-                        "host": name,
-                        "effective_from": now,
-                        "price_per_hour": price_per_hour,
-                        "set_by": self.user,
-                    },
-                )
+            if values["price_per_hour"] is not None:  # as `price set --host` records it
+                from lepton_tui.economics.prices import set_prices
+
+                set_prices(self.ledger, name, per_hour=values["price_per_hour"], actor=self.user)
             where = (
                 "this machine (local)"
                 if local
@@ -688,7 +682,7 @@ class Service:
         only when budgets exist."""
         if self.ledger.query_one("SELECT 1 AS n FROM budgets LIMIT 1") is None:
             return []
-        from lepton_tui.economics import budget_warnings
+        from lepton_tui.economics.budgets import budget_warnings
 
         return [
             w.message if hasattr(w, "message") else str(w) for w in budget_warnings(self.ledger)
@@ -700,3 +694,79 @@ class Service:
             "SELECT actor, data FROM events WHERE kind = ? AND host = ? ORDER BY id DESC LIMIT 1",
             (kind, name),
         )
+
+    # -- economics: reports for everyone; prices, currency, cost weight and budgets for admins --
+
+    def cost(
+        self, since: str | None = None, until: str | None = None, by: str = "user"
+    ) -> dict[str, Any]:
+        """A cost report over a window typed as text (`economics.api.cost_data`)."""
+        from lepton_tui.economics.api import cost_data
+
+        return cost_data(self.ledger, since, until, by)
+
+    def waste(self) -> dict[str, Any]:
+        """Idle allocated GPUs, GPUs busy outside lepton, capacity the queue cannot use."""
+        from lepton_tui.economics.api import waste_data
+
+        return waste_data(self.ledger)
+
+    def prices(self, history: bool = False) -> dict[str, Any]:
+        """The prices in force (or their history), the currency and the cost weight."""
+        from lepton_tui.economics.api import price_list
+
+        return price_list(self.ledger, bool(history))
+
+    def set_prices(self, host: str | None = None, **options: Any) -> dict[str, Any]:
+        """Set prices, currency and cost weight from now on, all or none (admins only)."""
+        from lepton_tui.economics.api import set_lab_prices
+
+        self.require_admin("set prices")
+        return set_lab_prices(self.ledger, self.user, host, **options)
+
+    def set_currency(self, code: str) -> str:
+        """Set the lab currency from now on (admins only)."""
+        return str(self.set_prices(currency=code)["currency_set"])
+
+    def set_cost_weight(self, weight: Any) -> float:
+        """Set the cost-aware scheduling weight (admins only)."""
+        return float(self.set_prices(cost_weight=weight)["cost_weight_set"])
+
+    def budgets(self) -> dict[str, Any]:
+        """Every budget with this month's spend, and the lab currency."""
+        from lepton_tui.economics.api import budget_list
+
+        return budget_list(self.ledger)
+
+    def set_budget(self, scope: str, name: str, amount: Any, unit: str = "money", *,
+                   hard: bool = False, new_project: bool = False) -> dict[str, Any]:  # fmt: skip
+        """Create or replace a monthly budget (admins only)."""
+        from lepton_tui.economics.api import budget_set
+
+        self.require_admin("set budgets")
+        return budget_set(self.ledger, self.user, scope, name, amount, unit, hard=hard,
+                          new_project=new_project)  # fmt: skip
+
+    def remove_budget(self, scope: str, name: str, unit: str | None = None) -> int:
+        """Remove a budget (admins only); returns how many were removed."""
+        from lepton_tui.economics.api import budget_remove
+
+        self.require_admin("remove budgets")
+        return budget_remove(self.ledger, self.user, scope, name, unit)
+
+    def replay(self, since: str | None = None, until: str | None = None,
+               policies: Sequence[str] = ("fifo", "sjf", "backfill", "dqn"),
+               cost_weight: Any = None) -> dict[str, Any]:  # fmt: skip
+        """The lab's own history re-run under other policies, beside what really happened."""
+        from lepton_tui.economics.api import replay_data
+
+        return replay_data(self.ledger, since, until, list(policies), cost_weight)
+
+    # -- hosts probe (a read: any user; the service connects with its own keys) -----------------
+
+    def probe_host(self, name: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Sample a host now (`host_probe.probe_host`)."""
+        from lepton_tui.host_probe import probe_host
+
+        timeout = float(parse_number(timeout, "timeout", minimum=0.1, maximum=3600))
+        return probe_host(self.ledger, self.known_hosts, str(name), timeout)

@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from lepton_tui.economics_prices import day_start, get_currency, week_start
+from lepton_tui.economics.prices import day_start, get_currency, week_start
 from lepton_tui.ledger import Ledger
 from lepton_tui.request_text import short_request
 from lepton_tui.settings import SETTINGS
@@ -354,7 +354,13 @@ def _host_prices(ledger: Ledger) -> dict[str, dict[str, Any]]:
 def cost_panel(ledger: Ledger, now: float) -> CostPanel:
     """The cost panel: `economics.cost_summary` (the numbers `lepton-tui cost` prints) and
     `economics.idle_rate`, with the prices and what runs now read once for all of them."""
-    from lepton_tui.economics import cost_summary, idle_rate, live_state, priced_hosts, prices_now
+    from lepton_tui.economics.costs import (
+        cost_summary,
+        idle_rate,
+        live_state,
+        priced_hosts,
+        prices_now,
+    )
 
     prices = prices_now(ledger, now)
     live = live_state(ledger, now, prices)

@@ -23,19 +23,13 @@ from lepton_tui.cli.common import (
 from lepton_tui.errors import ValidationError
 
 BY_CHOICES = ("user", "project", "host", "job", "day", "gpu")
+# the columns of a price change (`price ls --history`), in the order they are shown
+HISTORY_FIELDS = ("price_per_hour", "price_cpu_hour", "price_gpu_hour", "price_gb_hour",
+                  "power_price_kwh")  # fmt: skip
 
 
 def _money(amount: float, currency: str) -> str:
     return f"{amount:,.2f} {currency}"
-
-
-def _window(since: str | None, until: str | None, now: float) -> tuple[float, float]:
-    from lepton_tui.economics import check_range, month_start, parse_when
-
-    t0 = parse_when(since, "since", now) if since else month_start(now)
-    t1 = parse_when(until, "until", now) if until else now
-    check_range(t0, t1)
-    return t0, t1
 
 
 def _stamp(ts: float) -> str:
@@ -55,7 +49,10 @@ def _stamp(ts: float) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print the report as CSV (for spreadsheets).")
 @click.option(
-    "--waste", is_flag=True, help="Show idle allocated GPUs and GPUs busy outside lepton."
+    "--waste",
+    is_flag=True,
+    help="Show idle allocated GPUs, GPUs busy outside lepton, and capacity stranded now "
+    "(free, but of no use to the queued jobs).",
 )
 @click.pass_context
 def cost(ctx: click.Context, since: str | None, until: str | None, by: str, as_json: bool,
@@ -64,8 +61,6 @@ def cost(ctx: click.Context, since: str | None, until: str | None, by: str, as_j
 
     Cost = allocation x price in force x time, plus measured GPU energy x electricity price.
     """
-    from lepton_tui.economics import cost_report, gpu_utilization
-
     if by not in BY_CHOICES:
         raise ValidationError(f"--by {by!r} is not one of {', '.join(BY_CHOICES)}", field="by")
     if as_json and as_csv:
@@ -79,35 +74,33 @@ def cost(ctx: click.Context, since: str | None, until: str | None, by: str, as_j
         _print_waste(ctx, as_json)
         return
     with service_for(ctx, read_only=True) as svc:
-        now = svc.ledger.clock()
-        t0, t1 = _window(since, until, now)
-        if by == "gpu":
-            rows = gpu_utilization(svc.ledger, t0, t1, now=now)
-            _print_gpus(rows, t0, t1, as_json, as_csv)
-            return
-        report = cost_report(svc.ledger, t0, t1, by, now=now)
+        data = svc.cost(since, until, by)
+    t0, t1, now = data["since"], data["until"], data["now"]
+    if by == "gpu":
+        _print_gpus(data["gpus"], t0, t1, as_json, as_csv)
+        return
+    report = data["report"]
     if as_json:
-        echo_json(report.as_dict())
+        echo_json(report)
         return
     keys = ("key", "cost", "alloc_cost", "energy_cost", "energy_kwh", "gpu_hours", "cpu_hours",
             "attempts", "idle_cost")  # fmt: skip
-    reports = [*report.other_currencies, report]  # money stays in the currency it was charged in
+    reports = [*report["other_currencies"], report]  # money stays in the currency it was charged
     if as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow([*(by if k == "key" else k for k in keys), "currency"])
         for rep in reports:
-            for row in [*rep.rows, rep.total]:
-                d = row.as_dict()
-                writer.writerow([*(csv_cell(d[k]) for k in keys), rep.currency])
+            for row in [*rep["rows"], rep["total"]]:
+                writer.writerow([*(csv_cell(row[k]) for k in keys), rep["currency"]])
         return
     console = make_console()
     for rep in reports:
-        _print_report(console, rep, by, max(rep.since, t0), min(t1, now))
+        _print_report(console, rep, by, max(rep["since"], t0), min(t1, now))
 
 
-def _print_report(console: Any, report: Any, by: str, t0: float, t1: float) -> None:
+def _print_report(console: Any, report: dict[str, Any], by: str, t0: float, t1: float) -> None:
     """One currency's cost table, with its idle cost."""
-    cur = report.currency
+    cur = report["currency"]
     console.print(
         Text.assemble(
             (f"Cost by {by}", "bold"),
@@ -122,39 +115,56 @@ def _print_report(console: Any, report: Any, by: str, t0: float, t1: float) -> N
     )
     for col in cols:
         table.add_column(col, justify="left" if col == by.upper() else "right")
-    for line in [*report.rows, None, report.total]:
-        if line is None:
+    for row in [*report["rows"], None, report["total"]]:
+        if row is None:
             table.add_section()
             continue
-        row = line
-        cells = [user_text(row.key), user_text(_money(row.cost, cur)),
-                 user_text(_money(row.energy_cost, cur)), Text(f"{row.gpu_hours:,.1f}"),
-                 Text(f"{row.cpu_hours:,.1f}"), Text(str(row.attempts))]  # fmt: skip
+        cells = [user_text(row["key"]), user_text(_money(row["cost"], cur)),
+                 user_text(_money(row["energy_cost"], cur)), Text(f"{row['gpu_hours']:,.1f}"),
+                 Text(f"{row['cpu_hours']:,.1f}"), Text(str(row["attempts"]))]  # fmt: skip
         if show_idle:
-            cells.append(user_text(_money(row.idle_cost, cur)))
+            cells.append(user_text(_money(row["idle_cost"], cur)))
         table.add_row(*cells)
     console.print(table)
     console.print(
         Text.assemble(
             "Idle cost (capacity not allocated x price x time): ",
-            user_text(_money(report.idle_cost, cur), "bold"),
+            user_text(_money(report["idle_cost"], cur), "bold"),
         )
     )
 
 
 def _print_waste(ctx: click.Context, as_json: bool) -> None:
-    from lepton_tui.economics_waste import find_waste
-
     with service_for(ctx, read_only=True) as svc:
-        found = find_waste(svc.ledger)
+        data = svc.waste()
     if as_json:
-        echo_json([f.as_dict() for f in found])
+        echo_json(data)
         return
+    found, stranded = data["findings"], data["stranded"]
     if not found:
         click.echo("No idle allocated GPUs and no GPUs busy outside lepton.")
-        return
     for f in found:
-        click.echo(printable(f.message))  # names processes and users from the hosts
+        click.echo(printable(f["message"]))  # names processes and users from the hosts
+    cur = stranded["currency"]
+    if not stranded["hosts"]:
+        why = "nothing is queued" if not stranded["queued"] else "the queued jobs fit what is free"
+        click.echo(f"No capacity stranded now ({why}).")
+        return
+    click.echo(
+        printable(
+            f"Stranded now (free, but of no use to the {stranded['queued']} queued jobs): "
+            f"{stranded['gpus']:g} GPUs ({stranded['gpus']:g} GPU-hours an hour), "
+            f"{stranded['cpus']:g} CPUs, {stranded['mem_mb'] / 1024:,.1f} GB: "
+            f"{_money(stranded['per_hour'], cur)}/h"
+        )
+    )
+    for h in stranded["hosts"]:
+        click.echo(
+            printable(
+                f"  {h['host']}: {h['gpus']:g} GPUs, {h['cpus']:g} CPUs, "
+                f"{h['mem_mb'] / 1024:,.1f} GB: {_money(h['per_hour'], cur)}/h"
+            )
+        )
 
 
 def _print_gpus(
@@ -207,28 +217,22 @@ def budget() -> None:
 @click.pass_context
 def budget_set(ctx: click.Context, project: str | None, user: str | None, amount: str | None,
                gpu_hours: str | None, hard: bool, new_project: bool) -> None:  # fmt: skip
-    """Set the monthly budget of a project or user."""
-    from lepton_tui.economics import get_currency
-    from lepton_tui.economics_budgets import set_budget
-
+    """Set the monthly budget of a project or user (admins)."""
     scope, name = _scope(project, user)
     if (amount is None) == (gpu_hours is None):
         raise ValidationError("give exactly one of --amount and --gpu-hours")
     unit, value = ("money", amount) if amount is not None else ("gpu_hours", gpu_hours)
     with service_for(ctx) as svc:
-        svc.require_admin("set budgets")
-        status = set_budget(svc.ledger, scope, name, value, unit, hard=hard,
-                            new_project=new_project, actor=svc.user)  # fmt: skip
-        cur = get_currency(svc.ledger)
+        status = svc.set_budget(scope, name, value, unit, hard=hard, new_project=new_project)
     what = (
-        _money(status.amount, status.currency or cur)
+        _money(status["amount"], status["currency"] or "")
         if unit == "money"
-        else f"{status.amount:g} GPU-hours"
+        else f"{status['amount']:g} GPU-hours"
     )
     click.echo(
         printable(
             f"budget of {scope} {name}: {what} a month{' (hard)' if hard else ''}; "
-            f"spent {status.fraction * 100:.0f} % so far this month"
+            f"spent {status['fraction'] * 100:.0f} % so far this month"
         )
     )
 
@@ -238,14 +242,11 @@ def budget_set(ctx: click.Context, project: str | None, user: str | None, amount
 @click.pass_context
 def budget_ls(ctx: click.Context, as_json: bool) -> None:
     """List budgets with this month's spend."""
-    from lepton_tui.economics import get_currency
-    from lepton_tui.economics_budgets import budget_status
-
     with service_for(ctx, read_only=True) as svc:
-        statuses = budget_status(svc.ledger)
-        cur = get_currency(svc.ledger)
+        data = svc.budgets()
+    statuses, cur = data["budgets"], data["currency"]
     if as_json:
-        echo_json([s.as_dict() for s in statuses])
+        echo_json(statuses)
         return
     if not statuses:
         click.echo("No budgets. Set one with `lepton-tui budget set --project P --amount 1000`.")
@@ -254,15 +255,15 @@ def budget_ls(ctx: click.Context, as_json: bool) -> None:
     for col in ("SCOPE", "NAME", "BUDGET", "SPENT", "USED", "HARD", "STATE"):
         table.add_column(col)
     for s in statuses:
-        money = s.currency or cur  # a budget keeps the currency it was set in
+        money = s["currency"] or cur  # a budget keeps the currency it was set in
 
-        def fmt(v: float, unit: str = s.unit, money: str = money) -> str:
+        def fmt(v: float, unit: str = s["unit"], money: str = money) -> str:
             return _money(v, money) if unit == "money" else f"{v:,.1f} GPU-h"
 
-        style = {"over": "red", "warning": "yellow"}.get(s.level, "")
-        table.add_row(user_text(s.scope), user_text(s.name), user_text(fmt(s.amount)),
-                      user_text(fmt(s.spent)), Text(f"{s.fraction * 100:.0f}%"),
-                      Text("yes" if s.hard else "no"), user_text(s.level, style))  # fmt: skip
+        style = {"over": "red", "warning": "yellow"}.get(s["level"], "")
+        table.add_row(user_text(s["scope"]), user_text(s["name"]), user_text(fmt(s["amount"])),
+                      user_text(fmt(s["spent"])), Text(f"{s['fraction'] * 100:.0f}%"),
+                      Text("yes" if s["hard"] else "no"), user_text(s["level"], style))  # fmt: skip
     make_console().print(table)
 
 
@@ -272,13 +273,10 @@ def budget_ls(ctx: click.Context, as_json: bool) -> None:
 @click.option("--unit", default=None, help="money or gpu_hours (default: both).")
 @click.pass_context
 def budget_rm(ctx: click.Context, project: str | None, user: str | None, unit: str | None) -> None:
-    """Remove the budget of a project or user (held jobs are released)."""
-    from lepton_tui.economics_budgets import remove_budget
-
+    """Remove the budget of a project or user (admins; held jobs are released)."""
     scope, name = _scope(project, user)
     with service_for(ctx) as svc:
-        svc.require_admin("remove budgets")
-        n = remove_budget(svc.ledger, scope, name, unit, actor=svc.user)
+        n = svc.remove_budget(scope, name, unit)
     click.echo(printable(f"removed {n} budget(s) of {scope} {name}"))
 
 
@@ -312,67 +310,28 @@ def price() -> None:
 def price_set(ctx: click.Context, host: str | None, per_hour: str | None, cpu_hour: str | None,
               gpu_hour: str | None, gb_hour: str | None, power_kwh: str | None,
               lab_default: bool, currency: str | None, cost_weight: str | None) -> None:  # fmt: skip
-    """Set prices from now on (history is kept; past costs do not change)."""
-    from lepton_tui import economics as econ
-
-    prices = {"per_hour": per_hour, "cpu_hour": cpu_hour, "gpu_hour": gpu_hour,
-              "gb_hour": gb_hour, "power_kwh": power_kwh}  # fmt: skip
-    any_price = any(v is not None for v in prices.values()) or lab_default
-    if not any_price and currency is None and cost_weight is None:
-        raise ValidationError(
-            "nothing to set",
-            "give a price (--per-hour, --gpu-hour, ...), --currency or --cost-weight",
-        )
-    # check everything before writing anything
-    code = econ.check_currency(currency) if currency is not None else None
-    weight = econ.check_cost_weight(cost_weight) if cost_weight is not None else None
-    labels = {"per_hour": "price per hour", "cpu_hour": "CPU core-hour price",
-              "gpu_hour": "GPU-hour price", "gb_hour": "GB-hour price",
-              "power_kwh": "electricity price per kWh"}  # fmt: skip
-    for key, value in prices.items():
-        if value is not None:
-            econ.check_price(value, labels[key])
+    """Set prices from now on (admins; history is kept, past costs do not change)."""
     with service_for(ctx) as svc:
-        svc.require_admin("set prices")
-        if host is not None:
-            svc.ledger.get_host(host)
-        if lab_default and host is None:
-            raise ValidationError("--lab-default applies to a --host", field="host")
-        if code is not None:
-            econ.set_currency(svc.ledger, code, actor=svc.user)
-            click.echo(f"currency: {code}")
-        if any_price:
-            econ.set_prices(svc.ledger, host, **prices, use_lab_default=lab_default,
-                            actor=svc.user)  # fmt: skip
-            p = econ.prices_at(svc.ledger, host) if host else None
-            click.echo(
-                printable(
-                    f"prices of {host or 'the lab (default)'} set"
-                    + (
-                        f" (in force now: {_describe(p, econ.get_currency(svc.ledger))})"
-                        if p
-                        else ""
-                    )
-                )
-            )
-        if weight is not None:
-            econ.set_cost_weight(svc.ledger, weight, actor=svc.user)
-            click.echo(f"cost weight: {weight:g}")
+        done = svc.set_prices(host, per_hour=per_hour, cpu_hour=cpu_hour, gpu_hour=gpu_hour,
+                              gb_hour=gb_hour, power_kwh=power_kwh, use_lab_default=lab_default,
+                              currency=currency, cost_weight=cost_weight)  # fmt: skip
+    if done["currency_set"] is not None:
+        click.echo(f"currency: {done['currency_set']}")
+    if done["prices_set"]:
+        p = done["in_force"]
+        now = f" (in force now: {_describe(p, done['currency'])})" if p else ""
+        click.echo(printable(f"prices of {host or 'the lab (default)'} set{now}"))
+    if done["cost_weight_set"] is not None:
+        click.echo(f"cost weight: {done['cost_weight_set']:g}")
 
 
-def _describe(p: Any, cur: str) -> str:
+def _describe(p: dict[str, Any], cur: str) -> str:
     parts = []
-    if p.per_hour:
-        parts.append(f"{p.per_hour:g}/h")
-    if p.cpu_hour:
-        parts.append(f"{p.cpu_hour:g}/core-h")
-    if p.gpu_hour:
-        parts.append(f"{p.gpu_hour:g}/GPU-h")
-    if p.gb_hour:
-        parts.append(f"{p.gb_hour:g}/GB-h")
-    if p.power_kwh:
-        parts.append(f"{p.power_kwh:g}/kWh")
-    return (" + ".join(parts) or "free") + f" {cur}, from the {p.source}"
+    for key, unit in (("per_hour", "h"), ("cpu_hour", "core-h"), ("gpu_hour", "GPU-h"),
+                      ("gb_hour", "GB-h"), ("power_kwh", "kWh")):  # fmt: skip
+        if p[key]:
+            parts.append(f"{p[key]:g}/{unit}")
+    return (" + ".join(parts) or "free") + f" {cur}, from the {p['source']}"
 
 
 @price.command("ls", context_settings=CONTEXT_SETTINGS)
@@ -381,22 +340,12 @@ def _describe(p: Any, cur: str) -> str:
 @click.pass_context
 def price_ls(ctx: click.Context, history: bool, as_json: bool) -> None:
     """The prices in force now per host (and the lab default), or the change history."""
-    from lepton_tui import economics as econ
-
     with service_for(ctx, read_only=True) as svc:
-        led = svc.ledger
-        cur = econ.get_currency(led)
-        weight = led.get_setting("cost_weight", 0.0)
-        if history:
-            rows = econ.price_history(led)
-        else:
-            lab = econ.lab_prices_at(led)
-            rows = [{"host": None, **_price_dict(lab)}]
-            rows += [{"host": h["name"], **_price_dict(econ.prices_at(led, h["name"]))}
-                     for h in led.hosts()]  # fmt: skip
+        data = svc.prices(history)
     if as_json:
-        echo_json({"currency": cur, "cost_weight": weight, "prices": rows})
+        echo_json(data)
         return
+    rows, cur, weight = data["prices"], data["currency"], data["cost_weight"]
     console = make_console()
     console.print(user_text(f"currency {cur}, cost weight {weight:g}"))
     table = Table(box=None, header_style="bold", pad_edge=False)
@@ -406,7 +355,7 @@ def price_ls(ctx: click.Context, history: bool, as_json: bool) -> None:
             table.add_column(c)
         for r in rows:
             table.add_row(Text(_stamp(r["effective_from"])), user_text(r["host"] or "(lab)"),
-                          *[Text(_num(r[f])) for f in econ.PRICE_FIELDS],
+                          *[Text(_num(r[f])) for f in HISTORY_FIELDS],
                           user_text(r["set_by"] or "-"))  # fmt: skip
     else:
         for c in ("HOST", "PER HOUR", "CORE-H", "GPU-H", "GB-H", "KWH", "FROM"):
@@ -417,11 +366,6 @@ def price_ls(ctx: click.Context, history: bool, as_json: bool) -> None:
                           Text(_num(r["gb_hour"])), Text(_num(r["power_kwh"])),
                           user_text(r["source"]))  # fmt: skip
     console.print(table)
-
-
-def _price_dict(p: Any) -> dict[str, Any]:
-    return {"per_hour": p.per_hour, "cpu_hour": p.cpu_hour, "gpu_hour": p.gpu_hour,
-            "gb_hour": p.gb_hour, "power_kwh": p.power_kwh, "source": p.source}  # fmt: skip
 
 
 def _num(v: Any) -> str:
@@ -442,40 +386,39 @@ def _num(v: Any) -> str:
 def replay(ctx: click.Context, since: str | None, until: str | None, policies: str,
            cost_weight: str | None, as_json: bool) -> None:  # fmt: skip
     """Replay the lab's own history under other policies: wait, slowdown, utilization, cost."""
-    from lepton_tui import economics as econ
-    from lepton_tui.economics_replay import replay_ledger
+    from lepton_tui.validate import format_duration
 
     names = [p.strip() for p in policies.split(",") if p.strip()]
     if not names:
         raise ValidationError("--policies is empty", "e.g. --policies fifo,backfill")
-    weight = econ.check_cost_weight(cost_weight) if cost_weight is not None else None
     with service_for(ctx, read_only=True) as svc:
-        now = svc.ledger.clock()
-        t0 = econ.parse_when(since, "since", now) if since else now - 30 * 86400
-        t1 = econ.parse_when(until, "until", now) if until else now
-        econ.check_range(t0, t1)
-        result = replay_ledger(svc.ledger, t0, t1, names, cost_weight=weight)
+        result = svc.replay(since, until, names, cost_weight)
     if as_json:
-        echo_json(result.as_dict())
+        echo_json(result)
         return
     console = make_console()
+    skipped = result["skipped"]
     console.print(
-        f"[bold]Replay[/] of {result.jobs} jobs on {result.hosts} hosts, "
-        f"{_stamp(t0)} .. {_stamp(t1)}"
-        + (f"  ({result.skipped} skipped)" if result.skipped else "")
+        f"[bold]Replay[/] of {result['jobs']} jobs on {result['hosts']} hosts, "
+        f"{_stamp(result['since'])} .. {_stamp(result['until'])}"
+        + (f"  ({skipped} skipped)" if skipped else "")
     )
     table = Table(box=None, header_style="bold", pad_edge=False)
     for col in ("POLICY", "MEAN WAIT", "P95 WAIT", "MEAN SLOWDOWN", "GPU UTIL", "COST", "MAKESPAN"):
         table.add_column(col, justify="left" if col == "POLICY" else "right")
-    from lepton_tui.validate import format_duration
 
-    for row in result.rows:
-        table.add_row(user_text(row.policy), Text(format_duration(row.mean_wait_s)),
-                      Text(format_duration(row.p95_wait_s)), Text(f"{row.mean_slowdown:.2f}"),
-                      Text(f"{row.gpu_util * 100:.0f}%"), user_text(_money(row.cost, result.currency)),
-                      Text(format_duration(row.makespan_s)))  # fmt: skip
+    def num(v: Any) -> float:
+        return float("nan") if v is None else float(v)
+
+    for row in result["rows"]:
+        table.add_row(user_text(row["policy"]), Text(format_duration(num(row["mean_wait_s"]))),
+                      Text(format_duration(num(row["p95_wait_s"]))),
+                      Text(f"{num(row['mean_slowdown']):.2f}"),
+                      Text(f"{num(row['gpu_util']) * 100:.0f}%"),
+                      user_text(_money(num(row["cost"]), result["currency"])),
+                      Text(format_duration(num(row["makespan_s"]))))  # fmt: skip
     console.print(table)
-    for note in result.notes:
+    for note in result["notes"]:
         console.print(user_text(note, "dim"))
 
 

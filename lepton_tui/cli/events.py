@@ -42,7 +42,7 @@ def events(ctx: click.Context, user: str | None, since: str | None, job_id: str 
     """The audit trail, newest first: every state change and who made it."""
     since_at = None if since is None else parse_since(since, time.time())
     job_no = None if job_id is None else parse_id(job_id, "job")
-    with service_for(ctx) as svc:
+    with service_for(ctx, read_only=True) as svc:  # a typo'd --home makes no new lab
         rows = svc.events(limit=limit, job_id=job_no, user=user, since=since_at)
     if as_json:
         echo_json(rows)

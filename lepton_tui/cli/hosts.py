@@ -220,46 +220,18 @@ def _add_slurm(
 @click.pass_context
 def probe_cmd(ctx: click.Context, name: str, as_json: bool, timeout: float) -> None:
     """Sample a host now: CPU, memory, disk, GPUs and its running attempts."""
-    from inventory.errors import HostError
-    from inventory.probe import probe
-    from inventory.transport import make_transport
-    from lepton_tui.dispatch.hostpool import spec_from_row, ssh_options
-    from lepton_tui.errors import LeptonError
+    from inventory.probe import HostSample
 
     with service_for(ctx, read_only=True) as svc:
-        row = svc.get_host(name)
-        if row.get("slurm_json"):  # a Slurm partition: its nodes, from sinfo
-            from lepton_tui.dispatch import slurm as dispatch_slurm
-
-            slurm_sample = dispatch_slurm.probe(row, svc.known_hosts, timeout)
-            if as_json:
-                echo_json(slurm_sample)
-            for line in [] if as_json else dispatch_slurm.probe_lines(slurm_sample):
-                click.echo(printable(line))
-            return
-        spec = spec_from_row(row)
-        tokens = [
-            r["token"]
-            for r in svc.ledger.query(
-                "SELECT token FROM attempts WHERE host = ? AND state IN ('starting', 'running')",
-                (name,),
-            )
-        ]
-        options = (
-            ssh_options(row, {"connect_timeout": min(timeout, 10.0)})
-            if spec.transport == "ssh"
-            else {}
-        )
-        transport = make_transport(spec, svc.known_hosts, **options)
-    try:
-        sample = probe(transport, spec, tokens=tokens, timeout=timeout)
-    except HostError as exc:
-        raise LeptonError(f"cannot probe {name}: {exc.reason}") from None
-    finally:
-        transport.close()
+        got = svc.probe_host(name, timeout)
     if as_json:
-        echo_json(sample.to_dict())
+        echo_json(got["sample"])
         return
+    if got["kind"] == "slurm":  # a Slurm partition: its nodes, from sinfo
+        for line in got["lines"]:
+            click.echo(printable(line))
+        return
+    sample = HostSample.from_dict(got["sample"])
     for line in sample_lines(sample):
         click.echo(printable(line))
 

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from lepton_tui.cli.common import CONTEXT_SETTINGS, echo_json, make_console, printable, user_text
-from lepton_tui.economics_prices import check_cost_weight
+from lepton_tui.economics.prices import check_cost_weight
 from lepton_tui.errors import LeptonError, ValidationError
 
 

@@ -8,6 +8,7 @@ Where systemd is not running, the files are written and the `systemctl` commands
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import re
@@ -112,10 +113,22 @@ def service() -> None:
     type=click.Path(file_okay=False),
     help="Write under this directory instead of / (to stage or inspect the files).",
 )
-def install(scope: str | None, account: str, root_dir: str) -> None:
+@click.option(
+    "--import",
+    "import_path",
+    default=None,
+    help="--system: take this personal ledger (file or state directory) into the lab's, "
+    "keeping job ids, history and costs.",
+)
+def install(scope: str | None, account: str, root_dir: str, import_path: str | None) -> None:
     """Write (and, where systemd runs, enable) the unit; say what was done."""
     if scope is None:
         raise ValidationError("say --user (personal mode) or --system (the lab service)")
+    if import_path is not None and scope != "system":
+        raise ValidationError(
+            "--import takes a personal ledger into the lab's: it goes with --system",
+            field="import",
+        )
     root = Path(root_dir)
     if scope == "user":
         config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
@@ -131,7 +144,11 @@ def install(scope: str | None, account: str, root_dir: str) -> None:
             raise ValidationError(
                 f"account {account!r} is not a valid user name", "e.g. --account lepton"
             )
+        if import_path is not None:
+            _import_ledger(import_path, root)
         _ensure_account(account, root)
+        if import_path is not None:
+            _give_state_to(account, root)
         unit = root / "etc/systemd/system" / UNIT_NAME
         _write(unit, system_unit(account))
         click.echo(f"wrote {unit}")
@@ -173,3 +190,48 @@ def _ensure_account(account: str, root: Path) -> None:
     if done.returncode != 0:
         raise LeptonError(f"cannot create the account {account}: {printable(done.stderr.strip())}")
     click.echo(f"created the service account {account}")
+
+
+def _import_ledger(source: str, root: Path) -> None:
+    """Take a personal ledger into the lab's (all or nothing; a lab ledger this made is removed
+    again when the import fails)."""
+    from lepton_tui import paths
+    from lepton_tui.ledger import open_ledger
+    from lepton_tui.ledger_import import import_ledger, personal_ledger_file
+    from lepton_tui.service import current_user
+
+    personal_ledger_file(source)  # a wrong path is said before anything is made
+    state = root / STATE_DIR.lstrip("/")
+    made = [p for p in (state, *state.parents) if not p.exists()]
+    lab_file = state / paths.LEDGER_FILE
+    new_ledger = not lab_file.exists()
+    lab = open_ledger(lab_file)
+    try:
+        summary = import_ledger(lab, source, current_user())
+    except BaseException:
+        lab.close()
+        if new_ledger:
+            for name in (paths.LEDGER_FILE, f"{paths.LEDGER_FILE}-wal", f"{paths.LEDGER_FILE}-shm"):
+                (state / name).unlink(missing_ok=True)
+            for directory in made:  # innermost first
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+        raise
+    lab.close()
+    for line in summary.lines():
+        click.echo(printable(line))
+
+
+def _give_state_to(account: str, root: Path) -> None:
+    """The state directory and ledger to the service account, readable by nobody else."""
+    state = root / STATE_DIR.lstrip("/")
+    os.chmod(state, 0o700)
+    files = [p for p in state.iterdir() if p.is_file()]
+    for path in files:
+        os.chmod(path, 0o600)
+    if root != Path("/"):
+        return
+    info = pwd.getpwnam(account)
+    for path in (state, *files):
+        os.chown(path, info.pw_uid, info.pw_gid)
+    click.echo(f"{state} now belongs to {account} (0700, ledger 0600)")

@@ -67,7 +67,7 @@ def status_of(poll: Poll, token: str) -> AttemptStatus:
 
 def settle(ledger: Ledger, token: str) -> None:
     """Compute and store an ended attempt's cost."""
-    from lepton_tui.economics import settle_attempt
+    from lepton_tui.economics.costs import settle_attempt
 
     try:
         settle_attempt(ledger, token)

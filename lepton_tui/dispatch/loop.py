@@ -408,7 +408,7 @@ def load_policy(name: str, cost_weight: float = 0.0, long_share: float = 0.0) ->
 
 def report_waste(ledger: Ledger, now: float) -> None:
     """Tell owners about idle allocated GPUs and record foreign GPU use (never kills)."""
-    from lepton_tui.economics_waste import find_waste, notify_waste
+    from lepton_tui.economics.waste import find_waste, notify_waste
 
     try:
         notify_waste(ledger, find_waste(ledger, now))

@@ -205,7 +205,7 @@ def _record_decisions(
 
 def budget_holds(ledger: Ledger, jobs: list[dict[str, Any]]) -> dict[int, str]:
     """Jobs a hard budget holds."""
-    from lepton_tui.economics import budget_hold_reasons
+    from lepton_tui.economics.budgets import budget_hold_reasons
 
     try:
         return {int(k): str(v) for k, v in budget_hold_reasons(ledger, jobs).items()}

@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Log, Static
 from textual.worker import get_current_worker
 
-from lepton_tui.economics_prices import get_currency
+from lepton_tui.economics.prices import get_currency
 from lepton_tui.errors import LeptonError
 from lepton_tui.request_text import long_request
 from lepton_tui.screens.live import LiveScreen
@@ -78,7 +78,7 @@ def attempts_table(attempts: list[dict[str, Any]], now: float, currency: str) ->
 
 def with_costs(ledger, attempts: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
     """Each attempt's cost so far (what `lepton-tui cost --by job` counts)."""
-    from lepton_tui.economics import attempt_cost
+    from lepton_tui.economics.costs import attempt_cost
 
     for a in attempts:
         try:

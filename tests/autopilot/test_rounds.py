@@ -17,7 +17,7 @@ import pytest
 
 from lepton_tui import autopilot as ap
 from lepton_tui.dispatch.loop import Dispatcher
-from lepton_tui.economics_replay import replay_ledger
+from lepton_tui.economics.replay import replay_ledger
 from lepton_tui.service import Service
 from tests.dispatch.helpers import wait_until
 from tests.economics.helpers import T0, Clock, make_ledger

@@ -6,14 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lepton_tui.economics import (
-    allocation_rate,
-    cost_report,
-    gpu_utilization,
-    prices_at,
-    set_prices,
-    settle_attempt,
-)
+from lepton_tui.economics.costs import gpu_utilization, settle_attempt
+from lepton_tui.economics.prices import allocation_rate, prices_at, set_prices
+from lepton_tui.economics.report import cost_report
 from lepton_tui.errors import ValidationError
 from tests.economics.helpers import (
     T0,
@@ -185,7 +180,7 @@ def test_rate_agrees_with_the_scheduler_cost_model() -> None:
     ]:
         for prices in [model.Prices(node_hour=10), model.Prices(cpu_hour=0.1, gpu_hour=2, gb_hour=0.01),
                        model.Prices(node_hour=3, gpu_hour=1)]:  # fmt: skip
-            from lepton_tui.economics import PriceSet
+            from lepton_tui.economics.prices import PriceSet
 
             ours = allocation_rate(
                 PriceSet(prices.node_hour, prices.cpu_hour, prices.gpu_hour, prices.gb_hour),
@@ -251,7 +246,7 @@ def test_range_that_ends_before_it_starts(ledger) -> None:
 
 def test_settled_and_live_reports_agree(ledger, clock, monkeypatch) -> None:
     """Reports read settled attempts from their stored cost: the numbers must not move."""
-    from lepton_tui.economics import settle_ended
+    from lepton_tui.economics.report import settle_ended
 
     add_host(ledger, "rent", gpus=4, gpu_mem_mb=4 * 80 * 1024)
     add_host(ledger, "own", gpus=4, gpu_mem_mb=4 * 80 * 1024)
@@ -286,7 +281,7 @@ def test_settled_and_live_reports_agree(ledger, clock, monkeypatch) -> None:
         for w in windows
     }
     assert settle_ended(ledger, now) == 4
-    from lepton_tui import economics_report as economics
+    from lepton_tui.economics import slices as economics
 
     calls = []
     real = economics._settled_sql
@@ -310,8 +305,8 @@ def test_daily_rollup_gives_the_same_report(
     """Whole settled days come from the roll-up; the numbers equal a report from the attempts,
     however many days the roll-up builds at a time, and when the electricity price changes (the
     days around it are sliced whole, not summed from stored costs)."""
-    import lepton_tui.economics_report as report
-    from lepton_tui.economics import settle_ended
+    import lepton_tui.economics.rollup as report
+    from lepton_tui.economics.report import settle_ended
 
     monkeypatch.setattr(report, "ROLLUP_CHUNK_DAYS", chunk_days)
 
@@ -356,7 +351,7 @@ def test_daily_rollup_gives_the_same_report(
 
 
 def test_console_summary_and_series(ledger, clock) -> None:
-    from lepton_tui.economics import cost_series, cost_summary
+    from lepton_tui.economics.costs import cost_series, cost_summary
 
     add_host(ledger, "h", cpus=10, mem_mb=10240, gpus=0, gpu_mem_mb=0, added_at=T0)
     set_prices(ledger, "h", cpu_hour=1.0)
@@ -420,7 +415,7 @@ def test_gpu_share_on_a_removed_host_pays_its_share_of_the_energy(tmp_path, cloc
 
 
 def test_idle_rate_now_by_hand(ledger, clock) -> None:
-    from lepton_tui.economics import idle_rate, priced_hosts, running_rate
+    from lepton_tui.economics.costs import idle_rate, priced_hosts, running_rate
 
     add_host(ledger, "gpu1", gpus=4, gpu_mem_mb=4 * 80 * 1024)  # 32 CPUs, 256 GB, 4 GPUs
     set_prices(ledger, None, cpu_hour=0.05, gpu_hour=2.0, gb_hour=0.01, power_kwh=0.5)
@@ -447,7 +442,7 @@ def test_idle_rate_now_by_hand(ledger, clock) -> None:
 
 
 def test_energy_of_many_running_attempts_in_a_fixed_number_of_statements(ledger, clock) -> None:
-    from lepton_tui.economics_report import measure_energy_many, measure_energy_wh
+    from lepton_tui.economics.energy import measure_energy_many, measure_energy_wh
 
     for name in ("a", "b"):
         add_host(ledger, name, gpus=4, gpu_mem_mb=4 * 80 * 1024)

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lepton_tui.economics import set_prices
-from lepton_tui.economics_budgets import (
+from lepton_tui.economics.budgets import (
     apply_budget_holds,
     budget_hold_reasons,
     budget_status,
@@ -15,6 +14,7 @@ from lepton_tui.economics_budgets import (
     remove_budget,
     set_budget,
 )
+from lepton_tui.economics.prices import set_prices
 from lepton_tui.errors import NotFound, ValidationError
 from tests.economics.helpers import T0, UTC, Clock, H, add_host, make_ledger, run_attempt, submit
 

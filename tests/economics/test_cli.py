@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from lepton_tui.cli import cli
-from lepton_tui.economics import set_prices
+from lepton_tui.economics.prices import set_prices
 from lepton_tui.service import Service
 from tests.economics.helpers import Clock, run_attempt
 
@@ -86,7 +86,7 @@ def test_budget_holds_a_job_shown_in_queue(lab, home: Path) -> None:
     assert out.exit_code == 0, out.output
     svc = Service.open(home)
     job = svc.submit(command="python train.py", project="vision")
-    from lepton_tui.economics_budgets import apply_budget_holds
+    from lepton_tui.economics.budgets import apply_budget_holds
 
     held = apply_budget_holds(svc.ledger)
     svc.close()

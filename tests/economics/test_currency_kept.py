@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lepton_tui.economics import cost_report, set_currency, set_prices
-from lepton_tui.economics_budgets import budget_status, set_budget
+from lepton_tui.economics.budgets import budget_status, set_budget
+from lepton_tui.economics.prices import set_currency, set_prices
+from lepton_tui.economics.report import cost_report
 from lepton_tui.ledger import Ledger
 from tests.clirun import lepton
 from tests.economics.helpers import T0, Clock, H, add_host, run_attempt, submit

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from lepton_tui.cli import cli
-from lepton_tui.economics import set_prices
+from lepton_tui.economics.prices import set_prices
 from lepton_tui.service import Service
 
 pytestmark = [pytest.mark.slow]

@@ -44,7 +44,7 @@ def test_cost_panel_statements_do_not_grow_with_the_lab(tmp_path: Path) -> None:
 
 
 def test_cost_panel_matches_the_cost_summary(tmp_path: Path) -> None:
-    from lepton_tui.economics import cost_summary, idle_rate
+    from lepton_tui.economics.costs import cost_summary, idle_rate
 
     ledger = Ledger(tmp_path / "ledger.db", clock=lambda: FIXED_NOW)
     big_fleet(ledger, 3, 2)

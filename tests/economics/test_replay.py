@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from lepton_tui.economics_replay import ACTUAL, replay_ledger
+from lepton_tui.economics.replay import ACTUAL, replay_ledger
 from lepton_tui.errors import ValidationError
 from tests.economics.helpers import T0, Clock, make_ledger, record_history
 

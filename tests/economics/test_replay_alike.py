@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lepton_tui.economics_replay import ACTUAL, replay_ledger
+from lepton_tui.economics.replay import ACTUAL, replay_ledger
 from lepton_tui.ledger import Ledger
 from tests.clirun import lepton
 from tests.economics.helpers import T0, Clock, add_host, make_ledger, run_attempt

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lepton_tui.economics import cost_report, month_start
-from lepton_tui.economics_budgets import budget_status, set_budget
+from lepton_tui.economics.budgets import budget_status, set_budget
+from lepton_tui.economics.prices import month_start
+from lepton_tui.economics.report import cost_report
 from tests.economics.helpers import T0, Clock, H, add_host, make_ledger, run_attempt, submit
 
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from lepton_tui.economics_budgets import budget_status, set_budget
+from lepton_tui.economics.budgets import budget_status, set_budget
 from tests.economics.helpers import T0, Clock, H, add_host, make_ledger, run_attempt, submit
 
 UTC = ZoneInfo("UTC")

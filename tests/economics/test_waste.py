@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lepton_tui.economics import set_prices
-from lepton_tui.economics_waste import find_waste, notify_waste
+from lepton_tui.economics.prices import set_prices
+from lepton_tui.economics.waste import find_waste, notify_waste
 from tests.economics.helpers import (
     T0,
     Clock,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import sqlite_utils
 
-from lepton_tui.economics import cost_report
-from lepton_tui.economics_report import ROLLUP_TABLES
+from lepton_tui.economics.report import cost_report
+from lepton_tui.economics.rollup import ROLLUP_TABLES
 from lepton_tui.ledger import MIGRATIONS, SCHEMA_VERSION, Ledger, open_ledger
 
 # What the cost engine used to create on first use, outside the versioned migrations.

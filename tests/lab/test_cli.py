@@ -39,8 +39,8 @@ def test_the_cli_is_a_client_and_never_opens_a_ledger(lab: Lab, tmp_path: Path) 
     res = _lepton(lab.socket, "events", "--user", "root", "--json", home=home)
     kinds = {e["kind"] for e in json.loads(res.stdout)}
     assert {"job.submitted", "job.cancelled"} <= kinds or "job.submitted" in kinds
-    res = _lepton(lab.socket, "cost", home=home)  # reads the ledger itself: not over the socket
-    assert res.returncode == 1 and "not available through the lab service yet" in res.stderr
+    res = _lepton(lab.socket, "cost", "--json", home=home)  # the service reads its ledger
+    assert res.returncode == 0 and json.loads(res.stdout)["rows"] == [], res.stderr
     assert not home.exists()  # no personal ledger was made
 
 

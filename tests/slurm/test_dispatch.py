@@ -229,7 +229,7 @@ def test_one_squeue_round_trip_per_tick_however_many_jobs(
 def test_a_slurm_job_is_charged_from_slurms_times_and_the_partition_is_a_fleet_row(
     slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
 ) -> None:
-    from lepton_tui.economics_prices import set_prices
+    from lepton_tui.economics.prices import set_prices
     from lepton_tui.views import fleet
     from tests.slurmbed import GPUS
 
@@ -376,7 +376,7 @@ def test_a_submission_that_keeps_failing_fails_the_job_after_five_tries(
 def test_cancel_of_a_job_waiting_in_slurms_queue_costs_nothing(
     slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
 ) -> None:
-    from lepton_tui.economics_prices import set_prices
+    from lepton_tui.economics.prices import set_prices
     from tests.slurmbed import GPUS
 
     add_cluster(svc, slurm, tmp_path / "lepton")

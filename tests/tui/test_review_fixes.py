@@ -26,7 +26,7 @@ from tests.tui.data import FIXED_NOW, USER
 
 def set_currency(home: Path, code: str) -> None:
     """What `lepton-tui price set --currency CODE` stores."""
-    from lepton_tui.economics import set_currency as store
+    from lepton_tui.economics.prices import set_currency as store
 
     svc = Service.open(home, user=USER, clock=lambda: FIXED_NOW)
     store(svc.ledger, code, actor=USER)

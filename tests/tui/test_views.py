@@ -54,7 +54,7 @@ def test_simple_cost_panel_by_hand(svc) -> None:
 
 
 def test_cost_panel_is_what_the_cost_command_reports(svc) -> None:
-    from lepton_tui.economics import cost_summary
+    from lepton_tui.economics.costs import cost_summary
 
     panel = views.cost_panel(svc.ledger, FIXED_NOW)
     summary = cost_summary(svc.ledger, FIXED_NOW)
@@ -123,7 +123,7 @@ def test_gpu_ranges() -> None:
 def test_cost_panel_counts_hosts_priced_per_resource(svc) -> None:
     # cpu-c has no flat price; a lab-wide price per core-hour prices it too, so the panel shows
     # costs instead of "no host has a price yet"
-    from lepton_tui.economics import set_prices
+    from lepton_tui.economics.prices import set_prices
 
     assert views.cost_panel(svc.ledger, FIXED_NOW).priced_hosts == 2
     set_prices(svc.ledger, None, cpu_hour=0.05)

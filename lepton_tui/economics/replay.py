@@ -22,7 +22,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from lepton_tui.economics import get_currency, prices_at
+from lepton_tui.economics import store
+from lepton_tui.economics.prices import get_currency, prices_at
 from lepton_tui.errors import ValidationError
 from lepton_tui.ledger import Ledger
 
@@ -51,11 +52,7 @@ def dispatcher_gaps(
     running: its host samples (any resolution) are further apart than their resolution plus a
     silence of a few ticks. No samples at all: nothing is known, no gap."""
     silence = max(DISPATCHER_SILENCE_S, 10.0 * tick_s)
-    rows = ledger.query(
-        "SELECT DISTINCT at, resolution FROM samples WHERE gpu_index < 0 AND at >= ? AND at <= ? "
-        "ORDER BY at",
-        (since - 2 * 3600, until + 2 * 3600),
-    )
+    rows = store.dispatcher_sample_times(ledger, since - 2 * 3600, until + 2 * 3600)
     gaps: list[tuple[float, float]] = []
     covered_to: float | None = None
     for r in rows:
@@ -136,21 +133,14 @@ def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, An
             )  # fmt: skip
         )
     by_node = {n.id: n for n in nodes}
-    jobs = ledger.query(
-        "SELECT * FROM jobs WHERE submitted_at >= ? AND submitted_at < ? ORDER BY submitted_at, id",
-        (since, until),
-    )
+    jobs = store.jobs_submitted(ledger, since, until)
     timeline = Timeline(
         dispatcher_gaps(ledger, since, until, float(ledger.get_setting("tick_s", 2.0) or 2.0))
     )
-    ready = _dependencies_ended(ledger, since, until)
+    ready = store.dependencies_ended(ledger, since, until)
     attempts: dict[int, list[dict[str, Any]]] = {}
     if jobs:
-        for a in ledger.query(
-            "SELECT a.* FROM attempts a JOIN jobs j ON j.id = a.job_id "
-            "WHERE j.submitted_at >= ? AND j.submitted_at < ? ORDER BY a.id",
-            (since, until),
-        ):
+        for a in store.attempts_of_jobs_submitted(ledger, since, until):
             attempts.setdefault(a["job_id"], []).append(a)
     import json
 
@@ -226,18 +216,6 @@ def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, An
         outages=[], unschedulable=[], unfinished=[], start_s=t0, end_s=t1, jobs=fits,
     )  # fmt: skip
     return workload, recorded, skipped + len(dropped)
-
-
-def _dependencies_ended(ledger: Ledger, since: float, until: float) -> dict[int, float]:
-    """{job id: when its last dependency really ended} for the window's jobs run --after others."""
-    rows = ledger.query(
-        "SELECT d.job_id, MAX(a.ended_at) AS ended FROM job_deps d "
-        "JOIN jobs j ON j.id = d.job_id JOIN attempts a ON a.job_id = d.depends_on "
-        "WHERE j.submitted_at >= ? AND j.submitted_at < ? AND a.ended_at IS NOT NULL "
-        "GROUP BY d.job_id",
-        (since, until),
-    )
-    return {int(r["job_id"]): float(r["ended"]) for r in rows if r["ended"] is not None}
 
 
 def _row(policy: str, m: dict[str, float]) -> ReplayRow:

@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from lepton_tui import settings as _settings
+from lepton_tui.economics import store
 from lepton_tui.errors import NotFound, ValidationError
 from lepton_tui.ledger import Ledger
 from lepton_tui.validate import check_name, parse_number
@@ -104,10 +105,7 @@ def currency_spans(ledger: Ledger, since: float, until: float) -> list[tuple[flo
     Money is charged in the currency in force when it was spent, so a report shows each piece in
     its own currency. The changes come from the append-only events of the `currency` setting;
     before the first one the currency was the default."""
-    changes = ledger.query(  # host IS NULL: setting events have no host, and the index needs it
-        "SELECT at, message FROM events WHERE host IS NULL AND kind = 'setting' "
-        "AND message LIKE 'set currency = %' ORDER BY at, id"
-    )
+    changes = store.currency_changes(ledger)
     current, history = DEFAULT_CURRENCY, []
     for row in changes:
         try:
@@ -178,7 +176,7 @@ def set_prices(
     checked = {k: check_price(v, labels[k]) for k, v in given.items() if v not in (None, "")}
     if host is not None:
         check_name(host, "host")
-        if ledger.query_one("SELECT id FROM hosts WHERE name = ?", (host,)) is None:
+        if not store.host_exists(ledger, host):
             raise NotFound(f"host {host!r} does not exist", "see `lepton-tui hosts ls`")
     if not checked and not use_lab_default:
         raise ValidationError(
@@ -221,13 +219,7 @@ def set_prices(
                 "set_by": actor,
             }
         )
-        ledger.insert("prices", row)
-        if host is not None:
-            ledger.execute(
-                "UPDATE hosts SET price_per_hour = ?, price_cpu_hour = ?, price_gpu_hour = ?, "
-                "price_gb_hour = ?, power_price_kwh = ? WHERE name = ?",
-                [row[f] for f in PRICE_FIELDS] + [host],
-            )
+        store.record_prices(ledger, row, PRICE_FIELDS)
         shown = ", ".join(f"{labels[k]} {v:g}" for k, v in checked.items())
         if use_lab_default:
             shown = "lab default prices" + (f", {shown}" if shown else "")
@@ -268,13 +260,7 @@ def set_cost_weight(ledger: Ledger, value: Any, actor: str | None = None) -> flo
 
 
 def _latest_row(ledger: Ledger, host: str | None, at: float) -> dict[str, Any] | None:
-    where = "host IS NULL" if host is None else "host = ?"
-    params: list[Any] = [] if host is None else [host]
-    return ledger.query_one(
-        f"SELECT * FROM prices WHERE {where} AND effective_from <= ? "
-        "ORDER BY effective_from DESC, id DESC LIMIT 1",
-        [*params, at],
-    )
+    return store.latest_price_row(ledger, host, at)
 
 
 def _resolve(own: dict[str, Any] | None, lab: dict[str, Any] | None) -> PriceSet:
@@ -312,8 +298,8 @@ def lab_prices_at(ledger: Ledger, at: float | None = None) -> PriceSet:
 def price_history(ledger: Ledger, host: str | None = None) -> list[dict[str, Any]]:
     """Every price change (oldest first), for one host, or all when `host` is None."""
     if host is None:
-        return ledger.query("SELECT * FROM prices ORDER BY effective_from, id")
-    return ledger.query("SELECT * FROM prices WHERE host = ? ORDER BY effective_from, id", (host,))
+        return store.price_rows(ledger)
+    return store.price_rows(ledger, host)
 
 
 @dataclass(frozen=True)
@@ -328,7 +314,7 @@ class PriceSegment:
 
 def price_segments(ledger: Ledger, hosts: Sequence[str]) -> list[PriceSegment]:
     """Each host's prices as back-to-back periods covering all time (zero before any price)."""
-    rows = ledger.query("SELECT * FROM prices ORDER BY effective_from, id")
+    rows = store.price_rows(ledger)
     lab_rows = [r for r in rows if r["host"] is None]
     own_rows: dict[str, list[dict[str, Any]]] = {}
     for r in rows:

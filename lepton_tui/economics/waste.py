@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lepton_tui.economics import allocation_rate, format_money, get_currency, prices_at
+from lepton_tui.economics import store
+from lepton_tui.economics.prices import allocation_rate, format_money, get_currency, prices_at
 from lepton_tui.ledger import Ledger
 
 FOREIGN_MEM_MB = 256.0
@@ -41,15 +42,6 @@ class WasteFinding:
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "processes": list(self.processes)}
-
-
-def _window_stats(ledger: Ledger, host: str, gpu: int, since: float, now: float) -> dict[str, Any]:
-    return ledger.query_one(
-        "SELECT COUNT(*) AS n, MAX(util_percent) AS max_util, AVG(util_percent) AS avg_util, "
-        "MAX(gpu_mem_used_mb) AS max_mem FROM samples "
-        "WHERE host = ? AND gpu_index = ? AND resolution IN (0, 60) AND at >= ? AND at <= ?",
-        (host, gpu, since, now),
-    ) or {"n": 0}
 
 
 def _processes(probes: Mapping[str, Any] | None, host: str, gpu: int) -> tuple[str, ...]:
@@ -81,10 +73,7 @@ def find_waste(
     since = now - after_s
     currency = get_currency(ledger)
     hosts = {h["name"]: h for h in ledger.hosts()}
-    running = ledger.query(
-        "SELECT a.*, j.user AS user FROM attempts a JOIN jobs j ON j.id = a.job_id "
-        "WHERE a.state IN ('starting', 'running')"
-    )
+    running = store.running_attempts(ledger, with_job=True)
     held: set[tuple[str, int]] = set()
     out: list[WasteFinding] = []
     for att in running:
@@ -96,7 +85,7 @@ def find_waste(
         host = hosts.get(att["host"], {})
         rate = allocation_rate(prices_at(ledger, att["host"], now), att, host)
         for g in gpu_ids:
-            st = _window_stats(ledger, att["host"], int(g), since, now)
+            st = store.gpu_window_stats(ledger, att["host"], int(g), since, now)
             if not st["n"] or st["max_util"] is None or st["max_util"] >= threshold:
                 continue
             per_gpu = rate / len(gpu_ids)
@@ -123,7 +112,7 @@ def find_waste(
         for g in range(gpus):
             if (name, g) in held:
                 continue
-            st = _window_stats(ledger, name, g, since, now)
+            st = store.gpu_window_stats(ledger, name, g, since, now)
             busy = (st["max_util"] or 0.0) > threshold or (st["max_mem"] or 0.0) > FOREIGN_MEM_MB
             if not st["n"] or not busy:
                 continue
@@ -153,20 +142,14 @@ def notify_waste(ledger: Ledger, findings: list[WasteFinding]) -> int:
     with ledger.tx():
         for f in findings:
             if f.kind == "idle_gpu":
-                seen = ledger.query_one(
-                    "SELECT 1 AS x FROM events WHERE kind = 'waste.idle_gpu' AND job_id = ? "
-                    "AND data = ?",
-                    (f.job_id, json.dumps({"gpu": f.gpu, "token": f.token}, sort_keys=True)),
-                )
-                if seen:
+                data = {"gpu": f.gpu, "token": f.token}
+                if store.waste_noticed(ledger, "waste.idle_gpu", data, job_id=f.job_id):
                     continue
                 ledger.event("waste.idle_gpu", f.message, job_id=f.job_id, host=f.host,
                              actor="lepton", data={"gpu": f.gpu, "token": f.token}, at=now)  # fmt: skip
             else:
-                seen = ledger.query_one(
-                    "SELECT 1 AS x FROM events WHERE kind = 'waste.foreign_gpu' AND host = ? "
-                    "AND data = ? AND at > ?",
-                    (f.host, json.dumps({"gpu": f.gpu}), now - 3600),
+                seen = store.waste_noticed(
+                    ledger, "waste.foreign_gpu", {"gpu": f.gpu}, host=f.host, since=now - 3600
                 )
                 if seen:
                     continue

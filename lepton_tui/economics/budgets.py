@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
-from lepton_tui.economics import cost_report, format_money, get_currency, month_start
-from lepton_tui.economics_prices import currency_spans
+from lepton_tui.economics import store
+from lepton_tui.economics.prices import currency_spans, format_money, get_currency, month_start
+from lepton_tui.economics.report import cost_report
 from lepton_tui.errors import NotFound, ValidationError
 from lepton_tui.ledger import Ledger
 from lepton_tui.validate import check_name, parse_number
@@ -86,7 +87,7 @@ def _amount_text(amount: float, unit: str, currency: str) -> str:
 
 def known_projects(ledger: Ledger) -> list[str]:
     """Projects that jobs were charged to, plus those declared in the `projects` setting."""
-    names = {r["project"] for r in ledger.query("SELECT DISTINCT project FROM jobs")}
+    names = store.job_projects(ledger)
     names |= set(ledger.get_setting("projects", []) or [])
     return sorted(names)
 
@@ -96,9 +97,7 @@ def _known_user(ledger: Ledger, name: str) -> bool:
         pwd.getpwnam(name)
         return True
     except KeyError:
-        return (
-            ledger.query_one("SELECT 1 AS x FROM jobs WHERE user = ? LIMIT 1", (name,)) is not None
-        )
+        return store.user_has_jobs(ledger, name)
 
 
 def check_scope(scope: str) -> str:
@@ -151,14 +150,7 @@ def set_budget(
         if scope == "project" and new_project and name not in known_projects(ledger):
             projects = sorted({*(ledger.get_setting("projects", []) or []), name})
             ledger.set_setting("projects", projects, actor=actor)
-        ledger.execute(
-            "INSERT INTO budgets (scope, name, period, amount, unit, hard, created_at, created_by) "
-            "VALUES (?, ?, 'month', ?, ?, ?, ?, ?) "
-            "ON CONFLICT(scope, name, unit) DO UPDATE SET amount = excluded.amount, "
-            "hard = excluded.hard, created_at = excluded.created_at, "
-            "created_by = excluded.created_by",
-            (scope, name, value, unit, int(hard), now, actor),
-        )
+        store.upsert_budget(ledger, scope, name, value, unit, hard, now, actor)
         ledger.event(
             "budget.set",
             f"budget of {scope} {name}: "
@@ -178,13 +170,9 @@ def remove_budget(
 ) -> int:
     """Remove a scope's budget (one unit, or all of them); returns how many were removed."""
     check_scope(scope)
-    params: list[Any] = [scope, name]
-    sql = "DELETE FROM budgets WHERE scope = ? AND name = ?"
-    if unit is not None:
-        sql += " AND unit = ?"
-        params.append(check_unit(unit))
+    unit = None if unit is None else check_unit(unit)
     with ledger.tx():
-        n = ledger.execute(sql, params).rowcount
+        n = store.delete_budgets(ledger, scope, name, unit)
         if n == 0:
             raise NotFound(f"no budget for {scope} {name}", "see `lepton-tui budget ls`")
         ledger.event("budget.removed", f"budget of {scope} {name} removed", actor=actor,
@@ -196,7 +184,7 @@ def budget_status(
     ledger: Ledger, now: float | None = None, tz: tzinfo | None = None
 ) -> list[BudgetStatus]:
     """Every budget with its spend since the start of this month (money or GPU-hours)."""
-    rows = ledger.query("SELECT * FROM budgets ORDER BY scope, name, unit")
+    rows = store.budget_rows(ledger)
     if not rows:
         return []
     now = ledger.clock() if now is None else now
@@ -273,7 +261,7 @@ def budget_hold_reasons(
     `jobs` are job rows (id, user, project, state). Only queued jobs are held; the reason starts
     with "over budget". Jobs not in the result may be placed.
     """
-    if ledger.query_one("SELECT 1 AS x FROM budgets WHERE hard = 1 LIMIT 1") is None:
+    if not store.any_hard_budget(ledger):
         return {}  # the dispatcher asks every tick: no hard budget, no spend to add up
     hard = [s for s in budget_status(ledger, now, tz) if s.hard and s.level == "over"]
     if not hard:
@@ -302,9 +290,7 @@ def apply_budget_holds(
 
     Returns the held jobs {id: reason}. Only `jobs.reason` changes (no state change, no event).
     """
-    queued = ledger.query(
-        "SELECT id, user, project, state, reason FROM jobs WHERE state = 'queued'"
-    )
+    queued = store.queued_jobs(ledger)
     held = budget_hold_reasons(ledger, queued, now, tz)
     with ledger.tx():
         for job in queued:

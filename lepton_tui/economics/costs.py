@@ -1,81 +1,32 @@
-"""Economics: prices, the cost of every attempt, roll-ups, idle cost, and the console's numbers.
+"""An attempt's cost, what runs now costs per hour, and the console's cost numbers.
 
-Prices. A host has either its own prices or the lab defaults (`prices` rows with host NULL). Each
-row of the `prices` table is a complete snapshot of one scope's prices from `effective_from` on,
-so a change applies from the moment it is made and history is never rewritten. At any instant a
-host's allocation prices (flat hourly price, CPU core-hour, GPU-hour, GB-hour of memory) come from
-its own latest row when that row sets any of them, else from the lab default; its electricity
-price (per kWh of measured GPU power) comes from its own row when set there, else from the lab.
-
-Cost of an attempt (the same rule as `scheduler.model.allocation_price_per_hour`): per-resource
-prices are charged per unit held (a GPU share as its memory fraction of one GPU), a flat host price
-by the attempt's dominant share of the host (max of its CPU, memory and GPU fractions, at most 1),
-integrated over [started_at, ended_at or now] with the prices in force at each moment; plus its
-measured energy: the mean power of the GPUs it held (from `samples`) x its duration x the share of
-each GPU it held, charged at the electricity price. When an attempt is split (by price period,
-day or report window) its energy is spread evenly over its time. A lost attempt is charged too.
-
-Idle cost of a host: its whole price (the flat price plus per-resource prices x capacity) x time
-since it was added, minus the allocation cost of the attempts it ran: capacity not allocated x
-price x time. Reports leave out the electricity idle GPUs draw (splitting a GPU's measured power
-between the hours jobs held it and the rest needs the samples of those hours, not a day's mean);
-the console's idle rate now (`idle_rate`) does add the latest power of GPUs no job holds.
-
-Everything is aggregated in SQL over `attempts`, `jobs`, `hosts` and `prices`; the price periods
-and report buckets go in small TEMP tables of the reading connection.
+See `lepton_tui.economics` for the cost rules.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from datetime import tzinfo
 from typing import Any
 
-from lepton_tui.economics_prices import (
-    CURRENCIES,
-    GROUPINGS,
-    PRICE_FIELDS,
-    RESOURCE_FIELDS,
-    PriceSegment,
+from lepton_tui.economics import store
+from lepton_tui.economics.energy import energy_memo, gpu_share, host_capacity, measure_energy_wh
+from lepton_tui.economics.prices import (
     PriceSet,
     _resolve,
     allocation_rate,
-    check_cost_weight,
-    check_currency,
-    check_price,
     check_range,
     day_buckets,
     day_start,
-    format_money,
     get_currency,
-    lab_prices_at,
-    local_tz,
     month_start,
-    parse_when,
-    price_history,
     price_segments,
     prices_at,
-    set_cost_weight,
-    set_currency,
-    set_prices,
     week_start,
 )
-from lepton_tui.economics_report import (
-    ROLLUP_TABLES,
-    CostReport,
-    CostRow,
-    _migrate_2,  # noqa: F401 - for the ledger's MIGRATIONS
-    cost_report,
-    energy_memo,
-    ensure_indexes,
-    gpu_share,
-    host_capacity,
-    measure_energy_wh,
-    settle_ended,
-)
-from lepton_tui.errors import LeptonError, NotFound, ValidationError
+from lepton_tui.economics.report import cost_report
+from lepton_tui.errors import NotFound, ValidationError
 from lepton_tui.ledger import Ledger
 
 # -- energy and settling ------------------------------------------------------------------------
@@ -84,7 +35,7 @@ from lepton_tui.ledger import Ledger
 def attempt_cost(ledger: Ledger, token: str, now: float | None = None) -> tuple[float, float]:
     """(cost, energy_wh) of one attempt so far (to `now` while it runs)."""
     now = ledger.clock() if now is None else now
-    att = ledger.query_one("SELECT * FROM attempts WHERE token = ?", (token,))
+    att = store.attempt_by_token(ledger, token)
     if att is None:
         raise NotFound(f"attempt {token} does not exist")
     start = att["started_at"] or att["created_at"]
@@ -112,16 +63,12 @@ def settle_attempt(ledger: Ledger, token: str) -> float:
     cancelled or lost: a lost attempt is charged for the time it held its resources). An attempt
     still running is not stored; its cost so far is returned.
     """
-    att = ledger.query_one("SELECT ended_at FROM attempts WHERE token = ?", (token,))
+    att = store.attempt_by_token(ledger, token)
     if att is None:
         raise NotFound(f"attempt {token} does not exist")
     cost, energy = attempt_cost(ledger, token)
     if att["ended_at"] is not None:
-        with ledger.tx():
-            ledger.execute(
-                "UPDATE attempts SET cost = ?, energy_wh = ? WHERE token = ?",
-                (cost, energy, token),
-            )
+        store.store_attempt_cost(ledger, token, cost, energy)
     return cost
 
 
@@ -133,30 +80,10 @@ def prices_now(ledger: Ledger, now: float | None = None) -> dict[str, PriceSet]:
     """The prices in force now for every host in the ledger (its own or the lab's)."""
     now = ledger.clock() if now is None else now
     latest: dict[str | None, dict[str, Any]] = {}  # host (None: the lab) -> its row in force
-    for row in ledger.query(
-        "SELECT * FROM prices WHERE effective_from <= ? ORDER BY effective_from, id", (now,)
-    ):
+    for row in store.price_rows(ledger, until=now):
         latest[row["host"]] = row
     lab = latest.get(None)
-    return {
-        h["name"]: _resolve(latest.get(h["name"]), lab)
-        for h in ledger.query("SELECT name FROM hosts")
-    }
-
-
-# The latest power sample of each GPU the hosts have: one index seek per GPU (samples by host,
-# GPU, resolution and time, walked backwards), whatever the length of the sample history.
-_LATEST_POWER_SQL = """
-    WITH RECURSIVE g(i) AS (
-      SELECT 0 UNION ALL SELECT i + 1 FROM g
-      WHERE i + 1 < (SELECT MAX(MAX(COALESCE(gpus, 0), COALESCE(gpus_override, 0))) FROM hosts))
-    SELECT h.name AS host, g.i AS gpu_index,
-           (SELECT s.power_w FROM samples s
-            WHERE s.host = h.name AND s.gpu_index = g.i AND s.resolution = 0 AND s.at >= ?
-              AND s.power_w IS NOT NULL
-            ORDER BY s.at DESC LIMIT 1) AS power_w
-    FROM hosts h JOIN g ON g.i < MAX(COALESCE(h.gpus, 0), COALESCE(h.gpus_override, 0))
-"""
+    return {name: _resolve(latest.get(name), lab) for name in store.host_names(ledger)}
 
 
 def latest_gpu_power(ledger: Ledger, now: float | None = None) -> dict[tuple[str, int], float]:
@@ -165,7 +92,7 @@ def latest_gpu_power(ledger: Ledger, now: float | None = None) -> dict[tuple[str
     now = ledger.clock() if now is None else now
     return {
         (r["host"], int(r["gpu_index"])): float(r["power_w"])
-        for r in ledger.query(_LATEST_POWER_SQL, (now - POWER_FRESH_S,))
+        for r in store.latest_power_rows(ledger, now - POWER_FRESH_S)
         if r["power_w"] is not None
     }
 
@@ -187,15 +114,10 @@ def live_state(
     """Read what runs now once, for `running_rate` and `idle_rate` of the same instant."""
     now = ledger.clock() if now is None else now
     prices = prices_now(ledger, now) if prices is None else prices
-    running = ledger.query("SELECT * FROM attempts WHERE state IN ('starting', 'running')")
+    running = store.running_attempts(ledger)
     for att in running:  # parsed once for both rates
         att["gpu_ids"] = json.loads(att["gpu_ids"] or "[]")
-    caps = {
-        r["name"]: r
-        for r in ledger.query(
-            "SELECT name, cpus, mem_mb, gpus, gpu_mem_mb FROM hosts ORDER BY name"
-        )
-    }
+    caps = store.host_capacities(ledger)
     power = latest_gpu_power(ledger, now) if any(p.power_kwh for p in prices.values()) else {}
     return prices, running, caps, power
 
@@ -361,27 +283,10 @@ def gpu_utilization(
     if until <= since:
         return []
     span = until - since
-    held = ledger.query(
-        """SELECT a.host AS host, CAST(g.value AS INTEGER) AS gpu,
-                  SUM(MAX(0.0, MIN(COALESCE(a.ended_at, :now), :until)
-                      - MAX(COALESCE(a.started_at, a.created_at), :since))
-                      * CASE WHEN a.gpus > 0 THEN 1.0 ELSE
-                          MIN(1.0, a.gpu_mem_mb * 1.0 / MAX(1.0, h.gpu_mem_mb * 1.0 / MAX(h.gpus, 1)))
-                        END) AS held
-           FROM attempts a JOIN json_each(a.gpu_ids) g LEFT JOIN hosts h ON h.name = a.host
-           WHERE COALESCE(a.started_at, a.created_at) < :until
-             AND (a.ended_at > :since OR a.ended_at IS NULL)
-           GROUP BY a.host, gpu""",
-        {"since": since, "until": until, "now": now},
-    )
-    measured = ledger.query(
-        """SELECT host, gpu_index AS gpu, SUM(util_percent * n) * 1.0 / SUM(n) AS util
-           FROM samples WHERE gpu_index >= 0 AND at >= ? AND at < ? AND util_percent IS NOT NULL
-           GROUP BY host, gpu_index""",
-        (since, until),
-    )
+    held = store.gpu_held_seconds(ledger, since, until, now)
+    measured = store.gpu_mean_util(ledger, since, until)
     out: dict[tuple[str, int], dict[str, Any]] = {}
-    for h in ledger.query("SELECT name, gpus FROM hosts"):
+    for h in store.host_capacities(ledger).values():
         for g in range(int(h["gpus"] or 0)):
             out[(h["name"], g)] = {
                 "host": h["name"],
@@ -402,37 +307,3 @@ def gpu_utilization(
         )
         row["measured_pct"] = r["util"]
     return [out[k] for k in sorted(out)]
-
-
-__all__ = [
-    "CURRENCIES", "GROUPINGS", "PRICE_FIELDS", "RESOURCE_FIELDS", "ROLLUP_TABLES", "CostReport",
-    "CostRow", "LeptonError", "PriceSegment", "PriceSet", "allocation_rate", "attempt_cost",
-    "budget_hold_reasons", "budget_warnings", "check_cost_weight", "check_currency",
-    "check_price", "check_range", "cost_report", "cost_series", "cost_summary", "day_buckets",
-    "day_start", "ensure_indexes", "format_money", "get_currency", "gpu_utilization",
-    "host_capacity", "idle_rate", "lab_prices_at", "latest_gpu_power", "local_tz",
-    "measure_energy_wh", "month_start", "parse_when", "price_history", "price_segments",
-    "live_state", "priced_hosts", "prices_at", "prices_now", "running_rate", "set_cost_weight",
-    "set_currency", "set_prices", "settle_attempt", "settle_ended", "week_start",
-]  # fmt: skip
-
-
-# -- budgets (kept in economics_budgets.py; re-exported here for the dispatcher and `queue`) ------
-
-
-def budget_warnings(
-    ledger: Ledger, now: float | None = None, tz: tzinfo | None = None
-) -> list[Any]:
-    """Budgets at or past 80 % / 100 % this month, each with a one-line `.message`."""
-    from lepton_tui.economics_budgets import budget_warnings as warnings
-
-    return warnings(ledger, now, tz)
-
-
-def budget_hold_reasons(
-    ledger: Ledger, jobs: Sequence[dict[str, Any]], now: float | None = None
-) -> dict[int, str]:
-    """{job id: "over budget: ..."} for queued jobs a hard budget holds (see economics_budgets)."""
-    from lepton_tui.economics_budgets import budget_hold_reasons as holds
-
-    return holds(ledger, jobs, now)
