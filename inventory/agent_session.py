@@ -28,6 +28,7 @@ import weakref
 from typing import Any, Protocol, runtime_checkable
 
 from inventory.errors import CommandTimeout, HostUnreachable, RemoteError
+from inventory.remote import agent_source, wrapper_source
 
 MARKER = b"@@LEPTON-REPLY@@"
 LOADER = (
@@ -89,16 +90,12 @@ def _digest(agent: str, wrapper: str) -> str:
 
 def agent_version() -> str:
     """The hash of the agent's and the wrapper's source: a new one restarts every agent."""
-    from inventory import remote_call
-
-    return _digest(remote_call.agent_source(), remote_call.wrapper_source())
+    return _digest(agent_source(), wrapper_source())
 
 
 def agent_program(version: str) -> bytes:
     """What the loader reads: the length line, then the agent's source and its serve call."""
-    from inventory import remote_call
-
-    program = f"{remote_call.agent_source()}\n_lepton_serve({version!r})\n".encode()
+    program = f"{agent_source()}\n_lepton_serve({version!r})\n".encode()
     return b"%d\n" % len(program) + program
 
 

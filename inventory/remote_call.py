@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import base64
-import functools
 import json
 from typing import Any
 
 from inventory.agent_session import session_for
 from inventory.errors import RemoteError
 from inventory.hostspec import HostSpec
-from inventory.remote import AGENT_PATH, WRAPPER_PATH
+from inventory.remote import agent_source
 from inventory.transport import Transport
 
 MARKER = b"@@LEPTON-REPLY@@"
-
-
-@functools.cache
-def agent_source() -> str:
-    """The agent program's text (sent on every call; hosts keep nothing installed)."""
-    return AGENT_PATH.read_text()
-
-
-@functools.cache
-def wrapper_source() -> str:
-    """The attempt wrapper's text, written into each attempt directory at launch."""
-    return WRAPPER_PATH.read_text()
 
 
 def agent_call(

@@ -16,7 +16,8 @@ from typing import Any, Literal
 from inventory.errors import RemoteError
 from inventory.fanout import Failed, Ok, fan_out
 from inventory.hostspec import HostSpec, check_token
-from inventory.remote_call import agent_call, wrapper_source
+from inventory.remote import wrapper_source
+from inventory.remote_call import agent_call
 from inventory.transport import Transport
 
 AttemptState = Literal["starting", "running", "done", "lost", "missing", "unreadable"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from inventory import agent_session, remote_call
+from inventory import agent_session, remote, remote_call
 from inventory.errors import CommandTimeout
 from inventory.fanout import FanOut, Ok
 from inventory.probe import probe
@@ -71,8 +71,8 @@ def test_new_agent_source_restarts_the_agent(
     probe(t2, h2.spec(), tokens=[])
     old_pid, old_version = _stats(t2)["pid"], agent_session.agent_version()
     changed = tmp_path / "agent.py"
-    changed.write_text(remote_call.AGENT_PATH.read_text() + "\n# a newer agent\n")
-    monkeypatch.setattr(remote_call, "AGENT_PATH", changed)
+    changed.write_text(remote.AGENT_PATH.read_text() + "\n# a newer agent\n")
+    monkeypatch.setattr(remote, "AGENT_PATH", changed)
     remote_call.agent_source.cache_clear()
     try:
         assert agent_session.agent_version() != old_version
