@@ -256,6 +256,7 @@ def show(ctx: click.Context, job_id: str, as_json: bool) -> None:
         ("exit code", "-" if job["exit_code"] is None else job["exit_code"]),
         ("reason", job["reason"] or "-"),
     ]  # fmt: skip
+    rows += _option_rows(job)  # notify's
     for key, value in rows:
         console.print(
             Text(f"  {key:<11} ").append_text(user_text(value, multiline=key == "command"))
@@ -273,6 +274,19 @@ def show(ctx: click.Context, job_id: str, as_json: bool) -> None:
     for e in job["events"]:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"]))
         console.print(Text(f"  {stamp}  ").append_text(user_text(e["message"])))
+
+
+def _option_rows(job: dict[str, Any]) -> list[tuple[str, Any]]:
+    """`show`'s lines for notifications, requeue at the time limit and the job's kind."""
+    rows: list[tuple[str, Any]] = [("notify", job.get("notify_on") or "-")]
+    if job.get("requeue_on_timeout"):
+        rows.append(("requeue", f"at the time limit: {job.get('requeues') or 0} of "
+                                f"{job.get('max_requeues')} so far"))  # fmt: skip
+    if job.get("signal"):
+        rows.append(("signal", f"{job['signal']} (SIGNAL@seconds before the limit)"))
+    if job.get("kind") == "interactive":
+        rows.append(("kind", "interactive (lepton-tui shell)"))
+    return rows
 
 
 def attempts_text(job: dict[str, Any]) -> str:
