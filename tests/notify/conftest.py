@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from tests.lab.conftest import lab, lab_users  # noqa: F401 - the lab-mode fixtures
+
 
 class Hook:
     """A local http.server standing in for Slack/Mattermost: records each JSON body posted."""
