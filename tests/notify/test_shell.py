@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from lepton_tui import interactive
-from lepton_tui.dispatcher import Dispatcher
+from lepton_tui.dispatch.hostpool import HostPool
+from lepton_tui.dispatch.loop import Dispatcher
 from lepton_tui.errors import ValidationError
-from lepton_tui.hostpool import HostPool
 from lepton_tui.service import Service
 from tests.clirun import lepton
 from tests.dispatch.helpers import add_bed_hosts, wait_until
