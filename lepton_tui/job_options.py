@@ -10,6 +10,7 @@ own transaction.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from lepton_tui.errors import ValidationError
@@ -169,8 +170,9 @@ def store(ledger: Ledger, job_id: int, spec: dict[str, Any], user: str) -> None:
     )
 
 
-def restart_env(job: dict[str, Any]) -> dict[str, str]:
-    """What an attempt of a requeue-on-timeout job is told: how often it was requeued."""
+def restart_env(job: Mapping[str, Any]) -> dict[str, str]:
+    """What an attempt of a job requeued at its time limit is told: how often it was
+    (`LEPTON_RESTART_COUNT`, 0 on its first run); nothing for other jobs."""
     if not job.get("requeue_on_timeout"):
         return {}
     return {"LEPTON_RESTART_COUNT": str(int(job.get("requeues") or 0))}

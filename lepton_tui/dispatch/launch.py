@@ -20,6 +20,7 @@ from lepton_tui.dispatch import slurm as dslurm
 from lepton_tui.dispatch.common import Ctx, env_of, gpu_list, log
 from lepton_tui.dispatch.record import job_state, lose, mark_running
 from lepton_tui.errors import IllegalTransition
+from lepton_tui.job_options import restart_env
 
 MAX_LAUNCH_TRIES = 3
 MIN_START_TIMEOUT_S = 10.0  # see start_timeout_s
@@ -110,10 +111,12 @@ def _specs(
         try:
             spec = LaunchSpec(
                 job_id=int(a["job_id"]), token=a["token"], command=a["command"],
-                workdir=a.get("workdir") or None, env=env_of(a.get("env")),
+                workdir=a.get("workdir") or None,
+                env=env_of(a.get("env")) | restart_env(a),  # notify's: LEPTON_RESTART_COUNT
                 gpu_ids=gpu_list(a.get("gpu_ids")), time_limit_s=a.get("time_limit_s"),
                 kill_grace_s=grace, end_patience_s=max(180.0, 1.5 * host_grace),
                 start_timeout_s=start_timeout_s(host_grace),
+                signal=a.get("signal") or None,  # notify's: `submit --signal USR1@120`
             )  # fmt: skip
         except ValueError as exc:
             give_up(ctx, a, f"cannot launch: {exc}")

@@ -30,7 +30,8 @@ def active_attempts(ctx: Ctx) -> list[dict[str, Any]]:
     """`starting` and `running` attempts with what their jobs say."""
     return ctx.ledger.query(
         "SELECT a.*, j.state AS job_state, j.retries, j.attempts_used, j.time_limit_s, "
-        "j.command, j.workdir, j.env FROM attempts a JOIN jobs j ON j.id = a.job_id "
+        "j.command, j.workdir, j.env, j.requeue_on_timeout, j.max_requeues, j.requeues, "
+        "j.signal FROM attempts a JOIN jobs j ON j.id = a.job_id "
         "WHERE a.state IN ('starting', 'running') ORDER BY a.id"
     )
 
@@ -213,7 +214,10 @@ def finish(ctx: Ctx, a: Mapping[str, Any], st: AttemptStatus, js: str) -> None:
         st.exit_code, cancelled=st.cancelled, timed_out=st.timed_out, reason=st.reason
     )
     sent = js == "cancelling" and state == "failed" and cancel_was_sent(ctx, a["token"])
-    change = outcome.ended(js, state, reason, sent)
+    requeue = None  # `submit --requeue-on-timeout` (notify's)
+    if a.get("requeue_on_timeout"):
+        requeue = outcome.Requeue(int(a.get("max_requeues") or 0), int(a.get("requeues") or 0))
+    change = outcome.ended(js, state, reason, sent, requeue)
     fields: dict[str, Any] = {"exit_code": st.exit_code, "ended_at": st.ended_at or ctx.clock()}
     if st.started_at:
         # The host's own clock for both ends: a start this loop stamped with its clock
@@ -228,6 +232,8 @@ def finish(ctx: Ctx, a: Mapping[str, Any], st: AttemptStatus, js: str) -> None:
     job_fields = {"exit_code": st.exit_code, "ended_at": fields["ended_at"]}
     if js == "starting" and st.started_at:
         job_fields["started_at"] = st.started_at
+    if change.job == "queued" and requeue is not None:  # to run again: LEPTON_RESTART_COUNT
+        job_fields = {"requeues": requeue.done + 1, "host": None}
     ctx.ledger.transition_attempt(
         a["token"], change.attempt, job_state=change.job, reason=change.reason,
         job_fields=job_fields, **fields,
