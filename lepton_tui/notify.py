@@ -148,13 +148,15 @@ def collect(ledger: Ledger) -> int:
             for r in rows:
                 found.append((r, EVENT_OF_STATE[r["kind"].removeprefix("job.")]))
             ledger.execute("UPDATE notify_cursor SET event_id = ? WHERE id = 1", (last,))
-        held = ledger.query(
-            "SELECT id, user, notify_on FROM jobs WHERE state = 'queued' AND reason LIKE ? "
-            "AND notify_on LIKE '%hold%' AND NOT EXISTS (SELECT 1 FROM notifications n "
-            "WHERE n.job_id = jobs.id AND n.event = 'hold')",
-            (HOLD_PREFIX + "%",),
-        )
-        found += [(r, "hold") for r in held]
+        if ledger.query_one("SELECT 1 AS x FROM budgets WHERE hard = 1 LIMIT 1"):
+            # only a hard budget holds jobs: no scan of the queue every round without one
+            held = ledger.query(
+                "SELECT id, user, notify_on FROM jobs WHERE state = 'queued' AND reason LIKE ? "
+                "AND notify_on LIKE '%hold%' AND NOT EXISTS (SELECT 1 FROM notifications n "
+                "WHERE n.job_id = jobs.id AND n.event = 'hold')",
+                (HOLD_PREFIX + "%",),
+            )
+            found += [(r, "hold") for r in held]
         if not found:
             return 0
         settings = ledger.settings()
@@ -362,6 +364,13 @@ def pump(ledger: Ledger, me: str, sender: Sender = send) -> int:
     """One round: collect new rows, send what is due; how many were sent."""
     collect(ledger)
     return deliver_due(ledger, me, sender)
+
+
+def run_once(ledger: Ledger) -> int:
+    """`serve --once` (the lock held, so no other sender): recover, collect, send; how many."""
+    me = f"{socket.gethostname()}:{os.getpid()}:once"
+    recover(ledger, me)
+    return pump(ledger, me)
 
 
 class NotifyWorker:

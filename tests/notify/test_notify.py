@@ -122,9 +122,14 @@ def test_a_users_own_webhook_and_email_win_over_the_lab_s(
 
 
 def test_budget_hold_told_once(svc: Service, tmp_path: Path) -> None:
+    from lepton_tui.economics_budgets import set_budget
+
     out = _hook_file(svc, tmp_path)
     job = svc.submit(command="true", notify_on="hold")
     svc.ledger.set_job_reason(job, "over budget: user x spent $12 of $10 this month")
+    notify.pump(svc.ledger, "me")
+    assert _lines(out) == []  # no hard budget: nothing can hold a job, the queue is not read
+    set_budget(svc.ledger, "user", svc.user, 10, hard=True)
     notify.pump(svc.ledger, "me")
     notify.pump(svc.ledger, "me")
     (body,) = _lines(out)
@@ -247,3 +252,16 @@ def test_check_helpers() -> None:
     assert notify.check_webhook(" https://chat.lab/hooks/x ") == "https://chat.lab/hooks/x"
     with pytest.raises(ValidationError):
         notify.check_email("a@b")
+
+
+def test_serve_once_sends_what_is_due(home: Path, tmp_path: Path) -> None:
+    svc = Service.open(home)
+    out = _hook_file(svc, tmp_path)
+    job = svc.submit(command="true", notify=True)
+    _end(svc, job, "failed", 1)
+    svc.close()
+    res = lepton(home, "serve", "--once")
+    assert res.returncode == 0, res.stderr
+    assert [(b["job"]["id"], b["event"]) for b in _lines(out)] == [(job, "fail")]
+    assert lepton(home, "serve", "--once").returncode == 0
+    assert len(_lines(out)) == 1
