@@ -40,6 +40,7 @@ from inventory.supervisor import AttemptStatus
 from lepton_tui.dispatch import outcome
 from lepton_tui.dispatch.hostpool import GpuState, HostPool, Poll
 from lepton_tui.errors import IllegalTransition, LeptonError, ValidationError
+from lepton_tui.job_options import restart_env
 from lepton_tui.ledger import Ledger
 
 log = logging.getLogger("lepton_tui.dispatcher")
@@ -169,6 +170,10 @@ class SlurmHosts:
                     time_limit_s=a.get("time_limit_s"), workdir=a.get("workdir") or None,
                     env=_env(a.get("env")), after=self._after(int(a["job_id"]), a["host"]),
                 )  # fmt: skip
+                # notify's: `--requeue-on-timeout`'s restart count, `--signal` as Slurm's own
+                spec = dataclasses.replace(
+                    spec, env={**spec.env, **restart_env(a)}, signal=a.get("signal") or None
+                )
             except ValueError as exc:
                 _give_up(self.ledger, a, f"cannot submit to Slurm: {exc}")
                 continue
