@@ -269,7 +269,7 @@ def send_email(address: str, body: dict[str, Any]) -> None:
         raise SendError("no sendmail on this machine (install an MTA, e.g. Debian's msmtp-mta)")
     msg = EmailMessage()
     msg["To"] = address
-    msg["Subject"] = body["text"][:200]
+    msg["Subject"] = " ".join(body["text"].split())[:200]  # one line, whatever a reason holds
     msg.set_content(body["text"] + "\n\n" + json.dumps(body["job"], indent=2, sort_keys=True))
     try:
         done = subprocess.run(
@@ -311,8 +311,11 @@ def recover(ledger: Ledger, me: str) -> int:
     return int(cur.rowcount)
 
 
-def deliver_due(ledger: Ledger, me: str, sender: Sender = send) -> int:
-    """Claim and send the pending notifications that are due; how many were sent."""
+def deliver_due(
+    ledger: Ledger, me: str, sender: Sender = send, stop: threading.Event | None = None
+) -> int:
+    """Claim and send the pending notifications that are due (until `stop` is set); how many
+    were sent."""
     now = ledger.clock()
     due = ledger.query(
         "SELECT * FROM notifications WHERE state = 'pending' AND (next_at IS NULL OR "
@@ -321,6 +324,8 @@ def deliver_due(ledger: Ledger, me: str, sender: Sender = send) -> int:
     )
     sent = 0
     for row in due:
+        if stop is not None and stop.is_set():
+            break
         with ledger.tx():  # the claim, committed before anything goes out
             cur = ledger.execute(
                 "UPDATE notifications SET state = 'sending', claimed_at = ?, claimed_by = ?, "
@@ -360,10 +365,12 @@ def deliver_due(ledger: Ledger, me: str, sender: Sender = send) -> int:
     return sent
 
 
-def pump(ledger: Ledger, me: str, sender: Sender = send) -> int:
+def pump(
+    ledger: Ledger, me: str, sender: Sender = send, stop: threading.Event | None = None
+) -> int:
     """One round: collect new rows, send what is due; how many were sent."""
     collect(ledger)
-    return deliver_due(ledger, me, sender)
+    return deliver_due(ledger, me, sender, stop)
 
 
 def run_once(ledger: Ledger) -> int:
@@ -404,7 +411,7 @@ class NotifyWorker:
             log.exception("notification recovery failed")
         while True:
             try:
-                pump(self.ledger, self.me, self.sender)
+                pump(self.ledger, self.me, self.sender, self.stop)
             except Exception:  # noqa: BLE001 - one bad round must not stop notifying
                 log.exception("notification round failed; retrying")
             if self.stop.wait(self.period_s):

@@ -10,7 +10,9 @@ from typing import Any
 
 import click
 
+from lepton_tui import paths
 from lepton_tui.cli.common import CONTEXT_SETTINGS, fail, printable, service_for
+from lepton_tui.cli.jobs import NO_DISPATCHER
 from lepton_tui.errors import ValidationError
 from lepton_tui.validate import format_duration
 
@@ -62,13 +64,18 @@ def shell(
     with service_for(ctx) as svc:
         job_id = svc.submit(spec)
         click.echo(f"job {job_id} queued: waiting for a host (Ctrl-C cancels it)", err=True)
+        if not svc.dispatcher_running():
+            click.echo(f"lepton-tui: note: {NO_DISPATCHER}", err=True)
         try:
             job, attempt, host = _wait_placed(svc, job_id, patience)
         except BaseException:
             svc.cancel([job_id])
             raise
-        login = svc.user if type(svc).__name__ == "LabClient" else host.get("user")
-        known = str(svc.home / "known_hosts") if hasattr(svc, "home") else None
+        from lepton_tui.client import LabClient
+
+        lab = isinstance(svc, LabClient)  # lab mode: the session logs in as the caller
+        login = svc.user if lab else host.get("user")
+        known = None if lab else str(svc.home / paths.KNOWN_HOSTS_FILE)
     remote = interactive.remote_command(
         attempt["gpu_ids"], job_id, interactive.remaining_s(job, time.time()),
         user_command or None,

@@ -102,3 +102,11 @@ def test_shell_refuses_bad_input_and_queues_nothing(home: Path) -> None:
         not (home / "ledger.db").exists()
         or json.loads(lepton(home, "queue", "--all", "--json").stdout) == []
     )
+
+
+def test_shell_gives_up_after_wait_and_cancels_its_job(home: Path) -> None:
+    res = lepton(home, "shell", "--gpus", "1", "--time", "5m", "--wait", "2s")
+    assert res.returncode == 2 and "not placed within --wait" in res.stderr, res.stderr
+    assert "no dispatcher is running" in res.stderr
+    (job,) = json.loads(lepton(home, "queue", "--all", "--json").stdout)
+    assert job["kind"] == "interactive" and job["state"] == "cancelled"
