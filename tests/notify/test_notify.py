@@ -231,6 +231,8 @@ def test_submit_json_shows_the_options(home: Path) -> None:
     assert job["notify_on"] == "end,fail"
     assert job["requeue_on_timeout"] == 1 and job["max_requeues"] == 3
     assert job["signal"] == "USR2@30" and job["kind"] == "batch" and job["requeues"] == 0
+    shown = lepton(home, "show", str(job["id"]), columns=200).stdout
+    assert "at the time limit: 0 of 3 so far" in shown and "USR2@30" in shown
 
 
 def test_notify_prefs_from_the_cli(home: Path) -> None:
@@ -265,3 +267,15 @@ def test_serve_once_sends_what_is_due(home: Path, tmp_path: Path) -> None:
     assert [(b["job"]["id"], b["event"]) for b in _lines(out)] == [(job, "fail")]
     assert lepton(home, "serve", "--once").returncode == 0
     assert len(_lines(out)) == 1
+
+
+def test_notify_ls_lists_what_was_sent(svc: Service, tmp_path: Path) -> None:
+    _hook_file(svc, tmp_path)
+    job = svc.submit(command="true", notify=True)
+    _end(svc, job, "timeout", 124)
+    notify.pump(svc.ledger, "me")
+    rows = json.loads(lepton(svc.home, "notify", "ls", "--json").stdout)
+    assert [(r["job_id"], r["event"], r["channel"], r["state"]) for r in rows] == [
+        (job, "timeout", "command", "sent")
+    ]
+    assert "timeout" in lepton(svc.home, "notify", "ls").stdout
