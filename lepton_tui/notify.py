@@ -132,6 +132,11 @@ def targets(ledger: Ledger, user: str, settings: dict[str, Any]) -> dict[str, st
 def collect(ledger: Ledger) -> int:
     """Turn new job endings and budget holds into pending rows; how many rows were made."""
     made = 0
+    seen = ledger.query_one("SELECT event_id FROM notify_cursor WHERE id = 1")
+    top = ledger.query_one("SELECT MAX(id) AS id FROM events")
+    holds = ledger.query_one("SELECT 1 AS x FROM budgets WHERE hard = 1 LIMIT 1")
+    if seen and int(seen["event_id"]) >= int((top or {}).get("id") or 0) and not holds:
+        return 0  # nothing new: no write transaction every round
     with ledger.tx():
         cursor = start_cursor(ledger)
         top = ledger.query_one("SELECT MAX(id) AS id FROM events")
