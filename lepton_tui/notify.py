@@ -166,10 +166,13 @@ def collect(ledger: Ledger) -> int:
             return 0
         settings = ledger.settings()
         now = ledger.clock()
+        where: dict[str, dict[str, str]] = {}  # per user, looked up once a round
         for job, event in found:
             if event not in parse_notify_on(job["notify_on"]):
                 continue
-            for channel, target in targets(ledger, job["user"], settings).items():
+            if job["user"] not in where:
+                where[job["user"]] = targets(ledger, job["user"], settings)
+            for channel, target in where[job["user"]].items():
                 cur = ledger.execute(
                     "INSERT OR IGNORE INTO notifications (job_id, event, channel, target, state, "
                     "created_at) VALUES (?, ?, ?, ?, 'pending', ?)",
