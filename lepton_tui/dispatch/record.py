@@ -251,7 +251,7 @@ def lose(ctx: Ctx, a: Mapping[str, Any], why: str, js: str, *, presumed: bool = 
     if presumed:
         ctx.ledger.execute("UPDATE attempts SET presumed = 1 WHERE token = ?", (a["token"],))
     job = ctx.ledger.query_one(
-        f"SELECT retries, (SELECT COUNT(*) FROM attempts WHERE job_id = jobs.id "
+        f"SELECT retries, requeues, (SELECT COUNT(*) FROM attempts WHERE job_id = jobs.id "
         f"AND {_MAY_HAVE_RUN}) AS ran, (SELECT COUNT(*) FROM attempts "
         f"WHERE job_id = jobs.id) AS made, (SELECT {_MAY_HAVE_RUN} FROM attempts "
         "WHERE token = ?) AS this_ran, (SELECT started_at IS NULL FROM attempts "
@@ -260,9 +260,12 @@ def lose(ctx: Ctx, a: Mapping[str, Any], why: str, js: str, *, presumed: bool = 
     )
     retries = outcome.Retries()
     if job:
+        requeued = int(job["requeues"] or 0)  # notify's: attempts that timed out and were
+        # requeued (`--requeue-on-timeout`) ran, but spent no retry
         retries = outcome.Retries(
-            allowed=int(job["retries"]), ran=int(job["ran"]), made=int(job["made"]),
-            this_ran=bool(job["this_ran"]), unseen=bool(job["unseen"]),
+            allowed=int(job["retries"]), ran=int(job["ran"]) - requeued,
+            made=int(job["made"]) - requeued, this_ran=bool(job["this_ran"]),
+            unseen=bool(job["unseen"]),
         )  # fmt: skip
     change = outcome.lost(js, why, retries, presumed=presumed)
     ctx.ledger.transition_attempt(

@@ -3,6 +3,9 @@ and SIGTERM is requeued with LEPTON_RESTART_COUNT, and resumes."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ from lepton_tui import notify
 from lepton_tui.dispatch.hostpool import HostPool
 from lepton_tui.dispatch.loop import Dispatcher
 from lepton_tui.service import Service
-from tests.dispatch.helpers import add_bed_hosts, all_ended, tick_until
+from tests.dispatch.helpers import add_bed_hosts, add_local_hosts, all_ended, tick_until
 
 pytestmark = [pytest.mark.ssh, pytest.mark.slow]
 
@@ -76,3 +79,33 @@ def test_no_requeues_left_ends_in_timeout(svc: Service, bed: Dispatcher, tmp_pat
     other = svc.show_job(plain)  # without --requeue-on-timeout: one attempt, no restart count
     assert other["state"] == "timeout" and len(other["attempts"]) == 1
     assert (tmp_path / "plain").read_text().splitlines()[0] == "start "
+
+
+def test_requeues_at_the_limit_spend_no_retry_of_a_lost_attempt(
+    svc: Service, tmp_path: Path
+) -> None:
+    """A job requeued at its time limit, then lost (its wrapper killed, an OOM killer): the
+    timed-out attempts are requeues, not retries; its one retry still requeues it."""
+    add_local_hosts(svc, tmp_path, 1)
+    d = Dispatcher(svc, tick_s=0.2)
+    assert d.acquire()
+    try:
+        script = (
+            f'echo "start $LEPTON_RESTART_COUNT" >> {tmp_path}/seen\n'
+            f"if [ -e {tmp_path}/go ]; then exit 0; fi\n"
+            "for i in $(seq 300); do sleep 0.1; done"
+        )
+        job_id = svc.submit(command=script, time="2s", requeue_on_timeout=True, retries=1)
+        tick_until(d, lambda: svc.get_job(job_id)["requeues"] == 1, timeout=60, pause=0.2)
+        tick_until(d, lambda: svc.get_job(job_id)["state"] == "running", timeout=30)
+        attempt = svc.ledger.attempts_for(job_id)[-1]
+        info = json.loads((Path(attempt["remote_dir"]) / "wrapper.json").read_text())
+        (tmp_path / "go").touch()  # the next attempt ends at once
+        os.kill(info["pid"], signal.SIGKILL)  # the wrapper dies: the attempt is lost
+        tick_until(d, lambda: all_ended(svc), timeout=90, pause=0.2)
+    finally:
+        d.close()
+    job = svc.show_job(job_id)
+    assert [a["state"] for a in job["attempts"]] == ["timeout", "lost", "succeeded"], job["reason"]
+    assert job["state"] == "succeeded" and job["requeues"] == 1
+    assert (tmp_path / "seen").read_text().split("\n")[:3] == ["start 0", "start 1", "start 1"]
