@@ -10,9 +10,6 @@ from typing import Any
 
 import pytest
 
-from tests.lab.conftest import lab, lab_users  # noqa: F401 - the lab-mode fixtures
-from tests.slurm.conftest import slurm, slurmbed  # noqa: F401 - the Slurm bed fixtures
-
 
 class Hook:
     """A local http.server standing in for Slack/Mattermost: records each JSON body posted."""
