@@ -408,6 +408,7 @@ class SubmitSpec:
     workdir: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     after: Sequence[str] = ()  # Slurm job ids this one runs after (afterok)
+    signal: str | None = None  # "USR1@120": sent that long before the time limit (--signal)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", self.token):
@@ -462,6 +463,8 @@ def sbatch_argv(target: SlurmTarget, spec: SubmitSpec) -> list[str]:
         argv.append(f"--time={slurm_time(spec.time_limit_s)}")
     if spec.after:
         argv.append("--dependency=afterok:" + ":".join(str(d) for d in spec.after))
+    if spec.signal and re.fullmatch(r"[A-Z0-9]+@[0-9]+", spec.signal):
+        argv.append(f"--signal=B:{spec.signal}")  # to the batch shell, which passes it on
     argv.append(f"{spec.job_dir}/{SCRIPT_FILE}")
     return argv
 
@@ -478,9 +481,20 @@ def batch_script(spec: SubmitSpec) -> str:
         f"export LEPTON_ATTEMPT_DIR={q(spec.job_dir)}",
     ]
     lines += [f"export {k}={q(str(v))}" for k, v in sorted(spec.env.items())]
+    lines.append(f"date +%s > {q(spec.job_dir + '/started_at')}")
+    if spec.signal and re.fullmatch(r"[A-Z0-9]+@[0-9]+", spec.signal):
+        # Slurm signals the batch shell (B:): pass it on to the job, and wait out the trap
+        name = spec.signal.split("@")[0]
+        lines += [
+            f"bash -c {q(spec.command)} &",
+            "child=$!",
+            f"trap 'kill -{name} $child 2>/dev/null' {name}",
+            'while kill -0 "$child" 2>/dev/null; do wait "$child"; done',
+            'wait "$child"',
+        ]
+    else:
+        lines.append(f"bash -c {q(spec.command)}")
     lines += [
-        f"date +%s > {q(spec.job_dir + '/started_at')}",
-        f"bash -c {q(spec.command)}",
         "rc=$?",
         f"printf '%s\\n' \"$rc\" > {q(spec.job_dir + '/' + END_FILE + '.tmp')} && "
         f"mv -f {q(spec.job_dir + '/' + END_FILE + '.tmp')} {q(spec.job_dir + '/' + END_FILE)}",

@@ -44,6 +44,7 @@ class LaunchSpec:
     kill_grace_s: float = 10.0
     end_patience_s: float = 180.0
     start_timeout_s: float = 120.0
+    signal: str | None = None  # "USR1@120": sent that many seconds before the time limit
 
     def __post_init__(self) -> None:
         check_token(self.token)

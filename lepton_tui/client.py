@@ -337,6 +337,21 @@ class LabClient:
     def lab_key(self) -> str:
         return str(self.call("lab_key"))
 
+    # -- notifications (lepton_tui.notify) --------------------------------------------------------
+
+    def notify_prefs(self) -> dict[str, Any]:
+        return dict(self.call("notify_prefs"))
+
+    def set_notify_prefs(
+        self, notify_on: Any = None, email: str | None = None, webhook: str | None = None
+    ) -> dict[str, Any]:
+        return dict(
+            self.call("set_notify_prefs", notify_on=notify_on, email=email, webhook=webhook)
+        )
+
+    def notifications(self, limit: int = 50) -> list[dict[str, Any]]:
+        return list(self.call("notifications", limit=int(limit)))
+
     def budget_warnings(self) -> list[str]:
         return [str(w) for w in self.call("budget_warnings")]
 

@@ -101,6 +101,13 @@ def spec_from_wire(raw: Any) -> JobSpec:
         retries=raw.get("retries", 0),
         workdir=raw.get("workdir"),
         env=dict(raw.get("env") or {}),
+        # -- notifications, requeue at the time limit, job kind (lepton_tui.job_options) --
+        notify_on=raw.get("notify_on"),
+        notify=None if raw.get("notify_on") is None else bool(raw.get("notify_on")),
+        requeue_on_timeout=bool(raw.get("requeue_on_timeout")),
+        max_requeues=raw.get("max_requeues") if raw.get("requeue_on_timeout") else None,
+        signal=raw.get("signal"),
+        kind=raw.get("kind"),
     )
 
 
@@ -181,6 +188,12 @@ CALLS: dict[str, Callable[..., Any]] = {
     "budget_warnings": lambda svc: svc.budget_warnings(),
     "lab_key": lambda svc: svc.lab_key(),
     "last_host_event": lambda svc, name, kind: svc.last_host_event(str(name), str(kind)),
+    # -- notifications (lepton_tui.notify) --
+    "notify_prefs": lambda svc: svc.notify_prefs(),
+    "set_notify_prefs": lambda svc, notify_on=None, email=None, webhook=None: svc.set_notify_prefs(
+        notify_on, email, webhook
+    ),  # fmt: skip
+    "notifications": lambda svc, limit=50: svc.notifications(int(limit)),
 }
 
 # -- economics: reports for everyone; prices, currency, cost weight and budgets (service.py says

@@ -21,7 +21,8 @@ from lepton_tui.rows import ActiveAttempt, AttemptRow, JobRow
 _MAY_HAVE_RUN = "(started_at IS NOT NULL OR (presumed = 1 AND launch_sent_at IS NOT NULL))"
 _CHUNK = 500  # SQLite's limit on bound parameters, with room
 _JOB_FIELDS = ("id", "state", "command", "workdir", "env", "time_limit_s", "retries",
-               "attempts_used")  # fmt: skip
+               "attempts_used", "requeue_on_timeout", "max_requeues", "requeues",
+               "signal")  # fmt: skip
 _JOB_COLUMNS = ", ".join(f"j.{c} AS j_{c}" for c in _JOB_FIELDS)
 
 
@@ -40,6 +41,7 @@ class RetryTally:
     made: int  # all its attempts
     this_ran: bool  # the attempt being lost is one of `ran`
     unseen: bool  # the ledger never saw it running
+    requeued: int = 0  # times requeued at its time limit (`--requeue-on-timeout`)
 
 
 class _Store(Protocol):
@@ -120,7 +122,7 @@ class DispatchRecords:
     def retry_tally(self: _Store, job_id: int, token: str) -> RetryTally | None:
         """The job's retries and how its attempts went, for the loss of attempt `token`."""
         row = self.query_one(
-            f"SELECT retries, (SELECT COUNT(*) FROM attempts WHERE job_id = jobs.id "
+            f"SELECT retries, requeues, (SELECT COUNT(*) FROM attempts WHERE job_id = jobs.id "
             f"AND {_MAY_HAVE_RUN}) AS ran, (SELECT COUNT(*) FROM attempts "
             f"WHERE job_id = jobs.id) AS made, (SELECT {_MAY_HAVE_RUN} FROM attempts "
             "WHERE token = ?) AS this_ran, (SELECT started_at IS NULL FROM attempts "
@@ -131,7 +133,7 @@ class DispatchRecords:
             return None
         return RetryTally(
             int(row["retries"]), int(row["ran"]), int(row["made"]), bool(row["this_ran"]),
-            bool(row["unseen"]),
+            bool(row["unseen"]), int(row["requeues"] or 0),
         )  # fmt: skip
 
     def job_and_latest(self: _Store, job_id: int) -> tuple[str, int | None]:

@@ -40,6 +40,10 @@ class JobRow:
     time_limit_s: float | None
     retries: int
     attempts_used: int
+    requeue_on_timeout: bool = False  # `submit --requeue-on-timeout`: a job that checkpoints
+    max_requeues: int = 10
+    requeues: int = 0  # times requeued at its time limit so far
+    signal: str | None = None  # `submit --signal USR1@120`
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> JobRow:
@@ -48,6 +52,9 @@ class JobRow:
             workdir=row.get("workdir") or None, env=_json_env(row.get("env")),
             time_limit_s=_float(row.get("time_limit_s")), retries=int(row.get("retries") or 0),
             attempts_used=int(row.get("attempts_used") or 0),
+            requeue_on_timeout=bool(row.get("requeue_on_timeout")),
+            max_requeues=int(row.get("max_requeues") or 0), requeues=int(row.get("requeues") or 0),
+            signal=row.get("signal") or None,
         )  # fmt: skip
 
 

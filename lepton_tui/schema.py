@@ -287,6 +287,52 @@ def _migrate_9(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migrate_13(db: sqlite_utils.Database) -> None:
+    """Notifications (engineer notify): who is told when a job ends, fails, times out or is
+    held (`jobs.notify_on`), one row per (job, event, channel) claimed before it is sent (a
+    crash neither loses nor repeats one), the last event read, and each user's defaults."""
+    jobs = db.table("jobs").columns_dict
+    if "notify_on" not in jobs:
+        db.execute("ALTER TABLE jobs ADD COLUMN notify_on TEXT")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS notifications (id INTEGER PRIMARY KEY, job_id INTEGER NOT "
+        "NULL, event TEXT NOT NULL, channel TEXT NOT NULL, target TEXT, state TEXT NOT NULL "
+        "DEFAULT 'pending', created_at REAL NOT NULL, next_at REAL, tries INTEGER NOT NULL "
+        "DEFAULT 0, claimed_at REAL, claimed_by TEXT, sent_at REAL, error TEXT, "
+        "UNIQUE (job_id, event, channel))"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS idx_notifications_state ON notifications(state, id)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS notify_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), "
+        "event_id INTEGER NOT NULL)"
+    )
+    # from now on: the endings already in the ledger are history, never told
+    db.execute(
+        "INSERT OR IGNORE INTO notify_cursor (id, event_id) "
+        "SELECT 1, COALESCE(MAX(id), 0) FROM events"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS notify_users (user TEXT PRIMARY KEY, notify_on TEXT, "
+        "email TEXT, webhook TEXT, updated_at REAL)"
+    )
+
+
+def _migrate_14(db: sqlite_utils.Database) -> None:
+    """Requeue at the time limit and interactive jobs (engineer notify): whether a job that
+    times out is requeued, how often at most and so far, the signal it gets before its limit
+    (`USR1@120`), and its kind (`batch` or `interactive`)."""
+    jobs = db.table("jobs").columns_dict
+    for column, sql in (
+        ("requeue_on_timeout", "INTEGER NOT NULL DEFAULT 0"),
+        ("max_requeues", "INTEGER NOT NULL DEFAULT 10"),
+        ("requeues", "INTEGER NOT NULL DEFAULT 0"),
+        ("signal", "TEXT"),
+        ("kind", "TEXT NOT NULL DEFAULT 'batch'"),
+    ):
+        if column not in jobs:
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {sql}")
+
+
 # Append forward migrations here; never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
@@ -298,5 +344,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_7,
     _migrate_8,
     _migrate_9,
+    _migrate_13,  # notify (10-12: lab, share; numbers are the engineers')
+    _migrate_14,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lepton_tui import paths
+from lepton_tui import job_options, paths
 from lepton_tui.errors import (
     IllegalTransition,
     LeptonError,
@@ -211,6 +211,7 @@ class Service:
             ids = []
             for spec in specs:
                 job_id = self.ledger.add_job(spec.to_dict(), self.user)
+                job_options.store(self.ledger, job_id, spec.to_dict(), self.user)  # notify's
                 reason = self.unfit_reason(spec)
                 if reason:
                     self.ledger.set_job_reason(job_id, reason)
@@ -676,6 +677,53 @@ class Service:
             params.append(float(since))
         sql = "SELECT * FROM events" + (f" WHERE {' AND '.join(where)}" if where else "")
         return self.ledger.query(sql + " ORDER BY id DESC LIMIT ?", [*params, int(limit)])
+
+    # -- notifications (lepton_tui.notify) -------------------------------------------------------
+
+    def notify_prefs(self) -> dict[str, Any]:
+        """The caller's notification defaults: events for jobs submitted without --notify,
+        and their own email address and webhook (None: the lab's, if any)."""
+        row = self.ledger.query_one("SELECT * FROM notify_users WHERE user = ?", (self.user,))
+        row = row or {}
+        return {
+            "user": self.user,
+            "notify_on": [e for e in (row.get("notify_on") or "").split(",") if e],
+            "email": row.get("email") or None,
+            "webhook": row.get("webhook") or None,
+        }
+
+    def set_notify_prefs(
+        self, notify_on: Any = None, email: str | None = None, webhook: str | None = None
+    ) -> dict[str, Any]:
+        """Change the caller's own defaults (only their own: a user's address is theirs to
+        give); a None field keeps its value, "" clears it."""
+        from lepton_tui.job_options import parse_notify_on
+        from lepton_tui.notify import check_email, check_webhook
+
+        current = self.notify_prefs()
+        events = current["notify_on"] if notify_on is None else parse_notify_on(notify_on)
+        mail = current["email"] if email is None else check_email(str(email))
+        hook = current["webhook"] if webhook is None else check_webhook(str(webhook))
+        with self.ledger.tx():
+            self.ledger.execute(
+                "INSERT INTO notify_users (user, notify_on, email, webhook, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(user) DO UPDATE SET notify_on = "
+                "excluded.notify_on, email = excluded.email, webhook = excluded.webhook, "
+                "updated_at = excluded.updated_at",
+                (self.user, ",".join(events) or None, mail or None, hook or None,
+                 self.ledger.clock()),
+            )  # fmt: skip
+            self.ledger.event(
+                "notify.prefs", f"{self.user} notification defaults: {','.join(events) or 'off'}",
+                actor=self.user,
+            )  # fmt: skip
+        return self.notify_prefs()
+
+    def notifications(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest notifications of the caller's jobs (an admin's: everyone's)."""
+        from lepton_tui.notify import since
+
+        return since(self.ledger, None if self.is_admin() else self.user, int(limit))
 
     def budget_warnings(self) -> list[str]:
         """The budget warnings in force (80 % and 100 %), as lines; the cost engine is loaded

@@ -164,8 +164,34 @@ SETTINGS: dict[str, Setting] = {
             _seconds(10, 86400),
             "how long a GPU must stay idle to be reported",
         ),
+        # -- notifications (lepton_tui.notify) --
+        Setting(
+            "notify_command",
+            "",
+            lambda v: _notify("check_command")(v),
+            "shell command run once per notification, the job's JSON on stdin (none = off)",
+        ),
+        Setting(
+            "notify_webhook",
+            "",
+            lambda v: _notify("check_webhook")(v),
+            "Slack/Mattermost incoming-webhook URL for users without their own (none = off)",
+        ),
+        Setting(
+            "notify_email",
+            "",
+            lambda v: _notify("check_email")(v, template=True),
+            "address for users without their own, {user} replaced (none = off); sent with "
+            "the login node's sendmail",
+        ),
     )
 }
+
+
+def _notify(name: str) -> Callable[..., str]:
+    from lepton_tui import notify
+
+    return getattr(notify, name)  # type: ignore[no-any-return]
 
 
 def parse_setting(key: str, value: str) -> Any:

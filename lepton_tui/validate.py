@@ -212,6 +212,12 @@ class JobSpec:
     retries: int = 0
     workdir: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # -- notifications, requeue at the time limit, job kind (lepton_tui.job_options) --
+    notify_on: list[str] | None = None  # None: the user's default
+    requeue_on_timeout: bool = False
+    max_requeues: int = 10
+    signal: str | None = None  # e.g. USR1@120
+    kind: str = "batch"  # or interactive (`lepton-tui shell`)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -232,6 +238,13 @@ def validate_job(
     retries: Any = 0,
     workdir: str | None = None,
     env: Any = (),
+    # -- notifications, requeue at the time limit, job kind (lepton_tui.job_options) --
+    notify: Any = None,
+    notify_on: Any = None,
+    requeue_on_timeout: Any = False,
+    max_requeues: Any = None,
+    signal: Any = None,
+    kind: Any = None,
 ) -> JobSpec:
     """Check every field of a job request; return a JobSpec or raise the first ValidationError."""
     if isinstance(command, (list, tuple)):
@@ -295,6 +308,12 @@ def validate_job(
             )
     else:
         workdir = None
+    from lepton_tui.job_options import check_options
+
+    options = check_options(
+        notify=notify, notify_on=notify_on, requeue_on_timeout=requeue_on_timeout,
+        max_requeues=max_requeues, signal=signal, kind=kind, time_limit_s=time_limit,
+    )  # fmt: skip
     return JobSpec(
         command=command,
         name=name,
@@ -309,4 +328,5 @@ def validate_job(
         retries=n_retries,
         workdir=workdir,
         env=parse_env(env or ()),
+        **options,
     )

@@ -6,7 +6,8 @@
 #
 # It records `wrapper.json` (its pid, start time and boot id, and the job's pid) atomically, runs
 # the job with `bash -c <command file content>` in its own session with stdin from /dev/null and
-# stdout/stderr to files, enforces the time limit (TERM, then KILL after the grace), and writes
+# stdout/stderr to files, enforces the time limit (TERM, then KILL after the grace; a `signal`
+# such as "USR1@120" in launch.json is sent once that many seconds before it), and writes
 # `end.json` then `exit_code` atomically (tmp + rename) when the job ends.
 import errno
 import json
@@ -165,6 +166,36 @@ def stop_request(d):
     return None
 
 
+def warning(spec, deadline):
+    """(when, signal) of the job's warning before its time limit (`signal`: "USR1@120"), or
+    (None, None); a signal name this host does not know is skipped."""
+    text = spec.get("signal")
+    if not text or deadline is None:
+        return None, None
+    name, _, lead = str(text).partition("@")
+    sig = getattr(signal, "SIG" + name, None)
+    if sig is None:
+        return None, None
+    return deadline - float(lead or 60), sig
+
+
+def warn_job(job_pid, job_start, sig):
+    """Send the warning once to each process of the job (a trap must not run twice)."""
+    st = proc_stat(job_pid)
+    if st is None or st[2] != job_start:
+        return
+    try:
+        os.killpg(job_pid, sig)
+    except OSError:
+        pass
+    for pid in session_pids(job_pid):
+        try:
+            if os.getpgid(pid) != job_pid:  # the group's signal reached the others
+                os.kill(pid, sig)
+        except OSError:
+            pass
+
+
 def supervise(d, proc, job_start, spec, grace, started_at):
     """Wait for the job, enforcing the time limit and a late cancel or fence; (rc, timed_out)."""
     # A cancel or fence that came after main's first check but before wrapper.json was written
@@ -178,14 +209,18 @@ def supervise(d, proc, job_start, spec, grace, started_at):
         kill_at = time.time() + grace
     limit = spec.get("time_limit_s")
     deadline = started_at + float(limit) if limit else None
+    warn_at, warn_sig = warning(spec, deadline)
     timed_out = False
     rc = None
     while rc is None:
-        waits = [t for t in (None if timed_out else deadline, kill_at) if t is not None]
+        waits = [t for t in (warn_at, None if timed_out else deadline, kill_at) if t is not None]
         try:
             rc = proc.wait(timeout=max(min(waits) - time.time(), 0.0) if waits else None)
         except subprocess.TimeoutExpired:
-            if kill_at is not None and time.time() >= kill_at:
+            if warn_at is not None and time.time() >= warn_at:
+                warn_at = None  # `--signal USR1@120`: once, that long before the limit
+                warn_job(proc.pid, job_start, warn_sig)
+            elif kill_at is not None and time.time() >= kill_at:
                 signal_job(proc.pid, job_start, signal.SIGKILL)
                 kill_at = None
             elif deadline is not None and not timed_out and time.time() >= deadline:

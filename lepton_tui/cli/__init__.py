@@ -36,6 +36,9 @@ COMMANDS: dict[str, str] = {
     "service": "lepton_tui.cli.service_cmd:service",
     "keys": "lepton_tui.cli.keys:keys",
     "autopilot": "lepton_tui.cli.autopilot:autopilot",
+    # notifications and interactive jobs (engineer notify)
+    "notify": "lepton_tui.cli.notify:notify",
+    "shell": "lepton_tui.cli.shell:shell",
 }
 
 

@@ -39,6 +39,8 @@ JOB_JSON_FIELDS = (
     "id", "name", "user", "project", "state", "reason", "command", "workdir",
     "cpus", "mem_mb", "gpus", "gpu_mem_mb", "time_limit_s", "priority", "retries",
     "attempts_used", "host", "submitted_at", "started_at", "ended_at", "exit_code",
+    # notifications, requeue at the time limit, job kind (lepton_tui.job_options)
+    "notify_on", "requeue_on_timeout", "max_requeues", "requeues", "signal", "kind",
 )  # fmt: skip
 
 
@@ -92,6 +94,21 @@ class SubmitCommand(click.Command):
 @click.option("--retries", default="0", show_default=True, help="Requeues allowed if a host fails.")
 @click.option("--workdir", default=None, help="Directory on the host to run in.")
 @click.option("--env", multiple=True, help="K=V environment variable (repeatable).")
+# -- notifications and requeue at the time limit (lepton_tui.job_options) --
+@click.option(
+    "--notify/--no-notify",
+    default=None,
+    help="Tell me when it ends, fails, times out or is held (default: `notify set`).",
+)
+@click.option("--notify-on", default=None, help="Only on these: end,fail,timeout,hold.")
+@click.option(
+    "--requeue-on-timeout",
+    is_flag=True,
+    help="Requeue it at its time limit (it checkpoints; LEPTON_RESTART_COUNT says).",
+)
+@click.option("--max-requeues", default=None, help="Requeues at most (default 10).")
+@click.option("--signal", default=None, help="SIGNAL@SECONDS before the limit, e.g. USR1@120.")
+# --
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -190,6 +207,8 @@ def queue_lines(
     rows = []
     for job in jobs:
         detail = job["reason"] if job["state"] == "queued" and job["reason"] else job["command"]
+        if job.get("kind") == "interactive":  # `lepton-tui shell`: told apart
+            detail = f"[shell] {detail}"
         rows.append((
             str(job["id"]), printable(job["user"]), printable(job["project"]), job["state"],
             request_text(job), printable(job["host"] or "-"),
@@ -237,6 +256,7 @@ def show(ctx: click.Context, job_id: str, as_json: bool) -> None:
         ("exit code", "-" if job["exit_code"] is None else job["exit_code"]),
         ("reason", job["reason"] or "-"),
     ]  # fmt: skip
+    rows += _option_rows(job)  # notify's
     for key, value in rows:
         console.print(
             Text(f"  {key:<11} ").append_text(user_text(value, multiline=key == "command"))
@@ -254,6 +274,19 @@ def show(ctx: click.Context, job_id: str, as_json: bool) -> None:
     for e in job["events"]:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"]))
         console.print(Text(f"  {stamp}  ").append_text(user_text(e["message"])))
+
+
+def _option_rows(job: dict[str, Any]) -> list[tuple[str, Any]]:
+    """`show`'s lines for notifications, requeue at the time limit and the job's kind."""
+    rows: list[tuple[str, Any]] = [("notify", job.get("notify_on") or "-")]
+    if job.get("requeue_on_timeout"):
+        rows.append(("requeue", f"at the time limit: {job.get('requeues') or 0} of "
+                                f"{job.get('max_requeues')} so far"))  # fmt: skip
+    if job.get("signal"):
+        rows.append(("signal", f"{job['signal']} (SIGNAL@seconds before the limit)"))
+    if job.get("kind") == "interactive":
+        rows.append(("kind", "interactive (lepton-tui shell)"))
+    return rows
 
 
 def attempts_text(job: dict[str, Any]) -> str:

@@ -74,6 +74,9 @@ def serve(
         try:
             if once:
                 result = dispatcher.tick()
+                from lepton_tui.notify import run_once
+
+                run_once(svc.ledger)  # notify's: what this tick (and earlier ones) ended
                 click.echo(
                     f"polled {result.polled} host(s) ({result.failed} failed), "
                     f"placed {result.placed}, launched {result.launched}, "

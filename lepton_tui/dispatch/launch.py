@@ -20,6 +20,7 @@ from lepton_tui.dispatch import slurm as dslurm
 from lepton_tui.dispatch.common import Ctx, log
 from lepton_tui.dispatch.record import lose, mark_running
 from lepton_tui.errors import IllegalTransition
+from lepton_tui.job_options import restart_env
 from lepton_tui.rows import ActiveAttempt, AttemptRow
 
 MAX_LAUNCH_TRIES = 3
@@ -106,9 +107,10 @@ def _specs(
         try:
             spec = LaunchSpec(
                 job_id=a.job_id, token=a.token, command=a.job.command, workdir=a.job.workdir,
-                env=dict(a.job.env), gpu_ids=list(a.gpu_ids), time_limit_s=a.job.time_limit_s,
+                env=dict(a.job.env) | restart_env(a.job), gpu_ids=list(a.gpu_ids), time_limit_s=a.job.time_limit_s,
                 kill_grace_s=grace, end_patience_s=max(180.0, 1.5 * host_grace),
                 start_timeout_s=start_timeout_s(host_grace),
+                signal=a.job.signal,  # `submit --signal USR1@120`
             )  # fmt: skip
         except ValueError as exc:
             give_up(ctx, a, f"cannot launch: {exc}")

@@ -177,6 +177,9 @@ class Dispatcher:
         from lepton_tui.autopilot import AutopilotWorker
 
         autopilot = AutopilotWorker(self.home, self.ledger.path, stop).start()  # beside the loop
+        from lepton_tui.notify import NotifyWorker
+
+        notifier = NotifyWorker(self.ledger, stop).start()  # notifications, beside the loop
         while not stop.is_set():
             begun = time.monotonic()
             try:
@@ -186,6 +189,7 @@ class Dispatcher:
             tick_s = max(0.05, self.tick_override or self.setting("tick_s"))
             stop.wait(max(0.0, tick_s - (time.monotonic() - begun)))
         autopilot.join()
+        notifier.join()
 
     def acquire(self) -> bool:
         """Take the per-ledger lock; False when another process dispatches."""

@@ -89,10 +89,28 @@ def ended_state(
     return "failed", reason or f"exit code {exit_code}"
 
 
-def ended(job_state: str, attempt_state: str, reason: str | None, cancel_sent: bool) -> Outcome:
+@dataclass(frozen=True)
+class Requeue:
+    """A job that checkpoints (`submit --requeue-on-timeout`): requeues allowed, and made."""
+
+    allowed: int = 10
+    done: int = 0
+
+
+def ended(
+    job_state: str, attempt_state: str, reason: str | None, cancel_sent: bool,
+    requeue: Requeue | None = None,
+) -> Outcome:  # fmt: skip
     """An attempt ended on its host as `attempt_state` (see `ended_state`): the job ends alike,
-    except that a cancel nobody asked for here (an admin by hand) fails a running job, and a
-    job whose cancel went out is cancelled however its process died."""
+    except that a cancel nobody asked for here (an admin by hand) fails a running job, a
+    job whose cancel went out is cancelled however its process died, and a job that asked to
+    be requeued at its time limit (`requeue`) is queued again while requeues last."""
+    if (
+        requeue is not None and attempt_state == "timeout" and requeue.done < requeue.allowed
+        and job_state in ("starting", "running")
+    ):  # fmt: skip
+        why = f"requeued at its time limit ({requeue.done + 1} of {requeue.allowed})"
+        return Outcome("timeout", "queued", why)
     target = attempt_state
     if job_state == "running" and attempt_state == "cancelled":
         target = "failed"

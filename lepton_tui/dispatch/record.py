@@ -104,7 +104,7 @@ def record_poll(
     return relaunch
 
 
-def apply_status(ctx: Ctx, a: AttemptRow, st: AttemptStatus) -> str | None:
+def apply_status(ctx: Ctx, a: ActiveAttempt, st: AttemptStatus) -> str | None:
     """Move one attempt (and its job) as its host reports; inside the host's transaction.
     Returns "ended", "relaunch" or None."""
     token, js = a.token, ctx.ledger.job_state(a.job_id)
@@ -164,13 +164,16 @@ def mark_running(ctx: Ctx, a: AttemptRow, st: AttemptStatus | None) -> None:
         ctx.ledger.transition_attempt(a.token, change.attempt, started_at=started_at)
 
 
-def finish(ctx: Ctx, a: AttemptRow, st: AttemptStatus, js: str) -> None:
+def finish(ctx: Ctx, a: ActiveAttempt, st: AttemptStatus, js: str) -> None:
     """An attempt its host reports ended: its exit code, on the attempt and the job."""
     state, reason = outcome.ended_state(
         st.exit_code, cancelled=st.cancelled, timed_out=st.timed_out, reason=st.reason
     )
     sent = js == "cancelling" and state == "failed" and ctx.ledger.cancel_sent(a.token)
-    change = outcome.ended(js, state, reason, sent)
+    requeue = None  # `submit --requeue-on-timeout`
+    if a.job.requeue_on_timeout:
+        requeue = outcome.Requeue(a.job.max_requeues, a.job.requeues)
+    change = outcome.ended(js, state, reason, sent, requeue)
     fields: dict[str, Any] = {"exit_code": st.exit_code, "ended_at": st.ended_at or ctx.clock()}
     if st.started_at:
         # The host's own clock for both ends: a start this loop stamped with its clock
@@ -185,6 +188,8 @@ def finish(ctx: Ctx, a: AttemptRow, st: AttemptStatus, js: str) -> None:
     job_fields = {"exit_code": st.exit_code, "ended_at": fields["ended_at"]}
     if js == "starting" and st.started_at:
         job_fields["started_at"] = st.started_at
+    if change.job == "queued" and requeue is not None:  # to run again: LEPTON_RESTART_COUNT
+        job_fields = {"requeues": requeue.done + 1, "host": None}
     ctx.ledger.transition_attempt(
         a.token, change.attempt, job_state=change.job, reason=change.reason,
         job_fields=job_fields, **fields,
@@ -205,7 +210,9 @@ def lose(ctx: Ctx, a: AttemptRow, why: str, js: str, *, presumed: bool = False) 
     retries = outcome.Retries()
     if tally is not None:
         retries = outcome.Retries(
-            allowed=tally.allowed, ran=tally.ran, made=tally.made, this_ran=tally.this_ran,
+            # attempts requeued at their time limit ran, but spent no retry
+            allowed=tally.allowed, ran=tally.ran - tally.requeued,
+            made=tally.made - tally.requeued, this_ran=tally.this_ran,
             unseen=tally.unseen,
         )  # fmt: skip
     change = outcome.lost(js, why, retries, presumed=presumed)

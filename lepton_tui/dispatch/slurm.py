@@ -39,6 +39,7 @@ from inventory.supervisor import AttemptStatus
 from lepton_tui.dispatch import outcome
 from lepton_tui.dispatch.hostpool import GpuState, HostPool, Poll
 from lepton_tui.errors import IllegalTransition, LeptonError, ValidationError
+from lepton_tui.job_options import restart_env
 from lepton_tui.ledger import Ledger
 from lepton_tui.rows import ActiveAttempt
 
@@ -148,6 +149,10 @@ class SlurmHosts:
                     time_limit_s=a.job.time_limit_s, workdir=a.job.workdir, env=dict(a.job.env),
                     after=self.ledger.slurm_after(a.job_id, a.host),
                 )  # fmt: skip
+                # `--requeue-on-timeout`'s restart count, `--signal` as Slurm's own
+                spec = dataclasses.replace(
+                    spec, env={**spec.env, **restart_env(a.job)}, signal=a.job.signal
+                )
             except ValueError as exc:
                 _give_up(self.ledger, a, f"cannot submit to Slurm: {exc}")
                 continue

@@ -7,6 +7,7 @@ import pytest
 from lepton_tui.dispatch.outcome import (
     FREE_LOSSES,
     Outcome,
+    Requeue,
     Retries,
     action,
     cancelled_before_start,
@@ -84,6 +85,24 @@ ENDED_ROWS = [
 def test_ended(job, attempt, sent, expected) -> None:
     change = ended(job, attempt, "why", sent)
     assert change == Outcome(attempt, expected, "why")
+
+
+REQUEUE_ROWS = [
+    # job state, attempt ended as, requeues (allowed, done) -> job's new state, reason
+    ("running", "timeout", Requeue(10, 0), "queued", "requeued at its time limit (1 of 10)"),
+    ("running", "timeout", Requeue(2, 1), "queued", "requeued at its time limit (2 of 2)"),
+    ("running", "timeout", Requeue(2, 2), "timeout", "why"),  # none left: it timed out
+    ("starting", "timeout", Requeue(1, 0), "queued", "requeued at its time limit (1 of 1)"),
+    ("running", "failed", Requeue(10, 0), "failed", "why"),  # only a time limit requeues
+    ("running", "succeeded", Requeue(10, 0), "succeeded", "why"),
+    ("cancelling", "timeout", Requeue(10, 0), "timeout", "why"),  # a cancel asked: no requeue
+    ("running", "timeout", None, "timeout", "why"),  # without --requeue-on-timeout
+]
+
+
+@pytest.mark.parametrize(("job", "attempt", "requeue", "expected", "reason"), REQUEUE_ROWS)
+def test_ended_requeues_at_the_time_limit(job, attempt, requeue, expected, reason) -> None:
+    assert ended(job, attempt, "why", False, requeue) == Outcome(attempt, expected, reason)
 
 
 LOST_ROWS = [

@@ -45,6 +45,7 @@ def test_submit_then_queue_json(home: Path) -> None:
         "id", "name", "user", "project", "state", "reason", "command", "workdir", "cpus", "mem_mb",
         "gpus", "gpu_mem_mb", "time_limit_s", "priority", "retries", "attempts_used", "host",
         "submitted_at", "started_at", "ended_at", "exit_code",
+        "notify_on", "requeue_on_timeout", "max_requeues", "requeues", "signal", "kind",
     }  # fmt: skip
 
 

@@ -1,0 +1,112 @@
+"""`lepton-tui shell`: the allocation queued, waited for and reached with the user's own ssh,
+against the real sshd test bed (non-interactively: a command instead of a login shell)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lepton_tui import interactive
+from lepton_tui.dispatch.hostpool import HostPool
+from lepton_tui.dispatch.loop import Dispatcher
+from lepton_tui.errors import ValidationError
+from lepton_tui.service import Service
+from tests.clirun import lepton
+from tests.dispatch.helpers import add_bed_hosts, wait_until
+
+PROBE = 'echo "CVD=$CUDA_VISIBLE_DEVICES JOB=$LEPTON_JOB_ID I=$LEPTON_INTERACTIVE"'
+
+
+def test_remote_command_quotes_and_bounds_the_session() -> None:
+    remote = interactive.remote_command([1, 3], 7, 125.9, "echo 'a b'; rm -rf $HOME")
+    assert remote.startswith(
+        "export CUDA_VISIBLE_DEVICES=1,3 LEPTON_JOB_ID=7 LEPTON_INTERACTIVE=1;"
+    )
+    assert "timeout --foreground -k 10 125 " in remote
+    assert shlex.quote("echo 'a b'; rm -rf $HOME") in remote  # one quoted word, never spliced
+    assert interactive.remote_command([], 7, 60).endswith('"${SHELL:-/bin/sh}" -l')
+
+
+def test_ssh_argv(tmp_path: Path) -> None:
+    key = tmp_path / "id"
+    key.write_text("k")
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    host = {"name": "g1", "transport": "ssh", "address": "10.0.0.5", "port": 2222,
+            "key_path": str(key)}  # fmt: skip
+    argv = interactive.ssh_argv(host, "alice", "R", tty=True, known_hosts=str(kh))
+    assert argv == ["ssh", "-t", "-p", "2222", "-i", str(key), "-o",
+                    f"UserKnownHostsFile=~/.ssh/known_hosts {kh}", "alice@10.0.0.5", "R"]  # fmt: skip
+    unreadable = {**host, "key_path": str(tmp_path / "lab_key_not_mine")}
+    assert "-i" not in interactive.ssh_argv(unreadable, None, "R", tty=False)
+    with pytest.raises(ValidationError):
+        interactive.ssh_argv({"name": "l", "transport": "local"}, None, "R", tty=False)
+
+
+@pytest.fixture
+def bed_lab(svc: Service, sshbed, tmp_path: Path):
+    """One test bed host with two (declared) GPUs, and a dispatcher ticking in a thread."""
+    hosts = sshbed(1)
+    add_bed_hosts(svc, hosts, root=tmp_path / "roots", gpus={hosts[0].name: 2})
+    d = Dispatcher(svc, pool=HostPool(svc.known_hosts, backoff_max=1.0), tick_s=0.2)
+    handle = d.start_in_thread()
+    assert handle.dispatching
+    yield svc
+    handle.stop()
+    d.pool.close()
+
+
+def _job(home: Path, job_id: int) -> dict:
+    return json.loads(lepton(home, "show", str(job_id), "--json").stdout)
+
+
+def test_shell_waits_connects_with_the_gpus_and_releases(bed_lab: Service, home: Path) -> None:
+    res = lepton(home, "shell", "--gpus", "1", "--time", "5m", "--", PROBE)
+    assert res.returncode == 0, res.stderr
+    job_id = int(res.stderr.split("job ", 1)[1].split()[0])
+    assert f"CVD=0 JOB={job_id} I=1" in res.stdout
+    assert "session ended, allocation released" in res.stderr
+    job = _job(home, job_id)
+    assert job["kind"] == "interactive"
+    wait_until(lambda: _job(home, job_id)["state"] == "cancelled", timeout=30)
+
+
+def test_print_ssh_keeps_the_allocation_and_the_queue_marks_it(
+    bed_lab: Service, home: Path
+) -> None:
+    res = lepton(home, "shell", "--gpus", "2", "--time", "5m", "--print-ssh", "--", PROBE)
+    assert res.returncode == 0, res.stderr
+    job_id = int(res.stderr.split("job ", 1)[1].split()[0])
+    argv = shlex.split(res.stdout.strip())
+    assert argv[0] == "ssh" and "-t" not in argv  # no terminal here: no -t
+    queue = lepton(home, "queue", columns=200).stdout
+    assert "[shell]" in queue
+    # the printed command, run as a user would (non-interactively), reaches the allocation
+    ran = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert ran.returncode == 0, ran.stderr
+    assert f"CVD=0,1 JOB={job_id} I=1" in ran.stdout
+    assert _job(home, job_id)["state"] == "running"  # until cancelled
+    assert lepton(home, "cancel", str(job_id)).returncode == 0
+
+
+def test_shell_refuses_bad_input_and_queues_nothing(home: Path) -> None:
+    res = lepton(home, "shell", "--gpus", "x")
+    assert res.returncode == 2 and "gpus" in res.stderr
+    res = lepton(home, "shell", "--time", "soon")
+    assert res.returncode == 2 and "not a duration" in res.stderr
+    assert (
+        not (home / "ledger.db").exists()
+        or json.loads(lepton(home, "queue", "--all", "--json").stdout) == []
+    )
+
+
+def test_shell_gives_up_after_wait_and_cancels_its_job(home: Path) -> None:
+    res = lepton(home, "shell", "--gpus", "1", "--time", "5m", "--wait", "2s")
+    assert res.returncode == 2 and "not placed within --wait" in res.stderr, res.stderr
+    assert "no dispatcher is running" in res.stderr
+    (job,) = json.loads(lepton(home, "queue", "--all", "--json").stdout)
+    assert job["kind"] == "interactive" and job["state"] == "cancelled"
