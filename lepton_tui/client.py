@@ -338,3 +338,14 @@ class LabClient:
 
     def budget_warnings(self) -> list[str]:
         return [str(w) for w in self.call("budget_warnings")]
+
+    # -- lab mode's logins (jobs run as their submitter; lepton_tui.logins) --
+
+    def check_login(self, name: str, user: str | None = None) -> dict[str, Any]:
+        return dict(self.call("check_login", name=name, user=user))
+
+    def set_run_as(self, name: str, mode: str) -> dict[str, Any]:
+        return dict(self.call("set_run_as", name=name, mode=mode))
+
+    def logins(self, user: str | None = None) -> list[dict[str, Any]]:
+        return list(self.call("logins", user=user))
