@@ -94,7 +94,7 @@ def login_for(row: Mapping[str, Any], owner: str | None, lab_key: Path | str | N
     """The connection that runs `owner`'s jobs on the host of `row` (personal mode, `lab_key`
     None: always the host's own). Raises NotReachable for another user on a local host."""
     row = dict(row)
-    if lab_key is None or owner is None or owner == host_login(row):
+    if lab_key is None or owner is None or owner == host_login(row) or row.get("slurm_json"):
         return Login(row, owner or host_login(row))
     check_login_name(owner)
     if (row.get("transport") or "ssh") == "local":
@@ -135,6 +135,22 @@ class SudoTransport:
 def sudo_argv(user: str, argv: Sequence[str]) -> list[str]:
     """`argv` as `user` through non-interactive sudo, with the user's HOME."""
     return ["sudo", "-n", "-H", "-u", check_login_name(user), "--", *argv]
+
+
+def lab_key_of(svc: Any) -> Path | None:
+    """The lab key when `svc` serves a lab (a caller the kernel named), else None."""
+    from lepton_tui.labkey import KEY_FILE
+
+    if getattr(svc, "identity", None) is None:
+        return None
+    key = Path(svc.home) / KEY_FILE
+    return key if key.exists() else None
+
+
+def job_owner(ledger: Any, job_id: int) -> str | None:
+    """Who queued job `job_id` (whom its attempts run as in lab mode)."""
+    row = ledger.query_one("SELECT user FROM jobs WHERE id = ?", (job_id,))
+    return str(row["user"]) if row else None
 
 
 # -- the record of who can be reached where -------------------------------------------------
@@ -370,3 +386,28 @@ def record_onboarded(svc: Any, host: Mapping[str, Any]) -> None:
     record_login(
         svc.ledger, str(host["name"]), host_login(host), True, how="hosts add", actor=svc.user
     )
+
+
+def placement_groups(
+    pending: Sequence[Mapping[str, Any]],
+    rows: Mapping[str, Mapping[str, Any]],
+    placeable: Iterable[str],
+    records: Mapping[tuple[str, str], Mapping[str, Any]],
+) -> tuple[list[tuple[frozenset[str], list[Any]]], dict[int, str]]:
+    """Queued jobs grouped by the placeable hosts their owners can run on (groups in the order
+    of their first job, jobs in queue order), and the queue reason of each job whose owner can
+    run on none of them. With every user reachable everywhere: one group, every job."""
+    placeable = sorted(placeable)
+    allowed: dict[str, frozenset[str]] = {}
+    groups: dict[frozenset[str], list[Any]] = {}
+    reasons: dict[int, str] = {}
+    for job in pending:
+        user = str(job["user"])
+        if user not in allowed:
+            allowed[user] = frozenset(n for n in placeable if can_run(rows[n], user, records))
+        hosts = allowed[user]
+        if not hosts and placeable:
+            reasons[int(job["id"])] = unreachable_reason(user, [rows[n] for n in placeable])
+            continue
+        groups.setdefault(hosts if placeable else frozenset(), []).append(job)
+    return list(groups.items()), reasons
