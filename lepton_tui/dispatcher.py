@@ -61,7 +61,7 @@ from inventory import supervisor
 from inventory.fanout import Failed, Ok, fan_out
 from inventory.supervisor import AttemptStatus, LaunchSpec
 from inventory.transport import never_sent
-from lepton_tui import dispatch_slurm, paths
+from lepton_tui import dispatch_slurm, paths, runas
 from lepton_tui import dispatch_truth as truth
 from lepton_tui.dispatch_samples import compact_samples, record_samples
 from lepton_tui.dispatch_view import (
@@ -77,6 +77,13 @@ from lepton_tui.dispatch_view import (
 from lepton_tui.errors import IllegalTransition, LeptonError
 from lepton_tui.hostpool import HostPool, Poll, poll_host
 from lepton_tui.ledger import Ledger
+from lepton_tui.logins import (
+    login_for,
+    login_records,
+    pairs_to_try,
+    placement_groups,
+    record_login,
+)
 from lepton_tui.service import Service
 
 log = logging.getLogger("lepton_tui.dispatcher")
@@ -390,7 +397,8 @@ class Dispatcher:
     def _active_attempts(self) -> list[dict[str, Any]]:
         return self.ledger.query(
             "SELECT a.*, j.state AS job_state, j.retries, j.attempts_used, j.time_limit_s, "
-            "j.command, j.workdir, j.env FROM attempts a JOIN jobs j ON j.id = a.job_id "
+            "j.command, j.workdir, j.env, j.user AS owner FROM attempts a "
+            "JOIN jobs j ON j.id = a.job_id "
             "WHERE a.state IN ('starting', 'running') ORDER BY a.id"
         )
 
@@ -414,20 +422,21 @@ class Dispatcher:
 
     def _send_cancels(self, hosts: list[dict[str, Any]], active: list[dict[str, Any]]) -> None:
         up = {h["name"]: h for h in hosts if h["state"] == "up"}
-        todo: dict[str, list[str]] = {}
+        todo: dict[str, list[dict[str, Any]]] = {}
         for a in active:
             if a["job_state"] == "cancelling" and a.get("cancel_sent_at") is None:
                 if a["host"] in up:
-                    todo.setdefault(a["host"], []).append(a["token"])
+                    todo.setdefault(a["host"], []).append(a)
         if not todo:
             return
         grace = self.setting("cancel_grace_s")
 
-        def call(host: dict[str, Any], tokens: list[str]) -> list[str]:
+        def call(host: dict[str, Any], atts: list[dict[str, Any]]) -> list[str]:
+            tokens = [a["token"] for a in atts]
             if dispatch_slurm.is_slurm(host):
                 return self.slurm.cancel(host, tokens)  # one scancel
-            spec, transport = self.pool.get(host)
-            found = supervisor.cancel_batch(transport, spec, tokens, grace_s=grace)  # 1 trip
+            # one trip per owner (lab mode: each through the owner's login)
+            found = runas.cancel(self.pool, host, runas.by_owner(self.pool, atts), grace)
             # a token the host did not find (a directory hidden for a while) or could not handle
             # is sent again next tick, until its attempt ends one way or the other
             return [t for t in tokens if found.get(t)]
@@ -454,21 +463,25 @@ class Dispatcher:
         self, hosts: list[dict[str, Any]], active: list[dict[str, Any]], result: TickResult
     ) -> dict[str, Ok[Poll] | Failed]:
         tokens: dict[str, list[str]] = {h["name"]: [] for h in hosts}
-        for a in active:
+        atts: dict[str, list[dict[str, Any]]] = {h["name"]: [] for h in hosts}
+        for a in [*active, *self._unfenced()]:
             tokens.setdefault(a["host"], []).append(a["token"])
-        for a in self._unfenced():
-            tokens.setdefault(a["host"], []).append(a["token"])
+            atts.setdefault(a["host"], []).append(a)
         calls = {}
         for host in hosts:
             try:
-                spec, transport = self.pool.get(host)
+                self.pool.get(host)  # a bad row fails here, naming its field
             except LeptonError as exc:
                 calls[host["name"]] = _raiser(exc)
                 continue
             if dispatch_slurm.is_slurm(host):  # one squeue however many jobs
                 calls[host["name"]] = _bind(self.slurm.poll, host, tokens[host["name"]])
                 continue
-            calls[host["name"]] = _bind(poll_host, transport, spec, tokens[host["name"]])
+            # one round trip per owner with attempts there (lab mode), else one for the host
+            owners = runas.by_owner(self.pool, atts[host["name"]])
+            calls[host["name"]] = _bind(
+                runas.poll, self.pool, host, owners, self.poll_timeout_s, poll_host
+            )
         polls = fan_out(calls, timeout=self.poll_timeout_s)
         result.polled = len(polls)
         result.failed = sum(1 for p in polls.values() if not isinstance(p, Ok))
@@ -478,7 +491,8 @@ class Dispatcher:
 
     def _unfenced(self) -> list[dict[str, Any]]:
         return self.ledger.query(
-            "SELECT * FROM attempts WHERE state = 'lost' AND fenced_at IS NULL ORDER BY id"
+            "SELECT a.*, j.user AS owner FROM attempts a JOIN jobs j ON j.id = a.job_id "
+            "WHERE a.state = 'lost' AND a.fenced_at IS NULL ORDER BY a.id"
         )
 
     def _record_poll(
@@ -503,6 +517,8 @@ class Dispatcher:
             if host["state"] != "up":
                 self.ledger.event("host.up", f"host {name} is up", host=name, actor="dispatcher")
             record_samples(self.ledger, poll, now)
+            for user, why in poll.login_failures.items():  # lab mode: whose login failed
+                record_login(self.ledger, name, user, False, how="poll", error=why, now=now)
             for a in active:
                 if a["host"] != name:
                     continue
@@ -818,8 +834,7 @@ class Dispatcher:
         """Fence `atts` on `host` in one round trip; signals that hit, per token it handled."""
         if dispatch_slurm.is_slurm(host):
             return self.slurm.kill_stale(host, [a["token"] for a in atts])
-        spec, transport = self.pool.get(host)
-        return supervisor.kill_stale_batch(transport, spec, [a["token"] for a in atts])
+        return runas.kill_stale(self.pool, host, runas.by_owner(self.pool, atts))
 
     def _fence_removed(self, hosts: list[dict[str, Any]]) -> None:
         """Stop what still runs of attempts on hosts removed with `hosts rm --force`, reaching
@@ -942,13 +957,23 @@ class Dispatcher:
             view = build_view(hosts, attempts, placeable, now)
             policy = self.policy()
             policy_name = getattr(policy, "name", type(policy).__name__)
-            requests = [job_request(j) for j in sorting.pending]
-            try:
-                decisions = list(policy.decide(view, requests, now))
-            except Exception:  # noqa: BLE001 - a broken policy must not stop the loop
-                log.exception("policy %s failed; placing nothing this tick", policy_name)
-                decisions = []
-            placed = self._check_placements(view, sorting.pending, decisions)
+            # lab mode: each job only where its owner can log in (one group when all can)
+            groups, unreachable = self._login_groups(hosts, placeable, sorting.pending, now)
+            reasons.update(unreachable)
+            free = {n.id: n for n in view.nodes}
+            for allowed, jobs in groups:
+                gview = view  # personal mode: the whole view, as ever
+                if getattr(self.pool, "lab_key", None):
+                    within = tuple(n for n in free.values() if n.id in allowed)
+                    gview = type(view)(within, now, view.running)
+                try:
+                    decisions = list(policy.decide(gview, [job_request(j) for j in jobs], now))
+                except Exception:  # noqa: BLE001 - a broken policy must not stop the loop
+                    log.exception("policy %s failed; placing nothing this tick", policy_name)
+                    decisions = []
+                for job, p in self._check_placements(gview, jobs, decisions):
+                    placed.append((job, p))
+                    free[p.node_id] = free[p.node_id].allocate(job_resources(job), tuple(p.gpu_ids))
             placed_ids = {j["id"] for j, _ in placed}
             nodes = {n.id: n for n in view.nodes}
             # the view after the accepted placements, for honest "waiting for GPUs" reasons
@@ -958,7 +983,7 @@ class Dispatcher:
             memo: dict[Any, str] = {}  # many queued jobs ask for the same resources
             explained = 0
             for job in sorting.pending:
-                if job["id"] in placed_ids:
+                if job["id"] in placed_ids or job["id"] in unreachable:
                     continue
                 req = job_resources(job)
                 if req not in memo:
@@ -1000,6 +1025,39 @@ class Dispatcher:
         with self._phase("launch"):
             launched = self._launch(starts, {h["name"]: h for h in hosts}, relaunch=False)
         return len(starts), launched
+
+    def _login_groups(
+        self, hosts: list[dict[str, Any]], placeable: set[str], pending: list[dict[str, Any]],
+        now: float,
+    ) -> tuple[list[tuple[frozenset[str], list[dict[str, Any]]]], dict[int, str]]:  # fmt: skip
+        """Pending jobs grouped by the placeable hosts their owners can log in to, and the
+        reasons of those whose owners can log in to none (lab mode; `lepton_tui.logins`).
+        Pairs never tried, or failed over LOGIN_RETRY_S ago, are tried first, in parallel."""
+        if not getattr(self.pool, "lab_key", None):
+            return [(frozenset(placeable), list(pending))], {}
+        by_name = {h["name"]: h for h in hosts}
+        records = login_records(self.ledger)
+        rows = [by_name[n] for n in sorted(placeable)]
+        tries = pairs_to_try(rows, {str(j["user"]) for j in pending}, records, now)
+        if tries:
+            outcomes = fan_out(
+                {f"{row['name']} as {user}": _bind(runas.try_login, self.pool, row, user)
+                 for row, user in tries},
+                timeout=self.poll_timeout_s,
+            )  # fmt: skip
+            for (row, user), outcome in zip(tries, outcomes.values(), strict=True):
+                how = login_for(row, user, self.pool.lab_key).how
+                ok = isinstance(outcome, Ok) and outcome.value.ok
+                error = None
+                if not isinstance(outcome, Ok):
+                    error = outcome.reason
+                elif not ok:
+                    error = "failed " + ", ".join(
+                        c.name for c in outcome.value.checks if c.required and not c.ok
+                    )
+                record_login(self.ledger, row["name"], user, ok, how=how, error=error, now=now)
+            records = login_records(self.ledger)
+        return placement_groups(pending, by_name, placeable, records)
 
     def _check_placements(
         self, view: Any, pending: Sequence[dict[str, Any]], decisions: Sequence[Any]
@@ -1065,6 +1123,7 @@ class Dispatcher:
             starts = [a for a in starts if not dispatch_slurm.is_slurm(hosts.get(a["host"]))]
         grace = self.setting("cancel_grace_s")
         targets: dict[str, tuple[Any, Any, list[LaunchSpec]]] = {}
+        target_host: dict[str, str] = {}  # launch key ("gpu1 as alice") -> host
         by_token = {}
         for a in starts:
             host = hosts.get(a["host"])
@@ -1089,8 +1148,15 @@ class Dispatcher:
             except ValueError as exc:
                 self._give_up(a, f"cannot launch: {exc}")
                 continue
-            hspec, transport = self.pool.get(host)
-            targets.setdefault(a["host"], (transport, hspec, []))[2].append(spec)
+            owner = runas.owner_of(a) if getattr(self.pool, "lab_key", None) else None
+            try:
+                hspec, transport = self.pool.get(host, owner)  # lab mode: as the job's owner
+            except LeptonError as exc:
+                self._give_up(a, f"cannot launch: {exc.message}")
+                continue
+            key = runas.launch_key(a["host"], owner)
+            targets.setdefault(key, (transport, hspec, []))[2].append(spec)
+            target_host[key] = a["host"]
             by_token[a["token"]] = a
         # The intent to send, committed before anything goes out: an answer lost on the way
         # back (a dropped connection, this process killed) leaves the attempt unknown, not
@@ -1129,7 +1195,7 @@ class Dispatcher:
                         if tries >= MAX_LAUNCH_TRIES and _is_remote_error(outcome.error):
                             broken.append(by_token[s.token])
                 if broken:  # the host answers but cannot start jobs (full disk, quota, ...)
-                    self._launch_broken(hosts[name], broken, outcome.reason)
+                    self._launch_broken(hosts[target_host[name]], broken, outcome.reason)
                 continue
             with self.ledger.tx():
                 for s, res in zip(specs, outcome.value, strict=True):

@@ -152,10 +152,10 @@ class HostPool:
         if login.sudo_user is not None:
             _, base = self.get(row)
             with self._lock:
-                key = (row["name"], login.sudo_user, id(base))
-                wrapped = self._sudo.get(key)
+                sudo_key = (row["name"], login.sudo_user, id(base))
+                wrapped = self._sudo.get(sudo_key)
                 if wrapped is None:
-                    wrapped = self._sudo[key] = SudoTransport(base, login.sudo_user)
+                    wrapped = self._sudo[sudo_key] = SudoTransport(base, login.sudo_user)
             return spec_from_row(login.row), wrapped
         row = login.row
         key = tuple(row.get(f) for f in SPEC_FIELDS)

@@ -4,11 +4,14 @@ placement that only considers hosts a job's owner can log in to."""
 from __future__ import annotations
 
 import json
+import pwd
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from tests.lab.conftest import Lab, as_user
+from lepton_tui.client import LabClient
+from tests.lab.conftest import Lab, as_user, client_call
 from tests.lab.test_cli import _cli_as
 
 
@@ -65,3 +68,106 @@ def test_hosts_check_tells_whether_a_user_can_be_reached(
     # an admin checks anyone: bob has no key
     out = as_user("labadmin", _cli_as(lab.socket, "hosts", "check", "gpu1", "--user", "bob"))
     assert out["code"] == 1 and "bob cannot run jobs on gpu1" in out["out"], out
+
+
+def _log(sock: str, user: str, job: int) -> str:
+    def read() -> str:
+        client = LabClient(sock)
+        try:
+            return "".join(client.read_log(job))
+        finally:
+            client.close()
+
+    return str(as_user(user, read))
+
+
+def test_each_job_runs_as_its_submitter_with_their_home(
+    lab: Lab, lab_bed: Any, user_keys: Any, lab_homes: dict[str, Path]
+) -> None:
+    h = lab_bed(1)[0]
+    _add_host(lab, h, "gpu1")
+    line = _key_line(lab)
+    user_keys("alice", line)
+    user_keys("bob", line)
+    cmd = "id -un; echo $HOME; sleep 4"
+    alice_job = as_user("alice", client_call(lab.socket, "submit", command=cmd))
+    bob_job = as_user("bob", client_call(lab.socket, "submit", command=cmd))
+    client = lab.client()
+
+    def states() -> list[str]:
+        return [client.get_job(j)["state"] for j in (alice_job, bob_job)]
+
+    _wait(lambda: states() == ["running", "running"], what="both jobs running at once")
+    _wait(lambda: states() == ["succeeded", "succeeded"], what="both jobs done")
+    assert client.get_job(alice_job)["host"] == client.get_job(bob_job)["host"] == "gpu1"
+    assert _log(lab.socket, "alice", alice_job) == f"alice\n{lab_homes['alice']}\n"
+    assert _log(lab.socket, "bob", bob_job) == f"bob\n{lab_homes['bob']}\n"
+    # the wrapper, the job directory and the logs live in the owner's home, owned by them
+    jobs = lab_homes["alice"] / ".lepton" / "jobs"
+    (attempt,) = [d for d in jobs.iterdir() if d.name.startswith(f"{alice_job}-")]
+    assert attempt.stat().st_uid == pwd.getpwnam("alice").pw_uid
+    assert (attempt / "stdout").stat().st_uid == pwd.getpwnam("alice").pw_uid
+
+
+def test_a_user_without_the_lab_key_is_not_placed_and_told_why(
+    lab: Lab, lab_bed: Any, user_keys: Any
+) -> None:
+    h = lab_bed(1)[0]
+    _add_host(lab, h, "gpu1")
+    job = as_user("carol", client_call(lab.socket, "submit", command="id -un"))
+    client = lab.client()
+    want = (
+        "carol cannot log in to gpu1 with the lab key: add the line from `lepton-tui keys "
+        "show` to ~carol/.ssh/authorized_keys"
+    )
+    _wait(lambda: client.get_job(job)["reason"] == want, what="the unreachable reason")
+    time.sleep(1)  # a few more ticks: still queued, never launched
+    assert client.get_job(job)["state"] == "queued"
+    assert client.show_job(job)["attempts"] == []
+    # carol adds the key and checks: the service knows at once, and her job runs as her
+    user_keys("carol", _key_line(lab))
+    out = as_user("carol", _cli_as(lab.socket, "hosts", "check", "gpu1"))
+    assert out["code"] == 0, out
+    _wait(lambda: client.get_job(job)["state"] == "succeeded", what="carol's job done")
+    assert _log(lab.socket, "carol", job) == "carol\n"
+
+
+def test_a_tick_polls_once_per_host_and_user_with_live_attempts(
+    lab_bed: Any, user_keys: Any, tmp_path: Path
+) -> None:
+    from lepton_tui.dispatcher import Dispatcher
+    from lepton_tui.hostpool import HostPool
+    from lepton_tui.labkey import authorized_keys_line, ensure_lab_key
+    from lepton_tui.service import Service
+
+    busy, idle = lab_bed(2)
+    svc = Service.open(tmp_path / "state")
+    key, _ = ensure_lab_key(svc.home)
+    for user in ("alice", "bob"):
+        user_keys(user, authorized_keys_line(svc.home))
+    svc.known_hosts.write_text(Path(busy.known_hosts_path).read_text())
+    for name, h in (("gpu1", busy), ("gpu2", idle)):
+        svc.add_host(name, address=h.address, port=h.port, user=h.user, key_path=h.key_path)
+    svc.set_draining("gpu2", True)  # polled through its own login, never placed on
+    jobs = [
+        Service(svc.ledger, svc.home, user).submit(command="sleep 60", cpus="0.1")
+        for user in ("alice", "alice", "bob")
+    ]
+    d = Dispatcher(svc, pool=HostPool(svc.known_hosts, lab_key=key), poll_timeout_s=15)
+    assert d.acquire()
+    try:
+        _wait(lambda: d.tick() and all(svc.get_job(j)["state"] == "running" for j in jobs),
+              what="every job running")  # fmt: skip
+        trips = [d.tick().round_trips for _ in range(3)]
+        # gpu1: one as alice (her two attempts) and one as bob; gpu2: one through its login
+        assert trips == [3, 3, 3]
+        owners = {(r["host"], r["user"]) for r in svc.ledger.query(
+            "SELECT a.host, j.user FROM attempts a JOIN jobs j ON j.id = a.job_id "
+            "WHERE a.state = 'running'")}  # fmt: skip
+        assert owners == {("gpu1", "alice"), ("gpu1", "bob")}
+        svc.cancel(jobs)
+        _wait(lambda: d.tick() and all(svc.get_job(j)["state"] == "cancelled" for j in jobs),
+              what="every job cancelled")  # fmt: skip
+    finally:
+        d.close()
+        svc.close()
