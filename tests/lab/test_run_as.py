@@ -4,11 +4,15 @@ placement that only considers hosts a job's owner can log in to."""
 from __future__ import annotations
 
 import json
+import os
 import pwd
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from lepton_tui.client import LabClient
 from tests.lab.conftest import Lab, as_user, client_call
@@ -171,3 +175,36 @@ def test_a_tick_polls_once_per_host_and_user_with_live_attempts(
     finally:
         d.close()
         svc.close()
+
+
+def test_a_sudo_host_starts_jobs_as_their_owner_through_the_documented_rule(
+    lab: Lab, lab_bed: Any, user_keys: Any, lab_homes: dict[str, Path]
+) -> None:
+    if shutil.which("sudo") is None:
+        pytest.skip("sudo is not installed (Debian's sudo package)")
+    h = lab_bed(1)[0]
+    user_keys("labadmin", _key_line(lab))  # the host's own login: labadmin, with the lab key
+    rule = Path(f"/etc/sudoers.d/lepton-test-{os.getpid()}")
+    rule.write_text("labadmin ALL=(alice) NOPASSWD: /usr/bin/python3 -I -S -\n")  # README's rule
+    rule.chmod(0o440)
+    try:
+        # an admin's `hosts add` over the socket logs in with the lab key as themselves
+        out = as_user("labadmin", _cli_as(lab.socket, "hosts", "add", "gpu1", "--address",
+                                          h.address, "--port", str(h.port),
+                                          "--accept-new-host-key"))  # fmt: skip
+        assert out["code"] == 0, out
+        client = lab.client()
+        assert client.get_host("gpu1")["user"] == "labadmin"
+        out = as_user("labadmin", _cli_as(lab.socket, "hosts", "run-as", "gpu1", "sudo"))
+        assert out["code"] == 0, out
+        # alice has no key of the lab's: sudo starts her job as her
+        job = as_user("alice", client_call(lab.socket, "submit", command="id -un; echo $HOME"))
+        _wait(lambda: client.get_job(job)["state"] == "succeeded", what="alice's job done")
+        assert _log(lab.socket, "alice", job) == f"alice\n{lab_homes['alice']}\n"
+        # the rule does not cover bob: his job waits and says why
+        job = as_user("bob", client_call(lab.socket, "submit", command="id -un"))
+        want = "the lab service cannot start jobs as bob on gpu1 with sudo"
+        _wait(lambda: want in (client.get_job(job)["reason"] or ""), what="bob's reason")
+        assert client.get_job(job)["state"] == "queued"
+    finally:
+        rule.unlink()
