@@ -258,7 +258,7 @@ def unreachable_reason(user: str, rows: Sequence[Mapping[str, Any]]) -> str:
 def try_login(login: Login, transport: Transport, timeout: float = 30) -> Any:
     """The preflight as the login's user (raises HostError when the login fails)."""
     from inventory.preflight import preflight
-    from lepton_tui.hostpool import spec_from_row
+    from lepton_tui.dispatch.hostpool import spec_from_row
 
     return preflight(transport, spec_from_row(login.row), timeout=timeout)
 
@@ -266,7 +266,7 @@ def try_login(login: Login, transport: Transport, timeout: float = 30) -> Any:
 def open_login(login: Login, known_hosts: Path, connect_timeout: float = 10) -> Transport:
     """A fresh (unpooled) transport for `login` (the caller closes it)."""
     from inventory.transport import make_transport
-    from lepton_tui.hostpool import spec_from_row, ssh_options
+    from lepton_tui.dispatch.hostpool import spec_from_row, ssh_options
 
     spec = spec_from_row(login.row)
     options: dict[str, Any] = {}

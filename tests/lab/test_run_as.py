@@ -139,8 +139,8 @@ def test_a_user_without_the_lab_key_is_not_placed_and_told_why(
 def test_a_tick_polls_once_per_host_and_user_with_live_attempts(
     lab_bed: Any, user_keys: Any, tmp_path: Path
 ) -> None:
-    from lepton_tui.dispatcher import Dispatcher
-    from lepton_tui.hostpool import HostPool
+    from lepton_tui.dispatch.hostpool import HostPool
+    from lepton_tui.dispatch.loop import Dispatcher
     from lepton_tui.labkey import authorized_keys_line, ensure_lab_key
     from lepton_tui.service import Service
 

@@ -75,12 +75,12 @@ def poll(
     pool: Any, row: Mapping[str, Any], tokens: Mapping[str | None, Sequence[str]],
     timeout: float = 20.0, poll_host: Callable[..., Any] | None = None,
 ) -> Any:  # fmt: skip
-    """One host's Poll (`lepton_tui.hostpool.Poll`): one round trip per owner with tokens there,
+    """One host's Poll (`lepton_tui.dispatch.hostpool.Poll`): one round trip per owner with tokens there,
     one through the host's own login when none has; `poll.login_failures` says whose login
     failed (user -> reason). Raises the host's error when no connection answered. `poll_host`
     (transport, spec, tokens) -> Poll is the dispatcher's seam (hostpool's by default)."""
     if poll_host is None:
-        from lepton_tui import hostpool
+        from lepton_tui.dispatch import hostpool
 
         poll_host = hostpool.poll_host
     probe = poll_host
@@ -174,3 +174,49 @@ def try_login(pool: Any, row: Mapping[str, Any], user: str, timeout: float = 30.
 
     spec, transport = pool.get(row, user)
     return preflight(transport, spec, timeout=timeout)
+
+
+def login_groups(
+    ctx: Any, hosts: list[dict[str, Any]], placeable: set[str], pending: Sequence[Any],
+    now: float,
+) -> tuple[list[tuple[frozenset[str], list[Any]]], dict[int, str]]:  # fmt: skip
+    """Pending jobs grouped by the placeable hosts their owners can log in to, and the reasons
+    of those whose owners can log in to none (`lepton_tui.logins.placement_groups`). Pairs never
+    tried, or failed over LOGIN_RETRY_S ago, are tried first, in parallel, and recorded. In
+    personal mode: one group, every job, every placeable host."""
+    from lepton_tui.logins import (
+        login_for,
+        login_records,
+        pairs_to_try,
+        placement_groups,
+        record_login,
+    )
+
+    if not getattr(ctx.pool, "lab_key", None):
+        return [(frozenset(placeable), list(pending))], {}
+    by_name = {h["name"]: h for h in hosts}
+    records = login_records(ctx.ledger)
+    rows = [by_name[n] for n in sorted(placeable)]
+    tries = pairs_to_try(rows, {str(j["user"]) for j in pending}, records, now)
+    if tries:
+        keys = [f"{row['name']} as {user}" for row, user in tries]
+        outcomes = fan_out(
+            {
+                k: _bind(try_login, ctx.pool, row, user)
+                for k, (row, user) in zip(keys, tries, strict=True)
+            },
+            timeout=ctx.timeout_s,
+        )
+        for key, (row, user) in zip(keys, tries, strict=True):
+            outcome = outcomes[key]
+            ok = isinstance(outcome, Ok) and bool(outcome.value.ok)
+            error = None
+            if isinstance(outcome, Failed):
+                error = outcome.reason
+            elif not ok:
+                failed = [c.name for c in outcome.value.checks if c.required and not c.ok]
+                error = "failed " + ", ".join(failed)
+            how = login_for(row, user, ctx.pool.lab_key).how
+            record_login(ctx.ledger, row["name"], user, ok, how=how, error=error, now=now)
+        records = login_records(ctx.ledger)
+    return placement_groups(pending, by_name, placeable, records)
