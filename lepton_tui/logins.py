@@ -286,14 +286,14 @@ def check_login(
     from lepton_tui.labkey import KEY_FILE
 
     row = svc.ledger.get_host(name)  # NotFound for a bad name
-    user = check_login_name(user) if user else svc.user
-    if user != svc.user:
+    lab = svc.identity is not None
+    user = check_login_name(user) if user else (svc.user if lab else host_login(row))
+    if user != svc.user and lab:
         if not svc.is_admin():
             raise PermissionDenied(
                 f"only admins may check another user's login ({user})",
                 f"check your own: `lepton-tui hosts check {name}`",
             )
-    lab = svc.identity is not None
     if not lab and user != host_login(row):
         raise ValidationError(
             f"in personal mode every job on {name} runs as {host_login(row)}; --user is for "

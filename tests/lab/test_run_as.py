@@ -208,3 +208,27 @@ def test_a_sudo_host_starts_jobs_as_their_owner_through_the_documented_rule(
         assert client.get_job(job)["state"] == "queued"
     finally:
         rule.unlink()
+
+
+def test_hosts_check_in_personal_mode_checks_the_hosts_own_login(
+    ssh_hosts: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from lepton_tui.cli import cli
+    from lepton_tui.service import Service
+
+    monkeypatch.setenv("LEPTON_SOCKET", "")  # personal mode
+    h = ssh_hosts[0]
+    svc = Service.open(tmp_path / "home")
+    svc.known_hosts.write_text(Path(h.known_hosts_path).read_text())
+    svc.add_host("gpu1", address=h.address, port=h.port, user=h.user, key_path=h.key_path)
+    svc.close()
+    home = ["--home", str(tmp_path / "home")]
+    res = CliRunner().invoke(cli, [*home, "hosts", "check", "gpu1"])
+    assert res.exit_code == 0, res.output
+    assert f"{h.user} can run jobs on gpu1 (host login)" in res.output
+    res = CliRunner().invoke(cli, [*home, "hosts", "check", "gpu1", "--user", "nobody"])
+    assert res.exit_code == 2 and "--user is for lab mode" in res.output, res.output
+    res = CliRunner().invoke(cli, [*home, "hosts", "check", "gpu9"])
+    assert res.exit_code != 0 and "gpu9" in res.output
