@@ -8,6 +8,7 @@ replaces that host's transport. `poll` is the dispatcher's one round trip per ho
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from inventory.transport import Transport, make_transport
 from lepton_tui.errors import LeptonError
 from lepton_tui.logins import SudoTransport, login_for
 
+IDLE_CLOSE_S = 600.0  # a connection nobody asked for this long is closed (reopened on demand)
 SPEC_FIELDS = (
     "address", "port", "user", "key_path", "transport", "root_dir", "gpus_override", "slurm_json",
 )  # fmt: skip
@@ -141,6 +143,7 @@ class HostPool:
         self.transport_options = transport_options
         self._entries: dict[tuple[str, str], tuple[tuple[Any, ...], HostSpec, Transport]] = {}
         self._sudo: dict[tuple[str, str, int], Transport] = {}
+        self._used: dict[tuple[str, str], float] = {}  # when each connection was last handed out
         self._lock = threading.Lock()
         self._closed_trips = 0
 
@@ -161,6 +164,7 @@ class HostPool:
         key = tuple(row.get(f) for f in SPEC_FIELDS)
         name = (row["name"], row.get("user") or "")
         with self._lock:
+            self._used[name] = time.monotonic()
             entry = self._entries.get(name)
             if entry is not None and entry[0] == key:
                 return entry[1], entry[2]
@@ -179,13 +183,20 @@ class HostPool:
             return spec, transport
 
     def forget(self, keep: Sequence[str]) -> None:
-        """Close the transports of hosts not in `keep` (removed from the ledger)."""
+        """Close the transports of hosts not in `keep` (removed from the ledger), and those
+        unused for IDLE_CLOSE_S (a user's login on a host where their jobs have ended)."""
+        idle_before = time.monotonic() - IDLE_CLOSE_S
         with self._lock:
-            for name in [n for n in self._entries if n[0] not in set(keep)]:
+            for name in [
+                n for n in self._entries
+                if n[0] not in set(keep) or self._used.get(n, 0.0) < idle_before
+            ]:  # fmt: skip
+                self._used.pop(name, None)
                 _, _, transport = self._entries.pop(name)
                 self._closed_trips += transport.round_trips
                 transport.close()
-            self._sudo = {k: v for k, v in self._sudo.items() if k[0] in set(keep)}
+            live = {id(e[2]) for e in self._entries.values()}
+            self._sudo = {k: v for k, v in self._sudo.items() if k[2] in live}
 
     @property
     def round_trips(self) -> int:

@@ -232,3 +232,16 @@ def test_hosts_check_in_personal_mode_checks_the_hosts_own_login(
     assert res.exit_code == 2 and "--user is for lab mode" in res.output, res.output
     res = CliRunner().invoke(cli, [*home, "hosts", "check", "gpu9"])
     assert res.exit_code != 0 and "gpu9" in res.output
+
+
+def test_the_local_host_runs_only_the_service_accounts_jobs(lab: Lab) -> None:
+    from tests.lab.test_cli import _add_this_machine
+
+    _add_this_machine(lab)  # taken into the lab from a personal ledger
+    client = lab.client()
+    mine = client.submit(command="id -un")
+    job = as_user("alice", client_call(lab.socket, "submit", command="id -un"))
+    _wait(lambda: client.get_job(mine)["state"] == "succeeded", what="root's job done")
+    want = "here runs jobs only as the service account: an admin adds the login node over SSH"
+    _wait(lambda: client.get_job(job)["reason"] == want, what="alice's reason")
+    assert client.get_job(job)["state"] == "queued"
