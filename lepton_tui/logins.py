@@ -125,8 +125,16 @@ class SudoTransport:
     def run(
         self, argv: list[str], stdin: bytes | None = None, timeout: float = 30
     ) -> CommandResult:
-        """Run `argv` as the user (no shell of our own: sudo execs it)."""
-        return self.inner.run(sudo_argv(self.user, argv), stdin=stdin, timeout=timeout)
+        """Run `argv` as the user (no shell of our own: sudo execs it). sudo's own refusal
+        (`sudo: a password is required`, an unknown user) raises AuthFailed: the command
+        never ran, as with a refused SSH login."""
+        from inventory.errors import AuthFailed
+
+        result = self.inner.run(sudo_argv(self.user, argv), stdin=stdin, timeout=timeout)
+        if result.rc == 1 and result.stderr.startswith(b"sudo: ") and not result.stdout:
+            said = result.stderr.decode("utf-8", "replace").strip().splitlines()[0]
+            raise AuthFailed(self.name, f"sudo -u {self.user} refused: {said}")
+        return result
 
     def close(self) -> None:
         """The inner connection is the host's own: the pool closes it."""

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from inventory import supervisor
-from inventory.fanout import Ok
+from inventory.errors import AuthFailed
+from inventory.fanout import Failed, Ok
 from inventory.supervisor import LaunchSpec
 from inventory.transport import never_sent
 from lepton_tui.dispatch import outcome, runas
@@ -20,6 +21,7 @@ from lepton_tui.dispatch import slurm as dslurm
 from lepton_tui.dispatch.common import Ctx, env_of, gpu_list, log
 from lepton_tui.dispatch.record import job_state, lose, mark_running
 from lepton_tui.errors import IllegalTransition, LeptonError
+from lepton_tui.logins import record_login
 
 MAX_LAUNCH_TRIES = 3
 MIN_START_TIMEOUT_S = 10.0  # see start_timeout_s
@@ -67,6 +69,12 @@ def launch(
     for name, answer in results.items():
         specs = targets[name][2]
         if not isinstance(answer, Ok):
+            first = by_token[specs[0].token]
+            if name != first["host"] and isinstance(answer.error, AuthFailed):
+                # lab mode: the owner's login was refused (the lab key taken out, a sudoers
+                # rule that no longer covers them): their jobs go elsewhere, the host stays
+                login_refused(ctx, first["host"], [by_token[s.token] for s in specs], answer)
+                continue
             log.warning("launch on %s failed (will retry): %s", name, answer.reason)
             broken = _count_failures(ctx, specs, by_token, sent_before, answer.error)
             if broken:  # the host answers but cannot start jobs (full disk, quota, ...)
@@ -185,6 +193,23 @@ def launch_broken(
                 host=name, actor="dispatcher", data={"reason": why[:500]},
             )  # fmt: skip
     log.warning("host %s drained: %d launch(es) failed: %s", name, len(atts), why)
+
+
+def login_refused(ctx: Ctx, host: str, atts: list[dict[str, Any]], failed: Failed) -> None:
+    """Launches refused at the owner's login (nothing reached the host): record the login as
+    failed, requeue the jobs (a launch that never ran spends no retry) with nothing to fence,
+    so placement moves them to hosts their owner can log in to."""
+    owner = runas.owner_of(atts[0]) or "?"
+    log.warning("launch on %s as %s refused: %s", host, owner, failed.reason)
+    why = f"launch refused: {owner} cannot log in to {host}: {failed.reason}"
+    record_login(ctx.ledger, host, owner, False, how="launch", error=failed.reason)
+    with ctx.ledger.tx():
+        for a in atts:
+            with contextlib.suppress(IllegalTransition):
+                lose(ctx, a, why, job_state(ctx, a["job_id"]))
+                ctx.ledger.execute(
+                    "UPDATE attempts SET fenced_at = ? WHERE token = ?", (ctx.clock(), a["token"])
+                )
 
 
 def give_up(ctx: Ctx, a: Mapping[str, Any], why: str) -> None:

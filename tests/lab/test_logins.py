@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from inventory.errors import AuthFailed
+from inventory.transport import CommandResult
 from lepton_tui.errors import ValidationError
 from lepton_tui.logins import (
     NotReachable,
@@ -44,22 +47,36 @@ def test_sudo_hosts_keep_their_login_and_wrap_the_command() -> None:
         sudo_argv("alice; rm -rf /", ["true"])
 
 
-def test_sudo_transport_sends_every_word_quoted() -> None:
-    sent = []
+class _Inner:
+    """A transport that records what it was asked to run and answers `reply`."""
 
-    class Inner:
-        round_trips = 0
-        name = "gpu1"
+    round_trips = 0
+    name = "gpu1"
 
-        def run(self, argv: list[str], stdin: bytes | None = None, timeout: float = 30) -> str:
-            sent.append(argv)
-            return "ok"
+    def __init__(self, reply: CommandResult) -> None:
+        self.reply = reply
+        self.sent: list[list[str]] = []
 
-        def close(self) -> None:
-            pass
+    def run(self, argv: list[str], stdin: bytes | None = None, timeout: float = 30) -> Any:
+        self.sent.append(argv)
+        return self.reply
 
-    SudoTransport(Inner(), "bob").run(["echo", "a b"])  # type: ignore[arg-type]
-    assert sent == [["sudo", "-n", "-H", "-u", "bob", "--", "echo", "a b"]]
+    def close(self) -> None:
+        pass
+
+
+def test_sudo_transport_runs_the_argv_as_the_user() -> None:
+    inner = _Inner(CommandResult(0, b"a b\n", b""))
+    assert SudoTransport(inner, "bob").run(["echo", "a b"]).stdout == b"a b\n"
+    assert inner.sent == [["sudo", "-n", "-H", "-u", "bob", "--", "echo", "a b"]]
+
+
+def test_a_sudo_refusal_reads_as_a_refused_login() -> None:
+    inner = _Inner(CommandResult(1, b"", b"sudo: a password is required\n"))
+    with pytest.raises(AuthFailed, match="sudo -u bob refused: sudo: a password is required"):
+        SudoTransport(inner, "bob").run(["python3", "-I", "-S", "-"])
+    inner = _Inner(CommandResult(1, b"", b"Traceback ...\n"))  # the command's own failure
+    assert SudoTransport(inner, "bob").run(["python3"]).rc == 1
 
 
 def test_a_local_host_runs_only_the_service_accounts_jobs() -> None:

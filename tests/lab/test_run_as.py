@@ -245,3 +245,26 @@ def test_the_local_host_runs_only_the_service_accounts_jobs(lab: Lab) -> None:
     want = "here runs jobs only as the service account: an admin adds the login node over SSH"
     _wait(lambda: client.get_job(job)["reason"] == want, what="alice's reason")
     assert client.get_job(job)["state"] == "queued"
+
+
+def test_a_refused_launch_moves_the_job_on_and_leaves_the_host_up(
+    lab: Lab, lab_bed: Any, user_keys: Any, lab_homes: dict[str, Path]
+) -> None:
+    h = lab_bed(1)[0]
+    _add_host(lab, h, "gpu1")
+    user_keys("alice", _key_line(lab))
+    out = as_user("alice", _cli_as(lab.socket, "hosts", "check", "gpu1"))
+    assert out["code"] == 0, out
+    (lab_homes["alice"] / ".ssh" / "authorized_keys").write_text("")  # the key taken out
+    job = as_user("alice", client_call(lab.socket, "submit", command="id -un"))
+    client = lab.client()
+    want = (
+        "alice cannot log in to gpu1 with the lab key: add the line from `lepton-tui keys "
+        "show` to ~alice/.ssh/authorized_keys"
+    )
+    _wait(lambda: client.get_job(job)["reason"] == want, what="alice's reason")
+    (attempt,) = client.show_job(job)["attempts"]
+    assert attempt["state"] == "lost" and "launch refused" in attempt["reason"]
+    assert attempt["fenced_at"] is not None  # nothing reached the host: nothing to stop
+    host = client.get_host("gpu1")
+    assert host["admin_state"] == "active" and host["state"] == "up"
