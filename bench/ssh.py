@@ -1,10 +1,15 @@
 """SSH benchmark against the loopback sshd test bed (127.0.0.2, .3, .4).
 
-    python bench/ssh.py [--repeat N] [--json]
+    python bench/ssh.py [--repeat N] [--json] [--lab-users N]
 
 Measures: exec round trips per tick per host (must be 1), probe latency for 1 host and for 3
 hosts in parallel, launches per second (one per round trip, and batched), and the cost of one
 `exec_command` with and without TCP_NODELAY. Starts and stops its own sshd instances.
+
+Lab mode (`--lab-users N`, default 4; run as root, 0 skips it): the poll of one host when N users
+have live attempts there, each through their own login with the lab key (`dispatch.runas.poll`,
+one round trip per user, in parallel), against one user; and 3 hosts x N users. Creates the users
+`lepton-bench-1..N` (homes, the lab key in their authorized_keys) and removes them after.
 """
 
 from __future__ import annotations
@@ -127,10 +132,91 @@ def bench(bed: SSHBed, repeat: int) -> dict[str, object]:
     return results
 
 
+def _bench_users(n: int) -> list[str]:
+    """`lepton-bench-1..n` as real accounts with homes sshd lets log in (as root)."""
+    import pwd
+
+    users = [f"lepton-bench-{i}" for i in range(1, n + 1)]
+    for user in users:
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            subprocess.run(["useradd", "-m", "-s", "/bin/sh", "-p", "*", user], check=True)
+    return users
+
+
+def _drop_users(users: list[str]) -> None:
+    for user in users:
+        subprocess.run(["userdel", "-r", user], capture_output=True, check=False)
+
+
+def bench_lab_users(base: Path, repeat: int, n_users: int) -> dict[str, object]:
+    """Per (host, user) polls in lab mode: latency and round trips for 1 and N users a host."""
+    import os
+    import pwd
+
+    from lepton_tui.dispatch import runas
+    from lepton_tui.dispatch.hostpool import HostPool
+    from lepton_tui.labkey import authorized_keys_line, ensure_lab_key
+    from tests.lab.userbed import UserSSHBed
+
+    if os.geteuid() != 0:
+        return {"lab_users": "skipped: run as root (it creates Unix users)"}
+    users = _bench_users(n_users)
+    bed = UserSSHBed(base / "labbed")
+    try:
+        hosts = bed(3)
+        state = base / "state"
+        state.mkdir(mode=0o700)
+        key, _ = ensure_lab_key(state)
+        line = authorized_keys_line(state)
+        for user in users:
+            info = pwd.getpwnam(user)
+            ssh = Path(info.pw_dir) / ".ssh"
+            ssh.mkdir(mode=0o700, exist_ok=True)
+            (ssh / "authorized_keys").write_text(line + "\n")
+            for path in (ssh, ssh / "authorized_keys"):
+                os.chown(path, info.pw_uid, info.pw_gid)
+        pool = HostPool(bed.known_hosts, lab_key=key, ssh_config=None)
+        rows = [
+            {"name": h.name, "address": h.address, "port": h.port, "user": h.user,
+             "key_path": h.key_path, "transport": "ssh", "root_dir": "~/.lepton"}
+            for h in hosts
+        ]  # fmt: skip
+        token = {u: uuid.uuid4().hex[:12] for u in users}
+
+        def poll(row: dict[str, object], who: list[str]) -> None:
+            runas.poll(pool, row, {u: [token[u]] for u in who}, timeout=30)
+
+        out: dict[str, object] = {}
+        for count in sorted({1, n_users}):
+            who = users[:count]
+            before = pool.round_trips
+            poll(rows[0], who)
+            out[f"round_trips_1_host_{count}_users"] = pool.round_trips - before
+            out[f"poll_1_host_{count}_users"] = ms(timed(lambda w=who: poll(rows[0], w), repeat))
+
+        def all_parallel() -> None:
+            from inventory.fanout import fan_out
+
+            fan_out({str(r["name"]): lambda r=r: poll(r, users) for r in rows}, timeout=60)
+
+        before = pool.round_trips
+        all_parallel()
+        out[f"round_trips_3_hosts_{n_users}_users"] = pool.round_trips - before
+        out[f"poll_3_hosts_{n_users}_users_parallel"] = ms(timed(all_parallel, repeat))
+        pool.close()
+        return out
+    finally:
+        bed.close()
+        _drop_users(users)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--lab-users", type=int, default=4, help="lab mode: users a host (0: skip)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lepton-bench-ssh-") as tmp:
         bed = SSHBed(Path(tmp))
@@ -138,6 +224,8 @@ def main() -> None:
             results = bench(bed, args.repeat)
         finally:
             bed.close()
+        if args.lab_users > 0:
+            results.update(bench_lab_users(Path(tmp), args.repeat, args.lab_users))
     if args.json:
         print(json.dumps(results, indent=2))
         return
