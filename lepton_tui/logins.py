@@ -65,7 +65,7 @@ def user_root_dir(root_dir: str | None, user: str) -> str:
     root = root_dir or "~/.lepton"
     if root == "~" or root.startswith("~/"):
         return root  # expanded on the host, as the user: the user's own home
-    return f"{root.rstrip('/') or ''}/{user}"
+    return f"{root.rstrip('/')}/{user}"
 
 
 def check_login_name(user: str) -> str:
@@ -83,11 +83,6 @@ class Login:
     user: str  # whom the job runs as
     sudo_user: str | None = None
     how: str = "host login"  # or "lab key", "sudo"
-
-    @property
-    def key(self) -> tuple[str, str]:
-        """The pool's key: (host, login user); a sudo login shares the host's connection."""
-        return (str(self.row["name"]), host_login(self.row))
 
 
 def login_for(row: Mapping[str, Any], owner: str | None, lab_key: Path | str | None) -> Login:

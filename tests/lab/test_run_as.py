@@ -125,8 +125,11 @@ def test_a_user_without_the_lab_key_is_not_placed_and_told_why(
         "show` to ~carol/.ssh/authorized_keys"
     )
     _wait(lambda: client.get_job(job)["reason"] == want, what="the unreachable reason")
-    time.sleep(1)  # a few more ticks: still queued, never launched
+    (tried,) = [r for r in client.logins("*") if r["user"] == "carol"]
+    assert not tried["ok"] and "refused" in tried["error"]
+    time.sleep(1)  # five more ticks: still queued, never launched, not tried again
     assert client.get_job(job)["state"] == "queued"
+    assert [r for r in client.logins("*") if r["user"] == "carol"] == [tried]
     assert client.show_job(job)["attempts"] == []
     # carol adds the key and checks: the service knows at once, and her job runs as her
     user_keys("carol", _key_line(lab))
