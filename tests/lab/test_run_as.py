@@ -67,6 +67,12 @@ def test_hosts_check_tells_whether_a_user_can_be_reached(
     assert [(r["host"], r["user"], r["ok"]) for r in records if r["user"] == "carol"] == [
         ("gpu1", "carol", 1)
     ]
+    out = as_user("carol", _cli_as(lab.socket, "hosts", "logins", "--json"))
+    assert [(r["host"], r["user"], r["ok"]) for r in json.loads(out["out"])] == [
+        ("gpu1", "carol", 1)
+    ]
+    out = as_user("carol", _cli_as(lab.socket, "hosts", "logins", "--all"))
+    assert out["code"] == 1 and "only admins" in out["out"], out
     out = as_user("carol", _cli_as(lab.socket, "hosts", "check", "gpu1", "--user", "bob"))
     assert out["code"] == 1 and "only admins" in out["out"], out
     # an admin checks anyone: bob has no key
