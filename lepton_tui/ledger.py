@@ -7,7 +7,8 @@ or absent. sqlite-utils builds the schema and runs reads; writes go through `Led
 sqlite-utils' own writes commit on their own and would split a change from its event.
 The file holds job commands and `--env` values: lepton creates it 0600 (0660 in a lab-wide,
 group-writable state directory), never readable by other users; see `lepton_tui.paths`.
-The schema (states, legal moves, migrations) is `lepton_tui.schema`.
+The schema (states, legal moves, migrations) is `lepton_tui.schema`; the dispatcher's named
+reads and writes are `lepton_tui.ledger_dispatch`, mixed into `Ledger`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lepton_tui.errors import IllegalTransition, LedgerError, NotFound
+from lepton_tui.ledger_dispatch import DispatchRecords
 from lepton_tui.paths import create_private_file, make_state_dir
 from lepton_tui.schema import (
     ATTEMPT_TRANSITIONS,
@@ -55,7 +57,7 @@ def _now() -> float:
     return time.time()
 
 
-class Ledger:
+class Ledger(DispatchRecords):
     """One ledger file. Thread-safe: a connection per thread, writes serialised by SQLite."""
 
     def __init__(self, path: Path | str, clock: Callable[[], float] = _now) -> None:

@@ -9,22 +9,22 @@ from inventory.fanout import Ok, fan_out
 from lepton_tui.dispatch import runas
 from lepton_tui.dispatch import slurm as dslurm
 from lepton_tui.dispatch.common import Ctx, bind, log
+from lepton_tui.rows import ActiveAttempt
 
 
-def send_cancels(ctx: Ctx, hosts: list[dict[str, Any]], active: list[dict[str, Any]]) -> None:
+def send_cancels(ctx: Ctx, hosts: list[dict[str, Any]], active: list[ActiveAttempt]) -> None:
     """TERM (then KILL after the grace) the attempts of `cancelling` jobs, one call per host."""
     up = {h["name"]: h for h in hosts if h["state"] == "up"}
-    todo: dict[str, list[dict[str, Any]]] = {}
+    todo: dict[str, list[ActiveAttempt]] = {}
     for a in active:
-        if a["job_state"] == "cancelling" and a.get("cancel_sent_at") is None:
-            if a["host"] in up:
-                todo.setdefault(a["host"], []).append(a)
+        if a.job.state == "cancelling" and a.cancel_sent_at is None and a.host in up:
+            todo.setdefault(a.host, []).append(a)
     if not todo:
         return
     grace = ctx.setting("cancel_grace_s")
 
-    def call(host: dict[str, Any], atts: list[dict[str, Any]]) -> list[str]:
-        tokens = [a["token"] for a in atts]
+    def call(host: dict[str, Any], atts: list[ActiveAttempt]) -> list[str]:
+        tokens = [a.token for a in atts]
         if dslurm.is_slurm(host):
             return ctx.slurm.cancel(host, tokens)  # one scancel
         # one trip (lab mode: one per owner, each through the owner's login)
@@ -41,9 +41,7 @@ def send_cancels(ctx: Ctx, hosts: list[dict[str, Any]], active: list[dict[str, A
         for name, answer in results.items():
             if isinstance(answer, Ok):
                 for token in answer.value:
-                    ctx.ledger.execute(
-                        "UPDATE attempts SET cancel_sent_at = ? WHERE token = ?", (now, token)
-                    )
+                    ctx.ledger.mark_cancel_sent(token, now)
                 ctx.stats.cancels_sent += len(answer.value)
             else:
                 log.warning("cancel on %s failed: %s", name, answer.reason)

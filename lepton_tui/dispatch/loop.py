@@ -65,6 +65,7 @@ from lepton_tui.dispatch.samples import compact_samples
 from lepton_tui.dispatch.view import FirstFitPolicy
 from lepton_tui.errors import LeptonError
 from lepton_tui.ledger import Ledger
+from lepton_tui.rows import ActiveAttempt, AttemptRow
 from lepton_tui.service import Service
 
 log = logging.getLogger("lepton_tui.dispatcher")
@@ -93,7 +94,7 @@ class Dispatcher:
         pool: HostPool | None = None,
         clock: Callable[[], float] = time.time,
         poll_timeout_s: float = 20.0,
-        before_launch: Callable[[list[dict[str, Any]]], None] | None = None,
+        before_launch: Callable[[list[ActiveAttempt]], None] | None = None,
         tick_s: float | None = None,
     ) -> None:
         if isinstance(home_or_service, Service):
@@ -231,9 +232,9 @@ class Dispatcher:
         by_name = {h["name"]: h for h in hosts}
         self._drained = set()  # hosts this tick drains (their launches fail)
         self.pool.forget(list(by_name))
-        active = record.orphans(ctx, hosts, record.active_attempts(ctx))
+        active = record.orphans(ctx, hosts, self.ledger.active_attempts())
         if self._unreconciled is None:
-            self._unreconciled = {a["host"] for a in active}
+            self._unreconciled = {a.host for a in active}
         # a host removed since (`hosts rm --force`) is never polled again: nothing to wait for
         self._unreconciled &= set(by_name)
         with self._phase("control"):  # 1
@@ -275,14 +276,14 @@ class Dispatcher:
         ctx: Ctx,
         by_name: Mapping[str, dict[str, Any]],
         polls: Mapping[str, Any],
-        active: list[dict[str, Any]],
+        active: list[ActiveAttempt],
         result: TickResult,
         now: float,
-    ) -> tuple[set[str], list[dict[str, Any]]]:
+    ) -> tuple[set[str], list[ActiveAttempt]]:
         """Record every host's poll; the hosts that answered and the attempts to relaunch."""
         assert self._unreconciled is not None
         ok_hosts: set[str] = set()
-        relaunch: list[dict[str, Any]] = []
+        relaunch: list[ActiveAttempt] = []
         for name, answer in polls.items():
             host = by_name[name]
             if isinstance(answer, Ok):
@@ -315,21 +316,18 @@ class Dispatcher:
         finally:
             self.stats.phase_s[name] = self.stats.phase_s.get(name, 0.0) + time.monotonic() - begun
 
-    def _kill_stale(self, host: Mapping[str, Any], atts: list[dict[str, Any]]) -> dict[str, int]:
+    def _kill_stale(self, host: Mapping[str, Any], atts: list[AttemptRow]) -> dict[str, int]:
         """Fence `atts` on `host` in one round trip; signals that hit, per token it handled."""
         if dslurm.is_slurm(host):
-            return self.slurm.kill_stale(host, [a["token"] for a in atts])
+            return self.slurm.kill_stale(host, [a.token for a in atts])
         return runas.kill_stale(self.pool, host, runas.by_owner(self.pool, atts))  # as the owners
 
     def _housekeeping(self, now: float) -> None:
         compact_samples(self.ledger, now)
         report_waste(self.ledger, now)
         with self.ledger.tx():
-            self.ledger.execute(
-                "DELETE FROM decisions WHERE id <= (SELECT MAX(id) FROM decisions) - ?",
-                (DECISIONS_KEEP,),
-            )
-        live = {r["id"] for r in self.ledger.query("SELECT id FROM jobs WHERE state = 'queued'")}
+            self.ledger.trim_decisions(DECISIONS_KEEP)
+        live = self.ledger.queued_job_ids()
         self._last_reason = {k: v for k, v in self._last_reason.items() if k in live}
 
 

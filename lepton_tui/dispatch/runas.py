@@ -21,20 +21,16 @@ from inventory import supervisor
 from inventory.errors import AuthFailed, CommandTimeout, HostError
 from inventory.fanout import Failed, Ok, fan_out
 from inventory.supervisor import AttemptStatus
+from lepton_tui.rows import AttemptRow
 
 
-def owner_of(a: Mapping[str, Any]) -> str | None:
-    """The user an attempt row runs as (its job's submitter), as the dispatcher's queries give it."""
-    owner = a.get("owner") or a.get("user")
-    return str(owner) if owner else None
-
-
-def by_owner(pool: Any, atts: Iterable[Mapping[str, Any]]) -> dict[str | None, list[str]]:
-    """Tokens grouped by whose connection reaches them (one group, None, in personal mode)."""
+def by_owner(pool: Any, atts: Iterable[AttemptRow]) -> dict[str | None, list[str]]:
+    """Tokens grouped by whose connection reaches them (its job's submitter, `owner`; one
+    group, None, in personal mode)."""
     out: dict[str | None, list[str]] = {}
     lab = getattr(pool, "lab_key", None) is not None
     for a in atts:
-        out.setdefault(owner_of(a) if lab else None, []).append(str(a["token"]))
+        out.setdefault(a.owner if lab else None, []).append(a.token)
     return out
 
 
