@@ -208,7 +208,13 @@ def test_a_sudo_host_starts_jobs_as_their_owner_through_the_documented_rule(
         assert out["code"] == 0, out
         # alice has no key of the lab's: sudo starts her job as her
         job = as_user("alice", client_call(lab.socket, "submit", command="id -un; echo $HOME"))
-        _wait(lambda: client.get_job(job)["state"] == "succeeded", what="alice's job done")
+        try:
+            _wait(lambda: client.get_job(job)["state"] == "succeeded", what="alice's job done")
+        except AssertionError:
+            raise AssertionError(
+                f"{client.show_job(job)}\n{client.logins('*')}\n{client.get_host('gpu1')}\n"
+                + (lab.root / "serve.log").read_text()[-4000:]
+            ) from None
         assert _log(lab.socket, "alice", job) == f"alice\n{lab_homes['alice']}\n"
         # the rule does not cover bob: his job waits and says why
         job = as_user("bob", client_call(lab.socket, "submit", command="id -un"))

@@ -65,19 +65,26 @@ def lab_bed(tmp_path_factory: pytest.TempPathFactory, lab_users: Any) -> Iterato
         bed.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def lab_homes(lab_users: dict[str, pwd.struct_passwd]) -> Iterator[dict[str, Path]]:
-    """A real home directory for each lab user (made here when the account had none), and an
-    account sshd lets log in with a key (`useradd` leaves it locked, `!`; `*`: no password)."""
+    """A real home directory for each lab user, owned by them (made here when the account had
+    none), and an account sshd lets log in with a key (`useradd` leaves it locked, `!`; `*`: no
+    password). Per test: on a shared machine another test session may have made the accounts
+    again meanwhile (locked, with new uids)."""
     made: list[Path] = []
     homes = {}
-    for name, info in lab_users.items():
+    for name in lab_users:
+        info = pwd.getpwnam(name)
         subprocess.run(["usermod", "-p", "*", name], check=True, capture_output=True)
         home = Path(info.pw_dir)
         if not home.exists():
             home.mkdir(parents=True, mode=0o750)
-            os.chown(home, info.pw_uid, info.pw_gid)
             made.append(home)
+        for path in (home, home / ".ssh", home / ".lepton"):
+            if path.exists() and path.stat().st_uid != info.pw_uid:
+                subprocess.run(["chown", "-R", f"{info.pw_uid}:{info.pw_gid}", str(path)],
+                               check=True)  # fmt: skip
+        os.chown(home, info.pw_uid, info.pw_gid)
         homes[name] = home
     try:
         yield homes
