@@ -6,16 +6,20 @@ Exactly one runs per ledger: it holds an `fcntl` lock on `dispatcher.lock` besid
 `lepton-tui serve` runs it headless; the console runs it in a thread when it gets the lock.
 
 Each tick:
-1. control requests (`control`): `cancelling` jobs are cancelled on their host (drain and resume act through
-   the host rows the view is built from);
-2. every host is polled in parallel (`record`), one round trip each (attempt status and utilization);
-3. per host, in one transaction (`record`, rules in `outcome`): samples, attempt transitions (running, done with exit code,
-   lost), host state; then stale copies of lost attempts on a host that came back are killed
-   (fencing, `fence`) before anything new may run there;
-4. the cluster view is built from the ledger (`view`) (capacity minus active attempts, GPUs by index);
-5. the policy places queued jobs (`place`) whose dependencies (after-ok) are met and that no budget holds;
-6. each placement is written as a `starting` attempt and committed, then launched (in parallel
-   across hosts, one round trip per host; `launch`), then marked `running`.
+1. control requests (`control`): `cancelling` jobs are cancelled on their host (drain and
+   resume act through the host rows the view is built from);
+2. every host is polled in parallel (`record`), one round trip each (attempt status and
+   utilization);
+3. per host, in one transaction (`record`; the rules in `outcome`): samples, attempt
+   transitions (running, done with exit code, lost), host state; then stale copies of lost
+   attempts on a host that came back are killed (fencing, `fence`) before anything new may run
+   there;
+4. the cluster view is built from the ledger (`view`: capacity minus active attempts, GPUs by
+   index);
+5. the policy places queued jobs whose dependencies (after-ok) are met and that no budget
+   holds (`place`);
+6. each placement is written as a `starting` attempt and committed (`place`), then launched (in
+   parallel across hosts, one round trip per host; `launch`), then marked `running`.
 
 Exactly once: an attempt's token names its directory on the host, created with `mkdir`, so a
 launch repeated after a crash is a no-op. On start, placement waits until every `starting` and
