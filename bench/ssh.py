@@ -1,6 +1,6 @@
 """SSH benchmark against the loopback sshd test bed (127.0.0.2, .3, .4).
 
-    python bench/ssh.py [--repeat N] [--json]                     # basics, host-cpu
+    python bench/ssh.py [--repeat N] [--json] [--lab-users N]     # basics, host-cpu, lab users
     python bench/ssh.py --part host-cpu [--polls 100]
     python bench/ssh.py --part dispatcher --hosts 60 --tick 2 --duration 60 [--one-shot]
     python bench/ssh.py --part sim --hosts 200 --tick 5 --duration 60 [--one-shot]
@@ -17,6 +17,11 @@ hosts' CPU, threads alive.
 sim: the same over simulated hosts that speak the agent's protocol in-process (persistent
 stream or one-shot exec), their own CPU subtracted.
 Starts and stops its own sshd instances.
+
+Lab mode (`--lab-users N`, default 4; run as root, 0 skips it): the poll of one host when N users
+have live attempts there, each through their own login with the lab key (`dispatch.runas.poll`,
+one round trip per user, in parallel), against one user; and 3 hosts x N users. Creates the users
+`lepton-bench-1..N` (homes, the lab key in their authorized_keys) and removes them after.
 """
 
 from __future__ import annotations
@@ -447,6 +452,86 @@ def bench_sim(n_hosts: int, tick_s: float, duration_s: float, persistent: bool) 
         shutil.rmtree(base, ignore_errors=True)
 
 
+def _bench_users(n: int) -> list[str]:
+    """`lepton-bench-1..n` as real accounts with homes sshd lets log in (as root)."""
+    import pwd
+
+    users = [f"lepton-bench-{i}" for i in range(1, n + 1)]
+    for user in users:
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            subprocess.run(["useradd", "-m", "-s", "/bin/sh", "-p", "*", user], check=True)
+    return users
+
+
+def _drop_users(users: list[str]) -> None:
+    for user in users:
+        subprocess.run(["userdel", "-r", user], capture_output=True, check=False)
+
+
+def bench_lab_users(base: Path, repeat: int, n_users: int) -> dict[str, object]:
+    """Per (host, user) polls in lab mode: latency and round trips for 1 and N users a host."""
+    import os
+    import pwd
+
+    from lepton_tui.dispatch import runas
+    from lepton_tui.dispatch.hostpool import HostPool
+    from lepton_tui.labkey import authorized_keys_line, ensure_lab_key
+    from tests.lab.userbed import UserSSHBed
+
+    if os.geteuid() != 0:
+        return {"lab_users": "skipped: run as root (it creates Unix users)"}
+    users = _bench_users(n_users)
+    bed = UserSSHBed(base / "labbed")
+    try:
+        hosts = bed(3)
+        state = base / "state"
+        state.mkdir(mode=0o700)
+        key, _ = ensure_lab_key(state)
+        line = authorized_keys_line(state)
+        for user in users:
+            info = pwd.getpwnam(user)
+            ssh = Path(info.pw_dir) / ".ssh"
+            ssh.mkdir(mode=0o700, exist_ok=True)
+            (ssh / "authorized_keys").write_text(line + "\n")
+            for path in (ssh, ssh / "authorized_keys"):
+                os.chown(path, info.pw_uid, info.pw_gid)
+        pool = HostPool(bed.known_hosts, lab_key=key, ssh_config=None)
+        rows = [
+            {"name": h.name, "address": h.address, "port": h.port, "user": h.user,
+             "key_path": h.key_path, "transport": "ssh", "root_dir": "~/.lepton"}
+            for h in hosts
+        ]  # fmt: skip
+        token = {u: uuid.uuid4().hex[:12] for u in users}
+
+        def poll(row: dict[str, object], who: list[str]) -> None:
+            runas.poll(pool, row, {u: [token[u]] for u in who}, timeout=30)
+
+        out: dict[str, object] = {}
+        for count in sorted({1, n_users}):
+            who = users[:count]
+            before = pool.round_trips
+            poll(rows[0], who)
+            out[f"round_trips_1_host_{count}_users"] = pool.round_trips - before
+            out[f"poll_1_host_{count}_users"] = ms(timed(lambda w=who: poll(rows[0], w), repeat))
+
+        def all_parallel() -> None:
+            from inventory.fanout import fan_out
+
+            fan_out({str(r["name"]): lambda r=r: poll(r, users) for r in rows}, timeout=60)
+
+        before = pool.round_trips
+        all_parallel()
+        out[f"round_trips_3_hosts_{n_users}_users"] = pool.round_trips - before
+        out[f"poll_3_hosts_{n_users}_users_parallel"] = ms(timed(all_parallel, repeat))
+        pool.close()
+        return out
+    finally:
+        bed.close()
+        _drop_users(users)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -462,6 +547,7 @@ def main() -> None:
         "--paramiko-wakeups", action="store_true", help="paramiko's 0.1 s idle wakeups (before)"
     )
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--lab-users", type=int, default=4, help="lab mode: users a host (0: skip)")
     args = parser.parse_args()
     parts = args.part or ["basics", "host-cpu"]
     results: dict[str, object] = {"cpus": os.cpu_count(), "load1_before": os.getloadavg()[0]}
@@ -479,6 +565,8 @@ def main() -> None:
                 )  # fmt: skip
         finally:
             bed.close()
+        if "basics" in parts and args.lab_users > 0:
+            results.update(bench_lab_users(Path(tmp), args.repeat, args.lab_users))
     if "sim" in parts:
         results["sim"] = bench_sim(args.hosts, args.tick, args.duration, not args.one_shot)
     results["load1_after"] = os.getloadavg()[0]

@@ -406,3 +406,14 @@ class LabClient:
             return dict(self.call("probe_host", name=name, timeout=timeout))
         finally:
             self.timeout = before
+
+    # -- lab mode's logins (jobs run as their submitter; lepton_tui.logins) --
+
+    def check_login(self, name: str, user: str | None = None) -> dict[str, Any]:
+        return dict(self.call("check_login", name=name, user=user))
+
+    def set_run_as(self, name: str, mode: str) -> dict[str, Any]:
+        return dict(self.call("set_run_as", name=name, mode=mode))
+
+    def logins(self, user: str | None = None) -> list[dict[str, Any]]:
+        return list(self.call("logins", user=user))

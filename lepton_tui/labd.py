@@ -160,7 +160,11 @@ def _onboard(svc: Service, name: str, **options: Any) -> dict[str, Any]:
     svc.require_admin("add hosts")  # before the service connects anywhere for anyone
     lines: list[str] = []
     args = _host_args(options, frozenset({"accept_new_host_key", "fingerprint"}))
+    from lepton_tui.logins import lab_onboard_args, record_onboarded
+
+    args = lab_onboard_args(svc, args)  # the lab key, as --user (default: the admin)
     done = svc.onboard(str(name), echo=lines.append, **args)
+    record_onboarded(svc, done.host)
     return {"host": done.host, "preflight": done.preflight.to_dict(), "lines": lines}
 
 
@@ -248,6 +252,14 @@ CALLS.update(
     }
 )
 
+# -- lab mode's logins (jobs run as their submitter; lepton_tui.logins) --
+CALLS.update({
+    "check_login": lambda svc, name, user=None: svc.check_login(
+        str(name), None if user is None else str(user)
+    ),
+    "set_run_as": lambda svc, name, mode: svc.set_run_as(str(name), str(mode)),
+    "logins": lambda svc, user=None: svc.logins(None if user is None else str(user)),
+})  # fmt: skip
 _LIST_JOBS_ARGS = {"all_states", "user", "project", "states", "limit", "offset"}
 _COUNT_JOBS_ARGS = {"all_states", "user", "project", "states"}
 _EVENTS_ARGS = {"limit", "job_id", "user", "since"}

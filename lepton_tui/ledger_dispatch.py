@@ -23,7 +23,8 @@ _CHUNK = 500  # SQLite's limit on bound parameters, with room
 _JOB_FIELDS = ("id", "state", "command", "workdir", "env", "time_limit_s", "retries",
                "attempts_used", "requeue_on_timeout", "max_requeues", "requeues",
                "signal")  # fmt: skip
-_JOB_COLUMNS = ", ".join(f"j.{c} AS j_{c}" for c in _JOB_FIELDS)
+# the job's submitter too: in lab mode its attempts run as them (AttemptRow.owner)
+_JOB_COLUMNS = ", ".join(f"j.{c} AS j_{c}" for c in _JOB_FIELDS) + ", j.user AS owner"
 
 
 def _active(row: dict[str, Any]) -> ActiveAttempt:
@@ -91,7 +92,8 @@ class DispatchRecords:
     def unfenced_attempts(self: _Store) -> list[AttemptRow]:
         """Lost attempts whose copies may still run somewhere."""
         rows = self.query(
-            "SELECT * FROM attempts WHERE state = 'lost' AND fenced_at IS NULL ORDER BY id"
+            "SELECT a.*, j.user AS owner FROM attempts a JOIN jobs j ON j.id = a.job_id "
+            "WHERE a.state = 'lost' AND a.fenced_at IS NULL ORDER BY a.id"
         )
         return [AttemptRow.from_row(r) for r in rows]
 

@@ -17,6 +17,7 @@ from inventory.errors import HostError
 from lepton_tui.dispatch import slurm as dispatch_slurm
 from lepton_tui.dispatch.hostpool import HostPool
 from lepton_tui.errors import LeptonError, NotFound
+from lepton_tui.logins import job_owner, lab_key_of
 
 CHUNK_BYTES = 1 << 20
 FOLLOW_POLL_S = 0.5
@@ -51,7 +52,7 @@ def follow_log(
         raise LeptonError(f"unknown stream {stream!r}", "use stdout or stderr")
     job = svc.get_job(job_id)  # NotFound for a bad id
     own_pool = pool is None
-    pool = pool or HostPool(svc.known_hosts)
+    pool = pool or HostPool(svc.known_hosts, lab_key=lab_key_of(svc))
     try:
         attempt = _attempt(svc, job["id"], attempt_no)
         while attempt is None:
@@ -100,7 +101,7 @@ def _read_attempt(
         raise LeptonError(
             f"the host {attempt['host']} of job {attempt['job_id']} was removed; its log is gone"
         ) from None
-    spec, transport = pool.get(host)
+    spec, transport = pool.get(host, job_owner(svc.ledger, attempt["job_id"]))  # lab: as the owner
     while True:
         # Read the state before the log: an attempt seen ended has written all it will write.
         ended = _attempt_state(svc, attempt["token"]) in ENDED_ATTEMPT_STATES
@@ -153,9 +154,10 @@ def stderr_bytes(svc: Any, job_id: int, attempt_no: int | None = None) -> int:
         return 0
     if attempt is None:
         return 0
-    pool = HostPool(svc.known_hosts)
+    pool = HostPool(svc.known_hosts, lab_key=lab_key_of(svc))
     try:
-        spec, transport = pool.get(svc.ledger.get_host(attempt["host"]))
+        owner = job_owner(svc.ledger, attempt["job_id"])
+        spec, transport = pool.get(svc.ledger.get_host(attempt["host"]), owner)
         return supervisor.log_size(transport, spec, attempt["token"], "stderr")
     except (HostError, LeptonError):
         return 0

@@ -84,6 +84,7 @@ class AttemptRow:
     launch_sent_at: float | None = None  # when its launch went out (it may have run since)
     presumed: bool = False  # lost while its host did not answer: its fate unknown
     slurm_job_id: str | None = None
+    owner: str | None = None  # its job's submitter (lab mode: whom it runs as), where read
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> AttemptRow:
@@ -101,6 +102,7 @@ class AttemptRow:
             cancel_sent_at=_float(row.get("cancel_sent_at")),
             launch_sent_at=_float(row.get("launch_sent_at")),
             presumed=bool(row.get("presumed")), slurm_job_id=row.get("slurm_job_id"),
+            owner=row.get("owner"),
         )  # fmt: skip
 
 

@@ -287,6 +287,20 @@ def _migrate_9(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migrate_10(db: sqlite_utils.Database) -> None:
+    """Lab mode, jobs run as their submitter: whether each user can be reached on each host
+    (`host_logins`, one row per host and user, from `hosts check --user` and the dispatcher's
+    own tries), and how a host starts another user's jobs (`hosts.run_as`: NULL or `key`, log
+    in as the user with the lab key; `sudo`, log in as the service account and `sudo -n -u`)."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS host_logins (host TEXT NOT NULL, user TEXT NOT NULL, "
+        "ok INTEGER NOT NULL, checked_at REAL NOT NULL, how TEXT, error TEXT, "
+        "PRIMARY KEY (host, user))"
+    )
+    if "run_as" not in db.table("hosts").columns_dict:
+        db.execute("ALTER TABLE hosts ADD COLUMN run_as TEXT")
+
+
 def _migrate_13(db: sqlite_utils.Database) -> None:
     """Notifications (engineer notify): who is told when a job ends, fails, times out or is
     held (`jobs.notify_on`), one row per (job, event, channel) claimed before it is sent (a
@@ -344,7 +358,8 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_7,
     _migrate_8,
     _migrate_9,
-    _migrate_13,  # notify (10-12: lab, share; numbers are the engineers')
+    _migrate_10,
+    _migrate_13,  # 11 and 12 (fair share, limits) come with their branch
     _migrate_14,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

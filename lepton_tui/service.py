@@ -597,6 +597,26 @@ class Service:
             "price_per_hour": price,
         }
 
+    # -- lab mode's logins: jobs run as their submitter (lepton_tui.logins) --------------------
+
+    def check_login(self, name: str, user: str | None = None) -> dict[str, Any]:
+        """`hosts check NAME --user U`: can U's jobs run on the host? (recorded in lab mode)"""
+        from lepton_tui.logins import check_login
+
+        return check_login(self, name, user)
+
+    def set_run_as(self, name: str, mode: str) -> dict[str, Any]:
+        """How a host starts other users' jobs: `key` (the lab key) or `sudo` (admins)."""
+        from lepton_tui.logins import set_run_as
+
+        return set_run_as(self, name, mode)
+
+    def logins(self, user: str | None = None) -> list[dict[str, Any]]:
+        """Which hosts a user (default: the caller; admins: any, or "*") can be reached on."""
+        from lepton_tui.logins import logins_of
+
+        return logins_of(self, user)
+
     def list_hosts(self) -> list[dict[str, Any]]:
         return self.ledger.hosts()
 

@@ -1,8 +1,10 @@
-"""Host commands: add (onboarding over SSH), probe, ls, rm, drain, resume."""
+"""Host commands: add (onboarding over SSH), probe, ls, rm, drain, resume; and, for lab mode,
+check (can a user's jobs run there), run-as (the lab key or sudo) and logins."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import click
@@ -354,3 +356,77 @@ def resume(ctx: click.Context, name: str) -> None:
     with service_for(ctx) as svc:
         svc.set_draining(name, False)
     click.echo(f"host {name} resumed")
+
+
+@hosts.command("check", context_settings=CONTEXT_SETTINGS)
+@click.argument("name")
+@click.option("--user", default=None, help="Whose login to check (default: yours; admins: any).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def check(ctx: click.Context, name: str, user: str | None, as_json: bool) -> None:
+    """Can USER's jobs run on NAME? Logs in as USER the way the lab service starts their jobs
+    (the lab key, or sudo where the host is set up so), runs the preflight and records the
+    answer; placement only considers hosts where a job's submitter can be reached. Exits 1 when
+    the login fails."""
+    with service_for(ctx) as svc:
+        out = svc.check_login(name, user)
+    if as_json:
+        echo_json(out)
+    else:
+        for line in out.get("lines") or ():
+            click.echo(printable(line))
+        if out["ok"]:
+            click.echo(printable(f"{out['user']} can run jobs on {name} ({out['how']})"))
+        else:
+            click.echo(printable(f"{out['user']} cannot run jobs on {name}: {out['error']}"))
+            if out["how"] == "lab key":
+                click.echo(
+                    printable(
+                        f"add the line from `lepton-tui keys show` to "
+                        f"~{out['user']}/.ssh/authorized_keys, then check again"
+                    )
+                )
+    if not out["ok"]:
+        ctx.exit(1)
+
+
+@hosts.command("run-as", context_settings=CONTEXT_SETTINGS)
+@click.argument("name")
+@click.argument("mode", type=click.Choice(["key", "sudo"]))
+@click.pass_context
+def run_as_cmd(ctx: click.Context, name: str, mode: str) -> None:
+    """How NAME starts other users' jobs in lab mode: `key` (log in as the user with the lab
+    key, the default) or `sudo` (log in as the host's own login and `sudo -n -u USER`; see the
+    sudoers rule in README's Lab mode)."""
+    with service_for(ctx) as svc:
+        svc.set_run_as(name, mode)
+    click.echo(f"host {name} starts other users' jobs with {mode}")
+
+
+@hosts.command("logins", context_settings=CONTEXT_SETTINGS)
+@click.option("--user", default=None, help="Whose logins (default: yours; admins: any).")
+@click.option("--all", "all_users", is_flag=True, help="Every user's (admins).")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
+@click.pass_context
+def logins_cmd(ctx: click.Context, user: str | None, all_users: bool, as_json: bool) -> None:
+    """Where a user's jobs can run (lab mode): each host the lab service tried to reach them on,
+    whether it could, when and how. `hosts check` adds or refreshes a record."""
+    if user and all_users:
+        raise click.UsageError("give --user or --all, not both")
+    with service_for(ctx) as svc:
+        rows = svc.logins("*" if all_users else user)
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no logins tried yet: `lepton-tui hosts check HOST` tries yours")
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("HOST", "USER", "LOGIN", "HOW", "CHECKED", "ERROR"):
+        table.add_column(col)
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(r["checked_at"])))
+        cells = [r["host"], r["user"], "ok" if r["ok"] else "FAIL", r["how"] or "", when,
+                 r["error"] or ""]  # fmt: skip
+        table.add_row(*[user_text(c) for c in cells])
+    make_console().print(table)

@@ -42,6 +42,7 @@ def serve(
     --socket it is the lab service: the lab's users reach it through that socket (their identity
     is their uid, as the kernel tells it), and only it opens the ledger.
     """
+    from lepton_tui.dispatch.hostpool import HostPool
     from lepton_tui.dispatch.loop import Dispatcher
 
     if tick_s is not None and not (0.05 <= tick_s <= 3600):
@@ -53,16 +54,19 @@ def serve(
     )
     if socket_path is not None and once:
         raise ValidationError("--once runs no service", "drop --socket or --once")
+    lab_key = None
     if socket_path is not None:
         from lepton_tui.labd import check_private_state
         from lepton_tui.labkey import ensure_lab_key
 
         check_private_state(state_dir(home_from(ctx)))
         key, made = ensure_lab_key(state_dir(home_from(ctx)))
+        lab_key = key  # every job runs as its submitter, logged in with this key
         if made:
             click.echo(f"created the lab key {key}; users add `lepton-tui keys show`", err=True)
     with service_for(ctx, local=True) as svc:
-        dispatcher = Dispatcher(svc)
+        pool = HostPool(svc.known_hosts, lab_key=lab_key)
+        dispatcher = Dispatcher(svc, pool=pool)
         if tick_s is not None:
             dispatcher.tick_override = tick_s
         if not dispatcher.acquire():

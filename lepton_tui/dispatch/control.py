@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from inventory import supervisor
 from inventory.fanout import Ok, fan_out
+from lepton_tui.dispatch import runas
 from lepton_tui.dispatch import slurm as dslurm
 from lepton_tui.dispatch.common import Ctx, bind, log
 from lepton_tui.rows import ActiveAttempt
@@ -15,19 +15,20 @@ from lepton_tui.rows import ActiveAttempt
 def send_cancels(ctx: Ctx, hosts: list[dict[str, Any]], active: list[ActiveAttempt]) -> None:
     """TERM (then KILL after the grace) the attempts of `cancelling` jobs, one call per host."""
     up = {h["name"]: h for h in hosts if h["state"] == "up"}
-    todo: dict[str, list[str]] = {}
+    todo: dict[str, list[ActiveAttempt]] = {}
     for a in active:
         if a.job.state == "cancelling" and a.cancel_sent_at is None and a.host in up:
-            todo.setdefault(a.host, []).append(a.token)
+            todo.setdefault(a.host, []).append(a)
     if not todo:
         return
     grace = ctx.setting("cancel_grace_s")
 
-    def call(host: dict[str, Any], tokens: list[str]) -> list[str]:
+    def call(host: dict[str, Any], atts: list[ActiveAttempt]) -> list[str]:
+        tokens = [a.token for a in atts]
         if dslurm.is_slurm(host):
             return ctx.slurm.cancel(host, tokens)  # one scancel
-        spec, transport = ctx.pool.get(host)
-        found = supervisor.cancel_batch(transport, spec, tokens, grace_s=grace)  # 1 trip
+        # one trip (lab mode: one per owner, each through the owner's login)
+        found = runas.cancel(ctx.pool, host, runas.by_owner(ctx.pool, atts), grace)
         # a token the host did not find (a directory hidden for a while) or could not handle
         # is sent again next tick, until its attempt ends one way or the other
         return [t for t in tokens if found.get(t)]

@@ -8,6 +8,7 @@ replaces that host's transport. `poll` is the dispatcher's one round trip per ho
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,9 @@ from inventory.fanout import FanOut
 from inventory.hostspec import HostSpec, InvalidSpec
 from inventory.transport import Transport, make_transport
 from lepton_tui.errors import LeptonError
+from lepton_tui.logins import SudoTransport, login_for
 
+IDLE_CLOSE_S = 600.0  # a connection nobody asked for this long is closed (reopened on demand)
 SPEC_FIELDS = (
     "address", "port", "user", "key_path", "transport", "root_dir", "gpus_override", "slurm_json",
 )  # fmt: skip
@@ -66,6 +69,7 @@ class Poll:
     mem_used_mb: float | None = None
     gpus: list[GpuState] = field(default_factory=list)
     attempts: dict[str, Any] = field(default_factory=dict)  # token -> AttemptStatus
+    login_failures: dict[str, str] = field(default_factory=dict)  # lab mode: user -> why
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -123,30 +127,48 @@ def ssh_options(row: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str,
 
 
 class HostPool:
-    """One transport per host, keyed by name, rebuilt when the host's row changes. Thread-safe."""
+    """One transport per host and login user, rebuilt when the host's row changes. Thread-safe."""
 
     def __init__(
         self,
         known_hosts: Path | str,
         *,
         factory: Callable[[HostSpec], Transport] | None = None,
+        lab_key: Path | str | None = None,
         **transport_options: Any,
     ) -> None:
         self.known_hosts = Path(known_hosts)
+        # lab mode: each job runs as its owner, logged in with the lab key (lepton_tui.logins)
+        self.lab_key = lab_key
         self.factory = factory  # for benchmarks: simulated hosts
         self.transport_options = transport_options
-        self._entries: dict[str, tuple[tuple[Any, ...], HostSpec, Transport]] = {}
+        self._entries: dict[tuple[str, str], tuple[tuple[Any, ...], HostSpec, Transport]] = {}
+        self._sudo: dict[tuple[str, str, int], Transport] = {}
+        self._used: dict[tuple[str, str], float] = {}  # when each connection was last handed out
         self._lock = threading.Lock()
         self._closed_trips = 0
         # the fan-out threads of whoever holds this pool (the dispatcher): one pool for its
         # lifetime, sized to the fleet, instead of one per call
         self.threads = FanOut("hosts")
 
-    def get(self, row: Mapping[str, Any]) -> tuple[HostSpec, Transport]:
-        """The spec and (pooled) transport for a host row."""
+    def get(self, row: Mapping[str, Any], owner: str | None = None) -> tuple[HostSpec, Transport]:
+        """The spec and (pooled) transport for a host row; with `owner` in lab mode (a lab key),
+        the connection that runs that user's jobs there (`lepton_tui.logins.login_for`): one per
+        (host, login user), a `sudo` host's wrapped around the host's own."""
+        login = login_for(row, owner, self.lab_key)
+        if login.sudo_user is not None:
+            _, base = self.get(row)
+            with self._lock:
+                sudo_key = (row["name"], login.sudo_user, id(base))
+                wrapped = self._sudo.get(sudo_key)
+                if wrapped is None:
+                    wrapped = self._sudo[sudo_key] = SudoTransport(base, login.sudo_user)
+            return spec_from_row(login.row), wrapped
+        row = login.row
         key = tuple(row.get(f) for f in SPEC_FIELDS)
-        name = row["name"]
+        name = (row["name"], row.get("user") or "")
         with self._lock:
+            self._used[name] = time.monotonic()
             entry = self._entries.get(name)
             if entry is not None and entry[0] == key:
                 return entry[1], entry[2]
@@ -165,12 +187,20 @@ class HostPool:
             return spec, transport
 
     def forget(self, keep: Sequence[str]) -> None:
-        """Close the transports of hosts not in `keep` (removed from the ledger)."""
+        """Close the transports of hosts not in `keep` (removed from the ledger), and those
+        unused for IDLE_CLOSE_S (a user's login on a host where their jobs have ended)."""
+        idle_before = time.monotonic() - IDLE_CLOSE_S
         with self._lock:
-            for name in [n for n in self._entries if n not in set(keep)]:
+            for name in [
+                n for n in self._entries
+                if n[0] not in set(keep) or self._used.get(n, 0.0) < idle_before
+            ]:  # fmt: skip
+                self._used.pop(name, None)
                 _, _, transport = self._entries.pop(name)
                 self._closed_trips += transport.round_trips
                 transport.close()
+            live = {id(e[2]) for e in self._entries.values()}
+            self._sudo = {k: v for k, v in self._sudo.items() if k[2] in live}
 
     @property
     def round_trips(self) -> int:

@@ -12,15 +12,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from inventory import supervisor
-from inventory.fanout import Ok
+from inventory.errors import AuthFailed
+from inventory.fanout import Failed, Ok
 from inventory.supervisor import LaunchSpec
 from inventory.transport import never_sent
-from lepton_tui.dispatch import outcome
+from lepton_tui.dispatch import outcome, runas
 from lepton_tui.dispatch import slurm as dslurm
 from lepton_tui.dispatch.common import Ctx, log
 from lepton_tui.dispatch.record import lose, mark_running
-from lepton_tui.errors import IllegalTransition
+from lepton_tui.errors import IllegalTransition, LeptonError
 from lepton_tui.job_options import restart_env
+from lepton_tui.logins import record_login
 from lepton_tui.rows import ActiveAttempt, AttemptRow
 
 MAX_LAUNCH_TRIES = 3
@@ -67,10 +69,17 @@ def launch(
     for name, answer in results.items():
         specs = targets[name][2]
         if not isinstance(answer, Ok):
+            first = by_token[specs[0].token]
+            if name != first.host and isinstance(answer.error, AuthFailed):
+                # lab mode: the owner's login was refused (the lab key taken out, a sudoers
+                # rule that no longer covers them): their jobs go elsewhere, the host stays
+                login_refused(ctx, first.host, [by_token[s.token] for s in specs], answer)
+                continue
             log.warning("launch on %s failed (will retry): %s", name, answer.reason)
             broken = _count_failures(ctx, specs, by_token, sent_before, answer.error)
             if broken:  # the host answers but cannot start jobs (full disk, quota, ...)
-                launch_broken(ctx, hosts[name], broken, answer.reason, drained)
+                host = hosts[by_token[specs[0].token].host]  # `name` may be "gpu1 as alice"
+                launch_broken(ctx, host, broken, answer.reason, drained)
             continue
         with ctx.ledger.tx():
             for s, res in zip(specs, answer.value, strict=True):
@@ -88,7 +97,8 @@ def launch(
 def _specs(
     ctx: Ctx, starts: list[ActiveAttempt], hosts: Mapping[str, dict[str, Any]]
 ) -> tuple[dict[str, tuple[Any, Any, list[LaunchSpec]]], dict[str, ActiveAttempt]]:
-    """Per host, (transport, host spec, launches); and the attempts by token. Attempts whose
+    """Per host (lab mode: per host and owner), (transport, host spec, launches); and the
+    attempts by token. Attempts whose
     job was cancelled meanwhile are cancelled, those that can never launch given up."""
     grace, host_grace = ctx.setting("cancel_grace_s"), ctx.setting("host_grace_s")
     targets: dict[str, tuple[Any, Any, list[LaunchSpec]]] = {}
@@ -115,8 +125,15 @@ def _specs(
         except ValueError as exc:
             give_up(ctx, a, f"cannot launch: {exc}")
             continue
-        hspec, transport = ctx.pool.get(host)
-        targets.setdefault(a.host, (transport, hspec, []))[2].append(spec)
+        # lab mode: through the job's owner's login ("gpu1 as alice"), else the host's own
+        owner = a.owner if getattr(ctx.pool, "lab_key", None) else None
+        try:
+            hspec, transport = ctx.pool.get(host, owner)
+        except LeptonError as exc:  # another user's job on a local host: never runs there
+            give_up(ctx, a, f"cannot launch: {exc.message}")
+            continue
+        key = runas.launch_key(a.host, owner)
+        targets.setdefault(key, (transport, hspec, []))[2].append(spec)
         by_token[a.token] = a
     return targets, by_token
 
@@ -167,6 +184,21 @@ def launch_broken(
                 host=name, actor="dispatcher", data={"reason": why[:500]},
             )  # fmt: skip
     log.warning("host %s drained: %d launch(es) failed: %s", name, len(atts), why)
+
+
+def login_refused(ctx: Ctx, host: str, atts: list[ActiveAttempt], failed: Failed) -> None:
+    """Launches refused at the owner's login (nothing reached the host): record the login as
+    failed, requeue the jobs (a launch that never ran spends no retry) with nothing to fence,
+    so placement moves them to hosts their owner can log in to."""
+    owner = atts[0].owner or "?"
+    log.warning("launch on %s as %s refused: %s", host, owner, failed.reason)
+    why = f"launch refused: {owner} cannot log in to {host}: {failed.reason}"
+    record_login(ctx.ledger, host, owner, False, how="launch", error=failed.reason)
+    with ctx.ledger.tx():
+        for a in atts:
+            with contextlib.suppress(IllegalTransition):
+                lose(ctx, a, why, ctx.ledger.job_state(a.job_id))
+                ctx.ledger.mark_fenced(a.id, ctx.clock())
 
 
 def give_up(ctx: Ctx, a: AttemptRow, why: str) -> None:

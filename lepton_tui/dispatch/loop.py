@@ -58,10 +58,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from inventory import supervisor
 from inventory.fanout import Ok
 from lepton_tui import paths
-from lepton_tui.dispatch import control, fence, launch, place, record
+from lepton_tui.dispatch import control, fence, launch, place, record, runas
 from lepton_tui.dispatch import slurm as dslurm
 from lepton_tui.dispatch.common import Ctx, Stats, TickResult
 from lepton_tui.dispatch.hostpool import HostPool, poll_host
@@ -333,8 +332,7 @@ class Dispatcher:
         """Fence `atts` on `host` in one round trip; signals that hit, per token it handled."""
         if dslurm.is_slurm(host):
             return self.slurm.kill_stale(host, [a.token for a in atts])
-        spec, transport = self.pool.get(host)
-        return supervisor.kill_stale_batch(transport, spec, [a.token for a in atts])
+        return runas.kill_stale(self.pool, host, runas.by_owner(self.pool, atts))  # as the owners
 
     def _housekeeping(self, now: float) -> None:
         compact_samples(self.ledger, now)

@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from lepton_tui.dispatch import runas
 from lepton_tui.dispatch.common import Ctx, log
 from lepton_tui.dispatch.view import (
     REASON_POLICY,
@@ -96,15 +97,27 @@ def _decide(
 ) -> list[tuple[dict[str, Any], Any]]:
     """Ask the policy; keep the placements that fit; say why each other job waits."""
     view = build_view(hosts, ctx.ledger.placed_attempts(), placeable, now)
-    requests = [job_request(j) for j in pending]
-    try:
-        decisions = list(policy.decide(view, requests, now))
-    except Exception:  # noqa: BLE001 - a broken policy must not stop the loop
-        name = getattr(policy, "name", type(policy).__name__)
-        log.exception("policy %s failed; placing nothing this tick", name)
-        decisions = []
-    placed = check_placements(view, pending, decisions)
-    placed_ids = {j["id"] for j, _ in placed}
+    # lab mode: each job only where its owner can log in (one group when everyone can)
+    groups, unreachable = runas.login_groups(ctx, hosts, placeable, pending, now)
+    reasons.update(unreachable)
+    lab = bool(getattr(ctx.pool, "lab_key", None))
+    free = {n.id: n for n in view.nodes}
+    placed: list[tuple[dict[str, Any], Any]] = []
+    for allowed, jobs in groups:
+        within = view  # personal mode: the whole view, as ever
+        if lab:
+            nodes_in = tuple(n for n in free.values() if n.id in allowed)
+            within = type(view)(nodes_in, now, view.running)
+        try:
+            decisions = list(policy.decide(within, [job_request(j) for j in jobs], now))
+        except Exception:  # noqa: BLE001 - a broken policy must not stop the loop
+            name = getattr(policy, "name", type(policy).__name__)
+            log.exception("policy %s failed; placing nothing this tick", name)
+            decisions = []
+        for job, p in check_placements(within, jobs, decisions):
+            placed.append((job, p))
+            free[p.node_id] = free[p.node_id].allocate(job_resources(job), tuple(p.gpu_ids))
+    settled = {j["id"] for j, _ in placed} | set(unreachable)
     nodes = {n.id: n for n in view.nodes}
     # the view after the accepted placements, for honest "waiting for GPUs" reasons
     for job, p in placed:
@@ -113,7 +126,7 @@ def _decide(
     memo: dict[Any, str] = {}  # many queued jobs ask for the same resources
     explained = 0
     for job in pending:
-        if job["id"] in placed_ids:
+        if job["id"] in settled:  # placed, or its owner can log in nowhere
             continue
         req = job_resources(job)
         if req not in memo:

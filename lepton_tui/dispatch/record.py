@@ -14,12 +14,13 @@ from typing import Any
 
 from inventory.fanout import Failed, Ok, fan_out
 from inventory.supervisor import AttemptStatus
-from lepton_tui.dispatch import outcome
+from lepton_tui.dispatch import outcome, runas
 from lepton_tui.dispatch import slurm as dslurm
 from lepton_tui.dispatch.common import Ctx, TickResult, bind, log, raiser, settle, status_of
 from lepton_tui.dispatch.hostpool import Poll, poll_host
 from lepton_tui.dispatch.samples import record_samples
 from lepton_tui.errors import LeptonError
+from lepton_tui.logins import record_login
 from lepton_tui.rows import ActiveAttempt, AttemptRow
 
 MIN_FAILED_POLLS = 2  # a host is down after this many failed polls in a row spanning the grace
@@ -49,22 +50,26 @@ def poll(
     result: TickResult,
     poll_fn: Any = None,
 ) -> dict[str, Ok[Poll] | Failed]:
-    """Poll every host in parallel, one round trip each (`poll_fn`: the host poll, a seam)."""
+    """Poll every host in parallel, one round trip each, or in lab mode one per owner with
+    attempts there (`runas.poll`; `poll_fn`: the host poll, a seam)."""
     poll_fn = poll_fn or poll_host
     tokens: dict[str, list[str]] = {h["name"]: [] for h in hosts}
+    atts: dict[str, list[AttemptRow]] = {h["name"]: [] for h in hosts}
     for a in [*active, *ctx.ledger.unfenced_attempts()]:
         tokens.setdefault(a.host, []).append(a.token)
+        atts.setdefault(a.host, []).append(a)
     calls = {}
     for host in hosts:
         try:
-            spec, transport = ctx.pool.get(host)
+            ctx.pool.get(host)  # a bad row fails here, naming its field
         except LeptonError as exc:
             calls[host["name"]] = raiser(exc)
             continue
         if dslurm.is_slurm(host):  # one squeue however many jobs
             calls[host["name"]] = bind(ctx.slurm.poll, host, tokens[host["name"]])
             continue
-        calls[host["name"]] = bind(poll_fn, transport, spec, tokens[host["name"]])
+        owners = runas.by_owner(ctx.pool, atts[host["name"]])
+        calls[host["name"]] = bind(runas.poll, ctx.pool, host, owners, ctx.timeout_s, poll_fn)
     polls = fan_out(calls, timeout=ctx.timeout_s)
     result.polled = len(polls)
     result.failed = sum(1 for p in polls.values() if not isinstance(p, Ok))
@@ -90,6 +95,8 @@ def record_poll(
         if host["state"] != "up":
             ctx.ledger.event("host.up", f"host {name} is up", host=name, actor="dispatcher")
         record_samples(ctx.ledger, answer, now)
+        for user, why in answer.login_failures.items():  # lab mode: whose login failed
+            record_login(ctx.ledger, name, user, False, how="poll", error=why, now=now)
         for a in active:
             if a.host != name:
                 continue

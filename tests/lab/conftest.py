@@ -1,7 +1,9 @@
 """Lab mode with real parts: real Unix users, a real daemon process on a real Unix socket.
 
-The tests run as root (as CI does): a session fixture creates the users alice and bob and the
-admin labadmin (in the group named by the `admin_group` setting), and removes them afterwards.
+The tests run as root (as CI does): a session fixture creates the users alice, bob and carol and
+the admin labadmin (in the group named by the `admin_group` setting), and removes them afterwards.
+`lab_bed` is the loopback sshd test bed where those users log in with keys in their own
+`~/.ssh/authorized_keys` and keep their own HOME (see tests/lab/userbed.py).
 Acting as alice is a forked child that drops to alice's uid, gid and groups and then uses the
 client code this interpreter has already imported (root's Python is not readable by alice).
 """
@@ -34,7 +36,7 @@ from lepton_tui.client import LabClient
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_GROUP = "lepton-labadm"
-USERS = {"alice": [], "bob": [], "labadmin": [ADMIN_GROUP]}
+USERS = {"alice": [], "bob": [], "carol": [], "labadmin": [ADMIN_GROUP]}
 
 
 def _run(*cmd: str) -> None:
@@ -196,3 +198,6 @@ def client_call(sock: str, method: str, *args: Any, **kwargs: Any) -> Callable[[
             client.close()
 
     return call
+
+
+from tests.lab.userbed import lab_bed, lab_homes, user_keys  # noqa: E402,F401 - fixtures
