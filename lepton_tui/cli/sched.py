@@ -283,6 +283,12 @@ def _loads(text: str) -> list[float | None]:
     "successive windows of --jobs jobs from there.",
 )
 @click.option(
+    "--repeat",
+    is_flag=True,
+    help="Trace: cycle the trace when --jobs asks for more tasks than it has (each pass "
+    "arrives after the last).",
+)
+@click.option(
     "--policies",
     default=None,
     help="Comma list of policies (default: every policy; `--policies x` lists the names).",
@@ -313,6 +319,7 @@ def bench(
     load: str,
     jobs: str | None,
     start: str | None,
+    repeat: bool,
     policies: str | None,
     seeds: str,
     estimate_sigma: str | None,
@@ -377,6 +384,10 @@ def bench(
         if workload != "trace":
             raise ValidationError("--start picks a window of a trace (--trace FILE)")
         opts["start"] = _number(start, "--start", integer=True, minimum=0, maximum=100_000_000)
+    if repeat:
+        if workload != "trace":
+            raise ValidationError("--repeat cycles a trace (--trace FILE)")
+        opts["repeat"] = True
     if workload == "trace":
         if trace is None:
             raise ValidationError("--workload trace needs --trace FILE (.swf or .csv)")
@@ -405,10 +416,24 @@ def bench(
         raise ValidationError(str(exc)) from None
     except ValueError as exc:
         raise LeptonError(str(exc)) from None
+    _warn_short(rows, trace)
     if as_json:
         echo_json(rows)
         return
     _print_bench(summarize(rows), workload, n_seeds)
+
+
+def _warn_short(rows: list[dict[str, Any]], trace: str | None) -> None:
+    """Say on stderr when a trace window had fewer tasks than --jobs asked for."""
+    short = [r for r in rows if r["jobs_asked"] > r["jobs"] + r["dropped"]]
+    if short:
+        r = min(short, key=lambda r: r["jobs"] + r["dropped"])
+        click.echo(
+            f"warning: {printable(Path(trace or '').name)} ran out of tasks: --jobs "
+            f"{r['jobs_asked']} replayed {r['jobs'] + r['dropped']} (seed {r['seed']}); "
+            "add --repeat to cycle the trace",
+            err=True,
+        )
 
 
 def _print_bench(summary: list[dict[str, Any]], workload: str, seeds: int) -> None:
