@@ -223,6 +223,8 @@ class Round:
         self.est = w_est
         self.wait = np.maximum(0.0, self.now - w_sub)
         self.placed: list[Placement] = []
+        self._per_version: tuple = (-1,)
+        """(placements, capped, estimate ranks, age ranks) of the window, see `candidates`"""
         self.holding = holding
         self._reservation()
         per_gpu = self.per_gpu_max
@@ -301,9 +303,10 @@ class Round:
     def _partial(self, i: int) -> float:
         """Most free memory on one already-shared GPU of node i (0 when none is shared)."""
         st = self.state
-        return float(
-            max((m for g, m in enumerate(st.gmem[i]) if g not in st.free_ids[i]), default=0)
-        )
+        free, gmem = st.free_ids[i], st.gmem[i]
+        if len(free) == len(gmem):
+            return 0.0
+        return float(max((m for g, m in enumerate(gmem) if g not in free), default=0))
 
     # -- reservation and starvation --------------------------------------------------------------
 
@@ -419,7 +422,16 @@ class Round:
         # priorities among what the reservation lets start: a job it holds back does not hold
         # back lower levels that fit beside it (else the reserved node idles, as EASY would not)
         jobs_ok: np.ndarray = np.asarray(ok.any(axis=1))
-        capped = self._capped()
+        version = len(self.placed)
+        if self._per_version[0] != version:
+            # what changes only with a placement: the long-job limit and the window's ranks
+            self._per_version = (
+                version,
+                self._capped(),
+                _rank01(self.est, self.alive),
+                _rank01(-self.wait, self.alive),
+            )
+        capped = self._per_version[1]
         if (jobs_ok & ~capped).any():
             # a long job held back by the teacher's limit does not hold back shorter work of a
             # lower priority (as in SJF, which skips it)
@@ -435,7 +447,7 @@ class Round:
             if nn > m:
                 top_n = np.argpartition(left, m - 1, axis=1)[:, :m]
                 keep = np.zeros_like(ok)
-                np.put_along_axis(keep, top_n, True, axis=1)
+                keep[np.arange(len(keep))[:, None], top_n] = True
                 ok &= keep
         jk, nk = np.nonzero(ok)
         # waiting holds the head's reserved node where that changes something; otherwise it
@@ -536,8 +548,8 @@ class Round:
         x[:m, 10] = self.share[jk] & (self.partial[nk] < req[:, 3])
         est = self.est[jk]
         x[:m, 11:15] = self.job_block[jk]
-        x[:m, 15] = _rank01(self.est, self.alive)[jk]
-        x[:m, 16] = _rank01(-self.wait, self.alive)[jk]
+        x[:m, 15] = self._per_version[2][jk]
+        x[:m, 16] = self._per_version[3][jk]
         x[:m, 17] = np.maximum(np.maximum(x[:m, 0], x[:m, 1]), x[:m, 2])
         ends_before = self.ends_before[jk]
         x[:m, 18] = ends_before
