@@ -1,4 +1,5 @@
-"""Scheduler commands: `plan` (one round as an integer program) and `bench` (policies x workloads)."""
+"""Scheduler commands: `plan` (one round as an integer program), `bench` (policies x workloads)
+and `policy` (the DQN's installed weights)."""
 
 from __future__ import annotations
 
@@ -530,3 +531,58 @@ def _bench_fragmentation(
             s["policy"], f"{s['mean']:.2f}", f"{s['std']:.2f}", f"{paper:.2f}" if paper else "-"
         )
     make_console().print(table)
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+def policy() -> None:
+    """The DQN policy's weights: which run, and installing retrained ones."""
+
+
+@policy.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@click.pass_context
+def policy_ls(ctx: click.Context, as_json: bool) -> None:
+    """List the shipped and installed weights: which one `dqn` runs, trained on what, scoring
+    what on the check replay (average bounded slowdown beside backfill's)."""
+    from lepton_tui.cli.common import home_from
+    from lepton_tui.policies import listing
+
+    rows = listing(home_from(ctx))
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        check = r["check"]
+        score = (
+            f"check: dqn {check['dqn']:.3f} vs backfill {check['backfill']:.3f} avg bsld"
+            if check
+            else "check: -"
+        )
+        trained = (r["trained"] or {}).get("command") or "-"
+        mark = "*" if r["active"] else " "
+        click.echo(f"{mark} {printable(r['name'])}  {score}  trained: {printable(trained)}")
+
+
+@policy.command("install")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--name", default=None, help="Name to install it under (default: the file's name).")
+@click.option("--force", is_flag=True, help="Replace an installed policy of the same name.")
+@click.option("--json", "as_json", is_flag=True, help="Print the installed entry as JSON.")
+@click.pass_context
+def policy_install(
+    ctx: click.Context, file: str, name: str | None, force: bool, as_json: bool
+) -> None:
+    """Validate a weights file (from `lepton-tui train`), copy it into the state directory and
+    make it the weights the `dqn` policy runs."""
+    from lepton_tui.cli.common import home_from
+    from lepton_tui.policies import install
+
+    entry = install(file, home_from(ctx), name, force=force)
+    if as_json:
+        echo_json(entry)
+        return
+    check = entry["check"]
+    click.echo(
+        f"installed {printable(entry['name'])} ({entry['path']}); the dqn policy runs it now. "
+        f"Check replay: avg bounded slowdown {check['dqn']:.3f} (backfill {check['backfill']:.3f})"
+    )
