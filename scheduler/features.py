@@ -255,10 +255,14 @@ class Round:
             self.partial = np.array(
                 [self._partial(i) for i in range(len(self.state.nodes))], dtype=float
             )
-        # fit and best-fit leftover of every (window job, node), kept current column by column
+        self._pair_matrices()
+
+    def _pair_matrices(self) -> None:
+        """Fit and best-fit leftover of every (window job, node), kept current column by column
+        as jobs are placed (`place`)."""
         st = self.state
         nn = len(st.nodes)
-        self._fit = st.fit_matrix(self.req) if nn else np.zeros((len(idx), 0), dtype=bool)
+        self._fit = st.fit_matrix(self.req) if nn else np.zeros((len(self.index), 0), dtype=bool)
         self._gfrac = np.where(
             self.share[:, None],
             np.minimum(1.0, self.req[:, 3:4] / st.per_gpu[None, :]),
