@@ -23,7 +23,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,6 +36,7 @@ from scheduler.features import NUM_FEATURES, Candidates, RoundConfig
 from scheduler.heuristics import HEURISTICS, HeuristicPolicy
 from scheduler.model import Workload
 from scheduler.policy import DQNPolicy, QNetwork, save_weights
+from scheduler.simulator import SimResult
 
 
 @dataclass
@@ -98,6 +99,10 @@ class TrainConfig:
     """truncate an episode after this many steps"""
     blend_bonuses: tuple[float, ...] = (0.02, 0.1, 0.5, 1000.0)
     """bonuses on the teacher's pick tried on the validation workloads after training"""
+    cost_weight: float = 0.0
+    """weight of cost in the reward (the money of idle capacity at the nodes' prices, per the
+    environment) and in choosing checkpoints (average bounded slowdown plus this times the idle
+    cost per job); 0: slowdown only"""
     min_gain: float = 0.05
     """leave the teacher (ship a checkpoint or blend that strays from its pick) only when that
     beats following it, the largest bonus, by this share on validation: gains of 2.5-6 % there
@@ -248,8 +253,14 @@ class WorkloadMix:
     load_high: float = 1.3
     trace_tasks: list = field(default_factory=list)
     """the trace's training part (first `train_share` of its tasks by submission time)"""
+    priced: bool = False
+    """give nodes without prices the bench's (`with_prices`), for training that weighs cost"""
 
     def __call__(self, seed: int) -> Workload:
+        wl = self._draw(seed)
+        return with_prices(wl) if self.priced else wl
+
+    def _draw(self, seed: int) -> Workload:
         from scheduler import workloads as w
 
         rng = np.random.default_rng(seed)
@@ -280,6 +291,16 @@ class WorkloadMix:
         )
 
 
+def with_prices(wl: Workload) -> Workload:
+    """`wl` with the bench's prices (`scheduler.bench.BENCH_PRICES`) on nodes that have none."""
+    from scheduler.bench import BENCH_PRICES
+
+    if all(n.price_per_hour > 0 for n in wl.nodes):
+        return wl
+    nodes = [n if n.price_per_hour > 0 else replace(n, prices=BENCH_PRICES) for n in wl.nodes]
+    return replace(wl, nodes=nodes)
+
+
 def ledger_mix(
     workloads: list[Workload], load_low: float = 0.6, load_high: float = 1.3
 ) -> Callable[[int], Workload]:
@@ -295,22 +316,35 @@ def ledger_mix(
 # -- evaluation -------------------------------------------------------------------------------
 
 
+def objective(result: SimResult, cost_weight: float = 0.0) -> float:
+    """Average bounded slowdown, plus `cost_weight` times the idle capacity's cost per job."""
+    score = summarize(result).avg_bsld
+    if cost_weight:
+        from scheduler.metrics import compute_metrics
+
+        idle = compute_metrics(result)["idle_cost"]
+        score += cost_weight * idle / max(1, len(result.jobs))
+    return score
+
+
 def evaluate(
     net: QNetwork,
     workloads: list[Workload],
     config: RoundConfig,
     baselines: dict[str, list[float]] | None = None,
     teacher_bonus: float = 0.0,
+    cost_weight: float = 0.0,
 ) -> dict:
-    """Average bounded slowdown of the policy and the heuristics on `workloads`, and the policy's
-    mean ratio to the best heuristic per workload (lower is better)."""
+    """The `objective` of the policy and the heuristics on `workloads` (average bounded slowdown
+    when `cost_weight` is 0), and the policy's mean ratio to the best heuristic per workload
+    (lower is better)."""
     if baselines is None:
         baselines = {
-            name: [summarize(run_policy(cls(), wl)).avg_bsld for wl in workloads]
+            name: [objective(run_policy(cls(), wl), cost_weight) for wl in workloads]
             for name, cls in HEURISTICS.items()
         }
     pol = DQNPolicy.from_network(net, config, teacher_bonus)
-    dqn = [summarize(run_policy(pol, wl)).avg_bsld for wl in workloads]
+    dqn = [objective(run_policy(pol, wl), cost_weight) for wl in workloads]
     best = [min(v[i] for v in baselines.values()) for i in range(len(workloads))]
     ratio = float(np.mean([d / b for d, b in zip(dqn, best, strict=True)]))
     return {"dqn": dqn, "baselines": baselines, "ratio_to_best": ratio}
@@ -400,6 +434,7 @@ class Run:
     baselines: dict[str, list[float]] | None = None
     history: list[dict] = field(default_factory=list)
     best: dict = field(default_factory=lambda: {"ratio_to_best": math.inf})
+    cost_weight: float = 0.0
 
     def new_episode(self) -> tuple[Candidates, bool]:
         """Reset the environment on a freshly drawn workload; (observation, already over)."""
@@ -416,7 +451,13 @@ class Run:
         """Evaluate the network on the validation workloads; save it to `out` when best."""
         if not self.eval_workloads:
             return
-        res = evaluate(numpy_network(q_net), self.eval_workloads, self.round_cfg, self.baselines)
+        res = evaluate(
+            numpy_network(q_net),
+            self.eval_workloads,
+            self.round_cfg,
+            self.baselines,
+            cost_weight=self.cost_weight,
+        )
         self.baselines = res["baselines"]
         row = {
             "step": self.step,
@@ -523,7 +564,9 @@ def blend(run: Run, config: TrainConfig) -> None:
     net, _, _ = load_weights(run.out)
     tried: list[tuple[float, float]] = []
     for bonus in config.blend_bonuses:
-        res = evaluate(net, run.eval_workloads, run.round_cfg, run.baselines, bonus)
+        res = evaluate(
+            net, run.eval_workloads, run.round_cfg, run.baselines, bonus, config.cost_weight
+        )
         row = {
             "step": run.step,
             "phase": "blend",
@@ -575,9 +618,14 @@ def train(
     demos = ReplayBuffer(max(1, int(config.total_steps * config.demo_fraction) + 1))
     replay = ReplayBuffer(config.buffer_size)
     env = SchedulingEnv(
-        source, config=round_cfg, reward_scale=1.0, max_steps=config.max_episode_steps
+        source,
+        config=round_cfg,
+        reward_scale=1.0,
+        max_steps=config.max_episode_steps,
+        cost_weight=config.cost_weight,
     )
     run = Run(env, rng, round_cfg, eval_workloads, Path(out), meta, progress, started)
+    run.cost_weight = config.cost_weight
     demo_steps = int(config.total_steps * config.demo_fraction)
     collect_demonstrations(run, teacher, demos, demo_steps)
     updates = int(config.pretrain_updates * min(1.0, config.total_steps / 50_000))

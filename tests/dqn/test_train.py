@@ -140,3 +140,42 @@ def test_double_dqn_loss_by_hand():
     assert float(double_dqn_loss(online, target, batch(0), cfg)) == pytest.approx(3.0 + 5.0)
     assert float(double_dqn_loss(online, target, batch(1), cfg, use_td=False)) == 0.0
     assert all(torch.equal(a, b) for a, b in zip(before, online.parameters(), strict=True))
+
+
+def test_cost_weight_charges_idle_capacity_in_the_reward():
+    from scheduler.agent import objective, with_prices
+    from scheduler.environment import SchedulingEnv
+
+    wl = deeprm(40, load=0.5, seed=8, num_nodes=2)
+    assert all(n.price_per_hour == 0 for n in wl.nodes)
+    priced = with_prices(wl)
+    assert all(n.price_per_hour > 0 for n in priced.nodes) and with_prices(priced) is priced
+
+    def play(weight: float) -> tuple[float, list[int]]:
+        env = SchedulingEnv(priced, cost_weight=weight)
+        env.reset()
+        actions, done = [], False
+        while not done:
+            a = env.teacher_action()
+            actions.append(a)
+            _, _, done, _, _ = env.step(a)
+        return env.episode_return, actions
+
+    plain, acts = play(0.0)
+    costly, acts_w = play(1.0)
+    assert acts == acts_w and costly < plain  # same play, idle capacity charged
+    result = Simulator(priced).run(DQNPolicy())
+    assert objective(result, 1.0) > objective(result, 0.0)
+
+
+def test_train_cost_weight_is_recorded(tmp_path):
+    out = tmp_path / "c.npz"
+    args = ["train", "--workload", "deeprm", "--steps", "300", "--jobs", "20", "--out", str(out)]
+    res = CliRunner().invoke(cli, [*args, "--cost-weight", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["cost_weight"] == 2.0 and side["config"]["cost_weight"] == 2.0
+    assert load_weights(out)[2]["cost_weight"] == 2.0
+    bad = CliRunner().invoke(cli, [*args[:-1], str(tmp_path / "d.npz"), "--cost-weight", "-1"])
+    assert bad.exit_code == 2 and "cost weight" in bad.output
+    assert not (tmp_path / "d.npz").exists()
