@@ -173,7 +173,7 @@ class DQNPolicy:
             long_after_s=config.long_after_s,
             long_share=config.long_share,
         )
-        self._reasons: dict[JobId, str] = {}
+        self._placed: dict[JobId, tuple] = {}
         self._waiting: dict[JobId, str] = {}
         self._notes: list[tuple] = []
 
@@ -187,7 +187,7 @@ class DQNPolicy:
         self.weights_path = None
         self.net, self.fallback, self.meta, self.config = net, None, {}, config
         self.cost_weight = 0.0
-        self._reasons, self._waiting, self._notes = {}, {}, []
+        self._placed, self._waiting, self._notes = {}, {}, []
         return self
 
     @property
@@ -201,7 +201,7 @@ class DQNPolicy:
         """Take the best-scoring candidate of each window until no window has anything left."""
         if self.fallback is not None:
             return self.fallback.decide(view, pending, now)
-        self._reasons = {}
+        self._placed = {}
         self._waiting = {}
         self._notes = []
         rnd = Round(view, pending, now, self.config)
@@ -240,21 +240,24 @@ class DQNPolicy:
                 by_teacher = bool(self.teacher_bonus and cands.x[best, TEACHER])
                 continue  # holding the head's node goes on; a passed window offers nothing more
             out.append(p)
-            gpus = f" (GPU {','.join(map(str, p.gpu_ids))})" if p.gpu_ids else ""
-            if self.teacher_bonus and cands.x[best, TEACHER]:
-                within = ", within the long-job limit" if self.config.long_share else ""
-                self._reasons[p.job_id] = (
-                    f"placed on {p.node_id}{gpus}: SJF's pick (shortest estimate that fits, "
-                    f"best-fit node{within}); network score {raw[best]:.2f}, its best "
-                    f"{raw[:-1].max():.2f} of {len(cands) - 1} placements"
-                )
-            else:
-                self._reasons[p.job_id] = (
-                    f"placed on {p.node_id}{gpus}: best score {q[best]:.2f} of {len(cands)} "
-                    "candidates"
-                )
+            # the words are built when `explain` asks (a replay never does)
+            teacher = bool(self.teacher_bonus and cands.x[best, TEACHER])
+            self._placed[p.job_id] = (p, teacher, raw, best, float(q[best]))
         self._note(rnd, last, held, by_teacher)
         return out
+
+    def _placed_reason(self, job_id: JobId) -> str:
+        """Why job `job_id` was placed in the last decision (see `decide`)."""
+        p, teacher, raw, best, q_best = self._placed[job_id]
+        gpus = f" (GPU {','.join(map(str, p.gpu_ids))})" if p.gpu_ids else ""
+        if teacher:
+            within = ", within the long-job limit" if self.config.long_share else ""
+            return (
+                f"placed on {p.node_id}{gpus}: SJF's pick (shortest estimate that fits, "
+                f"best-fit node{within}); network score {raw[best]:.2f}, its best "
+                f"{raw[:-1].max():.2f} of {len(raw) - 1} placements"
+            )
+        return f"placed on {p.node_id}{gpus}: best score {q_best:.2f} of {len(raw)} candidates"
 
     def _note(
         self,
@@ -343,8 +346,8 @@ class DQNPolicy:
         """Why the job was placed where it was, or why it is still waiting (last round)."""
         if self.fallback is not None:
             return "dqn weights unavailable, EASY backfilling: " + self.fallback.explain(job_id)
-        if job_id in self._reasons:
-            return self._reasons[job_id]
+        if job_id in self._placed:
+            return self._placed_reason(job_id)
         if self._notes:
             self._write_notes()
         if job_id in self._waiting:
