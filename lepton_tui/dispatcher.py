@@ -220,6 +220,7 @@ class Dispatcher:
         self._removed_tried: dict[str, float] = {}  # removed host -> when fencing last tried it
         self._policy: Any = None
         self._policy_key: tuple[Any, ...] | None = None
+        self._weights: tuple[str, int] | None = None  # installed DQN weights (path, mtime)
         self._bad_settings: dict[str, str] = {}
         self._last_reason: dict[int, str] = {}
         self._last_compact = 0.0
@@ -251,9 +252,10 @@ class Dispatcher:
 
             name = policy_in_force(self.ledger)[0]
         weights = installed_weights(self.home) if name == "dqn" else None
-        if self._policy is not None and self._policy_key == (name, weight, share, weights):
+        key = (name, weight, share)
+        if self._policy is not None and self._policy_key == key and self._weights == weights:
             return self._policy
-        self._policy_key = (name, weight, share, weights)
+        self._policy_key, self._weights = key, weights
         self._policy = load_policy(name, weight, share, weights[0] if weights else None)
         return self._policy
 
