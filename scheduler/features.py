@@ -225,6 +225,11 @@ class Round:
         self.placed: list[Placement] = []
         self._per_version: tuple = (-1,)
         """(placements, capped, estimate ranks, age ranks) of the window, see `candidates`"""
+        self._capped_at: tuple = (None,)
+        """((long CPUs, long GPUs), capped) the limit mask was last computed for"""
+        self._by_est = np.argsort(self.est, kind="stable")
+        self._by_age = np.argsort(-self.wait, kind="stable")
+        """the window's jobs by estimate and by age, ties in window order (for `_ranks`)"""
         self.holding = holding
         self._reservation()
         per_gpu = self.per_gpu_max
@@ -428,12 +433,16 @@ class Round:
         jobs_ok: np.ndarray = np.asarray(ok.any(axis=1))
         version = len(self.placed)
         if self._per_version[0] != version:
-            # what changes only with a placement: the long-job limit and the window's ranks
+            # what changes only with a placement: the window's ranks, and the long-job limit
+            # (only when a long job was placed)
+            held = (self.long_c, self.long_g)
+            if self._capped_at[0] != held:
+                self._capped_at = (held, self._capped())
             self._per_version = (
                 version,
-                self._capped(),
-                _rank01(self.est, self.alive),
-                _rank01(-self.wait, self.alive),
+                self._capped_at[1],
+                self._ranks(self._by_est),
+                self._ranks(self._by_age),
             )
         capped = self._per_version[1]
         if (jobs_ok & ~capped).any():
@@ -469,6 +478,15 @@ class Round:
         wait_ok = not len(jk) or self.wait_holds or can_end
         x = self._features(jk, nk, capped, wait_ok, spares)
         return Candidates(np.append(jk, WAIT), np.append(nk, WAIT), x, wait_ok)
+
+    def _ranks(self, order: np.ndarray) -> np.ndarray:
+        """Rank of each alive window job in `order`, scaled to [0, 1] (0 = first); as
+        `_rank01`, from the window's sort kept for the round."""
+        out = np.zeros(len(order))
+        live = order[self.alive[order]]
+        if len(live) > 1:
+            out[live] = np.arange(len(live)) / (len(live) - 1)
+        return out
 
     def _capped(self) -> np.ndarray:
         """Window jobs the teacher's long-job limit holds back now."""
