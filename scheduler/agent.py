@@ -1,7 +1,8 @@
 """Training the DQN scheduling policy (torch), in the readable style of cleanrl's `dqn.py`.
 
 Double DQN over candidate actions (`scheduler.features`): the Q network scores one candidate row
-at a time, so a state's actions are its rows. A target network follows the online one with `tau`;
+at a time, so a state's actions are its rows. `train` runs four steps around one pure loss
+(`double_dqn_loss`): `collect_demonstrations`, `imitate`, `q_learning` and `blend`. A target network follows the online one with `tau`;
 Huber loss; gradient clipping; a linear epsilon schedule; one explicit seeding block.
 
 Warm start (DQfD-style, Hester et al. 2018): the best heuristic for bounded slowdown (SJF by
@@ -22,7 +23,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,10 +32,11 @@ import torch
 from torch import nn
 
 from scheduler.environment import SchedulingEnv, run_policy, summarize
-from scheduler.features import NUM_FEATURES, RoundConfig
-from scheduler.heuristics import HEURISTICS
+from scheduler.features import NUM_FEATURES, Candidates, RoundConfig
+from scheduler.heuristics import HEURISTICS, HeuristicPolicy
 from scheduler.model import Workload
 from scheduler.policy import DQNPolicy, QNetwork, save_weights
+from scheduler.simulator import SimResult
 
 
 @dataclass
@@ -97,6 +99,10 @@ class TrainConfig:
     """truncate an episode after this many steps"""
     blend_bonuses: tuple[float, ...] = (0.02, 0.1, 0.5, 1000.0)
     """bonuses on the teacher's pick tried on the validation workloads after training"""
+    cost_weight: float = 0.0
+    """weight of cost in the reward (the money of idle capacity at the nodes' prices, per the
+    environment) and in choosing checkpoints (average bounded slowdown plus this times the idle
+    cost per job); 0: slowdown only"""
     min_gain: float = 0.05
     """leave the teacher (ship a checkpoint or blend that strays from its pick) only when that
     beats following it, the largest bonus, by this share on validation: gains of 2.5-6 % there
@@ -247,8 +253,14 @@ class WorkloadMix:
     load_high: float = 1.3
     trace_tasks: list = field(default_factory=list)
     """the trace's training part (first `train_share` of its tasks by submission time)"""
+    priced: bool = False
+    """give nodes without prices the bench's (`with_prices`), for training that weighs cost"""
 
     def __call__(self, seed: int) -> Workload:
+        wl = self._draw(seed)
+        return with_prices(wl) if self.priced else wl
+
+    def _draw(self, seed: int) -> Workload:
         from scheduler import workloads as w
 
         rng = np.random.default_rng(seed)
@@ -279,6 +291,16 @@ class WorkloadMix:
         )
 
 
+def with_prices(wl: Workload) -> Workload:
+    """`wl` with the bench's prices (`scheduler.bench.BENCH_PRICES`) on nodes that have none."""
+    from scheduler.bench import BENCH_PRICES
+
+    if all(n.price_per_hour > 0 for n in wl.nodes):
+        return wl
+    nodes = [n if n.price_per_hour > 0 else replace(n, prices=BENCH_PRICES) for n in wl.nodes]
+    return replace(wl, nodes=nodes)
+
+
 def ledger_mix(
     workloads: list[Workload], load_low: float = 0.6, load_high: float = 1.3
 ) -> Callable[[int], Workload]:
@@ -294,28 +316,276 @@ def ledger_mix(
 # -- evaluation -------------------------------------------------------------------------------
 
 
+def objective(result: SimResult, cost_weight: float = 0.0) -> float:
+    """Average bounded slowdown, plus `cost_weight` times the idle capacity's cost per job."""
+    score = summarize(result).avg_bsld
+    if cost_weight:
+        from scheduler.metrics import compute_metrics
+
+        idle = compute_metrics(result)["idle_cost"]
+        score += cost_weight * idle / max(1, len(result.jobs))
+    return score
+
+
 def evaluate(
     net: QNetwork,
     workloads: list[Workload],
     config: RoundConfig,
     baselines: dict[str, list[float]] | None = None,
     teacher_bonus: float = 0.0,
+    cost_weight: float = 0.0,
 ) -> dict:
-    """Average bounded slowdown of the policy and the heuristics on `workloads`, and the policy's
-    mean ratio to the best heuristic per workload (lower is better)."""
+    """The `objective` of the policy and the heuristics on `workloads` (average bounded slowdown
+    when `cost_weight` is 0), and the policy's mean ratio to the best heuristic per workload
+    (lower is better)."""
     if baselines is None:
         baselines = {
-            name: [summarize(run_policy(cls(), wl)).avg_bsld for wl in workloads]
+            name: [objective(run_policy(cls(), wl), cost_weight) for wl in workloads]
             for name, cls in HEURISTICS.items()
         }
     pol = DQNPolicy.from_network(net, config, teacher_bonus)
-    dqn = [summarize(run_policy(pol, wl)).avg_bsld for wl in workloads]
+    dqn = [objective(run_policy(pol, wl), cost_weight) for wl in workloads]
     best = [min(v[i] for v in baselines.values()) for i in range(len(workloads))]
     ratio = float(np.mean([d / b for d, b in zip(dqn, best, strict=True)]))
     return {"dqn": dqn, "baselines": baselines, "ratio_to_best": ratio}
 
 
 # -- training ---------------------------------------------------------------------------------
+
+
+def double_dqn_loss(
+    q_net: nn.Module,
+    target: nn.Module,
+    batch: Batch,
+    config: TrainConfig,
+    use_td: bool = True,
+) -> torch.Tensor:
+    """The loss of one batch (pure: no update): Double DQN's Huber TD loss (the online network
+    picks the next action, the target network scores it) plus, on demonstration rows, the
+    large-margin loss that ranks the teacher's action `margin` above every other."""
+    q = _masked(q_net(batch.x).squeeze(-1), batch.mask)
+    loss = torch.zeros((), device=q.device)
+    if use_td:
+        with torch.no_grad():
+            q_next_online = _masked(q_net(batch.next_x).squeeze(-1), batch.next_mask)
+            a_next = q_next_online.argmax(dim=1, keepdim=True)
+            q_next = target(batch.next_x).squeeze(-1).gather(1, a_next).squeeze(1)
+            td_target = batch.rewards + config.gamma * q_next * (1.0 - batch.dones)
+        q_taken = q.gather(1, batch.actions[:, None]).squeeze(1)
+        loss = nn.functional.smooth_l1_loss(q_taken, td_target)
+    is_demo = batch.demo_actions >= 0
+    if is_demo.any():
+        a_e = batch.demo_actions.clamp(min=0)[:, None]
+        gap = torch.full_like(q, config.margin).scatter(1, a_e, 0.0)
+        q_e = q.gather(1, a_e).squeeze(1)
+        margin_loss = ((q + gap).max(dim=1).values - q_e)[is_demo].mean()
+        loss = loss + config.margin_weight * margin_loss
+    return loss
+
+
+@dataclass
+class Learner:
+    """The online and target networks and the optimizer: one gradient step per batch."""
+
+    q_net: nn.Sequential
+    target: nn.Sequential
+    optimizer: torch.optim.Optimizer
+    config: TrainConfig
+    device: torch.device
+
+    @classmethod
+    def create(cls, config: TrainConfig, device: torch.device) -> Learner:
+        """Fresh networks (the target a copy of the online one) and Adam."""
+        q_net = make_network(config.hidden).to(device)
+        target = make_network(config.hidden).to(device)
+        target.load_state_dict(q_net.state_dict())
+        optimizer = torch.optim.Adam(q_net.parameters(), lr=config.learning_rate)
+        return cls(q_net, target, optimizer, config, device)
+
+    def update(self, batch: Batch) -> float:
+        """One gradient step on `double_dqn_loss` (clipped), then the target follows by `tau`."""
+        loss = double_dqn_loss(self.q_net, self.target, batch, self.config)
+        self.optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.q_net.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        with torch.no_grad():
+            for p_t, p in zip(self.target.parameters(), self.q_net.parameters(), strict=True):
+                p_t.mul_(1.0 - self.config.tau).add_(p, alpha=self.config.tau)
+        return float(loss.detach())
+
+
+@dataclass
+class Run:
+    """What the training steps share: the environment and its episodes, the seeded generator,
+    the step count and losses, and the checkpoints kept on the validation workloads."""
+
+    env: SchedulingEnv
+    rng: np.random.Generator
+    round_cfg: RoundConfig
+    eval_workloads: list[Workload]
+    out: Path
+    meta: dict | None
+    progress: Callable[[int, dict], None] | None
+    started: float = field(default_factory=time.perf_counter)
+    step: int = 0
+    episodes: int = 0
+    losses: list[float] = field(default_factory=list)
+    baselines: dict[str, list[float]] | None = None
+    history: list[dict] = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"ratio_to_best": math.inf})
+    cost_weight: float = 0.0
+
+    def new_episode(self) -> tuple[Candidates, bool]:
+        """Reset the environment on a freshly drawn workload; (observation, already over)."""
+        self.episodes += 1
+        obs, _ = self.env.reset(seed=int(self.rng.integers(1 << 31)))
+        return obs, self.env.sim is not None and self.env.obs is None
+
+    def report(self, info: dict) -> None:
+        """Tell the caller's progress callback, if any."""
+        if self.progress:
+            self.progress(self.step, info)
+
+    def checkpoint(self, q_net: nn.Sequential, phase: str) -> None:
+        """Evaluate the network on the validation workloads; save it to `out` when best."""
+        if not self.eval_workloads:
+            return
+        res = evaluate(
+            numpy_network(q_net),
+            self.eval_workloads,
+            self.round_cfg,
+            self.baselines,
+            cost_weight=self.cost_weight,
+        )
+        self.baselines = res["baselines"]
+        row = {
+            "step": self.step,
+            "phase": phase,
+            "ratio_to_best": res["ratio_to_best"],
+            "dqn": res["dqn"],
+            "elapsed_s": time.perf_counter() - self.started,
+        }
+        self.history.append(row)
+        if res["ratio_to_best"] < self.best["ratio_to_best"]:
+            self.best = row
+            save_weights(self.out, to_numpy_layers(q_net), self.round_cfg, self.meta)
+        self.report({"eval": row})
+
+
+def collect_demonstrations(
+    run: Run, teacher: HeuristicPolicy | None, demos: ReplayBuffer, n_steps: int
+) -> None:
+    """1. The teacher drives the environment for `n_steps`; its labelled transitions fill
+    `demos` (its job may lie outside the window: the first pair is played, unlabelled)."""
+    obs, over = run.new_episode()
+    while run.step < n_steps:
+        if over:
+            demos.start()
+            obs, over = run.new_episode()
+            continue
+        label = run.env.teacher_action(teacher)
+        a = label if label is not None else 0
+        obs_next, r, done, trunc, _ = run.env.step(a)
+        demos.add(obs.x, obs.mask, a, r, done, demo_action=-1 if label is None else a)
+        if trunc:
+            demos.start()
+        obs, over = obs_next, done or trunc
+        run.step += 1
+        if run.step % 200 == 0:
+            run.report({"phase": "demo"})
+
+
+def imitate(run: Run, learner: Learner, demos: ReplayBuffer, updates: int) -> float:
+    """2. Pre-train on the demonstrations (TD plus margin loss); the share of labelled states
+    where the network then picks the teacher's action. Checkpoints the result."""
+    for u in range(updates):
+        idx = demos.sample(learner.config.batch_size, run.rng)
+        if not idx:
+            break
+        run.losses.append(learner.update(demos.batch(idx, learner.device)))
+        if u % 200 == 0:
+            run.report({"phase": "pretrain", "loss": float(np.mean(run.losses[-200:]))})
+    accuracy = _accuracy(learner.q_net, demos, run.rng, learner.device)
+    run.report({"phase": "pretrain", "imitation_accuracy": accuracy})
+    run.checkpoint(learner.q_net, "imitation")
+    return accuracy
+
+
+def q_learning(
+    run: Run, learner: Learner, replay: ReplayBuffer, demos: ReplayBuffer, n_steps: int
+) -> None:
+    """3. Epsilon-greedy play for `n_steps` into `replay`; every `train_frequency` steps one
+    batch of the agent's own transitions and one of demonstrations (`demo_ratio` of a batch)."""
+    config = learner.config
+    demos.start()
+    obs, over = run.new_episode()
+    for t in range(n_steps):
+        if over:
+            replay.start()
+            obs, over = run.new_episode()
+        eps = linear_schedule(
+            config.start_e, config.end_e, int(config.exploration_fraction * n_steps), t
+        )
+        legal = np.flatnonzero(obs.mask)
+        if run.rng.random() < eps:
+            a = int(run.rng.choice(legal))
+        else:
+            with torch.no_grad():
+                q = learner.q_net(torch.as_tensor(obs.x)).squeeze(-1).numpy()
+            q[~obs.mask] = -np.inf
+            a = int(np.argmax(q))
+        obs_next, r, done, trunc, _ = run.env.step(a)
+        replay.add(obs.x, obs.mask, a, r, done)
+        if trunc:
+            replay.start()
+        obs, over = obs_next, done or trunc
+        run.step += 1
+        if t % config.train_frequency == 0 and len(replay) > config.batch_size:
+            n_demo = int(config.batch_size * config.demo_ratio) if len(demos) else 0
+            idx = replay.sample(config.batch_size - n_demo, run.rng)
+            if idx:
+                run.losses.append(learner.update(replay.batch(idx, learner.device)))
+            didx = demos.sample(n_demo, run.rng) if n_demo else []
+            if didx:
+                run.losses.append(learner.update(demos.batch(didx, learner.device)))
+        if run.step % 200 == 0:
+            loss = float(np.mean(run.losses[-200:])) if run.losses else 0.0
+            run.report({"phase": "q-learning", "epsilon": eps, "loss": loss})
+        if config.eval_every and (t + 1) % config.eval_every == 0:
+            run.checkpoint(learner.q_net, "q-learning")
+
+
+def blend(run: Run, config: TrainConfig) -> None:
+    """4. The conservative blend: score the best checkpoint with each teacher bonus on the
+    validation workloads and ship the bonus `choose_blend` picks (saved with the weights)."""
+    from scheduler.policy import load_weights
+
+    net, _, _ = load_weights(run.out)
+    tried: list[tuple[float, float]] = []
+    for bonus in config.blend_bonuses:
+        res = evaluate(
+            net, run.eval_workloads, run.round_cfg, run.baselines, bonus, config.cost_weight
+        )
+        row = {
+            "step": run.step,
+            "phase": "blend",
+            "teacher_bonus": bonus,
+            "ratio_to_best": res["ratio_to_best"],
+            "dqn": res["dqn"],
+        }
+        run.history.append(row)
+        run.report({"eval": row})
+        tried.append((bonus, res["ratio_to_best"]))
+    best = run.best
+    chosen = choose_blend(best["ratio_to_best"], tried, config.min_gain)
+    if chosen[1]:  # the blend's own scores, beside the checkpoint it was built on
+        scores = next(h for h in run.history[::-1] if h.get("teacher_bonus") == chosen[1])
+        best = {**best, "network_phase": best.get("phase"), "phase": "blend", "dqn": scores["dqn"]}
+    run.best = {**best, "ratio_to_best": chosen[0], "teacher_bonus": chosen[1]}
+    save_weights(
+        run.out, net.layers, run.round_cfg, {**(run.meta or {}), "teacher_bonus": chosen[1]}
+    )
 
 
 def train(
@@ -326,25 +596,20 @@ def train(
     progress: Callable[[int, dict], None] | None = None,
     meta: dict | None = None,
 ) -> dict:
-    """Train, evaluate every `eval_every` steps, and save the best checkpoint to `out`."""
-    # seeding
+    """Train (demonstrations, imitation, Q-learning, blend), evaluate every `eval_every` steps,
+    and save the best checkpoint to `out`."""
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    device = torch.device("cpu")
     started = time.perf_counter()
-
     round_cfg = RoundConfig(
         k=config.k,
         aging_s=config.aging_s,
         long_after_s=config.long_after_s,
         long_share=config.long_share,
     )
-    q_net = make_network(config.hidden).to(device)
-    target = make_network(config.hidden).to(device)
-    target.load_state_dict(q_net.state_dict())
-    optimizer = torch.optim.Adam(q_net.parameters(), lr=config.learning_rate)
+    learner = Learner.create(config, torch.device("cpu"))
     # SJF is the round's own teacher row (its pick under the long-job limit, inside the window
     # and guard rails); another heuristic is asked for its first placement
     teacher = (
@@ -353,190 +618,34 @@ def train(
     demos = ReplayBuffer(max(1, int(config.total_steps * config.demo_fraction) + 1))
     replay = ReplayBuffer(config.buffer_size)
     env = SchedulingEnv(
-        source, config=round_cfg, reward_scale=1.0, max_steps=config.max_episode_steps
+        source,
+        config=round_cfg,
+        reward_scale=1.0,
+        max_steps=config.max_episode_steps,
+        cost_weight=config.cost_weight,
     )
-
-    baselines = None
-    history: list[dict] = []
-    best: dict = {"ratio_to_best": math.inf}
-
-    def checkpoint(step: int, phase: str) -> None:
-        nonlocal baselines, best
-        if not eval_workloads:
-            return
-        res = evaluate(numpy_network(q_net), eval_workloads, round_cfg, baselines)
-        baselines = res["baselines"]
-        row = {
-            "step": step,
-            "phase": phase,
-            "ratio_to_best": res["ratio_to_best"],
-            "dqn": res["dqn"],
-            "elapsed_s": time.perf_counter() - started,
-        }
-        history.append(row)
-        if res["ratio_to_best"] < best["ratio_to_best"]:
-            best = row
-            save_weights(out, to_numpy_layers(q_net), round_cfg, meta)
-        if progress:
-            progress(step, {"eval": row})
-
-    def learn(batch: Batch, use_td: bool = True) -> float:
-        q = _masked(q_net(batch.x).squeeze(-1), batch.mask)
-        loss = torch.zeros((), device=device)
-        if use_td:
-            with torch.no_grad():
-                q_next_online = _masked(q_net(batch.next_x).squeeze(-1), batch.next_mask)
-                a_next = q_next_online.argmax(dim=1, keepdim=True)
-                q_next = target(batch.next_x).squeeze(-1).gather(1, a_next).squeeze(1)
-                td_target = batch.rewards + config.gamma * q_next * (1.0 - batch.dones)
-            q_taken = q.gather(1, batch.actions[:, None]).squeeze(1)
-            loss = nn.functional.smooth_l1_loss(q_taken, td_target)
-        is_demo = batch.demo_actions >= 0
-        if is_demo.any():
-            a_e = batch.demo_actions.clamp(min=0)[:, None]
-            gap = torch.full_like(q, config.margin).scatter(1, a_e, 0.0)
-            q_e = q.gather(1, a_e).squeeze(1)
-            margin_loss = ((q + gap).max(dim=1).values - q_e)[is_demo].mean()
-            loss = loss + config.margin_weight * margin_loss
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(q_net.parameters(), config.max_grad_norm)
-        optimizer.step()
-        with torch.no_grad():
-            for p_t, p in zip(target.parameters(), q_net.parameters(), strict=True):
-                p_t.mul_(1.0 - config.tau).add_(p, alpha=config.tau)
-        return float(loss.detach())
-
-    episode = 0
-
-    def new_episode() -> tuple:
-        nonlocal episode
-        episode += 1
-        obs, _ = env.reset(seed=int(rng.integers(1 << 31)))
-        return obs, env.sim is not None and env.obs is None
-
+    run = Run(env, rng, round_cfg, eval_workloads, Path(out), meta, progress, started)
+    run.cost_weight = config.cost_weight
     demo_steps = int(config.total_steps * config.demo_fraction)
-    step = 0
-    obs, over = new_episode()
-    losses: list[float] = []
-    # 1. demonstrations from the teacher
-    while step < demo_steps:
-        if over:
-            demos.start()
-            obs, over = new_episode()
-            continue
-        label = env.teacher_action(teacher)
-        # the teacher's job may lie outside the window: then play the first pair, unlabelled
-        a = label if label is not None else 0
-        obs_next, r, done, trunc, _ = env.step(a)
-        demos.add(obs.x, obs.mask, a, r, done, demo_action=-1 if label is None else a)
-        if trunc:
-            demos.start()
-        obs, over = obs_next, done or trunc
-        step += 1
-        if progress and step % 200 == 0:
-            progress(step, {"phase": "demo"})
-    # 2. pre-training on the demonstrations
+    collect_demonstrations(run, teacher, demos, demo_steps)
     updates = int(config.pretrain_updates * min(1.0, config.total_steps / 50_000))
-    for u in range(updates):
-        idx = demos.sample(config.batch_size, rng)
-        if not idx:
-            break
-        losses.append(learn(demos.batch(idx, device)))
-        if progress and u % 200 == 0:
-            progress(step, {"phase": "pretrain", "loss": float(np.mean(losses[-200:]))})
-    imitation_accuracy = _accuracy(q_net, demos, rng, device)
-    if progress:
-        progress(step, {"phase": "pretrain", "imitation_accuracy": imitation_accuracy})
-    checkpoint(step, "imitation")
-    # 3. Q-learning from the agent's own play, with a share of demonstrations
-    agent_steps = config.total_steps - demo_steps
-    demos.start()
-    obs, over = new_episode()
-    for t in range(agent_steps):
-        if over:
-            replay.start()
-            obs, over = new_episode()
-        eps = linear_schedule(
-            config.start_e, config.end_e, int(config.exploration_fraction * agent_steps), t
-        )
-        legal = np.flatnonzero(obs.mask)
-        if rng.random() < eps:
-            a = int(rng.choice(legal))
-        else:
-            with torch.no_grad():
-                q = q_net(torch.as_tensor(obs.x)).squeeze(-1).numpy()
-            q[~obs.mask] = -np.inf
-            a = int(np.argmax(q))
-        obs_next, r, done, trunc, _ = env.step(a)
-        replay.add(obs.x, obs.mask, a, r, done)
-        if trunc:
-            replay.start()
-        obs, over = obs_next, done or trunc
-        step += 1
-        if t % config.train_frequency == 0 and len(replay) > config.batch_size:
-            n_demo = int(config.batch_size * config.demo_ratio) if len(demos) else 0
-            idx = replay.sample(config.batch_size - n_demo, rng)
-            if idx:
-                losses.append(learn(replay.batch(idx, device)))
-            if n_demo:
-                didx = demos.sample(n_demo, rng)
-                if didx:
-                    losses.append(learn(demos.batch(didx, device)))
-        if progress and step % 200 == 0:
-            progress(
-                step,
-                {
-                    "phase": "q-learning",
-                    "epsilon": eps,
-                    "loss": float(np.mean(losses[-200:])) if losses else 0.0,
-                },
-            )
-        if config.eval_every and (t + 1) % config.eval_every == 0:
-            checkpoint(step, "q-learning")
-    if not eval_workloads or (history and history[-1]["step"] != step):
-        checkpoint(step, "final")
+    accuracy = imitate(run, learner, demos, updates)
+    q_learning(run, learner, replay, demos, config.total_steps - demo_steps)
+    if not eval_workloads or (run.history and run.history[-1]["step"] != run.step):
+        run.checkpoint(learner.q_net, "final")
     if not eval_workloads:
-        save_weights(out, to_numpy_layers(q_net), round_cfg, meta)
-        best = {"step": step, "phase": "final"}
-    elif config.blend_bonuses and baselines is not None:
-        # 4. the conservative blend: how far the best checkpoint may stray from the teacher's pick
-        from scheduler.policy import load_weights
-
-        net, _, _ = load_weights(out)
-        tried: list[tuple[float, float]] = []
-        for bonus in config.blend_bonuses:
-            res = evaluate(net, eval_workloads, round_cfg, baselines, bonus)
-            row = {
-                "step": step,
-                "phase": "blend",
-                "teacher_bonus": bonus,
-                "ratio_to_best": res["ratio_to_best"],
-                "dqn": res["dqn"],
-            }
-            history.append(row)
-            if progress:
-                progress(step, {"eval": row})
-            tried.append((bonus, res["ratio_to_best"]))
-        chosen = choose_blend(best["ratio_to_best"], tried, config.min_gain)
-        if chosen[1]:  # the blend's own scores, beside the checkpoint it was built on
-            blend = next(h for h in history[::-1] if h.get("teacher_bonus") == chosen[1])
-            best = {
-                **best,
-                "network_phase": best.get("phase"),
-                "phase": "blend",
-                "dqn": blend["dqn"],
-            }
-        best = {**best, "ratio_to_best": chosen[0], "teacher_bonus": chosen[1]}
-        save_weights(out, net.layers, round_cfg, {**(meta or {}), "teacher_bonus": chosen[1]})
+        save_weights(out, to_numpy_layers(learner.q_net), round_cfg, meta)
+        run.best = {"step": run.step, "phase": "final"}
+    elif config.blend_bonuses and run.baselines is not None:
+        blend(run, config)
     return {
         "config": asdict(config),
-        "history": history,
-        "best": best,
-        "episodes": episode,
-        "imitation_accuracy": imitation_accuracy,
+        "history": run.history,
+        "best": run.best,
+        "episodes": run.episodes,
+        "imitation_accuracy": accuracy,
         "elapsed_s": time.perf_counter() - started,
-        "network": q_net,
+        "network": learner.q_net,
     }
 
 

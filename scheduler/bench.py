@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -109,11 +110,16 @@ def make_workload(
     node_shape: Resources | None = None,
     estimate_sigma: float | None = None,
     start: int | None = None,
+    repeat: bool = False,
 ) -> Workload:
     """Build workload `kind` (see WORKLOADS) for `seed` with the bench's defaults; `load` None
-    keeps a trace's native arrival times."""
+    keeps a trace's native arrival times. A trace window runs short of `jobs` at the trace's end:
+    `info["jobs_asked"]` then says how many were asked for, unless `repeat` cycles the trace
+    (`cycle_tasks`)."""
     if kind not in WORKLOADS:
         raise ValueError(f"unknown workload {kind!r}; choose from {', '.join(WORKLOADS)}")
+    if repeat and kind != "trace":
+        raise ValueError("repeat cycles a trace (the trace workload only)")
     swf = kind == "trace" and is_swf(trace)
     n_jobs = DEFAULT_JOBS[kind] if jobs is None else jobs
     n_nodes = (1 if swf else DEFAULT_NODES[kind]) if nodes is None else nodes
@@ -153,7 +159,7 @@ def make_workload(
         )
     else:
         wl = _trace(
-            seed, n_jobs, n_nodes, load, trace, node_list, node_shape, estimate_sigma, start
+            seed, n_jobs, n_nodes, load, trace, node_list, node_shape, estimate_sigma, start, repeat
         )
     wl.nodes = [Node(n.id, n.capacity, n.prices or BENCH_PRICES) for n in wl.nodes]
     return wl
@@ -180,10 +186,32 @@ def trace_window(
     return first
 
 
-def _trace(seed, n_jobs, n_nodes, load, trace, node_list, node_shape, estimate_sigma, start):  # noqa: ANN001, ANN202
+def cycle_tasks(tasks: Sequence[TraceTask], n: int) -> list[TraceTask]:
+    """The trace's tasks played again and again until there are `n`: each round starts where the
+    last one's arrivals ended (plus the trace's mean gap between arrivals), with names suffixed
+    `~k` so every job id stays unique."""
+    if not tasks or n <= len(tasks):
+        return list(tasks)
+    first = min(t.submit_s for t in tasks)
+    span = max(t.submit_s for t in tasks) - first
+    span += span / max(1, len(tasks) - 1)
+    out = list(tasks)
+    k = 0
+    while len(out) < n:
+        k += 1
+        for t in tasks[: n - len(out)]:
+            out.append(replace(t, name=f"{t.name}~{k}", submit_s=t.submit_s + k * span))
+    return out
+
+
+def _trace(
+    seed, n_jobs, n_nodes, load, trace, node_list, node_shape, estimate_sigma, start, repeat
+):  # noqa: ANN001, ANN202, E501
     if trace is None:
         raise ValueError("the trace workload needs a trace file (--trace)")
     tasks = _tasks(trace)
+    if repeat:
+        tasks = cycle_tasks(tasks, (start or 0) + n_jobs * (1 + seed))
     swf = is_swf(trace)
     if start is not None and not 0 <= start < len(tasks):
         raise TraceError(
@@ -192,7 +220,7 @@ def _trace(seed, n_jobs, n_nodes, load, trace, node_list, node_shape, estimate_s
     first = trace_window(
         len(tasks), n_jobs, seed, start, forward=swf or load is None, name=Path(trace).name
     )
-    return trace_workload(
+    wl = trace_workload(
         tasks,
         jobs=n_jobs,
         start=first,
@@ -203,6 +231,10 @@ def _trace(seed, n_jobs, n_nodes, load, trace, node_list, node_shape, estimate_s
         seed=seed,
         estimate_sigma=estimate_sigma if estimate_sigma is not None or swf else 0.5,
     )
+    if len(tasks) - first < n_jobs:
+        wl.info["jobs_asked"] = n_jobs
+        wl.info["trace_tasks"] = len(tasks)
+    return wl
 
 
 def bench_run(
@@ -222,6 +254,9 @@ def bench_run(
         "nodes": len(workload.nodes),
         "dropped": len(workload.dropped),
         "offered_load": float(workload.info.get("offered_load", math.nan)),
+        "jobs_asked": int(
+            workload.info.get("jobs_asked", len(workload.jobs) + len(workload.dropped))
+        ),
         "wall_s": wall,
     }
     for k in ROW_METRICS:

@@ -187,21 +187,23 @@ class Round:
             self.long_c, self.long_g = after.long_c, after.long_g
             self.busy = after.busy or bool(after.placed)
         self.pending = pending
-        self.pending_total = len(pending)
-        n = len(pending)
-        if rows is None:
-            rows = pending_rows(pending)
-        self.rows = rows
-        prio, sub, est = rows[:, 0], rows[:, 1], rows[:, 2]
-        eff = effective_priorities(prio, sub, self.now, config.aging_s)
-        by_age = np.lexsort((sub, -eff))
-        self.queue_order = [pending[i] for i in by_age[: max(config.k // 2, 1)].tolist()]
-        by_est = np.lexsort((sub, est, -eff))
-        if n and len(self.state.nodes):
+        if after is None:
+            self._queue = _Queue(pending, pending_rows(pending) if rows is None else rows, self)
+        else:
+            self._queue = after._queue
+        q = self._queue
+        rows = self.rows = q.rows
+        self.pending_total = q.left
+        sub = rows[:, 1]
+        eff = q.eff
+        live = ~q.gone
+        by_age = q.by_age[live[q.by_age]]
+        self._order_pos = by_age[: max(config.k // 2, 1)]
+        self.queue_order = [pending[i] for i in self._order_pos.tolist()]
+        by_est = q.by_est[live[q.by_est]]
+        if q.left and len(self.state.nodes):
             # the shortest jobs that fit and that the long-job limit lets start
-            fits: np.ndarray = np.asarray(self.state.fit_matrix(rows[:, 3:]).any(axis=1))
-            fits &= ~self._capped_rows(rows[:, 3:], est, sub)
-            by_est = by_est[fits[by_est]]
+            by_est = by_est[q.startable(self)[by_est]]
         half = max(1, config.k // 2)
         idx = list(
             dict.fromkeys(by_age[:half].tolist() + by_est[: max(1, config.k - half)].tolist())
@@ -210,8 +212,10 @@ class Round:
         self.index = np.array(idx, dtype=np.intp)
         """position in `pending` of each window job"""
         self.window: list[JobRequest] = [pending[i] for i in idx]
+        self._placed_k: list[int] = []
+        """window positions of this window's placements"""
         self.alive = np.ones(len(idx), dtype=bool)
-        w_est = est[idx]
+        w_est = rows[idx, 2]
         w_sub = sub[idx]
         self.eff = eff[idx]
         self.req = rows[idx, 3:].reshape(-1, 4)
@@ -219,6 +223,13 @@ class Round:
         self.est = w_est
         self.wait = np.maximum(0.0, self.now - w_sub)
         self.placed: list[Placement] = []
+        self._per_version: tuple = (-1,)
+        """(placements, capped, estimate ranks, age ranks) of the window, see `candidates`"""
+        self._capped_at: tuple = (None,)
+        """((long CPUs, long GPUs), capped) the limit mask was last computed for"""
+        self._by_est = np.argsort(self.est, kind="stable")
+        self._by_age = np.argsort(-self.wait, kind="stable")
+        """the window's jobs by estimate and by age, ties in window order (for `_ranks`)"""
         self.holding = holding
         self._reservation()
         per_gpu = self.per_gpu_max
@@ -249,10 +260,14 @@ class Round:
             self.partial = np.array(
                 [self._partial(i) for i in range(len(self.state.nodes))], dtype=float
             )
-        # fit and best-fit leftover of every (window job, node), kept current column by column
+        self._pair_matrices()
+
+    def _pair_matrices(self) -> None:
+        """Fit and best-fit leftover of every (window job, node), kept current column by column
+        as jobs are placed (`place`)."""
         st = self.state
         nn = len(st.nodes)
-        self._fit = st.fit_matrix(self.req) if nn else np.zeros((len(idx), 0), dtype=bool)
+        self._fit = st.fit_matrix(self.req) if nn else np.zeros((len(self.index), 0), dtype=bool)
         self._gfrac = np.where(
             self.share[:, None],
             np.minimum(1.0, self.req[:, 3:4] / st.per_gpu[None, :]),
@@ -277,21 +292,13 @@ class Round:
     def next_window(self) -> Round:
         """The next window of the same decision time: the queue without this window's
         placements (and, once "wait" passed over this window, without its other jobs too),
-        continuing from its node state."""
-        placed = {p.job_id for p in self.placed}
+        continuing from its node state. The queue's order and fit masks carry over: only the
+        jobs that left are marked."""
+        gone = list(self._placed_k)
         if self.ended:
-            placed |= {j.id for k, j in enumerate(self.window) if self.alive[k]}
-        keep = np.fromiter((j.id not in placed for j in self.pending), bool, len(self.pending))
-        rest = [self.pending[i] for i in np.flatnonzero(keep).tolist()]
-        return Round(
-            None,
-            rest,
-            self.now,
-            self.config,
-            holding=self.holding,
-            rows=self.rows[keep],
-            after=self,
-        )
+            gone += np.flatnonzero(self.alive).tolist()
+        self._queue.remove(self.index[gone], [self.window[k].id for k in gone])
+        return Round(None, self.pending, self.now, self.config, holding=self.holding, after=self)
 
     def _long_held(self, view: ClusterView) -> None:
         """CPUs and GPU equivalents held by running jobs with more than `long_after_s` left (by
@@ -305,9 +312,10 @@ class Round:
     def _partial(self, i: int) -> float:
         """Most free memory on one already-shared GPU of node i (0 when none is shared)."""
         st = self.state
-        return float(
-            max((m for g, m in enumerate(st.gmem[i]) if g not in st.free_ids[i]), default=0)
-        )
+        free, gmem = st.free_ids[i], st.gmem[i]
+        if len(free) == len(gmem):
+            return 0.0
+        return float(max((m for g, m in enumerate(gmem) if g not in free), default=0))
 
     # -- reservation and starvation --------------------------------------------------------------
 
@@ -327,20 +335,28 @@ class Round:
         self.first_id: JobId | None = self.queue_order[0].id if self.queue_order else None
         self.first_starving = bool(self.queue_order) and self._starving(self.queue_order[0])
         st = self.state
-        if not len(st.nodes):
+        if not len(st.nodes) or not self.queue_order:
             return
-        for job in self.queue_order:
-            if st.might_fit(job.request) and st.feasible(job.request).any():
-                continue
-            self.head_id = job.id
+        # the head: the first of the queue order that fits no node now
+        fits = np.asarray(st.fit_matrix(self.rows[self._order_pos, 3:]).any(axis=1))
+        k = int(np.argmin(fits))
+        if fits[k]:
+            return
+        job = self.queue_order[k]
+        self.head_id = job.id
+        key = (job.id, len(st.placed))
+        hit_res = self._queue.reservations.get(key)
+        if hit_res is None:
             hit = earliest_fit(self.view, job, self.now)
+            hit_res = (math.inf, -1, frozenset(), (0.0, 0.0))
             if hit is not None:
-                self.t_res = hit[0]
-                self.res_node = st.ids.index(hit[1]) if hit[1] in st.ids else -1
-                self.res_gpus = frozenset(hit[2])
-                if self.res_node >= 0:
-                    self.extra = self._extra_at(hit[1], job)
-            return
+                self.t_res = hit[0]  # `_extra_at` counts what still runs then
+                node = st.ids.index(hit[1]) if hit[1] in st.ids else -1
+                extra = self._extra_at(hit[1], job) if node >= 0 else [0.0, 0.0]
+                hit_res = (hit[0], node, frozenset(hit[2]), (extra[0], extra[1]))
+            self._queue.reservations[key] = hit_res
+        self.t_res, self.res_node, self.res_gpus = hit_res[0], hit_res[1], hit_res[2]
+        self.extra = list(hit_res[3])
 
     def _extra_at(self, node_id: str, head: JobRequest) -> list[float]:
         """[CPUs, memory] node `node_id` has left at the reservation time once the head starts
@@ -379,6 +395,12 @@ class Round:
 
     def candidates(self) -> Candidates:
         """Every feasible (job, node) pair of the window allowed by the guard rails, plus wait."""
+        if self.ended:
+            # passed over: nothing of this window may start (the round moves on)
+            self.wait_holds = False
+            empty = np.zeros(0, dtype=np.intp)
+            x = self._features(empty, empty, np.zeros(0, bool), True, np.zeros(0, bool))
+            return Candidates(np.array([WAIT]), np.array([WAIT]), x, True)
         st = self.state
         nn = len(st.nodes)
         alive = self.alive
@@ -386,8 +408,6 @@ class Round:
             ok = self._fit & alive[:, None]
         else:
             ok = np.zeros((len(self.window), nn), dtype=bool)
-        if self.ended:
-            ok[:] = False
         # jobs that may use the reserved node under the reservation: they end before it, or
         # outlast it within what the node has left beside the head then
         spares = self.ends_before | self._fits_extra()
@@ -411,7 +431,20 @@ class Round:
         # priorities among what the reservation lets start: a job it holds back does not hold
         # back lower levels that fit beside it (else the reserved node idles, as EASY would not)
         jobs_ok: np.ndarray = np.asarray(ok.any(axis=1))
-        capped = self._capped()
+        version = len(self.placed)
+        if self._per_version[0] != version:
+            # what changes only with a placement: the window's ranks, and the long-job limit
+            # (only when a long job was placed)
+            held = (self.long_c, self.long_g)
+            if self._capped_at[0] != held:
+                self._capped_at = (held, self._capped())
+            self._per_version = (
+                version,
+                self._capped_at[1],
+                self._ranks(self._by_est),
+                self._ranks(self._by_age),
+            )
+        capped = self._per_version[1]
         if (jobs_ok & ~capped).any():
             # a long job held back by the teacher's limit does not hold back shorter work of a
             # lower priority (as in SJF, which skips it)
@@ -427,7 +460,7 @@ class Round:
             if nn > m:
                 top_n = np.argpartition(left, m - 1, axis=1)[:, :m]
                 keep = np.zeros_like(ok)
-                np.put_along_axis(keep, top_n, True, axis=1)
+                keep[np.arange(len(keep))[:, None], top_n] = True
                 ok &= keep
         jk, nk = np.nonzero(ok)
         # waiting holds the head's reserved node where that changes something; otherwise it
@@ -445,6 +478,15 @@ class Round:
         wait_ok = not len(jk) or self.wait_holds or can_end
         x = self._features(jk, nk, capped, wait_ok, spares)
         return Candidates(np.append(jk, WAIT), np.append(nk, WAIT), x, wait_ok)
+
+    def _ranks(self, order: np.ndarray) -> np.ndarray:
+        """Rank of each alive window job in `order`, scaled to [0, 1] (0 = first); as
+        `_rank01`, from the window's sort kept for the round."""
+        out = np.zeros(len(order))
+        live = order[self.alive[order]]
+        if len(live) > 1:
+            out[live] = np.arange(len(live)) / (len(live) - 1)
+        return out
 
     def _capped(self) -> np.ndarray:
         """Window jobs the teacher's long-job limit holds back now."""
@@ -528,8 +570,8 @@ class Round:
         x[:m, 10] = self.share[jk] & (self.partial[nk] < req[:, 3])
         est = self.est[jk]
         x[:m, 11:15] = self.job_block[jk]
-        x[:m, 15] = _rank01(self.est, self.alive)[jk]
-        x[:m, 16] = _rank01(-self.wait, self.alive)[jk]
+        x[:m, 15] = self._per_version[2][jk]
+        x[:m, 16] = self._per_version[3][jk]
         x[:m, 17] = np.maximum(np.maximum(x[:m, 0], x[:m, 1]), x[:m, 2])
         ends_before = self.ends_before[jk]
         x[:m, 18] = ends_before
@@ -561,7 +603,7 @@ class Round:
         """True when this window placed something or was passed over, and jobs outside it
         remain: a fresh window (the next shortest jobs that fit) may hold more candidates at the
         same time."""
-        outside = len(self.pending) - len(self.placed) - int(self.alive.sum())
+        outside = self.pending_total - len(self.placed) - int(self.alive.sum())
         return (bool(self.placed) or self.ended) and outside > 0
 
     def view_after(self) -> ClusterView:
@@ -620,6 +662,7 @@ class Round:
             self.extra[0] -= float(self.req[j, 0])
             self.extra[1] -= float(self.req[j, 1])
         self.alive[j] = False
+        self._placed_k.append(j)
         self.busy = True
         if self.is_long[j]:
             self.long_c += float(self.req[j, 0])
@@ -637,8 +680,64 @@ class Round:
         return None
 
 
+class _Queue:
+    """The pending jobs of one decision time, shared by its windows: their rows, effective
+    priorities and the two orders windows draw from, computed once; which jobs left (placed, or
+    passed over by "wait"); the fit-and-limit mask and the head's reservation, kept while no
+    placement changes the node state."""
+
+    def __init__(self, pending: Sequence[JobRequest], rows: np.ndarray, first: Round) -> None:
+        now, config = first.now, first.config
+        self.pending = pending
+        self.rows = rows
+        n = len(pending)
+        prio, sub, est = rows[:, 0], rows[:, 1], rows[:, 2]
+        self.eff = effective_priorities(prio, sub, now, config.aging_s)
+        self.by_age = np.lexsort((sub, -self.eff))
+        self.by_est = np.lexsort((sub, est, -self.eff))
+        self.gone = np.zeros(n, dtype=bool)
+        self.left = n
+        # the simulator's queue holds each job once; any other list may repeat an id (a
+        # replayed trace can): then a placed id leaves the queue everywhere it appears
+        self._ids: list[JobId] | None = None if hasattr(pending, "table") else []
+        self._startable: tuple[int, np.ndarray] | None = None
+        self.reservations: dict[tuple[JobId, int], tuple] = {}
+        """(head, placements so far) -> (time, node, GPU ids, [CPUs, memory] beside the head)"""
+
+    def startable(self, rnd: Round) -> np.ndarray:
+        """Jobs that fit some node now and that the long-job limit lets start (every job of the
+        decision time; recomputed only after a placement)."""
+        version = len(rnd.state.placed)
+        if self._startable is None or self._startable[0] != version:
+            rows = self.rows
+            fits = np.asarray(rnd.state.fit_matrix(rows[:, 3:]).any(axis=1))
+            fits &= ~rnd._capped_rows(rows[:, 3:], rows[:, 2], rows[:, 1])
+            self._startable = (version, fits)
+        return self._startable[1]
+
+    def remove(self, positions: np.ndarray, ids: list[JobId]) -> None:
+        """Mark the jobs at `positions` (with ids `ids`) as gone from the queue."""
+        if self._ids is not None and ids:
+            if not self._ids:
+                self._ids = [j.id for j in self.pending]
+            out = set(ids)
+            self.gone |= np.fromiter((i in out for i in self._ids), bool, len(self._ids))
+        else:
+            self.gone[positions] = True
+        self.left = len(self.gone) - int(self.gone.sum())
+
+
+_FROM_TABLE = np.array([4, 5, 6, 0, 1, 2, 3])
+"""columns of the simulator's job table (cpus, mem, whole GPUs, share memory, priority,
+submitted, estimate) in `pending_rows` order"""
+
+
 def pending_rows(pending: Sequence[JobRequest]) -> np.ndarray:
-    """(jobs x 7) rows of priority, submitted, estimate, cpus, mem, whole GPUs, share memory."""
+    """(jobs x 7) rows of priority, submitted, estimate, cpus, mem, whole GPUs, share memory
+    (read from the simulator's job table when the queue carries one)."""
+    table = getattr(pending, "table", None)
+    if table is not None:
+        return table[pending.rows][:, _FROM_TABLE]  # type: ignore[attr-defined]
     out = np.empty((len(pending), 7), dtype=float)
     for i, j in enumerate(pending):
         r = j.request

@@ -9,6 +9,7 @@ one log line, and the policy falls back to EASY backfilling.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Sequence
@@ -25,7 +26,13 @@ from scheduler.features import (
     Round,
     RoundConfig,
 )
-from scheduler.heuristics import BackfillPolicy, fmt_duration, fmt_hours, held_shares
+from scheduler.heuristics import (
+    BackfillPolicy,
+    RoundState,
+    fmt_duration,
+    fmt_hours,
+    held_shares,
+)
 from scheduler.model import ClusterView, JobId, JobRequest, Placement
 
 log = logging.getLogger(__name__)
@@ -166,8 +173,9 @@ class DQNPolicy:
             long_after_s=config.long_after_s,
             long_share=config.long_share,
         )
-        self._reasons: dict[JobId, str] = {}
+        self._placed: dict[JobId, tuple] = {}
         self._waiting: dict[JobId, str] = {}
+        self._notes: list[tuple] = []
 
     @classmethod
     def from_network(
@@ -179,7 +187,7 @@ class DQNPolicy:
         self.weights_path = None
         self.net, self.fallback, self.meta, self.config = net, None, {}, config
         self.cost_weight = 0.0
-        self._reasons, self._waiting = {}, {}
+        self._placed, self._waiting, self._notes = {}, {}, []
         return self
 
     @property
@@ -193,8 +201,9 @@ class DQNPolicy:
         """Take the best-scoring candidate of each window until no window has anything left."""
         if self.fallback is not None:
             return self.fallback.decide(view, pending, now)
-        self._reasons = {}
+        self._placed = {}
         self._waiting = {}
+        self._notes = []
         rnd = Round(view, pending, now, self.config)
         out: list[Placement] = []
         assert self.net is not None
@@ -205,8 +214,8 @@ class DQNPolicy:
             cands = rnd.candidates()
             if len(cands) <= 1 and rnd.wants_next_window():
                 # nothing left in this window: look at the next jobs of the queue
-                if rnd.ended:  # passed over: say why its jobs wait before moving on
-                    self._note_waiting(rnd, _best_scores(last, rnd), held, by_teacher)
+                if rnd.ended:  # passed over: note why its jobs wait before moving on
+                    self._note(rnd, last, held, by_teacher)
                     held = None
                 rnd = rnd.next_window()
                 continue
@@ -231,38 +240,64 @@ class DQNPolicy:
                 by_teacher = bool(self.teacher_bonus and cands.x[best, TEACHER])
                 continue  # holding the head's node goes on; a passed window offers nothing more
             out.append(p)
-            gpus = f" (GPU {','.join(map(str, p.gpu_ids))})" if p.gpu_ids else ""
-            if self.teacher_bonus and cands.x[best, TEACHER]:
-                within = ", within the long-job limit" if self.config.long_share else ""
-                self._reasons[p.job_id] = (
-                    f"placed on {p.node_id}{gpus}: SJF's pick (shortest estimate that fits, "
-                    f"best-fit node{within}); network score {raw[best]:.2f}, its best "
-                    f"{raw[:-1].max():.2f} of {len(cands) - 1} placements"
-                )
-            else:
-                self._reasons[p.job_id] = (
-                    f"placed on {p.node_id}{gpus}: best score {q[best]:.2f} of {len(cands)} "
-                    "candidates"
-                )
-        self._note_waiting(rnd, _best_scores(last, rnd), held, by_teacher)
+            # the words are built when `explain` asks (a replay never does)
+            teacher = bool(self.teacher_bonus and cands.x[best, TEACHER])
+            self._placed[p.job_id] = (p, teacher, raw, best, float(q[best]))
+        self._note(rnd, last, held, by_teacher)
         return out
+
+    def _placed_reason(self, job_id: JobId) -> str:
+        """Why job `job_id` was placed in the last decision (see `decide`)."""
+        p, teacher, raw, best, q_best = self._placed[job_id]
+        gpus = f" (GPU {','.join(map(str, p.gpu_ids))})" if p.gpu_ids else ""
+        if teacher:
+            within = ", within the long-job limit" if self.config.long_share else ""
+            return (
+                f"placed on {p.node_id}{gpus}: SJF's pick (shortest estimate that fits, "
+                f"best-fit node{within}); network score {raw[best]:.2f}, its best "
+                f"{raw[:-1].max():.2f} of {len(raw) - 1} placements"
+            )
+        return f"placed on {p.node_id}{gpus}: best score {q_best:.2f} of {len(raw)} candidates"
+
+    def _note(
+        self,
+        rnd: Round,
+        last: tuple[Round, Candidates, np.ndarray] | None,
+        held: float | None,
+        by_teacher: bool,
+    ) -> None:
+        """Keep what `explain` needs to say why window `rnd`'s jobs wait: the words are only
+        built when asked (a replay asks for none of them). The node state is copied, as later
+        windows of the round place on it."""
+        st = copy.copy(rnd.state)
+        st.fc, st.fm, st.fg, st.fpm = st.fc.copy(), st.fm.copy(), st.fg.copy(), st.fpm.copy()
+        self._notes.append((rnd, last if last is not None and last[0] is rnd else None, held,
+                            by_teacher, st))  # fmt: skip
+
+    def _write_notes(self) -> None:
+        """Build the waiting reasons of the last decision's notes (see `_note`)."""
+        for rnd, last, held, by_teacher, st in self._notes:
+            self._note_waiting(rnd, st, _best_scores(last, rnd), held, by_teacher)
+        self._notes = []
 
     def _note_waiting(
         self,
         rnd: Round,
+        state: RoundState,
         seen: dict[JobId, tuple[float, str]],
         held: float | None,
         by_teacher: bool = False,
     ) -> None:
         """Why each job of window `rnd` still waits (`held`: the network's score for waiting,
-        when waiting was chosen; `by_teacher`: it was the teacher's pick)."""
+        when waiting was chosen; `by_teacher`: it was the teacher's pick; `state`: the free
+        resources when the window was left)."""
         head = rnd.head_id
-        res = rnd.state.ids[rnd.res_node] if rnd.res_node >= 0 else None
+        res = state.ids[rnd.res_node] if rnd.res_node >= 0 else None
         for j, job in enumerate(rnd.window):
             if not rnd.alive[j]:
                 continue
             need = job.request.describe()
-            fits = rnd.state.feasible(job.request)
+            fits = state.feasible(job.request)
             if job.id == head and res is not None:
                 self._waiting[job.id] = (
                     f"waiting for {need}; first in line, {res} frees them in "
@@ -300,7 +335,7 @@ class DQNPolicy:
                     f"best {s:.2f}, holding {held:.2f})"
                 )
             elif fits.any():
-                node = rnd.state.ids[int(np.argmax(fits))]
+                node = state.ids[int(np.argmax(fits))]
                 self._waiting[job.id] = (
                     f"waiting: fits on {node}, but jobs of higher (or aged) priority go first"
                 )
@@ -311,8 +346,10 @@ class DQNPolicy:
         """Why the job was placed where it was, or why it is still waiting (last round)."""
         if self.fallback is not None:
             return "dqn weights unavailable, EASY backfilling: " + self.fallback.explain(job_id)
-        if job_id in self._reasons:
-            return self._reasons[job_id]
+        if job_id in self._placed:
+            return self._placed_reason(job_id)
+        if self._notes:
+            self._write_notes()
         if job_id in self._waiting:
             return self._waiting[job_id]
         return "waiting: not among the jobs considered in the last round (queue position too far)"

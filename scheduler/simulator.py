@@ -160,9 +160,10 @@ class _NodeState:
         "price",
         "n_free_gpus",
         "max_share",
+        "row",
     )
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, row: np.ndarray) -> None:
         cap = node.capacity
         self.node = node
         self.per_gpu = node.gpu_mem_per_gpu_mb
@@ -176,6 +177,18 @@ class _NodeState:
         self.view: NodeView | None = None
         self.n_free_gpus = cap.gpus
         self.max_share = self.per_gpu if cap.gpus else 0
+        self.row = row
+        """this node's row of the simulator's node table: free CPUs, free memory, free whole
+        GPUs, most memory free on one GPU a share may use; 1 in the last column while up"""
+        self._publish()
+
+    def _publish(self) -> None:
+        row = self.row
+        row[0] = self.free_cpus
+        row[1] = self.free_mem
+        row[2] = self.n_free_gpus
+        row[3] = self.max_share
+        row[4] = self.state == NODE_UP
 
     def _summarise(self) -> None:
         self.n_free_gpus = sum(1 for u in self.gpu_users if u == 0)
@@ -240,6 +253,7 @@ class _NodeState:
         self.view = None
         if req.gpus or req.gpu_mem_mb:
             self._summarise()
+        self._publish()
 
     def give(self, req: Resources, gpu_ids: tuple[int, ...]) -> None:
         self.free_cpus = min(self.free_cpus + req.cpus, float(self.node.capacity.cpus))
@@ -256,6 +270,13 @@ class _NodeState:
         self.view = None
         if req.gpus or req.gpu_mem_mb:
             self._summarise()
+        self._publish()
+
+    def set_state(self, state: str) -> None:
+        """Mark the node up or down."""
+        self.state = state
+        self.view = None
+        self._publish()
 
 
 class Simulator:
@@ -291,7 +312,9 @@ class Simulator:
         jobs = self.workload.jobs
         self._jobs: dict[JobId, Job] = {}
         self._requests: dict[JobId, JobRequest] = {}
-        self._state = [_NodeState(n) for n in self.nodes]
+        # one row per node, kept current as jobs start and end (see `_NodeState.row`)
+        self._node_table = np.zeros((len(self.nodes), 5))
+        self._state = [_NodeState(n, self._node_table[i]) for i, n in enumerate(self.nodes)]
         self._down_depth = [0] * len(self.nodes)
         self._events: list[tuple[float, int, int, object]] = []
         self._seq = 0
@@ -392,30 +415,17 @@ class Simulator:
             return False
         if not self.skip_hopeless_rounds:
             return True
-        up = [s for s in self._state if s.state == NODE_UP]
-        if not up:
+        nodes = self._node_table
+        up = nodes[:, 4] > 0
+        if not up.any():
             return False
-        max_c = max(s.free_cpus for s in up) + 1e-9
-        max_m = max(s.free_mem for s in up)
-        max_g = max(s.n_free_gpus for s in up)
-        max_pm = max(s.max_share for s in up)
-        cols = self._req_cols
-        if len(self._pending) <= 16:
-            rows = [self._row[j] for j in self._pending]
-            sub = cols[rows]
-            ok = (
-                (sub[:, 0] <= max_c)
-                & (sub[:, 1] <= max_m)
-                & (sub[:, 2] <= max_g)
-                & (sub[:, 3] <= max_pm)
-            )
-            return bool(ok.any())
+        most = nodes[up].max(axis=0)
+        sub = self._req_cols[self._live_rows()]
         ok = (
-            self._pending_mask
-            & (cols[:, 0] <= max_c)
-            & (cols[:, 1] <= max_m)
-            & (cols[:, 2] <= max_g)
-            & (cols[:, 3] <= max_pm)
+            (sub[:, 0] <= most[0] + 1e-9)
+            & (sub[:, 1] <= most[1])
+            & (sub[:, 2] <= most[2])
+            & (sub[:, 3] <= most[3])
         )
         return bool(ok.any())
 
@@ -518,16 +528,13 @@ class Simulator:
                 Attempt(job_id, st.node.id, gpu_ids, job.request, start, self.now, False)
             )
             self._enqueue(job_id)
-        st.state = NODE_DOWN
-        st.view = None
+        st.set_state(NODE_DOWN)
 
     def _return(self, i: int) -> None:
         self._down_depth[i] -= 1
         if self._down_depth[i] > 0:
             return
-        st = self._state[i]
-        st.state = NODE_UP
-        st.view = None
+        self._state[i].set_state(NODE_UP)
 
     # -- decisions ----------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "plan": "lepton_tui.cli.sched:plan",
     "bench": "lepton_tui.cli.sched:bench",
     "train": "lepton_tui.cli.train:train",
+    "policy": "lepton_tui.cli.sched:policy",
     "settings": "lepton_tui.cli.admin:settings",
     "events": "lepton_tui.cli.events:events",
     "service": "lepton_tui.cli.service_cmd:service",

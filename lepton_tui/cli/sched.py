@@ -1,4 +1,5 @@
-"""Scheduler commands: `plan` (one round as an integer program) and `bench` (policies x workloads)."""
+"""Scheduler commands: `plan` (one round as an integer program), `bench` (policies x workloads)
+and `policy` (the DQN's installed weights)."""
 
 from __future__ import annotations
 
@@ -283,6 +284,12 @@ def _loads(text: str) -> list[float | None]:
     "successive windows of --jobs jobs from there.",
 )
 @click.option(
+    "--repeat",
+    is_flag=True,
+    help="Trace: cycle the trace when --jobs asks for more tasks than it has (each pass "
+    "arrives after the last).",
+)
+@click.option(
     "--policies",
     default=None,
     help="Comma list of policies (default: every policy; `--policies x` lists the names).",
@@ -313,6 +320,7 @@ def bench(
     load: str,
     jobs: str | None,
     start: str | None,
+    repeat: bool,
     policies: str | None,
     seeds: str,
     estimate_sigma: str | None,
@@ -377,6 +385,10 @@ def bench(
         if workload != "trace":
             raise ValidationError("--start picks a window of a trace (--trace FILE)")
         opts["start"] = _number(start, "--start", integer=True, minimum=0, maximum=100_000_000)
+    if repeat:
+        if workload != "trace":
+            raise ValidationError("--repeat cycles a trace (--trace FILE)")
+        opts["repeat"] = True
     if workload == "trace":
         if trace is None:
             raise ValidationError("--workload trace needs --trace FILE (.swf or .csv)")
@@ -405,10 +417,24 @@ def bench(
         raise ValidationError(str(exc)) from None
     except ValueError as exc:
         raise LeptonError(str(exc)) from None
+    _warn_short(rows, trace)
     if as_json:
         echo_json(rows)
         return
     _print_bench(summarize(rows), workload, n_seeds)
+
+
+def _warn_short(rows: list[dict[str, Any]], trace: str | None) -> None:
+    """Say on stderr when a trace window had fewer tasks than --jobs asked for."""
+    short = [r for r in rows if r["jobs_asked"] > r["jobs"] + r["dropped"]]
+    if short:
+        r = min(short, key=lambda r: r["jobs"] + r["dropped"])
+        click.echo(
+            f"warning: {printable(Path(trace or '').name)} ran out of tasks: --jobs "
+            f"{r['jobs_asked']} replayed {r['jobs'] + r['dropped']} (seed {r['seed']}); "
+            "add --repeat to cycle the trace",
+            err=True,
+        )
 
 
 def _print_bench(summary: list[dict[str, Any]], workload: str, seeds: int) -> None:
@@ -505,3 +531,58 @@ def _bench_fragmentation(
             s["policy"], f"{s['mean']:.2f}", f"{s['std']:.2f}", f"{paper:.2f}" if paper else "-"
         )
     make_console().print(table)
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+def policy() -> None:
+    """The DQN policy's weights: which run, and installing retrained ones."""
+
+
+@policy.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@click.pass_context
+def policy_ls(ctx: click.Context, as_json: bool) -> None:
+    """List the shipped and installed weights: which one `dqn` runs, trained on what, scoring
+    what on the check replay (average bounded slowdown beside backfill's)."""
+    from lepton_tui.cli.common import home_from
+    from lepton_tui.policies import listing
+
+    rows = listing(home_from(ctx))
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        check = r["check"]
+        score = (
+            f"check: dqn {check['dqn']:.3f} vs backfill {check['backfill']:.3f} avg bsld"
+            if check
+            else "check: -"
+        )
+        trained = (r["trained"] or {}).get("command") or "-"
+        mark = "*" if r["active"] else " "
+        click.echo(f"{mark} {printable(r['name'])}  {score}  trained: {printable(trained)}")
+
+
+@policy.command("install")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--name", default=None, help="Name to install it under (default: the file's name).")
+@click.option("--force", is_flag=True, help="Replace an installed policy of the same name.")
+@click.option("--json", "as_json", is_flag=True, help="Print the installed entry as JSON.")
+@click.pass_context
+def policy_install(
+    ctx: click.Context, file: str, name: str | None, force: bool, as_json: bool
+) -> None:
+    """Validate a weights file (from `lepton-tui train`), copy it into the state directory and
+    make it the weights the `dqn` policy runs."""
+    from lepton_tui.cli.common import home_from
+    from lepton_tui.policies import install
+
+    entry = install(file, home_from(ctx), name, force=force)
+    if as_json:
+        echo_json(entry)
+        return
+    check = entry["check"]
+    click.echo(
+        f"installed {printable(entry['name'])} ({entry['path']}); the dqn policy runs it now. "
+        f"Check replay: avg bounded slowdown {check['dqn']:.3f} (backfill {check['backfill']:.3f})"
+    )

@@ -93,6 +93,14 @@ TRAIN_SHARE = 0.6
     show_default=True,
     help="Weights file to write (a .json sidecar goes beside it).",
 )
+@click.option(
+    "--cost-weight",
+    default="0",
+    show_default=True,
+    help="Weigh cost: the reward also charges this times the money of idle capacity (the "
+    "nodes' prices; synthetic workloads at the bench's), and checkpoints are chosen on "
+    "slowdown plus this times cost per job. 0: slowdown only.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
 @click.pass_context
 def train(
@@ -108,6 +116,7 @@ def train(
     long_share: float,
     threads: int,
     out: str,
+    cost_weight: str,
     as_json: bool,
 ) -> None:
     """Train the DQN policy: imitate SJF (with its long-job limit), then Double DQN; keep the
@@ -116,10 +125,75 @@ def train(
         import torch
     except ImportError:
         raise LeptonError("training needs torch: pip install 'lepton-tui[train]'") from None
-    from scheduler import workloads as w
-    from scheduler.agent import TrainConfig, WorkloadMix, ledger_mix
+    from scheduler.agent import TrainConfig
     from scheduler.agent import train as run_training
 
+    weight = _check_options(aging_h, long_share, cost_weight)
+    out_path = Path(out)
+    if out_path.suffix != ".npz":
+        raise ValidationError("--out must end in .npz", field="out")
+    kinds = tuple(dict.fromkeys(workloads)) or (
+        ("deeprm", "lab", "trace") if trace_path else ("deeprm", "lab")
+    )
+    if "trace" in kinds and not trace_path:
+        raise ValidationError("--workload trace needs --trace FILE", field="trace")
+    ledger = (home_from(ctx),) if from_ledger else None
+    source, eval_set, data, held_out = _training_data(
+        kinds, trace_path, ledger, jobs, steps, weight
+    )
+    torch.set_num_threads(threads)
+    config = TrainConfig(
+        seed=seed,
+        total_steps=steps,
+        aging_s=aging_h * 3600.0 if aging_h else None,
+        long_share=long_share or None,
+        eval_every=eval_every if eval_every is not None else max(1, steps // 5),
+        cost_weight=weight,
+    )
+    command = (
+        "lepton-tui train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        if (len(sys.argv) > 1 and sys.argv[1] == "train")
+        else "lepton-tui train"
+    )
+    meta = {"command": command, "seed": seed, "cost_weight": weight}
+    started = time.perf_counter()
+    result = _run_with_progress(run_training, config, source, eval_set, out_path, meta)
+    summary = {
+        "command": command,
+        "seed": seed,
+        "steps": steps,
+        "cost_weight": weight,
+        "data": data,
+        "held_out": {
+            "seeds": "workload seeds 0-999 (training draws from 10,000 up)",
+            "trace_tasks": held_out,
+        },
+        "validation": [f"{wl.name}:{len(wl.jobs)} jobs" for wl in eval_set],
+        "best": result["best"],
+        "history": result["history"],
+        "episodes": result["episodes"],
+        "imitation_accuracy": result.get("imitation_accuracy"),
+        "elapsed_s": round(time.perf_counter() - started, 1),
+        "config": result["config"],
+        "weights": str(out_path),
+        "weights_bytes": out_path.stat().st_size,
+    }
+    _write_sidecar(out_path, summary)
+    if as_json:
+        echo_json(summary)
+    else:
+        b = result["best"]
+        click.echo(
+            f"wrote {out_path} ({summary['weights_bytes']} bytes) and "
+            f"{out_path.with_suffix('.json').name}: best checkpoint at step {b.get('step')} "
+            f"({b.get('phase')}), validation slowdown "
+            f"{b.get('ratio_to_best', float('nan')):.3f} x the best heuristic, "
+            f"{summary['elapsed_s']:.0f} s"
+        )
+
+
+def _check_options(aging_h: float, long_share: float, cost_weight: str) -> float:
+    """Refuse non-finite --aging and --long-share; the --cost-weight as a number."""
     if not math.isfinite(aging_h):
         raise ValidationError(
             f"--aging must be a number of hours, got {aging_h}",
@@ -132,14 +206,25 @@ def train(
             "e.g. --long-share 0.4; 0 turns the limit off",
             field="long-share",
         )
-    out_path = Path(out)
-    if out_path.suffix != ".npz":
-        raise ValidationError("--out must end in .npz", field="out")
-    kinds = tuple(dict.fromkeys(workloads)) or (
-        ("deeprm", "lab", "trace") if trace_path else ("deeprm", "lab")
-    )
-    if "trace" in kinds and not trace_path:
-        raise ValidationError("--workload trace needs --trace FILE", field="trace")
+    from lepton_tui.economics_prices import check_cost_weight
+
+    return check_cost_weight(cost_weight)
+
+
+def _training_data(
+    kinds: tuple[str, ...],
+    trace_path: str | None,
+    ledger: tuple[str | None] | None,
+    jobs: int,
+    steps: int,
+    cost_weight: float,
+) -> tuple[Any, list, dict[str, Any], int]:
+    """(episode source, validation workloads, what the data was, held-out trace tasks): the
+    lab's history when `ledger` is given (holding its --home), else the synthetic mix and the
+    trace's first 60 %; priced workloads when `cost_weight` > 0."""
+    from scheduler import workloads as w
+    from scheduler.agent import WorkloadMix, ledger_mix, with_prices
+
     tasks: list = []
     if trace_path:
         try:
@@ -151,60 +236,33 @@ def train(
                 f"cannot read {trace_path}: {e.strerror}", field="trace"
             ) from None
     split = int(len(tasks) * TRAIN_SHARE)
-    train_tasks, held_out = tasks[:split], tasks[split:]
+    train_tasks = tasks[:split]
     data: dict[str, Any] = {"kinds": list(kinds), "jobs_per_episode": jobs}
-    if from_ledger:
-        history = ledger_workload(home_from(ctx))
-        source = ledger_mix([history])
-        eval_set = [history]
+    priced = cost_weight > 0
+    if ledger is not None:
+        history = ledger_workload(ledger[0])
+        if priced:
+            history = with_prices(history)
         data = {"ledger": True, "jobs": len(history.jobs), "nodes": len(history.nodes)}
-    else:
-        source = WorkloadMix(
-            kinds=kinds, jobs=jobs, trace_tasks=train_tasks if "trace" in kinds else []
+        return ledger_mix([history]), [history], data, len(tasks) - split
+    source = WorkloadMix(
+        kinds=kinds, jobs=jobs, trace_tasks=train_tasks if "trace" in kinds else [], priced=priced
+    )
+    eval_set = validation_set(kinds, train_tasks, small=steps < 10_000)
+    if priced:
+        eval_set = [with_prices(wl) for wl in eval_set]
+    if trace_path:
+        data.update(
+            trace=str(trace_path),
+            trace_tasks=len(tasks),
+            trace_train_tasks=f"[0, {split})",
+            trace_held_out=f"[{split}, {len(tasks)})",
         )
-        eval_set = validation_set(kinds, train_tasks, small=steps < 10_000)
-        if trace_path:
-            data.update(
-                trace=str(trace_path),
-                trace_tasks=len(tasks),
-                trace_train_tasks=f"[0, {split})",
-                trace_held_out=f"[{split}, {len(tasks)})",
-            )
-    torch.set_num_threads(threads)
-    config = TrainConfig(
-        seed=seed,
-        total_steps=steps,
-        aging_s=aging_h * 3600.0 if aging_h else None,
-        long_share=long_share or None,
-        eval_every=eval_every if eval_every is not None else max(1, steps // 5),
-    )
-    command = (
-        "lepton-tui train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-        if (len(sys.argv) > 1 and sys.argv[1] == "train")
-        else "lepton-tui train"
-    )
-    meta = {"command": command, "seed": seed}
-    started = time.perf_counter()
-    result = _run_with_progress(run_training, config, source, eval_set, out_path, meta)
-    summary = {
-        "command": command,
-        "seed": seed,
-        "steps": steps,
-        "data": data,
-        "held_out": {
-            "seeds": "workload seeds 0-999 (training draws from 10,000 up)",
-            "trace_tasks": len(held_out),
-        },
-        "validation": [f"{wl.name}:{len(wl.jobs)} jobs" for wl in eval_set],
-        "best": result["best"],
-        "history": result["history"],
-        "episodes": result["episodes"],
-        "imitation_accuracy": result.get("imitation_accuracy"),
-        "elapsed_s": round(time.perf_counter() - started, 1),
-        "config": result["config"],
-        "weights": str(out_path),
-        "weights_bytes": out_path.stat().st_size,
-    }
+    return source, eval_set, data, len(tasks) - split
+
+
+def _write_sidecar(out_path: Path, summary: dict[str, Any]) -> None:
+    """The training summary beside the weights, keeping an evaluation of the same command."""
     sidecar = out_path.with_suffix(".json")
     previous = {}
     if sidecar.exists():
@@ -212,19 +270,9 @@ def train(
             previous = json.loads(sidecar.read_text())
         except (OSError, ValueError):
             previous = {}
-    if "evaluation" in previous and previous.get("command") == command:
+    if "evaluation" in previous and previous.get("command") == summary["command"]:
         summary["evaluation"] = previous["evaluation"]
     sidecar.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
-    if as_json:
-        echo_json(summary)
-    else:
-        b = result["best"]
-        click.echo(
-            f"wrote {out_path} ({summary['weights_bytes']} bytes) and {sidecar.name}: best "
-            f"checkpoint at step {b.get('step')} ({b.get('phase')}), validation slowdown "
-            f"{b.get('ratio_to_best', float('nan')):.3f} x the best heuristic, "
-            f"{summary['elapsed_s']:.0f} s"
-        )
 
 
 def _run_with_progress(run_training, config, source, eval_set, out_path, meta) -> dict:

@@ -123,6 +123,7 @@ class Dispatcher:
         self._removed_tried: dict[str, float] = {}  # removed host -> when fencing last tried it
         self._policy: Any = None
         self._policy_key: tuple[Any, ...] | None = None
+        self._weights: tuple[str, int] | None = None  # installed DQN weights (path, mtime)
         self._bad_settings: dict[str, str] = {}
         self._last_reason: dict[int, str] = {}
         self._last_compact = 0.0
@@ -161,10 +162,12 @@ class Dispatcher:
             from lepton_tui.autopilot import policy_in_force
 
             name = policy_in_force(self.ledger)[0]
-        if self._policy is not None and self._policy_key == (name, weight, share):
+        weights = installed_weights(self.home) if name == "dqn" else None
+        key = (name, weight, share)
+        if self._policy is not None and self._policy_key == key and self._weights == weights:
             return self._policy
-        self._policy_key = (name, weight, share)
-        self._policy = load_policy(name, weight, share)
+        self._policy_key, self._weights = key, weights
+        self._policy = load_policy(name, weight, share, weights[0] if weights else None)
         return self._policy
 
     # -- the loop ----------------------------------------------------------------------------
@@ -389,15 +392,32 @@ def setting_default(key: str) -> Any:
     return DEFAULTS[key] if known is None else type(DEFAULTS[key])(known.default)
 
 
-def load_policy(name: str, cost_weight: float = 0.0, long_share: float = 0.0) -> Any:
+def installed_weights(home: Path) -> tuple[str, int] | None:
+    """The installed DQN weights that run (`lepton-tui policy install`), as (path, mtime) so a
+    reinstall reloads them; None: the shipped ones."""
+    from lepton_tui.policies import active_weights
+
+    path = active_weights(home)
+    try:
+        return (str(path), path.stat().st_mtime_ns) if path is not None else None
+    except OSError:
+        return None
+
+
+def load_policy(
+    name: str, cost_weight: float = 0.0, long_share: float = 0.0, weights: str | None = None
+) -> Any:
     """The named policy from scheduler.registry; backfill (one logged line) when it fails.
-    `long_share` > 0 gives `sjf` its long-job limit (other policies ignore it)."""
+    `long_share` > 0 gives `sjf` its long-job limit (other policies ignore it); `weights` are the
+    DQN's (None: the shipped ones)."""
     from scheduler.registry import make_policy
 
     for candidate in dict.fromkeys([name, "backfill"]):
         options: dict[str, Any] = {"cost_weight": cost_weight}
         if candidate == "sjf" and long_share > 0:
             options["long_share"] = long_share
+        if candidate == "dqn" and weights is not None:
+            options["weights"] = weights
         try:
             try:
                 return make_policy(candidate, **options)

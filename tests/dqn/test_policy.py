@@ -305,3 +305,25 @@ def test_a_policy_that_always_waits_still_finishes_every_job():
     ]
     result = Simulator(Workload("odd", jobs, [odd])).run(waiter)
     assert sorted(j.id for j in result.finished) == [0, 1, 2, 3] and not result.unfinished
+
+
+def test_a_replay_builds_no_reason_text_until_explain_asks(monkeypatch):
+    # the words cost 15 % of a DQN replay when every round wrote them for every job
+    from scheduler.bench import make_workload
+    from scheduler.model import Resources as R
+    from scheduler.simulator import Simulator
+
+    calls = []
+    describe = R.describe
+    monkeypatch.setattr(R, "describe", lambda self: calls.append(1) or describe(self))
+    wl = make_workload("lab", 4, jobs=150, nodes=2, load=1.2)
+    pol = DQNPolicy()
+    sim = Simulator(wl)
+    waiting = None
+    while sim.next_decision():
+        sim.apply(pol.decide(sim.view(), sim.pending(), sim.now))
+        if sim.pending_count >= 10 and waiting is None:
+            waiting = sim.pending()[-1].id
+            break
+    assert waiting is not None and not calls
+    assert pol.explain(waiting).startswith("waiting") and calls

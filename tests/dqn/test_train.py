@@ -114,3 +114,68 @@ def test_a_small_validation_gain_does_not_leave_the_teacher():
     assert choose_blend(0.99, [(0.1, 0.85), (1000.0, 1.0)], 0.05) == (0.85, 0.1)
     # no threshold: the lowest ratio wins as before
     assert choose_blend(0.975, tried, 0.0) == (0.975, 0.0)
+
+
+def test_double_dqn_loss_by_hand():
+    from scheduler.agent import Batch, double_dqn_loss
+
+    cfg = TrainConfig(gamma=0.5, margin=0.5, margin_weight=2.0)
+    online = torch.nn.Linear(2, 1, bias=False)
+    target = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        online.weight.copy_(torch.tensor([[1.0, 0.0]]))  # Q = first feature
+        target.weight.copy_(torch.tensor([[0.0, 1.0]]))  # Q' = second feature
+
+    def batch(demo: int) -> Batch:
+        x = torch.tensor([[[1.0, 0.0], [3.0, 0.0]]])  # Q = 1, 3
+        nx = torch.tensor([[[2.0, 10.0], [5.0, 7.0]]])  # online picks row 1, target scores it 7
+        ones = torch.ones((1, 2), dtype=torch.bool)
+        t = torch.tensor
+        return Batch(x, ones, t([0]), t([1.0]), t([0.0]), nx, ones, t([demo]))
+
+    before = [p.clone() for p in online.parameters()]
+    # Double DQN: target 1 + 0.5 * 7 = 4.5 for Q(a=0) = 1; Huber of 3.5 is 3.0
+    assert float(double_dqn_loss(online, target, batch(-1), cfg)) == pytest.approx(3.0)
+    # a demonstration of action 0: margin max(1 + 0, 3 + 0.5) - 1 = 2.5, weighted 2
+    assert float(double_dqn_loss(online, target, batch(0), cfg)) == pytest.approx(3.0 + 5.0)
+    assert float(double_dqn_loss(online, target, batch(1), cfg, use_td=False)) == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(before, online.parameters(), strict=True))
+
+
+def test_cost_weight_charges_idle_capacity_in_the_reward():
+    from scheduler.agent import objective, with_prices
+    from scheduler.environment import SchedulingEnv
+
+    wl = deeprm(40, load=0.5, seed=8, num_nodes=2)
+    assert all(n.price_per_hour == 0 for n in wl.nodes)
+    priced = with_prices(wl)
+    assert all(n.price_per_hour > 0 for n in priced.nodes) and with_prices(priced) is priced
+
+    def play(weight: float) -> tuple[float, list[int]]:
+        env = SchedulingEnv(priced, cost_weight=weight)
+        env.reset()
+        actions, done = [], False
+        while not done:
+            a = env.teacher_action()
+            actions.append(a)
+            _, _, done, _, _ = env.step(a)
+        return env.episode_return, actions
+
+    plain, acts = play(0.0)
+    costly, acts_w = play(1.0)
+    assert acts == acts_w and costly < plain  # same play, idle capacity charged
+    result = Simulator(priced).run(DQNPolicy())
+    assert objective(result, 1.0) > objective(result, 0.0)
+
+
+def test_train_cost_weight_is_recorded(tmp_path):
+    out = tmp_path / "c.npz"
+    args = ["train", "--workload", "deeprm", "--steps", "300", "--jobs", "20", "--out", str(out)]
+    res = CliRunner().invoke(cli, [*args, "--cost-weight", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["cost_weight"] == 2.0 and side["config"]["cost_weight"] == 2.0
+    assert load_weights(out)[2]["cost_weight"] == 2.0
+    bad = CliRunner().invoke(cli, [*args[:-1], str(tmp_path / "d.npz"), "--cost-weight", "-1"])
+    assert bad.exit_code == 2 and "cost weight" in bad.output
+    assert not (tmp_path / "d.npz").exists()

@@ -326,3 +326,20 @@ def test_node_shape_reads_cpus_memory_gpus_and_gpu_memory() -> None:
               "--policies", "sjf-bf", "--json")  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)[0]["nodes"] == 1
+
+
+def test_bench_says_when_the_trace_runs_out_and_repeat_cycles_it() -> None:
+    args = ("bench", "--trace", str(PODS), "--nodes", "1", "--jobs", "700", "--policies", "fifo")
+    res = run(*args, "--json")
+    assert res.returncode == 0, res.stderr
+    (row,) = json.loads(res.stdout)
+    assert row["jobs_asked"] == 700 and row["jobs"] + row["dropped"] < 700
+    assert "ran out of tasks: --jobs 700 replayed" in res.stderr and "--repeat" in res.stderr
+    res = run(*args, "--repeat", "--json")
+    assert res.returncode == 0, res.stderr
+    (row,) = json.loads(res.stdout)
+    assert row["jobs"] + row["dropped"] == 700 and row["finished"] == row["jobs"]
+    assert "ran out" not in res.stderr
+    assert_one_line_error(
+        run("bench", "--workload", "lab", "--jobs", "20", "--repeat"), 2, "--repeat cycles a trace"
+    )
