@@ -407,6 +407,22 @@ class LabClient:
         finally:
             self.timeout = before
 
+    # -- the DQN's weights --
+
+    def policies(self) -> list[dict[str, Any]]:
+        return list(self.call("policies"))
+
+    def install_policy(
+        self, source: str, name: str | None = None, *, force: bool = False
+    ) -> dict[str, Any]:
+        before = self.timeout  # the check replay takes a while
+        self.timeout = max(before, 300.0)
+        try:
+            source = str(Path(source).resolve())  # the service's working directory is not ours
+            return dict(self.call("install_policy", source=source, name=name, force=force))
+        finally:
+            self.timeout = before
+
     # -- lab mode's logins (jobs run as their submitter; lepton_tui.logins) --
 
     def check_login(self, name: str, user: str | None = None) -> dict[str, Any]:

@@ -260,6 +260,13 @@ CALLS.update({
     "set_run_as": lambda svc, name, mode: svc.set_run_as(str(name), str(mode)),
     "logins": lambda svc, user=None: svc.logins(None if user is None else str(user)),
 })  # fmt: skip
+# -- the DQN's weights (service.py decides who may install) --
+CALLS.update({
+    "policies": lambda svc: svc.policies(),
+    "install_policy": lambda svc, source, name=None, force=False: svc.install_policy(
+        str(source), None if name is None else str(name), force=bool(force)
+    ),
+})  # fmt: skip
 _LIST_JOBS_ARGS = {"all_states", "user", "project", "states", "limit", "offset"}
 _COUNT_JOBS_ARGS = {"all_states", "user", "project", "states"}
 _EVENTS_ARGS = {"limit", "job_id", "user", "since"}

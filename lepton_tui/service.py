@@ -597,6 +597,35 @@ class Service:
             "price_per_hour": price,
         }
 
+    # -- the DQN's weights (lepton_tui.policies) ----------------------------------------------
+
+    def policies(self) -> list[dict[str, Any]]:
+        """The shipped and installed DQN weights, and which one `dqn` runs."""
+        from lepton_tui.policies import listing
+
+        return listing(self.home)
+
+    def install_policy(
+        self, source: str, name: str | None = None, *, force: bool = False
+    ) -> dict[str, Any]:
+        """Check a weights file and make it the one `dqn` runs (admins only: it changes how
+        every job of the lab is placed). In lab mode the file is read by the service."""
+        from lepton_tui.policies import install
+
+        self.require_admin("install a policy")
+        try:
+            entry = install(source, self.home, name, force=force)
+        except PermissionError:
+            raise ValidationError(
+                f"cannot read {str(source)[:200]}",
+                "make the file readable by the lab service's account (e.g. chmod 0644, in a "
+                "directory it can enter)",
+                field="file",
+            ) from None
+        self.ledger.event("policy.installed", f"policy {entry['name']} installed",
+                          actor=self.user)  # fmt: skip
+        return entry
+
     # -- lab mode's logins: jobs run as their submitter (lepton_tui.logins) --------------------
 
     def check_login(self, name: str, user: str | None = None) -> dict[str, Any]:

@@ -544,10 +544,10 @@ def policy() -> None:
 def policy_ls(ctx: click.Context, as_json: bool) -> None:
     """List the shipped and installed weights: which one `dqn` runs, trained on what, scoring
     what on the check replay (average bounded slowdown beside backfill's)."""
-    from lepton_tui.cli.common import home_from
-    from lepton_tui.policies import listing
+    from lepton_tui.cli.common import service_for
 
-    rows = listing(home_from(ctx))
+    with service_for(ctx) as svc:
+        rows = svc.policies()
     if as_json:
         echo_json(rows)
         return
@@ -574,10 +574,10 @@ def policy_install(
 ) -> None:
     """Validate a weights file (from `lepton-tui train`), copy it into the state directory and
     make it the weights the `dqn` policy runs."""
-    from lepton_tui.cli.common import home_from
-    from lepton_tui.policies import install
+    from lepton_tui.cli.common import service_for
 
-    entry = install(file, home_from(ctx), name, force=force)
+    with service_for(ctx) as svc:
+        entry = svc.install_policy(file, name, force=force)
     if as_json:
         echo_json(entry)
         return

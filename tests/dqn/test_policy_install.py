@@ -89,3 +89,24 @@ def test_bad_weights_are_refused_and_nothing_is_written(home: Path, tmp_path: Pa
         assert res.exit_code == 2 and text in res.output, (args, res.output)
         assert len(res.output.strip().splitlines()) == 1
     assert not (home / "policies").exists()
+
+
+def test_only_an_admin_installs_a_policy(home: Path, tmp_path: Path) -> None:
+    """It changes how every job of the lab is placed: service.py refuses a non-admin, and
+    nothing is installed."""
+    from lepton_tui.errors import PermissionDenied
+
+    Service.open(str(home)).close()  # root made the ledger: its owner
+    svc = Service.open(str(home), user="alice")
+    try:
+        src = _weights(tmp_path / "mine.npz")
+        try:
+            svc.install_policy(str(src), "lab-1")
+        except PermissionDenied as exc:
+            assert "only admins may install a policy" in exc.message
+        else:
+            raise AssertionError("a non-admin installed a policy")
+        assert not (home / "policies" / "lab-1.npz").exists()
+        assert [r["name"] for r in svc.policies()] == ["default"]
+    finally:
+        svc.close()
