@@ -206,7 +206,7 @@ def _check_options(aging_h: float, long_share: float, cost_weight: str) -> float
             "e.g. --long-share 0.4; 0 turns the limit off",
             field="long-share",
         )
-    from lepton_tui.economics_prices import check_cost_weight
+    from lepton_tui.economics.prices import check_cost_weight
 
     return check_cost_weight(cost_weight)
 
