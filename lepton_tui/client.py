@@ -338,3 +338,83 @@ class LabClient:
 
     def budget_warnings(self) -> list[str]:
         return [str(w) for w in self.call("budget_warnings")]
+
+
+# -- the console's live views (engineer `console`) -----------------------------------------------
+
+
+class ViewStream:
+    """A `watch` stream: the lab service pushes a screen's data on its tick and whenever the
+    ledger changes. Iterate for each push (a dict, as `screen_data.to_wire` made it); `close()`
+    from any thread ends it (a blocked read returns at once)."""
+
+    def __init__(self, conn: _UnixConnection, response: http.client.HTTPResponse) -> None:
+        self._conn = conn
+        self._response = response
+        self.closed = False
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            while not self.closed:
+                try:
+                    line = self._response.readline()
+                except (OSError, ValueError, http.client.HTTPException) as exc:
+                    if self.closed:
+                        return
+                    raise ServiceUnreachable(f"the lab service stopped answering: {exc}") from None
+                if not line:
+                    if self.closed:
+                        return
+                    raise ServiceUnreachable("the lab service closed the stream")
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    raise LeptonError("the lab service sent a bad view") from None
+                if "error" in item:
+                    _raise_error(item["error"])
+                if "view" in item:  # else a heartbeat: the service is there, nothing new
+                    yield item["view"]
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """End the stream; safe to call from another thread and more than once."""
+        self.closed = True
+        sock = self._conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a read blocked in another thread
+            except OSError:
+                pass
+        self._conn.close()
+
+
+def watch_view(
+    socket_path: str, view: str, args: dict[str, Any], tick_s: float,
+    timeout: float = CALL_TIMEOUT_S,
+) -> ViewStream:  # fmt: skip
+    """Open a `watch` stream of console view `view` on its own connection (a stream holds its
+    connection to the end, so it never shares one with calls)."""
+    conn = _UnixConnection(socket_path, timeout)
+    body = json.dumps({"args": {"view": view, "args": args, "tick_s": tick_s}}).encode()
+    headers = {PROTOCOL_HEADER: str(PROTOCOL), "Content-Type": "application/json"}
+    try:
+        conn.request("POST", "/v1/watch", body=body, headers=headers)
+        response = conn.getresponse()
+    except (OSError, http.client.HTTPException) as exc:
+        conn.close()
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise ServiceUnreachable(
+            f"cannot reach the lab service at {socket_path}: {reason}; "
+            "is `lepton-tui serve --socket` running?"
+        ) from None
+    if response.status != 200:
+        try:
+            data = json.loads(response.read())
+        except (ValueError, OSError, http.client.HTTPException):
+            data = {}
+        finally:
+            conn.close()
+        _raise_error(data.get("error") or {"message": f"the lab service refused the view "
+                                                      f"(HTTP {response.status})"})  # fmt: skip
+    return ViewStream(conn, response)

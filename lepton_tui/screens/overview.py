@@ -80,10 +80,10 @@ class OverviewScreen(LiveScreen):
         self.query_one("#queue-panel").border_title = "Queue"
         self.query_one("#cost").border_title = "Cost"
 
-    def load(self) -> Any:
-        data = views.overview(
-            self.app.ledger, self.app.clock(), text=self.text, sort=self.sort, demo=self.app.demo
-        )
+    def view(self) -> tuple[str, dict[str, Any]]:
+        return "overview", {"text": self.text, "sort": self.sort}
+
+    def prepare(self, data: views.Overview) -> Any:
         # Cells are built here, in the worker: the event loop only patches what changed.
         fleet = fleet_cells(data.fleet, compact_width(self.app), currency=data.cost.currency)
         return data, fleet, queue_cells(data.queue)
