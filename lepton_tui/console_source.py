@@ -15,6 +15,7 @@ from typing import Any
 
 from lepton_tui.client import LabClient, ViewStream, watch_view
 from lepton_tui.screen_data import VIEW_TYPES, from_wire, read_view
+from lepton_tui.views import ViewMemo
 
 
 class LedgerSource:
@@ -25,9 +26,10 @@ class LedgerSource:
     def __init__(self, svc: Any, demo: bool = False) -> None:
         self.svc = svc
         self.demo = demo
+        self.memo = ViewMemo()  # a refresh reads only what can have changed since the last
 
     def read(self, view: str, args: dict[str, Any], now: float) -> Any:
-        return read_view(self.svc, view, now, args, demo=self.demo)
+        return read_view(self.svc, view, now, args, demo=self.demo, memo=self.memo)
 
 
 class LabSource:

@@ -453,8 +453,10 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
         """Push a console screen's data on the tick, and soon after the ledger changes (its
         `data_version`, which another connection's commit moves); never faster than half a tick."""
         from lepton_tui.screen_data import read_view, to_wire
+        from lepton_tui.views import ViewMemo
 
         svc = self._service()
+        memo = ViewMemo()  # this stream's refreshes read only what can have changed
         if set(args) - {"view", "args", "tick_s"} or "view" not in args:
             raise ValidationError("watch takes view, args and tick_s")
         tick = args.get("tick_s", 2.0)
@@ -469,7 +471,7 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
             return None if row is None else next(iter(row.values()))
 
         seen = version()
-        first = to_wire(read_view(svc, view, time.time(), view_args))  # a bad view: a 4xx answer
+        first = to_wire(read_view(svc, view, time.time(), view_args, memo=memo))  # bad: a 4xx
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")
         self.send_header("Transfer-Encoding", "chunked")
@@ -485,7 +487,8 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
                 changed = current != seen and now - pushed >= tick / 2
                 if changed or now - pushed >= tick:
                     seen = current
-                    self._chunk({"view": to_wire(read_view(svc, view, time.time(), view_args))})
+                    data = read_view(svc, view, time.time(), view_args, memo=memo)
+                    self._chunk({"view": to_wire(data)})
                     pushed = sent = time.monotonic()
                 elif now - sent >= WATCH_HEARTBEAT_S:
                     self._chunk({"alive": True})

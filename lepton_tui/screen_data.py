@@ -16,7 +16,16 @@ from typing import Any, Union
 
 from lepton_tui import views
 from lepton_tui.errors import LeptonError, ValidationError
-from lepton_tui.views import CostPanel, FleetRow, GpuCell, Header, Overview, QueueRow, QueueWindow
+from lepton_tui.views import (
+    CostPanel,
+    FleetRow,
+    GpuCell,
+    Header,
+    Overview,
+    QueueRow,
+    QueueWindow,
+    ViewMemo,
+)
 
 VIEW_NAMES = ("overview", "queue", "hosts", "cost", "scheduler", "job", "why")
 COST_SPAN_MAX_S = 366 * 86400.0
@@ -97,46 +106,50 @@ def _job_id(args: dict[str, Any]) -> int:
     return job_id
 
 
-def header_only(svc: Any, now: float, demo: bool = False) -> Header:
+def header_only(svc: Any, now: float, demo: bool = False, memo: ViewMemo | None = None) -> Header:
     """The header line alone (for screens that show no fleet or cost of their own)."""
     ledger = svc.ledger
-    rows = views.fleet(ledger, now)
+    rows = views.fleet(ledger, now, memo)
     queue = views.queue_window(ledger, now, limit=0)
-    return views.header(ledger, rows, views.cost_panel(ledger, now), queue, demo)
+    return views.header(ledger, rows, views.cost_panel(ledger, now, memo), queue, demo)
 
 
-def read_view(svc: Any, name: str, now: float, args: dict[str, Any], demo: bool = False) -> Any:
-    """Read screen `name` with `args` (validated here: in lab mode they come off the socket)."""
+def read_view(
+    svc: Any, name: str, now: float, args: dict[str, Any], demo: bool = False,
+    memo: ViewMemo | None = None,
+) -> Any:  # fmt: skip
+    """Read screen `name` with `args` (validated here: in lab mode they come off the socket).
+    `memo`: what the same reader kept from its last refresh (`views.ViewMemo`)."""
     if not isinstance(args, dict):
         raise ValidationError("view arguments must be a JSON object")
     ledger = svc.ledger
     if name == "overview":
-        return views.overview(ledger, now, text=_text(args), sort=_sort(args), demo=demo)
+        return views.overview(ledger, now, text=_text(args), sort=_sort(args), demo=demo, memo=memo)
     if name == "queue":
         return views.queue_window(
             ledger, now, text=_text(args), sort=_sort(args),
             all_states=bool(args.get("all_states", False)),
         )  # fmt: skip
     if name == "hosts":
-        rows = views.fleet(ledger, now)
+        rows = views.fleet(ledger, now, memo)
         queue = views.queue_window(ledger, now, limit=0)
-        head = views.header(ledger, rows, views.cost_panel(ledger, now), queue, demo)
+        head = views.header(ledger, rows, views.cost_panel(ledger, now, memo), queue, demo)
         return HostsData(head, rows, {h["name"]: h for h in svc.list_hosts()})
     if name == "cost":
         span = args.get("span_s", 86400.0)
         if isinstance(span, bool) or not isinstance(span, int | float):
             raise ValidationError("span_s must be a number of seconds")
         span = min(max(float(span), 60.0), COST_SPAN_MAX_S)
-        panel = views.cost_panel(ledger, now)
+        panel = views.cost_panel(ledger, now, memo)
         series = views.cost_series(ledger, now, span_s=span, buckets=48)
-        rows = views.fleet(ledger, now)
+        rows = views.fleet(ledger, now, memo)
         queue = views.queue_window(ledger, now, limit=0)
         return CostData(views.header(ledger, rows, panel, queue, demo), panel, series)
     if name == "scheduler":
         from lepton_tui import autopilot
 
         return SchedulerData(
-            header_only(svc, now, demo), views.decisions(ledger, 200), bool(svc.is_admin()),
+            header_only(svc, now, demo, memo), views.decisions(ledger, 200), bool(svc.is_admin()),
             autopilot.summary(ledger),
         )  # fmt: skip
     if name == "job":

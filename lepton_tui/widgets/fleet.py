@@ -82,10 +82,12 @@ class FleetTable(FittedTable):
         """Show the hosts (cells built here; see `show_cells` for cells built in a worker)."""
         self.show_cells(fleet_cells(rows, compact, currency=currency), currency=currency)
 
-    def show_cells(self, cells: list[tuple[str, tuple]], *, currency: str) -> None:
+    def show_cells(
+        self, cells: list[tuple[str, tuple]], *, currency: str, widths: dict[str, int] | None = None
+    ) -> None:
         """Patch changed cells in place; the highlighted host stays put."""
         self.set_currency(currency)
-        self.show_fitted(cells)
+        self.show_fitted(cells, widths)
 
     def set_currency(self, currency: str) -> None:
         """Label the price column with the lab currency (`$/h`, `€/h`, `CHF/h`)."""
@@ -158,6 +160,7 @@ class FleetPanel(Vertical):
         cells: list[tuple[str, tuple]] | None = None,
         *,
         currency: str,
+        widths: dict[str, int] | None = None,
     ) -> None:
         """Show `rows` (with their cells when a worker already built them), prices in
         `currency`."""
@@ -168,9 +171,6 @@ class FleetPanel(Vertical):
         up = sum(1 for r in rows if r.state == "up")
         self.border_title = f"Fleet {up}/{len(rows)} up" if rows else "Fleet"
         if rows:
-            table.show_cells(
-                cells
-                if cells is not None
-                else fleet_cells(rows, compact_width(self.app), currency=currency),
-                currency=currency,
-            )
+            if cells is None:
+                cells, widths = fleet_cells(rows, compact_width(self.app), currency=currency), None
+            table.show_cells(cells, currency=currency, widths=widths)
