@@ -72,6 +72,10 @@ class FleetRow:
     last_seen: float | None = None
     last_error: str | None = None
     gpu_model: str | None = None
+    # GPU capacity free here that the queued requests cannot use (fragmentation), and its price
+    # per hour; None when nothing is queued or the host has no GPUs or is not up
+    stranded_gpus: float | None = None
+    stranded_per_hour: float | None = None
 
     @property
     def shown_state(self) -> str:
@@ -103,6 +107,8 @@ class ViewMemo:
         self.latest: dict[tuple[str, int], dict[str, Any]] = {}
         self.cost_at: float | None = None
         self.cost: dict[str, Any] | None = None
+        self.stranded_key: Any = None
+        self.stranded: dict[str, tuple[float, float]] = {}
 
     def reset(self) -> None:
         self.fresh_from = self.last_now = self.cost_at = None
@@ -227,7 +233,66 @@ def _fleet(ledger: Ledger, now: float, memo: ViewMemo) -> list[FleetRow]:
     ):
         if r["host"] in rows:
             rows[r["host"]].running = int(r["n"])
+    for name, (gpus, per_hour) in stranded(ledger, now, memo).items():
+        if name in rows:
+            rows[name].stranded_gpus, rows[name].stranded_per_hour = gpus, per_hour
     return list(rows.values())
+
+
+STRANDED_SAMPLE = 1000  # the queued requests' shapes are weighed as if this many were queued
+# What the stranded capacity depends on: what runs where, the hosts, and the queue (every job
+# submitted, amended, started, requeued or ended writes an event in the same transaction).
+_STRANDED_INPUTS_SQL = (
+    "SELECT (SELECT MAX(id) FROM events) AS last_event, "
+    "(SELECT MAX(id) FROM attempts) AS last_attempt, "
+    "(SELECT COUNT(*) FROM attempts WHERE state IN ('starting', 'running')) AS live, "
+    "(SELECT group_concat(name || ':' || COALESCE(state, '') || ':' || COALESCE(admin_state, '') "
+    " || ':' || COALESCE(gpus, '') || ':' || COALESCE(gpus_override, '') || ':' "
+    " || COALESCE(price_per_hour, '')) FROM hosts) AS hosts"
+)
+
+
+def stranded(
+    ledger: Ledger, now: float, memo: ViewMemo | None = None
+) -> dict[str, tuple[float, float]]:
+    """Per up host with GPUs: the GPU capacity free there that the queued requests cannot use
+    (`scheduler.stranded`, fragmentation for the queue's shapes), and what it costs per hour.
+    Empty when nothing is queued. With a `memo`, computed again only when its inputs changed."""
+    key = repr(ledger.query_one(_STRANDED_INPUTS_SQL))
+    if memo is not None and memo.stranded_key == key:
+        return memo.stranded
+    shapes = ledger.query(
+        "SELECT cpus, mem_mb, gpus, gpu_mem_mb, COUNT(*) AS n FROM jobs WHERE state = 'queued' "
+        "GROUP BY cpus, mem_mb, gpus, gpu_mem_mb"
+    )
+    if not shapes:
+        if memo is not None:
+            memo.stranded_key, memo.stranded = key, {}
+        return {}
+    from lepton_tui.dispatch_view import ACTIVE_ATTEMPT_STATES, build_view
+    from scheduler.model import JobRequest, Resources
+    from scheduler.stranded import stranded_gpus
+
+    hosts = ledger.query("SELECT * FROM hosts ORDER BY name")
+    placeable = [h["name"] for h in hosts if h["state"] == "up" and h["admin_state"] != "draining"]
+    attempts = ledger.query(
+        "SELECT job_id, host, gpu_ids, cpus, mem_mb, gpus, gpu_mem_mb, started_at, created_at "
+        f"FROM attempts WHERE state IN {ACTIVE_ATTEMPT_STATES!r}"
+    )
+    view = build_view(hosts, attempts, placeable, now)
+    total = sum(int(s["n"]) for s in shapes)
+    requests: list[JobRequest] = []
+    for s in shapes:  # each shape by its share of the queue, in a bounded number of requests
+        ask = Resources(
+            float(s["cpus"] or 0), int(s["mem_mb"] or 0), int(s["gpus"] or 0),
+            int(s["gpu_mem_mb"] or 0),
+        )  # fmt: skip
+        count = max(1, round(int(s["n"]) * STRANDED_SAMPLE / total))
+        requests += [JobRequest(len(requests) + i, ask, 3600.0) for i in range(count)]
+    out = {s.host: (s.gpus, s.per_hour) for s in stranded_gpus(view, requests)}
+    if memo is not None:
+        memo.stranded_key, memo.stranded = key, out
+    return out
 
 
 # -- queue ---------------------------------------------------------------------------------------

@@ -143,6 +143,20 @@ def heat_text(row: FleetRow) -> Text:
     return parts
 
 
+def stranded_text(row: FleetRow, currency: str, compact: bool = False) -> Text:
+    """GPU capacity free but unusable by the queued requests, and its hourly price: `1.25 GPU
+    $2.50/h` (`1.25 $2.50/h` compact); `-` when nothing is stranded or nothing is queued."""
+    gpus = row.stranded_gpus
+    if not gpus:
+        return Text("-", style="dim")
+    text = Text(f"{gpus:.2f}", style="yellow")
+    if not compact:
+        text.append(" GPU", style="dim")
+    if row.stranded_per_hour:
+        text.append(f" {money(row.stranded_per_hour, currency)}/h")
+    return text
+
+
 # Currencies shown by their symbol; any other ISO code is written out (`CHF 2.00`).
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "KRW": "₩"}
 

@@ -18,6 +18,7 @@ from lepton_tui.widgets.bars import (
     per_hour_label,
     sparkline,
     state_text,
+    stranded_text,
 )
 from lepton_tui.widgets.fit import FittedTable
 from lepton_tui.widgets.sync import highlighted_key
@@ -31,10 +32,11 @@ COLUMNS = (
     ("heat", "Temp/Pwr"),
     ("spark", "Last 5 min"),
     ("jobs", "Jobs"),
+    ("stranded", "Stranded"),  # free GPU capacity the queued requests cannot use
     ("price", "$/h"),  # the lab currency's symbol, set by `FleetTable.show_cells`
 )
 # Left out, in this order, when the hosts do not fit the width; the host and its GPUs always stay.
-DROP_ORDER = ("spark", "heat", "jobs", "price", "mem", "cpu", "state")
+DROP_ORDER = ("spark", "heat", "stranded", "jobs", "price", "mem", "cpu", "state")
 
 
 def mem_percent(row: FleetRow) -> float | None:
@@ -61,6 +63,7 @@ def fleet_cells(
                 heat_text(r),
                 sparkline(r.spark, 10 if compact else 20),
                 Text(str(r.running) if r.running else "-", justify="right"),
+                stranded_text(r, currency, compact),
                 Text(
                     money(r.price_per_hour, currency) if r.price_per_hour else "-",
                     justify="right",
