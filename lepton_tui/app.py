@@ -228,6 +228,8 @@ class LeptonApp(App[None]):
         """Lab mode: the service went away; keep the last data, say so in every header."""
         if self.link_error is None:
             self.log.warning(f"lab service lost: {why}")
+            # said once, for the screens without a header line too (the queue)
+            self.notify(f"{why}; reconnecting", severity="warning", timeout=6)
         self.link_error = why
         self._show_alert()
 
@@ -235,6 +237,7 @@ class LeptonApp(App[None]):
         """Data arrived: the lab service (or the ledger) answers again."""
         if self.link_error is not None:
             self.link_error = None
+            self.notify("the lab service is back", timeout=3)
             self._show_alert()
 
     def _show_alert(self) -> None:
