@@ -5,6 +5,7 @@
     python bench/tui.py --only tick     # one of: frame, rss, tick
     python bench/tui.py --only tick --busy   # ... with every GPU running a priced job
     python bench/tui.py --only views --rounds 9   # that busy lab's read models alone: CPU, SQL
+    python bench/tui.py --only lab      # the busy lab's overview through `serve --socket`
 
 Each measurement runs the real app headless in a fresh interpreter so imports count.
 """
@@ -298,6 +299,91 @@ def bench_views(rounds: int) -> dict:
     return out
 
 
+def bench_lab(rounds: int, watch_s: float = 20.0) -> dict:
+    """The busy lab behind a real `serve --socket`: one `console_view` call of the overview (what
+    a console that cannot watch reads per tick), its size, and a `watch` stream at a 2 s tick:
+    pushes, the service's CPU per push (at most: its whole process CPU over the stream, beside its
+    CPU over as long without one), and the console's CPU to decode a push."""
+    import os
+    import socket
+
+    import psutil
+
+    from lepton_tui.client import LabClient, watch_view
+    from lepton_tui.screen_data import VIEW_TYPES, from_wire
+    from lepton_tui.service import Service
+    from tests.tui.data import FIXED_NOW, big_fleet, busy_gpus, many_jobs
+
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        state, sock = Path(tmp) / "state", str(Path(tmp) / "lab.sock")
+        svc = Service.open(state, user="alice", clock=lambda: FIXED_NOW)
+        big_fleet(svc.ledger, 64, 8)
+        many_jobs(svc.ledger, 10_000)
+        busy_gpus(svc.ledger)
+        svc.ledger.execute("UPDATE hosts SET state = 'down'")  # nothing to poll: no SSH noise
+        svc.close()
+        env = {k: v for k, v in os.environ.items() if k not in ("LEPTON_SOCKET", "LEPTON_HOME")}
+        env["PYTHONPATH"] = str(ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lepton_tui", "--home", str(state), "serve", "--socket", sock,
+             "--tick", "3600"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with socket.socket(socket.AF_UNIX) as probe:
+                        probe.connect(sock)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise SystemExit("the lab service did not start") from None
+                    time.sleep(0.1)
+            client = LabClient(sock)
+            client.call("console_view", view="overview", args={})  # warm: the roll-up
+            calls, decodes = [], []
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                data = client.call("console_view", view="overview", args={})
+                calls.append(time.perf_counter() - t0)
+                c0 = time.thread_time()
+                from_wire(VIEW_TYPES["overview"], data)
+                decodes.append(time.thread_time() - c0)
+            out["view_call_ms_median"] = 1000 * statistics.median(calls)
+            out["view_bytes"] = len(json.dumps(data))
+            out["decode_cpu_ms_median"] = 1000 * statistics.median(decodes)
+            client.close()
+            served = psutil.Process(proc.pid)
+
+            def cpu() -> float:
+                t = served.cpu_times()
+                return t.user + t.system
+
+            c0 = cpu()
+            time.sleep(watch_s)
+            idle = cpu() - c0
+            stream = watch_view(sock, "overview", {}, 2.0)
+            pushes, c0, t0 = 0, cpu(), time.monotonic()
+            for _ in stream:
+                pushes += 1
+                if time.monotonic() - t0 >= watch_s:
+                    break
+            busy = cpu() - c0
+            stream.close()
+            out["watch_pushes"] = pushes
+            out["watch_s"] = watch_s
+            out["service_cpu_s_idle"] = idle
+            out["service_cpu_s_watching"] = busy
+            # an upper bound: the service's whole CPU while streaming, background work included
+            out["service_cpu_ms_per_push_at_most"] = 1000 * busy / max(1, pushes)
+        finally:
+            proc.terminate()
+            proc.wait(15)
+    return out
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         kind = sys.argv[2]
@@ -309,7 +395,7 @@ def main() -> None:
             child_tick(sys.argv[3], int(sys.argv[4]))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=["frame", "rss", "tick", "views"])
+    ap.add_argument("--only", choices=["frame", "rss", "tick", "views", "lab"])
     ap.add_argument("--demo-s", type=float, default=60.0)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=20)
@@ -324,6 +410,8 @@ def main() -> None:
         results["rss"] = bench_rss(args.demo_s)
     if args.only == "views":  # the busy lab's read models alone (no app)
         results["views"] = bench_views(args.rounds)
+    if args.only == "lab":  # the busy lab through a real lab service
+        results["lab"] = bench_lab(args.rounds)
     print(json.dumps(results, indent=2, default=lambda v: round(v, 4)))
 
 

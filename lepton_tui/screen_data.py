@@ -9,6 +9,7 @@ dataclasses from JSON with `from_wire`. So both modes show the same numbers from
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -182,9 +183,15 @@ def from_wire(cls: type, data: Any) -> Any:
     """The dataclass `cls` rebuilt from what `to_wire` made (fields it does not know ignored)."""
     if not isinstance(data, dict):
         raise LeptonError("the lab service sent a bad view")
-    hints = typing.get_type_hints(cls)
-    kwargs = {f.name: _convert(hints[f.name], data[f.name]) for f in fields(cls) if f.name in data}
+    kwargs = {name: _convert(hint, data[name]) for name, hint in _fields(cls) if name in data}
     return cls(**kwargs)
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[str, Any], ...]:
+    """A dataclass's fields and their types (resolved once: `get_type_hints` is slow)."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, hints[f.name]) for f in fields(cls))
 
 
 def _convert(hint: Any, value: Any) -> Any:
