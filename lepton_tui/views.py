@@ -269,7 +269,7 @@ def stranded(
         if memo is not None:
             memo.stranded_key, memo.stranded = key, {}
         return {}
-    from lepton_tui.dispatch_view import ACTIVE_ATTEMPT_STATES, build_view
+    from lepton_tui.dispatch.view import ACTIVE_ATTEMPT_STATES, build_view
     from scheduler.model import JobRequest, Resources
     from scheduler.stranded import stranded_gpus
 
