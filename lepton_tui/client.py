@@ -344,16 +344,20 @@ class LabClient:
 
 
 class ViewStream:
-    """A `watch` stream: the lab service pushes a screen's data on its tick and whenever the
-    ledger changes. Iterate for each push (a dict, as `screen_data.to_wire` made it); `close()`
-    from any thread ends it (a blocked read returns at once)."""
+    """A stream of JSON lines on a connection of its own: a `watch` (the lab service pushes a
+    screen's data on its tick and whenever the ledger changes; each item a dict, as
+    `screen_data.to_wire` made it) or a followed log (`key="text"`). `close()` from any thread
+    ends it (a read blocked in another thread returns at once)."""
 
-    def __init__(self, conn: _UnixConnection, response: http.client.HTTPResponse) -> None:
+    def __init__(
+        self, conn: _UnixConnection, response: http.client.HTTPResponse, key: str = "view"
+    ) -> None:
         self._conn = conn
         self._response = response
+        self._key = key
         self.closed = False
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[Any]:
         try:
             while not self.closed:
                 try:
@@ -363,17 +367,17 @@ class ViewStream:
                         return
                     raise ServiceUnreachable(f"the lab service stopped answering: {exc}") from None
                 if not line:
-                    if self.closed:
+                    if self.closed or self._key == "text":  # a log ends when its job does
                         return
                     raise ServiceUnreachable("the lab service closed the stream")
                 try:
                     item = json.loads(line)
                 except ValueError:
-                    raise LeptonError("the lab service sent a bad view") from None
+                    raise LeptonError("the lab service sent a bad stream") from None
                 if "error" in item:
                     _raise_error(item["error"])
-                if "view" in item:  # else a heartbeat: the service is there, nothing new
-                    yield item["view"]
+                if self._key in item:  # else a heartbeat: the service is there, nothing new
+                    yield item[self._key]
         finally:
             self.close()
 
@@ -389,17 +393,14 @@ class ViewStream:
         self._conn.close()
 
 
-def watch_view(
-    socket_path: str, view: str, args: dict[str, Any], tick_s: float,
-    timeout: float = CALL_TIMEOUT_S,
-) -> ViewStream:  # fmt: skip
-    """Open a `watch` stream of console view `view` on its own connection (a stream holds its
-    connection to the end, so it never shares one with calls)."""
+def _open_stream(
+    socket_path: str, url: str, args: dict[str, Any], key: str, timeout: float | None
+) -> ViewStream:
     conn = _UnixConnection(socket_path, timeout)
-    body = json.dumps({"args": {"view": view, "args": args, "tick_s": tick_s}}).encode()
+    body = json.dumps({"args": args}).encode()
     headers = {PROTOCOL_HEADER: str(PROTOCOL), "Content-Type": "application/json"}
     try:
-        conn.request("POST", "/v1/watch", body=body, headers=headers)
+        conn.request("POST", url, body=body, headers=headers)
         response = conn.getresponse()
     except (OSError, http.client.HTTPException) as exc:
         conn.close()
@@ -415,6 +416,26 @@ def watch_view(
             data = {}
         finally:
             conn.close()
-        _raise_error(data.get("error") or {"message": f"the lab service refused the view "
+        _raise_error(data.get("error") or {"message": f"the lab service refused the stream "
                                                       f"(HTTP {response.status})"})  # fmt: skip
-    return ViewStream(conn, response)
+    return ViewStream(conn, response, key)
+
+
+def watch_view(
+    socket_path: str, view: str, args: dict[str, Any], tick_s: float,
+    timeout: float = CALL_TIMEOUT_S,
+) -> ViewStream:  # fmt: skip
+    """Open a `watch` stream of console view `view` on its own connection (a stream holds its
+    connection to the end, so it never shares one with calls)."""
+    return _open_stream(
+        socket_path, "/v1/watch", {"view": view, "args": args, "tick_s": tick_s}, "view", timeout
+    )
+
+
+def follow_log_stream(
+    socket_path: str, job_id: int, stream: str = "stdout", attempt_no: int | None = None
+) -> ViewStream:
+    """A job's log, followed by the lab service, on a connection of its own that `close()` ends
+    from any thread (the console's job screen closes it when it goes)."""
+    args = {"job_id": int(job_id), "stream": stream, "follow": True, "attempt_no": attempt_no}
+    return _open_stream(socket_path, "/v1/logs", args, "text", None)

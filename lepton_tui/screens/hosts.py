@@ -128,6 +128,12 @@ class HostsScreen(LiveScreen):
         if name is None or name not in self.hosts:
             self.notify("select a host first", severity="warning")
             return
+        if self.app.lab:  # this console cannot reach hosts as the lab does
+            self.notify(
+                "the lab service polls every host each tick: its state and last error show here",
+                timeout=6,
+            )
+            return
         self.notify(f"probing {name}...", timeout=2)
         self._probe(dict(self.hosts[name]))
 

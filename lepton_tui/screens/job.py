@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -100,6 +101,7 @@ class JobScreen(LiveScreen):
         self.stream = "stdout"
         self.want_logs = logs
         self.log_state: str | None = None
+        self._log_stream: Any = None  # lab mode: the followed log's stream, closed when we go
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="job-top"):
@@ -149,7 +151,16 @@ class JobScreen(LiveScreen):
 
     # -- the log -----------------------------------------------------------------------------
 
+    def _close_log(self) -> None:
+        stream, self._log_stream = self._log_stream, None
+        if stream is not None:
+            stream.close()  # frees the lab service's stream at once
+
+    def on_unmount(self) -> None:
+        self._close_log()
+
     def follow(self) -> None:
+        self._close_log()
         log = self.query_one("#job-log", Log)
         log.clear()
         self._log_title("following")
@@ -173,8 +184,21 @@ class JobScreen(LiveScreen):
             return
         from lepton_tui.logs import follow_log
 
+        chunks: Iterable[str]
         if self.app.lab:  # the lab service reads the host and streams the log here
-            chunks = self.app.svc.read_log(self.job_id, stream, follow=True)
+            from lepton_tui.client import follow_log_stream
+
+            try:
+                opened = self._log_stream = follow_log_stream(
+                    self.app.source.socket_path, self.job_id, stream
+                )
+            except LeptonError as exc:
+                self.app.call_from_thread(self._write, f"\n[{exc}]\n")
+                return
+            if worker.is_cancelled:
+                opened.close()
+                return
+            chunks = opened
         else:
             chunks = follow_log(self.app.svc, self.job_id, stream, follow=True, sleep=sleep)
         try:
@@ -210,4 +234,5 @@ class JobScreen(LiveScreen):
 
     def action_back(self) -> None:
         self.workers.cancel_group(self, "log")
+        self._close_log()
         self.app.pop_screen()

@@ -184,3 +184,22 @@ async def test_lab_console_changes_go_through_the_service(daemon: Daemon) -> Non
             client.close()
         # the service pushes the change: the row shows it
         await wait_for(pilot, lambda: table.get_row(str(job))[1].plain == "cancelled")
+
+
+def test_a_followed_log_stream_ends_at_once_when_closed(daemon: Daemon) -> None:
+    """The job screen closes its log stream when it goes: the reading thread returns at once
+    (not when the job next writes), and the service's stream is freed."""
+    import threading
+
+    from lepton_tui.client import follow_log_stream
+
+    job = daemon.submit("echo hi")  # stays queued (no hosts): following waits for it to start
+    stream = follow_log_stream(daemon.socket, job)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.extend(stream), daemon=True)
+    reader.start()
+    reader.join(1.0)
+    assert reader.is_alive()  # still following
+    stream.close()
+    reader.join(5.0)
+    assert not reader.is_alive() and got == []
