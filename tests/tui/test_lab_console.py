@@ -203,3 +203,28 @@ def test_a_followed_log_stream_ends_at_once_when_closed(daemon: Daemon) -> None:
     stream.close()
     reader.join(5.0)
     assert not reader.is_alive() and got == []
+
+
+def test_the_console_command_is_a_lab_client_when_a_socket_is_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`lepton-tui` with LEPTON_SOCKET set builds the lab console and opens no personal ledger."""
+    from click.testing import CliRunner
+
+    from lepton_tui.app import LeptonApp
+    from lepton_tui.cli import cli
+
+    built: list[LeptonApp] = []
+    monkeypatch.setattr(LeptonApp, "run", lambda self, *a, **k: built.append(self))
+    monkeypatch.setenv("LEPTON_SOCKET", str(tmp_path / "lab.sock"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    res = CliRunner().invoke(cli, [])
+    assert res.exit_code == 0, res.output
+    (app,) = built
+    assert app.lab and app.ledger is None and app.source.socket_path == str(tmp_path / "lab.sock")
+    assert not (tmp_path / "data").exists()
+    monkeypatch.setenv("LEPTON_SOCKET", "")  # empty: personal mode, as for every command
+    res = CliRunner().invoke(cli, ["--home", str(tmp_path / "personal")])
+    assert res.exit_code == 0, res.output
+    assert not built[-1].lab and (tmp_path / "personal").is_dir()
+    built[-1].shutdown()
