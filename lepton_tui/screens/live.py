@@ -209,6 +209,9 @@ class LiveScreen(Screen):
     def _tick(self) -> None:
         self._timer = None
         if self.is_active:
-            self._load()
+            if self._streams():  # a watch that failed on something unexpected: watch again
+                self.reload()
+            else:
+                self._load()
         else:
             self._arm()
