@@ -76,6 +76,9 @@ class FleetRow:
     # per hour; None when nothing is queued or the host has no GPUs or is not up
     stranded_gpus: float | None = None
     stranded_per_hour: float | None = None
+    # CPUs free here while no queued request fits here at all (None: something fits, or nothing
+    # is queued, or the host is not up)
+    stranded_cpus: float | None = None
 
     @property
     def shown_state(self) -> str:
@@ -108,7 +111,7 @@ class ViewMemo:
         self.cost_at: float | None = None
         self.cost: dict[str, Any] | None = None
         self.stranded_key: Any = None
-        self.stranded: dict[str, tuple[float, float]] = {}
+        self.stranded: dict[str, tuple[float | None, float | None, float | None]] = {}
 
     def reset(self) -> None:
         self.fresh_from = self.last_now = self.cost_at = None
@@ -233,9 +236,10 @@ def _fleet(ledger: Ledger, now: float, memo: ViewMemo) -> list[FleetRow]:
     ):
         if r["host"] in rows:
             rows[r["host"]].running = int(r["n"])
-    for name, (gpus, per_hour) in stranded(ledger, now, memo).items():
+    for name, (gpus, per_hour, cpus) in stranded(ledger, now, memo).items():
         if name in rows:
-            rows[name].stranded_gpus, rows[name].stranded_per_hour = gpus, per_hour
+            row = rows[name]
+            row.stranded_gpus, row.stranded_per_hour, row.stranded_cpus = gpus, per_hour, cpus
     return list(rows.values())
 
 
@@ -254,10 +258,11 @@ _STRANDED_INPUTS_SQL = (
 
 def stranded(
     ledger: Ledger, now: float, memo: ViewMemo | None = None
-) -> dict[str, tuple[float, float]]:
-    """Per up host with GPUs: the GPU capacity free there that the queued requests cannot use
-    (`scheduler.stranded`, fragmentation for the queue's shapes), and what it costs per hour.
-    Empty when nothing is queued. With a `memo`, computed again only when its inputs changed."""
+) -> dict[str, tuple[float | None, float | None, float | None]]:
+    """Per up host: (GPUs, their price per hour, CPUs) free there that the queued requests cannot
+    use. GPUs (hosts with GPUs): `scheduler.stranded`, fragmentation for the queue's shapes; CPUs:
+    all the free CPUs of a host where no queued request fits at all. Empty when nothing is
+    queued. With a `memo`, computed again only when its inputs changed."""
     key = repr(ledger.query_one(_STRANDED_INPUTS_SQL))
     if memo is not None and memo.stranded_key == key:
         return memo.stranded
@@ -289,7 +294,16 @@ def stranded(
         )  # fmt: skip
         count = max(1, round(int(s["n"]) * STRANDED_SAMPLE / total))
         requests += [JobRequest(len(requests) + i, ask, 3600.0) for i in range(count)]
-    out = {s.host: (s.gpus, s.per_hour) for s in stranded_gpus(view, requests)}
+    gpus = {s.host: (s.gpus, s.per_hour) for s in stranded_gpus(view, requests)}
+    asks = {r.request for r in requests}
+    out: dict[str, tuple[float | None, float | None, float | None]] = {}
+    for node in view.nodes:
+        if not node.is_up:
+            continue
+        fits = any(node.can_fit(ask) for ask in asks)
+        cpus = None if fits or node.free.cpus <= 0 else float(node.free.cpus)
+        g, per_hour = gpus.get(node.id, (None, None))
+        out[node.id] = (g, per_hour, cpus)
     if memo is not None:
         memo.stranded_key, memo.stranded = key, out
     return out
