@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lepton_tui.client import LabClient, ViewStream, watch_view
 from lepton_tui.screen_data import VIEW_TYPES, from_wire, read_view
 from lepton_tui.views import ViewMemo
+
+if TYPE_CHECKING:  # the client (and the protocol's http modules) load only in lab mode
+    from lepton_tui.client import LabClient, ViewStream
 
 
 class LedgerSource:
@@ -47,6 +49,8 @@ class LabSource:
 
     def watch(self, view: str, args: dict[str, Any], tick_s: float) -> LabWatch:
         """A stream of `view`'s data, pushed by the service."""
+        from lepton_tui.client import watch_view
+
         return LabWatch(view, watch_view(self.socket_path, view, args, tick_s))
 
 
@@ -77,6 +81,8 @@ class ClientPool:
         self._user: str | None = None
 
     def _take(self) -> LabClient:
+        from lepton_tui.client import LabClient
+
         with self._lock:
             if self._idle:
                 return self._idle.pop()
@@ -125,6 +131,8 @@ class ClientPool:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
+        from lepton_tui.client import LabClient
+
         if not callable(getattr(LabClient, name, None)):
             getattr(LabClient(self.socket_path), name)  # LabClient says why it has no such call
             raise AttributeError(name)
