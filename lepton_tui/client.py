@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -356,13 +357,22 @@ class ViewStream:
         self._response = response
         self._key = key
         self.closed = False
+        # the reading thread alone closes the connection (http.client is not thread-safe): a
+        # close() from another thread only shuts the socket down, which wakes that read
+        self._lock = threading.Lock()
+        self._reading = False
 
     def __iter__(self) -> Iterator[Any]:
+        with self._lock:
+            if self.closed:
+                self._conn.close()
+                return
+            self._reading = True
         try:
             while not self.closed:
                 try:
                     line = self._response.readline()
-                except (OSError, ValueError, http.client.HTTPException) as exc:
+                except (OSError, ValueError, AttributeError, http.client.HTTPException) as exc:
                     if self.closed:
                         return
                     raise ServiceUnreachable(f"the lab service stopped answering: {exc}") from None
@@ -379,18 +389,23 @@ class ViewStream:
                 if self._key in item:  # else a heartbeat: the service is there, nothing new
                     yield item[self._key]
         finally:
-            self.close()
+            with self._lock:
+                self.closed, self._reading = True, False
+            self._conn.close()
 
     def close(self) -> None:
         """End the stream; safe to call from another thread and more than once."""
-        self.closed = True
+        with self._lock:
+            self.closed = True
+            reading = self._reading
         sock = self._conn.sock
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)  # wakes a read blocked in another thread
             except OSError:
                 pass
-        self._conn.close()
+        if not reading:
+            self._conn.close()
 
 
 def _open_stream(

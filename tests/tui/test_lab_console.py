@@ -196,13 +196,21 @@ def test_a_followed_log_stream_ends_at_once_when_closed(daemon: Daemon) -> None:
     job = daemon.submit("echo hi")  # stays queued (no hosts): following waits for it to start
     stream = follow_log_stream(daemon.socket, job)
     got: list[str] = []
-    reader = threading.Thread(target=lambda: got.extend(stream), daemon=True)
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            got.extend(stream)
+        except BaseException as exc:  # noqa: BLE001 - the test says what the reader met
+            errors.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     reader.join(1.0)
     assert reader.is_alive()  # still following
-    stream.close()
+    stream.close()  # from another thread, as the job screen does
     reader.join(5.0)
-    assert not reader.is_alive() and got == []
+    assert not reader.is_alive() and got == [] and errors == []
 
 
 def test_the_console_command_is_a_lab_client_when_a_socket_is_configured(
