@@ -187,7 +187,7 @@ CALLS: dict[str, Callable[..., Any]] = {
 
 WATCH_CHECK_S = 0.25  # how often a watch looks at the ledger's data_version (one cheap PRAGMA)
 WATCH_HEARTBEAT_S = 15.0  # a quiet watch says it is alive this often (the client's read times out)
-WATCH_TICK_S = (0.5, 60.0)  # the tick a console may ask for
+WATCH_TICK_S = (1.0, 60.0)  # the tick a console may ask for (a push of a big lab: ~30 ms CPU)
 MAX_WATCHES = WORKERS // 4  # live consoles at once; more are refused and read once per tick
 
 
