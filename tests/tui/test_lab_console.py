@@ -102,13 +102,14 @@ def queue_ids(app) -> set[str]:
     return {str(k.value) for k in table.rows}
 
 
-def open_ledgers() -> list[str]:
-    """Ledger files this process has open (the console must have none in lab mode)."""
+def open_ledgers(under: Path) -> list[str]:
+    """Ledger files under `under` this process has open (the console must have none in lab
+    mode; other tests' ledgers, elsewhere, are not its business)."""
     out = []
     for fd in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):
             target = os.readlink(f"/proc/self/fd/{fd}")
-            if "ledger.db" in target:
+            if "ledger.db" in target and target.startswith(str(under)):
                 out.append(target)
     return out
 
@@ -124,7 +125,7 @@ async def test_lab_console_reads_through_the_socket_and_survives_kill9(
         await wait_for(pilot, lambda: str(first) in queue_ids(app))
         assert "1 queued" in header_text(app)
         assert "reconnecting" not in header_text(app)
-        assert open_ledgers() == []  # everything came through the socket
+        assert open_ledgers(tmp_path) == []  # everything came through the socket
 
         daemon.kill9()
         await wait_for(pilot, lambda: "reconnecting" in header_text(app), timeout=20)
@@ -135,7 +136,7 @@ async def test_lab_console_reads_through_the_socket_and_survives_kill9(
         second = daemon.submit("echo two")  # pushed by the service: the ledger changed
         await wait_for(pilot, lambda: str(second) in queue_ids(app), timeout=20)
         assert "2 queued" in header_text(app)
-    assert open_ledgers() == []
+    assert open_ledgers(tmp_path) == []
     assert not (tmp_path / "personal").exists()  # no personal ledger made beside the lab's
 
 
