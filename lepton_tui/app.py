@@ -1,9 +1,11 @@
 """The Textual console, built by one factory: `make_app(...)`.
 
-The app owns a `Service` (every change goes through it) and, unless another process holds the
-ledger's lock, a dispatcher running in a background thread. Screens read the ledger in thread
-workers (`screens/live.py`); writes run in thread workers too, so the event loop never waits on
-SQLite or SSH. The console never imports torch.
+Personal mode: the app owns a `Service` (every change goes through it) and, unless another process
+holds the ledger's lock, a dispatcher running in a background thread. Lab mode (a socket is
+configured): the app opens no ledger and starts no dispatcher; its `svc` is a client of the lab
+service and its screens watch views the service pushes. Either way screens read in thread workers
+(`screens/live.py`, through `self.source`); writes run in thread workers too, so the event loop
+never waits on SQLite, the socket or SSH. The console never imports torch.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from textual.screen import Screen
 from textual.theme import Theme
 
 from lepton_tui.console_prefs import save_pref, saved_theme
+from lepton_tui.console_source import ClientPool, LabSource, LedgerSource
 from lepton_tui.errors import LeptonError
 from lepton_tui.service import Service, local_host_name
 from themes import CSS_PATHS, CYCLE, DEFAULT_THEME, THEMES
 
+NO_DISPATCHER = "no dispatcher is running: jobs wait until `lepton-tui serve` runs"
 MAX_THEME_SHOWN = 40  # an unknown theme's name is cut to this in its warning
 
 SCREEN_KEYS = {
@@ -88,7 +92,7 @@ class LeptonApp(App[None]):
 
     def __init__(
         self,
-        svc: Service,
+        svc: Service | ClientPool,
         *,
         clock: Callable[[], float] = time.time,
         theme: str | None = None,
@@ -97,15 +101,21 @@ class LeptonApp(App[None]):
         dispatch: bool = True,
         dispatch_retry_s: float = 5.0,
         cleanup: Iterable[Path] = (),
+        source: Any = None,
     ) -> None:
         super().__init__()
         self.svc = svc
-        self.ledger = svc.ledger
+        # where the screens read: the ledger, or the lab service (then there is no ledger here)
+        self.source: Any = source or LedgerSource(svc, demo=demo is not None)
+        self.lab = bool(self.source.lab)
+        self.ledger: Any = None if self.lab else svc.ledger
+        # lab mode: why the lab service cannot be reached now (None while it answers)
+        self.link_error: str | None = None
         self.clock = clock
         self.refresh_s = refresh_s
         self.demo_driver = demo
         self.demo = demo is not None
-        self.dispatch = dispatch and demo is None
+        self.dispatch = dispatch and demo is None and not self.lab
         self.dispatch_retry_s = dispatch_retry_s
         self.dispatcher_handle: Any = None
         # the dispatcher starts in a worker: `shutdown` may come first (a console closed at once)
@@ -119,7 +129,7 @@ class LeptonApp(App[None]):
         self._prefs_warned = False
         # The lab currency (setting `currency`) for labels outside loaded data (the add-host
         # form); the main screens refresh it with every read.
-        self.currency = _ledger_currency(svc)
+        self.currency = "USD" if self.lab else _ledger_currency(svc)
         # Whether this machine is a host already, as the last header read said (the command
         # palette offers "Add this machine" only while it is not).
         self.local_host_added = False
@@ -192,6 +202,8 @@ class LeptonApp(App[None]):
         """Who dispatches for this ledger, in words."""
         if self.demo:
             return "the demo's simulator places jobs"
+        if self.lab:
+            return f"the lab service dispatches ({self.source.socket_path})"
         if self._dispatch_error:
             return self._dispatch_error
         handle = self.dispatcher_handle
@@ -200,6 +212,41 @@ class LeptonApp(App[None]):
         if handle.dispatching:
             return "dispatching in this console"
         return "another process dispatches (lepton-tui serve); this console only shows"
+
+    def header_alert(self) -> str | None:
+        """What the header must say before anything else: the lab service is unreachable, or
+        (personal mode) this console could not start its dispatcher and none other runs."""
+        if self.lab:
+            if self.link_error is not None:
+                return "reconnecting to the lab service: showing the last data"
+            return None
+        if self._dispatch_error and not self.demo and not self.svc.dispatcher_running():
+            return NO_DISPATCHER
+        return None
+
+    def link_lost(self, why: str) -> None:
+        """Lab mode: the service went away; keep the last data, say so in every header."""
+        if self.link_error is None:
+            self.log.warning(f"lab service lost: {why}")
+            # said once, for the screens without a header line too (the queue)
+            self.notify(f"{why}; reconnecting", severity="warning", timeout=6)
+        self.link_error = why
+        self._show_alert()
+
+    def link_ok(self) -> None:
+        """Data arrived: the lab service (or the ledger) answers again."""
+        if self.link_error is not None:
+            self.link_error = None
+            self.notify("the lab service is back", timeout=3)
+            self._show_alert()
+
+    def _show_alert(self) -> None:
+        from lepton_tui.widgets.header import LabHeader
+
+        alert = self.header_alert()
+        for screen in self.screen_stack:
+            for head in screen.query(LabHeader):
+                head.set_alert(alert)
 
     def on_unmount(self) -> None:
         self.shutdown()
@@ -276,7 +323,7 @@ class LeptonApp(App[None]):
             yield SystemCommand(f"Go to {name}", text, lambda n=name: self.switch_to(n))
         yield SystemCommand("Submit a job", "Open the submit form", self.action_submit)
         yield SystemCommand("Add a host", "Open the add-host form", self.action_add_host)
-        if not self.local_host_added:
+        if not self.local_host_added and not self.lab:
             yield SystemCommand(
                 "Add this machine", f"Add {self.local_name} as a host", self.add_local_host
             )
@@ -294,6 +341,12 @@ class LeptonApp(App[None]):
         self.push_screen(SubmitJobModal(), done)
 
     def action_add_host(self, local: bool = False) -> None:
+        if self.lab:  # the form checks the host from this machine; the lab service must
+            self.notify(
+                "in lab mode an admin adds hosts with `lepton-tui hosts add NAME --address ...`",
+                severity="warning", timeout=8,
+            )  # fmt: skip
+            return
         from lepton_tui.screens.addhost import AddHostModal
 
         def done(name: str | None) -> None:
@@ -389,7 +442,7 @@ class LeptonApp(App[None]):
                 return
 
 
-def _ledger_currency(svc: Service) -> str:
+def _ledger_currency(svc: Any) -> str:
     from lepton_tui.economics.prices import get_currency
 
     try:
@@ -410,11 +463,19 @@ def make_app(
     user: str | None = None,
     demo_speed: float = 30.0,
     demo_seed: int = 7,
+    socket: str | None = None,
 ) -> LeptonApp:
     """Build the console. `demo`: a simulated busy lab in a temporary ledger (removed on exit).
+    `socket`: a client of the lab service there (lab mode: no ledger is opened here).
 
     `clock` fixes time for tests and snapshots; `dispatch=False` never starts a dispatcher.
     """
+    if socket is not None and not demo:
+        pool = ClientPool(socket)
+        return LeptonApp(
+            pool, clock=clock or time.time, theme=theme, refresh_s=refresh_s, dispatch=False,
+            source=LabSource(socket, pool),
+        )  # fmt: skip
     if demo:
         from lepton_tui.demo import DemoDriver
 

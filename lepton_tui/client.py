@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -433,3 +434,118 @@ class LabClient:
 
     def logins(self, user: str | None = None) -> list[dict[str, Any]]:
         return list(self.call("logins", user=user))
+
+
+# -- the console's live views (engineer `console`) -----------------------------------------------
+
+
+class ViewStream:
+    """A stream of JSON lines on a connection of its own: a `watch` (the lab service pushes a
+    screen's data on its tick and whenever the ledger changes; each item a dict, as
+    `screen_data.to_wire` made it) or a followed log (`key="text"`). `close()` from any thread
+    ends it (a read blocked in another thread returns at once)."""
+
+    def __init__(
+        self, conn: _UnixConnection, response: http.client.HTTPResponse, key: str = "view"
+    ) -> None:
+        self._conn = conn
+        self._response = response
+        self._key = key
+        self.closed = False
+        # the reading thread alone closes the connection (http.client is not thread-safe): a
+        # close() from another thread only shuts the socket down, which wakes that read
+        self._lock = threading.Lock()
+        self._reading = False
+
+    def __iter__(self) -> Iterator[Any]:
+        with self._lock:
+            if self.closed:
+                self._conn.close()
+                return
+            self._reading = True
+        try:
+            while not self.closed:
+                try:
+                    line = self._response.readline()
+                except (OSError, ValueError, AttributeError, http.client.HTTPException) as exc:
+                    if self.closed:
+                        return
+                    raise ServiceUnreachable(f"the lab service stopped answering: {exc}") from None
+                if not line:
+                    if self.closed or self._key == "text":  # a log ends when its job does
+                        return
+                    raise ServiceUnreachable("the lab service closed the stream")
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    raise LeptonError("the lab service sent a bad stream") from None
+                if "error" in item:
+                    _raise_error(item["error"])
+                if self._key in item:  # else a heartbeat: the service is there, nothing new
+                    yield item[self._key]
+        finally:
+            with self._lock:
+                self.closed, self._reading = True, False
+            self._conn.close()
+
+    def close(self) -> None:
+        """End the stream; safe to call from another thread and more than once."""
+        with self._lock:
+            self.closed = True
+            reading = self._reading
+        sock = self._conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a read blocked in another thread
+            except OSError:
+                pass
+        if not reading:
+            self._conn.close()
+
+
+def _open_stream(
+    socket_path: str, url: str, args: dict[str, Any], key: str, timeout: float | None
+) -> ViewStream:
+    conn = _UnixConnection(socket_path, timeout)
+    body = json.dumps({"args": args}).encode()
+    headers = {PROTOCOL_HEADER: str(PROTOCOL), "Content-Type": "application/json"}
+    try:
+        conn.request("POST", url, body=body, headers=headers)
+        response = conn.getresponse()
+    except (OSError, http.client.HTTPException) as exc:
+        conn.close()
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise ServiceUnreachable(
+            f"cannot reach the lab service at {socket_path}: {reason}; "
+            "is `lepton-tui serve --socket` running?"
+        ) from None
+    if response.status != 200:
+        try:
+            data = json.loads(response.read())
+        except (ValueError, OSError, http.client.HTTPException):
+            data = {}
+        finally:
+            conn.close()
+        _raise_error(data.get("error") or {"message": f"the lab service refused the stream "
+                                                      f"(HTTP {response.status})"})  # fmt: skip
+    return ViewStream(conn, response, key)
+
+
+def watch_view(
+    socket_path: str, view: str, args: dict[str, Any], tick_s: float,
+    timeout: float = CALL_TIMEOUT_S,
+) -> ViewStream:  # fmt: skip
+    """Open a `watch` stream of console view `view` on its own connection (a stream holds its
+    connection to the end, so it never shares one with calls)."""
+    return _open_stream(
+        socket_path, "/v1/watch", {"view": view, "args": args, "tick_s": tick_s}, "view", timeout
+    )
+
+
+def follow_log_stream(
+    socket_path: str, job_id: int, stream: str = "stdout", attempt_no: int | None = None
+) -> ViewStream:
+    """A job's log, followed by the lab service, on a connection of its own that `close()` ends
+    from any thread (the console's job screen closes it when it goes)."""
+    args = {"job_id": int(job_id), "stream": stream, "follow": True, "attempt_no": attempt_no}
+    return _open_stream(socket_path, "/v1/logs", args, "text", None)

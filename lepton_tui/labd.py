@@ -267,6 +267,25 @@ CALLS.update({
         str(source), None if name is None else str(name), force=bool(force)
     ),
 })  # fmt: skip
+
+
+# -- the console's live views (engineer `console`) ---------------------------------------------
+
+WATCH_CHECK_S = 0.25  # how often a watch looks at the ledger's data_version (one cheap PRAGMA)
+WATCH_HEARTBEAT_S = 15.0  # a quiet watch says it is alive this often (the client's read times out)
+WATCH_TICK_S = (1.0, 60.0)  # the tick a console may ask for (a push of a big lab: ~30 ms CPU)
+MAX_WATCHES = WORKERS // 4  # live consoles at once; more are refused and read once per tick
+
+
+def _console_view(svc: Service, view: str, args: dict[str, Any] | None = None) -> Any:
+    """One read of a console screen (what a console that cannot watch reads each tick)."""
+    from lepton_tui.screen_data import read_view, to_wire
+
+    return to_wire(read_view(svc, str(view), time.time(), args or {}))
+
+
+CALLS["console_view"] = _console_view
+
 _LIST_JOBS_ARGS = {"all_states", "user", "project", "states", "limit", "offset"}
 _COUNT_JOBS_ARGS = {"all_states", "user", "project", "states"}
 _EVENTS_ARGS = {"limit", "job_id", "user", "since"}
@@ -412,6 +431,9 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
             if self.path == "/v1/logs":
                 self._stream_logs(args)
                 return
+            if self.path == "/v1/watch":
+                self._watch(args)
+                return
             prefix = "/v1/call/"
             name = self.path[len(prefix) :] if self.path.startswith(prefix) else ""
             call = CALLS.get(name)
@@ -501,6 +523,70 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
 
+    # -- the console's live views (engineer `console`) -----------------------------------------
+
+    def _watch(self, args: dict[str, Any]) -> None:
+        if not self.server.watches.acquire(blocking=False):
+            raise LeptonError(
+                f"the lab service already serves {MAX_WATCHES} live consoles", "try again shortly"
+            )
+        try:
+            self._watch_held(args)
+        finally:
+            self.server.watches.release()
+
+    def _watch_held(self, args: dict[str, Any]) -> None:
+        """Push a console screen's data on the tick, and soon after the ledger changes (its
+        `data_version`, which another connection's commit moves); never faster than half a tick."""
+        from lepton_tui.screen_data import read_view, to_wire
+        from lepton_tui.views import ViewMemo
+
+        svc = self._service()
+        memo = ViewMemo()  # this stream's refreshes read only what can have changed
+        if set(args) - {"view", "args", "tick_s"} or "view" not in args:
+            raise ValidationError("watch takes view, args and tick_s")
+        tick = args.get("tick_s", 2.0)
+        if isinstance(tick, bool) or not isinstance(tick, int | float):
+            raise ValidationError("tick_s must be a number of seconds")
+        tick = min(max(float(tick), WATCH_TICK_S[0]), WATCH_TICK_S[1])
+        view, view_args = str(args["view"]), args.get("args") or {}
+        ledger = self.server.ledger
+
+        def version() -> Any:
+            row = ledger.query_one("PRAGMA data_version")
+            return None if row is None else next(iter(row.values()))
+
+        seen = version()
+        first = to_wire(read_view(svc, view, time.time(), view_args, memo=memo))  # bad: a 4xx
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.close_connection = True  # a stream ends its connection
+        try:
+            self._chunk({"view": first})
+            pushed = sent = time.monotonic()
+            while not self.server.stopping.is_set():
+                self._sleep_unless_gone(WATCH_CHECK_S)
+                now = time.monotonic()
+                current = version()
+                changed = current != seen and now - pushed >= tick / 2
+                if changed or now - pushed >= tick:
+                    seen = current
+                    data = read_view(svc, view, time.time(), view_args, memo=memo)
+                    self._chunk({"view": to_wire(data)})
+                    pushed = sent = time.monotonic()
+                elif now - sent >= WATCH_HEARTBEAT_S:
+                    self._chunk({"alive": True})
+                    sent = now
+            self._chunk(None)
+        except OSError:
+            pass  # the console went away (or moved to another screen)
+        except Exception as exc:  # noqa: BLE001 - said in the stream, which then ends
+            with contextlib.suppress(OSError):
+                self._chunk({"error": error_body(exc)})
+                self._chunk(None)
+
 
 class LabServer(socketserver.UnixStreamServer):
     """The socket, the pool of threads that serve its connections, and the ledger."""
@@ -522,6 +608,8 @@ class LabServer(socketserver.UnixStreamServer):
         # a fixed pool: each worker keeps one ledger connection for the life of the service
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lab-client")
         self.streams = threading.BoundedSemaphore(min(MAX_STREAMS, max(1, workers // 2)))
+        self.watches = threading.BoundedSemaphore(max(1, min(MAX_WATCHES, workers // 4)))
+        self.stopping = threading.Event()  # set on close: live streams end
 
     def process_request(self, request: Any, client_address: Any) -> None:
         self._pool.submit(self._serve_connection, request, client_address)
@@ -535,6 +623,7 @@ class LabServer(socketserver.UnixStreamServer):
             self.shutdown_request(request)
 
     def server_close(self) -> None:
+        self.stopping.set()
         super().server_close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(FileNotFoundError):

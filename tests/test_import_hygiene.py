@@ -37,3 +37,26 @@ def test_the_scheduler_does_no_io_and_loads_no_torch() -> None:
     assert "scheduler" in loaded and "numpy" in loaded  # the check really imported it
     assert not loaded & IO
     assert not loaded & {"torch", "scipy", "lepton_tui", "inventory"}
+
+
+def test_the_textual_contract_names_every_module_below_the_faces() -> None:
+    """The "nothing below the faces imports textual" contract lists its modules by name (the
+    faces are siblings of them): a new module left off the list would escape it."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    [contract] = [
+        c for c in config["tool"]["importlinter"]["contracts"] if "imports textual" in c["name"]
+    ]
+    listed = set(contract["source_modules"])
+    faces = {"app", "screens", "widgets", "cli", "__init__", "__main__"}
+    below = {
+        f"lepton_tui.{p.stem if p.is_file() else p.name}"
+        for p in (REPO / "lepton_tui").iterdir()
+        if (p.suffix == ".py" or (p / "__init__.py").exists())
+        and (p.stem if p.is_file() else p.name) not in faces
+    }
+    assert below - listed == set(), "add these to the contract in pyproject.toml"

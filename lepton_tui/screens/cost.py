@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Footer, Sparkline, Static
 
-from lepton_tui import views
+from lepton_tui.screen_data import CostData
 from lepton_tui.screens.live import LiveScreen
 from lepton_tui.widgets.bars import money
 from lepton_tui.widgets.cost import cost_renderable
@@ -59,14 +59,12 @@ class CostScreen(LiveScreen):
         self.query_one("#cost-users").border_title = "By user"
         self.query_one("#cost-projects").border_title = "By project"
 
-    def load(self) -> Any:
-        now = self.app.clock()
+    def view(self) -> tuple[str, dict[str, Any]]:
         span, _label = SPANS[self.span]
-        panel = views.cost_panel(self.app.ledger, now)
-        series = views.cost_series(self.app.ledger, now, span_s=span, buckets=48)
-        rows = views.fleet(self.app.ledger, now)
-        queue = views.queue_window(self.app.ledger, now, limit=0)
-        return panel, series, views.header(self.app.ledger, rows, panel, queue, self.app.demo)
+        return "cost", {"span_s": span}
+
+    def prepare(self, data: CostData) -> Any:
+        return data.panel, data.series, data.header
 
     def show(self, data: Any) -> None:
         panel, series, head = data

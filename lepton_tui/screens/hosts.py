@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from lepton_tui import views
 from lepton_tui.request_text import plural, size_words
+from lepton_tui.screen_data import HostsData
 from lepton_tui.screens.live import LiveScreen
 from lepton_tui.validate import format_size_mb
 from lepton_tui.widgets.bars import money
@@ -87,13 +88,11 @@ class HostsScreen(LiveScreen):
     def on_mount(self) -> None:
         self.query_one("#host-details").border_title = "Details"
 
-    def load(self) -> Any:
-        now = self.app.clock()
-        rows = views.fleet(self.app.ledger, now)
-        hosts = {h["name"]: h for h in self.app.ledger.hosts()}
-        queue = views.queue_window(self.app.ledger, now, limit=0)
-        cost = views.cost_panel(self.app.ledger, now)
-        return rows, hosts, views.header(self.app.ledger, rows, cost, queue, self.app.demo)
+    def view(self) -> tuple[str, dict[str, Any]]:
+        return "hosts", {}
+
+    def prepare(self, data: HostsData) -> Any:
+        return data.fleet, data.hosts, data.header
 
     def show(self, data: Any) -> None:
         rows, self.hosts, head = data
@@ -128,6 +127,12 @@ class HostsScreen(LiveScreen):
         name = self.selected_host
         if name is None or name not in self.hosts:
             self.notify("select a host first", severity="warning")
+            return
+        if self.app.lab:  # this console cannot reach hosts as the lab does
+            self.notify(
+                "the lab service polls every host each tick: its state and last error show here",
+                timeout=6,
+            )
             return
         self.notify(f"probing {name}...", timeout=2)
         self._probe(dict(self.hosts[name]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -15,12 +16,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Log, Static
 from textual.worker import get_current_worker
 
-from lepton_tui.economics.prices import get_currency
 from lepton_tui.errors import LeptonError
 from lepton_tui.request_text import long_request
+from lepton_tui.screen_data import JobData
 from lepton_tui.screens.live import LiveScreen
 from lepton_tui.validate import format_duration
-from lepton_tui.views import why_pending
 from lepton_tui.widgets.bars import money
 from lepton_tui.widgets.queue import JOB_STYLE
 
@@ -76,18 +76,6 @@ def attempts_table(attempts: list[dict[str, Any]], now: float, currency: str) ->
     return t
 
 
-def with_costs(ledger, attempts: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
-    """Each attempt's cost so far (what `lepton-tui cost --by job` counts)."""
-    from lepton_tui.economics.costs import attempt_cost
-
-    for a in attempts:
-        try:
-            a["cost_now"] = attempt_cost(ledger, a["token"], now)[0]
-        except LeptonError:
-            a["cost_now"] = None
-    return attempts
-
-
 def events_text(events: list[dict[str, Any]]) -> Text:
     text = Text()
     for e in reversed(events[-12:]):  # newest first: the panel is short
@@ -113,6 +101,7 @@ class JobScreen(LiveScreen):
         self.stream = "stdout"
         self.want_logs = logs
         self.log_state: str | None = None
+        self._log_stream: Any = None  # lab mode: the followed log's stream, closed when we go
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="job-top"):
@@ -136,12 +125,11 @@ class JobScreen(LiveScreen):
         log.border_title = f"Log: {self.stream}" + (f" ({note})" if note else "")
         log.border_subtitle = "e: stdout/stderr"
 
-    def load(self) -> Any:
-        now = self.app.clock()
-        job = self.app.svc.show_job(self.job_id, events=30)
-        job["attempts"] = with_costs(self.app.ledger, job["attempts"], now)
-        why = why_pending(self.app.ledger, self.job_id) if job["state"] == "queued" else None
-        return job, why, now, get_currency(self.app.ledger)
+    def view(self) -> tuple[str, dict[str, Any]]:
+        return "job", {"job_id": self.job_id}
+
+    def prepare(self, data: JobData) -> Any:
+        return data.job, data.why, data.now, data.currency
 
     def show(self, data: Any) -> None:
         job, why, now, currency = data
@@ -163,7 +151,16 @@ class JobScreen(LiveScreen):
 
     # -- the log -----------------------------------------------------------------------------
 
+    def _close_log(self) -> None:
+        stream, self._log_stream = self._log_stream, None
+        if stream is not None:
+            stream.close()  # frees the lab service's stream at once
+
+    def on_unmount(self) -> None:
+        self._close_log()
+
     def follow(self) -> None:
+        self._close_log()
         log = self.query_one("#job-log", Log)
         log.clear()
         self._log_title("following")
@@ -187,8 +184,25 @@ class JobScreen(LiveScreen):
             return
         from lepton_tui.logs import follow_log
 
+        chunks: Iterable[str]
+        if self.app.lab:  # the lab service reads the host and streams the log here
+            from lepton_tui.client import follow_log_stream
+
+            try:
+                opened = self._log_stream = follow_log_stream(
+                    self.app.source.socket_path, self.job_id, stream
+                )
+            except LeptonError as exc:
+                self.app.call_from_thread(self._write, f"\n[{exc}]\n")
+                return
+            if worker.is_cancelled:
+                opened.close()
+                return
+            chunks = opened
+        else:
+            chunks = follow_log(self.app.svc, self.job_id, stream, follow=True, sleep=sleep)
         try:
-            for chunk in follow_log(self.app.svc, self.job_id, stream, follow=True, sleep=sleep):
+            for chunk in chunks:
                 if worker.is_cancelled:
                     return
                 self.app.call_from_thread(self._write, chunk)
@@ -220,4 +234,5 @@ class JobScreen(LiveScreen):
 
     def action_back(self) -> None:
         self.workers.cancel_group(self, "log")
+        self._close_log()
         self.app.pop_screen()

@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Input
 from lepton_tui import views
 from lepton_tui.screens.live import LiveScreen
 from lepton_tui.widgets.cost import CostSummary
+from lepton_tui.widgets.fit import cell_widths
 from lepton_tui.widgets.fleet import (
     EmptyFleet,
     FleetPanel,
@@ -80,20 +81,24 @@ class OverviewScreen(LiveScreen):
         self.query_one("#queue-panel").border_title = "Queue"
         self.query_one("#cost").border_title = "Cost"
 
-    def load(self) -> Any:
-        data = views.overview(
-            self.app.ledger, self.app.clock(), text=self.text, sort=self.sort, demo=self.app.demo
-        )
+    def view(self) -> tuple[str, dict[str, Any]]:
+        return "overview", {"text": self.text, "sort": self.sort}
+
+    def prepare(self, data: views.Overview) -> Any:
         # Cells are built here, in the worker: the event loop only patches what changed.
         fleet = fleet_cells(data.fleet, compact_width(self.app), currency=data.cost.currency)
-        return data, fleet, queue_cells(data.queue)
+        queue = queue_cells(data.queue)
+        widths = cell_widths(FleetTable.keys_of(), fleet), cell_widths(QueueTable.keys_of(), queue)
+        return data, fleet, queue, widths
 
     def show(self, loaded: Any) -> None:
-        data, fleet, queue = loaded
+        data, fleet, queue, (fleet_widths, queue_widths) = loaded
         self.query_one(LabHeader).show(data.header)
         self.app.note_header(data.header)
         first = self.loads == 1
-        self.query_one(FleetPanel).show(data.fleet, fleet, currency=data.cost.currency)
+        self.query_one(FleetPanel).show(
+            data.fleet, fleet, currency=data.cost.currency, widths=fleet_widths
+        )
         if first and not data.fleet:
             # A new lab: the first thing to do is add a host, so enter does that.
             self.query_one("#add-local").focus()
@@ -102,7 +107,7 @@ class OverviewScreen(LiveScreen):
         ):
             # The empty state's buttons are gone once a host exists: enter opens jobs again.
             self.query_one(QueueTable).focus()
-        self.query_one(QueueTable).show(data.queue, queue)
+        self.query_one(QueueTable).show(data.queue, queue, queue_widths)
         panel = self.query_one("#queue-panel")
         panel.border_title = queue_title(data.queue)
         panel.border_subtitle = "/ filter  o sort  enter open" if data.queue.rows else None

@@ -45,11 +45,8 @@ class QueueScreen(LiveScreen):
     def on_mount(self) -> None:
         self.query_one(QueueFilter).display = False
 
-    def load(self) -> Any:
-        return views.queue_window(
-            self.app.ledger, self.app.clock(), text=self.text, sort=self.sort,
-            all_states=self.all_states,
-        )  # fmt: skip
+    def view(self) -> tuple[str, dict[str, Any]]:
+        return "queue", {"text": self.text, "sort": self.sort, "all_states": self.all_states}
 
     def show(self, data: views.QueueWindow) -> None:
         table = self.query_one(QueueTable)

@@ -15,7 +15,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Input, Label, Select, Static
 
-from lepton_tui import autopilot, views
+from lepton_tui import autopilot
+from lepton_tui.screen_data import SchedulerData
 from lepton_tui.screens.live import LiveScreen
 from lepton_tui.widgets.fit import FitTable, FittedTable
 from lepton_tui.widgets.header import LabHeader
@@ -143,14 +144,11 @@ class SchedulerScreen(LiveScreen):
         )
         self.query_one("#policy", Select).disabled = True  # until load() says this user is an admin
 
-    def load(self) -> Any:
-        now = self.app.clock()
-        rows = views.fleet(self.app.ledger, now)
-        queue = views.queue_window(self.app.ledger, now, limit=0)
-        cost = views.cost_panel(self.app.ledger, now)
-        head = views.header(self.app.ledger, rows, cost, queue, self.app.demo)
-        league = autopilot.summary(self.app.ledger)
-        return head, views.decisions(self.app.ledger, 200), self.app.svc.is_admin(), league
+    def view(self) -> tuple[str, dict[str, Any]]:
+        return "scheduler", {}
+
+    def prepare(self, data: SchedulerData) -> Any:
+        return data.header, data.decisions, data.admin, data.league
 
     def show(self, data: Any) -> None:
         head, decisions, admin, league = data
@@ -213,7 +211,7 @@ class SchedulerScreen(LiveScreen):
         self.run_worker(
             lambda: self.app.call_from_thread(
                 self.query_one("#why", Static).update,
-                Text(views.why_line(self.app.ledger, job_id)),  # plain: no markup
+                Text(self.app.source.read("why", {"job_id": job_id}, 0.0).text),  # no markup
             ),
             thread=True, exclusive=True, group="why", exit_on_error=False,
         )  # fmt: skip

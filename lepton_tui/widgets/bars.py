@@ -143,6 +143,27 @@ def heat_text(row: FleetRow) -> Text:
     return parts
 
 
+def stranded_text(row: FleetRow, currency: str, compact: bool = False) -> Text:
+    """Capacity free but unusable by the queued requests: GPUs and their hourly price, and CPUs
+    where no queued request fits at all: `1.25 GPU $2.50/h`, `12 CPU` (`1.25g $2.50/h`, `12c`
+    compact); `-` when nothing is stranded or nothing is queued."""
+    gpus, cpus = row.stranded_gpus, row.stranded_cpus
+    if not gpus and not cpus:
+        return Text("-", style="dim")
+    text = Text()
+    if gpus:
+        text.append(f"{gpus:.2f}", style="yellow")
+        text.append("g" if compact else " GPU", style="dim")
+        if row.stranded_per_hour:
+            text.append(f" {money(row.stranded_per_hour, currency)}/h")
+    if cpus:
+        if gpus:
+            text.append(" ")
+        text.append(f"{cpus:g}", style="yellow")
+        text.append("c" if compact else " CPU", style="dim")
+    return text
+
+
 # Currencies shown by their symbol; any other ISO code is written out (`CHF 2.00`).
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "KRW": "₩"}
 

@@ -25,6 +25,18 @@ def cell_width(cell: Any) -> int:
     return cell_len(cell.plain if isinstance(cell, Text) else str(cell))
 
 
+def cell_widths(keys: Sequence[str], cells: Sequence[tuple[str, tuple]]) -> dict[str, int]:
+    """Each column's widest cell (headers aside): measured in a worker, so the event loop only
+    lays the columns out."""
+    widths = dict.fromkeys(keys, 0)
+    for _, row in cells:
+        for key, cell in zip(keys, row, strict=False):
+            w = cell_width(cell)
+            if w > widths[key]:
+                widths[key] = w
+    return widths
+
+
 class FitTable:
     """A label column and right-aligned number columns; drawn, the numbers keep their whole width
     and the label takes what is left (ending with an ellipsis). When the label would get fewer
@@ -151,14 +163,24 @@ class FittedTable(DataTable):
             self.add_column(label, key=key)
         self.layout_widths: dict[str, int] = {}
         self._cells: list[tuple[str, tuple]] = []
+        self._widths: dict[str, int] | None = None  # the cells' widths, if a worker measured them
 
     @property
     def keys(self) -> tuple[str, ...]:
-        return tuple(key for key, _ in self.COLUMNS)
+        return self.keys_of()
 
-    def show_fitted(self, cells: list[tuple[str, tuple]]) -> None:
-        """Show `cells` (a cell per column of COLUMNS) in the columns that fit."""
+    @classmethod
+    def keys_of(cls) -> tuple[str, ...]:
+        """The column keys, in order (usable in a worker, without the widget)."""
+        return tuple(key for key, _ in cls.COLUMNS)
+
+    def show_fitted(
+        self, cells: list[tuple[str, tuple]], widths: dict[str, int] | None = None
+    ) -> None:
+        """Show `cells` (a cell per column of COLUMNS) in the columns that fit; `widths`: their
+        `cell_widths`, when a worker measured them already."""
         self._cells = cells
+        self._widths = widths
         self.fit()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -173,23 +195,24 @@ class FittedTable(DataTable):
 
     def natural_widths(self) -> dict[str, int]:
         """Each column's width with nothing cut: its widest cell or its header."""
-        widths = {key: cell_len(label) for key, label in self.labels.items()}
-        for _, row in self._cells:
-            for key, cell in zip(self.keys, row, strict=False):
-                widths[key] = max(widths[key], cell_width(cell))
-        return widths
+        cells = self._widths if self._widths is not None else cell_widths(self.keys, self._cells)
+        return {key: max(cell_len(label), cells.get(key, 0)) for key, label in self.labels.items()}
 
     def fit(self) -> None:
         """Lay the columns out for the width there is now, and show the cells in them."""
         keep = highlighted_key(self)
+        natural = self.natural_widths()
         layout = fit_columns(
-            self.keys, self.natural_widths(), self.room(), drop_order=self.DROP_ORDER,
+            self.keys, natural, self.room(), drop_order=self.DROP_ORDER,
             caps=self.CAPS, fill=self.FILL, fill_min=self.FILL_MIN, padding=self.cell_padding,
         )  # fmt: skip
         if layout != self.layout_widths:
             self._set_columns(layout)
+        # only a column narrower than its widest cell has cells to cut
+        cut = {k for k in layout if layout[k] < natural.get(k, 0)}
         rows = [
-            (key, tuple(clip(c, layout[k]) for k, c in zip(self.keys, row, strict=False) if k in layout))
+            (key, tuple(clip(c, layout[k]) if k in cut else c
+                        for k, c in zip(self.keys, row, strict=False) if k in layout))
             for key, row in self._cells
         ]  # fmt: skip
         if sync_rows(self, rows) and keep is not None and keep in self.rows:

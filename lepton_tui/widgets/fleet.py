@@ -18,6 +18,7 @@ from lepton_tui.widgets.bars import (
     per_hour_label,
     sparkline,
     state_text,
+    stranded_text,
 )
 from lepton_tui.widgets.fit import FittedTable
 from lepton_tui.widgets.sync import highlighted_key
@@ -31,10 +32,11 @@ COLUMNS = (
     ("heat", "Temp/Pwr"),
     ("spark", "Last 5 min"),
     ("jobs", "Jobs"),
+    ("stranded", "Stranded"),  # free GPU capacity the queued requests cannot use
     ("price", "$/h"),  # the lab currency's symbol, set by `FleetTable.show_cells`
 )
 # Left out, in this order, when the hosts do not fit the width; the host and its GPUs always stay.
-DROP_ORDER = ("spark", "heat", "jobs", "price", "mem", "cpu", "state")
+DROP_ORDER = ("spark", "heat", "stranded", "jobs", "price", "mem", "cpu", "state")
 
 
 def mem_percent(row: FleetRow) -> float | None:
@@ -61,6 +63,7 @@ def fleet_cells(
                 heat_text(r),
                 sparkline(r.spark, 10 if compact else 20),
                 Text(str(r.running) if r.running else "-", justify="right"),
+                stranded_text(r, currency, compact),
                 Text(
                     money(r.price_per_hour, currency) if r.price_per_hour else "-",
                     justify="right",
@@ -82,10 +85,12 @@ class FleetTable(FittedTable):
         """Show the hosts (cells built here; see `show_cells` for cells built in a worker)."""
         self.show_cells(fleet_cells(rows, compact, currency=currency), currency=currency)
 
-    def show_cells(self, cells: list[tuple[str, tuple]], *, currency: str) -> None:
+    def show_cells(
+        self, cells: list[tuple[str, tuple]], *, currency: str, widths: dict[str, int] | None = None
+    ) -> None:
         """Patch changed cells in place; the highlighted host stays put."""
         self.set_currency(currency)
-        self.show_fitted(cells)
+        self.show_fitted(cells, widths)
 
     def set_currency(self, currency: str) -> None:
         """Label the price column with the lab currency (`$/h`, `€/h`, `CHF/h`)."""
@@ -158,6 +163,7 @@ class FleetPanel(Vertical):
         cells: list[tuple[str, tuple]] | None = None,
         *,
         currency: str,
+        widths: dict[str, int] | None = None,
     ) -> None:
         """Show `rows` (with their cells when a worker already built them), prices in
         `currency`."""
@@ -168,9 +174,6 @@ class FleetPanel(Vertical):
         up = sum(1 for r in rows if r.state == "up")
         self.border_title = f"Fleet {up}/{len(rows)} up" if rows else "Fleet"
         if rows:
-            table.show_cells(
-                cells
-                if cells is not None
-                else fleet_cells(rows, compact_width(self.app), currency=currency),
-                currency=currency,
-            )
+            if cells is None:
+                cells, widths = fleet_cells(rows, compact_width(self.app), currency=currency), None
+            table.show_cells(cells, currency=currency, widths=widths)

@@ -14,9 +14,14 @@ from lepton_tui.widgets.bars import money
 DROP_ORDER = ("policy", "lab", "hosts", "demo", "jobs")
 
 
-def header_parts(h: Header, compact: bool = False) -> list[tuple[str, Text]]:
-    """The header's parts, by name; `compact` drops the labels."""
+def header_parts(
+    h: Header, compact: bool = False, alert: str | None = None
+) -> list[tuple[str, Text]]:
+    """The header's parts, by name; `compact` drops the labels; `alert` (never dropped) goes
+    first: the lab service is unreachable, or no dispatcher runs."""
     parts: list[tuple[str, Text]] = [("badge", Text(" lepton ", style="bold reverse"))]
+    if alert:
+        parts.append(("alert", Text(alert, style="bold red")))
     parts.append(("lab", Text(h.lab, style="bold")))
     if h.demo:
         parts.append(("demo", Text("DEMO", style="bold magenta")))
@@ -47,13 +52,13 @@ def _join(parts: list[tuple[str, Text]], gap: str) -> Text:
     return text
 
 
-def header_text(h: Header, width: int = 200) -> Text:
+def header_text(h: Header, width: int = 200, alert: str | None = None) -> Text:
     """The header line for `width` cells: with labels where they fit, else without, else with
     whole parts left out (DROP_ORDER)."""
-    full = _join(header_parts(h), "  ")
+    full = _join(header_parts(h, alert=alert), "  ")
     if full.cell_len <= width:
         return full
-    parts = header_parts(h, compact=True)
+    parts = header_parts(h, compact=True, alert=alert)
     for name in DROP_ORDER:
         text = _join(parts, " ")
         if text.cell_len <= width:
@@ -65,15 +70,30 @@ def header_text(h: Header, width: int = 200) -> Text:
 class HeaderLine:
     """The header, laid out for the width it is drawn in (so it follows a resize)."""
 
-    def __init__(self, header: Header) -> None:
+    def __init__(self, header: Header, alert: str | None = None) -> None:
         self.header = header
+        self.alert = alert
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield header_text(self.header, options.max_width)
+        yield header_text(self.header, options.max_width, self.alert)
 
 
 class LabHeader(Static):
     """The header line above every screen's panels."""
 
+    header: Header | None = None
+    alert: str | None = None
+
     def show(self, h: Header) -> None:
-        self.update(HeaderLine(h))
+        self.header = h
+        alert = getattr(self.app, "header_alert", None)
+        self.alert = alert() if alert is not None else None
+        self.update(HeaderLine(h, self.alert))
+
+    def set_alert(self, alert: str | None) -> None:
+        """Say `alert` first (or stop saying it), over the last data shown."""
+        self.alert = alert
+        if self.header is not None:
+            self.update(HeaderLine(self.header, alert))
+        elif alert:
+            self.update(Text(alert, style="bold red"))

@@ -89,9 +89,17 @@ class QueueTable(FittedTable):
     FILL = "why"
     FILL_MIN = WHY_MIN
 
-    def show(self, window: QueueWindow, cells: list[tuple[str, tuple]] | None = None) -> None:
-        """Patch changed cells in place (cells built by a worker if given); selection stays."""
-        self.show_fitted(cells if cells is not None else queue_cells(window))
+    def show(
+        self,
+        window: QueueWindow,
+        cells: list[tuple[str, tuple]] | None = None,
+        widths: dict[str, int] | None = None,
+    ) -> None:
+        """Patch changed cells in place (cells, and their widths, built by a worker if given);
+        selection stays."""
+        if cells is None:
+            cells, widths = queue_cells(window), None
+        self.show_fitted(cells, widths)
 
     @property
     def selected_job(self) -> int | None:

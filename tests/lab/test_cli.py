@@ -131,17 +131,6 @@ def test_the_lab_key_is_made_on_first_start_and_shown_to_users(lab: Lab, tmp_pat
     assert res.returncode == 1 and "no lab key" in res.stderr
 
 
-def test_the_console_refuses_lab_mode_rather_than_open_a_personal_ledger(
-    tmp_path: Path, monkeypatch: Any
-) -> None:
-    monkeypatch.setenv("LEPTON_SOCKET", str(tmp_path / "lab.sock"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    res = CliRunner().invoke(cli, [])
-    assert res.exit_code == 1
-    assert "the console does not work through the lab service" in res.output
-    assert not (tmp_path / "data").exists()
-
-
 def test_an_admin_adds_a_host_through_the_socket(lab: Lab, ssh_hosts: Any, tmp_path: Path) -> None:
     h = ssh_hosts[0]
     fields = {"address": h.address, "port": h.port, "user": h.user, "key_path": h.key_path,

@@ -107,7 +107,8 @@ def test_a_big_lab_reads_a_window_not_everything(home: Path) -> None:
     before = s.ledger.queries
     views.fleet(s.ledger, FIXED_NOW)
     views.queue_window(s.ledger, FIXED_NOW, limit=60)
-    assert s.ledger.queries - before <= 8  # a fixed number of statements, whatever the size
+    # a fixed number of statements, whatever the size: fleet 4, its stranded column 4, queue 3
+    assert s.ledger.queries - before <= 11
     o = views.overview(s.ledger, FIXED_NOW)
     assert len(o.fleet) == 64 and all(len(r.gpus) == 8 for r in o.fleet)
     assert len(o.queue.rows) == 60 and o.queue.matched == 10_000 and o.queue.queued == 10_000

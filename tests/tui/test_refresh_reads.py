@@ -1,0 +1,87 @@
+"""What a console refresh reads: a bounded number of statements, and the same numbers as a full
+read (the memo keeps only what cannot have changed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lepton_tui import views
+from lepton_tui.service import Service
+from tests.tui.data import (
+    FIXED_NOW,
+    USER,
+    big_fleet,
+    busy_gpus,
+    insert_samples,
+    many_jobs,
+    sample_rows,
+)
+
+
+@pytest.fixture
+def busy(home: Path) -> Service:
+    svc = Service.open(home, user=USER, clock=lambda: FIXED_NOW)
+    big_fleet(svc.ledger, 8, 4)
+    many_jobs(svc.ledger, 500)
+    busy_gpus(svc.ledger)
+    return svc
+
+
+def statements(ledger, fn) -> list[str]:
+    seen: list[str] = []
+    ledger.conn.set_trace_callback(seen.append)
+    try:
+        fn()
+    finally:
+        ledger.conn.set_trace_callback(None)
+    return seen
+
+
+def test_a_refresh_reads_a_handful_of_statements(busy: Service) -> None:
+    ledger, memo = busy.ledger, views.ViewMemo()
+    views.overview(ledger, FIXED_NOW, memo=memo)  # the first read: everything
+    full = statements(ledger, lambda: views.overview(ledger, FIXED_NOW + 4))
+    again = statements(ledger, lambda: views.overview(ledger, FIXED_NOW + 2, memo=memo))
+    # fleet 4, queue 3, cost rates 6 and what the totals depend on 1, the header's settings 1
+    assert len(again) <= 15 < len(full)
+    # the money totals are not recomputed within COST_TOTALS_S while their inputs stay put
+    assert not any("econ_rollup" in s or "econ_period" in s for s in again)
+
+
+def test_the_money_totals_are_read_again_after_the_interval(busy: Service) -> None:
+    ledger, memo = busy.ledger, views.ViewMemo()
+    views.overview(ledger, FIXED_NOW, memo=memo)
+    later = FIXED_NOW + views.COST_TOTALS_S
+    seen = statements(ledger, lambda: views.cost_panel(ledger, later, memo))
+    assert any("econ_period" in s for s in seen)
+    assert views.cost_panel(ledger, later, memo) == views.cost_panel(ledger, later)
+
+
+def test_a_remembered_cost_panel_follows_a_change(busy: Service) -> None:
+    ledger, memo = busy.ledger, views.ViewMemo()
+    before = views.cost_panel(ledger, FIXED_NOW, memo)
+    with ledger.tx():  # a dearer lab electricity price from an hour ago
+        ledger.insert(
+            "prices", {"host": None, "effective_from": FIXED_NOW - 3600, "power_price_kwh": 2.0}
+        )
+    after = views.cost_panel(ledger, FIXED_NOW, memo)
+    assert after == views.cost_panel(ledger, FIXED_NOW)
+    assert after.today > before.today
+
+
+def test_a_remembered_fleet_is_the_fleet_a_full_read_sees(busy: Service) -> None:
+    ledger, memo = busy.ledger, views.ViewMemo()
+    views.fleet(ledger, FIXED_NOW, memo)
+    for step in range(1, 40):  # ten minutes more of samples, a refresh every 15 s
+        now = FIXED_NOW + 15 * step
+        rows = sample_rows("node03", 4, now, minutes=0.25, step=5.0)
+        with ledger.tx():
+            insert_samples(ledger, rows)
+        kept = {r.name: r for r in views.fleet(ledger, now + 1, memo)}
+        fresh = {r.name: r for r in views.fleet(ledger, now + 1)}
+        assert kept["node03"].spark == fresh["node03"].spark
+        assert kept["node03"].gpus == fresh["node03"].gpus
+        assert kept["node03"].cpu_percent == fresh["node03"].cpu_percent
+        assert kept == fresh  # the other hosts' samples age out the same way
