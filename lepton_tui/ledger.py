@@ -300,6 +300,37 @@ def _migrate_9(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migrate_10_reserved(db: sqlite_utils.Database) -> None:
+    """Number 10 is lab mode's (another branch); a no-op here so 11 and 12 keep their numbers.
+    When merging, the real migration 10 takes this place."""
+
+
+def _migrate_11(db: sqlite_utils.Database) -> None:
+    """Constraints and arrays: a job's placement constraints (JSON: gpu_type, labels, hosts,
+    exclude; NULL for none), and for an array element its array (the first element's id), its
+    index and how many elements may run at once (NULL: no cap)."""
+    columns = db.table("jobs").columns_dict
+    for name, kind in (("constraints", "TEXT"), ("array_id", "INTEGER"),
+                       ("array_index", "INTEGER"), ("array_limit", "INTEGER")):  # fmt: skip
+        if name not in columns:
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_jobs_array ON jobs(array_id, array_index)")
+
+
+def _migrate_12(db: sqlite_utils.Database) -> None:
+    """Fair share and limits: shares per user or project (scope 'user'/'project'), and caps on
+    what one holds at once (GPUs, CPUs, running jobs; NULL: no cap)."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS shares (scope TEXT NOT NULL, name TEXT NOT NULL, "
+        "shares REAL NOT NULL, set_by TEXT, set_at REAL, PRIMARY KEY (scope, name))"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS limits (scope TEXT NOT NULL, name TEXT NOT NULL, "
+        "gpus INTEGER, cpus REAL, jobs INTEGER, set_by TEXT, set_at REAL, "
+        "PRIMARY KEY (scope, name))"
+    )
+
+
 # Append forward migrations here; never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
@@ -311,6 +342,9 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_7,
     _migrate_8,
     _migrate_9,
+    _migrate_10_reserved,
+    _migrate_11,
+    _migrate_12,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
