@@ -338,3 +338,26 @@ class LabClient:
 
     def budget_warnings(self) -> list[str]:
         return [str(w) for w in self.call("budget_warnings")]
+
+    # -- shared lab (issue 19): fair share, limits, host labels, arrays ------------------------
+
+    def share_list(self) -> list[dict[str, Any]]:
+        return list(self.call("share_list"))
+
+    def share_set(self, scope: str, name: str, shares: Any) -> dict[str, Any]:
+        return dict(self.call("share_set", scope=scope, name=name, shares=shares))
+
+    def limit_list(self) -> list[dict[str, Any]]:
+        return list(self.call("limit_list"))
+
+    def limit_set(self, scope: str, name: str, *, gpus: Any = None, cpus: Any = None,
+                  jobs: Any = None, clear: bool = False) -> dict[str, Any]:  # fmt: skip
+        return dict(self.call("limit_set", scope=scope, name=name, gpus=gpus, cpus=cpus,
+                              jobs=jobs, clear=clear))  # fmt: skip
+
+    def label_host(self, name: str, add: Sequence[str] = (), remove: Sequence[str] = ()
+                   ) -> dict[str, Any]:  # fmt: skip
+        return dict(self.call("label_host", name=name, add=list(add), remove=list(remove)))
+
+    def resolve_jobs(self, ref: str) -> list[int]:
+        return [int(i) for i in self.call("resolve_jobs", ref=str(ref))]
