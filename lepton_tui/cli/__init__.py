@@ -36,6 +36,8 @@ COMMANDS: dict[str, str] = {
     "service": "lepton_tui.cli.service_cmd:service",
     "keys": "lepton_tui.cli.keys:keys",
     "autopilot": "lepton_tui.cli.autopilot:autopilot",
+    "share": "lepton_tui.cli.share:share",
+    "limit": "lepton_tui.cli.share:limit",
 }
 
 

@@ -24,7 +24,7 @@ from lepton_tui.validate import format_size_mb
 HOST_JSON_FIELDS = (
     "name", "address", "port", "user", "transport", "state", "admin_state", "cpus", "mem_mb",
     "gpus", "gpu_mem_mb", "gpu_model", "price_per_hour", "host_key_fingerprint", "last_seen",
-    "last_error", "labels",
+    "last_error", "labels", "outside_gpus",
 )  # fmt: skip
 
 
@@ -345,6 +345,8 @@ def ls(ctx: click.Context, as_json: bool) -> None:
             if h["gpus"] and h["gpu_model"]
             else str(h["gpus"] or 0)
         )
+        if h.get("outside_gpus"):  # GPUs used by processes lepton did not start
+            gpus += " (outside use: GPU " + ",".join(str(g["gpu"]) for g in h["outside_gpus"]) + ")"
         cells = [h["name"], where, state, f"{h['cpus'] or 0:g}", format_size_mb(h["mem_mb"] or 0)]
         row = [user_text(c) for c in cells] + [user_text(gpus), user_text(price)]
         if why:
@@ -382,3 +384,9 @@ def resume(ctx: click.Context, name: str) -> None:
     with service_for(ctx) as svc:
         svc.set_draining(name, False)
     click.echo(f"host {name} resumed")
+
+
+# `hosts label` lives with the shared lab's other rules
+from lepton_tui.cli.share import label as _label  # noqa: E402
+
+hosts.add_command(_label)
