@@ -77,6 +77,7 @@ from lepton_tui.dispatch_view import (
 from lepton_tui.errors import IllegalTransition, LeptonError
 from lepton_tui.hostpool import HostPool, Poll, poll_host
 from lepton_tui.ledger import Ledger
+from lepton_tui.place_rules import PlaceRules
 from lepton_tui.service import Service
 
 log = logging.getLogger("lepton_tui.dispatcher")
@@ -935,20 +936,23 @@ class Dispatcher:
             for job in sorting.pending:
                 reasons[job["id"]] = REASON_RECONCILING
         elif sorting.pending:
+            # the shared lab's rules: constraints, outside GPU use, limits, arrays, fair share
+            rules = PlaceRules.prepare(self.ledger, sorting.pending, hosts, now)
             attempts = self.ledger.query(
                 "SELECT a.*, j.time_limit_s FROM attempts a JOIN jobs j ON j.id = a.job_id "
                 "WHERE a.state IN ('starting', 'running')"
             )
-            view = build_view(hosts, attempts, placeable, now)
+            view = rules.view(build_view(hosts, attempts, placeable, now))
             policy = self.policy()
             policy_name = getattr(policy, "name", type(policy).__name__)
-            requests = [job_request(j) for j in sorting.pending]
+            requests = [rules.request(j, job_request(j)) for j in rules.pending]
             try:
                 decisions = list(policy.decide(view, requests, now))
             except Exception:  # noqa: BLE001 - a broken policy must not stop the loop
                 log.exception("policy %s failed; placing nothing this tick", policy_name)
                 decisions = []
-            placed = self._check_placements(view, sorting.pending, decisions)
+            placed = rules.admit(self._check_placements(view, rules.pending, decisions))
+            reasons.update(rules.reasons)
             placed_ids = {j["id"] for j, _ in placed}
             nodes = {n.id: n for n in view.nodes}
             # the view after the accepted placements, for honest "waiting for GPUs" reasons
@@ -957,8 +961,8 @@ class Dispatcher:
             after = type(view)(tuple(nodes.values()), now, view.running)
             memo: dict[Any, str] = {}  # many queued jobs ask for the same resources
             explained = 0
-            for job in sorting.pending:
-                if job["id"] in placed_ids:
+            for job in rules.pending:
+                if job["id"] in placed_ids or job["id"] in rules.reasons:
                     continue
                 req = job_resources(job)
                 if req not in memo:
@@ -970,7 +974,7 @@ class Dispatcher:
                     explained += 1
                     text = _explain(policy, job["id"])
                     reason = f"{reason}: {text}" if text else reason
-                reasons[job["id"]] = reason
+                reasons[job["id"]] = rules.waiting(job, reason, placed_ids)
         current = {j["id"]: j["reason"] for j in queued}
         with self.ledger.tx():
             for job_id, reason in reasons.items():

@@ -14,7 +14,7 @@ The dispatcher's place step calls, in order:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -133,7 +133,7 @@ class PlaceRules:
             out.append((job, p))
         return out
 
-    def waiting(self, job: Mapping[str, Any], reason: str, placed: Sequence[Any] = ()) -> str:
+    def waiting(self, job: Mapping[str, Any], reason: str, placed: Iterable[Any] = ()) -> str:
         """`reason`, with fair share named when jobs of users with a higher factor go first."""
         if self.fair is None:
             return reason
