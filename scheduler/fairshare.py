@@ -269,9 +269,10 @@ class SharedLabPolicy:
         for job_id, r in running.items():
             if job_id in self._since:
                 self._add(job_id, now)
-            elif job_id in self._owner:
+            elif job_id in self._owner:  # placed by another round's policy: from its start
                 rate = usage_rate(r.request, per_gpu.get(r.node_id, 0), self.config)
-                self._since[job_id] = (max(r.started_at, now - 1e-9), rate)
+                self._since[job_id] = (min(r.started_at, now), rate)
+                self._add(job_id, now)
 
     def _add(self, job_id: JobId, now: float) -> None:
         since, rate = self._since[job_id]
@@ -309,20 +310,21 @@ class SharedLabPolicy:
             else:
                 self._why[j.id] = why
         decided = list(self.inner.decide(view, offered, now))
-        if not self.limits:
-            return decided
         by_id = {j.id: j for j in offered}
+        per_gpu = {n.id: n.gpu_mem_per_gpu_mb for n in view.nodes}
         out = []
         for p in decided:
             found = by_id.get(p.job_id)
             if found is None:
                 continue
             j = found
-            why = round_limits.blocks(j.user, j.project, j.request)
+            why = round_limits.blocks(j.user, j.project, j.request) if self.limits else None
             if why is not None:
                 self._why[j.id] = why
                 continue
             round_limits.count(j.user, j.project, j.request)
+            # counted from now, even if it ends before the next round sees it running
+            self._since[j.id] = (now, usage_rate(j.request, per_gpu.get(p.node_id, 0), self.config))
             out.append(p)
         return out
 
