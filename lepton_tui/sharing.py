@@ -10,7 +10,6 @@ half-life setting `fairshare_half_life_s` (7 days by default).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from typing import Any
 
 from lepton_tui.errors import NotFound, ValidationError
@@ -33,9 +32,11 @@ MAX_SHARES = 1_000_000.0
 HALF_LIVES_KEPT = 10.0  # usage older than this many half-lives weighs under 0.1 %: not read
 
 
-def _check_scope(scope: str, name: str) -> tuple[str, str]:
+def _check_scope(scope: str, name: str, every: bool = False) -> tuple[str, str]:
     if scope not in SCOPES:
         raise ValidationError(f"scope {scope!r} is not user or project", field="scope")
+    if every and name == "*":  # a limit for each one without its own
+        return scope, name
     if scope == "user":
         if (
             not name
@@ -166,8 +167,9 @@ def set_limit(
     ledger: Ledger, scope: str, name: str, by: str, *, gpus: Any = None, cpus: Any = None,
     jobs: Any = None, clear: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """Set a user's or project's limits (the ones given; `clear` removes them all)."""
-    scope, name = _check_scope(scope, name)
+    """Set a user's or project's limits (the ones given; `clear` removes them all); name `*`
+    sets them for each user or project without limits of its own."""
+    scope, name = _check_scope(scope, name, every=True)
     values = {
         "gpus": None if gpus is None else int(parse_number(gpus, "gpus", minimum=0,
                                                            maximum=100_000, integer=True)),
@@ -210,6 +212,12 @@ def format_usage(value: float) -> str:
     return f"{value:.3g}" if value < 1000 else f"{value:,.0f}"
 
 
-def active_names(rows: Iterable[dict[str, Any]], key: str) -> set[str]:
-    """The distinct values of `key` in `rows`."""
-    return {str(r[key]) for r in rows}
+def lab_policy(ledger: Ledger, policy: Any) -> Any:
+    """`policy` with the lab's fair share and limits around it, for the simulator (replay)."""
+    from scheduler.fairshare import SharedLabPolicy
+
+    config = share_config(ledger)
+    found = limits(ledger)
+    if not config.weight and not found:
+        return policy
+    return SharedLabPolicy(policy, config, found)

@@ -9,7 +9,8 @@ times its project's. The policies see it in the job's priority: `priority + weig
 the default weight (1.0) it orders jobs of one priority level and never passes a higher level.
 
 Limits cap what a user or project holds at once: GPUs (whole ones; a share of one GPU counts as
-one), CPUs and running jobs. A job that would pass a limit waits with the limit's name.
+one), CPUs and running jobs. A job that would pass a limit waits with the limit's name. A limit
+named `*` holds each user (or project) that has none of its own.
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ class Limits:
             if most and running >= most:
                 return f"held by array limit: array {array_id} runs at most {most} at once"
         for kind, name in (("user", user), ("project", project)):
-            lim = self.by_key.get((kind, name))
+            lim = self.by_key.get((kind, name)) or self.by_key.get((kind, "*"))
             if lim is None:
                 continue
             h = self.held.get((kind, name), Held())

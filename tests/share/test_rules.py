@@ -161,3 +161,27 @@ def test_constraints_are_checked():
         with pytest.raises(ValidationError):
             constraints(*args)
     assert math.isfinite(1.0)
+
+
+def test_bench_runs_the_shared_lab_rules_around_a_policy():
+    from scheduler.bench import bench_run
+
+    wl = _lab_workload()
+    short = Job(6, GPU, 1.0, 60.0, 60.0, user="bob")  # bob's job is short: its wait shows
+    wl = Workload("lab", [*wl.jobs[:6], short], wl.nodes, estimate_exact=True)
+    plain = bench_run(wl, "backfill")
+    fair = bench_run(wl, "backfill", lab_rules={"fair_share": True, "user_gpus": 1})
+    assert fair["policy"] == "backfill+fs+gpus1" and plain["policy"] == "backfill"
+    assert fair["avg_wait"] < plain["avg_wait"]  # bob no longer waits for all of alice's
+
+
+def test_replay_wraps_each_policy_in_the_labs_rules(svc):
+    from lepton_tui.sharing import lab_policy
+
+    base = make_policy("backfill")
+    wrapped = lab_policy(svc.ledger, base)
+    assert isinstance(wrapped, SharedLabPolicy) and wrapped.limits == []
+    svc.set_setting("fairshare_weight", 0.0)
+    assert lab_policy(svc.ledger, base) is base  # fair share off, no limits: as it was
+    svc.limit_set("user", "alice", gpus=2)
+    assert lab_policy(svc.ledger, base).limits == [Limit("user", "alice", 2, None, None)]
