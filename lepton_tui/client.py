@@ -359,5 +359,5 @@ class LabClient:
                    ) -> dict[str, Any]:  # fmt: skip
         return dict(self.call("label_host", name=name, add=list(add), remove=list(remove)))
 
-    def resolve_jobs(self, ref: str) -> list[int]:
-        return [int(i) for i in self.call("resolve_jobs", ref=str(ref))]
+    def resolve_jobs(self, ref: str, live: bool = False) -> list[int]:
+        return [int(i) for i in self.call("resolve_jobs", ref=str(ref), live=bool(live))]

@@ -214,7 +214,7 @@ CALLS.update({
     "label_host": lambda svc, name, add=(), remove=(): svc.label_host(
         str(name), [str(x) for x in add], [str(x) for x in remove]
     ),
-    "resolve_jobs": lambda svc, ref: svc.resolve_jobs(str(ref)),
+    "resolve_jobs": lambda svc, ref, live=False: svc.resolve_jobs(str(ref), bool(live)),
 })  # fmt: skip
 _LIST_JOBS_ARGS = {"all_states", "user", "project", "states", "limit", "offset"}
 _COUNT_JOBS_ARGS = {"all_states", "user", "project", "states"}

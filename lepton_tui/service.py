@@ -787,9 +787,9 @@ class Service:
                               host=name, actor=self.user, data={"labels": labels})  # fmt: skip
         return self.ledger.get_host(name)
 
-    def resolve_jobs(self, ref: str) -> list[int]:
-        """The jobs `ref` names: `ID` (a whole array when ID is an array's), `ID.INDEX` (one
-        element of array ID)."""
+    def resolve_jobs(self, ref: str, live: bool = False) -> list[int]:
+        """The jobs `ref` names: `ID` (a whole array when ID is an array's; with `live`, its
+        elements not yet ended), `ID.INDEX` (one element of array ID)."""
         from lepton_tui.validate import parse_id
 
         text = str(ref).strip()
@@ -808,6 +808,8 @@ class Service:
                                f"see `lepton-tui show {job_id}`")  # fmt: skip
             return [int(row["id"])]
         rows = self.ledger.query(
-            "SELECT id FROM jobs WHERE array_id = ? ORDER BY array_index", (job_id,)
+            "SELECT id, state FROM jobs WHERE array_id = ? ORDER BY array_index", (job_id,)
         )
+        if rows and live:
+            rows = [r for r in rows if r["state"] not in TERMINAL_JOB_STATES] or rows[:1]
         return [int(r["id"]) for r in rows] or [job_id]

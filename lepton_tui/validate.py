@@ -459,3 +459,37 @@ def sweep_commands(command: list[str], sweeps: list[tuple[str, list[str]]]) -> l
             words.append(word)
         out.append(words)
     return out
+
+
+def expand_jobs(command: list[str], array: str | None, sweeps: Any, **opts: Any) -> list[JobSpec]:
+    """One checked spec, or one per array index or sweep point (the sweep's cross product,
+    each point's values put in place of `{NAME}` and quoted), each with its index."""
+    sweep = parse_sweeps(sweeps)
+    commands = sweep_commands(command, sweep) if sweep else [command]
+    limit = None
+    if array is not None:
+        if sweep:
+            indices, limit = parse_array(array)
+            if indices and len(indices) != len(commands):
+                raise ValidationError(
+                    f"--array gives {len(indices)} elements, the sweep {len(commands)}",
+                    "with --sweep, give only the cap: --array %4",
+                    field="array",
+                )
+            indices = list(range(len(commands)))
+        else:
+            indices, limit = parse_array(array)
+            if not indices:
+                raise ValidationError(
+                    f"array {array!r} names no index", "write it like 0-15%4", field="array"
+                )
+            commands = [command] * len(indices)
+    else:
+        indices = list(range(len(commands)))
+    specs = [validate_job(command=c, **opts) for c in commands]
+    if array is None and not sweep:
+        return specs
+    for spec, index in zip(specs, indices, strict=True):
+        spec.array_index = index
+        spec.array_limit = limit
+    return specs

@@ -32,15 +32,7 @@ from lepton_tui.cli.listing import (
 )
 from lepton_tui.errors import NotFound, ValidationError
 from lepton_tui.request_text import short_request
-from lepton_tui.validate import (
-    JobSpec,
-    format_duration,
-    parse_array,
-    parse_id,
-    parse_sweeps,
-    sweep_commands,
-    validate_job,
-)
+from lepton_tui.validate import JobSpec, expand_jobs, format_duration, parse_id
 
 # The stable JSON shape of a job (documented in README.md, "JSON output").
 JOB_JSON_FIELDS = (
@@ -58,7 +50,7 @@ def job_json(job: dict[str, Any]) -> dict[str, Any]:
     """A job as the stable JSON object that `queue --json` and `show --json` print."""
     out = {k: job.get(k) for k in JOB_JSON_FIELDS}
     c = out.get("constraints")
-    out["constraints"] = json.loads(c) if isinstance(c, str) else (c or {})
+    out["constraints"] = json.loads(c) if isinstance(c, str) else (c or None)  # null: none
     return out
 
 
@@ -129,7 +121,7 @@ def submit(
     if not command:
         fail("no command given; put it after --, e.g. `lepton-tui submit -- python train.py`", 2)
     array, sweep = opts.pop("array"), opts.pop("sweep")
-    specs = expand_submit(list(command), array, sweep, time=time_, **opts)
+    specs = expand_jobs(list(command), array, sweep, time=time_, **opts)
     spec = specs[0]
     if len(specs) > 1 or spec.array_index is not None:
         _submit_array(ctx, specs, as_json)
@@ -159,40 +151,6 @@ def submit(
         )
     if not dispatching:
         click.echo(f"lepton-tui: note: {NO_DISPATCHER}", err=True)
-
-
-def expand_submit(command: list[str], array: str | None, sweeps: Any, **opts: Any) -> list[JobSpec]:
-    """One checked spec, or one per array index or sweep point (the sweep's cross product,
-    each point's values put in place of `{NAME}` and quoted), each with its index."""
-    sweep = parse_sweeps(sweeps)
-    commands = sweep_commands(command, sweep) if sweep else [command]
-    limit = None
-    if array is not None:
-        if sweep:
-            indices, limit = parse_array(array)
-            if indices and len(indices) != len(commands):
-                raise ValidationError(
-                    f"--array gives {len(indices)} elements, the sweep {len(commands)}",
-                    "with --sweep, give only the cap: --array %4",
-                    field="array",
-                )
-            indices = list(range(len(commands)))
-        else:
-            indices, limit = parse_array(array)
-            if not indices:
-                raise ValidationError(
-                    f"array {array!r} names no index", "write it like 0-15%4", field="array"
-                )
-            commands = [command] * len(indices)
-    else:
-        indices = list(range(len(commands)))
-    specs = [validate_job(command=c, **opts) for c in commands]
-    if array is None and not sweep:
-        return specs
-    for spec, index in zip(specs, indices, strict=True):
-        spec.array_index = index
-        spec.array_limit = limit
-    return specs
 
 
 def _submit_array(ctx: click.Context, specs: list[JobSpec], as_json: bool) -> None:
@@ -416,7 +374,7 @@ def cancel(ctx: click.Context, job_ids: tuple[str, ...]) -> None:
     for j in job_ids:  # every id checked before anything is cancelled
         parse_id(j.partition(".")[0])
     with service_for(ctx) as svc:
-        ids = [i for j in job_ids for i in svc.resolve_jobs(j)]
+        ids = [i for j in job_ids for i in svc.resolve_jobs(j, live=True)]
         results = svc.cancel(ids)
     failed = False
     for r in results:

@@ -45,6 +45,7 @@ def test_submit_then_queue_json(home: Path) -> None:
         "id", "name", "user", "project", "state", "reason", "command", "workdir", "cpus", "mem_mb",
         "gpus", "gpu_mem_mb", "time_limit_s", "priority", "retries", "attempts_used", "host",
         "submitted_at", "started_at", "ended_at", "exit_code",
+        "array_id", "array_index", "array_limit", "constraints",
     }  # fmt: skip
 
 

@@ -141,11 +141,11 @@ def test_each_limit_holds_with_its_reason(svc, sshbed, tmp_path, dispatcher):
 
 
 def test_an_array_of_16_capped_at_4_never_runs_more_than_4(svc, sshbed, tmp_path, dispatcher):
-    from lepton_tui.cli.jobs import expand_submit
+    from lepton_tui.validate import expand_jobs
 
     host = sshbed(1)[0]
     add_bed_hosts(svc, [host], root=tmp_path, cpus=16, mem_mb=16384)
-    specs = expand_submit(['echo "index=$LEPTON_ARRAY_INDEX"; sleep 0.4'], "0-15%4", (),
+    specs = expand_jobs(['echo "index=$LEPTON_ARRAY_INDEX"; sleep 0.4'], "0-15%4", (),
                           cpus=1, mem="64M")  # fmt: skip
     ids = svc.submit_many(specs)
     assert svc.resolve_jobs(str(ids[0])) == ids

@@ -1,0 +1,41 @@
+"""The submit form's shared-lab fields: constraints and arrays, as the CLI takes them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from textual.widgets import Input, Static
+
+from lepton_tui.screens.submit import SubmitJobModal
+from lepton_tui.service import Service
+from tests.tui.conftest import loaded, open_modal, wait_for
+from tests.tui.data import USER
+
+
+async def test_submit_form_queues_an_array_with_constraints(make_tui, home: Path) -> None:
+    app = make_tui()
+    async with app.run_test(size=(80, 40)) as pilot:
+        await loaded(pilot)
+        modal = await open_modal(pilot, "s", SubmitJobModal)
+        await pilot.press(*"python sweep.py")
+        modal.query_one("#f-array", Input).value = "0-3%2x"
+        modal.query_one("#f-constraint", Input).value = "zone"
+        await pilot.pause()
+        assert "array" in str(modal.query_one("#err-array", Static).render())
+        assert "not key=value" in str(modal.query_one("#err-constraint", Static).render())
+        modal.query_one("#f-array", Input).value = "0-3%2"
+        modal.query_one("#f-constraint", Input).value = "zone=r2, rack=4"
+        modal.query_one("#f-gpu_type", Input).value = "A100"
+        modal.query_one("#f-exclude_host", Input).value = "h9"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: not isinstance(app.screen, SubmitJobModal))
+    svc = Service.open(home, user=USER)
+    jobs = sorted(svc.list_jobs(), key=lambda j: j["id"])
+    assert [(j["array_index"], j["array_limit"]) for j in jobs] == [(i, 2) for i in range(4)]
+    assert {j["array_id"] for j in jobs} == {jobs[0]["id"]}
+    assert json.loads(jobs[0]["constraints"]) == {
+        "exclude": ["h9"], "gpu_type": "A100", "labels": ["rack=4", "zone=r2"],
+    }  # fmt: skip
+    svc.close()
