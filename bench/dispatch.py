@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from inventory.hostspec import HostSpec  # noqa: E402
 from inventory.transport import CommandResult  # noqa: E402
 from lepton_tui import paths  # noqa: E402
-from lepton_tui.dispatcher import Dispatcher  # noqa: E402
-from lepton_tui.hostpool import HostPool  # noqa: E402
+from lepton_tui.dispatch.hostpool import HostPool  # noqa: E402
+from lepton_tui.dispatch.loop import Dispatcher  # noqa: E402
 from lepton_tui.service import Service  # noqa: E402
 from lepton_tui.validate import validate_job  # noqa: E402
 

@@ -151,7 +151,7 @@ class LeptonApp(App[None]):
     def _start_dispatcher(self) -> None:
         """Dispatch here unless another process (`lepton-tui serve`) holds the ledger's lock; then
         only show, and take over (checking every `dispatch_retry_s`) when that process stops."""
-        from lepton_tui.dispatcher import Dispatcher
+        from lepton_tui.dispatch.loop import Dispatcher
 
         dispatcher = None
         try:

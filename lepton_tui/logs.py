@@ -14,9 +14,9 @@ from typing import Any, Literal, cast
 
 from inventory import supervisor
 from inventory.errors import HostError
-from lepton_tui import dispatch_slurm
+from lepton_tui.dispatch import slurm as dispatch_slurm
+from lepton_tui.dispatch.hostpool import HostPool
 from lepton_tui.errors import LeptonError, NotFound
-from lepton_tui.hostpool import HostPool
 
 CHUNK_BYTES = 1 << 20
 FOLLOW_POLL_S = 0.5

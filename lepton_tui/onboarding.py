@@ -141,7 +141,7 @@ def onboard(
     from inventory.errors import HostError
     from inventory.preflight import preflight
     from inventory.transport import default_ssh_config, make_transport, resolve
-    from lepton_tui.hostpool import spec_from_row
+    from lepton_tui.dispatch.hostpool import spec_from_row
 
     values = svc.check_new_host(
         name, address=address, port=port, user=user, key_path=key_path, local=local,

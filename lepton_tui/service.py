@@ -241,7 +241,7 @@ class Service:
         """`unschedulable: fits no host (needs 1 GPUs, ...)` when no host, even empty, could run
         `spec`; None when one could, and when that is not known yet (no hosts, or one whose
         capacity was never probed)."""
-        from lepton_tui.dispatch_view import host_capacity, job_resources, unschedulable_reason
+        from lepton_tui.dispatch.view import host_capacity, job_resources, unschedulable_reason
         from scheduler.model import fits_empty
 
         hosts = self.ledger.hosts()
@@ -657,7 +657,7 @@ class Service:
                 k: host.get(k) for k in ("cpus", "mem_mb", "gpus", "gpu_mem_mb")
             }
             # and how to reach it: the dispatcher stops what a forced removal left running there
-            from lepton_tui.hostpool import SPEC_FIELDS
+            from lepton_tui.dispatch.hostpool import SPEC_FIELDS
 
             capacity["connection"] = {k: host.get(k) for k in SPEC_FIELDS}
             self.ledger.event(

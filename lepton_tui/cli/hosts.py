@@ -179,7 +179,7 @@ def _add_slurm(
     opts: dict[str, Any],
 ) -> None:
     """`hosts add NAME --slurm ...`: check the partition and store it as a host."""
-    from lepton_tui.dispatch_slurm import onboard_slurm
+    from lepton_tui.dispatch.slurm import onboard_slurm
 
     if opts.pop("gpus_override") is not None:
         raise click.UsageError("--gpus does not apply to a Slurm host")
@@ -223,13 +223,13 @@ def probe_cmd(ctx: click.Context, name: str, as_json: bool, timeout: float) -> N
     from inventory.errors import HostError
     from inventory.probe import probe
     from inventory.transport import make_transport
+    from lepton_tui.dispatch.hostpool import spec_from_row, ssh_options
     from lepton_tui.errors import LeptonError
-    from lepton_tui.hostpool import spec_from_row, ssh_options
 
     with service_for(ctx, read_only=True) as svc:
         row = svc.get_host(name)
         if row.get("slurm_json"):  # a Slurm partition: its nodes, from sinfo
-            from lepton_tui import dispatch_slurm
+            from lepton_tui.dispatch import slurm as dispatch_slurm
 
             slurm_sample = dispatch_slurm.probe(row, svc.known_hosts, timeout)
             if as_json:

@@ -42,7 +42,7 @@ def serve(
     --socket it is the lab service: the lab's users reach it through that socket (their identity
     is their uid, as the kernel tells it), and only it opens the ledger.
     """
-    from lepton_tui.dispatcher import Dispatcher
+    from lepton_tui.dispatch.loop import Dispatcher
 
     if tick_s is not None and not (0.05 <= tick_s <= 3600):
         raise ValidationError(f"--tick {tick_s:g} is out of range", "use 0.05 to 3600 seconds")

@@ -97,7 +97,7 @@ def probe_now(svc: Any, host: dict[str, Any]) -> Outcome:
     from inventory.errors import HostError
     from inventory.preflight import preflight
     from inventory.transport import make_transport
-    from lepton_tui.hostpool import spec_from_row
+    from lepton_tui.dispatch.hostpool import spec_from_row
 
     try:
         spec = spec_from_row(host)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from lepton_tui import autopilot as ap
-from lepton_tui.dispatcher import Dispatcher
+from lepton_tui.dispatch.loop import Dispatcher
 from lepton_tui.economics_replay import replay_ledger
 from lepton_tui.service import Service
 from tests.dispatch.helpers import wait_until

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lepton_tui.dispatcher import Dispatcher
+from lepton_tui.dispatch.loop import Dispatcher
 from lepton_tui.service import Service
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lepton_tui import paths
-from lepton_tui.dispatcher import Dispatcher
+from lepton_tui.dispatch.loop import Dispatcher
 from lepton_tui.service import Service
 
 TERMINAL = {"succeeded", "failed", "cancelled", "timeout"}

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from inventory.errors import HostUnreachable
-from lepton_tui import dispatcher as dispatcher_mod
-from lepton_tui.dispatcher import Dispatcher
+from lepton_tui.dispatch import launch as launch_step
+from lepton_tui.dispatch import loop as dispatcher_mod
+from lepton_tui.dispatch.loop import Dispatcher
 from lepton_tui.service import Service
 from tests.dispatch.helpers import add_local_hosts, all_ended, tick_until
 
@@ -408,7 +409,7 @@ def test_the_dispatcher_launches_with_the_grace_as_start_timeout(svc, tmp_path):
     (attempt,) = svc.ledger.attempts_for(job_id)
     launch = json.loads((Path(attempt["remote_dir"]) / "launch.json").read_text())
     assert launch["start_timeout_s"] == 30.0
-    assert dispatcher_mod.start_timeout_s(1.0) == dispatcher_mod.MIN_START_TIMEOUT_S
+    assert launch_step.start_timeout_s(1.0) == launch_step.MIN_START_TIMEOUT_S
 
 
 def test_a_connection_reset_in_the_handshake_logs_no_traceback(tmp_path, caplog):

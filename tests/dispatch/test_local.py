@@ -11,8 +11,8 @@ from inventory import supervisor
 from inventory.hostspec import HostSpec
 from inventory.supervisor import LaunchSpec
 from inventory.transport import LocalTransport
-from lepton_tui.dispatch_view import REASON_RECONCILING
-from lepton_tui.dispatcher import Dispatcher
+from lepton_tui.dispatch.loop import Dispatcher
+from lepton_tui.dispatch.view import REASON_RECONCILING
 from lepton_tui.logs import follow_log
 from lepton_tui.service import Service
 from tests.dispatch.helpers import (

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from lepton_tui import dispatcher as dispatcher_mod
-from lepton_tui.dispatch_samples import compact_samples, record_samples
-from lepton_tui.dispatcher import Dispatcher, DispatcherLock
-from lepton_tui.hostpool import GpuState, Poll
+from lepton_tui.dispatch import loop as dispatcher_mod
+from lepton_tui.dispatch.hostpool import GpuState, Poll
+from lepton_tui.dispatch.loop import Dispatcher, DispatcherLock
+from lepton_tui.dispatch.samples import compact_samples, record_samples
 from lepton_tui.service import Service
 from tests.clirun import lepton
 from tests.dispatch.helpers import add_local_hosts, alive, all_ended, tick_until, wait_until
@@ -241,7 +241,7 @@ def test_dqn_policy_dispatches_without_torch(svc, home, tmp_path):
     job_id = svc.submit(command="true")
     code = (
         "import sys\n"
-        "from lepton_tui.dispatcher import Dispatcher\n"
+        "from lepton_tui.dispatch.loop import Dispatcher\n"
         f"d = Dispatcher({str(home)!r})\n"
         "assert d.acquire()\n"
         "r = d.tick()\n"
@@ -257,7 +257,7 @@ def test_dqn_policy_dispatches_without_torch(svc, home, tmp_path):
 
 def test_housekeeping_reports_idle_gpus_to_their_owner(tmp_path) -> None:
     """An allocated GPU idle past the threshold gets one notice on its job, and nothing is killed."""
-    from lepton_tui.dispatcher import report_waste
+    from lepton_tui.dispatch.loop import report_waste
 
     now = [1_000_000.0]
     svc = Service.open(tmp_path, user="alice", clock=lambda: now[0])

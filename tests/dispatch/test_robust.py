@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from inventory.remote import wrapper
-from lepton_tui.dispatcher import Dispatcher
+from lepton_tui.dispatch.loop import Dispatcher
 from lepton_tui.service import Service
 from tests.dispatch.helpers import add_local_hosts, alive, all_ended, read_json, tick_until
 
@@ -311,26 +311,28 @@ def test_losses_before_a_job_ran_are_free_only_up_to_a_limit(svc, dispatcher, tm
     down while starting) spend no retry, but only FREE_LOSSES of them: a job with no retries
     is not started again and again (it was, on every host in turn)."""
     from inventory.supervisor import AttemptStatus
-    from lepton_tui import dispatcher as dispatcher_mod
+    from lepton_tui.dispatch import outcome, record
 
     add_local_hosts(svc, tmp_path, 1)
     job_id = svc.submit(command="true")
     states = []
-    for k in range(dispatcher_mod.FREE_LOSSES + 1):
+    for k in range(outcome.FREE_LOSSES + 1):
         token = f"{k:012x}"
         svc.ledger.start_attempt(job_id, "local0", token, [])
         a = svc.ledger.get_attempt(token)
         with svc.ledger.tx():
-            dispatcher._apply_status(a, AttemptStatus(token, "lost", reason="host went away"))
+            record.apply_status(
+                dispatcher.ctx, a, AttemptStatus(token, "lost", reason="host went away")
+            )
         states.append(svc.get_job(job_id)["state"])
-    assert states == ["queued"] * dispatcher_mod.FREE_LOSSES + ["failed"]
+    assert states == ["queued"] * outcome.FREE_LOSSES + ["failed"]
     # an attempt the host says did start spends a retry at once, whatever the ledger saw
     other = svc.submit(command="true")
     svc.ledger.start_attempt(other, "local0", "feedfeedfeed", [])
     a = svc.ledger.get_attempt("feedfeedfeed")
     started = AttemptStatus("feedfeedfeed", "lost", started_at=time.time(), reason="killed")
     with svc.ledger.tx():
-        dispatcher._apply_status(a, started)
+        record.apply_status(dispatcher.ctx, a, started)
     assert svc.get_job(other)["state"] == "failed"
     assert svc.ledger.get_attempt("feedfeedfeed")["started_at"] == started.started_at
 

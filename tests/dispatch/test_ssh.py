@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lepton_tui.dispatcher import Dispatcher
-from lepton_tui.hostpool import HostPool
+from lepton_tui.dispatch.hostpool import HostPool
+from lepton_tui.dispatch.loop import Dispatcher
 from lepton_tui.logs import follow_log
 from lepton_tui.service import Service
 from tests.dispatch.helpers import (

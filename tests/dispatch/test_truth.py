@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from inventory.supervisor import AttemptStatus
-from lepton_tui.dispatch_truth import after_fence, before_fence
+from lepton_tui.dispatch.truth import after_fence, before_fence
 
 NOW = 1000.0
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lepton_tui.dispatch_view import build_view, sort_queued, unschedulable_reason
-from lepton_tui.dispatcher import Dispatcher
+from lepton_tui.dispatch.loop import Dispatcher
+from lepton_tui.dispatch.view import build_view, sort_queued, unschedulable_reason
 from lepton_tui.service import Service
 from scheduler.model import NODE_DOWN, NODE_DRAINING, NODE_UP, Placement, Resources
 from tests.dispatch.helpers import add_local_hosts

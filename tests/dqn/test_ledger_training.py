@@ -46,7 +46,7 @@ def test_ledger_history_becomes_a_workload(home):
 
 
 def test_a_job_without_time_limit_is_estimated_as_the_dispatcher_did(home):
-    from lepton_tui.dispatch_view import DEFAULT_EST_RUNTIME_S
+    from lepton_tui.dispatch.view import DEFAULT_EST_RUNTIME_S
 
     _history(home, 12)
     svc = Service.open(home)

@@ -15,7 +15,7 @@ from lepton_tui.service import Service
 
 pytestmark = [pytest.mark.slow]
 
-dispatcher_mod = pytest.importorskip("lepton_tui.dispatcher")
+dispatcher_mod = pytest.importorskip("lepton_tui.dispatch.loop")
 helpers = pytest.importorskip("tests.dispatch.helpers")
 
 
@@ -40,7 +40,7 @@ def two_hosts(request, home: Path, tmp_path: Path):
 
 
 def test_cost_budget_and_replay_after_real_jobs(two_hosts) -> None:
-    from lepton_tui.hostpool import HostPool
+    from lepton_tui.dispatch.hostpool import HostPool
 
     admin, (a, b) = two_hosts
     home = admin.home

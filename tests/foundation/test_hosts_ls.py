@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lepton_tui.dispatcher import Dispatcher
+from lepton_tui.dispatch.launch import launch_broken
+from lepton_tui.dispatch.loop import Dispatcher
 from lepton_tui.service import Service
 from tests.clirun import lepton
 
@@ -19,8 +20,9 @@ def test_hosts_ls_shows_reported_text_safely_and_why_a_host_is_drained(home: Pat
         svc.add_host("s2", address="10.0.0.6")
         svc.set_setting("currency", "EUR")
         d = Dispatcher(svc)
-        d._drained = set()
-        d._launch_broken(svc.get_host("s1"), [], "OSError: [Errno 28] No space left on device")
+        launch_broken(
+            d.ctx, svc.get_host("s1"), [], "OSError: [Errno 28] No space left on device", set()
+        )
         svc.set_draining("s2", True)
     finally:
         svc.close()

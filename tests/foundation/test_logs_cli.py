@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lepton_tui.dispatcher import Dispatcher
+from lepton_tui.dispatch.loop import Dispatcher
 from lepton_tui.service import Service
 from tests.clirun import lepton
 from tests.dispatch.helpers import add_local_hosts, all_ended, tick_until

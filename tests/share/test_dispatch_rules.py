@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lepton_tui.dispatcher import Dispatcher
+from lepton_tui.dispatch.loop import Dispatcher
 from lepton_tui.errors import PermissionDenied
 from lepton_tui.service import Service
 from tests.dispatch.helpers import TERMINAL, add_bed_hosts, tick_until

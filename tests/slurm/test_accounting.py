@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from lepton_tui.dispatch_slurm import onboard_slurm
-from lepton_tui.dispatcher import Dispatcher
+from lepton_tui.dispatch.loop import Dispatcher
+from lepton_tui.dispatch.slurm import onboard_slurm
 from lepton_tui.errors import LeptonError
 from lepton_tui.service import Service
 from tests.dispatch.helpers import TERMINAL, tick_until

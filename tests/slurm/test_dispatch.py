@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from lepton_tui import paths
-from lepton_tui.dispatch_slurm import onboard_slurm
-from lepton_tui.dispatcher import Dispatcher
+from lepton_tui.dispatch.loop import Dispatcher
+from lepton_tui.dispatch.slurm import onboard_slurm
 from lepton_tui.logs import follow_log
 from lepton_tui.service import Service
 from tests.dispatch.helpers import TERMINAL, tick_until
@@ -115,7 +115,7 @@ def test_a_job_over_the_partitions_limit_is_refused_with_the_reason(
 
 CRASH = """
 import os, signal, sys
-from lepton_tui.dispatcher import Dispatcher
+from lepton_tui.dispatch.loop import Dispatcher
 d = Dispatcher(sys.argv[1])
 assert d.acquire()
 def die(starts):  # the intents are committed; sbatch has not run
@@ -337,7 +337,7 @@ def test_a_job_after_one_in_slurm_is_submitted_with_afterok_and_runs_after_it(
 def test_logs_follow_a_slurm_job_while_it_runs(
     slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
 ) -> None:
-    from lepton_tui.hostpool import HostPool
+    from lepton_tui.dispatch.hostpool import HostPool
 
     add_cluster(svc, slurm, tmp_path / "lepton")
     job = submit(svc, "echo a; sleep 3; echo b")
@@ -358,7 +358,7 @@ def test_logs_follow_a_slurm_job_while_it_runs(
 def test_a_submission_that_keeps_failing_fails_the_job_after_five_tries(
     slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
 ) -> None:
-    from lepton_tui.dispatch_slurm import MAX_SUBMIT_TRIES
+    from lepton_tui.dispatch.slurm import MAX_SUBMIT_TRIES
 
     root = tmp_path / "lepton"
     add_cluster(svc, slurm, root)

@@ -39,7 +39,7 @@ async def test_demo_shows_a_busy_lab_and_leaves_nothing_behind(tmp_path, monkeyp
 
 async def test_console_only_shows_while_another_process_dispatches(make_tui, lab: Path) -> None:
     from lepton_tui import paths
-    from lepton_tui.dispatcher import DispatcherLock
+    from lepton_tui.dispatch.loop import DispatcherLock
 
     serve = DispatcherLock(lab / paths.LOCK_FILE)
     assert serve.acquire()  # as `lepton-tui serve` would

@@ -37,7 +37,7 @@ def test_plural_and_sizes() -> None:
 
 
 def test_unschedulable_reason_counts_in_words() -> None:
-    from lepton_tui.dispatch_view import unschedulable_reason
+    from lepton_tui.dispatch.view import unschedulable_reason
     from scheduler.model import Resources
 
     hosts = [{"name": "a", "cpus": 4, "mem_mb": 8192, "gpus": 0, "admin_state": "active"}]

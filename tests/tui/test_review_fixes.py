@@ -239,14 +239,14 @@ async def test_form_errors_show_brackets_as_typed(make_tui, home: Path) -> None:
 async def test_no_write_access_says_the_console_only_shows(
     make_tui, lab: Path, monkeypatch: pytest.MonkeyPatch, code: int
 ) -> None:
-    from lepton_tui import dispatcher
+    from lepton_tui.dispatch.lock import DispatcherLock
 
     lock = str(lab / "dispatcher.lock")
 
     def refused(self) -> bool:
         raise PermissionError(code, "Permission denied", lock)
 
-    monkeypatch.setattr(dispatcher.DispatcherLock, "acquire", refused)
+    monkeypatch.setattr(DispatcherLock, "acquire", refused)
     app = make_tui(dispatch=True)
     async with app.run_test(size=(120, 40)) as pilot:
         await loaded(pilot)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lepton_tui.hostpool import Poll
+from lepton_tui.dispatch.hostpool import Poll
 from lepton_tui.ledger import Ledger
 
 RAW_KEEP_S = 3600.0

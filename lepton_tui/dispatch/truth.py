@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inventory.supervisor import AttemptStatus
+from lepton_tui.dispatch import outcome
 
 # where a presumed loss leaves a job: the states a host's truth may still correct
 AMENDABLE_JOB_STATES = frozenset({"queued", "failed"})
@@ -37,14 +38,10 @@ class Amendment:
 
 
 def ended_state(st: AttemptStatus) -> tuple[str, str | None]:
-    """An ended attempt's state and reason from its host's report."""
-    if st.cancelled:
-        return "cancelled", st.reason or "cancelled"
-    if st.timed_out:
-        return "timeout", st.reason or "time limit reached"
-    if st.exit_code == 0:
-        return "succeeded", None
-    return "failed", st.reason or f"exit code {st.exit_code}"
+    """An ended attempt's state and reason from its host's report (`outcome.ended_state`)."""
+    return outcome.ended_state(
+        st.exit_code, cancelled=st.cancelled, timed_out=st.timed_out, reason=st.reason
+    )
 
 
 def _consistent(job: Mapping[str, Any], latest: bool) -> bool:

@@ -37,8 +37,9 @@ from inventory.fanout import Ok, fan_out
 from inventory.slurm import SlurmTarget, SubmitSpec
 from inventory.slurm_host import Refused, Retry, SlurmHost, Submitted
 from inventory.supervisor import AttemptStatus
+from lepton_tui.dispatch import outcome
+from lepton_tui.dispatch.hostpool import GpuState, HostPool, Poll
 from lepton_tui.errors import IllegalTransition, LeptonError, ValidationError
-from lepton_tui.hostpool import GpuState, HostPool, Poll
 from lepton_tui.ledger import Ledger
 
 log = logging.getLogger("lepton_tui.dispatcher")
@@ -152,11 +153,11 @@ class SlurmHosts:
             if host is None:
                 continue
             if _job_state(self.ledger, a["job_id"]) == "cancelling":  # cancelled while starting
+                change = outcome.cancelled_before_start("it reached Slurm")
                 with contextlib.suppress(IllegalTransition):
                     self.ledger.transition_attempt(
-                        a["token"], "cancelled", job_state="cancelled",
-                        reason="cancelled before it reached Slurm",
-                    )  # fmt: skip
+                        a["token"], change.attempt, job_state=change.job, reason=change.reason
+                    )
                 continue
             try:
                 sh = self.get(host)
@@ -190,16 +191,16 @@ class SlurmHosts:
         }
         results = fan_out(calls, timeout=timeout + 5)
         taken = 0
-        for name, outcome in results.items():
-            if not isinstance(outcome, Ok):
-                log.warning("sbatch on %s failed (will retry): %s", name, outcome.reason)
+        for name, answer in results.items():
+            if not isinstance(answer, Ok):
+                log.warning("sbatch on %s failed (will retry): %s", name, answer.reason)
                 continue
             retry = [(a, r.reason) for a, s in by_host[name]
-                     if isinstance(r := outcome.value.get(s.token), Retry)]  # fmt: skip
+                     if isinstance(r := answer.value.get(s.token), Retry)]  # fmt: skip
             self._count_failures(retry)
             with self.ledger.tx():
                 for a, spec in by_host[name]:
-                    res = outcome.value.get(spec.token)
+                    res = answer.value.get(spec.token)
                     if isinstance(res, Submitted):
                         self.ledger.execute(
                             "UPDATE attempts SET remote_dir = ?, slurm_job_id = ? "
@@ -343,7 +344,7 @@ def probe(host: Mapping[str, Any], known_hosts: Any, timeout: float = 30) -> dic
     """`hosts probe` of a Slurm host: the partition's nodes now (one round trip)."""
     from inventory.errors import HostError
     from inventory.transport import make_transport
-    from lepton_tui.hostpool import spec_from_row
+    from lepton_tui.dispatch.hostpool import spec_from_row
 
     spec = spec_from_row(host)
     options = {"connect_timeout": min(timeout, 10.0)} if spec.transport == "ssh" else {}
@@ -422,7 +423,7 @@ def onboard_slurm(
     """Check a Slurm partition (on this node, or on a submit node over SSH) and store it as a
     host. Raises ValidationError for bad settings, LeptonError when a check fails."""
     from inventory.transport import default_ssh_config, make_transport, resolve
-    from lepton_tui.hostpool import spec_from_row
+    from lepton_tui.dispatch.hostpool import spec_from_row
     from lepton_tui.onboarding import decide_host_key
 
     local = address is None
@@ -502,11 +503,10 @@ def _default_partition(sh: SlurmHost) -> str:
 
 def _give_up(ledger: Ledger, a: Mapping[str, Any], why: str) -> None:
     """An attempt Slurm will never run: fail it and its job (cancelled if a cancel was asked)."""
-    job_state = _job_state(ledger, a["job_id"])
-    target = "cancelled" if job_state == "cancelling" else "failed"
+    change = outcome.gave_up(_job_state(ledger, a["job_id"]), why)
     with contextlib.suppress(IllegalTransition):
         ledger.transition_attempt(
-            a["token"], "failed", job_state=target if job_state != target else None, reason=why
+            a["token"], change.attempt, job_state=change.job, reason=change.reason
         )
 
 

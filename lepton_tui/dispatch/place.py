@@ -1,0 +1,245 @@
+"""Steps 4 to 6 of the tick: build the cluster view, ask the policy, write the intents.
+
+Queued jobs whose dependencies are met, that no budget holds and whose last attempt is fenced
+are offered to the policy; its placements are checked (a policy bug never overcommits a host),
+the reasons of those left waiting recorded, and each placement written as a `starting` attempt
+and committed. `place` returns those starts; the loop launches them (`launch`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lepton_tui.dispatch.common import Ctx, log
+from lepton_tui.dispatch.view import (
+    REASON_POLICY,
+    REASON_RECONCILING,
+    build_view,
+    job_request,
+    job_resources,
+    sort_queued,
+    waiting_reason,
+)
+from lepton_tui.errors import IllegalTransition
+from lepton_tui.ledger import Ledger
+from lepton_tui.place_rules import PlaceRules
+
+DECISIONS_PER_ROUND = 200
+EXPLAIN_PER_ROUND = 50
+
+
+def place(
+    ctx: Ctx,
+    hosts: list[dict[str, Any]],
+    placeable: set[str],
+    reconciled: bool,
+    now: float,
+    policy: Callable[[], Any],
+    last_reason: dict[int, str],
+) -> list[dict[str, Any]]:
+    """Place what can be placed; return the `starting` attempts written (committed).
+    `policy`: gives the policy in force; `last_reason`: job -> the reason last recorded in
+    `decisions` (kept by the caller, so a reason is recorded once)."""
+    queued = ctx.ledger.query(
+        "SELECT * FROM jobs WHERE state = 'queued' ORDER BY priority DESC, id"
+    )
+    if not queued:
+        return []
+    # A job whose lost attempt may still run on a host that answers (or on a host just
+    # removed) waits until that copy is stopped, so it never runs twice; one on a host that
+    # is down is requeued at once (the README says what that costs).
+    fencing = {
+        r["job_id"]: r["host"]
+        for r in ctx.ledger.query(
+            "SELECT a.job_id, a.host FROM attempts a LEFT JOIN hosts h ON h.name = a.host "
+            "WHERE a.state = 'lost' AND a.fenced_at IS NULL "
+            "AND (h.name IS NULL OR h.state != 'down')"
+        )
+    }
+    held = {j["id"] for j in queued if j["id"] in fencing}
+    deps = ctx.ledger.query(
+        "SELECT d.job_id, d.depends_on, j.state FROM job_deps d "
+        "JOIN jobs q ON q.id = d.job_id AND q.state = 'queued' "
+        "JOIN jobs j ON j.id = d.depends_on"
+    )
+    free = [j for j in queued if j["id"] not in held]
+    holds = budget_holds(ctx.ledger, free)
+    sorting = sort_queued(free, deps, holds, hosts)
+    for job_id, reason in sorting.dependency_failed.items():
+        try:
+            ctx.ledger.transition_job(
+                job_id, "cancelled", reason=reason, actor="dispatcher", expect="queued"
+            )
+        except IllegalTransition:
+            pass
+    reasons = dict(sorting.reasons)
+    if reconciled:  # jobs whose unmet dependencies all run in Slurm on one host: chained
+        for job_id in ctx.slurm.chain(hosts, placeable, sorting.reasons, holds):
+            reasons.pop(job_id, None)
+    for job_id in held:
+        reasons[job_id] = f"waiting until its last attempt on {fencing[job_id]} is stopped"
+    placed: list[tuple[dict[str, Any], Any]] = []
+    policy_name = None
+    if sorting.pending and not reconciled:
+        for job in sorting.pending:
+            reasons[job["id"]] = REASON_RECONCILING
+    elif sorting.pending:
+        chosen = policy()
+        policy_name = getattr(chosen, "name", type(chosen).__name__)
+        placed = _decide(ctx, hosts, placeable, now, chosen, sorting.pending, reasons)
+    current = {j["id"]: j["reason"] for j in free}
+    with ctx.ledger.tx():
+        for job_id, reason in reasons.items():
+            if current.get(job_id) != reason:
+                ctx.ledger.set_job_reason(job_id, reason)
+        _record_decisions(ctx.ledger, policy_name, placed, reasons, now, last_reason)
+    return _intents(ctx, placed, policy_name) if placed else []
+
+
+def _decide(
+    ctx: Ctx,
+    hosts: list[dict[str, Any]],
+    placeable: set[str],
+    now: float,
+    policy: Any,
+    pending: Sequence[dict[str, Any]],
+    reasons: dict[int, str],
+) -> list[tuple[dict[str, Any], Any]]:
+    """Ask the policy; keep the placements that fit; say why each other job waits."""
+    # the shared lab's rules: constraints, outside GPU use, limits, arrays, fair share
+    rules = PlaceRules.prepare(ctx.ledger, pending, hosts, now)
+    pending = rules.pending
+    attempts = ctx.ledger.query(
+        "SELECT a.*, j.time_limit_s FROM attempts a JOIN jobs j ON j.id = a.job_id "
+        "WHERE a.state IN ('starting', 'running')"
+    )
+    view = rules.view(build_view(hosts, attempts, placeable, now))
+    requests = [rules.request(j, job_request(j)) for j in pending]
+    try:
+        decisions = list(policy.decide(view, requests, now))
+    except Exception:  # noqa: BLE001 - a broken policy must not stop the loop
+        name = getattr(policy, "name", type(policy).__name__)
+        log.exception("policy %s failed; placing nothing this tick", name)
+        decisions = []
+    placed = rules.admit(check_placements(view, pending, decisions))
+    reasons.update(rules.reasons)
+    placed_ids = {j["id"] for j, _ in placed}
+    nodes = {n.id: n for n in view.nodes}
+    # the view after the accepted placements, for honest "waiting for GPUs" reasons
+    for job, p in placed:
+        nodes[p.node_id] = nodes[p.node_id].allocate(job_resources(job), tuple(p.gpu_ids))
+    after = type(view)(tuple(nodes.values()), now, view.running)
+    memo: dict[Any, str] = {}  # many queued jobs ask for the same resources
+    explained = 0
+    for job in pending:
+        if job["id"] in placed_ids or job["id"] in rules.reasons:
+            continue
+        req = job_resources(job)
+        if req not in memo:
+            memo[req] = waiting_reason(req, after, None)
+        reason = memo[req]
+        # The policy's own words where they matter (it passed over a job that fits),
+        # for the first jobs of the queue: explaining costs as much as deciding.
+        if reason == REASON_POLICY and explained < EXPLAIN_PER_ROUND:
+            explained += 1
+            text = _explain(policy, job["id"])
+            reason = f"{reason}: {text}" if text else reason
+        reasons[job["id"]] = rules.waiting(job, reason, placed_ids)
+    return placed
+
+
+def _intents(
+    ctx: Ctx, placed: list[tuple[dict[str, Any], Any]], policy_name: str | None
+) -> list[dict[str, Any]]:
+    """Every intent of the round, committed before any launch."""
+    starts = []
+    with ctx.ledger.tx():
+        present = {r["name"] for r in ctx.ledger.query("SELECT name FROM hosts")}
+        for job, p in placed:
+            if p.node_id not in present:  # removed (`hosts rm`) since this tick read it
+                continue
+            token = secrets.token_hex(6)
+            try:
+                ctx.ledger.start_attempt(
+                    job["id"], p.node_id, token, list(p.gpu_ids), policy=policy_name
+                )
+            except IllegalTransition:  # cancelled since we read it
+                continue
+            starts.append({**job, "job_id": job["id"], "token": token, "host": p.node_id,
+                           "gpu_ids": list(p.gpu_ids), "state": "starting"})  # fmt: skip
+    ctx.stats.placements += len(starts)
+    return starts
+
+
+def check_placements(
+    view: Any, pending: Sequence[dict[str, Any]], decisions: Sequence[Any]
+) -> list[tuple[dict[str, Any], Any]]:
+    """Keep only placements that fit together (a policy bug never overcommits a host)."""
+    from scheduler.model import Placement
+
+    jobs = {j["id"]: j for j in pending}
+    nodes = {n.id: n for n in view.nodes}
+    out = []
+    for p in decisions:
+        job = jobs.pop(int(p.job_id), None) if str(p.job_id).isdigit() else None
+        node = nodes.get(p.node_id)
+        if job is None or node is None or not node.is_up:
+            log.warning("policy placement %s ignored: unknown job or host not up", p)
+            continue
+        req = job_resources(job)
+        gpu_ids = tuple(p.gpu_ids) or (node.pick_gpus(req) or ())
+        try:
+            nodes[p.node_id] = node.allocate(req, gpu_ids)
+        except ValueError as exc:
+            log.warning("policy placement of job %s ignored: %s", job["id"], exc)
+            jobs[job["id"]] = job
+            continue
+        out.append((job, Placement(job["id"], p.node_id, gpu_ids)))
+    return out
+
+
+def _record_decisions(
+    ledger: Ledger,
+    policy_name: str | None,
+    placed: list[tuple[dict[str, Any], Any]],
+    reasons: dict[int, str],
+    now: float,
+    last_reason: dict[int, str],
+) -> None:
+    rows = 0
+    for job, p in placed:
+        ledger.insert("decisions", {
+            "at": now, "policy": policy_name, "job_id": job["id"], "host": p.node_id,
+            "placed": 1, "explanation": f"placed on {p.node_id}"
+            + (f" GPUs {','.join(map(str, p.gpu_ids))}" if p.gpu_ids else ""),
+        })  # fmt: skip
+        last_reason.pop(job["id"], None)
+    for job_id, reason in reasons.items():
+        if rows >= DECISIONS_PER_ROUND or last_reason.get(job_id) == reason:
+            continue
+        last_reason[job_id] = reason
+        ledger.insert("decisions", {
+            "at": now, "policy": policy_name, "job_id": job_id, "host": None, "placed": 0,
+            "explanation": reason,
+        })  # fmt: skip
+        rows += 1
+
+
+def budget_holds(ledger: Ledger, jobs: list[dict[str, Any]]) -> dict[int, str]:
+    """Jobs a hard budget holds."""
+    from lepton_tui.economics import budget_hold_reasons
+
+    try:
+        return {int(k): str(v) for k, v in budget_hold_reasons(ledger, jobs).items()}
+    except Exception:  # noqa: BLE001 - a budget bug must not stop dispatching
+        log.exception("budget_hold_reasons failed; holding nothing")
+        return {}
+
+
+def _explain(policy: Any, job_id: int) -> str:
+    try:
+        return str(policy.explain(job_id) or "")
+    except Exception:  # noqa: BLE001
+        return ""
