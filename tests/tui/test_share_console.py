@@ -9,8 +9,8 @@ from textual.widgets import Input, Static
 
 from lepton_tui.screens.submit import SubmitJobModal
 from lepton_tui.service import Service
-from tests.tui.conftest import loaded, open_modal, wait_for
-from tests.tui.data import USER
+from tests.tui.conftest import loaded, open_modal, text_of, wait_for
+from tests.tui.data import FIXED_NOW, USER
 
 
 async def test_submit_form_queues_an_array_with_constraints(make_tui, home: Path) -> None:
@@ -39,3 +39,25 @@ async def test_submit_form_queues_an_array_with_constraints(make_tui, home: Path
         "exclude": ["h9"], "gpu_type": "A100", "labels": ["rack=4", "zone=r2"],
     }  # fmt: skip
     svc.close()
+
+
+async def test_cost_screen_shows_each_users_fair_share_factor(make_tui, lab: Path) -> None:
+    from lepton_tui.sharing import standings_json
+
+    svc = Service.open(lab, user=USER)
+    rows = standings_json(svc.ledger, FIXED_NOW)
+    factors = {r["name"]: r["factor"] for r in rows if r["scope"] == "user"}
+    svc.close()
+    assert factors["alice"] < 1.0 and factors["bob"] < 1.0  # both ran jobs in the lab's data
+    app = make_tui()
+    async with app.run_test(size=(160, 40)) as pilot:
+        await loaded(pilot)
+        await pilot.press("4")
+        await wait_for(pilot, lambda: app.screen.id == "cost-screen")
+        await loaded(pilot)
+        await pilot.pause()
+        text = text_of(app.screen.query_one("#cost-users", Static))
+        assert "fair" in text, text
+        for name in ("alice", "bob"):
+            [line] = [x for x in text.splitlines() if x.strip().startswith(name)]
+            assert line.split()[-1] == f"{factors[name]:.2f}", line
