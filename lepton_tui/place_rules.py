@@ -87,7 +87,7 @@ class PlaceRules:
                 self.reasons[job_id] = why
                 continue
             self.pending.append(job)
-        config, standing = lab_standings(ledger, now)
+        config, standing = lab_standings(ledger, now, reuse=True)
         if config.weight:
             self.fair = FairShare(standing, config.weight)
         return self

@@ -185,3 +185,38 @@ def test_replay_wraps_each_policy_in_the_labs_rules(svc):
     assert lab_policy(svc.ledger, base) is base  # fair share off, no limits: as it was
     svc.limit_set("user", "alice", gpus=2)
     assert lab_policy(svc.ledger, base).limits == [Limit("user", "alice", 2, None, None)]
+
+
+def test_ledger_usage_is_the_decayed_gpu_and_cpu_hours(svc):
+    from lepton_tui.sharing import lab_standings, share_config, usage
+
+    led = svc.ledger
+    now = led.clock()
+    with led.tx():
+        led.insert("hosts", {"name": "h", "transport": "ssh", "state": "up", "added_at": now,
+                             "admin_state": "active", "gpus": 2, "gpu_mem_mb": 2 * 81920})  # fmt: skip
+        spans = [("alice", "p", 2, 0, 4.0, now - 7200, now - 3600),
+                 ("alice", "q", 0, 40960, 1.0, now - 600, None),
+                 ("bob", "p", 0, 0, 8.0, now - 86400 * 8, now - 86400 * 7)]  # fmt: skip
+        for i, (user, project, gpus, gmem, cpus, start, end) in enumerate(spans):
+            job = led.add_job({"command": "x", "project": project}, user)
+            led.execute(
+                "INSERT INTO attempts (job_id, attempt_no, host, token, cpus, gpus, gpu_mem_mb, "
+                "state, created_at, started_at, ended_at) VALUES (?, 1, 'h', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job, f"t{i}", cpus, gpus, gmem, "running" if end is None else "succeeded",
+                 start, start, end),
+            )  # fmt: skip
+    config = share_config(led, now)
+    users, projects = usage(led, config, now)
+    h = config.half_life_s
+    want = {
+        "alice": decayed_amount((2 * 1.0 + 4 * 0.1) / 3600, now - 7200, now - 3600, now, h)
+        + decayed_amount((0.5 * 1.0 + 1 * 0.1) / 3600, now - 600, now, now, h),
+        "bob": decayed_amount(8 * 0.1 / 3600, now - 86400 * 8, now - 86400 * 7, now, h),
+    }
+    assert users == pytest.approx(want)
+    assert projects["q"] == pytest.approx(want["alice"] - projects["p"] + want["bob"])
+    # the dispatcher's reuse: the same sums until an attempt starts or ends
+    _, first = lab_standings(led, now, reuse=True)
+    _, again = lab_standings(led, now + 1, reuse=True)
+    assert [s.usage for s in again] == pytest.approx([s.usage for s in first], rel=1e-4)
