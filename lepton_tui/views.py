@@ -190,6 +190,9 @@ class QueueRow:
     age_s: float
     reason: str | None
     priority: int
+    array_id: int | None = None
+    """the array this job is an element of (its first job's id), else None"""
+    array_index: int | None = None
 
 
 @dataclass
@@ -259,7 +262,7 @@ def queue_window(
     order = SORTS.get(sort, SORTS["default"])
     rows = ledger.query(
         "SELECT j.id, j.state, j.user, j.project, j.name, j.command, j.cpus, j.mem_mb, j.gpus, "
-        "j.gpu_mem_mb, j.host, j.submitted_at, j.reason, j.priority, "
+        "j.gpu_mem_mb, j.host, j.submitted_at, j.reason, j.priority, j.array_id, j.array_index, "
         "(SELECT a.gpu_ids FROM attempts a WHERE a.job_id = j.id ORDER BY a.id DESC LIMIT 1) "
         f"AS gpu_ids FROM jobs j{clause} ORDER BY {order} LIMIT ?",
         [*params, int(limit)],
@@ -289,6 +292,7 @@ def queue_window(
                 age_s=max(0.0, now - float(r["submitted_at"] or now)),
                 reason=r["reason"] if r["state"] == "queued" else None,
                 priority=int(r["priority"] or 0),
+                array_id=r["array_id"], array_index=r["array_index"],
             )
         )  # fmt: skip
     return QueueWindow(

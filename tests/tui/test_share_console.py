@@ -61,3 +61,32 @@ async def test_cost_screen_shows_each_users_fair_share_factor(make_tui, lab: Pat
         for name in ("alice", "bob"):
             [line] = [x for x in text.splitlines() if x.strip().startswith(name)]
             assert line.split()[-1] == f"{factors[name]:.2f}", line
+
+
+async def test_console_queue_groups_an_array_and_expands_it(make_tui, lab: Path) -> None:
+    from lepton_tui.validate import expand_jobs
+    from lepton_tui.widgets.queue import QueueTable
+
+    svc = Service.open(lab, user=USER)
+    ids = svc.submit_many(expand_jobs(["sleep 1"], "0-3%2", ()))
+    svc.close()
+    app = make_tui()
+    async with app.run_test(size=(160, 40)) as pilot:
+        await loaded(pilot)
+        await pilot.press("3")
+        await wait_for(pilot, lambda: app.screen.id == "queue")
+        await loaded(pilot)
+        table = app.screen.query_one(QueueTable)
+        key = f"a{ids[0]}:queued"
+        await wait_for(pilot, lambda: key in {k.value for k in table.rows})
+        assert not any(str(i) in {k.value for k in table.rows} for i in ids)
+        table.focus()
+        table.move_cursor(row=table.get_row_index(key))
+        assert table.selected_job == ids[0]
+        await pilot.press("plus")
+        await wait_for(pilot, lambda: all(str(i) in {k.value for k in table.rows} for i in ids))
+        labels = {str(table.get_row(str(i))[0]) for i in ids}
+        assert labels == {f"{ids[0]}.{n}" for n in range(4)}
+        table.move_cursor(row=table.get_row_index(str(ids[2])))
+        await pilot.press("plus")
+        await wait_for(pilot, lambda: key in {k.value for k in table.rows})
