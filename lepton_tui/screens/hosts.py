@@ -55,7 +55,12 @@ def host_details(
             util = f"{g.util:.0f}%" if g.util is not None else "-"
             extra = f" {g.temperature_c:.0f}°C" if g.temperature_c is not None else ""
             extra += f" {g.power_w:.0f}W" if g.power_w is not None else ""
-            t.add_row(f"GPU {g.index}", f"util {util}  mem {mem}{extra}")
+            cell = Text(f"util {util}  mem {mem}{extra}")
+            outside = {o["gpu"]: o for o in host.get("outside_gpus") or ()}.get(g.index)
+            if outside is not None:  # processes lepton did not start use it
+                held = f"{format_size_mb(outside['outside_mb'])} " if outside["outside_mb"] else ""
+                cell.append(f"  {held}in use outside lepton", style="yellow")
+            t.add_row(f"GPU {g.index}", cell)
     if host["last_error"]:
         t.add_row("last error", Text(host["last_error"], style="red"))
     return t
@@ -91,6 +96,10 @@ class HostsScreen(LiveScreen):
         now = self.app.clock()
         rows = views.fleet(self.app.ledger, now)
         hosts = {h["name"]: h for h in self.app.ledger.hosts()}
+        from lepton_tui.constraints import outside_gpus  # GPUs busy outside lepton
+
+        for name, gpus in outside_gpus(self.app.ledger, list(hosts.values()), now).items():
+            hosts[name]["outside_gpus"] = gpus
         queue = views.queue_window(self.app.ledger, now, limit=0)
         cost = views.cost_panel(self.app.ledger, now)
         return rows, hosts, views.header(self.app.ledger, rows, cost, queue, self.app.demo)

@@ -90,3 +90,26 @@ async def test_console_queue_groups_an_array_and_expands_it(make_tui, lab: Path)
         table.move_cursor(row=table.get_row_index(str(ids[2])))
         await pilot.press("plus")
         await wait_for(pilot, lambda: key in {k.value for k in table.rows})
+
+
+async def test_hosts_screen_marks_gpus_used_outside_lepton(make_tui, lab: Path) -> None:
+    from lepton_tui.constraints import outside_gpus
+    from lepton_tui.widgets.fleet import FleetTable
+
+    svc = Service.open(lab, user=USER)
+    outside = outside_gpus(svc.ledger, svc.ledger.hosts(), FIXED_NOW)
+    svc.close()
+    assert outside.get("gpu-b")  # the lab's data: gpu-b's GPUs hold memory no job of lepton's holds
+    app = make_tui()
+    async with app.run_test(size=(160, 50)) as pilot:
+        await loaded(pilot)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: app.screen.id == "hosts")
+        await loaded(pilot)
+        hosts = app.screen.query_one(FleetTable)
+        hosts.move_cursor(row=hosts.get_row_index("gpu-b"))
+        details = app.screen.query_one("#host-details", Static)
+        await wait_for(pilot, lambda: "gpu-b" in text_of(details))
+        lines = [x for x in text_of(details).splitlines() if x.strip().startswith("GPU ")]
+        marked = {int(x.split()[1]) for x in lines if "in use outside lepton" in x}
+        assert marked == {o["gpu"] for o in outside["gpu-b"]}, lines
