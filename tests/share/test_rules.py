@@ -100,7 +100,7 @@ def test_heuristics_honour_a_jobs_hosts():
         (NodeView.empty("a", Resources(4, 8192, 1, 1024)),
          NodeView.empty("b", Resources(4, 8192, 1, 1024))),
     )  # fmt: skip
-    for name in ("backfill", "sjf", "tetris", "priority", "conservative", "fifo"):
+    for name in ("backfill", "sjf", "tetris", "priority", "conservative", "fifo", "ilp"):
         policy = make_policy(name)
         job = JobRequest(1, GPU, 60, hosts=frozenset({"b"}))
         placed = policy.decide(view, [job], 0.0)
