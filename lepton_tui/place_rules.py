@@ -74,17 +74,23 @@ class PlaceRules:
                     if h["name"] in ok and (not h.get("cpus") or fits_empty(req, host_capacity(h)))
                 }
                 if not fit:
-                    self.reasons[job_id] = (
-                        cons.unmet_reason(usable, c)
-                        if not ok
-                        else "unschedulable: the hosts that meet its constraints "
-                        f"({', '.join(sorted(ok))}) are too small for it"
-                    )
+                    why: str
+                    if ok:
+                        why = ("unschedulable: the hosts that meet its constraints "
+                               f"({', '.join(sorted(ok))}) are too small for it")  # fmt: skip
+                    elif cons.allowed_hosts(hosts, c):
+                        drained = ", ".join(sorted(cons.allowed_hosts(hosts, c) or ()))
+                        why = (
+                            f"waiting: the hosts that meet its constraints ({drained}) are draining"
+                        )
+                    else:
+                        why = cons.unmet_reason(usable, c)
+                    self.reasons[job_id] = why
                     continue
                 self.allowed[job_id] = frozenset(fit)
-            why = self.limits.blocks(job["user"], job["project"], job_resources(job), _array(job))
-            if why is not None:
-                self.reasons[job_id] = why
+            held = self.limits.blocks(job["user"], job["project"], job_resources(job), _array(job))
+            if held is not None:
+                self.reasons[job_id] = held
                 continue
             self.pending.append(job)
         config, standing = lab_standings(ledger, now, reuse=True)

@@ -220,3 +220,20 @@ def test_ledger_usage_is_the_decayed_gpu_and_cpu_hours(svc):
     _, first = lab_standings(led, now, reuse=True)
     _, again = lab_standings(led, now + 1, reuse=True)
     assert [s.usage for s in again] == pytest.approx([s.usage for s in first], rel=1e-4)
+
+
+def test_place_rules_name_why_a_constrained_job_waits(svc):
+    from lepton_tui.place_rules import PlaceRules
+
+    svc.add_host("h1", address="10.0.0.1", capacity={"cpus": 4, "mem_mb": 4096})
+    svc.add_host("h2", address="10.0.0.2", capacity={"cpus": 4, "mem_mb": 4096})
+    svc.set_draining("h1", True)
+    pinned = svc.submit(command="true", host=["h1"], mem="64M")
+    big = svc.submit(command="true", host=["h2"], cpus=8, mem="64M")
+    free = svc.submit(command="true", exclude_host=["h1"], mem="64M")
+    led = svc.ledger
+    jobs = led.query("SELECT * FROM jobs ORDER BY id")
+    rules = PlaceRules.prepare(led, jobs, led.hosts(), led.clock())
+    assert rules.reasons[pinned] == "waiting: the hosts that meet its constraints (h1) are draining"
+    assert rules.reasons[big].endswith("(h2) are too small for it")
+    assert [j["id"] for j in rules.pending] == [free] and rules.allowed[free] == {"h2"}
