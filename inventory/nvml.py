@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from inventory.probe import GpuSample
+from inventory.samples import GpuSample
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"init": None}
@@ -36,8 +35,6 @@ def _query(fn: Any, *args: Any) -> Any:
 
 def sample_gpus() -> tuple[list[GpuSample], str | None]:
     """Every GPU NVML sees, as GpuSample; ([], None) without NVML."""
-    from inventory.probe import GpuSample
-
     nv = _nvml()
     if nv is None:
         return [], None

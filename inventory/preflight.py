@@ -7,9 +7,9 @@ from typing import Any
 
 from inventory.errors import RemoteError
 from inventory.hostspec import HostSpec
-from inventory.probe import GpuSample
 from inventory.remote import agent as local_agent
 from inventory.remote_call import agent_call
+from inventory.samples import GpuSample
 from inventory.transport import SSHTransport, Transport
 
 MIN_PYTHON = (3, 8)

@@ -7,6 +7,8 @@ or absent. sqlite-utils builds the schema and runs reads; writes go through `Led
 sqlite-utils' own writes commit on their own and would split a change from its event.
 The file holds job commands and `--env` values: lepton creates it 0600 (0660 in a lab-wide,
 group-writable state directory), never readable by other users; see `lepton_tui.paths`.
+The schema (states, legal moves, migrations) is `lepton_tui.schema`; the dispatcher's named
+reads and writes are `lepton_tui.ledger_dispatch`, mixed into `Ledger`.
 """
 
 from __future__ import annotations
@@ -23,337 +25,39 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lepton_tui.errors import IllegalTransition, LedgerError, NotFound
+from lepton_tui.ledger_dispatch import DispatchRecords
 from lepton_tui.paths import create_private_file, make_state_dir
+from lepton_tui.schema import (
+    ATTEMPT_TRANSITIONS,
+    ECON_ROLLUP_TABLES,
+    JOB_STATES,
+    JOB_TRANSITIONS,
+    MAX_DAY_S,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SPAN_FIELDS,
+    TERMINAL_JOB_STATES,
+    _migrate_2,
+    check_attempt_transition,
+    check_job_transition,
+)
 
 if TYPE_CHECKING:  # imported where used: sqlite_utils imports numpy (0.2 s on every command)
     import sqlite_utils
 
-# -- job and attempt state machines ----------------------------------------------------------
-
-JOB_STATES = (
-    "queued", "starting", "running", "cancelling",
-    "succeeded", "failed", "cancelled", "timeout",
-)  # fmt: skip
-TERMINAL_JOB_STATES = frozenset({"succeeded", "failed", "cancelled", "timeout"})
-ACTIVE_JOB_STATES = frozenset({"starting", "running", "cancelling"})
-
-JOB_TRANSITIONS: dict[str, frozenset[str]] = {
-    "queued": frozenset({"starting", "cancelled", "failed"}),
-    "starting": frozenset(
-        {"running", "queued", "failed", "cancelling", "cancelled", "succeeded", "timeout"}
-    ),
-    "running": frozenset({"succeeded", "failed", "timeout", "cancelling", "queued"}),
-    "cancelling": frozenset({"cancelled", "succeeded", "failed", "timeout"}),
-    "succeeded": frozenset(),
-    "failed": frozenset(),
-    "cancelled": frozenset(),
-    "timeout": frozenset(),
-}
-
-ATTEMPT_STATES = ("starting", "running", "succeeded", "failed", "timeout", "cancelled", "lost")
-ATTEMPT_TRANSITIONS: dict[str, frozenset[str]] = {
-    "starting": frozenset({"running", "lost", "failed", "cancelled", "succeeded", "timeout"}),
-    "running": frozenset({"succeeded", "failed", "timeout", "cancelled", "lost"}),
-    "succeeded": frozenset(),
-    "failed": frozenset(),
-    "timeout": frozenset(),
-    "cancelled": frozenset(),
-    "lost": frozenset(),
-}
-
-HOST_STATES = ("unknown", "up", "down")
-HOST_ADMIN_STATES = ("active", "draining")
-
-
-def check_job_transition(old: str, new: str) -> None:
-    """Raise IllegalTransition unless `old -> new` is a legal job state change."""
-    if new not in JOB_TRANSITIONS.get(old, frozenset()):
-        raise IllegalTransition(f"a job cannot go from {old} to {new}")
-
-
-def check_attempt_transition(old: str, new: str) -> None:
-    """Raise IllegalTransition unless `old -> new` is a legal attempt state change."""
-    if new not in ATTEMPT_TRANSITIONS.get(old, frozenset()):
-        raise IllegalTransition(f"an attempt cannot go from {old} to {new}")
-
-
-# -- schema ------------------------------------------------------------------------------------
-
-
-def _migrate_1(db: sqlite_utils.Database) -> None:
-    """The first schema: hosts, prices, jobs, dependencies, attempts, events, samples, settings."""
-    db.table("hosts").create(
-        {
-            "id": int, "name": str, "address": str, "port": int, "user": str, "key_path": str,
-            "transport": str, "root_dir": str, "labels": str,
-            "state": str, "admin_state": str,
-            "cpus": float, "mem_mb": int, "gpus": int, "gpu_mem_mb": int, "gpu_model": str,
-            "gpus_override": int,
-            "price_per_hour": float, "price_cpu_hour": float, "price_gpu_hour": float,
-            "price_gb_hour": float, "power_price_kwh": float,
-            "host_key_type": str, "host_key_fingerprint": str,
-            "added_at": float, "added_by": str, "last_seen": float, "last_error": str,
-            "capacity_json": str,
-        },
-        pk="id",
-        not_null={"name", "transport", "state", "admin_state", "added_at"},
-        defaults={"port": 22, "transport": "ssh", "root_dir": "~/.lepton", "labels": "[]",
-                  "state": "unknown", "admin_state": "active", "cpus": 0, "mem_mb": 0,
-                  "gpus": 0, "gpu_mem_mb": 0},
-    )  # fmt: skip
-    db.table("hosts").create_index(["name"], unique=True)
-    # Price history: a row per change, effective from its time; host NULL is the lab default.
-    db.table("prices").create(
-        {
-            "id": int, "host": str, "effective_from": float, "price_per_hour": float,
-            "price_cpu_hour": float, "price_gpu_hour": float, "price_gb_hour": float,
-            "power_price_kwh": float, "currency": str, "set_by": str,
-        },
-        pk="id",
-        not_null={"effective_from"},
-    )  # fmt: skip
-    db.table("prices").create_index(["host", "effective_from"])
-    db.table("jobs").create(
-        {
-            "id": int, "name": str, "user": str, "project": str, "command": str,
-            "workdir": str, "env": str,
-            "cpus": float, "mem_mb": int, "gpus": int, "gpu_mem_mb": int,
-            "time_limit_s": float, "priority": int, "retries": int, "attempts_used": int,
-            "state": str, "reason": str, "submitted_at": float, "started_at": float,
-            "ended_at": float, "exit_code": int, "host": str, "updated_at": float,
-        },
-        pk="id",
-        not_null={"user", "project", "command", "state", "submitted_at"},
-        defaults={"attempts_used": 0, "retries": 0, "priority": 0, "env": "{}"},
-    )  # fmt: skip
-    db.table("jobs").create_index(["state", "priority", "id"])
-    db.table("jobs").create_index(["user", "id"])
-    db.table("jobs").create_index(["project", "id"])
-    db.table("job_deps").create(
-        {"job_id": int, "depends_on": int},
-        pk=("job_id", "depends_on"),
-        foreign_keys=[("job_id", "jobs", "id"), ("depends_on", "jobs", "id")],
-    )
-    db.table("job_deps").create_index(["depends_on"])
-    db.table("attempts").create(
-        {
-            "id": int, "job_id": int, "attempt_no": int, "host": str, "token": str,
-            "gpu_ids": str, "cpus": float, "mem_mb": int, "gpus": int, "gpu_mem_mb": int,
-            "state": str, "remote_dir": str, "created_at": float, "started_at": float,
-            "ended_at": float, "exit_code": int, "reason": str, "cost": float,
-            "energy_wh": float, "fenced_at": float, "policy": str,
-        },
-        pk="id",
-        not_null={"job_id", "host", "token", "state", "created_at"},
-        foreign_keys=[("job_id", "jobs", "id")],
-    )  # fmt: skip
-    db.table("attempts").create_index(["token"], unique=True)
-    db.table("attempts").create_index(["job_id"])
-    db.table("attempts").create_index(["state", "host"])
-    db.table("attempts").create_index(["started_at"])
-    db.table("events").create(
-        {
-            "id": int, "at": float, "kind": str, "job_id": int, "host": str, "actor": str,
-            "message": str, "data": str,
-        },
-        pk="id",
-        not_null={"at", "kind", "message"},
-    )  # fmt: skip
-    db.table("events").create_index(["job_id", "id"])
-    db.table("events").create_index(["at"])
-    db.execute(
-        "CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events "
-        "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END"
-    )
-    db.execute(
-        "CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events "
-        "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END"
-    )
-    # One row per host (gpu_index -1) or per GPU and time; `resolution` 0 = raw, 60, 3600.
-    db.table("samples").create(
-        {
-            "id": int, "host": str, "gpu_index": int, "at": float, "resolution": int,
-            "cpu_percent": float, "mem_used_mb": float, "mem_total_mb": float, "load1": float,
-            "util_percent": float, "gpu_mem_used_mb": float, "gpu_mem_total_mb": float,
-            "temperature_c": float, "power_w": float, "n": int,
-        },
-        pk="id",
-        not_null={"host", "gpu_index", "at", "resolution"},
-        defaults={"resolution": 0, "n": 1},
-    )  # fmt: skip
-    db.table("samples").create_index(["host", "gpu_index", "resolution", "at"])
-    db.table("samples").create_index(["at"])
-    db.table("settings").create({"key": str, "value": str}, pk="key")
-    db.table("budgets").create(
-        {
-            "id": int, "scope": str, "name": str, "period": str, "amount": float,
-            "unit": str, "hard": int, "created_at": float, "created_by": str,
-        },
-        pk="id",
-        not_null={"scope", "name", "amount", "unit"},
-    )  # fmt: skip
-    db.table("budgets").create_index(["scope", "name", "unit"], unique=True)
-    db.table("decisions").create(
-        {"id": int, "at": float, "policy": str, "job_id": int, "host": str, "placed": int,
-         "explanation": str},
-        pk="id",
-    )  # fmt: skip
-    db.table("decisions").create_index(["job_id", "id"])
-    db.table("decisions").create_index(["at"])
-
-
-# The economics schema (migration 2): the daily cost roll-up and the indexes of the cost queries.
-# The roll-up is a cache of what the attempts say: its rows may be deleted at any time and are
-# rebuilt on use (see `lepton_tui.economics_report`). Released: change them only by a new migration.
-# Attempt fields a cost roll-up day is summed from: amending one drops the days it touches.
-SPAN_FIELDS = frozenset({"started_at", "ended_at", "cost", "energy_wh"})
-MAX_DAY_S = 25 * 3600.0
-ECON_ROLLUP_TABLES = {
-    "econ_rollup": (
-        "CREATE TABLE IF NOT EXISTS econ_rollup (dim TEXT NOT NULL, day REAL NOT NULL, "
-        "label TEXT NOT NULL, key TEXT NOT NULL, host TEXT NOT NULL, alloc_cost REAL, "
-        "energy_kwh REAL, energy_cost REAL, gpu_hours REAL, cpu_hours REAL, overlaps INTEGER, "
-        "starts INTEGER, PRIMARY KEY (dim, day, key, host))"
-    ),
-    "econ_rollup_idle": (
-        "CREATE TABLE IF NOT EXISTS econ_rollup_idle (day REAL NOT NULL, label TEXT NOT NULL, "
-        "host TEXT NOT NULL, idle_cost REAL, PRIMARY KEY (day, host))"
-    ),
-    "econ_rollup_days": (
-        "CREATE TABLE IF NOT EXISTS econ_rollup_days (day REAL PRIMARY KEY, day_end REAL, "
-        "label TEXT, built_at REAL)"
-    ),
-}
-ECON_INDEXES = {
-    "idx_attempts_host_started": "attempts(host, started_at)",
-    "idx_attempts_unmeasured": "attempts(id) WHERE energy_wh IS NULL",
-    "idx_attempts_unsettled": "attempts(id) WHERE cost IS NULL",
-    "idx_attempts_ended_started": "attempts(ended_at, started_at, created_at)",
-}
-
-
-def _migrate_2(db: sqlite_utils.Database) -> None:
-    """The economics schema: the roll-up tables and the cost-query indexes.
-
-    `IF NOT EXISTS` throughout: ledgers of schema 1 may already hold them, created on first use
-    by the cost engine before this was a migration.
-    """
-    for sql in ECON_ROLLUP_TABLES.values():
-        db.execute(sql)
-    for name, target in ECON_INDEXES.items():
-        db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
-
-
-def _migrate_3(db: sqlite_utils.Database) -> None:
-    """What the dispatcher notices about an attempt across ticks, kept so that a restarted
-    dispatcher (or `serve --once` from a timer) goes on counting: since when its host has not
-    shown its directory, and how many launches of it failed."""
-    db.execute("ALTER TABLE attempts ADD COLUMN missing_since REAL")
-    db.execute("ALTER TABLE attempts ADD COLUMN launch_failures INTEGER NOT NULL DEFAULT 0")
-
-
-def _migrate_4(db: sqlite_utils.Database) -> None:
-    """When an attempt's cancel went out (`serve --once` must not send TERM again every run).
-    Only if missing: a development ledger may have it from an early version of migration 3."""
-    if "cancel_sent_at" not in db.table("attempts").columns_dict:
-        db.execute("ALTER TABLE attempts ADD COLUMN cancel_sent_at REAL")
-
-
-def _migrate_5(db: sqlite_utils.Database) -> None:
-    """The dispatcher's look-ups of a host's events by kind (the connection kept when it was
-    removed, whether a failing fence was said) without a scan of every event."""
-    db.execute("CREATE INDEX IF NOT EXISTS idx_events_host_kind ON events(host, kind, at)")
-
-
-def _migrate_6(db: sqlite_utils.Database) -> None:
-    """A host's streak of failed polls (how many in a row, since when): a host is down after
-    consecutive failures that span the grace, not after one poll that came late because the
-    dispatcher itself was slow. Kept in the ledger so `serve --once` counts it too."""
-    db.execute("ALTER TABLE hosts ADD COLUMN failed_polls INTEGER NOT NULL DEFAULT 0")
-    db.execute("ALTER TABLE hosts ADD COLUMN failing_since REAL")
-
-
-def _migrate_7(db: sqlite_utils.Database) -> None:
-    """Whether an attempt's launch may have run: `launch_sent_at` is written (and committed)
-    before the launch goes out, so an answer lost on the way back (a dropped connection, the
-    dispatcher killed) leaves the attempt *unknown*, not "never started"; `presumed` marks one
-    lost while its host did not answer (its fate unknown until the host says)."""
-    db.execute("ALTER TABLE attempts ADD COLUMN launch_sent_at REAL")
-    db.execute("ALTER TABLE attempts ADD COLUMN presumed INTEGER NOT NULL DEFAULT 0")
-
-
-def _migrate_8(db: sqlite_utils.Database) -> None:
-    """Slurm as a kind of host: a host's partition, account, QOS and SLURM_CONF (JSON; NULL for
-    an SSH or local host), and the Slurm job id of an attempt submitted there."""
-    if "slurm_json" not in db.table("hosts").columns_dict:
-        db.execute("ALTER TABLE hosts ADD COLUMN slurm_json TEXT")
-    if "slurm_job_id" not in db.table("attempts").columns_dict:
-        db.execute("ALTER TABLE attempts ADD COLUMN slurm_job_id TEXT")
-
-
-def _migrate_9(db: sqlite_utils.Database) -> None:
-    """Lab mode: a client's key for each submit, so that a submit retried after the daemon's
-    answer was lost (the daemon restarted) returns the jobs it queued instead of queueing twice."""
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS submit_keys (key TEXT PRIMARY KEY, user TEXT NOT NULL, "
-        "job_ids TEXT NOT NULL, at REAL)"
-    )
-
-
-def _migrate_10_reserved(db: sqlite_utils.Database) -> None:
-    """Number 10 is lab mode's (another branch); a no-op here so 11 and 12 keep their numbers.
-    When merging, the real migration 10 takes this place."""
-
-
-def _migrate_11(db: sqlite_utils.Database) -> None:
-    """Constraints and arrays: a job's placement constraints (JSON: gpu_type, labels, hosts,
-    exclude; NULL for none), and for an array element its array (the first element's id), its
-    index and how many elements may run at once (NULL: no cap)."""
-    columns = db.table("jobs").columns_dict
-    for name, kind in (("constraints", "TEXT"), ("array_id", "INTEGER"),
-                       ("array_index", "INTEGER"), ("array_limit", "INTEGER")):  # fmt: skip
-        if name not in columns:
-            db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
-    db.execute("CREATE INDEX IF NOT EXISTS idx_jobs_array ON jobs(array_id, array_index)")
-
-
-def _migrate_12(db: sqlite_utils.Database) -> None:
-    """Fair share and limits: shares per user or project (scope 'user'/'project'), and caps on
-    what one holds at once (GPUs, CPUs, running jobs; NULL: no cap)."""
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS shares (scope TEXT NOT NULL, name TEXT NOT NULL, "
-        "shares REAL NOT NULL, set_by TEXT, set_at REAL, PRIMARY KEY (scope, name))"
-    )
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS limits (scope TEXT NOT NULL, name TEXT NOT NULL, "
-        "gpus INTEGER, cpus REAL, jobs INTEGER, set_by TEXT, set_at REAL, "
-        "PRIMARY KEY (scope, name))"
-    )
-
-
-# Append forward migrations here; never edit a released one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _migrate_1,
-    _migrate_2,
-    _migrate_3,
-    _migrate_4,
-    _migrate_5,
-    _migrate_6,
-    _migrate_7,
-    _migrate_8,
-    _migrate_9,
-    _migrate_10_reserved,
-    _migrate_11,
-    _migrate_12,
-]
-SCHEMA_VERSION = len(MIGRATIONS)
+# the schema's names are re-exported: the ledger's importers know them from here
+__all__ = [
+    "Ledger", "open_ledger", "ATTEMPT_TRANSITIONS", "ECON_ROLLUP_TABLES", "JOB_STATES",
+    "JOB_TRANSITIONS", "MAX_DAY_S", "MIGRATIONS", "SCHEMA_VERSION", "SPAN_FIELDS",
+    "TERMINAL_JOB_STATES", "_migrate_2", "check_attempt_transition", "check_job_transition",
+]  # fmt: skip
 
 
 def _now() -> float:
     return time.time()
 
 
-class Ledger:
+class Ledger(DispatchRecords):
     """One ledger file. Thread-safe: a connection per thread, writes serialised by SQLite."""
 
     def __init__(self, path: Path | str, clock: Callable[[], float] = _now) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,20 +73,6 @@ def settle(ledger: Ledger, token: str) -> None:
         settle_attempt(ledger, token)
     except Exception:  # noqa: BLE001
         log.exception("settle_attempt(%s) failed", token)
-
-
-def env_of(value: Any) -> dict[str, str]:
-    """A job's env column (JSON text or a mapping) as str -> str."""
-    if isinstance(value, str):
-        value = json.loads(value or "{}")
-    return {str(k): str(v) for k, v in (value or {}).items()}
-
-
-def gpu_list(value: Any) -> list[int]:
-    """An attempt's gpu_ids column (JSON text or a list) as ints."""
-    if isinstance(value, str):
-        value = json.loads(value or "[]")
-    return [int(g) for g in value or []]
 
 
 def bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:

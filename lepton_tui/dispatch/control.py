@@ -9,16 +9,16 @@ from inventory import supervisor
 from inventory.fanout import Ok, fan_out
 from lepton_tui.dispatch import slurm as dslurm
 from lepton_tui.dispatch.common import Ctx, bind, log
+from lepton_tui.rows import ActiveAttempt
 
 
-def send_cancels(ctx: Ctx, hosts: list[dict[str, Any]], active: list[dict[str, Any]]) -> None:
+def send_cancels(ctx: Ctx, hosts: list[dict[str, Any]], active: list[ActiveAttempt]) -> None:
     """TERM (then KILL after the grace) the attempts of `cancelling` jobs, one call per host."""
     up = {h["name"]: h for h in hosts if h["state"] == "up"}
     todo: dict[str, list[str]] = {}
     for a in active:
-        if a["job_state"] == "cancelling" and a.get("cancel_sent_at") is None:
-            if a["host"] in up:
-                todo.setdefault(a["host"], []).append(a["token"])
+        if a.job.state == "cancelling" and a.cancel_sent_at is None and a.host in up:
+            todo.setdefault(a.host, []).append(a.token)
     if not todo:
         return
     grace = ctx.setting("cancel_grace_s")
@@ -40,9 +40,7 @@ def send_cancels(ctx: Ctx, hosts: list[dict[str, Any]], active: list[dict[str, A
         for name, answer in results.items():
             if isinstance(answer, Ok):
                 for token in answer.value:
-                    ctx.ledger.execute(
-                        "UPDATE attempts SET cancel_sent_at = ? WHERE token = ?", (now, token)
-                    )
+                    ctx.ledger.mark_cancel_sent(token, now)
                 ctx.stats.cancels_sent += len(answer.value)
             else:
                 log.warning("cancel on %s failed: %s", name, answer.reason)

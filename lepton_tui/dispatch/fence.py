@@ -8,7 +8,6 @@ event kept, or given up (with an event) after the host grace.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -17,12 +16,12 @@ from inventory.fanout import Failed, Ok, fan_out
 from inventory.supervisor import AttemptStatus
 from lepton_tui.dispatch import truth
 from lepton_tui.dispatch.common import Ctx, bind, log, settle, status_of
-from lepton_tui.dispatch.record import unfenced
+from lepton_tui.rows import AttemptRow
 
 REMOVED_RETRY_S = 30.0  # how often fencing tries a removed host again
 
 # kill(host row, attempts) -> signals that hit, per token the host handled
-Kill = Callable[[Mapping[str, Any], list[dict[str, Any]]], dict[str, int]]
+Kill = Callable[[Mapping[str, Any], list[AttemptRow]], dict[str, int]]
 
 
 def fence(
@@ -35,26 +34,26 @@ def fence(
     """Kill still-running copies of lost attempts; return hosts with nothing left to fence.
     `removed_tried`: removed host -> when fencing last tried it (kept by the caller)."""
     by_name = {h["name"]: h for h in hosts}
-    todo: dict[str, list[dict[str, Any]]] = {}
+    todo: dict[str, list[AttemptRow]] = {}
     statuses: dict[str, AttemptStatus] = {}
     now = ctx.clock()
-    for a in unfenced(ctx):
-        answer = polls.get(a["host"])
+    for a in ctx.ledger.unfenced_attempts():
+        answer = polls.get(a.host)
         if not isinstance(answer, Ok):
             continue
-        st = statuses[a["token"]] = status_of(answer.value, a["token"])
+        st = statuses[a.token] = status_of(answer.value, a.token)
         # the host's truth first: an ended attempt's real exit code, a copy taken back
-        job, latest = amend_context(ctx, a)
-        amendment = truth.before_fence(a, job, st, latest, now)
+        job_state, latest = amend_context(ctx, a)
+        amendment = truth.before_fence(a, job_state, st, latest, now)
         if amendment is not None:
             amend(ctx, a, amendment)
             if not amendment.fence or st.state == "done":
                 continue
         if st.state == "done":  # its wrapper ended: nothing of it runs
             with ctx.ledger.tx():
-                ctx.ledger.update("attempts", a["id"], {"fenced_at": now})
+                ctx.ledger.mark_fenced(a.id, now)
         else:  # running, starting, lost, or missing (its processes are looked for by token)
-            todo.setdefault(a["host"], []).append(a)
+            todo.setdefault(a.host, []).append(a)
     if todo:
         results = fan_out(
             {n: bind(kill, by_name[n], atts) for n, atts in todo.items()}, timeout=ctx.timeout_s
@@ -65,39 +64,34 @@ def fence(
             else:
                 _fence_failed(ctx, name, todo[name], answer)
     fence_removed(ctx, hosts, kill, removed_tried)
-    left = {a["host"] for a in unfenced(ctx)}
+    left = {a.host for a in ctx.ledger.unfenced_attempts()}
     return {h["name"] for h in hosts} - left
 
 
 def _killed(
     ctx: Ctx,
     name: str,
-    atts: list[dict[str, Any]],
+    atts: list[AttemptRow],
     killed: Mapping[str, int],
     statuses: Mapping[str, AttemptStatus],
 ) -> None:
     with ctx.ledger.tx():
         for a in atts:
-            if a["token"] in killed:  # else the host could not: next tick
-                hits = killed[a["token"]]
+            if a.token in killed:  # else the host could not: next tick
+                hits = killed[a.token]
                 fenced(ctx, a, hits, f"stale copy on {name} killed before anything else runs there")
-                job, latest = amend_context(ctx, a)
-                amendment = truth.after_fence(a, job, statuses[a["token"]], hits, latest)
+                job_state, latest = amend_context(ctx, a)
+                amendment = truth.after_fence(a, job_state, statuses[a.token], hits, latest)
                 if amendment is not None:
                     amend(ctx, a, amendment)
     log.warning("fenced %d stale attempt(s) on %s", len(atts), name)
 
 
-def _fence_failed(ctx: Ctx, name: str, atts: list[dict[str, Any]], failed: Failed) -> None:
+def _fence_failed(ctx: Ctx, name: str, atts: list[AttemptRow], failed: Failed) -> None:
     log.warning("fencing on %s failed: %s", name, failed.reason)
     # once per streak: a streak begins with the oldest attempt still to fence
-    since = min(float(a.get("ended_at") or 0.0) for a in atts)
-    said = ctx.ledger.query_one(
-        "SELECT 1 AS x FROM events WHERE host = ? AND kind = 'host.fence_failed' "
-        "AND at >= ? LIMIT 1",
-        (name, since),
-    )
-    if not said:
+    since = min(a.ended_at or 0.0 for a in atts)
+    if not ctx.ledger.said_fence_failed(name, since):
         ctx.ledger.event(
             "host.fence_failed",
             f"host {name} takes no new jobs until {len(atts)} old attempt(s) there are "
@@ -106,56 +100,37 @@ def _fence_failed(ctx: Ctx, name: str, atts: list[dict[str, Any]], failed: Faile
         )  # fmt: skip
 
 
-def amend_context(ctx: Ctx, a: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
-    """An attempt's job row, and whether the attempt is the job's latest."""
-    job = ctx.ledger.query_one(
-        "SELECT state, (SELECT MAX(id) FROM attempts WHERE job_id = jobs.id) AS latest "
-        "FROM jobs WHERE id = ?",
-        (a["job_id"],),
-    ) or {"state": "missing", "latest": None}
-    return job, job["latest"] == a["id"]
+def amend_context(ctx: Ctx, a: AttemptRow) -> tuple[str, bool]:
+    """An attempt's job's state, and whether the attempt is the job's latest."""
+    state, latest = ctx.ledger.job_and_latest(a.job_id)
+    return state, latest == a.id
 
 
-def amend(ctx: Ctx, a: Mapping[str, Any], amendment: truth.Amendment) -> None:
+def amend(ctx: Ctx, a: AttemptRow, amendment: truth.Amendment) -> None:
     """Record what the host said of an attempt presumed lost (and correct its job)."""
     with ctx.ledger.tx():
         ctx.ledger.amend_attempt(
-            a["token"], amendment.note, state=amendment.attempt_state, **amendment.attempt_fields
+            a.token, amendment.note, state=amendment.attempt_state, **amendment.attempt_fields
         )
         if amendment.job_state is not None:
             ctx.ledger.amend_job(
-                a["job_id"], amendment.job_state, amendment.note, **amendment.job_fields
+                a.job_id, amendment.job_state, amendment.note, **amendment.job_fields
             )
-    log.warning("job %s: %s", a["job_id"], amendment.note)
+    log.warning("job %s: %s", a.job_id, amendment.note)
     if amendment.attempt_fields.get("ended_at"):
-        settle(ctx.ledger, a["token"])
+        settle(ctx.ledger, a.token)
 
 
-def fenced(ctx: Ctx, a: Mapping[str, Any], killed: int, what: str) -> None:
+def fenced(ctx: Ctx, a: AttemptRow, killed: int, what: str) -> None:
     """Record that nothing of attempt `a` runs any more (inside the caller's transaction)."""
-    ctx.ledger.update("attempts", a["id"], {"fenced_at": ctx.clock()})
+    ctx.ledger.mark_fenced(a.id, ctx.clock())
     ctx.ledger.event(
         "attempt.fenced",
-        f"job {a['job_id']} attempt {a['attempt_no']}: {what} ({killed} signal(s))",
-        job_id=a["job_id"], host=a["host"], actor="dispatcher",
-        data={"token": a["token"], "killed": killed},
+        f"job {a.job_id} attempt {a.attempt_no}: {what} ({killed} signal(s))",
+        job_id=a.job_id, host=a.host, actor="dispatcher",
+        data={"token": a.token, "killed": killed},
     )  # fmt: skip
     ctx.stats.fenced += 1
-
-
-def _removed_hosts(ctx: Ctx, names: list[str]) -> dict[str, tuple[float, dict[str, Any] | None]]:
-    """Removed host -> (when it was removed, the connection its `host.removed` event kept)."""
-    removed: dict[str, tuple[float, dict[str, Any] | None]] = {}
-    for name in names:
-        ev = ctx.ledger.query_one(
-            "SELECT at, data FROM events WHERE kind = 'host.removed' AND host = ? "
-            "ORDER BY id DESC LIMIT 1",
-            (name,),
-        )
-        data = json.loads(ev["data"]) if ev and ev["data"] else {}
-        conn = data.get("connection") if isinstance(data, dict) else None
-        removed[name] = (float(ev["at"]) if ev else 0.0, conn)
-    return removed
 
 
 def fence_removed(
@@ -165,13 +140,13 @@ def fence_removed(
     them with the connection their `host.removed` event kept. One that cannot be reached
     for the host grace period is given up, with an event saying the job may still run."""
     names = {h["name"] for h in hosts}
-    by_host: dict[str, list[dict[str, Any]]] = {}
-    for a in unfenced(ctx):
-        if a["host"] not in names:
-            by_host.setdefault(a["host"], []).append(a)
+    by_host: dict[str, list[AttemptRow]] = {}
+    for a in ctx.ledger.unfenced_attempts():
+        if a.host not in names:
+            by_host.setdefault(a.host, []).append(a)
     if not by_host:
         return
-    removed = _removed_hosts(ctx, list(by_host))
+    removed = {name: ctx.ledger.removed_host(name) for name in by_host}
     now, grace = ctx.clock(), ctx.setting("host_grace_s")
     # at most one try per host every REMOVED_RETRY_S (or grace): an unreachable host (the
     # usual reason for --force) must not add a connection timeout to every tick
@@ -189,9 +164,9 @@ def fence_removed(
             at, conn = removed[name]
             if isinstance(answer, Ok):
                 for a in atts:
-                    if a["token"] in answer.value:
-                        fenced(ctx, a, answer.value[a["token"]], f"stopped on removed host {name}")
-                atts = [a for a in atts if a["token"] not in answer.value]
+                    if a.token in answer.value:
+                        fenced(ctx, a, answer.value[a.token], f"stopped on removed host {name}")
+                atts = [a for a in atts if a.token not in answer.value]
                 if not atts:
                     continue
             if conn is None or (name in calls and now - at >= grace):
@@ -204,14 +179,14 @@ def fence_removed(
                 _give_up_removed(ctx, name, atts, why, now)
 
 
-def _give_up_removed(ctx: Ctx, name: str, atts: list[dict[str, Any]], why: str, now: float) -> None:
+def _give_up_removed(ctx: Ctx, name: str, atts: list[AttemptRow], why: str, now: float) -> None:
     for a in atts:
-        ctx.ledger.update("attempts", a["id"], {"fenced_at": now})
+        ctx.ledger.mark_fenced(a.id, now)
         ctx.ledger.event(
             "attempt.unfenced",
-            f"job {a['job_id']} attempt {a['attempt_no']}: could not reach removed host "
+            f"job {a.job_id} attempt {a.attempt_no}: could not reach removed host "
             f"{name} to stop it ({why}); it may still run there (its directory ends in "
-            f"-{a['token']})",
-            job_id=a["job_id"], host=name, actor="dispatcher", data={"token": a["token"]},
+            f"-{a.token})",
+            job_id=a.job_id, host=name, actor="dispatcher", data={"token": a.token},
         )  # fmt: skip
     log.warning("gave up stopping %d attempt(s) on removed %s", len(atts), name)

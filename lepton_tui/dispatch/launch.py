@@ -17,9 +17,10 @@ from inventory.supervisor import LaunchSpec
 from inventory.transport import never_sent
 from lepton_tui.dispatch import outcome
 from lepton_tui.dispatch import slurm as dslurm
-from lepton_tui.dispatch.common import Ctx, env_of, gpu_list, log
-from lepton_tui.dispatch.record import job_state, lose, mark_running
+from lepton_tui.dispatch.common import Ctx, log
+from lepton_tui.dispatch.record import lose, mark_running
 from lepton_tui.errors import IllegalTransition
+from lepton_tui.rows import ActiveAttempt, AttemptRow
 
 MAX_LAUNCH_TRIES = 3
 MIN_START_TIMEOUT_S = 10.0  # see start_timeout_s
@@ -34,7 +35,7 @@ def start_timeout_s(host_grace_s: float) -> float:
 
 def launch(
     ctx: Ctx,
-    starts: list[dict[str, Any]],
+    starts: list[ActiveAttempt],
     hosts: Mapping[str, dict[str, Any]],
     relaunch: bool,
     drained: set[str],
@@ -43,23 +44,21 @@ def launch(
     A host whose launches keep failing is drained and added to `drained`."""
     if not starts:
         return 0
-    slurm_starts = [a for a in starts if dslurm.is_slurm(hosts.get(a["host"]))]
+    slurm_starts = [a for a in starts if dslurm.is_slurm(hosts.get(a.host))]
     submitted = 0
     if slurm_starts:  # sbatch; the attempts stay `starting` until Slurm runs them
         submitted = ctx.slurm.launch(hosts, slurm_starts, relaunch, ctx.timeout_s)
-        starts = [a for a in starts if not dslurm.is_slurm(hosts.get(a["host"]))]
+        starts = [a for a in starts if not dslurm.is_slurm(hosts.get(a.host))]
     targets, by_token = _specs(ctx, starts, hosts)
     # The intent to send, committed before anything goes out: an answer lost on the way
     # back (a dropped connection, this process killed) leaves the attempt unknown, not
     # "never started", and a restarted dispatcher asks the host before placing it again.
-    sent_before = {t: by_token[t].get("launch_sent_at") for t in by_token}
+    sent_before = {t: by_token[t].launch_sent_at for t in by_token}
     now = ctx.clock()
     with ctx.ledger.tx():
         for token, before in sent_before.items():
             if before is None:
-                ctx.ledger.execute(
-                    "UPDATE attempts SET launch_sent_at = ? WHERE token = ?", (now, token)
-                )
+                ctx.ledger.mark_launch_sent(token, now)
     results = supervisor.launch_many(
         {h: (t, s, launches) for h, (t, s, launches) in targets.items()}, timeout=ctx.timeout_s
     )
@@ -74,12 +73,9 @@ def launch(
             continue
         with ctx.ledger.tx():
             for s, res in zip(specs, answer.value, strict=True):
-                row = ctx.ledger.query_one("SELECT state FROM attempts WHERE token = ?", (s.token,))
-                if row is None or row["state"] != "starting":
+                if ctx.ledger.attempt_state(s.token) != "starting":
                     continue
-                ctx.ledger.execute(
-                    "UPDATE attempts SET remote_dir = ? WHERE token = ?", (res.remote_dir, s.token)
-                )
+                ctx.ledger.set_remote_dir(s.token, res.remote_dir)
                 mark_running(ctx, by_token[s.token], None)
                 launched += 1
     ctx.stats.launches += launched
@@ -89,29 +85,28 @@ def launch(
 
 
 def _specs(
-    ctx: Ctx, starts: list[dict[str, Any]], hosts: Mapping[str, dict[str, Any]]
-) -> tuple[dict[str, tuple[Any, Any, list[LaunchSpec]]], dict[str, dict[str, Any]]]:
+    ctx: Ctx, starts: list[ActiveAttempt], hosts: Mapping[str, dict[str, Any]]
+) -> tuple[dict[str, tuple[Any, Any, list[LaunchSpec]]], dict[str, ActiveAttempt]]:
     """Per host, (transport, host spec, launches); and the attempts by token. Attempts whose
     job was cancelled meanwhile are cancelled, those that can never launch given up."""
     grace, host_grace = ctx.setting("cancel_grace_s"), ctx.setting("host_grace_s")
     targets: dict[str, tuple[Any, Any, list[LaunchSpec]]] = {}
     by_token = {}
     for a in starts:
-        host = hosts.get(a["host"])
+        host = hosts.get(a.host)
         if host is None:
             continue
-        if job_state(ctx, a["job_id"]) == "cancelling":  # cancelled while `starting`
+        if ctx.ledger.job_state(a.job_id) == "cancelling":  # cancelled while `starting`
             change = outcome.cancelled_before_start()
             with contextlib.suppress(IllegalTransition):
                 ctx.ledger.transition_attempt(
-                    a["token"], change.attempt, job_state=change.job, reason=change.reason
+                    a.token, change.attempt, job_state=change.job, reason=change.reason
                 )
             continue
         try:
             spec = LaunchSpec(
-                job_id=int(a["job_id"]), token=a["token"], command=a["command"],
-                workdir=a.get("workdir") or None, env=env_of(a.get("env")),
-                gpu_ids=gpu_list(a.get("gpu_ids")), time_limit_s=a.get("time_limit_s"),
+                job_id=a.job_id, token=a.token, command=a.job.command, workdir=a.job.workdir,
+                env=dict(a.job.env), gpu_ids=list(a.gpu_ids), time_limit_s=a.job.time_limit_s,
                 kill_grace_s=grace, end_patience_s=max(180.0, 1.5 * host_grace),
                 start_timeout_s=start_timeout_s(host_grace),
             )  # fmt: skip
@@ -119,40 +114,34 @@ def _specs(
             give_up(ctx, a, f"cannot launch: {exc}")
             continue
         hspec, transport = ctx.pool.get(host)
-        targets.setdefault(a["host"], (transport, hspec, []))[2].append(spec)
-        by_token[a["token"]] = a
+        targets.setdefault(a.host, (transport, hspec, []))[2].append(spec)
+        by_token[a.token] = a
     return targets, by_token
 
 
 def _count_failures(
     ctx: Ctx,
     specs: list[LaunchSpec],
-    by_token: Mapping[str, dict[str, Any]],
+    by_token: Mapping[str, ActiveAttempt],
     sent_before: Mapping[str, Any],
     error: BaseException | None,
-) -> list[dict[str, Any]]:
+) -> list[ActiveAttempt]:
     """Count a failed launch on each attempt (in the ledger, across restarts); return those
     that failed MAX_LAUNCH_TRIES times on a host that answers."""
     broken = []
     with ctx.ledger.tx():
         if never_sent(error):  # no connection: nothing reached the host
             for s in specs:
-                ctx.ledger.execute(
-                    "UPDATE attempts SET launch_sent_at = ? WHERE token = ?",
-                    (sent_before[s.token], s.token),
-                )
+                ctx.ledger.mark_launch_sent(s.token, sent_before[s.token])
         for s in specs:
-            tries = int(by_token[s.token].get("launch_failures") or 0) + 1
-            ctx.ledger.execute(
-                "UPDATE attempts SET launch_failures = ? WHERE token = ?", (tries, s.token)
-            )
+            tries = ctx.ledger.count_launch_failure(s.token)
             if tries >= MAX_LAUNCH_TRIES and _is_remote_error(error):
                 broken.append(by_token[s.token])
     return broken
 
 
 def launch_broken(
-    ctx: Ctx, host: Mapping[str, Any], atts: list[dict[str, Any]], why: str, drained: set[str]
+    ctx: Ctx, host: Mapping[str, Any], atts: list[ActiveAttempt], why: str, drained: set[str]
 ) -> None:
     """A host whose agent answers but fails every launch: not the jobs' fault. Requeue them
     (a launch that never ran spends no retry, see `outcome.lost`) and drain the host with the
@@ -163,12 +152,12 @@ def launch_broken(
     drained.add(name)
     with ctx.ledger.tx():
         for a in atts:
-            js = job_state(ctx, a["job_id"])
+            js = ctx.ledger.job_state(a.job_id)
             with contextlib.suppress(IllegalTransition):
                 lose(ctx, a, f"launch failed on {name}: {why}", js)
-        ctx.ledger.update("hosts", host["id"], {"last_error": f"launch failed: {why}"[:500]})
+        ctx.ledger.note_host_error(host["id"], f"launch failed: {why}")
         if host.get("admin_state") != "draining":
-            ctx.ledger.update("hosts", host["id"], {"admin_state": "draining"})
+            ctx.ledger.drain_host_row(host["id"])
             ctx.ledger.event(
                 "host.drain",
                 f"host {name} drained: launches fail there ({why}); fix it, then "
@@ -178,12 +167,12 @@ def launch_broken(
     log.warning("host %s drained: %d launch(es) failed: %s", name, len(atts), why)
 
 
-def give_up(ctx: Ctx, a: Mapping[str, Any], why: str) -> None:
+def give_up(ctx: Ctx, a: AttemptRow, why: str) -> None:
     """An attempt that can never launch: fail it and its job (`outcome.gave_up`)."""
-    change = outcome.gave_up(job_state(ctx, a["job_id"]), why)
+    change = outcome.gave_up(ctx.ledger.job_state(a.job_id), why)
     with contextlib.suppress(IllegalTransition):
         ctx.ledger.transition_attempt(
-            a["token"], change.attempt, job_state=change.job, reason=change.reason
+            a.token, change.attempt, job_state=change.job, reason=change.reason
         )
 
 

@@ -6,16 +6,20 @@ Exactly one runs per ledger: it holds an `fcntl` lock on `dispatcher.lock` besid
 `lepton-tui serve` runs it headless; the console runs it in a thread when it gets the lock.
 
 Each tick:
-1. control requests (`control`): `cancelling` jobs are cancelled on their host (drain and resume act through
-   the host rows the view is built from);
-2. every host is polled in parallel (`record`), one round trip each (attempt status and utilization);
-3. per host, in one transaction (`record`, rules in `outcome`): samples, attempt transitions (running, done with exit code,
-   lost), host state; then stale copies of lost attempts on a host that came back are killed
-   (fencing, `fence`) before anything new may run there;
-4. the cluster view is built from the ledger (`view`) (capacity minus active attempts, GPUs by index);
-5. the policy places queued jobs (`place`) whose dependencies (after-ok) are met and that no budget holds;
-6. each placement is written as a `starting` attempt and committed, then launched (in parallel
-   across hosts, one round trip per host; `launch`), then marked `running`.
+1. control requests (`control`): `cancelling` jobs are cancelled on their host (drain and
+   resume act through the host rows the view is built from);
+2. every host is polled in parallel (`record`), one round trip each (attempt status and
+   utilization);
+3. per host, in one transaction (`record`; the rules in `outcome`): samples, attempt
+   transitions (running, done with exit code, lost), host state; then stale copies of lost
+   attempts on a host that came back are killed (fencing, `fence`) before anything new may run
+   there;
+4. the cluster view is built from the ledger (`view`: capacity minus active attempts, GPUs by
+   index);
+5. the policy places queued jobs whose dependencies (after-ok) are met and that no budget
+   holds (`place`);
+6. each placement is written as a `starting` attempt and committed (`place`), then launched (in
+   parallel across hosts, one round trip per host; `launch`), then marked `running`.
 
 Exactly once: an attempt's token names its directory on the host, created with `mkdir`, so a
 launch repeated after a crash is a no-op. On start, placement waits until every `starting` and
@@ -66,6 +70,7 @@ from lepton_tui.dispatch.samples import compact_samples
 from lepton_tui.dispatch.view import FirstFitPolicy
 from lepton_tui.errors import LeptonError
 from lepton_tui.ledger import Ledger
+from lepton_tui.rows import ActiveAttempt, AttemptRow
 from lepton_tui.service import Service
 
 log = logging.getLogger("lepton_tui.dispatcher")
@@ -94,7 +99,7 @@ class Dispatcher:
         pool: HostPool | None = None,
         clock: Callable[[], float] = time.time,
         poll_timeout_s: float = 20.0,
-        before_launch: Callable[[list[dict[str, Any]]], None] | None = None,
+        before_launch: Callable[[list[ActiveAttempt]], None] | None = None,
         tick_s: float | None = None,
     ) -> None:
         if isinstance(home_or_service, Service):
@@ -232,9 +237,9 @@ class Dispatcher:
         by_name = {h["name"]: h for h in hosts}
         self._drained = set()  # hosts this tick drains (their launches fail)
         self.pool.forget(list(by_name))
-        active = record.orphans(ctx, hosts, record.active_attempts(ctx))
+        active = record.orphans(ctx, hosts, self.ledger.active_attempts())
         if self._unreconciled is None:
-            self._unreconciled = {a["host"] for a in active}
+            self._unreconciled = {a.host for a in active}
         # a host removed since (`hosts rm --force`) is never polled again: nothing to wait for
         self._unreconciled &= set(by_name)
         with self._phase("control"):  # 1
@@ -276,14 +281,14 @@ class Dispatcher:
         ctx: Ctx,
         by_name: Mapping[str, dict[str, Any]],
         polls: Mapping[str, Any],
-        active: list[dict[str, Any]],
+        active: list[ActiveAttempt],
         result: TickResult,
         now: float,
-    ) -> tuple[set[str], list[dict[str, Any]]]:
+    ) -> tuple[set[str], list[ActiveAttempt]]:
         """Record every host's poll; the hosts that answered and the attempts to relaunch."""
         assert self._unreconciled is not None
         ok_hosts: set[str] = set()
-        relaunch: list[dict[str, Any]] = []
+        relaunch: list[ActiveAttempt] = []
         for name, answer in polls.items():
             host = by_name[name]
             if isinstance(answer, Ok):
@@ -316,22 +321,19 @@ class Dispatcher:
         finally:
             self.stats.phase_s[name] = self.stats.phase_s.get(name, 0.0) + time.monotonic() - begun
 
-    def _kill_stale(self, host: Mapping[str, Any], atts: list[dict[str, Any]]) -> dict[str, int]:
+    def _kill_stale(self, host: Mapping[str, Any], atts: list[AttemptRow]) -> dict[str, int]:
         """Fence `atts` on `host` in one round trip; signals that hit, per token it handled."""
         if dslurm.is_slurm(host):
-            return self.slurm.kill_stale(host, [a["token"] for a in atts])
+            return self.slurm.kill_stale(host, [a.token for a in atts])
         spec, transport = self.pool.get(host)
-        return supervisor.kill_stale_batch(transport, spec, [a["token"] for a in atts])
+        return supervisor.kill_stale_batch(transport, spec, [a.token for a in atts])
 
     def _housekeeping(self, now: float) -> None:
         compact_samples(self.ledger, now)
         report_waste(self.ledger, now)
         with self.ledger.tx():
-            self.ledger.execute(
-                "DELETE FROM decisions WHERE id <= (SELECT MAX(id) FROM decisions) - ?",
-                (DECISIONS_KEEP,),
-            )
-        live = {r["id"] for r in self.ledger.query("SELECT id FROM jobs WHERE state = 'queued'")}
+            self.ledger.trim_decisions(DECISIONS_KEEP)
+        live = self.ledger.queued_job_ids()
         self._last_reason = {k: v for k, v in self._last_reason.items() if k in live}
 
 

@@ -25,6 +25,7 @@ from lepton_tui.dispatch.view import (
 from lepton_tui.errors import IllegalTransition
 from lepton_tui.ledger import Ledger
 from lepton_tui.place_rules import PlaceRules
+from lepton_tui.rows import ActiveAttempt
 
 DECISIONS_PER_ROUND = 200
 EXPLAIN_PER_ROUND = 50
@@ -38,32 +39,19 @@ def place(
     now: float,
     policy: Callable[[], Any],
     last_reason: dict[int, str],
-) -> list[dict[str, Any]]:
+) -> list[ActiveAttempt]:
     """Place what can be placed; return the `starting` attempts written (committed).
     `policy`: gives the policy in force; `last_reason`: job -> the reason last recorded in
     `decisions` (kept by the caller, so a reason is recorded once)."""
-    queued = ctx.ledger.query(
-        "SELECT * FROM jobs WHERE state = 'queued' ORDER BY priority DESC, id"
-    )
+    queued = ctx.ledger.queued_jobs()
     if not queued:
         return []
     # A job whose lost attempt may still run on a host that answers (or on a host just
     # removed) waits until that copy is stopped, so it never runs twice; one on a host that
     # is down is requeued at once (the README says what that costs).
-    fencing = {
-        r["job_id"]: r["host"]
-        for r in ctx.ledger.query(
-            "SELECT a.job_id, a.host FROM attempts a LEFT JOIN hosts h ON h.name = a.host "
-            "WHERE a.state = 'lost' AND a.fenced_at IS NULL "
-            "AND (h.name IS NULL OR h.state != 'down')"
-        )
-    }
+    fencing = ctx.ledger.fencing_holds()
     held = {j["id"] for j in queued if j["id"] in fencing}
-    deps = ctx.ledger.query(
-        "SELECT d.job_id, d.depends_on, j.state FROM job_deps d "
-        "JOIN jobs q ON q.id = d.job_id AND q.state = 'queued' "
-        "JOIN jobs j ON j.id = d.depends_on"
-    )
+    deps = ctx.ledger.queued_dependencies()
     free = [j for j in queued if j["id"] not in held]
     holds = budget_holds(ctx.ledger, free)
     sorting = sort_queued(free, deps, holds, hosts)
@@ -111,11 +99,7 @@ def _decide(
     # the shared lab's rules: constraints, outside GPU use, limits, arrays, fair share
     rules = PlaceRules.prepare(ctx.ledger, pending, hosts, now)
     pending = rules.pending
-    attempts = ctx.ledger.query(
-        "SELECT a.*, j.time_limit_s FROM attempts a JOIN jobs j ON j.id = a.job_id "
-        "WHERE a.state IN ('starting', 'running')"
-    )
-    view = rules.view(build_view(hosts, attempts, placeable, now))
+    view = rules.view(build_view(hosts, ctx.ledger.placed_attempts(), placeable, now))
     requests = [rules.request(j, job_request(j)) for j in pending]
     try:
         decisions = list(policy.decide(view, requests, now))
@@ -152,11 +136,11 @@ def _decide(
 
 def _intents(
     ctx: Ctx, placed: list[tuple[dict[str, Any], Any]], policy_name: str | None
-) -> list[dict[str, Any]]:
+) -> list[ActiveAttempt]:
     """Every intent of the round, committed before any launch."""
     starts = []
     with ctx.ledger.tx():
-        present = {r["name"] for r in ctx.ledger.query("SELECT name FROM hosts")}
+        present = ctx.ledger.host_names()
         for job, p in placed:
             if p.node_id not in present:  # removed (`hosts rm`) since this tick read it
                 continue
@@ -167,8 +151,9 @@ def _intents(
                 )
             except IllegalTransition:  # cancelled since we read it
                 continue
-            starts.append({**job, "job_id": job["id"], "token": token, "host": p.node_id,
-                           "gpu_ids": list(p.gpu_ids), "state": "starting"})  # fmt: skip
+            start = ctx.ledger.active_attempt(token)
+            if start is not None:
+                starts.append(start)
     ctx.stats.placements += len(starts)
     return starts
 
@@ -210,20 +195,16 @@ def _record_decisions(
 ) -> None:
     rows = 0
     for job, p in placed:
-        ledger.insert("decisions", {
-            "at": now, "policy": policy_name, "job_id": job["id"], "host": p.node_id,
-            "placed": 1, "explanation": f"placed on {p.node_id}"
-            + (f" GPUs {','.join(map(str, p.gpu_ids))}" if p.gpu_ids else ""),
-        })  # fmt: skip
+        gpus = f" GPUs {','.join(map(str, p.gpu_ids))}" if p.gpu_ids else ""
+        ledger.record_decision(
+            now, policy_name, job["id"], p.node_id, f"placed on {p.node_id}{gpus}"
+        )
         last_reason.pop(job["id"], None)
     for job_id, reason in reasons.items():
         if rows >= DECISIONS_PER_ROUND or last_reason.get(job_id) == reason:
             continue
         last_reason[job_id] = reason
-        ledger.insert("decisions", {
-            "at": now, "policy": policy_name, "job_id": job_id, "host": None, "placed": 0,
-            "explanation": reason,
-        })  # fmt: skip
+        ledger.record_decision(now, policy_name, job_id, None, reason)
         rows += 1
 
 

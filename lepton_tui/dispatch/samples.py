@@ -38,27 +38,14 @@ def record_samples(ledger: Ledger, poll: Poll, at: float) -> int:
                 "power_w": g.power_w, "n": 1,
             }
         )  # fmt: skip
-    for row in rows:
-        ledger.insert("samples", row)
-    return len(rows)
+    return ledger.insert_samples(rows)
 
 
 def _compact(ledger: Ledger, src: int, dst: int, cutoff: float) -> int:
     """Average rows of resolution `src` older than `cutoff` into buckets of `dst` seconds."""
     cutoff = (cutoff // dst) * dst  # whole buckets only
-    avg = ", ".join(
-        f"SUM({c} * n) / NULLIF(SUM(CASE WHEN {c} IS NULL THEN 0 ELSE n END), 0)" for c in _VALUES
-    )
     with ledger.tx():
-        ledger.execute(
-            f"INSERT INTO samples (host, gpu_index, at, resolution, {', '.join(_VALUES)}, n) "
-            f"SELECT host, gpu_index, CAST(at / {dst} AS INTEGER) * {dst}, {dst}, {avg}, SUM(n) "
-            "FROM samples WHERE resolution = ? AND at < ? GROUP BY host, gpu_index, "
-            f"CAST(at / {dst} AS INTEGER)",
-            (src, cutoff),
-        )
-        cur = ledger.execute("DELETE FROM samples WHERE resolution = ? AND at < ?", (src, cutoff))
-        return int(cur.rowcount or 0)
+        return ledger.downsample(src, dst, cutoff, _VALUES)
 
 
 def compact_samples(ledger: Ledger, now: float) -> int:

@@ -27,7 +27,6 @@ import dataclasses
 import json
 import logging
 import secrets
-import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from lepton_tui.dispatch import outcome
 from lepton_tui.dispatch.hostpool import GpuState, HostPool, Poll
 from lepton_tui.errors import IllegalTransition, LeptonError, ValidationError
 from lepton_tui.ledger import Ledger
+from lepton_tui.rows import ActiveAttempt
 
 log = logging.getLogger("lepton_tui.dispatcher")
 
@@ -81,31 +81,11 @@ class SlurmHosts:
                 self._hosts[host["name"]] = entry
             return entry[1]
 
-    def _attempts(self, tokens: Sequence[str]) -> dict[str, tuple[int, str | None, float]]:
-        """token -> (job id, Slurm job id, created at) from the ledger. These verbs run in the
-        dispatcher's fan-out threads, so they read through a short-lived read-only connection
-        of their own (the ledger keeps one connection per thread, for the life of the ledger)."""
-        out: dict[str, tuple[int, str | None, float]] = {}
-        if not tokens:
-            return out
-        uri = f"file:{self.ledger.path}?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as conn:
-            for i in range(0, len(tokens), 500):
-                chunk = list(tokens[i : i + 500])
-                marks = ",".join("?" * len(chunk))
-                for token, job_id, sid, created in conn.execute(
-                    "SELECT token, job_id, slurm_job_id, created_at FROM attempts "
-                    f"WHERE token IN ({marks})",
-                    chunk,
-                ):
-                    out[token] = (int(job_id), sid, float(created or 0))
-        return out
-
     # -- the tick ------------------------------------------------------------------------------
     def poll(self, host: Mapping[str, Any], tokens: Sequence[str], timeout: float = 60) -> Poll:
         """The partition as one pool and the status of each asked attempt, in one round trip."""
         sh = self.get(host)
-        rows = self._attempts(tokens)
+        rows = self.ledger.attempt_refs(tokens)
         ids = {t: job for t, (job, _, _) in rows.items()}
         since = min((created for _, _, created in rows.values()), default=None)
         sp = sh.poll(ids, timeout=timeout, since=since)
@@ -140,47 +120,46 @@ class SlurmHosts:
     def launch(
         self,
         hosts: Mapping[str, Mapping[str, Any]],
-        starts: Sequence[Mapping[str, Any]],
+        starts: Sequence[ActiveAttempt],
         relaunch: bool,
         timeout: float = 120,
     ) -> int:
         """sbatch `starting` attempts (their intents are committed), one round trip per Slurm
         host, in parallel; record each job's Slurm id, fail the ones Slurm refuses. Returns how
         many Slurm took. Attempts stay `starting` until squeue shows them running."""
-        by_host: dict[str, list[tuple[Mapping[str, Any], SubmitSpec]]] = {}
+        by_host: dict[str, list[tuple[ActiveAttempt, SubmitSpec]]] = {}
         for a in starts:
-            host = hosts.get(a["host"])
+            host = hosts.get(a.host)
             if host is None:
                 continue
-            if _job_state(self.ledger, a["job_id"]) == "cancelling":  # cancelled while starting
+            if self.ledger.job_state(a.job_id) == "cancelling":  # cancelled while starting
                 change = outcome.cancelled_before_start("it reached Slurm")
                 with contextlib.suppress(IllegalTransition):
                     self.ledger.transition_attempt(
-                        a["token"], change.attempt, job_state=change.job, reason=change.reason
+                        a.token, change.attempt, job_state=change.job, reason=change.reason
                     )
                 continue
             try:
                 sh = self.get(host)
                 spec = SubmitSpec(
-                    job_id=int(a["job_id"]), token=a["token"], command=a["command"],
-                    job_dir=sh.job_dir(int(a["job_id"]), a["token"]),
-                    cpus=float(a.get("cpus") or 1), mem_mb=int(a.get("mem_mb") or 1024),
-                    gpus=int(a.get("gpus") or 0), gpu_mem_mb=int(a.get("gpu_mem_mb") or 0),
-                    time_limit_s=a.get("time_limit_s"), workdir=a.get("workdir") or None,
-                    env=_env(a.get("env")), after=self._after(int(a["job_id"]), a["host"]),
+                    job_id=a.job_id, token=a.token, command=a.job.command,
+                    job_dir=sh.job_dir(a.job_id, a.token), cpus=float(a.cpus or 1),
+                    mem_mb=int(a.mem_mb or 1024), gpus=a.gpus, gpu_mem_mb=a.gpu_mem_mb,
+                    time_limit_s=a.job.time_limit_s, workdir=a.job.workdir, env=dict(a.job.env),
+                    after=self.ledger.slurm_after(a.job_id, a.host),
                 )  # fmt: skip
             except ValueError as exc:
                 _give_up(self.ledger, a, f"cannot submit to Slurm: {exc}")
                 continue
             except Exception as exc:  # noqa: BLE001 - the host is unreachable: next tick
-                log.warning("Slurm host %s: %s", a["host"], exc)
+                log.warning("Slurm host %s: %s", a.host, exc)
                 continue
             part = sh.last_partition  # from this tick's poll
             too_large = part.too_large(spec.cpus, spec.mem_mb, spec.gpus_wanted) if part else None
             if too_large:  # a pool of small nodes can hold it in sum, no node alone
                 _give_up(self.ledger, a, f"Slurm cannot run it: {too_large}")
                 continue
-            by_host.setdefault(a["host"], []).append((a, spec))
+            by_host.setdefault(a.host, []).append((a, spec))
         if not by_host:
             return 0
         # each sbatch is an RPC to slurmctld: give a large batch the time it needs
@@ -202,17 +181,13 @@ class SlurmHosts:
                 for a, spec in by_host[name]:
                     res = answer.value.get(spec.token)
                     if isinstance(res, Submitted):
-                        self.ledger.execute(
-                            "UPDATE attempts SET remote_dir = ?, slurm_job_id = ? "
-                            "WHERE token = ? AND state = 'starting'",
-                            (res.job_dir, res.slurm_id, spec.token),
-                        )
+                        self.ledger.mark_submitted(spec.token, res.job_dir, res.slurm_id)
                         self.ledger.event(
                             "attempt.submitted",
-                            f"job {a['job_id']} submitted to Slurm on {name} as job "
+                            f"job {a.job_id} submitted to Slurm on {name} as job "
                             f"{res.slurm_id}" + (" (found there after a restart)"
                                                  if res.existing else ""),
-                            job_id=a["job_id"], host=name, actor="dispatcher",
+                            job_id=a.job_id, host=name, actor="dispatcher",
                             data={"token": spec.token, "slurm_job_id": res.slurm_id},
                         )  # fmt: skip
                         taken += 1
@@ -220,34 +195,16 @@ class SlurmHosts:
                         _give_up(self.ledger, a, res.reason)
         return taken
 
-    def _count_failures(self, failed: Sequence[tuple[Mapping[str, Any], str]]) -> None:
+    def _count_failures(self, failed: Sequence[tuple[ActiveAttempt, str]]) -> None:
         """A submission sbatch failed without refusing the job (it may pass): counted in the
         ledger (across restarts); the attempt is submitted again next tick, and after
         MAX_SUBMIT_TRIES failures in a row its job fails with the last reason."""
         with self.ledger.tx():
             for a, why in failed:
-                row = self.ledger.query_one(
-                    "SELECT launch_failures FROM attempts WHERE token = ?", (a["token"],)
-                )
-                tries = int((row or {}).get("launch_failures") or 0) + 1
-                self.ledger.execute(
-                    "UPDATE attempts SET launch_failures = ? WHERE token = ?", (tries, a["token"])
-                )
-                log.warning("submitting job %s failed (%d): %s", a["job_id"], tries, why)
+                tries = self.ledger.count_launch_failure(a.token)
+                log.warning("submitting job %s failed (%d): %s", a.job_id, tries, why)
                 if tries >= MAX_SUBMIT_TRIES:
                     _give_up(self.ledger, a, f"submission failed {tries} times: {why}")
-
-    def _after(self, job_id: int, host: str) -> list[str]:
-        """Slurm ids of the job's dependencies still in Slurm on the same host (for
-        `--dependency=afterok:`); read at every (re)submission, so a relaunch keeps them."""
-        rows = self.ledger.query(
-            "SELECT a.slurm_job_id FROM job_deps d JOIN jobs p ON p.id = d.depends_on "
-            "JOIN attempts a ON a.job_id = p.id AND a.host = ? "
-            "AND a.state IN ('starting', 'running') AND a.slurm_job_id IS NOT NULL "
-            "WHERE d.job_id = ? AND p.state != 'succeeded' ORDER BY a.id",
-            (host, job_id),
-        )
-        return [str(r["slurm_job_id"]) for r in rows]
 
     def chain(
         self,
@@ -269,23 +226,14 @@ class SlurmHosts:
         }  # fmt: skip
         if not slurm_hosts:
             return set()
-        rows: list[dict[str, Any]] = []
-        for i in range(0, len(waiting), 500):  # SQLite's limit on bound parameters
-            chunk = waiting[i : i + 500]
-            rows += self.ledger.query(
-                "SELECT d.job_id, d.depends_on, p.state, a.host, a.slurm_job_id FROM job_deps d "
-                "JOIN jobs p ON p.id = d.depends_on LEFT JOIN attempts a ON a.job_id = p.id "
-                f"AND a.state IN ('starting', 'running') WHERE d.job_id IN "
-                f"({','.join('?' * len(chunk))})",
-                chunk,
-            )
+        rows = self.ledger.dependency_places(waiting)
         where: dict[int, set[str | None]] = {}
         for r in rows:
             if r["state"] == "succeeded":
                 continue
             ok = r["host"] in slurm_hosts and r["slurm_job_id"]
             where.setdefault(int(r["job_id"]), set()).add(r["host"] if ok else None)
-        starts: list[dict[str, Any]] = []
+        starts: list[ActiveAttempt] = []
         for job_id, places in where.items():
             if None in places or len(places) != 1 or job_id in holds:
                 continue
@@ -295,12 +243,12 @@ class SlurmHosts:
                 self.ledger.start_attempt(job_id, str(host), token, [], policy="slurm-afterok")
             except IllegalTransition:  # cancelled since
                 continue
-            starts.append(
-                {**self.ledger.get_job(job_id), "job_id": job_id, "token": token, "host": host}
-            )
+            start = self.ledger.active_attempt(token)
+            if start is not None:
+                starts.append(start)
         if starts:
             self.launch(slurm_hosts, starts, relaunch=False)
-        return {int(a["job_id"]) for a in starts}
+        return {a.job_id for a in starts}
 
     def cancel(self, host: Mapping[str, Any], tokens: Sequence[str]) -> list[str]:
         """scancel the attempts' Slurm jobs (one scancel); the tokens handled."""
@@ -316,7 +264,7 @@ class SlurmHosts:
         if not tokens:
             return
         sh = self.get(host)
-        rows = self._attempts(tokens)
+        rows = self.ledger.attempt_refs(tokens)
         known = {t: sid for t, (_, sid, _) in rows.items() if sid}
         unknown = {t: job for t, (job, sid, _) in rows.items() if not sid}
         slurm_ids = list(known.values())
@@ -475,7 +423,7 @@ def onboard_slurm(
             "mem_mb": int(view.mem_mb) if view else 0,
             "gpus": int(view.gpus) if view else 0,
         }
-        svc.ledger.update("hosts", row["id"], {**capacity, "slurm_json": target.to_json()})
+        svc.ledger.set_slurm_target(row["id"], capacity, target.to_json())
         svc.ledger.event(
             "host.slurm",
             f"host {name} is Slurm partition {target.partition}"
@@ -501,24 +449,13 @@ def _default_partition(sh: SlurmHost) -> str:
     )
 
 
-def _give_up(ledger: Ledger, a: Mapping[str, Any], why: str) -> None:
+def _give_up(ledger: Ledger, a: ActiveAttempt, why: str) -> None:
     """An attempt Slurm will never run: fail it and its job (cancelled if a cancel was asked)."""
-    change = outcome.gave_up(_job_state(ledger, a["job_id"]), why)
+    change = outcome.gave_up(ledger.job_state(a.job_id), why)
     with contextlib.suppress(IllegalTransition):
         ledger.transition_attempt(
-            a["token"], change.attempt, job_state=change.job, reason=change.reason
+            a.token, change.attempt, job_state=change.job, reason=change.reason
         )
-
-
-def _job_state(ledger: Ledger, job_id: int) -> str:
-    row = ledger.query_one("SELECT state FROM jobs WHERE id = ?", (job_id,))
-    return row["state"] if row else "missing"
-
-
-def _env(value: Any) -> dict[str, str]:
-    if isinstance(value, str):
-        value = json.loads(value or "{}")
-    return {str(k): str(v) for k, v in (value or {}).items()}
 
 
 def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:

@@ -86,7 +86,7 @@ def test_cancel_during_starting_never_launches(svc, tmp_path):
     seen = []
 
     def cancel_now(starts):
-        seen.extend(s["job_id"] for s in starts)
+        seen.extend(s.job_id for s in starts)
         assert svc.get_job(job_id)["state"] == "starting"
         assert svc.cancel([job_id])[0].ok
 

@@ -319,7 +319,7 @@ def test_losses_before_a_job_ran_are_free_only_up_to_a_limit(svc, dispatcher, tm
     for k in range(outcome.FREE_LOSSES + 1):
         token = f"{k:012x}"
         svc.ledger.start_attempt(job_id, "local0", token, [])
-        a = svc.ledger.get_attempt(token)
+        a = svc.ledger.attempt_row(token)
         with svc.ledger.tx():
             record.apply_status(
                 dispatcher.ctx, a, AttemptStatus(token, "lost", reason="host went away")
@@ -329,7 +329,7 @@ def test_losses_before_a_job_ran_are_free_only_up_to_a_limit(svc, dispatcher, tm
     # an attempt the host says did start spends a retry at once, whatever the ledger saw
     other = svc.submit(command="true")
     svc.ledger.start_attempt(other, "local0", "feedfeedfeed", [])
-    a = svc.ledger.get_attempt("feedfeedfeed")
+    a = svc.ledger.attempt_row("feedfeedfeed")
     started = AttemptStatus("feedfeedfeed", "lost", started_at=time.time(), reason="killed")
     with svc.ledger.tx():
         record.apply_status(dispatcher.ctx, a, started)

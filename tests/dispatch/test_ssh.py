@@ -247,8 +247,8 @@ def test_cancel_during_starting_and_failed_dependency_over_ssh(svc, sshbed, tmp_
     after_bad = svc.submit(command="echo nope", after=[bad])
     running = svc.submit(command="echo started; sleep 30")
 
-    def cancel_in_starting(starts: list[dict]) -> None:
-        if any(s["job_id"] == doomed for s in starts):
+    def cancel_in_starting(starts: list) -> None:
+        if any(s.job_id == doomed for s in starts):
             assert svc.get_job(doomed)["state"] == "starting"
             assert svc.cancel([doomed])[0].ok
 

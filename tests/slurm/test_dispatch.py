@@ -164,11 +164,11 @@ def test_a_job_slurm_took_before_the_crash_is_found_not_submitted_again(
     host = add_cluster(svc, slurm, tmp_path / "lepton")
     job = submit(svc, "echo taken")
 
-    def sbatch_then_die(starts: list[dict[str, Any]]) -> None:
+    def sbatch_then_die(starts: list[Any]) -> None:
         (a,) = starts
         sh = local_host(slurm, Path(host["root_dir"]))
-        spec = SubmitSpec(job_id=job, token=a["token"], command=a["command"], mem_mb=64,
-                          job_dir=sh.job_dir(job, a["token"]))  # fmt: skip
+        spec = SubmitSpec(job_id=job, token=a.token, command=a.job.command, mem_mb=64,
+                          job_dir=sh.job_dir(job, a.token))  # fmt: skip
         sh.submit([spec])  # as the dead dispatcher did, and then nothing was recorded
         raise KeyboardInterrupt
 
@@ -409,7 +409,8 @@ def test_a_job_no_node_of_the_partition_can_hold_fails_before_sbatch(
     job = submit(svc, "true", cpus=slurm.cpus + 1)
     token = "bigjob000001"
     svc.ledger.start_attempt(job, "cluster", token, [])
-    start = {**svc.ledger.get_job(job), "job_id": job, "token": token, "host": "cluster"}
+    start = svc.ledger.active_attempt(token)
+    assert start is not None
     sbatches = d.slurm.get(host).commands["sbatch"]
     assert d.slurm.launch({"cluster": host}, [start], relaunch=False) == 0
     row = svc.ledger.get_job(job)
