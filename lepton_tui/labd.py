@@ -45,7 +45,7 @@ from lepton_tui.errors import LeptonError, PermissionDenied, ValidationError
 from lepton_tui.identity import Identity, peer_identity
 from lepton_tui.ledger import Ledger, open_ledger
 from lepton_tui.service import Service
-from lepton_tui.validate import JobSpec, validate_job
+from lepton_tui.validate import JobSpec, parse_number, validate_job
 
 PROTOCOL = 1
 PROTOCOL_HEADER = "Lepton-Protocol"
@@ -108,7 +108,29 @@ def spec_from_wire(raw: Any) -> JobSpec:
         max_requeues=raw.get("max_requeues") if raw.get("requeue_on_timeout") else None,
         signal=raw.get("signal"),
         kind=raw.get("kind"),
+        **_placement_from_wire(raw),
     )
+
+
+def _placement_from_wire(raw: dict[str, Any]) -> dict[str, Any]:
+    """Constraints as `validate_job` takes them (checked there again)."""
+    c = raw.get("constraints") or {}
+    if not isinstance(c, dict):
+        raise ValidationError("constraints must be a JSON object")
+    return {"gpu_type": c.get("gpu_type"), "constraint": list(c.get("labels") or ()),
+            "host": list(c.get("hosts") or ()), "exclude_host": list(c.get("exclude") or ())}  # fmt: skip
+
+
+def _array_from_wire(raw: Any, spec: JobSpec) -> JobSpec:
+    """An array element's index and cap, checked."""
+    index, limit = raw.get("array_index"), raw.get("array_limit")
+    if index is not None:
+        spec.array_index = int(parse_number(index, "array index", minimum=0, maximum=10**9,
+                                            integer=True))  # fmt: skip
+        if limit is not None:
+            spec.array_limit = int(parse_number(limit, "array limit", minimum=1, maximum=10**9,
+                                                integer=True))  # fmt: skip
+    return spec
 
 
 def _submit(svc: Service, spec: Any, key: str | None = None) -> list[int]:
@@ -117,7 +139,7 @@ def _submit(svc: Service, spec: Any, key: str | None = None) -> list[int]:
         raise ValidationError("submit 1 to 1000 jobs at a time")
     if key is not None and (not isinstance(key, str) or not 8 <= len(key) <= 64):
         raise ValidationError("the submit key must be 8 to 64 characters")
-    return svc.submit_many([spec_from_wire(s) for s in specs], key=key)
+    return svc.submit_many([_array_from_wire(s, spec_from_wire(s)) for s in specs], key=key)
 
 
 def _cancel(svc: Service, job_ids: Any) -> list[dict[str, Any]]:
@@ -286,6 +308,19 @@ def _console_view(svc: Service, view: str, args: dict[str, Any] | None = None) -
 
 CALLS["console_view"] = _console_view
 
+
+# shared lab (issue 19): fair share, limits, host labels, arrays
+CALLS.update({
+    "share_list": lambda svc: svc.share_list(),
+    "share_set": lambda svc, scope, name, shares=None: svc.share_set(str(scope), str(name), shares),
+    "limit_list": lambda svc: svc.limit_list(),
+    "limit_set": lambda svc, scope, name, gpus=None, cpus=None, jobs=None, clear=False:
+        svc.limit_set(str(scope), str(name), gpus=gpus, cpus=cpus, jobs=jobs, clear=bool(clear)),
+    "label_host": lambda svc, name, add=(), remove=(): svc.label_host(
+        str(name), [str(x) for x in add], [str(x) for x in remove]
+    ),
+    "resolve_jobs": lambda svc, ref, live=False: svc.resolve_jobs(str(ref), bool(live)),
+})  # fmt: skip
 _LIST_JOBS_ARGS = {"all_states", "user", "project", "states", "limit", "offset"}
 _COUNT_JOBS_ARGS = {"all_states", "user", "project", "states"}
 _EVENTS_ARGS = {"limit", "job_id", "user", "since"}

@@ -301,6 +301,32 @@ def _migrate_10(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE hosts ADD COLUMN run_as TEXT")
 
 
+def _migrate_11(db: sqlite_utils.Database) -> None:
+    """Constraints and arrays: a job's placement constraints (JSON: gpu_type, labels, hosts,
+    exclude; NULL for none), and for an array element its array (the first element's id), its
+    index and how many elements may run at once (NULL: no cap)."""
+    columns = db.table("jobs").columns_dict
+    for name, kind in (("constraints", "TEXT"), ("array_id", "INTEGER"),
+                       ("array_index", "INTEGER"), ("array_limit", "INTEGER")):  # fmt: skip
+        if name not in columns:
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_jobs_array ON jobs(array_id, array_index)")
+
+
+def _migrate_12(db: sqlite_utils.Database) -> None:
+    """Fair share and limits: shares per user or project (scope 'user'/'project'), and caps on
+    what one holds at once (GPUs, CPUs, running jobs; NULL: no cap)."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS shares (scope TEXT NOT NULL, name TEXT NOT NULL, "
+        "shares REAL NOT NULL, set_by TEXT, set_at REAL, PRIMARY KEY (scope, name))"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS limits (scope TEXT NOT NULL, name TEXT NOT NULL, "
+        "gpus INTEGER, cpus REAL, jobs INTEGER, set_by TEXT, set_at REAL, "
+        "PRIMARY KEY (scope, name))"
+    )
+
+
 def _migrate_13(db: sqlite_utils.Database) -> None:
     """Notifications (engineer notify): who is told when a job ends, fails, times out or is
     held (`jobs.notify_on`), one row per (job, event, channel) claimed before it is sent (a
@@ -359,7 +385,9 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_8,
     _migrate_9,
     _migrate_10,
-    _migrate_13,  # 11 and 12 (fair share, limits) come with their branch
+    _migrate_11,
+    _migrate_12,
+    _migrate_13,
     _migrate_14,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -49,6 +49,8 @@ class CostData:
     header: Header
     panel: CostPanel
     series: list[float] = field(default_factory=list)
+    fair: dict[str, dict[str, float]] = field(default_factory=dict)
+    """the fair-share factors (`share ls`): {"user": {name: factor}, "project": {...}}"""
 
 
 @dataclass
@@ -135,7 +137,12 @@ def read_view(
         rows = views.fleet(ledger, now, memo)
         queue = views.queue_window(ledger, now, limit=0)
         head = views.header(ledger, rows, views.cost_panel(ledger, now, memo), queue, demo)
-        return HostsData(head, rows, {h["name"]: h for h in svc.list_hosts()})
+        hosts = {h["name"]: h for h in svc.list_hosts()}
+        from lepton_tui.constraints import outside_gpus  # GPUs busy outside lepton
+
+        for host_name, gpus in outside_gpus(ledger, list(hosts.values()), now).items():
+            hosts[host_name]["outside_gpus"] = gpus
+        return HostsData(head, rows, hosts)
     if name == "cost":
         span = args.get("span_s", 86400.0)
         if isinstance(span, bool) or not isinstance(span, int | float):
@@ -145,7 +152,9 @@ def read_view(
         series = views.cost_series(ledger, now, span_s=span, buckets=48)
         rows = views.fleet(ledger, now, memo)
         queue = views.queue_window(ledger, now, limit=0)
-        return CostData(views.header(ledger, rows, panel, queue, demo), panel, series)
+        return CostData(
+            views.header(ledger, rows, panel, queue, demo), panel, series, fair_share(ledger, now)
+        )
     if name == "scheduler":
         from lepton_tui import autopilot
 
@@ -213,3 +222,13 @@ def _convert(hint: Any, value: Any) -> Any:
 
 # the types from_wire meets, named here so a reader sees what crosses the socket
 WIRE_TYPES = (Overview, QueueWindow, QueueRow, FleetRow, GpuCell, CostPanel, Header)
+
+
+def fair_share(ledger: Any, now: float) -> dict[str, dict[str, float]]:
+    """{"user": {name: factor}, "project": {...}}: the fair-share factors (`share ls`)."""
+    from lepton_tui.sharing import lab_standings
+
+    out: dict[str, dict[str, float]] = {"user": {}, "project": {}}
+    for s in lab_standings(ledger, now)[1]:
+        out[s.kind][s.name] = s.factor
+    return out

@@ -209,9 +209,23 @@ class Service:
                         raise ValidationError("that submit key belongs to another user")
                     return [int(i) for i in json.loads(row["job_ids"])]
             ids = []
+            array_id: int | None = None
             for spec in specs:
-                job_id = self.ledger.add_job(spec.to_dict(), self.user)
-                job_options.store(self.ledger, job_id, spec.to_dict(), self.user)  # notify's
+                row = spec.to_dict()
+                if spec.array_index is not None:  # the job's own index, set by lepton
+                    row["env"] = {**row["env"], "LEPTON_ARRAY_INDEX": str(spec.array_index)}
+                job_id = self.ledger.add_job(row, self.user)
+                if spec.array_index is not None:
+                    array_id = job_id if array_id is None else array_id
+                if spec.constraints or spec.array_index is not None:
+                    self.ledger.execute(
+                        "UPDATE jobs SET constraints = ?, array_id = ?, array_index = ?, "
+                        "array_limit = ? WHERE id = ?",
+                        (json.dumps(spec.constraints, sort_keys=True) if spec.constraints
+                         else None, array_id if spec.array_index is not None else None,
+                         spec.array_index, spec.array_limit, job_id),
+                    )  # fmt: skip
+                job_options.store(self.ledger, job_id, row, self.user)  # notify, requeue, kind
                 reason = self.unfit_reason(spec)
                 if reason:
                     self.ledger.set_job_reason(job_id, reason)
@@ -232,6 +246,14 @@ class Service:
         from scheduler.model import fits_empty
 
         hosts = self.ledger.hosts()
+        if spec.constraints:
+            from lepton_tui.constraints import allowed_hosts, unmet_reason
+
+            if hosts and not allowed_hosts(hosts, spec.constraints):
+                return unmet_reason(hosts, spec.constraints)
+            hosts = [
+                h for h in hosts if h["name"] in (allowed_hosts(hosts, spec.constraints) or ())
+            ]
         if not hosts or any(not h.get("cpus") for h in hosts):
             return None
         req = job_resources(spec.to_dict())
@@ -647,7 +669,14 @@ class Service:
         return logins_of(self, user)
 
     def list_hosts(self) -> list[dict[str, Any]]:
-        return self.ledger.hosts()
+        """Every host; `outside_gpus` lists its GPUs used by processes lepton did not start."""
+        from lepton_tui.constraints import outside_gpus
+
+        rows = self.ledger.hosts()
+        outside = outside_gpus(self.ledger, rows, self.ledger.clock()) if rows else {}
+        for h in rows:
+            h["outside_gpus"] = outside.get(h["name"], [])
+        return rows
 
     def get_host(self, name: str) -> dict[str, Any]:
         return self.ledger.get_host(name)
@@ -867,3 +896,87 @@ class Service:
 
         timeout = float(parse_number(timeout, "timeout", minimum=0.1, maximum=3600))
         return probe_host(self.ledger, self.known_hosts, str(name), timeout)
+
+    # -- shared lab: fair share, limits, labels, arrays (issue 19) ---------------------------
+
+    def share_list(self) -> list[dict[str, Any]]:
+        """Every user's and project's usage, shares and fair-share factor."""
+        from lepton_tui.sharing import standings_json
+
+        return standings_json(self.ledger)
+
+    def share_set(self, scope: str, name: str, shares: Any) -> dict[str, Any]:
+        """Set a user's or project's shares (None: back to the default, 1). Admins only."""
+        from lepton_tui.sharing import set_shares
+
+        self.require_admin("set shares")
+        return set_shares(self.ledger, scope, name, shares, self.user)
+
+    def limit_list(self) -> list[dict[str, Any]]:
+        """Every limit in force."""
+        from lepton_tui.sharing import limits_json
+
+        return limits_json(self.ledger)
+
+    def limit_set(self, scope: str, name: str, *, gpus: Any = None, cpus: Any = None,
+                  jobs: Any = None, clear: bool = False) -> dict[str, Any]:  # fmt: skip
+        """Cap what a user or project holds at once. Admins only."""
+        from lepton_tui.sharing import set_limit
+
+        self.require_admin("set limits")
+        return set_limit(self.ledger, scope, name, self.user, gpus=gpus, cpus=cpus, jobs=jobs,
+                         clear=clear)  # fmt: skip
+
+    def label_host(self, name: str, add: Sequence[str] = (), remove: Sequence[str] = ()
+                   ) -> dict[str, Any]:  # fmt: skip
+        """Add `key=value` labels to a host (a new value replaces the key's old one) and remove
+        labels by `key` or `key=value`. Admins only."""
+        from lepton_tui.validate import parse_label
+
+        self.require_admin("label hosts")
+        adds = [parse_label(x, "label") for x in add]
+        drops = [str(x).strip() for x in remove]
+        for d in drops:
+            if not d or "=" not in d and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", d):
+                raise ValidationError(f"label {d!r} is not a key or key=value", field="label")
+        with self.ledger.tx():
+            host = self.ledger.get_host(name)
+            labels = [x for x in host["labels"] if isinstance(x, str)]
+            keep_other = [x for x in host["labels"] if not isinstance(x, str)]
+            for d in drops:
+                labels = [x for x in labels if x != d and x.split("=", 1)[0] != d]
+            for a in adds:
+                key = a.split("=", 1)[0]
+                labels = [x for x in labels if x.split("=", 1)[0] != key] + [a]
+            self.ledger.execute("UPDATE hosts SET labels = ? WHERE name = ?",
+                                (json.dumps(keep_other + labels), name))  # fmt: skip
+            self.ledger.event("host.labels", f"host {name} labels: {', '.join(labels) or '-'}",
+                              host=name, actor=self.user, data={"labels": labels})  # fmt: skip
+        return self.ledger.get_host(name)
+
+    def resolve_jobs(self, ref: str, live: bool = False) -> list[int]:
+        """The jobs `ref` names: `ID` (a whole array when ID is an array's; with `live`, its
+        elements not yet ended), `ID.INDEX` (one element of array ID)."""
+        from lepton_tui.validate import parse_id
+
+        text = str(ref).strip()
+        head, dot, index = text.partition(".")
+        job_id = parse_id(head)
+        if dot:
+            if not index.isdigit() or not index.isascii():
+                raise ValidationError(
+                    f"job {ref!r} is not ID or ID.INDEX", "write it like 12 or 12.3", field="job"
+                )
+            row = self.ledger.query_one(
+                "SELECT id FROM jobs WHERE array_id = ? AND array_index = ?", (job_id, int(index))
+            )
+            if row is None:
+                raise NotFound(f"array {job_id} has no element {index}",
+                               f"see `lepton-tui show {job_id}`")  # fmt: skip
+            return [int(row["id"])]
+        rows = self.ledger.query(
+            "SELECT id, state FROM jobs WHERE array_id = ? ORDER BY array_index", (job_id,)
+        )
+        if rows and live:
+            rows = [r for r in rows if r["state"] not in TERMINAL_JOB_STATES] or rows[:1]
+        return [int(r["id"]) for r in rows] or [job_id]

@@ -159,6 +159,18 @@ SETTINGS: dict[str, Setting] = {
             "GPU utilization (%) under which an allocated GPU is idle",
         ),
         Setting(
+            "fairshare_half_life_s",
+            7 * 86400.0,
+            _seconds(60, 365 * 86400),
+            "fair share: half-life of past usage (see `lepton-tui share ls`)",
+        ),
+        Setting(
+            "fairshare_weight",
+            1.0,
+            _number(0, 1000),
+            "fair share: priority levels the factor may add (0 = off; 1 orders jobs of a level)",
+        ),
+        Setting(
             "idle_gpu_after_s",
             600.0,
             _seconds(10, 86400),

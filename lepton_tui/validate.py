@@ -218,6 +218,12 @@ class JobSpec:
     max_requeues: int = 10
     signal: str | None = None  # e.g. USR1@120
     kind: str = "batch"  # or interactive (`lepton-tui shell`)
+    constraints: dict[str, Any] = field(default_factory=dict)
+    """where it may run: `gpu_type`, `labels` (key=value), `hosts`, `exclude` (see `constraints`)"""
+    array_index: int | None = None
+    """its index in an array or sweep (`LEPTON_ARRAY_INDEX`); None for a lone job"""
+    array_limit: int | None = None
+    """how many elements of its array may run at once (None: no cap)"""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -245,6 +251,10 @@ def validate_job(
     max_requeues: Any = None,
     signal: Any = None,
     kind: Any = None,
+    gpu_type: str | None = None,
+    constraint: Any = (),
+    host: Any = (),
+    exclude_host: Any = (),
 ) -> JobSpec:
     """Check every field of a job request; return a JobSpec or raise the first ValidationError."""
     if isinstance(command, (list, tuple)):
@@ -329,4 +339,177 @@ def validate_job(
         workdir=workdir,
         env=parse_env(env or ()),
         **options,
+        constraints=constraints(gpu_type, constraint, host, exclude_host),
     )
+
+
+# -- constraints, arrays and sweeps ---------------------------------------------------------------
+
+_LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:/+-]{1,128}$")
+_GPU_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,62}$")
+_ARRAY_RE = re.compile(r"^\s*([0-9,\-\s]*?)\s*(?:%\s*([0-9]+))?\s*$")
+MAX_ARRAY = 10_000
+
+
+def parse_label(text: str, what: str = "constraint") -> str:
+    """`key=value` (letters, digits and `_.-`; values also `:/+`), as hosts' labels keep it."""
+    _check_text(str(text), what)
+    key, sep, value = str(text).strip().partition("=")
+    if not sep or not _LABEL_KEY_RE.match(key) or not _LABEL_VALUE_RE.match(value):
+        raise ValidationError(
+            f"{what} {text!r} is not key=value",
+            "write it like zone=rack2 (letters, digits, '_', '.', '-')",
+            field=what,
+        )
+    return f"{key}={value}"
+
+
+def constraints(
+    gpu_type: str | None, labels: Any = (), hosts: Any = (), exclude: Any = ()
+) -> dict[str, Any]:
+    """The checked placement constraints of a job (empty when it has none)."""
+    out: dict[str, Any] = {}
+    if gpu_type:
+        _check_text(gpu_type, "gpu-type")
+        if not _GPU_TYPE_RE.match(gpu_type.strip()):
+            raise ValidationError(
+                f"gpu-type {gpu_type!r} is not a GPU model name", "write it like A100 or H100",
+                field="gpu-type",
+            )  # fmt: skip
+        out["gpu_type"] = gpu_type.strip()
+    if isinstance(labels, str):
+        labels = [labels]
+    found = sorted({parse_label(x) for x in labels or ()})
+    if found:
+        out["labels"] = found
+    for key, items, what in (("hosts", hosts, "host"), ("exclude", exclude, "exclude-host")):
+        if isinstance(items, str):
+            items = [items]
+        names = sorted({check_name(str(x).strip(), what) for x in items or ()})
+        if names:
+            out[key] = names
+    both = set(out.get("hosts", ())) & set(out.get("exclude", ()))
+    if both:
+        raise ValidationError(
+            f"host {sorted(both)[0]} is both required (--host) and excluded (--exclude-host)",
+            field="host",
+        )
+    return out
+
+
+def parse_array(text: str) -> tuple[list[int], int | None]:
+    """`0-15%4`, `1,3,5`, `0-9` into (indices, at most this many at once or None)."""
+    raw = _check_text(str(text), "array")
+    match = _ARRAY_RE.match(raw)
+    hint = "write it like 0-15, 1,3,5 or 0-15%4 (at most 4 at once)"
+    if not match:
+        raise ValidationError(f"array {text!r} is not a range", hint, field="array")
+    indices: set[int] = set()
+    for part in match.group(1).split(",") if match.group(1).strip() else ():
+        part = part.strip()
+        lo, dash, hi = part.partition("-")
+        if not lo.strip().isdigit() or (dash and not hi.strip().isdigit()):
+            raise ValidationError(f"array {text!r} is not a range", hint, field="array")
+        a, b = int(lo), int(hi) if dash else int(lo)
+        if b < a:
+            raise ValidationError(
+                f"array range {part!r} ends before it starts", hint, field="array"
+            )
+        if b - a + 1 + len(indices) > MAX_ARRAY:
+            raise ValidationError(
+                f"array {text!r} has more than {MAX_ARRAY} elements", field="array"
+            )
+        indices.update(range(a, b + 1))
+    limit = None
+    if match.group(2) is not None:
+        limit = int(match.group(2))
+        if limit < 1:
+            raise ValidationError("array %N must be at least 1", hint, field="array")
+    if not indices and limit is None:
+        raise ValidationError(f"array {text!r} is not a range", hint, field="array")
+    return sorted(indices), limit
+
+
+def parse_sweeps(items: Any) -> list[tuple[str, list[str]]]:
+    """`lr=1e-3,1e-4` items into [(name, values)], in the order given."""
+    out: list[tuple[str, list[str]]] = []
+    for item in items or ():
+        name, sep, values = _check_text(str(item), "sweep").partition("=")
+        name = name.strip()
+        vals = [v.strip() for v in values.split(",")]
+        if not sep or not _ENV_KEY_RE.match(name) or not all(vals):
+            raise ValidationError(
+                f"sweep {item!r} is not NAME=V1,V2,...", "write it like lr=1e-3,1e-4",
+                field="sweep",
+            )  # fmt: skip
+        if any(n == name for n, _ in out):
+            raise ValidationError(f"sweep {name} is given twice", field="sweep")
+        out.append((name, vals))
+    return out
+
+
+def sweep_commands(command: list[str], sweeps: list[tuple[str, list[str]]]) -> list[list[str]]:
+    """The command once per point of the sweeps' cross product, `{name}` replaced by its value
+    (a command given as one string gets each value shell-quoted; separate words are quoted
+    whole when the job is queued)."""
+    import itertools
+    import shlex
+
+    joined = " ".join(command)
+    for name, _ in sweeps:
+        if "{" + name + "}" not in joined:
+            raise ValidationError(
+                f"sweep {name} does not appear in the command",
+                f"write {{{name}}} where its value goes",
+                field="sweep",
+            )
+    total = 1
+    for _, vals in sweeps:
+        total *= len(vals)
+    if total > MAX_ARRAY:
+        raise ValidationError(f"the sweep has more than {MAX_ARRAY} points", field="sweep")
+    out = []
+    for point in itertools.product(*(vals for _, vals in sweeps)):
+        words = []
+        for word in command:
+            for (name, _), value in zip(sweeps, point, strict=True):
+                value = shlex.quote(value) if len(command) == 1 else value
+                word = word.replace("{" + name + "}", value)
+            words.append(word)
+        out.append(words)
+    return out
+
+
+def expand_jobs(command: list[str], array: str | None, sweeps: Any, **opts: Any) -> list[JobSpec]:
+    """One checked spec, or one per array index or sweep point (the sweep's cross product,
+    each point's values put in place of `{NAME}` and quoted), each with its index."""
+    sweep = parse_sweeps(sweeps)
+    commands = sweep_commands(command, sweep) if sweep else [command]
+    limit = None
+    if array is not None:
+        if sweep:
+            indices, limit = parse_array(array)
+            if indices and len(indices) != len(commands):
+                raise ValidationError(
+                    f"--array gives {len(indices)} elements, the sweep {len(commands)}",
+                    "with --sweep, give only the cap: --array %4",
+                    field="array",
+                )
+            indices = list(range(len(commands)))
+        else:
+            indices, limit = parse_array(array)
+            if not indices:
+                raise ValidationError(
+                    f"array {array!r} names no index", "write it like 0-15%4", field="array"
+                )
+            commands = [command] * len(indices)
+    else:
+        indices = list(range(len(commands)))
+    specs = [validate_job(command=c, **opts) for c in commands]
+    if array is None and not sweep:
+        return specs
+    for spec, index in zip(specs, indices, strict=True):
+        spec.array_index = index
+        spec.array_limit = limit
+    return specs

@@ -339,6 +339,9 @@ class QueueRow:
     reason: str | None
     priority: int
     kind: str = "batch"  # or "interactive" (`lepton-tui shell`): shown apart
+    array_id: int | None = None
+    """the array this job is an element of (its first job's id), else None"""
+    array_index: int | None = None
 
 
 @dataclass
@@ -408,7 +411,8 @@ def queue_window(
     order = SORTS.get(sort, SORTS["default"])
     rows = ledger.query(
         "SELECT j.id, j.state, j.user, j.project, j.name, j.command, j.cpus, j.mem_mb, j.gpus, "
-        "j.gpu_mem_mb, j.host, j.submitted_at, j.reason, j.priority, j.kind, "
+        "j.gpu_mem_mb, j.host, j.submitted_at, j.reason, j.priority, j.kind, j.array_id, "
+        "j.array_index, "
         "(SELECT a.gpu_ids FROM attempts a WHERE a.job_id = j.id ORDER BY a.id DESC LIMIT 1) "
         f"AS gpu_ids FROM jobs j{clause} ORDER BY {order} LIMIT ?",
         [*params, int(limit)],
@@ -439,6 +443,7 @@ def queue_window(
                 reason=r["reason"] if r["state"] == "queued" else None,
                 priority=int(r["priority"] or 0),
                 kind=r["kind"] or "batch",
+                array_id=r["array_id"], array_index=r["array_index"],
             )
         )  # fmt: skip
     return QueueWindow(

@@ -238,10 +238,14 @@ def _trace(
 
 
 def bench_run(
-    workload: Workload, policy: str, seed: int = 0, policy_options: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """One simulated run: a row of metrics."""
+    workload: Workload, policy: str, seed: int = 0, policy_options: dict[str, Any] | None = None,
+    lab_rules: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """One simulated run: a row of metrics. `lab_rules` ({"fair_share": bool, "user_gpus": N})
+    puts fair share and a per-user GPU limit around the policy (`scheduler.fairshare`)."""
     pol = make_policy(policy, **(policy_options or {}))
+    if lab_rules:
+        pol, policy = _with_lab_rules(pol, policy, lab_rules)
     t0 = time.perf_counter()
     result = Simulator(workload).run(pol)
     wall = time.perf_counter() - t0
@@ -267,12 +271,24 @@ def bench_run(
     return row
 
 
+def _with_lab_rules(pol: Any, name: str, rules: dict[str, Any]) -> tuple[Any, str]:
+    from scheduler.fairshare import Limit, ShareConfig, SharedLabPolicy
+
+    fair = bool(rules.get("fair_share"))
+    gpus = rules.get("user_gpus")
+    limits = [Limit("user", "*", gpus=int(gpus))] if gpus else []
+    config = ShareConfig(weight=1.0 if fair else 0.0)
+    label = name + ("+fs" if fair else "") + (f"+gpus{gpus}" if gpus else "")
+    return SharedLabPolicy(pol, config, limits), label
+
+
 def run_bench(
     kind: str,
     policies: Sequence[str],
     seeds: int | Sequence[int] = 1,
     *,
     policy_options: dict[str, dict[str, Any]] | None = None,
+    lab_rules: dict[str, Any] | None = None,
     **workload_options: Any,
 ) -> list[dict[str, Any]]:
     """Every policy on `kind` for every seed (the same workload per seed for all policies)."""
@@ -285,7 +301,7 @@ def run_bench(
     for seed in seed_list:
         wl = make_workload(kind, seed, **workload_options)
         for p in policies:
-            row = bench_run(wl, p, seed, (policy_options or {}).get(p))
+            row = bench_run(wl, p, seed, (policy_options or {}).get(p), lab_rules)
             ld = workload_options.get("load", 0.9)
             row["load"] = "native" if ld is None else ld
             rows.append(row)

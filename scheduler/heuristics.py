@@ -26,7 +26,8 @@ never overcommit a node, and are deterministic. Common options:
   (learned from the jobs seen, by share of arrivals) could no longer use grows least, in steps of
   0.1 GPU (scheduler/fragmentation.py, after FGD, Weng et al., ATC'23); best fit (and the cost
   term) decides between equal steps. "bestfit" is best fit alone. A job that names GPU models
-  (`JobRequest.gpu_model`) only goes to nodes of those models, either way.
+  (`JobRequest.gpu_model`) only goes to nodes of those models, and one that names hosts
+  (`JobRequest.hosts`, its constraints) only to those hosts, either way.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from scheduler.model import (
     fits_empty,
     gpu_equivalents,
     gpu_model_allows,
+    job_allows,
 )
 
 PLACEMENTS = ("fragmentation", "bestfit")
@@ -113,13 +115,22 @@ class RoundState:
             return None
         return np.array([gpu_model_allows(accepted, m) for m in self.models], dtype=bool)
 
+    def allowed(self, job: JobRequest) -> np.ndarray | None:
+        """Nodes `job` may run on by its GPU models and host constraints (None: every node)."""
+        ok = self.model_ok(job.gpu_model)
+        if job.hosts is not None:
+            hosts = np.array([i in job.hosts for i in self.ids], dtype=bool)
+            ok = hosts if ok is None else ok & hosts
+        return ok
+
     def model_matrix(self, jobs: Sequence[JobRequest]) -> np.ndarray | None:
-        """(jobs x nodes) True where the node's GPU model suits the job (None: all suit)."""
-        if not any(j.gpu_model for j in jobs):
+        """(jobs x nodes) True where the node suits the job: its GPU model and the job's host
+        constraints (None: all suit)."""
+        if not any(j.gpu_model or j.hosts is not None for j in jobs):
             return None
         out = np.ones((len(jobs), len(self.nodes)), dtype=bool)
         for k, j in enumerate(jobs):
-            ok = self.model_ok(j.gpu_model)
+            ok = self.allowed(j)
             if ok is not None:
                 out[k] = ok
         return out
@@ -307,7 +318,7 @@ def earliest_fit(
     for n in view.nodes:
         if not n.is_up or not fits_empty(r, n.capacity):
             continue
-        if job.gpu_model and not gpu_model_allows(job.gpu_model, n.gpu_model):
+        if not job_allows(job, n.id, n.gpu_model):
             continue
         per = n.gpu_mem_per_gpu_mb
         cpus, mem = n.free.cpus, n.free.mem_mb
@@ -572,8 +583,8 @@ class HeuristicPolicy:
         if not state.might_fit(r):
             return None
         ok = state.feasible(r) if mask is None else mask
-        if job.gpu_model:
-            allowed = state.model_ok(job.gpu_model)
+        if job.gpu_model or job.hosts is not None:
+            allowed = state.allowed(job)
             ok = ok if allowed is None else ok & allowed
         if not ok.any():
             return None

@@ -37,6 +37,7 @@ from scheduler.model import (
     allocation_price_per_hour,
     fits_empty,
     gpu_equivalents,
+    job_allows,
 )
 
 
@@ -99,7 +100,7 @@ def round_gains(
         r = j.request
         w = 2.0 ** max(-10.0, min(10.0, prio[jk]))
         for i, n in enumerate(up):
-            if not n.can_fit(r):
+            if not n.can_fit(r) or not job_allows(j, n.id, n.gpu_model):
                 continue
             g = gpu_equivalents(r, n.gpu_mem_per_gpu_mb)
             v = r.cpus / cap_c + r.mem_mb / cap_m + g / cap_g

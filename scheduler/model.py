@@ -13,6 +13,13 @@ other shares may use too but no whole-GPU job may take until every share on it h
 GPU models. A node may say which GPU model it has (`gpu_model`, e.g. "A100"); a job may name the
 models it accepts (`gpu_model`, `|`-separated, e.g. "A100|H100"; empty: any). A job that names
 models runs only on nodes of one of them (`gpu_model_allows`).
+
+Hosts. A job may also name the nodes it may run on (`JobRequest.hosts`, from its constraints:
+labels, `--host`, `--exclude-host`; None: any). `job_allows` joins both tests.
+
+Outside use. A GPU that processes lepton did not start use (memory or utilization) is seen with
+only what is really free: `NodeView.with_outside_use` takes it out of `free_gpu_ids` and lowers its
+free memory by what those processes hold.
 """
 
 from __future__ import annotations
@@ -172,6 +179,8 @@ class JobRequest:
     user: str = ""
     project: str = ""
     gpu_model: str = ""
+    hosts: frozenset[str] | None = None
+    """the nodes this job may run on (its constraints); None: any node"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +380,28 @@ class NodeView:
             raise ValueError(f"{request.describe()} overcommits {self.id}")
         return replace(self, free=free, free_gpu_ids=tuple(free_ids), gpu_free_mem_mb=tuple(mems))
 
+    def with_outside_use(self, outside_mb: Sequence[int], busy: Sequence[bool]) -> NodeView:
+        """This node with GPUs used by processes lepton did not start: GPU i loses
+        `outside_mb[i]` of its free memory, and leaves `free_gpu_ids` (no whole-GPU job may
+        take it) when that is more than zero or `busy[i]` (its utilization is someone else's)."""
+        mems = list(self.gpu_free_mem_mb)
+        free_ids = list(self.free_gpu_ids)
+        taken = 0
+        for g in range(len(mems)):
+            out = int(outside_mb[g]) if g < len(outside_mb) else 0
+            hot = bool(busy[g]) if g < len(busy) else False
+            if out <= 0 and not hot:
+                continue
+            new = max(0, mems[g] - max(0, out))
+            taken += mems[g] - new
+            mems[g] = new
+            if g in free_ids:
+                free_ids.remove(g)
+        if taken == 0 and len(free_ids) == len(self.free_gpu_ids):
+            return self
+        free = replace(self.free, gpus=len(free_ids), gpu_mem_mb=self.free.gpu_mem_mb - taken)
+        return replace(self, free=free, free_gpu_ids=tuple(free_ids), gpu_free_mem_mb=tuple(mems))
+
 
 @dataclass(frozen=True, slots=True)
 class RunningJob:
@@ -433,6 +464,14 @@ def gpu_model_allows(accepted: str, model: str) -> bool:
     are `model` (a node that names no model serves only jobs that name none)."""
     names = [m.strip() for m in accepted.split("|") if m.strip()]
     return not names or model in names
+
+
+def job_allows(job: JobRequest, node_id: str, model: str) -> bool:
+    """True when `job` may run on node `node_id` whose GPUs are `model` (its GPU models and its
+    host constraints)."""
+    if job.hosts is not None and node_id not in job.hosts:
+        return False
+    return not job.gpu_model or gpu_model_allows(job.gpu_model, model)
 
 
 def fits_empty(request: Resources, capacity: Resources) -> bool:

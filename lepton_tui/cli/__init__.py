@@ -40,6 +40,8 @@ COMMANDS: dict[str, str] = {
     # notifications and interactive jobs (engineer notify)
     "notify": "lepton_tui.cli.notify:notify",
     "shell": "lepton_tui.cli.shell:shell",
+    "share": "lepton_tui.cli.share:share",
+    "limit": "lepton_tui.cli.share:limit",
 }
 
 

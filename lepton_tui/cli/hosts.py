@@ -26,7 +26,7 @@ from lepton_tui.validate import format_size_mb
 HOST_JSON_FIELDS = (
     "name", "address", "port", "user", "transport", "state", "admin_state", "cpus", "mem_mb",
     "gpus", "gpu_mem_mb", "gpu_model", "price_per_hour", "host_key_fingerprint", "last_seen",
-    "last_error", "labels",
+    "last_error", "labels", "outside_gpus",
 )  # fmt: skip
 
 
@@ -319,6 +319,8 @@ def ls(ctx: click.Context, as_json: bool) -> None:
             if h["gpus"] and h["gpu_model"]
             else str(h["gpus"] or 0)
         )
+        if h.get("outside_gpus"):  # GPUs used by processes lepton did not start
+            gpus += " (outside use: GPU " + ",".join(str(g["gpu"]) for g in h["outside_gpus"]) + ")"
         cells = [h["name"], where, state, f"{h['cpus'] or 0:g}", format_size_mb(h["mem_mb"] or 0)]
         row = [user_text(c) for c in cells] + [user_text(gpus), user_text(price)]
         if why:
@@ -430,3 +432,9 @@ def logins_cmd(ctx: click.Context, user: str | None, all_users: bool, as_json: b
                  r["error"] or ""]  # fmt: skip
         table.add_row(*[user_text(c) for c in cells])
     make_console().print(table)
+
+
+# `hosts label` lives with the shared lab's other rules
+from lepton_tui.cli.share import label as _label  # noqa: E402
+
+hosts.add_command(_label)

@@ -32,7 +32,7 @@ from lepton_tui.cli.listing import (
 )
 from lepton_tui.errors import NotFound, ValidationError
 from lepton_tui.request_text import short_request
-from lepton_tui.validate import format_duration, parse_id, validate_job
+from lepton_tui.validate import JobSpec, expand_jobs, format_duration, parse_id
 
 # The stable JSON shape of a job (documented in README.md, "JSON output").
 JOB_JSON_FIELDS = (
@@ -41,6 +41,7 @@ JOB_JSON_FIELDS = (
     "attempts_used", "host", "submitted_at", "started_at", "ended_at", "exit_code",
     # notifications, requeue at the time limit, job kind (lepton_tui.job_options)
     "notify_on", "requeue_on_timeout", "max_requeues", "requeues", "signal", "kind",
+    "array_id", "array_index", "array_limit", "constraints",
 )  # fmt: skip
 
 
@@ -49,7 +50,10 @@ NO_DISPATCHER = "no dispatcher is running: open the console or `lepton-tui serve
 
 def job_json(job: dict[str, Any]) -> dict[str, Any]:
     """A job as the stable JSON object that `queue --json` and `show --json` print."""
-    return {k: job.get(k) for k in JOB_JSON_FIELDS}
+    out = {k: job.get(k) for k in JOB_JSON_FIELDS}
+    c = out.get("constraints")
+    out["constraints"] = json.loads(c) if isinstance(c, str) else (c or None)  # null: none
+    return out
 
 
 def request_text(job: dict[str, Any]) -> str:
@@ -109,6 +113,14 @@ class SubmitCommand(click.Command):
 @click.option("--max-requeues", default=None, help="Requeues at most (default 10).")
 @click.option("--signal", default=None, help="SIGNAL@SECONDS before the limit, e.g. USR1@120.")
 # --
+@click.option("--gpu-type", default=None, help="Only hosts with this GPU model: A100, H100.")
+@click.option("--constraint", multiple=True, help="Only hosts labelled key=value (repeatable).")
+@click.option("--host", multiple=True, help="Only this host (repeatable: any of them).")
+@click.option("--exclude-host", multiple=True, help="Never this host (repeatable).")
+@click.option("--array", default=None, help="An array: 0-15, 1,3,5; 0-15%4 runs 4 at once.")
+@click.option(
+    "--sweep", multiple=True, help="NAME=V1,V2: one job per value, {NAME} in the command."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -125,7 +137,12 @@ def submit(
     """
     if not command:
         fail("no command given; put it after --, e.g. `lepton-tui submit -- python train.py`", 2)
-    spec = validate_job(command=list(command), time=time_, **opts)
+    array, sweep = opts.pop("array"), opts.pop("sweep")
+    specs = expand_jobs(list(command), array, sweep, time=time_, **opts)
+    spec = specs[0]
+    if len(specs) > 1 or spec.array_index is not None:
+        _submit_array(ctx, specs, as_json)
+        return
     with service_for(ctx) as svc:
         for dep in spec.after:  # an unknown --after is bad input (exit 2), like any other
             try:
@@ -153,6 +170,27 @@ def submit(
         click.echo(f"lepton-tui: note: {NO_DISPATCHER}", err=True)
 
 
+def _submit_array(ctx: click.Context, specs: list[JobSpec], as_json: bool) -> None:
+    """Queue an array (or a sweep) in one transaction; print its id (its first job's)."""
+    with service_for(ctx) as svc:
+        ids = svc.submit_many(specs)
+        jobs = [svc.get_job(i) for i in ids[:1]] if not as_json else [svc.get_job(i) for i in ids]
+        dispatching = as_json or svc.dispatcher_running()
+    if as_json:
+        echo_json([job_json(j) for j in jobs])
+    else:
+        click.echo(ids[0])
+        limit = specs[0].array_limit
+        cap = f", at most {limit} at once" if limit else ""
+        click.echo(f"array {ids[0]}: {len(ids)} jobs ({ids[0]}.INDEX for one){cap}", err=True)
+    reason = jobs[0]["reason"] or ""
+    if reason.startswith("unschedulable"):
+        click.echo(f"lepton-tui: warning: array {ids[0]} is {printable(reason)}; it stays queued "
+                   "until such a host is added", err=True)  # fmt: skip
+    if not dispatching:
+        click.echo(f"lepton-tui: note: {NO_DISPATCHER}", err=True)
+
+
 QUEUE_HEADERS = ("ID", "USER", "PROJECT", "STATE", "REQUEST", "HOST", "AGE", "REASON / COMMAND")
 
 
@@ -166,9 +204,11 @@ QUEUE_HEADERS = ("ID", "USER", "PROJECT", "STATE", "REQUEST", "HOST", "AGE", "RE
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of jobs.")
 @click.option("--no-pager", is_flag=True, help="Never page a long list on a terminal.")
+@click.option("--expand", is_flag=True, help="One row per array element (ID.INDEX).")
 @click.pass_context
 def queue(ctx: click.Context, all_states: bool, user: str | None, project: str | None,
-          states: tuple[str, ...], limit: int, as_json: bool, no_pager: bool) -> None:  # fmt: skip
+          states: tuple[str, ...], limit: int, as_json: bool, no_pager: bool,
+          expand: bool) -> None:  # fmt: skip
     """List jobs not yet ended (running first, then queued), with why each queued one waits.
 
     With --all, ended jobs follow, the most recently ended first; --limit keeps the first N.
@@ -190,7 +230,7 @@ def queue(ctx: click.Context, all_states: bool, user: str | None, project: str |
         lines.append("No jobs. Queue one with `lepton-tui submit -- COMMAND`.")
     else:
         width = shutil.get_terminal_size().columns if is_terminal(sys.stdout) else None
-        lines.extend(queue_lines(jobs, time.time(), color=color, width=width))
+        lines.extend(queue_lines(jobs, time.time(), color=color, width=width, expand=expand))
     if total > len(jobs):
         what = "jobs" if all_states or states else "jobs not yet ended"
         lines.append(f"showing {len(jobs):,} of {total:,} {what} (--limit N to see more)")
@@ -200,21 +240,55 @@ def queue(ctx: click.Context, all_states: bool, user: str | None, project: str |
 
 
 def queue_lines(
-    jobs: list[dict[str, Any]], now: float, *, color: bool = False, width: int | None = None
-) -> list[str]:
+    jobs: list[dict[str, Any]], now: float, *, color: bool = False, width: int | None = None,
+    expand: bool = False,
+) -> list[str]:  # fmt: skip
     """The queue table as lines: live jobs first (running, then queued), then the most recently
-    ended; with a `width` (a terminal's) the last column is cut to fit it."""
+    ended; with a `width` (a terminal's) the last column is cut to fit it. An array is one row
+    (`ID[N]`, its states counted) unless `expand`, then one row per element (`ID.INDEX`)."""
     rows = []
+    arrays: dict[int, list[dict[str, Any]]] = {}
     for job in jobs:
+        if job.get("array_id") is not None and not expand:
+            arrays.setdefault(int(job["array_id"]), []).append(job)
+    shown: set[int] = set()
+    for job in jobs:
+        array_id = job.get("array_id")
+        if array_id is not None and not expand:
+            if array_id in shown:
+                continue
+            shown.add(array_id)
+            rows.append(array_row(arrays[array_id], now))
+            continue
         detail = job["reason"] if job["state"] == "queued" and job["reason"] else job["command"]
         if job.get("kind") == "interactive":  # `lepton-tui shell`: told apart
             detail = f"[shell] {detail}"
+        ident = str(job["id"]) if array_id is None else f"{array_id}.{job['array_index']}"
         rows.append((
-            str(job["id"]), printable(job["user"]), printable(job["project"]), job["state"],
+            ident, printable(job["user"]), printable(job["project"]), job["state"],
             request_text(job), printable(job["host"] or "-"),
             format_duration(now - job["submitted_at"]), printable(detail or ""),
         ))  # fmt: skip
     return list(table_lines(QUEUE_HEADERS, rows, width=width, color=color))
+
+
+def array_row(elements: list[dict[str, Any]], now: float) -> tuple[str, ...]:
+    """One queue row for an array's elements: `ID[N]`, its states counted, the first reason."""
+    first = elements[0]
+    counts: dict[str, int] = {}
+    for e in elements:
+        counts[e["state"]] = counts.get(e["state"], 0) + 1
+    states = ", ".join(f"{n} {state}" for state, n in counts.items())
+    hosts = sorted({e["host"] for e in elements if e["host"]})
+    waiting = next((e["reason"] for e in elements if e["state"] == "queued" and e["reason"]), "")
+    cap = f" %{first['array_limit']}" if first.get("array_limit") else ""
+    detail = f"array of {len(elements)}{cap}: {states}" + (f"; {waiting}" if waiting else "")
+    return (
+        f"{first['array_id']}[{len(elements)}]", printable(first["user"]),
+        printable(first["project"]), first["state"], request_text(first),
+        printable(",".join(hosts) if hosts else "-"),
+        format_duration(now - first["submitted_at"]), printable(detail),
+    )  # fmt: skip
 
 
 def _budget_warnings(svc: Any) -> list[str]:
@@ -227,10 +301,17 @@ def _budget_warnings(svc: Any) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print the job, attempts and events as JSON.")
 @click.pass_context
 def show(ctx: click.Context, job_id: str, as_json: bool) -> None:
-    """Show a job: its spec, attempts and events."""
-    job_no = parse_id(job_id)
+    """Show a job (ID, or ID.INDEX for one element of an array): its spec, attempts and
+    events. ID of an array shows its elements."""
     with service_for(ctx, read_only=True) as svc:
-        job = svc.show_job(job_no)
+        ids = svc.resolve_jobs(job_id)
+        if len(ids) > 1:
+            elements = [svc.get_job(i) for i in ids]
+        else:
+            job = svc.show_job(ids[0])
+    if len(ids) > 1:
+        _show_array(elements, as_json)
+        return
     if as_json:
         out = job_json(job)
         out["env"] = job["env"]
@@ -256,7 +337,13 @@ def show(ctx: click.Context, job_id: str, as_json: bool) -> None:
         ("exit code", "-" if job["exit_code"] is None else job["exit_code"]),
         ("reason", job["reason"] or "-"),
     ]  # fmt: skip
-    rows += _option_rows(job)  # notify's
+    if job.get("array_id") is not None:
+        rows.insert(2, ("array", f"{job['array_id']}.{job['array_index']}"))
+    if job.get("constraints"):
+        from lepton_tui.constraints import describe, job_constraints
+
+        rows.insert(4, ("constraints", describe(job_constraints(job))))
+    rows += _option_rows(job)
     for key, value in rows:
         console.print(
             Text(f"  {key:<11} ").append_text(user_text(value, multiline=key == "command"))
@@ -289,6 +376,21 @@ def _option_rows(job: dict[str, Any]) -> list[tuple[str, Any]]:
     return rows
 
 
+def _show_array(elements: list[dict[str, Any]], as_json: bool) -> None:
+    """`show ID` of an array: its elements, one line each (or a JSON list)."""
+    if as_json:
+        echo_json([job_json(e) for e in elements])
+        return
+    first = elements[0]
+    cap = f", at most {first['array_limit']} at once" if first.get("array_limit") else ""
+    click.echo(f"array {first['array_id']}: {len(elements)} jobs{cap}")
+    for e in elements:
+        what = e["reason"] if e["state"] == "queued" else (e["host"] or "")
+        click.echo(printable(
+            f"  {e['array_id']}.{e['array_index']}  job {e['id']}  {e['state']}  {what or ''}"
+        ))  # fmt: skip
+
+
 def attempts_text(job: dict[str, Any]) -> str:
     """`2 (1 retry allowed)`: attempts made so far, and how many requeues the job may have."""
     retries = int(job["retries"] or 0)
@@ -300,9 +402,12 @@ def attempts_text(job: dict[str, Any]) -> str:
 @click.argument("job_ids", nargs=-1, required=True)
 @click.pass_context
 def cancel(ctx: click.Context, job_ids: tuple[str, ...]) -> None:
-    """Cancel jobs (queued ones at once; running ones are stopped on their host)."""
-    ids = [parse_id(j) for j in job_ids]  # every id checked before anything is cancelled
+    """Cancel jobs (queued ones at once; running ones are stopped on their host). ID of an
+    array cancels all of it; ID.INDEX one element."""
+    for j in job_ids:  # every id checked before anything is cancelled
+        parse_id(j.partition(".")[0])
     with service_for(ctx) as svc:
+        ids = [i for j in job_ids for i in svc.resolve_jobs(j, live=True)]
         results = svc.cancel(ids)
     failed = False
     for r in results:
@@ -333,8 +438,8 @@ def logs(ctx: click.Context, job_id: str, stream: str, follow: bool, attempt: st
     newlines, tabs and carriage returns pass, and any other control character or escape
     sequence is shown as a visible escape such as \\x1b (pipe through `cat` for the raw text).
     """
-    job_no = parse_id(job_id)
     attempt_no = None if attempt is None else parse_id(attempt, "attempt")
+    job_no = _one_job(ctx, job_id)
     out = sys.stdout
     term = TerminalLogFilter() if _is_terminal(out) else None
     try:
@@ -365,3 +470,21 @@ def _is_terminal(stream: Any) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
+
+
+def _one_job(ctx: click.Context, ref: str) -> int:
+    """The job `ref` (ID or ID.INDEX) names; an array's ID alone is refused (which element?)."""
+    if "." not in ref:
+        job_no = parse_id(ref)
+        with service_for(ctx, read_only=True) as svc:
+            ids = svc.resolve_jobs(ref)
+        if len(ids) > 1:
+            raise ValidationError(
+                f"job {job_no} is an array of {len(ids)}",
+                f"give one element: {job_no}.INDEX (see `lepton-tui show {job_no}`)",
+                field="job",
+            )
+        return job_no
+    parse_id(ref.partition(".")[0])
+    with service_for(ctx, read_only=True) as svc:
+        return svc.resolve_jobs(ref)[0]

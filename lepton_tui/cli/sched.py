@@ -311,6 +311,8 @@ def _loads(text: str) -> list[float | None]:
     "list) onto --node-list, policies random, dotprod, packing, clustering, bestfit, fgd, lepton.",
 )
 @click.option("--inflate", default="1.3", show_default=True, help="Experiment: arrivals x GPUs.")
+@click.option("--fair-share", is_flag=True, help="Fair share between the workload's users.")
+@click.option("--user-gpus", default=None, help="Limit: each user at most N GPUs at once.")
 def bench(
     workload: str | None,
     trace: str | None,
@@ -328,8 +330,11 @@ def bench(
     as_json: bool,
     experiment: str | None,
     inflate: str,
+    fair_share: bool = False,
+    user_gpus: str | None = None,
 ) -> None:
-    """Replay a workload under several policies and seeds; print one table of metrics."""
+    """Replay a workload under several policies and seeds; print one table of metrics.
+    --fair-share and --user-gpus put the shared lab's rules around every policy."""
     ctx = click.get_current_context()
     if experiment == "fragmentation":
         given = ctx.get_parameter_source("policies") != click.core.ParameterSource.DEFAULT
@@ -409,10 +414,17 @@ def bench(
 
         send_solver_output_to_stderr()
     popts = {p: {"cost_weight": weight} for p in names if weight and p != "dqn"}
+    lab_rules: dict[str, Any] = {}
+    if fair_share:
+        lab_rules["fair_share"] = True
+    if user_gpus is not None:
+        lab_rules["user_gpus"] = _number(user_gpus, "--user-gpus", integer=True, minimum=1,
+                                         maximum=100_000)  # fmt: skip
     rows: list[dict[str, Any]] = []
     try:
         for ld in loads:
-            rows += run_bench(workload, names, n_seeds, policy_options=popts, load=ld, **opts)
+            rows += run_bench(workload, names, n_seeds, policy_options=popts, load=ld,
+                              lab_rules=lab_rules, **opts)  # fmt: skip
     except TraceError as exc:
         raise ValidationError(str(exc)) from None
     except ValueError as exc:

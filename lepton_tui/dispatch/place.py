@@ -25,6 +25,7 @@ from lepton_tui.dispatch.view import (
 )
 from lepton_tui.errors import IllegalTransition
 from lepton_tui.ledger import Ledger
+from lepton_tui.place_rules import PlaceRules
 from lepton_tui.rows import ActiveAttempt
 
 DECISIONS_PER_ROUND = 200
@@ -96,7 +97,10 @@ def _decide(
     reasons: dict[int, str],
 ) -> list[tuple[dict[str, Any], Any]]:
     """Ask the policy; keep the placements that fit; say why each other job waits."""
-    view = build_view(hosts, ctx.ledger.placed_attempts(), placeable, now)
+    # the shared lab's rules: constraints, outside GPU use, limits, arrays, fair share
+    rules = PlaceRules.prepare(ctx.ledger, pending, hosts, now)
+    pending = rules.pending
+    view = rules.view(build_view(hosts, ctx.ledger.placed_attempts(), placeable, now))
     # lab mode: each job only where its owner can log in (one group when everyone can)
     groups, unreachable = runas.login_groups(ctx, hosts, placeable, pending, now)
     reasons.update(unreachable)
@@ -108,16 +112,20 @@ def _decide(
         if lab:
             nodes_in = tuple(n for n in free.values() if n.id in allowed)
             within = type(view)(nodes_in, now, view.running)
+        requests = [rules.request(j, job_request(j)) for j in jobs]
         try:
-            decisions = list(policy.decide(within, [job_request(j) for j in jobs], now))
+            decisions = list(policy.decide(within, requests, now))
         except Exception:  # noqa: BLE001 - a broken policy must not stop the loop
             name = getattr(policy, "name", type(policy).__name__)
             log.exception("policy %s failed; placing nothing this tick", name)
             decisions = []
-        for job, p in check_placements(within, jobs, decisions):
+        for job, p in rules.admit(check_placements(within, jobs, decisions)):
             placed.append((job, p))
             free[p.node_id] = free[p.node_id].allocate(job_resources(job), tuple(p.gpu_ids))
-    settled = {j["id"] for j, _ in placed} | set(unreachable)
+    reasons.update(rules.reasons)
+    placed_ids = {j["id"] for j, _ in placed}
+    # placed, held by the lab's rules, or its owner can log in nowhere
+    settled = placed_ids | set(rules.reasons) | set(unreachable)
     nodes = {n.id: n for n in view.nodes}
     # the view after the accepted placements, for honest "waiting for GPUs" reasons
     for job, p in placed:
@@ -126,7 +134,7 @@ def _decide(
     memo: dict[Any, str] = {}  # many queued jobs ask for the same resources
     explained = 0
     for job in pending:
-        if job["id"] in settled:  # placed, or its owner can log in nowhere
+        if job["id"] in settled:
             continue
         req = job_resources(job)
         if req not in memo:
@@ -138,7 +146,7 @@ def _decide(
             explained += 1
             text = _explain(policy, job["id"])
             reason = f"{reason}: {text}" if text else reason
-        reasons[job["id"]] = reason
+        reasons[job["id"]] = rules.waiting(job, reason, placed_ids)
     return placed
 
 

@@ -259,7 +259,9 @@ def replay_ledger(
         except ValueError as exc:
             result.notes.append(f"{name}: {exc}")
             continue
-        run = simulator.Simulator(workload).run(policy)
+        from lepton_tui.sharing import lab_policy  # the lab's fair share and limits, as live
+
+        run = simulator.Simulator(workload).run(lab_policy(ledger, policy))
         result.rows.append(_row(name, metrics.compute_metrics(run)))
     result.notes.append(
         "cost = allocation x today's prices x time for every row (energy not simulated); "

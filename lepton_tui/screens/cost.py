@@ -20,16 +20,22 @@ from lepton_tui.widgets.header import LabHeader
 SPANS = ((86400.0, "last 24 h"), (7 * 86400.0, "last 7 days"), (3600.0, "last hour"))
 
 
-def breakdown(title: str, items: list[tuple[str, float]], total: float, currency: str) -> FitTable:
-    """Spend by `title` (user or project) with each one's share; a narrow panel drops the share
-    column before it would cut an amount."""
+def breakdown(
+    title: str, items: list[tuple[str, float]], total: float, currency: str,
+    fair: dict[str, float] | None = None,
+) -> FitTable:  # fmt: skip
+    """Spend by `title` (user or project) with each one's share, and with `fair` its fair-share
+    factor (`share ls`); a narrow panel drops those columns before it would cut an amount."""
     rows: list[tuple[Text | str, ...]] = [
         (name, money(amount, currency), f"{100 * amount / total:.0f}%" if total else "-")
+        + ((f"{fair[name]:.2f}" if name in fair else "-",) if fair is not None else ())
         for name, amount in items[:20]
     ]
+    headers: tuple[str, ...] = (title, "spent", "share") + (("fair",) if fair is not None else ())
     if not items:
-        rows.append((Text("nothing spent yet", style="dim"), "", ""))
-    return FitTable(rows, headers=(title, "spent", "share"), optional=(2,), gap=2)
+        rows.append((Text("nothing spent yet", style="dim"), *[""] * (len(headers) - 1)))
+    optional = (2, 3) if fair is not None else (2,)
+    return FitTable(rows, headers=headers, optional=optional, gap=2)
 
 
 class CostScreen(LiveScreen):
@@ -64,20 +70,21 @@ class CostScreen(LiveScreen):
         return "cost", {"span_s": span}
 
     def prepare(self, data: CostData) -> Any:
-        return data.panel, data.series, data.header
+        return data.panel, data.series, data.header, data.fair
 
     def show(self, data: Any) -> None:
-        panel, series, head = data
+        panel, series, head, fair = data
+        fair = fair or {"user": {}, "project": {}}
         self.query_one(LabHeader).show(head)
         self.app.note_header(head)
         self.query_one("#cost-summary", Static).update(cost_renderable(panel, top=0))
         total = panel.month if panel.breakdown_period == "this month" else panel.week
         cur = self.app.currency = panel.currency
         self.query_one("#cost-users", Static).update(
-            breakdown("user", panel.by_user, total or 0, cur)
+            breakdown("user", panel.by_user, total or 0, cur, fair["user"])
         )
         self.query_one("#cost-projects", Static).update(
-            breakdown("project", panel.by_project, total or 0, cur)
+            breakdown("project", panel.by_project, total or 0, cur, fair["project"])
         )
         # The period goes below: a narrow panel cuts a title, and it would cut the period.
         self.query_one("#cost-users").border_subtitle = panel.breakdown_period

@@ -56,7 +56,12 @@ def host_details(
             util = f"{g.util:.0f}%" if g.util is not None else "-"
             extra = f" {g.temperature_c:.0f}°C" if g.temperature_c is not None else ""
             extra += f" {g.power_w:.0f}W" if g.power_w is not None else ""
-            t.add_row(f"GPU {g.index}", f"util {util}  mem {mem}{extra}")
+            cell = Text(f"util {util}  mem {mem}{extra}")
+            outside = {o["gpu"]: o for o in host.get("outside_gpus") or ()}.get(g.index)
+            if outside is not None:  # processes lepton did not start use it
+                held = f"{format_size_mb(outside['outside_mb'])} " if outside["outside_mb"] else ""
+                cell.append(f"  {held}in use outside lepton", style="yellow")
+            t.add_row(f"GPU {g.index}", cell)
     if host["last_error"]:
         t.add_row("last error", Text(host["last_error"], style="red"))
     return t

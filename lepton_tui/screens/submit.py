@@ -12,7 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from lepton_tui.errors import LeptonError, ValidationError
-from lepton_tui.validate import JobSpec, validate_job
+from lepton_tui.validate import JobSpec, expand_jobs, validate_job
 
 if TYPE_CHECKING:
     from lepton_tui.app import LeptonApp
@@ -28,7 +28,14 @@ FIELDS: tuple[tuple[str, str, str, str, str], ...] = (
     ("priority", "Priority", "0 (higher runs first)", "0", "priority"),
     ("project", "Project", "default", "", "project"),
     ("after", "After jobs", "ids of jobs to wait for, e.g. 12 15", "", "after"),
+    ("gpu_type", "GPU type", "e.g. A100 (empty: any)", "", "gpu_type"),
+    ("constraint", "Constraints", "host labels, e.g. zone=r2 rack=4", "", "constraint"),
+    ("host", "Hosts", "only these hosts (empty: any)", "", "host"),
+    ("exclude_host", "Not on hosts", "never these hosts", "", "exclude_host"),
+    ("array", "Array", "e.g. 0-15%4: 16 jobs, 4 at once", "", "array"),
 )
+# fields that take several words (space or comma separated)
+LIST_FIELDS = frozenset({"constraint", "host", "exclude_host"})
 
 
 EMPTY_COMMAND = "the command is empty: type the command to run above, e.g. python train.py"
@@ -48,14 +55,26 @@ def job_args(values: dict[str, str], only: str | None = None) -> dict[str, Any]:
             continue
         elif kw == "after":
             args["after"] = [value]
+        elif kw in LIST_FIELDS:
+            args[kw] = value.replace(",", " ").split()
         else:
             args[kw] = value.strip()
     return args
 
 
 def _check(args: dict[str, Any]) -> JobSpec:
+    return _check_all(args)[0]
+
+
+def _check_all(args: dict[str, Any]) -> list[JobSpec]:
+    """One spec, or one per element of the form's array."""
+    args = dict(args)
+    array = args.pop("array", None)
+    command = args.pop("command", "")
     try:
-        return validate_job(**args)
+        if array is None:
+            return [validate_job(command=command, **args)]
+        return expand_jobs([command], array, (), **args)
     except ValidationError as exc:
         if exc.field == "command" and not str(args.get("command", "")).strip():
             # the rule's hint is the CLI's (`give it after --`): say what to do in the form
@@ -79,8 +98,14 @@ def spec_from(values: dict[str, str]) -> JobSpec:
     return _check(job_args(values))
 
 
+def specs_from(values: dict[str, str]) -> list[JobSpec]:
+    """The whole form as JobSpecs: one, or one per element of its array."""
+    return _check_all(job_args(values))
+
+
 class SubmitJobModal(ModalScreen[int | None]):
-    """Command, CPUs, memory, GPUs, time, priority, project, dependencies; dismisses with the job id."""
+    """Command, CPUs, memory, GPUs, time, priority, project, dependencies, constraints, array;
+    dismisses with the job id (an array's: its first job's)."""
 
     if TYPE_CHECKING:
         app: LeptonApp  # type: ignore[assignment]  # this screen only runs in the console
@@ -154,17 +179,17 @@ class SubmitJobModal(ModalScreen[int | None]):
             self.query_one(f"#f-{first}", Input).focus()
             return
         try:
-            spec = spec_from(self.values())
+            specs = specs_from(self.values())
         except ValidationError as exc:
             self.query_one("#form-error", Static).update(str(exc))
             return
         self.query_one("#submit", Button).disabled = True
-        self._submit(spec)
+        self._submit(specs)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="submit")
-    def _submit(self, spec: JobSpec) -> None:
+    def _submit(self, specs: list[JobSpec]) -> None:
         try:
-            job_id = self.app.svc.submit(spec)
+            job_id = self.app.svc.submit_many(specs)[0]  # an array: its id, the first job's
         except LeptonError as exc:
             self.app.call_from_thread(self._failed, str(exc))
             return

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 
 from rich.text import Text
+from textual.binding import Binding
 
 from lepton_tui.validate import format_duration
 from lepton_tui.views import QueueRow, QueueWindow
@@ -58,25 +59,41 @@ def fit_queue_columns(natural: Mapping[str, int], room: int, padding: int = 1) -
     )  # fmt: skip
 
 
-def queue_cells(window: QueueWindow) -> list[tuple[str, tuple]]:
-    """The table's cells (pure: build them in the thread worker)."""
-    return [
+def queue_cells(window: QueueWindow, expanded: Set[int] = frozenset()) -> list[tuple[str, tuple]]:
+    """The table's cells (pure: build them in the thread worker). The elements of an array in
+    one state are one row (`12[16]`, keyed `a12:state`) unless the array is `expanded`; then
+    each is a row of its own (`12.3`)."""
+    groups: dict[tuple[int, str], int] = {}
+    for r in window.rows:
+        if r.array_id is not None and r.array_id not in expanded:
+            groups[(r.array_id, r.state)] = groups.get((r.array_id, r.state), 0) + 1
+    out: list[tuple[str, tuple]] = []
+    for r in window.rows:
+        if r.array_id is not None and r.array_id not in expanded:
+            n = groups.pop((r.array_id, r.state), 0)
+            if n:  # the group's first element stands for it
+                out.append(_row(r, f"a{r.array_id}:{r.state}", f"{r.array_id}[{n}]"))
+            continue
+        label = str(r.id) if r.array_id is None else f"{r.array_id}.{r.array_index}"
+        out.append(_row(r, str(r.id), label))
+    return out
+
+
+def _row(r: QueueRow, key: str, label: str) -> tuple[str, tuple]:
+    return (
+        key,
         (
-            str(r.id),
-            (
-                Text(str(r.id), justify="right"),
-                Text(r.state, style=JOB_STYLE.get(r.state, "")),
-                r.user,
-                r.project,
-                r.request,
-                r.host or "-",
-                r.gpu_ids or "-",
-                format_duration(r.age_s),
-                why_text(r),
-            ),
-        )
-        for r in window.rows
-    ]
+            Text(label, justify="right"),
+            Text(r.state, style=JOB_STYLE.get(r.state, "")),
+            r.user,
+            r.project,
+            r.request,
+            r.host or "-",
+            r.gpu_ids or "-",
+            format_duration(r.age_s),
+            why_text(r),
+        ),
+    )
 
 
 class QueueTable(FittedTable):
@@ -89,6 +106,11 @@ class QueueTable(FittedTable):
     FILL = "why"
     FILL_MIN = WHY_MIN
 
+    BINDINGS = [Binding("plus", "toggle_array", "expand array", show=False)]
+
+    expanded: set[int]
+    _window: QueueWindow | None = None
+
     def show(
         self,
         window: QueueWindow,
@@ -97,14 +119,35 @@ class QueueTable(FittedTable):
     ) -> None:
         """Patch changed cells in place (cells, and their widths, built by a worker if given);
         selection stays."""
+        self._window = window
+        if not hasattr(self, "expanded"):
+            self.expanded = set()
+        if self.expanded and any(r.array_id in self.expanded for r in window.rows):
+            cells, widths = queue_cells(window, self.expanded), None  # the worker knows none
         if cells is None:
             cells, widths = queue_cells(window), None
         self.show_fitted(cells, widths)
 
+    def action_toggle_array(self) -> None:
+        """`+`: show the highlighted array's elements one per row, or group them again."""
+        key = highlighted_key(self)
+        if key is None or self._window is None:
+            return
+        if key.startswith("a"):
+            self.expanded.add(int(key[1:].split(":")[0]))
+        else:
+            row = next((r for r in self._window.rows if str(r.id) == key), None)
+            if row is None or row.array_id is None:
+                return
+            self.expanded.discard(row.array_id)
+        self.show(self._window, queue_cells(self._window, self.expanded))
+
     @property
     def selected_job(self) -> int | None:
-        """The highlighted job's id, if any."""
+        """The highlighted job's id, if any (an array's row: the array's id, its first job)."""
         key = highlighted_key(self)
+        if key is not None and key.startswith("a"):
+            return int(key[1:].split(":")[0])
         return int(key) if key is not None else None
 
 

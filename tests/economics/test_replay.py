@@ -42,6 +42,7 @@ def test_replay_runs_sjf_with_the_labs_long_share(tmp_path: Path) -> None:
     clock = Clock()
     ledger = make_ledger(tmp_path, clock)
     record(ledger, clock, "sjf", jobs=120, seed=5, long_share=0.4)
+    ledger.set_setting("fairshare_weight", 0.0)  # the history was simulated without fair share
     window = (T0 - 1, T0 + 365 * 86400)
     plain = {r.policy: r for r in replay_ledger(ledger, *window, ["sjf"]).rows}
     ledger.set_setting("long_share", 0.4)

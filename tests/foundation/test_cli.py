@@ -46,6 +46,7 @@ def test_submit_then_queue_json(home: Path) -> None:
         "gpus", "gpu_mem_mb", "time_limit_s", "priority", "retries", "attempts_used", "host",
         "submitted_at", "started_at", "ended_at", "exit_code",
         "notify_on", "requeue_on_timeout", "max_requeues", "requeues", "signal", "kind",
+        "array_id", "array_index", "array_limit", "constraints",
     }  # fmt: skip
 
 
