@@ -49,7 +49,7 @@ def _check_scope(scope: str, name: str, every: bool = False) -> tuple[str, str]:
 
 def share_config(ledger: Ledger, now: float | None = None) -> ShareConfig:
     """The lab's fair-share settings, shares and usage weights, from the ledger."""
-    from lepton_tui.economics_prices import lab_prices_at
+    from lepton_tui.economics.prices import lab_prices_at
 
     users: dict[str, float] = {}
     projects: dict[str, float] = {}
