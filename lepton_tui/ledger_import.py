@@ -24,7 +24,10 @@ from lepton_tui.errors import LeptonError, ValidationError
 from lepton_tui.ledger import ECON_ROLLUP_TABLES, Ledger, open_ledger
 
 # Not taken from the personal ledger: caches and one-shot request keys.
-SKIPPED_TABLES = {*ECON_ROLLUP_TABLES, "submit_keys", "sqlite_sequence", "sqlite_stat1"}
+# notify_cursor: the lab's own place in its events (one row); moved past the imported history
+SKIPPED_TABLES = {
+    *ECON_ROLLUP_TABLES, "submit_keys", "sqlite_sequence", "sqlite_stat1", "notify_cursor",
+}  # fmt: skip
 # Settings that belong to the ledger, not to the history.
 SKIPPED_SETTINGS = ("owner",)
 # Tables whose rows are inserted first: others refer to them.
@@ -169,6 +172,11 @@ def _take(lab: Ledger, conn: sqlite3.Connection, path: Path, actor: str) -> Impo
             summary.rows[table] = _take_table(conn, table, theirs[table], mine[table], summary)
         for table in ECON_ROLLUP_TABLES:  # a cache of past days: the new attempts change them
             conn.execute(f"DELETE FROM main.{table}")
+        # the imported endings are history: the lab's notifications never tell them
+        conn.execute(
+            "INSERT OR REPLACE INTO main.notify_cursor (id, event_id) "
+            "SELECT 1, COALESCE(MAX(id), 0) FROM main.events"
+        )
         lab.event(
             "ledger.imported",
             f"imported {sum(summary.rows.values())} rows from {path}",

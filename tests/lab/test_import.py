@@ -63,6 +63,12 @@ def test_import_keeps_ids_history_and_costs(personal: Path, tmp_path: Path) -> N
     assert "3 jobs" in res.output and "numbered after the lab's" in res.output
     assert (root / "etc/systemd/system/lepton-tui.service").is_file()
     assert _digest(personal) == before  # the personal ledger is only read
+    # the imported endings are history: the lab's notifications start after them
+    theirs = Ledger(root / LAB, clock=lambda: T0)
+    [cursor] = theirs.query("SELECT event_id FROM notify_cursor")
+    assert cursor["event_id"] >= theirs.query("SELECT MAX(id) AS m FROM events "
+                                              "WHERE kind != 'ledger.imported'")[0]["m"]  # fmt: skip
+    theirs.close()
 
     now = T0 + 7 * H
     mine = Ledger(personal / "ledger.db", clock=lambda: now)
