@@ -709,7 +709,8 @@ def slurm_status(
                     "started_at": now, "ended_at": now,
                     "reason": f"Slurm will never run it as asked: {job.reason}"}  # fmt: skip
         if job.state in PENDING_STATES:
-            return {**out, "state": "starting", "reason": f"pending in Slurm ({job.reason})"}
+            said = f" ({job.reason})" if job.reason and job.reason != "None" else ""
+            return {**out, "state": "starting", "reason": f"pending in Slurm{said}"}
         if job.state in RUNNING_STATES:
             return {**out, "state": "running", "started_at": job.start}
         if job.state in LOST_STATES:

@@ -206,7 +206,9 @@ def queue_lines(
     ended; with a `width` (a terminal's) the last column is cut to fit it."""
     rows = []
     for job in jobs:
-        detail = job["reason"] if job["state"] == "queued" and job["reason"] else job["command"]
+        # a job waiting in a Slurm queue (starting) shows Slurm's pending reason, as queued ones
+        waits = job["state"] in ("queued", "starting") and job["reason"]
+        detail = job["reason"] if waits else job["command"]
         if job.get("kind") == "interactive":  # `lepton-tui shell`: told apart
             detail = f"[shell] {detail}"
         rows.append((

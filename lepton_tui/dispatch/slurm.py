@@ -51,6 +51,7 @@ log = logging.getLogger("lepton_tui.dispatcher")
 
 SBATCH_S = 0.2  # time allowed per sbatch in a submission batch, on top of the poll timeout
 MAX_SUBMIT_TRIES = 5  # sbatch failures in a row (not refusals) before a job fails
+PENDING_PREFIX = "pending in Slurm"  # the reason of an attempt waiting in Slurm's queue
 
 
 def is_slurm(host: Mapping[str, Any] | None) -> bool:
@@ -628,3 +629,21 @@ def login_check(row: Mapping[str, Any], transport: Any, timeout: float = 30) -> 
             raise
         checks.append(Check("job dir", False, exc.reason))
     return Preflight(str(row["name"]), checks)
+
+
+def note_pending(ledger: Ledger, job_id: int, st: AttemptStatus) -> None:
+    """A job whose attempt waits in Slurm's queue shows Slurm's pending reason (squeue's %r:
+    `Resources`, `Priority`, `QOSMaxJobsPerUserLimit`...) as its own reason while it waits,
+    and loses it once Slurm runs it (no event: reasons change every tick)."""
+    if st.state == "starting" and (st.reason or "").startswith(PENDING_PREFIX):
+        ledger.execute(
+            "UPDATE jobs SET reason = ? WHERE id = ? AND state = 'starting' "
+            "AND (reason IS NULL OR reason != ?)",
+            (st.reason, job_id, st.reason),
+        )
+    elif st.state != "starting":
+        ledger.execute(
+            "UPDATE jobs SET reason = NULL WHERE id = ? AND state IN ('starting', 'running') "
+            "AND reason LIKE ?",
+            (job_id, PENDING_PREFIX + "%"),
+        )

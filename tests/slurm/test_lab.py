@@ -1,6 +1,6 @@
 """Slurm hosts in lab mode: each job is submitted, runs and is cancelled as its submitter, on a
 real Slurm cluster whose users (alice, bob) are real Unix users reaching the submit node over the
-loopback sshd with the lab key.
+loopback sshd with the lab key; and Slurm's pending reason as the job's queue reason.
 
 The lab's cluster is a bed of its own (module scope): the shared bed's directory is private to
 the test runner (0700, under pytest's private temporary directory), and the lab's users must
@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from lepton_tui import paths
+from lepton_tui.cli.jobs import queue_lines
 from lepton_tui.dispatch.hostpool import HostPool
 from lepton_tui.dispatch.loop import Dispatcher
 from lepton_tui.dispatch.slurm import onboard_slurm
@@ -192,3 +193,32 @@ def test_the_end_files_of_a_job_slurm_forgot_are_read_through_its_owners_login(
     assert (st.state, st.exit_code) == ("done", 7), st
     # one round trip on the host's own login (the squeue), one as alice (her files)
     assert (own.transport.round_trips, alice.transport.round_trips) == (trips[0] + 1, trips[1] + 1)
+
+
+def test_a_job_pending_in_slurm_shows_slurms_reason(
+    slurm: SlurmBed, svc: Service, tmp_path: Path
+) -> None:
+    """A job Slurm holds (here: its dependency is still running) shows squeue's reason while it
+    waits there, and loses it once Slurm runs it."""
+    from tests.slurm.test_dispatch import add_cluster, submit
+
+    add_cluster(svc, slurm, tmp_path / "lepton")
+    d = Dispatcher(svc, tick_s=0.2)
+    try:
+        first = submit(svc, "sleep 6")
+        then = submit(svc, "echo after", after=[first])
+        tick_until(d, lambda: _slurm_id(svc, first) and svc.ledger.attempts_for(then), timeout=60)
+        tick_until(
+            d, lambda: svc.ledger.get_job(then)["reason"] == "pending in Slurm (Dependency)",
+            timeout=30,
+        )  # fmt: skip
+        assert _state(svc, then) == "starting"
+        (line,) = [x for x in queue_lines([svc.ledger.get_job(then)], svc.ledger.clock())
+                   if x.lstrip().startswith(str(then))]  # fmt: skip
+        assert line.rstrip().endswith("pending in Slurm (Dependency)"), line
+        tick_until(d, lambda: _state(svc, then) in ("running", *TERMINAL), timeout=60)
+        assert svc.ledger.get_job(then)["reason"] is None
+        tick_until(d, lambda: _state(svc, then) in TERMINAL, timeout=60)
+        assert _state(svc, then) == "succeeded"
+    finally:
+        d.pool.close()
