@@ -182,3 +182,11 @@ def test_a_job_slurm_has_not_looked_at_yet_says_only_that_it_is_pending() -> Non
     pending = dataclasses.replace(slurm.parse_squeue(read("squeue_22.05.txt"))["bbbb11112222"],
                                   reason="None")  # fmt: skip
     assert slurm.slurm_status(pending, None)["reason"] == "pending in Slurm"
+
+
+def test_squeue_and_sacct_list_the_given_users_in_lab_mode() -> None:
+    assert "--me" in slurm.squeue_argv()
+    assert "--users=alice,bob" in slurm.squeue_argv(["bob", "alice", "bob"])
+    assert "--user=alice,bob" in slurm.sacct_argv(60, ["alice", "bob"])
+    with pytest.raises(ValueError, match="invalid user name"):
+        slurm.squeue_argv(["alice,root"])
