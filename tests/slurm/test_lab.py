@@ -72,7 +72,7 @@ def _submit(home: Path, user: str, command: str, **kw: Any) -> int:
 
 
 @pytest.fixture
-def lab(
+def slurm_lab(
     lab_slurm: SlurmBed, lab_bed: Any, lab_homes: dict[str, Path], user_keys: Any, tmp_path: Path
 ) -> Iterator[tuple[Service, Dispatcher, SlurmBed]]:
     """A lab's ledger and dispatcher (the lab key in its state directory, so the pool runs
@@ -117,9 +117,9 @@ def _slurm_user(bed: SlurmBed, slurm_id: str) -> str:
 
 
 def test_each_slurm_job_is_submitted_and_runs_as_its_submitter(
-    lab: tuple[Service, Dispatcher, SlurmBed], lab_homes: dict[str, Path]
+    slurm_lab: tuple[Service, Dispatcher, SlurmBed], lab_homes: dict[str, Path]
 ) -> None:
-    svc, d, bed = lab
+    svc, d, bed = slurm_lab
     cmd = "id -un; echo $HOME; sleep 3"
     jobs = {user: _submit(svc.home, user, cmd) for user in USERS}
     tick_until(d, lambda: all(_slurm_id(svc, j) for j in jobs.values()), timeout=60)
@@ -148,9 +148,9 @@ def test_each_slurm_job_is_submitted_and_runs_as_its_submitter(
 
 
 def test_bob_cancels_his_slurm_job_through_his_own_login(
-    lab: tuple[Service, Dispatcher, SlurmBed],
+    slurm_lab: tuple[Service, Dispatcher, SlurmBed],
 ) -> None:
-    svc, d, bed = lab
+    svc, d, bed = slurm_lab
     job = _submit(svc.home, "bob", "sleep 300")
     tick_until(d, lambda: _state(svc, job) == "running", timeout=60)
     sid = _slurm_id(svc, job)
@@ -172,11 +172,11 @@ def test_bob_cancels_his_slurm_job_through_his_own_login(
 
 
 def test_the_end_files_of_a_job_slurm_forgot_are_read_through_its_owners_login(
-    lab: tuple[Service, Dispatcher, SlurmBed], lab_homes: dict[str, Path]
+    slurm_lab: tuple[Service, Dispatcher, SlurmBed], lab_homes: dict[str, Path]
 ) -> None:
     """A job Slurm no longer shows (past MinJobAge) ends from the file its batch script left in
     its owner's directory: read as the owner, the host's own login never looks there."""
-    svc, d, bed = lab
+    svc, d, bed = slurm_lab
     job = _submit(svc.home, "alice", "sleep 4; exit 7")
     tick_until(d, lambda: _slurm_id(svc, job), timeout=60)
     (att,) = svc.ledger.attempts_for(job)
@@ -222,3 +222,37 @@ def test_a_job_pending_in_slurm_shows_slurms_reason(
         assert _state(svc, then) == "succeeded"
     finally:
         d.pool.close()
+
+
+def test_through_the_lab_service_an_admin_adds_the_cluster_and_alices_job_runs_as_alice(
+    lab: Any, lab_slurm: SlurmBed, lab_bed: Any, user_keys: Any, lab_homes: dict[str, Path]
+) -> None:
+    """The real daemon (`serve --socket`): root, an admin, adds the Slurm host over the socket
+    (`hosts add NAME --slurm`); alice, a client, submits; Slurm runs her job as her."""
+    from tests.lab.conftest import as_user, client_call
+
+    ssh = lab_bed(1)[0]
+    admin = lab.client()
+    try:
+        done = admin.onboard_slurm(
+            "cluster", address=ssh.address, port=ssh.port, user=ssh.user,
+            key_path=ssh.key_path, accept_new_host_key=True, partition=PARTITION,
+            slurm_conf=str(lab_slurm.conf), root_dir="~/.lepton-slurm",
+        )  # fmt: skip
+        assert done.ok and done.host["name"] == "cluster", done.lines
+        user_keys("alice", admin.lab_key())
+        job = as_user("alice", client_call(lab.socket, "submit", command="id -un", cpus=1,
+                                           mem="64M"))  # fmt: skip
+
+        def ended() -> bool:
+            return admin.get_job(job)["state"] in TERMINAL
+
+        wait_for(ended, timeout=90)
+        row = admin.get_job(job)
+        assert (row["state"], row["host"]) == ("succeeded", "cluster"), row
+        (att,) = admin.show_job(job)["attempts"]
+        assert _slurm_user(lab_slurm, str(att["slurm_job_id"])) == "alice"
+        out = lab_homes["alice"] / ".lepton-slurm" / "slurm" / f"{job}-{att['token']}" / "stdout"
+        assert out.read_text() == "alice\n"
+    finally:
+        admin.close()
