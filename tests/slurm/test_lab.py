@@ -256,3 +256,40 @@ def test_through_the_lab_service_an_admin_adds_the_cluster_and_alices_job_runs_a
         assert out.read_text() == "alice\n"
     finally:
         admin.close()
+
+
+def test_a_sudo_slurm_host_submits_as_the_owner_through_the_documented_rule(
+    lab_slurm: SlurmBed, lab_bed: Any, lab_homes: dict[str, Path], user_keys: Any, tmp_path: Path
+) -> None:
+    """`run_as = sudo`: the service logs in as the host's own login (labadmin, with the lab
+    key) and runs the Slurm helper as alice with README's sudoers rule; alice has no key."""
+    if shutil.which("sudo") is None:
+        pytest.skip("sudo is not installed (Debian's sudo package)")
+    svc = Service.open(tmp_path / "state")
+    key, _ = ensure_lab_key(svc.home)
+    user_keys("labadmin", authorized_keys_line(svc.home))
+    ssh = lab_bed(1)[0]
+    shutil.copy(ssh.known_hosts_path, svc.home / paths.KNOWN_HOSTS_FILE)
+    rule = Path(f"/etc/sudoers.d/lepton-slurmtest-{os.getpid()}")
+    rule.write_text("labadmin ALL=(alice) NOPASSWD: /usr/bin/python3 -I -S -\n")  # README's rule
+    rule.chmod(0o440)
+    pool = HostPool(svc.home / paths.KNOWN_HOSTS_FILE, lab_key=key)
+    d = Dispatcher(svc, pool=pool, tick_s=0.2)
+    try:
+        done = onboard_slurm(
+            svc, "cluster", partition=PARTITION, slurm_conf=str(lab_slurm.conf),
+            address=ssh.address, port=ssh.port, user="labadmin", key_path=str(key),
+            root_dir="~/.lepton-slurm",
+        )  # fmt: skip
+        assert done.ok, done.lines
+        svc.ledger.update("hosts", done.host["id"], {"run_as": "sudo"})
+        job = _submit(svc.home, "alice", "id -un; echo $HOME")
+        tick_until(d, lambda: _state(svc, job) in TERMINAL, timeout=90)
+        assert _state(svc, job) == "succeeded", svc.ledger.get_job(job)
+        assert _slurm_user(lab_slurm, _slurm_id(svc, job)) == "alice"
+        out = "".join(follow_log(svc, job, "stdout", pool=d.pool))
+        assert out == f"alice\n{lab_homes['alice']}\n"
+    finally:
+        rule.unlink()
+        pool.close()
+        svc.close()
