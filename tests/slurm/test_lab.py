@@ -125,6 +125,14 @@ def test_each_slurm_job_is_submitted_and_runs_as_its_submitter(
     tick_until(d, lambda: all(_slurm_id(svc, j) for j in jobs.values()), timeout=60)
     for user, job in jobs.items():
         assert _slurm_user(bed, _slurm_id(svc, job)) == user
+    # a tick with both users' jobs in Slurm: ONE round trip, on the host's own login
+    host = svc.ledger.get_host("cluster")
+    logins = [d.slurm.get(host), *(d.slurm.get(host, u) for u in USERS)]
+    before = [sh.transport.round_trips for sh in logins]
+    d.tick()
+    assert [sh.transport.round_trips - b for sh, b in zip(logins, before, strict=True)] == [
+        1, 0, 0,
+    ]  # fmt: skip
     tick_until(d, lambda: all(_state(svc, j) in TERMINAL for j in jobs.values()), timeout=90)
     for user, job in jobs.items():
         assert _state(svc, job) == "succeeded", svc.ledger.get_job(job)
@@ -139,7 +147,6 @@ def test_each_slurm_job_is_submitted_and_runs_as_its_submitter(
         assert job_dir.stat().st_uid == uid
         assert (job_dir / "stdout").stat().st_uid == uid
     # sbatch went through each owner's login, never the host's own
-    host = svc.ledger.get_host("cluster")
     assert d.slurm.get(host).commands["sbatch"] == 0
     assert all(d.slurm.get(host, user).commands["sbatch"] >= 1 for user in USERS)
     # and the poll stayed one round trip per tick on the host's own login: squeue once each
