@@ -236,11 +236,15 @@ def test_through_the_lab_service_an_admin_adds_the_cluster_and_alices_job_runs_a
 ) -> None:
     """The real daemon (`serve --socket`): root, an admin, adds the Slurm host over the socket
     (`hosts add NAME --slurm`); alice, a client, submits; Slurm runs her job as her."""
+    from lepton_tui.errors import ValidationError
     from tests.lab.conftest import as_user, client_call
 
     ssh = lab_bed(1)[0]
     admin = lab.client()
     try:
+        # on the login node itself it would submit every job as the service account: refused
+        with pytest.raises(ValidationError, match="--local host in lab mode"):
+            admin.onboard_slurm("here", partition=PARTITION, slurm_conf=str(lab_slurm.conf))
         done = admin.onboard_slurm(
             "cluster", address=ssh.address, port=ssh.port, user=ssh.user,
             key_path=ssh.key_path, accept_new_host_key=True, partition=PARTITION,
