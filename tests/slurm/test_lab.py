@@ -251,7 +251,14 @@ def test_through_the_lab_service_an_admin_adds_the_cluster_and_alices_job_runs_a
             slurm_conf=str(lab_slurm.conf), root_dir="~/.lepton-slurm",
         )  # fmt: skip
         assert done.ok and done.host["name"] == "cluster", done.lines
+        got = admin.check_login("cluster", "alice")  # no key yet: she cannot submit there
+        assert not got["ok"] and got["how"] == "lab key", got
         user_keys("alice", admin.lab_key())
+        got = admin.check_login("cluster", "alice")  # `hosts check cluster --user alice`
+        assert got["ok"], got
+        assert any(line.startswith("sbatch ") and " ok " in line for line in got["lines"]), got
+        assert any(line.startswith("job dir ") and str(lab_homes["alice"]) in line
+                   for line in got["lines"]), got  # fmt: skip
         job = as_user("alice", client_call(lab.socket, "submit", command="id -un", cpus=1,
                                            mem="64M"))  # fmt: skip
 
