@@ -544,10 +544,20 @@ def one_line(text: str) -> str:
 # -- state ---------------------------------------------------------------------------------------
 
 
-def squeue_argv() -> list[str]:
-    """ONE squeue for every job of the user, ended ones too (while MinJobAge keeps them)."""
-    return ["squeue", "--me", "--noheader", "--states=all",
+def squeue_argv(users: Sequence[str] | None = None) -> list[str]:
+    """ONE squeue for every job of the user, ended ones too (while MinJobAge keeps them); with
+    `users` (lab mode: the submitters with jobs there), every job of those users."""
+    who = f"--users={users_arg(users)}" if users else "--me"
+    return ["squeue", who, "--noheader", "--states=all",
             "--Format=" + ",".join(f"{f}:|" for f in SQUEUE_FIELDS)]  # fmt: skip
+
+
+def users_arg(users: Sequence[str]) -> str:
+    """A comma-separated user list for squeue/sacct (each a valid login name)."""
+    for u in users:
+        if not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", u, re.IGNORECASE):
+            raise ValueError(f"invalid user name {u!r}")
+    return ",".join(sorted(set(users)))
 
 
 @dataclass(frozen=True)
@@ -621,10 +631,12 @@ SACCT_FIELDS = (
 )  # fmt: skip
 
 
-def sacct_argv(since_s: float) -> list[str]:
+def sacct_argv(since_s: float, users: Sequence[str] | None = None) -> list[str]:
     """ONE sacct for every job of the user that was in any state in the last `since_s`
-    seconds (the oldest attempt asked about, and a margin): where accounting runs."""
-    return ["sacct", "--noheader", "--parsable2", "--allocations",
+    seconds (the oldest attempt asked about, and a margin): where accounting runs. With
+    `users`, those users' jobs (lab mode)."""
+    who = [f"--user={users_arg(users)}"] if users else []
+    return ["sacct", "--noheader", "--parsable2", "--allocations", *who,
             f"--starttime=now-{max(60, math.ceil(since_s))}",
             "--format=" + ",".join(SACCT_FIELDS)]  # fmt: skip
 
@@ -697,7 +709,8 @@ def slurm_status(
                     "started_at": now, "ended_at": now,
                     "reason": f"Slurm will never run it as asked: {job.reason}"}  # fmt: skip
         if job.state in PENDING_STATES:
-            return {**out, "state": "starting", "reason": f"pending in Slurm ({job.reason})"}
+            said = f" ({job.reason})" if job.reason and job.reason != "None" else ""
+            return {**out, "state": "starting", "reason": f"pending in Slurm{said}"}
         if job.state in RUNNING_STATES:
             return {**out, "state": "running", "started_at": job.start}
         if job.state in LOST_STATES:

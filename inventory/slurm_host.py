@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,8 @@ class SlurmPoll:
     partition: PartitionView
     statuses: dict[str, dict[str, Any]]  # token -> AttemptStatus fields
     jobs: dict[str, slurm.SlurmJob]  # token -> squeue row (lepton's jobs only)
+    # other users' attempts Slurm no longer shows: their files are read through their login
+    unread: frozenset[str] = frozenset()
 
 
 class SlurmHost:
@@ -181,24 +183,39 @@ class SlurmHost:
         return self.use_sacct
 
     def poll(
-        self, attempts: Mapping[str, int], timeout: float = 60, since: float | None = None
+        self,
+        attempts: Mapping[str, int],
+        timeout: float = 60,
+        since: float | None = None,
+        *,
+        users: Sequence[str] | None = None,
+        foreign: Collection[str] = (),
     ) -> SlurmPoll:
         """ONE round trip: the status of every job of the user (one squeue; or one sacct where
         accounting runs, with one squeue more only when an asked attempt is not in it yet), the
         partition's nodes, and the files of asked attempts neither shows. `attempts`: token ->
         lepton job id; `since`: when the oldest of them was created (for sacct's window).
         The nodes come from sinfo's formatted records here, not --json: the same facts, at a
-        third of the cost on 22.05 (docs/benchmarks.md, "Slurm")."""
+        third of the cost on 22.05 (docs/benchmarks.md, "Slurm").
+
+        Lab mode: `users`, the submitters whose jobs to list (Slurm shows every user's jobs
+        unless PrivateData hides them); `foreign`, the tokens of other users' attempts, whose
+        directories this login cannot read: those neither command shows come back in `unread`
+        (no status), and a refused one is left for its owner to cancel."""
         nodes_argv = slurm.sinfo_nodes_argv()
         asked = {
-            token: {"name": slurm.job_name(job_id, token), "dir": self.job_dir(job_id, token)}
+            token: {
+                "name": slurm.job_name(job_id, token),
+                "dir": None if token in foreign else self.job_dir(job_id, token),
+            }
             for token, job_id in attempts.items()
         }
         now = time.time()
-        args: dict[str, Any] = {"status": slurm.squeue_argv()}
+        args: dict[str, Any] = {"status": slurm.squeue_argv(users)}
         if self.accounting():
             window = now - (since if since is not None else now) + 600
-            args = {"status": slurm.sacct_argv(window), "fallback": slurm.squeue_argv()}
+            args = {"status": slurm.sacct_argv(window, users),
+                    "fallback": slurm.squeue_argv(users)}  # fmt: skip
         reply = self.call("poll", timeout=timeout, attempts=asked, nodes=nodes_argv, **args)
         nodes = reply.get("nodes")
         if nodes is None or nodes["rc"] != 0:
@@ -213,14 +230,33 @@ class SlurmHost:
         else:
             jobs = slurm.parse_squeue(reply["status"])
         statuses = {}
+        unread = set()
         for token in attempts:
+            if token in foreign and token not in jobs:
+                unread.add(token)
+                continue
             files = reply["files"].get(token)
             end = slurm.EndFiles(**files) if files is not None else None
             statuses[token] = slurm.slurm_status(jobs.get(token), end, now)
-        refused = [str(st["slurm_id"]) for st in statuses.values() if st.get("refused")]
+        refused = [str(st["slurm_id"]) for t, st in statuses.items()
+                   if st.get("refused") and t not in foreign]  # fmt: skip
         if refused:  # pending for ever as asked: take it out of Slurm's queue before saying so
             self.cancel(refused)
-        return SlurmPoll(view, statuses, jobs)
+        return SlurmPoll(view, statuses, jobs, frozenset(unread))
+
+    def end_files(self, attempts: Mapping[str, int], timeout: float = 60) -> dict[str, Any]:
+        """The statuses of attempts Slurm no longer shows, from the files their batch scripts
+        left (ONE round trip): lab mode reads other users' through their own login."""
+        if not attempts:
+            return {}
+        dirs = {token: self.job_dir(job_id, token) for token, job_id in attempts.items()}
+        reply = self.call("files", timeout=timeout, dirs=dirs)
+        now = time.time()
+        return {
+            token: slurm.slurm_status(None, slurm.EndFiles(**reply[token]), now)
+            for token in attempts
+            if token in reply
+        }
 
     # -- verbs -------------------------------------------------------------------------------------
     def submit(

@@ -111,6 +111,18 @@ class _Onboarded:
         self.preflight = preflight
 
 
+class _SlurmAdded:
+    """What the service's `hosts add --slurm` stored, shaped as `dispatch.slurm.SlurmOnboarded`."""
+
+    def __init__(self, host: dict[str, Any], lines: list[tuple[bool, str]]) -> None:
+        self.host = host
+        self.lines = lines
+
+    @property
+    def ok(self) -> bool:
+        return all(ok for ok, _ in self.lines)
+
+
 class LabClient:
     """The service API of a lab service, called over its socket (same methods as `Service`)."""
 
@@ -315,6 +327,14 @@ class LabClient:
             if echo is not None:
                 echo(str(line))
         return _Onboarded(out["host"], _Report(out.get("preflight") or {}))
+
+    def onboard_slurm(self, name: str, *, echo: Any = None, **options: Any) -> Any:
+        """`hosts add NAME --slurm`: the service checks the partition and stores it."""
+        out = self.call("onboard_slurm", name=name, **options)
+        for line in out.get("lines") or ():
+            if echo is not None:
+                echo(str(line))
+        return _SlurmAdded(out["host"], [(bool(ok), str(line)) for ok, line in out["checks"]])
 
     def remove_host(self, name: str, force: bool = False) -> None:
         self.call("remove_host", name=name, force=force)

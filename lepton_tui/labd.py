@@ -282,6 +282,33 @@ CALLS.update({
     "set_run_as": lambda svc, name, mode: svc.set_run_as(str(name), str(mode)),
     "logins": lambda svc, user=None: svc.logins(None if user is None else str(user)),
 })  # fmt: skip
+# -- Slurm hosts (lepton_tui.dispatch.slurm): `hosts add NAME --slurm` by an admin --
+_SLURM_ARGS = frozenset({"accept_new_host_key", "fingerprint", "partition", "account", "qos",
+                         "slurm_conf"})  # fmt: skip
+
+
+def _onboard_slurm(svc: Service, name: str, **options: Any) -> dict[str, Any]:
+    """The service checks the partition (over SSH with the lab key as the admin, as `hosts
+    add`, or on this node) and stores it; its preflight lines come back."""
+    from lepton_tui.dispatch.slurm import onboard_slurm
+    from lepton_tui.logins import lab_onboard_args, record_onboarded
+
+    svc.require_admin("add hosts")  # before the service connects anywhere for anyone
+    args = dict(_host_args(options, _SLURM_ARGS))
+    args.pop("gpus_override", None)
+    local = not args.get("address")
+    args.pop("local", None)  # without an address Slurm's commands run on this node
+    if not local:
+        args = lab_onboard_args(svc, args)  # the lab key, as --user (default: the admin)
+    lines: list[str] = []
+    done = onboard_slurm(svc, str(name), echo=lines.append, **args)
+    if not local:
+        record_onboarded(svc, done.host)
+    return {"host": done.host, "lines": lines,
+            "checks": [[ok, line] for ok, line in done.lines]}  # fmt: skip
+
+
+CALLS["onboard_slurm"] = _onboard_slurm
 # -- the DQN's weights (service.py decides who may install) --
 CALLS.update({
     "policies": lambda svc: svc.policies(),

@@ -89,7 +89,7 @@ def login_for(row: Mapping[str, Any], owner: str | None, lab_key: Path | str | N
     """The connection that runs `owner`'s jobs on the host of `row` (personal mode, `lab_key`
     None: always the host's own). Raises NotReachable for another user on a local host."""
     row = dict(row)
-    if lab_key is None or owner is None or owner == host_login(row) or row.get("slurm_json"):
+    if lab_key is None or owner is None or owner == host_login(row):
         return Login(row, owner or host_login(row))
     check_login_name(owner)
     if (row.get("transport") or "ssh") == "local":
@@ -202,8 +202,8 @@ def can_run(
     """Whether `user`'s jobs may be placed on the host of `row` (lab mode)."""
     if (row.get("transport") or "ssh") == "local":
         return user == service_user()
-    if user == host_login(row) or row.get("slurm_json"):
-        return True  # the host's own login; Slurm hosts submit as the host's login (for now)
+    if user == host_login(row):
+        return True  # the host's own login
     rec = records.get((row["name"], user))
     return bool(rec and rec["ok"])
 
@@ -218,7 +218,7 @@ def pairs_to_try(
     """(host row, user) pairs to try now: never tried, or failed over `retry_s` ago."""
     out = []
     for row in hosts:
-        if (row.get("transport") or "ssh") == "local" or row.get("slurm_json"):
+        if (row.get("transport") or "ssh") == "local":
             continue
         for user in sorted(set(users)):
             if user == host_login(row):
@@ -263,6 +263,10 @@ def try_login(login: Login, transport: Transport, timeout: float = 30) -> Any:
     from inventory.preflight import preflight
     from lepton_tui.dispatch.hostpool import spec_from_row
 
+    if login.row.get("slurm_json"):  # a Slurm host: sbatch and the job directory, as the user
+        from lepton_tui.dispatch.slurm import login_check
+
+        return login_check(login.row, transport, timeout)
     return preflight(transport, spec_from_row(login.row), timeout=timeout)
 
 
@@ -304,8 +308,6 @@ def check_login(
             f"drop --user, or use --user {host_login(row)}",
             field="user",
         )
-    if row.get("slurm_json"):
-        raise ValidationError(f"{name} is a Slurm host: its jobs go through sbatch, not a login")
     key = Path(svc.home) / KEY_FILE if lab else None
     if key is not None and not key.exists():
         raise LeptonError("this lab service has no lab key", "restart `lepton-tui serve --socket`")

@@ -171,10 +171,17 @@ def op_poll(req, ran):
         shown |= _names(fallback)
     files = {}
     for token, item in req["attempts"].items():
-        if item["name"] not in shown:
+        # no dir: another user's attempt (lab mode), its files read through their login
+        if item["name"] not in shown and item.get("dir"):
             files[token] = _files(item["dir"])
     nodes = _run(req["nodes"], env, ran) if req.get("nodes") else None
     return {"status": r["out"], "fallback": fallback, "files": files, "nodes": nodes}
+
+
+def op_files(req, ran):
+    """What each attempt directory says (`dirs`: token -> directory): the end files of jobs
+    Slurm no longer shows, read as the user who owns them."""
+    return {token: _files(d) for token, d in req["dirs"].items()}
 
 
 def _names(out):
@@ -194,7 +201,7 @@ def op_read(req, ran):
 
 
 OPS = {"resolve": op_resolve, "run": op_run, "submit": op_submit, "poll": op_poll,
-       "read": op_read, "check_dir": op_check_dir}  # fmt: skip
+       "read": op_read, "check_dir": op_check_dir, "files": op_files}  # fmt: skip
 
 
 def _lepton_slurm_main(encoded):

@@ -260,7 +260,9 @@ def queue_lines(
             shown.add(array_id)
             rows.append(array_row(arrays[array_id], now))
             continue
-        detail = job["reason"] if job["state"] == "queued" and job["reason"] else job["command"]
+        # a job waiting in a Slurm queue (starting) shows Slurm's pending reason, as queued ones
+        waits = job["state"] in ("queued", "starting") and job["reason"]
+        detail = job["reason"] if waits else job["command"]
         if job.get("kind") == "interactive":  # `lepton-tui shell`: told apart
             detail = f"[shell] {detail}"
         ident = str(job["id"]) if array_id is None else f"{array_id}.{job['array_index']}"

@@ -116,6 +116,8 @@ def apply_status(ctx: Ctx, a: ActiveAttempt, st: AttemptStatus) -> str | None:
     Returns "ended", "relaunch" or None."""
     token, js = a.token, ctx.ledger.job_state(a.job_id)
     what = outcome.action(a.state, st.state, js)
+    if a.state == "starting" and a.slurm_job_id:  # Slurm's pending reason, while it waits
+        dslurm.note_pending(ctx.ledger, a.job_id, st)
     if what == "start":
         mark_running(ctx, a, st)
         return None

@@ -169,6 +169,10 @@ def try_login(pool: Any, row: Mapping[str, Any], user: str, timeout: float = 30.
     from inventory.preflight import preflight
 
     spec, transport = pool.get(row, user)
+    if row.get("slurm_json"):  # a Slurm host: sbatch and the job directory, as the user
+        from lepton_tui.dispatch.slurm import login_check
+
+        return login_check({**row, "root_dir": spec.root_dir}, transport, timeout)
     return preflight(transport, spec, timeout=timeout)
 
 

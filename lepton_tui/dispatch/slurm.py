@@ -27,13 +27,16 @@ import dataclasses
 import json
 import logging
 import secrets
+import sqlite3
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from inventory.fanout import Ok, fan_out
+from inventory.errors import AuthFailed, HostError
+from inventory.fanout import Failed, Ok, fan_out
 from inventory.slurm import SlurmTarget, SubmitSpec
+from inventory.slurm import one_line as slurm_one_line
 from inventory.slurm_host import Refused, Retry, SlurmHost, Submitted
 from inventory.supervisor import AttemptStatus
 from lepton_tui.dispatch import outcome
@@ -41,12 +44,14 @@ from lepton_tui.dispatch.hostpool import GpuState, HostPool, Poll
 from lepton_tui.errors import IllegalTransition, LeptonError, ValidationError
 from lepton_tui.job_options import restart_env
 from lepton_tui.ledger import Ledger
+from lepton_tui.logins import host_login, record_login
 from lepton_tui.rows import ActiveAttempt
 
 log = logging.getLogger("lepton_tui.dispatcher")
 
 SBATCH_S = 0.2  # time allowed per sbatch in a submission batch, on top of the poll timeout
 MAX_SUBMIT_TRIES = 5  # sbatch failures in a row (not refusals) before a job fails
+PENDING_PREFIX = "pending in Slurm"  # the reason of an attempt waiting in Slurm's queue
 
 
 def is_slurm(host: Mapping[str, Any] | None) -> bool:
@@ -63,33 +68,76 @@ def target_of(host: Mapping[str, Any]) -> SlurmTarget:
 
 
 class SlurmHosts:
-    """One `SlurmHost` per Slurm host row, on the pool's transport (one connection per host)."""
+    """One `SlurmHost` per Slurm host row and login, on the pool's transports: the host's own
+    (the poll, personal mode) and, in lab mode, each submitter's (sbatch, scancel, their files;
+    `HostPool.get(row, owner)`: the lab key or sudo)."""
 
     def __init__(self, pool: HostPool, ledger: Ledger) -> None:
         self.pool = pool
         self.ledger = ledger
-        self._hosts: dict[str, tuple[Any, SlurmHost]] = {}
+        self._hosts: dict[tuple[str, str], tuple[Any, SlurmHost]] = {}
         self._lock = threading.Lock()
 
-    def get(self, host: Mapping[str, Any]) -> SlurmHost:
-        """The adapter for a host row (rebuilt when its transport or settings change)."""
-        spec, transport = self.pool.get(host)
+    @property
+    def lab(self) -> bool:
+        """Lab mode: every job runs as its submitter."""
+        return getattr(self.pool, "lab_key", None) is not None
+
+    def login_of(self, host: Mapping[str, Any], owner: str | None) -> str | None:
+        """Whose login runs `owner`'s Slurm jobs on `host`: None for the host's own."""
+        if not self.lab or owner is None or owner == host_login(host):
+            return None
+        return owner
+
+    def get(self, host: Mapping[str, Any], owner: str | None = None) -> SlurmHost:
+        """The adapter for a host row and the submitter `owner` (lab mode; None, or personal
+        mode: the host's own login), rebuilt when its transport or settings change."""
+        owner = self.login_of(host, owner)
+        spec, transport = self.pool.get(host, owner)
         key = (id(transport), host.get("slurm_json"), spec.root_dir)
         with self._lock:
-            entry = self._hosts.get(host["name"])
+            entry = self._hosts.get((host["name"], owner or ""))
             if entry is None or entry[0] != key:
                 entry = (key, SlurmHost(host["name"], transport, target_of(host), spec.root_dir))
-                self._hosts[host["name"]] = entry
+                self._hosts[(host["name"], owner or "")] = entry
             return entry[1]
+
+    def owners(self, host: Mapping[str, Any], tokens: Sequence[str]) -> dict[str, str | None]:
+        """token -> whose login reaches its attempt (None: the host's own)."""
+        if not self.lab:
+            return dict.fromkeys(tokens)
+        users = attempt_owners(self.ledger, tokens)
+        return {t: self.login_of(host, users.get(t)) for t in tokens}
 
     # -- the tick ------------------------------------------------------------------------------
     def poll(self, host: Mapping[str, Any], tokens: Sequence[str], timeout: float = 60) -> Poll:
-        """The partition as one pool and the status of each asked attempt, in one round trip."""
+        """The partition as one pool and the status of each asked attempt, in one round trip
+        through the host's own login. In lab mode that one squeue (or sacct) lists the jobs of
+        every submitter with attempts there (`--users`); only the end files of other users'
+        jobs Slurm no longer shows are read through those users' logins (one round trip per
+        such user, in parallel, and only then), since their directories are theirs alone."""
         sh = self.get(host)
         rows = self.ledger.attempt_refs(tokens)
         ids = {t: job for t, (job, _, _) in rows.items()}
         since = min((created for _, _, created in rows.values()), default=None)
-        sp = sh.poll(ids, timeout=timeout, since=since)
+        owners = self.owners(host, list(ids))
+        foreign = {t for t, o in owners.items() if o is not None}
+        users = sorted({host_login(host), *(o for o in owners.values() if o)}) if foreign else None
+        sp = sh.poll(ids, timeout=timeout, since=since, users=users, foreign=foreign)
+        statuses = dict(sp.statuses)
+        login_failures: dict[str, str] = {}
+        if sp.unread:
+            statuses.update(self._read_foreign(host, sp.unread, ids, owners, timeout,
+                                               login_failures))  # fmt: skip
+        refused: dict[str, list[str]] = {}
+        for t, st in statuses.items():
+            if st.get("refused") and owners.get(t):
+                refused.setdefault(str(owners[t]), []).append(str(st["slurm_id"]))
+        for owner, sids in refused.items():  # taken out of Slurm's queue by their submitter
+            try:
+                self.get(host, owner).cancel(sids)
+            except (HostError, LeptonError) as exc:
+                log.warning("scancel on %s as %s failed: %s", host["name"], owner, exc)
         part = sp.partition
         # what lepton's own running jobs hold there; the rest of the allocation is other users'
         mine_cpus = sum(j.cpus for j in sp.jobs.values() if j.state == "RUNNING")
@@ -102,7 +150,7 @@ class SlurmHosts:
         ]
         attempts = {
             token: AttemptStatus.from_dict({"token": token, **st})
-            for token, st in sp.statuses.items()
+            for token, st in statuses.items()
             if token in ids
         }
         for token in tokens:  # an attempt the ledger no longer has: nothing to say
@@ -116,7 +164,44 @@ class SlurmHosts:
             mem_used_mb=float(part.mem_alloc_mb),
             gpus=gpus,
             attempts=attempts,
+            login_failures=login_failures,
         )
+
+    def _read_foreign(
+        self, host: Mapping[str, Any], unread: Collection[str], ids: Mapping[str, int],
+        owners: Mapping[str, str | None], timeout: float, failures: dict[str, str],
+    ) -> dict[str, dict[str, Any]]:  # fmt: skip
+        """The end files of other users' attempts Slurm no longer shows, through each owner's
+        login, in parallel; an owner who cannot be reached leaves theirs `unreadable`."""
+        by_owner: dict[str, dict[str, int]] = {}
+        for t in unread:
+            by_owner.setdefault(str(owners[t]), {})[t] = ids[t]
+        calls = {
+            owner: _bind(self._end_files, host, owner, atts, timeout)
+            for owner, atts in by_owner.items()
+        }
+        out: dict[str, dict[str, Any]] = {}
+        for owner, answer in fan_out(calls, timeout=timeout + 5).items():
+            if isinstance(answer, Ok):
+                out.update(answer.value)
+                continue
+            if isinstance(answer, Failed) and isinstance(answer.error, AuthFailed):
+                failures[owner] = answer.reason
+            for t in by_owner[owner]:
+                out[t] = {
+                    "state": "unreadable",
+                    "reason": f"cannot reach {host['name']} as {owner}: {answer.reason}",
+                }
+        return out
+
+    def _end_files(
+        self, host: Mapping[str, Any], owner: str, atts: Mapping[str, int], timeout: float
+    ) -> dict[str, dict[str, Any]]:
+        try:
+            sh = self.get(host, owner)
+        except LeptonError as exc:  # not allowed at all (lepton_tui.logins.NotReachable)
+            raise AuthFailed(str(host["name"]), exc.message) from None
+        return sh.end_files(atts, timeout=timeout)
 
     def launch(
         self,
@@ -128,7 +213,7 @@ class SlurmHosts:
         """sbatch `starting` attempts (their intents are committed), one round trip per Slurm
         host, in parallel; record each job's Slurm id, fail the ones Slurm refuses. Returns how
         many Slurm took. Attempts stay `starting` until squeue shows them running."""
-        by_host: dict[str, list[tuple[ActiveAttempt, SubmitSpec]]] = {}
+        by_host: dict[tuple[str, str | None], list[tuple[ActiveAttempt, SubmitSpec]]] = {}
         for a in starts:
             host = hosts.get(a.host)
             if host is None:
@@ -140,8 +225,9 @@ class SlurmHosts:
                         a.token, change.attempt, job_state=change.job, reason=change.reason
                     )
                 continue
+            owner = self.login_of(host, a.owner)  # lab mode: sbatch as the submitter
             try:
-                sh = self.get(host)
+                sh = self.get(host, owner)
                 spec = SubmitSpec(
                     job_id=a.job_id, token=a.token, command=a.job.command,
                     job_dir=sh.job_dir(a.job_id, a.token), cpus=float(a.cpus or 1),
@@ -159,31 +245,38 @@ class SlurmHosts:
             except Exception as exc:  # noqa: BLE001 - the host is unreachable: next tick
                 log.warning("Slurm host %s: %s", a.host, exc)
                 continue
-            part = sh.last_partition  # from this tick's poll
+            part = self.get(host).last_partition  # from this tick's poll
             too_large = part.too_large(spec.cpus, spec.mem_mb, spec.gpus_wanted) if part else None
             if too_large:  # a pool of small nodes can hold it in sum, no node alone
                 _give_up(self.ledger, a, f"Slurm cannot run it: {too_large}")
                 continue
-            by_host.setdefault(a.host, []).append((a, spec))
+            by_host.setdefault((a.host, owner), []).append((a, spec))
         if not by_host:
             return 0
         # each sbatch is an RPC to slurmctld: give a large batch the time it needs
         timeout += SBATCH_S * max(len(items) for items in by_host.values())
+        keys = {launch_key(name, owner): (name, owner) for name, owner in by_host}
         calls: dict[str, Callable[[], dict[str, Submitted | Refused | Retry]]] = {
-            name: _bind(self.get(hosts[name]).submit, [s for _, s in items], relaunch, timeout)
-            for name, items in by_host.items()
-        }
+            key: _bind(self.get(hosts[name], owner).submit, [s for _, s in by_host[name, owner]],
+                       relaunch, timeout)
+            for key, (name, owner) in keys.items()
+        }  # fmt: skip
         results = fan_out(calls, timeout=timeout + 5)
         taken = 0
-        for name, answer in results.items():
+        for key, answer in results.items():
+            name, owner = keys[key]
             if not isinstance(answer, Ok):
-                log.warning("sbatch on %s failed (will retry): %s", name, answer.reason)
+                log.warning("sbatch on %s failed (will retry): %s", key, answer.reason)
+                if owner and isinstance(answer.error, AuthFailed):  # placed on a stale record
+                    record_login(self.ledger, name, owner, False, how="sbatch",
+                                 error=answer.reason)  # fmt: skip
                 continue
-            retry = [(a, r.reason) for a, s in by_host[name]
+            items = by_host[name, owner]
+            retry = [(a, r.reason) for a, s in items
                      if isinstance(r := answer.value.get(s.token), Retry)]  # fmt: skip
             self._count_failures(retry)
             with self.ledger.tx():
-                for a, spec in by_host[name]:
+                for a, spec in items:
                     res = answer.value.get(spec.token)
                     if isinstance(res, Submitted):
                         self.ledger.mark_submitted(spec.token, res.job_dir, res.slurm_id)
@@ -256,27 +349,43 @@ class SlurmHosts:
         return {a.job_id for a in starts}
 
     def cancel(self, host: Mapping[str, Any], tokens: Sequence[str]) -> list[str]:
-        """scancel the attempts' Slurm jobs (one scancel); the tokens handled."""
-        self._scancel(host, tokens)
-        return list(tokens)
+        """scancel the attempts' Slurm jobs (one scancel per login); the tokens handled."""
+        return self._scancel(host, tokens)
 
     def kill_stale(self, host: Mapping[str, Any], tokens: Sequence[str]) -> dict[str, int]:
         """Fencing: scancel what Slurm may still run of lost attempts; per token, 1."""
-        self._scancel(host, tokens)
-        return dict.fromkeys(tokens, 1)
+        return dict.fromkeys(self._scancel(host, tokens), 1)
 
-    def _scancel(self, host: Mapping[str, Any], tokens: Sequence[str]) -> None:
+    def _scancel(self, host: Mapping[str, Any], tokens: Sequence[str]) -> list[str]:
+        """scancel through each submitter's login (lab mode: scancel of another user's job
+        needs that user or a Slurm operator), one scancel per login; the tokens handled.
+        Raises when no login could cancel."""
         if not tokens:
-            return
-        sh = self.get(host)
+            return []
         rows = self.ledger.attempt_refs(tokens)
-        known = {t: sid for t, (_, sid, _) in rows.items() if sid}
-        unknown = {t: job for t, (job, sid, _) in rows.items() if not sid}
-        slurm_ids = list(known.values())
-        if unknown:  # submitted but never recorded (a crash after sbatch): find them by name
-            found = sh.poll(unknown).jobs
-            slurm_ids += [found[t].slurm_id for t in unknown if t in found]
-        sh.cancel(slurm_ids)
+        owners = self.owners(host, list(tokens))
+        groups: dict[str | None, list[str]] = {}
+        for t in tokens:
+            groups.setdefault(owners.get(t), []).append(t)
+        done: list[str] = []
+        error: Exception | None = None
+        for owner, toks in groups.items():
+            try:
+                sh = self.get(host, owner)
+                known = [str(rows[t][1]) for t in toks if t in rows and rows[t][1]]
+                unknown = {t: rows[t][0] for t in toks if t in rows and not rows[t][1]}
+                if unknown:  # submitted but never recorded (a crash after sbatch): by name
+                    found = sh.poll(unknown).jobs
+                    known += [found[t].slurm_id for t in unknown if t in found]
+                sh.cancel(known)
+            except (HostError, LeptonError) as exc:
+                log.warning("scancel on %s as %s failed: %s", host["name"], owner or "-", exc)
+                error = exc
+                continue
+            done += toks
+        if not done and error is not None:
+            raise error
+        return done
 
 
 def read_log(
@@ -465,3 +574,76 @@ def _give_up(ledger: Ledger, a: ActiveAttempt, why: str) -> None:
 
 def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
     return lambda: fn(*args)
+
+
+def launch_key(host: str, owner: str | None) -> str:
+    """The fan-out key of one (host, submitter) sbatch batch."""
+    return host if owner is None else f"{host} as {owner}"
+
+
+def attempt_owners(ledger: Ledger, tokens: Sequence[str]) -> dict[str, str]:
+    """token -> the user who queued its job, read through a short-lived read-only connection
+    of its own (safe from the dispatcher's fan-out threads, as `Ledger.attempt_refs`)."""
+    out: dict[str, str] = {}
+    if not tokens:
+        return out
+    with contextlib.closing(sqlite3.connect(f"file:{ledger.path}?mode=ro", uri=True,
+                                            timeout=30)) as conn:  # fmt: skip
+        for i in range(0, len(tokens), 500):
+            chunk = list(tokens[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            for token, user in conn.execute(
+                "SELECT a.token, j.user FROM attempts a JOIN jobs j ON j.id = a.job_id "
+                f"WHERE a.token IN ({marks})",
+                chunk,
+            ):
+                out[str(token)] = str(user)
+    return out
+
+
+def login_check(row: Mapping[str, Any], transport: Any, timeout: float = 30) -> Any:
+    """Whether a user's login can submit to a Slurm host (lab mode's `hosts check --user` and
+    the dispatcher's first try of a (host, user) pair): sbatch answers, and the job directory
+    under the user's root can be written. A `Preflight` (one line per check)."""
+    from inventory.preflight import Check, Preflight
+    from lepton_tui.dispatch.hostpool import spec_from_row
+
+    spec = spec_from_row(row)
+    sh = SlurmHost(str(row["name"]), transport, target_of(row), spec.root_dir)
+    checks: list[Check] = []
+    try:
+        (r,) = sh.run(["sbatch", "--version"], timeout=timeout)
+        checks.append(
+            Check("sbatch", True, r["out"].strip())
+            if r["rc"] == 0
+            else Check("sbatch", False, slurm_one_line(r["err"]) or f"exit status {r['rc']}")
+        )
+        d = sh.call("check_dir", timeout=timeout, path=f"{spec.root_dir.rstrip('/')}/slurm")
+        checks.append(
+            Check("job dir", False, f"{d['path']}: {d['error']}")
+            if "error" in d
+            else Check("job dir", True, f"{d['path']}: writable")
+        )
+    except HostError as exc:
+        if not checks:
+            raise
+        checks.append(Check("job dir", False, exc.reason))
+    return Preflight(str(row["name"]), checks)
+
+
+def note_pending(ledger: Ledger, job_id: int, st: AttemptStatus) -> None:
+    """A job whose attempt waits in Slurm's queue shows Slurm's pending reason (squeue's %r:
+    `Resources`, `Priority`, `QOSMaxJobsPerUserLimit`...) as its own reason while it waits,
+    and loses it once Slurm runs it (no event: reasons change every tick)."""
+    if st.state == "starting" and (st.reason or "").startswith(PENDING_PREFIX):
+        ledger.execute(
+            "UPDATE jobs SET reason = ? WHERE id = ? AND state = 'starting' "
+            "AND (reason IS NULL OR reason != ?)",
+            (st.reason, job_id, st.reason),
+        )
+    elif st.state != "starting":
+        ledger.execute(
+            "UPDATE jobs SET reason = NULL WHERE id = ? AND state IN ('starting', 'running') "
+            "AND reason LIKE ?",
+            (job_id, PENDING_PREFIX + "%"),
+        )

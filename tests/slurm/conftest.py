@@ -65,3 +65,8 @@ def slurm_accounting(slurmbed_accounting: SlurmBed) -> Iterator[SlurmBed]:
     slurmbed_accounting.start()
     yield slurmbed_accounting
     slurmbed_accounting.cancel_all(wait_s=15)
+
+
+# the lab's real users and their loopback sshd, for Slurm hosts in lab mode (test_lab.py)
+from tests.lab.conftest import lab, lab_users  # noqa: E402,F401 - fixtures
+from tests.lab.userbed import lab_bed, lab_homes, user_keys  # noqa: E402,F401 - fixtures

@@ -386,10 +386,9 @@ def test_cancel_of_a_job_waiting_in_slurms_queue_costs_nothing(
     assert hog.returncode == 0, hog.stderr
     job = submit(svc, "echo never", gpus=1)
     tick_until(d, lambda: bool(slurm_jobs_named(slurm, svc, job)))
-    for _ in range(2):
-        d.tick()
-    assert state(svc, job) == "starting"  # waiting in Slurm's queue for a GPU
-    assert svc.ledger.get_job(job)["reason"] is None
+    # waiting in Slurm's queue for a GPU: Slurm's pending reason is the job's (squeue's %r)
+    tick_until(d, lambda: svc.ledger.get_job(job)["reason"] == "pending in Slurm (Resources)")
+    assert state(svc, job) == "starting"
     svc.cancel([job])
     tick_until(d, lambda: state(svc, job) in TERMINAL)
     assert state(svc, job) == "cancelled"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,18 @@ def test_sacct_rows_read_like_squeue_rows() -> None:
     assert (pending.state, pending.start, pending.nodes) == ("PENDING", None, "")
     assert slurm.slurm_status(jobs["aaaa00000003"], None)["cancelled"] is True
     assert slurm.sacct_argv(10)[4] == "--starttime=now-60"
+
+
+def test_a_job_slurm_has_not_looked_at_yet_says_only_that_it_is_pending() -> None:
+    """squeue's %r reads `None` until the scheduler has looked at a job: no "(None)"."""
+    pending = dataclasses.replace(slurm.parse_squeue(read("squeue_22.05.txt"))["bbbb11112222"],
+                                  reason="None")  # fmt: skip
+    assert slurm.slurm_status(pending, None)["reason"] == "pending in Slurm"
+
+
+def test_squeue_and_sacct_list_the_given_users_in_lab_mode() -> None:
+    assert "--me" in slurm.squeue_argv()
+    assert "--users=alice,bob" in slurm.squeue_argv(["bob", "alice", "bob"])
+    assert "--user=alice,bob" in slurm.sacct_argv(60, ["alice", "bob"])
+    with pytest.raises(ValueError, match="invalid user name"):
+        slurm.squeue_argv(["alice,root"])
