@@ -1,6 +1,6 @@
-"""Console defects a reviewer reproduced: money in the lab's currency, focus after the queue
-filter, the scheduler's why-lines, the submit form's empty fields and wording, a console without
-write access to the state directory, and the queue's GPU ids column."""
+"""Console details: money in the lab's currency, focus after the queue filter, the scheduler's
+why-lines, the submit form's empty fields and wording, a console without write access to the
+state directory, and the queue's GPU ids column."""
 
 from __future__ import annotations
 
