@@ -455,8 +455,30 @@ class LabClient:
     def logins(self, user: str | None = None) -> list[dict[str, Any]]:
         return list(self.call("logins", user=user))
 
+    # -- the console's live views (engineer `console`) -----------------------------------------------
 
-# -- the console's live views (engineer `console`) -----------------------------------------------
+    # -- shared lab (issue 19): fair share, limits, host labels, arrays ------------------------
+
+    def share_list(self) -> list[dict[str, Any]]:
+        return list(self.call("share_list"))
+
+    def share_set(self, scope: str, name: str, shares: Any) -> dict[str, Any]:
+        return dict(self.call("share_set", scope=scope, name=name, shares=shares))
+
+    def limit_list(self) -> list[dict[str, Any]]:
+        return list(self.call("limit_list"))
+
+    def limit_set(self, scope: str, name: str, *, gpus: Any = None, cpus: Any = None,
+                  jobs: Any = None, clear: bool = False) -> dict[str, Any]:  # fmt: skip
+        return dict(self.call("limit_set", scope=scope, name=name, gpus=gpus, cpus=cpus,
+                              jobs=jobs, clear=clear))  # fmt: skip
+
+    def label_host(self, name: str, add: Sequence[str] = (), remove: Sequence[str] = ()
+                   ) -> dict[str, Any]:  # fmt: skip
+        return dict(self.call("label_host", name=name, add=list(add), remove=list(remove)))
+
+    def resolve_jobs(self, ref: str, live: bool = False) -> list[int]:
+        return [int(i) for i in self.call("resolve_jobs", ref=str(ref), live=bool(live))]
 
 
 class ViewStream:
@@ -569,25 +591,3 @@ def follow_log_stream(
     from any thread (the console's job screen closes it when it goes)."""
     args = {"job_id": int(job_id), "stream": stream, "follow": True, "attempt_no": attempt_no}
     return _open_stream(socket_path, "/v1/logs", args, "text", None)
-    # -- shared lab (issue 19): fair share, limits, host labels, arrays ------------------------
-
-    def share_list(self) -> list[dict[str, Any]]:
-        return list(self.call("share_list"))
-
-    def share_set(self, scope: str, name: str, shares: Any) -> dict[str, Any]:
-        return dict(self.call("share_set", scope=scope, name=name, shares=shares))
-
-    def limit_list(self) -> list[dict[str, Any]]:
-        return list(self.call("limit_list"))
-
-    def limit_set(self, scope: str, name: str, *, gpus: Any = None, cpus: Any = None,
-                  jobs: Any = None, clear: bool = False) -> dict[str, Any]:  # fmt: skip
-        return dict(self.call("limit_set", scope=scope, name=name, gpus=gpus, cpus=cpus,
-                              jobs=jobs, clear=clear))  # fmt: skip
-
-    def label_host(self, name: str, add: Sequence[str] = (), remove: Sequence[str] = ()
-                   ) -> dict[str, Any]:  # fmt: skip
-        return dict(self.call("label_host", name=name, add=list(add), remove=list(remove)))
-
-    def resolve_jobs(self, ref: str, live: bool = False) -> list[int]:
-        return [int(i) for i in self.call("resolve_jobs", ref=str(ref), live=bool(live))]
