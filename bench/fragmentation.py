@@ -1,6 +1,6 @@
 """FGD experiment benchmark: prints the Markdown tables of docs/benchmarks.md ("Fragmentation").
 
-    python bench/fragmentation.py [--section table|variants|latency|all] [--seeds 10]
+    python bench/fragmentation.py [--section table|variants|latency|replay|all] [--seeds 10]
 
 * table: every policy (the paper's six baselines and ours) on the default pod list at 130 %
   arrivals, seeds 42.., mean ± std and the per-seed difference of ours against FGD;
@@ -9,6 +9,12 @@
   one GPU model (`gpu_spec`), and twice the share of multi-GPU pods;
 * latency: one placement decision at 1,213 nodes (CPU time of the whole step: fit mask, growth of
   every candidate, choice, bookkeeping), median over a full run.
+
+* replay: arrivals and departures (scheduler/replay.py): the trace's pods with their times on a
+  random quarter of the node list (seeds 42..), arrivals compressed to an offered load of 1.0 and
+  1.3; stranded GPU capacity (fragmentation for the trace's typical shapes), unallocated capacity
+  while a GPU pod waits and the mean wait, time-averaged; every placer one pod at a time in FIFO
+  order, then the round's pods largest first ("size"), and ours with a look-ahead over the round.
 
 Times are wall-clock seconds of this process on this machine (2 shared cores).
 """
@@ -35,6 +41,7 @@ from scheduler.packing import (  # noqa: E402
     load_pods,
     run_one,
 )
+from scheduler.replay import LookAhead, load_trace, replay, sample_nodes  # noqa: E402
 
 TRACES = ROOT.parent / "shared" / "traces"
 NODES = TRACES / "alibaba2023_openb_node_list_gpu_node.csv"
@@ -126,11 +133,65 @@ def latency(nodes: NodeList, pods: PodList) -> None:
     print()
 
 
+def replay_table(nodes: NodeList, seeds: int, loads: list[float], fraction: float) -> None:
+    t0 = time.perf_counter()
+    trace = load_trace(PODS, nodes)
+    runs = [(p, "fifo") for p in POLICIES] + [(p, "size") for p in ("bestfit", "fgd", "lepton")]
+    runs += [(LookAhead.name, "fifo"), (LookAhead.name, "size")]
+    keys = ("stranded_gpu_share", "idle_while_waiting_share", "wait_s_mean")
+    for load in loads:
+        res: dict[tuple[str, str], dict[str, list[float]]] = {}
+        for seed in range(42, 42 + seeds):
+            sample = sample_nodes(nodes, fraction, seed)
+            for p, order in runs:
+                row = replay(sample, trace, p, load=load, order=order, seed=seed)
+                got = res.setdefault((p, order), {k: [] for k in keys})
+                for k in keys:
+                    got[k].append(float(row[k]))
+        print(
+            f"### Replay at offered load {load} ({len(trace):,} pods, {seeds} node samples of "
+            f"{fraction:.0%}, seeds 42-{41 + seeds})\n"
+        )
+        print("| placer | round order | stranded GPU share | idle while a GPU pod waits "
+              "| mean wait s | stranded per seed |")  # fmt: skip
+        print("|---|---|---|---|---|---|")
+        for (p, order), v in res.items():
+            st, idle, wait = (np.array(v[k]) for k in keys)
+            per = " ".join(f"{x:.2f}" for x in st)
+            print(
+                f"| {p} | {order} | {st.mean():.2f} ± {st.std():.2f} % | {idle.mean():.2f} ± "
+                f"{idle.std():.2f} % | {wait.mean():.0f} | {per} |"
+            )
+        pairs = [
+            (("lepton", "fifo"), ("fgd", "fifo")),
+            ((LookAhead.name, "fifo"), ("lepton", "fifo")),
+            (("lepton", "size"), ("lepton", "fifo")),
+            ((LookAhead.name, "size"), ("lepton", "fifo")),
+            (("fgd", "size"), ("fgd", "fifo")),
+            (("bestfit", "size"), ("bestfit", "fifo")),
+        ]
+        print()
+        for a, b in pairs:
+            d = np.array(res[a]["stranded_gpu_share"]) - np.array(res[b]["stranded_gpu_share"])
+            w = np.array(res[a]["wait_s_mean"]) - np.array(res[b]["wait_s_mean"])
+            print(
+                f"- {a[0]} {a[1]} - {b[0]} {b[1]}: stranded {d.mean():+.3f} points, lower on "
+                f"{int((d < 0).sum())} of {len(d)}; mean wait {w.mean():+.0f} s"
+            )
+        print()
+    print(f"<!-- replay in {time.perf_counter() - t0:.0f} s -->\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--section", default="all", choices=["table", "variants", "latency", "all"])
+    ap.add_argument(
+        "--section", default="all", choices=["table", "variants", "latency", "replay", "all"]
+    )
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--variant-seeds", type=int, default=5)
+    ap.add_argument("--replay-seeds", type=int, default=5)
+    ap.add_argument("--loads", default="1.0,1.3", help="replay: offered loads, comma list")
+    ap.add_argument("--fraction", type=float, default=0.25, help="replay: share of the nodes")
     args = ap.parse_args()
     nodes = load_nodes(NODES)
     pods = load_pods(PODS, nodes)
@@ -140,6 +201,9 @@ def main() -> None:
         variants(nodes, pods, args.variant_seeds)
     if args.section in ("latency", "all"):
         latency(nodes, pods)
+    if args.section in ("replay", "all"):
+        loads = [float(x) for x in args.loads.split(",") if x.strip()]
+        replay_table(nodes, args.replay_seeds, loads, args.fraction)
 
 
 if __name__ == "__main__":
