@@ -311,6 +311,12 @@ def _loads(text: str) -> list[float | None]:
     "list) onto --node-list, policies random, dotprod, packing, clustering, bestfit, fgd, lepton.",
 )
 @click.option("--inflate", default="1.3", show_default=True, help="Experiment: arrivals x GPUs.")
+@click.option(
+    "--placement",
+    type=click.Choice(["fragmentation", "bestfit"]),
+    default=None,
+    help="Node choice of every heuristic policy (default: each one's own; FIFO best fit).",
+)
 def bench(
     workload: str | None,
     trace: str | None,
@@ -328,6 +334,7 @@ def bench(
     as_json: bool,
     experiment: str | None,
     inflate: str,
+    placement: str | None,
 ) -> None:
     """Replay a workload under several policies and seeds; print one table of metrics."""
     ctx = click.get_current_context()
@@ -408,7 +415,15 @@ def bench(
         from scheduler.ilp import send_solver_output_to_stderr
 
         send_solver_output_to_stderr()
-    popts = {p: {"cost_weight": weight} for p in names if weight and p != "dqn"}
+    popts: dict[str, dict[str, Any]] = {
+        p: {"cost_weight": weight} for p in names if weight and p != "dqn"
+    }
+    if placement is not None:  # the heuristics' node choice (scheduler/heuristics.py PLACEMENTS)
+        from scheduler.heuristics import HEURISTICS
+
+        for p in names:
+            if p in HEURISTICS:
+                popts.setdefault(p, {})["placement"] = placement
     rows: list[dict[str, Any]] = []
     try:
         for ld in loads:
