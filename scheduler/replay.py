@@ -47,6 +47,7 @@ from scheduler.packing import (
     PackingError,
     Placer,
     PodList,
+    inflate,
     load_pods,
 )
 
@@ -411,5 +412,43 @@ def replay(
         "started": int(done.sum()),
         "dropped": int((~ok).sum()),
         "decisions": decisions,
+        "seconds": round(time.perf_counter() - t_all, 2),
+    }
+
+
+def fill_up_lookahead(
+    nodes: NodeList, pods: PodList, seed: int, ratio: float = 1.3, round_size: int = 16
+) -> dict[str, Any]:
+    """The fill-up experiment (scheduler/packing.py `run_one`: pods drawn until `ratio` x the
+    GPUs, placed in turn, never removed) with `LookAhead`: arrivals come in rounds of
+    `round_size`, and each pod looks ahead over the pods after it in its round."""
+    order = inflate(pods, int(nodes.gpus.sum()), ratio, seed).tolist()
+    cluster = Cluster(nodes)
+    placer = LookAhead(cluster, pods, np.random.default_rng(seed))
+    failed = 0
+    t_all = time.perf_counter()
+    for n, k in enumerate(order):
+        cpu, mem = int(pods.cpu[k]), int(pods.mem[k])
+        gpus, milli = int(pods.gpus[k]), int(pods.milli[k])
+        fit = cluster.fits(cpu, mem, gpus, milli, int(pods.models[k]))
+        if not len(fit):
+            failed += 1
+            placer.failed(k)
+            continue
+        end = (n // round_size + 1) * round_size
+        placer.ahead = order[n + 1 : min(end, n + 1 + placer.depth)]
+        choice = placer.choose(k, fit)
+        assert choice is not None
+        i, gpu_ids = choice
+        cluster.place(i, cpu, mem, milli, gpu_ids)
+        placer.placed(i)
+    return {
+        "policy": LookAhead.name,
+        "seed": seed,
+        "inflate": ratio,
+        "round_size": round_size,
+        "unallocated_gpu_share": round(cluster.unallocated_share(), 4),
+        "pods": len(order),
+        "failed": failed,
         "seconds": round(time.perf_counter() - t_all, 2),
     }

@@ -10,10 +10,20 @@ import numpy as np
 import pytest
 
 from scheduler.fragmentation import mix_of, shape_of
-from scheduler.packing import Cluster, Lepton, NodeList, PackingError, PodList, load_nodes
+from scheduler.packing import (
+    Cluster,
+    Lepton,
+    NodeList,
+    PackingError,
+    PodList,
+    load_nodes,
+    load_pods,
+    run_one,
+)
 from scheduler.replay import (
     LookAhead,
     TracePods,
+    fill_up_lookahead,
     load_trace,
     offered_load,
     replay,
@@ -165,3 +175,14 @@ def test_bad_names_are_refused_in_one_line() -> None:
         replay(nodes_of(1), tr, "nope", speed=1.0)
     with pytest.raises(PackingError, match="unknown order"):
         replay(nodes_of(1), tr, "bestfit", speed=1.0, order="nope")
+
+
+def test_fill_up_with_rounds_of_one_is_the_one_at_a_time_experiment() -> None:
+    # nothing ahead in a round of one pod: the look-ahead placer is ours, pod for pod
+    nodes = load_nodes(NODES)
+    pods = load_pods(PODS, nodes)
+    for seed in (42, 43):
+        alone = fill_up_lookahead(nodes, pods, seed, 1.3, round_size=1)
+        one = run_one(nodes, pods, "lepton", seed, 1.3)
+        assert alone["unallocated_gpu_share"] == one["unallocated_gpu_share"]
+        assert alone["failed"] == one["failed"]
