@@ -1,6 +1,8 @@
 """FGD experiment benchmark: prints the Markdown tables of docs/benchmarks.md ("Fragmentation").
 
-    python bench/fragmentation.py [--section table|variants|latency|replay|all] [--seeds 10]
+    python bench/fragmentation.py [--section NAME|all] [--seeds 10]
+
+NAME: table, variants, latency, replay, lookahead or scheduling.
 
 * table: every policy (the paper's six baselines and ours) on the default pod list at 130 %
   arrivals, seeds 42.., mean ± std and the per-seed difference of ours against FGD;
@@ -8,14 +10,14 @@
   52-61, other inflation levels, a random half of the pod list, a third of the GPU pods bound to
   one GPU model (`gpu_spec`), and twice the share of multi-GPU pods;
 * latency: one placement decision at 1,213 nodes (CPU time of the whole step: fit mask, growth of
-  every candidate, choice, bookkeeping), median over a full run.
-
+  every candidate, choice, bookkeeping), median over a full run;
 * replay: arrivals and departures (scheduler/replay.py): the trace's pods with their times on a
   random quarter of the node list (seeds 42..), arrivals compressed to an offered load of 1.0 and
   1.3; stranded GPU capacity (fragmentation for the trace's typical shapes), unallocated capacity
   while a GPU pod waits and the mean wait, time-averaged; every placer one pod at a time in FIFO
-  order, then the round's pods largest first ("size"), and ours with a look-ahead over the round.
-
+  order, then the round's pods largest first ("size"), and ours with a look-ahead over the round;
+* lookahead: the fill-up experiment (default list, 130 %) with arrivals in rounds of 16, ours
+  looking ahead over the rest of each round, beside ours one pod at a time and FGD, seeds 42..;
 * scheduling: the scheduling rows of the issue, through the CLI (`python -m lepton_tui bench
   --placement bestfit|fragmentation --json`): sjf, backfill and tetris on the lab mix and the
   Alibaba trace at loads 0.7, 0.9 and 1.1, seeds 0..N-1; avg bounded slowdown, makespan and GPU
@@ -50,7 +52,13 @@ from scheduler.packing import (  # noqa: E402
     load_pods,
     run_one,
 )
-from scheduler.replay import LookAhead, load_trace, replay, sample_nodes  # noqa: E402
+from scheduler.replay import (  # noqa: E402
+    LookAhead,
+    fill_up_lookahead,
+    load_trace,
+    replay,
+    sample_nodes,
+)
 
 TRACES = ROOT.parent / "shared" / "traces"
 NODES = TRACES / "alibaba2023_openb_node_list_gpu_node.csv"
@@ -191,6 +199,29 @@ def replay_table(nodes: NodeList, seeds: int, loads: list[float], fraction: floa
     print(f"<!-- replay in {time.perf_counter() - t0:.0f} s -->\n")
 
 
+def lookahead(nodes: NodeList, pods: PodList, seeds: int, round_size: int = 16) -> None:
+    t0 = time.perf_counter()
+    rng = range(42, 42 + seeds)
+    fgd = np.array(_runs(nodes, pods, "fgd", rng, 1.3))
+    one = np.array(_runs(nodes, pods, "lepton", rng, 1.3))
+    rows = [fill_up_lookahead(nodes, pods, s, 1.3, round_size) for s in rng]
+    ahead = np.array([r["unallocated_gpu_share"] for r in rows])
+    ms = np.array([1000 * r["seconds"] / r["pods"] for r in rows])
+    print(f"### Look-ahead over rounds of {round_size} arrivals, 130 % ({seeds} seeds, 42..)\n")
+    print("| placement | unallocated GPU share | per seed |")
+    print("|---|---|---|")
+    for name, v in (("fgd", fgd), ("lepton, one at a time", one), ("lepton-lookahead", ahead)):
+        per = " ".join(f"{x:.2f}" for x in v)
+        print(f"| {name} | {v.mean():.2f} ± {v.std():.2f} % | {per} |")
+    d1, d2 = ahead - one, ahead - fgd
+    print(
+        f"\nlook-ahead - one at a time: {d1.mean():+.3f} points, lower on {int((d1 < 0).sum())} "
+        f"of {seeds}; look-ahead - FGD: {d2.mean():+.3f} points, lower on {int((d2 < 0).sum())} "
+        f"of {seeds}; mean time per pod {ms.mean():.1f} ms"
+    )
+    print(f"<!-- lookahead in {time.perf_counter() - t0:.0f} s -->\n")
+
+
 def _cli_rows(workload: str, placement: str, seeds: int) -> list[dict]:
     args = [sys.executable, "-m", "lepton_tui", "bench", "--workload", workload]
     if workload == "trace":
@@ -245,7 +276,7 @@ def main() -> None:
     ap.add_argument(
         "--section",
         default="all",
-        choices=["table", "variants", "latency", "replay", "scheduling", "all"],
+        choices=["table", "variants", "latency", "replay", "lookahead", "scheduling", "all"],
     )
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--variant-seeds", type=int, default=5)
@@ -265,6 +296,8 @@ def main() -> None:
     if args.section in ("replay", "all"):
         loads = [float(x) for x in args.loads.split(",") if x.strip()]
         replay_table(nodes, args.replay_seeds, loads, args.fraction)
+    if args.section in ("lookahead", "all"):
+        lookahead(nodes, pods, args.seeds)
     if args.section in ("scheduling", "all"):
         scheduling(args.scheduling_seeds)
 
