@@ -225,8 +225,9 @@ def speed_for(trace: TracePods, cluster_gpus: int, load: float) -> float:
 
 
 def sample_nodes(nodes: NodeList, fraction: float, seed: int) -> NodeList:
-    """A random `fraction` of the nodes (at least one), in node-list order: the whole trace asks
-    for fewer GPUs at once than the 6,212 of its cluster, so a replay loads a sample of it."""
+    """A random `fraction` of the nodes (at least one), in node-list order: on all 6,212 GPUs of
+    its cluster the default trace's offered load (`offered_load`) cannot pass about 0.35, so a
+    replay loads a sample of it."""
     if not 0 < fraction <= 1:
         raise PackingError(f"node fraction {fraction} must be in (0, 1]")
     n = len(nodes.names)
