@@ -2,7 +2,7 @@
 
     python bench/fragmentation.py [--section NAME|all] [--seeds 10]
 
-NAME: table, variants, latency, replay, lookahead or scheduling.
+NAME: table, variants, latency, replay, lookahead, scheduling or lastjob.
 
 * table: every policy (the paper's six baselines and ours) on the default pod list at 130 %
   arrivals, seeds 42.., mean ± std and the per-seed difference of ours against FGD;
@@ -22,7 +22,9 @@ NAME: table, variants, latency, replay, lookahead or scheduling.
   --placement bestfit|fragmentation --json`): sjf, backfill and tetris on the lab mix and the
   Alibaba trace at loads 0.7, 0.9 and 1.1, seeds 0..N-1; avg bounded slowdown, makespan and GPU
   utilization (while jobs arrive) before (best fit) and after (fragmentation), with the per-seed
-  change's spread (the 95 % interval of the mean change).
+  change's spread (the 95 % interval of the mean change);
+* lastjob: on the trace at load 1.1, per seed and placement, the job that ends last (what sets
+  the makespan) and the mean wait of the jobs of 4 GPUs or more and of all jobs.
 
 Times are wall-clock seconds of this process on this machine (2 shared cores).
 """
@@ -271,12 +273,45 @@ def scheduling(seeds: int) -> None:
     print(f"\n<!-- scheduling in {time.perf_counter() - t0:.0f} s -->\n")
 
 
+def lastjob(seeds: int, policy: str) -> None:
+    from scheduler.bench import make_workload
+    from scheduler.registry import make_policy
+    from scheduler.simulator import Simulator
+
+    print(f"### {policy} on the trace at load 1.1: the last job and the waits, per seed\n")
+    print("| seed | placement | makespan h | last job: GPUs, wait h, run h | wait h, 4+ GPUs "
+          "| wait h, all |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for seed in range(seeds):
+        wl = make_workload("trace", seed, load=1.1, trace=PODS)
+        for pl in ("bestfit", "fragmentation"):
+            r = Simulator(wl).run(make_policy(policy, placement=pl))
+            last = max(r.finished, key=lambda j: j.end_s)
+            big = [j.start_s - j.submit_s for j in r.finished if j.request.gpus >= 4]
+            every = [j.start_s - j.submit_s for j in r.finished]
+            print(
+                f"| {seed} | {pl} | {last.end_s / 3600:.1f} | {last.request.gpus}, "
+                f"{(last.start_s - last.submit_s) / 3600:.1f}, {last.runtime_s / 3600:.1f} | "
+                f"{np.mean(big) / 3600 if big else 0:.1f} | {np.mean(every) / 3600:.2f} |"
+            )
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--section",
         default="all",
-        choices=["table", "variants", "latency", "replay", "lookahead", "scheduling", "all"],
+        choices=[
+            "table",
+            "variants",
+            "latency",
+            "replay",
+            "lookahead",
+            "scheduling",
+            "lastjob",
+            "all",
+        ],
     )
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--variant-seeds", type=int, default=5)
@@ -300,6 +335,8 @@ def main() -> None:
         lookahead(nodes, pods, args.seeds)
     if args.section in ("scheduling", "all"):
         scheduling(args.scheduling_seeds)
+    if args.section in ("lastjob", "all"):
+        lastjob(args.scheduling_seeds, "sjf")
 
 
 if __name__ == "__main__":
