@@ -1,6 +1,8 @@
 """FGD experiment benchmark: prints the Markdown tables of docs/benchmarks.md ("Fragmentation").
 
-    python bench/fragmentation.py [--section table|variants|latency|all] [--seeds 10]
+    python bench/fragmentation.py [--section NAME|all] [--seeds 10]
+
+NAME: table, variants, latency, replay, lookahead, scheduling or lastjob.
 
 * table: every policy (the paper's six baselines and ours) on the default pod list at 130 %
   arrivals, seeds 42.., mean ± std and the per-seed difference of ours against FGD;
@@ -8,7 +10,21 @@
   52-61, other inflation levels, a random half of the pod list, a third of the GPU pods bound to
   one GPU model (`gpu_spec`), and twice the share of multi-GPU pods;
 * latency: one placement decision at 1,213 nodes (CPU time of the whole step: fit mask, growth of
-  every candidate, choice, bookkeeping), median over a full run.
+  every candidate, choice, bookkeeping), median over a full run;
+* replay: arrivals and departures (scheduler/replay.py): the trace's pods with their times on a
+  random quarter of the node list (seeds 42..), arrivals compressed to an offered load of 1.0 and
+  1.3; stranded GPU capacity (fragmentation for the trace's typical shapes), unallocated capacity
+  while a GPU pod waits and the mean wait, time-averaged; every placer one pod at a time in FIFO
+  order, then the round's pods largest first ("size"), and ours with a look-ahead over the round;
+* lookahead: the fill-up experiment (default list, 130 %) with arrivals in rounds of 16, ours
+  looking ahead over the rest of each round, beside ours one pod at a time and FGD, seeds 42..;
+* scheduling: the scheduling rows of the issue, through the CLI (`python -m lepton_tui bench
+  --placement bestfit|fragmentation --json`): sjf, backfill and tetris on the lab mix and the
+  Alibaba trace at loads 0.7, 0.9 and 1.1, seeds 0..N-1; avg bounded slowdown, makespan and GPU
+  utilization (while jobs arrive) before (best fit) and after (fragmentation), with the per-seed
+  change's spread (the 95 % interval of the mean change);
+* lastjob: on the trace at load 1.1, per seed and placement, the job that ends last (what sets
+  the makespan) and the mean wait of the jobs of 4 GPUs or more and of all jobs.
 
 Times are wall-clock seconds of this process on this machine (2 shared cores).
 """
@@ -16,6 +32,9 @@ Times are wall-clock seconds of this process on this machine (2 shared cores).
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -34,6 +53,13 @@ from scheduler.packing import (  # noqa: E402
     load_nodes,
     load_pods,
     run_one,
+)
+from scheduler.replay import (  # noqa: E402
+    LookAhead,
+    fill_up_lookahead,
+    load_trace,
+    replay,
+    sample_nodes,
 )
 
 TRACES = ROOT.parent / "shared" / "traces"
@@ -126,11 +152,173 @@ def latency(nodes: NodeList, pods: PodList) -> None:
     print()
 
 
+def replay_table(nodes: NodeList, seeds: int, loads: list[float], fraction: float) -> None:
+    t0 = time.perf_counter()
+    trace = load_trace(PODS, nodes)
+    runs = [(p, "fifo") for p in POLICIES] + [(p, "size") for p in ("bestfit", "fgd", "lepton")]
+    runs += [(LookAhead.name, "fifo"), (LookAhead.name, "size")]
+    keys = ("stranded_gpu_share", "idle_while_waiting_share", "wait_s_mean")
+    for load in loads:
+        res: dict[tuple[str, str], dict[str, list[float]]] = {}
+        for seed in range(42, 42 + seeds):
+            sample = sample_nodes(nodes, fraction, seed)
+            for p, order in runs:
+                row = replay(sample, trace, p, load=load, order=order, seed=seed)
+                got = res.setdefault((p, order), {k: [] for k in keys})
+                for k in keys:
+                    got[k].append(float(row[k]))
+        print(
+            f"### Replay at offered load {load} ({len(trace):,} pods, {seeds} node samples of "
+            f"{fraction:.0%}, seeds 42-{41 + seeds})\n"
+        )
+        print("| placer | round order | stranded GPU share | idle while a GPU pod waits "
+              "| mean wait s | stranded per seed |")  # fmt: skip
+        print("|---|---|---|---|---|---|")
+        for (p, order), v in res.items():
+            st, idle, wait = (np.array(v[k]) for k in keys)
+            per = " ".join(f"{x:.2f}" for x in st)
+            print(
+                f"| {p} | {order} | {st.mean():.2f} ± {st.std():.2f} % | {idle.mean():.2f} ± "
+                f"{idle.std():.2f} % | {wait.mean():.0f} | {per} |"
+            )
+        pairs = [
+            (("lepton", "fifo"), ("fgd", "fifo")),
+            ((LookAhead.name, "fifo"), ("lepton", "fifo")),
+            (("lepton", "size"), ("lepton", "fifo")),
+            ((LookAhead.name, "size"), ("lepton", "fifo")),
+            (("fgd", "size"), ("fgd", "fifo")),
+            (("bestfit", "size"), ("bestfit", "fifo")),
+        ]
+        print()
+        for a, b in pairs:
+            d = np.array(res[a]["stranded_gpu_share"]) - np.array(res[b]["stranded_gpu_share"])
+            w = np.array(res[a]["wait_s_mean"]) - np.array(res[b]["wait_s_mean"])
+            print(
+                f"- {a[0]} {a[1]} - {b[0]} {b[1]}: stranded {d.mean():+.3f} points, lower on "
+                f"{int((d < 0).sum())} of {len(d)}; mean wait {w.mean():+.0f} s"
+            )
+        print()
+    print(f"<!-- replay in {time.perf_counter() - t0:.0f} s -->\n")
+
+
+def lookahead(nodes: NodeList, pods: PodList, seeds: int, round_size: int = 16) -> None:
+    t0 = time.perf_counter()
+    rng = range(42, 42 + seeds)
+    fgd = np.array(_runs(nodes, pods, "fgd", rng, 1.3))
+    one = np.array(_runs(nodes, pods, "lepton", rng, 1.3))
+    rows = [fill_up_lookahead(nodes, pods, s, 1.3, round_size) for s in rng]
+    ahead = np.array([r["unallocated_gpu_share"] for r in rows])
+    ms = np.array([1000 * r["seconds"] / r["pods"] for r in rows])
+    print(f"### Look-ahead over rounds of {round_size} arrivals, 130 % ({seeds} seeds, 42..)\n")
+    print("| placement | unallocated GPU share | per seed |")
+    print("|---|---|---|")
+    for name, v in (("fgd", fgd), ("lepton, one at a time", one), ("lepton-lookahead", ahead)):
+        per = " ".join(f"{x:.2f}" for x in v)
+        print(f"| {name} | {v.mean():.2f} ± {v.std():.2f} % | {per} |")
+    d1, d2 = ahead - one, ahead - fgd
+    print(
+        f"\nlook-ahead - one at a time: {d1.mean():+.3f} points, lower on {int((d1 < 0).sum())} "
+        f"of {seeds}; look-ahead - FGD: {d2.mean():+.3f} points, lower on {int((d2 < 0).sum())} "
+        f"of {seeds}; mean time per pod {ms.mean():.1f} ms"
+    )
+    print(f"<!-- lookahead in {time.perf_counter() - t0:.0f} s -->\n")
+
+
+def _cli_rows(workload: str, placement: str, seeds: int) -> list[dict]:
+    args = [sys.executable, "-m", "lepton_tui", "bench", "--workload", workload]
+    if workload == "trace":
+        args += ["--trace", str(PODS)]
+    args += ["--policies", "sjf,backfill,tetris", "--load", "0.7,0.9,1.1", "--seeds", str(seeds)]
+    args += ["--placement", placement, "--json"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(args, capture_output=True, text=True, env=env, check=True).stdout
+    return list(json.loads(out))
+
+
+def scheduling(seeds: int) -> None:
+    t0 = time.perf_counter()
+    metrics = (
+        ("avg_bounded_slowdown", "avg bounded slowdown", ".2f"),
+        ("makespan", "makespan h", ".1f"),
+        ("gpu_util_arrivals", "GPU util", ".3f"),
+    )
+    print(f"### Scheduling rows: best fit (before) and fragmentation (after), {seeds} seeds\n")
+    print("| workload | load | policy | metric | before | after | change | 95 % interval "
+          "| after lower on |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for workload in ("lab", "trace"):
+        got = {pl: _cli_rows(workload, pl, seeds) for pl in ("bestfit", "fragmentation")}
+        keys = sorted({(r["load"], r["policy"]) for r in got["bestfit"]})
+        for load, policy in keys:
+            sel = {
+                pl: sorted(
+                    (r for r in rows if (r["load"], r["policy"]) == (load, policy)),
+                    key=lambda r: r["seed"],
+                )
+                for pl, rows in got.items()
+            }
+            for key, label, spec in metrics:
+                scale = 3600.0 if key == "makespan" else 1.0
+                b = np.array([r[key] for r in sel["bestfit"]]) / scale
+                a = np.array([r[key] for r in sel["fragmentation"]]) / scale
+                d = a - b
+                half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0
+                rel = 100 * d.mean() / b.mean() if b.mean() else 0.0
+                ci = 100 * half / b.mean() if b.mean() else 0.0
+                print(
+                    f"| {workload} | {load} | {policy} | {label} | {b.mean():{spec}} | "
+                    f"{a.mean():{spec}} | {rel:+.1f} % | ± {ci:.1f} % | "
+                    f"{int((d < 0).sum())} of {len(d)} |"
+                )
+    print(f"\n<!-- scheduling in {time.perf_counter() - t0:.0f} s -->\n")
+
+
+def lastjob(seeds: int, policy: str) -> None:
+    from scheduler.bench import make_workload
+    from scheduler.registry import make_policy
+    from scheduler.simulator import Simulator
+
+    print(f"### {policy} on the trace at load 1.1: the last job and the waits, per seed\n")
+    print("| seed | placement | makespan h | last job: GPUs, wait h, run h | wait h, 4+ GPUs "
+          "| wait h, all |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for seed in range(seeds):
+        wl = make_workload("trace", seed, load=1.1, trace=PODS)
+        for pl in ("bestfit", "fragmentation"):
+            r = Simulator(wl).run(make_policy(policy, placement=pl))
+            last = max(r.finished, key=lambda j: j.end_s)
+            big = [j.start_s - j.submit_s for j in r.finished if j.request.gpus >= 4]
+            every = [j.start_s - j.submit_s for j in r.finished]
+            print(
+                f"| {seed} | {pl} | {last.end_s / 3600:.1f} | {last.request.gpus}, "
+                f"{(last.start_s - last.submit_s) / 3600:.1f}, {last.runtime_s / 3600:.1f} | "
+                f"{np.mean(big) / 3600 if big else 0:.1f} | {np.mean(every) / 3600:.2f} |"
+            )
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--section", default="all", choices=["table", "variants", "latency", "all"])
+    ap.add_argument(
+        "--section",
+        default="all",
+        choices=[
+            "table",
+            "variants",
+            "latency",
+            "replay",
+            "lookahead",
+            "scheduling",
+            "lastjob",
+            "all",
+        ],
+    )
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--variant-seeds", type=int, default=5)
+    ap.add_argument("--replay-seeds", type=int, default=5)
+    ap.add_argument("--scheduling-seeds", type=int, default=10)
+    ap.add_argument("--loads", default="1.0,1.3", help="replay: offered loads, comma list")
+    ap.add_argument("--fraction", type=float, default=0.25, help="replay: share of the nodes")
     args = ap.parse_args()
     nodes = load_nodes(NODES)
     pods = load_pods(PODS, nodes)
@@ -140,6 +328,15 @@ def main() -> None:
         variants(nodes, pods, args.variant_seeds)
     if args.section in ("latency", "all"):
         latency(nodes, pods)
+    if args.section in ("replay", "all"):
+        loads = [float(x) for x in args.loads.split(",") if x.strip()]
+        replay_table(nodes, args.replay_seeds, loads, args.fraction)
+    if args.section in ("lookahead", "all"):
+        lookahead(nodes, pods, args.seeds)
+    if args.section in ("scheduling", "all"):
+        scheduling(args.scheduling_seeds)
+    if args.section in ("lastjob", "all"):
+        lastjob(args.scheduling_seeds, "sjf")
 
 
 if __name__ == "__main__":

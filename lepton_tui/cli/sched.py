@@ -313,6 +313,12 @@ def _loads(text: str) -> list[float | None]:
 @click.option("--inflate", default="1.3", show_default=True, help="Experiment: arrivals x GPUs.")
 @click.option("--fair-share", is_flag=True, help="Fair share between the workload's users.")
 @click.option("--user-gpus", default=None, help="Limit: each user at most N GPUs at once.")
+@click.option(
+    "--placement",
+    type=click.Choice(["fragmentation", "bestfit"]),
+    default=None,
+    help="Node choice of every heuristic policy (default: each one's own; FIFO best fit).",
+)
 def bench(
     workload: str | None,
     trace: str | None,
@@ -332,6 +338,7 @@ def bench(
     inflate: str,
     fair_share: bool = False,
     user_gpus: str | None = None,
+    placement: str | None = None,
 ) -> None:
     """Replay a workload under several policies and seeds; print one table of metrics.
     --fair-share and --user-gpus put the shared lab's rules around every policy."""
@@ -413,7 +420,15 @@ def bench(
         from scheduler.ilp import send_solver_output_to_stderr
 
         send_solver_output_to_stderr()
-    popts = {p: {"cost_weight": weight} for p in names if weight and p != "dqn"}
+    popts: dict[str, dict[str, Any]] = {
+        p: {"cost_weight": weight} for p in names if weight and p != "dqn"
+    }
+    if placement is not None:  # the heuristics' node choice (scheduler/heuristics.py PLACEMENTS)
+        from scheduler.heuristics import HEURISTICS
+
+        for p in names:
+            if p in HEURISTICS:
+                popts.setdefault(p, {})["placement"] = placement
     lab_rules: dict[str, Any] = {}
     if fair_share:
         lab_rules["fair_share"] = True
