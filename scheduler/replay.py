@@ -255,6 +255,83 @@ def _release(c: Cluster, i: int, cpu: int, mem: int, milli: int, gpu_ids: Sequen
     c.total[i] = row.sum()
 
 
+def _fits_at_all(nodes: NodeList, pods: PodList) -> np.ndarray:
+    """Which pods fit some node when it is empty (the others are dropped on arrival)."""
+    empty = Cluster(nodes)
+    return np.array(
+        [
+            len(empty.fits(int(pods.cpu[k]), int(pods.mem[k]), int(pods.gpus[k]),
+                           int(pods.milli[k]), int(pods.models[k]))) > 0
+            for k in range(len(pods))
+        ]
+    )  # fmt: skip
+
+
+def _size_rank(pods: PodList) -> np.ndarray:
+    """Each pod's place in the largest-first order (GPU demand, then CPUs, then arrival)."""
+    demand = pods.gpu_milli().astype(float)
+    size_key = np.lexsort((np.arange(len(pods)), -pods.cpu, -demand))
+    rank = np.empty(len(pods), dtype=np.int64)
+    rank[size_key] = np.arange(len(pods))
+    return rank
+
+
+def _startable(
+    cluster: Cluster, pods: PodList, queue: list[int], rank: np.ndarray | None
+) -> list[int]:
+    """The queued pods that may start (a quick bound: a pod above every node's largest free
+    resource cannot), in queue order or, given `rank`, largest first."""
+    q = np.array(queue, dtype=np.int64)
+    maybe = (
+        (pods.cpu[q] <= cluster.cpu.max())
+        & (pods.mem[q] <= cluster.mem.max())
+        & ((pods.gpus[q] == 0) | (pods.milli[q] <= cluster.room.max()))
+        & ((pods.gpus[q] <= 1) | (pods.gpus[q] <= cluster.full.max()))
+    )
+    todo = q[maybe]
+    if rank is not None:
+        todo = todo[np.argsort(rank[todo], kind="stable")]
+    return [int(k) for k in todo.tolist()]
+
+
+def _end_finished(
+    cluster: Cluster, placer: Any, pods: PodList, running: list[Any], on_node: np.ndarray,
+    t: float,
+) -> set[int]:  # fmt: skip
+    """Free what the pods ended by `t` held; the nodes touched."""
+    touched: set[int] = set()
+    while running and running[0][0] <= t:
+        _, k, i, gpu_ids = heapq.heappop(running)
+        _release(cluster, i, int(pods.cpu[k]), int(pods.mem[k]), int(pods.milli[k]), gpu_ids)
+        on_node[i] -= 1
+        cluster.busy[i] = on_node[i] > 0
+        if isinstance(placer, GpuClustering) and pods.gpus[k]:
+            placer.kinds[i, placer.kind(k)] -= 1
+        placer.placed(i)
+        touched.add(i)
+    return touched
+
+
+def _start(
+    cluster: Cluster, placer: Any, pods: PodList, k: int, rest: list[int]
+) -> tuple[int, Any] | None:
+    """Place pod `k` where the placer chooses (a look-ahead sees the next pods of the round,
+    `rest`); (node, GPU ids), or None when it fits nowhere now."""
+    cpu, mem = int(pods.cpu[k]), int(pods.mem[k])
+    gpus, milli = int(pods.gpus[k]), int(pods.milli[k])
+    fit = cluster.fits(cpu, mem, gpus, milli, int(pods.models[k]))
+    if not len(fit):
+        return None
+    if isinstance(placer, LookAhead):
+        placer.ahead = rest[: placer.depth]
+    choice = placer.choose(k, fit)
+    assert choice is not None
+    i, gpu_ids = choice
+    cluster.place(i, cpu, mem, milli, gpu_ids)
+    placer.placed(i)
+    return i, gpu_ids
+
+
 def replay(
     nodes: NodeList,
     trace: TracePods,
@@ -290,19 +367,7 @@ def replay(
     measure.rows(everyone, cluster.cpu, cluster.mem, cluster.left)
     cap = float(cap_gpus * MILLI)
 
-    # pods that fit no node even when it is empty are dropped on arrival
-    empty = Cluster(nodes)
-    ok = np.array(
-        [
-            len(empty.fits(int(pods.cpu[k]), int(pods.mem[k]), int(pods.gpus[k]),
-                           int(pods.milli[k]), int(pods.models[k]))) > 0
-            for k in range(len(pods))
-        ]
-    )  # fmt: skip
-    demand = pods.gpu_milli().astype(float)
-    size_key = np.lexsort((np.arange(len(pods)), -pods.cpu, -demand))
-    rank = np.empty(len(pods), dtype=np.int64)
-    rank[size_key] = np.arange(len(pods))
+    ok, rank = _fits_at_all(nodes, pods), _size_rank(pods)
 
     queue: list[int] = []
     running: list[tuple[float, int, int, tuple[int, ...]]] = []  # heap: (end, pod, node, gpus)
@@ -333,47 +398,19 @@ def replay(
             for key in acc:
                 acc[key] += last[key] * span
         last_t = t
-        touched: set[int] = set()
-        while running and running[0][0] <= t:
-            _, k, i, gpu_ids = heapq.heappop(running)
-            _release(cluster, i, int(pods.cpu[k]), int(pods.mem[k]), int(pods.milli[k]), gpu_ids)
-            on_node[i] -= 1
-            cluster.busy[i] = on_node[i] > 0
-            if isinstance(placer, GpuClustering) and pods.gpus[k]:
-                placer.kinds[i, placer.kind(k)] -= 1
-            placer.placed(i)
-            touched.add(i)
+        touched = _end_finished(cluster, placer, pods, running, on_node, t)
         while nxt < len(pods) and arrive[nxt] <= t:
             if ok[nxt]:
                 queue.append(nxt)
             nxt += 1
         if queue:
-            q = np.array(queue, dtype=np.int64)
-            # a quick bound: pods above every node's largest free resource cannot start
-            maybe = (
-                (pods.cpu[q] <= cluster.cpu.max())
-                & (pods.mem[q] <= cluster.mem.max())
-                & ((pods.gpus[q] == 0) | (pods.milli[q] <= cluster.room.max()))
-                & ((pods.gpus[q] <= 1) | (pods.gpus[q] <= cluster.full.max()))
-            )
-            todo = q[maybe]
-            if order == "size":
-                todo = todo[np.argsort(rank[todo], kind="stable")]
+            todo = _startable(cluster, pods, queue, rank if order == "size" else None)
             started: set[int] = set()
-            todo_list = todo.tolist()
-            for n, k in enumerate(todo_list):
-                cpu, mem = int(pods.cpu[k]), int(pods.mem[k])
-                gpus, milli = int(pods.gpus[k]), int(pods.milli[k])
-                fit = cluster.fits(cpu, mem, gpus, milli, int(pods.models[k]))
-                if not len(fit):
+            for n, k in enumerate(todo):
+                placed = _start(cluster, placer, pods, k, todo[n + 1 :])
+                if placed is None:
                     continue
-                if isinstance(placer, LookAhead):
-                    placer.ahead = todo_list[n + 1 : n + 1 + placer.depth]
-                choice = placer.choose(k, fit)
-                assert choice is not None
-                i, gpu_ids = choice
-                cluster.place(i, cpu, mem, milli, gpu_ids)
-                placer.placed(i)
+                i, gpu_ids = placed
                 on_node[i] += 1
                 touched.add(i)
                 started.add(k)
@@ -384,13 +421,10 @@ def replay(
                 queue = [k for k in queue if k not in started]
         if touched:
             measure.rows(np.array(sorted(touched)), cluster.cpu, cluster.mem, cluster.left)
-        free = float(cluster.left.sum())
+        free = float(cluster.left.sum()) / cap
         waiting = any(pods.gpus[k] > 0 for k in queue)
-        last = {
-            "stranded": float(measure.frag.sum()) / cap,
-            "unalloc": free / cap,
-            "idle_wait": free / cap if waiting else 0.0,
-        }
+        last = {"stranded": float(measure.frag.sum()) / cap, "unalloc": free,
+                "idle_wait": free if waiting else 0.0}  # fmt: skip
         if nxt >= len(pods) and t >= end_window and not queue:
             break
     span_all = end_window - float(arrive[0])
