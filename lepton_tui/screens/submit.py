@@ -9,7 +9,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widget import Widget
+from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from lepton_tui.errors import LeptonError, ValidationError
 from lepton_tui.validate import JobSpec, expand_jobs, validate_job
@@ -33,9 +34,26 @@ FIELDS: tuple[tuple[str, str, str, str, str], ...] = (
     ("host", "Hosts", "only these hosts (empty: any)", "", "host"),
     ("exclude_host", "Not on hosts", "never these hosts", "", "exclude_host"),
     ("array", "Array", "e.g. 0-15%4: 16 jobs, 4 at once", "", "array"),
-)
+    # notifications and requeue at the time limit (lepton_tui.job_options), as `submit` takes them
+    ("notify_on", "Notify on", "end,fail,timeout,hold; all; none (empty: your default)", "",
+     "notify_on"),
+    ("requeue_on_timeout", "Requeue", "at the time limit (the job checkpoints)", "",
+     "requeue_on_timeout"),
+    ("max_requeues", "Max requeues", "10 (with Requeue)", "", "max_requeues"),
+    ("signal", "Signal", "e.g. USR1@120: 120s before the time limit", "", "signal"),
+)  # fmt: skip
 # fields that take several words (space or comma separated)
 LIST_FIELDS = frozenset({"constraint", "host", "exclude_host"})
+# fields shown as a checkbox (their value: "1" when ticked, "" when not)
+CHECKBOX_FIELDS = frozenset({"requeue_on_timeout"})
+# fields checked together with the ones they need (a signal before the time limit needs one); a
+# field is only blamed when those alone pass (else their own error shows)
+DEPENDS: dict[str, tuple[str, ...]] = {
+    "signal": ("time",),
+    "requeue_on_timeout": ("time",),
+    "max_requeues": ("requeue_on_timeout", "time"),
+}
+NOTIFY_OFF = frozenset({"none", "off", "no"})
 
 
 EMPTY_COMMAND = "the command is empty: type the command to run above, e.g. python train.py"
@@ -43,16 +61,24 @@ EMPTY_COMMAND = "the command is empty: type the command to run above, e.g. pytho
 
 def job_args(values: dict[str, str], only: str | None = None) -> dict[str, Any]:
     """`validate_job` keywords from the form: blank fields left out (their defaults apply);
-    with `only`, that one field and a stand-in command."""
-    args: dict[str, Any] = {"command": "true"} if only and only != "command" else {}
+    with `only`, that one field (and those it depends on) and a stand-in command."""
+    return _args(values, None if only is None else {only, *DEPENDS.get(only, ())})
+
+
+def _args(values: dict[str, str], fields: set[str] | None) -> dict[str, Any]:
+    args: dict[str, Any] = {"command": "true"} if fields and "command" not in fields else {}
     for fid, _label, _ph, _default, kw in FIELDS:
-        if only is not None and fid != only:
+        if fields is not None and fid not in fields:
             continue
         value = values.get(fid, "")
         if kw == "command":
             args["command"] = value
         elif not value.strip():
             continue
+        elif kw in CHECKBOX_FIELDS:
+            args[kw] = True
+        elif kw == "notify_on" and value.strip().lower() in NOTIFY_OFF:
+            args["notify"] = False  # `--no-notify`: not even the user's default
         elif kw == "after":
             args["after"] = [value]
         elif kw in LIST_FIELDS:
@@ -86,6 +112,11 @@ def field_errors(values: dict[str, str]) -> dict[str, str]:
     """Each field checked on its own (the others at safe values), so every bad field is named."""
     errors: dict[str, str] = {}
     for fid, *_ in FIELDS:
+        if fid in DEPENDS:
+            try:
+                _check(_args(values, set(DEPENDS[fid])))
+            except ValidationError:
+                continue  # what it needs is wrong: that field says so
         try:
             _check(job_args(values, only=fid))
         except ValidationError as exc:
@@ -104,8 +135,8 @@ def specs_from(values: dict[str, str]) -> list[JobSpec]:
 
 
 class SubmitJobModal(ModalScreen[int | None]):
-    """Command, CPUs, memory, GPUs, time, priority, project, dependencies, constraints, array;
-    dismisses with the job id (an array's: its first job's)."""
+    """Command, CPUs, memory, GPUs, time, priority, project, dependencies, constraints, array,
+    notifications, requeue at the time limit and its signal; dismisses with the job id (an array's: its first job's)."""
 
     if TYPE_CHECKING:
         app: LeptonApp  # type: ignore[assignment]  # this screen only runs in the console
@@ -126,7 +157,12 @@ class SubmitJobModal(ModalScreen[int | None]):
                 value = self.initial_command if fid == "command" else default
                 with Horizontal(classes="field"):
                     yield Label(label, classes="field-label")
-                    yield Input(value=value, placeholder=placeholder, id=f"f-{fid}", compact=True)
+                    if fid in CHECKBOX_FIELDS:
+                        yield Checkbox(placeholder, id=f"f-{fid}", compact=True)
+                    else:
+                        yield Input(
+                            value=value, placeholder=placeholder, id=f"f-{fid}", compact=True
+                        )
                 yield Static("", id=f"err-{fid}", classes="field-error", markup=False)
             yield Static("", id="form-error", classes="field-error", markup=False)
             with Horizontal(classes="buttons"):
@@ -138,7 +174,13 @@ class SubmitJobModal(ModalScreen[int | None]):
         self._check()
 
     def values(self) -> dict[str, str]:
-        return {fid: self.query_one(f"#f-{fid}", Input).value for fid, *_ in FIELDS}
+        out: dict[str, str] = {}
+        for fid, *_ in FIELDS:
+            if fid in CHECKBOX_FIELDS:
+                out[fid] = "1" if self.query_one(f"#f-{fid}", Checkbox).value else ""
+            else:
+                out[fid] = self.query_one(f"#f-{fid}", Input).value
+        return out
 
     def _check(self) -> dict[str, str]:
         values = self.values()
@@ -151,14 +193,15 @@ class SubmitJobModal(ModalScreen[int | None]):
                 text = ""
             label.update(text)
             label.display = bool(text)
-            self.query_one(f"#f-{fid}", Input).set_class(bool(text), "-invalid")
+            self.query_one(f"#f-{fid}", Widget).set_class(bool(text), "-invalid")
         self.query_one("#submit", Button).disabled = bool(errors) and self._tried
         return errors
 
     _tried = False
 
     @on(Input.Changed)
-    def _changed(self, event: Input.Changed) -> None:
+    @on(Checkbox.Changed)
+    def _changed(self, event: Input.Changed | Checkbox.Changed) -> None:
         self.query_one("#form-error", Static).update("")
         self._check()
 
@@ -176,7 +219,7 @@ class SubmitJobModal(ModalScreen[int | None]):
         errors = self._check()
         if errors:
             first = next(fid for fid, *_ in FIELDS if fid in errors)
-            self.query_one(f"#f-{first}", Input).focus()
+            self.query_one(f"#f-{first}", Widget).focus()
             return
         try:
             specs = specs_from(self.values())

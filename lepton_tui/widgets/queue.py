@@ -46,9 +46,15 @@ WHY_TEXT_MAX = 400  # a cell never carries more: no screen is that wide
 
 
 def why_text(row: QueueRow) -> Text:
+    """Why a queued job waits, or what a job runs; `[shell] ` first for an interactive job
+    (`lepton-tui shell`), as `lepton-tui queue` marks it."""
     if row.state == "queued":
-        return Text((row.reason or "waiting")[:WHY_TEXT_MAX], style="italic")
-    return Text(row.command.replace("\n", " ")[:WHY_TEXT_MAX], style="dim")
+        text = Text((row.reason or "waiting")[:WHY_TEXT_MAX], style="italic")
+    else:
+        text = Text(row.command.replace("\n", " ")[:WHY_TEXT_MAX], style="dim")
+    if row.kind == "interactive":
+        text = Text.assemble(("[shell] ", "bold cyan"), text)
+    return text
 
 
 def fit_queue_columns(natural: Mapping[str, int], room: int, padding: int = 1) -> dict[str, int]:
