@@ -230,7 +230,7 @@ def test_a_slurm_job_is_charged_from_slurms_times_and_the_partition_is_a_fleet_r
     slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
 ) -> None:
     from lepton_tui.economics.prices import set_prices
-    from lepton_tui.views import fleet
+    from lepton_tui.fleet_view import fleet
     from tests.slurmbed import GPUS
 
     add_cluster(svc, slurm, tmp_path / "lepton")
