@@ -1,4 +1,5 @@
-"""The work of adding, removing and labelling hosts, once `service.py` has said the caller may.
+"""The work of listing, adding, removing and labelling hosts, once `service.py` has said the
+caller may.
 
 Nothing here decides who may do what: each `Service` method checks the caller first
 (`require_admin`) and then calls these. Host fields are validated here for the CLI, the
@@ -85,6 +86,17 @@ def check_host_fields(
         "gpus_override": gpus,
         "price_per_hour": price,
     }
+
+
+def hosts_with_outside_gpus(ledger: Ledger) -> list[dict[str, Any]]:
+    """Every host; `outside_gpus` lists its GPUs used by processes lepton did not start."""
+    from lepton_tui.constraints import outside_gpus
+
+    rows = ledger.hosts()
+    outside = outside_gpus(ledger, rows, ledger.clock()) if rows else {}
+    for h in rows:
+        h["outside_gpus"] = outside.get(h["name"], [])
+    return rows
 
 
 def check_host_free(ledger: Ledger, values: dict[str, Any], same_machine_ok: bool) -> None:

@@ -330,10 +330,15 @@ class Service:
         host_admin.check_host_free(self.ledger, values, same_machine_ok)
         return values
 
-    def check_host_fields(self, name: str, **fields: Any) -> dict[str, Any]:
-        """Validate a host's fields (shared by the CLI and the add-host form;
-        `host_admin.check_host_fields` names them)."""
-        return host_admin.check_host_fields(name, **fields)
+    def check_host_fields(self, name: str, *, address: str | None, port: Any = 22,
+                          user: str | None = None, key_path: str | None = None, local: bool = False,
+                          price_per_hour: Any = None, root_dir: str | None = None,
+                          gpus_override: Any = None) -> dict[str, Any]:  # fmt: skip
+        """Validate a host's fields (shared by the CLI and the add-host form)."""
+        return host_admin.check_host_fields(
+            name, address=address, port=port, user=user, key_path=key_path, local=local,
+            price_per_hour=price_per_hour, root_dir=root_dir, gpus_override=gpus_override,
+        )  # fmt: skip
 
     # -- the DQN's weights (lepton_tui.policies) ----------------------------------------------
 
@@ -386,13 +391,7 @@ class Service:
 
     def list_hosts(self) -> list[dict[str, Any]]:
         """Every host; `outside_gpus` lists its GPUs used by processes lepton did not start."""
-        from lepton_tui.constraints import outside_gpus
-
-        rows = self.ledger.hosts()
-        outside = outside_gpus(self.ledger, rows, self.ledger.clock()) if rows else {}
-        for h in rows:
-            h["outside_gpus"] = outside.get(h["name"], [])
-        return rows
+        return host_admin.hosts_with_outside_gpus(self.ledger)
 
     def get_host(self, name: str) -> dict[str, Any]:
         return self.ledger.get_host(name)
