@@ -218,12 +218,9 @@ def _fleet(ledger: Ledger, now: float, memo: ViewMemo) -> list[FleetRow]:
             mean = buckets.get(b, (None, None))[0 if use_gpu else 1]
             series.append(float(mean) if mean is not None else 0.0)
         row.spark = series
-    for r in ledger.query(
-        "SELECT host, COUNT(*) AS n FROM attempts WHERE state IN ('starting', 'running') "
-        "GROUP BY host"
-    ):
-        if r["host"] in rows:
-            rows[r["host"]].running = int(r["n"])
+    for host, n in ledger.live_attempts_per_host().items():
+        if host in rows:
+            rows[host].running = n
     for name, (gpus, per_hour, cpus) in stranded(ledger, now, memo).items():
         if name in rows:
             row = rows[name]
@@ -254,10 +251,7 @@ def stranded(
     key = repr(ledger.query_one(_STRANDED_INPUTS_SQL))
     if memo is not None and memo.stranded_key == key:
         return memo.stranded
-    shapes = ledger.query(
-        "SELECT cpus, mem_mb, gpus, gpu_mem_mb, COUNT(*) AS n FROM jobs WHERE state = 'queued' "
-        "GROUP BY cpus, mem_mb, gpus, gpu_mem_mb"
-    )
+    shapes = ledger.queued_shapes()
     if not shapes:
         if memo is not None:
             memo.stranded_key, memo.stranded = key, {}

@@ -436,11 +436,7 @@ def overview(
 
 def decisions(ledger: Ledger, limit: int = 100) -> list[dict[str, Any]]:
     """The policy's most recent decisions, newest first."""
-    return ledger.query(
-        "SELECT id, at, policy, job_id, host, placed, explanation FROM decisions "
-        "ORDER BY id DESC LIMIT ?",
-        (int(limit),),
-    )
+    return ledger.recent_decisions(limit)
 
 
 def why_pending(ledger: Ledger, job_id: int) -> str:
@@ -457,21 +453,13 @@ def why_line(ledger: Ledger, job_id: int) -> str:
 
 def _why(ledger: Ledger, job_id: int) -> tuple[bool, str]:
     """(True, a sentence naming the job) when it is not pending; else (False, why it waits)."""
-    job = ledger.query_one("SELECT state, reason FROM jobs WHERE id = ?", (int(job_id),))
+    job = ledger.job_state_reason(job_id)
     if job is None:
         return True, f"job {job_id} does not exist"
     if job["state"] != "queued":
         return True, f"job {job_id} is {job['state']}, not pending"
-    last = ledger.query_one(
-        "SELECT at, policy, host, placed, explanation FROM decisions WHERE job_id = ? "
-        "ORDER BY id DESC LIMIT 1",
-        (int(job_id),),
-    )
-    deps = ledger.query(
-        "SELECT d.depends_on, j.state FROM job_deps d JOIN jobs j ON j.id = d.depends_on "
-        "WHERE d.job_id = ? AND j.state != 'succeeded'",
-        (int(job_id),),
-    )
+    last = ledger.last_decision(job_id)
+    deps = ledger.unmet_dependencies(job_id)
     parts = []
     if deps:
         parts.append(
