@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inventory import slurm  # noqa: E402
 from lepton_tui.dispatch.loop import Dispatcher  # noqa: E402
-from lepton_tui.dispatch.slurm import onboard_slurm  # noqa: E402
+from lepton_tui.dispatch.slurm_admin import onboard_slurm  # noqa: E402
 from lepton_tui.service import Service  # noqa: E402
 from lepton_tui.validate import JobSpec  # noqa: E402
 from tests.slurmbed import PARTITION, SlurmBed  # noqa: E402

@@ -263,7 +263,7 @@ def bench_tick(rounds: int, busy: bool = False) -> dict:
 def bench_views(rounds: int) -> dict:
     """The busy lab's read models without the app: each piece's thread CPU time (median) and
     SQL statements (SQLite's trace callback, every row of an executemany included)."""
-    from lepton_tui import views
+    from lepton_tui import fleet_view, views
     from lepton_tui.service import Service
     from tests.tui.data import FIXED_NOW, big_fleet, busy_gpus, many_jobs
 
@@ -277,7 +277,7 @@ def bench_views(rounds: int) -> dict:
         pieces = {
             "overview": lambda: views.overview(ledger, FIXED_NOW),
             "cost_panel": lambda: views.cost_panel(ledger, FIXED_NOW),
-            "fleet": lambda: views.fleet(ledger, FIXED_NOW),
+            "fleet": lambda: fleet_view.fleet(ledger, FIXED_NOW),
             "queue_window": lambda: views.queue_window(
                 ledger, FIXED_NOW, limit=60, recent_s=views.RECENT_S
             ),

@@ -29,7 +29,8 @@ from textual.theme import Theme
 from lepton_tui.console_prefs import save_pref, saved_theme
 from lepton_tui.console_source import ClientPool, LabSource, LedgerSource
 from lepton_tui.errors import LeptonError
-from lepton_tui.service import Service, local_host_name
+from lepton_tui.local_state import local_host_name
+from lepton_tui.service import Service
 from themes import CSS_PATHS, CYCLE, DEFAULT_THEME, THEMES
 
 NO_DISPATCHER = "no dispatcher is running: jobs wait until `lepton-tui serve` runs"

@@ -112,7 +112,7 @@ class _Onboarded:
 
 
 class _SlurmAdded:
-    """What the service's `hosts add --slurm` stored, shaped as `dispatch.slurm.SlurmOnboarded`."""
+    """What the service's `hosts add --slurm` stored, shaped as `dispatch.slurm_admin.SlurmOnboarded`."""
 
     def __init__(self, host: dict[str, Any], lines: list[tuple[bool, str]]) -> None:
         self.host = host

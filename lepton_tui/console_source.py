@@ -13,8 +13,8 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from lepton_tui.fleet_view import ViewMemo
 from lepton_tui.screen_data import VIEW_TYPES, from_wire, read_view
-from lepton_tui.views import ViewMemo
 
 if TYPE_CHECKING:  # the client (and the protocol's http modules) load only in lab mode
     from lepton_tui.client import LabClient, ViewStream

@@ -19,7 +19,7 @@ def probe_host(ledger: Ledger, known_hosts: Path, name: str, timeout: float) -> 
 
     row = ledger.get_host(name)
     if row.get("slurm_json"):  # a Slurm partition: its nodes, from sinfo
-        from lepton_tui.dispatch import slurm as dispatch_slurm
+        from lepton_tui.dispatch import slurm_admin as dispatch_slurm
 
         sample = dispatch_slurm.probe(row, known_hosts, timeout)
         return {"kind": "slurm", "sample": sample, "lines": dispatch_slurm.probe_lines(sample)}

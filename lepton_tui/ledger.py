@@ -8,7 +8,8 @@ sqlite-utils' own writes commit on their own and would split a change from its e
 The file holds job commands and `--env` values: lepton creates it 0600 (0660 in a lab-wide,
 group-writable state directory), never readable by other users; see `lepton_tui.paths`.
 The schema (states, legal moves, migrations) is `lepton_tui.schema`; the dispatcher's named
-reads and writes are `lepton_tui.ledger_dispatch`, mixed into `Ledger`.
+reads and writes are `lepton_tui.ledger_dispatch`, the service's `lepton_tui.ledger_service`,
+the console read models' `lepton_tui.ledger_views`, all mixed into `Ledger`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from lepton_tui.errors import IllegalTransition, LedgerError, NotFound
 from lepton_tui.ledger_dispatch import DispatchRecords
+from lepton_tui.ledger_service import ServiceRecords
+from lepton_tui.ledger_views import ViewRecords
 from lepton_tui.paths import create_private_file, make_state_dir
 from lepton_tui.schema import (
     ATTEMPT_TRANSITIONS,
@@ -57,7 +60,7 @@ def _now() -> float:
     return time.time()
 
 
-class Ledger(DispatchRecords):
+class Ledger(DispatchRecords, ServiceRecords, ViewRecords):
     """One ledger file. Thread-safe: a connection per thread, writes serialised by SQLite."""
 
     def __init__(self, path: Path | str, clock: Callable[[], float] = _now) -> None:

@@ -15,18 +15,10 @@ import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Union
 
-from lepton_tui import views
+from lepton_tui import fleet_view, views
 from lepton_tui.errors import LeptonError, ValidationError
-from lepton_tui.views import (
-    CostPanel,
-    FleetRow,
-    GpuCell,
-    Header,
-    Overview,
-    QueueRow,
-    QueueWindow,
-    ViewMemo,
-)
+from lepton_tui.fleet_view import FleetRow, GpuCell, ViewMemo
+from lepton_tui.views import CostPanel, Header, Overview, QueueRow, QueueWindow
 
 VIEW_NAMES = ("overview", "queue", "hosts", "cost", "scheduler", "job", "why")
 COST_SPAN_MAX_S = 366 * 86400.0
@@ -112,7 +104,7 @@ def _job_id(args: dict[str, Any]) -> int:
 def header_only(svc: Any, now: float, demo: bool = False, memo: ViewMemo | None = None) -> Header:
     """The header line alone (for screens that show no fleet or cost of their own)."""
     ledger = svc.ledger
-    rows = views.fleet(ledger, now, memo)
+    rows = fleet_view.fleet(ledger, now, memo)
     queue = views.queue_window(ledger, now, limit=0)
     return views.header(ledger, rows, views.cost_panel(ledger, now, memo), queue, demo)
 
@@ -122,7 +114,7 @@ def read_view(
     memo: ViewMemo | None = None,
 ) -> Any:  # fmt: skip
     """Read screen `name` with `args` (validated here: in lab mode they come off the socket).
-    `memo`: what the same reader kept from its last refresh (`views.ViewMemo`)."""
+    `memo`: what the same reader kept from its last refresh (`fleet_view.ViewMemo`)."""
     if not isinstance(args, dict):
         raise ValidationError("view arguments must be a JSON object")
     ledger = svc.ledger
@@ -134,7 +126,7 @@ def read_view(
             all_states=bool(args.get("all_states", False)),
         )  # fmt: skip
     if name == "hosts":
-        rows = views.fleet(ledger, now, memo)
+        rows = fleet_view.fleet(ledger, now, memo)
         queue = views.queue_window(ledger, now, limit=0)
         head = views.header(ledger, rows, views.cost_panel(ledger, now, memo), queue, demo)
         hosts = {h["name"]: h for h in svc.list_hosts()}
@@ -150,7 +142,7 @@ def read_view(
         span = min(max(float(span), 60.0), COST_SPAN_MAX_S)
         panel = views.cost_panel(ledger, now, memo)
         series = views.cost_series(ledger, now, span_s=span, buckets=48)
-        rows = views.fleet(ledger, now, memo)
+        rows = fleet_view.fleet(ledger, now, memo)
         queue = views.queue_window(ledger, now, limit=0)
         return CostData(
             views.header(ledger, rows, panel, queue, demo), panel, series, fair_share(ledger, now)

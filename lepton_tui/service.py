@@ -16,64 +16,19 @@ import grp
 import json
 import os
 import pwd
-import re
-import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lepton_tui import job_options, paths
-from lepton_tui.errors import (
-    IllegalTransition,
-    LeptonError,
-    NotFound,
-    PermissionDenied,
-    ValidationError,
-)
-from lepton_tui.identity import Identity, user_name
-from lepton_tui.ledger import (
-    JOB_STATES,
-    TERMINAL_JOB_STATES,
-    Ledger,
-    open_ledger,
-)
-from lepton_tui.validate import JobSpec, check_name, parse_number, validate_job
+from lepton_tui import host_admin, job_changes, notify_prefs, paths
+from lepton_tui.errors import NotFound, PermissionDenied, ValidationError
+from lepton_tui.identity import Identity
+from lepton_tui.ledger import TERMINAL_JOB_STATES, Ledger, open_ledger
+from lepton_tui.local_state import check_state_exists, current_user, dispatcher_running
+from lepton_tui.validate import JobSpec, parse_number, validate_job
 
 DEFAULT_ADMIN_GROUP = "lepton-admin"
-# Jobs not yet ended, in the order lists show them: what runs, then what waits.
-LIVE_ORDER = ("running", "cancelling", "starting", "queued")
-_ADDRESS_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.\-:]{0,251}[A-Za-z0-9])?$")
-_USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$", re.IGNORECASE)
-
-
-def current_user() -> str:
-    """The OS user running this process, from its real uid.
-
-    Never from the environment: USER and LOGNAME are whatever the caller set (`USER=root` must
-    not make anyone root). A uid with no passwd entry is `uid-N`, which no check takes for root,
-    the admin group or another user; if a real account bears that name, this refuses.
-    """
-    return user_name(os.getuid())
-
-
-def local_host_name() -> str:
-    """This machine's short host name, made safe as a lepton host name."""
-    raw = socket.gethostname().split(".")[0] or "login"
-    safe = re.sub(r"[^A-Za-z0-9._-]", "-", raw).strip("-._") or "login"
-    return safe[:63]
-
-
-def check_state_exists(state: Path) -> None:
-    """A read-only command's state directory: it and its ledger exist (a mistyped --home or
-    LEPTON_HOME must not quietly become a new, empty lab)."""
-    how = "check --home / LEPTON_HOME; the console, `serve` or `submit` creates it"
-    if not state.is_dir():
-        raise ValidationError(f"the state directory {state} does not exist", how, field="home")
-    if not (state / paths.LEDGER_FILE).is_file():
-        raise ValidationError(
-            f"the state directory {state} has no ledger ({paths.LEDGER_FILE})", how, field="home"
-        )
 
 
 @dataclass
@@ -140,21 +95,7 @@ class Service:
 
     def dispatcher_running(self) -> bool:
         """Whether a dispatcher (a console or `serve`) holds this ledger's lock right now."""
-        import fcntl
-
-        try:
-            fd = os.open(self.home / paths.LOCK_FILE, os.O_RDONLY)
-        except OSError:
-            return False  # never created: no dispatcher ever ran here
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        finally:
-            os.close(fd)  # drops the probe's shared lock, if it got one
-        return False
+        return dispatcher_running(self.home)
 
     # -- permissions ---------------------------------------------------------------------------
 
@@ -201,65 +142,19 @@ class Service:
         dropped before the answer came) return the jobs of the first instead of queueing twice."""
         with self.ledger.tx():
             if key is not None:
-                row = self.ledger.query_one(
-                    "SELECT user, job_ids FROM submit_keys WHERE key = ?", (key,)
-                )
+                row = self.ledger.submit_key(key)
                 if row is not None:
                     if row["user"] != self.user:
                         raise ValidationError("that submit key belongs to another user")
                     return [int(i) for i in json.loads(row["job_ids"])]
-            ids = []
-            array_id: int | None = None
-            for spec in specs:
-                row = spec.to_dict()
-                if spec.array_index is not None:  # the job's own index, set by lepton
-                    row["env"] = {**row["env"], "LEPTON_ARRAY_INDEX": str(spec.array_index)}
-                job_id = self.ledger.add_job(row, self.user)
-                if spec.array_index is not None:
-                    array_id = job_id if array_id is None else array_id
-                if spec.constraints or spec.array_index is not None:
-                    self.ledger.execute(
-                        "UPDATE jobs SET constraints = ?, array_id = ?, array_index = ?, "
-                        "array_limit = ? WHERE id = ?",
-                        (json.dumps(spec.constraints, sort_keys=True) if spec.constraints
-                         else None, array_id if spec.array_index is not None else None,
-                         spec.array_index, spec.array_limit, job_id),
-                    )  # fmt: skip
-                job_options.store(self.ledger, job_id, row, self.user)  # notify, requeue, kind
-                reason = self.unfit_reason(spec)
-                if reason:
-                    self.ledger.set_job_reason(job_id, reason)
-                ids.append(job_id)
+            ids = job_changes.queue_jobs(self.ledger, self.user, specs)
             if key is not None:
-                self.ledger.insert(
-                    "submit_keys",
-                    {"key": key, "user": self.user, "job_ids": json.dumps(ids),
-                     "at": self.ledger.clock()},
-                )  # fmt: skip
+                self.ledger.record_submit_key(key, self.user, ids)
             return ids
 
     def unfit_reason(self, spec: JobSpec) -> str | None:
-        """`unschedulable: fits no host (needs 1 GPUs, ...)` when no host, even empty, could run
-        `spec`; None when one could, and when that is not known yet (no hosts, or one whose
-        capacity was never probed)."""
-        from lepton_tui.dispatch.view import host_capacity, job_resources, unschedulable_reason
-        from scheduler.model import fits_empty
-
-        hosts = self.ledger.hosts()
-        if spec.constraints:
-            from lepton_tui.constraints import allowed_hosts, unmet_reason
-
-            if hosts and not allowed_hosts(hosts, spec.constraints):
-                return unmet_reason(hosts, spec.constraints)
-            hosts = [
-                h for h in hosts if h["name"] in (allowed_hosts(hosts, spec.constraints) or ())
-            ]
-        if not hosts or any(not h.get("cpus") for h in hosts):
-            return None
-        req = job_resources(spec.to_dict())
-        if any(fits_empty(req, host_capacity(h)) for h in hosts):
-            return None
-        return unschedulable_reason(req, hosts)
+        """Why no host could ever run `spec` (`job_changes.unfit_reason`); None if one could."""
+        return job_changes.unfit_reason(self.ledger, spec)
 
     def cancel(self, job_ids: Iterable[int]) -> list[CancelResult]:
         """Cancel jobs: queued ones at once, running ones through `cancelling`. One result each."""
@@ -272,40 +167,17 @@ class Service:
                 results.append(CancelResult(int(job_id), False, str(exc)))
                 continue
             if job["user"] != self.user and not admin:
-                results.append(
-                    CancelResult(
-                        job["id"],
-                        False,
-                        f"job {job['id']} belongs to {job['user']}; only they or an admin may cancel it",
-                    )
+                msg = (
+                    f"job {job['id']} belongs to {job['user']}; only they or an admin may cancel it"
                 )
+                results.append(CancelResult(job["id"], False, msg))
                 continue
-            state = job["state"]
-            if state in TERMINAL_JOB_STATES:
-                results.append(
-                    CancelResult(job["id"], False, f"job {job['id']} already ended ({state})")
-                )
-                continue
-            if state == "cancelling":
-                results.append(
-                    CancelResult(job["id"], True, f"job {job['id']} is already being cancelled")
-                )
-                continue
-            target = "cancelled" if state == "queued" else "cancelling"
-            try:
-                self.ledger.transition_job(
-                    job["id"],
-                    target,
-                    reason=f"cancelled by {self.user}",
-                    actor=self.user,
-                    expect=state,
-                )
-            except IllegalTransition:
+            outcome = job_changes.cancel_job(self.ledger, job, self.user)
+            if outcome is None:
                 # It moved under us (the dispatcher started it); try once more from its new state.
                 results.extend(self.cancel([job["id"]]))
                 continue
-            verb = "cancelled" if target == "cancelled" else "cancelling (the host will stop it)"
-            results.append(CancelResult(job["id"], True, f"job {job['id']} {verb}"))
+            results.append(CancelResult(job["id"], *outcome))
         return results
 
     def may_see_private(self, job: dict[str, Any]) -> bool:
@@ -331,7 +203,7 @@ class Service:
         """A job's log as it is read from its host (owner and admins only)."""
         from lepton_tui.logs import follow_log
 
-        job = self.ledger.query_one("SELECT id, user FROM jobs WHERE id = ?", (int(job_id),))
+        job = self.ledger.job_owner(int(job_id))
         if job is not None and not self.may_see_private(job):  # no such job: follow_log says so
             raise PermissionDenied(
                 f"job {job['id']} belongs to {job['user']}; only they or an admin may read its logs"
@@ -344,7 +216,7 @@ class Service:
         and when the host cannot say)."""
         from lepton_tui.logs import stderr_bytes
 
-        job = self.ledger.query_one("SELECT id, user FROM jobs WHERE id = ?", (int(job_id),))
+        job = self.ledger.job_owner(int(job_id))
         if job is None or not self.may_see_private(job):
             return 0
         return stderr_bytes(self, int(job_id), attempt_no)
@@ -353,10 +225,7 @@ class Service:
         """A job with its attempts and latest events."""
         job = self.get_job(job_id)
         job["attempts"] = self.ledger.attempts_for(job["id"])
-        job["events"] = self.ledger.query(
-            "SELECT at, kind, actor, host, message FROM events WHERE job_id = ? ORDER BY id DESC LIMIT ?",
-            (job["id"], events),
-        )[::-1]
+        job["events"] = self.ledger.job_events(job["id"], events)
         return job
 
     def list_jobs(self, **filters: Any) -> list[dict[str, Any]]:
@@ -379,22 +248,9 @@ class Service:
         Live jobs come first (running, cancelling, starting, then queued; higher priority, then
         older, first), then ended ones, the most recently ended first: a `limit` keeps what is
         happening now and drops the oldest history."""
-        where, params = self._job_filter(all_states, user, project, states)
-        rank = (
-            "CASE state "
-            + " ".join(f"WHEN '{state}' THEN {i}" for i, state in enumerate(LIVE_ORDER))
-            + f" ELSE {len(LIVE_ORDER)} END"
-        )
-        live = f"({rank}) < {len(LIVE_ORDER)}"
-        sql = f"SELECT * FROM jobs{where} ORDER BY {rank}, "
-        sql += f"CASE WHEN {live} THEN -priority END, CASE WHEN {live} THEN id END, "
-        sql += "COALESCE(ended_at, submitted_at) DESC, id DESC"
-        if limit is not None:
-            sql += " LIMIT ? OFFSET ?"
-            params.extend([int(limit), int(offset)])
         admin: bool | None = None
-        for row in self.ledger.execute(sql, params):
-            job = dict(row)
+        for job in self.ledger.iter_job_rows(all_states=all_states, user=user, project=project,
+                                             states=states, limit=limit, offset=offset):  # fmt: skip
             if job["user"] != self.user:
                 admin = self.is_admin() if admin is None else admin
                 if not admin:
@@ -411,39 +267,13 @@ class Service:
         states: Sequence[str] | None = None,
     ) -> int:
         """How many jobs `list_jobs` with the same filters would list without a limit."""
-        where, params = self._job_filter(all_states, user, project, states)
-        row = self.ledger.query_one(f"SELECT COUNT(*) AS n FROM jobs{where}", params)
-        return int(row["n"]) if row else 0
-
-    @staticmethod
-    def _job_filter(
-        all_states: bool, user: str | None, project: str | None, states: Sequence[str] | None
-    ) -> tuple[str, list[Any]]:
-        where: list[str] = []
-        params: list[Any] = []
-        if states:
-            bad = [s for s in states if s not in JOB_STATES]
-            if bad:
-                raise ValidationError(
-                    f"unknown job state {bad[0]!r}", f"use one of {', '.join(JOB_STATES)}"
-                )
-            where.append(f"state IN ({', '.join('?' for _ in states)})")
-            params.extend(states)
-        elif not all_states:
-            where.append(f"state IN ({', '.join('?' for _ in LIVE_ORDER)})")
-            params.extend(LIVE_ORDER)
-        if user:
-            where.append("user = ?")
-            params.append(user)
-        if project:
-            where.append("project = ?")
-            params.append(project)
-        return (f" WHERE {' AND '.join(where)}" if where else ""), params
+        return self.ledger.count_job_rows(
+            all_states=all_states, user=user, project=project, states=states
+        )
 
     def job_counts(self) -> dict[str, int]:
         """How many jobs are in each state."""
-        rows = self.ledger.query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
-        return {r["state"]: r["n"] for r in rows}
+        return self.ledger.job_counts()
 
     # -- hosts ---------------------------------------------------------------------------------
 
@@ -473,41 +303,9 @@ class Service:
             price_per_hour=price_per_hour, root_dir=root_dir, gpus_override=gpus_override,
             same_machine_ok=same_machine_ok,
         )  # fmt: skip
-        now = self.ledger.clock()
-        row: dict[str, Any] = {
-            **values,
-            "labels": json.dumps(list(labels)),
-            "state": "unknown",
-            "admin_state": "active",
-            "added_at": now,
-            "added_by": self.user,
-        }
-        if capacity:
-            row.update(
-                {
-                    k: capacity[k]
-                    for k in ("cpus", "mem_mb", "gpus", "gpu_mem_mb", "gpu_model")
-                    if k in capacity
-                }
-            )
-            row["capacity_json"] = json.dumps(capacity, sort_keys=True)
-        if host_key:
-            row["host_key_type"], row["host_key_fingerprint"] = host_key
-        with self.ledger.tx():
-            self.ledger.insert("hosts", row)
-            if values["price_per_hour"] is not None:  # as `price set --host` records it
-                from lepton_tui.economics.prices import set_prices
-
-                set_prices(self.ledger, name, per_hour=values["price_per_hour"], actor=self.user)
-            where = (
-                "this machine (local)"
-                if local
-                else f"{values['user'] or ''}@{address}:{port}".lstrip("@")
-            )
-            self.ledger.event(
-                "host.added", f"host {name} added: {where}", host=name, actor=self.user
-            )
-        return self.ledger.get_host(name)
+        return host_admin.record_host(
+            self.ledger, self.user, values, capacity=capacity, host_key=host_key, labels=labels
+        )
 
     def onboard(self, name: str, *, echo: Callable[[str], None] = lambda line: None,
                 **options: Any) -> Any:  # fmt: skip
@@ -529,95 +327,18 @@ class Service:
                 field="local",
             )
         values = self.check_host_fields(name, **fields)
-        if self.ledger.query_one("SELECT id FROM hosts WHERE name = ?", (name,)):
-            raise ValidationError(
-                f"host {name!r} already exists",
-                "pick another name or `hosts rm` it first",
-                field="name",
-            )
-        if not same_machine_ok:
-            if values["transport"] == "local":
-                twin = self.ledger.query_one("SELECT name FROM hosts WHERE transport = 'local'")
-                where = "this machine"
-            else:
-                twin = self.ledger.query_one(
-                    "SELECT name FROM hosts WHERE lower(address) = lower(?) AND port = ?",
-                    (values["address"], values["port"]),
-                )
-                where = f"{values['address']}:{values['port']}"
-            if twin:
-                raise ValidationError(
-                    f"host {twin['name']!r} already reaches {where}; adding it again would count "
-                    "its CPUs, memory and GPUs twice",
-                    f"use {twin['name']!r}, or `hosts rm {twin['name']}` first",
-                    field="address",
-                )
+        host_admin.check_host_free(self.ledger, values, same_machine_ok)
         return values
 
-    def check_host_fields(
-        self,
-        name: str,
-        *,
-        address: str | None,
-        port: Any = 22,
-        user: str | None = None,
-        key_path: str | None = None,
-        local: bool = False,
-        price_per_hour: Any = None,
-        root_dir: str | None = None,
-        gpus_override: Any = None,
-    ) -> dict[str, Any]:
+    def check_host_fields(self, name: str, *, address: str | None, port: Any = 22,
+                          user: str | None = None, key_path: str | None = None, local: bool = False,
+                          price_per_hour: Any = None, root_dir: str | None = None,
+                          gpus_override: Any = None) -> dict[str, Any]:  # fmt: skip
         """Validate a host's fields (shared by the CLI and the add-host form)."""
-        check_name(name, "host name")
-        if local:
-            if address:
-                raise ValidationError("a --local host takes no --address", field="address")
-        else:
-            if not address:
-                raise ValidationError(
-                    "an SSH host needs --address",
-                    "or use --local for this machine",
-                    field="address",
-                )
-            if not _ADDRESS_RE.match(address):
-                raise ValidationError(
-                    f"address {address!r} is not a host name or IP address", field="address"
-                )
-        port_n = int(parse_number(port, "port", minimum=1, maximum=65535, integer=True))
-        if user is not None and user != "" and not _USER_RE.match(user):
-            raise ValidationError(f"user {user!r} is not a valid login name", field="user")
-        if key_path:
-            if "\x00" in key_path or "\n" in key_path:
-                raise ValidationError("key path contains a control character", field="key")
-            key_file = Path(key_path).expanduser()
-            if not key_file.is_file():
-                raise ValidationError(
-                    f"key file {key_path} does not exist",
-                    "give the path of a private key",
-                    field="key",
-                )
-            key_path = str(key_file.resolve())
-        price = None
-        if price_per_hour not in (None, ""):
-            price = float(parse_number(price_per_hour, "price per hour", minimum=0, maximum=1e6))
-        gpus = None
-        if gpus_override not in (None, ""):
-            gpus = int(parse_number(gpus_override, "gpus", minimum=0, maximum=64, integer=True))
-        if root_dir and (not re.fullmatch(r"[~/][A-Za-z0-9._/~-]*", root_dir) or ".." in root_dir):
-            raise ValidationError(
-                f"root dir {root_dir!r} must be a plain absolute or ~ path", field="root_dir"
-            )
-        return {
-            "name": name,
-            "address": None if local else address,
-            "port": port_n,
-            "user": user or None,
-            "key_path": key_path or None,
-            "transport": "local" if local else "ssh",
-            "root_dir": root_dir or "~/.lepton",
-            "gpus_override": gpus,
-            "price_per_hour": price,
-        }
+        return host_admin.check_host_fields(
+            name, address=address, port=port, user=user, key_path=key_path, local=local,
+            price_per_hour=price_per_hour, root_dir=root_dir, gpus_override=gpus_override,
+        )  # fmt: skip
 
     # -- the DQN's weights (lepton_tui.policies) ----------------------------------------------
 
@@ -670,13 +391,7 @@ class Service:
 
     def list_hosts(self) -> list[dict[str, Any]]:
         """Every host; `outside_gpus` lists its GPUs used by processes lepton did not start."""
-        from lepton_tui.constraints import outside_gpus
-
-        rows = self.ledger.hosts()
-        outside = outside_gpus(self.ledger, rows, self.ledger.clock()) if rows else {}
-        for h in rows:
-            h["outside_gpus"] = outside.get(h["name"], [])
-        return rows
+        return host_admin.hosts_with_outside_gpus(self.ledger)
 
     def get_host(self, name: str) -> dict[str, Any]:
         return self.ledger.get_host(name)
@@ -684,47 +399,12 @@ class Service:
     def remove_host(self, name: str, force: bool = False) -> None:
         """Remove a host; refused while jobs run there unless `force` (they are then lost)."""
         self.require_admin("remove hosts")
-        host = self.ledger.get_host(name)
-        with self.ledger.tx():
-            busy = self.ledger.query_one(
-                "SELECT COUNT(*) AS n FROM attempts WHERE host = ? AND state IN ('starting', 'running')",
-                (name,),
-            )
-            if busy and busy["n"] and not force:
-                raise LeptonError(
-                    f"host {name} still runs {busy['n']} job(s)",
-                    "drain it and wait, or pass --force to remove it anyway",
-                )
-            self.ledger.execute("DELETE FROM hosts WHERE name = ?", (name,))
-            # the capacity stays on record: attempts still to be settled there are priced by it
-            capacity: dict[str, Any] = {
-                k: host.get(k) for k in ("cpus", "mem_mb", "gpus", "gpu_mem_mb")
-            }
-            # and how to reach it: the dispatcher stops what a forced removal left running there
-            from lepton_tui.dispatch.hostpool import SPEC_FIELDS
-
-            capacity["connection"] = {k: host.get(k) for k in SPEC_FIELDS}
-            self.ledger.event(
-                "host.removed", f"host {name} removed", host=name, actor=self.user, data=capacity
-            )
+        host_admin.remove_host(self.ledger, self.user, name, force)
 
     def set_draining(self, name: str, draining: bool) -> dict[str, Any]:
         """Drain (finish running jobs, place nothing new) or resume a host."""
         self.require_admin("drain or resume hosts")
-        host = self.ledger.get_host(name)
-        target = "draining" if draining else "active"
-        if host["admin_state"] == target:
-            return host
-        with self.ledger.tx():
-            self.ledger.update("hosts", host["id"], {"admin_state": target})
-            verb = "draining" if draining else "resumed"
-            self.ledger.event(
-                f"host.{'drain' if draining else 'resume'}",
-                f"host {name} {verb}",
-                host=name,
-                actor=self.user,
-            )
-        return self.ledger.get_host(name)
+        return host_admin.set_draining(self.ledger, self.user, name, draining)
 
     # -- settings ------------------------------------------------------------------------------
 
@@ -744,58 +424,21 @@ class Service:
         since: float | None = None,
     ) -> list[dict[str, Any]]:
         """The audit trail, newest first: by job, by acting user, since a time."""
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("job_id", job_id), ("actor", user)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if since is not None:
-            where.append("at >= ?")
-            params.append(float(since))
-        sql = "SELECT * FROM events" + (f" WHERE {' AND '.join(where)}" if where else "")
-        return self.ledger.query(sql + " ORDER BY id DESC LIMIT ?", [*params, int(limit)])
+        return self.ledger.events_by(limit, job_id, user, since)
 
     # -- notifications (lepton_tui.notify) -------------------------------------------------------
 
     def notify_prefs(self) -> dict[str, Any]:
         """The caller's notification defaults: events for jobs submitted without --notify,
         and their own email address and webhook (None: the lab's, if any)."""
-        row = self.ledger.query_one("SELECT * FROM notify_users WHERE user = ?", (self.user,))
-        row = row or {}
-        return {
-            "user": self.user,
-            "notify_on": [e for e in (row.get("notify_on") or "").split(",") if e],
-            "email": row.get("email") or None,
-            "webhook": row.get("webhook") or None,
-        }
+        return notify_prefs.prefs_of(self.ledger, self.user)
 
     def set_notify_prefs(
         self, notify_on: Any = None, email: str | None = None, webhook: str | None = None
     ) -> dict[str, Any]:
         """Change the caller's own defaults (only their own: a user's address is theirs to
         give); a None field keeps its value, "" clears it."""
-        from lepton_tui.job_options import parse_notify_on
-        from lepton_tui.notify import check_email, check_webhook
-
-        current = self.notify_prefs()
-        events = current["notify_on"] if notify_on is None else parse_notify_on(notify_on)
-        mail = current["email"] if email is None else check_email(str(email))
-        hook = current["webhook"] if webhook is None else check_webhook(str(webhook))
-        with self.ledger.tx():
-            self.ledger.execute(
-                "INSERT INTO notify_users (user, notify_on, email, webhook, updated_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(user) DO UPDATE SET notify_on = "
-                "excluded.notify_on, email = excluded.email, webhook = excluded.webhook, "
-                "updated_at = excluded.updated_at",
-                (self.user, ",".join(events) or None, mail or None, hook or None,
-                 self.ledger.clock()),
-            )  # fmt: skip
-            self.ledger.event(
-                "notify.prefs", f"{self.user} notification defaults: {','.join(events) or 'off'}",
-                actor=self.user,
-            )  # fmt: skip
-        return self.notify_prefs()
+        return notify_prefs.set_prefs(self.ledger, self.user, notify_on, email, webhook)
 
     def notifications(self, limit: int = 50) -> list[dict[str, Any]]:
         """The latest notifications of the caller's jobs (an admin's: everyone's)."""
@@ -806,7 +449,7 @@ class Service:
     def budget_warnings(self) -> list[str]:
         """The budget warnings in force (80 % and 100 %), as lines; the cost engine is loaded
         only when budgets exist."""
-        if self.ledger.query_one("SELECT 1 AS n FROM budgets LIMIT 1") is None:
+        if not self.ledger.has_budgets():
             return []
         from lepton_tui.economics.budgets import budget_warnings
 
@@ -816,10 +459,7 @@ class Service:
 
     def last_host_event(self, name: str, kind: str) -> dict[str, Any] | None:
         """The latest event of `kind` about host `name` (who drained it, and why)."""
-        return self.ledger.query_one(
-            "SELECT actor, data FROM events WHERE kind = ? AND host = ? ORDER BY id DESC LIMIT 1",
-            (kind, name),
-        )
+        return self.ledger.last_host_event(name, kind)
 
     # -- economics: reports for everyone; prices, currency, cost weight and budgets for admins --
 
@@ -931,28 +571,8 @@ class Service:
                    ) -> dict[str, Any]:  # fmt: skip
         """Add `key=value` labels to a host (a new value replaces the key's old one) and remove
         labels by `key` or `key=value`. Admins only."""
-        from lepton_tui.validate import parse_label
-
         self.require_admin("label hosts")
-        adds = [parse_label(x, "label") for x in add]
-        drops = [str(x).strip() for x in remove]
-        for d in drops:
-            if not d or "=" not in d and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", d):
-                raise ValidationError(f"label {d!r} is not a key or key=value", field="label")
-        with self.ledger.tx():
-            host = self.ledger.get_host(name)
-            labels = [x for x in host["labels"] if isinstance(x, str)]
-            keep_other = [x for x in host["labels"] if not isinstance(x, str)]
-            for d in drops:
-                labels = [x for x in labels if x != d and x.split("=", 1)[0] != d]
-            for a in adds:
-                key = a.split("=", 1)[0]
-                labels = [x for x in labels if x.split("=", 1)[0] != key] + [a]
-            self.ledger.execute("UPDATE hosts SET labels = ? WHERE name = ?",
-                                (json.dumps(keep_other + labels), name))  # fmt: skip
-            self.ledger.event("host.labels", f"host {name} labels: {', '.join(labels) or '-'}",
-                              host=name, actor=self.user, data={"labels": labels})  # fmt: skip
-        return self.ledger.get_host(name)
+        return host_admin.relabel_host(self.ledger, self.user, name, add, remove)
 
     def resolve_jobs(self, ref: str, live: bool = False) -> list[int]:
         """The jobs `ref` names: `ID` (a whole array when ID is an array's; with `live`, its
@@ -967,16 +587,12 @@ class Service:
                 raise ValidationError(
                     f"job {ref!r} is not ID or ID.INDEX", "write it like 12 or 12.3", field="job"
                 )
-            row = self.ledger.query_one(
-                "SELECT id FROM jobs WHERE array_id = ? AND array_index = ?", (job_id, int(index))
-            )
-            if row is None:
+            element = self.ledger.array_element(job_id, int(index))
+            if element is None:
                 raise NotFound(f"array {job_id} has no element {index}",
                                f"see `lepton-tui show {job_id}`")  # fmt: skip
-            return [int(row["id"])]
-        rows = self.ledger.query(
-            "SELECT id, state FROM jobs WHERE array_id = ? ORDER BY array_index", (job_id,)
-        )
+            return [element]
+        rows = self.ledger.array_members(job_id)
         if rows and live:
             rows = [r for r in rows if r["state"] not in TERMINAL_JOB_STATES] or rows[:1]
         return [int(r["id"]) for r in rows] or [job_id]

@@ -182,7 +182,7 @@ def _add_slurm(
     opts: dict[str, Any],
 ) -> None:
     """`hosts add NAME --slurm ...`: check the partition and store it as a host."""
-    from lepton_tui.dispatch.slurm import onboard_slurm
+    from lepton_tui.dispatch.slurm_admin import onboard_slurm
 
     if opts.pop("gpus_override") is not None:
         raise click.UsageError("--gpus does not apply to a Slurm host")

@@ -11,32 +11,15 @@ from typing import Any
 import click
 
 from lepton_tui.cli.common import CONTEXT_SETTINGS, echo_json, make_console, printable, user_text
+from lepton_tui.cli.sched_args import (
+    number_option,
+    parse_loads,
+    parse_node_shape,
+    policy_names,
+    trace_options,
+)
 from lepton_tui.economics.prices import check_cost_weight
 from lepton_tui.errors import LeptonError, ValidationError
-
-
-def _number(
-    text: str,
-    name: str,
-    *,
-    integer: bool = False,
-    minimum: float | None = None,
-    maximum: float | None = None,
-) -> Any:
-    shown = repr(text) if len(text) <= 40 else repr(text[:40]) + f"... ({len(text):,} characters)"
-    try:
-        if not text.isascii():  # int() and float() also read other scripts' digits ('١٢' is 12)
-            raise ValueError(text)
-        value: float = int(text) if integer else float(text)
-    except ValueError:
-        kind = "a whole number" if integer else "a number"
-        raise ValidationError(f"{name} must be {kind}, got {shown}", field=name) from None
-    if not math.isfinite(value) or (minimum is not None and value < minimum):
-        raise ValidationError(f"{name} must be >= {minimum:g}, got {shown}", field=name)
-    if maximum is not None and value > maximum:
-        raise ValidationError(f"{name} must be <= {maximum:,g}, got {shown}", field=name)
-    return value
-
 
 # The largest value a snapshot's numbers may hold: far beyond any real lab, small enough that the
 # planner's per-GPU tables and cost sums stay finite (`"gpus": 1e10` once ran out of memory).
@@ -121,7 +104,7 @@ def plan(
     if example == (snapshot is not None):
         raise ValidationError("give either a snapshot FILE or --example")
     weight = check_cost_weight(cost_weight)
-    limit = _number(time_limit, "--time-limit", minimum=0.001, maximum=3600)
+    limit = number_option(time_limit, "--time-limit", minimum=0.001, maximum=3600)
     if example:
         data: Any = EXAMPLE_SNAPSHOT
     else:
@@ -201,47 +184,6 @@ def _print_plan(result: Any, jobs: dict) -> None:
         f"gap {result.gap:.2%}, {result.variables} variables, "
         f"{result.solve_s * 1000:.0f} ms"
     )
-
-
-def parse_node_shape(text: str) -> Any:
-    """'256c,256G,0g' (CPUs, memory in GB, GPUs; an optional fourth item 'NGpg' gives each GPU's
-    memory, default 80 GB) as Resources; ValidationError saying the format otherwise."""
-    from scheduler.model import Resources
-
-    units = {"c": "cpus", "G": "mem", "g": "gpus", "Gpg": "gpu_mem"}
-    got: dict[str, float] = {}
-    fmt = "write it as CPUs, memory and GPUs, e.g. 256c,256G,0g (or 64c,512G,8g,80Gpg)"
-    for item in text.split(","):
-        item = item.strip()
-        unit = next((u for u in ("Gpg", "c", "G", "g") if item.endswith(u)), None)
-        number = item[: -len(unit)] if unit else ""
-        if unit is None or units[unit] in got or not number.isascii():
-            raise ValidationError(f"--node-shape {printable(text[:40])!r}: {fmt}")
-        got[units[unit]] = _number(number, "--node-shape", minimum=0, maximum=1_000_000)
-    if not {"cpus", "mem", "gpus"} <= got.keys():
-        raise ValidationError(f"--node-shape {printable(text[:40])!r}: {fmt}")
-    if got["gpus"] != int(got["gpus"]) or got["gpus"] > 4096:
-        raise ValidationError("--node-shape: the GPU count must be a whole number up to 4096")
-    if got["cpus"] <= 0:
-        raise ValidationError("--node-shape: a node needs at least one CPU")
-    gpus = int(got["gpus"])
-    per_gpu_mb = int(got.get("gpu_mem", 80) * 1024)
-    return Resources(float(got["cpus"]), int(got["mem"] * 1024), gpus, gpus * per_gpu_mb)
-
-
-def _loads(text: str) -> list[float | None]:
-    """--load: numbers and 'native' (None: the trace's own arrival times)."""
-    out: list[float | None] = []
-    for x in text.split(","):
-        x = x.strip()
-        if not x:
-            continue
-        out.append(
-            None if x.lower() == "native" else _number(x, "--load", minimum=0.001, maximum=100)
-        )
-    if not out:
-        raise ValidationError("--load is empty")
-    return out
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -357,7 +299,6 @@ def bench(
         run_bench,
         summarize,
     )
-    from scheduler.registry import BENCH_DEFAULT_POLICIES, POLICY_NAMES
     from scheduler.workloads import TraceError
 
     if workload is None:
@@ -366,55 +307,28 @@ def bench(
         raise ValidationError(
             f"--workload must be one of {', '.join(WORKLOADS)}, got {printable(workload[:40])!r}"
         )
-    names = [p.strip().lower() for p in (policies or ",".join(BENCH_DEFAULT_POLICIES)).split(",")]
-    names = [p for p in names if p]
-    if not names:
-        raise ValidationError("--policies is empty")
-    for p in names:
-        if p not in POLICY_NAMES:
-            raise ValidationError(
-                f"unknown policy {printable(p[:40])!r}; choose from {', '.join(POLICY_NAMES)}"
-            )
-    loads = _loads(load)
+    names = policy_names(policies)
+    loads = parse_loads(load)
     if None in loads and workload != "trace":
         raise ValidationError("--load native needs a trace (--trace FILE)")
-    n_seeds = _number(seeds, "--seeds", integer=True, minimum=1, maximum=1000)
+    n_seeds = number_option(seeds, "--seeds", integer=True, minimum=1, maximum=1000)
     opts: dict[str, Any] = {}
     if jobs is not None:
-        opts["jobs"] = _number(jobs, "--jobs", integer=True, minimum=1, maximum=1_000_000)
+        opts["jobs"] = number_option(jobs, "--jobs", integer=True, minimum=1, maximum=1_000_000)
     if nodes is not None:
-        opts["nodes"] = _number(nodes, "--nodes", integer=True, minimum=1, maximum=10_000)
+        opts["nodes"] = number_option(nodes, "--nodes", integer=True, minimum=1, maximum=10_000)
     elif node_list is None:  # a short run gets a small cluster, so that it queues work
         n_jobs = opts.get("jobs", DEFAULT_JOBS[workload])
         opts["nodes"] = default_nodes(workload, n_jobs, workload == "trace" and is_swf(trace))
     if estimate_sigma is not None:
-        opts["estimate_sigma"] = _number(estimate_sigma, "--estimate-sigma", minimum=0, maximum=10)
+        opts["estimate_sigma"] = number_option(
+            estimate_sigma, "--estimate-sigma", minimum=0, maximum=10
+        )
     if node_shape is not None:
         if workload == "deeprm":
             raise ValidationError("--node-shape does not apply to deeprm (its nodes are fixed)")
         opts["node_shape"] = parse_node_shape(node_shape)
-    if start is not None:
-        if workload != "trace":
-            raise ValidationError("--start picks a window of a trace (--trace FILE)")
-        opts["start"] = _number(start, "--start", integer=True, minimum=0, maximum=100_000_000)
-    if repeat:
-        if workload != "trace":
-            raise ValidationError("--repeat cycles a trace (--trace FILE)")
-        opts["repeat"] = True
-    if workload == "trace":
-        if trace is None:
-            raise ValidationError("--workload trace needs --trace FILE (.swf or .csv)")
-        if not Path(trace).is_file():
-            raise ValidationError(f"trace file not found: {printable(trace[:200])}")
-        opts["trace"] = trace
-        if node_list is not None:
-            if not Path(node_list).is_file():
-                raise ValidationError(f"node list not found: {printable(node_list[:200])}")
-            if node_shape is not None:
-                raise ValidationError("give either --node-list or --node-shape, not both")
-            opts["node_list"] = node_list
-    elif trace is not None or node_list is not None:
-        raise ValidationError(f"--trace and --node-list go with the trace workload, not {workload}")
+    opts.update(trace_options(workload, trace, node_list, node_shape, start, repeat))
     weight = check_cost_weight(cost_weight)
     if "ilp" in names:
         from scheduler.ilp import send_solver_output_to_stderr
@@ -433,7 +347,7 @@ def bench(
     if fair_share:
         lab_rules["fair_share"] = True
     if user_gpus is not None:
-        lab_rules["user_gpus"] = _number(user_gpus, "--user-gpus", integer=True, minimum=1,
+        lab_rules["user_gpus"] = number_option(user_gpus, "--user-gpus", integer=True, minimum=1,
                                          maximum=100_000)  # fmt: skip
     rows: list[dict[str, Any]] = []
     try:
@@ -527,8 +441,8 @@ def _bench_fragmentation(
     for path, what in ((trace, "trace"), (node_list, "node list")):
         if not Path(path).is_file():
             raise ValidationError(f"{what} file not found: {path}")
-    ratio = _number(inflate, "--inflate", minimum=0.01, maximum=100)
-    n_seeds = _number(seeds, "--seeds", integer=True, minimum=1, maximum=1000)
+    ratio = number_option(inflate, "--inflate", minimum=0.01, maximum=100)
+    n_seeds = number_option(seeds, "--seeds", integer=True, minimum=1, maximum=1000)
     names = list(POLICIES)
     if policies is not None:
         names = [p.strip().lower() for p in policies.split(",") if p.strip()]

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
-from lepton_tui import views
+from lepton_tui import fleet_view
 from lepton_tui.request_text import plural, size_words
 from lepton_tui.screen_data import HostsData
 from lepton_tui.screens.live import LiveScreen
@@ -22,7 +22,7 @@ from lepton_tui.widgets.header import LabHeader
 
 
 def host_details(
-    host: dict[str, Any] | None, row: views.FleetRow | None, currency: str
+    host: dict[str, Any] | None, row: fleet_view.FleetRow | None, currency: str
 ) -> Table | Text:
     if host is None:
         return Text("Select a host to see its details.", style="dim")
@@ -80,7 +80,7 @@ class HostsScreen(LiveScreen):
 
     def __init__(self) -> None:
         super().__init__(id="hosts")
-        self.rows: dict[str, views.FleetRow] = {}
+        self.rows: dict[str, fleet_view.FleetRow] = {}
         self.hosts: dict[str, dict[str, Any]] = {}
         self.currency = "USD"  # the lab's, from the first read on
 

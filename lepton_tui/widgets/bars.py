@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from rich.text import Span, Text
 
-from lepton_tui.views import FleetRow, GpuCell
+from lepton_tui.fleet_view import FleetRow, GpuCell
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 FULL, EMPTY = "█", "░"

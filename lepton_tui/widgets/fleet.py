@@ -9,7 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Static
 
-from lepton_tui.views import FleetRow
+from lepton_tui.fleet_view import FleetRow
 from lepton_tui.widgets.bars import (
     bar,
     gpu_strip,

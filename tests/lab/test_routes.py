@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect
 import re
 
-from lepton_tui import labd
+from lepton_tui import lab_routes
 from lepton_tui.client import LabClient
 from lepton_tui.service import Service
 
@@ -16,11 +16,11 @@ USED_INSIDE_THE_CLIENT = {"whoami", "console_view"}  # hello()/user and the cons
 
 
 def test_every_route_has_a_client_method() -> None:
-    missing = sorted(n for n in labd.CALLS if n not in USED_INSIDE_THE_CLIENT and
+    missing = sorted(n for n in lab_routes.CALLS if n not in USED_INSIDE_THE_CLIENT and
                      not callable(inspect.getattr_static(LabClient, n, None)))  # fmt: skip
     assert missing == []
 
 
 def test_every_route_calls_a_service_method_that_exists() -> None:
-    called = set(re.findall(r"svc\.([a-z_]+)\(", inspect.getsource(labd)))
+    called = set(re.findall(r"svc\.([a-z_]+)\(", inspect.getsource(lab_routes)))
     assert sorted(n for n in called if not hasattr(Service, n)) == []

@@ -316,7 +316,7 @@ def test_bench_table_on_a_cluster_without_gpus_shows_cpu_utilization() -> None:
 
 
 def test_node_shape_reads_cpus_memory_gpus_and_gpu_memory() -> None:
-    from lepton_tui.cli.sched import parse_node_shape
+    from lepton_tui.cli.sched_args import parse_node_shape
     from scheduler.model import Resources
 
     assert parse_node_shape("256c,256G,0g") == Resources(256.0, 256 * 1024, 0, 0)

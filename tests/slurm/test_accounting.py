@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lepton_tui.dispatch.loop import Dispatcher
-from lepton_tui.dispatch.slurm import onboard_slurm
+from lepton_tui.dispatch.slurm_admin import onboard_slurm
 from lepton_tui.errors import LeptonError
 from lepton_tui.service import Service
 from tests.dispatch.helpers import TERMINAL, tick_until

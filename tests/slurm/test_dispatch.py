@@ -16,7 +16,7 @@ import pytest
 
 from lepton_tui import paths
 from lepton_tui.dispatch.loop import Dispatcher
-from lepton_tui.dispatch.slurm import onboard_slurm
+from lepton_tui.dispatch.slurm_admin import onboard_slurm
 from lepton_tui.logs import follow_log
 from lepton_tui.service import Service
 from tests.dispatch.helpers import TERMINAL, tick_until
@@ -230,7 +230,7 @@ def test_a_slurm_job_is_charged_from_slurms_times_and_the_partition_is_a_fleet_r
     slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
 ) -> None:
     from lepton_tui.economics.prices import set_prices
-    from lepton_tui.views import fleet
+    from lepton_tui.fleet_view import fleet
     from tests.slurmbed import GPUS
 
     add_cluster(svc, slurm, tmp_path / "lepton")

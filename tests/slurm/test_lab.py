@@ -22,7 +22,7 @@ from lepton_tui import paths
 from lepton_tui.cli.jobs import queue_lines
 from lepton_tui.dispatch.hostpool import HostPool
 from lepton_tui.dispatch.loop import Dispatcher
-from lepton_tui.dispatch.slurm import onboard_slurm
+from lepton_tui.dispatch.slurm_admin import onboard_slurm
 from lepton_tui.labkey import authorized_keys_line, ensure_lab_key
 from lepton_tui.logs import follow_log
 from lepton_tui.service import Service

@@ -6,11 +6,12 @@ from pathlib import Path
 
 from textual.widgets import Input, Log, Static
 
+from lepton_tui.local_state import local_host_name
 from lepton_tui.screens.addhost import AddHostModal
 from lepton_tui.screens.help import HelpScreen
 from lepton_tui.screens.job import JobScreen
 from lepton_tui.screens.submit import SubmitJobModal
-from lepton_tui.service import Service, local_host_name
+from lepton_tui.service import Service
 from lepton_tui.widgets.fleet import EmptyFleet, FleetTable
 from lepton_tui.widgets.queue import QueueTable
 from tests.tui.conftest import loaded, open_modal, text_of, wait_for

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lepton_tui import views
+from lepton_tui import fleet_view, views
 from lepton_tui.service import Service
 from tests.tui.data import (
     FIXED_NOW,
@@ -40,7 +40,7 @@ def statements(ledger, fn) -> list[str]:
 
 
 def test_a_refresh_reads_a_handful_of_statements(busy: Service) -> None:
-    ledger, memo = busy.ledger, views.ViewMemo()
+    ledger, memo = busy.ledger, fleet_view.ViewMemo()
     views.overview(ledger, FIXED_NOW, memo=memo)  # the first read: everything
     full = statements(ledger, lambda: views.overview(ledger, FIXED_NOW + 4))
     again = statements(ledger, lambda: views.overview(ledger, FIXED_NOW + 2, memo=memo))
@@ -51,7 +51,7 @@ def test_a_refresh_reads_a_handful_of_statements(busy: Service) -> None:
 
 
 def test_the_money_totals_are_read_again_after_the_interval(busy: Service) -> None:
-    ledger, memo = busy.ledger, views.ViewMemo()
+    ledger, memo = busy.ledger, fleet_view.ViewMemo()
     views.overview(ledger, FIXED_NOW, memo=memo)
     later = FIXED_NOW + views.COST_TOTALS_S
     seen = statements(ledger, lambda: views.cost_panel(ledger, later, memo))
@@ -60,7 +60,7 @@ def test_the_money_totals_are_read_again_after_the_interval(busy: Service) -> No
 
 
 def test_a_remembered_cost_panel_follows_a_change(busy: Service) -> None:
-    ledger, memo = busy.ledger, views.ViewMemo()
+    ledger, memo = busy.ledger, fleet_view.ViewMemo()
     before = views.cost_panel(ledger, FIXED_NOW, memo)
     with ledger.tx():  # a dearer lab electricity price from an hour ago
         ledger.insert(
@@ -72,15 +72,15 @@ def test_a_remembered_cost_panel_follows_a_change(busy: Service) -> None:
 
 
 def test_a_remembered_fleet_is_the_fleet_a_full_read_sees(busy: Service) -> None:
-    ledger, memo = busy.ledger, views.ViewMemo()
-    views.fleet(ledger, FIXED_NOW, memo)
+    ledger, memo = busy.ledger, fleet_view.ViewMemo()
+    fleet_view.fleet(ledger, FIXED_NOW, memo)
     for step in range(1, 40):  # ten minutes more of samples, a refresh every 15 s
         now = FIXED_NOW + 15 * step
         rows = sample_rows("node03", 4, now, minutes=0.25, step=5.0)
         with ledger.tx():
             insert_samples(ledger, rows)
-        kept = {r.name: r for r in views.fleet(ledger, now + 1, memo)}
-        fresh = {r.name: r for r in views.fleet(ledger, now + 1)}
+        kept = {r.name: r for r in fleet_view.fleet(ledger, now + 1, memo)}
+        fresh = {r.name: r for r in fleet_view.fleet(ledger, now + 1)}
         assert kept["node03"].spark == fresh["node03"].spark
         assert kept["node03"].gpus == fresh["node03"].gpus
         assert kept["node03"].cpu_percent == fresh["node03"].cpu_percent

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lepton_tui import views
+from lepton_tui import fleet_view
 from lepton_tui.service import Service
 from lepton_tui.widgets.fleet import FleetTable, fleet_cells
 from tests.tui.conftest import loaded
@@ -43,13 +43,13 @@ def lab(home: Path) -> Service:
 
 def test_stranded_capacity_per_host_for_the_queued_shapes(lab: Service) -> None:
     led = lab.ledger
-    assert views.stranded(led, FIXED_NOW) == {}  # nothing queued: nothing to be stranded for
+    assert fleet_view.stranded(led, FIXED_NOW) == {}  # nothing queued: nothing to be stranded for
     # Queued: half 40 GB shares, half whole GPUs. On n1 the 20 GB left of GPU 0 fits neither:
     # a quarter GPU stranded, 0.50 an hour; n2 strands nothing.
     queue(led, gpu_mem_mb=40 * GB)
     queue(led, gpus=1)
-    assert views.stranded(led, FIXED_NOW) == {"n1": (0.25, 0.5, None), "n2": (0.0, 0.0, None)}
-    rows = {r.name: r for r in views.fleet(led, FIXED_NOW)}
+    assert fleet_view.stranded(led, FIXED_NOW) == {"n1": (0.25, 0.5, None), "n2": (0.0, 0.0, None)}
+    rows = {r.name: r for r in fleet_view.fleet(led, FIXED_NOW)}
     assert (rows["n1"].stranded_gpus, rows["n1"].stranded_per_hour) == (0.25, 0.5)
     cells = dict(fleet_cells(list(rows.values()), currency="USD"))
     stranded = FleetTable.keys_of().index("stranded")
@@ -58,12 +58,15 @@ def test_stranded_capacity_per_host_for_the_queued_shapes(lab: Service) -> None:
 
 
 def test_a_remembered_stranded_follows_the_queue(lab: Service) -> None:
-    led, memo = lab.ledger, views.ViewMemo()
+    led, memo = lab.ledger, fleet_view.ViewMemo()
     queue(led, gpus=1)  # whole GPUs only: n1's 20 GB left are a quarter GPU none can use
-    assert views.stranded(led, FIXED_NOW, memo) == {"n1": (0.25, 0.5, None), "n2": (0.0, 0.0, None)}
+    assert fleet_view.stranded(led, FIXED_NOW, memo) == {
+        "n1": (0.25, 0.5, None),
+        "n2": (0.0, 0.0, None),
+    }
     queue(led, gpu_mem_mb=20 * GB, n=3)  # shares that fit the 20 GB left: less is stranded
-    assert views.stranded(led, FIXED_NOW, memo) == views.stranded(led, FIXED_NOW)
-    assert views.stranded(led, FIXED_NOW, memo)["n1"][0] < 0.25
+    assert fleet_view.stranded(led, FIXED_NOW, memo) == fleet_view.stranded(led, FIXED_NOW)
+    assert fleet_view.stranded(led, FIXED_NOW, memo)["n1"][0] < 0.25
 
 
 def test_free_cpus_are_stranded_where_no_queued_request_fits(lab: Service) -> None:
@@ -71,14 +74,14 @@ def test_free_cpus_are_stranded_where_no_queued_request_fits(lab: Service) -> No
     with led.tx():  # a CPU-only host: the queue's GPU jobs can never run there
         add_host_row(led, "c3", gpus=0, cpus=16, price=1.0)
     queue(led, gpus=1)
-    got = views.stranded(led, FIXED_NOW)
+    got = fleet_view.stranded(led, FIXED_NOW)
     assert got["c3"] == (None, None, 16.0)
     assert got["n2"][2] is None  # a whole GPU fits n2: its CPUs are not stranded
-    row = {r.name: r for r in views.fleet(led, FIXED_NOW)}["c3"]
+    row = {r.name: r for r in fleet_view.fleet(led, FIXED_NOW)}["c3"]
     cells = dict(fleet_cells([row], currency="USD"))
     assert cells["c3"][FleetTable.keys_of().index("stranded")].plain == "16 CPU"
     queue(led, gpus=0)  # a CPU job fits c3: nothing stranded there any more
-    assert views.stranded(led, FIXED_NOW)["c3"] == (None, None, None)
+    assert fleet_view.stranded(led, FIXED_NOW)["c3"] == (None, None, None)
 
 
 async def test_the_fleet_panel_shows_the_stranded_column(make_tui, lab: Service) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lepton_tui import views
+from lepton_tui import fleet_view, views
 from lepton_tui.service import Service
 from tests.tui.data import FIXED_NOW, USER, big_fleet, busy_gpus, many_jobs
 
@@ -19,22 +19,22 @@ def svc(lab: Path):
 
 
 def test_fleet_rows_carry_latest_samples_and_sparklines(svc) -> None:
-    rows = {r.name: r for r in views.fleet(svc.ledger, FIXED_NOW)}
+    rows = {r.name: r for r in fleet_view.fleet(svc.ledger, FIXED_NOW)}
     assert set(rows) == {"gpu-a", "gpu-b", "cpu-c"}
     a = rows["gpu-a"]
     assert [g.index for g in a.gpus] == [0, 1]
     # the last sample (i = 29, wave 0.9): cpu 20 + 45, GPU 0 util (30 + 54) % 100
     assert a.cpu_percent == pytest.approx(65.0)
     assert a.gpus[0].util == pytest.approx(84.0)
-    assert len(a.spark) == views.SPARK_BUCKETS and max(a.spark) > 0
+    assert len(a.spark) == fleet_view.SPARK_BUCKETS and max(a.spark) > 0
     assert rows["gpu-b"].shown_state == "draining"
     assert rows["cpu-c"].state == "down" and rows["cpu-c"].gpus == [] and rows["cpu-c"].spark == []
     assert (a.running, rows["gpu-b"].running) == (1, 2)
 
 
 def test_stale_samples_are_not_shown_as_live(svc) -> None:
-    later = FIXED_NOW + views.SAMPLE_FRESH_S + 60
-    a = {r.name: r for r in views.fleet(svc.ledger, later)}["gpu-a"]
+    later = FIXED_NOW + fleet_view.SAMPLE_FRESH_S + 60
+    a = {r.name: r for r in fleet_view.fleet(svc.ledger, later)}["gpu-a"]
     assert a.cpu_percent is None and all(g.util is None for g in a.gpus)
 
 
@@ -105,7 +105,7 @@ def test_a_big_lab_reads_a_window_not_everything(home: Path) -> None:
     big_fleet(s.ledger, 64, 8)
     many_jobs(s.ledger, 10_000)
     before = s.ledger.queries
-    views.fleet(s.ledger, FIXED_NOW)
+    fleet_view.fleet(s.ledger, FIXED_NOW)
     views.queue_window(s.ledger, FIXED_NOW, limit=60)
     # a fixed number of statements, whatever the size: fleet 4, its stranded column 4, queue 3
     assert s.ledger.queries - before <= 11

@@ -1,0 +1,225 @@
+"""The ledger's reads and writes for `lepton_tui.service`, each named for what the service does.
+
+A mixin of `lepton_tui.ledger.Ledger` (kept apart to keep each module small), like
+`lepton_tui.ledger_dispatch`. These decide nothing about who may do what: the service checks that
+first and then calls them. Writes run inside the caller's transaction (`Ledger.tx()`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from lepton_tui.errors import ValidationError
+from lepton_tui.ledger_dispatch import _Store
+from lepton_tui.schema import JOB_STATES
+
+# Jobs not yet ended, in the order lists show them: what runs, then what waits.
+LIVE_ORDER = ("running", "cancelling", "starting", "queued")
+
+
+def job_filter(
+    all_states: bool, user: str | None, project: str | None, states: Sequence[str] | None
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (with its leading space, or "") and parameters of a jobs listing."""
+    where: list[str] = []
+    params: list[Any] = []
+    if states:
+        bad = [s for s in states if s not in JOB_STATES]
+        if bad:
+            raise ValidationError(
+                f"unknown job state {bad[0]!r}", f"use one of {', '.join(JOB_STATES)}"
+            )
+        where.append(f"state IN ({', '.join('?' for _ in states)})")
+        params.extend(states)
+    elif not all_states:
+        where.append(f"state IN ({', '.join('?' for _ in LIVE_ORDER)})")
+        params.extend(LIVE_ORDER)
+    if user:
+        where.append("user = ?")
+        params.append(user)
+    if project:
+        where.append("project = ?")
+        params.append(project)
+    return (f" WHERE {' AND '.join(where)}" if where else ""), params
+
+
+class ServiceRecords:
+    """The service's named reads and writes (mixed into `Ledger`)."""
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def iter_job_rows(
+        self: _Store,
+        *,
+        all_states: bool = False,
+        user: str | None = None,
+        project: str | None = None,
+        states: Sequence[str] | None = None,
+        limit: int | None = 1000,
+        offset: int = 0,
+    ) -> Iterator[dict[str, Any]]:
+        """Jobs as `Service.iter_jobs` lists them (live ones first, in `LIVE_ORDER`, higher
+        priority then older first; then ended ones, the most recently ended first), row by row."""
+        where, params = job_filter(all_states, user, project, states)
+        rank = (
+            "CASE state "
+            + " ".join(f"WHEN '{state}' THEN {i}" for i, state in enumerate(LIVE_ORDER))
+            + f" ELSE {len(LIVE_ORDER)} END"
+        )
+        live = f"({rank}) < {len(LIVE_ORDER)}"
+        sql = f"SELECT * FROM jobs{where} ORDER BY {rank}, "
+        sql += f"CASE WHEN {live} THEN -priority END, CASE WHEN {live} THEN id END, "
+        sql += "COALESCE(ended_at, submitted_at) DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params.extend([int(limit), int(offset)])
+        for row in self.execute(sql, params):
+            yield dict(row)
+
+    def count_job_rows(
+        self: _Store,
+        *,
+        all_states: bool = False,
+        user: str | None = None,
+        project: str | None = None,
+        states: Sequence[str] | None = None,
+    ) -> int:
+        """How many jobs `iter_job_rows` with the same filters would list without a limit."""
+        where, params = job_filter(all_states, user, project, states)
+        row = self.query_one(f"SELECT COUNT(*) AS n FROM jobs{where}", params)
+        return int(row["n"]) if row else 0
+
+    def job_counts(self: _Store) -> dict[str, int]:
+        """How many jobs are in each state."""
+        rows = self.query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        return {r["state"]: r["n"] for r in rows}
+
+    def job_owner(self: _Store, job_id: int) -> dict[str, Any] | None:
+        """A job's id and user, or None when there is no such job."""
+        return self.query_one("SELECT id, user FROM jobs WHERE id = ?", (int(job_id),))
+
+    def job_events(self: _Store, job_id: int, limit: int) -> list[dict[str, Any]]:
+        """A job's latest `limit` events, oldest first."""
+        return self.query(
+            "SELECT at, kind, actor, host, message FROM events WHERE job_id = ? ORDER BY id DESC LIMIT ?",
+            (job_id, limit),
+        )[::-1]
+
+    def set_job_rules(
+        self: _Store,
+        job_id: int,
+        constraints: dict[str, Any] | None,
+        array_id: int | None,
+        array_index: int | None,
+        array_limit: int | None,
+    ) -> None:
+        """Record a new job's placement constraints and its place in an array."""
+        self.execute(
+            "UPDATE jobs SET constraints = ?, array_id = ?, array_index = ?, "
+            "array_limit = ? WHERE id = ?",
+            (json.dumps(constraints, sort_keys=True) if constraints else None, array_id,
+             array_index, array_limit, job_id),
+        )  # fmt: skip
+
+    def array_element(self: _Store, array_id: int, index: int) -> int | None:
+        """The job that is element `index` of array `array_id`, if any."""
+        row = self.query_one(
+            "SELECT id FROM jobs WHERE array_id = ? AND array_index = ?", (array_id, index)
+        )
+        return None if row is None else int(row["id"])
+
+    def array_members(self: _Store, array_id: int) -> list[dict[str, Any]]:
+        """The ids and states of array `array_id`'s elements, by index (none: not an array)."""
+        return self.query(
+            "SELECT id, state FROM jobs WHERE array_id = ? ORDER BY array_index", (array_id,)
+        )
+
+    def submit_key(self: _Store, key: str) -> dict[str, Any] | None:
+        """The user and job ids (JSON) a submit key was first used for."""
+        return self.query_one("SELECT user, job_ids FROM submit_keys WHERE key = ?", (key,))
+
+    def record_submit_key(self: _Store, key: str, user: str, job_ids: Sequence[int]) -> None:
+        self.insert(
+            "submit_keys",
+            {"key": key, "user": user, "job_ids": json.dumps(list(job_ids)), "at": self.clock()},
+        )
+
+    # -- hosts ---------------------------------------------------------------------------------
+
+    def host_exists(self: _Store, name: str) -> bool:
+        return self.query_one("SELECT id FROM hosts WHERE name = ?", (name,)) is not None
+
+    def host_reaching(self: _Store, transport: str, address: str | None, port: int) -> str | None:
+        """The name of a host that already reaches this machine (the local one, or the same
+        address and port), if any."""
+        if transport == "local":
+            row = self.query_one("SELECT name FROM hosts WHERE transport = 'local'")
+        else:
+            row = self.query_one(
+                "SELECT name FROM hosts WHERE lower(address) = lower(?) AND port = ?",
+                (address, port),
+            )
+        return None if row is None else str(row["name"])
+
+    def host_busy(self: _Store, name: str) -> int:
+        """How many attempts are starting or running on a host."""
+        row = self.query_one(
+            "SELECT COUNT(*) AS n FROM attempts WHERE host = ? AND state IN ('starting', 'running')",
+            (name,),
+        )
+        return int(row["n"]) if row else 0
+
+    def delete_host(self: _Store, name: str) -> None:
+        self.execute("DELETE FROM hosts WHERE name = ?", (name,))
+
+    def set_host_labels(self: _Store, name: str, labels: Sequence[Any]) -> None:
+        self.execute("UPDATE hosts SET labels = ? WHERE name = ?", (json.dumps(list(labels)), name))
+
+    def last_host_event(self: _Store, name: str, kind: str) -> dict[str, Any] | None:
+        """The latest event of `kind` about host `name` (its actor and data)."""
+        return self.query_one(
+            "SELECT actor, data FROM events WHERE kind = ? AND host = ? ORDER BY id DESC LIMIT 1",
+            (kind, name),
+        )
+
+    # -- the audit trail, notifications, budgets -----------------------------------------------
+
+    def events_by(
+        self: _Store,
+        limit: int = 100,
+        job_id: int | None = None,
+        user: str | None = None,
+        since: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """The audit trail, newest first: by job, by acting user, since a time."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("job_id", job_id), ("actor", user)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("at >= ?")
+            params.append(float(since))
+        sql = "SELECT * FROM events" + (f" WHERE {' AND '.join(where)}" if where else "")
+        return self.query(sql + " ORDER BY id DESC LIMIT ?", [*params, int(limit)])
+
+    def notify_user(self: _Store, user: str) -> dict[str, Any]:
+        """A user's notification defaults row ({} when they set none)."""
+        return self.query_one("SELECT * FROM notify_users WHERE user = ?", (user,)) or {}
+
+    def save_notify_user(
+        self: _Store, user: str, notify_on: str | None, email: str | None, webhook: str | None
+    ) -> None:
+        self.execute(
+            "INSERT INTO notify_users (user, notify_on, email, webhook, updated_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(user) DO UPDATE SET notify_on = "
+            "excluded.notify_on, email = excluded.email, webhook = excluded.webhook, "
+            "updated_at = excluded.updated_at",
+            (user, notify_on, email, webhook, self.clock()),
+        )
+
+    def has_budgets(self: _Store) -> bool:
+        return self.query_one("SELECT 1 AS n FROM budgets LIMIT 1") is not None

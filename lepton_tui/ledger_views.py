@@ -1,0 +1,59 @@
+"""The ledger's plain reads for the console's read models (`lepton_tui.views`,
+`lepton_tui.fleet_view`), each named for what a panel shows.
+
+A mixin of `lepton_tui.ledger.Ledger`, like `lepton_tui.ledger_dispatch`. The reads whose SQL is
+the read model itself (the memo-keyed samples, the queue window, the cost inputs) stay with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lepton_tui.ledger_dispatch import _Store
+
+
+class ViewRecords:
+    """The read models' named reads (mixed into `Ledger`)."""
+
+    def recent_decisions(self: _Store, limit: int) -> list[dict[str, Any]]:
+        """The policy's most recent decisions, newest first."""
+        return self.query(
+            "SELECT id, at, policy, job_id, host, placed, explanation FROM decisions "
+            "ORDER BY id DESC LIMIT ?",
+            (int(limit),),
+        )
+
+    def job_state_reason(self: _Store, job_id: int) -> dict[str, Any] | None:
+        """A job's state and recorded reason, or None when there is no such job."""
+        return self.query_one("SELECT state, reason FROM jobs WHERE id = ?", (int(job_id),))
+
+    def last_decision(self: _Store, job_id: int) -> dict[str, Any] | None:
+        """The policy's latest decision about a job, if any."""
+        return self.query_one(
+            "SELECT at, policy, host, placed, explanation FROM decisions WHERE job_id = ? "
+            "ORDER BY id DESC LIMIT 1",
+            (int(job_id),),
+        )
+
+    def unmet_dependencies(self: _Store, job_id: int) -> list[dict[str, Any]]:
+        """The jobs a job waits for that have not succeeded (`depends_on`, `state`)."""
+        return self.query(
+            "SELECT d.depends_on, j.state FROM job_deps d JOIN jobs j ON j.id = d.depends_on "
+            "WHERE d.job_id = ? AND j.state != 'succeeded'",
+            (int(job_id),),
+        )
+
+    def live_attempts_per_host(self: _Store) -> dict[str, int]:
+        """How many attempts are starting or running on each host that has any."""
+        rows = self.query(
+            "SELECT host, COUNT(*) AS n FROM attempts WHERE state IN ('starting', 'running') "
+            "GROUP BY host"
+        )
+        return {r["host"]: int(r["n"]) for r in rows}
+
+    def queued_shapes(self: _Store) -> list[dict[str, Any]]:
+        """The queued jobs' distinct requests (cpus, mem_mb, gpus, gpu_mem_mb) and their count n."""
+        return self.query(
+            "SELECT cpus, mem_mb, gpus, gpu_mem_mb, COUNT(*) AS n FROM jobs WHERE state = 'queued' "
+            "GROUP BY cpus, mem_mb, gpus, gpu_mem_mb"
+        )
