@@ -126,7 +126,6 @@ def _add_host(svc: Service, name: str, **options: Any) -> dict[str, Any]:
 
 def _onboard(svc: Service, name: str, **options: Any) -> dict[str, Any]:
     """`hosts add`: the service connects (its own keys and known_hosts), checks and stores."""
-    svc.require_admin("add hosts")  # before the service connects anywhere for anyone
     lines: list[str] = []
     args = _host_args(options, frozenset({"accept_new_host_key", "fingerprint"}))
     from lepton_tui.logins import lab_onboard_args, record_onboarded
@@ -237,10 +236,8 @@ _SLURM_ARGS = frozenset({"accept_new_host_key", "fingerprint", "partition", "acc
 def _onboard_slurm(svc: Service, name: str, **options: Any) -> dict[str, Any]:
     """The service checks the partition (over SSH with the lab key as the admin, as `hosts
     add`, or on this node) and stores it; its preflight lines come back."""
-    from lepton_tui.dispatch.slurm_admin import onboard_slurm
     from lepton_tui.logins import lab_onboard_args, record_onboarded
 
-    svc.require_admin("add hosts")  # before the service connects anywhere for anyone
     args = dict(_host_args(options, _SLURM_ARGS))
     args.pop("gpus_override", None)
     local = not args.get("address")
@@ -248,7 +245,7 @@ def _onboard_slurm(svc: Service, name: str, **options: Any) -> dict[str, Any]:
     if not local:
         args = lab_onboard_args(svc, args)  # the lab key, as --user (default: the admin)
     lines: list[str] = []
-    done = onboard_slurm(svc, str(name), echo=lines.append, **args)
+    done = svc.onboard_slurm(str(name), echo=lines.append, **args)
     if not local:
         record_onboarded(svc, done.host)
     return {"host": done.host, "lines": lines,

@@ -180,3 +180,22 @@ def listing(home: str | os.PathLike[str] | None) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def install_recorded(
+    ledger: Any, source: str, home: str | os.PathLike[str] | None, name: str | None,
+    actor: str, *, force: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """`install`, as the service does it (after its admin check): a file the service cannot
+    read is a clear error, and the install is an event of the ledger."""
+    try:
+        entry = install(source, home, name, force=force)
+    except PermissionError:
+        raise ValidationError(
+            f"cannot read {str(source)[:200]}",
+            "make the file readable by the lab service's account (e.g. chmod 0644, in a "
+            "directory it can enter)",
+            field="file",
+        ) from None
+    ledger.event("policy.installed", f"policy {entry['name']} installed", actor=actor)
+    return entry

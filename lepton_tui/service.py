@@ -312,7 +312,16 @@ class Service:
         """Connect to a new host, check it and store it (admins; see `onboarding.onboard`)."""
         from lepton_tui.onboarding import onboard
 
+        self.require_admin("add hosts")  # before the service connects anywhere for anyone
         return onboard(self, name, echo=echo, **options)
+
+    def onboard_slurm(self, name: str, *, echo: Callable[[str], None] = lambda line: None,
+                      **options: Any) -> Any:  # fmt: skip
+        """Check a Slurm partition and store it as a host (admins; `dispatch.slurm_admin`)."""
+        from lepton_tui.dispatch.slurm_admin import onboard_slurm
+
+        self.require_admin("add hosts")  # before the service connects anywhere for anyone
+        return onboard_slurm(self, name, echo=echo, **options)
 
     def check_new_host(
         self, name: str, *, same_machine_ok: bool = False, **fields: Any
@@ -353,40 +362,35 @@ class Service:
     ) -> dict[str, Any]:
         """Check a weights file and make it the one `dqn` runs (admins only: it changes how
         every job of the lab is placed). In lab mode the file is read by the service."""
-        from lepton_tui.policies import install
+        from lepton_tui.policies import install_recorded
 
         self.require_admin("install a policy")
-        try:
-            entry = install(source, self.home, name, force=force)
-        except PermissionError:
-            raise ValidationError(
-                f"cannot read {str(source)[:200]}",
-                "make the file readable by the lab service's account (e.g. chmod 0644, in a "
-                "directory it can enter)",
-                field="file",
-            ) from None
-        self.ledger.event("policy.installed", f"policy {entry['name']} installed",
-                          actor=self.user)  # fmt: skip
-        return entry
+        return install_recorded(self.ledger, source, self.home, name, self.user, force=force)
 
     # -- lab mode's logins: jobs run as their submitter (lepton_tui.logins) --------------------
 
     def check_login(self, name: str, user: str | None = None) -> dict[str, Any]:
-        """`hosts check NAME --user U`: can U's jobs run on the host? (recorded in lab mode)"""
+        """`hosts check NAME --user U`: can U's jobs run there? (users: their own; admins: any)"""
         from lepton_tui.logins import check_login
 
+        if self.identity is not None and user not in (None, self.user) and not self.is_admin():
+            raise PermissionDenied(f"only admins may check another user's login ({user})",
+                                   f"check your own: `lepton-tui hosts check {name}`")  # fmt: skip
         return check_login(self, name, user)
 
     def set_run_as(self, name: str, mode: str) -> dict[str, Any]:
         """How a host starts other users' jobs: `key` (the lab key) or `sudo` (admins)."""
         from lepton_tui.logins import set_run_as
 
+        self.require_admin("change how hosts run jobs")
         return set_run_as(self, name, mode)
 
     def logins(self, user: str | None = None) -> list[dict[str, Any]]:
         """Which hosts a user (default: the caller; admins: any, or "*") can be reached on."""
         from lepton_tui.logins import logins_of
 
+        if user not in (None, self.user) and not self.is_admin():
+            raise PermissionDenied("only admins may list other users' logins")
         return logins_of(self, user)
 
     def list_hosts(self) -> list[dict[str, Any]]:
@@ -463,9 +467,7 @@ class Service:
 
     # -- economics: reports for everyone; prices, currency, cost weight and budgets for admins --
 
-    def cost(
-        self, since: str | None = None, until: str | None = None, by: str = "user"
-    ) -> dict[str, Any]:
+    def cost(self, since: str | None = None, until: str | None = None, by: str = "user") -> Any:
         """A cost report over a window typed as text (`economics.api.cost_data`)."""
         from lepton_tui.economics.api import cost_data
 
@@ -527,8 +529,6 @@ class Service:
         from lepton_tui.economics.api import replay_data
 
         return replay_data(self.ledger, since, until, list(policies), cost_weight)
-
-    # -- hosts probe (a read: any user; the service connects with its own keys) -----------------
 
     def probe_host(self, name: str, timeout: float = 30.0) -> dict[str, Any]:
         """Sample a host now (`host_probe.probe_host`)."""
