@@ -82,16 +82,18 @@ class Lab:
     socket: str
     state: Path
     proc: subprocess.Popen[bytes] | None = None
+    tick: float = 0.2  # the service's dispatch tick (`serve --tick`)
+    start_timeout: float = 30.0  # seconds until it must listen
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("LEPTON_SOCKET", "LEPTON_HOME")}
         env["PYTHONPATH"] = str(REPO)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lepton_tui", "--home", str(self.state), "serve",
-             "--socket", self.socket, "--tick", "0.2"],
+             "--socket", self.socket, "--tick", str(self.tick)],
             env=env, stdout=subprocess.DEVNULL, stderr=open(self.root / "serve.log", "ab"),
         )  # fmt: skip
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, (self.root / "serve.log").read_text()
             with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as probe:

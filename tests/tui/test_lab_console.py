@@ -8,11 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,51 +18,17 @@ from lepton_tui.app import make_app
 from lepton_tui.client import LabClient
 from lepton_tui.widgets.header import LabHeader
 from lepton_tui.widgets.queue import QueueTable
+from tests.lab.conftest import Lab
 from tests.tui.conftest import wait_for
 
-REPO = Path(__file__).resolve().parents[2]
 
-
-class Daemon:
-    """`lepton-tui serve --socket` in a process of its own, as systemd would run it."""
+class Daemon(Lab):
+    """`lepton-tui serve --socket` in a process of its own, as systemd would run it (the lab
+    tests' service, on a console's tick)."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.state = root / "state"
-        self.socket = str(root / "lab.sock")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in ("LEPTON_SOCKET", "LEPTON_HOME")}
-        env["PYTHONPATH"] = str(REPO)
-        with open(self.root / "serve.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "lepton_tui", "--home", str(self.state), "serve",
-                 "--socket", self.socket, "--tick", "0.5"],
-                env=env, stdout=subprocess.DEVNULL, stderr=log,
-            )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.root / "serve.log").read_text()
-            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as probe:
-                probe.connect(self.socket)
-                return
-            time.sleep(0.05)
-        raise AssertionError("the lab service did not start listening")
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        super().__init__(root, str(root / "lab.sock"), root / "state", tick=0.5,
+                         start_timeout=60.0)  # fmt: skip
 
     def submit(self, command: str) -> int:
         client = LabClient(self.socket)
