@@ -80,7 +80,8 @@ def signal_job(job_pid, job_start, sig):
         pass
     for pid in session_pids(job_pid):
         try:
-            os.kill(pid, sig)
+            if os.getpgid(pid) != job_pid:  # the group's signal reached it: a trap runs once
+                os.kill(pid, sig)
         except OSError:
             pass
 
@@ -180,20 +181,10 @@ def warning(spec, deadline):
 
 
 def warn_job(job_pid, job_start, sig):
-    """Send the warning once to each process of the job (a trap must not run twice)."""
+    """Send the warning to the job, if it still runs (its leader alive)."""
     st = proc_stat(job_pid)
-    if st is None or st[2] != job_start:
-        return
-    try:
-        os.killpg(job_pid, sig)
-    except OSError:
-        pass
-    for pid in session_pids(job_pid):
-        try:
-            if os.getpgid(pid) != job_pid:  # the group's signal reached the others
-                os.kill(pid, sig)
-        except OSError:
-            pass
+    if st is not None and st[2] == job_start:
+        signal_job(job_pid, job_start, sig)
 
 
 def supervise(d, proc, job_start, spec, grace, started_at):
