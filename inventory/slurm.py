@@ -641,6 +641,15 @@ def sacct_argv(since_s: float, users: Sequence[str] | None = None) -> list[str]:
             "--format=" + ",".join(SACCT_FIELDS)]  # fmt: skip
 
 
+def sacct_jobs_argv(users: Sequence[str] | None = None) -> list[str]:
+    """sacct for named jobs, whatever their time (the Slurm ids are appended as `--jobs=`):
+    a job that was never eligible (waiting on a dependency) and was cancelled has no time
+    slurmdbd selects by, so `sacct_argv`'s window never shows it."""
+    who = [f"--user={users_arg(users)}"] if users else []
+    return ["sacct", "--noheader", "--parsable2", "--allocations", *who,
+            "--format=" + ",".join(SACCT_FIELDS)]  # fmt: skip
+
+
 def parse_sacct(text: str) -> dict[str, SlurmJob]:
     """lepton's jobs in `sacct_argv`'s output, by attempt token (as `parse_squeue`)."""
     jobs: dict[str, SlurmJob] = {}

@@ -190,6 +190,7 @@ class SlurmHost:
         *,
         users: Sequence[str] | None = None,
         foreign: Collection[str] = (),
+        slurm_ids: Mapping[str, str] | None = None,
     ) -> SlurmPoll:
         """ONE round trip: the status of every job of the user (one squeue; or one sacct where
         accounting runs, with one squeue more only when an asked attempt is not in it yet), the
@@ -201,12 +202,15 @@ class SlurmHost:
         Lab mode: `users`, the submitters whose jobs to list (Slurm shows every user's jobs
         unless PrivateData hides them); `foreign`, the tokens of other users' attempts, whose
         directories this login cannot read: those neither command shows come back in `unread`
-        (no status), and a refused one is left for its owner to cancel."""
+        (no status), and a refused one is left for its owner to cancel. `slurm_ids`: token ->
+        the Slurm job id sbatch gave, where known (sacct looks those up by id when its window
+        misses them)."""
         nodes_argv = slurm.sinfo_nodes_argv()
         asked = {
             token: {
                 "name": slurm.job_name(job_id, token),
                 "dir": None if token in foreign else self.job_dir(job_id, token),
+                "slurm_id": (slurm_ids or {}).get(token),
             }
             for token, job_id in attempts.items()
         }
@@ -215,7 +219,8 @@ class SlurmHost:
         if self.accounting():
             window = now - (since if since is not None else now) + 600
             args = {"status": slurm.sacct_argv(window, users),
-                    "fallback": slurm.squeue_argv(users)}  # fmt: skip
+                    "fallback": slurm.squeue_argv(users),
+                    "lookup": slurm.sacct_jobs_argv(users)}  # fmt: skip
         reply = self.call("poll", timeout=timeout, attempts=asked, nodes=nodes_argv, **args)
         nodes = reply.get("nodes")
         if nodes is None or nodes["rc"] != 0:
@@ -225,6 +230,8 @@ class SlurmHost:
         self.last_partition = view
         if "fallback" in args:
             jobs = slurm.parse_sacct(reply["status"])
+            for token, job in slurm.parse_sacct(reply.get("lookup") or "").items():
+                jobs.setdefault(token, job)
             for token, job in slurm.parse_squeue(reply.get("fallback") or "").items():
                 jobs.setdefault(token, job)
         else:

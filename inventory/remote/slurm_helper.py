@@ -155,7 +155,8 @@ def op_poll(req, ran):
     """The tick: ONE status command for all of the user's jobs (squeue, or sacct where
     accounting runs), then, only if an asked attempt is missing from it and a `fallback` is
     given, ONE squeue (a job sbatch took a moment ago may not have reached the accounting
-    database yet); the files of asked attempts neither showed; the partition's nodes (sinfo)."""
+    database yet); if one known by its Slurm id is in neither and a `lookup` is given, ONE
+    sacct for those ids (a job never eligible has no time the window selects by); the files of asked attempts neither showed; the partition's nodes (sinfo)."""
     env = _env(req.get("env"))
     r = _run(req["status"], env, ran)
     if r["rc"] != 0:
@@ -169,13 +170,32 @@ def op_poll(req, ran):
             raise RuntimeError("squeue failed: " + (f["err"].strip() or "exit %d" % f["rc"]))
         fallback = f["out"]
         shown |= _names(fallback)
+    lookup = None
+    ids = [
+        str(item["slurm_id"])
+        for item in req["attempts"].values()
+        if item["name"] not in shown and str(item.get("slurm_id") or "").isdigit()
+    ]
+    if ids and req.get("lookup"):
+        # known to Slurm by id but in neither list: sacct by id (never eligible, then ended)
+        f = _run(req["lookup"] + ["--jobs=" + ",".join(ids)], env, ran)
+        if f["rc"] != 0:
+            raise RuntimeError("sacct failed: " + (f["err"].strip() or "exit %d" % f["rc"]))
+        lookup = f["out"]
+        shown |= _names(lookup)
     files = {}
     for token, item in req["attempts"].items():
         # no dir: another user's attempt (lab mode), its files read through their login
         if item["name"] not in shown and item.get("dir"):
             files[token] = _files(item["dir"])
     nodes = _run(req["nodes"], env, ran) if req.get("nodes") else None
-    return {"status": r["out"], "fallback": fallback, "files": files, "nodes": nodes}
+    return {
+        "status": r["out"],
+        "fallback": fallback,
+        "lookup": lookup,
+        "files": files,
+        "nodes": nodes,
+    }
 
 
 def op_files(req, ran):

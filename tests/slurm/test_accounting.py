@@ -69,15 +69,15 @@ def test_a_job_slurmctld_has_forgotten_ends_as_sacct_says(
     slurm_accounting: SlurmBed, svc: Service, tmp_path: Path
 ) -> None:
     """Cancelled in Slurm while it waited, then purged by slurmctld (MinJobAge) before lepton
-    looked again: no end file, no squeue row; sacct still says cancelled (not lost)."""
+    looked again: no end file, no squeue row; sacct still says cancelled (not lost).
+    It waits in Slurm for a dependency (lepton submits it with afterok at once), so it was
+    never eligible: sacct's time window never shows such a job; lepton asks for it by id."""
     add(svc, slurm_accounting, tmp_path / "lepton", account=ACCOUNT)
     d = Dispatcher(svc, tick_s=0.2)
     try:
-        job = submit(svc, "sleep 60", gpus=1, time_limit_s=600)
-        hog = slurm_accounting.client("sbatch", "--parsable", "--gres=gpu:2", "--mem=32M",
-                                      "--output=/dev/null", "--wrap", "sleep 300")  # fmt: skip
-        assert hog.returncode == 0, hog.stderr
-        tick_until(d, lambda: bool(slurm_jobs_named(slurm_accounting, svc, job)))
+        first = submit(svc, "sleep 300", time_limit_s=600)
+        job = submit(svc, "echo never", after=[first])
+        tick_until(d, lambda: state(svc, job) == "starting")
         (sid,) = slurm_jobs_named(slurm_accounting, svc, job)
         slurm_accounting.client("scancel", sid)  # by hand in Slurm, not through lepton
         wait_for(lambda: sid not in slurm_accounting.client(
@@ -87,5 +87,7 @@ def test_a_job_slurmctld_has_forgotten_ends_as_sacct_says(
         assert state(svc, job) == "cancelled"  # not lost, not submitted again
         (att,) = svc.ledger.attempts_for(job)
         assert (att["state"], att["reason"]) == ("cancelled", "cancelled in Slurm")
+        assert state(svc, first) == "running"  # the job it waited for is untouched
+        slurm_accounting.client("scancel", *slurm_jobs_named(slurm_accounting, svc, first))
     finally:
         d.pool.close()
