@@ -135,10 +135,10 @@ def test_double_dqn_loss_by_hand():
 
     before = [p.clone() for p in online.parameters()]
     # Double DQN: target 1 + 0.5 * 7 = 4.5 for Q(a=0) = 1; Huber of 3.5 is 3.0
-    assert float(double_dqn_loss(online, target, batch(-1), cfg)) == pytest.approx(3.0)
+    assert double_dqn_loss(online, target, batch(-1), cfg).item() == pytest.approx(3.0)
     # a demonstration of action 0: margin max(1 + 0, 3 + 0.5) - 1 = 2.5, weighted 2
-    assert float(double_dqn_loss(online, target, batch(0), cfg)) == pytest.approx(3.0 + 5.0)
-    assert float(double_dqn_loss(online, target, batch(1), cfg, use_td=False)) == 0.0
+    assert double_dqn_loss(online, target, batch(0), cfg).item() == pytest.approx(3.0 + 5.0)
+    assert double_dqn_loss(online, target, batch(1), cfg, use_td=False).item() == 0.0
     assert all(torch.equal(a, b) for a, b in zip(before, online.parameters(), strict=True))
 
 
