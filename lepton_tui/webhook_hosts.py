@@ -185,7 +185,7 @@ def check_url(url: str, settings: Mapping[str, Any], resolver: Resolver = resolv
             raise ValidationError(
                 f"webhook host {host} resolves to {inside[0]}, an internal address",
                 f"an admin who means it allows it with `lepton-tui settings set "
-                f"{INTERNAL_SETTING} {host}`",
+                f"{INTERNAL_SETTING} {'http://' if scheme == 'http' else ''}{host}`",
             )
     path = parts.path or "/"
     if parts.query:

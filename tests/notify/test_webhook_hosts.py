@@ -62,7 +62,8 @@ def test_a_public_entry_never_reaches_an_internal_address(
     with pytest.raises(ValidationError) as refused:
         _set(svc, "notify_webhook", f"http://{host}:{_port(webhook)}/hooks/abc")
     assert "resolves to 127.0.0.1, an internal address" in refused.value.message
-    assert f"settings set notify_webhook_internal_hosts {host}" in str(refused.value.hint)
+    hint = f"settings set notify_webhook_internal_hosts http://{host}`"
+    assert hint in str(refused.value.hint)
 
 
 def test_https_only_unless_the_entry_says_http(svc: Service, webhook: Hook) -> None:
