@@ -116,6 +116,13 @@ def shell(
         if lab and known:  # the lab's host key, written for this session only
             shutil.rmtree(os.path.dirname(known), ignore_errors=True)
     _cancel(ctx, job_id)
+    if code == 255 and lab:  # ssh's own failure (not the session's exit status)
+        click.echo(
+            f"lepton-tui: note: ssh could not open the session as {printable(str(login))}: the "
+            "lab key starts jobs, a session needs your own key in ~/.ssh/authorized_keys on "
+            f"{printable(host['name'])}",
+            err=True,
+        )
     click.echo(f"job {job_id}: session ended, allocation released", err=True)
     sys.exit(code)
 

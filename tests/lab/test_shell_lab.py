@@ -78,3 +78,17 @@ def test_shell_in_lab_mode_logs_in_as_the_caller_with_the_gpus(
             time.sleep(0.2)
     finally:
         client.close()
+
+
+def test_shell_without_her_own_key_says_what_to_add(
+    lab: Lab, lab_bed: Any, user_keys: Any, lab_homes: dict[str, Path]
+) -> None:
+    h = lab_bed(1)[0]
+    _add_gpu_host(lab, h, "gpu1")
+    user_keys("bob", _key_line(lab))  # the lab may start bob's jobs; bob has no key of his own
+    out = as_user("bob", _cli_as(lab.socket, "shell", "--gpus", "1", "--time", "5m",
+                                 "--wait", "2m", "--", "true"))  # fmt: skip
+    assert out["code"] == 255, out["out"]
+    assert "ssh could not open the session as bob" in out["out"]
+    assert "~/.ssh/authorized_keys on gpu1" in out["out"]
+    assert "allocation released" in out["out"]
