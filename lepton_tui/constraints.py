@@ -130,8 +130,17 @@ def outside_use(
         "WHERE s.resolution = 0 AND s.gpu_index >= 0",
         (now - SAMPLE_FRESH_S,),
     )
-    if not rows:
-        return {}
+    return outside_of(rows, hosts, attempts) if rows else {}
+
+
+def outside_of(
+    gpu_samples: Sequence[Mapping[str, Any]],
+    hosts: Sequence[Mapping[str, Any]],
+    attempts: Sequence[Mapping[str, Any]],
+) -> dict[str, tuple[tuple[int, ...], tuple[bool, ...]]]:
+    """`outside_use` from rows already read (each GPU's latest sample, the hosts, the live
+    attempts): the fleet panel reads them anyway."""
+    rows = gpu_samples
     caps = {h["name"]: h for h in hosts}
     held: dict[tuple[str, int], int] = {}
     for a in attempts:

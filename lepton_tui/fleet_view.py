@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from lepton_tui.constraints import outside_of
 from lepton_tui.ledger import Ledger
 
 SPARK_WINDOW_S = 300.0
@@ -67,6 +68,8 @@ class FleetRow:
     # CPUs free here while no queued request fits here at all (None: something fits, or nothing
     # is queued, or the host is not up)
     stranded_cpus: float | None = None
+    # GPUs used by processes lepton did not start (`constraints.outside_of`), by index
+    outside_gpus: tuple[int, ...] = ()
 
     @property
     def shown_state(self) -> str:
@@ -165,10 +168,11 @@ def fleet(ledger: Ledger, now: float, memo: ViewMemo | None = None) -> list[Flee
 
 def _fleet(ledger: Ledger, now: float, memo: ViewMemo) -> list[FleetRow]:
     rows: dict[str, FleetRow] = {}
-    for h in ledger.query(
+    hosts = ledger.query(
         "SELECT name, state, admin_state, transport, address, cpus, gpus, price_per_hour, "
-        "last_seen, last_error, gpu_model, gpus_override FROM hosts ORDER BY name"
-    ):
+        "last_seen, last_error, gpu_model, gpus_override, gpu_mem_mb FROM hosts ORDER BY name"
+    )
+    for h in hosts:
         rows[h["name"]] = FleetRow(
             name=h["name"],
             state=h["state"] or "unknown",
@@ -218,9 +222,16 @@ def _fleet(ledger: Ledger, now: float, memo: ViewMemo) -> list[FleetRow]:
             mean = buckets.get(b, (None, None))[0 if use_gpu else 1]
             series.append(float(mean) if mean is not None else 0.0)
         row.spark = series
-    for host, n in ledger.live_attempts_per_host().items():
-        if host in rows:
-            rows[host].running = n
+    live = ledger.query(  # what runs where, and the GPUs it holds (for outside use)
+        "SELECT host, gpu_ids, gpus, gpu_mem_mb FROM attempts WHERE state IN ('starting', "
+        "'running')"
+    )
+    for a in live:
+        if a["host"] in rows:
+            rows[a["host"]].running += 1
+    gpu_latest = [s for s in latest if s["gpu_index"] >= 0]
+    for name, (mbs, hot) in outside_of(gpu_latest, hosts, live).items():
+        rows[name].outside_gpus = tuple(g for g in range(len(mbs)) if mbs[g] or hot[g])
     for name, (gpus, per_hour, cpus) in stranded(ledger, now, memo).items():
         if name in rows:
             row = rows[name]

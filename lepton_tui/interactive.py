@@ -3,13 +3,17 @@
 The allocation is an ordinary job of kind `interactive` whose command only sleeps: the scheduler
 places it like any other (fair share, limits and budgets apply), its wrapper ends it at its time
 limit, and `cancel` frees it. Once it runs, the user's own `ssh` (their keys, agent and
-`~/.ssh/config`; lepton's known_hosts added to theirs) opens a session on its host with
+`~/.ssh/config`; lepton's known_hosts added to theirs, or in lab mode, where that file is the
+service's own, the host key the service recorded) opens a session on its host with
 `CUDA_VISIBLE_DEVICES` set to its GPUs, ended by `timeout` when the time runs out. Pure: builds
 the job's command and the ssh command line; `lepton_tui.cli.shell` runs them.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import math
 import os
 import shlex
@@ -46,6 +50,27 @@ def remote_command(
     return f"export {exports}; exec {timeout} {run}"
 
 
+NO_SSH_HINT = "on a Slurm cluster use its own `srun --pty bash`; or add an SSH host"
+
+
+def ssh_refusal(host: Mapping[str, Any]) -> str | None:
+    """Why `shell` cannot open a session on `host` (None: it can). A Slurm partition places the
+    job on a node of its own choosing, which an ssh to the host would not reach."""
+    if host.get("slurm_json"):
+        return (f"host {host.get('name')} is a Slurm partition: `shell` opens sessions on SSH "
+                "hosts only")  # fmt: skip
+    if host.get("transport") != "ssh" or not host.get("address"):
+        return f"host {host.get('name')} is not reached over SSH; `shell` needs an SSH host"
+    return None
+
+
+def check_ssh_host(host: Mapping[str, Any]) -> None:
+    """ValidationError, saying why, when `shell` cannot open a session on `host`."""
+    why = ssh_refusal(host)
+    if why:
+        raise ValidationError(why, NO_SSH_HINT)
+
+
 def ssh_argv(
     host: Mapping[str, Any],
     login: str | None,
@@ -57,11 +82,7 @@ def ssh_argv(
 ) -> list[str]:
     """The user's own `ssh` to `host` running `remote`: `-t` on a terminal, the host's port,
     its key when this user may read it, lepton's known_hosts beside the user's own."""
-    if host.get("transport") != "ssh" or not host.get("address"):
-        raise ValidationError(
-            f"host {host.get('name')} is not reached over SSH; `shell` needs an SSH host",
-            "pick another host or run the job with `submit`",
-        )
+    check_ssh_host(host)
     argv = [ssh]
     if tty:
         argv.append("-t")
@@ -76,6 +97,37 @@ def ssh_argv(
     if target.startswith("-"):
         raise ValidationError(f"host address {address!r} is not allowed")
     return [*argv, target, remote]
+
+
+def known_hosts_line(host: Mapping[str, Any], scanned: str) -> str | None:
+    """The known_hosts line for `host` from `ssh-keyscan` output, only for a key whose SHA256
+    fingerprint is the one lepton checked and recorded when the host was added (the scan itself
+    proves nothing: the fingerprint does); None when the host shows no such key."""
+    want = host.get("host_key_fingerprint")
+    if not want or not host.get("address"):
+        return None
+    port = int(host.get("port") or 22)
+    name = host["address"] if port == 22 else f"[{host['address']}]:{port}"
+    for line in scanned.splitlines():
+        parts = line.split()
+        if len(parts) < 3 or line.startswith("#"):
+            continue
+        try:
+            blob = base64.b64decode(parts[2], validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+        if f"SHA256:{digest}" == want:
+            return f"{name} {parts[1]} {parts[2]}"
+    return None
+
+
+def keyscan_argv(host: Mapping[str, Any], keyscan: str = "ssh-keyscan") -> list[str]:
+    """`ssh-keyscan` for `host`'s address and port (an address starting with `-` is refused)."""
+    address = str(host.get("address") or "")
+    if not address or address.startswith("-"):
+        raise ValidationError(f"host address {address!r} is not allowed")
+    return [keyscan, "-T", "10", "-p", str(int(host.get("port") or 22)), address]
 
 
 def remaining_s(job: Mapping[str, Any], now: float) -> float:

@@ -16,7 +16,8 @@ connection refused, an HTTP 429 or 5xx answer) is tried again later, up to MAX_T
 
 Channels: the lab's `notify_command` (a shell command run by the dispatcher's account with the
 job's JSON on stdin), a webhook URL (the user's own, else the lab's `notify_webhook`; Slack and
-Mattermost incoming-webhook JSON: `{"text": ...}`), and email through the login node's
+Mattermost incoming-webhook JSON: `{"text": ...}`; only to hosts on the admins' allow-list,
+checked when set and again when sent: `lepton_tui.webhook_hosts`), and email through the login node's
 `sendmail` (the user's own address, else the lab's `notify_email` template, `{user}@lab.org`).
 
 All of it runs in `NotifyWorker`, a thread beside the dispatcher's loop: never on a tick.
@@ -24,6 +25,7 @@ All of it runs in `NotifyWorker`, a thread beside the dispatcher's loop: never o
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -32,7 +34,7 @@ import shutil
 import socket
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -238,26 +240,31 @@ def send_command(command: str, body: dict[str, Any], cwd: str | None = None) -> 
         raise SendError(f"the notify command exited {done.returncode}: {tail}")
 
 
-def send_webhook(url: str, body: dict[str, Any]) -> None:
-    """POST Slack/Mattermost incoming-webhook JSON (`text`, plus the job for other receivers)."""
-    import urllib.error
-    import urllib.request
+def send_webhook(url: str, body: dict[str, Any], settings: Mapping[str, Any] | None = None) -> None:
+    """POST Slack/Mattermost incoming-webhook JSON (`text`, plus the job for other receivers),
+    only to a host the lab's allow-list holds now (`lepton_tui.webhook_hosts`)."""
+    import http.client
 
-    data = json.dumps({"text": body["text"], "username": "lepton-tui", "lepton": body}).encode()
-    req = urllib.request.Request(
-        url, data=data, method="POST", headers={"Content-Type": "application/json"}
-    )
+    from lepton_tui import webhook_hosts
+
     try:
-        with urllib.request.urlopen(req, timeout=SEND_TIMEOUT_S) as resp:  # noqa: S310 - http(s) only
-            resp.read(65536)
-    except urllib.error.HTTPError as exc:
-        raise SendError(f"the webhook answered HTTP {exc.code}",
-                        retry=exc.code == 429 or exc.code >= 500) from None  # fmt: skip
-    except urllib.error.URLError as exc:
-        refused = isinstance(exc.reason, (ConnectionRefusedError, socket.gaierror))
-        raise SendError(f"the webhook is out of reach: {exc.reason}", retry=refused) from None
-    except (TimeoutError, OSError) as exc:
+        target = webhook_hosts.check_url(url, settings or {})
+    except ValidationError as exc:
+        raise SendError(f"not sent: {exc}") from None  # the admins' choice: never tried again
+    except (OSError, UnicodeError) as exc:  # the name does not resolve now
+        raise SendError(f"the webhook is out of reach: {exc}", retry=True) from None
+    data = json.dumps({"text": body["text"], "username": "lepton-tui", "lepton": body}).encode()
+    try:
+        status = webhook_hosts.post(target, data, SEND_TIMEOUT_S)
+    except ConnectionRefusedError as exc:
+        raise SendError(f"the webhook is out of reach: {exc}", retry=True) from None
+    except (OSError, http.client.HTTPException) as exc:
         raise SendError(f"the webhook did not answer: {exc}") from None
+    if 300 <= status < 400:
+        raise SendError(f"the webhook answered HTTP {status} (a redirect: not followed)")
+    if status >= 400:
+        raise SendError(f"the webhook answered HTTP {status}",
+                        retry=status == 429 or status >= 500)  # fmt: skip
 
 
 def find_sendmail() -> str | None:
@@ -295,12 +302,15 @@ def send_email(address: str, body: dict[str, Any]) -> None:
 Sender = Callable[[str, str, dict[str, Any]], None]
 
 
-def send(channel: str, target: str, body: dict[str, Any]) -> None:
-    """Send one notification on its channel; SendError when it fails."""
+def send(
+    channel: str, target: str, body: dict[str, Any], settings: Mapping[str, Any] | None = None
+) -> None:
+    """Send one notification on its channel (webhooks as the lab's `settings` allow); SendError
+    when it fails."""
     if channel == "command":
         send_command(target, body)
     elif channel == "webhook":
-        send_webhook(target, body)
+        send_webhook(target, body, settings)
     elif channel == "email":
         send_email(target, body)
     else:
@@ -320,16 +330,20 @@ def recover(ledger: Ledger, me: str) -> int:
 
 
 def deliver_due(
-    ledger: Ledger, me: str, sender: Sender = send, stop: threading.Event | None = None
+    ledger: Ledger, me: str, sender: Sender | None = None, stop: threading.Event | None = None
 ) -> int:
     """Claim and send the pending notifications that are due (until `stop` is set); how many
-    were sent."""
+    were sent. By default `send`, with the settings (the webhook allow-list) of this round."""
     now = ledger.clock()
     due = ledger.query(
         "SELECT * FROM notifications WHERE state = 'pending' AND (next_at IS NULL OR "
         "next_at <= ?) ORDER BY id LIMIT ?",
         (now, DUE_PER_ROUND),
     )
+    if not due:
+        return 0
+    # the settings (the webhook allow-list) as they are now, read once a round
+    send_one = sender or functools.partial(send, settings=ledger.settings())
     sent = 0
     for row in due:
         if stop is not None and stop.is_set():
@@ -343,7 +357,7 @@ def deliver_due(
             if not cur.rowcount:
                 continue
         try:
-            sender(row["channel"], row["target"], payload(ledger, row["job_id"], row["event"]))
+            send_one(row["channel"], row["target"], payload(ledger, row["job_id"], row["event"]))
         except SendError as exc:
             again = exc.retry and int(row["tries"]) + 1 < MAX_TRIES
             state = "pending" if again else "failed"
@@ -374,7 +388,7 @@ def deliver_due(
 
 
 def pump(
-    ledger: Ledger, me: str, sender: Sender = send, stop: threading.Event | None = None
+    ledger: Ledger, me: str, sender: Sender | None = None, stop: threading.Event | None = None
 ) -> int:
     """One round: collect new rows, send what is due; how many were sent."""
     collect(ledger)
@@ -393,7 +407,7 @@ class NotifyWorker:
 
     def __init__(
         self, ledger: Ledger, stop: threading.Event, period_s: float = 1.0,
-        sender: Sender = send,
+        sender: Sender | None = None,
     ) -> None:  # fmt: skip
         self.ledger = ledger
         self.stop = stop

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lepton_tui import host_admin, job_changes, notify_prefs, paths
+from lepton_tui import host_admin, job_changes, notify_prefs, paths, webhook_hosts
 from lepton_tui.errors import NotFound, PermissionDenied, ValidationError
 from lepton_tui.identity import Identity
 from lepton_tui.ledger import TERMINAL_JOB_STATES, Ledger, open_ledger
@@ -417,6 +417,8 @@ class Service:
 
     def set_setting(self, key: str, value: Any) -> None:
         self.require_admin("change settings")
+        if key == "notify_webhook":  # the lab service would POST there: only where allowed
+            webhook_hosts.allow(value, self.settings())
         self.ledger.set_setting(key, value, actor=self.user)
 
     def events(
@@ -440,8 +442,8 @@ class Service:
     def set_notify_prefs(
         self, notify_on: Any = None, email: str | None = None, webhook: str | None = None
     ) -> dict[str, Any]:
-        """Change the caller's own defaults (only their own: a user's address is theirs to
-        give); a None field keeps its value, "" clears it."""
+        """Change the caller's own defaults (theirs to give): None keeps a field, "" clears it."""
+        webhook_hosts.allow(webhook, self.settings())
         return notify_prefs.set_prefs(self.ledger, self.user, notify_on, email, webhook)
 
     def notifications(self, limit: int = 50) -> list[dict[str, Any]]:

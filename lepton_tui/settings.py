@@ -190,6 +190,20 @@ SETTINGS: dict[str, Setting] = {
             "Slack/Mattermost incoming-webhook URL for users without their own (none = off)",
         ),
         Setting(
+            "notify_webhook_hosts",
+            "",
+            lambda v: _webhook_hosts("check_hosts")(v),
+            "hosts webhooks may go to, e.g. hooks.slack.com,*.example.org (https and public "
+            "addresses only; http://HOST allows http; none = no webhooks)",
+        ),
+        Setting(
+            "notify_webhook_internal_hosts",
+            "",
+            lambda v: _webhook_hosts("check_internal_hosts")(v),
+            "webhook hosts also allowed on loopback, private or link-local addresses (exact "
+            "names, e.g. the lab's own chat server)",
+        ),
+        Setting(
             "notify_email",
             "",
             lambda v: _notify("check_email")(v, template=True),
@@ -204,6 +218,12 @@ def _notify(name: str) -> Callable[..., str]:
     from lepton_tui import notify
 
     return getattr(notify, name)  # type: ignore[no-any-return]
+
+
+def _webhook_hosts(name: str) -> Callable[..., str]:
+    from lepton_tui import webhook_hosts
+
+    return getattr(webhook_hosts, name)  # type: ignore[no-any-return]
 
 
 def parse_setting(key: str, value: str) -> Any:

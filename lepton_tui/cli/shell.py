@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -56,12 +58,20 @@ def shell(
 
     limit = parse_duration_s(time_, "time")
     patience = None if wait_s is None else parse_duration_s(wait_s, "wait")
-    spec = validate_job(
-        command=interactive.holder_command(limit), name="shell", time=limit, kind="interactive",
-        notify=False, **opts,
-    )  # fmt: skip
     user_command = " ".join(command) if len(command) != 1 else command[0]
     with service_for(ctx) as svc:
+        hosts = svc.list_hosts()
+        off = [h["name"] for h in hosts if interactive.ssh_refusal(h)]  # Slurm, --local
+        if hosts and len(off) == len(hosts):
+            raise ValidationError(
+                "no host takes a shell session: `shell` opens SSH sessions on SSH hosts only, "
+                f"and {', '.join(off)} " + ("is not one" if len(off) == 1 else "are not"),
+                interactive.NO_SSH_HINT,
+            )
+        spec = validate_job(
+            command=interactive.holder_command(limit), name="shell", time=limit,
+            kind="interactive", notify=False, exclude_host=off, **opts,
+        )  # fmt: skip
         job_id = svc.submit(spec)
         click.echo(f"job {job_id} queued: waiting for a host (Ctrl-C cancels it)", err=True)
         if not svc.dispatcher_running():
@@ -75,7 +85,13 @@ def shell(
 
         lab = isinstance(svc, LabClient)  # lab mode: the session logs in as the caller
         login = svc.user if lab else host.get("user")
-        known = None if lab else str(svc.home / paths.KNOWN_HOSTS_FILE)
+        try:  # a host added since, where no session can go: said, and the allocation freed
+            interactive.check_ssh_host(host)
+        except ValidationError:
+            svc.cancel([job_id])
+            raise
+        # lab mode: the service's known_hosts is its own; the key it recorded, checked here
+        known = _lab_known_hosts(host) if lab else str(svc.home / paths.KNOWN_HOSTS_FILE)
     remote = interactive.remote_command(
         attempt["gpu_ids"], job_id, interactive.remaining_s(job, time.time()),
         user_command or None,
@@ -94,8 +110,19 @@ def shell(
     if print_ssh:
         click.echo(shlex.join(argv))
         return
-    code = _run(argv)
+    try:
+        code = _run(argv)
+    finally:
+        if lab and known:  # the lab's host key, written for this session only
+            shutil.rmtree(os.path.dirname(known), ignore_errors=True)
     _cancel(ctx, job_id)
+    if code == 255 and lab:  # ssh's own failure (not the session's exit status)
+        click.echo(
+            f"lepton-tui: note: ssh could not open the session as {printable(str(login))}: the "
+            "lab key starts jobs, a session needs your own key in ~/.ssh/authorized_keys on "
+            f"{printable(host['name'])}",
+            err=True,
+        )
     click.echo(f"job {job_id}: session ended, allocation released", err=True)
     sys.exit(code)
 
@@ -122,6 +149,36 @@ def _wait_placed(
                 "try later or ask for less",
             )
         time.sleep(POLL_S)
+
+
+def _lab_known_hosts(host: dict[str, Any]) -> str | None:
+    """A private known_hosts file (0600, in a 0700 directory) holding the host key the lab
+    service recorded for `host`, as the host shows it now; None (ssh then asks, or fails without
+    a terminal) when the host shows none that matches. `--print-ssh` leaves it for its command."""
+    import tempfile
+
+    from lepton_tui import interactive
+
+    try:
+        scan = subprocess.run(interactive.keyscan_argv(host), capture_output=True, text=True,
+                              timeout=30)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    line = interactive.known_hosts_line(host, scan.stdout)
+    if line is None:
+        click.echo(
+            f"lepton-tui: note: {printable(host['name'])} shows no host key with the fingerprint "
+            f"the lab recorded ({printable(str(host.get('host_key_fingerprint')))}); "
+            "ssh will check it against your own known_hosts",
+            err=True,
+        )
+        return None
+    folder = tempfile.mkdtemp(prefix="lepton-shell-")
+    path = os.path.join(folder, "known_hosts")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(line + "\n")
+    return path
 
 
 def _run(argv: list[str]) -> int:

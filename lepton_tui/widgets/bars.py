@@ -123,6 +123,23 @@ def sparkline(values: Sequence[float], width: int | None = None) -> Text:
     return runs.text()
 
 
+OUTSIDE_MARK = "⚠"  # GPUs used by processes lepton did not start
+
+
+def host_text(row: FleetRow) -> Text:
+    """The host's name, then `⚠2` when 2 of its GPUs are used by processes lepton did not start
+    (placement gives them only what is really free; `hosts ls` and the hosts screen say which)."""
+    text = Text(row.name, style="bold")
+    if row.outside_gpus:
+        text.append(f" {OUTSIDE_MARK}{len(row.outside_gpus)}", style="bold yellow")
+    return text
+
+
+def outside_count(rows: Sequence[FleetRow]) -> int:
+    """How many GPUs of the fleet are used by processes lepton did not start."""
+    return sum(len(r.outside_gpus) for r in rows)
+
+
 def state_text(row: FleetRow) -> Text:
     state = row.shown_state
     return Text(state, style=STATE_STYLE.get(state, ""))

@@ -11,10 +11,13 @@ from textual.widgets import Button, Static
 
 from lepton_tui.fleet_view import FleetRow
 from lepton_tui.widgets.bars import (
+    OUTSIDE_MARK,
     bar,
     gpu_strip,
     heat_text,
+    host_text,
     money,
+    outside_count,
     per_hour_label,
     sparkline,
     state_text,
@@ -55,7 +58,7 @@ def fleet_cells(
         (
             r.name,
             (
-                Text(r.name, style="bold"),
+                host_text(r),
                 state_text(r),
                 bar(r.cpu_percent, width),
                 bar(mem_percent(r), width),
@@ -173,6 +176,10 @@ class FleetPanel(Vertical):
         empty.display = not rows
         up = sum(1 for r in rows if r.state == "up")
         self.border_title = f"Fleet {up}/{len(rows)} up" if rows else "Fleet"
+        outside = outside_count(rows)
+        if outside:  # GPUs used by processes lepton did not start
+            gpus = "GPU" if outside == 1 else "GPUs"
+            self.border_title += f" · [yellow]{OUTSIDE_MARK}{outside} {gpus} used outside lepton[/]"
         if rows:
             if cells is None:
                 cells, widths = fleet_cells(rows, compact_width(self.app), currency=currency), None

@@ -55,4 +55,20 @@ def test_notify_options_and_defaults_over_the_socket(lab: Lab) -> None:
     with pytest.raises(UserError) as bad:
         as_user("alice", client_call(lab.socket, "set_notify_prefs", None, None, "ftp://x"))
     assert "http(s)" in bad.value.message
+    with pytest.raises(UserError) as ssrf:  # the service would POST from inside the lab
+        as_user("alice", client_call(lab.socket, "set_notify_prefs", None, None,
+                                     "http://127.0.0.1:22/x"))  # fmt: skip
+    assert "not on the lab's allow-list" in ssrf.value.message
+    with pytest.raises(UserError) as not_admin:  # the allow-list is the admins' to set
+        as_user("alice", client_call(lab.socket, "set_setting", "notify_webhook_internal_hosts",
+                                     "http://127.0.0.1"))  # fmt: skip
+    assert "only admins" in not_admin.value.message
+    admin = lab.client()
+    try:
+        admin.set_setting("notify_webhook_internal_hosts", "http://127.0.0.1")
+    finally:
+        admin.close()
+    prefs = as_user("alice", client_call(lab.socket, "set_notify_prefs", None, None,
+                                         "http://127.0.0.1:22/x"))  # fmt: skip
+    assert prefs["webhook"] == "http://127.0.0.1:22/x"
     assert as_user("bob", client_call(lab.socket, "notifications")) == []

@@ -14,9 +14,10 @@ import pytest
 class Hook:
     """A local http.server standing in for Slack/Mattermost: records each JSON body posted."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, location: str | None = None) -> None:
         self.bodies: list[dict[str, Any]] = []
         self.status = status
+        self.location = location  # answer every POST with a redirect there (status 3xx)
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -24,8 +25,11 @@ class Hook:
                 size = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(size))
                 body["_content_type"] = self.headers.get("Content-Type")
+                body["_host"] = self.headers.get("Host")
                 hook.bodies.append(body)
                 self.send_response(hook.status)
+                if hook.location:
+                    self.send_header("Location", hook.location)
                 self.end_headers()
                 self.wfile.write(b"ok")
 

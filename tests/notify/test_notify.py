@@ -86,7 +86,13 @@ def test_history_before_notifications_is_never_told(home: Path, tmp_path: Path) 
     svc.close()
 
 
+def _allow_loopback(svc: Service) -> None:
+    """The admin's explicit allowance of the test web servers (plain http on loopback)."""
+    svc.set_setting("notify_webhook_internal_hosts", "http://127.0.0.1")
+
+
 def test_webhook_posts_slack_json_to_a_local_server(svc: Service, webhook: Hook) -> None:
+    _allow_loopback(svc)
     svc.set_setting("notify_webhook", webhook.url)
     job = svc.submit(command="python train.py", notify=True, name="resnet")
     _end(svc, job, "failed", 2)
@@ -107,6 +113,7 @@ def test_a_users_own_webhook_and_email_win_over_the_lab_s(
     fake.write_text(f'#!/bin/sh\necho "ARGS $*" >> {mailbox}\ncat >> {mailbox}\n')
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    _allow_loopback(svc)
     svc.set_setting("notify_webhook", "http://127.0.0.1:9/never")
     svc.set_setting("notify_email", "{user}@lab.example.org")
     svc.set_notify_prefs(["end"], None, webhook.url)
@@ -139,6 +146,7 @@ def test_budget_hold_told_once(svc: Service, tmp_path: Path) -> None:
 def test_unreachable_webhook_is_retried_then_given_up(svc: Service) -> None:
     clock = [1000.0]
     svc.ledger.clock = lambda: clock[0]
+    _allow_loopback(svc)
     svc.set_setting("notify_webhook", "http://127.0.0.1:9/nobody")  # discard port: refused
     job = svc.submit(command="true", notify=True)
     _end(svc, job, "succeeded", 0)

@@ -110,3 +110,30 @@ def test_shell_gives_up_after_wait_and_cancels_its_job(home: Path) -> None:
     assert "no dispatcher is running" in res.stderr
     (job,) = json.loads(lepton(home, "queue", "--all", "--json").stdout)
     assert job["kind"] == "interactive" and job["state"] == "cancelled"
+
+
+def test_known_hosts_line_keeps_only_the_recorded_key(tmp_path: Path) -> None:
+    """Lab mode: the key the host shows (ssh-keyscan) is kept only if its fingerprint is the
+    one the lab service checked when the host was added."""
+    keys = []
+    for name in ("right", "wrong"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        str(tmp_path / name)], check=True)  # fmt: skip
+        keys.append((tmp_path / f"{name}.pub").read_text().split()[:2])
+    fp = subprocess.run(["ssh-keygen", "-lf", str(tmp_path / "right.pub")], check=True,
+                        capture_output=True, text=True).stdout.split()[1]  # fmt: skip
+    scanned = "".join(f"[10.0.0.5]:2222 {kind} {blob}\n" for kind, blob in keys)
+    host = {"name": "g1", "address": "10.0.0.5", "port": 2222, "host_key_fingerprint": fp}
+    assert (
+        interactive.known_hosts_line(host, scanned) == f"[10.0.0.5]:2222 {keys[0][0]} {keys[0][1]}"
+    )
+    assert interactive.known_hosts_line(host, scanned.splitlines()[1]) is None  # another key
+    assert interactive.known_hosts_line({**host, "port": 22}, scanned).startswith("10.0.0.5 ")
+    assert interactive.known_hosts_line({**host, "host_key_fingerprint": None}, scanned) is None
+
+
+def test_shell_refuses_a_slurm_host() -> None:
+    slurm = {"name": "cluster", "transport": "ssh", "address": "login.hpc", "slurm_json": "{}"}
+    with pytest.raises(ValidationError, match="Slurm partition") as refused:
+        interactive.ssh_argv(slurm, "alice", "R", tty=False)
+    assert "srun --pty" in str(refused.value.hint)
