@@ -122,9 +122,9 @@ class SlurmHosts:
         owners = self.owners(host, list(ids))
         foreign = {t for t, o in owners.items() if o is not None}
         users = sorted({host_login(host), *(o for o in owners.values() if o)}) if foreign else None
-        sids = {t: str(sid) for t, (_, sid, _) in rows.items() if sid}
+        known = {t: str(sid) for t, (_, sid, _) in rows.items() if sid}
         sp = sh.poll(ids, timeout=timeout, since=since, users=users, foreign=foreign,
-                     slurm_ids=sids)  # fmt: skip
+                     slurm_ids=known)  # fmt: skip
         statuses = dict(sp.statuses)
         login_failures: dict[str, str] = {}
         if sp.unread:
