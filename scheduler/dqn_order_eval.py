@@ -102,6 +102,9 @@ measured for `docs/benchmarks.md` ("Workload families and heuristics",
 def families(weights: Path, seeds: int, rerun: bool, kinds: list[str], variant: str) -> None:
     from scheduler.dqn_order import OrderBackfillPolicy
 
+    if variant == "orders":
+        return orders(seeds, kinds)
+
     def make() -> Any:
         if variant == "dqn-bf":
             return OrderBackfillPolicy(weights=weights)
@@ -135,6 +138,27 @@ def families(weights: Path, seeds: int, rerun: bool, kinds: list[str], variant: 
             print(f"<!-- {kind} {load}: {time.process_time() - t0:.0f} CPU s -->", flush=True)
 
 
+def orders(seeds: int, kinds: list[str]) -> None:
+    """dqn-bf's teachers: EASY backfilling in each rank order (FIFO, SJF, WFP3, UNICEP, F1)
+    without aging (`OrderBackfillPolicy(column=c)`), on the same workloads: the best of them."""
+    from scheduler.dqn_order import RANK_ORDERS, OrderBackfillPolicy
+
+    print("| family | load | " + " | ".join(f"{o} (EASY, no aging)" for o in RANK_ORDERS) + " |")
+    print("|---|---|" + "---|" * len(RANK_ORDERS))
+    for kind in kinds:
+        loads: list[float | None] = [None] if kind == "swf" else [0.7, 0.9, 1.1]
+        n = 10 if kind == "swf" else seeds
+        for load in loads:
+            wls = [_wl(kind, s, load) for s in range(n)]
+            avg = [
+                float(np.mean([_bsld(OrderBackfillPolicy(column=c), wl) for wl in wls]))
+                for c in range(len(RANK_ORDERS))
+            ]
+            cells = [f"**{a:.2f}**" if a == min(avg) else f"{a:.2f}" for a in avg]
+            print(f"| {kind} | {'native' if load is None else load} | " + " | ".join(cells) + " |",
+                  flush=True)  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--section", choices=("diagnose", "families"), required=True)
@@ -142,7 +166,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--rerun-heuristics", action="store_true")
     ap.add_argument("--families", default="deeprm,lab,lab-long,hpc,trace,swf")
-    ap.add_argument("--variant", choices=("dqn-bf", "dqn-no-aging"), default="dqn-bf")
+    ap.add_argument("--variant", choices=("dqn-bf", "dqn-no-aging", "orders"), default="dqn-bf")
     args = ap.parse_args()
     if args.section == "diagnose":
         diagnose(args.seeds)
