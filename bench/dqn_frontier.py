@@ -42,7 +42,7 @@ def frontier(kind: str, load: float, seeds: int, jobs: int, weights_dir: Path,
                          policy_options={"dqn": {"weights": str(path)}})  # fmt: skip
         s = summarize(rows)[0]
         bonus = DQNPolicy(path).teacher_bonus
-        out.append({"policy": f"dqn (bonus {bonus:g})", "trained_cost_weight": w, **s})
+        out.append({**s, "policy": f"dqn as trained (bonus {bonus:g})", "trained_cost_weight": w})
         alone = []
         for seed in range(seeds):
             pol = DQNPolicy(path)
