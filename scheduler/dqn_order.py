@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from scheduler.heuristics import BackfillPolicy
+from scheduler.heuristics import LONG_AFTER_S, BackfillPolicy, LongCap
 from scheduler.model import ClusterView, JobRequest, Placement
 
 ORDER_FEATURE_VERSION = 1
@@ -173,6 +173,8 @@ class OrderBackfillPolicy(BackfillPolicy):
 
     `network` (or `weights`, a file) scores the jobs. For training, `column` in 0-4 follows a
     heuristic's rank order instead (a teacher), `epsilon` makes a random candidate the head, and
+    `long_share` (off by default) adds SJF's long-job limit: jobs over 1 h start only while long
+    jobs hold at most that share of the CPUs and GPUs (then the policy is no longer work-conserving).
     `recorder` (a list) receives one record per round with a choice to make (`picks` records:
     the head, then the next picks of the order, each over the candidates left)."""
 
@@ -188,6 +190,7 @@ class OrderBackfillPolicy(BackfillPolicy):
         seed: int = 0,
         recorder: list | None = None,
         picks: int = 1,
+        long_share: float | None = None,
         aging_s: float | None = None,
         **options: Any,
     ) -> None:
@@ -200,6 +203,10 @@ class OrderBackfillPolicy(BackfillPolicy):
         self.rng = np.random.default_rng(seed)
         self.recorder = recorder
         self.picks = int(picks)
+        if long_share is not None and not 0.0 < long_share <= 1.0:
+            raise ValueError("long_share must be in (0, 1], e.g. 0.4 (or None for no limit)")
+        self.long_share = long_share
+        self._cap: LongCap | None = None
         self._ctx = np.zeros(6)
 
     def decide(
@@ -218,7 +225,21 @@ class OrderBackfillPolicy(BackfillPolicy):
             ],
             dtype=float,
         )
+        self._cap = None
+        if self.long_share is not None:
+            self._cap = LongCap(view, now, LONG_AFTER_S, self.long_share)
         return self._easy(view, pending, now)
+
+    def holds(self, job: JobRequest, now: float) -> str | None:
+        """With `long_share`: SJF's long-job limit (`heuristics.LongCap`) holds a long job back."""
+        cap = self._cap
+        if cap is not None and not self._starving(job, now) and cap.blocks(job):
+            return cap.reason(job)
+        return None
+
+    def note_placed(self, job: JobRequest) -> None:
+        if self._cap is not None:
+            self._cap.add(job)
 
     def sort_columns(self, tab: np.ndarray, prio: np.ndarray, now: float) -> tuple[np.ndarray, ...]:
         x = job_features(tab, now, self._ctx)

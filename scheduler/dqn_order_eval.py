@@ -108,6 +108,8 @@ def families(weights: Path, seeds: int, rerun: bool, kinds: list[str], variant: 
     def make() -> Any:
         if variant == "dqn-bf":
             return OrderBackfillPolicy(weights=weights)
+        if variant == "dqn-bf-limit":  # with SJF's long-job limit (40 % for jobs over 1 h)
+            return OrderBackfillPolicy(weights=weights, long_share=0.4)
         return DQNPolicy(aging_s=1e15)  # the shipped DQN without its round's priority levels
 
     print(f"| family | load | {variant} avg / p95 / util | best heuristic | ratio |")
@@ -166,7 +168,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--rerun-heuristics", action="store_true")
     ap.add_argument("--families", default="deeprm,lab,lab-long,hpc,trace,swf")
-    ap.add_argument("--variant", choices=("dqn-bf", "dqn-no-aging", "orders"), default="dqn-bf")
+    ap.add_argument(
+        "--variant", choices=("dqn-bf", "dqn-bf-limit", "dqn-no-aging", "orders"), default="dqn-bf"
+    )
     args = ap.parse_args()
     if args.section == "diagnose":
         diagnose(args.seeds)

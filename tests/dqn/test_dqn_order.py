@@ -125,3 +125,20 @@ def test_bench_runs_dqn_bf_by_name_and_the_defaults_leave_it_out():
     rows = json.loads(res.stdout)
     assert [r["policy"] for r in rows] == ["dqn-bf", "sjf-bf"]
     assert rows[0]["finished"] == 60
+
+
+def test_the_long_job_limit_holds_a_long_job_that_fits():
+    from scheduler.model import RunningJob
+
+    cap = Resources(10.0, 16384, 0)
+    busy = NodeView.empty("a", cap).allocate(Resources(4.0, 1024, 0), ())
+    running = (RunningJob("r", "a", Resources(4.0, 1024, 0), (), 0.0, 100_000.0),)
+    view = ClusterView((busy,), 100.0, running)
+    long_ = JobRequest("long", Resources(2.0, 512, 0), 36_000.0, submitted_at=50.0)
+    net = linear({5: -1.0})
+    assert [p.job_id for p in OrderBackfillPolicy(network=net).decide(view, [long_], 100.0)] == [
+        "long"
+    ]
+    held = OrderBackfillPolicy(network=net, long_share=0.4)
+    assert held.decide(view, [long_], 100.0) == []
+    assert "held back" in held.explain("long")
