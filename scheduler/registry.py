@@ -1,6 +1,7 @@
 """Policies by name: the bench and the dispatcher build them here.
 
-`make_policy("backfill", cost_weight=0.5)`; "dqn" is loaded lazily from `scheduler.policy:DQNPolicy`.
+`make_policy("backfill", cost_weight=0.5)`; "dqn" is loaded lazily from `scheduler.policy:DQNPolicy`,
+"dqn-bf" (experimental: a learned order under EASY backfilling) from `scheduler.dqn_order`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from scheduler.model import Policy
 POLICY_NAMES: tuple[str, ...] = (*HEURISTICS, "ilp", "dqn")
 """Every policy by name: the one list the CLI, settings and the console offer."""
 
+EXPERIMENTAL_POLICIES: tuple[str, ...] = ("dqn-bf",)
+"""Built by name and accepted by `bench --policies`, but not offered by settings, the console or
+the autopilot, and not run by default: they do not meet issue 17's aims (`docs/benchmarks.md`)."""
+
 BENCH_DEFAULT_POLICIES: tuple[str, ...] = POLICY_NAMES
 """What `bench` compares when no --policies are given: all of them, the DQN and the ILP too."""
 
@@ -22,6 +27,15 @@ def make_policy(name: str, **options: Any) -> Policy:
     """A fresh policy called `name` with `options`; ValueError for an unknown name, bad options
     or a policy that cannot be loaded."""
     key = name.strip().lower()
+    if key == "dqn-bf":
+        from scheduler.dqn_order import OrderBackfillPolicy, OrderWeightsError
+
+        try:
+            return OrderBackfillPolicy(**options)
+        except OrderWeightsError as exc:
+            raise ValueError(f"policy 'dqn-bf' is not available: {exc}") from exc
+        except TypeError as exc:
+            raise ValueError(f"bad options for policy 'dqn-bf': {exc}") from exc
     if key not in POLICY_NAMES:
         raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICY_NAMES)}")
     try:
