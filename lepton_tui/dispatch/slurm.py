@@ -134,9 +134,9 @@ class SlurmHosts:
         for t, st in statuses.items():
             if st.get("refused") and owners.get(t):
                 refused.setdefault(str(owners[t]), []).append(str(st["slurm_id"]))
-        for owner, sids in refused.items():  # taken out of Slurm's queue by their submitter
+        for owner, refused_ids in refused.items():  # taken out of Slurm's queue by their submitter
             try:
-                self.get(host, owner).cancel(sids)
+                self.get(host, owner).cancel(refused_ids)
             except (HostError, LeptonError) as exc:
                 log.warning("scancel on %s as %s failed: %s", host["name"], owner, exc)
         part = sp.partition
