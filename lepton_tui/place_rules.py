@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from lepton_tui import constraints as cons
-from lepton_tui.dispatch.view import host_capacity, job_resources
+from lepton_tui.cluster_view import host_capacity, job_resources
 from lepton_tui.ledger import Ledger
 from lepton_tui.sharing import lab_standings, limits
 from scheduler.fairshare import FairShare, Limits

@@ -56,8 +56,7 @@ class Service:
         # a caller the kernel named (lab mode) is that user, whatever `user` says
         self.identity = identity
         self.user = identity.user if identity is not None else (user or current_user())
-        if self.ledger.get_setting("owner") is None:
-            self.ledger.setdefault_setting("owner", self.user, actor=self.user)
+        self.ledger.claim_owner(self.user)
 
     @classmethod
     def open(

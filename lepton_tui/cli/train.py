@@ -354,7 +354,7 @@ def validation_set(kinds: tuple[str, ...], train_tasks: list, small: bool = Fals
 def ledger_workload(home: str | None):
     """The lab's own history as a workload: each job that ran to the end, arriving when it was
     submitted, with its request and its real runtime (last finished attempt); hosts as nodes."""
-    from lepton_tui.dispatch.view import DEFAULT_EST_RUNTIME_S
+    from lepton_tui.cluster_view import DEFAULT_EST_RUNTIME_S
     from lepton_tui.service import Service
     from scheduler.model import Job, Node, Resources, Workload
 
