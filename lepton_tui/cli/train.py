@@ -361,16 +361,8 @@ def ledger_workload(home: str | None):
     svc = Service.open(home)
     try:
         ledger = svc.ledger
-        rows = ledger.query(
-            "SELECT j.id, j.cpus, j.mem_mb, j.gpus, j.gpu_mem_mb, j.priority, j.user, j.project,"
-            " j.submitted_at, j.time_limit_s, a.started_at, a.ended_at FROM jobs j"
-            " JOIN attempts a ON a.job_id = j.id"
-            " WHERE a.started_at IS NOT NULL AND a.ended_at > a.started_at"
-            " AND a.exit_code IS NOT NULL ORDER BY j.submitted_at, a.id"
-        )
-        hosts = ledger.query(
-            "SELECT name, cpus, mem_mb, gpus, gpu_mem_mb FROM hosts WHERE cpus > 0"
-        )
+        rows = ledger.finished_runs()
+        hosts = ledger.sized_hosts()
     finally:
         svc.close()
     if not hosts:
