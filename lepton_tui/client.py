@@ -444,6 +444,13 @@ class LabClient:
         finally:
             self.timeout = before
 
+    def autopilot_round(self) -> dict[str, Any]:  # the policy autopilot
+        before, self.timeout = self.timeout, max(self.timeout, 300.0)  # a round replays history
+        try:
+            return dict(self.call("autopilot_round"))
+        finally:
+            self.timeout = before
+
     # -- lab mode's logins (jobs run as their submitter; lepton_tui.logins) --
 
     def check_login(self, name: str, user: str | None = None) -> dict[str, Any]:

@@ -123,13 +123,7 @@ def outside_use(
 ) -> dict[str, tuple[tuple[int, ...], tuple[bool, ...]]]:
     """{host: (outside MB per GPU, busy outside per GPU)} from each host's latest GPU sample,
     for hosts where some GPU is used by processes lepton did not start."""
-    rows = ledger.query(
-        "SELECT s.host, s.gpu_index, s.util_percent, s.gpu_mem_used_mb, s.gpu_mem_total_mb "
-        "FROM samples s JOIN (SELECT host, MAX(at) AS at FROM samples WHERE resolution = 0 "
-        "AND gpu_index >= 0 AND at >= ? GROUP BY host) m ON s.host = m.host AND s.at = m.at "
-        "WHERE s.resolution = 0 AND s.gpu_index >= 0",
-        (now - SAMPLE_FRESH_S,),
-    )
+    rows = ledger.latest_gpu_samples(now - SAMPLE_FRESH_S)
     return outside_of(rows, hosts, attempts) if rows else {}
 
 
@@ -180,9 +174,7 @@ def outside_gpus(
     ledger: Ledger, hosts: Sequence[Mapping[str, Any]], now: float
 ) -> dict[str, list[dict[str, Any]]]:
     """{host: [{gpu, outside_mb, busy}]} for `hosts ls` and the fleet panel."""
-    attempts = ledger.query(
-        "SELECT host, gpu_ids, gpus, gpu_mem_mb FROM attempts WHERE state IN ('starting', 'running')"
-    )
+    attempts = ledger.active_gpu_holds()
     out: dict[str, list[dict[str, Any]]] = {}
     for name, (mbs, hot) in outside_use(ledger, hosts, attempts, now).items():
         out[name] = [

@@ -124,15 +124,10 @@ class DemoDriver:
     def _setup(self, workload: Any) -> None:
         ledger = self.svc.ledger
         with ledger.tx():
-            for key, value in (("lab_name", "demo-lab"), ("policy", self.policy_name)):
-                ledger.execute(
-                    "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
-                    (key, f'"{value}"'),
-                )
+            ledger.seed_demo_settings({"lab_name": "demo-lab", "policy": self.policy_name})
             for i, node in enumerate(workload.nodes):
                 cap = node.capacity
-                ledger.insert(
-                    "hosts",
+                ledger.seed_demo_host(
                     {
                         "name": node.id, "address": f"10.0.0.{10 + i}",
                         "port": 22, "user": "lab", "transport": "ssh", "state": "up",
@@ -143,9 +138,9 @@ class DemoDriver:
                         "host_key_type": "ssh-ed25519",
                         "host_key_fingerprint": "SHA256:demo-" + node.id,
                     },
+                    node.price_per_hour,
+                    self.epoch,
                 )  # fmt: skip
-                ledger.insert("prices", {"host": node.id, "effective_from": self.epoch,
-                                         "price_per_hour": node.price_per_hour, "set_by": "demo"})  # fmt: skip
                 ledger.event("host.added", f"host {node.id} added (demo)", host=node.id,
                              actor="demo", at=self.epoch)  # fmt: skip
 
@@ -205,8 +200,7 @@ class DemoDriver:
             token = self._tokens.pop(sim_id, None)
             if token is None:
                 continue
-            job = ledger.query_one("SELECT state FROM jobs WHERE id = ?", (self._ids[sim_id],))
-            cancelled = job is not None and job["state"] == "cancelling"
+            cancelled = ledger.job_state(self._ids[sim_id]) == "cancelling"
             try:
                 ledger.transition_attempt(
                     token,
@@ -221,7 +215,7 @@ class DemoDriver:
 
     def _decide(self, sim: Any, policy: Any) -> None:
         ledger = self.svc.ledger
-        live = {r["id"] for r in ledger.query("SELECT id FROM jobs WHERE state = 'queued'")}
+        live = ledger.queued_job_ids()
         pending = [r for r in sim.pending() if self._ids.get(r.id) in live]
         if not pending:
             return
@@ -238,19 +232,14 @@ class DemoDriver:
                 ledger.transition_attempt(token, "running", job_state="running", actor="demo",
                                           started_at=now, job_fields={"started_at": now})  # fmt: skip
                 self._tokens[p.job_id] = token
-                ledger.insert("decisions", {
-                    "at": now, "policy": policy.name, "job_id": job_id, "host": p.node_id,
-                    "placed": 1, "explanation": policy.explain(p.job_id),
-                })  # fmt: skip
+                ledger.record_decision(now, policy.name, job_id, p.node_id,
+                                       policy.explain(p.job_id))  # fmt: skip
             for r in pending[:8]:
                 if r.id in placed:
                     continue
                 why = policy.explain(r.id) or "waiting for room"
                 ledger.set_job_reason(self._ids[r.id], why)
-                ledger.insert("decisions", {
-                    "at": now, "policy": policy.name, "job_id": self._ids[r.id], "host": None,
-                    "placed": 0, "explanation": why,
-                })  # fmt: skip
+                ledger.record_decision(now, policy.name, self._ids[r.id], None, why)
 
     # -- samples -------------------------------------------------------------------------------
 
@@ -271,8 +260,8 @@ class DemoDriver:
                 at = self.epoch + s
                 for node in view.nodes:
                     self._sample_node(node, at)
-                ledger.execute("UPDATE hosts SET last_seen = ? WHERE state = 'up'", (at,))
-            ledger.execute("DELETE FROM samples WHERE at < ?", (self.epoch + t - KEEP_SAMPLES_S,))
+                ledger.mark_up_hosts_seen(at)
+            ledger.drop_samples_before(self.epoch + t - KEEP_SAMPLES_S)
         self._last_sample = stamps[-1]
 
     def _sample_node(self, node: Any, at: float) -> None:
@@ -280,12 +269,12 @@ class DemoDriver:
         cap, free = node.capacity, node.free
         cpu_share = 1 - free.cpus / cap.cpus if cap.cpus else 0
         mem_share = 1 - free.mem_mb / cap.mem_mb if cap.mem_mb else 0
-        self.svc.ledger.insert("samples", {
+        self.svc.ledger.insert_samples([{
             "host": node.id, "gpu_index": -1, "at": at, "resolution": 0,
             "cpu_percent": min(100.0, 3 + 90 * cpu_share + rng.uniform(-3, 3)),
             "mem_used_mb": cap.mem_mb * min(1.0, 0.04 + 0.8 * mem_share),
             "mem_total_mb": cap.mem_mb, "load1": cap.cpus * cpu_share * rng.uniform(0.8, 1.1),
-        })  # fmt: skip
+        }])  # fmt: skip
         per_gpu = cap.gpu_mem_mb // cap.gpus if cap.gpus else 0
         for g in range(cap.gpus):
             whole = g not in node.free_gpu_ids
@@ -300,12 +289,12 @@ class DemoDriver:
             else:
                 util = rng.uniform(0, 2)
                 mem = per_gpu * 0.005
-            self.svc.ledger.insert("samples", {
+            self.svc.ledger.insert_samples([{
                 "host": node.id, "gpu_index": g, "at": at, "resolution": 0,
                 "util_percent": util, "gpu_mem_used_mb": mem, "gpu_mem_total_mb": per_gpu,
                 "temperature_c": 33 + util * 0.45 + rng.uniform(-1, 1),
                 "power_w": 60 + util * 3.3 + rng.uniform(-5, 5),
-            })  # fmt: skip
+            }])  # fmt: skip
 
 
 def _command(kind: str, sim_id: Any) -> str:

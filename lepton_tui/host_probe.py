@@ -24,13 +24,7 @@ def probe_host(ledger: Ledger, known_hosts: Path, name: str, timeout: float) -> 
         sample = dispatch_slurm.probe(row, known_hosts, timeout)
         return {"kind": "slurm", "sample": sample, "lines": dispatch_slurm.probe_lines(sample)}
     spec = spec_from_row(row)
-    tokens = [
-        r["token"]
-        for r in ledger.query(
-            "SELECT token FROM attempts WHERE host = ? AND state IN ('starting', 'running')",
-            (row["name"],),
-        )
-    ]
+    tokens = ledger.active_tokens(row["name"])
     options = (
         ssh_options(row, {"connect_timeout": min(timeout, 10.0)}) if spec.transport == "ssh" else {}
     )

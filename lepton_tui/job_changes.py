@@ -19,7 +19,7 @@ def unfit_reason(ledger: Ledger, spec: JobSpec) -> str | None:
     """`unschedulable: fits no host (needs 1 GPUs, ...)` when no host, even empty, could run
     `spec`; None when one could, and when that is not known yet (no hosts, or one whose
     capacity was never probed)."""
-    from lepton_tui.dispatch.view import host_capacity, job_resources, unschedulable_reason
+    from lepton_tui.cluster_view import host_capacity, job_resources, unschedulable_reason
     from scheduler.model import fits_empty
 
     hosts = ledger.hosts()

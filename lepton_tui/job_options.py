@@ -154,19 +154,17 @@ def store(ledger: Ledger, job_id: int, spec: dict[str, Any], user: str) -> None:
     the spec's, else the user's default from `lepton-tui notify set`."""
     events = spec.get("notify_on")
     if events is None:
-        row = ledger.query_one("SELECT notify_on FROM notify_users WHERE user = ?", (user,))
-        events = parse_notify_on(row["notify_on"]) if row and row["notify_on"] else []
-    ledger.execute(
-        "UPDATE jobs SET notify_on = ?, requeue_on_timeout = ?, max_requeues = ?, signal = ?, "
-        "kind = ? WHERE id = ?",
-        (
-            ",".join(events) or None,
-            1 if spec.get("requeue_on_timeout") else 0,
-            int(spec.get("max_requeues") or DEFAULT_MAX_REQUEUES),
-            spec.get("signal"),
-            spec.get("kind") or "batch",
-            job_id,
-        ),
+        row = ledger.notify_user(user)
+        events = parse_notify_on(row["notify_on"]) if row.get("notify_on") else []
+    ledger.set_job_options(
+        job_id,
+        {
+            "notify_on": ",".join(events) or None,
+            "requeue_on_timeout": 1 if spec.get("requeue_on_timeout") else 0,
+            "max_requeues": int(spec.get("max_requeues") or DEFAULT_MAX_REQUEUES),
+            "signal": spec.get("signal"),
+            "kind": spec.get("kind") or "batch",
+        },
     )
 
 

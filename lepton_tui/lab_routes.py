@@ -287,6 +287,9 @@ CALLS.update({
     ),
     "resolve_jobs": lambda svc, ref, live=False: svc.resolve_jobs(str(ref), bool(live)),
 })  # fmt: skip
+# -- the policy autopilot (service.py decides who may run a round) --
+CALLS["autopilot_round"] = lambda svc: svc.autopilot_round()
+
 _LIST_JOBS_ARGS = {"all_states", "user", "project", "states", "limit", "offset"}
 _COUNT_JOBS_ARGS = {"all_states", "user", "project", "states"}
 _EVENTS_ARGS = {"limit", "job_id", "user", "since"}

@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lepton_tui.errors import IllegalTransition, LedgerError, NotFound
+from lepton_tui.ledger_demo import DemoRecords
 from lepton_tui.ledger_dispatch import DispatchRecords
+from lepton_tui.ledger_lab import LabRecords
 from lepton_tui.ledger_service import ServiceRecords
 from lepton_tui.ledger_views import ViewRecords
 from lepton_tui.paths import create_private_file, make_state_dir
@@ -60,7 +62,7 @@ def _now() -> float:
     return time.time()
 
 
-class Ledger(DispatchRecords, ServiceRecords, ViewRecords):
+class Ledger(DispatchRecords, ServiceRecords, ViewRecords, LabRecords, DemoRecords):
     """One ledger file. Thread-safe: a connection per thread, writes serialised by SQLite."""
 
     def __init__(self, path: Path | str, clock: Callable[[], float] = _now) -> None:

@@ -49,11 +49,19 @@ class _Store(Protocol):
     path: Path
     clock: Callable[[], float]
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor: ...
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
-    def query_one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None: ...
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor: ...
+    def query(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+    ) -> list[dict[str, Any]]: ...
+    def query_one(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+    ) -> dict[str, Any] | None: ...
+    @property
+    def conn(self) -> sqlite3.Connection: ...
     def insert(self, table: str, row: dict[str, Any]) -> int: ...
     def update(self, table: str, key: Any, values: dict[str, Any], pk: str = "id") -> None: ...
+    def get_setting(self, key: str, default: Any = None) -> Any: ...
+    def setdefault_setting(self, key: str, value: Any, actor: str | None = None) -> Any: ...
 
 
 class DispatchRecords:
@@ -246,7 +254,42 @@ class DispatchRecords:
                     out[token] = (int(job_id), sid, float(created or 0))
         return out
 
+    def attempt_owners(self: _Store, tokens: Sequence[str]) -> dict[str, str]:
+        """token -> the user who queued its job, read through a short-lived read-only
+        connection of its own (safe from the fan-out threads, as `attempt_refs`)."""
+        out: dict[str, str] = {}
+        if not tokens:
+            return out
+        uri = f"file:{self.path}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as conn:
+            for i in range(0, len(tokens), _CHUNK):
+                chunk = list(tokens[i : i + _CHUNK])
+                marks = ",".join("?" * len(chunk))
+                for token, user in conn.execute(
+                    "SELECT a.token, j.user FROM attempts a JOIN jobs j ON j.id = a.job_id "
+                    f"WHERE a.token IN ({marks})",
+                    chunk,
+                ):
+                    out[str(token)] = str(user)
+        return out
+
     # -- writes (inside the caller's transaction) ----------------------------------------------
+
+    def note_slurm_pending(self: _Store, job_id: int, reason: str) -> None:
+        """A `starting` job waits in Slurm's queue: Slurm's pending reason is its own."""
+        self.execute(
+            "UPDATE jobs SET reason = ? WHERE id = ? AND state = 'starting' "
+            "AND (reason IS NULL OR reason != ?)",
+            (reason, job_id, reason),
+        )
+
+    def clear_slurm_pending(self: _Store, job_id: int, prefix: str) -> None:
+        """A job Slurm runs (or ended) loses the pending reason starting with `prefix`."""
+        self.execute(
+            "UPDATE jobs SET reason = NULL WHERE id = ? AND state IN ('starting', 'running') "
+            "AND reason LIKE ?",
+            (job_id, prefix + "%"),
+        )
 
     def mark_cancel_sent(self: _Store, token: str, at: float) -> None:
         """The cancel of an attempt went out (`serve --once` must not TERM again each run)."""

@@ -91,6 +91,11 @@ class ServiceRecords:
         row = self.query_one(f"SELECT COUNT(*) AS n FROM jobs{where}", params)
         return int(row["n"]) if row else 0
 
+    def claim_owner(self: _Store, user: str) -> None:
+        """Make `user` the ledger's owner (an admin) if it has none yet: whoever opens it first."""
+        if self.get_setting("owner") is None:
+            self.setdefault_setting("owner", user, actor=user)
+
     def job_counts(self: _Store) -> dict[str, int]:
         """How many jobs are in each state."""
         rows = self.query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")

@@ -57,3 +57,19 @@ class ViewRecords:
             "SELECT cpus, mem_mb, gpus, gpu_mem_mb, COUNT(*) AS n FROM jobs WHERE state = 'queued' "
             "GROUP BY cpus, mem_mb, gpus, gpu_mem_mb"
         )
+
+    # -- training on the lab's own history (`lepton-tui train --from-ledger`) ------------------
+
+    def finished_runs(self: _Store) -> list[dict[str, Any]]:
+        """Each attempt that ran to an exit code, with its job's request, oldest job first."""
+        return self.query(
+            "SELECT j.id, j.cpus, j.mem_mb, j.gpus, j.gpu_mem_mb, j.priority, j.user, j.project,"
+            " j.submitted_at, j.time_limit_s, a.started_at, a.ended_at FROM jobs j"
+            " JOIN attempts a ON a.job_id = j.id"
+            " WHERE a.started_at IS NOT NULL AND a.ended_at > a.started_at"
+            " AND a.exit_code IS NOT NULL ORDER BY j.submitted_at, a.id"
+        )
+
+    def sized_hosts(self: _Store) -> list[dict[str, Any]]:
+        """The hosts whose capacity is known: name, CPUs, memory, GPUs."""
+        return self.query("SELECT name, cpus, mem_mb, gpus, gpu_mem_mb FROM hosts WHERE cpus > 0")

@@ -152,7 +152,7 @@ def lab_key_of(svc: Any) -> Path | None:
 
 def job_owner(ledger: Any, job_id: int) -> str | None:
     """Who queued job `job_id` (whom its attempts run as in lab mode)."""
-    row = ledger.query_one("SELECT user FROM jobs WHERE id = ?", (job_id,))
+    row = ledger.job_owner(job_id)
     return str(row["user"]) if row else None
 
 
@@ -173,15 +173,8 @@ def record_login(
     """Store whether `user` can be reached on `host` (an event when that changes)."""
     now = ledger.clock() if now is None else now
     with ledger.tx():
-        before = ledger.query_one(
-            "SELECT ok FROM host_logins WHERE host = ? AND user = ?", (host, user)
-        )
-        ledger.execute(
-            "INSERT INTO host_logins (host, user, ok, checked_at, how, error) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(host, user) DO UPDATE SET ok = excluded.ok, "
-            "checked_at = excluded.checked_at, how = excluded.how, error = excluded.error",
-            (host, user, int(ok), now, how, (error or "")[:500] or None),
-        )
+        before = ledger.host_login(host, user)
+        ledger.save_host_login(host, user, ok, now, how, (error or "")[:500] or None)
         if before is None or bool(before["ok"]) != ok:
             said = "can" if ok else "cannot"
             ledger.event(
@@ -193,7 +186,7 @@ def record_login(
 
 def login_records(ledger: Any) -> dict[tuple[str, str], dict[str, Any]]:
     """Every (host, user) record."""
-    return {(r["host"], r["user"]): r for r in ledger.query("SELECT * FROM host_logins")}
+    return {(r["host"], r["user"]): r for r in ledger.host_logins()}
 
 
 def can_run(
@@ -340,9 +333,7 @@ def set_run_as(svc: Any, name: str, mode: str) -> dict[str, Any]:
     if (row.get("transport") or "ssh") == "local":
         raise ValidationError(f"{name} is a local host: it runs jobs as the service account")
     with svc.ledger.tx():
-        svc.ledger.update("hosts", row["id"], {"run_as": mode})
-        # what was learnt of this host's logins was learnt the other way
-        svc.ledger.execute("DELETE FROM host_logins WHERE host = ?", (name,))
+        svc.ledger.set_run_as(name, mode)  # and forgets what was learnt the other way
         svc.ledger.event(
             "host.run_as", f"host {name} starts other users' jobs with {mode}", host=name,
             actor=svc.user, data={"run_as": mode},
@@ -354,9 +345,7 @@ def logins_of(svc: Any, user: str | None = None) -> list[dict[str, Any]]:
     """The (host, user) records, one user's (default: the caller's) unless the caller is an
     admin asking for all (`user` "*")."""
     user = user or svc.user  # another user's, or "*": `Service.logins` allowed it (admins)
-    if user == "*":
-        return svc.ledger.query("SELECT * FROM host_logins ORDER BY host, user")
-    return svc.ledger.query("SELECT * FROM host_logins WHERE user = ? ORDER BY host", (user,))
+    return svc.ledger.host_logins(None if user == "*" else user)
 
 
 def lab_onboard_args(svc: Any, args: dict[str, Any]) -> dict[str, Any]:

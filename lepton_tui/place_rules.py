@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from lepton_tui import constraints as cons
-from lepton_tui.dispatch.view import host_capacity, job_resources
+from lepton_tui.cluster_view import host_capacity, job_resources
 from lepton_tui.ledger import Ledger
 from lepton_tui.sharing import lab_standings, limits
 from scheduler.fairshare import FairShare, Limits
@@ -50,11 +50,7 @@ class PlaceRules:
     ) -> PlaceRules:
         """The round's rules for these pending jobs (ordered as the dispatcher read them)."""
         self = cls()
-        active = ledger.query(
-            "SELECT a.host, a.gpu_ids, a.cpus, a.gpus, a.gpu_mem_mb, j.user, j.project, "
-            "j.array_id FROM attempts a JOIN jobs j ON j.id = a.job_id "
-            "WHERE a.state IN ('starting', 'running')"
-        )
+        active = ledger.active_usage()
         self.outside = cons.outside_use(ledger, hosts, active, now)
         self.limits = Limits(limits(ledger))
         for a in active:

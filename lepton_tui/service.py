@@ -56,8 +56,7 @@ class Service:
         # a caller the kernel named (lab mode) is that user, whatever `user` says
         self.identity = identity
         self.user = identity.user if identity is not None else (user or current_user())
-        if self.ledger.get_setting("owner") is None:
-            self.ledger.setdefault_setting("owner", self.user, actor=self.user)
+        self.ledger.claim_owner(self.user)
 
     @classmethod
     def open(
@@ -192,14 +191,8 @@ class Service:
             job["env_hidden"] = True
         return job
 
-    def read_log(
-        self,
-        job_id: int,
-        stream: str = "stdout",
-        follow: bool = False,
-        attempt_no: int | None = None,
-        **options: Any,
-    ) -> Iterator[str]:
+    def read_log(self, job_id: int, stream: str = "stdout", follow: bool = False,
+                 attempt_no: int | None = None, **options: Any) -> Iterator[str]:  # fmt: skip
         """A job's log as it is read from its host (owner and admins only)."""
         from lepton_tui.logs import follow_log
 
@@ -232,16 +225,9 @@ class Service:
         """The jobs `iter_jobs` reads, as a list."""
         return list(self.iter_jobs(**filters))
 
-    def iter_jobs(
-        self,
-        *,
-        all_states: bool = False,
-        user: str | None = None,
-        project: str | None = None,
-        states: Sequence[str] | None = None,
-        limit: int | None = 1000,
-        offset: int = 0,
-    ) -> Iterator[dict[str, Any]]:
+    def iter_jobs(self, *, all_states: bool = False, user: str | None = None,
+                  project: str | None = None, states: Sequence[str] | None = None,
+                  limit: int | None = 1000, offset: int = 0) -> Iterator[dict[str, Any]]:  # fmt: skip
         """Jobs, by default only those not ended (queued, starting, running, cancelling), read
         row by row (a long listing is written as it is read, never held whole).
 
@@ -538,6 +524,16 @@ class Service:
 
         timeout = float(parse_number(timeout, "timeout", minimum=0.1, maximum=3600))
         return probe_host(self.ledger, self.known_hosts, str(name), timeout)
+
+    # -- the policy autopilot (lepton_tui.autopilot) --
+
+    def autopilot_round(self) -> dict[str, Any]:
+        """Run an autopilot round now (admins): replay, choose, record; then its summary."""
+        from lepton_tui import autopilot as ap
+
+        self.require_admin("run an autopilot round")
+        ap.run_round(self.ledger, actor=self.user)
+        return ap.summary(self.ledger)
 
     # -- shared lab: fair share, limits, labels, arrays (issue 19) ---------------------------
 

@@ -10,7 +10,6 @@ half-life setting `fairshare_half_life_s` (7 days by default).
 from __future__ import annotations
 
 import math
-import sqlite3
 import weakref
 from typing import Any
 
@@ -53,7 +52,7 @@ def share_config(ledger: Ledger, now: float | None = None) -> ShareConfig:
 
     users: dict[str, float] = {}
     projects: dict[str, float] = {}
-    for r in ledger.query("SELECT scope, name, shares FROM shares"):
+    for r in ledger.share_rows():
         (users if r["scope"] == "user" else projects)[r["name"]] = float(r["shares"])
     prices = lab_prices_at(ledger, now)
     gpu_w, cpu_w = float(prices.gpu_hour or 0), float(prices.cpu_hour or 0)
@@ -79,24 +78,7 @@ def usage(
         "now": now, "k": k, "since": now - HALF_LIVES_KEPT * config.half_life_s,
         "gw": config.gpu_hour / 3600.0, "cw": config.cpu_hour / 3600.0,
     }  # fmt: skip
-    sql = (
-        "SELECT j.user, j.project, SUM((CASE WHEN a.gpus > 0 THEN a.gpus "
-        "WHEN a.gpu_mem_mb > 0 AND h.gpus > 0 AND h.gpu_mem_mb > 0 "
-        "THEN MIN(1.0, a.gpu_mem_mb * h.gpus * 1.0 / h.gpu_mem_mb) ELSE 0 END * :gw "
-        "+ COALESCE(a.cpus, 0) * :cw) "
-        "* (exp(-:k * (:now - MIN(COALESCE(a.ended_at, :now), :now))) "
-        "- exp(-:k * (:now - MIN(a.started_at, :now))))) / :k AS amount "
-        "FROM attempts a JOIN jobs j ON j.id = a.job_id LEFT JOIN hosts h ON h.name = a.host "
-        "WHERE a.started_at IS NOT NULL AND (a.ended_at IS NULL OR a.ended_at >= :since) "
-        "AND COALESCE(a.ended_at, :now) > a.started_at GROUP BY j.user, j.project"
-    )
-    try:
-        rows = ledger.query(sql, params)
-    except sqlite3.OperationalError as exc:  # an SQLite built without its math functions
-        if "exp" not in str(exc):
-            raise
-        ledger.conn.create_function("exp", 1, math.exp, deterministic=True)
-        rows = ledger.query(sql, params)
+    rows = ledger.decayed_usage(params)
     users: dict[str, float] = {}
     projects: dict[str, float] = {}
     for r in rows:
@@ -119,10 +101,7 @@ def _usage_reused(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """`usage`, computed again when an attempt started or ended (or after USAGE_REUSE_S), else
     the last sum decayed to `now`."""
-    mark = ledger.query_one(
-        "SELECT (SELECT MAX(id) FROM attempts) AS last, (SELECT COUNT(*) FROM attempts "
-        "WHERE state IN ('starting', 'running')) AS active"
-    )
+    mark = ledger.usage_mark()
     key = (config, mark)
     hit = _usage_memo.get(ledger)
     if hit is not None and hit[1] == key and 0 <= now - hit[0] < USAGE_REUSE_S:
@@ -141,7 +120,7 @@ def lab_standings(
     now = ledger.clock() if now is None else now
     config = share_config(ledger, now)
     users, projects = (_usage_reused if reuse else usage)(ledger, config, now)
-    waiting = ledger.query("SELECT DISTINCT user, project FROM jobs WHERE state = 'queued'")
+    waiting = ledger.queued_owners()
     active_users = {r["user"] for r in waiting} | set(config.user_shares)
     active_projects = {r["project"] for r in waiting} | set(config.project_shares)
     return config, standings(users, projects, config, active_users, active_projects)
@@ -164,16 +143,11 @@ def set_shares(ledger: Ledger, scope: str, name: str, shares: Any, by: str) -> d
     scope, name = _check_scope(scope, name)
     with ledger.tx():
         if shares is None:
-            ledger.execute("DELETE FROM shares WHERE scope = ? AND name = ?", (scope, name))
+            ledger.delete_share(scope, name)
             value = 1.0
         else:
             value = float(parse_number(shares, "shares", minimum=0, maximum=MAX_SHARES))
-            ledger.execute(
-                "INSERT INTO shares (scope, name, shares, set_by, set_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (scope, name) DO UPDATE SET shares = excluded.shares, "
-                "set_by = excluded.set_by, set_at = excluded.set_at",
-                (scope, name, value, by, ledger.clock()),
-            )
+            ledger.save_share(scope, name, value, by)
         ledger.event("share.set", f"{scope} {name}: {value:g} shares (by {by})", actor=by,
                      data={"scope": scope, "name": name, "shares": value})  # fmt: skip
     return {"scope": scope, "name": name, "shares": value}
@@ -189,7 +163,7 @@ def limits(ledger: Ledger) -> list[Limit]:
             None if r["cpus"] is None else float(r["cpus"]),
             None if r["jobs"] is None else int(r["jobs"]),
         )  # fmt: skip
-        for r in ledger.query("SELECT * FROM limits ORDER BY scope DESC, name")
+        for r in ledger.limit_rows()
     ]
 
 
@@ -221,22 +195,16 @@ def set_limit(
             "give at least one of --gpus, --cpus, --jobs", "or --clear to remove the limits"
         )
     with ledger.tx():
-        row = ledger.query_one("SELECT * FROM limits WHERE scope = ? AND name = ?", (scope, name))
+        row = ledger.limit_row(scope, name)
         if clear:
             if row is None:
                 raise NotFound(f"{scope} {name} has no limits")
-            ledger.execute("DELETE FROM limits WHERE scope = ? AND name = ?", (scope, name))
+            ledger.delete_limit(scope, name)
             ledger.event("limit.cleared", f"{scope} {name}: limits removed (by {by})", actor=by,
                          data={"scope": scope, "name": name})  # fmt: skip
             return {"scope": scope, "name": name, "gpus": None, "cpus": None, "jobs": None}
         merged = {k: (values[k] if values[k] is not None else (row or {}).get(k)) for k in values}
-        ledger.execute(
-            "INSERT INTO limits (scope, name, gpus, cpus, jobs, set_by, set_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope, name) DO UPDATE SET "
-            "gpus = excluded.gpus, cpus = excluded.cpus, jobs = excluded.jobs, "
-            "set_by = excluded.set_by, set_at = excluded.set_at",
-            (scope, name, merged["gpus"], merged["cpus"], merged["jobs"], by, ledger.clock()),
-        )
+        ledger.save_limit(scope, name, merged, by)
         text = ", ".join(f"{k} {v:g}" for k, v in merged.items() if v is not None)
         ledger.event("limit.set", f"{scope} {name}: at most {text} at once (by {by})", actor=by,
                      data={"scope": scope, "name": name, **merged})  # fmt: skip

@@ -81,10 +81,6 @@ def autopilot(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def run(ctx: click.Context, as_json: bool) -> None:
     """Run a round now (admins): replay, choose, record (a pinned policy still runs)."""
-    from lepton_tui import autopilot as ap
-
     with service_for(ctx) as svc:
-        svc.require_admin("run an autopilot round")
-        ap.run_round(svc.ledger, actor=svc.user)
-        state = ap.summary(svc.ledger)
+        state = svc.autopilot_round()  # service.py decides who may
     echo_json(state) if as_json else _print(state)

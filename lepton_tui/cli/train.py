@@ -354,23 +354,15 @@ def validation_set(kinds: tuple[str, ...], train_tasks: list, small: bool = Fals
 def ledger_workload(home: str | None):
     """The lab's own history as a workload: each job that ran to the end, arriving when it was
     submitted, with its request and its real runtime (last finished attempt); hosts as nodes."""
-    from lepton_tui.dispatch.view import DEFAULT_EST_RUNTIME_S
+    from lepton_tui.cluster_view import DEFAULT_EST_RUNTIME_S
     from lepton_tui.service import Service
     from scheduler.model import Job, Node, Resources, Workload
 
     svc = Service.open(home)
     try:
         ledger = svc.ledger
-        rows = ledger.query(
-            "SELECT j.id, j.cpus, j.mem_mb, j.gpus, j.gpu_mem_mb, j.priority, j.user, j.project,"
-            " j.submitted_at, j.time_limit_s, a.started_at, a.ended_at FROM jobs j"
-            " JOIN attempts a ON a.job_id = j.id"
-            " WHERE a.started_at IS NOT NULL AND a.ended_at > a.started_at"
-            " AND a.exit_code IS NOT NULL ORDER BY j.submitted_at, a.id"
-        )
-        hosts = ledger.query(
-            "SELECT name, cpus, mem_mb, gpus, gpu_mem_mb FROM hosts WHERE cpus > 0"
-        )
+        rows = ledger.finished_runs()
+        hosts = ledger.sized_hosts()
     finally:
         svc.close()
     if not hosts:

@@ -56,7 +56,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from inventory.fanout import Ok
 from lepton_tui import paths
@@ -68,9 +68,9 @@ from lepton_tui.dispatch.lock import DispatcherLock
 from lepton_tui.dispatch.samples import compact_samples
 from lepton_tui.dispatch.view import FirstFitPolicy
 from lepton_tui.errors import LeptonError
-from lepton_tui.ledger import Ledger
+from lepton_tui.ledger import Ledger, open_ledger
+from lepton_tui.local_state import current_user
 from lepton_tui.rows import ActiveAttempt, AttemptRow
-from lepton_tui.service import Service
 
 log = logging.getLogger("lepton_tui.dispatcher")
 
@@ -88,12 +88,20 @@ DECISIONS_KEEP = 5000
 __all__ = ["Dispatcher", "DispatcherHandle", "DispatcherLock", "Stats", "TickResult"]
 
 
+class OpenLedger(Protocol):
+    """What the dispatcher takes from an open `lepton_tui.service.Service`: its ledger and state
+    directory (a protocol, so the dispatcher never imports the service above it)."""
+
+    ledger: Ledger
+    home: Path
+
+
 class Dispatcher:
     """The control loop over one ledger. Make one, take the lock, then `tick()` or `run()`."""
 
     def __init__(
         self,
-        home_or_service: Service | str | os.PathLike[str] | None = None,
+        home_or_service: OpenLedger | str | os.PathLike[str] | None = None,
         *,
         pool: HostPool | None = None,
         clock: Callable[[], float] = time.time,
@@ -101,14 +109,17 @@ class Dispatcher:
         before_launch: Callable[[list[ActiveAttempt]], None] | None = None,
         tick_s: float | None = None,
     ) -> None:
-        if isinstance(home_or_service, Service):
-            self.service = home_or_service
-            self._own_service = False
+        self.service: OpenLedger | None = None  # the caller's service, when given one
+        if home_or_service is None or isinstance(home_or_service, (str, os.PathLike)):
+            self.home = paths.state_dir(home_or_service)
+            self.ledger: Ledger = open_ledger(self.home / paths.LEDGER_FILE)
+            self.ledger.claim_owner(current_user())  # as `Service.open` would
+            self._own_ledger = True
         else:
-            self.service = Service.open(home_or_service)
-            self._own_service = True
-        self.ledger: Ledger = self.service.ledger
-        self.home = Path(self.service.home)
+            self.service = home_or_service
+            self.ledger = home_or_service.ledger
+            self.home = Path(home_or_service.home)
+            self._own_ledger = False
         self.clock = clock
         self.pool = pool or HostPool(self.home / paths.KNOWN_HOSTS_FILE)
         self.lock = DispatcherLock(self.home / paths.LOCK_FILE)
@@ -230,8 +241,8 @@ class Dispatcher:
         """Release the lock and connections."""
         self.lock.release()
         self.pool.close()
-        if self._own_service:
-            self.service.close()
+        if self._own_ledger:
+            self.ledger.close()
 
     def tick(self) -> TickResult:
         """One round: control, poll, record, fence, place, launch (the design's steps)."""

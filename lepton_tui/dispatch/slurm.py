@@ -27,7 +27,6 @@ import contextlib
 import dataclasses
 import logging
 import secrets
-import sqlite3
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
@@ -134,9 +133,9 @@ class SlurmHosts:
         for t, st in statuses.items():
             if st.get("refused") and owners.get(t):
                 refused.setdefault(str(owners[t]), []).append(str(st["slurm_id"]))
-        for owner, sids in refused.items():  # taken out of Slurm's queue by their submitter
+        for owner, refused_ids in refused.items():  # taken out of Slurm's queue by their submitter
             try:
-                self.get(host, owner).cancel(sids)
+                self.get(host, owner).cancel(refused_ids)
             except (HostError, LeptonError) as exc:
                 log.warning("scancel on %s as %s failed: %s", host["name"], owner, exc)
         part = sp.partition
@@ -422,23 +421,9 @@ def launch_key(host: str, owner: str | None) -> str:
 
 
 def attempt_owners(ledger: Ledger, tokens: Sequence[str]) -> dict[str, str]:
-    """token -> the user who queued its job, read through a short-lived read-only connection
-    of its own (safe from the dispatcher's fan-out threads, as `Ledger.attempt_refs`)."""
-    out: dict[str, str] = {}
-    if not tokens:
-        return out
-    with contextlib.closing(sqlite3.connect(f"file:{ledger.path}?mode=ro", uri=True,
-                                            timeout=30)) as conn:  # fmt: skip
-        for i in range(0, len(tokens), 500):
-            chunk = list(tokens[i : i + 500])
-            marks = ",".join("?" * len(chunk))
-            for token, user in conn.execute(
-                "SELECT a.token, j.user FROM attempts a JOIN jobs j ON j.id = a.job_id "
-                f"WHERE a.token IN ({marks})",
-                chunk,
-            ):
-                out[str(token)] = str(user)
-    return out
+    """token -> the user who queued its job (`Ledger.attempt_owners`: safe from the
+    dispatcher's fan-out threads)."""
+    return ledger.attempt_owners(tokens)
 
 
 def login_check(row: Mapping[str, Any], transport: Any, timeout: float = 30) -> Any:
@@ -476,14 +461,6 @@ def note_pending(ledger: Ledger, job_id: int, st: AttemptStatus) -> None:
     `Resources`, `Priority`, `QOSMaxJobsPerUserLimit`...) as its own reason while it waits,
     and loses it once Slurm runs it (no event: reasons change every tick)."""
     if st.state == "starting" and (st.reason or "").startswith(PENDING_PREFIX):
-        ledger.execute(
-            "UPDATE jobs SET reason = ? WHERE id = ? AND state = 'starting' "
-            "AND (reason IS NULL OR reason != ?)",
-            (st.reason, job_id, st.reason),
-        )
+        ledger.note_slurm_pending(job_id, str(st.reason))
     elif st.state != "starting":
-        ledger.execute(
-            "UPDATE jobs SET reason = NULL WHERE id = ? AND state IN ('starting', 'running') "
-            "AND reason LIKE ?",
-            (job_id, PENDING_PREFIX + "%"),
-        )
+        ledger.clear_slurm_pending(job_id, PENDING_PREFIX)

@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from lepton_tui.dispatch.view import build_view, job_request
+from lepton_tui.cluster_view import build_view, job_request
 from lepton_tui.economics import store
 from lepton_tui.economics.prices import get_currency, prices_at
 from lepton_tui.ledger import Ledger

@@ -66,8 +66,8 @@ def tick_until(
         if done():
             return ticks
         time.sleep(pause)
-    waits = {j["id"]: j["reason"] for j in d.service.ledger.queued_jobs()}
-    raise AssertionError(f"not done after {timeout}s: {d.service.job_counts()}; waiting: {waits}")
+    waits = {j["id"]: j["reason"] for j in d.ledger.queued_jobs()}
+    raise AssertionError(f"not done after {timeout}s: {d.ledger.job_counts()}; waiting: {waits}")
 
 
 def wait_until(done: Callable[[], bool], timeout: float = 60.0, pause: float = 0.1) -> None:
