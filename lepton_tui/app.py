@@ -11,6 +11,7 @@ never waits on SQLite, the socket or SSH. The console never imports torch.
 from __future__ import annotations
 
 import errno
+import gc
 import shutil
 import tempfile
 import threading
@@ -35,6 +36,12 @@ from themes import CSS_PATHS, CYCLE, DEFAULT_THEME, THEMES
 
 NO_DISPATCHER = "no dispatcher is running: jobs wait until `lepton-tui serve` runs"
 MAX_THEME_SHOWN = 40  # an unknown theme's name is cut to this in its warning
+# The collector's thresholds once the console has shown its first data (Python's are 700, 10, 10).
+# A refresh allocates some 100,000 short-lived objects; at Python's thresholds that set off a full
+# collection every few refreshes, each scanning the whole of Textual and Rich: 50 to 200 ms with
+# the event loop stopped (a key press waits). The console freezes what it holds after start-up
+# (`gc.freeze`: never scanned again) and collects the young generation less often.
+GC_THRESHOLDS = (10_000, 50, 100)
 
 SCREEN_KEYS = {
     "overview": ("1", "Overview: fleet, queue and cost"),
@@ -134,6 +141,7 @@ class LeptonApp(App[None]):
         # Whether this machine is a host already, as the last header read said (the command
         # palette offers "Add this machine" only while it is not).
         self.local_host_added = False
+        self._gc_before: tuple[int, int, int] | None = None  # thresholds to restore at exit
         for t in THEMES:
             self.register_theme(t)
 
@@ -252,6 +260,22 @@ class LeptonApp(App[None]):
     def on_unmount(self) -> None:
         self.shutdown()
 
+    def settle_memory(self) -> None:
+        """Once the first data is shown: freeze what start-up made and collect less often
+        (`GC_THRESHOLDS`); `shutdown` undoes it (tests run many consoles in one process)."""
+        if self._gc_before is not None:
+            return
+        self._gc_before = gc.get_threshold()
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
+
+    def _restore_memory(self) -> None:
+        before, self._gc_before = self._gc_before, None
+        if before is not None:
+            gc.set_threshold(*before)
+            gc.unfreeze()
+
     def shutdown(self) -> None:
         """Stop the demo or dispatcher thread, close the ledger, remove temporary state."""
         if self.demo_driver is not None:
@@ -265,6 +289,7 @@ class LeptonApp(App[None]):
             except Exception:  # noqa: BLE001 - leaving anyway
                 pass
         self.svc.close()
+        self._restore_memory()
         for path in self._cleanup:
             shutil.rmtree(path, ignore_errors=True)
         self._cleanup = []

@@ -188,6 +188,8 @@ class LiveScreen(Screen):
         self.last_error = None
         self.app.link_ok()
         self.show(message.data)
+        if self.loads == 1:
+            self.app.settle_memory()
         if not self._streams():
             self._arm()
 

@@ -85,3 +85,35 @@ def test_a_remembered_fleet_is_the_fleet_a_full_read_sees(busy: Service) -> None
         assert kept["node03"].gpus == fresh["node03"].gpus
         assert kept["node03"].cpu_percent == fresh["node03"].cpu_percent
         assert kept == fresh  # the other hosts' samples age out the same way
+
+
+async def test_refreshes_run_no_full_collection(make_tui, lab: Path) -> None:
+    """A full collection stops the event loop for as long as it scans everything Textual holds;
+    once the console shows data, what start-up made is frozen and refreshes collect young
+    objects only. Exit restores the collector (tests run many consoles in one process)."""
+    import gc
+
+    from lepton_tui.app import GC_THRESHOLDS
+    from tests.tui.conftest import loaded
+
+    before = gc.get_threshold()
+    full: list[int] = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full.append(info["generation"])
+
+    app = make_tui(lab)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == GC_THRESHOLDS
+        gc.callbacks.append(count)
+        try:
+            for n in range(2, 12):
+                app.screen.reload()
+                await loaded(pilot, n)
+        finally:
+            gc.callbacks.remove(count)
+    assert full == []
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
