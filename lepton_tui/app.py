@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
@@ -42,6 +42,13 @@ MAX_THEME_SHOWN = 40  # an unknown theme's name is cut to this in its warning
 # the event loop stopped (a key press waits). The console freezes what it holds after start-up
 # (`gc.freeze`: never scanned again) and collects the young generation less often.
 GC_THRESHOLDS = (10_000, 50, 100)
+# A refresh worker steps aside while the user acts: between the pieces of a read, and before it
+# hands its data over, it sleeps (the GIL released) until the last key press, click or scroll has
+# been drawn and is INPUT_QUIET_S old, so the event loop answers without sharing the interpreter
+# and before it patches the refresh in; at most YIELD_MAX_S per pause.
+INPUT_QUIET_S = 0.03
+YIELD_MAX_S = 0.5
+_INPUT_EVENTS = (events.Key, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp)
 
 SCREEN_KEYS = {
     "overview": ("1", "Overview: fleet, queue and cost"),
@@ -142,6 +149,10 @@ class LeptonApp(App[None]):
         # palette offers "Add this machine" only while it is not).
         self.local_host_added = False
         self._gc_before: tuple[int, int, int] | None = None  # thresholds to restore at exit
+        self.input_at = float("-inf")  # monotonic time of the last key press, click or scroll
+        self._inputs = self._inputs_drawn = 0  # input events seen; of them, drawn since
+        if isinstance(self.source, LedgerSource):
+            self.source.pause = self.yield_to_input
         for t in THEMES:
             self.register_theme(t)
 
@@ -259,6 +270,31 @@ class LeptonApp(App[None]):
 
     def on_unmount(self) -> None:
         self.shutdown()
+
+    async def on_event(self, event: events.Event) -> None:
+        if not isinstance(event, _INPUT_EVENTS):
+            await super().on_event(event)
+            return
+        self.input_at = time.monotonic()
+        self._inputs += 1
+        seen = self._inputs
+        await super().on_event(event)
+        self.call_after_refresh(self._input_drawn, seen)
+
+    def _input_drawn(self, seen: int) -> None:
+        self._inputs_drawn = max(self._inputs_drawn, seen)
+
+    def yield_to_input(self) -> None:
+        """Called by refresh workers (never on the event loop): wait while the user's last input
+        is not drawn yet or younger than `INPUT_QUIET_S`, at most `YIELD_MAX_S`."""
+        deadline = time.monotonic() + YIELD_MAX_S
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            if self._inputs_drawn >= self._inputs and now - self.input_at >= INPUT_QUIET_S:
+                return
+            time.sleep(0.002)
 
     def settle_memory(self) -> None:
         """Once the first data is shown: freeze what start-up made and collect less often

@@ -179,6 +179,7 @@ class LiveScreen(Screen):
     def _load(self) -> None:
         worker = get_current_worker()
         data = self.load()
+        self.app.yield_to_input()  # a key press is drawn before the refresh is patched in
         if not worker.is_cancelled:
             self.post_message(self.Loaded(data))
 
