@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import gc
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -42,6 +43,10 @@ MAX_THEME_SHOWN = 40  # an unknown theme's name is cut to this in its warning
 # the event loop stopped (a key press waits). The console freezes what it holds after start-up
 # (`gc.freeze`: never scanned again) and collects the young generation less often.
 GC_THRESHOLDS = (10_000, 50, 100)
+# How long a thread may hold the interpreter while another waits for it (Python's is 5 ms). The
+# event loop needs it several times to take in a key press and draw it while a refresh worker
+# runs; on a loaded machine each wait is the worker's turn on a CPU.
+SWITCH_INTERVAL_S = 0.001
 # A refresh worker steps aside while the user acts: between the pieces of a read, and before it
 # hands its data over, it sleeps (the GIL released) until the last key press, click or scroll has
 # been drawn and is INPUT_QUIET_S old, so the event loop answers without sharing the interpreter
@@ -149,6 +154,7 @@ class LeptonApp(App[None]):
         # palette offers "Add this machine" only while it is not).
         self.local_host_added = False
         self._gc_before: tuple[int, int, int] | None = None  # thresholds to restore at exit
+        self._switch_before = 0.0  # the interpreter's switch interval, to restore at exit
         self.input_at = float("-inf")  # monotonic time of the last key press, click or scroll
         self._inputs = self._inputs_drawn = 0  # input events seen; of them, drawn since
         if isinstance(self.source, LedgerSource):
@@ -296,21 +302,25 @@ class LeptonApp(App[None]):
                 return
             time.sleep(0.002)
 
-    def settle_memory(self) -> None:
-        """Once the first data is shown: freeze what start-up made and collect less often
-        (`GC_THRESHOLDS`); `shutdown` undoes it (tests run many consoles in one process)."""
+    def tune_runtime(self) -> None:
+        """Once the first data is shown: freeze what start-up made, collect less often
+        (`GC_THRESHOLDS`) and let the event loop have the interpreter sooner
+        (`SWITCH_INTERVAL_S`); `shutdown` undoes it (tests run many consoles in one process)."""
         if self._gc_before is not None:
             return
         self._gc_before = gc.get_threshold()
+        self._switch_before = sys.getswitchinterval()
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
 
-    def _restore_memory(self) -> None:
+    def _restore_runtime(self) -> None:
         before, self._gc_before = self._gc_before, None
         if before is not None:
             gc.set_threshold(*before)
             gc.unfreeze()
+            sys.setswitchinterval(self._switch_before)
 
     def shutdown(self) -> None:
         """Stop the demo or dispatcher thread, close the ledger, remove temporary state."""
@@ -325,7 +335,7 @@ class LeptonApp(App[None]):
             except Exception:  # noqa: BLE001 - leaving anyway
                 pass
         self.svc.close()
-        self._restore_memory()
+        self._restore_runtime()
         for path in self._cleanup:
             shutil.rmtree(path, ignore_errors=True)
         self._cleanup = []

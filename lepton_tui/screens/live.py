@@ -190,7 +190,7 @@ class LiveScreen(Screen):
         self.app.link_ok()
         self.show(message.data)
         if self.loads == 1:
-            self.app.settle_memory()
+            self.app.tune_runtime()
         if not self._streams():
             self._arm()
 

@@ -90,13 +90,15 @@ def test_a_remembered_fleet_is_the_fleet_a_full_read_sees(busy: Service) -> None
 async def test_refreshes_run_no_full_collection(make_tui, lab: Path) -> None:
     """A full collection stops the event loop for as long as it scans everything Textual holds;
     once the console shows data, what start-up made is frozen and refreshes collect young
-    objects only. Exit restores the collector (tests run many consoles in one process)."""
+    objects only, and the interpreter changes threads sooner. Exit restores both (tests run many
+    consoles in one process)."""
     import gc
+    import sys
 
-    from lepton_tui.app import GC_THRESHOLDS
+    from lepton_tui.app import GC_THRESHOLDS, SWITCH_INTERVAL_S
     from tests.tui.conftest import loaded
 
-    before = gc.get_threshold()
+    before, switch = gc.get_threshold(), sys.getswitchinterval()
     full: list[int] = []
 
     def count(phase: str, info: dict) -> None:
@@ -108,6 +110,7 @@ async def test_refreshes_run_no_full_collection(make_tui, lab: Path) -> None:
         await loaded(pilot)
         assert gc.get_freeze_count() > 0
         assert gc.get_threshold() == GC_THRESHOLDS
+        assert sys.getswitchinterval() == SWITCH_INTERVAL_S != switch
         gc.callbacks.append(count)
         try:
             for n in range(2, 12):
@@ -117,6 +120,7 @@ async def test_refreshes_run_no_full_collection(make_tui, lab: Path) -> None:
             gc.callbacks.remove(count)
     assert full == []
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    assert sys.getswitchinterval() == switch
 
 
 def test_the_overview_read_pauses_between_its_pieces(busy: Service) -> None:
