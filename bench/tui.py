@@ -4,6 +4,7 @@
     python bench/tui.py --demo-s 10     # a shorter demo
     python bench/tui.py --only tick     # one of: frame, rss, tick
     python bench/tui.py --only tick --busy   # ... with every GPU running a priced job
+    python bench/tui.py --only tick --busy --presses 60   # ... timing 60 key presses each way
     python bench/tui.py --only views --rounds 9   # that busy lab's read models alone: CPU, SQL
     python bench/tui.py --only lab      # the busy lab's overview through `serve --socket`
 
@@ -115,7 +116,7 @@ async def key_to_frame(pilot, key: str) -> float:
     return (done[0] if done else time.perf_counter()) - t0
 
 
-def child_tick(home: str, rounds: int) -> None:
+def child_tick(home: str, rounds: int, presses: int = 20) -> None:
     """Per tick with 64 hosts x 8 GPUs and 10,000 jobs: the worker's read and the redraw.
 
     The clock moves on by the console's tick before each read, as in a real console: what a
@@ -173,11 +174,11 @@ def child_tick(home: str, rounds: int) -> None:
         # frame written with the cursor moved; with no refresh running, then with a refresh
         # started in a worker just before each press. (Pilot.press is no measure of this: it
         # waits until the whole process is idle, the worker's read included.)
-        idle = [await key_to_frame(pilot, "up" if i % 2 else "down") for i in range(20)]
+        idle = [await key_to_frame(pilot, "up" if i % 2 else "down") for i in range(presses)]
         out["key_to_frame_ms_median_idle"] = 1000 * statistics.median(idle)
         out["key_to_frame_ms_max_idle"] = 1000 * max(idle)
         lat = []
-        for i in range(20):
+        for i in range(presses):
             now[0] += TICK_S
             loads = screen.loads
             screen.reload()
@@ -186,6 +187,7 @@ def child_tick(home: str, rounds: int) -> None:
                 await asyncio.sleep(0.005)
         out["key_to_frame_ms_median_during_refresh"] = 1000 * statistics.median(lat)
         out["key_to_frame_ms_max_during_refresh"] = 1000 * max(lat)
+        out["key_to_frame_ms_p90_during_refresh"] = 1000 * statistics.quantiles(lat, n=10)[-1]
         pilot_lat = []
         for _ in range(10):
             now[0] += TICK_S
@@ -242,7 +244,7 @@ def bench_rss(seconds: float) -> dict:
     return out
 
 
-def bench_tick(rounds: int, busy: bool = False) -> dict:
+def bench_tick(rounds: int, busy: bool = False, presses: int = 20) -> dict:
     """`busy`: every GPU also runs a job (512 running attempts) and a lab electricity price is in
     force, so the cost panel measures live energy and idle power."""
     from lepton_tui.service import Service
@@ -254,8 +256,11 @@ def bench_tick(rounds: int, busy: bool = False) -> dict:
         many_jobs(svc.ledger, 10_000)
         running = busy_gpus(svc.ledger) if busy else 0
         svc.close()
-        out, _ = _child("--child", "tick", tmp, str(rounds))
+        load_before = __import__("os").getloadavg()[0]
+        out, _ = _child("--child", "tick", tmp, str(rounds), str(presses))
     out["running_attempts"] = running
+    out["key_presses"] = presses
+    out["load_avg_1min_before"] = load_before
     out["load_avg_1min"] = __import__("os").getloadavg()[0]
     return out
 
@@ -392,7 +397,7 @@ def main() -> None:
         elif kind == "rss":
             child_rss(float(sys.argv[3]))
         else:
-            child_tick(sys.argv[3], int(sys.argv[4]))
+            child_tick(sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=["frame", "rss", "tick", "views", "lab"])
@@ -400,12 +405,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--busy", action="store_true", help="tick: every GPU runs a job, priced")
+    ap.add_argument("--presses", type=int, default=20, help="tick: key presses timed, each way")
     args = ap.parse_args()
     results = {}
     if args.only in (None, "frame"):
         results["frame"] = bench_frame(args.runs)
     if args.only in (None, "tick"):
-        results["tick"] = bench_tick(args.rounds, args.busy)
+        results["tick"] = bench_tick(args.rounds, args.busy, args.presses)
     if args.only in (None, "rss"):
         results["rss"] = bench_rss(args.demo_s)
     if args.only == "views":  # the busy lab's read models alone (no app)

@@ -33,8 +33,9 @@ def _query(fn: Any, *args: Any) -> Any:
         return None
 
 
-def sample_gpus() -> tuple[list[GpuSample], str | None]:
-    """Every GPU NVML sees, as GpuSample; ([], None) without NVML."""
+def sample_gpus(processes: bool = True) -> tuple[list[GpuSample], str | None]:
+    """Every GPU NVML sees, as GpuSample (with its compute processes if `processes`);
+    ([], None) without NVML."""
     nv = _nvml()
     if nv is None:
         return [], None
@@ -52,7 +53,7 @@ def sample_gpus() -> tuple[list[GpuSample], str | None]:
         mem = _query(nv.nvmlDeviceGetMemoryInfo, h)
         temp = _query(nv.nvmlDeviceGetTemperature, h, 0)  # NVML_TEMPERATURE_GPU
         power = _query(nv.nvmlDeviceGetPowerUsage, h)
-        procs = _query(nv.nvmlDeviceGetComputeRunningProcesses, h) or []
+        procs = (_query(nv.nvmlDeviceGetComputeRunningProcesses, h) or []) if processes else []
         gpus.append(
             GpuSample(
                 index=i,

@@ -22,15 +22,21 @@ from inventory.transport import Transport
 
 
 def probe(
-    transport: Transport, spec: HostSpec, tokens: Sequence[str] | None = None, timeout: float = 30
+    transport: Transport,
+    spec: HostSpec,
+    tokens: Sequence[str] | None = None,
+    timeout: float = 30,
+    processes: bool = True,
 ) -> HostSample:
     """Sample one host in ONE round trip (none for a local host).
 
     `tokens`: the attempts whose status to include; None includes every attempt directory.
+    `processes`: list each GPU's compute processes too (a second `nvidia-smi` on the host; the
+    dispatcher's polls do without).
     """
     token_list = None if tokens is None else [check_token(t) for t in tokens]
     if spec.transport == "local":
-        return probe_local(spec, token_list)
+        return probe_local(spec, token_list, processes=processes)
     reply = agent_call(
         transport,
         spec,
@@ -38,6 +44,7 @@ def probe(
         timeout=timeout,
         tokens=token_list,
         gpus_override=spec.gpus_override,
+        processes=processes,
     )
     return HostSample.from_dict(reply)
 
@@ -67,7 +74,9 @@ def _local_cpu_percent() -> float:
         return _cpu_last
 
 
-def probe_local(spec: HostSpec, tokens: list[str] | None = None) -> HostSample:
+def probe_local(
+    spec: HostSpec, tokens: list[str] | None = None, processes: bool = True
+) -> HostSample:
     """Sample this machine in-process with psutil and NVML, plus its attempt directories."""
     import psutil
 
@@ -79,7 +88,7 @@ def probe_local(spec: HostSpec, tokens: list[str] | None = None) -> HostSample:
         ]
         gpu_error = None
     else:
-        gpus, gpu_error = nvml.sample_gpus()
+        gpus, gpu_error = nvml.sample_gpus(processes=processes)
     load1 = psutil.getloadavg()[0]
     return HostSample(
         host=spec.name,

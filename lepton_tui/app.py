@@ -11,7 +11,9 @@ never waits on SQLite, the socket or SSH. The console never imports torch.
 from __future__ import annotations
 
 import errno
+import gc
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -19,7 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
@@ -35,6 +37,23 @@ from themes import CSS_PATHS, CYCLE, DEFAULT_THEME, THEMES
 
 NO_DISPATCHER = "no dispatcher is running: jobs wait until `lepton-tui serve` runs"
 MAX_THEME_SHOWN = 40  # an unknown theme's name is cut to this in its warning
+# The collector's thresholds once the console has shown its first data (Python's are 700, 10, 10).
+# A refresh allocates some 100,000 short-lived objects; at Python's thresholds that set off a full
+# collection every few refreshes, each scanning the whole of Textual and Rich: 50 to 200 ms with
+# the event loop stopped (a key press waits). The console freezes what it holds after start-up
+# (`gc.freeze`: never scanned again) and collects the young generation less often.
+GC_THRESHOLDS = (10_000, 50, 100)
+# How long a thread may hold the interpreter while another waits for it (Python's is 5 ms). The
+# event loop needs it several times to take in a key press and draw it while a refresh worker
+# runs; on a loaded machine each wait is the worker's turn on a CPU.
+SWITCH_INTERVAL_S = 0.001
+# A refresh worker steps aside while the user acts: between the pieces of a read, and before it
+# hands its data over, it sleeps (the GIL released) until the last key press, click or scroll has
+# been drawn and is INPUT_QUIET_S old, so the event loop answers without sharing the interpreter
+# and before it patches the refresh in; at most YIELD_MAX_S per pause.
+INPUT_QUIET_S = 0.03
+YIELD_MAX_S = 0.5
+_INPUT_EVENTS = (events.Key, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp)
 
 SCREEN_KEYS = {
     "overview": ("1", "Overview: fleet, queue and cost"),
@@ -134,6 +153,12 @@ class LeptonApp(App[None]):
         # Whether this machine is a host already, as the last header read said (the command
         # palette offers "Add this machine" only while it is not).
         self.local_host_added = False
+        self._gc_before: tuple[int, int, int] | None = None  # thresholds to restore at exit
+        self._switch_before = 0.0  # the interpreter's switch interval, to restore at exit
+        self.input_at = float("-inf")  # monotonic time of the last key press, click or scroll
+        self._inputs = self._inputs_drawn = 0  # input events seen; of them, drawn since
+        if isinstance(self.source, LedgerSource):
+            self.source.pause = self.yield_to_input
         for t in THEMES:
             self.register_theme(t)
 
@@ -252,6 +277,51 @@ class LeptonApp(App[None]):
     def on_unmount(self) -> None:
         self.shutdown()
 
+    async def on_event(self, event: events.Event) -> None:
+        if not isinstance(event, _INPUT_EVENTS):
+            await super().on_event(event)
+            return
+        self.input_at = time.monotonic()
+        self._inputs += 1
+        seen = self._inputs
+        await super().on_event(event)
+        self.call_after_refresh(self._input_drawn, seen)
+
+    def _input_drawn(self, seen: int) -> None:
+        self._inputs_drawn = max(self._inputs_drawn, seen)
+
+    def yield_to_input(self) -> None:
+        """Called by refresh workers (never on the event loop): wait while the user's last input
+        is not drawn yet or younger than `INPUT_QUIET_S`, at most `YIELD_MAX_S`."""
+        deadline = time.monotonic() + YIELD_MAX_S
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            if self._inputs_drawn >= self._inputs and now - self.input_at >= INPUT_QUIET_S:
+                return
+            time.sleep(0.002)
+
+    def tune_runtime(self) -> None:
+        """Once the first data is shown: freeze what start-up made, collect less often
+        (`GC_THRESHOLDS`) and let the event loop have the interpreter sooner
+        (`SWITCH_INTERVAL_S`); `shutdown` undoes it (tests run many consoles in one process)."""
+        if self._gc_before is not None:
+            return
+        self._gc_before = gc.get_threshold()
+        self._switch_before = sys.getswitchinterval()
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+    def _restore_runtime(self) -> None:
+        before, self._gc_before = self._gc_before, None
+        if before is not None:
+            gc.set_threshold(*before)
+            gc.unfreeze()
+            sys.setswitchinterval(self._switch_before)
+
     def shutdown(self) -> None:
         """Stop the demo or dispatcher thread, close the ledger, remove temporary state."""
         if self.demo_driver is not None:
@@ -265,6 +335,7 @@ class LeptonApp(App[None]):
             except Exception:  # noqa: BLE001 - leaving anyway
                 pass
         self.svc.close()
+        self._restore_runtime()
         for path in self._cleanup:
             shutil.rmtree(path, ignore_errors=True)
         self._cleanup = []

@@ -10,7 +10,7 @@ connection of its own.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from lepton_tui.fleet_view import ViewMemo
@@ -29,9 +29,13 @@ class LedgerSource:
         self.svc = svc
         self.demo = demo
         self.memo = ViewMemo()  # a refresh reads only what can have changed since the last
+        # called between the pieces of a read (the app lets a key press be drawn first)
+        self.pause: Callable[[], None] | None = None
 
     def read(self, view: str, args: dict[str, Any], now: float) -> Any:
-        return read_view(self.svc, view, now, args, demo=self.demo, memo=self.memo)
+        return read_view(
+            self.svc, view, now, args, demo=self.demo, memo=self.memo, pause=self.pause
+        )
 
 
 class LabSource:

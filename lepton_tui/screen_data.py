@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Union
 
@@ -111,15 +112,18 @@ def header_only(svc: Any, now: float, demo: bool = False, memo: ViewMemo | None 
 
 def read_view(
     svc: Any, name: str, now: float, args: dict[str, Any], demo: bool = False,
-    memo: ViewMemo | None = None,
+    memo: ViewMemo | None = None, pause: Callable[[], None] | None = None,
 ) -> Any:  # fmt: skip
     """Read screen `name` with `args` (validated here: in lab mode they come off the socket).
-    `memo`: what the same reader kept from its last refresh (`fleet_view.ViewMemo`)."""
+    `memo`: what the same reader kept from its last refresh (`fleet_view.ViewMemo`); `pause`:
+    called between the pieces of the overview's read (`views.overview`)."""
     if not isinstance(args, dict):
         raise ValidationError("view arguments must be a JSON object")
     ledger = svc.ledger
     if name == "overview":
-        return views.overview(ledger, now, text=_text(args), sort=_sort(args), demo=demo, memo=memo)
+        return views.overview(
+            ledger, now, text=_text(args), sort=_sort(args), demo=demo, memo=memo, pause=pause
+        )
     if name == "queue":
         return views.queue_window(
             ledger, now, text=_text(args), sort=_sort(args),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -239,12 +240,18 @@ _COST_INPUTS_SQL = (
 )
 
 
-def cost_panel(ledger: Ledger, now: float, memo: ViewMemo | None = None) -> CostPanel:
+def cost_panel(
+    ledger: Ledger,
+    now: float,
+    memo: ViewMemo | None = None,
+    pause: Callable[[], None] | None = None,
+) -> CostPanel:
     """The cost panel: `economics.cost_summary` (the numbers `lepton-tui cost` prints) and
     `economics.idle_rate`, with the prices and what runs now read once for all of them.
 
     With a `memo`, the money totals (`cost_summary`, three reports) are read again only when
-    what they depend on changed or `COST_TOTALS_S` passed; the rates are read every time."""
+    what they depend on changed or `COST_TOTALS_S` passed; the rates are read every time.
+    `pause` is called before the totals are read again (the longest piece of a refresh)."""
     from lepton_tui.economics.costs import (
         cost_summary,
         idle_rate,
@@ -268,6 +275,8 @@ def cost_panel(ledger: Ledger, now: float, memo: ViewMemo | None = None) -> Cost
                 or not 0 <= now - memo.cost_at < COST_TOTALS_S
                 or cached["_inputs"] != inputs
             ):
+                if pause is not None:
+                    pause()
                 cached = cost_summary(ledger, now, prices=prices, live=live)
                 # a report may settle ended attempts (a write): key on what it leaves
                 cached["_inputs"] = ledger.query_one(_COST_INPUTS_SQL)
@@ -426,11 +435,17 @@ def overview(
     sort: str = "default",
     demo: bool = False,
     memo: ViewMemo | None = None,
+    pause: Callable[[], None] | None = None,
 ) -> Overview:
-    """Read the whole overview (run it in a thread worker); `memo`: see `ViewMemo`."""
+    """Read the whole overview (run it in a thread worker); `memo`: see `ViewMemo`; `pause`:
+    called between the pieces (the console lets a key press be drawn first)."""
+    step = pause or (lambda: None)
     rows = fleet(ledger, now, memo)
+    step()
     queue = queue_window(ledger, now, text=text, sort=sort, limit=60, recent_s=RECENT_S)
-    cost = cost_panel(ledger, now, memo)
+    step()
+    cost = cost_panel(ledger, now, memo, pause)
+    step()
     return Overview(header(ledger, rows, cost, queue, demo), rows, queue, cost, now)
 
 

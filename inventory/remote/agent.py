@@ -191,8 +191,14 @@ def run_quiet(argv, timeout):
     return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
-def query_gpus(timeout=10.0):
-    """(gpus, error): no nvidia-smi or no driver gives ([], reason), never an exception."""
+def query_gpus(timeout=10.0, processes=True):
+    """(gpus, error): no nvidia-smi or no driver gives ([], reason), never an exception.
+
+    One `nvidia-smi` per call, two with `processes` (each GPU's compute processes: nvidia-smi
+    answers one kind of query per run). The dispatcher's polls record no processes and ask
+    without them; `hosts probe` shows them. (`nvidia-smi -q -x` answers both in one run, but
+    it gathers every section, clocks and ECC pages included, and costs the host several times
+    the two CSV queries.)"""
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return [], None
@@ -202,6 +208,8 @@ def query_gpus(timeout=10.0):
     if rc != 0:
         return [], (out.strip() or err.strip() or "nvidia-smi exit %d" % rc).splitlines()[0]
     gpus = parse_gpu_csv(out)
+    if not processes or not gpus:
+        return gpus, None
     rc, out, err = run_quiet(
         [smi, "--query-compute-apps=" + APP_FIELDS, "--format=csv,noheader,nounits"], timeout
     )
@@ -659,14 +667,15 @@ def op_read_log(req):
 
 
 def op_probe(req):
-    """CPU, memory, load, disk, GPUs and attempt states of this host."""
+    """CPU, memory, load, disk, GPUs and attempt states of this host (each GPU's processes
+    unless the request says `processes: false`)."""
     root = req["root"]
     total, used = meminfo()
     override = req.get("gpus_override")
     if override is not None:
         gpus, gpu_error = fake_gpus(req["host"], int(override)), None
     else:
-        gpus, gpu_error = query_gpus()
+        gpus, gpu_error = query_gpus(processes=req.get("processes", True))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     return {
         "host": req["host"],

@@ -111,10 +111,11 @@ def poll_from_sample(sample: Any) -> Poll:
 
 
 def poll_host(transport: Transport, spec: HostSpec, tokens: Sequence[str]) -> Poll:
-    """Utilization and attempt status of one host in one round trip."""
+    """Utilization and attempt status of one host in one round trip (no GPU processes: a poll
+    records none, and listing them costs the host a second `nvidia-smi`)."""
     from inventory.probe import probe
 
-    sample = probe(transport, spec, tokens=list(tokens))
+    sample = probe(transport, spec, tokens=list(tokens), processes=False)
     poll = poll_from_sample(sample)
     poll.host = spec.name
     return poll

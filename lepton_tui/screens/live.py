@@ -179,6 +179,7 @@ class LiveScreen(Screen):
     def _load(self) -> None:
         worker = get_current_worker()
         data = self.load()
+        self.app.yield_to_input()  # a key press is drawn before the refresh is patched in
         if not worker.is_cancelled:
             self.post_message(self.Loaded(data))
 
@@ -188,6 +189,8 @@ class LiveScreen(Screen):
         self.last_error = None
         self.app.link_ok()
         self.show(message.data)
+        if self.loads == 1:
+            self.app.tune_runtime()
         if not self._streams():
             self._arm()
 

@@ -87,6 +87,7 @@ class OverviewScreen(LiveScreen):
     def prepare(self, data: views.Overview) -> Any:
         # Cells are built here, in the worker: the event loop only patches what changed.
         fleet = fleet_cells(data.fleet, compact_width(self.app), currency=data.cost.currency)
+        self.app.yield_to_input()
         queue = queue_cells(data.queue)
         widths = cell_widths(FleetTable.keys_of(), fleet), cell_widths(QueueTable.keys_of(), queue)
         return data, fleet, queue, widths

@@ -85,3 +85,78 @@ def test_a_remembered_fleet_is_the_fleet_a_full_read_sees(busy: Service) -> None
         assert kept["node03"].gpus == fresh["node03"].gpus
         assert kept["node03"].cpu_percent == fresh["node03"].cpu_percent
         assert kept == fresh  # the other hosts' samples age out the same way
+
+
+async def test_refreshes_run_no_full_collection(make_tui, lab: Path) -> None:
+    """A full collection stops the event loop for as long as it scans everything Textual holds;
+    once the console shows data, what start-up made is frozen and refreshes collect young
+    objects only, and the interpreter changes threads sooner. Exit restores both (tests run many
+    consoles in one process)."""
+    import gc
+    import sys
+
+    from lepton_tui.app import GC_THRESHOLDS, SWITCH_INTERVAL_S
+    from tests.tui.conftest import loaded
+
+    before, switch = gc.get_threshold(), sys.getswitchinterval()
+    full: list[int] = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full.append(info["generation"])
+
+    app = make_tui(lab)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert sys.getswitchinterval() == SWITCH_INTERVAL_S != switch
+        gc.callbacks.append(count)
+        try:
+            for n in range(2, 12):
+                app.screen.reload()
+                await loaded(pilot, n)
+        finally:
+            gc.callbacks.remove(count)
+    assert full == []
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    assert sys.getswitchinterval() == switch
+
+
+def test_the_overview_read_pauses_between_its_pieces(busy: Service) -> None:
+    ledger, memo, pauses = busy.ledger, fleet_view.ViewMemo(), []
+    views.overview(ledger, FIXED_NOW, memo=memo, pause=lambda: pauses.append(1))
+    # after the fleet, the queue and the cost panel, and before the money totals are read again
+    assert len(pauses) == 4
+    pauses.clear()
+    views.overview(ledger, FIXED_NOW + 2, memo=memo, pause=lambda: pauses.append(1))
+    assert len(pauses) == 3  # the totals are remembered
+
+
+async def test_a_refresh_worker_waits_until_a_key_press_is_drawn(
+    make_tui, lab: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's pauses (`LeptonApp.yield_to_input`) hold it, the GIL released, while a key
+    press is not drawn yet; a drawn one lets it go on."""
+    import threading
+
+    import lepton_tui.app as app_module
+    from tests.tui.conftest import loaded
+
+    monkeypatch.setattr(app_module, "YIELD_MAX_S", 60.0)  # only the drawing lets it go
+    app = make_tui(lab)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        assert app.source.pause == app.yield_to_input  # the ledger reads pause there
+        await pilot.press("down")
+        await pilot.pause()
+        assert app._inputs > 0 and app._inputs_drawn == app._inputs  # a key press, drawn
+        app._inputs += 1  # a key press the loop has not drawn yet
+        worker = threading.Thread(target=app.yield_to_input)
+        worker.start()
+        worker.join(0.3)
+        assert worker.is_alive()
+        app._input_drawn(app._inputs)
+        app.input_at = float("-inf")
+        worker.join(30)
+        assert not worker.is_alive()
