@@ -48,7 +48,9 @@ from scheduler.model import (
     ClusterView,
     JobId,
     JobRequest,
+    NodeView,
     Placement,
+    Resources,
     RunningJob,
 )
 
@@ -175,17 +177,21 @@ class Round:
         if after is None:
             if view is None:
                 raise ValueError("a first window needs the cluster view")
+            self._root_view: ClusterView = view
             self.state = st = RoundState(view)
             self.cap_c_total = float(st.cap_c.sum()) if len(st.nodes) else 1.0
             self.cap_g_total = float(sum(n.capacity.gpus for n in st.nodes))
             self.per_gpu_max = float(st.per_gpu.max()) if len(st.nodes) else 0.0
             self._long_held(view)
         else:
+            self._root_view = after._root_view
             self.state = after.state
             self.cap_c_total, self.cap_g_total = after.cap_c_total, after.cap_g_total
             self.per_gpu_max = after.per_gpu_max
             self.long_c, self.long_g = after.long_c, after.long_g
             self.busy = after.busy or bool(after.placed)
+        self._placed_before = len(self.state.placed)
+        """placements of earlier windows of this decision time"""
         self.pending = pending
         if after is None:
             self._queue = _Queue(pending, pending_rows(pending) if rows is None else rows, self)
@@ -610,6 +616,10 @@ class Round:
         """The view with this round's placements applied (for the next window)."""
         if not self.placed:
             return self.view
+        st = self.state
+        if len(st.placed) == self._placed_before + len(self.placed):
+            # no later window has placed anything yet: the round's node state is this view
+            return self._view_from_state()
         nodes = {n.id: n for n in self.view.nodes}
         running = list(self.view.running)
         jobs = {j.id: j for j in self.window}
@@ -627,6 +637,31 @@ class Round:
                 )
             )
         return ClusterView(tuple(nodes[n.id] for n in self.view.nodes), self.now, tuple(running))
+
+    def _view_from_state(self) -> ClusterView:
+        """The decision time's first view with every placement of the round state applied:
+        the nodes they went to rebuilt from the state's free resources (as `allocate` would
+        leave them), the placed jobs added to the running ones in the order they started."""
+        st, root, now = self.state, self._root_view, self.now
+        nodes = list(root.nodes)
+        where = {n.id: k for k, n in enumerate(nodes)}
+        running = list(root.running)
+        touched: dict[int, None] = {}
+        for i, job, gids in st.placed:
+            touched[i] = None
+            running.append(
+                RunningJob(job.id, st.ids[i], job.request, gids, now, now + job.est_runtime_s)
+            )
+        for i in touched:
+            k = where[st.ids[i]]
+            n = nodes[k]
+            free_ids, gmem = tuple(st.free_ids[i]), tuple(st.gmem[i])
+            free = Resources(float(st.fc[i]), int(st.fm[i]), len(free_ids), sum(gmem))
+            nodes[k] = NodeView(
+                n.id, n.capacity, free, free_ids, gmem, n.price_per_hour, n.state, n.prices,
+                n.gpu_model,
+            )  # fmt: skip
+        return ClusterView(tuple(nodes), now, tuple(running))
 
     # -- acting -------------------------------------------------------------------------------------
 

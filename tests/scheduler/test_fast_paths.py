@@ -147,3 +147,36 @@ def test_the_reservation_equals_one_found_the_long_way() -> None:
             compared += 1
         sim.apply(policy.decide(view, pending, sim.now))
     assert compared > 1000
+
+
+def test_a_later_dqn_window_sees_the_view_allocate_would_give(monkeypatch) -> None:
+    from scheduler import features
+
+    fast = features.Round._view_from_state
+    compared = []
+
+    def both(self):
+        view = fast(self)
+        # the long way: this window's placements allocated onto the window's own view
+        slow = features.Round.view.fget(self)  # type: ignore[attr-defined]
+        jobs = {j.id: j for j in self.window}
+        nodes = {n.id: n for n in slow.nodes}
+        running = list(slow.running)
+        for p in self.placed:
+            job = jobs[p.job_id]
+            nodes[p.node_id] = nodes[p.node_id].allocate(job.request, p.gpu_ids)
+            running.append(
+                features.RunningJob(
+                    p.job_id, p.node_id, job.request, p.gpu_ids, self.now,
+                    self.now + job.est_runtime_s,
+                )
+            )  # fmt: skip
+        assert view.nodes == tuple(nodes[n.id] for n in slow.nodes)
+        assert view.running == tuple(running)
+        compared.append(len(self.placed))
+        return view
+
+    monkeypatch.setattr(features.Round, "_view_from_state", both)
+    wl = make_workload("lab", 3, jobs=500, nodes=8, load=1.4)
+    Simulator(wl).run(make_policy("dqn"))
+    assert len(compared) > 20
