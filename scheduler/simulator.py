@@ -328,6 +328,8 @@ class Simulator:
         # one row per node, kept current as jobs start and end (see `_NodeState.row`)
         self._node_table = np.zeros((len(self.nodes), 5))
         self._node_constants: dict = {}
+        self._fits_a_node: dict[Resources, bool] = {}
+        """per request seen: whether it fits some node when empty (few shapes, many jobs)"""
         self._state = [_NodeState(n, self._node_table[i]) for i, n in enumerate(self.nodes)]
         self._down_depth = [0] * len(self.nodes)
         self._events: list[tuple[float, int, int, object]] = []
@@ -507,7 +509,11 @@ class Simulator:
 
     def _arrive(self, job_id: JobId) -> None:
         job = self._jobs[job_id]
-        if not any(fits_empty(job.request, n.capacity) for n in self.nodes):
+        fits = self._fits_a_node.get(job.request)
+        if fits is None:
+            fits = any(fits_empty(job.request, n.capacity) for n in self.nodes)
+            self._fits_a_node[job.request] = fits
+        if not fits:
             self._unschedulable.append(
                 (job_id, f"needs {job.request.describe()}, more than any node has")
             )
