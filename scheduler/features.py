@@ -271,20 +271,12 @@ class Round:
     def _pair_matrices(self) -> None:
         """Fit and best-fit leftover of every (window job, node), kept current column by column
         as jobs are placed (`place`)."""
-        st = self.state
-        nn = len(st.nodes)
-        self._fit = st.fit_matrix(self.req) if nn else np.zeros((len(self.index), 0), dtype=bool)
-        self._gfrac = np.where(
-            self.share[:, None],
-            np.minimum(1.0, self.req[:, 3:4] / st.per_gpu[None, :]),
-            self.req[:, 2:3],
-        )
-        self._left = (
-            (st.fc[None, :] - self.req[:, 0:1]) / st.cap_c[None, :]
-            + (st.fm[None, :] - self.req[:, 1:2]) / st.cap_m[None, :]
-            + np.where(st.has_gpu[None, :], (st.fg[None, :] - self._gfrac) / st.cap_g[None, :], 0.0)
-            + 1e-9 * np.arange(nn)[None, :]
-        )
+        # the window's rows of the queue's matrices (the same numbers, computed once per
+        # decision time and kept current by node as jobs are placed)
+        fit, gfrac, left = self._queue.pairs(self.state)
+        self._fit = fit[self.index]
+        self._gfrac = gfrac[self.index]
+        self._left = left[self.index]
 
     @property
     def view(self) -> ClusterView:
@@ -344,7 +336,7 @@ class Round:
         if not len(st.nodes) or not self.queue_order:
             return
         # the head: the first of the queue order that fits no node now
-        fits = np.asarray(st.fit_matrix(self.rows[self._order_pos, 3:]).any(axis=1))
+        fits = np.asarray(self._queue.pairs(st)[0][self._order_pos].any(axis=1))
         k = int(np.argmin(fits))
         if fits[k]:
             return
@@ -737,6 +729,9 @@ class _Queue:
         self._ids: list[JobId] | None = None if hasattr(pending, "table") else []
         self._startable: tuple[int, np.ndarray] | None = None
         self.reservations: dict[tuple[JobId, int], tuple] = {}
+        self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._pairs_placed = 0
+        """placements of the round state that `_pairs` includes"""
         """(head, placements so far) -> (time, node, GPU ids, [CPUs, memory] beside the head)"""
 
     def startable(self, rnd: Round) -> np.ndarray:
@@ -745,10 +740,50 @@ class _Queue:
         version = len(rnd.state.placed)
         if self._startable is None or self._startable[0] != version:
             rows = self.rows
-            fits = np.asarray(rnd.state.fit_matrix(rows[:, 3:]).any(axis=1))
+            fits = np.asarray(self.pairs(rnd.state)[0].any(axis=1))
             fits &= ~rnd._capped_rows(rows[:, 3:], rows[:, 2], rows[:, 1])
             self._startable = (version, fits)
         return self._startable[1]
+
+    def pairs(self, st: RoundState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(jobs x nodes) of every queued job: whether it fits the node now, the GPUs it takes
+        there (a share: its part of one GPU), and SJF's best-fit leftover with the node's index
+        as a tie-break. Built once per decision time; after placements only the columns of the
+        nodes they went to are recomputed (the same element-wise formulas, so the same numbers
+        as a fresh build)."""
+        done = self._pairs_placed
+        if self._pairs is None or done > len(st.placed):
+            self._pairs = self._pair_matrices(st)
+        elif done < len(st.placed):
+            fit, gfrac, left = self._pairs
+            req = self.rows[:, 3:]
+            for i in sorted({i for i, _, _ in st.placed[done:]}):
+                fit[:, i] = st.fit_column(req, i)
+                left[:, i] = (
+                    (st.fc[i] - req[:, 0]) / st.cap_c[i]
+                    + (st.fm[i] - req[:, 1]) / st.cap_m[i]
+                    + np.where(st.has_gpu[i], (st.fg[i] - gfrac[:, i]) / st.cap_g[i], 0.0)
+                    + 1e-9 * i
+                )
+        self._pairs_placed = len(st.placed)
+        return self._pairs
+
+    def _pair_matrices(self, st: RoundState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        req = self.rows[:, 3:]
+        nn = len(st.nodes)
+        fit = st.fit_matrix(req) if nn else np.zeros((len(req), 0), dtype=bool)
+        gfrac = np.where(
+            (req[:, 3] > 0)[:, None],
+            np.minimum(1.0, req[:, 3:4] / st.per_gpu[None, :]),
+            req[:, 2:3],
+        )
+        left = (
+            (st.fc[None, :] - req[:, 0:1]) / st.cap_c[None, :]
+            + (st.fm[None, :] - req[:, 1:2]) / st.cap_m[None, :]
+            + np.where(st.has_gpu[None, :], (st.fg[None, :] - gfrac) / st.cap_g[None, :], 0.0)
+            + 1e-9 * np.arange(nn)[None, :]
+        )
+        return fit, gfrac, left
 
     def remove(self, positions: np.ndarray, ids: list[JobId]) -> None:
         """Mark the jobs at `positions` (with ids `ids`) as gone from the queue."""
