@@ -525,8 +525,10 @@ class Simulator:
         row = self._row[job_id]
         if self._pending_mask[row]:  # pragma: no cover - a job is queued once
             return
-        # drop stale entries first so a requeued job's old entry cannot come back to life
-        self._queue_rows = np.append(self._live_rows(), row).astype(np.intp)
+        # a requeued job may still have a stale entry: drop those first so that it cannot come
+        # back to life (a first arrival has none, and `_live_rows` skips stale entries anyway)
+        q = self._live_rows() if job_id in self._attempt_count else self._queue_rows
+        self._queue_rows = np.append(q, row).astype(np.intp)
         self._pending_mask[row] = True
         self._joined.append(row)
 
