@@ -142,7 +142,10 @@ class RoundState:
         self.per_gpu, self.has_gpu = fixed.per_gpu, fixed.has_gpu
         self.inv_c, self.inv_m, self.inv_g = fixed.inv_c, fixed.inv_m, fixed.inv_g
         # a node is idle when nothing runs on it; with cost_weight we prefer busy ones
-        self.idle = np.array([n.free == n.capacity for n in nodes])
+        if table is None:
+            self.idle = np.array([n.free == n.capacity for n in nodes])
+        else:
+            self.idle = rows[:, 5] > 0
         self.price = fixed.price
         self.max_price = fixed.max_price
         self.placed: list[tuple[int, JobRequest, tuple[int, ...]]] = []

@@ -68,7 +68,7 @@ class PendingJobs(list):
 class SimView(ClusterView):
     """A ClusterView that also carries the simulator's node table as it was when the view was
     made (`node_table`: free CPUs, free memory, free whole GPUs, most memory free on one GPU a
-    share may use, 1 while up; one row per node of `nodes`) and a dict in which a round may keep
+    share may use, 1 while up, 1 while idle; one row per node of `nodes`) and a dict in which a round may keep
     what never changes for a set of nodes (`node_constants`). Policies may use them when present;
     any plain ClusterView works as well."""
 
@@ -192,7 +192,8 @@ class _NodeState:
         self.max_share = self.per_gpu if cap.gpus else 0
         self.row = row
         """this node's row of the simulator's node table: free CPUs, free memory, free whole
-        GPUs, most memory free on one GPU a share may use; 1 in the last column while up"""
+        GPUs, most memory free on one GPU a share may use; 1 while up; 1 while idle (nothing
+        allocated)"""
         self._publish()
 
     def _publish(self) -> None:
@@ -202,6 +203,14 @@ class _NodeState:
         row[2] = self.n_free_gpus
         row[3] = self.max_share
         row[4] = self.state == NODE_UP
+        cap = self.node.capacity
+        # nothing allocated: the node view's `free == capacity`, field by field
+        row[5] = (
+            self.free_cpus == cap.cpus
+            and self.free_mem == cap.mem_mb
+            and self.n_free_gpus == cap.gpus
+            and sum(self.gpu_mem) == cap.gpu_mem_mb
+        )
 
     def _summarise(self) -> None:
         self.n_free_gpus = sum(1 for u in self.gpu_users if u == 0)
@@ -326,7 +335,7 @@ class Simulator:
         self._jobs: dict[JobId, Job] = {}
         self._requests: dict[JobId, JobRequest] = {}
         # one row per node, kept current as jobs start and end (see `_NodeState.row`)
-        self._node_table = np.zeros((len(self.nodes), 5))
+        self._node_table = np.zeros((len(self.nodes), 6))
         self._node_constants: dict = {}
         self._fits_a_node: dict[Resources, bool] = {}
         """per request seen: whether it fits some node when empty (few shapes, many jobs)"""

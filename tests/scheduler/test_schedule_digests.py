@@ -26,7 +26,7 @@ from scheduler.simulator import SimResult, Simulator, random_outages
 
 DIGESTS = Path(__file__).parent / "data" / "schedule_digests.json"
 POLICIES = ("fifo", "sjf", "backfill", "tetris", "dqn")
-CASES = ("lab-1.1", "lab-1.6", "lab-0.9-outages", "lab-long-1.0")
+CASES = ("lab-1.1", "lab-1.6", "lab-0.9-outages", "lab-long-1.0", "lab-1.2-cost")
 
 
 def _case(name: str) -> tuple[Workload, list]:
@@ -34,6 +34,8 @@ def _case(name: str) -> tuple[Workload, list]:
         return make_workload("lab", 7, jobs=1200, nodes=16, load=1.1), []
     if name == "lab-1.6":  # overloaded: a queue of hundreds, many DQN windows a round
         return make_workload("lab", 8, jobs=1500, nodes=16, load=1.6), []
+    if name == "lab-1.2-cost":  # with cost_weight (idle nodes and prices count)
+        return make_workload("lab", 9, jobs=800, nodes=12, load=1.2), []
     if name == "lab-0.9-outages":
         wl = make_workload("lab", 11, jobs=1000, nodes=16, load=0.9)
         horizon = max(j.submit_s for j in wl.jobs)
@@ -62,7 +64,8 @@ def schedule_digest(result: SimResult) -> dict:
 
 def _run(case: str, policy: str) -> dict:
     wl, outages = _case(case)
-    return schedule_digest(Simulator(wl, outages).run(make_policy(policy)))
+    options = {"cost_weight": 0.5} if case.endswith("-cost") else {}
+    return schedule_digest(Simulator(wl, outages).run(make_policy(policy, **options)))
 
 
 @pytest.mark.parametrize("policy", POLICIES)
