@@ -48,7 +48,9 @@ from scheduler.model import (
     ClusterView,
     JobId,
     JobRequest,
+    NodeView,
     Placement,
+    Resources,
     RunningJob,
 )
 
@@ -175,17 +177,21 @@ class Round:
         if after is None:
             if view is None:
                 raise ValueError("a first window needs the cluster view")
+            self._root_view: ClusterView = view
             self.state = st = RoundState(view)
             self.cap_c_total = float(st.cap_c.sum()) if len(st.nodes) else 1.0
             self.cap_g_total = float(sum(n.capacity.gpus for n in st.nodes))
             self.per_gpu_max = float(st.per_gpu.max()) if len(st.nodes) else 0.0
             self._long_held(view)
         else:
+            self._root_view = after._root_view
             self.state = after.state
             self.cap_c_total, self.cap_g_total = after.cap_c_total, after.cap_g_total
             self.per_gpu_max = after.per_gpu_max
             self.long_c, self.long_g = after.long_c, after.long_g
             self.busy = after.busy or bool(after.placed)
+        self._placed_before = len(self.state.placed)
+        """placements of earlier windows of this decision time"""
         self.pending = pending
         if after is None:
             self._queue = _Queue(pending, pending_rows(pending) if rows is None else rows, self)
@@ -265,20 +271,12 @@ class Round:
     def _pair_matrices(self) -> None:
         """Fit and best-fit leftover of every (window job, node), kept current column by column
         as jobs are placed (`place`)."""
-        st = self.state
-        nn = len(st.nodes)
-        self._fit = st.fit_matrix(self.req) if nn else np.zeros((len(self.index), 0), dtype=bool)
-        self._gfrac = np.where(
-            self.share[:, None],
-            np.minimum(1.0, self.req[:, 3:4] / st.per_gpu[None, :]),
-            self.req[:, 2:3],
-        )
-        self._left = (
-            (st.fc[None, :] - self.req[:, 0:1]) / st.cap_c[None, :]
-            + (st.fm[None, :] - self.req[:, 1:2]) / st.cap_m[None, :]
-            + np.where(st.has_gpu[None, :], (st.fg[None, :] - self._gfrac) / st.cap_g[None, :], 0.0)
-            + 1e-9 * np.arange(nn)[None, :]
-        )
+        # the window's rows of the queue's matrices (the same numbers, computed once per
+        # decision time and kept current by node as jobs are placed)
+        fit, gfrac, left = self._queue.pairs(self.state)
+        self._fit = fit[self.index]
+        self._gfrac = gfrac[self.index]
+        self._left = left[self.index]
 
     @property
     def view(self) -> ClusterView:
@@ -338,7 +336,7 @@ class Round:
         if not len(st.nodes) or not self.queue_order:
             return
         # the head: the first of the queue order that fits no node now
-        fits = np.asarray(st.fit_matrix(self.rows[self._order_pos, 3:]).any(axis=1))
+        fits = np.asarray(self._queue.pairs(st)[0][self._order_pos].any(axis=1))
         k = int(np.argmin(fits))
         if fits[k]:
             return
@@ -610,6 +608,10 @@ class Round:
         """The view with this round's placements applied (for the next window)."""
         if not self.placed:
             return self.view
+        st = self.state
+        if len(st.placed) == self._placed_before + len(self.placed):
+            # no later window has placed anything yet: the round's node state is this view
+            return self._view_from_state()
         nodes = {n.id: n for n in self.view.nodes}
         running = list(self.view.running)
         jobs = {j.id: j for j in self.window}
@@ -627,6 +629,31 @@ class Round:
                 )
             )
         return ClusterView(tuple(nodes[n.id] for n in self.view.nodes), self.now, tuple(running))
+
+    def _view_from_state(self) -> ClusterView:
+        """The decision time's first view with every placement of the round state applied:
+        the nodes they went to rebuilt from the state's free resources (as `allocate` would
+        leave them), the placed jobs added to the running ones in the order they started."""
+        st, root, now = self.state, self._root_view, self.now
+        nodes = list(root.nodes)
+        where = {n.id: k for k, n in enumerate(nodes)}
+        running = list(root.running)
+        touched: dict[int, None] = {}
+        for i, job, gids in st.placed:
+            touched[i] = None
+            running.append(
+                RunningJob(job.id, st.ids[i], job.request, gids, now, now + job.est_runtime_s)
+            )
+        for i in touched:
+            k = where[st.ids[i]]
+            n = nodes[k]
+            free_ids, gmem = tuple(st.free_ids[i]), tuple(st.gmem[i])
+            free = Resources(float(st.fc[i]), int(st.fm[i]), len(free_ids), sum(gmem))
+            nodes[k] = NodeView(
+                n.id, n.capacity, free, free_ids, gmem, n.price_per_hour, n.state, n.prices,
+                n.gpu_model,
+            )  # fmt: skip
+        return ClusterView(tuple(nodes), now, tuple(running))
 
     # -- acting -------------------------------------------------------------------------------------
 
@@ -702,6 +729,9 @@ class _Queue:
         self._ids: list[JobId] | None = None if hasattr(pending, "table") else []
         self._startable: tuple[int, np.ndarray] | None = None
         self.reservations: dict[tuple[JobId, int], tuple] = {}
+        self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._pairs_placed = 0
+        """placements of the round state that `_pairs` includes"""
         """(head, placements so far) -> (time, node, GPU ids, [CPUs, memory] beside the head)"""
 
     def startable(self, rnd: Round) -> np.ndarray:
@@ -710,10 +740,50 @@ class _Queue:
         version = len(rnd.state.placed)
         if self._startable is None or self._startable[0] != version:
             rows = self.rows
-            fits = np.asarray(rnd.state.fit_matrix(rows[:, 3:]).any(axis=1))
+            fits = np.asarray(self.pairs(rnd.state)[0].any(axis=1))
             fits &= ~rnd._capped_rows(rows[:, 3:], rows[:, 2], rows[:, 1])
             self._startable = (version, fits)
         return self._startable[1]
+
+    def pairs(self, st: RoundState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(jobs x nodes) of every queued job: whether it fits the node now, the GPUs it takes
+        there (a share: its part of one GPU), and SJF's best-fit leftover with the node's index
+        as a tie-break. Built once per decision time; after placements only the columns of the
+        nodes they went to are recomputed (the same element-wise formulas, so the same numbers
+        as a fresh build)."""
+        done = self._pairs_placed
+        if self._pairs is None or done > len(st.placed):
+            self._pairs = self._pair_matrices(st)
+        elif done < len(st.placed):
+            fit, gfrac, left = self._pairs
+            req = self.rows[:, 3:]
+            for i in sorted({i for i, _, _ in st.placed[done:]}):
+                fit[:, i] = st.fit_column(req, i)
+                left[:, i] = (
+                    (st.fc[i] - req[:, 0]) / st.cap_c[i]
+                    + (st.fm[i] - req[:, 1]) / st.cap_m[i]
+                    + np.where(st.has_gpu[i], (st.fg[i] - gfrac[:, i]) / st.cap_g[i], 0.0)
+                    + 1e-9 * i
+                )
+        self._pairs_placed = len(st.placed)
+        return self._pairs
+
+    def _pair_matrices(self, st: RoundState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        req = self.rows[:, 3:]
+        nn = len(st.nodes)
+        fit = st.fit_matrix(req) if nn else np.zeros((len(req), 0), dtype=bool)
+        gfrac = np.where(
+            (req[:, 3] > 0)[:, None],
+            np.minimum(1.0, req[:, 3:4] / st.per_gpu[None, :]),
+            req[:, 2:3],
+        )
+        left = (
+            (st.fc[None, :] - req[:, 0:1]) / st.cap_c[None, :]
+            + (st.fm[None, :] - req[:, 1:2]) / st.cap_m[None, :]
+            + np.where(st.has_gpu[None, :], (st.fg[None, :] - gfrac) / st.cap_g[None, :], 0.0)
+            + 1e-9 * np.arange(nn)[None, :]
+        )
+        return fit, gfrac, left
 
     def remove(self, positions: np.ndarray, ids: list[JobId]) -> None:
         """Mark the jobs at `positions` (with ids `ids`) as gone from the queue."""

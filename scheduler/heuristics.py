@@ -74,6 +74,32 @@ def fmt_duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
+class _NodeConstants:
+    """What a round reads of its up nodes that no placement changes (read-only arrays)."""
+
+    def __init__(self, nodes: Sequence[NodeView]) -> None:
+        self.ids = [n.id for n in nodes]
+        self.cap_c = _frozen([max(n.capacity.cpus, 1e-9) for n in nodes])
+        self.cap_m = _frozen([max(n.capacity.mem_mb, 1) for n in nodes])
+        self.cap_g = _frozen([max(n.capacity.gpus, 1) for n in nodes])
+        self.per_gpu = _frozen([max(n.gpu_mem_per_gpu_mb, 1) for n in nodes])
+        self.has_gpu = _frozen([n.capacity.gpus > 0 for n in nodes], bool)
+        self.inv_c = _frozen(1.0 / self.cap_c)
+        self.inv_m = _frozen(1.0 / self.cap_m)
+        self.inv_g = _frozen(np.where(self.has_gpu, 1.0 / self.cap_g, 0.0))
+        prices = _frozen([n.price_per_hour for n in nodes])
+        self.price = prices
+        self.max_price = float(prices.max()) if len(prices) and prices.max() > 0 else 1.0
+        self.models = [n.gpu_model for n in nodes]
+        self.any_model = any(self.models)
+
+
+def _frozen(values: Sequence[float] | np.ndarray, dtype: type = float) -> np.ndarray:
+    out: np.ndarray = np.array(values, dtype=dtype)
+    out.flags.writeable = False
+    return out
+
+
 class RoundState:
     """Free resources of every up node during one round, updated as jobs are placed.
 
@@ -81,31 +107,50 @@ class RoundState:
     """
 
     def __init__(self, view: ClusterView) -> None:
-        nodes = [n for n in view.nodes if n.is_up]
+        table: np.ndarray | None = getattr(view, "node_table", None)
+        if table is None:
+            nodes = [n for n in view.nodes if n.is_up]
+        else:
+            up = table[:, 4] > 0
+            nodes = list(view.nodes) if up.all() else [n for n in view.nodes if n.is_up]
         self.nodes: list[NodeView] = nodes
-        self.ids = [n.id for n in nodes]
-        self.fc = np.array([n.free.cpus for n in nodes], dtype=float)
-        self.fm = np.array([n.free.mem_mb for n in nodes], dtype=float)
         self.free_ids = [list(n.free_gpu_ids) for n in nodes]
         self.gmem = [list(n.gpu_free_mem_mb) for n in nodes]
-        self.fg = np.array([len(x) for x in self.free_ids], dtype=float)
-        self.fpm = np.array([max(x, default=0) for x in self.gmem], dtype=float)
-        self.cap_c = np.array([max(n.capacity.cpus, 1e-9) for n in nodes], dtype=float)
-        self.cap_m = np.array([max(n.capacity.mem_mb, 1) for n in nodes], dtype=float)
-        self.cap_g = np.array([max(n.capacity.gpus, 1) for n in nodes], dtype=float)
-        self.per_gpu = np.array([max(n.gpu_mem_per_gpu_mb, 1) for n in nodes], dtype=float)
-        self.has_gpu = np.array([n.capacity.gpus > 0 for n in nodes])
-        self.inv_c = 1.0 / self.cap_c
-        self.inv_m = 1.0 / self.cap_m
-        self.inv_g = np.where(self.has_gpu, 1.0 / self.cap_g, 0.0)
+        if table is None:
+            self.fc = np.array([n.free.cpus for n in nodes], dtype=float)
+            self.fm = np.array([n.free.mem_mb for n in nodes], dtype=float)
+            self.fg = np.array([len(x) for x in self.free_ids], dtype=float)
+            self.fpm = np.array([max(x, default=0) for x in self.gmem], dtype=float)
+            fixed = _NodeConstants(nodes)
+        else:
+            # the simulator's node table: free CPUs, memory, whole GPUs, most memory on one
+            # GPU a share may use (the largest free GPU memory: a whole GPU's is 0)
+            rows = table if len(nodes) == len(table) else table[up]
+            self.fc = rows[:, 0].copy()
+            self.fm = rows[:, 1].copy()
+            self.fg = rows[:, 2].copy()
+            self.fpm = rows[:, 3].copy()
+            # what never changes for a set of up nodes, kept by the simulator between rounds
+            constants: dict[object, _NodeConstants] = view.node_constants  # type: ignore[attr-defined]
+            key = len(nodes) if len(nodes) == len(table) else tuple(np.flatnonzero(up).tolist())
+            known = constants.get(key)
+            if known is None:
+                known = constants[key] = _NodeConstants(nodes)
+            fixed = known
+        self.ids = fixed.ids
+        self.cap_c, self.cap_m, self.cap_g = fixed.cap_c, fixed.cap_m, fixed.cap_g
+        self.per_gpu, self.has_gpu = fixed.per_gpu, fixed.has_gpu
+        self.inv_c, self.inv_m, self.inv_g = fixed.inv_c, fixed.inv_m, fixed.inv_g
         # a node is idle when nothing runs on it; with cost_weight we prefer busy ones
-        self.idle = np.array([n.free == n.capacity for n in nodes])
-        prices = np.array([n.price_per_hour for n in nodes], dtype=float)
-        self.price = prices
-        self.max_price = float(prices.max()) if len(prices) and prices.max() > 0 else 1.0
+        if table is None:
+            self.idle = np.array([n.free == n.capacity for n in nodes])
+        else:
+            self.idle = rows[:, 5] > 0
+        self.price = fixed.price
+        self.max_price = fixed.max_price
         self.placed: list[tuple[int, JobRequest, tuple[int, ...]]] = []
-        self.models = [n.gpu_model for n in nodes]
-        self.any_model = any(self.models)
+        self.models = fixed.models
+        self.any_model = fixed.any_model
         self.frag: RoundFragmentation | None = None  # set by a policy that places by it
         self._refresh_max()
 
@@ -300,6 +345,37 @@ def effective_priority(job: JobRequest, now: float, aging_s: float | None) -> fl
     return job.priority + math.floor(max(0.0, now - job.submitted_at) / aging_s)
 
 
+Release = tuple[float, Resources, tuple[int, ...]]
+"""(time, request, GPU ids) of a running job's end by estimate"""
+
+_releases_cache: tuple[tuple[RunningJob, ...], float, dict[str, list[Release]]] | None = None
+
+
+def releases_by_node(view: ClusterView, now: float) -> dict[str, list[Release]]:
+    """Each node's running jobs as (estimated end, no earlier than `now`; request; GPU ids),
+    soonest first, ties in the view's order. Kept for the last (running jobs, now) asked, so
+    several reservations computed on one view build it once (the lists are shared: read only)."""
+    global _releases_cache
+    hit = _releases_cache
+    if hit is not None and hit[0] is view.running and hit[1] == now:
+        return hit[2]
+    by_node: dict[str, list[Release]] = {}
+    for run in view.running:
+        lst = by_node.get(run.node_id)
+        if lst is None:
+            lst = by_node[run.node_id] = []
+        end = run.est_end
+        lst.append((end if end > now else now, run.request, run.gpu_ids))
+    for lst in by_node.values():
+        lst.sort(key=_release_time)
+    _releases_cache = (view.running, now, by_node)
+    return by_node
+
+
+def _release_time(x: Release) -> float:
+    return x[0]
+
+
 def earliest_fit(
     view: ClusterView, job: JobRequest, now: float
 ) -> tuple[float, str, tuple[int, ...]] | None:
@@ -309,34 +385,38 @@ def earliest_fit(
     free ones stay usable for backfilling); None when no up node can ever hold it.
     """
     r = job.request
-    by_node: dict[str, list[tuple[float, Resources, tuple[int, ...]]]] = {}
-    for run in view.running:
-        by_node.setdefault(run.node_id, []).append(
-            (max(run.est_end, now), run.request, run.gpu_ids)
-        )
+    r_cpus, r_mem, r_gpus, r_share = r.cpus, r.mem_mb, r.gpus, r.gpu_mem_mb
+    by_node = releases_by_node(view, now)
+    no_releases: list[Release] = []
     best: tuple[float, str, tuple[int, ...]] | None = None
     for n in view.nodes:
         if not n.is_up or not fits_empty(r, n.capacity):
             continue
         if not job_allows(job, n.id, n.gpu_model):
             continue
+        if best is not None and best[0] <= now:
+            break  # no node can start it earlier than now, and on a tie the first node wins
+        releases = by_node.get(n.id, no_releases)
         per = n.gpu_mem_per_gpu_mb
         cpus, mem = n.free.cpus, n.free.mem_mb
-        free_now = set(n.free_gpu_ids)
-        free_ids = set(n.free_gpu_ids)
-        gmem = list(n.gpu_free_mem_mb)
-        releases = sorted(by_node.get(n.id, []), key=lambda x: x[0])
+        free_now: frozenset[int] | set[int] = frozenset()
+        free_ids: set[int] = set()
+        gmem: list[int] = []
+        if r_gpus or r_share:
+            free_now = frozenset(n.free_gpu_ids)
+            free_ids = set(free_now)
+            gmem = list(n.gpu_free_mem_mb)
         k = 0
         t = now
         while True:
-            if cpus + 1e-9 >= r.cpus and mem >= r.mem_mb:
+            if cpus + 1e-9 >= r_cpus and mem >= r_mem:
                 ids: tuple[int, ...] | None = None
-                if r.gpus:
-                    if len(free_ids) >= r.gpus:
+                if r_gpus:
+                    if len(free_ids) >= r_gpus:
                         pref = sorted(free_ids, key=lambda g: (g in free_now, g))
-                        ids = tuple(sorted(pref[: r.gpus]))
-                elif r.gpu_mem_mb:
-                    cands = [g for g, m in enumerate(gmem) if m >= r.gpu_mem_mb]
+                        ids = tuple(sorted(pref[:r_gpus]))
+                elif r_share:
+                    cands = [g for g, m in enumerate(gmem) if m >= r_share]
                     if cands:
                         ids = (min(cands, key=lambda g: (g in free_now, gmem[g], g)),)
                 else:
@@ -351,6 +431,8 @@ def earliest_fit(
             k += 1
             cpus += req.cpus
             mem += req.mem_mb
+            if not (r_gpus or r_share):
+                continue
             if req.gpus:
                 for g in gids:
                     gmem[g] = per
@@ -390,6 +472,8 @@ class HeuristicPolicy:
         self._mix = OnlineMix(coverage=1.0, limit=64)
         self._bits = ModelBits()
         self._seen: set[JobId] = set()
+        self._seen_rows: tuple[np.ndarray, np.ndarray] | None = None
+        """(the simulator's job table, which of its rows `_learn` has looked at)"""
         self.cost_weight = float(cost_weight)
         self.aging_s = aging_s
         self.starve_after_s = starve_after_s
@@ -400,6 +484,8 @@ class HeuristicPolicy:
         self._blocker: tuple[JobId, str] | None = None
         self._held: dict[JobId, str] = {}
         self._table = JobTable()
+        self._last_frag: tuple[RoundFragmentation, object, RoundState] | None = None
+        """the last round's fragmentation, its shape mix and its state (see `_fragmentation`)"""
         self.reservations = 0
         """rounds in which a job got a reservation because it had waited `starve_after_s` (the
         guard fired), for tests and benchmarks"""
@@ -601,9 +687,43 @@ class HeuristicPolicy:
         return int(np.argmin(score))
 
     def _fragmentation(self, state: RoundState) -> RoundFragmentation:
-        """The round's fragmentation for the shapes learned so far (built on first use)."""
+        """The round's fragmentation for the shapes learned so far (built on first use).
+
+        The last round's is carried over when the shapes and the nodes are the same: only the
+        nodes whose free resources changed since it ended are recomputed (each node's figures
+        depend on that node alone)."""
         if state.frag is None:
-            state.frag = RoundFragmentation(state, self._mix.mix(), self._bits)
+            mix = self._mix.mix()
+            last = self._last_frag
+            frag: RoundFragmentation | None = None
+            if last is not None:
+                old, old_mix, old_state = last
+                if (
+                    old_mix is mix
+                    and old_state.ids == state.ids
+                    and old_state.models == state.models
+                    and np.array_equal(old_state.per_gpu, state.per_gpu)
+                ):
+                    frag = old
+                    frag.state = state
+                    changed = (old_state.fc != state.fc) | (old_state.fm != state.fm)
+                    for i, (a, b) in enumerate(zip(old_state.gmem, state.gmem, strict=True)):
+                        if changed[i] or a != b:
+                            changed[i] = True
+                            frag._load(i)
+                    if old_state.placed or changed.any():
+                        # all nodes in one pass, as a fresh build does: a one-node pass
+                        # (`refresh`) can round the last bit differently
+                        frag.cache.rows(
+                            np.arange(len(state.ids)),
+                            frag._cpu(),
+                            np.asarray(state.fm, float),
+                            frag.left,
+                        )
+            if frag is None:
+                frag = RoundFragmentation(state, mix, self._bits)
+            state.frag = frag
+            self._last_frag = (frag, mix, state)
         return state.frag
 
     def _learn(self, pending: Sequence[JobRequest]) -> None:
@@ -611,6 +731,17 @@ class HeuristicPolicy:
         seen = self._seen
         if len(seen) > 500_000:
             seen.clear()
+            self._seen_rows = None
+        table = getattr(pending, "table", None)
+        if table is not None:
+            # the simulator's queue: only rows not seen before need a look (in queue order)
+            known = self._seen_rows
+            if known is None or known[0] is not table:
+                known = self._seen_rows = (table, np.zeros(len(table), dtype=bool))
+            rows = pending.rows  # type: ignore[attr-defined]
+            fresh = np.flatnonzero(~known[1][rows])
+            known[1][rows[fresh]] = True
+            pending = [pending[k] for k in fresh.tolist()]
         for j in pending:
             if j.id not in seen:
                 seen.add(j.id)

@@ -9,7 +9,6 @@ one log line, and the policy falls back to EASY backfilling.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from collections.abc import Sequence
@@ -211,6 +210,13 @@ class DQNPolicy:
         held: float | None = None  # the network's wait score when waiting was chosen
         by_teacher = False  # and whether that wait was the teacher's pick
         while True:
+            if rnd.ended and rnd.wants_next_window():
+                # passed over: its candidates would be "wait" alone, so skip building them
+                rnd.wait_holds = False
+                self._note(rnd, last, held, by_teacher)
+                held = None
+                rnd = rnd.next_window()
+                continue
             cands = rnd.candidates()
             if len(cands) <= 1 and rnd.wants_next_window():
                 # nothing left in this window: look at the next jobs of the queue
@@ -269,7 +275,9 @@ class DQNPolicy:
         """Keep what `explain` needs to say why window `rnd`'s jobs wait: the words are only
         built when asked (a replay asks for none of them). The node state is copied, as later
         windows of the round place on it."""
-        st = copy.copy(rnd.state)
+        # a shallow copy (as copy.copy, without its generic machinery: once per window)
+        st = RoundState.__new__(RoundState)
+        st.__dict__.update(rnd.state.__dict__)
         st.fc, st.fm, st.fg, st.fpm = st.fc.copy(), st.fm.copy(), st.fg.copy(), st.fpm.copy()
         self._notes.append((rnd, last if last is not None and last[0] is rnd else None, held,
                             by_teacher, st))  # fmt: skip

@@ -65,6 +65,19 @@ class PendingJobs(list):
         self.table = table
 
 
+class SimView(ClusterView):
+    """A ClusterView that also carries the simulator's node table as it was when the view was
+    made (`node_table`: free CPUs, free memory, free whole GPUs, most memory free on one GPU a
+    share may use, 1 while up, 1 while idle; one row per node of `nodes`) and a dict in which a round may keep
+    what never changes for a set of nodes (`node_constants`). Policies may use them when present;
+    any plain ClusterView works as well."""
+
+    __slots__ = ("node_table", "node_constants")
+
+    node_table: np.ndarray
+    node_constants: dict
+
+
 class InvalidPlacement(ValueError):
     """A policy returned a placement that does not fit, or names an unknown job or node."""
 
@@ -179,7 +192,8 @@ class _NodeState:
         self.max_share = self.per_gpu if cap.gpus else 0
         self.row = row
         """this node's row of the simulator's node table: free CPUs, free memory, free whole
-        GPUs, most memory free on one GPU a share may use; 1 in the last column while up"""
+        GPUs, most memory free on one GPU a share may use; 1 while up; 1 while idle (nothing
+        allocated)"""
         self._publish()
 
     def _publish(self) -> None:
@@ -189,6 +203,14 @@ class _NodeState:
         row[2] = self.n_free_gpus
         row[3] = self.max_share
         row[4] = self.state == NODE_UP
+        cap = self.node.capacity
+        # nothing allocated: the node view's `free == capacity`, field by field
+        row[5] = (
+            self.free_cpus == cap.cpus
+            and self.free_mem == cap.mem_mb
+            and self.n_free_gpus == cap.gpus
+            and sum(self.gpu_mem) == cap.gpu_mem_mb
+        )
 
     def _summarise(self) -> None:
         self.n_free_gpus = sum(1 for u in self.gpu_users if u == 0)
@@ -313,7 +335,10 @@ class Simulator:
         self._jobs: dict[JobId, Job] = {}
         self._requests: dict[JobId, JobRequest] = {}
         # one row per node, kept current as jobs start and end (see `_NodeState.row`)
-        self._node_table = np.zeros((len(self.nodes), 5))
+        self._node_table = np.zeros((len(self.nodes), 6))
+        self._node_constants: dict = {}
+        self._fits_a_node: dict[Resources, bool] = {}
+        """per request seen: whether it fits some node when empty (few shapes, many jobs)"""
         self._state = [_NodeState(n, self._node_table[i]) for i, n in enumerate(self.nodes)]
         self._down_depth = [0] * len(self.nodes)
         self._events: list[tuple[float, int, int, object]] = []
@@ -339,6 +364,13 @@ class Simulator:
         self._pending_mask = np.zeros(len(jobs), dtype=bool)
         self._objs = np.empty(len(jobs), dtype=object)
         self._queue_rows = np.zeros(0, dtype=np.intp)  # rows in queue order, maybe stale
+        self._node_changes = 0
+        """counts every change to the nodes (see `worth_deciding`)"""
+        self._fit_known: tuple[int, np.ndarray | None, bool] | None = None
+        """(node changes, largest free amounts of an up node, whether some pending job fits
+        them) at the last `worth_deciding`"""
+        self._joined: list[int] = []
+        """rows of the jobs queued since the last `worth_deciding`"""
         for i, job in enumerate(jobs):
             if job.id in self._jobs:
                 raise ValueError(f"duplicate job id {job.id!r}")
@@ -400,11 +432,15 @@ class Simulator:
     def view(self) -> ClusterView:
         """The cluster as policies see it now (nodes, running jobs with estimated ends)."""
         if self._view_dirty or self._view is None or self._view.now != self.now:
-            self._view = ClusterView(
+            view = SimView(
                 tuple(s.make_view() for s in self._state),
                 self.now,
                 tuple(self._running_views.values()),
             )
+            # a frozen dataclass: set the extra slots past its __setattr__
+            object.__setattr__(view, "node_table", self._node_table.copy())
+            object.__setattr__(view, "node_constants", self._node_constants)
+            self._view = view
             self._view_dirty = False
         return self._view
 
@@ -415,19 +451,38 @@ class Simulator:
             return False
         if not self.skip_hopeless_rounds:
             return True
-        nodes = self._node_table
-        up = nodes[:, 4] > 0
-        if not up.any():
+        # the answer only changes when the nodes change (a start, an end, an outage: every job
+        # that leaves the queue starts, on a node) or a job joins the queue: then only the new
+        # jobs need a look while the nodes are as they were
+        if self._fit_known is not None and self._fit_known[0] == self._node_changes:
+            _, most, answer = self._fit_known
+            if answer or not self._joined:
+                self._joined = []
+                return answer
+            rows = np.array(self._joined, dtype=np.intp)
+            rows = rows[self._pending_mask[rows]]
+        else:
+            nodes = self._node_table
+            up = nodes[:, 4] > 0
+            if not up.any():
+                self._fit_known = (self._node_changes, None, False)
+                self._joined = []
+                return False
+            most = nodes[up].max(axis=0)
+            rows = self._live_rows()
+        self._joined = []
+        if most is None:  # no node is up
             return False
-        most = nodes[up].max(axis=0)
-        sub = self._req_cols[self._live_rows()]
+        sub = self._req_cols[rows]
         ok = (
             (sub[:, 0] <= most[0] + 1e-9)
             & (sub[:, 1] <= most[1])
             & (sub[:, 2] <= most[2])
             & (sub[:, 3] <= most[3])
         )
-        return bool(ok.any())
+        answer = bool(ok.any())
+        self._fit_known = (self._node_changes, most, answer)
+        return answer
 
     # -- time ---------------------------------------------------------------------------------
 
@@ -463,7 +518,11 @@ class Simulator:
 
     def _arrive(self, job_id: JobId) -> None:
         job = self._jobs[job_id]
-        if not any(fits_empty(job.request, n.capacity) for n in self.nodes):
+        fits = self._fits_a_node.get(job.request)
+        if fits is None:
+            fits = any(fits_empty(job.request, n.capacity) for n in self.nodes)
+            self._fits_a_node[job.request] = fits
+        if not fits:
             self._unschedulable.append(
                 (job_id, f"needs {job.request.describe()}, more than any node has")
             )
@@ -475,9 +534,12 @@ class Simulator:
         row = self._row[job_id]
         if self._pending_mask[row]:  # pragma: no cover - a job is queued once
             return
-        # drop stale entries first so a requeued job's old entry cannot come back to life
-        self._queue_rows = np.append(self._live_rows(), row).astype(np.intp)
+        # a requeued job may still have a stale entry: drop those first so that it cannot come
+        # back to life (a first arrival has none, and `_live_rows` skips stale entries anyway)
+        q = self._live_rows() if job_id in self._attempt_count else self._queue_rows
+        self._queue_rows = np.append(q, row).astype(np.intp)
         self._pending_mask[row] = True
+        self._joined.append(row)
 
     def _complete(self, payload: tuple[JobId, int]) -> None:
         job_id, token = payload
@@ -488,6 +550,7 @@ class Simulator:
         job = self._jobs[job_id]
         st = self._state[node_i]
         st.give(job.request, gpu_ids)
+        self._node_changes += 1
         del self._running[job_id]
         del self._running_views[job_id]
         self._attempts.append(
@@ -512,6 +575,7 @@ class Simulator:
     def _fail(self, outage: NodeOutage) -> None:
         i = self._index[outage.node_id]
         st = self._state[i]
+        self._node_changes += 1
         # overlapping outages merge: the node is back when the last one ends
         self._push(self.now + outage.duration_s, _RETURN, i)
         self._down_depth[i] += 1
@@ -531,6 +595,7 @@ class Simulator:
         st.set_state(NODE_DOWN)
 
     def _return(self, i: int) -> None:
+        self._node_changes += 1
         self._down_depth[i] -= 1
         if self._down_depth[i] > 0:
             return
@@ -554,6 +619,7 @@ class Simulator:
             if why is not None:
                 raise InvalidPlacement(f"job {p.job_id!r}: {why}")
             st.take(req.request, gpu_ids)
+            self._node_changes += 1
             del self._pending[p.job_id]
             self._pending_mask[self._row[p.job_id]] = False
             self._seq += 1
