@@ -9,6 +9,7 @@ and committed. `place` returns those starts; the loop launches them (`launch`).
 from __future__ import annotations
 
 import secrets
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -119,6 +120,7 @@ def _decide(
             name = getattr(policy, "name", type(policy).__name__)
             log.exception("policy %s failed; placing nothing this tick", name)
             decisions = []
+        decisions = _joint_shares(policy, within, requests, decisions)
         for job, p in rules.admit(check_placements(within, jobs, decisions)):
             placed.append((job, p))
             free[p.node_id] = free[p.node_id].allocate(job_resources(job), tuple(p.gpu_ids))
@@ -148,6 +150,29 @@ def _decide(
             reason = f"{reason}: {text}" if text else reason
         reasons[job["id"]] = rules.waiting(job, reason, placed_ids)
     return placed
+
+
+_JOINT: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+"""policy -> its JointShares, so the shapes it learns persist while the policy is in force"""
+
+
+def _joint_shares(
+    policy: Any, view: Any, requests: Sequence[Any], decisions: list[Any]
+) -> list[Any]:
+    """The round's GPU shares placed jointly (scheduler/joint.py) when the policy places by
+    fragmentation; the policy's own placements when not, or when that fails."""
+    from scheduler.joint import JointShares, applies
+
+    if not decisions or not applies(policy):
+        return decisions
+    try:
+        joint = _JOINT.get(policy)
+        if joint is None:
+            joint = _JOINT[policy] = JointShares()
+        return list(joint.place(view, requests, decisions))
+    except Exception:  # noqa: BLE001 - the policy's placements stand
+        log.exception("joint placement of GPU shares failed; keeping the policy's")
+        return decisions
 
 
 def _intents(
