@@ -162,11 +162,15 @@ def latency(nodes: NodeList, pods: PodList) -> None:
     print()
 
 
-def replay_table(nodes: NodeList, seeds: int, loads: list[float], fraction: float) -> None:
+def replay_table(
+    nodes: NodeList, seeds: int, loads: list[float], fraction: float, only: list[str] | None = None
+) -> None:
     t0 = time.perf_counter()
     trace = load_trace(PODS, nodes)
     runs = [(p, "fifo") for p in POLICIES] + [(p, "size") for p in ("bestfit", "fgd", "lepton")]
     runs += [(LookAhead.name, "fifo"), (LookAhead.name, "size")]
+    if only:  # "placer:order" names, e.g. fgd:fifo
+        runs = [r for r in runs if f"{r[0]}:{r[1]}" in only]
     keys = ("stranded_gpu_share", "idle_while_waiting_share", "wait_s_mean")
     for load in loads:
         res: dict[tuple[str, str], dict[str, list[float]]] = {}
@@ -201,6 +205,8 @@ def replay_table(nodes: NodeList, seeds: int, loads: list[float], fraction: floa
         ]
         print()
         for a, b in pairs:
+            if a not in res or b not in res:
+                continue
             d = np.array(res[a]["stranded_gpu_share"]) - np.array(res[b]["stranded_gpu_share"])
             w = np.array(res[a]["wait_s_mean"]) - np.array(res[b]["wait_s_mean"])
             print(
@@ -458,6 +464,7 @@ def main() -> None:
     ap.add_argument("--scheduling-seeds", type=int, default=10)
     ap.add_argument("--loads", default="1.0,1.3", help="replay: offered loads, comma list")
     ap.add_argument("--fraction", type=float, default=0.25, help="replay: share of the nodes")
+    ap.add_argument("--replay-runs", default="", help="replay: placer:order list (default all)")
     ap.add_argument("--profile-load", type=float, default=1.3)
     ap.add_argument("--profile-policies", default="fgd,lepton", help="profile: placers")
     ap.add_argument("--product-seeds", type=int, default=5)
@@ -474,7 +481,8 @@ def main() -> None:
         latency(nodes, pods)
     if args.section in ("replay", "all"):
         loads = [float(x) for x in args.loads.split(",") if x.strip()]
-        replay_table(nodes, args.replay_seeds, loads, args.fraction)
+        only = [r for r in args.replay_runs.split(",") if r.strip()]
+        replay_table(nodes, args.replay_seeds, loads, args.fraction, only)
     if args.section in ("lookahead", "all"):
         lookahead(nodes, pods, args.seeds)
     if args.section in ("scheduling", "all"):

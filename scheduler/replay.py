@@ -97,14 +97,14 @@ class LookAhead(Lepton):
         if not len(fit):
             return None
         nodes, gpus, grow = self.candidates(k, fit)
-        j = int(np.lexsort((nodes, ~self.c.busy[nodes], np.floor(grow / STEP + 1e-9)))[0])
+        j = int(self.rank(k, nodes, grow)[0])
         i = int(nodes[j])
         return i, self._gpu_ids(i, int(gpus[j]), k), float(grow[j])
 
     def choose(self, k: int, fit: np.ndarray) -> Choice:
         self._learn(k)
         nodes, gpus, grow = self.candidates(k, fit)
-        rank = np.lexsort((nodes, ~self.c.busy[nodes], np.floor(grow / STEP + 1e-9)))
+        rank = self.rank(k, nodes, grow)
         ahead = self.ahead[: self.depth]
         if not ahead or len(rank) == 1:
             j = int(rank[0])

@@ -66,3 +66,35 @@ def test_replay_profile_sums_to_the_stranded_measure():
     row = replay(nodes, trace, "lepton", speed=1.0, seed=1, observe=observe)
     assert len(seen) >= 2 and seen == sorted(seen)
     assert row["started"] > 0
+
+
+def test_a_cpu_only_pod_goes_where_no_gpu_is_left():
+    """Both nodes are in use and the pod's growth is nil on both: ours puts it on the node with
+    no free GPU, not the first node (whose CPUs the GPU pods still need)."""
+    from scheduler.packing import Lepton, PodList
+
+    nodes = NodeList(
+        ("n0", "n1"),
+        np.array([64000.0, 64000.0]),
+        np.array([262144.0, 262144.0]),
+        np.array([4, 4], dtype=np.int64),
+        np.array([-1, -1], dtype=np.int64),
+        (),
+    )
+    pods = PodList(  # a 1-GPU pod, a 4-GPU pod, a CPU-only pod
+        np.array([8000, 8000, 1000], dtype=np.int64),
+        np.array([1024, 1024, 1024], dtype=np.int64),
+        np.array([1, 4, 0], dtype=np.int64),
+        np.array([1000, 1000, 0], dtype=np.int64),
+        np.zeros(3, dtype=np.int64),
+    )
+    c = Cluster(nodes)
+    placer = Lepton(c, pods, np.random.default_rng(0))
+    for k, i in ((0, 0), (1, 1)):
+        placer.online.observe(pods.shape(k))
+        c.place(i, int(pods.cpu[k]), int(pods.mem[k]), 1000, tuple(range(int(pods.gpus[k]))))
+        placer.placed(i)
+    fit = c.fits(1000, 1024, 0, 0, 0)
+    assert list(fit) == [0, 1]
+    i, gpu_ids = placer.choose(2, fit)
+    assert (i, gpu_ids) == (1, ())
