@@ -313,7 +313,9 @@ def lastjob(seeds: int, policy: str) -> None:
     print()
 
 
-def product(seeds: int, loads: list[float], batches: list[float]) -> None:
+def product(
+    seeds: int, loads: list[float], batches: list[float], first: int = 0, pols: str = "sjf,backfill"
+) -> None:
     """The joint placement of GPU shares in the product's rounds, off and on."""
     from scheduler.bench import make_workload
     from scheduler.joint import JointPolicy
@@ -328,7 +330,7 @@ def product(seeds: int, loads: list[float], batches: list[float]) -> None:
     for batch in batches:
         for load in loads:
             wls = []
-            for seed in range(seeds):
+            for seed in range(first, first + seeds):
                 wl = make_workload("trace", seed, trace=PODS, load=load)
                 if batch > 0:
                     wl.jobs = [
@@ -336,7 +338,7 @@ def product(seeds: int, loads: list[float], batches: list[float]) -> None:
                         for j in wl.jobs
                     ]
                 wls.append(wl)
-            for pol in ("sjf", "backfill"):
+            for pol in pols.split(","):
                 got: dict[bool, dict[str, list[float]]] = {}
                 for on in (False, True):
                     v = got.setdefault(on, {"st": [], "bsld": [], "util": [], "rounds": []})
@@ -357,6 +359,12 @@ def product(seeds: int, loads: list[float], batches: list[float]) -> None:
                     f"{np.mean(got[False]['bsld']):.2f} → {np.mean(got[True]['bsld']):.2f} | "
                     f"{np.mean(got[False]['util']):.3f} → {np.mean(got[True]['util']):.3f} | "
                     f"{int(np.sum(got[True]['rounds']))} | {per} |"
+                )
+                b = np.array(got[True]["bsld"]) / np.array(got[False]["bsld"]) - 1
+                print(
+                    f"<!-- {pol} {load} {batch}: slowdown change per seed "
+                    + " ".join(f"{x:+.1%}" for x in b)
+                    + f"; mean {b.mean():+.1%} ± {1.96 * b.std() / np.sqrt(len(b)):.1%} -->"
                 )
     print(f"<!-- product in {time.perf_counter() - t0:.0f} s -->\n")
 
@@ -468,6 +476,7 @@ def main() -> None:
     ap.add_argument("--profile-load", type=float, default=1.3)
     ap.add_argument("--profile-policies", default="fgd,lepton", help="profile: placers")
     ap.add_argument("--product-seeds", type=int, default=5)
+    ap.add_argument("--product-first-seed", type=int, default=0)
     ap.add_argument("--product-loads", default="0.9,1.1", help="product: loads, comma list")
     ap.add_argument("--batch-s", default="2,60", help="product: arrival batches (s), comma list")
     args = ap.parse_args()
@@ -499,6 +508,7 @@ def main() -> None:
             args.product_seeds,
             [float(x) for x in args.product_loads.split(",") if x.strip()],
             [float(x) for x in args.batch_s.split(",") if x.strip()],
+            args.product_first_seed,
         )
 
 

@@ -93,29 +93,58 @@ def test_joint_layout_never_delays_a_waiting_job():
     assert guarded.rounds == 0
 
 
+def _dispatch_round(svc, dispatcher, host, tmp_path, share_placement: str | None):
+    """Submit the round's shares to the real dispatcher; tick until the first three run and twice
+    more; (job ids, GB used per GPU, GB stranded for the round's shapes, the 40 GB job's state)."""
+    add_bed_hosts(svc, [host], root=tmp_path, cpus=4, mem_mb=8192)
+    svc.set_setting("policy", "sjf")
+    if share_placement is not None:
+        svc.set_setting("share_placement", share_placement)
+    dispatcher.tick()  # the probe finds both GPUs
+    assert svc.get_host(host.name)["gpus"] == 2
+    ids = [
+        svc.submit(command="sleep 120", cpus=1, gpu_mem=f"{gb}G", mem="128M") for gb in SHARES_GB
+    ]
+    tick_until(dispatcher, lambda: all(svc.get_job(i)["state"] == "running" for i in ids[:3]))
+    dispatcher.tick()
+    dispatcher.tick()
+    used = [0, 0]
+    allocs = []
+    for i, gb in zip(ids, SHARES_GB, strict=True):
+        attempts = svc.ledger.attempts_for(i)
+        if attempts:
+            [g] = attempts[0]["gpu_ids"]
+            used[g] += gb
+            allocs.append((Resources(1, 128, 0, gb * GB), (g,)))
+    node = NodeView.from_allocations(host.name, Resources(4, 8192, 2, 2 * PER_GPU), allocs)
+    [stranded] = stranded_gpus(ClusterView((node,), 0.0), _requests())
+    return ids, used, stranded.gpus, svc.get_job(ids[3])["state"]
+
+
+def _stop(svc, dispatcher, ids):
+    svc.cancel(ids)
+    tick_until(dispatcher, lambda: all(svc.get_job(i)["state"] in TERMINAL for i in ids))
+
+
+def test_the_dispatcher_places_shares_one_at_a_time_by_default(svc, sshbed, tmp_path, dispatcher):
+    host = sshbed(1)[0]
+    with fake_gpus(host, [gpu(), gpu()]):
+        ids, used, stranded, last = _dispatch_round(svc, dispatcher, host, tmp_path, None)
+        assert sorted(used) == [50, 60]  # 30+30 and 50: 20 and 30 GB left
+        assert last == "queued"  # the 40 GB share fits nowhere
+        assert stranded > 0.4
+        _stop(svc, dispatcher, ids)
+
+
 def test_the_dispatcher_places_a_round_of_shares_jointly(svc, sshbed, tmp_path, dispatcher):
     host = sshbed(1)[0]
     with fake_gpus(host, [gpu(), gpu()]):
-        add_bed_hosts(svc, [host], root=tmp_path, cpus=4, mem_mb=8192)
-        svc.set_setting("policy", "sjf")
-        dispatcher.tick()  # the probe finds both GPUs
-        assert svc.get_host(host.name)["gpus"] == 2
-        ids = [
-            svc.submit(command="sleep 120", cpus=1, gpu_mem=f"{gb}G", mem="128M")
-            for gb in SHARES_GB
-        ]
-        tick_until(dispatcher, lambda: all(svc.get_job(i)["state"] == "running" for i in ids))
-        gpus = {i: svc.ledger.attempts_for(i)[0]["gpu_ids"] for i in ids}
-        used = [0, 0]
-        for i, gb in zip(ids, SHARES_GB, strict=True):
-            [g] = gpus[i]
-            used[g] += gb
-        assert sorted(used) == [70, 80]  # 30+50 and 30+40: nothing of 30 GB or more stranded
-        # one at a time, the same round leaves 20 and 30 GB: the 40 GB share cannot start
-        # (test_one_at_a_time_strands_what_the_joint_layout_uses)
+        ids, used, stranded, last = _dispatch_round(svc, dispatcher, host, tmp_path, "joint")
+        # 30+50 and 30 leave 50 GB: the 40 GB share starts at the next tick (30+40)
+        assert last == "running"
+        assert sorted(used) == [70, 80]
+        assert stranded < 0.2  # 10 GB left, too small for any of the round's shapes
         decided = svc.ledger.query("SELECT job_id, at FROM decisions WHERE host IS NOT NULL")
         at = {d["job_id"]: d["at"] for d in decided}
-        assert set(at) == set(ids)
         assert at[ids[0]] == at[ids[1]] == at[ids[2]]  # the first three: one round, together
-        svc.cancel(ids)
-        tick_until(dispatcher, lambda: all(svc.get_job(i)["state"] in TERMINAL for i in ids))
+        _stop(svc, dispatcher, ids)
