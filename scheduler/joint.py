@@ -10,6 +10,9 @@ after it is least (a share that then fits nowhere adds its whole request). The s
 two orders, the policy's and the largest first; the layout that strands least wins, and it is kept
 only when it strands less than the policy's own (so a round is never made worse by the measure).
 
+The dispatcher runs it when the setting `share_placement` is `joint` (off by default: in the
+simulator it was not shown no worse, docs/benchmarks.md "Joint placement in the product's rounds").
+
 What it may not change, so that a round is the policy's in everything but where shares sit:
 * the set of jobs that start, and every placement that is not a share;
 * a GPU that the policy's round leaves whole stays whole (a share moves only onto GPUs that were
