@@ -3,6 +3,8 @@ GPUs): a round of shares laid out together leaves room that one at a time strand
 
 from __future__ import annotations
 
+import pytest
+
 from scheduler.joint import JointShares, applies
 from scheduler.model import ClusterView, JobRequest, NodeView, Resources, RunningJob
 from scheduler.registry import make_policy
@@ -148,3 +150,19 @@ def test_the_dispatcher_places_a_round_of_shares_jointly(svc, sshbed, tmp_path, 
         at = {d["job_id"]: d["at"] for d in decided}
         assert at[ids[0]] == at[ids[1]] == at[ids[2]]  # the first three: one round, together
         _stop(svc, dispatcher, ids)
+
+
+def test_share_placement_setting_takes_single_or_joint(tmp_path):
+    from lepton_tui.errors import ValidationError
+    from lepton_tui.settings import parse_setting
+    from tests.clirun import lepton
+
+    assert parse_setting("share_placement", " JOINT ") == "joint"
+    assert parse_setting("share_placement", "single") == "single"
+    with pytest.raises(ValidationError, match="share_placement"):
+        parse_setting("share_placement", "together")
+    bad = lepton(tmp_path, "settings", "set", "share_placement", "together")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "single or joint" in bad.stdout + bad.stderr
+    good = lepton(tmp_path, "settings", "set", "share_placement", "joint")
+    assert good.returncode == 0, good.stderr
