@@ -23,6 +23,16 @@ NAME: table, variants, latency, replay, lookahead, scheduling or lastjob.
   Alibaba trace at loads 0.7, 0.9 and 1.1, seeds 0..N-1; avg bounded slowdown, makespan and GPU
   utilization (while jobs arrive) before (best fit) and after (fragmentation), with the per-seed
   change's spread (the 95 % interval of the mean change);
+* product: the product's rounds (scheduler/joint.py): sjf and backfill on the trace workload in
+  the simulator, arrivals batched into rounds of `--batch-s` seconds (a dispatcher tick sees
+  every job submitted since the last), each round's GPU shares placed jointly or not; stranded
+  GPU share after each round (time-weighted), avg bounded slowdown and GPU utilization, per seed;
+* profile: where the replay's stranded capacity comes from, FGD beside ours, per seed at one
+  load: time-averaged parts (`scheduler.replay.stranded_parts`: small rooms on shared GPUs, shapes
+  that cannot run for lack of CPUs or memory, of GPUs, of the GPU model, CPU-only shapes) and
+  the stranded share over ten slices of the arrival window;
+* dqnstrand: how much of the DQN's placements strand, beside sjf (by fragmentation and by best
+  fit) and fifo: the stranded GPU share after each round (time-weighted) on the trace workload;
 * lastjob: on the trace at load 1.1, per seed and placement, the job that ends last (what sets
   the makespan) and the mean wait of the jobs of 4 GPUs or more and of all jobs.
 
@@ -152,11 +162,15 @@ def latency(nodes: NodeList, pods: PodList) -> None:
     print()
 
 
-def replay_table(nodes: NodeList, seeds: int, loads: list[float], fraction: float) -> None:
+def replay_table(
+    nodes: NodeList, seeds: int, loads: list[float], fraction: float, only: list[str] | None = None
+) -> None:
     t0 = time.perf_counter()
     trace = load_trace(PODS, nodes)
     runs = [(p, "fifo") for p in POLICIES] + [(p, "size") for p in ("bestfit", "fgd", "lepton")]
     runs += [(LookAhead.name, "fifo"), (LookAhead.name, "size")]
+    if only:  # "placer:order" names, e.g. fgd:fifo
+        runs = [r for r in runs if f"{r[0]}:{r[1]}" in only]
     keys = ("stranded_gpu_share", "idle_while_waiting_share", "wait_s_mean")
     for load in loads:
         res: dict[tuple[str, str], dict[str, list[float]]] = {}
@@ -191,6 +205,8 @@ def replay_table(nodes: NodeList, seeds: int, loads: list[float], fraction: floa
         ]
         print()
         for a, b in pairs:
+            if a not in res or b not in res:
+                continue
             d = np.array(res[a]["stranded_gpu_share"]) - np.array(res[b]["stranded_gpu_share"])
             w = np.array(res[a]["wait_s_mean"]) - np.array(res[b]["wait_s_mean"])
             print(
@@ -297,6 +313,140 @@ def lastjob(seeds: int, policy: str) -> None:
     print()
 
 
+def product(
+    seeds: int, loads: list[float], batches: list[float], first: int = 0, pols: str = "sjf,backfill"
+) -> None:
+    """The joint placement of GPU shares in the product's rounds, off and on."""
+    from scheduler.bench import make_workload
+    from scheduler.joint import JointPolicy
+    from scheduler.metrics import compute_metrics
+    from scheduler.registry import make_policy
+    from scheduler.simulator import Simulator
+
+    t0 = time.perf_counter()
+    print("| batch s | load | policy | stranded off → on (points) | lower on | avg bounded slowdown "
+          "off → on | GPU util off → on | rounds joint | stranded per seed (off/on) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for batch in batches:
+        for load in loads:
+            wls = []
+            for seed in range(first, first + seeds):
+                wl = make_workload("trace", seed, trace=PODS, load=load)
+                if batch > 0:
+                    wl.jobs = [
+                        replace(j, submit_s=float(np.ceil(j.submit_s / batch) * batch))
+                        for j in wl.jobs
+                    ]
+                wls.append(wl)
+            for pol in pols.split(","):
+                got: dict[bool, dict[str, list[float]]] = {}
+                for on in (False, True):
+                    v = got.setdefault(on, {"st": [], "bsld": [], "util": [], "rounds": []})
+                    for wl in wls:
+                        yard = [j.to_request() for j in wl.jobs]
+                        jp = JointPolicy(make_policy(pol), on, yard)
+                        m = compute_metrics(Simulator(wl).run(jp))
+                        v["st"].append(jp.stranded_share)
+                        v["bsld"].append(float(m["avg_bounded_slowdown"]))
+                        v["util"].append(float(m["gpu_util"]))
+                        v["rounds"].append(jp.joint.rounds)
+                off, on_ = (np.array(got[False]["st"]), np.array(got[True]["st"]))
+                d = on_ - off
+                per = " ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(off, on_, strict=True))
+                print(
+                    f"| {batch:g} | {load} | {pol} | {off.mean():.2f} → {on_.mean():.2f} % "
+                    f"({d.mean():+.2f} ± {d.std():.2f}) | {int((d < 0).sum())} of {len(d)} | "
+                    f"{np.mean(got[False]['bsld']):.2f} → {np.mean(got[True]['bsld']):.2f} | "
+                    f"{np.mean(got[False]['util']):.3f} → {np.mean(got[True]['util']):.3f} | "
+                    f"{int(np.sum(got[True]['rounds']))} | {per} |"
+                )
+                b = np.array(got[True]["bsld"]) / np.array(got[False]["bsld"]) - 1
+                print(
+                    f"<!-- {pol} {load} {batch}: slowdown change per seed "
+                    + " ".join(f"{x:+.1%}" for x in b)
+                    + f"; mean {b.mean():+.1%} ± {1.96 * b.std() / np.sqrt(len(b)):.1%} -->"
+                )
+    print(f"<!-- product in {time.perf_counter() - t0:.0f} s -->\n")
+
+
+def profile(nodes: NodeList, seeds: int, load: float, fraction: float, policies: list[str]) -> None:
+    """Stranded capacity of the replay split by cause and over time, per placer and seed."""
+    from scheduler.replay import PARTS, stranded_parts
+
+    t0 = time.perf_counter()
+    trace = load_trace(PODS, nodes)
+    print(f"### Stranded capacity by cause, replay at load {load} (seeds 42-{41 + seeds})\n")
+    print("| placer | seed | stranded % | " + " | ".join(PARTS) + " | over time (10 slices) |")
+    print("|---|---|---|" + "---|" * len(PARTS) + "---|")
+    for seed in range(42, 42 + seeds):
+        sample = sample_nodes(nodes, fraction, seed)
+        cap = float(sample.gpus.sum()) * 1000
+        for p in policies:
+            samples: list[tuple[float, dict[str, float]]] = []
+
+            def seen(t: float, cluster, measure, samples=samples) -> None:  # noqa: ANN001
+                samples.append((t, stranded_parts(cluster, measure)))
+
+            row = replay(sample, trace, p, load=load, seed=seed, observe=seen)
+            ts = np.array([t for t, _ in samples])
+            end = float(trace.arrive[-1]) / float(row["speed"])  # the arrival window's end
+            # time-weighted over the arrival window: each state holds until the next round
+            span = np.clip(np.diff(np.append(ts, end)), 0.0, None)
+            window = ts < end
+            parts = {
+                k: float((np.array([d[k] for _, d in samples]) * span)[window].sum())
+                / max(float(span[window].sum()), 1e-9)
+                / cap
+                * 100
+                for k in PARTS
+            }
+            tot = np.array([sum(d.values()) for _, d in samples]) / cap * 100
+            edges = np.linspace(ts[0], end, 11)
+            slices = [
+                float(np.average(tot[m], weights=span[m] + 1e-12)) if m.any() else float("nan")
+                for m in ((ts >= a) & (ts < b) for a, b in zip(edges[:-1], edges[1:], strict=True))
+            ]
+            print(
+                f"| {p} | {seed} | {row['stranded_gpu_share']:.2f} | "
+                + " | ".join(f"{parts[k]:.2f}" for k in PARTS)
+                + " | "
+                + " ".join(f"{x:.1f}" for x in slices)
+                + " |"
+            )
+    print(f"<!-- profile in {time.perf_counter() - t0:.0f} s -->\n")
+
+
+def dqnstrand(seeds: int, load: float) -> None:
+    """Stranded GPU share after each round: the DQN beside the heuristics (trace workload)."""
+    from scheduler.bench import make_workload
+    from scheduler.joint import JointPolicy
+    from scheduler.metrics import compute_metrics
+    from scheduler.registry import make_policy
+    from scheduler.simulator import Simulator
+
+    t0 = time.perf_counter()
+    runs = [("dqn", {}), ("sjf", {}), ("sjf", {"placement": "bestfit"}), ("fifo", {})]
+    res: dict[str, tuple[list[float], list[float]]] = {}
+    for seed in range(seeds):
+        wl = make_workload("trace", seed, trace=PODS, load=load)
+        yard = [j.to_request() for j in wl.jobs]
+        for name, opts in runs:
+            label = name + (f" ({opts['placement']})" if opts else "")
+            jp = JointPolicy(make_policy(name, **opts), False, yard)
+            m = compute_metrics(Simulator(wl).run(jp))
+            got = res.setdefault(label, ([], []))
+            got[0].append(jp.stranded_share)
+            got[1].append(float(m["avg_bounded_slowdown"]))
+    print(f"### Stranded GPU share after each round, trace workload, load {load} ({seeds} seeds)\n")
+    print("| policy | stranded GPU share | per seed | avg bounded slowdown |")
+    print("|---|---|---|---|")
+    for label, (st, bs) in res.items():
+        v = np.array(st)
+        per = " ".join(f"{x:.2f}" for x in v)
+        print(f"| {label} | {v.mean():.2f} ± {v.std():.2f} % | {per} | {np.mean(bs):.2f} |")
+    print(f"<!-- dqnstrand in {time.perf_counter() - t0:.0f} s -->\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -310,6 +460,9 @@ def main() -> None:
             "lookahead",
             "scheduling",
             "lastjob",
+            "product",
+            "profile",
+            "dqnstrand",
             "all",
         ],
     )
@@ -319,6 +472,13 @@ def main() -> None:
     ap.add_argument("--scheduling-seeds", type=int, default=10)
     ap.add_argument("--loads", default="1.0,1.3", help="replay: offered loads, comma list")
     ap.add_argument("--fraction", type=float, default=0.25, help="replay: share of the nodes")
+    ap.add_argument("--replay-runs", default="", help="replay: placer:order list (default all)")
+    ap.add_argument("--profile-load", type=float, default=1.3)
+    ap.add_argument("--profile-policies", default="fgd,lepton", help="profile: placers")
+    ap.add_argument("--product-seeds", type=int, default=5)
+    ap.add_argument("--product-first-seed", type=int, default=0)
+    ap.add_argument("--product-loads", default="0.9,1.1", help="product: loads, comma list")
+    ap.add_argument("--batch-s", default="2,60", help="product: arrival batches (s), comma list")
     args = ap.parse_args()
     nodes = load_nodes(NODES)
     pods = load_pods(PODS, nodes)
@@ -330,13 +490,26 @@ def main() -> None:
         latency(nodes, pods)
     if args.section in ("replay", "all"):
         loads = [float(x) for x in args.loads.split(",") if x.strip()]
-        replay_table(nodes, args.replay_seeds, loads, args.fraction)
+        only = [r for r in args.replay_runs.split(",") if r.strip()]
+        replay_table(nodes, args.replay_seeds, loads, args.fraction, only)
     if args.section in ("lookahead", "all"):
         lookahead(nodes, pods, args.seeds)
     if args.section in ("scheduling", "all"):
         scheduling(args.scheduling_seeds)
     if args.section in ("lastjob", "all"):
         lastjob(args.scheduling_seeds, "sjf")
+    if args.section in ("profile", "all"):
+        pols = [p for p in args.profile_policies.split(",") if p.strip()]
+        profile(nodes, args.replay_seeds, args.profile_load, args.fraction, pols)
+    if args.section in ("dqnstrand", "all"):
+        dqnstrand(args.product_seeds, 0.9)
+    if args.section in ("product", "all"):
+        product(
+            args.product_seeds,
+            [float(x) for x in args.product_loads.split(",") if x.strip()],
+            [float(x) for x in args.batch_s.split(",") if x.strip()],
+            args.product_first_seed,
+        )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,14 @@ def _policy(value: str) -> str:
     return value
 
 
+def _share_placement(value: str) -> str:
+    """`single` or `joint` (scheduler/joint.py)."""
+    value = value.strip().lower()
+    if value not in ("single", "joint"):
+        raise ValidationError(f"unknown share placement {value!r}", "use single or joint")
+    return value
+
+
 def _seconds(lo: float, hi: float) -> Callable[[str], float]:
     def parse(value: str) -> float:
         seconds = parse_duration_s(value, "value")
@@ -144,6 +152,13 @@ SETTINGS: dict[str, Setting] = {
             _number(0, 1),
             "sjf only: jobs with a time limit over 1 h may hold at most this share of the CPUs "
             "and of the GPUs (e.g. 0.4), keeping the rest for short jobs; 0 = no limit",
+        ),
+        Setting(
+            "share_placement",
+            "single",
+            _share_placement,
+            "GPU shares of a round: single (each where it strands least, in turn) or joint "
+            "(placed together with a look-ahead; heuristics that place by fragmentation only)",
         ),
         Setting(
             "admin_group",

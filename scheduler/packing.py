@@ -30,7 +30,8 @@ room that holds it; whole GPUs are the lowest-numbered free ones.
 Ours, `lepton`: the growth of the fragmentation for shapes learned online from the requests seen
 so far (share of arrivals over a sliding window, memory included), in steps of 0.1 GPU; among equal
 steps, nodes already in use first (consolidation keeps idle nodes whole for multi-GPU requests),
-then the first in the node list.
+then the first in the node list. A pod without GPUs: the least exact growth, then the node with
+the least free GPU (`Lepton.rank`).
 """
 
 from __future__ import annotations
@@ -48,12 +49,12 @@ import numpy as np
 from scheduler.fragmentation import (
     MAX_GPUS,
     MILLI,
+    STEP,
     FragCache,
     Mix,
     OnlineMix,
     ShapeKey,
     first_of_equal,
-    least_growth,
     mix_of,
     model_access,
     shape_of,
@@ -499,10 +500,21 @@ class Lepton(_Fragmentation):
             self._version = self.online.version
             self.set_mix(self.online.mix())
         nodes, gpus, grow = self.candidates(k, fit)
-        j = least_growth(grow, ~self.c.busy[nodes], nodes)
+        j = int(self.rank(k, nodes, grow)[0])
         i = int(nodes[j])
         g = int(gpus[j])
         return i, ((g,) if g >= 0 else self._gpus(i, k))
+
+    def rank(self, k: int, nodes: np.ndarray, grow: np.ndarray) -> np.ndarray:
+        """Candidates best first: least growth in steps of `STEP`, nodes in use first, node
+        order. A pod without GPUs: least exact growth, then the node with the least free GPU:
+        its CPUs and memory are best taken where no GPU is left to strand (under arrivals and
+        departures, rounding its growths put CPU-only pods on nodes in use with free GPUs,
+        whose CPUs then ran out: docs/benchmarks.md, "Why ours lost to FGD at load 1.3")."""
+        busy = ~self.c.busy[nodes]
+        if self.pods.gpus[k]:
+            return np.lexsort((nodes, busy, np.floor(grow / STEP + 1e-9)))
+        return np.lexsort((nodes, busy, self.c.total[nodes], np.round(grow, 6)))
 
     def failed(self, k: int) -> None:
         self.online.observe(self.pods.shape(k))

@@ -29,7 +29,7 @@ import csv
 import heapq
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,14 +97,14 @@ class LookAhead(Lepton):
         if not len(fit):
             return None
         nodes, gpus, grow = self.candidates(k, fit)
-        j = int(np.lexsort((nodes, ~self.c.busy[nodes], np.floor(grow / STEP + 1e-9)))[0])
+        j = int(self.rank(k, nodes, grow)[0])
         i = int(nodes[j])
         return i, self._gpu_ids(i, int(gpus[j]), k), float(grow[j])
 
     def choose(self, k: int, fit: np.ndarray) -> Choice:
         self._learn(k)
         nodes, gpus, grow = self.candidates(k, fit)
-        rank = np.lexsort((nodes, ~self.c.busy[nodes], np.floor(grow / STEP + 1e-9)))
+        rank = self.rank(k, nodes, grow)
         ahead = self.ahead[: self.depth]
         if not ahead or len(rank) == 1:
             j = int(rank[0])
@@ -343,9 +343,11 @@ def replay(
     round_s: float = 10.0,
     seed: int = 42,
     yardstick: Mix | None = None,
+    observe: Callable[[float, Cluster, FragCache], None] | None = None,
 ) -> dict[str, Any]:
     """Replay `trace` on `nodes` with one placer and round order; one row of measures. Give
-    `load` (the speed is found for it) or `speed` (arrivals divided by it)."""
+    `load` (the speed is found for it) or `speed` (arrivals divided by it). `observe(t, cluster,
+    measure)` is called after each round (for profiles: `stranded_parts`)."""
     if order not in ORDERS:
         raise PackingError(f"unknown order {order!r}; choose from {', '.join(ORDERS)}")
     if round_s <= 0:
@@ -421,6 +423,8 @@ def replay(
                 queue = [k for k in queue if k not in started]
         if touched:
             measure.rows(np.array(sorted(touched)), cluster.cpu, cluster.mem, cluster.left)
+        if observe is not None:
+            observe(t, cluster, measure)
         free = float(cluster.left.sum()) / cap
         waiting = any(pods.gpus[k] > 0 for k in queue)
         last = {"stranded": float(measure.frag.sum()) / cap, "unalloc": free,
@@ -486,4 +490,33 @@ def fill_up_lookahead(
         "pods": len(order),
         "failed": failed,
         "seconds": round(time.perf_counter() - t_all, 2),
+    }
+
+
+PARTS = ("rooms", "cpu_mem", "gpu_count", "model", "cpu_only")
+
+
+def stranded_parts(cluster: Cluster, measure: FragCache) -> dict[str, float]:
+    """The stranded GPU capacity (milli-GPU, `measure`'s fragmentation summed over nodes) split by
+    why each typical shape cannot use it: `rooms`, GPUs whose room is too small for a shape that
+    can run on the node; for a shape that cannot run there at all (all the node's free GPU lost),
+    `cpu_only` (a shape without GPUs: FGD counts all free GPU as lost to it), `model` (wrong GPU
+    model), else `cpu_mem` (too few CPUs or too little memory), else `gpu_count` (too few GPUs
+    with room for it)."""
+    m = measure.mix
+    cpu_ok = (cluster.cpu[:, None] >= m.cpu[None, :]) & (cluster.mem[:, None] >= m.mem[None, :])
+    gpu_ok = measure.big >= m.gpus[None, :]
+    runs = cpu_ok & gpu_ok & measure.acc
+    total = measure.total[:, None]
+    w = m.weight[None, :]
+    gpu_shape = measure.gpu_shape[None, :]
+    model = gpu_shape & ~measure.acc
+    cpu = measure.acc & ~cpu_ok
+    count = measure.acc & cpu_ok & ~gpu_ok
+    return {
+        "rooms": float((np.where(runs, measure.small, 0.0) * w).sum()),
+        "cpu_mem": float((np.where(cpu, total, 0.0) * w).sum()),
+        "gpu_count": float((np.where(count, total, 0.0) * w).sum()),
+        "model": float((np.where(model, total, 0.0) * w).sum()),
+        "cpu_only": float((np.where(~gpu_shape, total, 0.0) * w).sum()),
     }

@@ -9,6 +9,7 @@ and committed. `place` returns those starts; the loop launches them (`launch`).
 from __future__ import annotations
 
 import secrets
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -105,6 +106,7 @@ def _decide(
     groups, unreachable = runas.login_groups(ctx, hosts, placeable, pending, now)
     reasons.update(unreachable)
     lab = bool(getattr(ctx.pool, "lab_key", None))
+    joint: bool | None = None  # the setting, read once a round has two GPU shares to place
     free = {n.id: n for n in view.nodes}
     placed: list[tuple[dict[str, Any], Any]] = []
     for allowed, jobs in groups:
@@ -119,6 +121,11 @@ def _decide(
             name = getattr(policy, "name", type(policy).__name__)
             log.exception("policy %s failed; placing nothing this tick", name)
             decisions = []
+        if sum(r.request.is_gpu_share for r in requests) > 1:
+            if joint is None:
+                joint = _share_placement(ctx.ledger) == "joint"
+            if joint:
+                decisions = _joint_shares(policy, within, requests, decisions)
         for job, p in rules.admit(check_placements(within, jobs, decisions)):
             placed.append((job, p))
             free[p.node_id] = free[p.node_id].allocate(job_resources(job), tuple(p.gpu_ids))
@@ -148,6 +155,38 @@ def _decide(
             reason = f"{reason}: {text}" if text else reason
         reasons[job["id"]] = rules.waiting(job, reason, placed_ids)
     return placed
+
+
+_JOINT: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+"""policy -> its JointShares, so the shapes it learns persist while the policy is in force"""
+
+
+def _share_placement(ledger: Ledger) -> str:
+    """The `share_placement` setting (`single` when unset or not valid)."""
+    from lepton_tui.settings import SETTINGS
+
+    value = ledger.get_setting("share_placement", SETTINGS["share_placement"].default)
+    return "joint" if str(value).strip().lower() == "joint" else "single"
+
+
+def _joint_shares(
+    policy: Any, view: Any, requests: Sequence[Any], decisions: list[Any]
+) -> list[Any]:
+    """The round's GPU shares placed jointly (scheduler/joint.py, setting `share_placement
+    joint`) when the policy places by fragmentation; the policy's own placements when not, or
+    when that fails."""
+    from scheduler.joint import JointShares, applies
+
+    if not decisions or not applies(policy):
+        return decisions
+    try:
+        joint = _JOINT.get(policy)
+        if joint is None:
+            joint = _JOINT[policy] = JointShares()
+        return list(joint.place(view, requests, decisions))
+    except Exception:  # noqa: BLE001 - the policy's placements stand
+        log.exception("joint placement of GPU shares failed; keeping the policy's")
+        return decisions
 
 
 def _intents(
