@@ -368,9 +368,7 @@ def replay(
     everyone = np.arange(len(nodes.names))
     measure.rows(everyone, cluster.cpu, cluster.mem, cluster.left)
     cap = float(cap_gpus * MILLI)
-
     ok, rank = _fits_at_all(nodes, pods), _size_rank(pods)
-
     queue: list[int] = []
     running: list[tuple[float, int, int, tuple[int, ...]]] = []  # heap: (end, pod, node, gpus)
     on_node = np.zeros(len(nodes.names), dtype=np.int64)
