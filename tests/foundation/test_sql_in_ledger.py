@@ -30,7 +30,6 @@ NOT_MOVED_YET = {
     "screens/addhost.py",  # engineer `console`: one host-exists read
     "autopilot.py",  # the autopilot's event reads (three `query_one`), not in this step's list
     "labd.py",  # `PRAGMA data_version`: how the lab service sees that the ledger changed
-    "logs.py",  # one attempt-state read (`Ledger.attempt_state` would do)
 }
 
 SQL_CALLS = {"execute", "executemany", "executescript", "query", "query_one"}
