@@ -1,5 +1,6 @@
 """The ledger's plain reads for the console's read models (`lepton_tui.views`,
-`lepton_tui.fleet_view`), each named for what a panel shows.
+`lepton_tui.fleet_view`), each named for what a panel shows, and the autopilot's record
+(`lepton_tui.autopilot`).
 
 A mixin of `lepton_tui.ledger.Ledger`, like `lepton_tui.ledger_dispatch`. The reads whose SQL is
 the read model itself (the memo-keyed samples, the queue window, the cost inputs) stay with it.
@@ -73,3 +74,29 @@ class ViewRecords:
     def sized_hosts(self: _Store) -> list[dict[str, Any]]:
         """The hosts whose capacity is known: name, CPUs, memory, GPUs."""
         return self.query("SELECT name, cpus, mem_mb, gpus, gpu_mem_mb FROM hosts WHERE cpus > 0")
+
+    # -- the autopilot's record (`lepton_tui.autopilot`) ----------------------------------------
+
+    def last_lab_event(self: _Store, kind: str) -> dict[str, Any] | None:
+        """The latest lab-wide event (no host) of a kind: its `at` and `data`, or None."""
+        return self.query_one(
+            "SELECT at, data FROM events WHERE host IS NULL AND kind = ? ORDER BY at DESC, id DESC "
+            "LIMIT 1",
+            (kind,),
+        )
+
+    def last_lab_event_at(self: _Store, kind: str) -> float | None:
+        """When the latest lab-wide event (no host) of a kind was recorded, or None."""
+        row = self.query_one(
+            "SELECT MAX(at) AS at FROM events WHERE host IS NULL AND kind = ?", (kind,)
+        )
+        return None if row is None or row["at"] is None else float(row["at"])
+
+    def ended_jobs_submitted(self: _Store, since: float, until: float) -> int:
+        """How many jobs submitted in [since, until) have ended."""
+        row = self.query_one(
+            "SELECT COUNT(*) AS n FROM jobs WHERE submitted_at >= ? AND submitted_at < ? "
+            "AND state IN ('succeeded', 'failed', 'timeout', 'cancelled')",
+            (since, until),
+        )
+        return int(row["n"]) if row else 0

@@ -28,7 +28,6 @@ NOT_MOVED_YET = {
     "views.py",  # engineer `console`
     "fleet_view.py",  # engineer `console`
     "screens/addhost.py",  # engineer `console`: one host-exists read
-    "autopilot.py",  # the autopilot's event reads (three `query_one`), not in this step's list
     "labd.py",  # `PRAGMA data_version`: how the lab service sees that the ledger changed
 }
 
