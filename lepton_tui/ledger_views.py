@@ -59,6 +59,13 @@ class ViewRecords:
             "GROUP BY cpus, mem_mb, gpus, gpu_mem_mb"
         )
 
+    def data_version(self: _Store) -> int | None:
+        """SQLite's `PRAGMA data_version` on this thread's connection: it moves when another
+        connection commits, so a live view (`lepton_tui.labd`'s watch) sees that the ledger
+        changed without reading it. Compare values read on the same thread only."""
+        row = self.query_one("PRAGMA data_version")
+        return None if row is None else next(iter(row.values()))
+
     # -- training on the lab's own history (`lepton-tui train --from-ledger`) ------------------
 
     def finished_runs(self: _Store) -> list[dict[str, Any]]:

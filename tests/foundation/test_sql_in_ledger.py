@@ -28,7 +28,6 @@ NOT_MOVED_YET = {
     "views.py",  # engineer `console`
     "fleet_view.py",  # engineer `console`
     "screens/addhost.py",  # engineer `console`: one host-exists read
-    "labd.py",  # `PRAGMA data_version`: how the lab service sees that the ledger changed
 }
 
 SQL_CALLS = {"execute", "executemany", "executescript", "query", "query_one"}
