@@ -2,8 +2,9 @@
 `lepton_tui.fleet_view`), each named for what a panel shows, and the autopilot's record
 (`lepton_tui.autopilot`).
 
-A mixin of `lepton_tui.ledger.Ledger`, like `lepton_tui.ledger_dispatch`. The reads whose SQL is
-the read model itself (the memo-keyed samples, the queue window, the cost inputs) stay with it.
+A mixin of `lepton_tui.ledger.Ledger`, like `lepton_tui.ledger_dispatch`. The console's refresh
+runs these every tick: each is one bounded statement (`tests/tui/test_refresh_reads.py` counts
+them), and what a refresh keeps between ticks (`fleet_view.ViewMemo`) stays with the read model.
 """
 
 from __future__ import annotations
@@ -12,9 +13,76 @@ from typing import Any
 
 from lepton_tui.ledger_dispatch import _Store
 
+# What the stranded capacity depends on: what runs where, the hosts, and the queue (every job
+# submitted, amended, started, requeued or ended writes an event in the same transaction).
+_STRANDED_INPUTS_SQL = (
+    "SELECT (SELECT MAX(id) FROM events) AS last_event, "
+    "(SELECT MAX(id) FROM attempts) AS last_attempt, "
+    "(SELECT COUNT(*) FROM attempts WHERE state IN ('starting', 'running')) AS live, "
+    "(SELECT group_concat(name || ':' || COALESCE(state, '') || ':' || COALESCE(admin_state, '') "
+    " || ':' || COALESCE(gpus, '') || ':' || COALESCE(gpus_override, '') || ':' "
+    " || COALESCE(price_per_hour, '')) FROM hosts) AS hosts"
+)
+
 
 class ViewRecords:
     """The read models' named reads (mixed into `Ledger`)."""
+
+    # -- the fleet panel (`lepton_tui.fleet_view`) ----------------------------------------------
+
+    def fleet_hosts(self: _Store) -> list[dict[str, Any]]:
+        """Every host with what the fleet panel shows of it, by name."""
+        return self.query(
+            "SELECT name, state, admin_state, transport, address, cpus, gpus, price_per_hour, "
+            "last_seen, last_error, gpu_model, gpus_override, gpu_mem_mb FROM hosts ORDER BY name"
+        )
+
+    def host_rows(self: _Store) -> list[dict[str, Any]]:
+        """Every host's row as stored (labels still JSON text), by name."""
+        return self.query("SELECT * FROM hosts ORDER BY name")
+
+    def latest_samples(self: _Store, since: float, until: float) -> list[dict[str, Any]]:
+        """Each series' (host, GPU or -1) latest full-resolution sample in [since, until]."""
+        return self.query(
+            "SELECT s.* FROM samples s JOIN (SELECT host, gpu_index, MAX(at) AS at FROM samples "
+            "WHERE at >= ? AND at <= ? AND resolution = 0 GROUP BY +host, +gpu_index) m "
+            "ON s.host = m.host AND s.gpu_index = m.gpu_index AND s.at = m.at "
+            "WHERE s.resolution = 0 ORDER BY s.host, s.gpu_index",
+            (since, until),
+        )
+
+    def spark_buckets(self: _Store, width: float, start: float, end: float) -> list[dict[str, Any]]:
+        """Per host and epoch-aligned bucket `b` of `width` seconds in [start, end): the mean GPU
+        utilisation `g` and CPU percent `c` of the full-resolution samples."""
+        return self.query(
+            "SELECT host, CAST(at / ? AS INTEGER) AS b, "
+            "AVG(CASE WHEN gpu_index >= 0 THEN util_percent END) AS g, "
+            "AVG(CASE WHEN gpu_index < 0 THEN cpu_percent END) AS c "
+            "FROM samples WHERE at >= ? AND at < ? AND resolution = 0 GROUP BY host, b",
+            (width, start, end),
+        )
+
+    def live_attempt_gpus(self: _Store) -> list[dict[str, Any]]:
+        """The starting and running attempts: host, GPU ids, GPUs and GPU memory."""
+        return self.query(
+            "SELECT host, gpu_ids, gpus, gpu_mem_mb FROM attempts WHERE state IN ('starting', "
+            "'running')"
+        )
+
+    def active_attempt_holdings(self: _Store) -> list[dict[str, Any]]:
+        """What the starting and running attempts (`cluster_view.ACTIVE_ATTEMPT_STATES`) hold,
+        as `cluster_view.build_view` takes it."""
+        return self.query(
+            "SELECT job_id, host, gpu_ids, cpus, mem_mb, gpus, gpu_mem_mb, started_at, created_at "
+            "FROM attempts WHERE state IN ('starting', 'running')"
+        )
+
+    def stranded_inputs(self: _Store) -> dict[str, Any] | None:
+        """One row that changes whenever the stranded capacity may have: the latest event and
+        attempt, how many attempts run, and the hosts' states, GPUs and prices."""
+        return self.query_one(_STRANDED_INPUTS_SQL)
+
+    # -- the scheduler screen (why a job waits) and the queue's shapes -------------------------
 
     def recent_decisions(self: _Store, limit: int) -> list[dict[str, Any]]:
         """The policy's most recent decisions, newest first."""
