@@ -25,8 +25,132 @@ _STRANDED_INPUTS_SQL = (
 )
 
 
+# What the money totals depend on besides the clock: attempts started, ended or settled, prices,
+# hosts and settings (the currency). Each part reads an index or a small table.
+_COST_INPUTS_SQL = (
+    "SELECT (SELECT MAX(id) FROM attempts) AS last_attempt, "
+    "(SELECT COUNT(*) FROM attempts WHERE cost IS NULL) AS unsettled, "
+    "(SELECT TOTAL(COALESCE(started_at, 0) + COALESCE(ended_at, 0)) FROM attempts "
+    " WHERE cost IS NULL) AS unsettled_times, "
+    "(SELECT MAX(id) FROM prices) AS last_price, "
+    "(SELECT COUNT(*) || ':' || MAX(id) FROM hosts) AS hosts, "
+    "(SELECT group_concat(key || '=' || value) FROM settings) AS settings"
+)
+# The orders the console's queue can be read in, by name (`views.SORTS`).
+QUEUE_SORTS: dict[str, str] = {
+    "default": "CASE WHEN j.state = 'queued' THEN 1 WHEN j.state IN ('starting', 'running', "
+    "'cancelling') THEN 0 ELSE 2 END, j.priority DESC, j.id",
+    "age": "j.submitted_at, j.id",
+    "priority": "j.priority DESC, j.id",
+    "user": "j.user, j.id",
+    "id": "j.id DESC",
+}
+
+
+def _queue_filter(text: str, live_only: bool, ended_since: float | None) -> tuple[str, list[Any]]:
+    """The WHERE clause (with its leading space, or "") and parameters of a queue window: the
+    live jobs (and, from `ended_since`, those that ended) unless not `live_only`, each word of
+    `text` matched (a number: the id or the command; a word: user, project, state, command,
+    name or host)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if live_only and ended_since is not None:
+        where.append(
+            "(j.state IN ('queued', 'starting', 'running', 'cancelling') OR j.ended_at >= ?)"
+        )
+        params.append(ended_since)
+    elif live_only:
+        where.append("j.state IN ('queued', 'starting', 'running', 'cancelling')")
+    for word in text.split():
+        if word.isdigit():
+            where.append("(j.id = ? OR j.command LIKE ?)")
+            params += [int(word), f"%{word}%"]
+        else:
+            like = f"%{word}%"
+            where.append(
+                "(j.user LIKE ? OR j.project LIKE ? OR j.state LIKE ? OR j.command LIKE ? "
+                "OR j.name LIKE ? OR j.host LIKE ?)"
+            )
+            params += [like] * 6
+    return (f" WHERE {' AND '.join(where)}" if where else ""), params
+
+
 class ViewRecords:
     """The read models' named reads (mixed into `Ledger`)."""
+
+    # -- the queue (`lepton_tui.views.queue_window`) -------------------------------------------
+
+    def queue_page(
+        self: _Store,
+        text: str,
+        sort: str,
+        limit: int,
+        *,
+        live_only: bool = True,
+        ended_since: float | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A window of at most `limit` jobs in the `sort` order (`QUEUE_SORTS`), each with its
+        latest attempt's `gpu_ids`, and how many jobs match in all (see `_queue_filter`)."""
+        clause, params = _queue_filter(text, live_only, ended_since)
+        order = QUEUE_SORTS.get(sort, QUEUE_SORTS["default"])
+        rows = self.query(
+            "SELECT j.id, j.state, j.user, j.project, j.name, j.command, j.cpus, j.mem_mb, "
+            "j.gpus, j.gpu_mem_mb, j.host, j.submitted_at, j.reason, j.priority, j.kind, "
+            "j.array_id, j.array_index, "
+            "(SELECT a.gpu_ids FROM attempts a WHERE a.job_id = j.id ORDER BY a.id DESC LIMIT 1) "
+            f"AS gpu_ids FROM jobs j{clause} ORDER BY {order} LIMIT ?",
+            [*params, int(limit)],
+        )
+        matched = self.query_one(f"SELECT COUNT(*) AS n FROM jobs j{clause}", params)
+        return rows, int((matched or {"n": 0})["n"])
+
+    def live_job_counts(self: _Store) -> dict[str, int]:
+        """How many jobs are queued, starting, running or cancelling (states with none left
+        out)."""
+        rows = self.query(
+            "SELECT state, COUNT(*) AS n FROM jobs WHERE state IN "
+            "('queued', 'starting', 'running', 'cancelling') GROUP BY state"
+        )
+        return {r["state"]: r["n"] for r in rows}
+
+    # -- the console's cost panel and chart (`lepton_tui.views`) -------------------------------
+
+    def cost_inputs(self: _Store) -> dict[str, Any] | None:
+        """One row that changes whenever the money totals may have (besides the clock):
+        attempts started, ended or settled, prices, hosts and settings."""
+        return self.query_one(_COST_INPUTS_SQL)
+
+    def lab_default_price(self: _Store) -> float:
+        """The lab-wide price per hour in force last set (0 when there is none)."""
+        row = self.query_one(
+            "SELECT price_per_hour FROM prices WHERE host IS NULL ORDER BY effective_from DESC "
+            "LIMIT 1"
+        )
+        return float(row["price_per_hour"] or 0) if row else 0.0
+
+    def host_price_rows(self: _Store) -> list[dict[str, Any]]:
+        """Every host's name, state, capacity, own price per hour and when it was added."""
+        return self.query(
+            "SELECT name, state, cpus, mem_mb, gpus, price_per_hour, added_at FROM hosts"
+        )
+
+    def attempts_with_owners_since(self: _Store, since: float) -> list[dict[str, Any]]:
+        """The attempts not ended before `since`: host, request, state, times, and the job's
+        user and project."""
+        return self.query(
+            "SELECT a.host, a.cpus, a.mem_mb, a.gpus, a.state, a.created_at, a.started_at, "
+            "a.ended_at, j.user, j.project FROM attempts a JOIN jobs j ON j.id = a.job_id "
+            "WHERE a.ended_at IS NULL OR a.ended_at >= ?",
+            (since,),
+        )
+
+    def attempt_spans_since(self: _Store, since: float) -> list[dict[str, Any]]:
+        """The attempts not ended before `since`: host, request and times."""
+        return self.query(
+            "SELECT host, cpus, mem_mb, gpus, created_at, started_at, ended_at FROM attempts "
+            "WHERE ended_at IS NULL OR ended_at >= ?",
+            (since,),
+        )
 
     # -- the fleet panel (`lepton_tui.fleet_view`) ----------------------------------------------
 
