@@ -168,11 +168,7 @@ def explain(
 
 def latest(ledger: Ledger) -> Decision | None:
     """The last recorded round's decision (None before the first)."""
-    row = ledger.query_one(
-        "SELECT at, data FROM events WHERE host IS NULL AND kind = ? ORDER BY at DESC, id DESC "
-        "LIMIT 1",
-        (EVENT,),
-    )
+    row = ledger.last_lab_event(EVENT)
     if row is None or not row["data"]:
         return None
     try:
@@ -181,21 +177,9 @@ def latest(ledger: Ledger) -> Decision | None:
         return None
 
 
-def _last_at(ledger: Ledger, kind: str) -> float | None:
-    row = ledger.query_one(
-        "SELECT MAX(at) AS at FROM events WHERE host IS NULL AND kind = ?", (kind,)
-    )
-    return None if row is None or row["at"] is None else float(row["at"])
-
-
 def ended_jobs(ledger: Ledger, since: float, until: float) -> int:
     """Jobs submitted in [since, until) that have ended (what a replay can use, at most)."""
-    row = ledger.query_one(
-        "SELECT COUNT(*) AS n FROM jobs WHERE submitted_at >= ? AND submitted_at < ? "
-        "AND state IN ('succeeded', 'failed', 'timeout', 'cancelled')",
-        (since, until),
-    )
-    return int(row["n"]) if row else 0
+    return ledger.ended_jobs_submitted(since, until)
 
 
 def setting(ledger: Ledger, key: str) -> Any:
@@ -241,7 +225,7 @@ def due(ledger: Ledger, now: float) -> bool:
     if str(setting(ledger, "policy")) != AUTO:
         return False
     period = float(setting(ledger, "autopilot_period_s"))
-    done, began = _last_at(ledger, EVENT), _last_at(ledger, EVENT_START)
+    done, began = ledger.last_lab_event_at(EVENT), ledger.last_lab_event_at(EVENT_START)
     if done is not None and now < done + period:
         return False
     return (

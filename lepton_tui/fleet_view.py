@@ -109,20 +109,6 @@ class ViewMemo:
         self.buckets, self.latest, self.cost = {}, {}, None
 
 
-_LATEST_SQL = (
-    "SELECT s.* FROM samples s JOIN (SELECT host, gpu_index, MAX(at) AS at FROM samples "
-    "WHERE at >= ? AND at <= ? AND resolution = 0 GROUP BY +host, +gpu_index) m "
-    "ON s.host = m.host AND s.gpu_index = m.gpu_index AND s.at = m.at "
-    "WHERE s.resolution = 0 ORDER BY s.host, s.gpu_index"
-)
-_SPARK_SQL = (
-    "SELECT host, CAST(at / ? AS INTEGER) AS b, "
-    "AVG(CASE WHEN gpu_index >= 0 THEN util_percent END) AS g, "
-    "AVG(CASE WHEN gpu_index < 0 THEN cpu_percent END) AS c "
-    "FROM samples WHERE at >= ? AND at < ? AND resolution = 0 GROUP BY host, b"
-)
-
-
 def _samples(
     ledger: Ledger, now: float, memo: ViewMemo
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, int], tuple[float | None, float | None]], int]:
@@ -137,7 +123,7 @@ def _samples(
         latest_from, spark_from = now - SAMPLE_FRESH_S, first_b * width
     else:
         latest_from = spark_from = min(memo.fresh_from, now)
-    for s in ledger.query(_LATEST_SQL, (max(latest_from, now - SAMPLE_FRESH_S), now)):
+    for s in ledger.latest_samples(max(latest_from, now - SAMPLE_FRESH_S), now):
         key = (s["host"], int(s["gpu_index"]))
         old = memo.latest.get(key)
         if old is None or s["at"] >= old["at"]:
@@ -147,7 +133,7 @@ def _samples(
     spark_from = max(spark_from, first_b * width)
     for key in [k for k in memo.buckets if k[1] < first_b or k[1] * width >= spark_from]:
         del memo.buckets[key]  # gone from the window, or about to be read again
-    for r in ledger.query(_SPARK_SQL, (width, spark_from, (last_b + 1) * width)):
+    for r in ledger.spark_buckets(width, spark_from, (last_b + 1) * width):
         memo.buckets[(r["host"], int(r["b"]))] = (r["g"], r["c"])
     memo.last_now = now
     # read again next time: the buckets a late sample could still land in
@@ -168,10 +154,7 @@ def fleet(ledger: Ledger, now: float, memo: ViewMemo | None = None) -> list[Flee
 
 def _fleet(ledger: Ledger, now: float, memo: ViewMemo) -> list[FleetRow]:
     rows: dict[str, FleetRow] = {}
-    hosts = ledger.query(
-        "SELECT name, state, admin_state, transport, address, cpus, gpus, price_per_hour, "
-        "last_seen, last_error, gpu_model, gpus_override, gpu_mem_mb FROM hosts ORDER BY name"
-    )
+    hosts = ledger.fleet_hosts()
     for h in hosts:
         rows[h["name"]] = FleetRow(
             name=h["name"],
@@ -222,10 +205,7 @@ def _fleet(ledger: Ledger, now: float, memo: ViewMemo) -> list[FleetRow]:
             mean = buckets.get(b, (None, None))[0 if use_gpu else 1]
             series.append(float(mean) if mean is not None else 0.0)
         row.spark = series
-    live = ledger.query(  # what runs where, and the GPUs it holds (for outside use)
-        "SELECT host, gpu_ids, gpus, gpu_mem_mb FROM attempts WHERE state IN ('starting', "
-        "'running')"
-    )
+    live = ledger.live_attempt_gpus()  # what runs where, and the GPUs it holds (outside use)
     for a in live:
         if a["host"] in rows:
             rows[a["host"]].running += 1
@@ -240,16 +220,6 @@ def _fleet(ledger: Ledger, now: float, memo: ViewMemo) -> list[FleetRow]:
 
 
 STRANDED_SAMPLE = 1000  # the queued requests' shapes are weighed as if this many were queued
-# What the stranded capacity depends on: what runs where, the hosts, and the queue (every job
-# submitted, amended, started, requeued or ended writes an event in the same transaction).
-_STRANDED_INPUTS_SQL = (
-    "SELECT (SELECT MAX(id) FROM events) AS last_event, "
-    "(SELECT MAX(id) FROM attempts) AS last_attempt, "
-    "(SELECT COUNT(*) FROM attempts WHERE state IN ('starting', 'running')) AS live, "
-    "(SELECT group_concat(name || ':' || COALESCE(state, '') || ':' || COALESCE(admin_state, '') "
-    " || ':' || COALESCE(gpus, '') || ':' || COALESCE(gpus_override, '') || ':' "
-    " || COALESCE(price_per_hour, '')) FROM hosts) AS hosts"
-)
 
 
 def stranded(
@@ -259,7 +229,7 @@ def stranded(
     use. GPUs (hosts with GPUs): `scheduler.stranded`, fragmentation for the queue's shapes; CPUs:
     all the free CPUs of a host where no queued request fits at all. Empty when nothing is
     queued. With a `memo`, computed again only when its inputs changed."""
-    key = repr(ledger.query_one(_STRANDED_INPUTS_SQL))
+    key = repr(ledger.stranded_inputs())
     if memo is not None and memo.stranded_key == key:
         return memo.stranded
     shapes = ledger.queued_shapes()
@@ -267,16 +237,13 @@ def stranded(
         if memo is not None:
             memo.stranded_key, memo.stranded = key, {}
         return {}
-    from lepton_tui.dispatch.view import ACTIVE_ATTEMPT_STATES, build_view
+    from lepton_tui.dispatch.view import build_view
     from scheduler.model import JobRequest, Resources
     from scheduler.stranded import stranded_gpus
 
-    hosts = ledger.query("SELECT * FROM hosts ORDER BY name")
+    hosts = ledger.host_rows()
     placeable = [h["name"] for h in hosts if h["state"] == "up" and h["admin_state"] != "draining"]
-    attempts = ledger.query(
-        "SELECT job_id, host, gpu_ids, cpus, mem_mb, gpus, gpu_mem_mb, started_at, created_at "
-        f"FROM attempts WHERE state IN {ACTIVE_ATTEMPT_STATES!r}"
-    )
+    attempts = ledger.active_attempt_holdings()
     view = build_view(hosts, attempts, placeable, now)
     total = sum(int(s["n"]) for s in shapes)
     requests: list[JobRequest] = []

@@ -335,11 +335,7 @@ class LabHandler(http.server.BaseHTTPRequestHandler):
             raise ValidationError("tick_s must be a number of seconds")
         tick = min(max(float(tick), WATCH_TICK_S[0]), WATCH_TICK_S[1])
         view, view_args = str(args["view"]), args.get("args") or {}
-        ledger = self.server.ledger
-
-        def version() -> Any:
-            row = ledger.query_one("PRAGMA data_version")
-            return None if row is None else next(iter(row.values()))
+        version = self.server.ledger.data_version  # this thread's connection sees the others'
 
         seen = version()
         first = to_wire(read_view(svc, view, time.time(), view_args, memo=memo))  # bad: a 4xx

@@ -1,4 +1,5 @@
-"""The ledger's reads and writes for `lepton_tui.service`, each named for what the service does.
+"""The ledger's reads and writes for `lepton_tui.service`, each named for what the service does,
+and for the notifications it configures (`lepton_tui.notify`: the outbox and its cursor).
 
 A mixin of `lepton_tui.ledger.Ledger` (kept apart to keep each module small), like
 `lepton_tui.ledger_dispatch`. These decide nothing about who may do what: the service checks that
@@ -228,3 +229,129 @@ class ServiceRecords:
 
     def has_budgets(self: _Store) -> bool:
         return self.query_one("SELECT 1 AS n FROM budgets LIMIT 1") is not None
+
+    # -- notifications (`lepton_tui.notify`): the cursor over events, the outbox ---------------
+
+    def notify_cursor(self: _Store) -> int | None:
+        """The last event already turned into notifications (None before the first round)."""
+        row = self.query_one("SELECT event_id FROM notify_cursor WHERE id = 1")
+        return None if row is None else int(row["event_id"])
+
+    def create_notify_cursor(self: _Store) -> None:
+        """Start the cursor at the latest event (a no-op when it exists)."""
+        self.execute(
+            "INSERT OR IGNORE INTO notify_cursor (id, event_id) "
+            "SELECT 1, COALESCE(MAX(id), 0) FROM events"
+        )
+
+    def move_notify_cursor(self: _Store, event_id: int) -> None:
+        self.execute("UPDATE notify_cursor SET event_id = ? WHERE id = 1", (event_id,))
+
+    def last_event_id(self: _Store) -> int:
+        """The id of the latest event (0 when there is none)."""
+        row = self.query_one("SELECT MAX(id) AS id FROM events")
+        return int((row or {}).get("id") or 0)
+
+    def has_hard_budget(self: _Store) -> bool:
+        """Whether any budget is hard (only a hard budget holds jobs)."""
+        return self.query_one("SELECT 1 AS x FROM budgets WHERE hard = 1 LIMIT 1") is not None
+
+    def notified_endings(
+        self: _Store, after: int, upto: int, kinds: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """The events of `kinds` in (after, upto] of jobs that asked to be told (`notify_on`):
+        the event's `kind`, the job's `id`, `user` and `notify_on`, in event order."""
+        marks = ", ".join("?" for _ in kinds)
+        return self.query(
+            "SELECT e.kind, j.id, j.user, j.notify_on FROM events e JOIN jobs j "
+            f"ON j.id = e.job_id WHERE e.id > ? AND e.id <= ? AND e.kind IN ({marks}) "
+            "AND j.notify_on IS NOT NULL ORDER BY e.id",
+            (after, upto, *kinds),
+        )
+
+    def untold_holds(self: _Store, reason_prefix: str) -> list[dict[str, Any]]:
+        """Queued jobs held for a reason starting with `reason_prefix` that asked to hear of
+        holds and have no `hold` notification yet (`id`, `user`, `notify_on`)."""
+        return self.query(
+            "SELECT id, user, notify_on FROM jobs WHERE state = 'queued' AND reason LIKE ? "
+            "AND notify_on LIKE '%hold%' AND NOT EXISTS (SELECT 1 FROM notifications n "
+            "WHERE n.job_id = jobs.id AND n.event = 'hold')",
+            (reason_prefix + "%",),
+        )
+
+    def add_notification(
+        self: _Store, job_id: int, event: str, channel: str, target: str, at: float
+    ) -> int:
+        """A pending notification row; 1 when made, 0 when it was already there."""
+        cur = self.execute(
+            "INSERT OR IGNORE INTO notifications (job_id, event, channel, target, state, "
+            "created_at) VALUES (?, ?, ?, ?, 'pending', ?)",
+            (job_id, event, channel, target, at),
+        )
+        return int(cur.rowcount)
+
+    def job_or_none(self: _Store, job_id: int) -> dict[str, Any] | None:
+        """A job's row as stored (None when there is no such job)."""
+        return self.query_one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+
+    def abandon_sending(self: _Store, me: str) -> int:
+        """Mark `unknown` the rows a sender other than `me` claimed and never recorded (never
+        sent again: at most once); how many."""
+        cur = self.execute(
+            "UPDATE notifications SET state = 'unknown', error = 'the dispatcher stopped while "
+            "sending it; not sent again (at most once)' WHERE state = 'sending' AND "
+            "(claimed_by IS NULL OR claimed_by != ?)",
+            (me,),
+        )
+        return int(cur.rowcount)
+
+    def due_notifications(self: _Store, now: float, limit: int) -> list[dict[str, Any]]:
+        """Pending notifications due by `now`, oldest first."""
+        return self.query(
+            "SELECT * FROM notifications WHERE state = 'pending' AND (next_at IS NULL OR "
+            "next_at <= ?) ORDER BY id LIMIT ?",
+            (now, limit),
+        )
+
+    def claim_notification(self: _Store, notification_id: int, at: float, me: str) -> bool:
+        """Claim a pending row for sending (one more try); False when it is no longer pending."""
+        cur = self.execute(
+            "UPDATE notifications SET state = 'sending', claimed_at = ?, claimed_by = ?, "
+            "tries = tries + 1 WHERE id = ? AND state = 'pending'",
+            (at, me, notification_id),
+        )
+        return bool(cur.rowcount)
+
+    def notification_not_sent(
+        self: _Store, notification_id: int, state: str, next_at: float | None, error: str
+    ) -> None:
+        """A send that failed: `pending` again from `next_at`, or `failed`."""
+        self.execute(
+            "UPDATE notifications SET state = ?, next_at = ?, error = ? WHERE id = ?",
+            (state, next_at, error, notification_id),
+        )
+
+    def notification_failed(self: _Store, notification_id: int, error: str) -> None:
+        self.execute(
+            "UPDATE notifications SET state = 'failed', error = ? WHERE id = ?",
+            (error, notification_id),
+        )
+
+    def notification_sent(self: _Store, notification_id: int, at: float) -> None:
+        self.execute(
+            "UPDATE notifications SET state = 'sent', sent_at = ?, error = NULL WHERE id = ?",
+            (at, notification_id),
+        )
+
+    def latest_notifications(self: _Store, user: str | None, limit: int) -> list[dict[str, Any]]:
+        """The latest notifications (of `user`'s jobs, or all) with the job's user, newest
+        first."""
+        sql = (
+            "SELECT n.id, n.job_id, n.event, n.channel, n.state, n.tries, n.created_at, "
+            "n.sent_at, n.error, j.user FROM notifications n JOIN jobs j ON j.id = n.job_id"
+        )
+        params: list[Any] = []
+        if user is not None:
+            sql += " WHERE j.user = ?"
+            params.append(user)
+        return self.query(sql + " ORDER BY n.id DESC LIMIT ?", [*params, int(limit)])

@@ -141,8 +141,7 @@ def _read_attempt(
 
 
 def _attempt_state(svc: Any, token: str) -> str:
-    row = svc.ledger.query_one("SELECT state FROM attempts WHERE token = ?", (token,))
-    return row["state"] if row else "lost"
+    return svc.ledger.attempt_state(token) or "lost"
 
 
 def stderr_bytes(svc: Any, job_id: int, attempt_no: int | None = None) -> int:

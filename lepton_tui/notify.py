@@ -102,20 +102,16 @@ def check_command(value: str) -> str:
 def start_cursor(ledger: Ledger) -> int:
     """The last event already turned into notifications (created at the latest event when
     missing: history from before notifications existed is never told)."""
-    row = ledger.query_one("SELECT event_id FROM notify_cursor WHERE id = 1")
-    if row is not None:
-        return int(row["event_id"])
-    ledger.execute(
-        "INSERT OR IGNORE INTO notify_cursor (id, event_id) "
-        "SELECT 1, COALESCE(MAX(id), 0) FROM events"
-    )
-    row = ledger.query_one("SELECT event_id FROM notify_cursor WHERE id = 1")
-    return int(row["event_id"]) if row else 0
+    cursor = ledger.notify_cursor()
+    if cursor is not None:
+        return cursor
+    ledger.create_notify_cursor()
+    return ledger.notify_cursor() or 0
 
 
 def targets(ledger: Ledger, user: str, settings: dict[str, Any]) -> dict[str, str]:
     """Where a user's notifications go: {channel: command, URL or address}."""
-    prefs = ledger.query_one("SELECT email, webhook FROM notify_users WHERE user = ?", (user,))
+    prefs = ledger.notify_user(user)
     out: dict[str, str] = {}
     command = str(settings.get("notify_command") or "")
     if command:
@@ -134,36 +130,20 @@ def targets(ledger: Ledger, user: str, settings: dict[str, Any]) -> dict[str, st
 def collect(ledger: Ledger) -> int:
     """Turn new job endings and budget holds into pending rows; how many rows were made."""
     made = 0
-    seen = ledger.query_one("SELECT event_id FROM notify_cursor WHERE id = 1")
-    top = ledger.query_one("SELECT MAX(id) AS id FROM events")
-    holds = ledger.query_one("SELECT 1 AS x FROM budgets WHERE hard = 1 LIMIT 1")
-    if seen and int(seen["event_id"]) >= int((top or {}).get("id") or 0) and not holds:
+    seen, top, holds = ledger.notify_cursor(), ledger.last_event_id(), ledger.has_hard_budget()
+    if seen is not None and seen >= top and not holds:
         return 0  # nothing new: no write transaction every round
     with ledger.tx():
         cursor = start_cursor(ledger)
-        top = ledger.query_one("SELECT MAX(id) AS id FROM events")
-        last = min(int((top or {}).get("id") or 0), cursor + EVENTS_PER_ROUND)
+        last = min(ledger.last_event_id(), cursor + EVENTS_PER_ROUND)
         found: list[tuple[dict[str, Any], str]] = []
         if last > cursor:
-            marks = ", ".join("?" for _ in _ENDING_KINDS)
-            rows = ledger.query(
-                "SELECT e.kind, j.id, j.user, j.notify_on FROM events e JOIN jobs j "
-                f"ON j.id = e.job_id WHERE e.id > ? AND e.id <= ? AND e.kind IN ({marks}) "
-                "AND j.notify_on IS NOT NULL ORDER BY e.id",
-                (cursor, last, *_ENDING_KINDS),
-            )
-            for r in rows:
+            for r in ledger.notified_endings(cursor, last, _ENDING_KINDS):
                 found.append((r, EVENT_OF_STATE[r["kind"].removeprefix("job.")]))
-            ledger.execute("UPDATE notify_cursor SET event_id = ? WHERE id = 1", (last,))
-        if ledger.query_one("SELECT 1 AS x FROM budgets WHERE hard = 1 LIMIT 1"):
+            ledger.move_notify_cursor(last)
+        if ledger.has_hard_budget():
             # only a hard budget holds jobs: no scan of the queue every round without one
-            held = ledger.query(
-                "SELECT id, user, notify_on FROM jobs WHERE state = 'queued' AND reason LIKE ? "
-                "AND notify_on LIKE '%hold%' AND NOT EXISTS (SELECT 1 FROM notifications n "
-                "WHERE n.job_id = jobs.id AND n.event = 'hold')",
-                (HOLD_PREFIX + "%",),
-            )
-            found += [(r, "hold") for r in held]
+            found += [(r, "hold") for r in ledger.untold_holds(HOLD_PREFIX)]
         if not found:
             return 0
         settings = ledger.settings()
@@ -175,12 +155,7 @@ def collect(ledger: Ledger) -> int:
             if job["user"] not in where:
                 where[job["user"]] = targets(ledger, job["user"], settings)
             for channel, target in where[job["user"]].items():
-                cur = ledger.execute(
-                    "INSERT OR IGNORE INTO notifications (job_id, event, channel, target, state, "
-                    "created_at) VALUES (?, ?, ?, ?, 'pending', ?)",
-                    (job["id"], event, channel, target, now),
-                )
-                made += cur.rowcount
+                made += ledger.add_notification(job["id"], event, channel, target, now)
     return made
 
 
@@ -200,7 +175,7 @@ class SendError(Exception):
 
 def payload(ledger: Ledger, job_id: int, event: str) -> dict[str, Any]:
     """The job's JSON as a notification carries it, with the event and a one-line text."""
-    job = ledger.query_one("SELECT * FROM jobs WHERE id = ?", (job_id,)) or {"id": job_id}
+    job = ledger.job_or_none(job_id) or {"id": job_id}
     out = {k: job.get(k) for k in PAYLOAD_FIELDS}
     lab = ledger.get_setting("lab_name", "lab")
     words = {"end": "ended", "fail": "failed", "timeout": "hit its time limit",
@@ -320,13 +295,7 @@ def send(
 def recover(ledger: Ledger, me: str) -> int:
     """Rows a stopped dispatcher claimed but never recorded: `unknown`, never sent again."""
     with ledger.tx():
-        cur = ledger.execute(
-            "UPDATE notifications SET state = 'unknown', error = 'the dispatcher stopped while "
-            "sending it; not sent again (at most once)' WHERE state = 'sending' AND "
-            "(claimed_by IS NULL OR claimed_by != ?)",
-            (me,),
-        )
-    return int(cur.rowcount)
+        return ledger.abandon_sending(me)
 
 
 def deliver_due(
@@ -335,11 +304,7 @@ def deliver_due(
     """Claim and send the pending notifications that are due (until `stop` is set); how many
     were sent. By default `send`, with the settings (the webhook allow-list) of this round."""
     now = ledger.clock()
-    due = ledger.query(
-        "SELECT * FROM notifications WHERE state = 'pending' AND (next_at IS NULL OR "
-        "next_at <= ?) ORDER BY id LIMIT ?",
-        (now, DUE_PER_ROUND),
-    )
+    due = ledger.due_notifications(now, DUE_PER_ROUND)
     if not due:
         return 0
     # the settings (the webhook allow-list) as they are now, read once a round
@@ -349,12 +314,7 @@ def deliver_due(
         if stop is not None and stop.is_set():
             break
         with ledger.tx():  # the claim, committed before anything goes out
-            cur = ledger.execute(
-                "UPDATE notifications SET state = 'sending', claimed_at = ?, claimed_by = ?, "
-                "tries = tries + 1 WHERE id = ? AND state = 'pending'",
-                (ledger.clock(), me, row["id"]),
-            )
-            if not cur.rowcount:
+            if not ledger.claim_notification(row["id"], ledger.clock(), me):
                 continue
         try:
             send_one(row["channel"], row["target"], payload(ledger, row["job_id"], row["event"]))
@@ -363,26 +323,17 @@ def deliver_due(
             state = "pending" if again else "failed"
             next_at = ledger.clock() + RETRY_BASE_S * 2 ** int(row["tries"]) if again else None
             with ledger.tx():
-                ledger.execute(
-                    "UPDATE notifications SET state = ?, next_at = ?, error = ? WHERE id = ?",
-                    (state, next_at, str(exc)[:500], row["id"]),
-                )
+                ledger.notification_not_sent(row["id"], state, next_at, str(exc)[:500])
             log.warning("notification %s (%s) of job %s: %s", row["id"], row["channel"],
                         row["job_id"], exc)  # fmt: skip
             continue
         except Exception as exc:  # noqa: BLE001 - a bad notification must not stop the others
             log.exception("notification %s failed", row["id"])
             with ledger.tx():
-                ledger.execute(
-                    "UPDATE notifications SET state = 'failed', error = ? WHERE id = ?",
-                    (f"{type(exc).__name__}: {exc}"[:500], row["id"]),
-                )
+                ledger.notification_failed(row["id"], f"{type(exc).__name__}: {exc}"[:500])
             continue
         with ledger.tx():
-            ledger.execute(
-                "UPDATE notifications SET state = 'sent', sent_at = ?, error = NULL WHERE id = ?",
-                (ledger.clock(), row["id"]),
-            )
+            ledger.notification_sent(row["id"], ledger.clock())
         sent += 1
     return sent
 
@@ -442,12 +393,4 @@ class NotifyWorker:
 
 def since(ledger: Ledger, user: str | None, limit: int = 100) -> list[dict[str, Any]]:
     """The latest notifications (of `user`'s jobs, or all), newest first."""
-    sql = (
-        "SELECT n.id, n.job_id, n.event, n.channel, n.state, n.tries, n.created_at, n.sent_at, "
-        "n.error, j.user FROM notifications n JOIN jobs j ON j.id = n.job_id"
-    )
-    params: list[Any] = []
-    if user is not None:
-        sql += " WHERE j.user = ?"
-        params.append(user)
-    return ledger.query(sql + " ORDER BY n.id DESC LIMIT ?", [*params, int(limit)])
+    return ledger.latest_notifications(user, limit)

@@ -18,6 +18,7 @@ from typing import Any
 from lepton_tui.economics.prices import day_start, get_currency, week_start
 from lepton_tui.fleet_view import FleetRow, ViewMemo, fleet
 from lepton_tui.ledger import Ledger
+from lepton_tui.ledger_views import QUEUE_SORTS
 from lepton_tui.request_text import short_request
 from lepton_tui.settings import SETTINGS
 from lepton_tui.settings import effective as effective_settings
@@ -32,14 +33,7 @@ DEFAULT_POLICY = SETTINGS["policy"].default
 
 # -- queue ---------------------------------------------------------------------------------------
 
-SORTS: dict[str, str] = {
-    "default": "CASE WHEN j.state = 'queued' THEN 1 WHEN j.state IN ('starting', 'running', "
-    "'cancelling') THEN 0 ELSE 2 END, j.priority DESC, j.id",
-    "age": "j.submitted_at, j.id",
-    "priority": "j.priority DESC, j.id",
-    "user": "j.user, j.id",
-    "id": "j.id DESC",
-}
+SORTS = QUEUE_SORTS  # the orders the queue can be read in, by name
 SORT_NAMES = tuple(SORTS)
 
 
@@ -108,44 +102,11 @@ def queue_window(
 
     `recent_s` also keeps jobs that ended in the last `recent_s` seconds (after the live ones),
     so a job just submitted does not vanish from the overview the moment it finishes."""
-    where: list[str] = []
-    params: list[Any] = []
-    if not all_states and recent_s > 0:
-        where.append(
-            "(j.state IN ('queued', 'starting', 'running', 'cancelling') OR j.ended_at >= ?)"
-        )
-        params.append(now - recent_s)
-    elif not all_states:
-        where.append("j.state IN ('queued', 'starting', 'running', 'cancelling')")
-    for word in text.split():
-        if word.isdigit():
-            where.append("(j.id = ? OR j.command LIKE ?)")
-            params += [int(word), f"%{word}%"]
-        else:
-            like = f"%{word}%"
-            where.append(
-                "(j.user LIKE ? OR j.project LIKE ? OR j.state LIKE ? OR j.command LIKE ? "
-                "OR j.name LIKE ? OR j.host LIKE ?)"
-            )
-            params += [like] * 6
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
-    order = SORTS.get(sort, SORTS["default"])
-    rows = ledger.query(
-        "SELECT j.id, j.state, j.user, j.project, j.name, j.command, j.cpus, j.mem_mb, j.gpus, "
-        "j.gpu_mem_mb, j.host, j.submitted_at, j.reason, j.priority, j.kind, j.array_id, "
-        "j.array_index, "
-        "(SELECT a.gpu_ids FROM attempts a WHERE a.job_id = j.id ORDER BY a.id DESC LIMIT 1) "
-        f"AS gpu_ids FROM jobs j{clause} ORDER BY {order} LIMIT ?",
-        [*params, int(limit)],
+    since = None if all_states or recent_s <= 0 else now - recent_s
+    rows, matched = ledger.queue_page(
+        text, sort, limit, live_only=not all_states, ended_since=since
     )
-    matched = ledger.query_one(f"SELECT COUNT(*) AS n FROM jobs j{clause}", params) or {"n": 0}
-    counts = {
-        r["state"]: r["n"]
-        for r in ledger.query(
-            "SELECT state, COUNT(*) AS n FROM jobs WHERE state IN "
-            "('queued', 'starting', 'running', 'cancelling') GROUP BY state"
-        )
-    }
+    counts = ledger.live_job_counts()
     out = []
     for r in rows:
         # where it runs, or for an ended job where it ran last (a queued job has no host yet,
@@ -169,7 +130,7 @@ def queue_window(
         )  # fmt: skip
     return QueueWindow(
         rows=out,
-        matched=int(matched["n"]),
+        matched=matched,
         running=sum(counts.get(s, 0) for s in LIVE_STATES),
         queued=counts.get("queued", 0),
         sort=sort,
@@ -214,30 +175,12 @@ def _share(att: dict[str, Any], host: dict[str, Any]) -> float:
 
 
 def _host_prices(ledger: Ledger) -> dict[str, dict[str, Any]]:
-    default = ledger.query_one(
-        "SELECT price_per_hour FROM prices WHERE host IS NULL ORDER BY effective_from DESC LIMIT 1"
-    )
-    lab_price = float(default["price_per_hour"] or 0) if default else 0.0
+    lab_price = ledger.lab_default_price()
     hosts = {}
-    for h in ledger.query(
-        "SELECT name, state, cpus, mem_mb, gpus, price_per_hour, added_at FROM hosts"
-    ):
+    for h in ledger.host_price_rows():
         h["price"] = float(h["price_per_hour"]) if h["price_per_hour"] is not None else lab_price
         hosts[h["name"]] = h
     return hosts
-
-
-# What the money totals depend on besides the clock: attempts started, ended or settled, prices,
-# hosts and settings (the currency). Each part reads an index or a small table.
-_COST_INPUTS_SQL = (
-    "SELECT (SELECT MAX(id) FROM attempts) AS last_attempt, "
-    "(SELECT COUNT(*) FROM attempts WHERE cost IS NULL) AS unsettled, "
-    "(SELECT TOTAL(COALESCE(started_at, 0) + COALESCE(ended_at, 0)) FROM attempts "
-    " WHERE cost IS NULL) AS unsettled_times, "
-    "(SELECT MAX(id) FROM prices) AS last_price, "
-    "(SELECT COUNT(*) || ':' || MAX(id) FROM hosts) AS hosts, "
-    "(SELECT group_concat(key || '=' || value) FROM settings) AS settings"
-)
 
 
 def cost_panel(
@@ -267,7 +210,7 @@ def cost_panel(
         summary = cost_summary(ledger, now, prices=prices, live=live)
     else:
         with memo.lock:
-            inputs = ledger.query_one(_COST_INPUTS_SQL)
+            inputs = ledger.cost_inputs()
             cached = memo.cost
             if (
                 cached is None
@@ -279,7 +222,7 @@ def cost_panel(
                     pause()
                 cached = cost_summary(ledger, now, prices=prices, live=live)
                 # a report may settle ended attempts (a write): key on what it leaves
-                cached["_inputs"] = ledger.query_one(_COST_INPUTS_SQL)
+                cached["_inputs"] = ledger.cost_inputs()
                 memo.cost, memo.cost_at = cached, now
             else:
                 cached = {**cached, "rate_per_hour": running_rate(ledger, now, prices, live)}
@@ -315,12 +258,7 @@ def simple_cost_panel(ledger: Ledger, now: float) -> CostPanel:
     by_project: dict[str, float] = defaultdict(float)
     held_today: dict[str, float] = defaultdict(float)
     held_now: dict[str, float] = defaultdict(float)
-    for a in ledger.query(
-        "SELECT a.host, a.cpus, a.mem_mb, a.gpus, a.state, a.created_at, a.started_at, a.ended_at, "
-        "j.user, j.project FROM attempts a JOIN jobs j ON j.id = a.job_id "
-        "WHERE a.ended_at IS NULL OR a.ended_at >= ?",
-        (t_week,),
-    ):
+    for a in ledger.attempts_with_owners_since(t_week):
         host = hosts.get(a["host"])
         if host is None or not host["price"]:
             continue
@@ -358,11 +296,7 @@ def cost_series(
     start = now - span_s
     width = span_s / buckets
     out = [0.0] * buckets
-    for a in ledger.query(
-        "SELECT host, cpus, mem_mb, gpus, created_at, started_at, ended_at FROM attempts "
-        "WHERE ended_at IS NULL OR ended_at >= ?",
-        (start,),
-    ):
+    for a in ledger.attempt_spans_since(start):
         host = hosts.get(a["host"])
         if host is None or not host["price"]:
             continue

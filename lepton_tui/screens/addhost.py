@@ -192,7 +192,7 @@ class AddHostModal(ModalScreen[str | None]):
     def _start(self, checked: dict[str, Any], raw: dict[str, Any]) -> None:
         """In a worker (the ledger and the network are never touched on the event loop)."""
         name = checked["name"]
-        if self.app.ledger.query_one("SELECT id FROM hosts WHERE name = ?", (name,)):
+        if self.app.ledger.host_exists(name):
             self.app.call_from_thread(
                 self._failed, [f"host {name!r} already exists; pick another name"]
             )
