@@ -151,19 +151,37 @@ class FragCache:
         self.big = np.zeros((n, k), dtype=np.int64)
         self.total = np.zeros(n)
         self.frag = np.zeros(n)
+        self.per = np.zeros((n, k))
+        """`per[i, k]`: the fragmentation of node i for shape k alone (`frag` is `per @ weight`)"""
 
-    def rows(self, idx: np.ndarray, cpu: np.ndarray, mem: np.ndarray, left: np.ndarray) -> None:
-        """Recompute nodes `idx` from their free CPU, memory and per-GPU room."""
-        g = left[idx]
-        fits = g[:, :, None] >= self.need[idx][:, None, :]
-        self.small[idx] = (g[:, :, None] * ~fits).sum(axis=1)
-        self.big[idx] = fits.sum(axis=1)
-        self.total[idx] = g.sum(axis=1)
-        self.frag[idx] = self._expect(
-            idx, cpu[idx], mem[idx], self.total[idx], self.small[idx], self.big[idx]
-        )
+    def rows(
+        self,
+        idx: np.ndarray,
+        cpu: np.ndarray,
+        mem: np.ndarray,
+        left: np.ndarray,
+        whole: bool = False,
+    ) -> None:
+        """Recompute nodes `idx` from their free CPU, memory and per-GPU room.
 
-    def _expect(
+        `whole`: afterwards take the expectation of every node in one pass, so `frag` is
+        bit-identical to a pass over all nodes (`rows(arange(n), ...)`): the weighted sum of one
+        node's row alone can round its last bit differently from the same row in a pass over
+        several (numpy hands the two to different BLAS kernels). The per-shape figures do not
+        depend on the pass, so only the nodes in `idx` need recomputing."""
+        if len(idx):
+            g = left[idx]
+            fits = g[:, :, None] >= self.need[idx][:, None, :]
+            small = self.small[idx] = (g[:, :, None] * ~fits).sum(axis=1)
+            big = self.big[idx] = fits.sum(axis=1)
+            total = self.total[idx] = g.sum(axis=1)
+            per = self.per[idx] = self._per(idx, cpu[idx], mem[idx], total, small, big)
+            if not whole:
+                self.frag[idx] = per @ self.mix.weight
+        if whole:
+            self.frag = self.per @ self.mix.weight
+
+    def _per(
         self,
         idx: np.ndarray,
         cpu: np.ndarray,
@@ -179,8 +197,18 @@ class FragCache:
             & (big >= m.gpus[None, :])
             & self.acc[idx]
         )
-        per = np.where(runs, small, total[:, None])
-        return per @ m.weight
+        return np.where(runs, small, total[:, None])
+
+    def _expect(
+        self,
+        idx: np.ndarray,
+        cpu: np.ndarray,
+        mem: np.ndarray,
+        total: np.ndarray,
+        small: np.ndarray,
+        big: np.ndarray,
+    ) -> np.ndarray:
+        return self._per(idx, cpu, mem, total, small, big) @ self.mix.weight
 
     def growth(
         self,

@@ -712,13 +712,15 @@ class HeuristicPolicy:
                             changed[i] = True
                             frag._load(i)
                     if old_state.placed or changed.any():
-                        # all nodes in one pass, as a fresh build does: a one-node pass
-                        # (`refresh`) can round the last bit differently
+                        # the changed nodes, then the expectation of all in one pass, as a
+                        # fresh build does: a one-node pass (`refresh`) can round the last bit
+                        # differently
                         frag.cache.rows(
-                            np.arange(len(state.ids)),
+                            np.flatnonzero(changed),
                             frag._cpu(),
                             np.asarray(state.fm, float),
                             frag.left,
+                            whole=True,
                         )
             if frag is None:
                 frag = RoundFragmentation(state, mix, self._bits)
