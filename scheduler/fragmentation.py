@@ -364,6 +364,8 @@ class RoundFragmentation:
         need = np.where(need > MILLI + 1e-9, np.inf, need)  # a share bigger than the GPU
         need = np.where((mix.gpus > 0)[None, :], need, 0.0)
         self.cache = FragCache(mix, models, need)
+        self.dirty: list[int] = []
+        """nodes marked changed (`mark`) and not refreshed yet"""
         for i in range(n):
             self._load(i)
         self.cache.rows(np.arange(n), self._cpu(), np.asarray(state.fm, float), self.left)
@@ -380,11 +382,26 @@ class RoundFragmentation:
         self._load(i)
         self.cache.rows(np.array([i]), self._cpu(), np.asarray(self.state.fm, float), self.left)
 
+    def mark(self, i: int) -> None:
+        """Node i changed: `refresh` it before the next `growth` (or let the owner recompute
+        the nodes in `dirty` its own way). Each node's figures depend on that node alone, so a
+        late one-node refresh gives what an immediate one after its last change would."""
+        if i not in self.dirty:
+            self.dirty.append(i)
+
+    def flush(self) -> None:
+        """Refresh the nodes marked changed, one at a time."""
+        for i in self.dirty:
+            self.refresh(i)
+        self.dirty.clear()
+
     def growth(
         self, idx: np.ndarray, cpus: float, mem_mb: int, gpus: int, gpu_mem_mb: int
     ) -> np.ndarray:
         """Growth of the fragmentation of nodes `idx` if the request went there (a share to the
         GPU with the least room that holds it)."""
+        if self.dirty:
+            self.flush()
         st = self.state
         cpu_after = (np.asarray(st.fc, float)[idx] - cpus) * 1000 + 1e-6
         mem_after = np.asarray(st.fm, float)[idx] - mem_mb

@@ -293,7 +293,7 @@ class RoundState:
             self.idle[i] = False
         self.placed.append((i, job, gpu_ids))
         if self.frag is not None:
-            self.frag.refresh(i)
+            self.frag.mark(i)
         if stale:
             self._refresh_max()
 
@@ -707,6 +707,8 @@ class HeuristicPolicy:
                     frag = old
                     frag.state = state
                     changed = (old_state.fc != state.fc) | (old_state.fm != state.fm)
+                    changed[frag.dirty] = True  # placed on last round, not refreshed since
+                    frag.dirty.clear()
                     for i, (a, b) in enumerate(zip(old_state.gmem, state.gmem, strict=True)):
                         if changed[i] or a != b:
                             changed[i] = True
@@ -726,6 +728,8 @@ class HeuristicPolicy:
                 frag = RoundFragmentation(state, mix, self._bits)
             state.frag = frag
             self._last_frag = (frag, mix, state)
+        elif state.frag.dirty:
+            state.frag.flush()  # nodes placed on earlier in this round (`RoundState.place`)
         return state.frag
 
     def _learn(self, pending: Sequence[JobRequest]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scheduler.fragmentation import FragCache, Mix
+from scheduler.fragmentation import FragCache, Mix, ModelBits, RoundFragmentation, request_shape
 
 
 def _mix(rng: np.random.Generator, k: int) -> Mix:
@@ -70,3 +70,43 @@ def test_a_whole_pass_with_no_changed_node_redoes_the_expectation() -> None:
     cache.frag[:] = -1.0  # stale figures must not survive a whole pass
     cache.rows(np.zeros(0, dtype=np.intp), cpu, mem, left, whole=True)
     assert np.array_equal(cache.frag, expected)
+
+
+class _Round:
+    """The free resources of a round's nodes, as RoundFragmentation reads them."""
+
+    def __init__(self, rng: np.random.Generator, n: int) -> None:
+        self.fc = rng.integers(0, 64, n).astype(float)
+        self.fm = rng.integers(0, 500_000, n).astype(float)
+        self.per_gpu = np.full(n, 81_920.0)
+        self.gmem = [[int(x) for x in rng.integers(0, 81_920, 8)] for _ in range(n)]
+        self.models = ["A100"] * n
+
+
+def test_a_marked_node_refreshed_at_the_next_growth_equals_an_immediate_refresh() -> None:
+    rng = np.random.default_rng(4)
+    bits = ModelBits()
+    shapes = {
+        request_shape(float(c), int(m), int(g), int(s)): 1.0 + k
+        for k, (c, m, g, s) in enumerate(
+            [(1, 4096, 0, 0), (4, 32_000, 1, 0), (2, 8000, 0, 20_000), (8, 64_000, 2, 0)]
+        )
+    }
+    mix = Mix.from_counts(shapes, coverage=1.0)
+    state = _Round(rng, 12)
+    eager = RoundFragmentation(state, mix, bits)
+    lazy = RoundFragmentation(state, mix, bits)
+    for _ in range(30):
+        i = int(rng.integers(0, 12))
+        state.fc[i] = max(0.0, state.fc[i] - 1)
+        state.gmem[i][int(rng.integers(0, 8))] //= 2
+        eager.refresh(i)
+        lazy.mark(i)
+        if rng.random() < 0.5:
+            idx = np.arange(12)
+            a = eager.growth(idx, 1.0, 1000, 0, 10_000)
+            b = lazy.growth(idx, 1.0, 1000, 0, 10_000)
+            assert np.array_equal(a, b)
+            assert not lazy.dirty
+            for name in ("small", "big", "total", "per", "frag"):
+                assert np.array_equal(getattr(eager.cache, name), getattr(lazy.cache, name))
