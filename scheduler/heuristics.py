@@ -482,6 +482,8 @@ class HeuristicPolicy:
         self._last_view: ClusterView | None = None
         self._last_pending: Sequence[JobRequest] = ()
         self._blocker: tuple[JobId, str] | None = None
+        self._blocker_later: tuple[ClusterView, RoundState, JobRequest, float] | None = None
+        """(view, round state, head, now) of a reservation left to `explain` to find"""
         self._held: dict[JobId, str] = {}
         self._table = JobTable()
         self._last_frag: tuple[RoundFragmentation, object, RoundState] | None = None
@@ -596,6 +598,12 @@ class HeuristicPolicy:
             return out
         head = order[head_k]
         starving = self._starving(head, now)
+        if not starving and not ok[head_k + 1 :].any():
+            # no later job fits anywhere, so none can backfill: the reservation would only
+            # explain, and is found if `explain` asks (a starving head's counts: found now)
+            self._blocker = None
+            self._blocker_later = (view, state, head, now)
+            return out
         shadow = earliest_fit(_with_placed(view, state), head, now)
         r_gpus: tuple[int, ...]
         if shadow is None:
@@ -759,6 +767,7 @@ class HeuristicPolicy:
         self._reasons = {}
         self._held = {}
         self._blocker = None
+        self._blocker_later = None
         self._last_view = view
         self._last_pending = pending
         if self.placement == "fragmentation":
@@ -787,6 +796,21 @@ class HeuristicPolicy:
 
     # -- explanations -------------------------------------------------------------------------
 
+    def _blocker_now(self) -> tuple[JobId, str] | None:
+        """The last round's blocker, finding a reservation `_easy` left for later."""
+        later = self._blocker_later
+        if later is not None:
+            self._blocker_later = None
+            view, state, head, now = later
+            shadow = earliest_fit(_with_placed(view, state), head, now)
+            if shadow is not None:
+                t_res, r_node, _ = shadow
+                self._blocker = (
+                    head.id,
+                    f"job {head.id} holds a reservation on {r_node} in ~{fmt_duration(t_res - now)}",
+                )
+        return self._blocker
+
     def explain(self, job_id: JobId) -> str:
         """Why the job was placed where it was, or why it is still waiting (last round)."""
         if job_id in self._reasons:
@@ -803,8 +827,9 @@ class HeuristicPolicy:
             return f"waiting for {need}; no node that is up can hold it"
         t, node, _ = hit
         prefix = ""
-        if self._blocker is not None and self._blocker[0] != job_id:
-            prefix = f"held back: {self._blocker[1]}; "
+        blocker = self._blocker_now()
+        if blocker is not None and blocker[0] != job_id:
+            prefix = f"held back: {blocker[1]}; "
         if t <= view.now:
             return f"{prefix}waiting: {need} fits on {node} but other jobs went first"
         return f"{prefix}waiting for {need}; best node {node} frees them in ~{fmt_duration(t - view.now)}"
