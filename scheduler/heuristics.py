@@ -182,10 +182,11 @@ class RoundState:
 
     def _refresh_max(self) -> None:
         if len(self.nodes):
-            self.max_c = float(self.fc.max()) + 1e-9
-            self.max_m = float(self.fm.max())
-            self.max_g = float(self.fg.max())
-            self.max_pm = float(self.fpm.max())
+            # Python's max over a few floats costs less than numpy's (the same exact value)
+            self.max_c = max(self.fc.tolist()) + 1e-9
+            self.max_m = max(self.fm.tolist())
+            self.max_g = max(self.fg.tolist())
+            self.max_pm = max(self.fpm.tolist())
         else:
             self.max_c = self.max_m = self.max_g = self.max_pm = -1.0
 
