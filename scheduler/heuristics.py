@@ -60,6 +60,11 @@ from scheduler.model import (
     job_allows,
 )
 
+_any = np.logical_or.reduce
+"""`a.any(axis=0)` (pass axis=None for all) without numpy's Python-level wrapper: the rounds
+call it on arrays of a few to a few hundred elements, where the wrapper costs more"""
+_all = np.logical_and.reduce
+
 PLACEMENTS = ("fragmentation", "bestfit")
 
 
@@ -112,7 +117,7 @@ class RoundState:
             nodes = [n for n in view.nodes if n.is_up]
         else:
             up = table[:, 4] > 0
-            nodes = list(view.nodes) if up.all() else [n for n in view.nodes if n.is_up]
+            nodes = list(view.nodes) if _all(up) else [n for n in view.nodes if n.is_up]
         self.nodes: list[NodeView] = nodes
         self.free_ids = [list(n.free_gpu_ids) for n in nodes]
         self.gmem = [list(n.gpu_free_mem_mb) for n in nodes]
@@ -522,7 +527,7 @@ class HeuristicPolicy:
         if self.starve_after_s is not None:
             # the guard: starving jobs first, the longest-waiting first
             starving = (now - tab[:, 5]) >= self.starve_after_s
-            if starving.any():
+            if _any(starving):
                 keys = (*keys, np.where(starving, tab[:, 5], np.inf))
         idx = np.lexsort(keys)[: self.max_scan]
         return [pending[i] for i in idx.tolist()], tab[idx, :4]
@@ -576,7 +581,7 @@ class HeuristicPolicy:
         if not order or not len(state.nodes):
             return out
         ok = state.fit_matrix(reqs_all)
-        any_ok = np.asarray(ok.any(axis=1))
+        any_ok = _any(ok, axis=1)
         head_k = -1
         for k, job in enumerate(order):
             if any_ok[k]:
@@ -599,7 +604,7 @@ class HeuristicPolicy:
             return out
         head = order[head_k]
         starving = self._starving(head, now)
-        if not starving and not ok[head_k + 1 :].any():
+        if not starving and not _any(ok[head_k + 1 :], axis=None):
             # no later job fits anywhere, so none can backfill: the reservation would only
             # explain, and is found if `explain` asks (a starving head's counts: found now)
             self._blocker = None
@@ -633,7 +638,7 @@ class HeuristicPolicy:
         okm = ok[head_k + 1 :].copy()
         if r_idx >= 0:
             okm[:, r_idx] &= ends_before | _fits_extra_col(state, reqs, r_idx, extra, reserved)
-        any_ok = np.asarray(okm.any(axis=1))
+        any_ok = _any(okm, axis=1)
         for kk in np.flatnonzero(any_ok).tolist():
             if not any_ok[kk]:
                 continue
@@ -681,12 +686,12 @@ class HeuristicPolicy:
         if job.gpu_model or job.hosts is not None:
             allowed = state.allowed(job)
             ok = ok if allowed is None else ok & allowed
-        if not ok.any():
+        if not _any(ok):
             return None
         score = state.leftover(r)
         if self.cost_weight > 0:
             score = score + self.cost_weight * state.cost_term(r, ok)
-        if self.placement == "fragmentation" and state.has_gpu.any():
+        if self.placement == "fragmentation" and _any(state.has_gpu):
             idx = np.flatnonzero(ok)
             if len(idx) > 1:
                 frag = self._fragmentation(state)
@@ -722,7 +727,7 @@ class HeuristicPolicy:
                         if changed[i] or a != b:
                             changed[i] = True
                             frag._load(i)
-                    if old_state.placed or changed.any():
+                    if old_state.placed or _any(changed):
                         # the changed nodes, then the expectation of all in one pass, as a
                         # fresh build does: a one-node pass (`refresh`) can round the last bit
                         # differently
@@ -1504,8 +1509,8 @@ def _update_column(ok: np.ndarray, any_ok: np.ndarray, col: np.ndarray, i: int) 
     """Set column i of a fit matrix (it only loses entries) and the rows' any-fit flags."""
     lost = ok[:, i] & ~col
     ok[:, i] = col
-    if lost.any():
-        any_ok[lost] = ok[lost].any(axis=1)
+    if _any(lost):
+        any_ok[lost] = _any(ok[lost], axis=1)
 
 
 def _gpus(p: Placement) -> str:
