@@ -58,6 +58,30 @@ def test_changed_rows_then_one_expectation_pass_equals_an_all_node_pass() -> Non
             assert np.array_equal(getattr(kept, name), getattr(fresh, name)), name
 
 
+def test_one_changed_node_by_its_own_path_equals_an_all_node_pass() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(400):
+        n = int(rng.integers(2, 20))
+        mix = _mix(rng, int(rng.integers(1, 60)))
+        models = rng.integers(-1, 3, n)
+        per_gpu = rng.choice([24_000.0, 40_960.0, 81_920.0], n)
+        need = np.where((mix.milli > 0)[None, :], mix.milli[None, :] * 1000 / per_gpu[:, None], 1e3)
+        need = np.where((mix.gpus > 0)[None, :], need, 0.0)
+        cpu, mem, left = _nodes(rng, per_gpu)
+        kept = FragCache(mix, models, need)
+        kept.rows(np.arange(n), cpu, mem, left)
+        i = int(rng.integers(0, n))
+        cpu2, mem2, left2 = _nodes(rng, per_gpu)
+        cpu[i] = mix.cpu[0] + 1e-6 if rng.random() < 0.3 else cpu2[i]  # at a shape's edge
+        mem[i] = mix.mem[0] if rng.random() < 0.3 else mem2[i]
+        left[i] = left2[i]
+        kept.rows(np.array([i]), cpu, mem, left, whole=True)
+        fresh = FragCache(mix, models, need)
+        fresh.rows(np.arange(n), cpu, mem, left)
+        for name in ("small", "big", "total", "per", "frag"):
+            assert np.array_equal(getattr(kept, name), getattr(fresh, name)), name
+
+
 def test_a_whole_pass_with_no_changed_node_redoes_the_expectation() -> None:
     rng = np.random.default_rng(3)
     n = 16
