@@ -712,27 +712,33 @@ class HeuristicPolicy:
             frag: RoundFragmentation | None = None
             if last is not None:
                 old, old_mix, old_state = last
+                # (the node constants are shared while the set of up nodes is the same)
                 if (
                     old_mix is mix
-                    and old_state.ids == state.ids
-                    and old_state.models == state.models
-                    and np.array_equal(old_state.per_gpu, state.per_gpu)
+                    and (old_state.ids is state.ids or old_state.ids == state.ids)
+                    and (old_state.models is state.models or old_state.models == state.models)
+                    and (
+                        old_state.per_gpu is state.per_gpu
+                        or np.array_equal(old_state.per_gpu, state.per_gpu)
+                    )
                 ):
                     frag = old
                     frag.state = state
-                    changed = (old_state.fc != state.fc) | (old_state.fm != state.fm)
-                    changed[frag.dirty] = True  # placed on last round, not refreshed since
+                    differs = ((old_state.fc != state.fc) | (old_state.fm != state.fm)).tolist()
+                    for i in frag.dirty:  # placed on last round, not refreshed since
+                        differs[i] = True
                     frag.dirty.clear()
+                    changed = []
                     for i, (a, b) in enumerate(zip(old_state.gmem, state.gmem, strict=True)):
-                        if changed[i] or a != b:
-                            changed[i] = True
+                        if differs[i] or a != b:
+                            changed.append(i)
                             frag._load(i)
-                    if old_state.placed or _any(changed):
+                    if old_state.placed or changed:
                         # the changed nodes, then the expectation of all in one pass, as a
                         # fresh build does: a one-node pass (`refresh`) can round the last bit
                         # differently
                         frag.cache.rows(
-                            np.flatnonzero(changed),
+                            np.array(changed, dtype=np.intp),
                             frag._cpu(),
                             np.asarray(state.fm, float),
                             frag.left,
