@@ -765,7 +765,10 @@ class HeuristicPolicy:
             if known is None or known[0] is not table:
                 known = self._seen_rows = (table, np.zeros(len(table), dtype=bool))
             rows = pending.rows  # type: ignore[attr-defined]
-            fresh = np.flatnonzero(~known[1][rows])
+            got = known[1][rows]
+            if _all(got):
+                return  # nothing new in the queue (most rounds)
+            fresh = np.flatnonzero(~got)
             known[1][rows[fresh]] = True
             pending = [pending[k] for k in fresh.tolist()]
         for j in pending:
