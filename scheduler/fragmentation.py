@@ -151,19 +151,51 @@ class FragCache:
         self.big = np.zeros((n, k), dtype=np.int64)
         self.total = np.zeros(n)
         self.frag = np.zeros(n)
+        self.per = np.zeros((n, k))
+        """`per[i, k]`: the fragmentation of node i for shape k alone (`frag` is `per @ weight`)"""
 
-    def rows(self, idx: np.ndarray, cpu: np.ndarray, mem: np.ndarray, left: np.ndarray) -> None:
-        """Recompute nodes `idx` from their free CPU, memory and per-GPU room."""
-        g = left[idx]
-        fits = g[:, :, None] >= self.need[idx][:, None, :]
-        self.small[idx] = (g[:, :, None] * ~fits).sum(axis=1)
-        self.big[idx] = fits.sum(axis=1)
-        self.total[idx] = g.sum(axis=1)
-        self.frag[idx] = self._expect(
-            idx, cpu[idx], mem[idx], self.total[idx], self.small[idx], self.big[idx]
-        )
+    def rows(
+        self,
+        idx: np.ndarray,
+        cpu: np.ndarray,
+        mem: np.ndarray,
+        left: np.ndarray,
+        whole: bool = False,
+    ) -> None:
+        """Recompute nodes `idx` from their free CPU, memory and per-GPU room.
 
-    def _expect(
+        `whole`: afterwards take the expectation of every node in one pass, so `frag` is
+        bit-identical to a pass over all nodes (`rows(arange(n), ...)`): the weighted sum of one
+        node's row alone can round its last bit differently from the same row in a pass over
+        several (numpy hands the two to different BLAS kernels). The per-shape figures do not
+        depend on the pass, so only the nodes in `idx` need recomputing."""
+        if whole and len(idx) == 1:
+            self._one_row(int(idx[0]), float(cpu[idx[0]]), float(mem[idx[0]]), left)
+        elif len(idx):
+            g = left[idx]
+            fits = g[:, :, None] >= self.need[idx][:, None, :]
+            small = self.small[idx] = (g[:, :, None] * ~fits).sum(axis=1)
+            big = self.big[idx] = fits.sum(axis=1)
+            total = self.total[idx] = g.sum(axis=1)
+            per = self.per[idx] = self._per(idx, cpu[idx], mem[idx], total, small, big)
+            if not whole:
+                self.frag[idx] = per @ self.mix.weight
+        if whole:
+            self.frag = self.per @ self.mix.weight
+
+    def _one_row(self, i: int, cpu: float, mem: float, left: np.ndarray) -> None:
+        """`rows` for node i alone, up to its expectation: the same figures by basic indexing
+        (fewer, cheaper numpy calls for the common case of one changed node)."""
+        m = self.mix
+        g = left[i]
+        fits = g[:, None] >= self.need[i][None, :]
+        small = self.small[i] = (g[:, None] * ~fits).sum(axis=0)
+        big = self.big[i] = fits.sum(axis=0)
+        total = self.total[i] = g.sum()
+        runs = (cpu >= m.cpu) & (mem >= m.mem) & (big >= m.gpus) & self.acc[i]
+        self.per[i] = np.where(runs, small, total)
+
+    def _per(
         self,
         idx: np.ndarray,
         cpu: np.ndarray,
@@ -179,8 +211,18 @@ class FragCache:
             & (big >= m.gpus[None, :])
             & self.acc[idx]
         )
-        per = np.where(runs, small, total[:, None])
-        return per @ m.weight
+        return np.where(runs, small, total[:, None])
+
+    def _expect(
+        self,
+        idx: np.ndarray,
+        cpu: np.ndarray,
+        mem: np.ndarray,
+        total: np.ndarray,
+        small: np.ndarray,
+        big: np.ndarray,
+    ) -> np.ndarray:
+        return self._per(idx, cpu, mem, total, small, big) @ self.mix.weight
 
     def growth(
         self,
@@ -336,6 +378,8 @@ class RoundFragmentation:
         need = np.where(need > MILLI + 1e-9, np.inf, need)  # a share bigger than the GPU
         need = np.where((mix.gpus > 0)[None, :], need, 0.0)
         self.cache = FragCache(mix, models, need)
+        self.dirty: list[int] = []
+        """nodes marked changed (`mark`) and not refreshed yet"""
         for i in range(n):
             self._load(i)
         self.cache.rows(np.arange(n), self._cpu(), np.asarray(state.fm, float), self.left)
@@ -352,11 +396,26 @@ class RoundFragmentation:
         self._load(i)
         self.cache.rows(np.array([i]), self._cpu(), np.asarray(self.state.fm, float), self.left)
 
+    def mark(self, i: int) -> None:
+        """Node i changed: `refresh` it before the next `growth` (or let the owner recompute
+        the nodes in `dirty` its own way). Each node's figures depend on that node alone, so a
+        late one-node refresh gives what an immediate one after its last change would."""
+        if i not in self.dirty:
+            self.dirty.append(i)
+
+    def flush(self) -> None:
+        """Refresh the nodes marked changed, one at a time."""
+        for i in self.dirty:
+            self.refresh(i)
+        self.dirty.clear()
+
     def growth(
         self, idx: np.ndarray, cpus: float, mem_mb: int, gpus: int, gpu_mem_mb: int
     ) -> np.ndarray:
         """Growth of the fragmentation of nodes `idx` if the request went there (a share to the
         GPU with the least room that holds it)."""
+        if self.dirty:
+            self.flush()
         st = self.state
         cpu_after = (np.asarray(st.fc, float)[idx] - cpus) * 1000 + 1e-6
         mem_after = np.asarray(st.fm, float)[idx] - mem_mb

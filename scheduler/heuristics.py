@@ -60,6 +60,11 @@ from scheduler.model import (
     job_allows,
 )
 
+_any = np.logical_or.reduce
+"""`a.any(axis=0)` (pass axis=None for all) without numpy's Python-level wrapper: the rounds
+call it on arrays of a few to a few hundred elements, where the wrapper costs more"""
+_all = np.logical_and.reduce
+
 PLACEMENTS = ("fragmentation", "bestfit")
 
 
@@ -112,7 +117,7 @@ class RoundState:
             nodes = [n for n in view.nodes if n.is_up]
         else:
             up = table[:, 4] > 0
-            nodes = list(view.nodes) if up.all() else [n for n in view.nodes if n.is_up]
+            nodes = list(view.nodes) if _all(up) else [n for n in view.nodes if n.is_up]
         self.nodes: list[NodeView] = nodes
         self.free_ids = [list(n.free_gpu_ids) for n in nodes]
         self.gmem = [list(n.gpu_free_mem_mb) for n in nodes]
@@ -182,10 +187,11 @@ class RoundState:
 
     def _refresh_max(self) -> None:
         if len(self.nodes):
-            self.max_c = float(self.fc.max()) + 1e-9
-            self.max_m = float(self.fm.max())
-            self.max_g = float(self.fg.max())
-            self.max_pm = float(self.fpm.max())
+            # Python's max over a few floats costs less than numpy's (the same exact value)
+            self.max_c = max(self.fc.tolist()) + 1e-9
+            self.max_m = max(self.fm.tolist())
+            self.max_g = max(self.fg.tolist())
+            self.max_pm = max(self.fpm.tolist())
         else:
             self.max_c = self.max_m = self.max_g = self.max_pm = -1.0
 
@@ -293,7 +299,7 @@ class RoundState:
             self.idle[i] = False
         self.placed.append((i, job, gpu_ids))
         if self.frag is not None:
-            self.frag.refresh(i)
+            self.frag.mark(i)
         if stale:
             self._refresh_max()
 
@@ -482,6 +488,8 @@ class HeuristicPolicy:
         self._last_view: ClusterView | None = None
         self._last_pending: Sequence[JobRequest] = ()
         self._blocker: tuple[JobId, str] | None = None
+        self._blocker_later: tuple[ClusterView, RoundState, JobRequest, float] | None = None
+        """(view, round state, head, now) of a reservation left to `explain` to find"""
         self._held: dict[JobId, str] = {}
         self._table = JobTable()
         self._last_frag: tuple[RoundFragmentation, object, RoundState] | None = None
@@ -519,7 +527,7 @@ class HeuristicPolicy:
         if self.starve_after_s is not None:
             # the guard: starving jobs first, the longest-waiting first
             starving = (now - tab[:, 5]) >= self.starve_after_s
-            if starving.any():
+            if _any(starving):
                 keys = (*keys, np.where(starving, tab[:, 5], np.inf))
         idx = np.lexsort(keys)[: self.max_scan]
         return [pending[i] for i in idx.tolist()], tab[idx, :4]
@@ -573,7 +581,7 @@ class HeuristicPolicy:
         if not order or not len(state.nodes):
             return out
         ok = state.fit_matrix(reqs_all)
-        any_ok = np.asarray(ok.any(axis=1))
+        any_ok = _any(ok, axis=1)
         head_k = -1
         for k, job in enumerate(order):
             if any_ok[k]:
@@ -596,6 +604,12 @@ class HeuristicPolicy:
             return out
         head = order[head_k]
         starving = self._starving(head, now)
+        if not starving and not _any(ok[head_k + 1 :], axis=None):
+            # no later job fits anywhere, so none can backfill: the reservation would only
+            # explain, and is found if `explain` asks (a starving head's counts: found now)
+            self._blocker = None
+            self._blocker_later = (view, state, head, now)
+            return out
         shadow = earliest_fit(_with_placed(view, state), head, now)
         r_gpus: tuple[int, ...]
         if shadow is None:
@@ -624,7 +638,7 @@ class HeuristicPolicy:
         okm = ok[head_k + 1 :].copy()
         if r_idx >= 0:
             okm[:, r_idx] &= ends_before | _fits_extra_col(state, reqs, r_idx, extra, reserved)
-        any_ok = np.asarray(okm.any(axis=1))
+        any_ok = _any(okm, axis=1)
         for kk in np.flatnonzero(any_ok).tolist():
             if not any_ok[kk]:
                 continue
@@ -672,12 +686,12 @@ class HeuristicPolicy:
         if job.gpu_model or job.hosts is not None:
             allowed = state.allowed(job)
             ok = ok if allowed is None else ok & allowed
-        if not ok.any():
+        if not _any(ok):
             return None
         score = state.leftover(r)
         if self.cost_weight > 0:
             score = score + self.cost_weight * state.cost_term(r, ok)
-        if self.placement == "fragmentation" and state.has_gpu.any():
+        if self.placement == "fragmentation" and _any(state.has_gpu):
             idx = np.flatnonzero(ok)
             if len(idx) > 1:
                 frag = self._fragmentation(state)
@@ -698,32 +712,44 @@ class HeuristicPolicy:
             frag: RoundFragmentation | None = None
             if last is not None:
                 old, old_mix, old_state = last
+                # (the node constants are shared while the set of up nodes is the same)
                 if (
                     old_mix is mix
-                    and old_state.ids == state.ids
-                    and old_state.models == state.models
-                    and np.array_equal(old_state.per_gpu, state.per_gpu)
+                    and (old_state.ids is state.ids or old_state.ids == state.ids)
+                    and (old_state.models is state.models or old_state.models == state.models)
+                    and (
+                        old_state.per_gpu is state.per_gpu
+                        or np.array_equal(old_state.per_gpu, state.per_gpu)
+                    )
                 ):
                     frag = old
                     frag.state = state
-                    changed = (old_state.fc != state.fc) | (old_state.fm != state.fm)
+                    differs = ((old_state.fc != state.fc) | (old_state.fm != state.fm)).tolist()
+                    for i in frag.dirty:  # placed on last round, not refreshed since
+                        differs[i] = True
+                    frag.dirty.clear()
+                    changed = []
                     for i, (a, b) in enumerate(zip(old_state.gmem, state.gmem, strict=True)):
-                        if changed[i] or a != b:
-                            changed[i] = True
+                        if differs[i] or a != b:
+                            changed.append(i)
                             frag._load(i)
-                    if old_state.placed or changed.any():
-                        # all nodes in one pass, as a fresh build does: a one-node pass
-                        # (`refresh`) can round the last bit differently
+                    if old_state.placed or changed:
+                        # the changed nodes, then the expectation of all in one pass, as a
+                        # fresh build does: a one-node pass (`refresh`) can round the last bit
+                        # differently
                         frag.cache.rows(
-                            np.arange(len(state.ids)),
+                            np.array(changed, dtype=np.intp),
                             frag._cpu(),
                             np.asarray(state.fm, float),
                             frag.left,
+                            whole=True,
                         )
             if frag is None:
                 frag = RoundFragmentation(state, mix, self._bits)
             state.frag = frag
             self._last_frag = (frag, mix, state)
+        elif state.frag.dirty:
+            state.frag.flush()  # nodes placed on earlier in this round (`RoundState.place`)
         return state.frag
 
     def _learn(self, pending: Sequence[JobRequest]) -> None:
@@ -739,7 +765,10 @@ class HeuristicPolicy:
             if known is None or known[0] is not table:
                 known = self._seen_rows = (table, np.zeros(len(table), dtype=bool))
             rows = pending.rows  # type: ignore[attr-defined]
-            fresh = np.flatnonzero(~known[1][rows])
+            got = known[1][rows]
+            if _all(got):
+                return  # nothing new in the queue (most rounds)
+            fresh = np.flatnonzero(~got)
             known[1][rows[fresh]] = True
             pending = [pending[k] for k in fresh.tolist()]
         for j in pending:
@@ -753,6 +782,7 @@ class HeuristicPolicy:
         self._reasons = {}
         self._held = {}
         self._blocker = None
+        self._blocker_later = None
         self._last_view = view
         self._last_pending = pending
         if self.placement == "fragmentation":
@@ -781,6 +811,21 @@ class HeuristicPolicy:
 
     # -- explanations -------------------------------------------------------------------------
 
+    def _blocker_now(self) -> tuple[JobId, str] | None:
+        """The last round's blocker, finding a reservation `_easy` left for later."""
+        later = self._blocker_later
+        if later is not None:
+            self._blocker_later = None
+            view, state, head, now = later
+            shadow = earliest_fit(_with_placed(view, state), head, now)
+            if shadow is not None:
+                t_res, r_node, _ = shadow
+                self._blocker = (
+                    head.id,
+                    f"job {head.id} holds a reservation on {r_node} in ~{fmt_duration(t_res - now)}",
+                )
+        return self._blocker
+
     def explain(self, job_id: JobId) -> str:
         """Why the job was placed where it was, or why it is still waiting (last round)."""
         if job_id in self._reasons:
@@ -797,8 +842,9 @@ class HeuristicPolicy:
             return f"waiting for {need}; no node that is up can hold it"
         t, node, _ = hit
         prefix = ""
-        if self._blocker is not None and self._blocker[0] != job_id:
-            prefix = f"held back: {self._blocker[1]}; "
+        blocker = self._blocker_now()
+        if blocker is not None and blocker[0] != job_id:
+            prefix = f"held back: {blocker[1]}; "
         if t <= view.now:
             return f"{prefix}waiting: {need} fits on {node} but other jobs went first"
         return f"{prefix}waiting for {need}; best node {node} frees them in ~{fmt_duration(t - view.now)}"
@@ -1472,8 +1518,8 @@ def _update_column(ok: np.ndarray, any_ok: np.ndarray, col: np.ndarray, i: int) 
     """Set column i of a fit matrix (it only loses entries) and the rows' any-fit flags."""
     lost = ok[:, i] & ~col
     ok[:, i] = col
-    if lost.any():
-        any_ok[lost] = ok[lost].any(axis=1)
+    if _any(lost):
+        any_ok[lost] = _any(ok[lost], axis=1)
 
 
 def _gpus(p: Placement) -> str:

@@ -78,6 +78,10 @@ class SimView(ClusterView):
     node_constants: dict
 
 
+_any = np.logical_or.reduce
+"""`a.any()` for a 1-D boolean array, without numpy's Python-level wrapper"""
+
+
 class InvalidPlacement(ValueError):
     """A policy returned a placement that does not fit, or names an unknown job or node."""
 
@@ -433,7 +437,7 @@ class Simulator:
         """The cluster as policies see it now (nodes, running jobs with estimated ends)."""
         if self._view_dirty or self._view is None or self._view.now != self.now:
             view = SimView(
-                tuple(s.make_view() for s in self._state),
+                tuple([s.make_view() for s in self._state]),
                 self.now,
                 tuple(self._running_views.values()),
             )
@@ -464,11 +468,11 @@ class Simulator:
         else:
             nodes = self._node_table
             up = nodes[:, 4] > 0
-            if not up.any():
+            if not _any(up):
                 self._fit_known = (self._node_changes, None, False)
                 self._joined = []
                 return False
-            most = nodes[up].max(axis=0)
+            most = np.maximum.reduce(nodes[up], axis=0)
             rows = self._live_rows()
         self._joined = []
         if most is None:  # no node is up
@@ -480,7 +484,7 @@ class Simulator:
             & (sub[:, 2] <= most[2])
             & (sub[:, 3] <= most[3])
         )
-        answer = bool(ok.any())
+        answer = bool(_any(ok))
         self._fit_known = (self._node_changes, most, answer)
         return answer
 
