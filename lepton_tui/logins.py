@@ -197,8 +197,21 @@ def can_run(
         return user == service_user()
     if user == host_login(row):
         return True  # the host's own login
-    rec = records.get((row["name"], user))
+    rec = _current_record(row, user, records)
     return bool(rec and rec["ok"])
+
+
+def _current_record(
+    row: Mapping[str, Any], user: str, records: Mapping[tuple[str, str], Mapping[str, Any]]
+) -> Mapping[str, Any] | None:
+    """The (host, user) record, unless it was made the other way (the lab key, or sudo) than
+    the host now runs jobs: a check that began before `hosts run-as` changed it says nothing
+    of the new way, so the pair counts as never tried."""
+    rec = records.get((row["name"], user))
+    if rec is None:
+        return None
+    now_how = "sudo" if run_as(row) == "sudo" else "lab key"
+    return rec if rec.get("how") in (None, now_how) else None
 
 
 def pairs_to_try(
@@ -216,7 +229,7 @@ def pairs_to_try(
         for user in sorted(set(users)):
             if user == host_login(row):
                 continue
-            rec = records.get((row["name"], user))
+            rec = _current_record(row, user, records)
             if rec is None or (not rec["ok"] and now - float(rec["checked_at"]) >= retry_s):
                 out.append((dict(row), user))
     return out

@@ -105,6 +105,24 @@ def test_unreachable_pairs_are_tried_again_only_after_the_retry_period() -> None
     assert pairs_to_try(rows, ["lepton"], {}, 0.0) == []  # the hosts' own login needs no try
 
 
+def test_a_check_made_before_run_as_changed_counts_as_never_tried() -> None:
+    """A lab-key check refused just before `hosts run-as HOST sudo` (the dispatcher's tick
+    began with the old row) must not hold the user's jobs for the retry period."""
+    rows = {"gpu1": _row("gpu1", run_as="sudo")}
+    records = {("gpu1", "alice"): {"ok": 0, "checked_at": 100.0, "how": "lab key"}}
+    tried = pairs_to_try(list(rows.values()), ["alice"], records, 101.0, 120)
+    assert [(r["name"], u) for r, u in tried] == [("gpu1", "alice")]
+    groups, reasons = placement_groups([{"id": 1, "user": "alice"}], rows, {"gpu1"}, records)
+    assert groups == [] and 1 in reasons  # not placeable until tried the sudo way
+    records[("gpu1", "alice")] = {"ok": 1, "checked_at": 102.0, "how": "sudo"}
+    assert pairs_to_try(list(rows.values()), ["alice"], records, 103.0, 120) == []
+    groups, _ = placement_groups([{"id": 1, "user": "alice"}], rows, {"gpu1"}, records)
+    assert [sorted(h) for h, _ in groups] == [["gpu1"]]
+    records[("gpu1", "alice")] = {"ok": 1, "checked_at": 102.0, "how": "lab key"}
+    groups, _ = placement_groups([{"id": 1, "user": "alice"}], rows, {"gpu1"}, records)
+    assert groups == []  # a lab-key success says nothing of sudo either
+
+
 def test_placement_groups_jobs_by_where_their_owner_can_log_in() -> None:
     rows = {"gpu1": _row("gpu1"), "gpu2": _row("gpu2")}
     records = {("gpu1", "alice"): {"ok": 1, "checked_at": 0.0},
