@@ -274,20 +274,23 @@ def test_a_job_slurm_would_queue_for_ever_is_cancelled_there_and_fails(
     slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
 ) -> None:
     """A cluster without EnforcePartLimits queues a job over a limit (here: the partition's
-    MaxTime lowered while the job waits) with a reason that never passes."""
-    from tests.slurmbed import GPUS, MAX_TIME
+    MaxTime lowered while the job waits) with a reason that never passes. It waits because the
+    partition is down (new jobs queue, none start): a hog job instead raced lepton's first
+    poll, which saw its GPUs taken and kept the job (CI)."""
+    from tests.slurmbed import MAX_TIME
 
     add_cluster(svc, slurm, tmp_path / "lepton")
-    hog = slurm.client("sbatch", "--parsable", f"--gres=gpu:{GPUS}", "--mem=32M",
-                       "--output=/dev/null", "--wrap", "sleep 120")  # fmt: skip
-    assert hog.returncode == 0, hog.stderr
-    job = submit(svc, "true", gpus=1, time_limit_s=7200)
-    tick_until(d, lambda: bool(slurm_jobs_named(slurm, svc, job)))
+    part = f"PartitionName={PARTITION}"
     try:
-        slurm.client("scontrol", "update", f"PartitionName={PARTITION}", "MaxTime=30")
+        slurm.client("scontrol", "update", part, "State=DOWN")
+        job = submit(svc, "true", gpus=1, time_limit_s=7200)
+        tick_until(d, lambda: bool(slurm_jobs_named(slurm, svc, job)))
+        assert state(svc, job) == "starting"  # pending in Slurm (PartitionDown): may pass
+        slurm.client("scontrol", "update", part, "MaxTime=30")
+        slurm.client("scontrol", "update", part, "State=UP")
         tick_until(d, lambda: state(svc, job) in TERMINAL)
     finally:
-        slurm.client("scontrol", "update", f"PartitionName={PARTITION}", f"MaxTime={MAX_TIME}")
+        slurm.client("scontrol", "update", part, f"MaxTime={MAX_TIME}", "State=UP")
     row = svc.ledger.get_job(job)
     assert (row["state"], row["reason"]) == (
         "failed", "Slurm will never run it as asked: PartitionTimeLimit",
@@ -376,21 +379,26 @@ def test_a_submission_that_keeps_failing_fails_the_job_after_five_tries(
 def test_cancel_of_a_job_waiting_in_slurms_queue_costs_nothing(
     slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
 ) -> None:
+    """It waits in Slurm's queue because the partition is down (new jobs queue, none start):
+    a hog job holding the GPUs raced lepton's first poll, which then kept the job (CI)."""
     from lepton_tui.economics.prices import set_prices
-    from tests.slurmbed import GPUS
 
     add_cluster(svc, slurm, tmp_path / "lepton")
     set_prices(svc.ledger, "cluster", cpu_hour=3600, actor="test")
-    hog = slurm.client("sbatch", "--parsable", f"--gres=gpu:{GPUS}", "--mem=32M",
-                       "--output=/dev/null", "--wrap", "sleep 120")  # fmt: skip
-    assert hog.returncode == 0, hog.stderr
-    job = submit(svc, "echo never", gpus=1)
-    tick_until(d, lambda: bool(slurm_jobs_named(slurm, svc, job)))
-    # waiting in Slurm's queue for a GPU: Slurm's pending reason is the job's (squeue's %r)
-    tick_until(d, lambda: svc.ledger.get_job(job)["reason"] == "pending in Slurm (Resources)")
-    assert state(svc, job) == "starting"
-    svc.cancel([job])
-    tick_until(d, lambda: state(svc, job) in TERMINAL)
+    part = f"PartitionName={PARTITION}"
+    try:
+        slurm.client("scontrol", "update", part, "State=DOWN")
+        job = submit(svc, "echo never", gpus=1)
+        tick_until(d, lambda: bool(slurm_jobs_named(slurm, svc, job)))
+        # waiting in Slurm's queue: Slurm's pending reason is the job's (squeue's %r)
+        tick_until(
+            d, lambda: svc.ledger.get_job(job)["reason"] == "pending in Slurm (PartitionDown)"
+        )
+        assert state(svc, job) == "starting"
+        svc.cancel([job])
+        tick_until(d, lambda: state(svc, job) in TERMINAL)
+    finally:
+        slurm.client("scontrol", "update", part, "State=UP")
     assert state(svc, job) == "cancelled"
     (att,) = svc.ledger.attempts_for(job)
     assert (att["state"], att["cost"]) == ("cancelled", 0)
