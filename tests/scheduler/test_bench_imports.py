@@ -22,6 +22,7 @@ BANNED = {
     "textual",
     "rich",
     "scheduler.ilp",
+    "numpy.ma",
 }
 
 
