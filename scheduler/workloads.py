@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import math
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,23 +203,30 @@ def lab_mix(
         group = sample(rng, node_shape, per_gpu)[: num_jobs - count]
         groups.append(group)
         count += len(group)
-    gpu_s = sum(gpu_equivalents(r, per_gpu) * d for g in groups for r, d, _, _ in g)
-    cpu_s = sum(r.cpus * d for g in groups for r, d, _, _ in g)
+    flat = [item for g in groups for item in g]
+    gpu_s = sum(gpu_equivalents(r, per_gpu) * d for r, d, _, _ in flat)
+    cpu_s = sum(r.cpus * d for r, d, _, _ in flat)
     if gpu_s > 0 and node_shape.gpus:
         span = gpu_s / (load * nodes * node_shape.gpus)
     else:
         span = cpu_s / (load * nodes * node_shape.cpus)
-    gaps = rng.exponential(span / max(1, len(groups)), size=len(groups))
-    t = 0.0
+    gaps = rng.exponential(span / max(1, len(groups)), size=len(groups)).tolist()
+    # a user, then a project per group: one call, the same draws in the same order as one
+    # call per draw (bounded draws with array bounds take one draw each)
+    n_users, n_projects = len(users), len(projects)
+    who = rng.integers(0, np.tile([n_users, n_projects], len(groups))).reshape(-1, 2).tolist()
+    durations = np.array([d for _, d, _, _ in flat])
+    est = _estimates(rng, durations, estimate_sigma).tolist()
     jobs: list[Job] = []
-    for gap, group in zip(gaps, groups, strict=True):
-        user = users[int(rng.integers(len(users)))]
-        project = projects[int(rng.integers(len(projects)))]
+    t = 0.0
+    i = 0
+    for gap, group, (u, pr) in zip(gaps, groups, who, strict=True):
+        user = users[u]
+        project = projects[pr]
         for k, (req, dur, kind, prio) in enumerate(group):
-            jobs.append(Job(len(jobs), req, t + k, dur, dur, prio, user, project, kind))
-        t += float(gap)
-    est = _estimates(rng, np.array([j.runtime_s for j in jobs]), estimate_sigma)
-    jobs = [_with_est(j, float(e)) for j, e in zip(jobs, est, strict=True)]
+            jobs.append(Job(i, req, t + k, dur, est[i], prio, user, project, kind))
+            i += 1
+        t += gap
     node_list = [Node(f"gpu-{i}", node_shape, prices) for i in range(nodes)]
     return Workload(
         "lab-long" if long_jobs else "lab",
@@ -233,27 +241,54 @@ def lab_mix(
 _Group = list[tuple[Resources, float, str, float]]
 
 
+def _choice_cdf(p: Sequence[float]) -> list[float]:
+    """`Generator.choice(a, p=p)`'s table: one `rng.random()` looked up in it (bisect right) picks
+    the very index `choice` would, from the same draw, without choice's per-call checks."""
+    cdf = np.array(p, dtype=np.double).cumsum()
+    cdf /= cdf[-1]
+    return cdf.tolist()
+
+
+def _clip(x: float, lo: float, hi: float) -> float:
+    """`float(np.clip(x, lo, hi))` for a float x (not NaN), without numpy's per-call cost."""
+    return float(min(max(x, lo), hi))
+
+
+_TRAIN_GPUS = (1, 2, 4, 8)
+_TRAIN_CDF = _choice_cdf([0.4, 0.3, 0.2, 0.1])
+_LONG_GPUS = (4, 8)
+_LONG_CDF = _choice_cdf([0.5, 0.5])
+_LOG_7200 = math.log(7200)
+_LOG_5400 = math.log(5400)
+_LOG_900 = math.log(900)
+_LOG_1200 = math.log(1200)
+_LOG_LONG = math.log(1.5 * 86400)
+_LOG_3600 = math.log(3600)
+_SWEEP_REQ = Resources(4.0, 16384, 1)
+
+
 def _lab_group(rng: np.random.Generator, node_shape: Resources, per_gpu: int) -> _Group:
-    """One arrival of the lab mix: a training, a notebook, a sweep or a CPU job."""
+    """One arrival of the lab mix: a training, a notebook, a sweep or a CPU job.
+
+    Draws as `rng.choice`/`np.clip` on scalars did, one call per draw except a sweep's
+    durations (one `lognormal` call of k draws: the same k numbers), so a seed gives the same
+    jobs as before (`tests/scheduler/test_workload_digests.py`)."""
     u = rng.random()
     if u < 0.35 and node_shape.gpus:
-        g = int(rng.choice([1, 2, 4, 8], p=[0.4, 0.3, 0.2, 0.1]))
+        g = _TRAIN_GPUS[bisect_right(_TRAIN_CDF, rng.random())]
         g = min(g, node_shape.gpus)
         req = Resources(float(min(8 * g, node_shape.cpus)), min(32768 * g, node_shape.mem_mb), g)
-        dur = float(np.clip(rng.lognormal(math.log(7200), 1.2), 300, 3 * 86400))
+        dur = _clip(rng.lognormal(_LOG_7200, 1.2), 300, 3 * 86400)
         return [(req, dur, "train", 0.0)]
     if u < 0.50 and per_gpu:
         share = int(per_gpu * rng.uniform(0.125, 0.4))
         req = Resources(4.0, 16384, 0, share)
-        dur = float(np.clip(rng.lognormal(math.log(5400), 0.8), 300, 86400))
+        dur = _clip(rng.lognormal(_LOG_5400, 0.8), 300, 86400)
         return [(req, dur, "notebook", 1.0)]
     if u < 0.70 and node_shape.gpus:
         k = int(rng.integers(5, 21))
-        req = Resources(4.0, 16384, 1)
-        return [
-            (req, float(np.clip(rng.lognormal(math.log(900), 0.6), 60, 14400)), "sweep", 0.0)
-            for _ in range(k)
-        ]
+        durs = np.clip(rng.lognormal(_LOG_900, 0.6, size=k), 60, 14400).tolist()
+        return [(_SWEEP_REQ, d, "sweep", 0.0) for d in durs]
     return [_cpu_job(rng, node_shape)]
 
 
@@ -262,27 +297,26 @@ def _cpu_job(
 ) -> tuple[Resources, float, str, float]:
     cpus = float(min(int(rng.integers(4, 33)), node_shape.cpus))
     req = Resources(cpus, min(int(rng.integers(8, 65)) * 1024, node_shape.mem_mb), 0)
-    dur = float(np.clip(rng.lognormal(math.log(1200), 1.0), 60, 86400))
+    dur = _clip(rng.lognormal(_LOG_1200, 1.0), 60, 86400)
     return (req, dur, "cpu", 0.0)
 
 
 def _long_group(rng: np.random.Generator, node_shape: Resources, per_gpu: int) -> _Group:
     """One arrival of the long-job lab mix: a multi-day training (15 %), a burst of short
-    debugging jobs (45 %), a notebook (20 %) or a CPU job."""
+    debugging jobs (45 %), a notebook (20 %) or a CPU job (drawn as `_lab_group` says)."""
     u = rng.random()
     if u < 0.15 and node_shape.gpus:
-        g = min(int(rng.choice([4, 8], p=[0.5, 0.5])), node_shape.gpus)
+        g = min(_LONG_GPUS[bisect_right(_LONG_CDF, rng.random())], node_shape.gpus)
         req = Resources(float(min(8 * g, node_shape.cpus)), min(32768 * g, node_shape.mem_mb), g)
-        dur = float(np.clip(rng.lognormal(math.log(1.5 * 86400), 0.5), 43200, 5 * 86400))
+        dur = _clip(rng.lognormal(_LOG_LONG, 0.5), 43200, 5 * 86400)
         return [(req, dur, "train-long", 0.0)]
     if u < 0.60 and node_shape.gpus:
         k = int(rng.integers(1, 6))
-        req = Resources(4.0, 16384, 1)
-        return [(req, float(rng.uniform(120, 1800)), "debug", 0.0) for _ in range(k)]
+        return [(_SWEEP_REQ, d, "debug", 0.0) for d in rng.uniform(120, 1800, size=k).tolist()]
     if u < 0.80 and per_gpu:
         share = int(per_gpu * rng.uniform(0.125, 0.4))
         req = Resources(4.0, 16384, 0, share)
-        dur = float(np.clip(rng.lognormal(math.log(3600), 0.8), 300, 86400))
+        dur = _clip(rng.lognormal(_LOG_3600, 0.8), 300, 86400)
         return [(req, dur, "notebook", 1.0)]
     return [_cpu_job(rng, node_shape)]
 

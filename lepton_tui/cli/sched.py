@@ -18,7 +18,6 @@ from lepton_tui.cli.sched_args import (
     policy_names,
     trace_options,
 )
-from lepton_tui.economics.prices import check_cost_weight
 from lepton_tui.errors import LeptonError, ValidationError
 
 # The largest value a snapshot's numbers may hold: far beyond any real lab, small enough that the
@@ -78,6 +77,16 @@ def _units(x: float) -> str:
     return f"{x:g}" if x == int(x) else f"{x:.2f}"
 
 
+def _cost_weight(text: str) -> float:
+    """--cost-weight checked as the `cost_weight` setting is; the default "0" without importing
+    the economics (and with it the ledger and sqlite_utils), which `bench` does not need."""
+    if text == "0":
+        return 0.0
+    from lepton_tui.economics.prices import check_cost_weight
+
+    return check_cost_weight(text)
+
+
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("snapshot", required=False, type=click.Path(dir_okay=False))
 @click.option("--example", is_flag=True, help="Plan the worked example of the economics model.")
@@ -103,7 +112,7 @@ def plan(
     send_solver_output_to_stderr()  # keep stdout clean (JSON) of HiGHS's stray lines
     if example == (snapshot is not None):
         raise ValidationError("give either a snapshot FILE or --example")
-    weight = check_cost_weight(cost_weight)
+    weight = _cost_weight(cost_weight)
     limit = number_option(time_limit, "--time-limit", minimum=0.001, maximum=3600)
     if example:
         data: Any = EXAMPLE_SNAPSHOT
@@ -329,7 +338,7 @@ def bench(
             raise ValidationError("--node-shape does not apply to deeprm (its nodes are fixed)")
         opts["node_shape"] = parse_node_shape(node_shape)
     opts.update(trace_options(workload, trace, node_list, node_shape, start, repeat))
-    weight = check_cost_weight(cost_weight)
+    weight = _cost_weight(cost_weight)
     if "ilp" in names:
         from scheduler.ilp import send_solver_output_to_stderr
 
