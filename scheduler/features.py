@@ -94,14 +94,7 @@ NUM_FEATURES = len(FEATURE_NAMES)
 TEACHER = FEATURE_NAMES.index("teacher_choice")
 FEATURE_VERSION = 4
 WAIT = -1
-PAIR_COLS = [0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 17]
-"""feature columns that depend on the (job, node) pair alone (see `Round._pair_block`)"""
-JOB_COLS = [11, 12, 13, 14, 18, 25]
-"""feature columns that depend on the window job alone and stay fixed for the window"""
-STEP_COLS = [15, 16, 26, 27]
-"""feature columns of a window job that change with each placement (ranks, long-job shares)"""
-CLUSTER_COLS = [20, 21, 22, 23, 28]
-"""feature columns with one value on every row of a step"""
+_WAIT_ROW = np.array([WAIT], dtype=np.intp)
 
 
 def effective_priorities(
@@ -267,10 +260,6 @@ class Round:
             axis=1,
         ).reshape(-1, 4)
         self.ends_before = self.now + self.est <= self.t_res
-        self._job_cols = np.concatenate(
-            [self.job_block, self.ends_before[:, None], self.is_long[:, None]], axis=1
-        )
-        """the `JOB_COLS` features of each window job"""
         self.partial: np.ndarray
         if after is not None:
             self.partial = after.partial
@@ -289,46 +278,6 @@ class Round:
         self._fit = fit[self.index]
         self._gfrac = gfrac[self.index]
         self._left = left[self.index]
-        self._pf: np.ndarray | None = None
-        self._flat: np.ndarray
-        self._table: np.ndarray
-        self._lefts: np.ndarray
-        self._step: tuple = (-1, None)
-        self._whole = np.where(self.share, 0.0, self.req[:, 2])
-        """whole GPUs each window job takes (0 for a share)"""
-        """(window job x node x `len(PAIR_COLS) + 1`) pair features and SJF's leftover, built
-        at the window's first candidates and kept current by node (see `_pair_block`)"""
-
-    def _pair_block(self, nodes: slice | list[int]) -> np.ndarray:
-        """The feature columns of every (window job, node) pair that depend on the pair alone
-        (`PAIR_COLS`, then SJF's best-fit leftover without the index tie-break), for the up nodes
-        `nodes`: the same element-wise formulas as computing them per candidate, so the same
-        numbers; a placement changes only its node's column."""
-        st = self.state
-        req = self.req
-        r0, r1, r2, r3 = req[:, 0:1], req[:, 1:2], req[:, 2:3], req[:, 3:4]
-        share = self.share[:, None]
-        cap_c, cap_m, cap_g = st.cap_c[nodes][None, :], st.cap_m[nodes][None, :], st.cap_g[nodes]
-        has_gpu = st.has_gpu[nodes][None, :]
-        cap_g = cap_g[None, :]
-        gfrac = self._gfrac[:, nodes]
-        fc, fm, fg = st.fc[nodes][None, :], st.fm[nodes][None, :], st.fg[nodes][None, :]
-        out = np.empty((len(req), len(st.fc[nodes]), len(PAIR_COLS) + 1))
-        out[:, :, 0] = f0 = r0 / cap_c
-        out[:, :, 1] = f1 = r1 / cap_m
-        out[:, :, 2] = f2 = np.where(has_gpu, gfrac / cap_g, 0.0)
-        out[:, :, 3] = fc_after = (fc - r0) / cap_c
-        out[:, :, 4] = fm_after = (fm - r1) / cap_m
-        out[:, :, 5] = fg_after = np.where(has_gpu, (fg - np.where(share, 0.0, r2)) / cap_g, 0.0)
-        out[:, :, 6] = (fc_after + fm_after + fg_after) / 3.0
-        out[:, :, 7] = st.idle[nodes][None, :]
-        out[:, :, 8] = (st.price[nodes] / st.max_price)[None, :]
-        out[:, :, 9] = share & (self.partial[nodes][None, :] < r3)
-        # the dominant share of the float32 columns: float32 rounding keeps the order, so the
-        # largest in float64 rounds to the largest in float32
-        out[:, :, 10] = np.maximum(np.maximum(f0, f1), f2)
-        out[:, :, 11] = fc_after + fm_after + np.where(has_gpu, (fg - gfrac) / cap_g, 0.0)
-        return out
 
     @property
     def view(self) -> ClusterView:
@@ -504,14 +453,8 @@ class Round:
             ok &= (self.eff >= top)[:, None]
         self._guard = guard
         # each job's best few nodes by SJF's best fit (leftover), lowest index first on ties
-        if nn and ok.any():
-            left = np.where(ok, self._left, np.inf)
-            m = self.config.nodes_per_job
-            if nn > m:
-                top_n = np.argpartition(left, m - 1, axis=1)[:, :m]
-                keep = np.zeros_like(ok)
-                keep[np.arange(len(keep))[:, None], top_n] = True
-                ok &= keep
+        if nn > self.config.nodes_per_job:
+            _keep_best_nodes(ok, self._left, self.config.nodes_per_job)
         jk, nk = np.nonzero(ok)
         # waiting holds the head's reserved node where that changes something; otherwise it
         # passes over this window (none of its jobs starts now; the round goes on with the next
@@ -527,7 +470,9 @@ class Round:
         can_end = self.busy and not starving_fits
         wait_ok = not len(jk) or self.wait_holds or can_end
         x = self._features(jk, nk, capped, wait_ok, spares)
-        return Candidates(np.append(jk, WAIT), np.append(nk, WAIT), x, wait_ok)
+        return Candidates(
+            np.concatenate((jk, _WAIT_ROW)), np.concatenate((nk, _WAIT_ROW)), x, wait_ok
+        )
 
     def _ranks(self, order: np.ndarray) -> np.ndarray:
         """Rank of each alive window job in `order`, scaled to [0, 1] (0 = first); as
@@ -574,118 +519,80 @@ class Round:
     ) -> np.ndarray:
         st = self.state
         m = len(jk)
+        x = np.zeros((m + 1, NUM_FEATURES), dtype=np.float32)
         # cluster features, on every row (the wait row included)
         used_g = (1.0 - float(st.fg.sum()) / self.cap_g_total) if self.cap_g_total else 0.0
         used_c = 1.0 - float(st.fc.sum()) / max(self.cap_c_total, 1e-9)
-        alive = self.alive
-        cluster = (
-            math.log1p(self.pending_total - len(self.placed)) / 6.0,
-            used_g,
-            used_c,
-            math.log1p(m) / 8.0,
-            float((~self.is_long & alive).sum()) / max(1, int(alive.sum())),
-        )
+        x[:, 20] = math.log1p(self.pending_total - len(self.placed)) / 6.0
+        x[:, 21] = used_g
+        x[:, 22] = used_c
+        x[:, 23] = math.log1p(m) / 8.0
         cap_g = self.cap_g_total
-        if m == 0:
-            x = np.zeros((1, NUM_FEATURES), dtype=np.float32)
-            x[m, NUM_FEATURES - 1] = 1.0
-        else:
-            if self._pf is None:
-                self._build_pair_table()
-            nn = len(st.nodes)
-            at = jk * nn
-            at += nk
-            # every row's pair and job columns in one gather; the table's last row is the wait
-            # row's (zeros, and `is_wait`)
-            x = self._flat[np.append(at, len(self._flat) - 1)]
-        x[:, CLUSTER_COLS] = cluster
         x[m, 26] = self.long_c / max(self.cap_c_total, 1e-9)
         x[m, 27] = self.long_g / cap_g if cap_g else 0.0
+        alive = self.alive
+        x[:, 28] = float((~self.is_long & alive).sum()) / max(1, int(alive.sum()))
         x[m, 29] = 0.0 if self.wait_holds else 1.0
+        x[m, NUM_FEATURES - 1] = 1.0
         if m == 0:
             return x
-        lefts = self._lefts[jk, nk]
-        left = lefts[:, 0]
+        req = self.req[jk]
+        cap_c, cap_m, cap_g = st.cap_c[nk], st.cap_m[nk], st.cap_g[nk]
+        has_gpu = st.has_gpu[nk]
+        per_gpu = st.per_gpu[nk]
+        gfrac = np.where(self.share[jk], np.minimum(1.0, req[:, 3] / per_gpu), req[:, 2])
+        gshare = np.where(has_gpu, gfrac / cap_g, 0.0)
+        x[:m, 0] = req[:, 0] / cap_c
+        x[:m, 1] = req[:, 1] / cap_m
+        x[:m, 2] = gshare
+        fc_after = (st.fc[nk] - req[:, 0]) / cap_c
+        fm_after = (st.fm[nk] - req[:, 1]) / cap_m
+        fg_after = np.where(
+            has_gpu, (st.fg[nk] - np.where(self.share[jk], 0.0, req[:, 2])) / cap_g, 0.0
+        )
+        x[:m, 3] = fc_after
+        x[:m, 4] = fm_after
+        x[:m, 5] = fg_after
+        left = (fc_after + fm_after + fg_after) / 3.0
+        x[:m, 6] = left
         # best fit per job: smallest leftover among that job's candidates
         best = np.full(len(self.window), np.inf)
         np.minimum.at(best, jk, left)
         x[:m, 7] = left <= best[jk] + 1e-9
+        x[:m, 8] = st.idle[nk]
+        x[:m, 9] = st.price[nk] / st.max_price
+        # a share breaks a whole GPU when no already-shared GPU of the node could hold it
+        x[:m, 10] = self.share[jk] & (self.partial[nk] < req[:, 3])
         est = self.est[jk]
-        x[:m, STEP_COLS] = self._step_cols()[jk]
+        x[:m, 11:15] = self.job_block[jk]
+        x[:m, 15] = self._per_version[2][jk]
+        x[:m, 16] = self._per_version[3][jk]
+        x[:m, 17] = np.maximum(np.maximum(x[:m, 0], x[:m, 1]), x[:m, 2])
+        ends_before = self.ends_before[jk]
+        x[:m, 18] = ends_before
         x[:m, 19] = (nk == self.res_node) & ~spares[jk]
+        long = self.is_long[jk]
+        x[:m, 25] = long
+        x[:m, 26] = (self.long_c + np.where(long, req[:, 0], 0.0)) / max(self.cap_c_total, 1e-9)
+        x[:m, 27] = (
+            (self.long_g + np.where(long, self.req_geq[jk], 0.0)) / self.cap_g_total
+            if self.cap_g_total
+            else 0.0
+        )
         # the teacher's pick: SJF's (shortest estimate, then queue order, on its best-fit node,
         # then lowest index) among the jobs its long-job limit lets start; none: wait
         free = ~capped[jk]
         if free.any():
-            sjf_left = lefts[:, 1]
+            sjf_left = (
+                (st.fc[nk] - req[:, 0]) / cap_c
+                + (st.fm[nk] - req[:, 1]) / cap_m
+                + np.where(has_gpu, (st.fg[nk] - gfrac) / cap_g, 0.0)
+            )
             order = np.lexsort((nk, sjf_left, jk, est, ~free))
             x[order[0], TEACHER] = 1.0
         elif wait_ok:
             x[m, TEACHER] = 1.0
         return x
-
-    def _build_pair_table(self) -> None:
-        """The window's feature table: every (job, node) pair's row with its pair and job
-        columns (float32, as the network sees them), one more row for "wait", and the pairs'
-        leftovers in float64 (best fit and the teacher compare those)."""
-        st = self.state
-        pf = self._pf = self._pair_block(slice(None))
-        w, nn = len(self.window), len(st.nodes)
-        flat = np.zeros((w * nn + 1, NUM_FEATURES), dtype=np.float32)
-        table = flat[:-1].reshape(w, nn, NUM_FEATURES)
-        table[:, :, PAIR_COLS] = pf[:, :, :-1]
-        table[:, :, JOB_COLS] = self._job_cols[:, None, :]
-        flat[-1, NUM_FEATURES - 1] = 1.0
-        self._flat, self._table = flat, table
-        self._lefts = pf[:, :, [6, -1]]
-
-    def _update_pair_table(self, node: int) -> None:
-        """Node `node`'s column of the window's feature table, after a placement there."""
-        # `_pair_block`'s formulas with the node's numbers as scalars (the same IEEE operations
-        # on the same operands, so the same bits); the columns that depend only on the node's
-        # capacity stay as they are
-        st, req = self.state, self.req
-        cap_c, cap_m, cap_g = float(st.cap_c[node]), float(st.cap_m[node]), float(st.cap_g[node])
-        fc_after = (float(st.fc[node]) - req[:, 0]) / cap_c
-        fm_after = (float(st.fm[node]) - req[:, 1]) / cap_m
-        col = self._table[:, node]
-        col[:, 3] = fc_after
-        col[:, 4] = fm_after
-        if st.has_gpu[node]:
-            fg = float(st.fg[node])
-            fg_after = (fg - self._whole) / cap_g
-            col[:, 5] = fg_after
-            left = (fc_after + fm_after + fg_after) / 3.0
-            sjf = fc_after + fm_after + (fg - self._gfrac[:, node]) / cap_g
-        else:
-            left = (fc_after + fm_after + 0.0) / 3.0
-            sjf = fc_after + fm_after + 0.0
-        col[:, 6] = left
-        col[:, 8] = bool(st.idle[node])
-        col[:, 10] = self.share & (self.partial[node] < req[:, 3])
-        lefts = self._lefts[:, node]
-        lefts[:, 0] = left
-        lefts[:, 1] = sjf
-
-    def _step_cols(self) -> np.ndarray:
-        """`STEP_COLS` of each window job: its ranks, and the long-job shares with it started
-        (they change only with a placement)."""
-        version = len(self.placed)
-        if self._step[0] != version:
-            long = self.is_long
-            cols = np.empty((len(self.window), 4))
-            cols[:, 0] = self._per_version[2]
-            cols[:, 1] = self._per_version[3]
-            cols[:, 2] = (self.long_c + np.where(long, self.req[:, 0], 0.0)) / max(
-                self.cap_c_total, 1e-9
-            )
-            cols[:, 3] = (
-                (self.long_g + np.where(long, self.req_geq, 0.0)) / self.cap_g_total
-                if self.cap_g_total
-                else 0.0
-            )
-            self._step = (version, cols)
-        return self._step[1]
 
     def wants_next_window(self) -> bool:
         """True when this window placed something or was passed over, and jobs outside it
@@ -767,8 +674,6 @@ class Round:
         st = self.state
         st.place(node, job, gids)
         self.partial[node] = self._partial(node)
-        if self._pf is not None:
-            self._update_pair_table(node)
         self._fit[:, node] = st.fit_column(self.req, node)
         self._left[:, node] = (
             (st.fc[node] - self.req[:, 0]) / st.cap_c[node]
@@ -849,13 +754,35 @@ class _Queue:
         elif done < len(st.placed):
             fit, gfrac, left = self._pairs
             req = self.rows[:, 3:]
-            for i in sorted({i for i, _, _ in st.placed[done:]}):
+            changed = sorted({i for i, _, _ in st.placed[done:]})
+            if len(changed) == 1:
+                i = changed[0]
                 fit[:, i] = st.fit_column(req, i)
                 left[:, i] = (
                     (st.fc[i] - req[:, 0]) / st.cap_c[i]
                     + (st.fm[i] - req[:, 1]) / st.cap_m[i]
                     + np.where(st.has_gpu[i], (st.fg[i] - gfrac[:, i]) / st.cap_g[i], 0.0)
                     + 1e-9 * i
+                )
+            else:
+                # the changed columns at once: the same element-wise formulas, the same numbers
+                at = np.array(changed, dtype=np.intp)
+                fc, fm, fg, fpm = st.fc[at], st.fm[at], st.fg[at], st.fpm[at]
+                fit[:, at] = (
+                    (fc[None, :] + 1e-9 >= req[:, 0:1])
+                    & (fm[None, :] >= req[:, 1:2])
+                    & (fg[None, :] >= req[:, 2:3])
+                    & (fpm[None, :] >= req[:, 3:4])
+                )
+                left[:, at] = (
+                    (fc[None, :] - req[:, 0:1]) / st.cap_c[at][None, :]
+                    + (fm[None, :] - req[:, 1:2]) / st.cap_m[at][None, :]
+                    + np.where(
+                        st.has_gpu[at][None, :],
+                        (fg[None, :] - gfrac[:, at]) / st.cap_g[at][None, :],
+                        0.0,
+                    )
+                    + 1e-9 * at[None, :]
                 )
         self._pairs_placed = len(st.placed)
         return self._pairs
@@ -913,6 +840,20 @@ def pending_rows(pending: Sequence[JobRequest]) -> np.ndarray:
             r.gpu_mem_mb if r.gpus == 0 else 0,
         )
     return out
+
+
+def _keep_best_nodes(ok: np.ndarray, left: np.ndarray, m: int) -> None:
+    """Keep in `ok` (jobs x nodes, in place) each job's `m` allowed nodes of smallest `left`
+    (as `np.argpartition` over the row with the disallowed nodes at infinity). Only rows with
+    more than `m` allowed nodes are partitioned: a row's partition depends on that row alone,
+    and a row with at most `m` finite entries keeps all of them."""
+    many = np.flatnonzero(np.count_nonzero(ok, axis=1) > m)
+    if len(many):
+        sub = ok[many]
+        top_n = np.argpartition(np.where(sub, left[many], np.inf), m - 1, axis=1)
+        keep = np.zeros_like(sub)
+        keep[np.arange(len(many))[:, None], top_n[:, :m]] = True
+        ok[many] = sub & keep
 
 
 def _rank01(values: np.ndarray, alive: np.ndarray) -> np.ndarray:
