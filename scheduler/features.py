@@ -314,7 +314,9 @@ class Round:
         free, gmem = st.free_ids[i], st.gmem[i]
         if len(free) == len(gmem):
             return 0.0
-        return float(max((m for g, m in enumerate(gmem) if g not in free), default=0))
+        if not free:  # every GPU taken or shared: all of them count
+            return float(max(gmem))
+        return float(max([m for g, m in enumerate(gmem) if g not in free]))
 
     # -- reservation and starvation --------------------------------------------------------------
 
@@ -453,8 +455,14 @@ class Round:
             ok &= (self.eff >= top)[:, None]
         self._guard = guard
         # each job's best few nodes by SJF's best fit (leftover), lowest index first on ties
-        if nn > self.config.nodes_per_job:
-            _keep_best_nodes(ok, self._left, self.config.nodes_per_job)
+        if nn and ok.any():
+            left = np.where(ok, self._left, np.inf)
+            m = self.config.nodes_per_job
+            if nn > m:
+                top_n = np.argpartition(left, m - 1, axis=1)[:, :m]
+                keep = np.zeros_like(ok)
+                keep[np.arange(len(keep))[:, None], top_n] = True
+                ok &= keep
         jk, nk = np.nonzero(ok)
         # waiting holds the head's reserved node where that changes something; otherwise it
         # passes over this window (none of its jobs starts now; the round goes on with the next
@@ -840,20 +848,6 @@ def pending_rows(pending: Sequence[JobRequest]) -> np.ndarray:
             r.gpu_mem_mb if r.gpus == 0 else 0,
         )
     return out
-
-
-def _keep_best_nodes(ok: np.ndarray, left: np.ndarray, m: int) -> None:
-    """Keep in `ok` (jobs x nodes, in place) each job's `m` allowed nodes of smallest `left`
-    (as `np.argpartition` over the row with the disallowed nodes at infinity). Only rows with
-    more than `m` allowed nodes are partitioned: a row's partition depends on that row alone,
-    and a row with at most `m` finite entries keeps all of them."""
-    many = np.flatnonzero(np.count_nonzero(ok, axis=1) > m)
-    if len(many):
-        sub = ok[many]
-        top_n = np.argpartition(np.where(sub, left[many], np.inf), m - 1, axis=1)
-        keep = np.zeros_like(sub)
-        keep[np.arange(len(many))[:, None], top_n[:, :m]] = True
-        ok[many] = sub & keep
 
 
 def _rank01(values: np.ndarray, alive: np.ndarray) -> np.ndarray:
