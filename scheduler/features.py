@@ -94,6 +94,7 @@ NUM_FEATURES = len(FEATURE_NAMES)
 TEACHER = FEATURE_NAMES.index("teacher_choice")
 FEATURE_VERSION = 4
 WAIT = -1
+_WAIT_ROW = np.array([WAIT], dtype=np.intp)
 
 
 def effective_priorities(
@@ -313,7 +314,9 @@ class Round:
         free, gmem = st.free_ids[i], st.gmem[i]
         if len(free) == len(gmem):
             return 0.0
-        return float(max((m for g, m in enumerate(gmem) if g not in free), default=0))
+        if not free:  # every GPU taken or shared: all of them count
+            return float(max(gmem))
+        return float(max([m for g, m in enumerate(gmem) if g not in free]))
 
     # -- reservation and starvation --------------------------------------------------------------
 
@@ -475,7 +478,9 @@ class Round:
         can_end = self.busy and not starving_fits
         wait_ok = not len(jk) or self.wait_holds or can_end
         x = self._features(jk, nk, capped, wait_ok, spares)
-        return Candidates(np.append(jk, WAIT), np.append(nk, WAIT), x, wait_ok)
+        return Candidates(
+            np.concatenate((jk, _WAIT_ROW)), np.concatenate((nk, _WAIT_ROW)), x, wait_ok
+        )
 
     def _ranks(self, order: np.ndarray) -> np.ndarray:
         """Rank of each alive window job in `order`, scaled to [0, 1] (0 = first); as
@@ -757,13 +762,35 @@ class _Queue:
         elif done < len(st.placed):
             fit, gfrac, left = self._pairs
             req = self.rows[:, 3:]
-            for i in sorted({i for i, _, _ in st.placed[done:]}):
+            changed = sorted({i for i, _, _ in st.placed[done:]})
+            if len(changed) == 1:
+                i = changed[0]
                 fit[:, i] = st.fit_column(req, i)
                 left[:, i] = (
                     (st.fc[i] - req[:, 0]) / st.cap_c[i]
                     + (st.fm[i] - req[:, 1]) / st.cap_m[i]
                     + np.where(st.has_gpu[i], (st.fg[i] - gfrac[:, i]) / st.cap_g[i], 0.0)
                     + 1e-9 * i
+                )
+            else:
+                # the changed columns at once: the same element-wise formulas, the same numbers
+                at = np.array(changed, dtype=np.intp)
+                fc, fm, fg, fpm = st.fc[at], st.fm[at], st.fg[at], st.fpm[at]
+                fit[:, at] = (
+                    (fc[None, :] + 1e-9 >= req[:, 0:1])
+                    & (fm[None, :] >= req[:, 1:2])
+                    & (fg[None, :] >= req[:, 2:3])
+                    & (fpm[None, :] >= req[:, 3:4])
+                )
+                left[:, at] = (
+                    (fc[None, :] - req[:, 0:1]) / st.cap_c[at][None, :]
+                    + (fm[None, :] - req[:, 1:2]) / st.cap_m[at][None, :]
+                    + np.where(
+                        st.has_gpu[at][None, :],
+                        (fg[None, :] - gfrac[:, at]) / st.cap_g[at][None, :],
+                        0.0,
+                    )
+                    + 1e-9 * at[None, :]
                 )
         self._pairs_placed = len(st.placed)
         return self._pairs
