@@ -9,6 +9,7 @@ no more. The ledger never imports the economics: what a statement needs comes as
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from lepton_tui.ledger_dispatch import _Store
@@ -31,6 +32,21 @@ _MEAN_POWER_SQL = """
           FROM attempts WHERE id IN (SELECT value FROM json_each(:ids))) a,
          json_each(a.gpu_ids) g
 """
+
+# The roll-up's dimensions: (key column, host column) summed from `econ_slice`.
+_ROLLUP_DIMS = {"user": ("user", "''"), "project": ("project", "''"), "host": ("host", "host")}
+
+
+@dataclass(frozen=True)
+class RollupSql:
+    """The economics' SQL fragments a roll-up chunk is built from (`economics.slices`): the
+    slice columns, the sliced attempts, the settled attempts' slices (None: every attempt is in
+    `sliced`) and each host's whole price per day."""
+
+    slice_columns: str
+    sliced: str
+    settled: str | None
+    host_total: str
 
 
 class EconRecords:
@@ -82,3 +98,104 @@ class EconRecords:
         """Per (attempt, GPU it held) of attempts `ids`: the mean sampled power `mean_w` over the
         attempt's time (until `now` for one still running)."""
         return self.query(_MEAN_POWER_SQL, {"now": now, "ids": json.dumps(ids)})
+
+    # -- the daily roll-up (`economics.rollup`) ------------------------------------------------
+
+    def oldest_unsettled_start(self: _Store) -> float | None:
+        """When the earliest attempt without a stored cost began (None when all are settled)."""
+        row = self.query_one(
+            "SELECT MIN(COALESCE(started_at, created_at)) AS t FROM attempts "
+            "INDEXED BY idx_attempts_unsettled WHERE cost IS NULL"
+        )
+        return float(row["t"]) if row and row["t"] is not None else None
+
+    def rollup_days_between(self: _Store, first: float, last: float) -> set[float]:
+        """Starts of the days in [first, last] that the roll-up holds."""
+        return {
+            r["day"]
+            for r in self.query(
+                "SELECT day FROM econ_rollup_days WHERE day >= ? AND day <= ?", (first, last)
+            )
+        }
+
+    def open_rollup_slices(self: _Store, slice_columns: str) -> None:
+        """A fresh TEMP table `econ_slice` (day, label, user, project, host, `slice_columns`)."""
+        conn = self.conn
+        conn.execute("DROP TABLE IF EXISTS temp.econ_slice")
+        conn.execute(
+            "CREATE TEMP TABLE econ_slice (day REAL, label TEXT, user TEXT, project TEXT, "
+            f"host TEXT, {slice_columns})"
+        )
+
+    def write_rollup(
+        self: _Store,
+        sql: RollupSql,
+        params: dict[str, Any],
+        days: list[tuple[str, float, float]],
+        now: float,
+    ) -> None:
+        """Fill `econ_slice` from the sliced attempts (`sql.sliced`, plus `sql.settled` when
+        given), sum it into the roll-up's dimensions and idle cost, mark `days` built and drop
+        the TEMP table. Inside the caller's transaction, after `open_rollup_slices`."""
+        conn, cols = self.conn, sql.slice_columns
+        conn.execute(
+            f"INSERT INTO econ_slice SELECT w.t0, s.label, "
+            "substr(s.k, 1, instr(s.k, char(31)) - 1), substr(s.k, instr(s.k, char(31)) + 1), "
+            f"s.host, {cols} FROM ({sql.sliced}) s JOIN econ_bucket w ON w.label = s.label",
+            params,
+        )
+        if sql.settled is not None:
+            conn.execute(
+                f"INSERT INTO econ_slice SELECT day, label, user, project, host, {cols} "
+                f"FROM ({sql.settled})",
+                params,
+            )
+        for dim, (key, host) in _ROLLUP_DIMS.items():
+            conn.execute(
+                "INSERT OR REPLACE INTO econ_rollup (dim, day, label, key, host, alloc_cost, "
+                "energy_kwh, energy_cost, gpu_hours, cpu_hours, overlaps, starts) "
+                f"SELECT ?, day, label, {key}, {host}, SUM(alloc_cost), SUM(energy_kwh), "
+                "SUM(energy_cost), SUM(gpu_hours), SUM(cpu_hours), SUM(attempts), SUM(starts) "
+                f"FROM econ_slice GROUP BY day, {key}",
+                (dim,),
+            )
+        # idle cost per host and day: its whole price less what attempts were charged
+        conn.execute(
+            "INSERT OR REPLACE INTO econ_rollup_idle (day, label, host, idle_cost) "
+            "SELECT w.t0, t.label, t.host, MAX(0.0, COALESCE(t.total, 0.0) - COALESCE(u.alloc, 0.0)) "
+            f"FROM ({sql.host_total}) t JOIN econ_bucket w ON w.label = t.label "
+            "LEFT JOIN (SELECT label, host, SUM(alloc_cost) AS alloc FROM econ_slice "
+            "GROUP BY label, host) u ON u.label = t.label AND u.host = t.host",
+            params,
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO econ_rollup_days (day, day_end, label, built_at) "
+            "VALUES (?, ?, ?, ?)",
+            [(d[1], d[2], d[0], now) for d in days],
+        )
+        conn.execute("DROP TABLE temp.econ_slice")
+
+    def rollup_sums(
+        self: _Store, dim: str, starts: list[float], *, by_label: bool
+    ) -> list[dict[str, Any]]:
+        """The roll-up's sums of dimension `dim` over the days starting at `starts`, by key (or
+        by day label) as `k`."""
+        among = f"day IN ({', '.join('?' for _ in starts)})"
+        group = "label" if by_label else "key"
+        return self.query(
+            f"SELECT {group} AS k, SUM(alloc_cost) AS alloc_cost, SUM(energy_kwh) AS energy_kwh, "
+            "SUM(energy_cost) AS energy_cost, SUM(gpu_hours) AS gpu_hours, "
+            "SUM(cpu_hours) AS cpu_hours, SUM(overlaps) AS overlaps, SUM(starts) AS starts "
+            f"FROM econ_rollup WHERE dim = ? AND {among} GROUP BY {group}",
+            (dim, *starts),
+        )
+
+    def rollup_idle(self: _Store, starts: list[float], by: str) -> list[dict[str, Any]]:
+        """Idle cost of the days starting at `starts`, summed by `by` ("host" or "label")."""
+        group = {"host": "host", "label": "label"}[by]
+        among = f"day IN ({', '.join('?' for _ in starts)})"
+        return self.query(
+            f"SELECT {group} AS k, SUM(idle_cost) AS idle FROM econ_rollup_idle WHERE {among} "
+            f"GROUP BY {group}",
+            starts,
+        )
