@@ -9,10 +9,20 @@ no more. The ledger never imports the economics: what a statement needs comes as
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from lepton_tui.ledger_dispatch import _Store
+from lepton_tui.ledger_econ_sql import (
+    _HOST_TOTAL_SQL,
+    _ROLLUP_CROSSING_IDS,
+    _SLICE_COLUMNS,
+    _SLICE_KEY,
+    _attempt_sql,
+    _rollup_settled_sql,
+    _settled_sql,
+)
 
 _UNMEASURED_SQL = (
     "SELECT * FROM attempts INDEXED BY idx_attempts_unmeasured "
@@ -35,18 +45,6 @@ _MEAN_POWER_SQL = """
 
 # The roll-up's dimensions: (key column, host column) summed from `econ_slice`.
 _ROLLUP_DIMS = {"user": ("user", "''"), "project": ("project", "''"), "host": ("host", "host")}
-
-
-@dataclass(frozen=True)
-class RollupSql:
-    """The economics' SQL fragments a roll-up chunk is built from (`economics.slices`): the
-    slice columns, the sliced attempts, the settled attempts' slices (None: every attempt is in
-    `sliced`) and each host's whole price per day."""
-
-    slice_columns: str
-    sliced: str
-    settled: str | None
-    host_total: str
 
 
 class EconRecords:
@@ -118,36 +116,41 @@ class EconRecords:
             )
         }
 
-    def open_rollup_slices(self: _Store, slice_columns: str) -> None:
-        """A fresh TEMP table `econ_slice` (day, label, user, project, host, `slice_columns`)."""
+    def open_rollup_slices(self: _Store) -> None:
+        """A fresh TEMP table `econ_slice` (day, label, user, project, host, slice columns)."""
         conn = self.conn
         conn.execute("DROP TABLE IF EXISTS temp.econ_slice")
         conn.execute(
             "CREATE TEMP TABLE econ_slice (day REAL, label TEXT, user TEXT, project TEXT, "
-            f"host TEXT, {slice_columns})"
+            f"host TEXT, {_SLICE_COLUMNS})"
         )
 
     def write_rollup(
         self: _Store,
-        sql: RollupSql,
+        kwh: float | None,
         params: dict[str, Any],
         days: list[tuple[str, float, float]],
         now: float,
     ) -> None:
-        """Fill `econ_slice` from the sliced attempts (`sql.sliced`, plus `sql.settled` when
-        given), sum it into the roll-up's dimensions and idle cost, mark `days` built and drop
-        the TEMP table. Inside the caller's transaction, after `open_rollup_slices`."""
-        conn, cols = self.conn, sql.slice_columns
+        """Fill `econ_slice` from the sliced attempts (every one when the electricity price
+        changed, `kwh` None; else those crossing a day's edge, and the settled ones inside a day
+        from their stored cost), sum it into the roll-up's dimensions and idle cost, mark `days`
+        built and drop the TEMP table. In the caller's transaction, after `open_rollup_slices`."""
+        conn, cols = self.conn, _SLICE_COLUMNS
+        if kwh is None:
+            sliced = _attempt_sql(_SLICE_KEY, all_attempts=True)
+        else:
+            sliced = _attempt_sql(_SLICE_KEY, False, _ROLLUP_CROSSING_IDS)
         conn.execute(
             f"INSERT INTO econ_slice SELECT w.t0, s.label, "
             "substr(s.k, 1, instr(s.k, char(31)) - 1), substr(s.k, instr(s.k, char(31)) + 1), "
-            f"s.host, {cols} FROM ({sql.sliced}) s JOIN econ_bucket w ON w.label = s.label",
+            f"s.host, {cols} FROM ({sliced}) s JOIN econ_bucket w ON w.label = s.label",
             params,
         )
-        if sql.settled is not None:
+        if kwh is not None:
             conn.execute(
                 f"INSERT INTO econ_slice SELECT day, label, user, project, host, {cols} "
-                f"FROM ({sql.settled})",
+                f"FROM ({_rollup_settled_sql(kwh)})",
                 params,
             )
         for dim, (key, host) in _ROLLUP_DIMS.items():
@@ -163,7 +166,7 @@ class EconRecords:
         conn.execute(
             "INSERT OR REPLACE INTO econ_rollup_idle (day, label, host, idle_cost) "
             "SELECT w.t0, t.label, t.host, MAX(0.0, COALESCE(t.total, 0.0) - COALESCE(u.alloc, 0.0)) "
-            f"FROM ({sql.host_total}) t JOIN econ_bucket w ON w.label = t.label "
+            f"FROM ({_HOST_TOTAL_SQL}) t JOIN econ_bucket w ON w.label = t.label "
             "LEFT JOIN (SELECT label, host, SUM(alloc_cost) AS alloc FROM econ_slice "
             "GROUP BY label, host) u ON u.label = t.label AND u.host = t.host",
             params,
@@ -199,3 +202,115 @@ class EconRecords:
             f"GROUP BY {group}",
             starts,
         )
+
+    # -- the cost engine (`economics.slices`) --------------------------------------------------
+
+    def reset_cost_buckets(self: _Store, buckets: Sequence[tuple[str, float, float]]) -> None:
+        """Refill the TEMP table of report buckets alone (the price periods stay)."""
+        conn = self.conn
+        conn.execute("DELETE FROM econ_bucket")
+        conn.executemany("INSERT INTO econ_bucket VALUES (?, ?, ?)", list(buckets))
+
+    def open_cost_tables(self: _Store) -> None:
+        """This connection's TEMP tables of price periods, report buckets and measured energy,
+        made if missing and emptied."""
+        conn = self.conn
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS econ_period (host TEXT, t0 REAL, t1 REAL, "
+            "per_hour REAL, cpu_hour REAL, gpu_hour REAL, gb_hour REAL, power_kwh REAL, "
+            "cap_cpus REAL, cap_mem REAL, cap_gpus REAL, cap_gmem REAL, added_at REAL)"
+        )
+        conn.execute("CREATE INDEX IF NOT EXISTS temp.econ_period_host ON econ_period(host, t0)")
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS econ_bucket (label TEXT, t0 REAL, t1 REAL)")
+        conn.execute("CREATE INDEX IF NOT EXISTS temp.econ_bucket_t0 ON econ_bucket(t0)")
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS econ_energy (attempt_id INTEGER PRIMARY KEY, wh REAL)"
+        )
+        conn.execute("DELETE FROM econ_period")
+        conn.execute("DELETE FROM econ_bucket")
+        conn.execute("DELETE FROM econ_energy")
+
+    def cost_host_capacities(self: _Store) -> dict[str, dict[str, Any]]:
+        """Every host's capacity and when it was added, by name."""
+        return {
+            r["name"]: r
+            for r in self.query("SELECT name, cpus, mem_mb, gpus, gpu_mem_mb, added_at FROM hosts")
+        }
+
+    def load_cost_periods(
+        self: _Store, rows: list[tuple[Any, ...]], buckets: Sequence[tuple[str, float, float]]
+    ) -> None:
+        """Fill the TEMP tables (after `open_cost_tables`): price periods, 13 values a row (host,
+        t0, t1, prices, capacity, added_at), and report buckets (label, t0, t1)."""
+        conn = self.conn
+        # one statement for all the periods (not one per row: a fleet has hundreds)
+        conn.execute(
+            "INSERT INTO econ_period SELECT " + ", ".join(f"value ->> {i}" for i in range(13))
+            + " FROM json_each(?)",
+            (json.dumps(rows),),
+        )  # fmt: skip
+        conn.executemany("INSERT INTO econ_bucket VALUES (?, ?, ?)", list(buckets))
+
+    def cost_snapshot_pragmas(self: _Store) -> None:
+        """Reports read much of the attempts table: map it rather than read it page by page."""
+        conn = self.conn
+        conn.execute("PRAGMA mmap_size = 268435456")
+        conn.execute("PRAGMA cache_size = -32768")
+        conn.execute("PRAGMA temp_store = MEMORY")
+
+    @contextmanager
+    def cost_snapshot(self: _Store) -> Iterator[None]:
+        """A deferred read transaction (no write lock on the ledger), unless one is open."""
+        conn = self.conn
+        EconRecords.cost_snapshot_pragmas(self)
+        if conn.in_transaction:
+            yield
+            return
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
+
+    def attempt_host_names(self: _Store) -> set[str]:
+        """Every host name attempts ran on (removed hosts too)."""
+        return {
+            r["host"]
+            for r in self.query(
+                # a loose index scan: one index seek per host, not one row per attempt
+                "WITH RECURSIVE h(x) AS (SELECT MIN(host) FROM attempts UNION ALL "
+                "SELECT (SELECT MIN(host) FROM attempts WHERE host > h.x) FROM h WHERE h.x IS NOT NULL) "
+                "SELECT x AS host FROM h WHERE x IS NOT NULL"
+            )
+        }
+
+    def first_attempt_created(self: _Store) -> float | None:
+        """When the first attempt was created (None without one)."""
+        first = self.query_one("SELECT created_at FROM attempts ORDER BY id LIMIT 1")
+        if first is None or first["created_at"] is None:
+            return None
+        return float(first["created_at"])
+
+    def uniform_power_price(self: _Store, since: float, until: float) -> float | None:
+        """The electricity price when one price holds for every host over [since, until) in the
+        loaded price periods, else None."""
+        rows = self.query(
+            "SELECT DISTINCT power_kwh FROM econ_period WHERE t0 < ? AND t1 > ?", (until, since)
+        )
+        return float(rows[0]["power_kwh"] or 0.0) if len(rows) == 1 else None
+
+    def cost_slices(
+        self: _Store, key: str, params: dict[str, Any], *, all_attempts: bool
+    ) -> list[dict[str, Any]]:
+        """Slices summed by the SQL expression `key`, bucket and host (`_attempt_sql`)."""
+        return self.query(_attempt_sql(key, all_attempts=all_attempts), params)
+
+    def settled_costs(
+        self: _Store, key: str, kwh: float, narrow: bool, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Settled attempts wholly inside the window, summed from their stored cost by `key`."""
+        return self.query(_settled_sql(key, kwh, narrow), params)
+
+    def host_totals(self: _Store, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Each host's whole price per bucket (`_HOST_TOTAL_SQL`)."""
+        return self.query(_HOST_TOTAL_SQL, params)

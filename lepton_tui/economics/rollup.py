@@ -12,20 +12,8 @@ from datetime import datetime, tzinfo
 
 from lepton_tui.economics.energy import _unsettled_energy
 from lepton_tui.economics.prices import _FAR, _add_days, day_buckets, local_tz
-from lepton_tui.economics.slices import (
-    _HOST_TOTAL_SQL,
-    _ROLLUP_CROSSING_IDS,
-    _SLICE_COLUMNS,
-    _SLICE_KEY,
-    _attempt_sql,
-    _hosts_in_play,
-    _load_temp_tables,
-    _rollup_settled_sql,
-    _snapshot_pragmas,
-    _uniform_kwh,
-)
+from lepton_tui.economics.slices import _hosts_in_play, _load_temp_tables
 from lepton_tui.ledger import ECON_ROLLUP_TABLES, Ledger
-from lepton_tui.ledger_econ import RollupSql
 
 ROLLUP_TABLES = ECON_ROLLUP_TABLES
 
@@ -74,20 +62,14 @@ def _rollup_chunk(ledger: Ledger, days: list[tuple[str, float, float]], now: flo
     t0, t1 = days[0][1], days[-1][2]
     params = {"since": t0, "until": t1, "now": now, "count_from": -_FAR,
               "maxb": max(d[2] - d[1] for d in days) + 1.0}  # fmt: skip
-    conn = ledger.conn
     with ledger.tx():  # a write transaction is also the one consistent read the slices need
-        _snapshot_pragmas(conn)
+        ledger.cost_snapshot_pragmas()
         _load_temp_tables(ledger, _hosts_in_play(ledger), days)
         _unsettled_energy(ledger, t0, t1, now)
-        ledger.open_rollup_slices(_SLICE_COLUMNS)
-        kwh = _uniform_kwh(ledger, t0, t1)
-        if kwh is None:  # the electricity price changed: every attempt is sliced
-            sliced = _attempt_sql(_SLICE_KEY, all_attempts=True)
-        else:
-            sliced = _attempt_sql(_SLICE_KEY, False, _ROLLUP_CROSSING_IDS)
-        settled = None if kwh is None else _rollup_settled_sql(kwh)
-        sql = RollupSql(_SLICE_COLUMNS, sliced, settled, _HOST_TOTAL_SQL)
-        ledger.write_rollup(sql, params, days, now)
+        ledger.open_rollup_slices()
+        # None when the electricity price changed: every attempt is then sliced
+        kwh = ledger.uniform_power_price(t0, t1)
+        ledger.write_rollup(kwh, params, days, now)
     held = getattr(ledger, "_energy_memo", None)
     if held is not None:  # the TEMP tables now hold this chunk's: the next report reloads them
         held[1]["periods"] = False

@@ -16,9 +16,9 @@ PACKAGE = Path(__file__).resolve().parents[2] / "lepton_tui"
 
 STORAGE = {
     "ledger.py", "schema.py",
-    # the economics' own store (prices, cost slices) not yet moved into
+    # the economics' own store (prices) not yet moved into
     # `ledger_econ.py` (docs/architecture.md)
-    "economics/store.py", "economics/slices.py",
+    "economics/store.py",
 }  # fmt: skip
 
 # Modules still holding SQL: move it into a named ledger method and take the module off this
