@@ -23,6 +23,7 @@ from lepton_tui.ledger_econ_sql import (
     _rollup_settled_sql,
     _settled_sql,
 )
+from lepton_tui.ledger_econ_store import EconStoreRecords
 
 _UNMEASURED_SQL = (
     "SELECT * FROM attempts INDEXED BY idx_attempts_unmeasured "
@@ -47,8 +48,9 @@ _MEAN_POWER_SQL = """
 _ROLLUP_DIMS = {"user": ("user", "''"), "project": ("project", "''"), "host": ("host", "host")}
 
 
-class EconRecords:
-    """The economics' named reads and writes (mixed into `Ledger`)."""
+class EconRecords(EconStoreRecords):
+    """The economics' named reads and writes (mixed into `Ledger`); the plain ones outside the
+    cost engine are `lepton_tui.ledger_econ_store`."""
 
     # -- energy (`economics.energy`) -----------------------------------------------------------
 
