@@ -1,4 +1,5 @@
-"""The economics' named reads and writes (`lepton_tui.economics`): energy, the daily roll-up.
+"""The economics' named reads and writes (`lepton_tui.economics`): energy, the daily roll-up
+and the cost engine over its TEMP tables (SQL text: `lepton_tui.ledger_econ_sql`).
 
 A mixin of `lepton_tui.ledger.Ledger`, like `lepton_tui.ledger_views`. The economics decide what
 to read and compute the money; the SQL lives here. The cost panel counts its statements

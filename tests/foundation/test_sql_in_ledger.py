@@ -4,7 +4,7 @@ The storage layer is `lepton_tui/ledger.py` with its mixins (`ledger_*.py`) and 
 migrations). Everywhere else, a call of `.execute(`, `.query(` or
 `.query_one(` on the ledger (or a raw SQLite connection), or an `sqlite3.connect(`, is SQL that
 belongs in a named method of a mixin (`ledger_dispatch.py`, `ledger_service.py`,
-`ledger_views.py`, `ledger_lab.py`, `ledger_demo.py`, `ledger_econ.py`).
+`ledger_views.py`, `ledger_lab.py`, `ledger_demo.py`, `ledger_econ.py`, `ledger_econ_store.py`).
 """
 
 from __future__ import annotations
