@@ -9,7 +9,8 @@ The file holds job commands and `--env` values: lepton creates it 0600 (0660 in 
 group-writable state directory), never readable by other users; see `lepton_tui.paths`.
 The schema (states, legal moves, migrations) is `lepton_tui.schema`; the dispatcher's named
 reads and writes are `lepton_tui.ledger_dispatch`, the service's `lepton_tui.ledger_service`,
-the console read models' `lepton_tui.ledger_views`, all mixed into `Ledger`.
+the console read models' `lepton_tui.ledger_views`, the economics' `lepton_tui.ledger_econ`,
+all mixed into `Ledger`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from lepton_tui.errors import IllegalTransition, LedgerError, NotFound
 from lepton_tui.ledger_demo import DemoRecords
 from lepton_tui.ledger_dispatch import DispatchRecords
+from lepton_tui.ledger_econ import EconRecords
 from lepton_tui.ledger_lab import LabRecords
 from lepton_tui.ledger_service import ServiceRecords
 from lepton_tui.ledger_views import ViewRecords
@@ -62,7 +64,7 @@ def _now() -> float:
     return time.time()
 
 
-class Ledger(DispatchRecords, ServiceRecords, ViewRecords, LabRecords, DemoRecords):
+class Ledger(DispatchRecords, ServiceRecords, ViewRecords, LabRecords, DemoRecords, EconRecords):
     """One ledger file. Thread-safe: a connection per thread, writes serialised by SQLite."""
 
     def __init__(self, path: Path | str, clock: Callable[[], float] = _now) -> None:

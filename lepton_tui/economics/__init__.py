@@ -25,10 +25,9 @@ Everything is aggregated in SQL over `attempts`, `jobs`, `hosts` and `prices`; t
 and report buckets go in small TEMP tables of the reading connection.
 
 Modules, each importing only those above it (no cycle; nothing is re-exported here):
-- `store`: the economics' reads and writes of the ledger, by name;
 - `prices`: price history, currency, cost weight, calendar days;
 - `energy`: measured GPU energy of attempts;
-- `slices`: the cost engine's SQL (attempts x price periods x buckets);
+- `slices`: the cost engine (attempts x price periods x buckets);
 - `rollup`: the daily roll-up of settled days;
 - `report`: cost reports by user, project, host, job or day;
 - `costs`: an attempt's cost, what runs now costs per hour, the console's numbers;
@@ -36,5 +35,6 @@ Modules, each importing only those above it (no cycle; nothing is re-exported he
   stranded now, what-if replay of the lab's history;
 - `api`: what `service.py` offers of all this, as plain data.
 
-Raw SQL lives only in `store`, `energy`, `slices` and `rollup`.
+No raw SQL here: the economics call the ledger's named methods (`lepton_tui.ledger_econ`,
+`ledger_econ_store`, with the cost engine's SQL text in `ledger_econ_sql`).
 """

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
-from lepton_tui.economics import store
 from lepton_tui.economics.prices import currency_spans, format_money, get_currency, month_start
 from lepton_tui.economics.report import cost_report
 from lepton_tui.errors import NotFound, ValidationError
@@ -87,7 +86,7 @@ def _amount_text(amount: float, unit: str, currency: str) -> str:
 
 def known_projects(ledger: Ledger) -> list[str]:
     """Projects that jobs were charged to, plus those declared in the `projects` setting."""
-    names = store.job_projects(ledger)
+    names = ledger.job_projects()
     names |= set(ledger.get_setting("projects", []) or [])
     return sorted(names)
 
@@ -97,7 +96,7 @@ def _known_user(ledger: Ledger, name: str) -> bool:
         pwd.getpwnam(name)
         return True
     except KeyError:
-        return store.user_has_jobs(ledger, name)
+        return ledger.user_has_jobs(name)
 
 
 def check_scope(scope: str) -> str:
@@ -150,7 +149,7 @@ def set_budget(
         if scope == "project" and new_project and name not in known_projects(ledger):
             projects = sorted({*(ledger.get_setting("projects", []) or []), name})
             ledger.set_setting("projects", projects, actor=actor)
-        store.upsert_budget(ledger, scope, name, value, unit, hard, now, actor)
+        ledger.upsert_budget(scope, name, value, unit, hard, now, actor)
         ledger.event(
             "budget.set",
             f"budget of {scope} {name}: "
@@ -172,7 +171,7 @@ def remove_budget(
     check_scope(scope)
     unit = None if unit is None else check_unit(unit)
     with ledger.tx():
-        n = store.delete_budgets(ledger, scope, name, unit)
+        n = ledger.delete_budgets(scope, name, unit)
         if n == 0:
             raise NotFound(f"no budget for {scope} {name}", "see `lepton-tui budget ls`")
         ledger.event("budget.removed", f"budget of {scope} {name} removed", actor=actor,
@@ -184,7 +183,7 @@ def budget_status(
     ledger: Ledger, now: float | None = None, tz: tzinfo | None = None
 ) -> list[BudgetStatus]:
     """Every budget with its spend since the start of this month (money or GPU-hours)."""
-    rows = store.budget_rows(ledger)
+    rows = ledger.budget_rows()
     if not rows:
         return []
     now = ledger.clock() if now is None else now
@@ -261,7 +260,7 @@ def budget_hold_reasons(
     `jobs` are job rows (id, user, project, state). Only queued jobs are held; the reason starts
     with "over budget". Jobs not in the result may be placed.
     """
-    if not store.any_hard_budget(ledger):
+    if not ledger.any_hard_budget():
         return {}  # the dispatcher asks every tick: no hard budget, no spend to add up
     hard = [s for s in budget_status(ledger, now, tz) if s.hard and s.level == "over"]
     if not hard:
@@ -290,7 +289,7 @@ def apply_budget_holds(
 
     Returns the held jobs {id: reason}. Only `jobs.reason` changes (no state change, no event).
     """
-    queued = store.queued_jobs(ledger)
+    queued = ledger.queued_jobs_oldest_first()
     held = budget_hold_reasons(ledger, queued, now, tz)
     with ledger.tx():
         for job in queued:

@@ -10,7 +10,6 @@ import math
 from datetime import tzinfo
 from typing import Any
 
-from lepton_tui.economics import store
 from lepton_tui.economics.energy import energy_memo, gpu_share, host_capacity, measure_energy_wh
 from lepton_tui.economics.prices import (
     PriceSet,
@@ -35,7 +34,7 @@ from lepton_tui.ledger import Ledger
 def attempt_cost(ledger: Ledger, token: str, now: float | None = None) -> tuple[float, float]:
     """(cost, energy_wh) of one attempt so far (to `now` while it runs)."""
     now = ledger.clock() if now is None else now
-    att = store.attempt_by_token(ledger, token)
+    att = ledger.attempt_by_token(token)
     if att is None:
         raise NotFound(f"attempt {token} does not exist")
     start = att["started_at"] or att["created_at"]
@@ -63,12 +62,12 @@ def settle_attempt(ledger: Ledger, token: str) -> float:
     cancelled or lost: a lost attempt is charged for the time it held its resources). An attempt
     still running is not stored; its cost so far is returned.
     """
-    att = store.attempt_by_token(ledger, token)
+    att = ledger.attempt_by_token(token)
     if att is None:
         raise NotFound(f"attempt {token} does not exist")
     cost, energy = attempt_cost(ledger, token)
     if att["ended_at"] is not None:
-        store.store_attempt_cost(ledger, token, cost, energy)
+        ledger.store_attempt_cost(token, cost, energy)
     return cost
 
 
@@ -80,10 +79,10 @@ def prices_now(ledger: Ledger, now: float | None = None) -> dict[str, PriceSet]:
     """The prices in force now for every host in the ledger (its own or the lab's)."""
     now = ledger.clock() if now is None else now
     latest: dict[str | None, dict[str, Any]] = {}  # host (None: the lab) -> its row in force
-    for row in store.price_rows(ledger, until=now):
+    for row in ledger.price_rows(until=now):
         latest[row["host"]] = row
     lab = latest.get(None)
-    return {name: _resolve(latest.get(name), lab) for name in store.host_names(ledger)}
+    return {name: _resolve(latest.get(name), lab) for name in ledger.host_name_list()}
 
 
 def latest_gpu_power(ledger: Ledger, now: float | None = None) -> dict[tuple[str, int], float]:
@@ -92,7 +91,7 @@ def latest_gpu_power(ledger: Ledger, now: float | None = None) -> dict[tuple[str
     now = ledger.clock() if now is None else now
     return {
         (r["host"], int(r["gpu_index"])): float(r["power_w"])
-        for r in store.latest_power_rows(ledger, now - POWER_FRESH_S)
+        for r in ledger.latest_power_rows(now - POWER_FRESH_S)
         if r["power_w"] is not None
     }
 
@@ -114,10 +113,10 @@ def live_state(
     """Read what runs now once, for `running_rate` and `idle_rate` of the same instant."""
     now = ledger.clock() if now is None else now
     prices = prices_now(ledger, now) if prices is None else prices
-    running = store.running_attempts(ledger)
+    running = ledger.running_attempts()
     for att in running:  # parsed once for both rates
         att["gpu_ids"] = json.loads(att["gpu_ids"] or "[]")
-    caps = store.host_capacities(ledger)
+    caps = ledger.host_capacities()
     power = latest_gpu_power(ledger, now) if any(p.power_kwh for p in prices.values()) else {}
     return prices, running, caps, power
 
@@ -283,10 +282,10 @@ def gpu_utilization(
     if until <= since:
         return []
     span = until - since
-    held = store.gpu_held_seconds(ledger, since, until, now)
-    measured = store.gpu_mean_util(ledger, since, until)
+    held = ledger.gpu_held_seconds(since, until, now)
+    measured = ledger.gpu_mean_util(since, until)
     out: dict[tuple[str, int], dict[str, Any]] = {}
-    for h in store.host_capacities(ledger).values():
+    for h in ledger.host_capacities().values():
         for g in range(int(h["gpus"] or 0)):
             out[(h["name"], g)] = {
                 "host": h["name"],

@@ -8,7 +8,6 @@ one instant measure them once.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,17 +18,7 @@ from lepton_tui.ledger import Ledger
 def host_capacity(ledger: Ledger, name: str) -> dict[str, Any]:
     """A host's capacity (cpus, mem_mb, gpus, gpu_mem_mb): from its row, or for a removed host
     from the event that recorded its removal; {} when neither is known."""
-    row = ledger.query_one(
-        "SELECT cpus, mem_mb, gpus, gpu_mem_mb FROM hosts WHERE name = ?", (name,)
-    )
-    if row is not None:
-        return row
-    ev = ledger.query_one(
-        "SELECT data FROM events WHERE kind = 'host.removed' AND host = ? AND data IS NOT NULL "
-        "ORDER BY id DESC LIMIT 1",
-        (name,),
-    )
-    return json.loads(ev["data"]) if ev else {}
+    return ledger.host_capacity_record(name)
 
 
 def _memo(ledger: Ledger, now: float) -> dict[str, Any] | None:
@@ -38,12 +27,6 @@ def _memo(ledger: Ledger, now: float) -> dict[str, Any] | None:
     if held is not None and held[0] == now and held[2] is ledger.conn:
         return held[1]
     return None
-
-
-_UNMEASURED_SQL = (
-    "SELECT * FROM attempts INDEXED BY idx_attempts_unmeasured "
-    "WHERE energy_wh IS NULL AND (gpus > 0 OR gpu_mem_mb > 0)"
-)
 
 
 def _unsettled_energy(
@@ -58,22 +41,12 @@ def _unsettled_energy(
     if memo is not None and "energy" in memo:
         energy = memo["energy"]
     else:
-        if memo is not None:
-            rows = ledger.query(_UNMEASURED_SQL)
-        else:
-            rows = ledger.query(
-                _UNMEASURED_SQL + " AND COALESCE(started_at, created_at) < ? "
-                "AND (ended_at IS NULL OR ended_at > ?)",
-                (until, since),
-            )
+        rows = ledger.unmeasured_gpu_attempts(None if memo is not None else (since, until))
         energy = measure_energy_many(ledger, rows, now) if rows else {}
     if memo is not None:
         memo["energy"], memo["energy_loaded"] = energy, True
     if energy:
-        ledger.conn.execute(
-            "INSERT INTO econ_energy SELECT value ->> 0, value ->> 1 FROM json_each(?)",
-            (json.dumps(list(energy.items())),),
-        )
+        ledger.load_report_energy(energy)
 
 
 @contextmanager
@@ -85,21 +58,6 @@ def energy_memo(ledger: Ledger, now: float) -> Iterator[None]:
         yield
     finally:
         ledger._energy_memo = None  # type: ignore[attr-defined]
-
-
-# Mean sampled power of each GPU an attempt held, over the attempt's time: one correlated lookup
-# per (attempt, GPU) through the samples index, in one statement for all the attempts.
-_MEAN_POWER_SQL = """
-    SELECT a.id AS id, CAST(g.value AS INTEGER) AS gpu,
-           (SELECT SUM(s.power_w * s.n) * 1.0 / SUM(s.n) FROM samples s
-            WHERE s.host = a.host AND s.gpu_index = CAST(g.value AS INTEGER)
-              AND s.resolution IN (0, 60, 3600) AND s.at >= a.t0 AND s.at <= a.t1
-              AND s.power_w IS NOT NULL) AS mean_w
-    FROM (SELECT id, host, gpu_ids, COALESCE(started_at, created_at) AS t0,
-                 COALESCE(ended_at, :now) AS t1
-          FROM attempts WHERE id IN (SELECT value FROM json_each(:ids))) a,
-         json_each(a.gpu_ids) g
-"""
 
 
 def gpu_share(attempt: dict[str, Any], cap: dict[str, Any]) -> float:
@@ -119,11 +77,9 @@ def measure_energy_many(
     out = {int(a["id"]): 0.0 for a in attempts}
     if not attempts:
         return out
-    caps = {r["name"]: r for r in ledger.query("SELECT name, gpus, gpu_mem_mb FROM hosts")}
+    caps = ledger.host_gpu_capacities()
     means: dict[int, list[float]] = {}
-    for r in ledger.query(
-        _MEAN_POWER_SQL, {"now": now, "ids": json.dumps([int(a["id"]) for a in attempts])}
-    ):
+    for r in ledger.mean_gpu_power([int(a["id"]) for a in attempts], now):
         if r["mean_w"] is not None:
             means.setdefault(int(r["id"]), []).append(float(r["mean_w"]))
     for a in attempts:

@@ -18,7 +18,6 @@ from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from lepton_tui import settings as _settings
-from lepton_tui.economics import store
 from lepton_tui.errors import NotFound, ValidationError
 from lepton_tui.ledger import Ledger
 from lepton_tui.validate import check_name, parse_number
@@ -105,7 +104,7 @@ def currency_spans(ledger: Ledger, since: float, until: float) -> list[tuple[flo
     Money is charged in the currency in force when it was spent, so a report shows each piece in
     its own currency. The changes come from the append-only events of the `currency` setting;
     before the first one the currency was the default."""
-    changes = store.currency_changes(ledger)
+    changes = ledger.currency_changes()
     current, history = DEFAULT_CURRENCY, []
     for row in changes:
         try:
@@ -176,7 +175,7 @@ def set_prices(
     checked = {k: check_price(v, labels[k]) for k, v in given.items() if v not in (None, "")}
     if host is not None:
         check_name(host, "host")
-        if not store.host_exists(ledger, host):
+        if not ledger.host_exists(host):
             raise NotFound(f"host {host!r} does not exist", "see `lepton-tui hosts ls`")
     if not checked and not use_lab_default:
         raise ValidationError(
@@ -219,7 +218,7 @@ def set_prices(
                 "set_by": actor,
             }
         )
-        store.record_prices(ledger, row, PRICE_FIELDS)
+        ledger.record_prices(row, PRICE_FIELDS)
         shown = ", ".join(f"{labels[k]} {v:g}" for k, v in checked.items())
         if use_lab_default:
             shown = "lab default prices" + (f", {shown}" if shown else "")
@@ -260,7 +259,7 @@ def set_cost_weight(ledger: Ledger, value: Any, actor: str | None = None) -> flo
 
 
 def _latest_row(ledger: Ledger, host: str | None, at: float) -> dict[str, Any] | None:
-    return store.latest_price_row(ledger, host, at)
+    return ledger.latest_price_row(host, at)
 
 
 def _resolve(own: dict[str, Any] | None, lab: dict[str, Any] | None) -> PriceSet:
@@ -298,8 +297,8 @@ def lab_prices_at(ledger: Ledger, at: float | None = None) -> PriceSet:
 def price_history(ledger: Ledger, host: str | None = None) -> list[dict[str, Any]]:
     """Every price change (oldest first), for one host, or all when `host` is None."""
     if host is None:
-        return store.price_rows(ledger)
-    return store.price_rows(ledger, host)
+        return ledger.price_rows()
+    return ledger.price_rows(host)
 
 
 @dataclass(frozen=True)
@@ -314,7 +313,7 @@ class PriceSegment:
 
 def price_segments(ledger: Ledger, hosts: Sequence[str]) -> list[PriceSegment]:
     """Each host's prices as back-to-back periods covering all time (zero before any price)."""
-    rows = store.price_rows(ledger)
+    rows = ledger.price_rows()
     lab_rows = [r for r in rows if r["host"] is None]
     own_rows: dict[str, list[dict[str, Any]]] = {}
     for r in rows:

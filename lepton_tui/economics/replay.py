@@ -22,7 +22,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from lepton_tui.economics import store
 from lepton_tui.economics.prices import get_currency, prices_at
 from lepton_tui.errors import ValidationError
 from lepton_tui.ledger import Ledger
@@ -52,7 +51,7 @@ def dispatcher_gaps(
     running: its host samples (any resolution) are further apart than their resolution plus a
     silence of a few ticks. No samples at all: nothing is known, no gap."""
     silence = max(DISPATCHER_SILENCE_S, 10.0 * tick_s)
-    rows = store.dispatcher_sample_times(ledger, since - 2 * 3600, until + 2 * 3600)
+    rows = ledger.dispatcher_sample_times(since - 2 * 3600, until + 2 * 3600)
     gaps: list[tuple[float, float]] = []
     covered_to: float | None = None
     for r in rows:
@@ -133,14 +132,14 @@ def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, An
             )  # fmt: skip
         )
     by_node = {n.id: n for n in nodes}
-    jobs = store.jobs_submitted(ledger, since, until)
+    jobs = ledger.jobs_submitted(since, until)
     timeline = Timeline(
         dispatcher_gaps(ledger, since, until, float(ledger.get_setting("tick_s", 2.0) or 2.0))
     )
-    ready = store.dependencies_ended(ledger, since, until)
+    ready = ledger.dependencies_ended(since, until)
     attempts: dict[int, list[dict[str, Any]]] = {}
     if jobs:
-        for a in store.attempts_of_jobs_submitted(ledger, since, until):
+        for a in ledger.attempts_of_jobs_submitted(since, until):
             attempts.setdefault(a["job_id"], []).append(a)
     import json
 

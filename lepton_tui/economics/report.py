@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 
-from lepton_tui.economics import store
 from lepton_tui.economics.prices import (
     _FAR,
     GROUPINGS,
@@ -176,7 +175,7 @@ def _one_currency_report(
         rows, totals = _live_rows(ledger, by, since, until_eff, now, buckets, -_FAR)
         acc.add_live(rows, totals)
     else:
-        if store.ended_unsettled(ledger, limit=1):
+        if ledger.ended_unsettled(limit=1):
             settle_ended(ledger, now)  # ended attempts nobody settled would hold the roll-up back
         days = _final_days(ledger, since, until_eff, now, tz)
         pieces: list[tuple[float, float]] = []
@@ -276,7 +275,7 @@ def settle_ended(ledger: Ledger, now: float | None = None) -> int:
     duration costs 0.
     """
     now = ledger.clock() if now is None else now
-    ended = store.ended_unsettled(ledger)
+    ended = ledger.ended_unsettled()
     if not ended:
         return 0
     first = min(float(r["s0"]) for r in ended)
@@ -289,5 +288,5 @@ def settle_ended(ledger: Ledger, now: float | None = None) -> int:
     for r in ended:
         row = found.get(r["id"])
         values.append((row.cost, row.energy_kwh * 1000.0, r["id"]) if row else (0.0, 0.0, r["id"]))
-    store.store_settled(ledger, values)
+    ledger.store_settled(values)
     return len(values)

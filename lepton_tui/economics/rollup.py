@@ -12,18 +12,7 @@ from datetime import datetime, tzinfo
 
 from lepton_tui.economics.energy import _unsettled_energy
 from lepton_tui.economics.prices import _FAR, _add_days, day_buckets, local_tz
-from lepton_tui.economics.slices import (
-    _HOST_TOTAL_SQL,
-    _ROLLUP_CROSSING_IDS,
-    _SLICE_COLUMNS,
-    _SLICE_KEY,
-    _attempt_sql,
-    _hosts_in_play,
-    _load_temp_tables,
-    _rollup_settled_sql,
-    _snapshot_pragmas,
-    _uniform_kwh,
-)
+from lepton_tui.economics.slices import _hosts_in_play, _load_temp_tables
 from lepton_tui.ledger import ECON_ROLLUP_TABLES, Ledger
 
 ROLLUP_TABLES = ECON_ROLLUP_TABLES
@@ -34,13 +23,10 @@ def _final_days(
 ) -> list[tuple[str, float, float]]:
     """Whole days inside [since, until) that can no longer change: every attempt that overlaps
     them is settled (ended, with its cost stored). Contiguous, oldest first."""
-    row = ledger.query_one(
-        "SELECT MIN(COALESCE(started_at, created_at)) AS t FROM attempts "
-        "INDEXED BY idx_attempts_unsettled WHERE cost IS NULL"
-    )
     horizon = min(now, until)
-    if row and row["t"] is not None:
-        horizon = min(horizon, float(row["t"]))
+    oldest = ledger.oldest_unsettled_start()
+    if oldest is not None:
+        horizon = min(horizon, oldest)
     if horizon <= since:
         return []
     tz = tz or local_tz()  # once, not once per day
@@ -57,7 +43,6 @@ def _is_whole(day: tuple[str, float, float], tz: tzinfo | None) -> bool:
 
 ROLLUP_CHUNK_DAYS = 32
 """Days the roll-up builds per statement: memory stays bounded (a month of slices at a time)."""
-_ROLLUP_DIMS = {"user": ("user", "''"), "project": ("project", "''"), "host": ("host", "host")}
 
 
 def _ensure_rollup(ledger: Ledger, days: list[tuple[str, float, float]], now: float) -> None:
@@ -66,13 +51,7 @@ def _ensure_rollup(ledger: Ledger, days: list[tuple[str, float, float]], now: fl
     A chunk of days at a time, each sliced once into a TEMP table at the finest grain (day, user,
     project, host) and summed from there into every dimension by SQL: no slice ever reaches
     Python, and memory is bounded by a chunk whatever the history's length."""
-    have = {
-        r["day"]
-        for r in ledger.query(
-            "SELECT day FROM econ_rollup_days WHERE day >= ? AND day <= ?",
-            (days[0][1], days[-1][1]),
-        )
-    }
+    have = ledger.rollup_days_between(days[0][1], days[-1][1])
     missing = [d for d in days if d[1] not in have]
     for i in range(0, len(missing), ROLLUP_CHUNK_DAYS):
         _rollup_chunk(ledger, missing[i : i + ROLLUP_CHUNK_DAYS], now)
@@ -83,57 +62,14 @@ def _rollup_chunk(ledger: Ledger, days: list[tuple[str, float, float]], now: flo
     t0, t1 = days[0][1], days[-1][2]
     params = {"since": t0, "until": t1, "now": now, "count_from": -_FAR,
               "maxb": max(d[2] - d[1] for d in days) + 1.0}  # fmt: skip
-    conn = ledger.conn
     with ledger.tx():  # a write transaction is also the one consistent read the slices need
-        _snapshot_pragmas(conn)
+        ledger.cost_snapshot_pragmas()
         _load_temp_tables(ledger, _hosts_in_play(ledger), days)
         _unsettled_energy(ledger, t0, t1, now)
-        conn.execute("DROP TABLE IF EXISTS temp.econ_slice")
-        conn.execute(
-            "CREATE TEMP TABLE econ_slice (day REAL, label TEXT, user TEXT, project TEXT, "
-            f"host TEXT, {_SLICE_COLUMNS})"
-        )
-        kwh = _uniform_kwh(ledger, t0, t1)
-        if kwh is None:  # the electricity price changed: every attempt is sliced
-            sliced = _attempt_sql(_SLICE_KEY, all_attempts=True)
-        else:
-            sliced = _attempt_sql(_SLICE_KEY, False, _ROLLUP_CROSSING_IDS)
-        conn.execute(
-            f"INSERT INTO econ_slice SELECT w.t0, s.label, "
-            "substr(s.k, 1, instr(s.k, char(31)) - 1), substr(s.k, instr(s.k, char(31)) + 1), "
-            f"s.host, {_SLICE_COLUMNS} FROM ({sliced}) s JOIN econ_bucket w ON w.label = s.label",
-            params,
-        )
-        if kwh is not None:
-            conn.execute(
-                f"INSERT INTO econ_slice SELECT day, label, user, project, host, {_SLICE_COLUMNS} "
-                f"FROM ({_rollup_settled_sql(kwh)})",
-                params,
-            )
-        for dim, (key, host) in _ROLLUP_DIMS.items():
-            conn.execute(
-                "INSERT OR REPLACE INTO econ_rollup (dim, day, label, key, host, alloc_cost, "
-                "energy_kwh, energy_cost, gpu_hours, cpu_hours, overlaps, starts) "
-                f"SELECT ?, day, label, {key}, {host}, SUM(alloc_cost), SUM(energy_kwh), "
-                "SUM(energy_cost), SUM(gpu_hours), SUM(cpu_hours), SUM(attempts), SUM(starts) "
-                f"FROM econ_slice GROUP BY day, {key}",
-                (dim,),
-            )
-        # idle cost per host and day: its whole price less what attempts were charged
-        conn.execute(
-            "INSERT OR REPLACE INTO econ_rollup_idle (day, label, host, idle_cost) "
-            "SELECT w.t0, t.label, t.host, MAX(0.0, COALESCE(t.total, 0.0) - COALESCE(u.alloc, 0.0)) "
-            f"FROM ({_HOST_TOTAL_SQL}) t JOIN econ_bucket w ON w.label = t.label "
-            "LEFT JOIN (SELECT label, host, SUM(alloc_cost) AS alloc FROM econ_slice "
-            "GROUP BY label, host) u ON u.label = t.label AND u.host = t.host",
-            params,
-        )
-        conn.executemany(
-            "INSERT OR REPLACE INTO econ_rollup_days (day, day_end, label, built_at) "
-            "VALUES (?, ?, ?, ?)",
-            [(d[1], d[2], d[0], now) for d in days],
-        )
-        conn.execute("DROP TABLE temp.econ_slice")
+        ledger.open_rollup_slices()
+        # None when the electricity price changed: every attempt is then sliced
+        kwh = ledger.uniform_power_price(t0, t1)
+        ledger.write_rollup(kwh, params, days, now)
     held = getattr(ledger, "_energy_memo", None)
     if held is not None:  # the TEMP tables now hold this chunk's: the next report reloads them
         held[1]["periods"] = False
@@ -143,23 +79,9 @@ def rollup_sums(ledger: Ledger, dim: str, starts: list[float], *, by_label: bool
     """The roll-up's sums of dimension `dim` over the days starting at `starts`, by key (or by
     day label). Exact day starts: another time zone's days (its own rows, starting at other
     hours) lie inside any range of starts and must not be summed in."""
-    among = f"day IN ({', '.join('?' for _ in starts)})"
-    group = "label" if by_label else "key"
-    return ledger.query(
-        f"SELECT {group} AS k, SUM(alloc_cost) AS alloc_cost, SUM(energy_kwh) AS energy_kwh, "
-        "SUM(energy_cost) AS energy_cost, SUM(gpu_hours) AS gpu_hours, "
-        "SUM(cpu_hours) AS cpu_hours, SUM(overlaps) AS overlaps, SUM(starts) AS starts "
-        f"FROM econ_rollup WHERE dim = ? AND {among} GROUP BY {group}",
-        (dim, *starts),
-    )
+    return ledger.rollup_sums(dim, starts, by_label=by_label)
 
 
 def rollup_idle(ledger: Ledger, starts: list[float], by: str) -> list[dict]:
     """Idle cost of the days starting at `starts`, summed by `by` ("host" or "label") as `k`."""
-    group = {"host": "host", "label": "label"}[by]
-    among = f"day IN ({', '.join('?' for _ in starts)})"
-    return ledger.query(
-        f"SELECT {group} AS k, SUM(idle_cost) AS idle FROM econ_rollup_idle WHERE {among} "
-        f"GROUP BY {group}",
-        starts,
-    )
+    return ledger.rollup_idle(starts, by)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from lepton_tui.cluster_view import build_view, job_request
-from lepton_tui.economics import store
 from lepton_tui.economics.prices import get_currency, prices_at
 from lepton_tui.ledger import Ledger
 from scheduler.model import Prices
@@ -53,8 +52,8 @@ def stranded_now(ledger: Ledger, now: float | None = None) -> dict[str, Any]:
     of wall time), `cpus`, `mem_mb`, `per_hour` (money per hour)."""
     now = ledger.clock() if now is None else now
     hosts = ledger.hosts()
-    queued = store.queued_jobs(ledger, held_too=False)
-    attempts = store.running_attempts(ledger, with_job=True)
+    queued = ledger.queued_jobs_oldest_first(held_too=False)
+    attempts = ledger.running_attempts(with_job=True)
     up = {h["name"] for h in hosts if h["state"] == "up" and h["admin_state"] == "active"}
     view = build_view(hosts, attempts, up, now)
     prices = {n.id: prices_at(ledger, n.id, now) for n in view.nodes}

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lepton_tui.economics import store
 from lepton_tui.economics.prices import allocation_rate, format_money, get_currency, prices_at
 from lepton_tui.ledger import Ledger
 
@@ -73,7 +72,7 @@ def find_waste(
     since = now - after_s
     currency = get_currency(ledger)
     hosts = {h["name"]: h for h in ledger.hosts()}
-    running = store.running_attempts(ledger, with_job=True)
+    running = ledger.running_attempts(with_job=True)
     held: set[tuple[str, int]] = set()
     out: list[WasteFinding] = []
     for att in running:
@@ -85,7 +84,7 @@ def find_waste(
         host = hosts.get(att["host"], {})
         rate = allocation_rate(prices_at(ledger, att["host"], now), att, host)
         for g in gpu_ids:
-            st = store.gpu_window_stats(ledger, att["host"], int(g), since, now)
+            st = ledger.gpu_window_stats(att["host"], int(g), since, now)
             if not st["n"] or st["max_util"] is None or st["max_util"] >= threshold:
                 continue
             per_gpu = rate / len(gpu_ids)
@@ -112,7 +111,7 @@ def find_waste(
         for g in range(gpus):
             if (name, g) in held:
                 continue
-            st = store.gpu_window_stats(ledger, name, g, since, now)
+            st = ledger.gpu_window_stats(name, g, since, now)
             busy = (st["max_util"] or 0.0) > threshold or (st["max_mem"] or 0.0) > FOREIGN_MEM_MB
             if not st["n"] or not busy:
                 continue
@@ -143,13 +142,13 @@ def notify_waste(ledger: Ledger, findings: list[WasteFinding]) -> int:
         for f in findings:
             if f.kind == "idle_gpu":
                 data = {"gpu": f.gpu, "token": f.token}
-                if store.waste_noticed(ledger, "waste.idle_gpu", data, job_id=f.job_id):
+                if ledger.waste_noticed("waste.idle_gpu", data, job_id=f.job_id):
                     continue
                 ledger.event("waste.idle_gpu", f.message, job_id=f.job_id, host=f.host,
                              actor="lepton", data={"gpu": f.gpu, "token": f.token}, at=now)  # fmt: skip
             else:
-                seen = store.waste_noticed(
-                    ledger, "waste.foreign_gpu", {"gpu": f.gpu}, host=f.host, since=now - 3600
+                seen = ledger.waste_noticed(
+                    "waste.foreign_gpu", {"gpu": f.gpu}, host=f.host, since=now - 3600
                 )
                 if seen:
                     continue

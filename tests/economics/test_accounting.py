@@ -281,7 +281,7 @@ def test_settled_and_live_reports_agree(ledger, clock, monkeypatch) -> None:
         for w in windows
     }
     assert settle_ended(ledger, now) == 4
-    from lepton_tui.economics import slices as economics
+    from lepton_tui import ledger_econ as economics
 
     calls = []
     real = economics._settled_sql

@@ -1,10 +1,10 @@
 """No SQL above the storage layer: modules call the ledger's named reads and writes.
 
-The storage layer is `lepton_tui/ledger.py` with its mixins (`ledger_*.py`), `schema.py` (the
-migrations) and the economics' own store. Everywhere else, a call of `.execute(`, `.query(` or
+The storage layer is `lepton_tui/ledger.py` with its mixins (`ledger_*.py`) and `schema.py` (the
+migrations). Everywhere else, a call of `.execute(`, `.query(` or
 `.query_one(` on the ledger (or a raw SQLite connection), or an `sqlite3.connect(`, is SQL that
 belongs in a named method of a mixin (`ledger_dispatch.py`, `ledger_service.py`,
-`ledger_views.py`, `ledger_lab.py`, `ledger_demo.py`).
+`ledger_views.py`, `ledger_lab.py`, `ledger_demo.py`, `ledger_econ.py`, `ledger_econ_store.py`).
 """
 
 from __future__ import annotations
@@ -14,12 +14,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "lepton_tui"
 
-STORAGE = {
-    "ledger.py", "schema.py",
-    # the economics keep their own store (prices, cost slices, daily roll-up, energy): a layer
-    # of its own under the economics modules (docs/architecture.md)
-    "economics/store.py", "economics/slices.py", "economics/rollup.py", "economics/energy.py",
-}  # fmt: skip
+STORAGE = {"ledger.py", "schema.py"}
 
 # Modules still holding SQL: move it into a named ledger method and take the module off this
 # list (the list only shrinks; every module is moved now).
