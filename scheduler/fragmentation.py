@@ -361,6 +361,18 @@ def request_shape(
     return (cpu, int(mem_mb), 0, 0, models)
 
 
+@dataclass(slots=True)
+class FreeNodes:
+    """The free resources of a set of nodes, as `RoundFragmentation` reads them: CPUs and
+    memory per node, free memory per GPU, memory per whole GPU, GPU model."""
+
+    fc: np.ndarray
+    fm: np.ndarray
+    gmem: list[list[int]]
+    per_gpu: np.ndarray
+    models: list[str]
+
+
 class RoundFragmentation:
     """The fragmentation of a round's nodes for a mix of request shapes (`request_shape`), kept
     current as jobs are placed (`refresh`), in milli of each node's own GPU: a share of `m` MB

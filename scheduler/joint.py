@@ -26,7 +26,6 @@ What it may not change, so that a round is the policy's in everything but where 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,6 +33,7 @@ import numpy as np
 from scheduler.fragmentation import (
     MILLI,
     STEP,
+    FreeNodes,
     ModelBits,
     OnlineMix,
     RoundFragmentation,
@@ -48,17 +48,6 @@ from scheduler.model import (
     RunningJob,
     job_allows,
 )
-
-
-@dataclass(slots=True)
-class _Round:
-    """The free resources of the round's nodes, as `RoundFragmentation` reads them."""
-
-    fc: np.ndarray
-    fm: np.ndarray
-    gmem: list[list[int]]
-    per_gpu: np.ndarray
-    models: list[str]
 
 
 def applies(policy: Any) -> bool:
@@ -181,8 +170,8 @@ class JointShares:
 
     # -- the look-ahead ----------------------------------------------------------------------
 
-    def _state(self, nodes: Sequence[NodeView]) -> tuple[_Round, RoundFragmentation]:
-        st = _Round(
+    def _state(self, nodes: Sequence[NodeView]) -> tuple[FreeNodes, RoundFragmentation]:
+        st = FreeNodes(
             np.array([n.free.cpus for n in nodes], dtype=float),
             np.array([n.free.mem_mb for n in nodes], dtype=float),
             [list(n.gpu_free_mem_mb) for n in nodes],
@@ -239,7 +228,7 @@ class JointShares:
 
     def _candidates(
         self,
-        st: _Round,
+        st: FreeNodes,
         frag: RoundFragmentation,
         ids: Sequence[str],
         usable: list[list[bool]],
@@ -273,7 +262,7 @@ class JointShares:
 
     @staticmethod
     def _apply(
-        st: _Round, frag: RoundFragmentation, i: int, g: int, job: JobRequest, sign: int
+        st: FreeNodes, frag: RoundFragmentation, i: int, g: int, job: JobRequest, sign: int
     ) -> None:
         r = job.request
         st.fc[i] -= sign * r.cpus
@@ -365,7 +354,7 @@ class JointPolicy:
         cap = sum(n.capacity.gpus for n in nodes)
         if not cap:
             return
-        st = _Round(
+        st = FreeNodes(
             np.array([n.free.cpus for n in nodes], dtype=float),
             np.array([n.free.mem_mb for n in nodes], dtype=float),
             [list(n.gpu_free_mem_mb) for n in nodes],

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scheduler.fragmentation import MILLI, Mix, ModelBits, RoundFragmentation, request_shape
+from scheduler.fragmentation import (
+    MILLI,
+    FreeNodes,
+    Mix,
+    ModelBits,
+    RoundFragmentation,
+    request_shape,
+)
 from scheduler.model import ClusterView, JobRequest, Resources, allocation_price_per_hour
 
 
@@ -24,15 +31,6 @@ class Stranded:
     host: str
     gpus: float
     per_hour: float
-
-
-@dataclass(slots=True)
-class _Nodes:
-    fc: np.ndarray
-    fm: np.ndarray
-    gmem: list[list[int]]
-    per_gpu: np.ndarray
-    models: list[str]
 
 
 def stranded_gpus(view: ClusterView, recent: Sequence[JobRequest]) -> list[Stranded]:
@@ -51,7 +49,7 @@ def stranded_gpus(view: ClusterView, recent: Sequence[JobRequest]) -> list[Stran
         )
         for j in recent
     )
-    state = _Nodes(
+    state = FreeNodes(
         np.array([n.free.cpus for n in nodes], dtype=float),
         np.array([n.free.mem_mb for n in nodes], dtype=float),
         [list(n.gpu_free_mem_mb) for n in nodes],
