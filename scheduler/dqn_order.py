@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from scheduler.heuristics import LONG_AFTER_S, BackfillPolicy, LongCap
+from scheduler.heuristics import LONG_AFTER_S, BackfillPolicy, LongCap, LongCapHolds
 from scheduler.model import ClusterView, JobRequest, Placement
 
 ORDER_FEATURE_VERSION = 1
@@ -168,7 +168,7 @@ def window(x: np.ndarray, net_scores: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate(picks))
 
 
-class OrderBackfillPolicy(BackfillPolicy):
+class OrderBackfillPolicy(LongCapHolds, BackfillPolicy):
     """EASY backfilling in the order of a learned score (see the module docstring).
 
     `network` (or `weights`, a file) scores the jobs. For training, `column` in 0-4 follows a
@@ -229,17 +229,6 @@ class OrderBackfillPolicy(BackfillPolicy):
         if self.long_share is not None:
             self._cap = LongCap(view, now, LONG_AFTER_S, self.long_share)
         return self._easy(view, pending, now)
-
-    def holds(self, job: JobRequest, now: float) -> str | None:
-        """With `long_share`: SJF's long-job limit (`heuristics.LongCap`) holds a long job back."""
-        cap = self._cap
-        if cap is not None and not self._starving(job, now) and cap.blocks(job):
-            return cap.reason(job)
-        return None
-
-    def note_placed(self, job: JobRequest) -> None:
-        if self._cap is not None:
-            self._cap.add(job)
 
     def sort_columns(self, tab: np.ndarray, prio: np.ndarray, now: float) -> tuple[np.ndarray, ...]:
         x = job_features(tab, now, self._ctx)

@@ -891,7 +891,24 @@ to 5.7x higher at 1 h than at 12 h (deeprm 1.1:
 too. Starvation stays bounded by `starve_after_s`."""
 
 
-class SJFPolicy(HeuristicPolicy):
+class LongCapHolds:
+    """SJF's long-job limit for a policy that keeps a `LongCap` in `_cap` (None: off) for the
+    round: a long job that is not starving waits while the limit blocks it."""
+
+    _cap: LongCap | None
+
+    def holds(self, job: JobRequest, now: float) -> str | None:
+        cap = self._cap
+        if cap is not None and not self._starving(job, now) and cap.blocks(job):  # type: ignore[attr-defined]
+            return cap.reason(job)
+        return None
+
+    def note_placed(self, job: JobRequest) -> None:
+        if self._cap is not None:
+            self._cap.add(job)
+
+
+class SJFPolicy(LongCapHolds, HeuristicPolicy):
     """Shortest (estimated) job first: place every job that fits, shortest estimate first.
 
     `long_share` (default None: off) keeps room for short jobs: a long job (estimate over
@@ -933,16 +950,6 @@ class SJFPolicy(HeuristicPolicy):
 
     def protects(self, job: JobRequest, now: float) -> bool:
         return self._starving(job, now)
-
-    def holds(self, job: JobRequest, now: float) -> str | None:
-        cap = self._cap
-        if cap is not None and not self._starving(job, now) and cap.blocks(job):
-            return cap.reason(job)
-        return None
-
-    def note_placed(self, job: JobRequest) -> None:
-        if self._cap is not None:
-            self._cap.add(job)
 
     def why_placed(self, job: JobRequest) -> str:
         return f"shortest estimate ({fmt_duration(job.est_runtime_s)})"
