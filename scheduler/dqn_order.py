@@ -19,7 +19,6 @@ the policy refuses to load (it never silently becomes a heuristic).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from scheduler.heuristics import LONG_AFTER_S, BackfillPolicy, LongCap, LongCapHolds
+from scheduler.mlp import ReluMLP, read_npz, write_npz
 from scheduler.model import ClusterView, JobRequest, Placement
 
 ORDER_FEATURE_VERSION = 1
@@ -45,51 +45,30 @@ class OrderWeightsError(ValueError):
     """The weights file is missing, unreadable or for other features."""
 
 
-class MLP:
+class MLP(ReluMLP):
     """ReLU MLP in numpy, one output per row."""
 
     def __init__(self, layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
-        self.layers = [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in layers]
+        super().__init__(layers)
         if not self.layers or self.layers[0][0].shape[0] != NUM_ORDER_FEATURES:
             raise OrderWeightsError(f"network must take {NUM_ORDER_FEATURES} features per job")
         if self.layers[-1][0].shape[1] != 1:
             raise OrderWeightsError("network must give one score per job")
-
-    def scores(self, x: np.ndarray) -> np.ndarray:
-        h = np.asarray(x, np.float32)
-        last = len(self.layers) - 1
-        for k, (w, b) in enumerate(self.layers):
-            h = h @ w + b
-            if k < last:
-                np.maximum(h, 0.0, out=h)
-        return h[:, 0]
 
 
 def save_order_weights(
     path: str | Path, layers: Sequence[tuple[np.ndarray, np.ndarray]], meta: dict
 ) -> None:
     """Write the layers (W as in x @ W + b) and `meta` (JSON) to an .npz file."""
-    arrays: dict[str, np.ndarray] = {}
-    for k, (w, b) in enumerate(layers):
-        arrays[f"w{k}"] = np.asarray(w, np.float32)
-        arrays[f"b{k}"] = np.asarray(b, np.float32)
     info = {"feature_version": ORDER_FEATURE_VERSION, "num_features": NUM_ORDER_FEATURES, **meta}
-    arrays["meta"] = np.frombuffer(json.dumps(info).encode(), dtype=np.uint8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
-    tmp.replace(path)
+    write_npz(path, layers, info)
 
 
 def load_order_weights(path: str | Path) -> tuple[MLP, dict]:
     """Read a file written by `save_order_weights`; OrderWeightsError saying what is wrong."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(bytes(data["meta"]).decode()) if "meta" in data else {}
-            n = sum(1 for k in data.files if k.startswith("w"))
-            layers = [(data[f"w{k}"], data[f"b{k}"]) for k in range(n)]
+        layers, meta = read_npz(path)
     except FileNotFoundError:
         raise OrderWeightsError(
             f"{path}: no such file (train it: python -m scheduler.dqn_order_train)"

@@ -9,7 +9,6 @@ one log line, and the policy falls back to EASY backfilling.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from scheduler.heuristics import (
     fmt_hours,
     held_shares,
 )
+from scheduler.mlp import ReluMLP, read_npz, write_npz
 from scheduler.model import ClusterView, JobId, JobRequest, Placement
 
 log = logging.getLogger(__name__)
@@ -44,13 +44,13 @@ class WeightsError(ValueError):
     """A weights file that cannot be used."""
 
 
-class QNetwork:
+class QNetwork(ReluMLP):
     """A small MLP (ReLU hidden layers, one output) over candidate feature rows, in numpy."""
 
     def __init__(self, layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
         if not layers:
             raise WeightsError("no layers")
-        self.layers = [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in layers]
+        super().__init__(layers)
         if self.layers[0][0].shape[0] != NUM_FEATURES or self.layers[-1][0].shape[1] != 1:
             raise WeightsError(
                 f"network shape {self.layers[0][0].shape[0]}->{self.layers[-1][0].shape[1]} "
@@ -60,16 +60,6 @@ class QNetwork:
             if w.shape[1] != b.shape[0] or w.shape[1] != w2.shape[0]:
                 raise WeightsError("layer shapes do not chain")
 
-    def scores(self, x: np.ndarray) -> np.ndarray:
-        """Q value of each row of `x` (n x NUM_FEATURES) -> (n,)."""
-        h = np.asarray(x, np.float32)
-        last = len(self.layers) - 1
-        for k, (w, b) in enumerate(self.layers):
-            h = h @ w + b
-            if k < last:
-                np.maximum(h, 0.0, out=h)
-        return h[:, 0]
-
 
 def save_weights(
     path: str | Path,
@@ -78,10 +68,6 @@ def save_weights(
     meta: dict | None = None,
 ) -> None:
     """Write layers (W as in x @ W + b) and the round config to an .npz file."""
-    arrays: dict[str, np.ndarray] = {}
-    for k, (w, b) in enumerate(layers):
-        arrays[f"w{k}"] = np.asarray(w, np.float32)
-        arrays[f"b{k}"] = np.asarray(b, np.float32)
     info = {
         "feature_version": FEATURE_VERSION,
         "num_features": NUM_FEATURES,
@@ -92,22 +78,14 @@ def save_weights(
         "long_share": config.long_share,
         **(meta or {}),
     }
-    arrays["meta"] = np.frombuffer(json.dumps(info).encode(), dtype=np.uint8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
-    tmp.replace(path)
+    write_npz(path, layers, info)
 
 
 def load_weights(path: str | Path) -> tuple[QNetwork, RoundConfig, dict]:
     """Read an .npz written by `save_weights`; raise WeightsError saying what is wrong."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(bytes(data["meta"]).decode()) if "meta" in data else {}
-            n = sum(1 for k in data.files if k.startswith("w"))
-            layers = [(data[f"w{k}"], data[f"b{k}"]) for k in range(n)]
+        layers, meta = read_npz(path)
     except FileNotFoundError:
         raise WeightsError(f"{path}: no such file") from None
     except (OSError, ValueError, KeyError, EOFError) as e:
