@@ -9,7 +9,13 @@
 * cost = per-resource or flat node prices x allocation x time; idle cost = the price of the nodes'
   up-time minus that;
 * bounds: slowdown >= 1, makespan >= max(latest release + its runtime, total work / capacity per
-  resource); gaps are reported as value / bound - 1.
+  resource); gaps are reported as value / bound - 1 (a job with a time limit counts only the work
+  it can do before its limits end it);
+* time limits: `timed_out` jobs ended killed at their limit (not in `finished`), `requeues` made
+  at a limit (each a killed attempt whose job went back to the queue), and the GPU- and CPU-hours
+  held by every attempt of the jobs that ended timed out (`timed_out_gpu_hours`,
+  `timed_out_cpu_hours`: work lost, as nothing of it finished); `lost_attempts` counts attempts
+  lost to outages only.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import math
 
 import numpy as np
 
-from scheduler.model import allocation_price_per_hour, gpu_equivalents
+from scheduler.model import Job, allocation_price_per_hour, gpu_equivalents
 from scheduler.simulator import SimResult
 
 TAU_S = 10.0
@@ -44,6 +50,15 @@ def percentile(values: np.ndarray, q: float) -> float:
     return b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
 
 
+def held_at_least(job: Job) -> float:
+    """The least time `job` holds its request: its runtime, or what its time limits let it run
+    before they end it (each of 1 + its requeues, if any, up to the limit)."""
+    limit = job.time_limit_s
+    if not limit:
+        return job.runtime_s
+    return min(job.runtime_s, limit * (1 + (job.max_requeues if job.requeue_on_timeout else 0)))
+
+
 def makespan_lower_bound(result: SimResult) -> float:
     """max(latest release + its runtime, total work / capacity per resource), from first submit."""
     unschedulable = {u for u, _ in result.unschedulable}
@@ -51,14 +66,16 @@ def makespan_lower_bound(result: SimResult) -> float:
     if not jobs:
         return 0.0
     t0 = result.start_s
-    release = max(j.submit_s + j.runtime_s for j in jobs) - t0
+    # a job without a time limit counts its runtime, as it always did (the same bits)
+    run = [j.runtime_s if not j.time_limit_s else held_at_least(j) for j in jobs]
+    release = max(j.submit_s + r for j, r in zip(jobs, run, strict=True)) - t0
     per_gpu = max((n.gpu_mem_per_gpu_mb for n in result.nodes), default=0)
     cap_c = sum(n.capacity.cpus for n in result.nodes)
     cap_m = sum(n.capacity.mem_mb for n in result.nodes)
     cap_g = sum(n.capacity.gpus for n in result.nodes)
-    work_c = sum(j.request.cpus * j.runtime_s for j in jobs)
-    work_m = sum(j.request.mem_mb * j.runtime_s for j in jobs)
-    work_g = sum(gpu_equivalents(j.request, per_gpu) * j.runtime_s for j in jobs)
+    work_c = sum(j.request.cpus * r for j, r in zip(jobs, run, strict=True))
+    work_m = sum(j.request.mem_mb * r for j, r in zip(jobs, run, strict=True))
+    work_g = sum(gpu_equivalents(j.request, per_gpu) * r for j, r in zip(jobs, run, strict=True))
     bound = release
     for work, cap in ((work_c, cap_c), (work_m, cap_m), (work_g, cap_g)):
         if cap > 0:
@@ -82,6 +99,27 @@ def _up_time(result: SimResult, node_id: str, t0: float, t1: float) -> float:
     return max(0.0, (t1 - t0) - down)
 
 
+def time_limit_metrics(result: SimResult) -> dict[str, float]:
+    """Jobs ended at their time limit, requeues at a limit, and the hours the timed-out jobs
+    held (see the module docstring)."""
+    ended = {r.id for r in result.timed_out}
+    killed = sum(1 for a in result.attempts if a.timed_out)
+    gpu_h = cpu_h = 0.0
+    if ended:
+        per_gpu = {n.id: n.gpu_mem_per_gpu_mb for n in result.nodes}
+        for a in result.attempts:
+            if a.job_id in ended:
+                d = max(0.0, a.end_s - a.start_s) / 3600.0
+                gpu_h += gpu_equivalents(a.request, per_gpu.get(a.node_id, 0)) * d
+                cpu_h += a.request.cpus * d
+    return {
+        "timed_out": float(len(ended)),
+        "requeues": float(max(0, killed - len(ended))),
+        "timed_out_gpu_hours": gpu_h,
+        "timed_out_cpu_hours": cpu_h,
+    }
+
+
 def compute_metrics(result: SimResult, tau_s: float = TAU_S) -> dict[str, float]:
     """All metrics of a run as a flat dict of numbers (JSON-friendly)."""
     fin = result.finished
@@ -90,8 +128,11 @@ def compute_metrics(result: SimResult, tau_s: float = TAU_S) -> dict[str, float]
         "finished": float(len(fin)),
         "unfinished": float(len(result.unfinished)),
         "unschedulable": float(len(result.unschedulable)),
-        "lost_attempts": float(sum(1 for a in result.attempts if not a.completed)),
+        "lost_attempts": float(
+            sum(1 for a in result.attempts if not a.completed and not a.timed_out)
+        ),
     }
+    out.update(time_limit_metrics(result))
     if fin:
         submit = np.array([j.submit_s for j in fin])
         start = np.array([j.start_s for j in fin])

@@ -197,6 +197,14 @@ class Job:
     project: str = ""
     kind: str = ""
     gpu_model: str = ""
+    # Left out of the repr (and so of the workload digests): a job without a limit reads as
+    # before. See `scheduler.simulator` for how a limit and a requeue are simulated.
+    time_limit_s: float = field(default=0.0, repr=False)
+    """killed when an attempt has run this long (0: no limit)"""
+    requeue_on_timeout: bool = field(default=False, repr=False)
+    """at its limit it is requeued (it checkpoints at the signal) instead of ending timed out"""
+    max_requeues: int = field(default=10, repr=False)
+    """requeues at the time limit allowed; the next timeout ends it timed out"""
 
     def to_request(self) -> JobRequest:
         """The policy-visible part of this job."""

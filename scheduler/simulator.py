@@ -22,11 +22,24 @@ Two ways to use it:
 Policies see `JobRequest`s: the request and the *estimated* runtime, never the true one. The run is
 deterministic: the simulator has no randomness of its own (outages are given, or drawn by
 `random_outages` from a seed).
+
+Time limits. A job with `time_limit_s` has each attempt killed when it has run that long (an
+attempt whose remaining work fits its limit completes, one that ends exactly at the limit
+included). Without `requeue_on_timeout` the job then ends timed out (`SimResult.timed_out`,
+never in `finished`). With it, the job is queued again (its attempt count goes on) until it has
+been requeued `max_requeues` times, the next timeout ending it; a requeued attempt resumes from a
+checkpoint taken at the signal before the limit, so what is left to run is the remaining work
+minus the time the attempt ran, plus `restart_overhead_s` (reloading the checkpoint). This
+assumes the job checkpoints at the signal (as `submit --requeue-on-timeout` asks of it); work of
+an attempt lost to an outage is lost since that checkpoint. Running jobs with a limit are shown to
+policies as ending at the earlier of their estimate and their limit. A job without a limit runs
+exactly as before.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,7 +64,9 @@ from scheduler.model import (
 )
 
 # Event kinds, in the order they apply at one instant.
-_COMPLETE, _FAIL, _RETURN, _ARRIVE = 0, 1, 2, 3
+_COMPLETE, _TIMEOUT, _FAIL, _RETURN, _ARRIVE = 0, 1, 2, 3, 4
+RESTART_OVERHEAD_S = 60.0
+"""The default time a requeued job takes to resume from its checkpoint (see the module docstring)."""
 
 
 class PendingJobs(list):
@@ -98,7 +113,8 @@ class NodeOutage:
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One run of a job on a node: it either completed or was lost to an outage."""
+    """One run of a job on a node: it completed, was lost to an outage, or was killed at its
+    time limit (`timed_out`; not completed either)."""
 
     job_id: JobId
     node_id: str
@@ -107,11 +123,13 @@ class Attempt:
     start_s: float
     end_s: float
     completed: bool
+    timed_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class JobRecord:
-    """A job's life: submitted, started (last attempt), ended; runtime is the true runtime."""
+    """A job's life: submitted, started (last attempt), ended (or, in `SimResult.timed_out`,
+    killed at its time limit); runtime is the true runtime."""
 
     id: JobId
     request: Resources
@@ -144,6 +162,8 @@ class SimResult:
     decision_times: list[float] = field(default_factory=list)
     estimate_exact: bool = False
     jobs: list[Job] = field(default_factory=list)
+    timed_out: list[JobRecord] = field(default_factory=list)
+    """jobs that ended killed at their time limit (not in `finished` nor `unfinished`)"""
 
 
 def random_outages(
@@ -318,7 +338,11 @@ class Simulator:
         outages: Sequence[NodeOutage] = (),
         *,
         skip_hopeless_rounds: bool = True,
+        restart_overhead_s: float = RESTART_OVERHEAD_S,
     ) -> None:
+        if not (restart_overhead_s >= 0 and math.isfinite(restart_overhead_s)):
+            raise ValueError("restart_overhead_s must be a non-negative number")
+        self.restart_overhead_s = float(restart_overhead_s)
         self.workload = workload
         self.nodes = list(workload.nodes)
         if len({n.id for n in self.nodes}) != len(self.nodes):
@@ -356,6 +380,10 @@ class Simulator:
         self._finished: list[JobRecord] = []
         self._attempts: list[Attempt] = []
         self._attempt_count: dict[JobId, int] = {}
+        self._left: dict[JobId, float] = {}
+        """work left to a job with a time limit that was requeued at it (see `_timeout`)"""
+        self._requeues: dict[JobId, int] = {}
+        self._timed_out: list[JobRecord] = []
         self._unschedulable: list[tuple[JobId, str]] = []
         self.decision_s: list[float] = []
         self.decision_times: list[float] = []
@@ -380,6 +408,8 @@ class Simulator:
                 raise ValueError(f"duplicate job id {job.id!r}")
             if job.runtime_s <= 0:
                 raise ValueError(f"job {job.id!r}: runtime must be positive")
+            if job.time_limit_s and not job.time_limit_s > 0:
+                raise ValueError(f"job {job.id!r}: a time limit must be positive")
             self._jobs[job.id] = job
             self._requests[job.id] = job.to_request()
             self._row[job.id] = i
@@ -502,6 +532,8 @@ class Simulator:
             _, kind, _, payload = heapq.heappop(self._events)
             if kind == _COMPLETE:
                 self._complete(payload)  # type: ignore[arg-type]
+            elif kind == _TIMEOUT:
+                self._timeout(payload)  # type: ignore[arg-type]
             elif kind == _FAIL:
                 self._fail(payload)  # type: ignore[arg-type]
             elif kind == _RETURN:
@@ -576,6 +608,47 @@ class Simulator:
             )
         )
 
+    def _timeout(self, payload: tuple[JobId, int]) -> None:
+        """An attempt reached its job's time limit: kill it; requeue the job while its requeues
+        last (what is left: the work left minus the limit, plus the restart overhead), else it
+        ends timed out."""
+        job_id, token = payload
+        run = self._running.get(job_id)
+        if run is None or run[3] != token:
+            return  # the attempt was lost to an outage
+        node_i, gpu_ids, start, _ = run
+        job = self._jobs[job_id]
+        st = self._state[node_i]
+        st.give(job.request, gpu_ids)
+        self._node_changes += 1
+        del self._running[job_id]
+        del self._running_views[job_id]
+        self._attempts.append(
+            Attempt(job_id, st.node.id, gpu_ids, job.request, start, self.now, False, True)
+        )
+        done = self._requeues.get(job_id, 0)
+        if job.requeue_on_timeout and done < job.max_requeues:
+            self._requeues[job_id] = done + 1
+            left = self._left.get(job_id, job.runtime_s)
+            self._left[job_id] = left - job.time_limit_s + self.restart_overhead_s
+            self._enqueue(job_id)
+            return
+        self._timed_out.append(
+            JobRecord(
+                job_id,
+                job.request,
+                job.submit_s,
+                start,
+                self.now,
+                job.runtime_s,
+                st.node.id,
+                gpu_ids,
+                self._attempt_count[job_id],
+                job.priority,
+                job.kind,
+            )  # fmt: skip
+        )
+
     def _fail(self, outage: NodeOutage) -> None:
         i = self._index[outage.node_id]
         st = self._state[i]
@@ -629,12 +702,21 @@ class Simulator:
             self._seq += 1
             token = self._seq
             self._running[p.job_id] = (i, gpu_ids, self.now, token)
+            job = self._jobs[p.job_id]
+            limit = job.time_limit_s
+            est = req.est_runtime_s if not limit else min(req.est_runtime_s, limit)
             self._running_views[p.job_id] = RunningJob(
-                p.job_id, st.node.id, req.request, gpu_ids, self.now, self.now + req.est_runtime_s
+                p.job_id, st.node.id, req.request, gpu_ids, self.now, self.now + est
             )
             self._attempt_count[p.job_id] = self._attempt_count.get(p.job_id, 0) + 1
-            job = self._jobs[p.job_id]
-            self._push(self.now + job.runtime_s, _COMPLETE, (p.job_id, token))
+            if not limit:
+                self._push(self.now + job.runtime_s, _COMPLETE, (p.job_id, token))
+            else:
+                left = self._left.get(p.job_id, job.runtime_s)
+                if left <= limit:
+                    self._push(self.now + left, _COMPLETE, (p.job_id, token))
+                else:
+                    self._push(self.now + limit, _TIMEOUT, (p.job_id, token))
             self._view_dirty = True
 
     def step(self, policy: Policy) -> list[Placement]:
@@ -660,9 +742,12 @@ class Simulator:
     def result(self, policy_name: str = "") -> SimResult:
         """What has been recorded so far."""
         finished_ids = {r.id for r in self._finished}
+        finished_ids.update(r.id for r in self._timed_out)
         unsched = {j for j, _ in self._unschedulable}
         unfinished = [j for j in self._jobs if j not in finished_ids and j not in unsched]
         end = max((r.end_s for r in self._finished), default=self._start_s)
+        if self._timed_out:
+            end = max(end, max(r.end_s for r in self._timed_out))
         return SimResult(
             workload=self.workload.name,
             policy=policy_name,
@@ -678,6 +763,7 @@ class Simulator:
             decision_times=list(self.decision_times),
             estimate_exact=self.workload.estimate_exact,
             jobs=list(self.workload.jobs),
+            timed_out=list(self._timed_out),
         )
 
 
