@@ -37,6 +37,7 @@ from scheduler.workloads import (
     lab_mix,
     load_trace,
     trace_workload,
+    with_time_limits,
 )
 
 WORKLOADS: tuple[str, ...] = ("deeprm", "lab", "lab-long", "hpc", "trace")
@@ -64,6 +65,9 @@ ROW_METRICS: tuple[str, ...] = (
     "unschedulable",
     "lost_attempts",
     "rounds",
+    "timed_out",
+    "requeues",
+    "timed_out_gpu_hours",
 )
 # Prices for the bench's nodes, near a cloud's: $2.50 per GPU-hour, 3 cents per core-hour,
 # 0.4 cents per GB-hour (so cost and idle cost mean something in the tables).
@@ -111,11 +115,16 @@ def make_workload(
     estimate_sigma: float | None = None,
     start: int | None = None,
     repeat: bool = False,
+    time_limit_factor: float | None = None,
+    requeue_on_timeout: bool = False,
+    max_requeues: int = 10,
 ) -> Workload:
     """Build workload `kind` (see WORKLOADS) for `seed` with the bench's defaults; `load` None
     keeps a trace's native arrival times. A trace window runs short of `jobs` at the trace's end:
     `info["jobs_asked"]` then says how many were asked for, unless `repeat` cycles the trace
-    (`cycle_tasks`)."""
+    (`cycle_tasks`). `time_limit_factor` gives every job a time limit of that many times its
+    estimate, requeued at it up to `max_requeues` times with `requeue_on_timeout`
+    (`with_time_limits`)."""
     if kind not in WORKLOADS:
         raise ValueError(f"unknown workload {kind!r}; choose from {', '.join(WORKLOADS)}")
     if repeat and kind != "trace":
@@ -162,6 +171,12 @@ def make_workload(
             seed, n_jobs, n_nodes, load, trace, node_list, node_shape, estimate_sigma, start, repeat
         )
     wl.nodes = [Node(n.id, n.capacity, n.prices or BENCH_PRICES) for n in wl.nodes]
+    if time_limit_factor is not None:
+        wl = with_time_limits(
+            wl, time_limit_factor, requeue_on_timeout=requeue_on_timeout, max_requeues=max_requeues
+        )
+    elif requeue_on_timeout:
+        raise ValueError("requeue on timeout needs time limits (a time limit factor)")
     return wl
 
 
@@ -265,6 +280,9 @@ def bench_run(
     }
     for k in ROW_METRICS:
         row[k] = m[k]
+    if "time_limit_factor" in workload.info:
+        row["time_limit_factor"] = workload.info["time_limit_factor"]
+        row["requeue_on_timeout"] = bool(workload.info["requeue_on_timeout"])
     gaps = getattr(pol, "gaps", None)
     if gaps:
         row["ilp_gap_max"] = float(max(gaps))

@@ -19,7 +19,7 @@ import csv
 import math
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -802,3 +802,24 @@ def trace_workload(
             "start": start,
         },
     )
+
+
+def with_time_limits(
+    workload: Workload, factor: float, *, requeue_on_timeout: bool = False, max_requeues: int = 10
+) -> Workload:
+    """`workload` with every job given a time limit of `factor` times its estimate (the way users
+    pad a request: the true runtime beyond it is killed), and, with `requeue_on_timeout`, requeued
+    at its limit up to `max_requeues` times (see `scheduler.simulator`)."""
+    if not (factor > 0 and math.isfinite(factor)):
+        raise ValueError(f"the time limit factor must be a positive number, got {factor!r}")
+    if max_requeues < 0:
+        raise ValueError(f"max requeues must be >= 0, got {max_requeues!r}")
+    jobs = [
+        replace(j, time_limit_s=factor * j.est_runtime_s, requeue_on_timeout=requeue_on_timeout,
+                max_requeues=max_requeues)
+        for j in workload.jobs
+    ]  # fmt: skip
+    info = dict(workload.info)
+    info["time_limit_factor"] = factor
+    info["requeue_on_timeout"] = int(requeue_on_timeout)
+    return replace(workload, jobs=jobs, info=info)

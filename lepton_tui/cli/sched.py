@@ -16,6 +16,7 @@ from lepton_tui.cli.sched_args import (
     parse_loads,
     parse_node_shape,
     policy_names,
+    time_limit_options,
     trace_options,
 )
 from lepton_tui.errors import LeptonError, ValidationError
@@ -270,6 +271,18 @@ def _print_plan(result: Any, jobs: dict) -> None:
     default=None,
     help="Node choice of every heuristic policy (default: each one's own; FIFO best fit).",
 )
+@click.option(
+    "--time-limit-factor",
+    default=None,
+    help="Give every job a time limit of F times its estimate (killed there, as a user's padded "
+    "request would be).",
+)
+@click.option(
+    "--requeue-on-timeout",
+    is_flag=True,
+    help="With --time-limit-factor: requeue a job at its limit (it resumes from a checkpoint).",
+)
+@click.option("--max-requeues", default=None, help="Requeues per job at its limit (default 10).")
 def bench(
     workload: str | None,
     trace: str | None,
@@ -290,9 +303,13 @@ def bench(
     fair_share: bool = False,
     user_gpus: str | None = None,
     placement: str | None = None,
+    time_limit_factor: str | None = None,
+    requeue_on_timeout: bool = False,
+    max_requeues: str | None = None,
 ) -> None:
     """Replay a workload under several policies and seeds; print one table of metrics.
-    --fair-share and --user-gpus put the shared lab's rules around every policy."""
+    --fair-share and --user-gpus put the shared lab's rules around every policy;
+    --time-limit-factor (and --requeue-on-timeout) gives jobs time limits."""
     ctx = click.get_current_context()
     if experiment == "fragmentation":
         given = ctx.get_parameter_source("policies") != click.core.ParameterSource.DEFAULT
@@ -338,6 +355,7 @@ def bench(
             raise ValidationError("--node-shape does not apply to deeprm (its nodes are fixed)")
         opts["node_shape"] = parse_node_shape(node_shape)
     opts.update(trace_options(workload, trace, node_list, node_shape, start, repeat))
+    opts.update(time_limit_options(time_limit_factor, requeue_on_timeout, max_requeues))
     weight = _cost_weight(cost_weight)
     if "ilp" in names:
         from scheduler.ilp import send_solver_output_to_stderr

@@ -126,3 +126,39 @@ def trace_options(workload: str, trace: str | None, node_list: str | None,
             raise ValidationError("give either --node-list or --node-shape, not both")
         opts["node_list"] = node_list
     return opts
+
+
+def time_limit_options(
+    factor: str | None, requeue: bool, max_requeues: str | None
+) -> dict[str, Any]:
+    """`run_bench`'s time limit options (--time-limit-factor, --requeue-on-timeout,
+    --max-requeues), checked."""
+    if factor is None:
+        if requeue or max_requeues is not None:
+            flag = "--requeue-on-timeout" if requeue else "--max-requeues"
+            raise ValidationError(f"{flag} needs time limits: add --time-limit-factor F")
+        return {}
+    try:
+        given = float(factor) if factor.isascii() else math.nan
+    except ValueError:
+        given = math.nan
+    if not (given > 0 and math.isfinite(given)):  # NaN and words too
+        raise ValidationError(
+            f"--time-limit-factor must be a positive number (a job's limit is F times its "
+            f"estimate), got {printable(factor[:40])!r}",
+            field="--time-limit-factor",
+        )
+    opts: dict[str, Any] = {
+        "time_limit_factor": number_option(
+            factor, "--time-limit-factor", minimum=0, maximum=1_000_000
+        )
+    }
+    if max_requeues is not None:
+        if not requeue:
+            raise ValidationError("--max-requeues goes with --requeue-on-timeout")
+        opts["max_requeues"] = number_option(
+            max_requeues, "--max-requeues", integer=True, minimum=0, maximum=10_000
+        )
+    if requeue:
+        opts["requeue_on_timeout"] = True
+    return opts
