@@ -406,6 +406,10 @@ def replay(ctx: click.Context, since: str | None, until: str | None, policies: s
     table = Table(box=None, header_style="bold", pad_edge=False)
     for col in ("POLICY", "MEAN WAIT", "P95 WAIT", "MEAN SLOWDOWN", "GPU UTIL", "COST", "MAKESPAN"):
         table.add_column(col, justify="left" if col == "POLICY" else "right")
+    # jobs killed at their time limit, and requeues there: shown when the history has any
+    limits = any(r.get("timed_out") or r.get("requeues") for r in result["rows"])
+    if limits:
+        table.add_column("TIMED OUT / REQUEUED", justify="right")
 
     def num(v: Any) -> float:
         return float("nan") if v is None else float(v)
@@ -416,7 +420,9 @@ def replay(ctx: click.Context, since: str | None, until: str | None, policies: s
                       Text(f"{num(row['mean_slowdown']):.2f}"),
                       Text(f"{num(row['gpu_util']) * 100:.0f}%"),
                       user_text(_money(num(row["cost"]), result["currency"])),
-                      Text(format_duration(num(row["makespan_s"]))))  # fmt: skip
+                      Text(format_duration(num(row["makespan_s"]))),
+                      *([Text(f"{row.get('timed_out', 0)} / {row.get('requeues', 0)}")]
+                        if limits else []))  # fmt: skip
     console.print(table)
     for note in result["notes"]:
         console.print(user_text(note, "dim"))

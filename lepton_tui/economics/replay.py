@@ -8,6 +8,14 @@ capacity and the prices in force now. Each policy's run and what really happened
 attempts, lost ones included) go through the same `scheduler.metrics.compute_metrics`, so wait,
 slowdown, utilization and cost are side by side on one footing.
 
+Time limits. A job's time limit is simulated where its history shows it was kept: one killed at
+its limit (an attempt that ended `timeout`) times out in every row, at its limit, and a job that
+was requeued at its limit (`--requeue-on-timeout`) is requeued as often as it really was, its last
+attempt as long as it really ran (its work: that last attempt plus the limit of each one killed;
+the restart overhead is left at 0, since the recorded last attempt already holds it). A job that
+ended timed out needed more than its limits gave it: it is killed at every limit, as it was. Rows
+count `timed_out` jobs (not finished) and `requeues`.
+
 Like is compared with like. The simulator knows no dependencies, so a job that ran `--after`
 others arrives, in every row (the recorded one too), when its last dependency really ended: its
 wait is the time it waited for the cluster, not for the job before it. And time when no dispatcher
@@ -19,7 +27,7 @@ is counted as waiting while nothing could have started it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lepton_tui.economics.prices import get_currency, prices_at
@@ -78,6 +86,8 @@ class ReplayRow:
     cost: float
     idle_cost: float
     makespan_s: float
+    timed_out: int = 0
+    requeues: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v)
@@ -144,6 +154,7 @@ def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, An
     import json
 
     sim_jobs, records, sim_attempts = [], [], []
+    timed_out: set[int] = set()
     skipped = 0
     for j in jobs:
         atts = [a for a in attempts.get(j["id"], []) if a["ended_at"] is not None]
@@ -162,18 +173,14 @@ def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, An
         # on the clock without dispatcher-less time, from when its dependencies had ended
         start_at = timeline.at(float(start))
         arrival = min(timeline.at(max(float(j["submitted_at"]), ready.get(j["id"], 0.0))), start_at)
-        sim_jobs.append(
-            model.Job(
-                j["id"],
-                request,
-                arrival,
-                runtime,
-                est,
-                float(j["priority"] or 0),
-                j["user"],
-                j["project"],
-            )  # fmt: skip
-        )
+        job = model.Job(
+            j["id"], request, arrival, runtime, est, float(j["priority"] or 0), j["user"],
+            j["project"],
+        )  # fmt: skip
+        job, ended_timed_out = with_recorded_limit(job, j, atts)
+        if ended_timed_out:
+            timed_out.add(j["id"])
+        sim_jobs.append(job)
         for a in atts:
             s0 = float(a["started_at"] or a["created_at"])
             sim_attempts.append(
@@ -184,7 +191,8 @@ def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, An
                     request,
                     timeline.at(s0),
                     timeline.at(s0) + float(a["ended_at"]) - s0,  # it ran its whole time
-                    a is last,
+                    a is last and not ended_timed_out,
+                    a["state"] == "timeout",
                 )  # fmt: skip
             )
         records.append(
@@ -194,7 +202,7 @@ def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, An
                 arrival,
                 start_at,
                 start_at + runtime,
-                runtime,
+                job.runtime_s,
                 last["host"],
                 tuple(json.loads(last["gpu_ids"] or "[]")),
                 len(atts),
@@ -210,18 +218,39 @@ def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, An
     t1 = max((r.end_s for r in records), default=t0)
     recorded = simulator.SimResult(
         workload="ledger", policy=ACTUAL, nodes=nodes,
-        finished=[r for r in records if r.id in fit_ids],
+        finished=[r for r in records if r.id in fit_ids and r.id not in timed_out],
         attempts=[a for a in sim_attempts if a.job_id in fit_ids],
         outages=[], unschedulable=[], unfinished=[], start_s=t0, end_s=t1, jobs=fits,
+        timed_out=[r for r in records if r.id in fit_ids and r.id in timed_out],
     )  # fmt: skip
     return workload, recorded, skipped + len(dropped)
+
+
+def with_recorded_limit(
+    job: Any, row: dict[str, Any], atts: list[dict[str, Any]]
+) -> tuple[Any, bool]:
+    """`job` (its true runtime: its last attempt's) with the time limit its history shows was
+    kept (see the module docstring), and whether it ended timed out."""
+    limit = float(row.get("time_limit_s") or 0)
+    killed = sum(1 for a in atts if a["state"] == "timeout")
+    if not limit or (not killed and job.runtime_s > limit):
+        return job, False  # no limit, or one it was let run past: it runs as it did
+    if not killed:
+        return replace(job, time_limit_s=limit), False
+    if row["state"] == "timeout":  # killed at its last limit too: it needed more than it got
+        work, requeues = (killed + 1) * limit, killed - 1
+    else:
+        work, requeues = job.runtime_s + killed * limit, killed
+    timed = replace(job, runtime_s=work, time_limit_s=limit, requeue_on_timeout=requeues > 0,
+                    max_requeues=requeues)  # fmt: skip
+    return timed, row["state"] == "timeout"
 
 
 def _row(policy: str, m: dict[str, float]) -> ReplayRow:
     return ReplayRow(
         policy, int(m["finished"]), m["avg_wait"], m["p95_wait"], m["avg_slowdown"],
         m["avg_bounded_slowdown"], m["gpu_util"], m["cpu_util"], m["cost"], m["idle_cost"],
-        m["makespan"],
+        m["makespan"], int(m["timed_out"]), int(m["requeues"]),
     )  # fmt: skip
 
 
@@ -260,7 +289,9 @@ def replay_ledger(
             continue
         from lepton_tui.sharing import lab_policy  # the lab's fair share and limits, as live
 
-        run = simulator.Simulator(workload).run(lab_policy(ledger, policy))
+        # restart overhead 0: a requeued job's recorded last attempt already holds it
+        sim = simulator.Simulator(workload, restart_overhead_s=0.0)
+        run = sim.run(lab_policy(ledger, policy))
         result.rows.append(_row(name, metrics.compute_metrics(run)))
     result.notes.append(
         "cost = allocation x today's prices x time for every row (energy not simulated); "
