@@ -39,6 +39,9 @@ from lepton_tui.errors import LeptonError
 
 CHECK_S = 0.25  # how often the reader looks at the ledger's data_version (one PRAGMA)
 TICK_MIN_S = 0.25  # the fastest tick a console may ask for
+# The reader yields the CPU to the console: on a busy machine a key press is drawn by the console's
+# event loop while the reader reads, and the kernel favours the one with the lower nice value.
+READER_NICE = 10
 CHANGE_GAP_S = 1.0  # a change is pushed this long (or half a tick, if less) after the last push
 
 
@@ -175,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user", required=True)
     opts = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the console's end (its pipe) ends this one
+    try:
+        os.nice(READER_NICE)
+    except OSError:
+        pass  # not allowed here: the reader reads at the console's priority
     out = sys.stdout.buffer
     commands: queue.Queue[dict[str, Any] | None] = queue.Queue()
     threading.Thread(
