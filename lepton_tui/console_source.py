@@ -54,6 +54,7 @@ class LedgerSource:
 
 READER_STARTS_MAX = 3  # reader processes started within READER_STARTS_WINDOW_S before falling back
 READER_STARTS_WINDOW_S = 60.0
+PIPE_BUFFER = 1 << 20  # a view (~100 KB for a busy lab) comes off the pipe in a few reads
 READER_STOP_S = 2.0  # how long a closing console waits for its reader to go before killing it
 _DEAD = object()  # a queue's reader process ended: subscribe again (a new reader)
 _CLOSED = object()  # the watch was closed
@@ -123,8 +124,9 @@ class ReaderSource(LedgerSource):
         cmd = [sys.executable, "-m", "lepton_tui.reader", "--home", str(self.svc.home),
                "--user", str(self.svc.user)]  # fmt: skip
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
-        )
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+            bufsize=PIPE_BUFFER,
+        )  # fmt: skip
         threading.Thread(target=self._route, args=(proc,), name="reader-pipe", daemon=True).start()
         return proc
 
