@@ -176,3 +176,25 @@ def test_a_closed_pipe_ends_the_reader_mid_watch(lab: Path) -> None:
     assert line.startswith(b"8 {") and b"unknown view" in line  # an error, said, not a crash
     proc.stdin.close()
     assert proc.wait(15) == 0
+
+
+@pytest.mark.parametrize(
+    ("view", "args"),
+    [("overview", {}), ("queue", {"all_states": True}), ("hosts", {}), ("cost", {}),
+     ("scheduler", {}), ("job", {"job_id": 1}), ("why", {"job_id": 4})],
+)  # fmt: skip
+def test_every_view_comes_off_the_pipe_as_it_was_read(lab: Path, view: str, args: dict) -> None:
+    """What the reader sends (`to_wire`, JSON) is rebuilt by the console (`from_wire`) into the
+    very dataclasses the in-process read returns."""
+    import json
+
+    from lepton_tui.screen_data import VIEW_TYPES, from_wire, read_view, to_wire
+    from tests.tui.data import FIXED_NOW
+
+    svc = Service.open(lab, user=USER)
+    try:
+        data = read_view(svc, view, FIXED_NOW, args)
+    finally:
+        svc.close()
+    line = json.dumps({"view": to_wire(data)})
+    assert from_wire(VIEW_TYPES[view], json.loads(line)["view"]) == data
