@@ -150,7 +150,7 @@ class ReaderSource(LedgerSource):
             dead = [k for k, (p, _) in self._queues.items() if p is proc]
             queues = [self._queues.pop(k)[1] for k in dead]
             if not self._last_word:
-                self._last_word = f"exit status {code}"
+                self._last_word = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
         for q in queues:
             q.put(_DEAD)
 
@@ -174,11 +174,11 @@ class ReaderSource(LedgerSource):
                 self._started = [t for t in self._started if now - t < READER_STARTS_WINDOW_S]
                 why = self._last_word
                 if len(self._started) >= READER_STARTS_MAX:
-                    return None, self._fall_back(f"it stopped ({why})")
+                    return None, self._fall_back(f"stopped ({why})")
                 try:
                     proc = self._proc = self._spawn()
                 except OSError as exc:
-                    return None, self._fall_back(f"it could not start: {exc}")
+                    return None, self._fall_back(f"could not start: {exc}")
                 self._started.append(now)
                 self.starts += 1
                 self._last_word = ""

@@ -118,6 +118,7 @@ async def test_past_the_restart_limit_the_console_reads_itself(
         await wait_for(pilot, lambda: source.reads >= 1, timeout=30)  # read in this process
         notes = [n.message for n in app._notifications if "reader process" in n.message]
         assert len(notes) == 1 and "\n" not in notes[0]
+        assert "stopped (killed by signal 9)" in notes[0]
         assert "reading the ledger in the console itself" in notes[0]
         job = submit_elsewhere(lab, "echo read in-process")  # data_version, in this process
         await wait_for(pilot, lambda: str(job) in queue_ids(app), timeout=30)
