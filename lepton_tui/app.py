@@ -574,8 +574,11 @@ def make_app(
         )  # fmt: skip
     svc = Service.open(home, user=user, clock=clock)
     separate = clock is None if reader is None else reader
-    return LeptonApp(
+    source = ReaderSource(svc, clock or time.time) if separate else None
+    app = LeptonApp(
         svc, clock=clock or time.time, theme=theme, refresh_s=refresh_s, dispatch=dispatch,
-        dispatch_retry_s=dispatch_retry_s,
-        source=ReaderSource(svc, clock or time.time) if separate else None,
+        dispatch_retry_s=dispatch_retry_s, source=source,
     )  # fmt: skip
+    if source is not None:
+        source.start()  # its start-up overlaps the console's (ended by `shutdown`, or with us)
+    return app

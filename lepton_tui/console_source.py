@@ -162,26 +162,40 @@ class ReaderSource(LedgerSource):
             self.notice(why)  # outside the lock: the app's notify waits on its event loop
         return result
 
+    def start(self) -> None:
+        """Start the reader now (the console does, as it builds: the reader's start overlaps
+        the console's own, so the first screen's data comes sooner)."""
+        with self._lock:
+            if not self._closed and self.fallback is None:
+                self._running()
+
+    def _running(self) -> tuple[subprocess.Popen[bytes] | None, str | None]:
+        """The reader, started if none runs; else None and why not (lock held)."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            return proc, None
+        now = time.monotonic()
+        self._started = [t for t in self._started if now - t < READER_STARTS_WINDOW_S]
+        if len(self._started) >= READER_STARTS_MAX:
+            return None, self._fall_back(f"stopped ({self._last_word})")
+        try:
+            proc = self._proc = self._spawn()
+        except OSError as exc:
+            return None, self._fall_back(f"could not start: {exc}")
+        self._started.append(now)
+        self.starts += 1
+        self._last_word = ""
+        return proc, None
+
     def _subscribe_held(
         self, w: ReaderWatch
     ) -> tuple[tuple[int, queue.Queue[Any]] | None, str | None]:
         while True:
             if self._closed or self.fallback is not None:
                 return None, None
-            proc = self._proc
-            if proc is None or proc.poll() is not None:
-                now = time.monotonic()
-                self._started = [t for t in self._started if now - t < READER_STARTS_WINDOW_S]
-                why = self._last_word
-                if len(self._started) >= READER_STARTS_MAX:
-                    return None, self._fall_back(f"stopped ({why})")
-                try:
-                    proc = self._proc = self._spawn()
-                except OSError as exc:
-                    return None, self._fall_back(f"could not start: {exc}")
-                self._started.append(now)
-                self.starts += 1
-                self._last_word = ""
+            proc, why = self._running()
+            if proc is None:
+                return None, why
             self._next_id += 1
             q: queue.Queue[Any] = queue.Queue()
             self._queues[self._next_id] = (proc, q)

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user", required=True)
     opts = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the console's end (its pipe) ends this one
-    try:
+    try:  # the console's event loop comes first, its start-up included
         os.nice(READER_NICE)
     except OSError:
         pass  # not allowed here: the reader reads at the console's priority
@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         target=_read_input, args=(sys.stdin.buffer, commands), name="console-input", daemon=True
     ).start()
     try:
+        from lepton_tui import screen_data  # noqa: F401 - loaded before the console needs it
         from lepton_tui.service import Service
 
         svc = Service.open(opts.home, user=opts.user, create=False)
