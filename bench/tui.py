@@ -5,6 +5,7 @@
     python bench/tui.py --only tick     # one of: frame, rss, tick
     python bench/tui.py --only tick --busy   # ... with every GPU running a priced job
     python bench/tui.py --only tick --busy --presses 60   # ... timing 60 key presses each way
+    python bench/tui.py --only tick --busy --in-process   # ... the console reading itself
     python bench/tui.py --only views --rounds 9   # that busy lab's read models alone: CPU, SQL
     python bench/tui.py --only lab      # the busy lab's overview through `serve --socket`
 
@@ -116,20 +117,35 @@ async def key_to_frame(pilot, key: str) -> float:
     return (done[0] if done else time.perf_counter()) - t0
 
 
-def child_tick(home: str, rounds: int, presses: int = 20) -> None:
+def _reader_cpu(app) -> float:
+    """CPU seconds the console's reader process has used (0 without one)."""
+    import psutil
+
+    pid = getattr(app.source, "pid", None)
+    if pid is None:
+        return 0.0
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+def child_tick(home: str, rounds: int, presses: int = 20, reader: str = "on") -> None:
     """Per tick with 64 hosts x 8 GPUs and 10,000 jobs: the worker's read and the redraw.
 
     The clock moves on by the console's tick before each read, as in a real console: what a
     refresh re-reads (the recent samples; the money totals every `COST_TOTALS_S`) is what it would
     re-read in a lab. Medians hide the reads that recompute the totals: max and mean show them."""
     import asyncio
+    import inspect
 
     from lepton_tui.app import make_app
     from tests.tui.data import FIXED_NOW
 
     now = [FIXED_NOW]
-    app = make_app(home=home, clock=lambda: now[0], dispatch=False, refresh_s=3600)
-    out: dict[str, float] = {}
+    kwargs = {}
+    if "reader" in inspect.signature(make_app).parameters:  # a checkout without one reads here
+        kwargs["reader"] = reader == "on"
+    app = make_app(home=home, clock=lambda: now[0], dispatch=False, refresh_s=3600, **kwargs)
+    out: dict[str, float] = {"reader_process": float(bool(kwargs.get("reader")))}
 
     async def pilot_fn(pilot) -> None:
         while getattr(pilot.app.screen, "loads", 0) < 1:
@@ -185,6 +201,23 @@ def child_tick(home: str, rounds: int, presses: int = 20) -> None:
             lat.append(await key_to_frame(pilot, "up" if i % 2 else "down"))
             while screen.loads == loads:  # let the refresh land before the next one
                 await asyncio.sleep(0.005)
+        # The console's own CPU per refresh (its whole process: with a reader, decoding the push
+        # and building cells; without, the read too) and the reader's, over refreshes without keys.
+        refreshes, waits = 20, []
+        c0, r0 = time.process_time(), _reader_cpu(pilot.app)
+        for _ in range(refreshes):
+            now[0] += TICK_S
+            loads = screen.loads
+            t0 = time.perf_counter()
+            screen.reload()
+            while screen.loads == loads:
+                await asyncio.sleep(0.005)
+            waits.append(time.perf_counter() - t0)  # asked to shown: read, decode, cells, patch
+            await pilot.pause()
+        out["refresh_shown_ms_median"] = 1000 * statistics.median(waits)
+        out["refresh_shown_ms_max"] = 1000 * max(waits)
+        out["console_cpu_ms_per_refresh"] = 1000 * (time.process_time() - c0) / refreshes
+        out["reader_cpu_ms_per_refresh"] = 1000 * (_reader_cpu(pilot.app) - r0) / refreshes
         out["key_to_frame_ms_median_during_refresh"] = 1000 * statistics.median(lat)
         out["key_to_frame_ms_max_during_refresh"] = 1000 * max(lat)
         out["key_to_frame_ms_p90_during_refresh"] = 1000 * statistics.quantiles(lat, n=10)[-1]
@@ -244,7 +277,7 @@ def bench_rss(seconds: float) -> dict:
     return out
 
 
-def bench_tick(rounds: int, busy: bool = False, presses: int = 20) -> dict:
+def bench_tick(rounds: int, busy: bool = False, presses: int = 20, reader: bool = True) -> dict:
     """`busy`: every GPU also runs a job (512 running attempts) and a lab electricity price is in
     force, so the cost panel measures live energy and idle power."""
     from lepton_tui.service import Service
@@ -257,7 +290,8 @@ def bench_tick(rounds: int, busy: bool = False, presses: int = 20) -> dict:
         running = busy_gpus(svc.ledger) if busy else 0
         svc.close()
         load_before = __import__("os").getloadavg()[0]
-        out, _ = _child("--child", "tick", tmp, str(rounds), str(presses))
+        args = [tmp, str(rounds), str(presses), "on" if reader else "off"]
+        out, _ = _child("--child", "tick", *args)
     out["running_attempts"] = running
     out["key_presses"] = presses
     out["load_avg_1min_before"] = load_before
@@ -397,7 +431,7 @@ def main() -> None:
         elif kind == "rss":
             child_rss(float(sys.argv[3]))
         else:
-            child_tick(sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+            child_tick(sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), *sys.argv[6:7])
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=["frame", "rss", "tick", "views", "lab"])
@@ -406,12 +440,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--busy", action="store_true", help="tick: every GPU runs a job, priced")
     ap.add_argument("--presses", type=int, default=20, help="tick: key presses timed, each way")
+    ap.add_argument(
+        "--in-process", action="store_true", help="tick: the console reads itself (no reader)"
+    )
     args = ap.parse_args()
     results = {}
     if args.only in (None, "frame"):
         results["frame"] = bench_frame(args.runs)
     if args.only in (None, "tick"):
-        results["tick"] = bench_tick(args.rounds, args.busy, args.presses)
+        results["tick"] = bench_tick(args.rounds, args.busy, args.presses, not args.in_process)
     if args.only in (None, "rss"):
         results["rss"] = bench_rss(args.demo_s)
     if args.only == "views":  # the busy lab's read models alone (no app)

@@ -29,7 +29,7 @@ from textual.screen import Screen
 from textual.theme import Theme
 
 from lepton_tui.console_prefs import save_pref, saved_theme
-from lepton_tui.console_source import ClientPool, LabSource, LedgerSource
+from lepton_tui.console_source import ClientPool, LabSource, LedgerSource, ReaderSource
 from lepton_tui.errors import LeptonError
 from lepton_tui.local_state import local_host_name
 from lepton_tui.service import Service
@@ -159,6 +159,8 @@ class LeptonApp(App[None]):
         self._inputs = self._inputs_drawn = 0  # input events seen; of them, drawn since
         if isinstance(self.source, LedgerSource):
             self.source.pause = self.yield_to_input
+        if isinstance(self.source, ReaderSource):
+            self.source.notice = self._reader_notice
         for t in THEMES:
             self.register_theme(t)
 
@@ -274,6 +276,11 @@ class LeptonApp(App[None]):
             for head in screen.query(LabHeader):
                 head.set_alert(alert)
 
+    def _reader_notice(self, text: str) -> None:
+        """The reader process is gone for good (called from a screen's worker): say it once."""
+        self.log.warning(text)
+        self.call_from_thread(self.notify, text, severity="warning", timeout=10)
+
     def on_unmount(self) -> None:
         self.shutdown()
 
@@ -334,6 +341,8 @@ class LeptonApp(App[None]):
                 handle.stop(timeout=10)
             except Exception:  # noqa: BLE001 - leaving anyway
                 pass
+        if isinstance(self.source, ReaderSource):
+            self.source.close()  # the reader process ends with the console
         self.svc.close()
         self._restore_runtime()
         for path in self._cleanup:
@@ -536,9 +545,13 @@ def make_app(
     demo_speed: float = 30.0,
     demo_seed: int = 7,
     socket: str | None = None,
+    reader: bool | None = None,
 ) -> LeptonApp:
     """Build the console. `demo`: a simulated busy lab in a temporary ledger (removed on exit).
     `socket`: a client of the lab service there (lab mode: no ledger is opened here).
+    `reader`: personal mode reads the screens in a reader process of its own
+    (`console_source.ReaderSource`); by default when `clock` is the wall clock (a fixed clock,
+    for tests and snapshots, reads in this process unless `reader=True`).
 
     `clock` fixes time for tests and snapshots; `dispatch=False` never starts a dispatcher.
     """
@@ -560,7 +573,12 @@ def make_app(
             cleanup=[tmp],
         )  # fmt: skip
     svc = Service.open(home, user=user, clock=clock)
-    return LeptonApp(
+    separate = clock is None if reader is None else reader
+    source = ReaderSource(svc, clock or time.time) if separate else None
+    app = LeptonApp(
         svc, clock=clock or time.time, theme=theme, refresh_s=refresh_s, dispatch=dispatch,
-        dispatch_retry_s=dispatch_retry_s,
+        dispatch_retry_s=dispatch_retry_s, source=source,
     )  # fmt: skip
+    if source is not None:
+        source.start()  # its start-up overlaps the console's (ended by `shutdown`, or with us)
+    return app

@@ -96,7 +96,7 @@ class LiveScreen(Screen):
         self._close_stream()
 
     def _streams(self) -> bool:
-        return bool(getattr(self.app.source, "lab", False)) and self.view() is not None
+        return bool(getattr(self.app.source, "streams", False)) and self.view() is not None
 
     def reload(self) -> None:
         """Read again now (a running read is cancelled and replaced)."""
@@ -172,7 +172,8 @@ class LiveScreen(Screen):
     def on_live_screen_failed(self, message: LiveScreen.Failed) -> None:
         message.stop()
         if message.text != self.last_error:
-            self.notify(f"cannot read the lab service: {message.text}", severity="error")
+            where = getattr(self.app.source, "where", "the lab service")
+            self.notify(f"cannot read {where}: {message.text}", severity="error")
         self.last_error = message.text
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="live")
