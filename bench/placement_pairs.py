@@ -4,6 +4,7 @@ scheduling benchmarks of the policy issue: bounded slowdown within 1 %").
     python bench/placement_pairs.py [--seeds 30] [--first-seed 1000] [--families deeprm,lab,...]
         [--loads 0.7,0.9,1.1] [--policies sjf,backfill,...] [--procs 1] [--json]
     python bench/placement_pairs.py --profile trace:1.1:sjf [--seeds 30]
+    python bench/placement_pairs.py --render ROWS.json   # the tables of a saved --json run
 
 Each seed's workload is built once and run twice per heuristic, with `placement="fragmentation"`
 (the default of every heuristic but FIFO since issue 21) and `placement="bestfit"` (what it
@@ -59,6 +60,7 @@ NO_GPU = ("hpc", "swf")
 CHANGED = tuple(name for name, cls in HEURISTICS.items() if cls.default_placement != "bestfit")
 """The heuristics whose default placement issue 21 switched to fragmentation (all but FIFO)."""
 PLACEMENTS = ("fragmentation", "bestfit")
+Values = Sequence[float] | np.ndarray
 MARGIN = 0.01
 LEVEL = 0.95
 
@@ -66,7 +68,7 @@ LEVEL = 0.95
 # -- statistics over seeds (pure) ---------------------------------------------------------------
 
 
-def ratios(num: Sequence[float], den: Sequence[float]) -> np.ndarray:
+def ratios(num: Values, den: Values) -> np.ndarray:
     """Per-seed num / den; a seed where both are 0 counts as 1 (no change)."""
     a = np.asarray(num, dtype=float)
     b = np.asarray(den, dtype=float)
@@ -77,7 +79,7 @@ def ratios(num: Sequence[float], den: Sequence[float]) -> np.ndarray:
     return np.where((a == 0) & (b == 0), 1.0, out)
 
 
-def t_interval(x: Sequence[float], level: float = LEVEL) -> tuple[float, float, float]:
+def t_interval(x: Values, level: float = LEVEL) -> tuple[float, float, float]:
     """(mean, low, high): the Student t interval of the mean of `x` (one value: no width)."""
     from scipy.stats import t as student_t
 
@@ -93,7 +95,7 @@ def t_interval(x: Sequence[float], level: float = LEVEL) -> tuple[float, float, 
 
 
 def bootstrap_interval(
-    x: Sequence[float], level: float = LEVEL, resamples: int = 10_000, seed: int = 0
+    x: Values, level: float = LEVEL, resamples: int = 10_000, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of `x` (seeds resampled with replacement)."""
     v = np.asarray(x, dtype=float)
@@ -106,7 +108,7 @@ def bootstrap_interval(
     return float(lo), float(hi)
 
 
-def seeds_for(x: Sequence[float], level: float = LEVEL, margin: float = MARGIN) -> int:
+def seeds_for(x: Values, level: float = LEVEL, margin: float = MARGIN) -> int:
     """Seeds for a t interval of half-width `margin` at the spread of `x` (normal quantile)."""
     from scipy.stats import norm
 
@@ -137,7 +139,7 @@ def verdict(low: float, high: float, identical: bool, margin: float = MARGIN) ->
     return "not resolved"
 
 
-def paired(frag: Sequence[float], best: Sequence[float], level: float = LEVEL) -> dict[str, Any]:
+def paired(frag: Values, best: Values, level: float = LEVEL) -> dict[str, Any]:
     """Paired comparison of one metric: mean ratio frag / best fit, its t and bootstrap
     intervals, the seeds where frag is higher (worse for a slowdown) and where it is equal."""
     r = ratios(frag, best)
@@ -372,6 +374,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--trace", type=Path, default=TRACE, help="pod list for the trace family")
     p.add_argument("--profile", default=None, help="FAMILY:LOAD:POLICY: which jobs wait longer")
     p.add_argument("--json", action="store_true", help="print one JSON array of rows")
+    p.add_argument("--render", type=Path, default=None, help="print the tables of a --json file")
     return p.parse_args(argv)
 
 
@@ -451,9 +454,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         return 0
     t0 = time.perf_counter()
-    rows = run_pairs(
-        families, loads, policies, seeds, jobs=args.jobs, procs=args.procs, trace=args.trace
-    )
+    if args.render:
+        try:
+            rows = json.loads(args.render.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"error: cannot read rows from {args.render}: {exc}", file=sys.stderr)
+            return 2
+        policies = list(dict.fromkeys(r["policy"] for r in rows))
+        seeds = sorted({s for r in rows for s in r["seeds"]})
+    else:
+        rows = run_pairs(
+            families, loads, policies, seeds, jobs=args.jobs, procs=args.procs, trace=args.trace
+        )
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0

@@ -4,6 +4,7 @@ its refusals (issue 21's "bounded slowdown within 1 %" measured on paired seeds)
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 import subprocess
@@ -84,7 +85,7 @@ def test_pooled_over_rows() -> None:
     assert pool["ci"][0] < 1.0 < pool["ci"][1]
 
 
-def test_two_real_seeds_give_a_row_with_its_keys() -> None:
+def test_two_real_seeds_give_a_row_with_its_keys(tmp_path: Path) -> None:
     # 250 lab jobs: 2 nodes of 8 GPUs, so a job's node has an alternative
     rows = pp.run_pairs(["lab"], [0.9], ["sjf"], [1000, 1001], jobs=250)
     assert len(rows) == 1
@@ -108,6 +109,13 @@ def test_two_real_seeds_give_a_row_with_its_keys() -> None:
     assert row["bsld_ratio"] == pytest.approx(sum(f / b for _, f, b in per) / 2)
     assert row["bsld_ci"][0] <= row["bsld_ratio"] <= row["bsld_ci"][1]
     assert all(f >= 1.0 and b >= 1.0 for _, f, b in per)
+    # the saved rows render as the Markdown table of the docs
+    saved = tmp_path / "rows.json"
+    saved.write_text(json.dumps(rows))
+    res = run_script("--render", str(saved))
+    assert res.returncode == 0, res.stderr
+    assert f"| lab | 0.9 | sjf | {row['bsld_bestfit']:.3f} → " in res.stdout
+    assert f"| {row['verdict']} |" in res.stdout
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess[str]:
