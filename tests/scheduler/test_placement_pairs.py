@@ -74,6 +74,17 @@ def test_zero_over_zero_is_no_change_and_shapes_must_pair() -> None:
         pp.ratios([1.0, 2.0], [1.0])
 
 
+def test_geometric_mean_is_symmetric_where_the_mean_of_ratios_is_not() -> None:
+    frag, best = [2.0, 1.0], [1.0, 2.0]  # twice as slow on one seed, twice as fast on the other
+    g, lo, hi = pp.geometric(frag, best)
+    assert g == pytest.approx(1.0)
+    assert lo < 1.0 < hi
+    assert pp.ratios(frag, best).mean() == pytest.approx(1.25)  # noise alone reads as a loss
+    assert pp.ratios(best, frag).mean() == pytest.approx(1.25)  # and so does its inverse
+    g3 = pp.geometric([2.0, 3.3, 1.0], [2.0, 3.0, 1.0])[0]
+    assert g3 == pytest.approx(1.1 ** (1 / 3))
+
+
 def test_pooled_over_rows() -> None:
     rows = [
         {"per_seed": [[1, 1.1, 1.0], [2, 1.0, 1.0]]},
@@ -83,6 +94,7 @@ def test_pooled_over_rows() -> None:
     assert pool["pairs"] == 3 and pool["worse"] == 1
     assert pool["ratio"] == pytest.approx(1.0)
     assert pool["ci"][0] < 1.0 < pool["ci"][1]
+    assert pool["geo"] == pytest.approx((1.1 * 0.9) ** (1 / 3))
 
 
 def test_two_real_seeds_give_a_row_with_its_keys(tmp_path: Path) -> None:
@@ -94,7 +106,7 @@ def test_two_real_seeds_give_a_row_with_its_keys(tmp_path: Path) -> None:
         "family", "load", "policy", "seeds", "bsld_fragmentation", "bsld_bestfit", "bsld_ratio",
         "bsld_ci", "bsld_boot_ci", "worse_seeds", "identical_seeds", "p95_ratio", "p95_ci",
         "util_metric", "util_ratio", "util_ci", "makespan_ratio", "verdict", "per_seed",
-        "seeds_for_1pct",
+        "seeds_for_1pct", "bsld_geo", "bsld_geo_ci", "verdict_geo",
     ):  # fmt: skip
         assert key in row, key
     assert (row["family"], row["load"], row["policy"], row["seeds"]) == (
@@ -115,7 +127,18 @@ def test_two_real_seeds_give_a_row_with_its_keys(tmp_path: Path) -> None:
     res = run_script("--render", str(saved))
     assert res.returncode == 0, res.stderr
     assert f"| lab | 0.9 | sjf | {row['bsld_bestfit']:.3f} → " in res.stdout
-    assert f"| {row['verdict']} |" in res.stdout
+    assert f"| {row['verdict']} / {row['verdict_geo']} |" in res.stdout
+
+
+def test_profile_parts_add_up_to_the_mean_change() -> None:
+    seeds = [1000, 1001]
+    row = pp.run_pairs(["lab"], [0.9], ["sjf"], seeds, jobs=250)[0]
+    change = sum(f - b for _, f, b in row["per_seed"]) / len(seeds)
+    groups = pp.profile("lab", 0.9, "sjf", seeds, 250, pp.TRACE)
+    assert sum(g["part_of_change"] for g in groups) == pytest.approx(change, abs=1e-9)
+    assert change != 0.0  # 2 nodes: the placements differ on these seeds
+    assert {g["group"] for g in groups} >= {"sweep / 1 GPU", "train / 8 GPU"}
+    assert sum(g["jobs_per_seed"] for g in groups) == pytest.approx(250)
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess[str]:
