@@ -211,3 +211,19 @@ def test_weights_naming_unknown_or_no_features_are_refused(tmp_path, meta_featur
     with pytest.raises(WeightsError, match=error):
         load_weights(tmp_path / "bad.npz")
     assert json.dumps(info)  # the file's meta was plain JSON
+
+
+def test_evaluation_learns_each_workloads_shapes_afresh():
+    # one policy for every validation workload let the first one's shapes steer the
+    # fragmentation teacher on the next (checkpoints were chosen on those scores)
+    pytest.importorskip("torch")
+    from scheduler.agent import evaluate
+    from scheduler.environment import run_policy, summarize
+    from scheduler.workloads import lab_mix
+
+    zero = QNetwork([(np.zeros((NUM_FEATURES, 1)), np.zeros(1))])
+    config = RoundConfig(teacher_placement="fragmentation")
+    first, second = lab_mix(80, 1.2, 31, nodes=2), lab_mix(80, 1.3, 41, nodes=2)
+    got = evaluate(zero, [first, second], config, {"none": [1.0, 1.0]}, teacher_bonus=1000.0)
+    alone = run_policy(DQNPolicy.from_network(zero, config, 1000.0), second)
+    assert got["dqn"][1] == summarize(alone).avg_bsld
