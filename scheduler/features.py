@@ -19,6 +19,11 @@ The teacher row (`teacher_choice`) is SJF's pick within the long-job limit of th
 while long jobs, with it, would hold more than that share of the cluster's CPUs or GPUs; when
 nothing else may start, the teacher waits.
 
+Feature version 5 adds each job's fair-share factor (`fair_share`, from the `FairShare` a caller
+passes) and the fragmentation its placement would cause (`frag_growth`, `frag_node`, from the
+shapes a `ShapeBook` learned, as the heuristics place); weights list the columns they read
+(`scheduler.policy`), and a round given no `shapes` leaves the fragmentation ones at 0.
+
 Window: the first `k / 2` jobs in priority-and-age order, merged with the first `k / 2` in
 priority-and-estimate order among those that fit and the long-job limit lets start, so a short job
 deep in a long queue can still be chosen. Guard rails live here too, as masks on the candidates,
