@@ -58,6 +58,9 @@ class TrainConfig:
     (`docs/benchmarks.md`, DQN policy)"""
     long_after_s: float = 3600.0
     """a job is long above this estimate (a running one: estimated time left)"""
+    teacher_placement: str = "fragmentation"
+    """the teacher's node for its job: "fragmentation" (as SJF places) or "bestfit" (feature
+    version 4's teacher)"""
     pretrain_updates: int = 3_000
     """gradient steps on the demonstrations before the agent acts (scaled down for short runs)"""
     hidden: int = 64
@@ -255,9 +258,15 @@ class WorkloadMix:
     """the trace's training part (first `train_share` of its tasks by submission time)"""
     priced: bool = False
     """give nodes without prices the bench's (`with_prices`), for training that weighs cost"""
+    fair_share: float = 0.0
+    """share of episodes run under the lab's fair share (`info["fair_share"]`, see
+    `SchedulingEnv`), so the `fair_share` column varies in training"""
 
     def __call__(self, seed: int) -> Workload:
         wl = self._draw(seed)
+        # a draw of its own, so the workloads drawn do not depend on `fair_share`
+        if self.fair_share and np.random.default_rng((seed, 1)).random() < self.fair_share:
+            wl = replace(wl, info={**wl.info, "fair_share": 1})
         return with_prices(wl) if self.priced else wl
 
     def _draw(self, seed: int) -> Workload:
@@ -343,8 +352,13 @@ def evaluate(
             name: [objective(run_policy(cls(), wl), cost_weight) for wl in workloads]
             for name, cls in HEURISTICS.items()
         }
-    pol = DQNPolicy.from_network(net, config, teacher_bonus)
-    dqn = [objective(run_policy(pol, wl), cost_weight) for wl in workloads]
+    # a fresh policy per workload, as the heuristics': the shapes it learns (the fragmentation
+    # columns) must not carry from one workload into the next (a lab mix's shapes took the
+    # teacher's average bounded slowdown on the next trace workload from 1.82 to 5.24)
+    dqn = [
+        objective(run_policy(DQNPolicy.from_network(net, config, teacher_bonus), wl), cost_weight)
+        for wl in workloads
+    ]
     best = [min(v[i] for v in baselines.values()) for i in range(len(workloads))]
     ratio = float(np.mean([d / b for d, b in zip(dqn, best, strict=True)]))
     return {"dqn": dqn, "baselines": baselines, "ratio_to_best": ratio}
@@ -561,7 +575,7 @@ def blend(run: Run, config: TrainConfig) -> None:
     validation workloads and ship the bonus `choose_blend` picks (saved with the weights)."""
     from scheduler.policy import load_weights
 
-    net, _, _ = load_weights(run.out)
+    net, _, _ = load_weights(run.out)  # its features: every column of this version
     tried: list[tuple[float, float]] = []
     for bonus in config.blend_bonuses:
         res = evaluate(
@@ -608,6 +622,7 @@ def train(
         aging_s=config.aging_s,
         long_after_s=config.long_after_s,
         long_share=config.long_share,
+        teacher_placement=config.teacher_placement,
     )
     learner = Learner.create(config, torch.device("cpu"))
     # SJF is the round's own teacher row (its pick under the long-job limit, inside the window

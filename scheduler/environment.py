@@ -15,16 +15,23 @@ Reward per event interval `dt`: minus the sum over jobs in the system (pending o
 signal, never shown to the policy. Rewards are divided by `reward_scale` (default: the number of
 jobs, so a return is minus the average slowdown). Optional cost term: minus `cost_weight` times the price of idle
 GPU capacity (CPU capacity on GPU-less nodes) over the interval, in currency units.
+
+Every round computes every feature, the fragmentation ones with the shapes learned from the
+episode's jobs so far (`ShapeBook`). A workload with `info["fair_share"]` set runs under the
+lab's fair share, as `SharedLabPolicy` applies it in the simulator: each user's and project's
+decayed usage from the jobs placed, priorities raised by the factor, and the factor itself in the
+`fair_share` column (1.0 on every other workload).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from scheduler.fairshare import FairShare, ShareConfig, SharedLabPolicy
 from scheduler.features import (
     DEFAULT_CONFIG,
     TAU_S,
@@ -33,8 +40,9 @@ from scheduler.features import (
     Candidates,
     Round,
     RoundConfig,
+    ShapeBook,
 )
-from scheduler.model import Policy, Workload
+from scheduler.model import JobId, JobRequest, Policy, Workload
 from scheduler.simulator import SimResult, Simulator
 
 WorkloadSource = Workload | Callable[[int], Workload]
@@ -77,6 +85,11 @@ class SchedulingEnv:
         self._inv_runtime = {j.id: 1.0 / max(j.runtime_s, TAU_S) for j in wl.jobs}
         self._idle_price = np.array([n.price_per_hour for n in wl.nodes], dtype=float)
         self._scale = self.reward_scale or float(max(1, len(wl.jobs)))
+        self.shapes = ShapeBook()
+        self.lab = SharedLabPolicy(None, ShareConfig()) if wl.info.get("fair_share") else None
+        """the episode's fair-share book (None: fair share off)"""
+        self._per_gpu = {n.id: n.gpu_mem_per_gpu_mb for n in wl.nodes}
+        self._offered: dict[JobId, JobRequest] = {}
         self.episode_return = 0.0
         reward, done = self._to_decision()
         self.episode_return += reward
@@ -96,6 +109,9 @@ class SchedulingEnv:
         p = self.round.place(self.obs, action)
         if p is not None:
             self.sim.apply([p])
+            if self.lab is not None:
+                job = self._offered[p.job_id]
+                self.lab.started(job, self._per_gpu.get(p.node_id, 0), self.sim.now)
         self.obs = self.round.candidates()
         while len(self.obs) <= 1 and self.round.wants_next_window():
             # nothing left in this window: the next jobs of the queue, at the same time
@@ -188,7 +204,14 @@ class SchedulingEnv:
                 return reward / self._scale, True
             reward += rate * (sim.now - t0)
             if sim.worth_deciding():
-                rnd = Round(sim.view(), sim.pending(), sim.now, self.config)
+                view = sim.view()
+                pending: Sequence[JobRequest] = sim.pending()
+                fs: FairShare | None = None
+                if self.lab is not None:
+                    fs = self.lab.round_share(view, pending, sim.now)
+                    pending = [fs.apply(j) for j in pending]
+                    self._offered = {j.id: j for j in pending}
+                rnd = Round(view, pending, sim.now, self.config, fair_share=fs, shapes=self.shapes)
                 cands = rnd.candidates()
                 if len(cands) > 1:
                     self.round, self.obs = rnd, cands
@@ -246,5 +269,8 @@ def summarize(result: SimResult, tau_s: float = TAU_S) -> Summary:
 
 
 def run_policy(policy: Policy, workload: Workload) -> SimResult:
-    """Replay `workload` under `policy` with the plain simulator."""
+    """Replay `workload` under `policy` with the plain simulator (inside the lab's fair share,
+    `SharedLabPolicy`, for a workload with `info["fair_share"]` set)."""
+    if workload.info.get("fair_share"):
+        return Simulator(workload).run(SharedLabPolicy(policy, ShareConfig()))
     return Simulator(workload).run(policy)

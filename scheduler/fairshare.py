@@ -286,17 +286,9 @@ class SharedLabPolicy:
     def decide(
         self, view: ClusterView, pending: Sequence[JobRequest], now: float
     ) -> list[Placement]:
-        """Fair-share priorities and limits around the inner policy's decision."""
-        for j in pending:
-            self._owner.setdefault(j.id, (j.user, j.project))
-        self._account(view, now)
-        fs = FairShare(
-            standings(
-                self.user_usage, self.project_usage, self.config,
-                {j.user for j in pending}, {j.project for j in pending},
-            ),
-            self.config.weight,
-        )  # fmt: skip
+        """Fair-share priorities and limits around the inner policy's decision (a policy with
+        `sees_fair_share` also gets the factors themselves, as `decide(..., fair_share=fs)`)."""
+        fs = self.round_share(view, pending, now)
         round_limits = Limits(self.limits)
         for r in view.running:
             owner = self._owner.get(r.job_id)
@@ -310,7 +302,10 @@ class SharedLabPolicy:
                 offered.append(fs.apply(j))
             else:
                 self._why[j.id] = why
-        decided = list(self.inner.decide(view, offered, now))
+        if getattr(self.inner, "sees_fair_share", False):
+            decided = list(self.inner.decide(view, offered, now, fair_share=fs))
+        else:
+            decided = list(self.inner.decide(view, offered, now))
         by_id = {j.id: j for j in offered}
         per_gpu = {n.id: n.gpu_mem_per_gpu_mb for n in view.nodes}
         out = []
@@ -324,10 +319,30 @@ class SharedLabPolicy:
                 self._why[j.id] = why
                 continue
             round_limits.count(j.user, j.project, j.request)
-            # counted from now, even if it ends before the next round sees it running
-            self._since[j.id] = (now, usage_rate(j.request, per_gpu.get(p.node_id, 0), self.config))
+            self.started(j, per_gpu.get(p.node_id, 0), now)
             out.append(p)
         return out
+
+    def round_share(
+        self, view: ClusterView, pending: Sequence[JobRequest], now: float
+    ) -> FairShare:
+        """Usage accounted up to `now`; the fair share of a round with these pending jobs."""
+        for j in pending:
+            self._owner.setdefault(j.id, (j.user, j.project))
+        self._account(view, now)
+        return FairShare(
+            standings(
+                self.user_usage, self.project_usage, self.config,
+                {j.user for j in pending}, {j.project for j in pending},
+            ),
+            self.config.weight,
+        )  # fmt: skip
+
+    def started(self, job: JobRequest, gpu_mem_per_gpu_mb: int, now: float) -> None:
+        """Count `job`'s usage from `now` on (placed this round on a node with GPUs of that
+        memory), even if it ends before the next round sees it running."""
+        self._owner.setdefault(job.id, (job.user, job.project))
+        self._since[job.id] = (now, usage_rate(job.request, gpu_mem_per_gpu_mb, self.config))
 
     def explain(self, job_id: JobId) -> str:
         """The limit that held the job, else the inner policy's reason."""

@@ -19,6 +19,11 @@ The teacher row (`teacher_choice`) is SJF's pick within the long-job limit of th
 while long jobs, with it, would hold more than that share of the cluster's CPUs or GPUs; when
 nothing else may start, the teacher waits.
 
+Feature version 5 adds each job's fair-share factor (`fair_share`, from the `FairShare` a caller
+passes) and the fragmentation its placement would cause (`frag_growth`, `frag_node`, from the
+shapes a `ShapeBook` learned, as the heuristics place); weights list the columns they read
+(`scheduler.policy`), and a round given no `shapes` leaves the fragmentation ones at 0.
+
 Window: the first `k / 2` jobs in priority-and-age order, merged with the first `k / 2` in
 priority-and-estimate order among those that fit and the long-job limit lets start, so a short job
 deep in a long queue can still be chosen. Guard rails live here too, as masks on the candidates,
@@ -40,10 +45,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from scheduler.heuristics import LONG_AFTER_S, LongCap, RoundState, earliest_fit
+from scheduler.fragmentation import MILLI, STEP, RoundFragmentation
+from scheduler.heuristics import (
+    LONG_AFTER_S,
+    HeuristicPolicy,
+    LongCap,
+    RoundState,
+    earliest_fit,
+)
 from scheduler.model import (
     ClusterView,
     JobId,
@@ -88,13 +101,101 @@ FEATURE_NAMES = (
     "long_gpu_after",  # the same for GPUs
     "short_queued",  # share of the window's jobs that are short (estimate <= `long_after_s`)
     "wait_ends",  # on the wait row: waiting passes over the window (1) or holds the head's node (0)
+    "fair_share",  # the job's fair-share factor (`FairShare.factor`; 1.0 when fair share is off)
+    "frag_growth",  # growth of the node's fragmentation if the job went there, per GPU of the node
+    "frag_node",  # the node's fragmentation now, per GPU of the node
     "is_wait",  # the wait action (always the last feature)
 )
 NUM_FEATURES = len(FEATURE_NAMES)
 TEACHER = FEATURE_NAMES.index("teacher_choice")
-FEATURE_VERSION = 4
+FEATURE_VERSION = 5
+FEATURE_NAMES_V4 = tuple(
+    n for n in FEATURE_NAMES if n not in ("fair_share", "frag_growth", "frag_node")
+)
+"""the columns of feature version 4 (weights of that version list no names: these are theirs)"""
+FAIR_SHARE = FEATURE_NAMES.index("fair_share")
+FRAG_GROWTH = FEATURE_NAMES.index("frag_growth")
+FRAG_NODE = FEATURE_NAMES.index("frag_node")
 WAIT = -1
 _WAIT_ROW = np.array([WAIT], dtype=np.intp)
+
+
+def feature_columns(names: Sequence[str]) -> np.ndarray:
+    """Indices into a candidate row (`FEATURE_NAMES`) of the features `names`, in their order;
+    ValueError naming an unknown feature."""
+    unknown = [n for n in names if n not in FEATURE_NAMES]
+    if unknown:
+        raise ValueError(
+            f"unknown features {', '.join(unknown)} (this version knows {NUM_FEATURES})"
+        )
+    return np.array([FEATURE_NAMES.index(n) for n in names], dtype=np.intp)
+
+
+class FairShareFactor(Protocol):
+    """What a round reads of the lab's fair share (`scheduler.fairshare.FairShare`)."""
+
+    def factor(self, job: JobRequest) -> float: ...
+
+
+class ShapeBook:
+    """The typical request shapes and the round's fragmentation, as the heuristics place by them
+    (`HeuristicPolicy`, placement "fragmentation"; scheduler/fragmentation.py): the shapes are
+    learned from each job once, when first seen, and a round's `RoundFragmentation` carries over
+    from the last round's where only some nodes changed."""
+
+    def __init__(self) -> None:
+        self._heuristic = HeuristicPolicy(placement="fragmentation")
+
+    def learn(self, pending: Sequence[JobRequest]) -> None:
+        """Count the jobs not seen before as arrivals of their shapes."""
+        self._heuristic._learn(pending)
+
+    def fragmentation(self, state: RoundState) -> RoundFragmentation | None:
+        """The fragmentation of `state`'s nodes for the shapes learned so far (attached to the
+        state, so its placements mark their nodes); None without GPUs or shapes."""
+        if not len(state.ids) or not state.has_gpu.any():
+            return None
+        if not len(self._heuristic._mix.mix()):
+            return None
+        return self._heuristic._fragmentation(state)
+
+
+def frag_growth(frag: RoundFragmentation, nodes: np.ndarray, req: np.ndarray) -> np.ndarray:
+    """Growth of the fragmentation (milli-GPUs) of each of `nodes` if the request on the same row
+    of `req` (CPUs, memory, whole GPUs, share memory) went there: `RoundFragmentation.growth`
+    for many requests at once (a share to the GPU with the least room that holds it)."""
+    frag.flush()
+    cache = frag.cache
+    if not len(nodes) or not len(cache.mix):
+        return np.zeros(len(nodes))
+    st = frag.state
+    cpu_after = (np.asarray(st.fc, float)[nodes] - req[:, 0]) * 1000 + 1e-6
+    mem_after = np.asarray(st.fm, float)[nodes] - req[:, 1]
+    small = cache.small[nodes]
+    big = cache.big[nodes]
+    total = cache.total[nodes]
+    whole = req[:, 2]
+    # whole GPUs: fully free ones
+    big = big - whole.astype(np.int64)[:, None]
+    total = total - whole * MILLI
+    share = np.flatnonzero((whole <= 0) & (req[:, 3] > 0))
+    if len(share):
+        at = nodes[share]
+        take = req[share, 3] * MILLI / frag.per[at]
+        rows = frag.left[at]
+        room = np.where(rows >= take[:, None] - 1e-9, rows, np.inf).min(axis=1)
+        need = cache.need[at]
+        before = room[:, None] >= need
+        after_room = room - take
+        after = after_room[:, None] >= need
+        small[share] = (
+            small[share]
+            - np.where(before, 0.0, room[:, None])
+            + np.where(after, 0.0, after_room[:, None])
+        )
+        big[share] = big[share] - before + after
+        total[share] = total[share] - take
+    return cache._expect(nodes, cpu_after, mem_after, total, small, big) - cache.frag[nodes]
 
 
 def effective_priorities(
@@ -119,6 +220,10 @@ class RoundConfig:
     long_share: float | None = 0.4
     """the teacher's limit: long jobs hold at most this share of the CPUs and of the GPUs
     (`SJFPolicy(long_share=...)`); None: plain SJF"""
+    teacher_placement: str = "bestfit"
+    """the teacher's node for its job among the job's candidates: "bestfit" (least leftover),
+    or "fragmentation" (least growth of the fragmentation in steps of 0.1 GPU, then best fit,
+    as SJF places; best fit where the round has no fragmentation: no GPUs, no `shapes`)"""
 
 
 DEFAULT_CONFIG = RoundConfig()
@@ -158,10 +263,17 @@ class Round:
         holding: bool = False,
         rows: np.ndarray | None = None,
         after: Round | None = None,
+        fair_share: FairShareFactor | None = None,
+        shapes: ShapeBook | None = None,
     ) -> None:
         """`rows`: the pending jobs' (priority, submitted, estimate, cpus, mem, GPUs, share memory)
         if already known; `after`: the previous window of the same decision time, whose node state
-        (with its placements) this window continues from (`view` is then None)."""
+        (with its placements) this window continues from (`view` is then None).
+
+        `fair_share`: the jobs' fair-share factors (column `fair_share`; 1.0 for every job
+        without it); `shapes`: the lab's typical request shapes, learned from `pending` here, for
+        the columns `frag_growth` and `frag_node` (left 0 without it, so weights that do not
+        list them cost nothing). A later window takes both from `after`."""
         self.now = float(now)
         self.config = config
         self._view = view
@@ -180,6 +292,11 @@ class Round:
                 raise ValueError("a first window needs the cluster view")
             self._root_view: ClusterView = view
             self.state = st = RoundState(view)
+            self.fair_share = fair_share
+            self.frag: RoundFragmentation | None = None
+            if shapes is not None:
+                shapes.learn(pending)
+                self.frag = shapes.fragmentation(st)
             self.cap_c_total = float(st.cap_c.sum()) if len(st.nodes) else 1.0
             self.cap_g_total = float(sum(n.capacity.gpus for n in st.nodes))
             self.per_gpu_max = float(st.per_gpu.max()) if len(st.nodes) else 0.0
@@ -187,6 +304,7 @@ class Round:
         else:
             self._root_view = after._root_view
             self.state = after.state
+            self.fair_share, self.frag = after.fair_share, after.frag
             self.cap_c_total, self.cap_g_total = after.cap_c_total, after.cap_g_total
             self.per_gpu_max = after.per_gpu_max
             self.long_c, self.long_g = after.long_c, after.long_g
@@ -229,6 +347,12 @@ class Round:
         self.share = self.req[:, 3] > 0
         self.est = w_est
         self.wait = np.maximum(0.0, self.now - w_sub)
+        fs = self.fair_share
+        self.fair = (
+            np.ones(len(idx))
+            if fs is None
+            else np.array([fs.factor(j) for j in self.window], dtype=float)
+        )
         self.placed: list[Placement] = []
         self._per_version: tuple = (-1,)
         """(placements, capped, estimate ranks, age ranks) of the window, see `candidates`"""
@@ -587,6 +711,14 @@ class Round:
             if self.cap_g_total
             else 0.0
         )
+        x[:m, FAIR_SHARE] = self.fair[jk]
+        grow: np.ndarray | None = None
+        if self.frag is not None:
+            # per GPU of the node, in the node's own GPUs (RoundFragmentation's milli of them)
+            per_node = np.where(has_gpu, MILLI * np.maximum(cap_g, 1.0), np.inf)
+            grow = frag_growth(self.frag, nk, req)
+            x[:m, FRAG_GROWTH] = np.clip(grow / per_node, -1.0, 1.0)
+            x[:m, FRAG_NODE] = self.frag.cache.frag[nk] / per_node
         # the teacher's pick: SJF's (shortest estimate, then queue order, on its best-fit node,
         # then lowest index) among the jobs its long-job limit lets start; none: wait
         free = ~capped[jk]
@@ -597,7 +729,14 @@ class Round:
                 + np.where(has_gpu, (st.fg[nk] - gfrac) / cap_g, 0.0)
             )
             order = np.lexsort((nk, sjf_left, jk, est, ~free))
-            x[order[0], TEACHER] = 1.0
+            pick = int(order[0])
+            if grow is not None and self.config.teacher_placement == "fragmentation":
+                # SJF's node choice by fragmentation (`HeuristicPolicy._node`), among the job's
+                # candidates
+                rows = np.flatnonzero(jk == jk[pick])
+                steps = np.floor(grow[rows] / STEP + 1e-9)
+                pick = int(rows[np.lexsort((nk[rows], sjf_left[rows], steps))[0]])
+            x[pick, TEACHER] = 1.0
         elif wait_ok:
             x[m, TEACHER] = 1.0
         return x

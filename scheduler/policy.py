@@ -17,12 +17,17 @@ import numpy as np
 
 from scheduler.features import (
     DEFAULT_CONFIG,
+    FEATURE_NAMES,
+    FEATURE_NAMES_V4,
     FEATURE_VERSION,
     NUM_FEATURES,
     TEACHER,
     Candidates,
+    FairShareFactor,
     Round,
     RoundConfig,
+    ShapeBook,
+    feature_columns,
 )
 from scheduler.heuristics import (
     BackfillPolicy,
@@ -44,21 +49,59 @@ class WeightsError(ValueError):
     """A weights file that cannot be used."""
 
 
-class QNetwork(ReluMLP):
-    """A small MLP (ReLU hidden layers, one output) over candidate feature rows, in numpy."""
+FEATURE_VERSIONS = (4, FEATURE_VERSION)
+"""feature versions whose weights load: 4 (the columns of `FEATURE_NAMES_V4`, listed nowhere in
+the file) and the current one (each file lists its columns)"""
 
-    def __init__(self, layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+
+class QNetwork(ReluMLP):
+    """A small MLP (ReLU hidden layers, one output) over candidate feature rows, in numpy.
+
+    `features`: the columns it reads, by name, in its input order (default: all of
+    `FEATURE_NAMES`); `scores` takes full candidate rows and picks those columns."""
+
+    def __init__(
+        self,
+        layers: Sequence[tuple[np.ndarray, np.ndarray]],
+        features: Sequence[str] = FEATURE_NAMES,
+    ) -> None:
         if not layers:
             raise WeightsError("no layers")
         super().__init__(layers)
-        if self.layers[0][0].shape[0] != NUM_FEATURES or self.layers[-1][0].shape[1] != 1:
+        self.features = tuple(features)
+        try:
+            cols = feature_columns(self.features)
+        except ValueError as e:
+            raise WeightsError(str(e)) from None
+        n = len(self.features)
+        if self.layers[0][0].shape[0] != n or self.layers[-1][0].shape[1] != 1:
             raise WeightsError(
                 f"network shape {self.layers[0][0].shape[0]}->{self.layers[-1][0].shape[1]} "
-                f"does not match {NUM_FEATURES} features -> 1 score"
+                f"does not match {n} features -> 1 score"
             )
         for (w, b), (w2, _) in zip(self.layers, self.layers[1:], strict=False):
             if w.shape[1] != b.shape[0] or w.shape[1] != w2.shape[0]:
                 raise WeightsError("layer shapes do not chain")
+        self.columns: np.ndarray | None = (
+            None if np.array_equal(cols, np.arange(NUM_FEATURES)) else cols
+        )
+        """the columns of a full candidate row it reads (None: all, in order)"""
+
+    @property
+    def uses_fragmentation(self) -> bool:
+        """It reads `frag_growth` or `frag_node` (the round must compute them)."""
+        return "frag_growth" in self.features or "frag_node" in self.features
+
+    @property
+    def uses_fair_share(self) -> bool:
+        """It reads `fair_share`."""
+        return "fair_share" in self.features
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """The score of each full candidate row of `x` (`NUM_FEATURES` columns) -> (n,)."""
+        if self.columns is not None:
+            x = np.asarray(x)[:, self.columns]
+        return super().scores(x)
 
 
 def save_weights(
@@ -66,16 +109,20 @@ def save_weights(
     layers: Sequence[tuple[np.ndarray, np.ndarray]],
     config: RoundConfig,
     meta: dict | None = None,
+    features: Sequence[str] = FEATURE_NAMES,
 ) -> None:
-    """Write layers (W as in x @ W + b) and the round config to an .npz file."""
+    """Write layers (W as in x @ W + b), the names of the features they read in input order,
+    and the round config to an .npz file."""
     info = {
         "feature_version": FEATURE_VERSION,
-        "num_features": NUM_FEATURES,
+        "num_features": len(features),
+        "features": list(features),
         "k": config.k,
         "aging_s": config.aging_s,
         "starve_after_s": config.starve_after_s,
         "long_after_s": config.long_after_s,
         "long_share": config.long_share,
+        "teacher_placement": config.teacher_placement,
         **(meta or {}),
     }
     write_npz(path, layers, info)
@@ -90,18 +137,32 @@ def load_weights(path: str | Path) -> tuple[QNetwork, RoundConfig, dict]:
         raise WeightsError(f"{path}: no such file") from None
     except (OSError, ValueError, KeyError, EOFError) as e:
         raise WeightsError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
-    if meta.get("feature_version") != FEATURE_VERSION:
+    version = meta.get("feature_version")
+    if version not in FEATURE_VERSIONS:
         raise WeightsError(
-            f"{path}: feature version {meta.get('feature_version')} != {FEATURE_VERSION}"
+            f"{path}: feature version {version} is not one of "
+            f"{', '.join(map(str, FEATURE_VERSIONS))}"
         )
+    names = meta.get("features")
+    if names is None:
+        if version != 4:
+            raise WeightsError(f"{path}: feature version {version} lists no features")
+        names = FEATURE_NAMES_V4
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise WeightsError(f"{path}: 'features' must be a list of feature names")
     config = RoundConfig(
         k=int(meta.get("k", 32)),
         aging_s=meta.get("aging_s", 3600.0),
         starve_after_s=meta.get("starve_after_s", 86400.0),
         long_after_s=float(meta.get("long_after_s", DEFAULT_CONFIG.long_after_s)),
         long_share=meta.get("long_share"),
+        teacher_placement=str(meta.get("teacher_placement", "bestfit")),
     )
-    return QNetwork(layers), config, meta
+    try:
+        net = QNetwork(layers, names)
+    except WeightsError as e:
+        raise WeightsError(f"{path}: {e}") from None
+    return net, config, meta
 
 
 class DQNPolicy:
@@ -117,6 +178,8 @@ class DQNPolicy:
     """
 
     name = "dqn"
+    sees_fair_share = True
+    """`SharedLabPolicy` hands it the round's fair share (`decide(..., fair_share=...)`)"""
 
     def __init__(
         self,
@@ -149,10 +212,12 @@ class DQNPolicy:
             starve_after_s=config.starve_after_s if starve_after_s is None else starve_after_s,
             long_after_s=config.long_after_s,
             long_share=config.long_share,
+            teacher_placement=config.teacher_placement,
         )
         self._placed: dict[JobId, tuple] = {}
         self._waiting: dict[JobId, str] = {}
         self._notes: list[tuple] = []
+        self.shapes = ShapeBook() if self.net is not None and self.net.uses_fragmentation else None
 
     @classmethod
     def from_network(
@@ -165,6 +230,7 @@ class DQNPolicy:
         self.net, self.fallback, self.meta, self.config = net, None, {}, config
         self.cost_weight = 0.0
         self._placed, self._waiting, self._notes = {}, {}, []
+        self.shapes = ShapeBook() if net.uses_fragmentation else None
         return self
 
     @property
@@ -173,17 +239,30 @@ class DQNPolicy:
         return self.fallback is not None
 
     def decide(
-        self, view: ClusterView, pending: Sequence[JobRequest], now: float
+        self,
+        view: ClusterView,
+        pending: Sequence[JobRequest],
+        now: float,
+        fair_share: FairShareFactor | None = None,
     ) -> list[Placement]:
-        """Take the best-scoring candidate of each window until no window has anything left."""
+        """Take the best-scoring candidate of each window until no window has anything left.
+        `fair_share`: the lab's fair share, for weights that read each job's factor (None: off,
+        every factor 1.0)."""
         if self.fallback is not None:
             return self.fallback.decide(view, pending, now)
         self._placed = {}
         self._waiting = {}
         self._notes = []
-        rnd = Round(view, pending, now, self.config)
-        out: list[Placement] = []
         assert self.net is not None
+        rnd = Round(
+            view,
+            pending,
+            now,
+            self.config,
+            fair_share=fair_share if self.net.uses_fair_share else None,
+            shapes=self.shapes,
+        )
+        out: list[Placement] = []
         last: tuple[Round, Candidates, np.ndarray] | None = None  # the last scored step (raw)
         held: float | None = None  # the network's wait score when waiting was chosen
         by_teacher = False  # and whether that wait was the teacher's pick
@@ -236,9 +315,14 @@ class DQNPolicy:
         gpus = f" (GPU {','.join(map(str, p.gpu_ids))})" if p.gpu_ids else ""
         if teacher:
             within = ", within the long-job limit" if self.config.long_share else ""
+            node = (
+                "the node it fragments least"
+                if self.config.teacher_placement == "fragmentation" and self.shapes is not None
+                else "best-fit node"
+            )
             return (
                 f"placed on {p.node_id}{gpus}: SJF's pick (shortest estimate that fits, "
-                f"best-fit node{within}); network score {raw[best]:.2f}, its best "
+                f"{node}{within}); network score {raw[best]:.2f}, its best "
                 f"{raw[:-1].max():.2f} of {len(raw) - 1} placements"
             )
         return f"placed on {p.node_id}{gpus}: best score {q_best:.2f} of {len(raw)} candidates"

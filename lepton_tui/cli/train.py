@@ -101,6 +101,15 @@ TRAIN_SHARE = 0.6
     "nodes' prices; synthetic workloads at the bench's), and checkpoints are chosen on "
     "slowdown plus this times cost per job. 0: slowdown only.",
 )
+@click.option(
+    "--fair-share",
+    "fair_share",
+    type=AsciiNumber(click.FloatRange(min=0, max=1)),
+    default=0.5,
+    show_default=True,
+    help="Share of the training episodes run under the lab's fair share (each job's factor is "
+    "a feature of the network); 0: none.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
 @click.pass_context
 def train(
@@ -117,6 +126,7 @@ def train(
     threads: int,
     out: str,
     cost_weight: str,
+    fair_share: float,
     as_json: bool,
 ) -> None:
     """Train the DQN policy: imitate SJF (with its long-job limit), then Double DQN; keep the
@@ -139,7 +149,7 @@ def train(
         raise ValidationError("--workload trace needs --trace FILE", field="trace")
     ledger = (home_from(ctx),) if from_ledger else None
     source, eval_set, data, held_out = _training_data(
-        kinds, trace_path, ledger, jobs, steps, weight
+        kinds, trace_path, ledger, jobs, steps, weight, fair_share
     )
     torch.set_num_threads(threads)
     config = TrainConfig(
@@ -218,6 +228,7 @@ def _training_data(
     jobs: int,
     steps: int,
     cost_weight: float,
+    fair_share: float = 0.0,
 ) -> tuple[Any, list, dict[str, Any], int]:
     """(episode source, validation workloads, what the data was, held-out trace tasks): the
     lab's history when `ledger` is given (holding its --home), else the synthetic mix and the
@@ -246,8 +257,13 @@ def _training_data(
         data = {"ledger": True, "jobs": len(history.jobs), "nodes": len(history.nodes)}
         return ledger_mix([history]), [history], data, len(tasks) - split
     source = WorkloadMix(
-        kinds=kinds, jobs=jobs, trace_tasks=train_tasks if "trace" in kinds else [], priced=priced
+        kinds=kinds,
+        jobs=jobs,
+        trace_tasks=train_tasks if "trace" in kinds else [],
+        priced=priced,
+        fair_share=fair_share,
     )
+    data["fair_share_episodes"] = fair_share
     eval_set = validation_set(kinds, train_tasks, small=steps < 10_000)
     if priced:
         eval_set = [with_prices(wl) for wl in eval_set]

@@ -116,7 +116,11 @@ def _decide(
             within = type(view)(nodes_in, now, view.running)
         requests = [rules.request(j, job_request(j)) for j in jobs]
         try:
-            decisions = list(policy.decide(within, requests, now))
+            if rules.fair is not None and getattr(policy, "sees_fair_share", False):
+                # the DQN reads each job's factor too, not only the raised priority
+                decisions = list(policy.decide(within, requests, now, fair_share=rules.fair))
+            else:
+                decisions = list(policy.decide(within, requests, now))
         except Exception:  # noqa: BLE001 - a broken policy must not stop the loop
             name = getattr(policy, "name", type(policy).__name__)
             log.exception("policy %s failed; placing nothing this tick", name)

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from scheduler.features import NUM_FEATURES, TEACHER, Round, RoundConfig
+from scheduler.features import NUM_FEATURES, TEACHER, Round, RoundConfig, ShapeBook
 from scheduler.heuristics import SJFPolicy
 from scheduler.model import ClusterView, JobRequest, NodeView, Resources, RunningJob
 from scheduler.policy import DEFAULT_WEIGHTS, DQNPolicy, QNetwork, load_weights, save_weights
@@ -171,7 +171,8 @@ def test_a_large_teacher_bonus_makes_the_policy_follow_sjf():
 def _reference_decide(policy: DQNPolicy, view, pending, now):
     """The round as it was first written: every window rebuilt from a fresh view of the cluster
     with the earlier windows' placements applied (no state carried between windows)."""
-    rnd = Round(view, pending, now, policy.config)
+    shapes = ShapeBook() if policy.shapes is not None else None
+    rnd = Round(view, pending, now, policy.config, shapes=shapes)
     out = []
     passed: set = set()
     while True:
@@ -181,7 +182,9 @@ def _reference_decide(policy: DQNPolicy, view, pending, now):
             if rnd.ended:  # passed over: its jobs are not looked at again this round
                 passed |= {j.id for k, j in enumerate(rnd.window) if rnd.alive[k]}
             rest = [j for j in pending if j.id not in placed and j.id not in passed]
-            rnd = Round(rnd.view_after(), rest, now, policy.config, holding=rnd.holding)
+            rnd = Round(
+                rnd.view_after(), rest, now, policy.config, holding=rnd.holding, shapes=shapes
+            )
             continue
         if len(cands) <= 1:
             return out
