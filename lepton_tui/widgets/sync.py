@@ -10,6 +10,8 @@ from weakref import WeakKeyDictionary
 
 from rich.cells import cell_len
 from rich.text import Text
+from textual.css.scalar import Unit
+from textual.widget import Widget
 from textual.widgets import DataTable
 
 # What each table shows now, by row key: a signature per cell.
@@ -61,6 +63,29 @@ def sync_rows(table: DataTable, rows: Sequence[tuple[str, Sequence[Any]]]) -> bo
 def forget_rows(table: DataTable) -> None:
     """Forget what `table` showed (after its columns changed): the next sync rebuilds it."""
     _SHOWN.pop(table, None)
+
+
+_TITLES: WeakKeyDictionary[Widget, tuple[Any, Any]] = WeakKeyDictionary()
+_KEEP = object()
+
+
+def set_titles(widget: Widget, title: Any = _KEEP, subtitle: Any = _KEEP) -> None:
+    """Set `widget`'s border title and subtitle, touching it only when one changed (setting
+    either repaints the whole widget, children included, even to the same text)."""
+    old = _TITLES.get(widget, (_KEEP, _KEEP))
+    new = (old[0] if title is _KEEP else title, old[1] if subtitle is _KEEP else subtitle)
+    if new[0] != old[0] and new[0] is not _KEEP:
+        widget.border_title = new[0]
+    if new[1] != old[1] and new[1] is not _KEEP:
+        widget.border_subtitle = new[1]
+    _TITLES[widget] = new
+
+
+def keeps_size(widget: Widget) -> bool:
+    """True when CSS fixes `widget`'s height in cells and its width does not follow its content:
+    new content of any length keeps its size, so an update needs a repaint, not a layout."""
+    height, width = widget.styles.height, widget.styles.width
+    return height is not None and height.unit == Unit.CELLS and (width is None or not width.is_auto)
 
 
 def highlighted_key(table: DataTable) -> str | None:

@@ -1,0 +1,150 @@
+"""What a refresh costs the event loop: a view of the same shape lays nothing out, and only the
+cells that changed are redrawn (issue 18: a key press during a refresh waited on the screen's
+layout). Counted on the real app, with a real ledger: the screen's layouts (`Screen._on_layout`,
+the `Layout` message a widget posts when its size may have changed, and `_refresh_layout`, the
+compositor's reflow) and the tables' `update_cell` calls."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from textual.screen import Screen
+from textual.widgets import DataTable
+
+from lepton_tui.service import Service
+from lepton_tui.widgets.cost import CostSummary
+from lepton_tui.widgets.fleet import FleetTable
+from lepton_tui.widgets.header import LabHeader
+from tests.tui.conftest import loaded, settled, text_of
+from tests.tui.data import FIXED_NOW, USER
+
+
+class Layouts:
+    """Which widgets asked the screen for a layout, and how many reflows the screen did."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.asked: Counter[str] = Counter()
+        self.reflows = 0
+        on_layout, refresh_layout = Screen._on_layout, Screen._refresh_layout
+
+        async def counted_on_layout(screen, message) -> None:
+            self.asked[f"{type(message.widget).__name__}#{message.widget.id}"] += 1
+            await on_layout(screen, message)
+
+        def counted_refresh_layout(screen, *args, **kwargs) -> None:
+            self.reflows += 1
+            refresh_layout(screen, *args, **kwargs)
+
+        monkeypatch.setattr(Screen, "_on_layout", counted_on_layout)
+        monkeypatch.setattr(Screen, "_refresh_layout", counted_refresh_layout)
+
+    def clear(self) -> None:
+        self.asked.clear()
+        self.reflows = 0
+
+
+class Cells:
+    """The `update_cell` calls of every table: (table id, row key, column key)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[str | None, str, str]] = []
+        update_cell = DataTable.update_cell
+
+        def counted(table, row_key, column_key, value, **kwargs) -> None:
+            row, column = (getattr(k, "value", k) for k in (row_key, column_key))
+            self.calls.append((table.id, row, column))
+            update_cell(table, row_key, column_key, value, **kwargs)
+
+        monkeypatch.setattr(DataTable, "update_cell", counted)
+
+
+async def refreshed(pilot) -> None:
+    """Read again now and wait until the data is shown and drawn."""
+    screen = pilot.app.screen
+    before = screen.loads
+    screen.reload()
+    await loaded(pilot, before + 1)
+    await settled(pilot)
+
+
+async def test_the_same_data_again_lays_nothing_out(
+    lab: Path, make_tui, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layouts, cells = Layouts(monkeypatch), Cells(monkeypatch)
+    app = make_tui()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        await settled(pilot)
+        await refreshed(pilot)  # anything the first data left to settle, settles here
+        layouts.clear()
+        cells.calls.clear()
+        for _ in range(3):
+            await refreshed(pilot)
+        assert app.screen.loads >= 5
+        assert not layouts.asked, layouts.asked  # the header and cost panel asked, every time
+        assert layouts.reflows == 0
+        assert cells.calls == []
+
+
+async def test_new_amounts_repaint_without_a_layout(
+    lab: Path, make_tui, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A minute later the amounts of money and the ages move, but nothing changes size."""
+    layouts, cells = Layouts(monkeypatch), Cells(monkeypatch)
+    now = [FIXED_NOW]
+    app = make_tui(clock=lambda: now[0])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        await settled(pilot)
+        cost = text_of(app.screen.query_one(CostSummary))
+        layouts.clear()
+        now[0] += 60
+        await refreshed(pilot)
+        assert text_of(app.screen.query_one(CostSummary)) != cost  # new amounts are shown
+        assert ("queue-table", "1", "age") in cells.calls  # and new ages
+        assert not layouts.asked, layouts.asked
+        assert layouts.reflows == 0
+
+
+async def test_a_drained_host_redraws_its_state_cell_only(
+    lab: Path, make_tui, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layouts, cells = Layouts(monkeypatch), Cells(monkeypatch)
+    app = make_tui()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        await settled(pilot)
+        layouts.clear()
+        other = Service.open(lab, user=USER, clock=lambda: FIXED_NOW)  # another process's change
+        try:
+            other.set_draining("gpu-a", True)
+        finally:
+            other.close()
+        await refreshed(pilot)
+        table = app.screen.query_one(FleetTable)
+        assert "draining" in str(table.get_cell("gpu-a", "state"))
+        assert cells.calls == [("fleet-table", "gpu-a", "state")]
+        assert not layouts.asked, layouts.asked
+        assert layouts.reflows == 0
+
+
+async def test_a_header_that_keeps_its_height_is_repainted_not_laid_out(
+    lab: Path, make_tui, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new alert in the header line is drawn without a layout; the same one again, not at all."""
+    layouts = Layouts(monkeypatch)
+    app = make_tui()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        await settled(pilot)
+        head = app.screen.query_one(LabHeader)
+        layouts.clear()
+        head.set_alert("lab service unreachable")
+        await pilot.pause()
+        assert "lab service unreachable" in text_of(head)
+        assert not layouts.asked and layouts.reflows == 0
+        content = head.content
+        head.set_alert("lab service unreachable")
+        assert head.content is content
