@@ -10,6 +10,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+from rich.padding import Padding
+from rich.text import Text
+from textual.renderables.styled import Styled
 from textual.screen import Screen
 from textual.widgets import DataTable
 
@@ -60,6 +64,22 @@ class Cells:
         monkeypatch.setattr(DataTable, "update_cell", counted)
 
 
+class Rendered:
+    """The table cells rendered anew (DataTable renders each as `Styled(Padding(cell))`)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.cells: list[str] = []
+        render_lines = Console.render_lines
+
+        def counted(console, renderable, *args, **kwargs):
+            if isinstance(renderable, Styled) and isinstance(renderable.renderable, Padding):
+                cell = renderable.renderable.renderable
+                self.cells.append(cell.plain if isinstance(cell, Text) else str(cell))
+            return render_lines(console, renderable, *args, **kwargs)
+
+        monkeypatch.setattr(Console, "render_lines", counted)
+
+
 async def refreshed(pilot) -> None:
     """Read again now and wait until the data is shown and drawn."""
     screen = pilot.app.screen
@@ -92,7 +112,7 @@ async def test_new_amounts_repaint_without_a_layout(
     lab: Path, make_tui, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A minute later the amounts of money and the ages move, but nothing changes size."""
-    layouts, cells = Layouts(monkeypatch), Cells(monkeypatch)
+    layouts, cells, rendered = Layouts(monkeypatch), Cells(monkeypatch), Rendered(monkeypatch)
     now = [FIXED_NOW]
     app = make_tui(clock=lambda: now[0])
     async with app.run_test(size=(120, 40)) as pilot:
@@ -100,10 +120,16 @@ async def test_new_amounts_repaint_without_a_layout(
         await settled(pilot)
         cost = text_of(app.screen.query_one(CostSummary))
         layouts.clear()
+        rendered.cells.clear()
         now[0] += 60
         await refreshed(pilot)
         assert text_of(app.screen.query_one(CostSummary)) != cost  # new amounts are shown
         assert ("queue-table", "1", "age") in cells.calls  # and new ages
+        # only the cells that changed are rendered again (DataTable would render every cell)
+        table = app.screen.query_one("#queue-table", DataTable)
+        new = [(key, str(table.get_cell(key, "age"))) for _, key, column in cells.calls]
+        assert {column for _, _, column in cells.calls} == {"age"}
+        assert sorted(rendered.cells) == sorted(age for _, age in new)
         assert not layouts.asked, layouts.asked
         assert layouts.reflows == 0
 
@@ -111,12 +137,13 @@ async def test_new_amounts_repaint_without_a_layout(
 async def test_a_drained_host_redraws_its_state_cell_only(
     lab: Path, make_tui, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    layouts, cells = Layouts(monkeypatch), Cells(monkeypatch)
+    layouts, cells, rendered = Layouts(monkeypatch), Cells(monkeypatch), Rendered(monkeypatch)
     app = make_tui()
     async with app.run_test(size=(120, 40)) as pilot:
         await loaded(pilot)
         await settled(pilot)
         layouts.clear()
+        rendered.cells.clear()
         other = Service.open(lab, user=USER, clock=lambda: FIXED_NOW)  # another process's change
         try:
             other.set_draining("gpu-a", True)
@@ -126,6 +153,7 @@ async def test_a_drained_host_redraws_its_state_cell_only(
         table = app.screen.query_one(FleetTable)
         assert "draining" in str(table.get_cell("gpu-a", "state"))
         assert cells.calls == [("fleet-table", "gpu-a", "state")]
+        assert rendered.cells == ["draining"]  # not the table's other cells
         assert not layouts.asked, layouts.asked
         assert layouts.reflows == 0
 
