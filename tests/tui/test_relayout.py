@@ -176,3 +176,33 @@ async def test_a_header_that_keeps_its_height_is_repainted_not_laid_out(
         content = head.content
         head.set_alert("lab service unreachable")
         assert head.content is content
+
+
+async def test_a_wider_column_that_still_fits_is_repainted_not_laid_out(
+    lab: Path, make_tui, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New column widths in the room there is change no size and no scrollbar: no layout. A new
+    row in the fleet (whose height follows its rows) still lays the screen out."""
+    layouts = Layouts(monkeypatch)
+    app = make_tui()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        await settled(pilot)
+        table = app.screen.query_one(FleetTable)
+        cells = list(table._cells)
+        host, row = cells[0]
+        wider = Text(row[0].plain + "-x" * 4, style=row[0].style)
+        before = dict(table.layout_widths)
+        layouts.clear()
+        table.show_fitted([(host, (wider, *row[1:])), *cells[1:]])
+        await settled(pilot)
+        assert table.layout_widths["host"] > before["host"]
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        assert not layouts.asked and layouts.reflows == 0
+        assert wider.plain in str(table.get_cell(host, "host"))
+
+        height = table.size.height
+        table.show_fitted([*cells, ("gpu-new", row)])
+        await settled(pilot)
+        assert layouts.asked["FleetTable#fleet-table"] >= 1
+        assert table.size.height == height + 1
