@@ -4,7 +4,7 @@ re-render the whole table; updating a few cells costs almost nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -12,7 +12,7 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.css.scalar import Unit
 from textual.widget import Widget
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 
 # What each table shows now, by row key: a signature per cell.
 _SHOWN: WeakKeyDictionary[DataTable, dict[str, tuple[Any, ...]]] = WeakKeyDictionary()
@@ -79,6 +79,20 @@ def set_titles(widget: Widget, title: Any = _KEEP, subtitle: Any = _KEEP) -> Non
     if new[1] != old[1] and new[1] is not _KEEP:
         widget.border_subtitle = new[1]
     _TITLES[widget] = new
+
+
+_MADE_OF: WeakKeyDictionary[Widget, Any] = WeakKeyDictionary()
+
+
+def update_static(widget: Static, made_of: Any, build: Callable[[], Any]) -> bool:
+    """Show `build()` in `widget` unless `made_of`, the data it is built from, is what it shows
+    already (`Static.update` lays the whole screen out, even for the same text); a widget whose
+    size does not follow its content is only repainted. True when it was updated."""
+    if _MADE_OF.get(widget, _KEEP) == made_of:
+        return False
+    _MADE_OF[widget] = made_of
+    widget.update(build(), layout=not keeps_size(widget))
+    return True
 
 
 def keeps_size(widget: Widget) -> bool:

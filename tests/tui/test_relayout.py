@@ -21,7 +21,7 @@ from lepton_tui.service import Service
 from lepton_tui.widgets.cost import CostSummary
 from lepton_tui.widgets.fleet import FleetTable
 from lepton_tui.widgets.header import LabHeader
-from tests.tui.conftest import loaded, settled, text_of
+from tests.tui.conftest import loaded, settled, text_of, wait_for
 from tests.tui.data import FIXED_NOW, USER
 
 
@@ -206,3 +206,25 @@ async def test_a_wider_column_that_still_fits_is_repainted_not_laid_out(
         await settled(pilot)
         assert layouts.asked["FleetTable#fleet-table"] >= 1
         assert table.size.height == height + 1
+
+
+@pytest.mark.parametrize("name", ["queue", "hosts", "cost", "scheduler", "job"])
+async def test_every_screen_lays_nothing_out_for_the_same_data(
+    lab: Path, make_tui, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    layouts = Layouts(monkeypatch)
+    app = make_tui()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        if name == "job":
+            app.open_job(1)
+        else:
+            app.switch_to(name)
+        await wait_for(pilot, lambda: getattr(app.screen, "loads", 0) >= 1)
+        await settled(pilot)
+        await refreshed(pilot)
+        layouts.clear()
+        for _ in range(2):
+            await refreshed(pilot)
+        assert not layouts.asked, layouts.asked
+        assert layouts.reflows == 0
