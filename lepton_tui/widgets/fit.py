@@ -223,6 +223,10 @@ class FittedTable(CellCachedTable):
     _virtual_before: Any = None
 
     def _update_dimensions(self, new_rows: Any) -> None:
+        if self.columns and not any(c.auto_width for c in self.columns.values()):
+            # Every column has its width from `fit`: DataTable would measure each new row's
+            # cells (~10 ms for the queue's rows on the event loop) for widths it does not use.
+            new_rows = ()
         self._virtual_before = self.virtual_size
         try:
             super()._update_dimensions(new_rows)

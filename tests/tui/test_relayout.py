@@ -228,3 +228,36 @@ async def test_every_screen_lays_nothing_out_for_the_same_data(
             await refreshed(pilot)
         assert not layouts.asked, layouts.asked
         assert layouts.reflows == 0
+
+
+async def test_new_rows_are_not_measured_for_widths_the_table_does_not_use(
+    lab: Path, make_tui, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job queued by another process rebuilds the queue's rows; their cells are not measured
+    (every column's width comes from `fit`), and the cells are rendered as before."""
+    from textual.widgets import _data_table
+
+    measured: list[object] = []
+    measure = _data_table.measure
+
+    def counted(*args, **kwargs):
+        measured.append(args[1])
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(_data_table, "measure", counted)
+    app = make_tui()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        await settled(pilot)
+        table = app.screen.query_one("#queue-table", DataTable)
+        rows = table.row_count
+        other = Service.open(lab, user=USER, clock=lambda: FIXED_NOW)
+        try:
+            job = other.ledger.add_job({"command": "python new.py", "gpus": 1}, USER, at=FIXED_NOW)
+        finally:
+            other.close()
+        measured.clear()
+        await refreshed(pilot)
+        assert table.row_count == rows + 1
+        assert measured == []
+        assert str(table.get_row(str(job))[0]) == str(job)
