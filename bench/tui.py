@@ -205,6 +205,7 @@ def child_tick(home: str, rounds: int, presses: int = 20, reader: str = "on") ->
         # and building cells; without, the read too) and the reader's, over refreshes without keys.
         refreshes, waits = 20, []
         c0, r0 = time.process_time(), _reader_cpu(pilot.app)
+        l0 = time.thread_time()  # the event loop's thread: patching, layout, drawing
         for _ in range(refreshes):
             now[0] += TICK_S
             loads = screen.loads
@@ -217,6 +218,7 @@ def child_tick(home: str, rounds: int, presses: int = 20, reader: str = "on") ->
         out["refresh_shown_ms_median"] = 1000 * statistics.median(waits)
         out["refresh_shown_ms_max"] = 1000 * max(waits)
         out["console_cpu_ms_per_refresh"] = 1000 * (time.process_time() - c0) / refreshes
+        out["loop_cpu_ms_per_refresh"] = 1000 * (time.thread_time() - l0) / refreshes
         out["reader_cpu_ms_per_refresh"] = 1000 * (_reader_cpu(pilot.app) - r0) / refreshes
         out["key_to_frame_ms_median_during_refresh"] = 1000 * statistics.median(lat)
         out["key_to_frame_ms_max_during_refresh"] = 1000 * max(lat)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from rich.text import Text
@@ -16,6 +17,7 @@ from lepton_tui.widgets.bars import money
 from lepton_tui.widgets.cost import cost_renderable
 from lepton_tui.widgets.fit import FitTable
 from lepton_tui.widgets.header import LabHeader
+from lepton_tui.widgets.sync import set_titles, update_static
 
 SPANS = ((86400.0, "last 24 h"), (7 * 86400.0, "last 7 days"), (3600.0, "last hour"))
 
@@ -77,24 +79,27 @@ class CostScreen(LiveScreen):
         fair = fair or {"user": {}, "project": {}}
         self.query_one(LabHeader).show(head)
         self.app.note_header(head)
-        self.query_one("#cost-summary", Static).update(cost_renderable(panel, top=0))
+        update_static(
+            self.query_one("#cost-summary", Static), panel, lambda: cost_renderable(panel, top=0)
+        )
         total = panel.month if panel.breakdown_period == "this month" else panel.week
         cur = self.app.currency = panel.currency
-        self.query_one("#cost-users", Static).update(
-            breakdown("user", panel.by_user, total or 0, cur, fair["user"])
-        )
-        self.query_one("#cost-projects", Static).update(
-            breakdown("project", panel.by_project, total or 0, cur, fair["project"])
-        )
-        # The period goes below: a narrow panel cuts a title, and it would cut the period.
-        self.query_one("#cost-users").border_subtitle = panel.breakdown_period
-        self.query_one("#cost-projects").border_subtitle = panel.breakdown_period
+        for kind, items in (("user", panel.by_user), ("project", panel.by_project)):
+            made_of = (kind, items, total or 0, cur, fair[kind])
+            update_static(
+                self.query_one(f"#cost-{kind}s", Static), made_of, partial(breakdown, *made_of)
+            )
+            # The period goes below: a narrow panel cuts a title, and it would cut the period.
+            set_titles(self.query_one(f"#cost-{kind}s"), subtitle=panel.breakdown_period)
         chart = self.query_one("#cost-chart", Sparkline)
         chart.data = series
         _span, label = SPANS[self.span]
         peak = max(series) if series else 0.0
-        chart.border_title = f"Spend, {label}: {money(sum(series), cur)}, peak {money(peak, cur)}"
-        chart.border_subtitle = "w: change span"
+        set_titles(
+            chart,
+            f"Spend, {label}: {money(sum(series), cur)}, peak {money(peak, cur)}",
+            "w: change span",
+        )
 
     def action_span(self) -> None:
         self.span = (self.span + 1) % len(SPANS)

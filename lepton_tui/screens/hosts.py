@@ -19,6 +19,7 @@ from lepton_tui.validate import format_size_mb
 from lepton_tui.widgets.bars import money
 from lepton_tui.widgets.fleet import EmptyFleet, FleetPanel, FleetTable
 from lepton_tui.widgets.header import LabHeader
+from lepton_tui.widgets.sync import update_static
 
 
 def host_details(
@@ -117,9 +118,14 @@ class HostsScreen(LiveScreen):
 
     @on(DataTable.RowHighlighted)
     def _details(self) -> None:
-        name = self.selected_host
-        self.query_one("#host-details", Static).update(
-            host_details(self.hosts.get(name or ""), self.rows.get(name or ""), self.currency)
+        host, row = (
+            self.hosts.get(self.selected_host or ""),
+            self.rows.get(self.selected_host or ""),
+        )
+        update_static(
+            self.query_one("#host-details", Static),
+            (host, row, self.currency),
+            lambda: host_details(host, row, self.currency),
         )
 
     def action_drain(self) -> None:

@@ -23,6 +23,7 @@ from lepton_tui.screens.live import LiveScreen
 from lepton_tui.validate import format_duration
 from lepton_tui.widgets.bars import money
 from lepton_tui.widgets.queue import JOB_STYLE
+from lepton_tui.widgets.sync import update_static
 
 
 class _Stopped(Exception):
@@ -133,11 +134,16 @@ class JobScreen(LiveScreen):
 
     def show(self, data: Any) -> None:
         job, why, now, currency = data
-        self.query_one("#job-spec", Static).update(spec_table(job, now, why))
-        self.query_one("#job-attempts", Static).update(
-            attempts_table(job["attempts"], now, currency)
+        update_static(
+            self.query_one("#job-spec", Static), (job, now, why), lambda: spec_table(job, now, why)
         )
-        self.query_one("#job-events", Static).update(events_text(job["events"]))
+        attempts, events = job["attempts"], job["events"]
+        update_static(
+            self.query_one("#job-attempts", Static),
+            (attempts, now, currency),
+            lambda: attempts_table(attempts, now, currency),
+        )
+        update_static(self.query_one("#job-events", Static), events, lambda: events_text(events))
         # Start following once there is an attempt; restart when a new attempt appears.
         state = f"{len(job['attempts'])}"
         if job["attempts"] and state != self.log_state:

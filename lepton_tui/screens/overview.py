@@ -23,6 +23,7 @@ from lepton_tui.widgets.fleet import (
 )
 from lepton_tui.widgets.header import LabHeader
 from lepton_tui.widgets.queue import HEADER_SORTS, QueueTable, queue_cells, queue_title
+from lepton_tui.widgets.sync import set_titles
 
 
 class QueueFilter(Input):
@@ -78,7 +79,7 @@ class OverviewScreen(LiveScreen):
 
     def on_mount(self) -> None:
         self.query_one("#queue-filter").display = False
-        self.query_one("#queue-panel").border_title = "Queue"
+        set_titles(self.query_one("#queue-panel"), "Queue")
         self.query_one("#cost").border_title = "Cost"
 
     def view(self) -> tuple[str, dict[str, Any]]:
@@ -109,11 +110,10 @@ class OverviewScreen(LiveScreen):
             # The empty state's buttons are gone once a host exists: enter opens jobs again.
             self.query_one(QueueTable).focus()
         self.query_one(QueueTable).show(data.queue, queue, queue_widths)
-        panel = self.query_one("#queue-panel")
-        panel.border_title = queue_title(data.queue)
-        panel.border_subtitle = "/ filter  o sort  enter open" if data.queue.rows else None
+        subtitle = "/ filter  o sort  enter open" if data.queue.rows else None
         if not data.queue.rows and not data.queue.text:
-            panel.border_subtitle = "empty: press s to submit a job"
+            subtitle = "empty: press s to submit a job"
+        set_titles(self.query_one("#queue-panel"), queue_title(data.queue), subtitle)
         self.query_one(CostSummary).show(data.cost)
 
     # -- selection --------------------------------------------------------------------------

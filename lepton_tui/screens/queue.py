@@ -13,6 +13,7 @@ from lepton_tui import views
 from lepton_tui.screens.live import LiveScreen
 from lepton_tui.screens.overview import QueueFilter
 from lepton_tui.widgets.queue import HEADER_SORTS, QueueTable, queue_title
+from lepton_tui.widgets.sync import set_titles
 
 
 class QueueScreen(LiveScreen):
@@ -52,7 +53,7 @@ class QueueScreen(LiveScreen):
         table = self.query_one(QueueTable)
         table.show(data)
         title = queue_title(data)
-        table.border_title = title + (" | all states" if self.all_states else "")
+        set_titles(table, title + (" | all states" if self.all_states else ""))
 
     def action_back(self) -> None:
         """Escape: clear a kept filter first (as k9s does), then back to the overview."""

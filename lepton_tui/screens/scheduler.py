@@ -20,6 +20,7 @@ from lepton_tui.screen_data import SchedulerData
 from lepton_tui.screens.live import LiveScreen
 from lepton_tui.widgets.fit import FitTable, FittedTable
 from lepton_tui.widgets.header import LabHeader
+from lepton_tui.widgets.sync import set_titles, update_static
 
 EXPLANATION_MAX = 400  # a cell never carries more: no screen is that wide
 
@@ -152,7 +153,7 @@ class SchedulerScreen(LiveScreen):
 
     def show(self, data: Any) -> None:
         head, decisions, admin, league = data
-        self.query_one(LeagueTable).update(league_renderable(league))
+        update_static(self.query_one(LeagueTable), league, lambda: league_renderable(league))
         self.query_one(LabHeader).show(head)
         self.app.note_header(head)
         select = self.query_one("#policy", Select)
@@ -162,7 +163,7 @@ class SchedulerScreen(LiveScreen):
             with self.prevent(Select.Changed):
                 select.value = head.policy
         table = self.query_one(DecisionsTable)
-        table.border_subtitle = self.app.dispatch_note
+        set_titles(table, subtitle=self.app.dispatch_note)
         self._jobs = {str(d["id"]): int(d["job_id"]) for d in decisions}
         table.show_fitted(decision_cells(decisions))
 

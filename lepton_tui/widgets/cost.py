@@ -38,8 +38,24 @@ def cost_renderable(panel: CostPanel, top: int = 3) -> FitTable | Text:
     return FitTable(rows)
 
 
+def _lines(content: FitTable | Text) -> object:
+    """What decides the summary's height: its number of rows, or the words of a message."""
+    return len(content.rows) if isinstance(content, FitTable) else content.plain
+
+
 class CostSummary(Static):
-    """The cost panel of the overview."""
+    """The cost panel of the overview. The same panel again touches nothing; new amounts in as
+    many rows repaint it without a layout of the screen (its size is the panel's, not its
+    text's: only a new number of rows can change what scrolls)."""
+
+    _panel: CostPanel | None = None
+    _shape: object = None
 
     def show(self, panel: CostPanel) -> None:
-        self.update(cost_renderable(panel))
+        if panel == self._panel:
+            return
+        self._panel = panel
+        content = cost_renderable(panel)
+        shape = _lines(content)
+        self.update(content, layout=shape != self._shape)
+        self._shape = shape

@@ -12,8 +12,8 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 from textual import events
-from textual.widgets import DataTable
 
+from lepton_tui.widgets.cells import CellCachedTable
 from lepton_tui.widgets.sync import forget_rows, highlighted_key, sync_rows
 
 Cell = str | Text
@@ -144,7 +144,7 @@ def clip(cell: Any, width: int) -> Any:
     return text
 
 
-class FittedTable(DataTable):
+class FittedTable(CellCachedTable):
     """A DataTable whose columns fit its width, again after every resize (`fit_columns` with the
     class's COLUMNS, DROP_ORDER, CAPS, FILL and FILL_MIN). Rows are keyed; the highlighted row
     stays highlighted. A reserved scrollbar column keeps a growing table from scrolling sideways."""
@@ -218,6 +218,37 @@ class FittedTable(DataTable):
         if sync_rows(self, rows) and keep is not None and keep in self.rows:
             self.move_cursor(row=self.get_row_index(keep), animate=False)
 
+    # -- a new virtual size that changes nothing on screen asks for no layout ----------------
+
+    _virtual_before: Any = None
+
+    def _update_dimensions(self, new_rows: Any) -> None:
+        if self.columns and not any(c.auto_width for c in self.columns.values()):
+            # Every column has its width from `fit`: DataTable would measure each new row's
+            # cells (~10 ms for the queue's rows on the event loop) for widths it does not use.
+            new_rows = ()
+        self._virtual_before = self.virtual_size
+        try:
+            super()._update_dimensions(new_rows)
+        finally:
+            self._virtual_before = None
+
+    def refresh(self, *regions: Any, layout: bool = False, **kwargs: Any) -> Any:
+        before = self._virtual_before
+        if layout and before is not None and self._scrolls_alike(before, self.virtual_size):
+            layout = False  # a repaint does: DataTable would reflow the whole screen
+        return super().refresh(*regions, layout=layout, **kwargs)
+
+    def _scrolls_alike(self, before: Any, after: Any) -> bool:
+        """True when the table's content going from `before` to `after` (virtual sizes) leaves
+        its size and scrollbars as they are: as many lines, as wide or narrower than the room
+        both times, and a width that does not follow the content."""
+        width = self.styles.width
+        if before.height != after.height or (width is not None and width.is_auto):
+            return False
+        room = self.scrollable_content_region.width
+        return before.width <= room and after.width <= room
+
     def relabel(self, key: str, label: str) -> None:
         """Give column `key` a new header (DataTable has no public rename)."""
         self.labels[key] = label
@@ -235,7 +266,7 @@ class FittedTable(DataTable):
             for key, column in self.columns.items():
                 column.width = layout[str(key.value)]
                 column.auto_width = False
-            self._clear_caches()
+            self.widths_changed()
             self._require_update_dimensions = True
             self.refresh()
         else:

@@ -24,7 +24,7 @@ from lepton_tui.widgets.bars import (
     stranded_text,
 )
 from lepton_tui.widgets.fit import FittedTable
-from lepton_tui.widgets.sync import highlighted_key
+from lepton_tui.widgets.sync import highlighted_key, set_titles
 
 COLUMNS = (
     ("host", "Host"),
@@ -151,7 +151,7 @@ class FleetPanel(Vertical):
     def __init__(self, local_name: str, **kwargs) -> None:
         super().__init__(**kwargs)
         self.local_name = local_name
-        self.border_title = "Fleet"
+        set_titles(self, "Fleet")
 
     def compose(self) -> ComposeResult:
         yield EmptyFleet(self.local_name, id="fleet-empty")
@@ -175,11 +175,12 @@ class FleetPanel(Vertical):
         table.display = bool(rows)
         empty.display = not rows
         up = sum(1 for r in rows if r.state == "up")
-        self.border_title = f"Fleet {up}/{len(rows)} up" if rows else "Fleet"
+        title = f"Fleet {up}/{len(rows)} up" if rows else "Fleet"
         outside = outside_count(rows)
         if outside:  # GPUs used by processes lepton did not start
             gpus = "GPU" if outside == 1 else "GPUs"
-            self.border_title += f" · [yellow]{OUTSIDE_MARK}{outside} {gpus} used outside lepton[/]"
+            title += f" · [yellow]{OUTSIDE_MARK}{outside} {gpus} used outside lepton[/]"
+        set_titles(self, title)
         if rows:
             if cells is None:
                 cells, widths = fleet_cells(rows, compact_width(self.app), currency=currency), None

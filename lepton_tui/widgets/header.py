@@ -8,6 +8,7 @@ from textual.widgets import Static
 
 from lepton_tui.views import Header
 from lepton_tui.widgets.bars import money
+from lepton_tui.widgets.sync import keeps_size
 
 # Parts left out, in this order, when even the compact line is too wide: a part goes whole, so a
 # number is never cut ("3 running, 3" for "3 running, 3 queued").
@@ -79,21 +80,27 @@ class HeaderLine:
 
 
 class LabHeader(Static):
-    """The header line above every screen's panels."""
+    """The header line above every screen's panels.
+
+    A refresh with the same header and alert touches nothing; a new one repaints the line
+    without a layout of the screen (its height is fixed: whatever it says, it keeps its size)."""
 
     header: Header | None = None
     alert: str | None = None
+    _shown: tuple[Header | None, str | None] | None = None
 
     def show(self, h: Header) -> None:
-        self.header = h
         alert = getattr(self.app, "header_alert", None)
-        self.alert = alert() if alert is not None else None
-        self.update(HeaderLine(h, self.alert))
+        self._draw(h, alert() if alert is not None else None)
 
     def set_alert(self, alert: str | None) -> None:
         """Say `alert` first (or stop saying it), over the last data shown."""
-        self.alert = alert
-        if self.header is not None:
-            self.update(HeaderLine(self.header, alert))
-        elif alert:
-            self.update(Text(alert, style="bold red"))
+        self._draw(self.header, alert)
+
+    def _draw(self, h: Header | None, alert: str | None) -> None:
+        self.header, self.alert = h, alert
+        if (h, alert) == self._shown or (h is None and not alert):
+            return
+        self._shown = (h, alert)
+        content = HeaderLine(h, alert) if h is not None else Text(alert or "", style="bold red")
+        self.update(content, layout=not keeps_size(self))

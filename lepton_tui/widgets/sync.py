@@ -4,13 +4,15 @@ re-render the whole table; updating a few cells costs almost nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from weakref import WeakKeyDictionary
 
 from rich.cells import cell_len
 from rich.text import Text
-from textual.widgets import DataTable
+from textual.css.scalar import Unit
+from textual.widget import Widget
+from textual.widgets import DataTable, Static
 
 # What each table shows now, by row key: a signature per cell.
 _SHOWN: WeakKeyDictionary[DataTable, dict[str, tuple[Any, ...]]] = WeakKeyDictionary()
@@ -61,6 +63,43 @@ def sync_rows(table: DataTable, rows: Sequence[tuple[str, Sequence[Any]]]) -> bo
 def forget_rows(table: DataTable) -> None:
     """Forget what `table` showed (after its columns changed): the next sync rebuilds it."""
     _SHOWN.pop(table, None)
+
+
+_TITLES: WeakKeyDictionary[Widget, tuple[Any, Any]] = WeakKeyDictionary()
+_KEEP = object()
+
+
+def set_titles(widget: Widget, title: Any = _KEEP, subtitle: Any = _KEEP) -> None:
+    """Set `widget`'s border title and subtitle, touching it only when one changed (setting
+    either repaints the whole widget, children included, even to the same text)."""
+    old = _TITLES.get(widget, (_KEEP, _KEEP))
+    new = (old[0] if title is _KEEP else title, old[1] if subtitle is _KEEP else subtitle)
+    if new[0] != old[0] and new[0] is not _KEEP:
+        widget.border_title = new[0]
+    if new[1] != old[1] and new[1] is not _KEEP:
+        widget.border_subtitle = new[1]
+    _TITLES[widget] = new
+
+
+_MADE_OF: WeakKeyDictionary[Widget, Any] = WeakKeyDictionary()
+
+
+def update_static(widget: Static, made_of: Any, build: Callable[[], Any]) -> bool:
+    """Show `build()` in `widget` unless `made_of`, the data it is built from, is what it shows
+    already (`Static.update` lays the whole screen out, even for the same text); a widget whose
+    size does not follow its content is only repainted. True when it was updated."""
+    if _MADE_OF.get(widget, _KEEP) == made_of:
+        return False
+    _MADE_OF[widget] = made_of
+    widget.update(build(), layout=not keeps_size(widget))
+    return True
+
+
+def keeps_size(widget: Widget) -> bool:
+    """True when CSS fixes `widget`'s height in cells and its width does not follow its content:
+    new content of any length keeps its size, so an update needs a repaint, not a layout."""
+    height, width = widget.styles.height, widget.styles.width
+    return height is not None and height.unit == Unit.CELLS and (width is None or not width.is_auto)
 
 
 def highlighted_key(table: DataTable) -> str | None:
