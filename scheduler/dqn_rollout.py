@@ -128,13 +128,19 @@ def candidates_to_try(obs: Candidates, base_pick: int, net_scores: np.ndarray, t
 
 
 def rollout_label(
-    env: SchedulingEnv, tried: Sequence[int], base: Chooser, horizon: int = 0
+    env: SchedulingEnv,
+    tried: Sequence[int],
+    base: Chooser,
+    horizon: int = 0,
+    min_gain: float = 0.0,
 ) -> tuple[int, np.ndarray]:
-    """The best of `tried` (the first, the base's pick, unless another beats it by more than
-    `TIE`) and every tried candidate's value."""
+    """The best of `tried` and every tried candidate's value. The first, the base's pick, stays
+    the label unless another beats it by more than `TIE` plus `min_gain` times the size of its
+    value (a share of the bounded slowdown still to accrue): small gains are mostly chance
+    effects of one episode's later arrivals that the features cannot foresee."""
     v = rollout_values(env, tried, base, horizon)
     best = int(np.argmax(v))
-    if v[best] <= v[0] + TIE:
+    if v[best] <= v[0] + TIE + min_gain * abs(v[0]):
         best = 0
     return int(tried[best]), v
 
@@ -159,14 +165,17 @@ def collect(
     every: int,
     offset: int,
     top: int,
-    horizon: int,
+    horizon: int = 0,
+    min_gain: float = 0.0,
+    rollout_weight: float = 1.0,
     base_every: int = 0,
-    base_weight: float = 0.0,
     config: RoundConfig | None = None,
 ) -> tuple[list[Labelled], float]:
-    """Run `act` on `wl` (the states DAgger labels); every `every`-th step (from `offset`) label
-    by rollouts, and every `base_every`-th other step by the base's pick at `base_weight`.
-    Returns the labels and the episode's average bounded slowdown."""
+    """Run `act` on `wl` (the states DAgger labels). Every `every`-th step (from `offset`) is
+    labelled by rollouts (`rollout_weight` where that beats the base's pick, 1 where it is the
+    base's pick); every `base_every`-th other step (0: none) by the base's pick, weight 1, which
+    keeps the network close to its base where no rollout looked. Returns the labels and the
+    episode's average bounded slowdown."""
     env = SchedulingEnv(wl, config=config or no_aging())
     obs, _ = env.reset()
     out: list[Labelled] = []
@@ -177,10 +186,11 @@ def collect(
             if step % every == offset % every:
                 tried = candidates_to_try(obs, b, net_scores(obs.x), top)
                 if len(tried) > 1:
-                    label, v = rollout_label(env, tried, base, horizon)
-                    out.append(Labelled(obs.x, obs.mask.copy(), label, 1.0, label != b))
-            elif base_every and base_weight and step % base_every == 0:
-                out.append(Labelled(obs.x, obs.mask.copy(), b, base_weight, False))
+                    label, _ = rollout_label(env, tried, base, horizon, min_gain)
+                    w = rollout_weight if label != b else 1.0
+                    out.append(Labelled(obs.x, obs.mask.copy(), label, w, label != b))
+            elif base_every and step % base_every == 0:
+                out.append(Labelled(obs.x, obs.mask.copy(), b, 1.0, False))
         obs, _, done, _, _ = env.step(act(obs))
         step += 1
     return out, -env.episode_return

@@ -125,9 +125,15 @@ def main(argv: Sequence[str] | None = None) -> None:  # noqa: PLR0915
     ap.add_argument("--every", type=int, default=30, help="label every this many steps")
     ap.add_argument("--top", type=int, default=3, help="the network's best picks tried")
     ap.add_argument("--horizon", type=int, default=0, help="rollout steps (0: to the end)")
-    ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--min-gain", type=float, default=0.01,
+                    help="a rollout label must beat the base's pick by this share")  # fmt: skip
+    ap.add_argument("--rollout-weight", type=float, default=4.0,
+                    help="weight of a label that beats the base's pick")  # fmt: skip
+    ap.add_argument("--base-every", type=int, default=3,
+                    help="label every this many other steps by the base's pick (0: none)")  # fmt: skip
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--fresh", type=int, default=0, help="hidden width of a fresh network "
                     "(0: start from the shipped dqn.npz)")  # fmt: skip
     ap.add_argument("--no-validate", action="store_true", help="skip validation (tests)")
@@ -179,12 +185,16 @@ def main(argv: Sequence[str] | None = None) -> None:  # noqa: PLR0915
             wl = training_workload(it * args.workloads + i, args.jobs, args.trace)
             labels, b = collect(wl, act, base, cur.scores, every=args.every,
                                 offset=int(rng.integers(args.every)), top=args.top,
-                                horizon=args.horizon, config=config)  # fmt: skip
+                                horizon=args.horizon, min_gain=args.min_gain,
+                                rollout_weight=args.rollout_weight, base_every=args.base_every,
+                                config=config)  # fmt: skip
             data.extend(labels)
             n_new += len(labels)
             improved += sum(lab.improved for lab in labels)
             gains.append(b)
-        print(f"iteration {it}: {n_new} labels, {improved} not the base's pick, "
+        ev_act = float(np.mean(gains))
+        print(f"iteration {it}: {n_new} labels, {improved} not the base's pick, acting policy "
+              f"avg bsld {ev_act:.3f}, "
               f"{time.process_time() - t0:.0f} CPU s", flush=True)  # fmt: skip
 
     meta = {
