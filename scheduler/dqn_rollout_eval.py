@@ -17,10 +17,21 @@ from pathlib import Path
 
 import numpy as np
 
+from scheduler.bench import make_workload
 from scheduler.dqn_order_eval import DOCUMENTED_BEST, _wl
-from scheduler.dqn_rollout import WEIGHTS, SelfDQNPolicy
+from scheduler.dqn_rollout import (
+    BASE_WEIGHTS,
+    WEIGHTS,
+    SelfDQNPolicy,
+    base_action,
+    candidates_to_try,
+    no_aging,
+    rollout_label,
+)
+from scheduler.environment import SchedulingEnv, run_policy, summarize
+from scheduler.heuristics import HEURISTICS
 from scheduler.metrics import compute_metrics
-from scheduler.policy import DQNPolicy
+from scheduler.policy import DQNPolicy, load_weights
 from scheduler.simulator import Simulator
 
 BASE_DOCUMENTED: dict[tuple[str, float | None], float] = {
@@ -79,12 +90,62 @@ def table(weights: Path, seeds: int, kinds: Sequence[str], rerun_base: bool) -> 
             print(f"<!-- {kind} {load}: {time.process_time() - t0:.0f} CPU s -->", flush=True)
 
 
+def lookahead_run(wl: object, every: int, top: int) -> float:
+    """The rollout policy itself (what the labels would do if the network learned them exactly):
+    the base policy, but every `every`-th step the best of the base's pick, the shipped
+    network's `top` picks and waiting by rollouts of the base to the end (the simulator's true
+    runtimes and future arrivals: a clairvoyant bound, not a policy one could run)."""
+    shipped, _, _ = load_weights(BASE_WEIGHTS)
+    base = base_action(shipped)
+    env = SchedulingEnv(wl, config=no_aging())  # type: ignore[arg-type]
+    obs, _ = env.reset()
+    done, step = False, 0
+    while not done:
+        a = base(obs)
+        if len(obs) > 1 and step % every == 0:
+            tried = candidates_to_try(obs, a, shipped.scores(obs.x), top)
+            if len(tried) > 1:
+                a, _ = rollout_label(env, tried, base)
+        obs, _, done, _, _ = env.step(a)
+        step += 1
+    return summarize(env.result()).avg_bsld
+
+
+def lookahead(rows: Sequence[str], jobs: int, seeds: int, every: int, top: int) -> None:
+    """The base, the rollout policy and the best heuristic on smaller held-out workloads."""
+    print(f"| family | load | base (teacher, aging off) | rollout policy, every {every} steps | "
+          "best heuristic on these workloads |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    for row in rows:
+        kind, load = row.split("@")
+        wls = [make_workload(kind, s, jobs=jobs, load=float(load)) for s in range(seeds)]
+        t0 = time.process_time()
+        base = np.mean([summarize(run_policy(DQNPolicy(aging_s=1e15), wl)).avg_bsld
+                        for wl in wls])  # fmt: skip
+        roll = np.mean([lookahead_run(wl, every, top) for wl in wls])
+        heur = {n: np.mean([summarize(run_policy(c(), wl)).avg_bsld for wl in wls])
+                for n, c in HEURISTICS.items()}  # fmt: skip
+        name = min(heur, key=lambda n: heur[n])
+        print(f"| {kind} | {load} | {base:.2f} | {roll:.2f} | {heur[name]:.2f} ({name}) |",
+              flush=True)  # fmt: skip
+        print(f"<!-- {row}: {time.process_time() - t0:.0f} CPU s -->", flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m scheduler.dqn_rollout eval")
     ap.add_argument("--weights", type=Path, default=WEIGHTS)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--families", default="deeprm,lab,lab-long,hpc,trace,swf")
     ap.add_argument("--rerun-base", action="store_true")
+    ap.add_argument("--lookahead", default="", help="rows like lab-long@0.7,deeprm@0.7: the "
+                    "rollout policy itself on smaller workloads instead of the table")  # fmt: skip
+    ap.add_argument("--jobs", type=int, default=300, help="jobs per workload (--lookahead)")
+    ap.add_argument("--every", type=int, default=10, help="--lookahead: look every this many steps")
+    ap.add_argument("--top", type=int, default=3)
     args = ap.parse_args(argv)
+    if args.lookahead:
+        rows = [r for r in args.lookahead.split(",") if r]
+        lookahead(rows, args.jobs, args.seeds, args.every, args.top)
+        return
     kinds = [k for k in args.families.split(",") if k]
     table(args.weights, args.seeds, kinds, args.rerun_base)
