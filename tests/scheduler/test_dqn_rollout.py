@@ -140,3 +140,25 @@ def test_dqn_self_is_experimental_and_refuses_missing_weights(tmp_path):
         SelfDQNPolicy(tmp_path / "none.npz")
     with pytest.raises(ValueError, match="dqn-self"):
         make_policy("dqn-self", weights=tmp_path / "none.npz")
+
+
+def test_bench_runs_dqn_self_with_the_shipped_weights():
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    res = subprocess.run(
+        [sys.executable, "-m", "lepton_tui", "bench", "--workload", "lab-long", "--jobs", "60",
+         "--policies", "dqn-self,sjf-bf", "--json"],
+        capture_output=True, text=True, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
+        timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)
+    assert [r["policy"] for r in rows] == ["dqn-self", "sjf-bf"]
+    assert rows[0]["finished"] == 60
+    meta = SelfDQNPolicy().meta
+    assert meta["teacher_bonus"] == 0.0 and meta["aging_s"] >= 1e12
