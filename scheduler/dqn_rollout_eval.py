@@ -19,7 +19,7 @@ import numpy as np
 
 from scheduler.bench import make_workload
 from scheduler.dqn_order_eval import DOCUMENTED_BEST, _wl
-from scheduler.dqn_rollout import (
+from scheduler.dqn_rollout_core import (
     BASE_WEIGHTS,
     WEIGHTS,
     SelfDQNPolicy,

@@ -1,4 +1,4 @@
-"""Training `dqn-self` by rollout policy improvement (see `scheduler/dqn_rollout.py`).
+"""Training `dqn-self` by rollout policy improvement (see `scheduler/dqn_rollout_core.py`).
 
     PYTHONPATH=$PWD python3 -m scheduler.dqn_rollout train --workloads 20 --jobs 300 \
         --iterations 3 --out scheduler/weights/dqn_self.npz
@@ -27,7 +27,7 @@ from torch import nn
 
 from scheduler.agent import to_numpy_layers
 from scheduler.dqn_order_train import FAMILIES, TRACE, training_workload, validation_set
-from scheduler.dqn_rollout import (
+from scheduler.dqn_rollout_core import (
     BASE_WEIGHTS,
     Labelled,
     SelfDQNPolicy,

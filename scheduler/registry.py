@@ -2,7 +2,8 @@
 
 `make_policy("backfill", cost_weight=0.5)`; "dqn" is loaded lazily from `scheduler.policy:DQNPolicy`,
 "dqn-bf" (experimental: a learned order under EASY backfilling) from `scheduler.dqn_order`,
-"dqn-self" (experimental: the DQN's network alone, rollout-trained) from `scheduler.dqn_rollout`.
+"dqn-self" (experimental: the DQN's network alone, rollout-trained) from
+`scheduler.dqn_rollout_core`.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def make_policy(name: str, **options: Any) -> Policy:
         except TypeError as exc:
             raise ValueError(f"bad options for policy 'dqn-bf': {exc}") from exc
     if key == "dqn-self":
-        from scheduler.dqn_rollout import SelfDQNPolicy, SelfWeightsError
+        from scheduler.dqn_rollout_core import SelfDQNPolicy, SelfWeightsError
 
         try:
             return SelfDQNPolicy(**options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scheduler.dqn_rollout import (
+from scheduler.dqn_rollout_core import (
     BASE_WEIGHTS,
     SelfDQNPolicy,
     SelfWeightsError,
