@@ -1,7 +1,9 @@
 """Policies by name: the bench and the dispatcher build them here.
 
 `make_policy("backfill", cost_weight=0.5)`; "dqn" is loaded lazily from `scheduler.policy:DQNPolicy`,
-"dqn-bf" (experimental: a learned order under EASY backfilling) from `scheduler.dqn_order`.
+"dqn-bf" (experimental: a learned order under EASY backfilling) from `scheduler.dqn_order`,
+"dqn-self" (experimental: the DQN's network alone, rollout-trained) from
+`scheduler.dqn_rollout_core`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from scheduler.model import Policy
 POLICY_NAMES: tuple[str, ...] = (*HEURISTICS, "ilp", "dqn")
 """Every policy by name: the one list the CLI, settings and the console offer."""
 
-EXPERIMENTAL_POLICIES: tuple[str, ...] = ("dqn-bf",)
+EXPERIMENTAL_POLICIES: tuple[str, ...] = ("dqn-bf", "dqn-self")
 """Built by name and accepted by `bench --policies`, but not offered by settings, the console or
 the autopilot, and not run by default: they do not meet issue 17's aims (`docs/benchmarks.md`)."""
 
@@ -36,6 +38,15 @@ def make_policy(name: str, **options: Any) -> Policy:
             raise ValueError(f"policy 'dqn-bf' is not available: {exc}") from exc
         except TypeError as exc:
             raise ValueError(f"bad options for policy 'dqn-bf': {exc}") from exc
+    if key == "dqn-self":
+        from scheduler.dqn_rollout_core import SelfDQNPolicy, SelfWeightsError
+
+        try:
+            return SelfDQNPolicy(**options)
+        except SelfWeightsError as exc:
+            raise ValueError(f"policy 'dqn-self' is not available: {exc}") from exc
+        except TypeError as exc:
+            raise ValueError(f"bad options for policy 'dqn-self': {exc}") from exc
     if key not in POLICY_NAMES:
         raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICY_NAMES)}")
     try:
