@@ -37,7 +37,7 @@ from scheduler.dqn_rollout_core import (
     no_aging,
 )
 from scheduler.environment import run_policy, summarize
-from scheduler.features import NUM_FEATURES
+from scheduler.features import feature_columns
 from scheduler.model import Workload
 from scheduler.policy import DQNPolicy, QNetwork, load_weights, save_weights
 
@@ -56,11 +56,11 @@ def make_net(layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> nn.Sequential:
     return nn.Sequential(*mods)
 
 
-def fresh_layers(hidden: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Random layers NUM_FEATURES-hidden-hidden-1 (when not starting from the shipped ones)."""
+def fresh_layers(hidden: int, seed: int, inputs: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Random layers inputs-hidden-hidden-1 (when not starting from the shipped ones)."""
     torch.manual_seed(seed)
     net = nn.Sequential(
-        nn.Linear(NUM_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+        nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
         nn.Linear(hidden, 1),
     )  # fmt: skip
     return to_numpy_layers(net)
@@ -69,14 +69,15 @@ def fresh_layers(hidden: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
 def fit(
     net: nn.Sequential,
     data: list[Labelled],
+    cols: np.ndarray,
     *,
     epochs: int,
     batch: int,
     lr: float,
     rng: np.random.Generator,
 ) -> float:
-    """Train `net` to score each step's label first among its legal rows; the last epoch's mean
-    loss."""
+    """Train `net` to score each step's label first among its legal rows (`cols`: the columns of
+    the candidate rows it reads); the last epoch's mean loss."""
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     loss_sum = 0.0
     for _ in range(epochs):
@@ -85,10 +86,10 @@ def fit(
         for s in range(0, len(order), batch):
             items = [data[int(i)] for i in order[s : s + batch]]
             n = max(len(it.x) for it in items)
-            x = np.zeros((len(items), n, NUM_FEATURES), np.float32)
+            x = np.zeros((len(items), n, len(cols)), np.float32)
             m = np.zeros((len(items), n), bool)
             for b, it in enumerate(items):
-                x[b, : len(it.x)] = it.x
+                x[b, : len(it.x)] = it.x[:, cols]
                 m[b, : len(it.mask)] = it.mask
             y = torch.as_tensor([it.label for it in items])
             w = torch.as_tensor([it.weight for it in items], dtype=torch.float32)
@@ -148,8 +149,13 @@ def main(argv: Sequence[str] | None = None) -> None:  # noqa: PLR0915
     config = no_aging()
 
     shipped, _, _ = load_weights(BASE_WEIGHTS)
+    # the network reads the shipped one's columns (feature version 4), whatever the round builds
+    features = shipped.features
+    cols = feature_columns(features)
     base = base_action(shipped)
-    layers = shipped.layers if not args.fresh else fresh_layers(args.fresh, args.seed)
+    layers = (
+        shipped.layers if not args.fresh else fresh_layers(args.fresh, args.seed, len(features))
+    )
     net = make_net(layers)
 
     val = validation_set(args.val_jobs, args.trace) if not args.no_validate else []
@@ -164,8 +170,8 @@ def main(argv: Sequence[str] | None = None) -> None:  # noqa: PLR0915
     for it in range(args.iterations + 1):
         if it:
             # train on every label so far
-            loss = fit(net, data, epochs=args.epochs, batch=args.batch, lr=args.lr, rng=rng)
-        cur = QNetwork(to_numpy_layers(net))
+            loss = fit(net, data, cols, epochs=args.epochs, batch=args.batch, lr=args.lr, rng=rng)
+        cur = QNetwork(to_numpy_layers(net), features)
         ev: dict = {"iteration": it, "labels": len(data)}
         if it:
             ev["loss"] = round(loss, 4)
@@ -212,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> None:  # noqa: PLR0915
         "history": history,
         "cpu_s": round(time.process_time() - t0),
     }
-    save_weights(args.out, best["layers"], config, meta)
+    save_weights(args.out, best["layers"], config, meta, features=features)
     args.out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"wrote {args.out}: iteration {best['iteration']}, ratio to base "
           f"{best.get('ratio', float('nan')):.3f}, {meta['cpu_s']} CPU s", flush=True)  # fmt: skip
