@@ -32,7 +32,8 @@ checkpoint taken at the signal before the limit, so what is left to run is the r
 minus the time the attempt ran, plus `restart_overhead_s` (reloading the checkpoint). This
 assumes the job checkpoints at the signal (as `submit --requeue-on-timeout` asks of it); work of
 an attempt lost to an outage is lost since that checkpoint. Running jobs with a limit are shown to
-policies as ending at the earlier of their estimate and their limit. A job without a limit runs
+policies as ending at the earlier of their estimate (a requeued attempt's: the estimate less the
+work its checkpoint holds, net of the restart overhead) and their limit. A job without a limit runs
 exactly as before.
 """
 
@@ -704,7 +705,13 @@ class Simulator:
             self._running[p.job_id] = (i, gpu_ids, self.now, token)
             job = self._jobs[p.job_id]
             limit = job.time_limit_s
-            est = req.est_runtime_s if not limit else min(req.est_runtime_s, limit)
+            est = req.est_runtime_s
+            left = self._left.get(p.job_id)
+            if left is not None:
+                # requeued: its estimate less the work its checkpoints hold (plus reloading)
+                est = max(0.0, est - (job.runtime_s - left))
+            if limit:
+                est = min(est, limit)
             self._running_views[p.job_id] = RunningJob(
                 p.job_id, st.node.id, req.request, gpu_ids, self.now, self.now + est
             )

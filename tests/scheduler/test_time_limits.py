@@ -103,3 +103,19 @@ def test_policies_see_a_running_job_end_by_its_limit() -> None:
     sim.step(make_policy("fifo"))
     [running] = sim.view().running
     assert running.est_end == 60.0  # its estimate is 100 s, its limit 60 s
+
+
+def test_policies_see_a_requeued_attempt_end_when_its_work_left_does() -> None:
+    # exact estimates (100 s), killed at 60 and requeued: the second attempt has 40 s + 10 s
+    # of reloading left, so it ends at 60 + 50, not at its limit (60 + 60)
+    job = Job("j", ONE_GPU, 0.0, 100.0, 100.0, time_limit_s=60.0, requeue_on_timeout=True)
+    wl = Workload("one", [job], [NODE], estimate_exact=True)
+    sim = Simulator(wl, restart_overhead_s=10.0)
+    policy = make_policy("fifo")
+    ends = []
+    while sim.next_decision():
+        sim.step(policy)
+        ends += [r.est_end for r in sim.view().running]
+    assert ends == [60.0, 110.0]
+    [record] = sim.result().finished
+    assert record.end_s == 110.0
