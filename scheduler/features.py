@@ -122,12 +122,15 @@ _WAIT_ROW = np.array([WAIT], dtype=np.intp)
 
 def feature_columns(names: Sequence[str]) -> np.ndarray:
     """Indices into a candidate row (`FEATURE_NAMES`) of the features `names`, in their order;
-    ValueError naming an unknown feature."""
+    ValueError naming an unknown feature or one named more than once."""
     unknown = [n for n in names if n not in FEATURE_NAMES]
     if unknown:
         raise ValueError(
             f"unknown features {', '.join(unknown)} (this version knows {NUM_FEATURES})"
         )
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"features {', '.join(twice)} named more than once")
     return np.array([FEATURE_NAMES.index(n) for n in names], dtype=np.intp)
 
 
