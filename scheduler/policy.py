@@ -137,6 +137,8 @@ def load_weights(path: str | Path) -> tuple[QNetwork, RoundConfig, dict]:
         raise WeightsError(f"{path}: no such file") from None
     except (OSError, ValueError, KeyError, EOFError) as e:
         raise WeightsError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+    if not isinstance(meta, dict):
+        raise WeightsError(f"{path}: its metadata is not a JSON object")
     version = meta.get("feature_version")
     if version not in FEATURE_VERSIONS:
         raise WeightsError(
@@ -150,19 +152,51 @@ def load_weights(path: str | Path) -> tuple[QNetwork, RoundConfig, dict]:
         names = FEATURE_NAMES_V4
     if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
         raise WeightsError(f"{path}: 'features' must be a list of feature names")
-    config = RoundConfig(
-        k=int(meta.get("k", 32)),
-        aging_s=meta.get("aging_s", 3600.0),
-        starve_after_s=meta.get("starve_after_s", 86400.0),
-        long_after_s=float(meta.get("long_after_s", DEFAULT_CONFIG.long_after_s)),
-        long_share=meta.get("long_share"),
-        teacher_placement=str(meta.get("teacher_placement", "bestfit")),
-    )
+    config = _round_config(path, meta)
     try:
         net = QNetwork(layers, names)
     except WeightsError as e:
         raise WeightsError(f"{path}: {e}") from None
     return net, config, meta
+
+
+TEACHER_PLACEMENTS = ("bestfit", "fragmentation")
+
+
+def _round_config(path: Path, meta: dict) -> RoundConfig:
+    """The round config of a weights file's metadata; WeightsError naming a value that is not
+    usable (a number where one is needed, a known teacher placement)."""
+
+    def maybe(key: str, default: float | None) -> float | None:
+        v = meta.get(key, default)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or v != v):
+            raise WeightsError(f"{path}: {key!r} must be a number, not {str(v)[:40]!r}")
+        return v
+
+    def number(key: str, default: float) -> float:
+        v = maybe(key, default)
+        if v is None:
+            raise WeightsError(f"{path}: {key!r} must be a number, not null")
+        return v
+
+    k = number("k", 32)
+    if not (k >= 1 and k < 1e9 and k == int(k)):
+        raise WeightsError(f"{path}: 'k' must be a whole number >= 1, not {k!r}")
+    number("teacher_bonus", 0.0)  # read by DQNPolicy
+    placement = meta.get("teacher_placement", "bestfit")
+    if placement not in TEACHER_PLACEMENTS:
+        raise WeightsError(
+            f"{path}: teacher placement {str(placement)[:40]!r} is not one of "
+            f"{', '.join(TEACHER_PLACEMENTS)}"
+        )
+    return RoundConfig(
+        k=int(k),
+        aging_s=maybe("aging_s", 3600.0),
+        starve_after_s=maybe("starve_after_s", 86400.0),
+        long_after_s=float(number("long_after_s", DEFAULT_CONFIG.long_after_s)),
+        long_share=maybe("long_share", None),
+        teacher_placement=placement,
+    )
 
 
 class DQNPolicy:

@@ -38,7 +38,30 @@ def _install(home: Path, path: Path):  # noqa: ANN202
     return CliRunner().invoke(cli, ["--home", str(home), "policy", "install", str(path)])
 
 
-@pytest.mark.parametrize("meta", [DUPLICATE], ids=["duplicate-feature"])
+BAD_CONFIG = {
+    "meta-not-an-object": ([1, 2], "metadata"),
+    "k-not-a-number": ({**GOOD, "k": "x"}, "'k'"),
+    "k-infinite": ({**GOOD, "k": float("inf")}, "'k'"),
+    "aging-not-a-number": ({**GOOD, "aging_s": "x"}, "'aging_s'"),
+    "share-not-a-number": ({**GOOD, "long_share": [0.4]}, "'long_share'"),
+    "bonus-not-a-number": ({**GOOD, "teacher_bonus": "high"}, "'teacher_bonus'"),
+    "unknown-teacher-placement": ({**GOOD, "teacher_placement": "bogus"}, "bogus"),
+}
+
+
+@pytest.mark.parametrize(("meta", "error"), BAD_CONFIG.values(), ids=BAD_CONFIG.keys())
+def test_round_config_meta_that_is_not_usable_is_refused(
+    tmp_path: Path, meta: Any, error: str
+) -> None:
+    with pytest.raises(WeightsError, match=error):
+        load_weights(_write(tmp_path / "bad.npz", meta))
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [DUPLICATE, *(m for m, _ in BAD_CONFIG.values())],
+    ids=["duplicate-feature", *BAD_CONFIG],
+)
 def test_install_refuses_bad_meta_in_one_line(home: Path, tmp_path: Path, meta: Any) -> None:
     before = CliRunner().invoke(cli, ["--home", str(home), "policy", "ls"]).output
     result = _install(home, _write(tmp_path / "bad.npz", meta))
