@@ -12,9 +12,10 @@ Time limits. A job's time limit is simulated where its history shows it was kept
 its limit (an attempt that ended `timeout`) times out in every row, at its limit, and a job that
 was requeued at its limit (`--requeue-on-timeout`) is requeued as often as it really was, its last
 attempt as long as it really ran (its work: that last attempt plus the limit of each one killed;
-the restart overhead is left at 0, since the recorded last attempt already holds it). A job that
-ended timed out needed more than its limits gave it: it is killed at every limit, as it was. Rows
-count `timed_out` jobs (not finished) and `requeues`.
+the restart overhead is left at 0, since the recorded last attempt already holds it; a last
+attempt seen past the limit stretches the limit to its length, so the job still finishes). A job
+that ended timed out needed more than its limits gave it: it is killed at every limit, as it was.
+Rows count `timed_out` jobs (not finished) and `requeues`.
 
 Like is compared with like. The simulator knows no dependencies, so a job that ran `--after`
 others arrives, in every row (the recorded one too), when its last dependency really ended: its
@@ -240,6 +241,9 @@ def with_recorded_limit(
     if row["state"] == "timeout":  # killed at its last limit too: it needed more than it got
         work, requeues = (killed + 1) * limit, killed - 1
     else:
+        # a last attempt seen past its limit (it ended near it, and a poll later) still ends
+        # well: each attempt killed at its limit or there
+        limit = max(limit, job.runtime_s)
         work, requeues = job.runtime_s + killed * limit, killed
     timed = replace(job, runtime_s=work, time_limit_s=limit, requeue_on_timeout=requeues > 0,
                     max_requeues=requeues)  # fmt: skip

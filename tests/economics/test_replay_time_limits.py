@@ -96,3 +96,22 @@ def test_replay_command_shows_the_timeouts(home: Path) -> None:
     assert "TIMED OUT / REQUEUED" in out.stdout
     assert [line.split()[-3:] for line in out.stdout.splitlines() if "fifo" in line or "actual"
             in line] == [["1", "/", "1"], ["1", "/", "1"]]  # fmt: skip
+
+
+def test_a_requeued_job_whose_last_attempt_ran_past_its_limit_still_finishes(
+    tmp_path: Path,
+) -> None:
+    # requeued once at its limit, then ended well after 610 s (just past the limit, as a job
+    # ending near its limit is seen a poll later): it finished, in every row as in the ledger
+    clock = Clock()
+    ledger = make_ledger(tmp_path, clock)
+    add_host(ledger, "h1", cpus=8, gpus=1, gpu_mem_mb=81920)
+    job = _job(ledger, T0)
+    with ledger.tx():
+        ledger.conn.execute("UPDATE jobs SET requeue_on_timeout = 1 WHERE id = ?", (job,))
+    _requeued_at_limit(ledger, clock, job, T0)
+    run_attempt(ledger, clock, job, "h1", T0 + 600, T0 + 1210, gpu_ids=(0,))
+    rows = {r.policy: r for r in replay_ledger(ledger, *WINDOW, ["fifo"]).rows}
+    for name in (ACTUAL, "fifo"):
+        assert (rows[name].finished, rows[name].timed_out, rows[name].requeues) == (1, 0, 1), name
+    ledger.close()
