@@ -33,7 +33,8 @@ minus the time the attempt ran, plus `restart_overhead_s` (reloading the checkpo
 assumes the job checkpoints at the signal (as `submit --requeue-on-timeout` asks of it); work of
 an attempt lost to an outage is lost since that checkpoint. Running jobs with a limit are shown to
 policies as ending at the earlier of their estimate (a requeued attempt's: the estimate less the
-work its checkpoint holds, net of the restart overhead) and their limit. A job without a limit runs
+work its checkpoint holds, net of the restart overhead, unless that uses the estimate up) and their
+limit. A job without a limit runs
 exactly as before.
 """
 
@@ -707,9 +708,10 @@ class Simulator:
             limit = job.time_limit_s
             est = req.est_runtime_s
             left = self._left.get(p.job_id)
-            if left is not None:
-                # requeued: its estimate less the work its checkpoints hold (plus reloading)
-                est = max(0.0, est - (job.runtime_s - left))
+            if left is not None and est > job.runtime_s - left:
+                # requeued: its estimate less the work its checkpoints hold (plus reloading);
+                # an estimate used up by them says nothing, and the attempt's own stands
+                est -= job.runtime_s - left
             if limit:
                 est = min(est, limit)
             self._running_views[p.job_id] = RunningJob(

@@ -115,3 +115,23 @@ def test_a_requeued_job_whose_last_attempt_ran_past_its_limit_still_finishes(
     for name in (ACTUAL, "fifo"):
         assert (rows[name].finished, rows[name].timed_out, rows[name].requeues) == (1, 0, 1), name
     ledger.close()
+
+
+def test_policies_see_a_replayed_requeued_attempt_end_by_its_limit(tmp_path: Path) -> None:
+    # the ledger's estimate of a job with a limit is its limit, per attempt: the attempt after a
+    # requeue is seen ending by its limit, as the first was (never as overdue at its start)
+    from scheduler.registry import make_policy
+    from scheduler.simulator import Simulator
+
+    ledger = _history(tmp_path)
+    workload, _, _ = ledger_workload(ledger, *WINDOW)
+    a = min(j.id for j in workload.jobs)
+    sim = Simulator(workload, restart_overhead_s=0.0)
+    policy = make_policy("fifo")
+    seen: dict[float, float] = {}
+    while sim.next_decision():
+        sim.step(policy)
+        running = sim.view().running
+        seen.update({r.started_at: r.est_end - r.started_at for r in running if r.job_id == a})
+    assert list(seen.values()) == [LIMIT, LIMIT]
+    ledger.close()
