@@ -23,6 +23,7 @@ from scheduler.dqn_rollout_core import (
     BASE_WEIGHTS,
     WEIGHTS,
     SelfDQNPolicy,
+    SelfWeightsError,
     base_action,
     candidates_to_try,
     no_aging,
@@ -143,6 +144,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--every", type=int, default=10, help="--lookahead: look every this many steps")
     ap.add_argument("--top", type=int, default=3)
     args = ap.parse_args(argv)
+    if not args.lookahead:
+        try:  # before any work: a missing or unusable file is one line, exit 2
+            SelfDQNPolicy(args.weights)
+        except SelfWeightsError as exc:
+            ap.exit(2, f"{ap.prog}: error: {exc}\n")
     if args.lookahead:
         rows = [r for r in args.lookahead.split(",") if r]
         lookahead(rows, args.jobs, args.seeds, args.every, args.top)

@@ -162,3 +162,14 @@ def test_bench_runs_dqn_self_with_the_shipped_weights():
     assert rows[0]["finished"] == 60
     meta = SelfDQNPolicy().meta
     assert meta["teacher_bonus"] == 0.0 and meta["aging_s"] >= 1e12
+
+
+def test_eval_with_unusable_weights_is_a_one_line_error(tmp_path, capsys):
+    from scheduler.dqn_rollout import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", "--weights", str(tmp_path / "none.npz"), "--families", "deeprm"])
+    assert exit_.value.code == 2
+    out = capsys.readouterr()
+    assert out.out == "" and len(out.err.strip().splitlines()) == 1
+    assert "none.npz: no such file" in out.err
