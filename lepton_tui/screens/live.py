@@ -139,7 +139,10 @@ class LiveScreen(Screen):
                     if worker.is_cancelled:
                         return
                     delay = RETRY_FIRST_S
-                    self.post_message(self.Loaded(self.prepare(data)))
+                    prepared = self.prepare(data)  # waits for input to go quiet: a reload
+                    if worker.is_cancelled:  # meanwhile (a filter typed) made this data stale
+                        return
+                    self.post_message(self.Loaded(prepared))
                 if worker.is_cancelled:
                     return
                 raise ServiceUnreachable("the lab service ended the stream")

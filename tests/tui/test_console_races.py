@@ -1,0 +1,62 @@
+"""Races between a screen's reload and the data its worker is still preparing (reader process).
+
+The real app on a real SQLite ledger with its real reader process; the only hook is a gate in the
+overview's `prepare`, which holds one worker where `yield_to_input` would hold it while the user
+types a filter.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from lepton_tui.screens.overview import OverviewScreen
+from lepton_tui.widgets.queue import QueueTable
+from tests.tui.conftest import loaded, wait_for
+
+NO_MATCH = "no such job anywhere"
+
+
+def shown(screen) -> set[str]:
+    return {str(k.value) for k in screen.query_one(QueueTable).rows}
+
+
+async def test_a_push_prepared_for_an_old_filter_is_not_shown(
+    lab: Path, make_tui, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate, held = threading.Event(), threading.Event()
+    gate.set()
+    real = OverviewScreen.prepare
+
+    def prepare(self, data):
+        if self.text == NO_MATCH and not gate.is_set():
+            held.set()
+            gate.wait(30)
+        return real(self, data)
+
+    monkeypatch.setattr(OverviewScreen, "prepare", prepare)
+    app = make_tui(reader=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        screen = app.screen
+        everything = shown(screen)
+        assert everything
+        gate.clear()
+        before = set(app.workers)
+        screen.text = NO_MATCH  # as typing a filter does
+        screen.reload()
+        (old,) = set(app.workers) - before
+        await wait_for(pilot, held.is_set)  # the reader pushed; its worker prepares it
+        loads = screen.loads
+        screen.text = ""  # the filter cleared before that push was shown
+        screen.reload()
+        await wait_for(pilot, lambda: screen.loads > loads)
+        assert shown(screen) == everything
+        gate.set()
+        await wait_for(pilot, lambda: old.is_finished)
+        for _ in range(5):
+            await pilot.pause()
+        assert screen.loads == loads + 1  # the old filter's data never drawn
+        assert shown(screen) == everything
