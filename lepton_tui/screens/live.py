@@ -104,6 +104,9 @@ class LiveScreen(Screen):
             self._timer.stop()
             self._timer = None
         if self._streams():
+            # cancelled before its stream closes: woken by the close, the old worker must not
+            # take the end of its stream for a lost reader or lab service
+            self.workers.cancel_group(self, "live")
             self._close_stream()
             self._watching = True
             self._watch()

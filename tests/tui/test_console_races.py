@@ -60,3 +60,51 @@ async def test_a_push_prepared_for_an_old_filter_is_not_shown(
             await pilot.pause()
         assert screen.loads == loads + 1  # the old filter's data never drawn
         assert shown(screen) == everything
+
+
+async def test_a_reload_never_reads_as_a_lost_link(
+    lab: Path, make_tui, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload closes the screen's stream and starts another worker: the old worker, woken by
+    the close, must find itself cancelled, not think the reader (or lab service) went away. The
+    close waits here until the old worker has seen its stream end (the thread switch that a busy
+    machine makes at that moment)."""
+    from lepton_tui.app import LeptonApp
+    from lepton_tui.console_source import ReaderWatch
+
+    ended: dict[int, threading.Event] = {}  # by watch: its stream has ended
+    real_iter, real_close = ReaderWatch.__iter__, ReaderWatch.close
+
+    def iterate(self):
+        ended[id(self)] = threading.Event()
+        try:
+            yield from real_iter(self)
+        finally:
+            ended[id(self)].set()
+
+    def close(self):
+        real_close(self)
+        if id(self) in ended:  # the old worker's stream has ended before the loop goes on
+            assert ended[id(self)].wait(30)
+
+    lost: list[str] = []
+    real_lost = LeptonApp.link_lost
+
+    def link_lost(self, why: str) -> None:
+        lost.append(why)
+        real_lost(self, why)
+
+    monkeypatch.setattr(ReaderWatch, "__iter__", iterate)
+    monkeypatch.setattr(ReaderWatch, "close", close)
+    monkeypatch.setattr(LeptonApp, "link_lost", link_lost)
+    app = make_tui(reader=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        screen = app.screen
+        for _ in range(3):
+            loads = screen.loads
+            screen.reload()
+            await wait_for(pilot, lambda: screen.loads > loads)  # noqa: B023
+        assert lost == []
+        assert app.link_error is None
+        assert not any("lab service" in n.message for n in app._notifications)
