@@ -108,3 +108,22 @@ async def test_a_reload_never_reads_as_a_lost_link(
         assert lost == []
         assert app.link_error is None
         assert not any("lab service" in n.message for n in app._notifications)
+
+
+async def test_a_reader_that_cannot_start_is_said_once(
+    lab: Path, make_tui, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The console starts its reader as it builds; when that start fails (here: no interpreter
+    at sys.executable), the screens read in the console, and the console says so once."""
+    import sys
+
+    monkeypatch.setattr(sys, "executable", str(lab / "no-such-python"))
+    app = make_tui(reader=True)
+    source = app.source
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        assert source.fallback is not None and source.starts == 0
+        assert source.reads >= 1 and shown(app.screen)  # read in this process
+        await pilot.pause()
+        notes = [n.message for n in app._notifications if "reader process" in n.message]
+        assert len(notes) == 1 and "could not start" in notes[0]
