@@ -85,6 +85,7 @@ class ReaderSource(LedgerSource):
         self._started: list[float] = []
         self._closed = False
         self._last_word = ""  # what the reader said before it ended (its line 0)
+        self._untold: str | None = None  # why `start` fell back, for the first screen to say
 
     @property
     def pid(self) -> int | None:
@@ -158,6 +159,7 @@ class ReaderSource(LedgerSource):
         """Ask the reader (started if none runs) for `w`'s view; None: read in this process."""
         with self._lock:
             result, why = self._subscribe_held(w)
+            why, self._untold = why or self._untold, None
         if why is not None and self.notice is not None:
             self.notice(why)  # outside the lock: the app's notify waits on its event loop
         return result
@@ -167,7 +169,7 @@ class ReaderSource(LedgerSource):
         the console's own, so the first screen's data comes sooner)."""
         with self._lock:
             if not self._closed and self.fallback is None:
-                self._running()
+                self._untold = self._running()[1]  # said by the first watch (no app to tell yet)
 
     def _running(self) -> tuple[subprocess.Popen[bytes] | None, str | None]:
         """The reader, started if none runs; else None and why not (lock held)."""

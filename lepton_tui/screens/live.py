@@ -104,6 +104,9 @@ class LiveScreen(Screen):
             self._timer.stop()
             self._timer = None
         if self._streams():
+            # cancelled before its stream closes: woken by the close, the old worker must not
+            # take the end of its stream for a lost reader or lab service
+            self.workers.cancel_group(self, "live")
             self._close_stream()
             self._watching = True
             self._watch()
@@ -139,7 +142,10 @@ class LiveScreen(Screen):
                     if worker.is_cancelled:
                         return
                     delay = RETRY_FIRST_S
-                    self.post_message(self.Loaded(self.prepare(data)))
+                    prepared = self.prepare(data)  # waits for input to go quiet: a reload
+                    if worker.is_cancelled:  # meanwhile (a filter typed) made this data stale
+                        return
+                    self.post_message(self.Loaded(prepared))
                 if worker.is_cancelled:
                     return
                 raise ServiceUnreachable("the lab service ended the stream")
