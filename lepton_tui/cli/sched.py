@@ -312,6 +312,7 @@ def bench(
     --time-limit-factor (and --requeue-on-timeout) gives jobs time limits."""
     ctx = click.get_current_context()
     if experiment == "fragmentation":
+        _refuse_replay_options(ctx)
         given = ctx.get_parameter_source("policies") != click.core.ParameterSource.DEFAULT
         _bench_fragmentation(trace, node_list, inflate, seeds, policies if given else None, as_json)
         return
@@ -448,6 +449,25 @@ def _print_bench(summary: list[dict[str, Any]], workload: str, seeds: int) -> No
     if not console.is_terminal:
         console = Console(highlight=False, width=200)  # a pipe or file: never squeeze the table
     console.print(table)
+
+
+_EXPERIMENT_OPTIONS = frozenset({"trace", "node_list", "inflate", "seeds", "policies", "as_json"})
+"""what `--experiment fragmentation` reads; every other bench option is a replay's"""
+
+
+def _refuse_replay_options(ctx: click.Context) -> None:
+    """A replay option given with `--experiment fragmentation` (which packs pods once, with no
+    arrivals, limits or users) is refused instead of silently ignored."""
+    for param in ctx.command.params:
+        name = param.name or ""
+        if name in _EXPERIMENT_OPTIONS or name == "experiment":
+            continue
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            flag = max(getattr(param, "opts", [f"--{name}"]), key=len)
+            raise ValidationError(
+                f"{flag} does not apply to --experiment fragmentation (it packs --trace onto "
+                "--node-list once; it takes --inflate, --seeds, --policies and --json): drop it"
+            )
 
 
 def _bench_fragmentation(

@@ -267,6 +267,11 @@ def test_bench_experiment_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
         ["--trace", str(PODS), "--policies", "fgd,nope"],
         ["--trace", str(PODS), "--inflate", "0"],
         ["--trace", str(tmp_path / "missing.csv")],
+        # replay options the experiment has no use for are refused, not ignored
+        ["--trace", str(PODS), "--time-limit-factor", "2"],
+        ["--trace", str(PODS), "--requeue-on-timeout"],
+        ["--trace", str(PODS), "--fair-share"],
+        ["--trace", str(PODS), "--load", "1.1"],
     ):
         res_ = subprocess.run(
             [sys.executable, "-m", "lepton_tui", "bench", "--experiment", "fragmentation",
@@ -276,6 +281,8 @@ def test_bench_experiment_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
         lines = [x for x in res_.stderr.splitlines() if x.strip()]
         assert res_.returncode == 2 and len(lines) == 1, res_.stderr
         assert lines[0].startswith("lepton-tui: error: ")
+        if extra[2:] and extra[2] not in ("--policies", "--inflate"):
+            assert f"{extra[2]} does not apply to --experiment fragmentation" in lines[0]
 
 
 # -- placement by fragmentation in the heuristics ---------------------------------------------
