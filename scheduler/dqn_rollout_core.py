@@ -27,6 +27,7 @@ No torch here: the trainer is `scheduler/dqn_rollout_train.py`.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 from collections.abc import Callable, Sequence
@@ -225,3 +226,18 @@ class SelfDQNPolicy(DQNPolicy):
         pol = DQNPolicy.from_network(net, config or no_aging(), 0.0)
         pol.__class__ = cls
         return pol
+
+
+def at_least(minimum: float, kind: type = int) -> Callable[[str], float]:
+    """An argparse type: a number of `kind` no smaller than `minimum`, or a one-line error."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind.__name__}") from None
+        if not value >= minimum or value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"{text} must be a finite number >= {minimum}")
+        return value
+
+    return parse

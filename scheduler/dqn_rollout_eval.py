@@ -24,6 +24,7 @@ from scheduler.dqn_rollout_core import (
     WEIGHTS,
     SelfDQNPolicy,
     SelfWeightsError,
+    at_least,
     base_action,
     candidates_to_try,
     no_aging,
@@ -135,14 +136,16 @@ def lookahead(rows: Sequence[str], jobs: int, seeds: int, every: int, top: int) 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m scheduler.dqn_rollout eval")
     ap.add_argument("--weights", type=Path, default=WEIGHTS)
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=at_least(1), default=3)
     ap.add_argument("--families", default="deeprm,lab,lab-long,hpc,trace,swf")
     ap.add_argument("--rerun-base", action="store_true")
     ap.add_argument("--lookahead", default="", help="rows like lab-long@0.7,deeprm@0.7: the "
                     "rollout policy itself on smaller workloads instead of the table")  # fmt: skip
-    ap.add_argument("--jobs", type=int, default=300, help="jobs per workload (--lookahead)")
-    ap.add_argument("--every", type=int, default=10, help="--lookahead: look every this many steps")
-    ap.add_argument("--top", type=int, default=3)
+    ap.add_argument("--jobs", type=at_least(1), default=300, help="jobs per workload (--lookahead)")
+    ap.add_argument(
+        "--every", type=at_least(1), default=10, help="--lookahead: look every this many steps"
+    )
+    ap.add_argument("--top", type=at_least(1), default=3)
     args = ap.parse_args(argv)
     if not args.lookahead:
         try:  # before any work: a missing or unusable file is one line, exit 2

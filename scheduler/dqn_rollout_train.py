@@ -31,6 +31,7 @@ from scheduler.dqn_rollout_core import (
     BASE_WEIGHTS,
     Labelled,
     SelfDQNPolicy,
+    at_least,
     base_action,
     collect,
     greedy,
@@ -119,26 +120,28 @@ def validate(net: QNetwork, val: list[Workload], base: list[float]) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> None:  # noqa: PLR0915
     ap = argparse.ArgumentParser(prog="python -m scheduler.dqn_rollout train")
-    ap.add_argument("--workloads", type=int, default=20, help="training workloads per iteration")
-    ap.add_argument("--jobs", type=int, default=300)
-    ap.add_argument("--val-jobs", type=int, default=400)
-    ap.add_argument("--iterations", type=int, default=3)
-    ap.add_argument("--every", type=int, default=30, help="label every this many steps")
-    ap.add_argument("--top", type=int, default=3, help="the network's best picks tried")
-    ap.add_argument("--horizon", type=int, default=0, help="rollout steps (0: to the end)")
-    ap.add_argument("--min-gain", type=float, default=0.01,
+    ap.add_argument(
+        "--workloads", type=at_least(1), default=20, help="training workloads per iteration"
+    )
+    ap.add_argument("--jobs", type=at_least(1), default=300)
+    ap.add_argument("--val-jobs", type=at_least(1), default=400)
+    ap.add_argument("--iterations", type=at_least(1), default=3)
+    ap.add_argument("--every", type=at_least(1), default=30, help="label every this many steps")
+    ap.add_argument("--top", type=at_least(1), default=3, help="the network's best picks tried")
+    ap.add_argument("--horizon", type=at_least(0), default=0, help="rollout steps (0: to the end)")
+    ap.add_argument("--min-gain", type=at_least(0, float), default=0.01,
                     help="a rollout label must beat the base's pick by this share")  # fmt: skip
-    ap.add_argument("--rollout-weight", type=float, default=4.0,
+    ap.add_argument("--rollout-weight", type=at_least(0, float), default=4.0,
                     help="weight of a label that beats the base's pick")  # fmt: skip
-    ap.add_argument("--base-every", type=int, default=3,
+    ap.add_argument("--base-every", type=at_least(1), default=3,
                     help="label every this many other steps by the base's pick (0: none)")  # fmt: skip
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--fresh", type=int, default=0, help="hidden width of a fresh network "
+    ap.add_argument("--epochs", type=at_least(1), default=10)
+    ap.add_argument("--batch", type=at_least(1), default=64)
+    ap.add_argument("--lr", type=at_least(1e-9, float), default=1e-3)
+    ap.add_argument("--fresh", type=at_least(0), default=0, help="hidden width of a fresh network "
                     "(0: start from the shipped dqn.npz)")  # fmt: skip
     ap.add_argument("--no-validate", action="store_true", help="skip validation (tests)")
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seed", type=at_least(0), default=1)
     ap.add_argument("--trace", type=Path, default=TRACE)
     ap.add_argument("--out", type=Path, default=Path("dqn_self.npz"))
     args = ap.parse_args(argv)

@@ -173,3 +173,24 @@ def test_eval_with_unusable_weights_is_a_one_line_error(tmp_path, capsys):
     out = capsys.readouterr()
     assert out.out == "" and len(out.err.strip().splitlines()) == 1
     assert "none.npz: no such file" in out.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["train", "--every", "0"], "--every: 0 must be a finite number >= 1"),
+        (["train", "--iterations", "0"], "--iterations: 0 must be"),
+        (["train", "--lr", "nan"], "--lr: nan must be"),
+        (["train", "--min-gain", "-1"], "--min-gain: -1 must be"),
+        (["eval", "--seeds", "0"], "--seeds: 0 must be"),
+        (["eval", "--top", "x"], "--top: 'x' is not int"),
+    ],
+)
+def test_counts_that_would_divide_by_zero_or_do_nothing_are_refused(argv, says, capsys):
+    from scheduler.dqn_rollout import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
