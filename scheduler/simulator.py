@@ -579,11 +579,16 @@ class Simulator:
         self._pending_mask[row] = True
         self._joined.append(row)
 
-    def _complete(self, payload: tuple[JobId, int]) -> None:
+    def _end_attempt(
+        self, payload: tuple[JobId, int], completed: bool
+    ) -> tuple[Job, str, tuple[int, ...], float] | None:
+        """Release the attempt `payload` names and record it (`completed`: it ran to its end;
+        else its time limit killed it): the job, node, GPUs and start; None when the attempt was
+        already lost to an outage."""
         job_id, token = payload
         run = self._running.get(job_id)
         if run is None or run[3] != token:
-            return  # the attempt was lost to an outage
+            return None
         node_i, gpu_ids, start, _ = run
         job = self._jobs[job_id]
         st = self._state[node_i]
@@ -592,64 +597,48 @@ class Simulator:
         del self._running[job_id]
         del self._running_views[job_id]
         self._attempts.append(
-            Attempt(job_id, st.node.id, gpu_ids, job.request, start, self.now, True)
-        )
-        self._finished.append(
-            JobRecord(
-                job_id,
-                job.request,
-                job.submit_s,
-                start,
-                self.now,
-                job.runtime_s,
-                st.node.id,
-                gpu_ids,
-                self._attempt_count[job_id],
-                job.priority,
-                job.kind,
+            Attempt(
+                job_id, st.node.id, gpu_ids, job.request, start, self.now, completed, not completed
             )
         )
+        return job, st.node.id, gpu_ids, start
+
+    def _record(self, job: Job, node: str, gpu_ids: tuple[int, ...], start: float) -> JobRecord:
+        return JobRecord(
+            job.id,
+            job.request,
+            job.submit_s,
+            start,
+            self.now,
+            job.runtime_s,
+            node,
+            gpu_ids,
+            self._attempt_count[job.id],
+            job.priority,
+            job.kind,
+        )
+
+    def _complete(self, payload: tuple[JobId, int]) -> None:
+        ended = self._end_attempt(payload, True)
+        if ended is not None:
+            self._finished.append(self._record(*ended))
 
     def _timeout(self, payload: tuple[JobId, int]) -> None:
         """An attempt reached its job's time limit: kill it; requeue the job while its requeues
         last (what is left: the work left minus the limit, plus the restart overhead), else it
         ends timed out."""
-        job_id, token = payload
-        run = self._running.get(job_id)
-        if run is None or run[3] != token:
-            return  # the attempt was lost to an outage
-        node_i, gpu_ids, start, _ = run
-        job = self._jobs[job_id]
-        st = self._state[node_i]
-        st.give(job.request, gpu_ids)
-        self._node_changes += 1
-        del self._running[job_id]
-        del self._running_views[job_id]
-        self._attempts.append(
-            Attempt(job_id, st.node.id, gpu_ids, job.request, start, self.now, False, True)
-        )
-        done = self._requeues.get(job_id, 0)
-        if job.requeue_on_timeout and done < job.max_requeues:
-            self._requeues[job_id] = done + 1
-            left = self._left.get(job_id, job.runtime_s)
-            self._left[job_id] = left - job.time_limit_s + self.restart_overhead_s
-            self._enqueue(job_id)
+        ended = self._end_attempt(payload, False)
+        if ended is None:
             return
-        self._timed_out.append(
-            JobRecord(
-                job_id,
-                job.request,
-                job.submit_s,
-                start,
-                self.now,
-                job.runtime_s,
-                st.node.id,
-                gpu_ids,
-                self._attempt_count[job_id],
-                job.priority,
-                job.kind,
-            )  # fmt: skip
-        )
+        job = ended[0]
+        done = self._requeues.get(job.id, 0)
+        if job.requeue_on_timeout and done < job.max_requeues:
+            self._requeues[job.id] = done + 1
+            left = self._left.get(job.id, job.runtime_s)
+            self._left[job.id] = left - job.time_limit_s + self.restart_overhead_s
+            self._enqueue(job.id)
+            return
+        self._timed_out.append(self._record(*ended))
 
     def _fail(self, outage: NodeOutage) -> None:
         i = self._index[outage.node_id]
