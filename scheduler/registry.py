@@ -21,6 +21,12 @@ EXPERIMENTAL_POLICIES: tuple[str, ...] = ("dqn-bf", "dqn-self")
 """Built by name and accepted by `bench --policies`, but not offered by settings, the console or
 the autopilot, and not run by default: they do not meet issue 17's aims (`docs/benchmarks.md`)."""
 
+_EXPERIMENTAL_CLASSES: dict[str, tuple[str, str, str]] = {
+    "dqn-bf": ("scheduler.dqn_order", "OrderBackfillPolicy", "OrderWeightsError"),
+    "dqn-self": ("scheduler.dqn_rollout_core", "SelfDQNPolicy", "SelfWeightsError"),
+}
+"""each experimental policy: its module (imported when built), class, and weights error"""
+
 BENCH_DEFAULT_POLICIES: tuple[str, ...] = POLICY_NAMES
 """What `bench` compares when no --policies are given: all of them, the DQN and the ILP too."""
 
@@ -29,24 +35,15 @@ def make_policy(name: str, **options: Any) -> Policy:
     """A fresh policy called `name` with `options`; ValueError for an unknown name, bad options
     or a policy that cannot be loaded."""
     key = name.strip().lower()
-    if key == "dqn-bf":
-        from scheduler.dqn_order import OrderBackfillPolicy, OrderWeightsError
-
+    if key in _EXPERIMENTAL_CLASSES:
+        module, cls_name, error_name = _EXPERIMENTAL_CLASSES[key]
+        mod = importlib.import_module(module)
         try:
-            return OrderBackfillPolicy(**options)
-        except OrderWeightsError as exc:
-            raise ValueError(f"policy 'dqn-bf' is not available: {exc}") from exc
+            return getattr(mod, cls_name)(**options)
+        except getattr(mod, error_name) as exc:
+            raise ValueError(f"policy {key!r} is not available: {exc}") from exc
         except TypeError as exc:
-            raise ValueError(f"bad options for policy 'dqn-bf': {exc}") from exc
-    if key == "dqn-self":
-        from scheduler.dqn_rollout_core import SelfDQNPolicy, SelfWeightsError
-
-        try:
-            return SelfDQNPolicy(**options)
-        except SelfWeightsError as exc:
-            raise ValueError(f"policy 'dqn-self' is not available: {exc}") from exc
-        except TypeError as exc:
-            raise ValueError(f"bad options for policy 'dqn-self': {exc}") from exc
+            raise ValueError(f"bad options for policy {key!r}: {exc}") from exc
     if key not in POLICY_NAMES:
         raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICY_NAMES)}")
     try:
