@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,28 @@ measured for `docs/benchmarks.md` ("Workload families and heuristics",
 `python bench/scheduler.py --section families --seeds 3`); `--rerun-heuristics` measures again"""
 
 
+def family_windows(kinds: Sequence[str], seeds: int) -> Iterator[tuple[str, float | None, list]]:
+    """The families table's rows: (family, load, its workloads), loads 0.7/0.9/1.1 (the SWF
+    trace: native arrivals, 10 windows)."""
+    for kind in kinds:
+        loads: list[float | None] = [None] if kind == "swf" else [0.7, 0.9, 1.1]
+        n = 10 if kind == "swf" else seeds
+        for load in loads:
+            yield kind, load, [_wl(kind, s, load) for s in range(n)]
+
+
+def measured(make: Callable[[], Any], kind: str, wls: list) -> tuple[float, float, float]:
+    """Mean avg and p95 bounded slowdown and utilization (CPU for hpc/SWF, else GPU while jobs
+    arrive) of a fresh `make()` policy on each workload."""
+    ms = [compute_metrics(Simulator(wl).run(make())) for wl in wls]
+    util = "cpu_util" if kind in ("hpc", "swf") else "gpu_util_arrivals"
+    return (
+        float(np.mean([m["avg_bounded_slowdown"] for m in ms])),
+        float(np.mean([m["p95_bounded_slowdown"] for m in ms])),
+        float(np.mean([m[util] for m in ms])),
+    )
+
+
 def families(weights: Path, seeds: int, rerun: bool, kinds: list[str], variant: str) -> None:
     from scheduler.dqn_order import OrderBackfillPolicy
 
@@ -114,30 +137,22 @@ def families(weights: Path, seeds: int, rerun: bool, kinds: list[str], variant: 
 
     print(f"| family | load | {variant} avg / p95 / util | best heuristic | ratio |")
     print("|---|---|---|---|---|")
-    for kind in kinds:
-        loads: list[float | None] = [None] if kind == "swf" else [0.7, 0.9, 1.1]
-        n = 10 if kind == "swf" else seeds
-        for load in loads:
-            t0 = time.process_time()
-            wls = [_wl(kind, s, load) for s in range(n)]
-            if rerun:
-                res = {name: np.mean([_bsld(cls(), wl) for wl in wls])
-                       for name, cls in HEURISTICS.items()}  # fmt: skip
-                name = min(res, key=lambda k: res[k])
-                best = (float(res[name]), name)
-            else:
-                best = DOCUMENTED_BEST[(kind, load)]
-            ms = [compute_metrics(Simulator(wl).run(make())) for wl in wls]
-            avg = float(np.mean([m["avg_bounded_slowdown"] for m in ms]))
-            p95 = float(np.mean([m["p95_bounded_slowdown"] for m in ms]))
-            util = "cpu_util" if kind in ("hpc", "swf") else "gpu_util_arrivals"
-            u = float(np.mean([m[util] for m in ms]))
-            print(
-                f"| {kind} | {'native' if load is None else load} | {avg:.2f} / {p95:.1f} / "
-                f"{u:.0%} | {best[0]:.2f} ({best[1]}) | **{avg / best[0]:.2f}** |",
-                flush=True,
-            )
-            print(f"<!-- {kind} {load}: {time.process_time() - t0:.0f} CPU s -->", flush=True)
+    for kind, load, wls in family_windows(kinds, seeds):
+        t0 = time.process_time()
+        if rerun:
+            res = {name: np.mean([_bsld(cls(), wl) for wl in wls])
+                   for name, cls in HEURISTICS.items()}  # fmt: skip
+            name = min(res, key=lambda k: res[k])
+            best = (float(res[name]), name)
+        else:
+            best = DOCUMENTED_BEST[(kind, load)]
+        avg, p95, u = measured(make, kind, wls)
+        print(
+            f"| {kind} | {'native' if load is None else load} | {avg:.2f} / {p95:.1f} / "
+            f"{u:.0%} | {best[0]:.2f} ({best[1]}) | **{avg / best[0]:.2f}** |",
+            flush=True,
+        )
+        print(f"<!-- {kind} {load}: {time.process_time() - t0:.0f} CPU s -->", flush=True)
 
 
 def orders(seeds: int, kinds: list[str]) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from scheduler.bench import make_workload
-from scheduler.dqn_order_eval import DOCUMENTED_BEST, _wl
+from scheduler.dqn_order_eval import DOCUMENTED_BEST, family_windows, measured
 from scheduler.dqn_rollout_core import (
     BASE_WEIGHTS,
     WEIGHTS,
@@ -32,9 +32,7 @@ from scheduler.dqn_rollout_core import (
 )
 from scheduler.environment import SchedulingEnv, run_policy, summarize
 from scheduler.heuristics import HEURISTICS
-from scheduler.metrics import compute_metrics
 from scheduler.policy import DQNPolicy, load_weights
-from scheduler.simulator import Simulator
 
 BASE_DOCUMENTED: dict[tuple[str, float | None], float] = {
     ("deeprm", 0.7): 6.27,
@@ -63,33 +61,21 @@ def table(weights: Path, seeds: int, kinds: Sequence[str], rerun_base: bool) -> 
     print("| family | load | dqn-self avg / p95 / util | base (teacher, aging off) | "
           "best heuristic | dqn-self / base | **dqn-self / best heuristic** |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
-    for kind in kinds:
-        loads: list[float | None] = [None] if kind == "swf" else [0.7, 0.9, 1.1]
-        n = 10 if kind == "swf" else seeds
-        for load in loads:
-            t0 = time.process_time()
-            wls = [_wl(kind, s, load) for s in range(n)]
-            best = DOCUMENTED_BEST[(kind, load)]
-            ms = [compute_metrics(Simulator(wl).run(SelfDQNPolicy(weights))) for wl in wls]
-            avg = float(np.mean([m["avg_bounded_slowdown"] for m in ms]))
-            p95 = float(np.mean([m["p95_bounded_slowdown"] for m in ms]))
-            util = "cpu_util" if kind in ("hpc", "swf") else "gpu_util_arrivals"
-            u = float(np.mean([m[util] for m in ms]))
-            if rerun_base:
-                base = float(np.mean([
-                    compute_metrics(Simulator(wl).run(DQNPolicy(aging_s=1e15)))[
-                        "avg_bounded_slowdown"]
-                    for wl in wls
-                ]))  # fmt: skip
-            else:
-                base = BASE_DOCUMENTED[(kind, load)]
-            print(
-                f"| {kind} | {'native' if load is None else load} | {avg:.2f} / {p95:.1f} / "
-                f"{u:.0%} | {base:.2f} | {best[0]:.2f} ({best[1]}) | {avg / base:.2f} | "
-                f"**{avg / best[0]:.2f}** |",
-                flush=True,
-            )
-            print(f"<!-- {kind} {load}: {time.process_time() - t0:.0f} CPU s -->", flush=True)
+    for kind, load, wls in family_windows(kinds, seeds):
+        t0 = time.process_time()
+        best = DOCUMENTED_BEST[(kind, load)]
+        avg, p95, u = measured(lambda: SelfDQNPolicy(weights), kind, wls)
+        if rerun_base:
+            base = measured(lambda: DQNPolicy(aging_s=1e15), kind, wls)[0]
+        else:
+            base = BASE_DOCUMENTED[(kind, load)]
+        print(
+            f"| {kind} | {'native' if load is None else load} | {avg:.2f} / {p95:.1f} / "
+            f"{u:.0%} | {base:.2f} | {best[0]:.2f} ({best[1]}) | {avg / base:.2f} | "
+            f"**{avg / best[0]:.2f}** |",
+            flush=True,
+        )
+        print(f"<!-- {kind} {load}: {time.process_time() - t0:.0f} CPU s -->", flush=True)
 
 
 def lookahead_run(wl: object, every: int, top: int) -> float:
