@@ -208,6 +208,14 @@ class LabClient:
         response = self._exchange("POST", f"/v1/call/{method}", args, self.timeout)
         return self._json(response)["result"]
 
+    def _long_call(self, seconds: float, method: str, /, **args: Any) -> Any:
+        """A call that may take `seconds` (a replay, a probe): the wait covers it."""
+        before, self.timeout = self.timeout, max(self.timeout, seconds)
+        try:
+            return self.call(method, **args)
+        finally:
+            self.timeout = before
+
     def close(self) -> None:
         self._drop()
 
@@ -317,8 +325,10 @@ class LabClient:
     def get_host(self, name: str) -> dict[str, Any]:
         return dict(self.call("get_host", name=name))
 
-    def add_host(self, name: str, same_machine_ok: bool = False, **fields: Any) -> dict[str, Any]:
-        return dict(self.call("add_host", name=name, **fields))
+    def add_host(self, name: str, same_machine_ok: bool = False, host_key: Any = None,
+                 **fields: Any) -> dict[str, Any]:  # fmt: skip
+        fingerprint = host_key[1] if host_key else None  # `--no-connect --fingerprint`
+        return dict(self.call("add_host", name=name, fingerprint=fingerprint, **fields))
 
     def onboard(self, name: str, *, echo: Any = None, **options: Any) -> Any:
         """The service connects to the host, checks and stores it; its lines are echoed."""
@@ -411,22 +421,14 @@ class LabClient:
     def replay(self, since: str | None = None, until: str | None = None,
                policies: Sequence[str] = ("fifo", "sjf", "backfill", "dqn"),
                cost_weight: Any = None) -> dict[str, Any]:  # fmt: skip
-        before = self.timeout  # a long history under several policies takes a while
-        self.timeout = max(before, REPLAY_TIMEOUT_S)
-        try:
-            return dict(self.call("replay", since=since, until=until, policies=list(policies),
-                                  cost_weight=cost_weight))  # fmt: skip
-        finally:
-            self.timeout = before
+        # a long history under several policies takes a while
+        return dict(self._long_call(REPLAY_TIMEOUT_S, "replay", since=since, until=until,
+                                    policies=list(policies), cost_weight=cost_weight))  # fmt: skip
 
     def probe_host(self, name: str, timeout: float = 30.0) -> dict[str, Any]:
         """The service samples the host (with its own keys); the wait covers the probe's."""
-        before = self.timeout
-        self.timeout = max(before, float(timeout) + 15.0)
-        try:
-            return dict(self.call("probe_host", name=name, timeout=timeout))
-        finally:
-            self.timeout = before
+        wait = float(timeout) + 15.0
+        return dict(self._long_call(wait, "probe_host", name=name, timeout=timeout))
 
     # -- the DQN's weights --
 
@@ -436,20 +438,12 @@ class LabClient:
     def install_policy(
         self, source: str, name: str | None = None, *, force: bool = False
     ) -> dict[str, Any]:
-        before = self.timeout  # the check replay takes a while
-        self.timeout = max(before, 300.0)
-        try:
-            source = str(Path(source).resolve())  # the service's working directory is not ours
-            return dict(self.call("install_policy", source=source, name=name, force=force))
-        finally:
-            self.timeout = before
+        source = str(Path(source).resolve())  # the service's working directory is not ours
+        # the check replay takes a while
+        return dict(self._long_call(300.0, "install_policy", source=source, name=name, force=force))
 
-    def autopilot_round(self) -> dict[str, Any]:  # the policy autopilot
-        before, self.timeout = self.timeout, max(self.timeout, 300.0)  # a round replays history
-        try:
-            return dict(self.call("autopilot_round"))
-        finally:
-            self.timeout = before
+    def autopilot_round(self) -> dict[str, Any]:  # the policy autopilot; a round replays history
+        return dict(self._long_call(300.0, "autopilot_round"))
 
     # -- lab mode's logins (jobs run as their submitter; lepton_tui.logins) --
 

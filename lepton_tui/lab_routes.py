@@ -119,9 +119,21 @@ def _host_args(options: dict[str, Any], extra: frozenset[str] = frozenset()) -> 
     return options
 
 
-def _add_host(svc: Service, name: str, **options: Any) -> dict[str, Any]:
-    """`hosts add --no-connect`: record the host only."""
-    return svc.add_host(str(name), same_machine_ok=False, **_host_args(options))
+def _add_host(svc: Service, name: str, fingerprint: Any = None, **options: Any) -> dict[str, Any]:
+    """`hosts add --no-connect`: record the host only, its key pinned by `fingerprint`; it logs
+    in as `hosts add` would (the lab key, as --user, by default the admin)."""
+    from lepton_tui.logins import lab_onboard_args
+    from lepton_tui.onboarding import normalize_fingerprint
+
+    if fingerprint is not None and not isinstance(fingerprint, str):
+        raise ValidationError("the fingerprint must be text", field="fingerprint")
+    pinned = normalize_fingerprint(fingerprint) if fingerprint else None
+    args = _host_args(options)
+    if not args.get("local"):  # a --local host is refused by the service, with its own message
+        svc.require_admin("add hosts")  # before the lab key is looked for
+        args = lab_onboard_args(svc, args)
+    return svc.add_host(str(name), same_machine_ok=False,
+                        host_key=(None, pinned) if pinned else None, **args)  # fmt: skip
 
 
 def _onboard(svc: Service, name: str, **options: Any) -> dict[str, Any]:

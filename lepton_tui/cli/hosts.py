@@ -297,15 +297,21 @@ def sample_lines(sample: Any) -> list[str]:
 @click.pass_context
 def ls(ctx: click.Context, as_json: bool) -> None:
     """List hosts with their state and capacity."""
+    from lepton_tui.client import LabClient
+
     with service_for(ctx, read_only=True) as svc:
         rows = svc.list_hosts()
         currency = str(svc.settings().get("currency") or "USD")
         why = _why_not_placeable(svc, rows)
+        lab = isinstance(svc, LabClient)  # the lab service takes no --local host
     if as_json:
         echo_json([host_json(h) for h in rows])
         return
     console = make_console()
-    if not rows:
+    if not rows and lab:
+        console.print("No hosts yet. An admin adds one with `lepton-tui hosts add NAME --address "
+                      "ADDR` (the login node too: --address localhost).")  # fmt: skip
+    elif not rows:
         console.print("No hosts yet. Add this machine with `lepton-tui hosts add NAME --local`.")
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
