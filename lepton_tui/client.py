@@ -445,6 +445,9 @@ class LabClient:
     def autopilot_round(self) -> dict[str, Any]:  # the policy autopilot; a round replays history
         return dict(self._long_call(300.0, "autopilot_round"))
 
+    def autopilot_summary(self) -> dict[str, Any]:
+        return dict(self.call("autopilot_summary"))
+
     # -- lab mode's logins (jobs run as their submitter; lepton_tui.logins) --
 
     def check_login(self, name: str, user: str | None = None) -> dict[str, Any]:

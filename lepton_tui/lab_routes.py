@@ -301,6 +301,8 @@ CALLS.update({
 })  # fmt: skip
 # -- the policy autopilot (service.py decides who may run a round) --
 CALLS["autopilot_round"] = lambda svc: svc.autopilot_round()
+# -- reads a CLI command made on the ledger itself (issue 16's audit): the autopilot's state --
+CALLS["autopilot_summary"] = lambda svc: svc.autopilot_summary()
 
 _LIST_JOBS_ARGS = {"all_states", "user", "project", "states", "limit", "offset"}
 _COUNT_JOBS_ARGS = {"all_states", "user", "project", "states"}

@@ -244,18 +244,11 @@ class Service:
                     job["env_hidden"] = True
             yield job
 
-    def count_jobs(
-        self,
-        *,
-        all_states: bool = False,
-        user: str | None = None,
-        project: str | None = None,
-        states: Sequence[str] | None = None,
-    ) -> int:
+    def count_jobs(self, *, all_states: bool = False, user: str | None = None,
+                   project: str | None = None, states: Sequence[str] | None = None) -> int:  # fmt: skip
         """How many jobs `list_jobs` with the same filters would list without a limit."""
-        return self.ledger.count_job_rows(
-            all_states=all_states, user=user, project=project, states=states
-        )
+        return self.ledger.count_job_rows(all_states=all_states, user=user, project=project,
+                                          states=states)  # fmt: skip
 
     def job_counts(self) -> dict[str, int]:
         """How many jobs are in each state."""
@@ -526,6 +519,12 @@ class Service:
         return probe_host(self.ledger, self.known_hosts, str(name), timeout)
 
     # -- the policy autopilot (lepton_tui.autopilot) --
+
+    def autopilot_summary(self) -> dict[str, Any]:
+        """Which policy runs and why, and the last round's league table (anyone may read it)."""
+        from lepton_tui import autopilot as ap
+
+        return ap.summary(self.ledger)
 
     def autopilot_round(self) -> dict[str, Any]:
         """Run an autopilot round now (admins): replay, choose, record; then its summary."""

@@ -68,11 +68,9 @@ def autopilot(ctx: click.Context, as_json: bool) -> None:
     recent history under every policy but the ILP every `autopilot_period_s` and runs the best;
     `settings set policy NAME` pins NAME.
     """
-    from lepton_tui import autopilot as ap
-
     if ctx.invoked_subcommand is None:
         with service_for(ctx, read_only=True) as svc:
-            state = ap.summary(svc.ledger)
+            state = svc.autopilot_summary()  # in lab mode, the service reads it
         echo_json(state) if as_json else _print(state)
 
 

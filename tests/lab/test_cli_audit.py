@@ -4,6 +4,7 @@ ledger of their own."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.lab.conftest import Lab, as_user
@@ -32,3 +33,12 @@ def test_hosts_add_no_connect_goes_through_the_socket(lab: Lab, tmp_path: Path) 
     assert res.returncode == 2 and "not a SHA256 fingerprint" in res.stderr
     assert [h["name"] for h in lab.client().list_hosts()] == ["gpu-b"]
     assert not personal.exists()
+
+
+def test_autopilot_state_is_read_through_the_socket(lab: Lab) -> None:
+    out = as_user("alice", _cli_as(lab.socket, "autopilot", "--json"))
+    assert out["code"] == 0, out
+    state = json.loads(out["out"])
+    assert state["policy"] == lab.client().autopilot_summary()["policy"]
+    out = as_user("bob", _cli_as(lab.socket, "autopilot"))
+    assert out["code"] == 0 and out["out"].startswith("policy "), out
