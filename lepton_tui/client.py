@@ -448,6 +448,9 @@ class LabClient:
     def autopilot_summary(self) -> dict[str, Any]:
         return dict(self.call("autopilot_summary"))
 
+    def training_history(self) -> dict[str, Any]:
+        return dict(self.call("training_history"))
+
     # -- lab mode's logins (jobs run as their submitter; lepton_tui.logins) --
 
     def check_login(self, name: str, user: str | None = None) -> dict[str, Any]:

@@ -301,8 +301,10 @@ CALLS.update({
 })  # fmt: skip
 # -- the policy autopilot (service.py decides who may run a round) --
 CALLS["autopilot_round"] = lambda svc: svc.autopilot_round()
-# -- reads a CLI command made on the ledger itself (issue 16's audit): the autopilot's state --
+# -- reads a CLI command made on the ledger itself (issue 16's audit): the autopilot's state,
+# `train --from-ledger`'s history --
 CALLS["autopilot_summary"] = lambda svc: svc.autopilot_summary()
+CALLS["training_history"] = lambda svc: svc.training_history()
 
 _LIST_JOBS_ARGS = {"all_states", "user", "project", "states", "limit", "offset"}
 _COUNT_JOBS_ARGS = {"all_states", "user", "project", "states"}

@@ -526,6 +526,11 @@ class Service:
 
         return ap.summary(self.ledger)
 
+    def training_history(self) -> dict[str, Any]:
+        """What `train --from-ledger` learns from: finished runs (requests, times, no command or
+        environment) and the hosts of known size; anyone may read it, as `replay` does."""
+        return {"runs": self.ledger.finished_runs(), "hosts": self.ledger.sized_hosts()}
+
     def autopilot_round(self) -> dict[str, Any]:
         """Run an autopilot round now (admins): replay, choose, record; then its summary."""
         from lepton_tui import autopilot as ap

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from lepton_tui.cli.common import CONTEXT_SETTINGS, AsciiNumber, echo_json, home_from
+from lepton_tui.cli.common import CONTEXT_SETTINGS, AsciiNumber, echo_json, service_for
 from lepton_tui.errors import LeptonError, ValidationError
 
 WORKLOADS = ("deeprm", "lab", "trace")
@@ -147,7 +147,10 @@ def train(
     )
     if "trace" in kinds and not trace_path:
         raise ValidationError("--workload trace needs --trace FILE", field="trace")
-    ledger = (home_from(ctx),) if from_ledger else None
+    ledger = None
+    if from_ledger:  # the lab's history: through the lab service in lab mode
+        with service_for(ctx, read_only=True) as svc:
+            ledger = (svc.training_history(),)
     source, eval_set, data, held_out = _training_data(
         kinds, trace_path, ledger, jobs, steps, weight, fair_share
     )
@@ -224,14 +227,14 @@ def _check_options(aging_h: float, long_share: float, cost_weight: str) -> float
 def _training_data(
     kinds: tuple[str, ...],
     trace_path: str | None,
-    ledger: tuple[str | None] | None,
+    ledger: tuple[dict[str, Any]] | None,
     jobs: int,
     steps: int,
     cost_weight: float,
     fair_share: float = 0.0,
 ) -> tuple[Any, list, dict[str, Any], int]:
     """(episode source, validation workloads, what the data was, held-out trace tasks): the
-    lab's history when `ledger` is given (holding its --home), else the synthetic mix and the
+    lab's history when `ledger` is given (holding `Service.training_history`), else the synthetic mix and the
     trace's first 60 %; priced workloads when `cost_weight` > 0."""
     from scheduler import workloads as w
     from scheduler.agent import WorkloadMix, ledger_mix, with_prices
@@ -251,7 +254,7 @@ def _training_data(
     data: dict[str, Any] = {"kinds": list(kinds), "jobs_per_episode": jobs}
     priced = cost_weight > 0
     if ledger is not None:
-        history = ledger_workload(ledger[0])
+        history = history_workload(ledger[0])
         if priced:
             history = with_prices(history)
         data = {"ledger": True, "jobs": len(history.jobs), "nodes": len(history.nodes)}
@@ -368,19 +371,24 @@ def validation_set(kinds: tuple[str, ...], train_tasks: list, small: bool = Fals
 
 
 def ledger_workload(home: str | None):
-    """The lab's own history as a workload: each job that ran to the end, arriving when it was
-    submitted, with its request and its real runtime (last finished attempt); hosts as nodes."""
-    from lepton_tui.cluster_view import DEFAULT_EST_RUNTIME_S
+    """The history of the ledger in `home` as a workload (`history_workload`)."""
     from lepton_tui.service import Service
-    from scheduler.model import Job, Node, Resources, Workload
 
     svc = Service.open(home)
     try:
-        ledger = svc.ledger
-        rows = ledger.finished_runs()
-        hosts = ledger.sized_hosts()
+        return history_workload(svc.training_history())
     finally:
         svc.close()
+
+
+def history_workload(history: dict[str, Any]):
+    """The lab's own history (`Service.training_history`) as a workload: each job that ran to
+    the end, arriving when it was submitted, with its request and its real runtime (last
+    finished attempt); hosts as nodes."""
+    from lepton_tui.cluster_view import DEFAULT_EST_RUNTIME_S
+    from scheduler.model import Job, Node, Resources, Workload
+
+    rows, hosts = history["runs"], history["hosts"]
     if not hosts:
         raise LeptonError("--from-ledger: no host with a known capacity in the ledger")
     by_job: dict[int, dict] = {}

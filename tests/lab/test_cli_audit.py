@@ -5,10 +5,11 @@ ledger of their own."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
-from tests.lab.conftest import Lab, as_user
-from tests.lab.test_cli import _cli_as, _lepton
+from tests.lab.conftest import Lab, as_user, client_call
+from tests.lab.test_cli import _add_this_machine, _cli_as, _lepton
 
 PINNED = "SHA256:" + "A" * 43
 
@@ -42,3 +43,25 @@ def test_autopilot_state_is_read_through_the_socket(lab: Lab) -> None:
     assert state["policy"] == lab.client().autopilot_summary()["policy"]
     out = as_user("bob", _cli_as(lab.socket, "autopilot"))
     assert out["code"] == 0 and out["out"].startswith("policy "), out
+
+
+def test_train_from_ledger_reads_the_labs_history(lab: Lab, tmp_path: Path) -> None:
+    from lepton_tui.cli.train import history_workload
+
+    personal = tmp_path / "personal"
+    res = _lepton(lab.socket, "train", "--from-ledger", "--steps", "100", "--out",
+                  str(tmp_path / "w.npz"), home=personal)  # fmt: skip
+    assert res.returncode == 1 and "no host with a known capacity" in res.stderr, res.stderr
+    assert not personal.exists()  # the lab's history, not a personal ledger made on the way
+    _add_this_machine(lab)
+    client = lab.client()
+    jobs = [client.submit(command="true", env={"SECRET": "x"}) for _ in range(10)]
+    deadline = time.monotonic() + 60
+    while {client.get_job(j)["state"] for j in jobs} != {"succeeded"}:
+        assert time.monotonic() < deadline, [client.get_job(j)["state"] for j in jobs]
+        time.sleep(0.2)
+    history = as_user("alice", client_call(lab.socket, "training_history"))
+    assert sorted(r["id"] for r in history["runs"]) == jobs
+    assert not {"command", "env"} & set(history["runs"][0])  # requests and times only
+    workload = history_workload(history)
+    assert len(workload.jobs) == 10 and [n.id for n in workload.nodes] == ["here"]
