@@ -16,6 +16,10 @@ DOCS_UNIT = Path(__file__).resolve().parents[2] / "docs" / "lepton-tui.service"
 
 def test_the_unit_in_docs_is_the_one_install_writes() -> None:
     assert DOCS_UNIT.read_text() == system_unit(python="/usr/bin/python3")
+    # and no other unit in docs/ says something else (an older example made the state directory
+    # group-writable, the very thing lab mode ends)
+    units = sorted(DOCS_UNIT.parent.rglob("*.service"))
+    assert units == [DOCS_UNIT]
 
 
 def test_system_install_writes_the_unit_and_the_client_config(
