@@ -48,6 +48,9 @@ RuntimeDirectoryMode=0755
 UMask=0077
 Restart=always
 RestartSec=2
+# stop only the service: a `--local` host's jobs run in this unit's process tree and must survive
+# a restart, which reconciles them
+KillMode=process
 NoNewPrivileges=yes
 PrivateTmp=yes
 ProtectSystem=strict
@@ -68,6 +71,9 @@ Type=simple
 ExecStart={python} -m lepton_tui serve
 Restart=always
 RestartSec=2
+# stop only the dispatcher: a `--local` host's jobs run in this unit's process tree and must
+# survive a restart, which reconciles them
+KillMode=process
 
 [Install]
 WantedBy=default.target

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from lepton_tui.cli import cli
-from lepton_tui.cli.service_cmd import system_unit
+from lepton_tui.cli.service_cmd import system_unit, user_unit
 from lepton_tui.client import configured_socket
 
 DOCS_UNIT = Path(__file__).resolve().parents[2] / "docs" / "lepton-tui.service"
@@ -20,6 +20,13 @@ def test_the_unit_in_docs_is_the_one_install_writes() -> None:
     # group-writable, the very thing lab mode ends)
     units = sorted(DOCS_UNIT.parent.rglob("*.service"))
     assert units == [DOCS_UNIT]
+
+
+def test_units_stop_only_the_dispatcher_so_local_jobs_survive_a_restart() -> None:
+    # a `--local` host's jobs run in the unit's process tree: systemd's default KillMode
+    # (control-group) would kill them on every restart
+    assert "\nKillMode=process\n" in user_unit(python="/usr/bin/python3")
+    assert "\nKillMode=process\n" in system_unit(python="/usr/bin/python3")
 
 
 def test_system_install_writes_the_unit_and_the_client_config(
