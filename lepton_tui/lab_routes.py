@@ -129,9 +129,7 @@ def _add_host(svc: Service, name: str, fingerprint: Any = None, **options: Any) 
         raise ValidationError("the fingerprint must be text", field="fingerprint")
     pinned = normalize_fingerprint(fingerprint) if fingerprint else None
     args = _host_args(options)
-    if not args.get("local"):  # a --local host is refused by the service, with its own message
-        svc.require_admin("add hosts")  # before the lab key is looked for
-        args = lab_onboard_args(svc, args)
+    args = lab_onboard_args(svc, args)  # service.py refuses a non-admin, and a --local host
     return svc.add_host(str(name), same_machine_ok=False,
                         host_key=(None, pinned) if pinned else None, **args)  # fmt: skip
 
