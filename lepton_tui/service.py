@@ -29,6 +29,8 @@ from lepton_tui.local_state import check_state_exists, current_user, dispatcher_
 from lepton_tui.validate import JobSpec, parse_number, validate_job
 
 DEFAULT_ADMIN_GROUP = "lepton-admin"
+# a webhook URL (or a notify command holding a token) works as a password: admins only see it
+SECRET_SETTINGS, HIDDEN = ("notify_webhook", "notify_command"), "(set; only admins see it)"
 
 
 @dataclass
@@ -256,23 +258,12 @@ class Service:
 
     # -- hosts ---------------------------------------------------------------------------------
 
-    def add_host(
-        self,
-        name: str,
-        *,
-        address: str | None = None,
-        port: int = 22,
-        user: str | None = None,
-        key_path: str | None = None,
-        local: bool = False,
-        price_per_hour: float | None = None,
-        root_dir: str | None = None,
-        gpus_override: int | None = None,
-        capacity: dict[str, Any] | None = None,
-        host_key: tuple[str | None, str] | None = None,
-        labels: Sequence[str] = (),
-        same_machine_ok: bool = True,
-    ) -> dict[str, Any]:
+    def add_host(self, name: str, *, address: str | None = None, port: int = 22,
+                 user: str | None = None, key_path: str | None = None, local: bool = False,
+                 price_per_hour: float | None = None, root_dir: str | None = None,
+                 gpus_override: int | None = None, capacity: dict[str, Any] | None = None,
+                 host_key: tuple[str | None, str] | None = None, labels: Sequence[str] = (),
+                 same_machine_ok: bool = True) -> dict[str, Any]:  # fmt: skip
         """Record a host (no connection is made here; onboarding does that first).
 
         `same_machine_ok=False` (the CLI and the console) refuses a second host that reaches the
@@ -392,7 +383,11 @@ class Service:
     # -- settings ------------------------------------------------------------------------------
 
     def settings(self) -> dict[str, Any]:
-        return self.ledger.settings()
+        """The lab's settings; a secret one's value (SECRET_SETTINGS) only for admins."""
+        values = self.ledger.settings()
+        if not self.is_admin():
+            values.update({k: HIDDEN for k in SECRET_SETTINGS if values.get(k)})
+        return values
 
     def set_setting(self, key: str, value: Any) -> None:
         self.require_admin("change settings")
@@ -400,16 +395,17 @@ class Service:
             webhook_hosts.allow(value, self.settings())
         self.ledger.set_setting(key, value, actor=self.user)
 
-    def events(
-        self,
-        limit: int = 100,
-        job_id: int | None = None,
-        *,
-        user: str | None = None,
-        since: float | None = None,
-    ) -> list[dict[str, Any]]:
-        """The audit trail, newest first: by job, by acting user, since a time."""
-        return self.ledger.events_by(limit, job_id, user, since)
+    def events(self, limit: int = 100, job_id: int | None = None, *, user: str | None = None,
+               since: float | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        """The audit trail, newest first: by job, by acting user, since a time (a secret
+        setting's value only for admins)."""
+        rows = self.ledger.events_by(limit, job_id, user, since)
+        if not self.is_admin():
+            for e in rows:
+                key = e["message"][4:].partition(" = ")[0] if e["kind"] == "setting" else None
+                if key in SECRET_SETTINGS:
+                    e["message"] = f"set {key} = {HIDDEN}"
+        return rows
 
     # -- notifications (lepton_tui.notify) -------------------------------------------------------
 

@@ -65,3 +65,30 @@ def test_train_from_ledger_reads_the_labs_history(lab: Lab, tmp_path: Path) -> N
     assert not {"command", "env"} & set(history["runs"][0])  # requests and times only
     workload = history_workload(history)
     assert len(workload.jobs) == 10 and [n.id for n in workload.nodes] == ["here"]
+
+
+def test_the_labs_webhook_and_notify_command_are_admins_only(lab: Lab) -> None:
+    # a Slack-style webhook URL, or a command holding a token, works as a password: a user who
+    # read it could post as the lab
+    root = lab.client()
+    for key, value in (("notify_webhook_hosts", "http://localhost"),
+                       ("notify_webhook_internal_hosts", "localhost"),
+                       ("notify_webhook", "http://localhost:9/hooks/s3cret"),
+                       ("notify_command", "curl -H 'token: s3cret' https://chat")):  # fmt: skip
+        root.set_setting(key, value)
+    for args in (("settings", "get", "notify_webhook"), ("settings", "get", "notify_command"),
+                 ("settings", "ls", "--json"), ("events", "--json")):  # fmt: skip
+        out = as_user("alice", _cli_as(lab.socket, *args))
+        assert out["code"] == 0 and "s3cret" not in out["out"], out
+    out = as_user("alice", _cli_as(lab.socket, "settings", "get", "notify_webhook"))
+    assert out["out"].strip() == "(set; only admins see it)"
+    assert json.loads(as_user("alice", _cli_as(lab.socket, "settings", "ls", "--json"))["out"])[
+        "notify_webhook_hosts"] == "http://localhost"  # fmt: skip
+    out = as_user("labadmin", _cli_as(lab.socket, "settings", "get", "notify_webhook"))
+    assert out["out"].strip() == "http://localhost:9/hooks/s3cret"
+    out = as_user("labadmin", _cli_as(lab.socket, "events", "--json"))
+    assert "s3cret" in out["out"]
+    # a user still sets their own webhook (checked against the lab's hosts, which they may read)
+    prefs = as_user("alice", client_call(lab.socket, "set_notify_prefs",
+                                         webhook="http://localhost:9/alice"))  # fmt: skip
+    assert prefs["webhook"] == "http://localhost:9/alice"
