@@ -391,6 +391,9 @@ class Service:
 
     def set_setting(self, key: str, value: Any) -> None:
         self.require_admin("change settings")
+        if key == "notify_command" and self.identity and self.identity.uid not in (0, os.getuid()):
+            raise PermissionDenied("in lab mode only root sets notify_command: it runs as the service "
+                                   "account, which holds the lab key", "ask root")  # fmt: skip
         if key == "notify_webhook":  # the lab service would POST there: only where allowed
             webhook_hosts.allow(value, self.settings())
         self.ledger.set_setting(key, value, actor=self.user)

@@ -92,3 +92,15 @@ def test_the_labs_webhook_and_notify_command_are_admins_only(lab: Lab) -> None:
     prefs = as_user("alice", client_call(lab.socket, "set_notify_prefs",
                                          webhook="http://localhost:9/alice"))  # fmt: skip
     assert prefs["webhook"] == "http://localhost:9/alice"
+
+
+def test_only_root_sets_the_notify_command_in_lab_mode(lab: Lab) -> None:
+    # the command runs as the service account, which holds the lab key (a login as every user
+    # on every host): an admin-group member who set it would become any user
+    out = as_user("labadmin", _cli_as(lab.socket, "settings", "set", "notify_command", "id"))
+    assert out["code"] == 1 and "only root sets notify_command" in out["out"], out
+    assert not lab.client().settings().get("notify_command")
+    out = as_user("labadmin", _cli_as(lab.socket, "settings", "set", "tick_s", "1"))
+    assert out["code"] == 0, out  # other settings stay the admins'
+    lab.client().set_setting("notify_command", "id")  # root (here also the service account)
+    assert lab.client().settings()["notify_command"] == "id"
