@@ -234,8 +234,8 @@ def _training_data(
     fair_share: float = 0.0,
 ) -> tuple[Any, list, dict[str, Any], int]:
     """(episode source, validation workloads, what the data was, held-out trace tasks): the
-    lab's history when `ledger` is given (holding `Service.training_history`), else the synthetic mix and the
-    trace's first 60 %; priced workloads when `cost_weight` > 0."""
+    lab's history when `ledger` is given (holding `Service.training_history`), else the synthetic
+    mix and the trace's first 60 %; priced workloads when `cost_weight` > 0."""
     from scheduler import workloads as w
     from scheduler.agent import WorkloadMix, ledger_mix, with_prices
 
