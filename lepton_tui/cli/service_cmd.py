@@ -174,6 +174,8 @@ def install(scope: str | None, account: str, root_dir: str, import_path: str | N
         click.echo("systemd is not running here; to start the service, run:")
         for cmd in commands:
             click.echo(f"  {shlex.join(cmd)}")
+        if scope == "system":
+            _make_service_dirs(account, root)
 
 
 def _ensure_account(account: str, root: Path) -> None:
@@ -196,6 +198,23 @@ def _ensure_account(account: str, root: Path) -> None:
     if done.returncode != 0:
         raise LeptonError(f"cannot create the account {account}: {printable(done.stderr.strip())}")
     click.echo(f"created the service account {account}")
+
+
+def _make_service_dirs(account: str, root: Path) -> None:
+    """Without systemd, what its StateDirectory= and RuntimeDirectory= would make: the state
+    directory (0700) and the socket's (0755), the account's; and the command that starts it."""
+    for where, mode in ((STATE_DIR, 0o700), (str(Path(SOCKET_PATH).parent), 0o755)):
+        path = root / where.lstrip("/")
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, mode)
+        if root == Path("/"):
+            info = pwd.getpwnam(account)
+            os.chown(path, info.pw_uid, info.pw_gid)
+        click.echo(f"made {path} ({mode:04o}, {account}'s)")
+    serve = [sys.executable, "-m", "lepton_tui", "--home", STATE_DIR, "serve", "--socket",
+             SOCKET_PATH]  # fmt: skip
+    click.echo(f"or, without systemd: sudo -u {account} {shlex.join(serve)}")
+    click.echo(f"  ({Path(SOCKET_PATH).parent} is on a tmpfs: make it again after a reboot)")
 
 
 def _import_ledger(source: str, root: Path) -> None:

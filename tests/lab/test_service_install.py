@@ -40,6 +40,11 @@ def test_system_install_writes_the_unit_and_the_client_config(
     monkeypatch.delenv("LEPTON_SOCKET")
     assert configured_socket(tmp_path / "etc/lepton-tui/client.toml") == "/run/lepton-tui/lab.sock"
     assert "systemctl enable --now lepton-tui.service" in res.output  # no systemd here: said
+    # and what systemd would have made, so that the service also starts without it
+    state, run = tmp_path / "var/lib/lepton-tui", tmp_path / "run/lepton-tui"
+    assert oct(state.stat().st_mode & 0o777) == "0o700"
+    assert oct(run.stat().st_mode & 0o777) == "0o755"
+    assert "--home /var/lib/lepton-tui serve --socket /run/lepton-tui/lab.sock" in res.output
 
 
 def test_user_install_writes_a_user_unit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
