@@ -192,3 +192,32 @@ def test_lab_service_refuses_a_state_directory_others_can_read(lab: Lab, tmp_pat
     assert res.returncode == 1
     assert "open to other users" in res.stderr and "chmod 700" in res.stderr
     assert not (state / "ledger.db").exists()
+
+
+def test_the_service_account_is_an_admin_and_its_users_are_not(
+    lab_users: Any, tmp_path: Any
+) -> None:
+    """In the tests the daemon runs as root, where "root" and "the service account" are one uid:
+    here carol plays the service account (this process's uid, not 0), as the unit's `lepton`."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from lepton_tui.identity import identity_of
+    from lepton_tui.ledger import open_ledger
+    from lepton_tui.service import Service
+
+    def as_the_service() -> dict[str, bool]:
+        home = Path(tempfile.mkdtemp(prefix="lepton-svc-"))
+        ledger = open_ledger(home / "ledger.db")
+        try:
+            ledger.set_setting("admin_group", "lepton-labadm", actor="carol")
+            who = {u: identity_of(lab_users[u].pw_uid, lab_users[u].pw_gid)
+                   for u in ("carol", "alice", "labadmin")}  # fmt: skip
+            return {u: Service(ledger, home, identity=i).is_admin() for u, i in who.items()}
+        finally:
+            ledger.close()
+            shutil.rmtree(home, ignore_errors=True)
+
+    open_ledger(tmp_path / "ledger.db").close()  # its lazy imports, before forking
+    assert as_user("carol", as_the_service) == {"carol": True, "alice": False, "labadmin": True}
