@@ -4,8 +4,9 @@
 
 Builds a ledger with ATTEMPTS ended attempts over the last 30 days (30 users, one host of 8
 GPUs), PENDING queued jobs and a limit, then times `PlaceRules.prepare` (constraints, outside use,
-limits, fair-share usage) cold (usage summed in SQL) and reused (no attempt changed), and
-`share ls`'s standings. Then runs backfill on the lab workload with and without fair share and a
+limits, fair-share usage) cold (usage summed in SQL) and reused (no attempt changed), the
+waiting reasons of the whole queue when nothing was placed (`PlaceRules.waiting`, fair share
+named), and `share ls`'s standings. Then runs backfill on the lab workload with and without fair share and a
 per-user limit (`bench --fair-share --user-gpus 2`).
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lepton_tui.cluster_view import job_request  # noqa: E402
 from lepton_tui.place_rules import PlaceRules  # noqa: E402
 from lepton_tui.service import Service  # noqa: E402
 from lepton_tui.sharing import lab_standings  # noqa: E402
@@ -83,6 +85,15 @@ def main() -> None:
         print(f"prepare, usage summed (ms, median) {timed(cold, args.repeat):.1f}")
         print(f"prepare, usage reused (ms, median) "
               f"{timed(lambda: PlaceRules.prepare(led, pending, hosts, now + 1), args.repeat):.2f}")  # fmt: skip
+
+        def reasons() -> None:
+            rules = PlaceRules.prepare(led, pending, hosts, now + 1)
+            for job in rules.pending:
+                rules.request(job, job_request(job))
+            for job in rules.pending:
+                rules.waiting(job, "waiting for GPUs")
+
+        print(f"prepare + every queued job's reason (ms, median) {timed(reasons, args.repeat):.1f}")
         print(f"share ls standings (ms, median) {timed(lambda: lab_standings(led, now), args.repeat):.1f}")  # fmt: skip
         svc.close()
     from scheduler.bench import make_workload

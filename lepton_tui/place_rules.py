@@ -22,7 +22,7 @@ from lepton_tui import constraints as cons
 from lepton_tui.cluster_view import host_capacity, job_resources
 from lepton_tui.ledger import Ledger
 from lepton_tui.sharing import lab_standings, limits
-from scheduler.fairshare import FairShare, Limits
+from scheduler.fairshare import AheadIndex, FairShare, Limits
 from scheduler.model import ClusterView, JobRequest, fits_empty
 
 ACTIVE = ("starting", "running")
@@ -39,6 +39,7 @@ class PlaceRules:
         self.limits = Limits()
         self.fair: FairShare | None = None
         self.requests: dict[int, JobRequest] = {}
+        self._ahead: AheadIndex | None = None  # built on the first `waiting` without placements
 
     @classmethod
     def prepare(
@@ -113,6 +114,7 @@ class PlaceRules:
         if self.fair is not None:
             out = self.fair.apply(out)
         self.requests[int(job["id"])] = out
+        self._ahead = None
         return out
 
     def admit(self, placed: list[tuple[dict[str, Any], Any]]) -> list[tuple[dict[str, Any], Any]]:
@@ -143,9 +145,12 @@ class PlaceRules:
         if mine is None:
             return reason
         others = [self.requests[i] for i in placed if i in self.requests]
-        if not others:
-            others = [r for r in self.requests.values() if r.priority > mine.priority]
-        held = self.fair.held_back(mine, others)
+        if others:
+            held = self.fair.held_back(mine, others)
+        else:  # every queued job of a higher priority: one index for the whole queue
+            if self._ahead is None:
+                self._ahead = AheadIndex(self.fair, list(self.requests.values()))
+            held = self._ahead.held_back(mine)
         return f"{reason}; {held}" if held else reason
 
     def outside_note(self, node_id: str) -> str:

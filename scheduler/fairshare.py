@@ -16,6 +16,7 @@ named `*` holds each user (or project) that has none of its own.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -144,10 +145,60 @@ class FairShare:
                     best = o
         if best is None or not self.weight:
             return None
+        return self._held_text(job, mine, best.user, self.factor(best))
+
+    @staticmethod
+    def _held_text(job: JobRequest, mine: float, user: str, theirs: float) -> str:
         return (
             f"fair share: {job.user or 'this user'} has used more of the lab than its share "
-            f"(factor {mine:.2f}); {best.user}'s jobs (factor {self.factor(best):.2f}) go first"
+            f"(factor {mine:.2f}); {user}'s jobs (factor {theirs:.2f}) go first"
         )
+
+
+class AheadIndex:
+    """`FairShare.held_back(job, [o for o in jobs if o.priority > job.priority])` for every job of
+    a queue, without scanning the queue once per job.
+
+    The jobs fall into groups of one user and one factor (a few per user: one per project).
+    Each group keeps its priorities in descending order and, for every prefix, its earliest job
+    in the queue's order, so one job's answer is a binary search per group: O(groups * log n)
+    rather than O(n), which on a 10,000-job queue was most of a lab dispatcher's tick. The
+    answer is the same as the scan's, ties included (the earliest job of the highest factor).
+    """
+
+    def __init__(self, fair: FairShare, jobs: Sequence[JobRequest]) -> None:
+        self.fair = fair
+        rows: dict[tuple[str, float], list[tuple[float, int]]] = {}
+        for i, o in enumerate(jobs):
+            rows.setdefault((o.user, fair.factor(o)), []).append((o.priority, i))
+        # per group: user, factor, -priority ascending, earliest queue index of each prefix
+        self.groups: list[tuple[str, float, list[float], list[int]]] = []
+        for (user, f), members in rows.items():
+            members.sort(key=lambda r: -r[0])
+            earliest: list[int] = []
+            for _, i in members:
+                earliest.append(i if not earliest else min(earliest[-1], i))
+            self.groups.append((user, f, [-p for p, _ in members], earliest))
+
+    def held_back(self, job: JobRequest) -> str | None:
+        """The scan's reason for `job` (None when no other user's job with a higher factor and a
+        higher priority stands before it)."""
+        if not self.fair.weight:
+            return None
+        mine = self.fair.factor(job)
+        best: tuple[float, int, str] | None = None  # factor, queue index, user
+        for user, f, neg_priority, earliest in self.groups:
+            if user == job.user or f <= mine + 1e-9:
+                continue
+            ahead = bisect_left(neg_priority, -job.priority)  # how many have a higher priority
+            if not ahead:
+                continue
+            i = earliest[ahead - 1]
+            if best is None or f > best[0] or (f == best[0] and i < best[1]):
+                best = (f, i, user)
+        if best is None:
+            return None
+        return self.fair._held_text(job, mine, best[2], best[0])
 
 
 @dataclass(frozen=True, slots=True)
