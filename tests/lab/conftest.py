@@ -85,14 +85,19 @@ class Lab:
     tick: float = 0.2  # the service's dispatch tick (`serve --tick`)
     start_timeout: float = 30.0  # seconds until it must listen
 
-    def start(self) -> None:
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        """The `serve --socket` command line and its environment (root, this checkout)."""
         env = {k: v for k, v in os.environ.items() if k not in ("LEPTON_SOCKET", "LEPTON_HOME")}
         env["PYTHONPATH"] = str(REPO)
+        argv = [sys.executable, "-m", "lepton_tui", "--home", str(self.state), "serve",
+                "--socket", self.socket, "--tick", str(self.tick)]  # fmt: skip
+        return argv, env
+
+    def start(self) -> None:
+        argv, env = self.command()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lepton_tui", "--home", str(self.state), "serve",
-             "--socket", self.socket, "--tick", str(self.tick)],
-            env=env, stdout=subprocess.DEVNULL, stderr=open(self.root / "serve.log", "ab"),
-        )  # fmt: skip
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=open(self.root / "serve.log", "ab")
+        )
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, (self.root / "serve.log").read_text()
@@ -203,3 +208,4 @@ def client_call(sock: str, method: str, *args: Any, **kwargs: Any) -> Callable[[
 
 
 from tests.lab.userbed import lab_bed, lab_homes, user_keys  # noqa: E402,F401 - fixtures
+from tests.lab.venvbed import service_account, world_venv  # noqa: E402,F401 - fixtures
