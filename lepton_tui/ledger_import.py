@@ -28,8 +28,9 @@ from lepton_tui.ledger import ECON_ROLLUP_TABLES, Ledger, open_ledger
 SKIPPED_TABLES = {
     *ECON_ROLLUP_TABLES, "submit_keys", "sqlite_sequence", "sqlite_stat1", "notify_cursor",
 }  # fmt: skip
-# Settings that belong to the ledger, not to the history.
-SKIPPED_SETTINGS = ("owner",)
+# Settings that belong to the ledger, not to the history. `notify_command` runs as the service
+# account, which holds the lab key: in lab mode only root sets it, never an imported file.
+SKIPPED_SETTINGS = ("owner", "notify_command")
 # Tables whose rows are inserted first: others refer to them.
 FIRST_TABLES = ("jobs", "hosts")
 
@@ -41,6 +42,7 @@ class ImportSummary:
     source: Path
     rows: dict[str, int] = field(default_factory=dict)
     renumbered: list[str] = field(default_factory=list)
+    not_taken: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """One line per table taken, for people."""
@@ -49,6 +51,7 @@ class ImportSummary:
             if n:
                 again = " (numbered after the lab's)" if table in self.renumbered else ""
                 out.append(f"  {n} {table}{again}")
+        out += [f"  not taken: {what}" for what in self.not_taken]
         return out
 
 
@@ -193,6 +196,11 @@ def _take_table(
     common = [c for c in cols if c in lab_cols]
     where = ""
     if table == "settings":
+        if conn.execute("SELECT 1 FROM personal.settings WHERE key = 'notify_command'").fetchone():
+            summary.not_taken.append(
+                "the notify_command setting (it would run as the service account; root sets "
+                "the lab's with `lepton-tui settings set notify_command ...`)"
+            )
         skipped = ", ".join(f"'{k}'" for k in SKIPPED_SETTINGS)
         where = f" WHERE key NOT IN ({skipped}) AND key NOT IN (SELECT key FROM main.settings)"
     elif "id" in common and table != "jobs":

@@ -141,3 +141,20 @@ def test_import_of_a_file_that_is_no_ledger_leaves_no_lab_ledger(tmp_path: Path)
     res = _install(root, "--import", str(junk))
     assert res.exit_code == 2 and "cannot read" in res.output, res.output
     assert not list(root.iterdir())
+
+
+def test_import_never_takes_the_notify_command(personal: Path, tmp_path: Path) -> None:
+    """The lab's notify command runs as the service account, which holds the lab key: in lab mode
+    only root sets it, so a personal ledger's (whoever wrote it) is left behind, and said so."""
+    led = open_ledger(personal / "ledger.db")
+    led.set_setting("notify_command", "cp ~/lab_key /tmp/stolen", actor="alice")
+    led.set_setting("currency", "EUR", actor="alice")
+    led.close()
+    root = tmp_path / "root"
+    res = _install(root, "--import", str(personal))
+    assert res.exit_code == 0, res.output
+    assert "not taken: the notify_command setting" in res.output
+    lab = Ledger(root / LAB, clock=lambda: T0)
+    assert lab.get_setting("notify_command") is None
+    assert lab.get_setting("currency") == "EUR"  # the other settings come along
+    lab.close()
