@@ -200,10 +200,13 @@ def send_command(command: str, body: dict[str, Any], cwd: str | None = None) -> 
     env.update(
         LEPTON_NOTIFY_EVENT=body["event"], LEPTON_JOB_ID=str(body["job"]["id"]),
         LEPTON_JOB_STATE=str(body["job"].get("state") or ""),
+        # the command (it may hold a token) reaches the shell through the environment, which
+        # only its own uid can read in /proc, never through argv, which every user can
+        LEPTON_NOTIFY_COMMAND=command,
     )  # fmt: skip
     try:
         done = subprocess.run(
-            ["/bin/sh", "-c", command], input=json.dumps(body, sort_keys=True).encode(),
+            ["/bin/sh", "-c", 'eval "$LEPTON_NOTIFY_COMMAND"'], input=json.dumps(body, sort_keys=True).encode(),
             capture_output=True, timeout=SEND_TIMEOUT_S, env=env, cwd=cwd,
         )  # fmt: skip
     except subprocess.TimeoutExpired:

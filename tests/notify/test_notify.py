@@ -287,3 +287,32 @@ def test_notify_ls_lists_what_was_sent(svc: Service, tmp_path: Path) -> None:
         (job, "timeout", "command", "sent")
     ]
     assert "timeout" in lepton(svc.home, "notify", "ls").stdout
+
+
+def test_the_command_is_not_in_any_process_arguments(tmp_path: Path) -> None:
+    """The notify command may hold a token. Its text reaches the shell through the environment
+    (readable in /proc by its own uid only), never through argv (readable by every user)."""
+    import threading
+
+    marker = "tok" + "en-" + os.urandom(6).hex()
+    out = tmp_path / "ran"
+    command = f"sleep 1; echo {marker} > {out}; cat > {tmp_path / 'stdin'}"
+    body = {"event": "end", "job": {"id": 7, "state": "succeeded"}}
+    sender = threading.Thread(target=notify.send_command, args=(command, body))
+    sender.start()
+    seen = []
+    try:
+        while sender.is_alive():
+            for proc in Path("/proc").iterdir():
+                if proc.name.isdigit():
+                    try:
+                        argv = (proc / "cmdline").read_bytes()
+                    except OSError:
+                        continue
+                    if marker.encode() in argv:
+                        seen.append(argv)
+    finally:
+        sender.join(30)
+    assert out.read_text().strip() == marker  # it ran, with its own words
+    assert json.loads((tmp_path / "stdin").read_text())["job"]["id"] == 7
+    assert not seen, seen
