@@ -308,11 +308,13 @@ def ls(ctx: click.Context, as_json: bool) -> None:
         echo_json([host_json(h) for h in rows])
         return
     console = make_console()
-    if not rows and lab:
-        console.print("No hosts yet. An admin adds one with `lepton-tui hosts add NAME --address "
-                      "ADDR` (the login node too: --address localhost).")  # fmt: skip
-    elif not rows:
-        console.print("No hosts yet. Add this machine with `lepton-tui hosts add NAME --local`.")
+    if not rows:
+        console.print(
+            "No hosts yet. An admin adds one with `lepton-tui hosts add NAME --address ADDR` "
+            "(the login node too: --address localhost)."
+            if lab
+            else "No hosts yet. Add this machine with `lepton-tui hosts add NAME --local`."
+        )
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
     columns = ["NAME", "ADDRESS", "STATE", "CPUS", "MEM", "GPUS", f"{currency}/H"]

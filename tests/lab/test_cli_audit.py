@@ -18,6 +18,7 @@ def test_hosts_add_no_connect_goes_through_the_socket(lab: Lab, tmp_path: Path) 
     personal = tmp_path / "personal"
     out = as_user("alice", _cli_as(lab.socket, "hosts", "ls"))
     assert out["code"] == 0 and "--local" not in out["out"] and "--address" in out["out"], out
+    assert "ADDRESS" not in out["out"], out  # the hint alone, not an empty table's header
     out = as_user("alice", _cli_as(lab.socket, "hosts", "add", "gpu-b", "--address",
                                    "127.0.0.9", "--no-connect"))  # fmt: skip
     assert out["code"] == 1 and "only admins may add hosts" in out["out"], out
