@@ -54,8 +54,8 @@ def account_lab(
         os.chown(path, service_account.pw_uid, service_account.pw_gid)
     lab = AccountLab(root=root, socket=str(run / "lab.sock"), state=state, start_timeout=60,
                      account=service_account.pw_name, venv=world_venv)  # fmt: skip
-    lab.start()
     try:
+        lab.start()  # inside: a start that times out still stops the account's daemon
         as_user(lab.account, client_call(lab.socket, "set_setting", "admin_group", ADMIN_GROUP))
         yield lab
     finally:
