@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import pickle
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,6 +58,16 @@ class Label:
 def rule_scores(wl: Workload) -> np.ndarray:
     """Every rule of `RULES` alone on `wl`: average bounded slowdown."""
     return np.array([summarize(run_policy(make_rule(r), wl)).avg_bsld for r in RULES])
+
+
+def prefer_base(scores: np.ndarray, tol: float) -> np.ndarray:
+    """`scores` with the base's counted best where it is within `tol` (a factor) of the best: on
+    a near tie the label stays with one rule, so the network switches only where another rule
+    is clearly better."""
+    out = scores.copy()
+    if out[0] <= tol * float(np.min(out)):
+        out[0] = float(np.min(out)) * (1 - 1e-6)
+    return out
 
 
 def label_of(c: Candidates, scores: np.ndarray, sharp: float) -> Label | None:
@@ -137,6 +148,16 @@ def validate(
             "max": round(float(np.max(ratios)), 4), "families": fam}  # fmt: skip
 
 
+def _read_cache(path: Path | None, key: tuple) -> tuple | None:
+    if path is None or not path.exists():
+        return None
+    try:
+        got = pickle.loads(path.read_bytes())
+    except (pickle.UnpicklingError, EOFError, ValueError):
+        return None
+    return (got[1], got[2]) if got[0] == key else None
+
+
 def main(argv: Sequence[str] | None = None) -> None:  # noqa: PLR0915
     ap = argparse.ArgumentParser(prog="python -m scheduler.dqn_select train")
     ap.add_argument("--workloads", type=at_least(1), default=150, help="training workloads")
@@ -148,6 +169,11 @@ def main(argv: Sequence[str] | None = None) -> None:  # noqa: PLR0915
                     help="label weight per log ratio of the next candidate's score")  # fmt: skip
     ap.add_argument("--smooth", default="1.0,0.05",
                     help="running-score shares to validate (`Smoothed`; the first also acts)")  # fmt: skip
+    ap.add_argument("--base-tol", type=at_least(1.0, float), default=1.05,
+                    help="a workload's oracle is the base where it is within this factor of the best")  # fmt: skip
+    ap.add_argument("--scores-cache", type=Path, default=None,
+                    help="a pickle of the rules' scores on the training and validation workloads, "
+                    "read if it matches, else written")  # fmt: skip
     ap.add_argument("--epochs", type=at_least(1), default=15)
     ap.add_argument("--batch", type=at_least(1), default=128)
     ap.add_argument("--lr", type=at_least(1e-9, float), default=1e-3)
@@ -170,14 +196,20 @@ def main(argv: Sequence[str] | None = None) -> None:  # noqa: PLR0915
     t0 = time.process_time()
 
     wls = [training_workload(i, args.jobs, args.trace) for i in range(args.workloads)]
-    scores = [rule_scores(wl) for wl in wls]
+    val = validation_set(args.val_jobs, args.trace) if not args.no_validate else []
+    key = (list(RULES), args.workloads, args.jobs, args.val_jobs, len(val), str(args.trace))
+    cached = _read_cache(args.scores_cache, key)
+    if cached is None:
+        raw = [rule_scores(wl) for wl in wls]
+        val_scores = [rule_scores(wl) for wl in val]
+        if args.scores_cache is not None:
+            args.scores_cache.write_bytes(pickle.dumps((key, raw, val_scores)))
+    else:
+        raw, val_scores = cached
+    scores = [prefer_base(s, args.base_tol) for s in raw]
     wins = np.bincount([int(np.argmin(s)) for s in scores], minlength=len(RULES))
     oracle_wins = {r: int(n) for r, n in zip(RULES, wins, strict=True)}
     print(f"oracle rules: {oracle_wins}, {time.process_time() - t0:.0f} CPU s", flush=True)
-    val = validation_set(args.val_jobs, args.trace) if not args.no_validate else []
-    val_scores = [rule_scores(wl) for wl in val]
-    if val:
-        print(f"validation rules scored, {time.process_time() - t0:.0f} CPU s", flush=True)
 
     net = nn.Sequential(
         nn.Linear(NUM_FEATURES, args.hidden), nn.ReLU(), nn.Linear(args.hidden, args.hidden),

@@ -241,3 +241,19 @@ def test_tiny_training_run_end_to_end(tmp_path):
     assert pol.meta["rules"] == list(RULES)
     res = run_policy(pol, small_lab())
     assert len(res.finished) == 12 and pol.decisions > 0
+
+
+def test_bench_runs_dqn_select_with_the_shipped_weights():
+    res = subprocess.run(
+        [sys.executable, "-m", "lepton_tui", "bench", "--workload", "lab-long", "--jobs", "60",
+         "--policies", "dqn-select,sjf-bf", "--json"],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)
+    assert [r["policy"] for r in rows] == ["dqn-select", "sjf-bf"]
+    assert rows[0]["finished"] == 60
+    meta = SelectPolicy().meta
+    assert meta["rules"] == list(RULES) and 0 < meta["smooth"] <= 1
+    assert "validation" in meta and "command" in meta
