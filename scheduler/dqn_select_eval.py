@@ -92,6 +92,35 @@ def small(weights: Path, seeds: int, kinds: Sequence[str], jobs: int) -> None:
             print(f"<!-- {kind} {load}: {time.process_time() - t0:.0f} CPU s -->", flush=True)
 
 
+def mixing(seeds: int, kinds: Sequence[str], rule: str, everies: Sequence[int]) -> None:
+    """The base alone, and the base with every N-th decision where it and `rule` disagree taken
+    from `rule` instead: what a few deviations of a rule picker cost."""
+    b, w = RULES.index("base"), RULES.index(rule)
+    print("| family | load | base | " + " | ".join(
+        f"1 in {n} disagreements from {rule}" for n in everies) + " |")  # fmt: skip
+    print("|---|---|---|" + "---|" * len(everies))
+    for kind, load, wls in family_windows(kinds, seeds):
+        cells = []
+        for every in (0, *everies):
+            vals = []
+            for wl in wls:
+                n = [0]
+
+                def choose(c: Any, every: int = every, n: list = n) -> int:
+                    pick, other = c.of_rule(b), c.of_rule(w)
+                    if every and pick != other:
+                        n[0] += 1
+                        if n[0] % every == 0:
+                            return int(other)
+                    return int(pick)
+
+                pol = SelectPolicy.with_chooser(choose)
+                vals.append(compute_metrics(Simulator(wl).run(pol))["avg_bounded_slowdown"])
+            cells.append(f"{np.mean(vals):.2f}")
+        print(f"| {kind} | {'native' if load is None else load} | " + " | ".join(cells) + " |",
+              flush=True)  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m scheduler.dqn_select eval")
     ap.add_argument("--weights", type=Path, default=WEIGHTS)
@@ -99,12 +128,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--families", default=",".join(FAMILY_NAMES))
     ap.add_argument("--jobs", type=at_least(0), default=0,
                     help="jobs per workload for smaller versions (0: the held-out table)")  # fmt: skip
+    ap.add_argument("--mix", default="", help="a rule (e.g. wfp3): the base with 1 in 20 and "
+                    "1 in 10 of its disagreements with that rule taken from it, instead of the "
+                    "table")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.mix and (args.mix not in RULES or args.mix == "base"):
+        ap.exit(2, f"{ap.prog}: error: --mix takes one of {', '.join(RULES[1:])}\n")
     kinds = [k for k in args.families.split(",") if k]
     unknown = [k for k in kinds if k not in FAMILY_NAMES]
     if unknown or not kinds:
         ap.exit(2, f"{ap.prog}: error: --families takes {', '.join(FAMILY_NAMES)} "
                 f"(got {args.families!r})\n")  # fmt: skip
+    if args.mix:
+        mixing(args.seeds, kinds, args.mix, (20, 10))
+        return
     try:  # before any work: a missing or unusable file is one line, exit 2
         SelectPolicy(args.weights)
     except SelectWeightsError as exc:

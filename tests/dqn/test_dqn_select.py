@@ -217,6 +217,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
         ("eval", "--seeds", "0"),
         ("eval", "--families", "lab,nope"),
         ("eval", "--weights", "/nonexistent/w.npz"),
+        ("eval", "--mix", "base"),
     ],
 )
 def test_cli_rejects_bad_input_with_one_line(args, tmp_path):
