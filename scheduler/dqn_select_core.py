@@ -219,7 +219,10 @@ class SelectPolicy:
 
     name = "dqn-select"
 
-    def __init__(self, weights: str | Path | None = None) -> None:
+    def __init__(self, weights: str | Path | None = None, *, cost_weight: float = 0.0) -> None:
+        if cost_weight:
+            # the registry turns this into "bad options for policy 'dqn-select': ..."
+            raise TypeError("it has no cost term; run it without a cost weight")
         path = Path(weights) if weights is not None else WEIGHTS
         self.net: ReluMLP | None
         self.net, self.meta = load_select(path)

@@ -188,6 +188,8 @@ def test_bad_weights_are_refused(tmp_path):
         SelectPolicy(tmp_path / "none.npz")
     with pytest.raises(ValueError, match="dqn-select"):
         make_policy("dqn-select", weights=tmp_path / "none.npz")
+    with pytest.raises(ValueError, match="no cost term"):
+        make_policy("dqn-select", cost_weight=0.5)
     bad = tmp_path / "bad.npz"
     layers = random_layers(0)
     layers[0] = (layers[0][0][:-1], layers[0][1])  # one input short
