@@ -3,7 +3,8 @@
 `make_policy("backfill", cost_weight=0.5)`; "dqn" is loaded lazily from `scheduler.policy:DQNPolicy`,
 "dqn-bf" (experimental: a learned order under EASY backfilling) from `scheduler.dqn_order`,
 "dqn-self" (experimental: the DQN's network alone, rollout-trained) from
-`scheduler.dqn_rollout_core`.
+`scheduler.dqn_rollout_core`, "dqn-select" (experimental: a network that picks among the rounds
+several rules propose) from `scheduler.dqn_select_core`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from scheduler.model import Policy
 POLICY_NAMES: tuple[str, ...] = (*HEURISTICS, "ilp", "dqn")
 """Every policy by name: the one list the CLI, settings and the console offer."""
 
-EXPERIMENTAL_POLICIES: tuple[str, ...] = ("dqn-bf", "dqn-self")
+EXPERIMENTAL_POLICIES: tuple[str, ...] = ("dqn-bf", "dqn-self", "dqn-select")
 """Built by name and accepted by `bench --policies`, but not offered by settings, the console or
 the autopilot, and not run by default: they do not meet issue 17's aims (`docs/benchmarks.md`)."""
 
 _EXPERIMENTAL_CLASSES: dict[str, tuple[str, str, str]] = {
     "dqn-bf": ("scheduler.dqn_order", "OrderBackfillPolicy", "OrderWeightsError"),
     "dqn-self": ("scheduler.dqn_rollout_core", "SelfDQNPolicy", "SelfWeightsError"),
+    "dqn-select": ("scheduler.dqn_select_core", "SelectPolicy", "SelectWeightsError"),
 }
 """each experimental policy: its module (imported when built), class, and weights error"""
 
