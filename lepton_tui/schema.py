@@ -373,6 +373,14 @@ def _migrate_14(db: sqlite_utils.Database) -> None:
             db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {sql}")
 
 
+def _migrate_16(db: sqlite_utils.Database) -> None:
+    """A Slurm partition's nodes as its last poll saw them (engineer slurm20), for the fleet
+    panel's expandable row: a JSON list of {name, state, cpus, cpus_alloc, mem_mb, mem_alloc_mb,
+    gpus, gpus_alloc, reason}; NULL for any other host."""
+    if "slurm_nodes" not in db.table("hosts").columns_dict:
+        db.execute("ALTER TABLE hosts ADD COLUMN slurm_nodes TEXT")
+
+
 # Append forward migrations here; never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
@@ -389,5 +397,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_12,
     _migrate_13,
     _migrate_14,
+    # _migrate_15 is engineer lab16's, if they take it
+    _migrate_16,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

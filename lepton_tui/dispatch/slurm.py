@@ -33,7 +33,7 @@ from typing import Any
 
 from inventory.errors import AuthFailed, HostError
 from inventory.fanout import Failed, Ok, fan_out
-from inventory.slurm import SlurmTarget, SubmitSpec
+from inventory.slurm import PartitionView, SlurmTarget, SubmitSpec
 from inventory.slurm import one_line as slurm_one_line
 from inventory.slurm_host import Refused, Retry, SlurmHost, Submitted
 from inventory.supervisor import AttemptStatus
@@ -165,6 +165,7 @@ class SlurmHosts:
             gpus=gpus,
             attempts=attempts,
             login_failures=login_failures,
+            nodes=node_records(part),
         )
 
     def _read_foreign(
@@ -400,6 +401,16 @@ def read_log(
     """Up to `max_bytes` of a Slurm attempt's output file from `offset`."""
     sh = SlurmHost(host["name"], transport, target_of(host), root_dir)
     return sh.read_log(int(attempt["job_id"]), attempt["token"], stream, offset, max_bytes)
+
+
+def node_records(part: PartitionView) -> list[dict[str, Any]]:
+    """The partition's nodes as the ledger keeps them for the fleet panel's expandable row."""
+    return [
+        {"name": n.name, "state": n.state, "cpus": n.cpus, "cpus_alloc": n.cpus_alloc,
+         "mem_mb": n.mem_mb, "mem_alloc_mb": n.mem_alloc_mb, "gpus": n.gpus,
+         "gpus_alloc": n.gpus_alloc, "reason": "" if n.reason == "none" else n.reason}
+        for n in part.nodes
+    ]  # fmt: skip
 
 
 def _give_up(ledger: Ledger, a: ActiveAttempt, why: str) -> None:
