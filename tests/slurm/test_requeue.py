@@ -1,0 +1,50 @@
+"""Requeues are Slurm's: a job Slurm puts back in its queue while it runs (`scontrol requeue`,
+as a node failure or a preemption with requeue does) and runs again is still one lepton attempt
+and one Slurm job, and ends as its last run does, charged from Slurm's last start."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lepton_tui.dispatch.loop import Dispatcher
+from lepton_tui.service import Service
+from tests.dispatch.helpers import TERMINAL, tick_until
+from tests.slurm.helpers import wait_for
+from tests.slurm.test_dispatch import add_cluster, slurm_jobs_named, state, submit
+from tests.slurmbed import SlurmBed
+
+
+@pytest.fixture
+def d(svc: Service) -> Any:
+    dispatcher = Dispatcher(svc, tick_s=0.2)
+    yield dispatcher
+    dispatcher.pool.close()
+
+
+def test_a_job_slurm_requeues_while_it_runs_is_one_attempt_that_ends_as_its_last_run(
+    slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
+) -> None:
+    add_cluster(svc, slurm, tmp_path / "lepton")
+    runs = tmp_path / "runs"
+    job = submit(svc, f"echo run >> {runs}; sleep 3; exit $(( $(wc -l < {runs}) - 1 ))")
+    tick_until(d, lambda: state(svc, job) == "running" and runs.exists())
+    (slurm_id,) = slurm_jobs_named(slurm, svc, job)
+    requeued_at = time.time()
+    r = slurm.client("scontrol", "requeue", slurm_id)
+    assert r.returncode == 0, r.stderr
+    # a requeued job waits BeginTime (about two minutes) in Slurm's queue: let it go at once
+    wait_for(lambda: slurm.client("squeue", "-h", "-j", slurm_id, "-o", "%T").stdout.strip()
+             == "PENDING")  # fmt: skip
+    r = slurm.client("scontrol", "update", f"JobId={slurm_id}", "StartTime=now")
+    assert r.returncode == 0, r.stderr
+    tick_until(d, lambda: state(svc, job) in TERMINAL, timeout=120)
+    row = svc.ledger.get_job(job)
+    assert runs.read_text().count("run") == 2  # Slurm ran it twice
+    assert (row["state"], row["exit_code"]) == ("failed", 1)  # as its second run ended
+    (att,) = svc.ledger.attempts_for(job)
+    assert slurm_jobs_named(slurm, svc, job) == [slurm_id]
+    assert att["started_at"] >= int(requeued_at)  # charged from Slurm's last start (whole s)
