@@ -1,6 +1,8 @@
-"""Requeues are Slurm's: a job Slurm puts back in its queue while it runs (`scontrol requeue`,
-as a node failure or a preemption with requeue does) and runs again is still one lepton attempt
-and one Slurm job, and ends as its last run does, charged from Slurm's last start."""
+"""Time limits and requeues on a real Slurm cluster: a job Slurm puts back in its queue while
+it runs (`scontrol requeue`, as a node failure or a preemption with requeue does) and runs
+again is still one lepton attempt and one Slurm job, ends as its last run does and is charged
+from Slurm's last start; a job Slurm kills at its time limit ends `timeout`, and is submitted
+again when it asked for that."""
 
 from __future__ import annotations
 
@@ -48,3 +50,21 @@ def test_a_job_slurm_requeues_while_it_runs_is_one_attempt_that_ends_as_its_last
     (att,) = svc.ledger.attempts_for(job)
     assert slurm_jobs_named(slurm, svc, job) == [slurm_id]
     assert att["started_at"] >= int(requeued_at)  # charged from Slurm's last start (whole s)
+
+
+def test_slurms_time_limit_ends_the_job_timeout_and_lepton_requeues_it_when_asked(
+    slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
+) -> None:
+    """Slurm kills the job at its `--time` (a minute, Slurm's smallest): the attempt ends
+    `timeout`, and `--requeue-on-timeout` submits it to Slurm again, where it sees
+    LEPTON_RESTART_COUNT=1 and finishes (about 90 s)."""
+    add_cluster(svc, slurm, tmp_path / "lepton")
+    script = '[ "$LEPTON_RESTART_COUNT" = 1 ] && exit 0; sleep 600'
+    job = svc.submit(command=script, time="1m", requeue_on_timeout=True, max_requeues=1,
+                     mem="64M")  # fmt: skip
+    tick_until(d, lambda: state(svc, job) in TERMINAL, timeout=240, pause=0.5)
+    first, second = svc.ledger.attempts_for(job)
+    assert (first["state"], first["reason"]) == ("timeout", "requeued at its time limit (1 of 1)")
+    assert second["state"] == "succeeded" and state(svc, job) == "succeeded"
+    assert svc.ledger.get_job(job)["requeues"] == 1
+    assert len(slurm_jobs_named(slurm, svc, job)) == 2  # one Slurm job per attempt
