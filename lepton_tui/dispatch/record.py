@@ -284,5 +284,7 @@ def discovered_capacity(host: Mapping[str, Any], answer: Poll) -> dict[str, Any]
     if answer.gpus and answer.gpus[0].name:
         found["gpu_model"] = answer.gpus[0].name
     if answer.nodes is not None:  # a Slurm partition: its nodes, for the fleet panel
-        found["slurm_nodes"] = json.dumps(answer.nodes, separators=(",", ":"))
+        nodes = json.dumps(answer.nodes, separators=(",", ":"))
+        if nodes != host.get("slurm_nodes"):  # written when they changed, not every tick
+            found["slurm_nodes"] = nodes
     return {k: v for k, v in found.items() if k not in fixed}
