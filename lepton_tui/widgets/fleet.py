@@ -147,9 +147,9 @@ class FleetTable(FittedTable):
     COLUMNS = COLUMNS
     DROP_ORDER = DROP_ORDER
     BINDINGS = [
-        Binding("space", "toggle_nodes", "nodes", show=False),
-        Binding("right", "expand", "expand", show=False),
-        Binding("left", "collapse", "collapse", show=False),
+        Binding("space", "toggle_nodes", "show/hide a Slurm partition's nodes", show=False),
+        Binding("right", "expand", "show a Slurm partition's nodes", show=False),
+        Binding("left", "collapse", "hide a Slurm partition's nodes", show=False),
     ]
 
     def __init__(self, **kwargs: Any) -> None:

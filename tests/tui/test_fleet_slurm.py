@@ -70,6 +70,9 @@ async def test_the_partition_is_one_row_that_expands_into_its_nodes_by_keyboard(
         table = await fleet_focused(pilot, "hpc")
         assert keys(table) == ["cpu-c", "gpu-a", "gpu-b", "hpc"]
         assert cell(table, "hpc") == "▸ hpc"
+        from lepton_tui.screens.help import binding_rows  # `?` lists the keys
+
+        assert "show/hide a Slurm partition's nodes" in dict(binding_rows(app)).values()
         assert cell(table, "gpu-a") == "gpu-a"  # an SSH host does not expand
         await pilot.press("space")
         assert node_rows(table) == ["n01", "n02", "n03"]
