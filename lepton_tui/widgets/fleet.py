@@ -181,10 +181,8 @@ class FleetTable(FittedTable):
     def _show_visible(self) -> None:
         """Show the hosts, and the nodes of the expanded partitions (the columns are as wide
         as every row needs, shown or not, so expanding one moves no column)."""
-        partitions = {host_of(k) for k, _ in self._all_cells if NODE_SEP in k}
-        self.expanded.intersection_update(
-            partitions
-        )  # a host gone, or no longer Slurm, is not kept expanded
+        # a host gone, or no longer a Slurm partition, is not kept expanded
+        self.expanded.intersection_update(self.partition_hosts)
         widths = self._all_widths
         if widths is None:
             widths = cell_widths(self.keys, self._all_cells)
