@@ -578,12 +578,38 @@ class SlurmJob:
     nodes: str = ""
 
     @property
+    def node_count(self) -> int:
+        """How many nodes Slurm allocated to it (the hosts its NodeList names; 0 while none)."""
+        return hostlist_count(self.nodes)
+
+    @property
     def exit_code(self) -> int | None:
         """The shell's view of the raw status: the code, or 128 + the signal."""
         if self.exit_status is None:
             return None
         sig = self.exit_status & 0x7F
         return 128 + sig if sig else (self.exit_status >> 8) & 0xFF
+
+
+def hostlist_count(text: str) -> int:
+    """How many hosts a Slurm hostlist names: `c1`, `c[1-3,7]`, `a[1-2]b[1-2]`, `c1,g[01-04]`
+    -> 1, 4, 4, 5 (empty, `None assigned` or `(null)`: 0)."""
+    text = (text or "").strip()
+    if not text or text.startswith(("None", "(null)")):
+        return 0
+    total = 0
+    for item in re.split(r",(?![^\[]*\])", text):
+        if not item.strip():
+            continue
+        count = 1
+        for group in re.findall(r"\[([^\]]*)\]", item):
+            n = 0
+            for part in group.split(","):
+                lo, sep, hi = part.partition("-")
+                n += int(hi) - int(lo) + 1 if sep and lo.isdigit() and hi.isdigit() else 1
+            count *= max(1, n)
+        total += count
+    return total
 
 
 def _epoch(text: str) -> float | None:

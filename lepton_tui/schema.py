@@ -381,6 +381,16 @@ def _migrate_16(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE hosts ADD COLUMN slurm_nodes TEXT")
 
 
+def _migrate_17(db: sqlite_utils.Database) -> None:
+    """A price per node-hour for a Slurm partition (engineer slurm20b), and how many nodes
+    Slurm allocated to each attempt there (read from its NodeList): such an attempt is charged
+    nodes x hours x that price. NULL elsewhere."""
+    if "price_node_hour" not in db.table("prices").columns_dict:
+        db.execute("ALTER TABLE prices ADD COLUMN price_node_hour REAL")
+    if "slurm_nodes" not in db.table("attempts").columns_dict:
+        db.execute("ALTER TABLE attempts ADD COLUMN slurm_nodes INTEGER")
+
+
 # Append forward migrations here; never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
@@ -399,5 +409,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_14,
     # _migrate_15 is engineer lab16's, if they take it
     _migrate_16,
+    _migrate_17,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -72,6 +72,8 @@ class Poll:
     login_failures: dict[str, str] = field(default_factory=dict)  # lab mode: user -> why
     # a Slurm partition's nodes, one dict each (`dispatch.slurm.node_records`): the fleet panel
     nodes: list[dict[str, Any]] | None = None
+    # a Slurm attempt's allocated node count (token -> nodes), for a price per node-hour
+    slurm_nodes: dict[str, int] = field(default_factory=dict)
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:

@@ -97,6 +97,8 @@ def record_poll(
         record_samples(ctx.ledger, answer, now)
         for user, why in answer.login_failures.items():  # lab mode: whose login failed
             record_login(ctx.ledger, name, user, False, how="poll", error=why, now=now)
+        if answer.slurm_nodes:  # before an end settles the cost (a price per node-hour)
+            ctx.ledger.note_attempt_nodes(answer.slurm_nodes)
         for a in active:
             if a.host != name:
                 continue

@@ -166,6 +166,7 @@ class SlurmHosts:
             attempts=attempts,
             login_failures=login_failures,
             nodes=node_records(part),
+            slurm_nodes={t: j.node_count for t, j in sp.jobs.items() if t in ids and j.node_count},
         )
 
     def _read_foreign(
