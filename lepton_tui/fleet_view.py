@@ -90,6 +90,8 @@ class FleetRow:
     # expands into a row per node)
     partition: str | None = None
     nodes: list[NodeCell] = field(default_factory=list)
+    # ... and how many jobs of other users wait in its own queue (None: not seen yet)
+    others_pending: int | None = None
 
     @property
     def shown_state(self) -> str:
@@ -241,17 +243,21 @@ def _fleet(ledger: Ledger, now: float, memo: ViewMemo) -> list[FleetRow]:
 
 
 def slurm_fields(host: dict[str, Any]) -> dict[str, Any]:
-    """A Slurm host's partition and nodes, from its `slurm_json` and `slurm_nodes` (none for any
-    other host; a value the ledger cannot read shows no nodes rather than no fleet)."""
+    """A Slurm host's partition, nodes and other users' pending jobs, from its `slurm_json`,
+    `slurm_nodes` and `slurm_pending` (none for any other host; a value the ledger cannot read
+    shows no nodes rather than no fleet)."""
     if not host.get("slurm_json"):
         return {}
     try:
         partition = json.loads(host["slurm_json"]).get("partition")
         records = json.loads(host.get("slurm_nodes") or "[]")
         nodes = [NodeCell(**{k: r[k] for k in NODE_KEYS if k in r}) for r in records]
+        queue = json.loads(host.get("slurm_pending") or "null")
+        pending = int(queue["jobs"]) if isinstance(queue, dict) and "jobs" in queue else None
     except (ValueError, TypeError, AttributeError, KeyError):
         return {"partition": None}
-    return {"partition": str(partition) if partition else None, "nodes": nodes}
+    return {"partition": str(partition) if partition else None, "nodes": nodes,
+            "others_pending": pending}  # fmt: skip
 
 
 NODE_KEYS = tuple(f.name for f in fields(NodeCell))

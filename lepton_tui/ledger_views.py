@@ -158,7 +158,8 @@ class ViewRecords:
         """Every host with what the fleet panel shows of it, by name."""
         return self.query(
             "SELECT name, state, admin_state, transport, address, cpus, gpus, price_per_hour, "
-            "last_seen, last_error, gpu_model, gpus_override, gpu_mem_mb, slurm_json, slurm_nodes "
+            "last_seen, last_error, gpu_model, gpus_override, gpu_mem_mb, slurm_json, slurm_nodes, "
+            "slurm_pending "
             "FROM hosts ORDER BY name"
         )
 

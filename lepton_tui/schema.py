@@ -384,11 +384,15 @@ def _migrate_16(db: sqlite_utils.Database) -> None:
 def _migrate_17(db: sqlite_utils.Database) -> None:
     """A price per node-hour for a Slurm partition (engineer slurm20b), and how many nodes
     Slurm allocated to each attempt there (read from its NodeList): such an attempt is charged
-    nodes x hours x that price. NULL elsewhere."""
+    nodes x hours x that price; and the partition's own queue as its last poll saw it (JSON:
+    other users' pending jobs, what those waiting for room ask, the free capacity before
+    them). NULL elsewhere."""
     if "price_node_hour" not in db.table("prices").columns_dict:
         db.execute("ALTER TABLE prices ADD COLUMN price_node_hour REAL")
     if "slurm_nodes" not in db.table("attempts").columns_dict:
         db.execute("ALTER TABLE attempts ADD COLUMN slurm_nodes INTEGER")
+    if "slurm_pending" not in db.table("hosts").columns_dict:
+        db.execute("ALTER TABLE hosts ADD COLUMN slurm_pending TEXT")
 
 
 # Append forward migrations here; never edit a released one.

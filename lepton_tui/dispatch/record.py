@@ -289,4 +289,8 @@ def discovered_capacity(host: Mapping[str, Any], answer: Poll) -> dict[str, Any]
         nodes = json.dumps(answer.nodes, separators=(",", ":"))
         if nodes != host.get("slurm_nodes"):  # written when they changed, not every tick
             found["slurm_nodes"] = nodes
+    if answer.slurm_pending is not None:  # its own queue: other users' pending jobs
+        queue = json.dumps(answer.slurm_pending, separators=(",", ":"), sort_keys=True)
+        if queue != host.get("slurm_pending"):
+            found["slurm_pending"] = queue
     return {k: v for k, v in found.items() if k not in fixed}

@@ -123,6 +123,8 @@ def host_cells(r: FleetRow, width: int, compact: bool, currency: str) -> tuple:
     name = host_text(r)
     if r.partition is not None:
         name = Text(COLLAPSED) + name
+        if r.others_pending:  # the partition's own queue: other users' pending jobs
+            name.append(f" +{r.others_pending} pending", style="dim")
     return (
         name,
         state_text(r),
