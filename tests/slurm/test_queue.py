@@ -28,10 +28,11 @@ def d(svc: Service) -> Any:
     dispatcher.pool.close()
 
 
-def sbatch(bed: SlurmBed, tmp_path: Path, name: str, cpus: int, command: str) -> str:
+def sbatch(bed: SlurmBed, tmp_path: Path, name: str, cpus: int, command: str, *more: str) -> str:
     """A job that is not lepton's, straight to Slurm."""
     r = bed.client("sbatch", "--parsable", f"--job-name={name}", f"--cpus-per-task={cpus}",
-                   "--mem=64M", f"--output={tmp_path / name}.out", "--wrap", command)  # fmt: skip
+                   "--mem=64M", f"--output={tmp_path / name}.out", *more,
+                   "--wrap", command)  # fmt: skip
     assert r.returncode == 0, r.stderr
     return r.stdout.strip().split(";")[0]
 
@@ -80,3 +81,25 @@ def test_other_users_pending_jobs_claim_the_partition_before_lepton_submits(
     started = datetime.fromisoformat(job_field(slurm, other, "StartTime")).timestamp()  # local
     assert att["created_at"] >= started - 1
     assert {r.name: r for r in fleet(svc.ledger, time.time())}["cluster"].others_pending == 0
+
+
+def test_only_jobs_waiting_for_room_claim_the_partition(slurm: SlurmBed, tmp_path: Path) -> None:
+    """Pending for Resources claims what it asks (CPUs, memory, GRES GPUs); a job that waits
+    for its begin time or is held claims nothing, but counts as pending; lepton's own pending
+    jobs are not in the partition's queue of others."""
+    from tests.slurm.helpers import local_host
+
+    n = slurm.cpus
+    if n < 2:
+        pytest.skip("the bed's node needs 2 CPUs: one held, one free")
+    hog = sbatch(slurm, tmp_path, "hog", n - 1, "sleep 300")
+    wait_for(lambda: job_field(slurm, hog, "JobState") == "RUNNING")
+    big = sbatch(slurm, tmp_path, "big", n, "true", "--gres=gpu:2")
+    sbatch(slurm, tmp_path, "later", 1, "true", "--begin=now+3600")
+    sbatch(slurm, tmp_path, "held", 1, "true", "--hold")
+    sbatch(slurm, tmp_path, "lepton-7-aaaa11112222", 1, "true", "--begin=now+3600")  # lepton's
+    wait_for(lambda: job_field(slurm, big, "Reason") in ("Resources", "Priority"))
+    sh = local_host(slurm, tmp_path / "root")
+    others = sh.poll({}).others
+    assert others is not None
+    assert (others.jobs, others.ahead, others.cpus, others.mem_mb, others.gpus) == (3, 1, n, 64, 2)
