@@ -64,6 +64,20 @@ class PriceSet:
         )
 
 
+def whole_node_per_hour(prices: PriceSet, host: dict[str, Any]) -> float:
+    """The flat hourly price of a host as one node of a simulated cluster (`replay`, stranded
+    capacity): its flat price, or for a Slurm partition priced per node-hour, that price times
+    its nodes as the last poll saw them, so a job holding one node's share of the partition pays
+    about one node-hour an hour."""
+    if not prices.node_hour:
+        return prices.per_hour
+    try:
+        nodes = len(json.loads(host.get("slurm_nodes") or "[]"))
+    except (TypeError, ValueError):
+        nodes = 0
+    return prices.per_hour + prices.node_hour * max(1, nodes)
+
+
 def allocation_rate(prices: PriceSet, alloc: dict[str, Any], capacity: dict[str, Any]) -> float:
     """Hourly allocation price of holding `alloc` (cpus, mem_mb, gpus, gpu_mem_mb) on a host."""
     cap_cpus = float(capacity.get("cpus") or 0)

@@ -27,12 +27,11 @@ is counted as waiting while nothing could have started it.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lepton_tui.economics.prices import get_currency, prices_at
+from lepton_tui.economics.prices import get_currency, prices_at, whole_node_per_hour
 from lepton_tui.errors import ValidationError
 from lepton_tui.ledger import Ledger
 
@@ -123,16 +122,6 @@ def _scheduler() -> Any:
     return model, simulator, metrics, registry
 
 
-def partition_nodes(host: dict[str, Any]) -> int:
-    """A Slurm partition's node count as its last poll saw it (at least 1): replay has the
-    partition as one node, so a price per node-hour is that node's flat price spread over
-    the nodes (a job holding one node's share of the partition pays one node-hour an hour)."""
-    try:
-        return max(1, len(json.loads(host.get("slurm_nodes") or "[]")))
-    except (TypeError, ValueError):
-        return 1
-
-
 def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, Any, int]:
     """(Workload, recorded SimResult, skipped jobs) from the ledger's history in [since, until)."""
     model, simulator, _metrics, _registry = _scheduler()
@@ -150,9 +139,7 @@ def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, An
                     int(h["gpus"] or 0),
                     int(h["gpu_mem_mb"] or 0),
                 ),
-                model.Prices(
-                    p.per_hour + p.node_hour * partition_nodes(h), p.cpu_hour, p.gpu_hour, p.gb_hour
-                ),
+                model.Prices(whole_node_per_hour(p, h), p.cpu_hour, p.gpu_hour, p.gb_hour),
             )  # fmt: skip
         )
     by_node = {n.id: n for n in nodes}
