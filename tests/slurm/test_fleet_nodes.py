@@ -51,9 +51,18 @@ def test_a_tick_keeps_the_partitions_nodes_for_the_fleet_row(
 
 def test_the_nodes_cross_the_lab_socket_as_the_console_reads_them() -> None:
     row = FleetRow(
-        "cluster", "up", "active", "local", None, 8.0, 2, 0.0, partition="gpu",
+        "cluster", "up", "active", "local", None, 8.0, 2, 0.0, partition="gpu", others_pending=3,
         nodes=[NodeCell("n1", "mixed", 8, 4, 64000, 1000, 2, 1, ""),
                NodeCell("n2", "drained", 8, 0, 64000, 0, 0, 0, "maintenance")],
     )  # fmt: skip
     back = from_wire(FleetRow, to_wire(row))
     assert back == row and isinstance(back.nodes[1], NodeCell)
+
+
+def test_the_partition_row_shows_other_users_pending_jobs() -> None:
+    from lepton_tui.widgets.fleet import host_cells
+
+    row = FleetRow("cluster", "up", "active", "local", None, 8.0, 2, 0.0, partition="gpu")
+    assert "pending" not in host_cells(row, 6, False, "USD")[0].plain  # none seen yet
+    row.others_pending = 4
+    assert host_cells(row, 6, False, "USD")[0].plain.endswith("cluster +4 pending")
