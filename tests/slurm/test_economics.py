@@ -53,6 +53,9 @@ def test_a_slurm_job_is_charged_nodes_x_hours_x_the_node_hour_price(
     add_cluster(svc, slurm, tmp_path / "lepton")
     done = svc.set_prices("cluster", node_hour=7200)  # a node-second costs 2
     assert done["in_force"]["node_hour"] == 7200 and done["in_force"]["source"] == "host"
+    # Slurm's times are whole seconds: its start may fall up to 1 s before the price came into
+    # force (to the microsecond), and that part is free
+    (priced_from,) = [r["effective_from"] for r in svc.prices(history=True)["prices"]]
     job = submit(svc, "sleep 4", cpus=2)
 
     def nodes_seen() -> bool:
@@ -65,13 +68,13 @@ def test_a_slurm_job_is_charged_nodes_x_hours_x_the_node_hour_price(
     now = svc.ledger.clock()
     panel = cost_summary(svc.ledger, now)
     assert panel["rate_per_hour"] == pytest.approx(running["slurm_nodes"] * 7200)
-    so_far = running["slurm_nodes"] * (now - running["started_at"]) / 3600.0 * 7200
+    so_far = running["slurm_nodes"] * (now - max(running["started_at"], priced_from)) / 3600 * 7200
     assert so_far > 0 and panel["today"] == pytest.approx(so_far, abs=1e-5)
     tick_until(d, lambda: state(svc, job) in TERMINAL)
     assert state(svc, job) == "succeeded"
     (att,) = svc.ledger.attempts_for(job)
     assert att["slurm_nodes"] == 1  # as Slurm's NodeList for the job says
-    hours = (att["ended_at"] - att["started_at"]) / 3600.0
+    hours = (att["ended_at"] - max(att["started_at"], priced_from)) / 3600.0
     assert hours > 0
     expected = att["slurm_nodes"] * hours * 7200
     # settled at the end, and the same from the cost engine's SQL (reports, budgets, the panel)
