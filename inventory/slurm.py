@@ -15,6 +15,7 @@ login node or on a submit node over SSH. Tested on real output of Slurm 22.05 (t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -578,12 +579,38 @@ class SlurmJob:
     nodes: str = ""
 
     @property
+    def node_count(self) -> int:
+        """How many nodes Slurm allocated to it (the hosts its NodeList names; 0 while none)."""
+        return hostlist_count(self.nodes)
+
+    @property
     def exit_code(self) -> int | None:
         """The shell's view of the raw status: the code, or 128 + the signal."""
         if self.exit_status is None:
             return None
         sig = self.exit_status & 0x7F
         return 128 + sig if sig else (self.exit_status >> 8) & 0xFF
+
+
+def hostlist_count(text: str) -> int:
+    """How many hosts a Slurm hostlist names: `c1`, `c[1-3,7]`, `a[1-2]b[1-2]`, `c1,g[01-04]`
+    -> 1, 4, 4, 5 (empty, `None assigned` or `(null)`: 0)."""
+    text = (text or "").strip()
+    if not text or text.startswith(("None", "(null)")):
+        return 0
+    total = 0
+    for item in re.split(r",(?![^\[]*\])", text):
+        if not item.strip():
+            continue
+        count = 1
+        for group in re.findall(r"\[([^\]]*)\]", item):
+            n = 0
+            for part in group.split(","):
+                lo, sep, hi = part.partition("-")
+                n += int(hi) - int(lo) + 1 if sep and lo.isdigit() and hi.isdigit() else 1
+            count *= max(1, n)
+        total += count
+    return total
 
 
 def _epoch(text: str) -> float | None:
@@ -623,6 +650,69 @@ def parse_squeue(text: str) -> dict[str, SlurmJob]:
         if old is None or int(job.slurm_id) > int(old.slurm_id):  # a requeue keeps the newest
             jobs[job.token] = job
     return jobs
+
+
+# The partition's own queue: other users' pending jobs (`pending_argv`), what they ask; the
+# name last, as in SQUEUE_FIELDS.
+PENDING_FIELDS = (
+    "JobID", "UserName", "Reason", "NumCPUs", "MinMemory", "tres-per-node", "tres-per-job",
+    "Name",
+)  # fmt: skip
+# Pending reasons of a job that waits only for room (Slurm starts it as soon as its resources
+# free up, ahead of anything submitted later): such a job claims the partition's free capacity
+# first. Not BeginTime, Dependency, held, or a limit of its own account/QOS.
+WAITING_FOR_ROOM = frozenset({"Resources", "Priority"})
+
+
+@dataclass(frozen=True)
+class OthersPending:
+    """The partition's pending jobs that are not lepton's: how many, and of them the `ahead`
+    ones (waiting for Resources/Priority) with what they ask in sum."""
+
+    jobs: int = 0
+    ahead: int = 0
+    cpus: int = 0
+    mem_mb: int = 0
+    gpus: int = 0
+
+
+def pending_argv(partition: str) -> list[str]:
+    """ONE squeue for the partition's pending jobs, every user's (lepton's own are skipped by
+    name when parsed)."""
+    if not PARTITION_RE.fullmatch(partition or ""):
+        raise ValueError(f"invalid partition {partition!r}")
+    return ["squeue", f"--partition={partition}", "--states=PENDING", "--noheader",
+            "--Format=" + ",".join(f"{f}:|" for f in PENDING_FIELDS)]  # fmt: skip
+
+
+def _tres_gpus(text: str) -> int:
+    """GPUs in squeue's tres-per-node/tres-per-job (`gres:gpu:2`, `gres/gpu:a100:1`)."""
+    text = (text or "").strip()
+    if text in ("", "N/A", "(null)"):
+        return 0
+    items = [re.sub(r"^(tres|gres)[:/]", "", item.strip()) for item in text.split(",")]
+    return gres_gpus(",".join(items))
+
+
+def parse_pending(text: str) -> OthersPending:
+    """Other users' pending jobs from `pending_argv`'s output (lepton's skipped by name)."""
+    jobs = ahead = cpus = mem = gpus = 0
+    n = len(PENDING_FIELDS)
+    for line in text.splitlines():
+        parts = line.split("|", n - 1)
+        if len(parts) < n or not parts[0].strip():
+            continue
+        if NAME_RE.fullmatch(parts[-1].rstrip().rstrip("|").strip()):
+            continue
+        jobs += 1
+        if parts[2].strip() not in WAITING_FOR_ROOM:
+            continue
+        ahead += 1
+        with contextlib.suppress(ValueError, SlurmParseError):
+            cpus += int(parts[3].strip() or 0)
+            mem += mem_mb(parts[4].strip() or "0")
+        gpus += max(_tres_gpus(parts[5]), _tres_gpus(parts[6]))
+    return OthersPending(jobs, ahead, cpus, mem, gpus)
 
 
 SACCT_FIELDS = (

@@ -72,6 +72,8 @@ class SlurmPoll:
     jobs: dict[str, slurm.SlurmJob]  # token -> squeue row (lepton's jobs only)
     # other users' attempts Slurm no longer shows: their files are read through their login
     unread: frozenset[str] = frozenset()
+    # the partition's pending jobs that are not lepton's (None: the listing failed)
+    others: slurm.OthersPending | None = None
 
 
 class SlurmHost:
@@ -194,7 +196,8 @@ class SlurmHost:
     ) -> SlurmPoll:
         """ONE round trip: the status of every job of the user (one squeue; or one sacct where
         accounting runs, with one squeue more only when an asked attempt is not in it yet), the
-        partition's nodes, and the files of asked attempts neither shows. `attempts`: token ->
+        partition's nodes, the partition's pending jobs that are not lepton's (one squeue,
+        counted as `squeue:pending`), and the files of asked attempts neither shows. `attempts`: token ->
         lepton job id; `since`: when the oldest of them was created (for sacct's window).
         The nodes come from sinfo's formatted records here, not --json: the same facts, at a
         third of the cost on 22.05 (docs/benchmarks.md, "Slurm").
@@ -221,6 +224,7 @@ class SlurmHost:
             args = {"status": slurm.sacct_argv(window, users),
                     "fallback": slurm.squeue_argv(users),
                     "lookup": slurm.sacct_jobs_argv(users)}  # fmt: skip
+        args["pending"] = slurm.pending_argv(self.target.partition)
         reply = self.call("poll", timeout=timeout, attempts=asked, nodes=nodes_argv, **args)
         nodes = reply.get("nodes")
         if nodes is None or nodes["rc"] != 0:
@@ -249,7 +253,11 @@ class SlurmHost:
                    if st.get("refused") and t not in foreign]  # fmt: skip
         if refused:  # pending for ever as asked: take it out of Slurm's queue before saying so
             self.cancel(refused)
-        return SlurmPoll(view, statuses, jobs, frozenset(unread))
+        pending = reply.get("pending")
+        others = None  # a failed listing says nothing: the pool is seen as it is
+        if pending is not None and pending["rc"] == 0:
+            others = slurm.parse_pending(pending["out"])
+        return SlurmPoll(view, statuses, jobs, frozenset(unread), others)
 
     def end_files(self, attempts: Mapping[str, int], timeout: float = 60) -> dict[str, Any]:
         """The statuses of attempts Slurm no longer shows, from the files their batch scripts

@@ -8,10 +8,11 @@ are bounded: the latest sample per host and GPU and a bucketed sparkline.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from lepton_tui.constraints import outside_of
@@ -37,6 +38,21 @@ class GpuCell:
     mem_total_mb: float | None = None
     temperature_c: float | None = None
     power_w: float | None = None
+
+
+@dataclass
+class NodeCell:
+    """One node of a Slurm partition as its host's last poll saw it (the expandable row)."""
+
+    name: str
+    state: str
+    cpus: int = 0
+    cpus_alloc: int = 0
+    mem_mb: int = 0
+    mem_alloc_mb: int = 0
+    gpus: int = 0
+    gpus_alloc: int = 0
+    reason: str = ""
 
 
 @dataclass
@@ -70,6 +86,12 @@ class FleetRow:
     stranded_cpus: float | None = None
     # GPUs used by processes lepton did not start (`constraints.outside_of`), by index
     outside_gpus: tuple[int, ...] = ()
+    # a Slurm host: its partition, and its nodes as the last poll saw them (one row that
+    # expands into a row per node)
+    partition: str | None = None
+    nodes: list[NodeCell] = field(default_factory=list)
+    # ... and how many jobs of other users wait in its own queue (None: not seen yet)
+    others_pending: int | None = None
 
     @property
     def shown_state(self) -> str:
@@ -168,6 +190,7 @@ def _fleet(ledger: Ledger, now: float, memo: ViewMemo) -> list[FleetRow]:
             last_seen=h["last_seen"],
             last_error=h["last_error"],
             gpu_model=h["gpu_model"],
+            **slurm_fields(h),
         )
     if not rows:
         return []
@@ -217,6 +240,27 @@ def _fleet(ledger: Ledger, now: float, memo: ViewMemo) -> list[FleetRow]:
             row = rows[name]
             row.stranded_gpus, row.stranded_per_hour, row.stranded_cpus = gpus, per_hour, cpus
     return list(rows.values())
+
+
+def slurm_fields(host: dict[str, Any]) -> dict[str, Any]:
+    """A Slurm host's partition, nodes and other users' pending jobs, from its `slurm_json`,
+    `slurm_nodes` and `slurm_pending` (none for any other host; a value the ledger cannot read
+    shows no nodes rather than no fleet)."""
+    if not host.get("slurm_json"):
+        return {}
+    try:
+        partition = json.loads(host["slurm_json"]).get("partition")
+        records = json.loads(host.get("slurm_nodes") or "[]")
+        nodes = [NodeCell(**{k: r[k] for k in NODE_KEYS if k in r}) for r in records]
+        queue = json.loads(host.get("slurm_pending") or "null")
+        pending = int(queue["jobs"]) if isinstance(queue, dict) and "jobs" in queue else None
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return {"partition": None}
+    return {"partition": str(partition) if partition else None, "nodes": nodes,
+            "others_pending": pending}  # fmt: skip
+
+
+NODE_KEYS = tuple(f.name for f in fields(NodeCell))
 
 
 STRANDED_SAMPLE = 1000  # the queued requests' shapes are weighed as if this many were queued

@@ -221,7 +221,8 @@ class EconRecords(EconStoreRecords):
         conn.execute(
             "CREATE TEMP TABLE IF NOT EXISTS econ_period (host TEXT, t0 REAL, t1 REAL, "
             "per_hour REAL, cpu_hour REAL, gpu_hour REAL, gb_hour REAL, power_kwh REAL, "
-            "cap_cpus REAL, cap_mem REAL, cap_gpus REAL, cap_gmem REAL, added_at REAL)"
+            "cap_cpus REAL, cap_mem REAL, cap_gpus REAL, cap_gmem REAL, added_at REAL, "
+            "node_hour REAL)"
         )
         conn.execute("CREATE INDEX IF NOT EXISTS temp.econ_period_host ON econ_period(host, t0)")
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS econ_bucket (label TEXT, t0 REAL, t1 REAL)")
@@ -243,12 +244,12 @@ class EconRecords(EconStoreRecords):
     def load_cost_periods(
         self: _Store, rows: list[tuple[Any, ...]], buckets: Sequence[tuple[str, float, float]]
     ) -> None:
-        """Fill the TEMP tables (after `open_cost_tables`): price periods, 13 values a row (host,
-        t0, t1, prices, capacity, added_at), and report buckets (label, t0, t1)."""
+        """Fill the TEMP tables (after `open_cost_tables`): price periods, 14 values a row (host,
+        t0, t1, prices, capacity, added_at, node-hour price), and report buckets (label, t0, t1)."""
         conn = self.conn
         # one statement for all the periods (not one per row: a fleet has hundreds)
         conn.execute(
-            "INSERT INTO econ_period SELECT " + ", ".join(f"value ->> {i}" for i in range(13))
+            "INSERT INTO econ_period SELECT " + ", ".join(f"value ->> {i}" for i in range(14))
             + " FROM json_each(?)",
             (json.dumps(rows),),
         )  # fmt: skip

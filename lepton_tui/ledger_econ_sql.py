@@ -19,6 +19,7 @@ _RATE_SQL = """
             CASE WHEN p.cap_gpus > 0 THEN ({geq}) / p.cap_gpus ELSE 0 END))
         END)
     + p.cpu_hour * a.cpus + p.gpu_hour * ({geq}) + p.gb_hour * a.mem_mb / 1024.0
+    + COALESCE(p.node_hour, 0) * COALESCE(a.slurm_nodes, 1)
 """
 _GEQ_SQL = (
     "CASE WHEN a.gpus > 0 THEN a.gpus * 1.0 "
@@ -59,7 +60,7 @@ def _attempt_sql(key: str, all_attempts: bool, ids_sql: str | None = None) -> st
     WITH b AS (
       SELECT a.id AS id, a.host AS host, a.cpus AS cpus, a.mem_mb AS mem_mb, a.gpus AS gpus,
              a.gpu_mem_mb AS gpu_mem_mb, a.job_id AS job_id, j.user AS user, j.project AS project,
-             COALESCE(a.started_at, a.created_at) AS s0,
+             a.slurm_nodes AS slurm_nodes, COALESCE(a.started_at, a.created_at) AS s0,
              MIN(COALESCE(a.ended_at, :now), :now) AS s1,
              COALESCE(a.energy_wh, e.wh, 0.0) AS wh
       FROM {source}

@@ -54,7 +54,16 @@ class EconStoreRecords:
             self.execute(
                 "UPDATE hosts SET price_per_hour = ?, price_cpu_hour = ?, price_gpu_hour = ?, "
                 "price_gb_hour = ?, power_price_kwh = ? WHERE name = ?",
-                [row[f] for f in fields] + [row["host"]],
+                [row[f] for f in fields if f != "price_node_hour"] + [row["host"]],
+            )
+
+    def note_attempt_nodes(self: _EconStore, counts: dict[str, int]) -> None:
+        """How many nodes Slurm allocated to each attempt (token -> nodes), written only where
+        it changed: a price per node-hour charges by it."""
+        for token, n in counts.items():
+            self.execute(
+                "UPDATE attempts SET slurm_nodes = ? WHERE token = ? AND slurm_nodes IS NOT ?",
+                (int(n), token, int(n)),
             )
 
     def latest_price_row(self: _EconStore, host: str | None, at: float) -> dict[str, Any] | None:

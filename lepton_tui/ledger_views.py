@@ -158,7 +158,9 @@ class ViewRecords:
         """Every host with what the fleet panel shows of it, by name."""
         return self.query(
             "SELECT name, state, admin_state, transport, address, cpus, gpus, price_per_hour, "
-            "last_seen, last_error, gpu_model, gpus_override, gpu_mem_mb FROM hosts ORDER BY name"
+            "last_seen, last_error, gpu_model, gpus_override, gpu_mem_mb, slurm_json, slurm_nodes, "
+            "slurm_pending "
+            "FROM hosts ORDER BY name"
         )
 
     def host_rows(self: _Store) -> list[dict[str, Any]]:

@@ -31,8 +31,8 @@ def _env(extra):
     return env
 
 
-def _run(argv, env, ran, stdin=None, timeout=60):
-    ran.append(argv[0])
+def _run(argv, env, ran, stdin=None, timeout=60, label=None):
+    ran.append(label or argv[0])
     try:
         p = subprocess.run(
             argv, input=(stdin or "").encode(), capture_output=True,
@@ -156,7 +156,8 @@ def op_poll(req, ran):
     accounting runs), then, only if an asked attempt is missing from it and a `fallback` is
     given, ONE squeue (a job sbatch took a moment ago may not have reached the accounting
     database yet); if one known by its Slurm id is in neither and a `lookup` is given, ONE
-    sacct for those ids (a job never eligible has no time the window selects by); the files of asked attempts neither showed; the partition's nodes (sinfo)."""
+    sacct for those ids (a job never eligible has no time the window selects by); the files of asked attempts neither showed; the partition's nodes (sinfo); and, given
+    `pending`, the partition's pending jobs (one squeue, whoever's: `squeue:pending`)."""
     env = _env(req.get("env"))
     r = _run(req["status"], env, ran)
     if r["rc"] != 0:
@@ -189,7 +190,10 @@ def op_poll(req, ran):
         if item["name"] not in shown and item.get("dir"):
             files[token] = _files(item["dir"])
     nodes = _run(req["nodes"], env, ran) if req.get("nodes") else None
+    # the partition's own queue (other users' pending jobs), counted apart from the status
+    pending = _run(req["pending"], env, ran, label="squeue:pending") if req.get("pending") else None
     return {
+        "pending": pending,
         "status": r["out"],
         "fallback": fallback,
         "lookup": lookup,

@@ -25,7 +25,7 @@ from lepton_tui.errors import ValidationError
 BY_CHOICES = ("user", "project", "host", "job", "day", "gpu")
 # the columns of a price change (`price ls --history`), in the order they are shown
 HISTORY_FIELDS = ("price_per_hour", "price_cpu_hour", "price_gpu_hour", "price_gb_hour",
-                  "power_price_kwh")  # fmt: skip
+                  "power_price_kwh", "price_node_hour")  # fmt: skip
 
 
 def _money(amount: float, currency: str) -> str:
@@ -295,6 +295,11 @@ def price() -> None:
 @click.option("--gpu-hour", default=None, help="Price of a GPU-hour.")
 @click.option("--gb-hour", default=None, help="Price of a GB-hour of memory.")
 @click.option("--power-kwh", default=None, help="Electricity price per kWh of measured GPU power.")
+@click.option(
+    "--node-hour",
+    default=None,
+    help="A Slurm partition's price per node-hour: a job pays nodes Slurm allocated x hours.",
+)
 @click.option("--lab-default", is_flag=True, help="Drop the host's own prices: it pays the lab's.")
 @click.option(
     "--currency",
@@ -309,11 +314,13 @@ def price() -> None:
 @click.pass_context
 def price_set(ctx: click.Context, host: str | None, per_hour: str | None, cpu_hour: str | None,
               gpu_hour: str | None, gb_hour: str | None, power_kwh: str | None,
-              lab_default: bool, currency: str | None, cost_weight: str | None) -> None:  # fmt: skip
+              node_hour: str | None, lab_default: bool, currency: str | None,
+              cost_weight: str | None) -> None:  # fmt: skip
     """Set prices from now on (admins; history is kept, past costs do not change)."""
     with service_for(ctx) as svc:
         done = svc.set_prices(host, per_hour=per_hour, cpu_hour=cpu_hour, gpu_hour=gpu_hour,
-                              gb_hour=gb_hour, power_kwh=power_kwh, use_lab_default=lab_default,
+                              gb_hour=gb_hour, power_kwh=power_kwh, node_hour=node_hour,
+                              use_lab_default=lab_default,
                               currency=currency, cost_weight=cost_weight)  # fmt: skip
     if done["currency_set"] is not None:
         click.echo(f"currency: {done['currency_set']}")
@@ -328,8 +335,8 @@ def price_set(ctx: click.Context, host: str | None, per_hour: str | None, cpu_ho
 def _describe(p: dict[str, Any], cur: str) -> str:
     parts = []
     for key, unit in (("per_hour", "h"), ("cpu_hour", "core-h"), ("gpu_hour", "GPU-h"),
-                      ("gb_hour", "GB-h"), ("power_kwh", "kWh")):  # fmt: skip
-        if p[key]:
+                      ("gb_hour", "GB-h"), ("power_kwh", "kWh"), ("node_hour", "node-h")):  # fmt: skip
+        if p.get(key):
             parts.append(f"{p[key]:g}/{unit}")
     return (" + ".join(parts) or "free") + f" {cur}, from the {p['source']}"
 
@@ -350,21 +357,21 @@ def price_ls(ctx: click.Context, history: bool, as_json: bool) -> None:
     console.print(user_text(f"currency {cur}, cost weight {weight:g}"))
     table = Table(box=None, header_style="bold", pad_edge=False)
     if history:
-        cols = ("FROM", "HOST", "PER HOUR", "CORE-H", "GPU-H", "GB-H", "KWH", "BY")
+        cols = ("FROM", "HOST", "PER HOUR", "CORE-H", "GPU-H", "GB-H", "KWH", "NODE-H", "BY")
         for c in cols:
             table.add_column(c)
         for r in rows:
             table.add_row(Text(_stamp(r["effective_from"])), user_text(r["host"] or "(lab)"),
-                          *[Text(_num(r[f])) for f in HISTORY_FIELDS],
+                          *[Text(_num(r.get(f))) for f in HISTORY_FIELDS],
                           user_text(r["set_by"] or "-"))  # fmt: skip
     else:
-        for c in ("HOST", "PER HOUR", "CORE-H", "GPU-H", "GB-H", "KWH", "FROM"):
+        for c in ("HOST", "PER HOUR", "CORE-H", "GPU-H", "GB-H", "KWH", "NODE-H", "FROM"):
             table.add_column(c)
         for r in rows:
             table.add_row(user_text(r["host"] or "(lab default)"), Text(_num(r["per_hour"])),
                           Text(_num(r["cpu_hour"])), Text(_num(r["gpu_hour"])),
                           Text(_num(r["gb_hour"])), Text(_num(r["power_kwh"])),
-                          user_text(r["source"]))  # fmt: skip
+                          Text(_num(r.get("node_hour"))), user_text(r["source"]))  # fmt: skip
     console.print(table)
 
 

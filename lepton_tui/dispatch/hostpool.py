@@ -70,6 +70,12 @@ class Poll:
     gpus: list[GpuState] = field(default_factory=list)
     attempts: dict[str, Any] = field(default_factory=dict)  # token -> AttemptStatus
     login_failures: dict[str, str] = field(default_factory=dict)  # lab mode: user -> why
+    # a Slurm partition's nodes, one dict each (`dispatch.slurm.node_records`): the fleet panel
+    nodes: list[dict[str, Any]] | None = None
+    # a Slurm attempt's allocated node count (token -> nodes), for a price per node-hour
+    slurm_nodes: dict[str, int] = field(default_factory=dict)
+    # a Slurm partition's pending jobs of other users (`dispatch.slurm.pending_record`)
+    slurm_pending: dict[str, Any] | None = None
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from lepton_tui.dispatch import runas
+from lepton_tui.dispatch import slurm as dslurm
 from lepton_tui.dispatch.common import Ctx, log
 from lepton_tui.dispatch.view import (
     REASON_POLICY,
@@ -79,6 +80,7 @@ def place(
         chosen = policy()
         policy_name = getattr(chosen, "name", type(chosen).__name__)
         placed = _decide(ctx, hosts, placeable, now, chosen, sorting.pending, reasons)
+    dslurm.others_ahead(hosts, free, reasons)  # kept behind a Slurm partition's own queue
     current = {j["id"]: j["reason"] for j in free}
     with ctx.ledger.tx():
         for job_id, reason in reasons.items():

@@ -97,6 +97,8 @@ def record_poll(
         record_samples(ctx.ledger, answer, now)
         for user, why in answer.login_failures.items():  # lab mode: whose login failed
             record_login(ctx.ledger, name, user, False, how="poll", error=why, now=now)
+        if answer.slurm_nodes:  # before an end settles the cost (a price per node-hour)
+            ctx.ledger.note_attempt_nodes(answer.slurm_nodes)
         for a in active:
             if a.host != name:
                 continue
@@ -283,4 +285,12 @@ def discovered_capacity(host: Mapping[str, Any], answer: Poll) -> dict[str, Any]
     }
     if answer.gpus and answer.gpus[0].name:
         found["gpu_model"] = answer.gpus[0].name
+    if answer.nodes is not None:  # a Slurm partition: its nodes, for the fleet panel
+        nodes = json.dumps(answer.nodes, separators=(",", ":"))
+        if nodes != host.get("slurm_nodes"):  # written when they changed, not every tick
+            found["slurm_nodes"] = nodes
+    if answer.slurm_pending is not None:  # its own queue: other users' pending jobs
+        queue = json.dumps(answer.slurm_pending, separators=(",", ":"), sort_keys=True)
+        if queue != host.get("slurm_pending"):
+            found["slurm_pending"] = queue
     return {k: v for k, v in found.items() if k not in fixed}

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import secrets
 import threading
@@ -33,7 +34,7 @@ from typing import Any
 
 from inventory.errors import AuthFailed, HostError
 from inventory.fanout import Failed, Ok, fan_out
-from inventory.slurm import SlurmTarget, SubmitSpec
+from inventory.slurm import OthersPending, PartitionView, SlurmTarget, SubmitSpec
 from inventory.slurm import one_line as slurm_one_line
 from inventory.slurm_host import Refused, Retry, SlurmHost, Submitted
 from inventory.supervisor import AttemptStatus
@@ -142,10 +143,13 @@ class SlurmHosts:
         # what lepton's own running jobs hold there; the rest of the allocation is other users'
         mine_cpus = sum(j.cpus for j in sp.jobs.values() if j.state == "RUNNING")
         mine_mem = sum(j.mem_mb for j in sp.jobs.values() if j.state == "RUNNING")
-        others_cpus = max(0, part.cpus_alloc - mine_cpus)
-        others_mem = max(0, part.mem_alloc_mb - mine_mem)
+        # other users' jobs waiting there for room claim the free capacity first (Slurm starts
+        # them before a job submitted now): the pool lepton sees is smaller by what they ask
+        ahead = sp.others or OthersPending()
+        others_cpus = max(0, part.cpus_alloc - mine_cpus) + ahead.cpus
+        others_mem = max(0, part.mem_alloc_mb - mine_mem) + ahead.mem_mb
         gpus = [
-            GpuState(index=i, util_percent=100.0 if i < part.gpus_alloc else 0.0)
+            GpuState(index=i, util_percent=100.0 if i < part.gpus_alloc + ahead.gpus else 0.0)
             for i in range(part.gpus)
         ]
         attempts = {
@@ -165,6 +169,9 @@ class SlurmHosts:
             gpus=gpus,
             attempts=attempts,
             login_failures=login_failures,
+            nodes=node_records(part),
+            slurm_nodes={t: j.node_count for t, j in sp.jobs.items() if t in ids and j.node_count},
+            slurm_pending=None if sp.others is None else pending_record(part, sp.others),
         )
 
     def _read_foreign(
@@ -400,6 +407,63 @@ def read_log(
     """Up to `max_bytes` of a Slurm attempt's output file from `offset`."""
     sh = SlurmHost(host["name"], transport, target_of(host), root_dir)
     return sh.read_log(int(attempt["job_id"]), attempt["token"], stream, offset, max_bytes)
+
+
+def node_records(part: PartitionView) -> list[dict[str, Any]]:
+    """The partition's nodes as the ledger keeps them for the fleet panel's expandable row."""
+    return [
+        {"name": n.name, "state": n.state, "cpus": n.cpus, "cpus_alloc": n.cpus_alloc,
+         "mem_mb": n.mem_mb, "mem_alloc_mb": n.mem_alloc_mb, "gpus": n.gpus,
+         "gpus_alloc": n.gpus_alloc, "reason": "" if n.reason == "none" else n.reason}
+        for n in part.nodes
+    ]  # fmt: skip
+
+
+def pending_record(part: PartitionView, others: OthersPending) -> dict[str, Any]:
+    """The partition's queue as the ledger keeps it (the fleet row, the queue's reasons): other
+    users' pending jobs, those waiting for room (`ahead`) and what they ask, and the
+    partition's free capacity before their claims."""
+    return {
+        "jobs": others.jobs, "ahead": others.ahead, "cpus": others.cpus,
+        "mem_mb": others.mem_mb, "gpus": others.gpus,
+        "free_cpus": max(0, part.cpus - part.cpus_alloc),
+        "free_mem_mb": max(0, part.mem_mb - part.mem_alloc_mb),
+        "free_gpus": max(0, part.gpus - part.gpus_alloc),
+    }  # fmt: skip
+
+
+WAITING_FOR_ROOM = ("waiting for GPUs", "waiting for CPUs or memory", "unschedulable: fits no")
+
+
+def others_ahead(
+    hosts: Sequence[Mapping[str, Any]], jobs: Sequence[Mapping[str, Any]], reasons: dict[int, str]
+) -> None:
+    """Say so when other users' pending jobs are why a queued job is kept: it waits for room,
+    and it would fit a Slurm partition's free capacity but for what those jobs claim.
+    Rewrites `reasons` in place: `Slurm partition P: N jobs of other users wait ahead`."""
+    queues = []
+    for h in hosts:
+        if not is_slurm(h) or not h.get("slurm_pending") or h.get("admin_state") == "draining":
+            continue
+        q = json.loads(h["slurm_pending"])
+        if q.get("ahead"):
+            queues.append((target_of(h).partition, q))
+    if not queues:
+        return
+    for job in jobs:
+        why = reasons.get(int(job["id"]), "")
+        if not why.startswith(WAITING_FOR_ROOM):
+            continue
+        cpus, mem = float(job.get("cpus") or 0), int(job.get("mem_mb") or 0)
+        gpus = int(job.get("gpus") or 0) or (1 if job.get("gpu_mem_mb") else 0)
+        for partition, q in queues:
+            if cpus <= q["free_cpus"] and mem <= q["free_mem_mb"] and gpus <= q["free_gpus"]:
+                n = int(q["ahead"])
+                reasons[int(job["id"])] = (
+                    f"Slurm partition {partition}: {n} job{'s' if n != 1 else ''} of other "
+                    f"users wait{'s' if n == 1 else ''} ahead"
+                )
+                break
 
 
 def _give_up(ledger: Ledger, a: ActiveAttempt, why: str) -> None:

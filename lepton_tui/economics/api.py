@@ -15,6 +15,7 @@ from lepton_tui.economics.prices import (
     PriceSet,
     check_cost_weight,
     check_currency,
+    check_node_hour,
     check_price,
     check_range,
     get_currency,
@@ -41,6 +42,7 @@ PRICE_LABELS = {
     "gpu_hour": "GPU-hour price",
     "gb_hour": "GB-hour price",
     "power_kwh": "electricity price per kWh",
+    "node_hour": "price per node-hour",
 }
 DEFAULT_POLICIES = ("fifo", "sjf", "backfill", "dqn")
 
@@ -78,7 +80,8 @@ def cost_data(
 def price_dict(p: PriceSet) -> dict[str, Any]:
     """A price set as the faces show it."""
     return {"per_hour": p.per_hour, "cpu_hour": p.cpu_hour, "gpu_hour": p.gpu_hour,
-            "gb_hour": p.gb_hour, "power_kwh": p.power_kwh, "source": p.source}  # fmt: skip
+            "gb_hour": p.gb_hour, "power_kwh": p.power_kwh, "node_hour": p.node_hour,
+            "source": p.source}  # fmt: skip
 
 
 def price_list(ledger: Ledger, history: bool = False) -> dict[str, Any]:
@@ -128,6 +131,12 @@ def set_lab_prices(
         check_price(value, PRICE_LABELS[key])
     if host is not None:
         ledger.get_host(host)
+    if "node_hour" in given:  # a Slurm partition's, more than zero: before anything is written
+        check_node_hour(
+            ledger,
+            host,
+            {"price_node_hour": check_price(given["node_hour"], PRICE_LABELS["node_hour"])},
+        )
     if use_lab_default and host is None:
         raise ValidationError("--lab-default applies to a --host", field="host")
     with ledger.tx():

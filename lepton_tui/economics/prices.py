@@ -26,7 +26,13 @@ from lepton_tui.validate import check_name, parse_number
 CURRENCIES = _settings.CURRENCIES
 DEFAULT_CURRENCY = "USD"
 MAX_PRICE = 1e6
-RESOURCE_FIELDS = ("price_per_hour", "price_cpu_hour", "price_gpu_hour", "price_gb_hour")
+RESOURCE_FIELDS = (
+    "price_per_hour",
+    "price_cpu_hour",
+    "price_gpu_hour",
+    "price_gb_hour",
+    "price_node_hour",
+)
 PRICE_FIELDS = (*RESOURCE_FIELDS, "power_price_kwh")
 GROUPINGS = ("user", "project", "host", "job", "day", "total")
 _FAR = 1e18  # "forever" for open price periods
@@ -45,15 +51,31 @@ class PriceSet:
     gb_hour: float = 0.0
     power_kwh: float = 0.0
     source: str = "none"  # "host", "lab" or "none"
+    node_hour: float = 0.0  # a Slurm partition: per node Slurm allocates, per hour
 
     def host_rate(self, cpus: float, mem_mb: float, gpus: float) -> float:
-        """Hourly price of a whole host of this capacity."""
+        """Hourly price of a whole host of this capacity (a price per node-hour is paid only
+        for the nodes Slurm allocates to lepton's jobs: no idle part)."""
         return (
             self.per_hour
             + self.cpu_hour * cpus
             + self.gpu_hour * gpus
             + self.gb_hour * mem_mb / 1024.0
         )
+
+
+def whole_node_per_hour(prices: PriceSet, host: dict[str, Any]) -> float:
+    """The flat hourly price of a host as one node of a simulated cluster (`replay`, stranded
+    capacity): its flat price, or for a Slurm partition priced per node-hour, that price times
+    its nodes as the last poll saw them, so a job holding one node's share of the partition pays
+    about one node-hour an hour."""
+    if not prices.node_hour:
+        return prices.per_hour
+    try:
+        nodes = len(json.loads(host.get("slurm_nodes") or "[]"))
+    except (TypeError, ValueError):
+        nodes = 0
+    return prices.per_hour + prices.node_hour * max(1, nodes)
 
 
 def allocation_rate(prices: PriceSet, alloc: dict[str, Any], capacity: dict[str, Any]) -> float:
@@ -64,7 +86,8 @@ def allocation_rate(prices: PriceSet, alloc: dict[str, Any], capacity: dict[str,
     cap_gmem = float(capacity.get("gpu_mem_mb") or 0)
     gpus = _gpu_equivalents(alloc, cap_gpus, cap_gmem)
     rate = (
-        prices.cpu_hour * float(alloc.get("cpus") or 0)
+        prices.node_hour * float(alloc.get("slurm_nodes") or 1)  # lepton asks --nodes=1
+        + prices.cpu_hour * float(alloc.get("cpus") or 0)
         + prices.gpu_hour * gpus
         + prices.gb_hour * float(alloc.get("mem_mb") or 0) / 1024.0
     )
@@ -149,6 +172,7 @@ def set_prices(
     gpu_hour: Any = None,
     gb_hour: Any = None,
     power_kwh: Any = None,
+    node_hour: Any = None,
     use_lab_default: bool = False,
     actor: str | None = None,
 ) -> dict[str, Any]:
@@ -164,6 +188,7 @@ def set_prices(
         "price_gpu_hour": gpu_hour,
         "price_gb_hour": gb_hour,
         "power_price_kwh": power_kwh,
+        "price_node_hour": node_hour,
     }
     labels = {
         "price_per_hour": "price per hour",
@@ -171,12 +196,15 @@ def set_prices(
         "price_gpu_hour": "GPU-hour price",
         "price_gb_hour": "GB-hour price",
         "power_price_kwh": "electricity price per kWh",
+        "price_node_hour": "price per node-hour",
     }
     checked = {k: check_price(v, labels[k]) for k, v in given.items() if v not in (None, "")}
     if host is not None:
         check_name(host, "host")
         if not ledger.host_exists(host):
             raise NotFound(f"host {host!r} does not exist", "see `lepton-tui hosts ls`")
+    if "price_node_hour" in checked:
+        check_node_hour(ledger, host, checked)
     if not checked and not use_lab_default:
         raise ValidationError(
             "no price given",
@@ -187,6 +215,11 @@ def set_prices(
     per_resource = [
         k for k in ("price_cpu_hour", "price_gpu_hour", "price_gb_hour") if k in checked
     ]
+    if "price_node_hour" in checked and ("price_per_hour" in checked or per_resource):
+        raise ValidationError(
+            "give a --node-hour price or a flat/per-resource price, not both",
+            "a Slurm partition is charged one way or the other",
+        )
     if "price_per_hour" in checked and per_resource:
         raise ValidationError(
             "give a flat --per-hour price or per-resource prices (--cpu-hour, --gpu-hour, "
@@ -205,10 +238,14 @@ def set_prices(
                 row["power_price_kwh"] = None
         # Switching between a flat price and per-resource prices drops the other kind, so a
         # host is never charged both ways.
-        if "price_per_hour" in checked:
+        if "price_node_hour" in checked:
+            row.update({k: None for k in RESOURCE_FIELDS})
+        elif "price_per_hour" in checked:
             row.update({k: None for k in ("price_cpu_hour", "price_gpu_hour", "price_gb_hour")})
         elif per_resource:
             row["price_per_hour"] = None
+        if "price_per_hour" in checked or per_resource:
+            row["price_node_hour"] = None
         row.update(checked)
         row.update(
             {
@@ -231,6 +268,29 @@ def set_prices(
             at=now,
         )
     return row
+
+
+def check_node_hour(ledger: Ledger, host: str | None, checked: dict[str, float]) -> None:
+    """A price per node-hour: more than zero, and only for a Slurm partition (a host whose jobs
+    Slurm places on whole nodes), else ValidationError."""
+    if host is None:
+        raise ValidationError(
+            "a price per node-hour applies to a Slurm partition, not the lab default",
+            "give --host NAME of a host added with `hosts add NAME --slurm`",
+            field="node_hour",
+        )
+    if not ledger.get_host(host).get("slurm_json"):
+        raise ValidationError(
+            f"host {host!r} is not a Slurm partition: --node-hour prices Slurm nodes",
+            "price an SSH host with --per-hour or --cpu-hour/--gpu-hour/--gb-hour",
+            field="node_hour",
+        )
+    if checked["price_node_hour"] <= 0:
+        raise ValidationError(
+            "the price per node-hour must be more than 0",
+            "give a positive number, e.g. --node-hour 2.5 (--lab-default drops it)",
+            field="node_hour",
+        )
 
 
 def set_currency(ledger: Ledger, code: str, actor: str | None = None) -> str:
@@ -279,6 +339,7 @@ def _resolve(own: dict[str, Any] | None, lab: dict[str, Any] | None) -> PriceSet
         vals["price_gb_hour"],
         float(power or 0.0),
         source,
+        vals["price_node_hour"],
     )
 
 

@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lepton_tui.economics.prices import get_currency, prices_at
+from lepton_tui.economics.prices import get_currency, prices_at, whole_node_per_hour
 from lepton_tui.errors import ValidationError
 from lepton_tui.ledger import Ledger
 
@@ -139,7 +139,7 @@ def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, An
                     int(h["gpus"] or 0),
                     int(h["gpu_mem_mb"] or 0),
                 ),
-                model.Prices(p.per_hour, p.cpu_hour, p.gpu_hour, p.gb_hour),
+                model.Prices(whole_node_per_hour(p, h), p.cpu_hour, p.gpu_hour, p.gb_hour),
             )  # fmt: skip
         )
     by_node = {n.id: n for n in nodes}

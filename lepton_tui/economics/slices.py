@@ -52,7 +52,7 @@ def _load_temp_tables(
         rows.append(
             (seg.host, seg.start, seg.end, p.per_hour, p.cpu_hour, p.gpu_hour, p.gb_hour,
              p.power_kwh, cap.get("cpus"), cap.get("mem_mb"), cap.get("gpus"),
-             cap.get("gpu_mem_mb"), cap.get("added_at"))
+             cap.get("gpu_mem_mb"), cap.get("added_at"), p.node_hour)
         )  # fmt: skip
     ledger.load_cost_periods(rows, buckets)
     if memo is not None:  # loaded for every report of the memo; the energy table was emptied

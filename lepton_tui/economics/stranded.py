@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lepton_tui.cluster_view import build_view, job_request
-from lepton_tui.economics.prices import get_currency, prices_at
+from lepton_tui.economics.prices import get_currency, prices_at, whole_node_per_hour
 from lepton_tui.ledger import Ledger
 from scheduler.model import Prices
 from scheduler.stranded import stranded_gpus
@@ -57,9 +57,13 @@ def stranded_now(ledger: Ledger, now: float | None = None) -> dict[str, Any]:
     up = {h["name"] for h in hosts if h["state"] == "up" and h["admin_state"] == "active"}
     view = build_view(hosts, attempts, up, now)
     prices = {n.id: prices_at(ledger, n.id, now) for n in view.nodes}
+    rows = {h["name"]: h for h in hosts}
     priced = tuple(
         dataclasses.replace(
-            n, prices=Prices(p.per_hour, p.cpu_hour, p.gpu_hour, p.gb_hour)
+            n,
+            prices=Prices(
+                whole_node_per_hour(p, rows.get(n.id, {})), p.cpu_hour, p.gpu_hour, p.gb_hour
+            ),
         )  # fmt: skip
         for n, p in ((n, prices[n.id]) for n in view.nodes)
     )

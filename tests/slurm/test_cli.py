@@ -64,3 +64,44 @@ def test_bad_slurm_options_are_one_line_errors_and_write_nothing(
         assert message in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert not (home / "ledger.db").exists() or hosts_in(home) == []
+
+
+def test_price_set_node_hour_is_for_a_slurm_partition_and_positive(
+    slurm: SlurmBed, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    add = lepton(home, "hosts", "add", "cluster", "--slurm", "--slurm-conf", str(slurm.conf),
+                 "--root-dir", str(tmp_path / "jobs"))  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    box = lepton(home, "hosts", "add", "box", "--address", "192.0.2.7", "--no-connect")
+    assert box.returncode == 0, box.stderr
+
+    def price_rows() -> int:
+        with sqlite3.connect(home / "ledger.db") as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM prices").fetchone()[0])
+
+    cases = [
+        (("--host", "cluster", "--node-hour", "-1"), "price per node-hour"),
+        (("--host", "cluster", "--node-hour", "0"), "the price per node-hour must be more than 0"),
+        (("--host", "cluster", "--node-hour", "lots"), "price per node-hour"),
+        (("--host", "box", "--node-hour", "2"), "host 'box' is not a Slurm partition"),
+        (("--node-hour", "2"), "a price per node-hour applies to a Slurm partition"),
+        (("--host", "cluster", "--node-hour", "2", "--gpu-hour", "1"), "not both"),
+        (("--host", "cluster", "--node-hour", "0", "--currency", "EUR"), "more than 0"),
+    ]
+    for args, said in cases:
+        r = lepton(home, "price", "set", *args)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert said in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) <= 2, r.stderr  # the error and its hint
+        assert price_rows() == 0, args
+    assert json.loads(lepton(home, "price", "ls", "--json").stdout)["currency"] == "USD"
+    ok = lepton(home, "price", "set", "--host", "cluster", "--node-hour", "2.5")
+    assert ok.returncode == 0, ok.stderr
+    assert "2.5/node-h" in ok.stdout and price_rows() == 1
+    rows = json.loads(lepton(home, "price", "ls", "--json").stdout)["prices"]
+    assert [r["node_hour"] for r in rows if r["host"] == "cluster"] == [2.5]
+    # switching to per-resource prices drops the node-hour price (charged one way only)
+    lepton(home, "price", "set", "--host", "cluster", "--cpu-hour", "1")
+    rows = json.loads(lepton(home, "price", "ls", "--json").stdout)["prices"]
+    assert [(r["node_hour"], r["cpu_hour"]) for r in rows if r["host"] == "cluster"] == [(0, 1)]

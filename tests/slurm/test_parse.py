@@ -190,3 +190,9 @@ def test_squeue_and_sacct_list_the_given_users_in_lab_mode() -> None:
     assert "--user=alice,bob" in slurm.sacct_argv(60, ["alice", "bob"])
     with pytest.raises(ValueError, match="invalid user name"):
         slurm.squeue_argv(["alice,root"])
+
+
+def test_hostlist_count_counts_the_nodes_a_nodelist_names() -> None:
+    cases = {"c1": 1, "c[1-3,7]": 4, "a[1-2]b[1-2]": 4, "c1,g[01-04]": 5, "": 0,
+             "None assigned": 0, "(null)": 0, "gpu-[001-010],cpu7": 11}  # fmt: skip
+    assert {text: slurm.hostlist_count(text) for text in cases} == cases
