@@ -373,16 +373,16 @@ def _migrate_14(db: sqlite_utils.Database) -> None:
             db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {sql}")
 
 
-def _migrate_16(db: sqlite_utils.Database) -> None:
-    """A Slurm partition's nodes as its last poll saw them (engineer slurm20), for the fleet
+def _migrate_15(db: sqlite_utils.Database) -> None:
+    """A Slurm partition's nodes as its last poll saw them for the fleet
     panel's expandable row: a JSON list of {name, state, cpus, cpus_alloc, mem_mb, mem_alloc_mb,
     gpus, gpus_alloc, reason}; NULL for any other host."""
     if "slurm_nodes" not in db.table("hosts").columns_dict:
         db.execute("ALTER TABLE hosts ADD COLUMN slurm_nodes TEXT")
 
 
-def _migrate_17(db: sqlite_utils.Database) -> None:
-    """A price per node-hour for a Slurm partition (engineer slurm20b), and how many nodes
+def _migrate_16(db: sqlite_utils.Database) -> None:
+    """A price per node-hour for a Slurm partition and how many nodes
     Slurm allocated to each attempt there (read from its NodeList): such an attempt is charged
     nodes x hours x that price; and the partition's own queue as its last poll saw it (JSON:
     other users' pending jobs, what those waiting for room ask, the free capacity before
@@ -411,8 +411,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_12,
     _migrate_13,
     _migrate_14,
-    # _migrate_15 is engineer lab16's, if they take it
+    _migrate_15,
     _migrate_16,
-    _migrate_17,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
