@@ -55,13 +55,20 @@ def test_a_job_slurm_requeues_while_it_runs_is_one_attempt_that_ends_as_its_last
 def test_slurms_time_limit_ends_the_job_timeout_and_lepton_requeues_it_when_asked(
     slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
 ) -> None:
-    """Slurm kills the job at its `--time` (a minute, Slurm's smallest): the attempt ends
-    `timeout`, and `--requeue-on-timeout` submits it to Slurm again, where it sees
-    LEPTON_RESTART_COUNT=1 and finishes (about 90 s)."""
+    """Slurm kills the job at its time limit: the attempt ends `timeout`, and
+    `--requeue-on-timeout` submits it to Slurm again, where it sees LEPTON_RESTART_COUNT=1 and
+    finishes. The job asks for `--time` 1 minute (Slurm's smallest); once it runs, the test
+    moves its end to now (`scontrol update EndTime=`, as an admin shortening a job does), so
+    slurmctld's own time-limit check kills it within its 30 s period rather than a minute on."""
     add_cluster(svc, slurm, tmp_path / "lepton")
     script = '[ "$LEPTON_RESTART_COUNT" = 1 ] && exit 0; sleep 600'
     job = svc.submit(command=script, time="1m", requeue_on_timeout=True, max_requeues=1,
                      mem="64M")  # fmt: skip
+    tick_until(d, lambda: state(svc, job) == "running", timeout=60)
+    (slurm_id,) = slurm_jobs_named(slurm, svc, job)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S")
+    r = slurm.client("scontrol", "update", f"JobId={slurm_id}", f"EndTime={now}")
+    assert r.returncode == 0, r.stderr
     tick_until(d, lambda: state(svc, job) in TERMINAL, timeout=240, pause=0.5)
     first, second = svc.ledger.attempts_for(job)
     assert (first["state"], first["reason"]) == ("timeout", "requeued at its time limit (1 of 1)")
