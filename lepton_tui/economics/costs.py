@@ -145,13 +145,13 @@ def running_rate(
 def priced_hosts(
     ledger: Ledger, now: float | None = None, prices: dict[str, PriceSet] | None = None
 ) -> int:
-    """How many hosts have a price in force now (their own or the lab's: flat, per resource or
-    electricity), whatever their capacity is known to be yet."""
+    """How many hosts have a price in force now (their own or the lab's: flat, per resource, per
+    Slurm node-hour or electricity), whatever their capacity is known to be yet."""
     prices = prices_now(ledger, now) if prices is None else prices
     return sum(
         1
         for p in prices.values()
-        if p.per_hour or p.cpu_hour or p.gpu_hour or p.gb_hour or p.power_kwh
+        if p.per_hour or p.cpu_hour or p.gpu_hour or p.gb_hour or p.node_hour or p.power_kwh
     )
 
 
