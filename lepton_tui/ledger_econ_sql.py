@@ -8,6 +8,13 @@ are sliced (`_attempt_sql`); the daily roll-up reuses the same SQL per day.
 
 from __future__ import annotations
 
+# When an attempt's charge starts (`economics.costs.charged_from`): when it started, else from its
+# intent, except a Slurm attempt that never started (it waited in Slurm's queue): NULL, no charge.
+# For every attempt that started it equals COALESCE(started_at, created_at), which the index
+# lookups below keep using; `_CHARGED` leaves out the never-started Slurm ones.
+_S0 = "COALESCE(a.started_at, CASE WHEN a.slurm_job_id IS NULL THEN a.created_at END)"
+_CHARGED = "(a.started_at IS NOT NULL OR a.slurm_job_id IS NULL)"
+
 # Per (attempt, price period, bucket) overlap in seconds, with the attempt's hourly allocation rate.
 _RATE_SQL = """
     p.per_hour * (CASE
@@ -60,15 +67,15 @@ def _attempt_sql(key: str, all_attempts: bool, ids_sql: str | None = None) -> st
     WITH b AS (
       SELECT a.id AS id, a.host AS host, a.cpus AS cpus, a.mem_mb AS mem_mb, a.gpus AS gpus,
              a.gpu_mem_mb AS gpu_mem_mb, a.job_id AS job_id, j.user AS user, j.project AS project,
-             a.slurm_nodes AS slurm_nodes, COALESCE(a.started_at, a.created_at) AS s0,
+             a.slurm_nodes AS slurm_nodes, {_S0} AS s0,
              MIN(COALESCE(a.ended_at, :now), :now) AS s1,
              COALESCE(a.energy_wh, e.wh, 0.0) AS wh
       FROM {source}
       CROSS JOIN jobs j ON j.id = a.job_id
       LEFT JOIN econ_energy e ON e.attempt_id = a.id
       WHERE (a.ended_at > :since OR a.ended_at IS NULL)
-        AND COALESCE(a.started_at, a.created_at) < :until
-        AND MIN(COALESCE(a.ended_at, :now), :now) > COALESCE(a.started_at, a.created_at)
+        AND {_S0} < :until
+        AND MIN(COALESCE(a.ended_at, :now), :now) > {_S0}
     ),
     sl AS (
       SELECT {key.replace("j.", "a.")} AS k, w.label AS label,
@@ -115,7 +122,7 @@ def _settled_sql(key: str, kwh: float, narrow: bool = False) -> str:
     CROSS JOIN jobs j ON j.id = a.job_id
     WHERE a.cost IS NOT NULL AND a.ended_at <= :until AND a.ended_at > :since
       AND COALESCE(a.started_at, a.created_at) >= :since
-      AND a.ended_at > COALESCE(a.started_at, a.created_at)
+      AND a.ended_at > COALESCE(a.started_at, a.created_at) AND {_CHARGED}
     GROUP BY k, a.host
     """
 
@@ -172,7 +179,7 @@ def _rollup_settled_sql(kwh: float) -> str:
     CROSS JOIN jobs j ON j.id = a.job_id
     WHERE a.cost IS NOT NULL AND a.ended_at > :since AND a.ended_at <= :until
       AND COALESCE(a.started_at, a.created_at) >= :since
-      AND a.ended_at > COALESCE(a.started_at, a.created_at)
+      AND a.ended_at > COALESCE(a.started_at, a.created_at) AND {_CHARGED}
     """
 
 

@@ -31,15 +31,25 @@ from lepton_tui.ledger import Ledger
 # -- energy and settling ------------------------------------------------------------------------
 
 
+def charged_from(att: dict[str, Any]) -> float | None:
+    """When an attempt's charge starts: when it started; before that, an SSH attempt from its
+    intent (launching holds the host's resources), a Slurm one (`slurm_job_id` set) not at all,
+    as it waits in Slurm's queue holding nothing (None: it never started, it costs nothing).
+    The cost engine's SQL says the same (`ledger_econ_sql._S0`)."""
+    if att.get("started_at"):
+        return float(att["started_at"])
+    return None if att.get("slurm_job_id") else float(att["created_at"])
+
+
 def attempt_cost(ledger: Ledger, token: str, now: float | None = None) -> tuple[float, float]:
     """(cost, energy_wh) of one attempt so far (to `now` while it runs)."""
     now = ledger.clock() if now is None else now
     att = ledger.attempt_by_token(token)
     if att is None:
         raise NotFound(f"attempt {token} does not exist")
-    start = att["started_at"] or att["created_at"]
+    start = charged_from(att)
     end = min(att["ended_at"] or now, now)
-    if end <= start:
+    if start is None or end <= start:
         return 0.0, 0.0
     energy = (
         att["energy_wh"] if att["energy_wh"] is not None else measure_energy_wh(ledger, att, now)
@@ -113,7 +123,8 @@ def live_state(
     """Read what runs now once, for `running_rate` and `idle_rate` of the same instant."""
     now = ledger.clock() if now is None else now
     prices = prices_now(ledger, now) if prices is None else prices
-    running = ledger.running_attempts()
+    # a Slurm job waiting in Slurm's queue holds nothing yet: not charged, not idle capacity held
+    running = [a for a in ledger.running_attempts() if charged_from(a) is not None]
     for att in running:  # parsed once for both rates
         att["gpu_ids"] = json.loads(att["gpu_ids"] or "[]")
     caps = ledger.host_capacities()

@@ -9,12 +9,19 @@ from pathlib import Path
 import pytest
 
 from lepton_tui import views
-from lepton_tui.economics.costs import priced_hosts
+from lepton_tui.economics.costs import (
+    attempt_cost,
+    cost_summary,
+    priced_hosts,
+    running_rate,
+    settle_attempt,
+)
 from lepton_tui.economics.prices import set_prices
+from lepton_tui.economics.report import cost_report
 from lepton_tui.ledger import Ledger
 from lepton_tui.widgets.cost import cost_renderable
 from lepton_tui.widgets.fit import FitTable
-from tests.economics.helpers import T0, Clock, make_ledger
+from tests.economics.helpers import T0, Clock, H, add_host, make_ledger, submit
 
 
 def add_slurm_host(ledger: Ledger, name: str = "hpc", added_at: float = T0) -> None:
@@ -50,3 +57,64 @@ def test_a_host_priced_only_per_node_hour_counts_as_priced(ledger: Ledger, clock
     shown = cost_renderable(panel)
     assert isinstance(shown, FitTable)  # the rate and spend, not "no host has a price yet"
     assert "Rate now" in [str(label) for label, _ in shown.rows]
+
+
+def _slurm_attempt(ledger: Ledger, clock: Clock, slurm_id: str) -> str:
+    """A job sent to Slurm now: its attempt `starting`, with Slurm's job id, pending there."""
+    job = submit(ledger, clock, cpus=2)
+    token = f"j{job}a1"
+    ledger.start_attempt(job, "hpc", token, ())
+    ledger.mark_submitted(token, f"/tmp/lepton/{token}", slurm_id)
+    return token
+
+
+def _report_totals(ledger: Ledger, since: float, until: float, now: float) -> list[float]:
+    return [
+        cost_report(ledger, since, until, by, now=now, rollup=rollup).total.cost
+        for by in ("user", "day")
+        for rollup in (True, False)
+    ]
+
+
+def test_a_slurm_job_is_charged_from_its_start_not_while_it_waits_in_slurms_queue(
+    ledger: Ledger, clock: Clock
+) -> None:
+    add_slurm_host(ledger)
+    set_prices(ledger, "hpc", node_hour=10)
+    clock.now = T0 + H
+    never = _slurm_attempt(ledger, clock, "101")  # pending, then cancelled
+    ran = _slurm_attempt(ledger, clock, "102")  # pending for an hour, then runs an hour
+    clock.now = T0 + 1.5 * H  # both pending in Slurm's queue: nothing is charged yet
+    assert running_rate(ledger) == 0.0
+    assert attempt_cost(ledger, never) == attempt_cost(ledger, ran) == (0.0, 0.0)
+    assert _report_totals(ledger, T0, clock.now, clock.now) == [0.0] * 4
+    clock.now = T0 + 2 * H
+    ledger.transition_attempt(ran, "running", job_state="running", started_at=clock.now)
+    clock.now = T0 + 2.5 * H  # one node for half an hour so far
+    assert running_rate(ledger) == pytest.approx(10.0)
+    assert attempt_cost(ledger, ran)[0] == pytest.approx(5.0)
+    assert cost_summary(ledger, clock.now)["rate_per_hour"] == pytest.approx(10.0)
+    assert _report_totals(ledger, T0, clock.now, clock.now) == pytest.approx([5.0] * 4)
+    clock.now = T0 + 3 * H
+    ledger.transition_attempt(never, "cancelled", job_state="cancelled")
+    ledger.transition_attempt(ran, "succeeded", job_state="succeeded", exit_code=0)
+    later = T0 + 3 * 24 * H
+    # unsettled (sliced in the cost engine's SQL), then settled (summed from the stored cost)
+    assert _report_totals(ledger, T0, later, later) == pytest.approx([10.0] * 4)
+    assert (settle_attempt(ledger, never), settle_attempt(ledger, ran)) == pytest.approx((0, 10))
+    clock.now = later
+    assert _report_totals(ledger, T0, later, later) == pytest.approx([10.0] * 4)
+    assert cost_report(ledger, T0, later, "job", now=later).total.attempts == 1
+
+
+def test_an_ssh_attempt_is_still_charged_from_its_intent(ledger: Ledger, clock: Clock) -> None:
+    # launching on an SSH host holds its resources: charged from the intent, as before
+    add_host(ledger, "ssh1")
+    set_prices(ledger, "ssh1", per_hour=8)
+    clock.now = T0 + H
+    job = submit(ledger, clock, cpus=32)
+    ledger.start_attempt(job, "ssh1", "s1", ())
+    clock.now = T0 + 1.5 * H
+    assert running_rate(ledger) == pytest.approx(8.0)
+    assert attempt_cost(ledger, "s1")[0] == pytest.approx(4.0)
+    assert _report_totals(ledger, T0, clock.now, clock.now) == pytest.approx([4.0] * 4)
