@@ -158,9 +158,10 @@ def record_host(
         row["host_key_type"], row["host_key_fingerprint"] = host_key
     with ledger.tx():
         ledger.insert("hosts", row)
-        if values["price_per_hour"] is not None:  # as `price set --host` records it
-            from lepton_tui.economics.prices import set_prices
+        from lepton_tui.economics.prices import forget_node_hour, set_prices
 
+        forget_node_hour(ledger, name, actor)  # a removed Slurm host's, kept by its name
+        if values["price_per_hour"] is not None:  # as `price set --host` records it
             set_prices(ledger, name, per_hour=values["price_per_hour"], actor=actor)
         where = (
             "this machine (local)"

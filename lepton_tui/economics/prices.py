@@ -270,6 +270,40 @@ def set_prices(
     return row
 
 
+def forget_node_hour(ledger: Ledger, host: str, actor: str | None = None) -> None:
+    """A host added under the name of a removed one starts without its price per node-hour.
+
+    Price rows are kept by host name, so the new host would inherit the old one's prices; a price
+    per node-hour priced that host's Slurm nodes, and an SSH host would pay it once per attempt.
+    A new row from now on drops it (the other prices stay inherited, as before): the old host's
+    history keeps it, up to now, so what it ran, even lost after a forced removal, stays priced.
+    Called inside the transaction that records the host, before it may become a Slurm partition
+    (a partition added again under its old name is priced with `price set --node-hour` again)."""
+    now = ledger.clock()
+    current = _latest_row(ledger, host, now)
+    if current is None or current.get("price_node_hour") is None:
+        return
+    row = {f: current[f] for f in PRICE_FIELDS}
+    row.update(
+        {
+            "price_node_hour": None,
+            "host": host,
+            "effective_from": now,
+            "currency": get_currency(ledger),
+            "set_by": actor,
+        }
+    )
+    ledger.record_prices(row, PRICE_FIELDS)
+    ledger.event(
+        "price.set",
+        f"prices of {host}: no price per node-hour (it priced the host removed before it)",
+        host=host,
+        actor=actor,
+        data={k: row[k] for k in PRICE_FIELDS},
+        at=now,
+    )
+
+
 def check_node_hour(ledger: Ledger, host: str | None, checked: dict[str, float]) -> None:
     """A price per node-hour: more than zero, and only for a Slurm partition (a host whose jobs
     Slurm places on whole nodes), else ValidationError."""

@@ -16,9 +16,10 @@ from lepton_tui.economics.costs import (
     running_rate,
     settle_attempt,
 )
-from lepton_tui.economics.prices import set_prices
+from lepton_tui.economics.prices import prices_at, set_prices
 from lepton_tui.economics.report import cost_report
 from lepton_tui.ledger import Ledger
+from lepton_tui.service import Service
 from lepton_tui.widgets.cost import cost_renderable
 from lepton_tui.widgets.fit import FitTable
 from tests.economics.helpers import T0, Clock, H, add_host, make_ledger, submit
@@ -118,3 +119,24 @@ def test_an_ssh_attempt_is_still_charged_from_its_intent(ledger: Ledger, clock: 
     assert running_rate(ledger) == pytest.approx(8.0)
     assert attempt_cost(ledger, "s1")[0] == pytest.approx(4.0)
     assert _report_totals(ledger, T0, clock.now, clock.now) == pytest.approx([4.0] * 4)
+
+
+def test_a_node_hour_price_does_not_outlive_its_host(tmp_path: Path) -> None:
+    clock = Clock()
+    svc = Service.open(tmp_path, user="labowner", clock=clock)
+    try:
+        row = svc.add_host("hpc", address="127.0.0.9", user="lab")
+        svc.ledger.set_slurm_target(row["id"], {"cpus": 64.0}, json.dumps({"partition": "gpu"}))
+        svc.set_prices("hpc", node_hour=5, power_kwh=0.3)
+        clock.now = T0 + H
+        svc.remove_host("hpc")
+        clock.now = T0 + 2 * H
+        svc.add_host("hpc", address="127.0.0.9", user="lab")  # an SSH host, the same name
+        clock.now = T0 + 3 * H
+        now = prices_at(svc.ledger, "hpc")
+        assert (now.node_hour, now.power_kwh) == (0.0, 0.3)  # only the node-hour price goes
+        assert priced_hosts(svc.ledger) == 1
+        # the old host's history keeps it, up to the new host's arrival
+        assert prices_at(svc.ledger, "hpc", T0 + 1.5 * H).node_hour == 5.0
+    finally:
+        svc.close()
