@@ -17,7 +17,7 @@ from lepton_tui.economics.costs import (
     settle_attempt,
 )
 from lepton_tui.economics.prices import prices_at, set_prices
-from lepton_tui.economics.report import cost_report
+from lepton_tui.economics.report import cost_report, settle_ended
 from lepton_tui.ledger import Ledger
 from lepton_tui.service import Service
 from lepton_tui.widgets.cost import cost_renderable
@@ -140,3 +140,16 @@ def test_a_node_hour_price_does_not_outlive_its_host(tmp_path: Path) -> None:
         assert prices_at(svc.ledger, "hpc", T0 + 1.5 * H).node_hour == 5.0
     finally:
         svc.close()
+
+
+def test_bulk_settling_stores_nothing_for_a_slurm_job_cancelled_while_pending(
+    ledger: Ledger, clock: Clock
+) -> None:
+    add_slurm_host(ledger)
+    set_prices(ledger, "hpc", node_hour=10)
+    clock.now = T0 + H
+    never = _slurm_attempt(ledger, clock, "201")
+    clock.now = T0 + 3 * H
+    ledger.transition_attempt(never, "cancelled", job_state="cancelled")
+    assert settle_ended(ledger) == 1
+    assert ledger.attempt_by_token(never)["cost"] == 0.0
