@@ -72,6 +72,9 @@ def test_other_users_pending_jobs_claim_the_partition_before_lepton_submits(
     assert slurm_jobs_named(slurm, svc, job) == []  # never sent behind it
     rows = {r.name: r for r in fleet(svc.ledger, time.time())}
     assert rows["cluster"].others_pending == 1
+    # the claim keeps lepton's job back, but the recorded capacity stays the partition's less
+    # what runs there (the one CPU the hog leaves), not less what waits (0)
+    assert svc.ledger.get_host("cluster")["cpus"] == n - (n - 1)
     slurm.client("scancel", hog)  # the other job runs, then lepton's
     tick_until(d, lambda: state(svc, job) in TERMINAL, timeout=60)
     assert state(svc, job) == "succeeded"
