@@ -14,7 +14,7 @@ from lepton_tui.dispatch.record import discovered_capacity
 from lepton_tui.dispatch.slurm import partition_poll, with_claims
 
 
-def busy_poll(others: OthersPending) -> Any:
+def busy_poll(others: OthersPending | None) -> Any:
     """Two 8-CPU, 2-GPU nodes; another user's running job holds 4 CPUs and 1 GPU."""
     nodes = [
         SlurmNode("n1", "mixed", 8, 4, 32000, 8000, 2, 1, ("gpu",)),
@@ -54,5 +54,15 @@ def test_smaller_claims_take_their_share_of_the_room() -> None:
     assert len(node.free_gpu_ids) == 3
     # none ahead (held, or waiting for a begin time): the view is the partition's
     row = host_row(busy_poll(OthersPending(jobs=2, ahead=0)))
+    (node,) = with_claims(build_view([row], [], ["cluster"], 1000.0), [row]).nodes
+    assert (node.free.cpus, node.free.mem_mb, node.free.gpus) == (12.0, 56000, 4)
+
+
+def test_a_failed_listing_leaves_no_stale_claims() -> None:
+    """The queue's squeue failed this tick (`others` None): the claims of the last listing are
+    forgotten, and the policy sees the partition as sinfo shows it."""
+    row = host_row(busy_poll(OthersPending(jobs=1, ahead=1, cpus=6, mem_mb=1000, gpus=1)))
+    row.update(discovered_capacity(row, busy_poll(None)))
+    assert row["slurm_pending"] is None
     (node,) = with_claims(build_view([row], [], ["cluster"], 1000.0), [row]).nodes
     assert (node.free.cpus, node.free.mem_mb, node.free.gpus) == (12.0, 56000, 4)
