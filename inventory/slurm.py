@@ -20,7 +20,7 @@ import json
 import math
 import re
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -677,8 +677,8 @@ class OthersPending:
 
 
 def pending_argv(partition: str) -> list[str]:
-    """ONE squeue for the partition's pending jobs, every user's (lepton's own are skipped by
-    name when parsed)."""
+    """ONE squeue for the partition's pending jobs, every user's (the poll's own attempts are
+    skipped by name when parsed)."""
     if not PARTITION_RE.fullmatch(partition or ""):
         raise ValueError(f"invalid partition {partition!r}")
     return ["squeue", f"--partition={partition}", "--states=PENDING", "--noheader",
@@ -694,15 +694,18 @@ def _tres_gpus(text: str) -> int:
     return gres_gpus(",".join(items))
 
 
-def parse_pending(text: str) -> OthersPending:
-    """Other users' pending jobs from `pending_argv`'s output (lepton's skipped by name)."""
+def parse_pending(text: str, own: Collection[str] = ()) -> OthersPending:
+    """Other users' pending jobs from `pending_argv`'s output. Skipped by name: `own`, the names
+    of this poll's asked attempts (in lab mode every lab user's active attempts on the host).
+    Any other job named like lepton's (a colleague's personal ledger, another lab's) is
+    someone else's and claims the partition like any job."""
     jobs = ahead = cpus = mem = gpus = 0
     n = len(PENDING_FIELDS)
     for line in text.splitlines():
         parts = line.split("|", n - 1)
         if len(parts) < n or not parts[0].strip():
             continue
-        if NAME_RE.fullmatch(parts[-1].rstrip().rstrip("|").strip()):
+        if parts[-1].rstrip().rstrip("|").strip() in own:
             continue
         jobs += 1
         if parts[2].strip() not in WAITING_FOR_ROOM:

@@ -256,7 +256,7 @@ class SlurmHost:
         pending = reply.get("pending")
         others = None  # a failed listing says nothing: the pool is seen as it is
         if pending is not None and pending["rc"] == 0:
-            others = slurm.parse_pending(pending["out"])
+            others = slurm.parse_pending(pending["out"], {str(a["name"]) for a in asked.values()})
         return SlurmPoll(view, statuses, jobs, frozenset(unread), others)
 
     def end_files(self, attempts: Mapping[str, int], timeout: float = 60) -> dict[str, Any]:

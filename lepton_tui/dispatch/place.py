@@ -103,7 +103,9 @@ def _decide(
     # the shared lab's rules: constraints, outside GPU use, limits, arrays, fair share
     rules = PlaceRules.prepare(ctx.ledger, pending, hosts, now)
     pending = rules.pending
-    view = rules.view(build_view(hosts, ctx.ledger.placed_attempts(), placeable, now))
+    view = build_view(hosts, ctx.ledger.placed_attempts(), placeable, now)
+    # a Slurm partition's room less what other users' jobs queued there for it claim first
+    view = rules.view(dslurm.with_claims(view, hosts))
     # lab mode: each job only where its owner can log in (one group when everyone can)
     groups, unreachable = runas.login_groups(ctx, hosts, placeable, pending, now)
     reasons.update(unreachable)

@@ -293,4 +293,6 @@ def discovered_capacity(host: Mapping[str, Any], answer: Poll) -> dict[str, Any]
         queue = json.dumps(answer.slurm_pending, separators=(",", ":"), sort_keys=True)
         if queue != host.get("slurm_pending"):
             found["slurm_pending"] = queue
+    elif answer.nodes is not None and host.get("slurm_pending"):
+        found["slurm_pending"] = None  # the listing failed: no stale claims on the pool
     return {k: v for k, v in found.items() if k not in fixed}

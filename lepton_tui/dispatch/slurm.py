@@ -2,7 +2,8 @@
 for a host row whose `slurm_json` names a partition.
 
 Lepton decides which queued jobs go to the partition (the policy sees it as one pool: its usable
-nodes' CPUs and memory less what other users hold there, its GPUs); Slurm places them. The
+nodes' CPUs and memory less what other users hold there, its GPUs, and for placing only, less
+what other users' jobs waiting in its queue claim: `with_claims`); Slurm places them. The
 dispatcher calls these where it would call `inventory.supervisor` for an SSH host:
 
 - `SlurmHosts.poll(host, tokens)` -> a `Poll` (ONE round trip, ONE squeue or sacct, however
@@ -36,7 +37,7 @@ from inventory.errors import AuthFailed, HostError
 from inventory.fanout import Failed, Ok, fan_out
 from inventory.slurm import OthersPending, PartitionView, SlurmTarget, SubmitSpec
 from inventory.slurm import one_line as slurm_one_line
-from inventory.slurm_host import Refused, Retry, SlurmHost, Submitted
+from inventory.slurm_host import Refused, Retry, SlurmHost, SlurmPoll, Submitted
 from inventory.supervisor import AttemptStatus
 from lepton_tui.dispatch import outcome
 from lepton_tui.dispatch.hostpool import GpuState, HostPool, Poll
@@ -45,6 +46,7 @@ from lepton_tui.job_options import restart_env
 from lepton_tui.ledger import Ledger
 from lepton_tui.logins import host_login, record_login
 from lepton_tui.rows import ActiveAttempt
+from scheduler.model import ClusterView, Resources
 
 log = logging.getLogger("lepton_tui.dispatcher")
 
@@ -139,40 +141,8 @@ class SlurmHosts:
                 self.get(host, owner).cancel(refused_ids)
             except (HostError, LeptonError) as exc:
                 log.warning("scancel on %s as %s failed: %s", host["name"], owner, exc)
-        part = sp.partition
-        # what lepton's own running jobs hold there; the rest of the allocation is other users'
-        mine_cpus = sum(j.cpus for j in sp.jobs.values() if j.state == "RUNNING")
-        mine_mem = sum(j.mem_mb for j in sp.jobs.values() if j.state == "RUNNING")
-        # other users' jobs waiting there for room claim the free capacity first (Slurm starts
-        # them before a job submitted now): the pool lepton sees is smaller by what they ask
-        ahead = sp.others or OthersPending()
-        others_cpus = max(0, part.cpus_alloc - mine_cpus) + ahead.cpus
-        others_mem = max(0, part.mem_alloc_mb - mine_mem) + ahead.mem_mb
-        gpus = [
-            GpuState(index=i, util_percent=100.0 if i < part.gpus_alloc + ahead.gpus else 0.0)
-            for i in range(part.gpus)
-        ]
-        attempts = {
-            token: AttemptStatus.from_dict({"token": token, **st})
-            for token, st in statuses.items()
-            if token in ids
-        }
-        for token in tokens:  # an attempt the ledger no longer has: nothing to say
-            attempts.setdefault(token, AttemptStatus(token, "missing"))
-        return Poll(
-            host=host["name"],
-            taken_at=self.ledger.clock(),
-            cpus=max(0, part.cpus - others_cpus),
-            cpu_percent=100.0 * part.cpus_alloc / part.cpus if part.cpus else None,
-            mem_total_mb=max(0, part.mem_mb - others_mem),
-            mem_used_mb=float(part.mem_alloc_mb),
-            gpus=gpus,
-            attempts=attempts,
-            login_failures=login_failures,
-            nodes=node_records(part),
-            slurm_nodes={t: j.node_count for t, j in sp.jobs.items() if t in ids and j.node_count},
-            slurm_pending=None if sp.others is None else pending_record(part, sp.others),
-        )
+        return partition_poll(host["name"], self.ledger.clock(), sp, statuses, ids, tokens,
+                              login_failures)  # fmt: skip
 
     def _read_foreign(
         self, host: Mapping[str, Any], unread: Collection[str], ids: Mapping[str, int],
@@ -393,6 +363,84 @@ class SlurmHosts:
         if not done and error is not None:
             raise error
         return done
+
+
+def partition_poll(
+    name: str, taken_at: float, sp: SlurmPoll, statuses: Mapping[str, Mapping[str, Any]],
+    ids: Mapping[str, int], tokens: Sequence[str], login_failures: dict[str, str],
+) -> Poll:  # fmt: skip
+    """The `Poll` of one `SlurmPoll`: the partition's capacity less what other users' jobs hold
+    there (lepton's own running jobs are the ledger's attempts). Other users' pending jobs do
+    NOT shrink it: that capacity is recorded (`hosts.cpus`, prices per CPU, replay) and their
+    claims would make it 0 on a busy partition; they are in `slurm_pending`, which only the
+    placement view takes away (`with_claims`)."""
+    part = sp.partition
+    mine_cpus = sum(j.cpus for j in sp.jobs.values() if j.state == "RUNNING")
+    mine_mem = sum(j.mem_mb for j in sp.jobs.values() if j.state == "RUNNING")
+    others_cpus = max(0, part.cpus_alloc - mine_cpus)
+    others_mem = max(0, part.mem_alloc_mb - mine_mem)
+    gpus = [
+        GpuState(index=i, util_percent=100.0 if i < part.gpus_alloc else 0.0)
+        for i in range(part.gpus)
+    ]
+    attempts = {
+        token: AttemptStatus.from_dict({"token": token, **st})
+        for token, st in statuses.items()
+        if token in ids
+    }
+    for token in tokens:  # an attempt the ledger no longer has: nothing to say
+        attempts.setdefault(token, AttemptStatus(token, "missing"))
+    return Poll(
+        host=name,
+        taken_at=taken_at,
+        cpus=max(0, part.cpus - others_cpus),
+        cpu_percent=100.0 * part.cpus_alloc / part.cpus if part.cpus else None,
+        mem_total_mb=max(0, part.mem_mb - others_mem),
+        mem_used_mb=float(part.mem_alloc_mb),
+        gpus=gpus,
+        attempts=attempts,
+        login_failures=login_failures,
+        nodes=node_records(part),
+        slurm_nodes={t: j.node_count for t, j in sp.jobs.items() if t in ids and j.node_count},
+        slurm_pending=None if sp.others is None else pending_record(part, sp.others),
+    )
+
+
+def with_claims(view: ClusterView, hosts: Sequence[Mapping[str, Any]]) -> ClusterView:
+    """The placement view with what other users' jobs waiting in each Slurm partition's own
+    queue for room claim (`slurm_pending`: Slurm starts them before a job submitted now) taken
+    from that partition's free CPUs, memory and GPUs, floored at 0. Only the policy sees this;
+    the recorded capacity stays the partition's."""
+    claims: dict[str, dict[str, Any]] = {}
+    for h in hosts:
+        if not is_slurm(h) or not h.get("slurm_pending"):
+            continue
+        try:
+            q = json.loads(h["slurm_pending"])
+        except ValueError:
+            continue
+        if isinstance(q, dict) and q.get("ahead"):
+            claims[str(h["name"])] = q
+    if not claims:
+        return view
+    nodes = []
+    for n in view.nodes:
+        q = claims.get(n.id)
+        if q is None:
+            nodes.append(n)
+            continue
+        cut = min(len(n.free_gpu_ids), max(0, int(q.get("gpus") or 0)))
+        taken = n.free_gpu_ids[len(n.free_gpu_ids) - cut :]
+        mems = tuple(0 if g in taken else m for g, m in enumerate(n.gpu_free_mem_mb))
+        free = Resources(
+            max(0.0, n.free.cpus - float(q.get("cpus") or 0)),
+            max(0, n.free.mem_mb - int(q.get("mem_mb") or 0)),
+            len(n.free_gpu_ids) - cut,
+            max(0, n.free.gpu_mem_mb - (sum(n.gpu_free_mem_mb) - sum(mems))),
+        )
+        kept = n.free_gpu_ids[: len(n.free_gpu_ids) - cut]
+        nodes.append(dataclasses.replace(n, free=free, free_gpu_ids=kept, gpu_free_mem_mb=mems))
+    return dataclasses.replace(view, nodes=tuple(nodes))
 
 
 def read_log(

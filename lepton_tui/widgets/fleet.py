@@ -54,9 +54,10 @@ def mem_percent(row: FleetRow) -> float | None:
 # A Slurm partition is one row that expands into a row per node: its host cell starts with
 # COLLAPSED or EXPANDED, and its nodes' rows are keyed "host<NODE_SEP>node" (cells for every node
 # are always built, in the worker; the table shows those of the expanded partitions only, so a
-# toggle needs no new read and the columns keep their widths).
+# toggle needs no new read; the columns fit the rows shown).
 COLLAPSED, EXPANDED = "▸ ", "▾ "
 NODE_SEP = "\x1f"
+NODE_STATE_CELLS = 24  # a node's state and Slurm's reason, cut with an ellipsis past this
 NODE_STATE_STYLE = {"idle": "green", "mixed": "yellow", "allocated": "yellow", "completing": ""}
 
 
@@ -76,6 +77,8 @@ def node_cells(node: NodeCell, last: bool, width: int, gpus_width: int) -> tuple
     state = Text(node.state, style=NODE_STATE_STYLE.get(node.state, "bold red"))
     if node.reason:
         state.append(f" ({node.reason})", style="dim")
+        # a long drain reason, shown expanded, must not push every host's columns out
+        state.truncate(NODE_STATE_CELLS, overflow="ellipsis")
     cpu = bar(100.0 * node.cpus_alloc / node.cpus if node.cpus else None, width, label=False)
     cpu.append(f" {node.cpus_alloc}/{node.cpus}")
     mem = bar(100.0 * node.mem_alloc_mb / node.mem_mb if node.mem_mb else None, width)
@@ -142,6 +145,21 @@ def host_cells(r: FleetRow, width: int, compact: bool, currency: str) -> tuple:
     )
 
 
+def visible_cells(cells: list[tuple[str, tuple]], expanded: set[str]) -> list[tuple[str, tuple]]:
+    """The rows shown (pure): every host's, the nodes' of the `expanded` partitions only, and
+    an expanded partition's name marked so."""
+    shown = []
+    for key, row in cells:
+        if NODE_SEP in key:
+            if host_of(key) in expanded:
+                shown.append((key, row))
+        elif key in expanded:
+            shown.append((key, (Text(EXPANDED) + row[0][len(COLLAPSED) :], *row[1:])))
+        else:
+            shown.append((key, row))
+    return shown
+
+
 class FleetTable(FittedTable):
     """The hosts as a table; rows are keyed by host name so the cursor survives refreshes. The
     columns fit the table's width (at 80 columns: no sparkline and no temperature)."""
@@ -181,22 +199,16 @@ class FleetTable(FittedTable):
         self._show_visible()
 
     def _show_visible(self) -> None:
-        """Show the hosts, and the nodes of the expanded partitions (the columns are as wide
-        as every row needs, shown or not, so expanding one moves no column)."""
+        """Show the hosts, and the nodes of the expanded partitions. The columns are as wide as
+        the rows SHOWN need: a collapsed partition's node (a long drain reason) widens no
+        column, nor leaves a column of every host out; expanding it may widen some."""
         # a host gone, or no longer a Slurm partition, is not kept expanded
-        self.expanded.intersection_update(self.partition_hosts)
-        widths = self._all_widths
-        if widths is None:
-            widths = cell_widths(self.keys, self._all_cells)
-        shown = []
-        for key, row in self._all_cells:
-            if NODE_SEP in key:
-                if host_of(key) in self.expanded:
-                    shown.append((key, row))
-            elif key in self.expanded:
-                shown.append((key, (Text(EXPANDED) + row[0][len(COLLAPSED) :], *row[1:])))
-            else:
-                shown.append((key, row))
+        partitions = self.partition_hosts
+        self.expanded.intersection_update(partitions)
+        shown = visible_cells(self._all_cells, self.expanded)
+        widths = self._all_widths  # a worker's, over every row: right when no row is hidden
+        if widths is None or partitions:
+            widths = cell_widths(self.keys, shown)
         self.show_fitted(shown, widths)
 
     # -- a Slurm partition's row expands into its nodes ----------------------------------------

@@ -196,3 +196,17 @@ def test_hostlist_count_counts_the_nodes_a_nodelist_names() -> None:
     cases = {"c1": 1, "c[1-3,7]": 4, "a[1-2]b[1-2]": 4, "c1,g[01-04]": 5, "": 0,
              "None assigned": 0, "(null)": 0, "gpu-[001-010],cpu7": 11}  # fmt: skip
     assert {text: slurm.hostlist_count(text) for text in cases} == cases
+
+
+def test_pending_skips_only_the_polls_own_attempts_by_name() -> None:
+    """A job named like lepton's that is not one of the asked attempts (a colleague's personal
+    ledger, another lab's) is someone else's: it claims the partition like any job."""
+    text = (
+        "101|alice|Resources|4|1G|N/A|N/A|train|\n"
+        "102|bob|Resources|2|512M|gres:gpu:1|N/A|lepton-12-abcd1234|\n"
+    )
+    assert slurm.parse_pending(text) == slurm.OthersPending(2, 2, 6, 1536, 1)
+    assert slurm.parse_pending(text, {"lepton-3-ffff0000"}) == slurm.OthersPending(2, 2, 6, 1536, 1)
+    # bob's job is one of this poll's asked attempts (lab mode: every user's on the host)
+    own = {slurm.job_name(12, "abcd1234")}
+    assert slurm.parse_pending(text, own) == slurm.OthersPending(1, 1, 4, 1024, 0)

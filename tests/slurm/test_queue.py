@@ -72,6 +72,9 @@ def test_other_users_pending_jobs_claim_the_partition_before_lepton_submits(
     assert slurm_jobs_named(slurm, svc, job) == []  # never sent behind it
     rows = {r.name: r for r in fleet(svc.ledger, time.time())}
     assert rows["cluster"].others_pending == 1
+    # the claim keeps lepton's job back, but the recorded capacity stays the partition's less
+    # what runs there (the one CPU the hog leaves), not less what waits (0)
+    assert svc.ledger.get_host("cluster")["cpus"] == n - (n - 1)
     slurm.client("scancel", hog)  # the other job runs, then lepton's
     tick_until(d, lambda: state(svc, job) in TERMINAL, timeout=60)
     assert state(svc, job) == "succeeded"
@@ -85,8 +88,9 @@ def test_other_users_pending_jobs_claim_the_partition_before_lepton_submits(
 
 def test_only_jobs_waiting_for_room_claim_the_partition(slurm: SlurmBed, tmp_path: Path) -> None:
     """Pending for Resources claims what it asks (CPUs, memory, GRES GPUs); a job that waits
-    for its begin time or is held claims nothing, but counts as pending; lepton's own pending
-    jobs are not in the partition's queue of others."""
+    for its begin time or is held claims nothing, but counts as pending; the poll's own
+    attempts are not in the partition's queue of others (a lepton-named job it did not ask
+    about is)."""
     from tests.slurm.helpers import local_host
 
     n = slurm.cpus
@@ -100,6 +104,10 @@ def test_only_jobs_waiting_for_room_claim_the_partition(slurm: SlurmBed, tmp_pat
     sbatch(slurm, tmp_path, "lepton-7-aaaa11112222", 1, "true", "--begin=now+3600")  # lepton's
     wait_for(lambda: job_field(slurm, big, "Reason") in ("Resources", "Priority"))
     sh = local_host(slurm, tmp_path / "root")
-    others = sh.poll({}).others
+    others = sh.poll({"aaaa11112222": 7}).others  # lepton-7-aaaa11112222 is an asked attempt
     assert others is not None
     assert (others.jobs, others.ahead, others.cpus, others.mem_mb, others.gpus) == (3, 1, n, 64, 2)
+    # not asked (a colleague's personal ledger): someone else's pending job, like any
+    others = sh.poll({}).others
+    assert others is not None
+    assert (others.jobs, others.ahead) == (4, 1)
