@@ -147,7 +147,8 @@ class ViewRecords:
     def attempt_spans_since(self: _Store, since: float) -> list[dict[str, Any]]:
         """The attempts not ended before `since`: host, request and times."""
         return self.query(
-            "SELECT host, cpus, mem_mb, gpus, created_at, started_at, ended_at FROM attempts "
+            "SELECT host, cpus, mem_mb, gpus, created_at, started_at, ended_at, slurm_job_id "
+            "FROM attempts "
             "WHERE ended_at IS NULL OR ended_at >= ?",
             (since,),
         )

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lepton_tui.economics.costs import charged_from
 from lepton_tui.economics.prices import day_start, get_currency, week_start
 from lepton_tui.fleet_view import FleetRow, ViewMemo, fleet
 from lepton_tui.ledger import Ledger
@@ -301,7 +302,10 @@ def cost_series(
         if host is None or not host["price"]:
             continue
         rate = host["price"] * _share(a, host) / 3600
-        a0 = max(start, float(a["started_at"] or a["created_at"]))
+        charged = charged_from(a)  # as the panel and reports charge it
+        if charged is None:  # a Slurm job that never left Slurm's queue
+            continue
+        a0 = max(start, charged)
         a1 = min(now, float(a["ended_at"]) if a["ended_at"] is not None else now)
         if a1 <= a0:
             continue

@@ -153,3 +153,41 @@ def test_bulk_settling_stores_nothing_for_a_slurm_job_cancelled_while_pending(
     ledger.transition_attempt(never, "cancelled", job_state="cancelled")
     assert settle_ended(ledger) == 1
     assert ledger.attempt_by_token(never)["cost"] == 0.0
+
+
+def test_the_cost_chart_charges_no_slurm_queue_time(ledger: Ledger, clock: Clock) -> None:
+    """The cost screen's chart charges as the panel beside it does: nothing for a Slurm job
+    still waiting in Slurm's queue, and from its start once it runs."""
+    add_slurm_host(ledger)
+    set_prices(ledger, "hpc", per_hour=10)
+    clock.now += 60
+    token = _slurm_attempt(ledger, clock, "901")
+    clock.now += 4 * H
+    assert sum(views.cost_series(ledger, clock.now)) == 0.0
+    assert views.cost_panel(ledger, clock.now).today == 0.0
+    ledger.execute("UPDATE attempts SET state = 'running', started_at = ? WHERE token = ?",
+                   (clock.now - H, token))  # fmt: skip
+    assert sum(views.cost_series(ledger, clock.now)) > 0.0
+
+
+def test_an_older_ledgers_cost_rollup_is_summed_again(tmp_path: Path) -> None:
+    """Migration 17: the roll-up's cached days were summed when a Slurm job waiting in Slurm's
+    queue was still charged; an older ledger drops them, and the next report sums them again."""
+    import sqlite3
+
+    from lepton_tui.ledger import ECON_ROLLUP_TABLES, SCHEMA_VERSION, open_ledger
+
+    path = tmp_path / "ledger.db"
+    open_ledger(path).close()
+    conn = sqlite3.connect(path)
+    for table in ECON_ROLLUP_TABLES:
+        cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+        marks = ", ".join("?" * len(cols))
+        conn.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})", [1] * len(cols))
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    conn.commit()
+    conn.close()
+    led = open_ledger(path)
+    for table in ECON_ROLLUP_TABLES:
+        assert led.query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"] == 0, table
+    led.close()
