@@ -395,6 +395,16 @@ def _migrate_16(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE hosts ADD COLUMN slurm_pending TEXT")
 
 
+def _migrate_17(db: sqlite_utils.Database) -> None:
+    """A Slurm attempt is charged from its start only (never while it waits in Slurm's queue):
+    the cached days of the cost roll-up were summed under the old rule, so they are dropped and
+    summed again from the attempts on the next report."""
+    tables = set(db.table_names())
+    for table in ECON_ROLLUP_TABLES:
+        if table in tables:
+            db.execute(f"DELETE FROM {table}")
+
+
 # Append forward migrations here; never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
@@ -413,5 +423,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_14,
     _migrate_15,
     _migrate_16,
+    _migrate_17,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
