@@ -255,19 +255,19 @@ def set_prices(
                 "set_by": actor,
             }
         )
-        ledger.record_prices(row, PRICE_FIELDS)
         shown = ", ".join(f"{labels[k]} {v:g}" for k, v in checked.items())
         if use_lab_default:
             shown = "lab default prices" + (f", {shown}" if shown else "")
-        ledger.event(
-            "price.set",
-            f"prices of {host or 'the lab (default)'}: {shown} {row['currency']}",
-            host=host,
-            actor=actor,
-            data={k: row[k] for k in PRICE_FIELDS},
-            at=now,
-        )
+        _record_row(ledger, row, f"prices of {host or 'the lab (default)'}: {shown} "
+                    f"{row['currency']}", actor)  # fmt: skip
     return row
+
+
+def _record_row(ledger: Ledger, row: dict[str, Any], text: str, actor: str | None) -> None:
+    """Write a price row and its `price.set` event (what changed, in `text`)."""
+    ledger.record_prices(row, PRICE_FIELDS)
+    ledger.event("price.set", text, host=row["host"], actor=actor,
+                 data={k: row[k] for k in PRICE_FIELDS}, at=row["effective_from"])  # fmt: skip
 
 
 def forget_node_hour(ledger: Ledger, host: str, actor: str | None = None) -> None:
@@ -293,15 +293,10 @@ def forget_node_hour(ledger: Ledger, host: str, actor: str | None = None) -> Non
             "set_by": actor,
         }
     )
-    ledger.record_prices(row, PRICE_FIELDS)
-    ledger.event(
-        "price.set",
-        f"prices of {host}: no price per node-hour (it priced the host removed before it)",
-        host=host,
-        actor=actor,
-        data={k: row[k] for k in PRICE_FIELDS},
-        at=now,
-    )
+    _record_row(
+        ledger, row, f"prices of {host}: no price per node-hour (it priced the host removed "
+        "before it)", actor,
+    )  # fmt: skip
 
 
 def check_node_hour(ledger: Ledger, host: str | None, checked: dict[str, float]) -> None:
