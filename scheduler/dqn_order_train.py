@@ -68,6 +68,13 @@ def make_net(hidden: int = 64) -> nn.Sequential:
     )
 
 
+def command_line(program: str, args: argparse.Namespace, skip: tuple[str, ...] = ()) -> str:
+    """The command a weights file was trained with (its metadata), from the parsed options."""
+    return f"python -m {program} " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in skip
+    )
+
+
 def training_workload(i: int, jobs: int, trace: Path) -> Workload:
     """Workload i of the training set: family i mod 5, load in 0.6-1.2, seed 20,000 + i."""
     rng = np.random.default_rng(20_000 + i)
@@ -255,8 +262,7 @@ def main() -> None:  # noqa: PLR0915
             checkpoint("q-learning", e + 1)
 
     meta = {
-        "command": "python -m scheduler.dqn_order_train "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
+        "command": command_line("scheduler.dqn_order_train", args),
         "teachers": teachers,
         "validation": {k: v for k, v in best.items() if k != "layers"},
         "history": history,

@@ -32,7 +32,13 @@ import torch
 from torch import nn
 
 from scheduler.agent import to_numpy_layers
-from scheduler.dqn_order_train import FAMILIES, TRACE, training_workload, validation_set
+from scheduler.dqn_order_train import (
+    FAMILIES,
+    TRACE,
+    command_line,
+    training_workload,
+    validation_set,
+)
 from scheduler.dqn_rollout_core import at_least
 from scheduler.dqn_select_core import (
     NUM_FEATURES,
@@ -244,10 +250,7 @@ def main(argv: Sequence[str] | None = None) -> None:  # noqa: PLR0915
               f"{time.process_time() - t0:.0f} CPU s", flush=True)  # fmt: skip
 
     meta = {
-        "command": "python -m scheduler.dqn_select train "
-        + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "no_validate"
-        ),
+        "command": command_line("scheduler.dqn_select train", args, skip=("no_validate",)),
         "seed": args.seed,
         "data": f"{args.workloads} workloads ({', '.join(FAMILIES)} in turn, {args.jobs} jobs, "
         f"loads 0.6-1.2, seeds from 20,000); validation seeds 900-902, {args.val_jobs} jobs, "
