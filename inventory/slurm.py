@@ -584,6 +584,15 @@ class SlurmJob:
         return hostlist_count(self.nodes)
 
     @property
+    def allocated(self) -> tuple[int, int, int] | None:
+        """(cpus, mem_mb, gpus) Slurm allocated to it (squeue's tres-alloc, sacct's AllocTRES),
+        once it ran; None while it waits (squeue shows a pending job's request there) or where
+        Slurm says nothing."""
+        if self.state in PENDING_STATES or self.start is None or self.cpus <= 0:
+            return None
+        return self.cpus, self.mem_mb, self.gpus
+
+    @property
     def exit_code(self) -> int | None:
         """The shell's view of the raw status: the code, or 128 + the signal."""
         if self.exit_status is None:

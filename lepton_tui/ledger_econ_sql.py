@@ -12,8 +12,17 @@ from __future__ import annotations
 # intent, except a Slurm attempt that never started (it waited in Slurm's queue): NULL, no charge.
 # For every attempt that started it equals COALESCE(started_at, created_at), which the index
 # lookups below keep using; `_CHARGED` leaves out the never-started Slurm ones.
-_S0 = "COALESCE(a.started_at, CASE WHEN a.slurm_job_id IS NULL THEN a.created_at END)"
-_CHARGED = "(a.started_at IS NOT NULL OR a.slurm_job_id IS NULL)"
+_SSH = "a.slurm_job_id IS NULL"
+_S0 = f"COALESCE(a.started_at, CASE WHEN {_SSH} THEN a.created_at END)"
+_CHARGED = f"(a.started_at IS NOT NULL OR {_SSH})"
+
+# What an attempt is charged for holding (`economics.prices.charged_resources`): what Slurm
+# allocated where it says (`alloc_*`, a request rounded up), else what the job asked. A GPU
+# share by memory is charged as such only where Slurm did not allocate whole GPUs.
+_CPUS = "COALESCE(a.alloc_cpus, a.cpus)"
+_MEM = "COALESCE(a.alloc_mem_mb, a.mem_mb)"
+_GPUS = "COALESCE(a.alloc_gpus, a.gpus)"
+_GMEM = "CASE WHEN a.alloc_gpus IS NULL THEN a.gpu_mem_mb ELSE 0 END"
 
 # Per (attempt, price period, bucket) overlap in seconds, with the attempt's hourly allocation rate.
 _RATE_SQL = """
@@ -65,8 +74,8 @@ def _attempt_sql(key: str, all_attempts: bool, ids_sql: str | None = None) -> st
         source = f"({ids_sql or _SLICE_IDS}) ids CROSS JOIN attempts a ON a.id = ids.id"
     return f"""
     WITH b AS (
-      SELECT a.id AS id, a.host AS host, a.cpus AS cpus, a.mem_mb AS mem_mb, a.gpus AS gpus,
-             a.gpu_mem_mb AS gpu_mem_mb, a.job_id AS job_id, j.user AS user, j.project AS project,
+      SELECT a.id AS id, a.host AS host, {_CPUS} AS cpus, {_MEM} AS mem_mb, {_GPUS} AS gpus,
+             {_GMEM} AS gpu_mem_mb, a.job_id AS job_id, j.user AS user, j.project AS project,
              a.slurm_nodes AS slurm_nodes, {_S0} AS s0,
              MIN(COALESCE(a.ended_at, :now), :now) AS s1,
              COALESCE(a.energy_wh, e.wh, 0.0) AS wh
@@ -132,7 +141,7 @@ def _settled_sums(kwh: float, *, per_attempt: bool = False) -> str:
     `per_attempt`, each attempt's own values: a row per attempt, no GROUP BY)."""
     price = f"{float(kwh)!r}"
     geq = (
-        "CASE WHEN a.gpus > 0 THEN a.gpus * 1.0 WHEN a.gpu_mem_mb > 0 "
+        f"CASE WHEN {_GPUS} > 0 THEN {_GPUS} * 1.0 WHEN {_GMEM} > 0 "
         "THEN COALESCE((SELECT MIN(1.0, a.gpu_mem_mb * h.gpus * 1.0 / h.gpu_mem_mb) FROM hosts h "
         "WHERE h.name = a.host AND h.gpus > 0 AND h.gpu_mem_mb > 0), 0.0) ELSE 0.0 END"
     )
@@ -143,7 +152,7 @@ def _settled_sums(kwh: float, *, per_attempt: bool = False) -> str:
            {total}(COALESCE(a.energy_wh, 0.0)) / 1000.0 AS energy_kwh,
            {total}(COALESCE(a.energy_wh, 0.0) * {price}) / 1000.0 AS energy_cost,
            {total}(({geq}) * {dur}) / 3600.0 AS gpu_hours,
-           {total}(a.cpus * {dur}) / 3600.0 AS cpu_hours,
+           {total}({_CPUS} * {dur}) / 3600.0 AS cpu_hours,
            {count} AS attempts,
            {count} AS starts,
            {count} AS lead

@@ -66,6 +66,19 @@ class EconStoreRecords:
                 (int(n), token, int(n)),
             )
 
+    def note_attempt_alloc(self: _EconStore, allocs: dict[str, tuple[float, int, int]]) -> None:
+        """What Slurm allocated to each attempt (token -> cpus, mem_mb, gpus), written only where
+        it changed and only on an attempt not settled yet: the cost side charges by it. A settled
+        attempt's cost (and the roll-up's days, built only once every attempt in them is settled)
+        never changes under it, so no cached day has to be dropped."""
+        for token, (cpus, mem, gpus) in allocs.items():
+            self.execute(
+                "UPDATE attempts SET alloc_cpus = ?, alloc_mem_mb = ?, alloc_gpus = ? "
+                "WHERE token = ? AND cost IS NULL AND (alloc_cpus IS NOT ? "
+                "OR alloc_mem_mb IS NOT ? OR alloc_gpus IS NOT ?)",
+                (float(cpus), int(mem), int(gpus), token, float(cpus), int(mem), int(gpus)),
+            )
+
     def latest_price_row(self: _EconStore, host: str | None, at: float) -> dict[str, Any] | None:
         """The price row in force at `at` for `host` (None: the lab default)."""
         where = "host IS NULL" if host is None else "host = ?"

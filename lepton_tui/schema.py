@@ -405,6 +405,34 @@ def _migrate_17(db: sqlite_utils.Database) -> None:
             db.execute(f"DELETE FROM {table}")
 
 
+def _migrate_18(db: sqlite_utils.Database) -> None:
+    """What Slurm allocated to an attempt where it rounded the request up (a whole node on an
+    `OverSubscribe=EXCLUSIVE` partition, whole CPUs, memory), read from the poll's own
+    squeue/sacct: the cost side charges by it (`alloc_*`; NULL: as requested), placement keeps
+    the request (`cpus`, `mem_mb`, `gpus`). And whether an attempt went to a Slurm host
+    (`on_slurm`, set by `start_attempt`): it is charged only from Slurm's start, even before
+    sbatch returned its job id. Attempts of older ledgers are marked from their Slurm job id or
+    their host; the cached days of the cost roll-up are dropped (summed again on the next
+    report), as those attempts are no longer charged from their intent."""
+    cols = db.table("attempts").columns_dict
+    for column, sql in (
+        ("alloc_cpus", "REAL"),
+        ("alloc_mem_mb", "INTEGER"),
+        ("alloc_gpus", "INTEGER"),
+        ("on_slurm", "INTEGER NOT NULL DEFAULT 0"),
+    ):
+        if column not in cols:
+            db.execute(f"ALTER TABLE attempts ADD COLUMN {column} {sql}")
+    db.execute(
+        "UPDATE attempts SET on_slurm = 1 WHERE slurm_job_id IS NOT NULL OR host IN "
+        "(SELECT name FROM hosts WHERE slurm_json IS NOT NULL)"
+    )
+    tables = set(db.table_names())
+    for table in ECON_ROLLUP_TABLES:
+        if table in tables:
+            db.execute(f"DELETE FROM {table}")
+
+
 # Append forward migrations here; never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
@@ -424,5 +452,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_15,
     _migrate_16,
     _migrate_17,
+    _migrate_18,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -351,6 +351,8 @@ def show(ctx: click.Context, job_id: str, as_json: bool) -> None:
             Text(f"  {key:<11} ").append_text(user_text(value, multiline=key == "command"))
         )
     if job["attempts"]:
+        from lepton_tui.economics.prices import allocated_text
+
         console.print("[bold]attempts[/]")
         for a in job["attempts"]:
             gpus = ",".join(map(str, a["gpu_ids"])) or "-"
@@ -359,6 +361,8 @@ def show(ctx: click.Context, job_id: str, as_json: bool) -> None:
                 f"{a['reason'] or ''}"
             )
             console.print(user_text(line))
+            if allocated := allocated_text(a):  # charged by it: a request Slurm rounded up
+                console.print(user_text(f"     {allocated}"))
     console.print("[bold]events[/]")
     for e in job["events"]:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"]))

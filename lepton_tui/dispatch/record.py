@@ -99,6 +99,8 @@ def record_poll(
             record_login(ctx.ledger, name, user, False, how="poll", error=why, now=now)
         if answer.slurm_nodes:  # before an end settles the cost (a price per node-hour)
             ctx.ledger.note_attempt_nodes(answer.slurm_nodes)
+        if answer.slurm_alloc:  # what Slurm allocated: charged by it (a request rounded up)
+            ctx.ledger.note_attempt_alloc(answer.slurm_alloc)
         for a in active:
             if a.host != name:
                 continue

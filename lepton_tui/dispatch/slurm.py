@@ -402,6 +402,7 @@ def partition_poll(
         login_failures=login_failures,
         nodes=node_records(part),
         slurm_nodes={t: j.node_count for t, j in sp.jobs.items() if t in ids and j.node_count},
+        slurm_alloc={t: j.allocated for t, j in sp.jobs.items() if t in ids and j.allocated},
         slurm_pending=None if sp.others is None else pending_record(part, sp.others),
     )
 

@@ -78,8 +78,41 @@ def whole_node_per_hour(prices: PriceSet, host: dict[str, Any]) -> float:
     return prices.per_hour + prices.node_hour * max(1, nodes)
 
 
+def charged_resources(att: dict[str, Any]) -> dict[str, Any]:
+    """What an attempt is charged for holding: what Slurm allocated to it where the poll read
+    that (`alloc_cpus`, `alloc_mem_mb`, `alloc_gpus`: a request Slurm rounded up, a whole node
+    on an exclusive partition), else what its job asked (`cpus`, `mem_mb`, `gpus`,
+    `gpu_mem_mb`). Placement keeps using the request. The cost engine's SQL says the same
+    (`ledger_econ_sql._CPUS` and its neighbours)."""
+    out = dict(att)
+    for key in ("cpus", "mem_mb", "gpus"):
+        if att.get(f"alloc_{key}") is not None:
+            out[key] = att[f"alloc_{key}"]
+    if att.get("alloc_gpus") is not None:
+        out["gpu_mem_mb"] = 0  # Slurm allocates whole GPUs: no share by memory
+    return out
+
+
+def allocated_text(att: dict[str, Any]) -> str:
+    """What Slurm allocated to an attempt beside what its job asked, where they differ
+    (`Slurm allocated 2 CPUs (asked 1), 1024 MB (asked 64)`); '' where they agree or Slurm has
+    said nothing (any SSH attempt)."""
+    parts = []
+    for key, unit in (("cpus", "CPU"), ("mem_mb", "MB"), ("gpus", "GPU")):
+        got = att.get(f"alloc_{key}")
+        asked = float(att.get(key) or 0)
+        if got is None or float(got) == asked:
+            continue
+        plural = "s" if unit != "MB" and float(got) != 1 else ""
+        parts.append(f"{float(got):g} {unit}{plural} (asked {asked:g})")
+    return "Slurm allocated " + ", ".join(parts) if parts else ""
+
+
 def allocation_rate(prices: PriceSet, alloc: dict[str, Any], capacity: dict[str, Any]) -> float:
-    """Hourly allocation price of holding `alloc` (cpus, mem_mb, gpus, gpu_mem_mb) on a host."""
+    """Hourly allocation price of holding `alloc` (cpus, mem_mb, gpus, gpu_mem_mb) on a host;
+    an attempt row is charged by what Slurm allocated to it where that is known
+    (`charged_resources`)."""
+    alloc = charged_resources(alloc)
     cap_cpus = float(capacity.get("cpus") or 0)
     cap_mem = float(capacity.get("mem_mb") or 0)
     cap_gpus = float(capacity.get("gpus") or 0)

@@ -16,6 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Log, Static
 from textual.worker import get_current_worker
 
+from lepton_tui.economics.prices import allocated_text
 from lepton_tui.errors import LeptonError
 from lepton_tui.request_text import long_request
 from lepton_tui.screen_data import JobData
@@ -71,9 +72,11 @@ def attempts_table(attempts: list[dict[str, Any]], now: float, currency: str) ->
             "-" if a["exit_code"] is None else str(a["exit_code"]),
             money(a["cost_now"], currency) if a.get("cost_now") is not None else "-",
         )  # fmt: skip
-    reasons = [f"#{a['attempt_no']}: {a['reason']}" for a in attempts if a["reason"]]
+    reasons = [f"#{a['attempt_no']}: {a['reason']}" for a in attempts if a["reason"]][-3:]
+    # what Slurm allocated where it rounded the request up (the cost column charges by it)
+    reasons += [f"#{a['attempt_no']}: {s}" for a in attempts[-1:] if (s := allocated_text(a))]
     if reasons:
-        return Group(t, Text("\n".join(reasons[-3:]), style="dim"))
+        return Group(t, Text("\n".join(reasons), style="dim"))
     return t
 
 

@@ -175,7 +175,7 @@ def test_an_older_ledgers_cost_rollup_is_summed_again(tmp_path: Path) -> None:
     queue was still charged; an older ledger drops them, and the next report sums them again."""
     import sqlite3
 
-    from lepton_tui.ledger import ECON_ROLLUP_TABLES, SCHEMA_VERSION, open_ledger
+    from lepton_tui.ledger import ECON_ROLLUP_TABLES, open_ledger
 
     path = tmp_path / "ledger.db"
     open_ledger(path).close()
@@ -184,7 +184,7 @@ def test_an_older_ledgers_cost_rollup_is_summed_again(tmp_path: Path) -> None:
         cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
         marks = ", ".join("?" * len(cols))
         conn.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})", [1] * len(cols))
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    conn.execute("PRAGMA user_version = 16")  # before migration 17
     conn.commit()
     conn.close()
     led = open_ledger(path)

@@ -72,6 +72,9 @@ def test_squeue_rows_are_lepton_jobs_only_with_states_codes_and_times() -> None:
     assert running.start == 1796457317.0
     pending = jobs["bbbb11112222"]
     assert (pending.state, pending.reason, pending.start) == ("PENDING", "Resources", None)
+    # what Slurm allocated (tres-alloc) once it ran; a pending job's tres-alloc is its request
+    assert running.allocated == (1, 100, 0) and failed.allocated == (1, 64, 0)
+    assert pending.allocated is None
 
 
 @pytest.mark.parametrize(
@@ -173,6 +176,7 @@ def test_sacct_rows_read_like_squeue_rows() -> None:
     assert jobs["aaaa00000003"].state == "CANCELLED"  # "CANCELLED by 0"
     pending = jobs["aaaa00000004"]
     assert (pending.state, pending.start, pending.nodes) == ("PENDING", None, "")
+    assert running.allocated == (1, 64, 1) and pending.allocated is None  # AllocTRES
     assert slurm.slurm_status(jobs["aaaa00000003"], None)["cancelled"] is True
     assert slurm.sacct_argv(10)[4] == "--starttime=now-60"
 

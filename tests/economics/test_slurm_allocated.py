@@ -1,0 +1,116 @@
+"""Slurm attempts' charges without a cluster: what Slurm allocated (`alloc_*`, the poll's
+tres-alloc) is charged instead of the request, in Python and in the cost engine's SQL alike;
+and an attempt sent to a Slurm host is charged from Slurm's start only, even before sbatch
+returned its job id (migration 18)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from lepton_tui.economics.costs import attempt_cost, running_rate, settle_attempt
+from lepton_tui.economics.prices import allocated_text, set_prices
+from lepton_tui.economics.report import cost_report
+from lepton_tui.ledger import ECON_ROLLUP_TABLES, Ledger, open_ledger
+from tests.economics.helpers import T0, Clock, H, add_host, make_ledger, submit
+from tests.economics.test_slurm_prices import add_slurm_host
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, clock: Clock) -> Ledger:
+    led = make_ledger(tmp_path, clock)
+    yield led
+    led.close()
+
+
+def _totals(ledger: Ledger, since: float, until: float, now: float) -> list[float]:
+    return [
+        cost_report(ledger, since, until, by, now=now, rollup=rollup).total.cost
+        for by in ("user", "day")
+        for rollup in (True, False)
+    ]
+
+
+def test_what_slurm_allocated_is_charged_and_the_request_is_kept(
+    ledger: Ledger, clock: Clock
+) -> None:
+    add_slurm_host(ledger)
+    set_prices(ledger, "hpc", cpu_hour=1, gb_hour=0.5, gpu_hour=10)
+    clock.now = T0 + H
+    job = submit(ledger, clock, cpus=0.5, mem_mb=1024, gpu_mem_mb=4096)  # a GPU share by memory
+    ledger.start_attempt(job, "hpc", "t1", ())
+    ledger.mark_submitted("t1", "/tmp/lepton/t1", "301")
+    ledger.transition_attempt("t1", "running", job_state="running", started_at=clock.now)
+    # the poll read Slurm's allocation: a whole CPU, 2 GiB, a whole GPU
+    ledger.note_attempt_alloc({"t1": (1.0, 2048, 1)})
+    clock.now = T0 + 2 * H
+    rate = 1 * 1 + 2 * 0.5 + 1 * 10  # not 0.5 CPU, 1 GiB and a share of a GPU
+    assert running_rate(ledger) == pytest.approx(rate)
+    assert attempt_cost(ledger, "t1")[0] == pytest.approx(rate)
+    assert _totals(ledger, T0, clock.now, clock.now) == pytest.approx([rate] * 4)  # SQL
+    att = ledger.attempt_by_token("t1")
+    assert (att["cpus"], att["mem_mb"], att["gpus"]) == (0.5, 1024, 0)  # placement's request
+    assert (
+        allocated_text(att)
+        == "Slurm allocated 1 CPU (asked 0.5), 2048 MB (asked 1024), 1 GPU (asked 0)"
+    )
+    ledger.transition_attempt("t1", "succeeded", job_state="succeeded", exit_code=0)
+    assert settle_attempt(ledger, "t1") == pytest.approx(rate)
+    later = T0 + 3 * 24 * H
+    clock.now = later
+    assert _totals(ledger, T0, later, later) == pytest.approx([rate] * 4)  # from the roll-up too
+    # a settled attempt is never rewritten (its cost, and the roll-up's days, stand)
+    ledger.note_attempt_alloc({"t1": (64.0, 2048, 1)})
+    assert ledger.attempt_by_token("t1")["alloc_cpus"] == 1.0
+
+
+def test_an_attempt_with_nothing_from_slurm_is_charged_as_requested(
+    ledger: Ledger, clock: Clock
+) -> None:
+    add_host(ledger, "ssh1")
+    set_prices(ledger, "ssh1", cpu_hour=1)
+    job = submit(ledger, clock, cpus=3)
+    ledger.start_attempt(job, "ssh1", "s1", ())
+    clock.now = T0 + H
+    att = ledger.attempt_by_token("s1")
+    assert (att["alloc_cpus"], att["on_slurm"], allocated_text(att)) == (None, 0, "")
+    assert attempt_cost(ledger, "s1")[0] == pytest.approx(3.0)
+
+
+def test_migration_18_marks_older_slurm_attempts_and_drops_the_cost_roll_up(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.db"
+    clock = Clock()
+    led = Ledger(path, clock=clock)
+    add_slurm_host(led)
+    add_host(led, "ssh1")
+    for host, token in (("hpc", "old1"), ("ssh1", "old2")):
+        led.start_attempt(submit(led, clock), host, token, ())
+    led.close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE attempts SET on_slurm = 0")  # as before migration 18 knew of it
+    for table in ECON_ROLLUP_TABLES:
+        cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+        marks = ", ".join("?" * len(cols))
+        conn.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})", [1] * len(cols))
+    conn.execute("PRAGMA user_version = 17")
+    conn.commit()
+    conn.close()
+    led = open_ledger(path)
+    try:
+        marked = {
+            r["token"]: r["on_slurm"] for r in led.query("SELECT token, on_slurm FROM attempts")
+        }
+        assert marked == {"old1": 1, "old2": 0}
+        for table in ECON_ROLLUP_TABLES:
+            assert led.query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"] == 0, table
+    finally:
+        led.close()
