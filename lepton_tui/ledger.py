@@ -419,6 +419,8 @@ class Ledger(DispatchRecords, ServiceRecords, ViewRecords, LabRecords, DemoRecor
             check_job_transition(job["state"], "starting")
             now = self.clock()
             number = int(job["attempts_used"]) + 1
+            slurm = self.query_one("SELECT 1 FROM hosts WHERE name = ? AND slurm_json IS NOT NULL",
+                                   (host,))  # fmt: skip
             attempt_id = self.insert(
                 "attempts",
                 {
@@ -426,6 +428,7 @@ class Ledger(DispatchRecords, ServiceRecords, ViewRecords, LabRecords, DemoRecor
                     "gpu_ids": json.dumps(list(gpu_ids)), "cpus": job["cpus"],
                     "mem_mb": job["mem_mb"], "gpus": job["gpus"], "gpu_mem_mb": job["gpu_mem_mb"],
                     "state": "starting", "created_at": now, "policy": policy,
+                    "on_slurm": int(slurm is not None),  # charged from Slurm's start only
                 },
             )  # fmt: skip
             self.update(

@@ -9,10 +9,11 @@ are sliced (`_attempt_sql`); the daily roll-up reuses the same SQL per day.
 from __future__ import annotations
 
 # When an attempt's charge starts (`economics.costs.charged_from`): when it started, else from its
-# intent, except a Slurm attempt that never started (it waited in Slurm's queue): NULL, no charge.
-# For every attempt that started it equals COALESCE(started_at, created_at), which the index
-# lookups below keep using; `_CHARGED` leaves out the never-started Slurm ones.
-_SSH = "a.slurm_job_id IS NULL"
+# intent, except a Slurm attempt that never started (before sbatch returned, or waiting in Slurm's
+# queue): NULL, no charge. For every attempt that started it equals COALESCE(started_at,
+# created_at), which the index lookups below keep using; `_CHARGED` leaves out the never-started
+# Slurm ones.
+_SSH = "(a.slurm_job_id IS NULL AND a.on_slurm = 0)"
 _S0 = f"COALESCE(a.started_at, CASE WHEN {_SSH} THEN a.created_at END)"
 _CHARGED = f"(a.started_at IS NOT NULL OR {_SSH})"
 

@@ -33,12 +33,13 @@ from lepton_tui.ledger import Ledger
 
 def charged_from(att: dict[str, Any]) -> float | None:
     """When an attempt's charge starts: when it started; before that, an SSH attempt from its
-    intent (launching holds the host's resources), a Slurm one (`slurm_job_id` set) not at all,
-    as it waits in Slurm's queue holding nothing (None: it never started, it costs nothing).
+    intent (launching holds the host's resources), a Slurm one (`on_slurm` from its intent, or
+    `slurm_job_id` set) not at all, as it holds nothing until Slurm starts it, before sbatch
+    returns as while it waits in Slurm's queue (None: it never started, it costs nothing).
     The cost engine's SQL says the same (`ledger_econ_sql._S0`)."""
     if att.get("started_at"):
         return float(att["started_at"])
-    return None if att.get("slurm_job_id") else float(att["created_at"])
+    return None if att.get("slurm_job_id") or att.get("on_slurm") else float(att["created_at"])
 
 
 def attempt_cost(ledger: Ledger, token: str, now: float | None = None) -> tuple[float, float]:

@@ -84,6 +84,24 @@ def test_an_attempt_with_nothing_from_slurm_is_charged_as_requested(
     assert attempt_cost(ledger, "s1")[0] == pytest.approx(3.0)
 
 
+def test_a_slurm_attempt_is_not_charged_before_sbatch_returns(ledger: Ledger, clock: Clock) -> None:
+    add_slurm_host(ledger)
+    set_prices(ledger, "hpc", node_hour=10)
+    clock.now = T0 + H
+    job = submit(ledger, clock, cpus=2)
+    ledger.start_attempt(job, "hpc", "n1", ())  # the intent: sbatch has not answered yet
+    assert ledger.attempt_by_token("n1")["on_slurm"] == 1
+    clock.now = T0 + 2 * H  # an hour with no Slurm job id (sbatch slow, the dispatcher away)
+    assert running_rate(ledger) == 0.0
+    assert attempt_cost(ledger, "n1") == (0.0, 0.0)
+    assert _totals(ledger, T0, clock.now, clock.now) == [0.0] * 4
+    # Slurm refuses it: it ends without ever starting, and costs nothing
+    ledger.transition_attempt("n1", "failed", job_state="failed", reason="Slurm refused it")
+    assert settle_attempt(ledger, "n1") == 0.0
+    clock.now = T0 + 3 * 24 * H
+    assert _totals(ledger, T0, clock.now, clock.now) == [0.0] * 4
+
+
 def test_migration_18_marks_older_slurm_attempts_and_drops_the_cost_roll_up(
     tmp_path: Path,
 ) -> None:
