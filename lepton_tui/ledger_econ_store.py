@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from lepton_tui.ledger_dispatch import _Store
+from lepton_tui.ledger_econ_sql import _S0
 
 
 class _EconStore(_Store, Protocol):
@@ -161,16 +162,18 @@ class EconStoreRecords:
     def gpu_held_seconds(
         self: _EconStore, since: float, until: float, now: float
     ) -> list[dict[str, Any]]:
-        """Per (host, gpu): GPU-seconds attempts held it over [since, until) (a share by memory)."""
+        """Per (host, gpu): GPU-seconds attempts held it over [since, until) (a share by memory),
+        from when they are charged (`_S0`: a Slurm attempt from Slurm's start, never while it
+        waits in Slurm's queue)."""
         return self.query(
-            """SELECT a.host AS host, CAST(g.value AS INTEGER) AS gpu,
+            f"""SELECT a.host AS host, CAST(g.value AS INTEGER) AS gpu,
                   SUM(MAX(0.0, MIN(COALESCE(a.ended_at, :now), :until)
-                      - MAX(COALESCE(a.started_at, a.created_at), :since))
+                      - MAX({_S0}, :since))
                       * CASE WHEN a.gpus > 0 THEN 1.0 ELSE
                           MIN(1.0, a.gpu_mem_mb * 1.0 / MAX(1.0, h.gpu_mem_mb * 1.0 / MAX(h.gpus, 1)))
                         END) AS held
            FROM attempts a JOIN json_each(a.gpu_ids) g LEFT JOIN hosts h ON h.name = a.host
-           WHERE COALESCE(a.started_at, a.created_at) < :until
+           WHERE {_S0} < :until
              AND (a.ended_at > :since OR a.ended_at IS NULL)
            GROUP BY a.host, gpu""",
             {"since": since, "until": until, "now": now},

@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from lepton_tui.economics.costs import charged_from
 from lepton_tui.economics.prices import get_currency, prices_at, whole_node_per_hour
 from lepton_tui.errors import ValidationError
 from lepton_tui.ledger import Ledger
@@ -158,12 +159,18 @@ def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, An
     timed_out: set[int] = set()
     skipped = 0
     for j in jobs:
-        atts = [a for a in attempts.get(j["id"], []) if a["ended_at"] is not None]
+        # the attempts that held resources, from when they are charged: a Slurm attempt from
+        # Slurm's start (its time in Slurm's queue, or before sbatch returned, held nothing)
+        atts = [
+            {**a, "s0": s0}
+            for a in attempts.get(j["id"], [])
+            if a["ended_at"] is not None and (s0 := charged_from(a)) is not None
+        ]
         last = atts[-1] if atts else None
         if last is None or j["state"] not in ("succeeded", "failed", "timeout", "cancelled"):
             skipped += 1
             continue
-        start = last["started_at"] or last["created_at"]
+        start = last["s0"]
         runtime = float(last["ended_at"] - start)
         if runtime <= 0 or any(a["host"] not in by_node for a in atts):
             skipped += 1
@@ -183,7 +190,7 @@ def ledger_workload(ledger: Ledger, since: float, until: float) -> tuple[Any, An
             timed_out.add(j["id"])
         sim_jobs.append(job)
         for a in atts:
-            s0 = float(a["started_at"] or a["created_at"])
+            s0 = float(a["s0"])
             sim_attempts.append(
                 simulator.Attempt(
                     j["id"],

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lepton_tui.economics.costs import charged_from
 from lepton_tui.economics.prices import allocation_rate, format_money, get_currency, prices_at
 from lepton_tui.ledger import Ledger
 
@@ -78,8 +79,8 @@ def find_waste(
     for att in running:
         gpu_ids = json.loads(att["gpu_ids"] or "[]")
         held.update((att["host"], int(g)) for g in gpu_ids)
-        start = att["started_at"] or att["created_at"]
-        if not gpu_ids or start > since:
+        start = charged_from(att)  # a Slurm job waiting in Slurm's queue holds nothing yet
+        if not gpu_ids or start is None or start > since:
             continue
         host = hosts.get(att["host"], {})
         rate = allocation_rate(prices_at(ledger, att["host"], now), att, host)

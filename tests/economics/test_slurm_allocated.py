@@ -10,11 +10,26 @@ from pathlib import Path
 
 import pytest
 
-from lepton_tui.economics.costs import attempt_cost, running_rate, settle_attempt
+from lepton_tui.economics.costs import (
+    attempt_cost,
+    gpu_utilization,
+    running_rate,
+    settle_attempt,
+)
 from lepton_tui.economics.prices import allocated_text, set_prices
+from lepton_tui.economics.replay import ledger_workload
 from lepton_tui.economics.report import cost_report
+from lepton_tui.economics.waste import find_waste
 from lepton_tui.ledger import ECON_ROLLUP_TABLES, Ledger, open_ledger
-from tests.economics.helpers import T0, Clock, H, add_host, make_ledger, submit
+from tests.economics.helpers import (
+    T0,
+    Clock,
+    H,
+    add_host,
+    add_power_samples,
+    make_ledger,
+    submit,
+)
 from tests.economics.test_slurm_prices import add_slurm_host
 
 
@@ -132,3 +147,49 @@ def test_migration_18_marks_older_slurm_attempts_and_drops_the_cost_roll_up(
             assert led.query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"] == 0, table
     finally:
         led.close()
+
+
+def test_gpu_use_and_replay_leave_out_slurm_queue_time(ledger: Ledger, clock: Clock) -> None:
+    """A Slurm attempt that Slurm forgot while it waited (lost, never started) held nothing, and
+    a retry that waited an hour in Slurm's queue held its GPU from Slurm's start only: the GPU
+    use panel and `replay`'s actual row count as the charge does."""
+    add_slurm_host(ledger)
+    set_prices(ledger, "hpc", gpu_hour=10)
+    clock.now = T0 + H
+    job = submit(ledger, clock, gpus=1, retries=1)
+    ledger.start_attempt(job, "hpc", "q1", (0,))
+    ledger.mark_submitted("q1", "/tmp/lepton/q1", "401")
+    clock.now = T0 + 2 * H  # gone from Slurm before it ran: lost, never started
+    ledger.transition_attempt("q1", "lost", job_state="queued")
+    ledger.start_attempt(job, "hpc", "q2", (0,))
+    ledger.mark_submitted("q2", "/tmp/lepton/q2", "402")
+    clock.now = T0 + 3 * H  # an hour in Slurm's queue, then an hour running
+    ledger.transition_attempt("q2", "running", job_state="running", started_at=clock.now)
+    clock.now = T0 + 4 * H
+    (held,) = [g for g in gpu_utilization(ledger, T0 + H, clock.now) if g["host"] == "hpc"
+               and g["gpu"] == 0]  # fmt: skip
+    assert held["allocated_pct"] == pytest.approx(100 / 3)  # 1 of these 3 hours
+    ledger.transition_attempt("q2", "succeeded", job_state="succeeded", exit_code=0)
+    clock.now = T0 + 5 * H
+    _workload, recorded, skipped = ledger_workload(ledger, T0, clock.now)
+    assert skipped == 0
+    (ran,) = recorded.attempts  # the lost attempt held nothing
+    assert ran.end_s - ran.start_s == pytest.approx(H)
+    (rec,) = recorded.finished
+    assert rec.end_s - rec.start_s == pytest.approx(H)
+
+
+def test_a_gpu_job_waiting_in_slurms_queue_is_not_idle_waste(ledger: Ledger, clock: Clock) -> None:
+    add_slurm_host(ledger)
+    set_prices(ledger, "hpc", gpu_hour=10)
+    job = submit(ledger, clock, gpus=1)
+    ledger.start_attempt(job, "hpc", "w1", (0,))
+    ledger.mark_submitted("w1", "/tmp/lepton/w1", "501")
+    add_power_samples(ledger, "hpc", 0, T0, T0 + H, 60.0, util=0.0)  # the GPU idle meanwhile
+    clock.now = T0 + H
+    assert find_waste(ledger, threshold=5, after_s=1800) == []  # it holds nothing yet
+    ledger.transition_attempt("w1", "running", job_state="running", started_at=T0 + H)
+    add_power_samples(ledger, "hpc", 0, T0 + H, T0 + 2 * H, 60.0, util=0.0)
+    clock.now = T0 + 2 * H
+    (found,) = find_waste(ledger, threshold=5, after_s=1800)  # an hour running, idle
+    assert (found.host, found.gpu) == ("hpc", 0)
