@@ -665,7 +665,7 @@ def parse_squeue(text: str) -> dict[str, SlurmJob]:
 # name last, as in SQUEUE_FIELDS.
 PENDING_FIELDS = (
     "JobID", "UserName", "Reason", "NumCPUs", "MinMemory", "tres-per-node", "tres-per-job",
-    "Name",
+    "tres-alloc", "Name",
 )  # fmt: skip
 # Pending reasons of a job that waits only for room (Slurm starts it as soon as its resources
 # free up, ahead of anything submitted later): such a job claims the partition's free capacity
@@ -722,7 +722,9 @@ def parse_pending(text: str, own: Collection[str] = ()) -> OthersPending:
         ahead += 1
         with contextlib.suppress(ValueError, SlurmParseError):
             cpus += int(parts[3].strip() or 0)
-            mem += mem_mb(parts[4].strip() or "0")
+            # the job's whole memory: a pending job's tres-alloc is its request, per job;
+            # MinMemory is per node, or per CPU under --mem-per-cpu (and says nothing of which)
+            mem += tres_resources(parts[7])[1] or mem_mb(parts[4].strip() or "0")
         gpus += max(_tres_gpus(parts[5]), _tres_gpus(parts[6]))
     return OthersPending(jobs, ahead, cpus, mem, gpus)
 

@@ -206,11 +206,21 @@ def test_pending_skips_only_the_polls_own_attempts_by_name() -> None:
     """A job named like lepton's that is not one of the asked attempts (a colleague's personal
     ledger, another lab's) is someone else's: it claims the partition like any job."""
     text = (
-        "101|alice|Resources|4|1G|N/A|N/A|train|\n"
-        "102|bob|Resources|2|512M|gres:gpu:1|N/A|lepton-12-abcd1234|\n"
+        "101|alice|Resources|4|1G|N/A|N/A|cpu=4,mem=1G,node=1|train|\n"
+        "102|bob|Resources|2|512M|gres:gpu:1|N/A|cpu=2,mem=512M,node=1|lepton-12-abcd1234|\n"
     )
     assert slurm.parse_pending(text) == slurm.OthersPending(2, 2, 6, 1536, 1)
     assert slurm.parse_pending(text, {"lepton-3-ffff0000"}) == slurm.OthersPending(2, 2, 6, 1536, 1)
     # bob's job is one of this poll's asked attempts (lab mode: every user's on the host)
     own = {slurm.job_name(12, "abcd1234")}
     assert slurm.parse_pending(text, own) == slurm.OthersPending(1, 1, 4, 1024, 0)
+
+
+def test_a_pending_jobs_memory_under_mem_per_cpu_is_its_whole_request() -> None:
+    """squeue's MinMemory is per CPU under `--mem-per-cpu` (300M for 2 CPUs: 600M in all, as its
+    tres-alloc says); without a tres-alloc (an older squeue's empty field) MinMemory stands."""
+    text = (
+        "201|carol|Resources|2|300M|N/A|N/A|cpu=2,mem=600M,node=1,billing=2|percpu|\n"
+        "202|dave|Priority|2|500M|N/A|N/A||pernode|\n"
+    )
+    assert slurm.parse_pending(text) == slurm.OthersPending(2, 2, 4, 1100, 0)

@@ -111,3 +111,24 @@ def test_only_jobs_waiting_for_room_claim_the_partition(slurm: SlurmBed, tmp_pat
     others = sh.poll({}).others
     assert others is not None
     assert (others.jobs, others.ahead) == (4, 1)
+
+
+def test_a_pending_job_under_mem_per_cpu_claims_its_whole_memory(
+    slurm: SlurmBed, tmp_path: Path
+) -> None:
+    """`--mem-per-cpu=300M` on 2 CPUs claims 600 MB, not the 300 MB squeue's MinMemory shows."""
+    from tests.slurm.helpers import local_host
+
+    n = slurm.cpus
+    if n < 2:
+        pytest.skip("the bed's node needs 2 CPUs")
+    hog = sbatch(slurm, tmp_path, "hog", n, "sleep 300")
+    wait_for(lambda: job_field(slurm, hog, "JobState") == "RUNNING")
+    r = slurm.client("sbatch", "--parsable", "--job-name=percpu", "--cpus-per-task=2",
+                     "--mem-per-cpu=300M", f"--output={tmp_path}/percpu.out", "--wrap", "true")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    percpu = r.stdout.strip().split(";")[0]
+    wait_for(lambda: job_field(slurm, percpu, "Reason") in ("Resources", "Priority"))
+    others = local_host(slurm, tmp_path / "root").poll({}).others
+    assert others is not None
+    assert (others.ahead, others.cpus, others.mem_mb) == (1, 2, 600)
