@@ -1,7 +1,7 @@
 """Time limits and requeues on a real Slurm cluster: a job Slurm puts back in its queue while
 it runs (`scontrol requeue`, as a node failure or a preemption with requeue does) and runs
 again is still one lepton attempt and one Slurm job, ends as its last run does and is charged
-from Slurm's last start; a job Slurm kills at its time limit ends `timeout`, and is submitted
+for its last run only; a job Slurm kills at its time limit ends `timeout`, and is submitted
 again when it asked for that."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from lepton_tui.dispatch.loop import Dispatcher
+from lepton_tui.economics.prices import set_prices
 from lepton_tui.service import Service
 from tests.dispatch.helpers import TERMINAL, tick_until
 from tests.slurm.helpers import wait_for
@@ -31,6 +32,7 @@ def test_a_job_slurm_requeues_while_it_runs_is_one_attempt_that_ends_as_its_last
     slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
 ) -> None:
     add_cluster(svc, slurm, tmp_path / "lepton")
+    set_prices(svc.ledger, "cluster", cpu_hour=3600, actor="test")  # a CPU-second costs 1
     runs = tmp_path / "runs"
     job = submit(svc, f"echo run >> {runs}; sleep 3; exit $(( $(wc -l < {runs}) - 1 ))")
     tick_until(d, lambda: state(svc, job) == "running" and runs.exists())
@@ -50,6 +52,10 @@ def test_a_job_slurm_requeues_while_it_runs_is_one_attempt_that_ends_as_its_last
     (att,) = svc.ledger.attempts_for(job)
     assert slurm_jobs_named(slurm, svc, job) == [slurm_id]
     assert att["started_at"] >= int(requeued_at)  # charged from Slurm's last start (whole s)
+    # its last run only (README, "Growing onto Slurm"): the CPU Slurm allocated to it, from
+    # Slurm's last start to its end; the first run and the wait before the second are free
+    last_run = att["ended_at"] - att["started_at"]
+    assert att["alloc_cpus"] == 1 and att["cost"] == pytest.approx(last_run, rel=1e-6)
 
 
 def test_slurms_time_limit_ends_the_job_timeout_and_lepton_requeues_it_when_asked(
