@@ -63,6 +63,22 @@ def job_request(job: Mapping[str, Any]) -> JobRequest:
     )
 
 
+def host_price_per_hour(host: Mapping[str, Any]) -> float:
+    """The whole host's hourly price as the policy and the fleet's stranded column see it: its
+    flat price, plus for a Slurm partition priced per node-hour that price x its nodes as the
+    last poll saw them (a job holding one node's share pays about a node-hour an hour;
+    `economics.prices.whole_node_per_hour` says the same for replay and `cost --waste`)."""
+    flat = float(host.get("price_per_hour") or 0.0)
+    node_hour = float(host.get("price_node_hour") or 0.0)
+    if not node_hour:
+        return flat
+    try:
+        nodes = len(json.loads(host.get("slurm_nodes") or "[]"))
+    except (TypeError, ValueError):
+        nodes = 0
+    return flat + node_hour * max(1, nodes)
+
+
 def node_state(host: Mapping[str, Any], placeable: bool) -> str:
     """The policy's node state: up only when polled now, active and fenced."""
     if host.get("admin_state") == "draining":
@@ -86,7 +102,7 @@ def build_view(
     for host in hosts:
         cap = host_capacity(host)
         state = node_state(host, host["name"] in ok)
-        node = NodeView.empty(host["name"], cap, host.get("price_per_hour") or 0.0, state)
+        node = NodeView.empty(host["name"], cap, host_price_per_hour(host), state)
         for a in by_host.get(host["name"], ()):
             gpu_ids = tuple(_gpu_ids(a))
             req = job_resources(a)

@@ -54,8 +54,9 @@ class EconStoreRecords:
         if row["host"] is not None:
             self.execute(
                 "UPDATE hosts SET price_per_hour = ?, price_cpu_hour = ?, price_gpu_hour = ?, "
-                "price_gb_hour = ?, power_price_kwh = ? WHERE name = ?",
-                [row[f] for f in fields if f != "price_node_hour"] + [row["host"]],
+                "price_gb_hour = ?, power_price_kwh = ?, price_node_hour = ? WHERE name = ?",
+                [row[f] for f in fields if f != "price_node_hour"]
+                + [row.get("price_node_hour"), row["host"]],
             )
 
     def note_attempt_nodes(self: _EconStore, counts: dict[str, int]) -> None:

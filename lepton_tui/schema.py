@@ -413,7 +413,16 @@ def _migrate_18(db: sqlite_utils.Database) -> None:
     (`on_slurm`, set by `start_attempt`): it is charged only from Slurm's start, even before
     sbatch returned its job id. Attempts of older ledgers are marked from their Slurm job id or
     their host; the cached days of the cost roll-up are dropped (summed again on the next
-    report), as those attempts are no longer charged from their intent."""
+    report), as those attempts are no longer charged from their intent. And a Slurm host's
+    price per node-hour on its row (`hosts.price_node_hour`, beside its other current prices),
+    so the placement policy and the fleet's stranded column price the partition by it."""
+    if "price_node_hour" not in db.table("hosts").columns_dict:
+        db.execute("ALTER TABLE hosts ADD COLUMN price_node_hour REAL")
+    db.execute(  # the price row in force last, as `record_prices` keeps it from now on
+        "UPDATE hosts SET price_node_hour = (SELECT p.price_node_hour FROM prices p "
+        "WHERE p.host = hosts.name ORDER BY p.effective_from DESC, p.id DESC LIMIT 1) "
+        "WHERE slurm_json IS NOT NULL"
+    )
     cols = db.table("attempts").columns_dict
     for column, sql in (
         ("alloc_cpus", "REAL"),

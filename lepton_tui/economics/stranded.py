@@ -79,14 +79,11 @@ def stranded_now(ledger: Ledger, now: float | None = None) -> dict[str, Any]:
         mem = 0 if fits_any or not requests else int(node.free.mem_mb)
         p = prices[node.id]
         g = gpus.get(node.id)
-        row = StrandedHost(
-            node.id,
-            g.gpus if g else 0.0,
-            cpus,
-            mem,
-            g.per_hour if g else 0.0,
-            p.cpu_hour * cpus + p.gb_hour * mem / 1024.0,
-        )
+        gpu_per_hour = g.per_hour if g else 0.0
+        cpu_mem = p.cpu_hour * cpus + p.gb_hour * mem / 1024.0
+        if p.node_hour:  # a partition priced per node-hour: what is stranded, its dominant share
+            cpu_mem += _node_hour_share(node, p, rows.get(node.id, {}), g, cpus, mem, gpu_per_hour)
+        row = StrandedHost(node.id, g.gpus if g else 0.0, cpus, mem, gpu_per_hour, cpu_mem)
         if row.gpus or row.cpus or row.mem_mb:
             out.append(row)
     out.sort(key=lambda r: (-r.per_hour, r.host))
@@ -99,3 +96,21 @@ def stranded_now(ledger: Ledger, now: float | None = None) -> dict[str, Any]:
         "mem_mb": sum(r.mem_mb for r in out),
         "per_hour": round(sum(r.per_hour for r in out), 6),
     }
+
+
+def _node_hour_share(
+    node: Any, p: Any, host: dict[str, Any], g: Any, cpus: float, mem: int, gpu_per_hour: float
+) -> float:
+    """The node-hour price's part of stranded CPUs and memory: the partition's price
+    (`whole_node_per_hour`) x the dominant share of it stranded (GPUs, CPUs or memory), less
+    what the stranded GPUs already count, so a partition is never counted twice."""
+    cap = node.capacity
+    shares = [0.0]
+    if cap.cpus:
+        shares.append(cpus / cap.cpus)
+    if cap.mem_mb:
+        shares.append(mem / cap.mem_mb)
+    if cap.gpus and g is not None:
+        shares.append(g.gpus / cap.gpus)
+    whole = whole_node_per_hour(p, host) * min(1.0, max(shares))
+    return max(0.0, whole - gpu_per_hour)

@@ -127,9 +127,11 @@ def test_migration_18_marks_older_slurm_attempts_and_drops_the_cost_roll_up(
     add_host(led, "ssh1")
     for host, token in (("hpc", "old1"), ("ssh1", "old2")):
         led.start_attempt(submit(led, clock), host, token, ())
+    set_prices(led, "hpc", node_hour=5)
     led.close()
     conn = sqlite3.connect(path)
     conn.execute("UPDATE attempts SET on_slurm = 0")  # as before migration 18 knew of it
+    conn.execute("UPDATE hosts SET price_node_hour = NULL")
     for table in ECON_ROLLUP_TABLES:
         cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
         marks = ", ".join("?" * len(cols))
@@ -143,6 +145,8 @@ def test_migration_18_marks_older_slurm_attempts_and_drops_the_cost_roll_up(
             r["token"]: r["on_slurm"] for r in led.query("SELECT token, on_slurm FROM attempts")
         }
         assert marked == {"old1": 1, "old2": 0}
+        hosts = {h["name"]: h["price_node_hour"] for h in led.hosts()}
+        assert hosts == {"hpc": 5.0, "ssh1": None}  # from the price row in force
         for table in ECON_ROLLUP_TABLES:
             assert led.query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"] == 0, table
     finally:

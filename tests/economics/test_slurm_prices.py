@@ -191,3 +191,62 @@ def test_an_older_ledgers_cost_rollup_is_summed_again(tmp_path: Path) -> None:
     for table in ECON_ROLLUP_TABLES:
         assert led.query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"] == 0, table
     led.close()
+
+
+def test_the_policy_and_the_fleets_stranded_column_see_a_node_hour_price(
+    ledger: Ledger, clock: Clock
+) -> None:
+    """A partition priced only per node-hour is not free to the cost-aware policy nor to the
+    fleet's stranded column: it costs its nodes x the price an hour, as in replay."""
+    from lepton_tui import fleet_view
+    from lepton_tui.cluster_view import build_view
+    from scheduler.model import JobRequest, Resources
+    from scheduler.registry import make_policy
+
+    add_slurm_host(ledger)  # two nodes as its last poll saw them: 128 CPUs, 8 GPUs
+    with ledger.tx():
+        ledger.execute("UPDATE hosts SET gpu_mem_mb = ? WHERE name = 'hpc'", (8 * 80 * 1024,))
+    add_host(ledger, "ssh1", cpus=128, mem_mb=1024000, gpus=8)  # alike, but free
+    set_prices(ledger, "hpc", node_hour=5)
+    clock.now += 60
+    hosts = ledger.hosts()
+    view = build_view(hosts, [], ["hpc", "ssh1"], clock.now)
+    prices = {n.id: n.price_per_hour for n in view.nodes}
+    assert prices == {"hpc": 10.0, "ssh1": 0.0}  # 2 nodes x 5
+    # the cost-aware policy sends a job where it costs less (the unpriced SSH host)
+    policy = make_policy("backfill", cost_weight=1.0)
+    (placed,) = policy.decide(view, [JobRequest(1, Resources(4, 1024, 1), 3600.0)], clock.now)
+    assert placed.node_id == "ssh1"
+    # the fleet: a job holds every CPU of the partition, a queued one needs a CPU with its GPU:
+    # its 8 free GPUs are stranded, at the partition's price (10 an hour, 1.25 a GPU)
+    job = submit(ledger, clock, cpus=128, mem_mb=1024)
+    ledger.start_attempt(job, "hpc", "hog", ())
+    ledger.transition_attempt("hog", "running", job_state="running", started_at=clock.now)
+    with ledger.tx():
+        ledger.execute("UPDATE hosts SET state = 'down' WHERE name = 'ssh1'")
+    submit(ledger, clock, cpus=1, mem_mb=1024, gpus=1)
+    gpus, per_hour, _cpus = fleet_view.stranded(ledger, clock.now)["hpc"]
+    assert (gpus, per_hour) == (8.0, pytest.approx(10.0))
+
+
+def test_cost_waste_prices_stranded_cpus_of_a_node_hour_partition(
+    ledger: Ledger, clock: Clock
+) -> None:
+    """A CPU partition priced per node-hour where no queued job fits (they all want a GPU): its
+    free CPUs are stranded at its price, not for free."""
+    from lepton_tui.economics.stranded import stranded_now
+
+    with ledger.tx():
+        ledger.insert(
+            "hosts",
+            {"name": "cpus", "transport": "local", "state": "up", "admin_state": "active",
+             "cpus": 64, "mem_mb": 256000, "gpus": 0, "added_at": T0,
+             "slurm_json": json.dumps({"partition": "cpu"}),
+             "slurm_nodes": json.dumps([{"name": "c1"}, {"name": "c2"}])},
+        )  # fmt: skip
+    set_prices(ledger, "cpus", node_hour=3)
+    clock.now += 60
+    submit(ledger, clock, cpus=1, mem_mb=1024, gpus=1)
+    (row,) = stranded_now(ledger, clock.now)["hosts"]
+    assert (row["host"], row["cpus"], row["gpus"]) == ("cpus", 64.0, 0.0)
+    assert row["cpu_mem_per_hour"] == pytest.approx(6.0)  # all of it: 2 nodes x 3
