@@ -73,13 +73,12 @@ class EconStoreRecords:
         it changed and only on an attempt not settled yet: the cost side charges by it. A settled
         attempt's cost (and the roll-up's days, built only once every attempt in them is settled)
         never changes under it, so no cached day has to be dropped."""
-        for token, (cpus, mem, gpus) in allocs.items():
-            self.execute(
-                "UPDATE attempts SET alloc_cpus = ?, alloc_mem_mb = ?, alloc_gpus = ? "
-                "WHERE token = ? AND cost IS NULL AND (alloc_cpus IS NOT ? "
-                "OR alloc_mem_mb IS NOT ? OR alloc_gpus IS NOT ?)",
-                (float(cpus), int(mem), int(gpus), token, float(cpus), int(mem), int(gpus)),
-            )
+        self.conn.executemany(  # one statement for a partition's many jobs
+            "UPDATE attempts SET alloc_cpus = ?1, alloc_mem_mb = ?2, alloc_gpus = ?3 "
+            "WHERE token = ?4 AND cost IS NULL AND (alloc_cpus IS NOT ?1 "
+            "OR alloc_mem_mb IS NOT ?2 OR alloc_gpus IS NOT ?3)",
+            [(float(c), int(m), int(g), t) for t, (c, m, g) in allocs.items()],
+        )
 
     def latest_price_row(self: _EconStore, host: str | None, at: float) -> dict[str, Any] | None:
         """The price row in force at `at` for `host` (None: the lab default)."""

@@ -55,11 +55,15 @@ def test_the_tick_asks_sacct_once_and_exit_codes_come_back(
             "sacct", "--noheader", "--allocations", "--format=State",
             f"--jobs={slurm_jobs_named(slurm_accounting, svc, running)[0]}").stdout)  # fmt: skip
         sacct, squeue, trips = sh.commands["sacct"], sh.commands["squeue"], d.pool.round_trips
+        with svc.ledger.tx():  # what Slurm allocated comes from sacct alone from here on
+            svc.ledger.execute("UPDATE attempts SET alloc_cpus = NULL, alloc_mem_mb = NULL")
         for _ in range(3):
             d.tick()
         # once sacct has the job: one sacct, no squeue, one round trip per tick
         assert (sh.commands["sacct"] - sacct, sh.commands["squeue"] - squeue) == (3, 0)
         assert d.pool.round_trips - trips == 3
+        (att,) = svc.ledger.attempts_for(running)
+        assert (att["alloc_cpus"], att["alloc_mem_mb"]) == (1, 64)  # sacct's AllocTRES
         assert sh.commands["scontrol"] == 0  # `hosts add` recorded that accounting runs
     finally:
         d.pool.close()
