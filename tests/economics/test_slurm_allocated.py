@@ -197,3 +197,19 @@ def test_a_gpu_job_waiting_in_slurms_queue_is_not_idle_waste(ledger: Ledger, clo
     clock.now = T0 + 2 * H
     (found,) = find_waste(ledger, threshold=5, after_s=1800)  # an hour running, idle
     assert (found.host, found.gpu) == ("hpc", 0)
+
+
+def test_the_job_screen_gives_the_allocation_beside_the_request() -> None:
+    from rich.console import Console
+
+    from lepton_tui.screens.job import attempts_table
+
+    att = {"attempt_no": 1, "host": "hpc", "gpu_ids": [], "state": "running", "reason": None,
+           "started_at": T0, "created_at": T0, "ended_at": None, "exit_code": None,
+           "cpus": 1.0, "mem_mb": 64, "gpus": 0, "alloc_cpus": 2.0, "alloc_mem_mb": 64,
+           "alloc_gpus": 0}  # fmt: skip
+    console = Console(width=100, record=True)
+    console.print(attempts_table([att], T0 + H, "USD"))
+    assert "#1: Slurm allocated 2 CPUs (asked 1)" in console.export_text()
+    console.print(attempts_table([{**att, "alloc_cpus": None}], T0 + H, "USD"))
+    assert console.export_text().count("Slurm allocated") == 0  # export_text clears the record
