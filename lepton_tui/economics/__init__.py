@@ -10,7 +10,11 @@ price (per kWh of measured GPU power) comes from its own row when set there, els
 Cost of an attempt (the same rule as `scheduler.model.allocation_price_per_hour`): per-resource
 prices are charged per unit held (a GPU share as its memory fraction of one GPU), a flat host price
 by the attempt's dominant share of the host (max of its CPU, memory and GPU fractions, at most 1),
-integrated over [started_at, ended_at or now] with the prices in force at each moment; plus its
+a price per node-hour by the nodes Slurm allocated to it; what it holds is what its job asked,
+except what Slurm allocated where it rounded that up (`prices.charged_resources`). Integrated over
+[its charge's start, ended_at or now] with the prices in force at each moment: its start, before
+that an SSH attempt's intent, never a Slurm attempt's time before Slurm started it
+(`costs.charged_from`); plus its
 measured energy: the mean power of the GPUs it held (from `samples`) x its duration x the share of
 each GPU it held, charged at the electricity price. When an attempt is split (by price period,
 day or report window) its energy is spread evenly over its time. A lost attempt is charged too.
