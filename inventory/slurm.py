@@ -200,10 +200,12 @@ def mem_mb(text: str | int | float | None) -> int:
     return int(float(m.group(1)) * factor)
 
 
-def tres_resources(text: str) -> tuple[int, int, int]:
-    """(cpus, mem_mb, gpus) from a TRES string."""
+def tres_resources(text: str) -> tuple[int, int, int | None]:
+    """(cpus, mem_mb, gpus) from a TRES string. GPUs are None where the string has no
+    `gres/gpu` key: Slurm lists GPUs in tres-alloc/AllocTRES only where the cluster's
+    AccountingStorageTRES names `gres/gpu` (not the default), so its absence says nothing."""
     t = tres(text)
-    gpus = int(t.get("gres/gpu", "0") or 0)
+    gpus = int(t["gres/gpu"] or 0) if "gres/gpu" in t else None
     return int(t.get("cpu", "0") or 0), mem_mb(t.get("mem", "0")), gpus
 
 
@@ -233,7 +235,7 @@ def parse_nodes_json(text: str) -> list[SlurmNode]:
         state_text = "+".join([str(state or "unknown"), *flags]).lower()
         alloc_gpus = gres_gpus(n.get("gres_used") or "")
         if not alloc_gpus:
-            alloc_gpus = tres_resources(n.get("tres_used") or "")[2]
+            alloc_gpus = tres_resources(n.get("tres_used") or "")[2] or 0
         nodes.append(
             SlurmNode(
                 name=str(n["name"]),
@@ -575,7 +577,7 @@ class SlurmJob:
     exit_status: int | None  # raw wait status (exit code << 8 | signal)
     cpus: int = 0
     mem_mb: int = 0
-    gpus: int = 0
+    gpus: int | None = None  # None: Slurm's TRES string does not say (no gres/gpu TRES)
     nodes: str = ""
 
     @property
@@ -584,10 +586,11 @@ class SlurmJob:
         return hostlist_count(self.nodes)
 
     @property
-    def allocated(self) -> tuple[int, int, int] | None:
+    def allocated(self) -> tuple[int, int, int | None] | None:
         """(cpus, mem_mb, gpus) Slurm allocated to it (squeue's tres-alloc, sacct's AllocTRES),
         once it ran; None while it waits (squeue shows a pending job's request there) or where
-        Slurm says nothing."""
+        Slurm says nothing. The GPUs are None where the TRES string does not count them (a
+        cluster that does not account `gres/gpu`): the request stands for them."""
         if self.state in PENDING_STATES or self.start is None or self.cpus <= 0:
             return None
         return self.cpus, self.mem_mb, self.gpus

@@ -68,8 +68,11 @@ class EconStoreRecords:
                 (int(n), token, int(n)),
             )
 
-    def note_attempt_alloc(self: _EconStore, allocs: dict[str, tuple[float, int, int]]) -> None:
-        """What Slurm allocated to each attempt (token -> cpus, mem_mb, gpus), written only where
+    def note_attempt_alloc(
+        self: _EconStore, allocs: dict[str, tuple[float, int, int | None]]
+    ) -> None:
+        """What Slurm allocated to each attempt (token -> cpus, mem_mb, gpus; GPUs None where
+        Slurm does not count them, which keeps the request's), written only where
         it changed and only on an attempt not settled yet: the cost side charges by it. A settled
         attempt's cost (and the roll-up's days, built only once every attempt in them is settled)
         never changes under it, so no cached day has to be dropped."""
@@ -77,7 +80,10 @@ class EconStoreRecords:
             "UPDATE attempts SET alloc_cpus = ?1, alloc_mem_mb = ?2, alloc_gpus = ?3 "
             "WHERE token = ?4 AND cost IS NULL AND (alloc_cpus IS NOT ?1 "
             "OR alloc_mem_mb IS NOT ?2 OR alloc_gpus IS NOT ?3)",
-            [(float(c), int(m), int(g), t) for t, (c, m, g) in allocs.items()],
+            [
+                (float(c), int(m), None if g is None else int(g), t)
+                for t, (c, m, g) in allocs.items()
+            ],
         )
 
     def latest_price_row(self: _EconStore, host: str | None, at: float) -> dict[str, Any] | None:

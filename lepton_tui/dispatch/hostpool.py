@@ -75,7 +75,7 @@ class Poll:
     # a Slurm attempt's allocated node count (token -> nodes), for a price per node-hour
     slurm_nodes: dict[str, int] = field(default_factory=dict)
     # what Slurm allocated to a Slurm attempt (token -> cpus, mem_mb, gpus): the cost side's
-    slurm_alloc: dict[str, tuple[float, int, int]] = field(default_factory=dict)
+    slurm_alloc: dict[str, tuple[float, int, int | None]] = field(default_factory=dict)
     # a Slurm partition's pending jobs of other users (`dispatch.slurm.pending_record`)
     slurm_pending: dict[str, Any] | None = None
 

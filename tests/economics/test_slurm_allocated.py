@@ -53,6 +53,29 @@ def _totals(ledger: Ledger, since: float, until: float, now: float) -> list[floa
     ]
 
 
+def test_a_gpu_job_is_charged_its_gpus_where_slurm_does_not_count_them(
+    ledger: Ledger, clock: Clock
+) -> None:
+    # a cluster whose AccountingStorageTRES lacks gres/gpu (Slurm's default): tres-alloc says
+    # cpu and mem only, so the poll notes GPUs as unknown and the request's GPU is charged
+    add_slurm_host(ledger)
+    set_prices(ledger, "hpc", cpu_hour=1, gpu_hour=10)
+    clock.now = T0 + H
+    job = submit(ledger, clock, cpus=1, mem_mb=64, gpus=1)
+    ledger.start_attempt(job, "hpc", "t1", ())
+    ledger.mark_submitted("t1", "/tmp/lepton/t1", "301")
+    ledger.transition_attempt("t1", "running", job_state="running", started_at=clock.now)
+    ledger.note_attempt_alloc({"t1": (2.0, 64, None)})  # a CPU rounded up, GPUs not counted
+    clock.now = T0 + 2 * H
+    rate = 2 * 1 + 1 * 10
+    assert running_rate(ledger) == pytest.approx(rate)
+    assert attempt_cost(ledger, "t1")[0] == pytest.approx(rate)
+    assert _totals(ledger, T0, clock.now, clock.now) == pytest.approx([rate] * 4)  # SQL
+    att = ledger.attempt_by_token("t1")
+    assert att["alloc_gpus"] is None
+    assert allocated_text(att) == "Slurm allocated 2 CPUs (asked 1)"
+
+
 def test_what_slurm_allocated_is_charged_and_the_request_is_kept(
     ledger: Ledger, clock: Clock
 ) -> None:
@@ -132,6 +155,13 @@ def test_migration_18_marks_older_slurm_attempts_and_drops_the_cost_roll_up(
     conn = sqlite3.connect(path)
     conn.execute("UPDATE attempts SET on_slurm = 0")  # as before migration 18 knew of it
     conn.execute("UPDATE hosts SET price_node_hour = NULL")
+    # both ended unstarted, charged from their intent as before migration 18
+    conn.execute("UPDATE attempts SET cost = 4.0, ended_at = created_at + 10")
+    # ssh1 removed and its name reused for a partition later: its old attempt stays SSH's
+    conn.execute(
+        "UPDATE hosts SET slurm_json = (SELECT slurm_json FROM hosts WHERE name = 'hpc'), "
+        "added_at = added_at + 3600 WHERE name = 'ssh1'"
+    )
     for table in ECON_ROLLUP_TABLES:
         cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
         marks = ", ".join("?" * len(cols))
@@ -145,6 +175,8 @@ def test_migration_18_marks_older_slurm_attempts_and_drops_the_cost_roll_up(
             r["token"]: r["on_slurm"] for r in led.query("SELECT token, on_slurm FROM attempts")
         }
         assert marked == {"old1": 1, "old2": 0}
+        costs = {r["token"]: r["cost"] for r in led.query("SELECT token, cost FROM attempts")}
+        assert costs == {"old1": 0.0, "old2": 4.0}  # a Slurm attempt that never started: free
         hosts = {h["name"]: h["price_node_hour"] for h in led.hosts()}
         assert hosts == {"hpc": 5.0, "ssh1": None}  # from the price row in force
         for table in ECON_ROLLUP_TABLES:

@@ -73,8 +73,16 @@ def test_squeue_rows_are_lepton_jobs_only_with_states_codes_and_times() -> None:
     pending = jobs["bbbb11112222"]
     assert (pending.state, pending.reason, pending.start) == ("PENDING", "Resources", None)
     # what Slurm allocated (tres-alloc) once it ran; a pending job's tres-alloc is its request
-    assert running.allocated == (1, 100, 0) and failed.allocated == (1, 64, 0)
+    # its tres-alloc has no gres/gpu (the cluster does not account GPUs): the GPUs are unknown
+    assert running.allocated == (1, 100, None) and failed.allocated == (1, 64, None)
     assert pending.allocated is None
+
+
+def test_a_tres_string_without_gres_gpu_says_nothing_of_gpus() -> None:
+    # Slurm's default AccountingStorageTRES has no gres/gpu: a 1-GPU job's tres-alloc
+    assert slurm.tres_resources("cpu=1,mem=64M,node=1,billing=1") == (1, 64, None)
+    assert slurm.tres_resources("cpu=2,mem=1G,node=1,gres/gpu=2") == (2, 1024, 2)
+    assert slurm.tres_resources("cpu=2,mem=1G,gres/gpu=0") == (2, 1024, 0)
 
 
 @pytest.mark.parametrize(
