@@ -432,9 +432,15 @@ def _migrate_18(db: sqlite_utils.Database) -> None:
     ):
         if column not in cols:
             db.execute(f"ALTER TABLE attempts ADD COLUMN {column} {sql}")
-    db.execute(
-        "UPDATE attempts SET on_slurm = 1 WHERE slurm_job_id IS NOT NULL OR host IN "
-        "(SELECT name FROM hosts WHERE slurm_json IS NOT NULL)"
+    db.execute(  # by its host only if that Slurm host was there when the attempt was made:
+        # an SSH host removed and its name reused for a partition keeps its attempts' charge
+        "UPDATE attempts SET on_slurm = 1 WHERE slurm_job_id IS NOT NULL OR EXISTS "
+        "(SELECT 1 FROM hosts h WHERE h.name = attempts.host AND h.slurm_json IS NOT NULL "
+        "AND h.added_at <= attempts.created_at)"
+    )
+    db.execute(  # a Slurm attempt that never started is charged nothing now: its stored cost too
+        "UPDATE attempts SET cost = 0 WHERE on_slurm = 1 AND started_at IS NULL "
+        "AND cost IS NOT NULL AND COALESCE(energy_wh, 0) = 0"
     )
     tables = set(db.table_names())
     for table in ECON_ROLLUP_TABLES:
