@@ -135,20 +135,21 @@ class ViewRecords:
         )
 
     def attempts_with_owners_since(self: _Store, since: float) -> list[dict[str, Any]]:
-        """The attempts not ended before `since`: host, request, state, times, and the job's
-        user and project."""
+        """The attempts not ended before `since`: host, request, what Slurm allocated, state,
+        times, and the job's user and project."""
         return self.query(
             "SELECT a.host, a.cpus, a.mem_mb, a.gpus, a.state, a.created_at, a.started_at, "
-            "a.ended_at, j.user, j.project FROM attempts a JOIN jobs j ON j.id = a.job_id "
+            "a.ended_at, a.slurm_job_id, a.on_slurm, a.alloc_cpus, a.alloc_mem_mb, a.alloc_gpus, "
+            "j.user, j.project FROM attempts a JOIN jobs j ON j.id = a.job_id "
             "WHERE a.ended_at IS NULL OR a.ended_at >= ?",
             (since,),
         )
 
     def attempt_spans_since(self: _Store, since: float) -> list[dict[str, Any]]:
-        """The attempts not ended before `since`: host, request and times."""
+        """The attempts not ended before `since`: host, request, what Slurm allocated and times."""
         return self.query(
-            "SELECT host, cpus, mem_mb, gpus, created_at, started_at, ended_at, slurm_job_id "
-            "FROM attempts "
+            "SELECT host, cpus, mem_mb, gpus, created_at, started_at, ended_at, slurm_job_id, "
+            "on_slurm, alloc_cpus, alloc_mem_mb, alloc_gpus FROM attempts "
             "WHERE ended_at IS NULL OR ended_at >= ?",
             (since,),
         )

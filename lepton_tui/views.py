@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lepton_tui.economics.costs import charged_from
-from lepton_tui.economics.prices import day_start, get_currency, week_start
+from lepton_tui.economics.prices import charged_resources, day_start, get_currency, week_start
 from lepton_tui.fleet_view import FleetRow, ViewMemo, fleet
 from lepton_tui.ledger import Ledger
 from lepton_tui.ledger_views import QUEUE_SORTS
@@ -263,9 +263,12 @@ def simple_cost_panel(ledger: Ledger, now: float) -> CostPanel:
         host = hosts.get(a["host"])
         if host is None or not host["price"]:
             continue
-        share = _share(a, host)
+        share = _share(charged_resources(a), host)
         rate = host["price"] * share
-        start = float(a["started_at"] or a["created_at"])
+        charged = charged_from(a)  # as the cost engine charges it
+        if charged is None:  # a Slurm job that never left Slurm's queue
+            continue
+        start = charged
         end = float(a["ended_at"]) if a["ended_at"] is not None else now
         end = min(end, now)
         week_h = max(0.0, end - max(start, t_week)) / 3600
@@ -301,7 +304,7 @@ def cost_series(
         host = hosts.get(a["host"])
         if host is None or not host["price"]:
             continue
-        rate = host["price"] * _share(a, host) / 3600
+        rate = host["price"] * _share(charged_resources(a), host) / 3600
         charged = charged_from(a)  # as the panel and reports charge it
         if charged is None:  # a Slurm job that never left Slurm's queue
             continue

@@ -170,6 +170,29 @@ def test_the_cost_chart_charges_no_slurm_queue_time(ledger: Ledger, clock: Clock
     assert sum(views.cost_series(ledger, clock.now)) > 0.0
 
 
+def test_the_cost_chart_and_simple_panel_charge_nothing_before_sbatch_returns(
+    ledger: Ledger, clock: Clock
+) -> None:
+    """An attempt sent to Slurm whose sbatch has not answered yet (no Slurm job id) holds
+    nothing: the chart and the flat-price panel charge it as the cost engine does, and once it
+    runs they charge what Slurm allocated (a CPU request rounded up to the node's 64)."""
+    add_slurm_host(ledger)
+    set_prices(ledger, "hpc", per_hour=64)
+    clock.now += 60
+    job = submit(ledger, clock, cpus=1)
+    ledger.start_attempt(job, "hpc", "t1", ())  # the intent, before sbatch
+    clock.now += 4 * H
+    assert sum(views.cost_series(ledger, clock.now)) == 0.0
+    assert views.simple_cost_panel(ledger, clock.now).today == 0.0
+    ledger.mark_submitted("t1", "/tmp/lepton/t1", "902")
+    ledger.execute("UPDATE attempts SET state = 'running', started_at = ? WHERE token = ?",
+                   (clock.now - H, "t1"))  # fmt: skip
+    host_cpus = ledger.query_one("SELECT cpus FROM hosts WHERE name = ?", ("hpc",))["cpus"]
+    ledger.note_attempt_alloc({"t1": (float(host_cpus), 1024, None)})  # the whole node
+    assert views.simple_cost_panel(ledger, clock.now).today == pytest.approx(64.0)
+    assert sum(views.cost_series(ledger, clock.now)) == pytest.approx(64.0)
+
+
 def test_an_older_ledgers_cost_rollup_is_summed_again(tmp_path: Path) -> None:
     """Migration 17: the roll-up's cached days were summed when a Slurm job waiting in Slurm's
     queue was still charged; an older ledger drops them, and the next report sums them again."""
