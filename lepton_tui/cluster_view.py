@@ -67,7 +67,9 @@ def host_price_per_hour(host: Mapping[str, Any]) -> float:
     """The whole host's hourly price as the policy and the fleet's stranded column see it: its
     flat price, plus for a Slurm partition priced per node-hour that price x its nodes as the
     last poll saw them (a job holding one node's share pays about a node-hour an hour;
-    `economics.prices.whole_node_per_hour` says the same for replay and `cost --waste`)."""
+    `economics.prices.whole_node_per_hour` says the same for replay and `cost --waste`). An
+    estimate: the charge is a whole node-hour an hour for a job smaller than a node (lepton asks
+    `--nodes=1`), where this prices it at its share of one (README, "Growing onto Slurm")."""
     flat = float(host.get("price_per_hour") or 0.0)
     node_hour = float(host.get("price_node_hour") or 0.0)
     if not node_hour:
