@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from lepton_tui.ledger_dispatch import _Store
-from lepton_tui.ledger_econ_sql import _S0
+from lepton_tui.ledger_econ_sql import _GMEM, _GPUS, _S0
 
 
 class _EconStore(_Store, Protocol):
@@ -168,15 +168,16 @@ class EconStoreRecords:
     def gpu_held_seconds(
         self: _EconStore, since: float, until: float, now: float
     ) -> list[dict[str, Any]]:
-        """Per (host, gpu): GPU-seconds attempts held it over [since, until) (a share by memory),
-        from when they are charged (`_S0`: a Slurm attempt from Slurm's start, never while it
+        """Per (host, gpu): GPU-seconds attempts held it over [since, until) (a share by memory,
+        or a whole GPU where Slurm allocated whole ones, as cost counts it), from when they are
+        charged (`_S0`: a Slurm attempt from Slurm's start, never while it
         waits in Slurm's queue)."""
         return self.query(
             f"""SELECT a.host AS host, CAST(g.value AS INTEGER) AS gpu,
                   SUM(MAX(0.0, MIN(COALESCE(a.ended_at, :now), :until)
                       - MAX({_S0}, :since))
-                      * CASE WHEN a.gpus > 0 THEN 1.0 ELSE
-                          MIN(1.0, a.gpu_mem_mb * 1.0 / MAX(1.0, h.gpu_mem_mb * 1.0 / MAX(h.gpus, 1)))
+                      * CASE WHEN {_GPUS} > 0 THEN 1.0 ELSE
+                          MIN(1.0, {_GMEM} * 1.0 / MAX(1.0, h.gpu_mem_mb * 1.0 / MAX(h.gpus, 1)))
                         END) AS held
            FROM attempts a JOIN json_each(a.gpu_ids) g LEFT JOIN hosts h ON h.name = a.host
            WHERE {_S0} < :until

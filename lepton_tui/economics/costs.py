@@ -15,6 +15,7 @@ from lepton_tui.economics.prices import (
     PriceSet,
     _resolve,
     allocation_rate,
+    charged_resources,
     check_range,
     day_buckets,
     day_start,
@@ -111,7 +112,7 @@ def _gpu_shares(att: dict[str, Any], cap: dict[str, Any]) -> dict[int, float]:
     """The share of each GPU id an attempt holds (`gpu_share`)."""
     raw = att.get("gpu_ids") or "[]"
     ids = [int(g) for g in (raw if isinstance(raw, list) else json.loads(raw))]
-    return dict.fromkeys(ids, gpu_share(att, cap)) if ids else {}
+    return dict.fromkeys(ids, gpu_share(charged_resources(att), cap)) if ids else {}
 
 
 LiveState = tuple[dict[str, PriceSet], list[dict[str, Any]], dict[str, dict[str, Any]], dict]

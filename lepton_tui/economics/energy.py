@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from lepton_tui.economics.prices import charged_resources
 from lepton_tui.ledger import Ledger
 
 
@@ -87,7 +88,8 @@ def measure_energy_many(
         end = a.get("ended_at") or now
         if start is None or end <= start or int(a["id"]) not in means:
             continue
-        share = gpu_share(a, caps.get(a["host"]) or host_capacity(ledger, a["host"]))
+        cap = caps.get(a["host"]) or host_capacity(ledger, a["host"])
+        share = gpu_share(charged_resources(a), cap)  # whole GPUs where Slurm allocated them
         out[int(a["id"])] = sum(w * (end - start) / 3600.0 * share for w in means[int(a["id"])])
     return out
 

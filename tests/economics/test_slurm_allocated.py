@@ -245,3 +245,27 @@ def test_the_job_screen_gives_the_allocation_beside_the_request() -> None:
     assert "#1: Slurm allocated 2 CPUs (asked 1)" in console.export_text()
     console.print(attempts_table([{**att, "alloc_cpus": None}], T0 + H, "USD"))
     assert console.export_text().count("Slurm allocated") == 0  # export_text clears the record
+
+
+def test_gpu_use_counts_the_whole_gpu_slurm_allocated_as_cost_does(
+    ledger: Ledger, clock: Clock
+) -> None:
+    """A share of a GPU by memory that Slurm rounded up to a whole GPU is held whole: the GPU
+    use panel and measured energy count what cost charges, not the request's share."""
+    add_slurm_host(ledger)
+    ledger.execute("UPDATE hosts SET gpu_mem_mb = 8 * 80000 WHERE name = 'hpc'")
+    set_prices(ledger, "hpc", gpu_hour=10)
+    clock.now = T0 + H
+    job = submit(ledger, clock, gpu_mem_mb=20000)  # a quarter of an 80 GB GPU
+    ledger.start_attempt(job, "hpc", "t1", (0,))
+    ledger.mark_submitted("t1", "/tmp/lepton/t1", "301")
+    ledger.transition_attempt("t1", "running", job_state="running", started_at=clock.now)
+    clock.now = T0 + 2 * H
+    (quarter,) = [g for g in gpu_utilization(ledger, T0 + H, clock.now) if g["gpu"] == 0]
+    assert quarter["allocated_pct"] == pytest.approx(25.0)  # as asked, before Slurm says more
+    ledger.note_attempt_alloc({"t1": (1.0, 1024, 1)})  # Slurm gave the whole GPU
+    (whole,) = [g for g in gpu_utilization(ledger, T0 + H, clock.now) if g["gpu"] == 0]
+    assert whole["allocated_pct"] == pytest.approx(100.0)
+    assert attempt_cost(ledger, "t1")[0] == pytest.approx(10.0)  # the whole GPU's hour
+    add_power_samples(ledger, "hpc", 0, T0 + H, clock.now, 400.0)
+    assert attempt_cost(ledger, "t1")[1] == pytest.approx(400.0, rel=0.05)  # whole GPU's Wh
