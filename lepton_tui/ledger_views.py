@@ -21,17 +21,21 @@ _STRANDED_INPUTS_SQL = (
     "(SELECT COUNT(*) FROM attempts WHERE state IN ('starting', 'running')) AS live, "
     "(SELECT group_concat(name || ':' || COALESCE(state, '') || ':' || COALESCE(admin_state, '') "
     " || ':' || COALESCE(gpus, '') || ':' || COALESCE(gpus_override, '') || ':' "
-    " || COALESCE(price_per_hour, '')) FROM hosts) AS hosts"
+    " || COALESCE(price_per_hour, '') || ':' || COALESCE(price_node_hour, '') || ':' "
+    " || COALESCE(length(slurm_nodes), '')) FROM hosts) AS hosts"
 )
 
 
-# What the money totals depend on besides the clock: attempts started, ended or settled, prices,
-# hosts and settings (the currency). Each part reads an index or a small table.
+# What the money totals depend on besides the clock: attempts started, ended or settled, what
+# Slurm allocated to unsettled ones, prices, hosts and settings (the currency). Each part reads an index or a small table.
 _COST_INPUTS_SQL = (
     "SELECT (SELECT MAX(id) FROM attempts) AS last_attempt, "
     "(SELECT COUNT(*) FROM attempts WHERE cost IS NULL) AS unsettled, "
     "(SELECT TOTAL(COALESCE(started_at, 0) + COALESCE(ended_at, 0)) FROM attempts "
     " WHERE cost IS NULL) AS unsettled_times, "
+    "(SELECT group_concat(COALESCE(alloc_cpus, '') || ':' || COALESCE(alloc_mem_mb, '') || ':' "
+    " || COALESCE(alloc_gpus, '') || ':' || COALESCE(slurm_nodes, '')) FROM attempts "
+    " WHERE cost IS NULL AND on_slurm = 1) AS unsettled_slurm, "
     "(SELECT MAX(id) FROM prices) AS last_price, "
     "(SELECT COUNT(*) || ':' || MAX(id) FROM hosts) AS hosts, "
     "(SELECT group_concat(key || '=' || value) FROM settings) AS settings"

@@ -269,3 +269,25 @@ def test_gpu_use_counts_the_whole_gpu_slurm_allocated_as_cost_does(
     assert attempt_cost(ledger, "t1")[0] == pytest.approx(10.0)  # the whole GPU's hour
     add_power_samples(ledger, "hpc", 0, T0 + H, clock.now, 400.0)
     assert attempt_cost(ledger, "t1")[1] == pytest.approx(400.0, rel=0.05)  # whole GPU's Wh
+
+
+def test_the_cost_panels_memo_sees_an_allocation_noted_later(ledger: Ledger, clock: Clock) -> None:
+    """The console's money totals are kept between refreshes while nothing they depend on
+    changed: an allocation a later poll notes (a job rounded up to a whole node) is such a
+    change, so the next refresh reads the totals again rather than keep the request's."""
+    from lepton_tui import views
+    from lepton_tui.fleet_view import ViewMemo
+
+    add_slurm_host(ledger)
+    set_prices(ledger, "hpc", cpu_hour=1)
+    clock.now = T0 + H
+    job = submit(ledger, clock, cpus=1)
+    ledger.start_attempt(job, "hpc", "t1", ())
+    ledger.mark_submitted("t1", "/tmp/lepton/t1", "301")
+    ledger.transition_attempt("t1", "running", job_state="running", started_at=clock.now)
+    clock.now = T0 + 2 * H
+    memo = ViewMemo()
+    assert views.cost_panel(ledger, clock.now, memo).week == pytest.approx(1.0)
+    ledger.note_attempt_alloc({"t1": (128.0, 1024, None)})  # the whole node, seen a tick later
+    clock.now += 1  # well within the totals' refresh period
+    assert views.cost_panel(ledger, clock.now, memo).week == pytest.approx(128.0, rel=1e-3)

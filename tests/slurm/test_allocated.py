@@ -13,6 +13,7 @@ import pytest
 from lepton_tui.dispatch.loop import Dispatcher
 from lepton_tui.economics.costs import cost_summary
 from lepton_tui.economics.prices import set_prices
+from lepton_tui.economics.report import cost_report
 from lepton_tui.service import Service
 from tests.clirun import lepton
 from tests.dispatch.helpers import TERMINAL, tick_until
@@ -62,13 +63,15 @@ def test_a_job_slurm_gives_a_whole_node_is_charged_for_the_nodes_cpus(
     (running,) = svc.ledger.attempts_for(job)
     # Slurm's tres-alloc, read from the tick's one squeue: the node's CPUs (slurm.conf's count)
     assert running["alloc_cpus"] == bed.cpus and running["cpus"] == 1
-    # while it runs: the panel's rate (Python) and today's spend (sliced in the cost engine's
-    # SQL) charge the node's CPUs
+    # while it runs: the panel's rate (Python) and the spend so far (sliced in the cost engine's
+    # SQL, over a span that starts at the price: not "today", which midnight could cut) charge
+    # the node's CPUs
     now = svc.ledger.clock()
     panel = cost_summary(svc.ledger, now)
     assert panel["rate_per_hour"] == pytest.approx(bed.cpus * 3600)
     so_far = bed.cpus * (now - max(running["started_at"], priced_from))
-    assert so_far > 0 and panel["today"] == pytest.approx(so_far, abs=1e-3)
+    spent = cost_report(svc.ledger, priced_from, now, "user", now=now).total.cost
+    assert so_far > 0 and spent == pytest.approx(so_far, abs=1e-3)
     tick_until(d, lambda: state(svc, job) in TERMINAL)
     assert state(svc, job) == "succeeded"
     (att,) = svc.ledger.attempts_for(job)
