@@ -33,6 +33,12 @@ BENCH_DEFAULT_POLICIES: tuple[str, ...] = POLICY_NAMES
 """What `bench` compares when no --policies are given: all of them, the DQN and the ILP too."""
 
 
+def bench_choices() -> str:
+    """Every name `bench --policies` accepts, for an error message: the policies, then the
+    experimental ones (named as such, so a user finds `dqn-self` and the others)."""
+    return f"{', '.join(POLICY_NAMES)} (experimental: {', '.join(EXPERIMENTAL_POLICIES)})"
+
+
 def make_policy(name: str, **options: Any) -> Policy:
     """A fresh policy called `name` with `options`; ValueError for an unknown name, bad options
     or a policy that cannot be loaded."""
@@ -47,7 +53,7 @@ def make_policy(name: str, **options: Any) -> Policy:
         except TypeError as exc:
             raise ValueError(f"bad options for policy {key!r}: {exc}") from exc
     if key not in POLICY_NAMES:
-        raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICY_NAMES)}")
+        raise ValueError(f"unknown policy {name!r}; choose from {bench_choices()}")
     try:
         if key in HEURISTICS:
             return HEURISTICS[key](**options)
