@@ -4,7 +4,8 @@
 "dqn-bf" (experimental: a learned order under EASY backfilling) from `scheduler.dqn_order`,
 "dqn-self" (experimental: the DQN's network alone, rollout-trained) from
 `scheduler.dqn_rollout_core`, "dqn-select" (experimental: a network that picks among the rounds
-several rules propose) from `scheduler.dqn_select_core`.
+several rules propose) from `scheduler.dqn_select_core`, "dqn-regime" (experimental: the network
+alone, with what the workload is like as input) from `scheduler.dqn_regime_core`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from scheduler.model import Policy
 POLICY_NAMES: tuple[str, ...] = (*HEURISTICS, "ilp", "dqn")
 """Every policy by name: the one list the CLI, settings and the console offer."""
 
-EXPERIMENTAL_POLICIES: tuple[str, ...] = ("dqn-bf", "dqn-self", "dqn-select")
+EXPERIMENTAL_POLICIES: tuple[str, ...] = ("dqn-bf", "dqn-self", "dqn-select", "dqn-regime")
 """Built by name and accepted by `bench --policies`, but not offered by settings, the console or
 the autopilot, and not run by default: they do not meet issue 17's aims (`docs/benchmarks.md`)."""
 
@@ -26,6 +27,7 @@ _EXPERIMENTAL_CLASSES: dict[str, tuple[str, str, str]] = {
     "dqn-bf": ("scheduler.dqn_order", "OrderBackfillPolicy", "OrderWeightsError"),
     "dqn-self": ("scheduler.dqn_rollout_core", "SelfDQNPolicy", "SelfWeightsError"),
     "dqn-select": ("scheduler.dqn_select_core", "SelectPolicy", "SelectWeightsError"),
+    "dqn-regime": ("scheduler.dqn_regime_core", "RegimePolicy", "RegimeWeightsError"),
 }
 """each experimental policy: its module (imported when built), class, and weights error"""
 
