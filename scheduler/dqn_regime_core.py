@@ -8,23 +8,26 @@ The run-time policy, in numpy; the trainer is `scheduler/dqn_regime_train.py`, t
     PYTHONPATH=$PWD python3 -m scheduler.dqn_regime eval
 
 Where `dqn-self` (its base: SJF within the long-job limit, the round's aging off) loses, the
-measured cause is the limit itself: long jobs hold at most 40 % of the cluster, which wins by
-far on hpc and the Alibaba trace and loses on lab-long, where 60-70 % wins (`docs/benchmarks.md`,
-"DQN that knows the regime"). No fixed share is right for every family, and the features of a
-candidate row say nothing about the workload beyond the queue of this instant. So:
+measured causes differ by family (`docs/benchmarks.md`, "DQN that knows the regime"): on lab-long
+the limit itself (long jobs hold at most 40 % of the cluster; 60-70 % wins there, while hpc and
+the Alibaba trace want 40 %), on deeprm the order (SJF passes over the large jobs of a small
+cluster). No one rule is right for every family, and a candidate row says nothing about the
+workload beyond the queue of this instant. So:
 
 * `Regime` keeps what the policy has seen of the workload so far (every job that was ever
   pending): the offered load by estimate, the share of long jobs, the mean size of long and of
   short jobs, the long jobs' mean estimate, whether the cluster has GPUs. Only estimates and
   requests: what a scheduler knows.
-* Each candidate row (`scheduler/features.py`, version 4 columns) gets one more column,
-  `alt_choice`: the row SJF would take under a long-job limit of `ALT_SHARE` (computed from the
-  row's own features, as the round computes `teacher_choice` for 40 %), and the regime's columns.
+* Each candidate row (`scheduler/features.py`, version 4 columns, as the round computes them)
+  gets two more columns, the rows two other rules would take, computed from the rows' own
+  features: `alt_choice`, SJF under a long-job limit of `ALT_SHARE` (as the round computes
+  `teacher_choice` for 40 %), and `dense_choice`, the least estimate per squared size; and the
+  regime's columns.
 * One MLP scores the rows; the best is taken: no teacher bonus, no override (`RegimePolicy`).
 
-The labels (the trainer) come from rollouts: at states where the two rules' picks differ, the rest
-of the episode under each rule; the better rule (the base unless the other beats it by a margin)
-labels the states until the next comparison.
+The labels (the trainer) come from rollouts: at states where the rules' picks differ, the rest of
+the episode under each rule; the best rule (the base unless another beats it by a margin) labels
+the states until the next comparison.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ REGIME_NAMES = (
     "long_est",  # log1p(mean estimate of a long job / 1 h) / 6
     "has_gpus",  # the cluster has GPUs (sizes and load are then in GPUs)
 )
-INPUTS = (*FEATURE_NAMES_V4, "alt_choice", *REGIME_NAMES)
+INPUTS = (*FEATURE_NAMES_V4, "alt_choice", "dense_choice", *REGIME_NAMES)
 """what the network reads per candidate, in order"""
 _V4 = np.array([FEATURE_NAMES.index(n) for n in FEATURE_NAMES_V4])
 _COL = {n: FEATURE_NAMES.index(n) for n in FEATURE_NAMES}
@@ -162,6 +165,30 @@ def alt_pick(x: np.ndarray) -> int | None:
     return alt
 
 
+def dense_pick(x: np.ndarray) -> int | None:
+    """The third rule's row: the least estimate per squared size (`job_size`, the job's dominant
+    share of the node), then the best fit; the limit does not apply. Large jobs that SJF keeps
+    passing over go first on a small cluster packed by a few of them (deeprm: one node of ten
+    units); None when no job can start."""
+    m = len(x) - 1
+    if m <= 0:
+        return None
+    rows = x[:m]
+    est = np.exp(8.0 * rows[:, _COL["log_est"]].astype(np.float64))
+    size = np.maximum(rows[:, _COL["job_size"]].astype(np.float64), 1e-3)
+    return int(np.lexsort((-rows[:, _COL["is_best_fit"]], est / size**2))[0])
+
+
+def dense_action(fallback: Chooser) -> Chooser:
+    """A chooser on env observations: `dense_pick`, else `fallback`'s."""
+
+    def choose(obs: Candidates) -> int:
+        pick = dense_pick(obs.x)
+        return fallback(obs) if pick is None else pick
+
+    return choose
+
+
 def alt_action(fallback: Chooser) -> Chooser:
     """A chooser on env observations: `alt_pick`, else wait where allowed, else `fallback`'s."""
 
@@ -180,14 +207,15 @@ def base_chooser(net: QNetwork) -> Chooser:
 
 
 def augment(x: np.ndarray, regime: np.ndarray) -> np.ndarray:
-    """The network's input rows: the version-4 columns, `alt_choice`, the regime's columns."""
+    """The network's input rows: the version-4 columns, `alt_choice`, `dense_choice`, the
+    regime's columns."""
     m = len(x)
     out = np.zeros((m, len(INPUTS)), np.float32)
     out[:, : len(_V4)] = x[:, _V4]
-    pick = alt_pick(x)
-    if pick is not None:
-        out[pick, len(_V4)] = 1.0
-    out[:, len(_V4) + 1 :] = regime
+    for k, pick in enumerate((alt_pick(x), dense_pick(x))):
+        if pick is not None:
+            out[pick, len(_V4) + k] = 1.0
+    out[:, len(_V4) + 2 :] = regime
     return out
 
 

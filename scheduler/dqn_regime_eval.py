@@ -20,7 +20,7 @@ import numpy as np
 
 from scheduler.dqn_order_eval import CONTENDERS, DOCUMENTED_BEST, family_windows, measured
 from scheduler.dqn_order_train import FAMILIES, TRACE, validation_set
-from scheduler.dqn_regime_core import WEIGHTS, RegimePolicy, RegimeWeightsError
+from scheduler.dqn_regime_core import WEIGHTS, Regime, RegimeNet, RegimePolicy, RegimeWeightsError
 from scheduler.dqn_rollout_core import at_least
 from scheduler.dqn_rollout_eval import BASE_DOCUMENTED
 from scheduler.environment import run_policy, summarize
@@ -46,6 +46,54 @@ def table(weights: Path, seeds: int, kinds: Sequence[str]) -> None:
         print(f"<!-- {kind} {load}: {time.process_time() - t0:.0f} CPU s -->", flush=True)
 
 
+def rule_shares(weights: Path, seeds: int, kinds: Sequence[str]) -> None:
+    """At the decisions where the three rules' picks are not all the same, which rule's pick
+    the network took (a pick several rules share counts for each), on the held-out workloads."""
+    from scheduler.dqn_regime_core import alt_action, base_chooser, dense_action
+    from scheduler.dqn_regime_train import cluster_capacity
+    from scheduler.dqn_rollout_core import BASE_WEIGHTS, no_aging
+    from scheduler.environment import SchedulingEnv
+    from scheduler.policy import load_weights
+
+    shipped, _, _ = load_weights(BASE_WEIGHTS)
+    base = base_chooser(shipped)
+    rules = (base, alt_action(base), dense_action(base))
+    pol = RegimePolicy(weights)
+    print(
+        "| family | load | decisions where the rules differ | base (40 %) | 60 % | dense | none |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for kind, load, wls in family_windows(kinds, seeds):
+        counts, n = np.zeros(4), 0
+        for wl in wls:
+            env = SchedulingEnv(wl, config=no_aging())
+            cap, gpus = cluster_capacity(wl)
+            net, regime = pol.net, Regime()
+            assert isinstance(net, RegimeNet)
+            obs, _ = env.reset()
+            done = False
+            while not done:
+                if len(obs) > 1:
+                    assert env.sim is not None
+                    regime.observe(env.sim.pending(), env.sim.now, cap, gpus)
+                    net.regime = regime.vector
+                    q = net.scores(obs.x)
+                    if not obs.wait_allowed:
+                        q[-1] = -np.inf
+                    act = int(np.argmax(q))
+                    picks = [r(obs) for r in rules]
+                    if len(set(picks)) > 1:
+                        n += 1
+                        took = [act == p for p in picks]
+                        counts[:3] += took
+                        counts[3] += not any(took)
+                else:
+                    act = 0
+                obs, _, done, _, _ = env.step(act)
+        share = " | ".join(f"{c / max(n, 1):.0%}" for c in counts)
+        print(f"| {kind} | {'native' if load is None else load} | {n} | {share} |", flush=True)
+
+
 def validation_refs(jobs: int, cache: Path | None) -> dict:
     """The base's and the best contender heuristic's average bounded slowdown on each validation
     workload (seeds 900-902, `dqn_order_train.validation_set`), cached in `cache` if given."""
@@ -66,17 +114,23 @@ def validation_refs(jobs: int, cache: Path | None) -> dict:
 
 def validate(weights: Sequence[Path], jobs: int, cache: Path | None) -> None:
     """Each network's ratio to the best contender heuristic on the validation workloads (one
-    seed per family and load: 0.7 / 0.9 / 1.1), never the held-out ones."""
+    seed per family and load: 0.7 / 0.9 / 1.1), never the held-out ones; the base's first. The
+    score, lower is better, is the mean ratio plus twice every excess over 1.05 (as
+    `dqn-select`'s trainer chose its iteration)."""
     refs = validation_refs(jobs, cache)
     wls = validation_set(jobs, TRACE)
+    runs: list[tuple[str, list[float]]] = [("base (dqn-self's rule)", refs["base"])]
     for w in weights:
-        got = [summarize(run_policy(RegimePolicy(w), wl)).avg_bsld for wl in wls]
+        runs.append((str(w), [summarize(run_policy(RegimePolicy(w), wl)).avg_bsld for wl in wls]))
+    for name, got in runs:
         ratio = np.array(got) / np.array(refs["best"])
         fams = " | ".join(
             f"{f} {' / '.join(f'{r:.2f}' for r in ratio[3 * k : 3 * k + 3])}"
             for k, f in enumerate(FAMILIES)
         )
-        print(f"{w}: mean {ratio.mean():.3f}, max {ratio.max():.2f} | {fams}", flush=True)
+        score = ratio.mean() + 2 * np.maximum(ratio - 1.05, 0).sum()
+        print(f"{name}: mean {ratio.mean():.3f}, max {ratio.max():.2f}, score {score:.3f} | "
+              f"{fams}", flush=True)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -88,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                     "the validation workloads (seeds 900-902) instead of the held-out table")  # fmt: skip
     ap.add_argument("--val-jobs", type=at_least(10), default=1000)
     ap.add_argument("--cache", type=Path, default=None, help="--validate: the references' cache")
+    ap.add_argument("--rules", action="store_true", help="which rule's pick the network took "
+                    "where the rules differ, instead of the table")  # fmt: skip
     args = ap.parse_args(argv)
     paths = [Path(p) for p in args.validate.split(",") if p] or [args.weights]
     try:  # before any work: a missing or unusable file is one line, exit 2
@@ -97,5 +153,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         ap.exit(2, f"{ap.prog}: error: {exc}\n")
     if args.validate:
         validate(paths, args.val_jobs, args.cache)
+        return
+    if args.rules:
+        rule_shares(args.weights, args.seeds, [k for k in args.families.split(",") if k])
         return
     table(args.weights, args.seeds, [k for k in args.families.split(",") if k])

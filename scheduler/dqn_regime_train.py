@@ -5,16 +5,17 @@ where the long-job limit matters.
         --out scheduler/weights/dqn_regime.npz
 
 Each training workload (`dqn_order_train.training_workload`: the five families in turn, loads
-0.6-1.2, seeds from 20,000; the held-out seeds are 0-2) runs once. The episode follows the rule
-the last comparison chose (iteration 0) or the network (later iterations, DAgger). At the first
-state after every `--every` steps where the base's pick (SJF within 40 %) and the other rule's
-(within `ALT_SHARE`) differ, the rest of the episode runs under each rule in a copy of the
-environment (`dqn_rollout_core.rollout_values`); the other rule is chosen only if it beats the
+0.6-1.2, seeds from 20,000; the held-out seeds are 0-2) runs once per iteration. The episode
+follows the rule the last comparison chose (iteration 0) or the network (later iterations,
+DAgger). At the first state after every `--every` steps where the picks of the three rules (the
+base: SJF within 40 %; SJF within `ALT_SHARE`; the dense order) are not all the same, the rest of
+the episode runs under each rule in a copy of the environment (`compare`, with
+`dqn_rollout_core.rollout_values`); another rule than the base is chosen only if it beats the
 base by more than `--margin` of the slowdown still to accrue (a conservative preference for the
-base, whose gains on hpc and the traces a few deviations would undo). Every state where the two
-rules differ is labelled with the chosen rule's pick, every fourth other one with the common
-pick. The network (started from `dqn_self.npz`, zero weights on the new inputs, so it starts as
-the base) learns the label among the step's rows (cross-entropy, `dqn_rollout_train.fit`).
+base, whose gains on hpc and the traces a few deviations would undo). Every state where the rules
+differ is labelled with the chosen rule's pick, every fourth other one with the common pick. The
+network (started from `dqn_self.npz`, zero weights on the new inputs, so it starts as the base)
+learns the label among the step's rows (cross-entropy, `dqn_rollout_train.fit`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from scheduler.dqn_regime_core import (
     alt_action,
     augment,
     base_chooser,
+    dense_action,
     save_regime,
 )
 from scheduler.dqn_rollout_core import (
@@ -73,6 +75,24 @@ def cluster_capacity(wl: Workload) -> tuple[float, bool]:
     return (gpus or float(sum(n.capacity.cpus for n in wl.nodes))), gpus > 0
 
 
+def compare(
+    env: SchedulingEnv, picks: list[int], rules: Sequence[Chooser], margin: float
+) -> tuple[int, float]:
+    """The rule to follow from here: each rule's pick now, then that rule to the end of the
+    episode (rules with the same pick share a rollout); another rule than the base (0) only if
+    it beats the base by more than `margin` of the slowdown still to accrue. Also returns the
+    best rule's gain over the base (average bounded slowdown)."""
+    values: dict[int, float] = {}
+    for k, (pick, r) in enumerate(zip(picks, rules, strict=True)):
+        if k and pick == picks[0]:
+            continue  # the base's pick: the base's own rollout decides
+        values[k] = float(rollout_values(env, [pick], r)[0])
+    v0 = values[0]
+    best = max(values, key=lambda k: values[k])
+    gain = values[best] - v0
+    return (best if gain > margin * abs(v0) else 0), gain
+
+
 def collect(
     wl: Workload,
     net: RegimeNet | None,
@@ -82,33 +102,32 @@ def collect(
     margin: float,
 ) -> tuple[list[Labelled], dict]:
     """One episode's labels (see the module) and what the comparisons found."""
-    alt = alt_action(base)
+    rules = (base, alt_action(base), dense_action(base))
     env = SchedulingEnv(wl, config=no_aging())
     cap, gpus = cluster_capacity(wl)
     regime = Regime()
     obs, _ = env.reset()
     out: list[Labelled] = []
     rule, step, next_check, done = 0, 0, 0, False
-    found: dict[str, Any] = {"compared": 0, "alt": 0, "gains": []}
+    found: dict[str, Any] = {"compared": 0, "chosen": [0] * len(rules), "gains": []}
     while not done:
         if len(obs) <= 1:
             obs, _, done, _, _ = env.step(0)
             continue
         assert env.sim is not None
         regime.observe(env.sim.pending(), env.sim.now, cap, gpus)
-        a0, a1 = base(obs), alt(obs)
-        if a0 != a1 and step >= next_check:
-            v0 = rollout_values(env, [a0], base)[0]
-            v1 = rollout_values(env, [a1], alt)[0]
-            rule = int(v1 > v0 + margin * abs(v0))
+        picks = [r(obs) for r in rules]
+        differ = len(set(picks)) > 1
+        if differ and step >= next_check:
+            rule, gain = compare(env, picks, rules, margin)
+            found["gains"].append(round(gain, 4))
             found["compared"] += 1
-            found["alt"] += rule
-            found["gains"].append(round(float(v1 - v0), 4))
+            found["chosen"][rule] += 1
             next_check = step + every
-        label = a1 if rule else a0
-        if a0 != a1 or step % 4 == 0:
+        label = picks[rule]
+        if differ or step % 4 == 0:
             x = augment(obs.x, regime.vector)
-            out.append(Labelled(x, obs.mask.copy(), label, 1.0, a0 != a1))
+            out.append(Labelled(x, obs.mask.copy(), label, 1.0, label != picks[0]))
         act = label
         if net is not None:
             net.regime = regime.vector
@@ -139,8 +158,8 @@ def train(args: argparse.Namespace) -> dict:
             got, found = collect(wl, net, base, every=args.every, margin=args.margin)
             data += got
             row = {"iteration": it, "workload": args.first + i, "family": wl.name,
-                   "labels": len(got), "compared": found["compared"], "alt": found["alt"],
-                   "gains": found["gains"], "bsld": round(found["bsld"], 3)}  # fmt: skip
+                   "labels": len(got), "compared": found["compared"],
+                   "chosen": found["chosen"], "gains": found["gains"], "bsld": round(found["bsld"], 3)}  # fmt: skip
             history.append(row)
             print(json.dumps(row), flush=True)
         torch_net = make_net(layers)

@@ -23,6 +23,7 @@ from scheduler.dqn_regime_core import (
     RegimeWeightsError,
     alt_pick,
     base_chooser,
+    dense_pick,
     rule_pick,
     save_regime,
 )
@@ -96,6 +97,25 @@ def test_rule_pick_at_the_base_limit_is_the_rounds_teacher_and_the_other_starts_
                 assert 0.4 < obs.x[alt, after].max() <= ALT_SHARE + 1e-6
         obs, _, done, _, _ = env.step(base(obs) if len(obs) > 1 else 0)
     assert same >= 0.9 * steps and differ > 0
+
+
+def rows(*jobs: tuple[float, float]) -> np.ndarray:
+    """Candidate rows of jobs (estimate s, size), one node each, best fit, plus the wait row."""
+    x = np.zeros((len(jobs) + 1, len(FEATURE_NAMES)), np.float32)
+    for i, (est, size) in enumerate(jobs):
+        x[i, FEATURE_NAMES.index("log_est")] = np.log(est / 10.0) / 8.0
+        x[i, FEATURE_NAMES.index("job_size")] = size
+        x[i, FEATURE_NAMES.index("is_best_fit")] = 1.0
+    x[-1, -1] = 1.0
+    return x
+
+
+def test_the_dense_rule_takes_the_least_estimate_per_squared_size():
+    # same estimate: the larger job; twice the size is worth up to four times the estimate
+    assert dense_pick(rows((600, 0.3), (600, 0.6))) == 1
+    assert dense_pick(rows((600, 0.3), (2300, 0.6))) == 1
+    assert dense_pick(rows((600, 0.3), (2500, 0.6))) == 0
+    assert dense_pick(rows()) is None
 
 
 def test_a_network_on_the_teacher_column_is_the_base_and_decides_alone():
