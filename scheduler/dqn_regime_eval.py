@@ -47,8 +47,8 @@ def table(weights: Path, seeds: int, kinds: Sequence[str]) -> None:
 
 
 def rule_shares(weights: Path, seeds: int, kinds: Sequence[str]) -> None:
-    """At the decisions where the three rules' picks are not all the same, which rule's pick
-    the network took (a pick several rules share counts for each), on the held-out workloads."""
+    """On the held-out workloads: at the decisions where the 60 % rule's pick differs from the
+    base's, how often the network took each; the same for the dense rule."""
     from scheduler.dqn_regime_core import alt_action, base_chooser, dense_action
     from scheduler.dqn_regime_train import cluster_capacity
     from scheduler.dqn_rollout_core import BASE_WEIGHTS, no_aging
@@ -59,12 +59,11 @@ def rule_shares(weights: Path, seeds: int, kinds: Sequence[str]) -> None:
     base = base_chooser(shipped)
     rules = (base, alt_action(base), dense_action(base))
     pol = RegimePolicy(weights)
-    print(
-        "| family | load | decisions where the rules differ | base (40 %) | 60 % | dense | none |"
-    )
+    print("| family | load | decisions | 40 % and 60 % differ | of those, took 60 % / 40 % | "
+          "base and dense differ | of those, took dense / base |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
     for kind, load, wls in family_windows(kinds, seeds):
-        counts, n = np.zeros(4), 0
+        c = np.zeros(7)  # decisions; 60 % differs, took it, took the base; the same for dense
         for wl in wls:
             env = SchedulingEnv(wl, config=no_aging())
             cap, gpus = cluster_capacity(wl)
@@ -73,6 +72,7 @@ def rule_shares(weights: Path, seeds: int, kinds: Sequence[str]) -> None:
             obs, _ = env.reset()
             done = False
             while not done:
+                act = 0
                 if len(obs) > 1:
                     assert env.sim is not None
                     regime.observe(env.sim.pending(), env.sim.now, cap, gpus)
@@ -81,17 +81,36 @@ def rule_shares(weights: Path, seeds: int, kinds: Sequence[str]) -> None:
                     if not obs.wait_allowed:
                         q[-1] = -np.inf
                     act = int(np.argmax(q))
-                    picks = [r(obs) for r in rules]
-                    if len(set(picks)) > 1:
-                        n += 1
-                        took = [act == p for p in picks]
-                        counts[:3] += took
-                        counts[3] += not any(took)
-                else:
-                    act = 0
+                    b, a, d = (r(obs) for r in rules)
+                    c[0] += 1
+                    if a != b:
+                        c[1:4] += (1, act == a, act == b)
+                    if d != b:
+                        c[4:7] += (1, act == d, act == b)
                 obs, _, done, _, _ = env.step(act)
-        share = " | ".join(f"{c / max(n, 1):.0%}" for c in counts)
-        print(f"| {kind} | {'native' if load is None else load} | {n} | {share} |", flush=True)
+        print(f"| {kind} | {'native' if load is None else load} | {c[0]:.0f} | {c[1]:.0f} | "
+              f"{c[2] / max(c[1], 1):.0%} / {c[3] / max(c[1], 1):.0%} | {c[4]:.0f} | "
+              f"{c[5] / max(c[4], 1):.0%} / {c[6] / max(c[4], 1):.0%} |", flush=True)  # fmt: skip
+
+
+def limits(shares: Sequence[float], seeds: int, kinds: Sequence[str]) -> None:
+    """The base (the shipped DQN following its teacher, aging off) with only its long-job limit
+    changed, on the held-out workloads (no training)."""
+    import dataclasses
+    import functools
+
+    def make(share: float) -> DQNPolicy:
+        pol = DQNPolicy(aging_s=1e15)
+        pol.config = dataclasses.replace(pol.config, long_share=share)
+        return pol
+
+    print("| family | load | " + " | ".join(f"{s:g}" for s in shares) + " | best heuristic |")
+    print("|---|---|" + "---|" * (len(shares) + 1))
+    for kind, load, wls in family_windows(kinds, seeds):
+        cells = [f"{measured(functools.partial(make, s), kind, wls)[0]:.2f}" for s in shares]
+        best = DOCUMENTED_BEST[(kind, load)]
+        print(f"| {kind} | {'native' if load is None else load} | " + " | ".join(cells)
+              + f" | {best[0]:.2f} ({best[1]}) |", flush=True)  # fmt: skip
 
 
 def validation_refs(jobs: int, cache: Path | None) -> dict:
@@ -144,7 +163,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--cache", type=Path, default=None, help="--validate: the references' cache")
     ap.add_argument("--rules", action="store_true", help="which rule's pick the network took "
                     "where the rules differ, instead of the table")  # fmt: skip
+    ap.add_argument("--limits", default="", help="comma-separated long-job limits: the base "
+                    "with each instead of the table (no weights needed)")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.limits:
+        try:
+            shares = [float(x) for x in args.limits.split(",") if x]
+        except ValueError:
+            ap.error(f"--limits {args.limits!r}: numbers between 0 and 1, comma-separated")
+        if not shares or not all(0 < x <= 1 for x in shares):
+            ap.error(f"--limits {args.limits!r}: numbers between 0 and 1, comma-separated")
+        limits(shares, args.seeds, [k for k in args.families.split(",") if k])
+        return
     paths = [Path(p) for p in args.validate.split(",") if p] or [args.weights]
     try:  # before any work: a missing or unusable file is one line, exit 2
         for p in paths:

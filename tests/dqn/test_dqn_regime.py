@@ -201,6 +201,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
         ("train", "--out", "w.txt"),
         ("eval", "--seeds", "0"),
         ("eval", "--weights", "/nonexistent/w.npz"),
+        ("eval", "--limits", "0.4,x"),
+        ("eval", "--limits", "0"),
     ],
 )
 def test_cli_rejects_bad_input_with_one_line(args):
