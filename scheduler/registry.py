@@ -4,7 +4,8 @@
 "dqn-bf" (experimental: a learned order under EASY backfilling) from `scheduler.dqn_order`,
 "dqn-self" (experimental: the DQN's network alone, rollout-trained) from
 `scheduler.dqn_rollout_core`, "dqn-select" (experimental: a network that picks among the rounds
-several rules propose) from `scheduler.dqn_select_core`.
+several rules propose) from `scheduler.dqn_select_core`, "dqn-regime" (experimental: the network
+alone, with what the workload is like as input) from `scheduler.dqn_regime_core`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from scheduler.model import Policy
 POLICY_NAMES: tuple[str, ...] = (*HEURISTICS, "ilp", "dqn")
 """Every policy by name: the one list the CLI, settings and the console offer."""
 
-EXPERIMENTAL_POLICIES: tuple[str, ...] = ("dqn-bf", "dqn-self", "dqn-select")
+EXPERIMENTAL_POLICIES: tuple[str, ...] = ("dqn-bf", "dqn-self", "dqn-select", "dqn-regime")
 """Built by name and accepted by `bench --policies`, but not offered by settings, the console or
 the autopilot, and not run by default: they do not meet issue 17's aims (`docs/benchmarks.md`)."""
 
@@ -26,11 +27,18 @@ _EXPERIMENTAL_CLASSES: dict[str, tuple[str, str, str]] = {
     "dqn-bf": ("scheduler.dqn_order", "OrderBackfillPolicy", "OrderWeightsError"),
     "dqn-self": ("scheduler.dqn_rollout_core", "SelfDQNPolicy", "SelfWeightsError"),
     "dqn-select": ("scheduler.dqn_select_core", "SelectPolicy", "SelectWeightsError"),
+    "dqn-regime": ("scheduler.dqn_regime_core", "RegimePolicy", "RegimeWeightsError"),
 }
 """each experimental policy: its module (imported when built), class, and weights error"""
 
 BENCH_DEFAULT_POLICIES: tuple[str, ...] = POLICY_NAMES
 """What `bench` compares when no --policies are given: all of them, the DQN and the ILP too."""
+
+
+def bench_choices() -> str:
+    """Every name `bench --policies` accepts, for an error message: the policies, then the
+    experimental ones (named as such, so a user finds `dqn-self` and the others)."""
+    return f"{', '.join(POLICY_NAMES)} (experimental: {', '.join(EXPERIMENTAL_POLICIES)})"
 
 
 def make_policy(name: str, **options: Any) -> Policy:
@@ -47,7 +55,7 @@ def make_policy(name: str, **options: Any) -> Policy:
         except TypeError as exc:
             raise ValueError(f"bad options for policy {key!r}: {exc}") from exc
     if key not in POLICY_NAMES:
-        raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICY_NAMES)}")
+        raise ValueError(f"unknown policy {name!r}; choose from {bench_choices()}")
     try:
         if key in HEURISTICS:
             return HEURISTICS[key](**options)

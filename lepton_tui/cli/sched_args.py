@@ -81,7 +81,12 @@ def parse_loads(text: str) -> list[float | None]:
 
 def policy_names(policies: str | None) -> list[str]:
     """`--policies` as checked names (default: the bench's policies)."""
-    from scheduler.registry import BENCH_DEFAULT_POLICIES, EXPERIMENTAL_POLICIES, POLICY_NAMES
+    from scheduler.registry import (
+        BENCH_DEFAULT_POLICIES,
+        EXPERIMENTAL_POLICIES,
+        POLICY_NAMES,
+        bench_choices,
+    )
 
     names = [p.strip().lower() for p in (policies or ",".join(BENCH_DEFAULT_POLICIES)).split(",")]
     names = [p for p in names if p]
@@ -90,7 +95,7 @@ def policy_names(policies: str | None) -> list[str]:
     for p in names:
         if p not in POLICY_NAMES and p not in EXPERIMENTAL_POLICIES:
             raise ValidationError(
-                f"unknown policy {printable(p[:40])!r}; choose from {', '.join(POLICY_NAMES)}"
+                f"unknown policy {printable(p[:40])!r}; choose from {bench_choices()}"
             )
     return names
 

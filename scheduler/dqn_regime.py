@@ -1,0 +1,27 @@
+"""`dqn-regime`'s command line: train it, or measure it (issue 17; see `dqn_regime_core`).
+
+    PYTHONPATH=$PWD python3 -m scheduler.dqn_regime train --out scheduler/weights/dqn_regime.npz
+    PYTHONPATH=$PWD python3 -m scheduler.dqn_regime eval
+
+Training needs torch; nothing at run time imports this module (the policy is in
+`scheduler/dqn_regime_core.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from scheduler.dqn_regime_eval import main as eval_main
+from scheduler.dqn_regime_train import main as train_main
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", choices=("train", "eval"))
+    args, rest = ap.parse_known_args(argv)
+    (train_main if args.what == "train" else eval_main)(rest)
+
+
+if __name__ == "__main__":
+    main()

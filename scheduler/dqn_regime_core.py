@@ -1,0 +1,327 @@
+"""`dqn-regime`: the DQN's network deciding alone, with what the workload is like as input
+(issue 17, item 3).
+
+The run-time policy, in numpy; the trainer is `scheduler/dqn_regime_train.py`, the command line
+`scheduler/dqn_regime.py`:
+
+    PYTHONPATH=$PWD python3 -m scheduler.dqn_regime train --out scheduler/weights/dqn_regime.npz
+    PYTHONPATH=$PWD python3 -m scheduler.dqn_regime eval
+
+Where `dqn-self` (its base: SJF within the long-job limit, the round's aging off) loses, the
+measured causes differ by family (`docs/benchmarks.md`, "DQN that knows the regime"): on lab-long
+the limit itself (long jobs hold at most 40 % of the cluster; 60-70 % wins there, while hpc and
+the Alibaba trace want 40 %), on deeprm the order (SJF passes over the large jobs of a small
+cluster). No one rule is right for every family, and a candidate row says nothing about the
+workload beyond the queue of this instant. So:
+
+* `Regime` keeps what the policy has seen of the workload so far (every job that was ever
+  pending): the offered load by estimate, the share of long jobs, the mean size of long and of
+  short jobs, the long jobs' mean estimate, whether the cluster has GPUs. Only estimates and
+  requests: what a scheduler knows.
+* Each candidate row (`scheduler/features.py`, version 4 columns, as the round computes them)
+  gets two more columns, the rows two other rules would take, computed from the rows' own
+  features: `alt_choice`, SJF under a long-job limit of `ALT_SHARE` (as the round computes
+  `teacher_choice` for 40 %), and `dense_choice`, the least estimate per squared size; and the
+  regime's columns.
+* One MLP scores the rows; the best is taken: no teacher bonus, no override (`RegimePolicy`).
+
+The labels (the trainer) come from rollouts: at states where the rules' picks differ, the rest of
+the episode under each rule; the best rule (the base unless another beats it by a margin) labels
+the states until the next comparison.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scheduler.dqn_rollout_core import BASE_BONUS, Chooser, greedy, no_aging
+from scheduler.features import FEATURE_NAMES, FEATURE_NAMES_V4, TAU_S, TEACHER, Candidates
+from scheduler.heuristics import LONG_AFTER_S
+from scheduler.mlp import Layers, ReluMLP, read_npz, write_npz
+from scheduler.model import ClusterView, JobRequest, Placement
+from scheduler.policy import DQNPolicy, QNetwork
+
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "dqn_regime.npz"
+KIND = "dqn-regime"
+ALT_SHARE = 0.6
+"""the other rule's long-job limit (share of the CPUs and of the GPUs long jobs may hold)"""
+BASE_SHARE = 0.4
+"""the base's limit (`RoundConfig.long_share`)"""
+REGIME_NAMES = (
+    "offered_load",  # estimated work seen per second over the cluster's capacity / 4, clipped
+    "long_jobs",  # share of the jobs seen that are long (estimate over `LONG_AFTER_S`)
+    "long_size",  # mean size of a long job (share of the cluster's GPUs, or CPUs) x 4, clipped
+    "short_size",  # the same for short jobs
+    "long_est",  # log1p(mean estimate of a long job / 1 h) / 6
+    "has_gpus",  # the cluster has GPUs (sizes and load are then in GPUs)
+)
+INPUTS = (*FEATURE_NAMES_V4, "alt_choice", "dense_choice", *REGIME_NAMES)
+"""what the network reads per candidate, in order"""
+_V4 = np.array([FEATURE_NAMES.index(n) for n in FEATURE_NAMES_V4])
+_COL = {n: FEATURE_NAMES.index(n) for n in FEATURE_NAMES}
+_STARVE_LOG = math.log1p(86400.0 / TAU_S) / 8.0
+"""`log_wait` of a job that has waited the round's `starve_after_s` (the limit never holds it)"""
+
+
+class RegimeWeightsError(ValueError):
+    """`dqn-regime`'s weights are missing or not usable."""
+
+
+class Regime:
+    """What the policy has seen of the workload: every job ever pending (see the module)."""
+
+    def __init__(self) -> None:
+        self.seen: set = set()
+        self.first = math.inf
+        self.work = 0.0
+        self.n = [0, 0]  # short, long
+        self.size = [0.0, 0.0]
+        self.long_est = 0.0
+        self.vector = np.zeros(len(REGIME_NAMES), np.float32)
+
+    def observe(self, pending: Sequence[JobRequest], now: float, cap: float, gpus: bool) -> None:
+        """Count the jobs of `pending` not seen before (`cap`: the cluster's GPUs, or CPUs when
+        it has none) and update `vector`."""
+        new = False
+        for j in pending:
+            if j.id in self.seen:
+                continue
+            self.seen.add(j.id)
+            new = True
+            size = (float(j.request.gpus) if gpus else float(j.request.cpus)) / max(cap, 1e-9)
+            est = float(j.est_runtime_s)
+            long = int(est > LONG_AFTER_S)
+            self.first = min(self.first, float(j.submitted_at))
+            self.work += size * est
+            self.n[long] += 1
+            self.size[long] += size
+            if long:
+                self.long_est += est
+        if not new and self.vector[-1] == float(gpus):
+            return
+        total = max(1, sum(self.n))
+        span = max(now - self.first, 0.0) + 3600.0 if self.n[0] + self.n[1] else 1.0
+        ns, nl = max(1, self.n[0]), max(1, self.n[1])
+        self.vector = np.array(
+            [
+                min(1.0, self.work / span / 4.0),
+                self.n[1] / total,
+                min(1.0, 4.0 * self.size[1] / nl),
+                min(1.0, 4.0 * self.size[0] / ns),
+                math.log1p(self.long_est / nl / 3600.0) / 6.0,
+                float(gpus),
+            ],
+            np.float32,
+        )
+
+    def observe_view(self, view: ClusterView, pending: Sequence[JobRequest], now: float) -> None:
+        """`observe` with the capacity of the view's up nodes."""
+        gpus = float(sum(n.capacity.gpus for n in view.nodes if n.is_up))
+        cpus = float(sum(n.capacity.cpus for n in view.nodes if n.is_up))
+        self.observe(pending, now, gpus or cpus, gpus > 0)
+
+
+def rule_pick(x: np.ndarray, share: float) -> int | None:
+    """The row SJF takes on these candidate rows under a long-job limit of `share`: the shortest
+    estimate (then window order, least leftover, node) among jobs the limit lets start, as the
+    round's `teacher_choice` for its own limit; the wait row when the limit holds every job back
+    and waiting is allowed (`None` when not: the caller decides)."""
+    m = len(x) - 1
+    if m <= 0:
+        return None
+    rows = x[:m]
+    c = _COL
+    running_long = x[m, c["long_cpu_after"]] > 0 or x[m, c["long_gpu_after"]] > 0
+    over = (rows[:, c["long_cpu_after"]] > share + 1e-6) | (
+        rows[:, c["long_gpu_after"]] > share + 1e-6
+    )
+    capped = (
+        (rows[:, c["is_long"]] > 0)
+        & over
+        & (rows[:, c["log_wait"]] < _STARVE_LOG - 1e-6)
+        & running_long
+    )
+    if capped.all():
+        return None
+    order = np.lexsort(
+        (rows[:, c["leftover"]], np.arange(m), rows[:, c["log_est"]], capped.astype(np.int8))
+    )
+    return int(order[0])
+
+
+def alt_pick(x: np.ndarray) -> int | None:
+    """The other rule's row: the round's own teacher row (40 %) wherever the two limits pick the
+    same row, else SJF's pick under `ALT_SHARE` (`rule_pick`); None where neither names one."""
+    teacher = np.flatnonzero(x[:, TEACHER] > 0)
+    own = int(teacher[0]) if len(teacher) else None
+    alt = rule_pick(x, ALT_SHARE)
+    if alt == rule_pick(x, BASE_SHARE):
+        return own
+    return alt
+
+
+def dense_pick(x: np.ndarray) -> int | None:
+    """The third rule's row: the least estimate per squared size (`job_size`, the job's dominant
+    share of the node), then the best fit; the limit does not apply. Large jobs that SJF keeps
+    passing over go first on a small cluster packed by a few of them (deeprm: one node of ten
+    units); None when no job can start."""
+    m = len(x) - 1
+    if m <= 0:
+        return None
+    rows = x[:m]
+    est = np.exp(8.0 * rows[:, _COL["log_est"]].astype(np.float64))
+    size = np.maximum(rows[:, _COL["job_size"]].astype(np.float64), 1e-3)
+    return int(np.lexsort((-rows[:, _COL["is_best_fit"]], est / size**2))[0])
+
+
+def dense_action(fallback: Chooser) -> Chooser:
+    """A chooser on env observations: `dense_pick`, else `fallback`'s."""
+
+    def choose(obs: Candidates) -> int:
+        pick = dense_pick(obs.x)
+        return fallback(obs) if pick is None else pick
+
+    return choose
+
+
+def alt_action(fallback: Chooser) -> Chooser:
+    """A chooser on env observations: `alt_pick`, else wait where allowed, else `fallback`'s."""
+
+    def choose(obs: Candidates) -> int:
+        pick = alt_pick(obs.x)
+        if pick is not None:
+            return pick
+        return len(obs) - 1 if obs.wait_allowed else fallback(obs)
+
+    return choose
+
+
+def base_chooser(net: QNetwork) -> Chooser:
+    """The base policy (the shipped network plus its teacher bonus: SJF within 40 %)."""
+    return greedy(net, BASE_BONUS)
+
+
+def augment(x: np.ndarray, regime: np.ndarray) -> np.ndarray:
+    """The network's input rows: the version-4 columns, `alt_choice`, `dense_choice`, the
+    regime's columns."""
+    m = len(x)
+    out = np.zeros((m, len(INPUTS)), np.float32)
+    out[:, : len(_V4)] = x[:, _V4]
+    for k, pick in enumerate((alt_pick(x), dense_pick(x))):
+        if pick is not None:
+            out[pick, len(_V4) + k] = 1.0
+    out[:, len(_V4) + 2 :] = regime
+    return out
+
+
+class RegimeNet(QNetwork):
+    """The MLP over `INPUTS`; `scores` takes full candidate rows and the current `regime`."""
+
+    def __init__(self, layers: Layers) -> None:
+        ReluMLP.__init__(self, layers)
+        self.features = INPUTS
+        self.columns = None
+        self.regime = np.zeros(len(REGIME_NAMES), np.float32)
+
+    @property
+    def uses_fragmentation(self) -> bool:
+        return False
+
+    @property
+    def uses_fair_share(self) -> bool:
+        return False
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        return ReluMLP.scores(self, augment(np.asarray(x), self.regime))
+
+
+def check_layers(layers: Layers, where: str) -> None:
+    """RegimeWeightsError unless `layers` map `INPUTS` to one finite score."""
+    if not layers:
+        raise RegimeWeightsError(f"{where}: no layers")
+    if layers[0][0].shape[0] != len(INPUTS) or layers[-1][0].shape[1] != 1:
+        raise RegimeWeightsError(
+            f"{where}: network shape {layers[0][0].shape[0]}->{layers[-1][0].shape[1]} does not "
+            f"match {len(INPUTS)} inputs -> 1 score"
+        )
+    for (w, b), (w2, _) in zip(layers, layers[1:], strict=False):
+        if w.ndim != 2 or w.shape[1] != b.shape[0] or w.shape[1] != w2.shape[0]:
+            raise RegimeWeightsError(f"{where}: layer shapes do not chain")
+    if not all(np.isfinite(w).all() and np.isfinite(b).all() for w, b in layers):
+        raise RegimeWeightsError(f"{where}: weights are not all finite")
+
+
+def save_regime(path: str | Path, layers: Layers, meta: dict | None = None) -> None:
+    """Write `dqn-regime` weights (refusing ones `load_regime` would refuse)."""
+    check_layers(layers, str(path))
+    info = {"kind": KIND, "inputs": list(INPUTS), "alt_share": ALT_SHARE, **(meta or {})}
+    write_npz(path, layers, info)
+
+
+def load_regime(path: str | Path) -> tuple[RegimeNet, dict]:
+    """The network and metadata of a `save_regime` file; RegimeWeightsError saying what is
+    wrong."""
+    path = Path(path)
+    hint = f"(train it: python -m scheduler.dqn_regime train --out {path})"
+    try:
+        layers, meta = read_npz(path)
+    except FileNotFoundError:
+        raise RegimeWeightsError(f"{path}: no such file {hint}") from None
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        raise RegimeWeightsError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+    if not isinstance(meta, dict) or meta.get("kind") != KIND:
+        raise RegimeWeightsError(f"{path}: not {KIND} weights {hint}")
+    if meta.get("inputs") != list(INPUTS) or meta.get("alt_share") != ALT_SHARE:
+        raise RegimeWeightsError(f"{path}: written for other inputs than this version reads")
+    check_layers(layers, str(path))
+    return RegimeNet(layers), meta
+
+
+class RegimePolicy(DQNPolicy):
+    """The network deciding alone on `DQNPolicy`'s round (aging off, the guard as it is), with
+    the regime of what it has seen so far as input. Refuses to load without its weights."""
+
+    name = KIND
+
+    def __init__(self, weights: str | Path | None = None, *, cost_weight: float = 0.0) -> None:
+        if not cost_weight >= 0:
+            raise ValueError("cost_weight must be >= 0")
+        net, meta = load_regime(WEIGHTS if weights is None else weights)
+        self._init(net, meta, float(cost_weight))
+        self.weights_path = Path(WEIGHTS if weights is None else weights)
+
+    def _init(self, net: RegimeNet, meta: dict, cost_weight: float) -> None:
+        self.teacher_bonus = 0.0
+        self.weights_path = None
+        self.net, self.fallback, self.meta = net, None, meta
+        self.config = no_aging()
+        self.cost_weight = cost_weight
+        self._placed, self._waiting, self._notes = {}, {}, []
+        self.shapes = None
+        self.regime = Regime()
+
+    @classmethod
+    def from_layers(cls, layers: Layers) -> RegimePolicy:
+        """An in-memory network (training and evaluation)."""
+        check_layers(layers, "network")
+        self = cls.__new__(cls)
+        self._init(RegimeNet(layers), {}, 0.0)
+        return self
+
+    def decide(
+        self,
+        view: ClusterView,
+        pending: Sequence[JobRequest],
+        now: float,
+        fair_share: Any = None,
+    ) -> list[Placement]:
+        """`DQNPolicy.decide` with the regime brought up to date first."""
+        self.regime.observe_view(view, pending, now)
+        assert isinstance(self.net, RegimeNet)
+        self.net.regime = self.regime.vector
+        return super().decide(view, pending, now, fair_share)

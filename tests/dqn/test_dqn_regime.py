@@ -1,0 +1,229 @@
+"""`dqn-regime`: the regime it reads, the other rule's pick, a network deciding alone, its
+weights, trainer, command line and bench name."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scheduler.bench import make_workload
+from scheduler.dqn_regime_core import (
+    ALT_SHARE,
+    INPUTS,
+    REGIME_NAMES,
+    WEIGHTS,
+    Regime,
+    RegimePolicy,
+    RegimeWeightsError,
+    alt_pick,
+    base_chooser,
+    dense_pick,
+    rule_pick,
+    save_regime,
+)
+from scheduler.dqn_rollout_core import BASE_WEIGHTS, SelfDQNPolicy, no_aging
+from scheduler.environment import SchedulingEnv, run_policy, summarize
+from scheduler.features import FEATURE_NAMES, TEACHER
+from scheduler.model import JobRequest, Resources
+from scheduler.policy import load_weights
+from scheduler.registry import EXPERIMENTAL_POLICIES, POLICY_NAMES, make_policy
+from scheduler.workloads import deeprm
+
+REPO = Path(__file__).resolve().parents[2]
+ALT = INPUTS.index("alt_choice")
+OWN = INPUTS.index("teacher_choice")
+
+
+def one_hot_layers(column: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A network whose score is input `column` (so it takes that column's row)."""
+    w0 = np.zeros((len(INPUTS), 1), np.float32)
+    w0[column, 0] = 1.0
+    return [(w0, np.zeros(1, np.float32)), (np.ones((1, 1), np.float32), np.zeros(1, np.float32))]
+
+
+def job(i: int, est: float, gpus: int = 1, cpus: float = 4, at: float = 0.0) -> JobRequest:
+    return JobRequest(f"j{i}", Resources(cpus, 1024, gpus), est, submitted_at=at)
+
+
+def test_the_regime_is_what_was_seen_of_the_workload():
+    reg = Regime()
+    pending = [job(0, 600, gpus=1, at=0.0), job(1, 36_000, gpus=8, at=0.0)]
+    reg.observe(pending, 0.0, 64.0, True)
+    v = dict(zip(REGIME_NAMES, reg.vector.tolist(), strict=True))
+    assert v["long_jobs"] == pytest.approx(0.5)
+    assert v["long_size"] == pytest.approx(4 * 8 / 64)
+    assert v["short_size"] == pytest.approx(4 * 1 / 64)
+    assert v["has_gpus"] == 1.0
+    # estimated work (1 x 600 + 8 x 36,000 GPU-seconds over 64 GPUs) per second seen (+ 1 h) / 4
+    assert v["offered_load"] == pytest.approx((600 + 8 * 36_000) / 64 / 3600 / 4, rel=1e-5)
+    # a job seen again is not counted twice; a new one is
+    reg.observe([*pending, job(2, 60, gpus=1, at=1800.0)], 1800.0, 64.0, True)
+    assert dict(zip(REGIME_NAMES, reg.vector.tolist(), strict=True))["long_jobs"] == pytest.approx(
+        1 / 3
+    )
+    cpu = Regime()
+    cpu.observe([job(0, 7200, gpus=0, cpus=128)], 0.0, 256.0, False)
+    assert cpu.vector[REGIME_NAMES.index("has_gpus")] == 0.0
+    assert cpu.vector[REGIME_NAMES.index("long_size")] == 1.0  # 4 x 0.5, clipped at 1
+
+
+def test_rule_pick_at_the_base_limit_is_the_rounds_teacher_and_the_other_starts_long_jobs():
+    shipped, _, _ = load_weights(BASE_WEIGHTS)
+    base = base_chooser(shipped)
+    env = SchedulingEnv(make_workload("lab-long", 3, jobs=300, load=0.9), config=no_aging())
+    obs, _ = env.reset()
+    done, same, steps, differ = False, 0, 0, 0
+    il = FEATURE_NAMES.index("is_long")
+    after = [FEATURE_NAMES.index("long_cpu_after"), FEATURE_NAMES.index("long_gpu_after")]
+    while not done:
+        if len(obs) > 1:
+            teacher = np.flatnonzero(obs.x[:, TEACHER] > 0)
+            pick = rule_pick(obs.x, 0.4)
+            if pick is None and obs.wait_allowed:
+                pick = len(obs) - 1
+            steps += 1
+            same += len(teacher) > 0 and pick == int(teacher[0])
+            alt = alt_pick(obs.x)
+            if alt is not None and len(teacher) and alt != int(teacher[0]):
+                differ += 1
+                # the other rule starts a long job the base's limit holds back
+                assert obs.x[alt, il] == 1.0
+                assert 0.4 < obs.x[alt, after].max() <= ALT_SHARE + 1e-6
+        obs, _, done, _, _ = env.step(base(obs) if len(obs) > 1 else 0)
+    assert same >= 0.9 * steps and differ > 0
+
+
+def rows(*jobs: tuple[float, float]) -> np.ndarray:
+    """Candidate rows of jobs (estimate s, size), one node each, best fit, plus the wait row."""
+    x = np.zeros((len(jobs) + 1, len(FEATURE_NAMES)), np.float32)
+    for i, (est, size) in enumerate(jobs):
+        x[i, FEATURE_NAMES.index("log_est")] = np.log(est / 10.0) / 8.0
+        x[i, FEATURE_NAMES.index("job_size")] = size
+        x[i, FEATURE_NAMES.index("is_best_fit")] = 1.0
+    x[-1, -1] = 1.0
+    return x
+
+
+def test_the_dense_rule_takes_the_least_estimate_per_squared_size():
+    # same estimate: the larger job; twice the size is worth up to four times the estimate
+    assert dense_pick(rows((600, 0.3), (600, 0.6))) == 1
+    assert dense_pick(rows((600, 0.3), (2300, 0.6))) == 1
+    assert dense_pick(rows((600, 0.3), (2500, 0.6))) == 0
+    assert dense_pick(rows()) is None
+
+
+def test_a_network_on_the_teacher_column_is_the_base_and_decides_alone():
+    """No bonus, no override: the scores alone pick. A network that reads only `teacher_choice`
+    is the base (`dqn-self`'s rule); one that reads only `alt_choice` does something else."""
+    wl = make_workload("lab-long", 1, jobs=150, load=0.9)
+    own = RegimePolicy.from_layers(one_hot_layers(OWN))
+    assert own.teacher_bonus == 0.0
+    base = summarize(run_policy(SelfDQNPolicy(), wl)).avg_bsld
+    assert summarize(run_policy(own, wl)).avg_bsld == pytest.approx(base)
+    alt = RegimePolicy.from_layers(one_hot_layers(ALT))
+    res = run_policy(alt, wl)
+    assert len(res.finished) == 150
+    assert summarize(res).avg_bsld != pytest.approx(base)
+
+
+def test_registry_loads_the_shipped_weights_and_decides_deterministically_without_torch():
+    assert "dqn-regime" in EXPERIMENTAL_POLICIES and "dqn-regime" not in POLICY_NAMES
+    code = (
+        "import sys, json\n"
+        "from scheduler.registry import make_policy\n"
+        "from scheduler.environment import run_policy, summarize\n"
+        "from scheduler.workloads import deeprm\n"
+        "out = [summarize(run_policy(make_policy('dqn-regime'), deeprm(60, 1.0, 1))).avg_bsld\n"
+        "       for _ in range(2)]\n"
+        "print(json.dumps({'runs': out, 'torch': 'torch' in sys.modules}))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    assert got["torch"] is False and got["runs"][0] == got["runs"][1] > 0
+    meta = RegimePolicy(WEIGHTS).meta
+    assert meta["kind"] == "dqn-regime" and "command" in meta and meta["history"]
+
+
+def test_bad_weights_are_refused(tmp_path):
+    with pytest.raises(RegimeWeightsError, match="no such file"):
+        RegimePolicy(tmp_path / "none.npz")
+    with pytest.raises(ValueError, match="dqn-regime"):
+        make_policy("dqn-regime", weights=tmp_path / "none.npz")
+    with pytest.raises(RegimeWeightsError, match="not dqn-regime weights"):
+        RegimePolicy(BASE_WEIGHTS)  # the shipped DQN's file is another kind
+    junk = tmp_path / "junk.npz"
+    junk.write_text("not a file of weights")
+    with pytest.raises(RegimeWeightsError, match="unreadable"):
+        RegimePolicy(junk)
+    short = one_hot_layers(OWN)
+    short[0] = (short[0][0][:-1], short[0][1])  # one input short
+    with pytest.raises(RegimeWeightsError, match="inputs"):
+        save_regime(tmp_path / "short.npz", short)
+    nan = one_hot_layers(OWN)
+    nan[0][0][0, 0] = np.nan
+    with pytest.raises(RegimeWeightsError, match="finite"):
+        save_regime(tmp_path / "nan.npz", nan)
+    assert not (tmp_path / "short.npz").exists() and not (tmp_path / "nan.npz").exists()
+
+
+def test_tiny_training_run_end_to_end(tmp_path):
+    from scheduler.dqn_regime_train import main
+
+    out = tmp_path / "reg.npz"
+    main(["--workloads", "3", "--first", "1", "--jobs", "60", "--every", "20", "--epochs", "1",
+          "--out", str(out)])  # fmt: skip
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert [h["family"] for h in meta["history"]][:2] == ["lab", "lab-long"]
+    assert all(h["labels"] > 0 for h in meta["history"])
+    pol = RegimePolicy(out)
+    assert len(run_policy(pol, deeprm(30, 0.9, 2)).finished) == 30
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scheduler.dqn_regime", *args],
+                          capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("train", "--workloads", "0"),
+        ("train", "--margin", "nan"),
+        ("train", "--out", "w.txt"),
+        ("eval", "--seeds", "0"),
+        ("eval", "--weights", "/nonexistent/w.npz"),
+        ("eval", "--limits", "0.4,x"),
+        ("eval", "--limits", "0"),
+    ],
+)
+def test_cli_rejects_bad_input_with_one_line(args):
+    res = _cli(*args)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert "error:" in res.stderr.strip().splitlines()[-1]
+    assert not (REPO / "w.txt").exists()
+
+
+def test_bench_runs_dqn_regime_by_name_and_the_defaults_leave_it_out():
+    res = subprocess.run(
+        [sys.executable, "-m", "lepton_tui", "bench", "--workload", "lab-long", "--jobs", "60",
+         "--policies", "dqn-regime,sjf-bf", "--json"],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)
+    assert [r["policy"] for r in rows] == ["dqn-regime", "sjf-bf"]
+    assert rows[0]["finished"] == 60
+    from scheduler.registry import BENCH_DEFAULT_POLICIES
+
+    assert "dqn-regime" not in BENCH_DEFAULT_POLICIES
