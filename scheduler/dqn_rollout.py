@@ -9,18 +9,15 @@ Training needs torch; nothing at run time imports this module (the policy is in
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
+from scheduler.dqn_rollout_core import train_or_eval
 from scheduler.dqn_rollout_eval import main as eval_main
 from scheduler.dqn_rollout_train import main as train_main
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=("train", "eval"))
-    args, rest = ap.parse_known_args(argv)
-    (train_main if args.what == "train" else eval_main)(rest)
+    train_or_eval(__doc__, train_main, eval_main, argv)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -241,3 +242,21 @@ def at_least(minimum: float, kind: type = int) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def train_or_eval(
+    doc: str,
+    train: Callable[[Sequence[str]], None],
+    evaluate: Callable[[Sequence[str]], None],
+    argv: Sequence[str] | None = None,
+) -> None:
+    """A trainer's command line: `train ...` or `eval ...`, each with its own options (so
+    `eval -h` shows the evaluation's options, not this parser's)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0], add_help=False)
+    ap.add_argument("what", choices=("train", "eval"), help="then that command's options (-h)")
+    ap.add_argument("-h", "--help", action="help", help="show this message and exit")
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("train", "eval"):
+        (train if args[0] == "train" else evaluate)(args[1:])
+        return
+    ap.parse_args(args)  # -h prints the usage; anything else is a one-line error (exit 2)

@@ -9,22 +9,25 @@ Training needs torch; nothing at run time imports this module (the policy is in
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
+
+from scheduler.dqn_rollout_core import train_or_eval
+
+
+def _train(argv: Sequence[str]) -> None:
+    from scheduler.dqn_select_train import main as train_main  # torch: only for training
+
+    train_main(argv)
+
+
+def _eval(argv: Sequence[str]) -> None:
+    from scheduler.dqn_select_eval import main as eval_main
+
+    eval_main(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("what", choices=("train", "eval"))
-    args, rest = ap.parse_known_args(argv)
-    if args.what == "train":
-        from scheduler.dqn_select_train import main as train_main
-
-        train_main(rest)
-    else:
-        from scheduler.dqn_select_eval import main as eval_main
-
-        eval_main(rest)
+    train_or_eval(__doc__ or "", _train, _eval, argv)
 
 
 if __name__ == "__main__":

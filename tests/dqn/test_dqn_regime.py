@@ -227,3 +227,20 @@ def test_bench_runs_dqn_regime_by_name_and_the_defaults_leave_it_out():
     from scheduler.registry import BENCH_DEFAULT_POLICIES
 
     assert "dqn-regime" not in BENCH_DEFAULT_POLICIES
+
+
+@pytest.mark.parametrize("module", ["dqn_regime", "dqn_rollout", "dqn_select"])
+def test_each_commands_help_is_its_own(module, capsys):
+    """`python -m scheduler.dqn_X eval -h` shows the evaluation's options, not the two-command
+    parser's; no command at all is a one-line usage error."""
+    import importlib
+
+    main = importlib.import_module(f"scheduler.{module}").main
+    with pytest.raises(SystemExit) as done:
+        main(["eval", "-h"])
+    assert done.value.code == 0
+    assert "--weights" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        main([])
+    assert done.value.code == 2
+    assert "error:" in capsys.readouterr().err.strip().splitlines()[-1]
