@@ -21,7 +21,9 @@ from lepton_tui.logins import job_owner, lab_key_of
 
 CHUNK_BYTES = 1 << 20
 FOLLOW_POLL_S = 0.5
-ENDED_ATTEMPT_STATES = frozenset({"succeeded", "failed", "timeout", "cancelled", "lost"})
+ENDED_ATTEMPT_STATES = frozenset(
+    {"succeeded", "failed", "timeout", "cancelled", "lost", "requeued"}
+)
 ENDED_JOB_STATES = frozenset({"succeeded", "failed", "timeout", "cancelled"})
 
 

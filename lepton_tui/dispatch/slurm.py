@@ -41,6 +41,7 @@ from inventory.slurm_host import Refused, Retry, SlurmHost, SlurmPoll, Submitted
 from inventory.supervisor import AttemptStatus
 from lepton_tui.dispatch import outcome
 from lepton_tui.dispatch.hostpool import GpuState, HostPool, Poll
+from lepton_tui.dispatch.slurm_requeue import run_of
 from lepton_tui.errors import IllegalTransition, LeptonError
 from lepton_tui.job_options import restart_env
 from lepton_tui.ledger import Ledger
@@ -404,6 +405,7 @@ def partition_poll(
         slurm_nodes={t: j.node_count for t, j in sp.jobs.items() if t in ids and j.node_count},
         slurm_alloc={t: j.allocated for t, j in sp.jobs.items() if t in ids and j.allocated},
         slurm_pending=None if sp.others is None else pending_record(part, sp.others),
+        slurm_runs={t: run_of(j) for t, j in sp.jobs.items() if t in ids},
     )
 
 
