@@ -455,6 +455,8 @@ def sbatch_argv(target: SlurmTarget, spec: SubmitSpec) -> list[str]:
         f"--mem={max(1, int(spec.mem_mb))}M",
         f"--output={spec.job_dir}/stdout", f"--error={spec.job_dir}/stderr",
         f"--chdir={spec.workdir or spec.job_dir}", "--export=ALL", "--kill-on-invalid-dep=yes",
+        # a run Slurm requeues writes after the earlier runs' output, never over it
+        "--open-mode=append",
     ]  # fmt: skip
     if target.account:
         argv.append(f"--account={target.account}")

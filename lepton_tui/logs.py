@@ -76,7 +76,10 @@ def follow_log(
             while True:
                 latest = _attempt(svc, job["id"], None)
                 if latest is not None and latest["attempt_no"] != attempt["attempt_no"]:
+                    same = latest["token"] == attempt["token"]
                     attempt = latest
+                    if same:  # a run Slurm requeued, split off while followed: its next run
+                        continue  # writes the same files, already read to their end
                     break
                 if svc.get_job(job_id)["state"] in ENDED_JOB_STATES:
                     return

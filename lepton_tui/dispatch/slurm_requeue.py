@@ -19,6 +19,7 @@ span runs to the last requeue).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,6 +27,14 @@ from inventory.slurm import PENDING_STATES, SlurmJob
 from lepton_tui.rows import ActiveAttempt
 
 REQUEUED_WHY = "requeued by Slurm"
+RUN_TOKEN_RE = re.compile(r"(?P<live>.+)-r[0-9]+")  # an ended run's token: `split_slurm_run`
+
+
+def slurm_token(token: str) -> str:
+    """The token a Slurm job's name, comment and directory carry, for any of its runs' attempts
+    (an ended run's `TOKEN-rN` too: attempt tokens are hex, with no `-r`)."""
+    m = RUN_TOKEN_RE.fullmatch(token)
+    return m.group("live") if m else token
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,12 +54,16 @@ def run_of(job: SlurmJob) -> SlurmRun:
 
 
 def requeued(a: ActiveAttempt, run: SlurmRun, base: int) -> bool:
-    """Whether Slurm requeued the job since attempt `a`'s run began at restart count `base`."""
+    """Whether Slurm requeued the job since attempt `a`'s run began at restart count `base`,
+    and the tick's row shows it waiting again or in a later run. Not yet while the row still
+    shows the run `a` saw (Slurm counts the restart while it tears that run down, COMPLETING,
+    before it resets the submit time to the requeue's): the next tick tells its end."""
+    later = run.start is not None and (a.started_at is None or run.start > a.started_at + 1)
     if run.restarts is not None:
-        return run.restarts > base
+        return run.restarts > base and (run.pending or later or a.started_at is None)
     if a.state != "running" or a.started_at is None:  # sacct: only a run seen can tell
         return False
-    return run.pending or (run.start is not None and run.start > a.started_at + 1)
+    return run.pending or later
 
 
 def run_end(a: ActiveAttempt, run: SlurmRun, now: float) -> float:

@@ -6,6 +6,7 @@ at its time limit ends `timeout`, and is submitted again when it asked for that.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,12 @@ def requeue_running(slurm: SlurmBed, slurm_id: str) -> float:
     return asked
 
 
-def release(slurm: SlurmBed, slurm_id: str) -> None:
-    """A requeued job waits BeginTime (about two minutes) in Slurm's queue: let it go at once."""
+def release(slurm: SlurmBed, slurm_id: str, requeued_at: float) -> None:
+    """A requeued job waits BeginTime (about two minutes) in Slurm's queue: let it go now, but
+    not within 2 s of the requeue: slurmd refuses a credential issued in the second the job's
+    earlier one was revoked (the job then fails, "Job credential revoked"), which the wait
+    Slurm imposes avoids."""
+    time.sleep(max(0.0, requeued_at + 2 - time.time()))
     r = slurm.client("scontrol", "update", f"JobId={slurm_id}", "StartTime=now")
     assert r.returncode == 0, r.stderr
 
@@ -75,10 +80,16 @@ def test_each_run_of_a_job_slurm_requeues_is_an_attempt_charged_for_its_own_time
 ) -> None:
     add_cluster(svc, slurm, tmp_path / "lepton")
     set_prices(svc.ledger, "cluster", cpu_hour=3600, actor="test")  # a CPU-second costs 1
+    time.sleep(1)  # in force before Slurm's first start (whole seconds)
     runs = tmp_path / "runs"
     job = submit(svc, f"echo run >> {runs}; echo out $(wc -l < {runs}); sleep 3; "
                       f"exit $(( $(wc -l < {runs}) - 1 ))")  # fmt: skip
     tick_until(d, lambda: state(svc, job) == "running" and runs.exists())
+    followed: list[str] = []  # `logs -f` from the first run on, across the requeue
+    follower = threading.Thread(
+        target=lambda: followed.extend(follow_log(svc, job, "stdout", follow=True, poll_s=0.2))
+    )
+    follower.start()
     time.sleep(1.1)  # the first run holds its CPU at least a second
     (slurm_id,) = slurm_jobs_named(slurm, svc, job)
     requeued_at = requeue_running(slurm, slurm_id)
@@ -87,12 +98,16 @@ def test_each_run_of_a_job_slurm_requeues_is_an_attempt_charged_for_its_own_time
     assert first["state"] == "requeued" and first["cost"] is not None  # settled at once
     assert second["state"] == "starting" and second["started_at"] is None  # waits, free
     assert state(svc, job) == "running" and not svc.ledger.unfenced_attempts()
-    release(slurm, slurm_id)
+    release(slurm, slurm_id, requeued_at)
     tick_until(d, lambda: state(svc, job) in TERMINAL, timeout=120)
     assert runs.read_text().count("run") == 2  # Slurm ran it twice, lepton submitted it once
     assert slurm_jobs_named(slurm, svc, job) == [slurm_id]
     assert_charged_per_run(svc, job, slurm_id, requeued_at)
-    assert "out 2\n" in "".join(follow_log(svc, job, "stdout", pool=d.pool))
+    whole = "".join(follow_log(svc, job, "stdout", pool=d.pool))
+    assert whole == "out 1\nout 2\n"  # both runs' output: the second's after the first's
+    assert "".join(follow_log(svc, job, "stdout", attempt_no=1, pool=d.pool)) == whole
+    follower.join(timeout=30)
+    assert not follower.is_alive() and "".join(followed) == whole  # nothing twice
 
 
 def test_a_dispatcher_restarted_between_the_runs_ends_with_exactly_one_attempt_per_run(
@@ -103,6 +118,7 @@ def test_a_dispatcher_restarted_between_the_runs_ends_with_exactly_one_attempt_p
     sees it run and end. Nothing is submitted again, lost or split twice."""
     add_cluster(svc, slurm, tmp_path / "lepton")
     set_prices(svc.ledger, "cluster", cpu_hour=3600, actor="test")
+    time.sleep(1)
     runs = tmp_path / "runs"
     job = submit(svc, f"echo run >> {runs}; sleep 3; exit $(( $(wc -l < {runs}) - 1 ))")
     first_d = Dispatcher(svc, tick_s=0.2)
@@ -120,7 +136,7 @@ def test_a_dispatcher_restarted_between_the_runs_ends_with_exactly_one_attempt_p
         assert len(svc.ledger.attempts_for(job)) == 2
     finally:
         second_d.pool.close()
-    release(slurm, slurm_id)
+    release(slurm, slurm_id, requeued_at)
     third_d = Dispatcher(svc, tick_s=0.2)
     try:
         tick_until(third_d, lambda: state(svc, job) in TERMINAL, timeout=120)
