@@ -9,11 +9,11 @@ the one the live attempt began at (or, under sacct, which has no count, when a r
 start shows waiting again or started again later), the attempt's run ends `requeued` and is
 settled, and a new attempt takes the live token for Slurm's next run (`split_slurm_run`).
 
-When the run lepton saw ended: Slurm's requeue time (the submit time), held between that run's
-start and the next run's start; without it, the tick that saw it requeued (an upper bound). A
-run Slurm started and requeued between two ticks, never seen running, has no known start and
-is recorded as a run with no charge; several requeues between two ticks count as one (the
-span runs to the last requeue).
+When the run lepton saw ended: Slurm's requeue time (the submit time, once it is later than the
+run's start), held between that run's start and the next run's start; without it, the tick
+that saw it requeued (an upper bound). A run Slurm started and requeued between two ticks,
+never seen running, has no known start and is recorded as a run with no charge; several
+requeues between two ticks count as one (the span runs to the last requeue).
 """
 
 from __future__ import annotations
@@ -67,9 +67,11 @@ def requeued(a: ActiveAttempt, run: SlurmRun, base: int) -> bool:
 
 
 def run_end(a: ActiveAttempt, run: SlurmRun, now: float) -> float:
-    """When the run attempt `a` recorded ended: Slurm's requeue time, else `now`; never after
-    the next run's start nor before its own."""
-    end = run.submitted if run.submitted is not None else now
+    """When the run attempt `a` recorded ended: Slurm's requeue time (a submit time after the
+    run's start; one before it is the job's first submission, not reset), else `now`; never
+    after the next run's start nor before its own."""
+    reset = run.submitted is not None and (a.started_at is None or run.submitted > a.started_at)
+    end = run.submitted if reset and run.submitted is not None else now
     if run.start is not None:
         end = min(end, run.start)
     if a.started_at is not None:

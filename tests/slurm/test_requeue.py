@@ -170,3 +170,32 @@ def test_slurms_time_limit_ends_the_job_timeout_and_lepton_requeues_it_when_aske
     assert second["state"] == "succeeded" and state(svc, job) == "succeeded"
     assert svc.ledger.get_job(job)["requeues"] == 1
     assert len(slurm_jobs_named(slurm, svc, job)) == 2  # one Slurm job per attempt
+
+
+def test_under_sacct_each_run_of_a_requeued_job_is_charged_too(
+    slurm_accounting: SlurmBed, svc: Service, tmp_path: Path
+) -> None:
+    """Where accounting runs the tick asks sacct, which has no restart count: the run lepton
+    saw start is split off when sacct shows the job waiting again (or in a later run)."""
+    from tests.slurm.test_accounting import add
+    from tests.slurmbed import ACCOUNT
+
+    add(svc, slurm_accounting, tmp_path / "lepton", account=ACCOUNT)
+    set_prices(svc.ledger, "cluster", cpu_hour=3600, actor="test")
+    time.sleep(1)
+    runs = tmp_path / "runs"
+    job = submit(svc, f"echo run >> {runs}; sleep 3; exit $(( $(wc -l < {runs}) - 1 ))")
+    d = Dispatcher(svc, tick_s=0.2)
+    try:
+        tick_until(d, lambda: state(svc, job) == "running" and runs.exists())
+        assert d.slurm.get(svc.ledger.get_host("cluster")).accounting()
+        time.sleep(1.1)
+        (slurm_id,) = slurm_jobs_named(slurm_accounting, svc, job)
+        requeued_at = requeue_running(slurm_accounting, slurm_id)
+        tick_until(d, lambda: len(svc.ledger.attempts_for(job)) == 2)
+        release(slurm_accounting, slurm_id, requeued_at)
+        tick_until(d, lambda: state(svc, job) in TERMINAL, timeout=120)
+    finally:
+        d.pool.close()
+    assert runs.read_text().count("run") == 2
+    assert_charged_per_run(svc, job, slurm_id, requeued_at)

@@ -90,7 +90,7 @@ def test_the_run_ends_at_slurms_requeue_time_held_between_the_two_starts() -> No
     waiting = dataclasses_replace(run_of(row(WAITING)), submitted=None)
     assert run_end(a, waiting, now=1100.0) == 1100.0  # the tick that saw it requeued
     early = dataclasses_replace(run_of(row(WAITING)), submitted=900.0)
-    assert run_end(a, early, now=1100.0) == 1000.0  # never before its own start
+    assert run_end(a, early, now=1100.0) == 1100.0  # a submit time not reset says nothing
 
 
 def test_each_run_keeps_the_slurm_jobs_token_for_its_files() -> None:
