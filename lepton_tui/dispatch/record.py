@@ -109,7 +109,8 @@ def record_poll(
         for a in active:
             if a.host != name:
                 continue
-            what = apply_status(ctx, a, status_of(answer, a.token))
+            st = slurm_requeue.earlier_start(a, status_of(answer, a.token))
+            what = apply_status(ctx, a, st)
             if what == "relaunch":
                 relaunch.append(a)
             elif what == "ended":

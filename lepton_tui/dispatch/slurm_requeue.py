@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from inventory.slurm import PENDING_STATES, SlurmJob
+from inventory.supervisor import AttemptStatus
 from lepton_tui.rows import ActiveAttempt
 
 REQUEUED_WHY = "requeued by Slurm"
@@ -109,3 +110,12 @@ def split_requeued(
         if fresh is not None:
             out.append(fresh)
     return out, ended
+
+
+def earlier_start(a: ActiveAttempt, st: AttemptStatus) -> AttemptStatus:
+    """The status of attempt `a` with no start where the one Slurm gives is an earlier run's
+    (before `a` was opened for a later run: a requeued job cancelled while it waits again may
+    show its last start): that run is charged on its own attempt, not again on this one."""
+    if not a.slurm_job_id or st.started_at is None or st.started_at >= a.created_at - 1:
+        return st
+    return dataclasses.replace(st, started_at=st.ended_at)

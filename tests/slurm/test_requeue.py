@@ -147,6 +147,30 @@ def test_a_dispatcher_restarted_between_the_runs_ends_with_exactly_one_attempt_p
     assert_charged_per_run(svc, job, slurm_id, requeued_at)
 
 
+def test_a_requeued_job_cancelled_while_it_waits_again_costs_only_its_first_run(
+    slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
+) -> None:
+    add_cluster(svc, slurm, tmp_path / "lepton")
+    set_prices(svc.ledger, "cluster", cpu_hour=3600, actor="test")
+    time.sleep(1)
+    job = submit(svc, "sleep 30")
+    tick_until(d, lambda: state(svc, job) == "running")
+    time.sleep(1.1)
+    (slurm_id,) = slurm_jobs_named(slurm, svc, job)
+    requeue_running(slurm, slurm_id)
+    tick_until(d, lambda: len(svc.ledger.attempts_for(job)) == 2)
+    svc.cancel([job])
+    tick_until(d, lambda: state(svc, job) in TERMINAL)
+    first, second = svc.ledger.attempts_for(job)
+    assert (first["state"], second["state"], state(svc, job)) == (
+        "requeued", "cancelled", "cancelled"
+    )  # fmt: skip
+    run = first["ended_at"] - first["started_at"]
+    assert run > 0 and first["cost"] == pytest.approx(run, rel=1e-6)
+    assert second["cost"] == 0  # it never ran again: nothing held
+    assert slurm_jobs_named(slurm, svc, job) == [slurm_id]
+
+
 def test_slurms_time_limit_ends_the_job_timeout_and_lepton_requeues_it_when_asked(
     slurm: SlurmBed, svc: Service, d: Dispatcher, tmp_path: Path
 ) -> None:

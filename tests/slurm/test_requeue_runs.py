@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from inventory import slurm
-from lepton_tui.dispatch.slurm_requeue import SlurmRun, requeued, run_end, run_of, slurm_token
+from inventory.supervisor import AttemptStatus
+from lepton_tui.dispatch.slurm_requeue import (
+    SlurmRun,
+    earlier_start,
+    requeued,
+    run_end,
+    run_of,
+    slurm_token,
+)
 from lepton_tui.rows import ActiveAttempt, JobRow
 from lepton_tui.service import Service
 from lepton_tui.validate import JobSpec
@@ -91,6 +99,15 @@ def test_the_run_ends_at_slurms_requeue_time_held_between_the_two_starts() -> No
     assert run_end(a, waiting, now=1100.0) == 1100.0  # the tick that saw it requeued
     early = dataclasses_replace(run_of(row(WAITING)), submitted=900.0)
     assert run_end(a, early, now=1100.0) == 1100.0  # a submit time not reset says nothing
+
+
+def test_an_attempt_opened_for_a_later_run_is_never_charged_from_an_earlier_ones_start() -> None:
+    later = dataclasses.replace(attempt("starting", None), created_at=1005.0)
+    cancelled = AttemptStatus("aaaa11112222", "done", started_at=1000.0, ended_at=1050.0)
+    assert earlier_start(later, cancelled).started_at == 1050.0  # held nothing: costs nothing
+    ran = AttemptStatus("aaaa11112222", "done", started_at=1010.0, ended_at=1050.0)
+    assert earlier_start(later, ran) == ran
+    assert earlier_start(attempt("starting", None), cancelled) == cancelled  # its own start
 
 
 def test_each_run_keeps_the_slurm_jobs_token_for_its_files() -> None:
