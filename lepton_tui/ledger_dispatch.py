@@ -384,7 +384,7 @@ class DispatchRecords:
         self.insert("attempts", fresh)
         self.execute(
             "UPDATE jobs SET attempts_used = ?, reason = ?, updated_at = ? WHERE id = ?",
-            (number, "pending in Slurm (requeued by Slurm)", ended_at, att["job_id"]),
+            (number, "pending in Slurm (requeued by Slurm)", self.clock(), att["job_id"]),
         )
         self.event(
             "attempt.requeued",
