@@ -59,9 +59,13 @@ def requeued(a: ActiveAttempt, run: SlurmRun, base: int) -> bool:
     and the tick's row shows it waiting again or in a later run. Not yet while the row still
     shows the run `a` saw (Slurm counts the restart while it tears that run down, COMPLETING,
     before it resets the submit time to the requeue's): the next tick tells its end."""
-    later = run.start is not None and (a.started_at is None or run.start > a.started_at + 1)
+    if a.started_at is not None:
+        later = run.start is not None and run.start > a.started_at + 1
+    else:  # a run lepton never saw: a later one began after Slurm reset the submit time
+        later = (run.start is not None and run.submitted is not None
+                 and run.submitted > a.created_at + 1 and run.start >= run.submitted)  # fmt: skip
     if run.restarts is not None:
-        return run.restarts > base and (run.pending or later or a.started_at is None)
+        return run.restarts > base and (run.pending or later)
     if a.state != "running" or a.started_at is None:  # sacct: only a run seen can tell
         return False
     return run.pending or later
@@ -75,8 +79,7 @@ def run_end(a: ActiveAttempt, run: SlurmRun, now: float) -> float:
     end = run.submitted if reset and run.submitted is not None else now
     if run.start is not None:
         end = min(end, run.start)
-    if a.started_at is not None:
-        end = max(end, a.started_at)
+    end = max(end, a.started_at if a.started_at is not None else a.created_at)
     return min(end, now)
 
 

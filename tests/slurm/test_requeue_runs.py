@@ -75,8 +75,11 @@ def test_a_requeue_is_told_once_the_row_shows_the_job_waiting_or_in_a_later_run(
     assert requeued(a, run_of(row(WAITING)), 0)
     assert requeued(a, run_of(row(AGAIN)), 0)
     assert not requeued(a, run_of(row(AGAIN)), 1)  # the new attempt began at restart 1
-    # never seen running: whatever Slurm shows, the count tells
-    assert requeued(attempt("starting", None), run_of(row(AGAIN)), 0)
+    # never seen running: a run after the requeue, or the wait, tells; its teardown does not
+    unseen = dataclasses.replace(attempt("starting", None), created_at=989.6)  # sbatch at 990
+    assert requeued(unseen, run_of(row(AGAIN)), 0) and requeued(unseen, run_of(row(WAITING)), 0)
+    assert not requeued(unseen, run_of(row(TEARDOWN)), 0)
+    assert run_end(unseen, run_of(row(WAITING)), now=1100.0) == 1005.0
 
 
 def test_under_sacct_without_a_count_a_run_seen_that_waits_or_starts_again_is_a_requeue() -> None:
