@@ -34,9 +34,11 @@ SCRIPT_FILE = "job.sh"
 
 # squeue -O fields, `|` after each; the name (the one field another user's job could fill with
 # any text) comes last, so a `|` in a foreign job's name cannot shift the other fields.
+# RestartCnt and SubmitTime tell a job Slurm requeued: its restart count rises, and Slurm
+# resets its submit time to the moment it requeued it (the end of the run it cut short).
 SQUEUE_FIELDS = (
     "JobID", "State", "Reason", "StartTime", "EndTime", "exit_code", "tres-alloc",
-    "NodeList", "Name",
+    "NodeList", "RestartCnt", "SubmitTime", "Name",
 )  # fmt: skip
 
 PENDING_STATES = frozenset(
@@ -455,6 +457,8 @@ def sbatch_argv(target: SlurmTarget, spec: SubmitSpec) -> list[str]:
         f"--mem={max(1, int(spec.mem_mb))}M",
         f"--output={spec.job_dir}/stdout", f"--error={spec.job_dir}/stderr",
         f"--chdir={spec.workdir or spec.job_dir}", "--export=ALL", "--kill-on-invalid-dep=yes",
+        # a run Slurm requeues writes after the earlier runs' output, never over it
+        "--open-mode=append",
     ]  # fmt: skip
     if target.account:
         argv.append(f"--account={target.account}")
@@ -579,6 +583,8 @@ class SlurmJob:
     mem_mb: int = 0
     gpus: int | None = None  # None: Slurm's TRES string does not say (no gres/gpu TRES)
     nodes: str = ""
+    restarts: int | None = None  # times Slurm requeued it (squeue; None: sacct, or not said)
+    submitted: float | None = None  # its submit time: Slurm resets it when it requeues the job
 
     @property
     def node_count(self) -> int:
@@ -630,13 +636,26 @@ def _epoch(text: str) -> float | None:
     return float(text) if text.isdigit() and int(text) > 0 else None
 
 
+def _fields(line: str, n: int, added: int) -> list[str] | None:
+    """A `|`-separated record of `n` fields, the last one (the name) taking any `|` left; a
+    record from before the `added` fields just ahead of the name were asked (recorded output)
+    gets them empty. None: not a record."""
+    parts = line.split("|", n - 1)
+    if len(parts) >= n:
+        return parts
+    parts = line.split("|", n - 1 - added)
+    if len(parts) < n - added:
+        return None
+    return [*parts[: n - 1 - added], *([""] * added), parts[-1]]
+
+
 def parse_squeue(text: str) -> dict[str, SlurmJob]:
     """lepton's jobs in `squeue_argv`'s output, by attempt token; other jobs are skipped."""
     jobs: dict[str, SlurmJob] = {}
     n = len(SQUEUE_FIELDS)
     for line in text.splitlines():
-        parts = line.split("|", n - 1)
-        if len(parts) < n:
+        parts = _fields(line, n, 2)
+        if parts is None:
             continue
         name = parts[-1].rstrip("|").strip()
         m = NAME_RE.fullmatch(name)
@@ -657,6 +676,8 @@ def parse_squeue(text: str) -> dict[str, SlurmJob]:
             mem_mb=mem,
             gpus=gpus,
             nodes=parts[7].strip(),
+            restarts=int(parts[8].strip()) if parts[8].strip().isdigit() else None,
+            submitted=_epoch(parts[9]),
         )
         old = jobs.get(job.token)
         if old is None or int(job.slurm_id) > int(old.slurm_id):  # a requeue keeps the newest
@@ -734,7 +755,7 @@ def parse_pending(text: str, own: Collection[str] = ()) -> OthersPending:
 
 SACCT_FIELDS = (
     "JobIDRaw", "State", "Reason", "Start", "End", "ExitCode", "AllocTRES", "NodeList",
-    "JobName",
+    "Submit", "JobName",
 )  # fmt: skip
 
 
@@ -762,8 +783,8 @@ def parse_sacct(text: str) -> dict[str, SlurmJob]:
     jobs: dict[str, SlurmJob] = {}
     n = len(SACCT_FIELDS)
     for line in text.splitlines():
-        parts = line.split("|", n - 1)
-        if len(parts) < n or not parts[0].strip().isdigit():
+        parts = _fields(line, n, 1)
+        if parts is None or not parts[0].strip().isdigit():
             continue
         m = NAME_RE.fullmatch(parts[-1].strip())
         if not m:
@@ -786,6 +807,7 @@ def parse_sacct(text: str) -> dict[str, SlurmJob]:
             mem_mb=mem,
             gpus=gpus,
             nodes=parts[7].strip() if parts[7].strip() != "None assigned" else "",
+            submitted=_epoch(parts[8]),  # no restart count: sacct has none
         )
         old = jobs.get(job.token)
         if old is None or int(job.slurm_id) > int(old.slurm_id):

@@ -62,6 +62,17 @@ class _Store(Protocol):
     def update(self, table: str, key: Any, values: dict[str, Any], pk: str = "id") -> None: ...
     def get_setting(self, key: str, default: Any = None) -> Any: ...
     def setdefault_setting(self, key: str, value: Any, actor: str | None = None) -> Any: ...
+    def event(
+        self,
+        kind: str,
+        message: str,
+        *,
+        job_id: int | None = None,
+        host: str | None = None,
+        actor: str | None = None,
+        data: dict[str, Any] | None = None,
+        at: float | None = None,
+    ) -> int: ...
 
 
 class DispatchRecords:
@@ -130,12 +141,13 @@ class DispatchRecords:
         return bool(row and row["cancel_sent_at"] is not None)
 
     def retry_tally(self: _Store, job_id: int, token: str) -> RetryTally | None:
-        """The job's retries and how its attempts went, for the loss of attempt `token`."""
+        """The job's retries and how its attempts went, for the loss of attempt `token` (runs
+        Slurm requeued by itself are not lepton's attempts: they spend no retry)."""
         row = self.query_one(
             f"SELECT retries, requeues, (SELECT COUNT(*) FROM attempts WHERE job_id = jobs.id "
-            f"AND {_MAY_HAVE_RUN}) AS ran, (SELECT COUNT(*) FROM attempts "
-            f"WHERE job_id = jobs.id) AS made, (SELECT {_MAY_HAVE_RUN} FROM attempts "
-            "WHERE token = ?) AS this_ran, (SELECT started_at IS NULL FROM attempts "
+            f"AND state != 'requeued' AND {_MAY_HAVE_RUN}) AS ran, (SELECT COUNT(*) FROM "
+            "attempts WHERE job_id = jobs.id AND state != 'requeued') AS made, "
+            f"(SELECT {_MAY_HAVE_RUN} FROM attempts WHERE token = ?) AS this_ran, (SELECT started_at IS NULL FROM attempts "
             "WHERE token = ?) AS unseen FROM jobs WHERE id = ?",
             (token, token, job_id),
         )
@@ -333,6 +345,56 @@ class DispatchRecords:
             "WHERE token = ? AND state = 'starting'",
             (job_dir, slurm_job_id, token),
         )
+
+    def slurm_restarts(self: _Store, token: str) -> int:
+        """How many times Slurm had requeued an attempt's job when its run began (0: first)."""
+        row = self.query_one("SELECT slurm_restarts FROM attempts WHERE token = ?", (token,))
+        return int((row or {}).get("slurm_restarts") or 0)
+
+    def split_slurm_run(
+        self: _Store, token: str, *, ended_at: float, restarts: int, why: str
+    ) -> str:
+        """Slurm requeued the job of attempt `token` (restart count now `restarts`): the run the
+        attempt recorded ends `requeued` at `ended_at`, and a new `starting` attempt takes the
+        token (the Slurm job's name, comment and directory carry it: lepton finds exactly one
+        live attempt for it after a crash) for Slurm's next run, with nothing of the old run's
+        allocation. The old run keeps its row (the lower id: attempts read oldest first) under
+        the token `TOKEN-rN` (its run number). Returns that token, to settle its cost."""
+        att = self.query_one("SELECT * FROM attempts WHERE token = ?", (token,))
+        if att is None or att["state"] not in ("starting", "running"):
+            raise ValueError(f"attempt {token} is not live")
+        job = self.query_one("SELECT attempts_used FROM jobs WHERE id = ?", (att["job_id"],))
+        run = int(att.get("slurm_restarts") or 0) + 1
+        old = f"{token}-r{run}"
+        ended_at = max(ended_at, float(att["started_at"] or ended_at))
+        self.execute(
+            "UPDATE attempts SET token = ?, state = 'requeued', ended_at = ?, reason = ? "
+            "WHERE id = ?",
+            (old, ended_at, why, att["id"]),
+        )
+        number = int((job or {}).get("attempts_used") or att["attempt_no"]) + 1
+        fresh = {
+            k: v for k, v in att.items()
+            if k not in ("id", "started_at", "ended_at", "exit_code", "reason", "cost",
+                         "energy_wh", "fenced_at", "missing_since", "alloc_cpus",
+                         "alloc_mem_mb", "alloc_gpus", "slurm_nodes")
+        }  # fmt: skip
+        fresh.update(token=token, attempt_no=number, state="starting", created_at=ended_at,
+                     launch_failures=0, presumed=0, slurm_restarts=restarts)  # fmt: skip
+        self.insert("attempts", fresh)
+        self.execute(
+            "UPDATE jobs SET attempts_used = ?, reason = ?, updated_at = ? WHERE id = ?",
+            (number, "pending in Slurm (requeued by Slurm)", self.clock(), att["job_id"]),
+        )
+        self.event(
+            "attempt.requeued",
+            f"job {att['job_id']} attempt {att['attempt_no']} on {att['host']}: "
+            f"{att['state']} -> requeued ({why}); Slurm runs it again as attempt {number}",
+            job_id=att["job_id"], host=att["host"], actor="dispatcher",
+            data={"token": old, "next": token, "slurm_job_id": att["slurm_job_id"],
+                  "restarts": restarts},
+        )  # fmt: skip
+        return old
 
     def mark_fenced(self: _Store, attempt_id: int, at: float) -> None:
         """Nothing of a lost attempt runs any more (or it was given up)."""

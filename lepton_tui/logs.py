@@ -21,7 +21,9 @@ from lepton_tui.logins import job_owner, lab_key_of
 
 CHUNK_BYTES = 1 << 20
 FOLLOW_POLL_S = 0.5
-ENDED_ATTEMPT_STATES = frozenset({"succeeded", "failed", "timeout", "cancelled", "lost"})
+ENDED_ATTEMPT_STATES = frozenset(
+    {"succeeded", "failed", "timeout", "cancelled", "lost", "requeued"}
+)
 ENDED_JOB_STATES = frozenset({"succeeded", "failed", "timeout", "cancelled"})
 
 
@@ -74,7 +76,10 @@ def follow_log(
             while True:
                 latest = _attempt(svc, job["id"], None)
                 if latest is not None and latest["attempt_no"] != attempt["attempt_no"]:
+                    same = latest["token"] == attempt["token"]
                     attempt = latest
+                    if same:  # a run Slurm requeued, split off while followed: its next run
+                        continue  # writes the same files, already read to their end
                     break
                 if svc.get_job(job_id)["state"] in ENDED_JOB_STATES:
                     return

@@ -37,15 +37,22 @@ JOB_TRANSITIONS: dict[str, frozenset[str]] = {
     "timeout": frozenset(),
 }
 
-ATTEMPT_STATES = ("starting", "running", "succeeded", "failed", "timeout", "cancelled", "lost")
+# `requeued`: a run of a Slurm job that Slurm requeued by itself (`scontrol requeue`, a node
+# failure or preemption with requeue); the next run is a new attempt on the same Slurm job
+ATTEMPT_STATES = (
+    "starting", "running", "succeeded", "failed", "timeout", "cancelled", "lost", "requeued",
+)  # fmt: skip
 ATTEMPT_TRANSITIONS: dict[str, frozenset[str]] = {
-    "starting": frozenset({"running", "lost", "failed", "cancelled", "succeeded", "timeout"}),
-    "running": frozenset({"succeeded", "failed", "timeout", "cancelled", "lost"}),
+    "starting": frozenset(
+        {"running", "lost", "failed", "cancelled", "succeeded", "timeout", "requeued"}
+    ),
+    "running": frozenset({"succeeded", "failed", "timeout", "cancelled", "lost", "requeued"}),
     "succeeded": frozenset(),
     "failed": frozenset(),
     "timeout": frozenset(),
     "cancelled": frozenset(),
     "lost": frozenset(),
+    "requeued": frozenset(),
 }
 
 HOST_STATES = ("unknown", "up", "down")
@@ -448,6 +455,15 @@ def _migrate_18(db: sqlite_utils.Database) -> None:
             db.execute(f"DELETE FROM {table}")
 
 
+def _migrate_19(db: sqlite_utils.Database) -> None:
+    """Each run of a job Slurm requeues is an attempt of its own, charged for its own time and
+    allocation (state `requeued` for the runs Slurm cut short): an attempt keeps the restart
+    count Slurm had reached when its run began (`slurm_restarts`; NULL: 0), so a count that
+    rises tells lepton that Slurm requeued it."""
+    if "slurm_restarts" not in db.table("attempts").columns_dict:
+        db.execute("ALTER TABLE attempts ADD COLUMN slurm_restarts INTEGER")
+
+
 # Append forward migrations here; never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
@@ -468,5 +484,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_16,
     _migrate_17,
     _migrate_18,
+    _migrate_19,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -78,6 +78,9 @@ class Poll:
     slurm_alloc: dict[str, tuple[float, int, int | None]] = field(default_factory=dict)
     # a Slurm partition's pending jobs of other users (`dispatch.slurm.pending_record`)
     slurm_pending: dict[str, Any] | None = None
+    # each Slurm attempt's run as its squeue/sacct row says it (`slurm_requeue.SlurmRun`):
+    # how a job Slurm requeued is told apart, so each of its runs is charged
+    slurm_runs: dict[str, Any] = field(default_factory=dict)
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:

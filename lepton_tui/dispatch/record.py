@@ -14,7 +14,7 @@ from typing import Any
 
 from inventory.fanout import Failed, Ok, fan_out
 from inventory.supervisor import AttemptStatus
-from lepton_tui.dispatch import outcome, runas
+from lepton_tui.dispatch import outcome, runas, slurm_requeue
 from lepton_tui.dispatch import slurm as dslurm
 from lepton_tui.dispatch.common import Ctx, TickResult, bind, log, raiser, settle, status_of
 from lepton_tui.dispatch.hostpool import Poll, poll_host
@@ -90,6 +90,7 @@ def record_poll(
     now = ctx.clock()
     relaunch = []
     ended: list[str] = []
+    requeued: list[str] = []  # runs Slurm requeued: settled, the job goes on
     with ctx.ledger.tx():
         ctx.ledger.host_answered(host["id"], now, discovered_capacity(host, answer))
         if host["state"] != "up":
@@ -97,6 +98,10 @@ def record_poll(
         record_samples(ctx.ledger, answer, now)
         for user, why in answer.login_failures.items():  # lab mode: whose login failed
             record_login(ctx.ledger, name, user, False, how="poll", error=why, now=now)
+        if answer.slurm_runs:  # runs Slurm requeued end first: the poll's allocation is the next's
+            active, requeued = slurm_requeue.split_requeued(
+                ctx.ledger, name, answer.slurm_runs, active, now
+            )
         if answer.slurm_nodes:  # before an end settles the cost (a price per node-hour)
             ctx.ledger.note_attempt_nodes(answer.slurm_nodes)
         if answer.slurm_alloc:  # what Slurm allocated: charged by it (a request rounded up)
@@ -104,12 +109,13 @@ def record_poll(
         for a in active:
             if a.host != name:
                 continue
-            what = apply_status(ctx, a, status_of(answer, a.token))
+            st = slurm_requeue.earlier_start(a, status_of(answer, a.token))
+            what = apply_status(ctx, a, st)
             if what == "relaunch":
                 relaunch.append(a)
             elif what == "ended":
                 ended.append(a.token)
-        for token in ended:  # cost settled in the same transaction as the end
+        for token in [*requeued, *ended]:  # cost settled in the same transaction as the end
             settle(ctx.ledger, token)
     result.finished += len(ended)
     return relaunch

@@ -41,6 +41,7 @@ from inventory.slurm_host import Refused, Retry, SlurmHost, SlurmPoll, Submitted
 from inventory.supervisor import AttemptStatus
 from lepton_tui.dispatch import outcome
 from lepton_tui.dispatch.hostpool import GpuState, HostPool, Poll
+from lepton_tui.dispatch.slurm_requeue import run_of, slurm_token
 from lepton_tui.errors import IllegalTransition, LeptonError
 from lepton_tui.job_options import restart_env
 from lepton_tui.ledger import Ledger
@@ -404,6 +405,7 @@ def partition_poll(
         slurm_nodes={t: j.node_count for t, j in sp.jobs.items() if t in ids and j.node_count},
         slurm_alloc={t: j.allocated for t, j in sp.jobs.items() if t in ids and j.allocated},
         slurm_pending=None if sp.others is None else pending_record(part, sp.others),
+        slurm_runs={t: run_of(j) for t, j in sp.jobs.items() if t in ids},
     )
 
 
@@ -455,7 +457,8 @@ def read_log(
 ) -> tuple[bytes, int]:
     """Up to `max_bytes` of a Slurm attempt's output file from `offset`."""
     sh = SlurmHost(host["name"], transport, target_of(host), root_dir)
-    return sh.read_log(int(attempt["job_id"]), attempt["token"], stream, offset, max_bytes)
+    token = slurm_token(attempt["token"])  # every run of a job Slurm requeued: its files
+    return sh.read_log(int(attempt["job_id"]), token, stream, offset, max_bytes)
 
 
 def node_records(part: PartitionView) -> list[dict[str, Any]]:
