@@ -109,7 +109,9 @@ def record_poll(
         for a in active:
             if a.host != name:
                 continue
-            st = slurm_requeue.earlier_start(a, status_of(answer, a.token))
+            st = slurm_requeue.earlier_start(
+                a, status_of(answer, a.token), ctx.ledger.slurm_restarts
+            )
             what = apply_status(ctx, a, st)
             if what == "relaunch":
                 relaunch.append(a)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from inventory.slurm import PENDING_STATES, SlurmJob
@@ -115,10 +115,19 @@ def split_requeued(
     return out, ended
 
 
-def earlier_start(a: ActiveAttempt, st: AttemptStatus) -> AttemptStatus:
+def earlier_start(
+    a: ActiveAttempt, st: AttemptStatus, restarts_of: Callable[[str], int]
+) -> AttemptStatus:
     """The status of attempt `a` with no start where the one Slurm gives is an earlier run's
     (before `a` was opened for a later run: a requeued job cancelled while it waits again may
-    show its last start): that run is charged on its own attempt, not again on this one."""
+    show its last start): that run is charged on its own attempt, not again on this one.
+
+    Only an attempt a split opened (`restarts_of(token)` above 0) is checked: its `created_at`
+    is on Slurm's clock (the requeue's time or the next run's start). A first run's is lepton's
+    intent, and a controller whose clock runs behind the login node's may report a start before
+    it: that start is the run's own, and is charged. `restarts_of` is read only in that rare case."""
     if not a.slurm_job_id or st.started_at is None or st.started_at >= a.created_at - 1:
+        return st
+    if restarts_of(a.token) <= 0:
         return st
     return dataclasses.replace(st, started_at=st.ended_at)

@@ -106,11 +106,31 @@ def test_the_run_ends_at_slurms_requeue_time_held_between_the_two_starts() -> No
 
 def test_an_attempt_opened_for_a_later_run_is_never_charged_from_an_earlier_ones_start() -> None:
     later = dataclasses.replace(attempt("starting", None), created_at=1005.0)
+    split = {"aaaa11112222": 1}.get  # a split opened it (Slurm's count was 1)
     cancelled = AttemptStatus("aaaa11112222", "done", started_at=1000.0, ended_at=1050.0)
-    assert earlier_start(later, cancelled).started_at == 1050.0  # held nothing: costs nothing
+    assert earlier_start(later, cancelled, split).started_at == 1050.0  # held nothing: free
     ran = AttemptStatus("aaaa11112222", "done", started_at=1010.0, ended_at=1050.0)
-    assert earlier_start(later, ran) == ran
-    assert earlier_start(attempt("starting", None), cancelled) == cancelled  # its own start
+    assert earlier_start(later, ran, split) == ran
+    assert earlier_start(attempt("starting", None), cancelled, split) == cancelled  # its own
+
+
+def test_a_first_runs_start_before_its_intent_is_its_own_when_slurms_clock_lags() -> None:
+    """A controller whose clock runs 3 s behind the login node's starts a job at once: the start
+    Slurm reports is before lepton's intent (`created_at`), and it is still the run's own (no
+    split opened the attempt), so it is charged from there, not made free."""
+    first = dataclasses.replace(attempt("starting", None), created_at=1003.0)
+    asked: list[str] = []
+
+    def never_split(token: str) -> int:
+        asked.append(token)
+        return 0
+
+    done = AttemptStatus("aaaa11112222", "done", started_at=1000.0, ended_at=1500.0)
+    assert earlier_start(first, done, never_split) == done
+    assert asked == ["aaaa11112222"]
+    on_time = AttemptStatus("aaaa11112222", "done", started_at=1003.5, ended_at=1500.0)
+    assert earlier_start(first, on_time, never_split) == on_time
+    assert asked == ["aaaa11112222"]  # read only when the start is before the intent
 
 
 def test_each_run_keeps_the_slurm_jobs_token_for_its_files() -> None:
