@@ -488,6 +488,8 @@ def batch_script(spec: SubmitSpec) -> str:
         f"export LEPTON_ATTEMPT_DIR={q(spec.job_dir)}",
     ]
     lines += [f"export {k}={q(str(v))}" for k, v in sorted(spec.env.items())]
+    # a run Slurm requeued may have written its code: this run's end must not be read from it
+    lines.append(f"rm -f {q(spec.job_dir + '/' + END_FILE)}")
     lines.append(f"date +%s > {q(spec.job_dir + '/started_at')}")
     if spec.signal and re.fullmatch(r"[A-Z0-9]+@[0-9]+", spec.signal):
         # Slurm signals the batch shell (B:): pass it on to the job, and wait out the trap

@@ -232,3 +232,19 @@ def test_a_pending_jobs_memory_under_mem_per_cpu_is_its_whole_request() -> None:
         "202|dave|Priority|2|500M|N/A|N/A||pernode|\n"
     )
     assert slurm.parse_pending(text) == slurm.OthersPending(2, 2, 4, 1100, 0)
+
+
+def test_a_run_killed_before_its_end_leaves_no_earlier_runs_exit_code(tmp_path: Path) -> None:
+    """All runs of a job Slurm requeues share its directory: a run killed before it writes
+    `exit_code` (its node lost, `scancel -s KILL`) must not leave an earlier run's code there
+    to be read as its own once Slurm has forgotten the job. The script runs here under bash."""
+    import subprocess
+
+    spec = SubmitSpec(job_id=5, token="t0k3n", command="kill -9 $PPID", job_dir=str(tmp_path))
+    (tmp_path / slurm.END_FILE).write_text("0\n")  # the earlier run's
+    script = tmp_path / "job.sh"
+    script.write_text(slurm.batch_script(spec))
+    done = subprocess.run(["bash", str(script)], capture_output=True, timeout=30)
+    assert done.returncode == -9  # killed: no end written
+    assert (tmp_path / "started_at").exists()
+    assert not (tmp_path / slurm.END_FILE).exists()
