@@ -65,7 +65,11 @@ def requeued(a: ActiveAttempt, run: SlurmRun, base: int) -> bool:
         later = (run.start is not None and run.submitted is not None
                  and run.submitted > a.created_at + 1 and run.start >= run.submitted)  # fmt: skip
     if run.restarts is not None:
-        return run.restarts > base and (run.pending or later)
+        # a submit time Slurm reset after the run lepton saw began: a requeue since, even where
+        # the row shows the job ended (requeued and cancelled between two ticks)
+        reset = (a.started_at is not None and run.submitted is not None
+                 and run.submitted > a.started_at + 1)  # fmt: skip
+        return run.restarts > base and (run.pending or later or reset)
     if a.state != "running" or a.started_at is None:  # sacct: only a run seen can tell
         return False
     return run.pending or later
@@ -77,8 +81,8 @@ def run_end(a: ActiveAttempt, run: SlurmRun, now: float) -> float:
     after the next run's start nor before its own."""
     reset = run.submitted is not None and (a.started_at is None or run.submitted > a.started_at)
     end = run.submitted if reset and run.submitted is not None else now
-    if run.start is not None:
-        end = min(end, run.start)
+    if run.start is not None and (a.started_at is None or run.start > a.started_at + 1):
+        end = min(end, run.start)  # the next run's start (not the run `a` saw, still shown)
     end = max(end, a.started_at if a.started_at is not None else a.created_at)
     return min(end, now)
 

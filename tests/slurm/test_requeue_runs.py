@@ -82,6 +82,18 @@ def test_a_requeue_is_told_once_the_row_shows_the_job_waiting_or_in_a_later_run(
     assert run_end(unseen, run_of(row(WAITING)), now=1100.0) == 1005.0
 
 
+def test_a_requeue_then_a_cancel_between_two_ticks_still_ends_the_run_at_the_requeue() -> None:
+    """Requeued and cancelled while it waited, both between two ticks: the row shows the job
+    ended, with the count up and the submit time reset, and (as Slurm may) the first run's
+    start. The run lepton saw ends at the requeue, not at the cancel an hour later."""
+    cancelled = "7|CANCELLED|None|1000|4600|0|cpu=1,mem=64M,node=1||1|1005|lepton-3-aaaa11112222|"
+    a = attempt()
+    assert requeued(a, run_of(row(cancelled)), 0)
+    assert run_end(a, run_of(row(cancelled)), now=4700.0) == 1005.0
+    not_reset = cancelled.replace("|1|1005|", "|1|990|")  # the count up, no reset: no requeue
+    assert not requeued(a, run_of(row(not_reset)), 0)
+
+
 def test_under_sacct_without_a_count_a_run_seen_that_waits_or_starts_again_is_a_requeue() -> None:
     def sacct_run(line: str) -> SlurmRun:
         return dataclasses_replace(run_of(row(line)), restarts=None)
