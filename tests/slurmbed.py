@@ -176,6 +176,9 @@ class SlurmBed:
             "InactiveLimit=0",
             "SlurmctldTimeout=30",
             "SlurmdTimeout=60",
+            # a client call to a stopped controller gives up after about MessageTimeout - 1 s
+            # (9 s at the default 10): the tests that stop slurmctld wait for each of them
+            "MessageTimeout=5",
             "GresTypes=gpu",
             (
                 f"NodeName={NODE} NodeHostname={host} NodeAddr=127.0.0.1 CPUs={hw['CPUs']} "
