@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,28 +21,14 @@ from scheduler.dqn_order_eval import CONTENDERS, DOCUMENTED_BEST, family_windows
 from scheduler.dqn_order_train import FAMILIES, TRACE, validation_set
 from scheduler.dqn_regime_core import WEIGHTS, Regime, RegimeNet, RegimePolicy, RegimeWeightsError
 from scheduler.dqn_rollout_core import at_least
-from scheduler.dqn_rollout_eval import BASE_DOCUMENTED
+from scheduler.dqn_rollout_eval import policy_table
 from scheduler.environment import run_policy, summarize
 from scheduler.heuristics import HEURISTICS
 from scheduler.policy import DQNPolicy
 
 
 def table(weights: Path, seeds: int, kinds: Sequence[str]) -> None:
-    print("| family | load | dqn-regime avg / p95 / util | base (dqn-self's rule) | "
-          "best heuristic | / base | **/ best heuristic** |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
-    for kind, load, wls in family_windows(kinds, seeds):
-        t0 = time.process_time()
-        best = DOCUMENTED_BEST[(kind, load)]
-        base = BASE_DOCUMENTED[(kind, load)]
-        avg, p95, u = measured(lambda: RegimePolicy(weights), kind, wls)
-        print(
-            f"| {kind} | {'native' if load is None else load} | {avg:.2f} / {p95:.1f} / "
-            f"{u:.0%} | {base:.2f} | {best[0]:.2f} ({best[1]}) | {avg / base:.2f} | "
-            f"**{avg / best[0]:.2f}** |",
-            flush=True,
-        )
-        print(f"<!-- {kind} {load}: {time.process_time() - t0:.0f} CPU s -->", flush=True)
+    policy_table("dqn-regime", lambda: RegimePolicy(weights), seeds, kinds)
 
 
 def rule_shares(weights: Path, seeds: int, kinds: Sequence[str]) -> None:

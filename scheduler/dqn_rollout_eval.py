@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,13 +59,21 @@ again"""
 
 
 def table(weights: Path, seeds: int, kinds: Sequence[str], rerun_base: bool) -> None:
-    print("| family | load | dqn-self avg / p95 / util | base (teacher, aging off) | "
-          "best heuristic | dqn-self / base | **dqn-self / best heuristic** |")  # fmt: skip
+    policy_table("dqn-self", lambda: SelfDQNPolicy(weights), seeds, kinds, rerun_base)
+
+
+def policy_table(
+    name: str, make: Callable[[], Any], seeds: int, kinds: Sequence[str], rerun_base: bool = False
+) -> None:
+    """A policy (`make()`, fresh per workload) on the held-out workloads, over its base and the
+    best heuristic: one Markdown row per family and load, its CPU seconds in a comment."""
+    print(f"| family | load | {name} avg / p95 / util | base (teacher, aging off) | "
+          f"best heuristic | {name} / base | **{name} / best heuristic** |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
     for kind, load, wls in family_windows(kinds, seeds):
         t0 = time.process_time()
         best = DOCUMENTED_BEST[(kind, load)]
-        avg, p95, u = measured(lambda: SelfDQNPolicy(weights), kind, wls)
+        avg, p95, u = measured(make, kind, wls)
         if rerun_base:
             base = measured(lambda: DQNPolicy(aging_s=1e15), kind, wls)[0]
         else:
