@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from lepton_tui.economics.costs import gpu_utilization, settle_attempt
@@ -13,26 +11,12 @@ from lepton_tui.errors import ValidationError
 from tests.economics.helpers import (
     T0,
     UTC,
-    Clock,
     H,
     add_host,
     add_power_samples,
-    make_ledger,
     run_attempt,
     submit,
 )
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def ledger(tmp_path: Path, clock: Clock):
-    led = make_ledger(tmp_path, clock)
-    yield led
-    led.close()
 
 
 def report(ledger, since, until, by, now):

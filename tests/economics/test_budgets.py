@@ -20,11 +20,6 @@ from tests.economics.helpers import T0, UTC, Clock, H, add_host, make_ledger, ru
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def ledger(tmp_path: Path, clock: Clock):
     led = make_ledger(tmp_path, clock)
     add_host(led, "gpu1", cpus=8, mem_mb=8192, gpus=0, gpu_mem_mb=0)

@@ -18,7 +18,6 @@ from lepton_tui.economics.costs import (
 )
 from lepton_tui.economics.prices import allocated_text, set_prices
 from lepton_tui.economics.replay import ledger_workload
-from lepton_tui.economics.report import cost_report
 from lepton_tui.economics.waste import find_waste
 from lepton_tui.ledger import ECON_ROLLUP_TABLES, Ledger, open_ledger
 from tests.economics.helpers import (
@@ -27,30 +26,10 @@ from tests.economics.helpers import (
     H,
     add_host,
     add_power_samples,
-    make_ledger,
     submit,
 )
+from tests.economics.test_slurm_prices import _report_totals as _totals
 from tests.economics.test_slurm_prices import add_slurm_host
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def ledger(tmp_path: Path, clock: Clock) -> Ledger:
-    led = make_ledger(tmp_path, clock)
-    yield led
-    led.close()
-
-
-def _totals(ledger: Ledger, since: float, until: float, now: float) -> list[float]:
-    return [
-        cost_report(ledger, since, until, by, now=now, rollup=rollup).total.cost
-        for by in ("user", "day")
-        for rollup in (True, False)
-    ]
 
 
 def test_a_gpu_job_is_charged_its_gpus_where_slurm_does_not_count_them(

@@ -22,7 +22,7 @@ from lepton_tui.ledger import Ledger
 from lepton_tui.service import Service
 from lepton_tui.widgets.cost import cost_renderable
 from lepton_tui.widgets.fit import FitTable
-from tests.economics.helpers import T0, Clock, H, add_host, make_ledger, submit
+from tests.economics.helpers import T0, Clock, H, add_host, submit
 
 
 def add_slurm_host(ledger: Ledger, name: str = "hpc", added_at: float = T0) -> None:
@@ -34,18 +34,6 @@ def add_slurm_host(ledger: Ledger, name: str = "hpc", added_at: float = T0) -> N
              "slurm_json": json.dumps({"partition": "gpu"}),
              "slurm_nodes": json.dumps([{"name": "n01"}, {"name": "n02"}])},
         )  # fmt: skip
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def ledger(tmp_path: Path, clock: Clock) -> Ledger:
-    led = make_ledger(tmp_path, clock)
-    yield led
-    led.close()
 
 
 def test_a_host_priced_only_per_node_hour_counts_as_priced(ledger: Ledger, clock: Clock) -> None:
