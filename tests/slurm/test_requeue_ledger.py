@@ -114,3 +114,22 @@ def test_completing_then_pending(tmp_path: Path) -> None:
     assert a1["ended_at"] == T0 + H + 99 and a1["state"] == "requeued"
     bed.tick(T0 + H + 110, pending, SlurmRun(True, None, 1, T0 + H + 99))
     assert len(bed.led.attempts_for(job)) == 2  # split once
+
+
+def test_a_requeue_then_a_cancel_between_two_ticks_charges_the_first_run_only(
+    tmp_path: Path,
+) -> None:
+    """Slurm requeued the job and it was cancelled while it waited, both between two ticks: the
+    next row shows it ended, with the first run's start, the count up and the submit time reset
+    at the requeue. The run lepton saw is charged to the requeue, the wait after it nothing."""
+    bed = Bed(tmp_path)
+    job = bed.sent(T0 + H)
+    s1, requeued_at = T0 + H + 5, T0 + H + 100
+    bed.tick(T0 + H + 10, running(s1), SlurmRun(False, s1, 0, T0 + H), cpus=1)
+    cancelled = AttemptStatus(TOK, "done", exit_code=None, started_at=s1, ended_at=T0 + 2 * H)
+    bed.tick(T0 + 2 * H + 10, cancelled, SlurmRun(False, s1, 1, requeued_at))
+    first, second = bed.led.attempts_for(job)
+    assert (first["state"], first["ended_at"]) == ("requeued", requeued_at)
+    assert first["cost"] == pytest.approx(requeued_at - s1)
+    assert second["ended_at"] is not None and second["cost"] == pytest.approx(0.0)
+    assert totals(bed.led, T0, T0 + 3 * H, bed.clock.now) == pytest.approx([first["cost"]] * 4)
