@@ -37,3 +37,29 @@ def _no_user_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LEPTON_HOME", raising=False)
     # personal mode, whatever the machine says (a lab's LEPTON_SOCKET or client.toml)
     monkeypatch.setenv("LEPTON_SOCKET", "")
+
+
+# -- two workers (scripts/test runs `-n 2 --dist loadgroup`) -----------------------------------
+SHARED_MACHINE_FIXTURES = frozenset(
+    {"lab_users", "service_account", "world_venv", "slurmbed", "slurmbed_accounting"}
+)
+"""Session fixtures that change the machine itself (Unix accounts, /etc/sudoers.d, the systemd
+unit, a Slurm node named after this host): two workers each making their own would collide."""
+SHARED_MACHINE_DIRS = ("lab", "slurm", "share", "autopilot")
+
+
+def shares_the_machine(item: pytest.Item) -> bool:
+    """Whether `item` needs one of `SHARED_MACHINE_FIXTURES`, directly or through another
+    fixture, or lives in a directory of such tests."""
+    parts = Path(str(item.fspath)).parts
+    in_dir = len(parts) >= 2 and parts[-2] in SHARED_MACHINE_DIRS and "tests" in parts
+    return in_dir or bool(SHARED_MACHINE_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the mark
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test that changes the machine runs on one xdist worker, one after the other (the
+    group `machine`); the rest are spread over the workers. Without xdist the mark does nothing."""
+    for item in items:
+        if shares_the_machine(item):
+            item.add_marker(pytest.mark.xdist_group("machine"))
