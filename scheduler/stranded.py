@@ -21,7 +21,13 @@ from scheduler.fragmentation import (
     RoundFragmentation,
     request_shape,
 )
-from scheduler.model import ClusterView, JobRequest, Resources, allocation_price_per_hour
+from scheduler.model import (
+    ClusterView,
+    JobRequest,
+    NodeView,
+    Resources,
+    allocation_price_per_hour,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +37,15 @@ class Stranded:
     host: str
     gpus: float
     per_hour: float
+
+
+def _free_gpu_memory(node: NodeView) -> list[int]:
+    """Free memory per GPU. A node that reports no GPU memory (a Slurm partition: Slurm hands out
+    whole GPUs and says nothing of their memory) has each free GPU whole, in units of 1 MB."""
+    if node.gpu_mem_per_gpu_mb > 0:
+        return list(node.gpu_free_mem_mb)
+    free = set(node.free_gpu_ids)
+    return [1 if g in free else 0 for g in range(node.capacity.gpus)]
 
 
 def stranded_gpus(view: ClusterView, recent: Sequence[JobRequest]) -> list[Stranded]:
@@ -52,7 +67,7 @@ def stranded_gpus(view: ClusterView, recent: Sequence[JobRequest]) -> list[Stran
     state = FreeNodes(
         np.array([n.free.cpus for n in nodes], dtype=float),
         np.array([n.free.mem_mb for n in nodes], dtype=float),
-        [list(n.gpu_free_mem_mb) for n in nodes],
+        [_free_gpu_memory(n) for n in nodes],
         np.array([max(n.gpu_mem_per_gpu_mb, 1) for n in nodes], dtype=float),
         [n.gpu_model for n in nodes],
     )

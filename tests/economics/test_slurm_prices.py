@@ -261,3 +261,29 @@ def test_cost_waste_prices_stranded_cpus_of_a_node_hour_partition(
     (row,) = stranded_now(ledger, clock.now)["hosts"]
     assert (row["host"], row["cpus"], row["gpus"]) == ("cpus", 64.0, 0.0)
     assert row["cpu_mem_per_hour"] == pytest.approx(6.0)  # all of it: 2 nodes x 3
+
+
+def test_a_partition_that_reports_no_gpu_memory_still_shows_its_stranded_gpus(
+    ledger: Ledger, clock: Clock
+) -> None:
+    """Slurm hands out whole GPUs and the host row records no GPU memory (0): a free GPU there
+    is still a whole free GPU, so GPUs the queue cannot reach are stranded, not "0"."""
+    from lepton_tui import fleet_view
+    from lepton_tui.economics.stranded import stranded_now
+
+    add_slurm_host(ledger)  # 128 CPUs, 8 GPUs, gpu_mem_mb as Slurm leaves it
+    assert ledger.hosts()[0]["gpu_mem_mb"] in (0, None)
+    set_prices(ledger, "hpc", node_hour=5)
+    clock.now += 60
+    job = submit(ledger, clock, cpus=128, mem_mb=1024, gpus=2)
+    ledger.start_attempt(job, "hpc", "hog", (0, 1))
+    ledger.transition_attempt("hog", "running", job_state="running", started_at=clock.now)
+    submit(ledger, clock, cpus=1, mem_mb=1024, gpus=1)  # needs a CPU beside its GPU: none left
+    gpus, per_hour, _cpus = fleet_view.stranded(ledger, clock.now)["hpc"]
+    assert (gpus, per_hour) == (6.0, pytest.approx(7.5))  # 10 an hour, 1.25 a GPU
+    (row,) = stranded_now(ledger, clock.now)["hosts"]
+    assert (row["host"], row["gpus"]) == ("hpc", 6.0)
+    # with a free CPU the queued job fits: nothing is stranded
+    ledger.transition_attempt("hog", "succeeded", job_state="succeeded", exit_code=0)
+    gpus, _per_hour, _cpus = fleet_view.stranded(ledger, clock.now)["hpc"]
+    assert gpus == 0.0
