@@ -171,7 +171,11 @@ def table(paths: list[str], net: str | None) -> None:
             f"{b[0]:.2f} / {b[1]:.1f} / {b[2]:.0%} ({r['best']}) | {base:.2f} | "
             f"{g[0] / base:.2f} | {base / b[0]:.2f} | **{g[0] / b[0]:.2f}** | {worst} |"
         )
-    print(f"\n({sum(r['cpu_s'] for r in got):.0f} CPU s in all.)")
+    ratios = np.array([r[name][0] / r["heur"][r["best"]][0] for r in got])
+    score = ratios.mean() + 2 * np.maximum(ratios - 1.05, 0).sum()
+    print(f"\n({name}: mean ratio {ratios.mean():.3f}, max {ratios.max():.2f}, score "
+          f"{score:.3f} (the mean plus twice every excess over 1.05); rows over 1.05: "
+          f"{int((ratios > 1.05).sum())}; {sum(r['cpu_s'] for r in got):.0f} CPU s in all.)")  # fmt: skip
 
 
 def seed_table(paths: list[str]) -> None:
@@ -199,6 +203,39 @@ def seed_table(paths: list[str]) -> None:
         print("| mean | " + " | ".join(means) + f" | {r['heur'][b][0]:.2f} ({b}, best mean) |")
 
 
+def drift(paths: list[str]) -> None:
+    """How much the best heuristic of a row moves between seed sets: for each row, the heuristic
+    best on one set (the first file's seeds, or seeds 0-2 as documented for the first set named
+    `documented`) scored on the next set, over the best heuristic there (a per-row oracle choice
+    of heuristic, made on other seeds)."""
+    from scheduler.dqn_order_eval import DOCUMENTED_BEST
+
+    sets: list[dict] = []
+    for p in paths:
+        if p == "documented":
+            sets.append({(k, ld): {n: [v]} for (k, ld), (v, n) in DOCUMENTED_BEST.items()})
+            continue
+        sets.append({(r["family"], r["load"]): r["heur"] for r in load_rows([p])})
+    names = [("0-2" if p == "documented" else p) for p in paths]
+    print("| family | load | " + " | ".join(
+        f"best on {a} scored on {b}" for a, b in zip(names, names[1:], strict=False)) + " |")  # fmt: skip
+    print("|---|---|" + "---|" * (len(paths) - 1))
+    worst = [0.0] * (len(paths) - 1)
+    for key in sorted(sets[-1], key=lambda k: (FAMILIES.index(k[0]), k[1])):
+        cells = []
+        for i, (a, b) in enumerate(zip(sets, sets[1:], strict=False)):
+            if key not in a or key not in b:
+                cells.append("")
+                continue
+            pick = min(a[key], key=lambda n: a[key][n][0])
+            best = min(b[key], key=lambda n: b[key][n][0])
+            ratio = b[key][pick][0] / b[key][best][0]
+            worst[i] = max(worst[i], ratio)
+            cells.append(f"{pick}: {ratio:.2f}" + ("" if pick == best else f" ({best})"))
+        print(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
+    print("| worst | | " + " | ".join(f"{w:.2f}" for w in worst) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", default=",".join(FAMILIES))
@@ -212,11 +249,15 @@ def main() -> None:
     ap.add_argument("--table", nargs="*", help="print the Markdown table of these JSON-row files")
     ap.add_argument("--net", default=None, help="--table: the network's column (default: first)")
     ap.add_argument("--per-seed-table", nargs="*", help="print these rows seed by seed")
+    ap.add_argument("--drift", nargs="*", help="files of successive seed sets ('documented': "
+                    "seeds 0-2): each row's best heuristic on one, scored on the next")  # fmt: skip
     args = ap.parse_args()
     if args.table:
         return table(args.table, args.net)
     if args.per_seed_table:
         return seed_table(args.per_seed_table)
+    if args.drift:
+        return drift(args.drift)
     try:
         weights = parse_weights(args.weights)
     except ValueError as exc:
