@@ -156,6 +156,7 @@ def load_rows(paths: list[str]) -> list[dict]:
 def table(paths: list[str], net: str | None) -> None:
     got = load_rows(paths)
     name = net or (got[0].get("nets") or ["dqn-regime"])[0]
+    got = [r for r in got if name in r and r["heur"]]  # rows measured for both
     print(f"| family | load | {name} avg / p95 / util | best heuristic avg / p95 / util | "
           "base | / base | base / best | **/ best heuristic** | worst seed / its best |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")

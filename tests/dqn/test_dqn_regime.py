@@ -343,3 +343,14 @@ def test_tiny_version_two_training_run_compares_five_rules(tmp_path):
     pol = RegimePolicy(out)
     assert pol.net.features == INPUTS_V2
     assert len(run_policy(pol, deeprm(30, 0.9, 2)).finished) == 30
+
+
+def test_the_second_versions_weights_load_and_name_their_five_rules():
+    from scheduler.dqn_regime_core import WEIGHTS_V2
+
+    pol = RegimePolicy(WEIGHTS_V2)
+    assert pol.net.features == INPUTS_V2 and pol.followers is not None
+    assert pol.meta["rules"] == ["base", "alt", "dense", "wfp3", "f1"]
+    wl = deeprm(60, 1.0, 1)
+    runs = [summarize(run_policy(RegimePolicy(WEIGHTS_V2), wl)).avg_bsld for _ in range(2)]
+    assert runs[0] == runs[1] > 0
