@@ -24,6 +24,10 @@ workload beyond the queue of this instant. So:
   `teacher_choice` for 40 %), and `dense_choice`, the least estimate per squared size; and the
   regime's columns.
 * One MLP scores the rows; the best is taken: no teacher bonus, no override (`RegimePolicy`).
+* Version 2 of the inputs (`INPUTS_V2`, `dqn_regime2.npz`; issue 17's fifth try) adds
+  `wfp3_choice` and `f1_choice`: the row of the first job EASY in that order starts now, asked of
+  the heuristics themselves at each decision time (`Followers`, `follow_pick`). The weights' width
+  says which version they are; version 1 (`dqn_regime.npz`) runs as before.
 
 The labels (the trainer) come from rollouts: at states where the rules' picks differ, the rest of
 the episode under each rule; the best rule (the base unless another beats it by a margin) labels
