@@ -354,3 +354,44 @@ def test_the_second_versions_weights_load_and_name_their_five_rules():
     wl = deeprm(60, 1.0, 1)
     runs = [summarize(run_policy(RegimePolicy(WEIGHTS_V2), wl)).avg_bsld for _ in range(2)]
     assert runs[0] == runs[1] > 0
+
+
+def _fresh(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "bench/dqn_fresh_seeds.py", *args],
+                          capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--per-seed", "hpc:0.8"), ("--per-seed", "nope:0.7"), ("--weights", "x"), ("--seeds", "0")],
+)
+def test_fresh_seeds_bench_rejects_bad_input_with_one_line(args):
+    res = _fresh(*args)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "error:" in res.stderr.strip().splitlines()[-1]
+
+
+def test_fresh_seeds_bench_merges_a_networks_rows_with_a_full_run_and_scores_drift(tmp_path):
+    """`--only-nets` rows merge with a full run's rows of the same workloads (`--table`), and
+    `--drift` scores one seed set's best heuristic on the next."""
+    cell = [[2.0, 3.0, 0.5]]
+    full = {"family": "lab", "load": 0.7, "seeds": [8, 8], "nets": ["old"], "old": [2.2, 3, 0.5],
+            "base": [2.4, 3, 0.5], "heur": {"sjf": [2.0, 3, 0.5], "f1": [2.5, 3, 0.5]},
+            "per_seed": {"old": cell, "base": cell, "sjf": cell, "f1": cell}, "best": "sjf",
+            "cpu_s": 1.0}  # fmt: skip
+    nets = {"family": "lab", "load": 0.7, "seeds": [8, 8], "nets": ["new"], "new": [1.8, 3, 0.5],
+            "heur": {}, "per_seed": {"new": cell}, "cpu_s": 1.0}  # fmt: skip
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text(json.dumps(full) + "\n")
+    b.write_text(json.dumps(nets) + "\n")
+    res = _fresh("--table", str(a), str(b), "--net", "new")
+    assert res.returncode == 0, res.stderr
+    row = next(line for line in res.stdout.splitlines() if line.startswith("| lab |"))
+    assert "**0.90**" in row and "(sjf)" in row  # 1.8 over sjf's 2.0
+    other = {**full, "seeds": [3, 3], "heur": {"sjf": [3.0, 3, 0.5], "f1": [2.4, 3, 0.5]}}
+    c = tmp_path / "c.jsonl"
+    c.write_text(json.dumps(other) + "\n")
+    res = _fresh("--drift", str(a), str(c))
+    assert res.returncode == 0, res.stderr
+    assert "sjf: 1.25 (f1)" in res.stdout  # sjf, best on a, is 3.0 / 2.4 on c
