@@ -24,6 +24,10 @@ workload beyond the queue of this instant. So:
   `teacher_choice` for 40 %), and `dense_choice`, the least estimate per squared size; and the
   regime's columns.
 * One MLP scores the rows; the best is taken: no teacher bonus, no override (`RegimePolicy`).
+* Version 2 of the inputs (`INPUTS_V2`, `dqn_regime2.npz`; issue 17's fifth try) adds
+  `wfp3_choice` and `f1_choice`: the row of the first job EASY in that order starts now, asked of
+  the heuristics themselves at each decision time (`Followers`, `follow_pick`). The weights' width
+  says which version they are; version 1 (`dqn_regime.npz`) runs as before.
 
 The labels (the trainer) come from rollouts: at states where the rules' picks differ, the rest of
 the episode under each rule; the best rule (the base unless another beats it by a margin) labels
@@ -40,7 +44,13 @@ from typing import Any
 import numpy as np
 
 from scheduler.dqn_rollout_core import BASE_BONUS, Chooser, greedy, no_aging
-from scheduler.features import FEATURE_NAMES, FEATURE_NAMES_V4, TAU_S, TEACHER, Candidates
+from scheduler.features import (
+    FEATURE_NAMES,
+    FEATURE_NAMES_V4,
+    TAU_S,
+    TEACHER,
+    Candidates,
+)
 from scheduler.heuristics import LONG_AFTER_S
 from scheduler.mlp import Layers, ReluMLP, read_npz, write_npz
 from scheduler.model import ClusterView, JobRequest, Placement
@@ -61,7 +71,19 @@ REGIME_NAMES = (
     "has_gpus",  # the cluster has GPUs (sizes and load are then in GPUs)
 )
 INPUTS = (*FEATURE_NAMES_V4, "alt_choice", "dense_choice", *REGIME_NAMES)
-"""what the network reads per candidate, in order"""
+"""what the network reads per candidate, in order (`dqn_regime.npz`)"""
+SCORE_RULES = ("wfp3", "f1")
+"""the EASY heuristics' orders whose picks `INPUTS_V2` adds (`score_pick`)"""
+INPUTS_V2 = (
+    *FEATURE_NAMES_V4,
+    "alt_choice",
+    "dense_choice",
+    *(f"{r}_choice" for r in SCORE_RULES),
+    *REGIME_NAMES,
+)
+"""the second version's inputs (`dqn_regime2.npz`): also the rows `wfp3` and `f1` take"""
+KNOWN_INPUTS = (INPUTS, INPUTS_V2)
+WEIGHTS_V2 = Path(__file__).resolve().parent / "weights" / "dqn_regime2.npz"
 _V4 = np.array([FEATURE_NAMES.index(n) for n in FEATURE_NAMES_V4])
 _COL = {n: FEATURE_NAMES.index(n) for n in FEATURE_NAMES}
 _STARVE_LOG = math.log1p(86400.0 / TAU_S) / 8.0
@@ -83,6 +105,10 @@ class Regime:
         self.size = [0.0, 0.0]
         self.long_est = 0.0
         self.vector = np.zeros(len(REGIME_NAMES), np.float32)
+        self.node_cpus = 1.0
+        """the CPUs of the largest up node (a row's `cpu_req_share` times this: its CPUs)"""
+        self.plans: dict = {}
+        """what `Followers` start at this decision time (`INPUTS_V2`)"""
 
     def observe(self, pending: Sequence[JobRequest], now: float, cap: float, gpus: bool) -> None:
         """Count the jobs of `pending` not seen before (`cap`: the cluster's GPUs, or CPUs when
@@ -123,6 +149,7 @@ class Regime:
         """`observe` with the capacity of the view's up nodes."""
         gpus = float(sum(n.capacity.gpus for n in view.nodes if n.is_up))
         cpus = float(sum(n.capacity.cpus for n in view.nodes if n.is_up))
+        self.node_cpus = max((float(n.capacity.cpus) for n in view.nodes if n.is_up), default=1.0)
         self.observe(pending, now, gpus or cpus, gpus > 0)
 
 
@@ -179,6 +206,64 @@ def dense_pick(x: np.ndarray) -> int | None:
     return int(np.lexsort((-rows[:, _COL["is_best_fit"]], est / size**2))[0])
 
 
+Plan = list[tuple[float, float, float]]
+"""the jobs a heuristic starts now, in its order: (`log_est`, `log_wait`, CPUs) of each, as a
+candidate row shows them (`plan_of`)"""
+
+
+def plan_of(starts: Sequence[Placement], pending: Sequence[JobRequest], now: float) -> Plan:
+    """What `follow_pick` looks for: each started job's `log_est` and `log_wait` (as the round
+    computes them, in float32) and its CPUs."""
+    by_id = {j.id: j for j in pending}
+    out: Plan = []
+    for p in starts:
+        j = by_id.get(p.job_id)
+        if j is None:
+            continue
+        est = max(float(j.est_runtime_s), TAU_S)
+        wait = max(0.0, now - float(j.submitted_at))
+        le = float(np.float32(math.log(est / TAU_S) / 8.0))
+        lw = float(np.float32(math.log1p(wait / TAU_S) / 8.0))
+        out.append((le, lw, float(j.request.cpus)))
+    return out
+
+
+class Followers:
+    """The EASY heuristics of `SCORE_RULES` (`heuristics.WFP3Policy`, `F1Policy`: their order,
+    their reservation, no long-job limit, their own starvation guard), asked at each decision
+    time which jobs they would start now (`plans`)."""
+
+    def __init__(self) -> None:
+        from scheduler.heuristics import HEURISTICS
+
+        self.policies = {r: HEURISTICS[r]() for r in SCORE_RULES}
+
+    def plans(self, view: ClusterView, pending: Sequence[JobRequest], now: float) -> dict:
+        return {r: plan_of(h.decide(view, pending, now), pending, now) for r, h in self.policies.items()}  # fmt: skip
+
+
+def follow_pick(x: np.ndarray, plan: Plan, node_cpus: float) -> int | None:
+    """The row of the first job of `plan` still among these candidates (its best-fit node: the
+    heuristics place by best fit); None when none is (the heuristic starts nothing more now).
+    A row is the job's when its estimate, wait and CPUs (`cpu_req_share` times `node_cpus`,
+    exact on clusters of one node shape) are the plan's to float32 precision."""
+    m = len(x) - 1
+    if m <= 0 or not plan:
+        return None
+    c = _COL
+    le, lw = x[:m, c["log_est"]], x[:m, c["log_wait"]]
+    cpus = x[:m, c["cpu_req_share"]].astype(np.float64) * node_cpus
+    for e, w, n in plan:
+        hit = np.flatnonzero(
+            (np.abs(le - e) <= 1e-6)
+            & (np.abs(lw - w) <= 1e-6)
+            & (np.abs(cpus - n) <= 1e-3 * n + 1e-3)
+        )
+        if len(hit):
+            return int(hit[np.argmax(x[hit, c["is_best_fit"]])])
+    return None
+
+
 def dense_action(fallback: Chooser) -> Chooser:
     """A chooser on env observations: `dense_pick`, else `fallback`'s."""
 
@@ -206,27 +291,42 @@ def base_chooser(net: QNetwork) -> Chooser:
     return greedy(net, BASE_BONUS)
 
 
-def augment(x: np.ndarray, regime: np.ndarray) -> np.ndarray:
-    """The network's input rows: the version-4 columns, `alt_choice`, `dense_choice`, the
-    regime's columns."""
+def augment(
+    x: np.ndarray,
+    regime: np.ndarray,
+    inputs: Sequence[str] = INPUTS,
+    plans: dict | None = None,
+    node_cpus: float = 1.0,
+) -> np.ndarray:
+    """The network's input rows: the version-4 columns, `alt_choice`, `dense_choice`, (in
+    `INPUTS_V2`) `wfp3_choice` and `f1_choice` (`follow_pick` of `plans`), the regime's columns."""
     m = len(x)
-    out = np.zeros((m, len(INPUTS)), np.float32)
+    out = np.zeros((m, len(inputs)), np.float32)
     out[:, : len(_V4)] = x[:, _V4]
-    for k, pick in enumerate((alt_pick(x), dense_pick(x))):
+    picks = [alt_pick(x), dense_pick(x)]
+    if len(inputs) == len(INPUTS_V2):
+        picks += [follow_pick(x, (plans or {}).get(r, []), node_cpus) for r in SCORE_RULES]
+    for k, pick in enumerate(picks):
         if pick is not None:
             out[pick, len(_V4) + k] = 1.0
-    out[:, len(_V4) + 2 :] = regime
+    out[:, len(_V4) + len(picks) :] = regime
     return out
 
 
 class RegimeNet(QNetwork):
     """The MLP over `INPUTS`; `scores` takes full candidate rows and the current `regime`."""
 
-    def __init__(self, layers: Layers) -> None:
+    def __init__(self, layers: Layers, inputs: Sequence[str] | None = None) -> None:
         ReluMLP.__init__(self, layers)
-        self.features = INPUTS
+        self.features = tuple(inputs) if inputs is not None else input_names(layers)
         self.columns = None
         self.regime = np.zeros(len(REGIME_NAMES), np.float32)
+        self.plans: dict = {}
+        self.node_cpus = 1.0
+
+    def observe(self, regime: Regime) -> None:
+        """Read the regime's vector, plans and node size for the next `scores`."""
+        self.regime, self.plans, self.node_cpus = regime.vector, regime.plans, regime.node_cpus
 
     @property
     def uses_fragmentation(self) -> bool:
@@ -237,17 +337,31 @@ class RegimeNet(QNetwork):
         return False
 
     def scores(self, x: np.ndarray) -> np.ndarray:
-        return ReluMLP.scores(self, augment(np.asarray(x), self.regime))
+        x = augment(np.asarray(x), self.regime, self.features, self.plans, self.node_cpus)
+        return ReluMLP.scores(self, x)
+
+
+def input_names(layers: Layers) -> tuple[str, ...]:
+    """The inputs a network of this width reads (`INPUTS` or `INPUTS_V2`); RegimeWeightsError
+    for another width."""
+    width = int(layers[0][0].shape[0]) if layers else -1
+    for names in KNOWN_INPUTS:
+        if width == len(names):
+            return names
+    raise RegimeWeightsError(
+        f"network of {width} inputs: this version reads {len(INPUTS)} or {len(INPUTS_V2)} inputs"
+    )
 
 
 def check_layers(layers: Layers, where: str) -> None:
-    """RegimeWeightsError unless `layers` map `INPUTS` to one finite score."""
+    """RegimeWeightsError unless `layers` map `INPUTS` (or `INPUTS_V2`) to one finite score."""
     if not layers:
         raise RegimeWeightsError(f"{where}: no layers")
-    if layers[0][0].shape[0] != len(INPUTS) or layers[-1][0].shape[1] != 1:
+    width = layers[0][0].shape[0]
+    if width not in (len(n) for n in KNOWN_INPUTS) or layers[-1][0].shape[1] != 1:
         raise RegimeWeightsError(
-            f"{where}: network shape {layers[0][0].shape[0]}->{layers[-1][0].shape[1]} does not "
-            f"match {len(INPUTS)} inputs -> 1 score"
+            f"{where}: network shape {width}->{layers[-1][0].shape[1]} does not "
+            f"match {len(INPUTS)} (or {len(INPUTS_V2)}) inputs -> 1 score"
         )
     for (w, b), (w2, _) in zip(layers, layers[1:], strict=False):
         if w.ndim != 2 or w.shape[1] != b.shape[0] or w.shape[1] != w2.shape[0]:
@@ -259,7 +373,8 @@ def check_layers(layers: Layers, where: str) -> None:
 def save_regime(path: str | Path, layers: Layers, meta: dict | None = None) -> None:
     """Write `dqn-regime` weights (refusing ones `load_regime` would refuse)."""
     check_layers(layers, str(path))
-    info = {"kind": KIND, "inputs": list(INPUTS), "alt_share": ALT_SHARE, **(meta or {})}
+    info = {"kind": KIND, "inputs": list(input_names(layers)), "alt_share": ALT_SHARE,
+            **(meta or {})}  # fmt: skip
     write_npz(path, layers, info)
 
 
@@ -276,9 +391,9 @@ def load_regime(path: str | Path) -> tuple[RegimeNet, dict]:
         raise RegimeWeightsError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
     if not isinstance(meta, dict) or meta.get("kind") != KIND:
         raise RegimeWeightsError(f"{path}: not {KIND} weights {hint}")
-    if meta.get("inputs") != list(INPUTS) or meta.get("alt_share") != ALT_SHARE:
-        raise RegimeWeightsError(f"{path}: written for other inputs than this version reads")
     check_layers(layers, str(path))
+    if meta.get("inputs") != list(input_names(layers)) or meta.get("alt_share") != ALT_SHARE:
+        raise RegimeWeightsError(f"{path}: written for other inputs than this version reads")
     return RegimeNet(layers), meta
 
 
@@ -299,11 +414,13 @@ class RegimePolicy(DQNPolicy):
         self.teacher_bonus = 0.0
         self.weights_path = None
         self.net, self.fallback, self.meta = net, None, meta
+        v2 = net.features == INPUTS_V2
         self.config = no_aging()
         self.cost_weight = cost_weight
         self._placed, self._waiting, self._notes = {}, {}, []
         self.shapes = None
         self.regime = Regime()
+        self.followers = Followers() if v2 else None
 
     @classmethod
     def from_layers(cls, layers: Layers) -> RegimePolicy:
@@ -322,6 +439,58 @@ class RegimePolicy(DQNPolicy):
     ) -> list[Placement]:
         """`DQNPolicy.decide` with the regime brought up to date first."""
         self.regime.observe_view(view, pending, now)
+        if self.followers is not None:
+            self.regime.plans = self.followers.plans(view, pending, now)
         assert isinstance(self.net, RegimeNet)
-        self.net.regime = self.regime.vector
+        self.net.observe(self.regime)
         return super().decide(view, pending, now, fair_share)
+
+
+RULES = ("base", "alt", "dense", *SCORE_RULES)
+"""the rules the labels compare (`dqn_regime_train`): the base (SJF within 40 %), SJF within
+`ALT_SHARE`, the dense order, and (`INPUTS_V2`) EASY in `wfp3` and in `f1` order (`Followers`)"""
+
+
+def rule_row(x: np.ndarray, rule: str, plans: dict, node_cpus: float, wait_ok: bool) -> int | None:
+    """The row `rule` (one of `RULES`) takes on these candidate rows; None: the round's teacher
+    row (as `base_chooser` takes it), for "base" itself and where a rule names none and waiting
+    is not allowed. A rule that starts nothing more now (the heuristic's plan is done, or no
+    job of it is a candidate) waits where it may, as `alt_action` does."""
+    if rule == "base":
+        return None
+    if rule == "dense":
+        return dense_pick(x)
+    pick = alt_pick(x) if rule == "alt" else follow_pick(x, plans.get(rule, []), node_cpus)
+    return pick if pick is not None else (len(x) - 1 if wait_ok else None)
+
+
+class _RuleNet(RegimeNet):
+    """Scores that make `DQNPolicy`'s round take `rule`'s row (the teacher's where it names
+    none): how a whole rule is run in the simulator (`RulePolicy`)."""
+
+    def __init__(self, rule: str, version: int = 1) -> None:
+        inputs = INPUTS_V2 if version == 2 else INPUTS
+        w = np.zeros((len(inputs), 1), np.float32)
+        super().__init__([(w, np.zeros(1, np.float32))], inputs)
+        self.rule = rule
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        q = 0.5 * x[:, TEACHER].astype(np.float32)
+        pick = rule_row(x, self.rule, self.plans, self.node_cpus, True)
+        if pick is not None:
+            q[pick] = 1.0
+        return q
+
+
+class RulePolicy(RegimePolicy):
+    """One of `RULES` followed whole in `dqn-regime`'s round (aging off, the guard as it is, the
+    round's own long-job limit): what the labels' rollouts compare, run in the simulator
+    (diagnosis, `bench/dqn_fresh_seeds.py`). Not a policy to offer: no network decides."""
+
+    def __init__(self, rule: str) -> None:
+        if rule not in RULES:
+            raise ValueError(f"unknown rule {rule!r}; choose from {', '.join(RULES)}")
+        version = 2 if rule in SCORE_RULES else 1
+        self._init(_RuleNet(rule, version), {"rule": rule}, 0.0)
+        self.name = f"rule-{rule}"

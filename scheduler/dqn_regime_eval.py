@@ -53,6 +53,7 @@ def rule_shares(weights: Path, seeds: int, kinds: Sequence[str]) -> None:
             env = SchedulingEnv(wl, config=no_aging())
             cap, gpus = cluster_capacity(wl)
             net, regime = pol.net, Regime()
+            regime.node_cpus = max(float(n.capacity.cpus) for n in wl.nodes)
             assert isinstance(net, RegimeNet)
             obs, _ = env.reset()
             done = False
@@ -61,7 +62,7 @@ def rule_shares(weights: Path, seeds: int, kinds: Sequence[str]) -> None:
                 if len(obs) > 1:
                     assert env.sim is not None
                     regime.observe(env.sim.pending(), env.sim.now, cap, gpus)
-                    net.regime = regime.vector
+                    net.observe(regime)
                     q = net.scores(obs.x)
                     if not obs.wait_allowed:
                         q[-1] = -np.inf

@@ -16,6 +16,12 @@ base, whose gains on hpc and the traces a few deviations would undo). Every stat
 differ is labelled with the chosen rule's pick, every fourth other one with the common pick. The
 network (started from `dqn_self.npz`, zero weights on the new inputs, so it starts as the base)
 learns the label among the step's rows (cross-entropy, `dqn_rollout_train.fit`).
+
+`--version 2` (`dqn_regime2.npz`, issue 17's fifth try): the network also reads the rows EASY in
+`wfp3` and in `f1` order would take first (`INPUTS_V2`), and the comparisons roll out those two
+rules as well (five in all), so a lightly loaded workload where one of them wins is labelled
+with its picks. It starts from `--start` (default `dqn_regime.npz`) with zero weights on the two
+new inputs, so it starts as the first version.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +40,17 @@ from scheduler.agent import to_numpy_layers
 from scheduler.dqn_order_train import TRACE, command_line, training_workload
 from scheduler.dqn_regime_core import (
     INPUTS,
+    INPUTS_V2,
+    RULES,
+    SCORE_RULES,
+    WEIGHTS,
+    Followers,
     Regime,
     RegimeNet,
-    alt_action,
     augment,
     base_chooser,
-    dense_action,
+    input_names,
+    rule_row,
     save_regime,
 )
 from scheduler.dqn_rollout_core import (
@@ -47,27 +58,86 @@ from scheduler.dqn_rollout_core import (
     Chooser,
     Labelled,
     at_least,
+    copy_env,
     no_aging,
-    rollout_values,
 )
 from scheduler.dqn_rollout_core import (
     WEIGHTS as SELF_WEIGHTS,
 )
 from scheduler.dqn_rollout_train import fit, make_net
 from scheduler.environment import SchedulingEnv
+from scheduler.features import Candidates
 from scheduler.mlp import read_npz
 from scheduler.model import Workload
 from scheduler.policy import load_weights
 
 
-def start_layers() -> list[tuple[np.ndarray, np.ndarray]]:
-    """`dqn_self.npz`'s layers (which reproduce the base alone) with zero weights on the inputs
-    it lacks: the network starts as the base."""
-    layers, _ = read_npz(SELF_WEIGHTS)
+def start_layers(
+    inputs: tuple[str, ...] = INPUTS, start: Path | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The first network: `start`'s layers (default `dqn_self.npz` for `INPUTS`, which
+    reproduces the base alone; `dqn_regime.npz` for `INPUTS_V2`) with zero weights on the inputs
+    it lacks, so it starts as that network."""
+    path = start or (SELF_WEIGHTS if inputs == INPUTS else WEIGHTS)
+    layers, _ = read_npz(path)
     w0, b0 = layers[0]
-    wide = np.zeros((len(INPUTS), w0.shape[1]), np.float32)
-    wide[: w0.shape[0]] = w0
+    had = input_names(layers) if w0.shape[0] in (len(INPUTS), len(INPUTS_V2)) else None
+    if had is None:  # dqn_self.npz: the version-4 columns, the first of `inputs`
+        had = inputs[: w0.shape[0]]
+    missing = [n for n in had if n not in inputs]
+    if missing:
+        raise ValueError(f"{path}: reads {', '.join(missing)}, which {len(inputs)} inputs lack")
+    wide = np.zeros((len(inputs), w0.shape[1]), np.float32)
+    for k, name in enumerate(had):
+        wide[inputs.index(name)] = w0[k]
     return [(wide, b0), *layers[1:]]
+
+
+EnvRule = Callable[[Candidates, SchedulingEnv], int]
+"""a rule on an environment's observation (the heuristics it follows read the env's queue)"""
+
+
+def env_plans(env: SchedulingEnv, followers: Followers | None) -> dict:
+    """What `followers` start at the env's decision time, asked once per time (kept on the env,
+    so a copy made at that time keeps the plan made before its first step)."""
+    if followers is None:
+        return {}
+    sim = env.sim
+    assert sim is not None
+    got = getattr(env, "_regime_plans", None)
+    if got is None or got[0] != sim.now:
+        got = (sim.now, followers.plans(sim.view(), sim.pending(), sim.now))
+        env._regime_plans = got  # type: ignore[attr-defined]
+    return got[1]
+
+
+def env_rules(base: Chooser, names: Sequence[str], followers: Followers | None) -> list[EnvRule]:
+    """Choosers for `RULES` by name: each rule's row (`rule_row`), the base's where it names
+    none."""
+
+    def make(name: str) -> EnvRule:
+        def choose(obs: Candidates, env: SchedulingEnv) -> int:
+            if name == "base":
+                return base(obs)
+            cpus = max(float(n.capacity.cpus) for n in env.workload.nodes)
+            plans = env_plans(env, followers) if name in SCORE_RULES else {}
+            pick = rule_row(obs.x, name, plans, cpus, obs.wait_allowed)
+            return base(obs) if pick is None else pick
+
+        return choose
+
+    return [make(n) for n in names]
+
+
+def rollout(env: SchedulingEnv, action: int, rule: EnvRule) -> float:
+    """The return of `action` now, then `rule` to the end of the episode (minus the bounded
+    slowdown still to accrue per job, as `dqn_rollout_core.rollout_values`)."""
+    e = copy_env(env)
+    obs, total, done, _, _ = e.step(int(action))
+    while not done:
+        obs, r, done, _, _ = e.step(rule(obs, e))
+        total += r
+    return float(total)
 
 
 def cluster_capacity(wl: Workload) -> tuple[float, bool]:
@@ -76,7 +146,7 @@ def cluster_capacity(wl: Workload) -> tuple[float, bool]:
 
 
 def compare(
-    env: SchedulingEnv, picks: list[int], rules: Sequence[Chooser], margin: float
+    env: SchedulingEnv, picks: list[int], rules: Sequence[EnvRule], margin: float
 ) -> tuple[int, float]:
     """The rule to follow from here: each rule's pick now, then that rule to the end of the
     episode (rules with the same pick share a rollout); another rule than the base (0) only if
@@ -86,7 +156,7 @@ def compare(
     for k, (pick, r) in enumerate(zip(picks, rules, strict=True)):
         if k and pick == picks[0]:
             continue  # the base's pick: the base's own rollout decides
-        values[k] = float(rollout_values(env, [pick], r)[0])
+        values[k] = rollout(env, pick, r)
     v0 = values[0]
     best = max(values, key=lambda k: values[k])
     gain = values[best] - v0
@@ -100,12 +170,15 @@ def collect(
     *,
     every: int,
     margin: float,
+    inputs: tuple[str, ...] = INPUTS,
 ) -> tuple[list[Labelled], dict]:
     """One episode's labels (see the module) and what the comparisons found."""
-    rules = (base, alt_action(base), dense_action(base))
+    followers = Followers() if inputs == INPUTS_V2 else None
+    rules = env_rules(base, names_of(inputs), followers)
     env = SchedulingEnv(wl, config=no_aging())
     cap, gpus = cluster_capacity(wl)
     regime = Regime()
+    regime.node_cpus = max(float(n.capacity.cpus) for n in wl.nodes)
     obs, _ = env.reset()
     out: list[Labelled] = []
     rule, step, next_check, done = 0, 0, 0, False
@@ -116,7 +189,8 @@ def collect(
             continue
         assert env.sim is not None
         regime.observe(env.sim.pending(), env.sim.now, cap, gpus)
-        picks = [r(obs) for r in rules]
+        regime.plans = env_plans(env, followers)
+        picks = [r(obs, env) for r in rules]
         differ = len(set(picks)) > 1
         if differ and step >= next_check:
             rule, gain = compare(env, picks, rules, margin)
@@ -126,11 +200,11 @@ def collect(
             next_check = step + every
         label = picks[rule]
         if differ or step % 4 == 0:
-            x = augment(obs.x, regime.vector)
+            x = augment(obs.x, regime.vector, inputs, regime.plans, regime.node_cpus)
             out.append(Labelled(x, obs.mask.copy(), label, 1.0, label != picks[0]))
         act = label
         if net is not None:
-            net.regime = regime.vector
+            net.observe(regime)
             q = net.scores(obs.x)
             if not obs.wait_allowed:
                 q[-1] = -np.inf
@@ -141,21 +215,28 @@ def collect(
     return out, found
 
 
+def names_of(inputs: tuple[str, ...]) -> tuple[str, ...]:
+    """The rules the labels compare for these inputs."""
+    return RULES if inputs == INPUTS_V2 else RULES[:3]
+
+
 def train(args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     shipped, _, _ = load_weights(BASE_WEIGHTS)
     base = base_chooser(shipped)
-    layers = start_layers()
+    inputs = INPUTS_V2 if args.version == 2 else INPUTS
+    layers = start_layers(inputs, args.start)
     data: list[Labelled] = []
     history = []
     t0 = time.process_time()
     for it in range(args.iterations):
-        net = None if it == 0 else RegimeNet(layers)
+        net = None if it == 0 else RegimeNet(layers, inputs)
         for i in range(args.workloads):
             wl = training_workload(args.first + i, args.jobs, TRACE)
-            got, found = collect(wl, net, base, every=args.every, margin=args.margin)
+            got, found = collect(wl, net, base, every=args.every, margin=args.margin,
+                                 inputs=inputs)  # fmt: skip
             data += got
             row = {"iteration": it, "workload": args.first + i, "family": wl.name,
                    "labels": len(got), "compared": found["compared"],
@@ -163,7 +244,7 @@ def train(args: argparse.Namespace) -> dict:
             history.append(row)
             print(json.dumps(row), flush=True)
         torch_net = make_net(layers)
-        loss = fit(torch_net, data, np.arange(len(INPUTS)), epochs=args.epochs, batch=64,
+        loss = fit(torch_net, data, np.arange(len(inputs)), epochs=args.epochs, batch=64,
                    lr=args.lr, rng=rng)  # fmt: skip
         layers = to_numpy_layers(torch_net)
         print(json.dumps({"iteration": it, "loss": round(loss, 4), "labels": len(data),
@@ -171,6 +252,7 @@ def train(args: argparse.Namespace) -> dict:
         meta = {
             "command": command_line("scheduler.dqn_regime train", args),
             "seed": args.seed,
+            "rules": list(names_of(inputs)),
             "iterations_done": it + 1,
             "aging_s": no_aging().aging_s,
             "history": history,
@@ -194,6 +276,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--epochs", type=at_least(1), default=6)
     ap.add_argument("--lr", type=at_least(1e-6, float), default=1e-3)
     ap.add_argument("--seed", type=at_least(0), default=1)
+    ap.add_argument("--version", type=int, choices=(1, 2), default=1, help="1: the rules base, "
+                    "60 %%, dense (dqn_regime.npz); 2: also wfp3 and f1 (dqn_regime2.npz)")  # fmt: skip
+    ap.add_argument("--start", type=Path, default=None, help="the weights to start from "
+                    "(default: dqn_self.npz for version 1, dqn_regime.npz for 2)")  # fmt: skip
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     if args.out.suffix != ".npz":

@@ -16,20 +16,27 @@ from scheduler.bench import make_workload
 from scheduler.dqn_regime_core import (
     ALT_SHARE,
     INPUTS,
+    INPUTS_V2,
     REGIME_NAMES,
     WEIGHTS,
+    Followers,
     Regime,
     RegimePolicy,
     RegimeWeightsError,
+    RulePolicy,
     alt_pick,
+    augment,
     base_chooser,
     dense_pick,
+    follow_pick,
+    load_regime,
     rule_pick,
     save_regime,
 )
 from scheduler.dqn_rollout_core import BASE_WEIGHTS, SelfDQNPolicy, no_aging
 from scheduler.environment import SchedulingEnv, run_policy, summarize
 from scheduler.features import FEATURE_NAMES, TEACHER
+from scheduler.heuristics import HEURISTICS
 from scheduler.model import JobRequest, Resources
 from scheduler.policy import load_weights
 from scheduler.registry import EXPERIMENTAL_POLICIES, POLICY_NAMES, make_policy
@@ -244,3 +251,147 @@ def test_each_commands_help_is_its_own(module, capsys):
         main([])
     assert done.value.code == 2
     assert "error:" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+# -- version 2: the EASY heuristics' picks as inputs (issue 17, fifth try) -----------------------
+
+
+def test_follow_pick_finds_the_job_the_heuristic_starts_first_among_the_candidates():
+    """At every decision of a lab-long episode where WFP3 (and F1) start something whose row is a
+    candidate, `follow_pick` of the heuristic's plan is that job's row on its best-fit node (the
+    env's own `find` of the heuristic's first placement)."""
+    env = SchedulingEnv(make_workload("lab-long", 2, jobs=200, load=0.9), config=no_aging())
+    followers = Followers()
+    shipped, _, _ = load_weights(BASE_WEIGHTS)
+    base = base_chooser(shipped)
+    obs, _ = env.reset()
+    cpus = max(float(n.capacity.cpus) for n in env.workload.nodes)
+    done, checked = False, 0
+    jobs_col = FEATURE_NAMES.index("log_est")
+    while not done:
+        if len(obs) > 1 and env.round is not None and not env.round.placed:
+            sim = env.sim
+            assert sim is not None
+            plans = followers.plans(sim.view(), sim.pending(), sim.now)
+            for rule in ("wfp3", "f1"):
+                first = env.teacher_action(HEURISTICS[rule]())
+                if first is None or first == len(obs) - 1:
+                    continue
+                got = follow_pick(obs.x, plans[rule], cpus)
+                assert got is not None
+                # the same job (estimate and wait), on the node the heuristic took or as good
+                assert obs.x[got, jobs_col] == obs.x[first, jobs_col]
+                assert obs.jobs[got] == obs.jobs[first]
+                checked += 1
+        obs, _, done, _, _ = env.step(base(obs) if len(obs) > 1 else 0)
+    assert checked > 20
+    assert follow_pick(obs.x, [], cpus) is None
+
+
+@pytest.mark.parametrize("kind", ["deeprm", "hpc"])
+@pytest.mark.parametrize("rule", ["wfp3", "f1"])
+def test_a_followed_heuristic_in_the_round_is_that_heuristic(kind, rule):
+    """Where the round's long-job limit does not bind (no long job in deeprm; a short hpc
+    window), following the heuristic's plan pick by pick in the round is the heuristic itself."""
+    wl = make_workload(kind, 1, jobs=150, load=0.9)
+    got = summarize(run_policy(RulePolicy(rule), wl)).avg_bsld
+    assert got == pytest.approx(summarize(run_policy(HEURISTICS[rule](), wl)).avg_bsld)
+    assert got != pytest.approx(summarize(run_policy(RulePolicy("base"), wl)).avg_bsld)
+
+
+def test_version_two_reads_the_heuristics_picks_and_the_first_version_still_loads(tmp_path):
+    wl = make_workload("hpc", 2, jobs=120, load=0.9)
+    w0 = np.zeros((len(INPUTS_V2), 1), np.float32)
+    w0[INPUTS_V2.index("wfp3_choice"), 0] = 1.0
+    w0[INPUTS_V2.index("teacher_choice"), 0] = 0.5
+    layers = [(w0, np.zeros(1, np.float32)), (np.ones((1, 1), np.float32), np.zeros(1, np.float32))]
+    path = tmp_path / "v2.npz"
+    save_regime(path, layers)
+    net, meta = load_regime(path)
+    assert meta["inputs"] == list(INPUTS_V2) and net.features == INPUTS_V2
+    pol = RegimePolicy(path)
+    assert pol.followers is not None and pol.teacher_bonus == 0.0
+    follows = summarize(run_policy(pol, wl)).avg_bsld
+    # its inputs carry WFP3's pick: it plays differently from the base it otherwise follows
+    assert follows != pytest.approx(summarize(run_policy(RulePolicy("base"), wl)).avg_bsld)
+    # the first version's weights load as they were: no followers, 39 inputs
+    old = RegimePolicy(WEIGHTS)
+    assert old.followers is None and old.net.features == INPUTS
+    # the columns: the wfp3 and f1 picks sit between dense_choice and the regime's columns
+    x = np.zeros((3, len(FEATURE_NAMES)), np.float32)
+    x[:2, FEATURE_NAMES.index("log_est")] = [0.5, 0.3]
+    x[:2, FEATURE_NAMES.index("log_wait")] = [0.4, 0.1]
+    x[:2, FEATURE_NAMES.index("cpu_req_share")] = [0.25, 0.5]
+    x[-1, -1] = 1.0
+    plans = {"wfp3": [(0.3, 0.1, 2.0)], "f1": [(9.0, 9.0, 1.0), (0.5, 0.4, 1.0)]}
+    a = augment(x, np.full(len(REGIME_NAMES), 0.25, np.float32), INPUTS_V2, plans, 4.0)
+    assert a[:, INPUTS_V2.index("wfp3_choice")].tolist() == [0.0, 1.0, 0.0]
+    assert a[:, INPUTS_V2.index("f1_choice")].tolist() == [1.0, 0.0, 0.0]
+    assert (a[:, INPUTS_V2.index(REGIME_NAMES[0]) :] == 0.25).all()
+
+
+def test_tiny_version_two_training_run_compares_five_rules(tmp_path):
+    from scheduler.dqn_regime_train import main
+
+    out = tmp_path / "reg2.npz"
+    main(["--version", "2", "--workloads", "3", "--first", "1", "--jobs", "60", "--every", "20",
+          "--epochs", "1", "--out", str(out)])  # fmt: skip
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["rules"] == ["base", "alt", "dense", "wfp3", "f1"]
+    assert all(len(h["chosen"]) == 5 for h in meta["history"])
+    assert sum(h["compared"] for h in meta["history"]) > 0
+    pol = RegimePolicy(out)
+    assert pol.net.features == INPUTS_V2
+    assert len(run_policy(pol, deeprm(30, 0.9, 2)).finished) == 30
+
+
+def test_the_second_versions_weights_load_and_name_their_five_rules():
+    from scheduler.dqn_regime_core import WEIGHTS_V2
+
+    pol = RegimePolicy(WEIGHTS_V2)
+    assert pol.net.features == INPUTS_V2 and pol.followers is not None
+    assert pol.meta["rules"] == ["base", "alt", "dense", "wfp3", "f1"]
+    wl = deeprm(60, 1.0, 1)
+    runs = [summarize(run_policy(RegimePolicy(WEIGHTS_V2), wl)).avg_bsld for _ in range(2)]
+    assert runs[0] == runs[1] > 0
+
+
+def _fresh(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "bench/dqn_fresh_seeds.py", *args],
+                          capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--per-seed", "hpc:0.8"), ("--per-seed", "nope:0.7"), ("--weights", "x"), ("--seeds", "0")],
+)
+def test_fresh_seeds_bench_rejects_bad_input_with_one_line(args):
+    res = _fresh(*args)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "error:" in res.stderr.strip().splitlines()[-1]
+
+
+def test_fresh_seeds_bench_merges_a_networks_rows_with_a_full_run_and_scores_drift(tmp_path):
+    """`--only-nets` rows merge with a full run's rows of the same workloads (`--table`), and
+    `--drift` scores one seed set's best heuristic on the next."""
+    cell = [[2.0, 3.0, 0.5]]
+    full = {"family": "lab", "load": 0.7, "seeds": [8, 8], "nets": ["old"], "old": [2.2, 3, 0.5],
+            "base": [2.4, 3, 0.5], "heur": {"sjf": [2.0, 3, 0.5], "f1": [2.5, 3, 0.5]},
+            "per_seed": {"old": cell, "base": cell, "sjf": cell, "f1": cell}, "best": "sjf",
+            "cpu_s": 1.0}  # fmt: skip
+    nets = {"family": "lab", "load": 0.7, "seeds": [8, 8], "nets": ["new"], "new": [1.8, 3, 0.5],
+            "heur": {}, "per_seed": {"new": cell}, "cpu_s": 1.0}  # fmt: skip
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text(json.dumps(full) + "\n")
+    b.write_text(json.dumps(nets) + "\n")
+    res = _fresh("--table", str(a), str(b), "--net", "new")
+    assert res.returncode == 0, res.stderr
+    row = next(line for line in res.stdout.splitlines() if line.startswith("| lab |"))
+    assert "**0.90**" in row and "(sjf)" in row  # 1.8 over sjf's 2.0
+    other = {**full, "seeds": [3, 3], "heur": {"sjf": [3.0, 3, 0.5], "f1": [2.4, 3, 0.5]}}
+    c = tmp_path / "c.jsonl"
+    c.write_text(json.dumps(other) + "\n")
+    res = _fresh("--drift", str(a), str(c))
+    assert res.returncode == 0, res.stderr
+    assert "sjf: 1.25 (f1)" in res.stdout  # sjf, best on a, is 3.0 / 2.4 on c
