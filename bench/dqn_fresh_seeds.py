@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -38,8 +39,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scheduler.dqn_order_eval import _wl  # noqa: E402
-from scheduler.dqn_regime_core import RULES, WEIGHTS, RegimePolicy, RulePolicy  # noqa: E402
+from scheduler.bench import make_workload  # noqa: E402
+from scheduler.dqn_order_eval import TRACE, _wl  # noqa: E402
+from scheduler.dqn_order_train import TRACE_TRAIN_TASKS  # noqa: E402
+from scheduler.dqn_regime_core import (  # noqa: E402
+    RULES,
+    WEIGHTS,
+    RegimePolicy,
+    RegimeWeightsError,
+    RulePolicy,
+)
 from scheduler.heuristics import HEURISTICS  # noqa: E402
 from scheduler.metrics import compute_metrics  # noqa: E402
 from scheduler.policy import DQNPolicy  # noqa: E402
@@ -64,6 +73,23 @@ def mean(cells: list[list[float]]) -> list[float]:
     return [float(v) for v in np.mean(np.array(cells), axis=0)]
 
 
+RESERVED = frozenset(
+    {
+        "family",
+        "load",
+        "seeds",
+        "nets",
+        "heur",
+        "best",
+        "base",
+        "per_seed",
+        "cpu_s",
+        "trace_held_out",
+    }
+)
+"""the row fields a network's name must not overwrite"""
+
+
 def parse_weights(spec: str) -> dict[str, Path]:
     """`NAME=PATH,...` -> {name: path}; the shipped `dqn-regime` when empty."""
     if not spec:
@@ -73,16 +99,58 @@ def parse_weights(spec: str) -> dict[str, Path]:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise ValueError(f"--weights {item!r}: NAME=PATH")
+        if name in RESERVED or name.startswith("rule-") or name in out:
+            raise ValueError(f"--weights {item!r}: the name {name!r} is taken (a row field or "
+                             "another network); pick another")  # fmt: skip
         out[name] = Path(path)
     return out
 
 
+def parse_per_seed(spec: str) -> list[tuple[str, float]]:
+    """`FAMILY:LOAD,...` -> [(family, load)], a load as a number (`0.70` is 0.7)."""
+    picked = []
+    for item in spec.split(","):
+        kind, _, load = item.partition(":")
+        try:
+            value = float(load)
+        except ValueError:
+            value = math.nan
+        known = [x for x in LOADS if math.isclose(value, x)]
+        if kind not in FAMILIES or not known:
+            raise ValueError(f"--per-seed {item!r}: FAMILY:LOAD, a family of "
+                             f"{', '.join(FAMILIES)}, load 0.7, 0.9 or 1.1")  # fmt: skip
+        picked.append((kind, known[0]))
+    return picked
+
+
+TRACE_HELD_OUT_JOBS = 1000
+TRACE_HELD_OUT_STRIDE = 475
+"""`--trace-held-out`: seed k of a run (k = 0-4) is the 1,000 trace tasks from
+`TRACE_TRAIN_TASKS + 475 k`: after every task a training window can hold (the last usable task
+is 7,254), overlapping one another but never the training workloads"""
+
+
+def workload(kind: str, seed: int, load: float, k: int, trace_held_out: bool) -> Any:
+    """Seed `seed`'s workload (`k`: its place in the run); `_wl` unless `trace_held_out`."""
+    if kind != "trace" or not trace_held_out:
+        return _wl(kind, seed, load)
+    start = TRACE_TRAIN_TASKS + k * TRACE_HELD_OUT_STRIDE
+    return make_workload(
+        "trace", seed, jobs=TRACE_HELD_OUT_JOBS, load=load, trace=TRACE, start=start
+    )
+
+
 def rows(
-    families: list[str], seeds: range, weights: dict[str, Path], rules: bool, only_nets: bool
+    families: list[str],
+    seeds: range,
+    weights: dict[str, Path],
+    rules: bool,
+    only_nets: bool,
+    trace_held_out: bool = False,
 ) -> None:
     for kind in families:
         for load in LOADS:
-            row_of(kind, load, seeds, weights, rules, only_nets)
+            row_of(kind, load, seeds, weights, rules, only_nets, trace_held_out)
 
 
 def row_of(
@@ -92,11 +160,12 @@ def row_of(
     weights: dict[str, Path],
     rules: bool,
     only_nets: bool = False,
+    trace_held_out: bool = False,
 ) -> None:
     """One JSON row; `only_nets`: the networks alone (`--table` merges it with a full row of
     the same workloads)."""
     t0 = time.process_time()
-    wls = [_wl(kind, s, load) for s in seeds]
+    wls = [workload(kind, s, load, k, trace_held_out) for k, s in enumerate(seeds)]
     got: dict[str, list[list[float]]] = {}
     for name, path in weights.items():
         got[name] = per_seed(lambda p=path: RegimePolicy(p), kind, wls)  # type: ignore[misc]
@@ -112,6 +181,7 @@ def row_of(
         "family": kind,
         "load": load,
         "seeds": [seeds.start, seeds.stop - 1],
+        **({"trace_held_out": True} if trace_held_out and kind == "trace" else {}),
         "nets": list(weights),
         **{n: mean(v) for n, v in got.items()},
         "heur": means,
@@ -157,6 +227,8 @@ def table(paths: list[str], net: str | None) -> None:
     got = load_rows(paths)
     name = net or (got[0].get("nets") or ["dqn-regime"])[0]
     got = [r for r in got if name in r and r["heur"]]  # rows measured for both
+    if not got:
+        raise KeyError(f"no row measures both {name!r} and the heuristics")
     print(f"| family | load | {name} avg / p95 / util | best heuristic avg / p95 / util | "
           "base | / base | base / best | **/ best heuristic** | worst seed / its best |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
@@ -246,6 +318,8 @@ def main() -> None:
     ap.add_argument("--rules", action="store_true", help="also each rule followed whole")
     ap.add_argument("--only-nets", action="store_true", help="the networks alone (no base, "
                     "no heuristics): --table merges them with a full run's rows")  # fmt: skip
+    ap.add_argument("--trace-held-out", action="store_true", help="the trace's windows from "
+                    "the tasks no training window holds (1,000 jobs each), not `_wl`'s")  # fmt: skip
     ap.add_argument("--per-seed", default="", help="FAMILY:LOAD,...: these rows with the rules")
     ap.add_argument("--table", nargs="*", help="print the Markdown table of these JSON-row files")
     ap.add_argument("--net", default=None, help="--table: the network's column (default: first)")
@@ -253,27 +327,33 @@ def main() -> None:
     ap.add_argument("--drift", nargs="*", help="files of successive seed sets ('documented': "
                     "seeds 0-2): each row's best heuristic on one, scored on the next")  # fmt: skip
     args = ap.parse_args()
-    if args.table:
-        return table(args.table, args.net)
-    if args.per_seed_table:
-        return seed_table(args.per_seed_table)
-    if args.drift:
-        return drift(args.drift)
+    for path in (args.table or []) + (args.per_seed_table or []) + (args.drift or []):
+        if path != "documented" and not Path(path).is_file():
+            ap.error(f"{path}: no such file (a JSON-row file this script wrote)")
+    try:
+        if args.table:
+            return table(args.table, args.net)
+        if args.per_seed_table:
+            return seed_table(args.per_seed_table)
+        if args.drift:
+            return drift(args.drift)
+    except (KeyError, ValueError) as exc:
+        ap.error(f"these files do not hold the rows this table needs ({exc}); --net must name "
+                 "a network they measured, --per-seed-table needs rows from --per-seed")  # fmt: skip
     try:
         weights = parse_weights(args.weights)
-    except ValueError as exc:
+        for path in weights.values():
+            RegimePolicy(path)  # unreadable or not dqn-regime weights: say so before measuring
+    except (ValueError, RegimeWeightsError) as exc:
         ap.error(str(exc))
     if args.seeds < 1 or args.first_seed < 0:
         ap.error("--seeds >= 1, --first-seed >= 0")
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     if args.per_seed:
-        picked = []
-        for item in args.per_seed.split(","):
-            kind, _, load = item.partition(":")
-            if kind not in FAMILIES or load not in ("0.7", "0.9", "1.1"):
-                ap.error(f"--per-seed {item!r}: FAMILY:LOAD, a family of {', '.join(FAMILIES)}, "
-                         "load 0.7, 0.9 or 1.1")  # fmt: skip
-            picked.append((kind, float(load)))
+        try:
+            picked = parse_per_seed(args.per_seed)
+        except ValueError as exc:
+            ap.error(str(exc))
         for kind, load in picked:
             row_of(kind, load, seeds, weights, True)
         return
@@ -281,7 +361,9 @@ def main() -> None:
     unknown = sorted(set(kinds) - set(FAMILIES))
     if unknown:
         ap.error(f"--families from {', '.join(FAMILIES)}")
-    rows(kinds, seeds, weights, args.rules, args.only_nets)
+    if args.trace_held_out and args.seeds > 5:
+        ap.error("--trace-held-out has room for 5 windows: --seeds 5 or fewer")
+    rows(kinds, seeds, weights, args.rules, args.only_nets, args.trace_held_out)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,9 @@ def make_net(hidden: int = 64) -> nn.Sequential:
 def command_line(program: str, args: argparse.Namespace, skip: tuple[str, ...] = ()) -> str:
     """The command a weights file was trained with (its metadata), from the parsed options."""
     return f"python -m {program} " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in skip
+        f"--{k.replace('_', '-')} {v}"
+        for k, v in vars(args).items()
+        if k not in skip and v is not None  # an option left at None was not given
     )
 
 

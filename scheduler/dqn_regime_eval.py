@@ -19,7 +19,14 @@ import numpy as np
 
 from scheduler.dqn_order_eval import CONTENDERS, DOCUMENTED_BEST, family_windows, measured
 from scheduler.dqn_order_train import FAMILIES, TRACE, validation_set
-from scheduler.dqn_regime_core import WEIGHTS, Regime, RegimeNet, RegimePolicy, RegimeWeightsError
+from scheduler.dqn_regime_core import (
+    INPUTS,
+    WEIGHTS,
+    Regime,
+    RegimeNet,
+    RegimePolicy,
+    RegimeWeightsError,
+)
 from scheduler.dqn_rollout_core import at_least
 from scheduler.dqn_rollout_eval import policy_table
 from scheduler.environment import run_policy, summarize
@@ -171,6 +178,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         validate(paths, args.val_jobs, args.cache)
         return
     if args.rules:
+        net = RegimePolicy(args.weights).net
+        if isinstance(net, RegimeNet) and net.features != INPUTS:
+            # the heuristics' picks (version 2's inputs) are not computed here: refuse rather
+            # than measure a network that never sees them
+            ap.exit(2, f"{ap.prog}: error: --rules measures version-1 weights ({WEIGHTS.name}); "
+                       f"{args.weights} has other inputs\n")  # fmt: skip
         rule_shares(args.weights, args.seeds, [k for k in args.families.split(",") if k])
         return
     table(args.weights, args.seeds, [k for k in args.families.split(",") if k])

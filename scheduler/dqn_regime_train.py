@@ -284,4 +284,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.out.suffix != ".npz":
         ap.error(f"--out {args.out} must end in .npz")
+    try:  # before any work: a missing or unusable --start is one line, exit 2
+        start_layers(INPUTS_V2 if args.version == 2 else INPUTS, args.start)
+    except (OSError, ValueError, KeyError) as exc:
+        ap.error(f"--start {args.start}: {exc}")
     train(args)

@@ -210,6 +210,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
         ("eval", "--weights", "/nonexistent/w.npz"),
         ("eval", "--limits", "0.4,x"),
         ("eval", "--limits", "0"),
+        ("eval", "--rules", "--weights", "scheduler/weights/dqn_regime2.npz"),
+        ("train", "--version", "2", "--start", "/nonexistent/w.npz", "--out", "w.npz"),
+        ("train", "--start", "scheduler/weights/dqn_regime2.npz", "--out", "w.npz"),
     ],
 )
 def test_cli_rejects_bad_input_with_one_line(args):
@@ -217,7 +220,7 @@ def test_cli_rejects_bad_input_with_one_line(args):
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
     assert "error:" in res.stderr.strip().splitlines()[-1]
-    assert not (REPO / "w.txt").exists()
+    assert not (REPO / "w.txt").exists() and not (REPO / "w.npz").exists()
 
 
 def test_bench_runs_dqn_regime_by_name_and_the_defaults_leave_it_out():
@@ -364,7 +367,17 @@ def _fresh(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(
     "args",
-    [("--per-seed", "hpc:0.8"), ("--per-seed", "nope:0.7"), ("--weights", "x"), ("--seeds", "0")],
+    [
+        ("--per-seed", "hpc:0.8"),
+        ("--per-seed", "nope:0.7"),
+        ("--weights", "x"),
+        ("--seeds", "0"),
+        ("--weights", "a=/nonexistent/w.npz"),
+        ("--weights", "base=scheduler/weights/dqn_regime.npz"),  # a row field's name
+        ("--weights", "a=scheduler/weights/dqn_regime.npz,a=scheduler/weights/dqn_regime2.npz"),
+        ("--table", "/nonexistent/rows.jsonl"),
+        ("--per-seed-table", "/nonexistent/rows.jsonl"),
+    ],
 )
 def test_fresh_seeds_bench_rejects_bad_input_with_one_line(args):
     res = _fresh(*args)
@@ -395,3 +408,49 @@ def test_fresh_seeds_bench_merges_a_networks_rows_with_a_full_run_and_scores_dri
     res = _fresh("--drift", str(a), str(c))
     assert res.returncode == 0, res.stderr
     assert "sjf: 1.25 (f1)" in res.stdout  # sjf, best on a, is 3.0 / 2.4 on c
+
+
+def test_fresh_seeds_tables_refuse_rows_they_cannot_read(tmp_path):
+    """`--net` a network the rows do not hold, or `--per-seed-table` on rows of the networks
+    alone: one line, exit 2, not a numpy traceback."""
+    nets = {"family": "lab", "load": 0.7, "seeds": [8, 8], "nets": ["new"], "new": [1.8, 3, 0.5],
+            "heur": {}, "per_seed": {"new": [[2.0, 3.0, 0.5]]}, "cpu_s": 1.0}  # fmt: skip
+    rows = tmp_path / "n.jsonl"
+    rows.write_text(json.dumps(nets) + "\n")
+    for args in (("--table", str(rows), "--net", "nosuch"), ("--per-seed-table", str(rows))):
+        res = _fresh(*args)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        assert "error:" in res.stderr.strip().splitlines()[-1]
+
+
+def test_fresh_seeds_per_seed_takes_a_load_written_either_way():
+    """`hpc:0.70` is load 0.7 (the loads are numbers, not strings)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fresh", REPO / "bench" / "dqn_fresh_seeds.py")
+    assert spec is not None and spec.loader is not None
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
+    assert fresh.parse_per_seed("hpc:0.70,lab-long:1.1") == [("hpc", 0.7), ("lab-long", 1.1)]
+    with pytest.raises(ValueError, match="load 0.7, 0.9 or 1.1"):
+        fresh.parse_per_seed("hpc:0.8")
+
+
+def test_the_first_versions_weights_still_decide_as_shipped():
+    """`dqn_regime.npz` as issue 17's fourth try measured it: a pinned result on one small
+    workload, so the second version's changes to the shared code cannot move the first."""
+    wl = make_workload("hpc", 3, jobs=300, load=0.7)
+    got = summarize(run_policy(RegimePolicy(WEIGHTS), wl)).avg_bsld
+    assert got == pytest.approx(138.0662196842574, rel=1e-9)
+
+
+def test_the_recorded_training_command_leaves_out_options_not_given():
+    """A weights file's `command` can be run again: `--start None` would look for a file."""
+    import argparse
+
+    from scheduler.dqn_order_train import command_line
+
+    args = argparse.Namespace(workloads=2, start=None, out=Path("w.npz"))
+    assert command_line("scheduler.dqn_regime train", args) == (
+        "python -m scheduler.dqn_regime train --workloads 2 --out w.npz"
+    )
