@@ -1,6 +1,10 @@
 """An experimental DQN policy on fresh held-out seeds: workloads no design choice, training run
 or validation ever saw (issue 17, item 3). The families table of `docs/benchmarks.md` uses seeds
-0-2, which chose some of `dqn-regime`'s rules; validation uses 900-904, training 20,000 on.
+0-2, which chose some of `dqn-regime`'s rules; this script's validation uses 900-904 (five seeds
+a row, every heuristic), while `python -m scheduler.dqn_regime eval --validate` keeps the first
+version's 900-902 (one seed a row, five contender heuristics); training uses seeds 20,000 on.
+The trace's windows are `_wl`'s (about 2,000 jobs, overlapping the training tasks) unless
+`--trace-held-out` (1,000 tasks each, from task 4,352 on, which no training window holds).
 
     PYTHONPATH=$PWD python3 bench/dqn_fresh_seeds.py --families deeprm,lab,lab-long \
         --first-seed 3 --seeds 5 > a.jsonl
