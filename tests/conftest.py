@@ -51,8 +51,7 @@ SHARED_MACHINE_DIRS = ("lab", "slurm", "share", "autopilot")
 def shares_the_machine(item: pytest.Item) -> bool:
     """Whether `item` needs one of `SHARED_MACHINE_FIXTURES`, directly or through another
     fixture, or lives in a directory of such tests."""
-    parts = Path(str(item.fspath)).parts
-    in_dir = len(parts) >= 2 and parts[-2] in SHARED_MACHINE_DIRS and "tests" in parts
+    in_dir = item.path.parent.name in SHARED_MACHINE_DIRS and "tests" in item.path.parts
     return in_dir or bool(SHARED_MACHINE_FIXTURES & set(getattr(item, "fixturenames", ())))
 
 
