@@ -19,6 +19,12 @@ of each row (best by mean, taken after the fact). `--weights NAME=PATH,...` meas
 `dqn-regime` weights instead of the shipped `dqn-regime` (the first is the table's network,
 `--net NAME` picks another).
 
+Many seeds a row, in disjoint sets (each a file, or two families' files each), pooled into one
+row per family and load, with a bootstrap 90 % interval of the ratio to the best heuristic:
+
+    PYTHONPATH=$PWD python3 bench/dqn_fresh_seeds.py --table a13.jsonl b13.jsonl a33.jsonl \
+        b33.jsonl --pool --ci --net dqn-regime2
+
 Per seed, for the rows that fail (issue 17's fifth try): every heuristic, the network, its base
 and each rule its labels compare followed whole (`RulePolicy`), no training:
 
@@ -89,6 +95,7 @@ RESERVED = frozenset(
         "per_seed",
         "cpu_s",
         "trace_held_out",
+        "seed_sets",
     }
 )
 """the row fields a network's name must not overwrite"""
@@ -227,15 +234,69 @@ def load_rows(paths: list[str]) -> list[dict]:
     return got
 
 
-def table(paths: list[str], net: str | None) -> None:
+def pool_rows(got: list[dict]) -> list[dict]:
+    """Rows of the same family and load from disjoint seed sets pooled into one row: each
+    policy measured on every set, seed by seed, its means taken again over all of them."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in got:
+        groups.setdefault((r["family"], r["load"]), []).append(r)
+    out = []
+    for (kind, load), rs in groups.items():
+        rs.sort(key=lambda r: r["seeds"][0])
+        for a, b in zip(rs, rs[1:], strict=False):
+            if b["seeds"][0] <= a["seeds"][1]:
+                raise ValueError(f"{kind} at {load}: seeds {a['seeds']} and {b['seeds']} overlap")
+        names = set.intersection(*(set(r["per_seed"]) for r in rs))
+        ps = {n: [c for r in rs for c in r["per_seed"][n]] for n in sorted(names)}
+        heur = {n: mean(ps[n]) for n in rs[0]["heur"] if n in names}
+        nets = [n for n in rs[0]["nets"] if n in names]
+        row = {
+            "family": kind,
+            "load": load,
+            "seeds": [rs[0]["seeds"][0], rs[-1]["seeds"][1]],
+            "seed_sets": [r["seeds"] for r in rs],
+            "nets": nets,
+            **{n: mean(ps[n]) for n in [*nets, "base"] if n in ps},
+            "heur": heur,
+            "per_seed": ps,
+            "cpu_s": sum(r["cpu_s"] for r in rs),
+        }
+        if heur:
+            row["best"] = min(heur, key=lambda n: heur[n][0])
+        out.append(row)
+    return out
+
+
+CI_DRAWS = 2000
+"""`--ci`: bootstrap draws (seeds drawn with replacement, the same draw for every policy)"""
+
+
+def ratio_ci(r: dict, name: str, rng: np.random.Generator) -> tuple[float, float]:
+    """The 5th and 95th percentiles of the network's mean over the best heuristic's mean, the
+    best taken again on each draw (the yardstick as defined: the best of them after the fact)."""
+    ps = r["per_seed"]
+    net = np.array([c[0] for c in ps[name]])
+    heur = np.array([[c[0] for c in ps[h]] for h in r["heur"]])
+    idx = rng.integers(0, len(net), size=(CI_DRAWS, len(net)))
+    ratios = net[idx].mean(axis=1) / heur[:, idx].mean(axis=2).min(axis=0)
+    lo, hi = np.percentile(ratios, [5, 95])
+    return float(lo), float(hi)
+
+
+def table(paths: list[str], net: str | None, pool: bool = False, ci: bool = False) -> None:
     got = load_rows(paths)
+    if pool:
+        got = pool_rows(got)
     name = net or (got[0].get("nets") or ["dqn-regime"])[0]
     got = [r for r in got if name in r and r["heur"]]  # rows measured for both
     if not got:
         raise KeyError(f"no row measures both {name!r} and the heuristics")
-    print(f"| family | load | {name} avg / p95 / util | best heuristic avg / p95 / util | "
-          "base | / base | base / best | **/ best heuristic** | worst seed / its best |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    print(f"| family | load | seeds | {name} avg / p95 / util | best heuristic avg / p95 / util | "
+          "base | / base | base / best | **/ best heuristic** | worst seed / its best |"
+          + (" 90 % interval |" if ci else ""))  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|" + ("---|" if ci else ""))
+    above = below = 0
     for r in got:
         g, b, base = r[name], r["heur"][r["best"]], r["base"][0]
         worst = ""
@@ -243,16 +304,25 @@ def table(paths: list[str], net: str | None) -> None:
             ps = r["per_seed"]
             seed_best = [min(ps[h][k][0] for h in r["heur"]) for k in range(len(ps[name]))]
             worst = f"{max(c[0] / s for c, s in zip(ps[name], seed_best, strict=True)):.2f}"
+        interval = ""
+        if ci:
+            lo, hi = ratio_ci(r, name, rng)
+            above, below = above + (lo > 1.05), below + (hi <= 1.05)
+            interval = f" {lo:.2f}-{hi:.2f} |"
+        seeds = f"{r['seeds'][0]}-{r['seeds'][1]}"
         print(
-            f"| {r['family']} | {r['load']} | {g[0]:.2f} / {g[1]:.1f} / {g[2]:.0%} | "
+            f"| {r['family']} | {r['load']} | {seeds} | {g[0]:.2f} / {g[1]:.1f} / {g[2]:.0%} | "
             f"{b[0]:.2f} / {b[1]:.1f} / {b[2]:.0%} ({r['best']}) | {base:.2f} | "
-            f"{g[0] / base:.2f} | {base / b[0]:.2f} | **{g[0] / b[0]:.2f}** | {worst} |"
+            f"{g[0] / base:.2f} | {base / b[0]:.2f} | **{g[0] / b[0]:.2f}** | {worst} |" + interval
         )
     ratios = np.array([r[name][0] / r["heur"][r["best"]][0] for r in got])
     score = ratios.mean() + 2 * np.maximum(ratios - 1.05, 0).sum()
     print(f"\n({name}: mean ratio {ratios.mean():.3f}, max {ratios.max():.2f}, score "
           f"{score:.3f} (the mean plus twice every excess over 1.05); rows over 1.05: "
           f"{int((ratios > 1.05).sum())}; {sum(r['cpu_s'] for r in got):.0f} CPU s in all.)")  # fmt: skip
+    if ci:
+        print(f"(90 % intervals: {above} rows wholly above 1.05, {below} wholly at or below it, "
+              f"{len(got) - above - below} straddle it; {CI_DRAWS} draws of the seeds.)")  # fmt: skip
 
 
 def seed_table(paths: list[str]) -> None:
@@ -327,6 +397,10 @@ def main() -> None:
     ap.add_argument("--per-seed", default="", help="FAMILY:LOAD,...: these rows with the rules")
     ap.add_argument("--table", nargs="*", help="print the Markdown table of these JSON-row files")
     ap.add_argument("--net", default=None, help="--table: the network's column (default: first)")
+    ap.add_argument("--pool", action="store_true", help="--table: pool rows of the same family "
+                    "and load from disjoint seed sets into one row")  # fmt: skip
+    ap.add_argument("--ci", action="store_true", help="--table: a bootstrap 90 %% interval of "
+                    "the ratio to the best heuristic, over the seeds")  # fmt: skip
     ap.add_argument("--per-seed-table", nargs="*", help="print these rows seed by seed")
     ap.add_argument("--drift", nargs="*", help="files of successive seed sets ('documented': "
                     "seeds 0-2): each row's best heuristic on one, scored on the next")  # fmt: skip
@@ -336,7 +410,7 @@ def main() -> None:
             ap.error(f"{path}: no such file (a JSON-row file this script wrote)")
     try:
         if args.table:
-            return table(args.table, args.net)
+            return table(args.table, args.net, args.pool, args.ci)
         if args.per_seed_table:
             return seed_table(args.per_seed_table)
         if args.drift:
