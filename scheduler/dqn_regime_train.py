@@ -10,7 +10,7 @@ follows the rule the last comparison chose (iteration 0) or the network (later i
 DAgger). At the first state after every `--every` steps where the picks of the three rules (the
 base: SJF within 40 %; SJF within `ALT_SHARE`; the dense order) are not all the same, the rest of
 the episode runs under each rule in a copy of the environment (`compare`, with
-`dqn_rollout_core.rollout_values`); another rule than the base is chosen only if it beats the
+`dqn_rollout_core.play_out`); another rule than the base is chosen only if it beats the
 base by more than `--margin` of the slowdown still to accrue (a conservative preference for the
 base, whose gains on hpc and the traces a few deviations would undo). Every state where the rules
 differ is labelled with the chosen rule's pick, every fourth other one with the common pick. The
@@ -58,8 +58,8 @@ from scheduler.dqn_rollout_core import (
     Chooser,
     Labelled,
     at_least,
-    copy_env,
     no_aging,
+    play_out,
 )
 from scheduler.dqn_rollout_core import (
     WEIGHTS as SELF_WEIGHTS,
@@ -129,17 +129,6 @@ def env_rules(base: Chooser, names: Sequence[str], followers: Followers | None) 
     return [make(n) for n in names]
 
 
-def rollout(env: SchedulingEnv, action: int, rule: EnvRule) -> float:
-    """The return of `action` now, then `rule` to the end of the episode (minus the bounded
-    slowdown still to accrue per job, as `dqn_rollout_core.rollout_values`)."""
-    e = copy_env(env)
-    obs, total, done, _, _ = e.step(int(action))
-    while not done:
-        obs, r, done, _, _ = e.step(rule(obs, e))
-        total += r
-    return float(total)
-
-
 def cluster_capacity(wl: Workload) -> tuple[float, bool]:
     gpus = float(sum(n.capacity.gpus for n in wl.nodes))
     return (gpus or float(sum(n.capacity.cpus for n in wl.nodes))), gpus > 0
@@ -156,7 +145,7 @@ def compare(
     for k, (pick, r) in enumerate(zip(picks, rules, strict=True)):
         if k and pick == picks[0]:
             continue  # the base's pick: the base's own rollout decides
-        values[k] = rollout(env, pick, r)
+        values[k] = play_out(env, pick, r)
     v0 = values[0]
     best = max(values, key=lambda k: values[k])
     gain = values[best] - v0
