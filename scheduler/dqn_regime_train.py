@@ -50,6 +50,7 @@ from scheduler.dqn_regime_core import (
     augment,
     base_chooser,
     input_names,
+    row_jobs,
     rule_row,
     save_regime,
 )
@@ -119,9 +120,12 @@ def env_rules(base: Chooser, names: Sequence[str], followers: Followers | None) 
         def choose(obs: Candidates, env: SchedulingEnv) -> int:
             if name == "base":
                 return base(obs)
-            cpus = max(float(n.capacity.cpus) for n in env.workload.nodes)
-            plans = env_plans(env, followers) if name in SCORE_RULES else {}
-            pick = rule_row(obs.x, name, plans, cpus, obs.wait_allowed)
+            if name in SCORE_RULES:
+                assert env.round is not None
+                jobs = row_jobs(env.round, obs)
+                pick = rule_row(obs.x, name, env_plans(env, followers), jobs, obs.wait_allowed)
+            else:
+                pick = rule_row(obs.x, name, {}, None, obs.wait_allowed)
             return base(obs) if pick is None else pick
 
         return choose
@@ -167,7 +171,6 @@ def collect(
     env = SchedulingEnv(wl, config=no_aging())
     cap, gpus = cluster_capacity(wl)
     regime = Regime()
-    regime.node_cpus = max(float(n.capacity.cpus) for n in wl.nodes)
     obs, _ = env.reset()
     out: list[Labelled] = []
     rule, step, next_check, done = 0, 0, 0, False
@@ -179,6 +182,8 @@ def collect(
         assert env.sim is not None
         regime.observe(env.sim.pending(), env.sim.now, cap, gpus)
         regime.plans = env_plans(env, followers)
+        assert env.round is not None
+        jobs = row_jobs(env.round, obs)
         picks = [r(obs, env) for r in rules]
         differ = len(set(picks)) > 1
         if differ and step >= next_check:
@@ -189,12 +194,12 @@ def collect(
             next_check = step + every
         label = picks[rule]
         if differ or step % 4 == 0:
-            x = augment(obs.x, regime.vector, inputs, regime.plans, regime.node_cpus)
+            x = augment(obs.x, regime.vector, inputs, regime.plans, jobs)
             out.append(Labelled(x, obs.mask.copy(), label, 1.0, label != picks[0]))
         act = label
         if net is not None:
             net.observe(regime)
-            q = net.scores(obs.x)
+            q = net.scores(obs.x, jobs)
             if not obs.wait_allowed:
                 q[-1] = -np.inf
             act = int(np.argmax(q))
