@@ -1,8 +1,10 @@
 """`dqn-regime` version 2 following the EASY heuristics: the rows tied to their jobs by identity
-(on any cluster, mixed node sizes too); its trainer's rollouts (`play_out`)."""
+(on any cluster, mixed node sizes too), and each rollout of the trainer asking its own copy of
+the heuristics, never the episode's."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -10,12 +12,14 @@ import pytest
 
 from scheduler.bench import make_workload
 from scheduler.dqn_regime_core import (
+    RULES,
     Followers,
     RulePolicy,
     base_chooser,
     follow_pick,
     row_jobs,
 )
+from scheduler.dqn_regime_train import FollowedEnv, compare, env_rules
 from scheduler.dqn_rollout_core import (
     BASE_WEIGHTS,
     no_aging,
@@ -98,6 +102,57 @@ def test_two_jobs_alike_in_every_column_are_told_apart():
     assert follow_pick(x, [Placement("gone", "n0")], jobs) is None
     with pytest.raises(ValueError, match="rows"):
         follow_pick(x, [Placement("twin-b", "n0")], jobs[:3])
+
+
+def _plans_seen(wl: Workload, rollouts_every: int) -> list:
+    """The heuristics' plans (job, node, GPUs) at each decision time of an episode that follows
+    the base, rolling out the two followed rules to the end every `rollouts_every` steps (0:
+    never)."""
+    choose = base()
+    rules = env_rules(choose, RULES)
+    env = FollowedEnv(wl, follow=True)
+    obs, _ = env.reset()
+    seen: list = []
+    done, step = False, 0
+    while not done:
+        if len(obs) > 1:
+            assert env.sim is not None
+            plans = env.plans()
+            seen.append((env.sim.now, copy.deepcopy(plans)))
+            if rollouts_every and step % rollouts_every == 0:
+                for rule in rules[3:]:
+                    play_out(env, choose(obs), rule)
+        obs, _, done, _, _ = env.step(choose(obs) if len(obs) > 1 else 0)
+        step += 1
+    return seen
+
+
+def test_a_rollout_never_moves_what_the_episodes_heuristics_plan():
+    """The heuristics keep state between decisions (the shapes they have seen, their
+    reservations); a rollout asks them at later times. Sharing one set of them with the
+    episode, the plans it saw after rollouts differed from its own at 14 of 221 decision times
+    of this workload; each copy of the env now asks its own copy."""
+    wl = make_workload("lab", 1, jobs=200, load=0.9)
+    alone = _plans_seen(wl, 0)
+    assert len(alone) > 200
+    assert _plans_seen(wl, 60) == alone
+
+
+def test_compare_rolls_out_in_copies_and_leaves_the_episode_as_it_was():
+    """`compare` plays every rule out in a copy: the episode's clock, queue and plans stay."""
+    wl = make_workload("lab", 1, jobs=120, load=0.9)
+    choose = base()
+    rules = env_rules(choose, RULES)
+    env = FollowedEnv(wl, follow=True)
+    obs, _ = env.reset()
+    for _ in range(30):
+        obs, *_ = env.step(choose(obs))
+    assert env.sim is not None
+    before = (env.sim.now, [j.id for j in env.sim.pending()], copy.deepcopy(env.plans()))
+    picks = [r(obs, env) for r in rules]
+    rule, _gain = compare(env, picks, rules, 0.0)
+    assert 0 <= rule < len(RULES)
+    assert (env.sim.now, [j.id for j in env.sim.pending()], env.plans()) == before
 
 
 def test_rollout_values_are_play_outs_of_the_base():
