@@ -26,8 +26,9 @@ workload beyond the queue of this instant. So:
 * One MLP scores the rows; the best is taken: no teacher bonus, no override (`RegimePolicy`).
 * Version 2 of the inputs (`INPUTS_V2`, `dqn_regime2.npz`; issue 17's fifth try) adds
   `wfp3_choice` and `f1_choice`: the row of the first job EASY in that order starts now, asked of
-  the heuristics themselves at each decision time (`Followers`, `follow_pick`). The weights' width
-  says which version they are; version 1 (`dqn_regime.npz`) runs as before.
+  the heuristics themselves at each decision time (`Followers`, `follow_pick`: the rows are tied
+  to their jobs by identity, `row_jobs`). The weights' width says which version they are; version
+  1 (`dqn_regime.npz`) runs as before.
 
 The labels (the trainer) come from rollouts: at states where the rules' picks differ, the rest of
 the episode under each rule; the best rule (the base unless another beats it by a margin) labels
@@ -50,10 +51,11 @@ from scheduler.features import (
     TAU_S,
     TEACHER,
     Candidates,
+    Round,
 )
 from scheduler.heuristics import LONG_AFTER_S
 from scheduler.mlp import Layers, ReluMLP, read_npz, write_npz
-from scheduler.model import ClusterView, JobRequest, Placement
+from scheduler.model import ClusterView, JobId, JobRequest, Placement
 from scheduler.policy import DQNPolicy, QNetwork
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "dqn_regime.npz"
@@ -105,8 +107,6 @@ class Regime:
         self.size = [0.0, 0.0]
         self.long_est = 0.0
         self.vector = np.zeros(len(REGIME_NAMES), np.float32)
-        self.node_cpus = 1.0
-        """the CPUs of the largest up node (a row's `cpu_req_share` times this: its CPUs)"""
         self.plans: dict = {}
         """what `Followers` start at this decision time (`INPUTS_V2`)"""
 
@@ -149,7 +149,6 @@ class Regime:
         """`observe` with the capacity of the view's up nodes."""
         gpus = float(sum(n.capacity.gpus for n in view.nodes if n.is_up))
         cpus = float(sum(n.capacity.cpus for n in view.nodes if n.is_up))
-        self.node_cpus = max((float(n.capacity.cpus) for n in view.nodes if n.is_up), default=1.0)
         self.observe(pending, now, gpus or cpus, gpus > 0)
 
 
@@ -206,32 +205,21 @@ def dense_pick(x: np.ndarray) -> int | None:
     return int(np.lexsort((-rows[:, _COL["is_best_fit"]], est / size**2))[0])
 
 
-Plan = list[tuple[float, float, float]]
-"""the jobs a heuristic starts now, in its order: (`log_est`, `log_wait`, CPUs) of each, as a
-candidate row shows them (`plan_of`)"""
+Plan = list[Placement]
+"""what a heuristic starts now, in its order (`Followers.plans`)"""
 
 
-def plan_of(starts: Sequence[Placement], pending: Sequence[JobRequest], now: float) -> Plan:
-    """What `follow_pick` looks for: each started job's `log_est` and `log_wait` (as the round
-    computes them, in float32) and its CPUs."""
-    by_id = {j.id: j for j in pending}
-    out: Plan = []
-    for p in starts:
-        j = by_id.get(p.job_id)
-        if j is None:
-            continue
-        est = max(float(j.est_runtime_s), TAU_S)
-        wait = max(0.0, now - float(j.submitted_at))
-        le = float(np.float32(math.log(est / TAU_S) / 8.0))
-        lw = float(np.float32(math.log1p(wait / TAU_S) / 8.0))
-        out.append((le, lw, float(j.request.cpus)))
-    return out
+def row_jobs(rnd: Round, cands: Candidates) -> list[JobId]:
+    """The job of each of `cands`' rows but the wait row (`Candidates.jobs` indexes `rnd`'s
+    window): what ties a candidate row to its job for `follow_pick`."""
+    return [rnd.window[k].id for k in cands.jobs[:-1].tolist()]
 
 
 class Followers:
     """The EASY heuristics of `SCORE_RULES` (`heuristics.WFP3Policy`, `F1Policy`: their order,
     their reservation, no long-job limit, their own starvation guard), asked at each decision
-    time which jobs they would start now (`plans`)."""
+    time which jobs they would start now (`plans`). They keep state between decisions: a run
+    (or a rollout) asks its own."""
 
     def __init__(self) -> None:
         from scheduler.heuristics import HEURISTICS
@@ -239,28 +227,27 @@ class Followers:
         self.policies = {r: HEURISTICS[r]() for r in SCORE_RULES}
 
     def plans(self, view: ClusterView, pending: Sequence[JobRequest], now: float) -> dict:
-        return {r: plan_of(h.decide(view, pending, now), pending, now) for r, h in self.policies.items()}  # fmt: skip
+        """Each rule's `Plan` at this decision time."""
+        return {r: h.decide(view, pending, now) for r, h in self.policies.items()}
 
 
-def follow_pick(x: np.ndarray, plan: Plan, node_cpus: float) -> int | None:
-    """The row of the first job of `plan` still among these candidates (its best-fit node: the
-    heuristics place by best fit); None when none is (the heuristic starts nothing more now).
-    A row is the job's when its estimate, wait and CPUs (`cpu_req_share` times `node_cpus`,
-    exact on clusters of one node shape) are the plan's to float32 precision."""
+def follow_pick(x: np.ndarray, plan: Plan, jobs: Sequence[JobId]) -> int | None:
+    """The row of the first job of `plan` still among these candidates (`jobs`: each row's job,
+    `row_jobs`), on the round's best-fit node for it (the first such row on a tie; on a cluster
+    of mixed node sizes it may not be the node the heuristic took); None when none is (the
+    heuristic starts nothing more now)."""
     m = len(x) - 1
     if m <= 0 or not plan:
         return None
-    c = _COL
-    le, lw = x[:m, c["log_est"]], x[:m, c["log_wait"]]
-    cpus = x[:m, c["cpu_req_share"]].astype(np.float64) * node_cpus
-    for e, w, n in plan:
-        hit = np.flatnonzero(
-            (np.abs(le - e) <= 1e-6)
-            & (np.abs(lw - w) <= 1e-6)
-            & (np.abs(cpus - n) <= 1e-3 * n + 1e-3)
-        )
-        if len(hit):
-            return int(hit[np.argmax(x[hit, c["is_best_fit"]])])
+    if len(jobs) != m:
+        raise ValueError(f"{len(jobs)} jobs for {m} candidate rows (the wait row has none)")
+    rows: dict[JobId, list[int]] = {}
+    for i, j in enumerate(jobs):
+        rows.setdefault(j, []).append(i)
+    for p in plan:
+        hit = rows.get(p.job_id)
+        if hit:
+            return hit[int(np.argmax(x[hit, _COL["is_best_fit"]]))]
     return None
 
 
@@ -296,16 +283,17 @@ def augment(
     regime: np.ndarray,
     inputs: Sequence[str] = INPUTS,
     plans: dict | None = None,
-    node_cpus: float = 1.0,
+    jobs: Sequence[JobId] | None = None,
 ) -> np.ndarray:
     """The network's input rows: the version-4 columns, `alt_choice`, `dense_choice`, (in
-    `INPUTS_V2`) `wfp3_choice` and `f1_choice` (`follow_pick` of `plans`), the regime's columns."""
+    `INPUTS_V2`) `wfp3_choice` and `f1_choice` (`follow_pick` of `plans`, `jobs` the rows' jobs),
+    the regime's columns."""
     m = len(x)
     out = np.zeros((m, len(inputs)), np.float32)
     out[:, : len(_V4)] = x[:, _V4]
     picks = [alt_pick(x), dense_pick(x)]
     if len(inputs) == len(INPUTS_V2):
-        picks += [follow_pick(x, (plans or {}).get(r, []), node_cpus) for r in SCORE_RULES]
+        picks += [_follow(x, (plans or {}).get(r, []), jobs) for r in SCORE_RULES]
     for k, pick in enumerate(picks):
         if pick is not None:
             out[pick, len(_V4) + k] = 1.0
@@ -313,8 +301,18 @@ def augment(
     return out
 
 
+def _follow(x: np.ndarray, plan: Plan, jobs: Sequence[JobId] | None) -> int | None:
+    """`follow_pick`, refusing a plan without the rows' jobs (its pick would silently be lost)."""
+    if jobs is None:
+        if plan:
+            raise ValueError("a heuristic's plan needs the candidate rows' jobs (`row_jobs`)")
+        return None
+    return follow_pick(x, plan, jobs)
+
+
 class RegimeNet(QNetwork):
-    """The MLP over `INPUTS`; `scores` takes full candidate rows and the current `regime`."""
+    """The MLP over `INPUTS`; `scores` takes full candidate rows (and their jobs, `row_jobs`, for
+    `INPUTS_V2`) and the current `regime`."""
 
     def __init__(self, layers: Layers, inputs: Sequence[str] | None = None) -> None:
         ReluMLP.__init__(self, layers)
@@ -322,11 +320,10 @@ class RegimeNet(QNetwork):
         self.columns = None
         self.regime = np.zeros(len(REGIME_NAMES), np.float32)
         self.plans: dict = {}
-        self.node_cpus = 1.0
 
     def observe(self, regime: Regime) -> None:
-        """Read the regime's vector, plans and node size for the next `scores`."""
-        self.regime, self.plans, self.node_cpus = regime.vector, regime.plans, regime.node_cpus
+        """Read the regime's vector and plans for the next `scores`."""
+        self.regime, self.plans = regime.vector, regime.plans
 
     @property
     def uses_fragmentation(self) -> bool:
@@ -336,8 +333,9 @@ class RegimeNet(QNetwork):
     def uses_fair_share(self) -> bool:
         return False
 
-    def scores(self, x: np.ndarray) -> np.ndarray:
-        x = augment(np.asarray(x), self.regime, self.features, self.plans, self.node_cpus)
+    def scores(self, x: np.ndarray, jobs: Sequence[JobId] | None = None) -> np.ndarray:
+        """The score of each candidate row of `x` (`jobs`: each row's job but the wait row's)."""
+        x = augment(np.asarray(x), self.regime, self.features, self.plans, jobs)
         return ReluMLP.scores(self, x)
 
 
@@ -445,22 +443,30 @@ class RegimePolicy(DQNPolicy):
         self.net.observe(self.regime)
         return super().decide(view, pending, now, fair_share)
 
+    def _scores(self, rnd: Round, cands: Candidates) -> np.ndarray:
+        """The network's scores, told which job each row is (`follow_pick`)."""
+        assert isinstance(self.net, RegimeNet)
+        return self.net.scores(cands.x, row_jobs(rnd, cands))
+
 
 RULES = ("base", "alt", "dense", *SCORE_RULES)
 """the rules the labels compare (`dqn_regime_train`): the base (SJF within 40 %), SJF within
 `ALT_SHARE`, the dense order, and (`INPUTS_V2`) EASY in `wfp3` and in `f1` order (`Followers`)"""
 
 
-def rule_row(x: np.ndarray, rule: str, plans: dict, node_cpus: float, wait_ok: bool) -> int | None:
-    """The row `rule` (one of `RULES`) takes on these candidate rows; None: the round's teacher
-    row (as `base_chooser` takes it), for "base" itself and where a rule names none and waiting
-    is not allowed. A rule that starts nothing more now (the heuristic's plan is done, or no
-    job of it is a candidate) waits where it may, as `alt_action` does."""
+def rule_row(
+    x: np.ndarray, rule: str, plans: dict, jobs: Sequence[JobId] | None, wait_ok: bool
+) -> int | None:
+    """The row `rule` (one of `RULES`) takes on these candidate rows (`jobs`: their jobs,
+    `row_jobs`, which the rules of `SCORE_RULES` need); None: the round's teacher row (as
+    `base_chooser` takes it), for "base" itself and where a rule names none and waiting is not
+    allowed. A rule that starts nothing more now (the heuristic's plan is done, or no job of it
+    is a candidate) waits where it may, as `alt_action` does."""
     if rule == "base":
         return None
     if rule == "dense":
         return dense_pick(x)
-    pick = alt_pick(x) if rule == "alt" else follow_pick(x, plans.get(rule, []), node_cpus)
+    pick = alt_pick(x) if rule == "alt" else _follow(x, plans.get(rule, []), jobs)
     return pick if pick is not None else (len(x) - 1 if wait_ok else None)
 
 
@@ -474,10 +480,10 @@ class _RuleNet(RegimeNet):
         super().__init__([(w, np.zeros(1, np.float32))], inputs)
         self.rule = rule
 
-    def scores(self, x: np.ndarray) -> np.ndarray:
+    def scores(self, x: np.ndarray, jobs: Sequence[JobId] | None = None) -> np.ndarray:
         x = np.asarray(x)
         q = 0.5 * x[:, TEACHER].astype(np.float32)
-        pick = rule_row(x, self.rule, self.plans, self.node_cpus, True)
+        pick = rule_row(x, self.rule, self.plans, jobs, True)
         if pick is not None:
             q[pick] = 1.0
         return q

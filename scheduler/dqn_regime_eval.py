@@ -60,7 +60,6 @@ def rule_shares(weights: Path, seeds: int, kinds: Sequence[str]) -> None:
             env = SchedulingEnv(wl, config=no_aging())
             cap, gpus = cluster_capacity(wl)
             net, regime = pol.net, Regime()
-            regime.node_cpus = max(float(n.capacity.cpus) for n in wl.nodes)
             assert isinstance(net, RegimeNet)
             obs, _ = env.reset()
             done = False

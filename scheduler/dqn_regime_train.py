@@ -10,7 +10,7 @@ follows the rule the last comparison chose (iteration 0) or the network (later i
 DAgger). At the first state after every `--every` steps where the picks of the three rules (the
 base: SJF within 40 %; SJF within `ALT_SHARE`; the dense order) are not all the same, the rest of
 the episode runs under each rule in a copy of the environment (`compare`, with
-`dqn_rollout_core.rollout_values`); another rule than the base is chosen only if it beats the
+`dqn_rollout_core.play_out`); another rule than the base is chosen only if it beats the
 base by more than `--margin` of the slowdown still to accrue (a conservative preference for the
 base, whose gains on hpc and the traces a few deviations would undo). Every state where the rules
 differ is labelled with the chosen rule's pick, every fourth other one with the common pick. The
@@ -21,7 +21,9 @@ learns the label among the step's rows (cross-entropy, `dqn_rollout_train.fit`).
 `wfp3` and in `f1` order would take first (`INPUTS_V2`), and the comparisons roll out those two
 rules as well (five in all), so a lightly loaded workload where one of them wins is labelled
 with its picks. It starts from `--start` (default `dqn_regime.npz`) with zero weights on the two
-new inputs, so it starts as the first version.
+new inputs, so it starts as the first version. The two heuristics keep state between decisions,
+so they ride on the episode's environment (`FollowedEnv`): each rollout's copy asks its own copy
+of them, and what a rollout asks never changes what the episode's heuristics plan next.
 """
 
 from __future__ import annotations
@@ -45,11 +47,13 @@ from scheduler.dqn_regime_core import (
     SCORE_RULES,
     WEIGHTS,
     Followers,
+    Plan,
     Regime,
     RegimeNet,
     augment,
     base_chooser,
     input_names,
+    row_jobs,
     rule_row,
     save_regime,
 )
@@ -58,8 +62,8 @@ from scheduler.dqn_rollout_core import (
     Chooser,
     Labelled,
     at_least,
-    copy_env,
     no_aging,
+    play_out,
 )
 from scheduler.dqn_rollout_core import (
     WEIGHTS as SELF_WEIGHTS,
@@ -68,7 +72,7 @@ from scheduler.dqn_rollout_train import fit, make_net
 from scheduler.environment import SchedulingEnv
 from scheduler.features import Candidates
 from scheduler.mlp import read_npz
-from scheduler.model import Workload
+from scheduler.model import JobId, Workload
 from scheduler.policy import load_weights
 
 
@@ -93,51 +97,60 @@ def start_layers(
     return [(wide, b0), *layers[1:]]
 
 
-EnvRule = Callable[[Candidates, SchedulingEnv], int]
-"""a rule on an environment's observation (the heuristics it follows read the env's queue)"""
+class FollowedEnv(SchedulingEnv):
+    """The training episode (`SchedulingEnv`, aging off) with, for version 2, the heuristics
+    `Followers` ask. They keep state between decisions, so they are the episode's own: a copy of
+    the environment (`copy_env`, a rollout) carries a copy of them, and what they are asked there
+    never reaches the episode's."""
+
+    def __init__(self, wl: Workload, follow: bool) -> None:
+        super().__init__(wl, config=no_aging())
+        self.follow = follow
+        self.followers: Followers | None = None
+        self._plans: tuple[float, dict[str, Plan]] | None = None
+
+    def reset(self, seed: int | None = None) -> tuple[Candidates, dict]:
+        self.followers = Followers() if self.follow else None
+        self._plans = None
+        return super().reset(seed)
+
+    def plans(self) -> dict[str, Plan]:
+        """What the followers start at this decision time (none without them), asked once per
+        time: a copy made at that time keeps the plan made before its first step."""
+        sim = self.sim
+        if self.followers is None or sim is None:
+            return {}
+        if self._plans is None or self._plans[0] != sim.now:
+            self._plans = (sim.now, self.followers.plans(sim.view(), sim.pending(), sim.now))
+        return self._plans[1]
+
+    def row_jobs(self) -> list[JobId]:
+        """The job of each candidate row of the current observation but the wait row."""
+        assert self.round is not None and self.obs is not None
+        return row_jobs(self.round, self.obs)
 
 
-def env_plans(env: SchedulingEnv, followers: Followers | None) -> dict:
-    """What `followers` start at the env's decision time, asked once per time (kept on the env,
-    so a copy made at that time keeps the plan made before its first step)."""
-    if followers is None:
-        return {}
-    sim = env.sim
-    assert sim is not None
-    got = getattr(env, "_regime_plans", None)
-    if got is None or got[0] != sim.now:
-        got = (sim.now, followers.plans(sim.view(), sim.pending(), sim.now))
-        env._regime_plans = got  # type: ignore[attr-defined]
-    return got[1]
+EnvRule = Callable[[Candidates, FollowedEnv], int]
+"""a rule on an environment's observation (the heuristics it follows ride on the env)"""
 
 
-def env_rules(base: Chooser, names: Sequence[str], followers: Followers | None) -> list[EnvRule]:
+def env_rules(base: Chooser, names: Sequence[str]) -> list[EnvRule]:
     """Choosers for `RULES` by name: each rule's row (`rule_row`), the base's where it names
     none."""
 
     def make(name: str) -> EnvRule:
-        def choose(obs: Candidates, env: SchedulingEnv) -> int:
+        def choose(obs: Candidates, env: FollowedEnv) -> int:
             if name == "base":
                 return base(obs)
-            cpus = max(float(n.capacity.cpus) for n in env.workload.nodes)
-            plans = env_plans(env, followers) if name in SCORE_RULES else {}
-            pick = rule_row(obs.x, name, plans, cpus, obs.wait_allowed)
+            if name in SCORE_RULES:
+                pick = rule_row(obs.x, name, env.plans(), env.row_jobs(), obs.wait_allowed)
+            else:
+                pick = rule_row(obs.x, name, {}, None, obs.wait_allowed)
             return base(obs) if pick is None else pick
 
         return choose
 
     return [make(n) for n in names]
-
-
-def rollout(env: SchedulingEnv, action: int, rule: EnvRule) -> float:
-    """The return of `action` now, then `rule` to the end of the episode (minus the bounded
-    slowdown still to accrue per job, as `dqn_rollout_core.rollout_values`)."""
-    e = copy_env(env)
-    obs, total, done, _, _ = e.step(int(action))
-    while not done:
-        obs, r, done, _, _ = e.step(rule(obs, e))
-        total += r
-    return float(total)
 
 
 def cluster_capacity(wl: Workload) -> tuple[float, bool]:
@@ -146,7 +159,7 @@ def cluster_capacity(wl: Workload) -> tuple[float, bool]:
 
 
 def compare(
-    env: SchedulingEnv, picks: list[int], rules: Sequence[EnvRule], margin: float
+    env: FollowedEnv, picks: list[int], rules: Sequence[EnvRule], margin: float
 ) -> tuple[int, float]:
     """The rule to follow from here: each rule's pick now, then that rule to the end of the
     episode (rules with the same pick share a rollout); another rule than the base (0) only if
@@ -156,7 +169,7 @@ def compare(
     for k, (pick, r) in enumerate(zip(picks, rules, strict=True)):
         if k and pick == picks[0]:
             continue  # the base's pick: the base's own rollout decides
-        values[k] = rollout(env, pick, r)
+        values[k] = play_out(env, pick, r)
     v0 = values[0]
     best = max(values, key=lambda k: values[k])
     gain = values[best] - v0
@@ -173,12 +186,10 @@ def collect(
     inputs: tuple[str, ...] = INPUTS,
 ) -> tuple[list[Labelled], dict]:
     """One episode's labels (see the module) and what the comparisons found."""
-    followers = Followers() if inputs == INPUTS_V2 else None
-    rules = env_rules(base, names_of(inputs), followers)
-    env = SchedulingEnv(wl, config=no_aging())
+    rules = env_rules(base, names_of(inputs))
+    env = FollowedEnv(wl, follow=inputs == INPUTS_V2)
     cap, gpus = cluster_capacity(wl)
     regime = Regime()
-    regime.node_cpus = max(float(n.capacity.cpus) for n in wl.nodes)
     obs, _ = env.reset()
     out: list[Labelled] = []
     rule, step, next_check, done = 0, 0, 0, False
@@ -189,7 +200,8 @@ def collect(
             continue
         assert env.sim is not None
         regime.observe(env.sim.pending(), env.sim.now, cap, gpus)
-        regime.plans = env_plans(env, followers)
+        regime.plans = env.plans()
+        jobs = env.row_jobs()
         picks = [r(obs, env) for r in rules]
         differ = len(set(picks)) > 1
         if differ and step >= next_check:
@@ -200,12 +212,12 @@ def collect(
             next_check = step + every
         label = picks[rule]
         if differ or step % 4 == 0:
-            x = augment(obs.x, regime.vector, inputs, regime.plans, regime.node_cpus)
+            x = augment(obs.x, regime.vector, inputs, regime.plans, jobs)
             out.append(Labelled(x, obs.mask.copy(), label, 1.0, label != picks[0]))
         act = label
         if net is not None:
             net.observe(regime)
-            q = net.scores(obs.x)
+            q = net.scores(obs.x, jobs)
             if not obs.wait_allowed:
                 q[-1] = -np.inf
             act = int(np.argmax(q))

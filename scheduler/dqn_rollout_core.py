@@ -33,7 +33,7 @@ import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -53,6 +53,7 @@ TIE = 1e-9
 label"""
 
 Chooser = Callable[[Candidates], int]
+Env = TypeVar("Env", bound=SchedulingEnv)
 
 
 class SelfWeightsError(ValueError):
@@ -84,7 +85,7 @@ def base_action(base: QNetwork) -> Chooser:
     return greedy(base, BASE_BONUS)
 
 
-def copy_env(env: SchedulingEnv) -> SchedulingEnv:
+def copy_env(env: Env) -> Env:
     """A copy of `env` to try an action in; the workload and its jobs (never changed) are shared."""
     wl = env.workload
     memo: dict[int, Any] = {id(wl): wl, id(wl.jobs): wl.jobs, id(wl.nodes): wl.nodes}
@@ -100,24 +101,34 @@ def copy_env(env: SchedulingEnv) -> SchedulingEnv:
     return out
 
 
+def play_out(
+    env: Env, action: int, then: Callable[[Candidates, Env], int], horizon: int = 0
+) -> float:
+    """The return of taking `action` now in a copy of `env` (`copy_env`), then `then`'s choices:
+    to the end of the episode (`horizon` 0) or for `horizon` more steps. Returns are minus the
+    bounded slowdown the jobs accrue (per job of the workload), so higher is better; what
+    accrued before now is left out. `then` also reads the copy it steps (its queue, its round,
+    whatever a subclass of the environment carries along)."""
+    e = copy_env(env)
+    obs, total, done, _, _ = e.step(int(action))
+    k = 0
+    while not done and (horizon <= 0 or k < horizon):
+        obs, r, done, _, _ = e.step(then(obs, e))
+        total += r
+        k += 1
+    return float(total)
+
+
 def rollout_values(
     env: SchedulingEnv, actions: Sequence[int], base: Chooser, horizon: int = 0
 ) -> np.ndarray:
-    """The return of taking each of `actions` now, then the base policy: to the end of the
-    episode (`horizon` 0) or for `horizon` more steps. Returns are minus the bounded slowdown
-    the jobs accrue (per job of the workload), so higher is better; what accrued before now is the
-    same for every action and left out."""
-    out = np.empty(len(actions))
-    for i, a in enumerate(actions):
-        e = copy_env(env)
-        obs, total, done, _, _ = e.step(int(a))
-        k = 0
-        while not done and (horizon <= 0 or k < horizon):
-            obs, r, done, _, _ = e.step(base(obs))
-            total += r
-            k += 1
-        out[i] = total
-    return out
+    """The return of taking each of `actions` now, then the base policy (`play_out`): to the end
+    of the episode (`horizon` 0) or for `horizon` more steps; higher is better."""
+
+    def then(obs: Candidates, _env: SchedulingEnv) -> int:
+        return base(obs)
+
+    return np.array([play_out(env, a, then, horizon) for a in actions], dtype=float)
 
 
 def candidates_to_try(obs: Candidates, base_pick: int, net_scores: np.ndarray, top: int) -> list:

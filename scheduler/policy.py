@@ -318,7 +318,7 @@ class DQNPolicy:
                 continue
             if len(cands) <= 1:
                 break
-            raw = self.net.scores(cands.x)
+            raw = self._scores(rnd, cands)
             q = raw.copy()
             if self.teacher_bonus:
                 # the conservative blend: leave the teacher's pick only for a clearly better score
@@ -342,6 +342,12 @@ class DQNPolicy:
             self._placed[p.job_id] = (p, teacher, raw, best, float(q[best]))
         self._note(rnd, last, held, by_teacher)
         return out
+
+    def _scores(self, rnd: Round, cands: Candidates) -> np.ndarray:
+        """The network's score of each of this step's candidates (a subclass whose network reads
+        more of the round than the rows, such as which job each row is, hands it over here)."""
+        assert self.net is not None
+        return self.net.scores(cands.x)
 
     def _placed_reason(self, job_id: JobId) -> str:
         """Why job `job_id` was placed in the last decision (see `decide`)."""

@@ -30,6 +30,7 @@ from scheduler.dqn_regime_core import (
     dense_pick,
     follow_pick,
     load_regime,
+    row_jobs,
     rule_pick,
     save_regime,
 )
@@ -37,7 +38,7 @@ from scheduler.dqn_rollout_core import BASE_WEIGHTS, SelfDQNPolicy, no_aging
 from scheduler.environment import SchedulingEnv, run_policy, summarize
 from scheduler.features import FEATURE_NAMES, TEACHER
 from scheduler.heuristics import HEURISTICS
-from scheduler.model import JobRequest, Resources
+from scheduler.model import JobRequest, Placement, Resources
 from scheduler.policy import load_weights
 from scheduler.registry import EXPERIMENTAL_POLICIES, POLICY_NAMES, make_policy
 from scheduler.workloads import deeprm
@@ -268,7 +269,6 @@ def test_follow_pick_finds_the_job_the_heuristic_starts_first_among_the_candidat
     shipped, _, _ = load_weights(BASE_WEIGHTS)
     base = base_chooser(shipped)
     obs, _ = env.reset()
-    cpus = max(float(n.capacity.cpus) for n in env.workload.nodes)
     done, checked = False, 0
     jobs_col = FEATURE_NAMES.index("log_est")
     while not done:
@@ -280,7 +280,7 @@ def test_follow_pick_finds_the_job_the_heuristic_starts_first_among_the_candidat
                 first = env.teacher_action(HEURISTICS[rule]())
                 if first is None or first == len(obs) - 1:
                     continue
-                got = follow_pick(obs.x, plans[rule], cpus)
+                got = follow_pick(obs.x, plans[rule], row_jobs(env.round, obs))
                 assert got is not None
                 # the same job (estimate and wait), on the node the heuristic took or as good
                 assert obs.x[got, jobs_col] == obs.x[first, jobs_col]
@@ -288,7 +288,7 @@ def test_follow_pick_finds_the_job_the_heuristic_starts_first_among_the_candidat
                 checked += 1
         obs, _, done, _, _ = env.step(base(obs) if len(obs) > 1 else 0)
     assert checked > 20
-    assert follow_pick(obs.x, [], cpus) is None
+    assert follow_pick(obs.x, [], []) is None
 
 
 @pytest.mark.parametrize("kind", ["deeprm", "hpc"])
@@ -326,11 +326,15 @@ def test_version_two_reads_the_heuristics_picks_and_the_first_version_still_load
     x[:2, FEATURE_NAMES.index("log_wait")] = [0.4, 0.1]
     x[:2, FEATURE_NAMES.index("cpu_req_share")] = [0.25, 0.5]
     x[-1, -1] = 1.0
-    plans = {"wfp3": [(0.3, 0.1, 2.0)], "f1": [(9.0, 9.0, 1.0), (0.5, 0.4, 1.0)]}
-    a = augment(x, np.full(len(REGIME_NAMES), 0.25, np.float32), INPUTS_V2, plans, 4.0)
+    plans = {"wfp3": [Placement("b", "n0")], "f1": [Placement("gone", "n0"), Placement("a", "n0")]}
+    regime = np.full(len(REGIME_NAMES), 0.25, np.float32)
+    a = augment(x, regime, INPUTS_V2, plans, ["a", "b"])
     assert a[:, INPUTS_V2.index("wfp3_choice")].tolist() == [0.0, 1.0, 0.0]
     assert a[:, INPUTS_V2.index("f1_choice")].tolist() == [1.0, 0.0, 0.0]
     assert (a[:, INPUTS_V2.index(REGIME_NAMES[0]) :] == 0.25).all()
+    # a plan without the rows' jobs is refused, not silently lost
+    with pytest.raises(ValueError, match="jobs"):
+        augment(x, regime, INPUTS_V2, plans)
 
 
 def test_tiny_version_two_training_run_compares_five_rules(tmp_path):
@@ -442,6 +446,20 @@ def test_the_first_versions_weights_still_decide_as_shipped():
     wl = make_workload("hpc", 3, jobs=300, load=0.7)
     got = summarize(run_policy(RegimePolicy(WEIGHTS), wl)).avg_bsld
     assert got == pytest.approx(138.0662196842574, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("kind", "seed", "load", "pinned"),
+    [("hpc", 3, 0.7, 431.1557890339893), ("lab-long", 2, 0.9, 2.3917040701869747)],
+)
+def test_the_second_versions_weights_still_decide_as_shipped(kind, seed, load, pinned):
+    """`dqn_regime2.npz` as issue 17's fifth try shipped it (numbers measured before the rows
+    were tied to their jobs by identity): one node (hpc) and eight of one shape (lab-long)."""
+    from scheduler.dqn_regime_core import WEIGHTS_V2
+
+    wl = make_workload(kind, seed, jobs=300, load=load)
+    got = summarize(run_policy(RegimePolicy(WEIGHTS_V2), wl)).avg_bsld
+    assert got == pytest.approx(pinned, rel=1e-9)
 
 
 def test_the_recorded_training_command_leaves_out_options_not_given():
