@@ -54,7 +54,7 @@ from scheduler.dqn_order_eval import TRACE, _wl  # noqa: E402
 from scheduler.dqn_order_train import TRACE_TRAIN_TASKS  # noqa: E402
 from scheduler.dqn_regime_core import (  # noqa: E402
     RULES,
-    WEIGHTS,
+    SHIPPED,
     RegimePolicy,
     RegimeWeightsError,
     RulePolicy,
@@ -104,7 +104,7 @@ RESERVED = frozenset(
 def parse_weights(spec: str) -> dict[str, Path]:
     """`NAME=PATH,...` -> {name: path}; the shipped `dqn-regime` when empty."""
     if not spec:
-        return {"dqn-regime": WEIGHTS}
+        return {"dqn-regime": SHIPPED}
     out = {}
     for item in spec.split(","):
         name, sep, path = item.partition("=")

@@ -28,7 +28,8 @@ workload beyond the queue of this instant. So:
   `wfp3_choice` and `f1_choice`: the row of the first job EASY in that order starts now, asked of
   the heuristics themselves at each decision time (`Followers`, `follow_pick`: the rows are tied
   to their jobs by identity, `row_jobs`). The weights' width says which version they are; version
-  1 (`dqn_regime.npz`) runs as before.
+  1 (`dqn_regime.npz`) runs as before, by its path; version 2 is what `dqn-regime` runs
+  (`SHIPPED`), offered beside the heuristics and `dqn` (settings, the console, the autopilot).
 
 The labels (the trainer) come from rollouts: at states where the rules' picks differ, the rest of
 the episode under each rule; the best rule (the base unless another beats it by a margin) labels
@@ -86,6 +87,10 @@ INPUTS_V2 = (
 """the second version's inputs (`dqn_regime2.npz`): also the rows `wfp3` and `f1` take"""
 KNOWN_INPUTS = (INPUTS, INPUTS_V2)
 WEIGHTS_V2 = Path(__file__).resolve().parent / "weights" / "dqn_regime2.npz"
+SHIPPED = WEIGHTS_V2
+"""what `dqn-regime` runs: version 2, at most 1.03x the best heuristic on every family at every
+load on seeds 13-52 (`docs/benchmarks.md`, "DQN that knows the regime, on forty seeds");
+version 1 (`WEIGHTS`) loads by its path"""
 _V4 = np.array([FEATURE_NAMES.index(n) for n in FEATURE_NAMES_V4])
 _COL = {n: FEATURE_NAMES.index(n) for n in FEATURE_NAMES}
 _STARVE_LOG = math.log1p(86400.0 / TAU_S) / 8.0
@@ -404,9 +409,10 @@ class RegimePolicy(DQNPolicy):
     def __init__(self, weights: str | Path | None = None, *, cost_weight: float = 0.0) -> None:
         if not cost_weight >= 0:
             raise ValueError("cost_weight must be >= 0")
-        net, meta = load_regime(WEIGHTS if weights is None else weights)
+        path = Path(SHIPPED if weights is None else weights)
+        net, meta = load_regime(path)
         self._init(net, meta, float(cost_weight))
-        self.weights_path = Path(WEIGHTS if weights is None else weights)
+        self.weights_path = path
 
     def _init(self, net: RegimeNet, meta: dict, cost_weight: float) -> None:
         self.teacher_bonus = 0.0

@@ -4,8 +4,9 @@
 "dqn-bf" (experimental: a learned order under EASY backfilling) from `scheduler.dqn_order`,
 "dqn-self" (experimental: the DQN's network alone, rollout-trained) from
 `scheduler.dqn_rollout_core`, "dqn-select" (experimental: a network that picks among the rounds
-several rules propose) from `scheduler.dqn_select_core`, "dqn-regime" (experimental: the network
-alone, with what the workload is like as input) from `scheduler.dqn_regime_core`.
+several rules propose) from `scheduler.dqn_select_core`, "dqn-regime" (a network deciding alone,
+with what the workload is like and what `wfp3` and `f1` would start as input) from
+`scheduler.dqn_regime_core`.
 """
 
 from __future__ import annotations
@@ -16,20 +17,26 @@ from typing import Any
 from scheduler.heuristics import HEURISTICS
 from scheduler.model import Policy
 
-POLICY_NAMES: tuple[str, ...] = (*HEURISTICS, "ilp", "dqn")
+LEARNED_POLICIES: tuple[str, ...] = ("dqn", "dqn-regime")
+"""The offered policies a network decides: `dqn` (SJF within the long-job limit, learned; the one
+`train` and `policy install` make and replace) and `dqn-regime` (a network deciding alone,
+at most 1.03x the best heuristic on 40 held-out seeds a row: `docs/benchmarks.md`)."""
+
+POLICY_NAMES: tuple[str, ...] = (*HEURISTICS, "ilp", *LEARNED_POLICIES)
 """Every policy by name: the one list the CLI, settings and the console offer."""
 
-EXPERIMENTAL_POLICIES: tuple[str, ...] = ("dqn-bf", "dqn-self", "dqn-select", "dqn-regime")
+EXPERIMENTAL_POLICIES: tuple[str, ...] = ("dqn-bf", "dqn-self", "dqn-select")
 """Built by name and accepted by `bench --policies`, but not offered by settings, the console or
 the autopilot, and not run by default: they do not meet issue 17's aims (`docs/benchmarks.md`)."""
 
-_EXPERIMENTAL_CLASSES: dict[str, tuple[str, str, str]] = {
+_LAZY_CLASSES: dict[str, tuple[str, str, str]] = {
     "dqn-bf": ("scheduler.dqn_order", "OrderBackfillPolicy", "OrderWeightsError"),
     "dqn-self": ("scheduler.dqn_rollout_core", "SelfDQNPolicy", "SelfWeightsError"),
     "dqn-select": ("scheduler.dqn_select_core", "SelectPolicy", "SelectWeightsError"),
     "dqn-regime": ("scheduler.dqn_regime_core", "RegimePolicy", "RegimeWeightsError"),
 }
-"""each experimental policy: its module (imported when built), class, and weights error"""
+"""each policy built from a module imported only when built (the experimental ones and
+`dqn-regime`): its module, class, and weights error"""
 
 BENCH_DEFAULT_POLICIES: tuple[str, ...] = POLICY_NAMES
 """What `bench` compares when no --policies are given: all of them, the DQN and the ILP too."""
@@ -45,8 +52,8 @@ def make_policy(name: str, **options: Any) -> Policy:
     """A fresh policy called `name` with `options`; ValueError for an unknown name, bad options
     or a policy that cannot be loaded."""
     key = name.strip().lower()
-    if key in _EXPERIMENTAL_CLASSES:
-        module, cls_name, error_name = _EXPERIMENTAL_CLASSES[key]
+    if key in _LAZY_CLASSES:
+        module, cls_name, error_name = _LAZY_CLASSES[key]
         mod = importlib.import_module(module)
         try:
             return getattr(mod, cls_name)(**options)

@@ -19,6 +19,7 @@ from scheduler.dqn_regime_core import (
     INPUTS_V2,
     REGIME_NAMES,
     WEIGHTS,
+    WEIGHTS_V2,
     Followers,
     Regime,
     RegimePolicy,
@@ -140,22 +141,40 @@ def test_a_network_on_the_teacher_column_is_the_base_and_decides_alone():
     assert summarize(res).avg_bsld != pytest.approx(base)
 
 
-def test_registry_loads_the_shipped_weights_and_decides_deterministically_without_torch():
-    assert "dqn-regime" in EXPERIMENTAL_POLICIES and "dqn-regime" not in POLICY_NAMES
+def test_the_product_offers_it_where_it_offers_a_policy():
+    """A lab can pin `dqn-regime`, the autopilot replays it, and the dispatcher builds it with
+    the lab's cost weight (the network's own, version 2)."""
+    from lepton_tui import autopilot
+    from lepton_tui.dispatch.loop import load_policy
+    from lepton_tui.settings import _policy
+
+    assert _policy(" DQN-Regime ") == "dqn-regime"
+    assert "dqn-regime" in autopilot.candidates()
+    pol = load_policy("dqn-regime", cost_weight=0.5)
+    assert isinstance(pol, RegimePolicy) and pol.cost_weight == 0.5
+    assert pol.weights_path == WEIGHTS_V2 and pol.net.features == INPUTS_V2
+
+
+def test_registry_offers_version_2_and_decides_deterministically_without_torch():
+    """`dqn-regime` is offered (settings, the console, the autopilot) and runs `dqn_regime2.npz`."""
+    assert "dqn-regime" in POLICY_NAMES and "dqn-regime" not in EXPERIMENTAL_POLICIES
     code = (
         "import sys, json\n"
         "from scheduler.registry import make_policy\n"
         "from scheduler.environment import run_policy, summarize\n"
         "from scheduler.workloads import deeprm\n"
+        "pol = make_policy('dqn-regime')\n"
         "out = [summarize(run_policy(make_policy('dqn-regime'), deeprm(60, 1.0, 1))).avg_bsld\n"
         "       for _ in range(2)]\n"
-        "print(json.dumps({'runs': out, 'torch': 'torch' in sys.modules}))\n"
+        "print(json.dumps({'runs': out, 'torch': 'torch' in sys.modules,\n"
+        "                  'weights': str(pol.weights_path), 'inputs': len(pol.net.features)}))\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)  # fmt: skip
     assert res.returncode == 0, res.stderr
     got = json.loads(res.stdout)
     assert got["torch"] is False and got["runs"][0] == got["runs"][1] > 0
+    assert got["weights"] == str(WEIGHTS_V2) and got["inputs"] == len(INPUTS_V2)
     meta = RegimePolicy(WEIGHTS).meta
     assert meta["kind"] == "dqn-regime" and "command" in meta and meta["history"]
 
@@ -224,7 +243,7 @@ def test_cli_rejects_bad_input_with_one_line(args):
     assert not (REPO / "w.txt").exists() and not (REPO / "w.npz").exists()
 
 
-def test_bench_runs_dqn_regime_by_name_and_the_defaults_leave_it_out():
+def test_bench_runs_dqn_regime_by_name_and_by_default():
     res = subprocess.run(
         [sys.executable, "-m", "lepton_tui", "bench", "--workload", "lab-long", "--jobs", "60",
          "--policies", "dqn-regime,sjf-bf", "--json"],
@@ -237,7 +256,7 @@ def test_bench_runs_dqn_regime_by_name_and_the_defaults_leave_it_out():
     assert rows[0]["finished"] == 60
     from scheduler.registry import BENCH_DEFAULT_POLICIES
 
-    assert "dqn-regime" not in BENCH_DEFAULT_POLICIES
+    assert "dqn-regime" in BENCH_DEFAULT_POLICIES
 
 
 @pytest.mark.parametrize("module", ["dqn_regime", "dqn_rollout", "dqn_select"])
@@ -353,7 +372,6 @@ def test_tiny_version_two_training_run_compares_five_rules(tmp_path):
 
 
 def test_the_second_versions_weights_load_and_name_their_five_rules():
-    from scheduler.dqn_regime_core import WEIGHTS_V2
 
     pol = RegimePolicy(WEIGHTS_V2)
     assert pol.net.features == INPUTS_V2 and pol.followers is not None
@@ -455,7 +473,6 @@ def test_the_first_versions_weights_still_decide_as_shipped():
 def test_the_second_versions_weights_still_decide_as_shipped(kind, seed, load, pinned):
     """`dqn_regime2.npz` as issue 17's fifth try shipped it (numbers measured before the rows
     were tied to their jobs by identity): one node (hpc) and eight of one shape (lab-long)."""
-    from scheduler.dqn_regime_core import WEIGHTS_V2
 
     wl = make_workload(kind, seed, jobs=300, load=load)
     got = summarize(run_policy(RegimePolicy(WEIGHTS_V2), wl)).avg_bsld

@@ -14,10 +14,10 @@ from scheduler.heuristics import (
     earliest_fit,
 )
 from scheduler.model import NodeView, Placement, RunningJob
-from scheduler.registry import POLICY_NAMES, make_policy
+from scheduler.registry import LEARNED_POLICIES, POLICY_NAMES, make_policy
 from tests.scheduler.helpers import check_fits, job, node, res, view
 
-ALL = list(POLICY_NAMES[:-1])  # every policy but the DQN
+ALL = [p for p in POLICY_NAMES if p not in LEARNED_POLICIES]  # every policy no network decides
 
 
 def placed(placements: list[Placement]) -> dict:

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scheduler.model import Job, Node, Placement, Resources, Workload
-from scheduler.registry import POLICY_NAMES, make_policy
+from scheduler.registry import LEARNED_POLICIES, POLICY_NAMES, make_policy
 from scheduler.simulator import InvalidPlacement, NodeOutage, SimResult, Simulator, random_outages
 
-POLICIES = [p for p in POLICY_NAMES if p != "dqn"]
+POLICIES = [p for p in POLICY_NAMES if p not in LEARNED_POLICIES]
 
 
 def check_invariants(wl: Workload, result: SimResult) -> None:
