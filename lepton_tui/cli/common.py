@@ -59,7 +59,7 @@ def user_text(value: Any, style: str = "", *, multiline: bool = False) -> Text:
     """A Rich `Text` of user-controlled `value`: never markup, never raw control characters."""
     from rich.text import Text
 
-    return Text(printable(value, "\t\n" if multiline else ""), style=style)
+    return Text(printable(value, "\t\n" if multiline else ""), style=style, overflow="fold")
 
 
 def make_console(**kwargs: Any) -> Console:
