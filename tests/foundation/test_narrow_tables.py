@@ -3,6 +3,8 @@ every column stays, and no name or message is cut with an ellipsis."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 from tests.clirun import lepton
@@ -43,3 +45,21 @@ def test_hosts_ls_folds_a_long_name(home: Path) -> None:
         lines = res.stdout.splitlines()
         lines = lines[next(i for i, line in enumerate(lines) if key in line) :]  # from the header
         assert _column(lines, lines[0].split()[0], HOST[:10], key) == HOST, args
+
+
+def test_events_keep_every_column_and_the_whole_message(home: Path) -> None:
+    """With a long host name `events` once showed only TIME, KIND and HOST (`2026-12-06 04…`,
+    `pric…`): the user, job and message columns were dropped."""
+    _add_host(home)
+    res = lepton(home, "events", columns=80)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].split() == ["TIME", "USER", "KIND", "JOB", "HOST", "MESSAGE"]
+    assert "…" not in res.stdout and all(len(line) <= 80 for line in lines)
+    [added] = [e for e in json.loads(lepton(home, "events", "--json").stdout)
+               if e["kind"] == "host.added"]  # fmt: skip
+    row = next(line for line in lines[1:] if "host.added" in line)
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  ", row)  # the whole time
+    message = _column(lines, "MESSAGE", row, "TIME", last=True)
+    assert message.replace(" ", "") == added["message"].replace(" ", "")
+    assert _column(lines, "HOST", row, "TIME") == HOST
