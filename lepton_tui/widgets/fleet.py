@@ -166,6 +166,8 @@ class FleetTable(FittedTable):
 
     COLUMNS = COLUMNS
     DROP_ORDER = DROP_ORDER
+    # a long host name (up to 63) is cut to this before CPU, memory and the rest give way to it
+    SOFT_CAPS = {"host": 16}
     BINDINGS = [
         Binding("space", "toggle_nodes", "show/hide a Slurm partition's nodes", show=False),
         Binding("right", "expand", "show a Slurm partition's nodes", show=False),
