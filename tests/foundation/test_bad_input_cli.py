@@ -80,3 +80,24 @@ def test_errors_never_echo_a_huge_argument(svc: Service, home: Path, args: list[
     assert_one_line_error(res, 2)
     assert len(res.stderr) < 500, res.stderr[:600]
     assert "characters)" in res.stderr or " ... " in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "word"),
+    [
+        (["show", "-1"], "-1"),
+        (["cancel", "-5"], "-5"),
+        (["logs", "-2.5"], "-2.5"),
+        (["settings", "set", "tick_s", "-1"], "-1"),
+    ],
+)  # fmt: skip
+def test_a_negative_value_is_not_called_a_missing_option(
+    home: Path, args: list[str], word: str
+) -> None:
+    """click read `show -1` as the option `-1` and said `No such option '-1'`: the user typed a
+    value, and was sent looking for an option."""
+    Service.open(home).close()
+    res = run(home, *args)
+    assert_one_line_error(res, 2)
+    assert f"error: {word} is not a valid value here (negative numbers are not)" in res.stderr
+    assert "No such option" not in res.stderr
