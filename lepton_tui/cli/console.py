@@ -15,12 +15,18 @@ def _is_terminal(stream: Any) -> bool:
         return False
 
 
+def has_terminal() -> bool:
+    """Whether the console can be seen and used: Textual reads keys from stdin and draws on
+    stderr."""
+    return _is_terminal(sys.__stdin__) and _is_terminal(sys.__stderr__)
+
+
 def open_console(home: str | None = None, demo: bool = False, theme: str | None = None) -> None:
     """Build the app from its one factory and run it: a client of the lab service when a socket
     is configured (then no ledger is opened here), else on the personal ledger."""
-    # Textual reads keys from stdin and draws on stderr. Without a terminal there (`ssh host
-    # lepton-tui` without -t, cron, a script) it would run unseen, busy, until killed.
-    if not (_is_terminal(sys.__stdin__) and _is_terminal(sys.__stderr__)):
+    # Without a terminal (`ssh host lepton-tui` without -t, cron, a script) the console would
+    # run unseen, busy, until killed.
+    if not has_terminal():
         raise ValidationError(
             "the console needs a terminal, and its stdin or stderr is not one",
             "open it in a terminal (over ssh: ssh -t); scripts use commands such as "
