@@ -322,7 +322,10 @@ class FleetPanel(Vertical):
         yield FleetTable(id="fleet-table")
 
     def on_mount(self) -> None:
+        # neither until the first read says which: "No hosts yet" is not flashed at a lab that
+        # has hosts while the console starts
         self.query_one(FleetTable).display = False
+        self.query_one(EmptyFleet).display = False
 
     def show(
         self,
