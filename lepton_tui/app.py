@@ -257,7 +257,7 @@ class LeptonApp(App[None]):
         if self.link_error is None:
             self.log.warning(f"lab service lost: {why}")
             # said once, for the screens without a header line too (the queue)
-            self.notify(f"{why}; reconnecting", severity="warning", timeout=6)
+            self.notify(f"{why}; reconnecting", severity="warning", timeout=6, markup=False)
         self.link_error = why
         self._show_alert()
 
@@ -279,7 +279,7 @@ class LeptonApp(App[None]):
     def _reader_notice(self, text: str) -> None:
         """The reader process is gone for good (called from a screen's worker): say it once."""
         self.log.warning(text)
-        self.call_from_thread(self.notify, text, severity="warning", timeout=10)
+        self.call_from_thread(self.notify, text, severity="warning", timeout=10, markup=False)
 
     def on_unmount(self) -> None:
         self.shutdown()
