@@ -1,4 +1,5 @@
-"""What a host reports is shown as text, never as markup, in the console's notifications too."""
+"""What hosts report, users type and errors say is shown as text, never as markup, in the
+console's notifications too."""
 
 from __future__ import annotations
 
@@ -34,3 +35,15 @@ async def test_a_probe_answer_with_brackets_is_shown_as_sent(
         assert app.is_running and app._exception is None
         shown = [toast.render().plain for toast in app.screen.query("Toast")]
         assert any(said[0] in text for text in shown), shown
+
+
+async def test_an_unknown_theme_with_brackets_is_named_as_typed(make_tui, lab: Path) -> None:
+    """`lepton-tui --theme '[/]'` crashed the console: its warning was parsed as markup."""
+    app = make_tui(theme="[/]")
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await loaded(pilot)
+        await wait_for(pilot, lambda: len(app.screen.query("Toast")) > 0 or not app.is_running)
+        await pilot.pause(0.2)
+        assert app.is_running and app._exception is None and app.theme == "lepton"
+        shown = [toast.render().plain for toast in app.screen.query("Toast")]
+        assert any("unknown theme '[/]'" in text for text in shown), shown
