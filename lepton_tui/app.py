@@ -174,8 +174,8 @@ class LeptonApp(App[None]):
             known = ", ".join(t.name for t in THEMES)
             self.notify(
                 f"unknown theme {name!r}; using {DEFAULT_THEME} (themes: {known})",
-                severity="warning",
-            )
+                severity="warning", markup=False,  # the name is what the user typed
+            )  # fmt: skip
             self._wanted_theme = DEFAULT_THEME
         self.theme = self._wanted_theme
         # From now on a theme chosen here (`t`, or the palette's theme picker) is kept.
@@ -223,7 +223,7 @@ class LeptonApp(App[None]):
                 dispatcher.close()
             except Exception:  # noqa: BLE001 - nothing more to release
                 pass
-        self.call_from_thread(self.notify, message, severity=severity, timeout=10)
+        self.call_from_thread(self.notify, message, severity=severity, timeout=10, markup=False)
 
     @property
     def dispatch_note(self) -> str:
@@ -257,7 +257,7 @@ class LeptonApp(App[None]):
         if self.link_error is None:
             self.log.warning(f"lab service lost: {why}")
             # said once, for the screens without a header line too (the queue)
-            self.notify(f"{why}; reconnecting", severity="warning", timeout=6)
+            self.notify(f"{why}; reconnecting", severity="warning", timeout=6, markup=False)
         self.link_error = why
         self._show_alert()
 
@@ -279,7 +279,7 @@ class LeptonApp(App[None]):
     def _reader_notice(self, text: str) -> None:
         """The reader process is gone for good (called from a screen's worker): say it once."""
         self.log.warning(text)
-        self.call_from_thread(self.notify, text, severity="warning", timeout=10)
+        self.call_from_thread(self.notify, text, severity="warning", timeout=10, markup=False)
 
     def on_unmount(self) -> None:
         self.shutdown()
@@ -395,8 +395,9 @@ class LeptonApp(App[None]):
             if not self._prefs_warned:  # once: pressing `t` again would only repeat it
                 self._prefs_warned = True
                 self.call_from_thread(
-                    self.notify, f"theme {name} not kept for next time: {exc}", severity="warning"
-                )
+                    self.notify, f"theme {name} not kept for next time: {exc}", severity="warning",
+                    markup=False,
+                )  # fmt: skip
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -497,14 +498,15 @@ class LeptonApp(App[None]):
         try:
             result = change()
         except LeptonError as exc:
-            self.call_from_thread(self.notify, str(exc), severity="error")
+            self.call_from_thread(self.notify, str(exc), severity="error", markup=False)
             return
         message = getattr(result, "message", result)
         ok = getattr(result, "ok", True)
         if message:
             self.call_from_thread(
-                self.notify, str(message), severity="information" if ok else "warning"
-            )
+                self.notify, str(message), severity="information" if ok else "warning",
+                markup=False,
+            )  # fmt: skip
         self.call_from_thread(self.refresh_screen)
 
     def note_header(self, head: Any) -> None:

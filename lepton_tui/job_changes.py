@@ -80,3 +80,14 @@ def cancel_job(ledger: Ledger, job: dict[str, Any], actor: str) -> tuple[bool, s
         return None
     verb = "cancelled" if target == "cancelled" else "cancelling (the host will stop it)"
     return True, f"job {job['id']} {verb}"
+
+
+def no_element(ledger: Ledger, job_id: int, index: int) -> tuple[str, str]:
+    """Why `ID.INDEX` names no job, and where to look: no such job, a job that is no array, or
+    an array without that element."""
+    ledger.get_job(job_id)  # NotFound: `job 999 does not exist`
+    if not ledger.array_members(job_id):
+        return f"job {job_id} is not an array, so it has no element {index}", (
+            f"give its id alone: `lepton-tui show {job_id}`"
+        )
+    return f"array {job_id} has no element {index}", f"see `lepton-tui show {job_id}`"

@@ -59,7 +59,10 @@ def follow_log(
         attempt = _attempt(svc, job["id"], attempt_no)
         while attempt is None:
             state = svc.get_job(job_id)["state"]
-            if not follow or state in ENDED_JOB_STATES:
+            if state in ENDED_JOB_STATES:
+                # it ended before it ever ran: there is no log to wait for
+                raise LeptonError(f"job {job_id} has no log: it ended ({state}) before it started")
+            if not follow:
                 raise LeptonError(
                     f"job {job_id} has no log: it has not started ({state})",
                     "follow it with -f to wait for it",

@@ -590,8 +590,7 @@ class Service:
                 )
             element = self.ledger.array_element(job_id, int(index))
             if element is None:
-                raise NotFound(f"array {job_id} has no element {index}",
-                               f"see `lepton-tui show {job_id}`")  # fmt: skip
+                raise NotFound(*job_changes.no_element(self.ledger, job_id, int(index)))
             return [element]
         rows = self.ledger.array_members(job_id)
         if rows and live:

@@ -35,8 +35,12 @@ def ls(ctx: click.Context, as_json: bool) -> None:
         echo_json(values)
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("KEY", "VALUE", "", "MEANING"):
-        table.add_column(col)
+    # a key or value cut to `…` cannot be copied into `settings set`: the key keeps its width
+    # and a long value folds onto more lines; the meaning wraps in what is left
+    table.add_column("KEY", no_wrap=True, min_width=max(map(len, values), default=3))
+    table.add_column("VALUE", overflow="fold")
+    table.add_column("")
+    table.add_column("MEANING", overflow="fold")
     for key in sorted(values):
         meaning = SETTINGS[key].help if key in SETTINGS else ""
         table.add_row(user_text(key), user_text(values[key]),

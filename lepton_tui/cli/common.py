@@ -59,7 +59,7 @@ def user_text(value: Any, style: str = "", *, multiline: bool = False) -> Text:
     """A Rich `Text` of user-controlled `value`: never markup, never raw control characters."""
     from rich.text import Text
 
-    return Text(printable(value, "\t\n" if multiline else ""), style=style)
+    return Text(printable(value, "\t\n" if multiline else ""), style=style, overflow="fold")
 
 
 def make_console(**kwargs: Any) -> Console:
@@ -204,7 +204,17 @@ def usage_error(exc: click.UsageError, ctx: click.Context | None = None) -> None
     sub = at.invoked_subcommand if at is not None and exc.ctx is None else None
     if sub:  # the subcommand's own parser failed before it had a context
         path = f"{path} {sub}"
-    fail(f"{exc.format_message()} (see `{path} --help`)", 2)
+    message = exc.format_message()
+    if isinstance(exc, click.NoSuchOption) and _NEGATIVE_RE.match(exc.option_name):
+        # `show -1`, `settings set tick_s -5`: a value, not an option that is missing (click
+        # names only the first "short option" of `-1.5`: the word typed is in argv)
+        typed = [a for a in sys.argv[1:] if a.startswith(exc.option_name)]
+        word = typed[0] if typed and _NEGATIVE_RE.fullmatch(typed[0]) else exc.option_name
+        message = f"{word} is not a valid value here (negative numbers are not)"
+    fail(f"{message} (see `{path} --help`)", 2)
+
+
+_NEGATIVE_RE = re.compile(r"-[0-9][0-9.e+-]*")
 
 
 class LeptonGroup(click.Group):

@@ -52,8 +52,10 @@ def events(ctx: click.Context, user: str | None, since: str | None, job_id: str 
         console.print("No events.")
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
+    # the time, kind and job keep to one line; on a narrow terminal a long user or host name
+    # folds, rather than pushing the message (and the columns after it) off the table
     for col in ("TIME", "USER", "KIND", "JOB", "HOST", "MESSAGE"):
-        table.add_column(col, no_wrap=col != "MESSAGE", overflow="ellipsis")
+        table.add_column(col, no_wrap=col in ("TIME", "KIND", "JOB"))
     for e in rows:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"]))
         table.add_row(

@@ -59,6 +59,9 @@ def shell(
     limit = parse_duration_s(time_, "time")
     patience = None if wait_s is None else parse_duration_s(wait_s, "wait")
     user_command = " ".join(command) if len(command) != 1 else command[0]
+    # the user's own values first: `--mem 12Q` is said before anything about the hosts
+    validate_job(command=interactive.holder_command(limit), name="shell", time=limit,
+                 kind="interactive", notify=False, **opts)  # fmt: skip
     with service_for(ctx) as svc:
         hosts = svc.list_hosts()
         off = [h["name"] for h in hosts if interactive.ssh_refusal(h)]  # Slurm, --local

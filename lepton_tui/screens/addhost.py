@@ -30,6 +30,8 @@ FIELDS = (
     ("price", "Price", "e.g. 2.50 (empty: none)", "price_per_hour", "price per hour"),
 )
 
+NO_ADDRESS = 'give its host name or IP address (or tick "This machine" to add this one)'
+
 
 class AddHostModal(ModalScreen[str | None]):
     """Dismisses with the new host's name, or None."""
@@ -107,7 +109,9 @@ class AddHostModal(ModalScreen[str | None]):
             if kw == "address" and raw["local"]:
                 continue
             args = {**safe, kw: raw[kw]}
-            if kw == "address" and not raw["address"] and not self._tried:
+            if kw == "address" and not raw["address"]:
+                if self._tried:  # the rule's words are the CLI's (`--address`, `--local`)
+                    errors[fid] = NO_ADDRESS
                 continue
             if kw == "name" and not raw["name"]:
                 if self._tried:

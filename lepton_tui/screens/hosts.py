@@ -159,6 +159,7 @@ class HostsScreen(LiveScreen):
             f"{host['name']}:\n" + "\n".join(result.lines),
             severity=severity,
             timeout=10,
+            markup=False,  # what the host reported: text, never markup (`[/]` would not parse)
         )
 
     @on(EmptyFleet.AddLocal)

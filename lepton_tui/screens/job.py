@@ -19,6 +19,7 @@ from textual.worker import get_current_worker
 from lepton_tui.economics.prices import allocated_text
 from lepton_tui.errors import LeptonError
 from lepton_tui.request_text import long_request
+from lepton_tui.schema import TERMINAL_JOB_STATES
 from lepton_tui.screen_data import JobData
 from lepton_tui.screens.live import LiveScreen
 from lepton_tui.validate import format_duration
@@ -105,6 +106,7 @@ class JobScreen(LiveScreen):
         self.stream = "stdout"
         self.want_logs = logs
         self.log_state: str | None = None
+        self.log_note = ""  # what the log pane says while the job has no attempt
         self._log_stream: Any = None  # lab mode: the followed log's stream, closed when we go
 
     def compose(self) -> ComposeResult:
@@ -152,11 +154,15 @@ class JobScreen(LiveScreen):
         if job["attempts"] and state != self.log_state:
             self.log_state = state
             self.follow()
-        elif not job["attempts"] and self.log_state is None:
-            self.log_state = ""
-            log = self.query_one("#job-log", Log)
-            log.clear()
-            log.write_line("(the log appears here once the job starts)")
+        elif not job["attempts"]:
+            note = "(the log appears here once the job starts)"
+            if job["state"] in TERMINAL_JOB_STATES:  # cancelled or failed while queued
+                note = f"(no log: the job ended ({job['state']}) before it started)"
+            if self.log_state != "" or note != self.log_note:
+                self.log_state, self.log_note = "", note
+                log = self.query_one("#job-log", Log)
+                log.clear()
+                log.write_line(note)
 
     # -- the log -----------------------------------------------------------------------------
 

@@ -179,7 +179,7 @@ class LiveScreen(Screen):
         message.stop()
         if message.text != self.last_error:
             where = getattr(self.app.source, "where", "the lab service")
-            self.notify(f"cannot read {where}: {message.text}", severity="error")
+            self.notify(f"cannot read {where}: {message.text}", severity="error", markup=False)
         self.last_error = message.text
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="live")
@@ -207,7 +207,7 @@ class LiveScreen(Screen):
         error = event.worker.error
         text = str(error) if isinstance(error, LeptonError) else f"{type(error).__name__}: {error}"
         if text != self.last_error:
-            self.notify(f"cannot read the ledger: {text}", severity="error")
+            self.notify(f"cannot read the ledger: {text}", severity="error", markup=False)
         self.last_error = text
         self._arm()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from textual import on, work
@@ -57,6 +58,19 @@ NOTIFY_OFF = frozenset({"none", "off", "no"})
 
 
 EMPTY_COMMAND = "the command is empty: type the command to run above, e.g. python train.py"
+
+# `submit`'s options as the form names them: the rules' messages speak the CLI's words
+FLAG_LABELS = {"--" + kw.replace("_", "-"): label for _f, label, _p, _d, kw in FIELDS}
+
+
+def form_words(message: str) -> str:
+    """A rule's message with each `submit` option it names replaced by the form field's label
+    (`give --time too` -> `give "Time limit" too`); other words are left as they are."""
+    return re.sub(
+        r"--[a-z][a-z-]*",
+        lambda m: f'"{FLAG_LABELS[m.group(0)]}"' if m.group(0) in FLAG_LABELS else m.group(0),
+        message,
+    )
 
 
 def job_args(values: dict[str, str], only: str | None = None) -> dict[str, Any]:
@@ -120,7 +134,7 @@ def field_errors(values: dict[str, str]) -> dict[str, str]:
         try:
             _check(job_args(values, only=fid))
         except ValidationError as exc:
-            errors[fid] = str(exc)
+            errors[fid] = form_words(str(exc))
     return errors
 
 
@@ -224,7 +238,7 @@ class SubmitJobModal(ModalScreen[int | None]):
         try:
             specs = specs_from(self.values())
         except ValidationError as exc:
-            self.query_one("#form-error", Static).update(str(exc))
+            self.query_one("#form-error", Static).update(form_words(str(exc)))
             return
         self.query_one("#submit", Button).disabled = True
         self._submit(specs)
@@ -239,5 +253,5 @@ class SubmitJobModal(ModalScreen[int | None]):
         self.app.call_from_thread(self.dismiss, job_id)
 
     def _failed(self, message: str) -> None:
-        self.query_one("#form-error", Static).update(message)
+        self.query_one("#form-error", Static).update(form_words(message))
         self.query_one("#submit", Button).disabled = False

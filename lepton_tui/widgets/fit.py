@@ -112,12 +112,14 @@ def fit_columns(
     fill: str | None = None,
     fill_min: int = 0,
     padding: int = 1,
+    soft_caps: Mapping[str, int] | None = None,
 ) -> dict[str, int]:
     """The columns to show in `room` cells, each with its width (pure).
 
-    Every column takes its natural width up to its cap; the columns of `drop_order` are left out,
-    in that order, until the rest fits (with at least `fill_min` cells for `fill`); `fill` takes
-    all that is left, so a wide screen shows it whole and a narrow one still shows its start.
+    Every column takes its natural width up to its cap; when they do not fit, the columns of
+    `soft_caps` give up what they must down to that width, then the columns of `drop_order` are
+    left out, in that order, until the rest fits (with at least `fill_min` cells for `fill`);
+    `fill` takes all that is left, so a wide screen shows it whole and a narrow one its start.
     """
     caps = caps or {}
     gap = 2 * padding
@@ -126,6 +128,9 @@ def fit_columns(
     def left() -> int:
         return room - sum(w + gap for w in widths.values()) - (gap + fill_min if fill else 0)
 
+    for key, cap in (soft_caps or {}).items():
+        if key in widths and left() < 0:  # one long name cuts itself, not the other columns
+            widths[key] = max(min(widths[key], cap), widths[key] + left())
     for key in drop_order:
         if left() >= 0:
             break
@@ -146,12 +151,14 @@ def clip(cell: Any, width: int) -> Any:
 
 class FittedTable(CellCachedTable):
     """A DataTable whose columns fit its width, again after every resize (`fit_columns` with the
-    class's COLUMNS, DROP_ORDER, CAPS, FILL and FILL_MIN). Rows are keyed; the highlighted row
-    stays highlighted. A reserved scrollbar column keeps a growing table from scrolling sideways."""
+    class's COLUMNS, DROP_ORDER, CAPS, SOFT_CAPS, FILL and FILL_MIN). Rows are keyed; the
+    highlighted row stays highlighted. A reserved scrollbar column keeps a growing table from
+    scrolling sideways."""
 
     COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = ()
     DROP_ORDER: ClassVar[tuple[str, ...]] = ()
     CAPS: ClassVar[dict[str, int]] = {}
+    SOFT_CAPS: ClassVar[dict[str, int]] = {}
     FILL: ClassVar[str | None] = None
     FILL_MIN: ClassVar[int] = 0
 
@@ -205,6 +212,7 @@ class FittedTable(CellCachedTable):
         layout = fit_columns(
             self.keys, natural, self.room(), drop_order=self.DROP_ORDER,
             caps=self.CAPS, fill=self.FILL, fill_min=self.FILL_MIN, padding=self.cell_padding,
+            soft_caps=self.SOFT_CAPS,
         )  # fmt: skip
         if layout != self.layout_widths:
             self._set_columns(layout)

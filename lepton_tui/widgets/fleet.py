@@ -166,6 +166,8 @@ class FleetTable(FittedTable):
 
     COLUMNS = COLUMNS
     DROP_ORDER = DROP_ORDER
+    # a long host name (up to 63) is cut to this before CPU, memory and the rest give way to it
+    SOFT_CAPS = {"host": 16}
     BINDINGS = [
         Binding("space", "toggle_nodes", "show/hide a Slurm partition's nodes", show=False),
         Binding("right", "expand", "show a Slurm partition's nodes", show=False),
@@ -320,7 +322,10 @@ class FleetPanel(Vertical):
         yield FleetTable(id="fleet-table")
 
     def on_mount(self) -> None:
+        # neither until the first read says which: "No hosts yet" is not flashed at a lab that
+        # has hosts while the console starts
         self.query_one(FleetTable).display = False
+        self.query_one(EmptyFleet).display = False
 
     def show(
         self,

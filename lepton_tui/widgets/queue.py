@@ -6,6 +6,7 @@ from collections.abc import Mapping, Set
 
 from rich.text import Text
 from textual.binding import Binding
+from textual.content import Content
 
 from lepton_tui.validate import format_duration
 from lepton_tui.views import QueueRow, QueueWindow
@@ -157,8 +158,9 @@ class QueueTable(FittedTable):
         return int(key) if key is not None else None
 
 
-def queue_title(window: QueueWindow) -> str:
-    """`Queue 3 running, 12 queued (showing 15 of 15)`."""
+def queue_title(window: QueueWindow) -> Content:
+    """`Queue 3 running, 12 queued (showing 15 of 15)`, as plain text: a border title given as a
+    string is markup, and the filter is what the user typed (`[/]` would not even parse)."""
     title = f"Queue: {window.running} running, {window.queued} queued"
     if window.text:
         title += f" | filter '{window.text}'"
@@ -166,4 +168,4 @@ def queue_title(window: QueueWindow) -> str:
         title += f" | showing {len(window.rows)} of {window.matched:,}"
     if window.sort != "default":
         title += f" | by {window.sort}"
-    return title
+    return Content(title)

@@ -80,3 +80,45 @@ def test_errors_never_echo_a_huge_argument(svc: Service, home: Path, args: list[
     assert_one_line_error(res, 2)
     assert len(res.stderr) < 500, res.stderr[:600]
     assert "characters)" in res.stderr or " ... " in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "word"),
+    [
+        (["show", "-1"], "-1"),
+        (["cancel", "-5"], "-5"),
+        (["logs", "-2.5"], "-2.5"),
+        (["settings", "set", "tick_s", "-1"], "-1"),
+    ],
+)  # fmt: skip
+def test_a_negative_value_is_not_called_a_missing_option(
+    home: Path, args: list[str], word: str
+) -> None:
+    """click read `show -1` as the option `-1` and said `No such option '-1'`: the user typed a
+    value, and was sent looking for an option."""
+    Service.open(home).close()
+    res = run(home, *args)
+    assert_one_line_error(res, 2)
+    assert f"error: {word} is not a valid value here (negative numbers are not)" in res.stderr
+    assert "No such option" not in res.stderr
+
+
+def test_an_element_of_what_is_no_array_says_what_it_is(home: Path) -> None:
+    """`show 1.0` on a plain job said `array 1 has no element 0`, and `cancel 99.1` on no job
+    at all the same: neither is an array."""
+    svc = Service.open(home)
+    try:
+        plain = svc.submit(command="true")
+    finally:
+        svc.close()
+    array = int(run(home, "submit", "--array", "0-1", "--", "true").stdout.split()[0])
+    res = run(home, "show", f"{plain}.0")
+    assert_one_line_error(res, 1)
+    assert f"job {plain} is not an array, so it has no element 0" in res.stderr
+    res = run(home, "cancel", "99.1")
+    assert_one_line_error(res, 1)
+    assert "job 99 does not exist" in res.stderr
+    res = run(home, "show", f"{array}.7")
+    assert_one_line_error(res, 1)
+    assert f"array {array} has no element 7" in res.stderr
+    assert [j["state"] for j in jobs(home)] == ["queued"] * 3  # nothing cancelled

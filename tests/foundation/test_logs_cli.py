@@ -36,3 +36,19 @@ def test_logs_hints_at_a_non_empty_stderr(svc: Service, home: Path, tmp_path: Pa
     assert (res.stdout, res.stderr) == ("Traceback: boom\n", "")
     res = lepton(home, "logs", str(quiet))
     assert (res.returncode, res.stdout, res.stderr) == (0, "fine\n", "")
+
+
+def test_logs_of_a_job_that_ended_before_it_started(svc: Service, home: Path) -> None:
+    """A job cancelled while queued never had a log: no hint to wait for one with -f, and -f
+    says the same at once rather than waiting."""
+    job = svc.submit(command="echo never")
+    svc.cancel([job])
+    waiting = svc.submit(command="echo later")
+    for args in ((), ("-f",)):
+        res = lepton(home, "logs", str(job), *args)
+        assert res.returncode == 1 and res.stdout == ""
+        assert res.stderr == (
+            f"lepton-tui: error: job {job} has no log: it ended (cancelled) before it started\n"
+        )
+    res = lepton(home, "logs", str(waiting))
+    assert "it has not started (queued) (follow it with -f to wait for it)" in res.stderr

@@ -57,3 +57,26 @@ def test_settings_cli(home: Path) -> None:
     values = json.loads(cli("ls", "--json").stdout)
     assert values["policy"] == "tetris" and values["tick_s"] == 2.0
     assert cli("get", "policy").stdout.strip() == "tetris"
+
+
+def test_settings_ls_never_cuts_a_key_or_value(home: Path) -> None:
+    """At 80 columns (a pipe's width) `settings ls` once printed `notify_webhook_internal_ho…` and
+    cut a long value to `hooks.slack.com,chat…`: neither could be read back or copied."""
+    from tests.clirun import lepton
+
+    hosts = "hooks.slack.com,chat.example.org,another.example.org,mm.internal.lab.example.org"
+    assert lepton(home, "settings", "set", "notify_webhook_hosts", hosts).returncode == 0
+    res = lepton(home, "settings", "ls", columns=80)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert "…" not in res.stdout and all(len(line) <= 80 for line in lines)
+    keys = [line.split()[0] for line in lines[1:] if line[:1].strip()]
+    assert sorted(keys) == sorted(json.loads(lepton(home, "settings", "ls", "--json").stdout))
+    start = lines[0].index("VALUE")
+    row = next(i for i, line in enumerate(lines) if line.startswith("notify_webhook_hosts "))
+    pieces = []
+    for line in lines[row:]:
+        if line is not lines[row] and line[:1].strip():
+            break  # the next setting
+        pieces.append(line[start:].split("  ")[0].strip())
+    assert "".join(pieces) == hosts

@@ -137,3 +137,23 @@ def test_shell_refuses_a_slurm_host() -> None:
     with pytest.raises(ValidationError, match="Slurm partition") as refused:
         interactive.ssh_argv(slurm, "alice", "R", tty=False)
     assert "srun --pty" in str(refused.value.hint)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [("--mem", "12Q", "mem '12Q' is not a size"), ("--gpus", "-1", "gpus must be between 0")],
+)
+def test_shell_checks_its_values_before_the_hosts(
+    svc: Service, home: Path, tmp_path: Path, option: str, value: str, says: str
+) -> None:
+    """On a fleet with no SSH host, `shell --mem 12Q` once said only that no host takes a
+    shell: fixing that, the user then learned the size was bad. The value is said first."""
+    from tests.dispatch.helpers import add_local_hosts
+
+    add_local_hosts(svc, tmp_path, 1)
+    res = lepton(home, "shell", option, value)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.startswith(f"lepton-tui: error: {says}"), res.stderr
+    assert svc.ledger.query_one("SELECT COUNT(*) AS n FROM jobs")["n"] == 0
+    res = lepton(home, "shell")  # good values: then the hosts are what is wrong
+    assert res.returncode == 2 and "no host takes a shell session" in res.stderr

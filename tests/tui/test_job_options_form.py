@@ -61,7 +61,7 @@ async def test_submit_form_refuses_bad_job_options(make_tui, home: Path) -> None
         await pilot.pause()
         assert "not SIGNAL@SECONDS" in _error(modal, "signal")
         assert "notify-on 'start' is not an event" in _error(modal, "notify_on")
-        assert "needs --requeue-on-timeout" in _error(modal, "max_requeues")
+        assert _error(modal, "max_requeues") == '"Max requeues" needs "Requeue"'
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert isinstance(app.screen, SubmitJobModal)  # not submitted
@@ -71,7 +71,7 @@ async def test_submit_form_refuses_bad_job_options(make_tui, home: Path) -> None
         modal.query_one("#f-max_requeues", Input).value = ""
         modal.query_one("#f-requeue_on_timeout", Checkbox).value = True
         await pilot.pause()
-        assert "give --time too" in _error(modal, "signal")
+        assert 'give "Time limit" too' in _error(modal, "signal")
         assert "needs a time limit" in _error(modal, "requeue_on_timeout")
         await pilot.press("ctrl+s")
         await pilot.pause()
@@ -79,7 +79,7 @@ async def test_submit_form_refuses_bad_job_options(make_tui, home: Path) -> None
         # a time limit shorter than the signal's lead
         modal.query_one("#f-time", Input).value = "1m"
         await pilot.pause()
-        assert "not within --time" in _error(modal, "signal")
+        assert 'not within "Time limit"' in _error(modal, "signal")
         assert _error(modal, "requeue_on_timeout") == ""
         await pilot.press("ctrl+s")
         await pilot.pause()

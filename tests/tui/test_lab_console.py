@@ -186,6 +186,7 @@ def test_the_console_command_is_a_lab_client_when_a_socket_is_configured(
 
     built: list[LeptonApp] = []
     monkeypatch.setattr(LeptonApp, "run", lambda self, *a, **k: built.append(self))
+    monkeypatch.setattr("lepton_tui.cli.console.has_terminal", lambda: True)  # CliRunner's pipes
     monkeypatch.setenv("LEPTON_SOCKET", str(tmp_path / "lab.sock"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     res = CliRunner().invoke(cli, [])
