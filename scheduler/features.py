@@ -825,6 +825,8 @@ class Round:
         st.place(node, job, gids)
         self.partial[node] = self._partial(node)
         self._fit[:, node] = st.fit_column(self.req, node)
+        if self._queue.allow is not None:
+            self._fit[:, node] &= self._queue.allow[self.index, node]
         self._left[:, node] = (
             (st.fc[node] - self.req[:, 0]) / st.cap_c[node]
             + (st.fm[node] - self.req[:, 1]) / st.cap_m[node]
@@ -877,6 +879,9 @@ class _Queue:
         self._startable: tuple[int, np.ndarray] | None = None
         self.reservations: dict[tuple[JobId, int], tuple] = {}
         self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.allow = first.state.model_matrix(pending) if len(first.state.nodes) else None
+        """(jobs x nodes) where each job may run by its GPU models and host constraints (None:
+        anywhere): the fit matrix never offers a pair it forbids"""
         self._pairs_placed = 0
         """placements of the round state that `_pairs` includes"""
         """(head, placements so far) -> (time, node, GPU ids, [CPUs, memory] beside the head)"""
@@ -908,6 +913,8 @@ class _Queue:
             if len(changed) == 1:
                 i = changed[0]
                 fit[:, i] = st.fit_column(req, i)
+                if self.allow is not None:
+                    fit[:, i] &= self.allow[:, i]
                 left[:, i] = (
                     (st.fc[i] - req[:, 0]) / st.cap_c[i]
                     + (st.fm[i] - req[:, 1]) / st.cap_m[i]
@@ -924,6 +931,8 @@ class _Queue:
                     & (fg[None, :] >= req[:, 2:3])
                     & (fpm[None, :] >= req[:, 3:4])
                 )
+                if self.allow is not None:
+                    fit[:, at] &= self.allow[:, at]
                 left[:, at] = (
                     (fc[None, :] - req[:, 0:1]) / st.cap_c[at][None, :]
                     + (fm[None, :] - req[:, 1:2]) / st.cap_m[at][None, :]
@@ -941,6 +950,8 @@ class _Queue:
         req = self.rows[:, 3:]
         nn = len(st.nodes)
         fit = st.fit_matrix(req) if nn else np.zeros((len(req), 0), dtype=bool)
+        if self.allow is not None:
+            fit &= self.allow
         gfrac = np.where(
             (req[:, 3] > 0)[:, None],
             np.minimum(1.0, req[:, 3:4] / st.per_gpu[None, :]),
