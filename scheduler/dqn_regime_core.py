@@ -39,6 +39,7 @@ the states until the next comparison.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -101,11 +102,20 @@ class RegimeWeightsError(ValueError):
     """`dqn-regime`'s weights are missing or not usable."""
 
 
+REGIME_JOBS = 2000
+"""`Regime` reads the last this many jobs it has seen: every job of a training or benchmark
+episode (1,000 jobs, 1,024 for an SWF window), and a live lab's recent weeks rather than its
+whole history (the inputs follow the workload as it drifts; memory stays bounded)"""
+
+
 class Regime:
-    """What the policy has seen of the workload: every job ever pending (see the module)."""
+    """What the policy has seen of the workload: the last `REGIME_JOBS` jobs that were pending
+    (see the module)."""
 
     def __init__(self) -> None:
         self.seen: set = set()
+        self.recent: deque[tuple[JobId, float, float, float, int]] = deque()
+        """(id, submitted, size, estimate, long) of each job counted, oldest first"""
         self.first = math.inf
         self.work = 0.0
         self.n = [0, 0]  # short, long
@@ -115,24 +125,48 @@ class Regime:
         self.plans: dict = {}
         """what `Followers` start at this decision time (`INPUTS_V2`)"""
 
+    def _count(self, sub: float, size: float, est: float, long: int, sign: float) -> None:
+        self.work += sign * size * est
+        self.n[long] += int(sign)
+        self.size[long] += sign * size
+        if long:
+            self.long_est += sign * est
+
+    def _forget_oldest(self, pending_ids: set) -> None:
+        """Drop the oldest counted job (a job still pending stays in `seen`, so it is never
+        counted twice)."""
+        jid, sub, size, est, long = self.recent.popleft()
+        self._count(sub, size, est, long, -1.0)
+        if jid not in pending_ids:
+            self.seen.discard(jid)
+        if sub <= self.first:
+            self.first = min((r[1] for r in self.recent), default=math.inf)
+
     def observe(self, pending: Sequence[JobRequest], now: float, cap: float, gpus: bool) -> None:
         """Count the jobs of `pending` not seen before (`cap`: the cluster's GPUs, or CPUs when
-        it has none) and update `vector`."""
+        it has none; nothing is counted without any) and update `vector`."""
+        if cap <= 0:
+            return  # no capacity to size jobs against (every host down): count them later
         new = False
         for j in pending:
             if j.id in self.seen:
                 continue
             self.seen.add(j.id)
             new = True
-            size = (float(j.request.gpus) if gpus else float(j.request.cpus)) / max(cap, 1e-9)
+            size = (float(j.request.gpus) if gpus else float(j.request.cpus)) / cap
             est = float(j.est_runtime_s)
             long = int(est > LONG_AFTER_S)
-            self.first = min(self.first, float(j.submitted_at))
-            self.work += size * est
-            self.n[long] += 1
-            self.size[long] += size
-            if long:
-                self.long_est += est
+            sub = float(j.submitted_at)
+            self.first = min(self.first, sub)
+            self._count(sub, size, est, long, 1.0)
+            self.recent.append((j.id, sub, size, est, long))
+        if len(self.recent) > REGIME_JOBS:
+            pending_ids = {j.id for j in pending}
+            while len(self.recent) > REGIME_JOBS:
+                self._forget_oldest(pending_ids)
+            if len(self.seen) > 2 * REGIME_JOBS + len(pending_ids):
+                # ids forgotten while pending, since ended: keep only the counted and the queued
+                self.seen = {r[0] for r in self.recent} | pending_ids
         if not new and self.vector[-1] == float(gpus):
             return
         total = max(1, sum(self.n))

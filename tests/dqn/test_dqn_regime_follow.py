@@ -12,8 +12,10 @@ import pytest
 
 from scheduler.bench import make_workload
 from scheduler.dqn_regime_core import (
+    REGIME_JOBS,
     RULES,
     Followers,
+    Regime,
     RulePolicy,
     base_chooser,
     follow_pick,
@@ -28,7 +30,7 @@ from scheduler.dqn_rollout_core import (
 from scheduler.environment import SchedulingEnv, run_policy, summarize
 from scheduler.features import FEATURE_NAMES
 from scheduler.heuristics import HEURISTICS
-from scheduler.model import Node, Placement, Resources, Workload
+from scheduler.model import JobRequest, Node, Placement, Resources, Workload
 from scheduler.policy import load_weights
 from scheduler.workloads import deeprm
 
@@ -153,3 +155,41 @@ def test_compare_rolls_out_in_copies_and_leaves_the_episode_as_it_was():
     rule, _gain = compare(env, picks, rules, 0.0)
     assert 0 <= rule < len(RULES)
     assert (env.sim.now, [j.id for j in env.sim.pending()]) == before
+
+
+def _jobs(first: int, n: int, gpus: int, est: float) -> list[JobRequest]:
+    return [JobRequest(i, Resources(1, 1024, gpus), est, submitted_at=float(i))
+            for i in range(first, first + n)]  # fmt: skip
+
+
+def test_a_tick_with_every_host_down_counts_nothing():
+    """No capacity to size a job against: the jobs wait to be counted (once, later), rather
+    than being counted at a billion times their size for the policy's whole life."""
+    jobs = _jobs(0, 40, 2, 7200.0)
+    seen = Regime()
+    seen.observe(jobs[:20], 100.0, 0.0, True)  # every host down
+    seen.observe(jobs, 200.0, 16.0, True)
+    fresh = Regime()
+    fresh.observe(jobs, 200.0, 16.0, True)
+    assert seen.vector.tolist() == fresh.vector.tolist()
+    assert seen.work == fresh.work and seen.size == fresh.size
+
+
+def test_the_regime_reads_the_last_jobs_and_stays_bounded():
+    """After REGIME_JOBS short one-GPU jobs follow a history of long four-GPU ones, the inputs
+    are those of the short jobs alone, and what it keeps is bounded by the window and the
+    queue."""
+    old = _jobs(0, 3 * REGIME_JOBS, 4, 4 * 86400.0)
+    new = _jobs(len(old), REGIME_JOBS, 1, 600.0)
+    lived = Regime()
+    for k in range(0, len(old), 500):
+        lived.observe(old[k : k + 500], old[k].submitted_at, 16.0, True)
+    for k in range(0, len(new), 500):
+        lived.observe(new[k : k + 500], new[k].submitted_at, 16.0, True)
+    fresh = Regime()
+    for k in range(0, len(new), 500):
+        fresh.observe(new[k : k + 500], new[k].submitted_at, 16.0, True)
+    assert lived.n == fresh.n == [REGIME_JOBS, 0]
+    assert lived.vector == pytest.approx(fresh.vector, abs=1e-6)
+    assert len(lived.recent) == REGIME_JOBS and len(lived.seen) <= 2 * REGIME_JOBS + 500
+    assert lived.first == fresh.first == new[0].submitted_at
