@@ -118,8 +118,9 @@ def fit_columns(
 
     Every column takes its natural width up to its cap; when they do not fit, the columns of
     `soft_caps` give up what they must down to that width, then the columns of `drop_order` are
-    left out, in that order, until the rest fits (with at least `fill_min` cells for `fill`);
-    `fill` takes all that is left, so a wide screen shows it whole and a narrow one its start.
+    left out, in that order, until the rest fits (with at least `fill_min` cells for `fill`), and
+    what leaving them out freed goes back to the soft-capped columns; `fill` takes all that is
+    left, so a wide screen shows it whole and a narrow one its start.
     """
     caps = caps or {}
     gap = 2 * padding
@@ -135,6 +136,9 @@ def fit_columns(
         if left() >= 0:
             break
         widths.pop(key, None)
+    for key in soft_caps or {}:
+        if key in widths and left() > 0:  # what a dropped column freed goes back to the name
+            widths[key] = min(natural.get(key, 0), caps.get(key, room), widths[key] + left())
     if fill is not None:
         widths[fill] = max(fill_min, room - sum(w + gap for w in widths.values()) - gap)
     return {k: widths[k] for k in keys if k in widths}

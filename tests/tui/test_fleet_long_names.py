@@ -21,9 +21,13 @@ def test_a_soft_cap_shrinks_before_anything_is_dropped() -> None:
     # less room: the name gives up what it must, the others stay
     assert fit_columns(keys, natural, 50, drop_order=["b"], soft_caps={"name": 8}) == {
         "name": 24, "a": 10, "b": 10}  # fmt: skip
-    # down to its soft cap; only then is a column left out
+    # down to its soft cap; only then is a column left out, and the room it freed goes back
+    # to the name (30 cells: the name 16 and a 10, with their padding)
     assert fit_columns(keys, natural, 30, drop_order=["b"], soft_caps={"name": 8}) == {
-        "name": 8, "a": 10}  # fmt: skip
+        "name": 16, "a": 10}  # fmt: skip
+    # a name a little over its soft cap, in a room that drops a column: shown whole
+    assert fit_columns(keys, {"name": 12, "a": 10, "b": 10}, 30, drop_order=["b"],
+                       soft_caps={"name": 8}) == {"name": 12, "a": 10}  # fmt: skip
 
 
 async def test_fleet_at_80_columns_cuts_a_long_host_name(make_tui, lab: Path) -> None:
