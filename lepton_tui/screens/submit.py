@@ -63,11 +63,15 @@ EMPTY_COMMAND = "the command is empty: type the command to run above, e.g. pytho
 FLAG_LABELS = {"--" + kw.replace("_", "-"): label for _f, label, _p, _d, kw in FIELDS}
 
 
+_OPTION_OR_QUOTED = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|--[a-z][a-z-]*""")
+"""an option's name, or a quoted value (the user's own text, left as typed)"""
+
+
 def form_words(message: str) -> str:
     """A rule's message with each `submit` option it names replaced by the form field's label
-    (`give --time too` -> `give "Time limit" too`); other words are left as they are."""
-    return re.sub(
-        r"--[a-z][a-z-]*",
+    (`give --time too` -> `give "Time limit" too`); other words, and the values it quotes
+    (`mem '--time' is not a size`: what the user typed), are left as they are."""
+    return _OPTION_OR_QUOTED.sub(
         lambda m: f'"{FLAG_LABELS[m.group(0)]}"' if m.group(0) in FLAG_LABELS else m.group(0),
         message,
     )

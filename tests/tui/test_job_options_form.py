@@ -120,3 +120,16 @@ async def test_queue_marks_interactive_jobs(make_tui, lab: Path) -> None:
         await wait_for(pilot, lambda: keys <= {k.value for k in table.rows})
         assert str(table.get_row(str(shell))[-1]).startswith("[shell] ")
         assert "[shell]" not in str(table.get_row(str(batch))[-1])
+
+
+def test_form_words_leave_the_users_own_quoted_value_alone() -> None:
+    """The options a message names become the form's labels; a value the user typed, quoted in
+    the message, stays as typed even when it looks like an option."""
+    from lepton_tui.screens.submit import form_words
+
+    assert form_words("mem '--time' is not a size; give --time too") == (
+        "mem '--time' is not a size; give \"Time limit\" too"
+    )
+    assert (
+        form_words('project "--gpus x\'" is not allowed') == 'project "--gpus x\'" is not allowed'
+    )
