@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
+from lepton_tui.cli.listing import is_terminal
 from lepton_tui.errors import ValidationError
-
-
-def _is_terminal(stream: Any) -> bool:
-    try:
-        return stream is not None and bool(stream.isatty())
-    except (AttributeError, ValueError):  # closed, or not a real file
-        return False
 
 
 def has_terminal() -> bool:
     """Whether the console can be seen and used: Textual reads keys from stdin and draws on
     stderr."""
-    return _is_terminal(sys.__stdin__) and _is_terminal(sys.__stderr__)
+    return is_terminal(sys.__stdin__) and is_terminal(sys.__stderr__)
 
 
 def open_console(home: str | None = None, demo: bool = False, theme: str | None = None) -> None:

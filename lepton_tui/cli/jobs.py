@@ -447,7 +447,7 @@ def logs(ctx: click.Context, job_id: str, stream: str, follow: bool, attempt: st
     attempt_no = None if attempt is None else parse_id(attempt, "attempt")
     job_no = _one_job(ctx, job_id)
     out = sys.stdout
-    term = TerminalLogFilter() if _is_terminal(out) else None
+    term = TerminalLogFilter() if is_terminal(out) else None
     try:
         with service_for(ctx, read_only=True) as svc:
             chunks = svc.read_log(job_no, stream=stream, follow=follow, attempt_no=attempt_no)
@@ -469,13 +469,6 @@ def _hint_stderr(ctx: click.Context, job_no: int, attempt_no: int | None) -> Non
         attempt = "" if attempt_no is None else f" --attempt {attempt_no}"
         unit = "byte" if size == 1 else "bytes"
         click.echo(f"stderr has {size} {unit}: logs {job_no} --stderr{attempt}", err=True)
-
-
-def _is_terminal(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
 
 
 def _one_job(ctx: click.Context, ref: str) -> int:

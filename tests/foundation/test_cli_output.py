@@ -175,7 +175,7 @@ def test_logs_on_a_terminal_show_escapes(
     import lepton_tui.cli.jobs
 
     _fake_log(monkeypatch, ["\x1b[32mgreen\x1b[0m\n", "\x1b]0;t\x07done\n"])
-    monkeypatch.setattr(lepton_tui.cli.jobs, "_is_terminal", lambda stream: True)
+    monkeypatch.setattr(lepton_tui.cli.jobs, "is_terminal", lambda stream: True)
     res = CliRunner().invoke(cli, ["logs", "7"])
     assert res.exit_code == 0, res.output
     assert res.output == "\x1b[32mgreen\x1b[0m\n\\x1b]0;t\\x07done\n\x1b[0m"
