@@ -307,7 +307,9 @@ class RoundState:
 class JobTable:
     """A policy's cache of the numbers of the jobs it has seen, so a round reads them from an
     array instead of rebuilding them from objects (columns: cpus, mem, whole GPUs, share memory,
-    priority, submitted, estimate). A job whose JobRequest object changes is re-read."""
+    priority, submitted, estimate). A job whose JobRequest changes is re-read; an equal copy
+    (the dispatcher builds fresh objects every tick) reuses its row, so a long-lived policy's
+    table grows by the jobs it sees, not by ticks."""
 
     COLS = 7
     LIMIT = 500_000
@@ -326,7 +328,7 @@ class JobTable:
         out = []
         for j in jobs:
             hit = rows.get(j.id)
-            if hit is None or hit[0] is not j:
+            if hit is None or (hit[0] is not j and hit[0] != j):
                 hit = (j, self._add(j))
                 rows[j.id] = hit
             out.append(hit[1])
