@@ -20,7 +20,6 @@ from scheduler.dqn_regime_core import (
     REGIME_NAMES,
     WEIGHTS,
     WEIGHTS_V2,
-    Followers,
     Regime,
     RegimePolicy,
     RegimeWeightsError,
@@ -29,9 +28,7 @@ from scheduler.dqn_regime_core import (
     augment,
     base_chooser,
     dense_pick,
-    follow_pick,
     load_regime,
-    row_jobs,
     rule_pick,
     save_regime,
 )
@@ -277,37 +274,6 @@ def test_each_commands_help_is_its_own(module, capsys):
 
 
 # -- version 2: the EASY heuristics' picks as inputs (issue 17, fifth try) -----------------------
-
-
-def test_follow_pick_finds_the_job_the_heuristic_starts_first_among_the_candidates():
-    """At every decision of a lab-long episode where WFP3 (and F1) start something whose row is a
-    candidate, `follow_pick` of the heuristic's plan is that job's row on its best-fit node (the
-    env's own `find` of the heuristic's first placement)."""
-    env = SchedulingEnv(make_workload("lab-long", 2, jobs=200, load=0.9), config=no_aging())
-    followers = Followers()
-    shipped, _, _ = load_weights(BASE_WEIGHTS)
-    base = base_chooser(shipped)
-    obs, _ = env.reset()
-    done, checked = False, 0
-    jobs_col = FEATURE_NAMES.index("log_est")
-    while not done:
-        if len(obs) > 1 and env.round is not None and not env.round.placed:
-            sim = env.sim
-            assert sim is not None
-            plans = followers.plans(sim.view(), sim.pending(), sim.now)
-            for rule in ("wfp3", "f1"):
-                first = env.teacher_action(HEURISTICS[rule]())
-                if first is None or first == len(obs) - 1:
-                    continue
-                got = follow_pick(obs.x, plans[rule], row_jobs(env.round, obs))
-                assert got is not None
-                # the same job (estimate and wait), on the node the heuristic took or as good
-                assert obs.x[got, jobs_col] == obs.x[first, jobs_col]
-                assert obs.jobs[got] == obs.jobs[first]
-                checked += 1
-        obs, _, done, _, _ = env.step(base(obs) if len(obs) > 1 else 0)
-    assert checked > 20
-    assert follow_pick(obs.x, [], []) is None
 
 
 @pytest.mark.parametrize("kind", ["deeprm", "hpc"])

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -52,17 +54,13 @@ def mixed_cluster(seed: int) -> Workload:
     return dataclasses.replace(wl, nodes=nodes)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_on_mixed_node_sizes_the_followed_row_is_the_heuristics_pick_every_time(seed):
-    """At every decision time of an episode on a cluster of three node sizes, the row
-    `follow_pick` gives for WFP3's (and F1's) plan is the job and node the heuristic starts
-    first (the env's own `find` of its first placement). Matching rows by their features
-    (CPUs as a share of the largest node) found no row or another job at a quarter to a third
-    of them."""
-    env = SchedulingEnv(mixed_cluster(seed), config=no_aging())
-    followers, choose = Followers(), base()
+def followed_firsts(env: SchedulingEnv, choose) -> Iterator[tuple[Any, int, int | None]]:
+    """Over one episode under `choose`: at each decision time's first step, for WFP3 and F1,
+    the candidates, the row of the job and node the heuristic starts first (the env's own `find`
+    of its first placement) and the row `follow_pick` gives for its plan."""
+    followers = Followers()
     obs, _ = env.reset()
-    done, checked = False, 0
+    done = False
     while not done:
         if len(obs) > 1 and env.round is not None and not env.round.placed:
             sim = env.sim
@@ -72,9 +70,35 @@ def test_on_mixed_node_sizes_the_followed_row_is_the_heuristics_pick_every_time(
                 first = env.teacher_action(HEURISTICS[rule]())
                 if first is None or first == len(obs) - 1:
                     continue
-                assert follow_pick(obs.x, plans[rule], row_jobs(env.round, obs)) == first
-                checked += 1
+                yield obs, first, follow_pick(obs.x, plans[rule], row_jobs(env.round, obs))
         obs, _, done, _, _ = env.step(choose(obs) if len(obs) > 1 else 0)
+
+
+def test_follow_pick_finds_the_job_the_heuristic_starts_first_among_the_candidates():
+    """At every decision of a lab-long episode where WFP3 (and F1) start something whose row is a
+    candidate, `follow_pick` of the heuristic's plan is that job's row on its best-fit node."""
+    env = SchedulingEnv(make_workload("lab-long", 2, jobs=200, load=0.9), config=no_aging())
+    checked = 0
+    for obs, first, got in followed_firsts(env, base()):
+        assert got is not None
+        # the same job, on the node the heuristic took or as good
+        assert obs.jobs[got] == obs.jobs[first]
+        checked += 1
+    assert checked > 20
+    assert follow_pick(obs.x, [], []) is None
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_on_mixed_node_sizes_the_followed_row_is_the_heuristics_pick_every_time(seed):
+    """At every decision time of an episode on a cluster of three node sizes, the row
+    `follow_pick` gives for WFP3's (and F1's) plan is the job and node the heuristic starts
+    first. Matching rows by their features (CPUs as a share of the largest node) found no row
+    or another job at a quarter to a third of them."""
+    env = SchedulingEnv(mixed_cluster(seed), config=no_aging())
+    checked = 0
+    for _obs, first, got in followed_firsts(env, base()):
+        assert got == first
+        checked += 1
     assert checked > 100
 
 
