@@ -410,12 +410,20 @@ def attempts_text(job: dict[str, Any]) -> str:
 def cancel(ctx: click.Context, job_ids: tuple[str, ...]) -> None:
     """Cancel jobs (queued ones at once; running ones are stopped on their host). ID of an
     array cancels all of it; ID.INDEX one element."""
-    for j in job_ids:  # every id checked before anything is cancelled
+    for j in job_ids:  # every id well-formed before anything is cancelled
         parse_id(j.partition(".")[0])
+    missing: list[str] = []  # ids that name nothing: said, as cancel's own refusals are
     with service_for(ctx) as svc:
-        ids = [i for j in job_ids for i in svc.resolve_jobs(j, live=True)]
+        ids: list[int] = []
+        for j in job_ids:
+            try:
+                ids += svc.resolve_jobs(j, live=True)
+            except NotFound as exc:
+                missing.append(str(exc))
         results = svc.cancel(ids)
-    failed = False
+    failed = bool(missing)
+    for message in missing:
+        click.echo(f"lepton-tui: error: {printable(message)}", err=True)
     for r in results:
         if r.ok:
             click.echo(printable(r.message))

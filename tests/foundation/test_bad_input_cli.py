@@ -122,3 +122,18 @@ def test_an_element_of_what_is_no_array_says_what_it_is(home: Path) -> None:
     assert_one_line_error(res, 1)
     assert f"array {array} has no element 7" in res.stderr
     assert [j["state"] for j in jobs(home)] == ["queued"] * 3  # nothing cancelled
+
+
+def test_cancel_acts_on_each_job_it_can_and_names_each_it_cannot(home: Path) -> None:
+    """`cancel 1 9.3` cancelled nothing when element 9.3 did not exist (while `cancel 1 9`
+    cancelled 1): now each id gets its own answer, as `scancel` gives them, and exit 1."""
+    svc = Service.open(home)
+    try:
+        first = svc.submit(command="true")
+        second = svc.submit(command="true")
+    finally:
+        svc.close()
+    res = run(home, "cancel", str(first), "99.3", str(second))
+    assert res.returncode == 1
+    assert "job 99 does not exist" in res.stderr and "Traceback" not in res.stderr
+    assert [j["state"] for j in jobs(home)] == ["cancelled", "cancelled"]
