@@ -22,6 +22,8 @@ JOB_STATES = (
     "succeeded", "failed", "cancelled", "timeout",
 )  # fmt: skip
 TERMINAL_JOB_STATES = frozenset({"succeeded", "failed", "cancelled", "timeout"})
+FAILED_JOB_STATES = TERMINAL_JOB_STATES - {"succeeded"}
+"""ended without success: a job queued `--after` one of these is cancelled, it can never run"""
 ACTIVE_JOB_STATES = frozenset({"starting", "running", "cancelling"})
 
 JOB_TRANSITIONS: dict[str, frozenset[str]] = {

@@ -32,6 +32,7 @@ from lepton_tui.cli.listing import (
 )
 from lepton_tui.errors import NotFound, ValidationError
 from lepton_tui.request_text import short_request
+from lepton_tui.schema import FAILED_JOB_STATES
 from lepton_tui.validate import JobSpec, expand_jobs, format_duration, parse_id
 
 # The stable JSON shape of a job (documented in README.md, "JSON output").
@@ -143,16 +144,19 @@ def submit(
     if len(specs) > 1 or spec.array_index is not None:
         _submit_array(ctx, specs, as_json)
         return
+    ended: list[tuple[int, str]] = []  # --after jobs that can no longer succeed
     with service_for(ctx) as svc:
         for dep in spec.after:  # an unknown --after is bad input (exit 2), like any other
             try:
-                svc.get_job(dep)
+                state = svc.get_job(dep)["state"]
             except NotFound:
                 raise ValidationError(
                     f"job {dep} (to run after) does not exist",
                     "see `lepton-tui queue --all`",
                     field="after",
                 ) from None
+            if state in FAILED_JOB_STATES:
+                ended.append((dep, state))
         job_id = svc.submit(spec)
         job = svc.get_job(job_id)
         dispatching = as_json or svc.dispatcher_running()
@@ -164,6 +168,13 @@ def submit(
         click.echo(
             f"lepton-tui: warning: job {job_id} is {printable(job['reason'])}; it stays queued "
             "until such a host is added",
+            err=True,
+        )
+    for dep, state in ended:  # queued all the same, as sbatch does: the dispatcher cancels it
+        click.echo(
+            f"lepton-tui: warning: job {dep} (to run after) already ended {state}, so job "
+            f"{job_id} will be cancelled without running; `lepton-tui cancel {job_id}` and "
+            f"submit again without --after {dep} to run it anyway",
             err=True,
         )
     if not dispatching:

@@ -22,6 +22,7 @@ from lepton_tui.cluster_view import (
     node_state,
     unschedulable_reason,
 )
+from lepton_tui.schema import FAILED_JOB_STATES
 from scheduler.model import ClusterView, JobRequest, Placement, Resources, fits_empty
 
 __all__ = [
@@ -71,7 +72,7 @@ def sort_queued(
     waiting: dict[int, list[int]] = {}
     for d in deps:
         job_id, dep, state = int(d["job_id"]), int(d["depends_on"]), d["state"]
-        if state in ("failed", "cancelled", "timeout"):
+        if state in FAILED_JOB_STATES:
             out.dependency_failed.setdefault(job_id, f"dependency {dep} {_verb(state)}")
         elif state != "succeeded":
             waiting.setdefault(job_id, []).append(dep)

@@ -137,3 +137,22 @@ def test_cancel_acts_on_each_job_it_can_and_names_each_it_cannot(home: Path) -> 
     assert res.returncode == 1
     assert "job 99 does not exist" in res.stderr and "Traceback" not in res.stderr
     assert [j["state"] for j in jobs(home)] == ["cancelled", "cancelled"]
+
+
+def test_submit_after_a_job_that_already_failed_says_it_will_never_run(home: Path) -> None:
+    """`--after` a cancelled job was taken in silence and the job cancelled on the next tick:
+    now submit says so at once (the job is queued all the same, as sbatch takes it)."""
+    svc = Service.open(home)
+    try:
+        first = svc.submit(command="true")
+        svc.cancel([first])
+    finally:
+        svc.close()
+    res = run(home, "submit", "--after", str(first), "--", "true")
+    assert res.returncode == 0, res.stderr
+    second = int(res.stdout.split()[0])
+    assert f"job {first} (to run after) already ended cancelled" in res.stderr
+    assert f"job {second} will be cancelled without running" in res.stderr
+    assert {j["id"]: j["state"] for j in jobs(home)} == {first: "cancelled", second: "queued"}
+    ok = run(home, "submit", "--after", str(second), "--", "true")
+    assert ok.returncode == 0 and "already ended" not in ok.stderr
