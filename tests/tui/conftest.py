@@ -55,6 +55,20 @@ async def loaded(pilot, count: int = 1) -> None:
     await pilot.pause()
 
 
+async def host_row(pilot, name: str):
+    """Open the hosts screen (`2`), wait for its data, and put the fleet's cursor on host
+    `name`; return the fleet table."""
+    from lepton_tui.widgets.fleet import FleetTable
+
+    await pilot.press("2")
+    await wait_for(pilot, lambda: pilot.app.screen.id == "hosts")
+    await loaded(pilot)
+    fleet = pilot.app.screen.query_one(FleetTable)
+    fleet.focus()
+    fleet.move_cursor(row=fleet.get_row_index(name))
+    return fleet
+
+
 async def open_modal(pilot, key: str, modal: type):
     """Press `key` and wait until a `modal` screen is on top; return it."""
     await pilot.press(key)

@@ -14,7 +14,7 @@ from lepton_tui.screens.submit import SubmitJobModal
 from lepton_tui.service import Service
 from lepton_tui.widgets.fleet import EmptyFleet, FleetTable
 from lepton_tui.widgets.queue import QueueTable
-from tests.tui.conftest import loaded, open_modal, text_of, wait_for
+from tests.tui.conftest import host_row, loaded, open_modal, text_of, wait_for
 from tests.tui.data import USER
 
 
@@ -378,12 +378,7 @@ async def test_remove_a_host_asks_first(make_tui, lab: Path) -> None:
     app = make_tui()
     async with app.run_test(size=(120, 40)) as pilot:
         await loaded(pilot)
-        await pilot.press("2")
-        await wait_for(pilot, lambda: app.screen.id == "hosts")
-        await loaded(pilot)
-        fleet = app.screen.query_one(FleetTable)
-        fleet.focus()
-        fleet.move_cursor(row=fleet.get_row_index("cpu-c"))
+        fleet = await host_row(pilot, "cpu-c")
         await pilot.press("x", "n")
         await pilot.pause()
         assert any(h["name"] == "cpu-c" for h in app.svc.list_hosts())

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from lepton_tui.screens import onboard
-from lepton_tui.widgets.fleet import FleetTable
-from tests.tui.conftest import loaded, wait_for
+from tests.tui.conftest import host_row, loaded, wait_for
 
 
 async def test_a_probe_answer_with_brackets_is_shown_as_sent(
@@ -22,12 +21,7 @@ async def test_a_probe_answer_with_brackets_is_shown_as_sent(
     app = make_tui()
     async with app.run_test(size=(100, 30), notifications=True) as pilot:
         await loaded(pilot)
-        await pilot.press("2")
-        await wait_for(pilot, lambda: app.screen.id == "hosts")
-        await loaded(pilot)
-        fleet = app.screen.query_one(FleetTable)
-        fleet.focus()
-        fleet.move_cursor(row=fleet.get_row_index("gpu-a"))
+        await host_row(pilot, "gpu-a")
         await pilot.press("p")
         await wait_for(pilot, lambda: any(said[0] in n.message for n in app._notifications))
         await wait_for(pilot, lambda: len(app.screen.query("Toast")) > 1 or not app.is_running)
