@@ -183,7 +183,9 @@ class LabClient:
         try:
             data = json.loads(response.read())
         except (ValueError, OSError, http.client.HTTPException) as exc:
-            self._drop()
+            self._drop()  # gone mid-answer (killed, restarting) is unreachable, not a bad answer
+            if isinstance(exc, _DROPPED):
+                raise self._unreachable(exc) from None
             raise LeptonError(f"the lab service sent a bad answer: {exc}") from None
         if not isinstance(data, dict):
             raise LeptonError("the lab service sent a bad answer")
@@ -461,8 +463,6 @@ class LabClient:
 
     def logins(self, user: str | None = None) -> list[dict[str, Any]]:
         return list(self.call("logins", user=user))
-
-    # -- the console's live views (engineer `console`) -----------------------------------------------
 
     # -- shared lab (issue 19): fair share, limits, host labels, arrays ------------------------
 
