@@ -10,6 +10,7 @@ half-life setting `fairshare_half_life_s` (7 days by default).
 from __future__ import annotations
 
 import math
+import pwd
 import weakref
 from typing import Any
 
@@ -44,6 +45,25 @@ def _check_scope(scope: str, name: str, every: bool = False) -> tuple[str, str]:
             raise ValidationError(f"user {name!r} is not a user name", field="user")
         return scope, name
     return scope, check_name(name, "project")
+
+
+def _check_user_known(ledger: Ledger, scope: str, name: str, has_rule: bool) -> None:
+    """Refuse shares or limits for a user with no account here and no job in the ledger (a user
+    who already has a rule may still be reset or cleared): a misspelt name would otherwise hold
+    a rule that nobody ever meets."""
+    if scope != "user" or name == "*" or has_rule:
+        return
+    try:
+        pwd.getpwnam(name)
+        return
+    except KeyError:
+        pass
+    if not ledger.user_has_jobs(name):
+        raise ValidationError(
+            f"no user {name!r}: no account on this machine and no job in the ledger",
+            "check the spelling; `getent passwd NAME` shows an account",
+            field="user",
+        )
 
 
 def share_config(ledger: Ledger, now: float | None = None) -> ShareConfig:
@@ -141,12 +161,18 @@ def standings_json(ledger: Ledger, now: float | None = None) -> list[dict[str, A
 def set_shares(ledger: Ledger, scope: str, name: str, shares: Any, by: str) -> dict[str, Any]:
     """Set (or with `shares` None, reset to the default 1) a user's or project's shares."""
     scope, name = _check_scope(scope, name)
+    value = (
+        None
+        if shares is None
+        else float(parse_number(shares, "shares", minimum=0, maximum=MAX_SHARES))
+    )
     with ledger.tx():
-        if shares is None:
+        had = any(r["scope"] == scope and r["name"] == name for r in ledger.share_rows())
+        _check_user_known(ledger, scope, name, had)
+        if value is None:
             ledger.delete_share(scope, name)
             value = 1.0
         else:
-            value = float(parse_number(shares, "shares", minimum=0, maximum=MAX_SHARES))
             ledger.save_share(scope, name, value, by)
         ledger.event("share.set", f"{scope} {name}: {value:g} shares (by {by})", actor=by,
                      data={"scope": scope, "name": name, "shares": value})  # fmt: skip
@@ -196,6 +222,7 @@ def set_limit(
         )
     with ledger.tx():
         row = ledger.limit_row(scope, name)
+        _check_user_known(ledger, scope, name, row is not None)
         if clear:
             if row is None:
                 raise NotFound(f"{scope} {name} has no limits")

@@ -3,6 +3,7 @@ constraints, arrays and sweeps, ID.INDEX; bad input is one line and exit 2, noth
 
 from __future__ import annotations
 
+import getpass
 import json
 from pathlib import Path
 
@@ -59,18 +60,19 @@ def test_array_sweep_and_constraints_through_the_cli(home: Path) -> None:
 
 def test_share_limit_and_label_commands(home: Path) -> None:
     _ok(home, "hosts", "add", "h1", "--local", "--no-connect")
-    assert "2 shares" in _ok(home, "share", "set", "--user", "alice", "--shares", "2")
+    me = getpass.getuser()  # a user with an account: a misspelt one is refused below
+    assert "2 shares" in _ok(home, "share", "set", "--user", me, "--shares", "2")
     _ok(home, "share", "set", "--project", "vision", "--shares", "3")
     rows = {(r["scope"], r["name"]): r for r in json.loads(_ok(home, "share", "ls", "--json"))}
-    assert rows[("user", "alice")]["shares"] == 2 and rows[("user", "alice")]["factor"] == 1.0
+    assert rows[("user", me)]["shares"] == 2 and rows[("user", me)]["factor"] == 1.0
     assert rows[("project", "vision")]["shares"] == 3
-    _ok(home, "limit", "set", "--user", "alice", "--gpus", "4")
-    _ok(home, "limit", "set", "--user", "alice", "--jobs", "10")
+    _ok(home, "limit", "set", "--user", me, "--gpus", "4")
+    _ok(home, "limit", "set", "--user", me, "--jobs", "10")
     _ok(home, "limit", "set", "--user", "*", "--gpus", "2")
     limits = json.loads(_ok(home, "limit", "ls", "--json"))
-    assert {"scope": "user", "name": "alice", "gpus": 4, "cpus": None, "jobs": 10} in limits
+    assert {"scope": "user", "name": me, "gpus": 4, "cpus": None, "jobs": 10} in limits
     assert {"scope": "user", "name": "*", "gpus": 2, "cpus": None, "jobs": None} in limits
-    _ok(home, "limit", "set", "--user", "alice", "--clear")
+    _ok(home, "limit", "set", "--user", me, "--clear")
     assert len(json.loads(_ok(home, "limit", "ls", "--json"))) == 1
     assert json.loads(_ok(home, "hosts", "label", "h1", "zone=r2", "rack=4", "--json")) == [
         "zone=r2", "rack=4",
@@ -81,12 +83,16 @@ def test_share_limit_and_label_commands(home: Path) -> None:
     assert json.loads(_ok(home, "hosts", "ls", "--json"))[0]["labels"] == ["zone=r3"]
     before = _ok(home, "limit", "ls", "--json")
     for args in (
-        ("limit", "set", "--user", "alice"), ("limit", "set", "--gpus", "1"),
+        ("limit", "set", "--user", me), ("limit", "set", "--gpus", "1"),
         ("limit", "set", "--user", "a", "--project", "p", "--gpus", "1"),
-        ("limit", "set", "--user", "alice", "--gpus", "-1"),
-        ("share", "set", "--user", "alice", "--shares", "lots"),
+        ("limit", "set", "--user", me, "--gpus", "-1"),
+        ("share", "set", "--user", me, "--shares", "lots"),
         ("hosts", "label", "h1", "novalue"),
+        ("limit", "set", "--user", "no-such-user-x", "--gpus", "1"),
+        ("share", "set", "--user", "no-such-user-x", "--shares", "2"),
     ):  # fmt: skip
         _bad(home, *args)
+    assert "no account on this machine" in _bad(home, "share", "set", "--user", "alcie",
+                                                "--reset")  # fmt: skip
     _bad(home, "hosts", "label", "nohost", "a=b", code=1)
     assert _ok(home, "limit", "ls", "--json") == before

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lepton_tui.dispatch.loop import Dispatcher
-from lepton_tui.errors import PermissionDenied
+from lepton_tui.errors import PermissionDenied, ValidationError
 from lepton_tui.service import Service
 from tests.dispatch.helpers import TERMINAL, add_bed_hosts, tick_until
 from tests.share.fakegpu import fake_gpus, gpu
@@ -114,15 +114,17 @@ def test_bobs_one_job_starts_before_alices_third(svc, sshbed, tmp_path, dispatch
 def test_each_limit_holds_with_its_reason(svc, sshbed, tmp_path, dispatcher):
     host = sshbed(1)[0]
     add_bed_hosts(svc, [host], root=tmp_path, gpus={host.name: 4}, cpus=16, mem_mb=16384)
-    with pytest.raises(PermissionDenied):
-        as_user(svc, "alice").limit_set("user", "alice", gpus=8)
-    svc.limit_set("user", "alice", gpus=1)
-    svc.limit_set("project", "vision", jobs=1)
-    svc.limit_set("user", "carol", cpus=3)
+    with pytest.raises(ValidationError, match="no account on this machine"):
+        svc.limit_set("user", "alice", gpus=1)  # no account, no job yet: a misspelt name
     alice, bob, carol = (as_user(svc, u) for u in ("alice", "bob", "carol"))
     a = [alice.submit(command="sleep 60", gpus=1, mem="128M") for _ in range(2)]
     b = [bob.submit(command="sleep 60", project="vision", mem="128M") for _ in range(2)]
     c = [carol.submit(command="sleep 60", cpus=2, mem="128M") for _ in range(2)]
+    with pytest.raises(PermissionDenied):  # the dispatcher has not ticked: nothing started
+        as_user(svc, "alice").limit_set("user", "alice", gpus=8)
+    svc.limit_set("user", "alice", gpus=1)
+    svc.limit_set("project", "vision", jobs=1)
+    svc.limit_set("user", "carol", cpus=3)
     free = svc.submit(command="sleep 60", gpus=2, mem="128M")  # no limit: runs beside them
     tick_until(dispatcher, lambda: svc.get_job(free)["state"] == "running")
     dispatcher.tick()

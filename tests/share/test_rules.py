@@ -183,8 +183,8 @@ def test_replay_wraps_each_policy_in_the_labs_rules(svc):
     assert isinstance(wrapped, SharedLabPolicy) and wrapped.limits == []
     svc.set_setting("fairshare_weight", 0.0)
     assert lab_policy(svc.ledger, base) is base  # fair share off, no limits: as it was
-    svc.limit_set("user", "alice", gpus=2)
-    assert lab_policy(svc.ledger, base).limits == [Limit("user", "alice", 2, None, None)]
+    svc.limit_set("user", svc.user, gpus=2)
+    assert lab_policy(svc.ledger, base).limits == [Limit("user", svc.user, 2, None, None)]
 
 
 def test_ledger_usage_is_the_decayed_gpu_and_cpu_hours(svc):
