@@ -100,6 +100,13 @@ def test_invariants_hold_for_every_policy(case, policy) -> None:  # noqa: ANN001
     assert again.finished == result.finished, "same input, different result"
 
 
+@settings(max_examples=25, deadline=None)
+@given(workloads(), st.sampled_from(LEARNED_POLICIES))
+def test_invariants_hold_for_every_learned_policy(case, policy) -> None:  # noqa: ANN001
+    """The networks' rounds too: nothing over capacity, nothing lost, the same twice."""
+    test_invariants_hold_for_every_policy.hypothesis.inner_test(case, policy)
+
+
 def _small() -> Workload:
     nodes = [
         Node("a", Resources(4.0, 8192, 2, 2 * 16384)),
@@ -222,7 +229,7 @@ def test_duplicate_ids_and_bad_runtimes_are_rejected() -> None:
         Simulator(Workload("d", [Job(1, Resources(1.0, 1, 0), 0.0, 0.0, 1.0)], wl.nodes))
 
 
-@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("policy", POLICY_NAMES)
 def test_every_policy_finishes_deeprm_jobs_on_gpus_without_memory(policy: str) -> None:
     from scheduler.workloads import deeprm
 
