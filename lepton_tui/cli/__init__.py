@@ -94,8 +94,9 @@ def cli(ctx: click.Context, home: str | None, demo: bool, theme: str | None) -> 
 def main() -> None:
     """Entry point of the `lepton-tui` script: errors of the top-level options are one line
     too (the subcommands' are turned into one line by `LeptonGroup`)."""
-    from lepton_tui.cli.common import fail, usage_error
+    from lepton_tui.cli.common import check_std_streams, fail, usage_error
 
+    check_std_streams()
     try:
         code = cli.main(prog_name="lepton-tui", standalone_mode=False)
     except click.UsageError as exc:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -141,6 +143,29 @@ def fail(message: str, code: int = 1) -> None:
     """Print one short line on stderr and exit with `code` (2 for usage, 1 for runtime)."""
     click.echo(f"lepton-tui: error: {short_line(message)}", err=True)
     sys.exit(code)
+
+
+def _writable(fd: int) -> bool:
+    try:
+        return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
+    except OSError:
+        return False
+
+
+def check_std_streams() -> None:
+    """A closed standard stream (`2>&-` in a cron line, `>&-`; a shell may leave a read-only
+    file there instead): stderr then goes to /dev/null, as GNU tools carry on without it; with
+    stdout closed nothing is run, since what a command would print (a job's id, a table) could
+    not be seen (exit 1, said on stderr)."""
+    for fd, name in ((2, "stderr"), (1, "stdout")):
+        if _writable(fd) and getattr(sys, name) is not None:
+            continue
+        if not _writable(fd):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), fd)  # child processes get it too
+        setattr(sys, name, open(fd, "w", closefd=False))  # noqa: SIM115 - the process's stream
+        if fd == 1:
+            fail("standard output is closed, so nothing would be shown; "
+                 "send it somewhere (`> /dev/null` drops it)")  # fmt: skip
 
 
 class AsciiNumber(click.ParamType):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -337,3 +339,30 @@ def test_show_reads_attempts_naturally(home: Path, retries: str, used: int, line
     conn.close()
     shown = run(home, "show", str(job_id)).stdout
     assert f"  {line}\n" in shown and "retries" not in shown.replace("retries allowed", "")
+
+
+def _closed(home: Path, fds: tuple[int, ...], *args: str) -> subprocess.CompletedProcess[str]:
+    """`lepton-tui ARGS` with these standard fds closed (`2>&-`, `>&-`), the rest to pipes."""
+    script = f"import os, runpy, sys; [os.close(f) for f in {fds!r}]; " + (
+        "sys.argv = ['lepton-tui', *sys.argv[1:]]; runpy.run_module('lepton_tui', run_name='__main__')"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script, "--home", str(home), *args],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_a_closed_stderr_does_not_fail_the_command(home: Path) -> None:
+    r = _closed(home, (2,), "submit", "--", "true")  # its note would go to stderr
+    assert r.returncode == 0 and r.stdout.strip() == "1", (r.returncode, r.stdout)
+    r = _closed(home, (2,), "queue")
+    assert r.returncode == 0 and "waiting for the scheduler" in r.stdout
+
+
+def test_a_closed_stdout_runs_nothing_and_says_so(home: Path) -> None:
+    first = submit(home, "--", "true")
+    r = _closed(home, (1,), "submit", "--", "true")
+    assert r.returncode == 1 and "standard output is closed" in r.stderr
+    assert "Traceback" not in r.stderr
+    rows = json.loads(run(home, "queue", "--json").stdout)
+    assert [row["id"] for row in rows] == [first]  # the second submit ran nothing
