@@ -122,6 +122,7 @@ class Regime:
         self.size = [0.0, 0.0]
         self.long_est = 0.0
         self.vector = np.zeros(len(REGIME_NAMES), np.float32)
+        self.forgotten = 0  # jobs dropped since the sums were last added up afresh
         self.plans: dict = {}
         """what `Followers` start at this decision time (`INPUTS_V2`)"""
 
@@ -141,6 +142,14 @@ class Regime:
             self.seen.discard(jid)
         if sub <= self.first:
             self.first = min((r[1] for r in self.recent), default=math.inf)
+
+    def _recount(self) -> None:
+        """The sums afresh from the jobs counted: each drop subtracts what was added long
+        before, and over weeks of a live lab the rounding would add up."""
+        self.work, self.n, self.size, self.long_est = 0.0, [0, 0], [0.0, 0.0], 0.0
+        for _, sub, size, est, long in self.recent:
+            self._count(sub, size, est, long, 1.0)
+        self.forgotten = 0
 
     def observe(self, pending: Sequence[JobRequest], now: float, cap: float, gpus: bool) -> None:
         """Count the jobs of `pending` not seen before (`cap`: the cluster's GPUs, or CPUs when
@@ -164,6 +173,9 @@ class Regime:
             pending_ids = {j.id for j in pending}
             while len(self.recent) > REGIME_JOBS:
                 self._forget_oldest(pending_ids)
+                self.forgotten += 1
+            if self.forgotten >= REGIME_JOBS:
+                self._recount()
             if len(self.seen) > 2 * REGIME_JOBS + len(pending_ids):
                 # ids forgotten while pending, since ended: keep only the counted and the queued
                 self.seen = {r[0] for r in self.recent} | pending_ids

@@ -203,8 +203,8 @@ def test_the_regime_reads_the_last_jobs_and_stays_bounded():
     """After REGIME_JOBS short one-GPU jobs follow a history of long four-GPU ones, the inputs
     are those of the short jobs alone, and what it keeps is bounded by the window and the
     queue."""
-    old = _jobs(0, 3 * REGIME_JOBS, 4, 4 * 86400.0)
-    new = _jobs(len(old), REGIME_JOBS, 1, 600.0)
+    old = _jobs(0, 3 * REGIME_JOBS, 4, 4 * 86400.0 + 0.1)
+    new = _jobs(len(old), REGIME_JOBS, 1, 600.3)
     lived = Regime()
     for k in range(0, len(old), 500):
         lived.observe(old[k : k + 500], old[k].submitted_at, 16.0, True)
@@ -214,6 +214,8 @@ def test_the_regime_reads_the_last_jobs_and_stays_bounded():
     for k in range(0, len(new), 500):
         fresh.observe(new[k : k + 500], new[k].submitted_at, 16.0, True)
     assert lived.n == fresh.n == [REGIME_JOBS, 0]
+    # every REGIME_JOBS drops the sums are added up afresh: no rounding left from the old jobs
+    assert (lived.work, lived.size, lived.long_est) == (fresh.work, fresh.size, fresh.long_est)
     assert lived.vector == pytest.approx(fresh.vector, abs=1e-6)
     assert len(lived.recent) == REGIME_JOBS and len(lived.seen) <= 2 * REGIME_JOBS + 500
     assert lived.first == fresh.first == new[0].submitted_at
