@@ -24,6 +24,15 @@ with its picks. It starts from `--start` (default `dqn_regime.npz`) with zero we
 new inputs, so it starts as the first version. The two heuristics keep state between decisions,
 so they ride on the episode's environment (`FollowedEnv`): each rollout's copy asks its own copy
 of them, and what a rollout asks never changes what the episode's heuristics plan next.
+
+`--labels whole` (version 2; issue 17's sixth try): no rollouts from states along the episode.
+Per training workload, the starting network (`--start`, default `dqn_regime2.npz`) and each rule
+followed whole run in the simulator (`whole_scores`); the best of them labels every state of the
+workload where they do not all agree (`collect_whole`), the starting network's own choice unless
+a rule beats it by more than `--margin` of its slowdown. One label per workload, so one rule a
+workload, never a mix of rules (which undoes the base's gains: "DQN that picks among the
+rules"); the network starts from the starting network and learns the workloads where a rule
+beats it.
 """
 
 from __future__ import annotations
@@ -46,10 +55,13 @@ from scheduler.dqn_regime_core import (
     RULES,
     SCORE_RULES,
     WEIGHTS,
+    WEIGHTS_V2,
     Followers,
     Plan,
     Regime,
     RegimeNet,
+    RegimePolicy,
+    RulePolicy,
     augment,
     base_chooser,
     input_names,
@@ -71,9 +83,11 @@ from scheduler.dqn_rollout_core import (
 from scheduler.dqn_rollout_train import fit, make_net
 from scheduler.environment import SchedulingEnv
 from scheduler.features import Candidates
+from scheduler.metrics import compute_metrics
 from scheduler.mlp import read_npz
 from scheduler.model import JobId, Workload
 from scheduler.policy import load_weights
+from scheduler.simulator import Simulator
 
 
 def start_layers(
@@ -227,6 +241,119 @@ def collect(
     return out, found
 
 
+KEEP = "keep"
+"""`--labels whole`: the starting network's own choice, kept where no rule beats it"""
+
+
+def whole_scores(wl: Workload, start: Path) -> dict[str, float]:
+    """Average bounded slowdown on `wl` of the starting network (`KEEP`) and of each of `RULES`
+    followed whole (`RulePolicy`), in the simulator as `bench` runs them."""
+    policies: dict[str, RegimePolicy] = {KEEP: RegimePolicy(start)}
+    policies.update({r: RulePolicy(r) for r in RULES})
+    return {k: compute_metrics(Simulator(wl).run(p))["avg_bounded_slowdown"]
+            for k, p in policies.items()}  # fmt: skip
+
+
+def whole_choice(scores: dict[str, float], margin: float) -> str:
+    """The rule that does best on the whole workload, if it beats the starting network by more
+    than `margin` of its slowdown; else `KEEP`."""
+    best = min(scores, key=lambda k: scores[k])
+    return best if scores[best] < (1.0 - margin) * scores[KEEP] else KEEP
+
+
+def collect_whole(
+    wl: Workload, label: str, keep: RegimeNet, net: RegimeNet | None, base: Chooser
+) -> list[Labelled]:
+    """One episode's labels for `--labels whole`: every state where the starting network and
+    the rules do not all agree (every fourth other one) is labelled with the pick of `label`
+    (a rule of `RULES`, or `KEEP`: the starting network's). The episode follows the label
+    (iteration 0) or `net` (later iterations, DAgger)."""
+    env = FollowedEnv(wl, follow=True)
+    rules = dict(zip(RULES, env_rules(base, RULES), strict=True))
+    cap, gpus = cluster_capacity(wl)
+    regime = Regime()
+    obs, _ = env.reset()
+    out: list[Labelled] = []
+    step, done = 0, False
+
+    def argmax(n: RegimeNet, jobs: list[JobId]) -> int:
+        n.observe(regime)
+        q = n.scores(obs.x, jobs)
+        if not obs.wait_allowed:
+            q[-1] = -np.inf
+        return int(np.argmax(q))
+
+    while not done:
+        if len(obs) <= 1:
+            obs, _, done, _, _ = env.step(0)
+            continue
+        assert env.sim is not None
+        regime.observe(env.sim.pending(), env.sim.now, cap, gpus)
+        regime.plans = env.plans()
+        jobs = env.row_jobs()
+        picks = {KEEP: argmax(keep, jobs), **{r: rules[r](obs, env) for r in RULES}}
+        target = picks[label]
+        if len(set(picks.values())) > 1 or step % 4 == 0:
+            x = augment(obs.x, regime.vector, INPUTS_V2, regime.plans, jobs)
+            out.append(Labelled(x, obs.mask.copy(), target, 1.0, target != picks[KEEP]))
+        obs, _, done, _, _ = env.step(target if net is None else argmax(net, jobs))
+        step += 1
+    return out
+
+
+def train_whole(args: argparse.Namespace) -> dict:
+    """`--labels whole`: per training workload, which of the starting network and the rules
+    followed whole does best (`whole_scores`, `whole_choice`); the network learns that one's
+    picks, starting from the starting network (see the module)."""
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    shipped, _, _ = load_weights(BASE_WEIGHTS)
+    base = base_chooser(shipped)
+    start = args.start or WEIGHTS_V2
+    layers = start_layers(INPUTS_V2, start)
+    keep = RegimeNet(layers, INPUTS_V2)
+    data: list[Labelled] = []
+    history: list[dict] = []
+    chosen: dict[int, str] = {}
+    t0 = time.process_time()
+    for it in range(args.iterations):
+        net = None if it == 0 else RegimeNet(layers, INPUTS_V2)
+        for i in range(args.first, args.first + args.workloads):
+            wl = training_workload(i, args.jobs, TRACE)
+            row: dict[str, Any] = {"iteration": it, "workload": i, "family": wl.name}
+            if i not in chosen:
+                scores = whole_scores(wl, start)
+                chosen[i] = whole_choice(scores, args.margin)
+                row["scores"] = {k: round(v, 3) for k, v in scores.items()}
+            got = collect_whole(wl, chosen[i], keep, net, base)
+            data += got
+            row.update(chosen=chosen[i], labels=len(got))
+            history.append(row)
+            print(json.dumps(row), flush=True)
+        torch_net = make_net(layers)
+        loss = fit(torch_net, data, np.arange(len(INPUTS_V2)), epochs=args.epochs, batch=64,
+                   lr=args.lr, rng=rng)  # fmt: skip
+        layers = to_numpy_layers(torch_net)
+        print(json.dumps({"iteration": it, "loss": round(loss, 4), "labels": len(data),
+                          "cpu_s": round(time.process_time() - t0)}), flush=True)  # fmt: skip
+        meta = {
+            "command": command_line("scheduler.dqn_regime train", args),
+            "seed": args.seed,
+            "labels": "whole",
+            "start": str(start),
+            "rules": [KEEP, *RULES],
+            "iterations_done": it + 1,
+            "aging_s": no_aging().aging_s,
+            "history": history,
+            "cpu_s": round(time.process_time() - t0),
+        }
+        save_regime(args.out.with_name(f"{args.out.stem}.it{it}.npz"), layers, meta)
+        save_regime(args.out, layers, meta)
+        args.out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+    return meta
+
+
 def names_of(inputs: tuple[str, ...]) -> tuple[str, ...]:
     """The rules the labels compare for these inputs."""
     return RULES if inputs == INPUTS_V2 else RULES[:3]
@@ -292,12 +419,18 @@ def main(argv: Sequence[str] | None = None) -> None:
                     "60 %%, dense (dqn_regime.npz); 2: also wfp3 and f1 (dqn_regime2.npz)")  # fmt: skip
     ap.add_argument("--start", type=Path, default=None, help="the weights to start from "
                     "(default: dqn_self.npz for version 1, dqn_regime.npz for 2)")  # fmt: skip
+    ap.add_argument("--labels", choices=("rollout", "whole"), default="rollout",
+                    help="rollout: compare the rules from states along the episode; whole: "
+                    "per workload, the best of the starting network and the rules followed "
+                    "whole (version 2 only; starts from dqn_regime2.npz)")  # fmt: skip
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
+    if args.labels == "whole" and args.version != 2:
+        ap.error("--labels whole needs --version 2")
     if args.out.suffix != ".npz":
         ap.error(f"--out {args.out} must end in .npz")
     try:  # before any work: a missing or unusable --start is one line, exit 2
         start_layers(INPUTS_V2 if args.version == 2 else INPUTS, args.start)
     except (OSError, ValueError, KeyError) as exc:
         ap.error(f"--start {args.start}: {exc}")
-    train(args)
+    (train_whole if args.labels == "whole" else train)(args)

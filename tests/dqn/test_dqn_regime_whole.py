@@ -1,0 +1,80 @@
+"""`dqn-regime` trained on whole-workload labels (`--labels whole`, issue 17): per training
+workload the best of the starting network and each rule followed whole, its picks the labels."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scheduler.dqn_regime_core import (
+    INPUTS_V2,
+    RULES,
+    WEIGHTS_V2,
+    RegimeNet,
+    RegimePolicy,
+    base_chooser,
+    load_regime,
+)
+from scheduler.dqn_regime_train import KEEP, collect_whole, main, whole_choice, whole_scores
+from scheduler.dqn_rollout_core import BASE_WEIGHTS
+from scheduler.environment import run_policy
+from scheduler.policy import load_weights
+from scheduler.workloads import deeprm
+
+
+def test_a_rule_is_chosen_only_when_it_beats_the_network_by_the_margin():
+    scores = {KEEP: 10.0, "base": 10.5, "alt": 9.9, "dense": 9.85, "wfp3": 12.0, "f1": 11.0}
+    assert whole_choice(scores, 0.02) == KEEP  # dense is 1.5 % better: not enough
+    assert whole_choice(scores, 0.01) == "dense"
+    assert whole_choice({**scores, "alt": 7.0}, 0.02) == "alt"
+
+
+def _episode(label: str) -> list:
+    keep, _ = load_regime(WEIGHTS_V2)
+    shipped, _, _ = load_weights(BASE_WEIGHTS)
+    return collect_whole(deeprm(80, 1.0, 3), label, keep, None, base_chooser(shipped))
+
+
+def test_the_labels_are_the_chosen_rules_picks():
+    dense = INPUTS_V2.index("dense_choice")
+    got = _episode("dense")
+    assert got and all(it.x[it.label, dense] == 1.0 for it in got)
+    assert any(it.improved for it in got)  # somewhere dense differs from the network
+
+
+def test_keeping_the_network_labels_its_own_choices():
+    got = _episode(KEEP)
+    assert got and not any(it.improved for it in got)
+
+
+def test_whole_scores_are_the_simulators_for_the_network_and_each_rule():
+    wl = deeprm(60, 1.0, 4)
+    scores = whole_scores(wl, WEIGHTS_V2)
+    assert list(scores) == [KEEP, *RULES]
+    from scheduler.metrics import compute_metrics
+    from scheduler.simulator import Simulator
+
+    alone = compute_metrics(Simulator(wl).run(RegimePolicy(WEIGHTS_V2)))["avg_bounded_slowdown"]
+    assert scores[KEEP] == pytest.approx(alone)
+
+
+def test_tiny_whole_label_training_run(tmp_path):
+    out = tmp_path / "reg3.npz"
+    main(["--version", "2", "--labels", "whole", "--workloads", "3", "--first", "1", "--jobs",
+          "60", "--epochs", "1", "--iterations", "2", "--out", str(out)])  # fmt: skip
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["labels"] == "whole" and meta["rules"] == [KEEP, *RULES]
+    first = [h for h in meta["history"] if h["iteration"] == 0]
+    assert [h["family"] for h in first] == ["lab", "lab-long", "hpc"]
+    assert all(set(h["scores"]) == {KEEP, *RULES} and h["chosen"] in h["scores"] for h in first)
+    assert all(h["labels"] > 0 for h in meta["history"])
+    pol = RegimePolicy(out)
+    assert isinstance(pol.net, RegimeNet) and pol.net.features == INPUTS_V2
+    assert len(run_policy(pol, deeprm(30, 0.9, 2)).finished) == 30
+
+
+def test_whole_labels_need_the_second_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--labels", "whole", "--out", "w.npz"])
+    assert exc.value.code == 2 and "--version 2" in capsys.readouterr().err
