@@ -145,27 +145,50 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def _writable(fd: int) -> bool:
+def _open_mode(fd: int) -> int | None:
     try:
-        return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
+        return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
     except OSError:
-        return False
+        return None
+
+
+def _to_devnull(fd: int, flags: int) -> None:
+    """Point `fd` at /dev/null (child processes get it too)."""
+    nul = os.open(os.devnull, flags)
+    if nul != fd:
+        os.dup2(nul, fd)
+        os.close(nul)
+
+
+STDOUT_CLOSED = False
+"""stdout was closed when the command started (`check_std_streams`)"""
+PRINT_NOTHING = frozenset({"serve"})
+"""commands that print nothing to stdout while they run, so a closed stdout is no loss"""
 
 
 def check_std_streams() -> None:
     """A closed standard stream (`2>&-` in a cron line, `>&-`; a shell may leave a read-only
-    file there instead): stderr then goes to /dev/null, as GNU tools carry on without it; with
-    stdout closed nothing is run, since what a command would print (a job's id, a table) could
-    not be seen (exit 1, said on stderr)."""
+    file there instead) is pointed at /dev/null, so nothing opened later takes its number and a
+    write never fails: stderr then goes nowhere, as GNU tools carry on without it. A command
+    that prints its result (a job's id, a table) then refuses to run (`refuse_closed_stdout`),
+    since what it would print could not be seen; `serve` and the console run."""
+    global STDOUT_CLOSED
+    if _open_mode(0) is None:
+        _to_devnull(0, os.O_RDONLY)
     for fd, name in ((2, "stderr"), (1, "stdout")):
-        if _writable(fd) and getattr(sys, name) is not None:
+        if _open_mode(fd) in (os.O_WRONLY, os.O_RDWR) and getattr(sys, name) is not None:
             continue
-        if not _writable(fd):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), fd)  # child processes get it too
+        if _open_mode(fd) not in (os.O_WRONLY, os.O_RDWR):
+            _to_devnull(fd, os.O_WRONLY)
         setattr(sys, name, open(fd, "w", closefd=False))  # noqa: SIM115 - the process's stream
-        if fd == 1:
-            fail("standard output is closed, so nothing would be shown; "
-                 "send it somewhere (`> /dev/null` drops it)")  # fmt: skip
+        STDOUT_CLOSED = STDOUT_CLOSED or fd == 1
+
+
+def refuse_closed_stdout(ctx: click.Context) -> None:
+    """Fail (exit 1) before a command that prints its result runs with stdout closed."""
+    if STDOUT_CLOSED and ctx.find_root().invoked_subcommand not in PRINT_NOTHING:
+        fail("standard output is closed, so nothing would be shown; "
+             "send it somewhere (`> /dev/null` drops it)")  # fmt: skip
 
 
 class AsciiNumber(click.ParamType):
@@ -210,6 +233,7 @@ def guard_command(cmd: click.Command | None) -> click.Command | None:
 
     @functools.wraps(callback)
     def checked(*args: Any, **kwargs: Any) -> Any:
+        refuse_closed_stdout(click.get_current_context())
         refuse_empty(click.get_current_context())
         return callback(*args, **kwargs)
 

@@ -8,6 +8,7 @@ out-of-range ids, snapshot numbers and time limits are one-line bad-input errors
 from __future__ import annotations
 
 import json
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -341,28 +342,29 @@ def test_show_reads_attempts_naturally(home: Path, retries: str, used: int, line
     assert f"  {line}\n" in shown and "retries" not in shown.replace("retries allowed", "")
 
 
-def _closed(home: Path, fds: tuple[int, ...], *args: str) -> subprocess.CompletedProcess[str]:
-    """`lepton-tui ARGS` with these standard fds closed (`2>&-`, `>&-`), the rest to pipes."""
-    script = f"import os, runpy, sys; [os.close(f) for f in {fds!r}]; " + (
-        "sys.argv = ['lepton-tui', *sys.argv[1:]]; runpy.run_module('lepton_tui', run_name='__main__')"
-    )
-    return subprocess.run(
-        [sys.executable, "-c", script, "--home", str(home), *args],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+def _closed(home: Path, redirect: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`lepton-tui ARGS` started by a shell with `redirect` (`2>&-`, `>&-`): Python starts with
+    that fd closed, as from a cron line; the other streams are pipes."""
+    words = [sys.executable, "-m", "lepton_tui", "--home", str(home), *args]
+    line = " ".join(shlex.quote(w) for w in words)
+    return subprocess.run(["sh", "-c", f"{line} {redirect}"], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
 
 
 def test_a_closed_stderr_does_not_fail_the_command(home: Path) -> None:
-    r = _closed(home, (2,), "submit", "--", "true")  # its note would go to stderr
+    r = _closed(home, "2>&-", "submit", "--", "true")  # its note would go to stderr
     assert r.returncode == 0 and r.stdout.strip() == "1", (r.returncode, r.stdout)
-    r = _closed(home, (2,), "queue")
+    r = _closed(home, "2>&- 0<&-", "queue")
     assert r.returncode == 0 and "waiting for the scheduler" in r.stdout
 
 
 def test_a_closed_stdout_runs_nothing_and_says_so(home: Path) -> None:
     first = submit(home, "--", "true")
-    r = _closed(home, (1,), "submit", "--", "true")
-    assert r.returncode == 1 and "standard output is closed" in r.stderr
-    assert "Traceback" not in r.stderr
+    for args in (("submit", "--", "true"), ("hosts", "ls"), ("cancel", str(first))):
+        r = _closed(home, ">&-", *args)
+        assert r.returncode == 1 and "standard output is closed" in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr
     rows = json.loads(run(home, "queue", "--json").stdout)
-    assert [row["id"] for row in rows] == [first]  # the second submit ran nothing
+    assert [(row["id"], row["state"]) for row in rows] == [(first, "queued")]  # nothing ran
+    r = _closed(home, ">&-", "serve", "--once")  # prints nothing on stdout: it runs
+    assert r.returncode == 0 and "standard output" not in r.stderr, r.stderr
