@@ -10,10 +10,10 @@ half-life setting `fairshare_half_life_s` (7 days by default).
 from __future__ import annotations
 
 import math
-import pwd
 import weakref
 from typing import Any
 
+from lepton_tui.economics.budgets import known_user
 from lepton_tui.errors import NotFound, ValidationError
 from lepton_tui.ledger import Ledger
 from lepton_tui.validate import check_name, parse_number
@@ -48,17 +48,10 @@ def _check_scope(scope: str, name: str, every: bool = False) -> tuple[str, str]:
 
 
 def _check_user_known(ledger: Ledger, scope: str, name: str, has_rule: bool) -> None:
-    """Refuse shares or limits for a user with no account here and no job in the ledger (a user
-    who already has a rule may still be reset or cleared): a misspelt name would otherwise hold
-    a rule that nobody ever meets."""
-    if scope != "user" or name == "*" or has_rule:
-        return
-    try:
-        pwd.getpwnam(name)
-        return
-    except KeyError:
-        pass
-    if not ledger.user_has_jobs(name):
+    """Refuse a new share or limit for a user with no account here and no job in the ledger: a
+    misspelt name would otherwise hold a rule that nobody ever meets. A user who already has
+    one may still change it (and reset or clear it, after the account is gone)."""
+    if scope == "user" and name != "*" and not has_rule and not known_user(ledger, name):
         raise ValidationError(
             f"no user {name!r}: no account on this machine and no job in the ledger",
             "check the spelling; `getent passwd NAME` shows an account",
@@ -166,9 +159,9 @@ def set_shares(ledger: Ledger, scope: str, name: str, shares: Any, by: str) -> d
         if shares is None
         else float(parse_number(shares, "shares", minimum=0, maximum=MAX_SHARES))
     )
+    had = any(r["scope"] == scope and r["name"] == name for r in ledger.share_rows())
+    _check_user_known(ledger, scope, name, had)  # before the write lock: NSS may be slow
     with ledger.tx():
-        had = any(r["scope"] == scope and r["name"] == name for r in ledger.share_rows())
-        _check_user_known(ledger, scope, name, had)
         if value is None:
             ledger.delete_share(scope, name)
             value = 1.0
@@ -220,9 +213,9 @@ def set_limit(
         raise ValidationError(
             "give at least one of --gpus, --cpus, --jobs", "or --clear to remove the limits"
         )
+    _check_user_known(ledger, scope, name, ledger.limit_row(scope, name) is not None)
     with ledger.tx():
         row = ledger.limit_row(scope, name)
-        _check_user_known(ledger, scope, name, row is not None)
         if clear:
             if row is None:
                 raise NotFound(f"{scope} {name} has no limits")

@@ -91,7 +91,8 @@ def known_projects(ledger: Ledger) -> list[str]:
     return sorted(names)
 
 
-def _known_user(ledger: Ledger, name: str) -> bool:
+def known_user(ledger: Ledger, name: str) -> bool:
+    """`name` has an account on this machine or jobs in the ledger."""
     try:
         pwd.getpwnam(name)
         return True
@@ -142,7 +143,7 @@ def set_budget(
                 "pass --new to budget a project that has no jobs yet",
                 field="name",
             )
-    if scope == "user" and not _known_user(ledger, name):
+    if scope == "user" and not known_user(ledger, name):
         raise ValidationError(f"unknown user {name!r} (no such login and no jobs)", field="name")
     now = ledger.clock()
     with ledger.tx():
