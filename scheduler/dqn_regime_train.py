@@ -65,6 +65,7 @@ from scheduler.dqn_regime_core import (
     augment,
     base_chooser,
     input_names,
+    load_regime,
     row_jobs,
     rule_row,
     save_regime,
@@ -263,11 +264,12 @@ def whole_choice(scores: dict[str, float], margin: float) -> str:
 
 def collect_whole(
     wl: Workload, label: str, keep: RegimeNet, net: RegimeNet | None, base: Chooser
-) -> list[Labelled]:
+) -> tuple[list[Labelled], float]:
     """One episode's labels for `--labels whole`: every state where the starting network and
     the rules do not all agree (every fourth other one) is labelled with the pick of `label`
     (a rule of `RULES`, or `KEEP`: the starting network's). The episode follows the label
-    (iteration 0) or `net` (later iterations, DAgger)."""
+    (iteration 0) or `net` (later iterations, DAgger); also returns the episode's slowdown
+    (the environment's return, per job)."""
     env = FollowedEnv(wl, follow=True)
     rules = dict(zip(RULES, env_rules(base, RULES), strict=True))
     cap, gpus = cluster_capacity(wl)
@@ -298,7 +300,7 @@ def collect_whole(
             out.append(Labelled(x, obs.mask.copy(), target, 1.0, target != picks[KEEP]))
         obs, _, done, _, _ = env.step(target if net is None else argmax(net, jobs))
         step += 1
-    return out
+    return out, -env.episode_return
 
 
 def train_whole(args: argparse.Namespace) -> dict:
@@ -326,9 +328,9 @@ def train_whole(args: argparse.Namespace) -> dict:
                 scores = whole_scores(wl, start)
                 chosen[i] = whole_choice(scores, args.margin)
                 row["scores"] = {k: round(v, 3) for k, v in scores.items()}
-            got = collect_whole(wl, chosen[i], keep, net, base)
+            got, bsld = collect_whole(wl, chosen[i], keep, net, base)
             data += got
-            row.update(chosen=chosen[i], labels=len(got))
+            row.update(chosen=chosen[i], labels=len(got), bsld=round(bsld, 3))
             history.append(row)
             print(json.dumps(row), flush=True)
         torch_net = make_net(layers)
@@ -418,7 +420,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--version", type=int, choices=(1, 2), default=1, help="1: the rules base, "
                     "60 %%, dense (dqn_regime.npz); 2: also wfp3 and f1 (dqn_regime2.npz)")  # fmt: skip
     ap.add_argument("--start", type=Path, default=None, help="the weights to start from "
-                    "(default: dqn_self.npz for version 1, dqn_regime.npz for 2)")  # fmt: skip
+                    "(default: dqn_self.npz for version 1, dqn_regime.npz for 2, "
+                    "dqn_regime2.npz with --labels whole)")  # fmt: skip
     ap.add_argument("--labels", choices=("rollout", "whole"), default="rollout",
                     help="rollout: compare the rules from states along the episode; whole: "
                     "per workload, the best of the starting network and the rules followed "
@@ -429,8 +432,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         ap.error("--labels whole needs --version 2")
     if args.out.suffix != ".npz":
         ap.error(f"--out {args.out} must end in .npz")
+    if args.labels == "whole":
+        args.start = args.start or WEIGHTS_V2
     try:  # before any work: a missing or unusable --start is one line, exit 2
         start_layers(INPUTS_V2 if args.version == 2 else INPUTS, args.start)
+        if args.labels == "whole":
+            load_regime(args.start)  # run whole (`whole_scores`): dqn-regime weights only
     except (OSError, ValueError, KeyError) as exc:
         ap.error(f"--start {args.start}: {exc}")
     (train_whole if args.labels == "whole" else train)(args)
