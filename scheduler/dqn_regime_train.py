@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -262,6 +263,31 @@ def whole_choice(scores: dict[str, float], margin: float) -> str:
     return best if scores[best] < (1.0 - margin) * scores[KEEP] else KEEP
 
 
+def family_choice(
+    scores: dict[int, dict[str, float]], families: dict[int, str], margin: float
+) -> dict[int, str]:
+    """`--group family`: one label for every workload of a family, the rule whose slowdown over
+    the starting network's has the least geometric mean over the family's workloads (if under
+    1 - `margin`; else `KEEP`). Per workload the winner is noisy where no rule wins by much
+    (hpc: five different winners in ten workloads), and a network taught that noise mixes rules
+    in a regime it cannot tell apart; per family, it is taught what the regime wants."""
+    out: dict[int, str] = {}
+    for fam in sorted(set(families.values())):
+        ids = [i for i in scores if families[i] == fam]
+        gm = {r: math.exp(float(np.mean([math.log(scores[i][r] / scores[i][KEEP]) for i in ids])))
+              for r in scores[ids[0]]}  # fmt: skip
+        best = min(gm, key=lambda r: gm[r])
+        out.update(dict.fromkeys(ids, best if gm[best] < 1.0 - margin else KEEP))
+    return out
+
+
+def read_scores(path: Path) -> dict[int, dict[str, float]]:
+    """`--scores`: the whole-run scores an earlier `--labels whole` run recorded (its `.json`),
+    by workload, so a second run need not simulate them again."""
+    meta = json.loads(path.read_text())
+    return {int(h["workload"]): h["scores"] for h in meta["history"] if "scores" in h}
+
+
 def collect_whole(
     wl: Workload, label: str, keep: RegimeNet, net: RegimeNet | None, base: Chooser
 ) -> tuple[list[Labelled], float]:
@@ -317,17 +343,29 @@ def train_whole(args: argparse.Namespace) -> dict:
     keep = RegimeNet(layers, INPUTS_V2)
     data: list[Labelled] = []
     history: list[dict] = []
-    chosen: dict[int, str] = {}
     t0 = time.process_time()
+    ids = range(args.first, args.first + args.workloads)
+    known = read_scores(args.scores) if args.scores else {}
+    scores: dict[int, dict[str, float]] = {}
+    families: dict[int, str] = {}
+    for i in ids:
+        wl = training_workload(i, args.jobs, TRACE)
+        families[i] = wl.name
+        scores[i] = known.get(i) or {
+            k: round(v, 3) for k, v in whole_scores(wl, start).items()
+        }  # fmt: skip
+        print(json.dumps({"workload": i, "family": wl.name, "scores": scores[i]}), flush=True)
+    if args.group == "family":
+        chosen = family_choice(scores, families, args.margin)
+    else:
+        chosen = {i: whole_choice(scores[i], args.margin) for i in ids}
     for it in range(args.iterations):
         net = None if it == 0 else RegimeNet(layers, INPUTS_V2)
-        for i in range(args.first, args.first + args.workloads):
+        for i in ids:
             wl = training_workload(i, args.jobs, TRACE)
             row: dict[str, Any] = {"iteration": it, "workload": i, "family": wl.name}
-            if i not in chosen:
-                scores = whole_scores(wl, start)
-                chosen[i] = whole_choice(scores, args.margin)
-                row["scores"] = {k: round(v, 3) for k, v in scores.items()}
+            if it == 0:
+                row["scores"] = scores[i]
             got, bsld = collect_whole(wl, chosen[i], keep, net, base)
             data += got
             row.update(chosen=chosen[i], labels=len(got), bsld=round(bsld, 3))
@@ -343,6 +381,7 @@ def train_whole(args: argparse.Namespace) -> dict:
             "command": command_line("scheduler.dqn_regime train", args),
             "seed": args.seed,
             "labels": "whole",
+            "group": args.group,
             "start": str(start),
             "rules": [KEEP, *RULES],
             "iterations_done": it + 1,
@@ -426,10 +465,20 @@ def main(argv: Sequence[str] | None = None) -> None:
                     help="rollout: compare the rules from states along the episode; whole: "
                     "per workload, the best of the starting network and the rules followed "
                     "whole (version 2 only; starts from dqn_regime2.npz)")  # fmt: skip
+    ap.add_argument("--group", choices=("workload", "family"), default="workload",
+                    help="--labels whole: the best rule of each workload, or of each family "
+                    "(least geometric mean over its workloads)")  # fmt: skip
+    ap.add_argument("--scores", type=Path, default=None, help="--labels whole: reuse the "
+                    "whole-run scores of an earlier run's .json")  # fmt: skip
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     if args.labels == "whole" and args.version != 2:
         ap.error("--labels whole needs --version 2")
+    if args.scores is not None:
+        try:
+            read_scores(args.scores)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            ap.error(f"--scores {args.scores}: not a --labels whole run's .json ({exc})")
     if args.out.suffix != ".npz":
         ap.error(f"--out {args.out} must end in .npz")
     if args.labels == "whole":

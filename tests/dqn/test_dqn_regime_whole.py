@@ -16,7 +16,14 @@ from scheduler.dqn_regime_core import (
     base_chooser,
     load_regime,
 )
-from scheduler.dqn_regime_train import KEEP, collect_whole, main, whole_choice, whole_scores
+from scheduler.dqn_regime_train import (
+    KEEP,
+    collect_whole,
+    family_choice,
+    main,
+    whole_choice,
+    whole_scores,
+)
 from scheduler.dqn_rollout_core import BASE_WEIGHTS
 from scheduler.environment import run_policy
 from scheduler.policy import load_weights
@@ -28,6 +35,24 @@ def test_a_rule_is_chosen_only_when_it_beats_the_network_by_the_margin():
     assert whole_choice(scores, 0.02) == KEEP  # dense is 1.5 % better: not enough
     assert whole_choice(scores, 0.01) == "dense"
     assert whole_choice({**scores, "alt": 7.0}, 0.02) == "alt"
+
+
+def test_a_family_takes_the_rule_best_over_its_workloads():
+    """Per workload hpc's winner changes (base, then alt); over the family neither beats the
+    network, so all of it keeps the network; deeprm's dense wins on the whole family."""
+    scores = {
+        0: {KEEP: 10.0, "base": 5.0, "alt": 20.0, "dense": 8.0},
+        1: {KEEP: 10.0, "base": 20.0, "alt": 5.0, "dense": 9.0},
+        2: {KEEP: 4.0, "base": 4.0, "alt": 4.0, "dense": 3.0},
+        3: {KEEP: 6.0, "base": 6.5, "alt": 6.0, "dense": 5.7},
+    }
+    families = {0: "hpc", 1: "hpc", 2: "deeprm", 3: "deeprm"}
+    per_workload = {i: whole_choice(s, 0.02) for i, s in scores.items()}
+    assert per_workload == {0: "base", 1: "alt", 2: "dense", 3: "dense"}
+    assert family_choice(scores, families, 0.02) == {0: "dense", 1: "dense", 2: "dense",
+                                                      3: "dense"}  # fmt: skip
+    scores[0]["dense"] = scores[1]["dense"] = 10.0
+    assert family_choice(scores, families, 0.02) == {0: KEEP, 1: KEEP, 2: "dense", 3: "dense"}
 
 
 def _episode(label: str, wl=None) -> tuple[list, float]:
@@ -73,6 +98,14 @@ def test_tiny_whole_label_training_run(tmp_path):
     pol = RegimePolicy(out)
     assert isinstance(pol.net, RegimeNet) and pol.net.features == INPUTS_V2
     assert len(run_policy(pol, deeprm(30, 0.9, 2)).finished) == 30
+    # a second run grouped by family reuses the first's scores: no workload simulated again
+    again = tmp_path / "fam.npz"
+    main(["--version", "2", "--labels", "whole", "--group", "family", "--scores",
+          str(out.with_suffix(".json")), "--workloads", "3", "--first", "1", "--jobs", "60",
+          "--epochs", "1", "--out", str(again)])  # fmt: skip
+    fam = json.loads(again.with_suffix(".json").read_text())
+    assert fam["group"] == "family"
+    assert [h["scores"] for h in fam["history"]] == [h["scores"] for h in first]
 
 
 def test_whole_labels_need_the_second_version(capsys):
@@ -83,3 +116,7 @@ def test_whole_labels_need_the_second_version(capsys):
         main(["--version", "2", "--labels", "whole", "--start", str(BASE_WEIGHTS), "--out",
               "w.npz"])  # fmt: skip
     assert exc.value.code == 2 and "--start" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["--version", "2", "--labels", "whole", "--scores", str(BASE_WEIGHTS), "--out",
+              "w.npz"])  # fmt: skip
+    assert exc.value.code == 2 and "--scores" in capsys.readouterr().err
