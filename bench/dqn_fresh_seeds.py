@@ -110,9 +110,9 @@ def parse_weights(spec: str) -> dict[str, Path]:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise ValueError(f"--weights {item!r}: NAME=PATH")
-        if name in RESERVED or name.startswith("rule-") or name in out:
-            raise ValueError(f"--weights {item!r}: the name {name!r} is taken (a row field or "
-                             "another network); pick another")  # fmt: skip
+        if name in RESERVED or name in HEURISTICS or name.startswith("rule-") or name in out:
+            raise ValueError(f"--weights {item!r}: the name {name!r} is taken (a row field, "
+                             "a heuristic or another network); pick another")  # fmt: skip
         out[name] = Path(path)
     return out
 

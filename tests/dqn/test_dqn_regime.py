@@ -362,6 +362,7 @@ def _fresh(*args: str) -> subprocess.CompletedProcess:
         ("--seeds", "0"),
         ("--weights", "a=/nonexistent/w.npz"),
         ("--weights", "base=scheduler/weights/dqn_regime.npz"),  # a row field's name
+        ("--weights", "f1=scheduler/weights/dqn_regime.npz"),  # a heuristic's name
         ("--weights", "a=scheduler/weights/dqn_regime.npz,a=scheduler/weights/dqn_regime2.npz"),
         ("--table", "/nonexistent/rows.jsonl"),
         ("--per-seed-table", "/nonexistent/rows.jsonl"),
