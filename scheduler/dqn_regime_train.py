@@ -329,6 +329,32 @@ def collect_whole(
     return out, -env.episode_return
 
 
+def fit_and_save(
+    args: argparse.Namespace,
+    layers: list,
+    data: list[Labelled],
+    rng: np.random.Generator,
+    t0: float,
+    meta: dict,
+) -> tuple[list, dict]:
+    """One iteration's end: the network trained on every label so far (`fit`), then written with
+    `meta` (and the command, the CPU time) after every iteration, so a stopped run keeps its
+    last network."""
+    torch_net = make_net(layers)
+    loss = fit(torch_net, data, np.arange(len(layers[0][0])), epochs=args.epochs, batch=64,
+               lr=args.lr, rng=rng)  # fmt: skip
+    layers = to_numpy_layers(torch_net)
+    it = meta["iterations_done"] - 1
+    print(json.dumps({"iteration": it, "loss": round(loss, 4), "labels": len(data),
+                      "cpu_s": round(time.process_time() - t0)}), flush=True)  # fmt: skip
+    meta = {"command": command_line("scheduler.dqn_regime train", args), "seed": args.seed,
+            **meta, "aging_s": no_aging().aging_s, "cpu_s": round(time.process_time() - t0)}  # fmt: skip
+    save_regime(args.out.with_name(f"{args.out.stem}.it{it}.npz"), layers, meta)
+    save_regime(args.out, layers, meta)
+    args.out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+    return layers, meta
+
+
 def train_whole(args: argparse.Namespace) -> dict:
     """`--labels whole`: per training workload, which of the starting network and the rules
     followed whole does best (`whole_scores`, `whole_choice`); the network learns that one's
@@ -371,27 +397,10 @@ def train_whole(args: argparse.Namespace) -> dict:
             row.update(chosen=chosen[i], labels=len(got), bsld=round(bsld, 3))
             history.append(row)
             print(json.dumps(row), flush=True)
-        torch_net = make_net(layers)
-        loss = fit(torch_net, data, np.arange(len(INPUTS_V2)), epochs=args.epochs, batch=64,
-                   lr=args.lr, rng=rng)  # fmt: skip
-        layers = to_numpy_layers(torch_net)
-        print(json.dumps({"iteration": it, "loss": round(loss, 4), "labels": len(data),
-                          "cpu_s": round(time.process_time() - t0)}), flush=True)  # fmt: skip
-        meta = {
-            "command": command_line("scheduler.dqn_regime train", args),
-            "seed": args.seed,
-            "labels": "whole",
-            "group": args.group,
-            "start": str(start),
-            "rules": [KEEP, *RULES],
-            "iterations_done": it + 1,
-            "aging_s": no_aging().aging_s,
-            "history": history,
-            "cpu_s": round(time.process_time() - t0),
-        }
-        save_regime(args.out.with_name(f"{args.out.stem}.it{it}.npz"), layers, meta)
-        save_regime(args.out, layers, meta)
-        args.out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+        layers, meta = fit_and_save(args, layers, data, rng, t0, {
+            "labels": "whole", "group": args.group, "start": str(start),
+            "rules": [KEEP, *RULES], "iterations_done": it + 1, "history": history,
+        })  # fmt: skip
     return meta
 
 
@@ -423,25 +432,9 @@ def train(args: argparse.Namespace) -> dict:
                    "chosen": found["chosen"], "gains": found["gains"], "bsld": round(found["bsld"], 3)}  # fmt: skip
             history.append(row)
             print(json.dumps(row), flush=True)
-        torch_net = make_net(layers)
-        loss = fit(torch_net, data, np.arange(len(inputs)), epochs=args.epochs, batch=64,
-                   lr=args.lr, rng=rng)  # fmt: skip
-        layers = to_numpy_layers(torch_net)
-        print(json.dumps({"iteration": it, "loss": round(loss, 4), "labels": len(data),
-                          "cpu_s": round(time.process_time() - t0)}), flush=True)  # fmt: skip
-        meta = {
-            "command": command_line("scheduler.dqn_regime train", args),
-            "seed": args.seed,
-            "rules": list(names_of(inputs)),
-            "iterations_done": it + 1,
-            "aging_s": no_aging().aging_s,
-            "history": history,
-            "cpu_s": round(time.process_time() - t0),
-        }
-        # after every iteration (a stopped run keeps its last network)
-        save_regime(args.out.with_name(f"{args.out.stem}.it{it}.npz"), layers, meta)
-        save_regime(args.out, layers, meta)
-        args.out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+        layers, meta = fit_and_save(args, layers, data, rng, t0, {
+            "rules": list(names_of(inputs)), "iterations_done": it + 1, "history": history,
+        })  # fmt: skip
     return meta
 
 
