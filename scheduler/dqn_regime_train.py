@@ -329,6 +329,63 @@ def collect_whole(
     return out, -env.episode_return
 
 
+def fit_anchored(
+    net: torch.nn.Sequential,
+    data: list[Labelled],
+    start: list,
+    keep: list[bool],
+    weight: float,
+    *,
+    epochs: int,
+    lr: float,
+    rng: np.random.Generator,
+    batch: int = 64,
+) -> float:
+    """`fit`'s cross-entropy of the labels, plus, on the states of workloads labelled `KEEP`
+    (`keep`), `weight` times the mean squared difference of the network's scores from the
+    starting network's (`start`), each centred on its legal rows: there the network is to stay
+    the starting network, near-ties included, not only pick its row. (Cross-entropy alone kept
+    the picks of the training states but let unseen hpc states drift: 1.5x at load 0.9.)"""
+    ref = make_net(start)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    total = 0.0
+    for _ in range(epochs):
+        order = rng.permutation(len(data))
+        total, seen = 0.0, 0
+        for s in range(0, len(order), batch):
+            idx = [int(i) for i in order[s : s + batch]]
+            n = max(len(data[i].x) for i in idx)
+            x = np.zeros((len(idx), n, data[idx[0]].x.shape[1]), np.float32)
+            m = np.zeros((len(idx), n), bool)
+            for b, i in enumerate(idx):
+                x[b, : len(data[i].x)] = data[i].x
+                m[b, : len(data[i].mask)] = data[i].mask
+            xt, mt = torch.as_tensor(x), torch.as_tensor(m)
+            y = torch.as_tensor([data[i].label for i in idx])
+            k = torch.as_tensor([keep[i] for i in idx], dtype=torch.float32)
+            q = net(xt).squeeze(-1)
+            ce = torch.nn.functional.cross_entropy(q.masked_fill(~mt, -1e9), y)
+            with torch.no_grad():
+                a = ref(xt).squeeze(-1)
+            cnt = mt.sum(1).clamp(min=1)
+
+            def centred(
+                v: torch.Tensor, mt: torch.Tensor = mt, cnt: torch.Tensor = cnt
+            ) -> torch.Tensor:
+                v = v.masked_fill(~mt, 0.0)
+                return (v - (v.sum(1) / cnt)[:, None]).masked_fill(~mt, 0.0)
+
+            sq = ((centred(q) - centred(a)) ** 2).sum(1) / cnt
+            loss = ce + weight * (sq * k).sum() / len(idx)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            seen += len(idx)
+        total /= max(seen, 1)
+    return total
+
+
 def fit_and_save(
     args: argparse.Namespace,
     layers: list,
@@ -336,13 +393,17 @@ def fit_and_save(
     rng: np.random.Generator,
     t0: float,
     meta: dict,
+    anchor: tuple[list, list[bool], float] | None = None,
 ) -> tuple[list, dict]:
-    """One iteration's end: the network trained on every label so far (`fit`), then written with
-    `meta` (and the command, the CPU time) after every iteration, so a stopped run keeps its
-    last network."""
+    """One iteration's end: the network trained on every label so far (`fit`, or `fit_anchored`
+    with `anchor`), then written with `meta` (and the command, the CPU time) after every
+    iteration, so a stopped run keeps its last network."""
     torch_net = make_net(layers)
-    loss = fit(torch_net, data, np.arange(len(layers[0][0])), epochs=args.epochs, batch=64,
-               lr=args.lr, rng=rng)  # fmt: skip
+    if anchor is None:
+        loss = fit(torch_net, data, np.arange(len(layers[0][0])), epochs=args.epochs, batch=64,
+                   lr=args.lr, rng=rng)  # fmt: skip
+    else:
+        loss = fit_anchored(torch_net, data, *anchor, epochs=args.epochs, lr=args.lr, rng=rng)
     layers = to_numpy_layers(torch_net)
     it = meta["iterations_done"] - 1
     print(json.dumps({"iteration": it, "loss": round(loss, 4), "labels": len(data),
@@ -369,6 +430,8 @@ def train_whole(args: argparse.Namespace) -> dict:
     keep = RegimeNet(layers, INPUTS_V2)
     data: list[Labelled] = []
     history: list[dict] = []
+    kept: list[bool] = []
+    start_net = [(w.copy(), b.copy()) for w, b in layers]
     t0 = time.process_time()
     ids = range(args.first, args.first + args.workloads)
     known = read_scores(args.scores) if args.scores else {}
@@ -394,13 +457,15 @@ def train_whole(args: argparse.Namespace) -> dict:
                 row["scores"] = scores[i]
             got, bsld = collect_whole(wl, chosen[i], keep, net, base)
             data += got
+            kept += [chosen[i] == KEEP] * len(got)
             row.update(chosen=chosen[i], labels=len(got), bsld=round(bsld, 3))
             history.append(row)
             print(json.dumps(row), flush=True)
         layers, meta = fit_and_save(args, layers, data, rng, t0, {
             "labels": "whole", "group": args.group, "start": str(start),
             "rules": [KEEP, *RULES], "iterations_done": it + 1, "history": history,
-        })  # fmt: skip
+            "anchor": args.anchor,
+        }, (start_net, kept, args.anchor) if args.anchor > 0 else None)  # fmt: skip
     return meta
 
 
@@ -463,6 +528,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                     "(least geometric mean over its workloads)")  # fmt: skip
     ap.add_argument("--scores", type=Path, default=None, help="--labels whole: reuse the "
                     "whole-run scores of an earlier run's .json")  # fmt: skip
+    ap.add_argument("--anchor", type=at_least(0.0, float), default=0.0, help="--labels whole: "
+                    "on workloads that keep the starting network, also this weight times the "
+                    "squared distance of the scores from its scores")  # fmt: skip
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     if args.labels == "whole" and args.version != 2:

@@ -120,3 +120,40 @@ def test_whole_labels_need_the_second_version(capsys):
         main(["--version", "2", "--labels", "whole", "--scores", str(BASE_WEIGHTS), "--out",
               "w.npz"])  # fmt: skip
     assert exc.value.code == 2 and "--scores" in capsys.readouterr().err
+
+
+def test_the_anchor_holds_the_network_to_its_start_where_the_label_is_keep():
+    """Labels that pull away from the starting network (the dense rule's picks), marked as kept
+    workloads: with the anchor the scores stay nearer the start's, and so do the picks."""
+    import numpy as np
+    import torch
+
+    from scheduler.dqn_regime_train import fit_anchored
+    from scheduler.dqn_rollout_train import make_net
+    from scheduler.mlp import read_npz
+
+    data, _ = _episode("dense")
+    start, _ = read_npz(WEIGHTS_V2)
+    x = [torch.as_tensor(it.x) for it in data]
+
+    def scores(net) -> list:
+        with torch.no_grad():
+            return [net(v).squeeze(-1).numpy() for v in x]
+
+    ref = scores(make_net(start))
+    out = {}
+    for weight in (0.0, 10.0):
+        torch.manual_seed(0)
+        net = make_net(start)
+        fit_anchored(net, data, start, [True] * len(data), weight, epochs=3, lr=1e-2,
+                     rng=np.random.default_rng(0))  # fmt: skip
+        got = scores(net)
+        drift = np.mean(
+            [np.mean(((g - g.mean()) - (r - r.mean())) ** 2) for g, r in zip(got, ref, strict=True)]
+        )
+        same = np.mean(
+            [int(np.argmax(g)) == int(np.argmax(r)) for g, r in zip(got, ref, strict=True)]
+        )
+        out[weight] = (drift, same)
+    assert out[10.0][0] < out[0.0][0] / 4
+    assert out[10.0][1] > out[0.0][1]
