@@ -451,6 +451,9 @@ class RegimePolicy(DQNPolicy):
     the regime of what it has seen so far as input. Refuses to load without its weights."""
 
     name = KIND
+    gpu_net: RegimeNet
+    cpu_net: RegimeNet | None
+    """the network for clusters without GPUs, where the weights name one (`cpu_only`)"""
 
     def __init__(self, weights: str | Path | None = None, *, cost_weight: float = 0.0) -> None:
         if not cost_weight >= 0:
@@ -459,11 +462,14 @@ class RegimePolicy(DQNPolicy):
         net, meta = load_regime(path)
         self._init(net, meta, float(cost_weight))
         self.weights_path = path
+        if meta.get("cpu_only"):  # another network for clusters without GPUs (`decide`)
+            self.cpu_net = load_regime(path.parent / str(meta["cpu_only"]))[0]
 
     def _init(self, net: RegimeNet, meta: dict, cost_weight: float) -> None:
         self.teacher_bonus = 0.0
         self.weights_path = None
         self.net, self.fallback, self.meta = net, None, meta
+        self.gpu_net, self.cpu_net = net, None
         v2 = net.features == INPUTS_V2
         self.config = no_aging()
         self.cost_weight = cost_weight
@@ -487,8 +493,11 @@ class RegimePolicy(DQNPolicy):
         now: float,
         fair_share: Any = None,
     ) -> list[Placement]:
-        """`DQNPolicy.decide` with the regime brought up to date first."""
+        """`DQNPolicy.decide` with the regime brought up to date first (and, for weights that
+        name a `cpu_only` network, that one on a cluster without GPUs)."""
         self.regime.observe_view(view, pending, now)
+        if self.cpu_net is not None:
+            self.net = self.gpu_net if self.regime.vector[-1] else self.cpu_net
         if self.followers is not None:
             self.regime.plans = self.followers.plans(view, pending, now)
         assert isinstance(self.net, RegimeNet)

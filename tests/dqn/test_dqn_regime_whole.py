@@ -157,3 +157,30 @@ def test_the_anchor_holds_the_network_to_its_start_where_the_label_is_keep():
         out[weight] = (drift, same)
     assert out[10.0][0] < out[0.0][0] / 4
     assert out[10.0][1] > out[0.0][1]
+
+
+def test_version_three_runs_version_two_on_a_cluster_without_gpus(tmp_path):
+    """`dqn_regime3.npz` names `dqn_regime2.npz` for clusters without GPUs (`cpu_only`): there
+    it decides as version 2 to the last placement; with GPUs as its own network."""
+    from scheduler.bench import make_workload
+    from scheduler.dqn_regime_core import RegimeWeightsError, save_regime
+    from scheduler.mlp import read_npz
+
+    v3 = WEIGHTS_V2.with_name("dqn_regime3.npz")
+    layers, meta = read_npz(v3)
+    assert meta["cpu_only"] == "dqn_regime2.npz"
+    alone = tmp_path / "alone.npz"  # the same network without the CPU one
+    save_regime(alone, layers, {k: v for k, v in meta.items() if k != "cpu_only"})
+
+    def starts(weights, wl) -> list:
+        return sorted((r.id, r.start_s) for r in run_policy(RegimePolicy(weights), wl).finished)
+
+    hpc = make_workload("hpc", 5, jobs=120, load=0.9)
+    assert not any(n.capacity.gpus for n in hpc.nodes)
+    assert starts(v3, hpc) == starts(WEIGHTS_V2, hpc)
+    gpu = deeprm(120, 1.0, 5)
+    assert starts(v3, gpu) == starts(alone, gpu) != starts(WEIGHTS_V2, gpu)
+    meta["cpu_only"] = "nonexistent.npz"
+    save_regime(tmp_path / "bad.npz", layers, meta)
+    with pytest.raises(RegimeWeightsError, match="nonexistent"):
+        RegimePolicy(tmp_path / "bad.npz")
