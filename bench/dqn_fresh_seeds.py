@@ -348,6 +348,24 @@ def seed_table(paths: list[str]) -> None:
         means = [f"{mean(ps[x])[0]:.2f}" for x in show]
         b = r["best"]
         print("| mean | " + " | ".join(means) + f" | {r['heur'][b][0]:.2f} ({b}, best mean) |")
+        print("\n" + oracle_line(r))
+
+
+def oracle_line(r: dict) -> str:
+    """Each policy's mean, and the mean of a choice made after the fact per seed (of the ten
+    heuristics; of every policy measured), over the best heuristic by mean: what no selector
+    among these policies can beat."""
+    ps = r["per_seed"]
+    ref = r["heur"][r["best"]][0]
+    seeds = range(len(ps["base"]))
+
+    def per_seed_best(names: list[str]) -> float:
+        return float(np.mean([min(ps[x][k][0] for x in names) for k in seeds])) / ref
+
+    own = sorted((mean(ps[x])[0] / ref, x) for x in ps if x not in r["heur"])
+    return ("over the best heuristic by mean: " + ", ".join(f"{x} {v:.3f}" for v, x in own)
+            + f"; per-seed best heuristic {per_seed_best(list(r['heur'])):.3f}; "
+            f"per-seed best of every policy {per_seed_best(list(ps)):.3f}")  # fmt: skip
 
 
 def drift(paths: list[str]) -> None:

@@ -184,3 +184,27 @@ def test_version_three_runs_version_two_on_a_cluster_without_gpus(tmp_path):
     save_regime(tmp_path / "bad.npz", layers, meta)
     with pytest.raises(RegimeWeightsError, match="nonexistent"):
         RegimePolicy(tmp_path / "bad.npz")
+
+
+def test_the_per_seed_oracle_is_the_best_choice_made_after_the_fact():
+    """`bench/dqn_fresh_seeds.py --per-seed-table`'s last line: each policy over the best
+    heuristic by mean, and the per-seed best of the heuristics and of every policy."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "bench" / "dqn_fresh_seeds.py"
+    spec = importlib.util.spec_from_file_location("dqn_fresh_seeds", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    ps = {  # two seeds: [avg bounded slowdown, p95, utilization]
+        "sjf": [[4.0, 0, 0], [2.0, 0, 0]],
+        "f1": [[2.0, 0, 0], [6.0, 0, 0]],
+        "base": [[3.0, 0, 0], [3.0, 0, 0]],
+        "net": [[5.0, 0, 0], [1.0, 0, 0]],
+    }
+    row = {"per_seed": ps, "heur": {"sjf": [3.0], "f1": [4.0]}, "best": "sjf"}
+    line = bench.oracle_line(row)
+    assert "base 1.000, net 1.000;" in line
+    assert "per-seed best heuristic 0.667" in line  # (2 + 2) / 2 over 3
+    assert "per-seed best of every policy 0.500" in line  # (2 + 1) / 2 over 3
