@@ -28,7 +28,10 @@ workload beyond the queue of this instant. So:
   `wfp3_choice` and `f1_choice`: the row of the first job EASY in that order starts now, asked of
   the heuristics themselves at each decision time (`Followers`, `follow_pick`: the rows are tied
   to their jobs by identity, `row_jobs`). The weights' width says which version they are; version
-  1 (`dqn_regime.npz`) runs as before, by its path; version 2 is what `dqn-regime` runs
+  1 (`dqn_regime.npz`) runs as before, by its path.
+* Version 3 (`dqn_regime3.npz`; issue 17's sixth try) reads version 2's inputs, trained on one
+  rule per family of workloads (`--labels whole --group family`), and names version 2's network
+  for clusters without GPUs (`cpu_only`), which decides there. It is what `dqn-regime` runs
   (`SHIPPED`), offered beside the heuristics and `dqn` (settings, the console, the autopilot).
 
 The labels (the trainer) come from rollouts: at states where the rules' picks differ, the rest of
@@ -88,10 +91,11 @@ INPUTS_V2 = (
 """the second version's inputs (`dqn_regime2.npz`): also the rows `wfp3` and `f1` take"""
 KNOWN_INPUTS = (INPUTS, INPUTS_V2)
 WEIGHTS_V2 = Path(__file__).resolve().parent / "weights" / "dqn_regime2.npz"
-SHIPPED = WEIGHTS_V2
-"""what `dqn-regime` runs: version 2, at most 1.03x the best heuristic on every family at every
-load on seeds 13-52 (`docs/benchmarks.md`, "DQN that knows the regime, on forty seeds");
-version 1 (`WEIGHTS`) loads by its path"""
+WEIGHTS_V3 = WEIGHTS_V2.with_name("dqn_regime3.npz")
+SHIPPED = WEIGHTS_V3
+"""what `dqn-regime` runs: version 3 (version 2's network on clusters without GPUs), at most
+0.99x the best heuristic on every family at every load on seeds 53-72 (`docs/benchmarks.md`,
+"DQN that knows the regime, sixth try"); versions 1 and 2 load by their paths"""
 _V4 = np.array([FEATURE_NAMES.index(n) for n in FEATURE_NAMES_V4])
 _COL = {n: FEATURE_NAMES.index(n) for n in FEATURE_NAMES}
 _STARVE_LOG = math.log1p(86400.0 / TAU_S) / 8.0

@@ -20,7 +20,8 @@ from scheduler.model import Policy
 LEARNED_POLICIES: tuple[str, ...] = ("dqn", "dqn-regime")
 """The offered policies a network decides: `dqn` (SJF within the long-job limit, learned; the one
 `train` and `policy install` make and replace) and `dqn-regime` (a network deciding alone,
-at most 1.03x the best heuristic on 40 held-out seeds a row: `docs/benchmarks.md`)."""
+at most 0.99x the best heuristic on 20 held-out seeds a row on every family and load:
+`docs/benchmarks.md`, "DQN that knows the regime, sixth try")."""
 
 POLICY_NAMES: tuple[str, ...] = (*HEURISTICS, "ilp", *LEARNED_POLICIES)
 """Every policy by name: the one list the CLI, settings and the console offer."""

@@ -20,6 +20,7 @@ from scheduler.dqn_regime_core import (
     REGIME_NAMES,
     WEIGHTS,
     WEIGHTS_V2,
+    WEIGHTS_V3,
     Regime,
     RegimePolicy,
     RegimeWeightsError,
@@ -149,11 +150,12 @@ def test_the_product_offers_it_where_it_offers_a_policy():
     assert "dqn-regime" in autopilot.candidates()
     pol = load_policy("dqn-regime", cost_weight=0.5)
     assert isinstance(pol, RegimePolicy) and pol.cost_weight == 0.5
-    assert pol.weights_path == WEIGHTS_V2 and pol.net.features == INPUTS_V2
+    assert pol.weights_path == WEIGHTS_V3 and pol.net.features == INPUTS_V2
+    assert pol.cpu_net is not None  # version 2's network, for clusters without GPUs
 
 
-def test_registry_offers_version_2_and_decides_deterministically_without_torch():
-    """`dqn-regime` is offered (settings, the console, the autopilot) and runs `dqn_regime2.npz`."""
+def test_registry_offers_version_3_and_decides_deterministically_without_torch():
+    """`dqn-regime` is offered (settings, the console, the autopilot) and runs `dqn_regime3.npz`."""
     assert "dqn-regime" in POLICY_NAMES and "dqn-regime" not in EXPERIMENTAL_POLICIES
     code = (
         "import sys, json\n"
@@ -171,7 +173,7 @@ def test_registry_offers_version_2_and_decides_deterministically_without_torch()
     assert res.returncode == 0, res.stderr
     got = json.loads(res.stdout)
     assert got["torch"] is False and got["runs"][0] == got["runs"][1] > 0
-    assert got["weights"] == str(WEIGHTS_V2) and got["inputs"] == len(INPUTS_V2)
+    assert got["weights"] == str(WEIGHTS_V3) and got["inputs"] == len(INPUTS_V2)
     meta = RegimePolicy(WEIGHTS).meta
     assert meta["kind"] == "dqn-regime" and "command" in meta and meta["history"]
 
