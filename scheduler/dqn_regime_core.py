@@ -450,6 +450,22 @@ def load_regime(path: str | Path) -> tuple[RegimeNet, dict]:
     return RegimeNet(layers), meta
 
 
+def _cpu_network(path: Path, name: Any, net: RegimeNet) -> RegimeNet:
+    """The network `path`'s weights name for clusters without GPUs (`cpu_only`): a file beside
+    them, reading the same inputs."""
+    if not isinstance(name, str) or not name or Path(name).name != name:
+        raise RegimeWeightsError(f"{path}: cpu_only {name!r} is not a file name beside it")
+    try:
+        cpu, _ = load_regime(path.parent / name)
+    except RegimeWeightsError as e:
+        raise RegimeWeightsError(
+            f"{path}: the network it names for CPU-only clusters: {e}"
+        ) from None
+    if cpu.features != net.features:
+        raise RegimeWeightsError(f"{path}: its cpu_only {name} reads other inputs")
+    return cpu
+
+
 class RegimePolicy(DQNPolicy):
     """The network deciding alone on `DQNPolicy`'s round (aging off, the guard as it is), with
     the regime of what it has seen so far as input. Refuses to load without its weights."""
@@ -467,7 +483,7 @@ class RegimePolicy(DQNPolicy):
         self._init(net, meta, float(cost_weight))
         self.weights_path = path
         if meta.get("cpu_only"):  # another network for clusters without GPUs (`decide`)
-            self.cpu_net = load_regime(path.parent / str(meta["cpu_only"]))[0]
+            self.cpu_net = _cpu_network(path, meta["cpu_only"], net)
 
     def _init(self, net: RegimeNet, meta: dict, cost_weight: float) -> None:
         self.teacher_bonus = 0.0
@@ -500,8 +516,9 @@ class RegimePolicy(DQNPolicy):
         """`DQNPolicy.decide` with the regime brought up to date first (and, for weights that
         name a `cpu_only` network, that one on a cluster without GPUs)."""
         self.regime.observe_view(view, pending, now)
-        if self.cpu_net is not None:
-            self.net = self.gpu_net if self.regime.vector[-1] else self.cpu_net
+        if self.cpu_net is not None:  # the hardware, down hosts too: not a host's outage
+            gpus = any(n.capacity.gpus for n in view.nodes)
+            self.net = self.gpu_net if gpus else self.cpu_net
         if self.followers is not None:
             self.regime.plans = self.followers.plans(view, pending, now)
         assert isinstance(self.net, RegimeNet)

@@ -283,9 +283,18 @@ def family_choice(
 
 def read_scores(path: Path) -> dict[int, dict[str, float]]:
     """`--scores`: the whole-run scores an earlier `--labels whole` run recorded (its `.json`),
-    by workload, so a second run need not simulate them again."""
+    by workload, so a second run need not simulate them again. ValueError unless every one
+    scores `KEEP` and each of `RULES` with a positive number."""
     meta = json.loads(path.read_text())
-    return {int(h["workload"]): h["scores"] for h in meta["history"] if "scores" in h}
+    out = {int(h["workload"]): h["scores"] for h in meta["history"] if "scores" in h}
+    for i, sc in out.items():
+        if set(sc) != {KEEP, *RULES} or not all(
+            isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in sc.values()
+        ):
+            raise ValueError(f"workload {i}: scores are not {KEEP} and {', '.join(RULES)}")
+    if not out:
+        raise ValueError("no workload's scores in it")
+    return out
 
 
 def collect_whole(
@@ -462,7 +471,7 @@ def train_whole(args: argparse.Namespace) -> dict:
             history.append(row)
             print(json.dumps(row), flush=True)
         layers, meta = fit_and_save(args, layers, data, rng, t0, {
-            "labels": "whole", "group": args.group, "start": str(start),
+            "labels": "whole", "group": args.group, "start": str(start), "jobs": args.jobs,
             "rules": [KEEP, *RULES], "iterations_done": it + 1, "history": history,
             "anchor": args.anchor,
         }, (start_net, kept, args.anchor) if args.anchor > 0 else None)  # fmt: skip
@@ -535,11 +544,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.labels == "whole" and args.version != 2:
         ap.error("--labels whole needs --version 2")
+    if args.labels != "whole" and (args.group != "workload" or args.scores or args.anchor):
+        ap.error("--group, --scores and --anchor go with --labels whole")
     if args.scores is not None:
         try:
             read_scores(args.scores)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            earlier = json.loads(args.scores.read_text()).get("jobs", args.jobs)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             ap.error(f"--scores {args.scores}: not a --labels whole run's .json ({exc})")
+        if earlier != args.jobs:
+            ap.error(f"--scores {args.scores}: scored {earlier}-job workloads, not --jobs "
+                     f"{args.jobs}")  # fmt: skip
     if args.out.suffix != ".npz":
         ap.error(f"--out {args.out} must end in .npz")
     if args.labels == "whole":

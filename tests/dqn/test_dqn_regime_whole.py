@@ -38,8 +38,9 @@ def test_a_rule_is_chosen_only_when_it_beats_the_network_by_the_margin():
 
 
 def test_a_family_takes_the_rule_best_over_its_workloads():
-    """Per workload hpc's winner changes (base, then alt); over the family neither beats the
-    network, so all of it keeps the network; deeprm's dense wins on the whole family."""
+    """Per workload hpc's winner changes (base, then alt), while dense is a little better on
+    both: the family takes dense. Where dense is no better, neither base nor alt beats the
+    network over the family (their geometric mean is 1), so hpc keeps it; deeprm keeps dense."""
     scores = {
         0: {KEEP: 10.0, "base": 5.0, "alt": 20.0, "dense": 8.0},
         1: {KEEP: 10.0, "base": 20.0, "alt": 5.0, "dense": 9.0},
@@ -85,7 +86,7 @@ def test_the_labelling_episode_runs_the_label_as_the_simulator_scored_it():
         assert _episode(label, wl)[1] == pytest.approx(scores[label], rel=1e-9), label
 
 
-def test_tiny_whole_label_training_run(tmp_path):
+def test_tiny_whole_label_training_run(tmp_path, monkeypatch):
     out = tmp_path / "reg3.npz"
     main(["--version", "2", "--labels", "whole", "--workloads", "3", "--first", "1", "--jobs",
           "60", "--epochs", "1", "--iterations", "2", "--out", str(out)])  # fmt: skip
@@ -99,6 +100,12 @@ def test_tiny_whole_label_training_run(tmp_path):
     assert isinstance(pol.net, RegimeNet) and pol.net.features == INPUTS_V2
     assert len(run_policy(pol, deeprm(30, 0.9, 2)).finished) == 30
     # a second run grouped by family reuses the first's scores: no workload simulated again
+    import scheduler.dqn_regime_train as trainer
+
+    def simulated(*_a: object) -> None:
+        raise AssertionError("a workload was simulated again")
+
+    monkeypatch.setattr(trainer, "whole_scores", simulated)
     again = tmp_path / "fam.npz"
     main(["--version", "2", "--labels", "whole", "--group", "family", "--scores",
           str(out.with_suffix(".json")), "--workloads", "3", "--first", "1", "--jobs", "60",
@@ -120,6 +127,34 @@ def test_whole_labels_need_the_second_version(capsys):
         main(["--version", "2", "--labels", "whole", "--scores", str(BASE_WEIGHTS), "--out",
               "w.npz"])  # fmt: skip
     assert exc.value.code == 2 and "--scores" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # the whole-label options alone mean nothing
+        main(["--group", "family", "--out", "w.npz"])
+    assert exc.value.code == 2 and "--labels whole" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        [{"workload": 0, "scores": {KEEP: 1.0}}],  # rules missing
+        [{"workload": 0, "scores": {KEEP: 1.0, **dict.fromkeys(RULES, "x")}}],
+        [{"workload": 0, "scores": {KEEP: 1.0, **dict.fromkeys(RULES, -1.0)}}],
+        [],
+    ],
+)
+def test_scores_from_an_earlier_run_are_checked(tmp_path, capsys, history):
+    bad = tmp_path / "run.json"
+    bad.write_text(json.dumps({"history": history}))
+    with pytest.raises(SystemExit) as exc:
+        main(["--version", "2", "--labels", "whole", "--scores", str(bad), "--out",
+              str(tmp_path / "w.npz")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--scores" in err and "Traceback" not in err
+    good = {"history": [{"workload": 0, "scores": {KEEP: 1.0, **dict.fromkeys(RULES, 2.0)}}]}
+    bad.write_text(json.dumps({**good, "jobs": 300}))
+    with pytest.raises(SystemExit) as exc:
+        main(["--version", "2", "--labels", "whole", "--scores", str(bad), "--jobs", "1000",
+              "--out", str(tmp_path / "w.npz")])  # fmt: skip
+    assert exc.value.code == 2 and "300-job" in capsys.readouterr().err
 
 
 def test_the_anchor_holds_the_network_to_its_start_where_the_label_is_keep():
@@ -180,10 +215,34 @@ def test_version_three_runs_version_two_on_a_cluster_without_gpus(tmp_path):
     assert starts(v3, hpc) == starts(WEIGHTS_V2, hpc)
     gpu = deeprm(120, 1.0, 5)
     assert starts(v3, gpu) == starts(alone, gpu) != starts(WEIGHTS_V2, gpu)
-    meta["cpu_only"] = "nonexistent.npz"
-    save_regime(tmp_path / "bad.npz", layers, meta)
-    with pytest.raises(RegimeWeightsError, match="nonexistent"):
-        RegimePolicy(tmp_path / "bad.npz")
+    for name, words in (
+        ("nonexistent.npz", "CPU-only clusters: .*no such file"),
+        ("../dqn_regime2.npz", "not a file name beside it"),
+        ("/etc/passwd", "not a file name beside it"),
+        ("dqn_regime.npz", "reads other inputs"),  # version 1: no heuristics' picks
+    ):
+        if name == "dqn_regime.npz":
+            (tmp_path / name).write_bytes(WEIGHTS_V2.with_name(name).read_bytes())
+        save_regime(tmp_path / "bad.npz", layers, {**meta, "cpu_only": name})
+        with pytest.raises(RegimeWeightsError, match=words):
+            RegimePolicy(tmp_path / "bad.npz")
+
+
+def test_the_network_follows_the_hardware_not_a_hosts_outage():
+    """A GPU cluster whose GPU hosts are all down keeps the GPU network (nothing can start on
+    them anyway); a cluster of CPU hosts alone takes the CPU one."""
+    import dataclasses
+
+    from scheduler.model import NODE_DOWN
+    from tests.scheduler.helpers import job, node, view
+
+    pol = RegimePolicy(WEIGHTS_V2.with_name("dqn_regime3.npz"))
+    assert pol.cpu_net is not None and pol.gpu_net is not pol.cpu_net
+    down = dataclasses.replace(node("g1", gpus=8), state=NODE_DOWN)
+    pol.decide(view(down, node("c1", gpus=0)), [job("a")], 0.0)
+    assert pol.net is pol.gpu_net
+    pol.decide(view(node("c1", gpus=0), node("c2", gpus=0)), [job("b")], 10.0)
+    assert pol.net is pol.cpu_net
 
 
 def test_the_per_seed_oracle_is_the_best_choice_made_after_the_fact():
