@@ -20,7 +20,7 @@ from scheduler.model import Policy
 LEARNED_POLICIES: tuple[str, ...] = ("dqn", "dqn-regime")
 """The offered policies a network decides: `dqn` (SJF within the long-job limit, learned; the one
 `train` and `policy install` make and replace) and `dqn-regime` (a network deciding alone,
-at most 0.99x the best heuristic on 20 held-out seeds a row on every family and load:
+at most 0.99x the best heuristic on 20 seeds a row no training used, on every family and load:
 `docs/benchmarks.md`, "DQN that knows the regime, sixth try")."""
 
 POLICY_NAMES: tuple[str, ...] = (*HEURISTICS, "ilp", *LEARNED_POLICIES)
