@@ -115,7 +115,7 @@ def test_each_limit_holds_with_its_reason(svc, sshbed, tmp_path, dispatcher):
     host = sshbed(1)[0]
     add_bed_hosts(svc, [host], root=tmp_path, gpus={host.name: 4}, cpus=16, mem_mb=16384)
     with pytest.raises(ValidationError, match="no account on this machine"):
-        svc.limit_set("user", "alice", gpus=1)  # no account, no job yet: a misspelt name
+        svc.limit_set("user", "alcie-no-such", gpus=1)  # no account, no job: a misspelt name
     alice, bob, carol = (as_user(svc, u) for u in ("alice", "bob", "carol"))
     a = [alice.submit(command="sleep 60", gpus=1, mem="128M") for _ in range(2)]
     b = [bob.submit(command="sleep 60", project="vision", mem="128M") for _ in range(2)]
