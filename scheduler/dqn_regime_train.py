@@ -192,6 +192,24 @@ def compare(
     return (best if gain > margin * abs(v0) else 0), gain
 
 
+def observe_state(env: FollowedEnv, regime: Regime, cap: float, gpus: bool) -> list[JobId]:
+    """At a state with a choice: the regime brought up to date (the jobs pending, what the
+    followed heuristics start now); returns the rows' jobs."""
+    assert env.sim is not None
+    regime.observe(env.sim.pending(), env.sim.now, cap, gpus)
+    regime.plans = env.plans()
+    return env.row_jobs()
+
+
+def net_pick(net: RegimeNet, regime: Regime, obs: Candidates, jobs: list[JobId]) -> int:
+    """The row `net` takes at this state (waiting only where it may)."""
+    net.observe(regime)
+    q = net.scores(obs.x, jobs)
+    if not obs.wait_allowed:
+        q[-1] = -np.inf
+    return int(np.argmax(q))
+
+
 def collect(
     wl: Workload,
     net: RegimeNet | None,
@@ -214,10 +232,7 @@ def collect(
         if len(obs) <= 1:
             obs, _, done, _, _ = env.step(0)
             continue
-        assert env.sim is not None
-        regime.observe(env.sim.pending(), env.sim.now, cap, gpus)
-        regime.plans = env.plans()
-        jobs = env.row_jobs()
+        jobs = observe_state(env, regime, cap, gpus)
         picks = [r(obs, env) for r in rules]
         differ = len(set(picks)) > 1
         if differ and step >= next_check:
@@ -230,14 +245,7 @@ def collect(
         if differ or step % 4 == 0:
             x = augment(obs.x, regime.vector, inputs, regime.plans, jobs)
             out.append(Labelled(x, obs.mask.copy(), label, 1.0, label != picks[0]))
-        act = label
-        if net is not None:
-            net.observe(regime)
-            q = net.scores(obs.x, jobs)
-            if not obs.wait_allowed:
-                q[-1] = -np.inf
-            act = int(np.argmax(q))
-        obs, _, done, _, _ = env.step(act)
+        obs, _, done, _, _ = env.step(label if net is None else net_pick(net, regime, obs, jobs))
         step += 1
     found["bsld"] = -env.episode_return
     return out, found
@@ -312,28 +320,17 @@ def collect_whole(
     obs, _ = env.reset()
     out: list[Labelled] = []
     step, done = 0, False
-
-    def argmax(n: RegimeNet, jobs: list[JobId]) -> int:
-        n.observe(regime)
-        q = n.scores(obs.x, jobs)
-        if not obs.wait_allowed:
-            q[-1] = -np.inf
-        return int(np.argmax(q))
-
     while not done:
         if len(obs) <= 1:
             obs, _, done, _, _ = env.step(0)
             continue
-        assert env.sim is not None
-        regime.observe(env.sim.pending(), env.sim.now, cap, gpus)
-        regime.plans = env.plans()
-        jobs = env.row_jobs()
-        picks = {KEEP: argmax(keep, jobs), **{r: rules[r](obs, env) for r in RULES}}
+        jobs = observe_state(env, regime, cap, gpus)
+        picks = {KEEP: net_pick(keep, regime, obs, jobs), **{r: rules[r](obs, env) for r in RULES}}
         target = picks[label]
         if len(set(picks.values())) > 1 or step % 4 == 0:
             x = augment(obs.x, regime.vector, INPUTS_V2, regime.plans, jobs)
             out.append(Labelled(x, obs.mask.copy(), target, 1.0, target != picks[KEEP]))
-        obs, _, done, _, _ = env.step(target if net is None else argmax(net, jobs))
+        obs, _, done, _, _ = env.step(target if net is None else net_pick(net, regime, obs, jobs))
         step += 1
     return out, -env.episode_return
 
